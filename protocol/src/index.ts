@@ -1,0 +1,32 @@
+// @meshport/protocol: Bolt v1/v2 and Dubbo codecs. Pure: no sockets, no timers, no files.
+
+export { PROTOCOL_ERROR_CODES, MeshportError, ProtocolError } from './errors';
+export type { ProtocolErrorCode } from './errors';
+export type { ProtocolName, FrameKind } from './types';
+export { detectProtocol, decodeFrame, setRequestId, frameLength, headerNeed } from './frame';
+export type { FrameHeader, DecodeOptions } from './frame';
+export { FrameSplitter, FRAME_SPLITTER_DEFAULTS } from './splitter';
+export type { FrameSplitterOptions } from './splitter';
+export {
+  BoltFrameHeader,
+  BoltType,
+  BoltCmdCode,
+  BoltCodec,
+  BoltStatus,
+  SOFA_REQUEST_CLASS,
+  SOFA_RESPONSE_CLASS,
+  encodeBoltErrorResponse,
+  encodeBoltHeartbeat,
+  encodeBoltHeartbeatAck,
+} from './bolt';
+export type { BoltFrameOptions, BoltErrorResponseOptions } from './bolt';
+export {
+  DubboFrameHeader,
+  DubboStatus,
+  DubboSerialization,
+  encodeDubboErrorResponse,
+  encodeDubboHeartbeat,
+  encodeDubboHeartbeatAck,
+} from './dubbo';
+export type { DubboErrorResponseOptions, DubboRequestId } from './dubbo';
+export { hessianString } from './hessian';

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# One idempotent set-up for every entry point (npm test, npm run demo, npm run bench):
+# Debian packages the suites need, then `npm ci` when the lockfile changed, then the TypeScript build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Keep in step with the README's "What gets installed" table.
+DEBIAN_PACKAGES=(
+  zookeeper redis-server haproxy            # real registry servers and the benchmark peer
+  iptables nftables conntrack iproute2      # transparent hijacking and its tests
+  clang llvm libbpf-dev bpftool             # eBPF programs of packages/socket
+)
+
+log() { printf '[bootstrap] %s\n' "$*" >&2; }
+
+missing=()
+for pkg in "${DEBIAN_PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$pkg")
+  fi
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  cmd="apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then
+    log "missing Debian packages: ${missing[*]}"
+    log "run this as root, then run the same npm command again:"
+    printf '  sudo sh -c "%s"\n' "$cmd" >&2
+    exit 1
+  fi
+  log "installing Debian packages: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+# npm ci only when package-lock.json differs from the one the installed tree was made from.
+stamp=node_modules/.meshport-lock.sha256
+want=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  log "installing npm packages (npm ci)"
+  npm ci --no-audit --no-fund >&2
+  echo "$want" > "$stamp"
+fi
+
+# tsc --build is incremental: it rebuilds only projects whose inputs changed.
+npx --no-install tsc --build >&2
