@@ -1,3 +1,132 @@
-export async function main(_argv: string[]): Promise<number> {
-  return 0;
+// The `meshport` command: argument parsing and dispatch to decode, tap and demo.
+
+import { parseArgs } from 'node:util';
+import { runDecode } from './decode';
+import { runDemo } from './demo';
+import { colourWanted } from './format';
+import { processIo, type Io } from './io';
+import { parseHostPort, startTap } from './tap';
+
+const USAGE = `meshport — a sidecar for SOFA-style RPC (Bolt and Dubbo)
+
+Usage:
+  meshport decode [--hex HEX | --base64 B64 | --file PATH] [--json] [--body]
+      Decode Bolt v1/v2 and Dubbo frames (one or many, concatenated). Without an input
+      option, reads stdin: raw bytes, or hex text.
+  meshport tap --listen HOST:PORT --upstream HOST:PORT [--json] [--body] [--with-bytes]
+      Forward TCP unchanged and print every frame both ways, with request/response pairing.
+  meshport demo
+      Run the demo: decode the seed frames, then a real SOFA RPC call through a tap.
+
+Common options:
+  --json              one JSON object per frame per line
+  --body              also decode bodies through hessian (display only)
+  --max-frame-size N  largest frame accepted, in bytes (default 16 MiB)
+  --color/--no-color  force colours on or off (default: on for a terminal, off with NO_COLOR)
+  -h, --help          this text
+
+Exit codes: 0 ok, 1 bad input (after printing every good frame before it), 2 usage error.
+`;
+
+const OPTIONS = {
+  hex: { type: 'string' },
+  base64: { type: 'string' },
+  file: { type: 'string' },
+  json: { type: 'boolean', default: false },
+  body: { type: 'boolean', default: false },
+  'with-bytes': { type: 'boolean', default: false },
+  listen: { type: 'string' },
+  upstream: { type: 'string' },
+  'max-frame-size': { type: 'string' },
+  color: { type: 'boolean' },
+  'no-color': { type: 'boolean' },
+  help: { type: 'boolean', short: 'h', default: false },
+} as const;
+
+class UsageError extends Error {}
+
+export async function main(argv: string[], io: Io = processIo): Promise<number> {
+  try {
+    return await dispatch(argv, io);
+  } catch (err) {
+    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      io.stderr.write(`meshport: ${(err as Error).message}\nRun 'meshport --help' for usage.\n`);
+      return 2;
+    }
+    throw err;
+  }
+}
+
+async function dispatch(argv: string[], io: Io): Promise<number> {
+  const { values, positionals } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+  const [command, ...rest] = positionals;
+  if (values.help || command === undefined || command === 'help') {
+    io.stdout.write(USAGE);
+    return command === undefined && !values.help ? 2 : 0;
+  }
+  if (rest.length > 0) throw new UsageError(`unexpected argument '${rest[0]}'`);
+  const colourFlag = values['no-color'] ? false : values.color;
+  const maxFrameSize = values['max-frame-size'] === undefined ? undefined : parseSize(values['max-frame-size']);
+
+  switch (command) {
+    case 'decode': {
+      const inputs = ['hex', 'base64', 'file'].filter((k) => values[k as 'hex'] !== undefined);
+      if (inputs.length > 1) throw new UsageError(`give one input, not ${inputs.map((k) => `--${k}`).join(' and ')}`);
+      return runDecode(
+        {
+          hex: values.hex,
+          base64: values.base64,
+          file: values.file,
+          json: values.json,
+          body: values.body,
+          colour: colourWanted(process.stdout, colourFlag),
+          maxFrameSize,
+        },
+        io,
+      );
+    }
+    case 'tap': {
+      if (!values.listen || !values.upstream) throw new UsageError('tap needs --listen HOST:PORT and --upstream HOST:PORT');
+      const tap = await startTap(
+        {
+          listen: hostPort(values.listen, '--listen'),
+          upstream: hostPort(values.upstream, '--upstream'),
+          json: values.json,
+          body: values.body,
+          withBytes: values['with-bytes'],
+          colour: colourWanted(process.stdout, colourFlag),
+          maxFrameSize,
+        },
+        io,
+      );
+      io.stderr.write(`meshport tap: listening on ${tap.address.address}:${tap.address.port}, forwarding to ${values.upstream}\n`);
+      await new Promise<void>((resolve) => {
+        const stop = () => {
+          process.off('SIGINT', stop).off('SIGTERM', stop);
+          void tap.close().then(resolve);
+        };
+        process.on('SIGINT', stop).on('SIGTERM', stop);
+      });
+      return 0;
+    }
+    case 'demo':
+      return runDemo(io, colourWanted(process.stdout, colourFlag));
+    default:
+      throw new UsageError(`unknown command '${command}'`);
+  }
+}
+
+function hostPort(text: string, what: string) {
+  try {
+    return parseHostPort(text, what);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+function parseSize(text: string): number {
+  const m = /^(\d+)\s*(k|ki|kib|m|mi|mib)?$/i.exec(text.trim());
+  if (!m) throw new UsageError(`--max-frame-size must be bytes, e.g. 1048576 or 16MiB, got '${text}'`);
+  const unit = (m[2] ?? '').toLowerCase();
+  return Number(m[1]) * (unit.startsWith('k') ? 1024 : unit.startsWith('m') ? 1024 * 1024 : 1);
 }

@@ -1,0 +1,123 @@
+// `meshport decode`: frames from hex, base64, a file or stdin, printed for people or as JSON lines.
+
+import { createReadStream } from 'node:fs';
+import { FrameSplitter, ProtocolError, decodeFrame, type FrameHeader } from '@meshport/protocol';
+import { decodeBody } from '@meshport/protocol/body';
+import { Style, bodyPretty, frameJson, framePretty } from './format';
+import type { Io } from './io';
+
+export interface DecodeCommandOptions {
+  hex?: string;
+  base64?: string;
+  file?: string;
+  json: boolean;
+  body: boolean;
+  colour: boolean;
+  maxFrameSize?: number;
+}
+
+/** Input the user got wrong before any frame was read (not a wire problem). */
+export class InputError extends Error {}
+
+/** Hex as people paste it: whitespace, `0x` prefixes and `:`/`-` separators are ignored. */
+export function parseHex(text: string): Buffer {
+  const clean = text.replace(/0x/gi, '').replace(/[\s:-]/g, '');
+  const bad = clean.search(/[^0-9a-fA-F]/);
+  if (bad >= 0) throw new InputError(`invalid hex: '${clean[bad]}' is not a hex digit (hex character ${bad})`);
+  if (clean.length % 2 !== 0) throw new InputError(`invalid hex: odd number of digits (${clean.length})`);
+  return Buffer.from(clean, 'hex');
+}
+
+export function parseBase64(text: string): Buffer {
+  const clean = text.replace(/\s/g, '');
+  if (!/^[A-Za-z0-9+/_-]*={0,2}$/.test(clean)) throw new InputError('invalid base64 input');
+  return Buffer.from(clean, 'base64');
+}
+
+/** No frame starts with an ASCII hex digit, so stdin that does is hex text (e.g. a fixture file piped in). */
+function looksLikeHexText(chunk: Buffer): boolean {
+  const first = chunk.toString('latin1').trimStart()[0];
+  return first !== undefined && /[0-9a-fA-F]/.test(first);
+}
+
+async function* inputChunks(opts: DecodeCommandOptions, io: Io): AsyncGenerator<Buffer> {
+  if (opts.hex !== undefined) yield parseHex(opts.hex);
+  else if (opts.base64 !== undefined) yield parseBase64(opts.base64);
+  else if (opts.file !== undefined) {
+    const stream = createReadStream(opts.file);
+    try {
+      for await (const chunk of stream) yield chunk as Buffer;
+    } catch (err) {
+      throw new InputError(`cannot read ${opts.file}: ${(err as Error).message}`);
+    }
+  } else {
+    let mode: 'unknown' | 'hex' | 'raw' = 'unknown';
+    const hexText: string[] = [];
+    for await (const chunk of io.stdin) {
+      const buf = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
+      if (mode === 'unknown' && buf.toString('latin1').trim() !== '') mode = looksLikeHexText(buf) ? 'hex' : 'raw';
+      if (mode === 'hex') hexText.push(buf.toString('latin1'));
+      else yield buf;
+    }
+    if (mode === 'hex') yield parseHex(hexText.join(''));
+  }
+}
+
+/** Prints every frame of the input; returns the exit code (0 all good, 1 bad input after the good frames). */
+export async function runDecode(opts: DecodeCommandOptions, io: Io): Promise<number> {
+  const style = new Style(opts.colour);
+  let count = 0;
+  const splitter = new FrameSplitter(
+    (frame) => {
+      const start = splitter.offset - frame.length;
+      let header: FrameHeader;
+      try {
+        header = decodeFrame(frame);
+      } catch (err) {
+        throw err instanceof ProtocolError ? err.shifted(start) : err;
+      }
+      count++;
+      const body = opts.body ? bodyOf(frame, header, start) : undefined;
+      if (opts.json) {
+        io.stdout.write(JSON.stringify(frameJson(header, { offset: start, body })) + '\n');
+      } else {
+        io.stdout.write(`${style.dim(`#${count} @${start}`)} ${framePretty(header, style)}\n`);
+        if (body) io.stdout.write(bodyPretty(body, style, '  ') + '\n');
+      }
+      // A bad CRC is shown (the frame is readable) and then ends the run as bad input.
+      if (header.protocol === 'bolt' && header.crc === 'bad') {
+        const at = start + header.frameLength - 4;
+        throw new ProtocolError('MESHPORT_BOLT_BAD_CRC', 'Bolt v2 CRC32 does not match the frame', at);
+      }
+    },
+    { maxFrameSize: opts.maxFrameSize },
+  );
+  try {
+    let sawInput = false;
+    for await (const chunk of inputChunks(opts, io)) {
+      if (chunk.length > 0) sawInput = true;
+      splitter.write(chunk);
+    }
+    splitter.end();
+    if (!sawInput) throw new InputError('no input: give --hex, --base64, --file or bytes on stdin');
+    return 0;
+  } catch (err) {
+    if (err instanceof ProtocolError) {
+      io.stderr.write(`meshport decode: ${err.code}: ${err.message}\n`);
+      return 1;
+    }
+    if (err instanceof InputError) {
+      io.stderr.write(`meshport decode: ${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  }
+}
+
+function bodyOf(frame: Buffer, header: FrameHeader, start: number): unknown[] {
+  try {
+    return decodeBody(frame, header);
+  } catch (err) {
+    throw err instanceof ProtocolError ? err.shifted(start) : err;
+  }
+}
