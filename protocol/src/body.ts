@@ -15,7 +15,7 @@ import type { FrameHeader } from './frame';
 export function decodeBody(frame: Buffer, header: FrameHeader): unknown[] {
   const body = frame.subarray(header.bodyOffset, header.bodyOffset + header.bodyLength);
   if (body.length === 0) return [];
-  let decoder: hessian4.DecoderV2;
+  let decoder: HessianReader;
   if (header.protocol === 'bolt') {
     if (header.codec !== BoltCodec.HESSIAN2) throw undecodable(header.serialization, header.bodyOffset);
     decoder = new hessianDraft.DecoderV2(body);
@@ -32,6 +32,12 @@ export function decodeBody(frame: Buffer, header: FrameHeader): unknown[] {
     throw new ProtocolError('MESHPORT_BODY_UNDECODABLE', `hessian body: ${(err as Error).message}`, at);
   }
   return values;
+}
+
+/** What both hessian libraries' DecoderV2 offer that we use. */
+interface HessianReader {
+  read(): unknown;
+  byteBuffer: { position(): number };
 }
 
 function undecodable(serialization: string, at: number): ProtocolError {

@@ -114,6 +114,8 @@ function keyIs(buf: Buffer, start: number, len: number, key: Buffer): boolean {
   return len === key.length && buf.compare(key, 0, len, start, start + len) === 0;
 }
 
+export type CrcPolicy = 'check' | 'reject' | 'skip';
+
 /** The header-only view of one Bolt frame. Header map strings are made only when `headers` is read. */
 export class BoltFrameHeader {
   readonly protocol = 'bolt' as const;
@@ -138,7 +140,7 @@ export class BoltFrameHeader {
   readonly #headerEnd: number;
   #headerMap: Record<string, string | null> | undefined;
 
-  constructor(frame: Buffer, verifyCrc: boolean) {
+  constructor(frame: Buffer, crcPolicy: CrcPolicy) {
     const v2 = frame[0] === BOLT_V2;
     const need = boltHeaderNeed(frame, 0, frame.length);
     if (frame.length < need) {
@@ -175,7 +177,11 @@ export class BoltFrameHeader {
     const keys = scanHeaderMap(frame, this.#headerStart, this.#headerEnd);
     this.service = keys.service;
     this.method = keys.method;
-    this.crc = v2 && hasCrc(frame, 0) ? (verifyCrc ? checkCrc(frame, this.frameLength) : undefined) : undefined;
+    this.crc = v2 && crcPolicy !== 'skip' && hasCrc(frame, 0) ? checkCrc(frame, this.frameLength) : undefined;
+    if (this.crc === 'bad' && crcPolicy === 'reject') {
+      const at = this.frameLength - 4;
+      throw new ProtocolError('MESHPORT_BOLT_BAD_CRC', 'Bolt v2 CRC32 does not match the frame', at);
+    }
   }
 
   /** Every header map entry, decoded on first use (the routing path never needs it). */

@@ -4,6 +4,7 @@ import {
   BOLT_V1,
   BOLT_V2,
   BoltFrameHeader,
+  type CrcPolicy,
   boltFrameLength,
   boltHeaderNeed,
   setBoltRequestId,
@@ -44,8 +45,13 @@ export function frameLength(buf: Buffer, off: number): number {
 export type FrameHeader = BoltFrameHeader | DubboFrameHeader;
 
 export interface DecodeOptions {
-  /** Check the CRC32 of Bolt v2 frames that carry one, and report it in `crc`. @default true */
-  verifyCrc?: boolean;
+  /**
+   * What to do with the CRC32 of a Bolt v2 frame that carries one: `check` reports it in `crc`, `reject` also throws
+   * MESHPORT_BOLT_BAD_CRC when it does not match (what a proxy wants), `skip` leaves `crc` unset and saves the pass
+   * over the frame.
+   * @default 'check'
+   */
+  crc?: CrcPolicy;
 }
 
 /**
@@ -55,7 +61,7 @@ export interface DecodeOptions {
 export function decodeFrame(frame: Buffer, options?: DecodeOptions): FrameHeader {
   headerNeed(frame, 0, frame.length); // rejects an unknown first byte
   if (frame[0] === DUBBO_MAGIC_HIGH) return new DubboFrameHeader(frame);
-  return new BoltFrameHeader(frame, options?.verifyCrc ?? true);
+  return new BoltFrameHeader(frame, options?.crc ?? 'check');
 }
 
 /**

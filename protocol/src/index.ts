@@ -19,7 +19,7 @@ export {
   encodeBoltHeartbeat,
   encodeBoltHeartbeatAck,
 } from './bolt';
-export type { BoltFrameOptions, BoltErrorResponseOptions } from './bolt';
+export type { BoltFrameOptions, BoltErrorResponseOptions, CrcPolicy } from './bolt';
 export {
   DubboFrameHeader,
   DubboStatus,
