@@ -2,7 +2,6 @@
 
 import { parseArgs } from 'node:util';
 import { runDecode } from './decode';
-import { runDemo } from './demo';
 import { colourWanted } from './format';
 import { processIo, type Io } from './io';
 import { parseHostPort, startTap } from './tap';
@@ -109,8 +108,11 @@ async function dispatch(argv: string[], io: Io): Promise<number> {
       });
       return 0;
     }
-    case 'demo':
+    case 'demo': {
+      // Loaded on demand: the demo pulls in the SDKs, which decode and tap never need.
+      const { runDemo } = await import('./demo.js');
       return runDemo(io, colourWanted(process.stdout, colourFlag));
+    }
     default:
       throw new UsageError(`unknown command '${command}'`);
   }
