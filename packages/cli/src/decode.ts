@@ -44,23 +44,26 @@ async function* inputChunks(opts: DecodeCommandOptions, io: Io): AsyncGenerator<
   if (opts.hex !== undefined) yield parseHex(opts.hex);
   else if (opts.base64 !== undefined) yield parseBase64(opts.base64);
   else if (opts.file !== undefined) {
-    const stream = createReadStream(opts.file);
     try {
-      for await (const chunk of stream) yield chunk as Buffer;
+      yield* rawOrHexText(createReadStream(opts.file));
     } catch (err) {
+      if ((err as NodeJS.ErrnoException).syscall === undefined) throw err;
       throw new InputError(`cannot read ${opts.file}: ${(err as Error).message}`);
     }
-  } else {
-    let mode: 'unknown' | 'hex' | 'raw' = 'unknown';
-    const hexText: string[] = [];
-    for await (const chunk of io.stdin) {
-      const buf = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
-      if (mode === 'unknown' && buf.toString('latin1').trim() !== '') mode = looksLikeHexText(buf) ? 'hex' : 'raw';
-      if (mode === 'hex') hexText.push(buf.toString('latin1'));
-      else yield buf;
-    }
-    if (mode === 'hex') yield parseHex(hexText.join(''));
+  } else yield* rawOrHexText(io.stdin);
+}
+
+/** Raw bytes stream through as they come; hex text (a fixture file, a paste) is read whole and parsed. */
+async function* rawOrHexText(stream: AsyncIterable<Buffer | string>): AsyncGenerator<Buffer> {
+  let mode: 'unknown' | 'hex' | 'raw' = 'unknown';
+  const hexText: string[] = [];
+  for await (const chunk of stream) {
+    const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+    if (mode === 'unknown' && buf.toString('latin1').trim() !== '') mode = looksLikeHexText(buf) ? 'hex' : 'raw';
+    if (mode === 'hex') hexText.push(buf.toString('latin1'));
+    else yield buf;
   }
+  if (mode === 'hex') yield parseHex(hexText.join(''));
 }
 
 /** Prints every frame of the input; returns the exit code (0 all good, 1 bad input after the good frames). */
