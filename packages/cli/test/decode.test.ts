@@ -73,14 +73,17 @@ describe('meshport decode', () => {
     assert.equal(lines[10].version, null);
   });
 
-  it('reads --base64, --file (raw bytes), raw bytes on stdin and hex text on stdin alike', () => {
+  it('reads --base64, --file and stdin, each as raw bytes or hex text, alike', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'meshport-decode-'));
     try {
       const file = path.join(dir, 'frames.bin');
       writeFileSync(file, Buffer.concat([boltRequest, dubboRequest]));
+      const hexFile = path.join(dir, 'frames.hex');
+      writeFileSync(hexFile, `${boltRequest.toString('hex')}\n${dubboRequest.toString('hex')}\n`);
       const runs = [
         meshport(['decode', '--json', '--base64', Buffer.concat([boltRequest, dubboRequest]).toString('base64')]),
         meshport(['decode', '--json', '--file', file]),
+        meshport(['decode', '--json', '--file', hexFile]),
         meshport(['decode', '--json'], Buffer.concat([boltRequest, dubboRequest])),
         meshport(['decode', '--json'], `${boltRequest.toString('hex')}\n${dubboRequest.toString('hex')}\n`),
       ];
