@@ -2,6 +2,7 @@
 
 import { crc32 } from 'node:zlib';
 import { ProtocolError, hexByte } from './errors';
+import { i16, i32, u16 } from './bytes';
 import { hessianString } from './hessian';
 import { StringInterner } from './intern';
 import type { FrameKind } from './types';
@@ -93,9 +94,9 @@ function fixedLayout(v2: boolean, type: number) {
 export function boltFrameLength(buf: Buffer, off: number): number {
   const v2 = buf[off] === BOLT_V2;
   const l = fixedLayout(v2, buf[off + (v2 ? 2 : 1)]);
-  const classLen = buf.readInt16BE(off + l.classLen);
-  const headerLen = buf.readInt16BE(off + l.headerLen);
-  const contentLen = buf.readInt32BE(off + l.contentLen);
+  const classLen = i16(buf, off + l.classLen);
+  const headerLen = i16(buf, off + l.headerLen);
+  const contentLen = i32(buf, off + l.contentLen);
   if (classLen < 0 || headerLen < 0 || contentLen < 0) {
     const at = classLen < 0 ? l.classLen : headerLen < 0 ? l.headerLen : l.contentLen;
     throw new ProtocolError('MESHPORT_BOLT_BAD_LENGTH', 'Bolt length field is negative', off + at);
@@ -111,7 +112,10 @@ const KEY_METHOD = Buffer.from('sofa_head_method_name');
 const interner = new StringInterner(4096);
 
 function keyIs(buf: Buffer, start: number, len: number, key: Buffer): boolean {
-  return len === key.length && buf.compare(key, 0, len, start, start + len) === 0;
+  if (len !== key.length) return false;
+  // A JS loop: Buffer#compare with ranges costs ~75 ns of argument checks, several times this whole loop.
+  for (let i = 0; i < len; i++) if (buf[start + i] !== key[i]) return false;
+  return true;
 }
 
 export type CrcPolicy = 'check' | 'reject' | 'skip';
@@ -128,7 +132,6 @@ export class BoltFrameHeader {
   readonly codec: number;
   readonly timeoutMs: number | undefined;
   readonly status: number | undefined;
-  readonly className: string;
   readonly frameLength: number;
   readonly bodyLength: number;
   /** Where the content starts in the frame. */
@@ -136,6 +139,7 @@ export class BoltFrameHeader {
   readonly crc: 'ok' | 'bad' | undefined;
   // Hard-private, so JSON.stringify and spreading show the frame's fields and not the bytes behind them.
   readonly #frame: Buffer;
+  readonly #classLen: number;
   readonly #headerStart: number;
   readonly #headerEnd: number;
   #headerMap: Record<string, string | null> | undefined;
@@ -148,17 +152,22 @@ export class BoltFrameHeader {
     }
     const s = v2 ? 1 : 0;
     const type = frame[1 + s];
-    const cmd = frame.readUInt16BE(2 + s);
+    const cmd = u16(frame, 2 + s);
     this.kind = boltKind(type, cmd, 2 + s);
     this.protocolVersion = v2 ? 2 : 1;
-    this.requestId = frame.readInt32BE(5 + s);
+    this.requestId = i32(frame, 5 + s);
     this.codec = frame[9 + s];
     this.serialization = boltSerializationName(this.codec);
     const l = fixedLayout(v2, type);
     const isResponse = type === BoltType.RESPONSE;
-    this.timeoutMs = isResponse ? undefined : frame.readInt32BE(10 + 2 * s);
-    this.status = isResponse ? frame.readUInt16BE(l.status) : undefined;
-    this.frameLength = boltFrameLength(frame, 0);
+    this.timeoutMs = isResponse ? undefined : i32(frame, 10 + 2 * s);
+    this.status = isResponse ? u16(frame, l.status) : undefined;
+    const classLen = i16(frame, l.classLen);
+    const headerLen = i16(frame, l.headerLen);
+    this.bodyLength = i32(frame, l.contentLen);
+    if (classLen < 0 || headerLen < 0 || this.bodyLength < 0) boltFrameLength(frame, 0); // throws, naming the field
+    const withCrc = v2 && hasCrc(frame, 0);
+    this.frameLength = l.fixed + classLen + headerLen + this.bodyLength + (withCrc ? 4 : 0);
     if (frame.length < this.frameLength) {
       throw new ProtocolError(
         'MESHPORT_FRAME_TRUNCATED',
@@ -166,22 +175,25 @@ export class BoltFrameHeader {
         frame.length,
       );
     }
-    const classLen = frame.readInt16BE(l.classLen);
-    const headerLen = frame.readInt16BE(l.headerLen);
-    this.bodyLength = frame.readInt32BE(l.contentLen);
-    this.className = classLen === 0 ? '' : interner.get(frame, l.fixed, l.fixed + classLen);
     this.#frame = frame;
+    this.#classLen = classLen;
     this.#headerStart = l.fixed + classLen;
     this.#headerEnd = this.#headerStart + headerLen;
     this.bodyOffset = this.#headerEnd;
-    const keys = scanHeaderMap(frame, this.#headerStart, this.#headerEnd);
-    this.service = keys.service;
-    this.method = keys.method;
-    this.crc = v2 && crcPolicy !== 'skip' && hasCrc(frame, 0) ? checkCrc(frame, this.frameLength) : undefined;
+    scanHeaderMap(frame, this.#headerStart, this.#headerEnd);
+    this.service = scanned.service;
+    this.method = scanned.method;
+    this.crc = withCrc && crcPolicy !== 'skip' ? checkCrc(frame, this.frameLength) : undefined;
     if (this.crc === 'bad' && crcPolicy === 'reject') {
       const at = this.frameLength - 4;
       throw new ProtocolError('MESHPORT_BOLT_BAD_CRC', 'Bolt v2 CRC32 does not match the frame', at);
     }
+  }
+
+  /** The class name (SofaRequest, SofaResponse, ...), made on first use: routing never needs it. */
+  get className(): string {
+    const start = this.#headerStart - this.#classLen;
+    return this.#classLen === 0 ? '' : interner.get(this.#frame, start, this.#headerStart);
   }
 
   /** Every header map entry, decoded on first use (the routing path never needs it). */
@@ -191,7 +203,7 @@ export class BoltFrameHeader {
   }
 
   toJSON(): object {
-    return { ...this, headers: this.headers };
+    return { ...this, className: this.className, headers: this.headers };
   }
 }
 
@@ -213,11 +225,14 @@ function checkCrc(frame: Buffer, frameLength: number): 'ok' | 'bad' {
   return (crc32(frame.subarray(0, frameLength - 4)) | 0) === expected ? 'ok' : 'bad';
 }
 
+/** What the last scanHeaderMap found: module state, so the per-frame scan allocates no result object. */
+const scanned: { service: string | undefined; method: string | undefined } = { service: undefined, method: undefined };
+
 /**
- * Walks `[i32 keyLen][key][i32 valLen][val]...` checking every length, and returns the routing values.
+ * Walks `[i32 keyLen][key][i32 valLen][val]...` checking every length, and leaves the routing values in `scanned`.
  * Only the values we route on become strings, through the interner.
  */
-function scanHeaderMap(buf: Buffer, start: number, end: number): { service?: string; method?: string } {
+function scanHeaderMap(buf: Buffer, start: number, end: number): void {
   let service: string | undefined;
   let target: string | undefined;
   let method: string | undefined;
@@ -236,7 +251,8 @@ function scanHeaderMap(buf: Buffer, start: number, end: number): { service?: str
     else if (keyIs(buf, keyStart, keyLen, KEY_TARGET_SERVICE)) target = interner.get(buf, valStart, p);
     else if (keyIs(buf, keyStart, keyLen, KEY_METHOD)) method = interner.get(buf, valStart, p);
   }
-  return { service: service ?? target, method };
+  scanned.service = service ?? target;
+  scanned.method = method;
 }
 
 /** Reads one i32 length of the header map and checks that it and its bytes fit before `end`. */
@@ -244,7 +260,7 @@ function readLen(buf: Buffer, p: number, end: number): number {
   if (p + 4 > end) {
     throw new ProtocolError('MESHPORT_BOLT_BAD_HEADER_MAP', 'Bolt header map ends inside a length field', p);
   }
-  const len = buf.readInt32BE(p);
+  const len = i32(buf, p);
   if (len < -1 || p + 4 + len > end) {
     throw new ProtocolError('MESHPORT_BOLT_BAD_HEADER_MAP', `Bolt header map length ${len} does not fit`, p);
   }

@@ -1,5 +1,6 @@
 // Dubbo: frame measuring, header-only decode (route key from the leading hessian2 strings), id rewrite, made frames.
 
+import { i32, u32 } from './bytes';
 import { ProtocolError, hexByte } from './errors';
 import { HessianStringReader, hessianString } from './hessian';
 import type { FrameKind } from './types';
@@ -58,7 +59,7 @@ export function dubboFrameLength(buf: Buffer, off: number): number {
   if (buf[off + 1] !== 0xbb) {
     throw new ProtocolError('MESHPORT_BAD_MAGIC', `Dubbo magic 0xda${hexByte(buf[off + 1])} is not 0xdabb`, off + 1);
   }
-  const bodyLength = buf.readInt32BE(off + 12);
+  const bodyLength = i32(buf, off + 12);
   if (bodyLength < 0) {
     throw new ProtocolError('MESHPORT_DUBBO_BAD_LENGTH', `Dubbo body length ${bodyLength} is negative`, off + 12);
   }
@@ -119,9 +120,8 @@ export class DubboFrameHeader {
 }
 
 function readDubboId(frame: Buffer): string {
-  const hi = frame.readUInt32BE(4);
   // The common case, an id below 2^32, needs no BigInt.
-  return hi === 0 ? String(frame.readUInt32BE(8)) : frame.readBigInt64BE(4).toString();
+  return i32(frame, 4) === 0 ? String(u32(frame, 8)) : frame.readBigInt64BE(4).toString();
 }
 
 /** Anything that names an int64 request id. */

@@ -59,9 +59,11 @@ export interface DecodeOptions {
  * deserializes no body. Bytes after the frame are ignored; a frame shorter than its header declares is an error.
  */
 export function decodeFrame(frame: Buffer, options?: DecodeOptions): FrameHeader {
-  headerNeed(frame, 0, frame.length); // rejects an unknown first byte
-  if (frame[0] === DUBBO_MAGIC_HIGH) return new DubboFrameHeader(frame);
-  return new BoltFrameHeader(frame, options?.crc ?? 'check');
+  const first = frame[0];
+  if (first === BOLT_V1 || first === BOLT_V2) return new BoltFrameHeader(frame, options?.crc ?? 'check');
+  if (first === DUBBO_MAGIC_HIGH) return new DubboFrameHeader(frame);
+  headerNeed(frame, 0, frame.length); // throws MESHPORT_BAD_MAGIC (or asks for a first byte)
+  throw new ProtocolError('MESHPORT_FRAME_TRUNCATED', 'an empty input holds no frame', 0);
 }
 
 /**

@@ -96,8 +96,26 @@ export class HessianStringReader {
 
   /** The next value, which must be a string or null. Single-chunk strings are interned. */
   readString(): string | null {
-    const { buf } = this;
+    const { buf, end } = this;
     const at = this.pos;
+    // Fast path for what Dubbo's leading strings almost always are: one short (0x00-0x1f) or medium (0x30-0x33)
+    // chunk of ASCII, whose byte length then equals its unit count. Anything else takes the general loop below.
+    if (at + 1 < end) {
+      const c = buf[at];
+      const isShort = c < 0x20;
+      if (isShort || (c >= 0x30 && c <= 0x33)) {
+        const start = isShort ? at + 1 : at + 2;
+        const stop = start + (isShort ? c : ((c - 0x30) << 8) | buf[at + 1]);
+        if (stop <= end) {
+          let q = start;
+          while (q < stop && buf[q] < 0x80) q++;
+          if (q === stop) {
+            this.pos = stop;
+            return interner.get(buf, start, stop);
+          }
+        }
+      }
+    }
     const code = this.byteAt(at);
     if (code === 0x4e) {
       this.pos = at + 1;
