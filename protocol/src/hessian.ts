@@ -79,6 +79,14 @@ export function decodeCesu8(buf: Buffer, start: number, end: number): string {
 
 const interner = new StringInterner(4096, decodeCesu8);
 
+/** ASCII bytes as text; any other byte range as '' (the fast path's "not for me"). */
+function asciiOrEmpty(buf: Buffer, start: number, end: number): string {
+  for (let i = start; i < end; i++) if (buf[i] >= 0x80) return '';
+  return buf.toString('latin1', start, end);
+}
+
+const asciiInterner = new StringInterner(4096, asciiOrEmpty);
+
 /**
  * Reads consecutive Hessian 2.0 strings (or nulls) from a body without a Hessian library, for the Dubbo route key.
  * One instance is reused per decode: the reader holds a position, not a result object per string.
@@ -99,19 +107,19 @@ export class HessianStringReader {
     const { buf, end } = this;
     const at = this.pos;
     // Fast path for what Dubbo's leading strings almost always are: one short (0x00-0x1f) or medium (0x30-0x33)
-    // chunk of ASCII, whose byte length then equals its unit count. Anything else takes the general loop below.
+    // chunk of ASCII, whose byte length equals its unit count. The ASCII interner answers '' for any range that is
+    // not pure ASCII, so a text of `units` characters proves the guess. Anything else takes the general loop below.
     if (at + 1 < end) {
       const c = buf[at];
       const isShort = c < 0x20;
       if (isShort || (c >= 0x30 && c <= 0x33)) {
         const start = isShort ? at + 1 : at + 2;
-        const stop = start + (isShort ? c : ((c - 0x30) << 8) | buf[at + 1]);
-        if (stop <= end) {
-          let q = start;
-          while (q < stop && buf[q] < 0x80) q++;
-          if (q === stop) {
-            this.pos = stop;
-            return interner.get(buf, start, stop);
+        const units = isShort ? c : ((c - 0x30) << 8) | buf[at + 1];
+        if (start + units <= end) {
+          const text = asciiInterner.get(buf, start, start + units);
+          if (text.length === units) {
+            this.pos = start + units;
+            return text;
           }
         }
       }
