@@ -81,3 +81,42 @@ export function setRequestId(frame: Buffer, id: number | DubboRequestId): void {
     throw new ProtocolError('MESHPORT_BAD_MAGIC', `first byte 0x${hexByte(frame[0])} is neither Bolt nor Dubbo`, 0);
   }
 }
+
+/** Who a frame is for, read from as little as its fixed header: enough to answer it with an error of our own. */
+export interface FrameIdentity {
+  protocol: ProtocolName;
+  requestId: number | string;
+  /** True for requests that expect an answer (not oneway, not a response). */
+  expectsResponse: boolean;
+  /** Bolt: what an answer should copy. */
+  boltVersion?: 1 | 2;
+  ver1?: number;
+  switchFlags?: number;
+  codec?: number;
+}
+
+/**
+ * Reads protocol, request id and kind from the first bytes of a frame, without validating the rest. Undefined when
+ * too few bytes are there or the first byte is no protocol. For answering frames that failed to decode.
+ */
+export function peekFrameIdentity(head: Buffer): FrameIdentity | undefined {
+  const b = head[0];
+  if (b === DUBBO_MAGIC_HIGH) {
+    if (head.length < 12) return undefined;
+    const flag = head[2];
+    const id = head.readBigInt64BE(4).toString();
+    return { protocol: 'dubbo', requestId: id, expectsResponse: (flag & 0xe0) === 0xc0 };
+  }
+  if (b !== BOLT_V1 && b !== BOLT_V2) return undefined;
+  const s = b === BOLT_V2 ? 1 : 0;
+  if (head.length < 10 + s + s) return undefined;
+  return {
+    protocol: 'bolt',
+    requestId: head.readInt32BE(5 + s),
+    expectsResponse: head[1 + s] === 1,
+    boltVersion: s ? 2 : 1,
+    ver1: s ? head[1] : undefined,
+    switchFlags: s ? head[11] : undefined,
+    codec: head[9 + s],
+  };
+}

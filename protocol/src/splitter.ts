@@ -43,6 +43,9 @@ export class FrameSplitter {
   private failure: ProtocolError | undefined;
   /** What turns an offset of the buffer being read into a stream offset. */
   private errorBase = 0;
+  /** Whether the frame being measured lies in the chunk (fast path) or in `head`. */
+  private readingHead = false;
+  private failedHead: Buffer | undefined;
   private delivering = false;
 
   constructor(
@@ -55,6 +58,14 @@ export class FrameSplitter {
   /** Bytes held for a frame not yet complete. */
   get buffered(): number {
     return this.state === State.Body ? this.filled : this.headLen;
+  }
+
+  /**
+   * After a ProtocolError: a copy of the first bytes (up to a fixed header) of the frame that failed, so a proxy can
+   * still read its request id and answer it (see peekFrameIdentity).
+   */
+  get failedFrameHead(): Buffer | undefined {
+    return this.failedHead;
   }
 
   /** Stream offset of the next frame's first byte, i.e. every byte before it was a whole frame. */
@@ -79,6 +90,7 @@ export class FrameSplitter {
         if (this.headLen === 0) {
           // Fast path: measure the frame where it lies and hand it out without copying.
           this.errorBase = this.frameStart - off;
+          this.readingHead = false;
           const avail = end - off;
           if (avail >= headerNeed(chunk, off, avail)) {
             const len = this.measure(chunk, off);
@@ -96,6 +108,7 @@ export class FrameSplitter {
           }
         }
         this.errorBase = this.frameStart;
+        this.readingHead = true;
         off = this.readHeader(chunk, off);
       }
     } catch (err) {
@@ -104,6 +117,10 @@ export class FrameSplitter {
       // Header reads throw offsets relative to the buffer they read; the caller wants stream offsets.
       // An error thrown by onFrame is the caller's own and passes through untouched.
       if (err instanceof ProtocolError && own) {
+        if (this.failedHead === undefined) {
+          const from = this.readingHead ? this.head.subarray(0, this.headLen) : chunk.subarray(this.frameStart - this.errorBase);
+          this.failedHead = Buffer.from(from.subarray(0, MAX_FIXED_HEADER));
+        }
         this.failure ??= err.shifted(this.errorBase);
         throw this.failure;
       }

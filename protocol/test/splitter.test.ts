@@ -7,6 +7,7 @@ import {
   encodeBoltHeartbeat,
   encodeBoltHeartbeatAck,
   encodeDubboHeartbeat,
+  peekFrameIdentity,
 } from '../src/index';
 import { bolt, chunkings, dubbo } from './helpers/build';
 
@@ -94,6 +95,23 @@ describe('FrameSplitter', () => {
       );
       assert.equal(out.length, 2, `${how}: the good frames before the error still come out`);
     }
+  });
+
+  it('keeps the head of a frame that failed, so its request id can still be answered', () => {
+    const oversize = bolt({ id: 4242 });
+    oversize.writeInt32BE(1 << 30, 18);
+    for (const { name: how, chunks } of chunkings(Buffer.concat([dubbo(), oversize.subarray(0, 22)]))) {
+      const splitter = new FrameSplitter(() => {}, { maxFrameSize: 1 << 20 });
+      assert.throws(() => chunks.forEach((c) => splitter.write(c)), ProtocolError, how);
+      const who = peekFrameIdentity(splitter.failedFrameHead!);
+      assert.deepEqual(who && [who.protocol, who.requestId, who.expectsResponse], ['bolt', 4242, true], how);
+    }
+    const dubboHead = dubbo({ id: 2n ** 40n });
+    dubboHead.writeInt32BE(-7, 12);
+    const splitter = new FrameSplitter(() => {});
+    assert.throws(() => splitter.write(dubboHead), /MESHPORT_DUBBO_BAD_LENGTH|negative/);
+    assert.equal(peekFrameIdentity(splitter.failedFrameHead!)?.requestId, String(2n ** 40n));
+    assert.equal(peekFrameIdentity(Buffer.from([0x01, 0x01, 0x00])), undefined);
   });
 
   it('stays failed after an error: later writes throw the same error', () => {
