@@ -246,10 +246,12 @@ function scanHeaderMap(buf: Buffer, start: number, end: number): void {
     p += 4;
     const valStart = p;
     p += valLen < 0 ? 0 : valLen;
-    if (valLen < 0 || keyLen <= 0) continue;
-    if (keyIs(buf, keyStart, keyLen, KEY_SERVICE)) service = interner.get(buf, valStart, p);
-    else if (keyIs(buf, keyStart, keyLen, KEY_TARGET_SERVICE)) target = interner.get(buf, valStart, p);
-    else if (keyIs(buf, keyStart, keyLen, KEY_METHOD)) method = interner.get(buf, valStart, p);
+    if (keyLen <= 0) continue;
+    // A repeated key: the last one wins, as in the decoded `headers` map; a null value unsets it.
+    const value = valLen < 0 ? undefined : valStart;
+    if (keyIs(buf, keyStart, keyLen, KEY_SERVICE)) service = value === undefined ? undefined : interner.get(buf, value, p);
+    else if (keyIs(buf, keyStart, keyLen, KEY_TARGET_SERVICE)) target = value === undefined ? undefined : interner.get(buf, value, p);
+    else if (keyIs(buf, keyStart, keyLen, KEY_METHOD)) method = value === undefined ? undefined : interner.get(buf, value, p);
   }
   scanned.service = service ?? target;
   scanned.method = method;
@@ -281,14 +283,20 @@ function decodeHeaderMap(buf: Buffer, start: number, end: number): Record<string
   return map;
 }
 
-/** Rewrites the request id in place; a v2 frame with a CRC gets its CRC recomputed. */
+/** Rewrites the request id in place; a v2 frame with a CRC gets its CRC recomputed. The fixed header must be whole. */
 export function setBoltRequestId(frame: Buffer, id: number): void {
   const v2 = frame[0] === BOLT_V2;
-  frame.writeInt32BE(id | 0, v2 ? 6 : 5);
   if (v2 && hasCrc(frame, 0)) {
-    const end = frame.length - 4;
+    // The CRC sits at the end of this frame, which need not be the end of the buffer.
+    const end = boltFrameLength(frame, 0) - 4;
+    if (frame.length < end + 4) {
+      throw new ProtocolError('MESHPORT_FRAME_TRUNCATED', `Bolt frame declares ${end + 4} bytes, got ${frame.length}`, frame.length);
+    }
+    frame.writeInt32BE(id | 0, 6);
     frame.writeInt32BE(crc32(frame.subarray(0, end)) | 0, end);
+    return;
   }
+  frame.writeInt32BE(id | 0, v2 ? 6 : 5);
 }
 
 /** What a proxy-made Bolt frame copies from the frame it answers: version, ver1, codec and CRC switch. */

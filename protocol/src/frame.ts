@@ -71,15 +71,18 @@ export function decodeFrame(frame: Buffer, options?: DecodeOptions): FrameHeader
  * as number, bigint or decimal string.
  */
 export function setRequestId(frame: Buffer, id: number | DubboRequestId): void {
-  if (frame[0] === DUBBO_MAGIC_HIGH) setDubboRequestId(frame, id);
-  else if (frame[0] === BOLT_V1 || frame[0] === BOLT_V2) {
-    if (typeof id !== 'number' || !Number.isInteger(id) || id < -0x80000000 || id > 0xffffffff) {
-      throw new RangeError(`a Bolt request id is a 32-bit integer, got ${String(id)}`);
-    }
-    setBoltRequestId(frame, id);
-  } else {
-    throw new ProtocolError('MESHPORT_BAD_MAGIC', `first byte 0x${hexByte(frame[0])} is neither Bolt nor Dubbo`, 0);
+  const need = headerNeed(frame, 0, frame.length); // throws MESHPORT_BAD_MAGIC for no protocol
+  if (frame.length < need) {
+    throw new ProtocolError('MESHPORT_FRAME_TRUNCATED', `a frame header needs ${need} bytes, got ${frame.length}`, frame.length);
   }
+  if (frame[0] === DUBBO_MAGIC_HIGH) {
+    setDubboRequestId(frame, id);
+    return;
+  }
+  if (typeof id !== 'number' || !Number.isInteger(id) || id < -0x80000000 || id > 0xffffffff) {
+    throw new RangeError(`a Bolt request id is a 32-bit integer, got ${String(id)}`);
+  }
+  setBoltRequestId(frame, id);
 }
 
 /** Who a frame is for, read from as little as its fixed header: enough to answer it with an error of our own. */

@@ -1,5 +1,13 @@
 // Byte-range -> string interning, so the hot path allocates no string for a service name it has seen before.
 
+import { randomBytes } from 'node:crypto';
+
+/** Longest byte range kept; real service and method names are far shorter. */
+export const MAX_INTERNED_BYTES = 256;
+
+// Per-process seed: which names share a slot cannot be worked out from outside.
+const SEED = randomBytes(4).readUInt32LE(0);
+
 interface Interned {
   bytes: Buffer;
   text: string;
@@ -33,6 +41,8 @@ export class StringInterner {
   get(buf: Buffer, start: number, end: number): string {
     const len = end - start;
     if (len === 0) return '';
+    // Long names are decoded every time: the table is bounded in bytes too (slots x MAX_INTERNED_BYTES).
+    if (len > MAX_INTERNED_BYTES) return this.decode(buf, start, end);
     const slot = hashBytes(buf, start, end) & this.mask;
     const hit = this.slots[slot];
     if (hit !== undefined && sameBytes(hit.bytes, buf, start, len)) return hit.text;
@@ -43,14 +53,19 @@ export class StringInterner {
   }
 }
 
-/** FNV-1a over 32-bit words (then the tail bytes), with the length folded in: a quarter of the multiplies. */
+/** FNV-1a over 32-bit words (then the tail bytes), with the length and seed folded in: a quarter of the multiplies. */
 function hashBytes(buf: Buffer, start: number, end: number): number {
-  let h = 0x811c9dc5 ^ (end - start);
+  let h = 0x811c9dc5 ^ SEED ^ (end - start);
   let i = start;
   for (; i + 4 <= end; i += 4) {
     h = Math.imul(h ^ (buf[i] | (buf[i + 1] << 8) | (buf[i + 2] << 16) | (buf[i + 3] << 24)), 0x01000193);
   }
   for (; i < end; i++) h = Math.imul(h ^ buf[i], 0x01000193);
+  // Multiplying only carries upward: without this final mix (murmur3's) the low bits that pick a slot would depend
+  // on little more than the low byte of each word.
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
   return h >>> 0;
 }
 

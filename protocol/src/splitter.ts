@@ -16,6 +16,8 @@ export const FRAME_SPLITTER_DEFAULTS: Required<FrameSplitterOptions> = {
   maxFrameSize: 16 * 1024 * 1024,
 };
 
+const EMPTY = Buffer.alloc(0);
+
 /** Longest fixed header of any protocol (Bolt v2 request). */
 const MAX_FIXED_HEADER = 24;
 
@@ -28,7 +30,8 @@ const enum State {
 
 /**
  * Feed it bytes with `write`; it calls `onFrame` once per whole frame. A frame that lies inside one chunk is handed
- * out as a subarray of that chunk (no copy); one that spans chunks is assembled once into a buffer of its exact size.
+ * out as a subarray of that chunk (no copy); one that spans chunks is collected into a buffer of its exact size by
+ * the time its last byte arrives (grown as bytes come, never allocated from the header's claim alone).
  * After a ProtocolError the stream has lost its framing: every later `write` throws the same error.
  */
 export class FrameSplitter {
@@ -36,7 +39,9 @@ export class FrameSplitter {
   private state = State.Header;
   private readonly head = Buffer.alloc(MAX_FIXED_HEADER);
   private headLen = 0;
-  private frame: Buffer = this.head;
+  /** Body state: the frame so far, in a buffer that grows with what has arrived (not with what the header claims). */
+  private body: Buffer = EMPTY;
+  private frameLen = 0;
   private filled = 0;
   /** Stream offset of the first byte of the frame being read: error offsets are relative to the whole stream. */
   private frameStart = 0;
@@ -80,11 +85,10 @@ export class FrameSplitter {
     try {
       while (off < end) {
         if (this.state === State.Body) {
-          const take = Math.min(this.frame.length - this.filled, end - off);
-          chunk.copy(this.frame, this.filled, off, off + take);
-          this.filled += take;
+          const take = Math.min(this.frameLen - this.filled, end - off);
+          this.append(chunk, off, off + take);
           off += take;
-          if (this.filled === this.frame.length) this.emit(this.frame);
+          if (this.filled === this.frameLen) this.emit(this.body);
           continue;
         }
         if (this.headLen === 0) {
@@ -98,10 +102,7 @@ export class FrameSplitter {
               this.emit(chunk.subarray(off, off + len));
               off += len;
             } else {
-              this.frame = Buffer.allocUnsafe(len);
-              chunk.copy(this.frame, 0, off, end);
-              this.filled = avail;
-              this.state = State.Body;
+              this.startBody(len, chunk.subarray(off, end));
               off = end;
             }
             continue;
@@ -154,10 +155,7 @@ export class FrameSplitter {
     if (len === this.headLen) {
       this.emit(Buffer.from(head.subarray(0, len)));
     } else {
-      this.frame = Buffer.allocUnsafe(len);
-      head.copy(this.frame, 0, 0, this.headLen);
-      this.filled = this.headLen;
-      this.state = State.Body;
+      this.startBody(len, Buffer.from(head.subarray(0, this.headLen)));
     }
     this.headLen = 0;
     return off;
@@ -177,11 +175,35 @@ export class FrameSplitter {
     return len;
   }
 
+  /** Starts collecting a frame of `len` bytes, `first` being its first bytes. */
+  private startBody(len: number, first: Buffer): void {
+    this.frameLen = len;
+    this.body = EMPTY;
+    this.filled = 0;
+    this.state = State.Body;
+    this.append(first, 0, first.length);
+  }
+
+  /**
+   * Adds bytes to the frame being collected. The buffer doubles as bytes arrive, capped at the frame's length, so a
+   * header that merely claims 16 MiB costs what was sent, never what was claimed, and copying stays linear.
+   */
+  private append(src: Buffer, from: number, to: number): void {
+    const need = this.filled + (to - from);
+    if (need > this.body.length) {
+      const grown = Buffer.allocUnsafe(Math.min(this.frameLen, Math.max(need, this.body.length * 2, 4096)));
+      this.body.copy(grown, 0, 0, this.filled);
+      this.body = grown;
+    }
+    src.copy(this.body, this.filled, from, to);
+    this.filled = need;
+  }
+
   private emit(frame: Buffer): void {
     this.frameStart += frame.length;
     this.state = State.Header;
     this.filled = 0;
-    this.frame = this.head;
+    this.body = EMPTY;
     this.delivering = true;
     this.onFrame(frame);
     this.delivering = false;

@@ -501,9 +501,10 @@ function refDecodeBolt(f: Buffer, crcPolicy: CrcPolicy): RefDecode {
     if (typeof vl !== 'number') return { ok: false, error: vl };
     const valStart = p + 4;
     p = valStart + Math.max(vl, 0);
-    if (vl < 0 || kl <= 0) continue;
+    if (kl <= 0) continue;
     const key = f.subarray(keyStart, keyStart + kl);
-    const val = () => f.toString('utf8', valStart, valStart + vl);
+    // As a Java HashMap fills: a repeated key's last value wins, and a null value unsets it.
+    const val = () => (vl < 0 ? undefined : f.toString('utf8', valStart, valStart + vl));
     if (key.equals(KEY_SERVICE)) service = val();
     else if (key.equals(KEY_TARGET)) target = val();
     else if (key.equals(KEY_METHOD)) method = val();
