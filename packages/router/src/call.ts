@@ -1,0 +1,42 @@
+// One request in flight through the router: who asked, where it went, and its deadline.
+
+import type { FrameIdentity } from '@meshport/protocol';
+import type { Cluster, Host } from './cluster';
+import type { CallerConnection } from './caller';
+import type { UpstreamConnection } from './upstream';
+
+export class Call {
+  upstreamId = 0;
+  connection: UpstreamConnection | undefined;
+  host: Host | undefined;
+  /** Endpoints whose connection failed for this call: a retry avoids them. */
+  tried: Set<Host> | undefined;
+  /** True while the call counts as pending (its connection is still connecting). */
+  pending = false;
+  timer: NodeJS.Timeout | undefined;
+  done = false;
+  readonly startedAt = process.hrtime.bigint();
+
+  constructor(
+    readonly caller: CallerConnection,
+    /** The caller's own id and framing, restored on the response. */
+    readonly who: FrameIdentity,
+    /** The request bytes; its id is rewritten per upstream connection. */
+    readonly frame: Buffer,
+    readonly cluster: Cluster,
+    readonly service: string,
+    readonly hashKey: string | undefined,
+  ) {}
+
+  /** The connection came up: the call is no longer pending but active. */
+  onConnected(): void {
+    if (this.pending) {
+      this.pending = false;
+      this.cluster.pending--;
+    }
+  }
+
+  elapsedSeconds(): number {
+    return Number(process.hrtime.bigint() - this.startedAt) / 1e9;
+  }
+}

@@ -1,0 +1,90 @@
+// The route-table interface the registry adapters fill and the router reads, with an in-memory implementation.
+
+/** A place calls can go: a remote sidecar's inbound port (outbound routes) or the local app (inbound routes). */
+export interface Endpoint {
+  host: string;
+  port: number;
+  /** Relative weight for weighted random, from the provider URL's `weight` parameter. @default 100 */
+  weight?: number;
+}
+
+export type LbPolicy = 'round-robin' | 'weighted-random' | 'least-request' | 'consistent-hash';
+
+/** Where calls to one service go, and how one endpoint is chosen. */
+export interface ClusterSpec {
+  endpoints: Endpoint[];
+  /** @default 'round-robin' */
+  policy?: LbPolicy;
+  /**
+   * consistent-hash only: the Bolt header whose value is hashed (Dubbo carries no header before its arguments, so
+   * Dubbo calls hash on the method name).
+   */
+  hashHeader?: string;
+}
+
+/**
+ * What the router asks of the registry side. Keys are service names as the wire carries them: Bolt
+ * `interface:version[:uniqueId]`; Dubbo `interface:version`, or `interface` when the call has no version.
+ */
+export interface RouteTable {
+  /** Where calls to `service` leaving this pod go. */
+  outbound(service: string): ClusterSpec | undefined;
+  /** Where calls to `service` arriving at this pod go: the local app. */
+  inbound(service: string): Endpoint | undefined;
+  /** Called after any change; returns the unsubscribe function. */
+  onChange(listener: () => void): () => void;
+}
+
+/** A RouteTable held in memory: what tests fill directly and what the `file` registry will fill. */
+export class MemoryRouteTable implements RouteTable {
+  private readonly outboundRoutes = new Map<string, ClusterSpec>();
+  private readonly inboundRoutes = new Map<string, Endpoint>();
+  private readonly listeners = new Set<() => void>();
+
+  outbound(service: string): ClusterSpec | undefined {
+    return this.outboundRoutes.get(service);
+  }
+
+  inbound(service: string): Endpoint | undefined {
+    return this.inboundRoutes.get(service);
+  }
+
+  onChange(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  setOutbound(service: string, spec: ClusterSpec): this {
+    this.outboundRoutes.set(service, spec);
+    return this.changed();
+  }
+
+  deleteOutbound(service: string): this {
+    this.outboundRoutes.delete(service);
+    return this.changed();
+  }
+
+  setInbound(service: string, endpoint: Endpoint): this {
+    this.inboundRoutes.set(service, endpoint);
+    return this.changed();
+  }
+
+  deleteInbound(service: string): this {
+    this.inboundRoutes.delete(service);
+    return this.changed();
+  }
+
+  /** Every route, for the admin `/routes` page. */
+  snapshot(): { outbound: Record<string, ClusterSpec>; inbound: Record<string, Endpoint> } {
+    return { outbound: Object.fromEntries(this.outboundRoutes), inbound: Object.fromEntries(this.inboundRoutes) };
+  }
+
+  private changed(): this {
+    for (const l of this.listeners) l();
+    return this;
+  }
+}
+
+export function endpointKey(e: Endpoint): string {
+  return e.host.includes(':') ? `[${e.host}]:${e.port}` : `${e.host}:${e.port}`;
+}

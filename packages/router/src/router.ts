@@ -1,0 +1,388 @@
+// The router: two protocol-sniffing listeners, route lookup, load balancing, upstream pools, failures, drain.
+
+import net from 'node:net';
+import type { FrameHeader, ProtocolError } from '@meshport/protocol';
+import pino, { type Logger } from 'pino';
+import { Call } from './call';
+import { CallerConnection, type CallerHandler, type ListenerName } from './caller';
+import { Cluster, type ClusterLimits, type Host, type OutlierOptions } from './cluster';
+import { errorResponse, identityOf, type Failure } from './responses';
+import type { RouteTable } from './route-table';
+import { RouterStats } from './stats';
+import { UpstreamPool, type UpstreamConnection, type UpstreamEvents } from './upstream';
+import { AdminServer } from './admin';
+
+export interface ListenAddress {
+  /** @default '127.0.0.1' */
+  host?: string;
+  /** 0 picks a free port. */
+  port: number;
+}
+
+export interface RouterOptions {
+  routeTable: RouteTable;
+  /** Where the app's calls come in. `false` to run without. @default { host: '127.0.0.1', port: 0 } */
+  outbound?: ListenAddress | false;
+  /** Where remote sidecars' calls come in. @default { host: '127.0.0.1', port: 0 } */
+  inbound?: ListenAddress | false;
+  /** Admin HTTP; always bound to 127.0.0.1. `false` to run without. @default { port: 0 } */
+  admin?: { port: number } | false;
+  /** Upstream connections per endpoint and protocol. @default 1 */
+  connectionsPerEndpoint?: number;
+  /** @default 16 MiB */
+  maxFrameSize?: number;
+  /** Timeout of a Bolt request whose frame carries none (0 or less). @default 3000 */
+  boltDefaultTimeoutMs?: number;
+  /** Timeout of Dubbo requests (the frame carries none). @default 3000 */
+  dubboTimeoutMs?: number;
+  /** Tries on other endpoints after a connect failure (the request never left). @default 2 */
+  connectRetries?: number;
+  /** @default 1000 */
+  connectTimeoutMs?: number;
+  /** Idle time on an upstream connection before a heartbeat is sent. @default 10000 */
+  heartbeatIntervalMs?: number;
+  /** An unanswered heartbeat closes the connection after this long (Bolt's own expectation). @default 1000 */
+  heartbeatTimeoutMs?: number;
+  /** How long a drain waits for calls in flight before failing them. @default 10000 */
+  drainTimeoutMs?: number;
+  outlier?: OutlierOptions;
+  limits?: ClusterLimits;
+  logger?: Logger;
+}
+
+export const ROUTER_DEFAULTS = {
+  connectionsPerEndpoint: 1,
+  maxFrameSize: 16 * 1024 * 1024,
+  boltDefaultTimeoutMs: 3000,
+  dubboTimeoutMs: 3000,
+  connectRetries: 2,
+  connectTimeoutMs: 1000,
+  heartbeatIntervalMs: 10_000,
+  heartbeatTimeoutMs: 1000,
+  drainTimeoutMs: 10_000,
+};
+
+type Settings = typeof ROUTER_DEFAULTS;
+
+export class Router implements CallerHandler, UpstreamEvents {
+  readonly stats = new RouterStats();
+  readonly logger: Logger;
+  private readonly settings: Settings;
+  private readonly pool: UpstreamPool;
+  private readonly servers = new Map<ListenerName, net.Server>();
+  private readonly callers = new Set<CallerConnection>();
+  private readonly calls = new Set<Call>();
+  /** Clusters by listener and service; rebuilt lazily after a route-table change. */
+  private readonly clusters = new Map<string, Cluster>();
+  private admin: AdminServer | undefined;
+  private draining = false;
+  private stopRouteWatch: (() => void) | undefined;
+  private readonly debug: boolean;
+
+  constructor(private readonly options: RouterOptions) {
+    const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
+    this.settings = { ...ROUTER_DEFAULTS, ...(given as Partial<Settings>) };
+    this.logger = options.logger ?? pino({ name: 'meshport-router', level: process.env.MESHPORT_LOG_LEVEL ?? 'info' });
+    this.debug = this.logger.isLevelEnabled('debug');
+    this.pool = new UpstreamPool(
+      this.settings.connectionsPerEndpoint,
+      {
+        maxFrameSize: this.settings.maxFrameSize,
+        connectTimeoutMs: this.settings.connectTimeoutMs,
+        heartbeatIntervalMs: this.settings.heartbeatIntervalMs,
+        heartbeatTimeoutMs: this.settings.heartbeatTimeoutMs,
+      },
+      this,
+    );
+  }
+
+  /** Starts the listeners (and admin); resolves once all are bound. */
+  async start(): Promise<void> {
+    this.stopRouteWatch = this.options.routeTable.onChange(() => this.refreshClusters());
+    for (const name of ['outbound', 'inbound'] as const) {
+      const where = this.options[name] ?? { port: 0 };
+      if (where === false) continue;
+      const server = net.createServer((socket) => this.accept(name, socket));
+      this.servers.set(name, server);
+      await listen(server, where.port, where.host ?? '127.0.0.1');
+      this.logger.info({ listener: name, address: server.address() }, 'listening');
+    }
+    if (this.options.admin !== false) {
+      this.admin = new AdminServer(this, this.options.admin?.port ?? 0);
+      await this.admin.start();
+      this.logger.info({ address: this.admin.address() }, 'admin listening');
+    }
+  }
+
+  /** Where a listener is bound (after start). */
+  address(listener: ListenerName | 'admin'): net.AddressInfo {
+    const address = listener === 'admin' ? this.admin?.address() : this.servers.get(listener)?.address();
+    if (!address || typeof address === 'string') throw new Error(`${listener} is not listening`);
+    return address;
+  }
+
+  get isDraining(): boolean {
+    return this.draining;
+  }
+
+  /** Calls in flight, across all callers. */
+  get inflight(): number {
+    return this.calls.size;
+  }
+
+  /**
+   * Graceful stop: no new connections, new requests on open ones are turned away as busy, calls in flight get until
+   * the deadline to finish; whatever is left then is answered with an error, and everything closes.
+   */
+  async drain(deadlineMs = this.settings.drainTimeoutMs): Promise<void> {
+    if (!this.draining) {
+      this.draining = true;
+      this.logger.info({ inflight: this.calls.size, deadlineMs }, 'draining');
+      for (const server of this.servers.values()) server.close();
+    }
+    const until = Date.now() + deadlineMs;
+    while (this.calls.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
+    for (const call of [...this.calls]) this.fail(call, 'draining', 'meshport is shutting down');
+    for (const caller of this.callers) caller.closeWhenIdle();
+    this.pool.closeAll();
+    this.stopRouteWatch?.();
+    await this.admin?.close();
+    for (const caller of this.callers) caller.socket.destroy();
+    this.logger.info('drained');
+  }
+
+  /** Drains on the given signals (SIGTERM by default), once. */
+  drainOnSignals(signals: NodeJS.Signals[] = ['SIGTERM']): void {
+    const onSignal = (signal: NodeJS.Signals) => {
+      for (const s of signals) process.off(s, onSignal);
+      this.logger.info({ signal }, 'signal received');
+      void this.drain();
+    };
+    for (const s of signals) process.on(s, onSignal);
+  }
+
+  /** For the admin `/routes` page. */
+  describeRoutes() {
+    return [...this.clusters.entries()].map(([key, cluster]) => ({ listener: key.split('|')[0], ...cluster.describe() }));
+  }
+
+  describeConfig() {
+    return { ...this.settings, outlier: this.options.outlier ?? {}, limits: this.options.limits ?? {} };
+  }
+
+  // ---- callers
+
+  private accept(listener: ListenerName, socket: net.Socket): void {
+    if (this.draining) {
+      socket.destroy();
+      return;
+    }
+    const caller = new CallerConnection(socket, listener, this, this.settings.maxFrameSize);
+    this.callers.add(caller);
+    this.stats.connections.inc({ listener });
+    this.stats.connectionsTotal.inc({ listener });
+    socket.on('close', () => {
+      this.callers.delete(caller);
+      this.stats.connections.dec({ listener });
+    });
+  }
+
+  request(caller: CallerConnection, frame: Buffer, header: FrameHeader): void {
+    const listener = caller.listener;
+    const service = routeKey(header);
+    const cluster = service === undefined ? undefined : this.clusterFor(listener, service);
+    const clusterName = cluster?.name ?? 'none';
+    this.stats.requests.inc({ listener, cluster: clusterName, protocol: header.protocol });
+    const who = identityOf(header, frame);
+    const expectsResponse = who.expectsResponse;
+    const refuse = (failure: Failure, message: string) => {
+      this.stats.responses.inc({ listener, cluster: clusterName, outcome: failure });
+      if (this.debug) this.logger.debug({ listener, service, requestId: header.requestId, failure }, message);
+      if (expectsResponse) caller.reply(errorResponse(who, failure, message));
+    };
+    if (this.draining) return refuse('draining', 'meshport is shutting down');
+    if (cluster === undefined || cluster.hosts.length === 0) {
+      return refuse('no-route', `meshport: no route for service ${service ?? '(none in the frame)'} on the ${listener} listener`);
+    }
+    if (!cluster.hasCapacity()) return refuse('busy', `meshport: cluster ${cluster.name} is at its request limit`);
+    const hashKey = cluster.policy === 'consistent-hash' ? hashKeyOf(header, cluster.hashHeader) : undefined;
+    if (!expectsResponse) {
+      // Oneway: forwarded without tracking; nothing will answer it.
+      const host = cluster.pick(hashKey) ?? cluster.pick(hashKey, undefined, 0);
+      if (host) this.pool.connectionFor(host, header.protocol).sendOneway(frame);
+      return;
+    }
+    const call = new Call(caller, who, frame, cluster, service!, hashKey);
+    caller.inflight++;
+    this.calls.add(call);
+    cluster.active++;
+    const timeoutMs =
+      header.protocol === 'bolt' && header.timeoutMs !== undefined && header.timeoutMs > 0
+        ? header.timeoutMs
+        : header.protocol === 'bolt'
+          ? this.settings.boltDefaultTimeoutMs
+          : this.settings.dubboTimeoutMs;
+    call.timer = setTimeout(() => this.timeout(call, timeoutMs), timeoutMs);
+    this.send(call);
+  }
+
+  bytes(listener: ListenerName, direction: 'in' | 'out', n: number): void {
+    this.stats.bytes.inc({ listener, direction }, n);
+  }
+
+  upstreamBytes(direction: 'in' | 'out', n: number): void {
+    this.stats.bytes.inc({ listener: 'upstream', direction }, n);
+  }
+
+  badFrame(caller: CallerConnection, error: ProtocolError): void {
+    this.stats.badFrames.inc({ listener: caller.listener, code: error.code });
+    this.logger.warn({ listener: caller.listener, remote: caller.socket.remoteAddress, code: error.code, err: error.message }, 'bad frame; closing that connection once its calls are answered');
+  }
+
+  // ---- upstream
+
+  /** Picks an endpoint (avoiding ones this call already failed on) and writes the call to a pooled connection. */
+  private send(call: Call): void {
+    const cluster = call.cluster;
+    // Panic mode (as Envoy): when every usable endpoint is ejected, route to them anyway rather than refuse.
+    const host = cluster.pick(call.hashKey, call.tried) ?? cluster.pick(call.hashKey, call.tried, 0);
+    if (host === undefined) {
+      this.fail(call, 'unavailable', `meshport: no endpoint of ${cluster.name} accepted a connection`);
+      return;
+    }
+    call.host = host;
+    host.active++;
+    const conn = this.pool.connectionFor(host, call.who.protocol);
+    if (!conn.connected) {
+      call.pending = true;
+      cluster.pending++;
+    }
+    if (!conn.send(call)) {
+      // That upstream's socket is full: stop reading from this caller until it drains.
+      call.caller.block(conn);
+      conn.blockedCallers.add(call.caller);
+    }
+  }
+
+  response(call: Call, frame: Buffer, status: number | undefined): void {
+    if (call.done) return;
+    this.finish(call);
+    call.cluster.recordSuccess(call.host!);
+    const outcome = status === 0 || status === 20 ? 'ok' : `status-${status}`;
+    this.stats.responses.inc({ listener: call.caller.listener, cluster: call.cluster.name, outcome });
+    if (this.debug) this.logger.debug({ service: call.service, requestId: call.who.requestId, endpoint: call.host!.key, status }, 'response');
+    call.caller.reply(frame);
+    call.caller.callDone();
+  }
+
+  neverSent(call: Call, reason: Error): void {
+    if (call.done) return;
+    const host = call.host!;
+    host.active--;
+    call.onConnected(); // no longer pending on that connection
+    call.cluster.recordFailure(host);
+    call.tried ??= new Set<Host>();
+    call.tried.add(host);
+    this.logger.warn({ endpoint: host.key, err: reason.message }, 'upstream connect failed');
+    if (call.tried.size > this.settings.connectRetries) {
+      this.fail(call, 'unavailable', `meshport: could not connect to ${cluster(call)}: ${reason.message}`);
+      return;
+    }
+    this.send(call);
+  }
+
+  lost(call: Call, reason: string): void {
+    if (call.done) return;
+    call.cluster.recordFailure(call.host!);
+    this.fail(call, 'upstream-closed', `meshport: upstream ${call.host!.key} closed with the request in flight: ${reason}`);
+  }
+
+  private timeout(call: Call, timeoutMs: number): void {
+    if (call.done) return;
+    call.connection?.forget(call);
+    if (call.host) call.cluster.recordFailure(call.host);
+    this.fail(call, 'timeout', `meshport: no response from ${call.host?.key ?? cluster(call)} within ${timeoutMs} ms`);
+  }
+
+  private fail(call: Call, failure: Failure, message: string): void {
+    if (call.done) return;
+    this.finish(call);
+    call.connection?.forget(call);
+    this.stats.responses.inc({ listener: call.caller.listener, cluster: call.cluster.name, outcome: failure });
+    if (this.debug) this.logger.debug({ service: call.service, requestId: call.who.requestId, failure }, message);
+    call.caller.reply(errorResponse(call.who, failure, message));
+    call.caller.callDone();
+  }
+
+  /** Releases what a call holds, whatever its outcome. */
+  private finish(call: Call): void {
+    call.done = true;
+    clearTimeout(call.timer);
+    call.onConnected();
+    this.calls.delete(call);
+    call.cluster.active--;
+    if (call.host) call.host.active--;
+    this.stats.latency.observe({ listener: call.caller.listener, cluster: call.cluster.name }, call.elapsedSeconds());
+  }
+
+  // ---- routes
+
+  private clusterFor(listener: ListenerName, service: string): Cluster | undefined {
+    const key = `${listener}|${service}`;
+    const known = this.clusters.get(key);
+    if (known !== undefined) return known;
+    const table = this.options.routeTable;
+    const spec =
+      listener === 'outbound'
+        ? table.outbound(service)
+        : ((local) => (local ? { endpoints: [local] } : undefined))(table.inbound(service));
+    if (spec === undefined) return undefined;
+    const cluster = new Cluster(service, spec, this.options.outlier, this.options.limits);
+    this.clusters.set(key, cluster);
+    return cluster;
+  }
+
+  /** Route-table change: clusters update in place (keeping host state); vanished ones are dropped. */
+  private refreshClusters(): void {
+    const table = this.options.routeTable;
+    for (const [key, cluster] of this.clusters) {
+      const [listener, service] = [key.slice(0, key.indexOf('|')), key.slice(key.indexOf('|') + 1)];
+      const spec = listener === 'outbound' ? table.outbound(service) : ((l) => (l ? { endpoints: [l] } : undefined))(table.inbound(service));
+      if (spec === undefined) this.clusters.delete(key);
+      else cluster.update(spec);
+    }
+  }
+
+  /** Every upstream connection, for tests and admin. */
+  upstreamConnections(): UpstreamConnection[] {
+    return this.pool.all();
+  }
+}
+
+function cluster(call: Call): string {
+  return call.cluster.name;
+}
+
+/** The route key of a request: Bolt's `service` header as is; Dubbo's `interface:version` (or `interface`). */
+export function routeKey(header: FrameHeader): string | undefined {
+  if (header.service === undefined) return undefined;
+  if (header.protocol === 'dubbo' && header.version) return `${header.service}:${header.version}`;
+  return header.service;
+}
+
+function hashKeyOf(header: FrameHeader, hashHeader: string | undefined): string | undefined {
+  if (header.protocol === 'dubbo') return header.method;
+  if (hashHeader === undefined) return undefined;
+  return header.headers[hashHeader] ?? undefined;
+}
+
+function listen(server: net.Server, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+

@@ -1,0 +1,226 @@
+// Upstream connections: multiplexed, with request ids rewritten to be unique per connection, idle heartbeats, pooling.
+
+import net from 'node:net';
+import {
+  FrameSplitter,
+  ProtocolError,
+  decodeFrame,
+  encodeBoltHeartbeat,
+  encodeDubboHeartbeat,
+  setRequestId,
+  type ProtocolName,
+} from '@meshport/protocol';
+import type { Host } from './cluster';
+import { heartbeatAck, identityOf } from './responses';
+import type { Call } from './call';
+
+export interface UpstreamOptions {
+  maxFrameSize: number;
+  connectTimeoutMs: number;
+  /** Idle time after which a heartbeat is sent. */
+  heartbeatIntervalMs: number;
+  /** How long the ack may take; a missed ack closes the connection. */
+  heartbeatTimeoutMs: number;
+}
+
+/** What the router hears from its upstream connections. */
+export interface UpstreamEvents {
+  /** A response for a call, its id already restored. */
+  response(call: Call, frame: Buffer, status: number | undefined): void;
+  /** The connection never came up: these calls never left and may go elsewhere. */
+  neverSent(call: Call, reason: Error): void;
+  /** The connection went away with these calls in flight. */
+  lost(call: Call, reason: string): void;
+  /** Bytes moved on upstream connections, for stats. */
+  upstreamBytes(direction: 'in' | 'out', n: number): void;
+}
+
+// Bolt ids are int32; Dubbo's are int64 but we stay below 2^31 so one counter serves both.
+const MAX_ID = 0x7fffffff;
+
+export class UpstreamConnection {
+  readonly socket: net.Socket;
+  readonly calls = new Map<number, Call>();
+  connected = false;
+  closed = false;
+  private nextId = 1;
+  private lastReadAt = Date.now();
+  private heartbeatId: number | undefined;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  /** Callers paused because this socket's write buffer is full; resumed on 'drain'. */
+  readonly blockedCallers = new Set<{ unblock(by: unknown): void }>();
+
+  constructor(
+    readonly host: Host,
+    readonly protocol: ProtocolName,
+    private readonly options: UpstreamOptions,
+    private readonly events: UpstreamEvents,
+    private readonly onClosed: (conn: UpstreamConnection) => void,
+  ) {
+    const socket = net.connect({ host: host.endpoint.host, port: host.endpoint.port });
+    socket.setNoDelay(true);
+    socket.setTimeout(options.connectTimeoutMs, () => socket.destroy(new Error(`connect timeout after ${options.connectTimeoutMs} ms`)));
+    this.socket = socket;
+    const splitter = new FrameSplitter((frame) => this.onFrame(frame), { maxFrameSize: options.maxFrameSize });
+    socket.on('connect', () => {
+      this.connected = true;
+      socket.setTimeout(0);
+      for (const call of this.calls.values()) call.onConnected();
+      this.heartbeatTimer = setInterval(() => this.checkIdle(), Math.max(10, Math.min(options.heartbeatIntervalMs, options.heartbeatTimeoutMs) / 2));
+      this.heartbeatTimer.unref();
+    });
+    socket.on('data', (chunk: Buffer) => {
+      this.lastReadAt = Date.now();
+      this.events.upstreamBytes('in', chunk.length);
+      try {
+        splitter.write(chunk);
+      } catch (err) {
+        if (!(err instanceof ProtocolError)) throw err;
+        socket.destroy(new Error(`upstream sent a bad frame: ${err.code}: ${err.message}`));
+      }
+    });
+    socket.on('drain', () => {
+      for (const c of this.blockedCallers) c.unblock(this);
+      this.blockedCallers.clear();
+    });
+    socket.on('error', () => {}); // 'close' follows with the outcome
+    socket.on('close', () => this.teardown(socket.errored ?? undefined));
+  }
+
+  /** Requests in flight here, for choosing the least loaded connection of a pool. */
+  get load(): number {
+    return this.calls.size;
+  }
+
+  /** Sends a call's frame with an id unique on this connection; false when the write buffer is full. */
+  send(call: Call): boolean {
+    const id = this.allocateId();
+    call.upstreamId = id;
+    call.connection = this;
+    setRequestId(call.frame, id);
+    this.calls.set(id, call);
+    this.events.upstreamBytes('out', call.frame.length);
+    return this.socket.write(call.frame);
+  }
+
+  /** Oneway frames go out as they came: nothing will answer them, so their ids need not be unique. */
+  sendOneway(frame: Buffer): boolean {
+    this.events.upstreamBytes('out', frame.length);
+    return this.socket.write(frame);
+  }
+
+  /** Forgets a call (its timeout fired): a late response for its id is dropped. */
+  forget(call: Call): void {
+    if (this.calls.get(call.upstreamId) === call) this.calls.delete(call.upstreamId);
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+
+  private allocateId(): number {
+    for (;;) {
+      const id = this.nextId;
+      this.nextId = id >= MAX_ID ? 1 : id + 1;
+      if (!this.calls.has(id) && id !== this.heartbeatId) return id;
+    }
+  }
+
+  private onFrame(frame: Buffer): void {
+    const header = decodeFrame(frame, { crc: 'skip' });
+    const id = Number(header.requestId);
+    switch (header.kind) {
+      case 'response': {
+        const call = this.calls.get(id);
+        if (call === undefined) return; // timed out earlier: the late response is dropped
+        this.calls.delete(id);
+        setRequestId(frame, call.who.requestId);
+        this.events.response(call, frame, header.status);
+        return;
+      }
+      case 'heartbeat-ack':
+        if (id === this.heartbeatId) this.heartbeatId = undefined;
+        return;
+      case 'heartbeat':
+        this.socket.write(heartbeatAck(identityOf(header, frame)));
+        return;
+      default:
+        return; // a provider's own requests to us are not part of the proxy's job
+    }
+  }
+
+  /** Sends a heartbeat after an idle spell; closes the connection if the last one went unanswered. */
+  private checkIdle(): void {
+    const now = Date.now();
+    if (this.heartbeatId !== undefined) {
+      if (now - this.heartbeatSentAt > this.options.heartbeatTimeoutMs) {
+        this.socket.destroy(new Error(`no heartbeat ack within ${this.options.heartbeatTimeoutMs} ms`));
+      }
+      return;
+    }
+    if (now - this.lastReadAt < this.options.heartbeatIntervalMs) return;
+    const id = this.allocateId();
+    this.heartbeatId = id;
+    this.heartbeatSentAt = now;
+    this.socket.write(this.protocol === 'bolt' ? encodeBoltHeartbeat(id) : encodeDubboHeartbeat(id));
+  }
+
+  private heartbeatSentAt = 0;
+
+  private teardown(error: Error | undefined): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.heartbeatTimer);
+    this.onClosed(this);
+    const calls = [...this.calls.values()];
+    this.calls.clear();
+    const reason = error?.message ?? 'upstream closed the connection';
+    for (const call of calls) {
+      if (!this.connected) this.events.neverSent(call, error ?? new Error(reason));
+      else this.events.lost(call, reason);
+    }
+    for (const c of this.blockedCallers) c.unblock(this);
+    this.blockedCallers.clear();
+  }
+}
+
+/** Connections per endpoint and protocol, opened lazily up to the configured count, least loaded first. */
+export class UpstreamPool {
+  private readonly connections = new Map<string, UpstreamConnection[]>();
+
+  constructor(
+    private readonly perEndpoint: number,
+    private readonly options: UpstreamOptions,
+    private readonly events: UpstreamEvents,
+  ) {}
+
+  connectionFor(host: Host, protocol: ProtocolName): UpstreamConnection {
+    const key = `${protocol}|${host.key}`;
+    let list = this.connections.get(key);
+    if (list === undefined) {
+      list = [];
+      this.connections.set(key, list);
+    }
+    let best: UpstreamConnection | undefined;
+    for (const c of list) if (best === undefined || c.load < best.load) best = c;
+    if (best !== undefined && (best.load === 0 || list.length >= this.perEndpoint)) return best;
+    const conn = new UpstreamConnection(host, protocol, this.options, this.events, (closed) => {
+      const current = this.connections.get(key);
+      if (current === undefined) return;
+      const i = current.indexOf(closed);
+      if (i >= 0) current.splice(i, 1);
+      if (current.length === 0) this.connections.delete(key);
+    });
+    list.push(conn);
+    return conn;
+  }
+
+  /** Every open connection. */
+  all(): UpstreamConnection[] {
+    return [...this.connections.values()].flat();
+  }
+
+  closeAll(): void {
+    for (const c of this.all()) c.close();
+  }
+}

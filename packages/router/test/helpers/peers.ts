@@ -1,0 +1,164 @@
+// Test peers on loopback built on the protocol package: an echo provider with knobs, and a pipelining client.
+
+import net from 'node:net';
+import { once } from 'node:events';
+import { FrameSplitter, decodeFrame, encodeBoltHeartbeatAck, encodeDubboHeartbeatAck, type FrameHeader } from '@meshport/protocol';
+
+/** A Bolt or Dubbo request frame with a body that names it, so a misrouted answer is caught. */
+export function boltRequest(id: number, service: string, body: string, timeoutMs = 3000): Buffer {
+  const cls = Buffer.from('com.alipay.sofa.rpc.core.request.SofaRequest');
+  const key = Buffer.from('service');
+  const val = Buffer.from(service);
+  const header = Buffer.alloc(8 + key.length + val.length);
+  header.writeInt32BE(key.length, 0);
+  key.copy(header, 4);
+  header.writeInt32BE(val.length, 4 + key.length);
+  val.copy(header, 8 + key.length);
+  const content = Buffer.from(body);
+  const fixed = Buffer.alloc(22);
+  fixed[0] = 1;
+  fixed[1] = 1;
+  fixed.writeUInt16BE(1, 2);
+  fixed[4] = 1;
+  fixed.writeInt32BE(id, 5);
+  fixed[9] = 1;
+  fixed.writeInt32BE(timeoutMs, 10);
+  fixed.writeInt16BE(cls.length, 14);
+  fixed.writeInt16BE(header.length, 16);
+  fixed.writeInt32BE(content.length, 18);
+  return Buffer.concat([fixed, cls, header, content]);
+}
+
+function hessianShort(s: string): Buffer {
+  const b = Buffer.from(s);
+  if (b.length >= 32) return Buffer.concat([Buffer.from([0x30 + (b.length >> 8), b.length & 0xff]), b]);
+  return Buffer.concat([Buffer.from([b.length]), b]);
+}
+
+export function dubboRequest(id: bigint | number, service: string, version: string, method: string, body: string): Buffer {
+  const payload = Buffer.concat([hessianShort('2.0.2'), hessianShort(service), hessianShort(version), hessianShort(method), hessianShort(body)]);
+  const head = Buffer.alloc(16);
+  head.writeUInt16BE(0xdabb, 0);
+  head[2] = 0xc2;
+  head.writeBigInt64BE(BigInt(id), 4);
+  head.writeInt32BE(payload.length, 12);
+  return Buffer.concat([head, payload]);
+}
+
+/** The success response to a request: same id, body = the request's body bytes (an echo). */
+export function echoResponse(frame: Buffer, header: FrameHeader): Buffer {
+  const body = frame.subarray(header.bodyOffset, header.bodyOffset + header.bodyLength);
+  if (header.protocol === 'dubbo') {
+    const head = Buffer.from(frame.subarray(0, 16));
+    head[2] = 0x02;
+    head[3] = 20;
+    return Buffer.concat([head, body]);
+  }
+  const fixed = Buffer.alloc(20);
+  fixed[0] = 1;
+  fixed[1] = 0;
+  fixed.writeUInt16BE(2, 2);
+  fixed[4] = 1;
+  fixed.writeInt32BE(header.requestId, 5);
+  fixed[9] = 1;
+  fixed.writeUInt16BE(0, 10);
+  fixed.writeInt32BE(body.length, 16);
+  return Buffer.concat([fixed, body]);
+}
+
+export interface EchoServer {
+  port: number;
+  /** Requests seen, by kind of frame. */
+  seen: FrameHeader[];
+  connections: Set<net.Socket>;
+  /** What to do with each request: answer (default), drop it, answer late, or reset the connection. */
+  behave: (header: FrameHeader) => 'answer' | 'drop' | 'reset' | { delayMs: number };
+  heartbeats: number;
+  answerHeartbeats: boolean;
+  close(): Promise<void>;
+}
+
+export async function startEchoServer(): Promise<EchoServer> {
+  const connections = new Set<net.Socket>();
+  const state: EchoServer = {
+    port: 0,
+    seen: [],
+    connections,
+    behave: () => 'answer',
+    heartbeats: 0,
+    answerHeartbeats: true,
+    close: async () => {
+      for (const s of connections) s.destroy();
+      await new Promise((r) => server.close(r));
+    },
+  };
+  const server = net.createServer((socket) => {
+    connections.add(socket);
+    socket.on('close', () => connections.delete(socket));
+    socket.on('error', () => {});
+    const splitter = new FrameSplitter((frame) => {
+      const header = decodeFrame(frame);
+      if (header.kind === 'heartbeat') {
+        state.heartbeats++;
+        if (state.answerHeartbeats) {
+          socket.write(header.protocol === 'dubbo' ? encodeDubboHeartbeatAck(header.requestId) : encodeBoltHeartbeatAck(header.requestId));
+        }
+        return;
+      }
+      if (header.kind !== 'request' && header.kind !== 'oneway') return;
+      state.seen.push(header);
+      if (header.kind === 'oneway') return;
+      const what = state.behave(header);
+      const reply = echoResponse(Buffer.from(frame), header);
+      if (what === 'answer') socket.write(reply);
+      else if (what === 'reset') socket.resetAndDestroy();
+      else if (typeof what === 'object') setTimeout(() => socket.destroyed || socket.write(reply), what.delayMs);
+    });
+    socket.on('data', (c) => splitter.write(c));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  state.port = (server.address() as net.AddressInfo).port;
+  return state;
+}
+
+/** A client that sends frames on one connection and collects every answer, decoded, with its frame. */
+export class FrameClient {
+  readonly socket: net.Socket;
+  readonly answers: { header: FrameHeader; frame: Buffer }[] = [];
+  closed = false;
+
+  private constructor(socket: net.Socket) {
+    this.socket = socket;
+    const splitter = new FrameSplitter((frame) => this.answers.push({ header: decodeFrame(frame), frame: Buffer.from(frame) }));
+    socket.on('data', (c) => splitter.write(c));
+    socket.on('close', () => (this.closed = true));
+    socket.on('error', () => {});
+  }
+
+  static async connect(port: number): Promise<FrameClient> {
+    const socket = net.connect(port, '127.0.0.1');
+    await once(socket, 'connect');
+    return new FrameClient(socket);
+  }
+
+  send(frame: Buffer): void {
+    this.socket.write(frame);
+  }
+
+  async waitFor(count: number, ms = 5000): Promise<void> {
+    await until(() => this.answers.length >= count, `${count} answers (have ${this.answers.length})`, ms);
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+export async function until(check: () => boolean, what: string, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
