@@ -46,8 +46,20 @@ export class CallerConnection {
   reply(frame: Buffer): void {
     if (this.socket.destroyed) return;
     this.handler.bytes(this.listener, 'out', frame.length);
+    if (!this.corked) {
+      // Answers of one upstream chunk go back in one writev (see UpstreamConnection.batchWrites).
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(this.flush);
+    }
     if (!this.socket.write(frame)) this.block(this.socket);
   }
+
+  private corked = false;
+  private readonly flush = () => {
+    this.corked = false;
+    this.socket.uncork();
+  };
 
   /** One of this caller's calls has its answer (or its error). */
   callDone(): void {

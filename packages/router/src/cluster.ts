@@ -2,6 +2,7 @@
 
 import { createHash } from 'node:crypto';
 import { type ClusterSpec, type Endpoint, type LbPolicy, endpointKey } from './route-table';
+import type { ClusterMetrics } from './stats';
 
 export interface OutlierOptions {
   /** Consecutive failures (connect failures, resets, timeouts) that eject an endpoint. @default 5 (Envoy) */
@@ -57,6 +58,11 @@ export class Cluster {
   hashHeader: string | undefined;
   pending = 0;
   active = 0;
+  /** Its metric children, set by the router. */
+  metrics: ClusterMetrics | undefined;
+  /** Latest end of any ejection: before it, every host is usable and pick() can skip filtering. */
+  private ejectionsEndAt = 0;
+  private allWeighted = true;
   private rrNext = 0;
   private ring: { points: Uint32Array; hosts: Host[] } | undefined;
   private readonly outlier: Required<OutlierOptions>;
@@ -81,6 +87,8 @@ export class Cluster {
       const weight = Math.max(0, e.weight ?? 100);
       return kept && kept.weight === weight ? kept : new Host(e, weight);
     });
+    this.allWeighted = this.hosts.every((h) => h.weight > 0);
+    this.ejectionsEndAt = Math.max(0, ...this.hosts.map((h) => h.ejectedUntil));
     this.policy = spec.policy ?? 'round-robin';
     this.hashHeader = spec.hashHeader;
     this.ring = undefined;
@@ -97,7 +105,9 @@ export class Cluster {
    */
   pick(hashKey: string | undefined, exclude?: ReadonlySet<Host>, now = Date.now()): Host | undefined {
     const usable = (h: Host) => !h.isEjected(now) && !exclude?.has(h) && h.weight > 0;
-    const candidates = this.hosts.filter(usable);
+    // The common case, nothing ejected or excluded, needs no filtered copy of the host list.
+    const everyHost = exclude === undefined && this.allWeighted && now >= this.ejectionsEndAt;
+    const candidates = everyHost ? this.hosts : this.hosts.filter(usable);
     if (candidates.length === 0) return undefined;
     switch (this.policy) {
       case 'weighted-random':
@@ -150,6 +160,7 @@ export class Cluster {
     if (ejected >= allowed) return;
     host.ejections++;
     host.ejectedUntil = now + this.outlier.baseEjectionMs * host.ejections;
+    this.ejectionsEndAt = Math.max(this.ejectionsEndAt, host.ejectedUntil);
     host.consecutiveFailures = 0;
   }
 

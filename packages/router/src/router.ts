@@ -191,12 +191,12 @@ export class Router implements CallerHandler, UpstreamEvents {
     const listener = caller.listener;
     const service = routeKey(header);
     const cluster = service === undefined ? undefined : this.clusterFor(listener, service);
-    const clusterName = cluster?.name ?? 'none';
-    this.stats.requests.inc({ listener, cluster: clusterName, protocol: header.protocol });
+    const metrics = cluster?.metrics ?? this.stats.cluster(listener, 'none');
+    metrics.requests[header.protocol].inc();
     const who = identityOf(header, frame);
     const expectsResponse = who.expectsResponse;
     const refuse = (failure: Failure, message: string) => {
-      this.stats.responses.inc({ listener, cluster: clusterName, outcome: failure });
+      metrics.outcome(failure).inc();
       if (this.debug) this.logger.debug({ listener, service, requestId: header.requestId, failure }, message);
       if (expectsResponse) caller.reply(errorResponse(who, failure, message));
     };
@@ -227,11 +227,11 @@ export class Router implements CallerHandler, UpstreamEvents {
   }
 
   bytes(listener: ListenerName, direction: 'in' | 'out', n: number): void {
-    this.stats.bytes.inc({ listener, direction }, n);
+    this.stats.bytesOf(listener, direction).inc(n);
   }
 
   upstreamBytes(direction: 'in' | 'out', n: number): void {
-    this.stats.bytes.inc({ listener: 'upstream', direction }, n);
+    this.stats.bytesOf('upstream', direction).inc(n);
   }
 
   badFrame(caller: CallerConnection, error: ProtocolError): void {
@@ -269,7 +269,7 @@ export class Router implements CallerHandler, UpstreamEvents {
     this.finish(call);
     call.cluster.recordSuccess(call.host!);
     const outcome = status === 0 || status === 20 ? 'ok' : `status-${status}`;
-    this.stats.responses.inc({ listener: call.caller.listener, cluster: call.cluster.name, outcome });
+    call.cluster.metrics!.outcome(outcome).inc();
     if (this.debug) this.logger.debug({ service: call.service, requestId: call.who.requestId, endpoint: call.host!.key, status }, 'response');
     call.caller.reply(frame);
     call.caller.callDone();
@@ -308,7 +308,7 @@ export class Router implements CallerHandler, UpstreamEvents {
     if (call.done) return;
     this.finish(call);
     call.connection?.forget(call);
-    this.stats.responses.inc({ listener: call.caller.listener, cluster: call.cluster.name, outcome: failure });
+    call.cluster.metrics!.outcome(failure).inc();
     if (this.debug) this.logger.debug({ service: call.service, requestId: call.who.requestId, failure }, message);
     call.caller.reply(errorResponse(call.who, failure, message));
     call.caller.callDone();
@@ -322,7 +322,7 @@ export class Router implements CallerHandler, UpstreamEvents {
     this.calls.delete(call);
     call.cluster.active--;
     if (call.host) call.host.active--;
-    this.stats.latency.observe({ listener: call.caller.listener, cluster: call.cluster.name }, call.elapsedSeconds());
+    call.cluster.metrics!.latency.observe(call.elapsedSeconds());
   }
 
   // ---- routes
@@ -338,6 +338,7 @@ export class Router implements CallerHandler, UpstreamEvents {
         : ((local) => (local ? { endpoints: [local] } : undefined))(table.inbound(service));
     if (spec === undefined) return undefined;
     const cluster = new Cluster(service, spec, this.options.outlier, this.options.limits);
+    cluster.metrics = this.stats.cluster(listener, service);
     this.clusters.set(key, cluster);
     return cluster;
   }

@@ -2,6 +2,16 @@
 
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
+type CounterChild = ReturnType<Counter<string>['labels']>;
+type HistogramChild = ReturnType<Histogram<string>['labels']>;
+
+/** Label children of one cluster, made once: a labelled lookup per request costs more than the request's routing. */
+export interface ClusterMetrics {
+  requests: { bolt: CounterChild; dubbo: CounterChild };
+  latency: HistogramChild;
+  outcome(outcome: string): CounterChild;
+}
+
 export class RouterStats {
   readonly registry = new Registry();
   readonly requests = new Counter({
@@ -53,4 +63,36 @@ export class RouterStats {
     labelNames: ['listener', 'code'] as const,
     registers: [this.registry],
   });
+
+  private readonly byCluster = new Map<string, ClusterMetrics>();
+  private readonly byteChildren = new Map<string, CounterChild>();
+
+  cluster(listener: string, cluster: string): ClusterMetrics {
+    const key = `${listener}|${cluster}`;
+    let m = this.byCluster.get(key);
+    if (m === undefined) {
+      const outcomes = new Map<string, CounterChild>();
+      m = {
+        requests: {
+          bolt: this.requests.labels({ listener, cluster, protocol: 'bolt' }),
+          dubbo: this.requests.labels({ listener, cluster, protocol: 'dubbo' }),
+        },
+        latency: this.latency.labels({ listener, cluster }),
+        outcome: (outcome) => {
+          let c = outcomes.get(outcome);
+          if (c === undefined) outcomes.set(outcome, (c = this.responses.labels({ listener, cluster, outcome })));
+          return c;
+        },
+      };
+      this.byCluster.set(key, m);
+    }
+    return m;
+  }
+
+  bytesOf(listener: string, direction: 'in' | 'out'): CounterChild {
+    const key = `${listener}|${direction}`;
+    let c = this.byteChildren.get(key);
+    if (c === undefined) this.byteChildren.set(key, (c = this.bytes.labels({ listener, direction })));
+    return c;
+  }
 }
