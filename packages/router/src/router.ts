@@ -94,6 +94,7 @@ export class Router implements CallerHandler, UpstreamEvents {
       },
       this,
     );
+    this.stats.trackUpstreams(() => this.pool.all().map((c) => ({ endpoint: c.host.key })));
   }
 
   /** Starts the listeners (and admin); resolves once all are bound. */

@@ -51,12 +51,19 @@ export class RouterStats {
     labelNames: ['listener', 'direction'] as const,
     registers: [this.registry],
   });
-  readonly upstreamConnections = new Gauge({
-    name: 'meshport_upstream_connections',
-    help: 'Open upstream connections by cluster',
-    labelNames: ['cluster'] as const,
-    registers: [this.registry],
-  });
+  /** Open upstream connections by endpoint, counted when scraped. */
+  trackUpstreams(list: () => Iterable<{ endpoint: string }>): void {
+    new Gauge({
+      name: 'meshport_upstream_connections',
+      help: 'Open upstream connections by endpoint',
+      labelNames: ['endpoint'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const c of list()) this.inc({ endpoint: c.endpoint });
+      },
+    });
+  }
   readonly badFrames = new Counter({
     name: 'meshport_bad_frames_total',
     help: 'Frames rejected as malformed or oversize, by listener and error code',
