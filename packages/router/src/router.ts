@@ -5,7 +5,7 @@ import type { FrameHeader, ProtocolError } from '@meshport/protocol';
 import pino, { type Logger } from 'pino';
 import { Call } from './call';
 import { CallerConnection, type CallerHandler, type ListenerName } from './caller';
-import { Cluster, type ClusterLimits, type Host, type OutlierOptions } from './cluster';
+import { CLUSTER_LIMIT_DEFAULTS, Cluster, OUTLIER_DEFAULTS, type ClusterLimits, type Host, type OutlierOptions } from './cluster';
 import { errorResponse, identityOf, type Failure } from './responses';
 import type { RouteTable } from './route-table';
 import { RouterStats } from './stats';
@@ -167,8 +167,25 @@ export class Router implements CallerHandler, UpstreamEvents {
     return [...this.clusters.entries()].map(([key, cluster]) => ({ listener: key.split('|')[0], ...cluster.describe() }));
   }
 
+  /**
+   * For the admin `/config` page: the effective settings with every default filled in, and where the listeners are
+   * bound. Not `this.settings` spread as is: that also carries the route table and the logger from the options.
+   */
   describeConfig() {
-    return { ...this.settings, outlier: this.options.outlier ?? {}, limits: this.options.limits ?? {} };
+    const settings = Object.fromEntries(Object.keys(ROUTER_DEFAULTS).map((k) => [k, this.settings[k as keyof Settings]]));
+    const listeners: Record<string, { host: string; port: number }> = {};
+    for (const name of ['outbound', 'inbound', 'admin'] as const) {
+      if (name === 'admin' ? this.admin !== undefined : this.servers.has(name)) {
+        const { address, port } = this.address(name);
+        listeners[name] = { host: address, port };
+      }
+    }
+    return {
+      ...settings,
+      listeners,
+      outlier: { ...OUTLIER_DEFAULTS, ...this.options.outlier },
+      limits: { ...CLUSTER_LIMIT_DEFAULTS, ...this.options.limits },
+    };
   }
 
   // ---- callers
@@ -209,7 +226,7 @@ export class Router implements CallerHandler, UpstreamEvents {
     const hashKey = cluster.policy === 'consistent-hash' ? hashKeyOf(header, cluster.hashHeader) : undefined;
     if (!expectsResponse) {
       // Oneway: forwarded without tracking; nothing will answer it.
-      const host = cluster.pick(hashKey) ?? cluster.pick(hashKey, undefined, 0);
+      const host = cluster.pick(hashKey) ?? cluster.pick(hashKey, undefined, Infinity);
       if (host) this.pool.connectionFor(host, header.protocol).sendOneway(frame);
       return;
     }
@@ -246,7 +263,8 @@ export class Router implements CallerHandler, UpstreamEvents {
   private send(call: Call): void {
     const cluster = call.cluster;
     // Panic mode (as Envoy): when every usable endpoint is ejected, route to them anyway rather than refuse.
-    const host = cluster.pick(call.hashKey, call.tried) ?? cluster.pick(call.hashKey, call.tried, 0);
+    // `now` = Infinity is a time after every ejection: no host counts as ejected (0 would count every host ever ejected).
+    const host = cluster.pick(call.hashKey, call.tried) ?? cluster.pick(call.hashKey, call.tried, Infinity);
     if (host === undefined) {
       this.fail(call, 'unavailable', `meshport: no endpoint of ${cluster.name} accepted a connection`);
       return;
