@@ -148,6 +148,9 @@ export class Router implements CallerHandler, UpstreamEvents {
     this.pool.closeAll();
     this.stopRouteWatch?.();
     await this.admin?.close();
+    // Answers already written may still sit in the socket buffer of a caller that reads slowly: destroying now would
+    // drop them. Each caller got its FIN after its last answer; wait (up to the deadline) for it to read and close.
+    while (this.callers.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
     for (const caller of this.callers) caller.socket.destroy();
     this.logger.info('drained');
   }
@@ -294,12 +297,12 @@ export class Router implements CallerHandler, UpstreamEvents {
     call.caller.callDone();
   }
 
-  neverSent(call: Call, reason: Error): void {
+  neverSent(call: Call, reason: Error, counted: Set<Host>): void {
     if (call.done) return;
     const host = call.host!;
     host.active--;
     call.onConnected(); // no longer pending on that connection
-    call.cluster.recordFailure(host);
+    this.chargeFailure(call, counted);
     call.tried ??= new Set<Host>();
     call.tried.add(host);
     this.logger.warn({ endpoint: host.key, err: reason.message }, 'upstream connect failed');
@@ -310,10 +313,18 @@ export class Router implements CallerHandler, UpstreamEvents {
     this.send(call);
   }
 
-  lost(call: Call, reason: string): void {
+  lost(call: Call, reason: string, counted: Set<Host>): void {
     if (call.done) return;
-    call.cluster.recordFailure(call.host!);
+    this.chargeFailure(call, counted);
     this.fail(call, 'upstream-closed', `meshport: upstream ${call.host!.key} closed with the request in flight: ${reason}`);
+  }
+
+  /** One failure per endpoint per connection event, however many calls it caught (see UpstreamEvents). */
+  private chargeFailure(call: Call, counted: Set<Host>): void {
+    const host = call.host!;
+    if (counted.has(host)) return;
+    counted.add(host);
+    call.cluster.recordFailure(host);
   }
 
   private timeout(call: Call, timeoutMs: number): void {

@@ -27,10 +27,13 @@ export interface UpstreamOptions {
 export interface UpstreamEvents {
   /** A response for a call, its id already restored. */
   response(call: Call, frame: Buffer, status: number | undefined): void;
-  /** The connection never came up: these calls never left and may go elsewhere. */
-  neverSent(call: Call, reason: Error): void;
-  /** The connection went away with these calls in flight. */
-  lost(call: Call, reason: string): void;
+  /**
+   * The connection never came up: this call never left and may go elsewhere. `counted` is shared by all the calls of
+   * one connection's end, so the endpoint is charged one failure per event, not one per call caught in it.
+   */
+  neverSent(call: Call, reason: Error, counted: Set<Host>): void;
+  /** The connection went away with this call in flight (`counted` as for neverSent). */
+  lost(call: Call, reason: string, counted: Set<Host>): void;
   /** Bytes moved on upstream connections, for stats. */
   upstreamBytes(direction: 'in' | 'out', n: number): void;
 }
@@ -194,9 +197,10 @@ export class UpstreamConnection {
     const calls = [...this.calls.values()];
     this.calls.clear();
     const reason = error?.message ?? 'upstream closed the connection';
+    const counted = new Set<Host>();
     for (const call of calls) {
-      if (!this.connected) this.events.neverSent(call, error ?? new Error(reason));
-      else this.events.lost(call, reason);
+      if (!this.connected) this.events.neverSent(call, error ?? new Error(reason), counted);
+      else this.events.lost(call, reason, counted);
     }
     for (const c of this.blockedCallers) c.unblock(this);
     this.blockedCallers.clear();
