@@ -6,6 +6,9 @@ import { errorResponse, heartbeatAck, identityOf } from './responses';
 
 export type ListenerName = 'outbound' | 'inbound';
 
+/** The block reason "too many calls in flight". */
+const INFLIGHT = Symbol('inflight');
+
 /** What a caller connection asks of the router. */
 export interface CallerHandler {
   request(caller: CallerConnection, frame: Buffer, header: FrameHeader): void;
@@ -16,6 +19,11 @@ export interface CallerHandler {
 export class CallerConnection {
   /** Calls of this caller still waiting for an answer. */
   inflight = 0;
+  /**
+   * Past this many calls in flight, reading pauses until answers come back: a pipelining caller is slowed, not
+   * turned away by the cluster's limit, and what the router holds for one caller stays bounded.
+   */
+  maxInflight = Infinity;
   private closing = false;
   /** Reasons reading is paused: a full socket of ours, or a full upstream socket this caller writes to. */
   private readonly blockers = new Set<unknown>();
@@ -64,7 +72,14 @@ export class CallerConnection {
   /** One of this caller's calls has its answer (or its error). */
   callDone(): void {
     this.inflight--;
+    if (this.inflight < this.maxInflight) this.unblock(INFLIGHT);
     this.endIfIdle();
+  }
+
+  /** A call of this caller was accepted. */
+  callStarted(): void {
+    this.inflight++;
+    if (this.inflight >= this.maxInflight) this.block(INFLIGHT);
   }
 
   block(by: unknown): void {

@@ -43,6 +43,8 @@ export interface RouterOptions {
   heartbeatIntervalMs?: number;
   /** An unanswered heartbeat closes the connection after this long (Bolt's own expectation). @default 1000 */
   heartbeatTimeoutMs?: number;
+  /** Calls one caller connection may have in flight before the router stops reading it. @default 256 */
+  maxCallerInflight?: number;
   /** How long a drain waits for calls in flight before failing them. @default 10000 */
   drainTimeoutMs?: number;
   outlier?: OutlierOptions;
@@ -60,6 +62,7 @@ export const ROUTER_DEFAULTS = {
   heartbeatIntervalMs: 10_000,
   heartbeatTimeoutMs: 1000,
   drainTimeoutMs: 10_000,
+  maxCallerInflight: 256,
 };
 
 type Settings = typeof ROUTER_DEFAULTS;
@@ -199,6 +202,7 @@ export class Router implements CallerHandler, UpstreamEvents {
       return;
     }
     const caller = new CallerConnection(socket, listener, this, this.settings.maxFrameSize);
+    caller.maxInflight = this.settings.maxCallerInflight;
     this.callers.add(caller);
     this.stats.connections.inc({ listener });
     this.stats.connectionsTotal.inc({ listener });
@@ -234,7 +238,7 @@ export class Router implements CallerHandler, UpstreamEvents {
       return;
     }
     const call = new Call(caller, who, frame, cluster, service!, hashKey);
-    caller.inflight++;
+    caller.callStarted();
     this.calls.add(call);
     cluster.active++;
     const timeoutMs =

@@ -64,4 +64,14 @@ describe('router: two hops', () => {
     assert.match(dubbo.frame.toString('utf8'), /no route for service org\.example\.Nobody:1\.0/);
     assert.equal(provider.seen.length, 0);
   });
+
+  it('slows a caller that pipelines a burst instead of shedding it: 4000 at once, default limits, all answered OK', async () => {
+    const burst = [];
+    for (let i = 0; i < 4000; i++) burst.push(boltRequest(i, 'com.example.EchoService:1.0', `burst-${i}`));
+    client.send(Buffer.concat(burst));
+    await client.waitFor(4000, 20_000);
+    const statuses = new Set(client.answers.map((a) => a.header.status));
+    assert.deepEqual([...statuses], [BoltStatus.SUCCESS]);
+    assert.equal(new Set(client.answers.map((a) => a.header.requestId)).size, 4000);
+  });
 });
