@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # One idempotent set-up for every entry point (npm test, npm run demo, npm run bench):
 # Debian packages the suites need, then `npm ci` when the lockfile changed, then the TypeScript build.
+#   scripts/bootstrap.sh           set up whatever is missing or stale
+#   scripts/bootstrap.sh --check   change nothing; say what would be done, exit 1 if anything would be
 set -euo pipefail
 cd "$(dirname "$0")/.."
+check_only=0
+[ "${1:-}" = "--check" ] && check_only=1
 
 # Keep in step with the README's "What gets installed" table.
 DEBIAN_PACKAGES=(
@@ -20,7 +24,9 @@ for pkg in "${DEBIAN_PACKAGES[@]}"; do
   fi
 done
 
-if [ ${#missing[@]} -gt 0 ]; then
+if [ ${#missing[@]} -gt 0 ] && [ "$check_only" = 1 ]; then
+  log "would install Debian packages: ${missing[*]}"
+elif [ ${#missing[@]} -gt 0 ]; then
   cmd="apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${missing[*]}"
   if [ "$(id -u)" -ne 0 ]; then
     log "missing Debian packages: ${missing[*]}"
@@ -36,7 +42,15 @@ fi
 # npm ci only when package-lock.json differs from the one the installed tree was made from.
 stamp=node_modules/.meshport-lock.sha256
 want=$(sha256sum package-lock.json | cut -d' ' -f1)
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+npm_stale=0
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then npm_stale=1; fi
+if [ "$check_only" = 1 ]; then
+  [ "$npm_stale" = 1 ] && log "would install npm packages (npm ci): package-lock.json changed since the last install"
+  [ ${#missing[@]} -eq 0 ] && [ "$npm_stale" = 0 ] && log "nothing to do"
+  [ ${#missing[@]} -eq 0 ] && [ "$npm_stale" = 0 ]
+  exit
+fi
+if [ "$npm_stale" = 1 ]; then
   log "installing npm packages (npm ci)"
   npm ci --no-audit --no-fund >&2
   echo "$want" > "$stamp"
