@@ -217,11 +217,11 @@ export class Router implements CallerHandler, UpstreamEvents {
     const service = routeKey(header);
     const cluster = service === undefined ? undefined : this.clusterFor(listener, service);
     const metrics = cluster?.metrics ?? this.stats.cluster(listener, 'none');
-    metrics.requests[header.protocol].inc();
+    metrics.requests[header.protocol]++;
     const who = identityOf(header, frame);
     const expectsResponse = who.expectsResponse;
     const refuse = (failure: Failure, message: string) => {
-      metrics.outcome(failure).inc();
+      metrics.count(failure);
       if (this.debug) this.logger.debug({ listener, service, requestId: header.requestId, failure }, message);
       if (expectsResponse) caller.reply(errorResponse(who, failure, message));
     };
@@ -252,11 +252,11 @@ export class Router implements CallerHandler, UpstreamEvents {
   }
 
   bytes(listener: ListenerName, direction: 'in' | 'out', n: number): void {
-    this.stats.bytesOf(listener, direction).inc(n);
+    this.stats.addBytes(listener, direction, n);
   }
 
   upstreamBytes(direction: 'in' | 'out', n: number): void {
-    this.stats.bytesOf('upstream', direction).inc(n);
+    this.stats.addBytes('upstream', direction, n);
   }
 
   badFrame(caller: CallerConnection, error: ProtocolError): void {
@@ -295,7 +295,7 @@ export class Router implements CallerHandler, UpstreamEvents {
     this.finish(call);
     call.cluster.recordSuccess(call.host!);
     const outcome = status === 0 || status === 20 ? 'ok' : `status-${status}`;
-    call.cluster.metrics!.outcome(outcome).inc();
+    call.cluster.metrics!.count(outcome);
     if (this.debug) this.logger.debug({ service: call.service, requestId: call.who.requestId, endpoint: call.host!.key, status }, 'response');
     call.caller.reply(frame);
     call.caller.callDone();
@@ -342,7 +342,7 @@ export class Router implements CallerHandler, UpstreamEvents {
     if (call.done) return;
     this.finish(call);
     call.connection?.forget(call);
-    call.cluster.metrics!.outcome(failure).inc();
+    call.cluster.metrics!.count(failure);
     if (this.debug) this.logger.debug({ service: call.service, requestId: call.who.requestId, failure }, message);
     call.caller.reply(errorResponse(call.who, failure, message));
     call.caller.callDone();
@@ -356,7 +356,7 @@ export class Router implements CallerHandler, UpstreamEvents {
     this.calls.delete(call);
     call.cluster.active--;
     if (call.host) call.host.active--;
-    call.cluster.metrics!.latency.observe(call.elapsedSeconds());
+    call.cluster.metrics!.observe(call.elapsedSeconds());
   }
 
   // ---- routes
