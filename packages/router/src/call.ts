@@ -3,9 +3,10 @@
 import type { FrameIdentity } from '@meshport/protocol';
 import type { Cluster, Host } from './cluster';
 import type { CallerConnection } from './caller';
+import type { Expiring } from './deadlines';
 import type { UpstreamConnection } from './upstream';
 
-export class Call {
+export class Call implements Expiring {
   upstreamId = 0;
   connection: UpstreamConnection | undefined;
   host: Host | undefined;
@@ -13,9 +14,11 @@ export class Call {
   tried: Set<Host> | undefined;
   /** True while the call counts as pending (its connection is still connecting). */
   pending = false;
-  timer: NodeJS.Timeout | undefined;
   done = false;
-  readonly startedAt = process.hrtime.bigint();
+  /** performance.now() at arrival; a double, so no BigInt per call. */
+  readonly startedAt = performance.now();
+  /** Set by the router with the timeout; see DeadlineWheel. */
+  deadline = 0;
 
   constructor(
     readonly caller: CallerConnection,
@@ -37,6 +40,6 @@ export class Call {
   }
 
   elapsedSeconds(): number {
-    return Number(process.hrtime.bigint() - this.startedAt) / 1e9;
+    return (performance.now() - this.startedAt) / 1000;
   }
 }

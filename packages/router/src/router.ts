@@ -1,16 +1,17 @@
 // The router: two protocol-sniffing listeners, route lookup, load balancing, upstream pools, failures, drain.
 
 import net from 'node:net';
-import type { FrameHeader, ProtocolError } from '@meshport/protocol';
+import type { FrameHeader, FrameIdentity, ProtocolError } from '@meshport/protocol';
 import pino, { type Logger } from 'pino';
 import { Call } from './call';
 import { CallerConnection, type CallerHandler, type ListenerName } from './caller';
 import { CLUSTER_LIMIT_DEFAULTS, Cluster, OUTLIER_DEFAULTS, type ClusterLimits, type Host, type OutlierOptions } from './cluster';
 import { errorResponse, identityOf, type Failure } from './responses';
 import type { RouteTable } from './route-table';
-import { RouterStats } from './stats';
+import { type ClusterMetrics, RouterStats } from './stats';
 import { UpstreamPool, type UpstreamConnection, type UpstreamEvents } from './upstream';
 import { AdminServer } from './admin';
+import { DeadlineWheel } from './deadlines';
 
 export interface ListenAddress {
   /** @default '127.0.0.1' */
@@ -75,6 +76,7 @@ export class Router implements CallerHandler, UpstreamEvents {
   private readonly servers = new Map<ListenerName, net.Server>();
   private readonly callers = new Set<CallerConnection>();
   private readonly calls = new Set<Call>();
+  private readonly deadlines = new DeadlineWheel<Call>((call) => this.timeout(call));
   /** Clusters by listener and service; rebuilt lazily after a route-table change. */
   private readonly clusters = new Map<string, Cluster>();
   private admin: AdminServer | undefined;
@@ -220,16 +222,14 @@ export class Router implements CallerHandler, UpstreamEvents {
     metrics.requests[header.protocol]++;
     const who = identityOf(header, frame);
     const expectsResponse = who.expectsResponse;
-    const refuse = (failure: Failure, message: string) => {
-      metrics.count(failure);
-      if (this.debug) this.logger.debug({ listener, service, requestId: header.requestId, failure }, message);
-      if (expectsResponse) caller.reply(errorResponse(who, failure, message));
-    };
-    if (this.draining) return refuse('draining', 'meshport is shutting down');
+    if (this.draining) return this.refuse(caller, who, metrics, 'draining', 'meshport is shutting down');
     if (cluster === undefined || cluster.hosts.length === 0) {
-      return refuse('no-route', `meshport: no route for service ${service ?? '(none in the frame)'} on the ${listener} listener`);
+      const message = `meshport: no route for service ${service ?? '(none in the frame)'} on the ${listener} listener`;
+      return this.refuse(caller, who, metrics, 'no-route', message);
     }
-    if (!cluster.hasCapacity()) return refuse('busy', `meshport: cluster ${cluster.name} is at its request limit`);
+    if (!cluster.hasCapacity()) {
+      return this.refuse(caller, who, metrics, 'busy', `meshport: cluster ${cluster.name} is at its request limit`);
+    }
     const hashKey = cluster.policy === 'consistent-hash' ? hashKeyOf(header, cluster.hashHeader) : undefined;
     if (!expectsResponse) {
       // Oneway: forwarded without tracking; nothing will answer it.
@@ -247,8 +247,16 @@ export class Router implements CallerHandler, UpstreamEvents {
         : header.protocol === 'bolt'
           ? this.settings.boltDefaultTimeoutMs
           : this.settings.dubboTimeoutMs;
-    call.timer = setTimeout(() => this.timeout(call, timeoutMs), timeoutMs);
+    call.deadline = call.startedAt + timeoutMs;
+    this.deadlines.add(call);
     this.send(call);
+  }
+
+  /** Answers a request the router turns away before it goes anywhere (oneways are only counted). */
+  private refuse(caller: CallerConnection, who: FrameIdentity, metrics: ClusterMetrics, failure: Failure, message: string): void {
+    metrics.count(failure);
+    if (this.debug) this.logger.debug({ listener: caller.listener, requestId: who.requestId, failure }, message);
+    if (who.expectsResponse) caller.reply(errorResponse(who, failure, message));
   }
 
   bytes(listener: ListenerName, direction: 'in' | 'out', n: number): void {
@@ -331,7 +339,8 @@ export class Router implements CallerHandler, UpstreamEvents {
     call.cluster.recordFailure(host);
   }
 
-  private timeout(call: Call, timeoutMs: number): void {
+  private timeout(call: Call): void {
+    const timeoutMs = Math.round(call.deadline - call.startedAt);
     if (call.done) return;
     call.connection?.forget(call);
     if (call.host) call.cluster.recordFailure(call.host);
@@ -351,7 +360,7 @@ export class Router implements CallerHandler, UpstreamEvents {
   /** Releases what a call holds, whatever its outcome. */
   private finish(call: Call): void {
     call.done = true;
-    clearTimeout(call.timer);
+    this.deadlines.remove(call);
     call.onConnected();
     this.calls.delete(call);
     call.cluster.active--;
