@@ -20,7 +20,7 @@ declare module 'sofa-rpc-node' {
   };
   export const client: {
     RpcClient: new (options: { logger: Logger; protocol?: unknown; allowMock?: boolean }) => {
-      createConsumer(options: { interfaceName: string; version?: string; serverHost: string }): Consumer;
+      createConsumer(options: { interfaceName: string; version?: string; serverHost: string; retryFaultInterval?: number }): Consumer;
       close(): Promise<void>;
     };
   };
