@@ -8,8 +8,10 @@ export const DOCS_FILE = path.resolve(__dirname, '../../../../docs/benchmarks.md
 
 const INTRO = `# Benchmarks
 
-Side-by-side measurements of meshport against the libraries its peers use, run on one machine in one process.
-They are benchmarks, not tests: nothing fails when a figure is low, but each suite prints its goals beside the figures.
+Side-by-side measurements of meshport against the libraries and proxies its peers use, run on one machine: \`decode\`
+in one process, \`forward\` with every party (load generator, echo server, haproxy, each meshport router) in a process of
+its own. They are benchmarks, not tests: nothing fails when a figure is low, but each suite prints its goals beside the
+figures.
 
 ## Running them
 
@@ -18,13 +20,16 @@ npm run bench -- decode                   # bootstrap, build, then the decode su
 npm run bench -- decode --json            # the last stdout line is {"suite": "decode", "results": [...]}
 npm run bench -- decode --duration 5      # timed seconds per measurement (default 3)
 npm run bench -- decode --update-docs     # also rewrite this suite's section of this file
+npm run bench -- forward                  # direct vs haproxy vs two meshport routers, Bolt and Dubbo (about 1 min)
+MESHPORT_BENCH_PROFILE=/tmp/prof npm run bench -- forward   # also CPU-profile both routers, after the measurements
 \`\`\`
 
 Without the bootstrap: \`npx tsc --build packages/bench && node packages/bench/dist/src/main.js decode\`.
 With no suite named, every suite runs. Progress goes to stderr.
 
-How a figure is made: every case is warmed up first, then sampled several times round-robin across the cases of its
-suite (so a change of machine speed during the run touches every case alike), each sample timing whole batches with
+How a figure is made (decode; \`forward\` describes its own method under its table): every case is warmed up first,
+then sampled several times round-robin across the cases of its suite (so a change of machine speed during the run
+touches every case alike), each sample timing whole batches with
 \`process.hrtime.bigint()\`; the median sample is reported, with the spread (max - min) / median. Every decoded id and
 service name is folded into a sink the program prints at the end, so no work is dead code. Heap bytes per frame come from
 the V8 heap used before and after a separate run, plus what each garbage collection in between freed (\`v8.GCProfiler\`).

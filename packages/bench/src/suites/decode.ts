@@ -9,16 +9,16 @@ import { type Measurement, type Workload, heapMeasurementMethod, measureAll } fr
 import type { Figure, ResultRow, Suite, SuiteOptions, SuiteReport } from '../suite';
 
 /** Body (Bolt content, Dubbo body) size the fixtures are fitted to. */
-const TARGET_BODY = 256;
+export const TARGET_BODY = 256;
 /** Distinct frames cycled through (a power of two); ~390 KB of Bolt frames, so the set stays in cache as socket data would. */
 const RING = 1024;
 const MASK = RING - 1;
 /** Chunk size of the streaming case, as a socket read might deliver. */
 const CHUNK = 64 * 1024;
 
-const BOLT_SERVICE = 'com.alipay.meshport.bench.EchoService:1.0';
-const DUBBO_INTERFACE = 'org.apache.dubbo.meshport.bench.EchoService';
-const DUBBO_VERSION = '1.0.0';
+export const BOLT_SERVICE = 'com.alipay.meshport.bench.EchoService:1.0';
+export const DUBBO_INTERFACE = 'org.apache.dubbo.meshport.bench.EchoService';
+export const DUBBO_VERSION = '1.0.0';
 const METHOD = 'echo';
 
 const GOAL_BOLT_RATIO = 20;
@@ -27,12 +27,12 @@ const GOAL_BOLT_RATE = 5_000_000;
 
 const ARG_ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
 
-function argText(n: number): string {
+export function argText(n: number): string {
   return ARG_ALPHABET.repeat(Math.ceil(n / ARG_ALPHABET.length) + 1).slice(0, n);
 }
 
 /** A SofaRequest for `echo(String)` as sofa-bolt-node encodes it: Bolt v1, hessian2, header map `service` only. */
-function boltRequest(id: number, arg: string): Buffer {
+export function boltRequest(id: number, arg: string): Buffer {
   return boltPeer.requestEncode(
     id,
     { serverSignature: BOLT_SERVICE, methodName: METHOD, args: [{ $class: 'java.lang.String', $: arg }], timeout: 3000 },
@@ -41,7 +41,7 @@ function boltRequest(id: number, arg: string): Buffer {
 }
 
 /** A Dubbo hessian2 request for `echo(String)` as dubbo-remoting encodes it. */
-function dubboRequest(id: number, arg: string): Buffer {
+export function dubboRequest(id: number, arg: string): Buffer {
   // Copied: the encoder's output may share memory with its next output.
   return Buffer.from(
     dubboPeer.requestEncode(
@@ -53,11 +53,11 @@ function dubboRequest(id: number, arg: string): Buffer {
 }
 
 // Body lengths read straight from the wire layout (PROTOCOLS.md), not through the code under test.
-const boltContentLength = (f: Buffer) => f.readInt32BE(18); // v1 request: contentLen at 18-21
-const dubboBodyLength = (f: Buffer) => f.readInt32BE(12);
+export const boltContentLength = (f: Buffer) => f.readInt32BE(18); // v1 request: contentLen at 18-21
+export const dubboBodyLength = (f: Buffer) => f.readInt32BE(12);
 
 /** The shortest argument whose frame has a body of exactly `target` bytes (else the first one above it). */
-function fitArgument(make: (arg: string) => Buffer, bodyLength: (f: Buffer) => number, target: number): string {
+export function fitArgument(make: (arg: string) => Buffer, bodyLength: (f: Buffer) => number, target: number): string {
   let above: string | undefined;
   for (let n = 0; n <= 4 * target; n++) {
     const len = bodyLength(make(argText(n)));

@@ -2,5 +2,6 @@
 
 import type { Suite } from '../suite';
 import { decodeSuite } from './decode';
+import { forwardSuite } from './forward';
 
-export const SUITES: ReadonlyMap<string, Suite> = new Map([decodeSuite].map((s) => [s.name, s]));
+export const SUITES: ReadonlyMap<string, Suite> = new Map([decodeSuite, forwardSuite].map((s) => [s.name, s]));
