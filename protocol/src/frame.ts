@@ -11,7 +11,8 @@ import {
 } from './bolt';
 import { DUBBO_HEADER_LENGTH, DubboFrameHeader, type DubboRequestId, dubboFrameLength, setDubboRequestId } from './dubbo';
 import { ProtocolError, hexByte } from './errors';
-import type { ProtocolName } from './types';
+import { i32 } from './bytes';
+import type { FrameKind, ProtocolName } from './types';
 
 const DUBBO_MAGIC_HIGH = 0xda;
 
@@ -122,4 +123,54 @@ export function peekFrameIdentity(head: Buffer): FrameIdentity | undefined {
     switchFlags: s ? head[11] : undefined,
     codec: head[9 + s],
   };
+}
+
+/**
+ * Kind, status and a small request id of a whole frame from its fixed header alone, with no allocation: for a proxy
+ * reading answers to ids it assigned itself. The header must already have been measured (e.g. by FrameSplitter).
+ */
+export const peek = {
+  /** The frame's kind, or undefined for a Bolt cmdcode/type pair that means nothing. */
+  kind(frame: Buffer): FrameKind | undefined {
+    if (frame[0] === DUBBO_MAGIC_HIGH) {
+      const flag = frame[2];
+      if ((flag & 0x20) !== 0) return (flag & 0x80) !== 0 ? 'heartbeat' : 'heartbeat-ack';
+      return (flag & 0x80) === 0 ? 'response' : (flag & 0x40) !== 0 ? 'request' : 'oneway';
+    }
+    const s = frame[0] === BOLT_V2 ? 1 : 0;
+    const type = frame[1 + s];
+    const cmd = (frame[2 + s] << 8) | frame[3 + s];
+    if (cmd === 0) return type === 1 ? 'heartbeat' : type === 0 ? 'heartbeat-ack' : undefined;
+    if (cmd === 1) return type === 1 ? 'request' : type === 2 ? 'oneway' : undefined;
+    return cmd === 2 && type === 0 ? 'response' : undefined;
+  },
+  /** The request id when it fits in a signed 32-bit integer (always for Bolt); NaN for a larger Dubbo id. */
+  smallRequestId(frame: Buffer): number {
+    if (frame[0] === DUBBO_MAGIC_HIGH) {
+      const hi = i32(frame, 4);
+      const lo = i32(frame, 8);
+      return (hi === 0 && lo >= 0) || (hi === -1 && lo < 0) ? lo : NaN;
+    }
+    return i32(frame, frame[0] === BOLT_V2 ? 6 : 5);
+  },
+  /** A response's status (Bolt respStatus, Dubbo status byte). */
+  status(frame: Buffer): number {
+    if (frame[0] === DUBBO_MAGIC_HIGH) return frame[3];
+    return frame[0] === BOLT_V2 ? (frame[12] << 8) | frame[13] : (frame[10] << 8) | frame[11];
+  },
+};
+
+/** A frame's request id field as its own bytes (4 for Bolt, 8 for Dubbo): kept before a rewrite, for restoreRequestId. */
+export function saveRequestId(frame: Buffer): Buffer {
+  const at = frame[0] === DUBBO_MAGIC_HIGH ? 4 : frame[0] === BOLT_V2 ? 6 : 5;
+  return Buffer.from(frame.subarray(at, at + (at === 4 ? 8 : 4)));
+}
+
+/**
+ * Writes back an id kept by saveRequestId into a frame of the same protocol (e.g. the caller's id into the answer):
+ * a byte copy, with no decimal string or BigInt for Dubbo's int64. A Bolt v2 CRC is recomputed.
+ */
+export function restoreRequestId(frame: Buffer, saved: Buffer): void {
+  if (frame[0] === DUBBO_MAGIC_HIGH) saved.copy(frame, 4, 0, 8);
+  else setRequestId(frame, i32(saved, 0));
 }

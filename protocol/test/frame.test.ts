@@ -13,6 +13,9 @@ import {
   encodeDubboErrorResponse,
   encodeDubboHeartbeat,
   encodeDubboHeartbeatAck,
+  peek,
+  restoreRequestId,
+  saveRequestId,
   setRequestId,
   type ProtocolErrorCode,
 } from '../src/index';
@@ -281,5 +284,48 @@ describe('proxy-made frames', () => {
     const reader = new HessianStringReader();
     reader.reset(err, 16, err.length);
     assert.equal(reader.readString(), 'no provider');
+  });
+});
+
+describe('peek, saveRequestId and restoreRequestId (the proxy fast path)', () => {
+  it('peek reads kind, small id and status from the fixed header, as decodeFrame does', () => {
+    const frames = [
+      bolt({ id: -7 }),
+      bolt({ type: 2, id: 8 }),
+      bolt({ type: 0, status: BoltStatus.TIMEOUT, id: 9 }),
+      bolt({ version: 2, ver1: 2, switchFlags: 1, type: 0, status: 4, id: 10 }),
+      encodeBoltHeartbeat(11),
+      encodeBoltHeartbeatAck(12, { protocolVersion: 2 }),
+      dubbo({ id: 13n }),
+      dubbo({ id: -14n }),
+      dubbo({ flag: 0x02, status: 70, id: 15n, body: Buffer.from([0x4e]) }),
+      encodeDubboHeartbeat(16),
+      encodeDubboHeartbeatAck(17),
+    ];
+    for (const f of frames) {
+      const h = decodeFrame(f);
+      assert.equal(peek.kind(f), h.kind);
+      assert.equal(peek.smallRequestId(f), Number(h.requestId));
+      if (h.kind === 'response') assert.equal(peek.status(f), h.status);
+    }
+    assert.ok(Number.isNaN(peek.smallRequestId(dubbo({ id: 2n ** 32n }))));
+    assert.equal(peek.kind(bolt({ type: 1, cmd: 2 })), undefined);
+  });
+
+  it('restores a saved id into another frame of the protocol, int64 and v2 CRC included', () => {
+    const request = dubbo({ id: 2n ** 62n + 3n });
+    const saved = saveRequestId(request);
+    setRequestId(request, 5);
+    const answer = encodeDubboHeartbeatAck(5);
+    restoreRequestId(answer, saved);
+    assert.equal(decodeFrame(answer).requestId, String(2n ** 62n + 3n));
+    const boltReq = bolt({ id: -99 });
+    const boltSaved = saveRequestId(boltReq);
+    setRequestId(boltReq, 1);
+    const boltAnswer = bolt({ version: 2, ver1: 2, switchFlags: 1, type: 0, id: 1 });
+    restoreRequestId(boltAnswer, boltSaved);
+    const h = decodeFrame(boltAnswer);
+    assert.equal(h.requestId, -99);
+    assert.equal(h.protocol === 'bolt' && h.crc, 'ok');
   });
 });

@@ -1,6 +1,6 @@
 // One request in flight through the router: who asked, where it went, and its deadline.
 
-import type { FrameIdentity } from '@meshport/protocol';
+import { saveRequestId, type FrameIdentity } from '@meshport/protocol';
 import type { Cluster, Host } from './cluster';
 import type { CallerConnection } from './caller';
 import type { Expiring } from './deadlines';
@@ -19,6 +19,8 @@ export class Call implements Expiring {
   readonly startedAt = performance.now();
   /** Set by the router with the timeout; see DeadlineWheel. */
   deadline = 0;
+  /** The caller's id bytes, written back into the answer. */
+  readonly savedId: Buffer;
 
   constructor(
     readonly caller: CallerConnection,
@@ -29,7 +31,9 @@ export class Call implements Expiring {
     readonly cluster: Cluster,
     readonly service: string,
     readonly hashKey: string | undefined,
-  ) {}
+  ) {
+    this.savedId = saveRequestId(frame);
+  }
 
   /** The connection came up: the call is no longer pending but active. */
   onConnected(): void {

@@ -7,7 +7,7 @@ import { Call } from './call';
 import { CallerConnection, type CallerHandler, type ListenerName } from './caller';
 import { CLUSTER_LIMIT_DEFAULTS, Cluster, OUTLIER_DEFAULTS, type ClusterLimits, type Host, type OutlierOptions } from './cluster';
 import { errorResponse, identityOf, type Failure } from './responses';
-import type { RouteTable } from './route-table';
+import type { ClusterSpec, RouteTable } from './route-table';
 import { type ClusterMetrics, RouterStats } from './stats';
 import { UpstreamPool, type UpstreamConnection, type UpstreamEvents } from './upstream';
 import { AdminServer } from './admin';
@@ -77,8 +77,8 @@ export class Router implements CallerHandler, UpstreamEvents {
   private readonly callers = new Set<CallerConnection>();
   private readonly calls = new Set<Call>();
   private readonly deadlines = new DeadlineWheel<Call>((call) => this.timeout(call));
-  /** Clusters by listener and service; rebuilt lazily after a route-table change. */
-  private readonly clusters = new Map<string, Cluster>();
+  /** Clusters by listener, then service (no key string built per request); updated on route-table changes. */
+  private readonly clusters: Record<ListenerName, Map<string, Cluster>> = { outbound: new Map(), inbound: new Map() };
   private admin: AdminServer | undefined;
   private draining = false;
   private stopRouteWatch: (() => void) | undefined;
@@ -172,7 +172,9 @@ export class Router implements CallerHandler, UpstreamEvents {
 
   /** For the admin `/routes` page. */
   describeRoutes() {
-    return [...this.clusters.entries()].map(([key, cluster]) => ({ listener: key.split('|')[0], ...cluster.describe() }));
+    return (['outbound', 'inbound'] as const).flatMap((listener) =>
+      [...this.clusters[listener].values()].map((cluster) => ({ listener, ...cluster.describe() })),
+    );
   }
 
   /**
@@ -371,29 +373,32 @@ export class Router implements CallerHandler, UpstreamEvents {
   // ---- routes
 
   private clusterFor(listener: ListenerName, service: string): Cluster | undefined {
-    const key = `${listener}|${service}`;
-    const known = this.clusters.get(key);
+    const known = this.clusters[listener].get(service);
     if (known !== undefined) return known;
-    const table = this.options.routeTable;
-    const spec =
-      listener === 'outbound'
-        ? table.outbound(service)
-        : ((local) => (local ? { endpoints: [local] } : undefined))(table.inbound(service));
+    const spec = this.specFor(listener, service);
     if (spec === undefined) return undefined;
     const cluster = new Cluster(service, spec, this.options.outlier, this.options.limits);
     cluster.metrics = this.stats.cluster(listener, service);
-    this.clusters.set(key, cluster);
+    this.clusters[listener].set(service, cluster);
     return cluster;
+  }
+
+  /** Outbound: the service's cluster; inbound: the local app as a one-endpoint cluster. */
+  private specFor(listener: ListenerName, service: string): ClusterSpec | undefined {
+    const table = this.options.routeTable;
+    if (listener === 'outbound') return table.outbound(service);
+    const local = table.inbound(service);
+    return local ? { endpoints: [local] } : undefined;
   }
 
   /** Route-table change: clusters update in place (keeping host state); vanished ones are dropped. */
   private refreshClusters(): void {
-    const table = this.options.routeTable;
-    for (const [key, cluster] of this.clusters) {
-      const [listener, service] = [key.slice(0, key.indexOf('|')), key.slice(key.indexOf('|') + 1)];
-      const spec = listener === 'outbound' ? table.outbound(service) : ((l) => (l ? { endpoints: [l] } : undefined))(table.inbound(service));
-      if (spec === undefined) this.clusters.delete(key);
-      else cluster.update(spec);
+    for (const listener of ['outbound', 'inbound'] as const) {
+      for (const [service, cluster] of this.clusters[listener]) {
+        const spec = this.specFor(listener, service);
+        if (spec === undefined) this.clusters[listener].delete(service);
+        else cluster.update(spec);
+      }
     }
   }
 

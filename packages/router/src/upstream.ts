@@ -7,6 +7,8 @@ import {
   decodeFrame,
   encodeBoltHeartbeat,
   encodeDubboHeartbeat,
+  peek,
+  restoreRequestId,
   setRequestId,
   type ProtocolName,
 } from '@meshport/protocol';
@@ -149,22 +151,26 @@ export class UpstreamConnection {
   }
 
   private onFrame(frame: Buffer): void {
-    const header = decodeFrame(frame, { crc: 'skip' });
-    const id = Number(header.requestId);
-    switch (header.kind) {
+    // Answers to ids we assigned are read from the fixed header alone: no header object, no id string.
+    const kind = peek.kind(frame);
+    const id = peek.smallRequestId(frame);
+    switch (kind) {
       case 'response': {
         const call = this.calls.get(id);
         if (call === undefined) return; // timed out earlier: the late response is dropped
         this.calls.delete(id);
-        setRequestId(frame, call.who.requestId);
-        this.events.response(call, frame, header.status);
+        restoreRequestId(frame, call.savedId);
+        this.events.response(call, frame, peek.status(frame));
         return;
       }
       case 'heartbeat-ack':
         if (id === this.heartbeatId) this.heartbeatId = undefined;
         return;
       case 'heartbeat':
-        this.socket.write(heartbeatAck(identityOf(header, frame)));
+        this.socket.write(heartbeatAck(identityOf(decodeFrame(frame, { crc: 'skip' }), frame)));
+        return;
+      case undefined:
+        this.socket.destroy(new Error('upstream sent a Bolt frame with a meaningless cmdcode and type'));
         return;
       default:
         return; // a provider's own requests to us are not part of the proxy's job
@@ -209,7 +215,8 @@ export class UpstreamConnection {
 
 /** Connections per endpoint and protocol, opened lazily up to the configured count, least loaded first. */
 export class UpstreamPool {
-  private readonly connections = new Map<string, UpstreamConnection[]>();
+  /** By endpoint key, then protocol (a remote sidecar tells protocols apart per connection). */
+  private readonly connections = new Map<string, Record<ProtocolName, UpstreamConnection[]>>();
 
   constructor(
     private readonly perEndpoint: number,
@@ -218,21 +225,15 @@ export class UpstreamPool {
   ) {}
 
   connectionFor(host: Host, protocol: ProtocolName): UpstreamConnection {
-    const key = `${protocol}|${host.key}`;
-    let list = this.connections.get(key);
-    if (list === undefined) {
-      list = [];
-      this.connections.set(key, list);
-    }
+    let byProtocol = this.connections.get(host.key);
+    if (byProtocol === undefined) this.connections.set(host.key, (byProtocol = { bolt: [], dubbo: [] }));
+    const list = byProtocol[protocol];
     let best: UpstreamConnection | undefined;
     for (const c of list) if (best === undefined || c.load < best.load) best = c;
     if (best !== undefined && (best.load === 0 || list.length >= this.perEndpoint)) return best;
     const conn = new UpstreamConnection(host, protocol, this.options, this.events, (closed) => {
-      const current = this.connections.get(key);
-      if (current === undefined) return;
-      const i = current.indexOf(closed);
-      if (i >= 0) current.splice(i, 1);
-      if (current.length === 0) this.connections.delete(key);
+      const i = list.indexOf(closed);
+      if (i >= 0) list.splice(i, 1);
     });
     list.push(conn);
     return conn;
@@ -240,7 +241,7 @@ export class UpstreamPool {
 
   /** Every open connection. */
   all(): UpstreamConnection[] {
-    return [...this.connections.values()].flat();
+    return [...this.connections.values()].flatMap((p) => [...p.bolt, ...p.dubbo]);
   }
 
   closeAll(): void {
