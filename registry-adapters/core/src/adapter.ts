@@ -1,0 +1,61 @@
+// The two small contracts every registry package implements: the upstream RegistryAdapter and the local facade.
+
+import type { ProviderUrl } from './url';
+
+/**
+ * How the adapter's link to its registry stands. `expired` means the registry has forgotten this client (a
+ * ZooKeeper session expiry): everything it published is gone upstream until the adapter publishes it again.
+ */
+export type ConnectionState = 'connected' | 'disconnected' | 'expired';
+
+/** Receives the whole provider list of one service each time it changes; never a diff, so a lost call heals. */
+export type ProvidersListener = (urls: ProviderUrl[]) => void;
+
+/** Removes what registered it; calling it twice is harmless. */
+export type Unsubscribe = () => void;
+
+/**
+ * The upstream side of a registry: what the sidecar publishes its local providers to and learns remote providers
+ * from. Services are keyed as the wire carries them (SOFA `interface:version[:uniqueId]`, Dubbo `interface:version`
+ * or `interface`); see `sofaServiceKey` and `dubboServiceKey`.
+ *
+ * Safety rules every implementation keeps, because SOFA RPC closes every connection on an empty list and Dubbo drops
+ * all providers on an `empty://` push:
+ * - After a reconnect or a session expiry it publishes again everything published and not unpublished, and
+ *   subscribes again to everything subscribed and not unsubscribed, without being asked.
+ * - Through an outage it keeps the last known provider lists and pushes nothing; afterwards it pushes a list only if
+ *   it differs from the last one pushed.
+ * - Only an explicit deletion in the registry (an unpublish, a removed node or entry) empties a list. A list that is
+ *   empty the first time it is read is pushed as empty: that is the registry's answer, not an outage.
+ * - After `close()` no listener is called again and every other method rejects with MESHPORT_REGISTRY_CLOSED.
+ */
+export interface RegistryAdapter {
+  /** The current connection state. */
+  readonly state: ConnectionState;
+  /** Announces `url` as a provider of `service`; publishing the same URL twice is one provider. */
+  publish(service: string, url: ProviderUrl | string): Promise<void>;
+  /** Withdraws a provider published by this adapter; withdrawing one it does not know is a no-op. */
+  unpublish(service: string, url: ProviderUrl | string): Promise<void>;
+  /**
+   * Watches the providers of `service`. Resolves once the subscription is registered; when the registry is
+   * reachable, `onChange` has by then been called once with the current list.
+   */
+  subscribe(service: string, onChange: ProvidersListener): Promise<Unsubscribe>;
+  /** Calls `listener` on every state change (not with the current state). */
+  onStateChange(listener: (state: ConnectionState) => void): Unsubscribe;
+  /** Releases every connection, watcher and timer; idempotent. */
+  close(): Promise<void>;
+}
+
+/**
+ * A localhost server that speaks one registry's own protocol to the app's SDK and passes everything through to a
+ * RegistryAdapter, rewriting endpoints in both directions.
+ */
+export interface RegistryFacade {
+  /** Binds and starts serving; resolves once `address()` is valid. */
+  start(): Promise<void>;
+  /** Stops accepting, ends every client session, and releases the port; idempotent. */
+  close(): Promise<void>;
+  /** Where the SDK should point; throws before `start()` has resolved. */
+  address(): { host: string; port: number };
+}

@@ -1,0 +1,256 @@
+// The embedded `file` registry: provider URLs in a local JSON file, watched, so a sidecar runs with nothing else.
+
+import { watch, type FSWatcher } from 'node:fs';
+import { readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { ConnectionState, ProvidersListener, RegistryAdapter, Unsubscribe } from './adapter';
+import { RegistryError } from './errors';
+import { ProviderLists } from './provider-lists';
+import { providerUrlText, type ProviderUrl } from './url';
+
+/** Where a registry reports what it will not throw: a bad file, a throwing listener. pino loggers fit. */
+export interface RegistryLogger {
+  warn(detail: object, message: string): void;
+}
+
+export interface FileRegistryOptions {
+  /** The JSON file: `{ "services": { "<service key>": ["bolt://10.0.0.7:12220?weight=100", ...] } }`. */
+  path: string;
+  /**
+   * How long to wait after the last change event before reading; editors and `rename` writes fire several events.
+   * @default 50
+   */
+  debounceMs?: number;
+  /** @default warnings on the console */
+  logger?: RegistryLogger;
+}
+
+export const FILE_REGISTRY_DEFAULTS = {
+  debounceMs: 50,
+  logger: { warn: (detail: object, message: string) => console.warn(`meshport file registry: ${message}`, detail) },
+} satisfies Required<Omit<FileRegistryOptions, 'path'>>;
+
+type RegistryDocument = { services: Record<string, string[]> } & Record<string, unknown>;
+
+/**
+ * Writers of one file in this process take turns, so two FileRegistry instances on the same file (the conformance
+ * pair, or a facade and a CLI) never lose each other's edits. Writers in other processes can still race: the file is
+ * meant to be edited by one sidecar and the operator.
+ */
+const editQueues = new Map<string, Promise<void>>();
+
+/**
+ * A RegistryAdapter over a local JSON file. The file is authoritative while it is valid: a service missing from it has
+ * no providers. While it is missing (after having existed), unreadable or not valid, the last known lists stay and
+ * nothing is pushed: editors that truncate or replace the file pass through exactly such moments. Publications are
+ * not ephemeral: they stay in the file after `close()`, because the file belongs to the operator.
+ */
+export class FileRegistry implements RegistryAdapter {
+  private readonly file: string;
+  private readonly debounceMs: number;
+  private readonly logger: RegistryLogger;
+  private readonly lists: ProviderLists;
+  private readonly stateListeners = new Set<(state: ConnectionState) => void>();
+  private watcher: FSWatcher | undefined;
+  private debounce: NodeJS.Timeout | undefined;
+  private started: Promise<void> | undefined;
+  private closed = false;
+  private currentState: ConnectionState = 'disconnected';
+  /** The providers of the last valid read; undefined until one succeeds. */
+  private lastKnown: Map<string, string[]> | undefined;
+  private readsStarted = 0;
+  private newestApplied = 0;
+
+  constructor(options: FileRegistryOptions) {
+    this.file = path.resolve(options.path);
+    this.debounceMs = options.debounceMs ?? FILE_REGISTRY_DEFAULTS.debounceMs;
+    this.logger = options.logger ?? FILE_REGISTRY_DEFAULTS.logger;
+    this.lists = new ProviderLists((error, service) => this.logger.warn({ service, error }, 'a providers listener threw'));
+  }
+
+  get state(): ConnectionState {
+    return this.currentState;
+  }
+
+  async publish(service: string, url: ProviderUrl | string): Promise<void> {
+    const text = providerUrlText(url);
+    await this.edit((services) => {
+      const list = services[service] ?? [];
+      if (list.some((u) => sameUrl(u, text))) return false;
+      services[service] = [...list, text];
+      return true;
+    });
+  }
+
+  async unpublish(service: string, url: ProviderUrl | string): Promise<void> {
+    const text = providerUrlText(url);
+    await this.edit((services) => {
+      const list = services[service];
+      if (!list?.some((u) => sameUrl(u, text))) return false;
+      const rest = list.filter((u) => !sameUrl(u, text));
+      // Removing the last provider is an explicit deletion: the key goes, and subscribers see an empty list.
+      if (rest.length === 0) delete services[service];
+      else services[service] = rest;
+      return true;
+    });
+  }
+
+  async subscribe(service: string, onChange: ProvidersListener): Promise<Unsubscribe> {
+    await this.start();
+    this.assertOpen();
+    const { remove, push } = this.lists.add(service, onChange);
+    if (this.lastKnown) push(this.lastKnown.get(service) ?? []);
+    return remove;
+  }
+
+  onStateChange(listener: (state: ConnectionState) => void): Unsubscribe {
+    this.stateListeners.add(listener);
+    return () => this.stateListeners.delete(listener);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.watcher?.close();
+    clearTimeout(this.debounce);
+    this.lists.clear();
+    this.stateListeners.clear();
+    // A write of ours still in flight finishes (its temp file is renamed away) before close resolves.
+    await editQueues.get(this.file)?.catch(() => {});
+  }
+
+  private start(): Promise<void> {
+    this.assertOpen();
+    this.started ??= (async () => {
+      // The directory, not the file: an editor or our own rename replaces the file's inode, which a file watch loses.
+      this.watcher = watch(path.dirname(this.file), (_event, filename) => {
+        if (filename === null || filename === path.basename(this.file)) this.scheduleReload();
+      });
+      this.watcher.on('error', (error) => {
+        this.logger.warn({ file: this.file, error }, 'watching stopped; keeping the last known providers');
+        this.setState('disconnected');
+      });
+      await this.reload();
+    })();
+    return this.started;
+  }
+
+  private scheduleReload(): void {
+    if (this.closed) return;
+    clearTimeout(this.debounce);
+    this.debounce = setTimeout(() => void this.reload(), this.debounceMs);
+  }
+
+  private async reload(): Promise<void> {
+    const read = ++this.readsStarted;
+    let services: Map<string, string[]>;
+    try {
+      services = providersOf(parseDocument(await readFile(this.file, 'utf8'), this.file));
+    } catch (error) {
+      if (this.closed || read < this.newestApplied) return;
+      if (isMissing(error) && this.lastKnown === undefined) {
+        // No file yet and nothing known: nothing is published anywhere, which is a real (empty) answer.
+        services = new Map();
+      } else {
+        this.logger.warn({ file: this.file, error }, 'registry file unreadable or invalid; keeping the last known providers');
+        this.setState('disconnected');
+        return;
+      }
+    }
+    // Reads can finish out of order; an older read must not undo a newer one.
+    if (this.closed || read < this.newestApplied) return;
+    this.newestApplied = read;
+    this.lastKnown = services;
+    this.setState('connected');
+    for (const service of this.lists.services()) this.lists.push(service, services.get(service) ?? []);
+  }
+
+  /** Read-modify-write through a temp file and rename, so a reader never sees half a file. */
+  private async edit(change: (services: Record<string, string[]>) => boolean): Promise<void> {
+    await this.start();
+    this.assertOpen();
+    const previous = editQueues.get(this.file) ?? Promise.resolve();
+    const run = previous.catch(() => {}).then(async () => {
+      let doc: RegistryDocument;
+      try {
+        doc = parseDocument(await readFile(this.file, 'utf8'), this.file);
+      } catch (error) {
+        if (!isMissing(error)) throw error;
+        doc = { services: {} };
+      }
+      if (!change(doc.services)) return;
+      const temp = `${this.file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+      try {
+        await writeFile(temp, JSON.stringify(doc, null, 2) + '\n');
+        await rename(temp, this.file);
+      } catch (error) {
+        await unlink(temp).catch(() => {});
+        throw error;
+      }
+    });
+    editQueues.set(this.file, run);
+    try {
+      await run;
+    } finally {
+      if (editQueues.get(this.file) === run) editQueues.delete(this.file);
+    }
+    // Our own subscribers learn of our own write now rather than after the watcher's debounce.
+    if (!this.closed) await this.reload();
+  }
+
+  private setState(state: ConnectionState): void {
+    if (state === this.currentState) return;
+    this.currentState = state;
+    for (const listener of [...this.stateListeners]) listener(state);
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new RegistryError('MESHPORT_REGISTRY_CLOSED', `file registry ${this.file} is closed`);
+  }
+}
+
+/** Checks the file's shape; any flaw rejects the whole file, since a half-understood file could shrink a list. */
+function parseDocument(text: string, file: string): RegistryDocument {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (cause) {
+    throw new RegistryError('MESHPORT_REGISTRY_FILE_INVALID', `${file} is not valid JSON`, { cause });
+  }
+  const services = (doc as { services?: unknown } | null)?.services;
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc) || typeof services !== 'object' || services === null || Array.isArray(services)) {
+    throw new RegistryError('MESHPORT_REGISTRY_FILE_INVALID', `${file} has no "services" object`);
+  }
+  for (const [service, urls] of Object.entries(services)) {
+    if (!Array.isArray(urls) || !urls.every((u) => typeof u === 'string')) {
+      throw new RegistryError('MESHPORT_REGISTRY_FILE_INVALID', `${file}: services["${service}"] is not an array of URL strings`);
+    }
+    for (const url of urls as string[]) {
+      try {
+        providerUrlText(url);
+      } catch (cause) {
+        throw new RegistryError('MESHPORT_REGISTRY_FILE_INVALID', `${file}: services["${service}"] holds a bad URL ${JSON.stringify(url)}`, { cause });
+      }
+    }
+  }
+  return doc as RegistryDocument;
+}
+
+/** Each service's providers, spelled one way and without duplicates. */
+function providersOf(doc: RegistryDocument): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const [service, urls] of Object.entries(doc.services)) out.set(service, [...new Set(urls.map((u) => providerUrlText(u)))]);
+  return out;
+}
+
+function sameUrl(fileEntry: string, canonical: string): boolean {
+  try {
+    return providerUrlText(fileEntry) === canonical;
+  } catch {
+    return false;
+  }
+}
+
+function isMissing(error: unknown): boolean {
+  return (error as NodeJS.ErrnoException | null)?.code === 'ENOENT';
+}

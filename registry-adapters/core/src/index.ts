@@ -1,0 +1,31 @@
+// @meshport/registry-core: the registry contracts, provider URL handling, the memory and file registries, and the
+// conformance suite every adapter package runs.
+
+export type { ConnectionState, ProvidersListener, Unsubscribe, RegistryAdapter, RegistryFacade } from './adapter';
+export { REGISTRY_ERROR_CODES, RegistryError } from './errors';
+export type { RegistryErrorCode } from './errors';
+export {
+  DEFAULT_PROVIDER_WEIGHT,
+  DEFAULT_SOFA_VERSION,
+  parseProviderUrl,
+  formatProviderUrl,
+  providerUrlText,
+  rewriteEndpoint,
+  getParam,
+  withParam,
+  providerWeight,
+  providerEndpoint,
+  sofaServiceKey,
+  sofaServiceKeyOf,
+  dubboServiceKey,
+  dubboServiceKeyOf,
+  encodeNodeName,
+  decodeNodeName,
+} from './url';
+export type { ProviderUrl, UrlParam, ProviderEndpoint, NodeNameStyle } from './url';
+export { ProviderLists } from './provider-lists';
+export { MemoryRegistry, MemoryRegistryStore } from './memory';
+export { FileRegistry, FILE_REGISTRY_DEFAULTS } from './file';
+export type { FileRegistryOptions, RegistryLogger } from './file';
+export { describeRegistryConformance } from './conformance';
+export type { RegistryAdapterPair } from './conformance';

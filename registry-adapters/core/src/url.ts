@@ -1,0 +1,194 @@
+// Provider URLs as registries carry them: parse, format, rewrite host:port, read weights, build service keys, and
+// encode/decode the ZooKeeper node names that hold them.
+
+import { RegistryError } from './errors';
+
+/**
+ * One query parameter exactly as written: `name` and `value` are still percent-encoded, so formatting a parsed URL
+ * gives back the same bytes. `value` is undefined for a bare `name` (no `=`), and '' for `name=`; SOFA writes
+ * `uniqueId=` and `protocol=` and some clients tell those apart from an absent parameter.
+ */
+export interface UrlParam {
+  readonly name: string;
+  readonly value: string | undefined;
+}
+
+/**
+ * A provider URL in one of the three shapes the SDKs publish: `bolt://host:port?params` (sofa-rpc-node on
+ * ZooKeeper), `dubbo://host:port/path?params` (Apache Dubbo) and scheme-less `host:port?params` (SOFA Registry data
+ * and the SOFA mesh HTTP API).
+ */
+export interface ProviderUrl {
+  /** 'bolt', 'dubbo', ... ; undefined for SOFA's scheme-less form. */
+  readonly scheme: string | undefined;
+  /** Without brackets, also for IPv6 (`::1`). */
+  readonly host: string;
+  readonly port: number;
+  /** '' or the path with its leading '/', as written (Dubbo puts the interface there). */
+  readonly path: string;
+  /** Every parameter in its original order, duplicates included. */
+  readonly params: readonly UrlParam[];
+}
+
+/** Where a provider can be reached; structurally the router's `Endpoint`, which this package must not import. */
+export interface ProviderEndpoint {
+  host: string;
+  port: number;
+  weight: number;
+}
+
+/** Weight when a URL carries none, or one that is not a non-negative integer: the SOFA and Dubbo default. */
+export const DEFAULT_PROVIDER_WEIGHT = 100;
+/** SOFA's version when a service names none. */
+export const DEFAULT_SOFA_VERSION = '1.0';
+
+const URL_SHAPE = /^(?:([A-Za-z][A-Za-z0-9+.-]*):\/\/)?(\[[0-9A-Za-z:.%_-]+\]|[^/?#:[\]@\s]+):(\d{1,5})(\/[^?#]*)?(?:\?([^#]*))?$/;
+
+/** Parses a provider URL; throws RegistryError MESHPORT_REGISTRY_BAD_URL when it is none of the known shapes. */
+export function parseProviderUrl(text: string): ProviderUrl {
+  const m = URL_SHAPE.exec(text);
+  if (!m) throw new RegistryError('MESHPORT_REGISTRY_BAD_URL', `not a provider URL: ${JSON.stringify(text)}`);
+  const [, scheme, rawHost, rawPort, path, query] = m;
+  const port = Number(rawPort);
+  if (port > 65535) throw new RegistryError('MESHPORT_REGISTRY_BAD_URL', `port out of range in ${JSON.stringify(text)}`);
+  const host = rawHost.startsWith('[') ? rawHost.slice(1, -1) : rawHost;
+  const params: UrlParam[] = [];
+  // Empty segments (`a=1&&b=2`) carry no parameter; dropping them changes bytes but not meaning.
+  for (const segment of query ? query.split('&') : []) {
+    if (segment === '') continue;
+    const eq = segment.indexOf('=');
+    params.push(eq < 0 ? { name: segment, value: undefined } : { name: segment.slice(0, eq), value: segment.slice(eq + 1) });
+  }
+  return { scheme, host, port, path: path ?? '', params };
+}
+
+/** The URL as text again: byte-identical to what was parsed, apart from empty `&&` segments. */
+export function formatProviderUrl(url: ProviderUrl): string {
+  const host = url.host.includes(':') ? `[${url.host}]` : url.host;
+  let text = `${url.scheme !== undefined ? `${url.scheme}://` : ''}${host}:${url.port}${url.path}`;
+  if (url.params.length > 0) {
+    text += '?' + url.params.map((p) => (p.value === undefined ? p.name : `${p.name}=${p.value}`)).join('&');
+  }
+  return text;
+}
+
+/**
+ * The same URL pointing at another host:port, every other part kept exactly: this is how meshport publishes a local
+ * provider upstream as `node.ip:inbound-port` and hands a consumer `127.0.0.1:outbound-port`.
+ */
+export function rewriteEndpoint(url: ProviderUrl, to: { host: string; port: number }): ProviderUrl;
+export function rewriteEndpoint(url: string, to: { host: string; port: number }): string;
+export function rewriteEndpoint(url: ProviderUrl | string, to: { host: string; port: number }): ProviderUrl | string {
+  if (typeof url === 'string') return formatProviderUrl(rewriteEndpoint(parseProviderUrl(url), to));
+  if (!Number.isInteger(to.port) || to.port < 0 || to.port > 65535) {
+    throw new RegistryError('MESHPORT_REGISTRY_BAD_URL', `cannot rewrite to port ${to.port}`);
+  }
+  const host = to.host.startsWith('[') ? to.host.slice(1, -1) : to.host;
+  return { ...url, host, port: to.port };
+}
+
+/** The decoded value of the first `name` parameter: '' for `name=` or bare `name`, undefined when absent. */
+export function getParam(url: ProviderUrl, name: string): string | undefined {
+  const p = url.params.find((q) => q.name === name);
+  if (!p) return undefined;
+  return p.value === undefined ? '' : decodeLenient(p.value);
+}
+
+/** The URL with the first `name` set to `value` (encoded here) in place, or appended when it had none. */
+export function withParam(url: ProviderUrl, name: string, value: string): ProviderUrl {
+  const encoded = encodeURIComponent(value);
+  const i = url.params.findIndex((q) => q.name === name);
+  const params = [...url.params];
+  if (i < 0) params.push({ name, value: encoded });
+  else params[i] = { name, value: encoded };
+  return { ...url, params };
+}
+
+/**
+ * The provider's load-balancing weight: `weight` (sofa-rpc-node, Dubbo), else `_WEIGHT` (SOFA Registry data), else
+ * 100. A value that is not a non-negative integer falls back to 100 rather than silently starving the provider.
+ */
+export function providerWeight(url: ProviderUrl): number {
+  for (const name of ['weight', '_WEIGHT']) {
+    const raw = getParam(url, name);
+    if (raw !== undefined && /^\d+$/.test(raw)) return Number(raw);
+  }
+  return DEFAULT_PROVIDER_WEIGHT;
+}
+
+/** host, port and weight, for a route table. */
+export function providerEndpoint(url: ProviderUrl): ProviderEndpoint {
+  return { host: url.host, port: url.port, weight: providerWeight(url) };
+}
+
+/** SOFA's service key as the Bolt header carries it: `interface:version[:uniqueId]`, version defaulting to 1.0. */
+export function sofaServiceKey(iface: string, version?: string, uniqueId?: string): string {
+  const key = `${iface}:${version || DEFAULT_SOFA_VERSION}`;
+  return uniqueId ? `${key}:${uniqueId}` : key;
+}
+
+/** Dubbo's service key as the request carries it: `interface:version`, or `interface` when there is no version. */
+export function dubboServiceKey(iface: string, version?: string): string {
+  return version ? `${iface}:${version}` : iface;
+}
+
+/** The SOFA service key a provider URL serves: `interface` parameter (else the path), `version`, `uniqueId`. */
+export function sofaServiceKeyOf(url: ProviderUrl): string {
+  return sofaServiceKey(interfaceOf(url), getParam(url, 'version'), getParam(url, 'uniqueId'));
+}
+
+/** The Dubbo service key a provider URL serves: `interface` parameter (else the path) and `version`. */
+export function dubboServiceKeyOf(url: ProviderUrl): string {
+  return dubboServiceKey(interfaceOf(url), getParam(url, 'version'));
+}
+
+function interfaceOf(url: ProviderUrl): string {
+  const iface = getParam(url, 'interface') || url.path.replace(/^\//, '');
+  if (!iface) throw new RegistryError('MESHPORT_REGISTRY_BAD_URL', `no interface in ${formatProviderUrl(url)}`);
+  return iface;
+}
+
+/** Who wrote a node name: sofa-rpc-node (encodeURIComponent) or Java (java.net.URLEncoder, UTF-8). */
+export type NodeNameStyle = 'js' | 'java';
+
+/**
+ * A URL as a ZooKeeper node name, exactly as that SDK writes it. Java's URLEncoder keeps only `A-Za-z0-9.-*_`, writes
+ * space as '+', and escapes `!~'()` which encodeURIComponent keeps; both use upper-case hex over UTF-8 bytes.
+ */
+export function encodeNodeName(url: string, style: NodeNameStyle): string {
+  if (style === 'js') return encodeURIComponent(url);
+  let out = '';
+  for (const byte of Buffer.from(url, 'utf8')) {
+    const ch = String.fromCharCode(byte);
+    if (/[A-Za-z0-9.\-*_]/.test(ch)) out += ch;
+    else if (byte === 0x20) out += '+';
+    else out += '%' + byte.toString(16).toUpperCase().padStart(2, '0');
+  }
+  return out;
+}
+
+/**
+ * A node name back to the URL, whichever SDK wrote it. '+' can only mean space: encodeURIComponent never leaves a
+ * literal '+' (it writes %2B), so reading '+' as space is right for both styles.
+ */
+export function decodeNodeName(name: string): string {
+  try {
+    return decodeURIComponent(name.replace(/\+/g, ' '));
+  } catch (cause) {
+    throw new RegistryError('MESHPORT_REGISTRY_BAD_NODE_NAME', `bad percent-encoding in node name ${JSON.stringify(name)}`, { cause });
+  }
+}
+
+// A parameter value with a stray '%' is still worth reading as written; registries do carry such values.
+function decodeLenient(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return raw;
+  }
+}
+
+/** One spelling per provider, so the same URL given as text or parsed is the same provider in every registry. */
+export function providerUrlText(url: ProviderUrl | string): string {
+  return formatProviderUrl(typeof url === 'string' ? parseProviderUrl(url) : url);
+}
