@@ -1,0 +1,39 @@
+// The part of node-zookeeper-client (which ships no types) that the tests use.
+
+declare module 'node-zookeeper-client' {
+  import { EventEmitter } from 'node:events';
+
+  export interface Stat {
+    version: number;
+    ephemeralOwner: Buffer;
+  }
+
+  export class Exception extends Error {
+    getCode(): number;
+    getName(): string;
+    static readonly NO_NODE: number;
+    static readonly NODE_EXISTS: number;
+    static readonly CONNECTION_LOSS: number;
+  }
+
+  export const CreateMode: { PERSISTENT: number; PERSISTENT_SEQUENTIAL: number; EPHEMERAL: number; EPHEMERAL_SEQUENTIAL: number };
+
+  export interface State {
+    name: string;
+    code: number;
+  }
+
+  export interface Client extends EventEmitter {
+    connect(): void;
+    close(): void;
+    getState(): State;
+    getSessionId(): Buffer;
+    create(path: string, data: Buffer | null, mode: number, cb: (err: Error | null, path: string) => void): void;
+    getData(path: string, cb: (err: Error | null, data: Buffer, stat: Stat) => void): void;
+    setData(path: string, data: Buffer | null, version: number, cb: (err: Error | null, stat: Stat) => void): void;
+    exists(path: string, cb: (err: Error | null, stat: Stat | null) => void): void;
+    remove(path: string, version: number, cb: (err: Error | null) => void): void;
+  }
+
+  export function createClient(connectString: string, options?: { sessionTimeout?: number; spinDelay?: number; retries?: number }): Client;
+}
