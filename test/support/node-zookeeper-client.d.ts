@@ -33,7 +33,19 @@ declare module 'node-zookeeper-client' {
     setData(path: string, data: Buffer | null, version: number, cb: (err: Error | null, stat: Stat) => void): void;
     exists(path: string, cb: (err: Error | null, stat: Stat | null) => void): void;
     remove(path: string, version: number, cb: (err: Error | null) => void): void;
+    getSessionPassword(): Buffer;
+    getChildren(path: string, watcher: (() => void) | undefined, cb: (err: Error | null, children: string[]) => void): void;
+    mkdirp(path: string, data: Buffer | null, mode: number, cb: (err: Error | null, path: string) => void): void;
   }
 
-  export function createClient(connectString: string, options?: { sessionTimeout?: number; spinDelay?: number; retries?: number }): Client;
+  /** sessionId and sessionPassword resume (or, in tests, take over) an existing session. */
+  export interface ClientOptions {
+    sessionTimeout?: number;
+    spinDelay?: number;
+    retries?: number;
+    sessionId?: Buffer;
+    sessionPassword?: Buffer;
+  }
+
+  export function createClient(connectString: string, options?: ClientOptions): Client;
 }

@@ -1,0 +1,451 @@
+// The upstream ZooKeeper registry adapter: ephemeral provider nodes and watched provider lists, in the sofa-rpc-node
+// and Apache Dubbo layouts, kept safe through disconnects and session expiry.
+
+import zookeeper from 'node-zookeeper-client';
+import {
+  decodeNodeName,
+  encodeNodeName,
+  parseProviderUrl,
+  ProviderLists,
+  providerUrlText,
+  RegistryError,
+  type ConnectionState,
+  type NodeNameStyle,
+  type ProvidersListener,
+  type ProviderUrl,
+  type RegistryAdapter,
+  type RegistryLogger,
+  type Unsubscribe,
+} from '@meshport/registry-core';
+
+/** Which SDK's tree the adapter writes and reads; both are `/{root}/{interface}/providers/{encoded URL}`. */
+export type ZooKeeperLayout = 'sofa' | 'dubbo';
+
+export interface ZooKeeperRegistryOptions {
+  /** `h1:p1,h2:p2`, optionally with a chroot suffix `/path` (which must already exist, as for every ZK client). */
+  connectString: string;
+  /** The tree's root; '/sofa-rpc' for the sofa layout and '/dubbo' for the dubbo layout by default. */
+  root?: string;
+  /** @default 'sofa' */
+  layout?: ZooKeeperLayout;
+  /** Asked of the server, which clamps it to 2..20 ticks. @default 30000 */
+  sessionTimeoutMs?: number;
+  /** How node names are written: sofa-rpc-node's encodeURIComponent or Java's URLEncoder. Reading accepts both. */
+  nodeNameEncoding?: NodeNameStyle;
+  logger?: RegistryLogger;
+  /**
+   * Delay before retrying a ZooKeeper write or read that failed for a reason other than a lost connection (those are
+   * redone on reconnect anyway); null gives up and logs. Attempts count from 1.
+   */
+  retryStrategy?: (attempt: number) => number | null;
+}
+
+export const ZOOKEEPER_REGISTRY_DEFAULTS = {
+  sofaRoot: '/sofa-rpc',
+  dubboRoot: '/dubbo',
+  sessionTimeoutMs: 30_000,
+  /** Java sofa-rpc marks an online provider with node data 0x01; sofa-rpc-node and Dubbo write none. */
+  javaOnlineData: Buffer.from([0x01]),
+} as const;
+
+/** Tokens of armed watches, unique within the process. */
+let watchTokens = 0;
+
+const defaultRetryStrategy = (attempt: number): number | null => (attempt > 10 ? null : Math.min(100 * 2 ** attempt, 5_000));
+
+/** What one subscribed service needs between reads. */
+interface Subscription {
+  /** Path of its providers node. */
+  readonly path: string;
+  /**
+   * The token of the one child (or existence) watch this adapter counts on in the current session; undefined when
+   * none is armed. A watch firing with another token is a duplicate (e.g. armed twice around a reconnect) and is
+   * ignored, so duplicates never multiply.
+   */
+  armedWatch: number | undefined;
+  /** Sequence of the latest read, so an older answer arriving late cannot overwrite a newer one. */
+  readSeq: number;
+}
+
+/**
+ * A RegistryAdapter over one ZooKeeper session at a time. Every publication is an EPHEMERAL node owned by the current
+ * session; when ZooKeeper expires that session the adapter opens a new one and writes them all again.
+ */
+export class ZooKeeperRegistry implements RegistryAdapter {
+  private readonly root: string;
+  private readonly layout: ZooKeeperLayout;
+  private readonly nodeNameEncoding: NodeNameStyle;
+  private readonly sessionTimeoutMs: number;
+  private readonly logger: RegistryLogger;
+  private readonly retryStrategy: (attempt: number) => number | null;
+  private client!: zookeeper.Client;
+  /** Runs while disconnected; see watchHandshake. */
+  private handshakeWatchdog: NodeJS.Timeout | undefined;
+  private currentState: ConnectionState = 'disconnected';
+  private closed = false;
+  /** What this adapter means to have published, by service: node path -> URL text. */
+  private readonly intended = new Map<string, Map<string, string>>();
+  /** Nodes unpublished while the session could not be reached: removed once it can. */
+  private readonly pendingRemovals = new Set<string>();
+  private readonly lists: ProviderLists;
+  private readonly subscriptions = new Map<string, Subscription>();
+  private readonly stateListeners = new Set<(state: ConnectionState) => void>();
+  private readonly timers = new Set<NodeJS.Timeout>();
+  /** Resolved by the first connection, so the first publish/subscribe acts instead of only being remembered. */
+  private firstConnection!: Promise<void>;
+  private resolveFirstConnection!: () => void;
+
+  constructor(private readonly options: ZooKeeperRegistryOptions) {
+    const layout = (this.layout = options.layout ?? 'sofa');
+    const root = options.root ?? (layout === 'dubbo' ? ZOOKEEPER_REGISTRY_DEFAULTS.dubboRoot : ZOOKEEPER_REGISTRY_DEFAULTS.sofaRoot);
+    this.root = '/' + root.replace(/^\/+|\/+$/g, '');
+    this.nodeNameEncoding = options.nodeNameEncoding ?? (layout === 'dubbo' ? 'java' : 'js');
+    this.sessionTimeoutMs = options.sessionTimeoutMs ?? ZOOKEEPER_REGISTRY_DEFAULTS.sessionTimeoutMs;
+    this.logger = options.logger ?? { warn: () => {} };
+    this.retryStrategy = options.retryStrategy ?? defaultRetryStrategy;
+    this.lists = new ProviderLists((error, service) => this.logger.warn({ error, service }, 'a providers listener threw'));
+    this.firstConnection = new Promise((resolve) => (this.resolveFirstConnection = resolve));
+    this.openSession();
+  }
+
+  get state(): ConnectionState {
+    return this.currentState;
+  }
+
+  /** The current session's id and password: what ZooKeeper shows as the ephemeralOwner of our nodes, for diagnostics. */
+  get session(): { id: Buffer; password: Buffer } {
+    return { id: this.client.getSessionId(), password: this.client.getSessionPassword() };
+  }
+
+  /** Where `service`'s providers live: `/{root}/{interface}/providers`. */
+  providersPath(service: string): string {
+    const iface = service.split(':')[0];
+    return `${this.root}/${iface}/providers`;
+  }
+
+  async publish(service: string, url: ProviderUrl | string): Promise<void> {
+    this.assertOpen();
+    const text = providerUrlText(url);
+    const node = `${this.providersPath(service)}/${encodeNodeName(text, this.nodeNameEncoding)}`;
+    let nodes = this.intended.get(service);
+    if (!nodes) this.intended.set(service, (nodes = new Map()));
+    nodes.set(node, text);
+    this.pendingRemovals.delete(node);
+    await this.awaitFirstConnection();
+    if (this.currentState === 'connected') await this.createProviderNode(node, 1);
+  }
+
+  async unpublish(service: string, url: ProviderUrl | string): Promise<void> {
+    this.assertOpen();
+    const node = `${this.providersPath(service)}/${encodeNodeName(providerUrlText(url), this.nodeNameEncoding)}`;
+    const nodes = this.intended.get(service);
+    if (!nodes?.delete(node)) return;
+    if (nodes.size === 0) this.intended.delete(service);
+    this.pendingRemovals.add(node);
+    if (this.currentState === 'connected') await this.removeProviderNode(node);
+  }
+
+  async subscribe(service: string, onChange: ProvidersListener): Promise<Unsubscribe> {
+    this.assertOpen();
+    const { remove, push } = this.lists.add(service, onChange);
+    let sub = this.subscriptions.get(service);
+    if (!sub) this.subscriptions.set(service, (sub = { path: this.providersPath(service), armedWatch: undefined, readSeq: 0 }));
+    await this.awaitFirstConnection();
+    if (this.currentState === 'connected') {
+      // A later subscriber of a service already watched gets the current list too, but only it is pushed to.
+      const urls = await this.readProviders(service, sub, sub.armedWatch === undefined);
+      if (urls) push(urls);
+    }
+    let removed = false;
+    return () => {
+      if (removed) return;
+      removed = true;
+      remove();
+      // The ZooKeeper watch stays registered until it fires; its firing then finds no subscription and stops.
+      if (!this.lists.has(service)) this.subscriptions.delete(service);
+    };
+  }
+
+  onStateChange(listener: (state: ConnectionState) => void): Unsubscribe {
+    this.stateListeners.add(listener);
+    return () => this.stateListeners.delete(listener);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.stopHandshakeWatchdog();
+    for (const timer of this.timers) clearTimeout(timer);
+    this.timers.clear();
+    this.lists.clear();
+    this.subscriptions.clear();
+    this.intended.clear();
+    this.pendingRemovals.clear();
+    this.stateListeners.clear();
+    this.resolveFirstConnection();
+    await this.closeClient(this.client);
+  }
+
+  // -------------------------------------------------------------------------------------------------------------
+  // Sessions.
+
+  private openSession(): void {
+    const client = zookeeper.createClient(this.options.connectString.replace(/\/+$/, ''), {
+      sessionTimeout: this.sessionTimeoutMs,
+      spinDelay: 200,
+      // Requests are not retried inside the client: a lost request is redone by the reconnect handling here.
+      retries: 0,
+    });
+    this.client = client;
+    client.on('state', (state: zookeeper.State) => {
+      // A client replaced after an expiry may still report; only the current one speaks for the adapter.
+      if (this.closed || client !== this.client) return;
+      if (state === zookeeper.State.SYNC_CONNECTED) this.onConnected();
+      else if (state === zookeeper.State.DISCONNECTED) {
+        this.setState('disconnected');
+        this.watchHandshake(client);
+      }
+      else if (state === zookeeper.State.EXPIRED) this.onExpired(client);
+    });
+    client.connect();
+  }
+
+  /**
+   * node-zookeeper-client arms no timer between a TCP connect and the server's answer to its ConnectRequest, so a
+   * connection accepted by a server that is still starting (or already stopping) can hang for good, and the adapter
+   * with it. While disconnected, a socket that stayed the same for a whole period without a session is destroyed,
+   * which makes the client try again (with the same session id, so the session and its ephemerals survive).
+   */
+  private watchHandshake(client: zookeeper.Client): void {
+    if (this.handshakeWatchdog) return;
+    const periodMs = Math.max(500, Math.min(2_000, Math.floor(this.sessionTimeoutMs / 3)));
+    let seen: unknown;
+    const tick = () => {
+      this.handshakeWatchdog = undefined;
+      if (this.closed || client !== this.client || this.currentState === 'connected') return;
+      const socket = (client as unknown as { connectionManager?: { socket?: { connecting?: boolean; destroyed?: boolean; destroy(): void } } })
+        .connectionManager?.socket;
+      if (socket && socket === seen && !socket.connecting && !socket.destroyed) {
+        this.logger.warn({ connectString: this.options.connectString }, 'ZooKeeper accepted the connection but did not answer; retrying');
+        socket.destroy();
+      }
+      seen = socket;
+      this.handshakeWatchdog = setTimeout(tick, periodMs);
+    };
+    this.handshakeWatchdog = setTimeout(tick, periodMs);
+  }
+
+  private stopHandshakeWatchdog(): void {
+    clearTimeout(this.handshakeWatchdog);
+    this.handshakeWatchdog = undefined;
+  }
+
+  private onConnected(): void {
+    this.stopHandshakeWatchdog();
+    this.setState('connected');
+    this.resolveFirstConnection();
+    void this.reconcile(this.client);
+  }
+
+  /**
+   * Same session or a new one: make upstream match what is intended, then re-read every list (a change during the
+   * outage may not have fired a watch). Publications go first, so that after an expiry a subscriber of our own
+   * providers never reads the moment between ZooKeeper deleting them and us writing them again.
+   */
+  private async reconcile(client: zookeeper.Client): Promise<void> {
+    const writes: Promise<void>[] = [];
+    for (const node of [...this.pendingRemovals]) writes.push(this.removeProviderNode(node));
+    for (const nodes of this.intended.values()) for (const node of nodes.keys()) writes.push(this.createProviderNode(node, 1));
+    await Promise.allSettled(writes);
+    if (this.closed || client !== this.client) return;
+    for (const [service, sub] of this.subscriptions) void this.refresh(service, sub, sub.armedWatch === undefined);
+  }
+
+  private onExpired(old: zookeeper.Client): void {
+    // ZooKeeper has deleted our ephemerals and forgotten our watches; lists are kept as they were, since an expiry
+    // says nothing about the providers, and are re-read once the new session is up.
+    this.setState('expired');
+    for (const sub of this.subscriptions.values()) sub.armedWatch = undefined;
+    this.stopHandshakeWatchdog();
+    void this.closeClient(old);
+    this.openSession();
+  }
+
+  private closeClient(client: zookeeper.Client): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, 1_000);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      // The client reports DISCONNECTED once its socket is gone; a client that never connected may not report.
+      client.once('disconnected', done);
+      client.once('expired', done);
+      client.close();
+      if (client.getState() !== zookeeper.State.SYNC_CONNECTED) setImmediate(done);
+    });
+  }
+
+  private async awaitFirstConnection(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.firstConnection,
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, this.sessionTimeoutMs))),
+    ]);
+    clearTimeout(timer);
+    this.assertOpen();
+  }
+
+  private setState(state: ConnectionState): void {
+    if (state === this.currentState) return;
+    this.currentState = state;
+    for (const listener of [...this.stateListeners]) listener(state);
+  }
+
+  // -------------------------------------------------------------------------------------------------------------
+  // Publications.
+
+  private nodeData(): Buffer | null {
+    return this.layout === 'sofa' && this.nodeNameEncoding === 'java'
+      ? ZOOKEEPER_REGISTRY_DEFAULTS.javaOnlineData
+      : null;
+  }
+
+  private async createProviderNode(node: string, attempt: number): Promise<void> {
+    const client = this.client;
+    const parent = node.slice(0, node.lastIndexOf('/'));
+    try {
+      await call<string>((cb) => client.mkdirp(parent, null, zookeeper.CreateMode.PERSISTENT, cb));
+      // Unpublished or closed while the parent was being made: do not write a node nobody wants.
+      if (!this.isIntended(node) || client !== this.client) return;
+      await call<string>((cb) => client.create(node, this.nodeData(), zookeeper.CreateMode.EPHEMERAL, cb));
+    } catch (error) {
+      // Already there: ours from this session (a reconnect) or another publisher's; either way one provider.
+      if (codeOf(error) === zookeeper.Exception.NODE_EXISTS) return;
+      this.retryLater(error, attempt, `publishing ${node}`, () => {
+        if (this.isIntended(node)) void this.createProviderNode(node, attempt + 1);
+      });
+    }
+  }
+
+  private async removeProviderNode(node: string): Promise<void> {
+    const client = this.client;
+    try {
+      await call<void>((cb) => client.remove(node, -1, (err) => cb(err, undefined)));
+      this.pendingRemovals.delete(node);
+    } catch (error) {
+      if (codeOf(error) === zookeeper.Exception.NO_NODE) {
+        this.pendingRemovals.delete(node);
+        return;
+      }
+      // Left in pendingRemovals: the next connection retries it.
+      if (!isConnectionError(error)) this.logger.warn({ error, node }, 'could not remove a provider node');
+    }
+  }
+
+  private isIntended(node: string): boolean {
+    if (this.closed) return false;
+    for (const nodes of this.intended.values()) if (nodes.has(node)) return true;
+    return false;
+  }
+
+  // -------------------------------------------------------------------------------------------------------------
+  // Subscriptions.
+
+  private async refresh(service: string, sub: Subscription, arm: boolean, attempt = 1): Promise<void> {
+    const urls = await this.readProviders(service, sub, arm, attempt);
+    if (urls && this.subscriptions.get(service) === sub) this.lists.push(service, urls);
+  }
+
+  /**
+   * The provider list as ZooKeeper has it now, arming a watch when asked. Undefined when ZooKeeper could not say
+   * (lost connection, expiry, closed): the caller then pushes nothing and the last list stands.
+   */
+  private async readProviders(service: string, sub: Subscription, arm: boolean, attempt = 1): Promise<string[] | undefined> {
+    const client = this.client;
+    const seq = ++sub.readSeq;
+    const token = arm ? ++watchTokens : undefined;
+    const watcher = token !== undefined ? () => this.onWatch(client, service, sub, token) : undefined;
+    if (token !== undefined) sub.armedWatch = token;
+    let children: string[];
+    try {
+      children = await call<string[]>((cb) => client.getChildren(sub.path, watcher, cb));
+    } catch (error) {
+      if (codeOf(error) === zookeeper.Exception.NO_NODE) {
+        // No providers node: ZooKeeper's own answer that there are none. getChildren set no watch on a missing node,
+        // so watch for its creation instead.
+        if (token !== undefined) await this.watchCreation(client, service, sub, token);
+        return seq === sub.readSeq && !this.closed ? [] : undefined;
+      }
+      if (token !== undefined && sub.armedWatch === token) sub.armedWatch = undefined;
+      if (!isConnectionError(error)) {
+        this.retryLater(error, attempt, `reading ${sub.path}`, () => {
+          if (this.subscriptions.get(service) === sub) void this.refresh(service, sub, sub.armedWatch === undefined, attempt + 1);
+        });
+      }
+      return undefined;
+    }
+    // A newer read has been issued meanwhile (or the adapter closed): its answer is the one that counts.
+    if (seq !== sub.readSeq || this.closed || client !== this.client) return undefined;
+    const urls: string[] = [];
+    for (const name of children) {
+      try {
+        urls.push(providerUrlText(parseProviderUrl(decodeNodeName(name))));
+      } catch (error) {
+        this.logger.warn({ error, path: sub.path, name }, 'skipping a provider node that is not a provider URL');
+      }
+    }
+    return [...new Set(urls)].sort();
+  }
+
+  private async watchCreation(client: zookeeper.Client, service: string, sub: Subscription, token: number): Promise<void> {
+    try {
+      const stat = await call<zookeeper.Stat | null>((cb) => client.exists(sub.path, () => this.onWatch(client, service, sub, token), cb));
+      // Created between the two calls: read now rather than wait for a change that may never come.
+      if (stat) setImmediate(() => this.onWatch(client, service, sub, token));
+    } catch {
+      if (sub.armedWatch === token) sub.armedWatch = undefined;
+    }
+  }
+
+  private onWatch(client: zookeeper.Client, service: string, sub: Subscription, token: number): void {
+    // A watch of an old session, an unsubscribed service, a closed adapter or a duplicate ends here.
+    if (this.closed || client !== this.client || this.subscriptions.get(service) !== sub) return;
+    if (sub.armedWatch !== token) return;
+    sub.armedWatch = undefined;
+    void this.refresh(service, sub, true);
+  }
+
+  private retryLater(error: unknown, attempt: number, what: string, again: () => void): void {
+    if (this.closed) return;
+    // A lost connection or an expiry is healed by onConnected, which redoes everything.
+    if (isConnectionError(error)) return;
+    const delay = this.retryStrategy(attempt);
+    if (delay === null) {
+      this.logger.warn({ error, attempt }, `giving up ${what}`);
+      return;
+    }
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      if (!this.closed) again();
+    }, delay);
+    this.timers.add(timer);
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new RegistryError('MESHPORT_REGISTRY_CLOSED', 'ZooKeeper registry adapter is closed');
+  }
+}
+
+function call<T>(start: (cb: (err: Error | null, value: T) => void) => void): Promise<T> {
+  return new Promise((resolve, reject) => start((err, value) => (err ? reject(err) : resolve(value))));
+}
+
+function codeOf(error: unknown): number | undefined {
+  return error instanceof zookeeper.Exception ? error.getCode() : undefined;
+}
+
+function isConnectionError(error: unknown): boolean {
+  const code = codeOf(error);
+  return code === zookeeper.Exception.CONNECTION_LOSS || code === zookeeper.Exception.SESSION_EXPIRED;
+}
