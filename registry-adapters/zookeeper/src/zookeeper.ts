@@ -51,7 +51,9 @@ export const ZOOKEEPER_REGISTRY_DEFAULTS = {
 /** Tokens of armed watches, unique within the process. */
 let watchTokens = 0;
 
-const defaultRetryStrategy = (attempt: number): number | null => (attempt > 10 ? null : Math.min(100 * 2 ** attempt, 5_000));
+/** Capped exponential backoff with jitter, so adapters that failed together do not retry together. */
+const defaultRetryStrategy = (attempt: number): number | null =>
+  attempt > 10 ? null : Math.min(100 * 2 ** attempt, 5_000) * (0.5 + Math.random() / 2);
 
 /** What one subscribed service needs between reads. */
 interface Subscription {
