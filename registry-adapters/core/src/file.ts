@@ -3,6 +3,7 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { ConnectionStateCell } from './connection-state';
 import type { ConnectionState, ProvidersListener, RegistryAdapter, Unsubscribe } from './adapter';
 import { RegistryError } from './errors';
 import { ProviderLists } from './provider-lists';
@@ -50,12 +51,11 @@ export class FileRegistry implements RegistryAdapter {
   private readonly debounceMs: number;
   private readonly logger: RegistryLogger;
   private readonly lists: ProviderLists;
-  private readonly stateListeners = new Set<(state: ConnectionState) => void>();
   private watcher: FSWatcher | undefined;
   private debounce: NodeJS.Timeout | undefined;
   private started: Promise<void> | undefined;
   private closed = false;
-  private currentState: ConnectionState = 'disconnected';
+  private readonly connection = new ConnectionStateCell('disconnected');
   /** The providers of the last valid read; undefined until one succeeds. */
   private lastKnown: Map<string, string[]> | undefined;
   private readsStarted = 0;
@@ -69,7 +69,7 @@ export class FileRegistry implements RegistryAdapter {
   }
 
   get state(): ConnectionState {
-    return this.currentState;
+    return this.connection.value;
   }
 
   async publish(service: string, url: ProviderUrl | string): Promise<void> {
@@ -104,8 +104,7 @@ export class FileRegistry implements RegistryAdapter {
   }
 
   onStateChange(listener: (state: ConnectionState) => void): Unsubscribe {
-    this.stateListeners.add(listener);
-    return () => this.stateListeners.delete(listener);
+    return this.connection.onChange(listener);
   }
 
   async close(): Promise<void> {
@@ -114,7 +113,7 @@ export class FileRegistry implements RegistryAdapter {
     this.watcher?.close();
     clearTimeout(this.debounce);
     this.lists.clear();
-    this.stateListeners.clear();
+    this.connection.clear();
     // A write of ours still in flight finishes (its temp file is renamed away) before close resolves.
     await editQueues.get(this.file)?.catch(() => {});
   }
@@ -128,7 +127,7 @@ export class FileRegistry implements RegistryAdapter {
       });
       this.watcher.on('error', (error) => {
         this.logger.warn({ file: this.file, error }, 'watching stopped; keeping the last known providers');
-        this.setState('disconnected');
+        this.connection.set('disconnected');
       });
       await this.reload();
     })();
@@ -153,7 +152,7 @@ export class FileRegistry implements RegistryAdapter {
         services = new Map();
       } else {
         this.logger.warn({ file: this.file, error }, 'registry file unreadable or invalid; keeping the last known providers');
-        this.setState('disconnected');
+        this.connection.set('disconnected');
         return;
       }
     }
@@ -161,7 +160,7 @@ export class FileRegistry implements RegistryAdapter {
     if (this.closed || read < this.newestApplied) return;
     this.newestApplied = read;
     this.lastKnown = services;
-    this.setState('connected');
+    this.connection.set('connected');
     for (const service of this.lists.services()) this.lists.push(service, services.get(service) ?? []);
   }
 
@@ -198,11 +197,6 @@ export class FileRegistry implements RegistryAdapter {
     if (!this.closed) await this.reload();
   }
 
-  private setState(state: ConnectionState): void {
-    if (state === this.currentState) return;
-    this.currentState = state;
-    for (const listener of [...this.stateListeners]) listener(state);
-  }
 
   private assertOpen(): void {
     if (this.closed) throw new RegistryError('MESHPORT_REGISTRY_CLOSED', `file registry ${this.file} is closed`);

@@ -24,6 +24,7 @@ export {
 } from './url';
 export type { ProviderUrl, UrlParam, ProviderEndpoint, NodeNameStyle } from './url';
 export { ProviderLists } from './provider-lists';
+export { ConnectionStateCell } from './connection-state';
 export { MemoryRegistry, MemoryRegistryStore } from './memory';
 export { FileRegistry, FILE_REGISTRY_DEFAULTS } from './file';
 export type { FileRegistryOptions, RegistryLogger } from './file';

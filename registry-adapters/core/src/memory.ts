@@ -1,5 +1,6 @@
 // An in-process registry: adapters sharing one MemoryRegistryStore see each other, and tests can cut the link.
 
+import { ConnectionStateCell } from './connection-state';
 import type { ConnectionState, ProvidersListener, RegistryAdapter, Unsubscribe } from './adapter';
 import { RegistryError } from './errors';
 import { ProviderLists } from './provider-lists';
@@ -67,17 +68,16 @@ export class MemoryRegistryStore {
 export class MemoryRegistry implements RegistryAdapter {
   private connected = true;
   private closed = false;
-  private currentState: ConnectionState = 'connected';
+  private readonly connection = new ConnectionStateCell('connected');
   /** What this adapter means to have published, whatever the store holds right now. */
   private readonly intended = new Map<string, Set<string>>();
   private readonly lists = new ProviderLists();
   private readonly storeWatches = new Map<string, Unsubscribe>();
-  private readonly stateListeners = new Set<(state: ConnectionState) => void>();
 
   constructor(readonly store: MemoryRegistryStore = new MemoryRegistryStore()) {}
 
   get state(): ConnectionState {
-    return this.currentState;
+    return this.connection.value;
   }
 
   async publish(service: string, url: ProviderUrl | string): Promise<void> {
@@ -118,8 +118,7 @@ export class MemoryRegistry implements RegistryAdapter {
   }
 
   onStateChange(listener: (state: ConnectionState) => void): Unsubscribe {
-    this.stateListeners.add(listener);
-    return () => this.stateListeners.delete(listener);
+    return this.connection.onChange(listener);
   }
 
   /**
@@ -132,7 +131,7 @@ export class MemoryRegistry implements RegistryAdapter {
     if (connected === this.connected) return;
     this.connected = connected;
     if (!connected) {
-      this.setState('disconnected');
+      this.connection.set('disconnected');
       return;
     }
     for (const [service, url] of this.store.publishedBy(this)) {
@@ -140,7 +139,7 @@ export class MemoryRegistry implements RegistryAdapter {
     }
     for (const [service, urls] of this.intended) for (const url of urls) this.store.add(service, url, this);
     for (const service of this.lists.services()) this.lists.push(service, this.store.list(service));
-    this.setState('connected');
+    this.connection.set('connected');
   }
 
   /** Simulates a session expiry: the registry deletes this adapter's providers; reconnecting republishes them. */
@@ -148,7 +147,7 @@ export class MemoryRegistry implements RegistryAdapter {
     this.assertOpen();
     for (const [service, url] of this.store.publishedBy(this)) this.store.remove(service, url, this);
     this.connected = false;
-    this.setState('expired');
+    this.connection.set('expired');
   }
 
   async close(): Promise<void> {
@@ -159,13 +158,9 @@ export class MemoryRegistry implements RegistryAdapter {
     this.lists.clear();
     for (const [service, url] of this.store.publishedBy(this)) this.store.remove(service, url, this);
     this.intended.clear();
-    this.stateListeners.clear();
+    this.connection.clear();
   }
 
-  private setState(state: ConnectionState): void {
-    this.currentState = state;
-    for (const listener of [...this.stateListeners]) listener(state);
-  }
 
   private assertOpen(): void {
     if (this.closed) throw new RegistryError('MESHPORT_REGISTRY_CLOSED', 'memory registry adapter is closed');

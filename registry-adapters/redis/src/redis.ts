@@ -4,6 +4,7 @@
 import { Cluster, Redis, type ClusterNode, type ClusterOptions, type RedisOptions } from 'ioredis';
 import {
   parseProviderUrl,
+  ConnectionStateCell,
   ProviderLists,
   providerUrlText,
   RegistryError,
@@ -79,7 +80,7 @@ export class RedisRegistry implements RegistryAdapter {
   private readonly sub: Client;
   private cmdReady = false;
   private subReady = false;
-  private currentState: ConnectionState = 'disconnected';
+  private readonly connection = new ConnectionStateCell('disconnected');
   private closed = false;
   /** What this adapter means to have published, by hash key: URL text. */
   private readonly intended = new Map<string, Set<string>>();
@@ -89,7 +90,6 @@ export class RedisRegistry implements RegistryAdapter {
   private readonly subscriptions = new Map<string, Subscription>();
   /** Subscribed patterns and how many services use each. */
   private readonly patterns = new Map<string, number>();
-  private readonly stateListeners = new Set<(state: ConnectionState) => void>();
   private readonly renewTimer: NodeJS.Timeout;
   private readonly firstConnection: Promise<void>;
   private resolveFirstConnection!: () => void;
@@ -109,7 +109,7 @@ export class RedisRegistry implements RegistryAdapter {
   }
 
   get state(): ConnectionState {
-    return this.currentState;
+    return this.connection.value;
   }
 
   /** Where `service`'s providers live: `/{root}/{interface}/providers`. */
@@ -160,7 +160,7 @@ export class RedisRegistry implements RegistryAdapter {
     }
     await this.awaitFirstConnection();
     // A later subscriber of a service already read gets the list too; ProviderLists pushes only what it has not seen.
-    if (this.currentState === 'connected') await this.refresh(service, sub, false);
+    if (this.connection.value === 'connected') await this.refresh(service, sub, false);
     let removed = false;
     const current = sub;
     return () => {
@@ -176,8 +176,7 @@ export class RedisRegistry implements RegistryAdapter {
   }
 
   onStateChange(listener: (state: ConnectionState) => void): Unsubscribe {
-    this.stateListeners.add(listener);
-    return () => this.stateListeners.delete(listener);
+    return this.connection.onChange(listener);
   }
 
   async close(): Promise<void> {
@@ -190,7 +189,7 @@ export class RedisRegistry implements RegistryAdapter {
     this.intended.clear();
     this.pendingRemovals.clear();
     this.patterns.clear();
-    this.stateListeners.clear();
+    this.connection.clear();
     this.resolveFirstConnection();
     await Promise.all([quit(this.cmd), quit(this.sub)]);
   }
@@ -213,7 +212,7 @@ export class RedisRegistry implements RegistryAdapter {
     const lost = (which: 'cmd' | 'sub') => () => {
       if (which === 'cmd') this.cmdReady = false;
       else this.subReady = false;
-      if (!this.closed) this.setState('disconnected');
+      if (!this.closed) this.connection.set('disconnected');
     };
     this.cmd.on('close', lost('cmd'));
     this.sub.on('close', lost('sub'));
@@ -242,8 +241,8 @@ export class RedisRegistry implements RegistryAdapter {
   }
 
   private maybeConnected(): void {
-    if (!this.cmdReady || !this.subReady || this.currentState === 'connected') return;
-    this.setState('connected');
+    if (!this.cmdReady || !this.subReady || this.connection.value === 'connected') return;
+    this.connection.set('connected');
     this.resolveFirstConnection();
     void this.reconcile();
   }
@@ -257,7 +256,7 @@ export class RedisRegistry implements RegistryAdapter {
     for (const [key, fields] of this.pendingRemovals) for (const field of fields) writes.push(this.removeField(key, field));
     for (const [key, fields] of this.intended) for (const field of fields) writes.push(this.writeField(key, field, true));
     await Promise.allSettled(writes);
-    if (this.closed || this.currentState !== 'connected') return;
+    if (this.closed || this.connection.value !== 'connected') return;
     for (const [service, sub] of this.subscriptions) void this.refresh(service, sub, false);
   }
 
@@ -271,11 +270,6 @@ export class RedisRegistry implements RegistryAdapter {
     this.assertOpen();
   }
 
-  private setState(state: ConnectionState): void {
-    if (state === this.currentState) return;
-    this.currentState = state;
-    for (const listener of [...this.stateListeners]) listener(state);
-  }
 
   // -------------------------------------------------------------------------------------------------------------
   // Publications.
@@ -397,7 +391,7 @@ export class RedisRegistry implements RegistryAdapter {
     sub.expiryTimer = setTimeout(() => {
       sub.expiryTimer = undefined;
       // Through an outage nothing is read and the list stands; the reconnect re-reads.
-      if (this.closed || this.subscriptions.get(service) !== sub || this.currentState !== 'connected') return;
+      if (this.closed || this.subscriptions.get(service) !== sub || this.connection.value !== 'connected') return;
       void this.refresh(service, sub, false);
     }, Math.max(0, earliest - Date.now()) + 10);
   }

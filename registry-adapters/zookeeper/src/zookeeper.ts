@@ -6,6 +6,7 @@ import {
   decodeNodeName,
   encodeNodeName,
   parseProviderUrl,
+  ConnectionStateCell,
   ProviderLists,
   providerUrlText,
   RegistryError,
@@ -83,7 +84,7 @@ export class ZooKeeperRegistry implements RegistryAdapter {
   private client!: zookeeper.Client;
   /** Runs while disconnected; see watchHandshake. */
   private handshakeWatchdog: NodeJS.Timeout | undefined;
-  private currentState: ConnectionState = 'disconnected';
+  private readonly connection = new ConnectionStateCell('disconnected');
   private closed = false;
   /** What this adapter means to have published, by service: node path -> URL text. */
   private readonly intended = new Map<string, Map<string, string>>();
@@ -91,7 +92,6 @@ export class ZooKeeperRegistry implements RegistryAdapter {
   private readonly pendingRemovals = new Set<string>();
   private readonly lists: ProviderLists;
   private readonly subscriptions = new Map<string, Subscription>();
-  private readonly stateListeners = new Set<(state: ConnectionState) => void>();
   private readonly timers = new Set<NodeJS.Timeout>();
   /** Resolved by the first connection, so the first publish/subscribe acts instead of only being remembered. */
   private firstConnection!: Promise<void>;
@@ -111,7 +111,7 @@ export class ZooKeeperRegistry implements RegistryAdapter {
   }
 
   get state(): ConnectionState {
-    return this.currentState;
+    return this.connection.value;
   }
 
   /** The current session's id and password: what ZooKeeper shows as the ephemeralOwner of our nodes, for diagnostics. */
@@ -134,7 +134,7 @@ export class ZooKeeperRegistry implements RegistryAdapter {
     nodes.set(node, text);
     this.pendingRemovals.delete(node);
     await this.awaitFirstConnection();
-    if (this.currentState === 'connected') await this.createProviderNode(node, 1);
+    if (this.connection.value === 'connected') await this.createProviderNode(node, 1);
   }
 
   async unpublish(service: string, url: ProviderUrl | string): Promise<void> {
@@ -144,7 +144,7 @@ export class ZooKeeperRegistry implements RegistryAdapter {
     if (!nodes?.delete(node)) return;
     if (nodes.size === 0) this.intended.delete(service);
     this.pendingRemovals.add(node);
-    if (this.currentState === 'connected') await this.removeProviderNode(node);
+    if (this.connection.value === 'connected') await this.removeProviderNode(node);
   }
 
   async subscribe(service: string, onChange: ProvidersListener): Promise<Unsubscribe> {
@@ -153,7 +153,7 @@ export class ZooKeeperRegistry implements RegistryAdapter {
     let sub = this.subscriptions.get(service);
     if (!sub) this.subscriptions.set(service, (sub = { path: this.providersPath(service), armedWatch: undefined, readSeq: 0 }));
     await this.awaitFirstConnection();
-    if (this.currentState === 'connected') {
+    if (this.connection.value === 'connected') {
       // A later subscriber of a service already watched gets the current list too, but only it is pushed to.
       const urls = await this.readProviders(service, sub, sub.armedWatch === undefined);
       if (urls) push(urls);
@@ -169,8 +169,7 @@ export class ZooKeeperRegistry implements RegistryAdapter {
   }
 
   onStateChange(listener: (state: ConnectionState) => void): Unsubscribe {
-    this.stateListeners.add(listener);
-    return () => this.stateListeners.delete(listener);
+    return this.connection.onChange(listener);
   }
 
   async close(): Promise<void> {
@@ -183,7 +182,7 @@ export class ZooKeeperRegistry implements RegistryAdapter {
     this.subscriptions.clear();
     this.intended.clear();
     this.pendingRemovals.clear();
-    this.stateListeners.clear();
+    this.connection.clear();
     this.resolveFirstConnection();
     await this.closeClient(this.client);
   }
@@ -204,7 +203,7 @@ export class ZooKeeperRegistry implements RegistryAdapter {
       if (this.closed || client !== this.client) return;
       if (state === zookeeper.State.SYNC_CONNECTED) this.onConnected();
       else if (state === zookeeper.State.DISCONNECTED) {
-        this.setState('disconnected');
+        this.connection.set('disconnected');
         this.watchHandshake(client);
       }
       else if (state === zookeeper.State.EXPIRED) this.onExpired(client);
@@ -224,7 +223,7 @@ export class ZooKeeperRegistry implements RegistryAdapter {
     let seen: unknown;
     const tick = () => {
       this.handshakeWatchdog = undefined;
-      if (this.closed || client !== this.client || this.currentState === 'connected') return;
+      if (this.closed || client !== this.client || this.connection.value === 'connected') return;
       const socket = (client as unknown as { connectionManager?: { socket?: { connecting?: boolean; destroyed?: boolean; destroy(): void } } })
         .connectionManager?.socket;
       if (socket && socket === seen && !socket.connecting && !socket.destroyed) {
@@ -244,7 +243,7 @@ export class ZooKeeperRegistry implements RegistryAdapter {
 
   private onConnected(): void {
     this.stopHandshakeWatchdog();
-    this.setState('connected');
+    this.connection.set('connected');
     this.resolveFirstConnection();
     void this.reconcile(this.client);
   }
@@ -266,7 +265,7 @@ export class ZooKeeperRegistry implements RegistryAdapter {
   private onExpired(old: zookeeper.Client): void {
     // ZooKeeper has deleted our ephemerals and forgotten our watches; lists are kept as they were, since an expiry
     // says nothing about the providers, and are re-read once the new session is up.
-    this.setState('expired');
+    this.connection.set('expired');
     for (const sub of this.subscriptions.values()) sub.armedWatch = undefined;
     this.stopHandshakeWatchdog();
     void this.closeClient(old);
@@ -298,11 +297,6 @@ export class ZooKeeperRegistry implements RegistryAdapter {
     this.assertOpen();
   }
 
-  private setState(state: ConnectionState): void {
-    if (state === this.currentState) return;
-    this.currentState = state;
-    for (const listener of [...this.stateListeners]) listener(state);
-  }
 
   // -------------------------------------------------------------------------------------------------------------
   // Publications.
