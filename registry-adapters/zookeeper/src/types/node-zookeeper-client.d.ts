@@ -1,4 +1,5 @@
-// The part of node-zookeeper-client 1.1.3 (which ships no types) that the ZooKeeper adapter uses.
+// The part of node-zookeeper-client 1.1.3 (which ships no types) that the ZooKeeper adapter and its tests use
+// (test/tsconfig.json includes this file).
 
 declare module 'node-zookeeper-client' {
   import { EventEmitter } from 'node:events';
@@ -51,11 +52,14 @@ declare module 'node-zookeeper-client' {
     create(path: string, data: Buffer | null, mode: number, cb: (err: Error | null, path: string) => void): void;
     mkdirp(path: string, data: Buffer | null, mode: number, cb: (err: Error | null, path: string) => void): void;
     getData(path: string, cb: (err: Error | null, data: Buffer, stat: Stat) => void): void;
+    setData(path: string, data: Buffer | null, version: number, cb: (err: Error | null, stat: Stat) => void): void;
+    exists(path: string, cb: (err: Error | null, stat: Stat | null) => void): void;
     exists(path: string, watcher: ((event: WatcherEvent) => void) | undefined, cb: (err: Error | null, stat: Stat | null) => void): void;
     getChildren(path: string, watcher: ((event: WatcherEvent) => void) | undefined, cb: (err: Error | null, children: string[], stat: Stat) => void): void;
     remove(path: string, version: number, cb: (err: Error | null) => void): void;
   }
 
+  /** sessionId and sessionPassword resume (or, in tests, take over) an existing session. */
   export interface ClientOptions {
     sessionTimeout?: number;
     spinDelay?: number;
