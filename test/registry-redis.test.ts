@@ -5,6 +5,7 @@ import { strict as assert } from 'node:assert';
 import { Redis } from 'ioredis';
 import { describeRegistryConformance, formatProviderUrl } from '@meshport/registry-core';
 import { RedisRegistry } from '@meshport/registry-redis';
+import { connected, eventually, restartOutage } from './support/registry';
 import { startRedis, type RunningRedis } from './support/servers';
 
 const DUBBO_SERVICE = 'org.apache.dubbo.demo.DemoService:2.0';
@@ -15,26 +16,8 @@ const DUBBO_URL =
 const OTHER_URL = 'dubbo://127.0.0.2:20880/org.apache.dubbo.demo.DemoService?interface=org.apache.dubbo.demo.DemoService&version=2.0';
 const KEY = '/dubbo/org.apache.dubbo.demo.DemoService/providers';
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-async function eventually<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await sleep(50);
-  }
-}
 
-function connected(adapter: RedisRegistry): Promise<void> {
-  return eventually('the adapter to connect', async () => (adapter.state === 'connected' ? true : undefined)).then(() => {});
-}
 
 /** A raw client, as a Dubbo SDK or an operator would look at the registry. */
 async function rawClient(url: string): Promise<Redis> {
@@ -68,14 +51,7 @@ describe('@meshport/registry-redis against a real redis-server', function () {
       b,
       // Saving is off, so the restarted server is empty: only a's re-publish on reconnect brings the providers back,
       // and b must push nothing empty meanwhile.
-      outage: {
-        begin: async () => {
-          await server.restart();
-        },
-        end: async () => {
-          await Promise.all([connected(a), connected(b)]);
-        },
-      },
+      outage: restartOutage(server, [a, b]),
       settleMs: 500,
       cleanup: async () => {},
     };

@@ -6,6 +6,7 @@ import net from 'node:net';
 import zookeeper from 'node-zookeeper-client';
 import { describeRegistryConformance, formatProviderUrl, type ConnectionState } from '@meshport/registry-core';
 import { ZooKeeperRegistry } from '@meshport/registry-zookeeper';
+import { connected, eventually, restartOutage } from './support/registry';
 import { startZooKeeper, type RunningZooKeeper } from './support/servers';
 
 const SERVICE = 'com.nodejs.test.TestService:1.0';
@@ -15,7 +16,6 @@ const SOFA_NODE_URL =
   '&interface=com.nodejs.test.TestService&version=1.0&group=SOFA';
 const OTHER_URL = 'bolt://127.0.0.2:12200?interface=com.nodejs.test.TestService&version=1.0';
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** A raw client, as an SDK or an operator would look at the tree. */
 function rawClient(connectString: string, options: zookeeper.ClientOptions = {}): Promise<zookeeper.Client> {
@@ -38,24 +38,7 @@ function nodeData(client: zookeeper.Client, path: string): Promise<{ data: Buffe
   return new Promise((resolve, reject) => client.getData(path, (e, data, stat) => (e ? reject(e) : resolve({ data, stat }))));
 }
 
-async function eventually<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await sleep(50);
-  }
-}
 
-function connected(adapter: ZooKeeperRegistry): Promise<void> {
-  return eventually('the adapter to connect', async () => (adapter.state === 'connected' ? true : undefined)).then(() => {});
-}
 
 describe('@meshport/registry-zookeeper against a real ZooKeeper', function () {
   this.timeout(60_000);
@@ -80,14 +63,7 @@ describe('@meshport/registry-zookeeper against a real ZooKeeper', function () {
       a,
       b,
       // A restart shorter than the session timeout: both sessions, their ephemerals and watches survive.
-      outage: {
-        begin: async () => {
-          await server.restart();
-        },
-        end: async () => {
-          await Promise.all([connected(a), connected(b)]);
-        },
-      },
+      outage: restartOutage(server, [a, b]),
       settleMs: 500,
       cleanup: async () => {},
     };

@@ -1,0 +1,37 @@
+// What the registry adapter suites share: polling for a condition, waiting for an adapter to connect, and an outage
+// made of a real server restart.
+
+import { strict as assert } from 'node:assert';
+import type { RegistryAdapter } from '@meshport/registry-core';
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Polls `probe` until it gives a value (errors count as not yet), failing with `what` after the timeout. */
+export async function eventually<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await probe();
+      if (value !== undefined) return value;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    await sleep(50);
+  }
+}
+
+export async function connected(adapter: RegistryAdapter): Promise<void> {
+  await eventually('the adapter to connect', async () => (adapter.state === 'connected' ? true : undefined));
+}
+
+/** The conformance suite's outage: the server restarts, and it is over once every adapter is connected again. */
+export function restartOutage(server: { restart(): Promise<void> }, adapters: RegistryAdapter[]) {
+  return {
+    begin: () => server.restart(),
+    end: async () => {
+      await Promise.all(adapters.map(connected));
+    },
+  };
+}
