@@ -306,39 +306,15 @@ export async function startZooKeeper(options: ZooKeeperOptions = {}): Promise<Ru
     maxClientCnxns: 0,
   }));
 
-  let current: Spawned | undefined;
-  const launch = async () => {
-    const spawned = spawnServer(JAVA, javaArgs(dir, 'org.apache.zookeeper.server.ZooKeeperServerMain', cfg), dir);
-    current = spawned;
-    await waitUntil(`ZooKeeper on ${HOST}:${port}`, spawned, () => isServing(port), startTimeoutMs);
-  };
-  try {
-    await launch();
-  } catch (e) {
-    removeTempDir(dir);
-    throw e;
-  }
-
-  let stopped = false;
-  const zk: RunningZooKeeper = {
-    host: HOST,
-    port,
-    connectString: `${HOST}:${port}`,
-    dataDir,
-    pid: current!.pid,
-    async stop() {
-      stopped = true;
-      if (current) await terminate(current.child);
-      removeTempDir(dir);
-    },
-    async restart() {
-      if (stopped) throw new Error('ZooKeeper was stopped (its data is gone); start a new one');
-      if (current) await terminate(current.child);
-      await launch();
-      zk.pid = current!.pid;
-    },
-  };
-  return zk;
+  const life = await startRestartable({
+    what: `ZooKeeper on ${HOST}:${port}`,
+    dir,
+    spawn: () => spawnServer(JAVA, javaArgs(dir, 'org.apache.zookeeper.server.ZooKeeperServerMain', cfg), dir),
+    ready: () => isServing(port),
+    startTimeoutMs,
+    goneOnStop: 'ZooKeeper was stopped (its data is gone); start a new one',
+  });
+  return Object.assign(life, { host: HOST, port, connectString: `${HOST}:${port}`, dataDir });
 }
 
 export interface RunningZooKeeperNode {
@@ -527,36 +503,54 @@ export async function startRedis(options: { startTimeoutMs?: number } = {}): Pro
   const args = ['--save', '', '--appendonly', 'no', '--bind', HOST, '--port', String(port), '--dir', dir,
     '--daemonize', 'no', '--loglevel', 'notice'];
 
+  const life = await startRestartable({
+    what: `redis-server on ${HOST}:${port}`,
+    dir,
+    spawn: () => spawnServer(REDIS_SERVER, args, dir),
+    ready: () => isPong(port),
+    startTimeoutMs,
+    goneOnStop: 'redis-server was stopped; start a new one',
+  });
+  return Object.assign(life, { host: HOST, port, url: `redis://${HOST}:${port}` });
+}
+
+/**
+ * A server child that can be stopped (its temp dir removed) or restarted in place (same dir, same port). `pid`
+ * follows restarts. A failed first start removes the temp dir.
+ */
+async function startRestartable(spec: {
+  what: string;
+  dir: string;
+  spawn: () => Spawned;
+  ready: () => Promise<boolean>;
+  startTimeoutMs: number;
+  goneOnStop: string;
+}): Promise<{ pid: number; stop(): Promise<void>; restart(): Promise<void> }> {
   let current: Spawned | undefined;
+  let stopped = false;
   const launch = async () => {
-    const spawned = spawnServer(REDIS_SERVER, args, dir);
-    current = spawned;
-    await waitUntil(`redis-server on ${HOST}:${port}`, spawned, () => isPong(port), startTimeoutMs);
+    current = spec.spawn();
+    await waitUntil(spec.what, current, spec.ready, spec.startTimeoutMs);
+    life.pid = current.pid;
+  };
+  const life = {
+    pid: 0,
+    async stop() {
+      stopped = true;
+      if (current) await terminate(current.child);
+      removeTempDir(spec.dir);
+    },
+    async restart() {
+      if (stopped) throw new Error(spec.goneOnStop);
+      if (current) await terminate(current.child);
+      await launch();
+    },
   };
   try {
     await launch();
   } catch (e) {
-    removeTempDir(dir);
+    removeTempDir(spec.dir);
     throw e;
   }
-
-  let stopped = false;
-  const redis: RunningRedis = {
-    host: HOST,
-    port,
-    url: `redis://${HOST}:${port}`,
-    pid: current!.pid,
-    async stop() {
-      stopped = true;
-      if (current) await terminate(current.child);
-      removeTempDir(dir);
-    },
-    async restart() {
-      if (stopped) throw new Error('redis-server was stopped; start a new one');
-      if (current) await terminate(current.child);
-      await launch();
-      redis.pid = current!.pid;
-    },
-  };
-  return redis;
+  return life;
 }
