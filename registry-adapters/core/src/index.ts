@@ -2,6 +2,8 @@
 // conformance suite every adapter package runs.
 
 export type { ConnectionState, ProvidersListener, Unsubscribe, RegistryAdapter, RegistryFacade } from './adapter';
+export { routeKeyOf, RewriteOnlyTakeover } from './takeover';
+export type { Takeover, HostPort } from './takeover';
 export { REGISTRY_ERROR_CODES, RegistryError } from './errors';
 export type { RegistryErrorCode } from './errors';
 export {

@@ -1,0 +1,59 @@
+// The contract between a registry facade and the sidecar: what the facade reports of the app's registry traffic, and
+// what the sidecar answers so the app publishes and sees meshport's addresses instead of real ones.
+
+import { dubboServiceKeyOf, rewriteEndpoint, sofaServiceKeyOf, type ProviderUrl } from './url';
+
+/** host:port as a facade or the sidecar writes it into a provider URL. */
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+/**
+ * What a facade asks of the sidecar. Facades call it synchronously while passing a request or a reply through, so
+ * rewriting never reorders the app's traffic (ZooKeeper clients drop the connection on a reply out of order).
+ *
+ * - `providerPublished`: the app announces it serves `url`. The sidecar records the app's address as the inbound
+ *   route of that service and returns what to publish upstream instead: the same URL (every parameter kept) at the
+ *   sidecar's inbound address.
+ * - `providerWithdrawn`: the app withdrew `url` explicitly (the sidecar drops the inbound route). Returns the URL to
+ *   withdraw upstream, the same one `providerPublished` returned.
+ * - `providersRead`: the registry answered a read of `iface`'s providers with `real`, which the facade passes in
+ *   untouched. The sidecar routes the services those URLs serve to their real endpoints and returns what the app sees:
+ *   nothing when `real` is empty (an explicit answer of the registry), else one provider at the sidecar's outbound
+ *   address carrying the parameters of a real one. It is only ever called with a registry's answer, never on an
+ *   outage, so an empty list here is a real deletion.
+ */
+export interface Takeover {
+  providerPublished(url: ProviderUrl): ProviderUrl;
+  providerWithdrawn(url: ProviderUrl): ProviderUrl;
+  providersRead(iface: string, real: ProviderUrl[]): ProviderUrl[];
+}
+
+/**
+ * The route key a provider URL serves, as the wire will carry it: Dubbo `interface:version` for `dubbo://` URLs,
+ * SOFA `interface:version[:uniqueId]` for Bolt and scheme-less ones.
+ */
+export function routeKeyOf(url: ProviderUrl): string {
+  return url.scheme === 'dubbo' ? dubboServiceKeyOf(url) : sofaServiceKeyOf(url);
+}
+
+/** A Takeover that only rewrites, for facades under test and for tools: it records nothing. */
+export class RewriteOnlyTakeover implements Takeover {
+  constructor(
+    private readonly inbound: HostPort,
+    private readonly outbound: HostPort,
+  ) {}
+
+  providerPublished(url: ProviderUrl): ProviderUrl {
+    return rewriteEndpoint(url, this.inbound);
+  }
+
+  providerWithdrawn(url: ProviderUrl): ProviderUrl {
+    return rewriteEndpoint(url, this.inbound);
+  }
+
+  providersRead(_iface: string, real: ProviderUrl[]): ProviderUrl[] {
+    return real.length === 0 ? [] : [rewriteEndpoint(real[0]!, this.outbound)];
+  }
+}
