@@ -4,6 +4,7 @@
 export type { ConnectionState, ProvidersListener, Unsubscribe, RegistryAdapter, RegistryFacade } from './adapter';
 export { routeKeyOf, RewriteOnlyTakeover } from './takeover';
 export type { Takeover, HostPort } from './takeover';
+export type { RegistryPlugin, RegistryPluginConfig } from './plugin';
 export { REGISTRY_ERROR_CODES, RegistryError } from './errors';
 export type { RegistryErrorCode } from './errors';
 export {
