@@ -11,6 +11,9 @@ export const REGISTRY_ERROR_CODES = {
   MESHPORT_REGISTRY_BAD_NODE_NAME: 'a registry node name is not valid percent-encoding (URLEncoder or encodeURIComponent)',
   MESHPORT_REGISTRY_FILE_INVALID: 'the file registry cannot be read or is not `{ "services": { key: [url, ...] } }`',
   MESHPORT_REGISTRY_CLOSED: 'a registry adapter was used after close()',
+  MESHPORT_REGISTRY_BAD_RESP: 'a Redis client or server sent bytes that are not RESP, or a length over the configured maximum',
+  MESHPORT_REGISTRY_FACADE_NOT_STARTED: 'a registry facade was asked for its address before start() resolved',
+  MESHPORT_REGISTRY_FACADE_NOT_SERVING: 'a registry facade was asked for its address before start() resolved or after close(), or started after close()',
 } as const;
 
 export type RegistryErrorCode = keyof typeof REGISTRY_ERROR_CODES;
