@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { PROTOCOL_ERROR_CODES } from '@meshport/protocol';
 import { REGISTRY_ERROR_CODES } from '@meshport/registry-core';
+import { SIDECAR_ERROR_CODES } from '@meshport/sidecar';
 
 const doc = readFileSync(path.resolve(__dirname, '../../docs/errors.md'), 'utf8');
 
@@ -23,6 +24,7 @@ function section(pkg: string): Map<string, string> {
 const tables: Record<string, Record<string, string>> = {
   '@meshport/protocol': PROTOCOL_ERROR_CODES,
   '@meshport/registry-core': REGISTRY_ERROR_CODES,
+  '@meshport/sidecar': SIDECAR_ERROR_CODES,
 };
 
 describe('docs/errors.md', () => {

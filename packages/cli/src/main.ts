@@ -14,6 +14,10 @@ Usage:
       option, reads stdin: raw bytes, or hex text.
   meshport tap --listen HOST:PORT --upstream HOST:PORT [--json] [--body] [--with-bytes]
       Forward TCP unchanged and print every frame both ways, with request/response pairing.
+  meshport sidecar [--config meshport.yaml]
+      Run the sidecar: router, registry adapters and facades as the config says. Without
+      --config, the defaults: loopback listeners and the file registry meshport-registry.json.
+      Drains on SIGTERM/SIGINT.
   meshport demo
       Run the demo: decode the seed frames, then a real SOFA RPC call through a tap.
 
@@ -35,6 +39,7 @@ const OPTIONS = {
   body: { type: 'boolean', default: false },
   'with-bytes': { type: 'boolean', default: false },
   listen: { type: 'string' },
+  config: { type: 'string' },
   upstream: { type: 'string' },
   'max-frame-size': { type: 'string' },
   color: { type: 'boolean' },
@@ -108,6 +113,8 @@ async function dispatch(argv: string[], io: Io): Promise<number> {
       });
       return 0;
     }
+    case 'sidecar':
+      return runSidecar(values.config, io);
     case 'demo': {
       // Loaded on demand: the demo pulls in the SDKs, which decode and tap never need.
       const { runDemo } = await import('./demo.js');
@@ -116,6 +123,24 @@ async function dispatch(argv: string[], io: Io): Promise<number> {
     default:
       throw new UsageError(`unknown command '${command}'`);
   }
+}
+
+/** Runs until a signal has drained it; a bad config is a usage-level mistake and exits 2 with the key and line. */
+async function runSidecar(configFile: string | undefined, io: Io): Promise<number> {
+  // Loaded on demand: the sidecar pulls in every registry client, which decode and tap never need.
+  const { Sidecar, loadConfig, parseConfig, MeshportError } = await import('./sidecar.js');
+  let sidecar: InstanceType<typeof Sidecar>;
+  try {
+    const config = configFile === undefined ? parseConfig('', 'meshport.yaml') : await loadConfig(configFile);
+    sidecar = new Sidecar(config);
+    await sidecar.start();
+  } catch (err) {
+    if (!(err instanceof MeshportError)) throw err;
+    io.stderr.write(`meshport sidecar: ${err.code}: ${err.message}\n`);
+    return 2;
+  }
+  await new Promise<void>((resolve) => sidecar.stopOnSignals(resolve));
+  return 0;
 }
 
 function hostPort(text: string, what: string) {

@@ -1,0 +1,272 @@
+// meshport.yaml: parsing, validation with the key and line of every mistake, and the documented defaults.
+
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { isMap, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
+import { ROUTER_DEFAULTS } from '@meshport/router';
+import { SidecarError } from './errors';
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+/** The registry types built into meshport; any other `type` names a plugin (a path or an npm package). */
+export const BUILTIN_REGISTRY_TYPES = ['file', 'zookeeper', 'redis', 'sofa-registry', 'sofa-mesh'] as const;
+
+/** One entry of `registries`. */
+export interface RegistryConfig {
+  /** Unique; what `via` refers to and what logs and /routes show. */
+  name: string;
+  /** A built-in type, or a plugin: a path (starting with `.` or `/`, relative to the config file) or a package name. */
+  type: string;
+  /** The real registry: `host:port[,host:port][/chroot]` (zookeeper), `host:port` (redis, sofa-registry), a path (file). */
+  upstream?: string;
+  /** Where the app's SDK finds this registry on localhost: meshport serves the registry's own protocol there. */
+  facade?: HostPort;
+  /** sofa-mesh only: the name of the registry that the mesh API publishes through and subscribes from. */
+  via?: string;
+  /** sofa-mesh only: the app's own server address, since a mesh publish request carries no port. */
+  app?: HostPort;
+  /**
+   * Services the sidecar routes without the app asking (keys as the wire carries them, `interface:version`). A facade
+   * learns the services the app reads by itself; a registry without a facade needs this list (a `file` registry
+   * defaults to every service in its file).
+   */
+  services?: string[];
+  /** Passed to the adapter as is (e.g. zookeeper `layout`, `root`, `sessionTimeoutMs`; plugin options). */
+  options: Record<string, unknown>;
+}
+
+export interface SidecarConfig {
+  /** The directory relative paths in the config resolve against: the config file's. */
+  baseDir: string;
+  node: {
+    /** The address published upstream for this sidecar's inbound listener: the pod IP in a cluster. */
+    ip: string;
+  };
+  listeners: { outbound: HostPort; inbound: HostPort };
+  admin: HostPort;
+  registries: RegistryConfig[];
+  /** Router settings (timeouts, pool size, frame cap), see ROUTER_DEFAULTS. */
+  router: Partial<Record<keyof typeof ROUTER_DEFAULTS, number>>;
+  log: { level: string };
+}
+
+export const SIDECAR_DEFAULTS = {
+  nodeIp: '127.0.0.1',
+  /** The mesh data port sofa-rpc dials in mesh mode, so a mesh-mode SDK needs no port setting. */
+  outbound: { host: '127.0.0.1', port: 12220 },
+  /** Loopback like every meshport server; a pod sets `0.0.0.0:PORT` so other pods reach it. */
+  inbound: { host: '127.0.0.1', port: 12201 },
+  admin: { host: '127.0.0.1', port: 15000 },
+  /** With no `registries`, the embedded file registry, next to the config file. */
+  fileRegistryPath: 'meshport-registry.json',
+  /** Where sofa-rpc's MeshApiClient looks by default. */
+  meshApiFacade: { host: '127.0.0.1', port: 13330 },
+  /** SOFA's default server port. */
+  meshApp: { host: '127.0.0.1', port: 12200 },
+  logLevel: 'info',
+} as const;
+
+const TOP_KEYS = ['node', 'listeners', 'admin', 'registries', 'router', 'log'];
+const REGISTRY_KEYS = ['name', 'type', 'upstream', 'facade', 'via', 'app', 'services', 'options'];
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** Reads and validates a config file. */
+export async function loadConfig(file: string): Promise<SidecarConfig> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new SidecarError('MESHPORT_CONFIG_INVALID', `${file}: cannot read: ${(err as Error).message}`, { cause: err });
+  }
+  return parseConfig(text, file);
+}
+
+/** Validates config text; `file` names it in errors and anchors relative paths. Empty text is a valid config. */
+export function parseConfig(text: string, file = 'meshport.yaml'): SidecarConfig {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const at = (offset: number | undefined) => (offset === undefined ? '' : `:${lines.linePos(offset).line}`);
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0]!;
+    throw new SidecarError('MESHPORT_CONFIG_INVALID', `${file}${at(e.pos[0])}: not valid YAML: ${e.message.split('\n')[0]}`);
+  }
+  const reader = new ConfigReader(doc, file, (keyPath) => at(lineOffset(doc, keyPath)));
+  return reader.read(path.dirname(path.resolve(file)));
+}
+
+/** Where the node at keyPath (or the nearest existing parent) starts. */
+function lineOffset(doc: Document, keyPath: (string | number)[]): number | undefined {
+  for (let n = keyPath.length; n >= 0; n--) {
+    const node = doc.getIn(keyPath.slice(0, n), true) as { range?: [number, number, number] } | undefined;
+    if (node?.range) return node.range[0];
+  }
+  return undefined;
+}
+
+type KeyPath = (string | number)[];
+
+class ConfigReader {
+  private readonly root: Record<string, unknown>;
+
+  constructor(
+    private readonly doc: Document,
+    private readonly file: string,
+    private readonly lineOf: (keyPath: KeyPath) => string,
+  ) {
+    const contents = doc.contents;
+    if (contents !== null && !isMap(contents)) this.fail([], 'the config must be a mapping of keys');
+    this.root = (doc.toJS() ?? {}) as Record<string, unknown>;
+  }
+
+  read(baseDir: string): SidecarConfig {
+    this.onlyKeys([], this.root, TOP_KEYS);
+    const node = this.mapping(['node']);
+    this.onlyKeys(['node'], node, ['ip']);
+    const listeners = this.mapping(['listeners']);
+    this.onlyKeys(['listeners'], listeners, ['outbound', 'inbound']);
+    const admin = this.hostPort(['admin'], this.root.admin, SIDECAR_DEFAULTS.admin);
+    if (!isLoopback(admin.host)) this.fail(['admin'], `the admin port serves loopback only; ${admin.host} is not a loopback address`);
+    const registries = this.registries(baseDir);
+    return {
+      baseDir,
+      node: { ip: this.string(['node', 'ip'], node.ip) ?? SIDECAR_DEFAULTS.nodeIp },
+      listeners: {
+        outbound: this.hostPort(['listeners', 'outbound'], listeners.outbound, SIDECAR_DEFAULTS.outbound),
+        inbound: this.hostPort(['listeners', 'inbound'], listeners.inbound, SIDECAR_DEFAULTS.inbound),
+      },
+      admin,
+      registries,
+      router: this.routerSettings(),
+      log: this.log(),
+    };
+  }
+
+  private registries(baseDir: string): RegistryConfig[] {
+    const raw = this.root.registries;
+    if (raw === undefined || raw === null) {
+      return [{ name: 'file', type: 'file', upstream: path.join(baseDir, SIDECAR_DEFAULTS.fileRegistryPath), options: {} }];
+    }
+    if (!Array.isArray(raw) || !isSeq(this.doc.get('registries', true))) this.fail(['registries'], 'must be a list');
+    const entries = (raw as unknown[]).map((entry, i) => this.registry(['registries', i], entry));
+    const names = new Set<string>();
+    entries.forEach((entry, i) => {
+      if (names.has(entry.name)) this.fail(['registries', i, 'name'], `'${entry.name}' is used twice`);
+      names.add(entry.name);
+    });
+    entries.forEach((entry, i) => {
+      if (entry.type !== 'sofa-mesh') return;
+      const via = entries.find((e) => e.name === entry.via);
+      if (!via) this.fail(['registries', i, 'via'], `names no registry in this list (have: ${[...names].join(', ')})`);
+      if (via.type === 'sofa-mesh') this.fail(['registries', i, 'via'], 'must name a registry, not another sofa-mesh facade');
+    });
+    for (const entry of entries) {
+      if (entry.type === 'file' && entry.upstream !== undefined) entry.upstream = path.resolve(baseDir, entry.upstream);
+      if (/^\.{0,2}\//.test(entry.type)) entry.type = path.resolve(baseDir, entry.type);
+    }
+    return entries;
+  }
+
+  private registry(at: KeyPath, raw: unknown): RegistryConfig {
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) this.fail(at, 'each registry is a mapping with name and type');
+    const entry = raw as Record<string, unknown>;
+    this.onlyKeys(at, entry, REGISTRY_KEYS);
+    const name = this.string([...at, 'name'], entry.name);
+    if (!name) this.fail([...at, 'name'], 'is required');
+    const type = this.string([...at, 'type'], entry.type);
+    if (!type) this.fail([...at, 'type'], `is required: one of ${BUILTIN_REGISTRY_TYPES.join(', ')}, or a plugin path or package`);
+    const builtin = (BUILTIN_REGISTRY_TYPES as readonly string[]).includes(type);
+    if (!builtin && !/^(\.{0,2}\/|@?[a-z0-9])/i.test(type)) this.fail([...at, 'type'], `'${type}' is neither a built-in type nor a plugin`);
+    const upstream = entry.upstream === undefined ? undefined : String(entry.upstream);
+    const needsUpstream = ['zookeeper', 'redis', 'sofa-registry'].includes(type);
+    if (needsUpstream && !upstream) this.fail([...at, 'upstream'], `is required for a ${type} registry`);
+    if (type === 'sofa-mesh' && upstream) this.fail([...at, 'upstream'], 'a sofa-mesh facade has no upstream of its own; name one with via');
+    if (type === 'sofa-mesh' && entry.via === undefined) this.fail([...at, 'via'], 'is required for sofa-mesh: the registry it publishes through');
+    if (type !== 'sofa-mesh' && entry.via !== undefined) this.fail([...at, 'via'], 'is only for sofa-mesh');
+    if (type !== 'sofa-mesh' && entry.app !== undefined) this.fail([...at, 'app'], 'is only for sofa-mesh');
+    const hasFacade = ['zookeeper', 'redis', 'sofa-mesh'].includes(type);
+    if (!hasFacade && entry.facade !== undefined) this.fail([...at, 'facade'], `a ${type} registry has no facade`);
+    const services = entry.services;
+    if (services !== undefined && (!Array.isArray(services) || services.some((s) => typeof s !== 'string' || !s))) {
+      this.fail([...at, 'services'], 'must be a list of service keys like com.example.Echo:1.0');
+    }
+    const options = entry.options ?? {};
+    if (typeof options !== 'object' || options === null || Array.isArray(options)) this.fail([...at, 'options'], 'must be a mapping');
+    return {
+      name,
+      type,
+      upstream,
+      facade:
+        type === 'sofa-mesh'
+          ? this.hostPort([...at, 'facade'], entry.facade, SIDECAR_DEFAULTS.meshApiFacade)
+          : entry.facade === undefined
+            ? undefined
+            : this.hostPort([...at, 'facade'], entry.facade, undefined),
+      via: entry.via === undefined ? undefined : this.string([...at, 'via'], entry.via),
+      app: type === 'sofa-mesh' ? this.hostPort([...at, 'app'], entry.app, SIDECAR_DEFAULTS.meshApp) : undefined,
+      services: services as string[] | undefined,
+      options: options as Record<string, unknown>,
+    };
+  }
+
+  private routerSettings(): SidecarConfig['router'] {
+    const raw = this.mapping(['router']);
+    this.onlyKeys(['router'], raw, Object.keys(ROUTER_DEFAULTS));
+    const out: SidecarConfig['router'] = {};
+    for (const [key, value] of Object.entries(raw)) {
+      if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) this.fail(['router', key], 'must be a non-negative integer');
+      out[key as keyof typeof ROUTER_DEFAULTS] = value;
+    }
+    return out;
+  }
+
+  private log(): SidecarConfig['log'] {
+    const raw = this.mapping(['log']);
+    this.onlyKeys(['log'], raw, ['level']);
+    const level = this.string(['log', 'level'], raw.level) ?? SIDECAR_DEFAULTS.logLevel;
+    if (!LOG_LEVELS.includes(level)) this.fail(['log', 'level'], `must be one of ${LOG_LEVELS.join(', ')}`);
+    return { level };
+  }
+
+  private mapping(at: KeyPath): Record<string, unknown> {
+    const value = this.root[at[0] as string];
+    if (value === undefined || value === null) return {};
+    if (typeof value !== 'object' || Array.isArray(value)) this.fail(at, 'must be a mapping');
+    return value as Record<string, unknown>;
+  }
+
+  private string(at: KeyPath, value: unknown): string | undefined {
+    if (value === undefined || value === null) return undefined;
+    if (typeof value !== 'string') this.fail(at, `must be a string, not ${JSON.stringify(value)}`);
+    return value;
+  }
+
+  /** `HOST:PORT`, `[v6]:PORT` or a bare port (loopback). */
+  private hostPort(at: KeyPath, value: unknown, fallback: HostPort): HostPort;
+  private hostPort(at: KeyPath, value: unknown, fallback: HostPort | undefined): HostPort | undefined;
+  private hostPort(at: KeyPath, value: unknown, fallback: HostPort | undefined): HostPort | undefined {
+    if (value === undefined || value === null) return fallback && { ...fallback };
+    const text = String(value);
+    const m = /^(?:\[([0-9a-f:.]+)\]|([^:\s]+)):(\d{1,5})$/i.exec(text) ?? /^()()(\d{1,5})$/.exec(text);
+    const port = m ? Number(m[3]) : NaN;
+    if (!m || port > 65535) this.fail(at, `must be HOST:PORT (or a port), not ${JSON.stringify(value)}`);
+    return { host: m[1] || m[2] || '127.0.0.1', port };
+  }
+
+  private onlyKeys(at: KeyPath, value: Record<string, unknown>, allowed: string[]): void {
+    for (const key of Object.keys(value)) {
+      if (!allowed.includes(key)) this.fail([...at, key], `unknown key (known here: ${allowed.join(', ')})`);
+    }
+  }
+
+  private fail(at: KeyPath, message: string): never {
+    const key = at.map((k, i) => (typeof k === 'number' ? `[${k}]` : i === 0 ? k : `.${k}`)).join('') || '(top level)';
+    throw new SidecarError('MESHPORT_CONFIG_INVALID', `${this.file}${this.lineOf(at)}: ${key}: ${message}`);
+  }
+}
+
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}

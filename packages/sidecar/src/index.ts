@@ -1,0 +1,11 @@
+// @meshport/sidecar: the daemon behind `meshport sidecar --config meshport.yaml`.
+
+export { Sidecar } from './sidecar';
+export type { SidecarOptions } from './sidecar';
+export { loadConfig, parseConfig, isLoopback, SIDECAR_DEFAULTS, BUILTIN_REGISTRY_TYPES } from './config';
+export type { SidecarConfig, RegistryConfig, HostPort } from './config';
+export { RouteBook, SidecarTakeover } from './routes';
+export { startRegistries, loadPlugin, RegistrySet } from './registries';
+export type { RunningRegistry, RegistryWiring } from './registries';
+export { SIDECAR_ERROR_CODES, SidecarError } from './errors';
+export type { SidecarErrorCode } from './errors';

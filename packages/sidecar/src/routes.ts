@@ -1,0 +1,114 @@
+// The sidecar's route book: what every registry reported, merged into the one route table the router reads, and
+// the Takeover each facade calls to rewrite the app's registry traffic.
+
+import {
+  providerEndpoint,
+  rewriteEndpoint,
+  routeKeyOf,
+  type HostPort,
+  type ProviderUrl,
+  type Takeover,
+} from '@meshport/registry-core';
+import { MemoryRouteTable, type Endpoint } from '@meshport/router';
+
+/** Which registry (by config name) said what: outbound endpoints per interface read, then per route key. */
+type Reports = Map<string, Map<string, Map<string, Endpoint[]>>>;
+
+/**
+ * Outbound routes are kept per registry and per interface as each read reported them, so a new read of one
+ * interface replaces exactly what the previous read of it said, and two registries listing one service add up.
+ */
+export class RouteBook {
+  readonly table = new MemoryRouteTable();
+  private readonly reports: Reports = new Map();
+
+  /** The providers of `iface` as registry `source` last reported them (possibly none: an explicit deletion). */
+  report(source: string, iface: string, real: ProviderUrl[]): void {
+    const byIface = this.reports.get(source) ?? new Map<string, Map<string, Endpoint[]>>();
+    this.reports.set(source, byIface);
+    const before = byIface.get(iface);
+    const now = new Map<string, Endpoint[]>();
+    for (const url of real) {
+      let key: string;
+      try {
+        key = routeKeyOf(url);
+      } catch {
+        continue; // a URL without an interface serves nothing routable
+      }
+      const { host, port, weight } = providerEndpoint(url);
+      const list = now.get(key) ?? [];
+      if (!list.some((e) => e.host === host && e.port === port)) list.push({ host, port, weight });
+      now.set(key, list);
+    }
+    byIface.set(iface, now);
+    for (const key of new Set([...(before?.keys() ?? []), ...now.keys()])) this.merge(key);
+  }
+
+  setInbound(key: string, app: Endpoint): void {
+    const current = this.table.inbound(key);
+    if (current?.host !== app.host || current.port !== app.port) this.table.setInbound(key, app);
+  }
+
+  deleteInbound(key: string): void {
+    if (this.table.inbound(key)) this.table.deleteInbound(key);
+  }
+
+  /** For the admin page and tests: every route with the registries that reported it. */
+  snapshot() {
+    return this.table.snapshot();
+  }
+
+  private merge(key: string): void {
+    const endpoints: Endpoint[] = [];
+    for (const byIface of this.reports.values()) {
+      for (const byKey of byIface.values()) {
+        for (const e of byKey.get(key) ?? []) {
+          if (!endpoints.some((x) => x.host === e.host && x.port === e.port)) endpoints.push(e);
+        }
+      }
+    }
+    const current = this.table.outbound(key)?.endpoints ?? [];
+    if (sameEndpoints(current, endpoints)) return;
+    if (endpoints.length === 0) this.table.deleteOutbound(key);
+    else this.table.setOutbound(key, { endpoints });
+  }
+}
+
+function sameEndpoints(a: Endpoint[], b: Endpoint[]): boolean {
+  return a.length === b.length && a.every((e, i) => e.host === b[i]!.host && e.port === b[i]!.port && e.weight === b[i]!.weight);
+}
+
+/**
+ * The Takeover of one registry entry: the app publishes at the sidecar's inbound address and reads the sidecar's
+ * outbound address; the real addresses go into the route book.
+ */
+export class SidecarTakeover implements Takeover {
+  constructor(
+    private readonly book: RouteBook,
+    private readonly source: string,
+    /** node.ip and the inbound listener's port: what other pods dial. */
+    private readonly inbound: HostPort,
+    /** The outbound listener as the app dials it. */
+    private readonly outbound: HostPort,
+  ) {}
+
+  providerPublished(url: ProviderUrl): ProviderUrl {
+    // An app that publishes meshport's own address back (a URL it was handed) must not become a route to itself.
+    if (!this.isSidecar(url)) this.book.setInbound(routeKeyOf(url), { host: url.host, port: url.port });
+    return rewriteEndpoint(url, this.inbound);
+  }
+
+  providerWithdrawn(url: ProviderUrl): ProviderUrl {
+    if (!this.isSidecar(url)) this.book.deleteInbound(routeKeyOf(url));
+    return rewriteEndpoint(url, this.inbound);
+  }
+
+  providersRead(iface: string, real: ProviderUrl[]): ProviderUrl[] {
+    this.book.report(this.source, iface, real);
+    return real.length === 0 ? [] : [rewriteEndpoint(real[0]!, this.outbound)];
+  }
+
+  private isSidecar(url: ProviderUrl): boolean {
+    return [this.inbound, this.outbound].some((a) => url.host === a.host && url.port === a.port);
+  }
+}

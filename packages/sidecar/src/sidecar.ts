@@ -1,0 +1,105 @@
+// The daemon: one router, the registries of the config with their facades, one route book between them.
+
+import pino, { type Logger } from 'pino';
+import { Router } from '@meshport/router';
+import type { HostPort, SidecarConfig } from './config';
+import { startRegistries, type RegistrySet } from './registries';
+import { RouteBook, SidecarTakeover } from './routes';
+
+export interface SidecarOptions {
+  /** @default pino at the config's log level */
+  logger?: Logger;
+}
+
+/**
+ * Start order matters: the router first, because the addresses the facades hand out are its listeners' ports (a
+ * config may say port 0); then the registries, so no app is told about an endpoint that is not listening yet.
+ */
+export class Sidecar {
+  readonly book = new RouteBook();
+  readonly logger: Logger;
+  private router: Router | undefined;
+  private registries: RegistrySet | undefined;
+  private stopping: Promise<void> | undefined;
+
+  constructor(
+    readonly config: SidecarConfig,
+    options: SidecarOptions = {},
+  ) {
+    this.logger = options.logger ?? pino({ name: 'meshport', level: config.log.level });
+  }
+
+  async start(): Promise<void> {
+    const { config } = this;
+    const router = new Router({
+      ...config.router,
+      routeTable: this.book.table,
+      outbound: config.listeners.outbound,
+      inbound: config.listeners.inbound,
+      admin: { port: config.admin.port },
+      logger: this.logger.child({ part: 'router' }),
+    });
+    this.router = router;
+    await router.start();
+    const inbound = { host: config.node.ip, port: router.address('inbound').port };
+    const outbound = this.dialable(config.listeners.outbound, router.address('outbound').port);
+    const logger = this.logger.child({ part: 'registry' });
+    try {
+      this.registries = await startRegistries(config.registries, {
+        logger,
+        takeoverFor: (name) => new SidecarTakeover(this.book, name, inbound, outbound),
+      });
+    } catch (err) {
+      await router.drain(0);
+      throw err;
+    }
+    for (const r of this.registries.entries) {
+      const facade = r.facade?.address();
+      this.logger.info({ registry: r.config.name, type: r.config.type, facade, upstream: r.config.upstream }, 'registry ready');
+    }
+    this.logger.info({ inbound, outbound, admin: router.address('admin') }, 'meshport sidecar running');
+  }
+
+  /** Where a listener is bound: `outbound`, `inbound`, `admin`, or a registry's facade by its config name. */
+  address(what: 'outbound' | 'inbound' | 'admin' | { facade: string }): HostPort {
+    if (typeof what === 'object') {
+      const facade = this.registries?.get(what.facade)?.facade;
+      if (!facade) throw new Error(`registry ${what.facade} has no running facade`);
+      return facade.address();
+    }
+    if (!this.router) throw new Error('the sidecar is not running');
+    const { address, port } = this.router.address(what);
+    return { host: address, port };
+  }
+
+  /**
+   * Drains: the facades close and the registry sessions end first, so apps stop learning meshport's addresses and
+   * other pods see this pod's ephemeral registrations go; then the router finishes the calls still in flight.
+   */
+  stop(drainMs?: number): Promise<void> {
+    this.stopping ??= (async () => {
+      const registries = this.registries;
+      await registries?.close();
+      await this.router?.drain(drainMs);
+    })();
+    return this.stopping;
+  }
+
+  /** Stops on SIGTERM or SIGINT, once; `onStopped` runs after the drain. */
+  stopOnSignals(onStopped: () => void): void {
+    const onSignal = (signal: NodeJS.Signals) => {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+      this.logger.info({ signal }, 'signal received, draining');
+      void this.stop().then(onStopped);
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  }
+
+  /** The outbound listener as an app in this pod dials it: a wildcard bind is reached on loopback. */
+  private dialable(listen: HostPort, port: number): HostPort {
+    const host = listen.host === '0.0.0.0' || listen.host === '::' ? '127.0.0.1' : listen.host;
+    return { host, port };
+  }
+}

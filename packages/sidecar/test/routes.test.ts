@@ -1,0 +1,70 @@
+// The route book and the sidecar's Takeover: what the app publishes and reads against what the router routes.
+
+import { strict as assert } from 'node:assert';
+import { formatProviderUrl, parseProviderUrl } from '@meshport/registry-core';
+import { RouteBook, SidecarTakeover } from '../src/routes';
+
+const INBOUND = { host: '10.0.0.5', port: 12201 };
+const OUTBOUND = { host: '127.0.0.1', port: 12220 };
+const bolt = (host: string, port: number, extra = '') =>
+  parseProviderUrl(`bolt://${host}:${port}?interface=com.example.Echo&version=1.0&weight=50${extra}`);
+
+describe('sidecar routes', () => {
+  it('the app publishes at the sidecar inbound address; the app address becomes the inbound route', () => {
+    const book = new RouteBook();
+    const takeover = new SidecarTakeover(book, 'zk', INBOUND, OUTBOUND);
+    const upstream = takeover.providerPublished(bolt('192.168.1.9', 12200, '&appName=echo'));
+    assert.equal(formatProviderUrl(upstream), 'bolt://10.0.0.5:12201?interface=com.example.Echo&version=1.0&weight=50&appName=echo');
+    assert.deepEqual(book.table.inbound('com.example.Echo:1.0'), { host: '192.168.1.9', port: 12200 });
+    const withdrawn = takeover.providerWithdrawn(bolt('192.168.1.9', 12200, '&appName=echo'));
+    assert.equal(formatProviderUrl(withdrawn), formatProviderUrl(upstream));
+    assert.equal(book.table.inbound('com.example.Echo:1.0'), undefined);
+  });
+
+  it('the app reads one outbound endpoint; the real ones become the outbound route, with weights', () => {
+    const book = new RouteBook();
+    const takeover = new SidecarTakeover(book, 'zk', INBOUND, OUTBOUND);
+    const seen = takeover.providersRead('com.example.Echo', [bolt('10.0.0.7', 12201), bolt('10.0.0.8', 12201)]);
+    assert.deepEqual(seen.map(formatProviderUrl), ['bolt://127.0.0.1:12220?interface=com.example.Echo&version=1.0&weight=50']);
+    assert.deepEqual(book.table.outbound('com.example.Echo:1.0')?.endpoints, [
+      { host: '10.0.0.7', port: 12201, weight: 50 },
+      { host: '10.0.0.8', port: 12201, weight: 50 },
+    ]);
+    // An explicit empty answer empties the route, and the app is told so (an empty list, not the outbound port).
+    assert.deepEqual(takeover.providersRead('com.example.Echo', []), []);
+    assert.equal(book.table.outbound('com.example.Echo:1.0'), undefined);
+  });
+
+  it('two registries listing one service add up; each one replaces only what it said before', () => {
+    const book = new RouteBook();
+    const zk = new SidecarTakeover(book, 'zk', INBOUND, OUTBOUND);
+    const redis = new SidecarTakeover(book, 'redis', INBOUND, OUTBOUND);
+    let changes = 0;
+    book.table.onChange(() => changes++);
+    zk.providersRead('com.example.Echo', [bolt('10.0.0.7', 12201)]);
+    redis.providersRead('com.example.Echo', [bolt('10.0.0.8', 12201), bolt('10.0.0.7', 12201)]);
+    assert.deepEqual(book.table.outbound('com.example.Echo:1.0')?.endpoints.map((e) => e.host), ['10.0.0.7', '10.0.0.8']);
+    zk.providersRead('com.example.Echo', []);
+    assert.deepEqual(book.table.outbound('com.example.Echo:1.0')?.endpoints.map((e) => e.host), ['10.0.0.8', '10.0.0.7']);
+    const before = changes;
+    redis.providersRead('com.example.Echo', [bolt('10.0.0.8', 12201), bolt('10.0.0.7', 12201)]);
+    assert.equal(changes, before, 'the same list again changes nothing');
+  });
+
+  it('keys Dubbo providers as Dubbo calls carry them, and separates uniqueIds for Bolt', () => {
+    const book = new RouteBook();
+    const takeover = new SidecarTakeover(book, 'zk', INBOUND, OUTBOUND);
+    takeover.providersRead('com.example.Echo', [
+      parseProviderUrl('dubbo://10.0.0.7:20880/com.example.Echo?version=2.0'),
+      bolt('10.0.0.8', 12201, '&uniqueId=blue'),
+    ]);
+    assert.deepEqual(Object.keys(book.snapshot().outbound).sort(), ['com.example.Echo:1.0:blue', 'com.example.Echo:2.0']);
+  });
+
+  it('never routes a service to the sidecar itself when the app publishes an address it was handed', () => {
+    const book = new RouteBook();
+    const takeover = new SidecarTakeover(book, 'zk', INBOUND, OUTBOUND);
+    takeover.providerPublished(bolt('127.0.0.1', 12220));
+    assert.equal(book.table.inbound('com.example.Echo:1.0'), undefined);
+  });
+});

@@ -1,0 +1,93 @@
+// What the end-to-end suites share: sidecars started from YAML as an operator writes it, real SDK apps, and the
+// views a user checks (the admin /routes page, a raw look at the registry).
+
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
+import { loadConfig, Sidecar } from '@meshport/sidecar';
+import { client as sofaClient, registry as sofaRegistry, server as sofaServer } from 'sofa-rpc-node';
+import dubboProtocol from 'dubbo-remoting';
+
+export const quietLogger = { info() {}, warn() {}, error() {}, debug() {} };
+
+const tempDirs: string[] = [];
+const running = new Set<Sidecar>();
+
+/** A sidecar from config text, written to a file first so relative paths and error lines work as in production. */
+export async function startSidecar(yaml: string): Promise<Sidecar> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'meshport-sidecar-'));
+  tempDirs.push(dir);
+  const file = path.join(dir, 'meshport.yaml');
+  writeFileSync(file, yaml);
+  const sidecar = new Sidecar(await loadConfig(file), { logger: pino({ level: process.env.MESHPORT_LOG_LEVEL ?? 'silent' }) });
+  await sidecar.start();
+  running.add(sidecar);
+  return sidecar;
+}
+
+/** A pod's sidecar taking over one registry through its facade, every port picked free. */
+export function podConfig(registry: { type: string; upstream: string; options?: string }): string {
+  return [
+    'node: { ip: 127.0.0.1 }',
+    'listeners: { outbound: "127.0.0.1:0", inbound: "127.0.0.1:0" }',
+    'admin: "127.0.0.1:0"',
+    'registries:',
+    `  - { name: main, type: ${registry.type}, upstream: "${registry.upstream}", facade: "127.0.0.1:0"${registry.options ? `, options: ${registry.options}` : ''} }`,
+  ].join('\n');
+}
+
+export async function stopSidecars(): Promise<void> {
+  await Promise.allSettled([...running].map((s) => s.stop(0)));
+  running.clear();
+  for (const dir of tempDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+}
+
+/** The admin /routes page: each service's real endpoints as the router holds them. */
+export async function adminRoutes(sidecar: Sidecar): Promise<{ listener: string; name: string; endpoints: { address: string }[] }[]> {
+  const { port } = sidecar.address('admin');
+  const body = (await (await fetch(`http://127.0.0.1:${port}/routes`)).json()) as {
+    clusters: { listener: string; name: string; endpoints: { address: string }[] }[];
+  };
+  return body.clusters;
+}
+
+export type Protocol = 'bolt' | 'dubbo';
+
+export function protocolOption(protocol: Protocol): { protocol?: unknown } {
+  // sofa-rpc-node picks Bolt when no protocol is given (an explicit undefined would override its default).
+  return protocol === 'dubbo' ? { protocol: dubboProtocol } : {};
+}
+
+/** A sofa-rpc-node provider app serving `iface` v1.0 (`echo`, `whoami`), publishing through `registryAddress`. */
+export async function startProviderApp(protocol: Protocol, iface: string, registryAddress: string, name = 'provider') {
+  const registry = new sofaRegistry.ZookeeperRegistry({ logger: quietLogger, address: registryAddress });
+  const server = new sofaServer.RpcServer({
+    logger: quietLogger,
+    port: 0,
+    appName: name,
+    registry,
+    publishAddress: '127.0.0.1',
+    ...protocolOption(protocol),
+  });
+  server.addService(
+    { interfaceName: iface, version: '1.0' },
+    {
+      async echo(text: string) {
+        return `${name}: ${text}`;
+      },
+    },
+  );
+  await server.start();
+  await server.publish();
+  return { server, registry, port: server.publishPort };
+}
+
+/** A sofa-rpc-node consumer app of `iface` v1.0 that finds providers through `registryAddress`. */
+export async function startConsumerApp(protocol: Protocol, iface: string, registryAddress: string) {
+  const registry = new sofaRegistry.ZookeeperRegistry({ logger: quietLogger, address: registryAddress });
+  const client = new sofaClient.RpcClient({ logger: quietLogger, registry, ...protocolOption(protocol) });
+  const consumer = client.createConsumer({ interfaceName: iface, version: '1.0', retryFaultInterval: 200 });
+  await consumer.ready();
+  return { client, registry, consumer };
+}
