@@ -66,6 +66,7 @@ export class RedisFacade implements RegistryFacade {
   private server: net.Server | undefined;
   private bound: { host: string; port: number } | undefined;
   private readonly sessions = new Set<FacadeSession>();
+  private readonly memory = new ProvidersMemory();
   private closed = false;
 
   constructor(options: RedisFacadeOptions) {
@@ -122,6 +123,7 @@ export class RedisFacade implements RegistryFacade {
       return;
     }
     const session = new FacadeSession(app, this.upstream, {
+      memory: this.memory,
       takeover: this.takeover,
       logger: this.logger,
       maxBulkBytes: this.maxBulkBytes,
@@ -160,6 +162,33 @@ interface SessionContext {
   takeover: Takeover;
   logger: RegistryLogger;
   maxBulkBytes: number;
+  memory: ProvidersMemory;
+}
+
+/**
+ * What the facade last showed of each providers hash, shared by every app connection. Redis cannot tell an explicit
+ * deletion from a restart that lost its data (no persistence is common for a registry), so reads follow Dubbo's own
+ * rule: a read only adds to the providers known and unexpired, and a read replaces the list only after an
+ * `unregister` message on that key (or an HDEL by the app) says something was withdrawn. Without this, the sidecar
+ * would drop a service's route for the seconds between a Redis restart and the providers' next renewal.
+ */
+class ProvidersMemory {
+  private readonly byKey = new Map<string, { known: Map<string, { url: ProviderUrl; expiry: number }>; replace: boolean }>();
+
+  /** An `unregister` message or an HDEL on `key`: its next read is the whole answer. */
+  withdrawn(key: string): void {
+    const entry = this.byKey.get(key);
+    if (entry) entry.replace = true;
+  }
+
+  /** The providers to show for a read of `key` that found `live` (each with its expiry). */
+  read(key: string, live: { url: ProviderUrl; expiry: number }[], now: number): { url: ProviderUrl; expiry: number }[] {
+    const entry = this.byKey.get(key) ?? { known: new Map(), replace: true };
+    const next = new Map(live.map((p) => [formatProviderUrl(p.url), p] as const));
+    if (!entry.replace) for (const [text, p] of entry.known) if (p.expiry > now && !next.has(text)) next.set(text, p);
+    this.byKey.set(key, { known: next, replace: false });
+    return [...next.values()];
+  }
 }
 
 /**
@@ -358,6 +387,7 @@ class FacadeSession {
         return this.rewriteFields(args, key, 'published', (i) => i === 2);
       case 'hdel':
         if (args.length < 3) return undefined;
+        this.ctx.memory.withdrawn(key);
         return this.rewriteFields(args, key, 'withdrawn', (i) => i >= 2);
       case 'hgetall':
       case 'hkeys':
@@ -433,6 +463,7 @@ class FacadeSession {
   private onReply(value: RespValue, raw: Buffer): void {
     // RESP3 pushes and attributes answer no command.
     if (value.type === '>' || value.type === '|' || this.isPushedMessage(value)) {
+      this.noteWithdrawal(value);
       this.toApp(raw);
       return;
     }
@@ -489,6 +520,13 @@ class FacadeSession {
     }
   }
 
+  /** `message CHANNEL unregister` or `pmessage PATTERN CHANNEL unregister` (RESP2 or RESP3 push). */
+  private noteWithdrawal(value: RespValue): void {
+    if ((value.type !== '*' && value.type !== '>') || !value.items || value.items.length < 3) return;
+    const text = value.items.map((item) => (item.type === '$' && item.data !== null ? item.data.toString('utf8') : ''));
+    if (text.at(-1) === 'unregister') this.ctx.memory.withdrawn(text.at(-2)!);
+  }
+
   /** A RESP2 pub/sub message: only possible while this connection holds a subscription. */
   private isPushedMessage(value: RespValue): boolean {
     if (value.type !== '*' || !value.items || value.items.length < 3) return false;
@@ -525,8 +563,7 @@ class FacadeSession {
   private rewriteProvidersReply(entry: Pending & { kind: 'providers' }, value: RespValue): RespValue | undefined {
     if ((value.type !== '*' && value.type !== '%') || value.items === null || value.items.length % 2 !== 0) return undefined;
     const now = Date.now();
-    const live: ProviderUrl[] = [];
-    let latest = 0;
+    const read: { url: ProviderUrl; expiry: number }[] = [];
     for (let i = 0; i < value.items.length; i += 2) {
       const field = value.items[i]!;
       const expiryItem = value.items[i + 1]!;
@@ -535,16 +572,17 @@ class FacadeSession {
       if (!(expiry > now)) continue;
       const text = field.data.toString('utf8');
       try {
-        live.push(parseProviderUrl(text));
+        read.push({ url: parseProviderUrl(text), expiry });
       } catch (error) {
         this.ctx.logger.warn({ error, key: entry.key, field: text }, 'leaving out a provider hash field that is not a provider URL');
         continue;
       }
-      latest = Math.max(latest, expiry);
     }
+    const live = this.ctx.memory.read(entry.key, read, now);
+    const latest = live.reduce((max, p) => Math.max(max, p.expiry), 0);
     let shown: ProviderUrl[];
     try {
-      shown = this.ctx.takeover.providersRead(entry.iface, live);
+      shown = this.ctx.takeover.providersRead(entry.iface, live.map((p) => p.url));
     } catch (error) {
       this.ctx.logger.warn({ error, key: entry.key }, 'the takeover failed on a providers read; passing the reply through');
       return undefined;
