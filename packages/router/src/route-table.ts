@@ -33,6 +33,11 @@ export interface RouteTable {
   inbound(service: string): Endpoint | undefined;
   /** Called after any change; returns the unsubscribe function. */
   onChange(listener: () => void): () => void;
+  /**
+   * Every service with a route, for the admin `/routes` page to list routes no call has used yet. Optional: a table
+   * that cannot list (one that looks services up remotely) shows only the services that carried calls.
+   */
+  services?(): { outbound: string[]; inbound: string[] };
 }
 
 /** A RouteTable held in memory: what tests fill directly and what the `file` registry will fill. */
@@ -74,7 +79,11 @@ export class MemoryRouteTable implements RouteTable {
     return this.changed();
   }
 
-  /** Every route, for the admin `/routes` page. */
+  services(): { outbound: string[]; inbound: string[] } {
+    return { outbound: [...this.outboundRoutes.keys()], inbound: [...this.inboundRoutes.keys()] };
+  }
+
+  /** Every route. */
   snapshot(): { outbound: Record<string, ClusterSpec>; inbound: Record<string, Endpoint> } {
     return { outbound: Object.fromEntries(this.outboundRoutes), inbound: Object.fromEntries(this.inboundRoutes) };
   }

@@ -172,9 +172,16 @@ export class Router implements CallerHandler, UpstreamEvents {
 
   /** For the admin `/routes` page. */
   describeRoutes() {
-    return (['outbound', 'inbound'] as const).flatMap((listener) =>
-      [...this.clusters[listener].values()].map((cluster) => ({ listener, ...cluster.describe() })),
-    );
+    const listed = this.options.routeTable.services?.() ?? { outbound: [], inbound: [] };
+    return (['outbound', 'inbound'] as const).flatMap((listener) => {
+      const live = [...this.clusters[listener].values()].map((cluster) => ({ listener, ...cluster.describe() }));
+      // Services no call has used yet have no cluster; describe a fresh one so the page lists every route.
+      const idle = listed[listener].flatMap((service) => {
+        const spec = this.clusters[listener].has(service) ? undefined : this.specFor(listener, service);
+        return spec ? [{ listener, ...new Cluster(service, spec, this.options.outlier, this.options.limits).describe() }] : [];
+      });
+      return [...live, ...idle];
+    });
   }
 
   /**
