@@ -11,9 +11,7 @@ import {
   type Takeover,
   type Unsubscribe,
 } from '@meshport/registry-core';
-import { RedisFacade, RedisRegistry } from '@meshport/registry-redis';
-import { SofaMeshApiFacade, SofaRegistryClient } from '@meshport/registry-sofa';
-import { ZooKeeperFacade, ZooKeeperRegistry, type ZooKeeperLayout } from '@meshport/registry-zookeeper';
+import type { ZooKeeperLayout } from '@meshport/registry-zookeeper';
 import type { RegistryConfig } from './config';
 import { SidecarError } from './errors';
 
@@ -90,13 +88,19 @@ export async function startRegistries(entries: RegistryConfig[], wiring: Registr
   }
 }
 
+// Registry packages load when the config names their type: a sidecar on ZooKeeper alone does not carry ioredis or the
+// SOFA codecs in memory (about 9 MB of the 80 MB budget).
+const zookeeperPackage = () => require('@meshport/registry-zookeeper') as typeof import('@meshport/registry-zookeeper');
+const redisPackage = () => require('@meshport/registry-redis') as typeof import('@meshport/registry-redis');
+const sofaPackage = () => require('@meshport/registry-sofa') as typeof import('@meshport/registry-sofa');
+
 async function createAdapter(entry: RegistryConfig, logger: RegistryLogger): Promise<RegistryAdapter> {
   const o = entry.options;
   switch (entry.type) {
     case 'file':
       return new FileRegistry({ path: entry.upstream!, logger });
     case 'zookeeper':
-      return new ZooKeeperRegistry({
+      return new (zookeeperPackage().ZooKeeperRegistry)({
         connectString: entry.upstream!,
         layout: o.layout as ZooKeeperLayout | undefined,
         root: o.root as string | undefined,
@@ -104,9 +108,9 @@ async function createAdapter(entry: RegistryConfig, logger: RegistryLogger): Pro
         logger,
       });
     case 'redis':
-      return new RedisRegistry({ url: redisUrl(entry.upstream!), root: o.root as string | undefined, logger });
+      return new (redisPackage().RedisRegistry)({ url: redisUrl(entry.upstream!), root: o.root as string | undefined, logger });
     case 'sofa-registry':
-      return new SofaRegistryClient({ ...(o as object), servers: entry.upstream!, logger });
+      return new (sofaPackage().SofaRegistryClient)({ ...(o as object), servers: entry.upstream!, logger });
     default:
       return (await loadPlugin(entry.type)).createRegistryAdapter({
         name: entry.name,
@@ -127,11 +131,11 @@ function createFacade(
   switch (entry.type) {
     case 'zookeeper':
       // The app's own client applies any chroot to the paths it sends; the facade only needs the servers.
-      return new ZooKeeperFacade({ listen, upstream: entry.upstream!.replace(/\/.*$/, ''), takeover, logger });
+      return new (zookeeperPackage().ZooKeeperFacade)({ listen, upstream: entry.upstream!.replace(/\/.*$/, ''), takeover, logger });
     case 'redis':
-      return new RedisFacade({ listen, upstream: entry.upstream!.replace(/^redis:\/\//, ''), takeover, logger });
+      return new (redisPackage().RedisFacade)({ listen, upstream: entry.upstream!.replace(/^redis:\/\//, ''), takeover, logger });
     case 'sofa-mesh':
-      return new SofaMeshApiFacade({ listen, via: adapters.get(entry.via!)!, takeover, app: entry.app, logger });
+      return new (sofaPackage().SofaMeshApiFacade)({ listen, via: adapters.get(entry.via!)!, takeover, app: entry.app, logger });
     default:
       throw new SidecarError('MESHPORT_CONFIG_INVALID', `registry '${entry.name}': type ${entry.type} has no facade`);
   }
