@@ -16,6 +16,7 @@ import {
   type RegistryPlugin,
 } from '@meshport/registry-core';
 import { connected, eventually } from './support/registry';
+import { startSidecar, stopSidecars } from './support/sidecars';
 
 // From test/dist at run time: the example is plain JavaScript that tsc does not copy.
 const plugin: RegistryPlugin = require(path.resolve(__dirname, '../../docs/examples/registry-plugin-dir'));
@@ -224,6 +225,33 @@ describe('docs/examples/registry-plugin-dir', () => {
     for (const root of tempRoots) {
       assert.ok(!existsSync(root), `${root} is still there`);
       assert.ok(!existsSync(`${root}.away`), `${root}.away is still there`);
+    }
+  });
+});
+
+describe('the example plugin loaded by a sidecar from its config', function () {
+  this.timeout(20_000);
+  after(() => stopSidecars());
+
+  it('routes a service the plugin lists, by the path the config names', async () => {
+    const root = await tempRoot();
+    const sidecar = await startSidecar(
+      [
+        'listeners: { outbound: "127.0.0.1:0", inbound: "127.0.0.1:0" }',
+        'admin: "127.0.0.1:0"',
+        'registries:',
+        `  - { name: dir, type: "${path.resolve(__dirname, '../../docs/examples/registry-plugin-dir')}", upstream: "${root}", services: ["${ECHO}"], options: { pollMs: ${POLL_MS} } }`,
+      ].join('\n'),
+    );
+    const publisher = await create(root);
+    try {
+      await publisher.publish(ECHO, P2);
+      await eventually('the sidecar to route the plugin provider', async () =>
+        sidecar.book.table.outbound(ECHO)?.endpoints.some((e) => e.host === '198.18.0.2' && e.weight === 50) ? true : undefined,
+      );
+    } finally {
+      await publisher.close();
+      await removeRoot(root);
     }
   });
 });

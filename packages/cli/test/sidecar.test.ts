@@ -1,0 +1,77 @@
+// `meshport sidecar` as an operator runs it: the real binary with a config file, its admin port, SIGTERM, bad configs.
+
+import { strict as assert } from 'node:assert';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+const BIN = path.resolve(__dirname, '../../bin/meshport.js');
+
+describe('meshport sidecar', function () {
+  this.timeout(20_000);
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(path.join(tmpdir(), 'meshport-cli-sidecar-'));
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('runs on a file registry, serves its routes on the admin port, and drains on SIGTERM with exit 0', async () => {
+    writeFileSync(
+      path.join(dir, 'routes.json'),
+      JSON.stringify({ services: { 'com.example.Echo:1.0': ['bolt://10.0.0.7:12201?interface=com.example.Echo&version=1.0'] } }),
+    );
+    writeFileSync(
+      path.join(dir, 'meshport.yaml'),
+      [
+        'listeners: { outbound: "127.0.0.1:0", inbound: "127.0.0.1:0" }',
+        'admin: "127.0.0.1:0"',
+        'log: { level: info }',
+        'registries:',
+        '  - { name: static, type: file, upstream: routes.json }',
+      ].join('\n'),
+    );
+    const child = spawn(process.execPath, [BIN, 'sidecar', '--config', path.join(dir, 'meshport.yaml')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      const admin = await new Promise<number>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no 'running' line in:\n${out}`)), 15_000);
+        child.stdout.on('data', () => {
+          const line = out.split('\n').find((l) => l.includes('meshport sidecar running'));
+          if (!line) return;
+          clearTimeout(timer);
+          resolve((JSON.parse(line) as { admin: { port: number } }).admin.port);
+        });
+      });
+      const routes = (await (await fetch(`http://127.0.0.1:${admin}/routes`)).json()) as {
+        clusters: { listener: string; name: string; endpoints: { address: string }[] }[];
+      };
+      assert.deepEqual(
+        routes.clusters.map((c) => [c.listener, c.name, c.endpoints.map((e) => e.address)]),
+        [['outbound', 'com.example.Echo:1.0', ['10.0.0.7:12201']]],
+      );
+    } finally {
+      child.kill('SIGTERM');
+    }
+    assert.equal(await exited, 0, out);
+    assert.match(out, /"msg":"drained"/);
+  });
+
+  it('refuses a bad config with the file, line and key, exit 2, binding nothing', () => {
+    const file = path.join(dir, 'meshport.yaml');
+    writeFileSync(file, 'registries:\n  - name: mesh\n    type: sofa-mesh\n    via: nowhere\n');
+    const r = spawnSync(process.execPath, [BIN, 'sidecar', '--config', file], { encoding: 'utf8' });
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /MESHPORT_CONFIG_INVALID: .*meshport\.yaml:4: registries\[0\]\.via: names no registry in this list/);
+  });
+
+  it('names a plugin that cannot be found', () => {
+    const file = path.join(dir, 'meshport.yaml');
+    writeFileSync(file, 'admin: "127.0.0.1:0"\nlisteners: { outbound: "127.0.0.1:0", inbound: "127.0.0.1:0" }\nregistries:\n  - { name: mine, type: ./no-such-plugin }\n');
+    const r = spawnSync(process.execPath, [BIN, 'sidecar', '--config', file], { encoding: 'utf8' });
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /MESHPORT_PLUGIN_INVALID: registry plugin '.*no-such-plugin' cannot be found/);
+  });
+});
