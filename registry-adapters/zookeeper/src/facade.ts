@@ -57,6 +57,10 @@ export const ZOOKEEPER_FACADE_DEFAULTS = {
   logger: { warn: (detail: object, message: string) => console.warn(`meshport zookeeper facade: ${message}`, detail) },
 } satisfies Required<Omit<ZooKeeperFacadeOptions, 'upstream' | 'takeover'>>;
 
+/** Bounds of the wait for ZooKeeper's ConnectResponse, which is a third of the session timeout the app asks for. */
+const HANDSHAKE_TIMEOUT_MIN_MS = 1_000;
+const HANDSHAKE_TIMEOUT_MAX_MS = 10_000;
+
 /** ZooKeeper's default client port, used for an upstream entry without one (as ZooKeeper clients do). */
 const ZOOKEEPER_DEFAULT_PORT = 2181;
 
@@ -108,9 +112,13 @@ class FacadeSession {
     this.byUpstreamPath.set(node.upstreamPath, node);
   }
 
-  remove(node: OwnNode): void {
+  /**
+   * Forgets `node` unless a newer node took its app path meanwhile. After a delete the upstream path stays known
+   * (until replaced or the session ends): the NodeDeleted notification of a watch on it may come after the reply.
+   */
+  remove(node: OwnNode, keepUpstream = false): void {
     if (this.byAppPath.get(node.appPath) === node) this.byAppPath.delete(node.appPath);
-    if (this.byUpstreamPath.get(node.upstreamPath) === node) this.byUpstreamPath.delete(node.upstreamPath);
+    if (!keepUpstream && this.byUpstreamPath.get(node.upstreamPath) === node) this.byUpstreamPath.delete(node.upstreamPath);
   }
 }
 
@@ -311,6 +319,8 @@ class FacadeConnection {
   /** Session id the app asked to resume (16 hex digits), or undefined for a new session. */
   private requestedSession: string | undefined;
   private connected = false;
+  /** Runs from the ConnectRequest to ZooKeeper's answer; see onConnectRequest. */
+  private handshakeTimer: NodeJS.Timeout | undefined;
   /**
    * Requests whose replies need rewriting, by xid. Keyed rather than a FIFO of every request: ZooKeeper answers auth
    * packets (xid -4) outside the request pipeline, so only the replies of ordinary xids are in request order, and
@@ -350,6 +360,7 @@ class FacadeConnection {
     this.app.destroy();
     this.upstream?.destroy();
     this.pending.clear();
+    clearTimeout(this.handshakeTimer);
     if (this.session) this.facade.releaseSession(this.session);
     this.session = undefined;
   }
@@ -430,6 +441,15 @@ class FacadeConnection {
     const id = frame.toString('hex', 20, 28);
     this.requestedSession = id === '0000000000000000' ? undefined : id;
     this.session = this.facade.adoptSession(this.requestedSession);
+    // A ZooKeeper server that is still starting can accept the connection and never answer, and node-zookeeper-client
+    // waits for that answer forever. Like the Java client's connect timeout, give up after a share of the session
+    // timeout the app asked for: closing makes its client try again (same session) while the session still lives.
+    const askedTimeoutMs = frame.readInt32BE(16);
+    const handshakeMs = Math.min(Math.max(Math.floor(askedTimeoutMs / 3), HANDSHAKE_TIMEOUT_MIN_MS), HANDSHAKE_TIMEOUT_MAX_MS);
+    this.handshakeTimer = setTimeout(() => {
+      this.facade.logger.warn({ upstream: this.upstream?.remotePort, handshakeMs }, 'ZooKeeper did not answer the ConnectRequest; closing so the app retries');
+      this.destroy();
+    }, handshakeMs);
     this.toUpstream(frame);
   }
 
@@ -473,8 +493,8 @@ class FacadeConnection {
     if (!record) return undefined;
     // A throwing takeover is logged; the node is deleted upstream anyway, as the app asked.
     this.facade.withdraw(node, 'on delete');
-    // Unmapped now, not at the reply, so that a create of the same node pipelined behind this delete keeps its mapping.
-    session.remove(node);
+    // Unmapped at the reply (requests pipelined behind this one still name the node); a create of the same node
+    // pipelined behind it replaces the mapping, which the reply then leaves alone.
     this.pending.set(frame.readInt32BE(4), { kind: 'delete', node });
     record.path = node.upstreamPath;
     return encodeFrame(frame, REQUEST_BODY_OFFSET, record);
@@ -546,6 +566,7 @@ class FacadeConnection {
   /** Passed on as raw bytes (the Java server adds a readOnly byte); the session id and timeout are only peeked. */
   private onConnectResponse(frame: Buffer): void {
     this.connected = true;
+    clearTimeout(this.handshakeTimer);
     const session = this.session;
     // len | protocolVersion int | timeOut int | sessionId long | passwd buffer [| readOnly]
     if (session && frame.length >= 20) {
@@ -568,9 +589,9 @@ class FacadeConnection {
       case 'create':
         return this.rewriteCreateReply(frame, pending, err);
       case 'delete':
-        if (err !== ZK_ERR.ok && err !== ZK_ERR.noNode && !this.session!.byAppPath.has(pending.node.appPath)) {
+        if (err === ZK_ERR.ok || err === ZK_ERR.noNode) this.session!.remove(pending.node, true);
+        else {
           // The node is still there (a version mismatch, say): it is still the app's, and still published.
-          this.session!.add(pending.node);
           try {
             this.facade.takeover.providerPublished(pending.node.appUrl);
           } catch (error) {
