@@ -2,6 +2,8 @@
 // pointed at its own sidecar's ZooKeeper facade, a real ZooKeeper upstream, Bolt and Dubbo.
 
 import { strict as assert } from 'node:assert';
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
 import zookeeper from 'node-zookeeper-client';
 import { decodeNodeName, parseProviderUrl, type ProviderUrl } from '@meshport/registry-core';
 import type { Sidecar } from '@meshport/sidecar';
@@ -43,6 +45,25 @@ async function providers(client: zookeeper.Client, iface: string): Promise<Provi
   }
 }
 
+/** A provider app in its own process (see support/provider-app.ts), killed at the end of the suite at the latest. */
+async function spawnProviderApp(protocol: Protocol, iface: string, registry: string) {
+  const child = spawn(process.execPath, [path.join(__dirname, 'support/provider-app.js'), protocol, iface, registry, 'provider'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  providerProcesses.add(child);
+  child.on('exit', () => providerProcesses.delete(child));
+  const line = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('\n')) resolve(out.split('\n')[0]!);
+    });
+    child.on('exit', (code) => reject(new Error(`provider app exited with ${code}`)));
+  });
+  return { child, port: (JSON.parse(line) as { port: number }).port };
+}
+const providerProcesses = new Set<ChildProcess>();
+
 const facadeAddress = (sidecar: Sidecar) => {
   const { host, port } = sidecar.address({ facade: 'main' });
   return `${host}:${port}`;
@@ -64,6 +85,7 @@ describe('registry takeover end to end: sofa-rpc-node through two sidecars and a
   });
 
   after(async () => {
+    for (const child of providerProcesses) child.kill('SIGKILL');
     direct?.close();
     await stopSidecars();
     await zk?.stop();
@@ -78,8 +100,7 @@ describe('registry takeover end to end: sofa-rpc-node through two sidecars and a
       });
 
       it('publishes the provider sidecar inbound address, routes the consumer through both sidecars, and follows the ephemeral node', async () => {
-        const provider = await startProviderApp(protocol, iface, facadeAddress(providerPod));
-        apps.push(provider.registry, provider.server);
+        const provider = await spawnProviderApp(protocol, iface, facadeAddress(providerPod));
         const inbound = providerPod.address('inbound');
 
         // The node in the real ZooKeeper carries the provider sidecar's inbound address, every parameter kept.
@@ -118,18 +139,19 @@ describe('registry takeover end to end: sofa-rpc-node through two sidecars and a
         const into = inRoutes.find((c) => c.listener === 'inbound' && c.name.startsWith(iface));
         assert.deepEqual(into?.endpoints.map((e) => e.address), [`127.0.0.1:${provider.port}`]);
 
-        // The provider app dies but its ZooKeeper session lives: the node stays, so the consumer keeps its list.
-        await provider.server.close();
-        await new Promise((r) => setTimeout(r, 500));
-        assert.equal((await providers(direct, iface)).length, 1);
+        // Kill the provider: its ephemeral node lives until ZooKeeper expires the session, and so does the route.
+        provider.child.kill('SIGKILL');
+        const killedAt = Date.now();
+        await new Promise((r) => setTimeout(r, 1000));
+        assert.equal((await providers(direct, iface)).length, 1, 'the node is there until the session expires');
         assert.ok(consumerPod.book.table.outbound(`${iface}:1.0`), 'the route stays while the node is there');
-
-        // The session goes, the ephemeral node with it: now, and only now, the list empties.
-        await provider.registry.close();
-        await eventually('the provider node to go', async () => ((await providers(direct, iface)).length === 0 ? true : undefined));
+        // The session expires, the ephemeral node goes with it: now, and only now, the list empties.
+        await eventually('the provider node to go', async () => ((await providers(direct, iface)).length === 0 ? true : undefined), 30_000);
+        const goneAfterMs = Date.now() - killedAt;
         await eventually('the consumer sidecar to drop the route', async () =>
           consumerPod.book.table.outbound(`${iface}:1.0`) ? undefined : true,
         );
+        assert.ok(goneAfterMs > 1000, `the node went ${goneAfterMs} ms after the kill, with the session`);
       });
 
       it('keeps calls flowing on last-known endpoints while ZooKeeper restarts, and the registration comes back', async () => {
@@ -145,14 +167,16 @@ describe('registry takeover end to end: sofa-rpc-node through two sidecars and a
 
         let calls = 0;
         let failures = 0;
+        let firstError: string | undefined;
         let flowing = true;
         const load = (async () => {
           while (flowing) {
             calls++;
             try {
               assert.equal(await consumerApp.consumer.invoke('echo', [`n${calls}`], { responseTimeout: 3000 }), `survivor: n${calls}`);
-            } catch {
+            } catch (err) {
               failures++;
+              firstError ??= (err as Error).message;
             }
             await new Promise((r) => setTimeout(r, 10));
           }
@@ -162,11 +186,14 @@ describe('registry takeover end to end: sofa-rpc-node through two sidecars and a
         flowing = false;
         await load;
         assert.ok(calls > 20, `calls went on during the restart (${calls})`);
-        assert.equal(failures, 0, `${failures} of ${calls} calls failed while ZooKeeper restarted`);
+        assert.equal(failures, 0, `${failures} of ${calls} calls failed while ZooKeeper restarted, first: ${firstError}`);
 
+        // A new client: the old one's session may have expired with the server's restart.
+        direct.close();
+        direct = await connect(zk.connectString);
         await eventually('the registration upstream after the restart', async () => {
-          const list = await providers(direct, iface);
-          return list.some((u) => u.port === providerPod.address('inbound').port) ? true : undefined;
+          const upstream = (await providers(direct, iface)).map((u) => `${u.host}:${u.port}`);
+          return upstream.includes(`127.0.0.1:${providerPod.address('inbound').port}`) ? true : undefined;
         });
         assert.equal(await consumerApp.consumer.invoke('echo', ['after'], { responseTimeout: 3000 }), 'survivor: after');
       });

@@ -246,7 +246,7 @@ describe('@meshport/registry-zookeeper ZooKeeperFacade against a real ZooKeeper'
     await server?.stop();
   });
 
-  it('publishes the app\'s provider at the inbound address and shows it one provider at the outbound address', async () => {
+  it('publishes the app\'s provider at the inbound address and shows it the outbound address, and its own node', async () => {
     const app = await appClient();
     const appPath = `${PROVIDERS}/${encodeURIComponent(SOFA_NODE_URL)}`;
     await mkdirp(app, PROVIDERS);
@@ -258,8 +258,11 @@ describe('@meshport/registry-zookeeper ZooKeeperFacade against a real ZooKeeper'
     const upstreamUrl = parseProviderUrl(decodeNodeName(upstreamName));
     assert.deepEqual(upstreamUrl.params, parseProviderUrl(SOFA_NODE_URL).params, 'every parameter kept, in order');
 
-    assert.deepEqual(await children(app, PROVIDERS), [encodeURIComponent(withEndpoint(SOFA_NODE_URL, OUTBOUND))]);
+    // The app sees the outbound address, and its own node under its own name: sofa-rpc-node's publish() waits for it.
+    assert.deepEqual(await children(app, PROVIDERS), [encodeURIComponent(withEndpoint(SOFA_NODE_URL, OUTBOUND)), appPath.slice(PROVIDERS.length + 1)]);
     assert.deepEqual(takeover.reads.at(-1), { iface: IFACE, real: [withEndpoint(SOFA_NODE_URL, INBOUND)] });
+    const other = await appClient();
+    assert.deepEqual(await children(other, PROVIDERS), [encodeURIComponent(withEndpoint(SOFA_NODE_URL, OUTBOUND))], 'another app sees only the outbound address');
 
     // Its own node, by its own path: read and watched through the mapping.
     assert.ok(await exists(app, appPath));
@@ -280,7 +283,7 @@ describe('@meshport/registry-zookeeper ZooKeeperFacade against a real ZooKeeper'
     await mkdirp(app, dir);
     assert.equal(await create(app, appPath), appPath);
     assert.deepEqual(await children(direct, dir), [encodeNodeName(withEndpoint(url, INBOUND), 'java')]);
-    assert.deepEqual(await children(app, dir), [encodeNodeName(withEndpoint(url, OUTBOUND), 'java')]);
+    assert.deepEqual(await children(app, dir), [encodeNodeName(withEndpoint(url, OUTBOUND), 'java'), appPath.slice(dir.length + 1)]);
     await remove(app, appPath);
     assert.deepEqual(await children(direct, dir), []);
   });
@@ -297,6 +300,31 @@ describe('@meshport/registry-zookeeper ZooKeeperFacade against a real ZooKeeper'
     const event = await eventually('the child watch to fire', async () => fired);
     assert.equal(event.getPath(), dir);
     assert.deepEqual(await children(app, dir), [encodeURIComponent(withEndpoint(remote, OUTBOUND))]);
+  });
+
+  it('holds a provider list that goes empty for emptyHoldMs: a delete-then-create is never seen, a real deletion is', async () => {
+    const app = await appClient();
+    const iface = 'com.nodejs.test.HeldService';
+    const dir = `/sofa-rpc/${iface}/providers`;
+    const remote = `${dir}/${encodeURIComponent(REMOTE_URL.replace(IFACE, iface))}`;
+    const shown = [encodeURIComponent(withEndpoint(REMOTE_URL.replace(IFACE, iface), OUTBOUND))];
+    await mkdirp(direct, dir);
+    await create(direct, remote);
+    assert.deepEqual(await children(app, dir), shown);
+
+    // Re-registration as sofa-rpc-node does it: the app reading in between still sees the provider.
+    await remove(direct, remote);
+    assert.deepEqual(await children(app, dir), shown, 'held over the gap');
+    await create(direct, remote);
+    assert.deepEqual(await children(app, dir), shown);
+
+    // A real deletion: held at first, then a child-changed notification, and the re-read is empty.
+    await remove(direct, remote);
+    let fired: zookeeper.WatcherEvent | undefined;
+    assert.deepEqual(await children(app, dir, (e) => (fired = e)), shown, 'held at first');
+    const event = await eventually('the notification at the end of the hold', async () => fired, 5_000);
+    assert.equal(event.getPath(), dir);
+    assert.deepEqual(await children(app, dir), [], 'empty once the hold is over');
   });
 
   it('maps a notification about the app\'s own node back to the app\'s path', async () => {

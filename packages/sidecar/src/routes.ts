@@ -19,6 +19,16 @@ import { MemoryRouteTable, type Endpoint } from '@meshport/router';
  */
 export class RouteBook {
   readonly table = new MemoryRouteTable();
+  /** Routes (`out:KEY`, `in:KEY`) whose last endpoint went, still served until the grace ends. */
+  private readonly emptying = new Map<string, NodeJS.Timeout>();
+
+  /**
+   * @param emptyGraceMs how long a route whose registries now list no endpoint keeps its last ones. SDKs re-register
+   * by delete-then-create (sofa-rpc-node removes its own node before creating it again on every reconnect), so an
+   * explicit deletion is often followed by the same provider a few milliseconds later; calls in that gap would
+   * otherwise fail with no route. A route that stays empty past the grace is deleted.
+   */
+  constructor(private readonly emptyGraceMs = 1000) {}
   /** Route key -> (registry, interface) that reported it -> its endpoints. */
   private readonly byKey = new Map<string, Map<string, Endpoint[]>>();
   /** (registry, interface) -> the route keys its last report listed. */
@@ -52,12 +62,14 @@ export class RouteBook {
   }
 
   setInbound(key: string, app: Endpoint): void {
+    this.cancelEmptying(`in:${key}`);
     const current = this.table.inbound(key);
     if (current?.host !== app.host || current.port !== app.port) this.table.setInbound(key, app);
   }
 
+  /** After the grace, like an outbound route: an app re-registering deletes and creates its node again. */
   deleteInbound(key: string): void {
-    if (this.table.inbound(key)) this.table.deleteInbound(key);
+    if (this.table.inbound(key)) this.emptyAfterGrace(`in:${key}`, () => this.table.deleteInbound(key));
   }
 
   /** For the admin page and tests: every route. */
@@ -70,11 +82,35 @@ export class RouteBook {
     for (const reported of this.byKey.get(key)?.values() ?? []) {
       for (const e of reported) if (!endpoints.some((x) => x.host === e.host && x.port === e.port)) endpoints.push(e);
     }
-    if (endpoints.length === 0) this.byKey.delete(key);
     const current = this.table.outbound(key)?.endpoints ?? [];
-    if (sameEndpoints(current, endpoints)) return;
-    if (endpoints.length === 0) this.table.deleteOutbound(key);
-    else this.table.setOutbound(key, { endpoints });
+    if (endpoints.length === 0) {
+      this.byKey.delete(key);
+      if (current.length > 0) this.emptyAfterGrace(`out:${key}`, () => this.table.deleteOutbound(key));
+      return;
+    }
+    this.cancelEmptying(`out:${key}`);
+    if (!sameEndpoints(current, endpoints)) this.table.setOutbound(key, { endpoints });
+  }
+
+  private emptyAfterGrace(id: string, remove: () => void): void {
+    if (this.emptying.has(id)) return;
+    const timer = setTimeout(() => {
+      this.emptying.delete(id);
+      remove();
+    }, this.emptyGraceMs);
+    timer.unref();
+    this.emptying.set(id, timer);
+  }
+
+  private cancelEmptying(id: string): void {
+    clearTimeout(this.emptying.get(id));
+    this.emptying.delete(id);
+  }
+
+  /** Stops the grace timers (the sidecar is stopping). */
+  close(): void {
+    for (const timer of this.emptying.values()) clearTimeout(timer);
+    this.emptying.clear();
   }
 }
 

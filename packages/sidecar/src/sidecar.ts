@@ -80,6 +80,7 @@ export class Sidecar {
     this.stopping ??= (async () => {
       const registries = this.registries;
       await registries?.close();
+      this.book.close();
       await this.router?.drain(drainMs);
     })();
     return this.stopping;

@@ -10,19 +10,21 @@ const bolt = (host: string, port: number, extra = '') =>
   parseProviderUrl(`bolt://${host}:${port}?interface=com.example.Echo&version=1.0&weight=50${extra}`);
 
 describe('sidecar routes', () => {
-  it('the app publishes at the sidecar inbound address; the app address becomes the inbound route', () => {
-    const book = new RouteBook();
+  it('the app publishes at the sidecar inbound address; the app address becomes the inbound route', async () => {
+    const book = new RouteBook(10);
     const takeover = new SidecarTakeover(book, 'zk', INBOUND, OUTBOUND);
     const upstream = takeover.providerPublished(bolt('192.168.1.9', 12200, '&appName=echo'));
     assert.equal(formatProviderUrl(upstream), 'bolt://10.0.0.5:12201?interface=com.example.Echo&version=1.0&weight=50&appName=echo');
     assert.deepEqual(book.table.inbound('com.example.Echo:1.0'), { host: '192.168.1.9', port: 12200 });
     const withdrawn = takeover.providerWithdrawn(bolt('192.168.1.9', 12200, '&appName=echo'));
     assert.equal(formatProviderUrl(withdrawn), formatProviderUrl(upstream));
+    assert.ok(book.table.inbound('com.example.Echo:1.0'), 'kept through the grace');
+    await new Promise((r) => setTimeout(r, 30));
     assert.equal(book.table.inbound('com.example.Echo:1.0'), undefined);
   });
 
-  it('the app reads one outbound endpoint; the real ones become the outbound route, with weights', () => {
-    const book = new RouteBook();
+  it('the app reads one outbound endpoint; the real ones become the outbound route, with weights', async () => {
+    const book = new RouteBook(10);
     const takeover = new SidecarTakeover(book, 'zk', INBOUND, OUTBOUND);
     const seen = takeover.providersRead('com.example.Echo', [bolt('10.0.0.7', 12201), bolt('10.0.0.8', 12201)]);
     assert.deepEqual(seen.map(formatProviderUrl), ['bolt://127.0.0.1:12220?interface=com.example.Echo&version=1.0&weight=50']);
@@ -30,9 +32,25 @@ describe('sidecar routes', () => {
       { host: '10.0.0.7', port: 12201, weight: 50 },
       { host: '10.0.0.8', port: 12201, weight: 50 },
     ]);
-    // An explicit empty answer empties the route, and the app is told so (an empty list, not the outbound port).
+    // An explicit empty answer: the app is told at once (an empty list, not the outbound port); the route goes once
+    // the grace for a delete-then-create re-registration has passed.
     assert.deepEqual(takeover.providersRead('com.example.Echo', []), []);
+    assert.ok(book.table.outbound('com.example.Echo:1.0'));
+    await new Promise((r) => setTimeout(r, 30));
     assert.equal(book.table.outbound('com.example.Echo:1.0'), undefined);
+  });
+
+  it('a provider that comes back within the grace keeps its route without a gap', async () => {
+    const book = new RouteBook(20);
+    const takeover = new SidecarTakeover(book, 'zk', INBOUND, OUTBOUND);
+    takeover.providersRead('com.example.Echo', [bolt('10.0.0.7', 12201)]);
+    let deleted = false;
+    book.table.onChange(() => (deleted ||= book.table.outbound('com.example.Echo:1.0') === undefined));
+    takeover.providersRead('com.example.Echo', []);
+    takeover.providersRead('com.example.Echo', [bolt('10.0.0.7', 12201)]);
+    await new Promise((r) => setTimeout(r, 40));
+    assert.equal(deleted, false);
+    assert.deepEqual(book.table.outbound('com.example.Echo:1.0')?.endpoints.map((e) => e.host), ['10.0.0.7']);
   });
 
   it('two registries listing one service add up; each one replaces only what it said before', () => {
@@ -46,6 +64,7 @@ describe('sidecar routes', () => {
     assert.deepEqual(book.table.outbound('com.example.Echo:1.0')?.endpoints.map((e) => e.host), ['10.0.0.7', '10.0.0.8']);
     zk.providersRead('com.example.Echo', []);
     assert.deepEqual(book.table.outbound('com.example.Echo:1.0')?.endpoints.map((e) => e.host), ['10.0.0.8', '10.0.0.7']);
+    book.close();
     const before = changes;
     redis.providersRead('com.example.Echo', [bolt('10.0.0.8', 12201), bolt('10.0.0.7', 12201)]);
     assert.equal(changes, before, 'the same list again changes nothing');

@@ -48,14 +48,27 @@ export interface ZooKeeperFacadeOptions {
   maxPacketBytes?: number;
   /** How long one upstream server may take to accept the TCP connection before the next is tried. @default 5000 */
   upstreamConnectTimeoutMs?: number;
+  /**
+   * How long an app that was shown providers keeps being shown them after a read finds none. sofa-rpc-node
+   * re-registers by deleting its node and creating it again on every reconnect, so a ZooKeeper restart would otherwise
+   * hand every consumer an empty list for a moment, and SOFA RPC closes all its connections on an empty list. When the
+   * list is still empty at the end of the hold, the app gets a child-changed notification and reads the empty list.
+   * @default 1000
+   */
+  emptyHoldMs?: number;
 }
 
 export const ZOOKEEPER_FACADE_DEFAULTS = {
   listen: { host: '127.0.0.1', port: 0 },
   maxPacketBytes: 1024 * 1024 + 1024,
   upstreamConnectTimeoutMs: 5_000,
+  emptyHoldMs: 1_000,
   logger: { warn: (detail: object, message: string) => console.warn(`meshport zookeeper facade: ${message}`, detail) },
 } satisfies Required<Omit<ZooKeeperFacadeOptions, 'upstream' | 'takeover'>>;
+
+/** WatcherEvent codes (ZooKeeper's Watcher.Event.EventType and KeeperState). */
+const WATCH_EVENT = { nodeChildrenChanged: 4 } as const;
+const WATCH_STATE = { syncConnected: 3 } as const;
 
 /** Bounds of the wait for ZooKeeper's ConnectResponse, which is a third of the session timeout the app asks for. */
 const HANDSHAKE_TIMEOUT_MIN_MS = 1_000;
@@ -104,6 +117,13 @@ class FacadeSession {
   connections = 0;
   orphanTimer: NodeJS.Timeout | undefined;
   closeRequested = false;
+  /**
+   * Per providers dir: the children last shown to the app, and a hold in progress over an empty read. Kept with the
+   * session, not the connection: after a ZooKeeper restart the app reads again on a new connection.
+   */
+  readonly shown = new Map<string, { children: string[]; hold?: NodeJS.Timeout; holdOver?: boolean }>();
+  /** Writes to the app on the connection now carrying the session (for notifications the facade makes). */
+  toApp: ((frame: Buffer) => void) | undefined;
 
   add(node: OwnNode): void {
     const old = this.byAppPath.get(node.appPath);
@@ -145,6 +165,7 @@ class FacadeContext {
     readonly takeover: Takeover,
     readonly logger: RegistryLogger,
     readonly maxPacketBytes: number,
+    readonly emptyHoldMs: number,
   ) {}
 
   /** The state of session `id` when it is known here (a reconnect), else a new one not yet keyed. */
@@ -189,6 +210,8 @@ class FacadeContext {
       if (node.ephemeral) this.withdraw(node, 'at session end');
     }
     session.byAppPath.clear();
+    for (const entry of session.shown.values()) clearTimeout(entry.hold);
+    session.shown.clear();
     session.byUpstreamPath.clear();
   }
 
@@ -230,7 +253,12 @@ export class ZooKeeperFacade implements RegistryFacade {
     this.listen = options.listen ?? ZOOKEEPER_FACADE_DEFAULTS.listen;
     this.upstreamConnectTimeoutMs = options.upstreamConnectTimeoutMs ?? ZOOKEEPER_FACADE_DEFAULTS.upstreamConnectTimeoutMs;
     this.upstreams = parseEnsemble(options.upstream, logger);
-    this.context = new FacadeContext(options.takeover, logger, options.maxPacketBytes ?? ZOOKEEPER_FACADE_DEFAULTS.maxPacketBytes);
+    this.context = new FacadeContext(
+      options.takeover,
+      logger,
+      options.maxPacketBytes ?? ZOOKEEPER_FACADE_DEFAULTS.maxPacketBytes,
+      options.emptyHoldMs ?? ZOOKEEPER_FACADE_DEFAULTS.emptyHoldMs,
+    );
   }
 
   async start(): Promise<void> {
@@ -361,6 +389,7 @@ class FacadeConnection {
     this.upstream?.destroy();
     this.pending.clear();
     clearTimeout(this.handshakeTimer);
+    if (this.session?.toApp === this.sendToApp) this.session.toApp = undefined;
     if (this.session) this.facade.releaseSession(this.session);
     this.session = undefined;
   }
@@ -374,6 +403,10 @@ class FacadeConnection {
   private toUpstream(frame: Buffer): void {
     writeFrame(this.upstream!, this.app, frame);
   }
+
+  private readonly sendToApp = (frame: Buffer): void => {
+    if (!this.destroyed) this.toApp(frame);
+  };
 
   private toApp(frame: Buffer): void {
     writeFrame(this.app, this.upstream!, frame);
@@ -441,6 +474,7 @@ class FacadeConnection {
     const id = frame.toString('hex', 20, 28);
     this.requestedSession = id === '0000000000000000' ? undefined : id;
     this.session = this.facade.adoptSession(this.requestedSession);
+    this.session.toApp = this.sendToApp;
     // A ZooKeeper server that is still starting can accept the connection and never answer, and node-zookeeper-client
     // waits for that answer forever. Like the Java client's connect timeout, give up after a share of the session
     // timeout the app asked for: closing makes its client try again (same session) while the session still lives.
@@ -660,9 +694,42 @@ class FacadeConnection {
       return undefined;
     }
     const nameStyle = style ?? defaultStyleOf(pending.path);
+    // The app's own providers also appear under the names it created: sofa-rpc-node's publish() waits until its own
+    // URL shows up in the list it reads, and an app that calls itself may as well skip both hops.
+    const own = children.flatMap((name) => {
+      const node = this.session!.byUpstreamPath.get(`${pending.path}/${name}`);
+      return node ? [node.appPath.slice(pending.path.length + 1)] : [];
+    });
     // The Stat (GetChildren2) stays ZooKeeper's: its numChildren may then differ from the list, which no SDK reads.
-    record.children = shown.map((url) => encodeNodeName(formatProviderUrl(url), nameStyle));
+    record.children = this.holdEmpty(pending.path, [...shown.map((url) => encodeNodeName(formatProviderUrl(url), nameStyle)), ...own]);
     return encodeFrame(frame, REPLY_BODY_OFFSET, record);
+  }
+
+  /**
+   * The children to show for a read: `children`, unless they are none and the app was shown some, in which case it is
+   * shown those again for `emptyHoldMs` (see ZooKeeperFacadeOptions.emptyHoldMs). A read with providers ends a hold.
+   */
+  private holdEmpty(path: string, children: string[]): string[] {
+    const session = this.session!;
+    const entry = session.shown.get(path);
+    if (children.length > 0 || !entry || entry.children.length === 0 || entry.holdOver) {
+      if (entry) clearTimeout(entry.hold);
+      session.shown.set(path, { children });
+      return children;
+    }
+    entry.hold ??= setTimeout(() => {
+      entry.holdOver = true;
+      // A notification (xid -1, zxid -1) the app's client handles like ZooKeeper's own: it re-reads, and now sees
+      // the empty list. Notifications may come between any two replies, so this cannot break the reply order.
+      const header = Buffer.alloc(REPLY_BODY_OFFSET);
+      header.writeInt32BE(XID.notification, 4);
+      header.writeBigInt64BE(-1n, 8);
+      const event = new RECORDS.WatcherEvent();
+      Object.assign(event, { type: WATCH_EVENT.nodeChildrenChanged, state: WATCH_STATE.syncConnected, path });
+      session.toApp?.(encodeFrame(header, REPLY_BODY_OFFSET, event));
+    }, this.facade.emptyHoldMs);
+    entry.hold.unref();
+    return entry.children;
   }
 
   private rewriteNotification(frame: Buffer): Buffer | undefined {
