@@ -8,6 +8,7 @@ import pino from 'pino';
 import { loadConfig, Sidecar } from '@meshport/sidecar';
 import { client as sofaClient, registry as sofaRegistry, server as sofaServer } from 'sofa-rpc-node';
 import dubboProtocol from 'dubbo-remoting';
+import boltProtocol from 'sofa-bolt-node';
 
 export const quietLogger = { info() {}, warn() {}, error() {}, debug() {} };
 
@@ -54,9 +55,12 @@ export async function adminRoutes(sidecar: Sidecar): Promise<{ listener: string;
 
 export type Protocol = 'bolt' | 'dubbo';
 
-export function protocolOption(protocol: Protocol): { protocol?: unknown } {
-  // sofa-rpc-node picks Bolt when no protocol is given (an explicit undefined would override its default).
-  return protocol === 'dubbo' ? { protocol: dubboProtocol } : {};
+/**
+ * Always explicit, Bolt too: sofa-rpc-node's RpcClient writes a given protocol into its module-wide default options
+ * (a shallow copy), so after one Dubbo client every later client "without a protocol" speaks Dubbo.
+ */
+export function protocolOption(protocol: Protocol): { protocol: unknown } {
+  return { protocol: protocol === 'dubbo' ? dubboProtocol : boltProtocol };
 }
 
 /** A sofa-rpc-node provider app serving `iface` v1.0 (`echo`, `whoami`), publishing through `registryAddress`. */

@@ -4,6 +4,7 @@
 import { MemoryRouteTable, Router } from '@meshport/router';
 import { client as sofaClient, server as sofaServer } from 'sofa-rpc-node';
 import dubboProtocol from 'dubbo-remoting';
+import boltProtocol from 'sofa-bolt-node';
 import { Style } from './format';
 import type { Io } from './io';
 import { startTap } from './tap';
@@ -20,10 +21,10 @@ export async function runDemo(io: Io, colour: boolean): Promise<number> {
   const s = new Style(colour);
   const say = (text: string) => io.stdout.write(`\n${s.bold(text)}\n`);
   process.env.MESHPORT_LOG_LEVEL ??= 'warn';
-  for (const protocol of [{ name: 'SOFA RPC over Bolt', impl: undefined }, { name: 'Dubbo', impl: dubboProtocol }]) {
+  for (const protocol of [{ name: 'SOFA RPC over Bolt', impl: boltProtocol }, { name: 'Dubbo', impl: dubboProtocol }]) {
     say(`== ${protocol.name}: consumer -> [tap] -> meshport outbound -> meshport inbound -> provider`);
-    // sofa-rpc-node picks Bolt when no protocol is given (an explicit undefined would override its default).
-    const withProtocol = protocol.impl ? { protocol: protocol.impl } : {};
+    // Always explicit, Bolt too: sofa-rpc-node's RpcClient writes a given protocol into its module-wide defaults.
+    const withProtocol = { protocol: protocol.impl };
     const provider = new sofaServer.RpcServer({ logger: quietLogger, port: 0, appName: 'demo-provider', ...withProtocol });
     provider.addService(
       { interfaceName: SERVICE, version: '1.0' },

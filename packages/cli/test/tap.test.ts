@@ -8,6 +8,7 @@ import { once } from 'node:events';
 import { FrameSplitter, decodeFrame, encodeBoltHeartbeat, encodeBoltHeartbeatAck } from '@meshport/protocol';
 import { client as sofaClient, server as sofaServer } from 'sofa-rpc-node';
 import dubboProtocol from 'dubbo-remoting';
+import boltProtocol from 'sofa-bolt-node';
 import { startTap, type RunningTap } from '../src/tap';
 import type { Io } from '../src/io';
 
@@ -39,7 +40,8 @@ async function until(check: () => boolean, what: string, ms = 5000): Promise<voi
 }
 
 describe('meshport tap', () => {
-  for (const peer of [{ name: 'SOFA RPC over Bolt', impl: {} }, { name: 'Dubbo', impl: { protocol: dubboProtocol } }]) {
+  // Bolt named explicitly: sofa-rpc-node's RpcClient keeps the last protocol given in its module-wide defaults.
+  for (const peer of [{ name: 'SOFA RPC over Bolt', impl: { protocol: boltProtocol } }, { name: 'Dubbo', impl: { protocol: dubboProtocol } }]) {
     it(`${peer.name}: sofa-rpc-node calls through it unchanged, and every frame is printed and paired`, async () => {
       const provider = new sofaServer.RpcServer({ logger: quiet, port: 0, ...peer.impl });
       provider.addService({ interfaceName: 'com.example.EchoService', version: '1.0' }, {
@@ -52,7 +54,14 @@ describe('meshport tap', () => {
       const tap = await startTap({ listen: { host: '127.0.0.1', port: 0 }, upstream: { host: '127.0.0.1', port: provider.publishPort }, json: true }, io);
       const rpc = new sofaClient.RpcClient({ logger: quiet, ...peer.impl });
       try {
-        const consumer = rpc.createConsumer({ interfaceName: 'com.example.EchoService', version: '1.0', serverHost: `127.0.0.1:${tap.address.port}` });
+        // retryFaultInterval: the SDK's address-retry loop outlives close() by this long; with its 30 s default it
+        // reconnects to this tap's port number later, which by then another suite's listener may hold.
+        const consumer = rpc.createConsumer({
+          interfaceName: 'com.example.EchoService',
+          version: '1.0',
+          serverHost: `127.0.0.1:${tap.address.port}`,
+          retryFaultInterval: 200,
+        });
         await consumer.ready();
         for (let i = 0; i < 3; i++) {
           assert.equal(await consumer.invoke('echo', [`n${i}`], { responseTimeout: 3000 }), `echo: n${i}`);
