@@ -13,7 +13,6 @@ import {
   adminRoutes,
   podConfig,
   startConsumerApp,
-  startProviderApp,
   startSidecar,
   stopSidecars,
   type Protocol,
@@ -46,8 +45,8 @@ async function providers(client: zookeeper.Client, iface: string): Promise<Provi
 }
 
 /** A provider app in its own process (see support/provider-app.ts), killed at the end of the suite at the latest. */
-async function spawnProviderApp(protocol: Protocol, iface: string, registry: string) {
-  const child = spawn(process.execPath, [path.join(__dirname, 'support/provider-app.js'), protocol, iface, registry, 'provider'], {
+async function spawnProviderApp(protocol: Protocol, iface: string, registry: string, name = 'provider') {
+  const child = spawn(process.execPath, [path.join(__dirname, 'support/provider-app.js'), protocol, iface, registry, name], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   providerProcesses.add(child);
@@ -155,8 +154,10 @@ describe('registry takeover end to end: sofa-rpc-node through two sidecars and a
       });
 
       it('keeps calls flowing on last-known endpoints while ZooKeeper restarts, and the registration comes back', async () => {
-        const provider = await startProviderApp(protocol, iface, facadeAddress(providerPod), 'survivor');
-        apps.push(provider.registry, provider.server);
+        // The provider in a process of its own, as in a pod: within one process sofa-rpc-node's ZooKeeper clients go
+        // through zookeeper-cluster-client's shared single mode, and after a reconnect we saw one app's re-registration
+        // sent through another app's registry address (the consumer pod's facade).
+        const provider = await spawnProviderApp(protocol, iface, facadeAddress(providerPod), 'survivor');
         const consumerApp = await startConsumerApp(protocol, iface, facadeAddress(consumerPod));
         apps.push(consumerApp.registry, consumerApp.client);
         await eventually('the consumer to reach the provider', async () =>
@@ -196,6 +197,7 @@ describe('registry takeover end to end: sofa-rpc-node through two sidecars and a
           return upstream.includes(`127.0.0.1:${providerPod.address('inbound').port}`) ? true : undefined;
         });
         assert.equal(await consumerApp.consumer.invoke('echo', ['after'], { responseTimeout: 3000 }), 'survivor: after');
+        provider.child.kill('SIGKILL');
       });
     });
   }
