@@ -56,5 +56,16 @@ if [ "$npm_stale" = 1 ]; then
   echo "$want" > "$stamp"
 fi
 
+# The native addon and the BPF objects of packages/socket: rebuilt when a source is newer than what was built
+# (npm 11 does not run install scripts by default, so the build is ours to run). node-gyp builds against the
+# machine's own Node headers (npm's nodedir); nothing is downloaded.
+socket=packages/socket
+addon=$socket/build/Release/meshport_socket.node
+if [ ! -f "$addon" ] || [ -n "$(find "$socket/native" "$socket/binding.gyp" -newer "$addon" -print -quit)" ]; then
+  log "building the native addon ($addon)"
+  (cd "$socket" && npx --no-install node-gyp rebuild --nodedir="$(npm config get nodedir)" >&2)
+fi
+if [ -f "$socket/bpf/Makefile" ]; then make -s -C "$socket/bpf" >&2; fi
+
 # tsc --build is incremental: it rebuilds only projects whose inputs changed.
 npx --no-install tsc --build >&2

@@ -1,0 +1,2 @@
+// @meshport/hijack: iptables/nft rules, BPF attachments and network namespaces for transparent capture.
+export {};
