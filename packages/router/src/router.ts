@@ -207,6 +207,14 @@ export class Router implements CallerHandler, UpstreamEvents {
 
   // ---- callers
 
+  /**
+   * Serves a connection accepted elsewhere (a capture listener of transparent hijacking) as if it had come in on
+   * `listener`; bytes already read from it must have been put back with `socket.unshift`.
+   */
+  adopt(listener: ListenerName, socket: net.Socket): void {
+    this.accept(listener, socket);
+  }
+
   private accept(listener: ListenerName, socket: net.Socket): void {
     if (this.draining) {
       socket.destroy();
