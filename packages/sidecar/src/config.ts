@@ -51,6 +51,23 @@ export interface SidecarConfig {
   /** Router settings (timeouts, pool size, frame cap), see ROUTER_DEFAULTS. */
   router: Partial<Record<keyof typeof ROUTER_DEFAULTS, number>>;
   log: { level: string };
+  /** Transparent capture: the listeners the kernel rules (`meshport hijack apply`) send connections to. */
+  hijack: HijackConfig | undefined;
+}
+
+export type HijackMode = 'redirect' | 'tproxy' | 'connect-hook';
+
+export interface HijackConfig {
+  /** How connections arrive: REDIRECT (SO_ORIGINAL_DST), TPROXY inbound (the local address), the eBPF connect hook. */
+  mode: HijackMode;
+  /** Where outbound connections are captured (loopback). @default 15001 */
+  outboundCapturePort: number;
+  /** Where inbound connections are captured (all addresses, as the rules deliver them). @default 15006 */
+  inboundCapturePort: number;
+  /** The uid meshport runs as, which the rules exclude so its own connections are not captured. @default 1337 */
+  uid: number;
+  /** Same-host shortcut through SOCKHASH + sk_msg (connect-hook mode). @default false */
+  sockmap: boolean;
 }
 
 export const SIDECAR_DEFAULTS = {
@@ -67,9 +84,11 @@ export const SIDECAR_DEFAULTS = {
   /** SOFA's default server port. */
   meshApp: { host: '127.0.0.1', port: 12200 },
   logLevel: 'info',
+  hijack: { outboundCapturePort: 15001, inboundCapturePort: 15006, uid: 1337, sockmap: false },
 } as const;
 
-const TOP_KEYS = ['node', 'listeners', 'admin', 'registries', 'router', 'log'];
+const TOP_KEYS = ['node', 'listeners', 'admin', 'registries', 'router', 'log', 'hijack'];
+const HIJACK_MODES: HijackMode[] = ['redirect', 'tproxy', 'connect-hook'];
 const REGISTRY_KEYS = ['name', 'type', 'upstream', 'facade', 'via', 'app', 'services', 'options'];
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
@@ -141,6 +160,7 @@ class ConfigReader {
       registries,
       router: this.routerSettings(),
       log: this.log(),
+      hijack: this.hijack(),
     };
   }
 
@@ -220,6 +240,26 @@ class ConfigReader {
       out[key as keyof typeof ROUTER_DEFAULTS] = value;
     }
     return out;
+  }
+
+  private hijack(): HijackConfig | undefined {
+    if (this.root.hijack === undefined || this.root.hijack === null) return undefined;
+    const raw = this.mapping(['hijack']);
+    this.onlyKeys(['hijack'], raw, ['mode', 'outboundCapturePort', 'inboundCapturePort', 'uid', 'sockmap']);
+    const mode = this.string(['hijack', 'mode'], raw.mode);
+    if (!mode || !(HIJACK_MODES as string[]).includes(mode)) this.fail(['hijack', 'mode'], `must be one of ${HIJACK_MODES.join(', ')}`);
+    const d = SIDECAR_DEFAULTS.hijack;
+    const port = (key: 'outboundCapturePort' | 'inboundCapturePort') => {
+      const value = raw[key] ?? d[key];
+      if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 65535) this.fail(['hijack', key], 'must be a port, 1-65535');
+      return value;
+    };
+    const uid = raw.uid ?? d.uid;
+    if (typeof uid !== 'number' || !Number.isInteger(uid) || uid < 0) this.fail(['hijack', 'uid'], 'must be a uid, a non-negative integer');
+    const sockmap = raw.sockmap ?? d.sockmap;
+    if (typeof sockmap !== 'boolean') this.fail(['hijack', 'sockmap'], 'must be true or false');
+    if (sockmap && mode !== 'connect-hook') this.fail(['hijack', 'sockmap'], 'needs mode connect-hook (sockops puts the sockets in the map)');
+    return { mode: mode as HijackMode, outboundCapturePort: port('outboundCapturePort'), inboundCapturePort: port('inboundCapturePort'), uid, sockmap };
   }
 
   private log(): SidecarConfig['log'] {

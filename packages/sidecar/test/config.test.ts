@@ -61,6 +61,14 @@ describe('sidecar config', () => {
     assert.deepEqual(config.listeners.inbound, { host: '0.0.0.0', port: 12201 });
     assert.deepEqual(config.router, { boltDefaultTimeoutMs: 5000 });
     assert.equal(config.log.level, 'warn');
+    assert.equal(config.hijack, undefined);
+    assert.deepEqual(parseConfig('hijack: { mode: connect-hook, sockmap: true }').hijack, {
+      mode: 'connect-hook',
+      outboundCapturePort: 15001,
+      inboundCapturePort: 15006,
+      uid: 1337,
+      sockmap: true,
+    });
     const [zk, mesh, file, plugin] = config.registries;
     assert.deepEqual(zk, {
       name: 'zk',
@@ -97,6 +105,9 @@ describe('sidecar config', () => {
     assert.match(configError('registries:\n  - name: a\n    type: file\n    facade: 127.0.0.1:1\n'), /:4: registries\[0\]\.facade: a file registry has no facade/);
     assert.match(configError('router:\n  connectTimeoutMs: soon\n'), /:2: router\.connectTimeoutMs: must be a non-negative integer/);
     assert.match(configError('log:\n  level: loud\n'), /:2: log\.level: must be one of/);
+    assert.match(configError('hijack:\n  mode: magic\n'), /:2: hijack\.mode: must be one of redirect, tproxy, connect-hook/);
+    assert.match(configError('hijack:\n  mode: redirect\n  sockmap: true\n'), /:3: hijack\.sockmap: needs mode connect-hook/);
+    assert.match(configError('hijack:\n  mode: tproxy\n  inboundCapturePort: 0\n'), /:3: hijack\.inboundCapturePort: must be a port/);
     assert.match(configError('registries: zookeeper\n'), /:1: registries: must be a list/);
     assert.match(configError('- just\n- a list\n'), /meshport\.yaml:1: \(top level\): the config must be a mapping/);
     assert.match(configError('node:\n  ip: [unclosed\n'), /meshport\.yaml:\d+: not valid YAML/);
