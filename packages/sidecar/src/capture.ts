@@ -22,7 +22,7 @@ export interface CaptureListenerOptions {
   peekTimeoutMs?: number;
   /** Bytes read while looking for the first request before giving up and passing through. @default 65536 */
   maxPeekBytes?: number;
-  /** Wraps a custom listening server (a transparent one); the default is net.createServer. */
+  /** A server already bound elsewhere (a transparent one, bound by fd); `listen` is then only what logs show. */
   server?: net.Server;
   logger?: { warn(detail: object, message: string): void; debug?(detail: object, message: string): void };
 }
@@ -65,10 +65,12 @@ export class CaptureListener {
     const { host, port } = this.options.listen;
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject);
-      this.server.listen(port, host, () => {
+      this.server.once('listening', () => {
         this.server.off('error', reject);
         resolve();
       });
+      // A server handed in is binding already (listen({fd}) reports 'listening' on a later tick).
+      if (!this.options.server) this.server.listen(port, host);
     });
   }
 

@@ -2,7 +2,8 @@
 
 import pino, { type Logger } from 'pino';
 import { Router } from '@meshport/router';
-import type { HostPort, SidecarConfig } from './config';
+import { CaptureListener } from './capture';
+import type { HijackConfig, HostPort, SidecarConfig } from './config';
 import { startRegistries, type RegistrySet } from './registries';
 import { RouteBook, SidecarTakeover } from './routes';
 
@@ -20,6 +21,7 @@ export class Sidecar {
   readonly logger: Logger;
   private router: Router | undefined;
   private registries: RegistrySet | undefined;
+  private readonly captures = new Map<'outboundCapture' | 'inboundCapture', CaptureListener>();
   private stopping: Promise<void> | undefined;
 
   constructor(
@@ -45,11 +47,13 @@ export class Sidecar {
     const outbound = this.dialable(config.listeners.outbound, router.address('outbound').port);
     const logger = this.logger.child({ part: 'registry' });
     try {
+      if (config.hijack) await this.startCapture(config.hijack, router);
       this.registries = await startRegistries(config.registries, {
         logger,
         takeoverFor: (name) => new SidecarTakeover(this.book, name, inbound, outbound),
       });
     } catch (err) {
+      await Promise.all([...this.captures.values()].map((c) => c.close()));
       await router.drain(0);
       throw err;
     }
@@ -60,8 +64,13 @@ export class Sidecar {
     this.logger.info({ inbound, outbound, admin: router.address('admin') }, 'meshport sidecar running');
   }
 
-  /** Where a listener is bound: `outbound`, `inbound`, `admin`, or a registry's facade by its config name. */
-  address(what: 'outbound' | 'inbound' | 'admin' | { facade: string }): HostPort {
+  /** Where a listener is bound: `outbound`, `inbound`, `admin`, a capture listener, or a registry's facade by name. */
+  address(what: 'outbound' | 'inbound' | 'admin' | 'outboundCapture' | 'inboundCapture' | { facade: string }): HostPort {
+    if (what === 'outboundCapture' || what === 'inboundCapture') {
+      const capture = this.captures.get(what);
+      if (!capture) throw new Error(`no ${what} listener: the config has no hijack key`);
+      return capture.address();
+    }
     if (typeof what === 'object') {
       const facade = this.registries?.get(what.facade)?.facade;
       if (!facade) throw new Error(`registry ${what.facade} has no running facade`);
@@ -79,6 +88,7 @@ export class Sidecar {
   stop(drainMs?: number): Promise<void> {
     this.stopping ??= (async () => {
       const registries = this.registries;
+      await Promise.all([...this.captures.values()].map((c) => c.close()));
       await registries?.close();
       this.book.close();
       await this.router?.drain(drainMs);
@@ -96,6 +106,43 @@ export class Sidecar {
     };
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
+  }
+
+  /**
+   * The listeners the kernel rules send hijacked connections to. The socket package loads only here: a sidecar on
+   * registry takeover alone never needs the native addon.
+   */
+  private async startCapture(hijack: HijackConfig, router: Router): Promise<void> {
+    const socket = require('@meshport/socket') as typeof import('@meshport/socket');
+    const logger = this.logger.child({ part: 'capture' });
+    const viaOriginalDst = (s: import('node:net').Socket): HostPort => {
+      const { address, port } = socket.getOriginalDst(s);
+      return { host: address, port };
+    };
+    const outbound = new CaptureListener({
+      direction: 'outbound',
+      listen: { host: '127.0.0.1', port: hijack.outboundCapturePort },
+      originalDestination: viaOriginalDst,
+      routeTable: this.book.table,
+      adopt: (s) => router.adopt('outbound', s),
+      logger,
+    });
+    this.captures.set('outboundCapture', outbound);
+    await outbound.start();
+    // TPROXY leaves the destination as the accepted socket's local address; REDIRECT records it for SO_ORIGINAL_DST.
+    const transparent = hijack.mode === 'tproxy';
+    const inbound = new CaptureListener({
+      direction: 'inbound',
+      listen: { host: '0.0.0.0', port: hijack.inboundCapturePort },
+      server: transparent ? socket.transparentListen({ host: '0.0.0.0', port: hijack.inboundCapturePort }) : undefined,
+      originalDestination: transparent ? (s) => ({ host: s.localAddress!, port: s.localPort! }) : viaOriginalDst,
+      routeTable: this.book.table,
+      adopt: (s) => router.adopt('inbound', s),
+      logger,
+    });
+    this.captures.set('inboundCapture', inbound);
+    await inbound.start();
+    logger.info({ mode: hijack.mode, outbound: outbound.address(), inbound: inbound.address() }, 'capture listeners ready');
   }
 
   /** The outbound listener as an app in this pod dials it: a wildcard bind is reached on loopback. */
