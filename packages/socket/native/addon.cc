@@ -26,6 +26,17 @@ static const char *ErrnoName(int err) {
     case E2BIG: return "E2BIG";
     case EEXIST: return "EEXIST";
     case EBUSY: return "EBUSY";
+    case EAGAIN: return "EAGAIN";
+    case EMFILE: return "EMFILE";
+    case ENFILE: return "ENFILE";
+    case EAFNOSUPPORT: return "EAFNOSUPPORT";
+    case EPROTONOSUPPORT: return "EPROTONOSUPPORT";
+    case EINPROGRESS: return "EINPROGRESS";
+    case ECONNREFUSED: return "ECONNREFUSED";
+    case ECONNRESET: return "ECONNRESET";
+    case ENETUNREACH: return "ENETUNREACH";
+    case EHOSTUNREACH: return "EHOSTUNREACH";
+    case ETIMEDOUT: return "ETIMEDOUT";
     default: return "UNKNOWN";
   }
 }

@@ -1,8 +1,739 @@
-// The libbpf loader for meshport's BPF programs (bpf/*.bpf.c).
+// The libbpf loader for meshport's BPF programs (bpf/meshport.bpf.c): load with config, attach/detach, pins, stats, probes.
 #include "addon.h"
 
-namespace meshport {
+#include <linux/types.h>
 
-void InitBpf(Napi::Env, Napi::Object) {}
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <netinet/in.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "../bpf/meshport.h"
+
+#ifndef SO_ORIGINAL_DST
+#define SO_ORIGINAL_DST 80  // linux/netfilter_ipv4.h, which does not mix with glibc's netinet headers
+#endif
+#ifndef BPF_FS_MAGIC
+#define BPF_FS_MAGIC 0xcafe4a11
+#endif
+
+namespace meshport {
+namespace {
+
+constexpr const char *kObjectFile = "meshport.bpf.o";
+constexpr const char *kBpffsRoot = "/sys/fs/bpf";
+
+// ---- libbpf's log: kept so a failed load can say why (the verifier log arrives through this callback). ----
+
+std::string g_libbpf_log;
+
+int CaptureLibbpfLog(enum libbpf_print_level level, const char *format, va_list args) {
+  if (level == LIBBPF_DEBUG) return 0;
+  va_list again;
+  va_copy(again, args);
+  int n = std::vsnprintf(nullptr, 0, format, again);  // a verifier log arrives as one long message
+  va_end(again);
+  if (n > 0) {
+    std::string line(static_cast<size_t>(n) + 1, '\0');
+    std::vsnprintf(line.data(), line.size(), format, args);
+    line.resize(static_cast<size_t>(n));
+    g_libbpf_log += line;
+  }
+  constexpr size_t kKeep = 8192;  // the end of a verifier log is the part that names the failure
+  if (g_libbpf_log.size() > kKeep) g_libbpf_log.erase(0, g_libbpf_log.size() - kKeep);
+  return 0;
+}
+
+// ThrowErrno, with libbpf's recent log attached as `libbpfLog` when there is one.
+[[noreturn]] void ThrowBpfErrno(Napi::Env env, int err, const char *syscall) {
+  if (err < 0) err = -err;  // libbpf returns -errno
+  if (err == 0) err = EINVAL;
+  try {
+    ThrowErrno(env, err, syscall);
+  } catch (Napi::Error &error) {
+    if (!g_libbpf_log.empty()) error.Set("libbpfLog", Napi::String::New(env, g_libbpf_log));
+    throw;
+  }
+}
+
+// ---- small RAII pieces ----
+
+class Fd {
+ public:
+  explicit Fd(int fd = -1) : fd_(fd) {}
+  ~Fd() { reset(); }
+  Fd(const Fd &) = delete;
+  Fd &operator=(const Fd &) = delete;
+  Fd(Fd &&other) noexcept : fd_(other.release()) {}
+  Fd &operator=(Fd &&other) noexcept {
+    if (this != &other) { reset(); fd_ = other.release(); }
+    return *this;
+  }
+  int get() const { return fd_; }
+  int release() { int fd = fd_; fd_ = -1; return fd; }
+  void reset() { if (fd_ >= 0) close(fd_); fd_ = -1; }
+
+ private:
+  int fd_;
+};
+
+struct ObjectCloser {
+  void operator()(bpf_object *obj) const { bpf_object__close(obj); }
+};
+using ObjectPtr = std::unique_ptr<bpf_object, ObjectCloser>;
+
+// ---- the four programs ----
+
+struct ProgramSpec {
+  const char *name;        // the name the JS API uses, and the link's pin name
+  const char *bpf_name;    // the function name in meshport.bpf.c
+  bpf_attach_type type;
+  bool on_cgroup;          // false: attached to the SOCKHASH
+};
+
+constexpr ProgramSpec kPrograms[] = {
+    {"connect4", "meshport_connect4", BPF_CGROUP_INET4_CONNECT, true},
+    {"sockops", "meshport_sockops", BPF_CGROUP_SOCK_OPS, true},
+    {"getsockopt", "meshport_getsockopt", BPF_CGROUP_GETSOCKOPT, true},
+    {"sk_msg", "meshport_sk_msg", BPF_SK_MSG_VERDICT, false},
+};
+
+const ProgramSpec *FindSpec(const std::string &name) {
+  for (const auto &spec : kPrograms)
+    if (name == spec.name) return &spec;
+  return nullptr;
+}
+
+// One program attached somewhere. Links are the default; sk_msg falls back to a plain prog attach on kernels
+// older than 6.10, which had no sockmap links.
+struct Attachment {
+  std::string cgroup_path;
+  const ProgramSpec *spec = nullptr;
+  Fd link;
+  bool prog_attached = false;  // sk_msg fallback: detach with bpf_prog_detach2(prog, sockhash)
+  std::string pin_path;        // empty when not pinned
+};
+
+struct LoadedObject {
+  ObjectPtr obj;
+  std::vector<std::unique_ptr<Attachment>> attachments;
+  std::vector<std::string> map_pins;  // pinned map paths, removed when the last attachment of their dir goes
+};
+
+std::unique_ptr<LoadedObject> g_loaded;
+
+// ---- helpers ----
+
+std::string GetString(const Napi::Object &obj, const char *key, const std::string &fallback) {
+  if (!obj.Has(key)) return fallback;
+  Napi::Value v = obj.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return fallback;
+  if (!v.IsString()) ThrowErrno(obj.Env(), EINVAL, key);
+  return v.As<Napi::String>().Utf8Value();
+}
+
+uint32_t GetU32(const Napi::Object &obj, const char *key, uint32_t fallback, uint32_t max) {
+  if (!obj.Has(key)) return fallback;
+  Napi::Value v = obj.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return fallback;
+  if (!v.IsNumber()) ThrowErrno(obj.Env(), EINVAL, key);
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (d < 0 || d > max || d != static_cast<double>(static_cast<uint32_t>(d))) ThrowErrno(obj.Env(), EINVAL, key);
+  return static_cast<uint32_t>(d);
+}
+
+std::vector<uint16_t> GetPorts(const Napi::Object &obj, const char *key) {
+  std::vector<uint16_t> ports;
+  if (!obj.Has(key)) return ports;
+  Napi::Value v = obj.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return ports;
+  if (!v.IsArray()) ThrowErrno(obj.Env(), EINVAL, key);
+  Napi::Array arr = v.As<Napi::Array>();
+  if (arr.Length() > MESHPORT_MAX_PORTS) ThrowErrno(obj.Env(), E2BIG, key);
+  for (uint32_t i = 0; i < arr.Length(); i++) {
+    Napi::Value p = arr.Get(i);
+    if (!p.IsNumber()) ThrowErrno(obj.Env(), EINVAL, key);
+    double d = p.As<Napi::Number>().DoubleValue();
+    if (d < 1 || d > 65535 || d != static_cast<double>(static_cast<uint16_t>(d))) ThrowErrno(obj.Env(), EINVAL, key);
+    ports.push_back(static_cast<uint16_t>(d));
+  }
+  return ports;
+}
+
+bool IsBpffs(const std::string &path) {
+  struct statfs st;
+  return statfs(path.c_str(), &st) == 0 && static_cast<unsigned long>(st.f_type) == BPF_FS_MAGIC;
+}
+
+int MkdirP(const std::string &path, mode_t mode) {
+  std::string partial;
+  std::stringstream ss(path);
+  std::string part;
+  if (!path.empty() && path[0] == '/') partial = "";
+  while (std::getline(ss, part, '/')) {
+    if (part.empty()) continue;
+    partial += "/" + part;
+    if (mkdir(partial.c_str(), mode) != 0 && errno != EEXIST) return errno;
+  }
+  return 0;
+}
+
+// Mounts bpffs at /sys/fs/bpf when it is not there; returns true when this call mounted it.
+bool EnsureBpffs(Napi::Env env) {
+  if (IsBpffs(kBpffsRoot)) return false;
+  if (int err = MkdirP(kBpffsRoot, 0755)) ThrowErrno(env, err, "mkdir");
+  if (mount("bpffs", kBpffsRoot, "bpf", 0, "mode=0700") != 0) ThrowErrno(env, errno, "mount");
+  return true;
+}
+
+void PreparePinDir(Napi::Env env, const std::string &pin_dir) {
+  if (pin_dir.compare(0, std::strlen(kBpffsRoot), kBpffsRoot) == 0) EnsureBpffs(env);
+  if (int err = MkdirP(pin_dir, 0700)) ThrowErrno(env, err, "mkdir");
+  if (!IsBpffs(pin_dir)) ThrowErrno(env, EINVAL, "statfs");  // pins only live on a bpffs
+}
+
+// Removes a pin directory once empty, and its parent when that is the (now empty) meshport root.
+void RemovePinDirIfEmpty(const std::string &pin_dir) {
+  if (rmdir(pin_dir.c_str()) != 0) return;
+  auto slash = pin_dir.find_last_of('/');
+  if (slash == std::string::npos || slash == 0) return;
+  std::string parent = pin_dir.substr(0, slash);
+  if (parent.size() >= 9 && parent.compare(parent.size() - 9, 9, "/meshport") == 0) rmdir(parent.c_str());
+}
+
+void SetConfig(Napi::Env env, bpf_object *obj, const meshport_config &cfg) {
+  bpf_map *rodata = nullptr;
+  bpf_map *map;
+  bpf_object__for_each_map(map, obj) {
+    const char *name = bpf_map__name(map);
+    if (bpf_map__is_internal(map) && std::strstr(name, ".rodata") != nullptr &&
+        std::strstr(name, ".rodata.") == nullptr) {
+      rodata = map;
+    }
+  }
+  btf *object_btf = bpf_object__btf(obj);
+  if (rodata == nullptr || object_btf == nullptr) ThrowBpfErrno(env, ENOENT, "bpf_object__find_map_by_name");
+  int sec_id = btf__find_by_name_kind(object_btf, ".rodata", BTF_KIND_DATASEC);
+  if (sec_id < 0) ThrowBpfErrno(env, ENOENT, "btf__find_by_name_kind");
+  const btf_type *sec = btf__type_by_id(object_btf, sec_id);
+  const btf_var_secinfo *vars = btf_var_secinfos(sec);
+  for (unsigned i = 0; i < btf_vlen(sec); i++) {
+    const btf_type *var = btf__type_by_id(object_btf, vars[i].type);
+    if (std::strcmp(btf__name_by_offset(object_btf, var->name_off), "meshport_cfg") != 0) continue;
+    size_t size = 0;
+    // libbpf 1.1 returns the pre-load image const; it is the same writable mmap skeletons write through.
+    auto *image = static_cast<uint8_t *>(const_cast<void *>(bpf_map__initial_value(rodata, &size)));
+    if (image == nullptr || vars[i].size != sizeof(cfg) || vars[i].offset + sizeof(cfg) > size)
+      ThrowBpfErrno(env, EINVAL, "bpf_map__initial_value");
+    std::memcpy(image + vars[i].offset, &cfg, sizeof(cfg));
+    return;
+  }
+  ThrowBpfErrno(env, ENOENT, "btf_var_secinfos");
+}
+
+ObjectPtr OpenObject(Napi::Env env, const std::string &object_dir) {
+  std::string path = object_dir + "/" + kObjectFile;
+  g_libbpf_log.clear();
+  bpf_object *obj = bpf_object__open_file(path.c_str(), nullptr);
+  if (obj == nullptr) ThrowBpfErrno(env, errno, "bpf_object__open_file");
+  return ObjectPtr(obj);
+}
+
+int ProgramFd(bpf_object *obj, const ProgramSpec &spec) {
+  bpf_program *prog = bpf_object__find_program_by_name(obj, spec.bpf_name);
+  return prog == nullptr ? -ENOENT : bpf_program__fd(prog);
+}
+
+int MapFd(bpf_object *obj, const char *name) {
+  bpf_map *map = bpf_object__find_map_by_name(obj, name);
+  return map == nullptr ? -ENOENT : bpf_map__fd(map);
+}
+
+// Attaches one program; on failure returns -errno and the syscall name through `failed`.
+int AttachOne(bpf_object *obj, const ProgramSpec &spec, int cgroup_fd, Attachment &out, const char **failed) {
+  int prog_fd = ProgramFd(obj, spec);
+  if (prog_fd < 0) { *failed = "bpf_object__find_program_by_name"; return prog_fd < -1 ? prog_fd : -ENOENT; }
+  int target_fd = cgroup_fd;
+  if (!spec.on_cgroup) {
+    target_fd = MapFd(obj, "sock_by_tuple");
+    if (target_fd < 0) { *failed = "bpf_object__find_map_by_name"; return -ENOENT; }
+  }
+  int link_fd = bpf_link_create(prog_fd, target_fd, spec.type, nullptr);
+  if (link_fd >= 0) {
+    out.link = Fd(link_fd);
+    return 0;
+  }
+  int err = -errno;
+  if (!spec.on_cgroup && (err == -EINVAL || err == -EOPNOTSUPP)) {
+    if (bpf_prog_attach(prog_fd, target_fd, spec.type, 0) == 0) {
+      out.prog_attached = true;
+      return 0;
+    }
+    err = -errno;
+    *failed = "bpf_prog_attach";
+    return err;
+  }
+  *failed = "bpf_link_create";
+  return err;
+}
+
+// Undoes one attachment: the kernel side first, then the pin. Returns -errno of the first failure, 0 if none.
+int DetachOne(bpf_object *obj, Attachment &a) {
+  int result = 0;
+  if (a.link.get() >= 0) {
+    // Explicit detach, because a pin or a forked child may hold the link open beyond this fd.
+    if (bpf_link_detach(a.link.get()) != 0 && errno != ENOLINK) result = -errno;
+    a.link.reset();
+  }
+  if (a.prog_attached) {
+    int prog_fd = ProgramFd(obj, *a.spec);
+    int map_fd = MapFd(obj, "sock_by_tuple");
+    if (bpf_prog_detach2(prog_fd, map_fd, a.spec->type) != 0 && errno != ENOENT && result == 0) result = -errno;
+    a.prog_attached = false;
+  }
+  if (!a.pin_path.empty()) {
+    if (unlink(a.pin_path.c_str()) != 0 && errno != ENOENT && result == 0) result = -errno;
+    a.pin_path.clear();
+  }
+  return result;
+}
+
+void SetSockmapEnabled(bpf_object *obj, bool enabled) {
+  int fd = MapFd(obj, "ctl");
+  if (fd < 0) return;
+  __u32 zero = 0;
+  meshport_ctl value{};
+  value.sockmap_enabled = enabled ? 1 : 0;
+  bpf_map_update_elem(fd, &zero, &value, BPF_ANY);
+}
+
+bool AnySkMsg() {
+  if (!g_loaded) return false;
+  for (auto &a : g_loaded->attachments)
+    if (std::strcmp(a->spec->name, "sk_msg") == 0) return true;
+  return false;
+}
+
+std::string DirOf(const std::string &path) {
+  auto slash = path.find_last_of('/');
+  return slash == std::string::npos ? std::string(".") : path.substr(0, slash);
+}
+
+// ---- JS functions ----
+
+// bpfLoad({objectDir, config}): opens meshport.bpf.o, writes the config into .rodata, loads every program.
+Napi::Value BpfLoad(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) ThrowErrno(env, EINVAL, "bpfLoad");
+  Napi::Object options = info[0].As<Napi::Object>();
+  if (g_loaded) ThrowErrno(env, EBUSY, "bpfLoad");
+  std::string object_dir = GetString(options, "objectDir", "");
+  if (object_dir.empty()) ThrowErrno(env, EINVAL, "objectDir");
+
+  meshport_config cfg{};
+  Napi::Object config = Napi::Object::New(env);
+  if (options.Has("config") && options.Get("config").IsObject()) config = options.Get("config").As<Napi::Object>();
+  std::string capture_address = GetString(config, "captureAddress", "127.0.0.1");
+  in_addr capture_ip{};
+  if (inet_pton(AF_INET, capture_address.c_str(), &capture_ip) != 1) ThrowErrno(env, EINVAL, "captureAddress");
+  cfg.capture_ip4 = capture_ip.s_addr;
+  cfg.capture_port = static_cast<__u16>(GetU32(config, "capturePort", 15001, 65535));
+  if (cfg.capture_port == 0) ThrowErrno(env, EINVAL, "capturePort");
+  cfg.sidecar_uid = GetU32(config, "sidecarUid", 1337, 0xffffffffu);
+  std::vector<uint16_t> include = GetPorts(config, "includePorts");
+  std::vector<uint16_t> exclude = GetPorts(config, "excludePorts");
+  cfg.include_count = static_cast<__u16>(include.size());
+  cfg.exclude_count = static_cast<__u16>(exclude.size());
+  std::copy(include.begin(), include.end(), cfg.include_ports);
+  std::copy(exclude.begin(), exclude.end(), cfg.exclude_ports);
+
+  ObjectPtr obj = OpenObject(env, object_dir);
+  SetConfig(env, obj.get(), cfg);
+  g_libbpf_log.clear();
+  if (int err = bpf_object__load(obj.get())) ThrowBpfErrno(env, err, "bpf_object__load");
+  g_loaded = std::make_unique<LoadedObject>();
+  g_loaded->obj = std::move(obj);
+  return env.Undefined();
+}
+
+// bpfAttach({cgroupPath, programs, pinDir?}): all-or-nothing; links are pinned as <pinDir>/<program> and the
+// maps as <pinDir>/<map> when pinDir is given, so the attachment outlives this process.
+Napi::Value BpfAttach(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) ThrowErrno(env, EINVAL, "bpfAttach");
+  if (!g_loaded) ThrowErrno(env, ENOENT, "bpfAttach");  // nothing loaded: call bpfLoad first
+  Napi::Object options = info[0].As<Napi::Object>();
+  std::string cgroup_path = GetString(options, "cgroupPath", "");
+  std::string pin_dir = GetString(options, "pinDir", "");
+  if (cgroup_path.empty()) ThrowErrno(env, EINVAL, "cgroupPath");
+  std::vector<const ProgramSpec *> specs;
+  Napi::Value programs = options.Get("programs");
+  if (!programs.IsArray()) ThrowErrno(env, EINVAL, "programs");
+  Napi::Array list = programs.As<Napi::Array>();
+  for (uint32_t i = 0; i < list.Length(); i++) {
+    Napi::Value v = list.Get(i);
+    const ProgramSpec *spec = v.IsString() ? FindSpec(v.As<Napi::String>().Utf8Value()) : nullptr;
+    if (spec == nullptr) ThrowErrno(env, EINVAL, "programs");
+    specs.push_back(spec);
+  }
+
+  Fd cgroup(open(cgroup_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (cgroup.get() < 0) ThrowErrno(env, errno, "open");
+  if (!pin_dir.empty()) PreparePinDir(env, pin_dir);
+
+  bpf_object *obj = g_loaded->obj.get();
+  std::vector<std::unique_ptr<Attachment>> done;
+  std::vector<std::string> map_pins;
+  int err = 0;
+  const char *failed = nullptr;
+  for (const ProgramSpec *spec : specs) {
+    auto a = std::make_unique<Attachment>();
+    a->cgroup_path = cgroup_path;
+    a->spec = spec;
+    if ((err = AttachOne(obj, *spec, cgroup.get(), *a, &failed)) != 0) goto rollback;
+    if (!pin_dir.empty() && a->link.get() >= 0) {
+      std::string path = pin_dir + "/" + spec->name;
+      if (bpf_obj_pin(a->link.get(), path.c_str()) != 0) {
+        err = -errno;
+        failed = "bpf_obj_pin";
+        DetachOne(obj, *a);
+        goto rollback;
+      }
+      a->pin_path = path;
+    }
+    done.push_back(std::move(a));
+  }
+  if (!pin_dir.empty()) {
+    bpf_map *map;
+    bpf_object__for_each_map(map, obj) {
+      if (bpf_map__is_internal(map)) continue;
+      std::string path = pin_dir + "/" + bpf_map__name(map);
+      if (bpf_obj_pin(bpf_map__fd(map), path.c_str()) != 0) {
+        if (errno == EEXIST) continue;  // a second attach into the same dir: the map is the same one
+        err = -errno;
+        failed = "bpf_obj_pin";
+        goto rollback;
+      }
+      map_pins.push_back(path);
+    }
+  }
+
+  for (auto &a : done) g_loaded->attachments.push_back(std::move(a));
+  for (auto &p : map_pins) g_loaded->map_pins.push_back(p);
+  if (AnySkMsg()) SetSockmapEnabled(obj, true);
+  return env.Undefined();
+
+rollback:
+  for (auto &a : done) DetachOne(obj, *a);
+  for (auto &p : map_pins) unlink(p.c_str());
+  if (!pin_dir.empty()) RemovePinDirIfEmpty(pin_dir);
+  ThrowBpfErrno(env, err, failed);
+}
+
+// Detaches and unpins whatever is pinned in a directory, including pins left by another (possibly dead) process.
+int DetachPinDir(const std::string &pin_dir, int *count) {
+  DIR *dir = opendir(pin_dir.c_str());
+  if (dir == nullptr) return errno == ENOENT ? 0 : -errno;
+  std::vector<std::string> names;
+  while (dirent *entry = readdir(dir)) {
+    std::string name = entry->d_name;
+    if (name != "." && name != "..") names.push_back(name);
+  }
+  closedir(dir);
+  int result = 0;
+  for (const std::string &name : names) {
+    std::string path = pin_dir + "/" + name;
+    const ProgramSpec *spec = FindSpec(name);
+    if (spec != nullptr) {
+      Fd link(bpf_obj_get(path.c_str()));
+      if (link.get() >= 0) {
+        if (bpf_link_detach(link.get()) == 0) (*count)++;
+        else if (errno != ENOLINK && errno != EINVAL && result == 0) result = -errno;
+      }
+    }
+    if (unlink(path.c_str()) != 0 && errno != ENOENT && result == 0) result = -errno;
+  }
+  RemovePinDirIfEmpty(pin_dir);
+  return result;
+}
+
+// bpfDetach({cgroupPath?, programs?, pinDir?}) -> {detached}: without cgroupPath every attachment of the loaded
+// object goes; with pinDir whatever is pinned there goes too, then the directory.
+Napi::Value BpfDetach(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  Napi::Object options = info.Length() > 0 && info[0].IsObject() ? info[0].As<Napi::Object>() : Napi::Object::New(env);
+  std::string cgroup_path = GetString(options, "cgroupPath", "");
+  std::string pin_dir = GetString(options, "pinDir", "");
+  std::vector<std::string> only;
+  if (options.Has("programs") && options.Get("programs").IsArray()) {
+    Napi::Array list = options.Get("programs").As<Napi::Array>();
+    for (uint32_t i = 0; i < list.Length(); i++) {
+      Napi::Value v = list.Get(i);
+      if (!v.IsString() || FindSpec(v.As<Napi::String>().Utf8Value()) == nullptr) ThrowErrno(env, EINVAL, "programs");
+      only.push_back(v.As<Napi::String>().Utf8Value());
+    }
+  }
+  int detached = 0;
+  int err = 0;
+  const char *failed = "bpf_link_detach";
+  std::vector<std::string> dirs;
+  if (g_loaded) {
+    auto &list = g_loaded->attachments;
+    for (auto it = list.begin(); it != list.end();) {
+      Attachment &a = **it;
+      bool match = cgroup_path.empty() || a.cgroup_path == cgroup_path;
+      if (match && !only.empty()) {
+        match = false;
+        for (auto &name : only) match = match || name == a.spec->name;
+      }
+      if (!match) { ++it; continue; }
+      if (!a.pin_path.empty()) dirs.push_back(DirOf(a.pin_path));
+      int e = DetachOne(g_loaded->obj.get(), a);
+      if (e != 0 && err == 0) err = e;
+      detached++;
+      it = list.erase(it);
+    }
+    if (!AnySkMsg()) SetSockmapEnabled(g_loaded->obj.get(), false);
+    // Map pins go with the last pinned attachment of their directory.
+    for (auto it = g_loaded->map_pins.begin(); it != g_loaded->map_pins.end();) {
+      std::string dir = DirOf(*it);
+      bool still_used = false;
+      for (auto &a : g_loaded->attachments) still_used = still_used || (!a->pin_path.empty() && DirOf(a->pin_path) == dir);
+      if (still_used) { ++it; continue; }
+      unlink(it->c_str());
+      dirs.push_back(dir);
+      it = g_loaded->map_pins.erase(it);
+    }
+  }
+  for (auto &dir : dirs) RemovePinDirIfEmpty(dir);
+  if (!pin_dir.empty()) {
+    int e = DetachPinDir(pin_dir, &detached);
+    if (e != 0 && err == 0) { err = e; failed = "unlink"; }
+  }
+  if (err != 0) ThrowBpfErrno(env, err, failed);
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("detached", Napi::Number::New(env, detached));
+  return result;
+}
+
+// bpfUnload(): detaches everything the loaded object has attached (pins included) and closes it.
+Napi::Value BpfUnload(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (!g_loaded) return env.Undefined();
+  std::vector<std::string> dirs;
+  for (auto &a : g_loaded->attachments) {
+    if (!a->pin_path.empty()) dirs.push_back(DirOf(a->pin_path));
+    DetachOne(g_loaded->obj.get(), *a);
+  }
+  for (auto &p : g_loaded->map_pins) {
+    unlink(p.c_str());
+    dirs.push_back(DirOf(p));
+  }
+  for (auto &dir : dirs) RemovePinDirIfEmpty(dir);
+  g_loaded.reset();
+  return env.Undefined();
+}
+
+// bpfAttachments() -> [{cgroupPath, program, pinPath}]: what this process has attached.
+Napi::Value BpfAttachments(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  Napi::Array out = Napi::Array::New(env);
+  if (!g_loaded) return out;
+  uint32_t i = 0;
+  for (auto &a : g_loaded->attachments) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("cgroupPath", a->cgroup_path);
+    o.Set("program", a->spec->name);
+    o.Set("link", Napi::Boolean::New(env, a->link.get() >= 0));
+    if (!a->pin_path.empty()) o.Set("pinPath", a->pin_path);
+    out.Set(i++, o);
+  }
+  return out;
+}
+
+// bpfStats({pinDir?}) -> counters summed over CPUs, from the loaded object or else from the pinned stats map.
+Napi::Value BpfStats(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  Fd pinned;
+  int fd = -1;
+  std::string pin_dir;
+  if (info.Length() > 0 && info[0].IsObject()) pin_dir = GetString(info[0].As<Napi::Object>(), "pinDir", "");
+  if (g_loaded) {
+    fd = MapFd(g_loaded->obj.get(), "stats");
+  } else if (!pin_dir.empty()) {
+    pinned = Fd(bpf_obj_get((pin_dir + "/stats").c_str()));
+    if (pinned.get() < 0) ThrowErrno(env, errno, "bpf_obj_get");
+    fd = pinned.get();
+  } else {
+    ThrowErrno(env, ENOENT, "bpfStats");
+  }
+  int ncpus = libbpf_num_possible_cpus();
+  if (ncpus <= 0) ThrowBpfErrno(env, ncpus, "libbpf_num_possible_cpus");
+  std::vector<__u64> values(static_cast<size_t>(ncpus));
+  __u64 totals[MESHPORT_STAT_MAX] = {};
+  for (__u32 key = 0; key < MESHPORT_STAT_MAX; key++) {
+    if (bpf_map_lookup_elem(fd, &key, values.data()) != 0) ThrowErrno(env, errno, "bpf_map_lookup_elem");
+    for (__u64 v : values) totals[key] += v;
+  }
+  Napi::Object out = Napi::Object::New(env);
+  auto set = [&](const char *name, int index) { out.Set(name, Napi::Number::New(env, static_cast<double>(totals[index]))); };
+  set("hookedConnects", MESHPORT_STAT_HOOKED_CONNECTS);
+  set("skippedConnects", MESHPORT_STAT_SKIPPED_CONNECTS);
+  set("originalDstRecorded", MESHPORT_STAT_ORIG_DST_RECORDED);
+  set("originalDstAnswered", MESHPORT_STAT_ORIG_DST_ANSWERED);
+  set("sockmapAdded", MESHPORT_STAT_SOCKMAP_ADDED);
+  set("redirectedMessages", MESHPORT_STAT_REDIRECTED_MSGS);
+  set("redirectedBytes", MESHPORT_STAT_REDIRECTED_BYTES);
+  set("redirectMisses", MESHPORT_STAT_REDIRECT_MISSES);
+  return out;
+}
+
+// ---- probes: a real load and attach in a scratch cgroup, so "supported" means this kernel took it ----
+
+std::string Cgroup2Mount() {
+  std::ifstream mounts("/proc/mounts");
+  std::string device, dir, type, rest;
+  while (mounts >> device >> dir >> type && std::getline(mounts, rest)) {
+    if (type == "cgroup2") return dir;
+  }
+  return "";
+}
+
+std::string Why(int err, const char *what) {
+  if (err < 0) err = -err;
+  std::string reason = std::string(what) + ": " + std::strerror(err);
+  if (!g_libbpf_log.empty()) {
+    std::string tail = g_libbpf_log.size() > 400 ? g_libbpf_log.substr(g_libbpf_log.size() - 400) : g_libbpf_log;
+    reason += " (libbpf: " + tail + ")";
+  }
+  return reason;
+}
+
+// Loads only `wanted` (plus nothing else) and attaches them to the scratch cgroup; "" on success, else why not.
+std::string ProbePrograms(const std::string &object_dir, int cgroup_fd, const std::vector<const char *> &wanted) {
+  g_libbpf_log.clear();
+  std::string path = object_dir + "/" + kObjectFile;
+  bpf_object *raw = bpf_object__open_file(path.c_str(), nullptr);
+  if (raw == nullptr) return Why(errno, "bpf_object__open_file");
+  ObjectPtr obj(raw);
+  bpf_program *prog;
+  bpf_object__for_each_program(prog, raw) {
+    bool keep = false;
+    for (const char *name : wanted) keep = keep || std::strcmp(FindSpec(name)->bpf_name, bpf_program__name(prog)) == 0;
+    bpf_program__set_autoload(prog, keep);
+  }
+  if (int err = bpf_object__load(raw)) return Why(err, "bpf_object__load");
+  std::vector<std::unique_ptr<Attachment>> attached;
+  std::string reason;
+  for (const char *name : wanted) {
+    auto a = std::make_unique<Attachment>();
+    a->spec = FindSpec(name);
+    const char *failed = "";
+    if (int err = AttachOne(raw, *a->spec, cgroup_fd, *a, &failed)) {
+      reason = Why(err, (std::string(failed) + " " + name).c_str());
+      break;
+    }
+    attached.push_back(std::move(a));
+  }
+  for (auto &a : attached) DetachOne(raw, *a);
+  return reason;
+}
+
+// bpfProbe({objectDir}) -> {connectHook: {supported, reason?}, sockmap: {supported, reason?}}. Never throws for
+// a kernel that lacks something: that is what the answer is for.
+Napi::Value BpfProbe(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) ThrowErrno(env, EINVAL, "bpfProbe");
+  std::string object_dir = GetString(info[0].As<Napi::Object>(), "objectDir", "");
+  if (object_dir.empty()) ThrowErrno(env, EINVAL, "objectDir");
+  std::string connect_reason, sockmap_reason;
+  std::string root = Cgroup2Mount();
+  if (root.empty()) {
+    connect_reason = sockmap_reason = "no cgroup v2 hierarchy is mounted";
+  } else {
+    static unsigned counter = 0;
+    std::string scratch = root + "/meshport-probe-" + std::to_string(getpid()) + "-" + std::to_string(counter++);
+    if (mkdir(scratch.c_str(), 0755) != 0) {
+      connect_reason = sockmap_reason = Why(errno, ("mkdir " + scratch).c_str());
+    } else {
+      Fd cgroup(open(scratch.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      if (cgroup.get() < 0) {
+        connect_reason = sockmap_reason = Why(errno, "open cgroup");
+      } else {
+        connect_reason = ProbePrograms(object_dir, cgroup.get(), {"connect4", "sockops", "getsockopt"});
+        sockmap_reason = ProbePrograms(object_dir, cgroup.get(), {"sockops", "sk_msg"});
+      }
+      cgroup.reset();
+      rmdir(scratch.c_str());
+    }
+  }
+  auto entry = [&](const std::string &reason) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("supported", Napi::Boolean::New(env, reason.empty()));
+    if (!reason.empty()) o.Set("reason", reason);
+    return o;
+  };
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("connectHook", entry(connect_reason));
+  out.Set("sockmap", entry(sockmap_reason));
+  return out;
+}
+
+// bpfOriginalDst(fd) -> {address, port}: getsockopt(SOL_IP, SO_ORIGINAL_DST), answered by conntrack after
+// REDIRECT or by meshport_getsockopt for connects the connect4 hook captured.
+Napi::Value BpfOriginalDst(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) ThrowErrno(env, EBADF, "getsockopt");
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  sockaddr_in sin{};
+  socklen_t len = sizeof(sin);
+  if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &sin, &len) != 0) ThrowErrno(env, errno, "getsockopt");
+  char text[INET_ADDRSTRLEN] = {};
+  inet_ntop(AF_INET, &sin.sin_addr, text, sizeof(text));
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("address", text);
+  out.Set("port", Napi::Number::New(env, ntohs(sin.sin_port)));
+  return out;
+}
+
+// bpfEnsureBpffs() -> true when this call mounted bpffs at /sys/fs/bpf (so the caller may unmount it later).
+Napi::Value BpfEnsureBpffs(const Napi::CallbackInfo &info) {
+  return Napi::Boolean::New(info.Env(), EnsureBpffs(info.Env()));
+}
+
+}  // namespace
+
+void InitBpf(Napi::Env env, Napi::Object exports) {
+  libbpf_set_print(CaptureLibbpfLog);
+  exports.Set("bpfLoad", Napi::Function::New(env, BpfLoad, "bpfLoad"));
+  exports.Set("bpfUnload", Napi::Function::New(env, BpfUnload, "bpfUnload"));
+  exports.Set("bpfAttach", Napi::Function::New(env, BpfAttach, "bpfAttach"));
+  exports.Set("bpfDetach", Napi::Function::New(env, BpfDetach, "bpfDetach"));
+  exports.Set("bpfAttachments", Napi::Function::New(env, BpfAttachments, "bpfAttachments"));
+  exports.Set("bpfStats", Napi::Function::New(env, BpfStats, "bpfStats"));
+  exports.Set("bpfProbe", Napi::Function::New(env, BpfProbe, "bpfProbe"));
+  exports.Set("bpfOriginalDst", Napi::Function::New(env, BpfOriginalDst, "bpfOriginalDst"));
+  exports.Set("bpfEnsureBpffs", Napi::Function::New(env, BpfEnsureBpffs, "bpfEnsureBpffs"));
+}
 
 }  // namespace meshport

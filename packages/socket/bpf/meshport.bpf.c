@@ -1,0 +1,247 @@
+/* meshport's kernel side: connect() capture, original-destination answers and the same-host socket shortcut. */
+#include <linux/bpf.h>
+#include <linux/in.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "meshport.h"
+
+/* Plain uapi headers rather than a generated vmlinux.h: every field used here is in the stable uapi contexts, so
+ * no CO-RE relocation is needed and the object builds without BTF on the build host. */
+
+#define MESHPORT_AF_INET 2
+#define MESHPORT_SOCK_STREAM 1
+#define MESHPORT_SOL_IP 0
+#define MESHPORT_SO_ORIGINAL_DST 80 /* linux/netfilter_ipv4.h */
+#define MESHPORT_TCP_CLOSE 7
+
+/* Layout of struct sockaddr_in, which the sidecar's getsockopt(SO_ORIGINAL_DST) expects back. */
+struct meshport_sockaddr_in {
+	__u16 family;
+	__be16 port;
+	__be32 addr;
+	__u8 zero[8];
+};
+
+const volatile struct meshport_config meshport_cfg = {
+	.capture_ip4 = 0x0100007f, /* 127.0.0.1 in network byte order on a little-endian host; the loader sets it */
+	.capture_port = 15001,
+	.sidecar_uid = 1337,
+};
+
+/* Written by connect4, read (and cleared) by sockops when the connection is established. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct meshport_orig_dst);
+} cookie_dst SEC(".maps");
+
+/* Keyed as the sidecar's accepted socket sees the connection; LRU so abandoned entries age out on their own. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct meshport_tuple);
+	__type(value, struct meshport_orig_dst);
+} tuple_dst SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, 65536);
+	__type(key, struct meshport_tuple);
+	__type(value, __u64);
+} sock_by_tuple SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MESHPORT_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct meshport_ctl);
+} ctl SEC(".maps");
+
+static __always_inline void stat_add(__u32 index, __u64 delta)
+{
+	__u64 *value = bpf_map_lookup_elem(&stats, &index);
+
+	if (value)
+		*value += delta; /* per-CPU slot: no atomic needed */
+}
+
+/* A bounded loop (kernel 5.3+) rather than unrolling: the count is a rodata constant the verifier sees. */
+static __always_inline int port_in(const volatile __u16 *ports, __u16 count, __u16 port)
+{
+	for (int i = 0; i < MESHPORT_MAX_PORTS; i++) {
+		if (i >= count)
+			break;
+		if (ports[i] == port)
+			return 1;
+	}
+	return 0;
+}
+
+static __always_inline int port_captured(__u16 port)
+{
+	if (port_in(meshport_cfg.exclude_ports, meshport_cfg.exclude_count, port))
+		return 0;
+	if (meshport_cfg.include_count == 0)
+		return 1;
+	return port_in(meshport_cfg.include_ports, meshport_cfg.include_count, port);
+}
+
+SEC("cgroup/connect4")
+int meshport_connect4(struct bpf_sock_addr *ctx)
+{
+	__u32 uid, dst_ip4;
+	__u16 dst_port;
+	__u64 cookie;
+	struct meshport_orig_dst orig = {};
+
+	if (ctx->type != MESHPORT_SOCK_STREAM)
+		return 1;
+
+	dst_ip4 = ctx->user_ip4;
+	dst_port = bpf_ntohs((__u16)ctx->user_port);
+	uid = (__u32)bpf_get_current_uid_gid();
+	/* The sidecar's own connects go where they say: rewriting them would loop back into the sidecar. */
+	if (uid == meshport_cfg.sidecar_uid ||
+	    (dst_ip4 == meshport_cfg.capture_ip4 && dst_port == meshport_cfg.capture_port) ||
+	    !port_captured(dst_port)) {
+		stat_add(MESHPORT_STAT_SKIPPED_CONNECTS, 1);
+		return 1;
+	}
+
+	cookie = bpf_get_socket_cookie(ctx);
+	orig.ip4 = dst_ip4;
+	orig.port = dst_port;
+	if (bpf_map_update_elem(&cookie_dst, &cookie, &orig, BPF_ANY) != 0) {
+		/* Without a record the sidecar could not learn where to go: leave this connect alone. */
+		stat_add(MESHPORT_STAT_SKIPPED_CONNECTS, 1);
+		return 1;
+	}
+	ctx->user_ip4 = meshport_cfg.capture_ip4;
+	ctx->user_port = bpf_htons(meshport_cfg.capture_port);
+	stat_add(MESHPORT_STAT_HOOKED_CONNECTS, 1);
+	return 1;
+}
+
+static __always_inline int is_loopback(__u32 ip4)
+{
+	return (bpf_ntohl(ip4) >> 24) == 127;
+}
+
+SEC("sockops")
+int meshport_sockops(struct bpf_sock_ops *skops)
+{
+	struct meshport_tuple self = {};
+	struct meshport_orig_dst *orig;
+	struct meshport_ctl *control;
+	__u32 zero = 0;
+	__u64 cookie;
+
+	if (skops->family != MESHPORT_AF_INET)
+		return 1;
+	if (skops->op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && skops->op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB)
+		return 1;
+
+	self.local_ip4 = skops->local_ip4;
+	self.remote_ip4 = skops->remote_ip4;
+	self.local_port = (__u16)skops->local_port;
+	self.remote_port = (__u16)bpf_ntohl(skops->remote_port);
+
+	if (skops->op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB) {
+		cookie = bpf_get_socket_cookie(skops);
+		orig = bpf_map_lookup_elem(&cookie_dst, &cookie);
+		if (orig) {
+			/* The accepted socket on the capture listener sees this connection with the ends swapped. */
+			struct meshport_tuple accepted = {
+				.local_ip4 = self.remote_ip4,
+				.remote_ip4 = self.local_ip4,
+				.local_port = self.remote_port,
+				.remote_port = self.local_port,
+			};
+			struct meshport_orig_dst copy = *orig;
+
+			if (bpf_map_update_elem(&tuple_dst, &accepted, &copy, BPF_ANY) == 0)
+				stat_add(MESHPORT_STAT_ORIG_DST_RECORDED, 1);
+			bpf_map_delete_elem(&cookie_dst, &cookie);
+		}
+	}
+
+	control = bpf_map_lookup_elem(&ctl, &zero);
+	if (!control || !control->sockmap_enabled)
+		return 1;
+	if (!is_loopback(self.local_ip4) || !is_loopback(self.remote_ip4))
+		return 1;
+	if (bpf_sock_hash_update(skops, &sock_by_tuple, &self, BPF_ANY) == 0)
+		stat_add(MESHPORT_STAT_SOCKMAP_ADDED, 1);
+	return 1;
+}
+
+SEC("cgroup/getsockopt")
+int meshport_getsockopt(struct bpf_sockopt *ctx)
+{
+	struct meshport_sockaddr_in *sin;
+	struct meshport_orig_dst *orig;
+	struct meshport_tuple key = {};
+	struct bpf_sock *sk;
+
+	if (ctx->level != MESHPORT_SOL_IP || ctx->optname != MESHPORT_SO_ORIGINAL_DST)
+		return 1;
+	sk = ctx->sk;
+	if (!sk || sk->family != MESHPORT_AF_INET)
+		return 1;
+
+	key.local_ip4 = sk->src_ip4;
+	key.remote_ip4 = sk->dst_ip4;
+	key.local_port = (__u16)sk->src_port;
+	key.remote_port = bpf_ntohs(sk->dst_port);
+	orig = bpf_map_lookup_elem(&tuple_dst, &key);
+	if (!orig)
+		return 1; /* not ours: whatever the kernel answered (conntrack, or ENOENT) stands */
+
+	sin = ctx->optval;
+	if ((void *)(sin + 1) > ctx->optval_end)
+		return 1; /* caller's buffer is shorter than a sockaddr_in: let the kernel's error through */
+	sin->family = MESHPORT_AF_INET;
+	sin->port = bpf_htons(orig->port);
+	sin->addr = orig->ip4;
+	__builtin_memset(sin->zero, 0, sizeof(sin->zero));
+	/* Two separate 4-byte stores: clang would merge adjacent ones into one 8-byte store the verifier rejects. */
+	*(volatile __s32 *)&ctx->optlen = sizeof(*sin);
+	*(volatile __s32 *)&ctx->retval = 0;
+	stat_add(MESHPORT_STAT_ORIG_DST_ANSWERED, 1);
+	return 1;
+}
+
+SEC("sk_msg")
+int meshport_sk_msg(struct sk_msg_md *msg)
+{
+	struct meshport_tuple peer = {};
+	__u32 size = msg->size;
+
+	if (msg->family != MESHPORT_AF_INET)
+		return SK_PASS;
+	peer.local_ip4 = msg->remote_ip4;
+	peer.remote_ip4 = msg->local_ip4;
+	peer.local_port = (__u16)bpf_ntohl(msg->remote_port);
+	peer.remote_port = (__u16)msg->local_port;
+
+	if (bpf_msg_redirect_hash(msg, &sock_by_tuple, &peer, BPF_F_INGRESS) == SK_PASS) {
+		stat_add(MESHPORT_STAT_REDIRECTED_MSGS, 1);
+		stat_add(MESHPORT_STAT_REDIRECTED_BYTES, size);
+	} else {
+		/* Peer not (yet) in the map, e.g. its passive-established callback has not run: take the normal path. */
+		stat_add(MESHPORT_STAT_REDIRECT_MISSES, 1);
+	}
+	return SK_PASS;
+}
+
+/* GPL-compatible: the sockmap and cookie helpers are only offered to GPL-compatible programs on some kernels. */
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

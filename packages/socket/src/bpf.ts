@@ -1,0 +1,282 @@
+// Typed access to meshport's eBPF side: load bpf/meshport.bpf.o with a config, attach it to a cgroup, read counters.
+import * as fs from 'fs';
+import * as path from 'path';
+
+/** The four programs of bpf/meshport.bpf.c, by the name the API uses. */
+export type BpfProgramName = 'connect4' | 'sockops' | 'getsockopt' | 'sk_msg';
+
+/** What the connect4 hook captures; fixed at load time (it lives in the object's read-only data). */
+export interface BpfCaptureConfig {
+  /** Where captured connects go. @default '127.0.0.1' */
+  captureAddress?: string;
+  /** The sidecar's outbound capture port. @default 15001 */
+  capturePort?: number;
+  /** Connects made by this uid are never rewritten (the sidecar's own upstream connects). @default 1337 */
+  sidecarUid?: number;
+  /** When non-empty, only these destination ports are captured (at most 16). @default [] */
+  includePorts?: number[];
+  /** Destination ports never captured (at most 16). @default [] */
+  excludePorts?: number[];
+}
+
+export interface BpfLoadOptions {
+  /** Directory holding meshport.bpf.o. @default the package's bpf/ directory */
+  objectDir?: string;
+  config?: BpfCaptureConfig;
+}
+
+export interface BpfAttachOptions {
+  /** A cgroup v2 directory, e.g. /sys/fs/cgroup/unified/pod-x. */
+  cgroupPath: string;
+  /**
+   * Which programs to attach. getsockopt answers only for connections sockops recorded, so attach sockops with
+   * connect4/getsockopt; sk_msg needs sockops too (sockops fills the SOCKHASH only while sk_msg is attached).
+   * @default ['connect4', 'sockops', 'getsockopt', 'sk_msg']
+   */
+  programs?: BpfProgramName[];
+  /**
+   * Pin the links and maps here (a bpffs directory) so the attachment outlives this process; bpffs is mounted at
+   * /sys/fs/bpf first when absent. Without it, the attachment ends with this process.
+   * @default undefined (no pins)
+   */
+  pinDir?: string;
+}
+
+export interface BpfDetachOptions {
+  /** Detach only what this process attached to this cgroup. @default every attachment of this process */
+  cgroupPath?: string;
+  /** Detach only these programs. @default all */
+  programs?: BpfProgramName[];
+  /** Also detach and remove whatever is pinned in this directory (even by another process), then the directory. */
+  pinDir?: string;
+}
+
+/** Counters kept by the programs, summed over CPUs. */
+export interface BpfStats {
+  hookedConnects: number;
+  skippedConnects: number;
+  originalDstRecorded: number;
+  originalDstAnswered: number;
+  sockmapAdded: number;
+  redirectedMessages: number;
+  redirectedBytes: number;
+  redirectMisses: number;
+}
+
+export interface BpfFeature {
+  supported: boolean;
+  /** Why not, when not supported. */
+  reason?: string;
+}
+
+export interface BpfProbeResult {
+  /** connect4 + sockops + getsockopt loaded and attached to a scratch cgroup. */
+  connectHook: BpfFeature;
+  /** sockops + sk_msg on a SOCKHASH loaded and attached. */
+  sockmap: BpfFeature;
+}
+
+export interface BpfAttachment {
+  cgroupPath: string;
+  program: BpfProgramName;
+  /** true for a bpf_link; false for the legacy sk_msg prog attach of kernels before 6.10 */
+  link: boolean;
+  pinPath?: string;
+}
+
+export interface OriginalDst {
+  address: string;
+  port: number;
+}
+
+export const bpfDefaults = {
+  objectDir: path.join(__dirname, '..', '..', 'bpf'),
+  captureAddress: '127.0.0.1',
+  capturePort: 15001,
+  sidecarUid: 1337,
+  includePorts: [] as number[],
+  excludePorts: [] as number[],
+  programs: ['connect4', 'sockops', 'getsockopt', 'sk_msg'] as BpfProgramName[],
+  /** Where meshport's pins go: one directory per attachment set, <pinRoot>/<name>. */
+  pinRoot: '/sys/fs/bpf/meshport',
+  /** The bound of includePorts/excludePorts (MESHPORT_MAX_PORTS in bpf/meshport.h). */
+  maxPorts: 16,
+} as const;
+
+/** An error for something this build or kernel lacks, with the same shape the addon throws. */
+export class BpfNotSupportedError extends Error {
+  readonly code = 'NotSupported';
+  constructor(readonly reason: string) {
+    super(`not supported: ${reason}`);
+    this.name = 'BpfNotSupportedError';
+  }
+}
+
+interface BpfAddon {
+  bpfLoad(options: { objectDir: string; config: Required<BpfCaptureConfig> }): void;
+  bpfUnload(): void;
+  bpfAttach(options: { cgroupPath: string; programs: BpfProgramName[]; pinDir?: string }): void;
+  bpfDetach(options: BpfDetachOptions): { detached: number };
+  bpfAttachments(): BpfAttachment[];
+  bpfStats(options: { pinDir?: string }): BpfStats;
+  bpfProbe(options: { objectDir: string }): BpfProbeResult;
+  bpfOriginalDst(fd: number): OriginalDst;
+  bpfEnsureBpffs(): boolean;
+}
+
+let addon: BpfAddon | undefined;
+let addonError: string | undefined;
+
+// Loaded on first use rather than at import, so importing @meshport/socket never fails on a machine without it.
+function native(): BpfAddon {
+  if (addon) return addon;
+  if (addonError === undefined) {
+    try {
+      addon = require(path.join(__dirname, '..', '..', 'build', 'Release', 'meshport_socket.node')) as BpfAddon;
+      if (typeof addon.bpfLoad !== 'function') {
+        addon = undefined;
+        addonError = 'the native addon was built without the BPF loader';
+      }
+    } catch (err) {
+      addonError = `the native addon could not be loaded: ${(err as Error).message}`;
+    }
+  }
+  if (!addon) throw new BpfNotSupportedError(addonError ?? 'the native addon is unavailable');
+  return addon;
+}
+
+function checkPorts(name: string, ports: readonly number[]): number[] {
+  if (ports.length > bpfDefaults.maxPorts) {
+    throw new RangeError(`${name}: at most ${bpfDefaults.maxPorts} ports, got ${ports.length}`);
+  }
+  for (const port of ports) {
+    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new RangeError(`${name}: bad port ${port}`);
+  }
+  return [...ports];
+}
+
+/** Loads the programs with their config. One loaded object per process: bpfUnload() before loading again. */
+export function bpfLoad(options: BpfLoadOptions = {}): void {
+  const config = options.config ?? {};
+  const resolved: Required<BpfCaptureConfig> = {
+    captureAddress: config.captureAddress ?? bpfDefaults.captureAddress,
+    capturePort: config.capturePort ?? bpfDefaults.capturePort,
+    sidecarUid: config.sidecarUid ?? bpfDefaults.sidecarUid,
+    includePorts: checkPorts('includePorts', config.includePorts ?? bpfDefaults.includePorts),
+    excludePorts: checkPorts('excludePorts', config.excludePorts ?? bpfDefaults.excludePorts),
+  };
+  native().bpfLoad({ objectDir: options.objectDir ?? bpfDefaults.objectDir, config: resolved });
+}
+
+/** Detaches everything this process attached (pins included) and closes the loaded object. */
+export function bpfUnload(): void {
+  native().bpfUnload();
+}
+
+/** Attaches the loaded programs to a cgroup; all or nothing. */
+export function bpfAttach(options: BpfAttachOptions): void {
+  const programs = options.programs ?? [...bpfDefaults.programs];
+  native().bpfAttach({ cgroupPath: options.cgroupPath, programs, pinDir: options.pinDir });
+}
+
+/** Detaches; returns how many attachments went. */
+export function bpfDetach(options: BpfDetachOptions = {}): number {
+  return native().bpfDetach(options).detached;
+}
+
+export function bpfAttachments(): BpfAttachment[] {
+  return native().bpfAttachments();
+}
+
+/** Counters of the loaded object, or (when nothing is loaded here) of the stats map pinned in pinDir. */
+export function bpfStats(options: { pinDir?: string } = {}): BpfStats {
+  return native().bpfStats(options);
+}
+
+/** Really loads and attaches the programs in a scratch cgroup; never throws for a missing kernel feature. */
+export function bpfProbe(options: { objectDir?: string } = {}): BpfProbeResult {
+  let addonNow: BpfAddon;
+  try {
+    addonNow = native();
+  } catch (err) {
+    const reason = (err as BpfNotSupportedError).reason ?? String(err);
+    return { connectHook: { supported: false, reason }, sockmap: { supported: false, reason } };
+  }
+  return addonNow.bpfProbe({ objectDir: options.objectDir ?? bpfDefaults.objectDir });
+}
+
+/** getsockopt(SOL_IP, SO_ORIGINAL_DST) on an accepted IPv4 socket's fd. */
+export function bpfOriginalDst(fd: number): OriginalDst {
+  return native().bpfOriginalDst(fd);
+}
+
+/** Mounts bpffs at /sys/fs/bpf when absent; true when this call mounted it (the caller then owns the mount). */
+export function ensureBpffs(): boolean {
+  return native().bpfEnsureBpffs();
+}
+
+/** The first cgroup v2 mount point in /proc/mounts, or undefined. */
+export function findCgroup2Mount(): string | undefined {
+  let mounts: string;
+  try {
+    mounts = fs.readFileSync('/proc/mounts', 'utf8');
+  } catch {
+    return undefined;
+  }
+  for (const line of mounts.split('\n')) {
+    const [, dir, type] = line.split(' ');
+    if (type === 'cgroup2' && dir) return dir;
+  }
+  return undefined;
+}
+
+/** Creates a cgroup v2 directory (parents must exist); returns its path. */
+export function createCgroup(cgroupPath: string): string {
+  fs.mkdirSync(cgroupPath);
+  return cgroupPath;
+}
+
+/** Moves a process into a cgroup. Sockets it creates from then on belong to that cgroup. */
+export function moveToCgroup(cgroupPath: string, pid: number): void {
+  fs.writeFileSync(path.join(cgroupPath, 'cgroup.procs'), `${pid}\n`);
+}
+
+/**
+ * Removes a cgroup. A cgroup with live processes cannot go (EBUSY): their pids move to `evacuateTo` first when
+ * given; exiting processes linger briefly, hence the retries.
+ */
+export async function removeCgroup(cgroupPath: string, evacuateTo?: string): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      fs.rmdirSync(cgroupPath);
+      return;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return;
+      if (code !== 'EBUSY' || attempt >= 50) throw err;
+      if (evacuateTo) {
+        const pids = fs.readFileSync(path.join(cgroupPath, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean);
+        for (const pid of pids) {
+          try {
+            moveToCgroup(evacuateTo, Number(pid));
+          } catch {
+            // already gone
+          }
+        }
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+}
+
+/** Runs fn with a fresh cgroup under the cgroup v2 mount and removes the cgroup afterwards, also on failure. */
+export async function withCgroup<T>(fn: (cgroupPath: string) => Promise<T>, name?: string): Promise<T> {
+  const root = findCgroup2Mount();
+  if (!root) throw new BpfNotSupportedError('no cgroup v2 hierarchy is mounted');
+  const cgroupPath = createCgroup(path.join(root, name ?? `meshport-${process.pid}-${Math.random().toString(36).slice(2, 8)}`));
+  try {
+    return await fn(cgroupPath);
+  } finally {
+    await removeCgroup(cgroupPath, root);
+  }
+}

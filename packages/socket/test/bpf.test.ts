@@ -1,0 +1,360 @@
+// The BPF programs against this kernel: connect capture + SO_ORIGINAL_DST, the sk_msg shortcut, detach and pins.
+// "Apps" are child processes moved into a scratch cgroup; all traffic stays on loopback.
+
+import { strict as assert } from 'node:assert';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import {
+  bpfAttach,
+  bpfDefaults,
+  bpfDetach,
+  bpfLoad,
+  bpfProbe,
+  bpfStats,
+  bpfUnload,
+  createCgroup,
+  ensureBpffs,
+  findCgroup2Mount,
+  moveToCgroup,
+  removeCgroup,
+  type BpfCaptureConfig,
+  type BpfProgramName,
+  type BpfStats,
+} from '../src/bpf';
+
+const IN_CI = process.env.CI === 'true';
+// dist/test/bpf.test.js -> dist/test/fixtures/*.js (compiled from test/fixtures/*.ts)
+const APP_FIXTURE = path.join(__dirname, 'fixtures', 'bpf-app.js');
+const PIN_FIXTURE = path.join(__dirname, 'fixtures', 'bpf-pin-attach.js');
+const SIDECAR_UID = 1337;
+
+/** A missing kernel feature skips locally and fails in CI, where a silent skip would hide a regression. */
+function featureMissing(ctx: Mocha.Context, reason: string): never {
+  if (IN_CI) throw new Error(`kernel feature missing (CI=true turns this skip into a failure): ${reason}`);
+  ctx.skip();
+}
+
+type Json = Record<string, any>;
+
+/** A fixture app: JSON-line commands in, JSON-line replies and events out. */
+class App {
+  readonly child: ChildProcess;
+  readonly events: Json[] = [];
+  private readonly waiters: Array<{ match: (m: Json) => boolean; resolve: (m: Json) => void }> = [];
+  private nextId = 1;
+  private stderr = '';
+  readonly exited: Promise<void>;
+
+  constructor(uid?: number) {
+    const ids = uid === undefined ? {} : { uid, gid: uid };
+    this.child = spawn(process.execPath, [APP_FIXTURE], { stdio: ['pipe', 'pipe', 'pipe'], ...ids });
+    this.exited = new Promise((resolve) => this.child.once('exit', () => resolve()));
+    let pending = '';
+    this.child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+      pending += chunk;
+      let newline: number;
+      while ((newline = pending.indexOf('\n')) >= 0) {
+        const line = pending.slice(0, newline).trim();
+        pending = pending.slice(newline + 1);
+        if (line) this.push(JSON.parse(line) as Json);
+      }
+    });
+    this.child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (this.stderr += chunk));
+  }
+
+  private push(message: Json): void {
+    this.events.push(message);
+    for (let i = 0; i < this.waiters.length; i++) {
+      const waiter = this.waiters[i]!;
+      if (waiter.match(message)) {
+        this.waiters.splice(i, 1);
+        waiter.resolve(message);
+        return;
+      }
+    }
+  }
+
+  waitFor(match: (m: Json) => boolean, what: string, timeoutMs = 10000): Promise<Json> {
+    const seen = this.events.find(match);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}; stderr: ${this.stderr}`)), timeoutMs);
+      this.waiters.push({ match, resolve: (m) => { clearTimeout(timer); resolve(m); } });
+    });
+  }
+
+  async command(command: Json): Promise<Json> {
+    const id = this.nextId++;
+    this.child.stdin!.write(`${JSON.stringify({ ...command, id })}\n`);
+    return this.waitFor((m) => m['id'] === id, `reply to ${JSON.stringify(command)}`, 30000);
+  }
+
+  accepted(): Json[] {
+    return this.events.filter((m) => m['event'] === 'accepted');
+  }
+
+  async stop(): Promise<void> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
+    await this.exited;
+  }
+}
+
+/** A listener in this (test) process, outside the cgroup: where unrewritten connects land. */
+async function startTarget(): Promise<{ server: net.Server; port: number; accepted: () => number }> {
+  let count = 0;
+  const server = net.createServer((socket) => {
+    count++;
+    socket.on('error', () => socket.destroy());
+    socket.pipe(socket);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, port: (server.address() as net.AddressInfo).port, accepted: () => count };
+}
+
+/** A loopback port nobody listens on right now. */
+async function unusedPort(): Promise<number> {
+  const target = await startTarget();
+  await new Promise((resolve) => target.server.close(resolve));
+  return target.port;
+}
+
+function bpftoolCgroupShow(cgroupPath: string): unknown[] {
+  const out = execFileSync('bpftool', ['-j', 'cgroup', 'show', cgroupPath], { encoding: 'utf8' }).trim();
+  return out ? (JSON.parse(out) as unknown[]) : [];
+}
+
+function delta(after: BpfStats, before: BpfStats, key: keyof BpfStats): number {
+  return after[key] - before[key];
+}
+
+interface Scene {
+  cgroupPath: string;
+  pinDir: string;
+  /** Starts an app (as `uid` when given) and moves it into the cgroup before it opens any socket. */
+  app(uid?: number): Promise<App>;
+  target(): ReturnType<typeof startTarget>;
+}
+
+let cgroupRoot = '';
+let mountedBpffs = false;
+const pinRootExisted = fs.existsSync(bpfDefaults.pinRoot);
+
+/**
+ * A scratch cgroup with the programs loaded and attached (pinned under /sys/fs/bpf/meshport/test-<rand>), torn
+ * down in order whatever happens: apps killed, programs detached and unpinned, cgroup removed.
+ */
+async function withScene(
+  options: { config?: BpfCaptureConfig; programs?: BpfProgramName[] },
+  body: (scene: Scene) => Promise<void>,
+): Promise<void> {
+  const tag = randomBytes(4).toString('hex');
+  const cgroupPath = createCgroup(path.join(cgroupRoot, `meshport-test-${tag}`));
+  const pinDir = path.join(bpfDefaults.pinRoot, `test-${tag}`);
+  const apps: App[] = [];
+  const servers: net.Server[] = [];
+  try {
+    bpfLoad({ config: options.config });
+    bpfAttach({ cgroupPath, programs: options.programs, pinDir });
+    await body({
+      cgroupPath,
+      pinDir,
+      app: async (uid?: number) => {
+        const app = new App(uid);
+        apps.push(app);
+        const ready = await app.waitFor((m) => m['event'] === 'ready', 'the app to start');
+        moveToCgroup(cgroupPath, ready['pid'] as number);
+        return app;
+      },
+      target: async () => {
+        const target = await startTarget();
+        servers.push(target.server);
+        return target;
+      },
+    });
+  } finally {
+    await Promise.all(apps.map((app) => app.stop()));
+    for (const server of servers) server.close();
+    bpfUnload();
+    bpfDetach({ pinDir });
+    await removeCgroup(cgroupPath, cgroupRoot);
+  }
+}
+
+describe('@meshport/socket BPF programs', function () {
+  this.timeout(60000);
+
+  before(function () {
+    if (process.getuid?.() !== 0) featureMissing(this, 'BPF tests need root');
+    const root = findCgroup2Mount();
+    if (!root) featureMissing(this, 'no cgroup v2 hierarchy is mounted');
+    cgroupRoot = root;
+    const probe = bpfProbe();
+    if (!probe.connectHook.supported) featureMissing(this, `connect hook: ${probe.connectHook.reason}`);
+    if (!probe.sockmap.supported) featureMissing(this, `sockmap: ${probe.sockmap.reason}`);
+    mountedBpffs = ensureBpffs();
+  });
+
+  after(function () {
+    // Both best effort; the per-test teardown already removed everything this suite pinned.
+    if (!pinRootExisted) {
+      try {
+        fs.rmdirSync(bpfDefaults.pinRoot);
+      } catch {
+        // absent, or someone else's pins are in it
+      }
+    }
+    if (mountedBpffs) execFileSync('umount', ['/sys/fs/bpf']);
+  });
+
+  it('probes report the connect hook and the sockmap as supported, leaving no scratch cgroup', function () {
+    const probe = bpfProbe();
+    assert.deepEqual(probe, { connectHook: { supported: true }, sockmap: { supported: true } });
+    const leftovers = fs.readdirSync(cgroupRoot).filter((name) => name.startsWith('meshport-probe-'));
+    assert.deepEqual(leftovers, []);
+  });
+
+  it('captures connects to the capture port and answers SO_ORIGINAL_DST; sidecar uid and excluded ports pass', async function () {
+    const capturePort = await unusedPort();
+    const nowhere = await unusedPort();
+    const excluded = await startTarget();
+    try {
+      await withScene(
+        { config: { capturePort, sidecarUid: SIDECAR_UID, excludePorts: [excluded.port] }, programs: ['connect4', 'sockops', 'getsockopt'] },
+        async (scene) => {
+          const sidecar = await scene.app();
+          assert.equal((await sidecar.command({ op: 'listen', host: '127.0.0.1', port: capturePort })).ok, true);
+          const before = bpfStats();
+
+          // A connect to a port where nothing listens lands on the capture listener...
+          const app = await scene.app();
+          const result = await app.command({ op: 'request', host: '127.0.0.1', port: nowhere, size: 64, count: 3 });
+          assert.equal(result.ok, true, `request failed: ${JSON.stringify(result)}`);
+          const accepted = await sidecar.waitFor((m) => m['event'] === 'accepted', 'the capture listener to accept');
+          // ...which reads the original destination with the same getsockopt as under REDIRECT.
+          assert.equal(accepted['originalDstError'], undefined, `getOriginalDst failed: ${accepted['originalDstError']}`);
+          assert.equal(accepted['originalDst'].address, '127.0.0.1');
+          assert.equal(accepted['originalDst'].port, nowhere);
+          assert.equal(accepted['remote'].port, result['local'].port);
+
+          // The sidecar's own uid goes where it says: to a real listener outside the cgroup.
+          const plain = await scene.target();
+          const sidecarUidApp = await scene.app(SIDECAR_UID);
+          const direct = await sidecarUidApp.command({ op: 'request', host: '127.0.0.1', port: plain.port, size: 64, count: 1 });
+          assert.equal(direct.ok, true, `sidecar-uid request failed: ${JSON.stringify(direct)}`);
+          assert.equal(plain.accepted(), 1);
+          const refused = await sidecarUidApp.command({ op: 'request', host: '127.0.0.1', port: nowhere, size: 64, count: 1 });
+          assert.equal(refused.code, 'ECONNREFUSED');
+
+          // An excluded port is not rewritten either.
+          const toExcluded = await app.command({ op: 'request', host: '127.0.0.1', port: excluded.port, size: 64, count: 1 });
+          assert.equal(toExcluded.ok, true, `excluded-port request failed: ${JSON.stringify(toExcluded)}`);
+          assert.equal(excluded.accepted(), 1);
+
+          assert.equal(sidecar.accepted().length, 1, 'only the first connect may reach the capture listener');
+          const after = bpfStats();
+          assert.equal(delta(after, before, 'hookedConnects'), 1);
+          assert.equal(delta(after, before, 'originalDstRecorded'), 1);
+          assert.ok(delta(after, before, 'originalDstAnswered') >= 1);
+          assert.equal(delta(after, before, 'skippedConnects'), 3);
+        },
+      );
+    } finally {
+      excluded.server.close();
+    }
+  });
+
+  it('moves bytes socket-to-socket with sk_msg and the request/response still succeeds', async function () {
+    const capturePort = await unusedPort();
+    const nowhere = await unusedPort();
+    const localServerPort = await unusedPort();
+    await withScene(
+      { config: { capturePort, excludePorts: [localServerPort] } },
+      async (scene) => {
+        const sidecar = await scene.app();
+        assert.equal((await sidecar.command({ op: 'listen', host: '127.0.0.1', port: capturePort })).ok, true);
+        assert.equal((await sidecar.command({ op: 'listen', host: '127.0.0.1', port: localServerPort })).ok, true);
+        const app = await scene.app();
+        const rounds = 2000;
+
+        // app -> capture listener (the sidecar path): captured and short-cut at once.
+        // First, so it also warms up both processes before the timed runs below.
+        let before = bpfStats();
+        const captured = await app.command({ op: 'request', host: '127.0.0.1', port: nowhere, size: 64, count: rounds });
+        assert.equal(captured.ok, true, `captured request failed: ${JSON.stringify(captured)}`);
+        let after = bpfStats();
+        assert.equal(delta(after, before, 'hookedConnects'), 1);
+        assert.ok(delta(after, before, 'redirectedBytes') >= 64 * (2 * rounds - 2));
+        const accepted = await sidecar.waitFor((m) => m['event'] === 'accepted' && m['listenPort'] === capturePort, 'capture accept');
+        assert.equal(accepted['originalDst']?.port, nowhere);
+
+        // app <-> local server directly (excluded from capture): both ends are in the SOCKHASH.
+        before = bpfStats();
+        const direct = await app.command({ op: 'request', host: '127.0.0.1', port: localServerPort, size: 64, count: rounds });
+        assert.equal(direct.ok, true, `direct request failed: ${JSON.stringify(direct)}`);
+        after = bpfStats();
+        assert.equal(delta(after, before, 'sockmapAdded'), 2);
+        assert.ok(delta(after, before, 'redirectedBytes') >= 64 * (2 * rounds - 2), `redirected ${delta(after, before, 'redirectedBytes')} bytes`);
+        assert.ok(delta(after, before, 'redirectedMessages') >= 2 * rounds - 2);
+
+        // The same round trips once sk_msg is gone: new connections take the normal TCP path.
+        bpfDetach({ cgroupPath: scene.cgroupPath, programs: ['sk_msg'] });
+        before = bpfStats();
+        const plain = await app.command({ op: 'request', host: '127.0.0.1', port: localServerPort, size: 64, count: rounds });
+        assert.equal(plain.ok, true);
+        after = bpfStats();
+        assert.equal(delta(after, before, 'redirectedBytes'), 0);
+        assert.equal(delta(after, before, 'sockmapAdded'), 0);
+        console.log(
+          `      64-byte round trip over loopback, median of ${rounds}: ` +
+            `${(direct.rttMedianMicros as number).toFixed(1)} µs with sk_msg, ` +
+            `${(plain.rttMedianMicros as number).toFixed(1)} µs without ` +
+            `(captured via connect4 + sk_msg: ${(captured.rttMedianMicros as number).toFixed(1)} µs)`,
+        );
+      },
+    );
+  });
+
+  it('detach leaves no attachment, no pin and no cgroup', async function () {
+    const capturePort = await unusedPort();
+    let cgroupPath = '';
+    let pinDir = '';
+    await withScene({ config: { capturePort } }, async (scene) => {
+      cgroupPath = scene.cgroupPath;
+      pinDir = scene.pinDir;
+      const attached = bpftoolCgroupShow(cgroupPath).map((p) => (p as Json)['attach_type']).sort();
+      assert.deepEqual(attached, ['cgroup_getsockopt', 'cgroup_inet4_connect', 'cgroup_sock_ops']);
+      assert.ok(fs.readdirSync(pinDir).includes('connect4'));
+
+      assert.equal(bpfDetach({ cgroupPath }), 4);
+      assert.deepEqual(bpftoolCgroupShow(cgroupPath), []);
+      assert.equal(fs.existsSync(pinDir), false, `${pinDir} is still there`);
+    });
+    assert.equal(fs.existsSync(cgroupPath), false, `${cgroupPath} is still there`);
+    assert.equal(fs.existsSync(pinDir), false);
+    if (fs.existsSync(bpfDefaults.pinRoot)) {
+      assert.equal(fs.readdirSync(bpfDefaults.pinRoot).filter((n) => n.startsWith('test-')).length, 0);
+    }
+  });
+
+  it('detach by pin directory removes what a process that exited left pinned', async function () {
+    const tag = randomBytes(4).toString('hex');
+    const cgroupPath = createCgroup(path.join(cgroupRoot, `meshport-test-${tag}`));
+    const pinDir = path.join(bpfDefaults.pinRoot, `test-${tag}`);
+    try {
+      execFileSync(process.execPath, [PIN_FIXTURE, cgroupPath, pinDir], { encoding: 'utf8' });
+      // The process is gone; its pinned links keep the programs attached.
+      assert.equal(bpftoolCgroupShow(cgroupPath).length, 3);
+      assert.equal(bpfStats({ pinDir }).hookedConnects, 0);
+      assert.equal(bpfDetach({ pinDir }), 4);
+      assert.deepEqual(bpftoolCgroupShow(cgroupPath), []);
+      assert.equal(fs.existsSync(pinDir), false);
+    } finally {
+      bpfDetach({ pinDir });
+      await removeCgroup(cgroupPath, cgroupRoot);
+    }
+    assert.equal(fs.existsSync(cgroupPath), false);
+  });
+});
