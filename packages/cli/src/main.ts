@@ -1,4 +1,4 @@
-// The `meshport` command: argument parsing and dispatch to decode, tap and demo.
+// The `meshport` command: argument parsing and dispatch to decode, tap, sidecar, hijack and demo.
 
 import { parseArgs } from 'node:util';
 import { runDecode } from './decode';
@@ -18,6 +18,10 @@ Usage:
       Run the sidecar: router, registry adapters and facades as the config says. Without
       --config, the defaults: loopback listeners and the file registry meshport-registry.json.
       Drains on SIGTERM/SIGINT.
+  meshport hijack apply|remove|print --mode redirect|tproxy|connect-hook [--netns NAME] [--uid 1337]
+          [--inbound-ports LIST] [--exclude-ports LIST] [--cgroup PATH] [--sockmap] [--json] ...
+      Install, remove or show the kernel rules that send the app's connections to the sidecar.
+      'meshport hijack --help' lists every option.
   meshport demo
       Run the demo: decode the seed frames, then a real SOFA RPC call through a tap.
 
@@ -62,6 +66,11 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
 }
 
 async function dispatch(argv: string[], io: Io): Promise<number> {
+  if (argv[0] === 'hijack') {
+    // Its own flags and exit codes; loaded on demand so the other commands never load the kernel-side package.
+    const { runHijack } = await import('./hijack.js');
+    return runHijack(argv.slice(1), io);
+  }
   const { values, positionals } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
   const [command, ...rest] = positionals;
   if (values.help || command === undefined || command === 'help') {

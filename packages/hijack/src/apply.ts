@@ -1,0 +1,236 @@
+// Installing and removing a plan, idempotently: apply twice = apply once; remove with nothing there = no error.
+
+import { existsSync } from 'node:fs';
+import { bpfAttach, bpfDetach, bpfLoad, bpfUnload, nativeAddonStatus } from '@meshport/socket';
+import { HijackError } from './errors';
+import { run, runChecked, type ExecOptions } from './netns';
+import {
+  bpfPinDir,
+  checkLoops,
+  ipRouteArgs,
+  ipRuleArgs,
+  ruleArgs,
+  type HijackPlan,
+  type IpRoute,
+  type IpRule,
+  type IptablesRule,
+  type IptablesTable,
+} from './plan';
+
+export interface ApplyOptions {
+  /** Network namespace to work in (`ip netns exec NAME`); the current one when absent. */
+  netns?: string;
+}
+
+export interface ApplyReport {
+  /** Every command that changed something, as run. */
+  changed: string[];
+}
+
+/** Whether @meshport/socket's native addon (which holds the BPF loader) is loaded; `reason` says why not. */
+export function bpfAttachSupported(): { supported: boolean; reason?: string } {
+  const status = nativeAddonStatus();
+  return status.loaded ? { supported: true } : { supported: false, reason: status.reason };
+}
+
+/** Refuses BPF entries a plan file could use to point detach at some other directory. */
+function checkBpfEntries(plan: HijackPlan): void {
+  const programs = ['connect4', 'sockops', 'getsockopt', 'sk_msg'];
+  for (const b of plan.bpf) {
+    if (!programs.includes(b.program) || typeof b.cgroup !== 'string' || b.cgroup !== plan.options.cgroup || b.pinDir !== bpfPinDir(b.cgroup)) {
+      throw new HijackError('MESHPORT_HIJACK_BAD_OPTIONS', `plan BPF entry ${JSON.stringify(b)} does not match the plan's cgroup and pin directory`);
+    }
+  }
+}
+
+function notSupported(err: unknown): HijackError {
+  const e = err as { code?: string; message?: string };
+  return new HijackError('MESHPORT_HIJACK_NOT_SUPPORTED', `BPF attach failed: ${e.message ?? String(err)}`);
+}
+
+/**
+ * Loads @meshport/socket's programs with the connect4 config and attaches them to the plan's cgroup, pinned so
+ * they outlive this process. A previous attachment in the same pin directory is detached first (so a changed
+ * config takes effect and there is never a second copy). One loaded object per process: an earlier one of this
+ * process is unloaded first.
+ */
+function attachBpf(plan: HijackPlan, changed: string[]): void {
+  if (plan.bpf.length === 0) return;
+  const support = bpfAttachSupported();
+  if (!support.supported) throw new HijackError('MESHPORT_HIJACK_NOT_SUPPORTED', `BPF attach needs @meshport/socket's native addon: ${support.reason}`);
+  const { cgroup, pinDir } = plan.bpf[0];
+  const connect4 = plan.bpf.find((b) => b.program === 'connect4')?.config;
+  const o = plan.options;
+  try {
+    try {
+      bpfUnload();
+    } catch {
+      // nothing loaded in this process
+    }
+    if (existsSync(pinDir)) changed.push(`bpf detach pin=${pinDir} (${bpfDetach({ pinDir })} attachment(s))`);
+    bpfLoad({
+      config: {
+        captureAddress: connect4?.captureAddress ?? '127.0.0.1',
+        capturePort: connect4?.capturePort ?? o.outboundPort,
+        sidecarUid: connect4?.excludeUid ?? o.uid,
+        excludePorts: connect4?.excludePorts ?? [],
+        includePorts: connect4?.includePorts ?? [],
+      },
+    });
+    const programs = [...new Set(plan.bpf.map((b) => b.program))];
+    bpfAttach({ cgroupPath: cgroup, programs, pinDir });
+    changed.push(`bpf attach ${programs.join(',')} ${cgroup} pin=${pinDir}`);
+  } catch (err) {
+    if (err instanceof HijackError) throw err;
+    throw notSupported(err);
+  }
+}
+
+/** Detaches and unpins whatever the plan's pin directory holds (even if another process attached it). */
+function detachBpf(plan: HijackPlan, changed: string[]): void {
+  const dirs = [...new Set(plan.bpf.map((b) => b.pinDir))];
+  for (const pinDir of dirs) {
+    if (!existsSync(pinDir)) continue;
+    try {
+      changed.push(`bpf detach pin=${pinDir} (${bpfDetach({ pinDir })} attachment(s))`);
+    } catch (err) {
+      throw notSupported(err);
+    }
+  }
+  if (plan.bpf.length > 0) {
+    try {
+      bpfUnload(); // this process's own loaded object, when apply ran in it
+    } catch {
+      // nothing loaded here, or no addon: nothing to unload
+    }
+  }
+}
+
+function rulesOf(plan: HijackPlan, table: IptablesTable, chain: string): IptablesRule[] {
+  return plan.rules.filter((rule) => rule.table === table && rule.chain === chain);
+}
+
+class Runner {
+  readonly changed: string[] = [];
+
+  constructor(private readonly exec: ExecOptions) {}
+
+  try(cmd: string, args: string[]) {
+    return run(cmd, args, this.exec);
+  }
+
+  async must(cmd: string, args: string[]) {
+    const r = await runChecked(cmd, args, this.exec);
+    this.changed.push([cmd, ...args].join(' '));
+    return r;
+  }
+
+  async chainExists(table: IptablesTable, chain: string): Promise<boolean> {
+    return (await this.try('iptables', ['-t', table, '-S', chain])).code === 0;
+  }
+
+  async ruleExists(rule: IptablesRule): Promise<boolean> {
+    return (await this.try('iptables', ['-t', rule.table, '-C', rule.chain, ...ruleArgs(rule)])).code === 0;
+  }
+
+  async ipRuleCount(r: IpRule): Promise<number> {
+    const out = await runChecked('ip', ['-j', 'rule', 'show'], this.exec);
+    const rows = JSON.parse(out.stdout || '[]') as { fwmark?: string; table?: string; src?: string }[];
+    return rows.filter((row) => row.fwmark !== undefined && Number(row.fwmark) === r.fwmark && row.table === String(r.table)).length;
+  }
+
+  async routeExists(r: IpRoute): Promise<boolean> {
+    const out = await this.try('ip', ['-j', 'route', 'show', 'table', String(r.table)]);
+    if (out.code !== 0) return false; // a table that was never used does not exist yet
+    const rows = JSON.parse(out.stdout || '[]') as { type?: string; dst?: string; dev?: string }[];
+    return rows.some((row) => row.type === r.type && (row.dst === 'default' || row.dst === r.destination) && row.dev === r.device);
+  }
+}
+
+/**
+ * Installs a plan. Our chains are created when missing and always flushed and refilled (so a changed plan replaces
+ * the old one); jump rules, ip rules and routes are added only when absent. Refuses a plan that fails the loop
+ * check, or that needs BPF attach, before touching anything.
+ */
+export async function applyPlan(plan: HijackPlan, options: ApplyOptions = {}): Promise<ApplyReport> {
+  checkLoops(plan);
+  checkBpfEntries(plan);
+  const r = new Runner({ netns: options.netns });
+  // BPF first: when the kernel or build cannot, nothing else has been installed yet.
+  attachBpf(plan, r.changed);
+  // A chain that already holds exactly the planned rules is left alone, so a second apply changes nothing.
+  const refill: HijackPlan['chains'] = [];
+  for (const c of plan.chains) {
+    const want = [`-N ${c.chain}`, ...rulesOf(plan, c.table, c.chain).map((rule) => ['-A', c.chain, ...ruleArgs(rule)].join(' '))];
+    const have = await r.try('iptables', ['-t', c.table, '-S', c.chain]);
+    if (have.code !== 0) await r.must('iptables', ['-t', c.table, '-N', c.chain]);
+    else if (have.stdout.split('\n').filter(Boolean).join('\n') === want.join('\n')) continue;
+    else await r.must('iptables', ['-t', c.table, '-F', c.chain]);
+    refill.push(c);
+  }
+  for (const c of refill) {
+    for (const rule of rulesOf(plan, c.table, c.chain)) await r.must('iptables', ['-t', rule.table, '-A', rule.chain, ...ruleArgs(rule)]);
+  }
+  for (const hook of plan.hooks) {
+    if (!(await r.ruleExists(hook))) await r.must('iptables', ['-t', hook.table, '-A', hook.chain, ...ruleArgs(hook)]);
+  }
+  for (const ipRule of plan.ipRules) {
+    if ((await r.ipRuleCount(ipRule)) === 0) await r.must('ip', ['rule', 'add', ...ipRuleArgs(ipRule)]);
+  }
+  for (const route of plan.routes) {
+    if (!(await r.routeExists(route))) await r.must('ip', ['route', 'add', ...ipRouteArgs(route)]);
+  }
+  return { changed: r.changed };
+}
+
+/**
+ * Deletes what `applyPlan(plan)` installs: the jump rules (every copy), our chains, the ip rules and routes.
+ * Anything already gone is skipped, so removing twice, or with nothing installed, succeeds.
+ */
+export async function removePlan(plan: HijackPlan, options: ApplyOptions = {}): Promise<ApplyReport> {
+  checkBpfEntries(plan);
+  const r = new Runner({ netns: options.netns });
+  for (const hook of plan.hooks) {
+    while (await r.ruleExists(hook)) await r.must('iptables', ['-t', hook.table, '-D', hook.chain, ...ruleArgs(hook)]);
+  }
+  // Flush every chain first: MESHPORT_INBOUND jumps to MESHPORT_DIVERT, and a referenced chain cannot be deleted.
+  const present: HijackPlan['chains'] = [];
+  for (const c of plan.chains) if (await r.chainExists(c.table, c.chain)) present.push(c);
+  for (const c of present) await r.must('iptables', ['-t', c.table, '-F', c.chain]);
+  for (const c of present) await r.must('iptables', ['-t', c.table, '-X', c.chain]);
+  for (const ipRule of plan.ipRules) {
+    for (let n = await r.ipRuleCount(ipRule); n > 0; n -= 1) await r.must('ip', ['rule', 'del', ...ipRuleArgs(ipRule)]);
+  }
+  for (const route of plan.routes) {
+    if (await r.routeExists(route)) await r.must('ip', ['route', 'del', ...ipRouteArgs(route)]);
+  }
+  detachBpf(plan, r.changed);
+  return { changed: r.changed };
+}
+
+export interface InstalledState {
+  /** `iptables-save` lines that mention a MESHPORT chain, per table (declarations and rules). */
+  iptables: Record<IptablesTable, string[]>;
+  /** `ip rule` lines with an fwmark. */
+  ipRules: string[];
+  /** Routes in the given tables, as `ip route show table N` prints them. */
+  routes: Record<number, string[]>;
+}
+
+/** What is installed now, as the kernel reports it: for `doctor`, and for tests that compare it with a plan. */
+export async function installedState(options: ApplyOptions & { routeTables?: number[] } = {}): Promise<InstalledState> {
+  const exec = { netns: options.netns };
+  const iptables: Record<IptablesTable, string[]> = { nat: [], mangle: [] };
+  for (const table of ['nat', 'mangle'] as const) {
+    const out = await run('iptables-save', ['-t', table], exec);
+    if (out.code !== 0) continue; // the table was never created in this namespace
+    iptables[table] = out.stdout.split('\n').filter((l) => l.includes('MESHPORT_'));
+  }
+  const rules = await runChecked('ip', ['rule', 'show'], exec);
+  const routes: Record<number, string[]> = {};
+  for (const t of options.routeTables ?? []) {
+    const out = await run('ip', ['route', 'show', 'table', String(t)], exec);
+    routes[t] = out.code === 0 ? out.stdout.split('\n').filter(Boolean) : [];
+  }
+  return { iptables, ipRules: rules.stdout.split('\n').filter((l) => l.includes('fwmark')), routes };
+}

@@ -1,0 +1,39 @@
+// The error table of the hijack package: stable codes that callers (and the CLI's exit codes) match on.
+
+/**
+ * Every code the hijack package can raise, with its one-line meaning.
+ * Codes are never renamed or reused once released.
+ */
+export const HIJACK_ERROR_CODES = {
+  MESHPORT_HIJACK_BAD_OPTIONS: 'a hijack option is out of range, malformed, or contradicts another one',
+  MESHPORT_HIJACK_LOOP: "the rule set would capture the sidecar's own traffic (its uid, or its capture, admin or facade ports)",
+  MESHPORT_HIJACK_COMMAND_FAILED: 'an iptables or ip command failed while applying or removing a plan',
+  MESHPORT_HIJACK_NOT_SUPPORTED: 'the plan needs something this machine or build cannot do yet (BPF attach)',
+} as const;
+
+export type HijackErrorCode = keyof typeof HIJACK_ERROR_CODES;
+
+/** An error raised on purpose by the hijack package; `code` is stable. */
+export class HijackError extends Error {
+  readonly code: HijackErrorCode;
+
+  constructor(code: HijackErrorCode, message: string) {
+    super(message);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** A command that exited non-zero: the argv, the exit code and what it said on stderr. */
+export class HijackCommandError extends HijackError {
+  readonly argv: readonly string[];
+  readonly exitCode: number;
+  readonly stderr: string;
+
+  constructor(argv: readonly string[], exitCode: number, stderr: string) {
+    super('MESHPORT_HIJACK_COMMAND_FAILED', `'${argv.join(' ')}' exited ${exitCode}: ${stderr.trim() || '(no output)'}`);
+    this.argv = argv;
+    this.exitCode = exitCode;
+    this.stderr = stderr;
+  }
+}
