@@ -1,4 +1,4 @@
-// The `meshport` command: argument parsing and dispatch to decode, tap, sidecar, hijack and demo.
+// The `meshport` command: argument parsing and dispatch to decode, tap, sidecar, hijack, doctor and demo.
 
 import { parseArgs } from 'node:util';
 import { runDecode } from './decode';
@@ -22,6 +22,9 @@ Usage:
           [--inbound-ports LIST] [--exclude-ports LIST] [--cgroup PATH] [--sockmap] [--json] ...
       Install, remove or show the kernel rules that send the app's connections to the sidecar.
       'meshport hijack --help' lists every option.
+  meshport doctor [--json]
+      Try each capture mode (redirect, tproxy, connect-hook, sockmap) for real in a scratch
+      network namespace or cgroup and say which work here. Exit 1 when one does not.
   meshport demo
       Run the demo: decode the seed frames, then a real SOFA RPC call through a tap.
 
@@ -70,6 +73,11 @@ async function dispatch(argv: string[], io: Io): Promise<number> {
     // Its own flags and exit codes; loaded on demand so the other commands never load the kernel-side package.
     const { runHijack } = await import('./hijack.js');
     return runHijack(argv.slice(1), io);
+  }
+  if (argv[0] === 'doctor') {
+    // Loaded on demand like hijack: it needs the kernel-side package.
+    const { runDoctorCommand } = await import('./doctor.js');
+    return runDoctorCommand(argv.slice(1), io);
   }
   const { values, positionals } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
   const [command, ...rest] = positionals;

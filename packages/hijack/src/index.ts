@@ -52,3 +52,5 @@ export {
   uniqueNetnsName,
 } from './netns';
 export type { ExecOptions, ExecResult, VethPairOptions } from './netns';
+export { DOCTOR_FEATURES, DOCTOR_NEEDS_ROOT, doctorAllSupported, formatDoctor, runDoctor } from './doctor';
+export type { DoctorFeature, DoctorReport } from './doctor';

@@ -129,8 +129,9 @@ export class Sidecar {
     });
     this.captures.set('outboundCapture', outbound);
     await outbound.start();
-    // TPROXY leaves the destination as the accepted socket's local address; REDIRECT records it for SO_ORIGINAL_DST.
-    const transparent = hijack.mode === 'tproxy';
+    // Inbound is TPROXY in both tproxy and connect-hook modes (the hijack plan's choice): the destination is the
+    // accepted socket's local address. Only redirect mode records it for SO_ORIGINAL_DST.
+    const transparent = hijack.mode !== 'redirect';
     const inbound = new CaptureListener({
       direction: 'inbound',
       listen: { host: '0.0.0.0', port: hijack.inboundCapturePort },
