@@ -313,6 +313,10 @@ describe('e2e: transparent capture through the real sidecar (sofa-rpc-node Bolt,
         expected,
         `capture log lines:\n${sidecar.output()}`,
       );
+      if (peer !== undefined) {
+        // TPROXY keeps the client's real source address: the inbound capture saw the peer namespace's address.
+        assert.equal(captured[2].client?.host, POD.peerVeth, `inbound capture client:\n${sidecar.output()}`);
+      }
       assert.match(String(captured[0].why), new RegExp(`no route for ${RELAYED}`));
       assert.match(String(captured[1].why), new RegExp(`service ${ROUTED}:1.0 has a route`));
       assert.equal(

@@ -109,7 +109,8 @@ export class CaptureListener {
       clearTimeout(timer);
       socket.off('data', onData);
       socket.off('end', onEnd);
-      this.options.logger?.debug?.({ direction: this.options.direction, original, route, why }, 'captured connection');
+      const client = { host: socket.remoteAddress, port: socket.remotePort };
+      this.options.logger?.debug?.({ direction: this.options.direction, client, original, route, why }, 'captured connection');
       if (route) this.route(socket, chunks);
       else this.passThrough(socket, original, chunks);
     };
