@@ -255,13 +255,14 @@ describe('e2e: transparent capture through the real sidecar (sofa-rpc-node Bolt,
         await server.waitFor((m) => m.ready === port, `server ${name} to listen`);
       }
 
-      // The rules. connect-hook: the plan's inbound part is TPROXY, which this sidecar's connect-hook mode does not
-      // listen for transparently, so inbound capture stays off there.
+      // The rules. connect-hook: the plan's inbound part is TPROXY, which the tproxy scenario covers; here inbound
+      // capture stays off so the scenario is about the connect hook alone.
       plan = planRules({ mode, cgroup, sockmap: scenario.sockmap, inboundPorts: bpfMode ? [] : '*' });
       await applyPlan(plan, { netns: pod });
 
-      // The sidecar: uid 1337 inside the pod's netns (and cgroup); TPROXY's transparent listener needs CAP_NET_ADMIN.
-      const caps = mode === 'tproxy' ? ['--inh-caps=+net_admin,+net_raw', '--ambient-caps=+net_admin,+net_raw'] : [];
+      // The sidecar: uid 1337 inside the pod's netns (and cgroup); the transparent inbound listener of tproxy and
+      // connect-hook modes needs CAP_NET_ADMIN.
+      const caps = mode !== 'redirect' ? ['--inh-caps=+net_admin,+net_raw', '--ambient-caps=+net_admin,+net_raw'] : [];
       const sidecarArgv = commandArgv(
         'setpriv',
         [`--reuid=${SIDECAR_UID}`, `--regid=${SIDECAR_UID}`, '--clear-groups', ...caps, '--', process.execPath, BIN, 'sidecar', '--config', config],

@@ -6,6 +6,7 @@ import { CaptureListener } from './capture';
 import type { HijackConfig, HostPort, SidecarConfig } from './config';
 import { startRegistries, type RegistrySet } from './registries';
 import { RouteBook, SidecarTakeover } from './routes';
+import { SidecarError } from './errors';
 
 export interface SidecarOptions {
   /** @default pino at the config's log level */
@@ -47,7 +48,13 @@ export class Sidecar {
     const outbound = this.dialable(config.listeners.outbound, router.address('outbound').port);
     const logger = this.logger.child({ part: 'registry' });
     try {
-      if (config.hijack) await this.startCapture(config.hijack, router);
+      if (config.hijack) {
+        await this.startCapture(config.hijack, router).catch((error: Error) => {
+          throw error instanceof SidecarError
+            ? error
+            : new SidecarError('MESHPORT_CAPTURE_FAILED', `capture listeners: ${error.message}`, { cause: error });
+        });
+      }
       this.registries = await startRegistries(config.registries, {
         logger,
         takeoverFor: (name) => new SidecarTakeover(this.book, name, inbound, outbound),
@@ -132,10 +139,20 @@ export class Sidecar {
     // Inbound is TPROXY in both tproxy and connect-hook modes (the hijack plan's choice): the destination is the
     // accepted socket's local address. Only redirect mode records it for SO_ORIGINAL_DST.
     const transparent = hijack.mode !== 'redirect';
+    let server: import('node:net').Server | undefined;
+    try {
+      if (transparent) server = socket.transparentListen({ host: '0.0.0.0', port: hijack.inboundCapturePort });
+    } catch (error) {
+      const { code } = error as NodeJS.ErrnoException;
+      const hint = code === 'EPERM' ? ': run meshport with CAP_NET_ADMIN (IP_TRANSPARENT)' : '';
+      throw new SidecarError('MESHPORT_CAPTURE_FAILED', `inbound capture on :${hijack.inboundCapturePort}: ${(error as Error).message}${hint}`, {
+        cause: error,
+      });
+    }
     const inbound = new CaptureListener({
       direction: 'inbound',
       listen: { host: '0.0.0.0', port: hijack.inboundCapturePort },
-      server: transparent ? socket.transparentListen({ host: '0.0.0.0', port: hijack.inboundCapturePort }) : undefined,
+      server,
       originalDestination: transparent ? (s) => ({ host: s.localAddress!, port: s.localPort! }) : viaOriginalDst,
       routeTable: this.book.table,
       adopt: (s) => router.adopt('inbound', s),
