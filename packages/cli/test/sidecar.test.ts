@@ -3,6 +3,7 @@
 import { strict as assert } from 'node:assert';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -65,6 +66,24 @@ describe('meshport sidecar', function () {
     const r = spawnSync(process.execPath, [BIN, 'sidecar', '--config', file], { encoding: 'utf8' });
     assert.equal(r.status, 2);
     assert.match(r.stderr, /MESHPORT_CONFIG_INVALID: .*meshport\.yaml:4: registries\[0\]\.via: names no registry in this list/);
+  });
+
+  it('refuses a capture port that is taken with MESHPORT_CAPTURE_FAILED, exit 2', async () => {
+    const taken = net.createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', () => resolve()));
+    try {
+      const port = (taken.address() as net.AddressInfo).port;
+      const file = path.join(dir, 'meshport.yaml');
+      writeFileSync(
+        file,
+        `admin: "127.0.0.1:0"\nlisteners: { outbound: "127.0.0.1:0", inbound: "127.0.0.1:0" }\nhijack: { mode: redirect, outboundCapturePort: ${port} }\n`,
+      );
+      const r = spawnSync(process.execPath, [BIN, 'sidecar', '--config', file], { encoding: 'utf8' });
+      assert.equal(r.status, 2, r.stderr);
+      assert.match(r.stderr, /MESHPORT_CAPTURE_FAILED: capture listeners: .*EADDRINUSE/);
+    } finally {
+      taken.close();
+    }
   });
 
   it('names a plugin that cannot be found', () => {
