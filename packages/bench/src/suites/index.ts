@@ -3,6 +3,7 @@
 import type { Suite } from '../suite';
 import { decodeSuite } from './decode';
 import { forwardSuite } from './forward';
+import { hijackSuite } from './hijack';
 import { registrySuite } from './registry';
 
-export const SUITES: ReadonlyMap<string, Suite> = new Map([decodeSuite, forwardSuite, registrySuite].map((s) => [s.name, s]));
+export const SUITES: ReadonlyMap<string, Suite> = new Map([decodeSuite, forwardSuite, registrySuite, hijackSuite].map((s) => [s.name, s]));
