@@ -17,7 +17,7 @@ Usage:
   meshport sidecar [--config meshport.yaml]
       Run the sidecar: router, registry adapters and facades as the config says. Without
       --config, the defaults: loopback listeners and the file registry meshport-registry.json.
-      Drains on SIGTERM/SIGINT.
+      Drains on SIGTERM/SIGINT; SIGHUP re-reads the config (registries and routes) without a restart.
   meshport hijack apply|remove|print --mode redirect|tproxy|connect-hook [--netns NAME] [--uid 1337]
           [--inbound-ports LIST] [--exclude-ports LIST] [--cgroup PATH] [--sockmap] [--json] ...
       Install, remove or show the kernel rules that send the app's connections to the sidecar.
@@ -26,7 +26,9 @@ Usage:
       Try each capture mode (redirect, tproxy, connect-hook, sockmap) for real in a scratch
       network namespace or cgroup and say which work here. Exit 1 when one does not.
   meshport demo
-      Run the demo: decode the seed frames, then a real SOFA RPC call through a tap.
+      The whole flow on one machine: a real ZooKeeper, two sidecars as two pods, a sofa-rpc-node
+      provider and consumer (Bolt and Dubbo) pointed at their own sidecars' ZooKeeper facades;
+      calls for MESHPORT_DEMO_SECONDS (default 5), then what happened; stops everything.
 
 Common options:
   --json              one JSON object per frame per line
@@ -156,7 +158,19 @@ async function runSidecar(configFile: string | undefined, io: Io): Promise<numbe
     io.stderr.write(`meshport sidecar: ${err.code}: ${err.message}\n`);
     return 2;
   }
+  // SIGHUP re-reads the config file: registries and routes change, the router and its connections stay (an invalid
+  // file is logged with its line and key and changes nothing; see Sidecar.reload).
+  const onHangup = () => {
+    if (configFile === undefined) {
+      sidecar.logger.warn({ signal: 'SIGHUP' }, 'no --config file to reload; running on the defaults');
+      return;
+    }
+    sidecar.logger.info({ signal: 'SIGHUP', config: configFile }, 'signal received, reloading');
+    void sidecar.reload(configFile);
+  };
+  process.on('SIGHUP', onHangup);
   await new Promise<void>((resolve) => sidecar.stopOnSignals(resolve));
+  process.off('SIGHUP', onHangup);
   return 0;
 }
 

@@ -1,4 +1,6 @@
-// `meshport demo` (what `npm run demo` runs): the whole flow completes and says what happened.
+// `meshport demo` (what `npm run demo` runs): the whole product flow — a real ZooKeeper, two sidecars as two pods,
+// a sofa-rpc-node provider and consumer each pointed at its own pod's facade — completes, the calls went through
+// both sidecars, and nothing it started is left running.
 
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
@@ -6,17 +8,77 @@ import path from 'node:path';
 
 const BIN = path.resolve(__dirname, '../../bin/meshport.js');
 
-describe('meshport demo', function () {
-  this.timeout(60_000);
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
 
-  it('runs Bolt and Dubbo calls through two routers and a tap, and exits 0 by itself', () => {
-    const r = spawnSync(process.execPath, [BIN, 'demo'], { encoding: 'utf8', timeout: 50_000, env: { ...process.env, NO_COLOR: '1' } });
-    assert.equal(r.status, 0, r.stderr);
+function one(out: string, re: RegExp, what: string): RegExpMatchArray {
+  const m = re.exec(out);
+  assert.ok(m, `${what}: no line matching ${re} in the output:\n${out}`);
+  return m;
+}
+
+describe('meshport demo', function () {
+  this.timeout(120_000);
+
+  it('runs Bolt and Dubbo calls through two sidecar pods over a real ZooKeeper, shows what happened, and stops everything', () => {
+    const r = spawnSync(process.execPath, [BIN, 'demo'], {
+      encoding: 'utf8',
+      timeout: 90_000,
+      env: { ...process.env, NO_COLOR: '1', MESHPORT_DEMO_SECONDS: '2' },
+    });
     const out = r.stdout;
-    assert.equal(out.match(/consumer got: "echo: hello meshport"/g)?.length, 2, out);
-    assert.equal(out.match(/no route for service com\.example\.MissingService:1\.0 on the outbound listener/g)?.length, 2);
-    assert.match(out, /bolt v1 response id=\d+ NO_PROCESSOR\(6\)/);
-    assert.match(out, /dubbo response id=\d+ SERVICE_NOT_FOUND\(60\)/);
-    assert.match(out, /meshport_responses_total\{listener="outbound",cluster="com\.example\.EchoService:1\.0",outcome="ok"\} 2/);
+    assert.equal(r.status, 0, `exit ${r.status} (signal ${r.signal})\nstdout:\n${out}\nstderr:\n${r.stderr}`);
+
+    const provider = one(out, /provider-pod: sidecar pid (\d+), inbound 127\.0\.0\.1:(\d+), outbound 127\.0\.0\.1:(\d+)/, 'provider pod');
+    const consumer = one(out, /consumer-pod: sidecar pid (\d+), inbound 127\.0\.0\.1:(\d+), outbound 127\.0\.0\.1:(\d+)/, 'consumer pod');
+    const providerInbound = `127.0.0.1:${provider[2]}`;
+    const consumerOutbound = `127.0.0.1:${consumer[3]}`;
+    const app = one(out, /provider app pid (\d+): com\.example\.EchoService \(bolt\) on 127\.0\.0\.1:(\d+), com\.example\.GreetService \(dubbo\) on 127\.0\.0\.1:(\d+)/, 'provider app');
+    const appPorts = { 'com.example.EchoService': app[2], 'com.example.GreetService': app[3] };
+
+    for (const [protocol, iface] of [['bolt', 'com.example.EchoService'], ['dubbo', 'com.example.GreetService']] as const) {
+      const cluster = `${iface}:1.0`;
+      const q = iface.replace(/\./g, '\\.');
+      // Calls went through, none failed.
+      const calls = one(out, new RegExp(`calls ${protocol} +${q}#\\w+ +ok (\\d+) +failed (\\d+) .* p50 \\S+ ms +p90 \\S+ ms +p99 \\S+ ms`), `${protocol} calls`);
+      assert.ok(Number(calls[1]) > 0, `${protocol}: no call succeeded`);
+      assert.equal(Number(calls[2]), 0, `${protocol}: failed calls\n${out}`);
+
+      // The provider node in the real ZooKeeper carries the provider pod's inbound address, not the app's.
+      const entry = one(out, new RegExp(`zookeeper entry ${q}: (127\\.0\\.0\\.1:\\d+)`), `${iface} in ZooKeeper`);
+      assert.equal(entry[1], providerInbound);
+      assert.match(out, new RegExp(`/sofa-rpc/${q}/providers/${protocol}://127\\.0\\.0\\.1:${provider[2]}\\?`));
+
+      // The consumer app was handed its own pod's outbound listener.
+      const handed = one(out, new RegExp(`consumer app handed ${q}: (\\S+)`), `${iface} handed to the consumer`);
+      assert.equal(handed[1], consumerOutbound);
+
+      // Through both sidecars: consumer pod outbound -> provider pod inbound -> the provider app.
+      const outRoute = one(out, new RegExp(`consumer pod outbound route ${q}:1\\.0 -> (\\S+)`), `${cluster} outbound route`);
+      assert.equal(outRoute[1], providerInbound);
+      const inRoute = one(out, new RegExp(`provider pod inbound route ${q}:1\\.0 -> (\\S+)`), `${cluster} inbound route`);
+      assert.equal(inRoute[1], `127.0.0.1:${appPorts[iface]}`);
+      const outOk = Number(one(out, new RegExp(`consumer pod /stats outbound ok ${q}:1\\.0: (\\d+)`), 'consumer pod stats')[1]);
+      const inOk = Number(one(out, new RegExp(`provider pod /stats inbound ok ${q}:1\\.0: (\\d+)`), 'provider pod stats')[1]);
+      assert.ok(outOk >= Number(calls[1]), `consumer pod outbound ok ${outOk} < ${calls[1]} calls`);
+      assert.ok(inOk >= Number(calls[1]), `provider pod inbound ok ${inOk} < ${calls[1]} calls`);
+    }
+    assert.match(out, new RegExp(`consumer app connected to: ${consumerOutbound.replace(/\./g, '\\.')}\\n`));
+
+    // Everything it started is stopped: the pids it printed are gone, the sidecars drained and exited 0.
+    const stopped = one(out, /stopped: zookeeper pid (\d+), sidecars pids (\d+) (\d+), provider pid (\d+)/, 'the stop line');
+    const pids = stopped.slice(1).map(Number);
+    assert.deepEqual(pids.slice(1, 3).sort(), [Number(provider[1]), Number(consumer[1])].sort());
+    assert.equal(pids[3], Number(app[1]));
+    for (const pid of pids) assert.equal(pidAlive(pid), false, `pid ${pid} is still running`);
+    assert.match(out, new RegExp(`provider-pod sidecar pid ${provider[1]} exited 0`));
+    assert.match(out, new RegExp(`consumer-pod sidecar pid ${consumer[1]} exited 0`));
+    assert.match(out, new RegExp(`provider app pid ${app[1]} exited 0`));
   });
 });

@@ -33,7 +33,12 @@ declare module 'sofa-rpc-node' {
     on(event: string, listener: (urls: string[]) => void): this;
   }
   export const registry: {
-    ZookeeperRegistry: new (options: { logger: Logger; address: string }) => Registry;
+    ZookeeperRegistry: new (options: {
+      logger: Logger;
+      address: string;
+      /** Replaces the cluster-client generator the registry (and its zookeeper-cluster-client) is built with. */
+      cluster?: unknown;
+    }) => Registry;
   };
   export const server: {
     RpcServer: new (options: {
