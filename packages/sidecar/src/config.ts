@@ -104,7 +104,8 @@ export async function loadConfig(file: string): Promise<SidecarConfig> {
 }
 
 /** Validates config text; `file` names it in errors and anchors relative paths. Empty text is a valid config. */
-export function parseConfig(text: string, file = 'meshport.yaml'): SidecarConfig {
+export function parseConfig(text: string, file = 'meshport.yaml', env: NodeJS.ProcessEnv = process.env): SidecarConfig {
+  text = substituteEnv(text, file, env);
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   const at = (offset: number | undefined) => (offset === undefined ? '' : `:${lines.linePos(offset).line}`);
@@ -114,6 +115,23 @@ export function parseConfig(text: string, file = 'meshport.yaml'): SidecarConfig
   }
   const reader = new ConfigReader(doc, file, (keyPath) => at(lineOffset(doc, keyPath)));
   return reader.read(path.dirname(path.resolve(file)));
+}
+
+/**
+ * `${NAME}` anywhere in the text takes the value of environment variable NAME, so one config serves every pod
+ * (`node: { ip: ${POD_IP} }` with POD_IP from the Downward API). An unset variable is an error naming its line;
+ * `$${` writes a literal `${`.
+ */
+function substituteEnv(text: string, file: string, env: NodeJS.ProcessEnv): string {
+  return text.replace(/\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (match, escaped: string, name: string, offset: number) => {
+    if (escaped) return match.slice(1);
+    const value = env[name];
+    if (value === undefined) {
+      const line = text.slice(0, offset).split('\n').length;
+      throw new SidecarError('MESHPORT_CONFIG_INVALID', `${file}:${line}: \${${name}}: the environment variable ${name} is not set`);
+    }
+    return value;
+  });
 }
 
 /** Where the node at keyPath (or the nearest existing parent) starts. */

@@ -61,6 +61,26 @@ export class RouteBook {
     for (const key of new Set([...before, ...now.keys()])) this.merge(key);
   }
 
+  /**
+   * Drops every report of registry `source` (it was removed or restarted by a reload). A route only that registry
+   * listed empties with the usual grace, so a registry restarted under the same name that reports it again within the
+   * grace keeps it without a gap. Returns the route keys that had a report of `source`.
+   */
+  forget(source: string): string[] {
+    const prefix = `${source}\u0000`;
+    const touched = new Set<string>();
+    for (const [reporter, keys] of this.keysOf) {
+      if (!reporter.startsWith(prefix)) continue;
+      for (const key of keys) {
+        this.byKey.get(key)?.delete(reporter);
+        touched.add(key);
+      }
+      this.keysOf.delete(reporter);
+    }
+    for (const key of touched) this.merge(key);
+    return [...touched];
+  }
+
   setInbound(key: string, app: Endpoint): void {
     this.cancelEmptying(`in:${key}`);
     const current = this.table.inbound(key);

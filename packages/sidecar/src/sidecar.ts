@@ -3,7 +3,7 @@
 import pino, { type Logger } from 'pino';
 import { Router } from '@meshport/router';
 import { CaptureListener } from './capture';
-import type { HijackConfig, HostPort, SidecarConfig } from './config';
+import { loadConfig, type HijackConfig, type HostPort, type RegistryConfig, type SidecarConfig } from './config';
 import { startRegistries, type RegistrySet } from './registries';
 import { RouteBook, SidecarTakeover } from './routes';
 import { SidecarError } from './errors';
@@ -13,6 +13,29 @@ export interface SidecarOptions {
   logger?: Logger;
 }
 
+/** What a reload did (also logged as 'reloaded'), or why it changed nothing. */
+export interface ReloadResult {
+  /** False when the new config was invalid or its registries failed to start: the sidecar runs on the old config. */
+  ok: boolean;
+  /** Why not ok: a MESHPORT_CONFIG_INVALID naming the file, line and key, or the registry start failure. */
+  error?: Error;
+  /** Registries (by name) new in this config. */
+  added: string[];
+  /** Registries gone from the config: closed, their routes dropped after the grace. */
+  removed: string[];
+  /** Registries whose entry changed (or a file registry re-read): closed and started again. */
+  restarted: string[];
+  /** Registries left running untouched: their facades keep their ports and their apps' sessions. */
+  unchanged: string[];
+  /** Keys that differ but only take effect on a restart (listeners, admin, hijack, node, router); the old values stay. */
+  needRestart: string[];
+  /** The log level, when it changed. */
+  logLevel?: string;
+}
+
+/** Top-level keys a running sidecar cannot change: the listeners are bound, the router and captures built with them. */
+const RESTART_KEYS = ['listeners', 'admin', 'hijack', 'node', 'router'] as const;
+
 /**
  * Start order matters: the router first, because the addresses the facades hand out are its listeners' ports (a
  * config may say port 0); then the registries, so no app is told about an endpoint that is not listening yet.
@@ -21,15 +44,27 @@ export class Sidecar {
   readonly book = new RouteBook();
   readonly logger: Logger;
   private router: Router | undefined;
-  private registries: RegistrySet | undefined;
+  /**
+   * The running registries, one set per group of entries tied by `via` (a registry and the sofa-mesh facades that
+   * publish through it), so a reload can close and start one group without touching the others.
+   */
+  private groups: RunningGroup[] = [];
   private readonly captures = new Map<'outboundCapture' | 'inboundCapture', CaptureListener>();
   private stopping: Promise<void> | undefined;
+  /** Reloads run one at a time; stop() waits for the one under way. */
+  private reloading: Promise<unknown> = Promise.resolve();
+  private current: SidecarConfig;
+  /** The inbound address published upstream and the outbound address apps dial, once the router is listening. */
+  private advertised: { inbound: HostPort; outbound: HostPort } | undefined;
 
-  constructor(
-    readonly config: SidecarConfig,
-    options: SidecarOptions = {},
-  ) {
+  constructor(config: SidecarConfig, options: SidecarOptions = {}) {
+    this.current = config;
     this.logger = options.logger ?? pino({ name: 'meshport', level: config.log.level });
+  }
+
+  /** The config in effect: the one started with, as changed by successful reloads. */
+  get config(): SidecarConfig {
+    return this.current;
   }
 
   async start(): Promise<void> {
@@ -46,7 +81,7 @@ export class Sidecar {
     await router.start();
     const inbound = { host: config.node.ip, port: router.address('inbound').port };
     const outbound = this.dialable(config.listeners.outbound, router.address('outbound').port);
-    const logger = this.logger.child({ part: 'registry' });
+    this.advertised = { inbound, outbound };
     try {
       if (config.hijack) {
         await this.startCapture(config.hijack, router).catch((error: Error) => {
@@ -55,19 +90,14 @@ export class Sidecar {
             : new SidecarError('MESHPORT_CAPTURE_FAILED', `capture listeners: ${error.message}`, { cause: error });
         });
       }
-      this.registries = await startRegistries(config.registries, {
-        logger,
-        takeoverFor: (name) => new SidecarTakeover(this.book, name, inbound, outbound),
-      });
+      for (const entries of registryGroups(config.registries)) this.groups.push(await this.startGroup(entries));
     } catch (err) {
+      await Promise.allSettled(this.groups.splice(0).map((g) => g.set.close()));
       await Promise.all([...this.captures.values()].map((c) => c.close()));
       await router.drain(0);
       throw err;
     }
-    for (const r of this.registries.entries) {
-      const facade = r.facade?.address();
-      this.logger.info({ registry: r.config.name, type: r.config.type, facade, upstream: r.config.upstream }, 'registry ready');
-    }
+    this.logReady(this.groups);
     this.logger.info({ inbound, outbound, admin: router.address('admin') }, 'meshport sidecar running');
   }
 
@@ -79,7 +109,7 @@ export class Sidecar {
       return capture.address();
     }
     if (typeof what === 'object') {
-      const facade = this.registries?.get(what.facade)?.facade;
+      const facade = this.registry(what.facade)?.facade;
       if (!facade) throw new Error(`registry ${what.facade} has no running facade`);
       return facade.address();
     }
@@ -94,13 +124,121 @@ export class Sidecar {
    */
   stop(drainMs?: number): Promise<void> {
     this.stopping ??= (async () => {
-      const registries = this.registries;
+      await this.reloading;
       await Promise.all([...this.captures.values()].map((c) => c.close()));
-      await registries?.close();
+      await Promise.allSettled(this.groups.splice(0).map((g) => g.set.close()));
       this.book.close();
       await this.router?.drain(drainMs);
     })();
     return this.stopping;
+  }
+
+  /**
+   * Applies a new config without a restart: `next` is the config, or the path of the config file to read again. An
+   * invalid file is logged (its file, line and key) and changes nothing. Otherwise:
+   *
+   * - The router is not touched: its listeners, connections and calls in flight carry on, reading the same route table.
+   * - Registries are diffed by entry, not closed and started wholesale. Closing everything and starting it again would
+   *   also be correct for the route table (the grace covers the gap), but every facade would drop its apps' registry
+   *   sessions, and a ZooKeeper client losing its session loses its ephemeral registrations and watches; so a group
+   *   of entries (a registry with the sofa-mesh facades that go through it) whose config is unchanged keeps running,
+   *   facade, port, sessions and all. A changed group is closed first (its facade may keep its address, which must be
+   *   free before the new one binds) and then started again; a removed one is closed; a new one is started. A file
+   *   registry that lists no `services` is always restarted: it has no facade to disturb, and this is how a reload
+   *   picks up services added to its file since the start.
+   * - Each closed registry's route reports are forgotten; routes only it listed go after the usual grace, and a
+   *   restarted registry that reports them again within it keeps them without a gap.
+   * - If a new group fails to start, the groups started by this reload are closed, the closed old ones are started
+   *   again, and the result says why (ok: false).
+   * - Listener addresses, the admin port, hijack, node.ip and router settings need a restart: a difference is logged
+   *   as a warning and the old values stay in effect. The log level applies at once.
+   */
+  reload(next: SidecarConfig | string): Promise<ReloadResult> {
+    const run = this.reloading.then(() => this.reloadNow(next));
+    this.reloading = run.catch(() => undefined);
+    return run;
+  }
+
+  private async reloadNow(next: SidecarConfig | string): Promise<ReloadResult> {
+    const result: ReloadResult = { ok: false, added: [], removed: [], restarted: [], unchanged: [], needRestart: [] };
+    if (this.stopping || !this.router || !this.advertised) {
+      result.error = new Error('the sidecar is not running');
+      return result;
+    }
+    let config: SidecarConfig;
+    try {
+      config = typeof next === 'string' ? await loadConfig(next) : next;
+    } catch (err) {
+      result.error = err as Error;
+      const { code, message } = err as { code?: string; message: string };
+      this.logger.error({ code, error: message }, 'reload refused: the new config is invalid; still running on the old one');
+      return result;
+    }
+    const old = this.current;
+    for (const key of RESTART_KEYS) {
+      if (JSON.stringify(old[key]) !== JSON.stringify(config[key])) result.needRestart.push(key);
+    }
+    if (result.needRestart.length > 0) {
+      this.logger.warn(
+        { keys: result.needRestart },
+        'reload: these keys changed but need a restart (bound listeners, router and capture settings); keeping the old values',
+      );
+    }
+    const effective: SidecarConfig = { ...config };
+    for (const key of RESTART_KEYS) (effective as unknown as Record<string, unknown>)[key] = old[key];
+
+    // Which groups keep running: the same entries, in a group that a reload does not refresh.
+    const wanted = registryGroups(config.registries);
+    const wantedKeys = new Set(wanted.filter((g) => !refreshedOnReload(g)).map(groupKey));
+    const keep = this.groups.filter((g) => wantedKeys.has(g.key));
+    const close = this.groups.filter((g) => !keep.includes(g));
+    const keptKeys = new Set(keep.map((g) => g.key));
+    const start = wanted.filter((g) => !keptKeys.has(groupKey(g)));
+    const oldNames = new Set(old.registries.map((r) => r.name));
+    const newNames = new Set(config.registries.map((r) => r.name));
+    const restarting = new Set(start.flat().map((r) => r.name));
+    result.unchanged = keep.flatMap((g) => g.entries.map((r) => r.name));
+    result.removed = [...oldNames].filter((n) => !newNames.has(n));
+    result.added = [...newNames].filter((n) => !oldNames.has(n));
+    result.restarted = [...oldNames].filter((n) => newNames.has(n) && restarting.has(n));
+
+    await this.closeGroups(close);
+    const started: RunningGroup[] = [];
+    try {
+      for (const entries of start) started.push(await this.startGroup(entries));
+    } catch (err) {
+      result.error = err as Error;
+      await this.closeGroups(started);
+      this.logger.error(
+        { code: (err as { code?: string }).code, error: (err as Error).message },
+        'reload failed: a registry of the new config did not start; restoring the old registries',
+      );
+      const restored: RunningGroup[] = [];
+      for (const group of close) {
+        try {
+          restored.push(await this.startGroup(group.entries));
+        } catch (again) {
+          const names = group.entries.map((r) => r.name);
+          this.logger.error({ registries: names, error: (again as Error).message }, 'an old registry did not start again; running without it');
+        }
+      }
+      this.groups = [...keep, ...restored];
+      return { ...result, added: [], removed: [], restarted: [] };
+    }
+    // In the order of the new config, so address({ facade }) and the logs read as the file does.
+    const order = new Map(config.registries.map((r, i) => [r.name, i]));
+    const at = (g: RunningGroup) => Math.min(...g.entries.map((r) => order.get(r.name) ?? Infinity));
+    this.groups = [...keep, ...started].sort((a, b) => at(a) - at(b));
+    if (config.log.level !== old.log.level) {
+      this.logger.level = config.log.level;
+      result.logLevel = config.log.level;
+    }
+    this.current = effective;
+    this.logReady(started);
+    result.ok = true;
+    const { ok: _ok, error: _error, ...changes } = result;
+    this.logger.info(changes, 'reloaded');
+    return result;
   }
 
   /** Stops on SIGTERM or SIGINT, once; `onStopped` runs after the drain. */
@@ -163,9 +301,77 @@ export class Sidecar {
     logger.info({ mode: hijack.mode, outbound: outbound.address(), inbound: inbound.address() }, 'capture listeners ready');
   }
 
+  private registry(name: string) {
+    for (const group of this.groups) {
+      const running = group.set.get(name);
+      if (running) return running;
+    }
+    return undefined;
+  }
+
+  private async startGroup(entries: RegistryConfig[]): Promise<RunningGroup> {
+    const { inbound, outbound } = this.advertised!;
+    const set = await startRegistries(entries, {
+      logger: this.logger.child({ part: 'registry' }),
+      takeoverFor: (name) => new SidecarTakeover(this.book, name, inbound, outbound),
+    });
+    return { key: groupKey(entries), entries, set };
+  }
+
+  /** Closes the groups, then forgets their route reports (after the close, so no late report of theirs comes back). */
+  private async closeGroups(groups: RunningGroup[]): Promise<void> {
+    await Promise.allSettled(groups.map((g) => g.set.close()));
+    for (const group of groups) for (const entry of group.entries) this.book.forget(entry.name);
+  }
+
+  private logReady(groups: RunningGroup[]): void {
+    for (const r of groups.flatMap((g) => g.set.entries)) {
+      const facade = r.facade?.address();
+      this.logger.info({ registry: r.config.name, type: r.config.type, facade, upstream: r.config.upstream }, 'registry ready');
+    }
+  }
+
   /** The outbound listener as an app in this pod dials it: a wildcard bind is reached on loopback. */
   private dialable(listen: HostPort, port: number): HostPort {
     const host = listen.host === '0.0.0.0' || listen.host === '::' ? '127.0.0.1' : listen.host;
     return { host, port };
   }
+}
+
+/** Registry entries that start and stop together, with what identifies their config. */
+interface RunningGroup {
+  readonly key: string;
+  readonly entries: RegistryConfig[];
+  readonly set: RegistrySet;
+}
+
+/**
+ * The entries in groups tied by `via`: each registry with the sofa-mesh facades that publish through it (the config
+ * only lets `via` name a registry that is not itself sofa-mesh, so a group is one registry and its facades).
+ */
+function registryGroups(entries: RegistryConfig[]): RegistryConfig[][] {
+  const groups: RegistryConfig[][] = [];
+  const byName = new Map<string, RegistryConfig[]>();
+  for (const entry of entries) {
+    if (entry.type === 'sofa-mesh') continue;
+    const group = [entry];
+    groups.push(group);
+    byName.set(entry.name, group);
+  }
+  for (const entry of entries) {
+    if (entry.type !== 'sofa-mesh') continue;
+    const group = byName.get(entry.via!);
+    if (group) group.push(entry);
+    else groups.push([entry]); // not from parseConfig; startRegistries reports it
+  }
+  return groups;
+}
+
+function groupKey(entries: RegistryConfig[]): string {
+  return JSON.stringify(entries);
+}
+
+/** A file registry that routes every service of its file reads the list at start: a reload restarts it to read it again. */
+function refreshedOnReload(entries: RegistryConfig[]): boolean {
+  return entries.some((r) => r.type === 'file' && !r.services && !r.facade);
 }

@@ -88,6 +88,17 @@ describe('sidecar config', () => {
     assert.equal(plugin!.type, path.resolve('/etc/meshport/plugins/dir'));
   });
 
+  it('takes ${NAME} from the environment, so one config serves every pod', () => {
+    const config = parseConfig(
+      'node:\n  ip: ${POD_IP}\nregistries:\n  - { name: f, type: file, options: { note: "$${literal}" } }\n',
+      'meshport.yaml',
+      { POD_IP: '10.0.0.9' },
+    );
+    assert.equal(config.node.ip, '10.0.0.9');
+    assert.equal(config.registries[0]!.options.note, '${literal}');
+    assert.throws(() => parseConfig('log: { level: info }\nnode:\n  ip: ${POD_IP}\n', 'meshport.yaml', {}), /meshport\.yaml:3: \$\{POD_IP\}: the environment variable POD_IP is not set/);
+  });
+
   it('names the key and the line of each mistake', () => {
     assert.match(configError('node:\n  ip: 10.0.0.5\nlisteners:\n  outbund: 127.0.0.1:1\n'), /meshport\.yaml:4: listeners\.outbund: unknown key/);
     assert.match(configError('admin: 10.0.0.5:15000\n'), /:1: admin: .*loopback/);
