@@ -3,7 +3,7 @@
 
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -33,6 +33,9 @@ describe('README: the two commands on a fresh clone', function () {
   it('npm run demo shows the whole flow, then npm test passes, in a new clone', function () {
     if (process.env[NESTED] === '1') this.skip(); // the nested run: this very test is what is running it
     const dir = mkdtempSync(path.join(os.tmpdir(), 'meshport-readme-'));
+    // mkdtemp makes it 0700; the suites run some processes as other uids (the sidecar as 1337, doctor's non-root case),
+    // which must reach the clone's files as they reach a checkout anywhere else.
+    chmodSync(dir, 0o755);
     try {
       const clone = spawnSync('git', ['clone', '--quiet', ROOT, dir], { encoding: 'utf8' });
       assert.equal(clone.status, 0, clone.stderr);

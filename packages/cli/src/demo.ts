@@ -1,49 +1,28 @@
 // `meshport demo` (what `npm run demo` runs): the whole product flow on one machine. A real ZooKeeper; two pods,
-// each a `meshport sidecar` child process taking over ZooKeeper through its facade (loopback-port pods: every
-// listener on 127.0.0.1, ports picked free); a sofa-rpc-node provider app (its own process) pointed at the provider
-// pod's facade, and a sofa-rpc-node consumer app (this process) pointed at the consumer pod's facade. Calls are driven
-// for a while with a progress line, then the demo shows what happened and stops everything, Ctrl-C included.
+// each a `meshport sidecar` child process taking over ZooKeeper through its facade; a sofa-rpc-node provider app
+// pointed at the provider pod's facade, and a sofa-rpc-node consumer app pointed at the consumer pod's facade, each
+// in a process of its own. The pods: when root (and `ip netns` works) each pod is a network namespace of its own
+// (198.18.10.2 and 198.18.11.2, routed through a third "net" namespace; ZooKeeper on the host side of that, at
+// 198.18.12.1), the sidecar and the pod's app run inside it; otherwise loopback-port pods (every listener on
+// 127.0.0.1, ports picked free). MESHPORT_DEMO_PODS=loopback|netns chooses. Calls are driven for a while with a
+// progress line, then the demo shows what happened and stops everything, Ctrl-C included.
 
-import { client as sofaClient, registry as sofaRegistry } from 'sofa-rpc-node';
-import dubboProtocol from 'dubbo-remoting';
-import boltProtocol from 'sofa-bolt-node';
 import path from 'node:path';
 import { DemoChild, killAllChildrenSync } from './demo/children';
-import { hostPort, startPod, type Pod } from './demo/pods';
+import { FLOWS, type ConsumerDone, type Flow } from './demo/consumer-app';
+import { podMode, setupNetns, CONSUMER_POD_IP, PROVIDER_POD_IP, type DemoNetns } from './demo/netns';
+import { hostPort, inPod, startPod, type Pod, type PodPlace } from './demo/pods';
 import { adminResponses, adminRoutes, formatMs, percentile, type RouteCluster } from './demo/report';
-import { quietCluster, quietLogger } from './demo/quiet';
 import { readProviders } from './demo/registry-view';
 import { startZooKeeper, type DemoZooKeeper } from './demo/zookeeper';
 import { Style } from './format';
 import type { Io } from './io';
 
 const PROVIDER_APP = path.join(__dirname, 'demo', 'provider-app.js');
+const CONSUMER_APP = path.join(__dirname, 'demo', 'consumer-app.js');
 const CALLERS_PER_PROTOCOL = 4;
 
-interface Flow {
-  protocol: 'bolt' | 'dubbo';
-  impl: unknown;
-  iface: string;
-  method: string;
-  arg: string;
-  expect: string;
-}
-
-const FLOWS: Flow[] = [
-  { protocol: 'bolt', impl: boltProtocol, iface: 'com.example.EchoService', method: 'echo', arg: 'hello meshport', expect: 'echo: hello meshport' },
-  { protocol: 'dubbo', impl: dubboProtocol, iface: 'com.example.GreetService', method: 'greet', arg: 'meshport', expect: 'hello, meshport' },
-];
 const clusterOf = (flow: Flow) => `${flow.iface}:1.0`;
-
-interface Tally {
-  ok: number;
-  failed: number;
-  latencies: number[];
-  firstError?: string;
-}
-
-type ConsumerClient = InstanceType<typeof sofaClient.RpcClient>;
-type Registry = InstanceType<typeof sofaRegistry.ZookeeperRegistry>;
 
 /** How long calls are driven: MESHPORT_DEMO_SECONDS, 5 s by default. */
 function demoSeconds(): number {
@@ -51,17 +30,6 @@ function demoSeconds(): number {
   const n = raw === undefined || raw === '' ? 5 : Number(raw);
   return Number.isFinite(n) && n > 0 ? n : 5;
 }
-
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    signal?.addEventListener('abort', done);
-  });
 
 export async function runDemo(io: Io, colour: boolean): Promise<number> {
   const s = new Style(colour);
@@ -80,32 +48,49 @@ export async function runDemo(io: Io, colour: boolean): Promise<number> {
       io.stderr.write(`\n${s.yellow(`${signal}: stopping the demo and everything it started (again to kill at once)`)}\n`);
       abort.abort();
     } else {
-      killAllChildrenSync();
+      lastResort();
       process.exit(130);
     }
   };
+  // The namespaces go in the finally below; on a second Ctrl-C or an unexpected exit, here.
+  let netns: DemoNetns | undefined;
+  const lastResort = () => {
+    killAllChildrenSync();
+    netns?.cleanup();
+    netns = undefined;
+  };
   process.on('SIGINT', onSignal).on('SIGTERM', onSignal);
-  process.on('exit', killAllChildrenSync);
+  process.on('exit', lastResort);
 
   let zk: DemoZooKeeper | undefined;
   const pods: Pod[] = [];
   let provider: DemoChild | undefined;
-  const clients: ConsumerClient[] = [];
-  const registries: Registry[] = [];
+  let consumer: DemoChild | undefined;
   let drove = false;
   let failed = false;
   try {
+    const mode = podMode();
     out(s.bold('meshport demo: SOFA RPC (Bolt) and Dubbo apps talking through two meshport sidecars'));
-    out(s.dim('  registry takeover over a real ZooKeeper; two loopback-port pods, every port picked free on 127.0.0.1'));
+    let providerPlace: PodPlace | undefined;
+    let consumerPlace: PodPlace | undefined;
+    if (mode === 'netns') {
+      netns = setupNetns();
+      providerPlace = { netns: netns.provider, ip: PROVIDER_POD_IP };
+      consumerPlace = { netns: netns.consumer, ip: CONSUMER_POD_IP };
+      out(s.dim(`  registry takeover over a real ZooKeeper; two pods in network namespaces: ${netns.provider} (${PROVIDER_POD_IP}), ` +
+        `${netns.consumer} (${CONSUMER_POD_IP}), routed through ${netns.net}`));
+    } else {
+      out(s.dim('  registry takeover over a real ZooKeeper; two loopback-port pods, every port picked free on 127.0.0.1'));
+    }
 
     step(1, 'ZooKeeper');
-    zk = await startZooKeeper(abort.signal);
+    zk = await startZooKeeper(abort.signal, undefined, netns?.hostIp);
     out(`  zookeeper ${zk.connectString} (pid ${zk.pid})`);
 
-    step(2, 'two pods, one meshport sidecar each (child processes: meshport sidecar --config pod.yaml)');
+    step(2, `two pods, one meshport sidecar each (child processes: ${netns ? 'ip netns exec POD ' : ''}meshport sidecar --config pod.yaml)`);
     const [providerPod, consumerPod] = await Promise.all([
-      startPod('provider-pod', zk.connectString, abort.signal),
-      startPod('consumer-pod', zk.connectString, abort.signal),
+      startPod('provider-pod', zk.connectString, abort.signal, providerPlace),
+      startPod('consumer-pod', zk.connectString, abort.signal, consumerPlace),
     ]);
     pods.push(providerPod, consumerPod);
     for (const pod of pods) {
@@ -113,8 +98,8 @@ export async function runDemo(io: Io, colour: boolean): Promise<number> {
         `admin ${hostPort(pod.admin)}, zookeeper facade ${hostPort(pod.facade)}`);
     }
 
-    step(3, 'provider app (its own process) registering through the provider pod\'s facade');
-    provider = new DemoChild('the provider app', process.execPath, [PROVIDER_APP, hostPort(providerPod.facade)]);
+    step(3, `provider app (its own process${netns ? ', in the provider pod' : ''}) registering through the provider pod's facade`);
+    provider = new DemoChild('the provider app', ...inPod(providerPlace, process.execPath, [PROVIDER_APP, hostPort(providerPod.facade)]));
     const appPorts = await provider.waitForLine('its published ports', (line) => {
       try {
         const o = JSON.parse(line) as { bolt?: number; dubbo?: number };
@@ -126,39 +111,41 @@ export async function runDemo(io: Io, colour: boolean): Promise<number> {
     out(`  provider app pid ${provider.pid}: ${FLOWS[0]!.iface} (bolt) on 127.0.0.1:${appPorts.bolt}, ` +
       `${FLOWS[1]!.iface} (dubbo) on 127.0.0.1:${appPorts.dubbo}, registry ${hostPort(providerPod.facade)}`);
 
-    step(4, 'consumer app (this process) finding providers through the consumer pod\'s facade');
-    const consumers = new Map<Flow, ReturnType<ConsumerClient['createConsumer']>>();
-    for (const flow of FLOWS) {
-      const registry = new sofaRegistry.ZookeeperRegistry({ logger: quietLogger, address: hostPort(consumerPod.facade), cluster: quietCluster() });
-      registries.push(registry);
-      // The protocol is always explicit, Bolt too: sofa-rpc-node keeps the last one given in module-wide defaults.
-      const client = new sofaClient.RpcClient({ logger: quietLogger, registry, protocol: flow.impl });
-      clients.push(client);
-      // retryFaultInterval: the SDK sleeps this long between reconnect rounds, even after close (default 30 s).
-      const consumer = client.createConsumer({ interfaceName: flow.iface, version: '1.0', retryFaultInterval: 200 });
-      await consumer.ready();
-      consumers.set(flow, consumer);
-    }
-    // The provider's registration travels provider pod -> ZooKeeper -> consumer pod -> consumer app: wait for it.
-    for (const flow of FLOWS) {
-      const deadline = Date.now() + 30_000;
-      for (;;) {
-        const reply = await consumers.get(flow)!.invoke(flow.method, [flow.arg], { responseTimeout: 3000 }).catch((e: Error) => e);
-        if (reply === flow.expect) break;
-        if (abort.signal.aborted) throw new Error('interrupted');
-        if (Date.now() > deadline) throw new Error(`${flow.protocol}: no answer within 30 s, last: ${reply instanceof Error ? reply.message : JSON.stringify(reply)}`);
-        await sleep(200, abort.signal);
+    step(4, `consumer app (its own process${netns ? ', in the consumer pod' : ''}) finding providers through the consumer pod's facade`);
+    consumer = new DemoChild('the consumer app', ...inPod(consumerPlace, process.execPath,
+      [CONSUMER_APP, hostPort(consumerPod.facade), String(seconds), String(CALLERS_PER_PROTOCOL)]));
+    const consumerApp = consumer;
+    const parse = (line: string): Record<string, unknown> | undefined => {
+      try {
+        const o = JSON.parse(line) as unknown;
+        return o && typeof o === 'object' ? (o as Record<string, unknown>) : undefined;
+      } catch {
+        return undefined;
       }
+    };
+    const fromConsumer = <T>(what: string, match: (o: Record<string, unknown>) => T | undefined, timeoutMs: number) =>
+      consumerApp.waitForLine(what, (line) => {
+        const o = parse(line);
+        if (o && typeof o.error === 'string') return { error: o.error };
+        const value = o && match(o);
+        return value === undefined ? undefined : { value };
+      }, timeoutMs, abort.signal).then((r) => {
+        if ('error' in r) throw new Error(`the consumer app: ${r.error}`);
+        return r.value as T;
+      });
+    // The provider's registration travels provider pod -> ZooKeeper -> consumer pod -> consumer app: it waits for it.
+    for (const flow of FLOWS) {
+      await fromConsumer(`a ${flow.protocol} answer`, (o) => (o.warm === flow.protocol ? true : undefined), 45_000);
       out(`  ${flow.protocol.padEnd(5)} ${flow.iface}#${flow.method}(${JSON.stringify(flow.arg)}) -> ${JSON.stringify(flow.expect)}`);
     }
 
     step(5, `calls for ${seconds} s, ${CALLERS_PER_PROTOCOL} callers per protocol (Ctrl-C ends them early)`);
-    const tallies = new Map<Flow, Tally>(FLOWS.map((f) => [f, { ok: 0, failed: 0, latencies: [] }]));
+    type Counts = Record<string, { ok: number; failed: number }>;
+    let counts: Counts = Object.fromEntries(FLOWS.map((f) => [f.protocol, { ok: 0, failed: 0 }]));
     const started = Date.now();
-    const endAt = started + seconds * 1000;
     const progress = () => {
       const parts = FLOWS.map((f) => {
-        const t = tallies.get(f)!;
+        const t = counts[f.protocol] ?? { ok: 0, failed: 0 };
         return `${f.protocol} ${s.green(String(t.ok))} ok${t.failed ? ` ${s.red(`${t.failed} failed`)}` : ''}`;
       });
       return `  ${((Date.now() - started) / 1000).toFixed(1).padStart(4)} s / ${seconds} s   ${parts.join('   ')}`;
@@ -167,37 +154,40 @@ export async function runDemo(io: Io, colour: boolean): Promise<number> {
       if (tty) io.stdout.write(`\r${progress()}\x1b[K`);
       else out(progress());
     }, tty ? 100 : 1000);
-    const caller = async (flow: Flow) => {
-      const t = tallies.get(flow)!;
-      const consumer = consumers.get(flow)!;
-      while (Date.now() < endAt && !abort.signal.aborted) {
-        const t0 = process.hrtime.bigint();
-        try {
-          const reply = await consumer.invoke(flow.method, [flow.arg], { responseTimeout: 3000 });
-          if (reply !== flow.expect) throw new Error(`unexpected reply ${JSON.stringify(reply)}`);
-          t.latencies.push(Number(process.hrtime.bigint() - t0) / 1e6);
-          t.ok++;
-        } catch (err) {
-          t.failed++;
-          t.firstError ??= (err as Error).message.split('\n')[0];
-          await sleep(50);
-        }
-      }
+    // Ctrl-C: the consumer app ends its calls early on SIGTERM and still reports them.
+    const endEarly = () => {
+      if (consumerApp.running) process.kill(consumerApp.pid, 'SIGTERM');
     };
+    abort.signal.addEventListener('abort', endEarly);
+    let done: ConsumerDone;
     try {
-      await Promise.all(FLOWS.flatMap((f) => Array.from({ length: CALLERS_PER_PROTOCOL }, () => caller(f))));
+      done = await consumerApp.waitForLine('its calls\' results', (line) => {
+        const o = parse(line);
+        if (!o) return undefined;
+        if (typeof o.error === 'string') return { error: o.error };
+        if (o.progress) counts = o.progress as Counts;
+        return o.done ? { done: o.done as ConsumerDone } : undefined;
+      }, seconds * 1000 + 30_000).then((r) => {
+        if ('error' in r) throw new Error(`the consumer app: ${r.error}`);
+        return r.done;
+      });
     } finally {
+      abort.signal.removeEventListener('abort', endEarly);
       clearInterval(ticker);
+    }
+    for (const f of FLOWS) {
+      const t = done.tallies[f.protocol];
+      if (t) counts[f.protocol] = { ok: t.ok, failed: t.failed };
     }
     if (tty) io.stdout.write(`\r${progress()}\x1b[K\n`);
     else out(progress());
     drove = true;
 
     step(6, 'what happened');
-    const elapsed = (Date.now() - started) / 1000;
+    const elapsed = done.elapsedMs / 1000;
     out(s.bold(`  calls (${elapsed.toFixed(1)} s, warm-up calls not counted)`));
     for (const flow of FLOWS) {
-      const t = tallies.get(flow)!;
+      const t = done.tallies[flow.protocol] ?? { ok: 0, failed: 0, latencies: [] };
       const sorted = [...t.latencies].sort((a, b) => a - b);
       const failedText = t.failed > 0 ? s.red(`failed ${t.failed}`) : `failed ${t.failed}`;
       out(`  calls ${flow.protocol.padEnd(5)} ${`${flow.iface}#${flow.method}`.padEnd(32)} ok ${s.green(String(t.ok))}  ${failedText}  ` +
@@ -222,21 +212,22 @@ export async function runDemo(io: Io, colour: boolean): Promise<number> {
 
     // What the consumer app was handed through its own pod's facade, and where it actually connected.
     const handed = await readProviders(hostPort(consumerPod.facade), ifaces);
+    const appHost = '127.0.0.1'; // the apps listen on their own pod's loopback
     out(s.bold(`\n  what the consumer app was handed (through the consumer pod's facade ${hostPort(consumerPod.facade)})`));
     for (const flow of FLOWS) {
       const addrs = (handed.get(flow.iface) ?? []).map((e) => `${e.host}:${e.port}`);
       const mark = addrs.length === 1 && addrs[0] === hostPort(consumerPod.outbound) ? s.green('= consumer pod outbound') : s.red('unexpected');
       out(`  consumer app handed ${flow.iface}: ${addrs.join(', ') || 'nothing'}  ${mark}`);
     }
-    const dialled = [...new Set(clients.flatMap((c) => [...c.connectionManager.connections.keys()]))];
+    const dialled = done.connected;
     out(`  consumer app connected to: ${dialled.join(', ') || 'nothing'}`);
 
     // Which endpoint served: the pods' admin pages.
     const [outRoutes, inRoutes, outStats, inStats] = await Promise.all([
-      adminRoutes(consumerPod.admin),
-      adminRoutes(providerPod.admin),
-      adminResponses(consumerPod.admin),
-      adminResponses(providerPod.admin),
+      adminRoutes(consumerPod.admin, consumerPod.netns),
+      adminRoutes(providerPod.admin, providerPod.netns),
+      adminResponses(consumerPod.admin, consumerPod.netns),
+      adminResponses(providerPod.admin, providerPod.netns),
     ]);
     out(s.bold('\n  which endpoint served (the pods\' admin /routes and /stats; the counts include the warm-up calls)'));
     for (const flow of FLOWS) {
@@ -247,7 +238,7 @@ export async function runDemo(io: Io, colour: boolean): Promise<number> {
       out(`  consumer pod outbound route ${cluster} -> ${outEndpoints || 'none'}  ` +
         `${outEndpoints === hostPort(providerPod.inbound) ? s.green('= provider pod inbound') : s.red('unexpected')}`);
       out(`  provider pod inbound route ${cluster} -> ${inEndpoints || 'none'}  ` +
-        `${inEndpoints === `127.0.0.1:${appPort}` ? s.green('= provider app') : s.red('unexpected')}`);
+        `${inEndpoints === `${appHost}:${appPort}` ? s.green('= provider app') : s.red('unexpected')}`);
       out(`  consumer pod /stats outbound ok ${cluster}: ${outStats.get(`outbound ${cluster} ok`) ?? 0}`);
       out(`  provider pod /stats inbound ok ${cluster}: ${inStats.get(`inbound ${cluster} ok`) ?? 0}`);
       const notOk = [...outStats, ...inStats].filter(([k]) => k.includes(` ${cluster} `) && !k.endsWith(' ok'));
@@ -258,8 +249,10 @@ export async function runDemo(io: Io, colour: boolean): Promise<number> {
     if (!abort.signal.aborted) io.stderr.write(`\n${s.red('meshport demo failed:')} ${(err as Error).message}\n`);
   } finally {
     out(s.bold('\nstopping everything'));
-    await Promise.allSettled(clients.map((c) => c.close()));
-    await Promise.allSettled(registries.map((r) => r.close()));
+    if (consumer) {
+      const r = await consumer.stop();
+      out(`  consumer app pid ${consumer.pid} ${r.killed ? 'killed' : `exited ${r.code ?? r.signal}`}`);
+    }
     if (provider) {
       const r = await provider.stop();
       out(`  provider app pid ${provider.pid} ${r.killed ? 'killed' : `exited ${r.code ?? r.signal}`}`);
@@ -270,8 +263,15 @@ export async function runDemo(io: Io, colour: boolean): Promise<number> {
       await zk.stop();
       out(`  zookeeper pid ${zk.pid} stopped`);
     }
-    process.off('exit', killAllChildrenSync);
-    out(`stopped: zookeeper pid ${zk?.pid ?? '-'}, sidecars pids ${pods.map((p) => p.pid).join(' ') || '-'}, provider pid ${provider?.pid ?? '-'}`);
+    if (netns) {
+      const names = [netns.provider, netns.consumer, netns.net];
+      netns.cleanup();
+      netns = undefined;
+      out(`  network namespaces ${names.join(', ')} deleted`);
+    }
+    process.off('exit', lastResort);
+    out(`stopped: zookeeper pid ${zk?.pid ?? '-'}, sidecars pids ${pods.map((p) => p.pid).join(' ') || '-'}, provider pid ${provider?.pid ?? '-'}, ` +
+      `consumer pid ${consumer?.pid ?? '-'}`);
     process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
   }
   if (abort.signal.aborted && !drove) return 130;

@@ -1,6 +1,7 @@
 // `meshport demo` (what `npm run demo` runs): the whole product flow — a real ZooKeeper, two sidecars as two pods,
 // a sofa-rpc-node provider and consumer each pointed at its own pod's facade — completes, the calls went through
-// both sidecars, and nothing it started is left running.
+// both sidecars, and nothing it started is left running. As root (with a working `ip netns`) the pods are network
+// namespaces (198.18.10.2 / 198.18.11.2) and none is left behind; MESHPORT_DEMO_PODS=loopback forces loopback pods.
 
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
@@ -17,6 +18,19 @@ function pidAlive(pid: number): boolean {
   }
 }
 
+/** Root with a working `ip netns`: the demo picks network-namespace pods by default. */
+function netnsAvailable(): boolean {
+  if (typeof process.getuid !== 'function' || process.getuid() !== 0) return false;
+  return spawnSync('ip', ['netns', 'list'], { stdio: 'ignore' }).status === 0;
+}
+
+function demoNamespaces(): string[] {
+  const r = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+  return (r.stdout ?? '').split('\n').filter((l) => l.startsWith('meshport-demo-'));
+}
+
+const esc = (text: string) => text.replace(/\./g, '\\.');
+
 function one(out: string, re: RegExp, what: string): RegExpMatchArray {
   const m = re.exec(out);
   assert.ok(m, `${what}: no line matching ${re} in the output:\n${out}`);
@@ -26,19 +40,42 @@ function one(out: string, re: RegExp, what: string): RegExpMatchArray {
 describe('meshport demo', function () {
   this.timeout(120_000);
 
-  it('runs Bolt and Dubbo calls through two sidecar pods over a real ZooKeeper, shows what happened, and stops everything', () => {
+  const netns = netnsAvailable() && process.env.MESHPORT_DEMO_PODS !== 'loopback';
+  const title = 'runs Bolt and Dubbo calls through two sidecar pods over a real ZooKeeper, shows what happened, and stops everything';
+
+  it(`${title}${netns ? ' (network-namespace pods, as root)' : ' (loopback-port pods)'}`, () => {
+    checkDemo({}, netns);
+  });
+
+  if (netns) {
+    it(`${title} (loopback-port pods: MESHPORT_DEMO_PODS=loopback)`, () => {
+      checkDemo({ MESHPORT_DEMO_PODS: 'loopback' }, false);
+    });
+  }
+});
+
+function checkDemo(extraEnv: NodeJS.ProcessEnv, netns: boolean): void {
+  {
     const r = spawnSync(process.execPath, [BIN, 'demo'], {
       encoding: 'utf8',
       timeout: 90_000,
-      env: { ...process.env, NO_COLOR: '1', MESHPORT_DEMO_SECONDS: '2' },
+      env: { ...process.env, NO_COLOR: '1', MESHPORT_DEMO_SECONDS: '2', ...extraEnv },
     });
     const out = r.stdout;
     assert.equal(r.status, 0, `exit ${r.status} (signal ${r.signal})\nstdout:\n${out}\nstderr:\n${r.stderr}`);
 
-    const provider = one(out, /provider-pod: sidecar pid (\d+), inbound 127\.0\.0\.1:(\d+), outbound 127\.0\.0\.1:(\d+)/, 'provider pod');
-    const consumer = one(out, /consumer-pod: sidecar pid (\d+), inbound 127\.0\.0\.1:(\d+), outbound 127\.0\.0\.1:(\d+)/, 'consumer pod');
-    const providerInbound = `127.0.0.1:${provider[2]}`;
+    // The pods' addresses: their own in their namespaces (the outbound listener stays on the pod's loopback).
+    const [providerIp, consumerIp] = netns ? ['198.18.10.2', '198.18.11.2'] : ['127.0.0.1', '127.0.0.1'];
+    const provider = one(out, new RegExp(`provider-pod: sidecar pid (\\d+), inbound ${esc(providerIp)}:(\\d+), outbound 127\\.0\\.0\\.1:(\\d+)`), 'provider pod');
+    const consumer = one(out, new RegExp(`consumer-pod: sidecar pid (\\d+), inbound ${esc(consumerIp)}:(\\d+), outbound 127\\.0\\.0\\.1:(\\d+)`), 'consumer pod');
+    const providerInbound = `${providerIp}:${provider[2]}`;
     const consumerOutbound = `127.0.0.1:${consumer[3]}`;
+    if (netns) {
+      assert.match(out, /two pods in network namespaces: meshport-demo-\d+-provider \(198\.18\.10\.2\), meshport-demo-\d+-consumer \(198\.18\.11\.2\)/);
+      assert.match(out, /zookeeper 198\.18\.12\.1:\d+ /);
+    } else {
+      assert.match(out, /two loopback-port pods/);
+    }
     const app = one(out, /provider app pid (\d+): com\.example\.EchoService \(bolt\) on 127\.0\.0\.1:(\d+), com\.example\.GreetService \(dubbo\) on 127\.0\.0\.1:(\d+)/, 'provider app');
     const appPorts = { 'com.example.EchoService': app[2], 'com.example.GreetService': app[3] };
 
@@ -51,9 +88,9 @@ describe('meshport demo', function () {
       assert.equal(Number(calls[2]), 0, `${protocol}: failed calls\n${out}`);
 
       // The provider node in the real ZooKeeper carries the provider pod's inbound address, not the app's.
-      const entry = one(out, new RegExp(`zookeeper entry ${q}: (127\\.0\\.0\\.1:\\d+)`), `${iface} in ZooKeeper`);
+      const entry = one(out, new RegExp(`zookeeper entry ${q}: (\\S+:\\d+)`), `${iface} in ZooKeeper`);
       assert.equal(entry[1], providerInbound);
-      assert.match(out, new RegExp(`/sofa-rpc/${q}/providers/${protocol}://127\\.0\\.0\\.1:${provider[2]}\\?`));
+      assert.match(out, new RegExp(`/sofa-rpc/${q}/providers/${protocol}://${esc(providerInbound)}\\?`));
 
       // The consumer app was handed its own pod's outbound listener.
       const handed = one(out, new RegExp(`consumer app handed ${q}: (\\S+)`), `${iface} handed to the consumer`);
@@ -72,7 +109,7 @@ describe('meshport demo', function () {
     assert.match(out, new RegExp(`consumer app connected to: ${consumerOutbound.replace(/\./g, '\\.')}\\n`));
 
     // Everything it started is stopped: the pids it printed are gone, the sidecars drained and exited 0.
-    const stopped = one(out, /stopped: zookeeper pid (\d+), sidecars pids (\d+) (\d+), provider pid (\d+)/, 'the stop line');
+    const stopped = one(out, /stopped: zookeeper pid (\d+), sidecars pids (\d+) (\d+), provider pid (\d+), consumer pid (\d+)/, 'the stop line');
     const pids = stopped.slice(1).map(Number);
     assert.deepEqual(pids.slice(1, 3).sort(), [Number(provider[1]), Number(consumer[1])].sort());
     assert.equal(pids[3], Number(app[1]));
@@ -80,5 +117,12 @@ describe('meshport demo', function () {
     assert.match(out, new RegExp(`provider-pod sidecar pid ${provider[1]} exited 0`));
     assert.match(out, new RegExp(`consumer-pod sidecar pid ${consumer[1]} exited 0`));
     assert.match(out, new RegExp(`provider app pid ${app[1]} exited 0`));
-  });
-});
+    assert.match(out, new RegExp(`consumer app pid ${pids[4]} exited 0`));
+
+    // No namespace of the demo's is left behind.
+    if (netns) {
+      assert.match(out, /network namespaces meshport-demo-\d+-provider, meshport-demo-\d+-consumer, meshport-demo-\d+-net deleted/);
+      assert.deepEqual(demoNamespaces(), [], '`ip netns list` still names a meshport-demo- namespace');
+    }
+  }
+}

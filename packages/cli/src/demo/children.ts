@@ -1,4 +1,4 @@
-// The demo's child processes (ZooKeeper, the two pods' sidecars, the provider app): spawned in a process group of
+// The demo's child processes (ZooKeeper, the two pods' sidecars, the provider and consumer apps): spawned in a process group of
 // their own (a Ctrl-C in the terminal reaches only the demo, which then stops them in order), output kept as a
 // tail for error messages, stopped with SIGTERM and, after a grace period, SIGKILL. Only these pids are signalled.
 

@@ -1,5 +1,7 @@
 // A pod's sidecar for the demo: `meshport sidecar --config FILE` in a child process, taking over ZooKeeper through
-// its facade, every listener on a free loopback port. Its addresses come from its own log lines.
+// its facade: every listener on a free loopback port, or (a netns pod) run with `ip netns exec` in the pod's network
+// namespace, node.ip and the facade on the pod's address, inbound on 0.0.0.0, admin and outbound on the pod's
+// loopback. Its addresses come from its own log lines.
 
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -21,6 +23,8 @@ export interface Pod {
   admin: HostPort;
   facade: HostPort;
   child: DemoChild;
+  /** Set for a netns pod: its namespace (the admin port is on the pod's loopback). */
+  netns?: string;
   /** SIGTERM (the sidecar drains and exits 0), SIGKILL after 10 s; the config dir goes. Resolves with the exit code. */
   stop(): Promise<number | string>;
 }
@@ -43,7 +47,20 @@ function logLine(line: string): Record<string, unknown> | undefined {
   }
 }
 
-export function podConfig(zookeeper: string): string {
+/** `podIp`: the pod's own address in its network namespace (netns pods); loopback-port pods without it. */
+export function podConfig(zookeeper: string, podIp?: string): string {
+  if (podIp) {
+    return [
+      '# A demo pod in its own network namespace: registry takeover over ZooKeeper, inbound on every address.',
+      `node: { ip: ${podIp} }`,
+      'listeners: { outbound: "127.0.0.1:0", inbound: "0.0.0.0:0" }',
+      'admin: "127.0.0.1:0" # loopback only: read from inside the pod',
+      'log: { level: info }',
+      'registries:',
+      `  - { name: main, type: zookeeper, upstream: "${zookeeper}", facade: "${podIp}:0" }`,
+      '',
+    ].join('\n');
+  }
   return [
     '# A demo pod: registry takeover over ZooKeeper, every port picked free on loopback.',
     'node: { ip: 127.0.0.1 }',
@@ -56,29 +73,45 @@ export function podConfig(zookeeper: string): string {
   ].join('\n');
 }
 
-export async function startPod(name: string, zookeeper: string, signal?: AbortSignal): Promise<Pod> {
+/** Where the pod runs: `netns` and `ip` (its address there) for a netns pod. */
+export interface PodPlace {
+  netns: string;
+  ip: string;
+}
+
+/** A command run inside the pod's namespace (`ip netns exec NS ...`), or as is. */
+export function inPod(place: PodPlace | undefined, command: string, args: string[]): [string, string[]] {
+  return place ? ['ip', ['netns', 'exec', place.netns, command, ...args]] : [command, args];
+}
+
+export async function startPod(name: string, zookeeper: string, signal?: AbortSignal, place?: PodPlace): Promise<Pod> {
   const dir = mkdtempSync(path.join(os.tmpdir(), `meshport-demo-${name}-`));
   const file = path.join(dir, 'meshport.yaml');
-  writeFileSync(file, podConfig(zookeeper));
+  writeFileSync(file, podConfig(zookeeper, place?.ip));
   const env = { ...process.env };
   delete env.MESHPORT_LOG_LEVEL;
-  const child = new DemoChild(`the ${name} sidecar`, process.execPath, [BIN, 'sidecar', '--config', file], { cwd: dir, env });
+  const [command, args] = inPod(place, process.execPath, [BIN, 'sidecar', '--config', file]);
+  const child = new DemoChild(`the ${name} sidecar`, command, args, { cwd: dir, env });
+  // A listener on every address is reached at the pod's own address.
+  const reach = (a: HostPort): HostPort => (place && a.host === '0.0.0.0' ? { host: place.ip, port: a.port } : a);
   try {
     const [facade, running] = await Promise.all([
       child.waitForLine('"registry ready" log line', (line) => {
         const o = logLine(line);
-        return o?.msg === 'registry ready' && o.registry === 'main' ? toHostPort(o.facade) : undefined;
+        const facade = o?.msg === 'registry ready' && o.registry === 'main' ? toHostPort(o.facade) : undefined;
+        return facade && reach(facade);
       }, 30_000, signal),
       child.waitForLine('"meshport sidecar running" log line', (line) => {
         const o = logLine(line);
         if (o?.msg !== 'meshport sidecar running') return undefined;
         const [inbound, outbound, admin] = [toHostPort(o.inbound), toHostPort(o.outbound), toHostPort(o.admin)];
-        return inbound && outbound && admin ? { inbound, outbound, admin } : undefined;
+        return inbound && outbound && admin ? { inbound: reach(inbound), outbound: reach(outbound), admin: reach(admin) } : undefined;
       }, 30_000, signal),
     ]);
     return {
       name,
       pid: child.pid,
+      netns: place?.netns,
       facade,
       ...running,
       child,

@@ -1,6 +1,28 @@
 // What the demo reads back to show what happened: latency percentiles, and the pods' admin pages (/routes, /stats).
 
+import { spawn } from 'node:child_process';
 import type { HostPort } from './pods';
+
+/** GET http://admin/path; for a netns pod from inside its namespace (the admin port is on the pod's loopback). */
+async function adminGet(admin: HostPort, urlPath: string, netns?: string): Promise<string> {
+  const url = `http://${admin.host}:${admin.port}${urlPath}`;
+  if (!netns) return (await fetch(url)).text();
+  const script = 'fetch(process.argv[1]).then((r) => r.text()).then((t) => process.stdout.write(t), (e) => { console.error(e.message); process.exit(1); })';
+  return new Promise((resolve, reject) => {
+    const child = spawn('ip', ['netns', 'exec', netns, process.execPath, '-e', script, url], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    child.stdout.on('data', (d: Buffer) => (out += d.toString('utf8')));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString('utf8')));
+    child.once('error', reject);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      if (code === 0) resolve(out);
+      else reject(new Error(`GET ${url} in ${netns}: ${err.trim() || `exit ${code}`}`));
+    });
+  });
+}
 
 /** The value below which `p` percent of the sorted samples lie (nearest rank). */
 export function percentile(sorted: number[], p: number): number {
@@ -20,15 +42,14 @@ export interface RouteCluster {
   endpoints: { address: string; healthy?: boolean }[];
 }
 
-export async function adminRoutes(admin: HostPort): Promise<RouteCluster[]> {
-  const res = await fetch(`http://${admin.host}:${admin.port}/routes`);
-  const body = (await res.json()) as { clusters: RouteCluster[] };
+export async function adminRoutes(admin: HostPort, netns?: string): Promise<RouteCluster[]> {
+  const body = JSON.parse(await adminGet(admin, '/routes', netns)) as { clusters: RouteCluster[] };
   return body.clusters;
 }
 
 /** meshport_responses_total by `listener cluster outcome`. */
-export async function adminResponses(admin: HostPort): Promise<Map<string, number>> {
-  const text = await (await fetch(`http://${admin.host}:${admin.port}/stats`)).text();
+export async function adminResponses(admin: HostPort, netns?: string): Promise<Map<string, number>> {
+  const text = await adminGet(admin, '/stats', netns);
   const counts = new Map<string, number>();
   for (const line of text.split('\n')) {
     if (!line.startsWith('meshport_responses_total{')) continue;

@@ -24,11 +24,11 @@ export interface DemoZooKeeper {
   stop(): Promise<void>;
 }
 
-export async function freePort(): Promise<number> {
+export async function freePort(host = HOST): Promise<number> {
   const server = net.createServer();
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(0, HOST, () => resolve());
+    server.listen(0, host, () => resolve());
   });
   const { port } = server.address() as net.AddressInfo;
   await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -36,9 +36,9 @@ export async function freePort(): Promise<number> {
 }
 
 /** A four-letter word's answer, or '' when the port does not answer in time. */
-function fourLetterWord(port: number, word: string, timeoutMs = 1000): Promise<string> {
+function fourLetterWord(host: string, port: number, word: string, timeoutMs = 1000): Promise<string> {
   return new Promise((resolve) => {
-    const socket = net.connect({ host: HOST, port });
+    const socket = net.connect({ host, port });
     let text = '';
     const finish = () => {
       clearTimeout(timer);
@@ -53,7 +53,8 @@ function fourLetterWord(port: number, word: string, timeoutMs = 1000): Promise<s
   });
 }
 
-export async function startZooKeeper(signal?: AbortSignal, timeoutMs = 30_000): Promise<DemoZooKeeper> {
+/** `host`: the address it binds (loopback by default; the host side of the demo's veth for netns pods). */
+export async function startZooKeeper(signal?: AbortSignal, timeoutMs = 30_000, host = HOST): Promise<DemoZooKeeper> {
   const java = process.env.MESHPORT_JAVA ?? '/usr/bin/java';
   const classpath = process.env.MESHPORT_ZOOKEEPER_CLASSPATH ?? CLASSPATH;
   if (!existsSync(java)) throw new Error(`no java at ${java} (set MESHPORT_JAVA); the demo runs a real ZooKeeper`);
@@ -63,13 +64,13 @@ export async function startZooKeeper(signal?: AbortSignal, timeoutMs = 30_000): 
   try {
     const dataDir = path.join(dir, 'data');
     mkdirSync(dataDir);
-    const port = await freePort();
+    const port = await freePort(host);
     const cfg = path.join(dir, 'zoo.cfg');
     const settings: Record<string, string | number> = {
       tickTime: 1000,
       dataDir,
       clientPort: port,
-      clientPortAddress: HOST,
+      clientPortAddress: host,
       'admin.enableServer': 'false',
       '4lw.commands.whitelist': 'ruok,srvr',
       maxClientCnxns: 0,
@@ -96,12 +97,12 @@ export async function startZooKeeper(signal?: AbortSignal, timeoutMs = 30_000): 
       if (!started.running) {
         throw new Error(`ZooKeeper (pid ${started.pid}) exited before it was ready. Last output:\n${started.tail()}`);
       }
-      if ((await fourLetterWord(port, 'ruok')) === 'imok' && /Mode: /.test(await fourLetterWord(port, 'srvr'))) break;
+      if ((await fourLetterWord(host, port, 'ruok')) === 'imok' && /Mode: /.test(await fourLetterWord(host, port, 'srvr'))) break;
       if (Date.now() > deadline) throw new Error(`ZooKeeper not ready within ${timeoutMs} ms. Last output:\n${started.tail()}`);
       await new Promise((r) => setTimeout(r, 100));
     }
     return {
-      connectString: `${HOST}:${port}`,
+      connectString: `${host}:${port}`,
       port,
       pid: started.pid,
       async stop() {
