@@ -9,9 +9,7 @@ import { Redis } from 'ioredis';
 import {
   formatProviderUrl,
   rewriteEndpoint,
-  RewriteOnlyTakeover,
-  type ProviderUrl,
-  type Takeover,
+  RecordingTakeover,
 } from '@meshport/registry-core';
 import { encodeCommand, RedisFacade, RedisRegistry, RespParser, type RespValue } from '@meshport/registry-redis';
 import { connected, eventually } from './support/registry';
@@ -32,28 +30,6 @@ const OUTBOUND = { host: '127.0.0.1', port: 12221 };
 
 const at = (url: string, where: { host: string; port: number }) => rewriteEndpoint(url, where);
 
-/** The sidecar's side, recorded: what the facade reported and what it was answered. */
-class RecordingTakeover implements Takeover {
-  readonly published: string[] = [];
-  readonly withdrawn: string[] = [];
-  readonly reads: { iface: string; real: string[] }[] = [];
-  private readonly inner = new RewriteOnlyTakeover(INBOUND, OUTBOUND);
-
-  providerPublished(url: ProviderUrl): ProviderUrl {
-    this.published.push(formatProviderUrl(url));
-    return this.inner.providerPublished(url);
-  }
-
-  providerWithdrawn(url: ProviderUrl): ProviderUrl {
-    this.withdrawn.push(formatProviderUrl(url));
-    return this.inner.providerWithdrawn(url);
-  }
-
-  providersRead(iface: string, real: ProviderUrl[]): ProviderUrl[] {
-    this.reads.push({ iface, real: real.map(formatProviderUrl).sort() });
-    return this.inner.providersRead(iface, real);
-  }
-}
 
 async function rawClient(port: number): Promise<Redis> {
   const client = new Redis({ host: '127.0.0.1', port, lazyConnect: true, retryStrategy: () => null });
@@ -83,7 +59,7 @@ describe('@meshport/registry-redis RedisFacade against a real redis-server', fun
 
   before(async () => {
     server = await startRedis();
-    takeover = new RecordingTakeover();
+    takeover = new RecordingTakeover(INBOUND, OUTBOUND);
     facade = new RedisFacade({ upstream: `127.0.0.1:${server.port}`, takeover, logger });
     assert.throws(() => facade.address(), { code: 'MESHPORT_REGISTRY_FACADE_NOT_STARTED' });
     await facade.start();

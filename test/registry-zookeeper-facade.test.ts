@@ -10,9 +10,7 @@ import {
   encodeNodeName,
   formatProviderUrl,
   parseProviderUrl,
-  RewriteOnlyTakeover,
-  type ProviderUrl,
-  type Takeover,
+  RecordingTakeover,
 } from '@meshport/registry-core';
 import { ZooKeeperFacade, ZOOKEEPER_FACADE_DEFAULTS } from '@meshport/registry-zookeeper';
 import { eventually } from './support/registry';
@@ -28,28 +26,6 @@ const INBOUND = { host: '10.0.0.1', port: 12220 };
 const OUTBOUND = { host: '127.0.0.1', port: 12201 };
 const ZK_CLI = process.env.MESHPORT_ZKCLI ?? '/usr/share/zookeeper/bin/zkCli.sh';
 
-/** RewriteOnlyTakeover that also records what the facade told it. */
-class RecordingTakeover implements Takeover {
-  readonly published: string[] = [];
-  readonly withdrawn: string[] = [];
-  readonly reads: { iface: string; real: string[] }[] = [];
-  private readonly inner = new RewriteOnlyTakeover(INBOUND, OUTBOUND);
-
-  providerPublished(url: ProviderUrl): ProviderUrl {
-    this.published.push(formatProviderUrl(url));
-    return this.inner.providerPublished(url);
-  }
-
-  providerWithdrawn(url: ProviderUrl): ProviderUrl {
-    this.withdrawn.push(formatProviderUrl(url));
-    return this.inner.providerWithdrawn(url);
-  }
-
-  providersRead(iface: string, real: ProviderUrl[]): ProviderUrl[] {
-    this.reads.push({ iface, real: real.map(formatProviderUrl) });
-    return this.inner.providersRead(iface, real);
-  }
-}
 
 /** The sofa-rpc-node URL of another app process: every app's provider lands at the one inbound address upstream. */
 function appUrlOfPid(pid: number): string {
@@ -227,7 +203,7 @@ describe('@meshport/registry-zookeeper ZooKeeperFacade against a real ZooKeeper'
 
   before(async () => {
     server = await startZooKeeper();
-    takeover = new RecordingTakeover();
+    takeover = new RecordingTakeover(INBOUND, OUTBOUND);
     facade = new ZooKeeperFacade({
       // A dead first server: the facade moves on to the next one of the ensemble.
       upstream: `127.0.0.1:1,${server.connectString}`,

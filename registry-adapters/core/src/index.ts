@@ -2,7 +2,7 @@
 // conformance suite every adapter package runs.
 
 export type { ConnectionState, ProvidersListener, Unsubscribe, RegistryAdapter, RegistryFacade } from './adapter';
-export { routeKeyOf, RewriteOnlyTakeover } from './takeover';
+export { routeKeyOf, RewriteOnlyTakeover, RecordingTakeover } from './takeover';
 export type { Takeover, HostPort } from './takeover';
 export type { RegistryPlugin, RegistryPluginConfig } from './plugin';
 export { REGISTRY_ERROR_CODES, RegistryError } from './errors';

@@ -1,7 +1,7 @@
 // The contract between a registry facade and the sidecar: what the facade reports of the app's registry traffic, and
 // what the sidecar answers so the app publishes and sees meshport's addresses instead of real ones.
 
-import { dubboServiceKeyOf, rewriteEndpoint, sofaServiceKeyOf, type ProviderUrl } from './url';
+import { dubboServiceKeyOf, formatProviderUrl, rewriteEndpoint, sofaServiceKeyOf, type ProviderUrl } from './url';
 
 /** host:port as a facade or the sidecar writes it into a provider URL. */
 export interface HostPort {
@@ -55,5 +55,30 @@ export class RewriteOnlyTakeover implements Takeover {
 
   providersRead(_iface: string, real: ProviderUrl[]): ProviderUrl[] {
     return real.length === 0 ? [] : [rewriteEndpoint(real[0]!, this.outbound)];
+  }
+}
+
+/**
+ * A RewriteOnlyTakeover that also records what the facade reported, URLs formatted as text, for facade test suites
+ * (every registry package's facade is tested against the same recorder).
+ */
+export class RecordingTakeover extends RewriteOnlyTakeover {
+  readonly published: string[] = [];
+  readonly withdrawn: string[] = [];
+  readonly reads: { iface: string; real: string[] }[] = [];
+
+  override providerPublished(url: ProviderUrl): ProviderUrl {
+    this.published.push(formatProviderUrl(url));
+    return super.providerPublished(url);
+  }
+
+  override providerWithdrawn(url: ProviderUrl): ProviderUrl {
+    this.withdrawn.push(formatProviderUrl(url));
+    return super.providerWithdrawn(url);
+  }
+
+  override providersRead(iface: string, real: ProviderUrl[]): ProviderUrl[] {
+    this.reads.push({ iface, real: real.map(formatProviderUrl) });
+    return super.providersRead(iface, real);
   }
 }

@@ -6,11 +6,9 @@ import {
   MemoryRegistry,
   MemoryRegistryStore,
   RegistryError,
-  RewriteOnlyTakeover,
+  RecordingTakeover,
   formatProviderUrl,
   type HostPort,
-  type ProviderUrl,
-  type Takeover,
 } from '@meshport/registry-core';
 import {
   SOFA_DEFAULT_SERVER_PORT,
@@ -25,28 +23,6 @@ import {
 const INBOUND: HostPort = { host: '10.0.0.7', port: 12201 };
 const OUTBOUND: HostPort = { host: '127.0.0.1', port: SOFA_MESH_TCP_PORT };
 
-/** A RewriteOnlyTakeover that remembers every call, as text. */
-class RecordingTakeover implements Takeover {
-  readonly published: string[] = [];
-  readonly withdrawn: string[] = [];
-  readonly reads: Array<{ iface: string; real: string[] }> = [];
-  private readonly inner = new RewriteOnlyTakeover(INBOUND, OUTBOUND);
-
-  providerPublished(url: ProviderUrl): ProviderUrl {
-    this.published.push(formatProviderUrl(url));
-    return this.inner.providerPublished(url);
-  }
-
-  providerWithdrawn(url: ProviderUrl): ProviderUrl {
-    this.withdrawn.push(formatProviderUrl(url));
-    return this.inner.providerWithdrawn(url);
-  }
-
-  providersRead(iface: string, real: ProviderUrl[]): ProviderUrl[] {
-    this.reads.push({ iface, real: real.map(formatProviderUrl) });
-    return this.inner.providersRead(iface, real);
-  }
-}
 
 interface Reply {
   status: number;
@@ -133,7 +109,7 @@ describe('SofaMeshApiFacade', () => {
     store = new MemoryRegistryStore();
     via = new MemoryRegistry(store);
     peer = new MemoryRegistry(store);
-    takeover = new RecordingTakeover();
+    takeover = new RecordingTakeover(INBOUND, OUTBOUND);
     await startFacade();
   });
 
