@@ -7,7 +7,7 @@ import path from 'node:path';
 import zookeeper from 'node-zookeeper-client';
 import { decodeNodeName, parseProviderUrl, type ProviderUrl } from '@meshport/registry-core';
 import type { Sidecar } from '@meshport/sidecar';
-import { eventually } from './support/registry';
+import { connectZooKeeper, eventually } from './support/registry';
 import { startZooKeeper, type RunningZooKeeper } from './support/servers';
 import {
   adminRoutes,
@@ -18,17 +18,7 @@ import {
   type Protocol,
 } from './support/sidecars';
 
-function connect(connectString: string): Promise<zookeeper.Client> {
-  const client = zookeeper.createClient(connectString, { sessionTimeout: 10_000, spinDelay: 100, retries: 0 });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`could not connect to ${connectString}`)), 10_000);
-    client.once('connected', () => {
-      clearTimeout(timer);
-      resolve(client);
-    });
-    client.connect();
-  });
-}
+const connect = (connectString: string) => connectZooKeeper(connectString);
 
 function children(client: zookeeper.Client, path: string): Promise<string[]> {
   return new Promise((resolve, reject) => client.getChildren(path, undefined, (err, names) => (err ? reject(err) : resolve(names))));

@@ -13,7 +13,7 @@ import {
   RecordingTakeover,
 } from '@meshport/registry-core';
 import { ZooKeeperFacade, ZOOKEEPER_FACADE_DEFAULTS } from '@meshport/registry-zookeeper';
-import { eventually } from './support/registry';
+import { connectZooKeeper, eventually } from './support/registry';
 import { startZooKeeper, type RunningZooKeeper } from './support/servers';
 
 const IFACE = 'com.nodejs.test.TestService';
@@ -36,17 +36,8 @@ function withEndpoint(url: string, to: { host: string; port: number }): string {
   return formatProviderUrl({ ...parseProviderUrl(url), host: to.host, port: to.port });
 }
 
-function connect(connectString: string, options: zookeeper.ClientOptions = {}): Promise<zookeeper.Client> {
-  const client = zookeeper.createClient(connectString, { sessionTimeout: 8_000, spinDelay: 100, retries: 0, ...options });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`could not connect to ${connectString}`)), 10_000);
-    client.once('connected', () => {
-      clearTimeout(timer);
-      resolve(client);
-    });
-    client.connect();
-  });
-}
+const connect = (connectString: string, options: zookeeper.ClientOptions = {}) =>
+  connectZooKeeper(connectString, { sessionTimeout: 8_000, ...options });
 
 function call<T>(start: (cb: (err: Error | null, value: T) => void) => void): Promise<T> {
   return new Promise((resolve, reject) => start((err, value) => (err ? reject(err) : resolve(value))));

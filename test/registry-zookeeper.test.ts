@@ -6,7 +6,7 @@ import net from 'node:net';
 import zookeeper from 'node-zookeeper-client';
 import { describeRegistryConformance, formatProviderUrl, type ConnectionState } from '@meshport/registry-core';
 import { ZooKeeperRegistry } from '@meshport/registry-zookeeper';
-import { connected, eventually, restartOutage } from './support/registry';
+import { connected, connectZooKeeper, eventually, restartOutage } from './support/registry';
 import { startZooKeeper, type RunningZooKeeper } from './support/servers';
 
 const SERVICE = 'com.nodejs.test.TestService:1.0';
@@ -18,17 +18,7 @@ const OTHER_URL = 'bolt://127.0.0.2:12200?interface=com.nodejs.test.TestService&
 
 
 /** A raw client, as an SDK or an operator would look at the tree. */
-function rawClient(connectString: string, options: zookeeper.ClientOptions = {}): Promise<zookeeper.Client> {
-  const client = zookeeper.createClient(connectString, { sessionTimeout: 10_000, spinDelay: 100, retries: 0, ...options });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`could not connect to ${connectString}`)), 10_000);
-    client.once('connected', () => {
-      clearTimeout(timer);
-      resolve(client);
-    });
-    client.connect();
-  });
-}
+const rawClient = connectZooKeeper;
 
 function children(client: zookeeper.Client, path: string): Promise<string[]> {
   return new Promise((resolve, reject) => client.getChildren(path, undefined, (e, names) => (e ? reject(e) : resolve(names))));

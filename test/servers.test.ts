@@ -9,18 +9,9 @@ import {
   fourLetterWord, pidAlive, portRefuses, RunningRedis, RunningZooKeeper, RunningZooKeeperEnsemble, startRedis,
   startZooKeeper, startZooKeeperEnsemble,
 } from './support/servers';
+import { connectZooKeeper } from './support/registry';
 
-function connectZk(connectString: string): Promise<zookeeper.Client> {
-  const client = zookeeper.createClient(connectString, { sessionTimeout: 10_000, spinDelay: 100, retries: 0 });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`could not connect to ${connectString}`)), 10_000);
-    client.once('connected', () => {
-      clearTimeout(timer);
-      resolve(client);
-    });
-    client.connect();
-  });
-}
+const connectZk = (connectString: string) => connectZooKeeper(connectString);
 
 const zk = {
   create: (c: zookeeper.Client, p: string, data: string, mode: number) =>

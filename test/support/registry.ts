@@ -2,6 +2,7 @@
 // made of a real server restart.
 
 import { strict as assert } from 'node:assert';
+import zookeeper from 'node-zookeeper-client';
 import type { RegistryAdapter } from '@meshport/registry-core';
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -34,4 +35,17 @@ export function restartOutage(server: { restart(): Promise<void> }, adapters: Re
       await Promise.all(adapters.map(connected));
     },
   };
+}
+
+/** A plain node-zookeeper-client, connected: how the suites look at a tree as an SDK or an operator would. */
+export function connectZooKeeper(connectString: string, options: zookeeper.ClientOptions = {}): Promise<zookeeper.Client> {
+  const client = zookeeper.createClient(connectString, { sessionTimeout: 10_000, spinDelay: 100, retries: 0, ...options });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`could not connect to ${connectString}`)), 10_000);
+    client.once('connected', () => {
+      clearTimeout(timer);
+      resolve(client);
+    });
+    client.connect();
+  });
 }
