@@ -28,6 +28,7 @@ export {
 export type { ProviderUrl, UrlParam, ProviderEndpoint, NodeNameStyle } from './url';
 export { ProviderLists } from './provider-lists';
 export { ConnectionStateCell } from './connection-state';
+export { waitAtMost } from './wait';
 export { MemoryRegistry, MemoryRegistryStore } from './memory';
 export { FileRegistry, FILE_REGISTRY_DEFAULTS } from './file';
 export type { FileRegistryOptions, RegistryLogger } from './file';

@@ -14,6 +14,7 @@ import {
   type RegistryAdapter,
   type RegistryLogger,
   type Unsubscribe,
+  waitAtMost,
 } from '@meshport/registry-core';
 
 export interface RedisRegistryOptions {
@@ -261,12 +262,7 @@ export class RedisRegistry implements RegistryAdapter {
   }
 
   private async awaitFirstConnection(): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      this.firstConnection,
-      new Promise<void>((resolve) => (timer = setTimeout(resolve, this.connectTimeoutMs))),
-    ]);
-    clearTimeout(timer);
+    await waitAtMost(this.firstConnection, this.connectTimeoutMs);
     this.assertOpen();
   }
 
@@ -432,12 +428,7 @@ function createClient(options: RedisRegistryOptions): Client {
 async function quit(client: Client): Promise<void> {
   if (client.status === 'end') return;
   if (client.status === 'ready') {
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      client.quit().catch(() => {}),
-      new Promise<void>((resolve) => (timer = setTimeout(resolve, 1_000))),
-    ]);
-    clearTimeout(timer);
+    await waitAtMost(client.quit(), 1_000);
   }
   client.disconnect();
   if ((client.status as string) !== 'end') {

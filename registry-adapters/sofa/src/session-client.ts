@@ -26,6 +26,7 @@ import {
   type RegistryAdapter,
   type RegistryLogger,
   type Unsubscribe,
+  waitAtMost,
 } from '@meshport/registry-core';
 import { encodeBoltRequest, encodeBoltResponse } from './session-bolt';
 import {
@@ -339,7 +340,7 @@ export class SofaRegistryClient implements RegistryAdapter {
     await this.awaitFirstConnection();
     if (current.lastList === undefined && this.conn?.connected) {
       await this.sync(current);
-      await this.within(current.firstPush, this.firstPushTimeoutMs);
+      await waitAtMost(current.firstPush, this.firstPushTimeoutMs);
     }
     // A later subscriber of a service already pushed gets the list too; ProviderLists pushes only what it has not seen.
     if (current.lastList !== undefined) push(current.lastList);
@@ -500,16 +501,10 @@ export class SofaRegistryClient implements RegistryAdapter {
   }
 
   private async awaitFirstConnection(): Promise<void> {
-    await this.within(this.firstConnection, this.firstConnectionWaitMs);
+    await waitAtMost(this.firstConnection, this.firstConnectionWaitMs);
     this.assertOpen();
   }
 
-  /** Waits for `p` at most `ms`; never rejects. */
-  private async within(p: Promise<void>, ms: number): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([p, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
-    clearTimeout(timer);
-  }
 
   // -------------------------------------------------------------------------------------------------------------
   // Discovery.

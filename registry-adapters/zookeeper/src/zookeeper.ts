@@ -17,6 +17,7 @@ import {
   type RegistryAdapter,
   type RegistryLogger,
   type Unsubscribe,
+  waitAtMost,
 } from '@meshport/registry-core';
 
 /** Which SDK's tree the adapter writes and reads; both are `/{root}/{interface}/providers/{encoded URL}`. */
@@ -288,12 +289,7 @@ export class ZooKeeperRegistry implements RegistryAdapter {
   }
 
   private async awaitFirstConnection(): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      this.firstConnection,
-      new Promise<void>((resolve) => (timer = setTimeout(resolve, this.sessionTimeoutMs))),
-    ]);
-    clearTimeout(timer);
+    await waitAtMost(this.firstConnection, this.sessionTimeoutMs);
     this.assertOpen();
   }
 
