@@ -1,14 +1,23 @@
-// `node packages/bench/dist/src/main.js [suite ...] [--json] [--duration SECONDS] [--update-docs]`
+// `npm run bench -- [suite ...] [--quick] [--json] [--save FILE] [--compare FILE] [--update-docs] [--duration S] [--rounds N]`
 
-import * as os from 'node:os';
+import { appendFileSync, existsSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { DOCS_FILE, updateDocsSection } from './docs';
+import { compareMetrics, comparisonTable, readSaved, type Comparison, type SavedSuite } from './compare';
+import { DOCS_FILE, RESULTS_FILE, updateDocsSection, updateResults, writeChart } from './docs';
+import { fixed } from './format';
 import { sinkValue } from './measure';
+import { Progress } from './progress';
+import { environment, machineLine, metricsTable, processTable, type Environment } from './report';
 import type { SuiteReport } from './suite';
 import { SUITES } from './suites';
+import { renderChart } from './svg';
 
 const DEFAULT_DURATION = 3;
 const DEFAULT_ROUNDS = 5;
+const QUICK_DURATION = 1;
+const QUICK_ROUNDS = 3;
+/** Exit status when `--compare` found a regression beyond the spread (2 is a usage error, 1 a failed run). */
+export const EXIT_REGRESSION = 3;
 
 function usage(): string {
   const names = [...SUITES.values()].map((s) => `  ${s.name.padEnd(10)} ${s.summary}`).join('\n');
@@ -19,36 +28,15 @@ function usage(): string {
     names,
     '',
     'options:',
-    '  --json             print one JSON line per suite, {"suite": NAME, "results": [...]}, instead of tables',
-    `  --duration SECONDS timed seconds per measurement (default ${DEFAULT_DURATION})`,
-    `  --rounds N         samples per measurement, the median is reported (default ${DEFAULT_ROUNDS})`,
-    '  --update-docs      rewrite the suite\'s section of docs/benchmarks.md with this run',
+    '  --quick            the short version of every suite (all four in under a minute), to check a change',
+    '  --json             print one JSON line per suite, {"suite", "env", "results", "metrics", "processes"}, instead of tables',
+    '  --save FILE        also write those JSON lines to FILE',
+    `  --compare FILE     compare with saved JSON lines (e.g. ${'docs/bench/results.jsonl'}); exit ${EXIT_REGRESSION} on a regression beyond the spread`,
+    '  --update-docs      rewrite the suites\' sections, charts and saved results in docs/',
+    `  --duration SECONDS timed seconds per measurement (default ${DEFAULT_DURATION}, ${QUICK_DURATION} with --quick)`,
+    `  --rounds N         interleaved rounds per measurement, the median is reported (default ${DEFAULT_ROUNDS}, ${QUICK_ROUNDS} with --quick)`,
     '  -h, --help         this text',
   ].join('\n');
-}
-
-interface Environment {
-  date: string;
-  node: string;
-  v8: string;
-  cpu: string;
-  cpus: number;
-  platform: string;
-  /** 1-minute load average when the run started: other work on the machine skews every figure. */
-  load: number;
-}
-
-function environment(): Environment {
-  const cpus = os.cpus();
-  return {
-    date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
-    node: process.version,
-    v8: process.versions.v8,
-    cpu: cpus.length > 0 ? cpus[0].model.trim() : 'unknown',
-    cpus: cpus.length,
-    platform: `${os.platform()} ${os.arch()}`,
-    load: os.loadavg()[0],
-  };
 }
 
 function positiveNumber(value: string | undefined, flag: string, fallback: number, integer = false): number {
@@ -62,22 +50,79 @@ function positiveNumber(value: string | undefined, flag: string, fallback: numbe
 
 class UsageError extends Error {}
 
-function docsSection(report: SuiteReport, env: Environment, durationSeconds: number, rounds: number): string {
+interface RunSettings {
+  quick: boolean;
+  durationSeconds: number;
+  rounds: number;
+}
+
+function command(suite: string, s: RunSettings): string {
+  return `npm run bench -- ${suite}${s.quick ? ' --quick' : ''}`;
+}
+
+function runLine(report: SuiteReport, env: Environment, s: RunSettings): string {
+  return (
+    `Run ${env.date} on ${machineLine(env)}, load average ${env.load.toFixed(2)} at start; ` +
+    `${s.quick ? 'quick mode, ' : ''}${s.durationSeconds} s per measurement, ${s.rounds} rounds; command \`${command(report.suite, s)}\`.`
+  );
+}
+
+/** A suite's section of docs/benchmarks.md: how it ran, its own tables, ratios, processes, chart. */
+function docsSection(report: SuiteReport, env: Environment, s: RunSettings, chart: string | null): string {
   return [
-    `Run ${env.date} on ${env.cpu} (${env.cpus} logical CPUs, ${env.platform}), Node ${env.node} (V8 ${env.v8}), ` +
-      `load average ${env.load.toFixed(2)} at start; ` +
-      `${durationSeconds} s per measurement, ${rounds} samples; command \`node packages/bench/dist/src/main.js ${report.suite}\`.`,
+    runLine(report, env, s),
     '',
+    ...(chart ? [`![${report.suite}: throughput and latency percentiles](${chart})`, ''] : []),
     report.markdown,
+    '',
+    '**Ratios and watched figures** (what `--compare` checks; a ratio is the median of per-round ratios to a peer measured in the same round):',
+    '',
+    metricsTable(report.metrics, true),
+    '',
+    '**CPU and memory per process** (user + system seconds from /proc/PID/stat over the measured windows; peak RSS = VmHWM of /proc/PID/status):',
+    '',
+    processTable(report.processes, true),
+  ].join('\n');
+}
+
+/** The table of last runs at the top of the page, from every suite's saved line. */
+function runsSection(lines: string[]): string {
+  const rows = lines.flatMap((l) => {
+    try {
+      const o = JSON.parse(l) as { suite: string; quick?: boolean; env: Environment; metrics?: { name: string; value: number; unit: string }[] };
+      const ratios = (o.metrics ?? []).filter((m) => m.unit === 'x').slice(0, 3);
+      return [
+        `| \`${o.suite}\` | ${o.env.date} | ${o.quick ? 'quick' : 'full'} | ${o.env.cpus} CPUs, Node ${o.env.node}, load ${fixed(o.env.load, 2)} | ` +
+          `${ratios.map((m) => `${m.name}: ${fixed(m.value, 2)}x`).join('; ') || '-'} |`,
+      ];
+    } catch {
+      return [];
+    }
+  });
+  return ['| suite | last run | mode | machine | headline ratios |', '|---|---|---|---|---|', ...rows].join('\n');
+}
+
+function textReport(report: SuiteReport, env: Environment, s: RunSettings): string {
+  return [
+    `== ${report.suite} == ${runLine(report, env, s)}`,
+    '',
+    report.text,
+    '',
+    metricsTable(report.metrics, false),
+    '',
+    processTable(report.processes, false),
+    '',
   ].join('\n');
 }
 
 export async function main(argv: string[]): Promise<number> {
   let json: boolean;
   let updateDocs: boolean;
-  let durationSeconds: number;
-  let rounds: number;
+  let settings: RunSettings;
   let names: string[];
+  let save: string | undefined;
+  let saved: Map<string, SavedSuite> | undefined;
+  let compareFile: string | undefined;
   try {
     const { values, positionals } = parseArgs({
       args: argv,
@@ -85,8 +130,11 @@ export async function main(argv: string[]): Promise<number> {
       strict: true,
       options: {
         json: { type: 'boolean', default: false },
+        quick: { type: 'boolean', default: false },
         duration: { type: 'string' },
         rounds: { type: 'string' },
+        save: { type: 'string' },
+        compare: { type: 'string' },
         'update-docs': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -97,38 +145,95 @@ export async function main(argv: string[]): Promise<number> {
     }
     json = values.json === true;
     updateDocs = values['update-docs'] === true;
-    durationSeconds = positiveNumber(values.duration, '--duration', DEFAULT_DURATION);
-    rounds = positiveNumber(values.rounds, '--rounds', DEFAULT_ROUNDS, true);
+    const quick = values.quick === true;
+    settings = {
+      quick,
+      durationSeconds: positiveNumber(values.duration, '--duration', quick ? QUICK_DURATION : DEFAULT_DURATION),
+      rounds: positiveNumber(values.rounds, '--rounds', quick ? QUICK_ROUNDS : DEFAULT_ROUNDS, true),
+    };
     names = positionals.length > 0 ? positionals : [...SUITES.keys()];
     const unknown = names.filter((n) => !SUITES.has(n));
     if (unknown.length > 0) throw new UsageError(`unknown suite ${unknown.join(', ')}; known: ${[...SUITES.keys()].join(', ')}`);
+    save = values.save;
+    compareFile = values.compare;
+    if (compareFile !== undefined) {
+      if (!existsSync(compareFile)) throw new UsageError(`--compare: no such file ${compareFile}`);
+      saved = readSaved(compareFile); // read before the run: a bad file should not cost a whole run
+    }
   } catch (err) {
     process.stderr.write(`bench: ${(err as Error).message}\n\n${usage()}\n`);
     return 2;
   }
 
   const env = environment();
-  const log = (line: string) => process.stderr.write(`[bench] ${line}\n`);
-  log(`${env.cpu}, Node ${env.node}, load ${env.load.toFixed(2)}, ${durationSeconds} s x ${rounds} samples per measurement`);
+  const progress = new Progress(names.length);
+  const log = (line: string) => progress.log(line);
+  if (save) writeFileSync(save, '');
+  log(`${machineLine(env)}, load ${env.load.toFixed(2)}; ${settings.quick ? 'quick, ' : ''}${settings.durationSeconds} s x ${settings.rounds} rounds per measurement`);
+
+  let regressions = 0;
   for (const name of names) {
     const suite = SUITES.get(name)!;
-    const report = await suite.run({ durationSeconds, rounds, log });
-    if (json) {
-      process.stdout.write(`${JSON.stringify({ suite: report.suite, results: report.results })}\n`);
-    } else {
-      process.stdout.write(
-        `\n== ${report.suite} == ${env.date}, ${env.cpu} (${env.cpus} CPUs), Node ${env.node}, load ${env.load.toFixed(2)}\n\n` +
-          `${report.text}\n`,
-      );
+    const why = suite.unavailable?.() ?? null;
+    if (why) {
+      // Named on purpose: an error. Part of "every suite": say so and go on with the others.
+      if (positionalsNamed(argv, name)) throw new Error(`${name}: ${why}`);
+      log(`${name}: skipped: ${why}`);
+      if (json) process.stdout.write(`${JSON.stringify({ suite: name, skipped: why })}\n`);
+      continue;
     }
+    progress.startSuite(name);
+    const t0 = Date.now();
+    const report = await suite.run({ ...settings, log, progress: (d, t) => progress.update(d, t) });
+    progress.update(1, 1);
+    log(`${name}: done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    progress.clear();
+    const line = JSON.stringify({
+      suite: report.suite,
+      env: { ...env, date: new Date().toISOString().replace(/\.\d+Z$/, 'Z') },
+      quick: settings.quick,
+      results: report.results,
+      metrics: report.metrics,
+      processes: report.processes,
+    });
+    if (json) process.stdout.write(`${line}\n`);
+    else process.stdout.write(`\n${textReport(report, env, settings)}`);
+    if (save) appendFileSync(save, `${line}\n`);
+
+    if (saved) {
+      const then = saved.get(report.suite);
+      if (!then) {
+        log(`${name}: not in ${compareFile}, nothing to compare`);
+      } else {
+        const rows: Comparison[] = compareMetrics(then.metrics, report.metrics);
+        const bad = rows.filter((r) => r.verdict === 'regression');
+        regressions += bad.length;
+        const out = json ? process.stderr : process.stdout;
+        out.write(
+          `\n-- ${name} compared with ${compareFile}${then.date ? ` (run ${then.date})` : ''}: ` +
+            `${bad.length === 0 ? 'no regression beyond the spread' : `${bad.length} REGRESSION(S) beyond the spread`}\n\n` +
+            `${comparisonTable(rows)}\n`,
+        );
+      }
+    }
+
     if (updateDocs) {
-      updateDocsSection(report.suite, docsSection(report, env, durationSeconds, rounds));
-      log(`updated ${DOCS_FILE} (section ${report.suite})`);
+      const svg = renderChart(`meshport bench: ${report.suite}`, report.charts);
+      const chart = svg ? writeChart(report.suite, svg) : null;
+      updateDocsSection(report.suite, docsSection(report, env, settings, chart));
+      const lines = updateResults(report.suite, line);
+      updateDocsSection('runs', runsSection(lines), DOCS_FILE, '## Last runs');
+      log(`updated ${DOCS_FILE} (section ${report.suite}), ${chart ? `docs/${chart}, ` : ''}${RESULTS_FILE}`);
     }
   }
   // The sink every workload folded its results into: printing it keeps the measured work observable.
   log(`sink ${sinkValue()}`);
-  return 0;
+  progress.clear();
+  return regressions > 0 ? EXIT_REGRESSION : 0;
+}
+
+function positionalsNamed(argv: string[], name: string): boolean {
+  return argv.includes(name);
 }
 
 if (require.main === module) {
@@ -137,7 +242,7 @@ if (require.main === module) {
       process.exitCode = code;
     },
     (err: unknown) => {
-      process.stderr.write(`bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      process.stderr.write(`\nbench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
       process.exitCode = 1;
     },
   );

@@ -1,6 +1,7 @@
 // The measuring harness every suite shares: warm-up, interleaved timed samples, median, heap allocated per frame.
 
 import * as v8 from 'node:v8';
+import { median } from './stats';
 
 /**
  * One thing to measure. `run(calls)` does `calls` units of work and returns a number derived from every result, which
@@ -30,6 +31,8 @@ export interface Measurement {
   spread: number;
   /** V8 heap bytes allocated per frame, or null when it could not be measured. */
   heapBytesPerFrame: number | null;
+  /** CPU seconds (user + system, the whole process) spent in this workload's timed samples. */
+  cpuSeconds: number;
 }
 
 export interface MeasureOptions {
@@ -39,6 +42,8 @@ export interface MeasureOptions {
   /** Untimed seconds per workload before the first sample. */
   warmupSeconds: number;
   log: (line: string) => void;
+  /** Steps done of all steps (warm-ups, samples, allocation runs). */
+  progress?: (done: number, total: number) => void;
 }
 
 /** Everything every workload returned, xor-folded; reported so that the work stays observable. */
@@ -78,12 +83,6 @@ function sample(w: Workload, batch: number, seconds: number): number {
   return (calls * w.framesPerCall * 1e9) / Number(dt);
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
 /** Allocation is measured with v8.GCProfiler, which needs no flag: Node >= 19.6 has it. */
 export function heapMeasurementMethod(): string | null {
   return typeof v8.GCProfiler === 'function'
@@ -119,6 +118,9 @@ function heapPerFrame(w: Workload, batch: number, batchesNeeded: number): number
  */
 export function measureAll(workloads: Workload[], opts: MeasureOptions): Map<string, Measurement> {
   const batches = new Map<string, number>();
+  const steps = workloads.length * (opts.rounds + 2);
+  let done = 0;
+  const step = () => opts.progress?.(++done, steps);
   for (const w of workloads) {
     opts.log(`warming up ${w.label}`);
     let batch = calibrate(w);
@@ -127,12 +129,20 @@ export function measureAll(workloads: Workload[], opts: MeasureOptions): Map<str
     while (process.hrtime.bigint() - t0 < warmNs) sink ^= w.run(batch);
     batch = calibrate(w); // again, now that the code is optimized
     batches.set(w.name, batch);
+    step();
   }
   const samples = new Map<string, number[]>(workloads.map((w) => [w.name, []]));
+  const cpu = new Map<string, number>(workloads.map((w) => [w.name, 0]));
   const per = opts.seconds / opts.rounds;
   for (let r = 0; r < opts.rounds; r++) {
     opts.log(`round ${r + 1}/${opts.rounds}`);
-    for (const w of workloads) samples.get(w.name)!.push(sample(w, batches.get(w.name)!, per));
+    for (const w of workloads) {
+      const c0 = process.cpuUsage();
+      samples.get(w.name)!.push(sample(w, batches.get(w.name)!, per));
+      const c = process.cpuUsage(c0);
+      cpu.set(w.name, cpu.get(w.name)! + (c.user + c.system) / 1e6);
+      step();
+    }
   }
   const out = new Map<string, Measurement>();
   for (const w of workloads) {
@@ -150,7 +160,9 @@ export function measureAll(workloads: Workload[], opts: MeasureOptions): Map<str
       samples: xs,
       spread: (Math.max(...xs) - Math.min(...xs)) / fps,
       heapBytesPerFrame: heapPerFrame(w, batch, batchesNeeded),
+      cpuSeconds: cpu.get(w.name)!,
     });
+    step();
   }
   return out;
 }

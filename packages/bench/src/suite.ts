@@ -1,4 +1,5 @@
-// What a benchmark suite is: a name in the table of src/suites/index.ts and a run that returns figures and tables.
+// What a benchmark suite is: a name in the table of src/suites/index.ts and a run that returns figures, tables,
+// the ratios to its peers, what each process cost, and the data of its chart.
 
 /** A figure of one result row: numbers, labels, flags, or the raw samples. */
 export type Figure = string | number | boolean | null | number[];
@@ -11,17 +12,73 @@ export interface SuiteOptions {
   durationSeconds: number;
   /** Samples per measurement; the median is reported. */
   rounds: number;
+  /** `--quick`: the short version of the suite, for checking a change (every suite together under a minute). */
+  quick: boolean;
   /** Progress lines (to stderr). */
   log: (line: string) => void;
+  /** How far the suite is: `done` of `total` steps (drives the progress bar). */
+  progress: (done: number, total: number) => void;
+}
+
+/**
+ * A figure `--compare` watches between runs. Ratios to a peer measured in the same rounds (unit `x`) are the ones to
+ * trust on a noisy machine; absolute figures are listed too, with their spread.
+ */
+export interface Metric {
+  /** Stable across runs: how `--compare` matches a metric with the saved one. */
+  name: string;
+  value: number;
+  unit: string;
+  better: 'higher' | 'lower';
+  /** (max - min) / median over the rounds that made `value`; 0 when there was one. */
+  spread: number;
+  /** How many rounds (or samples) made it. */
+  rounds: number;
+  /** For a ratio: the peer it is measured against (shown in the ratio table). */
+  peer?: string;
+}
+
+/** CPU and memory of one process over the suite's measured windows, from the OS's own accounting (/proc). */
+export interface ProcessUsage {
+  /** The case it served ("Bolt: meshport-2hop"). */
+  scope: string;
+  /** Its role ("consumer router", "haproxy", "ZooKeeper"). */
+  process: string;
+  cpuSeconds: number | null;
+  peakRssMB: number | null;
+}
+
+export interface BarChart {
+  title: string;
+  unit: string;
+  bars: { label: string; value: number; spread?: number }[];
+}
+
+export interface LineChart {
+  title: string;
+  unit: string;
+  /** The x positions, e.g. ['p50', 'p90', 'p99']. */
+  x: string[];
+  series: { label: string; values: number[] }[];
+  /** Log scale for values over several orders of magnitude. */
+  log?: boolean;
+}
+
+export interface SuiteCharts {
+  bars?: BarChart;
+  lines?: LineChart;
 }
 
 export interface SuiteReport {
   suite: string;
-  /** The rows of the `--json` line: `{"suite": ..., "results": [...]}`. */
+  /** The rows of the `--json` line: `{"suite": ..., "results": [...], "metrics": [...]}`. */
   results: ResultRow[];
+  metrics: Metric[];
+  processes: ProcessUsage[];
+  charts: SuiteCharts;
   /** Tables for a terminal. */
   text: string;
-  /** Tables in markdown, for docs/benchmarks.md (main adds the date and the machine). */
+  /** Tables in markdown, for docs/benchmarks.md (main adds the date, the machine, ratios, processes and the chart). */
   markdown: string;
 }
 
@@ -29,5 +86,7 @@ export interface Suite {
   name: string;
   /** One line for `--help`. */
   summary: string;
+  /** Whether the suite can run here (the hijack suite needs root); a reason when not. */
+  unavailable?: () => string | null;
   run(options: SuiteOptions): Promise<SuiteReport> | SuiteReport;
 }

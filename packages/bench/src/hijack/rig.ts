@@ -21,6 +21,7 @@ import {
   type HijackPlan,
 } from '@meshport/hijack';
 import { bpfDetach, bpfStats, createCgroup, findCgroup2Mount, removeCgroup, type BpfStats } from '@meshport/socket';
+import { cpuTimes, peakRssMB } from '../proc';
 
 export type CaseName = 'direct' | 'redirect' | 'connect-hook' | 'connect-hook+sockmap';
 export const CASES: readonly CaseName[] = ['direct', 'redirect', 'connect-hook', 'connect-hook+sockmap'];
@@ -156,19 +157,11 @@ function cleanupSync(): void {
   live.clear();
 }
 
-/** utime + stime of a process, from /proc/PID/stat, in seconds (0 when it is gone). */
+/** utime + stime of a process, in seconds (0 when it is gone). */
 function cpuSeconds(pid: number | undefined): number {
-  if (pid === undefined) return 0;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
-  } catch {
-    return 0;
-  }
+  const t = pid === undefined ? null : cpuTimes(pid);
+  return t ? t.user + t.system : 0;
 }
-
-const CLK_TCK = 100;
 
 function alive(pid: number): boolean {
   try {
@@ -211,6 +204,8 @@ export interface Measurement {
   p99us1x1: number;
   /** CPU (user + system) microseconds per request in the timed window, per process. */
   cpuUsPerReq: { loadgen: number; relay: number; echo: number };
+  /** CPU seconds of each process over the timed window, and its peak RSS (VmHWM) over its life, MiB. */
+  usage: Record<'loadgen' | 'relay' | 'echo', { cpuSeconds: number; peakRssMB: number | null } | undefined>;
   bpf?: BpfStats;
   relay?: { routed: number; passedThrough: number; refused: number };
   somaxconn: number;
@@ -223,6 +218,7 @@ export async function measureOnce(
   connections: number,
   seconds: number,
   log: (line: string) => void,
+  latencySeconds = 1,
 ): Promise<Measurement> {
   hookSignals();
   const netns = uniqueNetnsName('mpbh');
@@ -282,7 +278,13 @@ export async function measureOnce(
     if (inst.cgroup) bpf = bpfStats({ pinDir: bpfPinDir(inst.cgroup) });
     if (bpf && before) bpf = { ...bpf, redirectedMessages: bpf.redirectedMessages - before.redirectedMessages, redirectedBytes: bpf.redirectedBytes - before.redirectedBytes, redirectMisses: bpf.redirectMisses - before.redirectMisses };
     const relayStats = relay ? (await relay.ask<{ stats: Measurement['relay'] }>('stats', 10000)).stats : undefined;
-    const lat = (await loadgen.ask<{ lat: { n: number; p50: number; p99: number } }>('lat 1', 30000)).lat;
+    const lat = (await loadgen.ask<{ lat: { n: number; p50: number; p99: number } }>(`lat ${latencySeconds}`, 30000)).lat;
+    const usageOf = (label: 'loadgen' | 'relay' | 'echo') => {
+      const i = inst.children.findIndex((c) => c.name === label);
+      const pid = inst.children[i]?.proc.pid;
+      return i < 0 || pid === undefined ? undefined : { cpuSeconds: cpu1[i] - cpu0[i], peakRssMB: peakRssMB(pid) };
+    };
+    const usage = { loadgen: usageOf('loadgen'), relay: usageOf('relay'), echo: usageOf('echo') };
     await loadgen.ask('close', 30000);
     const m: Measurement = {
       case: name,
@@ -297,6 +299,7 @@ export async function measureOnce(
       p50us1x1: lat.p50,
       p99us1x1: lat.p99,
       cpuUsPerReq,
+      usage,
       bpf,
       relay: relayStats,
       somaxconn,

@@ -6,7 +6,8 @@ import { DecoderV2 } from 'hessian.js';
 import * as boltPeer from 'sofa-bolt-node/lib/protocol';
 import { type Align, fixed, int, markdownTable, percent, textTable } from '../format';
 import { type Measurement, type Workload, heapMeasurementMethod, measureAll } from '../measure';
-import type { Figure, ResultRow, Suite, SuiteOptions, SuiteReport } from '../suite';
+import { roundRatio } from '../stats';
+import type { Figure, Metric, ProcessUsage, ResultRow, Suite, SuiteOptions, SuiteReport } from '../suite';
 
 /** Body (Bolt content, Dubbo body) size the fixtures are fitted to. */
 export const TARGET_BODY = 256;
@@ -279,6 +280,7 @@ function run(options: SuiteOptions): SuiteReport {
     rounds: options.rounds,
     warmupSeconds: Math.min(1, Math.max(0.2, options.durationSeconds / 3)),
     log: (l) => options.log(`decode: ${l}`),
+    progress: options.progress,
   });
   const get = (name: string): Measurement => m.get(name)!;
 
@@ -405,7 +407,41 @@ function run(options: SuiteOptions): SuiteReport {
     ...notes.map((n) => `- ${n}`),
   ].join('\n');
 
-  return { suite: 'decode', results, text, markdown };
+  // Ratios to the peers round by round: each round samples every case once, back to back.
+  const ratio = (name: string, a: string, b: string, peer: string): Metric => {
+    const r = roundRatio(get(a).samples, get(b).samples);
+    return { name, value: round(r.ratio, 3), unit: 'x', better: 'higher', spread: round(r.spread, 3), rounds: r.rounds, peer };
+  };
+  const rate = (name: string, w: string): Metric => ({
+    name,
+    value: Math.round(get(w).framesPerSec),
+    unit: 'frames/s',
+    better: 'higher',
+    spread: round(get(w).spread, 3),
+    rounds: get(w).samples.length,
+  });
+  const metrics: Metric[] = [
+    ratio('Bolt: meshport decodeFrame / sofa-bolt-node decode', NAMES.boltMeshport, NAMES.boltPeer, 'sofa-bolt-node'),
+    ratio('Dubbo: meshport decodeFrame / hessian.js full decode', NAMES.dubboMeshport, NAMES.dubboPeer, 'hessian.js'),
+    ratio('Bolt: stream (e) / single-frame decode (a)', NAMES.stream, NAMES.boltMeshport, 'meshport decodeFrame'),
+    rate('Bolt decodeFrame (a)', NAMES.boltMeshport),
+    rate('Dubbo decodeFrame (c)', NAMES.dubboMeshport),
+    rate('Bolt stream (e)', NAMES.stream),
+  ];
+  // One process runs every case: its CPU per case is what the case's timed samples used, its peak RSS the whole run's.
+  const processes: ProcessUsage[] = [
+    ...workloads.map((w) => ({ scope: w.label, process: 'bench process (in-process case)', cpuSeconds: round(get(w.name).cpuSeconds, 2), peakRssMB: null })),
+    { scope: 'all cases', process: 'bench process', cpuSeconds: round(process.cpuUsage().user / 1e6 + process.cpuUsage().system / 1e6, 2), peakRssMB: round(process.resourceUsage().maxRSS / 1024, 1) },
+  ];
+  const charts = {
+    bars: {
+      title: 'Header decode throughput, one core (whisker: spread of the rounds)',
+      unit: 'frames/s',
+      bars: workloads.map((w) => ({ label: w.label.replace(/, 64 KiB chunks$/, ''), value: get(w.name).framesPerSec, spread: get(w.name).spread })),
+    },
+  };
+
+  return { suite: 'decode', results, metrics, processes, charts, text, markdown };
 }
 
 export const decodeSuite: Suite = {

@@ -19,12 +19,13 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { type Started, request, startRunner, stopChild } from '../forward/children';
 import { type Haproxy, haproxyVersion, startHaproxy } from '../forward/haproxy';
-import { type CpuTimes, cpuDelta, cpuTimes, peakRssMB } from '../forward/proc';
+import { type CpuTimes, cpuDelta, cpuTimes, peakRssMB } from '../proc';
 import { type ProfileSummary, profilesMarkdown, readProfile, summarizeProfile } from '../forward/profile';
 import { type BenchProtocol, ROUTE_KEYS, requestTemplate } from '../forward/wire';
 import { type Align, fixed, int, markdownTable, percent, textTable } from '../format';
 import type { Job, Result } from '../runners/loadgen-process';
-import type { Figure, ResultRow, Suite, SuiteOptions, SuiteReport } from '../suite';
+import { median, quantile, roundRatio, spread } from '../stats';
+import type { Figure, Metric, ProcessUsage, ResultRow, Suite, SuiteOptions, SuiteReport } from '../suite';
 
 const PROTOCOLS: BenchProtocol[] = ['bolt', 'dubbo'];
 const TARGETS = ['direct', 'haproxy-2hop', 'meshport-2hop'] as const;
@@ -39,8 +40,11 @@ type Shape = keyof typeof SHAPES;
 /** Goals: meshport's throughput at least haproxy's; its added p50 latency no more than haproxy's. */
 const GOAL_RPS_RATIO = 1.0;
 
-/** Untimed load per sample, after the connections are up and before the window. */
+/** Untimed load per sample, after the connections are up and before the window (less in quick mode). */
 const SAMPLE_WARMUP_MS = 150;
+const QUICK_SAMPLE_WARMUP_MS = 50;
+/** Timed seconds per case and shape in quick mode: 2 protocols x 3 targets x 2 shapes x rounds samples add up. */
+const QUICK_DURATION = 0.6;
 
 interface Proc {
   role: string;
@@ -67,17 +71,6 @@ function emptyAcc(): Accumulated {
 function addCpu(into: CpuTimes, d: CpuTimes): void {
   into.user += d.user;
   into.system += d.system;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length === 0 ? NaN : s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
-function quantile(sorted: Float64Array, q: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 }
 
 function pooled(parts: Float64Array[]): Float64Array {
@@ -215,8 +208,20 @@ function threadsOf(pid: number): number | null {
   }
 }
 
-async function runProtocol(rig: Rig, protocol: BenchProtocol, options: SuiteOptions, profileDir: string | undefined): Promise<ProtocolRun> {
+/** Steps of one protocol's run, for the progress bar: warm-ups, then rounds x targets x shapes. */
+function protocolSteps(options: SuiteOptions): number {
+  return TARGETS.length * 2 * (1 + options.rounds);
+}
+
+async function runProtocol(
+  rig: Rig,
+  protocol: BenchProtocol,
+  options: SuiteOptions,
+  profileDir: string | undefined,
+  step: () => void,
+): Promise<ProtocolRun> {
   const log = (l: string) => options.log(`forward: ${protocol}: ${l}`);
+  const sampleWarmupMs = options.quick ? QUICK_SAMPLE_WARMUP_MS : SAMPLE_WARMUP_MS;
   log('starting haproxy and two meshport routers');
   let haproxy: Haproxy | undefined;
   let routers: { consumer: Started<RouterReady>; provider: Started<RouterReady> } | undefined;
@@ -224,7 +229,7 @@ async function runProtocol(rig: Rig, protocol: BenchProtocol, options: SuiteOpti
     haproxy = await startHaproxy(rig.echo.ready.port);
     routers = await startRouters(rig.echo.ready.port);
     const targets = targetsOf(rig.echo.ready.port, { haproxy, ...routers });
-    const job = (target: Target, shape: Shape, seconds: number, warmupMs = SAMPLE_WARMUP_MS): Job => ({
+    const job = (target: Target, shape: Shape, seconds: number, warmupMs = sampleWarmupMs): Job => ({
       port: targets[target].port,
       protocol,
       ...SHAPES[shape],
@@ -233,12 +238,13 @@ async function runProtocol(rig: Rig, protocol: BenchProtocol, options: SuiteOpti
     });
 
     // Warm-up: JIT of routers, load generator and echo server; haproxy's pools.
-    const warmSeconds = Math.min(1.5, Math.max(0.3, options.durationSeconds / 3));
+    const warmSeconds = Math.min(1.5, Math.max(options.quick ? 0.15 : 0.3, options.durationSeconds / 3));
     for (const target of TARGETS) {
       for (const shape of ['throughput', 'latency'] as Shape[]) {
         log(`warming up ${target} (${shape})`);
         const { result } = await runJob(rig, job(target, shape, shape === 'throughput' ? warmSeconds : warmSeconds / 3), targets[target].procs);
         if (result.errors > 0) throw new Error(`${protocol} ${target}: ${result.errors} wrong answers, first: ${result.firstError}`);
+        step();
       }
     }
 
@@ -266,6 +272,7 @@ async function runProtocol(rig: Rig, protocol: BenchProtocol, options: SuiteOpti
             a.cpu.set(role, c);
           }
           addCpu(a.benchCpu, benchCpu);
+          step();
         }
       }
     }
@@ -328,6 +335,8 @@ interface Row {
   errors: number;
   firstError: string | null;
   rpsSamples: number[];
+  /** 1x1 p50 of each round, in round order. */
+  p50ByRound: number[];
 }
 
 function makeRow(protocol: BenchProtocol, target: Target, run: ProtocolRun, roles: string[]): Row {
@@ -375,10 +384,12 @@ function makeRow(protocol: BenchProtocol, target: Target, run: ProtocolRun, role
     errors: tp.errors + lat.errors,
     firstError: tp.firstError ?? lat.firstError,
     rpsSamples: tp.rps,
+    p50ByRound: lat.latencies.map((l) => quantile(Float64Array.from(l).sort(), 0.5)),
   };
 }
 
-async function run(options: SuiteOptions): Promise<SuiteReport> {
+async function run(given: SuiteOptions): Promise<SuiteReport> {
+  const options = given.quick ? { ...given, durationSeconds: Math.min(given.durationSeconds, QUICK_DURATION) } : given;
   const log = (l: string) => options.log(`forward: ${l}`);
   const profileDir = process.env.MESHPORT_BENCH_PROFILE ? path.resolve(process.env.MESHPORT_BENCH_PROFILE) : undefined;
   const version = await haproxyVersion();
@@ -398,7 +409,10 @@ async function run(options: SuiteOptions): Promise<SuiteReport> {
     const echo = await startRunner<{ ready: string; pid: number; port: number }>('echo-process.js', { readyVia: 'stdout' });
     rig = { echo, loadgen: undefined as never };
     rig.loadgen = await startRunner<{ ready: string; pid: number }>('loadgen-process.js', { readyVia: 'ipc', serialization: 'advanced' });
-    for (const protocol of PROTOCOLS) runs.set(protocol, await runProtocol(rig, protocol, options, profileDir));
+    let done = 0;
+    const total = PROTOCOLS.length * protocolSteps(options);
+    const step = () => options.progress(++done, total);
+    for (const protocol of PROTOCOLS) runs.set(protocol, await runProtocol(rig, protocol, options, profileDir, step));
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
@@ -540,7 +554,7 @@ async function run(options: SuiteOptions): Promise<SuiteReport> {
       'with default settings (pino at warn, prom-client stats, admin on); each multiplexes all callers onto one upstream connection with ids rewritten.',
     `req/s is the median of ${options.rounds} samples of ${fixed(options.durationSeconds / options.rounds, 2)} s per case and shape, taken ` +
       'round-robin across targets (order rotated each round) after a warm-up, each sample on fresh client connections after ' +
-      `${SAMPLE_WARMUP_MS} ms untimed; spread = (max - min) / median. Latency percentiles pool the samples of all rounds.`,
+      `${options.quick ? QUICK_SAMPLE_WARMUP_MS : SAMPLE_WARMUP_MS} ms untimed; spread = (max - min) / median. Latency percentiles pool the samples of all rounds.`,
     'proxy CPU s: user + system seconds of the proxy processes (/proc/<pid>/stat) over the timed 8x16 windows ' +
       `(${fixed(options.durationSeconds, 1)} s in all); CPU us/req = that / answers in those windows. meshport's CPU per request is ${cpuLine} haproxy's. ` +
       'peak RSS: VmHWM of /proc/<pid>/status at the end of the protocol\'s run (meshport: consumer + provider).',
@@ -577,7 +591,44 @@ async function run(options: SuiteOptions): Promise<SuiteReport> {
     ...notes.map((n) => `- ${n}`),
     ...profileLines,
   ].join('\n');
-  return { suite: 'forward', results, text, markdown };
+  const P = (p: BenchProtocol) => (p === 'bolt' ? 'Bolt' : 'Dubbo');
+  const metrics: Metric[] = PROTOCOLS.flatMap((p) => {
+    const d = find(p, 'direct');
+    const h = find(p, 'haproxy-2hop');
+    const m = find(p, 'meshport-2hop');
+    const ratio = (name: string, a: number[], b: number[], peer: string, better: Metric['better']): Metric => {
+      const r = roundRatio(a, b);
+      return { name: `${P(p)}: ${name}`, value: round(r.ratio, 3), unit: 'x', better, spread: round(r.spread, 3), rounds: r.rounds, peer };
+    };
+    return [
+      ratio('meshport-2hop / haproxy-2hop req/s (8x16)', m.rpsSamples, h.rpsSamples, 'haproxy-2hop', 'higher'),
+      ratio('meshport-2hop / direct req/s (8x16)', m.rpsSamples, d.rpsSamples, 'direct', 'higher'),
+      ratio('haproxy-2hop / direct req/s (8x16)', h.rpsSamples, d.rpsSamples, 'direct', 'higher'),
+      ratio('meshport-2hop / haproxy-2hop p50 (1x1)', m.p50ByRound, h.p50ByRound, 'haproxy-2hop', 'lower'),
+      {
+        // Over all timed windows together: one figure, so it is compared with the single-round tolerance.
+        name: `${P(p)}: meshport-2hop / haproxy-2hop CPU per request`,
+        value: round(m.cpuPerReqUs! / h.cpuPerReqUs!, 3),
+        unit: 'x',
+        better: 'lower',
+        spread: 0,
+        rounds: 1,
+        peer: 'haproxy-2hop',
+      },
+      { name: `${P(p)}: meshport-2hop req/s (8x16)`, value: Math.round(m.rps), unit: 'req/s', better: 'higher', spread: round(spread(m.rpsSamples), 3), rounds: m.rpsSamples.length },
+      { name: `${P(p)}: meshport-2hop p50 (1x1)`, value: round(m.p50, 1), unit: 'us', better: 'lower', spread: round(spread(m.p50ByRound), 3), rounds: m.p50ByRound.length },
+    ];
+  });
+  const roleName: Record<string, string> = { haproxy: 'haproxy (both hops)', consumer: 'meshport consumer router', provider: 'meshport provider router' };
+  const processes: ProcessUsage[] = rows.flatMap((r) =>
+    Object.entries(r.perProcess ?? {}).map(([role, v]) => ({ scope: `${P(r.protocol)}: ${r.target} (8x16 windows)`, process: roleName[role] ?? role, cpuSeconds: v.cpuSeconds, peakRssMB: v.peakRssMB })),
+  );
+  const label = (r: Row) => `${P(r.protocol)}: ${r.target}`;
+  const charts = {
+    bars: { title: 'Requests/s, 8 connections x 16 in flight (whisker: spread of the rounds)', unit: 'req/s', bars: rows.map((r) => ({ label: label(r), value: r.rps, spread: r.rpsSpread })) },
+    lines: { title: 'Latency, 1 connection x 1 in flight', unit: 'us', x: ['p50', 'p90', 'p99'], series: rows.map((r) => ({ label: label(r), values: [r.p50, r.p90, r.p99] })) },
+  };
+  return { suite: 'forward', results, metrics, processes, charts, text, markdown };
 }
 
 export const forwardSuite: Suite = {

@@ -6,7 +6,8 @@
 
 import { fixed, int, markdownTable, percent, textTable, type Align } from '../format';
 import { CASES, SERVER, bpffsState, leftovers, maxConnections, measureOnce, nofileHardLimit, restoreBpffs, type CaseName, type Measurement } from '../hijack/rig';
-import type { ResultRow, Suite, SuiteOptions, SuiteReport } from '../suite';
+import { median, roundRatio, spread } from '../stats';
+import type { LineChart, Metric, ProcessUsage, ResultRow, Suite, SuiteOptions, SuiteReport } from '../suite';
 
 const LABEL: Record<CaseName, string> = {
   direct: 'direct (no capture, floor)',
@@ -15,27 +16,18 @@ const LABEL: Record<CaseName, string> = {
   'connect-hook+sockmap': 'connect hook + sockmap',
 };
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  if (s.length === 0) return Number.NaN;
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
-function spread(xs: number[]): number {
-  const m = median(xs);
-  return xs.length > 1 && m > 0 ? (Math.max(...xs) - Math.min(...xs)) / m : 0;
-}
-
 interface Plan {
   connections: number;
   rounds: number;
 }
 
-/** MESHPORT_BENCH_HIJACK_QUICK=1: 1k connections only, one round. MESHPORT_BENCH_HIJACK_SIZES=1000,10000 to choose. */
+/** Connections in quick mode: enough to show conntrack per connection and the modes' order, in seconds per case. */
+const QUICK_CONNECTIONS = 200;
+
+/** `--quick`: 200 connections, one round. MESHPORT_BENCH_HIJACK_SIZES=1000,10000 picks the sizes. */
 function shape(options: SuiteOptions): Plan[] {
-  const quick = process.env.MESHPORT_BENCH_HIJACK_QUICK === '1';
-  const sizes = (process.env.MESHPORT_BENCH_HIJACK_SIZES ?? (quick ? '1000' : '1000,10000')).split(',').map(Number).filter((n) => n > 0);
+  const quick = options.quick;
+  const sizes = (process.env.MESHPORT_BENCH_HIJACK_SIZES ?? (quick ? String(QUICK_CONNECTIONS) : '1000,10000')).split(',').map(Number).filter((n) => n > 0);
   const cap = maxConnections();
   return sizes.map((wanted) => ({
     connections: Math.min(wanted, cap),
@@ -53,6 +45,8 @@ async function runSuite(options: SuiteOptions): Promise<SuiteReport> {
   if (typeof process.getuid === 'function' && process.getuid() !== 0) throw new Error('the hijack suite needs root (netns, iptables, BPF)');
   const seconds = Math.min(options.durationSeconds, 3);
   const plans = shape(options);
+  const total = plans.reduce((a, p) => a + p.rounds * CASES.length, 0);
+  let done = 0;
   const bpffs = bpffsState();
   const rows: Row[] = [];
   const t0 = Date.now();
@@ -62,7 +56,10 @@ async function runSuite(options: SuiteOptions): Promise<SuiteReport> {
       for (let round = 0; round < p.rounds; round++) {
         // A B C D, then B C D A, ...: every case sees the start and the end of the size's window.
         const order = CASES.map((_, i) => CASES[(i + round) % CASES.length]);
-        for (const c of order) byCase.get(c)!.samples.push(await measureOnce(c, p.connections, seconds, options.log));
+        for (const c of order) {
+          byCase.get(c)!.samples.push(await measureOnce(c, p.connections, seconds, options.log, options.quick ? 0.5 : 1));
+          options.progress(++done, total);
+        }
       }
       rows.push(...byCase.values());
     }
@@ -190,11 +187,63 @@ function report(rows: Row[], plans: Plan[], seconds: number, elapsed: number): S
   ];
   const text = [textTable(headers, table, align), '', textTable(goalHeaders, goals, goalAlign), '', ...notes.map((n) => `- ${n}`)].join('\n');
   const markdown = [markdownTable(headers, table, align), '', markdownTable(goalHeaders, goals, goalAlign), '', ...notes.map((n) => `- ${n}`), ...method].join('\n');
-  return { suite: 'hijack', results, text, markdown };
+  return { suite: 'hijack', results, ...extras(rows, plans), text, markdown };
+}
+
+/** Ratios to REDIRECT and to direct round by round, what each process cost, and the chart. */
+function extras(rows: Row[], plans: Plan[]): Pick<SuiteReport, 'metrics' | 'processes' | 'charts'> {
+  const metrics: Metric[] = [];
+  const processes: ProcessUsage[] = [];
+  const bars: { label: string; value: number; spread?: number }[] = [];
+  const series: LineChart['series'] = [];
+  for (const p of plans) {
+    const row = (c: CaseName) => rows.find((r) => r.name === c && r.connections === p.connections)!;
+    const rps = (c: CaseName) => row(c).samples.map((m) => m.reqPerSec);
+    const tier = `${int(p.connections)} conns`;
+    const ratio = (a: CaseName, b: CaseName): Metric => {
+      const r = roundRatio(rps(a), rps(b));
+      return { name: `${tier}: ${LABEL[a]} / ${LABEL[b]} req/s`, value: Math.round(r.ratio * 1000) / 1000, unit: 'x', better: 'higher', spread: Math.round(r.spread * 1000) / 1000, rounds: r.rounds, peer: LABEL[b] };
+    };
+    metrics.push(ratio('connect-hook+sockmap', 'redirect'), ratio('connect-hook', 'redirect'), ratio('redirect', 'direct'), ratio('connect-hook+sockmap', 'direct'));
+    const rd = row('redirect').samples;
+    metrics.push({
+      name: `${tier}: REDIRECT conntrack entries per connection`,
+      value: median(rd.map((m) => m.conntrack / m.connections)),
+      unit: 'entries',
+      better: 'lower',
+      spread: spread(rd.map((m) => m.conntrack / m.connections)),
+      rounds: rd.length,
+    });
+    for (const c of CASES) {
+      const s = row(c).samples;
+      bars.push({ label: `${tier}: ${LABEL[c]}`, value: median(s.map((m) => m.reqPerSec)), spread: spread(s.map((m) => m.reqPerSec)) });
+      series.push({ label: `${tier}: ${LABEL[c]}`, values: [median(s.map((m) => m.p50us1x1)), median(s.map((m) => m.p99us1x1))] });
+      for (const proc of ['loadgen', 'relay', 'echo'] as const) {
+        const used = s.map((m) => m.usage[proc]).filter((u): u is NonNullable<typeof u> => u !== undefined);
+        if (used.length === 0) continue;
+        const peaks = used.map((u) => u.peakRssMB).filter((x): x is number => x !== null);
+        processes.push({
+          scope: `${tier}: ${LABEL[c]} (timed windows, all rounds)`,
+          process: { loadgen: 'app (load generator)', relay: 'capture relay (uid 1337)', echo: 'server' }[proc],
+          cpuSeconds: Math.round(used.reduce((a, u) => a + u.cpuSeconds, 0) * 100) / 100,
+          peakRssMB: peaks.length > 0 ? Math.round(Math.max(...peaks) * 10) / 10 : null,
+        });
+      }
+    }
+  }
+  return {
+    metrics,
+    processes,
+    charts: {
+      bars: { title: 'Ping-pong requests/s, all connections at once (whisker: spread of the rounds)', unit: 'req/s', bars },
+      lines: { title: 'Round trip of one connection alone (1x1)', unit: 'us', x: ['p50', 'p99'], series },
+    },
+  };
 }
 
 export const hijackSuite: Suite = {
   name: 'hijack',
   summary: 'capture modes (REDIRECT, connect hook, + sockmap) at 1k/10k conns: conntrack, conn/s, req/s, p50/p99 (root)',
+  unavailable: () => (typeof process.getuid === 'function' && process.getuid() !== 0 ? 'needs root (network namespaces, iptables, BPF)' : null),
   run: runSuite,
 };

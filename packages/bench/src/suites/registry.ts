@@ -40,13 +40,18 @@ import {
   wallNow,
 } from '../registry/common';
 import { type BenchZooKeeper, startZooKeeper } from '../registry/zookeeper';
-import type { Figure, ResultRow, Suite, SuiteOptions, SuiteReport } from '../suite';
+import { cpuTimes, peakRssMB } from '../proc';
+import { roundRatio, spread } from '../stats';
+import type { Figure, Metric, ProcessUsage, ResultRow, Suite, SuiteOptions, SuiteReport } from '../suite';
 
-const SERVICES = 1000;
+/** The full run: 1k services x 10 endpoints, the 1k measured registrations in 4 rounds. Quick: a tenth, 2 rounds. */
+const FULL = { services: 1000, rounds: 4 };
+const QUICK = { services: 100, rounds: 2 };
+type Shape = typeof FULL;
+const shapeOf = (options: SuiteOptions): Shape => (options.quick ? QUICK : FULL);
 const ENDPOINTS_PER_SERVICE = 10;
 /** Endpoints 0..BULK_PER_SERVICE-1 of every service are the bulk load; the rest are measured one by one. */
 const BULK_PER_SERVICE = 9;
-const ROUNDS = 4;
 /** Gap between two measured registrations: uniform in [GAP_MIN_MS, GAP_MAX_MS]. */
 const GAP_MIN_MS = 5;
 const GAP_MAX_MS = 10;
@@ -174,10 +179,30 @@ interface RunData {
   bulk: { creates: number; sentAt: number; lastAckAt: number; allSeenAt: Record<Who, number> };
   registrations: Registration[];
   children: Record<Who, Child>;
+  /** CPU s from the bulk load's start to the end of the measured rounds, and peak RSS, per process (/proc). */
+  processes: { who: Who | 'zookeeper'; cpuSeconds: number | null; peakRssMB: number | null }[];
   profile?: { file: string; summary: ProfileSummary };
 }
 
+/** CPU seconds so far of both watchers and ZooKeeper (the JVM, all threads). */
+function cpuOf(all: Record<Who, Child>, zk: BenchZooKeeper): Record<Who | 'zookeeper', number | null> {
+  const secs = (pid: number | undefined) => {
+    const c = pid === undefined ? null : cpuTimes(pid);
+    return c ? c.user + c.system : null;
+  };
+  return { sidecar: secs(all.sidecar.started.child.pid), watcher: secs(all.watcher.started.child.pid), zookeeper: secs(zk.pid) };
+}
+
+/** Peak RSS (VmHWM) of the same three. */
+function usageOf(all: Record<Who, Child>, zk: BenchZooKeeper): Record<Who | 'zookeeper', number | null> {
+  const peak = (pid: number | undefined) => (pid === undefined ? null : peakRssMB(pid));
+  return { sidecar: peak(all.sidecar.started.child.pid), watcher: peak(all.watcher.started.child.pid), zookeeper: peak(zk.pid) };
+}
+
 async function measure(options: SuiteOptions): Promise<RunData> {
+  const shape = shapeOf(options);
+  let done = 0;
+  const step = () => options.progress(++done, shape.rounds + 3);
   const log = (l: string) => options.log(`registry: ${l}`);
   const profileDir = process.env.MESHPORT_BENCH_PROFILE ? path.resolve(process.env.MESHPORT_BENCH_PROFILE) : undefined;
   let zk: BenchZooKeeper | undefined;
@@ -198,12 +223,12 @@ async function measure(options: SuiteOptions): Promise<RunData> {
     client = await connectZooKeeper(zk.connectString);
     const c = client;
 
-    log(`creating the providers nodes of ${SERVICES} services`);
-    const ifaces = Array.from({ length: SERVICES }, (_, i) => interfaceName(i));
+    log(`creating the providers nodes of ${shape.services} services`);
+    const ifaces = Array.from({ length: shape.services }, (_, i) => interfaceName(i));
     await Promise.all(ifaces.map((iface) => zkCall<string>((cb) => c.mkdirp(providersPath(iface), null, zkm.CreateMode.PERSISTENT, cb))));
 
     log('starting the meshport sidecar and the bare watcher');
-    const args = [JSON.stringify({ connectString: zk.connectString, services: SERVICES })];
+    const args = [JSON.stringify({ connectString: zk.connectString, services: shape.services })];
     const starts = WHO.map(async (w) => {
       const script = w === 'sidecar' ? 'registry-sidecar-process.js' : 'registry-watcher-process.js';
       const env = w === 'sidecar' && profileDir ? { ...process.env, MESHPORT_BENCH_PROFILE: path.join(profileDir, 'registry-sidecar.cpuprofile') } : process.env;
@@ -225,18 +250,20 @@ async function measure(options: SuiteOptions): Promise<RunData> {
     const all = children as Record<Who, Child>;
     const startup = { sidecar: all.sidecar.started.ready, watcher: all.watcher.started.ready };
     for (const w of WHO) all[w].memoryIdleGc = await askMemory(all[w].started, true);
+    step();
     log(`subscribed: sidecar in ${int(startup.sidecar.startupMs)} ms, watcher in ${int(startup.watcher.startupMs)} ms`);
 
     // Bulk load: endpoints 0..8 of every service, up to BULK_WINDOW creates in flight.
     const bulkNodes: { node: string; id: string }[] = [];
     const startTime = Date.now();
     for (let e = 0; e < BULK_PER_SERVICE; e++) {
-      for (let i = 0; i < SERVICES; i++) {
+      for (let i = 0; i < shape.services; i++) {
         const url = providerUrl(ifaces[i], e, startTime);
         bulkNodes.push({ node: `${providersPath(ifaces[i])}/${encodeURIComponent(url)}`, id: endpointId(serviceKey(i), endpointHost(e), PROVIDER_PORT) });
       }
     }
     log(`bulk load: ${int(bulkNodes.length)} provider nodes`);
+    const cpuAtBulk = cpuOf(all, zk);
     const bulkSentAt = wallNow();
     let lastAckAt = 0;
     let next = 0;
@@ -252,23 +279,24 @@ async function measure(options: SuiteOptions): Promise<RunData> {
     const allSeenAt = Object.fromEntries(
       WHO.map((w) => [w, Math.max(...bulkNodes.map((b) => all[w].seen.get(b.id)!))]),
     ) as Record<Who, number>;
+    step();
     log(`bulk load seen: sidecar after ${int(allSeenAt.sidecar - bulkSentAt)} ms, watcher after ${int(allSeenAt.watcher - bulkSentAt)} ms`);
     await sleep(ROUND_PAUSE_MS);
     for (const w of WHO) all[w].memoryAfterBulk = await askMemory(all[w].started);
 
     // Measured registrations: endpoint 9 of every service, shuffled, one at a time, paced.
     const random = prng(0x5eed);
-    const order = Array.from({ length: SERVICES }, (_, i) => i);
+    const order = Array.from({ length: shape.services }, (_, i) => i);
     for (let i = order.length - 1; i > 0; i--) {
       const j = Math.floor(random() * (i + 1));
       [order[i], order[j]] = [order[j], order[i]];
     }
     const registrations: Registration[] = [];
-    const perRound = Math.ceil(SERVICES / ROUNDS);
+    const perRound = Math.ceil(shape.services / shape.rounds);
     const e = ENDPOINTS_PER_SERVICE - 1;
-    for (let r = 0; r < ROUNDS; r++) {
+    for (let r = 0; r < shape.rounds; r++) {
       const slice = order.slice(r * perRound, (r + 1) * perRound);
-      log(`round ${r + 1}/${ROUNDS}: ${slice.length} registrations, one every ${GAP_MIN_MS}-${GAP_MAX_MS} ms`);
+      log(`round ${r + 1}/${shape.rounds}: ${slice.length} registrations, one every ${GAP_MIN_MS}-${GAP_MAX_MS} ms`);
       const acks: Promise<unknown>[] = [];
       for (const i of slice) {
         const url = providerUrl(ifaces[i], e, Date.now());
@@ -290,7 +318,9 @@ async function measure(options: SuiteOptions): Promise<RunData> {
       await Promise.all(acks);
       await waitSeen(all, slice.map((i) => endpointId(serviceKey(i), endpointHost(e), PROVIDER_PORT)), 30_000);
       await sleep(ROUND_PAUSE_MS);
+      step();
     }
+    const usage = usageOf(all, zk);
     for (const w of WHO) all[w].memoryAfterAll = await askMemory(all[w].started);
     for (const w of WHO) all[w].memoryAfterGc = await askMemory(all[w].started, true);
     log('measured; stopping');
@@ -305,8 +335,16 @@ async function measure(options: SuiteOptions): Promise<RunData> {
         log(`no profile read from ${file}: ${(err as Error).message}`);
       }
     }
+    step();
+    const cpuAtEnd = cpuOf(all, zk);
+    const processes = (['sidecar', 'watcher', 'zookeeper'] as const).map((k) => ({
+      who: k,
+      cpuSeconds: cpuAtBulk[k] === null || cpuAtEnd[k] === null ? null : cpuAtEnd[k]! - cpuAtBulk[k]!,
+      peakRssMB: usage[k],
+    }));
     return {
       zkVersion,
+      processes,
       startup,
       bulk: { creates: bulkNodes.length, sentAt: bulkSentAt, lastAckAt, allSeenAt },
       registrations,
@@ -323,6 +361,7 @@ async function measure(options: SuiteOptions): Promise<RunData> {
 }
 
 async function run(options: SuiteOptions): Promise<SuiteReport> {
+  const shape = shapeOf(options);
   const data = await measure(options);
   const { registrations, children } = data;
 
@@ -342,7 +381,7 @@ async function run(options: SuiteOptions): Promise<SuiteReport> {
   const ack = dist(registrations.filter((r) => r.ackAt !== undefined).map((r) => r.ackAt! - r.sentAt));
   const added = dist(extra);
   const perRoundP99 = (w: Who) =>
-    Array.from({ length: ROUNDS }, (_, r) =>
+    Array.from({ length: shape.rounds }, (_, r) =>
       round(dist(registrations.filter((x) => x.round === r && children[w].seen.has(x.id)).map((x) => children[w].seen.get(x.id)! - x.sentAt)).p99, 2),
     );
   const bulkMs = (w: Who) => data.bulk.allSeenAt[w] - data.bulk.sentAt;
@@ -416,9 +455,10 @@ async function run(options: SuiteOptions): Promise<SuiteReport> {
     zookeeperVersion: data.zkVersion,
   });
 
+  const endpoints = shape.services * ENDPOINTS_PER_SERVICE;
   const ms = (x: number) => fixed(x, 1);
   const mb = (x: number) => fixed(x / MB, 1);
-  const headers = ['case', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'missed', 'bulk 9k ms', 'RSS idle MB', 'RSS 10k MB', 'peak RSS MB', 'heap used MB', 'after GC: RSS / heap MB'];
+  const headers = ['case', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'missed', `bulk ${int(data.bulk.creates / 1000)}k ms`, 'RSS idle MB', `RSS ${int(endpoints / 1000)}k MB`, 'peak RSS MB', 'heap used MB', 'after GC: RSS / heap MB'];
   const align: Align[] = ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'];
   const rows = [
     ...WHO.map((w) => {
@@ -435,7 +475,7 @@ async function run(options: SuiteOptions): Promise<SuiteReport> {
   const goalAlign: Align[] = ['l', 'r', 'r', 'l'];
   const goalRows = [
     ['p99 registration -> routed by the sidecar', `${ms(d.sidecar.p99)} ms`, `<= ${GOAL_P99_MS} ms`, p99Met ? 'yes' : 'NO'],
-    ['sidecar RSS with 10k endpoints / 1k services', `${fixed(rssMB, 1)} MB`, `<= ${GOAL_RSS_MB} MB`, rssMet ? 'yes' : 'NO'],
+    [`sidecar RSS with ${int(endpoints)} endpoints / ${int(shape.services)} services`, `${fixed(rssMB, 1)} MB`, `<= ${GOAL_RSS_MB} MB`, rssMet ? 'yes' : 'NO'],
     ['sidecar peak RSS over the run', `${fixed(peakMB, 1)} MB`, `<= ${GOAL_RSS_MB} MB`, peakMet ? 'yes' : 'NO'],
     ['p99: meshport-sidecar / bare-watcher', `${fixed(ratio, 2)}x`, '(reported)', '-'],
   ];
@@ -452,38 +492,38 @@ async function run(options: SuiteOptions): Promise<SuiteReport> {
       (missing.sidecar > 0 ? ` ${missing.sidecar} registrations were never seen by the sidecar.` : ''),
   );
   verdict.push(
-    `RSS goal ${rssMet ? 'met' : 'missed'}: ${fixed(rssMB, 1)} MB with all 10k endpoints` +
+    `RSS goal ${rssMet ? 'met' : 'missed'}: ${fixed(rssMB, 1)} MB with all ${int(endpoints)} endpoints` +
       (rssMet ? '' : ` (${fixed(rssMB - GOAL_RSS_MB, 1)} MB over)`) +
       `, peak ${fixed(peakMB, 1)} MB${peakMet ? '' : ` (${fixed(peakMB - GOAL_RSS_MB, 1)} MB over ${GOAL_RSS_MB})`}. ` +
-      `Of that, ${mb(sm.idle.rss)} MB is the sidecar subscribed to 1k empty services before any endpoint (V8 heap ${mb(sm.idle.heapUsed)} MB used); ` +
-      `the 10k endpoints add ${mb(sm.all.rss - sm.idle.rss)} MB of RSS. What the sidecar holds on to is small: after two forced full GCs its ` +
-      `V8 heap holds ${mb(sm.gc.heapUsed)} MB with 10k endpoints against ${mb(sm.idleGc.heapUsed)} MB with none ` +
+      `Of that, ${mb(sm.idle.rss)} MB is the sidecar subscribed to ${int(shape.services)} empty services before any endpoint (V8 heap ${mb(sm.idle.heapUsed)} MB used); ` +
+      `the ${int(endpoints)} endpoints add ${mb(sm.all.rss - sm.idle.rss)} MB of RSS. What the sidecar holds on to is small: after two forced full GCs its ` +
+      `V8 heap holds ${mb(sm.gc.heapUsed)} MB with ${int(endpoints)} endpoints against ${mb(sm.idleGc.heapUsed)} MB with none ` +
       `(${int((sm.gc.heapUsed - sm.idleGc.heapUsed) / (data.bulk.creates + registrations.length))} bytes an endpoint), while its RSS stays at ${mb(sm.gc.rss)} MB ` +
       `(V8 heap committed ${mb(sm.gc.heapTotal)} MB): the growth is heap V8 sized for the garbage the loading made, and memory outside the V8 heap. ` +
-      `The bare watcher: ${mb(wm.idle.rss)} MB idle, ${mb(wm.all.rss)} MB with 10k, peak ${mb(wm.all.maxRss)} MB, ${mb(wm.gc.rss)} MB / ${mb(wm.gc.heapUsed)} MB heap after GC.`,
+      `The bare watcher: ${mb(wm.idle.rss)} MB idle, ${mb(wm.all.rss)} MB with ${int(endpoints)}, peak ${mb(wm.all.maxRss)} MB, ${mb(wm.gc.rss)} MB / ${mb(wm.gc.heapUsed)} MB heap after GC.`,
   );
 
   const notes = [
     ...(sidecarNodeFlags().length > 0 ? [`The sidecar child ran with extra node flags (MESHPORT_BENCH_SIDECAR_FLAGS): \`${sidecarNodeFlags().join(' ')}\`.`] : []),
     `ZooKeeper ${data.zkVersion}, standalone, started by the suite (tickTime 500, data dir in the OS temp dir, fsync on); ` +
       'the driver, ZooKeeper and the two watchers share the machine\'s CPUs.',
-    `Services ${serviceKey(0)} .. ${serviceKey(SERVICES - 1)}, ${ENDPOINTS_PER_SERVICE} endpoints each (127.0.0.1-10:${PROVIDER_PORT}), as ` +
+    `Services ${serviceKey(0)} .. ${serviceKey(shape.services - 1)}, ${ENDPOINTS_PER_SERVICE} endpoints each (127.0.0.1-10:${PROVIDER_PORT}), as ` +
       'sofa-rpc-node writes them: EPHEMERAL nodes `/sofa-rpc/<interface>/providers/<encodeURIComponent(bolt URL)>` (the providers nodes made ' +
       'beforehand, as for services already known to the registry). The driver (this process) plays the provider sidecars with one node-zookeeper-client session.',
     'meshport-sidecar: `runners/registry-sidecar-process`, the real `Sidecar` from @meshport/sidecar (router listeners, admin, pino at warn) with one ' +
-      '`zookeeper` registry (no facade) whose `services` lists the 1k keys; an endpoint counts as seen when the route table\'s change listener ' +
+      `\`zookeeper\` registry (no facade) whose \`services\` lists the ${int(shape.services)} keys; ` + 'an endpoint counts as seen when the route table\'s change listener ' +
       'finds it in `outbound(service)` (that listener runs after the router\'s own). bare-watcher: `runners/registry-watcher-process`, ' +
       'node-zookeeper-client getChildren with a watch on each providers node, re-armed on every event, new children decoded to host:port.',
     `Both watch at the same time: every registration is timed by both. Bulk load: endpoints 1-${BULK_PER_SERVICE} of every service ` +
       `(${int(data.bulk.creates)} creates, ${BULK_WINDOW} in flight), timed from the first create() to the last endpoint each child saw. ` +
-      `Measured: the ${ENDPOINTS_PER_SERVICE}th endpoint of every service (${registrations.length} registrations), in ${ROUNDS} rounds of ` +
-      `${Math.ceil(SERVICES / ROUNDS)} in a fixed shuffled order, one create() every ${GAP_MIN_MS}-${GAP_MAX_MS} ms; latency = the child's ` +
+      `Measured: the ${ENDPOINTS_PER_SERVICE}th endpoint of every service (${registrations.length} registrations), in ${shape.rounds} rounds of ` +
+      `${Math.ceil(shape.services / shape.rounds)} in a fixed shuffled order, one create() every ${GAP_MIN_MS}-${GAP_MAX_MS} ms; latency = the child's ` +
       'wall clock (performance.timeOrigin + performance.now()) when it saw the endpoint minus the driver\'s just before create(). ' +
       `Percentiles pool all rounds (p99 by round: sidecar ${perRoundP99('sidecar').join(' / ')} ms, watcher ${perRoundP99('watcher').join(' / ')} ms).`,
-    'RSS: process.memoryUsage().rss of the child, asked over IPC after the measured rounds (all 10k endpoints), and at start ' +
+    'RSS: process.memoryUsage().rss of the child, asked over IPC after the measured rounds (all endpoints), and at start ' +
       '(subscribed, no endpoints); peak: process.resourceUsage().maxRSS. MB = 2^20 bytes. The goal is judged on the reading without a ' +
       'forced GC (what the process holds in normal running); \'after GC\' is a last reading after two gc() calls (children run with --expose-gc, nothing else calls it).',
-    'The suite has a fixed shape (1k services, 10 endpoints each, 1k measured registrations); --duration and --rounds do not apply to it.',
+    `The suite has a fixed shape (${int(shape.services)} services, ${ENDPOINTS_PER_SERVICE} endpoints each, ${int(shape.services)} measured registrations${options.quick ? '; quick mode: the full run has 1k services' : ''}); --duration and --rounds do not apply to it.`,
   ];
 
   const profileLines = data.profile
@@ -515,7 +555,46 @@ async function run(options: SuiteOptions): Promise<SuiteReport> {
     ...notes.map((n) => `- ${n}`),
     ...profileLines,
   ].join('\n');
-  return { suite: 'registry', results, text, markdown };
+  const perRoundP50 = (w: Who) =>
+    Array.from({ length: shape.rounds }, (_, r) => dist(registrations.filter((x) => x.round === r && children[w].seen.has(x.id)).map((x) => children[w].seen.get(x.id)! - x.sentAt)).p50);
+  const rr = (name: string, a: number[], b: number[]): Metric => {
+    const r = roundRatio(a, b);
+    return { name, value: round(r.ratio, 3), unit: 'x', better: 'lower', spread: round(r.spread, 3), rounds: r.rounds, peer: 'bare-watcher' };
+  };
+  const single = (name: string, value: number, unit: string, peer?: string): Metric => ({ name, value: round(value, 3), unit, better: 'lower', spread: 0, rounds: 1, peer });
+  const metrics: Metric[] = [
+    rr('p99 registration -> seen: meshport-sidecar / bare-watcher', perRoundP99('sidecar'), perRoundP99('watcher')),
+    rr('p50 registration -> seen: meshport-sidecar / bare-watcher', perRoundP50('sidecar'), perRoundP50('watcher')),
+    single('bulk load all seen: meshport-sidecar / bare-watcher', bulkMs('sidecar') / bulkMs('watcher'), 'x', 'bare-watcher'),
+    single('RSS with all endpoints: meshport-sidecar / bare-watcher', sidecarMem.all.rss / mem('watcher').all.rss, 'x', 'bare-watcher'),
+    { name: 'meshport-sidecar p99 registration -> routed', value: round(d.sidecar.p99, 2), unit: 'ms', better: 'lower', spread: round(spread(perRoundP99('sidecar')), 3), rounds: shape.rounds },
+    single('meshport-sidecar RSS with all endpoints', rssMB, 'MB'),
+  ];
+  const whoName = { sidecar: 'meshport sidecar', watcher: 'bare node-zookeeper-client watcher', zookeeper: 'ZooKeeper (JVM)' };
+  const processes: ProcessUsage[] = data.processes.map((p) => ({
+    scope: 'bulk load + measured rounds',
+    process: whoName[p.who],
+    cpuSeconds: p.cpuSeconds === null ? null : round(p.cpuSeconds, 2),
+    peakRssMB: p.peakRssMB === null ? null : round(p.peakRssMB, 1),
+  }));
+  const charts = {
+    bars: {
+      title: `Bulk load: endpoints seen per second (${int(data.bulk.creates)} at once)`,
+      unit: 'endpoints/s',
+      bars: WHO.map((w) => ({ label: LABEL[w], value: (data.bulk.creates * 1000) / bulkMs(w) })),
+    },
+    lines: {
+      title: 'Registration -> seen, one at a time',
+      unit: 'ms',
+      x: ['p50', 'p90', 'p99', 'max'],
+      log: true,
+      series: [
+        ...WHO.map((w) => ({ label: LABEL[w], values: [d[w].p50, d[w].p90, d[w].p99, d[w].max] })),
+        { label: 'ZooKeeper create() ack', values: [ack.p50, ack.p90, ack.p99, ack.max] },
+      ],
+    },
+  };
+  return { suite: 'registry', results, metrics, processes, charts, text, markdown };
 }
 
 export const registrySuite: Suite = {

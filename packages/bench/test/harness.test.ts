@@ -1,0 +1,175 @@
+// The parts of the bench harness a contributor relies on without seeing them: ratios taken round by round, the
+// regression verdicts of --compare, saved files read back, and charts that are well-formed SVG.
+
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { compareMetrics, MIN_TOLERANCE, readSaved, SINGLE_ROUND_TOLERANCE } from '../src/compare';
+import { updateDocsSection, updateResults } from '../src/docs';
+import { median, quantile, roundRatio, spread } from '../src/stats';
+import type { Metric } from '../src/suite';
+import { renderChart, shortNumber } from '../src/svg';
+
+const metric = (name: string, value: number, extra: Partial<Metric> = {}): Metric => ({
+  name,
+  value,
+  unit: 'x',
+  better: 'higher',
+  spread: 0.05,
+  rounds: 5,
+  ...extra,
+});
+
+describe('bench harness', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'meshport-bench-test-'));
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  describe('statistics', () => {
+    it('takes ratios round by round, so a slow round moves both sides and not the ratio', () => {
+      // Round 2 ran at half speed for both: the pooled medians would say 2.0x either way, but the spread of the
+      // ratios is what shows the comparison held steady.
+      const a = [200, 100, 200];
+      const b = [100, 50, 100];
+      const r = roundRatio(a, b);
+      assert.equal(r.ratio, 2);
+      assert.equal(r.spread, 0);
+      assert.equal(r.rounds, 3);
+      assert.ok(spread(a) > 0.4, 'the absolute samples do spread');
+    });
+
+    it('medians, spreads and nearest-rank quantiles', () => {
+      assert.equal(median([3, 1, 2]), 2);
+      assert.equal(median([4, 1, 2, 3]), 2.5);
+      assert.ok(Number.isNaN(median([])));
+      assert.equal(spread([10]), 0);
+      assert.equal(spread([9, 10, 11]), 0.2);
+      const sorted = Array.from({ length: 100 }, (_, i) => i + 1);
+      assert.equal(quantile(sorted, 0.5), 50);
+      assert.equal(quantile(sorted, 0.99), 99);
+      assert.equal(quantile(sorted, 1), 100);
+    });
+  });
+
+  describe('--compare verdicts', () => {
+    it('flags a drop beyond the larger spread as a regression, and not one inside it', () => {
+      const then = [metric('ratio', 1.0, { spread: 0.1 })];
+      assert.equal(compareMetrics(then, [metric('ratio', 0.85, { spread: 0.05 })])[0].verdict, 'regression');
+      assert.equal(compareMetrics(then, [metric('ratio', 0.92, { spread: 0.05 })])[0].verdict, 'within spread');
+      // The current run's wider spread widens what counts as noise.
+      assert.equal(compareMetrics(then, [metric('ratio', 0.85, { spread: 0.2 })])[0].verdict, 'within spread');
+      assert.equal(compareMetrics(then, [metric('ratio', 1.2, { spread: 0.05 })])[0].verdict, 'improvement');
+    });
+
+    it('reads direction from the metric: for latency, up is worse', () => {
+      const then = [metric('p99', 10, { better: 'lower', unit: 'ms' })];
+      assert.equal(compareMetrics(then, [metric('p99', 13, { better: 'lower', unit: 'ms' })])[0].verdict, 'regression');
+      assert.equal(compareMetrics(then, [metric('p99', 7, { better: 'lower', unit: 'ms' })])[0].verdict, 'improvement');
+    });
+
+    it('never trusts a zero spread: a floor for many rounds, a wider one for a single round', () => {
+      const many = compareMetrics([metric('m', 100, { spread: 0 })], [metric('m', 100 * (1 - MIN_TOLERANCE / 2), { spread: 0 })]);
+      assert.equal(many[0].verdict, 'within spread');
+      assert.equal(many[0].tolerance, MIN_TOLERANCE);
+      const one = compareMetrics([metric('m', 100, { spread: 0, rounds: 1 })], [metric('m', 95, { spread: 0, rounds: 1 })]);
+      assert.equal(one[0].verdict, 'within spread');
+      assert.equal(one[0].tolerance, SINGLE_ROUND_TOLERANCE);
+    });
+
+    it('lists metrics that are new or missing instead of dropping them', () => {
+      const rows = compareMetrics([metric('old', 1)], [metric('new', 1)]);
+      assert.deepEqual(
+        rows.map((r) => [r.name, r.verdict]),
+        [
+          ['new', 'new'],
+          ['old', 'not in this run'],
+        ],
+      );
+    });
+  });
+
+  describe('saved results', () => {
+    it('reads the JSON lines of --json / --save, skipping progress text mixed in', () => {
+      const file = path.join(dir, 'saved.jsonl');
+      writeFileSync(
+        file,
+        [
+          '[bench 0:01] starting',
+          JSON.stringify({ suite: 'decode', env: { date: '2026-11-27T00:00:00Z' }, results: [], metrics: [metric('a', 2)] }),
+          JSON.stringify({ suite: 'hijack', skipped: 'needs root' }),
+        ].join('\n'),
+      );
+      const saved = readSaved(file);
+      assert.deepEqual([...saved.keys()], ['decode']);
+      assert.equal(saved.get('decode')!.date, '2026-11-27T00:00:00Z');
+    });
+
+    it('says which line is broken and what a file without results is', () => {
+      const broken = path.join(dir, 'broken.jsonl');
+      writeFileSync(broken, '{"suite": "decode", \n');
+      assert.throws(() => readSaved(broken), /broken\.jsonl:1: not JSON/);
+      const old = path.join(dir, 'old.jsonl');
+      writeFileSync(old, JSON.stringify({ suite: 'decode', results: [] }));
+      assert.throws(() => readSaved(old), /suite decode has no "metrics"/);
+      const empty = path.join(dir, 'empty.jsonl');
+      writeFileSync(empty, 'nothing here\n');
+      assert.throws(() => readSaved(empty), /no suite results/);
+    });
+
+    it('keeps one line per suite in results.jsonl, the latest', () => {
+      const file = path.join(dir, 'bench', 'results.jsonl');
+      updateResults('decode', JSON.stringify({ suite: 'decode', metrics: [metric('a', 1)] }), file);
+      updateResults('forward', JSON.stringify({ suite: 'forward', metrics: [metric('b', 1)] }), file);
+      const lines = updateResults('decode', JSON.stringify({ suite: 'decode', metrics: [metric('a', 2)] }), file);
+      assert.equal(lines.length, 2);
+      assert.equal(readSaved(file).get('decode')!.metrics[0].value, 2);
+    });
+
+    it('rewrites only a suite\'s own section of the page', () => {
+      const file = path.join(dir, 'benchmarks.md');
+      writeFileSync(file, '# Benchmarks\n\nhand-written intro\n');
+      updateDocsSection('decode', 'first', file);
+      updateDocsSection('forward', 'other', file);
+      updateDocsSection('decode', 'second', file);
+      const text = readFileSync(file, 'utf8');
+      assert.match(text, /hand-written intro/);
+      assert.match(text, /<!-- bench:decode:start -->\nsecond\n<!-- bench:decode:end -->/);
+      assert.match(text, /<!-- bench:forward:start -->\nother\n<!-- bench:forward:end -->/);
+      assert.doesNotMatch(text, /first/);
+    });
+  });
+
+  describe('charts', () => {
+    it('draws one bar per case and one line per series, with labels escaped', () => {
+      const svg = renderChart('forward <Bolt & Dubbo>', {
+        bars: { title: 'req/s', unit: 'req/s', bars: [{ label: 'a & b', value: 1000, spread: 0.2 }, { label: 'c', value: 2500 }] },
+        lines: { title: 'latency', unit: 'us', x: ['p50', 'p99'], series: [{ label: 's1', values: [40, 90] }, { label: 's2', values: [100, 300] }] },
+      })!;
+      assert.match(svg, /^<svg xmlns="http:\/\/www.w3.org\/2000\/svg" width="\d+" height="\d+"/);
+      assert.match(svg, /<\/svg>\n$/);
+      assert.equal((svg.match(/<rect x=/g) ?? []).length, 2, 'two bars');
+      assert.equal((svg.match(/<polyline /g) ?? []).length, 2, 'two lines');
+      assert.match(svg, /forward &lt;Bolt &amp; Dubbo&gt;/);
+      assert.match(svg, />a &amp; b</);
+      assert.doesNotMatch(svg, /NaN|undefined/);
+    });
+
+    it('has nothing to draw for a suite without figures, and draws a log scale without NaN', () => {
+      assert.equal(renderChart('empty', {}), null);
+      const svg = renderChart('log', { lines: { title: 't', unit: 'ms', x: ['p50', 'max'], log: true, series: [{ label: 'x', values: [0.8, 1200] }] } })!;
+      assert.doesNotMatch(svg, /NaN|Infinity/);
+      assert.match(svg, />1\.2k<|>1000</);
+    });
+
+    it('writes short axis numbers', () => {
+      assert.equal(shortNumber(6_957_753), '6.96M');
+      assert.equal(shortNumber(42_700), '42.7k');
+      assert.equal(shortNumber(150), '150');
+      assert.equal(shortNumber(2.5), '2.5');
+      assert.equal(shortNumber(0), '0');
+    });
+  });
+});
