@@ -83,12 +83,53 @@ export const RECORDS = {
 export function decodeRecord(cls: RecordClass, frame: Buffer, offset: number): JuteRecord | undefined {
   if (offset >= frame.length) return undefined;
   const record = new cls();
+  // Checked before the library reads it: its deserializer allocates a `buffer` field at the declared length before
+  // comparing it with the frame, so a 60-byte create claiming 2^31-1 bytes of data cost a 2 GiB allocation.
+  if (fieldsEnd(record.specification, frame, offset) !== frame.length) return undefined;
   try {
     if (offset + record.deserialize(frame, offset) !== frame.length) return undefined;
   } catch {
     return undefined;
   }
   return record;
+}
+
+/**
+ * Where the fields of `spec` starting at `offset` end, or undefined when a length or count in them runs past the
+ * frame. Walks the same types as node-zookeeper-client's deserializer, reading only lengths; allocates nothing.
+ */
+function fieldsEnd(spec: readonly FieldSpec[], frame: Buffer, offset: number): number | undefined {
+  let at: number | undefined = offset;
+  for (const field of spec) {
+    at = fieldEnd(field.type, frame, at);
+    if (at === undefined) return undefined;
+  }
+  return at;
+}
+
+function fieldEnd(type: string, frame: Buffer, at: number): number | undefined {
+  const fixed = type === 'int' ? 4 : type === 'long' ? 8 : type === 'boolean' ? 1 : 0;
+  if (fixed > 0) return at + fixed <= frame.length ? at + fixed : undefined;
+  const data = /^data\.(\w+)$/.exec(type);
+  if (data) {
+    const cls = jute.data[data[1]!];
+    return cls ? fieldsEnd(new cls().specification, frame, at) : undefined;
+  }
+  if (at + 4 > frame.length) return undefined;
+  const length = frame.readInt32BE(at);
+  at += 4;
+  if (type === 'buffer' || type === 'ustring') {
+    if (length === -1) return at;
+    return length >= 0 && at + length <= frame.length ? at + length : undefined;
+  }
+  const vector = /^vector<([\w.]+)>$/.exec(type);
+  if (vector) {
+    // Every element takes at least one byte, so a huge count ends at the frame's end, not after 2^31 turns.
+    let next: number | undefined = at;
+    for (let i = 0; i < length && next !== undefined; i++) next = next >= frame.length ? undefined : fieldEnd(vector[1]!, frame, next);
+    return next;
+  }
+  return undefined;
 }
 
 /** A new frame: the original header bytes (xid, type or zxid/err) followed by `record`, length prefix recomputed. */
