@@ -1,10 +1,8 @@
 // The `meshport` command: argument parsing and dispatch to decode, tap, sidecar, hijack, doctor and demo.
 
 import { parseArgs } from 'node:util';
-import { runDecode } from './decode';
 import { colourWanted } from './format';
 import { processIo, type Io } from './io';
-import { parseHostPort, startTap } from './tap';
 
 const USAGE = `meshport — a sidecar for SOFA-style RPC (Bolt and Dubbo)
 
@@ -95,6 +93,9 @@ async function dispatch(argv: string[], io: Io): Promise<number> {
     case 'decode': {
       const inputs = ['hex', 'base64', 'file'].filter((k) => values[k as 'hex'] !== undefined);
       if (inputs.length > 1) throw new UsageError(`give one input, not ${inputs.map((k) => `--${k}`).join(' and ')}`);
+      // decode and tap load hessian.js (for --body): imported only by them, so `meshport sidecar` never loads a
+      // deserializer into the data path's process.
+      const { runDecode } = await import('./decode.js');
       return runDecode(
         {
           hex: values.hex,
@@ -110,6 +111,14 @@ async function dispatch(argv: string[], io: Io): Promise<number> {
     }
     case 'tap': {
       if (!values.listen || !values.upstream) throw new UsageError('tap needs --listen HOST:PORT and --upstream HOST:PORT');
+      const { parseHostPort, startTap } = await import('./tap.js');
+      const hostPort = (text: string, what: string) => {
+        try {
+          return parseHostPort(text, what);
+        } catch (err) {
+          throw new UsageError((err as Error).message);
+        }
+      };
       const tap = await startTap(
         {
           listen: hostPort(values.listen, '--listen'),
@@ -172,14 +181,6 @@ async function runSidecar(configFile: string | undefined, io: Io): Promise<numbe
   await new Promise<void>((resolve) => sidecar.stopOnSignals(resolve));
   process.off('SIGHUP', onHangup);
   return 0;
-}
-
-function hostPort(text: string, what: string) {
-  try {
-    return parseHostPort(text, what);
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
 }
 
 function parseSize(text: string): number {

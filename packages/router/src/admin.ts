@@ -49,7 +49,7 @@ export class AdminServer {
         else res.writeHead(200, { 'content-type': 'text/plain' }).end('ready\n');
         return;
       case '/routes':
-        return json(200, { clusters: this.router.describeRoutes(), inflight: this.router.inflight });
+        return json(200, { clusters: this.router.describeRoutes(), inflight: this.router.inflight, partialFrames: this.router.partialFrames });
       case '/stats':
         res.writeHead(200, { 'content-type': this.router.stats.registry.contentType });
         res.end(await this.router.stats.registry.metrics());

@@ -14,6 +14,8 @@ export interface CallerHandler {
   request(caller: CallerConnection, frame: Buffer, header: FrameHeader): void;
   bytes(listener: ListenerName, direction: 'in' | 'out', n: number): void;
   badFrame(caller: CallerConnection, error: ProtocolError): void;
+  /** The caller started a frame it has not finished (or finished its partial one: `since` 0); see Router.partialFrame. */
+  partialFrame(caller: CallerConnection, since: number): void;
 }
 
 export class CallerConnection {
@@ -25,6 +27,13 @@ export class CallerConnection {
    */
   maxInflight = Infinity;
   private closing = false;
+  /** Destroy rather than end once idle: a caller closed for stalling gets no half-open socket to keep us holding. */
+  private destroyWhenIdle = false;
+  /**
+   * When the frame this caller is in the middle of began (its first byte was read), 0 when it is between frames. A
+   * caller that takes too long to finish a frame (a slow-loris trickling a header) is closed by the router.
+   */
+  partialSince = 0;
   /** Reasons reading is paused: a full socket of ours, or a full upstream socket this caller writes to. */
   private readonly blockers = new Set<unknown>();
   private readonly splitter: FrameSplitter;
@@ -39,12 +48,15 @@ export class CallerConnection {
     this.splitter = new FrameSplitter((frame) => this.onFrame(frame), { maxFrameSize });
     socket.on('data', (chunk: Buffer) => {
       handler.bytes(listener, 'in', chunk.length);
+      const frameStart = this.splitter.offset;
       try {
         this.splitter.write(chunk);
       } catch (err) {
         if (!(err instanceof ProtocolError)) throw err;
         this.reject(err, this.splitter.failedFrameHead);
+        return;
       }
+      this.trackPartial(frameStart !== this.splitter.offset);
     });
     socket.on('drain', () => this.unblock(socket));
     socket.on('error', () => {}); // 'close' follows
@@ -89,7 +101,41 @@ export class CallerConnection {
 
   unblock(by: unknown): void {
     if (!this.blockers.delete(by)) return;
-    if (this.blockers.size === 0 && !this.closing) this.socket.resume();
+    if (this.blockers.size === 0 && !this.closing) {
+      this.socket.resume();
+      // While we were not reading, a partial frame's clock was ours, not the caller's: it starts again now.
+      if (this.partialSince !== 0) this.markPartial(Date.now());
+    }
+  }
+
+  /** Whether reading is paused by us (backpressure or the in-flight cap): a stalled frame is then not the caller's doing. */
+  get blocked(): boolean {
+    return this.blockers.size > 0;
+  }
+
+  /**
+   * Closes a caller that holds a frame open too long (see Router.partialFrame): no more reading; answers of calls
+   * already accepted still go out, then the socket is destroyed.
+   */
+  closeStalled(): void {
+    this.destroyWhenIdle = true;
+    this.markPartial(0);
+    this.closeWhenIdle();
+  }
+
+  /** After a chunk: whether the splitter now holds part of a frame, and whether that frame is a new one. */
+  private trackPartial(framesCompleted: boolean): void {
+    if (this.closing) return;
+    if (this.splitter.buffered === 0) {
+      if (this.partialSince !== 0) this.markPartial(0);
+    } else if (this.partialSince === 0 || framesCompleted) {
+      this.markPartial(Date.now());
+    }
+  }
+
+  private markPartial(since: number): void {
+    this.partialSince = since;
+    this.handler.partialFrame(this, since);
   }
 
   /** Stops taking requests and closes once every accepted call is answered: nothing already accepted is lost. */
@@ -100,7 +146,19 @@ export class CallerConnection {
   }
 
   private endIfIdle(): void {
-    if (this.closing && this.inflight === 0 && !this.socket.destroyed) this.socket.end();
+    if (this.closing && this.inflight === 0 && !this.socket.destroyed) {
+      if (this.destroyWhenIdle) {
+        this.socket.destroy();
+        return;
+      }
+      this.socket.end();
+      // Read and drop whatever the caller still sends: left unread, those bytes would hide its FIN from us, and the
+      // socket would stay open until the drain deadline. (Destroying instead would reset, and could lose answers
+      // still in the send buffer.)
+      this.socket.removeAllListeners('data');
+      this.socket.on('data', () => undefined);
+      this.socket.resume();
+    }
   }
 
   private onFrame(frame: Buffer): void {

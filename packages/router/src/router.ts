@@ -18,6 +18,11 @@ export interface ListenAddress {
   host?: string;
   /** 0 picks a free port. */
   port: number;
+  /**
+   * Which peers may connect, decided at accept (the sidecar passes a ClientGate built from `allowRemote`); a refused
+   * socket is already destroyed when `admit` returns false. Absent: every peer.
+   */
+  clients?: { admit(socket: net.Socket): boolean };
 }
 
 export interface RouterOptions {
@@ -48,6 +53,23 @@ export interface RouterOptions {
   maxCallerInflight?: number;
   /** How long a drain waits for calls in flight before failing them. @default 10000 */
   drainTimeoutMs?: number;
+  /**
+   * A caller must finish each frame within this long of its first byte, or its connection is closed (after the
+   * answers of its accepted calls): a slow-loris caller trickling a header cannot hold a connection and a buffer for
+   * ever. Time the router itself stops reading (backpressure) does not count. @default 10000
+   */
+  frameTimeoutMs?: number;
+  /**
+   * Caller connections that may hold an unfinished frame at once, over both listeners. Past it the one whose frame
+   * began earliest is closed, so many stalled connections cannot crowd out callers that send whole frames. @default 1024
+   */
+  maxPartialFrames?: number;
+  /**
+   * For this long after start, a request for a service with no route yet waits for one instead of getting the
+   * no-route error: a restarted sidecar's apps reconnect at once, before its registries have reported. Released as
+   * soon as the route appears, refused as before when the hold is over. @default 0 (the sidecar sets 3000)
+   */
+  startupHoldMs?: number;
   outlier?: OutlierOptions;
   limits?: ClusterLimits;
   logger?: Logger;
@@ -64,6 +86,9 @@ export const ROUTER_DEFAULTS = {
   heartbeatTimeoutMs: 1000,
   drainTimeoutMs: 10_000,
   maxCallerInflight: 256,
+  frameTimeoutMs: 10_000,
+  maxPartialFrames: 1024,
+  startupHoldMs: 0,
 };
 
 type Settings = typeof ROUTER_DEFAULTS;
@@ -80,8 +105,15 @@ export class Router implements CallerHandler, UpstreamEvents {
   /** Clusters by listener, then service (no key string built per request); updated on route-table changes. */
   private readonly clusters: Record<ListenerName, Map<string, Cluster>> = { outbound: new Map(), inbound: new Map() };
   private admin: AdminServer | undefined;
+  /** Callers in the middle of a frame, in the order their frames began (oldest first): see partialFrame. */
+  private readonly partial = new Set<CallerConnection>();
+  private partialSweep: NodeJS.Timeout | undefined;
   private draining = false;
   private stopRouteWatch: (() => void) | undefined;
+  /** Until this time (startupHoldMs after start), unrouted requests wait in `held` for their route. */
+  private holdUntil = 0;
+  private held: { caller: CallerConnection; frame: Buffer; header: FrameHeader }[] = [];
+  private holdTimer: NodeJS.Timeout | undefined;
   private readonly debug: boolean;
 
   constructor(private readonly options: RouterOptions) {
@@ -104,15 +136,30 @@ export class Router implements CallerHandler, UpstreamEvents {
 
   /** Starts the listeners (and admin); resolves once all are bound. */
   async start(): Promise<void> {
-    this.stopRouteWatch = this.options.routeTable.onChange(() => this.refreshClusters());
+    this.stopRouteWatch = this.options.routeTable.onChange(() => {
+      this.refreshClusters();
+      if (this.held.length > 0) this.releaseHeld(false);
+    });
+    if (this.settings.startupHoldMs > 0) {
+      this.holdUntil = Date.now() + this.settings.startupHoldMs;
+      this.holdTimer = setTimeout(() => this.releaseHeld(true), this.settings.startupHoldMs);
+      this.holdTimer.unref();
+    }
     for (const name of ['outbound', 'inbound'] as const) {
       const where = this.options[name] ?? { port: 0 };
       if (where === false) continue;
-      const server = net.createServer((socket) => this.accept(name, socket));
+      const clients = where.clients;
+      const server = net.createServer((socket) => {
+        if (clients && !clients.admit(socket)) return;
+        this.accept(name, socket);
+      });
       this.servers.set(name, server);
       await listen(server, where.port, where.host ?? '127.0.0.1');
       this.logger.info({ listener: name, address: server.address() }, 'listening');
     }
+    // Stalled frames are found by a sweep, not a timer per connection: a frame boundary costs no timer churn.
+    const every = Math.min(1000, Math.max(20, Math.floor(this.settings.frameTimeoutMs / 10)));
+    this.partialSweep = setInterval(() => this.closeStalledCallers(), every).unref();
     if (this.options.admin !== false) {
       this.admin = new AdminServer(this, this.options.admin?.port ?? 0);
       await this.admin.start();
@@ -131,6 +178,11 @@ export class Router implements CallerHandler, UpstreamEvents {
     return this.draining;
   }
 
+  /** Caller connections holding an unfinished frame (at most maxPartialFrames). */
+  get partialFrames(): number {
+    return this.partial.size;
+  }
+
   /** Calls in flight, across all callers. */
   get inflight(): number {
     return this.calls.size;
@@ -144,7 +196,9 @@ export class Router implements CallerHandler, UpstreamEvents {
     if (!this.draining) {
       this.draining = true;
       this.logger.info({ inflight: this.calls.size, deadlineMs }, 'draining');
+      this.releaseHeld(true); // refused as draining: a held request is not yet a call
       for (const server of this.servers.values()) server.close();
+      clearInterval(this.partialSweep);
     }
     const until = Date.now() + deadlineMs;
     while (this.calls.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
@@ -227,6 +281,7 @@ export class Router implements CallerHandler, UpstreamEvents {
     this.stats.connectionsTotal.inc({ listener });
     socket.on('close', () => {
       this.callers.delete(caller);
+      this.partial.delete(caller);
       this.stats.connections.dec({ listener });
     });
   }
@@ -235,6 +290,12 @@ export class Router implements CallerHandler, UpstreamEvents {
     const listener = caller.listener;
     const service = routeKey(header);
     const cluster = service === undefined ? undefined : this.clusterFor(listener, service);
+    if ((cluster === undefined || cluster.hosts.length === 0) && service !== undefined && !this.draining && Date.now() < this.holdUntil) {
+      // Counted as in flight so that the caller's drain and close wait for it.
+      caller.callStarted();
+      this.held.push({ caller, frame, header });
+      return;
+    }
     const metrics = cluster?.metrics ?? this.stats.cluster(listener, 'none');
     metrics.requests[header.protocol]++;
     const who = identityOf(header, frame);
@@ -287,6 +348,38 @@ export class Router implements CallerHandler, UpstreamEvents {
   badFrame(caller: CallerConnection, error: ProtocolError): void {
     this.stats.badFrames.inc({ listener: caller.listener, code: error.code });
     this.logger.warn({ listener: caller.listener, remote: caller.socket.remoteAddress, code: error.code, err: error.message }, 'bad frame; closing that connection once its calls are answered');
+  }
+
+  /**
+   * A caller began a frame (`since` its first byte) or finished one (`since` 0). Keeps `partial` in begin order and
+   * enforces maxPartialFrames by closing the caller whose frame began earliest and that we are not ourselves keeping
+   * from reading.
+   */
+  partialFrame(caller: CallerConnection, since: number): void {
+    this.partial.delete(caller);
+    if (since === 0) return;
+    this.partial.add(caller);
+    if (this.partial.size <= this.settings.maxPartialFrames) return;
+    for (const oldest of this.partial) {
+      if (oldest.blocked && oldest !== caller) continue;
+      this.closeStalled(oldest, 'partial-frames-cap', `more than ${this.settings.maxPartialFrames} connections hold an unfinished frame; closing the one whose frame began earliest`);
+      return;
+    }
+  }
+
+  private closeStalledCallers(): void {
+    const before = Date.now() - this.settings.frameTimeoutMs;
+    for (const caller of this.partial) {
+      if (caller.partialSince > before) break; // begin order: every later one began later still
+      if (caller.blocked) continue;
+      this.closeStalled(caller, 'frame-timeout', `a frame was not finished within ${this.settings.frameTimeoutMs} ms of its first byte`);
+    }
+  }
+
+  private closeStalled(caller: CallerConnection, code: 'frame-timeout' | 'partial-frames-cap', message: string): void {
+    this.stats.badFrames.inc({ listener: caller.listener, code });
+    this.logger.warn({ listener: caller.listener, remote: caller.socket.remoteAddress, code }, `${message}; closing that connection once its calls are answered`);
+    caller.closeStalled();
   }
 
   // ---- upstream
@@ -407,6 +500,26 @@ export class Router implements CallerHandler, UpstreamEvents {
   }
 
   /** Route-table change: clusters update in place (keeping host state); vanished ones are dropped. */
+  /** Dispatches held requests again: those whose route has appeared, or all of them when the hold is over. */
+  private releaseHeld(all: boolean): void {
+    if (all) {
+      this.holdUntil = 0;
+      clearTimeout(this.holdTimer);
+    }
+    const waiting = this.held;
+    this.held = [];
+    for (const h of waiting) {
+      const service = routeKey(h.header)!;
+      const cluster = all ? undefined : this.clusterFor(h.caller.listener, service);
+      if (!all && (cluster === undefined || cluster.hosts.length === 0)) {
+        this.held.push(h);
+        continue;
+      }
+      h.caller.callDone();
+      if (!h.caller.socket.destroyed) this.request(h.caller, h.frame, h.header);
+    }
+  }
+
   private refreshClusters(): void {
     for (const listener of ['outbound', 'inbound'] as const) {
       for (const [service, cluster] of this.clusters[listener]) {

@@ -194,6 +194,49 @@ describe('router: failure semantics and load balancing', function () {
     });
   });
 
+  describe('start-up hold (a restarted sidecar whose registries have not reported yet)', () => {
+    it('a call with no route yet waits for its route and is answered the moment it appears', async () => {
+      const app = await echo();
+      const routes = new MemoryRouteTable();
+      const router = await startRouter(routes, { startupHoldMs: 3000 });
+      const client = await connect(router.address('outbound').port);
+      const t0 = Date.now();
+      client.send(boltRequest(31, BOLT_SVC, 'early'));
+      client.send(dubbo(32, 'early too'));
+      await sleep(200);
+      assert.equal(client.answers.length, 0, 'no no-route answer while the route may still come');
+      routes.setOutbound(BOLT_SVC, { endpoints: [local(app.port)] }).setOutbound(DUBBO_SVC, { endpoints: [local(app.port)] });
+      await client.waitFor(2);
+      assert.equal(onlyAnswer(client, 31).header.status, BoltStatus.SUCCESS);
+      assert.equal(bodyOf(onlyAnswer(client, 31)), 'early');
+      assert.equal(onlyAnswer(client, '32').header.status, DubboStatus.OK);
+      assert.ok(Date.now() - t0 < 1500, 'released with the route, not at the end of the hold');
+    });
+
+    it('past the hold, a service that never got a route is refused as before; a drain refuses held calls at once', async () => {
+      const router = await startRouter(new MemoryRouteTable(), { startupHoldMs: 400 });
+      const client = await connect(router.address('outbound').port);
+      const t0 = Date.now();
+      const answer = await ask(client, boltRequest(41, 'com.example.Nobody:1.0', 'x'), 41, 3000);
+      assert.equal(answer.header.status, BoltStatus.NO_PROCESSOR);
+      assert.ok(Date.now() - t0 >= 350, `refused after ${Date.now() - t0} ms, before the hold was over`);
+      // After the hold nothing waits any more.
+      const t1 = Date.now();
+      assert.equal((await ask(client, boltRequest(42, 'com.example.Nobody:1.0', 'x'), 42)).header.status, BoltStatus.NO_PROCESSOR);
+      assert.ok(Date.now() - t1 < 300);
+
+      const holding = await startRouter(new MemoryRouteTable(), { startupHoldMs: 10_000 });
+      const held = await connect(holding.address('outbound').port);
+      held.send(boltRequest(43, BOLT_SVC, 'held'));
+      await sleep(100);
+      const t2 = Date.now();
+      await holding.drain(5000);
+      assert.ok(Date.now() - t2 < 1000, 'the drain did not wait for the held call');
+      await held.waitFor(1);
+      assert.equal(onlyAnswer(held, 43).header.status, BoltStatus.SERVER_THREADPOOL_BUSY);
+    });
+  });
+
   describe('per-request timeout', () => {
     it("Bolt times out on the frame's own timeout, Dubbo on dubboTimeoutMs: one answer each, late responses dropped", async () => {
       const app = await echo();
@@ -753,6 +796,28 @@ describe('router: failure semantics and load balancing', function () {
       }
       assert.equal(app.seen.length, 3);
       await until(() => client.closed, 'the router to close the connection', 1000);
+    });
+
+    it('a caller that keeps writing after the router ended its connection does not hold the drain to its deadline', async () => {
+      const app = await echo();
+      const router = await startRouter(routesTo(app.port));
+      // allowHalfOpen: this caller keeps its side open and writes after the router's FIN, as a pipelining app does.
+      const socket = net.connect({ port: router.address('outbound').port, host: '127.0.0.1', allowHalfOpen: true });
+      onCleanup(() => socket.destroy());
+      await once(socket, 'connect');
+      let answered = 0;
+      socket.on('data', () => answered++);
+      socket.write(boltRequest(1, BOLT_SVC, 'before'));
+      await until(() => answered > 0, 'the answer before the drain');
+      const ended = once(socket, 'end');
+      const t0 = Date.now();
+      const drained = router.drain(5000);
+      await ended;
+      socket.write(boltRequest(2, BOLT_SVC, 'after the FIN')); // unread by a paused socket, this hid our FIN
+      socket.end();
+      await drained;
+      const took = Date.now() - t0;
+      assert.ok(took < 1000, `the drain waited ${took} ms for a connection that had nothing in flight`);
     });
 
     it('answers that complete during the drain still reach a caller that reads them slowly', async () => {

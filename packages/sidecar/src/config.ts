@@ -3,7 +3,8 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { isMap, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
-import { ROUTER_DEFAULTS } from '@meshport/router';
+import { allowList, type AllowRemote } from '@meshport/registry-core';
+import { CLUSTER_LIMIT_DEFAULTS, ROUTER_DEFAULTS } from '@meshport/router';
 import { SidecarError } from './errors';
 
 export interface HostPort {
@@ -36,6 +37,8 @@ export interface RegistryConfig {
   services?: string[];
   /** Passed to the adapter as is (e.g. zookeeper `layout`, `root`, `sessionTimeoutMs`; plugin options). */
   options: Record<string, unknown>;
+  /** Non-loopback clients the facade accepts: `true` any, a list of addresses/CIDRs; absent: loopback only. */
+  allowRemote?: AllowRemote;
 }
 
 export interface SidecarConfig {
@@ -45,15 +48,23 @@ export interface SidecarConfig {
     /** The address published upstream for this sidecar's inbound listener: the pod IP in a cluster. */
     ip: string;
   };
-  listeners: { outbound: HostPort; inbound: HostPort };
+  listeners: {
+    outbound: HostPort;
+    inbound: HostPort;
+    /** Non-loopback callers each listener accepts (see SIDECAR_DEFAULTS.allowRemote). */
+    allowRemote: { outbound: AllowRemote; inbound: AllowRemote };
+  };
   admin: HostPort;
   registries: RegistryConfig[];
-  /** Router settings (timeouts, pool size, frame cap), see ROUTER_DEFAULTS. */
-  router: Partial<Record<keyof typeof ROUTER_DEFAULTS, number>>;
+  /** Router settings (timeouts, pool size, frame cap, slow-frame limits), see ROUTER_DEFAULTS, and the cluster limits. */
+  router: Partial<Record<RouterKey, number>>;
   log: { level: string };
   /** Transparent capture: the listeners the kernel rules (`meshport hijack apply`) send connections to. */
   hijack: HijackConfig | undefined;
 }
+
+/** `router.*` keys: the router's settings, plus the per-cluster request limits (applied to every cluster). */
+export type RouterKey = keyof typeof ROUTER_DEFAULTS | keyof typeof CLUSTER_LIMIT_DEFAULTS;
 
 export type HijackMode = 'redirect' | 'tproxy' | 'connect-hook';
 
@@ -85,11 +96,21 @@ export const SIDECAR_DEFAULTS = {
   meshApp: { host: '127.0.0.1', port: 12200 },
   logLevel: 'info',
   hijack: { outboundCapturePort: 15001, inboundCapturePort: 15006, uid: 1337, sockmap: false },
+  /**
+   * Which non-loopback peers a listener accepts: the outbound listener is the app's (in the pod, on loopback), so
+   * none; the inbound listener is where other pods call, so any. Facades default to none (see RegistryConfig).
+   */
+  allowRemote: { outbound: false, inbound: true },
+  /**
+   * router.startupHoldMs: a restarted sidecar's apps reconnect at once, before its registries have reported; their
+   * calls wait up to this long for a route instead of failing with no-route.
+   */
+  startupHoldMs: 3000,
 } as const;
 
 const TOP_KEYS = ['node', 'listeners', 'admin', 'registries', 'router', 'log', 'hijack'];
 const HIJACK_MODES: HijackMode[] = ['redirect', 'tproxy', 'connect-hook'];
-const REGISTRY_KEYS = ['name', 'type', 'upstream', 'facade', 'via', 'app', 'services', 'options'];
+const REGISTRY_KEYS = ['name', 'type', 'upstream', 'facade', 'via', 'app', 'services', 'options', 'allowRemote'];
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 /** Reads and validates a config file. */
@@ -163,7 +184,9 @@ class ConfigReader {
     const node = this.mapping(['node']);
     this.onlyKeys(['node'], node, ['ip']);
     const listeners = this.mapping(['listeners']);
-    this.onlyKeys(['listeners'], listeners, ['outbound', 'inbound']);
+    this.onlyKeys(['listeners'], listeners, ['outbound', 'inbound', 'allowRemote']);
+    const allowRemote = this.mapping(['listeners', 'allowRemote'], listeners.allowRemote);
+    this.onlyKeys(['listeners', 'allowRemote'], allowRemote, ['outbound', 'inbound']);
     const admin = this.hostPort(['admin'], this.root.admin, SIDECAR_DEFAULTS.admin);
     if (!isLoopback(admin.host)) this.fail(['admin'], `the admin port serves loopback only; ${admin.host} is not a loopback address`);
     const registries = this.registries(baseDir);
@@ -173,6 +196,10 @@ class ConfigReader {
       listeners: {
         outbound: this.hostPort(['listeners', 'outbound'], listeners.outbound, SIDECAR_DEFAULTS.outbound),
         inbound: this.hostPort(['listeners', 'inbound'], listeners.inbound, SIDECAR_DEFAULTS.inbound),
+        allowRemote: {
+          outbound: this.allowRemote(['listeners', 'allowRemote', 'outbound'], allowRemote.outbound) ?? SIDECAR_DEFAULTS.allowRemote.outbound,
+          inbound: this.allowRemote(['listeners', 'allowRemote', 'inbound'], allowRemote.inbound) ?? SIDECAR_DEFAULTS.allowRemote.inbound,
+        },
       },
       admin,
       registries,
@@ -226,6 +253,8 @@ class ConfigReader {
     if (type !== 'sofa-mesh' && entry.app !== undefined) this.fail([...at, 'app'], 'is only for sofa-mesh');
     const hasFacade = ['zookeeper', 'redis', 'sofa-mesh'].includes(type);
     if (!hasFacade && entry.facade !== undefined) this.fail([...at, 'facade'], `a ${type} registry has no facade`);
+    if (!hasFacade && entry.allowRemote !== undefined) this.fail([...at, 'allowRemote'], `a ${type} registry has no facade to allow clients on`);
+    const allowRemote = this.allowRemote([...at, 'allowRemote'], entry.allowRemote);
     const services = entry.services;
     if (services !== undefined && (!Array.isArray(services) || services.some((s) => typeof s !== 'string' || !s))) {
       this.fail([...at, 'services'], 'must be a list of service keys like com.example.Echo:1.0');
@@ -246,16 +275,17 @@ class ConfigReader {
       app: type === 'sofa-mesh' ? this.hostPort([...at, 'app'], entry.app, SIDECAR_DEFAULTS.meshApp) : undefined,
       services: services as string[] | undefined,
       options: options as Record<string, unknown>,
+      ...(allowRemote === undefined ? {} : { allowRemote }),
     };
   }
 
   private routerSettings(): SidecarConfig['router'] {
     const raw = this.mapping(['router']);
-    this.onlyKeys(['router'], raw, Object.keys(ROUTER_DEFAULTS));
+    this.onlyKeys(['router'], raw, [...Object.keys(ROUTER_DEFAULTS), ...Object.keys(CLUSTER_LIMIT_DEFAULTS)]);
     const out: SidecarConfig['router'] = {};
     for (const [key, value] of Object.entries(raw)) {
       if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) this.fail(['router', key], 'must be a non-negative integer');
-      out[key as keyof typeof ROUTER_DEFAULTS] = value;
+      out[key as RouterKey] = value;
     }
     return out;
   }
@@ -288,8 +318,23 @@ class ConfigReader {
     return { level };
   }
 
-  private mapping(at: KeyPath): Record<string, unknown> {
-    const value = this.root[at[0] as string];
+  /** `true`, `false`, or a list of addresses and CIDRs (checked here, so a typo names its line). */
+  private allowRemote(at: KeyPath, value: unknown): AllowRemote | undefined {
+    if (value === undefined || value === null) return undefined;
+    if (typeof value === 'boolean') return value;
+    if (!Array.isArray(value) || value.some((v) => typeof v !== 'string')) {
+      this.fail(at, 'must be true, false, or a list of addresses and CIDRs like ["10.0.0.0/8"]');
+    }
+    try {
+      allowList(value as string[]);
+    } catch (err) {
+      this.fail(at, (err as Error).message);
+    }
+    return value as string[];
+  }
+
+  private mapping(at: KeyPath, given?: unknown): Record<string, unknown> {
+    const value = given !== undefined ? given : at.length === 1 ? this.root[at[0] as string] : undefined;
     if (value === undefined || value === null) return {};
     if (typeof value !== 'object' || Array.isArray(value)) this.fail(at, 'must be a mapping');
     return value as Record<string, unknown>;

@@ -5,6 +5,8 @@ export type { SidecarOptions } from './sidecar';
 export { loadConfig, parseConfig, isLoopback, SIDECAR_DEFAULTS, BUILTIN_REGISTRY_TYPES } from './config';
 export type { SidecarConfig, RegistryConfig, HostPort } from './config';
 export { RouteBook, SidecarTakeover } from './routes';
+export { CaptureListener, CAPTURE_DEFAULTS } from './capture';
+export type { CaptureListenerOptions, CaptureCounters } from './capture';
 export { startRegistries, loadPlugin, RegistrySet } from './registries';
 export type { RunningRegistry, RegistryWiring } from './registries';
 export { SIDECAR_ERROR_CODES, SidecarError } from './errors';

@@ -128,14 +128,16 @@ function createFacade(
   logger: RegistryLogger,
 ): RegistryFacade {
   const listen = entry.facade!;
+  // Loopback clients only unless the entry says otherwise (the facade closes other peers at accept).
+  const allowRemote = entry.allowRemote;
   switch (entry.type) {
     case 'zookeeper':
       // The app's own client applies any chroot to the paths it sends; the facade only needs the servers.
-      return new (zookeeperPackage().ZooKeeperFacade)({ listen, upstream: entry.upstream!.replace(/\/.*$/, ''), takeover, logger });
+      return new (zookeeperPackage().ZooKeeperFacade)({ listen, upstream: entry.upstream!.replace(/\/.*$/, ''), takeover, logger, allowRemote });
     case 'redis':
-      return new (redisPackage().RedisFacade)({ listen, upstream: entry.upstream!.replace(/^redis:\/\//, ''), takeover, logger });
+      return new (redisPackage().RedisFacade)({ listen, upstream: entry.upstream!.replace(/^redis:\/\//, ''), takeover, logger, allowRemote });
     case 'sofa-mesh':
-      return new (sofaPackage().SofaMeshApiFacade)({ listen, via: adapters.get(entry.via!)!, takeover, app: entry.app, logger });
+      return new (sofaPackage().SofaMeshApiFacade)({ listen, via: adapters.get(entry.via!)!, takeover, app: entry.app, logger, allowRemote });
     default:
       throw new SidecarError('MESHPORT_CONFIG_INVALID', `registry '${entry.name}': type ${entry.type} has no facade`);
   }

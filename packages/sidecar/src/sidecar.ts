@@ -1,9 +1,10 @@
 // The daemon: one router, the registries of the config with their facades, one route book between them.
 
 import pino, { type Logger } from 'pino';
+import { ClientGate } from '@meshport/registry-core';
 import { Router } from '@meshport/router';
 import { CaptureListener } from './capture';
-import { loadConfig, type HijackConfig, type HostPort, type RegistryConfig, type SidecarConfig } from './config';
+import { loadConfig, SIDECAR_DEFAULTS, type HijackConfig, type HostPort, type RegistryConfig, type SidecarConfig } from './config';
 import { startRegistries, type RegistrySet } from './registries';
 import { RouteBook, SidecarTakeover } from './routes';
 import { SidecarError } from './errors';
@@ -69,11 +70,17 @@ export class Sidecar {
 
   async start(): Promise<void> {
     const { config } = this;
+    const { maxActiveRequests, maxPendingRequests, ...settings } = config.router;
+    const gate = (name: 'outbound' | 'inbound') =>
+      new ClientGate(config.listeners.allowRemote[name], `${name} listener`, this.logger.child({ part: 'router' }));
     const router = new Router({
-      ...config.router,
+      ...settings,
+      startupHoldMs: settings.startupHoldMs ?? SIDECAR_DEFAULTS.startupHoldMs,
+      // Only the limits the config names: an undefined one would override the router's default.
+      limits: Object.fromEntries(Object.entries({ maxActiveRequests, maxPendingRequests }).filter(([, v]) => v !== undefined)),
       routeTable: this.book.table,
-      outbound: config.listeners.outbound,
-      inbound: config.listeners.inbound,
+      outbound: { ...config.listeners.outbound, clients: gate('outbound') },
+      inbound: { ...config.listeners.inbound, clients: gate('inbound') },
       admin: { port: config.admin.port },
       logger: this.logger.child({ part: 'router' }),
     });

@@ -17,7 +17,12 @@ function configError(text: string): string {
 describe('sidecar config', () => {
   it('an empty config runs on the embedded file registry next to the config, with loopback listeners', () => {
     const config = parseConfig('', '/etc/meshport/meshport.yaml');
-    assert.deepEqual(config.listeners, { outbound: SIDECAR_DEFAULTS.outbound, inbound: SIDECAR_DEFAULTS.inbound });
+    assert.deepEqual(config.listeners, {
+      outbound: SIDECAR_DEFAULTS.outbound,
+      inbound: SIDECAR_DEFAULTS.inbound,
+      // The app's listener takes loopback callers only; the inbound one is where other pods call.
+      allowRemote: { outbound: false, inbound: true },
+    });
     assert.deepEqual(config.admin, SIDECAR_DEFAULTS.admin);
     assert.equal(config.node.ip, '127.0.0.1');
     assert.deepEqual(config.registries, [
@@ -133,5 +138,29 @@ describe('docs/meshport.example.yaml', () => {
       ['zookeeper', 'redis', 'sofa-mesh', 'file', 'docs/examples/registry-plugin-dir'],
     );
     assert.equal(config.registries[2]!.via, 'zk');
+  });
+});
+
+describe('sidecar config: remote clients and limits', () => {
+  it('reads allowRemote per listener and facade, and the router limits; a bad CIDR names its line', () => {
+    const config = parseConfig(
+      [
+        'listeners:',
+        '  outbound: 0.0.0.0:12220',
+        '  allowRemote: { outbound: [198.18.0.0/15, 10.1.2.3], inbound: false }',
+        'router: { maxActiveRequests: 20, frameTimeoutMs: 3000, maxPartialFrames: 64 }',
+        'registries:',
+        '  - { name: zk, type: zookeeper, upstream: "zk:2181", facade: "0.0.0.0:2181", allowRemote: true }',
+      ].join('\n'),
+    );
+    assert.deepEqual(config.listeners.allowRemote, { outbound: ['198.18.0.0/15', '10.1.2.3'], inbound: false });
+    assert.deepEqual(config.router, { maxActiveRequests: 20, frameTimeoutMs: 3000, maxPartialFrames: 64 });
+    assert.equal(config.registries[0]!.allowRemote, true);
+    assert.throws(
+      () => parseConfig('listeners:\n  allowRemote:\n    outbound: [10.0.0.0/33]\n'),
+      /meshport\.yaml:3: listeners\.allowRemote\.outbound: "10\.0\.0\.0\/33" is not an IP address or CIDR/,
+    );
+    assert.throws(() => parseConfig('registries:\n  - { name: f, type: file, allowRemote: true }\n'), /registries\[0\]\.allowRemote: a file registry has no facade/);
+    assert.throws(() => parseConfig('admin: 0.0.0.0:15000\n'), /admin: the admin port serves loopback only/);
   });
 });

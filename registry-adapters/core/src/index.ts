@@ -34,3 +34,5 @@ export { FileRegistry, FILE_REGISTRY_DEFAULTS } from './file';
 export type { FileRegistryOptions, RegistryLogger } from './file';
 export { describeRegistryConformance } from './conformance';
 export type { RegistryAdapterPair } from './conformance';
+export { ClientGate, allowList, isLoopbackPeer } from './client-gate';
+export type { AllowRemote, ClientGateLogger } from './client-gate';

@@ -3,9 +3,11 @@
 
 import net from 'node:net';
 import {
+  ClientGate,
   formatProviderUrl,
   parseProviderUrl,
   RegistryError,
+  type AllowRemote,
   type ProviderUrl,
   type RegistryFacade,
   type RegistryLogger,
@@ -31,6 +33,12 @@ export interface RedisFacadeOptions {
   /** @default warnings on the console */
   logger?: RegistryLogger;
   /**
+   * Non-loopback clients this facade accepts: `true` any, a list of addresses/CIDRs, absent or `false` none. A facade
+   * bound wider than loopback still refuses other hosts unless this allows them (anyone who reaches a facade can
+   * publish providers in the app's name). Loopback clients are always accepted.
+   */
+  allowRemote?: AllowRemote;
+  /**
    * Largest bulk string accepted in either direction; a larger claim closes that connection at once, before any of
    * its bytes are held. @default 536870912 (Redis' proto-max-bulk-len)
    */
@@ -39,6 +47,7 @@ export interface RedisFacadeOptions {
 
 export const REDIS_FACADE_DEFAULTS = {
   listen: { host: '127.0.0.1', port: 0 },
+  allowRemote: false as AllowRemote,
   maxBulkBytes: RESP_PARSER_DEFAULTS.maxBulkBytes,
   logger: { warn: (detail: object, message: string) => console.warn(`meshport redis facade: ${message}`, detail) },
   /** How long a connection closed for a protocol error waits for replies to the commands before the bad one. */
@@ -64,6 +73,8 @@ export class RedisFacade implements RegistryFacade {
   private readonly logger: RegistryLogger;
   private readonly maxBulkBytes: number;
   private server: net.Server | undefined;
+  /** Closes non-loopback clients at accept unless `allowRemote` lets them in. */
+  readonly clients: ClientGate;
   private bound: { host: string; port: number } | undefined;
   private readonly sessions = new Set<FacadeSession>();
   private readonly memory = new ProvidersMemory();
@@ -78,6 +89,7 @@ export class RedisFacade implements RegistryFacade {
     this.takeover = options.takeover;
     this.logger = options.logger ?? REDIS_FACADE_DEFAULTS.logger;
     this.maxBulkBytes = options.maxBulkBytes ?? REDIS_FACADE_DEFAULTS.maxBulkBytes;
+    this.clients = new ClientGate(options.allowRemote, 'redis facade', this.logger);
   }
 
   async start(): Promise<void> {
@@ -122,6 +134,7 @@ export class RedisFacade implements RegistryFacade {
       app.destroy();
       return;
     }
+    if (!this.clients.admit(app)) return;
     const session = new FacadeSession(app, this.upstream, {
       memory: this.memory,
       takeover: this.takeover,

@@ -4,8 +4,10 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import {
+  ClientGate,
   formatProviderUrl,
   providerUrlText,
+  type AllowRemote,
   RegistryError,
   type HostPort,
   type ProviderUrl,
@@ -56,6 +58,12 @@ export interface SofaMeshApiOptions {
   logger?: RegistryLogger;
   /** Largest request body accepted; larger ones get 413 before they are read in full. @default 1 MiB */
   maxBodyBytes?: number;
+  /**
+   * Non-loopback clients this facade accepts: `true` any, a list of addresses/CIDRs, absent or `false` none. A facade
+   * bound wider than loopback still refuses other hosts unless this allows them (anyone who reaches a facade can
+   * publish providers in the app's name). Loopback clients are always accepted.
+   */
+  allowRemote?: AllowRemote;
 }
 
 export const SOFA_MESH_API_DEFAULTS = {
@@ -63,6 +71,7 @@ export const SOFA_MESH_API_DEFAULTS = {
   app: { host: '127.0.0.1', port: SOFA_DEFAULT_SERVER_PORT },
   logger: { warn: (detail: object, message: string) => console.warn(`meshport sofa mesh API: ${message}`, detail) },
   maxBodyBytes: 1024 * 1024,
+  allowRemote: false as AllowRemote,
 } satisfies Required<Omit<SofaMeshApiOptions, 'via' | 'takeover'>>;
 
 /** What a request handler answers: the HTTP status and the JSON body. */
@@ -204,6 +213,8 @@ export class SofaMeshApiFacade implements RegistryFacade {
   private readonly logger: RegistryLogger;
   private readonly maxBodyBytes: number;
   private server: Server | undefined;
+  /** Closes non-loopback clients at accept unless `allowRemote` lets them in. */
+  readonly clients: ClientGate;
   private bound: HostPort | undefined;
   private starting: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
@@ -220,6 +231,7 @@ export class SofaMeshApiFacade implements RegistryFacade {
     this.listen = options.listen ?? SOFA_MESH_API_DEFAULTS.listen;
     this.app = options.app ?? SOFA_MESH_API_DEFAULTS.app;
     this.logger = options.logger ?? SOFA_MESH_API_DEFAULTS.logger;
+    this.clients = new ClientGate(options.allowRemote, 'sofa-mesh facade', this.logger);
     this.maxBodyBytes = options.maxBodyBytes ?? SOFA_MESH_API_DEFAULTS.maxBodyBytes;
   }
 
@@ -234,6 +246,8 @@ export class SofaMeshApiFacade implements RegistryFacade {
     }
     this.starting ??= new Promise<void>((resolve, reject) => {
       const server = createServer((req, res) => this.onRequest(req, res));
+      // After http's own connection listener, before any byte is read: a refused peer never gets a response.
+      server.on('connection', (socket) => this.clients.admit(socket));
       this.server = server;
       server.once('error', reject);
       server.listen(this.listen.port, this.listen.host, () => {

@@ -3,8 +3,10 @@
 
 import net from 'node:net';
 import {
+  ClientGate,
   decodeNodeName,
   encodeNodeName,
+  type AllowRemote,
   formatProviderUrl,
   parseProviderUrl,
   type NodeNameStyle,
@@ -42,6 +44,12 @@ export interface ZooKeeperFacadeOptions {
   /** @default console.warn */
   logger?: RegistryLogger;
   /**
+   * Non-loopback clients this facade accepts: `true` any, a list of addresses/CIDRs, absent or `false` none. A facade
+   * bound wider than loopback still refuses other hosts unless this allows them (anyone who reaches a facade can
+   * publish providers in the app's name). Loopback clients are always accepted.
+   */
+  allowRemote?: AllowRemote;
+  /**
    * Largest packet accepted from the app, length prefix excluded. ZooKeeper refuses packets above jute.maxbuffer
    * (1 MiB by default) and so does the facade, before buffering them. @default 1 MiB + 1 KiB
    */
@@ -64,6 +72,7 @@ export const ZOOKEEPER_FACADE_DEFAULTS = {
   upstreamConnectTimeoutMs: 5_000,
   emptyHoldMs: 1_000,
   logger: { warn: (detail: object, message: string) => console.warn(`meshport zookeeper facade: ${message}`, detail) },
+  allowRemote: false as AllowRemote,
 } satisfies Required<Omit<ZooKeeperFacadeOptions, 'upstream' | 'takeover'>>;
 
 /** WatcherEvent codes (ZooKeeper's Watcher.Event.EventType and KeeperState). */
@@ -116,6 +125,8 @@ class FacadeSession {
   /** Connections currently carrying this session. */
   connections = 0;
   orphanTimer: NodeJS.Timeout | undefined;
+  /** The last probe of an orphan timeout found no ZooKeeper server accepting. */
+  upstreamWasDown = false;
   closeRequested = false;
   /**
    * Per providers dir: the children last shown to the app, and a hold in progress over an empty read. Kept with the
@@ -160,12 +171,21 @@ interface Upstream {
 class FacadeContext {
   readonly sessions = new Map<string, FacadeSession>();
   closed = false;
+  /**
+   * Set when the last dial found no server of the ensemble accepting, cleared by the next that connects. While it is
+   * set, ZooKeeper cannot have expired an orphaned session (it restores sessions with a fresh timeout when it comes
+   * back), so the session's providers are not withdrawn: that would drop the pod's inbound routes for the whole
+   * outage while the provider nodes are still there.
+   */
+  upstreamDown = false;
 
   constructor(
     readonly takeover: Takeover,
     readonly logger: RegistryLogger,
     readonly maxPacketBytes: number,
     readonly emptyHoldMs: number,
+    /** Whether any server of the ensemble accepts a TCP connection now. */
+    readonly probeUpstream: () => Promise<boolean>,
   ) {}
 
   /** The state of session `id` when it is known here (a reconnect), else a new one not yet keyed. */
@@ -173,6 +193,7 @@ class FacadeContext {
     const session = (id !== undefined ? this.sessions.get(id) : undefined) ?? new FacadeSession();
     clearTimeout(session.orphanTimer);
     session.orphanTimer = undefined;
+    session.upstreamWasDown = false;
     session.connections++;
     return session;
   }
@@ -194,9 +215,30 @@ class FacadeContext {
       return;
     }
     // The app's client normally reconnects within its timeout; past that ZooKeeper has expired the session.
+    this.armOrphanTimer(session);
+  }
+
+  private armOrphanTimer(session: FacadeSession): void {
     clearTimeout(session.orphanTimer);
-    session.orphanTimer = setTimeout(() => this.endSession(session), session.timeoutMs + 1_000);
+    session.orphanTimer = setTimeout(() => void this.orphanTimedOut(session), session.timeoutMs + 1_000);
     session.orphanTimer.unref();
+  }
+
+  /**
+   * An orphaned session's timeout is over. When ZooKeeper cannot be reached now, or could not be during the wait, it
+   * has not expired the session (it restores sessions with a new timeout when it starts again): wait another timeout,
+   * probing the ensemble, so that a session whose app is really gone still ends a timeout after ZooKeeper is back.
+   */
+  private async orphanTimedOut(session: FacadeSession): Promise<void> {
+    session.orphanTimer = undefined;
+    const up = await this.probeUpstream().catch(() => false);
+    if (session.connections > 0 || this.closed || session.orphanTimer) return;
+    if (session.id === undefined || this.sessions.get(session.id) !== session) return; // ended meanwhile
+    const wait = !up || this.upstreamDown || session.upstreamWasDown;
+    this.upstreamDown = !up;
+    session.upstreamWasDown = !up;
+    if (wait) this.armOrphanTimer(session);
+    else this.endSession(session);
   }
 
   /**
@@ -242,6 +284,8 @@ export class ZooKeeperFacade implements RegistryFacade {
   private readonly upstreams: Upstream[];
   private readonly upstreamConnectTimeoutMs: number;
   private readonly context: FacadeContext;
+  /** Closes non-loopback clients at accept unless `allowRemote` lets them in. */
+  readonly clients: ClientGate;
   private server: net.Server | undefined;
   private bound: { host: string; port: number } | undefined;
   private readonly connections = new Set<FacadeConnection>();
@@ -253,12 +297,33 @@ export class ZooKeeperFacade implements RegistryFacade {
     this.listen = options.listen ?? ZOOKEEPER_FACADE_DEFAULTS.listen;
     this.upstreamConnectTimeoutMs = options.upstreamConnectTimeoutMs ?? ZOOKEEPER_FACADE_DEFAULTS.upstreamConnectTimeoutMs;
     this.upstreams = parseEnsemble(options.upstream, logger);
+    this.clients = new ClientGate(options.allowRemote, 'zookeeper facade', logger);
     this.context = new FacadeContext(
       options.takeover,
       logger,
       options.maxPacketBytes ?? ZOOKEEPER_FACADE_DEFAULTS.maxPacketBytes,
       options.emptyHoldMs ?? ZOOKEEPER_FACADE_DEFAULTS.emptyHoldMs,
+      () => this.probeUpstream(),
     );
+  }
+
+  /** Whether any server of the ensemble accepts a TCP connection (closed right away). */
+  private async probeUpstream(): Promise<boolean> {
+    for (const target of this.upstreams) {
+      const accepted = await new Promise<boolean>((resolve) => {
+        const socket = net.connect({ host: target.host, port: target.port });
+        const done = (ok: boolean) => {
+          clearTimeout(timer);
+          socket.destroy();
+          resolve(ok);
+        };
+        const timer = setTimeout(() => done(false), this.upstreamConnectTimeoutMs);
+        socket.once('connect', () => done(true));
+        socket.once('error', () => done(false));
+      });
+      if (accepted) return true;
+    }
+    return false;
   }
 
   async start(): Promise<void> {
@@ -296,6 +361,7 @@ export class ZooKeeperFacade implements RegistryFacade {
       app.destroy();
       return;
     }
+    if (!this.clients.admit(app)) return;
     // Nothing is read from the app until its upstream connection is up: TCP holds the ConnectRequest meanwhile.
     app.pause();
     app.setNoDelay(true);
@@ -311,6 +377,7 @@ export class ZooKeeperFacade implements RegistryFacade {
     if (connection.destroyed) return;
     if (attempt >= this.upstreams.length) {
       this.context.logger.warn({ upstream: this.upstreams }, 'no ZooKeeper server of the ensemble accepted; closing the app connection');
+      this.context.upstreamDown = true;
       connection.destroy();
       return;
     }
@@ -326,6 +393,7 @@ export class ZooKeeperFacade implements RegistryFacade {
     socket.once('connect', () => {
       clearTimeout(timer);
       socket.off('error', onError);
+      this.context.upstreamDown = false;
       if (connection.destroyed || this.context.closed) {
         socket.destroy();
         return;

@@ -57,7 +57,9 @@ export function podConfig(zookeeper: string, podIp?: string): string {
       'admin: "127.0.0.1:0" # loopback only: read from inside the pod',
       'log: { level: info }',
       'registries:',
-      `  - { name: main, type: zookeeper, upstream: "${zookeeper}", facade: "${podIp}:0" }`,
+      // The demo itself reads the consumer pod's facade from the host (198.18.12.1) to show what the app was handed;
+      // a facade bound wider than loopback refuses other hosts unless allowRemote names them.
+      `  - { name: main, type: zookeeper, upstream: "${zookeeper}", facade: "${podIp}:0", allowRemote: [198.18.12.1/32] }`,
       '',
     ].join('\n');
   }

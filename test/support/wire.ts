@@ -1,0 +1,292 @@
+// What the overload and security suites share: hand-made Bolt and Dubbo frames, a raw echo provider with a fixed
+// service time (so its capacity is known), a multiplexing client, and a `meshport sidecar` child process whose memory
+// is its own (/proc/<pid>/status).
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { FrameSplitter, decodeFrame, encodeBoltHeartbeatAck, encodeDubboHeartbeatAck, type FrameHeader } from '@meshport/protocol';
+import { freePorts } from './servers';
+
+export const BIN = path.resolve(__dirname, '../../../packages/cli/bin/meshport.js');
+export const BOLT_SOFA_REQUEST = 'com.alipay.sofa.rpc.core.request.SofaRequest';
+
+/** A Bolt v1 request: class, a header map with `service`, and the content bytes as given. */
+export function boltRequest(id: number, service: string, content: Buffer, timeoutMs = 3000): Buffer {
+  const cls = Buffer.from(BOLT_SOFA_REQUEST);
+  const key = Buffer.from('service');
+  const val = Buffer.from(service);
+  const header = Buffer.alloc(8 + key.length + val.length);
+  header.writeInt32BE(key.length, 0);
+  key.copy(header, 4);
+  header.writeInt32BE(val.length, 4 + key.length);
+  val.copy(header, 8 + key.length);
+  const fixed = Buffer.alloc(22);
+  fixed[0] = 1; // Bolt v1
+  fixed[1] = 1; // request
+  fixed.writeUInt16BE(1, 2); // cmdcode: RPC request
+  fixed[4] = 1;
+  fixed.writeInt32BE(id, 5);
+  fixed[9] = 1; // hessian2
+  fixed.writeInt32BE(timeoutMs, 10);
+  fixed.writeInt16BE(cls.length, 14);
+  fixed.writeInt16BE(header.length, 16);
+  fixed.writeInt32BE(content.length, 18);
+  return Buffer.concat([fixed, cls, header, content]);
+}
+
+/** A Dubbo two-way hessian2 request with the payload as given (it must start with the version/service/version/method strings). */
+export function dubboRequest(id: bigint | number, payload: Buffer): Buffer {
+  const head = Buffer.alloc(16);
+  head.writeUInt16BE(0xdabb, 0);
+  head[2] = 0xc2; // request, two-way, hessian2
+  head.writeBigInt64BE(BigInt(id), 4);
+  head.writeInt32BE(payload.length, 12);
+  return Buffer.concat([head, payload]);
+}
+
+/** Hessian2 compact strings (short ones, ASCII): enough for the leading strings of a Dubbo body. */
+export function hessianShort(s: string): Buffer {
+  const b = Buffer.from(s);
+  if (b.length >= 32) return Buffer.concat([Buffer.from([0x30 + (b.length >> 8), b.length & 0xff]), b]);
+  return Buffer.concat([Buffer.from([b.length]), b]);
+}
+
+/** The success response to a request: same id, its body echoed (or `body` when given). */
+export function echoResponse(frame: Buffer, header: FrameHeader, body?: Buffer): Buffer {
+  const content = body ?? frame.subarray(header.bodyOffset, header.bodyOffset + header.bodyLength);
+  if (header.protocol === 'dubbo') {
+    const head = Buffer.from(frame.subarray(0, 16));
+    head[2] = 0x02; // response, hessian2
+    head[3] = 20; // OK
+    head.writeInt32BE(content.length, 12);
+    return Buffer.concat([head, content]);
+  }
+  const fixed = Buffer.alloc(20);
+  fixed[0] = 1;
+  fixed[1] = 0; // response
+  fixed.writeUInt16BE(2, 2);
+  fixed[4] = 1;
+  fixed.writeInt32BE(header.requestId, 5);
+  fixed[9] = 1;
+  fixed.writeUInt16BE(0, 10); // SUCCESS
+  fixed.writeInt32BE(content.length, 16);
+  return Buffer.concat([fixed, content]);
+}
+
+export interface EchoProvider {
+  port: number;
+  /** Requests being served now, and the most ever at once: the provider's own view of what the sidecar let through. */
+  active: number;
+  maxActive: number;
+  served: number;
+  /** Every request frame as it arrived (when `keepFrames`). */
+  frames: Buffer[];
+  /** Answers each request after this long. */
+  serviceTimeMs: number;
+  /** Answers with these bytes instead of an echo (the security suite's recorded response). */
+  respond?: (frame: Buffer, header: FrameHeader) => Buffer;
+  keepFrames: boolean;
+  close(): Promise<void>;
+}
+
+/** A raw Bolt/Dubbo provider on loopback: every request answered after `serviceTimeMs`, any concurrency. */
+export async function startEchoProvider(serviceTimeMs: number): Promise<EchoProvider> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => {});
+    const splitter = new FrameSplitter((frame) => {
+      const header = decodeFrame(frame);
+      if (header.kind === 'heartbeat') {
+        socket.write(header.protocol === 'dubbo' ? encodeDubboHeartbeatAck(header.requestId) : encodeBoltHeartbeatAck(header.requestId));
+        return;
+      }
+      if (header.kind !== 'request') return;
+      const copy = Buffer.from(frame);
+      if (state.keepFrames) state.frames.push(copy);
+      state.active++;
+      state.maxActive = Math.max(state.maxActive, state.active);
+      const answer = () => {
+        state.active--;
+        state.served++;
+        if (!socket.destroyed) socket.write(state.respond ? state.respond(copy, header) : echoResponse(copy, header));
+      };
+      if (state.serviceTimeMs > 0) setTimeout(answer, state.serviceTimeMs);
+      else answer();
+    });
+    socket.on('data', (c) => splitter.write(c));
+  });
+  const state: EchoProvider = {
+    port: 0,
+    active: 0,
+    maxActive: 0,
+    served: 0,
+    frames: [],
+    serviceTimeMs,
+    keepFrames: false,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => server.close(r));
+    },
+  };
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  state.port = (server.address() as net.AddressInfo).port;
+  return state;
+}
+
+export interface Answer {
+  header: FrameHeader;
+  frame: Buffer;
+  at: number;
+}
+
+/** One connection; requests by id, each answer matched to its request; duplicates and strays are counted. */
+export class RpcClient {
+  readonly pending = new Map<string, { sentAt: number; resolve: (a: Answer & { latencyMs: number }) => void }>();
+  duplicates = 0;
+  strays = 0;
+  closed = false;
+  private readonly answered = new Set<string>();
+
+  private constructor(readonly socket: net.Socket) {
+    socket.setNoDelay(true);
+    const splitter = new FrameSplitter((frame) => {
+      const header = decodeFrame(frame);
+      const id = String(header.requestId);
+      const waiter = this.pending.get(id);
+      if (!waiter) {
+        if (this.answered.has(id)) this.duplicates++;
+        else this.strays++;
+        return;
+      }
+      this.pending.delete(id);
+      this.answered.add(id);
+      const at = performance.now();
+      waiter.resolve({ header, frame: Buffer.from(frame), at, latencyMs: at - waiter.sentAt });
+    });
+    socket.on('data', (c) => splitter.write(c));
+    socket.on('close', () => (this.closed = true));
+    socket.on('error', () => {});
+  }
+
+  static async connect(port: number, host = '127.0.0.1'): Promise<RpcClient> {
+    const socket = net.connect(port, host);
+    await once(socket, 'connect');
+    return new RpcClient(socket);
+  }
+
+  /** Sends a request frame whose id is `id`; resolves with its answer. */
+  call(id: number | bigint, frame: Buffer): Promise<Answer & { latencyMs: number }> {
+    return new Promise((resolve) => {
+      this.pending.set(String(id), { sentAt: performance.now(), resolve });
+      this.socket.write(frame);
+    });
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+export function percentile(values: number[], p: number): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
+}
+
+/** VmRSS and VmHWM (peak RSS) of a process, in KiB. */
+export function memoryOf(pid: number): { rssKb: number; hwmKb: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
+  return { rssKb: field('VmRSS'), hwmKb: field('VmHWM') };
+}
+
+export interface SidecarChild {
+  pid: number;
+  ports: { outbound: number; inbound: number; admin: number };
+  dir: string;
+  child: ChildProcess;
+  output(): string;
+  /** The admin /routes page. */
+  routes(): Promise<{ clusters: { listener: string; name: string; active: number; pending: number }[]; inflight: number; partialFrames: number }>;
+  stats(): Promise<string>;
+  stop(): Promise<void>;
+}
+
+/**
+ * `meshport sidecar --config FILE` as a child process with a file registry: `routes` maps service keys to provider
+ * URLs; `extra` is YAML appended to the config (a `router:` block, say). Every port is picked free beforehand.
+ */
+export async function startSidecarChild(
+  routes: Record<string, string[]>,
+  extra = '',
+  options: { nodeArgs?: string[]; env?: NodeJS.ProcessEnv } = {},
+): Promise<SidecarChild> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'meshport-child-'));
+  const [outbound, inbound, admin] = await freePorts(3);
+  writeFileSync(path.join(dir, 'registry.json'), JSON.stringify({ services: routes }));
+  const yaml = [
+    'node: { ip: 127.0.0.1 }',
+    `listeners: { outbound: "127.0.0.1:${outbound}", inbound: "127.0.0.1:${inbound}" }`,
+    `admin: "127.0.0.1:${admin}"`,
+    'log: { level: warn }',
+    'registries:',
+    '  - { name: file, type: file, upstream: registry.json }',
+    extra,
+  ].join('\n');
+  writeFileSync(path.join(dir, 'meshport.yaml'), yaml);
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), BIN, 'sidecar', '--config', path.join(dir, 'meshport.yaml')], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: options.env ?? process.env,
+  });
+  let text = '';
+  child.stdout!.setEncoding('utf8').on('data', (c: string) => (text += c));
+  child.stderr!.setEncoding('utf8').on('data', (c: string) => (text += c));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const base = `http://127.0.0.1:${admin}`;
+  const handle: SidecarChild = {
+    pid: child.pid!,
+    ports: { outbound, inbound, admin },
+    dir,
+    child,
+    output: () => text,
+    routes: async () => (await (await fetch(`${base}/routes`)).json()) as Awaited<ReturnType<SidecarChild['routes']>>,
+    stats: async () => (await fetch(`${base}/stats`)).text(),
+    stop: async () => {
+      // Only this child, by its own pid.
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  const until = Date.now() + 20_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`meshport sidecar exited (${child.exitCode}):\n${text}`);
+    const ready = await fetch(`${base}/routes`)
+      .then(async (r) => r.ok && ((await r.json()) as { clusters: unknown[] }).clusters.length >= Object.keys(routes).length)
+      .catch(() => false);
+    if (ready) return handle;
+    if (Date.now() > until) {
+      await handle.stop();
+      throw new Error(`meshport sidecar did not come up:\n${text}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** A sum over every sample of a Prometheus counter whose labels contain all of `labels`. */
+export function counterValue(text: string, name: string, labels: Record<string, string> = {}): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+    if (!Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) continue;
+    sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return sum;
+}
