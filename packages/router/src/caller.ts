@@ -178,6 +178,8 @@ export class CallerConnection {
 
   /** A frame we cannot use: answer it where its id is readable, then close this connection alone. */
   private reject(error: ProtocolError, head: Buffer | undefined): void {
+    // The rest of a chunk holding a bad frame may hold more: the first one decides, one error and one count.
+    if (this.closing) return;
     this.handler.badFrame(this, error);
     const who = head && peekFrameIdentity(head);
     if (who?.expectsResponse) this.reply(errorResponse(who, 'bad-request', `meshport: ${error.code}: ${error.message}`));
