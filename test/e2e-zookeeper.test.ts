@@ -2,8 +2,6 @@
 // pointed at its own sidecar's ZooKeeper facade, a real ZooKeeper upstream, Bolt and Dubbo.
 
 import { strict as assert } from 'node:assert';
-import { spawn, type ChildProcess } from 'node:child_process';
-import path from 'node:path';
 import zookeeper from 'node-zookeeper-client';
 import { decodeNodeName, parseProviderUrl, type ProviderUrl } from '@meshport/registry-core';
 import type { Sidecar } from '@meshport/sidecar';
@@ -12,8 +10,10 @@ import { startZooKeeper, type RunningZooKeeper } from './support/servers';
 import {
   adminRoutes,
   podConfig,
+  spawnProviderApp,
   startConsumerApp,
   startSidecar,
+  stopProviderApps,
   stopSidecars,
   type Protocol,
 } from './support/sidecars';
@@ -34,24 +34,6 @@ async function providers(client: zookeeper.Client, iface: string): Promise<Provi
   }
 }
 
-/** A provider app in its own process (see support/provider-app.ts), killed at the end of the suite at the latest. */
-async function spawnProviderApp(protocol: Protocol, iface: string, registry: string, name = 'provider') {
-  const child = spawn(process.execPath, [path.join(__dirname, 'support/provider-app.js'), protocol, iface, registry, name], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  providerProcesses.add(child);
-  child.on('exit', () => providerProcesses.delete(child));
-  const line = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (out.includes('\n')) resolve(out.split('\n')[0]!);
-    });
-    child.on('exit', (code) => reject(new Error(`provider app exited with ${code}`)));
-  });
-  return { child, port: (JSON.parse(line) as { port: number }).port };
-}
-const providerProcesses = new Set<ChildProcess>();
 
 const facadeAddress = (sidecar: Sidecar) => {
   const { host, port } = sidecar.address({ facade: 'main' });
@@ -74,7 +56,7 @@ describe('registry takeover end to end: sofa-rpc-node through two sidecars and a
   });
 
   after(async () => {
-    for (const child of providerProcesses) child.kill('SIGKILL');
+    stopProviderApps();
     direct?.close();
     await stopSidecars();
     await zk?.stop();

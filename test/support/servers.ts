@@ -259,8 +259,15 @@ export interface RunningZooKeeper {
   pid: number;
   /** Kills the server (SIGTERM, then SIGKILL) and removes its temp dir. */
   stop(): Promise<void>;
-  /** Stops the JVM and starts it again on the same port with the same data. */
-  restart(): Promise<void>;
+  /** Stops the JVM and starts it again on the same port with the same data (after `downMs`, default 0). */
+  restart(options?: RestartOptions): Promise<void>;
+}
+
+export interface RestartOptions {
+  /** How long the server stays down between its exit and the new start. @default 0 */
+  downMs?: number;
+  /** Called once the old process has exited (when the outage starts). */
+  onStopped?: () => void;
 }
 
 function javaArgs(dir: string, main: string, cfg: string): string[] {
@@ -487,8 +494,8 @@ export interface RunningRedis {
   pid: number;
   /** Kills the server (SIGTERM, then SIGKILL) and removes its temp dir. */
   stop(): Promise<void>;
-  /** Stops and starts redis-server again on the same port (no persistence: the data is gone). */
-  restart(): Promise<void>;
+  /** Stops and starts redis-server again on the same port (no persistence: the data is gone), after `downMs`. */
+  restart(options?: RestartOptions): Promise<void>;
 }
 
 async function isPong(port: number): Promise<boolean> {
@@ -525,7 +532,7 @@ async function startRestartable(spec: {
   ready: () => Promise<boolean>;
   startTimeoutMs: number;
   goneOnStop: string;
-}): Promise<{ pid: number; stop(): Promise<void>; restart(): Promise<void> }> {
+}): Promise<{ pid: number; stop(): Promise<void>; restart(options?: RestartOptions): Promise<void> }> {
   let current: Spawned | undefined;
   let stopped = false;
   const launch = async () => {
@@ -540,9 +547,12 @@ async function startRestartable(spec: {
       if (current) await terminate(current.child);
       removeTempDir(spec.dir);
     },
-    async restart() {
+    async restart(options: RestartOptions = {}) {
       if (stopped) throw new Error(spec.goneOnStop);
       if (current) await terminate(current.child);
+      options.onStopped?.();
+      if (options.downMs) await sleep(options.downMs);
+      if (stopped) throw new Error(spec.goneOnStop);
       await launch();
     },
   };

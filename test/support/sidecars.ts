@@ -1,6 +1,7 @@
 // What the end-to-end suites share: sidecars started from YAML as an operator writes it, real SDK apps, and the
 // views a user checks (the admin /routes page, a raw look at the registry).
 
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -94,4 +95,33 @@ export async function startConsumerApp(protocol: Protocol, iface: string, regist
   const consumer = client.createConsumer({ interfaceName: iface, version: '1.0', retryFaultInterval: 200 });
   await consumer.ready();
   return { client, registry, consumer };
+}
+
+const providerProcesses = new Set<ChildProcess>();
+
+/**
+ * startProviderApp in a process of its own (support/provider-app.ts), as in a pod: it can be killed like a crash, and
+ * its ZooKeeper client shares nothing with the test process's. Stop it with stopProviderApps() in an `after` hook.
+ */
+export async function spawnProviderApp(protocol: Protocol, iface: string, registryAddress: string, name = 'provider') {
+  const child = spawn(process.execPath, [path.join(__dirname, 'provider-app.js'), protocol, iface, registryAddress, name], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  providerProcesses.add(child);
+  child.on('exit', () => providerProcesses.delete(child));
+  const line = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('\n')) resolve(out.split('\n')[0]!);
+    });
+    child.on('exit', (code) => reject(new Error(`provider app exited with ${code}`)));
+  });
+  return { child, pid: child.pid!, port: (JSON.parse(line) as { port: number }).port };
+}
+
+/** SIGKILLs every provider app spawnProviderApp started that still runs (by its pid only). */
+export function stopProviderApps(): void {
+  for (const child of providerProcesses) child.kill('SIGKILL');
+  providerProcesses.clear();
 }

@@ -172,8 +172,8 @@ class FacadeContext {
   readonly sessions = new Map<string, FacadeSession>();
   closed = false;
   /**
-   * Set when the last dial found no server of the ensemble accepting, cleared by the next that connects. While it is
-   * set, ZooKeeper cannot have expired an orphaned session (it restores sessions with a fresh timeout when it comes
+   * Set when the last dial (or orphan-timeout probe) found no server of the ensemble accepting, cleared by the next
+   * that connects. While it is set, ZooKeeper cannot have expired an orphaned session (it restores sessions with a fresh timeout when it comes
    * back), so the session's providers are not withdrawn: that would drop the pod's inbound routes for the whole
    * outage while the provider nodes are still there.
    */
