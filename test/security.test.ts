@@ -285,6 +285,8 @@ const targets = JSON.parse(process.argv[2]);
           'listeners: { outbound: "0.0.0.0:12220", inbound: "0.0.0.0:12201" }',
           'admin: "127.0.0.1:15000"',
           'log: { level: info }',
+          // The probes call a service with no route: answered no-route at once, not after the start-up hold.
+          'router: { startupHoldMs: 0 }',
           'registries:',
           '  - { name: file, type: file, upstream: registry.json }',
           '  - { name: zk, type: zookeeper, upstream: "127.0.0.1:1", facade: "0.0.0.0:2181" }',
@@ -336,6 +338,7 @@ const targets = JSON.parse(process.argv[2]);
           `listeners: { outbound: "0.0.0.0:12220", inbound: "0.0.0.0:12201", allowRemote: { outbound: [198.18.40.0/24], inbound: [198.18.41.0/24] } }`,
           'admin: "127.0.0.1:15000"',
           'log: { level: info }',
+          'router: { startupHoldMs: 0 }',
           'registries:',
           '  - { name: file, type: file, upstream: registry.json }',
         ].join('\n'),

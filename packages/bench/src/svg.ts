@@ -75,7 +75,9 @@ function barPanel(chart: BarChart, top: number): { svg: string; height: number }
 
 function linePanel(chart: LineChart, top: number): { svg: string; height: number } {
   const plotLeft = PAD + 60;
-  const plotRight = WIDTH - PAD - 300;
+  // The legend takes what its longest label needs (about 6.6 px a character at 12 px), the plot the rest.
+  const legendWidth = Math.max(160, 50 + 6.6 * Math.max(0, ...chart.series.map((s) => s.label.length)));
+  const plotRight = WIDTH - PAD - Math.min(legendWidth, WIDTH / 2);
   const head = 28;
   const plotHeight = Math.max(180, chart.series.length * 18);
   const plotTop = top + head;
