@@ -7,11 +7,12 @@
 // the teardown, also on failure.
 
 import { strict as assert } from 'node:assert';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { bpfProbe, bpfStats, createCgroup, findCgroup2Mount, nativeAddonStatus, removeCgroup, type BpfStats } from '@meshport/socket';
+import { JsonLinesChild, type Json } from './support/json-child';
 import {
   HIJACK_DEFAULTS,
   addTestAddress,
@@ -46,75 +47,6 @@ const POD = {
 const ROUTED = 'com.example.Echo';
 const RELAYED = 'com.example.Plain';
 
-type Json = Record<string, any>;
-
-/** A child process whose stdout is JSON lines (pino, or the rpc app); everything it printed is kept. */
-class Proc {
-  readonly lines: Json[] = [];
-  private text = '';
-  private stderr = '';
-  private waiters: { match: (m: Json) => boolean; resolve: (m: Json) => void }[] = [];
-  readonly exited: Promise<void>;
-
-  constructor(
-    readonly what: string,
-    readonly child: ChildProcess,
-  ) {
-    this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
-    let pending = '';
-    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-      this.text += chunk;
-      pending += chunk;
-      let nl: number;
-      while ((nl = pending.indexOf('\n')) >= 0) {
-        const line = pending.slice(0, nl).trim();
-        pending = pending.slice(nl + 1);
-        if (!line.startsWith('{')) continue;
-        let m: Json;
-        try {
-          m = JSON.parse(line) as Json;
-        } catch {
-          continue;
-        }
-        this.lines.push(m);
-        this.waiters = this.waiters.filter((w) => (w.match(m) ? (w.resolve(m), false) : true));
-      }
-    });
-    child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (this.stderr += chunk));
-  }
-
-  waitFor(match: (m: Json) => boolean, what: string, timeoutMs = 15000): Promise<Json> {
-    const seen = this.lines.find(match);
-    if (seen) return Promise.resolve(seen);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`${this.what}: timed out waiting for ${what}\nstdout: ${this.text}\nstderr: ${this.stderr}`)),
-        timeoutMs,
-      );
-      const onExit = () => reject(new Error(`${this.what} exited (${this.child.exitCode ?? this.child.signalCode}) before ${what}\nstdout: ${this.text}\nstderr: ${this.stderr}`));
-      this.child.once('exit', onExit);
-      this.waiters.push({
-        match,
-        resolve: (m) => {
-          clearTimeout(timer);
-          this.child.off('exit', onExit);
-          resolve(m);
-        },
-      });
-    });
-  }
-
-  output(): string {
-    return `stdout: ${this.text}\nstderr: ${this.stderr}`;
-  }
-
-  /** SIGKILL by this child's own pid (the exec chain sh -> ip netns exec -> setpriv -> node keeps one pid). */
-  async kill(): Promise<void> {
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
-    await this.exited;
-  }
-}
-
 /**
  * argv that joins `cgroup` (as root, before any socket exists) and execs `argv`. It wraps `ip netns exec`, not the
  * other way round: `ip netns exec` mounts a fresh /sys, which hides the cgroup v2 mount.
@@ -123,9 +55,9 @@ function inCgroup(cgroup: string | undefined, argv: string[]): string[] {
   return cgroup === undefined ? argv : ['sh', '-c', 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"', 'sh', cgroup, ...argv];
 }
 
-function start(what: string, argv: string[]): Proc {
+function start(what: string, argv: string[]): JsonLinesChild {
   const [cmd, ...args] = argv;
-  return new Proc(what, spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
+  return new JsonLinesChild(what, spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
 }
 
 let kernelProblem: string | undefined;
@@ -204,7 +136,7 @@ describe('e2e: transparent capture through the real sidecar (sofa-rpc-node Bolt,
   async function runScenario(scenario: Scenario, cgroupSet: Set<string>): Promise<void> {
     const { mode } = scenario;
     const bpfMode = mode === 'connect-hook';
-    const procs: Proc[] = [];
+    const procs: JsonLinesChild[] = [];
     const namespaces: string[] = [];
     const tmp = mkdtempSync(path.join(os.tmpdir(), 'meshport-e2e-hijack-'));
     let cgroup: string | undefined;

@@ -377,6 +377,25 @@ describe('reliability: the per-request checks catch a broken provider', function
 // --- suite 1 ----------------------------------------------------------------------------------------------------
 
 /** Suite 1 for one protocol: Bolt at full size (`faults-resets`), Dubbo smaller (`faults-resets-dubbo`). */
+/**
+ * The provider pod's sidecar: an empty file registry and the inbound route to the provider set directly, which is
+ * what a facade records when the app publishes (no facade here).
+ */
+async function startProviderSidecar(dir: string, providerPort: number) {
+  writeFileSync(path.join(dir, 'provider.json'), JSON.stringify({ services: {} }));
+  const sidecar = await startSidecar(
+    [
+      'listeners: { outbound: "127.0.0.1:0", inbound: "127.0.0.1:0" }',
+      'admin: "127.0.0.1:0"',
+      'log: { level: silent }',
+      'registries:',
+      `  - { name: static, type: file, upstream: "${path.join(dir, 'provider.json')}" }`,
+    ].join('\n'),
+  );
+  sidecar.book.table.setInbound(SERVICE, { host: '127.0.0.1', port: providerPort });
+  return sidecar;
+}
+
 function suite1(protocol: 'bolt' | 'dubbo', TOTAL: number, id: string): void {
 describe(`reliability: 1% upstream resets and 50 +/- 20 ms latency through two sidecars (suite 1, ${protocol})`, function () {
   this.timeout(scale(5 * 60_000, 40 * 60_000));
@@ -398,18 +417,7 @@ describe(`reliability: 1% upstream resets and 50 +/- 20 ms latency through two s
 
   it(`${TOTAL.toLocaleString('en-US')} ${protocol} requests: 0 lost, 0 misrouted, exactly one answer each`, async () => {
     provider = await startEchoProvider(TOTAL);
-    writeFileSync(path.join(dir, 'provider.json'), JSON.stringify({ services: {} }));
-    const providerSidecar = await startSidecar(
-      [
-        'listeners: { outbound: "127.0.0.1:0", inbound: "127.0.0.1:0" }',
-        'admin: "127.0.0.1:0"',
-        'log: { level: silent }',
-        'registries:',
-        `  - { name: static, type: file, upstream: "${path.join(dir, 'provider.json')}" }`,
-      ].join('\n'),
-    );
-    // The provider pod's inbound route: what a facade would record when the app publishes (no facade here).
-    providerSidecar.book.table.setInbound(SERVICE, { host: '127.0.0.1', port: provider.port });
+    const providerSidecar = await startProviderSidecar(dir, provider.port);
     // Seeded (MESHPORT_FAULTS_SEED to vary it): the proxy draws two numbers per request chunk (reset?, delay), so with
     // seed 31 the 22nd, 59th, 118th and 195th chunks are reset (about 1 in 100 after that) however the run goes.
     const SEED = Number(process.env.MESHPORT_FAULTS_SEED ?? 31);
@@ -613,17 +621,7 @@ describe('reliability: 1% kernel packet loss on the hop between the two sidecars
     }
     dir = mkdtempSync(path.join(os.tmpdir(), 'meshport-kfaults-'));
     provider = await startEchoProvider(TOTAL);
-    writeFileSync(path.join(dir, 'provider.json'), JSON.stringify({ services: {} }));
-    const providerSidecar = await startSidecar(
-      [
-        'listeners: { outbound: "127.0.0.1:0", inbound: "127.0.0.1:0" }',
-        'admin: "127.0.0.1:0"',
-        'log: { level: silent }',
-        'registries:',
-        `  - { name: static, type: file, upstream: "${path.join(dir, 'provider.json')}" }`,
-      ].join('\n'),
-    );
-    providerSidecar.book.table.setInbound(SERVICE, { host: '127.0.0.1', port: provider.port });
+    const providerSidecar = await startProviderSidecar(dir, provider.port);
 
     // The hop: consumer sidecar -> relay (host, TCP -> a.sock) -> relay in A (a.sock -> B's veth address, TCP over the
     // veth) -> relay in B (-> b.sock) -> relay (host, b.sock -> provider sidecar inbound). Only the veth has loss.

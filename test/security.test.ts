@@ -11,7 +11,7 @@
 // Everything the suite starts (namespaces, processes, temp dirs) goes in its teardown, also on failure.
 
 import { strict as assert } from 'node:assert';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -21,6 +21,7 @@ import { BoltStatus, DubboStatus, decodeFrame } from '@meshport/protocol';
 import { MemoryRouteTable } from '@meshport/router';
 import { CaptureListener } from '@meshport/sidecar';
 import { createNetns, createVethPair, deleteNetns, execInNetns, installedState, spawnInNetns, uniqueNetnsName } from '@meshport/hijack';
+import { JsonLinesChild } from './support/json-child';
 import { recordSuite, scale, type Figure } from './support/reliability';
 import {
   BIN,
@@ -138,57 +139,7 @@ function differingBytes(a: Buffer, b: Buffer): number {
   return n;
 }
 
-/** A child process whose stdout is JSON lines (pino, or a helper script). */
-class JsonChild {
-  readonly lines: Record<string, any>[] = [];
-  private text = '';
-  readonly exited: Promise<void>;
-
-  constructor(readonly child: ChildProcess) {
-    this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
-    let pending = '';
-    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-      this.text += chunk;
-      pending += chunk;
-      let nl: number;
-      while ((nl = pending.indexOf('\n')) >= 0) {
-        const line = pending.slice(0, nl).trim();
-        pending = pending.slice(nl + 1);
-        if (line.startsWith('{')) {
-          try {
-            this.lines.push(JSON.parse(line));
-          } catch {
-            // not ours
-          }
-        }
-      }
-    });
-    child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (this.text += chunk));
-  }
-
-  async waitFor(match: (m: Record<string, any>) => boolean, what: string, ms = 15_000): Promise<Record<string, any>> {
-    const until = Date.now() + ms;
-    for (;;) {
-      const seen = this.lines.find(match);
-      if (seen) return seen;
-      if (this.child.exitCode !== null) throw new Error(`exited before ${what}:\n${this.text}`);
-      if (Date.now() > until) throw new Error(`timed out waiting for ${what}:\n${this.text}`);
-      await sleep(20);
-    }
-  }
-
-  output(): string {
-    return this.text;
-  }
-
-  /** SIGKILL by this child's own pid. */
-  async kill(): Promise<void> {
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
-    await this.exited;
-  }
-}
-
-const children: JsonChild[] = [];
+const children: JsonLinesChild[] = [];
 const sidecars: SidecarChild[] = [];
 const providers: EchoProvider[] = [];
 const namespaces: string[] = [];
@@ -253,10 +204,10 @@ const targets = JSON.parse(process.argv[2]);
     });
 
     /** `meshport sidecar` inside nsA with this config; resolves once it runs. */
-    async function sidecarInA(name: string, yaml: string): Promise<JsonChild> {
+    async function sidecarInA(name: string, yaml: string): Promise<JsonLinesChild> {
       const file = path.join(dir, `${name}.yaml`);
       writeFileSync(file, yaml);
-      const proc = new JsonChild(spawnInNetns(nsA, process.execPath, [BIN, 'sidecar', '--config', file]));
+      const proc = new JsonLinesChild(`sidecar ${name}`, spawnInNetns(nsA, process.execPath, [BIN, 'sidecar', '--config', file]));
       children.push(proc);
       await proc.waitFor((m) => m.msg === 'meshport sidecar running', 'the sidecar to run');
       return proc;
@@ -487,7 +438,8 @@ const provider = Number(process.argv[2]);
         sentResponses.push(response);
         return response;
       };
-      const proc = new JsonChild(
+      const proc = new JsonLinesChild(
+        'routers',
         spawn(process.execPath, ['--require', path.join(dir, 'preload.js'), path.join(dir, 'routers.js'), String(provider.port)], {
           stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
           env: { ...process.env, MESHPORT_AUDIT_LOG: audit },
