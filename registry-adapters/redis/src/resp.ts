@@ -113,9 +113,12 @@ export class RespParser {
     this.onError = options.onError;
   }
 
-  /** Bytes held for the value not yet complete. */
+  /**
+   * Bytes held for the value not yet complete. A header line cut by a chunk's end is in `parts` already (the raw bytes
+   * of the whole value are kept); `line` only views the same memory, so it is not counted again.
+   */
   get bufferedBytes(): number {
-    return this.partsBytes + this.lineBytes;
+    return this.partsBytes;
   }
 
   /** True once a protocol error was reported. */
