@@ -499,7 +499,7 @@ describe(`reliability: 1% upstream resets and 50 +/- 20 ms latency through two s
       ],
       notes: [
         `Load: 8 app connections x 64 pipelined ${protocol === 'dubbo' ? 'Dubbo hessian2' : 'Bolt v1'} requests (${protocol === 'dubbo' ? 'the router\'s dubboTimeoutMs' : '5 s timeout'}), each body unique (\`req:<n>\`); an echo provider answers with the body, so a success is checked against the request it answers.`,
-        'Path: app -> consumer sidecar outbound (4 pooled connections) -> in-process toxic proxy -> provider sidecar inbound -> echo provider; both sidecars in the test process (CI size), loopback only.',
+        'Path: app -> consumer sidecar outbound (4 pooled connections) -> in-process toxic proxy -> provider sidecar inbound -> echo provider; both sidecars in the test process, loopback only.',
         `Faults on the request direction of the proxy: latency 50 ms +/- 20 ms uniform per chunk (order kept), and a reset (RST both ways) with probability ${RESET_PER_CHUNK} per chunk, tuned so about 1% of requests are in flight on a connection when it is reset; random source seeded (${SEED}).`,
         'Per request the outcome is set once: a second answer is a duplicate, an answer to an id not sent on that connection or with another request\'s body is misrouted; a request with no answer when the run ends is lost.',
       ],
