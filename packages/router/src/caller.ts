@@ -26,7 +26,10 @@ export class CallerConnection {
    * turned away by the cluster's limit, and what the router holds for one caller stays bounded.
    */
   maxInflight = Infinity;
+  /** After we end the connection, how long the caller has to close its side before the socket is destroyed. */
+  closeTimeoutMs = 10_000;
   private closing = false;
+  private ended = false;
   /** Destroy rather than end once idle: a caller closed for stalling gets no half-open socket to keep us holding. */
   private destroyWhenIdle = false;
   /**
@@ -146,12 +149,18 @@ export class CallerConnection {
   }
 
   private endIfIdle(): void {
-    if (this.closing && this.inflight === 0 && !this.socket.destroyed) {
+    if (this.closing && this.inflight === 0 && !this.socket.destroyed && !this.ended) {
       if (this.destroyWhenIdle) {
         this.socket.destroy();
         return;
       }
+      this.ended = true;
       this.socket.end();
+      // A caller that never closes its side would keep this socket, and its place, for ever: like a frame, the close
+      // gets closeTimeoutMs. By then the answers have had that long to be read.
+      const timer = setTimeout(() => this.socket.destroy(), this.closeTimeoutMs);
+      timer.unref();
+      this.socket.once('close', () => clearTimeout(timer));
       // Read and drop whatever the caller still sends: left unread, those bytes would hide its FIN from us, and the
       // socket would stay open until the drain deadline. (Destroying instead would reset, and could lose answers
       // still in the send buffer.)

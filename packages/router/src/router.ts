@@ -56,7 +56,8 @@ export interface RouterOptions {
   /**
    * A caller must finish each frame within this long of its first byte, or its connection is closed (after the
    * answers of its accepted calls): a slow-loris caller trickling a header cannot hold a connection and a buffer for
-   * ever. Time the router itself stops reading (backpressure) does not count. @default 10000
+   * ever. Time the router itself stops reading (backpressure) does not count. A connection the router has ended
+   * (bad frame, drain, stall) is destroyed if the caller has not closed its side this long after. @default 10000
    */
   frameTimeoutMs?: number;
   /**
@@ -276,6 +277,7 @@ export class Router implements CallerHandler, UpstreamEvents {
     }
     const caller = new CallerConnection(socket, listener, this, this.settings.maxFrameSize);
     caller.maxInflight = this.settings.maxCallerInflight;
+    caller.closeTimeoutMs = this.settings.frameTimeoutMs;
     this.callers.add(caller);
     this.stats.connections.inc({ listener });
     this.stats.connectionsTotal.inc({ listener });

@@ -606,6 +606,32 @@ describe('router: failure semantics and load balancing', function () {
     });
   });
 
+  describe('a caller that never closes its side', () => {
+    it('after a bad frame the router ends the connection, and lets the socket go frameTimeoutMs later', async () => {
+      const router = await startRouter(new MemoryRouteTable(), { frameTimeoutMs: 400 });
+      // allowHalfOpen: this caller gets the router's FIN and never sends its own.
+      const socket = net.connect({ port: router.address('outbound').port, host: '127.0.0.1', allowHalfOpen: true });
+      onCleanup(() => socket.destroy());
+      await once(socket, 'connect');
+      socket.resume();
+      const failed = new Promise<NodeJS.ErrnoException>((resolve) => socket.once('error', resolve));
+      const ended = once(socket, 'end');
+      socket.write(Buffer.from('GET / HTTP/1.1\r\n\r\n')); // neither Bolt nor Dubbo: refused, connection ended
+      await ended;
+      // Within the timeout the router still reads (and drops) what we send; past it, its socket is gone and the
+      // kernel answers our bytes with a reset.
+      socket.write(Buffer.from('still here'));
+      await sleep(1000);
+      // The first write after the router let go draws the reset; the next one reports it (our read side has ended).
+      socket.write(Buffer.from('and now?'));
+      await sleep(200);
+      socket.write(Buffer.from('and now?'));
+      const error = await Promise.race([failed, sleep(2000).then(() => undefined)]);
+      assert.ok(error, 'the router still held the half-closed connection 1 s after a 400 ms frameTimeoutMs');
+      assert.match(String(error.code), /ECONNRESET|EPIPE/);
+    });
+  });
+
   describe('backpressure', () => {
     const COUNT = 48_000; // ~1.1 KB each: ~52 MB of requests
 
