@@ -396,6 +396,26 @@ async function startProviderSidecar(dir: string, providerPort: number) {
   return sidecar;
 }
 
+/** The consumer pod's sidecar: a file registry routing the service to `port` (the faulty hop), 4 upstream connections. */
+async function startConsumerSidecar(dir: string, protocol: 'bolt' | 'dubbo', port: number) {
+  writeFileSync(
+    path.join(dir, 'routes.json'),
+    JSON.stringify({ services: { [SERVICE]: [`${protocol}://127.0.0.1:${port}?interface=${IFACE}&version=1.0`] } }),
+  );
+  const sidecar = await startSidecar(
+    [
+      'listeners: { outbound: "127.0.0.1:0", inbound: "127.0.0.1:0" }',
+      'admin: "127.0.0.1:0"',
+      'log: { level: silent }',
+      'router: { connectionsPerEndpoint: 4 }',
+      'registries:',
+      `  - { name: static, type: file, upstream: "${path.join(dir, 'routes.json')}" }`,
+    ].join('\n'),
+  );
+  assert.ok(sidecar.book.table.outbound(SERVICE), 'the consumer sidecar routes the service');
+  return sidecar;
+}
+
 function suite1(protocol: 'bolt' | 'dubbo', TOTAL: number, id: string): void {
 describe(`reliability: 1% upstream resets and 50 +/- 20 ms latency through two sidecars (suite 1, ${protocol})`, function () {
   this.timeout(scale(5 * 60_000, 40 * 60_000));
@@ -427,21 +447,7 @@ describe(`reliability: 1% upstream resets and 50 +/- 20 ms latency through two s
     proxy.addToxic('latency', { type: 'latency', ms: 50, jitterMs: 20, direction: 'upstream' });
     const RESET_PER_CHUNK = Number(process.env.MESHPORT_FAULTS_RESET_P ?? 0.01);
     proxy.addToxic('resets', { type: 'reset', probability: RESET_PER_CHUNK, per: 'chunk', direction: 'upstream' });
-    writeFileSync(
-      path.join(dir, 'routes.json'),
-      JSON.stringify({ services: { [SERVICE]: [`${protocol}://127.0.0.1:${proxy.port}?interface=${IFACE}&version=1.0`] } }),
-    );
-    const consumerSidecar = await startSidecar(
-      [
-        'listeners: { outbound: "127.0.0.1:0", inbound: "127.0.0.1:0" }',
-        'admin: "127.0.0.1:0"',
-        'log: { level: silent }',
-        'router: { connectionsPerEndpoint: 4 }',
-        'registries:',
-        `  - { name: static, type: file, upstream: "${path.join(dir, 'routes.json')}" }`,
-      ].join('\n'),
-    );
-    assert.ok(consumerSidecar.book.table.outbound(SERVICE), 'the consumer sidecar routes the service');
+    const consumerSidecar = await startConsumerSidecar(dir, protocol, proxy.port);
 
     load = new LoadGen({
       protocol,
@@ -649,21 +655,7 @@ describe('reliability: 1% kernel packet loss on the hop between the two sidecars
     }
     const entry = await startRelay({ host: '127.0.0.1', port: 0 }, aSock);
     relays.push(entry);
-    writeFileSync(
-      path.join(dir, 'routes.json'),
-      JSON.stringify({ services: { [SERVICE]: [`bolt://127.0.0.1:${entry.port}?interface=${IFACE}&version=1.0`] } }),
-    );
-    const consumerSidecar = await startSidecar(
-      [
-        'listeners: { outbound: "127.0.0.1:0", inbound: "127.0.0.1:0" }',
-        'admin: "127.0.0.1:0"',
-        'log: { level: silent }',
-        'router: { connectionsPerEndpoint: 4 }',
-        'registries:',
-        `  - { name: static, type: file, upstream: "${path.join(dir, 'routes.json')}" }`,
-      ].join('\n'),
-    );
-    assert.ok(consumerSidecar.book.table.outbound(SERVICE), 'the consumer sidecar routes the service');
+    const consumerSidecar = await startConsumerSidecar(dir, 'bolt', entry.port);
 
     const before = [await tcpCounters(pair.a), await tcpCounters(pair.b)];
     load = new LoadGen({ protocol: 'bolt', port: consumerSidecar.address('outbound').port, total: TOTAL, connections: 8, window: 64, timeoutMs: 5000, reconnect: false });
