@@ -10,7 +10,7 @@ import type { Sidecar } from '@meshport/sidecar';
 import { client as sofaClient, server as sofaServer } from 'sofa-rpc-node';
 import { eventually } from './support/registry';
 import { startRedis, startZooKeeper, type RunningRedis, type RunningZooKeeper } from './support/servers';
-import { adminRoutes, protocolOption, quietLogger, startSidecar, stopSidecars, type Protocol } from './support/sidecars';
+import { adminRoutes, protocolOption, quietLogger, startSidecar, showSidecarLogIfFailed, stopSidecars, type Protocol } from './support/sidecars';
 
 /** A sofa-rpc-node server with no registry of its own: the registry traffic is the test's (the app's SDK part). */
 async function startServer(protocol: Protocol, iface: string, name: string) {
@@ -46,6 +46,9 @@ function meshPod(zk: RunningZooKeeper, appPort: number): string {
 }
 
 describe('registry takeover end to end: the SOFA mesh HTTP API through two sidecars, ZooKeeper upstream', function () {
+  afterEach(function () {
+    showSidecarLogIfFailed(this.currentTest);
+  });
   this.timeout(60_000);
   const iface = 'com.example.e2e.MeshEchoService';
   const serviceName = `${iface}:1.0`;
@@ -118,6 +121,9 @@ function redisPod(redis: RunningRedis): string {
 }
 
 describe('registry takeover end to end: Dubbo Redis registry clients through two sidecars, real redis-server', function () {
+  afterEach(function () {
+    showSidecarLogIfFailed(this.currentTest);
+  });
   this.timeout(60_000);
   const iface = 'com.example.e2e.RedisEchoService';
   const service = `${iface}:1.0`;

@@ -14,6 +14,7 @@ import {
   startConsumerApp,
   startSidecar,
   stopProviderApps,
+  showSidecarLogIfFailed,
   stopSidecars,
   type Protocol,
 } from './support/sidecars';
@@ -41,6 +42,9 @@ const facadeAddress = (sidecar: Sidecar) => {
 };
 
 describe('registry takeover end to end: sofa-rpc-node through two sidecars and a real ZooKeeper', function () {
+  afterEach(function () {
+    showSidecarLogIfFailed(this.currentTest);
+  });
   this.timeout(60_000);
   let zk: RunningZooKeeper;
   let direct: zookeeper.Client;

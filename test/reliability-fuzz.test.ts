@@ -278,9 +278,10 @@ describe('reliability: fuzzing every parser that faces the network', function ()
   const outcomes = new Map<Target, Promise<CampaignOutcome>>();
   const figures: Figure[] = [];
   const crashers = new Map<Target, { name: string; hex: string }[]>();
-  const started = Date.now();
+  let started = 0;
 
   before(function () {
+    started = Date.now(); // here, not at load: mocha loads every file before the first test runs
     console.log(`      FUZZ_SEED=0x${SEED.toString(16)}, ${CASES} cases per parser in process, ${WIRE_CASES} per server on the wire${LONG ? ' (long mode)' : ''}`);
     for (const t of TARGETS) {
       const replay = readHexDir(path.join(CRASHERS_DIR, t)).map((f) => ({ name: f.name, hex: f.bytes.toString('hex') }));

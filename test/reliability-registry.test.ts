@@ -15,7 +15,7 @@ import type { Sidecar } from '@meshport/sidecar';
 import { client as sofaClient } from 'sofa-rpc-node';
 import { connectZooKeeper, eventually } from './support/registry';
 import { RespConnection } from './support/resp';
-import { recordSuite, scale, type Figure } from './support/reliability';
+import { LONG, recordSuite, scale, type Figure } from './support/reliability';
 import {
   freePorts,
   startRedis,
@@ -29,11 +29,13 @@ import {
   podConfig,
   protocolOption,
   quietLogger,
+  showSidecarLogIfFailed,
   spawnProviderApp,
   startConsumerApp,
   startSidecar,
   stopProviderApps,
   stopSidecars,
+  withTimeout,
 } from './support/sidecars';
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -284,7 +286,7 @@ async function zooKeeperRig(upstream: string, tag: string, closers: (() => Promi
   const appLists: { at: number; size: number }[] = [];
   (consumerApp.registry as unknown as NodeJS.EventEmitter).on(iface, (list: string[]) => appLists.push({ at: Date.now(), size: list.length }));
   const probeConsumer = consumerApp.client.createConsumer({ interfaceName: probeIface, version: '1.0' });
-  await probeConsumer.ready();
+  await withTimeout(probeConsumer.ready(), 30_000, `the ${probeIface} consumer's first provider list`);
 
   const watcher = new FacadeListWatcher(facadeAddress(consumerPod), `/sofa-rpc/${iface}/providers`);
   watcher.start();
@@ -347,9 +349,12 @@ function emptyListsOf(rig: ZooKeeperRig): { empty: number; seen: number } {
 }
 
 describe('reliability: registry outages under load', function () {
-  this.timeout(0);
+  // Each test's own waits are bounded; this is the backstop, so that a hang fails the run with the sidecars' log
+  // instead of holding CI until it is killed.
+  this.timeout(LONG ? 0 : 8 * 60_000);
   const closers: (() => Promise<unknown> | void)[] = [];
-  afterEach(async () => {
+  afterEach(async function () {
+    showSidecarLogIfFailed(this.currentTest);
     for (const close of closers.splice(0).reverse()) await Promise.resolve().then(close).catch(() => {});
     stopProviderApps();
     await stopSidecars();

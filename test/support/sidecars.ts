@@ -16,13 +16,38 @@ export const quietLogger = { info() {}, warn() {}, error() {}, debug() {} };
 const tempDirs: string[] = [];
 const running = new Set<Sidecar>();
 
+/**
+ * The sidecars' warnings and errors, the last SIDECAR_LOG_LINES of them, for a failing test to print (a test that
+ * fails in CI should say what the sidecars saw). MESHPORT_LOG_LEVEL=debug|info|... sends everything to stderr instead.
+ */
+const SIDECAR_LOG_LINES = 200;
+const sidecarLog: string[] = [];
+const keptLog = {
+  write(line: string) {
+    sidecarLog.push(line.trimEnd());
+    if (sidecarLog.length > SIDECAR_LOG_LINES) sidecarLog.splice(0, sidecarLog.length - SIDECAR_LOG_LINES);
+  },
+};
+
+/** For an afterEach hook: prints the kept sidecar log when the test failed; forgets it either way. */
+export function showSidecarLogIfFailed(test: Mocha.Test | undefined): void {
+  const lines = sidecarLog.splice(0);
+  if (test?.state !== 'failed' || lines.length === 0) return;
+  console.log(`      the sidecars' last ${lines.length} warnings and errors:\n${lines.map((l) => `        ${l}`).join('\n')}`);
+}
+
+function sidecarLogger(): pino.Logger {
+  const level = process.env.MESHPORT_LOG_LEVEL;
+  return level ? pino({ level }) : pino({ level: 'warn' }, keptLog);
+}
+
 /** A sidecar from config text, written to a file first so relative paths and error lines work as in production. */
 export async function startSidecar(yaml: string): Promise<Sidecar> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'meshport-sidecar-'));
   tempDirs.push(dir);
   const file = path.join(dir, 'meshport.yaml');
   writeFileSync(file, yaml);
-  const sidecar = new Sidecar(await loadConfig(file), { logger: pino({ level: process.env.MESHPORT_LOG_LEVEL ?? 'silent' }) });
+  const sidecar = new Sidecar(await loadConfig(file), { logger: sidecarLogger() });
   await sidecar.start();
   running.add(sidecar);
   return sidecar;
@@ -89,11 +114,24 @@ export async function startProviderApp(protocol: Protocol, iface: string, regist
 }
 
 /** A sofa-rpc-node consumer app of `iface` v1.0 that finds providers through `registryAddress`. */
+const CONSUMER_READY_MS = 30_000;
+
+/** `promise`, or an error naming `what` after `ms`. */
+export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
 export async function startConsumerApp(protocol: Protocol, iface: string, registryAddress: string) {
   const registry = new sofaRegistry.ZookeeperRegistry({ logger: quietLogger, address: registryAddress });
   const client = new sofaClient.RpcClient({ logger: quietLogger, registry, ...protocolOption(protocol) });
   const consumer = client.createConsumer({ interfaceName: iface, version: '1.0', retryFaultInterval: 200 });
-  await consumer.ready();
+  // sofa-rpc-node's consumer is ready once its registry handed it a list, and never if its first subscribe failed
+  // (it does not retry): fail then, instead of waiting for ever.
+  await withTimeout(consumer.ready(), CONSUMER_READY_MS, `the ${iface} consumer's first provider list through ${registryAddress}`);
   return { client, registry, consumer };
 }
 
