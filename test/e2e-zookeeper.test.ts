@@ -9,14 +9,15 @@ import { connectZooKeeper, eventually } from './support/registry';
 import { startZooKeeper, type RunningZooKeeper } from './support/servers';
 import {
   adminRoutes,
+  closeApps,
   podConfig,
+  type Protocol,
+  showSidecarLogIfFailed,
   spawnProviderApp,
   startConsumerApp,
   startSidecar,
   stopProviderApps,
-  showSidecarLogIfFailed,
   stopSidecars,
-  type Protocol,
 } from './support/sidecars';
 
 const connect = (connectString: string) => connectZooKeeper(connectString);
@@ -71,7 +72,7 @@ describe('registry takeover end to end: sofa-rpc-node through two sidecars and a
       const iface = `com.example.e2e.${protocol === 'bolt' ? 'Bolt' : 'Dubbo'}EchoService`;
       const apps: { close(): Promise<void> }[] = [];
       after(async () => {
-        for (const app of apps.reverse()) await app.close().catch(() => {});
+        await closeApps(apps.reverse());
       });
 
       it('publishes the provider sidecar inbound address, routes the consumer through both sidecars, and follows the ephemeral node', async () => {
@@ -130,9 +131,8 @@ describe('registry takeover end to end: sofa-rpc-node through two sidecars and a
       });
 
       it('keeps calls flowing on last-known endpoints while ZooKeeper restarts, and the registration comes back', async () => {
-        // The provider in a process of its own, as in a pod: within one process sofa-rpc-node's ZooKeeper clients go
-        // through zookeeper-cluster-client's shared single mode, and after a reconnect we saw one app's re-registration
-        // sent through another app's registry address (the consumer pod's facade).
+        // The provider in a process of its own, as in a pod: it shares nothing with the consumer app, and can be
+        // killed like a crash.
         const provider = await spawnProviderApp(protocol, iface, facadeAddress(providerPod), 'survivor');
         const consumerApp = await startConsumerApp(protocol, iface, facadeAddress(consumerPod));
         apps.push(consumerApp.registry, consumerApp.client);

@@ -26,6 +26,7 @@ import {
   type RunningZooKeeperEnsemble,
 } from './support/servers';
 import {
+  closeApps,
   podConfig,
   protocolOption,
   quietLogger,
@@ -282,7 +283,7 @@ async function zooKeeperRig(upstream: string, tag: string, closers: (() => Promi
   setup.close();
 
   const consumerApp = await startConsumerApp('bolt', iface, facadeAddress(consumerPod));
-  closers.push(() => consumerApp.client.close(), () => consumerApp.registry.close());
+  closers.push(() => closeApps([consumerApp.client, consumerApp.registry]));
   const appLists: { at: number; size: number }[] = [];
   (consumerApp.registry as unknown as NodeJS.EventEmitter).on(iface, (list: string[]) => appLists.push({ at: Date.now(), size: list.length }));
   const probeConsumer = consumerApp.client.createConsumer({ interfaceName: probeIface, version: '1.0' });

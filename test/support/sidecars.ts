@@ -3,6 +3,7 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
@@ -91,7 +92,7 @@ export function protocolOption(protocol: Protocol): { protocol: unknown } {
 
 /** A sofa-rpc-node provider app serving `iface` v1.0 (`echo`, `whoami`), publishing through `registryAddress`. */
 export async function startProviderApp(protocol: Protocol, iface: string, registryAddress: string, name = 'provider') {
-  const registry = new sofaRegistry.ZookeeperRegistry({ logger: quietLogger, address: registryAddress });
+  const registry = new sofaRegistry.ZookeeperRegistry({ logger: quietLogger, address: registryAddress, cluster: ownCluster() });
   const server = new sofaServer.RpcServer({
     logger: quietLogger,
     port: 0,
@@ -125,14 +126,46 @@ export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): P
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
+type ClusterGenerator = (clientClass: { name: string }, options?: Record<string, unknown>) => unknown;
+let ownClusters = 0;
+
+/**
+ * sofa-rpc-node's ZookeeperRegistry runs on cluster-client's single mode, which keeps one client per process under a
+ * name without the address: a second registry in the process, whatever its address, gets the first one's connection
+ * (checked: a registry at an address nothing listens on is ready at once). An app has one registry; the tests make
+ * many in one process, and one left behind (to a stopped pod's facade, or its session expired) would answer every
+ * later app's subscribe with CONNECTION_LOSS. So each registry gets cluster clients of its own, under unique names
+ * (the `cluster` option reaches zookeeper-cluster-client too).
+ */
+export function ownCluster(): ClusterGenerator {
+  const sdkRequire = createRequire(require.resolve('sofa-rpc-node'));
+  const cluster = sdkRequire('cluster-client') as ClusterGenerator;
+  const n = ++ownClusters;
+  return (clientClass, options = {}) => cluster(clientClass, { ...options, name: `${String(options.name ?? clientClass.name)}#${n}` });
+}
+
 export async function startConsumerApp(protocol: Protocol, iface: string, registryAddress: string) {
-  const registry = new sofaRegistry.ZookeeperRegistry({ logger: quietLogger, address: registryAddress });
+  const registry = new sofaRegistry.ZookeeperRegistry({ logger: quietLogger, address: registryAddress, cluster: ownCluster() });
   const client = new sofaClient.RpcClient({ logger: quietLogger, registry, ...protocolOption(protocol) });
   const consumer = client.createConsumer({ interfaceName: iface, version: '1.0', retryFaultInterval: 200 });
   // sofa-rpc-node's consumer is ready once its registry handed it a list, and never if its first subscribe failed
   // (it does not retry): fail then, instead of waiting for ever.
   await withTimeout(consumer.ready(), CONSUMER_READY_MS, `the ${iface} consumer's first provider list through ${registryAddress}`);
   return { client, registry, consumer };
+}
+
+const APP_CLOSE_MS = 10_000;
+
+/**
+ * Closes SDK apps' clients and registries in turn, each bounded: sofa-rpc-node's ZooKeeper registry close waits for
+ * its client's 'disconnected' event, which never comes when that client has already lost its connection for good.
+ * One that does not close in time is named and left behind (its cluster client is its own: it disturbs no later app).
+ */
+export async function closeApps(apps: { close(): Promise<unknown> }[]): Promise<void> {
+  for (const app of apps) {
+    const name = (app as object).constructor.name;
+    await withTimeout(app.close(), APP_CLOSE_MS, `${name}.close()`).catch((e: Error) => console.log(`      (left behind: ${e.message})`));
+  }
 }
 
 const providerProcesses = new Set<ChildProcess>();
