@@ -12,6 +12,7 @@ import { type ClusterMetrics, RouterStats } from './stats';
 import { UpstreamPool, type UpstreamConnection, type UpstreamEvents } from './upstream';
 import { AdminServer } from './admin';
 import { DeadlineWheel } from './deadlines';
+import { SourceLimit } from './source-limit';
 
 export interface ListenAddress {
   /** @default '127.0.0.1' */
@@ -66,6 +67,14 @@ export interface RouterOptions {
    */
   maxPartialFrames?: number;
   /**
+   * Caller connections one remote address may hold on a listener; past it new ones from that address are closed at
+   * accept. Callers that connect and send nothing hold no frame, only sockets: this keeps one host from taking them
+   * all. @default 1024
+   */
+  maxConnectionsPerSource?: number;
+  /** Caller connections a listener holds at once, over all sources; past it new ones are closed at accept. @default 16384 */
+  maxConnections?: number;
+  /**
    * For this long after start, a request for a service with no route yet waits for one instead of getting the
    * no-route error: a restarted sidecar's apps reconnect at once, before its registries have reported. Released as
    * soon as the route appears, refused as before when the hold is over. @default 0 (the sidecar sets 3000)
@@ -89,6 +98,8 @@ export const ROUTER_DEFAULTS = {
   maxCallerInflight: 256,
   frameTimeoutMs: 10_000,
   maxPartialFrames: 1024,
+  maxConnectionsPerSource: 1024,
+  maxConnections: 16_384,
   startupHoldMs: 0,
 };
 
@@ -150,10 +161,22 @@ export class Router implements CallerHandler, UpstreamEvents {
       const where = this.options[name] ?? { port: 0 };
       if (where === false) continue;
       const clients = where.clients;
+      const perSource = new SourceLimit(this.settings.maxConnectionsPerSource, (source, first) =>
+        this.refuseConnection(name, 'per-source-cap', source, first),
+      );
       const server = net.createServer((socket) => {
         if (clients && !clients.admit(socket)) return;
+        if (!perSource.admit(socket)) return;
         this.accept(name, socket);
       });
+      // Node closes connections past maxConnections itself, before our callback; 'drop' tells us about each.
+      server.maxConnections = this.settings.maxConnections;
+      let dropping = false;
+      server.on('drop', (info?: { remoteAddress?: string }) => {
+        this.refuseConnection(name, 'max-connections', info?.remoteAddress ?? '', !dropping);
+        dropping = true;
+      });
+      server.on('connection', (socket) => socket.once('close', () => (dropping = false)));
       this.servers.set(name, server);
       await listen(server, where.port, where.host ?? '127.0.0.1');
       this.logger.info({ listener: name, address: server.address() }, 'listening');
@@ -268,6 +291,16 @@ export class Router implements CallerHandler, UpstreamEvents {
    */
   adopt(listener: ListenerName, socket: net.Socket): void {
     this.accept(listener, socket);
+  }
+
+  /** A connection closed at accept by a connection cap: counted, and logged once per episode. */
+  private refuseConnection(listener: ListenerName, reason: 'per-source-cap' | 'max-connections', source: string, first: boolean): void {
+    this.stats.connectionsRefused.inc({ listener, reason });
+    if (!first) return;
+    const limit = reason === 'per-source-cap'
+      ? `${source} holds maxConnectionsPerSource (${this.settings.maxConnectionsPerSource}) connections`
+      : `the listener holds maxConnections (${this.settings.maxConnections})`;
+    this.logger.warn({ listener, source, reason }, `closing new connections at accept: ${limit}; more are counted in meshport_connections_refused_total`);
   }
 
   private accept(listener: ListenerName, socket: net.Socket): void {

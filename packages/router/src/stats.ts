@@ -56,6 +56,12 @@ export class RouterStats {
     labelNames: ['listener'] as const,
     registers: [this.registry],
   });
+  readonly connectionsRefused = new Counter({
+    name: 'meshport_connections_refused_total',
+    help: 'Caller connections closed at accept by a connection cap, by listener and reason (per-source-cap, max-connections)',
+    labelNames: ['listener', 'reason'] as const,
+    registers: [this.registry],
+  });
   readonly badFrames = new Counter({
     name: 'meshport_bad_frames_total',
     help: 'Frames rejected as malformed or oversize, by listener and error code',

@@ -632,6 +632,70 @@ describe('router: failure semantics and load balancing', function () {
     });
   });
 
+  describe('connection caps', () => {
+    /** A socket that connects from `from` and sends nothing; `closed` resolves when the router lets it go. */
+    async function idle(port: number, from = '127.0.0.1'): Promise<{ socket: net.Socket; bytes: number; closed: Promise<void> }> {
+      const socket = net.connect({ port, host: '127.0.0.1', localAddress: from });
+      onCleanup(() => socket.destroy());
+      socket.on('error', () => {});
+      const state = { socket, bytes: 0, closed: once(socket, 'close').then(() => undefined) };
+      socket.on('data', (d: Buffer) => (state.bytes += d.length));
+      await once(socket, 'connect');
+      return state;
+    }
+
+    async function refusedCount(router: Router, reason: string): Promise<number> {
+      const metric = await router.stats.connectionsRefused.get();
+      return metric.values.find((v) => v.labels.reason === reason)?.value ?? 0;
+    }
+
+    it('one address holds at most maxConnectionsPerSource; the next is closed at accept, other addresses and the held connections are served, a freed slot is taken again', async () => {
+      const upstream = await echo();
+      const warnings: string[] = [];
+      const logger = pino({ level: 'warn' }, { write: (line: string) => warnings.push(line) });
+      const router = await startRouter(routesTo(upstream.port), { maxConnectionsPerSource: 4, logger });
+      const port = router.address('outbound').port;
+      const caller = await connect(port);
+      const idlers = [await idle(port), await idle(port), await idle(port)];
+      await eventually(async () => (await activeCallerConnections(router, 'outbound')) === 4, 'four connections from 127.0.0.1');
+
+      // Three more from the same address: each accepted by the kernel, then closed by the router without a byte.
+      const extra = await Promise.all([idle(port), idle(port), idle(port)]);
+      await Promise.all(extra.map((e) => e.closed));
+      assert.deepEqual(extra.map((e) => e.bytes), [0, 0, 0]);
+      assert.equal(await refusedCount(router, 'per-source-cap'), 3);
+      assert.equal(warnings.length, 1, 'one warning for the episode, not one per connection');
+      assert.match(warnings[0]!, /127\.0\.0\.1 holds maxConnectionsPerSource \(4\)/);
+
+      // The connections already held still work, and another address is not affected.
+      assert.equal(bodyOf(await ask(caller, boltRequest(1, BOLT_SVC, 'held'), 1)), 'held');
+      const other = await FrameClient.connect(port, '127.0.0.2');
+      onCleanup(() => other.close());
+      assert.equal(bodyOf(await ask(other, boltRequest(2, BOLT_SVC, 'other host'), 2)), 'other host');
+
+      // A slot freed by a close is taken by the next connection from that address.
+      idlers[0]!.socket.destroy();
+      await eventually(async () => (await activeCallerConnections(router, 'outbound')) === 4, 'the freed slot');
+      const again = await FrameClient.connect(port);
+      onCleanup(() => again.close());
+      assert.equal(bodyOf(await ask(again, boltRequest(3, BOLT_SVC, 'again'), 3)), 'again');
+      assert.equal(await refusedCount(router, 'per-source-cap'), 3);
+    });
+
+    it('a listener holds at most maxConnections over all addresses; past it new connections are closed and counted', async () => {
+      const upstream = await echo();
+      const router = await startRouter(routesTo(upstream.port), { maxConnections: 3 });
+      const port = router.address('outbound').port;
+      const held = [await connect(port), await idle(port, '127.0.0.2'), await idle(port, '127.0.0.3')];
+      await eventually(async () => (await activeCallerConnections(router, 'outbound')) === 3, 'three connections');
+      const extra = await idle(port, '127.0.0.4');
+      await extra.closed;
+      assert.equal(extra.bytes, 0);
+      assert.equal(await refusedCount(router, 'max-connections'), 1);
+      assert.equal(bodyOf(await ask(held[0] as FrameClient, boltRequest(1, BOLT_SVC, 'still served'), 1)), 'still served');
+    });
+  });
+
   describe('backpressure', () => {
     const COUNT = 48_000; // ~1.1 KB each: ~52 MB of requests
 

@@ -137,8 +137,9 @@ export class FrameClient {
     socket.on('error', () => {});
   }
 
-  static async connect(port: number): Promise<FrameClient> {
-    const socket = net.connect(port, '127.0.0.1');
+  /** `from`: the local address to connect from (any of 127.0.0.0/8 on Linux), to act as another source host. */
+  static async connect(port: number, from?: string): Promise<FrameClient> {
+    const socket = net.connect({ port, host: '127.0.0.1', localAddress: from });
     await once(socket, 'connect');
     return new FrameClient(socket);
   }
