@@ -748,5 +748,55 @@ Module._load = function (request) {
         good.close();
       }
     });
+
+    it('a host opening connections that send nothing holds at most maxConnectionsPerSource; another host connects and calls as before', async function () {
+      const PER_SOURCE = 64;
+      const IDLE = scale(400, 4000);
+      const provider = await startEchoProvider(0);
+      providers.push(provider);
+      const sidecar = await startSidecarChild(
+        { 'com.example.Echo:1.0': [`bolt://127.0.0.1:${provider.port}?interface=com.example.Echo&version=1.0`] },
+        `router: { maxConnectionsPerSource: ${PER_SOURCE} }`,
+      );
+      sidecars.push(sidecar);
+      const idle: { socket: net.Socket; bytes: number; closed: boolean }[] = [];
+      try {
+        // The flood, from 127.0.0.1: connections that never send a byte (no frame, so no frame timeout applies).
+        for (let i = 0; i < IDLE; i++) {
+          const socket = net.connect(sidecar.ports.outbound, '127.0.0.1');
+          socket.on('error', () => {});
+          const entry = { socket, bytes: 0, closed: false };
+          socket.on('data', (d: Buffer) => (entry.bytes += d.length));
+          socket.on('close', () => (entry.closed = true));
+          idle.push(entry);
+        }
+        await sleep(1500);
+        const open = idle.filter((e) => !e.closed).length;
+        const bytes = idle.reduce((n, e) => n + e.bytes, 0);
+        const refused = counterValue(await sidecar.stats(), 'meshport_connections_refused_total', { reason: 'per-source-cap' });
+
+        // Another host (127.0.0.2) connects and calls while the flood holds its share.
+        const other = await RpcClient.connect(sidecar.ports.outbound, '127.0.0.1', '127.0.0.2');
+        const answers: number[] = [];
+        for (let i = 1; i <= 50; i++) answers.push((await other.call(i, boltRequest(i, 'com.example.Echo:1.0', Buffer.from('hi')))).header.status ?? -1);
+        other.close();
+
+        assert.equal(open, PER_SOURCE, `connections from the flooding host still open: ${open}`);
+        assert.equal(refused, IDLE - PER_SOURCE);
+        assert.equal(bytes, 0, 'refused connections are closed without a byte');
+        assert.deepEqual([...new Set(answers)], [BoltStatus.SUCCESS]);
+        figures.push(
+          { name: 'idle connections opened by one host', value: IDLE },
+          { name: 'held open for it', value: open, goal: `${PER_SOURCE} (router.maxConnectionsPerSource)`, met: true },
+          { name: 'closed at accept (meshport_connections_refused_total)', value: refused, goal: `${IDLE - PER_SOURCE}`, met: true },
+          { name: 'calls from another host during the flood, ok', value: `${answers.length}/50`, goal: 'all', met: true },
+        );
+        notes.push(
+          `Idle flood: ${IDLE} connections from 127.0.0.1 that send nothing, against router.maxConnectionsPerSource ${PER_SOURCE}; a second loopback host (127.0.0.2) then makes 50 calls.`,
+        );
+      } finally {
+        for (const e of idle) e.socket.destroy();
+      }
+    });
   });
 });

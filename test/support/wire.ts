@@ -175,8 +175,9 @@ export class RpcClient {
     socket.on('error', () => {});
   }
 
-  static async connect(port: number, host = '127.0.0.1'): Promise<RpcClient> {
-    const socket = net.connect(port, host);
+  /** `from`: the local address to connect from (any of 127.0.0.0/8 on Linux acts as another loopback host). */
+  static async connect(port: number, host = '127.0.0.1', from?: string): Promise<RpcClient> {
+    const socket = net.connect({ port, host, localAddress: from });
     await once(socket, 'connect');
     return new RpcClient(socket);
   }
