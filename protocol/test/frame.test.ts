@@ -15,7 +15,7 @@ import {
   encodeDubboHeartbeatAck,
   peek,
   restoreRequestId,
-  saveRequestId,
+  savedId,
   setRequestId,
   type ProtocolErrorCode,
 } from '../src/index';
@@ -287,7 +287,7 @@ describe('proxy-made frames', () => {
   });
 });
 
-describe('peek, saveRequestId and restoreRequestId (the proxy fast path)', () => {
+describe('peek, savedId and restoreRequestId (the proxy fast path)', () => {
   it('peek reads kind, small id and status from the fixed header, as decodeFrame does', () => {
     const frames = [
       bolt({ id: -7 }),
@@ -314,16 +314,21 @@ describe('peek, saveRequestId and restoreRequestId (the proxy fast path)', () =>
 
   it('restores a saved id into another frame of the protocol, int64 and v2 CRC included', () => {
     const request = dubbo({ id: 2n ** 62n + 3n });
-    const saved = saveRequestId(request);
+    const [high, low] = [savedId.high(request), savedId.low(request)];
     setRequestId(request, 5);
     const answer = encodeDubboHeartbeatAck(5);
-    restoreRequestId(answer, saved);
+    restoreRequestId(answer, high, low);
     assert.equal(decodeFrame(answer).requestId, String(2n ** 62n + 3n));
+    const negative = dubbo({ id: -(2n ** 40n) - 1n });
+    const answer2 = encodeDubboHeartbeatAck(1);
+    restoreRequestId(answer2, savedId.high(negative), savedId.low(negative));
+    assert.equal(decodeFrame(answer2).requestId, String(-(2n ** 40n) - 1n));
     const boltReq = bolt({ id: -99 });
-    const boltSaved = saveRequestId(boltReq);
+    const boltSaved = savedId.low(boltReq);
+    assert.equal(savedId.high(boltReq), 0);
     setRequestId(boltReq, 1);
     const boltAnswer = bolt({ version: 2, ver1: 2, switchFlags: 1, type: 0, id: 1 });
-    restoreRequestId(boltAnswer, boltSaved);
+    restoreRequestId(boltAnswer, 0, boltSaved);
     const h = decodeFrame(boltAnswer);
     assert.equal(h.requestId, -99);
     assert.equal(h.protocol === 'bolt' && h.crc, 'ok');

@@ -1,6 +1,6 @@
 // One request in flight through the router: who asked, where it went, and its deadline.
 
-import { saveRequestId, type FrameIdentity } from '@meshport/protocol';
+import { savedId, type FrameIdentity } from '@meshport/protocol';
 import type { Cluster, Host } from './cluster';
 import type { CallerConnection } from './caller';
 import type { Expiring } from './deadlines';
@@ -19,8 +19,9 @@ export class Call implements Expiring {
   readonly startedAt = performance.now();
   /** Set by the router with the timeout; see DeadlineWheel. */
   deadline = 0;
-  /** The caller's id bytes, written back into the answer. */
-  readonly savedId: Buffer;
+  /** The caller's id (two 32-bit words, see savedId), written back into the answer. */
+  readonly idHigh: number;
+  readonly idLow: number;
 
   constructor(
     readonly caller: CallerConnection,
@@ -32,7 +33,8 @@ export class Call implements Expiring {
     readonly service: string,
     readonly hashKey: string | undefined,
   ) {
-    this.savedId = saveRequestId(frame);
+    this.idHigh = savedId.high(frame);
+    this.idLow = savedId.low(frame);
   }
 
   /** The connection came up: the call is no longer pending but active. */

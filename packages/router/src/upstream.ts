@@ -159,7 +159,7 @@ export class UpstreamConnection {
         const call = this.calls.get(id);
         if (call === undefined) return; // timed out earlier: the late response is dropped
         this.calls.delete(id);
-        restoreRequestId(frame, call.savedId);
+        restoreRequestId(frame, call.idHigh, call.idLow);
         this.events.response(call, frame, peek.status(frame));
         return;
       }

@@ -2,8 +2,8 @@
 
 import { strict as assert } from 'node:assert';
 import pino from 'pino';
-import { BoltStatus, DubboStatus } from '@meshport/protocol';
-import { MemoryRouteTable, Router } from '../src/index';
+import { BoltStatus, DubboStatus, decodeFrame } from '@meshport/protocol';
+import { MemoryRouteTable, Router, routeKey } from '../src/index';
 import { FrameClient, boltRequest, dubboRequest, startEchoServer, type EchoServer } from './helpers/peers';
 
 const quiet = pino({ level: 'silent' });
@@ -73,5 +73,18 @@ describe('router: two hops', () => {
     const statuses = new Set(client.answers.map((a) => a.header.status));
     assert.deepEqual([...statuses], [BoltStatus.SUCCESS]);
     assert.equal(new Set(client.answers.map((a) => a.header.requestId)).size, 4000);
+  });
+});
+
+describe('routeKey', () => {
+  it('is interface:version for Dubbo, the service for Bolt, and stays right past its cache bound', () => {
+    const dubboHeader = (iface: string, version: string) => decodeFrame(dubboRequest(1, iface, version, 'hello', 'x'));
+    assert.equal(routeKey(dubboHeader('org.example.A', '1.0')), 'org.example.A:1.0');
+    assert.equal(routeKey(dubboHeader('org.example.A', '2.0')), 'org.example.A:2.0');
+    assert.equal(routeKey(dubboHeader('org.example.A', '1.0')), 'org.example.A:1.0');
+    // More distinct services than the cache holds: it starts over, keys stay right.
+    for (let i = 0; i < 10_000; i++) assert.equal(routeKey(dubboHeader(`org.example.S${i}`, '1.0')), `org.example.S${i}:1.0`);
+    assert.equal(routeKey(dubboHeader('org.example.A', '2.0')), 'org.example.A:2.0');
+    assert.equal(routeKey(decodeFrame(boltRequest(1, 'com.example.B:1.0', 'x'))), 'com.example.B:1.0');
   });
 });
