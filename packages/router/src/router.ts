@@ -171,12 +171,14 @@ export class Router implements CallerHandler, UpstreamEvents {
       });
       // Node closes connections past maxConnections itself, before our callback; 'drop' tells us about each.
       server.maxConnections = this.settings.maxConnections;
-      let dropping = false;
+      // One warning per 10 s of drops, not one per connection.
+      let warnedAt = -Infinity;
       server.on('drop', (info?: { remoteAddress?: string }) => {
-        this.refuseConnection(name, 'max-connections', info?.remoteAddress ?? '', !dropping);
-        dropping = true;
+        const now = Date.now();
+        const first = now - warnedAt > 10_000;
+        if (first) warnedAt = now;
+        this.refuseConnection(name, 'max-connections', info?.remoteAddress ?? '', first);
       });
-      server.on('connection', (socket) => socket.once('close', () => (dropping = false)));
       this.servers.set(name, server);
       await listen(server, where.port, where.host ?? '127.0.0.1');
       this.logger.info({ listener: name, address: server.address() }, 'listening');
@@ -293,7 +295,7 @@ export class Router implements CallerHandler, UpstreamEvents {
     this.accept(listener, socket);
   }
 
-  /** A connection closed at accept by a connection cap: counted, and logged once per episode. */
+  /** A connection closed at accept by a connection cap: counted, and logged when `first` (once per episode of refusals). */
   private refuseConnection(listener: ListenerName, reason: 'per-source-cap' | 'max-connections', source: string, first: boolean): void {
     this.stats.connectionsRefused.inc({ listener, reason });
     if (!first) return;
@@ -575,7 +577,6 @@ function cluster(call: Call): string {
   return call.cluster.name;
 }
 
-/** The route key of a request: Bolt's `service` header as is; Dubbo's `interface:version` (or `interface`). */
 /**
  * Dubbo route keys by interface, then version: a request reuses the key string (and its cached hash) instead of
  * building a new one to hash on every lookup (4% of a provider router's time under Dubbo load). Bounded: an unknown
@@ -585,6 +586,7 @@ const dubboKeys = new Map<string, Map<string, string>>();
 let dubboKeyCount = 0;
 const DUBBO_KEYS_MAX = 4096;
 
+/** The route key of a request: Bolt's `service` header as is; Dubbo's `interface:version` (or `interface`). */
 export function routeKey(header: FrameHeader): string | undefined {
   const service = header.service;
   if (service === undefined) return undefined;
