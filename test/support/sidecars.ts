@@ -114,7 +114,6 @@ export async function startProviderApp(protocol: Protocol, iface: string, regist
   return { server, registry, port: server.publishPort };
 }
 
-/** A sofa-rpc-node consumer app of `iface` v1.0 that finds providers through `registryAddress`. */
 const CONSUMER_READY_MS = 30_000;
 
 /** `promise`, or an error naming `what` after `ms`. */
@@ -144,6 +143,7 @@ export function ownCluster(): ClusterGenerator {
   return (clientClass, options = {}) => cluster(clientClass, { ...options, name: `${String(options.name ?? clientClass.name)}#${n}` });
 }
 
+/** A sofa-rpc-node consumer app of `iface` v1.0 that finds providers through `registryAddress`. */
 export async function startConsumerApp(protocol: Protocol, iface: string, registryAddress: string) {
   const registry = new sofaRegistry.ZookeeperRegistry({ logger: quietLogger, address: registryAddress, cluster: ownCluster() });
   const client = new sofaClient.RpcClient({ logger: quietLogger, registry, ...protocolOption(protocol) });
