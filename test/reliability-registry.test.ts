@@ -117,6 +117,12 @@ const ms = (v: number | undefined) => (v === undefined ? 'never' : `${Math.round
 interface Round {
   registrationBackMs: number | undefined;
   watchBackMs: number | undefined;
+  /**
+   * ZooKeeper: the watch back after the consumer app's new session, which is what the goal is about ("within 2 s of
+   * the new session"); from the registry being back it also includes the SDK's reconnect pace (node-zookeeper-client
+   * retries up to its 1 s spin delay apart), which is not meshport's. Absent for Redis (no session).
+   */
+  watchAfterSessionMs?: number | undefined;
   outageMs: number;
 }
 
@@ -126,13 +132,21 @@ function suiteFigures(load: Load, rounds: Round[], emptyLists: number, listsSeen
     rounds.reduce<number | undefined>((m, r) => (m === undefined || pick(r) === undefined ? undefined : Math.max(m, pick(r)!)), 0);
   const reg = worst((r) => r.registrationBackMs);
   const watch = worst((r) => r.watchBackMs);
+  const bySession = rounds.every((r) => 'watchAfterSessionMs' in r);
+  const watchAfterSession = worst((r) => r.watchAfterSessionMs);
+  const watchFigures: Figure[] = bySession
+    ? [
+        { name: 'watch back after the registry (max)', value: ms(watch) },
+        { name: "watch back after the app's new session (max)", value: ms(watchAfterSession), goal: '<= 2 s', met: watchAfterSession !== undefined && watchAfterSession <= BACK_GOAL_MS },
+      ]
+    : [{ name: 'watch back after the registry (max)', value: ms(watch), goal: '<= 2 s', met: watch !== undefined && watch <= BACK_GOAL_MS }];
   return [
     { name: outageName, value: rounds.map((r) => `${(r.outageMs / 1000).toFixed(1)} s`).join(', ') },
     { name: 'calls', value: load.calls },
     { name: 'calls failed', value: load.failed },
     { name: 'calls succeeded (%)', value: Math.floor(ratio * 100_000) / 1000, goal: '>= 99.9', met: ratio >= SUCCESS_GOAL },
     { name: 'registration back after the registry (max)', value: ms(reg), goal: '<= 2 s', met: reg !== undefined && reg <= BACK_GOAL_MS },
-    { name: 'watch back after the registry (max)', value: ms(watch), goal: '<= 2 s', met: watch !== undefined && watch <= BACK_GOAL_MS },
+    ...watchFigures,
     { name: 'provider lists the apps received', value: listsSeen },
     { name: 'empty provider lists the apps received', value: emptyLists, goal: '0', met: emptyLists === 0 },
   ];
@@ -260,7 +274,7 @@ interface ZooKeeperRig {
   /** Sizes of the lists the sofa-rpc-node consumer app's registry handed its consumer. */
   appLists: { at: number; size: number }[];
   /** After the registry is back at `back`: the registration and watch figures of one round. */
-  measureBack(connectString: string, back: number): Promise<Omit<Round, 'outageMs'>>;
+  measureBack(connectString: string, back: number, downAt: number): Promise<Omit<Round, 'outageMs'>>;
   finish(): Promise<void>;
 }
 
@@ -286,6 +300,9 @@ async function zooKeeperRig(upstream: string, tag: string, closers: (() => Promi
   closers.push(() => closeApps([consumerApp.client, consumerApp.registry]));
   const appLists: { at: number; size: number }[] = [];
   (consumerApp.registry as unknown as NodeJS.EventEmitter).on(iface, (list: string[]) => appLists.push({ at: Date.now(), size: list.length }));
+  // The consumer app's ZooKeeper sessions: the registry emits 'connected' each time its client (re)connects.
+  const appSessions: number[] = [];
+  (consumerApp.registry as unknown as NodeJS.EventEmitter).on('connected', () => appSessions.push(Date.now()));
   const probeConsumer = consumerApp.client.createConsumer({ interfaceName: probeIface, version: '1.0' });
   await withTimeout(probeConsumer.ready(), 30_000, `the ${probeIface} consumer's first provider list`);
 
@@ -314,7 +331,7 @@ async function zooKeeperRig(upstream: string, tag: string, closers: (() => Promi
     load,
     watcher,
     appLists,
-    async measureBack(connectString, back) {
+    async measureBack(connectString, back, downAt) {
       // A new probe provider appears right away; the watch is back when the consumer pod routes to it.
       const [probePort] = await freePorts(1);
       const direct = await connectZooKeeper(connectString);
@@ -331,7 +348,13 @@ async function zooKeeperRig(upstream: string, tag: string, closers: (() => Promi
           return names.some((n) => parseProviderUrl(decodeNodeName(n)).port === inboundPort);
         });
         const seenAt = await watchSeen;
-        return { registrationBackMs, watchBackMs: seenAt === undefined ? undefined : seenAt - back };
+        // The app's new session: its first connect since the fault (none if its session never broke: then "back").
+        const sessionAt = appSessions.find((t) => t > downAt) ?? back;
+        return {
+          registrationBackMs,
+          watchBackMs: seenAt === undefined ? undefined : seenAt - back,
+          watchAfterSessionMs: seenAt === undefined ? undefined : Math.max(0, seenAt - sessionAt),
+        };
       } finally {
         direct.close();
       }
@@ -374,7 +397,7 @@ describe('reliability: registry outages under load', function () {
         let downAt = 0;
         await zk.restart({ downMs: ZOOKEEPER_OUTAGE_MS, onStopped: () => (downAt = Date.now()) });
         const back = Date.now();
-        rounds.push({ outageMs: back - downAt, ...(await rig.measureBack(zk.connectString, back)) });
+        rounds.push({ outageMs: back - downAt, ...(await rig.measureBack(zk.connectString, back, downAt)) });
       }
       await rig.finish();
       const { empty, seen } = emptyListsOf(rig);
@@ -387,7 +410,7 @@ describe('reliability: registry outages under load', function () {
           `Two sidecars (consumer pod, provider pod) with ZooKeeper facades on one real ZooKeeper (tickTime 500 ms); a sofa-rpc-node Bolt provider app in its own process registers through its pod; a sofa-rpc-node consumer app calls \`echo\` from ${CALLERS} loops (${CALL_GAP_MS} ms apart, 3 s timeout) through its pod; ${ROUNDS} outage(s).`,
           'The outage: the ZooKeeper JVM is stopped (SIGTERM) and started again with the same data after 60 s; "back" is when it answers `srvr` again. ZooKeeper restores its sessions with a fresh timeout when it starts, so the apps\' clients, retrying through their facades all along, resume theirs; sofa-rpc-node re-registers (delete, then create) on the reconnect anyway.',
           'Registration back: from "back" until the provider node at the provider pod\'s inbound address is in ZooKeeper (read directly, every 25 ms) and the pod has its inbound route, for good.',
-          'Watch back: a new provider of a probe service is written straight into ZooKeeper right after "back"; only the consumer app\'s SDK watches that service (through its facade), so the consumer pod routes to it only once the SDK\'s watch fired and it read again; time from "back".',
+          'Watch back: a new provider of a probe service is written straight into ZooKeeper right after "back"; only the consumer app\'s SDK watches that service (through its facade), so the consumer pod routes to it only once the SDK\'s watch fired and it read again; timed from "back", and from the consumer app\'s new session (its registry\'s first \'connected\' after the fault), which the 2 s goal is about: the time from "back" also holds the SDK\'s own reconnect pace (node-zookeeper-client retries up to its 1 s spin delay apart).',
           'Empty lists: every list a raw node-zookeeper-client read through the consumer pod\'s facade (after each watch event and reconnect) and every list the consumer app\'s sofa-rpc-node registry handed its consumer.',
         ],
       });
@@ -437,7 +460,7 @@ describe('reliability: registry outages under load', function () {
         const back = Date.now();
         elections.push(back - downAt);
         const connectString = ensemble.nodes.filter((n) => n.running).map((n) => `${n.host}:${n.port}`).join(',');
-        rounds.push({ outageMs: back - downAt, ...(await rig.measureBack(connectString, back)) });
+        rounds.push({ outageMs: back - downAt, ...(await rig.measureBack(connectString, back, downAt)) });
         await leader.start(); // back as a follower, so the next round has three nodes again
         await ensemble.waitForQuorum();
       }
