@@ -27,6 +27,7 @@ import {
 } from './support/servers';
 import {
   closeApps,
+  CONSUMER_READY_MS,
   podConfig,
   protocolOption,
   quietLogger,
@@ -304,7 +305,7 @@ async function zooKeeperRig(upstream: string, tag: string, closers: (() => Promi
   const appSessions: number[] = [];
   (consumerApp.registry as unknown as NodeJS.EventEmitter).on('connected', () => appSessions.push(Date.now()));
   const probeConsumer = consumerApp.client.createConsumer({ interfaceName: probeIface, version: '1.0' });
-  await withTimeout(probeConsumer.ready(), 30_000, `the ${probeIface} consumer's first provider list`);
+  await withTimeout(probeConsumer.ready(), CONSUMER_READY_MS, `the ${probeIface} consumer's first provider list`);
 
   const watcher = new FacadeListWatcher(facadeAddress(consumerPod), `/sofa-rpc/${iface}/providers`);
   watcher.start();

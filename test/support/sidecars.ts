@@ -114,7 +114,8 @@ export async function startProviderApp(protocol: Protocol, iface: string, regist
   return { server, registry, port: server.publishPort };
 }
 
-const CONSUMER_READY_MS = 30_000;
+/** How long a sofa-rpc-node consumer may take to get its first provider list. */
+export const CONSUMER_READY_MS = 30_000;
 
 /** `promise`, or an error naming `what` after `ms`. */
 export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
