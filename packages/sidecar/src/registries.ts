@@ -4,6 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
 import {
   FileRegistry,
+  interfaceOfServiceKey,
   type RegistryAdapter,
   type RegistryFacade,
   type RegistryLogger,
@@ -76,7 +77,7 @@ export async function startRegistries(entries: RegistryConfig[], wiring: Registr
       await facade?.start();
       if (adapter) {
         for (const service of await servicesToRoute(entry)) {
-          const iface = service.split(':')[0]!;
+          const iface = interfaceOfServiceKey(service);
           unsubscribes.push(await adapter.subscribe(service, (urls) => takeover.providersRead(iface, urls)));
         }
       }

@@ -2,7 +2,10 @@
 // the Takeover each facade calls to rewrite the app's registry traffic.
 
 import {
+  formatProviderUrl,
+  providerDisabled,
   providerEndpoint,
+  providersPerIdentity,
   rewriteEndpoint,
   routeKeyOf,
   type HostPort,
@@ -28,7 +31,11 @@ export class RouteBook {
    * explicit deletion is often followed by the same provider a few milliseconds later; calls in that gap would
    * otherwise fail with no route. A route that stays empty past the grace is deleted.
    */
-  constructor(private readonly emptyGraceMs = 1000) {}
+  constructor(
+    private readonly emptyGraceMs = 1000,
+    /** Where a provider URL the book cannot route is reported (it would otherwise vanish without a word). */
+    private readonly warn: (fields: object, message: string) => void = () => {},
+  ) {}
   /** Route key -> (registry, interface) that reported it -> its endpoints. */
   private readonly byKey = new Map<string, Map<string, Endpoint[]>>();
   /** (registry, interface) -> the route keys its last report listed. */
@@ -42,9 +49,12 @@ export class RouteBook {
       let key: string;
       try {
         key = routeKeyOf(url);
-      } catch {
-        continue; // a URL without an interface serves nothing routable
+      } catch (error) {
+        this.warn({ source, iface, url: formatProviderUrl(url), err: (error as Error).message }, 'provider URL names no service identity; not routed');
+        continue;
       }
+      // A provider that marks itself out of service is one its SDK would never call.
+      if (providerDisabled(url)) continue;
       const { host, port, weight } = providerEndpoint(url);
       const list = now.get(key) ?? [];
       if (!list.some((e) => e.host === host && e.port === port)) list.push({ host, port, weight });
@@ -165,7 +175,7 @@ export class SidecarTakeover implements Takeover {
 
   providersRead(iface: string, real: ProviderUrl[]): ProviderUrl[] {
     this.book.report(this.source, iface, real);
-    return real.length === 0 ? [] : [rewriteEndpoint(real[0]!, this.outbound)];
+    return providersPerIdentity(real).map((url) => rewriteEndpoint(url, this.outbound));
   }
 
   private isSidecar(url: ProviderUrl): boolean {

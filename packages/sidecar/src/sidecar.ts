@@ -42,7 +42,7 @@ const RESTART_KEYS = ['listeners', 'admin', 'hijack', 'node', 'router'] as const
  * config may say port 0); then the registries, so no app is told about an endpoint that is not listening yet.
  */
 export class Sidecar {
-  readonly book = new RouteBook();
+  readonly book: RouteBook;
   readonly logger: Logger;
   private router: Router | undefined;
   /**
@@ -61,6 +61,8 @@ export class Sidecar {
   constructor(config: SidecarConfig, options: SidecarOptions = {}) {
     this.current = config;
     this.logger = options.logger ?? pino({ name: 'meshport', level: config.log.level });
+    const routesLog = this.logger.child({ part: 'routes' });
+    this.book = new RouteBook(undefined, (fields, message) => routesLog.warn(fields, message));
   }
 
   /** The config in effect: the one started with, as changed by successful reloads. */

@@ -2,7 +2,7 @@
 // conformance suite every adapter package runs.
 
 export type { ConnectionState, ProvidersListener, Unsubscribe, RegistryAdapter, RegistryFacade } from './adapter';
-export { routeKeyOf, RewriteOnlyTakeover, RecordingTakeover } from './takeover';
+export { routeKeyOf, providerDisabled, providersPerIdentity, RewriteOnlyTakeover, RecordingTakeover } from './takeover';
 export type { Takeover, HostPort } from './takeover';
 export type { RegistryPlugin, RegistryPluginConfig } from './plugin';
 export { REGISTRY_ERROR_CODES, RegistryError } from './errors';
@@ -22,6 +22,7 @@ export {
   sofaServiceKeyOf,
   dubboServiceKey,
   dubboServiceKeyOf,
+  interfaceOfServiceKey,
   encodeNodeName,
   decodeNodeName,
 } from './url';

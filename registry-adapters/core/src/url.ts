@@ -127,9 +127,21 @@ export function sofaServiceKey(iface: string, version?: string, uniqueId?: strin
   return uniqueId ? `${key}:${uniqueId}` : key;
 }
 
-/** Dubbo's service key as the request carries it: `interface:version`, or `interface` when there is no version. */
-export function dubboServiceKey(iface: string, version?: string): string {
-  return version ? `${iface}:${version}` : iface;
+/**
+ * Dubbo's service key, which is the identity a Dubbo consumer selects providers by: `group/interface:version`, each
+ * part left out when empty, as Dubbo itself writes it. The group travels only in the request's attachments.
+ */
+export function dubboServiceKey(iface: string, version?: string | null, group?: string | null): string {
+  const key = version ? `${iface}:${version}` : iface;
+  return group ? `${group}/${key}` : key;
+}
+
+/**
+ * The interface a service key names, whichever SDK's key it is: `interface`, `interface:version[:uniqueId]` (SOFA) or
+ * `group/interface:version` (Dubbo). Java interface names hold neither '/' nor ':'.
+ */
+export function interfaceOfServiceKey(key: string): string {
+  return key.slice(key.indexOf('/') + 1).split(':')[0]!;
 }
 
 /** The SOFA service key a provider URL serves: `interface` parameter (else the path), `version`, `uniqueId`. */
@@ -137,9 +149,14 @@ export function sofaServiceKeyOf(url: ProviderUrl): string {
   return sofaServiceKey(interfaceOf(url), getParam(url, 'version'), getParam(url, 'uniqueId'));
 }
 
-/** The Dubbo service key a provider URL serves: `interface` parameter (else the path) and `version`. */
+/**
+ * The Dubbo service key a provider URL serves: `interface` parameter (else the path), `version` and `group` (each
+ * falling back to its `default.` form, which older Dubbo providers write).
+ */
 export function dubboServiceKeyOf(url: ProviderUrl): string {
-  return dubboServiceKey(interfaceOf(url), getParam(url, 'version'));
+  const version = getParam(url, 'version') || getParam(url, 'default.version');
+  const group = getParam(url, 'group') || getParam(url, 'default.group');
+  return dubboServiceKey(interfaceOf(url), version, group);
 }
 
 function interfaceOf(url: ProviderUrl): string {

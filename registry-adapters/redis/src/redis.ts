@@ -3,6 +3,7 @@
 
 import { Cluster, Redis, type ClusterNode, type ClusterOptions, type RedisOptions } from 'ioredis';
 import {
+  interfaceOfServiceKey,
   parseProviderUrl,
   ConnectionStateCell,
   ProviderLists,
@@ -393,7 +394,7 @@ export class RedisRegistry implements RegistryAdapter {
   }
 
   private interfacePath(service: string): string {
-    return `${this.root}/${service.split(':')[0]}`;
+    return `${this.root}/${interfaceOfServiceKey(service)}`;
   }
 
   private assertOpen(): void {

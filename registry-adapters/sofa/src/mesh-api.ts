@@ -7,6 +7,8 @@ import {
   ClientGate,
   formatProviderUrl,
   providerUrlText,
+  sofaServiceKey,
+  sofaServiceKeyOf,
   type AllowRemote,
   RegistryError,
   type HostPort,
@@ -479,7 +481,11 @@ export class SofaMeshApiFacade implements RegistryFacade {
     if (!subscription.active) return;
     try {
       // The app dials its own mesh port whatever host:port it is given; only the parameters of datas[0] matter to it.
-      subscription.datas = this.takeover.providersRead(iface, urls).map((url) => formatProviderUrl({ ...url, scheme: undefined }));
+      // The registry lists every identity of the interface (the route book takes them all); the app asked for one.
+      subscription.datas = this.takeover
+        .providersRead(iface, urls)
+        .filter((url) => servesIdentity(url, serviceName))
+        .map((url) => formatProviderUrl({ ...url, scheme: undefined }));
     } catch (error) {
       this.logger.warn({ error, serviceName }, 'takeover failed on a provider list');
     }
@@ -513,5 +519,15 @@ export class SofaMeshApiFacade implements RegistryFacade {
       if (this.queues.get(service) === tail) this.queues.delete(service);
     });
     return result;
+  }
+}
+
+/** Whether `url` serves the SOFA identity `serviceName` (`interface:version[:uniqueId]`), the mesh API's unit. */
+function servesIdentity(url: ProviderUrl, serviceName: string): boolean {
+  const { iface, version, uniqueId } = splitServiceName(serviceName);
+  try {
+    return sofaServiceKeyOf(url) === sofaServiceKey(iface, version, uniqueId);
+  } catch {
+    return false;
   }
 }

@@ -5,6 +5,7 @@ import zookeeper from 'node-zookeeper-client';
 import {
   decodeNodeName,
   encodeNodeName,
+  interfaceOfServiceKey,
   parseProviderUrl,
   ConnectionStateCell,
   ProviderLists,
@@ -122,7 +123,7 @@ export class ZooKeeperRegistry implements RegistryAdapter {
 
   /** Where `service`'s providers live: `/{root}/{interface}/providers`. */
   providersPath(service: string): string {
-    const iface = service.split(':')[0];
+    const iface = interfaceOfServiceKey(service);
     return `${this.root}/${iface}/providers`;
   }
 
