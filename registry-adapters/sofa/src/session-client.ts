@@ -161,7 +161,8 @@ interface Publication extends Registration {
 /** One pushed segment of a datum: the Java client keeps a version per segment and lists the union of all. */
 interface Segment {
   generation: number;
-  version: number | null;
+  /** Exact: versions past 2^53 that differ by one are two versions, which as numbers they would not be. */
+  version: bigint | null;
   zones: Map<string, string[]>;
 }
 

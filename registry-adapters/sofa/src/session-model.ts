@@ -55,7 +55,8 @@ export interface SubscriberRegister extends BaseRegister {
 export interface RegisterResponse {
   success: boolean;
   registId: string | null;
-  version: number;
+  /** Java `long`: kept exact. */
+  version: bigint;
   refused: boolean;
   message: string | null;
 }
@@ -70,7 +71,11 @@ export interface ReceivedData {
   subscriberRegistIds: string[];
   /** zone -> data strings; null when the server sent no data (the Java client then changes nothing). */
   data: Map<string, string[]> | null;
-  version: number | null;
+  /**
+   * Java `Long`, and a bigint here: the session server builds it from milliseconds shifted left by 15 bits, which
+   * passes 2^53 in 2027, after which two versions a number can no longer tell apart would read as the same push.
+   */
+  version: bigint | null;
   localZone: string | null;
 }
 
@@ -122,7 +127,7 @@ export const SOFA_REGISTRY_FIELDS = {
 
 /** A Java `long` field: Hessian writes it with the long codes, so it must not go out as an int. */
 class JavaLong {
-  constructor(readonly value: number) {}
+  constructor(readonly value: number | bigint) {}
 }
 /** A Java `Integer`/`int` field. */
 class JavaInt {
@@ -174,9 +179,17 @@ class HessianWriter {
     }
   }
 
-  private long(n: number): void {
-    if (!Number.isSafeInteger(n)) throw new RangeError(`a Java long field needs a safe integer, got ${n}`);
-    if (n >= -8 && n <= 15) this.byte(0xe0 + n);
+  private long(value: number | bigint): void {
+    if (typeof value === 'number' && !Number.isSafeInteger(value)) throw new RangeError(`a Java long field needs a safe integer, got ${value}`);
+    if (typeof value === 'bigint' && BigInt.asIntN(64, value) !== value) throw new RangeError(`${value} does not fit a Java long`);
+    // The compact forms below need a number; every value they cover is far inside the safe range.
+    const n = typeof value === 'bigint' && value >= -0x80000000n && value <= 0x7fffffffn ? Number(value) : value;
+    if (typeof n === 'bigint') {
+      const b = Buffer.alloc(9);
+      b[0] = 0x4c; // 'L'
+      b.writeBigInt64BE(n, 1);
+      this.parts.push(b);
+    } else if (n >= -8 && n <= 15) this.byte(0xe0 + n);
     else if (n >= -2048 && n <= 2047) this.parts.push(Buffer.from([0xf8 + (n >> 8), n & 0xff]));
     else if (n >= -262144 && n <= 262143) this.parts.push(Buffer.from([0x3c + (n >> 16), (n >> 8) & 0xff, n & 0xff]));
     else if (n >= -0x80000000 && n <= 0x7fffffff) {
@@ -585,14 +598,15 @@ export function isHessianObject(v: unknown): v is HessianObject {
 }
 
 const str = (v: unknown): string | null => (typeof v === 'string' ? v : null);
-const num = (v: unknown): number | null => (typeof v === 'number' ? v : typeof v === 'bigint' ? Number(v) : null);
+/** A Java long as read: a number within 2^53 (exact there), a bigint beyond; always a bigint out. */
+const long = (v: unknown): bigint | null => (typeof v === 'bigint' ? v : typeof v === 'number' && Number.isInteger(v) ? BigInt(v) : null);
 
 export function decodeRegisterResponse(body: Buffer): RegisterResponse {
   const f = decodeInstance(body, SOFA_REGISTRY_CLASSES.registerResponse);
   return {
     success: f.success === true,
     registId: str(f.registId),
-    version: num(f.version) ?? 0,
+    version: long(f.version) ?? 0n,
     refused: f.refused === true,
     message: str(f.message),
   };
@@ -639,7 +653,7 @@ export function decodeReceivedData(body: Buffer): ReceivedData {
     scope: str(f.scope),
     subscriberRegistIds: ids as string[],
     data,
-    version: num(f.version),
+    version: long(f.version),
     localZone: str(f.localZone),
   };
 }
