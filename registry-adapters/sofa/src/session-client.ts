@@ -58,7 +58,10 @@ export interface SofaRegistryClientOptions {
   instanceId?: string;
   /** @default 'SOFA' (what SOFA RPC uses) */
   group?: string;
-  /** Which publishers a subscriber hears: its zone, its data center, or all. @default 'zone' (the Java default) */
+  /**
+   * Which publishers a subscriber hears: its zone, its data center, or all.
+   * @default 'global' (what sofa-rpc's SofaRegistry subscribes with; the bare Java client's default is 'zone')
+   */
   scope?: SofaScope;
   /**
    * Delay before a reconnect, or before resending a register the server failed; null gives up (a reconnect then waits
@@ -94,7 +97,7 @@ export const SOFA_REGISTRY_CLIENT_DEFAULTS = {
   zone: 'DEFAULT_ZONE',
   instanceId: 'DEFAULT_INSTANCE_ID',
   group: 'SOFA',
-  scope: 'zone' as SofaScope,
+  scope: 'global' as SofaScope,
   discoveryPort: 9603,
   requestTimeoutMs: 1_000,
   connectTimeoutMs: 3_000,
