@@ -28,6 +28,7 @@ import {
   type Unsubscribe,
   waitAtMost,
 } from '@meshport/registry-core';
+import { loggable } from './loggable';
 import { encodeBoltRequest, encodeBoltResponse } from './session-bolt';
 import {
   SOFA_REGISTRY_CLASSES,
@@ -245,7 +246,7 @@ export class SofaRegistryClient implements RegistryAdapter {
     this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? d.heartbeatIntervalMs;
     this.heartbeatTimeoutMs = options.heartbeatTimeoutMs ?? d.heartbeatTimeoutMs;
     this.maxMissedHeartbeats = options.maxMissedHeartbeats ?? d.maxMissedHeartbeats;
-    this.lists = new ProviderLists((error, service) => this.logger.warn({ error, service }, 'a providers listener threw'));
+    this.lists = new ProviderLists((error, service) => this.logger.warn({ error: loggable(error), service }, 'a providers listener threw'));
     this.firstConnection = new Promise((resolve) => (this.resolveFirstConnection = resolve));
     if (this.servers.length === 0 && !this.discovery) {
       this.logger.warn({ servers: options.servers }, 'no SOFA Registry session server is configured; staying disconnected');
@@ -433,12 +434,12 @@ export class SofaRegistryClient implements RegistryAdapter {
         splitter.write(chunk);
       } catch (error) {
         // The stream has lost its framing: nothing later on it can be trusted. A new connection starts clean.
-        this.logger.warn({ error, server: endpointText(server) }, 'SOFA Registry sent bytes that are not Bolt; reconnecting');
+        this.logger.warn({ error: loggable(error), server: endpointText(server) }, 'SOFA Registry sent bytes that are not Bolt; reconnecting');
         socket.destroy();
       }
     });
     socket.on('error', (error) => {
-      if (!this.closed) this.logger.warn({ error, server: endpointText(server) }, 'SOFA Registry connection error');
+      if (!this.closed) this.logger.warn({ error: loggable(error), server: endpointText(server) }, 'SOFA Registry connection error');
     });
     socket.on('close', () => {
       clearTimeout(connectTimer);
@@ -498,7 +499,7 @@ export class SofaRegistryClient implements RegistryAdapter {
     const attempt = ++this.reconnectAttempt;
     const delay = this.retryStrategy(attempt);
     if (delay === null) {
-      this.logger.warn({ error, attempt }, 'giving up reconnecting to SOFA Registry');
+      this.logger.warn({ error: loggable(error), attempt }, 'giving up reconnecting to SOFA Registry');
       return;
     }
     this.reconnectTimer = setTimeout(() => this.dial(), delay);
@@ -526,7 +527,7 @@ export class SofaRegistryClient implements RegistryAdapter {
         }
       } catch (error) {
         // A registry without queryWithWeight answers 404 there: the Java client then asks /query.
-        if (!this.closed) this.logger.warn({ error, discovery: endpointText(this.discovery), path }, 'session discovery failed');
+        if (!this.closed) this.logger.warn({ error: loggable(error), discovery: endpointText(this.discovery), path }, 'session discovery failed');
       }
     }
     return this.discovered.length > 0 ? this.discovered : this.servers;
@@ -573,7 +574,7 @@ export class SofaRegistryClient implements RegistryAdapter {
       header = decodeFrame(frame);
     } catch (error) {
       // Framed, so the stream is still in step; only this frame is bad.
-      this.logger.warn({ error }, 'ignoring a Bolt frame that does not decode');
+      this.logger.warn({ error: loggable(error) }, 'ignoring a Bolt frame that does not decode');
       return;
     }
     if (header.protocol !== 'bolt') return;
@@ -601,8 +602,12 @@ export class SofaRegistryClient implements RegistryAdapter {
         conn.pending.delete(header.requestId);
         clearTimeout(pending.timer);
         const body = frame.subarray(header.bodyOffset, header.bodyOffset + header.bodyLength);
-        if (header.status !== BoltStatus.SUCCESS) pending.reject(new Error(`Bolt response status 0x${header.status!.toString(16)}`));
-        else pending.resolve({ className: header.className, body });
+        if (header.status !== BoltStatus.SUCCESS) {
+          // The status goes along as a field, for the log line of whatever waited for the answer.
+          pending.reject(Object.assign(new Error(`Bolt response status 0x${header.status!.toString(16)}`), { boltStatus: header.status }));
+        } else {
+          pending.resolve({ className: header.className, body });
+        }
         return;
       }
       case 'request':
@@ -634,7 +639,7 @@ export class SofaRegistryClient implements RegistryAdapter {
       if (codec !== 1) throw new Error(`codec ${codec} is not hessian2`);
       data = decodeReceivedData(body);
     } catch (error) {
-      this.logger.warn({ error }, 'a ReceivedData push does not decode; answering with a deserialization error');
+      this.logger.warn({ error: loggable(error) }, 'a ReceivedData push does not decode; answering with a deserialization error');
       return { className: '', content: Buffer.alloc(0), status: BoltStatus.SERVER_DESERIAL_EXCEPTION };
     }
     let result = { success: true, message: null as string | null };
@@ -642,7 +647,7 @@ export class SofaRegistryClient implements RegistryAdapter {
       this.onPush(conn, data);
     } catch (error) {
       // As the Java ReceivedDataProcessor: a failure to take the push in is reported, not thrown.
-      this.logger.warn({ error, dataId: data.dataId }, 'could not take a ReceivedData push in');
+      this.logger.warn({ error: loggable(error), dataId: data.dataId, version: loggable(data.version) }, 'could not take a ReceivedData push in');
       result = { success: false, message: String(error) };
     }
     return { className: SOFA_REGISTRY_CLASSES.result, content: encodeResult(result) };
@@ -727,31 +732,51 @@ export class SofaRegistryClient implements RegistryAdapter {
       reg.kind === 'publisher'
         ? [SOFA_REGISTRY_CLASSES.publisherRegister, encodePublisherRegister({ ...base, dataList: reg.enabled ? [reg.text] : null })]
         : [SOFA_REGISTRY_CLASSES.subscriberRegister, encodeSubscriberRegister({ ...base, scope: this.scope })];
+    // Why it failed, as fields an operator can read in the log line (an Error itself serializes as `{}`).
+    let failure: Record<string, unknown>;
     try {
       const answer = await this.invoke(conn, className, body);
       const response = decodeRegisterResponse(answer.body);
-      if (!response.success) throw new Error(`the server did not take the register: ${response.message ?? 'no message'}`);
-      if (response.refused) {
-        // As the Java client: a refused register is not sent again; the server's configuration forbids it.
-        this.logger.warn({ dataId: reg.dataId, message: response.message }, 'SOFA Registry refused a register');
+      if (response.success) {
+        if (response.refused) {
+          // As the Java client: a refused register is not sent again; the server's configuration forbids it.
+          this.logger.warn({ dataId: reg.dataId, registId: reg.registId, message: response.message }, 'SOFA Registry refused a register');
+        }
+        if (!reg.enabled && reg.version === version) this.forget(reg);
+        return;
       }
-      if (!reg.enabled && reg.version === version) this.forget(reg);
+      failure = {
+        response: { success: false, refused: response.refused, message: response.message, registId: response.registId, version: response.version.toString() },
+      };
     } catch (error) {
-      if (this.closed || conn !== this.conn || !conn.connected) return; // the reconnect sends it again
-      if (reg.sync?.generation === conn.generation && reg.sync.version === version) reg.sync = undefined;
-      const delay = this.retryStrategy(attempt);
-      this.logger.warn({ error, dataId: reg.dataId, attempt }, delay === null ? 'giving up a register' : 'a register failed; retrying');
-      if (delay === null) return;
-      // In the background: the caller of publish() has waited for one answer, which is all the contract asks.
-      const timer = setTimeout(() => {
-        this.timers.delete(timer);
-        if (this.closed || conn !== this.conn || this.byRegistId.get(reg.registId) !== reg) return;
-        if (reg.sync && reg.sync.generation === conn.generation && reg.sync.version === reg.version) return;
-        const done = this.send(conn, reg, attempt + 1);
-        reg.sync = { generation: conn.generation, version: reg.version, done };
-      }, delay);
-      this.timers.add(timer);
+      failure = { error: loggable(error) };
     }
+    if (this.closed || conn !== this.conn || !conn.connected) return; // the reconnect sends it again
+    if (reg.sync?.generation === conn.generation && reg.sync.version === version) reg.sync = undefined;
+    const delay = this.retryStrategy(attempt);
+    this.logger.warn(
+      {
+        ...failure,
+        kind: reg.kind,
+        eventType: base.eventType,
+        dataId: reg.dataId,
+        registId: reg.registId,
+        server: endpointText(conn.server),
+        attempt,
+        retryInMs: delay,
+      },
+      delay === null ? 'giving up a register' : 'a register failed; retrying',
+    );
+    if (delay === null) return;
+    // In the background: the caller of publish() has waited for one answer, which is all the contract asks.
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      if (this.closed || conn !== this.conn || this.byRegistId.get(reg.registId) !== reg) return;
+      if (reg.sync && reg.sync.generation === conn.generation && reg.sync.version === reg.version) return;
+      const done = this.send(conn, reg, attempt + 1);
+      reg.sync = { generation: conn.generation, version: reg.version, done };
+    }, delay);
+    this.timers.add(timer);
   }
 
   private forget(reg: Publication | Subscription): void {
