@@ -20,6 +20,7 @@ import {
   RegistryError,
   parseProviderUrl,
   providerUrlText,
+  sofaServiceKey,
   type ConnectionState,
   type ProvidersListener,
   type ProviderUrl,
@@ -29,6 +30,7 @@ import {
   waitAtMost,
 } from '@meshport/registry-core';
 import { loggable } from './loggable';
+import { identityOfDataId, withIdentity, type ServiceIdentity } from './service-identity';
 import { encodeBoltRequest, encodeBoltResponse } from './session-bolt';
 import {
   SOFA_REGISTRY_CLASSES,
@@ -179,6 +181,10 @@ interface Subscription extends Registration {
   grace: { before: string[]; timer: NodeJS.Timeout } | undefined;
   firstPush: Promise<void>;
   resolveFirstPush: () => void;
+  /** The service its dataId names, written into every URL handed on; undefined when the dataId names none. */
+  readonly identity: ServiceIdentity | undefined;
+  /** Data of the current pushes already warned about, so a bad datum is logged once while it stays, not per push. */
+  warned: Set<string>;
 }
 
 /**
@@ -321,12 +327,21 @@ export class SofaRegistryClient implements RegistryAdapter {
     if (!sub) {
       let resolveFirstPush!: () => void;
       const firstPush = new Promise<void>((resolve) => (resolveFirstPush = resolve));
+      const dataId = this.dataIdOf(service);
+      const identity = identityOfDataId(dataId);
+      if (!identity || sofaServiceKey(identity.interface, identity.version, identity.uniqueId) !== service) {
+        // The URLs handed on will name the service as SOFA spells it, which is not how this subscriber asked for it.
+        this.logger.warn(
+          { service, dataId, servedAs: identity && sofaServiceKey(identity.interface, identity.version, identity.uniqueId) },
+          'a SOFA Registry subscription for a service key that is not interface:version[:uniqueId]',
+        );
+      }
       sub = {
         kind: 'subscriber',
         // Random, as the Java client's: two sidecars watching one service are two subscribers.
         registId: randomUUID(),
         service,
-        dataId: this.dataIdOf(service),
+        dataId,
         version: 1,
         timestamp: Date.now(),
         enabled: true,
@@ -336,6 +351,8 @@ export class SofaRegistryClient implements RegistryAdapter {
         grace: undefined,
         firstPush,
         resolveFirstPush,
+        identity,
+        warned: new Set(),
       };
       this.subscriptions.set(service, sub);
       this.byRegistId.set(sub.registId, sub);
@@ -820,24 +837,51 @@ export class SofaRegistryClient implements RegistryAdapter {
   /**
    * The union over segments and zones, as sofa-rpc's SofaRegistrySubscribeCallback flattens UserData: which zones
    * the server includes is the subscriber's `scope`, so every zone it sends is wanted. `localZone` is not used.
+   * Every URL leaves naming the service of its dataId (see withIdentity).
    */
   private applyList(sub: Subscription): void {
     const texts = new Set<string>();
+    const warned = new Set<string>();
     for (const seg of sub.segments.values()) {
       for (const [zone, list] of seg.zones) {
         for (const data of list) {
-          try {
-            texts.add(providerUrlText(parseProviderUrl(data)));
-          } catch (error) {
-            this.logger.warn({ error, dataId: sub.dataId, zone, data }, 'skipping a datum that is not a provider URL');
-          }
+          const text = this.providerText(sub, zone, data, warned);
+          if (text !== undefined) texts.add(text);
         }
       }
     }
+    // Only data still pushed stays remembered: one that goes and comes back is news, and the set cannot grow forever.
+    sub.warned = warned;
     if (sub.grace) for (const text of sub.grace.before) texts.add(text);
     const list = [...texts].sort();
     sub.lastList = list;
     this.lists.push(sub.service, list);
+  }
+
+  /** One pushed datum as the URL text to hand on, or undefined (and logged, once while it stays) to skip it. */
+  private providerText(sub: Subscription, zone: string, data: string, warned: Set<string>): string | undefined {
+    let url: ProviderUrl;
+    try {
+      url = parseProviderUrl(data);
+    } catch (error) {
+      if (!sub.warned.has(data)) {
+        this.logger.warn({ dataId: sub.dataId, zone, data, error: loggable(error) }, 'skipping a pushed datum that is not a provider URL');
+      }
+      warned.add(data);
+      return undefined;
+    }
+    if (!sub.identity) return providerUrlText(url);
+    const explicit = withIdentity(url, sub.identity);
+    if (explicit.disagreements.length > 0) {
+      if (!sub.warned.has(data)) {
+        this.logger.warn(
+          { dataId: sub.dataId, zone, data, disagreements: explicit.disagreements },
+          'a pushed provider URL names another service than its dataId; listing it under the dataId',
+        );
+      }
+      warned.add(data);
+    }
+    return providerUrlText(explicit.url);
   }
 
   /** On a reconnect: until the grace ends, pushes only add to the list held through the outage. */
