@@ -5,8 +5,10 @@
 //   (codec byte 1), whose Hessian2Output comes from sofa-hessian, "based on Hessian v4.0.51": Hessian 2.0 proper,
 //   i.e. `C` class definitions, `0x60+n` instances, `H` maps, `0x30` medium and `R` chunked strings. Not the 3.1.3
 //   draft grammar (`O`/`o`, `M`...`z`) that hessian.js-1 speaks; hessian.js 2.x is the matching reference decoder.
-// - Hessian's Java serializer writes a class's fields subclass first, then its superclasses, each group primitives
-//   first, skipping static and transient ones. Order is cosmetic (the reader matches by name); we keep Java's.
+// - Hessian's Java serializer writes first the fields of a primitive or java.lang type (String, Long, Integer...), then
+//   the others (List, Map, objects), each group subclass first and in declaration order, skipping static and
+//   transient ones. Order is cosmetic (the reader matches by name); we keep Java's, which session-java.test.ts checks
+//   against what Caucho's Hessian writes for the same classes.
 
 import { hessianString } from '@meshport/protocol';
 
@@ -84,7 +86,10 @@ export interface Result {
   message: string | null;
 }
 
-/** The fields of each class in the order Java's serializer writes them; the reference for the tests as well. */
+/**
+ * The fields each class declares, in declaration order (a register has BaseRegister's too); the reference for the
+ * tests as well. Java writes them in another order (see the top of this file).
+ */
 export const SOFA_REGISTRY_FIELDS = {
   baseRegister: [
     'instanceId',
@@ -104,9 +109,9 @@ export const SOFA_REGISTRY_FIELDS = {
     'attributes',
   ],
   publisherRegister: ['dataList'],
-  subscriberRegister: ['acceptMulti', 'scope', 'acceptEncoding'],
+  subscriberRegister: ['scope', 'acceptEncoding', 'acceptMulti'],
   dataBox: ['data'],
-  registerResponse: ['success', 'version', 'refused', 'registId', 'message'],
+  registerResponse: ['success', 'registId', 'version', 'refused', 'message'],
   receivedData: [
     'dataId',
     'group',
@@ -243,6 +248,7 @@ class HessianWriter {
 
 const dataBox = (data: string) => new JavaObject(SOFA_REGISTRY_CLASSES.dataBox, [['data', data]]);
 
+/** BaseRegister's fields of java.lang types; its one Map, `attributes`, Java writes after every subclass's List. */
 function baseFields(r: BaseRegister): Array<readonly [string, HessianValue]> {
   return [
     ['instanceId', r.instanceId],
@@ -259,14 +265,17 @@ function baseFields(r: BaseRegister): Array<readonly [string, HessianValue]> {
     ['eventType', r.eventType],
     ['version', new JavaLong(r.version)],
     ['timestamp', new JavaLong(r.timestamp)],
-    ['attributes', null],
   ];
 }
 
 export function encodePublisherRegister(r: PublisherRegister): Buffer {
   return new HessianWriter()
     .write(
-      new JavaObject(SOFA_REGISTRY_CLASSES.publisherRegister, [['dataList', r.dataList === null ? null : r.dataList.map(dataBox)], ...baseFields(r)]),
+      new JavaObject(SOFA_REGISTRY_CLASSES.publisherRegister, [
+        ...baseFields(r),
+        ['dataList', r.dataList === null ? null : r.dataList.map(dataBox)],
+        ['attributes', null],
+      ]),
     )
     .bytes();
 }
@@ -275,11 +284,12 @@ export function encodeSubscriberRegister(r: SubscriberRegister): Buffer {
   return new HessianWriter()
     .write(
       new JavaObject(SOFA_REGISTRY_CLASSES.subscriberRegister, [
-        // Multi-segment pushes (acceptMulti) and compressed ones (acceptEncoding) are not asked for: plain ReceivedData.
-        ['acceptMulti', false],
         ['scope', r.scope],
+        // Multi-segment pushes (acceptMulti) and compressed ones (acceptEncoding) are not asked for: plain ReceivedData.
         ['acceptEncoding', null],
+        ['acceptMulti', false],
         ...baseFields(r),
+        ['attributes', null],
       ]),
     )
     .bytes();
@@ -296,9 +306,9 @@ export function encodeRegisterResponse(r: RegisterResponse): Buffer {
     .write(
       new JavaObject(SOFA_REGISTRY_CLASSES.registerResponse, [
         ['success', r.success],
+        ['registId', r.registId],
         ['version', new JavaLong(r.version)],
         ['refused', r.refused],
-        ['registId', r.registId],
         ['message', r.message],
       ]),
     )
@@ -315,11 +325,12 @@ export function encodeReceivedData(d: ReceivedData): Buffer {
         ['instanceId', d.instanceId],
         ['segment', d.segment],
         ['scope', d.scope],
-        ['subscriberRegistIds', d.subscriberRegistIds],
-        ['data', data],
         ['version', d.version === null ? null : new JavaLong(d.version)],
         ['localZone', d.localZone],
-        ['dataCount', new Map()],
+        ['subscriberRegistIds', d.subscriberRegistIds],
+        ['data', data],
+        // Map<String, Integer>: how many data each zone holds.
+        ['dataCount', d.data === null ? null : new Map([...d.data].map(([zone, list]) => [zone, new JavaInt(list.length)] as const))],
       ]),
     )
     .bytes();
