@@ -5,10 +5,17 @@ import { strict as assert } from 'node:assert';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { BoltStatus } from '@meshport/protocol';
-import { describeRegistryConformance, formatProviderUrl, type ProviderUrl } from '@meshport/registry-core';
+import {
+  describeRegistryConformance,
+  formatProviderUrl,
+  getParam,
+  sofaServiceKeyOf,
+  type ProviderUrl,
+  type RegistryAdapter,
+} from '@meshport/registry-core';
 import { SOFA_REGISTRY_CLASSES, SOFA_REGISTRY_FIELDS, SofaRegistryClient, type SofaRegistryClientOptions } from '../src/index';
 import { HessianReader, decodeReceivedData, encodeReceivedData, encodeResult } from '../src/session-model';
-import { SessionStandIn, decodePlain, decodeTyped, type ReceivedRequest } from './session-stand-in';
+import { SessionStandIn, datumVersion, decodePlain, decodeTyped, type ReceivedRequest } from './session-stand-in';
 
 // hessian.js-1 ships no types; only its draft-grammar reader is used, to show it is the wrong one here.
 const hessianDraft = require('hessian.js-1') as { DecoderV2: new (buf: Buffer) => { read(): unknown } };
@@ -26,6 +33,52 @@ const DATA_ID = `${SERVICE}@DEFAULT`;
 const URL1 = '198.18.0.8:12200?rpcVer=50400&serialization=hessian2&weight=50&p=1&v=4.0&_SERIALIZETYPE=hessian2&_WEIGHT=50&app_name=demo';
 const URL2 = '198.18.0.9:12200?rpcVer=50400&serialization=hessian2&weight=100&p=1&v=4.0&_SERIALIZETYPE=hessian2&_WEIGHT=100&app_name=demo';
 const URL3 = 'bolt://198.18.0.10:12200?weight=100';
+/** What the adapter appends to a URL of SERVICE that names no service (URL1, URL2, URL3: Java sofa-rpc's data). */
+const IDENTITY = '&interface=com.nodejs.test.TestService&version=1.0&uniqueId=';
+/** URL1..3 as the adapter hands them on. */
+const OUT1 = URL1 + IDENTITY;
+const OUT2 = URL2 + IDENTITY;
+const OUT3 = URL3 + IDENTITY;
+
+/** Every line a logger was given, for tests that read them. */
+function logRecorder(): { lines: Array<{ message: string; detail: object; json: string }>; logger: { warn(detail: object, message: string): void } } {
+  const lines: Array<{ message: string; detail: object; json: string }> = [];
+  // JSON.stringify as a JSON logger would: a detail that does not serialize (a bigint) fails the test right here.
+  return { lines, logger: { warn: (detail, message) => lines.push({ message, detail, json: JSON.stringify(detail) }) } };
+}
+
+/**
+ * `adapter` as the conformance suite sees it: the URLs it hands on without the identity it appended. The suite holds
+ * every adapter to byte-equal URLs, while this one, by design, appends to a URL the interface, version and uniqueId
+ * its dataId names when the URL lacks them (issue 13). Exactly that appended tail is taken off, and only where what
+ * remains is a text one of the pair published, so every other check of the suite still holds the adapter to the
+ * text it was given; what is appended is tested on its own below.
+ */
+function withoutAppendedIdentity(adapter: SofaRegistryClient, published: Set<string>): RegistryAdapter {
+  const strip = (url: ProviderUrl): ProviderUrl => {
+    // The adapter appends, in this order, only what the URL lacks: the tail to take off is one of these lengths.
+    for (let n = 0; n <= 3 && n <= url.params.length; n++) {
+      const tail = url.params.slice(url.params.length - n).map((p) => p.name);
+      if (tail.join() !== ['interface', 'version', 'uniqueId'].slice(3 - n).join()) continue;
+      const candidate = { ...url, params: url.params.slice(0, url.params.length - n) };
+      if (published.has(formatProviderUrl(candidate))) return candidate;
+    }
+    return url;
+  };
+  return {
+    get state() {
+      return adapter.state;
+    },
+    publish: (service, url) => {
+      published.add(typeof url === 'string' ? url : formatProviderUrl(url));
+      return adapter.publish(service, url);
+    },
+    unpublish: (service, url) => adapter.unpublish(service, url),
+    subscribe: (service, onChange) => adapter.subscribe(service, (urls) => onChange(urls.map(strip))),
+    onStateChange: (listener) => adapter.onStateChange(listener),
+    close: () => adapter.close(),
+  };
+}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -54,9 +107,10 @@ describeRegistryConformance('SofaRegistryClient on the session stand-in', async 
   await standIn.start();
   const a = new SofaRegistryClient({ servers: standIn.address, ...FAST });
   const b = new SofaRegistryClient({ servers: standIn.address, ...FAST });
+  const published = new Set<string>();
   return {
-    a,
-    b,
+    a: withoutAppendedIdentity(a, published),
+    b: withoutAppendedIdentity(b, published),
     // The session server goes away for both and comes back empty, as a restarted one does.
     outage: { begin: () => standIn.stop(), end: () => standIn.start() },
     settleMs: 300,
@@ -128,7 +182,7 @@ describe('SofaRegistryClient', () => {
     assert.deepEqual(Object.keys(subTyped.$).sort(), [...SOFA_REGISTRY_FIELDS.subscriberRegister, ...SOFA_REGISTRY_FIELDS.baseRegister].sort());
     assert.deepEqual(subTyped.$.acceptMulti, { $class: 'boolean', $: false });
     const subFields = decodePlain(sub.content);
-    assert.equal(subFields.scope, 'zone');
+    assert.equal(subFields.scope, 'global', "sofa-rpc's SofaRegistry subscribes with ScopeEnum.global");
     assert.equal(subFields.dataId, DATA_ID);
     assert.equal(subFields.eventType, 'REGISTER');
 
@@ -158,30 +212,31 @@ describe('SofaRegistryClient', () => {
     const log = pushLog();
     await c.subscribe(SERVICE, log.listener);
     assert.deepEqual(log.pushes, [[]]);
-    const answers = await standIn.injectPush({ dataId: DATA_ID, version: 5_000_000, data: { GZ00A: [URL1], GZ00B: [URL2, URL1] } });
+    const answers = await standIn.injectPush({ dataId: DATA_ID, version: standIn.nextVersion(), data: { GZ00A: [URL1], GZ00B: [URL2, URL1] } });
     assert.deepEqual(answers.map((a) => [a.status, a.className, a.result]), [
       [BoltStatus.SUCCESS, 'com.alipay.sofa.registry.core.model.Result', { success: true, message: null }],
     ]);
-    assert.deepEqual(log.last(), [URL1, URL2].sort());
+    assert.deepEqual(log.last(), [OUT1, OUT2].sort());
   });
 
   it('ignores a push whose version is not newer than the last one of its segment', async () => {
     const c = client();
     const log = pushLog();
     await c.subscribe(SERVICE, log.listener);
-    await standIn.injectPush({ dataId: DATA_ID, version: 5_000_000, data: { Z: [URL1] } });
-    assert.deepEqual(log.last(), [URL1]);
-    const [stale] = await standIn.injectPush({ dataId: DATA_ID, version: 4_000_000, data: { Z: [URL2] } });
+    const v = standIn.nextVersion();
+    await standIn.injectPush({ dataId: DATA_ID, version: v, data: { Z: [URL1] } });
+    assert.deepEqual(log.last(), [OUT1]);
+    const [stale] = await standIn.injectPush({ dataId: DATA_ID, version: v - 1000n, data: { Z: [URL2] } });
     assert.deepEqual(stale.result, { success: true, message: null }, 'a stale push is still answered');
-    await standIn.injectPush({ dataId: DATA_ID, version: 5_000_000, data: { Z: [] } });
-    assert.deepEqual(log.last(), [URL1]);
+    await standIn.injectPush({ dataId: DATA_ID, version: v, data: { Z: [] } });
+    assert.deepEqual(log.last(), [OUT1]);
     // Another segment keeps versions of its own, and the list is the union of the segments.
-    await standIn.injectPush({ dataId: DATA_ID, version: 10, data: { Z: [URL3] }, segment: 'other' });
-    assert.deepEqual(log.last(), [URL1, URL3].sort());
+    await standIn.injectPush({ dataId: DATA_ID, version: 10n, data: { Z: [URL3] }, segment: 'other' });
+    assert.deepEqual(log.last(), [OUT1, OUT3].sort());
     // An explicit empty push of the newest version empties its segment.
-    await standIn.injectPush({ dataId: DATA_ID, version: 6_000_000, data: {} });
-    assert.deepEqual(log.last(), [URL3]);
-    assert.equal(log.pushes.filter((l) => l.includes(URL2)).length, 0, JSON.stringify(log.pushes));
+    await standIn.injectPush({ dataId: DATA_ID, version: standIn.nextVersion(), data: {} });
+    assert.deepEqual(log.last(), [OUT3]);
+    assert.equal(log.pushes.filter((l) => l.includes(OUT2)).length, 0, JSON.stringify(log.pushes));
   });
 
   it('keeps the lists through an outage, then registers every publisher and subscriber again', async () => {
@@ -192,12 +247,12 @@ describe('SofaRegistryClient', () => {
     const log = pushLog();
     await b.subscribe(SERVICE, log.listener);
     await a.publish(SERVICE, URL1);
-    await until(() => log.last()?.[0] === URL1, 'the provider');
+    await until(() => log.last()?.[0] === OUT1, 'the provider');
 
     await standIn.stop();
     await until(() => a.state === 'disconnected' && b.state === 'disconnected', 'both disconnected');
     await sleep(200);
-    assert.deepEqual(log.last(), [URL1]);
+    assert.deepEqual(log.last(), [OUT1]);
 
     await standIn.start();
     await until(() => standIn.publishedData(DATA_ID).includes(URL1), 'the publisher registered again');
@@ -205,7 +260,7 @@ describe('SofaRegistryClient', () => {
     assert.equal(b.state, 'connected');
     assert.deepEqual(states, ['connected', 'disconnected', 'connected']);
     await sleep(1_200); // past the resync grace
-    assert.deepEqual(log.last(), [URL1]);
+    assert.deepEqual(log.last(), [OUT1]);
     assert.equal(log.pushes.slice(1).filter((l) => l.length === 0).length, 0, JSON.stringify(log.pushes));
     // Live, not frozen.
     await a.publish(SERVICE, URL2);
@@ -225,9 +280,9 @@ describe('SofaRegistryClient', () => {
     await standIn.start();
     await until(() => standIn.publishedData(DATA_ID).includes(URL2), 'b registered again');
     // Within the grace the list held through the outage stands, though the registry now knows only URL2.
-    assert.deepEqual(log.last(), [URL1, URL2].sort());
+    assert.deepEqual(log.last(), [OUT1, OUT2].sort());
     await until(() => log.last()?.length === 1, 'the list once the grace is over', 2_000);
-    assert.deepEqual(log.last(), [URL2]);
+    assert.deepEqual(log.last(), [OUT2]);
     assert.equal(log.pushes.slice(1).filter((l) => l.length === 0).length, 0, JSON.stringify(log.pushes));
   });
 
@@ -237,7 +292,7 @@ describe('SofaRegistryClient', () => {
     const log = pushLog();
     await b.subscribe(SERVICE, log.listener);
     await a.publish(SERVICE, URL1);
-    await until(() => log.last()?.[0] === URL1, 'the provider');
+    await until(() => log.last()?.[0] === OUT1, 'the provider');
     const before = log.pushes.length;
 
     const [garbled] = await standIn.sendRequest(SOFA_REGISTRY_CLASSES.receivedData, Buffer.from('not hessian at all'));
@@ -254,23 +309,23 @@ describe('SofaRegistryClient', () => {
       scope: 'zone',
       subscriberRegistIds: standIn.subscriberIds(DATA_ID),
       data: new Map([['Z', [URL2]]]),
-      version: 9_000_000,
+      version: standIn.nextVersion(),
       localZone: null,
     });
     const [cut] = await standIn.sendRequest(SOFA_REGISTRY_CLASSES.receivedData, truncated.subarray(0, truncated.length - 5));
     assert.equal(cut.status, BoltStatus.SERVER_DESERIAL_EXCEPTION);
     // A push without data changes nothing (as in the Java client); a datum that is no URL is skipped.
-    const [noData] = await standIn.injectPush({ dataId: DATA_ID, version: 9_000_001, data: null });
+    const [noData] = await standIn.injectPush({ dataId: DATA_ID, version: standIn.nextVersion(), data: null });
     assert.deepEqual(noData.result, { success: true, message: null });
     assert.equal(log.pushes.length, before);
-    await standIn.injectPush({ dataId: DATA_ID, version: 9_000_002, data: { Z: [URL1, 'no url here'] } });
-    assert.deepEqual(log.last(), [URL1]);
+    await standIn.injectPush({ dataId: DATA_ID, version: standIn.nextVersion(), data: { Z: [URL1, 'no url here'] } });
+    assert.deepEqual(log.last(), [OUT1]);
     assert.equal(b.state, 'connected');
 
     // Bytes that are no Bolt at all: the connection is dropped and made again; the list stands meanwhile.
     standIn.sendRaw(Buffer.from([0xff, 0xfe, 0xfd, 0xfc, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00]));
     await until(() => standIn.subscriberIds(DATA_ID).length === 1 && b.state === 'connected', 'b back');
-    assert.deepEqual(log.last(), [URL1]);
+    assert.deepEqual(log.last(), [OUT1]);
     await a.publish(SERVICE, URL2);
     await until(() => log.last()?.length === 2, 'a new provider after all that');
     assert.equal(log.pushes.filter((l) => l.length === 0).length, 1, JSON.stringify(log.pushes));
@@ -324,13 +379,170 @@ describe('SofaRegistryClient', () => {
       const log = pushLog();
       await c.publish(SERVICE, URL1);
       await c.subscribe(SERVICE, log.listener);
-      assert.deepEqual(log.pushes, [[URL1]]);
+      assert.deepEqual(log.pushes, [[OUT1]]);
       assert.match(paths[0], /^\/api\/servers\/queryWithWeight\?.*zone=GZ00A/);
       assert.match(paths[1], /^\/api\/servers\/query\?/);
     } finally {
       discovery.closeAllConnections();
       await new Promise<void>((resolve) => discovery.close(() => resolve()));
     }
+  });
+
+  describe('pushes shaped as Java sofa-rpc publishes them', () => {
+    // sofa-rpc's SofaRegistryHelper: dataId `interface:version[:uniqueId]@DEFAULT` for Bolt, data without any of it.
+    const ECHO = 'com.example.Echo:2.0:blue';
+    const ECHO_DATA_ID = 'com.example.Echo:2.0:blue@DEFAULT';
+    const JAVA1 = '198.18.1.1:12200?rpcVer=50813&serialization=hessian2&weight=100&timeout=3000&p=1&v=4.0&_SERIALIZETYPE=hessian2&_WEIGHT=100&_TIMEOUT=3000&app_name=echo-provider';
+    const JAVA2 = '198.18.1.2:12200?rpcVer=50813&serialization=protobuf&weight=50&p=1&v=4.0&_SERIALIZETYPE=protobuf&_WEIGHT=50&app_name=echo-provider';
+
+    it('lists them naming the service of the dataId, the rest of each URL as written', async () => {
+      const c = client();
+      const plain = pushLog();
+      const unique = pushLog();
+      const seen: ProviderUrl[][] = [];
+      await c.subscribe(SERVICE, plain.listener);
+      await c.subscribe(ECHO, (urls) => {
+        seen.push(urls);
+        unique.listener(urls);
+      });
+      await standIn.injectPush({ dataId: DATA_ID, version: standIn.nextVersion(), data: { GZ00A: [URL1], GZ00B: [URL2] } });
+      await standIn.injectPush({ dataId: ECHO_DATA_ID, version: standIn.nextVersion(), data: { GZ00A: [JAVA1, JAVA2] } });
+
+      assert.deepEqual(plain.last(), [
+        `${URL1}&interface=com.nodejs.test.TestService&version=1.0&uniqueId=`,
+        `${URL2}&interface=com.nodejs.test.TestService&version=1.0&uniqueId=`,
+      ]);
+      assert.deepEqual(unique.last(), [`${JAVA1}&interface=com.example.Echo&version=2.0&uniqueId=blue`, `${JAVA2}&interface=com.example.Echo&version=2.0&uniqueId=blue`]);
+      // What a route table keys them by is the service subscribed to.
+      for (const url of seen.at(-1)!) {
+        assert.equal(sofaServiceKeyOf(url), ECHO);
+        assert.equal(url.scheme, undefined);
+        assert.equal(getParam(url, '_WEIGHT') !== undefined, true);
+      }
+    });
+
+    it('keeps a URL that names its service already byte for byte, and lets the dataId win over one that names another, logged once', async () => {
+      const { lines, logger } = logRecorder();
+      const c = client({ logger });
+      const log = pushLog();
+      const seen: ProviderUrl[][] = [];
+      await c.subscribe(ECHO, (urls) => {
+        seen.push(urls);
+        log.listener(urls);
+      });
+      const agrees = 'bolt://198.18.1.3:12200?uniqueId=blue&version=2.0&interface=com.example.Echo&weight=100';
+      const partly = 'bolt://198.18.1.4:12200?interface=com.example.Echo&weight=100';
+      const disagrees = 'bolt://198.18.1.5:12200?interface=com.example.Other&version=1.0&uniqueId=blue&weight=100';
+      for (let i = 0; i < 3; i++) {
+        await standIn.injectPush({ dataId: ECHO_DATA_ID, version: standIn.nextVersion(), data: { Z: [agrees, partly, disagrees] } });
+      }
+      assert.deepEqual(log.last(), [
+        agrees,
+        `${partly}&version=2.0&uniqueId=blue`,
+        'bolt://198.18.1.5:12200?interface=com.example.Echo&version=2.0&uniqueId=blue&weight=100',
+      ]);
+      for (const url of seen.at(-1)!) assert.equal(sofaServiceKeyOf(url), ECHO);
+      const warned = lines.filter((l) => l.message.includes('names another service than its dataId'));
+      assert.equal(warned.length, 1, JSON.stringify(lines));
+      assert.deepEqual(warned[0].detail, {
+        dataId: ECHO_DATA_ID,
+        zone: 'Z',
+        data: disagrees,
+        disagreements: [
+          { param: 'interface', url: 'com.example.Other', dataId: 'com.example.Echo' },
+          { param: 'version', url: '1.0', dataId: '2.0' },
+        ],
+      });
+    });
+
+    it('logs a datum that is no provider URL with its dataId and text, once while it stays, and lists the rest', async () => {
+      const { lines, logger } = logRecorder();
+      const c = client({ logger });
+      const log = pushLog();
+      await c.subscribe(SERVICE, log.listener);
+      for (let i = 0; i < 3; i++) {
+        await standIn.injectPush({ dataId: DATA_ID, version: standIn.nextVersion(), data: { GZ00A: [URL1, 'not a url at all'] } });
+      }
+      assert.deepEqual(log.last(), [OUT1]);
+      const skipped = lines.filter((l) => l.message.includes('not a provider URL'));
+      assert.equal(skipped.length, 1, JSON.stringify(lines));
+      assert.equal((skipped[0].detail as { dataId: string }).dataId, DATA_ID);
+      assert.equal((skipped[0].detail as { data: string }).data, 'not a url at all');
+      assert.match(skipped[0].json, /MESHPORT_REGISTRY_BAD_URL/);
+      // Gone and back: news again.
+      await standIn.injectPush({ dataId: DATA_ID, version: standIn.nextVersion(), data: { GZ00A: [URL1] } });
+      await standIn.injectPush({ dataId: DATA_ID, version: standIn.nextVersion(), data: { GZ00A: [URL1, 'not a url at all'] } });
+      assert.equal(lines.filter((l) => l.message.includes('not a provider URL')).length, 2);
+    });
+  });
+
+  it('tells versions past 2^53 apart: the newer of two that differ by one is applied, an older one dropped', async () => {
+    const c = client();
+    const log = pushLog();
+    await c.subscribe(SERVICE, log.listener);
+    // Two versions a session server makes in the same millisecond of 2028, which a double cannot tell apart.
+    const older = datumVersion(Date.UTC(2028, 5, 1), 0);
+    const newer = older + 1n;
+    assert.ok(older > 2n ** 53n);
+    assert.equal(Number(older), Number(newer), 'the collision this test is about');
+    await standIn.injectPush({ dataId: DATA_ID, version: older, data: { Z: [URL1] } });
+    assert.deepEqual(log.last(), [OUT1]);
+    await standIn.injectPush({ dataId: DATA_ID, version: newer, data: { Z: [URL1, URL2] } });
+    assert.deepEqual(log.last(), [OUT1, OUT2].sort(), 'the newer push was dropped as stale');
+    const [answer] = await standIn.injectPush({ dataId: DATA_ID, version: older, data: { Z: [URL3] } });
+    assert.deepEqual(answer.result, { success: true, message: null });
+    assert.deepEqual(log.last(), [OUT1, OUT2].sort(), 'the older push was applied');
+    await standIn.injectPush({ dataId: DATA_ID, version: newer, data: { Z: [URL3] } });
+    assert.deepEqual(log.last(), [OUT1, OUT2].sort(), 'the same version again was applied');
+    await standIn.injectPush({ dataId: DATA_ID, version: newer + 1n, data: { Z: [URL3] } });
+    assert.deepEqual(log.last(), [OUT3]);
+  });
+
+  it("subscribes with the scope sofa-rpc uses (global) unless told another", async () => {
+    const byDefault = client();
+    const zoned = client({ scope: 'zone' });
+    await byDefault.subscribe(SERVICE, () => {});
+    await zoned.subscribe(SERVICE, () => {});
+    const scopes = registers(SOFA_REGISTRY_CLASSES.subscriberRegister).map((r) => r.fields.scope);
+    assert.deepEqual(scopes.sort(), ['global', 'zone']);
+  });
+
+  it("logs why a register failed: the server's message, or the error's message and fields", async () => {
+    const { lines, logger } = logRecorder();
+    const c = client({ logger, retryStrategy: () => 100 });
+    standIn.failRegisters = { message: 'dataId com.nodejs.test.TestService:1.0@DEFAULT is not allowed' };
+    await c.publish(SERVICE, URL1);
+    await until(() => lines.some((l) => l.message === 'a register failed; retrying'), 'the failed register logged');
+    const refused = lines.find((l) => l.message === 'a register failed; retrying')!;
+    assert.doesNotMatch(refused.json, /"error":\{\}/);
+    assert.deepEqual(
+      { ...refused.detail, registId: undefined },
+      {
+        response: { success: false, refused: false, message: 'dataId com.nodejs.test.TestService:1.0@DEFAULT is not allowed', registId: (refused.detail as { registId: string }).registId, version: '1' },
+        kind: 'publisher',
+        eventType: 'REGISTER',
+        dataId: DATA_ID,
+        registId: undefined,
+        server: standIn.address,
+        attempt: 1,
+        retryInMs: 100,
+      },
+    );
+
+    // A Bolt error answer: an Error, whose message and fields must reach the line too.
+    lines.length = 0;
+    standIn.failRegisters = { boltStatus: BoltStatus.SERVER_EXCEPTION };
+    await until(() => lines.some((l) => l.message === 'a register failed; retrying'), 'the Bolt error logged');
+    const boltError = lines.find((l) => l.message === 'a register failed; retrying')!;
+    assert.doesNotMatch(boltError.json, /"error":\{\}/);
+    const error = (boltError.detail as { error: Record<string, unknown> }).error;
+    assert.equal(error.name, 'Error');
+    assert.equal(error.message, `Bolt response status 0x${BoltStatus.SERVER_EXCEPTION.toString(16)}`);
+    assert.equal(error.boltStatus, BoltStatus.SERVER_EXCEPTION);
+
+    // And once the server takes it, the provider is there.
+    standIn.failRegisters = undefined;
+    await until(() => standIn.publishedData(DATA_ID).includes(URL1), 'the register retried until taken');
   });
 });
 
@@ -347,14 +559,14 @@ describe('SOFA Registry Hessian model', () => {
         ['GZ00A', [URL1, 'ünïcødé:1?x=\u{1F600}']],
         ['GZ00B', ['x'.repeat(70_000)]],
       ]),
-      version: 1_700_000_000_123,
+      version: datumVersion(Date.UTC(2028, 0, 1), 1),
       localZone: 'GZ00A',
     };
     const ours = encodeReceivedData(d);
     assert.deepEqual(decodeReceivedData(ours), d);
     // hessian.js reads the same values out of our bytes.
     const theirs = decodePlain(ours);
-    assert.equal(theirs.version, d.version);
+    assert.equal(theirs.version, d.version.toString(), 'hessian.js reads a long past 2^53 as its decimal text');
     assert.deepEqual(theirs.subscriberRegistIds, ['r1', 'r2']);
     const zones = theirs.data as Record<string, Array<{ data: string }>>;
     assert.equal(zones.GZ00A[1].data, 'ünïcødé:1?x=\u{1F600}');

@@ -7,6 +7,8 @@
 // it, a ReceivedData push to every subscriber of a dataId on each change with an increasing version, Result answers.
 // Bodies are read and written with hessian.js (2.x, the Hessian 2.0 grammar sofa-hessian writes), not with the
 // client's own codec, so every test that passes through it is also a check of the client's encoding and decoding.
+// What it writes is held to Caucho's Java Hessian reading into the model classes (session-java.test.ts): the exact
+// class names, field names and Java types (Long where Java has Long or long, Integer in dataCount, List and Map).
 
 import net from 'node:net';
 import { BoltStatus, FrameSplitter, decodeFrame, encodeBoltHeartbeat, encodeBoltHeartbeatAck } from '@meshport/protocol';
@@ -46,9 +48,29 @@ function encode(value: unknown): Buffer {
   return encoder.get();
 }
 
-const jLong = (n: number) => ({ $class: 'long', $: n });
+// hessian.js writes a long given as a decimal string exactly (through long.js); a number past 2^53 would be rounded.
+const jLong = (n: bigint) => ({ $class: 'long', $: n.toString() });
+const jInt = (n: number) => ({ $class: 'int', $: n });
 const jBool = (b: boolean) => ({ $class: 'boolean', $: b });
 const jList = (items: unknown[]) => ({ $class: 'java.util.ArrayList', $: items });
+const jHashMap = (entries: Iterable<readonly [string, unknown]>) => ({ $class: 'java.util.HashMap', $: new Map(entries) });
+
+/** A Java long as hessian.js reads it (a number, or a decimal string past 2^53), exactly. */
+export function readLong(value: unknown): bigint {
+  if (typeof value === 'number' || typeof value === 'string' || typeof value === 'bigint') return BigInt(value);
+  throw new TypeError(`not a long: ${String(value)}`);
+}
+
+/**
+ * A datum version as the session server makes one (DatumVersionUtil.nextId): milliseconds since 2019-01-01 shifted
+ * left by 15 bits, the low bits a sequence within the millisecond. From late 2027 on it is past 2^53.
+ */
+export function datumVersion(epochMs: number, sequence = 0): bigint {
+  return ((BigInt(epochMs) - 1_546_272_000_000n) << 15n) | BigInt(sequence);
+}
+
+/** The data center a session server pushes as each datum's segment (ReceivedDataConverter sets the local one). */
+export const STAND_IN_DATA_CENTER = 'DefaultDataCenter';
 
 /** One request the stand-in received, kept for the tests to inspect. */
 export interface ReceivedRequest {
@@ -61,6 +83,8 @@ export interface ReceivedRequest {
 export interface PushAnswer {
   status: number;
   className: string;
+  /** The body as the client wrote it. */
+  content: Buffer;
   /** The Result, decoded by hessian.js; undefined for an empty body. */
   result: Record<string, unknown> | undefined;
 }
@@ -68,7 +92,7 @@ export interface PushAnswer {
 interface Publisher {
   conn: Peer;
   zone: string;
-  version: number;
+  version: bigint;
   data: string[];
 }
 
@@ -90,11 +114,15 @@ export interface InjectedPush {
   /** Whom it is for; every subscriber of `dataId` when omitted. */
   registIds?: string[];
   dataId: string;
-  version: number | null;
+  version: bigint | null;
   /** zone -> data strings; null sends `data: null`. */
   data: Record<string, string[]> | null;
+  /** @default STAND_IN_DATA_CENTER */
   segment?: string;
 }
+
+/** How the stand-in answers registers while `failRegisters` is set: as a server that refuses, or as Bolt's error. */
+export type RegisterFailure = { message: string } | { boltStatus: number };
 
 export class SessionStandIn {
   private server: net.Server | undefined;
@@ -102,13 +130,21 @@ export class SessionStandIn {
   private readonly peers = new Set<Peer>();
   private readonly publishers = new Map<string, Map<string, Publisher>>();
   private readonly subscribers = new Map<string, Map<string, Subscriber>>();
-  /** One counter for the stand-in's whole life, restarts included: versions only ever grow, as a datum's do. */
-  private version = 1_000;
+  /**
+   * One counter for the stand-in's whole life, restarts included: versions only ever grow, as a datum's do. It starts
+   * where a real server's stand in 2028, past 2^53, and counts by one, so every test runs on versions that a number
+   * would round together.
+   */
+  private version = datumVersion(Date.UTC(2028, 0, 1));
+  /** Set: every register is answered as failed, so the client's retry and its log line can be watched. */
+  failRegisters: RegisterFailure | undefined;
   private requestIds = 0;
   /** Every register received, in order. */
   readonly received: ReceivedRequest[] = [];
   /** Every answer the clients gave to a push, in order. */
   readonly pushAnswers: PushAnswer[] = [];
+  /** Every body the stand-in wrote (RegisterResponses and pushes), in order, for the Java interop test to read. */
+  readonly sent: Array<{ className: string; content: Buffer }> = [];
   /** Heartbeat acks received from clients. */
   heartbeatAcks = 0;
   /** Heartbeats received from clients (Bolt's idle heartbeat). */
@@ -164,6 +200,16 @@ export class SessionStandIn {
     return [...(this.subscribers.get(dataId)?.keys() ?? [])];
   }
 
+  /** The last version pushed. */
+  get lastVersion(): bigint {
+    return this.version;
+  }
+
+  /** A version newer than every one pushed so far (later pushes of the stand-in's own count on from it). */
+  nextVersion(): bigint {
+    return ++this.version;
+  }
+
   /** Sends a ReceivedData of the test's making; resolves with each addressed connection's answer. */
   injectPush(push: InjectedPush): Promise<PushAnswer[]> {
     const subs = [...(this.subscribers.get(push.dataId)?.values() ?? [])].filter(
@@ -176,7 +222,7 @@ export class SessionStandIn {
           dataId: push.dataId,
           group: group[0].group,
           instanceId: group[0].instanceId,
-          segment: push.segment ?? 'DEFAULT_SEGMENT',
+          segment: push.segment ?? STAND_IN_DATA_CENTER,
           scope: group[0].scope,
           registIds: group.map((s) => s.registId),
           data: push.data,
@@ -221,7 +267,7 @@ export class SessionStandIn {
 
   private onPeerClosed(peer: Peer): void {
     if (!this.peers.delete(peer)) return;
-    for (const resolve of peer.pending.values()) resolve({ status: -1, className: '', result: undefined });
+    for (const resolve of peer.pending.values()) resolve({ status: -1, className: '', content: Buffer.alloc(0), result: undefined });
     peer.pending.clear();
     // The session server drops a closed connection's registers and tells the remaining subscribers.
     const changed = new Set<string>();
@@ -251,6 +297,7 @@ export class SessionStandIn {
       resolve?.({
         status: header.status ?? -1,
         className: header.className,
+        content: Buffer.from(body),
         result: body.length > 0 ? decodePlain(body) : undefined,
       });
       return;
@@ -266,18 +313,26 @@ export class SessionStandIn {
     this.received.push({ className, content: Buffer.from(body), fields });
     const registId = String(fields.registId);
     const dataId = String(fields.dataId);
-    const version = Number(fields.version);
-    const answer = (success: boolean) =>
-      peer.socket.write(
-        encodeBoltResponse({
-          requestId: header.requestId,
-          className: STAND_IN_CLASSES.registerResponse,
-          content: encode({
-            $class: STAND_IN_CLASSES.registerResponse,
-            $: { success: jBool(success), version: jLong(version), refused: jBool(false), registId, message: null },
-          }),
-        }),
-      );
+    const version = readLong(fields.version);
+    const answer = (success: boolean, message: string | null = null) => {
+      // RegisterResponse's fields in the order Java's serializer writes them (declaration order: all are primitives
+      // or java.lang): success, registId, version, refused, message.
+      const content = encode({
+        $class: STAND_IN_CLASSES.registerResponse,
+        $: { success: jBool(success), registId, version: jLong(version), refused: jBool(false), message },
+      });
+      this.sent.push({ className: STAND_IN_CLASSES.registerResponse, content });
+      peer.socket.write(encodeBoltResponse({ requestId: header.requestId, className: STAND_IN_CLASSES.registerResponse, content }));
+    };
+    const failure = this.failRegisters;
+    if (failure && 'boltStatus' in failure) {
+      peer.socket.write(encodeBoltResponse({ requestId: header.requestId, className: '', content: Buffer.alloc(0), status: failure.boltStatus }));
+      return;
+    }
+    if (failure) {
+      answer(false, failure.message);
+      return;
+    }
     if (className === STAND_IN_CLASSES.publisherRegister) {
       let pubs = this.publishers.get(dataId);
       if (!pubs) this.publishers.set(dataId, (pubs = new Map()));
@@ -333,7 +388,7 @@ export class SessionStandIn {
       dataId,
       group: first.group,
       instanceId: first.instanceId,
-      segment: 'DEFAULT_SEGMENT',
+      segment: STAND_IN_DATA_CENTER,
       scope: first.scope,
       registIds: subs.map((s) => s.registId),
       data,
@@ -352,22 +407,15 @@ export class SessionStandIn {
       scope: string;
       registIds: string[];
       data: Record<string, string[]> | null;
-      version: number | null;
+      version: bigint | null;
       localZone: string;
     },
   ): Promise<PushAnswer> {
+    const zones = Object.entries(p.data ?? {});
     const data =
-      p.data === null
-        ? null
-        : {
-            $class: 'java.util.HashMap',
-            $: new Map(
-              Object.entries(p.data).map(([zone, list]) => [
-                zone,
-                jList(list.map((d) => ({ $class: STAND_IN_CLASSES.dataBox, $: { data: d } }))),
-              ]),
-            ),
-          };
+      p.data === null ? null : jHashMap(zones.map(([zone, list]) => [zone, jList(list.map((d) => ({ $class: STAND_IN_CLASSES.dataBox, $: { data: d } })))]));
+    // ReceivedData's fields in the order Java's serializer writes them: the java.lang ones (String, Long) first, then
+    // the collections, each group in declaration order. `dataCount` is Map<String, Integer>: data per zone.
     const content = encode({
       $class: STAND_IN_CLASSES.receivedData,
       $: {
@@ -376,13 +424,14 @@ export class SessionStandIn {
         instanceId: p.instanceId,
         segment: p.segment,
         scope: p.scope,
-        subscriberRegistIds: jList(p.registIds),
-        data,
         version: p.version === null ? null : jLong(p.version),
         localZone: p.localZone,
-        dataCount: { $class: 'java.util.HashMap', $: new Map() },
+        subscriberRegistIds: jList(p.registIds),
+        data,
+        dataCount: jHashMap(zones.map(([zone, list]) => [zone, jInt(list.length)])),
       },
     });
+    this.sent.push({ className: STAND_IN_CLASSES.receivedData, content });
     return this.request(peer, STAND_IN_CLASSES.receivedData, content);
   }
 
@@ -390,12 +439,12 @@ export class SessionStandIn {
     const requestId = ++this.requestIds;
     return new Promise<PushAnswer>((resolve) => {
       if (peer.socket.destroyed) {
-        resolve({ status: -1, className: '', result: undefined });
+        resolve({ status: -1, className: '', content: Buffer.alloc(0), result: undefined });
         return;
       }
       const timer = setTimeout(() => {
         peer.pending.delete(requestId);
-        resolve({ status: -1, className: '', result: undefined });
+        resolve({ status: -1, className: '', content: Buffer.alloc(0), result: undefined });
       }, 2_000);
       peer.pending.set(requestId, (answer) => {
         clearTimeout(timer);
