@@ -1,0 +1,13 @@
+// SOFA Registry's RegisterResponse: field names and Java types of the public model class, for meshport's interop test.
+package com.alipay.sofa.registry.core.model;
+
+import java.io.Serializable;
+
+public class RegisterResponse implements Serializable {
+  private static final long serialVersionUID = 1L;
+  boolean success;
+  String registId;
+  long version;
+  boolean refused;
+  String message;
+}
