@@ -27,6 +27,22 @@ export {
   decodeNodeName,
 } from './url';
 export type { ProviderUrl, UrlParam, ProviderEndpoint, NodeNameStyle } from './url';
+export { COMPILE_RULES_DEFAULTS, compileRules, emptyRuleUrls, endpointsFor, methodConditionHolds, weightAt } from './rules';
+export type {
+  CompiledProvider,
+  CompiledRoute,
+  CompiledRouter,
+  CompileRulesInput,
+  CompileRulesOptions,
+  MethodCondition,
+  MethodValues,
+  RouteEndpoint,
+  RuleConsumer,
+  RuleNote,
+  RuleUrls,
+  RulesDialect,
+  WarmUp,
+} from './rules';
 export { ProviderLists } from './provider-lists';
 export { ConnectionStateCell } from './connection-state';
 export { waitAtMost } from './wait';
