@@ -1,5 +1,6 @@
 // The two small contracts every registry package implements: the upstream RegistryAdapter and the local facade.
 
+import type { RuleUrls } from './rules';
 import type { ProviderUrl } from './url';
 
 /**
@@ -41,6 +42,15 @@ export interface RegistryAdapter {
    * reachable, `onChange` has by then been called once with the current list.
    */
   subscribe(service: string, onChange: ProvidersListener): Promise<Unsubscribe>;
+  /**
+   * Watches the governance rules of interface `iface` (a service key's `:version[:uniqueId]` is ignored) where this
+   * registry's SDKs keep them, and calls `onChange` with the whole set every time it changes; compileRules applies
+   * them. The provider-list safety rules hold here too: through an outage the last set stands and nothing is
+   * pushed, only a deletion in the registry removes a rule, and a missing rule directory is an empty set. Resolves
+   * once the watch is registered; when the registry is reachable, `onChange` has by then been called once.
+   * Optional: registries whose SDKs apply no client-side rules leave it out.
+   */
+  watchRules?(iface: string, onChange: (rules: RuleUrls) => void): Promise<Unsubscribe>;
   /** Calls `listener` on every state change (not with the current state). */
   onStateChange(listener: (state: ConnectionState) => void): Unsubscribe;
   /** Releases every connection, watcher and timer; idempotent. */
