@@ -39,6 +39,8 @@ export class Host {
   consecutiveFailures = 0;
   ejectedUntil = 0;
   ejections = 0;
+  /** Smooth weighted round-robin's running credit. */
+  credit = 0;
 
   constructor(
     readonly endpoint: Endpoint,
@@ -63,6 +65,7 @@ export class Cluster {
   /** Latest end of any ejection: before it, every host is usable and pick() can skip filtering. */
   private ejectionsEndAt = 0;
   private allWeighted = true;
+  private equalWeights = true;
   private rrNext = 0;
   private ring: { points: Uint32Array; hosts: Host[] } | undefined;
   private readonly outlier: Required<OutlierOptions>;
@@ -88,6 +91,7 @@ export class Cluster {
       return kept && kept.weight === weight ? kept : new Host(e, weight);
     });
     this.allWeighted = this.hosts.every((h) => h.weight > 0);
+    this.equalWeights = this.hosts.every((h) => h.weight === this.hosts[0]!.weight);
     this.ejectionsEndAt = Math.max(0, ...this.hosts.map((h) => h.ejectedUntil));
     this.policy = spec.policy ?? 'round-robin';
     this.hashHeader = spec.hashHeader;
@@ -121,10 +125,27 @@ export class Cluster {
     }
   }
 
+  /**
+   * Round-robin that honors weights (the provider URL's `weight`, a rule's override, warm-up): the SDKs this sidecar
+   * stands in for balance by weight, so a provider at weight 200 must get twice the calls of one at 100. Smooth
+   * weighted round-robin (as nginx): each pick adds every candidate's weight to its credit and takes the one with the
+   * most, which interleaves instead of sending runs. Equal weights take the plain rotation, which costs nothing.
+   */
   private roundRobin(candidates: Host[]): Host {
-    const host = candidates[this.rrNext % candidates.length];
-    this.rrNext = (this.rrNext + 1) % 0x7fffffff;
-    return host;
+    if (this.equalWeights) {
+      const host = candidates[this.rrNext % candidates.length];
+      this.rrNext = (this.rrNext + 1) % 0x7fffffff;
+      return host;
+    }
+    let best = candidates[0];
+    let total = 0;
+    for (const h of candidates) {
+      h.credit += h.weight;
+      total += h.weight;
+      if (h.credit > best.credit) best = h;
+    }
+    best.credit -= total;
+    return best;
   }
 
   /** Ring hash (as Envoy's ring_hash): 100 points per weight-100 endpoint; walk clockwise to a usable host. */

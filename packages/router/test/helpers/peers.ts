@@ -36,8 +36,22 @@ function hessianShort(s: string): Buffer {
   return Buffer.concat([Buffer.from([b.length]), b]);
 }
 
-export function dubboRequest(id: bigint | number, service: string, version: string, method: string, body: string): Buffer {
-  const payload = Buffer.concat([hessianShort('2.0.2'), hessianShort(service), hessianShort(version), hessianShort(method), hessianShort(body)]);
+export function dubboRequest(id: bigint | number, service: string, version: string, method: string, body: string, group?: string): Buffer {
+  // As Dubbo writes it: the leading strings, the descriptor, one String argument, then the attachments map (H ... Z),
+  // where the group travels.
+  const attachments = [hessianShort('path'), hessianShort(service), hessianShort('version'), hessianShort(version)];
+  if (group !== undefined) attachments.push(hessianShort('group'), hessianShort(group));
+  const payload = Buffer.concat([
+    hessianShort('2.0.2'),
+    hessianShort(service),
+    hessianShort(version),
+    hessianShort(method),
+    hessianShort('Ljava/lang/String;'),
+    hessianShort(body),
+    Buffer.from('H'),
+    ...attachments,
+    Buffer.from('Z'),
+  ]);
   const head = Buffer.alloc(16);
   head.writeUInt16BE(0xdabb, 0);
   head[2] = 0xc2;
@@ -294,4 +308,22 @@ export async function closedPort(): Promise<number> {
   const port = (server.address() as net.AddressInfo).port;
   await new Promise((r) => server.close(r));
   return port;
+}
+
+/**
+ * The text a request's body names, which an echoed answer carries back: Bolt's content; Dubbo's one String argument
+ * (the sixth value, after the leading strings and the descriptor; the attachments follow it).
+ */
+export function echoedText(frame: Buffer): string {
+  const header = decodeFrame(frame);
+  if (header.protocol === 'bolt') return frame.toString('utf8', header.bodyOffset, header.bodyOffset + header.bodyLength);
+  let p = header.bodyOffset;
+  const next = () => {
+    const code = frame[p];
+    const [start, length] = code < 0x20 ? [p + 1, code] : [p + 2, ((code - 0x30) << 8) | frame[p + 1]];
+    p = start + length;
+    return frame.toString('utf8', start, p);
+  };
+  for (let i = 0; i < 5; i++) next();
+  return next();
 }
