@@ -1,9 +1,10 @@
-// The upstream ZooKeeper registry adapter: ephemeral provider nodes and watched provider lists, in the sofa-rpc-node
-// and Apache Dubbo layouts, kept safe through disconnects and session expiry.
+// The upstream ZooKeeper registry adapter: ephemeral provider nodes, watched provider lists and watched rule
+// directories, in the sofa-rpc-node and Apache Dubbo layouts, kept safe through disconnects and session expiry.
 
 import zookeeper from 'node-zookeeper-client';
 import {
   decodeNodeName,
+  emptyRuleUrls,
   encodeNodeName,
   interfaceOfServiceKey,
   parseProviderUrl,
@@ -17,6 +18,7 @@ import {
   type ProviderUrl,
   type RegistryAdapter,
   type RegistryLogger,
+  type RuleUrls,
   type Unsubscribe,
   waitAtMost,
 } from '@meshport/registry-core';
@@ -72,6 +74,23 @@ interface Subscription {
   readSeq: number;
 }
 
+/** What one watchRules call needs between reads. */
+interface RuleWatch {
+  readonly iface: string;
+  readonly onChange: (rules: RuleUrls) => void;
+  active: boolean;
+  /**
+   * The one watcher function armed on every rule path in the given session. node-zookeeper-client registers a
+   * function once per path, so re-reading with the same function never piles up watchers.
+   */
+  watcher: { client: zookeeper.Client; fn: () => void } | undefined;
+  /** A re-read is already scheduled: a burst of events (children and data) makes one read. */
+  scheduled: boolean;
+  readSeq: number;
+  /** The last set pushed, as JSON, so an unchanged set is not pushed again. */
+  lastPushed: string | undefined;
+}
+
 /**
  * A RegistryAdapter over one ZooKeeper session at a time. Every publication is an EPHEMERAL node owned by the current
  * session; when ZooKeeper expires that session the adapter opens a new one and writes them all again.
@@ -94,6 +113,7 @@ export class ZooKeeperRegistry implements RegistryAdapter {
   private readonly pendingRemovals = new Set<string>();
   private readonly lists: ProviderLists;
   private readonly subscriptions = new Map<string, Subscription>();
+  private readonly ruleWatches = new Set<RuleWatch>();
   private readonly timers = new Set<NodeJS.Timeout>();
   /** Resolved by the first connection, so the first publish/subscribe acts instead of only being remembered. */
   private firstConnection!: Promise<void>;
@@ -170,6 +190,43 @@ export class ZooKeeperRegistry implements RegistryAdapter {
     };
   }
 
+  /**
+   * Where the SDKs of this layout keep `iface`'s rules: Dubbo `/{root}/{iface}/configurators` and `/routers`,
+   * Java sofa-rpc `/{root}/{iface}/configs` and `/overrides`.
+   */
+  rulePaths(iface: string): { configurators: string; routers: string } | { configs: string; overrides: string } {
+    const base = `${this.root}/${interfaceOfServiceKey(iface)}`;
+    return this.layout === 'dubbo'
+      ? { configurators: `${base}/configurators`, routers: `${base}/routers` }
+      : { configs: `${base}/configs`, overrides: `${base}/overrides` };
+  }
+
+  /**
+   * Watches `iface`'s rule directories (see rulePaths) and pushes the whole set on every change: children of
+   * `configurators`, `routers` and `overrides` as decoded URLs (a name that is not valid percent-encoding is passed
+   * as it is, for compileRules to report), `configs` as child name -> node data. A missing directory is no rules.
+   */
+  async watchRules(iface: string, onChange: (rules: RuleUrls) => void): Promise<Unsubscribe> {
+    this.assertOpen();
+    const watch: RuleWatch = {
+      iface: interfaceOfServiceKey(iface),
+      onChange,
+      active: true,
+      watcher: undefined,
+      scheduled: false,
+      readSeq: 0,
+      lastPushed: undefined,
+    };
+    this.ruleWatches.add(watch);
+    await this.awaitFirstConnection();
+    if (this.connection.value === 'connected') await this.refreshRules(watch);
+    return () => {
+      // The ZooKeeper watches stay registered until they fire; their firing then finds the watch inactive.
+      watch.active = false;
+      this.ruleWatches.delete(watch);
+    };
+  }
+
   onStateChange(listener: (state: ConnectionState) => void): Unsubscribe {
     return this.connection.onChange(listener);
   }
@@ -182,6 +239,8 @@ export class ZooKeeperRegistry implements RegistryAdapter {
     this.timers.clear();
     this.lists.clear();
     this.subscriptions.clear();
+    for (const watch of this.ruleWatches) watch.active = false;
+    this.ruleWatches.clear();
     this.intended.clear();
     this.pendingRemovals.clear();
     this.connection.clear();
@@ -262,6 +321,7 @@ export class ZooKeeperRegistry implements RegistryAdapter {
     await Promise.allSettled(writes);
     if (this.closed || client !== this.client) return;
     for (const [service, sub] of this.subscriptions) void this.refresh(service, sub, sub.armedWatch === undefined);
+    for (const watch of this.ruleWatches) void this.refreshRules(watch);
   }
 
   private onExpired(old: zookeeper.Client): void {
@@ -409,6 +469,104 @@ export class ZooKeeperRegistry implements RegistryAdapter {
     void this.refresh(service, sub, true);
   }
 
+  // -------------------------------------------------------------------------------------------------------------
+  // Rules.
+
+  private async refreshRules(watch: RuleWatch, attempt = 1): Promise<void> {
+    const rules = await this.readRules(watch, attempt);
+    if (!rules || !watch.active || this.closed) return;
+    const text = JSON.stringify(rules);
+    if (text === watch.lastPushed) return;
+    watch.lastPushed = text;
+    try {
+      watch.onChange(rules);
+    } catch (error) {
+      this.logger.warn({ error, iface: watch.iface }, 'a rules listener threw');
+    }
+  }
+
+  /** The rule set as ZooKeeper has it now, watches armed; undefined when ZooKeeper could not say. */
+  private async readRules(watch: RuleWatch, attempt: number): Promise<RuleUrls | undefined> {
+    const client = this.client;
+    const seq = ++watch.readSeq;
+    if (watch.watcher?.client !== client) watch.watcher = { client, fn: () => this.onRuleWatch(watch, client) };
+    const watcher = watch.watcher.fn;
+    const paths = this.rulePaths(watch.iface);
+    const rules = emptyRuleUrls();
+    try {
+      if ('routers' in paths) {
+        [rules.configurators, rules.routers] = await Promise.all([
+          this.readRuleUrls(client, paths.configurators, watcher),
+          this.readRuleUrls(client, paths.routers, watcher),
+        ]);
+      } else {
+        [rules.configs, rules.overrides] = await Promise.all([
+          this.readConfigs(client, paths.configs, watcher),
+          this.readRuleUrls(client, paths.overrides, watcher),
+        ]);
+      }
+    } catch (error) {
+      if (!isConnectionError(error)) {
+        this.retryLater(error, attempt, `reading the rules of ${watch.iface}`, () => {
+          if (watch.active) void this.refreshRules(watch, attempt + 1);
+        });
+      }
+      return undefined;
+    }
+    // A newer read has been issued meanwhile (or the session or the watch is gone): its answer is the one that counts.
+    if (seq !== watch.readSeq || this.closed || client !== this.client || !watch.active) return undefined;
+    return rules;
+  }
+
+  private async readRuleUrls(client: zookeeper.Client, path: string, watcher: () => void): Promise<string[]> {
+    const names = await this.ruleChildren(client, path, watcher);
+    return [...new Set(names.map((name) => {
+      try {
+        return decodeNodeName(name);
+      } catch {
+        return name;
+      }
+    }))].sort();
+  }
+
+  private async readConfigs(client: zookeeper.Client, path: string, watcher: () => void): Promise<Record<string, string>> {
+    const names = (await this.ruleChildren(client, path, watcher)).sort();
+    const values = await Promise.all(names.map(async (name) => {
+      try {
+        // sofa-rpc's PathChildrenCache watches each config's data too: a changed value is a changed rule.
+        const data = await call<Buffer | null>((cb) => getDataWatched(client, `${path}/${name}`, watcher, cb));
+        return [name, data ? data.toString('utf8') : ''] as const;
+      } catch (error) {
+        // Deleted since the listing: the children watch reports it.
+        if (codeOf(error) === zookeeper.Exception.NO_NODE) return undefined;
+        throw error;
+      }
+    }));
+    return Object.fromEntries(values.filter((v) => v !== undefined));
+  }
+
+  /** A rule directory's children; [] when it does not exist, with its creation watched instead. */
+  private async ruleChildren(client: zookeeper.Client, path: string, watcher: () => void): Promise<string[]> {
+    try {
+      return await call<string[]>((cb) => client.getChildren(path, watcher, cb));
+    } catch (error) {
+      if (codeOf(error) !== zookeeper.Exception.NO_NODE) throw error;
+      const stat = await call<zookeeper.Stat | null>((cb) => client.exists(path, watcher, cb));
+      // Created between the two calls: read again rather than wait for a change that may never come.
+      if (stat) setImmediate(watcher);
+      return [];
+    }
+  }
+
+  private onRuleWatch(watch: RuleWatch, client: zookeeper.Client): void {
+    if (this.closed || client !== this.client || !watch.active || watch.scheduled) return;
+    watch.scheduled = true;
+    setImmediate(() => {
+      watch.scheduled = false;
+      if (!this.closed && client === this.client && watch.active) void this.refreshRules(watch);
+    });
+  }
+
   private retryLater(error: unknown, attempt: number, what: string, again: () => void): void {
     if (this.closed) return;
     // A lost connection or an expiry is healed by onConnected, which redoes everything.
@@ -432,6 +590,12 @@ export class ZooKeeperRegistry implements RegistryAdapter {
 
 function call<T>(start: (cb: (err: Error | null, value: T) => void) => void): Promise<T> {
   return new Promise((resolve, reject) => start((err, value) => (err ? reject(err) : resolve(value))));
+}
+
+/** getData(path, watcher, cb): node-zookeeper-client has it, the package's type declarations only the unwatched form. */
+function getDataWatched(client: zookeeper.Client, path: string, watcher: () => void, cb: (err: Error | null, data: Buffer | null) => void): void {
+  (client.getData as unknown as (path: string, watcher: () => void, cb: (err: Error | null, data: Buffer | null) => void) => void)
+    .call(client, path, watcher, cb);
 }
 
 function codeOf(error: unknown): number | undefined {
