@@ -43,7 +43,7 @@ export interface RegistryAdapter {
    */
   subscribe(service: string, onChange: ProvidersListener): Promise<Unsubscribe>;
   /**
-   * Watches the governance rules of interface `iface` (a service key's `:version[:uniqueId]` is ignored) where this
+   * Watches the governance rules of interface `iface` (a service key of either SDK names its interface) where this
    * registry's SDKs keep them, and calls `onChange` with the whole set every time it changes; compileRules applies
    * them. The provider-list safety rules hold here too: through an outage the last set stands and nothing is
    * pushed, only a deletion in the registry removes a rule, and a missing rule directory is an empty set. Resolves
