@@ -10,7 +10,8 @@ import { encodeNodeName, parseProviderUrl, providerUrlText, type ProviderUrl } f
 /**
  * Whose client-side rules apply. 'dubbo': Apache Dubbo 2.7's RegistryDirectory (configurators, condition routers,
  * disabled providers, timestamp warm-up). 'sofa': Java sofa-rpc's ZookeeperRegistry (overrides, configs,
- * warmupTime/warmupWeight). sofa-rpc-node applies none of these; a route book serving it can skip compileRules.
+ * warmupTime/warmupWeight), plus sofa-rpc-node's one rule, skipping a provider whose `enabled` is not `true`.
+ * sofa-rpc-node itself ignores weights, warm-up and overrides.
  */
 export type RulesDialect = 'dubbo' | 'sofa';
 
@@ -344,6 +345,12 @@ function sofaProvider(url: ProviderUrl): CompiledProvider {
   const rawWeight = params.get('weight') || params.get('_WEIGHT');
   const weight = (rawWeight ? parseJavaInt(rawWeight) : undefined) ?? COMPILE_RULES_DEFAULTS.weight;
   const provider = baseProvider(url, weight);
+  // sofa-rpc-node's ZooKeeper client skips such providers (Java sofa-rpc's does not), and so does providerDisabled.
+  const enabled = params.get('enabled');
+  if (enabled && enabled !== 'true') {
+    provider.disabled = true;
+    provider.disabledBy = `enabled=${enabled} on the provider URL`;
+  }
   // RegistryUtils.processWarmUpWeight: all three must be present and not blank; unreadable numbers fall back.
   const [time, warmWeight, start] = ['warmupTime', 'warmupWeight', 'startTime'].map((k) => params.get(k));
   if (isNotBlank(time) && isNotBlank(warmWeight) && isNotBlank(start)) {

@@ -322,6 +322,18 @@ describe('governance rules: Java sofa-rpc configs and overrides', () => {
     assert.equal(route.providers[0].timeoutMs, undefined);
   });
 
+  it('a provider with enabled other than true is disabled, as sofa-rpc-node skips it', () => {
+    const route = compileRules({
+      dialect: 'sofa',
+      providers: [...providers, 'bolt://10.0.0.3:12200?enabled=false&interface=com.x.Svc'],
+      rules: emptyRuleUrls(),
+      consumer: { host: '10.1.1.1' },
+      nowMs: NOW,
+    });
+    assert.deepEqual(route.providers.map((p) => p.disabled), [false, false, true]);
+    assert.deepEqual(endpointsFor(route, 'x').map((e) => e.host), ['10.0.0.1', '10.0.0.2']);
+  });
+
   it('interface-level configs are parsed and reported, and change nothing, as in Java sofa-rpc', () => {
     const route = compile({ configs: { timeout: '200', 'invoke.blacklist': '["x"]' } });
     assert.deepEqual(weights(route), [100, 50]);
