@@ -3,6 +3,7 @@
 import { i32, u32 } from './bytes';
 import { ProtocolError, hexByte } from './errors';
 import { HessianStringReader, hessianString } from './hessian';
+import { DubboAttachmentScanner } from './hessian-skip';
 import type { FrameKind } from './types';
 
 export const DUBBO_MAGIC = 0xdabb;
@@ -67,8 +68,13 @@ export function dubboFrameLength(buf: Buffer, off: number): number {
 }
 
 const reader = new HessianStringReader();
+const attachments = new DubboAttachmentScanner();
 
-/** The header-only view of one Dubbo frame; for hessian2 requests, the route key read from the body's first strings. */
+/**
+ * The header-only view of one Dubbo frame; for hessian2 requests, the route key: interface, version and method from
+ * the body's first strings, and the group from the attachments map behind the arguments, which are stepped over
+ * without building any value.
+ */
 export class DubboFrameHeader {
   readonly protocol = 'dubbo' as const;
   readonly kind: FrameKind;
@@ -84,6 +90,20 @@ export class DubboFrameHeader {
   readonly service: string | undefined;
   readonly version: string | null | undefined;
   readonly method: string | undefined;
+  /**
+   * Hessian2 requests: the `group` attachment, the last one if repeated (as the provider's HashMap keeps it);
+   * undefined when there is none, or it is null, not a string, or ''.
+   */
+  readonly group: string | undefined;
+  /** Hessian2 requests: the `interface` attachment, by the same rules as `group`. */
+  readonly interfaceName: string | undefined;
+  /**
+   * Hessian2 requests whose body cannot be read past the leading strings (descriptor, arguments, attachments map): what
+   * and where, as `<reason>, in <part> (at byte <offset in the frame>)`. Not thrown, because the frame itself is
+   * sound: the one request can be answered (BAD_REQUEST) and the connection kept. Undefined when the body was read,
+   * including one that ends cleanly right after the leading strings or right after the arguments (no attachments).
+   */
+  readonly attachmentsError: string | undefined;
 
   constructor(frame: Buffer) {
     if (frame.length < DUBBO_HEADER_LENGTH) {
@@ -109,12 +129,17 @@ export class DubboFrameHeader {
     this.requestId = readDubboId(frame);
     this.bodyLength = this.frameLength - DUBBO_HEADER_LENGTH;
     if (isRequest && !isEvent && this.serializationId === DubboSerialization.HESSIAN2) {
-      // Body order: dubbo version, service path, service version (may be null), method, ... Arguments are never read.
+      // Body order: dubbo version, service path, service version (may be null), method, parameter-types descriptor,
+      // the arguments, the attachments map.
       reader.reset(frame, DUBBO_HEADER_LENGTH, this.frameLength);
       this.dubboVersion = reader.readString();
       this.service = reader.readString() ?? undefined;
       this.version = reader.readString();
       this.method = reader.readString() ?? undefined;
+      attachments.scan(frame, reader.pos, this.frameLength);
+      this.group = attachments.group;
+      this.interfaceName = attachments.interfaceName;
+      this.attachmentsError = attachments.error;
     }
   }
 }
