@@ -99,7 +99,7 @@ const IN_DESCRIPTOR = -1;
  * UTF-8 counts as two units, as in the leading strings' reader (Java rejects such a body itself).
  */
 export class DubboAttachmentScanner {
-  /** The last `group` entry's value; undefined when absent, null, not a string, or ''. */
+  /** The last `group` entry's value; undefined when absent, null, not a string, or '', and after a failure. */
   group: string | undefined;
   /** The last `interface` entry's value, by the same rules. */
   interfaceName: string | undefined;
@@ -150,7 +150,12 @@ export class DubboAttachmentScanner {
       // Ending right after the arguments is clean too: no attachments.
       if (p < end) p = this.readAttachments(p);
     }
-    if (p < 0) this.error = this.message();
+    if (p < 0) {
+      this.error = this.message();
+      // A group read before the failure is not reported: the request cannot be routed on a body read halfway.
+      this.group = undefined;
+      this.interfaceName = undefined;
+    }
   }
 
   private fail(at: number, reason: string): number {

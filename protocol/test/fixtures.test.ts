@@ -26,6 +26,8 @@ const HEADER_FIELDS = new Set([
   'timeoutMs',
   'className',
   'crc',
+  'group',
+  'interfaceName',
 ]);
 
 type Expectation = Record<string, unknown> & { body?: unknown[] };
@@ -92,6 +94,8 @@ describe('fixtures (protocol/test/fixtures)', () => {
           assert.deepEqual(actual ?? null, want[key], `${name}: ${key}`);
         }
         if (header.protocol === 'bolt' && header.crc !== undefined) assert.equal(header.crc, 'ok', `${name}: CRC32`);
+        // Every Dubbo request here is well-formed to its end: the attachments scan must read all of it.
+        if (header.protocol === 'dubbo') assert.equal(header.attachmentsError, undefined, `${name}: attachments`);
         if (want.body !== undefined) assertMatches(decodeBody(frame, header), want.body, `${name} body`);
       });
 

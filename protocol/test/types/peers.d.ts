@@ -196,3 +196,15 @@ declare module 'hessian.js' {
     position(num: number): DecoderV2;
   }
 }
+
+// hessian.js's Hessian 2.0 writer, for requests built value by value (class definitions, refs and type refs shared
+// across the whole body, as a real request has them).
+declare module 'hessian.js' {
+  export class EncoderV2 {
+    constructor(options?: { size?: number; mapTypes?: Record<string, boolean> });
+    write(value: unknown): EncoderV2;
+    writeString(s: string): EncoderV2;
+    writeNull(): EncoderV2;
+    get(): Buffer;
+  }
+}
