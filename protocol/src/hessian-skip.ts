@@ -531,24 +531,40 @@ export class DubboAttachmentScanner {
     return p <= end ? p : this.fail(end, TRUNCATED);
   }
 
-  /** Steps over the string key at `p` and sets `key` to which of group / interface it spells, however chunked. */
+  /**
+   * Steps over the string key at `p` and sets `key` to which of group / interface it spells, however chunked and
+   * however encoded: characters are compared as Java's reader decodes them, overlong forms included (0xc1 0xa7 is
+   * a 'g' to it), or a key the provider reads as `group` could pass here as another.
+   */
   private skipKey(p: number): number {
     const { buf, end } = this;
-    // Walk the chunks, keeping how much of each name the units so far spell (-1 once they cannot).
+    // How much of each name the characters so far spell; -1 once they cannot.
     let g = 0;
     let f = 0;
     for (;;) {
       const start = this.chunk(p);
       if (start < 0) return start;
       const { final, units } = this;
-      const stop = Math.min(start + units, end);
       let q = start;
-      for (; q < stop && buf[q] < 0x80; q++) {
-        g = g >= 0 && g < GROUP.length && buf[q] === GROUP[g] ? g + 1 : -1;
-        f = f >= 0 && f < INTERFACE.length && buf[q] === INTERFACE[f] ? f + 1 : -1;
+      let left = units;
+      for (; left > 0; left--) {
+        if (q >= end) break;
+        const b = buf[q];
+        let unit: number;
+        if (b < 0x80) {
+          unit = b;
+          q += 1;
+        } else if (b >= 0xc0 && b < 0xe0 && q + 1 < end) {
+          unit = ((b & 0x1f) << 6) | (buf[q + 1] & 0x3f);
+          q += 2;
+        } else if (b >= 0xe0 && b < 0xf0 && q + 2 < end) {
+          unit = ((b & 0x0f) << 12) | ((buf[q + 1] & 0x3f) << 6) | (buf[q + 2] & 0x3f);
+          q += 3;
+        } else break; // a surrogate pair (in neither name), or bytes skipUnits rejects below
+        g = g >= 0 && g < GROUP.length && unit === GROUP[g] ? g + 1 : -1;
+        f = f >= 0 && f < INTERFACE.length && unit === INTERFACE[f] ? f + 1 : -1;
       }
-      // A non-ASCII character is in neither name (and skipUnits checks it, and whether the chunk fits).
-      if (q < start + units) g = f = -1;
+      if (left > 0) g = f = -1;
       p = this.skipUnits(start, units);
       if (p < 0) return p;
       if (final) break;

@@ -298,6 +298,17 @@ describe('Dubbo attachments: Hessian 2.0 forms built by hand', () => {
     }
   });
 
+  it("a key spelled in overlong UTF-8 is the key Java's reader decodes: 0xc1 0xa7 is 'g'", () => {
+    const overlongG = bytes(0xc1, 0xa7);
+    const overlongP = bytes(0xe0, 0x81, 0xb0); // 'p' in three bytes
+    const key = Buffer.concat([bytes(0x05), overlongG, Buffer.from('rou'), overlongP]);
+    assertRoute(handBuilt(desc(0), map(key, str('smuggled'))), 'smuggled');
+    const iface = Buffer.concat([bytes(0x09), Buffer.from('interfac'), bytes(0xc1, 0xa5)]);
+    assertRoute(handBuilt(desc(0), map(iface, str('a.B'))), undefined, 'a.B');
+    // A supplementary character is no ASCII letter, whatever its bits.
+    assertRoute(handBuilt(desc(0), map(Buffer.concat([bytes(0x05), Buffer.from('grou'), Buffer.from('😀')]), str('no'))), undefined, undefined, false);
+  });
+
   it('a repeated key: the last entry wins, as in the HashMap the provider fills', () => {
     assertRoute(handBuilt(desc(0), map(str('group'), str('first'), str('group'), str('second'))), 'second');
     assertRoute(handBuilt(desc(0), map(str('group'), str('first'), str('group'), bytes(0x4e))), undefined);
