@@ -11,7 +11,7 @@ import type { DubboFrameHeader } from '../src/index';
 import { hessianString } from '../src/hessian';
 import { MAX_HESSIAN_DEPTH } from '../src/hessian-skip';
 import { dubbo } from './helpers/build';
-import { Rng } from './helpers/fuzz-engine';
+import { Rng, randomArgText, randomHessianValue } from './helpers/fuzz-engine';
 
 const SERVICE = 'org.apache.dubbo.demo.DemoService';
 
@@ -517,56 +517,6 @@ describe('Dubbo attachments: unreadable bodies are reported in attachmentsError,
 // ---------------------------------------------------------------------------------------------------------------
 // Differential against hessian.js on generated requests
 
-/** A random argument: every kind of value, nested, with classes and objects that repeat. */
-function randomValue(rng: Rng, depth: number, pool: object[]): unknown {
-  const kinds = depth >= 4 ? 8 : 12;
-  switch (rng.int(kinds)) {
-    case 0:
-      return rng.pick([0, -16, 47, 48, -2048, 2047, 2048, 262143, -262144, 262144, 2 ** 31 - 1, -(2 ** 31)]) + (rng.bool(0.3) ? rng.int(5) : 0);
-    case 1:
-      return rng.pick([0, 1, 1.5, -128, 127, 32767, -32768, 99.5, 0.001, 1e300, -0.25, Math.E]);
-    case 2:
-      return { $class: 'long', $: rng.pick([0, 15, -8, 2047, 262143, 2 ** 31 - 1, 2 ** 40, '9007199254740993', '-9223372036854775808']) };
-    case 3:
-      return randomText(rng);
-    case 4:
-      return rng.bytes(rng.pick([0, 1, 15, 16, 255, 1023, 1024, 5000]));
-    case 5:
-      return new Date(rng.bool(0.5) ? rng.int(2 ** 31) * 60000 : rng.int(2 ** 40));
-    case 6:
-      return rng.pick([null, true, false]);
-    case 7:
-      if (pool.length > 0) return rng.pick(pool);
-      return 'no pool yet';
-    case 8: {
-      const a = Array.from({ length: rng.size(9) }, () => randomValue(rng, depth + 1, pool));
-      pool.push(a);
-      return a;
-    }
-    case 9: {
-      const m: Record<string, unknown> = {};
-      for (let i = rng.size(5); i > 0; i--) m[rng.pick(['group', 'interface', 'k', 'path', randomText(rng)])] = randomValue(rng, depth + 1, pool);
-      pool.push(m);
-      return m;
-    }
-    default: {
-      const cls = rng.int(4);
-      const fields = ['a', 'b', 'c'].slice(0, cls);
-      const o = { $class: `org.example.Gen${cls}`, $: Object.fromEntries(fields.map((f) => [f, randomValue(rng, depth + 1, pool)])) };
-      pool.push(o);
-      return o;
-    }
-  }
-}
-
-function randomText(rng: Rng): string {
-  const bits = ['a', 'é', '中', '😀', '\u0800', '\uffff', 'Z', 'N', 'H'];
-  const len = rng.pick([0, 1, 5, 31, 32, 100, 1023, 1024, 0x8000 + 3]);
-  let s = '';
-  while (s.length < len) s += rng.bool(0.8) ? String.fromCharCode(rng.range(0x20, 0x7e)) : rng.pick(bits);
-  return s;
-}
-
 describe('Dubbo attachments: differential against hessian.js DecoderV2 reading every value', () => {
   it('generated requests (dubbo-remoting and EncoderV2, every kind of argument): the same group and interface', function () {
     this.timeout(60_000);
@@ -575,11 +525,11 @@ describe('Dubbo attachments: differential against hessian.js DecoderV2 reading e
     const runs = 400;
     for (let i = 0; i < runs; i++) {
       const pool: object[] = [];
-      const args = Array.from({ length: rng.size(6) }, () => randomValue(rng, 0, pool));
-      const group = rng.pick([randomText(rng), 'g1', '', 'SOFA']);
+      const args = Array.from({ length: rng.size(6) }, () => randomHessianValue(rng, 0, pool));
+      const group = rng.pick([randomArgText(rng), 'g1', '', 'SOFA']);
       const extra: Record<string, unknown> = {};
-      if (rng.bool(0.5)) extra.interface = rng.bool(0.8) ? SERVICE : randomText(rng);
-      if (rng.bool(0.2)) extra.group = rng.pick([null, 7, randomText(rng)]);
+      if (rng.bool(0.5)) extra.interface = rng.bool(0.8) ? SERVICE : randomArgText(rng);
+      if (rng.bool(0.2)) extra.group = rng.pick([null, 7, randomArgText(rng)]);
       if (rng.bool(0.3)) extra.timeout = rng.int(5000);
       const frame = rng.bool(0.5) ? peerFrame(args, group, extra) : encoderFrame(args, { path: SERVICE, group, ...extra });
       const h = decode(frame);

@@ -1,5 +1,6 @@
 // Fuzz suite of @meshport/protocol: mutated Bolt v1/v2 and Dubbo frames and random bytes through detectProtocol,
-// decodeFrame, setRequestId and FrameSplitter, checked against a reference framer/decoder written from the wire facts.
+// decodeFrame (with the Dubbo attachments scan), setRequestId and FrameSplitter, checked against a reference
+// framer/decoder written from the wire facts.
 //
 // Deterministic: FUZZ_SEED (decimal or 0x-hex) picks the run, FUZZ_CASES the cases per protocol (default 100000;
 // random buffers get half as many). A failure names the seed, the case index, the input and a shrunk input.
@@ -136,7 +137,8 @@ describe('protocol fuzz', function () {
       const r: CampaignResult = outcome.reply.result;
       console.log(
         `      ${campaign}: ${r.cases} cases in ${(r.elapsedMs / 1000).toFixed(1)} s (seed 0x${r.seed.toString(16)}), ` +
-          `${r.stats.decoded} decoded, ${r.stats.idRewrites} ids rewritten, ${r.stats.framesSplit} frames split; ` +
+          `${r.stats.decoded} decoded, ${r.stats.idRewrites} ids rewritten, ${r.stats.framesSplit} frames split, ` +
+          `${r.stats.groups} Dubbo groups read, ${r.stats.attachmentsErrors} Dubbo bodies unreadable past the leading strings; ` +
           `decode errors: ${fmtCounts(r.stats.decodeErrors)}; splitter errors: ${fmtCounts(r.stats.splitterErrors)}; ` +
           `crc: ${fmtCounts(r.stats.crc)}`,
       );
@@ -190,6 +192,11 @@ describe('protocol fuzz', function () {
         }
         if (campaign !== 'random') {
           assert.ok(r.stats.services > 0.05 * r.cases, `only ${r.stats.services} decoded frames carried a service`);
+        }
+        if (campaign === 'dubbo') {
+          // Generated and mutated bodies reach the attachments scan, both to a group and to an unreadable body.
+          assert.ok(r.stats.groups > 0.03 * r.cases, `only ${r.stats.groups} decoded frames carried a group`);
+          assert.ok(r.stats.attachmentsErrors > 0.03 * r.cases, `only ${r.stats.attachmentsErrors} bodies were unreadable past the leading strings`);
         }
       }
     });

@@ -24,6 +24,9 @@ import {
   setRequestId,
 } from '../../src/index';
 import type { CrcPolicy, FrameHeader, ProtocolErrorCode } from '../../src/index';
+import * as dubboPeer from 'dubbo-remoting/lib/protocol';
+import * as dubboUtils from 'dubbo-remoting/lib/utils';
+import * as hessian from 'hessian.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Deterministic randomness
@@ -359,6 +362,74 @@ export function dubboSpec(
   return { dubboVersion, service, version, method, paramTypes, args, attachments };
 }
 
+/**
+ * A random Dubbo argument for hessian.js to write: every kind of Hessian 2.0 value, nested, with classes that repeat
+ * (class definitions reused by index) and objects that recur (references). `pool` collects what may recur.
+ */
+export function randomHessianValue(rng: Rng, depth: number, pool: object[]): unknown {
+  switch (rng.int(depth >= 4 ? 8 : 12)) {
+    case 0:
+      return rng.pick([0, -16, 47, 48, -2048, 2047, 2048, 262143, -262144, 262144, 2 ** 31 - 1, -(2 ** 31)]) + (rng.bool(0.3) ? rng.int(5) : 0);
+    case 1:
+      // Whole numbers go out as ints unless typed as doubles: that is how the short double forms get written.
+      return rng.bool(0.5)
+        ? rng.pick([1.5, 99.5, 0.001, 1e300, -0.25, Math.E])
+        : { $class: 'double', $: rng.pick([0, 1, -128, 127, 128, 32767, -32768, 40000, 2 ** 40]) };
+    case 2:
+      return { $class: 'long', $: rng.pick([0, 15, -8, 2047, 262143, 2 ** 31 - 1, 2 ** 40, '9007199254740993', '-9223372036854775808']) };
+    case 3:
+      return randomArgText(rng);
+    case 4:
+      return rng.bytes(rng.pick([0, 1, 15, 16, 255, 1023, 1024, 5000]));
+    case 5:
+      return new Date(rng.bool(0.5) ? rng.int(2 ** 31) * 60000 : rng.int(2 ** 40));
+    case 6:
+      return rng.pick([null, true, false]);
+    case 7:
+      return pool.length > 0 ? rng.pick(pool) : 'nothing to refer to yet';
+    case 8: {
+      const a = Array.from({ length: rng.size(9) }, () => randomHessianValue(rng, depth + 1, pool));
+      pool.push(a);
+      return a;
+    }
+    case 9: {
+      const m: Record<string, unknown> = {};
+      for (let i = rng.size(5); i > 0; i--) m[rng.pick(['group', 'interface', 'k', 'path', randomArgText(rng)])] = randomHessianValue(rng, depth + 1, pool);
+      pool.push(m);
+      return m;
+    }
+    default: {
+      const cls = rng.int(4);
+      const fields = ['a', 'b', 'c'].slice(0, cls);
+      const o = { $class: `org.example.Gen${cls}`, $: Object.fromEntries(fields.map((f) => [f, randomHessianValue(rng, depth + 1, pool)])) };
+      pool.push(o);
+      return o;
+    }
+  }
+}
+
+/** Argument strings: every length class of the string forms (short, medium, S, R chunks), ASCII or not. */
+export function randomArgText(rng: Rng): string {
+  const bits = ['a', 'é', '中', '😀', '\u0800', '\uffff', 'Z', 'N', 'H'];
+  const len = rng.pick([0, 1, 5, 31, 32, 100, 1023, 1024, 0x8000 + 3]);
+  let s = '';
+  while (s.length < len) s += rng.bool(0.8) ? String.fromCharCode(rng.range(0x20, 0x7e)) : rng.pick(bits);
+  return s;
+}
+
+/**
+ * The part of a Dubbo hessian2 request body after its leading strings, written by hessian.js EncoderV2 (one encoder,
+ * so class definitions, types and references span all of it): descriptor, arguments, then `attachments` unless it
+ * is undefined (a body that ends after the arguments).
+ */
+export function hessianRequestTail(args: unknown[], attachments: unknown, desc = dubboUtils.getJavaArgsDesc(args)): Buffer {
+  const e = new hessian.EncoderV2({ size: 256 });
+  e.writeString(desc);
+  for (const a of args) e.write(a);
+  if (attachments !== undefined) e.write(attachments);
+  return Buffer.from(e.get());
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Reference framer and decoder
 
@@ -441,6 +512,12 @@ export interface RefHeader {
   serializationId?: number;
   dubboVersion?: string | null | undefined;
   version?: string | null | undefined;
+  group?: string | undefined;
+  interfaceName?: string | undefined;
+  /** Hessian2 requests: whether the body past the leading strings is unreadable (attachmentsError set). */
+  attachmentsUnreadable?: boolean;
+  /** Hessian2 requests: where the leading strings end; an attachmentsError names an offset from there on. */
+  attachmentsStart?: number;
 }
 
 export type RefDecode = { ok: true; h: RefHeader } | { ok: false; error: RefError };
@@ -607,6 +684,203 @@ function refH2Value(b: Buffer, p: number, end: number): { value: string | null; 
   }
 }
 
+/** Thrown inside refAttachments at the first thing that cannot be read; only whether it happened is compared. */
+class RefUnreadable extends Error {}
+
+const REF_MAX_DEPTH = 64;
+const REF_MAX_CLASSES = 65536;
+// Java Dubbo's ReflectUtils.DESC_PATTERN without V (void is no parameter type), anchored: the codec takes a
+// descriptor only when the pattern reads all of it, and only in ASCII bytes (Java would decode overlong forms).
+const REF_IDENT = '[_$a-zA-Z][_$a-zA-Z0-9]*';
+const REF_TYPE = `\\[*(?:[BCDFIJSZ]|L${REF_IDENT}(?:/${REF_IDENT})*;)`;
+const REF_DESCRIPTOR = new RegExp(`^(?:${REF_TYPE})*$`);
+const REF_TYPES = new RegExp(REF_TYPE, 'g');
+
+export interface RefAttachments {
+  group: string | undefined;
+  interfaceName: string | undefined;
+  unreadable: boolean;
+}
+
+/**
+ * What a Dubbo hessian2 request's body holds past its four leading strings (`start`): the parameter-types
+ * descriptor, that many values, then the attachments (a map, null, or nothing when the body ends right there), per
+ * the Hessian 2.0 grammar. Written as a recursive reader that decodes every string, unlike the codec's skipping.
+ * The codec's documented choices are followed: ints only in the int forms where the grammar asks for one, nesting
+ * up to 64 containers, 4-byte UTF-8 as two units, the last entry of a key wins, a non-string value is no value.
+ */
+export function refAttachments(b: Buffer, start: number, end: number): RefAttachments {
+  const none = { group: undefined, interfaceName: undefined };
+  if (start >= end) return { ...none, unreadable: false };
+  let p = start;
+  let containers = 0;
+  let types = 0;
+  const classes: number[] = [];
+  const bad = (): never => {
+    throw new RefUnreadable();
+  };
+  const peek = (): number => (p < end ? b[p] : bad());
+  const take = (n: number): number => {
+    if (p + n > end) bad();
+    p += n;
+    return p - n;
+  };
+  const isString = (c: number) => c < 0x20 || (c >= 0x30 && c <= 0x33) || c === 0x52 || c === 0x53;
+  const int = (): number => {
+    const c = peek();
+    if (c >= 0x80 && c <= 0xbf) {
+      take(1);
+      return c - 0x90;
+    }
+    if (c >= 0xc0 && c <= 0xcf) {
+      const at = take(2);
+      return ((c - 0xc8) << 8) + b[at + 1];
+    }
+    if (c >= 0xd0 && c <= 0xd7) {
+      const at = take(3);
+      return ((c - 0xd4) << 16) + b.readUInt16BE(at + 1);
+    }
+    if (c === 0x49) return b.readInt32BE(take(5) + 1);
+    return bad();
+  };
+  /** The descriptor: a string whose characters must all be single ASCII bytes. */
+  const asciiText = (): string => {
+    let out = '';
+    for (;;) {
+      const c = peek();
+      let units: number;
+      let final = true;
+      if (c < 0x20) units = b[take(1)];
+      else if (c >= 0x30 && c <= 0x33) units = ((c - 0x30) << 8) + b[take(2) + 1];
+      else if (c === 0x52 || c === 0x53) {
+        units = b.readUInt16BE(take(3) + 1);
+        final = c === 0x53;
+      } else return bad();
+      const at = take(units);
+      for (let i = at; i < at + units; i++) if (b[i] >= 0x80) bad();
+      out += b.toString('latin1', at, at + units);
+      if (final) return out;
+    }
+  };
+  const text = (): string => {
+    if (!isString(peek())) bad();
+    const r = refH2Value(b, p, end);
+    if ('code' in r) return bad();
+    p = r.p;
+    return r.value as string;
+  };
+  const classDefinition = () => {
+    take(1);
+    text();
+    const fields = int();
+    if (fields < 0) bad();
+    for (let i = 0; i < fields; i++) text();
+    if (classes.length >= REF_MAX_CLASSES) bad();
+    classes.push(fields);
+  };
+  const type = () => {
+    if (isString(peek())) {
+      text();
+      types++;
+    } else {
+      const t = int();
+      if (t < 0 || t >= types) bad();
+    }
+  };
+  const open = (depth: number) => {
+    if (depth >= REF_MAX_DEPTH) bad();
+    containers++;
+  };
+  const items = (n: number, depth: number) => {
+    open(depth);
+    if (n < 0) bad();
+    for (let i = 0; i < n; i++) value(depth + 1);
+  };
+  const untilZ = (perItem: number, depth: number) => {
+    open(depth);
+    while (peek() !== 0x5a) for (let k = 0; k < perItem; k++) value(depth + 1);
+    p++;
+  };
+  const value = (depth: number): void => {
+    while (peek() === 0x43) classDefinition();
+    const c = b[p];
+    if (isString(c)) return void text();
+    if (c === 0x4e || c === 0x54 || c === 0x46 || c === 0x5b || c === 0x5c) return void take(1);
+    if ((c >= 0x80 && c <= 0xbf) || (c >= 0xc0 && c <= 0xd7) || c === 0x49) return void int();
+    if (c >= 0xd8 && c <= 0xef) return void take(1);
+    if (c >= 0xf0) return void take(2);
+    if (c >= 0x38 && c <= 0x3f) return void take(3);
+    if (c === 0x59 || c === 0x5f || c === 0x4b) return void take(5);
+    if (c === 0x4c || c === 0x44 || c === 0x4a) return void take(9);
+    if (c === 0x5d) return void take(2);
+    if (c === 0x5e) return void take(3);
+    if (c >= 0x20 && c <= 0x2f) return void take(1 + c - 0x20);
+    if ((c >= 0x34 && c <= 0x37) || c === 0x41 || c === 0x42) {
+      for (let first = true; ; first = false) {
+        const d = peek();
+        if (d === 0x41 || d === 0x42) {
+          const at = take(3);
+          take(b.readUInt16BE(at + 1));
+        } else if (d >= 0x34 && d <= 0x37) {
+          const at = take(2);
+          take(((d - 0x34) << 8) + b[at + 1]);
+        } else if (!first && d >= 0x20 && d <= 0x2f) take(1 + d - 0x20);
+        else bad();
+        if (d !== 0x41) return;
+      }
+    }
+    take(1);
+    if (c === 0x55) return type(), untilZ(1, depth);
+    if (c === 0x57) return untilZ(1, depth);
+    if (c === 0x56) return type(), items(int(), depth);
+    if (c === 0x58) return items(int(), depth);
+    if (c >= 0x70 && c <= 0x77) return type(), items(c - 0x70, depth);
+    if (c >= 0x78 && c <= 0x7f) return items(c - 0x78, depth);
+    if (c === 0x48) return untilZ(2, depth);
+    if (c === 0x4d) return type(), untilZ(2, depth);
+    if (c === 0x4f || (c >= 0x60 && c <= 0x6f)) {
+      const ref = c === 0x4f ? int() : c - 0x60;
+      if (ref < 0 || ref >= classes.length) bad();
+      return items(classes[ref], depth);
+    }
+    if (c === 0x51) {
+      const ref = int();
+      if (ref < 0 || ref >= containers) bad();
+      return;
+    }
+    bad();
+  };
+  try {
+    const desc = asciiText();
+    if (!REF_DESCRIPTOR.test(desc)) bad();
+    const count = desc.match(REF_TYPES)?.length ?? 0;
+    for (let i = 0; i < count; i++) value(0);
+    if (p >= end) return { ...none, unreadable: false };
+    let group: string | undefined;
+    let interfaceName: string | undefined;
+    while (peek() === 0x43) classDefinition();
+    const c = b[p];
+    if (c === 0x4e) return { ...none, unreadable: false };
+    take(1);
+    if (c === 0x4d) type();
+    else if (c !== 0x48) bad();
+    containers++;
+    for (;;) {
+      while (peek() === 0x43) classDefinition();
+      if (b[p] === 0x5a) break;
+      const key = isString(b[p]) ? text() : value(1);
+      while (peek() === 0x43) classDefinition();
+      const v = isString(b[p]) ? text() : value(1);
+      if (key === 'group') group = v || undefined;
+      else if (key === 'interface') interfaceName = v || undefined;
+    }
+    return { group, interfaceName, unreadable: false };
+  } catch (e) {
+    if (e instanceof RefUnreadable) return { ...none, unreadable: true };
+    throw e;
+  }
+}
+
 function refDecodeDubbo(f: Buffer): RefDecode {
   const n = f.length;
   if (n < 16) return { ok: false, error: { code: 'MESHPORT_FRAME_TRUNCATED', offset: n } };
@@ -645,6 +919,11 @@ function refDecodeDubbo(f: Buffer): RefDecode {
     h.service = values[1] ?? undefined;
     h.version = values[2];
     h.method = values[3] ?? undefined;
+    const a = refAttachments(f, p, len);
+    h.group = a.group;
+    h.interfaceName = a.interfaceName;
+    h.attachmentsUnreadable = a.unreadable;
+    h.attachmentsStart = p;
   }
   return { ok: true, h };
 }
@@ -736,10 +1015,13 @@ export interface CaseStats {
   crc: Record<string, number>;
   services: number;
   idRewrites: number;
+  /** Dubbo hessian2 requests whose attachments named a group, and those whose body past the leading strings was unreadable. */
+  groups: number;
+  attachmentsErrors: number;
 }
 
 export function newStats(): CaseStats {
-  return { decoded: 0, decodeErrors: {}, splitterErrors: {}, framesSplit: 0, crc: {}, services: 0, idRewrites: 0 };
+  return { decoded: 0, decodeErrors: {}, splitterErrors: {}, framesSplit: 0, crc: {}, services: 0, idRewrites: 0, groups: 0, attachmentsErrors: 0 };
 }
 
 const BOLT_FIELDS = [
@@ -771,6 +1053,8 @@ const DUBBO_FIELDS = [
   'service',
   'version',
   'method',
+  'group',
+  'interfaceName',
 ] as const;
 
 function compareHeader(h: FrameHeader, ref: RefHeader, where: string): void {
@@ -918,6 +1202,7 @@ export function checkCase(input: Buffer, rng: Rng, opts: CheckOptions = {}): voi
     }
     if (h.frameLength < 16) fail('decodeFrame reported a frameLength shorter than any header', `frameLength ${h.frameLength}`);
     compareHeader(h, ref.h, 'decodeFrame');
+    if (h.protocol === 'dubbo') checkAttachments(h, ref.h, stats);
     try {
       JSON.stringify(h);
       if (h.protocol === 'bolt') void h.headers;
@@ -976,6 +1261,30 @@ export function checkCase(input: Buffer, rng: Rng, opts: CheckOptions = {}): voi
   if (stats) {
     stats.framesSplit += got.frames.length;
     if (got.error) stats.splitterErrors[got.error.code] = (stats.splitterErrors[got.error.code] ?? 0) + 1;
+  }
+}
+
+/**
+ * The attachments scan of a Dubbo header: unreadable exactly when the reference finds the body unreadable, and then
+ * with a message that names an offset between the end of the leading strings and the end of the frame.
+ */
+function checkAttachments(h: FrameHeader & { protocol: 'dubbo' }, ref: RefHeader, stats: CaseStats | undefined): void {
+  const error = h.attachmentsError;
+  if (error !== undefined && typeof error !== 'string') fail('attachmentsError is not a string', typeof error);
+  const want = ref.attachmentsUnreadable ?? false;
+  if ((error !== undefined) !== want) {
+    fail('attachmentsError differs from the reference', `got ${JSON.stringify(error)}, want ${want ? 'an error' : 'none'}`);
+  }
+  if (error !== undefined) {
+    const at = Number(/ \(at byte (\d+)\)$/.exec(error)?.[1]);
+    if (!(at >= (ref.attachmentsStart ?? 16) && at <= h.frameLength)) {
+      fail('attachmentsError names no offset between the leading strings and the end of the frame', error);
+    }
+    if (h.group !== undefined || h.interfaceName !== undefined) fail('a group or interface reported with an attachmentsError', error);
+  }
+  if (stats) {
+    if (h.group !== undefined) stats.groups++;
+    if (error !== undefined) stats.attachmentsErrors++;
   }
 }
 
@@ -1372,6 +1681,56 @@ export function dubboSeeds(rng: Rng): Seed[] {
       }, stringAt);
     }
   }
+  // Bodies with real arguments and attachments, for mutations to reach the attachments scan.
+  const SERVICE = 'org.apache.dubbo.demo.DemoService';
+  const order = (id: number) => ({ $class: 'org.example.Order', $: { id: { $class: 'long', $: id }, who: 'alice', amount: 99.5, tags: ['a', 'b'], at: new Date(1700000000000) } });
+  const shared = { k: 'shared' };
+  const realArgs: Array<{ note: string; args: unknown[]; group: string; props?: Record<string, unknown> }> = [
+    { note: 'one string', args: ['world'], group: 'g1', props: { interface: SERVICE } },
+    { note: 'an object, its class again, a reference', args: [order(1), order(2), shared, [shared]], group: 'orders' },
+    { note: 'numbers, dates, bytes, nulls', args: [7, -300000, 2 ** 40, 1.5, 99.5, new Date(0), Buffer.alloc(40, 0x5a), null, true], group: '组😀' },
+    { note: 'nested lists and maps, a long string', args: [[1, [2, { group: 'inner' }]], { a: [null] }, 'x'.repeat(1500)], group: 'nested', props: { interface: 'a.B' } },
+    { note: 'no group', args: ['x'], group: '' },
+  ];
+  for (const r of realArgs) {
+    const frame = Buffer.from(dubboPeer.requestEncode(rng.next(), { serverSignature: `${SERVICE}:1.0.0`, methodName: 'call', args: r.args, group: r.group, requestProps: r.props }, {}));
+    const iface = r.props?.interface as string | undefined;
+    push(`dubbo-remoting request: ${r.note}`, frame, { kind: 'request', service: SERVICE, method: 'call', group: r.group || undefined, interfaceName: iface });
+  }
+  const lead = Buffer.concat(['2.0.2', SERVICE, '1.0.0', 'call'].map((x) => h2String(x)));
+  const attachments = { path: SERVICE, interface: SERVICE, group: 'enc' };
+  const handTails: Array<{ note: string; tail: Buffer; group: string | undefined; interfaceName?: string }> = [
+    { note: 'typed lists, a type by index, a typed map', tail: hessianRequestTail([{ $class: '[java.lang.String', $: ['a'] }, { $class: '[java.lang.String', $: ['b'] }, { $class: 'com.alibaba.fastjson.JSONObject', $: { k: 1 } }], attachments), group: 'enc', interfaceName: SERVICE },
+    { note: 'attachments null', tail: hessianRequestTail(['x'], null), group: undefined },
+    { note: 'no attachments', tail: hessianRequestTail(['x', 1], undefined), group: undefined },
+    {
+      note: 'every fixed-size value form, a key in overlong UTF-8',
+      tail: Buffer.concat([
+        h2String('I'.repeat(27)),
+        Buffer.from('80 bf c0 00 cf ff d0 00 00 d7 ff ff 49 80 00 00 00 d8 ef f0 00 ff ff 38 00 00 3f ff ff'.replace(/ /g, ''), 'hex'),
+        Buffer.from('59 7f ff ff ff 4c 00 00 00 00 00 00 00 01 5b 5c 5d 80 5e 7f ff 5f 00 00 03 e8'.replace(/ /g, ''), 'hex'),
+        Buffer.from('44 40 09 21 fb 54 44 2d 18 4a 00 00 01 8b cf e5 68 00 4b 00 1b 07 0c 4e 54 46 2f'.replace(/ /g, ''), 'hex'),
+        Buffer.alloc(15, 0x5a),
+        Buffer.from([0x48, 0x05, 0xc1, 0xa7]), Buffer.from('rou'), Buffer.from([0xe0, 0x81, 0xb0]), h2String('overlong'), Buffer.from([0x5a]),
+      ]),
+      group: 'overlong',
+    },
+    {
+      note: 'variable lists, a chunked key, a class definition before the map',
+      tail: Buffer.concat([
+        h2String('Ljava/util/List;Ljava/util/List;'),
+        Buffer.from([0x55]), h2String('java.util.ArrayList'), Buffer.from([0x91, 0x5a]),
+        Buffer.from([0x57, 0x4e, 0x5a]),
+        Buffer.from([0x43]), h2String('a.Map'), Buffer.from([0x90]),
+        Buffer.from([0x48, 0x52, 0, 2]), Buffer.from('gr'), h2String('oup'), h2String('chunked'), Buffer.from([0x5a]),
+      ]),
+      group: 'chunked',
+    },
+  ];
+  for (const t of handTails) {
+    const body = Buffer.concat([lead, t.tail]);
+    push(`hessian2 body: ${t.note}`, buildDubbo(0xc2, 0, 77n, body), { kind: 'request', service: SERVICE, method: 'call', group: t.group, interfaceName: t.interfaceName });
+  }
   // A very long service: R chunks past 65535 units.
   const longService = 'com.example.'.padEnd(70_000, 'Z');
   const big = dubboRequestBody(dubboSpec('2.0.2', longService, '1.0.0', 'm'), undefined, 'compact');
@@ -1458,7 +1817,38 @@ function structuredDubbo(rng: Rng): Built {
   const id = BigInt.asIntN(64, rng.bool(0.5) ? BigInt(rng.next()) : rng.u64());
   let body: Buffer;
   let stringAt: number[] = [];
-  if ((flag & 0xa0) === 0x80 || rng.bool(0.2)) {
+  if (((flag & 0xa0) === 0x80 || rng.bool(0.2)) && rng.bool(0.4)) {
+    // A realistic body: arguments of every kind and attachments, then damaged past the leading strings, where only
+    // the attachments scan reads.
+    const names = ['2.0.2', rng.pick(ASCII_SERVICES), rng.bool(0.2) ? null : '1.0.0', 'call'];
+    const lead = Buffer.concat(names.map((n) => (n === null ? Buffer.from([0x4e]) : h2String(n, rng.pick(H2_FORMS), rng))));
+    const pool: object[] = [];
+    const args = Array.from({ length: rng.size(5) }, () => randomHessianValue(rng, 0, pool));
+    const attachments: Record<string, unknown> = { path: names[1], dubbo: '2.0.2' };
+    if (rng.bool(0.8)) attachments.group = rng.pick(['g1', 'SOFA', '', randomArgText(rng), 5, null]);
+    if (rng.bool(0.5)) attachments.interface = names[1];
+    let tail = hessianRequestTail(args, rng.bool(0.9) ? attachments : rng.pick([null, undefined]));
+    switch (rng.int(6)) {
+      case 0: // cut short, the header counting only what is left
+        tail = tail.subarray(0, rng.int(tail.length + 1));
+        break;
+      case 1: {
+        tail = Buffer.from(tail);
+        for (let k = rng.range(1, 3); k > 0 && tail.length > 0; k--) {
+          tail[rng.int(tail.length)] = rng.bool(0.5) ? rng.pick(INTERESTING_BYTES.concat([0x43, 0x48, 0x4d, 0x4f, 0x51, 0x55, 0x56, 0x57, 0x58, 0x5a, 0x60, 0x70, 0x78, 0x79, 0x41, 0x42, 0x49])) : rng.int(256);
+        }
+        break;
+      }
+      case 2: {
+        const at = rng.int(tail.length + 1);
+        tail = Buffer.concat([tail.subarray(0, at), rng.bytes(rng.range(1, 4)), tail.subarray(at)]);
+        break;
+      }
+      default:
+        break;
+    }
+    body = Buffer.concat([lead, tail]);
+  } else if ((flag & 0xa0) === 0x80 || rng.bool(0.2)) {
     const pickName = (nullable: boolean) => (nullable && rng.bool(0.1) ? null : randomText(rng, rng.bool(0.05) ? 2000 : 80));
     const r = dubboRequestBody(
       {
