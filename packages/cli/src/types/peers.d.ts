@@ -51,7 +51,14 @@ declare module 'sofa-rpc-node' {
       publishAddress?: string;
     }) => {
       publishPort: number;
-      addService(info: { interfaceName: string; version?: string }, impl: Record<string, (...args: never[]) => unknown>): void;
+      /**
+       * Serves `impl` under `interface:version[:uniqueId]` (the service header Bolt calls carry). The published URL
+       * carries `group` (default 'SOFA') but not uniqueId; customMeta entries become URL parameters.
+       */
+      addService(
+        info: { interfaceName: string; version?: string; uniqueId?: string; group?: string; customMeta?: Record<string, string> },
+        impl: Record<string, (...args: never[]) => unknown>,
+      ): void;
       start(): Promise<void>;
       /** Registers every service with the registry; resolves when done. */
       publish(): Promise<void>;
@@ -69,6 +76,8 @@ declare module 'sofa-rpc-node' {
       createConsumer(options: {
         interfaceName: string;
         version?: string;
+        /** Filters the registry's providers by their `group`, and rides in every Dubbo call's attachments. @default 'SOFA' */
+        group?: string;
         /** A fixed address instead of the registry. */
         serverHost?: string;
         responseTimeout?: number;
