@@ -340,6 +340,20 @@ describe('Dubbo attachments: Hessian 2.0 forms built by hand', () => {
     assertRoute(handBuilt(desc(2), lists, maps, groupIs(str('deep'))), 'deep');
   });
 
+  it('a descriptor seen before is recognized only by all of its bytes', () => {
+    const args = [str('a'), groupIs(str('memo'))];
+    for (let round = 0; round < 3; round++) {
+      assertRoute(handBuilt(str('Ljava/lang/String;'), ...args), 'memo');
+      // Same length, same last byte, one byte apart: counted afresh, and refused.
+      assertUnreadable(handBuilt(str('Ljava/lang/Strin.;'), ...args), /byte 0x2e cannot be part of a class name/);
+      assertRoute(handBuilt(str('Ljava/lang/Strin;I'), str('a'), bytes(0x91), groupIs(str('memo2'))), 'memo2');
+      // A medium-form descriptor (more than 31 characters).
+      const long = 'Lorg/example/a/very/long/pkg/Order;';
+      assertRoute(handBuilt(str(long), bytes(0x4e), groupIs(str('memo3'))), 'memo3');
+      assertRoute(handBuilt(str(long.replace(';', ';I')), bytes(0x4e, 0x90), groupIs(str('memo4'))), 'memo4');
+    }
+  });
+
   it('descriptors of every JVM type form count their arguments', () => {
     const d = 'BCDFIJSZ[I[[Ljava/lang/String;Lcom/x$y/_Z9;';
     const args = Array.from({ length: 11 }, () => bytes(0x4e));
