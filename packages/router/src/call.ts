@@ -32,6 +32,8 @@ export class Call implements Expiring {
     readonly cluster: Cluster,
     readonly service: string,
     readonly hashKey: string | undefined,
+    /** The call's method when the cluster has method-dependent routing rules, else ''. */
+    readonly method = '',
   ) {
     this.idHigh = savedId.high(frame);
     this.idLow = savedId.low(frame);

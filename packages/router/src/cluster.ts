@@ -1,7 +1,8 @@
 // A cluster: one service's endpoints, how one is chosen, which are ejected, and the cluster's request limits.
 
 import { createHash } from 'node:crypto';
-import { type ClusterSpec, type Endpoint, type LbPolicy, endpointKey } from './route-table';
+import { methodConditionHolds } from '@meshport/registry-core';
+import { type ClusterSpec, type Endpoint, type LbPolicy, type MethodRouter, endpointKey } from './route-table';
 import type { ClusterMetrics } from './stats';
 
 export interface OutlierOptions {
@@ -58,6 +59,13 @@ export class Cluster {
   hosts: Host[] = [];
   policy: LbPolicy = 'round-robin';
   hashHeader: string | undefined;
+  /** The registry's method-dependent routing rules; undefined when there are none (the common case, no cost). */
+  routers: MethodRouter[] | undefined;
+  /** A timeout the registry's rules set (ms). */
+  timeoutMs: number | undefined;
+  private rules: ClusterSpec['rules'];
+  /** The hosts the routers leave per method name, computed on first use; bounded, since names come from the wire. */
+  private readonly hostsByMethod = new Map<string, Host[]>();
   pending = 0;
   active = 0;
   /** Its metric children, set by the router. */
@@ -96,6 +104,31 @@ export class Cluster {
     this.policy = spec.policy ?? 'round-robin';
     this.hashHeader = spec.hashHeader;
     this.ring = undefined;
+    this.routers = spec.routers && spec.routers.length > 0 ? spec.routers : undefined;
+    this.timeoutMs = spec.timeoutMs;
+    this.rules = spec.rules;
+    this.hostsByMethod.clear();
+  }
+
+  /** The hosts a call of `method` may go to under the routers (all of them when there are none). */
+  hostsFor(method: string): Host[] {
+    if (this.routers === undefined) return this.hosts;
+    const known = this.hostsByMethod.get(method);
+    if (known !== undefined) return known;
+    let hosts: Host[] = this.hosts;
+    for (const router of this.routers) {
+      if (!router.methods.every((c) => methodConditionHolds(c, method))) continue;
+      if (router.blacklist) {
+        hosts = [];
+        continue;
+      }
+      const kept: Host[] = hosts.filter((h) => router.allowed.includes(h.key));
+      if (kept.length > 0 || router.force) hosts = kept;
+    }
+    hosts = hosts.filter((h) => h.weight > 0);
+    if (this.hostsByMethod.size >= 1024) this.hostsByMethod.clear();
+    this.hostsByMethod.set(method, hosts);
+    return hosts;
   }
 
   /** Whether one more request may start, under the cluster's limits. */
@@ -107,10 +140,11 @@ export class Cluster {
    * Chooses an endpoint by the cluster's policy among those not ejected and not in `exclude` (endpoints a retry has
    * already failed on). Undefined when none is left.
    */
-  pick(hashKey: string | undefined, exclude?: ReadonlySet<Host>, now = Date.now()): Host | undefined {
-    const usable = (h: Host) => !h.isEjected(now) && !exclude?.has(h) && h.weight > 0;
-    // The common case, nothing ejected or excluded, needs no filtered copy of the host list.
-    const everyHost = exclude === undefined && this.allWeighted && now >= this.ejectionsEndAt;
+  pick(hashKey: string | undefined, exclude?: ReadonlySet<Host>, now = Date.now(), method = ''): Host | undefined {
+    const allowed = this.routers === undefined ? undefined : this.hostsFor(method);
+    const usable = (h: Host) => !h.isEjected(now) && !exclude?.has(h) && h.weight > 0 && (allowed === undefined || allowed.includes(h));
+    // The common case, nothing ejected or excluded and no routing rule, needs no filtered copy of the host list.
+    const everyHost = exclude === undefined && this.allWeighted && now >= this.ejectionsEndAt && allowed === undefined;
     const candidates = everyHost ? this.hosts : this.hosts.filter(usable);
     if (candidates.length === 0) return undefined;
     switch (this.policy) {
@@ -193,6 +227,8 @@ export class Cluster {
       pending: this.pending,
       active: this.active,
       limits: this.limits,
+      ...(this.timeoutMs !== undefined ? { timeoutMs: this.timeoutMs } : {}),
+      ...(this.rules ? { rules: this.rules, routers: this.routers ?? [] } : {}),
       endpoints: this.hosts.map((h) => ({
         address: h.key,
         weight: h.weight,

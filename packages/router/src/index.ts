@@ -3,7 +3,7 @@
 export { Router, ROUTER_DEFAULTS, routeKey } from './router';
 export type { RouterOptions, ListenAddress } from './router';
 export { MemoryRouteTable, endpointKey } from './route-table';
-export type { RouteTable, Endpoint, ClusterSpec, LbPolicy } from './route-table';
+export type { RouteTable, Endpoint, ClusterSpec, LbPolicy, MethodRouter } from './route-table';
 export { Cluster, OUTLIER_DEFAULTS, CLUSTER_LIMIT_DEFAULTS } from './cluster';
 export type { OutlierOptions, ClusterLimits } from './cluster';
 export { failureStatus } from './responses';

@@ -1,5 +1,7 @@
 // The route-table interface the registry adapters fill and the router reads, with an in-memory implementation.
 
+import type { MethodCondition } from '@meshport/registry-core';
+
 /** A place calls can go: a remote sidecar's inbound port (outbound routes) or the local app (inbound routes). */
 export interface Endpoint {
   host: string;
@@ -10,9 +12,30 @@ export interface Endpoint {
 
 export type LbPolicy = 'round-robin' | 'weighted-random' | 'least-request' | 'consistent-hash';
 
+/**
+ * One of the registry's condition routing rules, as far as it depends on the call: compiled by the control plane
+ * (the sidecar's route book), which has already applied everything that does not depend on the call.
+ */
+export interface MethodRouter {
+  /** Every condition must hold for the call's method for the router to act; none: it acts on every call. */
+  methods: MethodCondition[];
+  /** The endpoints it keeps, as `endpointKey` spells them. */
+  allowed: string[];
+  /** When it keeps none: true leaves no endpoint (Dubbo's force=true), false leaves the list as it was. */
+  force: boolean;
+  /** A rule with nothing after `=>`: matching calls have no endpoint at all. */
+  blacklist: boolean;
+}
+
 /** Where calls to one service go, and how one endpoint is chosen. */
 export interface ClusterSpec {
   endpoints: Endpoint[];
+  /** Condition routers that depend on the call's method, in the order they apply. */
+  routers?: MethodRouter[];
+  /** A timeout the registry's rules set for this service (ms): it wins over the one a request carries. */
+  timeoutMs?: number;
+  /** The registry rules in force and those ignored as unreadable, for the admin `/routes` page. */
+  rules?: { inForce: string[]; problems: { rule: string; reason: string }[] };
   /** @default 'round-robin' */
   policy?: LbPolicy;
   /**

@@ -352,19 +352,27 @@ export class Router implements CallerHandler, UpstreamEvents {
     if (!cluster.hasCapacity()) {
       return this.refuse(caller, who, metrics, 'busy', `meshport: cluster ${cluster.name} is at its request limit`);
     }
+    // The registry's condition rules may send a method to some endpoints only, or to none: then the SDK would have
+    // found no provider, and the caller hears exactly that.
+    const method = cluster.routers === undefined ? '' : header.method ?? '';
+    if (cluster.routers !== undefined && cluster.hostsFor(method).length === 0) {
+      return this.refuse(caller, who, metrics, 'no-route', `meshport: the registry's routing rules leave no endpoint of ${service} for method ${method || '(unnamed)'}`);
+    }
     const hashKey = cluster.policy === 'consistent-hash' ? hashKeyOf(header, cluster.hashHeader) : undefined;
     if (!expectsResponse) {
       // Oneway: forwarded without tracking; nothing will answer it.
-      const host = cluster.pick(hashKey) ?? cluster.pick(hashKey, undefined, Infinity);
+      const host = cluster.pick(hashKey, undefined, undefined, method) ?? cluster.pick(hashKey, undefined, Infinity, method);
       if (host) this.pool.connectionFor(host, header.protocol).sendOneway(frame);
       return;
     }
-    const call = new Call(caller, who, frame, cluster, service!, hashKey);
+    const call = new Call(caller, who, frame, cluster, service!, hashKey, method);
     caller.callStarted();
     this.calls.add(call);
     cluster.active++;
     const timeoutMs =
-      header.protocol === 'bolt' && header.timeoutMs !== undefined && header.timeoutMs > 0
+      cluster.timeoutMs !== undefined
+        ? cluster.timeoutMs
+        : header.protocol === 'bolt' && header.timeoutMs !== undefined && header.timeoutMs > 0
         ? header.timeoutMs
         : header.protocol === 'bolt'
           ? this.settings.boltDefaultTimeoutMs
@@ -433,7 +441,7 @@ export class Router implements CallerHandler, UpstreamEvents {
     const cluster = call.cluster;
     // Panic mode (as Envoy): when every usable endpoint is ejected, route to them anyway rather than refuse.
     // `now` = Infinity is a time after every ejection: no host counts as ejected (0 would count every host ever ejected).
-    const host = cluster.pick(call.hashKey, call.tried) ?? cluster.pick(call.hashKey, call.tried, Infinity);
+    const host = cluster.pick(call.hashKey, call.tried, undefined, call.method) ?? cluster.pick(call.hashKey, call.tried, Infinity, call.method);
     if (host === undefined) {
       this.fail(call, 'unavailable', `meshport: no endpoint of ${cluster.name} accepted a connection`);
       return;

@@ -9,6 +9,8 @@ import {
   type RegistryFacade,
   type RegistryLogger,
   type RegistryPlugin,
+  type RuleUrls,
+  type RulesDialect,
   type Takeover,
   type Unsubscribe,
 } from '@meshport/registry-core';
@@ -26,8 +28,16 @@ export interface RunningRegistry {
 
 export interface RegistryWiring {
   logger: RegistryLogger;
-  /** The Takeover for one entry (facades rewrite through it; subscriptions report through it). */
-  takeoverFor(name: string): Takeover;
+  /**
+   * The Takeover for one entry (facades rewrite through it; subscriptions report through it). `rules` watches an
+   * interface's governance rules in that entry's registry, when the registry keeps any.
+   */
+  takeoverFor(name: string, rules: RuleSource | undefined): Takeover;
+}
+
+/** Where the rules of the interfaces an entry routes come from: `watch` starts watching (once per interface). */
+export interface RuleSource {
+  watch(iface: string, dialect: RulesDialect, onChange: (rules: RuleUrls) => void): void;
 }
 
 /** The running registries of one sidecar, closed together. */
@@ -71,7 +81,8 @@ export async function startRegistries(entries: RegistryConfig[], wiring: Registr
     }
     for (const entry of entries) {
       const adapter = adapters.get(entry.name);
-      const takeover = wiring.takeoverFor(entry.name);
+      const rules = entry.type === 'zookeeper' ? ruleSource(entry, adapter, wiring.logger, opened, unsubscribes) : undefined;
+      const takeover = wiring.takeoverFor(entry.name, rules);
       const facade = entry.facade ? createFacade(entry, takeover, adapters, wiring.logger) : undefined;
       running.push({ config: entry, adapter, facade });
       await facade?.start();
@@ -87,6 +98,50 @@ export async function startRegistries(entries: RegistryConfig[], wiring: Registr
     await set.close();
     throw err;
   }
+}
+
+/**
+ * The rules of a ZooKeeper entry, watched through its adapter; a facade-only entry, which needs no session of its own
+ * for the app's traffic, gets one for the rules when the first interface is routed. Watch failures are logged: rules
+ * are then missing, never the route.
+ */
+function ruleSource(
+  entry: RegistryConfig,
+  existing: RegistryAdapter | undefined,
+  logger: RegistryLogger,
+  opened: RegistryAdapter[],
+  unsubscribes: Unsubscribe[],
+): RuleSource {
+  let adapter: Promise<RegistryAdapter> | undefined = existing && Promise.resolve(existing);
+  const watched = new Set<string>();
+  let closed = false;
+  unsubscribes.push(() => {
+    closed = true;
+  });
+  return {
+    watch(iface, dialect, onChange) {
+      const id = `${iface} ${dialect}`;
+      if (closed || watched.has(id)) return;
+      watched.add(id);
+      adapter ??= createAdapter(entry, logger).then((created) => {
+        // Made after the set closed: nobody else will close it.
+        if (closed) void created.close();
+        else opened.push(created);
+        return created;
+      });
+      adapter
+        .then(async (a) => {
+          if (closed || !a.watchRules) return;
+          const stop = await a.watchRules(iface, (rules) => !closed && onChange(rules), dialect);
+          if (closed) stop();
+          else unsubscribes.push(stop);
+        })
+        .catch((error: Error) => {
+          watched.delete(id);
+          logger.warn({ registry: entry.name, iface, dialect, err: error.message }, 'cannot watch the registry rules of this interface; routing without them');
+        });
+    },
+  };
 }
 
 // Registry packages load when the config names their type: a sidecar on ZooKeeper alone does not carry ioredis or the

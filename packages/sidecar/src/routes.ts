@@ -2,17 +2,20 @@
 // the Takeover each facade calls to rewrite the app's registry traffic.
 
 import {
+  compileRules,
+  emptyRuleUrls,
   formatProviderUrl,
-  providerDisabled,
-  providerEndpoint,
   providersPerIdentity,
   rewriteEndpoint,
   routeKeyOf,
   type HostPort,
   type ProviderUrl,
+  type RuleUrls,
+  type RulesDialect,
   type Takeover,
 } from '@meshport/registry-core';
-import { MemoryRouteTable, type Endpoint } from '@meshport/router';
+import { MemoryRouteTable, endpointKey, type ClusterSpec, type Endpoint } from '@meshport/router';
+import type { RuleSource } from './registries';
 
 /**
  * Outbound routes are kept as each registry reported each interface, so a new read of one interface replaces exactly
@@ -24,27 +27,30 @@ export class RouteBook {
   readonly table = new MemoryRouteTable();
   /** Routes (`out:KEY`, `in:KEY`) whose last endpoint went, still served until the grace ends. */
   private readonly emptying = new Map<string, NodeJS.Timeout>();
+  private readonly emptyGraceMs: number;
+  private readonly warn: (fields: object, message: string) => void;
+  private readonly consumerHost: string;
 
-  /**
-   * @param emptyGraceMs how long a route whose registries now list no endpoint keeps its last ones. SDKs re-register
-   * by delete-then-create (sofa-rpc-node removes its own node before creating it again on every reconnect), so an
-   * explicit deletion is often followed by the same provider a few milliseconds later; calls in that gap would
-   * otherwise fail with no route. A route that stays empty past the grace is deleted.
-   */
-  constructor(
-    private readonly emptyGraceMs = 1000,
-    /** Where a provider URL the book cannot route is reported (it would otherwise vanish without a word). */
-    private readonly warn: (fields: object, message: string) => void = () => {},
-  ) {}
-  /** Route key -> (registry, interface) that reported it -> its endpoints. */
-  private readonly byKey = new Map<string, Map<string, Endpoint[]>>();
+  constructor(options: RouteBookOptions = {}) {
+    this.emptyGraceMs = options.emptyGraceMs ?? 1000;
+    this.warn = options.warn ?? (() => {});
+    this.consumerHost = options.consumerHost ?? '127.0.0.1';
+  }
+  /** Route key -> (registry, interface) that reported it -> its provider URLs. */
+  private readonly byKey = new Map<string, Map<string, ProviderUrl[]>>();
   /** (registry, interface) -> the route keys its last report listed. */
   private readonly keysOf = new Map<string, Set<string>>();
+  /** Interface -> the route keys of its identities, so a rule change recompiles exactly those. */
+  private readonly keysOfInterface = new Map<string, Set<string>>();
+  /** `interface dialect` -> registry -> the rules it last reported. */
+  private readonly rulesOf = new Map<string, Map<string, RuleUrls>>();
+  /** Route key -> what it was last compiled to, so an unchanged result does not disturb the router. */
+  private readonly compiled = new Map<string, { spec: string; problems: Set<string>; recompile?: NodeJS.Timeout }>();
 
   /** The providers of `iface` as registry `source` last reported them (possibly none: an explicit deletion). */
   report(source: string, iface: string, real: ProviderUrl[]): void {
     const reporter = `${source}\u0000${iface}`;
-    const now = new Map<string, Endpoint[]>();
+    const now = new Map<string, ProviderUrl[]>();
     for (const url of real) {
       let key: string;
       try {
@@ -53,22 +59,34 @@ export class RouteBook {
         this.warn({ source, iface, url: formatProviderUrl(url), err: (error as Error).message }, 'provider URL names no service identity; not routed');
         continue;
       }
-      // A provider that marks itself out of service is one its SDK would never call.
-      if (providerDisabled(url)) continue;
-      const { host, port, weight } = providerEndpoint(url);
       const list = now.get(key) ?? [];
-      if (!list.some((e) => e.host === host && e.port === port)) list.push({ host, port, weight });
+      if (!list.some((u) => u.host === url.host && u.port === url.port)) list.push(url);
       now.set(key, list);
     }
     const before = this.keysOf.get(reporter) ?? new Set<string>();
     for (const key of before) if (!now.has(key)) this.byKey.get(key)?.delete(reporter);
-    for (const [key, endpoints] of now) {
-      const reports = this.byKey.get(key) ?? new Map<string, Endpoint[]>();
-      reports.set(reporter, endpoints);
+    for (const [key, urls] of now) {
+      const reports = this.byKey.get(key) ?? new Map<string, ProviderUrl[]>();
+      reports.set(reporter, urls);
       this.byKey.set(key, reports);
+      const ofInterface = this.keysOfInterface.get(iface) ?? new Set<string>();
+      ofInterface.add(key);
+      this.keysOfInterface.set(iface, ofInterface);
     }
     this.keysOf.set(reporter, new Set(now.keys()));
     for (const key of new Set([...before, ...now.keys()])) this.merge(key);
+  }
+
+  /**
+   * The governance rules of `iface` (of the Dubbo or the sofa-rpc kind) as registry `source` last reported them.
+   * Every identity of the interface is compiled again with them.
+   */
+  setRules(source: string, iface: string, dialect: RulesDialect, rules: RuleUrls): void {
+    const id = `${iface} ${dialect}`;
+    const bySource = this.rulesOf.get(id) ?? new Map<string, RuleUrls>();
+    bySource.set(source, rules);
+    this.rulesOf.set(id, bySource);
+    for (const key of this.keysOfInterface.get(iface) ?? []) this.merge(key);
   }
 
   /**
@@ -87,6 +105,7 @@ export class RouteBook {
       }
       this.keysOf.delete(reporter);
     }
+    for (const bySource of this.rulesOf.values()) bySource.delete(source);
     for (const key of touched) this.merge(key);
     return [...touched];
   }
@@ -107,19 +126,69 @@ export class RouteBook {
     return this.table.snapshot();
   }
 
+  /**
+   * Builds the route of one identity from every registry's report: its providers, with the rules its SDK would have
+   * applied (weights and warm-up, disabled providers, the registry's override and condition rules).
+   */
   private merge(key: string): void {
-    const endpoints: Endpoint[] = [];
+    const urls: ProviderUrl[] = [];
     for (const reported of this.byKey.get(key)?.values() ?? []) {
-      for (const e of reported) if (!endpoints.some((x) => x.host === e.host && x.port === e.port)) endpoints.push(e);
+      for (const u of reported) if (!urls.some((x) => x.host === u.host && u.port === x.port)) urls.push(u);
     }
-    const current = this.table.outbound(key)?.endpoints ?? [];
-    if (endpoints.length === 0) {
-      this.byKey.delete(key);
-      if (current.length > 0) this.emptyAfterGrace(`out:${key}`, () => this.table.deleteOutbound(key));
+    const known = this.compiled.get(key);
+    clearTimeout(known?.recompile);
+    const spec = urls.length === 0 ? undefined : this.compile(key, urls);
+    if (spec === undefined || spec.endpoints.length === 0) {
+      if (urls.length === 0) this.byKey.delete(key);
+      this.compiled.delete(key);
+      if (this.table.outbound(key)) this.emptyAfterGrace(`out:${key}`, () => this.table.deleteOutbound(key));
       return;
     }
     this.cancelEmptying(`out:${key}`);
-    if (!sameEndpoints(current, endpoints)) this.table.setOutbound(key, { endpoints });
+    const text = JSON.stringify(spec);
+    if (known?.spec !== text || !this.table.outbound(key)) this.table.setOutbound(key, spec);
+  }
+
+  private compile(key: string, urls: ProviderUrl[]): ClusterSpec {
+    const dialect: RulesDialect = urls[0]!.scheme === 'dubbo' ? 'dubbo' : 'sofa';
+    const identity = identityOfKey(key, dialect);
+    const rules = emptyRuleUrls();
+    for (const reported of this.rulesOf.get(`${identity.interface} ${dialect}`)?.values() ?? []) {
+      rules.configurators.push(...reported.configurators);
+      rules.routers.push(...reported.routers);
+      rules.overrides.push(...reported.overrides);
+      Object.assign(rules.configs, reported.configs);
+    }
+    const nowMs = Date.now();
+    const route = compileRules({ dialect, providers: urls, rules, consumer: { host: this.consumerHost, ...identity }, nowMs });
+    const live = route.providers.filter((p) => !p.disabled && p.weight > 0);
+    const spec: ClusterSpec = { endpoints: live.map((p) => ({ host: p.host, port: p.port, weight: p.weight })) };
+    if (route.routers.length > 0) {
+      spec.routers = route.routers.map((r) => ({
+        methods: r.methods,
+        allowed: r.allowed.map((i) => endpointKey(route.providers[i]!)),
+        force: r.force,
+        blacklist: r.blacklist,
+      }));
+    }
+    const timeouts = new Set(live.map((p) => p.timeoutMs));
+    if (timeouts.size === 1 && [...timeouts][0] !== undefined) spec.timeoutMs = [...timeouts][0];
+    if (route.inForce.length > 0 || route.problems.length > 0) spec.rules = { inForce: route.inForce, problems: route.problems };
+    // A rule that cannot be read is ignored (it never empties a route), and said once while it stands.
+    const logged = new Set<string>();
+    const before = this.compiled.get(key)?.problems;
+    for (const problem of route.problems) {
+      logged.add(problem.rule);
+      if (!before?.has(problem.rule)) this.warn({ service: key, rule: problem.rule, reason: problem.reason }, 'registry rule ignored: it cannot be applied');
+    }
+    const entry: { spec: string; problems: Set<string>; recompile?: NodeJS.Timeout } = { spec: JSON.stringify(spec), problems: logged };
+    if (route.recompileAtMs !== undefined) {
+      // A provider still warming up: its weight grows with time, so the route is compiled again when it ends.
+      entry.recompile = setTimeout(() => this.merge(key), Math.max(0, route.recompileAtMs - nowMs) + 1);
+      entry.recompile.unref();
+    }
+    this.compiled.set(key, entry);
+    return spec;
   }
 
   private emptyAfterGrace(id: string, remove: () => void): void {
@@ -141,11 +210,32 @@ export class RouteBook {
   close(): void {
     for (const timer of this.emptying.values()) clearTimeout(timer);
     this.emptying.clear();
+    for (const entry of this.compiled.values()) clearTimeout(entry.recompile);
   }
 }
 
-function sameEndpoints(a: Endpoint[], b: Endpoint[]): boolean {
-  return a.length === b.length && a.every((e, i) => e.host === b[i]!.host && e.port === b[i]!.port && e.weight === b[i]!.weight);
+export interface RouteBookOptions {
+  /**
+   * How long a route whose registries now list no endpoint keeps its last ones. SDKs re-register by
+   * delete-then-create (sofa-rpc-node removes its own node before creating it again on every reconnect), so an
+   * explicit deletion is often followed by the same provider a few milliseconds later; calls in that gap would
+   * otherwise fail with no route. A route that stays empty past the grace is deleted. @default 1000
+   */
+  emptyGraceMs?: number;
+  /** Where a provider URL the book cannot route, or a rule it cannot apply, is reported. */
+  warn?: (fields: object, message: string) => void;
+  /** The consumer app's address as the registry's rules name consumers: the pod's node.ip. @default '127.0.0.1' */
+  consumerHost?: string;
+}
+
+/** The consumer side of a route key, as rules match it: interface, version, and the Dubbo group. */
+function identityOfKey(key: string, dialect: RulesDialect): { interface: string; version?: string; group?: string } {
+  const slash = dialect === 'dubbo' ? key.indexOf('/') : -1;
+  const [iface, version] = key.slice(slash + 1).split(':');
+  const identity: { interface: string; version?: string; group?: string } = { interface: iface! };
+  if (version) identity.version = version;
+  if (slash > 0) identity.group = key.slice(0, slash);
+  return identity;
 }
 
 /**
@@ -160,6 +250,8 @@ export class SidecarTakeover implements Takeover {
     private readonly inbound: HostPort,
     /** The outbound listener as the app dials it. */
     private readonly outbound: HostPort,
+    /** The registry's governance rules, for the registries that keep them. */
+    private readonly rules?: RuleSource,
   ) {}
 
   providerPublished(url: ProviderUrl): ProviderUrl {
@@ -174,6 +266,12 @@ export class SidecarTakeover implements Takeover {
   }
 
   providersRead(iface: string, real: ProviderUrl[]): ProviderUrl[] {
+    if (this.rules) {
+      // The rules that apply are those of the providers' SDK: Dubbo's for dubbo:// URLs, sofa-rpc's for the others.
+      for (const dialect of new Set(real.map((u): RulesDialect => (u.scheme === 'dubbo' ? 'dubbo' : 'sofa')))) {
+        this.rules.watch(iface, dialect, (rules) => this.book.setRules(this.source, iface, dialect, rules));
+      }
+    }
     this.book.report(this.source, iface, real);
     return providersPerIdentity(real).map((url) => rewriteEndpoint(url, this.outbound));
   }

@@ -62,7 +62,7 @@ export class Sidecar {
     this.current = config;
     this.logger = options.logger ?? pino({ name: 'meshport', level: config.log.level });
     const routesLog = this.logger.child({ part: 'routes' });
-    this.book = new RouteBook(undefined, (fields, message) => routesLog.warn(fields, message));
+    this.book = new RouteBook({ warn: (fields, message) => routesLog.warn(fields, message), consumerHost: config.node.ip });
   }
 
   /** The config in effect: the one started with, as changed by successful reloads. */
@@ -322,7 +322,7 @@ export class Sidecar {
     const { inbound, outbound } = this.advertised!;
     const set = await startRegistries(entries, {
       logger: this.logger.child({ part: 'registry' }),
-      takeoverFor: (name) => new SidecarTakeover(this.book, name, inbound, outbound),
+      takeoverFor: (name, rules) => new SidecarTakeover(this.book, name, inbound, outbound, rules),
     });
     return { key: groupKey(entries), entries, set };
   }

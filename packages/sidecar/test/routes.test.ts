@@ -11,7 +11,7 @@ const bolt = (host: string, port: number, extra = '') =>
 
 describe('sidecar routes', () => {
   it('the app publishes at the sidecar inbound address; the app address becomes the inbound route', async () => {
-    const book = new RouteBook(10);
+    const book = new RouteBook({ emptyGraceMs: 10 });
     const takeover = new SidecarTakeover(book, 'zk', INBOUND, OUTBOUND);
     const upstream = takeover.providerPublished(bolt('192.168.1.9', 12200, '&appName=echo'));
     assert.equal(formatProviderUrl(upstream), 'bolt://10.0.0.5:12201?interface=com.example.Echo&version=1.0&weight=50&appName=echo');
@@ -24,7 +24,7 @@ describe('sidecar routes', () => {
   });
 
   it('the app reads one outbound endpoint; the real ones become the outbound route, with weights', async () => {
-    const book = new RouteBook(10);
+    const book = new RouteBook({ emptyGraceMs: 10 });
     const takeover = new SidecarTakeover(book, 'zk', INBOUND, OUTBOUND);
     const seen = takeover.providersRead('com.example.Echo', [bolt('10.0.0.7', 12201), bolt('10.0.0.8', 12201)]);
     assert.deepEqual(seen.map(formatProviderUrl), ['bolt://127.0.0.1:12220?interface=com.example.Echo&version=1.0&weight=50']);
@@ -41,7 +41,7 @@ describe('sidecar routes', () => {
   });
 
   it('a provider that comes back within the grace keeps its route without a gap', async () => {
-    const book = new RouteBook(20);
+    const book = new RouteBook({ emptyGraceMs: 20 });
     const takeover = new SidecarTakeover(book, 'zk', INBOUND, OUTBOUND);
     takeover.providersRead('com.example.Echo', [bolt('10.0.0.7', 12201)]);
     let deleted = false;

@@ -1,6 +1,6 @@
 // The two small contracts every registry package implements: the upstream RegistryAdapter and the local facade.
 
-import type { RuleUrls } from './rules';
+import type { RuleUrls, RulesDialect } from './rules';
 import type { ProviderUrl } from './url';
 
 /**
@@ -48,9 +48,10 @@ export interface RegistryAdapter {
    * them. The provider-list safety rules hold here too: through an outage the last set stands and nothing is
    * pushed, only a deletion in the registry removes a rule, and a missing rule directory is an empty set. Resolves
    * once the watch is registered; when the registry is reachable, `onChange` has by then been called once.
+   * `dialect` says whose rules (the Dubbo or the sofa-rpc kind), when the registry keeps both.
    * Optional: registries whose SDKs apply no client-side rules leave it out.
    */
-  watchRules?(iface: string, onChange: (rules: RuleUrls) => void): Promise<Unsubscribe>;
+  watchRules?(iface: string, onChange: (rules: RuleUrls) => void, dialect?: RulesDialect): Promise<Unsubscribe>;
   /** Calls `listener` on every state change (not with the current state). */
   onStateChange(listener: (state: ConnectionState) => void): Unsubscribe;
   /** Releases every connection, watcher and timer; idempotent. */

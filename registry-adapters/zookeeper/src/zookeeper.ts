@@ -19,6 +19,7 @@ import {
   type RegistryAdapter,
   type RegistryLogger,
   type RuleUrls,
+  type RulesDialect,
   type Unsubscribe,
   waitAtMost,
 } from '@meshport/registry-core';
@@ -77,6 +78,7 @@ interface Subscription {
 /** What one watchRules call needs between reads. */
 interface RuleWatch {
   readonly iface: string;
+  readonly dialect: RulesDialect;
   readonly onChange: (rules: RuleUrls) => void;
   active: boolean;
   /**
@@ -194,9 +196,11 @@ export class ZooKeeperRegistry implements RegistryAdapter {
    * Where the SDKs of this layout keep `iface`'s rules: Dubbo `/{root}/{iface}/configurators` and `/routers`,
    * Java sofa-rpc `/{root}/{iface}/configs` and `/overrides`.
    */
-  rulePaths(iface: string): { configurators: string; routers: string } | { configs: string; overrides: string } {
-    const base = `${this.root}/${interfaceOfServiceKey(iface)}`;
-    return this.layout === 'dubbo'
+  rulePaths(iface: string, dialect: RulesDialect = this.layout): { configurators: string; routers: string } | { configs: string; overrides: string } {
+    // The other SDK's rules live in that SDK's own tree, at its default root.
+    const root = dialect === this.layout ? this.root : dialect === 'dubbo' ? ZOOKEEPER_REGISTRY_DEFAULTS.dubboRoot : ZOOKEEPER_REGISTRY_DEFAULTS.sofaRoot;
+    const base = `${root}/${interfaceOfServiceKey(iface)}`;
+    return dialect === 'dubbo'
       ? { configurators: `${base}/configurators`, routers: `${base}/routers` }
       : { configs: `${base}/configs`, overrides: `${base}/overrides` };
   }
@@ -205,10 +209,13 @@ export class ZooKeeperRegistry implements RegistryAdapter {
    * Watches `iface`'s rule directories (see rulePaths) and pushes the whole set on every change: children of
    * `configurators`, `routers` and `overrides` as decoded URLs (a name that is not valid percent-encoding is passed
    * as it is, for compileRules to report), `configs` as child name -> node data. A missing directory is no rules.
+   * `dialect` picks whose rules (default: this adapter's layout): an app may publish Dubbo URLs into the sofa tree
+   * (sofa-rpc-node's Dubbo protocol) while its operators write Dubbo's rules under /dubbo.
    */
-  async watchRules(iface: string, onChange: (rules: RuleUrls) => void): Promise<Unsubscribe> {
+  async watchRules(iface: string, onChange: (rules: RuleUrls) => void, dialect: RulesDialect = this.layout): Promise<Unsubscribe> {
     this.assertOpen();
     const watch: RuleWatch = {
+      dialect,
       iface: interfaceOfServiceKey(iface),
       onChange,
       active: true,
@@ -491,7 +498,7 @@ export class ZooKeeperRegistry implements RegistryAdapter {
     const seq = ++watch.readSeq;
     if (watch.watcher?.client !== client) watch.watcher = { client, fn: () => this.onRuleWatch(watch, client) };
     const watcher = watch.watcher.fn;
-    const paths = this.rulePaths(watch.iface);
+    const paths = this.rulePaths(watch.iface, watch.dialect);
     const rules = emptyRuleUrls();
     try {
       if ('routers' in paths) {
