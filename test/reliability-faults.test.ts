@@ -26,7 +26,7 @@ import path from 'node:path';
 import { FrameSplitter, decodeFrame, encodeBoltHeartbeatAck, encodeDubboHeartbeatAck } from '@meshport/protocol';
 import { recordSuite, scale } from './support/reliability';
 import { freePorts } from './support/servers';
-import { BIN, boltRequest, dubboRequest, echoResponse, hessianShort } from './support/wire';
+import { BIN, boltRequest, dubboCall, echoResponse } from './support/wire';
 import { startSidecar, stopSidecars } from './support/sidecars';
 import { startToxicProxy, type ToxicProxy } from './support/toxics';
 import { run, spawnInNetns } from '@meshport/hijack';
@@ -46,10 +46,24 @@ const SERVICE = `${IFACE}:1.0`;
 
 // --- wire helpers -----------------------------------------------------------------------------------------------
 
-/** A Dubbo two-way hessian2 request calling `echo` whose one argument is `body` (as a short string). */
-function dubboEchoRequest(id: number, iface: string, version: string, body: Buffer): Buffer {
-  return dubboRequest(id, Buffer.concat([hessianShort('2.0.2'), hessianShort(iface), hessianShort(version), hessianShort('echo'), hessianShort(body.toString('latin1'))]));
+/** A Dubbo two-way hessian2 request calling `echo` whose one argument is `body`, in Dubbo group `group`. */
+function dubboEchoRequest(id: number, iface: string, version: string, body: Buffer, group?: string): Buffer {
+  return dubboCall(id, iface, version, 'echo', body.toString('latin1'), group);
 }
+
+/**
+ * Suite 1 sends its requests to two identities of one interface, alternating (even indexes to the first): Bolt
+ * versions 1.0 and 2.0, Dubbo groups g1 and g2 at 1.0. Each has a provider of its own, which counts a request of
+ * the other identity as misrouted.
+ */
+const IDENTITY_KEYS: Record<'bolt' | 'dubbo', [string, string]> = {
+  bolt: [`${IFACE}:1.0`, `${IFACE}:2.0`],
+  dubbo: [`g1/${IFACE}:1.0`, `g2/${IFACE}:1.0`],
+};
+const IDENTITY_URL_PARAMS: Record<'bolt' | 'dubbo', [string, string]> = {
+  bolt: ['version=1.0', 'version=2.0'],
+  dubbo: ['version=1.0&group=g1', 'version=1.0&group=g2'],
+};
 
 const bodyOf = (index: number) => Buffer.from(`req:${index}`);
 /** The request index a body names (`req:<n>` anywhere in it, the last one), or -1. */
@@ -68,6 +82,8 @@ interface EchoProvider {
   port: number;
   /** How many times each request (by index) reached the provider. */
   seen: Uint8Array;
+  /** Requests of another identity than the one it serves (`serves`), which reached it all the same. */
+  foreign: number;
   close(): Promise<void>;
 }
 
@@ -75,9 +91,10 @@ interface EchoProvider {
  * `fault` makes a broken provider, only to prove the checks catch what they claim: `swap` answers every 10th request
  * with the previous request's body, `double` answers every 10th request twice.
  */
-async function startEchoProvider(total: number, port = 0, fault?: 'swap' | 'double'): Promise<EchoProvider> {
+async function startEchoProvider(total: number, port = 0, fault?: 'swap' | 'double', serves?: 0 | 1): Promise<EchoProvider> {
   const sockets = new Set<net.Socket>();
   const seen = new Uint8Array(total);
+  let foreign = 0;
   const server = net.createServer({ noDelay: true }, (s) => {
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
@@ -92,6 +109,7 @@ async function startEchoProvider(total: number, port = 0, fault?: 'swap' | 'doub
       if (h.kind !== 'request') return;
       const i = indexOfBody(frame.subarray(h.bodyOffset, h.bodyOffset + h.bodyLength));
       if (i >= 0 && i < total && seen[i] < 255) seen[i]++;
+      if (serves !== undefined && i % 2 !== serves) foreign++;
       const reply = echoResponse(Buffer.from(frame), h);
       if (fault === 'swap' && i % 10 === 9 && previous !== undefined) s.write(Buffer.concat([reply.subarray(0, reply.length - h.bodyLength), previous]));
       else s.write(reply);
@@ -111,6 +129,9 @@ async function startEchoProvider(total: number, port = 0, fault?: 'swap' | 'doub
   return {
     port: (server.address() as net.AddressInfo).port,
     seen,
+    get foreign() {
+      return foreign;
+    },
     close: async () => {
       for (const s of sockets) s.destroy();
       await new Promise((r) => server.close(r));
@@ -139,6 +160,8 @@ interface LoadOptions {
   /** Reconnect a closed connection (every `reconnectMs`) and carry on; otherwise the connection is done. */
   reconnect: boolean;
   reconnectMs?: number;
+  /** Alternate the requests between the two identities of IDENTITY_KEYS (suite 1); otherwise all go to SERVICE. */
+  twoIdentities?: boolean;
 }
 
 /** One app connection: its own request ids, each mapped to the global request index (kept after the answer). */
@@ -239,7 +262,12 @@ class LoadGen {
       lane.inflight++;
       this.outcome[i] = PENDING;
       this.sentAt[i] = performance.now();
-      s.write(this.o.protocol === 'dubbo' ? dubboEchoRequest(id, IFACE, '1.0', bodyOf(i)) : boltRequest(id, SERVICE, bodyOf(i), this.o.timeoutMs));
+      const second = this.o.twoIdentities === true && i % 2 === 1;
+      s.write(
+        this.o.protocol === 'dubbo'
+          ? dubboEchoRequest(id, IFACE, '1.0', bodyOf(i), this.o.twoIdentities ? (second ? 'g2' : 'g1') : undefined)
+          : boltRequest(id, second ? IDENTITY_KEYS.bolt[1] : SERVICE, bodyOf(i), this.o.timeoutMs),
+      );
     }
     s.uncork();
   }
@@ -381,7 +409,7 @@ describe('reliability: the per-request checks catch a broken provider', function
  * The provider pod's sidecar: an empty file registry and the inbound route to the provider set directly, which is
  * what a facade records when the app publishes (no facade here).
  */
-async function startProviderSidecar(dir: string, providerPort: number) {
+async function startProviderSidecar(dir: string, providerPort: number, identities?: { protocol: 'bolt' | 'dubbo'; ports: [number, number] }) {
   writeFileSync(path.join(dir, 'provider.json'), JSON.stringify({ services: {} }));
   const sidecar = await startSidecar(
     [
@@ -392,16 +420,20 @@ async function startProviderSidecar(dir: string, providerPort: number) {
       `  - { name: static, type: file, upstream: "${path.join(dir, 'provider.json')}" }`,
     ].join('\n'),
   );
-  sidecar.book.table.setInbound(SERVICE, { host: '127.0.0.1', port: providerPort });
+  if (identities) {
+    const [first, second] = IDENTITY_KEYS[identities.protocol];
+    sidecar.book.table.setInbound(first, { host: '127.0.0.1', port: identities.ports[0] });
+    sidecar.book.table.setInbound(second, { host: '127.0.0.1', port: identities.ports[1] });
+  } else sidecar.book.table.setInbound(SERVICE, { host: '127.0.0.1', port: providerPort });
   return sidecar;
 }
 
 /** The consumer pod's sidecar: a file registry routing the service to `port` (the faulty hop), 4 upstream connections. */
-async function startConsumerSidecar(dir: string, protocol: 'bolt' | 'dubbo', port: number) {
-  writeFileSync(
-    path.join(dir, 'routes.json'),
-    JSON.stringify({ services: { [SERVICE]: [`${protocol}://127.0.0.1:${port}?interface=${IFACE}&version=1.0`] } }),
-  );
+async function startConsumerSidecar(dir: string, protocol: 'bolt' | 'dubbo', port: number, twoIdentities = false) {
+  const services = twoIdentities
+    ? Object.fromEntries(IDENTITY_KEYS[protocol].map((key, i) => [key, [`${protocol}://127.0.0.1:${port}?interface=${IFACE}&${IDENTITY_URL_PARAMS[protocol][i]}`]]))
+    : { [SERVICE]: [`${protocol}://127.0.0.1:${port}?interface=${IFACE}&version=1.0`] };
+  writeFileSync(path.join(dir, 'routes.json'), JSON.stringify({ services }));
   const sidecar = await startSidecar(
     [
       'listeners: { outbound: "127.0.0.1:0", inbound: "127.0.0.1:0" }',
@@ -412,7 +444,7 @@ async function startConsumerSidecar(dir: string, protocol: 'bolt' | 'dubbo', por
       `  - { name: static, type: file, upstream: "${path.join(dir, 'routes.json')}" }`,
     ].join('\n'),
   );
-  assert.ok(sidecar.book.table.outbound(SERVICE), 'the consumer sidecar routes the service');
+  for (const key of twoIdentities ? IDENTITY_KEYS[protocol] : [SERVICE]) assert.ok(sidecar.book.table.outbound(key), `the consumer sidecar routes ${key}`);
   return sidecar;
 }
 
@@ -420,6 +452,8 @@ function suite1(protocol: 'bolt' | 'dubbo', TOTAL: number, id: string): void {
 describe(`reliability: 1% upstream resets and 50 +/- 20 ms latency through two sidecars (suite 1, ${protocol})`, function () {
   this.timeout(scale(5 * 60_000, 40 * 60_000));
   let provider: EchoProvider | undefined;
+  /** The second identity's provider. */
+  let other: EchoProvider | undefined;
   let proxy: ToxicProxy | undefined;
   let load: LoadGen | undefined;
   let dir = '';
@@ -432,12 +466,14 @@ describe(`reliability: 1% upstream resets and 50 +/- 20 ms latency through two s
     await stopSidecars();
     await proxy?.close();
     await provider?.close();
+    await other?.close();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  it(`${TOTAL.toLocaleString('en-US')} ${protocol} requests: 0 lost, 0 misrouted, exactly one answer each`, async () => {
-    provider = await startEchoProvider(TOTAL);
-    const providerSidecar = await startProviderSidecar(dir, provider.port);
+  it(`${TOTAL.toLocaleString('en-US')} ${protocol} requests to two identities: 0 lost, 0 misrouted, exactly one answer each`, async () => {
+    provider = await startEchoProvider(TOTAL, 0, undefined, 0);
+    other = await startEchoProvider(TOTAL, 0, undefined, 1);
+    const providerSidecar = await startProviderSidecar(dir, provider.port, { protocol, ports: [provider.port, other.port] });
     // Seeded (MESHPORT_FAULTS_SEED to vary it): the proxy draws two numbers per request chunk (reset?, delay), so with
     // seed 31 the 22nd, 59th, 118th and 195th chunks are reset (about 1 in 100 after that) however the run goes.
     const SEED = Number(process.env.MESHPORT_FAULTS_SEED ?? 31);
@@ -447,10 +483,11 @@ describe(`reliability: 1% upstream resets and 50 +/- 20 ms latency through two s
     proxy.addToxic('latency', { type: 'latency', ms: 50, jitterMs: 20, direction: 'upstream' });
     const RESET_PER_CHUNK = Number(process.env.MESHPORT_FAULTS_RESET_P ?? 0.01);
     proxy.addToxic('resets', { type: 'reset', probability: RESET_PER_CHUNK, per: 'chunk', direction: 'upstream' });
-    const consumerSidecar = await startConsumerSidecar(dir, protocol, proxy.port);
+    const consumerSidecar = await startConsumerSidecar(dir, protocol, proxy.port, true);
 
     load = new LoadGen({
       protocol,
+      twoIdentities: true,
       port: consumerSidecar.address('outbound').port,
       total: TOTAL,
       connections: 8,
@@ -477,7 +514,9 @@ describe(`reliability: 1% upstream resets and 50 +/- 20 ms latency through two s
     const closed = load.count(CONN_CLOSED);
     const lost = load.count(PENDING) + load.count(UNSENT);
     let providerTwice = 0;
-    for (let i = 0; i < TOTAL; i++) if (provider.seen[i] > 1) providerTwice++;
+    for (let i = 0; i < TOTAL; i++) if (provider.seen[i] + other.seen[i] > 1) providerTwice++;
+    // A request delivered to the other identity's provider: the wrong service answered it.
+    const wrongIdentity = provider.foreign + other.foreign;
     // What a reset with requests in flight answers: Bolt CONNECTION_CLOSED, Dubbo 35 CHANNEL_INACTIVE.
     const RESET_STATUS = protocol === 'dubbo' ? 35 : 0x10;
     const resetShare = (load.statuses.get(RESET_STATUS) ?? 0) / TOTAL;
@@ -492,6 +531,7 @@ describe(`reliability: 1% upstream resets and 50 +/- 20 ms latency through two s
         { name: 'app connections closed under it', value: closed, goal: '0', met: closed === 0 },
         { name: 'requests lost (no answer)', value: lost, goal: '0', met: lost === 0 },
         { name: 'requests misrouted', value: load.misrouted, goal: '0', met: load.misrouted === 0 },
+        { name: "requests at another identity's provider", value: wrongIdentity, goal: '0', met: wrongIdentity === 0 },
         { name: 'requests answered twice', value: load.duplicates, goal: '0', met: load.duplicates === 0 },
         { name: 'requests the provider got twice', value: providerTwice, goal: '0', met: providerTwice === 0 },
         { name: 'upstream connections', value: proxy.stats.connections },
@@ -508,10 +548,12 @@ describe(`reliability: 1% upstream resets and 50 +/- 20 ms latency through two s
         'Path: app -> consumer sidecar outbound (4 pooled connections) -> in-process toxic proxy -> provider sidecar inbound -> echo provider; both sidecars in the test process, loopback only.',
         `Faults on the request direction of the proxy: latency 50 ms +/- 20 ms uniform per chunk (order kept), and a reset (RST both ways) with probability ${RESET_PER_CHUNK} per chunk, tuned so about 1% of requests are in flight on a connection when it is reset; random source seeded (${SEED}).`,
         'Per request the outcome is set once: a second answer is a duplicate, an answer to an id not sent on that connection or with another request\'s body is misrouted; a request with no answer when the run ends is lost.',
+        `Identities: requests alternate between two identities of the interface (${IDENTITY_KEYS[protocol].join(' and ')}), each served by a provider of its own behind the same provider sidecar; a provider counts a request of the other identity that reaches it.`,
       ],
     });
     assert.equal(lost, 0, 'every request got an answer');
     assert.equal(load.misrouted, 0, 'no answer went to the wrong request');
+    assert.equal(wrongIdentity, 0, "no request reached another identity's provider");
     assert.equal(load.duplicates, 0, 'no request answered twice');
     assert.equal(closed, 0, 'the app connections stayed up: the faults are upstream of the consumer sidecar');
     assert.equal(providerTwice, 0, 'no request reached the provider twice (a request that left is never retried)');

@@ -10,8 +10,7 @@ import { BoltStatus, DubboStatus } from '@meshport/protocol';
 import { recordSuite, scale, type Figure } from './support/reliability';
 import {
   boltRequest,
-  dubboRequest,
-  hessianShort,
+  dubboCall,
   memoryOf,
   percentile,
   RpcClient,
@@ -47,7 +46,7 @@ function request(protocol: Protocol): { id: number; frame: Buffer } {
   const frame =
     protocol === 'bolt'
       ? boltRequest(id, BOLT_SERVICE, body, 5000)
-      : dubboRequest(id, Buffer.concat([hessianShort('2.0.2'), hessianShort(DUBBO_SERVICE), hessianShort('1.0'), hessianShort('echo'), hessianShort(body.toString())]));
+      : dubboCall(id, DUBBO_SERVICE, '1.0', 'echo', body.toString());
   return { id, frame };
 }
 

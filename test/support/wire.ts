@@ -48,6 +48,29 @@ export function dubboRequest(id: bigint | number, payload: Buffer): Buffer {
   return Buffer.concat([head, payload]);
 }
 
+/**
+ * A Dubbo call as Dubbo writes one: the leading strings, the descriptor, one String argument `arg`, then the
+ * attachments map (path, version, and `group` when given), where the router reads the call's group.
+ */
+export function dubboCall(id: bigint | number, iface: string, version: string, method: string, arg: string, group?: string): Buffer {
+  const attachments = [hessianShort('path'), hessianShort(iface), hessianShort('version'), hessianShort(version)];
+  if (group !== undefined) attachments.push(hessianShort('group'), hessianShort(group));
+  return dubboRequest(
+    id,
+    Buffer.concat([
+      hessianShort('2.0.2'),
+      hessianShort(iface),
+      hessianShort(version),
+      hessianShort(method),
+      hessianShort('Ljava/lang/String;'),
+      hessianShort(arg),
+      Buffer.from('H'),
+      ...attachments,
+      Buffer.from('Z'),
+    ]),
+  );
+}
+
 /** Hessian2 compact strings (short ones, ASCII): enough for the leading strings of a Dubbo body. */
 export function hessianShort(s: string): Buffer {
   const b = Buffer.from(s);
