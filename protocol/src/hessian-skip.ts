@@ -1,4 +1,4 @@
-// Skip-only Hessian 2.0 scanner: steps over a Dubbo request's arguments without building any value, to read `group` and `interface` from the attachments map behind them.
+// Skip-only Hessian 2.0 scanner: steps over a Dubbo request's arguments, building nothing, to read its attachments.
 
 import { i32 } from './bytes';
 import { hexByte } from './errors';
@@ -95,8 +95,9 @@ const IN_DESCRIPTOR = -1;
  * Agreement with the provider matters more than leniency: a body read one way here and another in Java Dubbo could
  * be routed by one group and served by another. So where Java's Hessian2Input accepts more than the grammar (a length
  * or class index written as a long or a null, a field name written as an int, a descriptor with stray characters)
- * the scanner refuses, and the request is answered with an error. The one leniency kept goes the other way: 4-byte
- * UTF-8 counts as two units, as in the leading strings' reader (Java rejects such a body itself).
+ * the scanner refuses, and the request is answered with an error. The leniencies kept go the other way, accepting
+ * what Java then fails on by itself: 4-byte UTF-8 counts as two units, as in the leading strings' reader, and a body
+ * that ends right after the leading strings or right after the arguments has no attachments (test tools send those).
  */
 export class DubboAttachmentScanner {
   /** The last `group` entry's value; undefined when absent, null, not a string, or '', and after a failure. */
