@@ -815,7 +815,12 @@ function checkDubboCase(c: DubboCase): void {
     assert.equal(h.method, c.method);
     assert.deepEqual(body.slice(0, 5), ref);
     assert.deepEqual(body.slice(5, 5 + (c.args ?? []).length), c.args);
+    // The attachments past the arguments (1 MiB of them in one case) are read, and agree with the peer's.
+    assert.equal(h.attachmentsError, undefined);
     if (peer) {
+      const props = peer.data.requestProps as Record<string, unknown>;
+      assert.equal(h.group, typeof props.group === 'string' && props.group !== '' ? props.group : undefined);
+      assert.equal(h.interfaceName, props.interface);
       assert.equal(h.service, peer.data.requestProps.path);
       assert.equal(peer.data.serverSignature, h.version ? `${h.service}:${h.version}` : h.service);
       assert.equal(h.method, peer.data.methodName);
