@@ -386,11 +386,15 @@ export class DubboAttachmentScanner {
       for (;;) {
         if (p >= end) return this.fail(end, TRUNCATED);
         if (buf[p] === 0x5a) return p + 1;
-        p = this.skipValue(p, depth + 1);
+        const q = smallValueEnd(buf, p, end);
+        p = q >= 0 ? q : this.skipValue(p, depth + 1);
         if (p < 0) return p;
       }
     }
-    for (let i = 0; i < length && p >= 0; i++) p = this.skipValue(p, depth + 1);
+    for (let i = 0; i < length && p >= 0; i++) {
+      const q = p < end ? smallValueEnd(buf, p, end) : -1;
+      p = q >= 0 ? q : this.skipValue(p, depth + 1);
+    }
     return p;
   }
 
@@ -402,8 +406,11 @@ export class DubboAttachmentScanner {
     for (;;) {
       if (p >= end) return this.fail(end, TRUNCATED);
       if (buf[p] === 0x5a) return p + 1;
-      p = this.skipValue(p, depth + 1);
-      if (p >= 0) p = this.skipValue(p, depth + 1);
+      let q = smallValueEnd(buf, p, end);
+      p = q >= 0 ? q : this.skipValue(p, depth + 1);
+      if (p < 0) return p;
+      q = p < end ? smallValueEnd(buf, p, end) : -1;
+      p = q >= 0 ? q : this.skipValue(p, depth + 1);
       if (p < 0) return p;
     }
   }
@@ -413,8 +420,12 @@ export class DubboAttachmentScanner {
     if (ref < 0 || ref >= this.classCount) return this.fail(at, `an object of class definition ${ref}, of ${this.classCount} defined`);
     if (depth >= MAX_HESSIAN_DEPTH) return this.fail(at, `values nest deeper than ${MAX_HESSIAN_DEPTH}`);
     this.refCount++;
+    const { buf, end } = this;
     const fields = this.classFields[ref];
-    for (let i = 0; i < fields && p >= 0; i++) p = this.skipValue(p, depth + 1);
+    for (let i = 0; i < fields && p >= 0; i++) {
+      const q = p < end ? smallValueEnd(buf, p, end) : -1;
+      p = q >= 0 ? q : this.skipValue(p, depth + 1);
+    }
     return p;
   }
 
@@ -639,6 +650,18 @@ class DescriptorMemo {
     this.length[slot] = n;
     this.count[slot] = count;
   }
+}
+
+/**
+ * Where the value at `p` (< end) ends if it is one of the common small ones, a fixed-size value or a short ASCII
+ * string; -1 for anything else, which skipValue then reads. Inlined into the item loops, it saves them a call per
+ * item: half the cost of a list of nulls or small ints.
+ */
+function smallValueEnd(buf: Buffer, p: number, end: number): number {
+  const c = buf[p];
+  const size = FIXED_SIZE[c];
+  if (size !== 0) return p + size <= end ? p + size : -1;
+  return c < 0x20 && isAscii(buf, p + 1, p + 1 + c, end) ? p + 1 + c : -1;
 }
 
 /** Whether `buf[from, to)` lies inside the body and is all ASCII. */

@@ -484,6 +484,20 @@ describe('Dubbo attachments: unreadable bodies are reported in attachmentsError,
     });
   }
 
+  it('a 16 MiB body of the cheapest values to write and the dearest to step over is read in linear time', function () {
+    this.timeout(20_000);
+    // Empty lists and empty strings: one byte each, one value each.
+    const n = 16 * 1024 * 1024 - 256;
+    for (const fill of [0x78, 0x00, 0x4e]) {
+      const frame = handBuilt(str('I'), bytes(0x57), Buffer.alloc(n, fill), bytes(0x5a), map(str('group'), str('big')));
+      const t0 = process.hrtime.bigint();
+      const h = decode(frame);
+      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+      assert.equal(h.group, 'big');
+      assert.ok(ms < 2000, `0x${fill.toString(16)} x ${n}: ${ms.toFixed(0)} ms`);
+    }
+  });
+
   it('only hessian2 bodies are scanned: another serialization leaves group and error unset', () => {
     const frame = handBuilt(bytes(0xff, 0xff));
     frame[2] = 0xc0 | 6; // fastjson
