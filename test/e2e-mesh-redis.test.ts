@@ -4,7 +4,7 @@
 
 import { strict as assert } from 'node:assert';
 import { Redis } from 'ioredis';
-import { parseProviderUrl, providerUrlText, type ProviderUrl } from '@meshport/registry-core';
+import { getParam, parseProviderUrl, providerUrlText, type ProviderUrl } from '@meshport/registry-core';
 import { RedisRegistry } from '@meshport/registry-redis';
 import type { Sidecar } from '@meshport/sidecar';
 import { client as sofaClient, server as sofaServer } from 'sofa-rpc-node';
@@ -23,7 +23,10 @@ async function startServer(protocol: Protocol, iface: string, name: string) {
 /** A sofa-rpc-node client calling the one address the app was handed. */
 function consumerOf(protocol: Protocol, iface: string, url: ProviderUrl) {
   const client = new sofaClient.RpcClient({ logger: quietLogger, ...protocolOption(protocol) });
-  const consumer = client.createConsumer({ interfaceName: iface, version: '1.0', serverHost: `${url.host}:${url.port}`, retryFaultInterval: 200 });
+  // The group of the provider it was handed, as a Dubbo consumer configured for it would send ('' for none; left
+  // unset, sofa-rpc-node would send its default 'SOFA', another identity).
+  const group = getParam(url, 'group') ?? '';
+  const consumer = client.createConsumer({ interfaceName: iface, version: '1.0', group, serverHost: `${url.host}:${url.port}`, retryFaultInterval: 200 });
   return { client, consumer };
 }
 

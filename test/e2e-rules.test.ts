@@ -137,6 +137,16 @@ describe("registry rules end to end: the consumer's sidecar applies what the Dub
     await eventually('the router in force', async () => (pod.book.table.outbound(ROUTE)!.routers?.length === 1 ? true : undefined));
     assert.deepEqual(await split('find', 90), { '127.0.0.1': 90 });
     assert.deepEqual(await split('whoami', 90), { '127.0.0.1': 30, '127.0.0.2': 30, '127.0.0.3': 30 });
+    // The app reading the routers through its facade sees none: applied again to the one local URL it is handed,
+    // `host = 127.0.0.1` would have nothing to keep.
+    const facade = pod.address({ facade: 'main' });
+    const app = await connectZooKeeper(`${facade.host}:${facade.port}`);
+    try {
+      assert.deepEqual(await children(app, `/dubbo/${IFACE}/routers`), []);
+      assert.equal((await children(operator, `/dubbo/${IFACE}/routers`)).length, 1);
+    } finally {
+      app.close();
+    }
   });
 
   it('a rule that cannot be parsed is ignored, reported on /routes, and changes nothing', async () => {

@@ -70,6 +70,8 @@ describe('registry takeover end to end: sofa-rpc-node through two sidecars and a
   for (const protocol of ['bolt', 'dubbo'] as Protocol[]) {
     describe(protocol, () => {
       const iface = `com.example.e2e.${protocol === 'bolt' ? 'Bolt' : 'Dubbo'}EchoService`;
+      // sofa-rpc-node's Dubbo calls carry their consumer's group, SOFA by default, which is part of their route key.
+      const routeKey = protocol === 'dubbo' ? `SOFA/${iface}:1.0` : `${iface}:1.0`;
       const apps: { close(): Promise<void> }[] = [];
       after(async () => {
         await closeApps(apps.reverse());
@@ -109,10 +111,10 @@ describe('registry takeover end to end: sofa-rpc-node through two sidecars and a
 
         // /routes: the consumer's sidecar routes to the provider sidecar's inbound port; the provider's to the app.
         const outRoutes = await adminRoutes(consumerPod);
-        const out = outRoutes.find((c) => c.listener === 'outbound' && c.name.startsWith(iface));
+        const out = outRoutes.find((c) => c.listener === 'outbound' && c.name === routeKey);
         assert.deepEqual(out?.endpoints.map((e) => e.address), [`127.0.0.1:${inbound.port}`]);
         const inRoutes = await adminRoutes(providerPod);
-        const into = inRoutes.find((c) => c.listener === 'inbound' && c.name.startsWith(iface));
+        const into = inRoutes.find((c) => c.listener === 'inbound' && c.name === routeKey);
         assert.deepEqual(into?.endpoints.map((e) => e.address), [`127.0.0.1:${provider.port}`]);
 
         // Kill the provider: its ephemeral node lives until ZooKeeper expires the session, and so does the route.
@@ -120,12 +122,12 @@ describe('registry takeover end to end: sofa-rpc-node through two sidecars and a
         const killedAt = Date.now();
         await new Promise((r) => setTimeout(r, 1000));
         assert.equal((await providers(direct, iface)).length, 1, 'the node is there until the session expires');
-        assert.ok(consumerPod.book.table.outbound(`${iface}:1.0`), 'the route stays while the node is there');
+        assert.ok(consumerPod.book.table.outbound(routeKey), 'the route stays while the node is there');
         // The session expires, the ephemeral node goes with it: now, and only now, the list empties.
         await eventually('the provider node to go', async () => ((await providers(direct, iface)).length === 0 ? true : undefined), 30_000);
         const goneAfterMs = Date.now() - killedAt;
         await eventually('the consumer sidecar to drop the route', async () =>
-          consumerPod.book.table.outbound(`${iface}:1.0`) ? undefined : true,
+          consumerPod.book.table.outbound(routeKey) ? undefined : true,
         );
         assert.ok(goneAfterMs > 1000, `the node went ${goneAfterMs} ms after the kill, with the session`);
       });

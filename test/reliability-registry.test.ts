@@ -9,7 +9,7 @@
 import { strict as assert } from 'node:assert';
 import zookeeper from 'node-zookeeper-client';
 import { Redis } from 'ioredis';
-import { decodeNodeName, encodeNodeName, parseProviderUrl, type ProviderUrl } from '@meshport/registry-core';
+import { decodeNodeName, encodeNodeName, getParam, parseProviderUrl, type ProviderUrl } from '@meshport/registry-core';
 import { RedisRegistry } from '@meshport/registry-redis';
 import type { Sidecar } from '@meshport/sidecar';
 import { client as sofaClient } from 'sofa-rpc-node';
@@ -528,7 +528,9 @@ describe('reliability: registry outages under load', function () {
       await eventually('the consumer app to see the provider', async () => handed);
       const client = new sofaClient.RpcClient({ logger: quietLogger, ...protocolOption('dubbo') });
       closers.push(() => client.close());
-      const consumer = client.createConsumer({ interfaceName: iface, version: '1.0', serverHost: `${handed!.host}:${handed!.port}`, retryFaultInterval: 200 });
+      // The handed provider's group ('' for none), as a Dubbo consumer configured for it sends it.
+      const group = getParam(handed!, 'group') ?? '';
+      const consumer = client.createConsumer({ interfaceName: iface, version: '1.0', group, serverHost: `${handed!.host}:${handed!.port}`, retryFaultInterval: 200 });
       await consumer.ready();
       await eventually('the consumer app to reach the provider', async () =>
         (await consumer.invoke('echo', ['ping'], { responseTimeout: 3000 }).catch(() => undefined)) === 'redis-provider: ping' ? true : undefined,

@@ -22,7 +22,8 @@ const PROVIDER_APP = path.join(__dirname, 'demo', 'provider-app.js');
 const CONSUMER_APP = path.join(__dirname, 'demo', 'consumer-app.js');
 const CALLERS_PER_PROTOCOL = 4;
 
-const clusterOf = (flow: Flow) => `${flow.iface}:1.0`;
+/** The route key of a flow's calls: sofa-rpc-node's Dubbo consumers send their group (`SOFA`) in every call. */
+const clusterOf = (flow: Flow) => (flow.protocol === 'dubbo' ? `SOFA/${flow.iface}:1.0` : `${flow.iface}:1.0`);
 
 /** How long calls are driven: MESHPORT_DEMO_SECONDS, 5 s by default. */
 function demoSeconds(): number {

@@ -80,8 +80,9 @@ function checkDemo(extraEnv: NodeJS.ProcessEnv, netns: boolean): void {
     const appPorts = { 'com.example.EchoService': app[2], 'com.example.GreetService': app[3] };
 
     for (const [protocol, iface] of [['bolt', 'com.example.EchoService'], ['dubbo', 'com.example.GreetService']] as const) {
-      const cluster = `${iface}:1.0`;
+      const cluster = protocol === 'dubbo' ? `SOFA/${iface}:1.0` : `${iface}:1.0`;
       const q = iface.replace(/\./g, '\\.');
+      const qc = esc(cluster);
       // Calls went through, none failed.
       const calls = one(out, new RegExp(`calls ${protocol} +${q}#\\w+ +ok (\\d+) +failed (\\d+) .* p50 \\S+ ms +p90 \\S+ ms +p99 \\S+ ms`), `${protocol} calls`);
       assert.ok(Number(calls[1]) > 0, `${protocol}: no call succeeded`);
@@ -97,12 +98,12 @@ function checkDemo(extraEnv: NodeJS.ProcessEnv, netns: boolean): void {
       assert.equal(handed[1], consumerOutbound);
 
       // Through both sidecars: consumer pod outbound -> provider pod inbound -> the provider app.
-      const outRoute = one(out, new RegExp(`consumer pod outbound route ${q}:1\\.0 -> (\\S+)`), `${cluster} outbound route`);
+      const outRoute = one(out, new RegExp(`consumer pod outbound route ${qc} -> (\\S+)`), `${cluster} outbound route`);
       assert.equal(outRoute[1], providerInbound);
-      const inRoute = one(out, new RegExp(`provider pod inbound route ${q}:1\\.0 -> (\\S+)`), `${cluster} inbound route`);
+      const inRoute = one(out, new RegExp(`provider pod inbound route ${qc} -> (\\S+)`), `${cluster} inbound route`);
       assert.equal(inRoute[1], `127.0.0.1:${appPorts[iface]}`);
-      const outOk = Number(one(out, new RegExp(`consumer pod /stats outbound ok ${q}:1\\.0: (\\d+)`), 'consumer pod stats')[1]);
-      const inOk = Number(one(out, new RegExp(`provider pod /stats inbound ok ${q}:1\\.0: (\\d+)`), 'provider pod stats')[1]);
+      const outOk = Number(one(out, new RegExp(`consumer pod /stats outbound ok ${qc}: (\\d+)`), 'consumer pod stats')[1]);
+      const inOk = Number(one(out, new RegExp(`provider pod /stats inbound ok ${qc}: (\\d+)`), 'provider pod stats')[1]);
       assert.ok(outOk >= Number(calls[1]), `consumer pod outbound ok ${outOk} < ${calls[1]} calls`);
       assert.ok(inOk >= Number(calls[1]), `provider pod inbound ok ${inOk} < ${calls[1]} calls`);
     }

@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import {
   ClientGate,
   formatProviderUrl,
+  getParam,
   providerUrlText,
   sofaServiceKey,
   sofaServiceKeyOf,
@@ -20,6 +21,7 @@ import {
   type Unsubscribe,
   type UrlParam,
 } from '@meshport/registry-core';
+import { identityOfDataId, withIdentity } from './service-identity';
 
 /**
  * The TCP port a sofa-rpc app in mesh mode dials for every call, on the host of the mesh API address
@@ -481,9 +483,13 @@ export class SofaMeshApiFacade implements RegistryFacade {
     if (!subscription.active) return;
     try {
       // The app dials its own mesh port whatever host:port it is given; only the parameters of datas[0] matter to it.
-      // The registry lists every identity of the interface (the route book takes them all); the app asked for one.
+      // A URL that names no interface is the registry's answer for the name subscribed (SOFA Registry keeps the
+      // identity in the dataId): it is given that identity, so it can be routed. The registry may also list every
+      // identity of the interface (ZooKeeper does): the route book takes them all; the app asked for one.
+      const identity = identityOfDataId(serviceName);
+      const named = urls.map((url) => (identity && !getParam(url, 'interface') && !url.path ? withIdentity(url, identity).url : url));
       subscription.datas = this.takeover
-        .providersRead(iface, urls)
+        .providersRead(iface, named)
         .filter((url) => servesIdentity(url, serviceName))
         .map((url) => formatProviderUrl({ ...url, scheme: undefined }));
     } catch (error) {

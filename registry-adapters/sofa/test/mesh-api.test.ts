@@ -258,15 +258,16 @@ describe('SofaMeshApiFacade', () => {
     assert.deepEqual(reply.body, { success: true, serviceName: ECHO, datas: [] });
     await peer.publish(ECHO, '10.0.0.9:12200?p=1');
     await settle();
-    assert.deepEqual(takeover.reads.at(-1), { iface: 'com.example.EchoService', real: ['10.0.0.9:12200?p=1'] });
+    // A URL that names no service is the registry's answer for the one subscribed: it is given that identity.
+    assert.deepEqual(takeover.reads.at(-1), { iface: 'com.example.EchoService', real: ['10.0.0.9:12200?p=1&interface=com.example.EchoService&version=1.0&uniqueId='] });
     const again = await meshPost(api, SOFA_MESH_API_PATHS.subscribe, subscribeRequest(ECHO));
-    assert.deepEqual(again.body['datas'], ['127.0.0.1:12220?p=1']);
+    assert.deepEqual(again.body['datas'], ['127.0.0.1:12220?p=1&interface=com.example.EchoService&version=1.0&uniqueId=']);
   });
 
   it('/services/subscribe writes the outbound URL scheme-less even when the registry holds bolt:// URLs', async () => {
     await peer.publish(ECHO, 'bolt://10.0.0.9:12200?serialization=hessian2&weight=100');
     const reply = await meshPost(api, SOFA_MESH_API_PATHS.subscribe, subscribeRequest(ECHO));
-    assert.deepEqual(reply.body['datas'], ['127.0.0.1:12220?serialization=hessian2&weight=100']);
+    assert.deepEqual(reply.body['datas'], ['127.0.0.1:12220?serialization=hessian2&weight=100&interface=com.example.EchoService&version=1.0&uniqueId=']);
   });
 
   it('/services/subscribe answers failure when the registry refuses', async () => {
@@ -402,7 +403,7 @@ describe('SofaMeshApiFacade', () => {
     const meshHost = '127.0.0.1';
     const first = datas[0];
     const target = first && first.includes('?') ? `${meshHost}:${SOFA_MESH_TCP_PORT}?${first.slice(first.indexOf('?') + 1)}` : `${meshHost}:${SOFA_MESH_TCP_PORT}`;
-    assert.equal(target, '127.0.0.1:12220?_SERIALIZETYPE=hessian2&v=4.0&p=1&app_name=echo');
+    assert.equal(target, '127.0.0.1:12220?_SERIALIZETYPE=hessian2&v=4.0&p=1&app_name=echo&interface=com.example.EchoService&version=1.0&uniqueId=');
     // Shutdown: unSubscribe and unRegister.
     assert.equal((await meshPost(api, SOFA_MESH_API_PATHS.unsubscribe, { serviceName: ECHO })).body['success'], true);
     assert.equal((await meshPost(api, SOFA_MESH_API_PATHS.unpublish, { serviceName: HELLO })).body['success'], true);

@@ -92,6 +92,11 @@ const ZOOKEEPER_DEFAULT_PORT = 2181;
  */
 const PROVIDERS_DIR = /^(?:\/[^/]+)+\/([^/]+)\/providers$/;
 const PROVIDER_NODE = /^((?:\/[^/]+)+\/([^/]+)\/providers)\/([^/]+)$/;
+/**
+ * Dubbo's condition routers of an interface. The sidecar applies them to the real providers; the app is shown none,
+ * because applied again to the one local URL it is handed, a rule naming provider hosts would leave it nothing.
+ */
+const ROUTERS_DIR = /^(?:\/[^/]+)+\/[^/]+\/routers$/;
 
 /** Requests on the app's own node whose only change is the path (their replies carry no path). */
 const PATH_ONLY_REQUESTS = new Map<number, RecordClass>([
@@ -157,7 +162,8 @@ class FacadeSession {
 type Pending =
   | { kind: 'create'; type: number; node: OwnNode }
   | { kind: 'delete'; node: OwnNode }
-  | { kind: 'children'; type: number; iface: string; path: string };
+  | { kind: 'children'; type: number; iface: string; path: string }
+  | { kind: 'routers'; type: number };
 
 interface Upstream {
   host: string;
@@ -616,6 +622,7 @@ class FacadeConnection {
     const path = peekString(frame, REQUEST_BODY_OFFSET);
     const m = path !== undefined ? PROVIDERS_DIR.exec(path) : null;
     if (m) this.pending.set(frame.readInt32BE(4), { kind: 'children', type, iface: m[1]!, path: path! });
+    else if (path !== undefined && ROUTERS_DIR.test(path)) this.pending.set(frame.readInt32BE(4), { kind: 'routers', type });
   }
 
   /** On reconnect the client re-arms its watches by path: watches on its own nodes name the app paths. */
@@ -703,6 +710,8 @@ class FacadeConnection {
         return undefined;
       case 'children':
         return err === ZK_ERR.ok ? this.rewriteChildrenReply(frame, pending) : undefined;
+      case 'routers':
+        return err === ZK_ERR.ok ? this.hideChildren(frame, pending.type) : undefined;
     }
   }
 
@@ -732,6 +741,14 @@ class FacadeConnection {
    * still be an endpoint an SDK dials around the mesh. When no child at all is readable, the reply passes through
    * unrewritten rather than turning a non-empty list into an empty one (which makes SOFA RPC drop every connection).
    */
+  /** The reply with no children; the Stat (GetChildren2) stays ZooKeeper's, which no SDK compares with the list. */
+  private hideChildren(frame: Buffer, type: number): Buffer | undefined {
+    const record = decodeRecord(type === OP.getChildren2 ? RECORDS.GetChildren2Response : RECORDS.GetChildrenResponse, frame, REPLY_BODY_OFFSET);
+    if (!record) return undefined;
+    record.children = [];
+    return encodeFrame(frame, REPLY_BODY_OFFSET, record);
+  }
+
   private rewriteChildrenReply(frame: Buffer, pending: Extract<Pending, { kind: 'children' }>): Buffer | undefined {
     const v2 = pending.type === OP.getChildren2;
     const record = decodeRecord(v2 ? RECORDS.GetChildren2Response : RECORDS.GetChildrenResponse, frame, REPLY_BODY_OFFSET);
