@@ -100,8 +100,10 @@ export class DubboFrameHeader {
   /**
    * Hessian2 requests whose body cannot be read past the leading strings (descriptor, arguments, attachments map): what
    * and where, as `<reason>, in <part> (at byte <offset in the frame>)`. Not thrown, because the frame itself is
-   * sound: the one request can be answered (BAD_REQUEST) and the connection kept. Undefined when the body was read,
-   * including one that ends cleanly right after the leading strings or right after the arguments (no attachments).
+   * sound: the one request can be answered (BAD_REQUEST) and the connection kept. Also set when the `path` or
+   * `version` attachment names another service than the leading strings (a Java provider would serve the one the
+   * attachments name). Undefined when the body was read, including one that ends cleanly right after the leading
+   * strings or right after the arguments (no attachments).
    */
   readonly attachmentsError: string | undefined;
 
@@ -137,10 +139,23 @@ export class DubboFrameHeader {
       this.version = reader.readString();
       this.method = reader.readString() ?? undefined;
       attachments.scan(frame, reader.pos, this.frameLength);
-      this.group = attachments.group;
-      this.interfaceName = attachments.interfaceName;
-      this.attachmentsError = attachments.error;
+      // Java providers serve the service the `path` and `version` attachments name, read over the leading strings:
+      // a request whose attachments name another service than its leading strings is not routed by either.
+      const disagreement = attachments.error === undefined ? this.disagreement(attachments.path, attachments.version) : undefined;
+      this.group = disagreement === undefined ? attachments.group : undefined;
+      this.interfaceName = disagreement === undefined ? attachments.interfaceName : undefined;
+      this.attachmentsError = attachments.error ?? disagreement;
     }
+  }
+
+  private disagreement(path: string | undefined, version: string | undefined): string | undefined {
+    if (path !== undefined && path !== this.service) {
+      return `the path attachment names ${JSON.stringify(path)}, the request ${JSON.stringify(this.service ?? null)}`;
+    }
+    if (version !== undefined && version !== (this.version || undefined)) {
+      return `the version attachment names ${JSON.stringify(version)}, the request ${JSON.stringify(this.version ?? null)}`;
+    }
+    return undefined;
   }
 }
 

@@ -85,8 +85,12 @@ function isIdentifierPart(b: number): boolean {
 const KEY_OTHER = 0;
 const KEY_GROUP = 1;
 const KEY_INTERFACE = 2;
+const KEY_PATH = 3;
+const KEY_VERSION = 4;
 const GROUP = [0x67, 0x72, 0x6f, 0x75, 0x70]; // group
 const INTERFACE = [0x69, 0x6e, 0x74, 0x65, 0x72, 0x66, 0x61, 0x63, 0x65]; // interface
+const PATH = [0x70, 0x61, 0x74, 0x68]; // path
+const VERSION = [0x76, 0x65, 0x72, 0x73, 0x69, 0x6f, 0x6e]; // version
 
 // Which part of the body a failure lies in, for the message.
 const IN_DESCRIPTOR = -1;
@@ -108,6 +112,13 @@ export class DubboAttachmentScanner {
   group: string | undefined;
   /** The last `interface` entry's value, by the same rules. */
   interfaceName: string | undefined;
+  /**
+   * The last `path` and `version` entries, by the same rules. A Java provider reads them over the leading strings and
+   * serves the service they name, so a request whose attachments name another service must not be routed by its
+   * leading strings.
+   */
+  path: string | undefined;
+  version: string | undefined;
   /** Why the body cannot be read where the arguments and attachments should be; undefined when it could. */
   error: string | undefined;
 
@@ -138,6 +149,8 @@ export class DubboAttachmentScanner {
     this.end = end;
     this.group = undefined;
     this.interfaceName = undefined;
+    this.path = undefined;
+    this.version = undefined;
     this.error = undefined;
     this.refCount = 0;
     this.typeCount = 0;
@@ -161,6 +174,8 @@ export class DubboAttachmentScanner {
       // A group read before the failure is not reported: the request cannot be routed on a body read halfway.
       this.group = undefined;
       this.interfaceName = undefined;
+      this.path = undefined;
+      this.version = undefined;
     }
   }
 
@@ -248,6 +263,8 @@ export class DubboAttachmentScanner {
       if (c < 0x20 && isAscii(buf, p + 1, p + 1 + c, end)) {
         if (c === 5 && equalsAt(buf, p + 1, GROUP)) key = KEY_GROUP;
         else if (c === 9 && equalsAt(buf, p + 1, INTERFACE)) key = KEY_INTERFACE;
+        else if (c === 4 && equalsAt(buf, p + 1, PATH)) key = KEY_PATH;
+        else if (c === 7 && equalsAt(buf, p + 1, VERSION)) key = KEY_VERSION;
         p += 1 + c;
       } else if (isStringCode(c)) {
         p = this.skipKey(p);
@@ -270,7 +287,9 @@ export class DubboAttachmentScanner {
         p = after;
       } else p = this.skipValue(p, 1);
       if (key === KEY_GROUP) this.group = value;
-      else this.interfaceName = value;
+      else if (key === KEY_INTERFACE) this.interfaceName = value;
+      else if (key === KEY_PATH) this.path = value;
+      else this.version = value;
     }
   }
 
@@ -566,7 +585,7 @@ export class DubboAttachmentScanner {
   }
 
   /**
-   * Steps over the string key at `p` and sets `key` to which of group / interface it spells, however chunked and
+   * Steps over the string key at `p` and sets `key` to which of group / interface / path / version it spells, however chunked and
    * however encoded: characters are compared as Java's reader decodes them, overlong forms included (0xc1 0xa7 is
    * a 'g' to it), or a key the provider reads as `group` could pass here as another.
    */
@@ -575,6 +594,8 @@ export class DubboAttachmentScanner {
     // How much of each name the characters so far spell; -1 once they cannot.
     let g = 0;
     let f = 0;
+    let h = 0;
+    let v = 0;
     for (;;) {
       const start = this.chunk(p);
       if (start < 0) return start;
@@ -597,13 +618,20 @@ export class DubboAttachmentScanner {
         } else break; // a surrogate pair (in neither name), or bytes skipUnits rejects below
         g = g >= 0 && g < GROUP.length && unit === GROUP[g] ? g + 1 : -1;
         f = f >= 0 && f < INTERFACE.length && unit === INTERFACE[f] ? f + 1 : -1;
+        h = h >= 0 && h < PATH.length && unit === PATH[h] ? h + 1 : -1;
+        v = v >= 0 && v < VERSION.length && unit === VERSION[v] ? v + 1 : -1;
       }
-      if (left > 0) g = f = -1;
+      if (left > 0) g = f = h = v = -1;
       p = this.skipUnits(start, units);
       if (p < 0) return p;
       if (final) break;
     }
-    this.key = g === GROUP.length ? KEY_GROUP : f === INTERFACE.length ? KEY_INTERFACE : KEY_OTHER;
+    this.key =
+      g === GROUP.length ? KEY_GROUP
+      : f === INTERFACE.length ? KEY_INTERFACE
+      : h === PATH.length ? KEY_PATH
+      : v === VERSION.length ? KEY_VERSION
+      : KEY_OTHER;
     return p;
   }
 }

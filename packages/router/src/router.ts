@@ -326,10 +326,11 @@ export class Router implements CallerHandler, UpstreamEvents {
   request(caller: CallerConnection, frame: Buffer, header: FrameHeader): void {
     const listener = caller.listener;
     if (header.protocol === 'dubbo' && header.attachmentsError !== undefined) {
-      // Without the attachments the call's group is unknown, and guessing it could hand the call to another group.
+      // Without the attachments the call's group is unknown, and guessing it could hand the call to another group;
+      // attachments that name another service than the request would have the provider serve that one.
       const metrics = this.stats.cluster(listener, 'none');
       metrics.requests.dubbo++;
-      const message = `meshport: cannot read the request's attachments to find its group: ${header.attachmentsError}`;
+      const message = `meshport: the request's identity cannot be read from its attachments: ${header.attachmentsError}`;
       return this.refuse(caller, identityOf(header, frame), metrics, 'bad-request', message);
     }
     const service = routeKey(header);

@@ -123,10 +123,21 @@ describe('router: Dubbo groups', () => {
     client.send(dubboRequest(2, iface, '1.0', 'hello', 'after', 'g1'));
     await client.waitFor(2);
     assert.equal(client.answers[0]!.header.status, DubboStatus.BAD_REQUEST);
-    assert.match(client.answers[0]!.frame.toString('utf8'), /cannot read the request's attachments/);
+    assert.match(client.answers[0]!.frame.toString('utf8'), /identity cannot be read from its attachments/);
     assert.equal(client.answers[1]!.header.status, DubboStatus.OK);
     assert.equal(g1.seen.length + g2.seen.length, 1, 'only the good call was forwarded');
     assert.equal(client.closed, false);
+  });
+
+  it("refuses a call whose path attachment names another service (a Java provider would serve that one)", async () => {
+    const frame = dubboRequest(7, iface, '1.0', 'hello', 'spoof', 'g1');
+    const at = frame.indexOf(Buffer.from(iface), frame.indexOf(Buffer.from('path')));
+    Buffer.from(iface.replace('Grouped', 'Spoofed')).copy(frame, at);
+    client.send(frame);
+    await client.waitFor(1);
+    assert.equal(client.answers[0]!.header.status, DubboStatus.BAD_REQUEST);
+    assert.match(client.answers[0]!.frame.toString('utf8'), /the path attachment names "org\.example\.Spoofed"/);
+    assert.equal(g1.seen.length + g2.seen.length, 0);
   });
 });
 

@@ -516,6 +516,8 @@ export interface RefHeader {
   interfaceName?: string | undefined;
   /** Hessian2 requests: whether the body past the leading strings is unreadable (attachmentsError set). */
   attachmentsUnreadable?: boolean;
+  /** Hessian2 requests: whether the path or version attachment names another service (attachmentsError set). */
+  attachmentsDisagree?: boolean;
   /** Hessian2 requests: where the leading strings end; an attachmentsError names an offset from there on. */
   attachmentsStart?: number;
 }
@@ -699,6 +701,8 @@ const REF_TYPES = new RegExp(REF_TYPE, 'g');
 export interface RefAttachments {
   group: string | undefined;
   interfaceName: string | undefined;
+  path?: string | undefined;
+  version?: string | undefined;
   unreadable: boolean;
 }
 
@@ -858,6 +862,8 @@ export function refAttachments(b: Buffer, start: number, end: number): RefAttach
     if (p >= end) return { ...none, unreadable: false };
     let group: string | undefined;
     let interfaceName: string | undefined;
+    let path: string | undefined;
+    let version: string | undefined;
     while (peek() === 0x43) classDefinition();
     const c = b[p];
     if (c === 0x4e) return { ...none, unreadable: false };
@@ -873,8 +879,10 @@ export function refAttachments(b: Buffer, start: number, end: number): RefAttach
       const v = isString(b[p]) ? text() : value(1);
       if (key === 'group') group = v || undefined;
       else if (key === 'interface') interfaceName = v || undefined;
+      else if (key === 'path') path = v || undefined;
+      else if (key === 'version') version = v || undefined;
     }
-    return { group, interfaceName, unreadable: false };
+    return { group, interfaceName, path, version, unreadable: false };
   } catch (e) {
     if (e instanceof RefUnreadable) return { ...none, unreadable: true };
     throw e;
@@ -920,8 +928,11 @@ function refDecodeDubbo(f: Buffer): RefDecode {
     h.version = values[2];
     h.method = values[3] ?? undefined;
     const a = refAttachments(f, p, len);
-    h.group = a.group;
-    h.interfaceName = a.interfaceName;
+    // Attachments that name another service than the leading strings (the one a Java provider would serve) make the
+    // request unroutable, without a group.
+    h.attachmentsDisagree = !a.unreadable && ((a.path !== undefined && a.path !== h.service) || (a.version !== undefined && a.version !== (h.version || undefined)));
+    h.group = h.attachmentsDisagree ? undefined : a.group;
+    h.interfaceName = h.attachmentsDisagree ? undefined : a.interfaceName;
     h.attachmentsUnreadable = a.unreadable;
     h.attachmentsStart = p;
   }
@@ -1271,11 +1282,14 @@ export function checkCase(input: Buffer, rng: Rng, opts: CheckOptions = {}): voi
 function checkAttachments(h: FrameHeader & { protocol: 'dubbo' }, ref: RefHeader, stats: CaseStats | undefined): void {
   const error = h.attachmentsError;
   if (error !== undefined && typeof error !== 'string') fail('attachmentsError is not a string', typeof error);
-  const want = ref.attachmentsUnreadable ?? false;
+  const want = (ref.attachmentsUnreadable ?? false) || (ref.attachmentsDisagree ?? false);
   if ((error !== undefined) !== want) {
     fail('attachmentsError differs from the reference', `got ${JSON.stringify(error)}, want ${want ? 'an error' : 'none'}`);
   }
-  if (error !== undefined) {
+  if (error !== undefined && ref.attachmentsDisagree) {
+    if (!/ attachment names /.test(error)) fail('a disagreeing attachment reported as something else', error);
+    if (h.group !== undefined || h.interfaceName !== undefined) fail('a group or interface reported with an attachmentsError', error);
+  } else if (error !== undefined) {
     const at = Number(/ \(at byte (\d+)\)$/.exec(error)?.[1]);
     if (!(at >= (ref.attachmentsStart ?? 16) && at <= h.frameLength)) {
       fail('attachmentsError names no offset between the leading strings and the end of the frame', error);
