@@ -4,7 +4,6 @@ import { readFile } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
 import {
   FileRegistry,
-  interfaceOfServiceKey,
   type RegistryAdapter,
   type RegistryFacade,
   type RegistryLogger,
@@ -88,8 +87,8 @@ export async function startRegistries(entries: RegistryConfig[], wiring: Registr
       await facade?.start();
       if (adapter) {
         for (const service of await servicesToRoute(entry)) {
-          const iface = interfaceOfServiceKey(service);
-          unsubscribes.push(await adapter.subscribe(service, (urls) => takeover.providersRead(iface, urls)));
+          // Reported per service: two identities of one interface subscribed here are two answers, not one.
+          unsubscribes.push(await adapter.subscribe(service, (urls) => takeover.providersRead(service, urls)));
         }
       }
     }

@@ -5,6 +5,7 @@ import {
   compileRules,
   emptyRuleUrls,
   formatProviderUrl,
+  interfaceOfServiceKey,
   providersPerIdentity,
   rewriteEndpoint,
   routeKeyOf,
@@ -47,16 +48,22 @@ export class RouteBook {
   /** Route key -> what it was last compiled to, so an unchanged result does not disturb the router. */
   private readonly compiled = new Map<string, { spec: string; problems: Set<string>; recompile?: NodeJS.Timeout }>();
 
-  /** The providers of `iface` as registry `source` last reported them (possibly none: an explicit deletion). */
-  report(source: string, iface: string, real: ProviderUrl[]): void {
-    const reporter = `${source}\u0000${iface}`;
+  /**
+   * The providers registry `source` last reported for `scope` (possibly none: an explicit deletion). The scope is
+   * what was read: an interface (ZooKeeper and Redis list every identity of one), or a service key when the registry
+   * answers per service (a file registry, SOFA Registry's data ids, the mesh API's subscriptions); a new report of
+   * one scope replaces exactly what that scope said before.
+   */
+  report(source: string, scope: string, real: ProviderUrl[]): void {
+    const reporter = `${source}\u0000${scope}`;
+    const iface = interfaceOfServiceKey(scope);
     const now = new Map<string, ProviderUrl[]>();
     for (const url of real) {
       let key: string;
       try {
         key = routeKeyOf(url);
       } catch (error) {
-        this.warn({ source, iface, url: formatProviderUrl(url), err: (error as Error).message }, 'provider URL names no service identity; not routed');
+        this.warn({ source, scope, url: formatProviderUrl(url), err: (error as Error).message }, 'provider URL names no service identity; not routed');
         continue;
       }
       const list = now.get(key) ?? [];
@@ -81,7 +88,8 @@ export class RouteBook {
    * The governance rules of `iface` (of the Dubbo or the sofa-rpc kind) as registry `source` last reported them.
    * Every identity of the interface is compiled again with them.
    */
-  setRules(source: string, iface: string, dialect: RulesDialect, rules: RuleUrls): void {
+  setRules(source: string, scope: string, dialect: RulesDialect, rules: RuleUrls): void {
+    const iface = interfaceOfServiceKey(scope);
     const id = `${iface} ${dialect}`;
     const bySource = this.rulesOf.get(id) ?? new Map<string, RuleUrls>();
     bySource.set(source, rules);
@@ -268,8 +276,9 @@ export class SidecarTakeover implements Takeover {
   providersRead(iface: string, real: ProviderUrl[]): ProviderUrl[] {
     if (this.rules) {
       // The rules that apply are those of the providers' SDK: Dubbo's for dubbo:// URLs, sofa-rpc's for the others.
+      const ofInterface = interfaceOfServiceKey(iface);
       for (const dialect of new Set(real.map((u): RulesDialect => (u.scheme === 'dubbo' ? 'dubbo' : 'sofa')))) {
-        this.rules.watch(iface, dialect, (rules) => this.book.setRules(this.source, iface, dialect, rules));
+        this.rules.watch(ofInterface, dialect, (rules) => this.book.setRules(this.source, ofInterface, dialect, rules));
       }
     }
     this.book.report(this.source, iface, real);

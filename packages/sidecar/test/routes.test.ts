@@ -23,6 +23,28 @@ describe('sidecar routes', () => {
     assert.equal(book.table.inbound('com.example.Echo:1.0'), undefined);
   });
 
+  it('one URL per identity is handed out; identities reported per service by one registry each keep their route', async () => {
+    const book = new RouteBook({ emptyGraceMs: 10 });
+    const takeover = new SidecarTakeover(book, 'file', INBOUND, OUTBOUND);
+    const v2 = parseProviderUrl('bolt://10.0.0.9:12201?interface=com.example.Echo&version=2.0');
+    const blue = parseProviderUrl('bolt://10.0.0.6:12201?interface=com.example.Echo&version=1.0&uniqueId=blue');
+    const seen = takeover.providersRead('com.example.Echo', [bolt('10.0.0.7', 12201), v2, bolt('10.0.0.8', 12201), blue]);
+    assert.deepEqual(seen.map(formatProviderUrl), [
+      'bolt://127.0.0.1:12220?interface=com.example.Echo&version=1.0&weight=50',
+      'bolt://127.0.0.1:12220?interface=com.example.Echo&version=2.0',
+      'bolt://127.0.0.1:12220?interface=com.example.Echo&version=1.0&uniqueId=blue',
+    ]);
+    assert.deepEqual(Object.keys(book.snapshot().outbound).sort(), ['com.example.Echo:1.0', 'com.example.Echo:1.0:blue', 'com.example.Echo:2.0']);
+    // A registry that answers per service (a file registry, SOFA Registry) reports each service on its own: the
+    // second answer must not replace the first.
+    const perService = new RouteBook({ emptyGraceMs: 10 });
+    const file = new SidecarTakeover(perService, 'file', INBOUND, OUTBOUND);
+    file.providersRead('com.example.Echo:1.0', [bolt('10.0.0.7', 12201)]);
+    file.providersRead('com.example.Echo:2.0', [v2]);
+    await new Promise((r) => setTimeout(r, 30));
+    assert.deepEqual(Object.keys(perService.snapshot().outbound).sort(), ['com.example.Echo:1.0', 'com.example.Echo:2.0']);
+  });
+
   it('the app reads one outbound endpoint; the real ones become the outbound route, with weights', async () => {
     const book = new RouteBook({ emptyGraceMs: 10 });
     const takeover = new SidecarTakeover(book, 'zk', INBOUND, OUTBOUND);

@@ -19,7 +19,8 @@ export interface HostPort {
  * - `providerWithdrawn`: the app withdrew `url` explicitly (the sidecar drops the inbound route). Returns the URL to
  *   withdraw upstream, the same one `providerPublished` returned.
  * - `providersRead`: the registry answered a read of `iface`'s providers with `real`, which the facade passes in
- *   untouched. The sidecar routes the services those URLs serve to their real endpoints and returns what the app sees:
+ *   untouched. `iface` names what was read: an interface, or a service key (`interface:version`, `group/...`) when the
+ *   registry answers per service; each answer replaces the previous answer to the same read, and only that. The sidecar routes the services those URLs serve to their real endpoints and returns what the app sees:
  *   one provider per service identity present in `real` (see `providersPerIdentity`), each at the sidecar's outbound
  *   address with the parameters of a real provider of that identity, so the SDK's own version/group filter keeps
  *   exactly the ones it wants; nothing when `real` is empty (an explicit answer of the registry). It is only ever

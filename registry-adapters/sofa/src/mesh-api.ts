@@ -457,7 +457,6 @@ export class SofaMeshApiFacade implements RegistryFacade {
 
   private onSubscribe(body: Body): Promise<Answer> {
     const serviceName = requiredServiceName(body);
-    const { iface } = splitServiceName(serviceName);
     return this.inOrder(serviceName, async () => {
       const existing = this.subscriptions.get(serviceName);
       if (existing) return { status: 200, body: { success: true, serviceName, datas: existing.datas } };
@@ -465,7 +464,7 @@ export class SofaMeshApiFacade implements RegistryFacade {
       this.subscriptions.set(serviceName, subscription);
       let unsubscribe: Unsubscribe;
       try {
-        unsubscribe = await this.via.subscribe(serviceName, (urls) => this.onProviders(serviceName, iface, subscription, urls));
+        unsubscribe = await this.via.subscribe(serviceName, (urls) => this.onProviders(serviceName, subscription, urls));
       } catch (error) {
         if (this.subscriptions.get(serviceName) === subscription) this.subscriptions.delete(serviceName);
         subscription.active = false;
@@ -479,7 +478,7 @@ export class SofaMeshApiFacade implements RegistryFacade {
     });
   }
 
-  private onProviders(serviceName: string, iface: string, subscription: Subscription, urls: ProviderUrl[]): void {
+  private onProviders(serviceName: string, subscription: Subscription, urls: ProviderUrl[]): void {
     if (!subscription.active) return;
     try {
       // The app dials its own mesh port whatever host:port it is given; only the parameters of datas[0] matter to it.
@@ -489,7 +488,7 @@ export class SofaMeshApiFacade implements RegistryFacade {
       const identity = identityOfDataId(serviceName);
       const named = urls.map((url) => (identity && !getParam(url, 'interface') && !url.path ? withIdentity(url, identity).url : url));
       subscription.datas = this.takeover
-        .providersRead(iface, named)
+        .providersRead(serviceName, named)
         .filter((url) => servesIdentity(url, serviceName))
         .map((url) => formatProviderUrl({ ...url, scheme: undefined }));
     } catch (error) {

@@ -230,7 +230,7 @@ describe('SofaMeshApiFacade', () => {
       serviceName: ECHO,
       datas: ['127.0.0.1:12220?_SERIALIZETYPE=hessian2&v=4.0&p=1&app_name=echo&interface=com.example.EchoService&version=1.0'],
     });
-    assert.deepEqual(takeover.reads, [{ iface: 'com.example.EchoService', real: [real1] }]);
+    assert.deepEqual(takeover.reads, [{ iface: 'com.example.EchoService:1.0', real: [real1] }]);
 
     // A second subscribe of the same service (another ConsumerConfig) is answered from the same subscription.
     const again = await meshPost(api, SOFA_MESH_API_PATHS.subscribe, subscribeRequest(ECHO));
@@ -240,8 +240,8 @@ describe('SofaMeshApiFacade', () => {
     await settle();
     // One subscription upstream: exactly one read per change.
     assert.deepEqual(takeover.reads, [
-      { iface: 'com.example.EchoService', real: [real1] },
-      { iface: 'com.example.EchoService', real: [real1, real2] },
+      { iface: 'com.example.EchoService:1.0', real: [real1] },
+      { iface: 'com.example.EchoService:1.0', real: [real1, real2] },
     ]);
 
     // UnSubscribeServiceRequest: serviceName, targetAppAddress, protocolType, group.
@@ -259,7 +259,7 @@ describe('SofaMeshApiFacade', () => {
     await peer.publish(ECHO, '10.0.0.9:12200?p=1');
     await settle();
     // A URL that names no service is the registry's answer for the one subscribed: it is given that identity.
-    assert.deepEqual(takeover.reads.at(-1), { iface: 'com.example.EchoService', real: ['10.0.0.9:12200?p=1&interface=com.example.EchoService&version=1.0&uniqueId='] });
+    assert.deepEqual(takeover.reads.at(-1), { iface: 'com.example.EchoService:1.0', real: ['10.0.0.9:12200?p=1&interface=com.example.EchoService&version=1.0&uniqueId='] });
     const again = await meshPost(api, SOFA_MESH_API_PATHS.subscribe, subscribeRequest(ECHO));
     assert.deepEqual(again.body['datas'], ['127.0.0.1:12220?p=1&interface=com.example.EchoService&version=1.0&uniqueId=']);
   });
@@ -283,7 +283,7 @@ describe('SofaMeshApiFacade', () => {
     await facade.close();
     await peer.publish(ECHO, '10.0.0.9:12200?p=1');
     await settle();
-    assert.deepEqual(takeover.reads, [{ iface: 'com.example.EchoService', real: [] }]);
+    assert.deepEqual(takeover.reads, [{ iface: 'com.example.EchoService:1.0', real: [] }]);
   });
 
   describe('refuses malformed requests with a 4xx and a JSON reason, and keeps serving', () => {
