@@ -181,6 +181,8 @@ int meshport_sockops(struct bpf_sock_ops *skops)
 		return 1;
 	if (bpf_sock_hash_update(skops, &sock_by_tuple, &self, BPF_ANY) == 0)
 		stat_add(MESHPORT_STAT_SOCKMAP_ADDED, 1);
+	else
+		stat_add(MESHPORT_STAT_SOCKMAP_FAILED, 1); /* full (E2BIG) or refused: the socket takes the TCP path */
 	return 1;
 }
 

@@ -6,6 +6,13 @@
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
+#include <bpf/libbpf_version.h>
+
+// libbpf 0.x returns error pointers (not NULL + errno) from the open functions and mixes -1/errno with -errno
+// returns: every error path below assumes the 1.x conventions, so an older libbpf is refused at build time.
+#if !defined(LIBBPF_MAJOR_VERSION) || LIBBPF_MAJOR_VERSION < 1
+#error "meshport's BPF loader needs libbpf >= 1.0 (install libbpf-dev 1.x): 0.x error conventions would crash it"
+#endif
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -18,6 +25,7 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
@@ -45,7 +53,9 @@ constexpr const char *kBpffsRoot = "/sys/fs/bpf";
 
 // ---- libbpf's log: kept so a failed load can say why (the verifier log arrives through this callback). ----
 
-std::string g_libbpf_log;
+// Per thread, like the loaded object below: Node runs each environment (the main one, each worker_thread) on its
+// own thread, and libbpf calls the print callback on the thread that called into it.
+thread_local std::string g_libbpf_log;
 
 int CaptureLibbpfLog(enum libbpf_print_level level, const char *format, va_list args) {
   if (level == LIBBPF_DEBUG) return 0;
@@ -72,6 +82,17 @@ int CaptureLibbpfLog(enum libbpf_print_level level, const char *format, va_list 
     ThrowErrno(env, err, syscall);
   } catch (Napi::Error &error) {
     if (!g_libbpf_log.empty()) error.Set("libbpfLog", Napi::String::New(env, g_libbpf_log));
+    throw;
+  }
+}
+
+// An EINVAL error for a bad argument or a pin that is not what it should be, with a message that says which and why.
+[[noreturn]] void ThrowInvalid(Napi::Env env, const char *what, const std::string &why, const std::string &path = "") {
+  try {
+    ThrowErrno(env, EINVAL, what);
+  } catch (Napi::Error &error) {
+    error.Set("message", Napi::String::New(env, std::string(what) + ": " + why));
+    if (!path.empty()) error.Set("path", Napi::String::New(env, path));
     throw;
   }
 }
@@ -140,7 +161,10 @@ struct LoadedObject {
   std::vector<std::string> map_pins;  // pinned map paths, removed when the last attachment of their dir goes
 };
 
-std::unique_ptr<LoadedObject> g_loaded;
+// One loaded object per Node environment. thread_local because each environment has its own thread; the
+// environment's cleanup hook (InitBpf) unloads it when a worker_thread ends, so a worker neither sees nor unloads
+// the main thread's object.
+thread_local std::unique_ptr<LoadedObject> g_loaded;
 
 // ---- helpers ----
 
@@ -158,7 +182,8 @@ uint32_t GetU32(const Napi::Object &obj, const char *key, uint32_t fallback, uin
   if (v.IsUndefined() || v.IsNull()) return fallback;
   if (!v.IsNumber()) ThrowErrno(obj.Env(), EINVAL, key);
   double d = v.As<Napi::Number>().DoubleValue();
-  if (d < 0 || d > max || d != static_cast<double>(static_cast<uint32_t>(d))) ThrowErrno(obj.Env(), EINVAL, key);
+  // !(d >= 0) also catches NaN, which would otherwise reach the (undefined) cast below.
+  if (!(d >= 0) || d > max || d != static_cast<double>(static_cast<uint32_t>(d))) ThrowErrno(obj.Env(), EINVAL, key);
   return static_cast<uint32_t>(d);
 }
 
@@ -204,6 +229,12 @@ bool EnsureBpffs(Napi::Env env) {
   if (int err = MkdirP(kBpffsRoot, 0755)) ThrowErrno(env, err, "mkdir");
   if (mount("bpffs", kBpffsRoot, "bpf", 0, "mode=0700") != 0) ThrowErrno(env, errno, "mount");
   return true;
+}
+
+// Pin directories must be absolute: a relative one would be resolved against the cwd by some calls and against /
+// by MkdirP, so the pins would not be where the caller looks.
+void CheckPinDir(Napi::Env env, const std::string &pin_dir) {
+  if (!pin_dir.empty() && pin_dir[0] != '/') ThrowInvalid(env, "pinDir", "must be an absolute path on a bpffs, got '" + pin_dir + "'", pin_dir);
 }
 
 void PreparePinDir(Napi::Env env, const std::string &pin_dir) {
@@ -254,9 +285,25 @@ void SetConfig(Napi::Env env, bpf_object *obj, const meshport_config &cfg) {
 ObjectPtr OpenObject(Napi::Env env, const std::string &object_dir) {
   std::string path = object_dir + "/" + kObjectFile;
   g_libbpf_log.clear();
-  bpf_object *obj = bpf_object__open_file(path.c_str(), nullptr);
-  if (obj == nullptr) ThrowBpfErrno(env, errno, "bpf_object__open_file");
+  bpf_object *obj = bpf_object__open_file(path.c_str(), nullptr);  // libbpf 1.x: NULL and errno on failure
+  if (obj == nullptr) {
+    int err = errno;
+    try {
+      ThrowBpfErrno(env, err, "bpf_object__open_file");
+    } catch (Napi::Error &error) {
+      error.Set("message", Napi::String::New(env, "bpf_object__open_file failed: " + path + ": " + std::strerror(err == 0 ? EINVAL : err)));
+      error.Set("path", Napi::String::New(env, path));
+      throw;
+    }
+  }
   return ObjectPtr(obj);
+}
+
+// The kernel's view of a map or link fd; false (errno set) when it cannot be read.
+bool MapInfo(int fd, bpf_map_info *info) {
+  std::memset(info, 0, sizeof(*info));
+  __u32 len = sizeof(*info);
+  return bpf_obj_get_info_by_fd(fd, info, &len) == 0;
 }
 
 int ProgramFd(bpf_object *obj, const ProgramSpec &spec) {
@@ -367,8 +414,16 @@ Napi::Value BpfLoad(const Napi::CallbackInfo &info) {
   std::copy(include.begin(), include.end(), cfg.include_ports);
   std::copy(exclude.begin(), exclude.end(), cfg.exclude_ports);
 
+  // The SOCKHASH's size; configurable so a test can fill it (a full SOCKHASH is counted as sockmapFailed).
+  uint32_t sockmap_max = GetU32(options, "sockmapMaxEntries", 0, 1u << 24);
+
   ObjectPtr obj = OpenObject(env, object_dir);
   SetConfig(env, obj.get(), cfg);
+  if (sockmap_max != 0) {
+    bpf_map *sockhash = bpf_object__find_map_by_name(obj.get(), "sock_by_tuple");
+    if (sockhash == nullptr) ThrowBpfErrno(env, ENOENT, "bpf_object__find_map_by_name");
+    if (int err = bpf_map__set_max_entries(sockhash, sockmap_max)) ThrowBpfErrno(env, err, "bpf_map__set_max_entries");
+  }
   g_libbpf_log.clear();
   if (int err = bpf_object__load(obj.get())) ThrowBpfErrno(env, err, "bpf_object__load");
   g_loaded = std::make_unique<LoadedObject>();
@@ -386,6 +441,7 @@ Napi::Value BpfAttach(const Napi::CallbackInfo &info) {
   std::string cgroup_path = GetString(options, "cgroupPath", "");
   std::string pin_dir = GetString(options, "pinDir", "");
   if (cgroup_path.empty()) ThrowErrno(env, EINVAL, "cgroupPath");
+  CheckPinDir(env, pin_dir);
   std::vector<const ProgramSpec *> specs;
   Napi::Value programs = options.Get("programs");
   if (!programs.IsArray()) ThrowErrno(env, EINVAL, "programs");
@@ -429,10 +485,20 @@ Napi::Value BpfAttach(const Napi::CallbackInfo &info) {
       if (bpf_map__is_internal(map)) continue;
       std::string path = pin_dir + "/" + bpf_map__name(map);
       if (bpf_obj_pin(bpf_map__fd(map), path.c_str()) != 0) {
-        if (errno == EEXIST) continue;  // a second attach into the same dir: the map is the same one
-        err = -errno;
-        failed = "bpf_obj_pin";
-        goto rollback;
+        if (errno != EEXIST) {
+          err = -errno;
+          failed = "bpf_obj_pin";
+          goto rollback;
+        }
+        // A pin is already there: this object's own map (a second attach into the same dir) is kept; any other
+        // map (a crashed run's, another object's) is stale, since this object's links were just pinned here,
+        // and is replaced so readers of the pin see the maps these programs use.
+        bpf_map_info ours{}, theirs{};
+        Fd existing(bpf_obj_get(path.c_str()));
+        if (!MapInfo(bpf_map__fd(map), &ours)) { err = -errno; failed = "bpf_obj_get_info_by_fd"; goto rollback; }
+        if (existing.get() >= 0 && MapInfo(existing.get(), &theirs) && theirs.id == ours.id) continue;
+        if (unlink(path.c_str()) != 0 && errno != ENOENT) { err = -errno; failed = "unlink"; goto rollback; }
+        if (bpf_obj_pin(bpf_map__fd(map), path.c_str()) != 0) { err = -errno; failed = "bpf_obj_pin"; goto rollback; }
       }
       map_pins.push_back(path);
     }
@@ -484,9 +550,14 @@ Napi::Value BpfDetach(const Napi::CallbackInfo &info) {
   Napi::Object options = info.Length() > 0 && info[0].IsObject() ? info[0].As<Napi::Object>() : Napi::Object::New(env);
   std::string cgroup_path = GetString(options, "cgroupPath", "");
   std::string pin_dir = GetString(options, "pinDir", "");
+  CheckPinDir(env, pin_dir);
   std::vector<std::string> only;
-  if (options.Has("programs") && options.Get("programs").IsArray()) {
-    Napi::Array list = options.Get("programs").As<Napi::Array>();
+  Napi::Value programs = options.Has("programs") ? options.Get("programs") : env.Undefined();
+  // Anything but "absent" or a non-empty list is refused: ignoring it would detach every program.
+  if (!programs.IsUndefined() && (!programs.IsArray() || programs.As<Napi::Array>().Length() == 0))
+    ThrowInvalid(env, "programs", "must be a non-empty array of program names (connect4, sockops, getsockopt, sk_msg)");
+  if (programs.IsArray()) {
+    Napi::Array list = programs.As<Napi::Array>();
     for (uint32_t i = 0; i < list.Length(); i++) {
       Napi::Value v = list.Get(i);
       if (!v.IsString() || FindSpec(v.As<Napi::String>().Utf8Value()) == nullptr) ThrowErrno(env, EINVAL, "programs");
@@ -578,14 +649,30 @@ Napi::Value BpfStats(const Napi::CallbackInfo &info) {
   int fd = -1;
   std::string pin_dir;
   if (info.Length() > 0 && info[0].IsObject()) pin_dir = GetString(info[0].As<Napi::Object>(), "pinDir", "");
+  CheckPinDir(env, pin_dir);
+  std::string source = "the loaded object's stats map";
   if (g_loaded) {
     fd = MapFd(g_loaded->obj.get(), "stats");
   } else if (!pin_dir.empty()) {
-    pinned = Fd(bpf_obj_get((pin_dir + "/stats").c_str()));
+    source = pin_dir + "/stats";
+    pinned = Fd(bpf_obj_get(source.c_str()));
     if (pinned.get() < 0) ThrowErrno(env, errno, "bpf_obj_get");
     fd = pinned.get();
   } else {
     ThrowErrno(env, ENOENT, "bpfStats");
+  }
+  // A pin may hold another object's map or an older layout: the lookups below write ncpus * value_size bytes,
+  // so the shape is checked against this build's before anything is read.
+  bpf_map_info shape{};
+  if (!MapInfo(fd, &shape)) ThrowErrno(env, errno, "bpf_obj_get_info_by_fd");
+  if (shape.type != BPF_MAP_TYPE_PERCPU_ARRAY || shape.key_size != sizeof(__u32) || shape.value_size != sizeof(__u64) ||
+      shape.max_entries != MESHPORT_STAT_MAX) {
+    ThrowInvalid(env, "bpfStats",
+                 source + " is not this build's stats map: expected a percpu_array with 4-byte keys, 8-byte values and " +
+                     std::to_string(MESHPORT_STAT_MAX) + " entries; found map type " + std::to_string(shape.type) +
+                     ", key " + std::to_string(shape.key_size) + ", value " + std::to_string(shape.value_size) +
+                     ", " + std::to_string(shape.max_entries) + " entries (pinned by another object or an older meshport?)",
+                 source);
   }
   int ncpus = libbpf_num_possible_cpus();
   if (ncpus <= 0) ThrowBpfErrno(env, ncpus, "libbpf_num_possible_cpus");
@@ -605,6 +692,7 @@ Napi::Value BpfStats(const Napi::CallbackInfo &info) {
   set("redirectedMessages", MESHPORT_STAT_REDIRECTED_MSGS);
   set("redirectedBytes", MESHPORT_STAT_REDIRECTED_BYTES);
   set("redirectMisses", MESHPORT_STAT_REDIRECT_MISSES);
+  set("sockmapFailed", MESHPORT_STAT_SOCKMAP_FAILED);
   return out;
 }
 
@@ -671,7 +759,7 @@ Napi::Value BpfProbe(const Napi::CallbackInfo &info) {
   if (root.empty()) {
     connect_reason = sockmap_reason = "no cgroup v2 hierarchy is mounted";
   } else {
-    static unsigned counter = 0;
+    static std::atomic<unsigned> counter{0};  // shared by every environment of the process
     std::string scratch = root + "/meshport-probe-" + std::to_string(getpid()) + "-" + std::to_string(counter++);
     if (mkdir(scratch.c_str(), 0755) != 0) {
       connect_reason = sockmap_reason = Why(errno, ("mkdir " + scratch).c_str());
@@ -725,6 +813,8 @@ Napi::Value BpfEnsureBpffs(const Napi::CallbackInfo &info) {
 
 void InitBpf(Napi::Env env, Napi::Object exports) {
   libbpf_set_print(CaptureLibbpfLog);
+  // A worker_thread's environment ends before its thread: unload its object then, on its own thread.
+  env.AddCleanupHook([]() { g_loaded.reset(); });
   exports.Set("bpfLoad", Napi::Function::New(env, BpfLoad, "bpfLoad"));
   exports.Set("bpfUnload", Napi::Function::New(env, BpfUnload, "bpfUnload"));
   exports.Set("bpfAttach", Napi::Function::New(env, BpfAttach, "bpfAttach"));

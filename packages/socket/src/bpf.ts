@@ -23,6 +23,12 @@ export interface BpfLoadOptions {
   /** Directory holding meshport.bpf.o. @default the package's bpf/ directory */
   objectDir?: string;
   config?: BpfCaptureConfig;
+  /**
+   * Size of the SOCKHASH the sk_msg shortcut uses. Sockets that do not fit take the normal TCP path and are
+   * counted in `sockmapFailed`.
+   * @default 65536 (the object's own)
+   */
+  sockmapMaxEntries?: number;
 }
 
 export interface BpfAttachOptions {
@@ -35,8 +41,10 @@ export interface BpfAttachOptions {
    */
   programs?: BpfProgramName[];
   /**
-   * Pin the links and maps here (a bpffs directory) so the attachment outlives this process; bpffs is mounted at
-   * /sys/fs/bpf first when absent. Without it, the attachment ends with this process.
+   * Pin the links and maps here (an absolute bpffs directory; a relative one is refused) so the attachment outlives
+   * this process; bpffs is mounted at /sys/fs/bpf first when absent. Without it, the attachment ends with this
+   * process. The directory belongs to one attachment set: a map pin there that is not this object's (a crashed
+   * run's, another build's) is replaced by this object's map.
    * @default undefined (no pins)
    */
   pinDir?: string;
@@ -45,7 +53,7 @@ export interface BpfAttachOptions {
 export interface BpfDetachOptions {
   /** Detach only what this process attached to this cgroup. @default every attachment of this process */
   cgroupPath?: string;
-  /** Detach only these programs. @default all */
+  /** Detach only these programs; anything but a non-empty array is refused. @default all */
   programs?: BpfProgramName[];
   /** Also detach and remove whatever is pinned in this directory (even by another process), then the directory. */
   pinDir?: string;
@@ -61,6 +69,8 @@ export interface BpfStats {
   redirectedMessages: number;
   redirectedBytes: number;
   redirectMisses: number;
+  /** Sockets sockops could not add to the SOCKHASH (full, or refused): they take the normal TCP path. */
+  sockmapFailed: number;
 }
 
 export interface BpfFeature {
@@ -113,7 +123,7 @@ export class BpfNotSupportedError extends Error {
 }
 
 interface BpfAddon {
-  bpfLoad(options: { objectDir: string; config: Required<BpfCaptureConfig> }): void;
+  bpfLoad(options: { objectDir: string; config: Required<BpfCaptureConfig>; sockmapMaxEntries?: number }): void;
   bpfUnload(): void;
   bpfAttach(options: { cgroupPath: string; programs: BpfProgramName[]; pinDir?: string }): void;
   bpfDetach(options: BpfDetachOptions): { detached: number };
@@ -155,7 +165,10 @@ function checkPorts(name: string, ports: readonly number[]): number[] {
   return [...ports];
 }
 
-/** Loads the programs with their config. One loaded object per process: bpfUnload() before loading again. */
+/**
+ * Loads the programs with their config. One loaded object per Node environment (the main thread and each
+ * worker_thread have their own): bpfUnload() before loading again.
+ */
 export function bpfLoad(options: BpfLoadOptions = {}): void {
   const config = options.config ?? {};
   const resolved: Required<BpfCaptureConfig> = {
@@ -165,7 +178,7 @@ export function bpfLoad(options: BpfLoadOptions = {}): void {
     includePorts: checkPorts('includePorts', config.includePorts ?? bpfDefaults.includePorts),
     excludePorts: checkPorts('excludePorts', config.excludePorts ?? bpfDefaults.excludePorts),
   };
-  native().bpfLoad({ objectDir: options.objectDir ?? bpfDefaults.objectDir, config: resolved });
+  native().bpfLoad({ objectDir: options.objectDir ?? bpfDefaults.objectDir, config: resolved, sockmapMaxEntries: options.sockmapMaxEntries });
 }
 
 /** Detaches everything this process attached (pins included) and closes the loaded object. */
@@ -188,7 +201,10 @@ export function bpfAttachments(): BpfAttachment[] {
   return native().bpfAttachments();
 }
 
-/** Counters of the loaded object, or (when nothing is loaded here) of the stats map pinned in pinDir. */
+/**
+ * Counters of the loaded object, or (when nothing is loaded here) of the stats map pinned in pinDir. A pinned map
+ * of another shape (another object's, an older meshport's) is refused with EINVAL naming the pin.
+ */
 export function bpfStats(options: { pinDir?: string } = {}): BpfStats {
   return native().bpfStats(options);
 }

@@ -7,8 +7,10 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import {
   bpfAttach,
+  bpfAttachments,
   bpfDefaults,
   bpfDetach,
   bpfLoad,
@@ -147,7 +149,7 @@ const pinRootExisted = fs.existsSync(bpfDefaults.pinRoot);
  * down in order whatever happens: apps killed, programs detached and unpinned, cgroup removed.
  */
 async function withScene(
-  options: { config?: BpfCaptureConfig; programs?: BpfProgramName[] },
+  options: { config?: BpfCaptureConfig; programs?: BpfProgramName[]; sockmapMaxEntries?: number },
   body: (scene: Scene) => Promise<void>,
 ): Promise<void> {
   const tag = randomBytes(4).toString('hex');
@@ -156,7 +158,7 @@ async function withScene(
   const apps: App[] = [];
   const servers: net.Server[] = [];
   try {
-    bpfLoad({ config: options.config });
+    bpfLoad({ config: options.config, sockmapMaxEntries: options.sockmapMaxEntries });
     bpfAttach({ cgroupPath, programs: options.programs, pinDir });
     await body({
       cgroupPath,
@@ -356,5 +358,184 @@ describe('@meshport/socket BPF programs', function () {
       await removeCgroup(cgroupPath, cgroupRoot);
     }
     assert.equal(fs.existsSync(cgroupPath), false);
+  });
+
+  describe('crashes and leaks (issue 14)', function () {
+    /** A pin directory of its own under the pin root, removed with everything in it however the test ends. */
+    async function withPinDir(body: (pinDir: string) => Promise<void>): Promise<void> {
+      const pinDir = path.join(bpfDefaults.pinRoot, `test-${randomBytes(4).toString('hex')}`);
+      fs.mkdirSync(pinDir, { recursive: true });
+      try {
+        await body(pinDir);
+      } finally {
+        for (const name of fs.existsSync(pinDir) ? fs.readdirSync(pinDir) : []) fs.rmSync(path.join(pinDir, name), { force: true });
+        fs.rmSync(pinDir, { recursive: true, force: true });
+      }
+    }
+
+    /** A scratch cgroup, removed however the test ends; nothing loaded in this process afterwards. */
+    async function withCgroupOnly(body: (cgroupPath: string) => Promise<void>): Promise<void> {
+      const cgroupPath = createCgroup(path.join(cgroupRoot, `meshport-test-${randomBytes(4).toString('hex')}`));
+      try {
+        await body(cgroupPath);
+      } finally {
+        bpfUnload();
+        await removeCgroup(cgroupPath, cgroupRoot);
+      }
+    }
+
+    const bpftoolJson = (...args: string[]): Json => JSON.parse(execFileSync('bpftool', ['-j', ...args], { encoding: 'utf8' })) as Json;
+
+    it('stats from a pinned map of another shape: a clear error naming the pin, nothing read', async function () {
+      await withPinDir(async (pinDir) => {
+        const pin = path.join(pinDir, 'stats');
+        // Another layout of the stats map: 64-byte values would overflow a reader that trusts 8.
+        execFileSync('bpftool', ['map', 'create', pin, 'type', 'percpu_array', 'key', '4', 'value', '64', 'entries', '8', 'name', 'stats']);
+        assert.throws(() => bpfStats({ pinDir }), (err: Json) => {
+          assert.equal(err['code'], 'EINVAL');
+          assert.equal(err['path'], pin);
+          assert.match(err['message'], /is not this build's stats map: expected a percpu_array with 4-byte keys, 8-byte values/);
+          assert.match(err['message'], /value 64/);
+          return true;
+        });
+        fs.rmSync(pin);
+        execFileSync('bpftool', ['map', 'create', pin, 'type', 'hash', 'key', '4', 'value', '8', 'entries', '8', 'name', 'stats']);
+        assert.throws(() => bpfStats({ pinDir }), /is not this build's stats map/);
+      });
+    });
+
+    it('loading a missing object file: an error with the path and errno, no crash', function () {
+      const objectDir = path.join('/nonexistent', `meshport-${randomBytes(4).toString('hex')}`);
+      assert.throws(() => bpfLoad({ objectDir }), (err: Json) => {
+        assert.equal(err['errno'], 2);
+        assert.equal(err['code'], 'ENOENT');
+        assert.equal(err['syscall'], 'bpf_object__open_file');
+        assert.equal(err['path'], path.join(objectDir, 'meshport.bpf.o'));
+        assert.ok((err['message'] as string).includes(path.join(objectDir, 'meshport.bpf.o')), err['message']);
+        return true;
+      });
+      // Nothing was left loaded: a real load still works.
+      bpfLoad();
+      bpfUnload();
+    });
+
+    it('a worker_thread has its own loaded object: it neither sees nor unloads the main one, and its own goes when it exits', async function () {
+      await withCgroupOnly(async (cgroupPath) => {
+        bpfLoad();
+        const bpfModule = path.join(__dirname, '..', 'src', 'bpf.js');
+        const code = `
+          const { parentPort, workerData } = require('node:worker_threads');
+          const bpf = require(workerData.bpfModule);
+          const seen = bpf.bpfAttachments();
+          bpf.bpfUnload(); // its own (none): must not touch the main thread's
+          bpf.bpfLoad();   // one of its own, while the main thread has one loaded
+          bpf.bpfAttach({ cgroupPath: workerData.cgroupPath, programs: ['connect4', 'sockops', 'getsockopt'] });
+          parentPort.postMessage({ seen, attached: bpf.bpfAttachments().length });
+          // exits without unloading: its environment's teardown must`;
+        const worker = new Worker(code, { eval: true, workerData: { bpfModule, cgroupPath } });
+        const reply = await new Promise<Json>((resolve, reject) => {
+          worker.once('message', resolve);
+          worker.once('error', reject);
+        });
+        await new Promise((resolve) => worker.once('exit', resolve));
+        assert.deepEqual(reply, { seen: [], attached: 3 });
+        // The worker's links went with its environment.
+        for (let i = 0; bpftoolCgroupShow(cgroupPath).length > 0 && i < 50; i++) await new Promise((r) => setTimeout(r, 20));
+        assert.deepEqual(bpftoolCgroupShow(cgroupPath), []);
+        // The main thread's object is still loaded and usable.
+        bpfAttach({ cgroupPath, programs: ['connect4', 'sockops', 'getsockopt'] });
+        assert.equal(bpfAttachments().length, 3);
+        assert.equal(bpftoolCgroupShow(cgroupPath).length, 3);
+      });
+    });
+
+    it('a stale map pin (a crashed run, another object) is replaced by this object\'s map', async function () {
+      await withCgroupOnly(async (cgroupPath) => {
+        await withPinDir(async (pinDir) => {
+          // Same shape as this build's stats map, so only its identity tells it apart.
+          execFileSync('bpftool', ['map', 'create', path.join(pinDir, 'stats'), 'type', 'percpu_array', 'key', '4', 'value', '8', 'entries', '9', 'name', 'stats']);
+          const staleId = bpftoolJson('map', 'show', 'pinned', path.join(pinDir, 'stats'))['id'] as number;
+          try {
+            bpfLoad();
+            bpfAttach({ cgroupPath, programs: ['connect4', 'sockops', 'getsockopt'], pinDir });
+            const progId = bpftoolJson('link', 'show', 'pinned', path.join(pinDir, 'connect4'))['prog_id'] as number;
+            const mapIds = bpftoolJson('prog', 'show', 'id', String(progId))['map_ids'] as number[];
+            const pinnedId = bpftoolJson('map', 'show', 'pinned', path.join(pinDir, 'stats'))['id'] as number;
+            assert.notEqual(pinnedId, staleId, 'the stale stats pin is still there');
+            assert.ok(mapIds.includes(pinnedId), `pinned stats map ${pinnedId} is not one connect4 uses (${mapIds.join(',')})`);
+            // A second attach into the same directory keeps the (now right) pins.
+            bpfDetach({ cgroupPath });
+            bpfAttach({ cgroupPath, programs: ['connect4', 'sockops', 'getsockopt'], pinDir });
+            assert.equal(bpftoolJson('map', 'show', 'pinned', path.join(pinDir, 'stats'))['id'], pinnedId);
+          } finally {
+            bpfUnload();
+            bpfDetach({ pinDir });
+          }
+        });
+      });
+    });
+
+    it('detach refuses a programs value that is not a non-empty array instead of detaching everything', async function () {
+      await withCgroupOnly(async (cgroupPath) => {
+        bpfLoad();
+        bpfAttach({ cgroupPath, programs: ['connect4', 'sockops', 'getsockopt'] });
+        for (const programs of ['sk_msg', {}, 1, []] as unknown[]) {
+          assert.throws(
+            () => bpfDetach({ cgroupPath, programs: programs as BpfProgramName[] }),
+            // Refused by the wrapper's argument check or, for direct addon callers, by the addon: either names it.
+            (err: Json) => /programs/.test(err['message']) && /non-empty array/.test(err['message']),
+            `programs=${JSON.stringify(programs)}`,
+          );
+        }
+        // The addon itself refuses too, for callers that bypass the wrapper.
+        const raw = require(path.join(__dirname, '..', '..', 'build', 'Release', 'meshport_socket.node')) as { bpfDetach(o: unknown): unknown };
+        for (const programs of ['sk_msg', {}, 1, []] as unknown[]) {
+          assert.throws(() => raw.bpfDetach({ cgroupPath, programs }), (err: Json) => /programs/.test(err['message']) && /non-empty array/.test(err['message']));
+        }
+        assert.equal(bpftoolCgroupShow(cgroupPath).length, 3);
+        assert.equal(bpfDetach({ cgroupPath, programs: ['getsockopt'] }), 1);
+        assert.equal(bpftoolCgroupShow(cgroupPath).length, 2);
+      });
+    });
+
+    it('relative pin directories are refused, and nothing is created for them', async function () {
+      await withCgroupOnly(async (cgroupPath) => {
+        const relative = `meshport-rel-${randomBytes(4).toString('hex')}`;
+        try {
+          bpfLoad();
+          for (const call of [
+            () => bpfAttach({ cgroupPath, pinDir: relative }),
+            () => bpfDetach({ pinDir: relative }),
+            () => bpfStats({ pinDir: relative }),
+          ]) {
+            assert.throws(call, (err: Json) => /pinDir/.test(err['message']) && /absolute/.test(err['message']));
+          }
+          assert.deepEqual(bpftoolCgroupShow(cgroupPath), []);
+          assert.equal(fs.existsSync(path.join('/', relative)), false, `/${relative} was created`);
+          assert.equal(fs.existsSync(path.resolve(relative)), false);
+        } finally {
+          fs.rmSync(path.join('/', relative), { recursive: true, force: true });
+          fs.rmSync(path.resolve(relative), { recursive: true, force: true });
+        }
+      });
+    });
+
+    it('a full SOCKHASH is counted (sockmapFailed) and the connection still works over TCP', async function () {
+      const localServerPort = await unusedPort();
+      await withScene(
+        { config: { capturePort: await unusedPort(), excludePorts: [localServerPort] }, sockmapMaxEntries: 1 },
+        async (scene) => {
+          const server = await scene.app();
+          assert.equal((await server.command({ op: 'listen', host: '127.0.0.1', port: localServerPort })).ok, true);
+          const app = await scene.app();
+          const before = bpfStats();
+          const direct = await app.command({ op: 'request', host: '127.0.0.1', port: localServerPort, size: 64, count: 50 });
+          assert.equal(direct.ok, true, `request failed: ${JSON.stringify(direct)}`);
+          const after = bpfStats();
+          assert.equal(delta(after, before, 'sockmapAdded'), 1);
+          assert.equal(delta(after, before, 'sockmapFailed'), 1);
+        },
+      );
+    });
   });
 });
