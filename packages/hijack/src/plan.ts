@@ -6,6 +6,7 @@
 // line; and on an nft kernel the rules still land in nftables (tables `ip nat` / `ip mangle`). Our own chains
 // (MESHPORT_*) hang off the built-in ones by one jump rule each, so `remove` deletes exactly what `apply` made.
 
+import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { HijackError } from './errors';
 
@@ -148,10 +149,28 @@ export interface BpfAttachment {
   config?: { captureAddress: '127.0.0.1'; capturePort: number; excludeUid: number; excludePorts: number[]; includePorts: number[] };
 }
 
-/** One pin directory per cgroup: `/sys/fs/bpf/meshport/hijack-<cgroup path with / as ->`. */
+/**
+ * One pin directory per cgroup, and never one for two: `remove`/re-apply of one cgroup detaches everything in its
+ * directory, so two cgroups sharing one would detach each other. The name is the normalized path with `/` as `-`,
+ * `-` as `_-`, `_` as `__` and any other byte outside [A-Za-z0-9.] as `_xx` (hex): a prefix-free escape, so
+ * distinct paths give distinct names (`/a/b-c` and `/a-b/c` were both `hijack-a-b-c` before). A name over the
+ * 255-byte limit of a file name becomes `hijack=sha256=<hex of the path>` (`=` never appears in an escaped one).
+ */
 export function bpfPinDir(cgroup: string): string {
-  const tail = cgroup.replace(/^\/+|\/+$/g, '').replace(/[^A-Za-z0-9_.-]+/g, '-') || 'root';
-  return path.join(HIJACK_DEFAULTS.bpfPinRoot, `hijack-${tail}`);
+  const normalized = cgroup === '' ? '' : path.posix.normalize(cgroup).replace(/(.)\/+$/, '$1');
+  if (normalized === '') return path.join(HIJACK_DEFAULTS.bpfPinRoot, 'hijack=root');
+  let escaped = '';
+  for (const byte of Buffer.from(normalized, 'utf8')) {
+    const ch = String.fromCharCode(byte);
+    if (/[A-Za-z0-9.]/.test(ch)) escaped += ch;
+    else if (ch === '/') escaped += '-';
+    else if (ch === '-') escaped += '_-';
+    else if (ch === '_') escaped += '__';
+    else escaped += `_${byte.toString(16).padStart(2, '0')}`;
+  }
+  const name = `hijack${escaped}`;
+  if (Buffer.byteLength(name) <= 255) return path.join(HIJACK_DEFAULTS.bpfPinRoot, name);
+  return path.join(HIJACK_DEFAULTS.bpfPinRoot, `hijack=sha256=${createHash('sha256').update(normalized).digest('hex')}`);
 }
 
 /** Everything `apply` installs, as data. `print` renders it; `remove` deletes exactly it. */

@@ -302,6 +302,20 @@ describe('@meshport/hijack', () => {
       assert.throws(() => planRules({ mode: 'connect-hook', cgroup: '/x', excludePorts: Array.from({ length: 11 }, (_, i) => 3000 + i) }), /at most 16/);
     });
 
+    it('one pin directory per cgroup: paths that differ only in where - and / are get different directories', () => {
+      const colliding = ['/sys/fs/cgroup/a/b-c', '/sys/fs/cgroup/a-b/c', '/sys/fs/cgroup/a-b-c', '/sys/fs/cgroup/a/b/c', '/sys/fs/cgroup/a/b_c', '/sys/fs/cgroup/a/b c'];
+      const dirs = colliding.map(bpfPinDir);
+      assert.equal(new Set(dirs).size, colliding.length, dirs.join('\n'));
+      assert.ok(dirs.every((d) => path.dirname(d) === HIJACK_DEFAULTS.bpfPinRoot && path.basename(d).length <= 255));
+      // The same cgroup spelled differently is the same directory; paths without - or _ keep their old names.
+      assert.equal(bpfPinDir('/sys/fs/cgroup//pod/'), bpfPinDir('/sys/fs/cgroup/pod'));
+      assert.equal(bpfPinDir('/sys/fs/cgroup/pod'), '/sys/fs/bpf/meshport/hijack-sys-fs-cgroup-pod');
+      // Too long for one file name: a hash, still one per path.
+      const long = (tail: string) => bpfPinDir(`/sys/fs/cgroup/${'k'.repeat(300)}${tail}`);
+      assert.notEqual(long('a'), long('b'));
+      assert.match(long('a'), /\/hijack=sha256=[0-9a-f]{64}$/);
+    });
+
     it('loop check: refuses capturing the capture, admin or facade ports', () => {
       const loop = (f: () => unknown) => assert.throws(f, (e: unknown) => e instanceof HijackError && e.code === 'MESHPORT_HIJACK_LOOP');
       loop(() => planRules({ mode: 'redirect', inboundPorts: [80, 15006] }));
@@ -544,6 +558,50 @@ describe('@meshport/hijack', () => {
         // BPF part only (the plan has no iptables part, asserted above): never a rule in the host's namespace.
         await removePlan({ ...plan, chains: [], rules: [], hooks: [], ipRules: [], routes: [] }).catch(() => undefined);
         await removeCgroup(cgroup, root);
+      }
+    });
+
+    it('connect-hook: applying one cgroup leaves another whose path differed only in - and / attached', async function () {
+      needKernel(this);
+      needAddon(this);
+      const root = findCgroup2Mount();
+      if (root === undefined) {
+        if (process.env.CI === 'true') throw new Error('kernel test cannot run under CI: no cgroup v2 mount');
+        this.skip();
+      }
+      // <root>/mphj-<pid>-p/q and <root>/mphj-<pid>-p-q: one pin directory for both under the old mapping.
+      const parent = path.join(root, `mphj-${process.pid}-p`);
+      const cgroupA = path.join(parent, 'q');
+      const cgroupB = `${parent}-q`;
+      const made: string[] = [];
+      const bpfOnly = (plan: HijackPlan): HijackPlan => ({ ...plan, chains: [], rules: [], hooks: [], ipRules: [], routes: [] });
+      const planA = bpfOnly(planRules({ mode: 'connect-hook', cgroup: cgroupA, inboundPorts: [] }));
+      const planB = bpfOnly(planRules({ mode: 'connect-hook', cgroup: cgroupB, inboundPorts: [] }));
+      try {
+        for (const dir of [parent, cgroupA, cgroupB]) made.push(createCgroup(dir));
+        assert.notEqual(bpfPinDir(cgroupA), bpfPinDir(cgroupB));
+        // A is applied by another process (as `meshport hijack apply` would be), B by this one.
+        const index = path.join(__dirname, '..', 'src', 'index.js');
+        const script = `require(${JSON.stringify(index)}).applyPlan(require(${JSON.stringify(index)}).parsePlanJson(process.argv[1])).then(() => process.exit(0), (e) => { console.error(e); process.exit(1); })`;
+        const child = spawn(process.execPath, ['-e', script, JSON.stringify(planToJson(planA))], { stdio: ['ignore', 'ignore', 'pipe'] });
+        let stderr = '';
+        child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+        const code = await new Promise((resolve) => child.once('exit', resolve));
+        assert.equal(code, 0, stderr);
+        assert.deepEqual(await cgroupPrograms(cgroupA), ['cgroup_getsockopt', 'cgroup_inet4_connect', 'cgroup_sock_ops']);
+
+        await applyPlan(planB);
+        assert.deepEqual(await cgroupPrograms(cgroupB), ['cgroup_getsockopt', 'cgroup_inet4_connect', 'cgroup_sock_ops']);
+        assert.deepEqual(await cgroupPrograms(cgroupA), ['cgroup_getsockopt', 'cgroup_inet4_connect', 'cgroup_sock_ops'], "B's apply detached A");
+        await removePlan(planB);
+        assert.deepEqual(await cgroupPrograms(cgroupA), ['cgroup_getsockopt', 'cgroup_inet4_connect', 'cgroup_sock_ops'], "B's remove detached A");
+        await removePlan(planA);
+        assert.deepEqual(await cgroupPrograms(cgroupA), []);
+        assert.equal(existsSync(bpfPinDir(cgroupA)) || existsSync(bpfPinDir(cgroupB)), false);
+      } finally {
+        await removePlan(planB).catch(() => undefined);
+        await removePlan(planA).catch(() => undefined);
+        for (const dir of made.reverse()) await removeCgroup(dir, root);
       }
     });
   });
