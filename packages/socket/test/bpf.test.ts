@@ -177,11 +177,18 @@ async function withScene(
       },
     });
   } finally {
-    await Promise.all(apps.map((app) => app.stop()));
-    for (const server of servers) server.close();
-    bpfUnload();
-    bpfDetach({ pinDir });
-    await removeCgroup(cgroupPath, cgroupRoot);
+    // Each step runs even when an earlier one throws (e.g. the addon went away mid-run): the cgroup always goes.
+    try {
+      await Promise.all(apps.map((app) => app.stop()));
+      for (const server of servers) server.close();
+      try {
+        bpfUnload();
+      } finally {
+        bpfDetach({ pinDir });
+      }
+    } finally {
+      await removeCgroup(cgroupPath, cgroupRoot);
+    }
   }
 }
 
@@ -354,8 +361,11 @@ describe('@meshport/socket BPF programs', function () {
       assert.deepEqual(bpftoolCgroupShow(cgroupPath), []);
       assert.equal(fs.existsSync(pinDir), false);
     } finally {
-      bpfDetach({ pinDir });
-      await removeCgroup(cgroupPath, cgroupRoot);
+      try {
+        bpfDetach({ pinDir });
+      } finally {
+        await removeCgroup(cgroupPath, cgroupRoot);
+      }
     }
     assert.equal(fs.existsSync(cgroupPath), false);
   });
@@ -379,8 +389,11 @@ describe('@meshport/socket BPF programs', function () {
       try {
         await body(cgroupPath);
       } finally {
-        bpfUnload();
-        await removeCgroup(cgroupPath, cgroupRoot);
+        try {
+          bpfUnload();
+        } finally {
+          await removeCgroup(cgroupPath, cgroupRoot);
+        }
       }
     }
 
