@@ -172,7 +172,7 @@ std::string GetString(const Napi::Object &obj, const char *key, const std::strin
   if (!obj.Has(key)) return fallback;
   Napi::Value v = obj.Get(key);
   if (v.IsUndefined() || v.IsNull()) return fallback;
-  if (!v.IsString()) ThrowErrno(obj.Env(), EINVAL, key);
+  if (!v.IsString()) ThrowArgTypeError(obj.Env(), key, "a string");
   return v.As<Napi::String>().Utf8Value();
 }
 
@@ -180,11 +180,8 @@ uint32_t GetU32(const Napi::Object &obj, const char *key, uint32_t fallback, uin
   if (!obj.Has(key)) return fallback;
   Napi::Value v = obj.Get(key);
   if (v.IsUndefined() || v.IsNull()) return fallback;
-  if (!v.IsNumber()) ThrowErrno(obj.Env(), EINVAL, key);
-  double d = v.As<Napi::Number>().DoubleValue();
-  // !(d >= 0) also catches NaN, which would otherwise reach the (undefined) cast below.
-  if (!(d >= 0) || d > max || d != static_cast<double>(static_cast<uint32_t>(d))) ThrowErrno(obj.Env(), EINVAL, key);
-  return static_cast<uint32_t>(d);
+  // CheckInteger refuses NaN, ±Infinity and fractions before any cast (casting them is undefined behavior).
+  return static_cast<uint32_t>(CheckInteger(obj.Env(), v, key, 0, max));
 }
 
 std::vector<uint16_t> GetPorts(const Napi::Object &obj, const char *key) {
@@ -192,15 +189,14 @@ std::vector<uint16_t> GetPorts(const Napi::Object &obj, const char *key) {
   if (!obj.Has(key)) return ports;
   Napi::Value v = obj.Get(key);
   if (v.IsUndefined() || v.IsNull()) return ports;
-  if (!v.IsArray()) ThrowErrno(obj.Env(), EINVAL, key);
+  if (!v.IsArray()) ThrowArgTypeError(obj.Env(), key, "an array of ports");
   Napi::Array arr = v.As<Napi::Array>();
-  if (arr.Length() > MESHPORT_MAX_PORTS) ThrowErrno(obj.Env(), E2BIG, key);
+  if (arr.Length() > MESHPORT_MAX_PORTS) {
+    ThrowArgRangeError(obj.Env(), std::string(key) + ".length", "at most " + std::to_string(MESHPORT_MAX_PORTS));
+  }
   for (uint32_t i = 0; i < arr.Length(); i++) {
-    Napi::Value p = arr.Get(i);
-    if (!p.IsNumber()) ThrowErrno(obj.Env(), EINVAL, key);
-    double d = p.As<Napi::Number>().DoubleValue();
-    if (d < 1 || d > 65535 || d != static_cast<double>(static_cast<uint16_t>(d))) ThrowErrno(obj.Env(), EINVAL, key);
-    ports.push_back(static_cast<uint16_t>(d));
+    std::string name = std::string(key) + "[" + std::to_string(i) + "]";
+    ports.push_back(static_cast<uint16_t>(CheckInteger(obj.Env(), arr.Get(i), name, 1, 65535)));
   }
   return ports;
 }
@@ -391,21 +387,21 @@ std::string DirOf(const std::string &path) {
 // bpfLoad({objectDir, config}): opens meshport.bpf.o, writes the config into .rodata, loads every program.
 Napi::Value BpfLoad(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsObject()) ThrowErrno(env, EINVAL, "bpfLoad");
+  if (info.Length() < 1 || !info[0].IsObject()) ThrowArgTypeError(env, "options", "an object");
   Napi::Object options = info[0].As<Napi::Object>();
   if (g_loaded) ThrowErrno(env, EBUSY, "bpfLoad");
   std::string object_dir = GetString(options, "objectDir", "");
-  if (object_dir.empty()) ThrowErrno(env, EINVAL, "objectDir");
+  if (object_dir.empty()) ThrowArgTypeError(env, "objectDir", "a non-empty string");
 
   meshport_config cfg{};
   Napi::Object config = Napi::Object::New(env);
   if (options.Has("config") && options.Get("config").IsObject()) config = options.Get("config").As<Napi::Object>();
   std::string capture_address = GetString(config, "captureAddress", "127.0.0.1");
   in_addr capture_ip{};
-  if (inet_pton(AF_INET, capture_address.c_str(), &capture_ip) != 1) ThrowErrno(env, EINVAL, "captureAddress");
+  if (inet_pton(AF_INET, capture_address.c_str(), &capture_ip) != 1) ThrowArgTypeError(env, "captureAddress", "a numeric IPv4 address");
   cfg.capture_ip4 = capture_ip.s_addr;
   cfg.capture_port = static_cast<__u16>(GetU32(config, "capturePort", 15001, 65535));
-  if (cfg.capture_port == 0) ThrowErrno(env, EINVAL, "capturePort");
+  if (cfg.capture_port == 0) ThrowArgRangeError(env, "capturePort", "an integer from 1 to 65535");
   cfg.sidecar_uid = GetU32(config, "sidecarUid", 1337, 0xffffffffu);
   std::vector<uint16_t> include = GetPorts(config, "includePorts");
   std::vector<uint16_t> exclude = GetPorts(config, "excludePorts");
@@ -435,23 +431,23 @@ Napi::Value BpfLoad(const Napi::CallbackInfo &info) {
 // maps as <pinDir>/<map> when pinDir is given, so the attachment outlives this process.
 Napi::Value BpfAttach(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsObject()) ThrowErrno(env, EINVAL, "bpfAttach");
-  if (!g_loaded) ThrowErrno(env, ENOENT, "bpfAttach");  // nothing loaded: call bpfLoad first
+  if (info.Length() < 1 || !info[0].IsObject()) ThrowArgTypeError(env, "options", "an object");
   Napi::Object options = info[0].As<Napi::Object>();
   std::string cgroup_path = GetString(options, "cgroupPath", "");
   std::string pin_dir = GetString(options, "pinDir", "");
-  if (cgroup_path.empty()) ThrowErrno(env, EINVAL, "cgroupPath");
+  if (cgroup_path.empty()) ThrowArgTypeError(env, "cgroupPath", "a cgroup v2 directory path");
   CheckPinDir(env, pin_dir);
   std::vector<const ProgramSpec *> specs;
   Napi::Value programs = options.Get("programs");
-  if (!programs.IsArray()) ThrowErrno(env, EINVAL, "programs");
+  if (!programs.IsArray()) ThrowArgTypeError(env, "programs", "an array of program names");
   Napi::Array list = programs.As<Napi::Array>();
   for (uint32_t i = 0; i < list.Length(); i++) {
     Napi::Value v = list.Get(i);
     const ProgramSpec *spec = v.IsString() ? FindSpec(v.As<Napi::String>().Utf8Value()) : nullptr;
-    if (spec == nullptr) ThrowErrno(env, EINVAL, "programs");
+    if (spec == nullptr) ThrowArgTypeError(env, "programs[" + std::to_string(i) + "]", "connect4, sockops, getsockopt or sk_msg");
     specs.push_back(spec);
   }
+  if (!g_loaded) ThrowErrno(env, ENOENT, "bpfAttach");  // nothing loaded: call bpfLoad first (after the argument checks)
 
   Fd cgroup(open(cgroup_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (cgroup.get() < 0) ThrowErrno(env, errno, "open");
@@ -555,12 +551,14 @@ Napi::Value BpfDetach(const Napi::CallbackInfo &info) {
   Napi::Value programs = options.Has("programs") ? options.Get("programs") : env.Undefined();
   // Anything but "absent" or a non-empty list is refused: ignoring it would detach every program.
   if (!programs.IsUndefined() && (!programs.IsArray() || programs.As<Napi::Array>().Length() == 0))
-    ThrowInvalid(env, "programs", "must be a non-empty array of program names (connect4, sockops, getsockopt, sk_msg)");
+    ThrowArgTypeError(env, "programs", "a non-empty array of program names (connect4, sockops, getsockopt, sk_msg)");
   if (programs.IsArray()) {
     Napi::Array list = programs.As<Napi::Array>();
     for (uint32_t i = 0; i < list.Length(); i++) {
       Napi::Value v = list.Get(i);
-      if (!v.IsString() || FindSpec(v.As<Napi::String>().Utf8Value()) == nullptr) ThrowErrno(env, EINVAL, "programs");
+      if (!v.IsString() || FindSpec(v.As<Napi::String>().Utf8Value()) == nullptr) {
+        ThrowArgTypeError(env, "programs[" + std::to_string(i) + "]", "connect4, sockops, getsockopt or sk_msg");
+      }
       only.push_back(v.As<Napi::String>().Utf8Value());
     }
   }
@@ -751,9 +749,9 @@ std::string ProbePrograms(const std::string &object_dir, int cgroup_fd, const st
 // a kernel that lacks something: that is what the answer is for.
 Napi::Value BpfProbe(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsObject()) ThrowErrno(env, EINVAL, "bpfProbe");
+  if (info.Length() < 1 || !info[0].IsObject()) ThrowArgTypeError(env, "options", "an object");
   std::string object_dir = GetString(info[0].As<Napi::Object>(), "objectDir", "");
-  if (object_dir.empty()) ThrowErrno(env, EINVAL, "objectDir");
+  if (object_dir.empty()) ThrowArgTypeError(env, "objectDir", "a non-empty string");
   std::string connect_reason, sockmap_reason;
   std::string root = Cgroup2Mount();
   if (root.empty()) {
@@ -791,8 +789,7 @@ Napi::Value BpfProbe(const Napi::CallbackInfo &info) {
 // REDIRECT or by meshport_getsockopt for connects the connect4 hook captured.
 Napi::Value BpfOriginalDst(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsNumber()) ThrowErrno(env, EBADF, "getsockopt");
-  int fd = info[0].As<Napi::Number>().Int32Value();
+  int fd = static_cast<int>(CheckInteger(env, info[0], "fd", 0, INT32_MAX));
   sockaddr_in sin{};
   socklen_t len = sizeof(sin);
   if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &sin, &len) != 0) ThrowErrno(env, errno, "getsockopt");

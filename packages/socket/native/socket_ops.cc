@@ -58,43 +58,37 @@ struct InetAddress {
   int family = AF_UNSPEC;
 };
 
+// Every argument is checked by name before use: a missing one arrives as undefined and fails the type check.
 int ArgFd(const Napi::CallbackInfo &info, size_t index) {
-  if (info.Length() <= index || !info[index].IsNumber()) {
-    throw Napi::TypeError::New(info.Env(), "fd must be a number");
-  }
-  int fd = info[index].As<Napi::Number>().Int32Value();
-  if (fd < 0) throw Napi::TypeError::New(info.Env(), "fd must be a non-negative integer");
-  return fd;
+  return static_cast<int>(CheckInteger(info.Env(), info[index], "fd", 0, INT32_MAX));
 }
 
-uint32_t ArgUint32(const Napi::CallbackInfo &info, size_t index, const char *name) {
-  if (info.Length() <= index || !info[index].IsNumber()) {
-    throw Napi::TypeError::New(info.Env(), std::string(name) + " must be a number");
-  }
-  double value = info[index].As<Napi::Number>().DoubleValue();
-  if (!(value >= 0 && value <= 4294967295.0) || value != static_cast<double>(static_cast<uint32_t>(value))) {
-    throw Napi::TypeError::New(info.Env(), std::string(name) + " must be an integer from 0 to 2^32-1");
-  }
-  return static_cast<uint32_t>(value);
+uint32_t ArgUint32(const Napi::CallbackInfo &info, size_t index, const char *name, uint32_t max = UINT32_MAX) {
+  return static_cast<uint32_t>(CheckInteger(info.Env(), info[index], name, 0, max));
+}
+
+int ArgFamily(const Napi::CallbackInfo &info, size_t index) {
+  Napi::Value value = info[index];
+  if (!value.IsNumber()) ThrowArgTypeError(info.Env(), "family", "4 or 6");
+  double family = value.As<Napi::Number>().DoubleValue();
+  if (family != 4 && family != 6) ThrowArgRangeError(info.Env(), "family", "4 or 6");
+  return static_cast<int>(family);
 }
 
 std::string ArgString(const Napi::CallbackInfo &info, size_t index, const char *name) {
-  if (info.Length() <= index || !info[index].IsString()) {
-    throw Napi::TypeError::New(info.Env(), std::string(name) + " must be a string");
-  }
+  if (!info[index].IsString()) ThrowArgTypeError(info.Env(), name, "a string");
   return info[index].As<Napi::String>().Utf8Value();
 }
 
 // Numeric addresses only: name resolution belongs to the JS side, never to a blocking call on the loop.
-InetAddress ParseAddress(Napi::Env env, const std::string &host, uint32_t port, int family) {
-  if (port > 65535) throw Napi::TypeError::New(env, "port must be an integer from 0 to 65535");
+InetAddress ParseAddress(Napi::Env env, const std::string &host, uint16_t port, int family) {
   InetAddress address;
   if (family == 4) {
     auto *sin = reinterpret_cast<sockaddr_in *>(&address.storage);
     sin->sin_family = AF_INET;
     sin->sin_port = htons(static_cast<uint16_t>(port));
     if (inet_pton(AF_INET, host.c_str(), &sin->sin_addr) != 1) {
-      throw Napi::TypeError::New(env, "host must be a numeric IPv4 address, got '" + host + "'");
+      ThrowArgTypeError(env, "host", "a numeric IPv4 address, got '" + host + "'");
     }
     address.length = sizeof(sockaddr_in);
     address.family = AF_INET;
@@ -103,12 +97,12 @@ InetAddress ParseAddress(Napi::Env env, const std::string &host, uint32_t port, 
     sin6->sin6_family = AF_INET6;
     sin6->sin6_port = htons(static_cast<uint16_t>(port));
     if (inet_pton(AF_INET6, host.c_str(), &sin6->sin6_addr) != 1) {
-      throw Napi::TypeError::New(env, "host must be a numeric IPv6 address, got '" + host + "'");
+      ThrowArgTypeError(env, "host", "a numeric IPv6 address, got '" + host + "'");
     }
     address.length = sizeof(sockaddr_in6);
     address.family = AF_INET6;
   } else {
-    throw Napi::TypeError::New(env, "family must be 4 or 6");
+    ThrowArgRangeError(env, "family", "4 or 6");
   }
   return address;
 }
@@ -169,10 +163,10 @@ Napi::Value GetOriginalDst(const Napi::CallbackInfo &info) {
 Napi::Value CreateTransparentListener(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   std::string host = ArgString(info, 0, "host");
-  uint32_t port = ArgUint32(info, 1, "port");
-  uint32_t backlog = ArgUint32(info, 2, "backlog");
-  uint32_t family = ArgUint32(info, 3, "family");
-  InetAddress address = ParseAddress(env, host, port, static_cast<int>(family));
+  uint16_t port = static_cast<uint16_t>(ArgUint32(info, 1, "port", 65535));
+  uint32_t backlog = ArgUint32(info, 2, "backlog", INT32_MAX);
+  int family = ArgFamily(info, 3);
+  InetAddress address = ParseAddress(env, host, port, family);
 
   UniqueFd fd(socket(address.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (fd.Get() < 0) ThrowErrno(env, errno, "socket");
@@ -194,9 +188,8 @@ Napi::Value CreateTransparentListener(const Napi::CallbackInfo &info) {
 // net.Socket to connect: the mark must be on the socket before the SYN leaves so routing and iptables see it.
 Napi::Value CreateMarkedSocket(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
-  uint32_t family = ArgUint32(info, 0, "family");
+  int family = ArgFamily(info, 0);
   uint32_t mark = ArgUint32(info, 1, "mark");
-  if (family != 4 && family != 6) throw Napi::TypeError::New(env, "family must be 4 or 6");
   UniqueFd fd(socket(family == 4 ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (fd.Get() < 0) ThrowErrno(env, errno, "socket");
   SetIntOption(env, fd.Get(), SOL_SOCKET, SO_MARK, static_cast<int>(mark));
