@@ -6,6 +6,7 @@ import path from 'node:path';
 import { PROTOCOL_ERROR_CODES } from '@meshport/protocol';
 import { REGISTRY_ERROR_CODES } from '@meshport/registry-core';
 import { SIDECAR_ERROR_CODES } from '@meshport/sidecar';
+import { SOCKET_ERROR_CODES } from '@meshport/socket';
 import { HIJACK_ERROR_CODES } from '@meshport/hijack';
 
 const doc = readFileSync(path.resolve(__dirname, '../../docs/errors.md'), 'utf8');
@@ -26,6 +27,7 @@ const tables: Record<string, Record<string, string>> = {
   '@meshport/protocol': PROTOCOL_ERROR_CODES,
   '@meshport/registry-core': REGISTRY_ERROR_CODES,
   '@meshport/sidecar': SIDECAR_ERROR_CODES,
+  '@meshport/socket': SOCKET_ERROR_CODES,
   '@meshport/hijack': HIJACK_ERROR_CODES,
 };
 

@@ -1,6 +1,7 @@
 // Typed access to meshport's eBPF side: load bpf/meshport.bpf.o with a config, attach it to a cgroup, read counters.
 import * as fs from 'fs';
 import * as path from 'path';
+import { checkAttachOptions, checkDetachOptions, checkFd, checkLoadOptions, checkStatsOptions } from './bpf-args';
 
 /** The four programs of bpf/meshport.bpf.c, by the name the API uses. */
 export type BpfProgramName = 'connect4' | 'sockops' | 'getsockopt' | 'sk_msg';
@@ -155,30 +156,12 @@ function native(): BpfAddon {
   return addon;
 }
 
-function checkPorts(name: string, ports: readonly number[]): number[] {
-  if (ports.length > bpfDefaults.maxPorts) {
-    throw new RangeError(`${name}: at most ${bpfDefaults.maxPorts} ports, got ${ports.length}`);
-  }
-  for (const port of ports) {
-    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new RangeError(`${name}: bad port ${port}`);
-  }
-  return [...ports];
-}
-
 /**
  * Loads the programs with their config. One loaded object per Node environment (the main thread and each
  * worker_thread have their own): bpfUnload() before loading again.
  */
 export function bpfLoad(options: BpfLoadOptions = {}): void {
-  const config = options.config ?? {};
-  const resolved: Required<BpfCaptureConfig> = {
-    captureAddress: config.captureAddress ?? bpfDefaults.captureAddress,
-    capturePort: config.capturePort ?? bpfDefaults.capturePort,
-    sidecarUid: config.sidecarUid ?? bpfDefaults.sidecarUid,
-    includePorts: checkPorts('includePorts', config.includePorts ?? bpfDefaults.includePorts),
-    excludePorts: checkPorts('excludePorts', config.excludePorts ?? bpfDefaults.excludePorts),
-  };
-  native().bpfLoad({ objectDir: options.objectDir ?? bpfDefaults.objectDir, config: resolved, sockmapMaxEntries: options.sockmapMaxEntries });
+  native().bpfLoad(checkLoadOptions(options, bpfDefaults));
 }
 
 /** Detaches everything this process attached (pins included) and closes the loaded object. */
@@ -188,13 +171,12 @@ export function bpfUnload(): void {
 
 /** Attaches the loaded programs to a cgroup; all or nothing. */
 export function bpfAttach(options: BpfAttachOptions): void {
-  const programs = options.programs ?? [...bpfDefaults.programs];
-  native().bpfAttach({ cgroupPath: options.cgroupPath, programs, pinDir: options.pinDir });
+  native().bpfAttach(checkAttachOptions(options, bpfDefaults.programs));
 }
 
 /** Detaches; returns how many attachments went. */
 export function bpfDetach(options: BpfDetachOptions = {}): number {
-  return native().bpfDetach(options).detached;
+  return native().bpfDetach(checkDetachOptions(options)).detached;
 }
 
 export function bpfAttachments(): BpfAttachment[] {
@@ -206,7 +188,7 @@ export function bpfAttachments(): BpfAttachment[] {
  * of another shape (another object's, an older meshport's) is refused with EINVAL naming the pin.
  */
 export function bpfStats(options: { pinDir?: string } = {}): BpfStats {
-  return native().bpfStats(options);
+  return native().bpfStats(checkStatsOptions(options));
 }
 
 /** Really loads and attaches the programs in a scratch cgroup; never throws for a missing kernel feature. */
@@ -223,7 +205,7 @@ export function bpfProbe(options: { objectDir?: string } = {}): BpfProbeResult {
 
 /** getsockopt(SOL_IP, SO_ORIGINAL_DST) on an accepted IPv4 socket's fd. */
 export function bpfOriginalDst(fd: number): OriginalDst {
-  return native().bpfOriginalDst(fd);
+  return native().bpfOriginalDst(checkFd(fd, 'bpfOriginalDst'));
 }
 
 /** Mounts bpffs at /sys/fs/bpf when absent; true when this call mounted it (the caller then owns the mount). */

@@ -2,9 +2,12 @@
 // transparent listeners, socket marks, feature probes.
 
 import net from 'node:net';
+import { badValue, checkInteger, checkPort } from './errors';
 import { addon, requireOps } from './native';
 
 export { NotSupportedError } from './native';
+export { SOCKET_ERROR_CODES } from './errors';
+export type { SocketArgumentError, SocketErrorCode } from './errors';
 
 /** An address as `net.Socket#address()` gives it. */
 export interface SocketAddress {
@@ -61,7 +64,7 @@ interface HandleWithFd {
  * never close or keep it, so using the private field cannot desynchronize libuv.
  */
 function socketFd(socket: net.Socket, what: string): number {
-  if (!(socket instanceof net.Socket)) throw new TypeError(`${what}: socket must be a net.Socket`);
+  if (!(socket instanceof net.Socket)) throw badValue(what, 'socket', 'a net.Socket', socket === null ? null : typeof socket);
   const handle = (socket as unknown as { _handle?: HandleWithFd | null })._handle;
   const fd = handle?.fd;
   if (typeof fd !== 'number' || fd < 0) {
@@ -71,22 +74,12 @@ function socketFd(socket: net.Socket, what: string): number {
 }
 
 function checkMark(mark: unknown, what: string): number {
-  if (typeof mark !== 'number' || !Number.isInteger(mark) || mark < 0 || mark > 0xffffffff) {
-    throw new TypeError(`${what}: mark must be an integer from 0 to 0xffffffff, got ${String(mark)}`);
-  }
-  return mark;
-}
-
-function checkPort(port: unknown, what: string): number {
-  if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new TypeError(`${what}: port must be an integer from 0 to 65535, got ${String(port)}`);
-  }
-  return port;
+  return checkInteger(mark, what, 'mark', 0, 0xffffffff, 'an integer from 0 to 0xffffffff');
 }
 
 function checkFamily(family: unknown, what: string): 4 | 6 | undefined {
   if (family === undefined) return undefined;
-  if (family !== 4 && family !== 6) throw new TypeError(`${what}: family must be 4 or 6, got ${String(family)}`);
+  if (family !== 4 && family !== 6) throw badValue(what, 'family', '4 or 6', family);
   return family;
 }
 
@@ -120,19 +113,15 @@ export function transparentListen(
   options: TransparentListenOptions,
   connectionListener?: (socket: net.Socket) => void,
 ): net.Server {
-  if (options === null || typeof options !== 'object') throw new TypeError('transparentListen: options must be an object');
+  if (options === null || typeof options !== 'object') throw badValue('transparentListen', 'options', 'an object', options);
   const { host } = options;
-  if (typeof host !== 'string' || net.isIP(host) === 0) {
-    throw new TypeError(`transparentListen: host must be a numeric IPv4 or IPv6 address, got ${String(host)}`);
-  }
+  if (typeof host !== 'string' || net.isIP(host) === 0) throw badValue('transparentListen', 'host', 'a numeric IPv4 or IPv6 address', host);
   const port = checkPort(options.port, 'transparentListen');
-  const backlog = options.backlog ?? transparentListenDefaults.backlog;
-  if (typeof backlog !== 'number' || !Number.isInteger(backlog) || backlog < 0) {
-    throw new TypeError(`transparentListen: backlog must be a non-negative integer, got ${String(backlog)}`);
-  }
+  // The kernel caps the backlog at somaxconn; the bound here only keeps the value a valid C int.
+  const backlog = checkInteger(options.backlog ?? transparentListenDefaults.backlog, 'transparentListen', 'backlog', 0, 0x7fffffff);
   const hostFamily = net.isIP(host) as 4 | 6;
   const family = checkFamily(options.family, 'transparentListen') ?? hostFamily;
-  if (family !== hostFamily) throw new TypeError(`transparentListen: host ${host} is not an IPv${family} address`);
+  if (family !== hostFamily) throw badValue('transparentListen', 'host', `an IPv${family} address (family is ${family})`, host);
 
   const fd = requireOps().createTransparentListener(host, port, backlog, family);
   // From here the fd belongs to the server: net takes it over in listen({fd}) and closes it with the server.
@@ -147,11 +136,10 @@ export function transparentListen(
  * The socket behaves like `net.connect`: 'connect' on success, 'error' on failure.
  */
 export function connectMarked(options: ConnectMarkedOptions, connectListener?: () => void): net.Socket {
-  if (options === null || typeof options !== 'object') throw new TypeError('connectMarked: options must be an object');
+  if (options === null || typeof options !== 'object') throw badValue('connectMarked', 'options', 'an object', options);
   const { host } = options;
-  if (typeof host !== 'string' || host.length === 0) throw new TypeError('connectMarked: host must be a non-empty string');
-  const port = checkPort(options.port, 'connectMarked');
-  if (port === 0) throw new TypeError('connectMarked: port must not be 0');
+  if (typeof host !== 'string' || host.length === 0) throw badValue('connectMarked', 'host', 'a non-empty string', host);
+  const port = checkInteger(options.port, 'connectMarked', 'port', 1, 65535);
   const mark = checkMark(options.mark, 'connectMarked');
   const family = checkFamily(options.family, 'connectMarked') ?? (net.isIP(host) === 6 ? 6 : 4);
 

@@ -15,11 +15,17 @@ import {
   setMark,
   transparentListen,
 } from '../src/index';
+import { bpfLoad, bpfOriginalDst, bpfAttach, bpfDetach, bpfStats, type BpfProgramName } from '../src/bpf';
 import { NOT_BUILT_REASON, loadAddon, requireOps } from '../src/native';
 
 // dist/test/socket.test.js -> test/fixtures (plain JS, run by child processes inside namespaces)
 const FIXTURES = path.resolve(__dirname, '..', '..', 'test', 'fixtures');
 const IN_CI = process.env.CI === 'true';
+
+/** What every argument error of the package carries besides its name and message. */
+const BAD_ARGUMENT = { code: 'MESHPORT_SOCKET_BAD_ARGUMENT' } as const;
+/** Numbers no integer option may take: each must be refused with the option's name, never cast. */
+const NOT_AN_INTEGER_IN_RANGE = [Number.NaN, Infinity, -Infinity, -1, 2 ** 32, 1.5];
 
 /** Every namespace this run created, so the last hook can prove none is left behind. */
 const createdNamespaces = new Set<string>();
@@ -387,13 +393,14 @@ describe('@meshport/socket', function () {
       unwind(cleanup);
     });
 
-    it('rejects bad marks and non-sockets with TypeError', async function () {
+    it('rejects bad marks (RangeError) and non-sockets (TypeError), naming the argument with a stable code', async function () {
       const [, conn] = await loopbackPair(cleanup);
-      for (const mark of [-1, 1.5, 2 ** 32, Number.NaN, '1']) {
-        assert.throws(() => setMark(conn, mark as number), { name: 'TypeError', message: /mark must be an integer from 0 to 0xffffffff/ });
+      for (const mark of [-1, 1.5, 2 ** 32, Number.NaN, Infinity]) {
+        assert.throws(() => setMark(conn, mark), { ...BAD_ARGUMENT, name: 'RangeError', argument: 'mark', message: /setMark: mark must be an integer from 0 to 0xffffffff/ });
       }
-      assert.throws(() => getOriginalDst({} as net.Socket), { name: 'TypeError', message: /must be a net\.Socket/ });
-      assert.throws(() => getMark(null as unknown as net.Socket), { name: 'TypeError', message: /must be a net\.Socket/ });
+      assert.throws(() => setMark(conn, '1' as unknown as number), { ...BAD_ARGUMENT, name: 'TypeError', argument: 'mark' });
+      assert.throws(() => getOriginalDst({} as net.Socket), { ...BAD_ARGUMENT, name: 'TypeError', argument: 'socket', message: /must be a net\.Socket/ });
+      assert.throws(() => getMark(null as unknown as net.Socket), { ...BAD_ARGUMENT, name: 'TypeError', argument: 'socket', message: /must be a net\.Socket/ });
     });
 
     it('says so when the socket has no file descriptor', function () {
@@ -402,33 +409,150 @@ describe('@meshport/socket', function () {
       assert.throws(() => setMark(unconnected, 1), { message: /setMark: the socket has no file descriptor/ });
     });
 
-    it('rejects bad transparentListen and connectMarked options with TypeError', function () {
-      const bad: Array<[() => unknown, RegExp]> = [
-        [() => transparentListen(undefined as never), /options must be an object/],
-        [() => transparentListen({ host: 'localhost', port: 0 }), /host must be a numeric IPv4 or IPv6 address/],
-        [() => transparentListen({ host: '127.0.0.1', port: 70000 }), /port must be an integer from 0 to 65535/],
-        [() => transparentListen({ host: '127.0.0.1', port: 0, backlog: -1 }), /backlog must be a non-negative integer/],
-        [() => transparentListen({ host: '127.0.0.1', port: 0, family: 5 as 4 }), /family must be 4 or 6/],
-        [() => transparentListen({ host: '127.0.0.1', port: 0, family: 6 }), /host 127\.0\.0\.1 is not an IPv6 address/],
-        [() => connectMarked({ host: '', port: 80, mark: 1 }), /host must be a non-empty string/],
-        [() => connectMarked({ host: '127.0.0.1', port: 0, mark: 1 }), /port must not be 0/],
-        [() => connectMarked({ host: '127.0.0.1', port: 80, mark: -5 }), /mark must be an integer/],
+    it('rejects bad transparentListen and connectMarked options, naming the argument', function () {
+      const bad: Array<[() => unknown, string, string, RegExp]> = [
+        [() => transparentListen(undefined as never), 'TypeError', 'options', /options must be an object/],
+        [() => transparentListen({ host: 'localhost', port: 0 }), 'TypeError', 'host', /host must be a numeric IPv4 or IPv6 address/],
+        [() => transparentListen({ host: '127.0.0.1', port: 70000 }), 'RangeError', 'port', /port must be an integer from 0 to 65535/],
+        [() => transparentListen({ host: '127.0.0.1', port: 0, backlog: -1 }), 'RangeError', 'backlog', /backlog must be an integer from 0/],
+        [() => transparentListen({ host: '127.0.0.1', port: 0, family: 5 as 4 }), 'TypeError', 'family', /family must be 4 or 6/],
+        [() => transparentListen({ host: '127.0.0.1', port: 0, family: 6 }), 'TypeError', 'host', /host must be an IPv6 address/],
+        [() => connectMarked({ host: '', port: 80, mark: 1 }), 'TypeError', 'host', /host must be a non-empty string/],
+        [() => connectMarked({ host: '127.0.0.1', port: 0, mark: 1 }), 'RangeError', 'port', /port must be an integer from 1 to 65535/],
+        [() => connectMarked({ host: '127.0.0.1', port: 80, mark: -5 }), 'RangeError', 'mark', /mark must be an integer/],
       ];
-      for (const [call, message] of bad) assert.throws(call, { name: 'TypeError', message });
+      for (const [call, name, argument, message] of bad) assert.throws(call, { ...BAD_ARGUMENT, name, argument, message });
     });
 
     it('the addon itself checks its arguments and reports errno, code and syscall', function () {
       const ops = requireOps();
-      assert.throws(() => ops.getOriginalDst('3' as unknown as number), { name: 'TypeError', message: /fd must be a number/ });
-      assert.throws(() => ops.setMark(0, 2 ** 33), { name: 'TypeError', message: /mark must be an integer/ });
-      assert.throws(() => ops.createTransparentListener('not-an-ip', 0, 1, 4), { name: 'TypeError', message: /numeric IPv4/ });
-      assert.throws(() => ops.createTransparentListener('127.0.0.1', 0, 1, 5 as 4), { name: 'TypeError', message: /family must be 4 or 6/ });
+      assert.throws(() => ops.getOriginalDst('3' as unknown as number), { ...BAD_ARGUMENT, name: 'TypeError', argument: 'fd', message: /^fd must be an integer/ });
+      assert.throws(() => ops.setMark(0, 2 ** 33), { ...BAD_ARGUMENT, name: 'RangeError', argument: 'mark', message: /^mark must be an integer/ });
+      assert.throws(() => ops.createTransparentListener('not-an-ip', 0, 1, 4), { ...BAD_ARGUMENT, name: 'TypeError', argument: 'host', message: /numeric IPv4/ });
+      assert.throws(() => ops.createTransparentListener('127.0.0.1', 0, 1, 5 as 4), { ...BAD_ARGUMENT, name: 'RangeError', argument: 'family', message: /family must be 4 or 6/ });
       const notASocket = fs.openSync('/dev/null', 'r');
       try {
         assert.throws(() => ops.getMark(notASocket), { code: 'ENOTSOCK', errno: 88, syscall: 'getsockopt' });
         assert.throws(() => ops.getOriginalDst(notASocket), { code: 'ENOTSOCK', syscall: 'getsockname' });
       } finally {
         fs.closeSync(notASocket);
+      }
+    });
+  });
+
+  describe('errors (issue 14)', function () {
+    type Addon = Record<string, (...args: unknown[]) => any>;
+    const native = (): Addon => {
+      const loaded = loadAddon();
+      assert.ok(loaded.loaded, 'the addon is built');
+      return loaded.ops as unknown as Addon;
+    };
+
+    it("names errnos as libuv does, and Linux-only ones (ENOTSUPP 524, ENOLINK) by their Linux name, never UNKNOWN", function () {
+      const cases: Array<[number, string]> = [[524, 'ENOTSUPP'], [67, 'ENOLINK'], [28, 'ENOSPC'], [1, 'EPERM'], [13, 'EACCES'], [95, 'ENOTSUP'], [38, 'ENOSYS']];
+      for (const [errno, code] of cases) {
+        const err = native()._errnoError(errno, 'bpf_link_create') as NodeJS.ErrnoException;
+        assert.ok(err instanceof Error);
+        assert.deepEqual({ errno: err.errno, code: err.code, syscall: err.syscall }, { errno, code, syscall: 'bpf_link_create' });
+        assert.match(err.message, new RegExp(`^bpf_link_create failed: .*\\(${code}\\)$`));
+      }
+      assert.equal(native()._errnoError(4000, 'x').code, 'UNKNOWN');
+    });
+
+    it('a real EPERM carries errno, code and syscall (SO_MARK as an unprivileged user)', function () {
+      if (process.getuid?.() !== 0) this.skip();
+      const addonPath = loadAddon().path;
+      const script = `const a = require(${JSON.stringify(addonPath)});
+try { a.createMarkedSocket(4, 1); console.log('{}'); }
+catch (e) { console.log(JSON.stringify({ errno: e.errno, code: e.code, syscall: e.syscall, message: e.message })); }`;
+      const out = execFileSync(process.execPath, ['-e', script], { uid: 65534, gid: 65534, encoding: 'utf8' });
+      const err = JSON.parse(out) as Json;
+      assert.deepEqual({ errno: err.errno, code: err.code, syscall: err.syscall }, { errno: 1, code: 'EPERM', syscall: 'setsockopt' });
+      assert.match(err.message, /Operation not permitted \(EPERM\)/);
+    });
+
+    it('the TypeScript side refuses NaN, Infinity, -1, 2^32 and 1.5 for every numeric option, naming it', async function () {
+      const cleanup: Array<() => void> = [];
+      try {
+        const [, conn] = await loopbackPair(cleanup);
+        const calls: Array<[string, (n: number) => unknown]> = [
+          ['mark', (n) => setMark(conn, n)],
+          ['port', (n) => transparentListen({ host: '127.0.0.1', port: n })],
+          ['backlog', (n) => transparentListen({ host: '127.0.0.1', port: 0, backlog: n })],
+          ['port', (n) => connectMarked({ host: '127.0.0.1', port: n, mark: 1 })],
+          ['mark', (n) => connectMarked({ host: '127.0.0.1', port: 80, mark: n })],
+          ['config.capturePort', (n) => bpfLoad({ config: { capturePort: n } })],
+          ['config.sidecarUid', (n) => bpfLoad({ config: { sidecarUid: n } })],
+          ['config.includePorts[0]', (n) => bpfLoad({ config: { includePorts: [n] } })],
+          ['config.excludePorts[1]', (n) => bpfLoad({ config: { excludePorts: [80, n] } })],
+          ['sockmapMaxEntries', (n) => bpfLoad({ sockmapMaxEntries: n })],
+          ['fd', (n) => bpfOriginalDst(n)],
+        ];
+        for (const [argument, call] of calls) {
+          for (const n of NOT_AN_INTEGER_IN_RANGE) {
+            assert.throws(() => call(n), { ...BAD_ARGUMENT, name: 'RangeError', argument }, `${argument} = ${n}`);
+          }
+        }
+      } finally {
+        unwind(cleanup);
+      }
+    });
+
+    it('the addon refuses them too, before any cast or syscall', function () {
+      const ops = native();
+      const objectDir = '/nonexistent-meshport-objects';
+      const calls: Array<[string, (n: number) => unknown]> = [
+        ['fd', (n) => ops.getOriginalDst(n)],
+        ['fd', (n) => ops.getMark(n)],
+        ['fd', (n) => ops.setMark(n, 1)],
+        ['mark', (n) => ops.setMark(0, n)],
+        ['port', (n) => ops.createTransparentListener('127.0.0.1', n, 1, 4)],
+        ['backlog', (n) => ops.createTransparentListener('127.0.0.1', 0, n, 4)],
+        ['mark', (n) => ops.createMarkedSocket(4, n)],
+        ['capturePort', (n) => ops.bpfLoad({ objectDir, config: { capturePort: n } })],
+        ['sidecarUid', (n) => ops.bpfLoad({ objectDir, config: { sidecarUid: n } })],
+        ['includePorts[0]', (n) => ops.bpfLoad({ objectDir, config: { includePorts: [n] } })],
+        ['fd', (n) => ops.bpfOriginalDst(n)],
+      ];
+      for (const [argument, call] of calls) {
+        for (const n of NOT_AN_INTEGER_IN_RANGE) {
+          assert.throws(() => call(n), { ...BAD_ARGUMENT, name: 'RangeError', argument }, `${argument} = ${n}`);
+        }
+      }
+      // family is an enumeration, not a range: anything but 4 or 6 is out of range
+      for (const n of NOT_AN_INTEGER_IN_RANGE) {
+        assert.throws(() => ops.createMarkedSocket(n, 1), { ...BAD_ARGUMENT, name: 'RangeError', argument: 'family' });
+      }
+    });
+
+    it('argument errors name the argument, not a syscall: bad fd, port, path, programs', function () {
+      const ops = native();
+      const typeErrors: Array<[string, () => unknown]> = [
+        ['fd', () => bpfOriginalDst('3' as unknown as number)],
+        ['fd', () => ops.bpfOriginalDst(undefined)],
+        ['port', () => transparentListen({ host: '127.0.0.1', port: '80' as unknown as number })],
+        ['cgroupPath', () => bpfAttach({ cgroupPath: 42 as unknown as string })],
+        ['cgroupPath', () => ops.bpfAttach({ cgroupPath: 42, programs: ['connect4'] })],
+        ['pinDir', () => bpfDetach({ pinDir: {} as unknown as string })],
+        ['pinDir', () => bpfStats({ pinDir: 7 as unknown as string })],
+        ['objectDir', () => bpfLoad({ objectDir: 1 as unknown as string })],
+        ['programs', () => bpfAttach({ cgroupPath: '/sys/fs/cgroup', programs: 'connect4' as unknown as BpfProgramName[] })],
+        ['programs', () => bpfDetach({ programs: {} as unknown as BpfProgramName[] })],
+        ['programs[1]', () => bpfAttach({ cgroupPath: '/sys/fs/cgroup', programs: ['connect4', 'connect5' as BpfProgramName] })],
+        ['programs', () => ops.bpfAttach({ cgroupPath: '/sys/fs/cgroup', programs: 'connect4' })],
+        ['programs', () => ops.bpfDetach({ programs: 'connect4' })],
+        ['programs[0]', () => ops.bpfDetach({ programs: [7] })],
+      ];
+      for (const [argument, call] of typeErrors) {
+        assert.throws(call, (err: NodeJS.ErrnoException & { argument?: string }) => {
+          assert.ok(err instanceof TypeError, `${argument}: ${err.name}: ${err.message}`);
+          assert.equal(err.code, BAD_ARGUMENT.code, err.message);
+          assert.equal(err.argument, argument, err.message);
+          assert.equal(err.syscall, undefined);
+          assert.equal(err.errno, undefined);
+          assert.match(err.message, new RegExp(`\\b${argument.replace(/[[\]]/g, '\\$&')} must be `));
+          return true;
+        });
       }
     });
   });
