@@ -1,8 +1,8 @@
 // Installing and removing a plan, idempotently: apply twice = apply once; remove with nothing there = no error.
 
 import { existsSync } from 'node:fs';
-import { bpfAttach, bpfDetach, bpfLoad, bpfUnload, nativeAddonStatus } from '@meshport/socket';
-import { HijackError } from './errors';
+import { bpfAttach, bpfDetach, bpfLoad, bpfProbe, bpfUnload, nativeAddonStatus, type BpfFeature } from '@meshport/socket';
+import { HijackError, HijackKernelError } from './errors';
 import { run, runChecked, type ExecOptions } from './netns';
 import {
   bpfPinDir,
@@ -43,9 +43,49 @@ function checkBpfEntries(plan: HijackPlan): void {
   }
 }
 
-function notSupported(err: unknown): HijackError {
-  const e = err as { code?: string; message?: string };
-  return new HijackError('MESHPORT_HIJACK_NOT_SUPPORTED', `BPF attach failed: ${e.message ?? String(err)}`);
+// Refused for lack of privilege: never a missing feature, whatever the call.
+const PERMISSION_ERRNOS: ReadonlySet<number> = new Set([1 /* EPERM */, 13 /* EACCES */]);
+// The kernel has no bpf() (ENOSYS) or lacks the program/attach/map type asked for (EOPNOTSUPP, ENOTSUPP 524).
+const MISSING_FEATURE_ERRNOS: ReadonlySet<number> = new Set([38 /* ENOSYS */, 95 /* EOPNOTSUPP */, 524 /* ENOTSUPP */]);
+
+/**
+ * What a failed BPF step of apply/remove means for the caller. NOT_SUPPORTED only when the kernel or build lacks
+ * something: no addon, ENOSYS/EOPNOTSUPP/ENOTSUPP, or a load/attach that fails where the feature probe (a real load
+ * and attach in a scratch cgroup) fails too; EPERM/EACCES are permission errors; the rest keep their errno.
+ * `probe` is consulted only for a bpf call that failed with another errno (a verifier or BTF refusal says EINVAL).
+ */
+export function classifyBpfError(err: unknown, action: string, probe?: () => BpfFeature): HijackError {
+  if (err instanceof HijackError) return err;
+  const e = err as { errno?: unknown; code?: unknown; syscall?: unknown; message?: unknown; reason?: unknown };
+  const message = typeof e?.message === 'string' ? e.message : String(err);
+  if (e?.code === 'NotSupported') return new HijackKernelError('MESHPORT_HIJACK_NOT_SUPPORTED', `${action}: ${message}`, err);
+  if (e?.code === 'MESHPORT_SOCKET_BAD_ARGUMENT') return new HijackKernelError('MESHPORT_HIJACK_BAD_OPTIONS', `${action}: ${message}`, err);
+  const errno = typeof e?.errno === 'number' ? e.errno : undefined;
+  const call = typeof e?.syscall === 'string' ? e.syscall : 'a BPF call';
+  const name = typeof e?.code === 'string' ? e.code : `errno ${errno}`;
+  if (errno !== undefined && PERMISSION_ERRNOS.has(errno)) {
+    return new HijackKernelError(
+      'MESHPORT_HIJACK_PERMISSION_DENIED',
+      `${action}: ${call} was refused with ${name}: loading, attaching and pinning BPF programs needs root, or CAP_BPF ` +
+        'and CAP_NET_ADMIN (CAP_SYS_ADMIN before Linux 5.8), and a kernel that is not locked down against BPF',
+      err,
+    );
+  }
+  if (errno !== undefined && MISSING_FEATURE_ERRNOS.has(errno)) {
+    return new HijackKernelError('MESHPORT_HIJACK_NOT_SUPPORTED', `${action}: this kernel lacks a BPF feature the plan needs: ${message}`, err);
+  }
+  if (probe && call.startsWith('bpf')) {
+    let feature: BpfFeature | undefined;
+    try {
+      feature = probe();
+    } catch {
+      feature = undefined; // the probe could not run: no verdict on the feature, so not "not supported"
+    }
+    if (feature && !feature.supported) {
+      return new HijackKernelError('MESHPORT_HIJACK_NOT_SUPPORTED', `${action}: this kernel cannot run the plan's programs (${feature.reason}): ${message}`, err);
+    }
+  }
+  return new HijackKernelError('MESHPORT_HIJACK_BPF_FAILED', `${action}: ${message}`, err);
 }
 
 /**
@@ -81,8 +121,11 @@ function attachBpf(plan: HijackPlan, changed: string[]): void {
     bpfAttach({ cgroupPath: cgroup, programs, pinDir });
     changed.push(`bpf attach ${programs.join(',')} ${cgroup} pin=${pinDir}`);
   } catch (err) {
-    if (err instanceof HijackError) throw err;
-    throw notSupported(err);
+    const needsSockmap = plan.bpf.some((b) => b.program === 'sk_msg');
+    throw classifyBpfError(err, `BPF attach to ${cgroup}`, () => {
+      const probe = bpfProbe();
+      return !probe.connectHook.supported || !needsSockmap ? probe.connectHook : probe.sockmap;
+    });
   }
 }
 
@@ -94,7 +137,7 @@ function detachBpf(plan: HijackPlan, changed: string[]): void {
     try {
       changed.push(`bpf detach pin=${pinDir} (${bpfDetach({ pinDir })} attachment(s))`);
     } catch (err) {
-      throw notSupported(err);
+      throw classifyBpfError(err, `BPF detach of ${pinDir}`);
     }
   }
   if (plan.bpf.length > 0) {

@@ -34,7 +34,7 @@ export type {
 } from './plan';
 export { applyPlan, bpfAttachSupported, installedState, removePlan } from './apply';
 export type { ApplyOptions, ApplyReport, InstalledState } from './apply';
-export { HIJACK_ERROR_CODES, HijackCommandError, HijackError } from './errors';
+export { HIJACK_ERROR_CODES, HijackCommandError, HijackError, HijackKernelError } from './errors';
 export type { HijackErrorCode } from './errors';
 export {
   addTestAddress,
