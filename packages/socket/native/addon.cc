@@ -74,7 +74,10 @@ std::string ErrnoName(int err) {
 
 Napi::Error ErrnoError(Napi::Env env, int err, const char *syscall) {
   std::string code = ErrnoName(err);
-  std::string text = err > 0 && err < 512 ? std::strerror(err) : std::string("errno ") + std::to_string(err);
+  // strerror() knows only the UAPI values; ENOTSUPP is what bpf() says when the kernel lacks a program or attach type.
+  std::string text = err == 524               ? std::string("Operation is not supported")
+                     : err > 0 && err < 512 ? std::string(std::strerror(err))
+                                            : std::string("errno ") + std::to_string(err);
   Napi::Error error = Napi::Error::New(env, std::string(syscall) + " failed: " + text + " (" + code + ")");
   error.Set("errno", Napi::Number::New(env, err));
   error.Set("code", Napi::String::New(env, code));

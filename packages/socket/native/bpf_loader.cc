@@ -707,7 +707,7 @@ std::string Cgroup2Mount() {
 
 std::string Why(int err, const char *what) {
   if (err < 0) err = -err;
-  std::string reason = std::string(what) + ": " + std::strerror(err);
+  std::string reason = std::string(what) + ": " + std::strerror(err) + " (" + ErrnoName(err) + ")";
   if (!g_libbpf_log.empty()) {
     std::string tail = g_libbpf_log.size() > 400 ? g_libbpf_log.substr(g_libbpf_log.size() - 400) : g_libbpf_log;
     reason += " (libbpf: " + tail + ")";

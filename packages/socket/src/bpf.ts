@@ -38,6 +38,7 @@ export interface BpfAttachOptions {
   /**
    * Which programs to attach. getsockopt answers only for connections sockops recorded, so attach sockops with
    * connect4/getsockopt; sk_msg needs sockops too (sockops fills the SOCKHASH only while sk_msg is attached).
+   * Anything but a non-empty array of these names is refused (MESHPORT_SOCKET_BAD_ARGUMENT).
    * @default ['connect4', 'sockops', 'getsockopt', 'sk_msg']
    */
   programs?: BpfProgramName[];
