@@ -58,9 +58,11 @@ async function startIdentityProvider(protocol: Protocol, iface: string, id: Iden
   const info = (i: Identity) => ({ interfaceName: iface, version: i.version, uniqueId: i.uniqueId, group: sdkGroup(i), customMeta: (i.uniqueId ? { uniqueId: i.uniqueId } : {}) as Record<string, string> });
   server.addService(info(id), impl);
   await server.start();
-  // publish() registers, then waits to read back a URL containing the server's base URL, which holds `uniqueId=`: with
-  // a uniqueId in customMeta it never does (a sofa-rpc-node quirk). So wait for the provider pod's inbound route instead.
-  server.publish().catch(() => {});
+  // publish() registers, then waits through a subscription to read its own URL back, which with a uniqueId in
+  // customMeta never happens (the base URL holds `uniqueId=`), and the subscription it leaves armed retries for ever
+  // once the facade is gone. So the service is registered directly, and the provider pod's inbound route awaited.
+  const services = (server as unknown as { _services: Map<string, { normalizeReg(url: string): { interfaceName: string; url: string } }> })._services;
+  for (const service of services.values()) await registry.register(service.normalizeReg(server.url));
   const key = protocol === 'bolt' ? `${iface}:${id.version}${id.uniqueId ? `:${id.uniqueId}` : ''}` : `${sdkGroup(id)}/${iface}:${id.version}`;
   await eventually(`${me}'s inbound route on its pod`, async () => (pod.book.table.inbound(key) ? true : undefined), CONSUMER_READY_MS);
   for (const other of others) server.addService(info(other), impl);

@@ -31,6 +31,8 @@ declare module 'sofa-rpc-node' {
     close(): Promise<void>;
     /** Emits `<interfaceName>` with the decoded provider URLs on every change. */
     on(event: string, listener: (urls: string[]) => void): this;
+    /** Writes one provider node (`config.url` under the interface's providers path); what publish() does first. */
+    register(config: { interfaceName: string; url: string }): Promise<void>;
   }
   export const registry: {
     ZookeeperRegistry: new (options: {
@@ -51,6 +53,8 @@ declare module 'sofa-rpc-node' {
       publishAddress?: string;
     }) => {
       publishPort: number;
+      /** The server's base URL (protocol://publishAddress:port?params); each read carries a new startTime. */
+      readonly url: string;
       /**
        * Serves `impl` under `interface:version[:uniqueId]` (the service header Bolt calls carry). The published URL
        * carries `group` (default 'SOFA') but not uniqueId; customMeta entries become URL parameters.
