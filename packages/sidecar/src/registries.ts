@@ -4,6 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
 import {
   FileRegistry,
+  withServiceKey,
   type RegistryAdapter,
   type RegistryFacade,
   type RegistryLogger,
@@ -87,8 +88,9 @@ export async function startRegistries(entries: RegistryConfig[], wiring: Registr
       await facade?.start();
       if (adapter) {
         for (const service of await servicesToRoute(entry)) {
-          // Reported per service: two identities of one interface subscribed here are two answers, not one.
-          unsubscribes.push(await adapter.subscribe(service, (urls) => takeover.providersRead(service, urls)));
+          // Reported per service: two identities of one interface subscribed here are two answers, not one. A URL
+          // filed under the service without naming it is that service's provider.
+          unsubscribes.push(await adapter.subscribe(service, (urls) => takeover.providersRead(service, urls.map((u) => withServiceKey(u, service)))));
         }
       }
     }

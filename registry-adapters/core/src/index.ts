@@ -23,6 +23,7 @@ export {
   dubboServiceKey,
   dubboServiceKeyOf,
   interfaceOfServiceKey,
+  withServiceKey,
   encodeNodeName,
   decodeNodeName,
 } from './url';

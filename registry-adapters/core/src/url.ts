@@ -144,6 +144,23 @@ export function interfaceOfServiceKey(key: string): string {
   return key.slice(key.indexOf('/') + 1).split(':')[0]!;
 }
 
+/**
+ * `url` as the answer to a subscription of service `key`, from a registry that files providers under their service
+ * (the `file` registry, a plugin): a URL that names no interface is given the key's identity (interface, version, and
+ * Dubbo's group or SOFA's uniqueId), as SOFA Registry's data ids do for theirs; a URL that names one is kept as it is.
+ */
+export function withServiceKey(url: ProviderUrl, key: string): ProviderUrl {
+  if (getParam(url, 'interface') || url.path.replace(/^\//, '')) return url;
+  const slash = url.scheme === 'dubbo' ? key.indexOf('/') : -1;
+  const [iface, version, ...rest] = key.slice(slash + 1).split(':');
+  if (!iface) return url;
+  let named = withParam(url, 'interface', iface);
+  if (version) named = withParam(named, 'version', version);
+  if (slash > 0) named = withParam(named, 'group', key.slice(0, slash));
+  else if (url.scheme !== 'dubbo' && rest.length > 0) named = withParam(named, 'uniqueId', rest.join(':'));
+  return named;
+}
+
 /** The SOFA service key a provider URL serves: `interface` parameter (else the path), `version`, `uniqueId`. */
 export function sofaServiceKeyOf(url: ProviderUrl): string {
   return sofaServiceKey(interfaceOf(url), getParam(url, 'version'), getParam(url, 'uniqueId'));

@@ -17,7 +17,11 @@ import {
   rewriteEndpoint,
   sofaServiceKey,
   sofaServiceKeyOf,
+  interfaceOfServiceKey,
+  routeKeyOf,
+  providersPerIdentity,
   withParam,
+  withServiceKey,
 } from '../src/index';
 
 /** The sofa-rpc-node provider URL of PROTOCOLS.md, with its `..` filled in. */
@@ -144,10 +148,37 @@ describe('service keys', () => {
     assert.equal(sofaServiceKeyOf(parseProviderUrl('bolt://h:1?interface=com.example.Echo&uniqueId=blue')), 'com.example.Echo:1.0:blue');
   });
 
-  it('builds Dubbo keys interface:version, or interface alone', () => {
+  it('builds Dubbo keys group/interface:version, each part left out when empty', () => {
     assert.equal(dubboServiceKey('org.example.Greeter', '2.0'), 'org.example.Greeter:2.0');
     assert.equal(dubboServiceKey('org.example.Greeter'), 'org.example.Greeter');
+    assert.equal(dubboServiceKey('org.example.Greeter', '2.0', 'g1'), 'g1/org.example.Greeter:2.0');
+    assert.equal(dubboServiceKey('org.example.Greeter', null, 'g1'), 'g1/org.example.Greeter');
+    assert.equal(dubboServiceKeyOf(parseProviderUrl('dubbo://h:1/org.example.Greeter?group=g2&version=1.0')), 'g2/org.example.Greeter:1.0');
+    // Older providers write their defaults as default.group / default.version.
+    assert.equal(dubboServiceKeyOf(parseProviderUrl('dubbo://h:1/org.example.Greeter?default.group=g3&default.version=3.0')), 'g3/org.example.Greeter:3.0');
     assertCode(() => dubboServiceKeyOf(parseProviderUrl('dubbo://h:1?side=provider')), 'MESHPORT_REGISTRY_BAD_URL');
+    for (const key of ['org.example.Greeter', 'org.example.Greeter:1.0', 'g1/org.example.Greeter:1.0', 'org.example.Greeter:1.0:blue']) {
+      assert.equal(interfaceOfServiceKey(key), 'org.example.Greeter');
+    }
+  });
+
+  it('gives a URL filed under a service key that service when it names none, and leaves one that does alone', () => {
+    assert.equal(routeKeyOf(withServiceKey(parseProviderUrl('10.0.0.7:12200?p=1'), 'com.example.Echo:1.0:blue')), 'com.example.Echo:1.0:blue');
+    assert.equal(routeKeyOf(withServiceKey(parseProviderUrl('bolt://10.0.0.7:12200?weight=5'), 'com.example.Echo:2.0')), 'com.example.Echo:2.0');
+    assert.equal(routeKeyOf(withServiceKey(parseProviderUrl('dubbo://10.0.0.7:20880?side=provider'), 'g1/org.example.Greeter:1.0')), 'g1/org.example.Greeter:1.0');
+    const named = parseProviderUrl('bolt://10.0.0.7:12200?interface=com.example.Other&version=3.0');
+    assert.equal(withServiceKey(named, 'com.example.Echo:1.0'), named);
+  });
+
+  it('hands out one URL per identity, an enabled provider standing for its identity', () => {
+    const urls = [
+      'bolt://a:1?interface=com.example.Echo&version=1.0&enabled=false',
+      'bolt://b:1?interface=com.example.Echo&version=1.0',
+      'bolt://c:1?interface=com.example.Echo&version=2.0',
+      'dubbo://d:1/com.example.Echo?version=1.0&group=g1',
+      'bolt://e:1?weight=1',
+    ].map(parseProviderUrl);
+    assert.deepEqual(providersPerIdentity(urls).map((u) => u.host), ['b', 'c', 'd']);
   });
 });
 
