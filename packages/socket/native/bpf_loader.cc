@@ -25,6 +25,7 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdarg>
@@ -138,6 +139,11 @@ constexpr ProgramSpec kPrograms[] = {
     {"getsockopt", "meshport_getsockopt", BPF_CGROUP_GETSOCKOPT, true},
     {"sk_msg", "meshport_sk_msg", BPF_SK_MSG_VERDICT, false},
 };
+
+// The rewrite programs (connect4, and connect6 where built) send connections to the capture port; the others
+// record and answer their original destination. The rewrite is attached last and detached first, so there is never
+// a moment where a connection is rewritten and nothing answers SO_ORIGINAL_DST for it.
+bool IsRewrite(const char *name) { return std::strncmp(name, "connect", 7) == 0; }
 
 const ProgramSpec *FindSpec(const std::string &name) {
   for (const auto &spec : kPrograms)
@@ -447,6 +453,7 @@ Napi::Value BpfAttach(const Napi::CallbackInfo &info) {
     if (spec == nullptr) ThrowArgTypeError(env, "programs[" + std::to_string(i) + "]", "connect4, sockops, getsockopt or sk_msg");
     specs.push_back(spec);
   }
+  std::stable_partition(specs.begin(), specs.end(), [](const ProgramSpec *spec) { return !IsRewrite(spec->name); });
   if (!g_loaded) ThrowErrno(env, ENOENT, "bpfAttach");  // nothing loaded: call bpfLoad first (after the argument checks)
 
   Fd cgroup(open(cgroup_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -506,7 +513,7 @@ Napi::Value BpfAttach(const Napi::CallbackInfo &info) {
   return env.Undefined();
 
 rollback:
-  for (auto &a : done) DetachOne(obj, *a);
+  for (auto it = done.rbegin(); it != done.rend(); ++it) DetachOne(obj, **it);  // the rewrite (attached last) first
   for (auto &p : map_pins) unlink(p.c_str());
   if (!pin_dir.empty()) RemovePinDirIfEmpty(pin_dir);
   ThrowBpfErrno(env, err, failed);
@@ -522,6 +529,7 @@ int DetachPinDir(const std::string &pin_dir, int *count) {
     if (name != "." && name != "..") names.push_back(name);
   }
   closedir(dir);
+  std::stable_partition(names.begin(), names.end(), [](const std::string &name) { return IsRewrite(name.c_str()); });
   int result = 0;
   for (const std::string &name : names) {
     std::string path = pin_dir + "/" + name;
@@ -568,6 +576,8 @@ Napi::Value BpfDetach(const Napi::CallbackInfo &info) {
   std::vector<std::string> dirs;
   if (g_loaded) {
     auto &list = g_loaded->attachments;
+    // The rewrite programs first (see IsRewrite).
+    std::stable_partition(list.begin(), list.end(), [](const std::unique_ptr<Attachment> &a) { return IsRewrite(a->spec->name); });
     for (auto it = list.begin(); it != list.end();) {
       Attachment &a = **it;
       bool match = cgroup_path.empty() || a.cgroup_path == cgroup_path;
@@ -610,7 +620,9 @@ Napi::Value BpfUnload(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   if (!g_loaded) return env.Undefined();
   std::vector<std::string> dirs;
-  for (auto &a : g_loaded->attachments) {
+  auto &list = g_loaded->attachments;
+  std::stable_partition(list.begin(), list.end(), [](const std::unique_ptr<Attachment> &a) { return IsRewrite(a->spec->name); });
+  for (auto &a : list) {
     if (!a->pin_path.empty()) dirs.push_back(DirOf(a->pin_path));
     DetachOne(g_loaded->obj.get(), *a);
   }

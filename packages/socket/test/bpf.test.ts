@@ -348,6 +348,21 @@ describe('@meshport/socket BPF programs', function () {
     }
   });
 
+  it('the rewrite (connect4) is attached last, whatever order programs lists (issue 14: windows during apply)', async function () {
+    const capturePort = await unusedPort();
+    await withScene({ config: { capturePort }, programs: ['connect4', 'sockops', 'getsockopt'] }, async (scene) => {
+      // Link ids grow with each bpf_link_create: the kernel's own record of the attach order.
+      const progs = new Set(bpftoolCgroupShow(scene.cgroupPath).map((p) => (p as Json)['id']));
+      const links = (JSON.parse(execFileSync('bpftool', ['-j', 'link', 'show'], { encoding: 'utf8' })) as Json[])
+        .filter((l) => progs.has(l['prog_id']))
+        .sort((a, b) => (a['id'] as number) - (b['id'] as number))
+        .map((l) => l['attach_type']);
+      assert.equal(links.length, 3);
+      assert.equal(links[2], 'cgroup_inet4_connect', `attach order: ${links.join(', ')}`);
+      assert.deepEqual(bpfAttachments().map((a) => a.program), ['sockops', 'getsockopt', 'connect4']);
+    });
+  });
+
   it('detach by pin directory removes what a process that exited left pinned', async function () {
     const tag = randomBytes(4).toString('hex');
     const cgroupPath = createCgroup(path.join(cgroupRoot, `meshport-test-${tag}`));
