@@ -37,7 +37,9 @@ struct {
 	__type(value, struct meshport_orig_dst);
 } cookie_dst SEC(".maps");
 
-/* Keyed as the sidecar's accepted socket sees the connection; LRU so abandoned entries age out on their own. */
+/* Keyed as the sidecar's accepted socket sees the connection. Deleted when that socket closes (sockops STATE_CB) or
+ * when an uncaptured connection from the cgroup takes the tuple; LRU only for entries whose accepted socket is out of
+ * the cgroup's reach. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
@@ -147,7 +149,8 @@ int meshport_sockops(struct bpf_sock_ops *skops)
 
 	if (skops->family != MESHPORT_AF_INET)
 		return 1;
-	if (skops->op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && skops->op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB)
+	if (skops->op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && skops->op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB &&
+	    skops->op != BPF_SOCK_OPS_STATE_CB)
 		return 1;
 
 	self.local_ip4 = skops->local_ip4;
@@ -155,23 +158,38 @@ int meshport_sockops(struct bpf_sock_ops *skops)
 	self.local_port = (__u16)skops->local_port;
 	self.remote_port = (__u16)bpf_ntohl(skops->remote_port);
 
+	if (skops->op == BPF_SOCK_OPS_STATE_CB) {
+		/* args[1] is the new state. Only accepted sockets that hold an entry ask for this callback: their entry
+		 * (keyed by their own tuple) lives exactly as long as they do. */
+		if (skops->args[1] == MESHPORT_TCP_CLOSE)
+			bpf_map_delete_elem(&tuple_dst, &self);
+		return 1;
+	}
+
 	if (skops->op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB) {
+		/* The accepted socket on the capture listener sees this connection with the ends swapped. */
+		struct meshport_tuple accepted = {
+			.local_ip4 = self.remote_ip4,
+			.remote_ip4 = self.local_ip4,
+			.local_port = self.remote_port,
+			.remote_port = self.local_port,
+		};
+
 		cookie = bpf_get_socket_cookie(skops);
 		orig = bpf_map_lookup_elem(&cookie_dst, &cookie);
 		if (orig) {
-			/* The accepted socket on the capture listener sees this connection with the ends swapped. */
-			struct meshport_tuple accepted = {
-				.local_ip4 = self.remote_ip4,
-				.remote_ip4 = self.local_ip4,
-				.local_port = self.remote_port,
-				.remote_port = self.local_port,
-			};
 			struct meshport_orig_dst copy = *orig;
 
 			if (bpf_map_update_elem(&tuple_dst, &accepted, &copy, BPF_ANY) == 0)
 				stat_add(MESHPORT_STAT_ORIG_DST_RECORDED, 1);
 			bpf_map_delete_elem(&cookie_dst, &cookie);
+		} else {
+			/* Not captured: this connection owns the tuple now, and an older one's entry must not answer for it. */
+			bpf_map_delete_elem(&tuple_dst, &accepted);
 		}
+	} else if (bpf_map_lookup_elem(&tuple_dst, &self)) {
+		/* An accepted socket with a recorded destination: delete the entry when it closes (STATE_CB above). */
+		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
 	}
 
 	control = bpf_map_lookup_elem(&ctl, &zero);

@@ -385,6 +385,46 @@ describe('@meshport/socket BPF programs', function () {
     assert.equal(fs.existsSync(cgroupPath), false);
   });
 
+  describe('wrong destination (issue 14)', function () {
+    it('a closed connection\'s original destination is not given to a new connection on the same 4-tuple', async function () {
+      const capturePort = await unusedPort();
+      const nowhere = await unusedPort();
+      await withScene({ config: { capturePort }, programs: ['connect4', 'sockops', 'getsockopt'] }, async (scene) => {
+        const sidecar = await scene.app();
+        assert.equal((await sidecar.command({ op: 'listen', host: '127.0.0.1', port: capturePort })).ok, true);
+        const app = await scene.app();
+        const first = await app.command({ op: 'request', host: '127.0.0.1', port: nowhere, size: 16, count: 1, reset: true });
+        assert.equal(first.ok, true, `captured request failed: ${JSON.stringify(first)}`);
+        const captured = await sidecar.waitFor((m) => m['event'] === 'accepted', 'the captured accept');
+        assert.equal(captured['originalDst']?.port, nowhere);
+        const localPort = first['local'].port as number;
+
+        // The same 4-tuple again, uncaptured: straight to the capture port from the same source port (outside the
+        // cgroup). The first connection ended with a RST, so no TIME_WAIT holds the port.
+        let reused: net.Socket | undefined;
+        for (let attempt = 0; attempt < 40 && !reused; attempt++) {
+          await new Promise((r) => setTimeout(r, 100));
+          reused = await new Promise<net.Socket | undefined>((resolve) => {
+            const socket = net.connect({ host: '127.0.0.1', port: capturePort, localAddress: '127.0.0.1', localPort });
+            socket.once('connect', () => resolve(socket));
+            socket.once('error', () => resolve(undefined));
+          });
+        }
+        assert.ok(reused, `could not reuse source port ${localPort}`);
+        try {
+          const second = await sidecar.waitFor(
+            (m) => m['event'] === 'accepted' && m !== captured && m['remote'].port === localPort,
+            'the uncaptured accept',
+          );
+          assert.equal(second['originalDst'], undefined, `an old destination was given: ${JSON.stringify(second['originalDst'])}`);
+          assert.equal(second['originalDstError'], 'ENOENT');
+        } finally {
+          reused.destroy();
+        }
+      });
+    });
+  });
+
   describe('crashes and leaks (issue 14)', function () {
     /** A pin directory of its own under the pin root, removed with everything in it however the test ends. */
     async function withPinDir(body: (pinDir: string) => Promise<void>): Promise<void> {
