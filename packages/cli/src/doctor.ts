@@ -1,28 +1,39 @@
 // `meshport doctor [--json]`: which capture modes work on this machine, each really tried (see @meshport/hijack).
 
 import { parseArgs } from 'node:util';
-import { doctorAllSupported, formatDoctor, runDoctor } from '@meshport/hijack';
+import { assertNetnsName, captureHealth, doctorAllSupported, formatCaptureHealth, formatDoctor, planRules, runDoctor } from '@meshport/hijack';
 import type { Io } from './io';
 
 export const DOCTOR_USAGE = `Usage:
-  meshport doctor [--json]
+  meshport doctor [--json] [--cgroup PATH [--outbound-port N] [--netns NAME]]
 
   Tries each capture mechanism for real, in a scratch network namespace or cgroup that is removed afterwards:
   redirect (nat REDIRECT + SO_ORIGINAL_DST), tproxy (TPROXY from a second namespace to a transparent listener),
   connect-hook (BPF cgroup/connect4 + sockops + getsockopt) and sockmap (sockops + sk_msg).
 
   --json   one JSON object {"redirect": {"supported", "reason"}, "tproxy": …, "connectHook": …, "sockmap": …}
+           (with --cgroup also "capture": the check below)
+  --cgroup PATH         also check a pod's connect hook: attached (pinned) with nothing listening on the capture
+                        port means a dead sidecar, whose pod's connects are all refused; prints the remove command
+  --outbound-port N     that pod's capture port (default 15001)
+  --netns NAME          read the pod's listeners in this namespace (default: a process of the cgroup)
 
-Exit codes: 0 every feature supported, 1 at least one is not, 2 usage error.
+Exit codes: 0 every feature supported (and the hook checked has a listener), 1 otherwise, 2 usage error.
 `;
 
 /** Runs `meshport doctor …` (argv after `doctor`) and returns the exit code. */
 export async function runDoctorCommand(argv: string[], io: Io): Promise<number> {
-  let values: { json?: boolean; help?: boolean };
+  let values: { json?: boolean; help?: boolean; cgroup?: string; 'outbound-port'?: string; netns?: string };
   try {
     const parsed = parseArgs({
       args: argv,
-      options: { json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false } },
+      options: {
+        json: { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+        cgroup: { type: 'string' },
+        'outbound-port': { type: 'string' },
+        netns: { type: 'string' },
+      },
       allowPositionals: false,
       strict: true,
     });
@@ -35,7 +46,20 @@ export async function runDoctorCommand(argv: string[], io: Io): Promise<number> 
     io.stdout.write(DOCTOR_USAGE);
     return 0;
   }
+  let plan;
+  try {
+    if (values.netns !== undefined) assertNetnsName(values.netns);
+    const port = values['outbound-port'];
+    if (port !== undefined && !/^\d+$/.test(port)) throw new Error(`--outbound-port must be a port number, not '${port}'`);
+    if (values.cgroup === undefined && (port !== undefined || values.netns !== undefined)) throw new Error('--outbound-port and --netns go with --cgroup');
+    if (values.cgroup !== undefined) plan = planRules({ mode: 'connect-hook', cgroup: values.cgroup, outboundPort: port === undefined ? undefined : Number(port) });
+  } catch (err) {
+    io.stderr.write(`meshport doctor: ${(err as Error).message}\nRun 'meshport doctor --help' for usage.\n`);
+    return 2;
+  }
   const report = await runDoctor();
-  io.stdout.write(values.json ? `${JSON.stringify(report)}\n` : formatDoctor(report));
-  return doctorAllSupported(report) ? 0 : 1;
+  const capture = plan === undefined ? undefined : await captureHealth(plan, { netns: values.netns });
+  if (values.json) io.stdout.write(`${JSON.stringify(capture === undefined ? report : { ...report, capture })}\n`);
+  else io.stdout.write(formatDoctor(report) + (capture === undefined ? '' : formatCaptureHealth(capture)));
+  return doctorAllSupported(report) && !capture?.blackhole ? 0 : 1;
 }

@@ -1,4 +1,4 @@
-// `meshport hijack apply|remove|print`: flags to HijackOptions, then @meshport/hijack does the work.
+// `meshport hijack apply|remove|print|status`: flags to HijackOptions, then @meshport/hijack does the work.
 
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -8,6 +8,8 @@ import {
   HijackError,
   applyPlan,
   assertNetnsName,
+  captureHealth,
+  formatCaptureHealth,
   parsePlanJson,
   planCommands,
   planRules,
@@ -21,12 +23,15 @@ import {
 import type { Io } from './io';
 
 export const HIJACK_USAGE = `Usage:
-  meshport hijack apply|remove|print --mode redirect|tproxy|connect-hook [options]
+  meshport hijack apply|remove|print|status --mode redirect|tproxy|connect-hook [options]
   meshport hijack apply|remove --plan FILE     (a plan as 'print --json' wrote it)
 
   apply    install the rules (idempotent: a second apply changes nothing)
   remove   delete exactly what apply installs (nothing there is not an error)
-  print    show the iptables rules, ip rules/routes and BPF attachments apply would make
+  print    show the iptables rules, ip rules/routes and BPF attachments apply would make (and, for connect-hook,
+           whether a hook is attached with nothing listening on its capture port)
+  status   connect-hook: is the hook attached, and does the capture port listen? A hook whose sidecar is dead
+           sends every connect of the pod to a closed port; status says so (exit 1) with the remove command
 
 Modes:
   redirect      outbound: nat OUTPUT REDIRECT to the outbound port; inbound: nat PREROUTING REDIRECT
@@ -49,7 +54,7 @@ Options:
   --route-table N          TPROXY routing table (default ${HIJACK_DEFAULTS.routeTable})
   --cgroup PATH            the pod's cgroup v2 directory for the BPF programs (connect-hook, --sockmap: required)
   --sockmap                also attach sockops + sk_msg (same-host shortcut)
-  --json                   print: the plan as JSON (with its commands)
+  --json                   print: the plan as JSON (with its commands); status: the check as JSON
 
 Exit codes: 0 ok, 1 a command failed or the mode is not available here, 2 usage error or loop check refused.
 `;
@@ -101,10 +106,10 @@ async function hijack(argv: string[], io: Io): Promise<number> {
     io.stdout.write(HIJACK_USAGE);
     return 0;
   }
-  if (action === undefined) throw new UsageError('hijack needs an action: apply, remove or print');
-  if (!['apply', 'remove', 'print'].includes(action)) throw new UsageError(`unknown hijack action '${action}' (apply, remove, print)`);
+  if (action === undefined) throw new UsageError('hijack needs an action: apply, remove, print or status');
+  if (!['apply', 'remove', 'print', 'status'].includes(action)) throw new UsageError(`unknown hijack action '${action}' (apply, remove, print, status)`);
   if (rest.length > 0) throw new UsageError(`unexpected argument '${rest[0]}'`);
-  if (values.json && action !== 'print') throw new UsageError('--json goes with print');
+  if (values.json && action !== 'print' && action !== 'status') throw new UsageError('--json goes with print or status');
 
   const plan = values.plan !== undefined ? readPlan(values.plan, values) : planRules(toOptions(values));
   const netns = values.netns;
@@ -112,7 +117,18 @@ async function hijack(argv: string[], io: Io): Promise<number> {
 
   if (action === 'print') {
     io.stdout.write(values.json ? `${JSON.stringify(planToJson(plan, { netns }), null, 2)}\n` : printPlan(plan, { netns }));
+    // A hook left attached by a dead sidecar refuses every connect of the pod: say so wherever the plan is shown.
+    if (plan.bpf.length > 0) {
+      const health = await captureHealth(plan, { netns });
+      if (health.blackhole) io.stderr.write(formatCaptureHealth(health));
+    }
     return 0;
+  }
+  if (action === 'status') {
+    if (plan.bpf.length === 0) throw new UsageError('status checks the connect hook: use --mode connect-hook --cgroup PATH');
+    const health = await captureHealth(plan, { netns });
+    io.stdout.write(values.json ? `${JSON.stringify(health)}\n` : formatCaptureHealth(health));
+    return health.blackhole ? 1 : 0;
   }
   if (action === 'apply') {
     try {

@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { HIJACK_DEFAULTS, bpfPinDir, createNetns, deleteNetns, installedState, listNetns, run, uniqueNetnsName } from '@meshport/hijack';
+import { HIJACK_DEFAULTS, bpfPinDir, createNetns, deleteNetns, installedState, listNetns, run, spawnInNetns, uniqueNetnsName } from '@meshport/hijack';
 
 const BIN = path.resolve(__dirname, '../../bin/meshport.js');
 
@@ -224,6 +224,73 @@ describe('meshport hijack', () => {
       });
     } finally {
       // Belt and braces: the BPF part only, through the CLI, with a plan that has no rules for any namespace.
+      if (existsSync(pinDir)) meshport(['hijack', 'remove', '--mode', 'connect-hook', '--cgroup', cgroup, '--inbound-ports', '', '--netns', 'unused']);
+      rmdirSync(cgroup);
+    }
+  });
+
+  it('a dead sidecar: status, print and doctor show an attached hook with no listener and the remove command (issue 14)', async function () {
+    needKernel(this);
+    const root = cgroup2Root();
+    if (root === undefined) {
+      if (process.env.CI === 'true') throw new Error('kernel test cannot run under CI: no cgroup v2 mount');
+      this.skip();
+    }
+    const cgroup = path.join(root, `meshport-cli-dead-${process.pid}`);
+    mkdirSync(cgroup);
+    const pinDir = bpfPinDir(cgroup);
+    try {
+      await withNetns(async (ns) => {
+        const flags = ['--mode', 'connect-hook', '--cgroup', cgroup, '--netns', ns];
+        const notAttached = meshport(['hijack', 'status', ...flags]);
+        assert.equal(notAttached.code, 0, notAttached.stderr);
+        assert.match(notAttached.stdout, /not attached/);
+
+        const applied = meshport(['hijack', 'apply', ...flags]);
+        if (applied.code === 1 && /MESHPORT_HIJACK_NOT_SUPPORTED/.test(applied.stderr) && process.env.CI !== 'true') this.skip();
+        assert.equal(applied.code, 0, applied.stderr);
+
+        // Programs pinned, no sidecar: every connect of the pod would go to a closed 127.0.0.1:15001.
+        const removeCommand = `meshport hijack remove --mode connect-hook --cgroup ${cgroup} --netns ${ns}`;
+        const dead = meshport(['hijack', 'status', ...flags]);
+        assert.equal(dead.code, 1, dead.stdout + dead.stderr);
+        assert.match(dead.stdout, /connect4 attached .* 127\.0\.0\.1:15001 has NO LISTENER/);
+        assert.ok(dead.stdout.includes(`Recover: restart the sidecar, or take the hook away: ${removeCommand}`), dead.stdout);
+        const json = JSON.parse(meshport(['hijack', 'status', '--json', ...flags]).stdout) as { blackhole: boolean; rewrites: string[] };
+        assert.equal(json.blackhole, true);
+        assert.deepEqual(json.rewrites, ['connect4']);
+        const printed = meshport(['hijack', 'print', ...flags]);
+        assert.equal(printed.code, 0);
+        assert.match(printed.stderr, /NO LISTENER/);
+        const doctor = meshport(['doctor', '--cgroup', cgroup, '--netns', ns]);
+        assert.equal(doctor.code, 1);
+        assert.ok(doctor.stdout.includes(removeCommand), doctor.stdout);
+
+        // A sidecar listening on the capture port in the pod's namespace: healthy.
+        const listener = spawnInNetns(ns, process.execPath, [
+          '-e',
+          "require('net').createServer().listen(15001, '127.0.0.1', () => console.log('ready')); setTimeout(() => process.exit(0), 20000)",
+        ]);
+        try {
+          await new Promise<void>((resolve, reject) => {
+            listener.stdout?.once('data', () => resolve());
+            listener.once('exit', (code) => reject(new Error(`listener exited ${code}`)));
+          });
+          const alive = meshport(['hijack', 'status', ...flags]);
+          assert.equal(alive.code, 0, alive.stdout);
+          assert.match(alive.stdout, /is listening/);
+          assert.doesNotMatch(meshport(['hijack', 'print', ...flags]).stderr, /NO LISTENER/);
+        } finally {
+          listener.kill();
+        }
+
+        // The printed recovery command works as printed.
+        const removed = meshport(removeCommand.split(' ').slice(1));
+        assert.equal(removed.code, 0, removed.stderr);
+        assert.equal(existsSync(pinDir), false);
+        assert.deepEqual(await cgroupPrograms(cgroup), []);
+      });
+    } finally {
       if (existsSync(pinDir)) meshport(['hijack', 'remove', '--mode', 'connect-hook', '--cgroup', cgroup, '--inbound-ports', '', '--netns', 'unused']);
       rmdirSync(cgroup);
     }

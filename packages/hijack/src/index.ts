@@ -52,5 +52,7 @@ export {
   uniqueNetnsName,
 } from './netns';
 export type { ExecOptions, ExecResult, VethPairOptions } from './netns';
+export { captureHealth, formatCaptureHealth, procNetListens, removeCommand } from './health';
+export type { CaptureHealth } from './health';
 export { DOCTOR_FEATURES, DOCTOR_NEEDS_ROOT, doctorAllSupported, formatDoctor, runDoctor } from './doctor';
 export type { DoctorFeature, DoctorReport } from './doctor';

@@ -32,6 +32,8 @@ import {
   uniqueNetnsName,
   type HijackMode,
   type HijackPlan,
+  procNetListens,
+  removeCommand,
 } from '../src';
 
 /** Namespaces this suite created and has not deleted yet. */
@@ -356,6 +358,19 @@ describe('@meshport/hijack', () => {
       bad(() => planRules({ mode: 'redirect', sockmap: true }));
       bad(() => assertTestAddress('10.0.0.1/24'));
       assertTestAddress('198.19.255.1/24');
+    });
+
+    it('capture health: a LISTEN on the capture port (its address, a wildcard, v4-mapped) counts; other states and ports do not', () => {
+      const header = '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n';
+      const row = (local: string, st: string) => `   0: ${local} 00000000:0000 ${st} 00000000:00000000 00:00000000 00000000  1337        0 1\n`;
+      assert.equal(procNetListens(header + row('0100007F:3A99', '0A'), '127.0.0.1', 15001), true);
+      assert.equal(procNetListens(header + row('00000000:3A99', '0A'), '127.0.0.1', 15001), true);
+      assert.equal(procNetListens(header + row('0000000000000000FFFF00000100007F:3A99', '0A'), '127.0.0.1', 15001), true);
+      assert.equal(procNetListens(header + row('0100007F:3A99', '01'), '127.0.0.1', 15001), false, 'ESTABLISHED is no listener');
+      assert.equal(procNetListens(header + row('0100007F:3A98', '0A'), '127.0.0.1', 15001), false);
+      assert.equal(procNetListens(header + row('0200007F:3A99', '0A'), '127.0.0.1', 15001), false, '127.0.0.2 does not take 127.0.0.1');
+      const plan = planRules({ mode: 'connect-hook', cgroup: '/sys/fs/cgroup/my pod', sockmap: true });
+      assert.equal(removeCommand(plan, 'pod-ns'), "meshport hijack remove --mode connect-hook --cgroup '/sys/fs/cgroup/my pod' --sockmap --netns pod-ns");
     });
 
     it('empty inbound list: no inbound chain', () => {
