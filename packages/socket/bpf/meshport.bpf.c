@@ -153,6 +153,7 @@ int meshport_sockops(struct bpf_sock_ops *skops)
 	    skops->op != BPF_SOCK_OPS_STATE_CB)
 		return 1;
 
+	self.netns = bpf_get_netns_cookie(skops);
 	self.local_ip4 = skops->local_ip4;
 	self.remote_ip4 = skops->remote_ip4;
 	self.local_port = (__u16)skops->local_port;
@@ -169,6 +170,7 @@ int meshport_sockops(struct bpf_sock_ops *skops)
 	if (skops->op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB) {
 		/* The accepted socket on the capture listener sees this connection with the ends swapped. */
 		struct meshport_tuple accepted = {
+			.netns = self.netns,
 			.local_ip4 = self.remote_ip4,
 			.remote_ip4 = self.local_ip4,
 			.local_port = self.remote_port,
@@ -218,6 +220,7 @@ int meshport_getsockopt(struct bpf_sockopt *ctx)
 	if (!sk || sk->family != MESHPORT_AF_INET)
 		return 1;
 
+	key.netns = bpf_get_netns_cookie(ctx);
 	key.local_ip4 = sk->src_ip4;
 	key.remote_ip4 = sk->dst_ip4;
 	key.local_port = (__u16)sk->src_port;
@@ -248,6 +251,7 @@ int meshport_sk_msg(struct sk_msg_md *msg)
 
 	if (msg->family != MESHPORT_AF_INET)
 		return SK_PASS;
+	peer.netns = bpf_get_netns_cookie(msg);
 	peer.local_ip4 = msg->remote_ip4;
 	peer.remote_ip4 = msg->local_ip4;
 	peer.local_port = (__u16)bpf_ntohl(msg->remote_port);

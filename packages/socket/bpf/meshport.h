@@ -23,12 +23,16 @@ struct meshport_orig_dst {
 	__u16 pad;
 };
 
-/* A connection as one of its sockets sees it: "local" first. Addresses in network, ports in host byte order. */
+/* A connection as one of its sockets sees it: "local" first. Addresses in network, ports in host byte order.
+ * netns is the network namespace's cookie: identical loopback tuples in two namespaces under one cgroup are two
+ * connections. pad is explicit so that no uninitialised byte is part of a key. */
 struct meshport_tuple {
+	__u64 netns;
 	__u32 local_ip4;
 	__u32 remote_ip4;
 	__u16 local_port;
 	__u16 remote_port;
+	__u32 pad;
 };
 
 /* Indices of the per-CPU counters in meshport_stats. */

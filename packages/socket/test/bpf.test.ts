@@ -50,9 +50,11 @@ class App {
   private stderr = '';
   readonly exited: Promise<void>;
 
-  constructor(uid?: number) {
+  constructor(uid?: number, netns?: string) {
     const ids = uid === undefined ? {} : { uid, gid: uid };
-    this.child = spawn(process.execPath, [APP_FIXTURE], { stdio: ['pipe', 'pipe', 'pipe'], ...ids });
+    // `ip netns exec` execs in place: the pid the app reports is the one to move into the cgroup.
+    const [cmd, ...args] = netns === undefined ? [process.execPath, APP_FIXTURE] : ['ip', 'netns', 'exec', netns, process.execPath, APP_FIXTURE];
+    this.child = spawn(cmd!, args, { stdio: ['pipe', 'pipe', 'pipe'], ...ids });
     this.exited = new Promise((resolve) => this.child.once('exit', () => resolve()));
     let pending = '';
     this.child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
@@ -135,8 +137,8 @@ function delta(after: BpfStats, before: BpfStats, key: keyof BpfStats): number {
 interface Scene {
   cgroupPath: string;
   pinDir: string;
-  /** Starts an app (as `uid` when given) and moves it into the cgroup before it opens any socket. */
-  app(uid?: number): Promise<App>;
+  /** Starts an app (as `uid`, in network namespace `netns` when given) and moves it into the cgroup before it opens any socket. */
+  app(uid?: number, netns?: string): Promise<App>;
   target(): ReturnType<typeof startTarget>;
 }
 
@@ -163,8 +165,8 @@ async function withScene(
     await body({
       cgroupPath,
       pinDir,
-      app: async (uid?: number) => {
-        const app = new App(uid);
+      app: async (uid?: number, netns?: string) => {
+        const app = new App(uid, netns);
         apps.push(app);
         const ready = await app.waitFor((m) => m['event'] === 'ready', 'the app to start');
         moveToCgroup(cgroupPath, ready['pid'] as number);
@@ -422,6 +424,52 @@ describe('@meshport/socket BPF programs', function () {
           reused.destroy();
         }
       });
+    });
+    it('identical loopback 4-tuples in two network namespaces under one cgroup keep their own destinations and bytes', async function () {
+      const tag = randomBytes(3).toString('hex');
+      const namespaces = [`mp-bpf-a-${tag}`, `mp-bpf-b-${tag}`];
+      const capturePort = await unusedPort();
+      const localPort = await unusedPort();
+      const destinations = [await unusedPort(), await unusedPort()];
+      try {
+        for (const ns of namespaces) {
+          execFileSync('ip', ['netns', 'add', ns]);
+          execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+        }
+        await withScene({ config: { capturePort } }, async (scene) => {
+          const sidecars: App[] = [];
+          const apps: App[] = [];
+          for (const ns of namespaces) {
+            const sidecar = await scene.app(undefined, ns);
+            // The original destination is read after both connections exist, so a shared key would be overwritten.
+            assert.equal((await sidecar.command({ op: 'listen', host: '127.0.0.1', port: capturePort, delayMs: 1000 })).ok, true);
+            sidecars.push(sidecar);
+            apps.push(await scene.app(undefined, ns));
+          }
+          const before = bpfStats();
+          const results = await Promise.all(
+            apps.map((app, i) => app.command({ op: 'request', host: '127.0.0.1', port: destinations[i], localPort, size: 100, count: 200, holdMs: 2000 })),
+          );
+          for (const result of results) {
+            assert.equal(result.ok, true, `request failed: ${JSON.stringify(result)}`);
+            assert.equal(result['local'].port, localPort);
+          }
+          assert.ok(delta(bpfStats(), before, 'redirectedMessages') > 0, 'sk_msg did not redirect: the test would not see a sockhash collision');
+          for (let i = 0; i < sidecars.length; i++) {
+            const accepted = await sidecars[i]!.waitFor((m) => m['event'] === 'accepted', `the accept in ${namespaces[i]}`);
+            assert.equal(accepted['originalDstError'], undefined, `${namespaces[i]}: ${accepted['originalDstError']}`);
+            assert.equal(accepted['originalDst']?.port, destinations[i], `${namespaces[i]} got another namespace's destination`);
+          }
+        });
+      } finally {
+        for (const ns of namespaces) {
+          try {
+            execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+          } catch {
+            // not created
+          }
+        }
+      }
     });
   });
 
