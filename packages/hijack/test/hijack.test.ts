@@ -197,6 +197,30 @@ async function connect(netns: string, host: string, port: number, as: number | {
   return r.stdout.trim();
 }
 
+/**
+ * Where a connect of the given IPPROTO (262 MPTCP) from inside `cgroup` really went: the peer address the socket
+ * reports, or `unsupported` when this kernel has no such protocol. Python, because Node opens only plain TCP.
+ */
+async function peerOfProtocol(netns: string, cgroup: string, protocol: number, host: string, port: number): Promise<string> {
+  const script = [
+    'import socket, sys',
+    'try:',
+    '    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, int(sys.argv[1]))',
+    'except OSError:',
+    '    print("unsupported"); sys.exit(0)',
+    's.settimeout(3)',
+    'try:',
+    '    s.connect((sys.argv[2], int(sys.argv[3])))',
+    '    print("%s:%d" % s.getpeername())',
+    'except OSError as e:',
+    '    print("error:%d" % e.errno)',
+  ].join('\n');
+  const [cmd, ...args] = netnsArgv(netns, ['python3', '-c', script, String(protocol), host, String(port)], { cgroup });
+  const r = await run(cmd, args);
+  assert.equal(r.code, 0, r.stderr);
+  return r.stdout.trim();
+}
+
 function needAddon(ctx: Mocha.Context): void {
   const status = nativeAddonStatus();
   if (status.loaded) return;
@@ -556,6 +580,10 @@ describe('@meshport/hijack', () => {
             assert.equal(await connect(ns, '198.18.0.9', 80, { cgroup }), 'capture ping 127.0.0.1:15001 orig=198.18.0.9:80');
             assert.equal(await connect(ns, '198.18.0.9', 80, { cgroup, uid: 1337 }), 'direct ping 198.18.0.9:80', 'uid 1337 is not captured');
             assert.equal(await connect(ns, '198.18.0.9', 80), 'direct ping 198.18.0.9:80', 'a process outside the cgroup is not captured');
+            // Only plain TCP is captured: an MPTCP stream (SOCK_STREAM too) is another protocol, and the capture
+            // listener is TCP, so it goes where it says (issue 14).
+            const mptcp = await peerOfProtocol(ns, cgroup, 262, '198.18.0.9', 80);
+            if (mptcp !== 'unsupported') assert.equal(mptcp, '198.18.0.9:80', 'an MPTCP connect is not captured');
 
             await applyPlan(plan, { netns: ns });
             assert.deepEqual(await cgroupPrograms(cgroup), ['cgroup_getsockopt', 'cgroup_inet4_connect', 'cgroup_sock_ops'], 'one copy after apply twice');

@@ -105,7 +105,10 @@ int meshport_connect4(struct bpf_sock_addr *ctx)
 	__u64 cookie;
 	struct meshport_orig_dst orig = {};
 
-	if (ctx->type != MESHPORT_SOCK_STREAM)
+	/* Plain TCP only: MPTCP and SCTP streams are SOCK_STREAM too, but the capture listener speaks TCP. An MPTCP
+	 * connect reaches this hook on its first subflow, a TCP socket: only its parent tells it apart. */
+	if (ctx->type != MESHPORT_SOCK_STREAM || ctx->protocol != IPPROTO_TCP ||
+	    (ctx->sk && bpf_skc_to_mptcp_sock(ctx->sk)))
 		return 1;
 
 	dst_ip4 = ctx->user_ip4;
