@@ -14,6 +14,7 @@
 #define MESHPORT_SOL_IP 0
 #define MESHPORT_SO_ORIGINAL_DST 80 /* linux/netfilter_ipv4.h */
 #define MESHPORT_TCP_CLOSE 7
+#define MESHPORT_PAGE_SIZE 4096 /* the smallest page size: a reset above it is harmless where pages are larger */
 
 /* Layout of struct sockaddr_in, which the sidecar's getsockopt(SO_ORIGINAL_DST) expects back. */
 struct meshport_sockaddr_in {
@@ -209,6 +210,17 @@ int meshport_sockops(struct bpf_sock_ops *skops)
 	return 1;
 }
 
+/* A getsockopt this program does not answer. The program sees at most a page of the caller's buffer; left as it is,
+ * an optlen over a page makes kernels before 6.5 fail the call with EFAULT (iptables-legacy reading its tables, any
+ * getsockopt with a big buffer). optlen 0 tells the kernel to keep its own answer untouched, as
+ * Documentation/bpf/prog_cgroup_sockopt.rst says a program that does not handle the option must. */
+static __always_inline int pass_through(struct bpf_sockopt *ctx)
+{
+	if (ctx->optlen > MESHPORT_PAGE_SIZE)
+		*(volatile __s32 *)&ctx->optlen = 0;
+	return 1;
+}
+
 SEC("cgroup/getsockopt")
 int meshport_getsockopt(struct bpf_sockopt *ctx)
 {
@@ -218,10 +230,10 @@ int meshport_getsockopt(struct bpf_sockopt *ctx)
 	struct bpf_sock *sk;
 
 	if (ctx->level != MESHPORT_SOL_IP || ctx->optname != MESHPORT_SO_ORIGINAL_DST)
-		return 1;
+		return pass_through(ctx);
 	sk = ctx->sk;
 	if (!sk || sk->family != MESHPORT_AF_INET)
-		return 1;
+		return pass_through(ctx);
 
 	key.netns = bpf_get_netns_cookie(ctx);
 	key.local_ip4 = sk->src_ip4;
@@ -230,11 +242,11 @@ int meshport_getsockopt(struct bpf_sockopt *ctx)
 	key.remote_port = bpf_ntohs(sk->dst_port);
 	orig = bpf_map_lookup_elem(&tuple_dst, &key);
 	if (!orig)
-		return 1; /* not ours: whatever the kernel answered (conntrack, or ENOENT) stands */
+		return pass_through(ctx); /* not ours: whatever the kernel answered (conntrack, or ENOENT) stands */
 
 	sin = ctx->optval;
 	if ((void *)(sin + 1) > ctx->optval_end)
-		return 1; /* caller's buffer is shorter than a sockaddr_in: let the kernel's error through */
+		return pass_through(ctx); /* caller's buffer is shorter than a sockaddr_in: let the kernel's error through */
 	sin->family = MESHPORT_AF_INET;
 	sin->port = bpf_htons(orig->port);
 	sin->addr = orig->ip4;

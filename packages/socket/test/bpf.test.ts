@@ -471,6 +471,31 @@ describe('@meshport/socket BPF programs', function () {
         }
       }
     });
+    it('other getsockopt calls with a buffer over a page work in a captured cgroup (iptables-legacy-save reading its tables)', async function () {
+      const ns = `mp-bpf-ipt-${randomBytes(3).toString('hex')}`;
+      try {
+        execFileSync('ip', ['netns', 'add', ns]);
+        // 200 rules: IPT_SO_GET_ENTRIES then asks for well over a page. Before the pass-through reset this fails with
+        // EFAULT on kernels before 6.5; 6.5+ ignore a program's oversized optlen themselves, so there it passes either way.
+        const rules = Array.from({ length: 200 }, (_, i) => `-A INPUT -s 198.18.${i >> 8}.${i & 255}/32 -j ACCEPT`);
+        execFileSync('ip', ['netns', 'exec', ns, 'iptables-legacy-restore'], { input: `*filter\n${rules.join('\n')}\nCOMMIT\n` });
+        await withScene({ config: { capturePort: await unusedPort() } }, async (scene) => {
+          // Moves itself into the cgroup, then enters the netns (`ip netns exec` mounts its own /sys, hiding cgroupfs).
+          const saved = execFileSync(
+            'sh',
+            ['-c', 'echo $$ > "$1/cgroup.procs" && exec ip netns exec "$2" iptables-legacy-save -t filter', 'sh', scene.cgroupPath, ns],
+            { encoding: 'utf8' },
+          );
+          assert.equal(saved.split('\n').filter((line) => line.startsWith('-A INPUT -s 198.18.')).length, 200, saved);
+        });
+      } finally {
+        try {
+          execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+        } catch {
+          // not created
+        }
+      }
+    });
   });
 
   describe('crashes and leaks (issue 14)', function () {
