@@ -1,6 +1,7 @@
 // Installing and removing a plan, idempotently: apply twice = apply once; remove with nothing there = no error.
 
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import path from 'node:path';
 import { bpfAttach, bpfDetach, bpfLoad, bpfProbe, bpfUnload, nativeAddonStatus, type BpfFeature } from '@meshport/socket';
 import { HijackError, HijackKernelError } from './errors';
 import { run, runChecked, type ExecOptions } from './netns';
@@ -40,6 +41,59 @@ function checkBpfEntries(plan: HijackPlan): void {
     if (!programs.includes(b.program) || typeof b.cgroup !== 'string' || b.cgroup !== plan.options.cgroup || b.pinDir !== bpfPinDir(b.cgroup)) {
       throw new HijackError('MESHPORT_HIJACK_BAD_OPTIONS', `plan BPF entry ${JSON.stringify(b)} does not match the plan's cgroup and pin directory`);
     }
+  }
+}
+
+/** The pids of a cgroup and of every cgroup below it (a pod's containers are child cgroups of the pod's). */
+function cgroupPids(cgroup: string): number[] {
+  const pids: number[] = [];
+  const walk = (dir: string): void => {
+    try {
+      for (const line of readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n')) if (/^[1-9]\d*$/.test(line)) pids.push(Number(line));
+      for (const entry of readdirSync(dir, { withFileTypes: true })) if (entry.isDirectory()) walk(path.join(dir, entry.name));
+    } catch {
+      // gone meanwhile, or not a cgroup directory: the attach itself reports a bad cgroup
+    }
+  };
+  walk(cgroup);
+  return pids;
+}
+
+/**
+ * Refuses connect-hook for a cgroup with processes in another user namespace. connect4 excludes the sidecar by the
+ * uid the host sees (bpf_get_current_uid_gid() is in the initial user namespace); in a user-namespaced pod the
+ * sidecar's uid 1337 is some other number there, so its own connections would be captured: a loop. A cgroup with
+ * no processes yet (apply before the pod starts) cannot be checked; docs/kubernetes says so.
+ */
+function checkUserNamespaces(plan: HijackPlan): void {
+  const connect4 = plan.bpf.find((b) => b.program === 'connect4');
+  if (connect4 === undefined) return;
+  let ours: string;
+  try {
+    ours = readlinkSync('/proc/self/ns/user');
+  } catch {
+    return; // no /proc: nothing to compare with
+  }
+  for (const pid of cgroupPids(connect4.cgroup)) {
+    let theirs: string;
+    try {
+      theirs = readlinkSync(`/proc/${pid}/ns/user`);
+    } catch {
+      continue; // exited meanwhile
+    }
+    if (theirs === ours) continue;
+    let uidMap = '';
+    try {
+      uidMap = readFileSync(`/proc/${pid}/uid_map`, 'utf8').trim().split('\n')[0]?.trim().replace(/\s+/g, ' ') ?? '';
+    } catch {
+      // exited meanwhile; the namespace differs all the same
+    }
+    throw new HijackError(
+      'MESHPORT_HIJACK_LOOP',
+      `connect-hook refused for ${connect4.cgroup}: process ${pid} runs in a user namespace (${theirs}, uid_map '${uidMap}'), ` +
+        `so the sidecar's uid ${connect4.config?.excludeUid ?? plan.options.uid} is another uid on the host and connect4 would capture ` +
+        "the sidecar's own connections (a loop). Use redirect or tproxy mode for pods with a user namespace (hostUsers: false)",
+    );
   }
 }
 
@@ -198,6 +252,7 @@ class Runner {
 export async function applyPlan(plan: HijackPlan, options: ApplyOptions = {}): Promise<ApplyReport> {
   checkLoops(plan);
   checkBpfEntries(plan);
+  checkUserNamespaces(plan);
   const r = new Runner({ netns: options.netns });
   // BPF first: when the kernel or build cannot, nothing else has been installed yet.
   attachBpf(plan, r.changed);

@@ -604,6 +604,41 @@ describe('@meshport/hijack', () => {
       }
     });
 
+    it('connect-hook refuses a cgroup with a user-namespaced process (the sidecar uid would be another uid on the host), nothing attached', async function () {
+      needKernel(this);
+      needAddon(this);
+      const root = findCgroup2Mount();
+      if (root === undefined) {
+        if (process.env.CI === 'true') throw new Error('kernel test cannot run under CI: no cgroup v2 mount');
+        this.skip();
+      }
+      const cgroup = createCgroup(path.join(root, `meshport-hijack-userns-${process.pid}`));
+      // The pod layout: the process sits in a child cgroup (a container) of the pod's.
+      const container = createCgroup(path.join(cgroup, 'sidecar'));
+      const plan = planRules({ mode: 'connect-hook', cgroup, inboundPorts: [] });
+      const pinDir = bpfPinDir(cgroup);
+      const child = spawn('sh', ['-c', 'echo $$ > "$1/cgroup.procs" && exec unshare --user --map-root-user sleep 30', 'sh', container], { stdio: 'ignore' });
+      try {
+        for (let i = 0; i < 50 && !readFileSync(path.join(container, 'cgroup.procs'), 'utf8').trim(); i++) await new Promise((r) => setTimeout(r, 20));
+        // Let unshare enter the namespace before exec'ing sleep.
+        await new Promise((r) => setTimeout(r, 200));
+        await assert.rejects(applyPlan(plan), (e: unknown) => {
+          assert.ok(e instanceof HijackError && e.code === 'MESHPORT_HIJACK_LOOP', String(e));
+          assert.match((e as Error).message, /runs in a user namespace .* uid 1337 is another uid on the host/);
+          return true;
+        });
+        assert.equal(existsSync(pinDir), false, 'nothing pinned');
+        assert.deepEqual(await cgroupPrograms(cgroup), []);
+      } finally {
+        child.kill('SIGKILL');
+        await new Promise((r) => (child.exitCode !== null || child.signalCode !== null ? r(undefined) : child.once('exit', r)));
+        // Only when the refusal failed: the BPF part, never a rule in the host's namespace (the plan has none).
+        if (existsSync(pinDir)) await removePlan({ ...plan, chains: [], rules: [], hooks: [], ipRules: [], routes: [] }).catch(() => undefined);
+        await removeCgroup(container, root);
+        await removeCgroup(cgroup, root);
+      }
+    });
+
     it('connect-hook: applying one cgroup leaves another whose path differed only in - and / attached', async function () {
       needKernel(this);
       needAddon(this);
