@@ -10,6 +10,7 @@
  * no CO-RE relocation is needed and the object builds without BTF on the build host. */
 
 #define MESHPORT_AF_INET 2
+#define MESHPORT_AF_INET6 10
 #define MESHPORT_SOCK_STREAM 1
 #define MESHPORT_SOL_IP 0
 #define MESHPORT_SO_ORIGINAL_DST 80 /* linux/netfilter_ipv4.h */
@@ -137,6 +138,51 @@ int meshport_connect4(struct bpf_sock_addr *ctx)
 	return 1;
 }
 
+/* A dual-stack AF_INET6 socket (a JVM's default) connecting to an IPv4 peer as ::ffff:a.b.c.d. It is captured like
+ * connect4 would: rewritten to ::ffff:<capture address>, which the kernel connects over IPv4, so the capture
+ * listener (an IPv4 socket) accepts it and answers SO_ORIGINAL_DST as for any other IPv4 connection. Native IPv6
+ * destinations are left alone (not captured yet: the tuple keys and SO_ORIGINAL_DST answer are IPv4 only). */
+SEC("cgroup/connect6")
+int meshport_connect6(struct bpf_sock_addr *ctx)
+{
+	__u32 uid, dst_ip4;
+	__u16 dst_port;
+	__u64 cookie;
+	struct meshport_orig_dst orig = {};
+
+	if (ctx->type != MESHPORT_SOCK_STREAM || ctx->protocol != IPPROTO_TCP ||
+	    (ctx->sk && bpf_skc_to_mptcp_sock(ctx->sk)))
+		return 1;
+	if (ctx->user_ip6[0] != 0 || ctx->user_ip6[1] != 0 || ctx->user_ip6[2] != bpf_htonl(0xffff))
+		return 1; /* native IPv6 */
+
+	dst_ip4 = ctx->user_ip6[3];
+	dst_port = bpf_ntohs((__u16)ctx->user_port);
+	uid = (__u32)bpf_get_current_uid_gid();
+	if (uid == meshport_cfg.sidecar_uid ||
+	    (dst_ip4 == meshport_cfg.capture_ip4 && dst_port == meshport_cfg.capture_port) ||
+	    !port_captured(dst_port)) {
+		stat_add(MESHPORT_STAT_SKIPPED_CONNECTS, 1);
+		return 1;
+	}
+
+	cookie = bpf_get_socket_cookie(ctx);
+	orig.ip4 = dst_ip4;
+	orig.port = dst_port;
+	if (bpf_map_update_elem(&cookie_dst, &cookie, &orig, BPF_ANY) != 0) {
+		stat_add(MESHPORT_STAT_SKIPPED_CONNECTS, 1);
+		return 1;
+	}
+	/* user_ip6 is written one 4-byte word at a time (the only store size the verifier allows for it). */
+	ctx->user_ip6[0] = 0;
+	ctx->user_ip6[1] = 0;
+	ctx->user_ip6[2] = bpf_htonl(0xffff);
+	ctx->user_ip6[3] = meshport_cfg.capture_ip4;
+	ctx->user_port = bpf_htons(meshport_cfg.capture_port);
+	stat_add(MESHPORT_STAT_HOOKED_CONNECTS, 1);
+	return 1;
+}
+
 static __always_inline int is_loopback(__u32 ip4)
 {
 	return (bpf_ntohl(ip4) >> 24) == 127;
@@ -149,9 +195,14 @@ int meshport_sockops(struct bpf_sock_ops *skops)
 	struct meshport_orig_dst *orig;
 	struct meshport_ctl *control;
 	__u32 zero = 0;
+	int mapped;
 	__u64 cookie;
 
-	if (skops->family != MESHPORT_AF_INET)
+	/* IPv4, or a dual-stack IPv6 socket connected to an IPv4-mapped address (connect6): its IPv4 fields hold the
+	 * connection. Native IPv6 is not handled. */
+	mapped = skops->family == MESHPORT_AF_INET6 && skops->remote_ip6[0] == 0 && skops->remote_ip6[1] == 0 &&
+		 skops->remote_ip6[2] == bpf_htonl(0xffff);
+	if (skops->family != MESHPORT_AF_INET && !mapped)
 		return 1;
 	if (skops->op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && skops->op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB &&
 	    skops->op != BPF_SOCK_OPS_STATE_CB)
@@ -199,8 +250,8 @@ int meshport_sockops(struct bpf_sock_ops *skops)
 	}
 
 	control = bpf_map_lookup_elem(&ctl, &zero);
-	if (!control || !control->sockmap_enabled)
-		return 1;
+	if (!control || !control->sockmap_enabled || mapped)
+		return 1; /* the sk_msg shortcut is for IPv4 sockets only */
 	if (!is_loopback(self.local_ip4) || !is_loopback(self.remote_ip4))
 		return 1;
 	if (bpf_sock_hash_update(skops, &sock_by_tuple, &self, BPF_ANY) == 0)

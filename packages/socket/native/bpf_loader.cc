@@ -124,7 +124,7 @@ struct ObjectCloser {
 };
 using ObjectPtr = std::unique_ptr<bpf_object, ObjectCloser>;
 
-// ---- the four programs ----
+// ---- the five programs ----
 
 struct ProgramSpec {
   const char *name;        // the name the JS API uses, and the link's pin name
@@ -135,6 +135,7 @@ struct ProgramSpec {
 
 constexpr ProgramSpec kPrograms[] = {
     {"connect4", "meshport_connect4", BPF_CGROUP_INET4_CONNECT, true},
+    {"connect6", "meshport_connect6", BPF_CGROUP_INET6_CONNECT, true},  // IPv4-mapped connects of dual-stack sockets
     {"sockops", "meshport_sockops", BPF_CGROUP_SOCK_OPS, true},
     {"getsockopt", "meshport_getsockopt", BPF_CGROUP_GETSOCKOPT, true},
     {"sk_msg", "meshport_sk_msg", BPF_SK_MSG_VERDICT, false},
@@ -450,7 +451,7 @@ Napi::Value BpfAttach(const Napi::CallbackInfo &info) {
   for (uint32_t i = 0; i < list.Length(); i++) {
     Napi::Value v = list.Get(i);
     const ProgramSpec *spec = v.IsString() ? FindSpec(v.As<Napi::String>().Utf8Value()) : nullptr;
-    if (spec == nullptr) ThrowArgTypeError(env, "programs[" + std::to_string(i) + "]", "connect4, sockops, getsockopt or sk_msg");
+    if (spec == nullptr) ThrowArgTypeError(env, "programs[" + std::to_string(i) + "]", "connect4, connect6, sockops, getsockopt or sk_msg");
     specs.push_back(spec);
   }
   std::stable_partition(specs.begin(), specs.end(), [](const ProgramSpec *spec) { return !IsRewrite(spec->name); });
@@ -559,13 +560,13 @@ Napi::Value BpfDetach(const Napi::CallbackInfo &info) {
   Napi::Value programs = options.Has("programs") ? options.Get("programs") : env.Undefined();
   // Anything but "absent" or a non-empty list is refused: ignoring it would detach every program.
   if (!programs.IsUndefined() && (!programs.IsArray() || programs.As<Napi::Array>().Length() == 0))
-    ThrowArgTypeError(env, "programs", "a non-empty array of program names (connect4, sockops, getsockopt, sk_msg)");
+    ThrowArgTypeError(env, "programs", "a non-empty array of program names (connect4, connect6, sockops, getsockopt, sk_msg)");
   if (programs.IsArray()) {
     Napi::Array list = programs.As<Napi::Array>();
     for (uint32_t i = 0; i < list.Length(); i++) {
       Napi::Value v = list.Get(i);
       if (!v.IsString() || FindSpec(v.As<Napi::String>().Utf8Value()) == nullptr) {
-        ThrowArgTypeError(env, "programs[" + std::to_string(i) + "]", "connect4, sockops, getsockopt or sk_msg");
+        ThrowArgTypeError(env, "programs[" + std::to_string(i) + "]", "connect4, connect6, sockops, getsockopt or sk_msg");
       }
       only.push_back(v.As<Napi::String>().Utf8Value());
     }
@@ -778,7 +779,7 @@ Napi::Value BpfProbe(const Napi::CallbackInfo &info) {
       if (cgroup.get() < 0) {
         connect_reason = sockmap_reason = Why(errno, "open cgroup");
       } else {
-        connect_reason = ProbePrograms(object_dir, cgroup.get(), {"connect4", "sockops", "getsockopt"});
+        connect_reason = ProbePrograms(object_dir, cgroup.get(), {"connect4", "connect6", "sockops", "getsockopt"});
         sockmap_reason = ProbePrograms(object_dir, cgroup.get(), {"sockops", "sk_msg"});
       }
       cgroup.reset();

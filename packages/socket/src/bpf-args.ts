@@ -3,7 +3,7 @@ import * as net from 'net';
 import type { BpfAttachOptions, BpfCaptureConfig, BpfDetachOptions, BpfLoadOptions, BpfProgramName } from './bpf';
 import { badValue, checkFd, checkInteger, checkPort, checkString, checkUint32 } from './errors';
 
-const PROGRAM_NAMES: readonly string[] = ['connect4', 'sockops', 'getsockopt', 'sk_msg'];
+const PROGRAM_NAMES: readonly string[] = ['connect4', 'connect6', 'sockops', 'getsockopt', 'sk_msg'];
 
 /** What bpfLoad fills in for a missing config value. */
 export interface BpfLoadDefaults {

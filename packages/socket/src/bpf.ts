@@ -3,8 +3,11 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { checkAttachOptions, checkDetachOptions, checkFd, checkLoadOptions, checkStatsOptions } from './bpf-args';
 
-/** The four programs of bpf/meshport.bpf.c, by the name the API uses. */
-export type BpfProgramName = 'connect4' | 'sockops' | 'getsockopt' | 'sk_msg';
+/**
+ * The programs of bpf/meshport.bpf.c, by the name the API uses. connect6 captures the IPv4-mapped connects
+ * (`::ffff:a.b.c.d`) of dual-stack IPv6 sockets, a JVM's default; native IPv6 destinations are not captured.
+ */
+export type BpfProgramName = 'connect4' | 'connect6' | 'sockops' | 'getsockopt' | 'sk_msg';
 
 /** What the connect4 hook captures; fixed at load time (it lives in the object's read-only data). */
 export interface BpfCaptureConfig {
@@ -39,7 +42,7 @@ export interface BpfAttachOptions {
    * Which programs to attach. getsockopt answers only for connections sockops recorded, so attach sockops with
    * connect4/getsockopt; sk_msg needs sockops too (sockops fills the SOCKHASH only while sk_msg is attached).
    * Anything but a non-empty array of these names is refused (MESHPORT_SOCKET_BAD_ARGUMENT).
-   * @default ['connect4', 'sockops', 'getsockopt', 'sk_msg']
+   * @default ['connect4', 'connect6', 'sockops', 'getsockopt', 'sk_msg']
    */
   programs?: BpfProgramName[];
   /**
@@ -108,7 +111,7 @@ export const bpfDefaults = {
   sidecarUid: 1337,
   includePorts: [] as number[],
   excludePorts: [] as number[],
-  programs: ['connect4', 'sockops', 'getsockopt', 'sk_msg'] as BpfProgramName[],
+  programs: ['connect4', 'connect6', 'sockops', 'getsockopt', 'sk_msg'] as BpfProgramName[],
   /** Where meshport's pins go: one directory per attachment set, <pinRoot>/<name>. */
   pinRoot: '/sys/fs/bpf/meshport',
   /** The bound of includePorts/excludePorts (MESHPORT_MAX_PORTS in bpf/meshport.h). */

@@ -336,10 +336,11 @@ describe('@meshport/socket BPF programs', function () {
       cgroupPath = scene.cgroupPath;
       pinDir = scene.pinDir;
       const attached = bpftoolCgroupShow(cgroupPath).map((p) => (p as Json)['attach_type']).sort();
-      assert.deepEqual(attached, ['cgroup_getsockopt', 'cgroup_inet4_connect', 'cgroup_sock_ops']);
+      assert.deepEqual(attached, ['cgroup_getsockopt', 'cgroup_inet4_connect', 'cgroup_inet6_connect', 'cgroup_sock_ops']);
       assert.ok(fs.readdirSync(pinDir).includes('connect4'));
+      assert.ok(fs.readdirSync(pinDir).includes('connect6'));
 
-      assert.equal(bpfDetach({ cgroupPath }), 4);
+      assert.equal(bpfDetach({ cgroupPath }), 5);
       assert.deepEqual(bpftoolCgroupShow(cgroupPath), []);
       assert.equal(fs.existsSync(pinDir), false, `${pinDir} is still there`);
     });
@@ -372,9 +373,9 @@ describe('@meshport/socket BPF programs', function () {
     try {
       execFileSync(process.execPath, [PIN_FIXTURE, cgroupPath, pinDir], { encoding: 'utf8' });
       // The process is gone; its pinned links keep the programs attached.
-      assert.equal(bpftoolCgroupShow(cgroupPath).length, 3);
+      assert.equal(bpftoolCgroupShow(cgroupPath).length, 4);
       assert.equal(bpfStats({ pinDir }).hookedConnects, 0);
-      assert.equal(bpfDetach({ pinDir }), 4);
+      assert.equal(bpfDetach({ pinDir }), 5);
       assert.deepEqual(bpftoolCgroupShow(cgroupPath), []);
       assert.equal(fs.existsSync(pinDir), false);
     } finally {
@@ -495,6 +496,26 @@ describe('@meshport/socket BPF programs', function () {
           // not created
         }
       }
+    });
+    it('a dual-stack IPv6 socket connecting to an IPv4-mapped address (a JVM\'s default) is captured with its original destination', async function () {
+      const capturePort = await unusedPort();
+      const nowhere = await unusedPort();
+      await withScene({ config: { capturePort } }, async (scene) => {
+        const sidecar = await scene.app();
+        assert.equal((await sidecar.command({ op: 'listen', host: '127.0.0.1', port: capturePort })).ok, true);
+        const app = await scene.app();
+        const before = bpfStats();
+        // Node opens an AF_INET6 socket for an IPv6 literal: the connect reaches cgroup/connect6, not connect4.
+        const result = await app.command({ op: 'request', host: '::ffff:127.0.0.1', port: nowhere, size: 64, count: 20 });
+        assert.equal(result.ok, true, `dual-stack request was not captured: ${JSON.stringify(result)}`);
+        const accepted = await sidecar.waitFor((m) => m['event'] === 'accepted', 'the capture listener to accept');
+        assert.equal(accepted['originalDstError'], undefined, `getOriginalDst failed: ${accepted['originalDstError']}`);
+        assert.deepEqual([accepted['originalDst'].address, accepted['originalDst'].port], ['127.0.0.1', nowhere]);
+        assert.equal(accepted['remote'].port, result['local'].port);
+        const after = bpfStats();
+        assert.equal(delta(after, before, 'hookedConnects'), 1);
+        assert.equal(delta(after, before, 'originalDstRecorded'), 1);
+      });
     });
   });
 
