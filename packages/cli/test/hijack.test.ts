@@ -207,6 +207,10 @@ describe('meshport hijack', () => {
           const applied = meshport(['hijack', 'apply', ...flags]);
           if (applied.code === 1 && /MESHPORT_HIJACK_NOT_SUPPORTED/.test(applied.stderr) && process.env.CI !== 'true') this.skip();
           assert.equal(applied.code, 0, applied.stderr);
+          // The new object is loaded (the verifier's time) before the old links go: the uncaptured window of a
+          // re-apply is the detach and attach syscalls only (issue 14).
+          const bpfSteps = applied.stdout.split('\n').filter((l) => l.startsWith('bpf ')).map((l) => l.split(' ').slice(0, 2).join(' '));
+          assert.deepEqual(bpfSteps, i === 0 ? ['bpf load', 'bpf attach'] : ['bpf load', 'bpf detach', 'bpf attach'], applied.stdout);
         }
         assert.ok(existsSync(pinDir));
         assert.deepEqual(await cgroupPrograms(cgroup), ['cgroup_getsockopt', 'cgroup_inet4_connect', 'cgroup_sock_ops'], 'one copy after apply twice');

@@ -144,8 +144,8 @@ export function classifyBpfError(err: unknown, action: string, probe?: () => Bpf
 
 /**
  * Loads @meshport/socket's programs with the connect4 config and attaches them to the plan's cgroup, pinned so
- * they outlive this process. A previous attachment in the same pin directory is detached first (so a changed
- * config takes effect and there is never a second copy). One loaded object per process: an earlier one of this
+ * they outlive this process. A previous attachment in the same pin directory is detached after the load and just
+ * before the attach (so a changed config takes effect and there is never a second copy). One loaded object per process: an earlier one of this
  * process is unloaded first.
  */
 function attachBpf(plan: HijackPlan, changed: string[]): void {
@@ -161,7 +161,9 @@ function attachBpf(plan: HijackPlan, changed: string[]): void {
     } catch {
       // nothing loaded in this process
     }
-    if (existsSync(pinDir)) changed.push(`bpf detach pin=${pinDir} (${bpfDetach({ pinDir })} attachment(s))`);
+    // Load (the verifier's milliseconds) before the old attachment goes, so the window between detaching the old
+    // programs and attaching the new ones is a few syscalls. The old pins are detached rewrite first (the loader's
+    // order), the new ones attached rewrite last. Still not atomic: see docs/kubernetes (re-apply).
     bpfLoad({
       config: {
         captureAddress: connect4?.captureAddress ?? '127.0.0.1',
@@ -171,6 +173,8 @@ function attachBpf(plan: HijackPlan, changed: string[]): void {
         includePorts: connect4?.includePorts ?? [],
       },
     });
+    changed.push(`bpf load capture=${connect4?.captureAddress ?? '127.0.0.1'}:${connect4?.capturePort ?? o.outboundPort}`);
+    if (existsSync(pinDir)) changed.push(`bpf detach pin=${pinDir} (${bpfDetach({ pinDir })} attachment(s))`);
     const programs = [...new Set(plan.bpf.map((b) => b.program))];
     bpfAttach({ cgroupPath: cgroup, programs, pinDir });
     changed.push(`bpf attach ${programs.join(',')} ${cgroup} pin=${pinDir}`);
