@@ -517,6 +517,35 @@ describe('@meshport/socket BPF programs', function () {
         assert.equal(delta(after, before, 'originalDstRecorded'), 1);
       });
     });
+    it('a JVM client (dual-stack socket by default) is captured with its original destination', async function () {
+      // Not built into dist/: the JVM runs the source file directly.
+      const javaClient = path.join(__dirname, '..', '..', 'test', 'fixtures', 'JavaClient.java');
+      try {
+        execFileSync('java', ['-version'], { stdio: 'ignore' });
+      } catch {
+        featureMissing(this, 'no java on PATH');
+      }
+      const capturePort = await unusedPort();
+      const nowhere = await unusedPort();
+      await withScene({ config: { capturePort } }, async (scene) => {
+        const sidecar = await scene.app();
+        assert.equal((await sidecar.command({ op: 'listen', host: '127.0.0.1', port: capturePort })).ok, true);
+        const before = bpfStats();
+        const out = await new Promise<string>((resolve, reject) => {
+          const child = spawn('sh', ['-c', 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"', 'sh', scene.cgroupPath, 'java', javaClient, '127.0.0.1', String(nowhere)]);
+          let text = '';
+          child.stdout.setEncoding('utf8').on('data', (d: string) => (text += d));
+          child.stderr.setEncoding('utf8').on('data', (d: string) => (text += d));
+          child.once('error', reject);
+          child.once('exit', () => resolve(text.trim()));
+        });
+        assert.match(out, /^ok \d+$/, `the JVM's connect was not captured: ${out}`);
+        const accepted = await sidecar.waitFor((m) => m['event'] === 'accepted', 'the capture listener to accept');
+        assert.deepEqual([accepted['originalDst']?.address, accepted['originalDst']?.port], ['127.0.0.1', nowhere]);
+        assert.equal(accepted['remote'].port, Number(out.split(' ')[1]));
+        assert.equal(delta(bpfStats(), before, 'hookedConnects'), 1);
+      });
+    });
   });
 
   describe('crashes and leaks (issue 14)', function () {
