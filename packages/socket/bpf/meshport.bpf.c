@@ -56,6 +56,24 @@ struct {
 	__type(value, __u64);
 } sock_by_tuple SEC(".maps");
 
+/* Tests only (nothing in the loader writes it): a destination port whose sockets' first message is not redirected,
+ * as if the peer were not in the SOCKHASH yet. 0: off. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} test_force_miss SEC(".maps");
+
+/* Sockets (by their own tuple) whose message once took the TCP path: never redirected again, since redirected bytes
+ * would be read before the ones still in the peer's TCP receive queue. Cleared when a new connection takes the tuple. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct meshport_tuple);
+	__type(value, __u8);
+} missed SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, MESHPORT_STAT_MAX);
@@ -254,6 +272,7 @@ int meshport_sockops(struct bpf_sock_ops *skops)
 		return 1; /* the sk_msg shortcut is for IPv4 sockets only */
 	if (!is_loopback(self.local_ip4) || !is_loopback(self.remote_ip4))
 		return 1;
+	bpf_map_delete_elem(&missed, &self); /* a new connection on this tuple: an older socket's miss is not its own */
 	if (bpf_sock_hash_update(skops, &sock_by_tuple, &self, BPF_ANY) == 0)
 		stat_add(MESHPORT_STAT_SOCKMAP_ADDED, 1);
 	else
@@ -312,24 +331,39 @@ int meshport_getsockopt(struct bpf_sockopt *ctx)
 SEC("sk_msg")
 int meshport_sk_msg(struct sk_msg_md *msg)
 {
-	struct meshport_tuple peer = {};
+	struct meshport_tuple self = {}, peer = {};
+	__u32 *force_miss_port;
 	__u32 size = msg->size;
+	__u32 zero = 0;
+	__u8 one = 1;
 
 	if (msg->family != MESHPORT_AF_INET)
 		return SK_PASS;
-	peer.netns = bpf_get_netns_cookie(msg);
-	peer.local_ip4 = msg->remote_ip4;
-	peer.remote_ip4 = msg->local_ip4;
-	peer.local_port = (__u16)bpf_ntohl(msg->remote_port);
-	peer.remote_port = (__u16)msg->local_port;
+	self.netns = bpf_get_netns_cookie(msg);
+	self.local_ip4 = msg->local_ip4;
+	self.remote_ip4 = msg->remote_ip4;
+	self.local_port = (__u16)msg->local_port;
+	self.remote_port = (__u16)bpf_ntohl(msg->remote_port);
+	peer.netns = self.netns;
+	peer.local_ip4 = self.remote_ip4;
+	peer.remote_ip4 = self.local_ip4;
+	peer.local_port = self.remote_port;
+	peer.remote_port = self.local_port;
 
-	if (bpf_msg_redirect_hash(msg, &sock_by_tuple, &peer, BPF_F_INGRESS) == SK_PASS) {
-		stat_add(MESHPORT_STAT_REDIRECTED_MSGS, 1);
-		stat_add(MESHPORT_STAT_REDIRECTED_BYTES, size);
-	} else {
-		/* Peer not (yet) in the map, e.g. its passive-established callback has not run: take the normal path. */
+	/* Once a message took the TCP path, every later one does too: the receiver reads redirected bytes before what
+	 * waits in its TCP receive queue, so mixing the two paths would reorder the stream. */
+	if (bpf_map_lookup_elem(&missed, &self))
+		return SK_PASS;
+	force_miss_port = bpf_map_lookup_elem(&test_force_miss, &zero);
+	if ((force_miss_port && *force_miss_port != 0 && *force_miss_port == self.remote_port) ||
+	    bpf_msg_redirect_hash(msg, &sock_by_tuple, &peer, BPF_F_INGRESS) != SK_PASS) {
+		/* Peer not (yet) in the map, e.g. its passive-established callback has not run: the normal path, for good. */
+		bpf_map_update_elem(&missed, &self, &one, BPF_ANY);
 		stat_add(MESHPORT_STAT_REDIRECT_MISSES, 1);
+		return SK_PASS;
 	}
+	stat_add(MESHPORT_STAT_REDIRECTED_MSGS, 1);
+	stat_add(MESHPORT_STAT_REDIRECTED_BYTES, size);
 	return SK_PASS;
 }
 

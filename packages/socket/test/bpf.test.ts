@@ -546,6 +546,33 @@ describe('@meshport/socket BPF programs', function () {
         assert.equal(delta(bpfStats(), before, 'hookedConnects'), 1);
       });
     });
+    it('a socket whose first message missed the sk_msg redirect is never redirected again: every byte arrives in order', async function () {
+      const localServerPort = await unusedPort();
+      await withScene({ config: { capturePort: await unusedPort(), excludePorts: [localServerPort] } }, async (scene) => {
+        const server = await scene.app();
+        assert.equal((await server.command({ op: 'listen', host: '127.0.0.1', port: localServerPort })).ok, true);
+        const app = await scene.app();
+        // test_force_miss[0] = the server's port: the first message each socket sends to the server misses.
+        const le32 = (n: number): string[] => [n & 255, (n >> 8) & 255, (n >> 16) & 255, (n >>> 24) & 255].map(String);
+        const setCtl = (forceMissPort: number): void => {
+          execFileSync('bpftool', ['map', 'update', 'pinned', path.join(scene.pinDir, 'test_force_miss'), 'key', ...le32(0), 'value', ...le32(forceMissPort)]);
+        };
+        setCtl(localServerPort);
+        try {
+          for (let round = 0; round < 3; round++) {
+            const before = bpfStats();
+            const result = await app.command({ op: 'stream', host: '127.0.0.1', port: localServerPort, messages: 2000, maxSize: 3000 });
+            const after = bpfStats();
+            assert.equal(result.ok, true, `round ${round}: bytes out of order or lost: ${JSON.stringify(result)}`);
+            assert.equal(delta(after, before, 'redirectMisses'), 1, 'the forced miss, and only it, is counted');
+            // The echo (server to app) is still redirected: only the socket that missed left the shortcut.
+            assert.ok(delta(after, before, 'redirectedMessages') > 0);
+          }
+        } finally {
+          setCtl(0);
+        }
+      });
+    });
   });
 
   describe('crashes and leaks (issue 14)', function () {
