@@ -302,7 +302,13 @@ int meshport_getsockopt(struct bpf_sockopt *ctx)
 	if (ctx->level != MESHPORT_SOL_IP || ctx->optname != MESHPORT_SO_ORIGINAL_DST)
 		return pass_through(ctx);
 	sk = ctx->sk;
-	if (!sk || sk->family != MESHPORT_AF_INET)
+	if (!sk)
+		return pass_through(ctx);
+	/* An IPv4 socket, or an IPv4-mapped one accepted on a dual-stack ("::") listener: its IPv4 fields hold the
+	 * connection, and it asks SOL_IP SO_ORIGINAL_DST like an IPv4 socket does. */
+	if (sk->family != MESHPORT_AF_INET &&
+	    (sk->family != MESHPORT_AF_INET6 || sk->dst_ip6[0] != 0 || sk->dst_ip6[1] != 0 ||
+	     sk->dst_ip6[2] != bpf_htonl(0xffff)))
 		return pass_through(ctx);
 
 	key.netns = bpf_get_netns_cookie(ctx);

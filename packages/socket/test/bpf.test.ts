@@ -573,6 +573,27 @@ describe('@meshport/socket BPF programs', function () {
         }
       });
     });
+    it('a capture listener on a dual-stack socket ("::") gets the original destination of IPv4 and IPv4-mapped connects', async function () {
+      const capturePort = await unusedPort();
+      const nowhere = await unusedPort();
+      await withScene({ config: { capturePort } }, async (scene) => {
+        const sidecar = await scene.app();
+        assert.equal((await sidecar.command({ op: 'listen', host: '::', port: capturePort })).ok, true);
+        const app = await scene.app();
+        for (const host of ['127.0.0.1', '::ffff:127.0.0.1']) {
+          const result = await app.command({ op: 'request', host, port: nowhere, size: 64, count: 3 });
+          assert.equal(result.ok, true, `${host}: request failed: ${JSON.stringify(result)}`);
+          const accepted = await sidecar.waitFor(
+            (m) => m['event'] === 'accepted' && m['remote'].port === result['local'].port,
+            `the accept of ${host}`,
+          );
+          // Accepted as an IPv6 socket with an IPv4-mapped address: getOriginalDst asks SOL_IP SO_ORIGINAL_DST.
+          assert.equal(accepted['remote'].address, '::ffff:127.0.0.1');
+          assert.equal(accepted['originalDstError'], undefined, `${host}: getOriginalDst failed: ${accepted['originalDstError']}`);
+          assert.deepEqual([accepted['originalDst'].address, accepted['originalDst'].port], ['127.0.0.1', nowhere]);
+        }
+      });
+    });
   });
 
   describe('crashes and leaks (issue 14)', function () {
