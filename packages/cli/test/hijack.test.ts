@@ -38,6 +38,15 @@ async function cgroupPrograms(cgroup: string): Promise<string[]> {
   return (JSON.parse(r.stdout.trim() || '[]') as { attach_type: string }[]).map((p) => p.attach_type).sort();
 }
 
+/** The links on a cgroup as `id -> attach type`, by bpftool (link ids stay the same across bpf_link_update). */
+async function cgroupLinks(cgroup: string): Promise<Record<string, number>> {
+  const progs = new Set(((JSON.parse((await run('bpftool', ['-j', 'cgroup', 'show', cgroup])).stdout || '[]') as { id: number }[]).map((p) => p.id)));
+  const links = JSON.parse((await run('bpftool', ['-j', 'link', 'show'])).stdout || '[]') as { id: number; prog_id: number; attach_type?: string }[];
+  const out: Record<string, number> = {};
+  for (const l of links) if (progs.has(l.prog_id)) out[`${l.id}:${l.attach_type}`] = l.prog_id;
+  return out;
+}
+
 describe('meshport hijack', () => {
   const created = new Set<string>();
   const bpffsWasMounted = bpffsMounted();
@@ -203,15 +212,19 @@ describe('meshport hijack', () => {
     try {
       await withNetns(async (ns) => {
         const flags = ['--mode', 'connect-hook', '--cgroup', cgroup, '--netns', ns];
+        const linksBefore: Record<string, number>[] = [];
         for (let i = 0; i < 2; i += 1) {
           const applied = meshport(['hijack', 'apply', ...flags]);
           if (applied.code === 1 && /MESHPORT_HIJACK_NOT_SUPPORTED/.test(applied.stderr) && process.env.CI !== 'true') this.skip();
           assert.equal(applied.code, 0, applied.stderr);
-          // The new object is loaded (the verifier's time) before the old links go: the uncaptured window of a
-          // re-apply is the detach and attach syscalls only (issue 14).
+          // A re-apply never detaches: the pinned links get the new programs in place (issue 14).
           const bpfSteps = applied.stdout.split('\n').filter((l) => l.startsWith('bpf ')).map((l) => l.split(' ').slice(0, 2).join(' '));
-          assert.deepEqual(bpfSteps, i === 0 ? ['bpf load', 'bpf attach'] : ['bpf load', 'bpf detach', 'bpf attach'], applied.stdout);
+          assert.deepEqual(bpfSteps, i === 0 ? ['bpf load', 'bpf attach'] : ['bpf load', 'bpf update'], applied.stdout);
+          linksBefore.push(await cgroupLinks(cgroup));
         }
+        // The same links (ids) on the same attach types, now running other programs.
+        assert.deepEqual(Object.keys(linksBefore[1]).sort(), Object.keys(linksBefore[0]).sort());
+        assert.equal(Object.keys(linksBefore[0]).length, 3);
         assert.ok(existsSync(pinDir));
         assert.deepEqual(await cgroupPrograms(cgroup), ['cgroup_getsockopt', 'cgroup_inet4_connect', 'cgroup_sock_ops'], 'one copy after apply twice');
         const state = await installedState({ netns: ns, routeTables: [133] });

@@ -35,8 +35,10 @@ export function bpfAttachSupported(): { supported: boolean; reason?: string } {
 }
 
 /** Refuses BPF entries a plan file could use to point detach at some other directory. */
+const BPF_PROGRAMS: readonly string[] = ['connect4', 'connect6', 'sockops', 'getsockopt', 'sk_msg'];
+
 function checkBpfEntries(plan: HijackPlan): void {
-  const programs = ['connect4', 'sockops', 'getsockopt', 'sk_msg'];
+  const programs = BPF_PROGRAMS;
   for (const b of plan.bpf) {
     if (!programs.includes(b.program) || typeof b.cgroup !== 'string' || b.cgroup !== plan.options.cgroup || b.pinDir !== bpfPinDir(b.cgroup)) {
       throw new HijackError('MESHPORT_HIJACK_BAD_OPTIONS', `plan BPF entry ${JSON.stringify(b)} does not match the plan's cgroup and pin directory`);
@@ -157,14 +159,19 @@ function attachBpf(plan: HijackPlan, changed: string[]): void {
   const o = plan.options;
   try {
     try {
-      bpfUnload();
+      bpfUnload({ keepPinned: true }); // this process's earlier apply: its pins stay, to be updated in place
     } catch {
       // nothing loaded in this process
     }
-    // Load (the verifier's milliseconds) before the old attachment goes, so the window between detaching the old
-    // programs and attaching the new ones is a few syscalls. The old pins are detached rewrite first (the loader's
-    // order), the new ones attached rewrite last. Still not atomic: see docs/kubernetes (re-apply).
+    const programs = [...new Set(plan.bpf.map((b) => b.program))];
+    // Re-apply: the pinned links of this plan's programs get the new programs in place (bpf_link_update), and the
+    // new object takes over the pinned maps, so no connect is missed or left without its record. Pins of programs
+    // the plan no longer has (sockmap dropped) cannot be updated: then the old set is detached first, after the
+    // load (the verifier's milliseconds), so that window is a few syscalls.
+    const pinned = existsSync(pinDir) ? readdirSync(pinDir).filter((n) => BPF_PROGRAMS.includes(n)) : [];
+    const inPlace = pinned.length > 0 && pinned.every((n) => (programs as string[]).includes(n));
     bpfLoad({
+      ...(inPlace ? { reuseMapsFrom: pinDir } : {}),
       config: {
         captureAddress: connect4?.captureAddress ?? '127.0.0.1',
         capturePort: connect4?.capturePort ?? o.outboundPort,
@@ -174,10 +181,9 @@ function attachBpf(plan: HijackPlan, changed: string[]): void {
       },
     });
     changed.push(`bpf load capture=${connect4?.captureAddress ?? '127.0.0.1'}:${connect4?.capturePort ?? o.outboundPort}`);
-    if (existsSync(pinDir)) changed.push(`bpf detach pin=${pinDir} (${bpfDetach({ pinDir })} attachment(s))`);
-    const programs = [...new Set(plan.bpf.map((b) => b.program))];
-    bpfAttach({ cgroupPath: cgroup, programs, pinDir });
-    changed.push(`bpf attach ${programs.join(',')} ${cgroup} pin=${pinDir}`);
+    if (!inPlace && existsSync(pinDir)) changed.push(`bpf detach pin=${pinDir} (${bpfDetach({ pinDir })} attachment(s))`);
+    const { updated } = bpfAttach({ cgroupPath: cgroup, programs, pinDir });
+    changed.push(`${updated > 0 ? 'bpf update' : 'bpf attach'} ${programs.join(',')} ${cgroup} pin=${pinDir}${updated > 0 ? ` (${updated} link(s) in place)` : ''}`);
   } catch (err) {
     const needsSockmap = plan.bpf.some((b) => b.program === 'sk_msg');
     throw classifyBpfError(err, `BPF attach to ${cgroup}`, () => {

@@ -173,6 +173,25 @@ s.on('end', () => { clearTimeout(t); console.log(got.trim()); process.exit(0); }
 s.on('error', (e) => { clearTimeout(t); console.log('error:' + e.code); process.exit(0); });
 `;
 
+// Connects in a loop for argv[3] ms; prints {n, bad}: bad holds every reply that is not the capture listener's with
+// the original destination (an uncaptured or unanswered connection), and every error.
+const CONNECT_LOOP = `
+const net = require('net');
+const [host, port, ms] = process.argv.slice(1);
+const end = Date.now() + Number(ms);
+const bad = [];
+let n = 0;
+(function next() {
+  if (Date.now() > end) { console.log(JSON.stringify({ n, bad })); process.exit(0); }
+  const s = net.connect(Number(port), host);
+  let got = '';
+  s.on('connect', () => s.write('ping\\n'));
+  s.on('data', (d) => { got += d; });
+  s.on('end', () => { n++; if (got.trim() !== 'capture ping 127.0.0.1:15001 orig=' + host + ':' + port) bad.push(got.trim()); next(); });
+  s.on('error', (e) => { n++; bad.push('error:' + e.code); next(); });
+})();
+`;
+
 async function startServer(
   netns: string,
   host: string,
@@ -585,7 +604,22 @@ describe('@meshport/hijack', () => {
             const mptcp = await peerOfProtocol(ns, cgroup, 262, '198.18.0.9', 80);
             if (mptcp !== 'unsupported') assert.equal(mptcp, '198.18.0.9:80', 'an MPTCP connect is not captured');
 
-            await applyPlan(plan, { netns: ns });
+            // Re-applies while an app in the cgroup connects in a loop: every connection is captured and answered
+            // with its original destination (links updated in place, maps taken over; issue 14).
+            const [loopCmd, ...loopArgs] = netnsArgv(ns, [process.execPath, '-e', CONNECT_LOOP, '198.18.0.9', '80', '2500'], { cgroup });
+            const loop = run(loopCmd, loopArgs);
+            const reapplies: string[][] = [];
+            await new Promise((r) => setTimeout(r, 500)); // node's start-up: the loop is connecting by then
+            for (let i = 0; i < 8; i += 1) {
+              await new Promise((r) => setTimeout(r, 100));
+              reapplies.push((await applyPlan(plan, { netns: ns })).changed.filter((c) => c.startsWith('bpf ')).map((c) => c.split(' ').slice(0, 2).join(' ')));
+            }
+            const looped = await loop;
+            assert.equal(looped.code, 0, looped.stderr);
+            const result = JSON.parse(looped.stdout) as { n: number; bad: string[] };
+            assert.ok(result.n > 20, `only ${result.n} connects during the re-applies`);
+            assert.deepEqual(result.bad, [], `${result.bad.length} of ${result.n} connects were not captured and answered`);
+            for (const steps of reapplies) assert.deepEqual(steps, ['bpf load', 'bpf update']);
             assert.deepEqual(await cgroupPrograms(cgroup), ['cgroup_getsockopt', 'cgroup_inet4_connect', 'cgroup_sock_ops'], 'one copy after apply twice');
 
             await removePlan(plan, { netns: ns });

@@ -160,6 +160,7 @@ struct Attachment {
   Fd link;
   bool prog_attached = false;  // sk_msg fallback: detach with bpf_prog_detach2(prog, sockhash)
   std::string pin_path;        // empty when not pinned
+  Fd replaced_prog;            // during bpfAttach only: the program a bpf_link_update replaced (rollback puts it back)
 };
 
 struct LoadedObject {
@@ -347,6 +348,53 @@ int AttachOne(bpf_object *obj, const ProgramSpec &spec, int cgroup_fd, Attachmen
   return err;
 }
 
+// Replaces the program of the link pinned at `path` with this object's, atomically (bpf_link_update): no moment with
+// no program or two. Only a cgroup link of this cgroup and attach type is updated; *updated is false
+// (nothing done) when there is no such pin or it is something else, which the caller then detaches and replaces.
+int UpdatePinnedLink(bpf_object *obj, const ProgramSpec &spec, int cgroup_fd, const std::string &path, Attachment &out,
+                     bool *updated, const char **failed) {
+  *updated = false;
+  Fd link(bpf_obj_get(path.c_str()));
+  if (link.get() < 0) return 0;  // no pin (or not a BPF object): a fresh attach
+  bpf_link_info info{};
+  __u32 len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(link.get(), &info, &len) != 0) return 0;  // not a link
+  if (spec.on_cgroup) {
+    struct stat st{};
+    if (fstat(cgroup_fd, &st) != 0) { *failed = "fstat"; return -errno; }
+    if (info.type != BPF_LINK_TYPE_CGROUP || info.cgroup.cgroup_id != st.st_ino || info.cgroup.attach_type != spec.type) return 0;
+  } else {
+    return 0;  // sk_msg: sockmap links (6.10) are not in every build's headers; detached and attached again instead
+  }
+  int prog_fd = ProgramFd(obj, spec);
+  if (prog_fd < 0) { *failed = "bpf_object__find_program_by_name"; return prog_fd < -1 ? prog_fd : -ENOENT; }
+  Fd previous(bpf_prog_get_fd_by_id(info.prog_id));
+  if (bpf_link_update(link.get(), prog_fd, nullptr) != 0) { *failed = "bpf_link_update"; return -errno; }
+  out.link = std::move(link);
+  out.pin_path = path;
+  out.replaced_prog = std::move(previous);
+  *updated = true;
+  return 0;
+}
+
+// Gives this object's maps the pinned maps of `pin_dir` where their shape matches (before bpf_object__load), so
+// the programs that replace pinned ones by bpf_link_update share the old programs' records: a connection hooked by
+// the old connect4 is answered by the new getsockopt. A map of another shape (another version) starts fresh.
+void ReusePinnedMaps(Napi::Env env, bpf_object *obj, const std::string &pin_dir) {
+  bpf_map *map;
+  bpf_object__for_each_map(map, obj) {
+    if (bpf_map__is_internal(map)) continue;
+    Fd pinned(bpf_obj_get((pin_dir + "/" + bpf_map__name(map)).c_str()));
+    bpf_map_info info{};
+    if (pinned.get() < 0 || !MapInfo(pinned.get(), &info)) continue;
+    if (info.type != static_cast<__u32>(bpf_map__type(map)) || info.key_size != bpf_map__key_size(map) ||
+        info.value_size != bpf_map__value_size(map) || info.max_entries != bpf_map__max_entries(map) ||
+        info.map_flags != bpf_map__map_flags(map))
+      continue;
+    if (int err = bpf_map__reuse_fd(map, pinned.get())) ThrowBpfErrno(env, err, "bpf_map__reuse_fd");
+  }
+}
+
 // Undoes one attachment: the kernel side first, then the pin. Returns -errno of the first failure, 0 if none.
 int DetachOne(bpf_object *obj, Attachment &a) {
   int result = 0;
@@ -420,6 +468,10 @@ Napi::Value BpfLoad(const Napi::CallbackInfo &info) {
   // The SOCKHASH's size; configurable so a test can fill it (a full SOCKHASH is counted as sockmapFailed).
   uint32_t sockmap_max = GetU32(options, "sockmapMaxEntries", 0, 1u << 24);
 
+  // reuseMapsFrom: a pin directory whose links the coming bpfAttach replaces in place (see ReusePinnedMaps).
+  std::string reuse_dir = GetString(options, "reuseMapsFrom", "");
+  CheckPinDir(env, reuse_dir);
+
   ObjectPtr obj = OpenObject(env, object_dir);
   SetConfig(env, obj.get(), cfg);
   if (sockmap_max != 0) {
@@ -427,6 +479,7 @@ Napi::Value BpfLoad(const Napi::CallbackInfo &info) {
     if (sockhash == nullptr) ThrowBpfErrno(env, ENOENT, "bpf_object__find_map_by_name");
     if (int err = bpf_map__set_max_entries(sockhash, sockmap_max)) ThrowBpfErrno(env, err, "bpf_map__set_max_entries");
   }
+  if (!reuse_dir.empty()) ReusePinnedMaps(env, obj.get(), reuse_dir);
   g_libbpf_log.clear();
   if (int err = bpf_object__load(obj.get())) ThrowBpfErrno(env, err, "bpf_object__load");
   g_loaded = std::make_unique<LoadedObject>();
@@ -465,11 +518,27 @@ Napi::Value BpfAttach(const Napi::CallbackInfo &info) {
   std::vector<std::unique_ptr<Attachment>> done;
   std::vector<std::string> map_pins;
   int err = 0;
+  int updated_count = 0;
   const char *failed = nullptr;
   for (const ProgramSpec *spec : specs) {
     auto a = std::make_unique<Attachment>();
     a->cgroup_path = cgroup_path;
     a->spec = spec;
+    if (!pin_dir.empty()) {
+      // A link already pinned here for this program is updated in place; anything else pinned under its name is
+      // a stale leftover, detached and replaced.
+      std::string path = pin_dir + "/" + spec->name;
+      bool updated = false;
+      if ((err = UpdatePinnedLink(obj, *spec, cgroup.get(), path, *a, &updated, &failed)) != 0) goto rollback;
+      if (updated) {
+        done.push_back(std::move(a));
+        updated_count++;
+        continue;
+      }
+      Fd stale(bpf_obj_get(path.c_str()));
+      if (stale.get() >= 0) bpf_link_detach(stale.get());
+      if (unlink(path.c_str()) != 0 && errno != ENOENT) { err = -errno; failed = "unlink"; goto rollback; }
+    }
     if ((err = AttachOne(obj, *spec, cgroup.get(), *a, &failed)) != 0) goto rollback;
     if (!pin_dir.empty() && a->link.get() >= 0) {
       std::string path = pin_dir + "/" + spec->name;
@@ -508,13 +577,30 @@ Napi::Value BpfAttach(const Napi::CallbackInfo &info) {
     }
   }
 
-  for (auto &a : done) g_loaded->attachments.push_back(std::move(a));
+  for (auto &a : done) {
+    a->replaced_prog.reset();
+    g_loaded->attachments.push_back(std::move(a));
+  }
   for (auto &p : map_pins) g_loaded->map_pins.push_back(p);
   if (AnySkMsg()) SetSockmapEnabled(obj, true);
-  return env.Undefined();
+  {
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("updated", Napi::Number::New(env, updated_count));
+    return result;
+  }
 
 rollback:
-  for (auto it = done.rbegin(); it != done.rend(); ++it) DetachOne(obj, **it);  // the rewrite (attached last) first
+  for (auto it = done.rbegin(); it != done.rend(); ++it) {  // the rewrite (attached last) first
+    Attachment &a = **it;
+    if (a.replaced_prog.get() >= 0) {
+      // Updated in place: the previous program goes back; the link and its pin stay as they were.
+      bpf_link_update(a.link.get(), a.replaced_prog.get(), nullptr);
+      a.link.reset();
+      a.pin_path.clear();
+      continue;
+    }
+    DetachOne(obj, a);
+  }
   for (auto &p : map_pins) unlink(p.c_str());
   if (!pin_dir.empty()) RemovePinDirIfEmpty(pin_dir);
   ThrowBpfErrno(env, err, failed);
@@ -616,18 +702,23 @@ Napi::Value BpfDetach(const Napi::CallbackInfo &info) {
   return result;
 }
 
-// bpfUnload(): detaches everything the loaded object has attached (pins included) and closes it.
+// bpfUnload({keepPinned?}): detaches everything the loaded object has attached (pins included) and closes it.
+// keepPinned leaves pinned links and maps as they are (their pins hold them), so a re-apply in this process can
+// update them in place.
 Napi::Value BpfUnload(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   if (!g_loaded) return env.Undefined();
+  bool keep_pinned = info.Length() > 0 && info[0].IsObject() && info[0].As<Napi::Object>().Get("keepPinned").ToBoolean().Value();
   std::vector<std::string> dirs;
   auto &list = g_loaded->attachments;
   std::stable_partition(list.begin(), list.end(), [](const std::unique_ptr<Attachment> &a) { return IsRewrite(a->spec->name); });
   for (auto &a : list) {
+    if (keep_pinned && !a->pin_path.empty()) continue;
     if (!a->pin_path.empty()) dirs.push_back(DirOf(a->pin_path));
     DetachOne(g_loaded->obj.get(), *a);
   }
   for (auto &p : g_loaded->map_pins) {
+    if (keep_pinned) break;
     unlink(p.c_str());
     dirs.push_back(DirOf(p));
   }

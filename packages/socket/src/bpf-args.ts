@@ -42,8 +42,9 @@ function optionalString(value: unknown, what: string, argument: string): string 
 export function checkLoadOptions(
   options: BpfLoadOptions | undefined,
   defaults: BpfLoadDefaults,
-): { objectDir: string; config: Required<BpfCaptureConfig>; sockmapMaxEntries?: number } {
+): { objectDir: string; config: Required<BpfCaptureConfig>; sockmapMaxEntries?: number; reuseMapsFrom?: string } {
   const o = optionsObject(options, 'bpfLoad');
+  const reuseMapsFrom = optionalString(o.reuseMapsFrom, 'bpfLoad', 'reuseMapsFrom');
   const config = optionsObject(o.config, 'bpfLoad', 'config');
   const captureAddress = checkString(config.captureAddress ?? defaults.captureAddress, 'bpfLoad', 'config.captureAddress');
   if (net.isIPv4(captureAddress) === false) throw badValue('bpfLoad', 'config.captureAddress', 'a numeric IPv4 address', captureAddress);
@@ -59,6 +60,7 @@ export function checkLoadOptions(
     ...(o.sockmapMaxEntries === undefined
       ? {}
       : { sockmapMaxEntries: checkInteger(o.sockmapMaxEntries, 'bpfLoad', 'sockmapMaxEntries', 1, 1 << 24) }),
+    ...(reuseMapsFrom === undefined ? {} : { reuseMapsFrom }),
   };
 }
 

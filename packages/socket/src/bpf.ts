@@ -33,6 +33,12 @@ export interface BpfLoadOptions {
    * @default 65536 (the object's own)
    */
   sockmapMaxEntries?: number;
+  /**
+   * A pin directory (absolute) whose pinned maps this object takes over where their shape matches, so that a
+   * bpfAttach into that directory, which replaces its pinned links in place, keeps the old programs' records.
+   * @default none: fresh maps
+   */
+  reuseMapsFrom?: string;
 }
 
 export interface BpfAttachOptions {
@@ -128,9 +134,9 @@ export class BpfNotSupportedError extends Error {
 }
 
 interface BpfAddon {
-  bpfLoad(options: { objectDir: string; config: Required<BpfCaptureConfig>; sockmapMaxEntries?: number }): void;
-  bpfUnload(): void;
-  bpfAttach(options: { cgroupPath: string; programs: BpfProgramName[]; pinDir?: string }): void;
+  bpfLoad(options: { objectDir: string; config: Required<BpfCaptureConfig>; sockmapMaxEntries?: number; reuseMapsFrom?: string }): void;
+  bpfUnload(options?: { keepPinned: boolean }): void;
+  bpfAttach(options: { cgroupPath: string; programs: BpfProgramName[]; pinDir?: string }): { updated: number };
   bpfDetach(options: BpfDetachOptions): { detached: number };
   bpfAttachments(): BpfAttachment[];
   bpfStats(options: { pinDir?: string }): BpfStats;
@@ -168,14 +174,22 @@ export function bpfLoad(options: BpfLoadOptions = {}): void {
   native().bpfLoad(checkLoadOptions(options, bpfDefaults));
 }
 
-/** Detaches everything this process attached (pins included) and closes the loaded object. */
-export function bpfUnload(): void {
-  native().bpfUnload();
+/**
+ * Detaches everything this process attached (pins included) and closes the loaded object. With `keepPinned`,
+ * pinned links and maps stay (their pins hold them), for a re-apply that updates them in place.
+ */
+export function bpfUnload(options: { keepPinned?: boolean } = {}): void {
+  native().bpfUnload({ keepPinned: options.keepPinned === true });
 }
 
-/** Attaches the loaded programs to a cgroup; all or nothing. */
-export function bpfAttach(options: BpfAttachOptions): void {
-  native().bpfAttach(checkAttachOptions(options, bpfDefaults.programs));
+/**
+ * Attaches the loaded programs to a cgroup; all or nothing (an update is rolled back to the previous program). A
+ * link already pinned in `pinDir` for a program on this cgroup gets the new program atomically (bpf_link_update)
+ * instead of a detach and attach; `updated` counts those. The rewrite (connect4, connect6) goes last.
+ */
+export function bpfAttach(options: BpfAttachOptions): { updated: number } {
+  const result = native().bpfAttach(checkAttachOptions(options, bpfDefaults.programs));
+  return { updated: typeof result?.updated === 'number' ? result.updated : 0 };
 }
 
 /** Detaches; returns how many attachments went. */
