@@ -217,14 +217,20 @@ describe('meshport hijack', () => {
           const applied = meshport(['hijack', 'apply', ...flags]);
           if (applied.code === 1 && /MESHPORT_HIJACK_NOT_SUPPORTED/.test(applied.stderr) && process.env.CI !== 'true') this.skip();
           assert.equal(applied.code, 0, applied.stderr);
-          // A re-apply never detaches: the pinned links get the new programs in place (issue 14).
+          // An identical re-apply changes nothing: no detach, no update, the same links and programs (issue 14).
           const bpfSteps = applied.stdout.split('\n').filter((l) => l.startsWith('bpf ')).map((l) => l.split(' ').slice(0, 2).join(' '));
-          assert.deepEqual(bpfSteps, i === 0 ? ['bpf load', 'bpf attach'] : ['bpf load', 'bpf update'], applied.stdout);
+          assert.deepEqual(bpfSteps, i === 0 ? ['bpf load', 'bpf attach'] : [], applied.stdout);
           linksBefore.push(await cgroupLinks(cgroup));
         }
-        // The same links (ids) on the same attach types, now running other programs.
-        assert.deepEqual(Object.keys(linksBefore[1]).sort(), Object.keys(linksBefore[0]).sort());
+        assert.deepEqual(linksBefore[1], linksBefore[0]);
         assert.equal(Object.keys(linksBefore[0]).length, 3);
+        // A changed config (another capture port) replaces the programs of the same links in place.
+        const changedPort = meshport(['hijack', 'apply', ...flags, '--outbound-port', '15011']);
+        assert.equal(changedPort.code, 0, changedPort.stderr);
+        assert.deepEqual(changedPort.stdout.split('\n').filter((l) => l.startsWith('bpf ')).map((l) => l.split(' ').slice(0, 2).join(' ')), ['bpf load', 'bpf update']);
+        const linksAfter = await cgroupLinks(cgroup);
+        assert.deepEqual(Object.keys(linksAfter).sort(), Object.keys(linksBefore[0]).sort(), 'the same links');
+        assert.notDeepEqual(Object.values(linksAfter).sort(), Object.values(linksBefore[0]).sort(), 'running new programs');
         assert.ok(existsSync(pinDir));
         assert.deepEqual(await cgroupPrograms(cgroup), ['cgroup_getsockopt', 'cgroup_inet4_connect', 'cgroup_sock_ops'], 'one copy after apply twice');
         const state = await installedState({ netns: ns, routeTables: [133] });

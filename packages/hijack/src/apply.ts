@@ -180,9 +180,12 @@ function attachBpf(plan: HijackPlan, changed: string[]): void {
         includePorts: connect4?.includePorts ?? [],
       },
     });
-    changed.push(`bpf load capture=${connect4?.captureAddress ?? '127.0.0.1'}:${connect4?.capturePort ?? o.outboundPort}`);
-    if (!inPlace && existsSync(pinDir)) changed.push(`bpf detach pin=${pinDir} (${bpfDetach({ pinDir })} attachment(s))`);
-    const { updated } = bpfAttach({ cgroupPath: cgroup, programs, pinDir });
+    const load = `bpf load capture=${connect4?.captureAddress ?? '127.0.0.1'}:${connect4?.capturePort ?? o.outboundPort}`;
+    const detachFirst = !inPlace && existsSync(pinDir);
+    if (detachFirst) changed.push(load, `bpf detach pin=${pinDir} (${bpfDetach({ pinDir })} attachment(s))`);
+    const { updated, unchanged } = bpfAttach({ cgroupPath: cgroup, programs, pinDir });
+    if (unchanged === programs.length) return; // an identical re-apply: every pinned link already runs these programs
+    if (!detachFirst) changed.push(load);
     changed.push(`${updated > 0 ? 'bpf update' : 'bpf attach'} ${programs.join(',')} ${cgroup} pin=${pinDir}${updated > 0 ? ` (${updated} link(s) in place)` : ''}`);
   } catch (err) {
     const needsSockmap = plan.bpf.some((b) => b.program === 'sk_msg');

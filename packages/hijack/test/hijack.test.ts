@@ -610,9 +610,11 @@ describe('@meshport/hijack', () => {
             const loop = run(loopCmd, loopArgs);
             const reapplies: string[][] = [];
             await new Promise((r) => setTimeout(r, 500)); // node's start-up: the loop is connecting by then
+            // Each re-apply changes the config (an extra excluded port, on and off), so each really replaces programs.
+            const other = planRules({ mode: 'connect-hook', cgroup, inboundPorts: [], excludePorts: [2182] });
             for (let i = 0; i < 8; i += 1) {
               await new Promise((r) => setTimeout(r, 100));
-              reapplies.push((await applyPlan(plan, { netns: ns })).changed.filter((c) => c.startsWith('bpf ')).map((c) => c.split(' ').slice(0, 2).join(' ')));
+              reapplies.push((await applyPlan(i % 2 === 0 ? other : plan, { netns: ns })).changed.filter((c) => c.startsWith('bpf ')).map((c) => c.split(' ').slice(0, 2).join(' ')));
             }
             const looped = await loop;
             assert.equal(looped.code, 0, looped.stderr);
@@ -620,6 +622,8 @@ describe('@meshport/hijack', () => {
             assert.ok(result.n > 20, `only ${result.n} connects during the re-applies`);
             assert.deepEqual(result.bad, [], `${result.bad.length} of ${result.n} connects were not captured and answered`);
             for (const steps of reapplies) assert.deepEqual(steps, ['bpf load', 'bpf update']);
+            // The same plan again: every link already runs these programs with this config; nothing changes.
+            assert.deepEqual((await applyPlan(plan, { netns: ns })).changed, [], 'an identical re-apply changes nothing');
             assert.deepEqual(await cgroupPrograms(cgroup), ['cgroup_getsockopt', 'cgroup_inet4_connect', 'cgroup_sock_ops'], 'one copy after apply twice');
 
             await removePlan(plan, { netns: ns });

@@ -161,6 +161,7 @@ struct Attachment {
   bool prog_attached = false;  // sk_msg fallback: detach with bpf_prog_detach2(prog, sockhash)
   std::string pin_path;        // empty when not pinned
   Fd replaced_prog;            // during bpfAttach only: the program a bpf_link_update replaced (rollback puts it back)
+  bool kept = false;           // during bpfAttach only: a pinned link left as it was (rollback leaves it too)
 };
 
 struct LoadedObject {
@@ -348,9 +349,48 @@ int AttachOne(bpf_object *obj, const ProgramSpec &spec, int cgroup_fd, Attachmen
   return err;
 }
 
+// Whether the program running in a pinned link is the one this object would put there: the same instructions (tag),
+// the same maps (taken over with reuseMapsFrom) and the same config (.rodata contents). Then re-apply keeps it.
+bool SameProgram(bpf_object *obj, const ProgramSpec &spec, __u32 old_prog_id) {
+  int new_fd = ProgramFd(obj, spec);
+  Fd old_fd(bpf_prog_get_fd_by_id(old_prog_id));
+  if (new_fd < 0 || old_fd.get() < 0) return false;
+  auto info_of = [](int fd, bpf_prog_info *info, std::vector<__u32> *maps) {
+    std::memset(info, 0, sizeof(*info));
+    __u32 len = sizeof(*info);
+    if (bpf_obj_get_info_by_fd(fd, info, &len) != 0) return false;
+    maps->assign(info->nr_map_ids, 0);
+    __u32 n = info->nr_map_ids;
+    std::memset(info, 0, sizeof(*info));
+    info->nr_map_ids = n;
+    info->map_ids = reinterpret_cast<__u64>(maps->data());
+    len = sizeof(*info);
+    return bpf_obj_get_info_by_fd(fd, info, &len) == 0;
+  };
+  bpf_prog_info old_info, new_info;
+  std::vector<__u32> old_maps, new_maps;
+  if (!info_of(old_fd.get(), &old_info, &old_maps) || !info_of(new_fd, &new_info, &new_maps)) return false;
+  if (std::memcmp(old_info.tag, new_info.tag, sizeof(old_info.tag)) != 0 || old_maps.size() != new_maps.size()) return false;
+  // Maps in order; the one pair that may differ is the .rodata: compare its contents.
+  for (size_t i = 0; i < old_maps.size(); i++) {
+    if (old_maps[i] == new_maps[i]) continue;
+    Fd a(bpf_map_get_fd_by_id(old_maps[i])), b(bpf_map_get_fd_by_id(new_maps[i]));
+    bpf_map_info ai{}, bi{};
+    if (a.get() < 0 || b.get() < 0 || !MapInfo(a.get(), &ai) || !MapInfo(b.get(), &bi)) return false;
+    auto is_rodata = [](const bpf_map_info &m) { return std::strstr(m.name, ".rodata") != nullptr; };
+    if (!is_rodata(ai) || !is_rodata(bi) || ai.value_size != bi.value_size || ai.max_entries != 1) return false;
+    std::vector<unsigned char> va(ai.value_size), vb(bi.value_size);
+    __u32 zero = 0;
+    if (bpf_map_lookup_elem(a.get(), &zero, va.data()) != 0 || bpf_map_lookup_elem(b.get(), &zero, vb.data()) != 0) return false;
+    if (va != vb) return false;
+  }
+  return true;
+}
+
 // Replaces the program of the link pinned at `path` with this object's, atomically (bpf_link_update): no moment with
 // no program or two. Only a cgroup link of this cgroup and attach type is updated; *updated is false
 // (nothing done) when there is no such pin or it is something else, which the caller then detaches and replaces.
+// Returns 1 (and *updated) when the link already runs the same program (SameProgram), 0 when updated, else -errno.
 int UpdatePinnedLink(bpf_object *obj, const ProgramSpec &spec, int cgroup_fd, const std::string &path, Attachment &out,
                      bool *updated, const char **failed) {
   *updated = false;
@@ -368,6 +408,14 @@ int UpdatePinnedLink(bpf_object *obj, const ProgramSpec &spec, int cgroup_fd, co
   }
   int prog_fd = ProgramFd(obj, spec);
   if (prog_fd < 0) { *failed = "bpf_object__find_program_by_name"; return prog_fd < -1 ? prog_fd : -ENOENT; }
+  if (SameProgram(obj, spec, info.prog_id)) {
+    // An identical re-apply: the link keeps its program; nothing changes.
+    out.link = std::move(link);
+    out.pin_path = path;
+    out.kept = true;
+    *updated = true;
+    return 1;
+  }
   Fd previous(bpf_prog_get_fd_by_id(info.prog_id));
   if (bpf_link_update(link.get(), prog_fd, nullptr) != 0) { *failed = "bpf_link_update"; return -errno; }
   out.link = std::move(link);
@@ -519,6 +567,7 @@ Napi::Value BpfAttach(const Napi::CallbackInfo &info) {
   std::vector<std::string> map_pins;
   int err = 0;
   int updated_count = 0;
+  int unchanged_count = 0;
   const char *failed = nullptr;
   for (const ProgramSpec *spec : specs) {
     auto a = std::make_unique<Attachment>();
@@ -529,10 +578,12 @@ Napi::Value BpfAttach(const Napi::CallbackInfo &info) {
       // a stale leftover, detached and replaced.
       std::string path = pin_dir + "/" + spec->name;
       bool updated = false;
-      if ((err = UpdatePinnedLink(obj, *spec, cgroup.get(), path, *a, &updated, &failed)) != 0) goto rollback;
+      int kept = UpdatePinnedLink(obj, *spec, cgroup.get(), path, *a, &updated, &failed);
+      if (kept < 0) { err = kept; goto rollback; }
       if (updated) {
         done.push_back(std::move(a));
-        updated_count++;
+        if (kept == 1) unchanged_count++;
+        else updated_count++;
         continue;
       }
       Fd stale(bpf_obj_get(path.c_str()));
@@ -586,15 +637,16 @@ Napi::Value BpfAttach(const Napi::CallbackInfo &info) {
   {
     Napi::Object result = Napi::Object::New(env);
     result.Set("updated", Napi::Number::New(env, updated_count));
+    result.Set("unchanged", Napi::Number::New(env, unchanged_count));
     return result;
   }
 
 rollback:
   for (auto it = done.rbegin(); it != done.rend(); ++it) {  // the rewrite (attached last) first
     Attachment &a = **it;
-    if (a.replaced_prog.get() >= 0) {
+    if (a.replaced_prog.get() >= 0 || a.kept) {
       // Updated in place: the previous program goes back; the link and its pin stay as they were.
-      bpf_link_update(a.link.get(), a.replaced_prog.get(), nullptr);
+      if (a.replaced_prog.get() >= 0) bpf_link_update(a.link.get(), a.replaced_prog.get(), nullptr);
       a.link.reset();
       a.pin_path.clear();
       continue;

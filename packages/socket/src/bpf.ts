@@ -136,7 +136,7 @@ export class BpfNotSupportedError extends Error {
 interface BpfAddon {
   bpfLoad(options: { objectDir: string; config: Required<BpfCaptureConfig>; sockmapMaxEntries?: number; reuseMapsFrom?: string }): void;
   bpfUnload(options?: { keepPinned: boolean }): void;
-  bpfAttach(options: { cgroupPath: string; programs: BpfProgramName[]; pinDir?: string }): { updated: number };
+  bpfAttach(options: { cgroupPath: string; programs: BpfProgramName[]; pinDir?: string }): { updated: number; unchanged: number };
   bpfDetach(options: BpfDetachOptions): { detached: number };
   bpfAttachments(): BpfAttachment[];
   bpfStats(options: { pinDir?: string }): BpfStats;
@@ -185,11 +185,15 @@ export function bpfUnload(options: { keepPinned?: boolean } = {}): void {
 /**
  * Attaches the loaded programs to a cgroup; all or nothing (an update is rolled back to the previous program). A
  * link already pinned in `pinDir` for a program on this cgroup gets the new program atomically (bpf_link_update)
- * instead of a detach and attach; `updated` counts those. The rewrite (connect4, connect6) goes last.
+ * instead of a detach and attach; `updated` counts those. One already running the same program (instructions, maps
+ * and config) is left as it is: `unchanged`. The rewrite (connect4, connect6) goes last.
  */
-export function bpfAttach(options: BpfAttachOptions): { updated: number } {
+export function bpfAttach(options: BpfAttachOptions): { updated: number; unchanged: number } {
   const result = native().bpfAttach(checkAttachOptions(options, bpfDefaults.programs));
-  return { updated: typeof result?.updated === 'number' ? result.updated : 0 };
+  return {
+    updated: typeof result?.updated === 'number' ? result.updated : 0,
+    unchanged: typeof result?.unchanged === 'number' ? result.unchanged : 0,
+  };
 }
 
 /** Detaches; returns how many attachments went. */
