@@ -123,7 +123,7 @@ describe('meshport hijack', () => {
   it('print --mode connect-hook shows the BPF attachments', () => {
     const r = meshport(['hijack', 'print', '--mode', 'connect-hook', '--cgroup', '/sys/fs/cgroup/pod', '--sockmap']);
     assert.equal(r.code, 0, r.stderr);
-    for (const p of ['connect4', 'sockops', 'getsockopt', 'sk_msg']) {
+    for (const p of ['connect4', 'connect6', 'sockops', 'getsockopt', 'sk_msg']) {
       assert.match(r.stdout, new RegExp(`^bpf attach ${p} /sys/fs/cgroup/pod pin=/sys/fs/bpf/meshport/hijack-sys-fs-cgroup-pod`, 'm'));
     }
     assert.match(r.stdout, /^bpf attach connect4 .* capture=127\.0\.0\.1:15001 sidecar-uid=1337 exclude-ports=12201,12220,13330,15000,15001,15006$/m);
@@ -223,7 +223,7 @@ describe('meshport hijack', () => {
           linksBefore.push(await cgroupLinks(cgroup));
         }
         assert.deepEqual(linksBefore[1], linksBefore[0]);
-        assert.equal(Object.keys(linksBefore[0]).length, 3);
+        assert.equal(Object.keys(linksBefore[0]).length, 4); // connect4, connect6, sockops, getsockopt
         // A changed config (another capture port) replaces the programs of the same links in place.
         const changedPort = meshport(['hijack', 'apply', ...flags, '--outbound-port', '15011']);
         assert.equal(changedPort.code, 0, changedPort.stderr);
@@ -232,7 +232,7 @@ describe('meshport hijack', () => {
         assert.deepEqual(Object.keys(linksAfter).sort(), Object.keys(linksBefore[0]).sort(), 'the same links');
         assert.notDeepEqual(Object.values(linksAfter).sort(), Object.values(linksBefore[0]).sort(), 'running new programs');
         assert.ok(existsSync(pinDir));
-        assert.deepEqual(await cgroupPrograms(cgroup), ['cgroup_getsockopt', 'cgroup_inet4_connect', 'cgroup_sock_ops'], 'one copy after apply twice');
+        assert.deepEqual(await cgroupPrograms(cgroup), ['cgroup_getsockopt', 'cgroup_inet4_connect', 'cgroup_inet6_connect', 'cgroup_sock_ops'], 'one copy after apply twice');
         const state = await installedState({ netns: ns, routeTables: [133] });
         assert.equal(state.iptables.nat.length, 0, 'outbound is the BPF hook: no nat rules');
         assert.ok(state.iptables.mangle.some((l) => l.includes('-j TPROXY --on-port 15006')));
@@ -277,11 +277,11 @@ describe('meshport hijack', () => {
         const removeCommand = `meshport hijack remove --mode connect-hook --cgroup ${cgroup} --netns ${ns}`;
         const dead = meshport(['hijack', 'status', ...flags]);
         assert.equal(dead.code, 1, dead.stdout + dead.stderr);
-        assert.match(dead.stdout, /connect4 attached .* 127\.0\.0\.1:15001 has NO LISTENER/);
+        assert.match(dead.stdout, /connect4, connect6 attached .* 127\.0\.0\.1:15001 has NO LISTENER/);
         assert.ok(dead.stdout.includes(`Recover: restart the sidecar, or take the hook away: ${removeCommand}`), dead.stdout);
         const json = JSON.parse(meshport(['hijack', 'status', '--json', ...flags]).stdout) as { blackhole: boolean; rewrites: string[] };
         assert.equal(json.blackhole, true);
-        assert.deepEqual(json.rewrites, ['connect4']);
+        assert.deepEqual(json.rewrites, ['connect4', 'connect6']);
         const printed = meshport(['hijack', 'print', ...flags]);
         assert.equal(printed.code, 0);
         assert.match(printed.stderr, /NO LISTENER/);

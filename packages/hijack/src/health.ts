@@ -89,7 +89,7 @@ export async function captureHealth(plan: HijackPlan, options: { netns?: string 
   const pinDir = plan.bpf[0]?.pinDir ?? '';
   const captureAddress = connect4?.config?.captureAddress ?? '127.0.0.1';
   const capturePort = connect4?.config?.capturePort ?? plan.options.outboundPort;
-  const rewrites = pinDir !== '' && existsSync(pinDir) ? readdirSync(pinDir).filter((n) => REWRITES.includes(n)) : [];
+  const rewrites = pinDir !== '' && existsSync(pinDir) ? readdirSync(pinDir).filter((n) => REWRITES.includes(n)).sort() : [];
   const { text, checkedIn } = await listenerTables(plan.options.cgroup ?? '', options.netns);
   const listening = procNetListens(text, captureAddress, capturePort);
   return {

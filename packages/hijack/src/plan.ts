@@ -135,6 +135,7 @@ export interface IpRoute {
 /** The programs of @meshport/socket's BPF object, by the names its API uses (attach types in the comments). */
 export type BpfProgram =
   | 'connect4' // cgroup/connect4: rewrites connect() to the capture port, records the destination by cookie
+  | 'connect6' // cgroup/connect6: the same for the IPv4-mapped connects of dual-stack sockets (a JVM's default)
   | 'sockops' // sockops: copies the record to the 4-tuple map; fills the SOCKHASH for sk_msg
   | 'getsockopt' // cgroup/getsockopt: answers SO_ORIGINAL_DST from the record
   | 'sk_msg'; // sk_msg on the SOCKHASH: same-host socket-to-socket shortcut
@@ -290,10 +291,13 @@ export function planRules(options: HijackOptions): HijackPlan {
         pinDir,
         config: { captureAddress: '127.0.0.1', capturePort: o.outboundPort, excludeUid: o.uid, excludePorts: own, includePorts },
       },
+      // Java apps connect from AF_INET6 sockets to ::ffff:a.b.c.d; without connect6 they would go uncaptured. It
+      // runs with connect4's config (one loaded object).
+      { program: 'connect6', cgroup, pinDir },
       { program: 'sockops', cgroup, pinDir },
       { program: 'getsockopt', cgroup, pinDir },
     );
-    plan.notes.push('outbound: cgroup/connect4 rewrites connect() to the capture port (no conntrack); inbound: TPROXY');
+    plan.notes.push('outbound: cgroup/connect4 (and connect6 for IPv4-mapped dual-stack sockets) rewrites connect() to the capture port (no conntrack); inbound: TPROXY');
     plan.notes.push('BPF programs act on every socket of the cgroup, whichever netns it is in');
     if (!o.includeLoopback) plan.notes.push('connect4 has no loopback exclusion: loopback destinations are captured too, except the excluded ports');
   } else {

@@ -333,7 +333,7 @@ describe('@meshport/hijack', () => {
 
     it('connect-hook: BPF attachments with the exclusions, inbound TPROXY, --sockmap adds sk_msg', () => {
       const plan = planRules({ mode: 'connect-hook', cgroup: '/sys/fs/cgroup/pod', sockmap: true, excludePorts: [2181] });
-      assert.deepEqual(plan.bpf.map((b) => b.program), ['connect4', 'sockops', 'getsockopt', 'sk_msg']);
+      assert.deepEqual(plan.bpf.map((b) => b.program), ['connect4', 'connect6', 'sockops', 'getsockopt', 'sk_msg']);
       assert.deepEqual(plan.bpf[0].config, {
         captureAddress: '127.0.0.1', capturePort: 15001, excludeUid: 1337, excludePorts: [2181, 12201, 12220, 13330, 15000, 15001, 15006], includePorts: [],
       });
@@ -595,7 +595,7 @@ describe('@meshport/hijack', () => {
 
             await applyPlan(plan, { netns: ns });
             assert.ok(existsSync(pinDir), `${pinDir} pinned`);
-            assert.deepEqual(await cgroupPrograms(cgroup), ['cgroup_getsockopt', 'cgroup_inet4_connect', 'cgroup_sock_ops']);
+            assert.deepEqual(await cgroupPrograms(cgroup), ['cgroup_getsockopt', 'cgroup_inet4_connect', 'cgroup_inet6_connect', 'cgroup_sock_ops']);
             assert.equal(await connect(ns, '198.18.0.9', 80, { cgroup }), 'capture ping 127.0.0.1:15001 orig=198.18.0.9:80');
             assert.equal(await connect(ns, '198.18.0.9', 80, { cgroup, uid: 1337 }), 'direct ping 198.18.0.9:80', 'uid 1337 is not captured');
             assert.equal(await connect(ns, '198.18.0.9', 80), 'direct ping 198.18.0.9:80', 'a process outside the cgroup is not captured');
@@ -624,7 +624,7 @@ describe('@meshport/hijack', () => {
             for (const steps of reapplies) assert.deepEqual(steps, ['bpf load', 'bpf update']);
             // The same plan again: every link already runs these programs with this config; nothing changes.
             assert.deepEqual((await applyPlan(plan, { netns: ns })).changed, [], 'an identical re-apply changes nothing');
-            assert.deepEqual(await cgroupPrograms(cgroup), ['cgroup_getsockopt', 'cgroup_inet4_connect', 'cgroup_sock_ops'], 'one copy after apply twice');
+            assert.deepEqual(await cgroupPrograms(cgroup), ['cgroup_getsockopt', 'cgroup_inet4_connect', 'cgroup_inet6_connect', 'cgroup_sock_ops'], 'one copy after apply twice');
 
             await removePlan(plan, { netns: ns });
             assert.equal(existsSync(pinDir), false);
@@ -704,13 +704,13 @@ describe('@meshport/hijack', () => {
         child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
         const code = await new Promise((resolve) => child.once('exit', resolve));
         assert.equal(code, 0, stderr);
-        assert.deepEqual(await cgroupPrograms(cgroupA), ['cgroup_getsockopt', 'cgroup_inet4_connect', 'cgroup_sock_ops']);
+        assert.deepEqual(await cgroupPrograms(cgroupA), ['cgroup_getsockopt', 'cgroup_inet4_connect', 'cgroup_inet6_connect', 'cgroup_sock_ops']);
 
         await applyPlan(planB);
-        assert.deepEqual(await cgroupPrograms(cgroupB), ['cgroup_getsockopt', 'cgroup_inet4_connect', 'cgroup_sock_ops']);
-        assert.deepEqual(await cgroupPrograms(cgroupA), ['cgroup_getsockopt', 'cgroup_inet4_connect', 'cgroup_sock_ops'], "B's apply detached A");
+        assert.deepEqual(await cgroupPrograms(cgroupB), ['cgroup_getsockopt', 'cgroup_inet4_connect', 'cgroup_inet6_connect', 'cgroup_sock_ops']);
+        assert.deepEqual(await cgroupPrograms(cgroupA), ['cgroup_getsockopt', 'cgroup_inet4_connect', 'cgroup_inet6_connect', 'cgroup_sock_ops'], "B's apply detached A");
         await removePlan(planB);
-        assert.deepEqual(await cgroupPrograms(cgroupA), ['cgroup_getsockopt', 'cgroup_inet4_connect', 'cgroup_sock_ops'], "B's remove detached A");
+        assert.deepEqual(await cgroupPrograms(cgroupA), ['cgroup_getsockopt', 'cgroup_inet4_connect', 'cgroup_inet6_connect', 'cgroup_sock_ops'], "B's remove detached A");
         await removePlan(planA);
         assert.deepEqual(await cgroupPrograms(cgroupA), []);
         assert.equal(existsSync(bpfPinDir(cgroupA)) || existsSync(bpfPinDir(cgroupB)), false);
