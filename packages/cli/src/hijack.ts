@@ -36,7 +36,7 @@ export const HIJACK_USAGE = `Usage:
 Modes:
   redirect      outbound: nat OUTPUT REDIRECT to the outbound port; inbound: nat PREROUTING REDIRECT
   tproxy        inbound: mangle PREROUTING TPROXY + ip rule fwmark + local route; outbound stays REDIRECT
-  connect-hook  outbound: BPF cgroup/connect4 + sockops + cgroup/getsockopt (pinned under ${HIJACK_DEFAULTS.bpfPinRoot});
+  connect-hook  outbound: BPF cgroup/connect4 + connect6 + sockops + cgroup/getsockopt (pinned under ${HIJACK_DEFAULTS.bpfPinRoot});
                 inbound: TPROXY
 
 Options:
