@@ -117,42 +117,47 @@ static __always_inline int port_captured(__u16 port)
 	return port_in(meshport_cfg.include_ports, meshport_cfg.include_count, port);
 }
 
-SEC("cgroup/connect4")
-int meshport_connect4(struct bpf_sock_addr *ctx)
+/* Whether a connect to dst_ip4:dst_port is to be captured, its original destination recorded by socket cookie when it
+ * is: what connect4 and connect6 share. Plain TCP only: MPTCP and SCTP streams are SOCK_STREAM too, but the capture
+ * listener speaks TCP; an MPTCP connect reaches the hook on its first subflow, a TCP socket, and only its parent tells
+ * it apart. The sidecar's own connects go where they say: rewriting them would loop back into the sidecar. */
+static __always_inline int capture_connect(struct bpf_sock_addr *ctx, __u32 dst_ip4, __u16 dst_port)
 {
-	__u32 uid, dst_ip4;
-	__u16 dst_port;
-	__u64 cookie;
 	struct meshport_orig_dst orig = {};
+	__u32 uid = (__u32)bpf_get_current_uid_gid();
+	__u64 cookie;
 
-	/* Plain TCP only: MPTCP and SCTP streams are SOCK_STREAM too, but the capture listener speaks TCP. An MPTCP
-	 * connect reaches this hook on its first subflow, a TCP socket: only its parent tells it apart. */
-	if (ctx->type != MESHPORT_SOCK_STREAM || ctx->protocol != IPPROTO_TCP ||
-	    (ctx->sk && bpf_skc_to_mptcp_sock(ctx->sk)))
-		return 1;
-
-	dst_ip4 = ctx->user_ip4;
-	dst_port = bpf_ntohs((__u16)ctx->user_port);
-	uid = (__u32)bpf_get_current_uid_gid();
-	/* The sidecar's own connects go where they say: rewriting them would loop back into the sidecar. */
 	if (uid == meshport_cfg.sidecar_uid ||
 	    (dst_ip4 == meshport_cfg.capture_ip4 && dst_port == meshport_cfg.capture_port) ||
 	    !port_captured(dst_port)) {
 		stat_add(MESHPORT_STAT_SKIPPED_CONNECTS, 1);
-		return 1;
+		return 0;
 	}
-
 	cookie = bpf_get_socket_cookie(ctx);
 	orig.ip4 = dst_ip4;
 	orig.port = dst_port;
 	if (bpf_map_update_elem(&cookie_dst, &cookie, &orig, BPF_ANY) != 0) {
 		/* Without a record the sidecar could not learn where to go: leave this connect alone. */
 		stat_add(MESHPORT_STAT_SKIPPED_CONNECTS, 1);
-		return 1;
+		return 0;
 	}
+	stat_add(MESHPORT_STAT_HOOKED_CONNECTS, 1);
+	return 1;
+}
+
+static __always_inline int plain_tcp(struct bpf_sock_addr *ctx)
+{
+	return ctx->type == MESHPORT_SOCK_STREAM && ctx->protocol == IPPROTO_TCP &&
+	       !(ctx->sk && bpf_skc_to_mptcp_sock(ctx->sk));
+}
+
+SEC("cgroup/connect4")
+int meshport_connect4(struct bpf_sock_addr *ctx)
+{
+	if (!plain_tcp(ctx) || !capture_connect(ctx, ctx->user_ip4, bpf_ntohs((__u16)ctx->user_port)))
+		return 1;
 	ctx->user_ip4 = meshport_cfg.capture_ip4;
 	ctx->user_port = bpf_htons(meshport_cfg.capture_port);
-	stat_add(MESHPORT_STAT_HOOKED_CONNECTS, 1);
 	return 1;
 }
 
@@ -163,41 +168,18 @@ int meshport_connect4(struct bpf_sock_addr *ctx)
 SEC("cgroup/connect6")
 int meshport_connect6(struct bpf_sock_addr *ctx)
 {
-	__u32 uid, dst_ip4;
-	__u16 dst_port;
-	__u64 cookie;
-	struct meshport_orig_dst orig = {};
-
-	if (ctx->type != MESHPORT_SOCK_STREAM || ctx->protocol != IPPROTO_TCP ||
-	    (ctx->sk && bpf_skc_to_mptcp_sock(ctx->sk)))
+	if (!plain_tcp(ctx))
 		return 1;
 	if (ctx->user_ip6[0] != 0 || ctx->user_ip6[1] != 0 || ctx->user_ip6[2] != bpf_htonl(0xffff))
 		return 1; /* native IPv6 */
-
-	dst_ip4 = ctx->user_ip6[3];
-	dst_port = bpf_ntohs((__u16)ctx->user_port);
-	uid = (__u32)bpf_get_current_uid_gid();
-	if (uid == meshport_cfg.sidecar_uid ||
-	    (dst_ip4 == meshport_cfg.capture_ip4 && dst_port == meshport_cfg.capture_port) ||
-	    !port_captured(dst_port)) {
-		stat_add(MESHPORT_STAT_SKIPPED_CONNECTS, 1);
+	if (!capture_connect(ctx, ctx->user_ip6[3], bpf_ntohs((__u16)ctx->user_port)))
 		return 1;
-	}
-
-	cookie = bpf_get_socket_cookie(ctx);
-	orig.ip4 = dst_ip4;
-	orig.port = dst_port;
-	if (bpf_map_update_elem(&cookie_dst, &cookie, &orig, BPF_ANY) != 0) {
-		stat_add(MESHPORT_STAT_SKIPPED_CONNECTS, 1);
-		return 1;
-	}
 	/* user_ip6 is written one 4-byte word at a time (the only store size the verifier allows for it). */
 	ctx->user_ip6[0] = 0;
 	ctx->user_ip6[1] = 0;
 	ctx->user_ip6[2] = bpf_htonl(0xffff);
 	ctx->user_ip6[3] = meshport_cfg.capture_ip4;
 	ctx->user_port = bpf_htons(meshport_cfg.capture_port);
-	stat_add(MESHPORT_STAT_HOOKED_CONNECTS, 1);
 	return 1;
 }
 
