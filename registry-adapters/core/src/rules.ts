@@ -509,13 +509,8 @@ function toConfigurators(rules: { text: string; url: DubboUrl }[], notes: Notes)
       notes.skip(text, 'sets nothing');
       continue;
     }
-    const rawPriority = url.params.get('priority');
-    const priority = rawPriority ? parseJavaInt(rawPriority) : 0;
-    if (priority === undefined) {
-      // Java's sort would throw on it (and lose the whole notification); dropping the one rule is the safe reading.
-      notes.problem(text, `priority=${rawPriority} is not an integer`);
-      continue;
-    }
+    const priority = rulePriority(text, url, notes);
+    if (priority === undefined) continue;
     out.push({ text, url, priority, absent: url.protocol === 'absent' });
   }
   // Configurator.compareTo: by host as a string (so 0.0.0.0 runs before specific hosts and they win), then priority.
@@ -702,12 +697,8 @@ function toRouters(
       notes.problem(text, `router type ${type} is not supported (only condition routers are)`);
       continue;
     }
-    const rawPriority = url.params.get('priority');
-    const priority = rawPriority ? parseJavaInt(rawPriority) : 0;
-    if (priority === undefined) {
-      notes.problem(text, `priority=${rawPriority} is not an integer`);
-      continue;
-    }
+    const priority = rulePriority(text, url, notes);
+    if (priority === undefined) continue;
     if (!javaBoolean(url.params.get('enabled'), true)) {
       notes.skip(text, 'enabled=false');
       continue;
@@ -876,6 +867,17 @@ function javaParams(url: ProviderUrl): Map<string, string> {
   const map = new Map<string, string>();
   for (const p of url.params) map.set(p.name, p.value ?? p.name);
   return map;
+}
+
+/**
+ * A rule's `priority` (0 when absent). One that is not an integer is reported and the rule dropped: Java's sort would
+ * throw on it and lose the whole notification, so dropping the one rule is the safe reading.
+ */
+function rulePriority(text: string, url: DubboUrl, notes: Notes): number | undefined {
+  const raw = url.params.get('priority');
+  const priority = raw ? parseJavaInt(raw) : 0;
+  if (priority === undefined) notes.problem(text, `priority=${raw} is not an integer`);
+  return priority;
 }
 
 /** Integer.parseInt / Long.parseLong: optional sign and digits only, within range; undefined where Java throws. */
