@@ -487,9 +487,10 @@ export class SofaMeshApiFacade implements RegistryFacade {
       // identity of the interface (ZooKeeper does): the route book takes them all; the app asked for one.
       const identity = identityOfDataId(serviceName);
       const named = urls.map((url) => (identity && !getParam(url, 'interface') && !url.path ? withIdentity(url, identity).url : url));
+      const wanted = sofaServiceKeyOfName(serviceName);
       subscription.datas = this.takeover
         .providersRead(serviceName, named)
-        .filter((url) => servesIdentity(url, serviceName))
+        .filter((url) => servesIdentity(url, wanted))
         .map((url) => formatProviderUrl({ ...url, scheme: undefined }));
     } catch (error) {
       this.logger.warn({ error, serviceName }, 'takeover failed on a provider list');
@@ -527,11 +528,16 @@ export class SofaMeshApiFacade implements RegistryFacade {
   }
 }
 
-/** Whether `url` serves the SOFA identity `serviceName` (`interface:version[:uniqueId]`), the mesh API's unit. */
-function servesIdentity(url: ProviderUrl, serviceName: string): boolean {
+/** A mesh API serviceName (`interface[:version[:uniqueId]]`) as the SOFA service key it names (version 1.0 by default). */
+function sofaServiceKeyOfName(serviceName: string): string {
   const { iface, version, uniqueId } = splitServiceName(serviceName);
+  return sofaServiceKey(iface, version, uniqueId);
+}
+
+/** Whether `url` serves the SOFA identity `key`, the mesh API's unit. */
+function servesIdentity(url: ProviderUrl, key: string): boolean {
   try {
-    return sofaServiceKeyOf(url) === sofaServiceKey(iface, version, uniqueId);
+    return sofaServiceKeyOf(url) === key;
   } catch {
     return false;
   }
