@@ -7,7 +7,6 @@ import {
   formatProviderUrl,
   getParam,
   interfaceOfServiceKey,
-  providerDisabled,
   providersPerIdentity,
   providerWeight,
   rewriteEndpoint,
@@ -269,11 +268,17 @@ function toReported(url: ProviderUrl): Reported {
     host: url.host,
     port: url.port,
     weight: providerWeight(url),
-    disabled: providerDisabled(url),
+    // As compileRules' sofa dialect (sofa-rpc-node's filter) reads it, so a route does not change when a rule appears.
+    disabled: sofaDisabled(url),
     warmup: getParam(url, 'warmupTime') !== undefined,
     dubbo: url.scheme === 'dubbo',
     text: formatProviderUrl(url),
   };
+}
+
+function sofaDisabled(url: ProviderUrl): boolean {
+  const enabled = getParam(url, 'enabled');
+  return enabled !== undefined && enabled !== '' && enabled !== 'true';
 }
 
 /** Whether two specs route alike: same endpoints and weights, same rules (rare, compared as JSON). */
