@@ -68,5 +68,13 @@ if [ ! -f "$addon" ] || [ -n "$(find "$socket/native" "$socket/binding.gyp" -new
 fi
 if [ -f "$socket/bpf/Makefile" ]; then make -s -C "$socket/bpf" >&2; fi
 
+# The native forwarding engine (packages/engine), the same way.
+engine=packages/engine
+engine_addon=$engine/build/Release/meshport_engine.node
+if [ ! -f "$engine_addon" ] || [ -n "$(find "$engine/native" "$engine/binding.gyp" -newer "$engine_addon" -print -quit)" ]; then
+  log "building the native engine ($engine_addon)"
+  (cd "$engine" && npx --no-install node-gyp rebuild --nodedir="$(npm config get nodedir)" >&2)
+fi
+
 # tsc --build is incremental: it rebuilds only projects whose inputs changed.
 npx --no-install tsc --build >&2

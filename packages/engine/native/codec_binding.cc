@@ -1,0 +1,5 @@
+// Placeholder until the codec binding lands in this file.
+#include <napi.h>
+namespace meshport {
+void InitCodec(Napi::Env, Napi::Object) {}
+}  // namespace meshport

@@ -1,0 +1,1 @@
+export { loadEngineAddon, type EngineAddon } from './native';
