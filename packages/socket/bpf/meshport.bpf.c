@@ -13,7 +13,9 @@
 #define MESHPORT_AF_INET6 10
 #define MESHPORT_SOCK_STREAM 1
 #define MESHPORT_SOL_IP 0
-#define MESHPORT_SO_ORIGINAL_DST 80 /* linux/netfilter_ipv4.h */
+#define MESHPORT_SOL_IPV6 41
+#define MESHPORT_SO_ORIGINAL_DST 80     /* linux/netfilter_ipv4.h */
+#define MESHPORT_IP6T_SO_ORIGINAL_DST 80 /* linux/netfilter_ipv6/ip6_tables.h */
 #define MESHPORT_TCP_CLOSE 7
 #define MESHPORT_PAGE_SIZE 4096 /* the smallest page size: a reset above it is harmless where pages are larger */
 
@@ -25,10 +27,20 @@ struct meshport_sockaddr_in {
 	__u8 zero[8];
 };
 
+/* Layout of struct sockaddr_in6, the answer to getsockopt(SOL_IPV6, IP6T_SO_ORIGINAL_DST). */
+struct meshport_sockaddr_in6 {
+	__u16 family;
+	__be16 port;
+	__be32 flowinfo;
+	__be32 addr[4];
+	__u32 scope_id;
+};
+
 const volatile struct meshport_config meshport_cfg = {
 	.capture_ip4 = 0x0100007f, /* 127.0.0.1 in network byte order on a little-endian host; the loader sets it */
 	.capture_port = 15001,
 	.sidecar_uid = 1337,
+	.capture_ip6 = {0, 0, 0, 0x01000000}, /* ::1 in network byte order on a little-endian host; the loader sets it */
 };
 
 /* Written by connect4, read (and cleared) by sockops when the connection is established. */
@@ -48,6 +60,21 @@ struct {
 	__type(key, struct meshport_tuple);
 	__type(value, struct meshport_orig_dst);
 } tuple_dst SEC(".maps");
+
+/* The native IPv6 counterparts of cookie_dst and tuple_dst (connect6, sockops, getsockopt SOL_IPV6), same lifetimes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct meshport_orig_dst6);
+} cookie_dst6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct meshport_tuple6);
+	__type(value, struct meshport_orig_dst6);
+} tuple6_dst SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_SOCKHASH);
@@ -117,22 +144,30 @@ static __always_inline int port_captured(__u16 port)
 	return port_in(meshport_cfg.include_ports, meshport_cfg.include_count, port);
 }
 
-/* Whether a connect to dst_ip4:dst_port is to be captured, its original destination recorded by socket cookie when it
- * is: what connect4 and connect6 share. Plain TCP only: MPTCP and SCTP streams are SOCK_STREAM too, but the capture
- * listener speaks TCP; an MPTCP connect reaches the hook on its first subflow, a TCP socket, and only its parent tells
- * it apart. The sidecar's own connects go where they say: rewriting them would loop back into the sidecar. */
-static __always_inline int capture_connect(struct bpf_sock_addr *ctx, __u32 dst_ip4, __u16 dst_port)
+/* Whether a connect to dst_port (to the capture address itself when to_capture_address) is to be captured: what
+ * connect4 and connect6 (IPv4-mapped and native) share. The sidecar's own connects go where they say: rewriting them
+ * would loop back into the sidecar; so does a connect to the capture port itself. */
+static __always_inline int capture_wanted(int to_capture_address, __u16 dst_port)
 {
-	struct meshport_orig_dst orig = {};
 	__u32 uid = (__u32)bpf_get_current_uid_gid();
-	__u64 cookie;
 
-	if (uid == meshport_cfg.sidecar_uid ||
-	    (dst_ip4 == meshport_cfg.capture_ip4 && dst_port == meshport_cfg.capture_port) ||
+	if (uid == meshport_cfg.sidecar_uid || (to_capture_address && dst_port == meshport_cfg.capture_port) ||
 	    !port_captured(dst_port)) {
 		stat_add(MESHPORT_STAT_SKIPPED_CONNECTS, 1);
 		return 0;
 	}
+	return 1;
+}
+
+/* Whether a connect to dst_ip4:dst_port is to be captured, its original destination recorded by socket cookie when it
+ * is: connect4 and the IPv4-mapped connect6. */
+static __always_inline int capture_connect(struct bpf_sock_addr *ctx, __u32 dst_ip4, __u16 dst_port)
+{
+	struct meshport_orig_dst orig = {};
+	__u64 cookie;
+
+	if (!capture_wanted(dst_ip4 == meshport_cfg.capture_ip4, dst_port))
+		return 0;
 	cookie = bpf_get_socket_cookie(ctx);
 	orig.ip4 = dst_ip4;
 	orig.port = dst_port;
@@ -145,6 +180,8 @@ static __always_inline int capture_connect(struct bpf_sock_addr *ctx, __u32 dst_
 	return 1;
 }
 
+/* Plain TCP only: MPTCP and SCTP streams are SOCK_STREAM too, but the capture listener speaks TCP; an MPTCP connect
+ * reaches the hook on its first subflow, a TCP socket, and only its parent tells it apart. */
 static __always_inline int plain_tcp(struct bpf_sock_addr *ctx)
 {
 	return ctx->type == MESHPORT_SOCK_STREAM && ctx->protocol == IPPROTO_TCP &&
@@ -161,17 +198,75 @@ int meshport_connect4(struct bpf_sock_addr *ctx)
 	return 1;
 }
 
-/* A dual-stack AF_INET6 socket (a JVM's default) connecting to an IPv4 peer as ::ffff:a.b.c.d. It is captured like
- * connect4 would: rewritten to ::ffff:<capture address>, which the kernel connects over IPv4, so the capture
- * listener (an IPv4 socket) accepts it and answers SO_ORIGINAL_DST as for any other IPv4 connection. Native IPv6
- * destinations are left alone (not captured yet: the tuple keys and SO_ORIGINAL_DST answer are IPv4 only). */
+/* Whether the pod's sidecar accepts native IPv6 capture: a TCP listener on [capture_ip6]:capture_port (a "::1" one or
+ * a dual-stack "::" one) in the connecting socket's network namespace. Without one, a rewritten connect would be
+ * refused, so it goes where it says instead (counted as skipped): a sidecar that listens on 127.0.0.1 only keeps
+ * native IPv6 working as before it was captured, and `meshport hijack status` says IPv6 is not captured. */
+static __always_inline int ipv6_capture_served(struct bpf_sock_addr *ctx)
+{
+	struct bpf_sock_tuple tuple = {};
+	struct bpf_sock *listener;
+
+	tuple.ipv6.daddr[0] = meshport_cfg.capture_ip6[0];
+	tuple.ipv6.daddr[1] = meshport_cfg.capture_ip6[1];
+	tuple.ipv6.daddr[2] = meshport_cfg.capture_ip6[2];
+	tuple.ipv6.daddr[3] = meshport_cfg.capture_ip6[3];
+	tuple.ipv6.dport = bpf_htons(meshport_cfg.capture_port);
+	listener = bpf_sk_lookup_tcp(ctx, &tuple, sizeof(tuple.ipv6), BPF_F_CURRENT_NETNS, 0);
+	if (!listener)
+		return 0;
+	bpf_sk_release(listener);
+	return 1;
+}
+
+/* A native IPv6 connect: rewritten to [capture_ip6]:capture_port, its destination recorded in cookie_dst6; sockops
+ * moves it to tuple6_dst and getsockopt answers SOL_IPV6 IP6T_SO_ORIGINAL_DST with a sockaddr_in6. */
+static __always_inline int capture_connect6(struct bpf_sock_addr *ctx, __u16 dst_port)
+{
+	struct meshport_orig_dst6 orig = {};
+	__u64 cookie;
+
+	orig.ip6[0] = ctx->user_ip6[0];
+	orig.ip6[1] = ctx->user_ip6[1];
+	orig.ip6[2] = ctx->user_ip6[2];
+	orig.ip6[3] = ctx->user_ip6[3];
+	orig.port = dst_port;
+	if (!capture_wanted(orig.ip6[0] == meshport_cfg.capture_ip6[0] && orig.ip6[1] == meshport_cfg.capture_ip6[1] &&
+				    orig.ip6[2] == meshport_cfg.capture_ip6[2] && orig.ip6[3] == meshport_cfg.capture_ip6[3],
+			    dst_port))
+		return 0;
+	if (!ipv6_capture_served(ctx)) {
+		stat_add(MESHPORT_STAT_SKIPPED_CONNECTS, 1);
+		return 0;
+	}
+	cookie = bpf_get_socket_cookie(ctx);
+	if (bpf_map_update_elem(&cookie_dst6, &cookie, &orig, BPF_ANY) != 0) {
+		stat_add(MESHPORT_STAT_SKIPPED_CONNECTS, 1);
+		return 0;
+	}
+	stat_add(MESHPORT_STAT_HOOKED_CONNECTS, 1);
+	return 1;
+}
+
+/* connect() of an AF_INET6 socket. A dual-stack socket (a JVM's default) connecting to an IPv4 peer as
+ * ::ffff:a.b.c.d is captured like connect4 would: rewritten to ::ffff:<capture address>, which the kernel connects
+ * over IPv4, so the IPv4 capture listener accepts it and answers SO_ORIGINAL_DST as for any other IPv4 connection.
+ * A native IPv6 destination goes to [capture_ip6]:capture_port (capture_connect6). */
 SEC("cgroup/connect6")
 int meshport_connect6(struct bpf_sock_addr *ctx)
 {
 	if (!plain_tcp(ctx))
 		return 1;
-	if (ctx->user_ip6[0] != 0 || ctx->user_ip6[1] != 0 || ctx->user_ip6[2] != bpf_htonl(0xffff))
-		return 1; /* native IPv6 */
+	if (ctx->user_ip6[0] != 0 || ctx->user_ip6[1] != 0 || ctx->user_ip6[2] != bpf_htonl(0xffff)) {
+		if (!capture_connect6(ctx, bpf_ntohs((__u16)ctx->user_port)))
+			return 1;
+		ctx->user_ip6[0] = meshport_cfg.capture_ip6[0];
+		ctx->user_ip6[1] = meshport_cfg.capture_ip6[1];
+		ctx->user_ip6[2] = meshport_cfg.capture_ip6[2];
+		ctx->user_ip6[3] = meshport_cfg.capture_ip6[3];
+		ctx->user_port = bpf_htons(meshport_cfg.capture_port);
+		return 1;
+	}
 	if (!capture_connect(ctx, ctx->user_ip6[3], bpf_ntohs((__u16)ctx->user_port)))
 		return 1;
 	/* user_ip6 is written one 4-byte word at a time (the only store size the verifier allows for it). */
@@ -188,6 +283,57 @@ static __always_inline int is_loopback(__u32 ip4)
 	return (bpf_ntohl(ip4) >> 24) == 127;
 }
 
+/* sockops for a native IPv6 connection: the tuple6_dst record of a captured one and its lifetime, as for IPv4 below.
+ * No sk_msg shortcut. */
+static __always_inline int sockops6(struct bpf_sock_ops *skops)
+{
+	struct meshport_tuple6 self = {};
+	struct meshport_orig_dst6 *orig;
+	__u64 cookie;
+
+	self.netns = bpf_get_netns_cookie(skops);
+	self.local_ip6[0] = skops->local_ip6[0];
+	self.local_ip6[1] = skops->local_ip6[1];
+	self.local_ip6[2] = skops->local_ip6[2];
+	self.local_ip6[3] = skops->local_ip6[3];
+	self.remote_ip6[0] = skops->remote_ip6[0];
+	self.remote_ip6[1] = skops->remote_ip6[1];
+	self.remote_ip6[2] = skops->remote_ip6[2];
+	self.remote_ip6[3] = skops->remote_ip6[3];
+	self.local_port = (__u16)skops->local_port;
+	self.remote_port = (__u16)bpf_ntohl(skops->remote_port);
+
+	if (skops->op == BPF_SOCK_OPS_STATE_CB) {
+		if (skops->args[1] == MESHPORT_TCP_CLOSE)
+			bpf_map_delete_elem(&tuple6_dst, &self);
+		return 1;
+	}
+	if (skops->op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB) {
+		struct meshport_tuple6 accepted = {
+			.netns = self.netns,
+			.local_ip6 = {self.remote_ip6[0], self.remote_ip6[1], self.remote_ip6[2], self.remote_ip6[3]},
+			.remote_ip6 = {self.local_ip6[0], self.local_ip6[1], self.local_ip6[2], self.local_ip6[3]},
+			.local_port = self.remote_port,
+			.remote_port = self.local_port,
+		};
+
+		cookie = bpf_get_socket_cookie(skops);
+		orig = bpf_map_lookup_elem(&cookie_dst6, &cookie);
+		if (orig) {
+			struct meshport_orig_dst6 copy = *orig;
+
+			if (bpf_map_update_elem(&tuple6_dst, &accepted, &copy, BPF_ANY) == 0)
+				stat_add(MESHPORT_STAT_ORIG_DST_RECORDED, 1);
+			bpf_map_delete_elem(&cookie_dst6, &cookie);
+		} else {
+			bpf_map_delete_elem(&tuple6_dst, &accepted);
+		}
+	} else if (bpf_map_lookup_elem(&tuple6_dst, &self)) {
+		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+	}
+	return 1;
+}
+
 SEC("sockops")
 int meshport_sockops(struct bpf_sock_ops *skops)
 {
@@ -198,14 +344,16 @@ int meshport_sockops(struct bpf_sock_ops *skops)
 	int mapped;
 	__u64 cookie;
 
-	/* IPv4, or a dual-stack IPv6 socket connected to an IPv4-mapped address (connect6): its IPv4 fields hold the
-	 * connection. Native IPv6 is not handled. */
-	mapped = skops->family == MESHPORT_AF_INET6 && skops->remote_ip6[0] == 0 && skops->remote_ip6[1] == 0 &&
-		 skops->remote_ip6[2] == bpf_htonl(0xffff);
-	if (skops->family != MESHPORT_AF_INET && !mapped)
-		return 1;
 	if (skops->op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && skops->op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB &&
 	    skops->op != BPF_SOCK_OPS_STATE_CB)
+		return 1;
+	/* IPv4, or a dual-stack IPv6 socket connected to an IPv4-mapped address (connect6): its IPv4 fields hold the
+	 * connection. Native IPv6 has its own keys. */
+	mapped = skops->family == MESHPORT_AF_INET6 && skops->remote_ip6[0] == 0 && skops->remote_ip6[1] == 0 &&
+		 skops->remote_ip6[2] == bpf_htonl(0xffff);
+	if (skops->family == MESHPORT_AF_INET6 && !mapped)
+		return sockops6(skops);
+	if (skops->family != MESHPORT_AF_INET && !mapped)
 		return 1;
 
 	self.netns = bpf_get_netns_cookie(skops);
@@ -273,6 +421,48 @@ static __always_inline int pass_through(struct bpf_sockopt *ctx)
 	return 1;
 }
 
+/* getsockopt(SOL_IPV6, IP6T_SO_ORIGINAL_DST) on a native IPv6 socket: a sockaddr_in6 from tuple6_dst. */
+static __always_inline int answer_original_dst6(struct bpf_sockopt *ctx, struct bpf_sock *sk)
+{
+	struct meshport_sockaddr_in6 *sin6;
+	struct meshport_orig_dst6 *orig;
+	struct meshport_tuple6 key = {};
+
+	if (sk->family != MESHPORT_AF_INET6 ||
+	    (sk->dst_ip6[0] == 0 && sk->dst_ip6[1] == 0 && sk->dst_ip6[2] == bpf_htonl(0xffff)))
+		return pass_through(ctx); /* an IPv4-mapped connection asks SOL_IP (and is answered below) */
+	key.netns = bpf_get_netns_cookie(ctx);
+	key.local_ip6[0] = sk->src_ip6[0];
+	key.local_ip6[1] = sk->src_ip6[1];
+	key.local_ip6[2] = sk->src_ip6[2];
+	key.local_ip6[3] = sk->src_ip6[3];
+	key.remote_ip6[0] = sk->dst_ip6[0];
+	key.remote_ip6[1] = sk->dst_ip6[1];
+	key.remote_ip6[2] = sk->dst_ip6[2];
+	key.remote_ip6[3] = sk->dst_ip6[3];
+	key.local_port = (__u16)sk->src_port;
+	key.remote_port = bpf_ntohs(sk->dst_port);
+	orig = bpf_map_lookup_elem(&tuple6_dst, &key);
+	if (!orig)
+		return pass_through(ctx); /* not ours: the kernel's answer (ip6tables' conntrack, ENOENT, ENOPROTOOPT) stands */
+
+	sin6 = ctx->optval;
+	if ((void *)(sin6 + 1) > ctx->optval_end)
+		return pass_through(ctx); /* shorter than a sockaddr_in6: the kernel's error stands */
+	sin6->family = MESHPORT_AF_INET6;
+	sin6->port = bpf_htons(orig->port);
+	sin6->flowinfo = 0;
+	sin6->addr[0] = orig->ip6[0];
+	sin6->addr[1] = orig->ip6[1];
+	sin6->addr[2] = orig->ip6[2];
+	sin6->addr[3] = orig->ip6[3];
+	sin6->scope_id = 0;
+	*(volatile __s32 *)&ctx->optlen = sizeof(*sin6);
+	*(volatile __s32 *)&ctx->retval = 0;
+	stat_add(MESHPORT_STAT_ORIG_DST_ANSWERED, 1);
+	return 1;
+}
+
 SEC("cgroup/getsockopt")
 int meshport_getsockopt(struct bpf_sockopt *ctx)
 {
@@ -281,11 +471,13 @@ int meshport_getsockopt(struct bpf_sockopt *ctx)
 	struct meshport_tuple key = {};
 	struct bpf_sock *sk;
 
-	if (ctx->level != MESHPORT_SOL_IP || ctx->optname != MESHPORT_SO_ORIGINAL_DST)
+	if (ctx->optname != MESHPORT_SO_ORIGINAL_DST || (ctx->level != MESHPORT_SOL_IP && ctx->level != MESHPORT_SOL_IPV6))
 		return pass_through(ctx);
 	sk = ctx->sk;
 	if (!sk)
 		return pass_through(ctx);
+	if (ctx->level == MESHPORT_SOL_IPV6)
+		return answer_original_dst6(ctx, sk);
 	/* An IPv4 socket, or an IPv4-mapped one accepted on a dual-stack ("::") listener: its IPv4 fields hold the
 	 * connection, and it asks SOL_IP SO_ORIGINAL_DST like an IPv4 socket does. */
 	if (sk->family != MESHPORT_AF_INET &&

@@ -14,12 +14,20 @@ struct meshport_config {
 	__u16 pad;
 	__u16 include_ports[MESHPORT_MAX_PORTS];
 	__u16 exclude_ports[MESHPORT_MAX_PORTS];
+	__u32 capture_ip6[4]; /* network byte order; ::1. Where native IPv6 connects go (connect6) */
 };
 
 /* The original destination of a hooked connect. */
 struct meshport_orig_dst {
 	__u32 ip4;  /* network byte order */
 	__u16 port; /* host byte order */
+	__u16 pad;
+};
+
+/* The original destination of a hooked native IPv6 connect. */
+struct meshport_orig_dst6 {
+	__u32 ip6[4]; /* network byte order */
+	__u16 port;   /* host byte order */
 	__u16 pad;
 };
 
@@ -30,6 +38,17 @@ struct meshport_tuple {
 	__u64 netns;
 	__u32 local_ip4;
 	__u32 remote_ip4;
+	__u16 local_port;
+	__u16 remote_port;
+	__u32 pad;
+};
+
+/* The same for a native IPv6 connection. Its own type (and maps) rather than a wider IPv4 one: the IPv4 keys, and
+ * the maps pinned with them, keep their layout, so a re-apply of this build takes over an older build's IPv4 records. */
+struct meshport_tuple6 {
+	__u64 netns;
+	__u32 local_ip6[4];
+	__u32 remote_ip6[4];
 	__u16 local_port;
 	__u16 remote_port;
 	__u32 pad;

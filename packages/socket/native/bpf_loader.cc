@@ -503,6 +503,15 @@ Napi::Value BpfLoad(const Napi::CallbackInfo &info) {
   in_addr capture_ip{};
   if (inet_pton(AF_INET, capture_address.c_str(), &capture_ip) != 1) ThrowArgTypeError(env, "captureAddress", "a numeric IPv4 address");
   cfg.capture_ip4 = capture_ip.s_addr;
+  // Where connect6 sends native IPv6 connects. "::" (no address) and an IPv4-mapped one (connected over IPv4, so
+  // answered as IPv4) cannot hold an IPv6 capture listener.
+  std::string capture_address6 = GetString(config, "captureAddress6", "::1");
+  in6_addr capture_ip6{};
+  if (inet_pton(AF_INET6, capture_address6.c_str(), &capture_ip6) != 1 || IN6_IS_ADDR_UNSPECIFIED(&capture_ip6) ||
+      IN6_IS_ADDR_V4MAPPED(&capture_ip6)) {
+    ThrowArgTypeError(env, "captureAddress6", "a numeric IPv6 address, not :: or IPv4-mapped");
+  }
+  std::memcpy(cfg.capture_ip6, &capture_ip6, sizeof(cfg.capture_ip6));
   cfg.capture_port = static_cast<__u16>(GetU32(config, "capturePort", 15001, 65535));
   if (cfg.capture_port == 0) ThrowArgRangeError(env, "capturePort", "an integer from 1 to 65535");
   cfg.sidecar_uid = GetU32(config, "sidecarUid", 1337, 0xffffffffu);

@@ -132,7 +132,9 @@ void SetIntOption(Napi::Env env, int fd, int level, int name, int value) {
 }
 
 // getOriginalDst(fd) -> {address, port, family}. The family of the question follows the socket's local address:
-// an IPv4-mapped address on an IPv6 socket (a dual-stack listener on "::") was NATed by iptables, not ip6tables.
+// an IPv4-mapped address on an IPv6 socket (a dual-stack listener on "::") was NATed by iptables, not ip6tables, or
+// captured by connect4/connect6 as IPv4: SOL_IP SO_ORIGINAL_DST. A native IPv6 one (ip6tables REDIRECT, or connect6
+// to the "::1" capture listener) asks SOL_IPV6 IP6T_SO_ORIGINAL_DST and gets a sockaddr_in6: family 'IPv6'.
 Napi::Value GetOriginalDst(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   int fd = ArgFd(info, 0);
@@ -153,7 +155,8 @@ Napi::Value GetOriginalDst(const Napi::CallbackInfo &info) {
   int level = ipv4 ? SOL_IP : SOL_IPV6;
   int name = ipv4 ? SO_ORIGINAL_DST : IP6T_SO_ORIGINAL_DST;
   if (getsockopt(fd, level, name, &original, &original_length) != 0) ThrowErrno(env, errno, "getsockopt");
-  if (ipv4) original.ss_family = AF_INET;  // the kernel fills it, but a BPF getsockopt hook might not
+  // The kernel fills the family, and meshport's BPF getsockopt does; another hook might not.
+  original.ss_family = ipv4 ? AF_INET : AF_INET6;
   return AddressToJs(env, original);
 }
 

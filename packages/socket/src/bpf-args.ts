@@ -9,6 +9,7 @@ const PROGRAM_NAMES: readonly string[] = ['connect4', 'connect6', 'sockops', 'ge
 export interface BpfLoadDefaults {
   objectDir: string;
   captureAddress: string;
+  captureAddress6: string;
   capturePort: number;
   sidecarUid: number;
   maxPorts: number;
@@ -48,10 +49,16 @@ export function checkLoadOptions(
   const config = optionsObject(o.config, 'bpfLoad', 'config');
   const captureAddress = checkString(config.captureAddress ?? defaults.captureAddress, 'bpfLoad', 'config.captureAddress');
   if (net.isIPv4(captureAddress) === false) throw badValue('bpfLoad', 'config.captureAddress', 'a numeric IPv4 address', captureAddress);
+  const captureAddress6 = checkString(config.captureAddress6 ?? defaults.captureAddress6, 'bpfLoad', 'config.captureAddress6');
+  // '::' names no listener; an IPv4-mapped address would be connected over IPv4 and answered as IPv4.
+  if (!net.isIPv6(captureAddress6) || /^[0:]*$/.test(captureAddress6) || /^[0:]*:ffff:/i.test(captureAddress6)) {
+    throw badValue('bpfLoad', 'config.captureAddress6', 'a numeric IPv6 address, not :: or IPv4-mapped', captureAddress6);
+  }
   return {
     objectDir: checkString(o.objectDir ?? defaults.objectDir, 'bpfLoad', 'objectDir'),
     config: {
       captureAddress,
+      captureAddress6,
       capturePort: checkInteger(config.capturePort ?? defaults.capturePort, 'bpfLoad', 'config.capturePort', 1, 65535),
       sidecarUid: checkUint32(config.sidecarUid ?? defaults.sidecarUid, 'bpfLoad', 'config.sidecarUid'),
       includePorts: checkPortList(config.includePorts ?? [], 'config.includePorts', defaults.maxPorts),

@@ -5,14 +5,22 @@ import { checkAttachOptions, checkDetachOptions, checkFd, checkLoadOptions, chec
 
 /**
  * The programs of bpf/meshport.bpf.c, by the name the API uses. connect6 captures the IPv4-mapped connects
- * (`::ffff:a.b.c.d`) of dual-stack IPv6 sockets, a JVM's default; native IPv6 destinations are not captured.
+ * (`::ffff:a.b.c.d`) of dual-stack IPv6 sockets, a JVM's default, to the IPv4 capture address, and native IPv6
+ * connects to `captureAddress6` while a listener is there (see BpfCaptureConfig).
  */
 export type BpfProgramName = 'connect4' | 'connect6' | 'sockops' | 'getsockopt' | 'sk_msg';
 
 /** What the connect4 hook captures; fixed at load time (it lives in the object's read-only data). */
 export interface BpfCaptureConfig {
-  /** Where captured connects go. @default '127.0.0.1' */
+  /** Where captured connects go (connect4, and IPv4-mapped ones of connect6). @default '127.0.0.1' */
   captureAddress?: string;
+  /**
+   * Where connect6 sends native IPv6 connects, on the same capture port. A connect is rewritten only while a TCP
+   * listener is on this address and port (or on `::`) in the connecting socket's network namespace; without one it
+   * goes where it says (counted in skippedConnects), so an IPv4-only capture listener leaves IPv6 uncaptured rather
+   * than refused. Neither `::` nor an IPv4-mapped address. @default '::1'
+   */
+  captureAddress6?: string;
   /** The sidecar's outbound capture port. @default 15001 */
   capturePort?: number;
   /** Connects made by this uid are never rewritten (the sidecar's own upstream connects). @default 1337 */
@@ -113,6 +121,7 @@ export interface OriginalDst {
 export const bpfDefaults = {
   objectDir: path.join(__dirname, '..', '..', 'bpf'),
   captureAddress: '127.0.0.1',
+  captureAddress6: '::1',
   capturePort: 15001,
   sidecarUid: 1337,
   includePorts: [] as number[],
@@ -225,7 +234,7 @@ export function bpfProbe(options: { objectDir?: string } = {}): BpfProbeResult {
   return addonNow.bpfProbe({ objectDir: options.objectDir ?? bpfDefaults.objectDir });
 }
 
-/** getsockopt(SOL_IP, SO_ORIGINAL_DST) on an accepted IPv4 socket's fd. */
+/** getsockopt(SOL_IP, SO_ORIGINAL_DST) on an accepted IPv4 socket's fd (getOriginalDst answers IPv6 ones too). */
 export function bpfOriginalDst(fd: number): OriginalDst {
   return native().bpfOriginalDst(checkFd(fd, 'bpfOriginalDst'));
 }

@@ -84,7 +84,7 @@ function checkFamily(family: unknown, what: string): 4 | 6 | undefined {
 }
 
 /**
- * The destination a connection had before iptables `REDIRECT` (or meshport's cgroup/connect4 BPF hook) sent it to
+ * The destination a connection had before iptables `REDIRECT` (or meshport's connect4/connect6 BPF hook) sent it to
  * this process: `getsockopt(SOL_IP, SO_ORIGINAL_DST)`, or `(SOL_IPV6, IP6T_SO_ORIGINAL_DST)` on an IPv6 connection.
  *
  * Throws an Error with `code`, `errno`, `syscall`; `code === 'ENOENT'` (syscall 'getsockopt') means the kernel has

@@ -51,9 +51,11 @@ class App {
   readonly exited: Promise<void>;
 
   constructor(uid?: number, netns?: string) {
-    const ids = uid === undefined ? {} : { uid, gid: uid };
-    // `ip netns exec` execs in place: the pid the app reports is the one to move into the cgroup.
-    const [cmd, ...args] = netns === undefined ? [process.execPath, APP_FIXTURE] : ['ip', 'netns', 'exec', netns, process.execPath, APP_FIXTURE];
+    // `ip netns exec` needs root: in a namespace, the uid is dropped after entering it (setpriv).
+    const ids = uid === undefined || netns !== undefined ? {} : { uid, gid: uid };
+    const asUid = uid === undefined ? [] : ['setpriv', `--reuid=${uid}`, `--regid=${uid}`, '--clear-groups'];
+    // `ip netns exec` and setpriv exec in place: the pid the app reports is the one to move into the cgroup.
+    const [cmd, ...args] = netns === undefined ? [process.execPath, APP_FIXTURE] : ['ip', 'netns', 'exec', netns, ...asUid, process.execPath, APP_FIXTURE];
     this.child = spawn(cmd!, args, { stdio: ['pipe', 'pipe', 'pipe'], ...ids });
     this.exited = new Promise((resolve) => this.child.once('exit', () => resolve()));
     let pending = '';
@@ -592,6 +594,145 @@ describe('@meshport/socket BPF programs', function () {
           assert.equal(accepted['originalDstError'], undefined, `${host}: getOriginalDst failed: ${accepted['originalDstError']}`);
           assert.deepEqual([accepted['originalDst'].address, accepted['originalDst'].port], ['127.0.0.1', nowhere]);
         }
+      });
+    });
+  });
+
+  describe('native IPv6 in connect6 (issue 14)', function () {
+    // A ULA test host on lo of a namespace the test makes: without the hook a connect reaches a listener there.
+    const TEST_HOST6 = 'fd00:6d70::9';
+
+    /** A network namespace with lo up and TEST_HOST6 on it, deleted however the test ends. */
+    async function withNetns6(body: (ns: string) => Promise<void>): Promise<void> {
+      const ns = `mp-bpf-v6-${randomBytes(3).toString('hex')}`;
+      try {
+        execFileSync('ip', ['netns', 'add', ns]);
+        execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+        execFileSync('ip', ['-n', ns, '-6', 'addr', 'add', `${TEST_HOST6}/128`, 'dev', 'lo', 'nodad']);
+        await body(ns);
+      } finally {
+        try {
+          execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+        } catch {
+          // not created
+        }
+      }
+    }
+
+    /** What the kernel itself answers getOriginalDst for a plain IPv6 loopback connection in `ns` (outside any hook). */
+    function kernelAnswerIpv6(ns: string): string {
+      const socketModule = path.join(__dirname, '..', 'src', 'index.js');
+      const script = `
+        const net = require('net');
+        const { getOriginalDst } = require(${JSON.stringify(socketModule)});
+        const server = net.createServer((s) => {
+          let answer;
+          try { answer = JSON.stringify(getOriginalDst(s)); } catch (e) { answer = e.code; }
+          console.log(answer);
+          process.exit(0);
+        }).listen(0, '::1', () => net.connect(server.address().port, '::1'));`;
+      return execFileSync('ip', ['netns', 'exec', ns, process.execPath, '-e', script], { encoding: 'utf8' }).trim();
+    }
+
+    it('a native IPv6 connect lands on the [::1] capture listener, whose getOriginalDst is the IPv6 address and port dialled; the sidecar uid goes direct; IPv4 and IPv4-mapped still captured', async function () {
+      const capturePort = await unusedPort();
+      const targetPort = await unusedPort();
+      const nowhere = await unusedPort();
+      await withNetns6(async (ns) => {
+        await withScene({ config: { capturePort, sidecarUid: SIDECAR_UID } }, async (scene) => {
+          const sidecar = await scene.app(undefined, ns);
+          // The capture listener side: one on ::1 for native IPv6 beside the IPv4 one.
+          assert.equal((await sidecar.command({ op: 'listen', host: '::1', port: capturePort })).ok, true);
+          assert.equal((await sidecar.command({ op: 'listen', host: '127.0.0.1', port: capturePort })).ok, true);
+          const real = await scene.app(undefined, ns);
+          assert.equal((await real.command({ op: 'listen', host: TEST_HOST6, port: targetPort })).ok, true);
+          const app = await scene.app(undefined, ns);
+          const before = bpfStats();
+
+          const result = await app.command({ op: 'request', host: TEST_HOST6, port: targetPort, size: 100, count: 50 });
+          assert.equal(result.ok, true, `IPv6 request failed: ${JSON.stringify(result)}`);
+          const accepted = await sidecar.waitFor((m) => m['event'] === 'accepted', 'the [::1] capture listener to accept');
+          assert.equal(accepted['originalDstError'], undefined, `getOriginalDst failed: ${accepted['originalDstError']}`);
+          assert.deepEqual(accepted['originalDst'], { address: TEST_HOST6, port: targetPort, family: 'IPv6' });
+          assert.deepEqual(accepted['remote'], { address: '::1', port: result['local'].port });
+          assert.equal(real.accepted().length, 0, 'the captured connect reached its real destination');
+          const after = bpfStats();
+          assert.equal(delta(after, before, 'hookedConnects'), 1);
+          assert.equal(delta(after, before, 'originalDstRecorded'), 1);
+          assert.ok(delta(after, before, 'originalDstAnswered') >= 1);
+
+          // The sidecar's own IPv6 connects go where they say: no loop.
+          const sidecarUidApp = await scene.app(SIDECAR_UID, ns);
+          const direct = await sidecarUidApp.command({ op: 'request', host: TEST_HOST6, port: targetPort, size: 64, count: 3 });
+          assert.equal(direct.ok, true, `sidecar-uid IPv6 request failed: ${JSON.stringify(direct)}`);
+          await real.waitFor((m) => m['event'] === 'accepted', 'the real destination to accept the sidecar uid');
+
+          // IPv4 and IPv4-mapped connects still land on the IPv4 listener with IPv4 original destinations.
+          for (const host of ['127.0.0.1', '::ffff:127.0.0.1']) {
+            const r = await app.command({ op: 'request', host, port: nowhere, size: 64, count: 3 });
+            assert.equal(r.ok, true, `${host}: ${JSON.stringify(r)}`);
+            const a = await sidecar.waitFor((m) => m['event'] === 'accepted' && m['remote'].port === r['local'].port, `the accept of ${host}`);
+            assert.deepEqual(a['originalDst'], { address: '127.0.0.1', port: nowhere, family: 'IPv4' });
+          }
+          assert.equal(sidecar.accepted().length, 3);
+          assert.equal(real.accepted().length, 1);
+        });
+      });
+    });
+
+    it('an uncaptured IPv6 connection on a closed captured one\'s 4-tuple gets the kernel\'s own answer, not the old destination', async function () {
+      const capturePort = await unusedPort();
+      const targetPort = await unusedPort();
+      await withNetns6(async (ns) => {
+        const kernelAnswer = kernelAnswerIpv6(ns);
+        assert.ok(['ENOENT', 'ENOPROTOOPT'].includes(kernelAnswer), `the kernel answered ${kernelAnswer}`);
+        await withScene({ config: { capturePort, sidecarUid: SIDECAR_UID }, programs: ['connect4', 'connect6', 'sockops', 'getsockopt'] }, async (scene) => {
+          const sidecar = await scene.app(undefined, ns);
+          assert.equal((await sidecar.command({ op: 'listen', host: '::1', port: capturePort })).ok, true);
+          const app = await scene.app(undefined, ns);
+          const first = await app.command({ op: 'request', host: TEST_HOST6, port: targetPort, size: 16, count: 1, reset: true });
+          assert.equal(first.ok, true, `captured request failed: ${JSON.stringify(first)}`);
+          const captured = await sidecar.waitFor((m) => m['event'] === 'accepted', 'the captured accept');
+          assert.deepEqual(captured['originalDst'], { address: TEST_HOST6, port: targetPort, family: 'IPv6' });
+          const localPort = first['local'].port as number;
+
+          // The same 4-tuple ([::1]:localPort -> [::1]:capturePort), uncaptured: the sidecar uid dials the capture
+          // listener itself from the same source port. The RST left no TIME_WAIT on it.
+          const sidecarUidApp = await scene.app(SIDECAR_UID, ns);
+          let second: Json | undefined;
+          for (let attempt = 0; attempt < 40 && !second?.['ok']; attempt++) {
+            await new Promise((r) => setTimeout(r, 100));
+            second = await sidecarUidApp.command({ op: 'request', host: '::1', port: capturePort, localPort, size: 16, count: 1 });
+          }
+          assert.equal(second?.['ok'], true, `could not reuse source port ${localPort}: ${JSON.stringify(second)}`);
+          const uncaptured = await sidecar.waitFor((m) => m['event'] === 'accepted' && m !== captured, 'the uncaptured accept');
+          assert.equal(uncaptured['remote'].port, localPort);
+          assert.equal(uncaptured['originalDst'], undefined, `an old destination was given: ${JSON.stringify(uncaptured['originalDst'])}`);
+          assert.equal(uncaptured['originalDstError'], kernelAnswer);
+        });
+      });
+    });
+
+    it('with no listener on [::1]:<capture port>, a native IPv6 connect goes where it says (counted as skipped) instead of being refused', async function () {
+      const capturePort = await unusedPort();
+      const targetPort = await unusedPort();
+      await withNetns6(async (ns) => {
+        await withScene({ config: { capturePort } }, async (scene) => {
+          const sidecar = await scene.app(undefined, ns);
+          // An IPv4-only capture listener, as a sidecar that does not serve IPv6 capture has.
+          assert.equal((await sidecar.command({ op: 'listen', host: '127.0.0.1', port: capturePort })).ok, true);
+          const real = await scene.app(undefined, ns);
+          assert.equal((await real.command({ op: 'listen', host: TEST_HOST6, port: targetPort })).ok, true);
+          const app = await scene.app(undefined, ns);
+          const before = bpfStats();
+          const result = await app.command({ op: 'request', host: TEST_HOST6, port: targetPort, size: 64, count: 3 });
+          assert.equal(result.ok, true, `IPv6 request failed: ${JSON.stringify(result)}`);
+          await real.waitFor((m) => m['event'] === 'accepted', 'the real destination to accept');
+          const after = bpfStats();
+          assert.equal(delta(after, before, 'hookedConnects'), 0);
+          assert.equal(delta(after, before, 'skippedConnects'), 1);
+          assert.equal(sidecar.accepted().length, 0);
+        });
       });
     });
   });

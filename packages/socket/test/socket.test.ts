@@ -542,6 +542,12 @@ catch (e) { console.log(JSON.stringify({ errno: e.errno, code: e.code, syscall: 
         ['programs', () => ops.bpfAttach({ cgroupPath: '/sys/fs/cgroup', programs: 'connect4' })],
         ['programs', () => ops.bpfDetach({ programs: 'connect4' })],
         ['programs[0]', () => ops.bpfDetach({ programs: [7] })],
+        // Where native IPv6 connects go: an IPv6 address that can hold a listener, never '::' or IPv4-mapped.
+        ['config.captureAddress6', () => bpfLoad({ config: { captureAddress6: '::' } })],
+        ['config.captureAddress6', () => bpfLoad({ config: { captureAddress6: '::ffff:127.0.0.1' } })],
+        ['config.captureAddress6', () => bpfLoad({ config: { captureAddress6: '127.0.0.1' } })],
+        ['captureAddress6', () => ops.bpfLoad({ objectDir: '/nonexistent-meshport-objects', config: { captureAddress6: '::' } })],
+        ['captureAddress6', () => ops.bpfLoad({ objectDir: '/nonexistent-meshport-objects', config: { captureAddress6: '::ffff:127.0.0.1' } })],
       ];
       for (const [argument, call] of typeErrors) {
         assert.throws(call, (err: NodeJS.ErrnoException & { argument?: string }) => {
