@@ -1,1 +1,14 @@
-export { loadEngineAddon, type EngineAddon } from './native';
+export { loadEngineAddon, ENGINE_ADDON_PATH_ENV, type EngineAddon } from './native';
+export {
+  NativeEngine,
+  nativeEngineUnavailable,
+  type EngineAllow,
+  type EngineCluster,
+  type EngineClusterCounters,
+  type EngineClusterState,
+  type EngineCounters,
+  type EngineListener,
+  type EngineLogEvent,
+  type EngineRoutes,
+  type EngineSettings,
+} from './engine';

@@ -2,13 +2,13 @@
 
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Router } from './router';
+import type { RouterHandle } from './handle';
 
 export class AdminServer {
   private readonly server: http.Server;
 
   constructor(
-    private readonly router: Router,
+    private readonly router: RouterHandle,
     private readonly port: number,
   ) {
     this.server = http.createServer((req, res) => {
@@ -49,7 +49,7 @@ export class AdminServer {
         else res.writeHead(200, { 'content-type': 'text/plain' }).end('ready\n');
         return;
       case '/routes':
-        return json(200, { clusters: this.router.describeRoutes(), inflight: this.router.inflight, partialFrames: this.router.partialFrames });
+        return json(200, { clusters: await this.router.describeRoutes(), inflight: this.router.inflight, partialFrames: this.router.partialFrames });
       case '/stats':
         res.writeHead(200, { 'content-type': this.router.stats.registry.contentType });
         res.end(await this.router.stats.registry.metrics());

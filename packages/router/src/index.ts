@@ -2,6 +2,9 @@
 
 export { Router, ROUTER_DEFAULTS, routeKey } from './router';
 export type { RouterOptions, ListenAddress } from './router';
+export { NativeRouter, nativeRouterUnavailable } from './native-router';
+export { createRouter, defaultEngine, ENGINE_ENV } from './create';
+export type { RouterHandle, EngineName, ClusterState } from './handle';
 export { MemoryRouteTable, endpointKey } from './route-table';
 export type { RouteTable, Endpoint, ClusterSpec, LbPolicy, MethodRouter } from './route-table';
 export { Cluster, OUTLIER_DEFAULTS, CLUSTER_LIMIT_DEFAULTS } from './cluster';

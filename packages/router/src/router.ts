@@ -13,6 +13,8 @@ import { UpstreamPool, type UpstreamConnection, type UpstreamEvents } from './up
 import { AdminServer } from './admin';
 import { DeadlineWheel } from './deadlines';
 import { SourceLimit } from './source-limit';
+import type { ClusterState, EngineName, RouterHandle } from './handle';
+import { ClientGate, type AllowRemote } from '@meshport/registry-core';
 
 export interface ListenAddress {
   /** @default '127.0.0.1' */
@@ -24,10 +26,20 @@ export interface ListenAddress {
    * socket is already destroyed when `admit` returns false. Absent: every peer.
    */
   clients?: { admit(socket: net.Socket): boolean };
+  /**
+   * The same gate as data both engines apply (`listeners.allowRemote`): loopback always, `true` any peer, a list of
+   * addresses/CIDRs those; `false` loopback only. Used when `clients` is absent.
+   */
+  allowRemote?: AllowRemote;
 }
 
 export interface RouterOptions {
   routeTable: RouteTable;
+  /**
+   * Which engine carries requests, for createRouter: `native` (@meshport/engine's loop thread) or `js` (this class).
+   * @default the MESHPORT_ENGINE environment variable, else 'js'
+   */
+  engine?: EngineName;
   /** Where the app's calls come in. `false` to run without. @default { host: '127.0.0.1', port: 0 } */
   outbound?: ListenAddress | false;
   /** Where remote sidecars' calls come in. @default { host: '127.0.0.1', port: 0 } */
@@ -105,7 +117,8 @@ export const ROUTER_DEFAULTS = {
 
 type Settings = typeof ROUTER_DEFAULTS;
 
-export class Router implements CallerHandler, UpstreamEvents {
+export class Router implements CallerHandler, UpstreamEvents, RouterHandle {
+  readonly engine = 'js' as const;
   readonly stats = new RouterStats();
   readonly logger: Logger;
   private readonly settings: Settings;
@@ -160,7 +173,9 @@ export class Router implements CallerHandler, UpstreamEvents {
     for (const name of ['outbound', 'inbound'] as const) {
       const where = this.options[name] ?? { port: 0 };
       if (where === false) continue;
-      const clients = where.clients;
+      const clients =
+        where.clients ??
+        (where.allowRemote !== undefined ? new ClientGate(where.allowRemote, `${name} listener`, this.logger) : undefined);
       const perSource = new SourceLimit(this.settings.maxConnectionsPerSource, (source, first) =>
         this.refuseConnection(name, 'per-source-cap', source, first),
       );
@@ -251,7 +266,7 @@ export class Router implements CallerHandler, UpstreamEvents {
   }
 
   /** For the admin `/routes` page. */
-  describeRoutes() {
+  describeRoutes(): ClusterState[] {
     const listed = this.options.routeTable.services?.() ?? { outbound: [], inbound: [] };
     return (['outbound', 'inbound'] as const).flatMap((listener) => {
       const live = [...this.clusters[listener].values()].map((cluster) => ({ listener, ...cluster.describe() }));

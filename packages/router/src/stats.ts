@@ -120,6 +120,11 @@ export class RouterStats {
     return m;
   }
 
+  /** Sets the byte totals of a listener (an engine that keeps its own running totals). */
+  setBytes(listener: string, bytesIn: number, bytesOut: number): void {
+    this.byteCounts[listener] = { in: bytesIn, out: bytesOut };
+  }
+
   addBytes(listener: string, direction: Direction, n: number): void {
     (this.byteCounts[listener] ??= { in: 0, out: 0 })[direction] += n;
   }

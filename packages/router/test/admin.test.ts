@@ -7,7 +7,7 @@ import net from 'node:net';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { BoltStatus, DubboStatus } from '@meshport/protocol';
-import { MemoryRouteTable, Router } from '../src/index';
+import { MemoryRouteTable, createRouter, type RouterHandle } from '../src/index';
 import { FrameClient, boltRequest, closedPort, dubboRequest, startEchoServer, until, type EchoServer } from './helpers/peers';
 
 const quiet = pino({ level: 'silent' });
@@ -91,8 +91,8 @@ describe('router: admin HTTP', function () {
   this.timeout(20_000);
 
   let provider: EchoServer | undefined;
-  let providerSide: Router | undefined;
-  let router: Router | undefined;
+  let providerSide: RouterHandle | undefined;
+  let router: RouterHandle | undefined;
   let clients: FrameClient[] = [];
   let deadPort = 0;
   let adminPort = 0;
@@ -103,7 +103,7 @@ describe('router: admin HTTP', function () {
     echo.behave = (h) => (h.service === RESET_SVC ? 'reset' : 'answer');
     const providerRoutes = new MemoryRouteTable();
     for (const svc of [BOLT_SVC, DUBBO_SVC, RESET_SVC, FLAKY_SVC]) providerRoutes.setInbound(svc, { host: '127.0.0.1', port: echo.port });
-    providerSide = new Router({ routeTable: providerRoutes, outbound: false, admin: false, logger: quiet });
+    providerSide = createRouter({ routeTable: providerRoutes, outbound: false, admin: false, logger: quiet });
     await providerSide.start();
     const remote = { host: '127.0.0.1', port: providerSide.address('inbound').port };
     deadPort = await closedPort();
@@ -114,7 +114,7 @@ describe('router: admin HTTP', function () {
       .setOutbound(FLAKY_SVC, { endpoints: [{ host: '127.0.0.1', port: deadPort }, remote] })
       .setOutbound(LONELY_SVC, { endpoints: [{ host: '127.0.0.1', port: echo.port }] })
       .setInbound(BOLT_SVC, { host: '127.0.0.1', port: echo.port });
-    router = new Router({
+    router = createRouter({
       routeTable: routes,
       admin: { port: 0 },
       logger: quiet,

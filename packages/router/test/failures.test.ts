@@ -9,7 +9,7 @@ import net from 'node:net';
 import path from 'node:path';
 import pino from 'pino';
 import { BoltStatus, DubboStatus, encodeBoltHeartbeat, encodeDubboHeartbeat, type FrameHeader } from '@meshport/protocol';
-import { MemoryRouteTable, Router, type ClusterSpec, type RouterOptions } from '../src/index';
+import { MemoryRouteTable, Router, createRouter, type ClusterSpec, type RouterHandle, type RouterOptions } from '../src/index';
 import {
   FrameClient,
   boltRequest,
@@ -106,7 +106,7 @@ async function eventually(check: () => Promise<boolean>, what: string, ms = 2000
   }
 }
 
-async function activeCallerConnections(router: Router, listener: 'outbound' | 'inbound'): Promise<number> {
+async function activeCallerConnections(router: RouterHandle, listener: 'outbound' | 'inbound'): Promise<number> {
   const metric = await router.stats.connections.get();
   return metric.values.find((v) => v.labels.listener === listener)?.value ?? 0;
 }
@@ -145,8 +145,8 @@ describe('router: failure semantics and load balancing', function () {
   }
 
   /** A router with only the outbound listener and no admin unless asked for. */
-  async function startRouter(routes: MemoryRouteTable, options: Partial<RouterOptions> = {}): Promise<Router> {
-    const router = new Router({ routeTable: routes, inbound: false, admin: false, logger: quiet, ...options });
+  async function startRouter(routes: MemoryRouteTable, options: Partial<RouterOptions> = {}): Promise<RouterHandle> {
+    const router = createRouter({ routeTable: routes, inbound: false, admin: false, logger: quiet, ...options });
     onCleanup(() => router.drain(0));
     await router.start();
     return router;
@@ -406,9 +406,9 @@ describe('router: failure semantics and load balancing', function () {
       const badKey = `127.0.0.1:${bad.port}`;
       const goodKey = `127.0.0.1:${good.port}`;
       const endpoint = (routes: RoutesPage['clusters'], key: string) => routes.find((c) => c.name === BOLT_SVC)!.endpoints.find((e) => e.address === key)!;
-      assert.equal(endpoint(router.describeRoutes(), badKey).healthy, false);
-      assert.equal(endpoint(router.describeRoutes(), badKey).ejections, 1);
-      assert.equal(endpoint(router.describeRoutes(), goodKey).healthy, true);
+      assert.equal(endpoint((await router.describeRoutes()), badKey).healthy, false);
+      assert.equal(endpoint((await router.describeRoutes()), badKey).ejections, 1);
+      assert.equal(endpoint((await router.describeRoutes()), goodKey).healthy, true);
       const page = await getJson<RoutesPage>(router.address('admin').port, '/routes');
       assert.equal(page.status, 200);
       const ejected = endpoint(page.body.clusters, badKey);
@@ -423,7 +423,7 @@ describe('router: failure semantics and load balancing', function () {
       assert.equal(good.seen.length, goodSeen + 8);
       // The endpoint recovers; once the ejection runs out it gets traffic again.
       bad.behave = () => 'answer';
-      await until(() => endpoint(router.describeRoutes(), badKey).healthy, 'the ejection to end', 2000);
+      await until(async () => endpoint(await router.describeRoutes(), badKey).healthy, 'the ejection to end', 2000);
       for (let i = 0; i < 6; i++) assert.equal((await ask(client, boltRequest(++id, BOLT_SVC, `r${id}`), id)).header.status, BoltStatus.SUCCESS);
       assert.equal(bad.seen.length, badSeen + 3);
       const after = await getJson<RoutesPage>(router.address('admin').port, '/routes');
@@ -443,7 +443,7 @@ describe('router: failure semantics and load balancing', function () {
       for (let id = 1; id <= 20; id++) {
         assert.equal((await ask(client, boltRequest(id, BOLT_SVC, 'x'), id)).header.status, BoltStatus.CONNECTION_CLOSED);
       }
-      const endpoints = router.describeRoutes().find((c) => c.name === BOLT_SVC)!.endpoints;
+      const endpoints = (await router.describeRoutes()).find((c) => c.name === BOLT_SVC)!.endpoints;
       assert.equal(endpoints.filter((e) => !e.healthy).length, 1, JSON.stringify(endpoints));
       const healthy = endpoints.find((e) => e.healthy)!;
       assert.ok(healthy.consecutiveFailures >= 5, `the other endpoint failed ${healthy.consecutiveFailures} times in a row`);
@@ -487,7 +487,7 @@ describe('router: failure semantics and load balancing', function () {
 
   describe('malformed and oversize frames', () => {
     let app: EchoServer;
-    let router: Router;
+    let router: RouterHandle;
     let bystander: FrameClient;
 
     beforeEach(async () => {
@@ -645,7 +645,7 @@ describe('router: failure semantics and load balancing', function () {
       return state;
     }
 
-    async function refusedCount(router: Router, reason: string): Promise<number> {
+    async function refusedCount(router: RouterHandle, reason: string): Promise<number> {
       const metric = await router.stats.connectionsRefused.get();
       return metric.values.find((v) => v.labels.reason === reason)?.value ?? 0;
     }
@@ -744,7 +744,7 @@ describe('router: failure semantics and load balancing', function () {
     const unlimited = { limits: { maxActiveRequests: 1_000_000, maxPendingRequests: 1_000_000 } };
 
     /** The router's own sockets of its callers (private state, read for the test only). */
-    function routerSideOf(router: Router): net.Socket[] {
+    function routerSideOf(router: RouterHandle): net.Socket[] {
       return [...(router as unknown as { callers: Set<{ socket: net.Socket }> }).callers].map((c) => c.socket);
     }
 
@@ -801,7 +801,7 @@ describe('router: failure semantics and load balancing', function () {
       const { chunks, bytes } = bulk();
       for (const chunk of chunks) client.socket.write(chunk);
       const unsent = await settled(() => client.socket.writableLength);
-      const upstream = router.upstreamConnections();
+      const upstream = (router as Router).upstreamConnections();
       assert.equal(upstream.length, 1);
       assert.ok(upstream[0].socket.writableLength < 2 * 1024 * 1024, `router holds ${upstream[0].socket.writableLength} bytes for the upstream`);
       assert.ok(unsent > bytes / 2, `only ${bytes - unsent} of ${bytes} bytes left the caller: the router kept reading`);
@@ -980,7 +980,7 @@ describe('router: failure semantics and load balancing', function () {
       await sleep(100);
       assert.equal(app.heartbeats, 0);
       assert.equal(app.seen.length, 0);
-      assert.equal(router.upstreamConnections().length, 0, 'no upstream connection was opened for them');
+      assert.equal((router as Router).upstreamConnections().length, 0, 'no upstream connection was opened for them');
       assert.equal(client.answers.length, 3);
     });
 
@@ -990,16 +990,16 @@ describe('router: failure semantics and load balancing', function () {
       const client = await connect(router.address('outbound').port);
       assert.equal((await ask(client, boltRequest(1, BOLT_SVC, 'b'), 1)).header.status, BoltStatus.SUCCESS);
       assert.equal((await ask(client, dubbo(2, 'd'), '2')).header.status, DubboStatus.OK);
-      const opened = router.upstreamConnections();
+      const opened = (router as Router).upstreamConnections();
       assert.deepEqual(opened.map((c) => c.protocol).sort(), ['bolt', 'dubbo']);
       await until(() => app.heartbeats >= 6, 'heartbeats on the idle connections', 2000);
       // Answered heartbeats keep them open.
-      assert.equal(router.upstreamConnections().length, 2);
+      assert.equal((router as Router).upstreamConnections().length, 2);
       assert.ok(opened.every((c) => !c.closed));
       assert.equal(app.connections.size, 2);
       app.answerHeartbeats = false;
       const t0 = Date.now();
-      await until(() => router.upstreamConnections().length === 0, 'unanswered heartbeats to close the connections', 2000);
+      await until(() => (router as Router).upstreamConnections().length === 0, 'unanswered heartbeats to close the connections', 2000);
       assert.ok(Date.now() - t0 >= 150, `closed after ${Date.now() - t0} ms, before the heartbeat timeout`);
       assert.ok(opened.every((c) => c.closed));
       await until(() => app.connections.size === 0, 'the provider to see its connections closed');

@@ -3,15 +3,15 @@
 import { strict as assert } from 'node:assert';
 import pino from 'pino';
 import { BoltStatus, DubboStatus, decodeFrame } from '@meshport/protocol';
-import { MemoryRouteTable, Router, routeKey } from '../src/index';
+import { MemoryRouteTable, createRouter, routeKey, type RouterHandle } from '../src/index';
 import { FrameClient, boltRequest, dubboRequest, echoedText, startEchoServer, type EchoServer } from './helpers/peers';
 
 const quiet = pino({ level: 'silent' });
 
 describe('router: two hops', () => {
   let provider: EchoServer;
-  let consumerSide: Router;
-  let providerSide: Router;
+  let consumerSide: RouterHandle;
+  let providerSide: RouterHandle;
   let client: FrameClient;
 
   beforeEach(async () => {
@@ -19,13 +19,13 @@ describe('router: two hops', () => {
     const providerRoutes = new MemoryRouteTable()
       .setInbound('com.example.EchoService:1.0', { host: '127.0.0.1', port: provider.port })
       .setInbound('org.example.Greeter:2.0', { host: '127.0.0.1', port: provider.port });
-    providerSide = new Router({ routeTable: providerRoutes, outbound: false, admin: false, logger: quiet });
+    providerSide = createRouter({ routeTable: providerRoutes, outbound: false, admin: false, logger: quiet });
     await providerSide.start();
     const inbound = { host: '127.0.0.1', port: providerSide.address('inbound').port };
     const consumerRoutes = new MemoryRouteTable()
       .setOutbound('com.example.EchoService:1.0', { endpoints: [inbound] })
       .setOutbound('org.example.Greeter:2.0', { endpoints: [inbound] });
-    consumerSide = new Router({ routeTable: consumerRoutes, inbound: false, admin: false, logger: quiet });
+    consumerSide = createRouter({ routeTable: consumerRoutes, inbound: false, admin: false, logger: quiet });
     await consumerSide.start();
     client = await FrameClient.connect(consumerSide.address('outbound').port);
   });
@@ -80,7 +80,7 @@ describe('router: Dubbo groups', () => {
   const iface = 'org.example.Grouped';
   let g1: EchoServer;
   let g2: EchoServer;
-  let router: Router;
+  let router: RouterHandle;
   let client: FrameClient;
 
   beforeEach(async () => {
@@ -88,7 +88,7 @@ describe('router: Dubbo groups', () => {
     const routes = new MemoryRouteTable()
       .setOutbound(`g1/${iface}:1.0`, { endpoints: [{ host: '127.0.0.1', port: g1.port }] })
       .setOutbound(`g2/${iface}:1.0`, { endpoints: [{ host: '127.0.0.1', port: g2.port }] });
-    router = new Router({ routeTable: routes, inbound: false, admin: false, logger: quiet });
+    router = createRouter({ routeTable: routes, inbound: false, admin: false, logger: quiet });
     await router.start();
     client = await FrameClient.connect(router.address('outbound').port);
   });

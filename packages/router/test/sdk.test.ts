@@ -6,7 +6,7 @@ import pino from 'pino';
 import { client as sofaClient, server as sofaServer } from 'sofa-rpc-node';
 import sofaBolt from 'sofa-bolt-node';
 import dubboProtocol from 'dubbo-remoting';
-import { MemoryRouteTable, Router } from '../src/index';
+import { MemoryRouteTable, createRouter, type RouterHandle } from '../src/index';
 
 const quiet = pino({ level: 'silent' });
 const sdkLogger = { info() {}, warn() {}, error() {}, debug() {} };
@@ -36,8 +36,8 @@ for (const peer of [
     this.timeout(20_000);
 
     let provider: RpcServer | undefined;
-    let providerSide: Router | undefined;
-    let consumerSide: Router | undefined;
+    let providerSide: RouterHandle | undefined;
+    let consumerSide: RouterHandle | undefined;
     let rpc: RpcClient | undefined;
     let outboundPort = 0;
 
@@ -58,12 +58,12 @@ for (const peer of [
       await started.start();
 
       const providerRoutes = new MemoryRouteTable().setInbound(SERVICE, { host: '127.0.0.1', port: started.publishPort });
-      providerSide = new Router({ routeTable: providerRoutes, outbound: false, admin: false, logger: quiet });
+      providerSide = createRouter({ routeTable: providerRoutes, outbound: false, admin: false, logger: quiet });
       await providerSide.start();
       const consumerRoutes = new MemoryRouteTable().setOutbound(SERVICE, {
         endpoints: [{ host: '127.0.0.1', port: providerSide.address('inbound').port }],
       });
-      consumerSide = new Router({ routeTable: consumerRoutes, inbound: false, admin: false, logger: quiet });
+      consumerSide = createRouter({ routeTable: consumerRoutes, inbound: false, admin: false, logger: quiet });
       await consumerSide.start();
       outboundPort = consumerSide.address('outbound').port;
 

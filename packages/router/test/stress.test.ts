@@ -5,7 +5,7 @@ import net from 'node:net';
 import { once } from 'node:events';
 import pino from 'pino';
 import { BoltStatus, DubboStatus, FrameSplitter, decodeFrame, type FrameHeader } from '@meshport/protocol';
-import { MemoryRouteTable, Router } from '../src/index';
+import { MemoryRouteTable, Router, createRouter, type RouterHandle } from '../src/index';
 import { boltRequest, dubboRequest, startEchoServer, until, type EchoServer } from './helpers/peers';
 
 const quiet = pino({ level: 'silent' });
@@ -232,8 +232,8 @@ describe('router: acceptance stress run', function () {
   this.timeout(120_000);
 
   let providers: EchoServer[] = [];
-  let providerSides: Router[] = [];
-  let consumerSide: Router | undefined;
+  let providerSides: RouterHandle[] = [];
+  let consumerSide: RouterHandle | undefined;
   let callers: PipelinedCaller[] = [];
 
   afterEach(async () => {
@@ -271,7 +271,7 @@ describe('router: acceptance stress run', function () {
       const routes = new MemoryRouteTable()
         .setInbound(BOLT_SERVICE, { host: '127.0.0.1', port: provider.port })
         .setInbound(DUBBO_SERVICE, { host: '127.0.0.1', port: provider.port });
-      const side = new Router({ routeTable: routes, outbound: false, admin: false, dubboTimeoutMs: CALL_TIMEOUT_MS, logger: quiet });
+      const side = createRouter({ routeTable: routes, outbound: false, admin: false, dubboTimeoutMs: CALL_TIMEOUT_MS, logger: quiet });
       providerSides.push(side);
       await side.start();
     }
@@ -279,7 +279,7 @@ describe('router: acceptance stress run', function () {
     const consumerRoutes = new MemoryRouteTable()
       .setOutbound(BOLT_SERVICE, { endpoints })
       .setOutbound(DUBBO_SERVICE, { endpoints, policy: 'least-request' });
-    consumerSide = new Router({ routeTable: consumerRoutes, inbound: false, admin: false, dubboTimeoutMs: CALL_TIMEOUT_MS, logger: quiet });
+    consumerSide = createRouter({ routeTable: consumerRoutes, inbound: false, admin: false, dubboTimeoutMs: CALL_TIMEOUT_MS, logger: quiet });
     await consumerSide.start();
     const outboundPort = consumerSide.address('outbound').port;
 
@@ -304,7 +304,7 @@ describe('router: acceptance stress run', function () {
       if (tally.answered >= nextHopReset) {
         nextHopReset += Math.floor(HOP_RESET_EVERY * (0.5 + random()));
         // Cut one of the consumer side's connections to a provider side, as a network reset would.
-        const live = router.upstreamConnections().filter((c) => c.connected && !c.closed);
+        const live = (router as Router).upstreamConnections().filter((c) => c.connected && !c.closed);
         if (live.length > 0) {
           live[Math.floor(random() * live.length)].socket.resetAndDestroy();
           hopResets++;

@@ -1,0 +1,174 @@
+// The native forwarding engine: one epoll loop on its own thread carries every request from accept to answer.
+// JavaScript drives it through commands (routes, listeners, drain) and reads counters; nothing per request crosses.
+#pragma once
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "buffers.h"
+#include "codec.h"
+
+namespace meshport {
+
+// The router's settings (packages/router/src/router.ts ROUTER_DEFAULTS; same meaning, same defaults there).
+struct EngineSettings {
+  uint32_t connectionsPerEndpoint = 1;
+  uint64_t maxFrameSize = 16 * 1024 * 1024;
+  int64_t boltDefaultTimeoutMs = 3000;
+  int64_t dubboTimeoutMs = 3000;
+  uint32_t connectRetries = 2;
+  int64_t connectTimeoutMs = 1000;
+  int64_t heartbeatIntervalMs = 10000;
+  int64_t heartbeatTimeoutMs = 1000;
+  uint32_t maxCallerInflight = 256;
+  int64_t frameTimeoutMs = 10000;
+  uint32_t maxPartialFrames = 1024;
+  uint32_t maxConnectionsPerSource = 1024;
+  uint32_t maxConnections = 16384;
+  int64_t startupHoldMs = 0;
+  // Outlier ejection (Envoy's defaults) and cluster limits.
+  uint32_t consecutiveFailures = 5;
+  int64_t baseEjectionMs = 30000;
+  uint32_t maxEjectionPercent = 10;
+  uint32_t maxPendingRequests = 1024;
+  uint32_t maxActiveRequests = 1024;
+};
+
+enum class Policy : uint8_t { RoundRobin, WeightedRandom, LeastRequest, ConsistentHash };
+
+// One `MethodCondition` of a condition router (registry-core rules.ts): glob patterns on the method name.
+struct MethodCondition {
+  std::vector<std::string> matches;
+  std::vector<std::string> mismatches;
+};
+
+struct MethodRouterSpec {
+  std::vector<MethodCondition> methods;
+  std::vector<std::string> allowed;  // endpoint keys
+  bool force = false;
+  bool blacklist = false;
+};
+
+struct EndpointSpec {
+  std::string key;  // host:port as endpointKey() spells it
+  sockaddr_storage addr{};
+  socklen_t addrLen = 0;
+  uint32_t weight = 100;
+};
+
+struct ClusterSpec {
+  std::string name;
+  std::vector<EndpointSpec> endpoints;
+  Policy policy = Policy::RoundRobin;
+  std::string hashHeader;
+  int64_t timeoutMs = -1;  // a registry rule's timeout; -1: none
+  std::vector<MethodRouterSpec> routers;
+};
+
+// Which peers a listener serves, decided at accept: loopback always, then any, or those in the CIDRs.
+struct AllowList {
+  struct Cidr {
+    int family = AF_INET;
+    uint8_t bytes[16] = {};
+    int prefix = 32;
+  };
+  bool any = false;
+  std::vector<Cidr> cidrs;
+  // Parses "a.b.c.d", "a.b.c.d/n", an IPv6 address or prefix; false when it is none of them.
+  bool add(const std::string& text);
+  bool allows(const sockaddr_storage& peer) const;
+};
+
+// A whole route table, immutable once handed over: listener 0 outbound, 1 inbound.
+struct RouteSnapshot {
+  std::array<std::vector<ClusterSpec>, 2> listeners;
+};
+
+// Counters of one cluster of one listener. Written by the loop thread, read by JavaScript when scraped: relaxed
+// atomics, which cost a plain add on x86.
+constexpr size_t kLatencyBuckets = 16;  // LATENCY_BUCKETS in packages/router/src/stats.ts
+struct ClusterCounters {
+  std::string listener;
+  std::string cluster;
+  std::atomic<uint64_t> requestsBolt{0};
+  std::atomic<uint64_t> requestsDubbo{0};
+  std::mutex outcomesMutex;  // outcomes are few and change rarely in kind; the map itself is guarded
+  std::map<std::string, uint64_t> outcomes;
+  std::array<std::atomic<uint64_t>, kLatencyBuckets + 1> latency{};
+  std::atomic<uint64_t> latencyCount{0};
+  std::atomic<uint64_t> latencySumMicros{0};
+  // Per-request outcome counts by index, folded into `outcomes` on read (no lock per request).
+  std::array<std::atomic<uint64_t>, 8> failures{};  // by Failure, plus [7] = ok
+  std::mutex statusMutex;
+  std::map<uint16_t, uint64_t> statuses;  // upstream non-OK statuses (rare)
+};
+
+struct EngineStats {
+  std::atomic<uint64_t> connectionsActive[2]{};
+  std::atomic<uint64_t> connectionsTotal[2]{};
+  std::atomic<uint64_t> refusedPerSource[2]{};
+  std::atomic<uint64_t> refusedMax[2]{};
+  std::atomic<uint64_t> bytesIn[3]{};  // outbound, inbound, upstream
+  std::atomic<uint64_t> bytesOut[3]{};
+  std::atomic<uint64_t> inflight{0};
+  std::atomic<uint64_t> partialFrames{0};
+  std::atomic<uint64_t> upstreamConnections{0};
+  std::mutex badFramesMutex;
+  std::map<std::pair<int, std::string>, uint64_t> badFrames;  // (listener, code)
+  std::mutex clustersMutex;
+  std::map<std::string, std::shared_ptr<ClusterCounters>> clusters;  // "listener|cluster"
+};
+
+// What the loop tells JavaScript: log lines and answers to describe()/drain(), as JSON text, in batches.
+using EventSink = std::function<void(std::vector<std::string>&&)>;
+
+class Loop;
+
+// The JavaScript-facing handle: thread-safe commands into the loop.
+class Engine {
+ public:
+  Engine(const EngineSettings& settings, EventSink sink);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Binds and listens on the calling thread (so errors are thrown where they are asked for), then hands the socket
+  // to the loop. Returns the bound port. Peers `allow` refuses are closed at accept.
+  int listen(int listener, const std::string& host, int port, AllowList allow);
+  // Takes ownership of a connected socket accepted elsewhere (a capture listener), with bytes already read from it.
+  void adopt(int listener, int fd, std::vector<uint8_t> head);
+  void setRoutes(std::shared_ptr<const RouteSnapshot> routes);
+  // Drain: no new connections, requests refused as draining, calls in flight get `deadlineMs`; then `token` is
+  // answered through the sink ({"type":"reply","token":N}).
+  void drain(int64_t deadlineMs, uint64_t token);
+  // The clusters and endpoints as /routes shows them, answered through the sink.
+  void describe(uint64_t token);
+  // Stops the loop and closes everything at once.
+  void close();
+
+  EngineStats& stats() { return *stats_; }
+  const EngineSettings& settings() const { return settings_; }
+
+ private:
+  EngineSettings settings_;
+  std::shared_ptr<EngineStats> stats_;
+  std::unique_ptr<Loop> loop_;
+  std::thread thread_;
+  bool closed_ = false;
+};
+
+}  // namespace meshport

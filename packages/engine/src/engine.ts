@@ -1,0 +1,207 @@
+// The native engine as TypeScript sees it: settings in, route snapshots in, counters and rare events out.
+
+import { loadEngineAddon } from './native';
+
+/** The router's data-path settings (packages/router ROUTER_DEFAULTS and the outlier/limit defaults). */
+export interface EngineSettings {
+  connectionsPerEndpoint?: number;
+  maxFrameSize?: number;
+  boltDefaultTimeoutMs?: number;
+  dubboTimeoutMs?: number;
+  connectRetries?: number;
+  connectTimeoutMs?: number;
+  heartbeatIntervalMs?: number;
+  heartbeatTimeoutMs?: number;
+  maxCallerInflight?: number;
+  frameTimeoutMs?: number;
+  maxPartialFrames?: number;
+  maxConnectionsPerSource?: number;
+  maxConnections?: number;
+  startupHoldMs?: number;
+  consecutiveFailures?: number;
+  baseEjectionMs?: number;
+  maxEjectionPercent?: number;
+  maxPendingRequests?: number;
+  maxActiveRequests?: number;
+}
+
+export type EngineListener = 'outbound' | 'inbound';
+
+/** One route as the engine takes it: endpoints by IP address (names are resolved before). */
+export interface EngineCluster {
+  name: string;
+  endpoints: { host: string; port: number; weight?: number }[];
+  policy?: 'round-robin' | 'weighted-random' | 'least-request' | 'consistent-hash';
+  hashHeader?: string;
+  timeoutMs?: number;
+  routers?: { methods: { matches: string[]; mismatches: string[] }[]; allowed: string[]; force: boolean; blacklist: boolean }[];
+}
+
+/** A whole route table: the engine swaps it in at once. */
+export interface EngineRoutes {
+  outbound: EngineCluster[];
+  inbound: EngineCluster[];
+}
+
+/** Which peers a listener serves, decided at accept: loopback always; `true` any; a list of addresses or CIDRs. */
+export type EngineAllow = boolean | readonly string[];
+
+export interface EngineClusterCounters {
+  listener: EngineListener;
+  cluster: string;
+  requestsBolt: number;
+  requestsDubbo: number;
+  /** Answers by outcome: `ok`, `status-N`, or the failure name. */
+  outcomes: Record<string, number>;
+  /** Non-cumulative counts per latency bucket (LATENCY_BUCKETS), the last beyond the largest bound. */
+  latencyCounts: number[];
+  latencyCount: number;
+  latencySumSeconds: number;
+}
+
+export interface EngineCounters {
+  outbound: { connectionsActive: number; connectionsTotal: number; refusedPerSource: number; refusedMaxConnections: number };
+  inbound: { connectionsActive: number; connectionsTotal: number; refusedPerSource: number; refusedMaxConnections: number };
+  bytes: Record<'outbound' | 'inbound' | 'upstream', { in: number; out: number }>;
+  inflight: number;
+  partialFrames: number;
+  upstreamConnections: number;
+  badFrames: { listener: EngineListener; code: string; count: number }[];
+  clusters: EngineClusterCounters[];
+}
+
+/** What /routes shows of one cluster. */
+export interface EngineClusterState {
+  listener: EngineListener;
+  name: string;
+  policy: string;
+  pending: number;
+  active: number;
+  limits: { maxPendingRequests: number; maxActiveRequests: number };
+  timeoutMs?: number;
+  endpoints: {
+    address: string;
+    weight: number;
+    active: number;
+    healthy: boolean;
+    consecutiveFailures: number;
+    ejections: number;
+    ejectedForMs: number;
+  }[];
+}
+
+/** A log line from the engine thread: level, message and fields, as pino takes them. */
+export interface EngineLogEvent {
+  level: 'debug' | 'info' | 'warn' | 'error';
+  msg: string;
+  [field: string]: unknown;
+}
+
+interface NativeEngineHandle {
+  listen(listener: EngineListener, host: string, port: number, allow: EngineAllow): number;
+  adopt(listener: EngineListener, fd: number, head?: Buffer): void;
+  dupFd(fd: number): number;
+  setRoutes(routes: EngineRoutes): void;
+  drain(deadlineMs: number, token: number): void;
+  describe(token: number): void;
+  stats(): EngineCounters;
+  ref(): void;
+  unref(): void;
+  close(): void;
+}
+
+type NativeEngineClass = new (settings: EngineSettings, onEvents: (lines: string[]) => void) => NativeEngineHandle;
+
+/** Why the native engine cannot run here, or undefined when it can. */
+export function nativeEngineUnavailable(): string | undefined {
+  const addon = loadEngineAddon();
+  if (!addon.loaded) return addon.reason;
+  return typeof addon.native.Engine === 'function' ? undefined : `the addon at ${addon.path} has no Engine`;
+}
+
+/**
+ * One engine: an epoll loop on its own thread serving the listeners it is given. Requests never enter JavaScript;
+ * log lines and answers to describe()/drain() come back in batches.
+ */
+export class NativeEngine {
+  private readonly handle: NativeEngineHandle;
+  private readonly replies = new Map<number, (event: Record<string, unknown>) => void>();
+  private nextToken = 1;
+  private closed = false;
+
+  constructor(
+    settings: EngineSettings,
+    private readonly onLog: (event: EngineLogEvent) => void,
+  ) {
+    const addon = loadEngineAddon();
+    if (!addon.loaded) throw new Error(addon.reason);
+    const Engine = addon.native.Engine as NativeEngineClass;
+    this.handle = new Engine(settings, (lines) => this.onEvents(lines));
+  }
+
+  /** Binds (throws with errno/code/syscall when it cannot) and serves the listener; returns the bound port. */
+  listen(listener: EngineListener, host: string, port: number, allow: EngineAllow): number {
+    const bound = this.handle.listen(listener, host, port, allow);
+    // A listening engine keeps the process alive, as a listening net.Server does.
+    this.handle.ref();
+    return bound;
+  }
+
+  /**
+   * Serves a connection accepted elsewhere; `head` are bytes already read from it. The engine takes a duplicate of
+   * the descriptor: the caller destroys its own socket afterwards.
+   */
+  adopt(listener: EngineListener, fd: number, head?: Buffer): void {
+    this.handle.adopt(listener, this.handle.dupFd(fd), head);
+  }
+
+  setRoutes(routes: EngineRoutes): void {
+    this.handle.setRoutes(routes);
+  }
+
+  stats(): EngineCounters {
+    return this.handle.stats();
+  }
+
+  describe(): Promise<EngineClusterState[]> {
+    return this.ask((token) => this.handle.describe(token)).then((reply) => reply.clusters as EngineClusterState[]);
+  }
+
+  /** Stops accepting, refuses new requests as draining, gives calls in flight `deadlineMs`, then closes callers. */
+  async drain(deadlineMs: number): Promise<void> {
+    await this.ask((token) => this.handle.drain(deadlineMs, token));
+  }
+
+  /** Stops the loop thread and closes every socket at once. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.handle.close();
+    for (const resolve of this.replies.values()) resolve({});
+    this.replies.clear();
+  }
+
+  private ask(send: (token: number) => void): Promise<Record<string, unknown>> {
+    if (this.closed) return Promise.reject(new Error('the engine is closed'));
+    const token = this.nextToken++;
+    return new Promise((resolve) => {
+      this.replies.set(token, resolve);
+      send(token);
+    });
+  }
+
+  private onEvents(lines: string[]): void {
+    for (const line of lines) {
+      const event = JSON.parse(line) as Record<string, unknown>;
+      if (event.type === 'reply') {
+        const token = event.token as number;
+        const resolve = this.replies.get(token);
+        this.replies.delete(token);
+        resolve?.(event);
+        continue;
+      }
+      const { type: _type, ...log } = event;
+      this.onLog(log as EngineLogEvent);
+    }
+  }
+}

@@ -1,0 +1,52 @@
+// What the sidecar, the admin server and the tests hold of a router, whichever engine carries its requests.
+
+import type net from 'node:net';
+import type { Logger } from 'pino';
+import type { ListenerName } from './caller';
+import type { RouterStats } from './stats';
+
+export type EngineName = 'native' | 'js';
+
+/** One cluster as the admin `/routes` page shows it (Cluster.describe, with its listener). */
+export interface ClusterState {
+  listener: ListenerName;
+  name: string;
+  policy: string;
+  pending: number;
+  active: number;
+  limits: { maxPendingRequests: number; maxActiveRequests: number };
+  timeoutMs?: number;
+  rules?: unknown;
+  routers?: unknown[];
+  endpoints: {
+    address: string;
+    weight: number;
+    active: number;
+    healthy: boolean;
+    consecutiveFailures: number;
+    ejections: number;
+    ejectedForMs: number;
+  }[];
+}
+
+export interface RouterHandle {
+  /** Which engine carries the requests: the native loop thread, or the TypeScript reference. */
+  readonly engine: EngineName;
+  readonly logger: Logger;
+  readonly stats: RouterStats;
+  start(): Promise<void>;
+  address(listener: ListenerName | 'admin'): net.AddressInfo;
+  readonly isDraining: boolean;
+  /** Caller connections holding an unfinished frame. */
+  readonly partialFrames: number;
+  /** Calls in flight, across all callers. */
+  readonly inflight: number;
+  drain(deadlineMs?: number): Promise<void>;
+  drainOnSignals(signals?: NodeJS.Signals[]): void;
+  /** For the admin `/routes` page. */
+  describeRoutes(): ClusterState[] | Promise<ClusterState[]>;
+  /** For the admin `/config` page. */
+  describeConfig(): Record<string, unknown>;
+  /** Serves a connection accepted elsewhere (a capture listener); bytes already read must have been unshifted. */
+  adopt(listener: ListenerName, socket: net.Socket): void;
+}

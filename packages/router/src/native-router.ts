@@ -1,0 +1,283 @@
+// The router on the native engine: the same listeners, routes, failures and admin as Router, with the per-request
+// path in @meshport/engine's loop thread. This class is its control plane: it turns the route table into immutable
+// snapshots, serves admin from the engine's counters, and logs the engine's rare events.
+
+import dns from 'node:dns/promises';
+import net from 'node:net';
+import { NativeEngine, nativeEngineUnavailable, type EngineCluster, type EngineLogEvent, type EngineRoutes } from '@meshport/engine';
+import pino, { type Logger } from 'pino';
+import { AdminServer } from './admin';
+import type { ListenerName } from './caller';
+import { CLUSTER_LIMIT_DEFAULTS, OUTLIER_DEFAULTS } from './cluster';
+import type { ClusterState, RouterHandle } from './handle';
+import { ROUTER_DEFAULTS, type RouterOptions } from './router';
+import { endpointKey, type Endpoint } from './route-table';
+import { RouterStats } from './stats';
+
+type Settings = typeof ROUTER_DEFAULTS;
+
+/** Why the native engine cannot serve these options, or undefined when it can. */
+export function nativeRouterUnavailable(options: RouterOptions): string | undefined {
+  const missing = nativeEngineUnavailable();
+  if (missing !== undefined) return missing;
+  if (options.routeTable.services === undefined) {
+    return 'the route table cannot list its services, and the native engine takes whole snapshots';
+  }
+  for (const name of ['outbound', 'inbound'] as const) {
+    const where = options[name];
+    if (where && where.clients !== undefined && where.allowRemote === undefined) {
+      return `the ${name} listener has a JavaScript client gate (clients) and no allowRemote the engine can apply`;
+    }
+  }
+  return undefined;
+}
+
+export class NativeRouter implements RouterHandle {
+  readonly engine = 'native' as const;
+  readonly logger: Logger;
+  private readonly settings: Settings;
+  private readonly native: NativeEngine;
+  private readonly ownStats = new RouterStats();
+  private readonly bound = new Map<ListenerName, net.AddressInfo>();
+  private admin: AdminServer | undefined;
+  private draining = false;
+  private stopRouteWatch: (() => void) | undefined;
+  /** Route snapshots are built one at a time; a change during a build asks for one more. */
+  private building: Promise<void> | undefined;
+  private rebuildAgain = false;
+  private readonly resolved = new Map<string, string>();
+
+  constructor(private readonly options: RouterOptions) {
+    const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
+    this.settings = { ...ROUTER_DEFAULTS, ...(given as Partial<Settings>) };
+    this.logger = options.logger ?? pino({ name: 'meshport-router', level: process.env.MESHPORT_LOG_LEVEL ?? 'info' });
+    const outlier = { ...OUTLIER_DEFAULTS, ...options.outlier };
+    const limits = { ...CLUSTER_LIMIT_DEFAULTS, ...options.limits };
+    const engineLog = this.logger.child({ engine: 'native' });
+    this.native = new NativeEngine(
+      {
+        ...this.settings,
+        consecutiveFailures: outlier.consecutiveFailures,
+        baseEjectionMs: outlier.baseEjectionMs,
+        maxEjectionPercent: outlier.maxEjectionPercent,
+        maxPendingRequests: limits.maxPendingRequests,
+        maxActiveRequests: limits.maxActiveRequests,
+      },
+      ({ level, msg, ...fields }: EngineLogEvent) => engineLog[level](fields, msg),
+    );
+  }
+
+  /** Prometheus metrics, brought up to date from the engine's counters on every read. */
+  get stats(): RouterStats {
+    this.syncStats();
+    return this.ownStats;
+  }
+
+  async start(): Promise<void> {
+    this.stopRouteWatch = this.options.routeTable.onChange(() => void this.rebuild());
+    // Routes first: a caller that connects the moment the listener binds finds them (or the start-up hold).
+    await this.rebuild();
+    for (const name of ['outbound', 'inbound'] as const) {
+      const where = this.options[name] ?? { port: 0 };
+      if (where === false) continue;
+      const host = where.host ?? '127.0.0.1';
+      const port = this.native.listen(name, host, where.port, where.allowRemote ?? (where.clients === undefined));
+      const address: net.AddressInfo = { address: host, port, family: net.isIPv6(host) ? 'IPv6' : 'IPv4' };
+      this.bound.set(name, address);
+      this.logger.info({ listener: name, address, engine: 'native' }, 'listening');
+    }
+    if (this.options.admin !== false) {
+      this.admin = new AdminServer(this, this.options.admin?.port ?? 0);
+      await this.admin.start();
+      this.logger.info({ address: this.admin.address() }, 'admin listening');
+    }
+  }
+
+  address(listener: ListenerName | 'admin'): net.AddressInfo {
+    const address = listener === 'admin' ? this.admin?.address() : this.bound.get(listener);
+    if (!address) throw new Error(`${listener} is not listening`);
+    return address;
+  }
+
+  get isDraining(): boolean {
+    return this.draining;
+  }
+
+  get partialFrames(): number {
+    return this.draining && this.bound.size === 0 ? 0 : this.native.stats().partialFrames;
+  }
+
+  get inflight(): number {
+    return this.native.stats().inflight;
+  }
+
+  async drain(deadlineMs = this.settings.drainTimeoutMs): Promise<void> {
+    if (!this.draining) {
+      this.draining = true;
+      this.logger.info({ inflight: this.inflight, deadlineMs }, 'draining');
+    }
+    await this.native.drain(deadlineMs);
+    this.syncStats();
+    this.stopRouteWatch?.();
+    await this.admin?.close();
+    this.bound.clear();
+    this.native.close();
+  }
+
+  drainOnSignals(signals: NodeJS.Signals[] = ['SIGTERM']): void {
+    const onSignal = (signal: NodeJS.Signals) => {
+      for (const s of signals) process.off(s, onSignal);
+      this.logger.info({ signal }, 'signal received');
+      void this.drain();
+    };
+    for (const s of signals) process.on(s, onSignal);
+  }
+
+  async describeRoutes(): Promise<ClusterState[]> {
+    const table = this.options.routeTable;
+    const clusters = await this.native.describe();
+    return clusters.map((c) => {
+      const spec = c.listener === 'outbound' ? table.outbound(c.name) : undefined;
+      return { ...c, ...(spec?.rules ? { rules: spec.rules, routers: spec.routers ?? [] } : {}) };
+    });
+  }
+
+  describeConfig() {
+    const settings = Object.fromEntries(Object.keys(ROUTER_DEFAULTS).map((k) => [k, this.settings[k as keyof Settings]]));
+    const listeners: Record<string, { host: string; port: number }> = {};
+    for (const name of ['outbound', 'inbound', 'admin'] as const) {
+      if (name === 'admin' ? this.admin !== undefined : this.bound.has(name)) {
+        const { address, port } = this.address(name);
+        listeners[name] = { host: address, port };
+      }
+    }
+    return {
+      engine: this.engine,
+      ...settings,
+      listeners,
+      outlier: { ...OUTLIER_DEFAULTS, ...this.options.outlier },
+      limits: { ...CLUSTER_LIMIT_DEFAULTS, ...this.options.limits },
+    };
+  }
+
+  /** Hands a connection accepted elsewhere (a capture listener) to the engine, with the bytes already read from it. */
+  adopt(listener: ListenerName, socket: net.Socket): void {
+    const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    if (this.draining || typeof fd !== 'number' || fd < 0) {
+      socket.destroy();
+      return;
+    }
+    const head = socket.read() as Buffer | null;
+    try {
+      this.native.adopt(listener, fd, head ?? undefined);
+    } finally {
+      socket.destroy();
+    }
+  }
+
+  // ---- routes
+
+  /** Builds a snapshot of the whole route table and hands it to the engine; names are resolved first. */
+  private rebuild(): Promise<void> {
+    if (this.building) {
+      this.rebuildAgain = true;
+      return this.building;
+    }
+    this.building = (async () => {
+      do {
+        this.rebuildAgain = false;
+        const routes = await this.snapshot();
+        if (this.draining && this.bound.size === 0) return;
+        this.native.setRoutes(routes);
+      } while (this.rebuildAgain);
+    })()
+      .catch((err: Error) => this.logger.error({ err: err.message }, 'route snapshot failed; the engine keeps the last one'))
+      .finally(() => {
+        this.building = undefined;
+      });
+    return this.building;
+  }
+
+  private async snapshot(): Promise<EngineRoutes> {
+    const table = this.options.routeTable;
+    const services = table.services!();
+    const outbound: EngineCluster[] = [];
+    for (const name of services.outbound) {
+      const spec = table.outbound(name);
+      if (spec === undefined) continue;
+      outbound.push({
+        name,
+        endpoints: await Promise.all(spec.endpoints.map((e) => this.resolve(e))),
+        ...(spec.policy ? { policy: spec.policy } : {}),
+        ...(spec.hashHeader ? { hashHeader: spec.hashHeader } : {}),
+        ...(spec.timeoutMs !== undefined ? { timeoutMs: spec.timeoutMs } : {}),
+        ...(spec.routers && spec.routers.length > 0 ? { routers: spec.routers } : {}),
+      });
+    }
+    const inbound: EngineCluster[] = [];
+    for (const name of services.inbound) {
+      const local = table.inbound(name);
+      if (local !== undefined) inbound.push({ name, endpoints: [await this.resolve(local)] });
+    }
+    return { outbound, inbound };
+  }
+
+  /**
+   * The engine dials IP addresses only. A name is resolved here, once, and cached; the endpoint keeps its name in
+   * the key routers compare (endpointKey), as the TypeScript engine's hosts do.
+   */
+  private async resolve(e: Endpoint): Promise<{ host: string; port: number; weight?: number }> {
+    const host = net.isIP(e.host) ? e.host : (this.resolved.get(e.host) ?? (await this.lookup(e.host)));
+    return { host, port: e.port, ...(e.weight !== undefined ? { weight: e.weight } : {}) };
+  }
+
+  private async lookup(name: string): Promise<string> {
+    try {
+      const { address } = await dns.lookup(name);
+      this.resolved.set(name, address);
+      return address;
+    } catch (err) {
+      this.logger.warn({ host: name, err: (err as Error).message, endpoint: endpointKey({ host: name, port: 0 }) }, 'endpoint host does not resolve');
+      return '0.0.0.0';
+    }
+  }
+
+  // ---- stats
+
+  private syncStats(): void {
+    if (this.native === undefined) return;
+    let counters;
+    try {
+      counters = this.native.stats();
+    } catch {
+      return; // closed: the last figures stay
+    }
+    const stats = this.ownStats;
+    // The engine keeps running totals and nothing else counts into these metrics here: each is set to its total
+    // (prom-client counters have no set, so reset, then one inc).
+    stats.connectionsTotal.reset();
+    stats.connectionsRefused.reset();
+    stats.badFrames.reset();
+    for (const listener of ['outbound', 'inbound'] as const) {
+      const l = counters[listener];
+      stats.connections.set({ listener }, l.connectionsActive);
+      stats.connectionsTotal.inc({ listener }, l.connectionsTotal);
+      if (l.refusedPerSource > 0) stats.connectionsRefused.inc({ listener, reason: 'per-source-cap' }, l.refusedPerSource);
+      if (l.refusedMaxConnections > 0) stats.connectionsRefused.inc({ listener, reason: 'max-connections' }, l.refusedMaxConnections);
+    }
+    for (const [listener, dirs] of Object.entries(counters.bytes)) {
+      stats.setBytes(listener, dirs.in, dirs.out);
+    }
+    for (const bad of counters.badFrames) stats.badFrames.inc({ listener: bad.listener, code: bad.code }, bad.count);
+    for (const c of counters.clusters) {
+      const m = stats.cluster(c.listener, c.cluster);
+      m.requests.bolt = c.requestsBolt;
+      m.requests.dubbo = c.requestsDubbo;
+      m.outcomes.clear();
+      for (const [outcome, n] of Object.entries(c.outcomes)) m.outcomes.set(outcome, n);
+      c.latencyCounts.forEach((n, i) => (m.latencyCounts[i] = n));
+      m.latencyCount = c.latencyCount;
+      m.latencySum = c.latencySumSeconds;
+    }
+  }
+}
