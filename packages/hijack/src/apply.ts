@@ -174,6 +174,7 @@ function attachBpf(plan: HijackPlan, changed: string[]): void {
       ...(inPlace ? { reuseMapsFrom: pinDir } : {}),
       config: {
         captureAddress: connect4?.captureAddress ?? '127.0.0.1',
+        captureAddress6: connect4?.captureAddress6 ?? '::1',
         capturePort: connect4?.capturePort ?? o.outboundPort,
         sidecarUid: connect4?.excludeUid ?? o.uid,
         excludePorts: connect4?.excludePorts ?? [],

@@ -2,6 +2,7 @@
 // connect of the pod is rewritten to a capture port nobody listens on (a dead sidecar blackholes its pod).
 
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { isIPv6 } from 'node:net';
 import path from 'node:path';
 import { run } from './netns';
 import type { HijackPlan } from './plan';
@@ -16,6 +17,13 @@ export interface CaptureHealth {
   capturePort: number;
   /** Whether a TCP listener on the capture port was found in the pod's network namespace. */
   listening: boolean;
+  /** Where connect6 sends native IPv6 connects (on the same port). */
+  captureAddress6: string;
+  /**
+   * Whether something listens on [captureAddress6]:capturePort (or on `::`) there. connect6 captures native IPv6
+   * only while it does; otherwise IPv6 connects go where they say (uncaptured, never refused).
+   */
+  ipv6Captured: boolean;
   /** Where the listeners were read: `netns NAME`, `pid N` (a process of the cgroup) or `this process`. */
   checkedIn: string;
   /** Rewrites attached and nothing listening: every captured connect of the pod is refused. */
@@ -27,15 +35,33 @@ export interface CaptureHealth {
 const TCP_LISTEN = '0A';
 const REWRITES = ['connect4', 'connect6'];
 
-/** `/proc/net/tcp{,6}` text: is some socket in LISTEN on `port` for `address` (or a wildcard)? */
+/** The 16 bytes of a numeric IPv6 address, or undefined. */
+function ipv6Bytes(address: string): number[] | undefined {
+  if (!isIPv6(address) || address.includes('.')) return undefined; // dotted (v4-mapped) forms are not capture addresses
+  const [head, tail] = address.includes('::') ? address.split('::') : [address, undefined];
+  const words = (part: string | undefined) => (part ? part.split(':').map((w) => parseInt(w, 16)) : []);
+  const left = words(head);
+  const right = words(tail);
+  const all = tail === undefined ? left : [...left, ...new Array<number>(8 - left.length - right.length).fill(0), ...right];
+  return all.flatMap((w) => [w >> 8, w & 255]);
+}
+
+/** `/proc/net/tcp{,6}` text: is some socket in LISTEN on `port` for `address` (or a wildcard that takes it)? */
 export function procNetListens(text: string, address: string, port: number): boolean {
-  const want = new Set(['00000000', '00000000000000000000000000000000']);
+  // /proc prints an address as host-order u32s of its network bytes: each 4-byte group reversed (little-endian here).
+  const hex = (bytes: number[]) => bytes.map((b) => b.toString(16).padStart(2, '0').toUpperCase());
+  const groups = (bytes: number[]) => Array.from({ length: bytes.length / 4 }, (_, i) => hex(bytes.slice(4 * i, 4 * i + 4)).reverse().join('')).join('');
+  // "::" takes IPv4 (dual-stack) and IPv6; 0.0.0.0 takes IPv4 only.
+  const want = new Set(['00000000000000000000000000000000']);
   const octets = address.split('.').map(Number);
+  const v6 = ipv6Bytes(address);
   if (octets.length === 4 && octets.every((o) => Number.isInteger(o) && o >= 0 && o <= 255)) {
-    // /proc prints the address as the host-order u32 of the network bytes: little-endian here.
-    const v4 = octets.map((o) => o.toString(16).padStart(2, '0').toUpperCase()).reverse().join('');
+    const v4 = groups(octets);
+    want.add('00000000');
     want.add(v4);
     want.add(`0000000000000000FFFF0000${v4}`);
+  } else if (v6 !== undefined) {
+    want.add(groups(v6));
   }
   for (const line of text.split('\n')) {
     const cols = line.trim().split(/\s+/);
@@ -88,6 +114,7 @@ export async function captureHealth(plan: HijackPlan, options: { netns?: string 
   const connect4 = plan.bpf.find((b) => b.program === 'connect4');
   const pinDir = plan.bpf[0]?.pinDir ?? '';
   const captureAddress = connect4?.config?.captureAddress ?? '127.0.0.1';
+  const captureAddress6 = connect4?.config?.captureAddress6 ?? '::1';
   const capturePort = connect4?.config?.capturePort ?? plan.options.outboundPort;
   const rewrites = pinDir !== '' && existsSync(pinDir) ? readdirSync(pinDir).filter((n) => REWRITES.includes(n)).sort() : [];
   const { text, checkedIn } = await listenerTables(plan.options.cgroup ?? '', options.netns);
@@ -98,6 +125,8 @@ export async function captureHealth(plan: HijackPlan, options: { netns?: string 
     captureAddress,
     capturePort,
     listening,
+    captureAddress6,
+    ipv6Captured: rewrites.includes('connect6') && procNetListens(text, captureAddress6, capturePort),
     checkedIn,
     blackhole: rewrites.length > 0 && !listening,
     removeCommand: removeCommand(plan, options.netns),
@@ -114,5 +143,9 @@ export function formatCaptureHealth(h: CaptureHealth): string {
       `  Recover: restart the sidecar, or take the hook away: ${h.removeCommand}\n`
     );
   }
-  return `✓ ${what} is listening (checked in ${h.checkedIn})\n`;
+  // Not a failure: connect6 leaves native IPv6 alone while nothing listens there (it never refuses it).
+  const ipv6 = h.ipv6Captured
+    ? `  native IPv6: captured to [${h.captureAddress6}]:${h.capturePort}\n`
+    : `  native IPv6: NOT captured (nothing listens on [${h.captureAddress6}]:${h.capturePort}): IPv6 connects go where they say\n`;
+  return `✓ ${what} is listening (checked in ${h.checkedIn})\n${ipv6}`;
 }

@@ -1,6 +1,7 @@
 // Network-namespace helpers: run commands in a netns, create and delete namespaces and veth pairs (tests, demo).
 
 import { execFile, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { isIPv6 } from 'node:net';
 import { HijackCommandError, HijackError } from './errors';
 
 export interface ExecResult {
@@ -97,9 +98,21 @@ export async function deleteNetns(name: string): Promise<void> {
 
 const TEST_NET = { base: (198 << 24) | (18 << 16), mask: 0xfffe0000 }; // 198.18.0.0/15 (RFC 2544 benchmarking)
 
-/** Throws unless `cidr` (an address with or without /len) lies in 198.18.0.0/15, the only range tests may use. */
+/**
+ * Throws unless `cidr` (an address with or without /len) lies in a range tests may use: 198.18.0.0/15 for IPv4; for
+ * IPv6 a unique local address (fd00::/8) or the documentation range 2001:db8::/32, inside a namespace the test made.
+ */
 export function assertTestAddress(cidr: string): void {
   const [addr, len] = cidr.split('/');
+  if (addr.includes(':')) {
+    const prefix = len === undefined ? 128 : Number(len);
+    const lower = addr.toLowerCase();
+    const inRange = /^fd[0-9a-f]{2}:/.test(lower) ? prefix >= 8 : /^2001:0*db8:/.test(lower) ? prefix >= 32 : false;
+    if (!isIPv6(addr) || !Number.isInteger(prefix) || prefix > 128 || !inRange) {
+      throw new HijackError('MESHPORT_HIJACK_BAD_OPTIONS', `${cidr} is outside fd00::/8 and 2001:db8::/32, the IPv6 ranges reserved for test hosts`);
+    }
+    return;
+  }
   const parts = addr.split('.').map(Number);
   const prefix = len === undefined ? 32 : Number(len);
   const valid = parts.length === 4 && parts.every((p) => Number.isInteger(p) && p >= 0 && p <= 255) && prefix >= 15 && prefix <= 32;
@@ -109,10 +122,13 @@ export function assertTestAddress(cidr: string): void {
   }
 }
 
-/** Adds an address (inside 198.18.0.0/15) to a device in a namespace and brings the device up. */
+/**
+ * Adds a test address (see assertTestAddress) to a device in a namespace and brings the device up. An IPv6 one skips
+ * duplicate address detection, which would keep it unusable (tentative) for a second.
+ */
 export async function addTestAddress(netns: string, device: string, cidr: string): Promise<void> {
   assertTestAddress(cidr);
-  await runChecked('ip', ['addr', 'add', cidr, 'dev', device], { netns });
+  await runChecked('ip', ['addr', 'add', cidr, 'dev', device, ...(cidr.includes(':') ? ['nodad'] : [])], { netns });
   await runChecked('ip', ['link', 'set', device, 'up'], { netns });
 }
 

@@ -13,7 +13,10 @@ import { HijackError } from './errors';
 export type HijackMode = 'redirect' | 'tproxy' | 'connect-hook';
 export const HIJACK_MODES: readonly HijackMode[] = ['redirect', 'tproxy', 'connect-hook'];
 
-/** What to capture and what never to capture. Every port is TCP; IPv4 only (ip6tables is not planned yet). */
+/**
+ * What to capture and what never to capture. Every port is TCP. redirect and tproxy are IPv4 only (no ip6tables
+ * rules); connect-hook captures IPv4, the IPv4-mapped connects of dual-stack sockets and native IPv6 (connect6).
+ */
 export interface HijackOptions {
   mode: HijackMode;
   /** The sidecar's uid: its sockets are never captured. @default 1337 */
@@ -135,7 +138,7 @@ export interface IpRoute {
 /** The programs of @meshport/socket's BPF object, by the names its API uses (attach types in the comments). */
 export type BpfProgram =
   | 'connect4' // cgroup/connect4: rewrites connect() to the capture port, records the destination by cookie
-  | 'connect6' // cgroup/connect6: the same for the IPv4-mapped connects of dual-stack sockets (a JVM's default)
+  | 'connect6' // cgroup/connect6: the same for AF_INET6 sockets: IPv4-mapped (a JVM's default) and native IPv6
   | 'sockops' // sockops: copies the record to the 4-tuple map; fills the SOCKHASH for sk_msg
   | 'getsockopt' // cgroup/getsockopt: answers SO_ORIGINAL_DST from the record
   | 'sk_msg'; // sk_msg on the SOCKHASH: same-host socket-to-socket shortcut
@@ -146,8 +149,19 @@ export interface BpfAttachment {
   cgroup: string;
   /** bpffs directory holding the pinned links, so `remove` (another process) can detach them. */
   pinDir: string;
-  /** connect4 only: its load-time config, the same exclusions the iptables rules encode. */
-  config?: { captureAddress: '127.0.0.1'; capturePort: number; excludeUid: number; excludePorts: number[]; includePorts: number[] };
+  /**
+   * connect4 only: the load-time config of the object (connect6 runs with it), the same exclusions the iptables rules
+   * encode. captureAddress6 is where native IPv6 connects go, on the same port, while a listener is there; absent in
+   * plans written before it existed, which then get '::1'.
+   */
+  config?: {
+    captureAddress: '127.0.0.1';
+    captureAddress6?: '::1';
+    capturePort: number;
+    excludeUid: number;
+    excludePorts: number[];
+    includePorts: number[];
+  };
 }
 
 /**
@@ -289,15 +303,16 @@ export function planRules(options: HijackOptions): HijackPlan {
         program: 'connect4',
         cgroup,
         pinDir,
-        config: { captureAddress: '127.0.0.1', capturePort: o.outboundPort, excludeUid: o.uid, excludePorts: own, includePorts },
+        config: { captureAddress: '127.0.0.1', captureAddress6: '::1', capturePort: o.outboundPort, excludeUid: o.uid, excludePorts: own, includePorts },
       },
-      // Java apps connect from AF_INET6 sockets to ::ffff:a.b.c.d; without connect6 they would go uncaptured. It
-      // runs with connect4's config (one loaded object).
+      // Java apps connect from AF_INET6 sockets to ::ffff:a.b.c.d, and IPv6 apps to native IPv6 addresses; without
+      // connect6 both would go uncaptured. It runs with connect4's config (one loaded object).
       { program: 'connect6', cgroup, pinDir },
       { program: 'sockops', cgroup, pinDir },
       { program: 'getsockopt', cgroup, pinDir },
     );
     plan.notes.push('outbound: cgroup/connect4 (and connect6 for IPv4-mapped dual-stack sockets) rewrites connect() to the capture port (no conntrack); inbound: TPROXY');
+    plan.notes.push(`native IPv6: connect6 rewrites to [::1]:${o.outboundPort} while the sidecar listens there; without that listener IPv6 goes uncaptured`);
     plan.notes.push('BPF programs act on every socket of the cgroup, whichever netns it is in');
     if (!o.includeLoopback) plan.notes.push('connect4 has no loopback exclusion: loopback destinations are captured too, except the excluded ports');
   } else {

@@ -34,6 +34,8 @@ import {
   type HijackPlan,
   procNetListens,
   removeCommand,
+  captureHealth,
+  formatCaptureHealth,
 } from '../src';
 
 /** Namespaces this suite created and has not deleted yet. */
@@ -335,7 +337,7 @@ describe('@meshport/hijack', () => {
       const plan = planRules({ mode: 'connect-hook', cgroup: '/sys/fs/cgroup/pod', sockmap: true, excludePorts: [2181] });
       assert.deepEqual(plan.bpf.map((b) => b.program), ['connect4', 'connect6', 'sockops', 'getsockopt', 'sk_msg']);
       assert.deepEqual(plan.bpf[0].config, {
-        captureAddress: '127.0.0.1', capturePort: 15001, excludeUid: 1337, excludePorts: [2181, 12201, 12220, 13330, 15000, 15001, 15006], includePorts: [],
+        captureAddress: '127.0.0.1', captureAddress6: '::1', capturePort: 15001, excludeUid: 1337, excludePorts: [2181, 12201, 12220, 13330, 15000, 15001, 15006], includePorts: [],
       });
       assert.ok(plan.bpf.every((b) => b.cgroup === '/sys/fs/cgroup/pod' && b.pinDir === '/sys/fs/bpf/meshport/hijack-sys-fs-cgroup-pod'));
       assert.equal(plan.chains.some((c) => c.chain === 'MESHPORT_OUTPUT'), false);
@@ -401,6 +403,10 @@ describe('@meshport/hijack', () => {
       bad(() => planRules({ mode: 'redirect', sockmap: true }));
       bad(() => assertTestAddress('10.0.0.1/24'));
       assertTestAddress('198.19.255.1/24');
+      // IPv6 test hosts: unique local (fd00::/8) or documentation (2001:db8::/32) addresses only.
+      assertTestAddress('fd00:6d70::9/128');
+      assertTestAddress('2001:db8::1');
+      for (const outside of ['fe80::1/64', '2001:db9::1', '2001:db8::1/16', 'fd:1::1', '::1', 'fd00::/7']) bad(() => assertTestAddress(outside));
     });
 
     it('capture health: a LISTEN on the capture port (its address, a wildcard, v4-mapped) counts; other states and ports do not', () => {
@@ -412,6 +418,15 @@ describe('@meshport/hijack', () => {
       assert.equal(procNetListens(header + row('0100007F:3A99', '01'), '127.0.0.1', 15001), false, 'ESTABLISHED is no listener');
       assert.equal(procNetListens(header + row('0100007F:3A98', '0A'), '127.0.0.1', 15001), false);
       assert.equal(procNetListens(header + row('0200007F:3A99', '0A'), '127.0.0.1', 15001), false, '127.0.0.2 does not take 127.0.0.1');
+      // The native IPv6 capture listener: ::1 or a dual-stack ::, never an IPv4 one.
+      assert.equal(procNetListens(header + row('00000000000000000000000001000000:3A99', '0A'), '::1', 15001), true);
+      assert.equal(procNetListens(header + row('00000000000000000000000000000000:3A99', '0A'), '::1', 15001), true);
+      assert.equal(procNetListens(header + row('00000000:3A99', '0A'), '::1', 15001), false, '0.0.0.0 takes no IPv6');
+      assert.equal(procNetListens(header + row('0100007F:3A99', '0A'), '::1', 15001), false);
+      assert.equal(procNetListens(header + row('00000000000000000000000001000000:3A99', '0A'), '127.0.0.1', 15001), false, '::1 takes no IPv4');
+      // Each 4-byte group of the address as a host-order (little-endian) word, as /proc prints it.
+      assert.equal(procNetListens(header + row('0000D0FD00000000000000000A000000:3A99', '0A'), 'fdd0::a', 15001), true);
+      assert.equal(procNetListens(header + row('FDD0000000000000000000000000000A:3A99', '0A'), 'fdd0::a', 15001), false, 'network order is not what /proc prints');
       const plan = planRules({ mode: 'connect-hook', cgroup: '/sys/fs/cgroup/my pod', sockmap: true });
       assert.equal(removeCommand(plan, 'pod-ns'), "meshport hijack remove --mode connect-hook --cgroup '/sys/fs/cgroup/my pod' --sockmap --netns pod-ns");
     });
@@ -572,7 +587,7 @@ describe('@meshport/hijack', () => {
       });
     });
 
-    it('connect-hook end to end: connects in the cgroup land on the capture port with SO_ORIGINAL_DST; uid 1337 and other cgroups go direct', async function () {
+    it('connect-hook end to end: connects in the cgroup (IPv4, IPv4-mapped, native IPv6 once [::1] is served) land on the capture port with SO_ORIGINAL_DST; uid 1337 and other cgroups go direct', async function () {
       needKernel(this);
       needAddon(this);
       const root = findCgroup2Mount();
@@ -589,9 +604,11 @@ describe('@meshport/hijack', () => {
         await withNetns(1, async (ns) => {
           try {
             await addTestAddress(ns, 'lo', '198.18.0.9/32');
+            await addTestAddress(ns, 'lo', 'fd00:6d70::9/128');
             await startServer(ns, '127.0.0.1', 15001, 'capture', children, { cgroup, originalDst: true });
             await startServer(ns, '198.18.0.9', 80, 'direct', children);
             await startServer(ns, '198.18.0.9', 2181, 'direct', children);
+            await startServer(ns, 'fd00:6d70::9', 80, 'direct6', children);
 
             await applyPlan(plan, { netns: ns });
             assert.ok(existsSync(pinDir), `${pinDir} pinned`);
@@ -603,6 +620,21 @@ describe('@meshport/hijack', () => {
             // listener is TCP, so it goes where it says (issue 14).
             const mptcp = await peerOfProtocol(ns, cgroup, 262, '198.18.0.9', 80);
             if (mptcp !== 'unsupported') assert.equal(mptcp, '198.18.0.9:80', 'an MPTCP connect is not captured');
+
+            // Native IPv6 (issue 14): uncaptured while only the IPv4 capture listener is there (never refused), then
+            // captured to [::1]:15001 once a listener is on ::1, with the IPv6 destination from SO_ORIGINAL_DST.
+            assert.equal(await connect(ns, 'fd00:6d70::9', 80, { cgroup }), 'direct6 ping fd00:6d70::9:80', 'no [::1] listener: not captured');
+            let health = await captureHealth(plan, { netns: ns });
+            assert.deepEqual([health.listening, health.ipv6Captured, health.blackhole], [true, false, false]);
+            assert.match(formatCaptureHealth(health), /native IPv6: NOT captured \(nothing listens on \[::1\]:15001\)/);
+            await startServer(ns, '::1', 15001, 'capture6', children, { cgroup, originalDst: true });
+            assert.equal(await connect(ns, 'fd00:6d70::9', 80, { cgroup }), 'capture6 ping ::1:15001 orig=fd00:6d70::9:80');
+            assert.equal(await connect(ns, 'fd00:6d70::9', 80, { cgroup, uid: 1337 }), 'direct6 ping fd00:6d70::9:80', 'uid 1337 is not captured');
+            assert.equal(await connect(ns, 'fd00:6d70::9', 80), 'direct6 ping fd00:6d70::9:80', 'a process outside the cgroup is not captured');
+            assert.equal(await connect(ns, '::ffff:198.18.0.9', 80, { cgroup }), 'capture ping 127.0.0.1:15001 orig=198.18.0.9:80', 'IPv4-mapped');
+            health = await captureHealth(plan, { netns: ns });
+            assert.equal(health.ipv6Captured, true);
+            assert.match(formatCaptureHealth(health), /native IPv6: captured to \[::1\]:15001/);
 
             // Re-applies while an app in the cgroup connects in a loop: every connection is captured and answered
             // with its original destination (links updated in place, maps taken over; issue 14).
@@ -630,6 +662,7 @@ describe('@meshport/hijack', () => {
             assert.equal(existsSync(pinDir), false);
             assert.deepEqual(await cgroupPrograms(cgroup), []);
             assert.equal(await connect(ns, '198.18.0.9', 80, { cgroup }), 'direct ping 198.18.0.9:80', 'after remove');
+            assert.equal(await connect(ns, 'fd00:6d70::9', 80, { cgroup }), 'direct6 ping fd00:6d70::9:80', 'after remove');
             assert.deepEqual((await removePlan(plan, { netns: ns })).changed, []);
           } finally {
             await stopAll(children);
