@@ -560,9 +560,13 @@ class Loop {
       }
       case Policy::LeastRequest: {
         if (candidates_.size() == 1) return candidates_[0];
-        std::uniform_int_distribution<size_t> d(0, candidates_.size() - 1);
-        Host* a = candidates_[d(rng_)];
-        Host* b = candidates_[d(rng_)];
+        // Power of two choices over two distinct hosts (Envoy's least_request default).
+        const size_t n = candidates_.size();
+        const size_t i = std::uniform_int_distribution<size_t>(0, n - 1)(rng_);
+        size_t j = std::uniform_int_distribution<size_t>(0, n - 2)(rng_);
+        if (j == i) j = n - 1;
+        Host* a = candidates_[i];
+        Host* b = candidates_[j];
         return b->active < a->active ? b : a;
       }
       case Policy::ConsistentHash:

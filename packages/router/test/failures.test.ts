@@ -744,7 +744,7 @@ describe('router: failure semantics and load balancing', function () {
     const unlimited = { limits: { maxActiveRequests: 1_000_000, maxPendingRequests: 1_000_000 } };
 
     /** The router's own sockets of its callers (private state, read for the test only). */
-    function routerSideOf(router: RouterHandle): net.Socket[] {
+    function routerSideOf(router: Router): net.Socket[] {
       return [...(router as unknown as { callers: Set<{ socket: net.Socket }> }).callers].map((c) => c.socket);
     }
 
@@ -775,16 +775,18 @@ describe('router: failure semantics and load balancing', function () {
       assert.ok(seen < COUNT / 2, `the provider saw ${seen} of ${COUNT} requests while the caller was not reading`);
       assert.ok(unsent > bytes / 2, `only ${bytes - unsent} of ${bytes} bytes left the caller: the router kept reading`);
       assert.equal(client.answers.length, 0);
-      const [theirs] = routerSideOf(router);
-      assert.equal(theirs.isPaused(), true, 'the router stopped reading the caller');
+      // The TypeScript engine's own sockets can be looked at too (the native engine's are not JavaScript objects;
+      // for it the bounds above and below are what shows it stopped reading).
+      const [theirs] = router instanceof Router ? routerSideOf(router) : [];
+      if (theirs) assert.equal(theirs.isPaused(), true, 'the router stopped reading the caller');
       // Answers to calls already forwarded when the caller stopped reading are kept (never dropped): that queue is
       // bounded by how far the router had read ahead (a few MB here; the cluster's request limit bounds it in
       // general), not by what the caller wrote.
-      const queued = theirs.writableLength;
+      const queued = theirs?.writableLength ?? 0;
       assert.ok(queued < bytes / 4, `router queues ${queued} bytes of answers`);
       await sleep(300);
       assert.equal(app.seen.length, seen, 'nothing more is read while the caller is paused');
-      assert.equal(theirs.writableLength, queued, 'and nothing more is queued');
+      if (theirs) assert.equal(theirs.writableLength, queued, 'and nothing more is queued');
       client.socket.resume();
       await client.waitFor(COUNT, 20_000);
       assertEveryAnswer(client);
@@ -801,11 +803,14 @@ describe('router: failure semantics and load balancing', function () {
       const { chunks, bytes } = bulk();
       for (const chunk of chunks) client.socket.write(chunk);
       const unsent = await settled(() => client.socket.writableLength);
-      const upstream = (router as Router).upstreamConnections();
-      assert.equal(upstream.length, 1);
-      assert.ok(upstream[0].socket.writableLength < 2 * 1024 * 1024, `router holds ${upstream[0].socket.writableLength} bytes for the upstream`);
+      assert.equal(app.connections.size, 1);
+      if (router instanceof Router) {
+        const upstream = router.upstreamConnections();
+        assert.equal(upstream.length, 1);
+        assert.ok(upstream[0].socket.writableLength < 2 * 1024 * 1024, `router holds ${upstream[0].socket.writableLength} bytes for the upstream`);
+        assert.equal(routerSideOf(router)[0].isPaused(), true, 'the router stopped reading the caller');
+      }
       assert.ok(unsent > bytes / 2, `only ${bytes - unsent} of ${bytes} bytes left the caller: the router kept reading`);
-      assert.equal(routerSideOf(router)[0].isPaused(), true, 'the router stopped reading the caller');
       for (const s of app.connections) s.resume();
       await client.waitFor(COUNT + 1, 20_000);
       assertEveryAnswer(client);
@@ -980,7 +985,7 @@ describe('router: failure semantics and load balancing', function () {
       await sleep(100);
       assert.equal(app.heartbeats, 0);
       assert.equal(app.seen.length, 0);
-      assert.equal((router as Router).upstreamConnections().length, 0, 'no upstream connection was opened for them');
+      assert.equal(app.connections.size, 0, 'no upstream connection was opened for them');
       assert.equal(client.answers.length, 3);
     });
 
@@ -990,18 +995,14 @@ describe('router: failure semantics and load balancing', function () {
       const client = await connect(router.address('outbound').port);
       assert.equal((await ask(client, boltRequest(1, BOLT_SVC, 'b'), 1)).header.status, BoltStatus.SUCCESS);
       assert.equal((await ask(client, dubbo(2, 'd'), '2')).header.status, DubboStatus.OK);
-      const opened = (router as Router).upstreamConnections();
-      assert.deepEqual(opened.map((c) => c.protocol).sort(), ['bolt', 'dubbo']);
-      await until(() => app.heartbeats >= 6, 'heartbeats on the idle connections', 2000);
-      // Answered heartbeats keep them open.
-      assert.equal((router as Router).upstreamConnections().length, 2);
-      assert.ok(opened.every((c) => !c.closed));
+      // One connection per protocol, seen from the provider: both engines keep them open while heartbeats are answered.
       assert.equal(app.connections.size, 2);
+      await until(() => app.heartbeats >= 6, 'heartbeats on the idle connections', 2000);
+      assert.equal(app.connections.size, 2, 'answered heartbeats keep the connections open');
       app.answerHeartbeats = false;
       const t0 = Date.now();
-      await until(() => (router as Router).upstreamConnections().length === 0, 'unanswered heartbeats to close the connections', 2000);
+      await until(() => app.connections.size === 0, 'unanswered heartbeats to close the connections', 2000);
       assert.ok(Date.now() - t0 >= 150, `closed after ${Date.now() - t0} ms, before the heartbeat timeout`);
-      assert.ok(opened.every((c) => c.closed));
       await until(() => app.connections.size === 0, 'the provider to see its connections closed');
       // The caller never noticed, and its next request opens a new connection.
       app.answerHeartbeats = true;

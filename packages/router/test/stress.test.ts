@@ -5,7 +5,7 @@ import net from 'node:net';
 import { once } from 'node:events';
 import pino from 'pino';
 import { BoltStatus, DubboStatus, FrameSplitter, decodeFrame, type FrameHeader } from '@meshport/protocol';
-import { MemoryRouteTable, Router, createRouter, type RouterHandle } from '../src/index';
+import { MemoryRouteTable, createRouter, type RouterHandle } from '../src/index';
 import { boltRequest, dubboRequest, startEchoServer, until, type EchoServer } from './helpers/peers';
 
 const quiet = pino({ level: 'silent' });
@@ -228,6 +228,40 @@ class PipelinedCaller {
   }
 }
 
+/** A TCP relay in front of a provider side: the consumer side's hop connections end here, where the test can reset one. */
+interface HopRelay {
+  port: number;
+  /** The relay's sockets facing the consumer side: resetting one is a network reset of that hop. */
+  consumerSockets: Set<net.Socket>;
+  close(): void;
+}
+
+async function hopRelay(target: number): Promise<HopRelay> {
+  const consumerSockets = new Set<net.Socket>();
+  const server = net.createServer((down) => {
+    const up = net.connect(target, '127.0.0.1');
+    consumerSockets.add(down);
+    const end = () => {
+      consumerSockets.delete(down);
+      down.destroy();
+      up.destroy();
+    };
+    down.on('error', end).on('close', end);
+    up.on('error', end).on('close', end);
+    down.pipe(up);
+    up.pipe(down);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    consumerSockets,
+    close() {
+      for (const s of consumerSockets) s.destroy();
+      server.close();
+    },
+  };
+}
+
 describe('router: acceptance stress run', function () {
   this.timeout(120_000);
 
@@ -235,6 +269,7 @@ describe('router: acceptance stress run', function () {
   let providerSides: RouterHandle[] = [];
   let consumerSide: RouterHandle | undefined;
   let callers: PipelinedCaller[] = [];
+  let relays: HopRelay[] = [];
 
   afterEach(async () => {
     // Everything, in order, whatever failed: a failed step must not leave sockets or servers behind.
@@ -245,6 +280,8 @@ describe('router: acceptance stress run', function () {
     for (const r of providerSides) steps.push(r.drain(0));
     await Promise.allSettled(steps);
     await Promise.allSettled(providers.map((p) => p.close()));
+    for (const r of relays) r.close();
+    relays = [];
     consumerSide = undefined;
     providerSides = [];
     providers = [];
@@ -275,7 +312,9 @@ describe('router: acceptance stress run', function () {
       providerSides.push(side);
       await side.start();
     }
-    const endpoints = providerSides.map((r) => ({ host: '127.0.0.1', port: r.address('inbound').port }));
+    // The hop runs through a relay the test owns, so a reset is cut the same way whichever engine the router runs.
+    for (const side of providerSides) relays.push(await hopRelay(side.address('inbound').port));
+    const endpoints = relays.map((r) => ({ host: '127.0.0.1', port: r.port }));
     const consumerRoutes = new MemoryRouteTable()
       .setOutbound(BOLT_SERVICE, { endpoints })
       .setOutbound(DUBBO_SERVICE, { endpoints, policy: 'least-request' });
@@ -304,9 +343,9 @@ describe('router: acceptance stress run', function () {
       if (tally.answered >= nextHopReset) {
         nextHopReset += Math.floor(HOP_RESET_EVERY * (0.5 + random()));
         // Cut one of the consumer side's connections to a provider side, as a network reset would.
-        const live = (router as Router).upstreamConnections().filter((c) => c.connected && !c.closed);
+        const live = relays.flatMap((r) => [...r.consumerSockets]);
         if (live.length > 0) {
-          live[Math.floor(random() * live.length)].socket.resetAndDestroy();
+          live[Math.floor(random() * live.length)].resetAndDestroy();
           hopResets++;
         }
       }
