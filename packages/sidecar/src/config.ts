@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { isMap, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
 import { allowList, type AllowRemote } from '@meshport/registry-core';
-import { CLUSTER_LIMIT_DEFAULTS, ROUTER_DEFAULTS } from '@meshport/router';
+import { CLUSTER_LIMIT_DEFAULTS, ROUTER_DEFAULTS, type EngineName } from '@meshport/router';
 import { SidecarError } from './errors';
 
 export interface HostPort {
@@ -58,6 +58,8 @@ export interface SidecarConfig {
   registries: RegistryConfig[];
   /** Router settings (timeouts, pool size, frame cap, slow-frame limits), see ROUTER_DEFAULTS, and the cluster limits. */
   router: Partial<Record<RouterKey, number>>;
+  /** `router.engine`: which engine carries requests (the native loop thread or the TypeScript one); absent: the default. */
+  engine: EngineName | undefined;
   log: { level: string };
   /** Transparent capture: the listeners the kernel rules (`meshport hijack apply`) send connections to. */
   hijack: HijackConfig | undefined;
@@ -204,6 +206,7 @@ class ConfigReader {
       admin,
       registries,
       router: this.routerSettings(),
+      engine: this.engine(),
       log: this.log(),
       hijack: this.hijack(),
     };
@@ -281,13 +284,21 @@ class ConfigReader {
 
   private routerSettings(): SidecarConfig['router'] {
     const raw = this.mapping(['router']);
-    this.onlyKeys(['router'], raw, [...Object.keys(ROUTER_DEFAULTS), ...Object.keys(CLUSTER_LIMIT_DEFAULTS)]);
+    this.onlyKeys(['router'], raw, ['engine', ...Object.keys(ROUTER_DEFAULTS), ...Object.keys(CLUSTER_LIMIT_DEFAULTS)]);
     const out: SidecarConfig['router'] = {};
     for (const [key, value] of Object.entries(raw)) {
+      if (key === 'engine') continue;
       if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) this.fail(['router', key], 'must be a non-negative integer');
       out[key as RouterKey] = value;
     }
     return out;
+  }
+
+  private engine(): EngineName | undefined {
+    const value = this.mapping(['router']).engine;
+    if (value === undefined) return undefined;
+    if (value !== 'native' && value !== 'js') this.fail(['router', 'engine'], "must be 'native' or 'js'");
+    return value as EngineName;
   }
 
   private hijack(): HijackConfig | undefined {

@@ -1,8 +1,7 @@
 // The daemon: one router, the registries of the config with their facades, one route book between them.
 
 import pino, { type Logger } from 'pino';
-import { ClientGate } from '@meshport/registry-core';
-import { Router } from '@meshport/router';
+import { createRouter, type RouterHandle } from '@meshport/router';
 import { CaptureListener } from './capture';
 import { loadConfig, SIDECAR_DEFAULTS, type HijackConfig, type HostPort, type RegistryConfig, type SidecarConfig } from './config';
 import { startRegistries, type RegistrySet } from './registries';
@@ -44,7 +43,7 @@ const RESTART_KEYS = ['listeners', 'admin', 'hijack', 'node', 'router'] as const
 export class Sidecar {
   readonly book: RouteBook;
   readonly logger: Logger;
-  private router: Router | undefined;
+  private router: RouterHandle | undefined;
   /**
    * The running registries, one set per group of entries tied by `via` (a registry and the sofa-mesh facades that
    * publish through it), so a reload can close and start one group without touching the others.
@@ -73,16 +72,16 @@ export class Sidecar {
   async start(): Promise<void> {
     const { config } = this;
     const { maxActiveRequests, maxPendingRequests, ...settings } = config.router;
-    const gate = (name: 'outbound' | 'inbound') =>
-      new ClientGate(config.listeners.allowRemote[name], `${name} listener`, this.logger.child({ part: 'router' }));
-    const router = new Router({
+    const router = createRouter({
       ...settings,
+      ...(config.engine ? { engine: config.engine } : {}),
       startupHoldMs: settings.startupHoldMs ?? SIDECAR_DEFAULTS.startupHoldMs,
       // Only the limits the config names: an undefined one would override the router's default.
       limits: Object.fromEntries(Object.entries({ maxActiveRequests, maxPendingRequests }).filter(([, v]) => v !== undefined)),
       routeTable: this.book.table,
-      outbound: { ...config.listeners.outbound, clients: gate('outbound') },
-      inbound: { ...config.listeners.inbound, clients: gate('inbound') },
+      // The allowRemote gate as data: both engines apply it at accept.
+      outbound: { ...config.listeners.outbound, allowRemote: config.listeners.allowRemote.outbound },
+      inbound: { ...config.listeners.inbound, allowRemote: config.listeners.allowRemote.inbound },
       admin: { port: config.admin.port },
       logger: this.logger.child({ part: 'router' }),
     });
@@ -266,7 +265,7 @@ export class Sidecar {
    * The listeners the kernel rules send hijacked connections to. The socket package loads only here: a sidecar on
    * registry takeover alone never needs the native addon.
    */
-  private async startCapture(hijack: HijackConfig, router: Router): Promise<void> {
+  private async startCapture(hijack: HijackConfig, router: RouterHandle): Promise<void> {
     const socket = require('@meshport/socket') as typeof import('@meshport/socket');
     const logger = this.logger.child({ part: 'capture' });
     const viaOriginalDst = (s: import('node:net').Socket): HostPort => {
