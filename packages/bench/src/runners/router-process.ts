@@ -50,13 +50,14 @@ async function main(): Promise<void> {
   // The router's own pino logger writes to stdout; below warn it would mix with the ready line.
   process.env.MESHPORT_LOG_LEVEL ??= 'warn';
   const routes = parseRoutes();
-  const { MemoryRouteTable, Router } = loadRouter();
+  const { MemoryRouteTable, createRouter } = loadRouter();
   const table = new MemoryRouteTable();
   for (const [service, spec] of Object.entries(routes.outbound ?? {})) table.setOutbound(service, spec);
   for (const [service, endpoint] of Object.entries(routes.inbound ?? {})) table.setInbound(service, endpoint);
   const hasOutbound = Object.keys(routes.outbound ?? {}).length > 0;
   const hasInbound = Object.keys(routes.inbound ?? {}).length > 0;
-  const router = new Router({
+  // The engine comes from options.engine, else MESHPORT_ENGINE (see createRouter).
+  const router = createRouter({
     ...routes.options,
     routeTable: table,
     outbound: hasOutbound ? { host: '127.0.0.1', port: 0 } : false,
