@@ -20,10 +20,12 @@ export type Toxic =
   | { type: 'latency'; ms: number; jitterMs?: number; direction?: Direction }
   /**
    * Resets the connection (RST to both ends, through `resetAndDestroy`). `per: 'chunk'`: each chunk in the
-   * direction does it with `probability`. `per: 'connection'`: each new connection is picked with `probability` and
+   * direction does it with `probability`. `per: 'kib'`: `probability` per KiB carried, so a chunk of n bytes does it
+   * with 1 - (1 - probability)^(n / 1024): the fault rate follows the traffic, not how a sender happens to batch its
+   * writes (a proxy that writes more often, in smaller chunks, meets no more resets for it). `per: 'connection'`: each new connection is picked with `probability` and
    * reset `afterMs` after it was accepted (0: on its first chunk in the direction).
    */
-  | { type: 'reset'; probability: number; per: 'chunk' | 'connection'; afterMs?: number; direction?: Direction }
+  | { type: 'reset'; probability: number; per: 'chunk' | 'kib' | 'connection'; afterMs?: number; direction?: Direction }
   /** When the source sends FIN, the FIN is passed on only `delayMs` later (data still flows until then). */
   | { type: 'slowClose'; delayMs: number; direction?: Direction }
   /** Partial writes: each chunk is cut into pieces of `averageSize` +/- `sizeVariation` bytes, `delayUs` apart. */
@@ -110,7 +112,8 @@ class Pipe {
     for (const t of toxics) {
       if (t.type !== 'reset') continue;
       const firstChunkOfPicked = t.per === 'connection' && (t.afterMs ?? 0) === 0 && this.conn.pickedForReset.has(t);
-      if ((t.per === 'chunk' && random() < t.probability) || firstChunkOfPicked) {
+      const p = t.per === 'chunk' ? t.probability : t.per === 'kib' ? 1 - Math.pow(1 - t.probability, chunk.length / 1024) : 0;
+      if ((p > 0 && random() < p) || firstChunkOfPicked) {
         this.conn.reset();
         return;
       }
