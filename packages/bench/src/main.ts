@@ -205,7 +205,9 @@ export async function main(argv: string[]): Promise<number> {
       if (!then) {
         log(`${name}: not in ${compareFile}, nothing to compare`);
       } else {
-        const rows: Comparison[] = compareMetrics(then.metrics, report.metrics);
+        const renamed = suite.renamedMetric;
+        const thenMetrics = renamed ? then.metrics.map((m) => ({ ...m, name: renamed(m.name) })) : then.metrics;
+        const rows: Comparison[] = compareMetrics(thenMetrics, report.metrics);
         const bad = rows.filter((r) => r.verdict === 'regression');
         regressions += bad.length;
         const out = json ? process.stderr : process.stdout;

@@ -88,5 +88,10 @@ export interface Suite {
   summary: string;
   /** Whether the suite can run here (the hijack suite needs root); a reason when not. */
   unavailable?: () => string | null;
+  /**
+   * The name a metric saved by an older version of the suite has now (a case renamed or split), so that `--compare`
+   * still matches it with this run's. @default the name unchanged
+   */
+  renamedMetric?: (savedName: string) => string;
   run(options: SuiteOptions): Promise<SuiteReport> | SuiteReport;
 }

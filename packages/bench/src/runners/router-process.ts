@@ -4,8 +4,9 @@
 //
 // routes: { "outbound"?: { "<service>": ClusterSpec }, "inbound"?: { "<service>": Endpoint }, "options"?: {...} }
 // (options: other RouterOptions, e.g. connectionsPerEndpoint; the defaults when absent). A listener is opened
-// only for the kinds of route given. Prints one line {"ready": "router", "pid", "outbound", "inbound", "admin"} (ports,
-// or null) to stdout once bound; drains and exits on SIGTERM, or when the parent's IPC channel closes.
+// only for the kinds of route given. Prints one line {"ready": "router", "pid", "engine", "outbound", "inbound",
+// "admin"} (engine: the one createRouter made, 'native' or 'js'; ports, or null) to stdout once bound; drains and
+// exits on SIGTERM, or when the parent's IPC channel closes.
 //
 // With an IPC channel (child_process.fork), the parent may send {"profile": "start"} and
 // {"profile": "stop", "file": PATH}: a V8 CPU profile (node:inspector, as `node --cpu-prof` writes) of what happened
@@ -105,6 +106,7 @@ async function main(): Promise<void> {
     `${JSON.stringify({
       ready: 'router',
       pid: process.pid,
+      engine: router.engine,
       outbound: port('outbound', hasOutbound),
       inbound: port('inbound', hasInbound),
       admin: port('admin', true),
