@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <random>
 #include <stdexcept>
 #include <system_error>
@@ -67,6 +68,20 @@ std::string addressText(const sockaddr_storage& ss) {
     // Node names an IPv4 peer of a dual-stack socket ::ffff:a.b.c.d; the caps count it under that name too.
   }
   return buf;
+}
+
+// A peer whose address is the very address it dialled is in this host (network namespace): an app in the pod
+// dialling a listener bound to the pod IP. No other host can complete a handshake from one of our own addresses.
+bool dialledItself(int fd, const sockaddr_storage& peer) {
+  sockaddr_storage local{};
+  socklen_t len = sizeof local;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) != 0 || local.ss_family != peer.ss_family) return false;
+  if (peer.ss_family == AF_INET) {
+    return reinterpret_cast<const sockaddr_in&>(local).sin_addr.s_addr == reinterpret_cast<const sockaddr_in&>(peer).sin_addr.s_addr;
+  }
+  return peer.ss_family == AF_INET6 &&
+         std::memcmp(&reinterpret_cast<const sockaddr_in6&>(local).sin6_addr, &reinterpret_cast<const sockaddr_in6&>(peer).sin6_addr,
+                     sizeof(in6_addr)) == 0;
 }
 
 bool isLoopback(const sockaddr_storage& ss) {
@@ -691,13 +706,13 @@ class Loop {
         return;
       }
       Fd owned(fd);
-      if (!isLoopback(peer) && !l->allow.allows(peer)) {
+      if (!isLoopback(peer) && !l->allow.allows(peer) && !dialledItself(owned.get(), peer)) {
         // The listener's allowRemote gate: closed before a byte is read; logged once per address.
         const std::string who = addressText(peer);
         if (l->refusedLogged.size() < 1024 && l->refusedLogged.insert(who).second) {
-          log("warn", "closing a connection from an address the " + std::string(kListenerNames[l->which]) +
-                          " listener does not allow (listeners.allowRemote)",
-              "\"listener\":\"" + std::string(kListenerNames[l->which]) + "\",\"remote\":" + jsonString(who));
+          // The same line the TypeScript engine's ClientGate writes.
+          log("warn", "refused a connection from a non-loopback address; allow it with allowRemote in the config (logged once per address)",
+              "\"server\":\"" + std::string(kListenerNames[l->which]) + " listener\",\"remote\":" + jsonString(who));
         }
         continue;
       }
