@@ -387,9 +387,29 @@ bool SameProgram(bpf_object *obj, const ProgramSpec &spec, __u32 old_prog_id) {
   return true;
 }
 
+// Whether a link is sk_msg's sockmap link (Linux 6.10+) on this object's SOCKHASH. The uapi headers the addon builds
+// against may predate sockmap links, so the link type's number and its info (the union member `sockmap`, {map_id,
+// attach_type}, which starts where every member of the union does) are spelled out here.
+bool IsOurSockmapLink(bpf_object *obj, const ProgramSpec &spec, const bpf_link_info &info) {
+  constexpr __u32 kLinkTypeSockmap = 14;  // BPF_LINK_TYPE_SOCKMAP
+  struct {
+    __u32 map_id;
+    __u32 attach_type;
+  } sockmap;
+  static_assert(sizeof(sockmap) <= sizeof(info.raw_tracepoint), "the link info union holds the sockmap member");
+  std::memcpy(&sockmap, &info.raw_tracepoint, sizeof(sockmap));
+  int map_fd = MapFd(obj, "sock_by_tuple");
+  bpf_map_info map{};
+  return info.type == kLinkTypeSockmap && sockmap.attach_type == static_cast<__u32>(spec.type) && map_fd >= 0 &&
+         MapInfo(map_fd, &map) && map.id == sockmap.map_id;
+}
+
 // Replaces the program of the link pinned at `path` with this object's, atomically (bpf_link_update): no moment with
-// no program or two. Only a cgroup link of this cgroup and attach type is updated; *updated is false
-// (nothing done) when there is no such pin or it is something else, which the caller then detaches and replaces.
+// no program or two. Only a cgroup link of this cgroup and attach type, or sk_msg's sockmap link on the SOCKHASH this
+// object uses (taken over with reuseMapsFrom), is updated; *updated is false (nothing done) when there is no such pin
+// or it is something else, which the caller then detaches and replaces. A link is bound to its SOCKHASH: when the new
+// object has a fresh one (another layout), sk_msg is detached and attached again. A pre-6.10 prog attach is never
+// pinned: AttachOne's bpf_prog_attach to the taken-over SOCKHASH replaces its program in one xchg in the kernel.
 // Returns 1 (and *updated) when the link already runs the same program (SameProgram), 0 when updated, else -errno.
 int UpdatePinnedLink(bpf_object *obj, const ProgramSpec &spec, int cgroup_fd, const std::string &path, Attachment &out,
                      bool *updated, const char **failed) {
@@ -403,8 +423,8 @@ int UpdatePinnedLink(bpf_object *obj, const ProgramSpec &spec, int cgroup_fd, co
     struct stat st{};
     if (fstat(cgroup_fd, &st) != 0) { *failed = "fstat"; return -errno; }
     if (info.type != BPF_LINK_TYPE_CGROUP || info.cgroup.cgroup_id != st.st_ino || info.cgroup.attach_type != spec.type) return 0;
-  } else {
-    return 0;  // sk_msg: sockmap links (6.10) are not in every build's headers; detached and attached again instead
+  } else if (!IsOurSockmapLink(obj, spec, info)) {
+    return 0;
   }
   int prog_fd = ProgramFd(obj, spec);
   if (prog_fd < 0) { *failed = "bpf_object__find_program_by_name"; return prog_fd < -1 ? prog_fd : -ENOENT; }

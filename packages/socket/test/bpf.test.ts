@@ -368,6 +368,32 @@ describe('@meshport/socket BPF programs', function () {
     });
   });
 
+  it('a re-apply updates the pinned sk_msg link in place (bpf_link_update on the taken-over SOCKHASH), and bytes are still redirected (issue 14)', async function () {
+    const localServerPort = await unusedPort();
+    const config = { capturePort: await unusedPort(), excludePorts: [localServerPort] };
+    await withScene({ config }, async (scene) => {
+      const linkOf = (program: string): Json => JSON.parse(execFileSync('bpftool', ['-j', 'link', 'show', 'pinned', path.join(scene.pinDir, program)], { encoding: 'utf8' })) as Json;
+      if (!bpfAttachments().find((a) => a.program === 'sk_msg')?.link) featureMissing(this, 'sk_msg is a prog attach here (sockmap links need Linux 6.10)');
+      const before = linkOf('sk_msg');
+      // As hijack's re-apply does: the pins stay, a new object (another config) takes over the pinned maps.
+      bpfUnload({ keepPinned: true });
+      bpfLoad({ config: { ...config, excludePorts: [localServerPort, 2182] }, reuseMapsFrom: scene.pinDir });
+      const { updated } = bpfAttach({ cgroupPath: scene.cgroupPath, pinDir: scene.pinDir });
+      const after = linkOf('sk_msg');
+      assert.equal(updated, 5, 'every pinned link, sk_msg included, was updated in place');
+      assert.equal(after['id'], before['id'], 'sk_msg was detached and attached again');
+      assert.notEqual(after['prog_id'], before['prog_id']);
+
+      const server = await scene.app();
+      assert.equal((await server.command({ op: 'listen', host: '127.0.0.1', port: localServerPort })).ok, true);
+      const app = await scene.app();
+      const stats = bpfStats();
+      const result = await app.command({ op: 'request', host: '127.0.0.1', port: localServerPort, size: 64, count: 100 });
+      assert.equal(result.ok, true, JSON.stringify(result));
+      assert.ok(delta(bpfStats(), stats, 'redirectedMessages') >= 2 * 100 - 2, 'the updated sk_msg redirects');
+    });
+  });
+
   it('detach by pin directory removes what a process that exited left pinned', async function () {
     const tag = randomBytes(4).toString('hex');
     const cgroupPath = createCgroup(path.join(cgroupRoot, `meshport-test-${tag}`));
@@ -407,15 +433,19 @@ describe('@meshport/socket BPF programs', function () {
         // The same 4-tuple again, uncaptured: straight to the capture port from the same source port (outside the
         // cgroup). The first connection ended with a RST, so no TIME_WAIT holds the port.
         let reused: net.Socket | undefined;
+        let lastError = '';
         for (let attempt = 0; attempt < 40 && !reused; attempt++) {
           await new Promise((r) => setTimeout(r, 100));
           reused = await new Promise<net.Socket | undefined>((resolve) => {
             const socket = net.connect({ host: '127.0.0.1', port: capturePort, localAddress: '127.0.0.1', localPort });
             socket.once('connect', () => resolve(socket));
-            socket.once('error', () => resolve(undefined));
+            socket.once('error', (err: NodeJS.ErrnoException) => {
+              lastError = err.code ?? String(err);
+              resolve(undefined);
+            });
           });
         }
-        assert.ok(reused, `could not reuse source port ${localPort}`);
+        assert.ok(reused, `could not reuse source port ${localPort}: ${lastError}`);
         try {
           const second = await sidecar.waitFor(
             (m) => m['event'] === 'accepted' && m !== captured && m['remote'].port === localPort,
