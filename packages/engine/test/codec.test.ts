@@ -169,6 +169,15 @@ function fixtureFiles(): string[] {
   ];
 }
 
+/**
+ * Directories of raw inputs named by MESHPORT_CODEC_CORPUS (colon-separated), e.g. a libFuzzer corpus that
+ * `fuzz/run.sh --keep` left behind: inputs chosen for native coverage, checked here against the reference.
+ */
+function corpusFiles(): string[] {
+  const dirs = (process.env.MESHPORT_CODEC_CORPUS ?? '').split(':').filter(Boolean);
+  return dirs.flatMap((dir) => fs.readdirSync(dir).map((f) => path.join(dir, f))).filter((f) => fs.statSync(f).isFile());
+}
+
 /** Binary regression inputs of the libFuzzer targets (fuzz/regressions), one input per file. */
 function regressionFiles(): string[] {
   const dir = path.resolve(__dirname, '..', '..', 'fuzz', 'regressions');
@@ -658,6 +667,18 @@ describe('native codec (packages/engine/native/codec.cc) against @meshport/proto
       checkInput(bytes, rng, name);
       for (let cut = 0; cut < bytes.length; cut += bytes.length > 400 ? 7 : 1) checkInput(bytes.subarray(0, cut), rng, `${name} cut at ${cut}`);
       checkInput(Buffer.concat([bytes, bytes]), rng, `${name} twice`);
+    }
+  });
+
+  it('agrees on the inputs of MESHPORT_CODEC_CORPUS (a kept libFuzzer corpus), when given', function () {
+    const files = corpusFiles();
+    if (files.length === 0) this.skip();
+    const rng = new Rng(SEED ^ 0xf022);
+    for (const file of files) {
+      const bytes = fs.readFileSync(file);
+      // fuzz_stream inputs start with 5 bytes of framing parameters: checked both with and without them.
+      checkInput(bytes, rng, file);
+      if (bytes.length > 5) checkInput(bytes.subarray(5), rng, `${file} after 5 bytes`);
     }
   });
 
