@@ -231,6 +231,12 @@ static __always_inline int capture_connect6(struct bpf_sock_addr *ctx, __u16 dst
 	orig.ip6[2] = ctx->user_ip6[2];
 	orig.ip6[3] = ctx->user_ip6[3];
 	orig.port = dst_port;
+	/* A link-local destination (fe80::/10) means nothing without its interface, which the record cannot carry (the
+	 * hook sees no scope id): the sidecar could not reach it, so it goes where it says. */
+	if ((bpf_ntohl(orig.ip6[0]) & 0xffc00000) == 0xfe800000) {
+		stat_add(MESHPORT_STAT_SKIPPED_CONNECTS, 1);
+		return 0;
+	}
 	if (!capture_wanted(orig.ip6[0] == meshport_cfg.capture_ip6[0] && orig.ip6[1] == meshport_cfg.capture_ip6[1] &&
 				    orig.ip6[2] == meshport_cfg.capture_ip6[2] && orig.ip6[3] == meshport_cfg.capture_ip6[3],
 			    dst_port))

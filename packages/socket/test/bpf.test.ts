@@ -631,14 +631,21 @@ describe('@meshport/socket BPF programs', function () {
   describe('native IPv6 in connect6 (issue 14)', function () {
     // A ULA test host on lo of a namespace the test makes: without the hook a connect reaches a listener there.
     const TEST_HOST6 = 'fd00:6d70::9';
+    // A link-local address on a device of that namespace (link-local needs an interface; lo has none).
+    const LINK_LOCAL = 'fe80::9%mp6ll';
 
-    /** A network namespace with lo up and TEST_HOST6 on it, deleted however the test ends. */
+    /** A network namespace with lo up, TEST_HOST6 on lo and LINK_LOCAL on a veth, deleted however the test ends. */
     async function withNetns6(body: (ns: string) => Promise<void>): Promise<void> {
       const ns = `mp-bpf-v6-${randomBytes(3).toString('hex')}`;
       try {
         execFileSync('ip', ['netns', 'add', ns]);
         execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
         execFileSync('ip', ['-n', ns, '-6', 'addr', 'add', `${TEST_HOST6}/128`, 'dev', 'lo', 'nodad']);
+        // A veth pair with both ends in the namespace (it goes with it); its other end only has to be up for carrier.
+        execFileSync('ip', ['-n', ns, 'link', 'add', 'mp6ll', 'type', 'veth', 'peer', 'name', 'mp6ll-peer']);
+        execFileSync('ip', ['-n', ns, 'link', 'set', 'mp6ll-peer', 'up']);
+        execFileSync('ip', ['-n', ns, 'link', 'set', 'mp6ll', 'up']);
+        execFileSync('ip', ['-n', ns, '-6', 'addr', 'add', 'fe80::9/64', 'dev', 'mp6ll', 'nodad']);
         await body(ns);
       } finally {
         try {
@@ -706,6 +713,13 @@ describe('@meshport/socket BPF programs', function () {
           }
           assert.equal(sidecar.accepted().length, 3);
           assert.equal(real.accepted().length, 1);
+
+          // A link-local destination is not captured: the record could not carry its interface. It goes where it says.
+          assert.equal((await real.command({ op: 'listen', host: LINK_LOCAL, port: targetPort })).ok, true);
+          const linkLocal = await app.command({ op: 'request', host: LINK_LOCAL, port: targetPort, size: 64, count: 3 });
+          assert.equal(linkLocal.ok, true, `link-local request failed: ${JSON.stringify(linkLocal)}`);
+          assert.equal(real.accepted().length, 2);
+          assert.equal(sidecar.accepted().length, 3, 'a link-local connect was captured');
         });
       });
     });
