@@ -1,6 +1,7 @@
 // docs/benchmarks.md and docs/bench/: each suite owns the part of the page between its markers, its chart
 // (docs/bench/SUITE.svg) and its line of docs/bench/results.jsonl, all rewritten by `--update-docs`; the table of
-// last runs at the top is rebuilt from results.jsonl.
+// last runs at the top is rebuilt from results.jsonl, and so are the README's figures of a suite that has a glance
+// (between inline markers in its row of "Benchmarks at a glance").
 
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -10,6 +11,8 @@ const DOCS_DIR = process.env.MESHPORT_BENCH_DOCS_DIR ?? path.resolve(__dirname, 
 export const DOCS_FILE = path.join(DOCS_DIR, 'benchmarks.md');
 export const CHART_DIR = path.join(DOCS_DIR, 'bench');
 export const RESULTS_FILE = path.join(CHART_DIR, 'results.jsonl');
+/** The README next to docs/. */
+export const README_FILE = path.join(DOCS_DIR, '..', 'README.md');
 
 const INTRO = `# Benchmarks
 
@@ -64,4 +67,22 @@ export function updateResults(suite: string, line: string, file: string = RESULT
   kept.push(line);
   writeAtomic(file, `${kept.join('\n')}\n`);
   return kept;
+}
+
+/**
+ * Replaces the text between `<!-- bench:glance:KEY:start -->` and `<!-- bench:glance:KEY:end -->` (inline markers,
+ * so they can sit in a table row); false when the file or its markers are not there (nothing written).
+ */
+export function updateInline(key: string, text: string, file: string = README_FILE): boolean {
+  if (!existsSync(file)) return false;
+  const start = `<!-- bench:glance:${key}:start -->`;
+  const end = `<!-- bench:glance:${key}:end -->`;
+  const page = readFileSync(file, 'utf8');
+  const i = page.indexOf(start);
+  const j = i < 0 ? -1 : page.indexOf(end, i + start.length);
+  if (i < 0 || j < 0) return false;
+  if (text.includes('\n')) throw new Error(`glance ${key}: one line only`);
+  const next = page.slice(0, i + start.length) + text + page.slice(j);
+  if (next !== page) writeAtomic(file, next);
+  return true;
 }

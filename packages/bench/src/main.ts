@@ -3,12 +3,12 @@
 import { appendFileSync, existsSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { compareMetrics, comparisonTable, readSaved, type Comparison, type SavedSuite } from './compare';
-import { DOCS_FILE, RESULTS_FILE, updateDocsSection, updateResults, writeChart } from './docs';
+import { DOCS_FILE, README_FILE, RESULTS_FILE, updateDocsSection, updateInline, updateResults, writeChart } from './docs';
 import { fixed } from './format';
 import { sinkValue } from './measure';
 import { Progress } from './progress';
 import { environment, machineLine, metricsTable, processTable, type Environment } from './report';
-import type { SuiteReport } from './suite';
+import type { ResultRow, SuiteReport } from './suite';
 import { SUITES } from './suites';
 import { renderChart } from './svg';
 
@@ -226,12 +226,31 @@ export async function main(argv: string[]): Promise<number> {
       const lines = updateResults(report.suite, line);
       updateDocsSection('runs', runsSection(lines), DOCS_FILE, '## Last runs');
       log(`updated ${DOCS_FILE} (section ${report.suite}), ${chart ? `docs/${chart}, ` : ''}${RESULTS_FILE}`);
+      if (updateGlances(lines)) log(`updated ${README_FILE} (benchmarks at a glance)`);
     }
   }
   // The sink every workload folded its results into: printing it keeps the measured work observable.
   log(`sink ${sinkValue()}`);
   progress.clear();
   return regressions > 0 ? EXIT_REGRESSION : 0;
+}
+
+/** The README's glance cells of every suite that makes them, from the saved results lines; true when any was written. */
+function updateGlances(lines: string[]): boolean {
+  let any = false;
+  for (const l of lines) {
+    let o: { suite?: string; results?: ResultRow[] };
+    try {
+      o = JSON.parse(l) as typeof o;
+    } catch {
+      continue;
+    }
+    const g = o.suite && o.results ? SUITES.get(o.suite)?.glance?.(o.results) : null;
+    if (!g) continue;
+    any = updateInline(`${o.suite}:figures`, g.figures) || any;
+    any = updateInline(`${o.suite}:goal`, g.goal) || any;
+  }
+  return any;
 }
 
 function positionalsNamed(argv: string[], name: string): boolean {

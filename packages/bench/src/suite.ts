@@ -93,5 +93,10 @@ export interface Suite {
    * still matches it with this run's. @default the name unchanged
    */
   renamedMetric?: (savedName: string) => string;
+  /**
+   * The suite's cells of the README's "Benchmarks at a glance" row, made from a saved results line (docs/bench/
+   * results.jsonl), for `--update-docs`: the figures there come from the results file, never typed by hand.
+   */
+  glance?: (results: ResultRow[]) => { figures: string; goal: string } | null;
   run(options: SuiteOptions): Promise<SuiteReport> | SuiteReport;
 }

@@ -1,14 +1,17 @@
 // The parts of the bench harness a contributor relies on without seeing them: ratios taken round by round, the
-// regression verdicts of --compare, saved files read back, and charts that are well-formed SVG.
+// regression verdicts of --compare (and the names it reads old results by), saved files read back, charts that are
+// well-formed SVG, and what is read from perf's output.
 
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { compareMetrics, MIN_TOLERANCE, readSaved, SINGLE_ROUND_TOLERANCE } from '../src/compare';
-import { updateDocsSection, updateResults } from '../src/docs';
+import { updateDocsSection, updateInline, updateResults } from '../src/docs';
+import { parsePerfReport, parsePerfStat } from '../src/forward/perf';
 import { median, quantile, roundRatio, spread } from '../src/stats';
 import type { Metric } from '../src/suite';
+import { forwardSuite } from '../src/suites/forward';
 import { renderChart, shortNumber } from '../src/svg';
 
 const metric = (name: string, value: number, extra: Partial<Metric> = {}): Metric => ({
@@ -170,6 +173,72 @@ describe('bench harness', () => {
       assert.equal(shortNumber(150), '150');
       assert.equal(shortNumber(2.5), '2.5');
       assert.equal(shortNumber(0), '0');
+    });
+  });
+  describe('forward suite', () => {
+    it('reads the metrics saved as meshport-2hop (the TypeScript engine, before the split) as meshport-2hop-js', () => {
+      const rename = forwardSuite.renamedMetric!;
+      assert.equal(rename('Bolt: meshport-2hop / haproxy-2hop req/s (8x16)'), 'Bolt: meshport-2hop-js / haproxy-2hop req/s (8x16)');
+      assert.equal(rename('Dubbo: meshport-2hop p50 (1x1)'), 'Dubbo: meshport-2hop-js p50 (1x1)');
+      assert.equal(rename('Bolt: haproxy-2hop / direct req/s (8x16)'), 'Bolt: haproxy-2hop / direct req/s (8x16)');
+      for (const now of ['Bolt: meshport-2hop-native / haproxy-2hop req/s (8x16)', 'Dubbo: meshport-2hop+sockmap req/s (8x16)', 'Bolt: meshport-2hop-js p50 (1x1)']) {
+        assert.equal(rename(now), now);
+      }
+    });
+
+    it('makes the README row from saved results, and writes it only between its inline markers', () => {
+      const native = (protocol: string, rps: number, met: boolean) => ({
+        name: `${protocol}/meshport-2hop-native`,
+        protocol,
+        target: 'meshport-2hop-native',
+        rpsRatioVsHaproxy: rps,
+        cpuPerReqRatioVsHaproxy: 0.9,
+        p50DiffVsHaproxyUs: 5.5,
+        consumerPeakRssMB: 58.2,
+        providerPeakRssMB: 57.1,
+        rpsGoalMet: met,
+        cpuGoalMet: true,
+        p50GoalMet: false,
+        rssGoalMet: true,
+      });
+      const g = forwardSuite.glance!([native('bolt', 1.2, true), native('dubbo', 0.8, false)])!;
+      assert.match(g.figures, /^native engine: 1\.20x \(Bolt\), 0\.80x \(Dubbo\) haproxy's req\/s; .*peak RSS 57-58 MB per sidecar$/);
+      assert.equal(g.goal, 'req/s >= 1.0x, CPU <= 1.0x, p50 <= haproxy, RSS <= 60 MB: 5 of 8 met (missed: Bolt p50, Dubbo req/s, Dubbo p50)');
+      assert.equal(forwardSuite.glance!([{ name: 'bolt/meshport-2hop', protocol: 'bolt', target: 'meshport-2hop' }]), null, 'results saved before the split');
+
+      const readme = path.join(dir, 'README.md');
+      const row = '| forward | <!-- bench:glance:forward:figures:start -->old<!-- bench:glance:forward:figures:end --> | goal |';
+      writeFileSync(readme, `# x\n\n${row}\n`);
+      assert.equal(updateInline('forward:figures', 'new figures', readme), true);
+      assert.equal(readFileSync(readme, 'utf8'), `# x\n\n${row.replace('old', 'new figures')}\n`);
+      assert.equal(updateInline('forward:goal', 'x', readme), false, 'no markers: nothing written');
+      assert.equal(updateInline('forward:figures', 'x', path.join(dir, 'none.md')), false);
+    });
+
+    it('reads perf stat --per-thread CSV, skipping threads that did not run, and perf report lines', () => {
+      const stat = [
+        'node-100,12.50,msec,task-clock,52389,100.00,0.000,CPUs utilized',
+        'node-101,<not counted>,msec,task-clock,0,100.00,,',
+        'node-102,3.25,msec,task-clock,52389,100.00,0.000,CPUs utilized',
+        'node-100,40,,raw_syscalls:sys_enter,52389,100.00,38.176,K/sec',
+        'node-102,7,,raw_syscalls:sys_enter,52389,100.00,38.176,K/sec',
+        'node-100,3,,context-switches,52389,100.00,38.176,K/sec',
+        '',
+        'some other line',
+      ].join('\n');
+      const threads = parsePerfStat(stat, new Map([[100, 100], [101, 100], [102, 100]]));
+      assert.deepEqual(
+        threads.sort((a, b) => a.tid - b.tid),
+        [
+          { pid: 100, tid: 100, cpuMs: 12.5, syscalls: 40, contextSwitches: 3 },
+          { pid: 100, tid: 102, cpuMs: 3.25, syscalls: 7, contextSwitches: 0 },
+        ],
+      );
+      const report = parsePerfReport(['# Samples: 3K of event', '#', '    67.40%  [kernel.kallsyms]     ', '     1.90%  meshport_engine.node  [.] meshport::Loop::request', ''].join('\n'));
+      assert.deepEqual(report, [
+        { name: '[kernel.kallsyms]', share: 0.674 },
+        { name: 'meshport_engine.node [.] meshport::Loop::request', share: 0.019 },
+      ]);
     });
   });
 });

@@ -18,7 +18,9 @@
 // MESHPORT_BENCH_PROFILE=DIR also profiles both routers of meshport-2hop-js under the throughput load
 // (node:inspector CPU profile, after the measurements, so the figures are not affected), writes
 // DIR/forward-<protocol>-<consumer|provider>.cpuprofile and adds where the time goes to the report. The native
-// engine's time is not in V8: `perf` is the tool for it (docs/benchmarks.md).
+// engine's time is not in V8: MESHPORT_BENCH_PERF=DIR runs `perf` instead, after the measurements, over one more
+// 8x16 window of haproxy-2hop and of each native case (CPU, system calls and context switches per request and per
+// thread), and records the native pair's self time per shared object and symbol (DIR/forward-<protocol>.perf.data).
 
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, statSync } from 'node:fs';
@@ -26,6 +28,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { type Started, request, startRunner, stopChild } from '../forward/children';
 import { type Haproxy, haproxyVersion, startHaproxy } from '../forward/haproxy';
+import { type PerfResult, type ThreadCounts, perfUnavailable, startPerf } from '../forward/perf';
 import { type CgroupJoin, SockmapCgroup, forwardCgroupLeftovers, sockmapUnavailable } from '../forward/sockmap';
 import { type CpuTimes, cpuDelta, cpuTimes, peakRssMB } from '../proc';
 import { type ProfileSummary, profilesMarkdown, readProfile, summarizeProfile } from '../forward/profile';
@@ -262,6 +265,17 @@ interface ProtocolRun {
   nativeThreads: number | null;
   profiles: { role: string; file: string; summary: ProfileSummary }[];
   profiledRps?: number;
+  /** MESHPORT_BENCH_PERF: one 8x16 window per case under perf. */
+  perf: PerfCase[];
+}
+
+interface PerfCase {
+  target: Target;
+  shape: Shape;
+  answers: number;
+  seconds: number;
+  procs: Proc[];
+  result: PerfResult;
 }
 
 /** The commit measured, and whether the engine, router or protocol sources differed from it (read-only git calls). */
@@ -316,6 +330,7 @@ async function runProtocol(
   targetList: readonly Target[],
   options: SuiteOptions,
   profileDir: string | undefined,
+  perfDir: string | undefined,
   step: () => void,
 ): Promise<ProtocolRun> {
   const log = (l: string) => options.log(`forward: ${protocol}: ${l}`);
@@ -411,7 +426,23 @@ async function runProtocol(
       log(`profiled run: ${int(profiledRps)} requests/s (profiler on); ${files.join(', ')}`);
       for (let i = 0; i < both.length; i++) profiles.push({ role: both[i].role, file: files[i], summary: summarizeProfile(readProfile(files[i]), 20) });
     }
-    return { acc, peakRss, haproxyThreads, nativeThreads, profiles, profiledRps };
+    const perf: PerfCase[] = [];
+    if (perfDir) {
+      mkdirSync(perfDir, { recursive: true });
+      const seconds = Math.max(3, options.durationSeconds);
+      for (const t of targetList.filter((x) => x === 'haproxy-2hop' || (isMesh(x) && MESH[x].engine === 'native'))) {
+        for (const shape of ['throughput', 'latency'] as Shape[]) {
+          const info = targets.get(t)!;
+          const file = t === GOAL_TARGET && shape === 'throughput' ? path.join(perfDir, `forward-${protocol}.perf.data`) : undefined;
+          log(`perf on ${t} (${shape}) for ${seconds} s`);
+          const window = await startPerf(info.procs.map((p) => p.pid), file);
+          // No untimed warm-up: the answers counted are those of the whole window perf saw (but the last in flight).
+          const { result } = await runJob(rig, { ...info, procs: [] }, job(t, shape, seconds, 0));
+          perf.push({ target: t, shape, answers: result.completed, seconds: result.elapsedNs / 1e9, procs: info.procs, result: await window.stop() });
+        }
+      }
+    }
+    return { acc, peakRss, haproxyThreads, nativeThreads, profiles, profiledRps, perf };
   } finally {
     const stops: Promise<void>[] = [];
     if (haproxy) stops.push(haproxy.stop());
@@ -603,10 +634,146 @@ function renamedMetric(name: string): string {
   return name.replace(/\bmeshport-2hop(?= )/g, LEGACY_TARGET);
 }
 
+interface ThreadGroup {
+  name: string;
+  t: ThreadCounts;
+}
+
+function sumThreads(name: string, pid: number, ts: ThreadCounts[]): ThreadGroup {
+  const t: ThreadCounts = { pid, tid: -1, cpuMs: 0, syscalls: 0, contextSwitches: 0 };
+  for (const x of ts) {
+    t.cpuMs += x.cpuMs;
+    t.syscalls += x.syscalls;
+    t.contextSwitches += x.contextSwitches;
+  }
+  return { name, t };
+}
+
+/** A Node process's threads as the report groups them: its main (JS) thread, its busiest other one, the rest. */
+function threadGroups(pid: number, threads: ThreadCounts[]): ThreadGroup[] {
+  const own = threads.filter((t) => t.pid === pid);
+  const sum = (name: string, ts: ThreadCounts[]) => sumThreads(name, pid, ts);
+  const main = own.filter((t) => t.tid === pid);
+  const others = own.filter((t) => t.tid !== pid).sort((a, b) => b.cpuMs - a.cpuMs);
+  return [
+    sum('main thread (JS)', main),
+    ...(others.length > 0 ? [sum('busiest other thread (the engine loop)', others.slice(0, 1))] : []),
+    ...(others.length > 1 ? [sum(`the other ${others.length - 1} threads`, others.slice(1))] : []),
+  ];
+}
+
+interface PerfTable {
+  title: string;
+  headers: string[];
+  rows: string[][];
+  align: Align[];
+}
+
+function perfTables(protocol: BenchProtocol, all: PerfCase[]): PerfTable[] {
+  const per = (x: number, c: PerfCase) => x / Math.max(1, c.answers);
+  const threadRows = (cases: PerfCase[]) =>
+    cases.flatMap((c) =>
+      c.procs.flatMap((proc) => {
+        const own = c.result.threads.filter((t) => t.pid === proc.pid);
+        // haproxy's threads are alike (each runs the same loop): one line for all of them.
+        const groups = c.target === 'haproxy-2hop' ? [sumThreads(`all ${own.length} threads`, proc.pid, own)] : threadGroups(proc.pid, c.result.threads);
+        return groups.map((g) => [
+          c.target,
+          proc.role,
+          g.name,
+          fixed(per(g.t.cpuMs * 1000, c), 2),
+          fixed(per(g.t.syscalls, c), 2),
+          fixed(per(g.t.contextSwitches, c), 3),
+        ]);
+      }),
+    );
+  const cases = all.filter((c) => c.shape === 'throughput');
+  if (cases.length === 0) return [];
+  const headers = ['case', 'process', 'thread', 'CPU us/req', 'syscalls/req', 'switches/req'];
+  const align: Align[] = ['l', 'l', 'l', 'r', 'r', 'r'];
+  const out: PerfTable[] = [
+    {
+      title:
+        `Where the time goes, ${P(protocol)} 8x16, per answer (MESHPORT_BENCH_PERF: \`perf stat --per-thread\` over one more ${fixed(cases[0].seconds, 1)} s window ` +
+        'per case and shape after the measurements; CPU = task-clock, syscalls = raw_syscalls:sys_enter, switches = context-switches; a thread that did not run is left out):',
+      headers,
+      rows: threadRows(cases),
+      align,
+    },
+  ];
+  const latency = all.filter((c) => c.shape === 'latency');
+  if (latency.length > 0) {
+    out.push({
+      title: `The same at 1x1, ${P(protocol)} (one request at a time: every hop sleeps between requests and is woken for each):`,
+      headers,
+      rows: threadRows(latency),
+      align,
+    });
+  }
+  const rec = cases.find((c) => c.result.byDso.length > 0);
+  if (rec) {
+    const top = rec.result.bySymbol.slice(0, 20);
+    out.push({
+      title:
+        `Self time of both routers of ${rec.target}, ${P(protocol)} 8x16, by shared object and by symbol (\`perf record -F 1999\`, no call graphs; ` +
+        `${rec.result.samples || 'samples'}; shares of all samples of the two processes, idle not sampled; symbols over 0.5%. Without a PMU in ` +
+        'this VM perf samples on a timer, so kernel time spent with interrupts off is charged where they are enabled again: ' +
+        'finish_task_switch and _raw_spin_unlock_irqrestore stand for the scheduler and wake-ups around them):',
+      headers: ['shared object / symbol', 'self'],
+      rows: [
+        ...rec.result.byDso.map((d) => [`${d.name} (all of it)`, percent(d.share)]),
+        ...top.map((d) => [d.name, percent(d.share)]),
+      ],
+      align: ['l', 'r'],
+    });
+  }
+  return out;
+}
+
+/** A case's perf counts for its results row: per answer, over all its processes and threads. */
+function perfFigures(c: PerfCase | undefined): Record<string, Figure> {
+  if (!c) return {};
+  const per = (x: number) => round(x / Math.max(1, c.answers), 3);
+  const total = (k: 'cpuMs' | 'syscalls' | 'contextSwitches') => c.result.threads.reduce((a, t) => a + t[k], 0);
+  const out: Record<string, Figure> = {
+    perfCpuUsPerRequest: per(total('cpuMs') * 1000),
+    perfSyscallsPerRequest: per(total('syscalls')),
+    perfContextSwitchesPerRequest: per(total('contextSwitches')),
+  };
+  if (c.target !== 'haproxy-2hop') {
+    for (const proc of c.procs) {
+      const g = threadGroups(proc.pid, c.result.threads);
+      out[`${proc.role}MainThreadCpuUsPerRequest`] = per(g[0].t.cpuMs * 1000);
+      if (g[1]) out[`${proc.role}LoopThreadCpuUsPerRequest`] = per(g[1].t.cpuMs * 1000);
+      out[`${proc.role}SyscallsPerRequest`] = per(g.reduce((a, x) => a + x.t.syscalls, 0));
+    }
+  }
+  if (c.result.byDso.length > 0) out.perfSelfByDso = c.result.byDso.map((d) => `${d.name} ${percent(d.share)}`).join('; ');
+  return out;
+}
+
+/** A case's perf counts at 1x1 for its results row: per answer, all its processes. */
+function perfLatencyFigures(c: PerfCase | undefined): Record<string, Figure> {
+  if (!c) return {};
+  const per = (x: number) => round(x / Math.max(1, c.answers), 3);
+  const total = (k: 'cpuMs' | 'syscalls' | 'contextSwitches') => c.result.threads.reduce((a, t) => a + t[k], 0);
+  return {
+    perfLatencyCpuUsPerRequest: per(total('cpuMs') * 1000),
+    perfLatencySyscallsPerRequest: per(total('syscalls')),
+    perfLatencyContextSwitchesPerRequest: per(total('contextSwitches')),
+  };
+}
+
 async function run(given: SuiteOptions): Promise<SuiteReport> {
   const options = given.quick ? { ...given, durationSeconds: Math.min(given.durationSeconds, QUICK_DURATION) } : given;
   const log = (l: string) => options.log(`forward: ${l}`);
   const profileDir = process.env.MESHPORT_BENCH_PROFILE ? path.resolve(process.env.MESHPORT_BENCH_PROFILE) : undefined;
+  let perfDir = process.env.MESHPORT_BENCH_PERF ? path.resolve(process.env.MESHPORT_BENCH_PERF) : undefined;
+  const noPerf = perfDir ? perfUnavailable() : null;
+  if (noPerf) {
+    log(`MESHPORT_BENCH_PERF: ${noPerf}; going on without it`);
+    perfDir = undefined;
+  }
   const version = await haproxyVersion();
   const bodies = Object.fromEntries(PROTOCOLS.map((p) => [p, requestTemplate(p)])) as Record<BenchProtocol, { frame: Buffer; bodyBytes: number }>;
   const noSockmap = sockmapUnavailable();
@@ -641,7 +808,7 @@ async function run(given: SuiteOptions): Promise<SuiteReport> {
     let done = 0;
     const total = PROTOCOLS.length * protocolSteps(targetList, options);
     const step = () => options.progress(++done, total);
-    for (const protocol of PROTOCOLS) runs.set(protocol, await runProtocol(rig, protocol, targetList, options, profileDir, step));
+    for (const protocol of PROTOCOLS) runs.set(protocol, await runProtocol(rig, protocol, targetList, options, profileDir, perfDir, step));
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
@@ -717,6 +884,8 @@ async function run(given: SuiteOptions): Promise<SuiteReport> {
         ]),
       ) as Record<string, Figure>),
       benchCpuUsPerRequest: round(r.benchCpuPerReqUs, 2),
+      ...perfFigures(runs.get(r.protocol)!.perf.find((c) => c.target === r.target && c.shape === 'throughput')),
+      ...perfLatencyFigures(runs.get(r.protocol)!.perf.find((c) => c.target === r.target && c.shape === 'latency')),
       ...extra,
     };
   });
@@ -830,6 +999,10 @@ async function run(given: SuiteOptions): Promise<SuiteReport> {
     );
   }
 
+  const perfParts = PROTOCOLS.flatMap((p) => perfTables(p, runs.get(p)!.perf));
+  const perfText = perfParts.flatMap((t) => ['', t.title, '', textTable(t.headers, t.rows, t.align)]);
+  const perfMarkdown = perfParts.flatMap((t) => ['', t.title, '', markdownTable(t.headers, t.rows, t.align)]);
+
   const text = [
     textTable(figureHeaders, figureRows, figureAlign),
     '',
@@ -837,6 +1010,7 @@ async function run(given: SuiteOptions): Promise<SuiteReport> {
     '',
     ...notes.map((n) => `- ${n}`),
     ...profileLines,
+    ...perfText,
   ].join('\n');
   const markdown = [
     markdownTable(figureHeaders, figureRows, figureAlign),
@@ -845,6 +1019,7 @@ async function run(given: SuiteOptions): Promise<SuiteReport> {
     '',
     ...notes.map((n) => `- ${n}`),
     ...profileLines,
+    ...perfMarkdown,
   ].join('\n');
 
   // Headline ratios first (the table of last runs shows the first three): the native engine against haproxy.
@@ -912,10 +1087,37 @@ async function run(given: SuiteOptions): Promise<SuiteReport> {
   return { suite: 'forward', results, metrics, processes, charts, text, markdown };
 }
 
+/** The README's forward row, from a saved results line: the native engine's goals against haproxy-2hop. */
+function glance(results: ResultRow[]): { figures: string; goal: string } | null {
+  const row = (p: BenchProtocol, t: Target) => results.find((r) => r.protocol === p && r.target === t);
+  const natives = PROTOCOLS.map((p) => row(p, GOAL_TARGET));
+  if (natives.some((r) => r === undefined)) return null; // saved before the engines were split
+  const n = (r: ResultRow | undefined, k: string) => (typeof r?.[k] === 'number' ? (r[k] as number) : Number.NaN);
+  const list = (k: string, f: (x: number) => string) => natives.map((r, i) => `${f(n(r, k))} (${P(PROTOCOLS[i])})`).join(', ');
+  const rss = natives.flatMap((r) => [n(r, 'consumerPeakRssMB'), n(r, 'providerPeakRssMB')]);
+  const js = PROTOCOLS.map((p) => row(p, 'meshport-2hop-js')).filter((r) => r !== undefined);
+  const figures =
+    `native engine: ${list('rpsRatioVsHaproxy', (x) => `${fixed(x, 2)}x`)} haproxy's req/s; CPU per request ${list('cpuPerReqRatioVsHaproxy', (x) => `${fixed(x, 2)}x`)} haproxy's; ` +
+    `p50 ${list('p50DiffVsHaproxyUs', (x) => `${x >= 0 ? '+' : ''}${fixed(x, 1)} us`)} against haproxy's; peak RSS ${fixed(Math.min(...rss), 0)}-${fixed(Math.max(...rss), 0)} MB per sidecar` +
+    (js.length > 0 ? ` (TypeScript engine: ${js.map((r) => `${fixed(n(r, 'rpsRatioVsHaproxy'), 2)}x`).join(', ')} req/s)` : '');
+  const flags: [string, string][] = [
+    ['rpsGoalMet', 'req/s'],
+    ['cpuGoalMet', 'CPU'],
+    ['p50GoalMet', 'p50'],
+    ['rssGoalMet', 'RSS'],
+  ];
+  const missed = natives.flatMap((r, i) => flags.filter(([k]) => r![k] !== true).map(([, name]) => `${P(PROTOCOLS[i])} ${name}`));
+  const goal =
+    `req/s >= ${fixed(GOAL.rpsRatio, 1)}x, CPU <= ${fixed(GOAL.cpuRatio, 1)}x, p50 <= haproxy, RSS <= ${GOAL.rssMB} MB: ` +
+    (missed.length === 0 ? 'all met' : `${flags.length * natives.length - missed.length} of ${flags.length * natives.length} met (missed: ${missed.join(', ')})`);
+  return { figures, goal };
+}
+
 export const forwardSuite: Suite = {
   name: 'forward',
   summary:
     'two proxy hops on loopback: direct vs haproxy (tcp) vs meshport routers (native, js, native + sockmap), Bolt and Dubbo, req/s, p50/p99, CPU, RSS',
   renamedMetric,
+  glance,
   run,
 };
