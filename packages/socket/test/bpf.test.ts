@@ -757,6 +757,40 @@ describe('@meshport/socket BPF programs', function () {
       });
     });
 
+    it('identical IPv6 4-tuples in two network namespaces under one cgroup keep their own original destinations', async function () {
+      const capturePort = await unusedPort();
+      const localPort = await unusedPort();
+      const destinations = [await unusedPort(), await unusedPort()];
+      await withNetns6(async (nsA) => {
+        await withNetns6(async (nsB) => {
+          await withScene({ config: { capturePort } }, async (scene) => {
+            const namespaces = [nsA, nsB];
+            const sidecars: App[] = [];
+            const apps: App[] = [];
+            for (const ns of namespaces) {
+              const sidecar = await scene.app(undefined, ns);
+              // Read after both connections exist, so a key without the namespace would have been overwritten.
+              assert.equal((await sidecar.command({ op: 'listen', host: '::1', port: capturePort, delayMs: 1000 })).ok, true);
+              sidecars.push(sidecar);
+              apps.push(await scene.app(undefined, ns));
+            }
+            const results = await Promise.all(
+              apps.map((app, i) => app.command({ op: 'request', host: TEST_HOST6, port: destinations[i], localPort, size: 64, count: 5, holdMs: 2000 })),
+            );
+            for (const result of results) {
+              assert.equal(result.ok, true, `request failed: ${JSON.stringify(result)}`);
+              assert.equal(result['local'].port, localPort);
+            }
+            for (let i = 0; i < sidecars.length; i++) {
+              const accepted = await sidecars[i]!.waitFor((m) => m['event'] === 'accepted', `the accept in ${namespaces[i]}`);
+              assert.equal(accepted['originalDstError'], undefined, `${namespaces[i]}: ${accepted['originalDstError']}`);
+              assert.deepEqual(accepted['originalDst'], { address: TEST_HOST6, port: destinations[i], family: 'IPv6' }, `${namespaces[i]} got another namespace's destination`);
+            }
+          });
+        });
+      });
+    });
+
     it('with no listener on [::1]:<capture port>, a native IPv6 connect goes where it says (counted as skipped) instead of being refused', async function () {
       const capturePort = await unusedPort();
       const targetPort = await unusedPort();
