@@ -23,6 +23,7 @@ import {
   type Unsubscribe,
   waitAtMost,
 } from '@meshport/registry-core';
+import { JuteFrameSplitter } from './jute';
 
 /** Which SDK's tree the adapter writes and reads; both are `/{root}/{interface}/providers/{encoded URL}`. */
 export type ZooKeeperLayout = 'sofa' | 'dubbo';
@@ -265,6 +266,7 @@ export class ZooKeeperRegistry implements RegistryAdapter {
       // Requests are not retried inside the client: a lost request is redone by the reconnect handling here.
       retries: 0,
     });
+    frameSocketReads(client);
     this.client = client;
     client.on('state', (state: zookeeper.State) => {
       // A client replaced after an expiry may still report; only the current one speaks for the adapter.
@@ -593,6 +595,54 @@ export class ZooKeeperRegistry implements RegistryAdapter {
   private assertOpen(): void {
     if (this.closed) throw new RegistryError('MESHPORT_REGISTRY_CLOSED', 'ZooKeeper registry adapter is closed');
   }
+}
+
+/** The slice of node-zookeeper-client's ConnectionManager that frameSocketReads replaces and calls. */
+interface ConnectionManagerReads {
+  socket: { destroyed: boolean; destroy(): void } | undefined;
+  pendingBuffer: Buffer | null;
+  onSocketData(chunk: Buffer): void;
+}
+
+/**
+ * Hands node-zookeeper-client's reply handler one whole frame at a time. Its own onSocketData handles the first
+ * frame of a chunk and then calls itself with `Buffer.concat([rest, empty])`: every frame copies the whole remainder
+ * of its chunk, so a 64 KiB read of a thousand watch events or a bulk of getChildren answers allocates megabytes of
+ * short-lived buffers, quadratic in the frames per read. At 10k endpoints those copies left about 40 MB of freed but
+ * fragmented malloc heap in the sidecar (RSS, not V8 heap). Split here, each frame is a view of the chunk it arrived
+ * in (only a frame split across reads is assembled), and the library's handler, given exactly one frame with nothing
+ * pending, does what it did before. A frame after one that made the library destroy its socket is dropped, where the
+ * library would have kept it to prepend to the next connection's first read.
+ */
+function frameSocketReads(client: zookeeper.Client): void {
+  const manager = (client as unknown as { connectionManager?: ConnectionManagerReads }).connectionManager;
+  if (!manager || typeof manager.onSocketData !== 'function') return; // another version of the library: left as it is
+  const handleFrame = manager.onSocketData;
+  let framedSocket: ConnectionManagerReads['socket'];
+  let splitter: JuteFrameSplitter | undefined;
+  // The client binds onSocketData when it connects, so an own property set before connect() is the one it uses.
+  manager.onSocketData = function (this: ConnectionManagerReads, chunk: Buffer): void {
+    const socket = this.socket;
+    if (!splitter || framedSocket !== socket) {
+      // A new connection starts with no partial frame.
+      framedSocket = socket;
+      const frames = new JuteFrameSplitter(
+        // ZooKeeper is trusted not to send more than its own jute.maxbuffer; only a negative length stops this side.
+        0x7fffffff,
+        (frame) => {
+          if (this.socket !== socket || socket?.destroyed) {
+            frames.stop();
+            return;
+          }
+          this.pendingBuffer = null;
+          handleFrame.call(this, frame);
+        },
+        () => socket?.destroy(), // a negative length: the stream is lost; the client reconnects
+      );
+      splitter = frames;
+    }
+    splitter.push(chunk);
+  };
 }
 
 function call<T>(start: (cb: (err: Error | null, value: T) => void) => void): Promise<T> {
