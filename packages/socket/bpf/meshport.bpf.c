@@ -477,7 +477,8 @@ int meshport_getsockopt(struct bpf_sockopt *ctx)
 	struct meshport_tuple key = {};
 	struct bpf_sock *sk;
 
-	if (ctx->optname != MESHPORT_SO_ORIGINAL_DST || (ctx->level != MESHPORT_SOL_IP && ctx->level != MESHPORT_SOL_IPV6))
+	if (!(ctx->level == MESHPORT_SOL_IP && ctx->optname == MESHPORT_SO_ORIGINAL_DST) &&
+	    !(ctx->level == MESHPORT_SOL_IPV6 && ctx->optname == MESHPORT_IP6T_SO_ORIGINAL_DST))
 		return pass_through(ctx);
 	sk = ctx->sk;
 	if (!sk)
