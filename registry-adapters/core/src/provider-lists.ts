@@ -1,11 +1,12 @@
 // Per-service subscriber bookkeeping shared by adapters: who listens, what each last saw, push only on real change.
 
+import { createHash } from 'node:crypto';
 import type { ProvidersListener, Unsubscribe } from './adapter';
 import { parseProviderUrl } from './url';
 
 interface Subscriber {
   readonly listener: ProvidersListener;
-  /** The list last pushed to this subscriber, as one string; undefined before the first push. */
+  /** A digest of the list last pushed to this subscriber (see listDigest); undefined before the first push. */
   lastPushed: string | undefined;
 }
 
@@ -55,7 +56,7 @@ export class ProviderLists {
   private pushTo(service: string, sub: Subscriber, urls: readonly string[]): void {
     // A subscriber removed by an earlier listener in this same push must not hear it.
     if (!this.subscribers.get(service)?.has(sub)) return;
-    const key = JSON.stringify(urls);
+    const key = listDigest(urls);
     if (key === sub.lastPushed) return;
     sub.lastPushed = key;
     try {
@@ -64,4 +65,15 @@ export class ProviderLists {
       this.onListenerError(error, service);
     }
   }
+}
+
+/**
+ * What tells one pushed list from another: a SHA-1 of the URLs, each with its length. A subscriber of a service with
+ * ten providers used to keep the whole list as JSON (3 KB), a second copy of every provider URL for as long as the
+ * service is subscribed (3 MB at 10k endpoints), and built that string on every read.
+ */
+function listDigest(urls: readonly string[]): string {
+  const hash = createHash('sha1');
+  for (const url of urls) hash.update(`${url.length}:`).update(url);
+  return hash.digest('base64');
 }

@@ -127,6 +127,29 @@ describe('provider URLs', () => {
     assert.equal(providerUrlText('bolt://h:1?a=1&&b=2'), 'bolt://h:1?a=1&b=2', 'empty segments carry nothing');
   });
 
+  it('providerUrlText returns a text already in its spelling as it is, and formats every other one', () => {
+    const texts = [
+      'bolt://10.0.0.5:12200?startTime=1&uniqueId=&dynamic=true&weight=100&interface=com.example.Echo&version=1.0',
+      'dubbo://10.0.0.5:20880/com.example.Echo?anyhost=true&a=b=c&group=g',
+      '10.0.0.5:12200?_WEIGHT=100',
+      'bolt://h:0',
+      'bolt://h:65535/',
+      'bolt://h:1?a=1&&b=2',
+      'bolt://h:1?a=1&',
+      'bolt://h:1?&a=1',
+      'bolt://h:1?',
+      'bolt://h:01220?a=1',
+      'bolt://[::1]:12200?a=1',
+      'bolt://[h]:12200',
+      'h:12200/p/q?x',
+    ];
+    for (const text of texts) assert.equal(providerUrlText(text), formatProviderUrl(parseProviderUrl(text)), text);
+    const canonical = texts[0]!;
+    assert.equal(providerUrlText(canonical), canonical);
+    assertCode(() => providerUrlText('bolt://h:65536'), 'MESHPORT_REGISTRY_BAD_URL');
+    assertCode(() => providerUrlText('bolt://h'), 'MESHPORT_REGISTRY_BAD_URL');
+  });
+
   it('withParam replaces in place or appends, encoding the value', () => {
     const url = parseProviderUrl('bolt://h:1?a=1&weight=100&b=2');
     assert.equal(formatProviderUrl(withParam(url, 'weight', '5')), 'bolt://h:1?a=1&weight=5&b=2');
