@@ -8,6 +8,7 @@ import {
   type RegistryAdapter,
   type RegistryFacade,
   type RegistryLogger,
+  type ProviderUrl,
   type RegistryPlugin,
   type RuleUrls,
   type RulesDialect,
@@ -32,7 +33,16 @@ export interface RegistryWiring {
    * The Takeover for one entry (facades rewrite through it; subscriptions report through it). `rules` watches an
    * interface's governance rules in that entry's registry, when the registry keeps any.
    */
-  takeoverFor(name: string, rules: RuleSource | undefined): Takeover;
+  takeoverFor(name: string, rules: RuleSource | undefined): Takeover | ReportingTakeover;
+}
+
+/**
+ * A Takeover that also takes a subscription's answer on its own: what the sidecar subscribes itself (`services`, a
+ * file registry) goes to the route book only, without the per-identity list a facade would hand its app, which
+ * nobody reads there (at 10k endpoints that list was a rewritten copy of every URL on every change).
+ */
+export interface ReportingTakeover extends Takeover {
+  providersReported(iface: string, real: ProviderUrl[]): void;
 }
 
 /** Where the rules of the interfaces an entry routes come from: `watch` starts watching (once per interface). */
@@ -90,7 +100,8 @@ export async function startRegistries(entries: RegistryConfig[], wiring: Registr
         for (const service of await servicesToRoute(entry)) {
           // Reported per service: two identities of one interface subscribed here are two answers, not one. A URL
           // filed under the service without naming it is that service's provider.
-          unsubscribes.push(await adapter.subscribe(service, (urls) => takeover.providersRead(service, urls.map((u) => withServiceKey(u, service)))));
+          const report = 'providersReported' in takeover ? takeover.providersReported.bind(takeover) : takeover.providersRead.bind(takeover);
+          unsubscribes.push(await adapter.subscribe(service, (urls) => void report(service, urls.map((u) => withServiceKey(u, service)))));
         }
       }
     }

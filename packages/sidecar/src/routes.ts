@@ -15,10 +15,9 @@ import {
   type ProviderUrl,
   type RuleUrls,
   type RulesDialect,
-  type Takeover,
 } from '@meshport/registry-core';
 import { MemoryRouteTable, endpointKey, type ClusterSpec, type Endpoint } from '@meshport/router';
-import type { RuleSource } from './registries';
+import type { ReportingTakeover, RuleSource } from './registries';
 
 /**
  * Outbound routes, one per service identity, are kept as each registry reported each read (an interface, or a service
@@ -307,7 +306,7 @@ function identityOfKey(key: string, dialect: RulesDialect): { interface: string;
  * The Takeover of one registry entry: the app publishes at the sidecar's inbound address and reads the sidecar's
  * outbound address; the real addresses go into the route book.
  */
-export class SidecarTakeover implements Takeover {
+export class SidecarTakeover implements ReportingTakeover {
   constructor(
     private readonly book: RouteBook,
     private readonly source: string,
@@ -331,6 +330,12 @@ export class SidecarTakeover implements Takeover {
   }
 
   providersRead(iface: string, real: ProviderUrl[]): ProviderUrl[] {
+    this.providersReported(iface, real);
+    return providersPerIdentity(real).map((url) => rewriteEndpoint(url, this.outbound));
+  }
+
+  /** The route book's half of providersRead: the real providers and their rules, no list for an app. */
+  providersReported(iface: string, real: ProviderUrl[]): void {
     if (this.rules) {
       // The rules that apply are those of the providers' SDK: Dubbo's for dubbo:// URLs, sofa-rpc's for the others.
       const ofInterface = interfaceOfServiceKey(iface);
@@ -339,7 +344,6 @@ export class SidecarTakeover implements Takeover {
       }
     }
     this.book.report(this.source, iface, real);
-    return providersPerIdentity(real).map((url) => rewriteEndpoint(url, this.outbound));
   }
 
   private isSidecar(url: ProviderUrl): boolean {
