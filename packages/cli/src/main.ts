@@ -155,6 +155,10 @@ async function dispatch(argv: string[], io: Io): Promise<number> {
 
 /** Runs until a signal has drained it; a bad config is a usage-level mistake and exits 2 with the key and line. */
 async function runSidecar(configFile: string | undefined, io: Io): Promise<number> {
+  // The daemon's V8 heap settings (a 1 MiB young generation, a tight old-generation step; see
+  // @meshport/sidecar/v8-settings), set before the sidecar's modules load so the young generation never grows.
+  const { applySidecarV8Settings } = await import('@meshport/sidecar/v8-settings');
+  applySidecarV8Settings();
   // Loaded on demand: the sidecar pulls in every registry client, which decode and tap never need.
   const { Sidecar, loadConfig, parseConfig, MeshportError } = await import('./sidecar.js');
   let sidecar: InstanceType<typeof Sidecar>;

@@ -8,6 +8,7 @@ export { RouteBook, SidecarTakeover } from './routes';
 export { CaptureListener, CAPTURE_DEFAULTS } from './capture';
 export type { CaptureListenerOptions, CaptureCounters } from './capture';
 export { startRegistries, loadPlugin, RegistrySet } from './registries';
-export type { RunningRegistry, RegistryWiring } from './registries';
+export type { RunningRegistry, RegistryWiring, ReportingTakeover } from './registries';
 export { SIDECAR_ERROR_CODES, SidecarError } from './errors';
+export { SIDECAR_V8_SETTINGS, applySidecarV8Settings } from './v8-settings';
 export type { SidecarErrorCode } from './errors';
