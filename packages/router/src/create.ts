@@ -5,12 +5,12 @@ import type { EngineName, RouterHandle } from './handle';
 import { NativeRouter, nativeRouterUnavailable } from './native-router';
 import { Router, type RouterOptions } from './router';
 
-/** Selects the engine when the options do not: `MESHPORT_ENGINE=native|js`. */
+/** Selects the engine when the options do not: `MESHPORT_ENGINE=native|js`; unset, the native engine. */
 export const ENGINE_ENV = 'MESHPORT_ENGINE';
 
 export function defaultEngine(): EngineName {
   const wanted = process.env[ENGINE_ENV];
-  return wanted === 'native' || wanted === 'js' ? wanted : 'js';
+  return wanted === 'js' ? 'js' : 'native';
 }
 
 /**

@@ -37,7 +37,7 @@ export interface RouterOptions {
   routeTable: RouteTable;
   /**
    * Which engine carries requests, for createRouter: `native` (@meshport/engine's loop thread) or `js` (this class).
-   * @default the MESHPORT_ENGINE environment variable, else 'js'
+   * @default the MESHPORT_ENGINE environment variable, else 'native'
    */
   engine?: EngineName;
   /** Where the app's calls come in. `false` to run without. @default { host: '127.0.0.1', port: 0 } */
