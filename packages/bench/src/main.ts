@@ -28,7 +28,7 @@ function usage(): string {
     names,
     '',
     'options:',
-    '  --quick            the short version of every suite (all four in under a minute), to check a change',
+    '  --quick            the short version of every suite (all of them in about a minute), to check a change',
     '  --json             print one JSON line per suite, {"suite", "env", "results", "metrics", "processes"}, instead of tables',
     '  --save FILE        also write those JSON lines to FILE',
     `  --compare FILE     compare with saved JSON lines (e.g. ${'docs/bench/results.jsonl'}); exit ${EXIT_REGRESSION} on a regression beyond the spread`,

@@ -61,14 +61,14 @@ describe('npm run bench (quick mode, every suite)', function () {
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('runs all four suites and prints one JSON line each', () => {
+  it('runs all five suites and prints one JSON line each', () => {
     assert.equal(run.code, 0, run.stderr.slice(-3000));
     assert.deepEqual(
       lines.map((l) => l.suite),
-      ['decode', 'forward', 'registry', 'hijack'],
+      ['decode', 'forward', 'registry', 'memory', 'hijack'],
     );
     const ran = lines.filter((l) => !l.skipped);
-    assert.equal(ran.length, isRoot ? 4 : 3, `skipped: ${lines.filter((l) => l.skipped).map((l) => `${l.suite} (${l.skipped})`).join(', ')}`);
+    assert.equal(ran.length, isRoot ? 5 : 4, `skipped: ${lines.filter((l) => l.skipped).map((l) => `${l.suite} (${l.skipped})`).join(', ')}`);
     for (const l of ran) {
       assert.equal(l.quick, true);
       assert.ok(l.env && l.env.cpus > 0 && /^v\d+/.test(l.env.node), `${l.suite}: the machine is described`);

@@ -1,6 +1,6 @@
 // The registry suite's meshport side: a consumer-side Sidecar (the real @meshport/sidecar: router, route book,
 // ZooKeeper adapter) in a process of its own, configured with a `zookeeper` registry without a facade that subscribes
-// the bench's services, and nothing else.
+// the bench's services, and nothing else; with the V8 heap settings of `meshport sidecar` (@meshport/sidecar/v8-settings).
 //
 //   node registry-sidecar-process.js '{"connectString": "127.0.0.1:2181", "services": 1000}'
 //
@@ -14,6 +14,7 @@
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector';
 import type * as SidecarModule from '@meshport/sidecar';
+import type * as V8Settings from '@meshport/sidecar/v8-settings';
 import {
   SeenReporter,
   endpointId,
@@ -48,6 +49,10 @@ async function main(): Promise<void> {
   }
 
   const args = JSON.parse(process.argv[2] ?? '{}') as Args;
+  // The V8 heap settings `meshport sidecar` runs with, applied the way the command does, before the sidecar loads
+  // (node flags in MESHPORT_BENCH_SIDECAR_FLAGS that name the same settings take precedence, as they do for the command).
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  (require('@meshport/sidecar/v8-settings') as typeof V8Settings).applySidecarV8Settings();
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { Sidecar, parseConfig } = require('@meshport/sidecar') as typeof SidecarModule;
   const services = Array.from({ length: args.services }, (_, i) => serviceKey(i));

@@ -4,6 +4,7 @@ import type { Suite } from '../suite';
 import { decodeSuite } from './decode';
 import { forwardSuite } from './forward';
 import { hijackSuite } from './hijack';
+import { memorySuite } from './memory';
 import { registrySuite } from './registry';
 
-export const SUITES: ReadonlyMap<string, Suite> = new Map([decodeSuite, forwardSuite, registrySuite, hijackSuite].map((s) => [s.name, s]));
+export const SUITES: ReadonlyMap<string, Suite> = new Map([decodeSuite, forwardSuite, registrySuite, memorySuite, hijackSuite].map((s) => [s.name, s]));
