@@ -375,7 +375,14 @@ class Loop {
         log("error", "epoll_wait failed: " + std::string(strerror(errno)));
         break;
       }
-      for (int i = 0; i < n; i++) dispatch(static_cast<Handler*>(events[i].data.ptr), events[i].events);
+      // Commands first: a route set before a request was sent is in force when that request is read, even when
+      // both became ready in the same wait.
+      for (int i = 0; i < n; i++)
+        if (static_cast<Handler*>(events[i].data.ptr)->tag == Tag::Wake) runCommands();
+      for (int i = 0; i < n; i++) {
+        auto* h = static_cast<Handler*>(events[i].data.ptr);
+        if (h->tag != Tag::Wake) dispatch(h, events[i].events);
+      }
       flushDirty();
       if (now_ - lastTick_ >= 5) {
         lastTick_ = now_;

@@ -177,18 +177,25 @@ export class NativeRouter implements RouterHandle {
 
   // ---- routes
 
-  /** Builds a snapshot of the whole route table and hands it to the engine; names are resolved first. */
+  /**
+   * Builds a snapshot of the whole route table and hands it to the engine. When every endpoint is an IP address (or
+   * a name resolved before) that happens before this returns, so a route set on the table is in the engine's queue
+   * before anything the caller does next; a new name is resolved first, asynchronously.
+   */
   private rebuild(): Promise<void> {
     if (this.building) {
       this.rebuildAgain = true;
       return this.building;
     }
+    const now = this.snapshotNow();
+    if (now !== undefined) {
+      this.install(now);
+      return Promise.resolve();
+    }
     this.building = (async () => {
       do {
         this.rebuildAgain = false;
-        const routes = await this.snapshot();
-        if (this.draining && this.bound.size === 0) return;
-        this.native.setRoutes(routes);
+        this.install(await this.snapshot());
       } while (this.rebuildAgain);
     })()
       .catch((err: Error) => this.logger.error({ err: err.message }, 'route snapshot failed; the engine keeps the last one'))
@@ -198,7 +205,36 @@ export class NativeRouter implements RouterHandle {
     return this.building;
   }
 
+  private install(routes: EngineRoutes): void {
+    if (this.draining && this.bound.size === 0) return;
+    this.native.setRoutes(routes);
+  }
+
+  /** The snapshot, if no endpoint needs a name looked up; otherwise undefined. */
+  private snapshotNow(): EngineRoutes | undefined {
+    const table = this.options.routeTable;
+    const services = table.services!();
+    const known = (e: Endpoint) => net.isIP(e.host) !== 0 || this.resolved.has(e.host);
+    for (const name of services.outbound) if (!(table.outbound(name)?.endpoints ?? []).every(known)) return undefined;
+    for (const name of services.inbound) {
+      const local = table.inbound(name);
+      if (local !== undefined && !known(local)) return undefined;
+    }
+    return this.build((e) => ({ host: net.isIP(e.host) ? e.host : this.resolved.get(e.host)!, port: e.port, weight: e.weight }));
+  }
+
   private async snapshot(): Promise<EngineRoutes> {
+    const table = this.options.routeTable;
+    const services = table.services!();
+    for (const name of services.outbound) for (const e of table.outbound(name)?.endpoints ?? []) await this.resolve(e);
+    for (const name of services.inbound) {
+      const local = table.inbound(name);
+      if (local !== undefined) await this.resolve(local);
+    }
+    return this.build((e) => ({ host: net.isIP(e.host) ? e.host : (this.resolved.get(e.host) ?? '0.0.0.0'), port: e.port, weight: e.weight }));
+  }
+
+  private build(address: (e: Endpoint) => { host: string; port: number; weight?: number }): EngineRoutes {
     const table = this.options.routeTable;
     const services = table.services!();
     const outbound: EngineCluster[] = [];
@@ -207,7 +243,7 @@ export class NativeRouter implements RouterHandle {
       if (spec === undefined) continue;
       outbound.push({
         name,
-        endpoints: await Promise.all(spec.endpoints.map((e) => this.resolve(e))),
+        endpoints: spec.endpoints.map(address),
         ...(spec.policy ? { policy: spec.policy } : {}),
         ...(spec.hashHeader ? { hashHeader: spec.hashHeader } : {}),
         ...(spec.timeoutMs !== undefined ? { timeoutMs: spec.timeoutMs } : {}),
@@ -217,7 +253,7 @@ export class NativeRouter implements RouterHandle {
     const inbound: EngineCluster[] = [];
     for (const name of services.inbound) {
       const local = table.inbound(name);
-      if (local !== undefined) inbound.push({ name, endpoints: [await this.resolve(local)] });
+      if (local !== undefined) inbound.push({ name, endpoints: [address(local)] });
     }
     return { outbound, inbound };
   }
@@ -226,9 +262,8 @@ export class NativeRouter implements RouterHandle {
    * The engine dials IP addresses only. A name is resolved here, once, and cached; the endpoint keeps its name in
    * the key routers compare (endpointKey), as the TypeScript engine's hosts do.
    */
-  private async resolve(e: Endpoint): Promise<{ host: string; port: number; weight?: number }> {
-    const host = net.isIP(e.host) ? e.host : (this.resolved.get(e.host) ?? (await this.lookup(e.host)));
-    return { host, port: e.port, ...(e.weight !== undefined ? { weight: e.weight } : {}) };
+  private async resolve(e: Endpoint): Promise<void> {
+    if (net.isIP(e.host) === 0 && !this.resolved.has(e.host)) await this.lookup(e.host);
   }
 
   private async lookup(name: string): Promise<string> {
