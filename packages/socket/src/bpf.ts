@@ -81,6 +81,10 @@ export interface BpfDetachOptions {
 /** Counters kept by the programs, summed over CPUs. */
 export interface BpfStats {
   hookedConnects: number;
+  /**
+   * TCP connects the hooks left alone: the sidecar's uid, the capture address itself, ports not captured, a record
+   * that could not be written, and native IPv6 ones with no listener on captureAddress6 or to a link-local address.
+   */
   skippedConnects: number;
   originalDstRecorded: number;
   originalDstAnswered: number;
@@ -99,7 +103,7 @@ export interface BpfFeature {
 }
 
 export interface BpfProbeResult {
-  /** connect4 + sockops + getsockopt loaded and attached to a scratch cgroup. */
+  /** connect4 + connect6 + sockops + getsockopt loaded and attached to a scratch cgroup. */
   connectHook: BpfFeature;
   /** sockops + sk_msg on a SOCKHASH loaded and attached. */
   sockmap: BpfFeature;
