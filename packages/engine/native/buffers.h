@@ -44,7 +44,7 @@ class Fd {
 // after a burst, so an idle connection holds no large buffer.
 class ByteQueue {
  public:
-  static constexpr size_t kKeepWhenIdle = 64 * 1024;
+  static constexpr size_t kKeepWhenIdle = 16 * 1024;
 
   uint8_t* data() { return buf_.data() + head_; }
   const uint8_t* data() const { return buf_.data() + head_; }

@@ -238,6 +238,8 @@ struct Call {
   bool hasHashKey = false;
   bool pending = false;
   bool done = false;
+  Call* livePrev = nullptr;
+  Call* liveNext = nullptr;
   // Deadline list links (calls of one timeout value, in deadline order).
   Call* prev = nullptr;
   Call* next = nullptr;
@@ -299,6 +301,84 @@ struct Caller : Handler {
   bool inPartial = false;
 };
 
+// The calls in flight on one upstream connection, by the id the engine gave each. Ids are handed out so that each
+// gets a slot of its own (id & mask): a lookup is one index, and nothing is allocated once the table has grown to
+// the load. Call ids stay below 2^31; ids of our own heartbeats and oneways have the top bit set and never meet one.
+class CallSlots {
+ public:
+  static constexpr uint32_t kOwnIdBit = 0x80000000u;
+
+  uint32_t add(Call* call) {
+    if ((count_ + 1) * 2 > slots_.size()) grow();
+    for (;;) {
+      const uint32_t id = next_;
+      next_ = next_ >= kOwnIdBit - 1 ? 1 : next_ + 1;
+      Slot& slot = slots_[id & mask_];
+      if (slot.call != nullptr) continue;
+      slot.id = id;
+      slot.call = call;
+      count_++;
+      return id;
+    }
+  }
+
+  Call* find(uint32_t id) const {
+    if (slots_.empty()) return nullptr;
+    const Slot& slot = slots_[id & mask_];
+    return slot.call != nullptr && slot.id == id ? slot.call : nullptr;
+  }
+
+  void erase(uint32_t id) {
+    if (slots_.empty()) return;
+    Slot& slot = slots_[id & mask_];
+    if (slot.call != nullptr && slot.id == id) {
+      slot.call = nullptr;
+      count_--;
+    }
+  }
+
+  size_t size() const { return count_; }
+
+  // Every call, in id order of their slots, and the table emptied.
+  std::vector<Call*> takeAll() {
+    std::vector<Call*> out;
+    out.reserve(count_);
+    for (Slot& slot : slots_) {
+      if (slot.call != nullptr) out.push_back(slot.call);
+      slot.call = nullptr;
+    }
+    count_ = 0;
+    return out;
+  }
+
+  template <typename F>
+  void forEach(F f) const {
+    for (const Slot& slot : slots_)
+      if (slot.call != nullptr) f(slot.call);
+  }
+
+ private:
+  struct Slot {
+    uint32_t id = 0;
+    Call* call = nullptr;
+  };
+
+  // Doubling keeps every id in a slot of its own: two ids apart in the larger table were apart in the smaller.
+  void grow() {
+    std::vector<Slot> bigger(slots_.empty() ? 64 : slots_.size() * 2);
+    const uint32_t mask = uint32_t(bigger.size() - 1);
+    for (const Slot& slot : slots_)
+      if (slot.call != nullptr) bigger[slot.id & mask] = slot;
+    slots_.swap(bigger);
+    mask_ = mask;
+  }
+
+  std::vector<Slot> slots_;
+  uint32_t mask_ = 0;
+  uint32_t next_ = 1;
+  size_t count_ = 0;
+};
+
 struct Upstream : Handler {
   Upstream() : Handler(Tag::Upstream) {}
   Fd fd;
@@ -310,8 +390,8 @@ struct Upstream : Handler {
   uint32_t events = 0;
   ByteQueue in;
   ByteQueue out;
-  std::unordered_map<uint32_t, Call*> calls;
-  uint32_t nextId = 1;
+  CallSlots calls;
+  uint32_t ownId = 0;  // heartbeats and oneways: CallSlots::kOwnIdBit | ownId
   int64_t connectDeadline = 0;
   int64_t lastActive = 0;
   bool heartbeatOutstanding = false;
@@ -349,7 +429,12 @@ class Loop {
       for (Upstream* u : list) delete u;
     for (Upstream* u : deadUpstreams_) delete u;
     for (Caller* c : deadCallers_) delete c;
-    for (Call* c : calls_) delete c;
+    while (live_.head != nullptr) {
+      Call* c = live_.head;
+      live_.remove(c);
+      delete c;
+    }
+    for (Call* c : freeCalls_) delete c;
   }
 
   // ---- commands from the JavaScript thread
@@ -441,9 +526,14 @@ class Loop {
     if (draining_) return;
     draining_ = true;
     drainDeadline_ = now_ + deadlineMs;
-    log("info", "draining", "\"inflight\":" + std::to_string(calls_.size()) + ",\"deadlineMs\":" + std::to_string(deadlineMs));
+    log("info", "draining", "\"inflight\":" + std::to_string(live_.count) + ",\"deadlineMs\":" + std::to_string(deadlineMs));
     releaseHeld(true);
-    for (auto& l : listeners_) epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, l->fd.get(), nullptr);
+    // Closed now, freed after this round: an event of the same wait may still name them.
+    for (auto& l : listeners_) {
+      epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, l->fd.get(), nullptr);
+      l->fd.reset();
+      deadListeners_.push_back(std::move(l));
+    }
     listeners_.clear();
   }
 
@@ -564,8 +654,15 @@ class Loop {
       if (call != nullptr && std::find(call->tried.begin(), call->tried.end(), h) != call->tried.end()) return false;
       return allowed == nullptr || std::find(allowed->begin(), allowed->end(), h) != allowed->end();
     };
-    candidates_.clear();
     const bool everyHost = (call == nullptr || call->tried.empty()) && c.allWeighted && now >= c.ejectionsEndAt && allowed == nullptr;
+    if (everyHost && c.equalWeights && c.policy == Policy::RoundRobin) {
+      // The common case needs no filtered list: plain rotation over every host.
+      if (c.hosts.empty()) return nullptr;
+      Host* h = c.hosts[c.rrNext % c.hosts.size()].get();
+      c.rrNext = (c.rrNext + 1) % 0x7fffffff;
+      return h;
+    }
+    candidates_.clear();
     for (auto& h : c.hosts)
       if (everyHost || usable(h.get())) candidates_.push_back(h.get());
     if (candidates_.empty()) return nullptr;
@@ -684,7 +781,11 @@ class Loop {
   void dispatch(Handler* h, uint32_t ev) {
     switch (h->tag) {
       case Tag::Wake: runCommands(); break;
-      case Tag::Listener: acceptAll(static_cast<Listener*>(h)); break;
+      case Tag::Listener: {
+        auto* l = static_cast<Listener*>(h);
+        if (l->fd.valid()) acceptAll(l);
+        break;
+      }
       case Tag::Caller: callerEvent(static_cast<Caller*>(h), ev); break;
       case Tag::Upstream: upstreamEvent(static_cast<Upstream*>(h), ev); break;
     }
@@ -825,13 +926,13 @@ class Loop {
         return;
       }
       if (c->paused != 0) return;
-      uint8_t* at = c->in.reserve(kReadChunk);
-      ssize_t n = read(c->fd.get(), at, c->in.room());
+      // Into the loop's scratch buffer: whole frames are handled where they lie, and only a frame cut by the end
+      // of the read is kept, so an idle connection holds no read buffer.
+      ssize_t n = read(c->fd.get(), scratch_.data(), scratch_.size());
       if (n > 0) {
-        c->in.commit(size_t(n));
         total += size_t(n);
         stats_->bytesIn[c->listener].fetch_add(size_t(n), std::memory_order_relaxed);
-        processCaller(c);
+        processChunk(c, scratch_.data(), size_t(n));
         if (total >= 4 * kReadChunk) return;  // fairness: others get their turn; level-triggered brings us back
         continue;
       }
@@ -861,16 +962,47 @@ class Loop {
 
   void processFrames(Caller* c) {
     bool completed = false;
-    while (!c->closed && !c->closing && c->paused == 0 && !c->in.empty()) {
+    const size_t used = takeFrames(c, c->in.data(), c->in.size(), completed);
+    if (!c->closed) c->in.consume(used);
+    trackPartial(c, completed);
+  }
+
+  // Fresh bytes of a caller, in the scratch buffer: handled in place unless part of a frame is already held.
+  void processChunk(Caller* c, uint8_t* p, size_t n) {
+    if (!c->in.empty() || c->processing) {
+      c->in.append(p, n);
+      processCaller(c);
+      return;
+    }
+    c->processing = true;
+    bool completed = false;
+    const size_t used = takeFrames(c, p, n, completed);
+    if (!c->closed && !c->closing && used < n) c->in.append(p + used, n - used);
+    c->processing = false;
+    trackPartial(c, completed);
+  }
+
+  // Handles the whole frames at the start of [p, p+len); returns the bytes they took. Stops at a frame cut short,
+  // a pause, or the connection's end (a bad frame takes everything after it with it).
+  size_t takeFrames(Caller* c, uint8_t* p, size_t len, bool& completed) {
+    size_t off = 0;
+    while (!c->closed && !c->closing && c->paused == 0 && off < len) {
       size_t need = 0;
       CodecError err;
-      const Measure m = measureFrame(c->in.data(), c->in.size(), s_.maxFrameSize, need, err);
-      if (m == Measure::Bad) return rejectCaller(c, err, c->in.data(), c->in.size());
-      if (m == Measure::NeedMore || c->in.size() < need) break;
+      const Measure m = measureFrame(p + off, len - off, s_.maxFrameSize, need, err);
+      if (m == Measure::Bad) {
+        rejectCaller(c, err, p + off, len - off);
+        return len;
+      }
+      if (m == Measure::NeedMore || len - off < need) break;
       completed = true;
-      handleCallerFrame(c, c->in.data(), need);
-      if (!c->closed) c->in.consume(need);
+      handleCallerFrame(c, p + off, need);
+      off += need;
     }
+    return off;
+  }
+
+  void trackPartial(Caller* c, bool completed) {
     if (c->closed || c->closing) return;
     // The partial-frame clock: starts at a frame's first byte, restarts when a frame completed and another began.
     if (c->in.empty()) {
@@ -1027,7 +1159,7 @@ class Loop {
     if (cluster->active >= s_.maxActiveRequests || cluster->pending >= s_.maxPendingRequests) {
       return refuse(c, h, m, Failure::Busy, "meshport: cluster " + cluster->name + " is at its request limit");
     }
-    auto* call = new Call();
+    Call* call = allocCall();
     call->who = h;
     call->who.service = call->who.version = call->who.group = call->who.method = std::string_view();
     call->cluster = owner;
@@ -1043,7 +1175,7 @@ class Loop {
     }
     if (!cluster->routers.empty() && hostsFor(*cluster, call->method)->empty()) {
       const std::string method = call->method;
-      delete call;
+      freeCall(call);
       return refuse(c, h, m, Failure::NoRoute,
                     "meshport: the registry's routing rules leave no endpoint of " + key_ + " for method " +
                         (method.empty() ? std::string("(unnamed)") : method));
@@ -1055,19 +1187,19 @@ class Loop {
       if (host != nullptr) {
         Upstream* u = connectionFor(*host, h.proto);
         if (u != nullptr) {
-          uint32_t id = u->nextId++;
+          const uint32_t id = CallSlots::kOwnIdBit | (u->ownId++ & ~CallSlots::kOwnIdBit);
           setRequestId(p, len, 0, id);
           u->out.append(p, len);
           markDirty(u);
         }
       }
-      delete call;
+      freeCall(call);
       return;
     }
     callStarted(c);
     c->refs++;
-    calls_.insert(call);
-    stats_->inflight.store(calls_.size(), std::memory_order_relaxed);
+    live_.push(call);
+    stats_->inflight.store(live_.count, std::memory_order_relaxed);
     cluster->active++;
     call->startedMicros = nowMicros_;
     call->timeoutMs = cluster->timeoutMs >= 0                       ? cluster->timeoutMs
@@ -1077,6 +1209,31 @@ class Loop {
     call->deadline = now_ + call->timeoutMs;
     deadlines_[call->timeoutMs].push(call);
     send(call, p, len);
+  }
+
+  Call* allocCall() {
+    if (freeCalls_.empty()) return new Call();
+    Call* c = freeCalls_.back();
+    freeCalls_.pop_back();
+    return c;
+  }
+
+  void freeCall(Call* c) {
+    c->caller = nullptr;
+    c->cluster.reset();
+    c->host = nullptr;
+    c->conn = nullptr;
+    c->upstreamId = 0;
+    if (c->frame.capacity() > ByteQueue::kKeepWhenIdle) std::vector<uint8_t>().swap(c->frame);
+    else c->frame.clear();
+    c->tried.clear();
+    c->method.clear();
+    c->hashKey.clear();
+    c->hasHashKey = c->pending = c->done = false;
+    c->prev = c->next = nullptr;
+    c->list = nullptr;
+    if (freeCalls_.size() < 4096) freeCalls_.push_back(c);
+    else delete c;
   }
 
   void refuse(Caller* c, const FrameHeader& who, ClusterCounters& m, Failure f, const std::string& message) {
@@ -1130,11 +1287,9 @@ class Loop {
       if (call->tried.size() > s_.connectRetries) return fail(call, Failure::Unavailable, "meshport: could not connect to " + cluster.name);
       return send(call, p, len);
     }
-    uint32_t id = u->nextId++;
-    while (id == 0 || u->calls.count(id) != 0 || (u->heartbeatOutstanding && id == u->heartbeatId)) id = u->nextId++;
+    const uint32_t id = u->calls.add(call);
     call->conn = u;
     call->upstreamId = id;
-    u->calls.emplace(id, call);
     setRequestId(p, len, 0, id);
     if (!u->connected) {
       // Kept until the connection is up: if it never comes up, the call never left and goes to another endpoint.
@@ -1159,8 +1314,8 @@ class Loop {
       call->pending = false;
       call->cluster->pending--;
     }
-    calls_.erase(call);
-    stats_->inflight.store(calls_.size(), std::memory_order_relaxed);
+    live_.remove(call);
+    stats_->inflight.store(live_.count, std::memory_order_relaxed);
     call->cluster->active--;
     if (call->host) call->host->active--;
     ClusterCounters& m = *call->cluster->counters;
@@ -1177,7 +1332,7 @@ class Loop {
     c->refs--;
     if (!c->closed) callDone(c);
     else maybeFree(c);
-    delete call;
+    freeCall(call);
   }
 
   void fail(Call* call, Failure f, const std::string& message) {
@@ -1286,26 +1441,30 @@ class Loop {
   void connected(Upstream* u) {
     u->connected = true;
     u->lastActive = now_;
-    for (auto& [id, call] : u->calls) {
-      if (!call->pending) continue;
+    u->calls.forEach([](Call* call) {
+      if (!call->pending) return;
       call->pending = false;
       call->cluster->pending--;
       std::vector<uint8_t>().swap(call->frame);
-    }
+    });
     markDirty(u);
   }
 
   void readUpstream(Upstream* u) {
     size_t total = 0;
     while (!u->closed) {
-      uint8_t* at = u->in.reserve(kReadChunk);
-      ssize_t n = read(u->fd.get(), at, u->in.room());
+      ssize_t n = read(u->fd.get(), scratch_.data(), scratch_.size());
       if (n > 0) {
-        u->in.commit(size_t(n));
         total += size_t(n);
         u->lastActive = now_;
         stats_->bytesIn[2].fetch_add(size_t(n), std::memory_order_relaxed);
-        processUpstream(u);
+        if (u->in.empty()) {
+          const size_t used = takeUpstreamFrames(u, scratch_.data(), size_t(n));
+          if (!u->closed && used < size_t(n)) u->in.append(scratch_.data() + used, size_t(n) - used);
+        } else {
+          u->in.append(scratch_.data(), size_t(n));
+          processUpstream(u);
+        }
         if (total >= 4 * kReadChunk) return;
         continue;
       }
@@ -1317,15 +1476,25 @@ class Loop {
   }
 
   void processUpstream(Upstream* u) {
-    while (!u->closed && !u->in.empty()) {
+    const size_t used = takeUpstreamFrames(u, u->in.data(), u->in.size());
+    if (!u->closed) u->in.consume(used);
+  }
+
+  size_t takeUpstreamFrames(Upstream* u, uint8_t* p, size_t len) {
+    size_t off = 0;
+    while (!u->closed && off < len) {
       size_t need = 0;
       CodecError err;
-      const Measure m = measureFrame(u->in.data(), u->in.size(), s_.maxFrameSize, need, err);
-      if (m == Measure::Bad) return closeUpstream(u, std::string("bad frame from the endpoint: ") + err.code, false);
-      if (m == Measure::NeedMore || u->in.size() < need) return;
-      upstreamFrame(u, u->in.data(), need);
-      if (!u->closed) u->in.consume(need);
+      const Measure m = measureFrame(p + off, len - off, s_.maxFrameSize, need, err);
+      if (m == Measure::Bad) {
+        closeUpstream(u, std::string("bad frame from the endpoint: ") + err.code, false);
+        return len;
+      }
+      if (m == Measure::NeedMore || len - off < need) break;
+      upstreamFrame(u, p + off, need);
+      off += need;
     }
+    return off;
   }
 
   void upstreamFrame(Upstream* u, uint8_t* p, size_t len) {
@@ -1347,10 +1516,9 @@ class Loop {
       return;
     }
     if (kind != Kind::Response || high != 0) return;
-    auto found = u->calls.find(low);
-    if (found == u->calls.end()) return;  // a late answer to a call that timed out
-    Call* call = found->second;
-    u->calls.erase(found);
+    Call* call = u->calls.find(low);
+    if (call == nullptr) return;  // a late answer to a call that timed out
+    u->calls.erase(low);
     call->conn = nullptr;
     if (call->done) return;
     finish(call);
@@ -1376,10 +1544,7 @@ class Loop {
     u->fd.reset();
     stats_->upstreamConnections.fetch_sub(1, std::memory_order_relaxed);
     if (neverUp) log("warn", "upstream connect failed", "\"endpoint\":" + jsonString(u->key) + ",\"err\":" + jsonString(reason));
-    std::vector<Call*> calls;
-    calls.reserve(u->calls.size());
-    for (auto& [id, call] : u->calls) calls.push_back(call);
-    u->calls.clear();
+    std::vector<Call*> calls = u->calls.takeAll();
     std::sort(calls.begin(), calls.end(), [](Call* a, Call* b) { return a->upstreamId < b->upstreamId; });
     // One failure per endpoint per connection event, however many calls it caught.
     std::unordered_set<Host*> counted;
@@ -1517,6 +1682,7 @@ class Loop {
   }
 
   void reap() {
+    deadListeners_.clear();
     for (Caller* c : deadCallers_) delete c;
     deadCallers_.clear();
     for (Upstream* u : deadUpstreams_) delete u;
@@ -1526,7 +1692,7 @@ class Loop {
   // ---- time
 
   bool timedWork() const {
-    return !calls_.empty() || partialCount_ > 0 || !held_.empty() || draining_ || !pool_.empty() || finPending_ > 0 ||
+    return live_.count > 0 || partialCount_ > 0 || !held_.empty() || draining_ || !pool_.empty() || finPending_ > 0 ||
            !dirtyCallers_.empty();
   }
 
@@ -1595,8 +1761,7 @@ class Loop {
           continue;
         }
         if (now_ - u->lastActive >= s_.heartbeatIntervalMs) {
-          uint32_t id = u->nextId++;
-          while (id == 0 || u->calls.count(id) != 0) id = u->nextId++;
+          const uint32_t id = CallSlots::kOwnIdBit | (u->ownId++ & ~CallSlots::kOwnIdBit);
           u->heartbeatId = id;
           u->heartbeatOutstanding = true;
           u->heartbeatSentAt = now_;
@@ -1645,10 +1810,11 @@ class Loop {
   }
 
   void drainStep() {
-    if (!calls_.empty() && now_ < drainDeadline_) return;
+    if (live_.count > 0 && now_ < drainDeadline_) return;
     if (!drainCallsDone_) {
       drainCallsDone_ = true;
-      std::vector<Call*> left(calls_.begin(), calls_.end());
+      std::vector<Call*> left;
+      for (Call* c = live_.head; c != nullptr; c = c->liveNext) left.push_back(c);
       std::sort(left.begin(), left.end(), [](Call* a, Call* b) { return a->startedMicros < b->startedMicros; });
       for (Call* call : left) fail(call, Failure::Draining, "meshport is shutting down");
       std::vector<Caller*> all(callers_.begin(), callers_.end());
@@ -1719,6 +1885,7 @@ class Loop {
   std::mt19937_64 rng_;
 
   std::vector<std::unique_ptr<Listener>> listeners_;
+  std::vector<std::unique_ptr<Listener>> deadListeners_;
   std::unordered_set<Caller*> callers_;
   std::unordered_map<std::string, uint32_t> perSource_[2];
   std::unordered_set<std::string> perSourceWarned_[2];
@@ -1727,7 +1894,25 @@ class Loop {
   std::shared_ptr<ClusterCounters> none_[2];
   std::unordered_map<std::string, std::vector<Upstream*>> pool_;
   std::unordered_map<std::string, uint32_t> poolNext_;
-  std::unordered_set<Call*> calls_;
+  // Every call in flight, and the finished ones kept for reuse (a call costs no allocation once warm).
+  struct LiveCalls {
+    Call* head = nullptr;
+    size_t count = 0;
+    void push(Call* c) {
+      c->livePrev = nullptr;
+      c->liveNext = head;
+      if (head) head->livePrev = c;
+      head = c;
+      count++;
+    }
+    void remove(Call* c) {
+      if (c->livePrev) c->livePrev->liveNext = c->liveNext; else head = c->liveNext;
+      if (c->liveNext) c->liveNext->livePrev = c->livePrev;
+      c->livePrev = c->liveNext = nullptr;
+      count--;
+    }
+  } live_;
+  std::vector<Call*> freeCalls_;
   std::map<int64_t, DeadlineList> deadlines_;
   std::vector<Held> held_;
   int64_t holdUntil_ = 0;
@@ -1747,6 +1932,7 @@ class Loop {
   std::vector<Caller*> deadCallers_;
   std::vector<Upstream*> deadUpstreams_;
   std::vector<Host*> candidates_;
+  std::vector<uint8_t> scratch_ = std::vector<uint8_t>(kReadChunk);
   std::vector<HostPtr> retiredHosts_;
   std::string key_;
   std::string poolKey_;
