@@ -24,7 +24,7 @@ import { MemoryRegistry, MemoryRegistryStore, RewriteOnlyTakeover } from '@meshp
 import { RedisFacade } from '@meshport/registry-redis';
 import { SofaMeshApiFacade } from '@meshport/registry-sofa';
 import { ZooKeeperFacade } from '@meshport/registry-zookeeper';
-import { MemoryRouteTable, Router } from '@meshport/router';
+import { MemoryRouteTable, createRouter } from '@meshport/router';
 import {
   CRASHERS_DIR,
   Rng,
@@ -397,7 +397,7 @@ describe('reliability: fuzzing every parser that faces the network', function ()
       const routes = new MemoryRouteTable()
         .setOutbound(ECHO, { endpoints: [{ host: '127.0.0.1', port: echo.port }] })
         .setOutbound(`${GREETER}:2.0`, { endpoints: [{ host: '127.0.0.1', port: echo.port }] });
-      const router = new Router({ routeTable: routes, inbound: false, admin: false, logger: quiet });
+      const router = createRouter({ routeTable: routes, inbound: false, admin: false, logger: quiet });
       await router.start();
       const port = router.address('outbound').port;
       const good = await GoodFrameClient.connect(port);

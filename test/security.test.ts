@@ -383,15 +383,15 @@ net.Socket.prototype.connect = function (...args) {
 };
 `;
     const ROUTERS = (routerPath: string, pinoPath: string) => `
-const { Router, MemoryRouteTable } = require(${JSON.stringify(routerPath)});
+const { createRouter, MemoryRouteTable } = require(${JSON.stringify(routerPath)});
 const provider = Number(process.argv[2]);
 (async () => {
   const silent = require(${JSON.stringify(pinoPath)})({ level: 'silent' });
   const providerTable = new MemoryRouteTable();
-  const providerPod = new Router({ routeTable: providerTable, outbound: false, admin: false, logger: silent });
+  const providerPod = createRouter({ routeTable: providerTable, outbound: false, admin: false, logger: silent });
   await providerPod.start();
   const consumerTable = new MemoryRouteTable();
-  const consumerPod = new Router({ routeTable: consumerTable, inbound: false, admin: false, logger: silent });
+  const consumerPod = createRouter({ routeTable: consumerTable, inbound: false, admin: false, logger: silent });
   await consumerPod.start();
   const inbound = { host: '127.0.0.1', port: providerPod.address('inbound').port };
   for (const service of ['com.example.Echo:1.0', 'com.example.Greet:1.0']) {

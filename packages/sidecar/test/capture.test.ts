@@ -3,7 +3,7 @@
 
 import { strict as assert } from 'node:assert';
 import net from 'node:net';
-import { MemoryRouteTable, Router } from '@meshport/router';
+import { MemoryRouteTable, createRouter, type RouterHandle } from '@meshport/router';
 import pino from 'pino';
 import { client as sofaClient, server as sofaServer } from 'sofa-rpc-node';
 import boltProtocol from 'sofa-bolt-node';
@@ -27,14 +27,14 @@ describe('CaptureListener', function () {
   this.timeout(20_000);
   const closers: (() => Promise<unknown> | void)[] = [];
   let routeTable: MemoryRouteTable;
-  let router: Router;
+  let router: RouterHandle;
   let dialed: HostPort;
   let noOriginal = false;
   let capture: CaptureListener;
 
   beforeEach(async () => {
     routeTable = new MemoryRouteTable();
-    router = new Router({ routeTable, outbound: false, inbound: false, admin: false, logger: pino({ level: 'silent' }) });
+    router = createRouter({ routeTable, outbound: false, inbound: false, admin: false, logger: pino({ level: 'silent' }) });
     await router.start();
     capture = new CaptureListener({
       direction: 'outbound',
