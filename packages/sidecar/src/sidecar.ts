@@ -49,7 +49,7 @@ export class Sidecar {
    * publish through it), so a reload can close and start one group without touching the others.
    */
   private groups: RunningGroup[] = [];
-  private readonly captures = new Map<'outboundCapture' | 'inboundCapture', CaptureListener>();
+  private readonly captures = new Map<'outboundCapture' | 'outboundCapture6' | 'inboundCapture', CaptureListener>();
   private stopping: Promise<void> | undefined;
   /** Reloads run one at a time; stop() waits for the one under way. */
   private reloading: Promise<unknown> = Promise.resolve();
@@ -282,6 +282,7 @@ export class Sidecar {
     });
     this.captures.set('outboundCapture', outbound);
     await outbound.start();
+    if (hijack.mode === 'connect-hook') await this.startCapture6(hijack, router, viaOriginalDst, logger);
     // Inbound is TPROXY in both tproxy and connect-hook modes (the hijack plan's choice): the destination is the
     // accepted socket's local address. Only redirect mode records it for SO_ORIGINAL_DST.
     const transparent = hijack.mode !== 'redirect';
@@ -307,6 +308,36 @@ export class Sidecar {
     this.captures.set('inboundCapture', inbound);
     await inbound.start();
     logger.info({ mode: hijack.mode, outbound: outbound.address(), inbound: inbound.address() }, 'capture listeners ready');
+  }
+
+  /**
+   * The connect hook sends native IPv6 connects to [::1]:<outbound capture port> while something listens there
+   * (packages/socket, connect6): this is that listener. A pod without IPv6 on loopback cannot bind it; its native IPv6
+   * connects then go where they were going, and the log says so once.
+   */
+  private async startCapture6(
+    hijack: HijackConfig,
+    router: RouterHandle,
+    originalDestination: (s: import('node:net').Socket) => HostPort,
+    logger: Logger,
+  ): Promise<void> {
+    const outbound6 = new CaptureListener({
+      direction: 'outbound',
+      listen: { host: '::1', port: hijack.outboundCapturePort },
+      originalDestination,
+      routeTable: this.book.table,
+      adopt: (s) => router.adopt('outbound', s),
+      logger,
+    });
+    try {
+      await outbound6.start();
+      this.captures.set('outboundCapture6', outbound6);
+    } catch (error) {
+      logger.warn(
+        { port: hijack.outboundCapturePort, err: (error as Error).message },
+        'no outbound capture on [::1] (no IPv6 on loopback?): native IPv6 connects are not captured',
+      );
+    }
   }
 
   private registry(name: string) {
