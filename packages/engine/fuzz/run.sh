@@ -27,7 +27,11 @@ while [ $# -gt 0 ]; do
 done
 
 command -v "${CLANGXX:-clang++}" >/dev/null || { echo "run.sh: clang++ is not installed" >&2; exit 3; }
-make -s -C "$here" >&2
+if ! make -s -C "$here" >&2; then
+  # clang links -fsanitize=fuzzer,address,undefined against compiler-rt's runtimes, a package of their own on Debian.
+  echo "run.sh: building the fuzz targets failed; without libclang_rt.fuzzer/asan/ubsan, install libclang-rt-14-dev" >&2
+  exit 4
+fi
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/meshport-codec-fuzz.XXXXXX")"
 failed=0

@@ -1058,8 +1058,8 @@ bool decodeDubbo(const uint8_t* f, size_t len, FrameHeader& out, CodecError& err
   out.idLow = be32(f + 8);
   if (!isRequest || isEvent || out.codec != 2) return true;
   // Body order: dubbo version, service path, service version (may be null), method, descriptor, arguments,
-  // attachments. A string converts to at most 1.5x its bytes (a 4-byte sequence to two 3-byte units).
-  scratch.begin((end - kDubboHeader) / 2 * 3 + 16);
+  // attachments. A string converts to at most 1.5x its bytes (a 4-byte sequence to two 3-byte units), rounded up.
+  scratch.begin((end - kDubboHeader) * 3 / 2 + 16);
   size_t pos = kDubboHeader;
   size_t at[4];
   bool has[4];
