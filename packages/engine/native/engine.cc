@@ -506,6 +506,23 @@ class Loop {
   }
 
   void setRoutes(std::shared_ptr<const RouteSnapshot> snap) {
+    if (snap->partial) {
+      for (int which = 0; which < 2; which++) {
+        auto& table = clusters_[which];
+        for (const ClusterSpec& spec : snap->listeners[which]) {
+          auto found = table.find(spec.name);
+          if (spec.remove) {
+            if (found != table.end()) table.erase(found);
+            continue;
+          }
+          ClusterPtr& c = found != table.end() ? found->second : table[spec.name];
+          if (!c) c = makeCluster(which, spec.name);
+          updateCluster(*c, spec);
+        }
+      }
+      if (!held_.empty()) releaseHeld(false);
+      return;
+    }
     for (int which = 0; which < 2; which++) {
       auto& table = clusters_[which];
       std::unordered_map<std::string, ClusterPtr> next;

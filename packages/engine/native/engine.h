@@ -77,6 +77,7 @@ struct ClusterSpec {
   std::string hashHeader;
   int64_t timeoutMs = -1;  // a registry rule's timeout; -1: none
   std::vector<MethodRouterSpec> routers;
+  bool remove = false;  // in a partial snapshot: the route is gone
 };
 
 // Which peers a listener serves, decided at accept: loopback always, then any, or those in the CIDRs.
@@ -96,6 +97,8 @@ struct AllowList {
 // A whole route table, immutable once handed over: listener 0 outbound, 1 inbound.
 struct RouteSnapshot {
   std::array<std::vector<ClusterSpec>, 2> listeners;
+  // Partial: only the clusters listed change (or go, when marked remove); the others stay.
+  bool partial = false;
 };
 
 // Counters of one cluster of one listener. Written by the loop thread, read by JavaScript when scraped: relaxed

@@ -128,6 +128,7 @@ ClusterSpec parseCluster(const Napi::Object& o) {
     else if (p == "round-robin") c.policy = Policy::RoundRobin;
     else throw Napi::TypeError::New(env, "routes: cluster " + c.name + " has an unknown policy " + p);
   }
+  c.remove = o.Get("remove").ToBoolean();
   Napi::Value hh = o.Get("hashHeader");
   if (hh.IsString()) c.hashHeader = hh.As<Napi::String>();
   Napi::Value t = o.Get("timeoutMs");
@@ -295,6 +296,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     if (!info[0].IsObject()) throw Napi::TypeError::New(env, "routes must be an object");
     auto o = info[0].As<Napi::Object>();
     auto snap = std::make_shared<RouteSnapshot>();
+    snap->partial = info[1].ToBoolean();
     for (int which = 0; which < 2; which++) {
       Napi::Value list = o.Get(kListenerNames[which]);
       if (list.IsUndefined()) continue;

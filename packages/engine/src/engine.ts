@@ -35,6 +35,8 @@ export interface EngineCluster {
   hashHeader?: string;
   timeoutMs?: number;
   routers?: { methods: { matches: string[]; mismatches: string[] }[]; allowed: string[]; force: boolean; blacklist: boolean }[];
+  /** In an update (updateRoutes): the route is gone. */
+  remove?: boolean;
 }
 
 /** A whole route table: the engine swaps it in at once. */
@@ -101,7 +103,7 @@ interface NativeEngineHandle {
   listen(listener: EngineListener, host: string, port: number, allow: EngineAllow): number;
   adopt(listener: EngineListener, fd: number, head?: Buffer): void;
   dupFd(fd: number): number;
-  setRoutes(routes: EngineRoutes): void;
+  setRoutes(routes: EngineRoutes, partial?: boolean): void;
   drain(deadlineMs: number, token: number): void;
   describe(token: number): void;
   stats(): EngineCounters;
@@ -155,8 +157,14 @@ export class NativeEngine {
     this.handle.adopt(listener, this.handle.dupFd(fd), head);
   }
 
+  /** Replaces the whole route table. */
   setRoutes(routes: EngineRoutes): void {
-    this.handle.setRoutes(routes);
+    this.handle.setRoutes(routes, false);
+  }
+
+  /** Replaces the clusters named (or removes those marked `remove`); every other cluster stays as it is. */
+  updateRoutes(changed: EngineRoutes): void {
+    this.handle.setRoutes(changed, true);
   }
 
   stats(): EngineCounters {

@@ -11,7 +11,7 @@ import type { ListenerName } from './caller';
 import { CLUSTER_LIMIT_DEFAULTS, OUTLIER_DEFAULTS } from './cluster';
 import type { ClusterState, RouterHandle } from './handle';
 import { ROUTER_DEFAULTS, type RouterOptions } from './router';
-import { endpointKey, type Endpoint } from './route-table';
+import { endpointKey, type ClusterSpec, type Endpoint, type RouteChange } from './route-table';
 import { RouterStats } from './stats';
 
 type Settings = typeof ROUTER_DEFAULTS;
@@ -74,7 +74,12 @@ export class NativeRouter implements RouterHandle {
   }
 
   async start(): Promise<void> {
-    this.stopRouteWatch = this.options.routeTable.onChange(() => void this.rebuild());
+    this.stopRouteWatch = this.options.routeTable.onChange((change) => {
+      // A change that names its services, all by address, is applied to those clusters alone and at once: at
+      // 10,000 endpoints reported one by one, a whole snapshot per change would be quadratic.
+      if (change !== undefined && this.building === undefined && this.applyChange(change)) return;
+      void this.rebuild();
+    });
     // Routes first: a caller that connects the moment the listener binds finds them (or the start-up hold).
     await this.rebuild();
     for (const name of ['outbound', 'inbound'] as const) {
@@ -205,6 +210,47 @@ export class NativeRouter implements RouterHandle {
     return this.building;
   }
 
+  /** Sends the engine the changed clusters only; false when a name must be resolved first (then rebuild). */
+  private applyChange(change: RouteChange): boolean {
+    const table = this.options.routeTable;
+    const known = (e: Endpoint) => net.isIP(e.host) !== 0 || this.resolved.has(e.host);
+    const outbound: EngineCluster[] = [];
+    for (const name of change.outbound) {
+      const spec = table.outbound(name);
+      if (spec === undefined) {
+        outbound.push({ name, endpoints: [], remove: true });
+        continue;
+      }
+      if (!spec.endpoints.every(known)) return false;
+      outbound.push(this.cluster(name, spec, (e) => this.addressOf(e)));
+    }
+    const inbound: EngineCluster[] = [];
+    for (const name of change.inbound) {
+      const local = table.inbound(name);
+      if (local === undefined) inbound.push({ name, endpoints: [], remove: true });
+      else if (!known(local)) return false;
+      else inbound.push({ name, endpoints: [this.addressOf(local)] });
+    }
+    if (this.draining && this.bound.size === 0) return true;
+    this.native.updateRoutes({ outbound, inbound });
+    return true;
+  }
+
+  private addressOf(e: Endpoint): { host: string; port: number; weight?: number } {
+    return { host: net.isIP(e.host) ? e.host : (this.resolved.get(e.host) ?? '0.0.0.0'), port: e.port, weight: e.weight };
+  }
+
+  private cluster(name: string, spec: ClusterSpec, address: (e: Endpoint) => { host: string; port: number; weight?: number }): EngineCluster {
+    return {
+      name,
+      endpoints: spec.endpoints.map(address),
+      ...(spec.policy ? { policy: spec.policy } : {}),
+      ...(spec.hashHeader ? { hashHeader: spec.hashHeader } : {}),
+      ...(spec.timeoutMs !== undefined ? { timeoutMs: spec.timeoutMs } : {}),
+      ...(spec.routers && spec.routers.length > 0 ? { routers: spec.routers } : {}),
+    };
+  }
+
   private install(routes: EngineRoutes): void {
     if (this.draining && this.bound.size === 0) return;
     this.native.setRoutes(routes);
@@ -220,7 +266,7 @@ export class NativeRouter implements RouterHandle {
       const local = table.inbound(name);
       if (local !== undefined && !known(local)) return undefined;
     }
-    return this.build((e) => ({ host: net.isIP(e.host) ? e.host : this.resolved.get(e.host)!, port: e.port, weight: e.weight }));
+    return this.build((e) => this.addressOf(e));
   }
 
   private async snapshot(): Promise<EngineRoutes> {
@@ -231,7 +277,7 @@ export class NativeRouter implements RouterHandle {
       const local = table.inbound(name);
       if (local !== undefined) await this.resolve(local);
     }
-    return this.build((e) => ({ host: net.isIP(e.host) ? e.host : (this.resolved.get(e.host) ?? '0.0.0.0'), port: e.port, weight: e.weight }));
+    return this.build((e) => this.addressOf(e));
   }
 
   private build(address: (e: Endpoint) => { host: string; port: number; weight?: number }): EngineRoutes {
@@ -241,14 +287,7 @@ export class NativeRouter implements RouterHandle {
     for (const name of services.outbound) {
       const spec = table.outbound(name);
       if (spec === undefined) continue;
-      outbound.push({
-        name,
-        endpoints: spec.endpoints.map(address),
-        ...(spec.policy ? { policy: spec.policy } : {}),
-        ...(spec.hashHeader ? { hashHeader: spec.hashHeader } : {}),
-        ...(spec.timeoutMs !== undefined ? { timeoutMs: spec.timeoutMs } : {}),
-        ...(spec.routers && spec.routers.length > 0 ? { routers: spec.routers } : {}),
-      });
+      outbound.push(this.cluster(name, spec, address));
     }
     const inbound: EngineCluster[] = [];
     for (const name of services.inbound) {

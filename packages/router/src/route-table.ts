@@ -54,8 +54,11 @@ export interface RouteTable {
   outbound(service: string): ClusterSpec | undefined;
   /** Where calls to `service` arriving at this pod go: the local app. */
   inbound(service: string): Endpoint | undefined;
-  /** Called after any change; returns the unsubscribe function. */
-  onChange(listener: () => void): () => void;
+  /**
+   * Called after any change, with the services it touched when the table knows them (an engine that keeps a copy
+   * of the routes updates only those); returns the unsubscribe function.
+   */
+  onChange(listener: (change?: RouteChange) => void): () => void;
   /**
    * Every service with a route, for the admin `/routes` page to list routes no call has used yet. Optional: a table
    * that cannot list (one that looks services up remotely) shows only the services that carried calls.
@@ -63,11 +66,17 @@ export interface RouteTable {
   services?(): { outbound: string[]; inbound: string[] };
 }
 
+/** The services one change touched, by listener: each now has another route, or none. */
+export interface RouteChange {
+  outbound: string[];
+  inbound: string[];
+}
+
 /** A RouteTable held in memory: what tests fill directly and what the `file` registry will fill. */
 export class MemoryRouteTable implements RouteTable {
   private readonly outboundRoutes = new Map<string, ClusterSpec>();
   private readonly inboundRoutes = new Map<string, Endpoint>();
-  private readonly listeners = new Set<() => void>();
+  private readonly listeners = new Set<(change?: RouteChange) => void>();
 
   outbound(service: string): ClusterSpec | undefined {
     return this.outboundRoutes.get(service);
@@ -77,29 +86,29 @@ export class MemoryRouteTable implements RouteTable {
     return this.inboundRoutes.get(service);
   }
 
-  onChange(listener: () => void): () => void {
+  onChange(listener: (change?: RouteChange) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
 
   setOutbound(service: string, spec: ClusterSpec): this {
     this.outboundRoutes.set(service, spec);
-    return this.changed();
+    return this.changed({ outbound: [service], inbound: [] });
   }
 
   deleteOutbound(service: string): this {
     this.outboundRoutes.delete(service);
-    return this.changed();
+    return this.changed({ outbound: [service], inbound: [] });
   }
 
   setInbound(service: string, endpoint: Endpoint): this {
     this.inboundRoutes.set(service, endpoint);
-    return this.changed();
+    return this.changed({ outbound: [], inbound: [service] });
   }
 
   deleteInbound(service: string): this {
     this.inboundRoutes.delete(service);
-    return this.changed();
+    return this.changed({ outbound: [], inbound: [service] });
   }
 
   services(): { outbound: string[]; inbound: string[] } {
@@ -111,8 +120,8 @@ export class MemoryRouteTable implements RouteTable {
     return { outbound: Object.fromEntries(this.outboundRoutes), inbound: Object.fromEntries(this.inboundRoutes) };
   }
 
-  private changed(): this {
-    for (const l of this.listeners) l();
+  private changed(change: RouteChange): this {
+    for (const l of this.listeners) l(change);
     return this;
   }
 }
