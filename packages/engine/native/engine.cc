@@ -950,7 +950,9 @@ class Loop {
         total += size_t(n);
         stats_->bytesIn[c->listener].fetch_add(size_t(n), std::memory_order_relaxed);
         processChunk(c, scratch_.data(), size_t(n));
-        if (total >= 4 * kReadChunk) return;  // fairness: others get their turn; level-triggered brings us back
+        // A short read emptied the socket: asking again would cost a read that finds nothing. Level-triggered
+        // epoll wakes us for what comes next; a long run yields too, so other connections get their turn.
+        if (size_t(n) < scratch_.size() || total >= 4 * kReadChunk) return;
         continue;
       }
       if (n == 0) {
@@ -1433,6 +1435,10 @@ class Loop {
     ev.data.ptr = u;
     epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, u->fd.get(), &ev);
     stats_->upstreamConnections.fetch_add(1, std::memory_order_relaxed);
+    {
+      std::lock_guard<std::mutex> lock(stats_->upstreamsMutex);
+      stats_->upstreamsByEndpoint[u->key]++;
+    }
     return u;
   }
 
@@ -1482,7 +1488,7 @@ class Loop {
           u->in.append(scratch_.data(), size_t(n));
           processUpstream(u);
         }
-        if (total >= 4 * kReadChunk) return;
+        if (size_t(n) < scratch_.size() || total >= 4 * kReadChunk) return;
         continue;
       }
       if (n == 0) return closeUpstream(u, "closed by the endpoint", false);
@@ -1560,6 +1566,11 @@ class Loop {
     epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, u->fd.get(), nullptr);
     u->fd.reset();
     stats_->upstreamConnections.fetch_sub(1, std::memory_order_relaxed);
+    {
+      std::lock_guard<std::mutex> lock(stats_->upstreamsMutex);
+      auto it = stats_->upstreamsByEndpoint.find(u->key);
+      if (it != stats_->upstreamsByEndpoint.end() && --it->second == 0) stats_->upstreamsByEndpoint.erase(it);
+    }
     if (neverUp) log("warn", "upstream connect failed", "\"endpoint\":" + jsonString(u->key) + ",\"err\":" + jsonString(reason));
     std::vector<Call*> calls = u->calls.takeAll();
     std::sort(calls.begin(), calls.end(), [](Call* a, Call* b) { return a->upstreamId < b->upstreamId; });

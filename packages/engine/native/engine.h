@@ -130,6 +130,8 @@ struct EngineStats {
   std::atomic<uint64_t> inflight{0};
   std::atomic<uint64_t> partialFrames{0};
   std::atomic<uint64_t> upstreamConnections{0};
+  std::mutex upstreamsMutex;  // changed when a connection opens or closes, not per request
+  std::map<std::string, uint32_t> upstreamsByEndpoint;
   std::mutex badFramesMutex;
   std::map<std::pair<int, std::string>, uint64_t> badFrames;  // (listener, code)
   std::mutex clustersMutex;

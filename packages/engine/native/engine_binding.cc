@@ -354,6 +354,12 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     out.Set("partialFrames", n(st.partialFrames));
     out.Set("upstreamConnections", n(st.upstreamConnections));
     {
+      std::lock_guard<std::mutex> lock(st.upstreamsMutex);
+      Napi::Object by = Napi::Object::New(env);
+      for (auto& [endpoint, count] : st.upstreamsByEndpoint) by.Set(endpoint, double(count));
+      out.Set("upstreamsByEndpoint", by);
+    }
+    {
       std::lock_guard<std::mutex> lock(st.badFramesMutex);
       Napi::Array bad = Napi::Array::New(env);
       uint32_t i = 0;

@@ -68,6 +68,8 @@ export interface EngineCounters {
   inflight: number;
   partialFrames: number;
   upstreamConnections: number;
+  /** Open upstream connections by endpoint (host:port). */
+  upstreamsByEndpoint: Record<string, number>;
   badFrames: { listener: EngineListener; code: string; count: number }[];
   clusters: EngineClusterCounters[];
 }

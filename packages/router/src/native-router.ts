@@ -4,7 +4,14 @@
 
 import dns from 'node:dns/promises';
 import net from 'node:net';
-import { NativeEngine, nativeEngineUnavailable, type EngineCluster, type EngineLogEvent, type EngineRoutes } from '@meshport/engine';
+import {
+  NativeEngine,
+  nativeEngineUnavailable,
+  type EngineCluster,
+  type EngineCounters,
+  type EngineLogEvent,
+  type EngineRoutes,
+} from '@meshport/engine';
 import pino, { type Logger } from 'pino';
 import { AdminServer } from './admin';
 import type { ListenerName } from './caller';
@@ -46,6 +53,8 @@ export class NativeRouter implements RouterHandle {
   private building: Promise<void> | undefined;
   private rebuildAgain = false;
   private readonly resolved = new Map<string, string>();
+  /** The engine's counters as last read (syncStats), for gauges read later in the same scrape. */
+  private lastCounters: EngineCounters | undefined;
 
   constructor(private readonly options: RouterOptions) {
     const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
@@ -65,6 +74,11 @@ export class NativeRouter implements RouterHandle {
       },
       ({ level, msg, ...fields }: EngineLogEvent) => engineLog[level](fields, msg),
     );
+    // One entry per open connection, as the TypeScript engine's pool lists them.
+    this.ownStats.trackUpstreams(() => {
+      const by = this.lastCounters?.upstreamsByEndpoint ?? {};
+      return Object.entries(by).flatMap(([endpoint, n]) => Array.from({ length: n }, () => ({ endpoint })));
+    });
   }
 
   /** Prometheus metrics, brought up to date from the engine's counters on every read. */
@@ -323,6 +337,7 @@ export class NativeRouter implements RouterHandle {
     let counters;
     try {
       counters = this.native.stats();
+      this.lastCounters = counters;
     } catch {
       return; // closed: the last figures stay
     }
