@@ -171,7 +171,7 @@ bool boltHeaderValue(const uint8_t* p, size_t len, std::string_view name, std::s
   return false;
 }
 
-enum class Tag : uint8_t { Wake, Listener, Caller, Upstream };
+enum class Tag : uint8_t { Wake, Listener, Caller, Upstream, Relay };
 
 struct Handler {
   explicit Handler(Tag t) : tag(t) {}
@@ -400,6 +400,25 @@ struct Upstream : Handler {
   std::vector<Caller*> blocked;
 };
 
+// One end of a relayed connection: the app's socket or the one to its original destination. `out` holds what the
+// other end sent that this one has not taken yet.
+struct Relay;
+struct RelaySide : Handler {
+  RelaySide() : Handler(Tag::Relay) {}
+  Relay* relay = nullptr;
+  Fd fd;
+  ByteQueue out;
+  uint32_t events = 0;
+  bool eof = false;       // it sent its FIN: nothing more to read from it
+  bool finSent = false;   // we passed the other end's FIN on to it
+  bool connecting = false;
+};
+
+struct Relay {
+  RelaySide side[2];  // [0] the app, [1] the original destination
+  bool closed = false;
+};
+
 struct Held {
   Caller* caller;
   std::vector<uint8_t> frame;
@@ -429,6 +448,8 @@ class Loop {
       for (Upstream* u : list) delete u;
     for (Upstream* u : deadUpstreams_) delete u;
     for (Caller* c : deadCallers_) delete c;
+    for (Relay* r : relays_) delete r;
+    for (Relay* r : deadRelays_) delete r;
     while (live_.head != nullptr) {
       Call* c = live_.head;
       live_.remove(c);
@@ -492,6 +513,42 @@ class Loop {
     epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, l->fd.get(), &ev);
     if (s_.startupHoldMs > 0 && holdUntil_ == 0) holdUntil_ = now_ + s_.startupHoldMs;
     listeners_.push_back(std::move(l));
+  }
+
+  void relay(Fd app, const sockaddr_storage& to, socklen_t toLen, std::vector<uint8_t> head) {
+    if (draining_) return;
+    Fd up(socket(to.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!up.valid()) {
+      log("warn", "pass-through connection to the original destination failed", "\"err\":" + jsonString(strerror(errno)));
+      return;
+    }
+    int one = 1;
+    setsockopt(up.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    setsockopt(app.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    int flags = fcntl(app.get(), F_GETFL);
+    if (flags >= 0) fcntl(app.get(), F_SETFL, flags | O_NONBLOCK);
+    if (connect(up.get(), reinterpret_cast<const sockaddr*>(&to), toLen) != 0 && errno != EINPROGRESS) {
+      log("warn", "pass-through connection to the original destination failed", "\"err\":" + jsonString(strerror(errno)));
+      return;
+    }
+    auto* r = new Relay();
+    r->side[0].relay = r->side[1].relay = r;
+    r->side[0].fd = std::move(app);
+    r->side[1].fd = std::move(up);
+    r->side[1].connecting = true;
+    if (!head.empty()) r->side[1].out.append(head.data(), head.size());
+    relays_.insert(r);
+    stats_->relaysActive.fetch_add(1, std::memory_order_relaxed);
+    stats_->relaysTotal.fetch_add(1, std::memory_order_relaxed);
+    // The app is not read until the destination answers the connect; its bytes wait in its socket.
+    for (int i = 0; i < 2; i++) {
+      RelaySide& side = r->side[i];
+      side.events = i == 0 ? EPOLLRDHUP : EPOLLOUT;
+      epoll_event ev{};
+      ev.events = side.events;
+      ev.data.ptr = &side;
+      epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, side.fd.get(), &ev);
+    }
   }
 
   void adopt(Fd fd, int which, std::vector<uint8_t> head) {
@@ -805,6 +862,7 @@ class Loop {
       }
       case Tag::Caller: callerEvent(static_cast<Caller*>(h), ev); break;
       case Tag::Upstream: upstreamEvent(static_cast<Upstream*>(h), ev); break;
+      case Tag::Relay: relayEvent(static_cast<RelaySide*>(h), ev); break;
     }
   }
 
@@ -1609,6 +1667,109 @@ class Loop {
     u->out.clear();
   }
 
+  // ---- relays
+
+  void relayEvent(RelaySide* s, uint32_t ev) {
+    Relay* r = s->relay;
+    if (r->closed) return;
+    RelaySide& other = r->side[s == &r->side[0] ? 1 : 0];
+    if (s->connecting) {
+      int err = 0;
+      socklen_t len = sizeof err;
+      getsockopt(s->fd.get(), SOL_SOCKET, SO_ERROR, &err, &len);
+      if (err != 0 || (ev & (EPOLLERR | EPOLLHUP))) {
+        log("warn", "pass-through connection to the original destination failed",
+            "\"err\":" + jsonString(strerror(err != 0 ? err : ECONNREFUSED)));
+        return closeRelay(r);
+      }
+      s->connecting = false;
+    }
+    if (ev & (EPOLLERR | EPOLLHUP)) {
+      if (!(ev & EPOLLIN)) return closeRelay(r);
+    }
+    if ((ev & EPOLLOUT) && !flushRelay(*s)) return;
+    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+      // Read while the other end keeps up; its backlog past the high mark stops us until it drains.
+      size_t total = 0;
+      while (!s->eof && other.out.size() <= kHighWater && total < 4 * kReadChunk) {
+        ssize_t n = read(s->fd.get(), scratch_.data(), scratch_.size());
+        if (n > 0) {
+          total += size_t(n);
+          stats_->relayBytes.fetch_add(size_t(n), std::memory_order_relaxed);
+          other.out.append(scratch_.data(), size_t(n));
+          if (size_t(n) < scratch_.size()) break;
+          continue;
+        }
+        if (n == 0) {
+          s->eof = true;
+          break;
+        }
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+        return closeRelay(r);  // a reset on one side ends both
+      }
+      if (!flushRelay(other)) return;
+    }
+    relayInterest(*r);
+  }
+
+  // Writes what it can to one end; passes a FIN on once the other end's bytes are all out. False when closed.
+  bool flushRelay(RelaySide& s) {
+    Relay* r = s.relay;
+    if (s.connecting) return true;
+    while (!s.out.empty()) {
+      ssize_t n = write(s.fd.get(), s.out.data(), s.out.size());
+      if (n > 0) {
+        s.out.consume(size_t(n));
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+      closeRelay(r);
+      return false;
+    }
+    RelaySide& other = r->side[&s == &r->side[0] ? 1 : 0];
+    if (s.out.empty() && other.eof && !s.finSent) {
+      shutdown(s.fd.get(), SHUT_WR);
+      s.finSent = true;
+    }
+    if (r->side[0].finSent && r->side[1].finSent) {
+      closeRelay(r);
+      return false;
+    }
+    relayInterest(*r);
+    return true;
+  }
+
+  void relayInterest(Relay& r) {
+    if (r.closed) return;
+    for (int i = 0; i < 2; i++) {
+      RelaySide& s = r.side[i];
+      RelaySide& other = r.side[1 - i];
+      uint32_t want = 0;
+      if (s.connecting) want = EPOLLOUT;
+      else {
+        // Read only once the destination is up and while the other end keeps up.
+        if (!s.eof && !other.connecting && other.out.size() <= kHighWater) want |= EPOLLIN | EPOLLRDHUP;
+        if (!s.out.empty()) want |= EPOLLOUT;
+      }
+      setEvents(&s, s.fd.get(), s.events, want);
+    }
+  }
+
+  void closeRelay(Relay* r) {
+    if (r->closed) return;
+    r->closed = true;
+    for (RelaySide& s : r->side) {
+      epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, s.fd.get(), nullptr);
+      s.fd.reset();
+      s.out.clear();
+    }
+    relays_.erase(r);
+    deadRelays_.push_back(r);
+    stats_->relaysActive.fetch_sub(1, std::memory_order_relaxed);
+  }
+
   // ---- writing
 
   template <typename T>
@@ -1711,6 +1872,8 @@ class Loop {
 
   void reap() {
     deadListeners_.clear();
+    for (Relay* r : deadRelays_) delete r;
+    deadRelays_.clear();
     for (Caller* c : deadCallers_) delete c;
     deadCallers_.clear();
     for (Upstream* u : deadUpstreams_) delete u;
@@ -1958,6 +2121,8 @@ class Loop {
   std::vector<Caller*> dirtyCallers_;
   std::vector<Upstream*> dirtyUpstreams_;
   std::vector<Caller*> deadCallers_;
+  std::unordered_set<Relay*> relays_;
+  std::vector<Relay*> deadRelays_;
   std::vector<Upstream*> deadUpstreams_;
   std::vector<Host*> candidates_;
   std::vector<uint8_t> scratch_ = std::vector<uint8_t>(kReadChunk);
@@ -2076,6 +2241,12 @@ void Engine::adopt(int listener, int fd, std::vector<uint8_t> head) {
   auto shared = std::make_shared<Fd>(fd);
   auto bytes = std::make_shared<std::vector<uint8_t>>(std::move(head));
   loop_->post([loop = loop_.get(), shared, bytes, listener] { loop->adopt(std::move(*shared), listener, std::move(*bytes)); });
+}
+
+void Engine::relay(int fd, const sockaddr_storage& to, socklen_t toLen, std::vector<uint8_t> head) {
+  auto shared = std::make_shared<Fd>(fd);
+  auto bytes = std::make_shared<std::vector<uint8_t>>(std::move(head));
+  loop_->post([loop = loop_.get(), shared, bytes, to, toLen] { loop->relay(std::move(*shared), to, toLen, std::move(*bytes)); });
 }
 
 void Engine::setRoutes(std::shared_ptr<const RouteSnapshot> routes) {

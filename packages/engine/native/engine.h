@@ -130,6 +130,9 @@ struct EngineStats {
   std::atomic<uint64_t> inflight{0};
   std::atomic<uint64_t> partialFrames{0};
   std::atomic<uint64_t> upstreamConnections{0};
+  std::atomic<uint64_t> relaysActive{0};
+  std::atomic<uint64_t> relaysTotal{0};
+  std::atomic<uint64_t> relayBytes{0};
   std::mutex upstreamsMutex;  // changed when a connection opens or closes, not per request
   std::map<std::string, uint32_t> upstreamsByEndpoint;
   std::mutex badFramesMutex;
@@ -156,6 +159,9 @@ class Engine {
   int listen(int listener, const std::string& host, int port, AllowList allow);
   // Takes ownership of a connected socket accepted elsewhere (a capture listener), with bytes already read from it.
   void adopt(int listener, int fd, std::vector<uint8_t> head);
+  // Relays a captured connection that carries nothing to route to its original destination, byte for byte in both
+  // directions (half-closes passed on, a reset on either side ends both): `head` was already read from it.
+  void relay(int fd, const sockaddr_storage& to, socklen_t toLen, std::vector<uint8_t> head);
   void setRoutes(std::shared_ptr<const RouteSnapshot> routes);
   // Drain: no new connections, requests refused as draining, calls in flight get `deadlineMs`; then `token` is
   // answered through the sink ({"type":"reply","token":N}).

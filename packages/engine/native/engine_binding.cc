@@ -173,7 +173,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                         InstanceMethod("setRoutes", &EngineWrap::SetRoutes), InstanceMethod("drain", &EngineWrap::Drain),
                         InstanceMethod("describe", &EngineWrap::Describe), InstanceMethod("stats", &EngineWrap::Stats),
                         InstanceMethod("ref", &EngineWrap::Ref), InstanceMethod("unref", &EngineWrap::Unref),
-                        InstanceMethod("close", &EngineWrap::Close), InstanceMethod("dupFd", &EngineWrap::DupFd)});
+                        InstanceMethod("close", &EngineWrap::Close), InstanceMethod("dupFd", &EngineWrap::DupFd),
+                        InstanceMethod("relay", &EngineWrap::Relay)});
   }
 
   explicit EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineWrap>(info) {
@@ -291,6 +292,27 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     return Napi::Number::New(env, dup);
   }
 
+  // relay(fd, host, port, head?): the engine owns fd from here (a duplicate the caller made with dupFd).
+  Napi::Value Relay(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "fd must be a number");
+    const double fd = info[0].As<Napi::Number>().DoubleValue();
+    if (!(fd >= 0 && fd <= 2147483647.0) || fd != std::floor(fd)) throw Napi::RangeError::New(env, "fd must be a non-negative integer");
+    if (!info[1].IsString()) throw Napi::TypeError::New(env, "host must be a string");
+    if (!info[2].IsNumber()) throw Napi::TypeError::New(env, "port must be a number");
+    const double port = info[2].As<Napi::Number>().DoubleValue();
+    if (!(port >= 1 && port <= 65535)) throw Napi::RangeError::New(env, "port must be between 1 and 65535");
+    EndpointSpec to;
+    if (!parseEndpoint(info[1].As<Napi::String>(), uint32_t(port), to)) throw Napi::TypeError::New(env, "host must be an IP address");
+    std::vector<uint8_t> head;
+    if (info[3].IsBuffer()) {
+      auto b = info[3].As<Napi::Buffer<uint8_t>>();
+      head.assign(b.Data(), b.Data() + b.Length());
+    }
+    engine(env).relay(int(fd), to.addr, to.addrLen, std::move(head));
+    return env.Undefined();
+  }
+
   Napi::Value SetRoutes(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!info[0].IsObject()) throw Napi::TypeError::New(env, "routes must be an object");
@@ -353,6 +375,9 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     out.Set("inflight", n(st.inflight));
     out.Set("partialFrames", n(st.partialFrames));
     out.Set("upstreamConnections", n(st.upstreamConnections));
+    out.Set("relaysActive", n(st.relaysActive));
+    out.Set("relaysTotal", n(st.relaysTotal));
+    out.Set("relayBytes", n(st.relayBytes));
     {
       std::lock_guard<std::mutex> lock(st.upstreamsMutex);
       Napi::Object by = Napi::Object::New(env);

@@ -68,6 +68,10 @@ export interface EngineCounters {
   inflight: number;
   partialFrames: number;
   upstreamConnections: number;
+  /** Captured connections relayed unrouted: open now, ever, and bytes carried (both ways). */
+  relaysActive: number;
+  relaysTotal: number;
+  relayBytes: number;
   /** Open upstream connections by endpoint (host:port). */
   upstreamsByEndpoint: Record<string, number>;
   badFrames: { listener: EngineListener; code: string; count: number }[];
@@ -104,6 +108,7 @@ export interface EngineLogEvent {
 interface NativeEngineHandle {
   listen(listener: EngineListener, host: string, port: number, allow: EngineAllow): number;
   adopt(listener: EngineListener, fd: number, head?: Buffer): void;
+  relay(fd: number, host: string, port: number, head?: Buffer): void;
   dupFd(fd: number): number;
   setRoutes(routes: EngineRoutes, partial?: boolean): void;
   drain(deadlineMs: number, token: number): void;
@@ -160,6 +165,14 @@ export class NativeEngine {
   }
 
   /** Replaces the whole route table. */
+  /**
+   * Relays a connection that carries nothing to route to `host:port` (an IP address), byte for byte both ways, on
+   * the engine's thread; `head` are bytes already read from it. The caller destroys its own socket afterwards.
+   */
+  relay(fd: number, host: string, port: number, head?: Buffer): void {
+    this.handle.relay(this.handle.dupFd(fd), host, port, head);
+  }
+
   setRoutes(routes: EngineRoutes): void {
     this.handle.setRoutes(routes, false);
   }

@@ -49,4 +49,9 @@ export interface RouterHandle {
   describeConfig(): Record<string, unknown>;
   /** Serves a connection accepted elsewhere (a capture listener); bytes already read must have been unshifted. */
   adopt(listener: ListenerName, socket: net.Socket): void;
+  /**
+   * Relays a captured connection that carries nothing to route to its original destination (an IP address), with
+   * the bytes already read from it; undefined when the engine leaves relaying to its caller (the TypeScript one).
+   */
+  relay?(socket: net.Socket, to: { host: string; port: number }, head: Buffer): void;
 }

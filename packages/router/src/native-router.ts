@@ -194,6 +194,15 @@ export class NativeRouter implements RouterHandle {
     }
   }
 
+  relay(socket: net.Socket, to: { host: string; port: number }, head: Buffer): void {
+    const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    try {
+      if (!this.draining && typeof fd === 'number' && fd >= 0 && net.isIP(to.host) !== 0) this.native.relay(fd, to.host, to.port, head);
+    } finally {
+      socket.destroy();
+    }
+  }
+
   // ---- routes
 
   /**

@@ -18,6 +18,11 @@ export interface CaptureListenerOptions {
   adopt(socket: net.Socket): void;
   /** Opens the pass-through connection; the default is a plain connect (the capture rules exclude meshport's uid). */
   connectUpstream?(to: HostPort): net.Socket;
+  /**
+   * Takes the pass-through over (the native engine relays on its own thread), given the bytes already read; the
+   * socket is the relay's from then on. Absent: relayed here, through two piped sockets.
+   */
+  relay?(socket: net.Socket, to: HostPort, head: Buffer): void;
   /** How long to wait for the app's first bytes before passing through (protocols where the server speaks first). @default 200 */
   peekTimeoutMs?: number;
   /** Bytes read while looking for the first request before giving up and passing through. @default 65536 */
@@ -154,6 +159,13 @@ export class CaptureListener {
   private passThrough(app: net.Socket, original: HostPort, chunks: Buffer[]): void {
     this.counters.passedThrough++;
     app.pause();
+    if (this.options.relay && net.isIP(original.host) !== 0) {
+      this.sockets.delete(app);
+      // What the app sent after the peek and before the pause sits in the socket's buffer: it goes with the head.
+      const pending = app.read() as Buffer | null;
+      this.options.relay(app, original, Buffer.concat(pending ? [...chunks, pending] : chunks));
+      return;
+    }
     const upstream = this.options.connectUpstream?.(original) ?? net.connect(original.port, original.host);
     this.sockets.add(upstream);
     upstream.once('close', () => this.sockets.delete(upstream));

@@ -278,6 +278,7 @@ export class Sidecar {
       originalDestination: viaOriginalDst,
       routeTable: this.book.table,
       adopt: (s) => router.adopt('outbound', s),
+      relay: router.relay?.bind(router),
       logger,
     });
     this.captures.set('outboundCapture', outbound);
@@ -303,6 +304,7 @@ export class Sidecar {
       originalDestination: transparent ? (s) => ({ host: s.localAddress!, port: s.localPort! }) : viaOriginalDst,
       routeTable: this.book.table,
       adopt: (s) => router.adopt('inbound', s),
+      relay: router.relay?.bind(router),
       logger,
     });
     this.captures.set('inboundCapture', inbound);
@@ -327,6 +329,7 @@ export class Sidecar {
       originalDestination,
       routeTable: this.book.table,
       adopt: (s) => router.adopt('outbound', s),
+      relay: router.relay?.bind(router),
       logger,
     });
     try {

@@ -45,6 +45,8 @@ describe('CaptureListener', function () {
       },
       routeTable,
       adopt: (socket) => router.adopt('outbound', socket),
+      // The native engine relays unrouted connections on its own thread; the TypeScript one leaves it to the listener.
+      relay: router.relay?.bind(router),
       peekTimeoutMs: 100,
     });
     await capture.start();
