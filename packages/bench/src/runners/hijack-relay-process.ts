@@ -1,11 +1,14 @@
 // `hijack` suite: the sidecar's outbound capture port, as uid 1337. The real CaptureListener of @meshport/sidecar
 // with an empty route table: the bench's 64-byte pings are neither Bolt nor Dubbo, so every captured connection is
 // relayed to its original destination (SO_ORIGINAL_DST: conntrack for REDIRECT, the BPF record for the connect hook).
-// argv: HOST PORT. Prints {"ready":"relay"}; on stdin line "stats" prints the listener's counters; exits on stdin end.
+// The pass-through runs where the sidecar runs it: on the native engine's thread (createRouter's default), or piped
+// in Node with MESHPORT_ENGINE=js.
+// argv: HOST PORT. Prints {"ready":"relay","engine"}; on stdin line "stats" prints the listener's counters; exits on stdin end.
 
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { createInterface } from 'node:readline';
+import { MemoryRouteTable, createRouter } from '@meshport/router';
 import { getOriginalDst } from '@meshport/socket';
 
 interface HostPort {
@@ -25,6 +28,8 @@ const capture = require(path.join(path.dirname(require.resolve('@meshport/sideca
 
 const [host, port] = process.argv.slice(2);
 const emptyRoutes = { outbound: () => undefined, inbound: () => undefined };
+// A router with no listeners of its own: only its relay is used (undefined on the TypeScript engine).
+const router = createRouter({ routeTable: new MemoryRouteTable(), outbound: false, inbound: false, admin: false });
 const server = net.createServer({ noDelay: true });
 server.listen({ host, port: Number(port), backlog: 4096 });
 const listener = new capture.CaptureListener({
@@ -39,6 +44,7 @@ const listener = new capture.CaptureListener({
   adopt(socket: net.Socket) {
     socket.destroy();
   },
+  relay: router.relay?.bind(router),
   connectUpstream(to: HostPort) {
     const s = net.connect({ host: to.host, port: to.port, noDelay: true });
     return s;
@@ -47,7 +53,7 @@ const listener = new capture.CaptureListener({
 });
 
 listener.start().then(
-  () => process.stdout.write(`${JSON.stringify({ ready: 'relay', pid: process.pid })}\n`),
+  () => process.stdout.write(`${JSON.stringify({ ready: 'relay', pid: process.pid, engine: router.engine })}\n`),
   (err: Error) => {
     process.stderr.write(`relay: ${err.message}\n`);
     process.exit(1);
