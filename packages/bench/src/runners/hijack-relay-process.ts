@@ -9,6 +9,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { createInterface } from 'node:readline';
 import { MemoryRouteTable, createRouter } from '@meshport/router';
+import pino from 'pino';
 import { getOriginalDst } from '@meshport/socket';
 
 interface HostPort {
@@ -29,7 +30,14 @@ const capture = require(path.join(path.dirname(require.resolve('@meshport/sideca
 const [host, port] = process.argv.slice(2);
 const emptyRoutes = { outbound: () => undefined, inbound: () => undefined };
 // A router with no listeners of its own: only its relay is used (undefined on the TypeScript engine).
-const router = createRouter({ routeTable: new MemoryRouteTable(), outbound: false, inbound: false, admin: false });
+const router = createRouter({
+  routeTable: new MemoryRouteTable(),
+  outbound: false,
+  inbound: false,
+  admin: false,
+  // stdout carries this process's JSON lines: the router's own log goes to stderr.
+  logger: pino({ name: 'relay', level: 'warn' }, pino.destination(2)),
+});
 const server = net.createServer({ noDelay: true });
 server.listen({ host, port: Number(port), backlog: 4096 });
 const listener = new capture.CaptureListener({
