@@ -293,6 +293,7 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle {
       }
     }
     return {
+      engine: this.engine,
       ...settings,
       listeners,
       outlier: { ...OUTLIER_DEFAULTS, ...this.options.outlier },

@@ -327,6 +327,7 @@ describe('router: admin HTTP', function () {
     assert.equal(page.status, 200);
     assert.match(String(page.headers['content-type']), /application\/json/);
     const config = JSON.parse(page.body);
+    assert.equal(config.engine, router!.engine, 'the engine that carries the requests');
     assert.equal(config.connectTimeoutMs, 1500); // given
     assert.equal(config.boltDefaultTimeoutMs, 3000); // defaults
     assert.equal(config.dubboTimeoutMs, 3000);
