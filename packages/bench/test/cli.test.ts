@@ -146,6 +146,6 @@ describe('npm run bench (quick mode, every suite)', function () {
     assert.match(zero.stderr, /--rounds wants a positive integer/);
     const unknown = await bench(['nosuch']);
     assert.equal(unknown.code, 2);
-    assert.match(unknown.stderr, /unknown suite nosuch; known: decode, forward, registry, hijack/);
+    assert.match(unknown.stderr, /unknown suite nosuch; known: decode, forward, registry, memory, hijack/);
   });
 });

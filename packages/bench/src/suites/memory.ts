@@ -19,6 +19,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { RUNNERS, stopChild, track, trackTempDir } from '../forward/children';
+import { cpuTimes } from '../proc';
 import { type Align, fixed, int, markdownTable, textTable } from '../format';
 import { type BenchZooKeeper, startZooKeeper } from '../registry/zookeeper';
 import type { ProbeAnswer } from '../runners/memory-probe';
@@ -50,6 +51,9 @@ interface Sample {
   readyMB: number;
   peakMB: number;
   startMs: number;
+  /** CPU seconds (user + system, all threads) over the process's life, and over the settle time alone. */
+  cpuSeconds: number;
+  idleCpuSeconds: number;
   probe?: ProbeAnswer['memory'];
 }
 
@@ -166,6 +170,11 @@ async function measureRound(dir: string, zk: BenchZooKeeper, settleSeconds: numb
     for (const c of CASES) started.set(c, await start(c, dir, zk));
     const rss: Record<Case, number[]> = { 'meshport-sidecar': [], 'meshport-sidecar-v8-defaults': [], 'bare-node': [] };
     const ready = Object.fromEntries(CASES.map((c) => [c, (statusKB(started.get(c)!.child.pid!, 'VmRSS') ?? 0) / 1024])) as Record<Case, number>;
+    const cpu = (c: Case) => {
+      const t = cpuTimes(started.get(c)!.child.pid!);
+      return t ? t.user + t.system : NaN;
+    };
+    const cpuAtReady = Object.fromEntries(CASES.map((c) => [c, cpu(c)])) as Record<Case, number>;
     const end = Date.now() + settleSeconds * 1000;
     while (Date.now() < end) {
       await sleep(SAMPLE_MS);
@@ -180,6 +189,8 @@ async function measureRound(dir: string, zk: BenchZooKeeper, settleSeconds: numb
         readyMB: ready[c],
         peakMB: (statusKB(child.pid!, 'VmHWM') ?? NaN) / 1024,
         startMs,
+        cpuSeconds: cpu(c),
+        idleCpuSeconds: cpu(c) - cpuAtReady[c],
         probe: c === 'bare-node' ? undefined : await askProbe(child),
       };
     }
@@ -231,6 +242,8 @@ function report(rounds: Record<Case, Sample>[], shape: typeof FULL): SuiteReport
       rssMBLastRound: last[c].rssMB.map((x) => Number(mb(x))),
       peakRssMB: Number(mb(median(rounds.map((r) => r[c].peakMB)))),
       startMs: Math.round(median(rounds.map((r) => r[c].startMs))),
+      cpuSeconds: Number(fixed(median(rounds.map((r) => r[c].cpuSeconds)), 2)),
+      idleCpuSeconds: Number(fixed(median(rounds.map((r) => r[c].idleCpuSeconds)), 2)),
       ...(p
         ? {
             heapUsedMB: Number(mb(p.heapUsed / MB)),
@@ -249,8 +262,8 @@ function report(rounds: Record<Case, Sample>[], shape: typeof FULL): SuiteReport
     };
   });
 
-  const headers = ['case', 'idle RSS MB', 'spread', 'at ready MB', 'peak MB', 'V8 heap used / committed MB', 'modules', 'start ms'];
-  const align: Align[] = ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r'];
+  const headers = ['case', 'idle RSS MB', 'spread', 'at ready MB', 'peak MB', 'V8 heap used / committed MB', 'modules', 'start ms', 'CPU s idle'];
+  const align: Align[] = ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'];
   const rows = CASES.map((c) => {
     const p = last[c].probe;
     return [
@@ -262,6 +275,7 @@ function report(rounds: Record<Case, Sample>[], shape: typeof FULL): SuiteReport
       p ? `${mb(p.heapUsed / MB)} / ${mb(p.heapTotal / MB)}` : '-',
       p ? int(p.modules) : '-',
       int(median(rounds.map((r) => r[c].startMs))),
+      fixed(median(rounds.map((r) => r[c].idleCpuSeconds)), 2),
     ];
   });
   const goalRows = [['idle sidecar, one ZooKeeper registry', `${mb(med('meshport-sidecar'))} MB`, `<= ${GOAL_IDLE_MB} MB`, met ? 'yes' : 'NO']];
@@ -296,7 +310,7 @@ function report(rounds: Record<Case, Sample>[], shape: typeof FULL): SuiteReport
     `meshport-sidecar-v8-defaults: the same with \`${V8_DEFAULT_FLAGS.join(' ')}\`, V8's own values, which the daemon's settings then leave alone.`,
     'bare-node: `node -e \'setInterval(() => {}, 1e9)\'`, the floor any Node process starts from here.',
     'What 10,000 endpoints add is the `registry` suite\'s figure (a `Sidecar` in a process of its own, with the daemon\'s V8 settings).',
-    `The suite has a fixed shape (${shape.rounds} round${shape.rounds === 1 ? '' : 's'} of ${shape.settleSeconds} s idle); --duration and --rounds do not apply to it. 'start ms': from the fork to /ready (the sidecar) or to the spawn (the bare node).`,
+    `The suite has a fixed shape (${shape.rounds} round${shape.rounds === 1 ? '' : 's'} of ${shape.settleSeconds} s idle); --duration and --rounds do not apply to it. 'start ms': from the fork to /ready (the sidecar) or to the spawn (the bare node); 'CPU s idle': user + system seconds of all its threads over the idle time (/proc/PID/stat).`,
   ];
   const verdict =
     `Idle goal ${met ? 'met' : 'missed'}: ${mb(med('meshport-sidecar'))} MB against ${GOAL_IDLE_MB} MB` +
@@ -337,9 +351,9 @@ function report(rounds: Record<Case, Sample>[], shape: typeof FULL): SuiteReport
     { name: 'meshport-sidecar idle RSS', value: Number(mb(med('meshport-sidecar'))), unit: 'MB', better: 'lower', spread: Number(fixed(spread(idle('meshport-sidecar')), 3)), rounds: rounds.length },
   ];
   const processes: ProcessUsage[] = CASES.map((c) => ({
-    scope: 'idle',
+    scope: 'start-up + idle',
     process: c,
-    cpuSeconds: null,
+    cpuSeconds: Number(fixed(median(rounds.map((x) => x[c].cpuSeconds)), 2)),
     peakRssMB: Number(mb(median(rounds.map((x) => x[c].peakMB)))),
   }));
   const charts = {
