@@ -368,8 +368,23 @@ function report(rounds: Record<Case, Sample>[], shape: typeof FULL): SuiteReport
   return { suite: 'memory', results, metrics, processes, charts, text, markdown };
 }
 
+/** The README's glance cells, from a saved results line. */
+function glance(results: ResultRow[]): { figures: string; goal: string } | null {
+  const sidecar = results.find((r) => r.name === 'meshport-sidecar');
+  const bare = results.find((r) => r.name === 'bare-node');
+  if (!sidecar || !bare || typeof sidecar.idleRssMB !== 'number' || typeof bare.idleRssMB !== 'number') return null;
+  const over = sidecar.idleRssMB - GOAL_IDLE_MB;
+  return {
+    figures:
+      `idle \`meshport sidecar\` with one ZooKeeper registry ${fixed(sidecar.idleRssMB, 1)} MB RSS, of which ${fixed(Number(sidecar.nodeBinaryMB), 1)} MB ` +
+      `the node executable's pages and ${fixed(Number(sidecar.heapUsedMB), 1)} MB live V8 heap (a bare node: ${fixed(bare.idleRssMB, 1)} MB)`,
+    goal: over <= 0 ? `<= ${GOAL_IDLE_MB} MB: met` : `<= ${GOAL_IDLE_MB} MB: missed by ${fixed(over, 1)} MB`,
+  };
+}
+
 export const memorySuite: Suite = {
   name: 'memory',
   summary: 'an idle `meshport sidecar` with one ZooKeeper registry: RSS and where it goes, beside a bare node',
+  glance,
   run,
 };
