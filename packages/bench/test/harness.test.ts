@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { compareMetrics, MIN_TOLERANCE, readSaved, SINGLE_ROUND_TOLERANCE } from '../src/compare';
 import { updateDocsSection, updateInline, updateResults } from '../src/docs';
-import { parsePerfReport, parsePerfStat } from '../src/forward/perf';
+import { parsePerfReport, parsePerfStat, shortSymbol } from '../src/forward/perf';
 import { median, quantile, roundRatio, spread } from '../src/stats';
 import type { Metric } from '../src/suite';
 import { forwardSuite } from '../src/suites/forward';
@@ -235,6 +235,12 @@ describe('bench harness', () => {
         ],
       );
       const report = parsePerfReport(['# Samples: 3K of event', '#', '    67.40%  [kernel.kallsyms]     ', '     1.90%  meshport_engine.node  [.] meshport::Loop::request', ''].join('\n'));
+      assert.equal(
+        shortSymbol('std::__detail::_Map_base<std::__cxx11::basic_string<char, std::char_traits<char> >, std::pair<int, std::vector<int> > >::operator[]'),
+        'std::__detail::_Map_base<...>::operator[]',
+      );
+      assert.equal(shortSymbol('std::_Sp_counted_base<(__gnu_cxx::_Lock_policy)2>::_M_release'), 'std::_Sp_counted_base<...>::_M_release');
+      assert.equal(shortSymbol('operator<'), 'operator<', 'unbalanced: as printed');
       assert.deepEqual(report, [
         { name: '[kernel.kallsyms]', share: 0.674 },
         { name: 'meshport_engine.node [.] meshport::Loop::request', share: 0.019 },

@@ -82,13 +82,30 @@ export function parsePerfStat(text: string, owner: Map<number, number>): ThreadC
   return [...byTid.values()];
 }
 
+/** A C++ symbol with its template arguments folded (`std::_Map_base<...>::operator[]`): some run to 800 characters. */
+export function shortSymbol(name: string): string {
+  let out = '';
+  let depth = 0;
+  for (const ch of name) {
+    if (ch === '<') {
+      if (depth === 0) out += '<...>';
+      depth++;
+    } else if (ch === '>' && depth > 0) {
+      depth--;
+    } else if (depth === 0) {
+      out += ch;
+    }
+  }
+  return depth === 0 ? out : name; // unbalanced (an operator< or >> in the name): leave it as perf printed it
+}
+
 /** `perf report --stdio` lines: `  12.34%  col  col ...`. */
 export function parsePerfReport(text: string): Share[] {
   const out: Share[] = [];
   for (const line of text.split('\n')) {
     const m = /^\s+([\d.]+)%\s+(.+?)\s*$/.exec(line);
     if (!m) continue;
-    out.push({ name: m[2].replace(/\s{2,}/g, ' '), share: Number(m[1]) / 100 });
+    out.push({ name: shortSymbol(m[2].replace(/\s{2,}/g, ' ')), share: Number(m[1]) / 100 });
   }
   return out;
 }
