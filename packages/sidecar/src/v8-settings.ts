@@ -9,7 +9,7 @@ import { setFlagsFromString } from 'node:v8';
  * - Young generation held at its initial 1 MiB semi-spaces (`--semi-space-growth-factor=1` set after start-up, which is
  *   what `--max-semi-space-size=1` does when given at launch). V8 grows them to 16 MiB each under load: 32 MiB of
  *   heap, most of it resident, for a process whose live heap is 8-25 MB. Measured (docs/benchmarks.md, "Where the
- *   sidecar's memory goes"): the JS router's peak RSS under the forward load 100-104 -> 58-60 MB at the same req/s
+ *   sidecar's memory goes"): the JS router's peak RSS under the forward load 100-104 -> 58-65 MB at the same req/s
  *   and CPU per request; a sidecar with 10k endpoints about 60 MB less.
  * - Old generation grown by 20% over what the last full GC kept (`--heap-growing-percent=20`; V8 otherwise grows it by
  *   up to 4x when GC is fast). With a small young generation, the garbage of a registry burst (a bulk of watch events
