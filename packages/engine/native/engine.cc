@@ -193,7 +193,14 @@ struct Host {
   uint32_t consecutiveFailures = 0;
   int64_t ejectedUntil = 0;
   uint32_t ejections = 0;
+  struct PoolEntry* pool[2] = {nullptr, nullptr};  // its connections by protocol, found once
   bool isEjected(int64_t now) const { return ejectedUntil > now; }
+};
+
+// The pooled upstream connections to one endpoint for one protocol, shared by every cluster that names it.
+struct PoolEntry {
+  std::vector<struct Upstream*> list;
+  uint32_t next = 0;
 };
 using HostPtr = std::shared_ptr<Host>;
 
@@ -224,7 +231,7 @@ struct Upstream;
 struct Call {
   Caller* caller = nullptr;
   FrameHeader who;  // identity fields only (its views are cleared)
-  ClusterPtr cluster;
+  Cluster* cluster = nullptr;  // kept alive while it counts this call in `active` (see retiredClusters_)
   Host* host = nullptr;  // kept alive while it counts this call in `active` (see retiredHosts_)
   Upstream* conn = nullptr;
   uint32_t upstreamId = 0;
@@ -444,8 +451,8 @@ class Loop {
 
   ~Loop() {
     for (Caller* c : callers_) delete c;
-    for (auto& [k, list] : pool_)
-      for (Upstream* u : list) delete u;
+    for (auto& [k, entry] : pool_)
+      for (Upstream* u : entry.list) delete u;
     for (Upstream* u : deadUpstreams_) delete u;
     for (Caller* c : deadCallers_) delete c;
     for (Relay* r : relays_) delete r;
@@ -473,7 +480,7 @@ class Loop {
   void run() {
     epoll_event events[256];
     while (!stopped_) {
-      const int timeout = timedWork() ? 5 : 500;
+      const int timeout = waitMs();
       int n = epoll_wait(epoll_.get(), events, 256, timeout);
       nowMicros_ = monotonicMicros();
       now_ = nowMicros_ / 1000;
@@ -569,7 +576,10 @@ class Loop {
         for (const ClusterSpec& spec : snap->listeners[which]) {
           auto found = table.find(spec.name);
           if (spec.remove) {
-            if (found != table.end()) table.erase(found);
+            if (found != table.end()) {
+              retire(found->second);
+              table.erase(found);
+            }
             continue;
           }
           ClusterPtr& c = found != table.end() ? found->second : table[spec.name];
@@ -590,6 +600,8 @@ class Loop {
         updateCluster(*c, spec);
         next.emplace(spec.name, std::move(c));
       }
+      for (auto& [name, c] : table)
+        if (next.count(name) == 0) retire(c);
       table.swap(next);
     }
     if (!held_.empty()) releaseHeld(false);
@@ -632,6 +644,11 @@ class Loop {
 
  private:
   // ---- clusters
+
+  // A cluster leaving the table while calls still count on it lives on until they finish.
+  void retire(const ClusterPtr& c) {
+    if (c->active > 0 || c->pending > 0) retiredClusters_.push_back(c);
+  }
 
   ClusterPtr makeCluster(int which, const std::string& name) {
     auto c = std::make_shared<Cluster>();
@@ -1208,13 +1225,9 @@ class Loop {
     }
     const bool named = routeKey(h, key_);
     Cluster* cluster = nullptr;
-    ClusterPtr owner;
     if (named) {
       auto found = clusters_[which].find(key_);
-      if (found != clusters_[which].end()) {
-        owner = found->second;
-        cluster = owner.get();
-      }
+      if (found != clusters_[which].end()) cluster = found->second.get();
     }
     const bool routable = cluster != nullptr && !cluster->hosts.empty();
     if (!routable && named && !draining_ && holdUntil_ != 0 && now_ < holdUntil_) {
@@ -1239,7 +1252,7 @@ class Loop {
     Call* call = allocCall();
     call->who = h;
     call->who.service = call->who.version = call->who.group = call->who.method = std::string_view();
-    call->cluster = owner;
+    call->cluster = cluster;
     call->caller = c;
     if (!cluster->routers.empty()) call->method.assign(h.method.data(), h.method.size());
     if (cluster->policy == Policy::ConsistentHash) {
@@ -1297,7 +1310,7 @@ class Loop {
 
   void freeCall(Call* c) {
     c->caller = nullptr;
-    c->cluster.reset();
+    c->cluster = nullptr;
     c->host = nullptr;
     c->conn = nullptr;
     c->upstreamId = 0;
@@ -1446,9 +1459,14 @@ class Loop {
   // ---- upstream connections
 
   Upstream* connectionFor(Host& host, Proto proto) {
-    poolKey_.assign(1, proto == Proto::Bolt ? 'b' : 'd');
-    poolKey_ += host.key;
-    auto& list = pool_[poolKey_];
+    PoolEntry*& entry = host.pool[proto == Proto::Bolt ? 0 : 1];
+    if (entry == nullptr) {
+      // Entries are never erased (one per endpoint and protocol ever used), so the pointer stays good.
+      poolKey_.assign(1, proto == Proto::Bolt ? 'b' : 'd');
+      poolKey_ += host.key;
+      entry = &pool_[poolKey_];
+    }
+    auto& list = entry->list;
     list.erase(std::remove_if(list.begin(), list.end(), [&](Upstream* u) {
                  if (!u->closed) return false;
                  deadUpstreams_.push_back(u);
@@ -1461,8 +1479,7 @@ class Loop {
       list.push_back(u);
       return u;
     }
-    auto& next = poolNext_[poolKey_];
-    return list[next++ % list.size()];
+    return list[entry->next++ % list.size()];
   }
 
   Upstream* dial(Host& host, Proto proto) {
@@ -1493,6 +1510,8 @@ class Loop {
     ev.data.ptr = u;
     epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, u->fd.get(), &ev);
     stats_->upstreamConnections.fetch_add(1, std::memory_order_relaxed);
+    openUpstreams_++;
+    upstreamDue_ = std::min(upstreamDue_, u->connectDeadline);
     {
       std::lock_guard<std::mutex> lock(stats_->upstreamsMutex);
       stats_->upstreamsByEndpoint[u->key]++;
@@ -1882,9 +1901,12 @@ class Loop {
 
   // ---- time
 
-  bool timedWork() const {
-    return live_.count > 0 || partialCount_ > 0 || !held_.empty() || draining_ || !pool_.empty() || finPending_ > 0 ||
-           !dirtyCallers_.empty();
+  // How long epoll may sleep: a tick's length while anything is timed (calls, unfinished frames, held requests, a
+  // drain, callers we sent a FIN); otherwise until the first upstream needs a heartbeat or a timeout checked.
+  int waitMs() const {
+    if (live_.count > 0 || partialCount_ > 0 || !held_.empty() || draining_ || finPending_ > 0 || !dirtyCallers_.empty()) return 5;
+    if (openUpstreams_ == 0 || upstreamDue_ == INT64_MAX) return 500;
+    return int(std::clamp<int64_t>(upstreamDue_ - now_, 5, 500));
   }
 
   void tick() {
@@ -1925,33 +1947,41 @@ class Loop {
     upstreamTimers();
     retiredHosts_.erase(std::remove_if(retiredHosts_.begin(), retiredHosts_.end(), [](const HostPtr& h) { return h->active == 0; }),
                         retiredHosts_.end());
+    retiredClusters_.erase(std::remove_if(retiredClusters_.begin(), retiredClusters_.end(),
+                                          [](const ClusterPtr& c) { return c->active == 0 && c->pending == 0; }),
+                           retiredClusters_.end());
     if (draining_) drainStep();
   }
 
   void upstreamTimers() {
-    for (auto it = pool_.begin(); it != pool_.end();) {
-      auto& list = it->second;
+    // The next time one of them needs looking at, so an idle engine sleeps until then instead of every tick.
+    upstreamDue_ = INT64_MAX;
+    openUpstreams_ = 0;
+    std::vector<Upstream*> connectTimeouts, heartbeatTimeouts;
+    for (auto& [key, entry] : pool_) {
+      auto& list = entry.list;
       list.erase(std::remove_if(list.begin(), list.end(), [&](Upstream* u) {
                    if (!u->closed) return false;
                    deadUpstreams_.push_back(u);
                    return true;
                  }),
                  list.end());
-      it = list.empty() ? pool_.erase(it) : std::next(it);
-    }
-    std::vector<Upstream*> connectTimeouts, heartbeatTimeouts;
-    for (auto& [key, list] : pool_) {
       for (Upstream* u : list) {
-        if (u->closed) continue;
+        openUpstreams_++;
         if (!u->connected) {
           if (now_ >= u->connectDeadline) connectTimeouts.push_back(u);
+          else upstreamDue_ = std::min(upstreamDue_, u->connectDeadline);
           continue;
         }
         if (u->heartbeatOutstanding) {
           if (now_ - u->heartbeatSentAt >= s_.heartbeatTimeoutMs) heartbeatTimeouts.push_back(u);
+          else upstreamDue_ = std::min(upstreamDue_, u->heartbeatSentAt + s_.heartbeatTimeoutMs);
           continue;
         }
-        if (now_ - u->lastActive >= s_.heartbeatIntervalMs) {
+        if (now_ - u->lastActive < s_.heartbeatIntervalMs) {
+          upstreamDue_ = std::min(upstreamDue_, u->lastActive + s_.heartbeatIntervalMs);
+        } else {
+          upstreamDue_ = std::min(upstreamDue_, now_ + s_.heartbeatTimeoutMs);
           const uint32_t id = CallSlots::kOwnIdBit | (u->ownId++ & ~CallSlots::kOwnIdBit);
           u->heartbeatId = id;
           u->heartbeatOutstanding = true;
@@ -2011,7 +2041,7 @@ class Loop {
       std::vector<Caller*> all(callers_.begin(), callers_.end());
       for (Caller* c : all) closeWhenIdle(c);
       std::vector<Upstream*> ups;
-      for (auto& [key, list] : pool_) ups.insert(ups.end(), list.begin(), list.end());
+      for (auto& [key, entry] : pool_) ups.insert(ups.end(), entry.list.begin(), entry.list.end());
       for (Upstream* u : ups) closeUpstream(u, "draining", false);
       flushDirty();
     }
@@ -2030,8 +2060,8 @@ class Loop {
   void shutdownAll() {
     std::vector<Caller*> all(callers_.begin(), callers_.end());
     for (Caller* c : all) closeCaller(c);
-    for (auto& [key, list] : pool_)
-      for (Upstream* u : list) {
+    for (auto& [key, entry] : pool_)
+      for (Upstream* u : entry.list) {
         u->closed = true;
         u->fd.reset();
       }
@@ -2083,8 +2113,9 @@ class Loop {
   uint32_t connectionCount_[2] = {0, 0};
   std::unordered_map<std::string, ClusterPtr> clusters_[2];
   std::shared_ptr<ClusterCounters> none_[2];
-  std::unordered_map<std::string, std::vector<Upstream*>> pool_;
-  std::unordered_map<std::string, uint32_t> poolNext_;
+  std::unordered_map<std::string, PoolEntry> pool_;
+  int64_t upstreamDue_ = INT64_MAX;
+  size_t openUpstreams_ = 0;
   // Every call in flight, and the finished ones kept for reuse (a call costs no allocation once warm).
   struct LiveCalls {
     Call* head = nullptr;
@@ -2127,6 +2158,7 @@ class Loop {
   std::vector<Host*> candidates_;
   std::vector<uint8_t> scratch_ = std::vector<uint8_t>(kReadChunk);
   std::vector<HostPtr> retiredHosts_;
+  std::vector<ClusterPtr> retiredClusters_;
   std::string key_;
   std::string poolKey_;
   std::vector<std::string> events_;
