@@ -574,17 +574,20 @@ class Loop {
       for (int which = 0; which < 2; which++) {
         auto& table = clusters_[which];
         for (const ClusterSpec& spec : snap->listeners[which]) {
-          auto found = table.find(spec.name);
+          auto found = table.find(std::string_view(spec.name));
           if (spec.remove) {
             if (found != table.end()) {
-              retire(found->second);
-              table.erase(found);
+              ClusterPtr gone = std::move(found->second);
+              table.erase(found);  // before the cluster (whose name the key views) can go
+              retire(gone);
             }
             continue;
           }
-          ClusterPtr& c = found != table.end() ? found->second : table[spec.name];
-          if (!c) c = makeCluster(which, spec.name);
-          updateCluster(*c, spec);
+          if (found == table.end()) {
+            ClusterPtr c = makeCluster(which, spec.name);
+            found = table.emplace(std::string_view(c->name), std::move(c)).first;
+          }
+          updateCluster(*found->second, spec);
         }
       }
       if (!held_.empty()) releaseHeld(false);
@@ -592,13 +595,14 @@ class Loop {
     }
     for (int which = 0; which < 2; which++) {
       auto& table = clusters_[which];
-      std::unordered_map<std::string, ClusterPtr> next;
+      ClusterTable next;
       next.reserve(snap->listeners[which].size());
       for (const ClusterSpec& spec : snap->listeners[which]) {
-        auto found = table.find(spec.name);
+        auto found = table.find(std::string_view(spec.name));
         ClusterPtr c = found != table.end() ? found->second : makeCluster(which, spec.name);
         updateCluster(*c, spec);
-        next.emplace(spec.name, std::move(c));
+        const std::string_view key(c->name);
+        next.emplace(key, std::move(c));
       }
       for (auto& [name, c] : table)
         if (next.count(name) == 0) retire(c);
@@ -1223,11 +1227,19 @@ class Loop {
       return refuse(c, h, m, Failure::BadRequest,
                     std::string("meshport: the request's identity cannot be read from its attachments: ") + h.attachmentsError);
     }
-    const bool named = routeKey(h, key_);
+    // A Bolt service header is its route key as it lies in the frame when it is well-formed UTF-8, and every key of
+    // the table is: a hit needs no copy. A miss (or Dubbo, whose key is built) goes through routeKey.
     Cluster* cluster = nullptr;
-    if (named) {
-      auto found = clusters_[which].find(key_);
-      if (found != clusters_[which].end()) cluster = found->second.get();
+    bool named = true;
+    auto direct = h.proto == Proto::Bolt && !h.service.empty() ? clusters_[which].find(h.service) : clusters_[which].end();
+    if (direct != clusters_[which].end()) {
+      cluster = direct->second.get();
+    } else {
+      named = routeKey(h, key_);
+      if (named) {
+        auto found = clusters_[which].find(std::string_view(key_));
+        if (found != clusters_[which].end()) cluster = found->second.get();
+      }
     }
     const bool routable = cluster != nullptr && !cluster->hosts.empty();
     if (!routable && named && !draining_ && holdUntil_ != 0 && now_ < holdUntil_) {
@@ -1243,7 +1255,7 @@ class Loop {
     if (draining_) return refuse(c, h, m, Failure::Draining, "meshport is shutting down");
     if (!routable) {
       return refuse(c, h, m, Failure::NoRoute,
-                    "meshport: no route for service " + (named ? key_ : std::string("(none in the frame)")) + " on the " +
+                    "meshport: no route for service " + (cluster != nullptr ? cluster->name : named ? key_ : std::string("(none in the frame)")) + " on the " +
                         kListenerNames[which] + " listener");
     }
     if (cluster->active >= s_.maxActiveRequests || cluster->pending >= s_.maxPendingRequests) {
@@ -1267,7 +1279,7 @@ class Loop {
       const std::string method = call->method;
       freeCall(call);
       return refuse(c, h, m, Failure::NoRoute,
-                    "meshport: the registry's routing rules leave no endpoint of " + key_ + " for method " +
+                    "meshport: the registry's routing rules leave no endpoint of " + cluster->name + " for method " +
                         (method.empty() ? std::string("(unnamed)") : method));
     }
     if (!h.expectsResponse()) {
@@ -2009,7 +2021,7 @@ class Loop {
       Caller* c = h.caller;
       bool ready = all;
       if (!ready && decodeHeader(h.frame.data(), h.frame.size(), header, err) && routeKey(header, key_)) {
-        auto found = clusters_[c->listener].find(key_);
+        auto found = clusters_[c->listener].find(std::string_view(key_));
         ready = found != clusters_[c->listener].end() && !found->second->hosts.empty();
       }
       if (!ready) {
@@ -2111,7 +2123,9 @@ class Loop {
   std::unordered_map<std::string, uint32_t> perSource_[2];
   std::unordered_set<std::string> perSourceWarned_[2];
   uint32_t connectionCount_[2] = {0, 0};
-  std::unordered_map<std::string, ClusterPtr> clusters_[2];
+  // Keys view the name each cluster owns: a lookup by the bytes of a frame builds no string.
+  using ClusterTable = std::unordered_map<std::string_view, ClusterPtr>;
+  ClusterTable clusters_[2];
   std::shared_ptr<ClusterCounters> none_[2];
   std::unordered_map<std::string, PoolEntry> pool_;
   int64_t upstreamDue_ = INT64_MAX;
