@@ -35,7 +35,9 @@ const write = (name, bytes) => {
 // fuzz_stream's prefix: cap selector (>= 16: 16 MiB; below: a small cap), then four chunk-size bytes.
 const PREFIXES = [Buffer.from([0xff, 1, 7, 0, 22]), Buffer.from([0xff, 200, 3, 250, 15]), Buffer.from([4, 2, 2, 2, 2])];
 
-const fixtureDirs = [path.join(repo, 'protocol', 'test', 'fixtures'), '/work/shared/fixtures'];
+// shared/ lies beside the work tree (developers' machines, CI), not inside it.
+const shared = [...new Set(['/work/shared/fixtures', path.resolve(repo, '..', 'shared', 'fixtures')])];
+const fixtureDirs = [path.join(repo, 'protocol', 'test', 'fixtures'), ...shared];
 // Every test/fixtures/fuzz-* directory: the in-process campaigns' crashers and corpora.
 const testFixtures = path.join(repo, 'test', 'fixtures');
 if (fs.existsSync(testFixtures)) {

@@ -165,7 +165,8 @@ function fixtureFiles(): string[] {
   return [
     ...hexFilesUnder(path.join(protocolDir, 'test', 'fixtures')),
     ...hexFilesUnder(path.join(repoRoot, 'test', 'fixtures')), // fuzz-crashers of the in-process campaigns
-    ...hexFilesUnder('/work/shared/fixtures'),
+    // shared/ lies beside the work tree on developers' machines and in CI, not inside it.
+    ...new Set([...hexFilesUnder('/work/shared/fixtures'), ...hexFilesUnder(path.resolve(repoRoot, '..', 'shared', 'fixtures'))]),
   ];
 }
 
