@@ -148,6 +148,10 @@ void exercise(const uint8_t* data, size_t size) {
     if (h.proto == Proto::Dubbo && !h.group.empty() && validUtf8(std::string(h.group))) CHECK(key.compare(0, h.group.size(), h.group) == 0);
     const Owned before(h);
     const FrameHeader who = h;
+    // The full text of an attachments error: there exactly when the static reason is, and UTF-8 (it goes into answers).
+    const std::string text = attachmentsErrorText(data, size);
+    CHECK(text.empty() == (h.attachmentsError == nullptr));
+    CHECK(validUtf8(text));
 
     // The id rewritten on a copy of exactly the frame: still a frame, same identity, the new id.
     std::vector<uint8_t> copy(data, data + whole);

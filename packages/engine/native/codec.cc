@@ -622,8 +622,13 @@ class AttachmentScanner {
     argCount_ = 0;
     int64_t p = static_cast<int64_t>(pos);
     if (p >= end_) return;  // the leading strings alone: nothing more to read
+    part_ = -1;
     p = countArguments(p);
-    for (int64_t i = 0; i < argCount_ && p >= 0; i++) p = p < end_ ? skipValue(p, 0) : fail("the body ends before it");
+    for (int64_t i = 0; i < argCount_ && p >= 0; i++) {
+      part_ = i;
+      p = p < end_ ? skipValue(p, 0) : fail(p, "the body ends before it");
+    }
+    part_ = argCount_;
     if (p >= 0 && p < end_) p = readAttachments(p);  // ending right after the arguments is clean too
     if (p < 0) {
       error = reason_;
@@ -646,9 +651,48 @@ class AttachmentScanner {
   // Field counts of the class definitions seen; at most kMaxClassDefinitions entries (256 KiB).
   std::vector<int32_t> classFields_;
   const char* reason_ = nullptr;
+  // Which part is being read: -1 the descriptor, then the argument's index, then argCount_ for the attachments.
+  int64_t part_ = 0;
+  int64_t errAt_ = 0, errPart_ = 0, errArgs_ = 0, errA_ = 0, errB_ = 0;
 
-  int64_t fail(const char* reason) {
+ public:
+  // The reference's message for the failure (hessian-skip.ts message()): the reason filled in, the part, the offset.
+  // Only for the frame just scanned (it reads the byte at the offset).
+  std::string message() const {
+    std::string out;
+    const std::string_view reason(reason_ != nullptr ? reason_ : "");
+    const std::string_view ellipsis("\xe2\x80\xa6");
+    int filled = 0;
+    for (size_t i = 0; i < reason.size();) {
+      if (reason.compare(i, ellipsis.size(), ellipsis) != 0) {
+        out.push_back(reason[i++]);
+        continue;
+      }
+      if (i >= 5 && reason.compare(i - 5, 5, "byte ") == 0) {
+        out += errAt_ < end_ ? "0x" + hex2(buf_[errAt_]) : std::string("end");
+      } else {
+        out += std::to_string(filled++ == 0 ? errA_ : errB_);
+      }
+      i += ellipsis.size();
+    }
+    out += ", in ";
+    if (errPart_ < 0) out += "the parameter-types descriptor";
+    else if (errPart_ < errArgs_) out += "argument " + std::to_string(errPart_ + 1) + " of " + std::to_string(errArgs_);
+    else out += "the attachments";
+    out += " (at byte " + std::to_string(errAt_) + ")";
+    return out;
+  }
+
+ private:
+
+  // Where and why the scan failed, kept as numbers: the message is only written when asked for (see message()).
+  int64_t fail(int64_t at, const char* reason, int64_t a = 0, int64_t b = 0) {
     reason_ = reason;
+    errAt_ = at;
+    errPart_ = part_;
+    errArgs_ = argCount_;
+    errA_ = a;
+    errB_ = b;
     return -1;
   }
 
@@ -662,24 +706,25 @@ class AttachmentScanner {
   bool equalsAt(int64_t at, const char* name, size_t n) const { return std::memcmp(buf_ + at, name, n) == 0; }
 
   int64_t countArguments(int64_t p) {
-    if (p < end_ && buf_[p] == 0x4e) return fail("the descriptor is null");
+    if (p < end_ && buf_[p] == 0x4e) return fail(p, "the descriptor is null");
     int state = 0;
     int64_t count = 0;
+    argCount_ = 0;
     for (;;) {
       const int64_t start = chunk(p);
       if (start < 0) return start;
       const int64_t stop = start + units_;
-      if (stop > end_) return fail(kTruncated);
+      if (stop > end_) return fail(end_, kTruncated);
       for (p = start; p < stop; p++) {
         const uint8_t b = buf_[p];
         const int next = b < 0x80 ? kDescriptor.t[(state << 7) | b] : -1;
-        if (next < 0) return fail(state <= 1 ? "byte … is not a JVM parameter type" : "byte … cannot be part of a class name");
+        if (next < 0) return fail(p, state <= 1 ? "byte … is not a JVM parameter type" : "byte … cannot be part of a class name");
         state = next & 3;
         count += next >> 2;
       }
       if (final_) break;
     }
-    if (state != 0) return fail("the descriptor ends inside a type");
+    if (state != 0) return fail(p, "the descriptor ends inside a type");
     argCount_ = count;
     return p;
   }
@@ -697,7 +742,7 @@ class AttachmentScanner {
     if (first == 0x4e) return p + 1;
     if (first == 0x48) p++;
     else if (first == 0x4d) p = skipType(p + 1);
-    else return fail("expected the attachments map (H, M or N), found byte …");
+    else return fail(p, "expected the attachments map (H, M or N), found byte …");
     refCount_++;
     for (;;) {
       if (p < 0) return p;
@@ -749,37 +794,38 @@ class AttachmentScanner {
       p = skipClassDefinition(p);
       if (p < 0) return p;
     }
-    return p < end_ ? p : fail(kTruncated);
+    return p < end_ ? p : fail(end_, kTruncated);
   }
 
   int64_t skipClassDefinition(int64_t p) {
     p = skipString(p + 1);
     if (p < 0) return p;
+    const int64_t at = p;
     p = readInt(p);
     if (p < 0) return p;
     const int64_t fields = int_;
-    if (fields < 0) return fail("a class definition has a negative field count");
+    if (fields < 0) return fail(at, "a class definition has a negative field count");
     for (int64_t i = 0; i < fields && p >= 0; i++) p = skipString(p);
     if (p < 0) return p;
-    if (classFields_.size() >= kMaxClassDefinitions) return fail("more than 65536 class definitions");
+    if (classFields_.size() >= kMaxClassDefinitions) return fail(at, "more than 65536 class definitions");
     classFields_.push_back(static_cast<int32_t>(fields));
     return p;
   }
 
   int64_t skipValue(int64_t p, int depth) {
     for (;;) {
-      if (p >= end_) return fail(kTruncated);
+      if (p >= end_) return fail(end_, kTruncated);
       const uint8_t c = buf_[p];
       const uint8_t size = kFixed.t[c];
-      if (size != 0) return p + size <= end_ ? p + size : fail(kTruncated);
+      if (size != 0) return p + size <= end_ ? p + size : fail(end_, kTruncated);
       if (c < 0x20) return skipUnits(p + 1, c);
       if (isStringCode(c)) return skipString(p);
       if (c >= 0x70 && c <= 0x7f) {
         // Compact fixed lists: 0x70-0x77 typed, 0x78-0x7f untyped, the length in the code.
         const int64_t q = c < 0x78 ? skipType(p + 1) : p + 1;
-        return q < 0 ? q : skipItems(q, c & 7, depth);
+        return q < 0 ? q : skipItems(q, c & 7, depth, p);
       }
-      if (c >= 0x60 && c <= 0x6f) return skipInstance(p + 1, c - 0x60, depth);
+      if (c >= 0x60 && c <= 0x6f) return skipInstance(p + 1, c - 0x60, p, depth);
       switch (c) {
         case 0x43:  // 'C': a class definition, then the value it precedes
           p = skipClassDefinition(p);
@@ -787,32 +833,33 @@ class AttachmentScanner {
           continue;
         case 0x4f: {  // 'O' int: an object of that class definition
           const int64_t q = readInt(p + 1);
-          return q < 0 ? q : skipInstance(q, int_, depth);
+          return q < 0 ? q : skipInstance(q, int_, p, depth);
         }
         case 0x51: {  // 'Q' int: a reference to an earlier map, list or object
           const int64_t q = readInt(p + 1);
           if (q < 0) return q;
-          return int_ >= 0 && int_ < refCount_ ? q : fail("a reference to value … of …");
+          return int_ >= 0 && int_ < refCount_ ? q : fail(p, "a reference to value … of …", int_, refCount_);
         }
         case 0x48:  // 'H' untyped map
-          return skipEntries(p + 1, depth);
+          return skipEntries(p + 1, depth, p);
         case 0x4d: {  // 'M' typed map
           const int64_t q = skipType(p + 1);
-          return q < 0 ? q : skipEntries(q, depth);
+          return q < 0 ? q : skipEntries(q, depth, p);
         }
         case 0x55: {  // typed list up to 'Z'
           const int64_t q = skipType(p + 1);
-          return q < 0 ? q : skipItems(q, -1, depth);
+          return q < 0 ? q : skipItems(q, -1, depth, p);
         }
         case 0x57:  // untyped list up to 'Z'
-          return skipItems(p + 1, -1, depth);
+          return skipItems(p + 1, -1, depth, p);
         case 0x56:
         case 0x58: {  // 'V' typed / 'X' untyped list with an int length
           int64_t q = c == 0x56 ? skipType(p + 1) : p + 1;
           if (q < 0) return q;
+          const int64_t at = q;
           q = readInt(q);
           if (q < 0) return q;
-          return int_ >= 0 ? skipItems(q, int_, depth) : fail("a list has a negative length");
+          return int_ >= 0 ? skipItems(q, int_, depth, p) : fail(at, "a list has a negative length");
         }
         case 0x34:
         case 0x35:
@@ -822,18 +869,18 @@ class AttachmentScanner {
         case 0x42:
           return skipBinary(p);
         default:
-          return fail("byte … cannot start a hessian2 value");
+          return fail(p, "byte … cannot start a hessian2 value");
       }
     }
   }
 
   // `length` values, or values up to 'Z' when length is -1.
-  int64_t skipItems(int64_t p, int64_t length, int depth) {
-    if (depth >= kMaxDepth) return fail("values nest deeper than 64");
+  int64_t skipItems(int64_t p, int64_t length, int depth, int64_t at) {
+    if (depth >= kMaxDepth) return fail(at, "values nest deeper than 64");
     refCount_++;
     if (length < 0) {
       for (;;) {
-        if (p >= end_) return fail(kTruncated);
+        if (p >= end_) return fail(end_, kTruncated);
         if (buf_[p] == 0x5a) return p + 1;
         p = skipValue(p, depth + 1);
         if (p < 0) return p;
@@ -844,11 +891,11 @@ class AttachmentScanner {
     return p;
   }
 
-  int64_t skipEntries(int64_t p, int depth) {
-    if (depth >= kMaxDepth) return fail("values nest deeper than 64");
+  int64_t skipEntries(int64_t p, int depth, int64_t at) {
+    if (depth >= kMaxDepth) return fail(at, "values nest deeper than 64");
     refCount_++;
     for (;;) {
-      if (p >= end_) return fail(kTruncated);
+      if (p >= end_) return fail(end_, kTruncated);
       if (buf_[p] == 0x5a) return p + 1;
       p = skipValue(p, depth + 1);
       if (p < 0) return p;
@@ -857,9 +904,10 @@ class AttachmentScanner {
     }
   }
 
-  int64_t skipInstance(int64_t p, int64_t ref, int depth) {
-    if (ref < 0 || ref >= static_cast<int64_t>(classFields_.size())) return fail("an object of class definition …, of … defined");
-    if (depth >= kMaxDepth) return fail("values nest deeper than 64");
+  int64_t skipInstance(int64_t p, int64_t ref, int64_t at, int depth) {
+    const int64_t defined = static_cast<int64_t>(classFields_.size());
+    if (ref < 0 || ref >= defined) return fail(at, "an object of class definition …, of … defined", ref, defined);
+    if (depth >= kMaxDepth) return fail(at, "values nest deeper than 64");
     refCount_++;
     const int32_t fields = classFields_[static_cast<size_t>(ref)];
     for (int32_t i = 0; i < fields && p >= 0; i++) p = skipValue(p, depth + 1);
@@ -867,34 +915,35 @@ class AttachmentScanner {
   }
 
   int64_t skipType(int64_t p) {
-    if (p >= end_) return fail(kTruncated);
+    if (p >= end_) return fail(end_, kTruncated);
     if (isStringCode(buf_[p])) {
       p = skipString(p);
       if (p >= 0) typeCount_++;
       return p;
     }
+    const int64_t at = p;
     p = readInt(p);
     if (p < 0) return p;
-    return int_ >= 0 && int_ < typeCount_ ? p : fail("a reference to type … of …");
+    return int_ >= 0 && int_ < typeCount_ ? p : fail(at, "a reference to type … of …", int_, typeCount_);
   }
 
   int64_t skipBinary(int64_t p) {
     for (bool first = true;; first = false) {
-      if (p >= end_) return fail(kTruncated);
+      if (p >= end_) return fail(end_, kTruncated);
       const uint8_t c = buf_[p];
       int64_t next;
       if (c == 0x41 || c == 0x42) {
-        if (p + 2 >= end_) return fail(kTruncated);
+        if (p + 2 >= end_) return fail(end_, kTruncated);
         next = p + 3 + ((buf_[p + 1] << 8) | buf_[p + 2]);
       } else if (c >= 0x34 && c <= 0x37) {
-        if (p + 1 >= end_) return fail(kTruncated);
+        if (p + 1 >= end_) return fail(end_, kTruncated);
         next = p + 2 + (((c - 0x34) << 8) | buf_[p + 1]);
       } else if (!first && c >= 0x20 && c <= 0x2f) {
         next = p + 1 + c - 0x20;
       } else {
-        return fail("byte … cannot continue a chunked binary");
+        return fail(p, "byte … cannot continue a chunked binary");
       }
-      if (next > end_) return fail(kTruncated);
+      if (next > end_) return fail(end_, kTruncated);
       p = next;
       if (c != 0x41) return p;
     }
@@ -903,33 +952,33 @@ class AttachmentScanner {
   // An int where the grammar requires one; the value goes to int_. Multiplications, not shifts: the high part
   // of the compact forms is negative.
   int64_t readInt(int64_t p) {
-    if (p >= end_) return fail(kTruncated);
+    if (p >= end_) return fail(end_, kTruncated);
     const uint8_t c = buf_[p];
     if (c >= 0x80 && c <= 0xbf) {
       int_ = c - 0x90;
       return p + 1;
     }
     if (c >= 0xc0 && c <= 0xcf) {
-      if (p + 1 >= end_) return fail(kTruncated);
+      if (p + 1 >= end_) return fail(end_, kTruncated);
       int_ = (c - 0xc8) * 256 + buf_[p + 1];
       return p + 2;
     }
     if (c >= 0xd0 && c <= 0xd7) {
-      if (p + 2 >= end_) return fail(kTruncated);
+      if (p + 2 >= end_) return fail(end_, kTruncated);
       int_ = (c - 0xd4) * 65536 + buf_[p + 1] * 256 + buf_[p + 2];
       return p + 3;
     }
     if (c == 0x49) {
-      if (p + 4 >= end_) return fail(kTruncated);
+      if (p + 4 >= end_) return fail(end_, kTruncated);
       int_ = s32(buf_ + p + 1);
       return p + 5;
     }
-    return fail("expected a hessian2 int, found byte …");
+    return fail(p, "expected a hessian2 int, found byte …");
   }
 
   // The header of the string chunk at p: sets units_ and final_, returns where its characters start.
   int64_t chunk(int64_t p) {
-    if (p >= end_) return fail(kTruncated);
+    if (p >= end_) return fail(end_, kTruncated);
     const uint8_t c = buf_[p];
     if (c < 0x20) {
       units_ = c;
@@ -937,18 +986,18 @@ class AttachmentScanner {
       return p + 1;
     }
     if (c >= 0x30 && c <= 0x33) {
-      if (p + 1 >= end_) return fail(kTruncated);
+      if (p + 1 >= end_) return fail(end_, kTruncated);
       units_ = (static_cast<uint32_t>(c - 0x30) << 8) | buf_[p + 1];
       final_ = true;
       return p + 2;
     }
     if (c == 0x52 || c == 0x53) {
-      if (p + 2 >= end_) return fail(kTruncated);
+      if (p + 2 >= end_) return fail(end_, kTruncated);
       units_ = (static_cast<uint32_t>(buf_[p + 1]) << 8) | buf_[p + 2];
       final_ = c == 0x53;
       return p + 3;
     }
-    return fail("expected a hessian2 string, found byte …");
+    return fail(p, "expected a hessian2 string, found byte …");
   }
 
   int64_t skipString(int64_t p) {
@@ -967,12 +1016,12 @@ class AttachmentScanner {
 
   int64_t skipUnits(int64_t p, uint32_t units) {
     for (uint32_t n = 0; n < units; n++) {
-      if (p >= end_) return fail(kTruncated);
+      if (p >= end_) return fail(end_, kTruncated);
       size_t q = static_cast<size_t>(p);
-      if (!unitStep(buf_[p], q, n)) return fail("byte … cannot start a character");
+      if (!unitStep(buf_[p], q, n)) return fail(p, "byte … cannot start a character");
       p = static_cast<int64_t>(q);
     }
-    return p <= end_ ? p : fail(kTruncated);
+    return p <= end_ ? p : fail(end_, kTruncated);
   }
 
   // Steps over the string key at p and sets key_ to the name it spells however chunked and encoded, characters
@@ -1031,6 +1080,9 @@ std::string_view attachmentView(const uint8_t* f, const AttachmentScanner::Value
 
 bool present(std::string_view v) { return v.data() != nullptr; }
 
+const char* const kPathDisagrees = "the path attachment names …, the request …";
+const char* const kVersionDisagrees = "the version attachment names …, the request …";
+
 bool decodeDubbo(const uint8_t* f, size_t len, FrameHeader& out, CodecError& err) {
   if (len < kDubboHeader) {
     return fail(err, "MESHPORT_FRAME_TRUNCATED", len, "Dubbo header needs 16 bytes, got " + std::to_string(len));
@@ -1082,11 +1134,11 @@ bool decodeDubbo(const uint8_t* f, size_t len, FrameHeader& out, CodecError& err
   const std::string_view path = attachmentView(f, a.path);
   const std::string_view version = attachmentView(f, a.version);
   if (present(path) && (!present(out.service) || path != out.service)) {
-    out.attachmentsError = "the path attachment names …, the request …";
+    out.attachmentsError = kPathDisagrees;
     return true;
   }
   if (present(version) && (out.version.empty() || version != out.version)) {
-    out.attachmentsError = "the version attachment names …, the request …";
+    out.attachmentsError = kVersionDisagrees;
     return true;
   }
   out.group = attachmentView(f, a.group);
@@ -1143,6 +1195,48 @@ void toUnits(std::string_view s, std::u16string& units) {
       i += 1;
     }
   }
+}
+
+void appendCesu8(std::string& out, const char16_t* u, size_t n);
+
+// JSON.stringify of the JavaScript string a WTF-8 view holds ("null" when absent): quotes, backslashes and control
+// characters escaped, a lone surrogate as \\uXXXX, everything else as UTF-8.
+void appendJson(std::string& out, std::string_view s) {
+  if (s.data() == nullptr) {
+    out += "null";
+    return;
+  }
+  std::u16string units;
+  toUnits(s, units);
+  const auto escape = [&out](uint32_t u) {
+    out += "\\u";
+    for (int shift = 12; shift >= 0; shift -= 4) out.push_back(kHex[(u >> shift) & 15]);
+  };
+  out.push_back('"');
+  for (size_t i = 0; i < units.size(); i++) {
+    const uint32_t u = units[i];
+    if (u >= 0xd800 && u <= 0xdbff && i + 1 < units.size() && units[i + 1] >= 0xdc00 && units[i + 1] <= 0xdfff) {
+      const uint32_t cp = 0x10000 + ((u - 0xd800) << 10) + (units[i + 1] - 0xdc00);
+      out.push_back(static_cast<char>(0xf0 | (cp >> 18)));
+      out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3f)));
+      out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3f)));
+      out.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
+      i++;
+    } else if (u >= 0xd800 && u <= 0xdfff) {
+      escape(u);
+    } else if (u == '"' || u == '\\') {
+      out.push_back('\\');
+      out.push_back(static_cast<char>(u));
+    } else if (u < 0x20) {
+      const char* named = u == 0x08 ? "\\b" : u == 0x0c ? "\\f" : u == 0x0a ? "\\n" : u == 0x0d ? "\\r" : u == 0x09 ? "\\t" : nullptr;
+      if (named != nullptr) out += named;
+      else escape(u);
+    } else {
+      const char16_t one[1] = {static_cast<char16_t>(u)};
+      appendCesu8(out, one, 1);  // below U+D800 or above U+DFFF, CESU-8 is UTF-8
+    }
+  }
+  out.push_back('"');
 }
 
 void appendCesu8(std::string& out, const char16_t* u, size_t n) {
@@ -1476,6 +1570,21 @@ std::string errorResponse(const FrameHeader& who, Failure f, std::string_view me
   // Other codecs get the status alone, which every Bolt client maps to an error too.
   const std::string content = a.codec == 1 ? rpcServerException(message) : std::string();
   return boltFrame(a, 0, 2, who.idLow, status, std::string_view(kSofaResponseClass, sizeof kSofaResponseClass - 1), content);
+}
+
+std::string attachmentsErrorText(const uint8_t* p, size_t len) {
+  FrameHeader h;
+  CodecError err;
+  if (!decodeHeader(p, len, h, err) || h.attachmentsError == nullptr) return std::string();
+  const AttachmentScanner& a = attachmentScanner;
+  if (a.error != nullptr) return a.message();
+  // dubbo.ts disagreement(): the attachment's value and the leading string, as JSON.stringify writes them.
+  const bool path = h.attachmentsError == kPathDisagrees;
+  std::string out = path ? "the path attachment names " : "the version attachment names ";
+  appendJson(out, attachmentView(p, path ? a.path : a.version));
+  out += ", the request ";
+  appendJson(out, path ? h.service : h.version);
+  return out;
 }
 
 std::string heartbeatAck(const FrameHeader& who) {

@@ -89,6 +89,12 @@ std::string heartbeatAck(const FrameHeader& who);
 // A heartbeat the engine sends on an idle upstream connection (Bolt v1 / Dubbo), with the id given.
 std::string heartbeatRequest(Proto proto, uint32_t id);
 
+// The full text of a frame's attachmentsError as @meshport/protocol words it ("" when its decode sets none): the
+// reason with the byte, numbers or names filled in, the part of the body and the offset, so an answer's message can
+// say what the TypeScript router's says. A refusal path: it decodes the frame again and allocates, and string views
+// of an earlier decode on this thread end with it (views the codec had to convert live in a per-thread scratch).
+std::string attachmentsErrorText(const uint8_t* p, size_t len);
+
 // CRC32 (IEEE, zlib's) of a byte range.
 uint32_t crc32(const uint8_t* p, size_t len);
 

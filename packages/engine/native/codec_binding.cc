@@ -223,7 +223,8 @@ Napi::Value Measure_(const Napi::CallbackInfo& info) {
   return out;
 }
 
-Napi::Object headerObject(Napi::Env env, const FrameHeader& h) {
+// The header's fields; `b` the frame it was decoded from (for the attachmentsError text).
+Napi::Object headerObject(Napi::Env env, const FrameHeader& h, const Bytes& b) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("protocol", protocolName(h.proto));
   o.Set("kind", kindName(h.kind));
@@ -235,18 +236,20 @@ Napi::Object headerObject(Napi::Env env, const FrameHeader& h) {
   o.Set("version", optionalString(env, h.version));
   o.Set("group", optionalString(env, h.group));
   o.Set("method", optionalString(env, h.method));
-  o.Set("attachmentsError", h.attachmentsError == nullptr ? env.Null() : Napi::String::New(env, h.attachmentsError));
   o.Set("boltVersion", Napi::Number::New(env, h.boltVersion));
   o.Set("ver1", Napi::Number::New(env, h.ver1));
   o.Set("switchFlags", Napi::Number::New(env, h.switchFlags));
   o.Set("codec", Napi::Number::New(env, h.codec));
   o.Set("expectsResponse", Napi::Boolean::New(env, h.expectsResponse()));
+  // The static reason the engine holds, and the reference's full text (last: it decodes again, ending h's views).
+  o.Set("attachmentsReason", h.attachmentsError == nullptr ? env.Null() : Napi::String::New(env, h.attachmentsError));
+  o.Set("attachmentsError", h.attachmentsError == nullptr ? env.Null() : jsString(env, attachmentsErrorText(b.data, b.length)));
   return o;
 }
 
 Napi::Value Decode(const Napi::CallbackInfo& info) {
   const Bytes b = bytesArg(info, 0, "decode", "buf");
-  return headerObject(info.Env(), decoded(info.Env(), b));
+  return headerObject(info.Env(), decoded(info.Env(), b), b);
 }
 
 Napi::Value RouteKey(const Napi::CallbackInfo& info) {
