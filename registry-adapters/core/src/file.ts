@@ -1,13 +1,14 @@
 // The embedded `file` registry: provider URLs in a local JSON file, watched, so a sidecar runs with nothing else.
 
 import { watch, type FSWatcher } from 'node:fs';
-import { readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { access, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ConnectionStateCell } from './connection-state';
 import type { ConnectionState, ProvidersListener, RegistryAdapter, Unsubscribe } from './adapter';
 import { RegistryError } from './errors';
 import { ProviderLists } from './provider-lists';
-import { providerUrlText, type ProviderUrl } from './url';
+import { routeKeyOf } from './takeover';
+import { formatProviderUrl, parseProviderUrl, providerUrlText, withServiceKey, type ProviderUrl } from './url';
 
 /** Where a registry reports what it will not throw: a bad file, a throwing listener. pino loggers fit. */
 export interface RegistryLogger {
@@ -15,7 +16,10 @@ export interface RegistryLogger {
 }
 
 export interface FileRegistryOptions {
-  /** The JSON file: `{ "services": { "<service key>": ["bolt://10.0.0.7:12220?weight=100", ...] } }`. */
+  /**
+   * The JSON file: `{ "services": { "<service key>": ["bolt://10.0.0.7:12220?weight=100", ...] } }`. A URL that names
+   * no interface is a provider of the key it is filed under, and is handed to subscribers with that identity.
+   */
   path: string;
   /**
    * How long to wait after the last change event before reading; editors and `rename` writes fire several events.
@@ -60,12 +64,21 @@ export class FileRegistry implements RegistryAdapter {
   private lastKnown: Map<string, string[]> | undefined;
   private readsStarted = 0;
   private newestApplied = 0;
+  /** The ignored entries already logged (`key NUL url NUL reason`), kept while they stand in the file. */
+  private ignoredLogged = new Set<string>();
+  /** Whether the missing file was reported; reset once it is read. */
+  private missingLogged = false;
 
   constructor(options: FileRegistryOptions) {
     this.file = path.resolve(options.path);
     this.debounceMs = options.debounceMs ?? FILE_REGISTRY_DEFAULTS.debounceMs;
     this.logger = options.logger ?? FILE_REGISTRY_DEFAULTS.logger;
     this.lists = new ProviderLists((error, service) => this.logger.warn({ service, error }, 'a providers listener threw'));
+    // Watched from the first subscription or write, but a missing file is said at once: a sidecar that finds nothing
+    // in it subscribes nothing, and would otherwise run silent on a wrong path.
+    access(this.file).catch((error: unknown) => {
+      if (isMissing(error) && !this.closed && this.lastKnown === undefined) this.reportMissing();
+    });
   }
 
   get state(): ConnectionState {
@@ -144,11 +157,14 @@ export class FileRegistry implements RegistryAdapter {
     const read = ++this.readsStarted;
     let services: Map<string, string[]>;
     try {
-      services = providersOf(parseDocument(await readFile(this.file, 'utf8'), this.file));
+      services = this.providersOf(parseDocument(await readFile(this.file, 'utf8'), this.file));
+      this.missingLogged = false;
     } catch (error) {
       if (this.closed || read < this.newestApplied) return;
       if (isMissing(error) && this.lastKnown === undefined) {
-        // No file yet and nothing known: nothing is published anywhere, which is a real (empty) answer.
+        // No file yet and nothing known: nothing is published anywhere, which is a real (empty) answer, but most often
+        // a wrong path, so it is said (once until the file appears).
+        this.reportMissing();
         services = new Map();
       } else {
         this.logger.warn({ file: this.file, error }, 'registry file unreadable or invalid; keeping the last known providers');
@@ -198,6 +214,54 @@ export class FileRegistry implements RegistryAdapter {
   }
 
 
+  /**
+   * Each service's providers, spelled one way, without duplicates, and named: a URL without an interface is given
+   * the identity of the key it is filed under (withServiceKey), so a facade or subscriber reading it routes it as the
+   * file says. An entry that still names no service identity, or repeats one already listed, is left out and logged
+   * once (while it stands) with its text and why.
+   */
+  private providersOf(doc: RegistryDocument): Map<string, string[]> {
+    const out = new Map<string, string[]>();
+    const ignored = new Map<string, { service: string; entry: string; reason: string }>();
+    for (const [service, entries] of Object.entries(doc.services)) {
+      const urls: string[] = [];
+      const seen = new Set<string>();
+      for (const entry of entries) {
+        const text = providerUrlText(entry);
+        let named = text;
+        let reason: string | undefined;
+        if (!NAMES_INTERFACE.test(text)) {
+          const url = withServiceKey(parseProviderUrl(text), service);
+          try {
+            routeKeyOf(url);
+            named = formatProviderUrl(url);
+          } catch {
+            reason = `the URL names no interface, and its key ${JSON.stringify(service)} names no service to give it`;
+          }
+        }
+        if (reason === undefined && seen.has(named)) reason = 'the same provider is listed twice under this key';
+        if (reason !== undefined) {
+          ignored.set(`${service}\u0000${entry}\u0000${reason}`, { service, entry, reason });
+          continue;
+        }
+        seen.add(named);
+        urls.push(named);
+      }
+      out.set(service, urls);
+    }
+    for (const [id, detail] of ignored) {
+      if (!this.ignoredLogged.has(id)) this.logger.warn({ file: this.file, ...detail }, 'registry file entry ignored');
+    }
+    this.ignoredLogged = new Set(ignored.keys());
+    return out;
+  }
+
+  private reportMissing(): void {
+    if (this.missingLogged) return;
+    this.missingLogged = true;
+    this.logger.warn({ file: this.file }, 'registry file does not exist: no providers until it is created');
+  }
+
   private assertOpen(): void {
     if (this.closed) throw new RegistryError('MESHPORT_REGISTRY_CLOSED', `file registry ${this.file} is closed`);
   }
@@ -230,12 +294,11 @@ function parseDocument(text: string, file: string): RegistryDocument {
   return doc as RegistryDocument;
 }
 
-/** Each service's providers, spelled one way and without duplicates. */
-function providersOf(doc: RegistryDocument): Map<string, string[]> {
-  const out = new Map<string, string[]>();
-  for (const [service, urls] of Object.entries(doc.services)) out.set(service, [...new Set(urls.map((u) => providerUrlText(u)))]);
-  return out;
-}
+/**
+ * A URL text whose first `interface` parameter has a value, or that has a path (Dubbo's interface): withServiceKey
+ * would keep it as it is, so the common case needs no parse (10k endpoints are read again on every change).
+ */
+const NAMES_INTERFACE = /^[^?]*:\d+\/[^?]|[?&]interface=[^&]/;
 
 function sameUrl(fileEntry: string, canonical: string): boolean {
   try {

@@ -4,7 +4,7 @@ import { strict as assert } from 'node:assert';
 import { mkdtemp, readFile, readdir, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { FileRegistry, formatProviderUrl, type ConnectionState, type ProviderUrl } from '../src/index';
+import { FileRegistry, formatProviderUrl, routeKeyOf, type ConnectionState, type ProviderUrl } from '../src/index';
 
 const ECHO = 'com.example.Echo:1.0';
 const GREETER = 'org.example.Greeter:2.0';
@@ -34,6 +34,7 @@ describe('FileRegistry', () => {
   let file: string;
   let registry: FileRegistry;
   let warnings: string[];
+  let details: object[];
 
   const writeRegistry = (services: Record<string, string[]>, extra: object = {}) =>
     writeFile(file, JSON.stringify({ ...extra, services }, null, 2));
@@ -48,7 +49,17 @@ describe('FileRegistry', () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'meshport-file-registry-'));
     file = path.join(dir, 'registry.json');
     warnings = [];
-    registry = new FileRegistry({ path: file, debounceMs: 20, logger: { warn: (_detail, message) => warnings.push(message) } });
+    details = [];
+    registry = new FileRegistry({
+      path: file,
+      debounceMs: 20,
+      logger: {
+        warn: (detail, message) => {
+          warnings.push(message);
+          details.push(detail);
+        },
+      },
+    });
   });
   afterEach(async () => {
     await registry.close();
@@ -163,5 +174,50 @@ describe('FileRegistry', () => {
     await writeRegistry({ [ECHO]: [P2] });
     await rec.until([P2]);
     assert.ok(warnings.includes('a providers listener threw'));
+  });
+
+  it('serves the documented entry that names no interface as a provider of the key it is filed under', async () => {
+    // docs/sidecar.md: `10.0.0.7:12200?weight=50` under `com.example.Echo:1.0`.
+    await writeRegistry({ [ECHO]: ['10.0.0.7:12200?weight=50'], 'g1/org.example.Greeter:2.0': ['dubbo://198.18.0.3:20880?side=provider'] });
+    const echo: ProviderUrl[][] = [];
+    const greeter: ProviderUrl[][] = [];
+    await registry.subscribe(ECHO, (urls) => void echo.push(urls));
+    await registry.subscribe('g1/org.example.Greeter:2.0', (urls) => void greeter.push(urls));
+    assert.deepEqual(echo.at(-1)!.map(formatProviderUrl), ['10.0.0.7:12200?weight=50&interface=com.example.Echo&version=1.0']);
+    assert.deepEqual(echo.at(-1)!.map(routeKeyOf), [ECHO]);
+    assert.deepEqual(greeter.at(-1)!.map(routeKeyOf), ['g1/org.example.Greeter:2.0']);
+    assert.ok(!warnings.includes('registry file entry ignored'), `nothing ignored: ${JSON.stringify(warnings)}`);
+  });
+
+  it('logs every entry it leaves out once, with its text and the reason', async () => {
+    const services = { ':': ['198.18.0.9:12200?weight=1'], [ECHO]: [P1, P1] };
+    await writeRegistry(services);
+    const rec = new Recorder();
+    await registry.subscribe(ECHO, rec.listener);
+    assert.deepEqual(rec.pushes, [[P1]]);
+    await writeRegistry(services, { touched: 1 });
+    await sleep(SETTLE_MS);
+    const ignored = details.filter((_d, i) => warnings[i] === 'registry file entry ignored') as { service: string; entry: string; reason: string }[];
+    assert.deepEqual(
+      ignored.map((d) => [d.service, d.entry]),
+      [
+        [':', '198.18.0.9:12200?weight=1'],
+        [ECHO, P1],
+      ],
+      `once each, across two reads: ${JSON.stringify(ignored)}`,
+    );
+    assert.match(ignored[0]!.reason, /names no interface/);
+    assert.match(ignored[1]!.reason, /listed twice/);
+  });
+
+  it('warns when the file does not exist, without waiting for a subscriber', async () => {
+    await sleep(SETTLE_MS);
+    assert.deepEqual(warnings, ['registry file does not exist: no providers until it is created']);
+    assert.equal((details[0] as { file: string }).file, file);
+    await writeRegistry({ [ECHO]: [P1] });
+    const rec = new Recorder();
+    await registry.subscribe(ECHO, rec.listener);
+    await rec.until([P1]);
+    assert.equal(warnings.length, 1, 'said once');
   });
 });
