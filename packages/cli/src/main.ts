@@ -168,7 +168,8 @@ async function runSidecar(configFile: string | undefined, io: Io): Promise<numbe
     await sidecar.start();
   } catch (err) {
     if (!(err instanceof MeshportError)) throw err;
-    io.stderr.write(`meshport sidecar: ${err.code}: ${err.message}\n`);
+    const problems = (err as { problems?: { code: string; message: string }[] }).problems ?? [err];
+    for (const p of problems) io.stderr.write(`meshport sidecar: ${p.code}: ${p.message}\n`);
     return 2;
   }
   // SIGHUP re-reads the config file: registries and routes change, the router and its connections stay (an invalid

@@ -138,7 +138,8 @@ describe('meshport sidecar', function () {
       );
       const r = spawnSync(process.execPath, [BIN, 'sidecar', '--config', file], { encoding: 'utf8' });
       assert.equal(r.status, 2, r.stderr);
-      assert.match(r.stderr, /MESHPORT_CAPTURE_FAILED: capture listeners: .*EADDRINUSE/);
+      // Found by the start-up check, before anything bound: the key, its line and the cause.
+      assert.equal(r.stderr, `meshport sidecar: MESHPORT_CAPTURE_FAILED: ${file}:3: hijack.outboundCapturePort: 127.0.0.1:${port} is in use (another process listens there)\n`);
     } finally {
       taken.close();
     }
@@ -149,6 +150,6 @@ describe('meshport sidecar', function () {
     writeFileSync(file, 'admin: "127.0.0.1:0"\nlisteners: { outbound: "127.0.0.1:0", inbound: "127.0.0.1:0" }\nregistries:\n  - { name: mine, type: ./no-such-plugin }\n');
     const r = spawnSync(process.execPath, [BIN, 'sidecar', '--config', file], { encoding: 'utf8' });
     assert.equal(r.status, 2);
-    assert.match(r.stderr, /MESHPORT_PLUGIN_INVALID: registry plugin '.*no-such-plugin' cannot be found/);
+    assert.match(r.stderr, /MESHPORT_PLUGIN_INVALID: .*meshport\.yaml:4: registries\[0\]\.type: registry plugin '.*no-such-plugin' cannot be found/);
   });
 });

@@ -2,7 +2,7 @@
 
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { isMap, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type YAMLError } from 'yaml';
 import { allowList, type AllowRemote } from '@meshport/registry-core';
 import { CLUSTER_LIMIT_DEFAULTS, ROUTER_DEFAULTS, type EngineName } from '@meshport/router';
 import { SidecarError } from './errors';
@@ -128,87 +128,181 @@ export async function loadConfig(file: string): Promise<SidecarConfig> {
 
 /** Validates config text; `file` names it in errors and anchors relative paths. Empty text is a valid config. */
 export function parseConfig(text: string, file = 'meshport.yaml', env: NodeJS.ProcessEnv = process.env): SidecarConfig {
-  text = substituteEnv(text, file, env);
+  // Every mistake of the file is reported at once (an operator fixing one per run would need as many runs as typos);
+  // each names its line, where the key is written.
+  const problems: Problem[] = [];
+  text = substituteEnv(text, file, env, problems);
   const lines = new LineCounter();
+  const lineAt = (offset: number) => lines.linePos(offset).line;
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
-  const at = (offset: number | undefined) => (offset === undefined ? '' : `:${lines.linePos(offset).line}`);
   if (doc.errors.length > 0) {
-    const e = doc.errors[0]!;
-    throw new SidecarError('MESHPORT_CONFIG_INVALID', `${file}${at(e.pos[0])}: not valid YAML: ${e.message.split('\n')[0]}`);
+    // Past a syntax error the document is a guess: its keys are not checked, or the guess would be reported too.
+    problems.push(...yamlProblems(doc.errors, file, lineAt));
+    throw configInvalid(problems);
   }
-  const reader = new ConfigReader(doc, file, (keyPath) => at(lineOffset(doc, keyPath)));
-  return reader.read(path.dirname(path.resolve(file)));
+  const reader = new ConfigReader(doc, file, (keyPath) => {
+    const offset = keyOffset(doc, keyPath);
+    return offset === undefined ? undefined : lineAt(offset);
+  });
+  const config = reader.read(path.dirname(path.resolve(file)));
+  const unsetLines = new Set(problems.map((p) => p.line));
+  problems.push(...reader.problems.filter((p) => !unsetLines.has(p.line)));
+  if (problems.length > 0) throw configInvalid(problems);
+  sources.set(config, { file, lineOf: reader.lineOf });
+  return config;
+}
+
+/** One mistake: the line it is on (for ordering) and the text `file:line: key: what`. */
+interface Problem {
+  line: number;
+  text: string;
+}
+
+/** Every problem in one error, in the order of the file; `problems` keeps them one a line for printing. */
+function configInvalid(problems: Problem[]): SidecarError {
+  const sorted = [...problems].sort((a, b) => a.line - b.line).map((p) => p.text);
+  return new SidecarError('MESHPORT_CONFIG_INVALID', sorted.join('\n'), {
+    problems: sorted.map((message) => ({ code: 'MESHPORT_CONFIG_INVALID' as const, message })),
+  });
+}
+
+/**
+ * The parser's errors as an operator reads them. A line indented deeper than the key above it is reported by the
+ * yaml package as two errors at the key above (the line it then reads as a multi-line key); the line at fault is
+ * the one where that key ends.
+ */
+function yamlProblems(errors: readonly YAMLError[], file: string, lineAt: (offset: number) => number): Problem[] {
+  const out: Problem[] = [];
+  for (let i = 0; i < errors.length; i++) {
+    const e = errors[i]!;
+    const next = errors[i + 1];
+    if (e.code === 'BLOCK_AS_IMPLICIT_KEY' && next?.code === 'MULTILINE_IMPLICIT_KEY' && next.pos[0] === e.pos[0]) {
+      const line = lineAt(next.pos[1]);
+      out.push({ line, text: `${file}:${line}: not valid YAML: this line is indented deeper than the key above it (keys of one mapping line up)` });
+      i++;
+      continue;
+    }
+    const line = lineAt(e.pos[0]);
+    out.push({ line, text: `${file}:${line}: not valid YAML: ${e.message.split('\n')[0]}` });
+  }
+  return out;
+}
+
+/** Where each key of a parsed config is written (`admin`, `registries[0].facade`...), for checks made later (preflight). */
+export interface ConfigSource {
+  file: string;
+  /** The 1-based line of a key path (`['registries', 0, 'facade']`), or of the nearest part of it in the file. */
+  lineOf(keyPath: (string | number)[]): number | undefined;
+}
+
+const sources = new WeakMap<SidecarConfig, ConfigSource>();
+
+/** The file and key lines of a config that parseConfig made; undefined for one built in code. */
+export function configSource(config: SidecarConfig): ConfigSource | undefined {
+  return sources.get(config);
+}
+
+/** A key path as errors print it: `registries[0].facade`. */
+export function keyName(at: (string | number)[]): string {
+  return at.map((k, i) => (typeof k === 'number' ? `[${k}]` : i === 0 ? k : `.${k}`)).join('') || '(top level)';
 }
 
 /**
  * `${NAME}` anywhere in the text takes the value of environment variable NAME, so one config serves every pod
- * (`node: { ip: ${POD_IP} }` with POD_IP from the Downward API). An unset variable is an error naming its line;
- * `$${` writes a literal `${`.
+ * (`node: { ip: ${POD_IP} }` with POD_IP from the Downward API). An unset variable is an error naming its line (a
+ * placeholder stands in, so the rest of the file is still checked; what it makes of its own line is not reported); `$${` writes a literal `${`.
  */
-function substituteEnv(text: string, file: string, env: NodeJS.ProcessEnv): string {
+function substituteEnv(text: string, file: string, env: NodeJS.ProcessEnv, problems: Problem[]): string {
   return text.replace(/\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (match, escaped: string, name: string, offset: number) => {
     if (escaped) return match.slice(1);
     const value = env[name];
     if (value === undefined) {
       const line = text.slice(0, offset).split('\n').length;
-      throw new SidecarError('MESHPORT_CONFIG_INVALID', `${file}:${line}: \${${name}}: the environment variable ${name} is not set`);
+      problems.push({ line, text: `${file}:${line}: \${${name}}: the environment variable ${name} is not set` });
+      return `unset-${name}`;
     }
     return value;
   });
 }
 
-/** Where the node at keyPath (or the nearest existing parent) starts. */
-function lineOffset(doc: Document, keyPath: (string | number)[]): number | undefined {
-  for (let n = keyPath.length; n >= 0; n--) {
-    const node = doc.getIn(keyPath.slice(0, n), true) as { range?: [number, number, number] } | undefined;
-    if (node?.range) return node.range[0];
+/**
+ * Where the key at keyPath is written: the key itself for a mapping entry (a block value starts on the line after
+ * its key, which is not where an operator looks), the item for a list entry; for a path that is not in the file,
+ * the nearest part of it that is.
+ */
+function keyOffset(doc: Document, keyPath: KeyPath): number | undefined {
+  let node: unknown = doc.contents;
+  let found = (node as { range?: [number, number, number] } | null)?.range?.[0];
+  for (const key of keyPath) {
+    if (isMap(node)) {
+      const pair = node.items.find((p) => (isScalar(p.key) ? p.key.value : p.key) === key);
+      if (!pair) break;
+      found = (pair.key as { range?: [number, number, number] } | null)?.range?.[0] ?? found;
+      node = pair.value;
+    } else if (isSeq(node) && typeof key === 'number') {
+      const item = node.items[key] as { range?: [number, number, number] } | undefined;
+      if (!item) break;
+      found = item.range?.[0] ?? found;
+      node = item;
+    } else break;
   }
-  return undefined;
+  return found;
 }
 
 type KeyPath = (string | number)[];
 
+/** Thrown by fail() to abandon the value being read; guard() catches it, so the other keys are still checked. */
+class Abandoned {}
+
 class ConfigReader {
+  readonly problems: Problem[] = [];
   private readonly root: Record<string, unknown>;
 
   constructor(
     private readonly doc: Document,
     private readonly file: string,
-    private readonly lineOf: (keyPath: KeyPath) => string,
+    readonly lineOf: (keyPath: KeyPath) => number | undefined,
   ) {
     const contents = doc.contents;
-    if (contents !== null && !isMap(contents)) this.fail([], 'the config must be a mapping of keys');
+    this.root = {};
+    if (contents !== null && !isMap(contents)) {
+      this.note([], 'the config must be a mapping of keys');
+      return;
+    }
     this.root = (doc.toJS() ?? {}) as Record<string, unknown>;
   }
 
   read(baseDir: string): SidecarConfig {
     this.onlyKeys([], this.root, TOP_KEYS);
-    const node = this.mapping(['node']);
+    const node = this.guard({}, () => this.mapping(['node']));
     this.onlyKeys(['node'], node, ['ip']);
-    const listeners = this.mapping(['listeners']);
+    const listeners = this.guard({}, () => this.mapping(['listeners']));
     this.onlyKeys(['listeners'], listeners, ['outbound', 'inbound', 'allowRemote']);
-    const allowRemote = this.mapping(['listeners', 'allowRemote'], listeners.allowRemote);
+    const allowRemote = this.guard({}, () => this.mapping(['listeners', 'allowRemote'], listeners.allowRemote));
     this.onlyKeys(['listeners', 'allowRemote'], allowRemote, ['outbound', 'inbound']);
-    const admin = this.hostPort(['admin'], this.root.admin, SIDECAR_DEFAULTS.admin);
-    if (!isLoopback(admin.host)) this.fail(['admin'], `the admin port serves loopback only; ${admin.host} is not a loopback address`);
-    const registries = this.registries(baseDir);
+    const admin = this.guard({ ...SIDECAR_DEFAULTS.admin }, () => {
+      const value = this.hostPort(['admin'], this.root.admin, SIDECAR_DEFAULTS.admin);
+      if (!isLoopback(value.host)) this.fail(['admin'], `the admin port serves loopback only; ${value.host} is not a loopback address`);
+      return value;
+    });
+    const listener = (key: 'outbound' | 'inbound') =>
+      this.guard({ ...SIDECAR_DEFAULTS[key] }, () => this.hostPort(['listeners', key], listeners[key], SIDECAR_DEFAULTS[key]));
+    const allow = (key: 'outbound' | 'inbound') =>
+      this.guard(undefined, () => this.allowRemote(['listeners', 'allowRemote', key], allowRemote[key])) ?? SIDECAR_DEFAULTS.allowRemote[key];
     return {
       baseDir,
-      node: { ip: this.string(['node', 'ip'], node.ip) ?? SIDECAR_DEFAULTS.nodeIp },
+      node: { ip: this.guard(undefined, () => this.string(['node', 'ip'], node.ip)) ?? SIDECAR_DEFAULTS.nodeIp },
       listeners: {
-        outbound: this.hostPort(['listeners', 'outbound'], listeners.outbound, SIDECAR_DEFAULTS.outbound),
-        inbound: this.hostPort(['listeners', 'inbound'], listeners.inbound, SIDECAR_DEFAULTS.inbound),
-        allowRemote: {
-          outbound: this.allowRemote(['listeners', 'allowRemote', 'outbound'], allowRemote.outbound) ?? SIDECAR_DEFAULTS.allowRemote.outbound,
-          inbound: this.allowRemote(['listeners', 'allowRemote', 'inbound'], allowRemote.inbound) ?? SIDECAR_DEFAULTS.allowRemote.inbound,
-        },
+        outbound: listener('outbound'),
+        inbound: listener('inbound'),
+        allowRemote: { outbound: allow('outbound'), inbound: allow('inbound') },
       },
       admin,
-      registries,
+      registries: this.guard([], () => this.registries(baseDir)),
       router: this.routerSettings(),
-      engine: this.engine(),
-      log: this.log(),
-      hijack: this.hijack(),
+      engine: this.guard(undefined, () => this.engine()),
+      log: this.guard({ level: SIDECAR_DEFAULTS.logLevel }, () => this.log()),
+      hijack: this.guard(undefined, () => this.hijack()),
     };
   }
 
@@ -218,64 +312,78 @@ class ConfigReader {
       return [{ name: 'file', type: 'file', upstream: path.join(baseDir, SIDECAR_DEFAULTS.fileRegistryPath), options: {} }];
     }
     if (!Array.isArray(raw) || !isSeq(this.doc.get('registries', true))) this.fail(['registries'], 'must be a list');
-    const entries = (raw as unknown[]).map((entry, i) => this.registry(['registries', i], entry));
+    // An entry with a mistake is left out of the checks across entries (names, via), which would only add noise.
+    const entries = (raw as unknown[]).map((entry, i) => this.guard(undefined, () => this.registry(['registries', i], entry)));
     const names = new Set<string>();
     entries.forEach((entry, i) => {
-      if (names.has(entry.name)) this.fail(['registries', i, 'name'], `'${entry.name}' is used twice`);
+      if (!entry) return;
+      if (names.has(entry.name)) this.note(['registries', i, 'name'], `'${entry.name}' is used twice`);
       names.add(entry.name);
     });
+    const valid = entries.filter((e): e is RegistryConfig => e !== undefined);
     entries.forEach((entry, i) => {
-      if (entry.type !== 'sofa-mesh') return;
-      const via = entries.find((e) => e.name === entry.via);
-      if (!via) this.fail(['registries', i, 'via'], `names no registry in this list (have: ${[...names].join(', ')})`);
-      if (via.type === 'sofa-mesh') this.fail(['registries', i, 'via'], 'must name a registry, not another sofa-mesh facade');
+      if (entry?.type !== 'sofa-mesh') return;
+      const via = valid.find((e) => e.name === entry.via);
+      if (!via && !(raw as { name?: unknown }[]).some((e, j) => entries[j] === undefined && e?.name === entry.via)) {
+        this.note(['registries', i, 'via'], `names no registry in this list (have: ${[...names].join(', ')})`);
+      } else if (via?.type === 'sofa-mesh') this.note(['registries', i, 'via'], 'must name a registry, not another sofa-mesh facade');
     });
-    for (const entry of entries) {
+    for (const entry of valid) {
       if (entry.type === 'file' && entry.upstream !== undefined) entry.upstream = path.resolve(baseDir, entry.upstream);
       if (/^\.{0,2}\//.test(entry.type)) entry.type = path.resolve(baseDir, entry.type);
     }
-    return entries;
+    return valid;
   }
 
+  /** One entry; every independent mistake in it is noted before the entry is given up. */
   private registry(at: KeyPath, raw: unknown): RegistryConfig {
     if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) this.fail(at, 'each registry is a mapping with name and type');
     const entry = raw as Record<string, unknown>;
+    const before = this.problems.length;
     this.onlyKeys(at, entry, REGISTRY_KEYS);
-    const name = this.string([...at, 'name'], entry.name);
-    if (!name) this.fail([...at, 'name'], 'is required');
-    const type = this.string([...at, 'type'], entry.type);
-    if (!type) this.fail([...at, 'type'], `is required: one of ${BUILTIN_REGISTRY_TYPES.join(', ')}, or a plugin path or package`);
+    const name = this.guard(undefined, () => this.string([...at, 'name'], entry.name));
+    if (entry.name === undefined || entry.name === null || entry.name === '') this.note([...at, 'name'], 'is required');
+    const type = this.guard(undefined, () => this.string([...at, 'type'], entry.type));
+    if (!type) {
+      if (entry.type === undefined || entry.type === null || entry.type === '') this.note([...at, 'type'], `is required: one of ${BUILTIN_REGISTRY_TYPES.join(', ')}, or a plugin path or package`);
+      throw new Abandoned();
+    }
     const builtin = (BUILTIN_REGISTRY_TYPES as readonly string[]).includes(type);
-    if (!builtin && !/^(\.{0,2}\/|@?[a-z0-9])/i.test(type)) this.fail([...at, 'type'], `'${type}' is neither a built-in type nor a plugin`);
+    if (!builtin && !/^(\.{0,2}\/|@?[a-z0-9])/i.test(type)) this.note([...at, 'type'], `'${type}' is neither a built-in type nor a plugin`);
     const upstream = entry.upstream === undefined ? undefined : String(entry.upstream);
     const needsUpstream = ['zookeeper', 'redis', 'sofa-registry'].includes(type);
-    if (needsUpstream && !upstream) this.fail([...at, 'upstream'], `is required for a ${type} registry`);
-    if (type === 'sofa-mesh' && upstream) this.fail([...at, 'upstream'], 'a sofa-mesh facade has no upstream of its own; name one with via');
-    if (type === 'sofa-mesh' && entry.via === undefined) this.fail([...at, 'via'], 'is required for sofa-mesh: the registry it publishes through');
-    if (type !== 'sofa-mesh' && entry.via !== undefined) this.fail([...at, 'via'], 'is only for sofa-mesh');
-    if (type !== 'sofa-mesh' && entry.app !== undefined) this.fail([...at, 'app'], 'is only for sofa-mesh');
+    if (needsUpstream && !upstream) this.note([...at, 'upstream'], `is required for a ${type} registry`);
+    if (type === 'sofa-mesh' && upstream) this.note([...at, 'upstream'], 'a sofa-mesh facade has no upstream of its own; name one with via');
+    if (type === 'sofa-mesh' && entry.via === undefined) this.note([...at, 'via'], 'is required for sofa-mesh: the registry it publishes through');
+    if (type !== 'sofa-mesh' && entry.via !== undefined) this.note([...at, 'via'], 'is only for sofa-mesh');
+    if (type !== 'sofa-mesh' && entry.app !== undefined) this.note([...at, 'app'], 'is only for sofa-mesh');
     const hasFacade = ['zookeeper', 'redis', 'sofa-mesh'].includes(type);
-    if (!hasFacade && entry.facade !== undefined) this.fail([...at, 'facade'], `a ${type} registry has no facade`);
-    if (!hasFacade && entry.allowRemote !== undefined) this.fail([...at, 'allowRemote'], `a ${type} registry has no facade to allow clients on`);
-    const allowRemote = this.allowRemote([...at, 'allowRemote'], entry.allowRemote);
+    if (!hasFacade && entry.facade !== undefined) this.note([...at, 'facade'], `a ${type} registry has no facade`);
+    if (!hasFacade && entry.allowRemote !== undefined) this.note([...at, 'allowRemote'], `a ${type} registry has no facade to allow clients on`);
+    const allowRemote = this.guard(undefined, () => this.allowRemote([...at, 'allowRemote'], entry.allowRemote));
     const services = entry.services;
     if (services !== undefined && (!Array.isArray(services) || services.some((s) => typeof s !== 'string' || !s))) {
-      this.fail([...at, 'services'], 'must be a list of service keys like com.example.Echo:1.0');
+      this.note([...at, 'services'], 'must be a list of service keys like com.example.Echo:1.0');
     }
     const options = entry.options ?? {};
-    if (typeof options !== 'object' || options === null || Array.isArray(options)) this.fail([...at, 'options'], 'must be a mapping');
+    if (typeof options !== 'object' || options === null || Array.isArray(options)) this.note([...at, 'options'], 'must be a mapping');
+    const facade = this.guard(undefined, () =>
+      type === 'sofa-mesh'
+        ? this.hostPort([...at, 'facade'], entry.facade, SIDECAR_DEFAULTS.meshApiFacade)
+        : entry.facade === undefined
+          ? undefined
+          : this.hostPort([...at, 'facade'], entry.facade, undefined),
+    );
+    const via = this.guard(undefined, () => (entry.via === undefined ? undefined : this.string([...at, 'via'], entry.via)));
+    const app = this.guard(undefined, () => (type === 'sofa-mesh' ? this.hostPort([...at, 'app'], entry.app, SIDECAR_DEFAULTS.meshApp) : undefined));
+    if (this.problems.length > before || !name) throw new Abandoned();
     return {
       name,
       type,
       upstream,
-      facade:
-        type === 'sofa-mesh'
-          ? this.hostPort([...at, 'facade'], entry.facade, SIDECAR_DEFAULTS.meshApiFacade)
-          : entry.facade === undefined
-            ? undefined
-            : this.hostPort([...at, 'facade'], entry.facade, undefined),
-      via: entry.via === undefined ? undefined : this.string([...at, 'via'], entry.via),
-      app: type === 'sofa-mesh' ? this.hostPort([...at, 'app'], entry.app, SIDECAR_DEFAULTS.meshApp) : undefined,
+      facade,
+      via,
+      app,
       services: services as string[] | undefined,
       options: options as Record<string, unknown>,
       ...(allowRemote === undefined ? {} : { allowRemote }),
@@ -283,13 +391,14 @@ class ConfigReader {
   }
 
   private routerSettings(): SidecarConfig['router'] {
-    const raw = this.mapping(['router']);
-    this.onlyKeys(['router'], raw, ['engine', ...Object.keys(ROUTER_DEFAULTS), ...Object.keys(CLUSTER_LIMIT_DEFAULTS)]);
+    const raw = this.guard({}, () => this.mapping(['router']));
+    const known = ['engine', ...Object.keys(ROUTER_DEFAULTS), ...Object.keys(CLUSTER_LIMIT_DEFAULTS)];
+    this.onlyKeys(['router'], raw, known);
     const out: SidecarConfig['router'] = {};
     for (const [key, value] of Object.entries(raw)) {
-      if (key === 'engine') continue;
-      if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) this.fail(['router', key], 'must be a non-negative integer');
-      out[key as RouterKey] = value;
+      if (key === 'engine' || !known.includes(key)) continue;
+      if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) this.note(['router', key], 'must be a non-negative integer');
+      else out[key as RouterKey] = value;
     }
     return out;
   }
@@ -304,21 +413,25 @@ class ConfigReader {
   private hijack(): HijackConfig | undefined {
     if (this.root.hijack === undefined || this.root.hijack === null) return undefined;
     const raw = this.mapping(['hijack']);
+    const before = this.problems.length;
     this.onlyKeys(['hijack'], raw, ['mode', 'outboundCapturePort', 'inboundCapturePort', 'uid', 'sockmap']);
-    const mode = this.string(['hijack', 'mode'], raw.mode);
-    if (!mode || !(HIJACK_MODES as string[]).includes(mode)) this.fail(['hijack', 'mode'], `must be one of ${HIJACK_MODES.join(', ')}`);
+    const mode = this.guard(undefined, () => this.string(['hijack', 'mode'], raw.mode));
+    if (!mode || !(HIJACK_MODES as string[]).includes(mode)) this.note(['hijack', 'mode'], `must be one of ${HIJACK_MODES.join(', ')}`);
     const d = SIDECAR_DEFAULTS.hijack;
     const port = (key: 'outboundCapturePort' | 'inboundCapturePort') => {
       const value = raw[key] ?? d[key];
-      if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 65535) this.fail(['hijack', key], 'must be a port, 1-65535');
-      return value;
+      if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 65535) this.note(['hijack', key], 'must be a port, 1-65535');
+      return value as number;
     };
+    const outboundCapturePort = port('outboundCapturePort');
+    const inboundCapturePort = port('inboundCapturePort');
     const uid = raw.uid ?? d.uid;
-    if (typeof uid !== 'number' || !Number.isInteger(uid) || uid < 0) this.fail(['hijack', 'uid'], 'must be a uid, a non-negative integer');
+    if (typeof uid !== 'number' || !Number.isInteger(uid) || uid < 0) this.note(['hijack', 'uid'], 'must be a uid, a non-negative integer');
     const sockmap = raw.sockmap ?? d.sockmap;
-    if (typeof sockmap !== 'boolean') this.fail(['hijack', 'sockmap'], 'must be true or false');
-    if (sockmap && mode !== 'connect-hook') this.fail(['hijack', 'sockmap'], 'needs mode connect-hook (sockops puts the sockets in the map)');
-    return { mode: mode as HijackMode, outboundCapturePort: port('outboundCapturePort'), inboundCapturePort: port('inboundCapturePort'), uid, sockmap };
+    if (typeof sockmap !== 'boolean') this.note(['hijack', 'sockmap'], 'must be true or false');
+    else if (sockmap && mode !== 'connect-hook') this.note(['hijack', 'sockmap'], 'needs mode connect-hook (sockops puts the sockets in the map)');
+    if (this.problems.length > before) throw new Abandoned();
+    return { mode: mode as HijackMode, outboundCapturePort, inboundCapturePort, uid: uid as number, sockmap: sockmap as boolean };
   }
 
   private log(): SidecarConfig['log'] {
@@ -362,7 +475,8 @@ class ConfigReader {
   private hostPort(at: KeyPath, value: unknown, fallback: HostPort | undefined): HostPort | undefined;
   private hostPort(at: KeyPath, value: unknown, fallback: HostPort | undefined): HostPort | undefined {
     if (value === undefined || value === null) return fallback && { ...fallback };
-    const text = String(value);
+    // A list or mapping is a mistake even when its text would read as a port (`[15000]`).
+    const text = typeof value === 'string' || typeof value === 'number' ? String(value) : '';
     const m = /^(?:\[([0-9a-f:.]+)\]|([^:\s]+)):(\d{1,5})$/i.exec(text) ?? /^()()(\d{1,5})$/.exec(text);
     const port = m ? Number(m[3]) : NaN;
     if (!m || port > 65535) this.fail(at, `must be HOST:PORT (or a port), not ${JSON.stringify(value)}`);
@@ -371,13 +485,30 @@ class ConfigReader {
 
   private onlyKeys(at: KeyPath, value: Record<string, unknown>, allowed: string[]): void {
     for (const key of Object.keys(value)) {
-      if (!allowed.includes(key)) this.fail([...at, key], `unknown key (known here: ${allowed.join(', ')})`);
+      if (!allowed.includes(key)) this.note([...at, key], `unknown key (known here: ${allowed.join(', ')})`);
     }
   }
 
+  /** Runs one read; a mistake in it is already noted, and `fallback` stands in so the rest can be checked. */
+  private guard<T>(fallback: T, read: () => T): T {
+    try {
+      return read();
+    } catch (err) {
+      if (err instanceof Abandoned) return fallback;
+      throw err;
+    }
+  }
+
+  /** Notes a mistake and goes on. */
+  private note(at: KeyPath, message: string): void {
+    const line = this.lineOf(at);
+    this.problems.push({ line: line ?? 0, text: `${this.file}${line === undefined ? '' : `:${line}`}: ${keyName(at)}: ${message}` });
+  }
+
+  /** Notes a mistake and abandons the value being read (see guard). */
   private fail(at: KeyPath, message: string): never {
-    const key = at.map((k, i) => (typeof k === 'number' ? `[${k}]` : i === 0 ? k : `.${k}`)).join('') || '(top level)';
-    throw new SidecarError('MESHPORT_CONFIG_INVALID', `${this.file}${this.lineOf(at)}: ${key}: ${message}`);
+    this.note(at, message);
+    throw new Abandoned();
   }
 }
 

@@ -2,8 +2,8 @@
 
 export { Sidecar } from './sidecar';
 export type { SidecarOptions } from './sidecar';
-export { loadConfig, parseConfig, isLoopback, SIDECAR_DEFAULTS, BUILTIN_REGISTRY_TYPES } from './config';
-export type { SidecarConfig, RegistryConfig, HostPort } from './config';
+export { loadConfig, parseConfig, configSource, isLoopback, SIDECAR_DEFAULTS, BUILTIN_REGISTRY_TYPES } from './config';
+export type { SidecarConfig, RegistryConfig, HostPort, ConfigSource } from './config';
 export { RouteBook, SidecarTakeover } from './routes';
 export { CaptureListener, CAPTURE_DEFAULTS } from './capture';
 export type { CaptureListenerOptions, CaptureCounters } from './capture';
@@ -11,4 +11,4 @@ export { startRegistries, loadPlugin, RegistrySet } from './registries';
 export type { RunningRegistry, RegistryWiring, ReportingTakeover } from './registries';
 export { SIDECAR_ERROR_CODES, SidecarError } from './errors';
 export { SIDECAR_V8_SETTINGS, applySidecarV8Settings } from './v8-settings';
-export type { SidecarErrorCode } from './errors';
+export type { SidecarErrorCode, SidecarProblem } from './errors';

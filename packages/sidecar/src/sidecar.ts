@@ -4,6 +4,7 @@ import pino, { type Logger } from 'pino';
 import { createRouter, type RouterHandle } from '@meshport/router';
 import { CaptureListener } from './capture';
 import { loadConfig, SIDECAR_DEFAULTS, type HijackConfig, type HostPort, type RegistryConfig, type SidecarConfig } from './config';
+import { preflight } from './preflight';
 import { startRegistries, type RegistrySet } from './registries';
 import { RouteBook, SidecarTakeover } from './routes';
 import { SidecarError } from './errors';
@@ -71,6 +72,7 @@ export class Sidecar {
 
   async start(): Promise<void> {
     const { config } = this;
+    await preflight(config); // every address and plugin, before anything binds (see preflight.ts)
     const { maxActiveRequests, maxPendingRequests, ...settings } = config.router;
     const router = createRouter({
       ...settings,
