@@ -16,6 +16,8 @@ other=js
 
 # Every suite that runs a router: its own, the sidecar's, the end-to-end and reliability suites.
 ROUTER_SUITES=(packages/router/dist/test/*.test.js)
+# What the sanitizer pass runs: the router's suites and the engine's own.
+ASAN_SUITES=("${ROUTER_SUITES[@]}" packages/engine/dist/test/engine.test.js)
 CARRYING_SUITES=(
   "${ROUTER_SUITES[@]}"
   packages/sidecar/dist/test/*.test.js
@@ -46,12 +48,12 @@ asan_pass() {
   log "building the native engine with -fsanitize=address,undefined"
   (cd "$scratch" && CXXFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -g" LDFLAGS="-fsanitize=address,undefined" \
     npx --no-install node-gyp rebuild --nodedir="$(npm config get nodedir 2>/dev/null || true)" >/dev/null)
-  log "the router's suites on the sanitized native engine"
+  log "the router's and the engine's suites on the sanitized native engine"
   # Node itself is not built with ASan: the runtimes are preloaded, leak checking is off (V8's heap is not ours to
   # audit), and any report aborts the process, which fails the run.
   LD_PRELOAD="$asan $ubsan" ASAN_OPTIONS=detect_leaks=0,abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1,print_stacktrace=1 \
     MESHPORT_ENGINE=native MESHPORT_ENGINE_ADDON="$scratch/build/Release/meshport_engine.node" \
-    npx --no-install mocha --no-config --timeout 120000 "${ROUTER_SUITES[@]}"
+    npx --no-install mocha --no-config --timeout 120000 "${ASAN_SUITES[@]}"
 }
 
 case "${1:-}" in
