@@ -106,7 +106,7 @@ export class NativeRouter implements RouterHandle {
       this.logger.info({ listener: name, address, engine: 'native' }, 'listening');
     }
     if (this.options.admin !== false) {
-      this.admin = new AdminServer(this, this.options.admin?.port ?? 0);
+      this.admin = new AdminServer(this, this.options.admin ?? { port: 0 });
       await this.admin.start();
       this.logger.info({ address: this.admin.address() }, 'admin listening');
     }

@@ -10,7 +10,7 @@ import { errorResponse, identityOf, type Failure } from './responses';
 import type { ClusterSpec, RouteTable } from './route-table';
 import { type ClusterMetrics, RouterStats } from './stats';
 import { UpstreamPool, type UpstreamConnection, type UpstreamEvents } from './upstream';
-import { AdminServer } from './admin';
+import { AdminServer, type AdminOptions } from './admin';
 import { DeadlineWheel } from './deadlines';
 import { SourceLimit } from './source-limit';
 import type { ClusterState, EngineName, RouterHandle } from './handle';
@@ -44,8 +44,11 @@ export interface RouterOptions {
   outbound?: ListenAddress | false;
   /** Where remote sidecars' calls come in. @default { host: '127.0.0.1', port: 0 } */
   inbound?: ListenAddress | false;
-  /** Admin HTTP; always bound to 127.0.0.1. `false` to run without. @default { port: 0 } */
-  admin?: { port: number } | false;
+  /**
+   * Admin HTTP; always bound to 127.0.0.1. `false` to run without. Pages, a readiness check and a `/config` page of
+   * the embedding daemon's go here too (AdminExtensions). @default { port: 0 }
+   */
+  admin?: AdminOptions | false;
   /** Upstream connections per endpoint and protocol. @default 1 */
   connectionsPerEndpoint?: number;
   /** @default 16 MiB */
@@ -202,7 +205,7 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle {
     const every = Math.min(1000, Math.max(20, Math.floor(this.settings.frameTimeoutMs / 10)));
     this.partialSweep = setInterval(() => this.closeStalledCallers(), every).unref();
     if (this.options.admin !== false) {
-      this.admin = new AdminServer(this, this.options.admin?.port ?? 0);
+      this.admin = new AdminServer(this, this.options.admin ?? { port: 0 });
       await this.admin.start();
       this.logger.info({ address: this.admin.address() }, 'admin listening');
     }

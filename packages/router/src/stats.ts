@@ -4,7 +4,7 @@
 // scraped. Counting through prom-client on every request (even through label children, which still hash their
 // labels) measured as 14-19% of a router's CPU under load.
 
-import { Counter, Gauge, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 
 /** Latency bucket upper bounds, in seconds. */
 export const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -38,6 +38,9 @@ export class ClusterMetrics {
 }
 
 type Direction = 'in' | 'out';
+
+/** The values of one metric family a daemon adds to `/stats` (see RouterStats.addCollected), read at scrape time. */
+export type MetricFamilyValues = { labels: Record<string, string | number>; value: number }[];
 
 export class RouterStats {
   readonly registry = new Registry();
@@ -128,6 +131,30 @@ export class RouterStats {
   addBytes(listener: string, direction: Direction, n: number): void {
     (this.byteCounts[listener] ??= { in: 0, out: 0 })[direction] += n;
   }
+
+  /**
+   * Adds a gauge or counter family that `read` produces at scrape time: how the sidecar puts its registries', reloads'
+   * and capture listeners' figures on the same `/stats` page without the router knowing what they are.
+   */
+  addCollected(name: string, help: string, type: 'gauge' | 'counter', read: () => MetricFamilyValues): void {
+    this.registry.registerMetric({
+      name,
+      help,
+      get: () => ({ name, help, type, values: read(), aggregator: 'sum' }),
+    } as never);
+  }
+
+  /**
+   * Process and runtime metrics (prom-client's defaults: CPU, memory, event-loop lag, GC, handles), once per stats.
+   * Opt-in: a daemon has one router, but tests and benchmarks make many, and each call arms its own observers.
+   */
+  collectProcessMetrics(): void {
+    if (this.processMetrics) return;
+    this.processMetrics = true;
+    collectDefaultMetrics({ register: this.registry });
+  }
+
+  private processMetrics = false;
 
   /** Open upstream connections by endpoint, counted when scraped. */
   trackUpstreams(list: () => Iterable<{ endpoint: string }>): void {
