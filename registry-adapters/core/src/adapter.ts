@@ -9,6 +9,17 @@ import type { ProviderUrl } from './url';
  */
 export type ConnectionState = 'connected' | 'disconnected' | 'expired';
 
+/** The last failure of an adapter to connect or stay connected to its registry, as operators are shown it. */
+export interface ConnectionError {
+  message: string;
+  /** The error's code, when it has one (`ECONNREFUSED`, `ENOTFOUND`). */
+  code?: string;
+  /** When it happened, in ms since the epoch. */
+  at: number;
+  /** Failures recorded since the adapter started, this one included. */
+  count: number;
+}
+
 /** Receives the whole provider list of one service each time it changes; never a diff, so a lost call heals. */
 export type ProvidersListener = (urls: ProviderUrl[]) => void;
 
@@ -52,6 +63,11 @@ export interface RegistryAdapter {
    * Optional: registries whose SDKs apply no client-side rules leave it out.
    */
   watchRules?(iface: string, onChange: (rules: RuleUrls) => void, dialect?: RulesDialect): Promise<Unsubscribe>;
+  /**
+   * The last failure to connect or stay connected, kept after a reconnect. Optional: the sidecar shows it on its
+   * `/registries` page and in its warnings when an adapter has it.
+   */
+  readonly lastError?: ConnectionError;
   /** Calls `listener` on every state change (not with the current state). */
   onStateChange(listener: (state: ConnectionState) => void): Unsubscribe;
   /** Releases every connection, watcher and timer; idempotent. */

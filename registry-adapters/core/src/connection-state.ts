@@ -1,9 +1,10 @@
 // An adapter's connection state and its listeners: the bookkeeping behind RegistryAdapter.state and onStateChange.
 
-import type { ConnectionState, Unsubscribe } from './adapter';
+import type { ConnectionError, ConnectionState, Unsubscribe } from './adapter';
 
 export class ConnectionStateCell {
   private readonly listeners = new Set<(state: ConnectionState) => void>();
+  private error: ConnectionError | undefined;
 
   constructor(private current: ConnectionState) {}
 
@@ -22,6 +23,19 @@ export class ConnectionStateCell {
     this.current = state;
     // A copy: a listener may unsubscribe itself while being told.
     for (const listener of [...this.listeners]) listener(state);
+  }
+
+  /** The last failure to connect or to stay connected; it stays after a reconnect, with when it happened. */
+  get lastError(): ConnectionError | undefined {
+    return this.error;
+  }
+
+  /** Records a failure to connect or stay connected (a refused or reset socket, a name that does not resolve...). */
+  fail(error: unknown): void {
+    const e = error as { message?: unknown; code?: unknown } | undefined;
+    const message = typeof e?.message === 'string' && e.message !== '' ? e.message : String(error);
+    const code = typeof e?.code === 'string' ? e.code : undefined;
+    this.error = { message, ...(code ? { code } : {}), at: Date.now(), count: (this.error?.count ?? 0) + 1 };
   }
 
   /** Forgets every listener (on close). */

@@ -1,7 +1,7 @@
 // @meshport/registry-core: the registry contracts, provider URL handling, the memory and file registries, and the
 // conformance suite every adapter package runs.
 
-export type { ConnectionState, ProvidersListener, Unsubscribe, RegistryAdapter, RegistryFacade } from './adapter';
+export type { ConnectionError, ConnectionState, ProvidersListener, Unsubscribe, RegistryAdapter, RegistryFacade } from './adapter';
 export { routeKeyOf, providerDisabled, providersPerIdentity, RewriteOnlyTakeover, RecordingTakeover } from './takeover';
 export type { Takeover, HostPort } from './takeover';
 export type { RegistryPlugin, RegistryPluginConfig } from './plugin';

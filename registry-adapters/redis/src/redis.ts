@@ -9,6 +9,7 @@ import {
   ProviderLists,
   providerUrlText,
   RegistryError,
+  type ConnectionError,
   type ConnectionState,
   type ProvidersListener,
   type ProviderUrl,
@@ -83,6 +84,8 @@ export class RedisRegistry implements RegistryAdapter {
   private cmdReady = false;
   private subReady = false;
   private readonly connection = new ConnectionStateCell('disconnected');
+  /** When the adapter last became connected (ms since the epoch); 0 before. */
+  private connectedAt = 0;
   private closed = false;
   /** What this adapter means to have published, by hash key: URL text. */
   private readonly intended = new Map<string, Set<string>>();
@@ -112,6 +115,10 @@ export class RedisRegistry implements RegistryAdapter {
 
   get state(): ConnectionState {
     return this.connection.value;
+  }
+
+  get lastError(): ConnectionError | undefined {
+    return this.connection.lastError;
   }
 
   /** Where `service`'s providers live: `/{root}/{interface}/providers`. */
@@ -201,7 +208,13 @@ export class RedisRegistry implements RegistryAdapter {
 
   private wire(): void {
     const warn = (which: string) => (error: unknown) => {
-      if (!this.closed) this.logger.warn({ error, connection: which }, 'Redis connection error');
+      if (this.closed) return;
+      const before = this.connection.lastError;
+      this.connection.fail(error);
+      // ioredis retries every second or so: the same error again while still down is counted, not logged again (the
+      // sidecar warns about a registry that stays down at its own bounded pace).
+      if (before && this.connection.value !== 'connected' && before.at >= this.connectedAt && before.message === this.connection.lastError!.message) return;
+      this.logger.warn({ error, connection: which }, 'Redis connection error');
     };
     this.cmd.on('error', warn('command'));
     this.sub.on('error', warn('subscriber'));
@@ -244,6 +257,7 @@ export class RedisRegistry implements RegistryAdapter {
 
   private maybeConnected(): void {
     if (!this.cmdReady || !this.subReady || this.connection.value === 'connected') return;
+    this.connectedAt = Date.now();
     this.connection.set('connected');
     this.resolveFirstConnection();
     void this.reconcile();

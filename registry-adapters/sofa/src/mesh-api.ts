@@ -93,6 +93,8 @@ interface Subscription {
   active: boolean;
   unsubscribe: Unsubscribe | undefined;
   datas: string[];
+  /** The registry has answered with a list once: until then `datas` is no answer, and the app is told so. */
+  answered: boolean;
 }
 
 /** Thrown inside a handler for a request the API refuses; becomes a 4xx answer. */
@@ -455,27 +457,53 @@ export class SofaMeshApiFacade implements RegistryFacade {
     });
   }
 
+  /**
+   * A subscribe is answered with the registry's list, never with an empty list the registry did not give: while
+   * `via` is not connected and has not answered for the service, the app gets `{success:false}` at once (not after
+   * the adapter's first-connection wait) and the subscription carries on in the background, so the routes and the
+   * app's next subscribe get the list as soon as the registry answers. Through a later outage the last list stands.
+   */
   private onSubscribe(body: Body): Promise<Answer> {
     const serviceName = requiredServiceName(body);
     return this.inOrder(serviceName, async () => {
       const existing = this.subscriptions.get(serviceName);
-      if (existing) return { status: 200, body: { success: true, serviceName, datas: existing.datas } };
-      const subscription: Subscription = { active: true, unsubscribe: undefined, datas: [] };
+      if (existing) return existing.answered ? { status: 200, body: { success: true, serviceName, datas: existing.datas } } : this.unanswered(serviceName);
+      const subscription: Subscription = { active: true, unsubscribe: undefined, datas: [], answered: false };
       this.subscriptions.set(serviceName, subscription);
-      let unsubscribe: Unsubscribe;
+      const subscribing = this.via
+        .subscribe(serviceName, (urls) => {
+          subscription.answered = true;
+          this.onProviders(serviceName, subscription, urls);
+        })
+        .then((unsubscribe) => {
+          subscription.unsubscribe = unsubscribe;
+          // close() or an unsubscribe may have run while the adapter was subscribing.
+          if (!subscription.active) unsubscribe();
+        })
+        .catch((error: unknown) => {
+          if (this.subscriptions.get(serviceName) === subscription) this.subscriptions.delete(serviceName);
+          subscription.active = false;
+          this.logger.warn({ error, serviceName }, 'registry refused a subscribe');
+          throw error;
+        });
+      if (this.via.state !== 'connected') {
+        subscribing.catch(() => {}); // logged above; the app has its answer
+        return this.unanswered(serviceName);
+      }
       try {
-        unsubscribe = await this.via.subscribe(serviceName, (urls) => this.onProviders(serviceName, subscription, urls));
+        await subscribing;
       } catch (error) {
-        if (this.subscriptions.get(serviceName) === subscription) this.subscriptions.delete(serviceName);
-        subscription.active = false;
-        this.logger.warn({ error, serviceName }, 'registry refused a subscribe');
         return { status: 200, body: { success: false, errorMessage: `subscribe to ${serviceName} failed: ${describe(error)}`, serviceName, datas: [] } };
       }
-      subscription.unsubscribe = unsubscribe;
-      // close() may have run while the adapter was subscribing.
-      if (!subscription.active) unsubscribe();
-      return { status: 200, body: { success: true, serviceName, datas: subscription.datas } };
+      return subscription.answered ? { status: 200, body: { success: true, serviceName, datas: subscription.datas } } : this.unanswered(serviceName);
     });
+  }
+
+  /** The answer to a subscribe the registry has not answered yet (it is not connected): an error, not an empty list. */
+  private unanswered(serviceName: string): Answer {
+    const error = this.via.lastError;
+    const why = `the registry is ${this.via.state}${error ? ` (${error.message})` : ''} and has not answered for ${serviceName} yet; try again`;
+    return { status: 200, body: { success: false, errorMessage: `subscribe to ${serviceName} failed: ${why}`, serviceName, datas: [] } };
   }
 
   private onProviders(serviceName: string, subscription: Subscription, urls: ProviderUrl[]): void {

@@ -21,6 +21,7 @@ import {
   parseProviderUrl,
   providerUrlText,
   sofaServiceKey,
+  type ConnectionError,
   type ConnectionState,
   type ProvidersListener,
   type ProviderUrl,
@@ -264,6 +265,10 @@ export class SofaRegistryClient implements RegistryAdapter {
     return this.connection.value;
   }
 
+  get lastError(): ConnectionError | undefined {
+    return this.connection.lastError;
+  }
+
   /** The session server of the current connection, for diagnostics. */
   get server(): { host: string; port: number } | undefined {
     return this.conn?.connected ? { host: this.conn.server.host, port: this.conn.server.port } : undefined;
@@ -456,7 +461,9 @@ export class SofaRegistryClient implements RegistryAdapter {
       }
     });
     socket.on('error', (error) => {
-      if (!this.closed) this.logger.warn({ error: loggable(error), server: endpointText(server) }, 'SOFA Registry connection error');
+      if (this.closed) return;
+      this.connection.fail(error);
+      this.logger.warn({ error: loggable(error), server: endpointText(server) }, 'SOFA Registry connection error');
     });
     socket.on('close', () => {
       clearTimeout(connectTimer);

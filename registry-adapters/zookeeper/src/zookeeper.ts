@@ -12,6 +12,7 @@ import {
   ProviderLists,
   providerUrlText,
   RegistryError,
+  type ConnectionError,
   type ConnectionState,
   type NodeNameStyle,
   type ProvidersListener,
@@ -137,6 +138,10 @@ export class ZooKeeperRegistry implements RegistryAdapter {
 
   get state(): ConnectionState {
     return this.connection.value;
+  }
+
+  get lastError(): ConnectionError | undefined {
+    return this.connection.lastError;
   }
 
   /** The current session's id and password: what ZooKeeper shows as the ephemeralOwner of our nodes, for diagnostics. */
@@ -267,6 +272,9 @@ export class ZooKeeperRegistry implements RegistryAdapter {
       retries: 0,
     });
     frameSocketReads(client);
+    recordSocketErrors(client, (error) => {
+      if (!this.closed && client === this.client) this.connection.fail(error);
+    });
     this.client = client;
     client.on('state', (state: zookeeper.State) => {
       // A client replaced after an expiry may still report; only the current one speaks for the adapter.
@@ -298,6 +306,7 @@ export class ZooKeeperRegistry implements RegistryAdapter {
         .connectionManager?.socket;
       if (socket && socket === seen && !socket.connecting && !socket.destroyed) {
         this.logger.warn({ connectString: this.options.connectString }, 'ZooKeeper accepted the connection but did not answer; retrying');
+        this.connection.fail(new Error('ZooKeeper accepted the connection but did not answer'));
         socket.destroy();
       }
       seen = socket;
@@ -642,6 +651,27 @@ function frameSocketReads(client: zookeeper.Client): void {
       splitter = frames;
     }
     splitter.push(chunk);
+  };
+}
+
+/**
+ * node-zookeeper-client swallows the error of every connection attempt (it only retries), so an adapter that cannot
+ * connect would say nothing about why: this hands each one (ECONNREFUSED, ENOTFOUND, a connect timeout) to `record`.
+ */
+function recordSocketErrors(client: zookeeper.Client, record: (error: Error) => void): void {
+  const manager = (client as unknown as { connectionManager?: { onSocketError?(e: Error): void; onSocketConnectTimeout?(): void } })
+    .connectionManager;
+  if (!manager || typeof manager.onSocketError !== 'function' || typeof manager.onSocketConnectTimeout !== 'function') return;
+  const onError = manager.onSocketError;
+  const onTimeout = manager.onSocketConnectTimeout;
+  // Bound at each connect, like onSocketData: own properties set before connect() are the ones used.
+  manager.onSocketError = function (this: unknown, error: Error): void {
+    record(error);
+    onError.call(this, error);
+  };
+  manager.onSocketConnectTimeout = function (this: unknown): void {
+    record(Object.assign(new Error('connect timed out'), { code: 'ETIMEDOUT' }));
+    onTimeout.call(this);
   };
 }
 
