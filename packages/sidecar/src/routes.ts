@@ -32,13 +32,19 @@ export class RouteBook {
   private readonly emptying = new Map<string, NodeJS.Timeout>();
   private readonly emptyGraceMs: number;
   private readonly warn: (fields: object, message: string) => void;
+  private readonly info: (fields: object, message: string) => void;
   private readonly consumerHost: string;
+  private readonly changes: RouteChangeLog;
 
   constructor(options: RouteBookOptions = {}) {
     this.emptyGraceMs = options.emptyGraceMs ?? 1000;
     this.warn = options.warn ?? (() => {});
+    this.info = options.info ?? (() => {});
     this.consumerHost = options.consumerHost ?? '127.0.0.1';
+    this.changes = new RouteChangeLog(this.info, options.changeLogIntervalMs ?? 1000, options.changeLogLines ?? 10);
   }
+  /** Inbound route key -> registry -> the app address that registry's facade saw published (one route, several claims). */
+  private readonly inboundBy = new Map<string, Map<string, Endpoint>>();
   /** Route key -> (registry, scope) that reported it -> its providers. */
   private readonly byKey = new Map<string, Map<string, Reported[]>>();
   /** (registry, scope) -> the route keys its last report listed. */
@@ -83,7 +89,7 @@ export class RouteBook {
       this.keysOfInterface.set(iface, ofInterface);
     }
     this.keysOf.set(reporter, new Set(now.keys()));
-    for (const key of new Set([...before, ...now.keys()])) this.merge(key);
+    for (const key of new Set([...before, ...now.keys()])) this.merge(key, source);
   }
 
   /**
@@ -96,13 +102,14 @@ export class RouteBook {
     const bySource = this.rulesOf.get(id) ?? new Map<string, RuleUrls>();
     bySource.set(source, rules);
     this.rulesOf.set(id, bySource);
-    for (const key of this.keysOfInterface.get(iface) ?? []) this.merge(key);
+    for (const key of this.keysOfInterface.get(iface) ?? []) this.merge(key, source);
   }
 
   /**
-   * Drops every report of registry `source` (it was removed or restarted by a reload). A route only that registry
-   * listed empties with the usual grace, so a registry restarted under the same name that reports it again within the
-   * grace keeps it without a gap. Returns the route keys that had a report of `source`.
+   * Drops every report of registry `source` (it was removed or restarted by a reload), and the inbound routes its
+   * facade's apps published through it. A route only that registry listed empties with the usual grace, so a registry
+   * restarted under the same name that reports it again within the grace keeps it without a gap. Returns the route
+   * keys that had a report of `source`.
    */
   forget(source: string): string[] {
     const prefix = `${source}\u0000`;
@@ -116,19 +123,44 @@ export class RouteBook {
       this.keysOf.delete(reporter);
     }
     for (const bySource of this.rulesOf.values()) bySource.delete(source);
-    for (const key of touched) this.merge(key);
+    for (const key of touched) this.merge(key, source);
+    const inbound = [...this.inboundBy].filter(([, claims]) => claims.has(source)).map(([key]) => key);
+    if (inbound.length > 0) {
+      this.info({ registry: source, services: inbound, graceMs: this.emptyGraceMs }, 'registry closed: the inbound routes its apps published through it go');
+      for (const key of inbound) this.deleteInbound(key, source);
+    }
     return [...touched];
   }
 
-  setInbound(key: string, app: Endpoint): void {
-    this.cancelEmptying(`in:${key}`);
-    const current = this.table.inbound(key);
-    if (current?.host !== app.host || current.port !== app.port) this.table.setInbound(key, app);
+  /**
+   * The app serves `key` at `app`, as registry `source`'s facade saw it published. The route is kept per registry, so
+   * a registry that is closed (removed by a reload) takes its apps' inbound routes with it.
+   */
+  setInbound(key: string, app: Endpoint, source = ''): void {
+    const claims = this.inboundBy.get(key) ?? new Map<string, Endpoint>();
+    claims.delete(source); // the newest claim last: it is the one in force
+    claims.set(source, app);
+    this.inboundBy.set(key, claims);
+    this.applyInbound(key, app, source);
   }
 
-  /** After the grace, like an outbound route: an app re-registering deletes and creates its node again. */
-  deleteInbound(key: string): void {
-    if (this.table.inbound(key)) this.emptyAfterGrace(`in:${key}`, () => this.table.deleteInbound(key));
+  /**
+   * Registry `source` no longer has `key` published: another registry's claim takes over, or, when none is left, the
+   * route goes after the grace, like an outbound route (an app re-registering deletes and creates its node again).
+   */
+  deleteInbound(key: string, source = ''): void {
+    const claims = this.inboundBy.get(key);
+    claims?.delete(source);
+    const rest = claims && [...claims.values()].at(-1);
+    if (rest) return this.applyInbound(key, rest, source);
+    this.inboundBy.delete(key);
+    if (this.table.inbound(key)) {
+      this.emptyAfterGrace(`in:${key}`, () => {
+        const gone = this.table.inbound(key);
+        this.table.deleteInbound(key);
+        if (gone) this.changes.note('inbound', key, [], [address(gone)], source);
+      });
+    }
   }
 
   /** For the admin page and tests: every route. */
@@ -140,7 +172,7 @@ export class RouteBook {
    * Builds the route of one identity from every registry's report: its providers, with the rules its SDK would have
    * applied (weights and warm-up, disabled providers, the registry's override and condition rules).
    */
-  private merge(key: string): void {
+  private merge(key: string, cause?: string): void {
     const urls: Reported[] = [];
     for (const reported of this.byKey.get(key)?.values() ?? []) {
       for (const u of reported) if (!urls.some((x) => x.host === u.host && u.port === x.port)) urls.push(u);
@@ -151,12 +183,42 @@ export class RouteBook {
     if (spec === undefined || spec.endpoints.length === 0) {
       if (urls.length === 0) this.byKey.delete(key);
       this.compiled.delete(key);
-      if (this.table.outbound(key)) this.emptyAfterGrace(`out:${key}`, () => this.table.deleteOutbound(key));
+      if (this.table.outbound(key)) {
+        this.emptyAfterGrace(`out:${key}`, () => {
+          const gone = this.table.outbound(key);
+          this.table.deleteOutbound(key);
+          if (gone) this.changes.note('outbound', key, [], gone.endpoints.map(address), cause);
+        });
+      }
       return;
     }
     this.cancelEmptying(`out:${key}`);
     const current = this.table.outbound(key);
-    if (current === undefined || !sameSpec(current, spec)) this.table.setOutbound(key, spec);
+    if (current === undefined || !sameSpec(current, spec)) {
+      this.table.setOutbound(key, spec);
+      this.noteEndpoints(key, current?.endpoints ?? [], spec.endpoints, cause ?? this.reportersOf(key));
+    }
+  }
+
+  private applyInbound(key: string, app: Endpoint, source: string): void {
+    this.cancelEmptying(`in:${key}`);
+    const current = this.table.inbound(key);
+    if (current?.host === app.host && current.port === app.port) return;
+    this.table.setInbound(key, app);
+    this.changes.note('inbound', key, [address(app)], current ? [address(current)] : [], source);
+  }
+
+  private noteEndpoints(key: string, before: readonly Endpoint[], after: readonly Endpoint[], registries: string | string[]): void {
+    const was = new Set(before.map(address));
+    const is = new Set(after.map(address));
+    const added = [...is].filter((a) => !was.has(a));
+    const removed = [...was].filter((a) => !is.has(a));
+    this.changes.note('outbound', key, added, removed, registries);
+  }
+
+  /** The registries whose reports list `key` now. */
+  private reportersOf(key: string): string[] {
+    return [...new Set([...(this.byKey.get(key)?.keys() ?? [])].map((reporter) => reporter.slice(0, reporter.indexOf('\u0000'))))];
   }
 
   private compile(key: string, urls: Reported[]): ClusterSpec {
@@ -225,11 +287,12 @@ export class RouteBook {
     this.emptying.delete(id);
   }
 
-  /** Stops the grace timers (the sidecar is stopping). */
+  /** Stops the grace timers (the sidecar is stopping), and logs the route changes not logged yet. */
   close(): void {
     for (const timer of this.emptying.values()) clearTimeout(timer);
     this.emptying.clear();
     for (const entry of this.compiled.values()) clearTimeout(entry.recompile);
+    this.changes.close();
   }
 }
 
@@ -243,8 +306,109 @@ export interface RouteBookOptions {
   emptyGraceMs?: number;
   /** Where a provider URL the book cannot route, or a rule it cannot apply, is reported. */
   warn?: (fields: object, message: string) => void;
+  /** Where route changes are logged (`route changed`, `routes changed`), and inbound routes a closed registry takes. */
+  info?: (fields: object, message: string) => void;
+  /**
+   * A route's changes are logged at most once per this interval: the first at once, what follows within it
+   * together at its end. @default 1000
+   */
+  changeLogIntervalMs?: number;
+  /**
+   * At most this many `route changed` lines per interval; more routes changed in one interval are one `routes changed`
+   * summary line (a 10k-endpoint load logs a few lines, not 10k). @default 10
+   */
+  changeLogLines?: number;
   /** The consumer app's address as the registry's rules name consumers: the pod's node.ip. @default '127.0.0.1' */
   consumerHost?: string;
+}
+
+function address(e: { host: string; port: number }): string {
+  return e.host.includes(':') ? `[${e.host}]:${e.port}` : `${e.host}:${e.port}`;
+}
+
+/** At most this many addresses are listed per side of a change; the counts are always given. */
+const LISTED_ADDRESSES = 10;
+
+/**
+ * Route changes as log lines, rate-limited: a change while nothing was logged in the last interval is logged at once;
+ * later ones are gathered (an endpoint that comes and goes within the interval cancels out) and logged together when
+ * it ends, one line per route, or one summary line when more routes changed than `maxLines`.
+ */
+class RouteChangeLog {
+  private readonly pending = new Map<string, { direction: 'outbound' | 'inbound'; service: string; added: Set<string>; removed: Set<string>; registries: Set<string> }>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly info: (fields: object, message: string) => void,
+    private readonly intervalMs: number,
+    private readonly maxLines: number,
+  ) {}
+
+  note(direction: 'outbound' | 'inbound', service: string, added: string[], removed: string[], registries: string | string[] | undefined): void {
+    if (added.length === 0 && removed.length === 0) return;
+    const id = `${direction} ${service}`;
+    let change = this.pending.get(id);
+    if (!change) this.pending.set(id, (change = { direction, service, added: new Set(), removed: new Set(), registries: new Set() }));
+    for (const a of added) if (!change.removed.delete(a)) change.added.add(a);
+    for (const r of removed) if (!change.added.delete(r)) change.removed.add(r);
+    for (const registry of typeof registries === 'string' ? [registries] : (registries ?? [])) if (registry !== '') change.registries.add(registry);
+    if (this.timer === undefined) this.flush();
+  }
+
+  close(): void {
+    clearTimeout(this.timer);
+    this.flush();
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  private flush(): void {
+    const changes = [...this.pending.values()].filter((c) => c.added.size + c.removed.size > 0);
+    this.pending.clear();
+    if (changes.length === 0) {
+      this.timer = undefined;
+      return;
+    }
+    const list = (set: Set<string>) => [...set].slice(0, LISTED_ADDRESSES);
+    if (changes.length <= this.maxLines) {
+      for (const c of changes) {
+        this.info(
+          {
+            direction: c.direction,
+            service: c.service,
+            added: list(c.added),
+            addedCount: c.added.size,
+            removed: list(c.removed),
+            removedCount: c.removed.size,
+            registries: [...c.registries],
+          },
+          'route changed',
+        );
+      }
+    } else {
+      let added = 0;
+      let removed = 0;
+      const registries = new Set<string>();
+      for (const c of changes) {
+        added += c.added.size;
+        removed += c.removed.size;
+        for (const r of c.registries) registries.add(r);
+      }
+      this.info(
+        {
+          routes: changes.length,
+          addedCount: added,
+          removedCount: removed,
+          registries: [...registries],
+          services: changes.slice(0, LISTED_ADDRESSES).map((c) => c.service),
+          intervalMs: this.intervalMs,
+        },
+        'routes changed',
+      );
+    }
+    this.timer = setTimeout(() => this.flush(), this.intervalMs);
+    this.timer.unref();
+  }
 }
 
 /**
@@ -320,12 +484,12 @@ export class SidecarTakeover implements ReportingTakeover {
 
   providerPublished(url: ProviderUrl): ProviderUrl {
     // An app that publishes meshport's own address back (a URL it was handed) must not become a route to itself.
-    if (!this.isSidecar(url)) this.book.setInbound(routeKeyOf(url), { host: url.host, port: url.port });
+    if (!this.isSidecar(url)) this.book.setInbound(routeKeyOf(url), { host: url.host, port: url.port }, this.source);
     return rewriteEndpoint(url, this.inbound);
   }
 
   providerWithdrawn(url: ProviderUrl): ProviderUrl {
-    if (!this.isSidecar(url)) this.book.deleteInbound(routeKeyOf(url));
+    if (!this.isSidecar(url)) this.book.deleteInbound(routeKeyOf(url), this.source);
     return rewriteEndpoint(url, this.inbound);
   }
 

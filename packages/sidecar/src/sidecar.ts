@@ -62,7 +62,11 @@ export class Sidecar {
     this.current = config;
     this.logger = options.logger ?? pino({ name: 'meshport', level: config.log.level });
     const routesLog = this.logger.child({ part: 'routes' });
-    this.book = new RouteBook({ warn: (fields, message) => routesLog.warn(fields, message), consumerHost: config.node.ip });
+    this.book = new RouteBook({
+      warn: (fields, message) => routesLog.warn(fields, message),
+      info: (fields, message) => routesLog.info(fields, message),
+      consumerHost: config.node.ip,
+    });
   }
 
   /** The config in effect: the one started with, as changed by successful reloads. */

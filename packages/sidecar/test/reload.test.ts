@@ -164,4 +164,39 @@ describe('Sidecar.reload', function () {
     assert.equal(sidecar.config.admin.port, 0, 'the old admin address stays in effect');
     assert.equal(sidecar.logger.level, 'warn');
   });
+
+  it('takes the inbound routes an app published through a removed facade with it, and logs them', async () => {
+    const meshEntry = `  - { name: mesh, type: sofa-mesh, via: static, facade: "127.0.0.1:0", app: "127.0.0.1:${echoPort}" }`;
+    writeConfig(['registries:', staticEntry, zkEntry, meshEntry]);
+    assert.equal((await sidecar.reload(file)).ok, true);
+    const mesh = sidecar.address({ facade: 'mesh' });
+    // PublishServiceRequest as sofa-rpc's MeshRegistry sends it.
+    const reply = await fetch(`http://${mesh.host}:${mesh.port}/services/publish`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        serviceName: 'com.example.Published:1.0',
+        protocolType: 'bolt',
+        providerMetaInfo: { protocol: 'bolt', version: '4.0', serializeType: 'hessian2', appName: 'demo', properties: {} },
+      }),
+    });
+    assert.equal(((await reply.json()) as { success: boolean }).success, true);
+    assert.deepEqual(sidecar.book.table.inbound('com.example.Published:1.0'), { host: '127.0.0.1', port: echoPort });
+
+    writeConfig(['registries:', staticEntry, zkEntry]);
+    const result = await sidecar.reload(file);
+    assert.equal(result.ok, true, result.error?.message);
+    assert.deepEqual(result.removed, ['mesh']);
+    await sleep(1300);
+    assert.equal(sidecar.book.table.inbound('com.example.Published:1.0'), undefined, 'gone with its facade');
+    const said = logs.find((l) => l.msg === 'registry closed: the inbound routes its apps published through it go');
+    assert.ok(said, 'logged');
+    assert.equal(said.registry, 'mesh');
+    assert.deepEqual(said.services, ['com.example.Published:1.0']);
+    // Route changes are logged at most once a second per route: the removal's line may come up to a second later.
+    const removal = (l: (typeof logs)[number]) =>
+      l.msg === 'route changed' && l.direction === 'inbound' && l.service === 'com.example.Published:1.0' && l.removedCount === 1;
+    for (let waited = 0; !logs.some(removal) && waited < 2000; waited += 50) await sleep(50);
+    assert.ok(logs.some(removal), 'the removal is logged as a route change');
+  });
 });

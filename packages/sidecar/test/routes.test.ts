@@ -108,4 +108,100 @@ describe('sidecar routes', () => {
     takeover.providerPublished(bolt('127.0.0.1', 12220));
     assert.equal(book.table.inbound('com.example.Echo:1.0'), undefined);
   });
+
+  it('a closed registry takes the inbound routes its apps published through it, after the grace, and says so', async () => {
+    const lines: { msg: string; fields: Record<string, unknown> }[] = [];
+    const book = new RouteBook({ emptyGraceMs: 10, info: (fields, msg) => void lines.push({ msg, fields: fields as Record<string, unknown> }) });
+    new SidecarTakeover(book, 'mesh', INBOUND, OUTBOUND).providerPublished(bolt('127.0.0.1', 12200));
+    new SidecarTakeover(book, 'zk', INBOUND, OUTBOUND).providerPublished(
+      parseProviderUrl('bolt://127.0.0.1:12300?interface=com.example.Other&version=1.0'),
+    );
+    book.forget('mesh');
+    assert.ok(book.table.inbound('com.example.Echo:1.0'), 'kept through the grace');
+    await new Promise((r) => setTimeout(r, 30));
+    assert.equal(book.table.inbound('com.example.Echo:1.0'), undefined, 'gone with its registry');
+    assert.deepEqual(book.table.inbound('com.example.Other:1.0'), { host: '127.0.0.1', port: 12300 }, "another registry's route stays");
+    const said = lines.find((l) => l.msg === 'registry closed: the inbound routes its apps published through it go');
+    assert.deepEqual(said?.fields.services, ['com.example.Echo:1.0']);
+    assert.equal(said?.fields.registry, 'mesh');
+    book.close();
+  });
+
+  it('an inbound route published through two registries stays until both withdraw it', async () => {
+    const book = new RouteBook({ emptyGraceMs: 10 });
+    new SidecarTakeover(book, 'zk', INBOUND, OUTBOUND).providerPublished(bolt('127.0.0.1', 12200));
+    new SidecarTakeover(book, 'mesh', INBOUND, OUTBOUND).providerPublished(bolt('127.0.0.1', 12200));
+    book.forget('mesh');
+    await new Promise((r) => setTimeout(r, 30));
+    assert.deepEqual(book.table.inbound('com.example.Echo:1.0'), { host: '127.0.0.1', port: 12200 });
+    book.forget('zk');
+    await new Promise((r) => setTimeout(r, 30));
+    assert.equal(book.table.inbound('com.example.Echo:1.0'), undefined);
+  });
+
+  it('logs each route change with its endpoints and registry, at most once per interval per route', async () => {
+    const lines: { msg: string; fields: Record<string, unknown> }[] = [];
+    const book = new RouteBook({
+      emptyGraceMs: 10,
+      changeLogIntervalMs: 100,
+      info: (fields, msg) => void lines.push({ msg, fields: fields as Record<string, unknown> }),
+    });
+    const takeover = new SidecarTakeover(book, 'zk', INBOUND, OUTBOUND);
+    takeover.providersReported('com.example.Echo', [bolt('198.18.0.7', 12201)]);
+    assert.deepEqual(lines, [
+      {
+        msg: 'route changed',
+        fields: { direction: 'outbound', service: 'com.example.Echo:1.0', added: ['198.18.0.7:12201'], addedCount: 1, removed: [], removedCount: 0, registries: ['zk'] },
+      },
+    ]);
+    // Within the interval: gathered into one line at its end; an endpoint that came and went cancels out.
+    takeover.providersReported('com.example.Echo', [bolt('198.18.0.7', 12201), bolt('198.18.0.8', 12201)]);
+    takeover.providersReported('com.example.Echo', [bolt('198.18.0.8', 12201), bolt('198.18.0.9', 12201)]);
+    takeover.providersReported('com.example.Echo', [bolt('198.18.0.8', 12201)]);
+    assert.equal(lines.length, 1);
+    await new Promise((r) => setTimeout(r, 150));
+    assert.deepEqual(lines.slice(1), [
+      {
+        msg: 'route changed',
+        fields: { direction: 'outbound', service: 'com.example.Echo:1.0', added: ['198.18.0.8:12201'], addedCount: 1, removed: ['198.18.0.7:12201'], removedCount: 1, registries: ['zk'] },
+      },
+    ]);
+    takeover.providerPublished(bolt('127.0.0.1', 12200));
+    await new Promise((r) => setTimeout(r, 150));
+    assert.deepEqual(lines.at(-1)?.fields, {
+      direction: 'inbound',
+      service: 'com.example.Echo:1.0',
+      added: ['127.0.0.1:12200'],
+      addedCount: 1,
+      removed: [],
+      removedCount: 0,
+      registries: ['zk'],
+    });
+    book.close();
+  });
+
+  it('logs a 10k-endpoint load as a few summary lines, not a line per endpoint', async function () {
+    this.timeout(20_000);
+    const lines: { msg: string; fields: Record<string, unknown> }[] = [];
+    const started = Date.now();
+    const book = new RouteBook({ info: (fields, msg) => void lines.push({ msg, fields: fields as Record<string, unknown> }) });
+    const takeover = new SidecarTakeover(book, 'zk', INBOUND, OUTBOUND);
+    for (let s = 0; s < 1000; s++) {
+      const urls = Array.from({ length: 10 }, (_, e) =>
+        parseProviderUrl(`bolt://198.18.${Math.floor(s / 100)}.${(s % 100) + 1}:${12200 + e}?interface=com.example.S${s}&version=1.0`),
+      );
+      // One provider at a time, as registrations arrive.
+      for (let n = 1; n <= urls.length; n++) takeover.providersReported(`com.example.S${s}`, urls.slice(0, n));
+    }
+    const loadMs = Date.now() - started;
+    await new Promise((r) => setTimeout(r, 1100));
+    // The first change at once, then one summary per second the load lasted.
+    assert.ok(lines.length <= 2 + Math.ceil(loadMs / 1000), `${lines.length} lines in ${loadMs} ms: ${JSON.stringify(lines.slice(0, 3))}`);
+    const summary = lines.find((l) => l.msg === 'routes changed');
+    assert.ok(summary, 'a summary line');
+    const total = lines.reduce((sum, l) => sum + (l.fields.addedCount as number), 0);
+    assert.equal(total, 10_000, 'every endpoint counted');
+    assert.equal(lines[0]!.msg, 'route changed', 'the first change is logged at once');
+    book.close();
+  });
 });
