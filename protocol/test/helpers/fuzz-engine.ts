@@ -1,6 +1,6 @@
 // Seeds, mutations and oracles of the protocol fuzz suite, shared by test/fuzz.test.ts and its worker threads.
 //
-// The oracles are written from /work/shared/PROTOCOLS.md, not from protocol/src: a reference framer and a reference
+// The oracles are written from docs/protocols.md, not from protocol/src: a reference framer and a reference
 // header decoder predict, for any input, the exact outcome (fields, or error code and offset) that decodeFrame and
 // FrameSplitter must produce. Where the wire facts leave a choice open (which check comes first, what offset an
 // error names, how lenient the CESU-8 reader is) the reference follows the codec's documented behaviour.
@@ -201,7 +201,7 @@ interface BoltLayoutRef {
   fixed: number;
 }
 
-/** Field offsets from the PROTOCOLS.md table; v2 adds ver1 at 1 and a switch byte at 11. */
+/** Field offsets from the docs/protocols.md table; v2 adds ver1 at 1 and a switch byte at 11. */
 export function boltLayoutRef(v2: boolean, isResponse: boolean): BoltLayoutRef {
   const s = v2 ? 1 : 0;
   const tail = 10 + 2 * s;
@@ -640,7 +640,7 @@ function refCesu8Text(b: Buffer, start: number, end: number): string {
   return out;
 }
 
-/** Reads one hessian2 string or null from `[p, end)`, per the PROTOCOLS.md grammar. */
+/** Reads one hessian2 string or null from `[p, end)`, per the docs/protocols.md grammar. */
 function refH2Value(b: Buffer, p: number, end: number): { value: string | null; p: number } | RefError {
   const bad = (offset: number): RefError => ({ code: 'MESHPORT_DUBBO_BAD_BODY', offset });
   if (p >= end) return bad(p);
