@@ -167,7 +167,9 @@ export class FileRegistry implements RegistryAdapter {
         this.reportMissing();
         services = new Map();
       } else {
-        this.logger.warn({ file: this.file, error }, 'registry file unreadable or invalid; keeping the last known providers');
+        // The message, not the error object: its fields would log as `{}` (an Error's message is not enumerable).
+        const { code, message } = error as { code?: string; message: string };
+        this.logger.warn({ file: this.file, code, error: message }, 'registry file unreadable or invalid; keeping the last known providers');
         this.connection.set('disconnected');
         return;
       }
@@ -273,7 +275,9 @@ function parseDocument(text: string, file: string): RegistryDocument {
   try {
     doc = JSON.parse(text);
   } catch (cause) {
-    throw new RegistryError('MESHPORT_REGISTRY_FILE_INVALID', `${file} is not valid JSON`, { cause });
+    const at = jsonErrorOffset(text);
+    const where = at === undefined ? '' : `:${lineColumn(text, at)}`;
+    throw new RegistryError('MESHPORT_REGISTRY_FILE_INVALID', `${file}${where}: not valid JSON: ${(cause as Error).message}`, { cause });
   }
   const services = (doc as { services?: unknown } | null)?.services;
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc) || typeof services !== 'object' || services === null || Array.isArray(services)) {
@@ -310,4 +314,92 @@ function sameUrl(fileEntry: string, canonical: string): boolean {
 
 function isMissing(error: unknown): boolean {
   return (error as NodeJS.ErrnoException | null)?.code === 'ENOENT';
+}
+
+/** `line:column` (1-based) of an offset, as editors show it. */
+function lineColumn(text: string, offset: number): string {
+  const before = text.slice(0, offset);
+  const line = before.split('\n').length;
+  return `${line}:${offset - before.lastIndexOf('\n')}`;
+}
+
+/**
+ * Where JSON text first goes wrong (JSON.parse does not always say: Node 20 gives a position for some mistakes and
+ * only an excerpt for others); undefined when the text is valid. A plain recursive reader, used on failure only.
+ */
+function jsonErrorOffset(text: string): number | undefined {
+  let i = 0;
+  const ws = () => {
+    while (i < text.length && ' \t\n\r'.includes(text[i]!)) i++;
+  };
+  const fail = (): never => {
+    throw i;
+  };
+  const literal = (word: string) => {
+    for (const ch of word) if (text[i++] !== ch) (i--, fail());
+  };
+  const string = () => {
+    i++; // the opening quote
+    for (;;) {
+      if (i >= text.length || text.charCodeAt(i) < 0x20) fail();
+      const ch = text[i++];
+      if (ch === '"') return;
+      if (ch === '\\') {
+        const e = text[i];
+        if (e !== undefined && '"\\/bfnrt'.includes(e)) i++;
+        else if (e === 'u' && /^[0-9a-fA-F]{4}$/.test(text.slice(i + 1, i + 5))) i += 5;
+        else fail();
+      }
+    }
+  };
+  const value = (): void => {
+    ws();
+    const ch = text[i];
+    if (ch === '{') {
+      i++;
+      ws();
+      if (text[i] === '}') return void i++;
+      for (;;) {
+        ws();
+        if (text[i] !== '"') fail();
+        string();
+        ws();
+        if (text[i] !== ':') fail();
+        i++;
+        value();
+        ws();
+        if (text[i] === ',') i++;
+        else if (text[i] === '}') return void i++;
+        else fail();
+      }
+    }
+    if (ch === '[') {
+      i++;
+      ws();
+      if (text[i] === ']') return void i++;
+      for (;;) {
+        value();
+        ws();
+        if (text[i] === ',') i++;
+        else if (text[i] === ']') return void i++;
+        else fail();
+      }
+    }
+    if (ch === '"') return string();
+    if (ch === 't') return literal('true');
+    if (ch === 'f') return literal('false');
+    if (ch === 'n') return literal('null');
+    const m = /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?/.exec(text.slice(i, i + 400));
+    if (!m) fail();
+    i += m![0].length;
+  };
+  try {
+    value();
+    ws();
+    if (i < text.length) fail();
+    return undefined;
+  } catch (at) {
+    if (typeof at === 'number') return at;
+    throw at;
+  }
 }
