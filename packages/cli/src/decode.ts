@@ -1,7 +1,7 @@
 // `meshport decode`: frames from hex, base64, a file or stdin, printed for people or as JSON lines.
 
 import { createReadStream } from 'node:fs';
-import { FrameSplitter, ProtocolError, decodeFrame, type FrameHeader } from '@meshport/protocol';
+import { FrameSplitter, ProtocolError, decodeFrame, frameLength, headerNeed, type FrameHeader } from '@meshport/protocol';
 import { decodeBody } from '@meshport/protocol/body';
 import { Style, bodyPretty, frameJson, framePretty } from './format';
 import type { Io } from './io';
@@ -9,6 +9,7 @@ import type { Io } from './io';
 export interface DecodeCommandOptions {
   hex?: string;
   base64?: string;
+  /** A file of raw bytes or hex text; `-` is stdin. */
   file?: string;
   json: boolean;
   body: boolean;
@@ -43,6 +44,7 @@ function looksLikeHexText(chunk: Buffer): boolean {
 async function* inputChunks(opts: DecodeCommandOptions, io: Io): AsyncGenerator<Buffer> {
   if (opts.hex !== undefined) yield parseHex(opts.hex);
   else if (opts.base64 !== undefined) yield parseBase64(opts.base64);
+  else if (opts.file === '-') yield* rawOrHexText(io.stdin);
   else if (opts.file !== undefined) {
     try {
       yield* rawOrHexText(createReadStream(opts.file));
@@ -70,9 +72,11 @@ async function* rawOrHexText(stream: AsyncIterable<Buffer | string>): AsyncGener
 export async function runDecode(opts: DecodeCommandOptions, io: Io): Promise<number> {
   const style = new Style(opts.colour);
   let count = 0;
+  const tail = new FrameTail();
   const splitter = new FrameSplitter(
     (frame) => {
       const start = splitter.offset - frame.length;
+      tail.frameEnded(splitter.offset);
       let header: FrameHeader;
       try {
         header = decodeFrame(frame);
@@ -80,12 +84,16 @@ export async function runDecode(opts: DecodeCommandOptions, io: Io): Promise<num
         throw err instanceof ProtocolError ? err.shifted(start) : err;
       }
       count++;
-      const body = opts.body ? bodyOf(frame, header, start) : undefined;
+      // A body in a serialization no decoder reads is not bad input: its header is shown with a note, and on it goes.
+      const readable = header.serialization === 'hessian2';
+      const note = opts.body && !readable ? `body not decoded: no body decoder for serialization ${header.serialization}` : undefined;
+      const body = opts.body && readable ? bodyOf(frame, header, start) : undefined;
       if (opts.json) {
-        io.stdout.write(JSON.stringify(frameJson(header, { offset: start, body })) + '\n');
+        io.stdout.write(JSON.stringify(frameJson(header, { offset: start, body, bodyNote: note })) + '\n');
       } else {
         io.stdout.write(`${style.dim(`#${count} @${start}`)} ${framePretty(header, style)}\n`);
         if (body) io.stdout.write(bodyPretty(body, style, '  ') + '\n');
+        if (note) io.stdout.write(`  ${style.yellow(note)}\n`);
       }
       // A bad CRC is shown (the frame is readable) and then ends the run as bad input.
       if (header.protocol === 'bolt' && header.crc === 'bad') {
@@ -99,9 +107,15 @@ export async function runDecode(opts: DecodeCommandOptions, io: Io): Promise<num
     let sawInput = false;
     for await (const chunk of inputChunks(opts, io)) {
       if (chunk.length > 0) sawInput = true;
+      const at = splitter.offset;
       splitter.write(chunk);
+      tail.wrote(chunk, at);
     }
-    splitter.end();
+    try {
+      splitter.end();
+    } catch (err) {
+      throw err instanceof ProtocolError && err.code === 'MESHPORT_FRAME_TRUNCATED' ? tail.truncation(err) : err;
+    }
     if (!sawInput) throw new InputError('no input: give --hex, --base64, --file or bytes on stdin');
     return 0;
   } catch (err) {
@@ -114,6 +128,45 @@ export async function runDecode(opts: DecodeCommandOptions, io: Io): Promise<num
       return 1;
     }
     throw err;
+  }
+}
+
+/**
+ * The first bytes of the frame the input ended in, kept so that a truncation names the length the frame's header
+ * declares as well as what the input held (the splitter only knows what it held).
+ */
+class FrameTail {
+  /** Bytes that cover any fixed header, Bolt v2 with its switch byte included. */
+  private static readonly KEEP = 64;
+  private end = 0;
+  private head = Buffer.alloc(0);
+  private total = 0;
+
+  frameEnded(offset: number): void {
+    this.end = offset;
+  }
+
+  /** After each chunk: the bytes from the end of the last whole frame, up to KEEP of them. */
+  wrote(chunk: Buffer, at: number): void {
+    this.total = at + chunk.length;
+    if (this.end >= at) this.head = Buffer.from(chunk.subarray(this.end - at, this.end - at + FrameTail.KEEP));
+    else if (this.head.length < FrameTail.KEEP) this.head = Buffer.concat([this.head, chunk.subarray(0, FrameTail.KEEP - this.head.length)]);
+  }
+
+  truncation(err: ProtocolError): ProtocolError {
+    const held = this.total - this.end;
+    let message: string;
+    try {
+      const need = headerNeed(this.head, 0, this.head.length);
+      if (this.head.length < need) message = `the input ends inside a frame header: ${held} of its ${need} bytes`;
+      else {
+        const declared = frameLength(this.head, 0);
+        message = `the input ends inside a frame: its header declares ${declared} bytes, the input holds ${held} (${declared - held} missing)`;
+      }
+    } catch {
+      return err;
+    }
+    return new ProtocolError('MESHPORT_FRAME_TRUNCATED', message, err.offset);
   }
 }
 

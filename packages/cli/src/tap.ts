@@ -31,12 +31,25 @@ export interface RunningTap {
   close(): Promise<void>;
 }
 
+/** `HOST:PORT`, `[v6]:PORT`, `:PORT` or `PORT`; the last two are loopback, where every meshport server listens by default. */
 export function parseHostPort(text: string, what: string): HostPort {
-  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text) ?? /^(\d{1,5})$/.exec(text);
-  if (!m) throw new Error(`${what} must be HOST:PORT, got '${text}'`);
-  const port = Number(m[3] ?? m[1]);
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(text) ?? /^()()(\d{1,5})$/.exec(text);
+  if (!m) throw new Error(`${what} must be HOST:PORT, :PORT or PORT, got '${text}'`);
+  const port = Number(m[3]);
   if (port > 65535) throw new Error(`${what} port ${port} is out of range`);
-  return { host: m[3] !== undefined ? (m[1] ?? m[2]) : '127.0.0.1', port };
+  return { host: m[1] || m[2] || '127.0.0.1', port };
+}
+
+/** A listen failure as the operator reads it (`127.0.0.1:12201 is in use`), or undefined for any other error. */
+export function describeListenError(err: unknown, listen: HostPort): string | undefined {
+  const { code, syscall } = err as NodeJS.ErrnoException;
+  const at = `${listen.host.includes(':') ? `[${listen.host}]` : listen.host}:${listen.port}`;
+  if (code === 'EADDRINUSE') return `${at} is in use (another process listens there)`;
+  if (code === 'EADDRNOTAVAIL') return `${at} cannot be bound: the address is not one of this host (EADDRNOTAVAIL)`;
+  if (code === 'EACCES') return `${at} cannot be bound: a port below 1024 needs CAP_NET_BIND_SERVICE (EACCES)`;
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return `${at}: the host name ${listen.host} does not resolve (${code})`;
+  if (syscall === 'listen' || syscall === 'bind') return `${at} cannot be bound: ${(err as Error).message}`;
+  return undefined;
 }
 
 type Direction = 'client' | 'upstream';
@@ -55,9 +68,14 @@ export async function startTap(options: TapOptions, io: Io): Promise<RunningTap>
     const upstream = net.connect(options.upstream);
     sockets.add(client).add(upstream);
     const tag = style.dim(`#${conn}`);
-    const note = (text: string) =>
-      options.json ? print(JSON.stringify({ ts: now(), conn, event: text })) : print(`${style.dim(now())} ${tag} ${text}`);
-    note(`open ${client.remoteAddress}:${client.remotePort} -> ${options.upstream.host}:${options.upstream.port}`);
+    // Connection events: a line for people, a structured object for --json (`event` plus its own fields).
+    const note = (text: string, event: Record<string, unknown> & { event: string }) =>
+      options.json ? print(JSON.stringify({ ts: now(), conn, ...event })) : print(`${style.dim(now())} ${tag} ${text}`);
+    note(`open ${client.remoteAddress}:${client.remotePort} -> ${options.upstream.host}:${options.upstream.port}`, {
+      event: 'open',
+      client: { host: client.remoteAddress, port: client.remotePort },
+      upstream: { host: options.upstream.host, port: options.upstream.port },
+    });
 
     // Requests waiting for their response, by id, to pair them and time the round trip.
     const pending = new Map<string, { at: bigint; header: FrameHeader }>();
@@ -74,7 +92,13 @@ export async function startTap(options: TapOptions, io: Io): Promise<RunningTap>
         } catch (err) {
           if (!(err instanceof ProtocolError)) throw err;
           broken = true;
-          note(style.red(`${from} stream: ${err.code}: ${err.message}; still forwarding, no longer decoding it`));
+          note(style.red(`${from} stream: ${err.code}: ${err.message}; still forwarding, no longer decoding it`), {
+            event: 'undecodable',
+            from,
+            code: err.code,
+            message: err.message,
+            offset: err.offset,
+          });
         }
       };
     };
@@ -115,11 +139,11 @@ export async function startTap(options: TapOptions, io: Io): Promise<RunningTap>
     const finish = (why?: Error) => {
       if (closed) return;
       closed = true;
-      if (why) note(style.red(`error: ${why.message}`));
+      if (why) note(style.red(`error: ${why.message}`), { event: 'error', message: why.message, code: (why as NodeJS.ErrnoException).code });
       client.destroy();
       upstream.destroy();
       const waiting = pending.size > 0 ? `, ${pending.size} request(s) never answered` : '';
-      note(`closed${waiting}`);
+      note(`closed${waiting}`, { event: 'closed', unanswered: pending.size });
     };
     client.on('error', finish).on('close', () => finish());
     upstream.on('error', finish).on('close', () => finish());

@@ -10,5 +10,6 @@ export type { CaptureListenerOptions, CaptureCounters } from './capture';
 export { startRegistries, loadPlugin, RegistrySet } from './registries';
 export type { RunningRegistry, RegistryWiring, ReportingTakeover } from './registries';
 export { SIDECAR_ERROR_CODES, SidecarError } from './errors';
+export { preflight } from './preflight';
 export { SIDECAR_V8_SETTINGS, applySidecarV8Settings } from './v8-settings';
 export type { SidecarErrorCode, SidecarProblem } from './errors';
