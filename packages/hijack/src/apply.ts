@@ -6,11 +6,13 @@ import { bpfAttach, bpfDetach, bpfLoad, bpfProbe, bpfUnload, nativeAddonStatus, 
 import { HijackError, HijackKernelError } from './errors';
 import { run, runChecked, type ExecOptions } from './netns';
 import {
+  HIJACK_DEFAULTS,
   bpfPinDir,
   checkLoops,
   ipRouteArgs,
   ipRuleArgs,
   ruleArgs,
+  type HijackMode,
   type HijackPlan,
   type IpRoute,
   type IpRule,
@@ -258,16 +260,75 @@ class Runner {
   }
 }
 
+/** The iptables chains each mode can install (whatever its options), by table. */
+const MODE_CHAINS: Record<HijackMode, readonly string[]> = {
+  redirect: ['nat MESHPORT_OUTPUT', 'nat MESHPORT_INBOUND'],
+  tproxy: ['nat MESHPORT_OUTPUT', 'mangle MESHPORT_INBOUND', 'mangle MESHPORT_DIVERT'],
+  'connect-hook': ['mangle MESHPORT_INBOUND', 'mangle MESHPORT_DIVERT'],
+};
+
+/**
+ * Refuses to install a mode over another mode's rules. Applying tproxy over redirect used to succeed and leave both
+ * in force; removing either mode afterwards left the other's chains (or TPROXY's ip rule) behind, capturing traffic
+ * for a sidecar that no longer expects it. What is installed is read from the namespace: chains of ours that this
+ * mode never makes, TPROXY's ip rule under a redirect plan, and, when the plan names a cgroup, a connect hook pinned
+ * for it. (tproxy over a connect hook whose cgroup the plan does not name is not seen: the hook lives in a cgroup,
+ * not in the namespace.) The error names the command that removes what is there.
+ */
+async function checkOtherMode(plan: HijackPlan, r: Runner, netns: string | undefined): Promise<void> {
+  const present: string[] = [];
+  for (const id of new Set(Object.values(MODE_CHAINS).flat())) {
+    const [table, chain] = id.split(' ') as [IptablesTable, string];
+    if (await r.chainExists(table, chain)) present.push(id);
+  }
+  const o = plan.options;
+  const foreign = present.filter((id) => !MODE_CHAINS[plan.mode].includes(id));
+  const tproxyRule = { fwmark: o.mark, table: o.routeTable } as IpRule;
+  const strayIpRule = plan.mode === 'redirect' && (await r.ipRuleCount(tproxyRule)) > 0;
+  const cgroup = o.cgroup ?? undefined;
+  const hookPinned = plan.mode !== 'connect-hook' && cgroup !== undefined && existsSync(path.join(bpfPinDir(cgroup), 'connect4'));
+  const has = (id: string) => present.includes(id);
+  const mangle = has('mangle MESHPORT_INBOUND') || has('mangle MESHPORT_DIVERT');
+  // tproxy always makes nat MESHPORT_OUTPUT (first): TPROXY's chains without it are connect-hook's inbound half.
+  const hookInbound = plan.mode === 'tproxy' && mangle && !has('nat MESHPORT_OUTPUT');
+  if (foreign.length === 0 && !strayIpRule && !hookPinned && !hookInbound) return;
+
+  const installed: HijackMode = has('nat MESHPORT_INBOUND')
+    ? 'redirect'
+    : hookPinned || (mangle && !has('nat MESHPORT_OUTPUT'))
+      ? 'connect-hook'
+      : mangle || strayIpRule
+        ? 'tproxy'
+        : 'redirect';
+  const what = [...foreign.map((id) => `iptables -t ${id.replace(' ', ' chain ')}`)];
+  if (strayIpRule) what.push(`ip rule fwmark 0x${o.mark.toString(16)} lookup ${o.routeTable}`);
+  if (hookPinned) what.push(`BPF connect hook pinned for ${cgroup}`);
+  if (hookInbound) what.push(`${present.filter((id) => id.startsWith('mangle ')).map((id) => `iptables -t ${id.replace(' ', ' chain ')}`).join('; ')}, and no nat chain MESHPORT_OUTPUT`);
+  const remove = ['meshport', 'hijack', 'remove', '--mode', installed];
+  if (installed === 'connect-hook') remove.push('--cgroup', cgroup ?? 'POD_CGROUP');
+  if (o.mark !== HIJACK_DEFAULTS.mark) remove.push('--mark', String(o.mark));
+  if (o.routeTable !== HIJACK_DEFAULTS.routeTable) remove.push('--route-table', String(o.routeTable));
+  if (netns !== undefined) remove.push('--netns', netns);
+  const quoted = remove.map((p) => (/^[\w@%+=:,./-]+$/.test(p) ? p : `'${p.replace(/'/g, `'\\''`)}'`)).join(' ');
+  throw new HijackError(
+    'MESHPORT_HIJACK_OTHER_MODE_INSTALLED',
+    `${plan.mode} refused${netns === undefined ? '' : ` in netns ${netns}`}: the rules of ${installed} mode are installed (${what.join('; ')}). ` +
+      `Two modes at once capture the same traffic twice, and removing one leaves the other behind. Remove them first: ${quoted}` +
+      (cgroup === undefined && installed === 'connect-hook' ? " (POD_CGROUP: the pod's cgroup v2 directory the hook was applied to)" : ''),
+  );
+}
+
 /**
  * Installs a plan. Our chains are created when missing and always flushed and refilled (so a changed plan replaces
  * the old one); jump rules, ip rules and routes are added only when absent. Refuses a plan that fails the loop
- * check, or that needs BPF attach, before touching anything.
+ * check, that needs BPF attach, or whose mode differs from the one installed, before touching anything.
  */
 export async function applyPlan(plan: HijackPlan, options: ApplyOptions = {}): Promise<ApplyReport> {
   checkLoops(plan);
   checkBpfEntries(plan);
   checkUserNamespaces(plan);
   const r = new Runner({ netns: options.netns });
+  await checkOtherMode(plan, r, options.netns);
   // BPF first: when the kernel or build cannot, nothing else has been installed yet.
   attachBpf(plan, r.changed);
   // A chain that already holds exactly the planned rules is left alone, so a second apply changes nothing.

@@ -13,6 +13,8 @@ export const HIJACK_ERROR_CODES = {
     'the kernel refused a BPF load, attach or detach for lack of privilege (EPERM/EACCES); errno, systemCode and syscall say which call',
   MESHPORT_HIJACK_BPF_FAILED:
     'a BPF load, attach or detach failed for a reason other than privilege or a missing kernel feature; errno, systemCode and syscall say which',
+  MESHPORT_HIJACK_OTHER_MODE_INSTALLED:
+    "another mode's rules are installed where this mode would go; the message names the command that removes them",
 } as const;
 
 export type HijackErrorCode = keyof typeof HIJACK_ERROR_CODES;

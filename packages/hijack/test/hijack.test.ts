@@ -477,6 +477,51 @@ describe('@meshport/hijack', () => {
       });
     }
 
+    it("refuses a mode over another mode's rules, installing nothing, and names the command that removes them", async function () {
+      needKernel(this);
+      await withNetns(1, async (ns) => {
+        const otherMode = (e: unknown, installed: HijackMode, command: RegExp) => {
+          assert.ok(e instanceof HijackError && e.code === 'MESHPORT_HIJACK_OTHER_MODE_INSTALLED', String(e));
+          assert.match(e.message, new RegExp(`the rules of ${installed} mode are installed`));
+          assert.match(e.message, command);
+          return true;
+        };
+        const empty = { iptables: { nat: [], mangle: [] }, ipRules: [], routes: { 133: [] } };
+        // tproxy over redirect used to succeed, and removing redirect then left TPROXY's chains and ip rule behind.
+        const redirect = planRules({ mode: 'redirect' });
+        await applyPlan(redirect, { netns: ns });
+        const state = await installedState({ netns: ns, routeTables: [133] });
+        await assert.rejects(applyPlan(planRules({ mode: 'tproxy' }), { netns: ns }), (e) =>
+          otherMode(e, 'redirect', new RegExp(`Remove them first: meshport hijack remove --mode redirect --netns ${ns}$`)),
+        );
+        const hook = planRules({ mode: 'connect-hook', cgroup: '/sys/fs/cgroup/unified/meshport-no-such-pod' });
+        await assert.rejects(applyPlan(hook, { netns: ns }), (e) => otherMode(e, 'redirect', /meshport hijack remove --mode redirect/));
+        assert.deepEqual(await installedState({ netns: ns, routeTables: [133] }), state, 'nothing installed by the refused applies');
+        assert.deepEqual((await applyPlan(redirect, { netns: ns })).changed, [], 'the same mode again is no refusal');
+        await removePlan(redirect, { netns: ns });
+        assert.deepEqual(await installedState({ netns: ns, routeTables: [133] }), empty, 'the named remove leaves nothing');
+
+        // redirect over tproxy: the TPROXY chains and ip rule are another mode's.
+        const tproxy = planRules({ mode: 'tproxy', mark: 0x540 });
+        await applyPlan(tproxy, { netns: ns });
+        await assert.rejects(applyPlan(planRules({ mode: 'redirect', mark: 0x540 }), { netns: ns }), (e) =>
+          otherMode(e, 'tproxy', /meshport hijack remove --mode tproxy --mark 1344 --netns /),
+        );
+        await removePlan(tproxy, { netns: ns });
+        assert.deepEqual(await installedState({ netns: ns, routeTables: [133] }), empty);
+
+        // tproxy over connect-hook (its inbound TPROXY half; the BPF half lives in a cgroup, not in the namespace).
+        const hookInbound: HijackPlan = { ...hook, bpf: [] };
+        await applyPlan(hookInbound, { netns: ns });
+        await assert.rejects(applyPlan(planRules({ mode: 'tproxy' }), { netns: ns }), (e) =>
+          otherMode(e, 'connect-hook', /meshport hijack remove --mode connect-hook --cgroup POD_CGROUP --netns \S+ \(POD_CGROUP: the pod's cgroup v2 directory/),
+        );
+        await assert.rejects(applyPlan(planRules({ mode: 'redirect' }), { netns: ns }), (e) => otherMode(e, 'connect-hook', /--mode connect-hook/));
+        await removePlan(hookInbound, { netns: ns });
+        assert.deepEqual(await installedState({ netns: ns, routeTables: [133] }), empty);
+      });
+    });
+
     it('apply after a changed plan replaces the rules; a duplicated jump rule is removed too', async function () {
       needKernel(this);
       await withNetns(1, async (ns) => {

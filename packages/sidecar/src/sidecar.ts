@@ -98,6 +98,7 @@ export class Sidecar {
     this.advertised = { inbound, outbound };
     try {
       if (config.hijack) {
+        warnIfNotHijackUid(config.hijack, this.logger);
         await this.startCapture(config.hijack, router).catch((error: Error) => {
           throw error instanceof SidecarError
             ? error
@@ -422,4 +423,19 @@ function groupKey(entries: RegistryConfig[]): string {
 /** A file registry that routes every service of its file reads the list at start: a reload restarts it to read it again. */
 function refreshedOnReload(entries: RegistryConfig[]): boolean {
   return entries.some((r) => r.type === 'file' && !r.services && !r.facade);
+}
+
+/**
+ * The hijack rules exclude only `hijack.uid` from capture: a sidecar running as any other uid has its own connections
+ * (to remote sidecars, to the real registry) captured and sent back to itself. Said at start, not refused: a test or
+ * a hand-run sidecar may run without the rules in place.
+ */
+function warnIfNotHijackUid(hijack: HijackConfig, logger: Logger, uid = process.getuid?.()): void {
+  if (uid === undefined || uid === hijack.uid) return;
+  logger.warn(
+    { uid, hijackUid: hijack.uid, mode: hijack.mode },
+    `meshport runs as uid ${uid}, not hijack.uid ${hijack.uid}: the hijack rules exclude only uid ${hijack.uid}, so meshport's own ` +
+      `connections are captured and sent back to it (a loop). Run it as uid ${hijack.uid} (runAsUser) or set hijack.uid to ${uid} ` +
+      'and apply the rules with that --uid',
+  );
 }
