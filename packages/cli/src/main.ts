@@ -264,7 +264,17 @@ async function runSidecar(opts: SidecarFlags, io: Io): Promise<number> {
       return;
     }
     sidecar.logger.info({ signal: 'SIGHUP', config: configFile }, 'signal received, reloading');
-    void sidecar.reload(configFile);
+    if (!opts.logLevel) {
+      void sidecar.reload(configFile);
+      return;
+    }
+    // --log-level still overrides the file's log.level; a file that does not load is reloaded by path, which logs
+    // its mistakes and changes nothing.
+    const level = opts.logLevel;
+    void loadConfig(configFile).then(
+      (next) => sidecar.reload({ ...next, log: { ...next.log, level } }),
+      () => sidecar.reload(configFile),
+    );
   };
   process.on('SIGHUP', onHangup);
   await new Promise<void>((resolve) => sidecar.stopOnSignals(resolve));

@@ -152,7 +152,7 @@ describe('meshport: a conventional command line', function () {
       const admin = await freePort();
       const config = path.join(dir, 'meshport.yaml');
       writeFileSync(config, `admin: 127.0.0.1:${admin}\nlisteners: { outbound: "127.0.0.1:0", inbound: "127.0.0.1:0" }\nlog: { level: info }\n`);
-      const run = async (args: string[]) => {
+      const run = async (args: string[], hangup = false) => {
         const child = spawn(process.execPath, [BIN, 'sidecar', '--config', config, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
         let out = '';
         child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -164,11 +164,16 @@ describe('meshport: a conventional command line', function () {
           assert.ok(Date.now() < deadline, `the admin port never answered:\n${out}`);
           await new Promise((r) => setTimeout(r, 50));
         }
+        if (hangup) {
+          child.kill('SIGHUP');
+          await new Promise((r) => setTimeout(r, 500));
+        }
         child.kill('SIGTERM');
         assert.equal(await exited, 0, out);
         return out;
       };
-      assert.equal(await run(['--log-level', 'error']), '', 'nothing at info');
+      // Nothing at info, a reload (SIGHUP) included: the flag still wins over the file's log.level.
+      assert.equal(await run(['--log-level', 'error'], true), '', 'nothing at info');
       const pretty = await run(['--log-format', 'pretty']);
       assert.match(pretty, /^\d\d:\d\d:\d\d\.\d{3} INFO  meshport sidecar running inbound=\{"host":"127\.0\.0\.1","port":\d+\}/m);
       assert.doesNotMatch(pretty, /^\{/m, 'no JSON line');
