@@ -24,6 +24,7 @@ import type { Io } from './io';
 
 export const HIJACK_USAGE = `Usage:
   meshport hijack apply|remove|print|status --mode redirect|tproxy|connect-hook [options]
+  meshport hijack apply|remove|print|status --config meshport.yaml [options]
   meshport hijack apply|remove --plan FILE     (a plan as 'print --json' wrote it)
 
   apply    install the rules (idempotent: a second apply changes nothing)
@@ -40,6 +41,9 @@ Modes:
                 inbound: TPROXY
 
 Options:
+  --config FILE            take the mode, --uid, the capture and admin ports, the facade ports (the sidecar's
+                           listeners and every facade) and --sockmap from the sidecar's config, its hijack key;
+                           a flag given as well wins
   --netns NAME             work inside this network namespace (default: the current one)
   --uid N                  the sidecar's uid, never captured (default ${HIJACK_DEFAULTS.uid})
   --outbound-port N        outbound capture listener (default ${HIJACK_DEFAULTS.outboundPort})
@@ -61,6 +65,7 @@ Exit codes: 0 ok, 1 a command failed or the mode is not available here, 2 usage 
 
 const OPTIONS = {
   mode: { type: 'string' },
+  config: { type: 'string' },
   plan: { type: 'string' },
   netns: { type: 'string' },
   uid: { type: 'string' },
@@ -111,7 +116,8 @@ async function hijack(argv: string[], io: Io): Promise<number> {
   if (rest.length > 0) throw new UsageError(`unexpected argument '${rest[0]}'`);
   if (values.json && action !== 'print' && action !== 'status') throw new UsageError('--json goes with print or status');
 
-  const plan = values.plan !== undefined ? readPlan(values.plan, values) : planRules(toOptions(values));
+  const fromConfig = values.plan === undefined && values.config !== undefined ? await optionsOfConfig(values.config) : undefined;
+  const plan = values.plan !== undefined ? readPlan(values.plan, values) : planRules(toOptions(values, fromConfig));
   const netns = values.netns;
   if (netns !== undefined) assertNetnsName(netns);
 
@@ -172,16 +178,45 @@ function readPlan(file: string, values: Values): HijackPlan {
   return parsePlanJson(text);
 }
 
-function toOptions(values: Values): HijackOptions {
-  if (values.mode === undefined) throw new UsageError(`--mode is required: ${HIJACK_MODES.join(', ')}`);
-  if (!HIJACK_MODES.includes(values.mode as HijackMode)) throw new UsageError(`--mode must be one of ${HIJACK_MODES.join(', ')}, got '${values.mode}'`);
+/**
+ * What the sidecar's config says of the rules: its hijack mode, uid and capture ports, its admin port, and the ports
+ * of its own listeners and facades (never captured), so the rules and the sidecar cannot disagree by a flag copied
+ * wrongly. A config that cannot be read, or has no hijack key, is a usage error naming it.
+ */
+async function optionsOfConfig(file: string): Promise<Partial<HijackOptions>> {
+  const { loadConfig } = await import('@meshport/sidecar');
+  let config: Awaited<ReturnType<typeof loadConfig>>;
+  try {
+    config = await loadConfig(file);
+  } catch (err) {
+    const { code, message } = err as { code?: string; message: string };
+    throw new UsageError(`--config ${file}: ${code ? `${code}: ` : ''}${message}`);
+  }
+  const { hijack } = config;
+  if (hijack === undefined) throw new UsageError(`--config ${file} has no hijack key: it names no mode, uid or capture ports to take`);
+  const facades = config.registries.flatMap((r) => (r.facade ? [r.facade.port] : []));
   return {
-    mode: values.mode as HijackMode,
-    uid: int(values.uid, '--uid'),
-    outboundPort: int(values['outbound-port'], '--outbound-port'),
-    inboundPort: int(values['inbound-port'], '--inbound-port'),
-    adminPort: int(values['admin-port'], '--admin-port'),
-    facadePorts: portList(values['facade-ports'], '--facade-ports'),
+    mode: hijack.mode,
+    uid: hijack.uid,
+    outboundPort: hijack.outboundCapturePort,
+    inboundPort: hijack.inboundCapturePort,
+    adminPort: config.admin.port,
+    facadePorts: [...new Set([config.listeners.inbound.port, config.listeners.outbound.port, ...facades])].filter((p) => p !== 0),
+    sockmap: hijack.sockmap,
+  };
+}
+
+function toOptions(values: Values, base: Partial<HijackOptions> = {}): HijackOptions {
+  const mode = values.mode ?? base.mode;
+  if (mode === undefined) throw new UsageError(`--mode is required: ${HIJACK_MODES.join(', ')}`);
+  if (!HIJACK_MODES.includes(mode as HijackMode)) throw new UsageError(`--mode must be one of ${HIJACK_MODES.join(', ')}, got '${mode}'`);
+  return {
+    mode: mode as HijackMode,
+    uid: int(values.uid, '--uid') ?? base.uid,
+    outboundPort: int(values['outbound-port'], '--outbound-port') ?? base.outboundPort,
+    inboundPort: int(values['inbound-port'], '--inbound-port') ?? base.inboundPort,
+    adminPort: int(values['admin-port'], '--admin-port') ?? base.adminPort,
+    facadePorts: portList(values['facade-ports'], '--facade-ports') ?? base.facadePorts,
     excludePorts: portList(values['exclude-ports'], '--exclude-ports'),
     inboundPorts: portListOrAll(values['inbound-ports'], '--inbound-ports'),
     outboundPorts: portListOrAll(values['outbound-ports'], '--outbound-ports'),
@@ -189,7 +224,7 @@ function toOptions(values: Values): HijackOptions {
     mark: int(values.mark, '--mark'),
     routeTable: int(values['route-table'], '--route-table'),
     cgroup: values.cgroup,
-    sockmap: values.sockmap,
+    sockmap: values.sockmap || (base.sockmap ?? false),
   };
 }
 
