@@ -232,6 +232,12 @@ async function runSidecar(opts: SidecarFlags, io: Io): Promise<number> {
   const { sidecarLogger } = await import('./log.js');
   const configFile = opts.config;
   const fail = (err: unknown) => {
+    // A listener that another process took between the start-up check and the bind: the kernel's words, no stack.
+    const { code, syscall } = err as NodeJS.ErrnoException;
+    if (!(err instanceof MeshportError) && typeof code === 'string' && syscall !== undefined) {
+      io.stderr.write(`meshport sidecar: ${code}: ${(err as Error).message}\n`);
+      return 2;
+    }
     if (!(err instanceof MeshportError)) throw err;
     const problems = (err as { problems?: { code: string; message: string }[] }).problems ?? [err];
     for (const p of problems) io.stderr.write(`meshport sidecar: ${p.code}: ${p.message}\n`);
