@@ -43,3 +43,28 @@ export class ConnectionStateCell {
     this.listeners.clear();
   }
 }
+
+/**
+ * One warning that may recur in a loop (an app's client reconnecting every 200 ms to a facade whose upstream is
+ * down): logged at most once per `everyMs`, each line saying how many were held back since the last one.
+ */
+export class PacedWarning {
+  private last = -Infinity;
+  private held = 0;
+
+  constructor(
+    private readonly logger: { warn(detail: object, message: string): void },
+    private readonly everyMs = 60_000,
+  ) {}
+
+  warn(detail: object, message: string): void {
+    const now = Date.now();
+    if (now - this.last < this.everyMs) {
+      this.held++;
+      return;
+    }
+    this.logger.warn(this.held > 0 ? { ...detail, heldBack: this.held } : detail, message);
+    this.last = now;
+    this.held = 0;
+  }
+}

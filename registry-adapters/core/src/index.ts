@@ -45,7 +45,7 @@ export type {
   WarmUp,
 } from './rules';
 export { ProviderLists } from './provider-lists';
-export { ConnectionStateCell } from './connection-state';
+export { ConnectionStateCell, PacedWarning } from './connection-state';
 export { waitAtMost } from './wait';
 export { MemoryRegistry, MemoryRegistryStore } from './memory';
 export { FileRegistry, FILE_REGISTRY_DEFAULTS } from './file';

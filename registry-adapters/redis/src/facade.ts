@@ -4,6 +4,7 @@
 import net from 'node:net';
 import {
   ClientGate,
+  PacedWarning,
   formatProviderUrl,
   parseProviderUrl,
   RegistryError,
@@ -129,6 +130,8 @@ export class RedisFacade implements RegistryFacade {
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 
+  private upstreamDown: PacedWarning | undefined;
+
   private accept(app: net.Socket): void {
     if (this.closed) {
       app.destroy();
@@ -139,6 +142,7 @@ export class RedisFacade implements RegistryFacade {
       memory: this.memory,
       takeover: this.takeover,
       logger: this.logger,
+      upstreamDown: (this.upstreamDown ??= new PacedWarning(this.logger)),
       maxBulkBytes: this.maxBulkBytes,
     });
     this.sessions.add(session);
@@ -174,6 +178,8 @@ const PUSHED_MESSAGES = new Set<string>(['message', 'pmessage', 'smessage']);
 interface SessionContext {
   takeover: Takeover;
   logger: RegistryLogger;
+  /** An app's client reconnects in a loop while Redis is down: one line a minute says so. */
+  upstreamDown: PacedWarning;
   maxBulkBytes: number;
   memory: ProvidersMemory;
 }
@@ -273,7 +279,7 @@ class FacadeSession {
     app.on('error', () => this.destroy());
     app.on('close', () => this.destroy());
     this.upstream.on('error', (error) => {
-      if (!this.closing) this.ctx.logger.warn({ error }, 'upstream Redis connection failed; closing the app connection');
+      if (!this.closing) this.ctx.upstreamDown.warn({ error }, 'upstream Redis connection failed; closing the app connection');
     });
     // Redis went away: the app sees its connection close, as it would without the facade, and reconnects.
     this.upstream.on('close', () => this.endApp());

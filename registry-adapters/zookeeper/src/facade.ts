@@ -4,6 +4,7 @@
 import net from 'node:net';
 import {
   ClientGate,
+  PacedWarning,
   decodeNodeName,
   encodeNodeName,
   type AllowRemote,
@@ -297,6 +298,8 @@ export class ZooKeeperFacade implements RegistryFacade {
   private readonly connections = new Set<FacadeConnection>();
   /** Where the next app connection starts trying, so connections spread over the ensemble. */
   private nextUpstream = 0;
+  /** An app's client retries every few hundred ms while the ensemble is down: one line a minute says so. */
+  private readonly upstreamDown: PacedWarning;
 
   constructor(options: ZooKeeperFacadeOptions) {
     const logger = options.logger ?? ZOOKEEPER_FACADE_DEFAULTS.logger;
@@ -304,6 +307,7 @@ export class ZooKeeperFacade implements RegistryFacade {
     this.upstreamConnectTimeoutMs = options.upstreamConnectTimeoutMs ?? ZOOKEEPER_FACADE_DEFAULTS.upstreamConnectTimeoutMs;
     this.upstreams = parseEnsemble(options.upstream, logger);
     this.clients = new ClientGate(options.allowRemote, 'zookeeper facade', logger);
+    this.upstreamDown = new PacedWarning(logger);
     this.context = new FacadeContext(
       options.takeover,
       logger,
@@ -382,7 +386,7 @@ export class ZooKeeperFacade implements RegistryFacade {
   private dialUpstream(start: number, attempt: number, connection: FacadeConnection): void {
     if (connection.destroyed) return;
     if (attempt >= this.upstreams.length) {
-      this.context.logger.warn({ upstream: this.upstreams }, 'no ZooKeeper server of the ensemble accepted; closing the app connection');
+      this.upstreamDown.warn({ upstream: this.upstreams }, 'no ZooKeeper server of the ensemble accepted; closing the app connection');
       this.context.upstreamDown = true;
       connection.destroy();
       return;

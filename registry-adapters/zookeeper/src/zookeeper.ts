@@ -287,6 +287,9 @@ export class ZooKeeperRegistry implements RegistryAdapter {
       else if (state === zookeeper.State.EXPIRED) this.onExpired(client);
     });
     client.connect();
+    // The first connection too: a server still starting accepts and does not answer, and the client would wait for
+    // its whole connect timeout (the session timeout) before trying again.
+    this.watchHandshake(client);
   }
 
   /**
