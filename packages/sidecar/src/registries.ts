@@ -5,6 +5,7 @@ import { pathToFileURL } from 'node:url';
 import {
   FileRegistry,
   withServiceKey,
+  type ConnectionState,
   type RegistryAdapter,
   type RegistryFacade,
   type RegistryLogger,
@@ -25,10 +26,14 @@ export interface RunningRegistry {
   /** The upstream adapter, when something needs it: `services`, a sofa-mesh `via`, or no facade. */
   readonly adapter: RegistryAdapter | undefined;
   readonly facade: RegistryFacade | undefined;
+  /** How its upstream session stands; undefined for an entry with no session of its own (see RegistrySet.status). */
+  readonly health: RegistryHealth | undefined;
 }
 
 export interface RegistryWiring {
   logger: RegistryLogger;
+  /** Where connection warnings go (a registry that cannot connect, is lost, is back); and how often. */
+  health?: RegistryHealthOptions;
   /**
    * The Takeover for one entry (facades rewrite through it; subscriptions report through it). `rules` watches an
    * interface's governance rules in that entry's registry, when the registry keeps any.
@@ -62,8 +67,30 @@ export class RegistrySet {
     return this.entries.find((r) => r.config.name === name);
   }
 
+  /**
+   * Each entry as the `/registries` page shows it. An entry without a session of its own reports how it reaches its
+   * registry instead: a sofa-mesh facade through its `via` entry (that entry's state), a facade with nothing to
+   * subscribe as `passthrough` (each app session is passed through to the upstream, which answers the app itself).
+   */
+  status(): RegistryStatus[] {
+    return this.entries.map((r) => {
+      if (r.health) return r.health.status(r.facade);
+      const via = r.config.type === 'sofa-mesh' ? this.get(r.config.via!)?.health : undefined;
+      const base = { name: r.config.name, type: r.config.type, ...(r.config.upstream ? { upstream: redactUrl(r.config.upstream) } : {}) };
+      const facade = facadeAddress(r.facade);
+      if (via) {
+        const { state, since, lastConnected, lastError, ready } = via.status(undefined);
+        return { ...base, via: r.config.via, facade, state, since, lastConnected, lastError, ready, services: { routed: [], waiting: [] } };
+      }
+      return { ...base, facade, state: 'passthrough', since: this.started, ready: true, services: { routed: [], waiting: [] } };
+    });
+  }
+
+  private readonly started = new Date().toISOString();
+
   /** Subscriptions, then facades (the apps stop talking), then adapters (ephemeral registrations go with them). */
   async close(): Promise<void> {
+    this.entries.forEach((r) => r.health?.close());
     this.unsubscribes.splice(0).forEach((u) => u());
     await Promise.allSettled(this.entries.map((r) => r.facade?.close()));
     await Promise.allSettled(this.adapters.map((a) => a.close()));
@@ -80,6 +107,7 @@ export async function startRegistries(entries: RegistryConfig[], wiring: Registr
   const unsubscribes: Unsubscribe[] = [];
   const opened: RegistryAdapter[] = [];
   const set = new RegistrySet(running, unsubscribes, opened);
+  const healths = new Map<string, RegistryHealth>();
   try {
     const needed = new Set(entries.filter((e) => e.type === 'sofa-mesh').map((e) => e.via!));
     for (const entry of entries) {
@@ -88,25 +116,36 @@ export async function startRegistries(entries: RegistryConfig[], wiring: Registr
       const adapter = await createAdapter(entry, wiring.logger);
       adapters.set(entry.name, adapter);
       opened.push(adapter);
+      // At once, before the first connection can happen: every state change counts and is seen.
+      healths.set(entry.name, new RegistryHealth(entry, adapter, wiring.health));
     }
     for (const entry of entries) {
       const adapter = adapters.get(entry.name);
+      const health = healths.get(entry.name);
       const rules = entry.type === 'zookeeper' ? ruleSource(entry, adapter, wiring.logger, opened, unsubscribes) : undefined;
       const takeover = wiring.takeoverFor(entry.name, rules);
       const facade = entry.facade ? createFacade(entry, takeover, adapters, wiring.logger) : undefined;
-      running.push({ config: entry, adapter, facade });
+      running.push({ config: entry, adapter, facade, health });
       await facade?.start();
       if (adapter) {
-        for (const service of await servicesToRoute(entry)) {
+        const services = await servicesToRoute(entry);
+        health?.expect(services);
+        for (const service of services) {
           // Reported per service: two identities of one interface subscribed here are two answers, not one. A URL
           // filed under the service without naming it is that service's provider.
           const report = 'providersReported' in takeover ? takeover.providersReported.bind(takeover) : takeover.providersRead.bind(takeover);
-          unsubscribes.push(await adapter.subscribe(service, (urls) => void report(service, urls.map((u) => withServiceKey(u, service)))));
+          unsubscribes.push(
+            await adapter.subscribe(service, (urls) => {
+              health?.reported(service);
+              report(service, urls.map((u) => withServiceKey(u, service)));
+            }),
+          );
         }
       }
     }
     return set;
   } catch (err) {
+    healths.forEach((h) => h.close());
     await set.close();
     throw err;
   }
@@ -221,6 +260,208 @@ async function servicesToRoute(entry: RegistryConfig): Promise<string[]> {
   } catch {
     return []; // a missing or broken file: the file registry itself reports it
   }
+}
+
+/** The warnings of RegistryHealth and their pace. */
+export interface RegistryHealthOptions {
+  logger?: { warn(detail: object, message: string): void; info(detail: object, message: string): void };
+  /** A registry that has not connected this long after it started (or after it was lost) is warned about even without an error. @default 5000 */
+  warnAfterMs?: number;
+  /** While a registry stays down, the warning is repeated this often. @default 60000 */
+  warnEveryMs?: number;
+}
+
+export const REGISTRY_HEALTH_DEFAULTS = { warnAfterMs: 5_000, warnEveryMs: 60_000, checkEveryMs: 500 } as const;
+
+/**
+ * `connecting` until the first connection, `connected`, then `reconnecting` while a connection once made is down
+ * (routes stay on the last known providers); `passthrough` for an entry with no session of its own.
+ */
+export type RegistryHealthState = 'connecting' | 'connected' | 'reconnecting' | 'passthrough';
+
+/** One entry on the `/registries` admin page. */
+export interface RegistryStatus {
+  name: string;
+  type: string;
+  /** As configured, with any password replaced by `***`. */
+  upstream?: string;
+  /** Where its facade listens, when it has one. */
+  facade?: { host: string; port: number };
+  /** The entry a sofa-mesh facade publishes and subscribes through; its state is that entry's. */
+  via?: string;
+  state: RegistryHealthState;
+  /** When it entered that state (ISO 8601). */
+  since: string;
+  /** When it last became connected, if ever. */
+  lastConnected?: string;
+  /** The last failure to connect or stay connected, kept after a reconnect. */
+  lastError?: { message: string; code?: string; at: string; count: number };
+  /** Connected once and every service it must route reported once: what `/ready` waits for. Stays true after. */
+  ready: boolean;
+  /** The services it subscribes itself (`services`, a file registry's list), and those not reported yet. */
+  services: { routed: string[]; waiting: string[] };
+  /** Changes of the adapter's connection state, by the state entered. */
+  stateChanges?: Record<string, number>;
+  /** Provider lists the registry has reported for the services it routes. */
+  reports?: number;
+}
+
+/**
+ * Watches one adapter's connection for the operator: the state shown on `/registries` and `/stats`, readiness, and
+ * warnings at a bounded pace. A registry that cannot connect is warned about once its first error is known (or
+ * after warnAfterMs without one), then every warnEveryMs while it stays down; a lost connection at once; and when it
+ * is back after a warning, that is logged too.
+ */
+export class RegistryHealth {
+  private current: RegistryHealthState = 'connecting';
+  private since = Date.now();
+  private lastConnectedAt: number | undefined;
+  private wasReady = false;
+  private readonly routed: string[] = [];
+  private readonly waiting = new Set<string>();
+  private expecting = true;
+  private lastWarnAt: number | undefined;
+  private readonly changes: Record<string, number> = {};
+  private reportCount = 0;
+  private readonly timer: NodeJS.Timeout;
+  private readonly stopListening: Unsubscribe;
+  private readonly warnAfterMs: number;
+  private readonly warnEveryMs: number;
+
+  constructor(
+    readonly entry: RegistryConfig,
+    private readonly adapter: RegistryAdapter,
+    private readonly options: RegistryHealthOptions = {},
+  ) {
+    this.warnAfterMs = options.warnAfterMs ?? REGISTRY_HEALTH_DEFAULTS.warnAfterMs;
+    this.warnEveryMs = options.warnEveryMs ?? REGISTRY_HEALTH_DEFAULTS.warnEveryMs;
+    this.stopListening = adapter.onStateChange((state) => this.onState(state));
+    if (adapter.state === 'connected') this.onState('connected');
+    this.timer = setInterval(() => this.check(), REGISTRY_HEALTH_DEFAULTS.checkEveryMs);
+    this.timer.unref();
+  }
+
+  get state(): RegistryHealthState {
+    return this.current;
+  }
+
+  /** Connected once and every service to route reported once; once true, true for good (routes outlive an outage). */
+  get ready(): boolean {
+    this.wasReady ||= this.lastConnectedAt !== undefined && !this.expecting && this.waiting.size === 0;
+    return this.wasReady;
+  }
+
+  /** The services this entry subscribes itself: readiness waits for each to be reported once. */
+  expect(services: string[]): void {
+    this.routed.push(...services);
+    for (const s of services) this.waiting.add(s);
+    this.expecting = false;
+  }
+
+  reported(service: string): void {
+    this.reportCount++;
+    this.waiting.delete(service);
+  }
+
+  status(facade: RegistryFacade | undefined): RegistryStatus {
+    const error = this.adapter.lastError;
+    const iso = (ms: number) => new Date(ms).toISOString();
+    return {
+      name: this.entry.name,
+      type: this.entry.type,
+      ...(this.entry.upstream ? { upstream: redactUrl(this.entry.upstream) } : {}),
+      ...(facade ? { facade: facadeAddress(facade) } : {}),
+      state: this.current,
+      since: iso(this.since),
+      ...(this.lastConnectedAt !== undefined ? { lastConnected: iso(this.lastConnectedAt) } : {}),
+      ...(error ? { lastError: { message: error.message, ...(error.code ? { code: error.code } : {}), at: iso(error.at), count: error.count } } : {}),
+      ready: this.ready,
+      services: { routed: [...this.routed], waiting: [...this.waiting] },
+      stateChanges: { ...this.changes },
+      reports: this.reportCount,
+    };
+  }
+
+  /** For `/stats`: the figures behind the registry metrics. */
+  metrics(): { up: boolean; state: RegistryHealthState; lastConnectedAt?: number; changes: Record<string, number>; errors: number; reports: number } {
+    return {
+      up: this.current === 'connected',
+      state: this.current,
+      lastConnectedAt: this.lastConnectedAt,
+      changes: this.changes,
+      errors: this.adapter.lastError?.count ?? 0,
+      reports: this.reportCount,
+    };
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+    this.stopListening();
+  }
+
+  private onState(state: ConnectionState): void {
+    this.changes[state] = (this.changes[state] ?? 0) + 1;
+    const now = Date.now();
+    if (state === 'connected') {
+      if (this.current === 'connected') return;
+      const wasDown = this.lastWarnAt !== undefined;
+      const downForMs = now - this.since;
+      this.current = 'connected';
+      this.since = this.lastConnectedAt = now;
+      this.lastWarnAt = undefined;
+      if (wasDown) this.options.logger?.info({ registry: this.entry.name, type: this.entry.type, downForMs }, 'registry connected again');
+      return;
+    }
+    if (this.current !== 'connected') return; // still down: an expiry while disconnected changes nothing here
+    this.current = 'reconnecting';
+    this.since = now;
+    this.warn('registry connection lost; routing on the last known providers while reconnecting', now);
+  }
+
+  private check(): void {
+    if (this.current === 'connected') return;
+    const now = Date.now();
+    if (this.lastWarnAt === undefined) {
+      const error = this.adapter.lastError;
+      if ((error && error.at >= this.since) || now - this.since >= this.warnAfterMs) {
+        this.warn(this.current === 'connecting' ? 'registry cannot connect' : 'registry still down; routing on the last known providers', now);
+      }
+    } else if (now - this.lastWarnAt >= this.warnEveryMs) {
+      this.warn(
+        this.current === 'connecting' ? 'registry still cannot connect' : 'registry still down; routing on the last known providers',
+        now,
+      );
+    }
+  }
+
+  private warn(message: string, now: number): void {
+    this.lastWarnAt = now;
+    const error = this.adapter.lastError;
+    this.options.logger?.warn(
+      {
+        registry: this.entry.name,
+        type: this.entry.type,
+        upstream: this.entry.upstream && redactUrl(this.entry.upstream),
+        state: this.current,
+        downForMs: now - this.since,
+        ...(error ? { error: error.message } : {}),
+      },
+      message,
+    );
+  }
+}
+
+function facadeAddress(facade: RegistryFacade | undefined): { host: string; port: number } | undefined {
+  try {
+    return facade?.address();
+  } catch {
+    return undefined; // not started yet
+  }
+}
+
+/** `redis://user:secret@host` (or `user:secret@host`) -> `redis://user:***@host`; text without a password is kept. */
+export function redactUrl(text: string): string {
+  return text.replace(/(^|\/\/)([^/@:\s,]*:)[^/@\s]*@/g, '$1$2***@');
 }
 
 function redisUrl(upstream: string): string {

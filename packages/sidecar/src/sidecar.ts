@@ -5,7 +5,7 @@ import { createRouter, type RouterHandle } from '@meshport/router';
 import { CaptureListener } from './capture';
 import { loadConfig, SIDECAR_DEFAULTS, type HijackConfig, type HostPort, type RegistryConfig, type SidecarConfig } from './config';
 import { preflight } from './preflight';
-import { startRegistries, type RegistrySet } from './registries';
+import { redactUrl, startRegistries, type RegistrySet, type RegistryStatus } from './registries';
 import { RouteBook, SidecarTakeover } from './routes';
 import { SidecarError } from './errors';
 
@@ -57,6 +57,14 @@ export class Sidecar {
   private current: SidecarConfig;
   /** The inbound address published upstream and the outbound address apps dial, once the router is listening. */
   private advertised: { inbound: HostPort; outbound: HostPort } | undefined;
+  /** start() has finished: every registry of the config is running (connected or not). */
+  private started = false;
+  /**
+   * Registries (by name) that have been ready once: `/ready` stays 200 through their later outages and through a
+   * reload that restarts them, since the routes they reported are kept.
+   */
+  private readonly readyOnce = new Set<string>();
+  private readonly reloads = { ok: 0, failed: 0 };
 
   constructor(config: SidecarConfig, options: SidecarOptions = {}) {
     this.current = config;
@@ -88,10 +96,16 @@ export class Sidecar {
       // The allowRemote gate as data: both engines apply it at accept.
       outbound: { ...config.listeners.outbound, allowRemote: config.listeners.allowRemote.outbound },
       inbound: { ...config.listeners.inbound, allowRemote: config.listeners.allowRemote.inbound },
-      admin: { port: config.admin.port },
+      admin: {
+        port: config.admin.port,
+        pages: { '/registries': () => ({ registries: this.registryStatus() }) },
+        readiness: () => this.notReadyBecause(),
+        config: (own) => this.describeConfig(own),
+      },
       logger: this.logger.child({ part: 'router' }),
     });
     this.router = router;
+    this.addMetrics(router);
     await router.start();
     const inbound = { host: config.node.ip, port: router.address('inbound').port };
     const outbound = this.dialable(config.listeners.outbound, router.address('outbound').port);
@@ -112,8 +126,99 @@ export class Sidecar {
       await router.drain(0);
       throw err;
     }
+    this.started = true;
     this.logReady(this.groups);
     this.logger.info({ inbound, outbound, admin: router.address('admin') }, 'meshport sidecar running');
+  }
+
+  /** Every registry entry's state, as the admin `/registries` page shows it. */
+  registryStatus(): RegistryStatus[] {
+    return this.groups.flatMap((g) => g.set.status());
+  }
+
+  /**
+   * Why `/ready` is 503, or undefined when ready: until start() has finished and every registry has connected once
+   * and reported each service it must route once. After that it stays ready through outages, on the last known
+   * routes (a pod taken out of its Service for a registry blip would turn a registry outage into a traffic outage).
+   */
+  private notReadyBecause(): string | undefined {
+    if (!this.started) return 'starting';
+    const waiting: string[] = [];
+    for (const r of this.registryStatus()) {
+      if (r.ready) this.readyOnce.add(r.name);
+      if (this.readyOnce.has(r.name)) continue;
+      const why = r.state === 'connected' ? `waiting for ${r.services.waiting.join(', ')}` : r.state;
+      waiting.push(`${r.name} (${why}${r.lastError && r.state !== 'connected' ? `: ${r.lastError.message}` : ''})`);
+    }
+    return waiting.length > 0 ? `registries not ready: ${waiting.join('; ')}` : undefined;
+  }
+
+  /** The whole effective config for `/config`, the router part as the router runs it, secrets redacted. */
+  private describeConfig(router: Record<string, unknown>): Record<string, unknown> {
+    const { baseDir, node, listeners, admin, log, hijack, registries } = this.current;
+    return {
+      baseDir,
+      node,
+      listeners,
+      admin,
+      log,
+      hijack: hijack ?? null,
+      registries: registries.map((r) => ({
+        ...r,
+        ...(r.upstream ? { upstream: redactUrl(r.upstream) } : {}),
+        options: redactOptions(r.options),
+      })),
+      router,
+    };
+  }
+
+  /** The sidecar's own figures on the router's `/stats`: build, process, registries, reloads, capture listeners. */
+  private addMetrics(router: RouterHandle): void {
+    const stats = router.stats;
+    stats.collectProcessMetrics();
+    stats.addCollected('meshport_build_info', 'meshport version, engine and Node.js version; always 1', 'gauge', () => [
+      { labels: { version: SIDECAR_VERSION, engine: router.engine, node: process.version }, value: 1 },
+    ]);
+    const healths = () =>
+      this.groups.flatMap((g) => g.set.entries).flatMap((r) => (r.health ? [{ labels: { registry: r.config.name, type: r.config.type }, m: r.health.metrics() }] : []));
+    stats.addCollected('meshport_registry_up', 'Whether the registry session is connected (1) or not (0)', 'gauge', () =>
+      healths().map(({ labels, m }) => ({ labels, value: m.up ? 1 : 0 })),
+    );
+    stats.addCollected('meshport_registry_state', 'The registry session state: 1 on the current one (connecting, connected, reconnecting)', 'gauge', () =>
+      healths().flatMap(({ labels, m }) =>
+        (['connecting', 'connected', 'reconnecting'] as const).map((state) => ({ labels: { ...labels, state }, value: m.state === state ? 1 : 0 })),
+      ),
+    );
+    stats.addCollected(
+      'meshport_registry_state_changes_total',
+      'Connection state changes of the registry adapter, by the state entered (connected, disconnected, expired)',
+      'counter',
+      () => healths().flatMap(({ labels, m }) => Object.entries(m.changes).map(([state, n]) => ({ labels: { ...labels, state }, value: n }))),
+    );
+    stats.addCollected('meshport_registry_last_connected_timestamp_seconds', 'When the registry session last became connected (Unix time)', 'gauge', () =>
+      healths().flatMap(({ labels, m }) => (m.lastConnectedAt === undefined ? [] : [{ labels, value: m.lastConnectedAt / 1000 }])),
+    );
+    stats.addCollected('meshport_registry_connection_errors_total', 'Failures to connect or stay connected to the registry', 'counter', () =>
+      healths().map(({ labels, m }) => ({ labels, value: m.errors })),
+    );
+    stats.addCollected('meshport_registry_provider_reports_total', 'Provider lists the registry reported for the services the sidecar routes itself', 'counter', () =>
+      healths().map(({ labels, m }) => ({ labels, value: m.reports })),
+    );
+    stats.addCollected('meshport_reloads_total', 'Config reloads (SIGHUP), by result (ok, failed)', 'counter', () => [
+      { labels: { result: 'ok' }, value: this.reloads.ok },
+      { labels: { result: 'failed' }, value: this.reloads.failed },
+    ]);
+    stats.addCollected(
+      'meshport_capture_connections_total',
+      'Connections the capture listeners took, by listener and outcome (routed, passed_through, refused)',
+      'counter',
+      () =>
+        [...this.captures].flatMap(([listener, c]) => [
+          { labels: { listener, outcome: 'routed' }, value: c.counters.routed },
+          { labels: { listener, outcome: 'passed_through' }, value: c.counters.passedThrough },
+          { labels: { listener, outcome: 'refused' }, value: c.counters.refused },
+        ]),
+    );
   }
 
   /** Where a listener is bound: `outbound`, `inbound`, `admin`, a capture listener, or a registry's facade by name. */
@@ -169,7 +274,10 @@ export class Sidecar {
    *   as a warning and the old values stay in effect. The log level applies at once.
    */
   reload(next: SidecarConfig | string): Promise<ReloadResult> {
-    const run = this.reloading.then(() => this.reloadNow(next));
+    const run = this.reloading.then(() => this.reloadNow(next)).then((result) => {
+      this.reloads[result.ok ? 'ok' : 'failed']++;
+      return result;
+    });
     this.reloading = run.catch(() => undefined);
     return run;
   }
@@ -360,8 +468,10 @@ export class Sidecar {
 
   private async startGroup(entries: RegistryConfig[]): Promise<RunningGroup> {
     const { inbound, outbound } = this.advertised!;
+    const logger = this.logger.child({ part: 'registry' });
     const set = await startRegistries(entries, {
-      logger: this.logger.child({ part: 'registry' }),
+      logger,
+      health: { logger },
       takeoverFor: (name, rules) => new SidecarTakeover(this.book, name, inbound, outbound, rules),
     });
     return { key: groupKey(entries), entries, set };
@@ -376,7 +486,10 @@ export class Sidecar {
   private logReady(groups: RunningGroup[]): void {
     for (const r of groups.flatMap((g) => g.set.entries)) {
       const facade = r.facade?.address();
-      this.logger.info({ registry: r.config.name, type: r.config.type, facade, upstream: r.config.upstream }, 'registry ready');
+      // `state`: started is not connected; a registry that cannot connect is warned about on its own (RegistryHealth).
+      const state = r.health?.state;
+      const upstream = r.config.upstream && redactUrl(r.config.upstream);
+      this.logger.info({ registry: r.config.name, type: r.config.type, facade, upstream, ...(state ? { state } : {}) }, 'registry ready');
     }
   }
 
@@ -385,6 +498,29 @@ export class Sidecar {
     const host = listen.host === '0.0.0.0' || listen.host === '::' ? '127.0.0.1' : listen.host;
     return { host, port };
   }
+}
+
+/** The version of this package, for meshport_build_info. */
+const SIDECAR_VERSION: string = (() => {
+  try {
+    return (require('../../package.json') as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+})();
+
+/** Option keys whose values are secrets, shown as `***` on `/config`. */
+const SECRET_KEY = /pass(word)?|secret|token|credential|private|auth/i;
+
+function redactOptions(options: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.entries(options).map(([k, v]) => {
+      if (SECRET_KEY.test(k)) return [k, '***'];
+      if (typeof v === 'string') return [k, redactUrl(v)];
+      if (v && typeof v === 'object' && !Array.isArray(v)) return [k, redactOptions(v as Record<string, unknown>)];
+      return [k, v];
+    }),
+  );
 }
 
 /** Registry entries that start and stop together, with what identifies their config. */
