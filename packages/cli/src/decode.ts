@@ -87,7 +87,15 @@ export async function runDecode(opts: DecodeCommandOptions, io: Io): Promise<num
       // A body in a serialization no decoder reads is not bad input: its header is shown with a note, and on it goes.
       const readable = header.serialization === 'hessian2';
       const note = opts.body && !readable ? `body not decoded: no body decoder for serialization ${header.serialization}` : undefined;
-      const body = opts.body && readable ? bodyOf(frame, header, start) : undefined;
+      // A body that a decoder reads but finds broken is bad input: the header is still shown before the error.
+      let broken: ProtocolError | undefined;
+      let body: unknown[] | undefined;
+      try {
+        body = opts.body && readable ? bodyOf(frame, header, start) : undefined;
+      } catch (err) {
+        if (!(err instanceof ProtocolError)) throw err;
+        broken = err;
+      }
       if (opts.json) {
         io.stdout.write(JSON.stringify(frameJson(header, { offset: start, body, bodyNote: note })) + '\n');
       } else {
@@ -95,6 +103,7 @@ export async function runDecode(opts: DecodeCommandOptions, io: Io): Promise<num
         if (body) io.stdout.write(bodyPretty(body, style, '  ') + '\n');
         if (note) io.stdout.write(`  ${style.yellow(note)}\n`);
       }
+      if (broken) throw broken;
       // A bad CRC is shown (the frame is readable) and then ends the run as bad input.
       if (header.protocol === 'bolt' && header.crc === 'bad') {
         const at = start + header.frameLength - 4;

@@ -95,6 +95,16 @@ describe('meshport: a conventional command line', function () {
     assert.match(text.stdout, /#1 @0 bolt v1 request id=7[\s\S]*body not decoded: no body decoder for serialization protobuf\n#2 /);
   });
 
+  it('decode --body: a body its decoder finds broken is bad input, after the frame’s header is shown', () => {
+    const request = Buffer.from(fixtureHex('bolt-v1-request.hex'), 'hex');
+    request[request.length - 6] = 0xfe;
+    request[request.length - 5] = 0xff;
+    const r = meshport(['decode', '--json', '--body', '--hex', request.toString('hex')]);
+    assert.equal(r.code, 1);
+    assert.equal((JSON.parse(r.stdout) as { kind: string }).kind, 'request');
+    assert.match(r.stderr, /^meshport decode: MESHPORT_BODY_UNDECODABLE: hessian body: /);
+  });
+
   it('decode: a truncated frame names the length its header declares as well as what the input held', () => {
     const hex = fixtureHex('bolt-v1-request.hex');
     const r = meshport(['decode', '--hex', hex.slice(0, 100)]);
