@@ -13,6 +13,7 @@ DEBIAN_PACKAGES=(
   zookeeper redis-server haproxy            # real registry servers and the benchmark peer
   iptables nftables conntrack iproute2      # transparent hijacking and its tests
   clang llvm libbpf-dev bpftool             # eBPF programs of packages/socket
+  libclang-rt-14-dev                        # libFuzzer + ASan/UBSan runtimes for the native codec's fuzz targets
   openjdk-17-jdk-headless libhessian-java   # Caucho's Java Hessian, which the SOFA Registry bodies are held to
 )
 
