@@ -1224,8 +1224,9 @@ class Loop {
     if (h.proto == Proto::Dubbo && h.attachmentsError != nullptr) {
       ClusterCounters& m = noneCounters(which);
       countRequest(m, h.proto);
+      // The full reason, with the names that disagree, is rebuilt only here, on the refusal path.
       return refuse(c, h, m, Failure::BadRequest,
-                    std::string("meshport: the request's identity cannot be read from its attachments: ") + h.attachmentsError);
+                    "meshport: the request's identity cannot be read from its attachments: " + attachmentsErrorText(p, len));
     }
     // A Bolt service header is its route key as it lies in the frame when it is well-formed UTF-8, and every key of
     // the table is: a hit needs no copy. A miss (or Dubbo, whose key is built) goes through routeKey.
