@@ -35,6 +35,10 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     io.stderr.write(program.helpInformation());
     return 2;
   }
+  if (argv[0] === 'help' && argv[1] !== undefined && !program.commands.some((c) => c.name() === argv[1])) {
+    io.stderr.write(`meshport: unknown command '${argv[1]}'\nRun 'meshport --help' for usage.\n`);
+    return 2;
+  }
   try {
     await program.parseAsync(argv, { from: 'user' });
     return code;

@@ -46,6 +46,12 @@ describe('meshport: a conventional command line', function () {
     assert.equal(sidecar.code, 0);
     assert.match(sidecar.stdout, /^Usage: meshport sidecar \[options\][\s\S]*--check[\s\S]*--log-level <LEVEL>/);
     assert.doesNotMatch(sidecar.stdout, /--hex|--listen/);
+    const hijack = meshport(['help', 'hijack']);
+    assert.equal(hijack.code, 0);
+    assert.match(hijack.stdout, /meshport hijack apply\|remove/);
+    const nope = meshport(['help', 'nope']);
+    assert.equal(nope.code, 2);
+    assert.equal(nope.stderr, "meshport: unknown command 'nope'\nRun 'meshport --help' for usage.\n");
   });
 
   it('an option the command does not take is an error naming the command, exit 2', () => {
