@@ -2,7 +2,7 @@
 
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type YAMLError } from 'yaml';
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type YAMLError } from 'yaml';
 import { allowList, type AllowRemote } from '@meshport/registry-core';
 import { CLUSTER_LIMIT_DEFAULTS, ROUTER_DEFAULTS, type EngineName } from '@meshport/router';
 import { SidecarError } from './errors';
@@ -137,7 +137,7 @@ export function parseConfig(text: string, file = 'meshport.yaml', env: NodeJS.Pr
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length > 0) {
     // Past a syntax error the document is a guess: its keys are not checked, or the guess would be reported too.
-    problems.push(...yamlProblems(doc.errors, file, lineAt));
+    problems.push(...yamlProblems(doc, file, lineAt));
     throw configInvalid(problems);
   }
   const reader = new ConfigReader(doc, file, (keyPath) => {
@@ -169,9 +169,18 @@ function configInvalid(problems: Problem[]): SidecarError {
 /**
  * The parser's errors as an operator reads them. A line indented deeper than the key above it is reported by the
  * yaml package as two errors at the key above (the line it then reads as a multi-line key); the line at fault is
- * the one where that key ends.
+ * the one where that key ends. An unclosed `[` or `{` is reported where the parser gave up, often the next key's
+ * line; the line at fault is the one where it opened.
  */
-function yamlProblems(errors: readonly YAMLError[], file: string, lineAt: (offset: number) => number): Problem[] {
+function yamlProblems(doc: Document, file: string, lineAt: (offset: number) => number): Problem[] {
+  const errors: readonly YAMLError[] = doc.errors;
+  // Flow collections (`[...]`, `{...}`) by where they open: an unclosed one is reported where the parser gave up.
+  const flows: { start: number; open: string }[] = [];
+  visit(doc, {
+    Collection(_key, node) {
+      if (node.flow && node.range) flows.push({ start: node.range[0], open: isSeq(node) ? '[' : '{' });
+    },
+  });
   const out: Problem[] = [];
   for (let i = 0; i < errors.length; i++) {
     const e = errors[i]!;
@@ -181,6 +190,16 @@ function yamlProblems(errors: readonly YAMLError[], file: string, lineAt: (offse
       out.push({ line, text: `${file}:${line}: not valid YAML: this line is indented deeper than the key above it (keys of one mapping line up)` });
       i++;
       continue;
+    }
+    if (/^Flow (sequence|map)\b.*end with a [\]}]/.test(e.message)) {
+      const open = e.message.startsWith('Flow sequence') ? '[' : '{';
+      const flow = flows.filter((f) => f.open === open && f.start <= e.pos[0]).sort((a, b) => b.start - a.start)[0];
+      if (flow) {
+        const line = lineAt(flow.start);
+        const close = flow.open === '[' ? ']' : '}';
+        out.push({ line, text: `${file}:${line}: not valid YAML: the ${flow.open} opened on this line is not closed with ${close}` });
+        continue;
+      }
     }
     const line = lineAt(e.pos[0]);
     out.push({ line, text: `${file}:${line}: not valid YAML: ${e.message.split('\n')[0]}` });

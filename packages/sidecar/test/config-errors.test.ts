@@ -73,4 +73,11 @@ describe('sidecar config errors', () => {
       'meshport.yaml:6: not valid YAML: this line is indented deeper than the key above it (keys of one mapping line up)',
     ]);
   });
+
+  it('puts an unclosed [ or { on the line where it opened', () => {
+    assert.deepEqual(problems('node:\n  ip: 10.0.0.1\nregistries: [ { name: a, type: file }\nadmin: 127.0.0.1:15000\n').slice(0, 1), [
+      'meshport.yaml:3: not valid YAML: the [ opened on this line is not closed with ]',
+    ]);
+    assert.deepEqual(problems('log: { level: info\nadmin: 1\n').slice(0, 1), ['meshport.yaml:1: not valid YAML: the { opened on this line is not closed with }']);
+  });
 });
