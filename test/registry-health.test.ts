@@ -212,6 +212,52 @@ describe('registry health: an unreachable upstream registry is seen, and /ready 
     assert.equal((await admin('/ready')).status, 503);
   });
 
+  it('a facade with no session of its own shows its upstream as probed, then as the apps dial it', async () => {
+    const [zkPort, redisPort] = await freePorts(2);
+    const { logs, admin, sidecar } = await start([
+      ...header,
+      'registries:',
+      `  - { name: zkf, type: zookeeper, upstream: "127.0.0.1:${zkPort}", facade: "127.0.0.1:0" }`,
+      `  - { name: redisf, type: redis, upstream: "127.0.0.1:${redisPort}", facade: "127.0.0.1:0" }`,
+    ]);
+    await eventually('warnings for both', async () =>
+      logs.filter((l) => l.msg === 'registry cannot connect').length === 2 ? true : undefined,
+    );
+    const page = JSON.parse((await admin('/registries')).text) as RegistriesPage;
+    assert.deepEqual(page.registries.map((r) => [r.name, r.state, r.lastError?.code]), [
+      ['zkf', 'connecting', 'ECONNREFUSED'],
+      ['redisf', 'connecting', 'ECONNREFUSED'],
+    ]);
+    assert.equal((await admin('/ready')).status, 503);
+
+    // Something accepts where the upstreams are: the probes see it, and the sidecar is ready.
+    const listeners = await Promise.all(
+      [zkPort, redisPort].map(
+        (port) =>
+          new Promise<net.Server>((resolve) => {
+            const server = net.createServer((s) => s.destroy()).listen(port, '127.0.0.1', () => resolve(server));
+          }),
+      ),
+    );
+    try {
+      await eventually('/ready 200 once both upstreams accept', async () => ((await admin('/ready')).status === 200 ? true : undefined));
+      const up = JSON.parse((await admin('/registries')).text) as RegistriesPage;
+      assert.deepEqual(up.registries.map((r) => [r.name, r.state]), [['zkf', 'connected'], ['redisf', 'connected']]);
+    } finally {
+      await Promise.all(listeners.map((l) => new Promise((r) => l.close(r))));
+    }
+    // Gone again: an app's dial through the facade finds it refused, which the page shows; /ready stays 200.
+    const { port } = sidecar.address({ facade: 'redisf' });
+    await new Promise<void>((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => s.write('*1\r\n$4\r\nPING\r\n'));
+      s.on('close', () => resolve());
+      s.on('error', () => resolve());
+    });
+    const down = (JSON.parse((await admin('/registries')).text) as RegistriesPage).registries.find((r) => r.name === 'redisf')!;
+    assert.equal(down.state, 'reconnecting');
+    assert.equal((await admin('/ready')).status, 200);
+  });
+
   it('a sidecar whose registries are all reachable is ready once started (a file registry)', async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'meshport-health-file-'));
     dirs.push(dir);

@@ -1,10 +1,13 @@
 // Turns the `registries` list of the config into running adapters, facades and subscriptions, built-in or plugin.
 
 import { readFile } from 'node:fs/promises';
+import net from 'node:net';
 import { pathToFileURL } from 'node:url';
 import {
+  ConnectionStateCell,
   FileRegistry,
   withServiceKey,
+  type ConnectionError,
   type ConnectionState,
   type RegistryAdapter,
   type RegistryFacade,
@@ -124,8 +127,16 @@ export async function startRegistries(entries: RegistryConfig[], wiring: Registr
       const health = healths.get(entry.name);
       const rules = entry.type === 'zookeeper' ? ruleSource(entry, adapter, wiring.logger, opened, unsubscribes) : undefined;
       const takeover = wiring.takeoverFor(entry.name, rules);
-      const facade = entry.facade ? createFacade(entry, takeover, adapters, wiring.logger) : undefined;
-      running.push({ config: entry, adapter, facade, health });
+      // A facade with no session of its own upstream: its state is what the app connections' dials see, and a probe
+      // until the first one succeeds, so a registry nobody can reach is seen before an app tries.
+      const passthrough = !adapter && entry.facade && entry.type !== 'sofa-mesh' ? new PassthroughUpstream(entry) : undefined;
+      if (passthrough) {
+        healths.set(entry.name, new RegistryHealth(entry, passthrough, wiring.health));
+        healths.get(entry.name)!.expect([]);
+        unsubscribes.push(() => passthrough.close());
+      }
+      const facade = entry.facade ? createFacade(entry, takeover, adapters, wiring.logger, passthrough) : undefined;
+      running.push({ config: entry, adapter, facade, health: health ?? healths.get(entry.name) });
       await facade?.start();
       if (adapter) {
         const services = await servicesToRoute(entry);
@@ -233,16 +244,18 @@ function createFacade(
   takeover: Takeover,
   adapters: Map<string, RegistryAdapter>,
   logger: RegistryLogger,
+  passthrough: PassthroughUpstream | undefined,
 ): RegistryFacade {
+  const onUpstream = passthrough && ((error: Error | undefined) => passthrough.dialed(error));
   const listen = entry.facade!;
   // Loopback clients only unless the entry says otherwise (the facade closes other peers at accept).
   const allowRemote = entry.allowRemote;
   switch (entry.type) {
     case 'zookeeper':
       // The app's own client applies any chroot to the paths it sends; the facade only needs the servers.
-      return new (zookeeperPackage().ZooKeeperFacade)({ listen, upstream: entry.upstream!.replace(/\/.*$/, ''), takeover, logger, allowRemote });
+      return new (zookeeperPackage().ZooKeeperFacade)({ listen, upstream: entry.upstream!.replace(/\/.*$/, ''), takeover, logger, allowRemote, onUpstream });
     case 'redis':
-      return new (redisPackage().RedisFacade)({ listen, upstream: entry.upstream!.replace(/^redis:\/\//, ''), takeover, logger, allowRemote });
+      return new (redisPackage().RedisFacade)({ listen, upstream: entry.upstream!.replace(/^redis:\/\//, ''), takeover, logger, allowRemote, onUpstream });
     case 'sofa-mesh':
       return new (sofaPackage().SofaMeshApiFacade)({ listen, via: adapters.get(entry.via!)!, takeover, app: entry.app, logger, allowRemote });
     default:
@@ -330,7 +343,7 @@ export class RegistryHealth {
 
   constructor(
     readonly entry: RegistryConfig,
-    private readonly adapter: RegistryAdapter,
+    private readonly adapter: WatchedConnection,
     private readonly options: RegistryHealthOptions = {},
   ) {
     this.warnAfterMs = options.warnAfterMs ?? REGISTRY_HEALTH_DEFAULTS.warnAfterMs;
@@ -449,6 +462,96 @@ export class RegistryHealth {
       message,
     );
   }
+}
+
+/** What RegistryHealth watches: an adapter's connection, or a passthrough facade's upstream. */
+export type WatchedConnection = Pick<RegistryAdapter, 'state' | 'lastError' | 'onStateChange'>;
+
+/** How a PassthroughUpstream probes until an upstream first accepts. */
+export const PASSTHROUGH_PROBE_DEFAULTS = { connectTimeoutMs: 2_000, minDelayMs: 500, maxDelayMs: 5_000 } as const;
+
+/**
+ * The upstream of a facade that has no session of its own: `connected` while the app connections' dials to it
+ * succeed, `disconnected` (with the error) when one fails. Until the first success it also probes with a bare TCP
+ * connect (closed at once), backing off to once every 5 s, so an upstream that refuses or does not resolve is seen
+ * before any app connects; after that the apps' own dials tell, and nothing is sent on our own.
+ */
+export class PassthroughUpstream implements WatchedConnection {
+  private readonly cell = new ConnectionStateCell('disconnected');
+  private readonly targets: { host: string; port: number }[];
+  private timer: NodeJS.Timeout | undefined;
+  private probing: net.Socket | undefined;
+  private attempt = 0;
+  private closed = false;
+
+  constructor(entry: RegistryConfig) {
+    this.targets = upstreamAddresses(entry);
+    this.probe(0);
+  }
+
+  get state(): ConnectionState {
+    return this.cell.value;
+  }
+
+  get lastError(): ConnectionError | undefined {
+    return this.cell.lastError;
+  }
+
+  onStateChange(listener: (state: ConnectionState) => void): Unsubscribe {
+    return this.cell.onChange(listener);
+  }
+
+  /** An app connection's dial (or a probe): undefined when it connected, else why not. */
+  dialed(error: Error | undefined): void {
+    if (this.closed) return;
+    if (error) {
+      this.cell.fail(error);
+      this.cell.set('disconnected');
+    } else {
+      this.cell.set('connected');
+      clearTimeout(this.timer);
+      this.probing?.destroy();
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.timer);
+    this.probing?.destroy();
+    this.cell.clear();
+  }
+
+  private probe(index: number): void {
+    if (this.closed || this.cell.value === 'connected' || this.targets.length === 0) return;
+    const target = this.targets[index]!;
+    const socket = (this.probing = net.connect({ host: target.host, port: target.port }));
+    socket.setTimeout(PASSTHROUGH_PROBE_DEFAULTS.connectTimeoutMs, () => socket.destroy(Object.assign(new Error('connect timed out'), { code: 'ETIMEDOUT' })));
+    socket.once('connect', () => {
+      socket.destroy();
+      this.dialed(undefined);
+    });
+    socket.once('error', (error) => {
+      if (this.closed || this.cell.value === 'connected') return;
+      if (index + 1 < this.targets.length) return this.probe(index + 1);
+      this.dialed(error);
+      const delay = Math.min(PASSTHROUGH_PROBE_DEFAULTS.minDelayMs * 2 ** this.attempt++, PASSTHROUGH_PROBE_DEFAULTS.maxDelayMs);
+      this.timer = setTimeout(() => this.probe(0), delay);
+      this.timer.unref();
+    });
+  }
+}
+
+/** The host:port pairs of an entry's upstream: a ZooKeeper ensemble (chroot dropped) or a Redis address or URL. */
+function upstreamAddresses(entry: RegistryConfig): { host: string; port: number }[] {
+  const text = (entry.upstream ?? '').replace(/^[a-z]+:\/\//, '').replace(/^[^@/]*@/, '').replace(/\/.*$/, '');
+  const fallback = entry.type === 'redis' ? 6379 : 2181;
+  return text
+    .split(',')
+    .filter((part) => part !== '')
+    .map((part) => {
+      const m = /^\[?([^\]]*?)\]?(?::(\d+))?$/.exec(part.trim());
+      return { host: m?.[1] ?? part, port: m?.[2] ? Number(m[2]) : fallback };
+    });
 }
 
 function facadeAddress(facade: RegistryFacade | undefined): { host: string; port: number } | undefined {

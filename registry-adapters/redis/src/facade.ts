@@ -44,6 +44,11 @@ export interface RedisFacadeOptions {
    * its bytes are held. @default 536870912 (Redis' proto-max-bulk-len)
    */
   maxBulkBytes?: number;
+  /**
+   * Told how each app connection's upstream connection went: undefined once connected, the error when it failed. The
+   * sidecar shows a facade's upstream state from it when it has no session of its own there.
+   */
+  onUpstream?: (error: Error | undefined) => void;
 }
 
 export const REDIS_FACADE_DEFAULTS = {
@@ -73,6 +78,7 @@ export class RedisFacade implements RegistryFacade {
   private readonly takeover: Takeover;
   private readonly logger: RegistryLogger;
   private readonly maxBulkBytes: number;
+  private readonly onUpstream: ((error: Error | undefined) => void) | undefined;
   private server: net.Server | undefined;
   /** Closes non-loopback clients at accept unless `allowRemote` lets them in. */
   readonly clients: ClientGate;
@@ -90,6 +96,7 @@ export class RedisFacade implements RegistryFacade {
     this.takeover = options.takeover;
     this.logger = options.logger ?? REDIS_FACADE_DEFAULTS.logger;
     this.maxBulkBytes = options.maxBulkBytes ?? REDIS_FACADE_DEFAULTS.maxBulkBytes;
+    this.onUpstream = options.onUpstream;
     this.clients = new ClientGate(options.allowRemote, 'redis facade', this.logger);
   }
 
@@ -143,6 +150,7 @@ export class RedisFacade implements RegistryFacade {
       takeover: this.takeover,
       logger: this.logger,
       upstreamDown: (this.upstreamDown ??= new PacedWarning(this.logger)),
+      onUpstream: this.onUpstream,
       maxBulkBytes: this.maxBulkBytes,
     });
     this.sessions.add(session);
@@ -180,6 +188,7 @@ interface SessionContext {
   logger: RegistryLogger;
   /** An app's client reconnects in a loop while Redis is down: one line a minute says so. */
   upstreamDown: PacedWarning;
+  onUpstream: ((error: Error | undefined) => void) | undefined;
   maxBulkBytes: number;
   memory: ProvidersMemory;
 }
@@ -278,8 +287,11 @@ class FacadeSession {
     });
     app.on('error', () => this.destroy());
     app.on('close', () => this.destroy());
+    this.upstream.once('connect', () => this.ctx.onUpstream?.(undefined));
     this.upstream.on('error', (error) => {
-      if (!this.closing) this.ctx.upstreamDown.warn({ error }, 'upstream Redis connection failed; closing the app connection');
+      if (this.closing) return;
+      this.ctx.onUpstream?.(error);
+      this.ctx.upstreamDown.warn({ error }, 'upstream Redis connection failed; closing the app connection');
     });
     // Redis went away: the app sees its connection close, as it would without the facade, and reconnects.
     this.upstream.on('close', () => this.endApp());

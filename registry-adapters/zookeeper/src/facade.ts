@@ -58,6 +58,11 @@ export interface ZooKeeperFacadeOptions {
   /** How long one upstream server may take to accept the TCP connection before the next is tried. @default 5000 */
   upstreamConnectTimeoutMs?: number;
   /**
+   * Told how each app connection's dial to the ensemble went: undefined when a server accepted, the last error when
+   * none did. The sidecar shows a facade's upstream state from it when it has no session of its own there.
+   */
+  onUpstream?: (error: Error | undefined) => void;
+  /**
    * How long an app that was shown providers keeps being shown them after a read finds none. sofa-rpc-node
    * re-registers by deleting its node and creating it again on every reconnect, so a ZooKeeper restart would otherwise
    * hand every consumer an empty list for a moment, and SOFA RPC closes all its connections on an empty list. When the
@@ -74,7 +79,7 @@ export const ZOOKEEPER_FACADE_DEFAULTS = {
   emptyHoldMs: 1_000,
   logger: { warn: (detail: object, message: string) => console.warn(`meshport zookeeper facade: ${message}`, detail) },
   allowRemote: false as AllowRemote,
-} satisfies Required<Omit<ZooKeeperFacadeOptions, 'upstream' | 'takeover'>>;
+} satisfies Required<Omit<ZooKeeperFacadeOptions, 'upstream' | 'takeover' | 'onUpstream'>>;
 
 /** WatcherEvent codes (ZooKeeper's Watcher.Event.EventType and KeeperState). */
 const WATCH_EVENT = { nodeChildrenChanged: 4 } as const;
@@ -299,7 +304,8 @@ export class ZooKeeperFacade implements RegistryFacade {
   /** Where the next app connection starts trying, so connections spread over the ensemble. */
   private nextUpstream = 0;
   /** An app's client retries every few hundred ms while the ensemble is down: one line a minute says so. */
-  private readonly upstreamDown: PacedWarning;
+  private readonly refusedWarning: PacedWarning;
+  private readonly onUpstream: ((error: Error | undefined) => void) | undefined;
 
   constructor(options: ZooKeeperFacadeOptions) {
     const logger = options.logger ?? ZOOKEEPER_FACADE_DEFAULTS.logger;
@@ -307,7 +313,8 @@ export class ZooKeeperFacade implements RegistryFacade {
     this.upstreamConnectTimeoutMs = options.upstreamConnectTimeoutMs ?? ZOOKEEPER_FACADE_DEFAULTS.upstreamConnectTimeoutMs;
     this.upstreams = parseEnsemble(options.upstream, logger);
     this.clients = new ClientGate(options.allowRemote, 'zookeeper facade', logger);
-    this.upstreamDown = new PacedWarning(logger);
+    this.refusedWarning = new PacedWarning(logger);
+    this.onUpstream = options.onUpstream;
     this.context = new FacadeContext(
       options.takeover,
       logger,
@@ -383,10 +390,11 @@ export class ZooKeeperFacade implements RegistryFacade {
   }
 
   /** Tries the ensemble's servers in turn from `start`; the app connection closes when none accepts. */
-  private dialUpstream(start: number, attempt: number, connection: FacadeConnection): void {
+  private dialUpstream(start: number, attempt: number, connection: FacadeConnection, lastError?: Error): void {
     if (connection.destroyed) return;
     if (attempt >= this.upstreams.length) {
-      this.upstreamDown.warn({ upstream: this.upstreams }, 'no ZooKeeper server of the ensemble accepted; closing the app connection');
+      this.onUpstream?.(lastError ?? new Error('no ZooKeeper server of the ensemble accepted'));
+      this.refusedWarning.warn({ upstream: this.upstreams }, 'no ZooKeeper server of the ensemble accepted; closing the app connection');
       this.context.upstreamDown = true;
       connection.destroy();
       return;
@@ -394,16 +402,17 @@ export class ZooKeeperFacade implements RegistryFacade {
     const target = this.upstreams[(start + attempt) % this.upstreams.length]!;
     const socket = net.connect({ host: target.host, port: target.port });
     const timer = setTimeout(() => socket.destroy(new Error('connect timeout')), this.upstreamConnectTimeoutMs);
-    const onError = () => {
+    const onError = (error: Error) => {
       clearTimeout(timer);
       socket.destroy();
-      this.dialUpstream(start, attempt + 1, connection);
+      this.dialUpstream(start, attempt + 1, connection, error);
     };
     socket.once('error', onError);
     socket.once('connect', () => {
       clearTimeout(timer);
       socket.off('error', onError);
       this.context.upstreamDown = false;
+      this.onUpstream?.(undefined);
       if (connection.destroyed || this.context.closed) {
         socket.destroy();
         return;
