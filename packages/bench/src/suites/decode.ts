@@ -444,8 +444,23 @@ function run(options: SuiteOptions): SuiteReport {
   return { suite: 'decode', results, metrics, processes, charts, text, markdown };
 }
 
+/** The README's glance cells, from a saved results line: meshport's decoders against their peers. */
+function glance(results: ResultRow[]): { figures: string; goal: string } | null {
+  const bolt = results.find((r) => r.name === 'bolt/meshport-decodeFrame');
+  const dubbo = results.find((r) => r.name === 'dubbo/meshport-decodeFrame');
+  if (!bolt || !dubbo || typeof bolt.ratio !== 'number' || typeof dubbo.ratio !== 'number') return null;
+  const mfps = (r: ResultRow) => fixed(Number(r.framesPerSec) / 1e6, 1);
+  return {
+    figures:
+      `Bolt header decode ${mfps(bolt)} M frames/s, ${fixed(bolt.ratio, 1)}x sofa-bolt-node; ` +
+      `Dubbo (the group read from the attachments) ${mfps(dubbo)} M frames/s, ${fixed(dubbo.ratio, 1)}x hessian.js`,
+    goal: `${bolt.ratioGoal}x, ${dubbo.ratioGoal}x: ${bolt.ratioGoalMet && dubbo.ratioGoalMet ? 'met' : 'missed'}`,
+  };
+}
+
 export const decodeSuite: Suite = {
   name: 'decode',
   summary: 'header-decode frames/s: meshport decodeFrame vs sofa-bolt-node (Bolt) and hessian.js (Dubbo), and a 64 KiB-chunk stream',
+  glance,
   run,
 };

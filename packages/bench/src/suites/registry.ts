@@ -597,8 +597,27 @@ async function run(options: SuiteOptions): Promise<SuiteReport> {
   return { suite: 'registry', results, metrics, processes, charts, text, markdown };
 }
 
+/** The README's glance cells, from a saved results line. */
+function glance(results: ResultRow[]): { figures: string; goal: string } | null {
+  const sidecar = results.find((r) => r.name === 'meshport-sidecar');
+  if (!sidecar || typeof sidecar.p99ms !== 'number' || typeof sidecar.rssAfterAllMB !== 'number') return null;
+  const endpoints = Number(sidecar.bulkEndpoints) + Number(sidecar.registrations);
+  const p99Goal = Number(sidecar.p99GoalMs);
+  const rssGoal = Number(sidecar.rssGoalMB);
+  const rssOver = sidecar.rssAfterAllMB - rssGoal;
+  return {
+    figures:
+      `registration -> routed p99 ${fixed(sidecar.p99ms, 1)} ms, ${fixed(Number(sidecar.p99RatioVsBare), 2)}x a bare ZooKeeper watcher; ` +
+      `RSS ${fixed(sidecar.rssAfterAllMB, 1)} MB with ${int(endpoints)} endpoints`,
+    goal:
+      `p99 <= ${p99Goal} ms ${sidecar.p99GoalMet ? 'met' : 'missed'}; ` +
+      `RSS <= ${rssGoal} MB ${rssOver <= 0 ? 'met' : `missed by ${fixed(rssOver, 1)} MB`}`,
+  };
+}
+
 export const registrySuite: Suite = {
   name: 'registry',
   summary: 'ZooKeeper registration -> route in a sidecar, 10k endpoints / 1k services: p50-p99 vs a bare watcher, sidecar RSS',
+  glance,
   run,
 };
