@@ -1923,8 +1923,10 @@ class Loop {
   }
 
   void tick() {
-    // Timeouts: each list holds calls of one timeout value in deadline order.
-    for (auto& [ms, list] : deadlines_) {
+    // Timeouts: each list holds calls of one timeout value in deadline order. A Bolt caller picks its own timeout,
+    // so emptied lists go: a caller cycling through values must not grow this map.
+    for (auto it = deadlines_.begin(); it != deadlines_.end();) {
+      DeadlineList& list = it->second;
       while (list.head != nullptr && list.head->deadline <= now_) {
         Call* call = list.head;
         list.remove(call);
@@ -1933,6 +1935,7 @@ class Loop {
         const std::string where = call->host ? call->host->key : call->cluster->name;
         fail(call, Failure::Timeout, "meshport: no response from " + where + " within " + std::to_string(call->timeoutMs) + " ms");
       }
+      it = list.head == nullptr ? deadlines_.erase(it) : std::next(it);
     }
     // Stalled frames: begin order, so the sweep stops at the first that is young enough.
     const int64_t before = now_ - s_.frameTimeoutMs;
