@@ -212,6 +212,25 @@ describe('registry health: an unreachable upstream registry is seen, and /ready 
     assert.equal((await admin('/ready')).status, 503);
   });
 
+  it('a registry that is down holds the start for one connection wait, not one per service, and /ready names what it waits for', async () => {
+    const [refused] = await freePorts(1);
+    const services = ['com.example.A:1.0', 'com.example.B:1.0', 'com.example.C:1.0', 'com.example.D:1.0'];
+    const t0 = Date.now();
+    const { admin } = await start([
+      ...header,
+      'registries:',
+      `  - { name: zk, type: zookeeper, upstream: "127.0.0.1:${refused}", services: [${services.join(', ')}], options: { sessionTimeoutMs: 2000 } }`,
+    ]);
+    const took = Date.now() - t0;
+    assert.ok(took < 5_000, `start took ${took} ms (one 2 s wait, not four)`);
+    const zk = (JSON.parse((await admin('/registries')).text) as { registries: { state: string; services: { routed: string[]; waiting: string[] } }[] }).registries[0]!;
+    assert.equal(zk.state, 'connecting');
+    assert.deepEqual(zk.services, { routed: services, waiting: services });
+    const ready = await admin('/ready');
+    assert.equal(ready.status, 503);
+    assert.match(ready.text, /zk \(connecting: connect ECONNREFUSED/);
+  });
+
   it('a facade with no session of its own shows its upstream as probed, then as the apps dial it', async () => {
     const [zkPort, redisPort] = await freePorts(2);
     const { logs, admin, sidecar } = await start([

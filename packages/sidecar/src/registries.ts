@@ -141,17 +141,22 @@ export async function startRegistries(entries: RegistryConfig[], wiring: Registr
       if (adapter) {
         const services = await servicesToRoute(entry);
         health?.expect(services);
-        for (const service of services) {
-          // Reported per service: two identities of one interface subscribed here are two answers, not one. A URL
-          // filed under the service without naming it is that service's provider.
-          const report = 'providersReported' in takeover ? takeover.providersReported.bind(takeover) : takeover.providersRead.bind(takeover);
-          unsubscribes.push(
-            await adapter.subscribe(service, (urls) => {
+        // Reported per service: two identities of one interface subscribed here are two answers, not one. A URL
+        // filed under the service without naming it is that service's provider.
+        const report = 'providersReported' in takeover ? takeover.providersReported.bind(takeover) : takeover.providersRead.bind(takeover);
+        // All at once: each subscribe waits for the adapter's first connection (up to its session timeout), so one
+        // after the other, a registry that is down held the start for that wait times the number of services.
+        const subscribed = await Promise.allSettled(
+          services.map((service) =>
+            adapter.subscribe(service, (urls) => {
               health?.reported(service);
               report(service, urls.map((u) => withServiceKey(u, service)));
             }),
-          );
-        }
+          ),
+        );
+        for (const result of subscribed) if (result.status === 'fulfilled') unsubscribes.push(result.value);
+        const failed = subscribed.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+        if (failed) throw failed.reason;
       }
     }
     return set;
