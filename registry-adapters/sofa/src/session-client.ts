@@ -215,6 +215,8 @@ export class SofaRegistryClient implements RegistryAdapter {
   private readonly maxMissedHeartbeats: number;
 
   private readonly connection = new ConnectionStateCell('disconnected');
+  /** When the last connection was made (ms since the epoch); 0 before. */
+  private connectedAt = 0;
   private closed = false;
   private conn: Connection | undefined;
   private generation = 0;
@@ -462,7 +464,11 @@ export class SofaRegistryClient implements RegistryAdapter {
     });
     socket.on('error', (error) => {
       if (this.closed) return;
+      const before = this.connection.lastError;
       this.connection.fail(error);
+      // Retried every few seconds while down: the same error again before a connection is counted, not logged again
+      // (the sidecar warns about a registry that stays down at its own bounded pace).
+      if (before && !conn.connected && before.at >= this.connectedAt && before.message === this.connection.lastError!.message) return;
       this.logger.warn({ error: loggable(error), server: endpointText(server) }, 'SOFA Registry connection error');
     });
     socket.on('close', () => {
@@ -477,6 +483,7 @@ export class SofaRegistryClient implements RegistryAdapter {
       return;
     }
     conn.connected = true;
+    this.connectedAt = Date.now();
     this.reconnectAttempt = 0;
     conn.lastActivity = Date.now();
     conn.heartbeatTimer = setInterval(() => this.heartbeatTick(conn), Math.max(50, Math.floor(this.heartbeatIntervalMs / 3)));
