@@ -29,7 +29,7 @@ CARRYING_SUITES=(
 
 other_pass() {
   log "the suites that carry requests, on the $other engine (the main run used $main_engine)"
-  MESHPORT_ENGINE=$other npx --no-install mocha --no-config --timeout 120000 "${CARRYING_SUITES[@]}"
+  MESHPORT_ENGINE=$other npx --no-install mocha --no-config --require test/dist/support/dns-guard.js --timeout 120000 "${CARRYING_SUITES[@]}"
 }
 
 asan_pass() {
@@ -53,7 +53,7 @@ asan_pass() {
   # audit), and any report aborts the process, which fails the run.
   LD_PRELOAD="$asan $ubsan" ASAN_OPTIONS=detect_leaks=0,abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1,print_stacktrace=1 \
     MESHPORT_ENGINE=native MESHPORT_ENGINE_ADDON="$scratch/build/Release/meshport_engine.node" \
-    npx --no-install mocha --no-config --timeout 120000 "${ASAN_SUITES[@]}"
+    npx --no-install mocha --no-config --require test/dist/support/dns-guard.js --timeout 120000 "${ASAN_SUITES[@]}"
 }
 
 case "${1:-}" in
