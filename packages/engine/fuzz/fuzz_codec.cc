@@ -25,40 +25,6 @@ namespace {
     if (!(cond)) broken(#cond); \
   } while (0)
 
-bool validUtf8(const std::string& s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const uint8_t b = static_cast<uint8_t>(s[i]);
-    if (b < 0x80) {
-      i++;
-      continue;
-    }
-    size_t need;
-    uint8_t lo = 0x80, hi = 0xbf;
-    if (b >= 0xc2 && b <= 0xdf) need = 1;
-    else if (b >= 0xe0 && b <= 0xef) {
-      need = 2;
-      if (b == 0xe0) lo = 0xa0;
-      if (b == 0xed) hi = 0x9f;
-    } else if (b >= 0xf0 && b <= 0xf4) {
-      need = 3;
-      if (b == 0xf0) lo = 0x90;
-      if (b == 0xf4) hi = 0x8f;
-    } else {
-      return false;
-    }
-    for (size_t k = 1; k <= need; k++) {
-      if (i + k >= s.size()) return false;
-      const uint8_t c = static_cast<uint8_t>(s[i + k]);
-      if (c < lo || c > hi) return false;
-      lo = 0x80;
-      hi = 0xbf;
-    }
-    i += need + 1;
-  }
-  return true;
-}
-
 // The strings of a header as owned copies: views into the scratch die at the next decode.
 struct Owned {
   bool hasService;

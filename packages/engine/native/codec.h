@@ -95,6 +95,13 @@ std::string heartbeatRequest(Proto proto, uint32_t id);
 // of an earlier decode on this thread end with it (views the codec had to convert live in a per-thread scratch).
 std::string attachmentsErrorText(const uint8_t* p, size_t len);
 
+// Whether `s` is well-formed UTF-8 (no surrogates, no overlong forms, nothing past U+10FFFF): what every route key
+// routeKey makes is, whatever the frame held.
+bool validUtf8(std::string_view s);
+
+// Appends one code point as UTF-8; a lone surrogate is written as its 3-byte form (WTF-8), as the codec keeps strings.
+void appendCodePoint(std::string& out, uint32_t cp);
+
 // CRC32 (IEEE, zlib's) of a byte range.
 uint32_t crc32(const uint8_t* p, size_t len);
 
