@@ -12,12 +12,12 @@ import {
   type EngineLogEvent,
   type EngineRoutes,
 } from '@meshport/engine';
-import pino, { type Logger } from 'pino';
+import type { Logger } from 'pino';
 import { AdminServer } from './admin';
 import type { ListenerName } from './caller';
 import { CLUSTER_LIMIT_DEFAULTS, OUTLIER_DEFAULTS } from './cluster';
 import type { ClusterState, RouterHandle } from './handle';
-import { ROUTER_DEFAULTS, type RouterOptions } from './router';
+import { ROUTER_DEFAULTS, routerSetup, type RouterOptions } from './router';
 import { endpointKey, type ClusterSpec, type Endpoint, type RouteChange } from './route-table';
 import { RouterStats } from './stats';
 
@@ -57,9 +57,8 @@ export class NativeRouter implements RouterHandle {
   private lastCounters: EngineCounters | undefined;
 
   constructor(private readonly options: RouterOptions) {
-    const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
-    this.settings = { ...ROUTER_DEFAULTS, ...(given as Partial<Settings>) };
-    this.logger = options.logger ?? pino({ name: 'meshport-router', level: process.env.MESHPORT_LOG_LEVEL ?? 'info' });
+    this.settings = routerSetup.settings(options);
+    this.logger = routerSetup.logger(options);
     const outlier = { ...OUTLIER_DEFAULTS, ...options.outlier };
     const limits = { ...CLUSTER_LIMIT_DEFAULTS, ...options.limits };
     const engineLog = this.logger.child({ engine: 'native' });
@@ -144,12 +143,7 @@ export class NativeRouter implements RouterHandle {
   }
 
   drainOnSignals(signals: NodeJS.Signals[] = ['SIGTERM']): void {
-    const onSignal = (signal: NodeJS.Signals) => {
-      for (const s of signals) process.off(s, onSignal);
-      this.logger.info({ signal }, 'signal received');
-      void this.drain();
-    };
-    for (const s of signals) process.on(s, onSignal);
+    routerSetup.drainOnSignals(this, signals);
   }
 
   async describeRoutes(): Promise<ClusterState[]> {
@@ -162,27 +156,15 @@ export class NativeRouter implements RouterHandle {
   }
 
   describeConfig() {
-    const settings = Object.fromEntries(Object.keys(ROUTER_DEFAULTS).map((k) => [k, this.settings[k as keyof Settings]]));
-    const listeners: Record<string, { host: string; port: number }> = {};
-    for (const name of ['outbound', 'inbound', 'admin'] as const) {
-      if (name === 'admin' ? this.admin !== undefined : this.bound.has(name)) {
-        const { address, port } = this.address(name);
-        listeners[name] = { host: address, port };
-      }
-    }
-    return {
-      engine: this.engine,
-      ...settings,
-      listeners,
-      outlier: { ...OUTLIER_DEFAULTS, ...this.options.outlier },
-      limits: { ...CLUSTER_LIMIT_DEFAULTS, ...this.options.limits },
-    };
+    return routerSetup.config(this.engine, this.settings, this.options, (name) =>
+      name === 'admin' ? this.admin?.address() : this.bound.get(name),
+    );
   }
 
   /** Hands a connection accepted elsewhere (a capture listener) to the engine, with the bytes already read from it. */
   adopt(listener: ListenerName, socket: net.Socket): void {
-    const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
-    if (this.draining || typeof fd !== 'number' || fd < 0) {
+    const fd = fdOf(socket);
+    if (this.draining || fd === undefined) {
       socket.destroy();
       return;
     }
@@ -195,9 +177,9 @@ export class NativeRouter implements RouterHandle {
   }
 
   relay(socket: net.Socket, to: { host: string; port: number }, head: Buffer): void {
-    const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    const fd = fdOf(socket);
     try {
-      if (!this.draining && typeof fd === 'number' && fd >= 0 && net.isIP(to.host) !== 0) this.native.relay(fd, to.host, to.port, head);
+      if (!this.draining && fd !== undefined && net.isIP(to.host) !== 0) this.native.relay(fd, to.host, to.port, head);
     } finally {
       socket.destroy();
     }
@@ -378,4 +360,10 @@ export class NativeRouter implements RouterHandle {
       m.latencySum = c.latencySumSeconds;
     }
   }
+}
+
+/** The descriptor under a Node socket (libuv's handle), which the engine duplicates to take the connection over. */
+function fdOf(socket: net.Socket): number | undefined {
+  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : undefined;
 }

@@ -120,6 +120,48 @@ export const ROUTER_DEFAULTS = {
 
 type Settings = typeof ROUTER_DEFAULTS;
 
+/** What both engines share of a router's set-up: its settings, logger, `/config` page and signal handling. */
+export const routerSetup = {
+  /** The defaults, overridden by every option given (an option set to undefined keeps its default). */
+  settings(options: RouterOptions): Settings {
+    const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
+    return { ...ROUTER_DEFAULTS, ...(given as Partial<Settings>) };
+  },
+
+  logger(options: RouterOptions): Logger {
+    return options.logger ?? pino({ name: 'meshport-router', level: process.env.MESHPORT_LOG_LEVEL ?? 'info' });
+  },
+
+  /**
+   * The `/config` page: the effective settings with every default filled in and where the listeners are bound. Not
+   * the settings spread as they are: those also carry the route table and the logger from the options.
+   */
+  config(engine: EngineName, settings: Settings, options: RouterOptions, bound: (name: ListenerName | 'admin') => net.AddressInfo | undefined) {
+    const listeners: Record<string, { host: string; port: number }> = {};
+    for (const name of ['outbound', 'inbound', 'admin'] as const) {
+      const where = bound(name);
+      if (where) listeners[name] = { host: where.address, port: where.port };
+    }
+    return {
+      engine,
+      ...Object.fromEntries(Object.keys(ROUTER_DEFAULTS).map((k) => [k, settings[k as keyof Settings]])),
+      listeners,
+      outlier: { ...OUTLIER_DEFAULTS, ...options.outlier },
+      limits: { ...CLUSTER_LIMIT_DEFAULTS, ...options.limits },
+    };
+  },
+
+  /** Drains the router on the given signals, once. */
+  drainOnSignals(router: Pick<RouterHandle, 'logger' | 'drain'>, signals: NodeJS.Signals[]): void {
+    const onSignal = (signal: NodeJS.Signals) => {
+      for (const s of signals) process.off(s, onSignal);
+      router.logger.info({ signal }, 'signal received');
+      void router.drain();
+    };
+    for (const s of signals) process.on(s, onSignal);
+  },
+};
+
 export class Router implements CallerHandler, UpstreamEvents, RouterHandle {
   readonly engine = 'js' as const;
   readonly stats = new RouterStats();
@@ -145,9 +187,8 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle {
   private readonly debug: boolean;
 
   constructor(private readonly options: RouterOptions) {
-    const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
-    this.settings = { ...ROUTER_DEFAULTS, ...(given as Partial<Settings>) };
-    this.logger = options.logger ?? pino({ name: 'meshport-router', level: process.env.MESHPORT_LOG_LEVEL ?? 'info' });
+    this.settings = routerSetup.settings(options);
+    this.logger = routerSetup.logger(options);
     this.debug = this.logger.isLevelEnabled('debug');
     this.pool = new UpstreamPool(
       this.settings.connectionsPerEndpoint,
@@ -260,12 +301,7 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle {
 
   /** Drains on the given signals (SIGTERM by default), once. */
   drainOnSignals(signals: NodeJS.Signals[] = ['SIGTERM']): void {
-    const onSignal = (signal: NodeJS.Signals) => {
-      for (const s of signals) process.off(s, onSignal);
-      this.logger.info({ signal }, 'signal received');
-      void this.drain();
-    };
-    for (const s of signals) process.on(s, onSignal);
+    routerSetup.drainOnSignals(this, signals);
   }
 
   /** For the admin `/routes` page. */
@@ -282,26 +318,11 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle {
     });
   }
 
-  /**
-   * For the admin `/config` page: the effective settings with every default filled in, and where the listeners are
-   * bound. Not `this.settings` spread as is: that also carries the route table and the logger from the options.
-   */
+  /** For the admin `/config` page (routerSetup.config). */
   describeConfig() {
-    const settings = Object.fromEntries(Object.keys(ROUTER_DEFAULTS).map((k) => [k, this.settings[k as keyof Settings]]));
-    const listeners: Record<string, { host: string; port: number }> = {};
-    for (const name of ['outbound', 'inbound', 'admin'] as const) {
-      if (name === 'admin' ? this.admin !== undefined : this.servers.has(name)) {
-        const { address, port } = this.address(name);
-        listeners[name] = { host: address, port };
-      }
-    }
-    return {
-      engine: this.engine,
-      ...settings,
-      listeners,
-      outlier: { ...OUTLIER_DEFAULTS, ...this.options.outlier },
-      limits: { ...CLUSTER_LIMIT_DEFAULTS, ...this.options.limits },
-    };
+    return routerSetup.config(this.engine, this.settings, this.options, (name) =>
+      name === 'admin' ? this.admin?.address() : this.servers.has(name) ? this.address(name) : undefined,
+    );
   }
 
   // ---- callers
