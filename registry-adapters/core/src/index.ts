@@ -45,6 +45,7 @@ export type {
   WarmUp,
 } from './rules';
 export { ProviderLists } from './provider-lists';
+export { IntendedPublications } from './intended-publications';
 export { ConnectionStateCell, PacedWarning } from './connection-state';
 export { waitAtMost } from './wait';
 export { MemoryRegistry, MemoryRegistryStore } from './memory';

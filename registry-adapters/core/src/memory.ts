@@ -1,6 +1,7 @@
 // An in-process registry: adapters sharing one MemoryRegistryStore see each other, and tests can cut the link.
 
 import { ConnectionStateCell } from './connection-state';
+import { IntendedPublications } from './intended-publications';
 import type { ConnectionState, ProvidersListener, RegistryAdapter, Unsubscribe } from './adapter';
 import { RegistryError } from './errors';
 import { ProviderLists } from './provider-lists';
@@ -69,8 +70,8 @@ export class MemoryRegistry implements RegistryAdapter {
   private connected = true;
   private closed = false;
   private readonly connection = new ConnectionStateCell('connected');
-  /** What this adapter means to have published, whatever the store holds right now. */
-  private readonly intended = new Map<string, Set<string>>();
+  /** What this adapter means to have published by service, and what it unpublished while cut off from the store. */
+  private readonly publications = new IntendedPublications();
   private readonly lists = new ProviderLists();
   private readonly storeWatches = new Map<string, Unsubscribe>();
 
@@ -83,17 +84,15 @@ export class MemoryRegistry implements RegistryAdapter {
   async publish(service: string, url: ProviderUrl | string): Promise<void> {
     this.assertOpen();
     const text = providerUrlText(url);
-    let urls = this.intended.get(service);
-    if (!urls) this.intended.set(service, (urls = new Set()));
-    urls.add(text);
+    this.publications.publish(service, text);
     if (this.connected) this.store.add(service, text, this);
   }
 
   async unpublish(service: string, url: ProviderUrl | string): Promise<void> {
     this.assertOpen();
     const text = providerUrlText(url);
-    this.intended.get(service)?.delete(text);
-    if (this.connected) this.store.remove(service, text, this);
+    // While cut off the removal stays pending: the store still lists it until setConnected(true) replays it.
+    if (this.publications.unpublish(service, text) && this.connected) this.removeFromStore(service, text);
   }
 
   async subscribe(service: string, onChange: ProvidersListener): Promise<Unsubscribe> {
@@ -134,10 +133,10 @@ export class MemoryRegistry implements RegistryAdapter {
       this.connection.set('disconnected');
       return;
     }
-    for (const [service, url] of this.store.publishedBy(this)) {
-      if (!this.intended.get(service)?.has(url)) this.store.remove(service, url, this);
-    }
-    for (const [service, urls] of this.intended) for (const url of urls) this.store.add(service, url, this);
+    this.publications.replay(
+      (service, url) => this.removeFromStore(service, url),
+      (service, url) => this.store.add(service, url, this),
+    );
     for (const service of this.lists.services()) this.lists.push(service, this.store.list(service));
     this.connection.set('connected');
   }
@@ -157,10 +156,14 @@ export class MemoryRegistry implements RegistryAdapter {
     this.storeWatches.clear();
     this.lists.clear();
     for (const [service, url] of this.store.publishedBy(this)) this.store.remove(service, url, this);
-    this.intended.clear();
+    this.publications.clear();
     this.connection.clear();
   }
 
+  private removeFromStore(service: string, url: string): void {
+    this.store.remove(service, url, this);
+    this.publications.removed(service, url);
+  }
 
   private assertOpen(): void {
     if (this.closed) throw new RegistryError('MESHPORT_REGISTRY_CLOSED', 'memory registry adapter is closed');

@@ -6,6 +6,7 @@ import {
   interfaceOfServiceKey,
   parseProviderUrl,
   ConnectionStateCell,
+  IntendedPublications,
   ProviderLists,
   providerUrlText,
   RegistryError,
@@ -87,10 +88,8 @@ export class RedisRegistry implements RegistryAdapter {
   /** When the adapter last became connected (ms since the epoch); 0 before. */
   private connectedAt = 0;
   private closed = false;
-  /** What this adapter means to have published, by hash key: URL text. */
-  private readonly intended = new Map<string, Set<string>>();
-  /** Fields unpublished while Redis could not be reached, by hash key: removed once it can. */
-  private readonly pendingRemovals = new Map<string, Set<string>>();
+  /** What this adapter means to have published, by hash key: URL text fields; and the removals Redis has not confirmed. */
+  private readonly publications = new IntendedPublications();
   private readonly lists: ProviderLists;
   private readonly subscriptions = new Map<string, Subscription>();
   /** Subscribed patterns and how many services use each. */
@@ -130,10 +129,7 @@ export class RedisRegistry implements RegistryAdapter {
     this.assertOpen();
     const key = this.providersKey(service);
     const text = providerUrlText(url);
-    let fields = this.intended.get(key);
-    if (!fields) this.intended.set(key, (fields = new Set()));
-    fields.add(text);
-    this.pendingRemovals.get(key)?.delete(text);
+    this.publications.publish(key, text);
     await this.awaitFirstConnection();
     if (this.cmdReady) await this.writeField(key, text, true);
   }
@@ -142,12 +138,7 @@ export class RedisRegistry implements RegistryAdapter {
     this.assertOpen();
     const key = this.providersKey(service);
     const text = providerUrlText(url);
-    const fields = this.intended.get(key);
-    if (!fields?.delete(text)) return;
-    if (fields.size === 0) this.intended.delete(key);
-    let pending = this.pendingRemovals.get(key);
-    if (!pending) this.pendingRemovals.set(key, (pending = new Set()));
-    pending.add(text);
+    if (!this.publications.unpublish(key, text)) return;
     if (this.cmdReady) await this.removeField(key, text);
   }
 
@@ -195,8 +186,7 @@ export class RedisRegistry implements RegistryAdapter {
     for (const sub of this.subscriptions.values()) clearTimeout(sub.expiryTimer);
     this.subscriptions.clear();
     this.lists.clear();
-    this.intended.clear();
-    this.pendingRemovals.clear();
+    this.publications.clear();
     this.patterns.clear();
     this.connection.clear();
     this.resolveFirstConnection();
@@ -268,10 +258,10 @@ export class RedisRegistry implements RegistryAdapter {
    * every list (a message sent during the outage was not heard). The reads only add; see the class comment.
    */
   private async reconcile(): Promise<void> {
-    const writes: Promise<void>[] = [];
-    for (const [key, fields] of this.pendingRemovals) for (const field of fields) writes.push(this.removeField(key, field));
-    for (const [key, fields] of this.intended) for (const field of fields) writes.push(this.writeField(key, field, true));
-    await Promise.allSettled(writes);
+    await Promise.allSettled(this.publications.replay(
+      (key, field) => this.removeField(key, field),
+      (key, field) => this.writeField(key, field, true),
+    ));
     if (this.closed || this.connection.value !== 'connected') return;
     for (const [service, sub] of this.subscriptions) void this.refresh(service, sub, false);
   }
@@ -290,7 +280,7 @@ export class RedisRegistry implements RegistryAdapter {
     try {
       const added = await this.cmd.hset(key, field, String(Date.now() + this.expiryMs));
       // Unpublished meanwhile: take it back rather than leave a field nobody renews.
-      if (!this.intended.get(key)?.has(field)) {
+      if (!this.publications.has(key, field)) {
         if (!this.closed) await this.removeField(key, field);
         return;
       }
@@ -305,8 +295,7 @@ export class RedisRegistry implements RegistryAdapter {
     try {
       await this.cmd.hdel(key, field);
       await this.cmd.publish(key, REDIS_REGISTRY_DEFAULTS.unregisterMessage);
-      const pending = this.pendingRemovals.get(key);
-      if (pending?.delete(field) && pending.size === 0) this.pendingRemovals.delete(key);
+      this.publications.removed(key, field);
     } catch (error) {
       // Left pending: the next connection retries it.
       if (!this.closed && this.cmdReady) this.logger.warn({ error, key, field }, 'could not remove a provider');
@@ -315,7 +304,7 @@ export class RedisRegistry implements RegistryAdapter {
 
   private renew(): void {
     if (this.closed || !this.cmdReady) return;
-    for (const [key, fields] of this.intended) for (const field of fields) void this.writeField(key, field, false);
+    for (const [key, field] of this.publications.published()) void this.writeField(key, field, false);
   }
 
   // -------------------------------------------------------------------------------------------------------------

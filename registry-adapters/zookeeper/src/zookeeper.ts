@@ -9,6 +9,7 @@ import {
   interfaceOfServiceKey,
   parseProviderUrl,
   ConnectionStateCell,
+  IntendedPublications,
   ProviderLists,
   providerUrlText,
   RegistryError,
@@ -111,10 +112,11 @@ export class ZooKeeperRegistry implements RegistryAdapter {
   private handshakeWatchdog: NodeJS.Timeout | undefined;
   private readonly connection = new ConnectionStateCell('disconnected');
   private closed = false;
-  /** What this adapter means to have published, by service: node path -> URL text. */
-  private readonly intended = new Map<string, Map<string, string>>();
-  /** Nodes unpublished while the session could not be reached: removed once it can. */
-  private readonly pendingRemovals = new Set<string>();
+  /**
+   * What this adapter means to have published, by providers directory: node paths; and the nodes unpublished while
+   * the session could not be reached, removed once it can.
+   */
+  private readonly publications = new IntendedPublications();
   private readonly lists: ProviderLists;
   private readonly subscriptions = new Map<string, Subscription>();
   private readonly ruleWatches = new Set<RuleWatch>();
@@ -158,22 +160,18 @@ export class ZooKeeperRegistry implements RegistryAdapter {
   async publish(service: string, url: ProviderUrl | string): Promise<void> {
     this.assertOpen();
     const text = providerUrlText(url);
-    const node = `${this.providersPath(service)}/${encodeNodeName(text, this.nodeNameEncoding)}`;
-    let nodes = this.intended.get(service);
-    if (!nodes) this.intended.set(service, (nodes = new Map()));
-    nodes.set(node, text);
-    this.pendingRemovals.delete(node);
+    const dir = this.providersPath(service);
+    const node = `${dir}/${encodeNodeName(text, this.nodeNameEncoding)}`;
+    this.publications.publish(dir, node);
     await this.awaitFirstConnection();
     if (this.connection.value === 'connected') await this.createProviderNode(node, 1);
   }
 
   async unpublish(service: string, url: ProviderUrl | string): Promise<void> {
     this.assertOpen();
-    const node = `${this.providersPath(service)}/${encodeNodeName(providerUrlText(url), this.nodeNameEncoding)}`;
-    const nodes = this.intended.get(service);
-    if (!nodes?.delete(node)) return;
-    if (nodes.size === 0) this.intended.delete(service);
-    this.pendingRemovals.add(node);
+    const dir = this.providersPath(service);
+    const node = `${dir}/${encodeNodeName(providerUrlText(url), this.nodeNameEncoding)}`;
+    if (!this.publications.unpublish(dir, node)) return;
     if (this.connection.value === 'connected') await this.removeProviderNode(node);
   }
 
@@ -254,8 +252,7 @@ export class ZooKeeperRegistry implements RegistryAdapter {
     this.subscriptions.clear();
     for (const watch of this.ruleWatches) watch.active = false;
     this.ruleWatches.clear();
-    this.intended.clear();
-    this.pendingRemovals.clear();
+    this.publications.clear();
     this.connection.clear();
     this.resolveFirstConnection();
     await this.closeClient(this.client);
@@ -336,10 +333,10 @@ export class ZooKeeperRegistry implements RegistryAdapter {
    * providers never reads the moment between ZooKeeper deleting them and us writing them again.
    */
   private async reconcile(client: zookeeper.Client): Promise<void> {
-    const writes: Promise<void>[] = [];
-    for (const node of [...this.pendingRemovals]) writes.push(this.removeProviderNode(node));
-    for (const nodes of this.intended.values()) for (const node of nodes.keys()) writes.push(this.createProviderNode(node, 1));
-    await Promise.allSettled(writes);
+    await Promise.allSettled(this.publications.replay(
+      (_dir, node) => this.removeProviderNode(node),
+      (_dir, node) => this.createProviderNode(node, 1),
+    ));
     if (this.closed || client !== this.client) return;
     for (const [service, sub] of this.subscriptions) void this.refresh(service, sub, sub.armedWatch === undefined);
     for (const watch of this.ruleWatches) void this.refreshRules(watch);
@@ -387,7 +384,7 @@ export class ZooKeeperRegistry implements RegistryAdapter {
 
   private async createProviderNode(node: string, attempt: number): Promise<void> {
     const client = this.client;
-    const parent = node.slice(0, node.lastIndexOf('/'));
+    const parent = directoryOf(node);
     try {
       await call<string>((cb) => client.mkdirp(parent, null, zookeeper.CreateMode.PERSISTENT, cb));
       // Unpublished or closed while the parent was being made: do not write a node nobody wants.
@@ -406,21 +403,19 @@ export class ZooKeeperRegistry implements RegistryAdapter {
     const client = this.client;
     try {
       await call<void>((cb) => client.remove(node, -1, (err) => cb(err, undefined)));
-      this.pendingRemovals.delete(node);
+      this.publications.removed(directoryOf(node), node);
     } catch (error) {
       if (codeOf(error) === zookeeper.Exception.NO_NODE) {
-        this.pendingRemovals.delete(node);
+        this.publications.removed(directoryOf(node), node);
         return;
       }
-      // Left in pendingRemovals: the next connection retries it.
+      // Left pending: the next connection retries it.
       if (!isConnectionError(error)) this.logger.warn({ error, node }, 'could not remove a provider node');
     }
   }
 
   private isIntended(node: string): boolean {
-    if (this.closed) return false;
-    for (const nodes of this.intended.values()) if (nodes.has(node)) return true;
-    return false;
+    return !this.closed && this.publications.has(directoryOf(node), node);
   }
 
   // -------------------------------------------------------------------------------------------------------------
@@ -676,6 +671,11 @@ function recordSocketErrors(client: zookeeper.Client, record: (error: Error) => 
     record(Object.assign(new Error('connect timed out'), { code: 'ETIMEDOUT' }));
     onTimeout.call(this);
   };
+}
+
+/** The providers directory a provider node is in (an encoded node name has no '/'). */
+function directoryOf(node: string): string {
+  return node.slice(0, node.lastIndexOf('/'));
 }
 
 function call<T>(start: (cb: (err: Error | null, value: T) => void) => void): Promise<T> {
