@@ -3,6 +3,7 @@
 import { appendFileSync, existsSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { compareMetrics, comparisonTable, readSaved, type Comparison, type SavedSuite } from './compare';
+import { BenchUsageError } from './errors';
 import { DOCS_FILE, README_FILE, RESULTS_FILE, updateDocsSection, updateInline, updateResults, writeChart } from './docs';
 import { fixed } from './format';
 import { sinkValue } from './measure';
@@ -16,6 +17,9 @@ const DEFAULT_DURATION = 3;
 const DEFAULT_ROUNDS = 5;
 const QUICK_DURATION = 1;
 const QUICK_ROUNDS = 3;
+export { BENCH_ERROR_CODES, BenchUsageError } from './errors';
+export type { BenchErrorCode } from './errors';
+
 /** Exit status when `--compare` found a regression beyond the spread (2 is a usage error, 1 a failed run). */
 export const EXIT_REGRESSION = 3;
 
@@ -43,12 +47,10 @@ function positiveNumber(value: string | undefined, flag: string, fallback: numbe
   if (value === undefined) return fallback;
   const n = Number(value);
   if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) {
-    throw new UsageError(`${flag} wants a positive ${integer ? 'integer' : 'number'}, got ${JSON.stringify(value)}`);
+    throw new BenchUsageError(`${flag} wants a positive ${integer ? 'integer' : 'number'}, got ${JSON.stringify(value)}`);
   }
   return n;
 }
-
-class UsageError extends Error {}
 
 interface RunSettings {
   quick: boolean;
@@ -153,11 +155,11 @@ export async function main(argv: string[]): Promise<number> {
     };
     names = positionals.length > 0 ? positionals : [...SUITES.keys()];
     const unknown = names.filter((n) => !SUITES.has(n));
-    if (unknown.length > 0) throw new UsageError(`unknown suite ${unknown.join(', ')}; known: ${[...SUITES.keys()].join(', ')}`);
+    if (unknown.length > 0) throw new BenchUsageError(`unknown suite ${unknown.join(', ')}; known: ${[...SUITES.keys()].join(', ')}`);
     save = values.save;
     compareFile = values.compare;
     if (compareFile !== undefined) {
-      if (!existsSync(compareFile)) throw new UsageError(`--compare: no such file ${compareFile}`);
+      if (!existsSync(compareFile)) throw new BenchUsageError(`--compare: no such file ${compareFile}`);
       saved = readSaved(compareFile); // read before the run: a bad file should not cost a whole run
     }
   } catch (err) {

@@ -3,6 +3,7 @@
 import { createReadStream } from 'node:fs';
 import { FrameSplitter, ProtocolError, decodeFrame, frameLength, headerNeed, type FrameHeader } from '@meshport/protocol';
 import { decodeBody } from '@meshport/protocol/body';
+import { InputError } from './errors';
 import { Style, bodyPretty, frameJson, framePretty } from './format';
 import type { Io } from './io';
 
@@ -17,8 +18,6 @@ export interface DecodeCommandOptions {
   maxFrameSize?: number;
 }
 
-/** Input the user got wrong before any frame was read (not a wire problem). */
-export class InputError extends Error {}
 
 /** Hex as people paste it: whitespace, `0x` prefixes and `:`/`-` separators are ignored. */
 export function parseHex(text: string): Buffer {

@@ -20,6 +20,7 @@ import {
   type HijackOptions,
   type HijackPlan,
 } from '@meshport/hijack';
+import { UsageError } from './errors';
 import type { Io } from './io';
 
 export const HIJACK_USAGE = `Usage:
@@ -85,7 +86,6 @@ const OPTIONS = {
   help: { type: 'boolean', short: 'h', default: false },
 } as const;
 
-class UsageError extends Error {}
 
 /** Runs `meshport hijack …` (argv after `hijack`) and returns the exit code. */
 export async function runHijack(argv: string[], io: Io): Promise<number> {

@@ -8,11 +8,12 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { UsageError } from './errors';
 import { colourWanted } from './format';
 import { processIo, type Io } from './io';
 
-/** Usage mistakes: the message is printed after `meshport COMMAND: `, with the pointer to that command's help. */
-class UsageError extends Error {}
+export { CLI_ERROR_CODES, CliError, UsageError, InputError } from './errors';
+export type { CliErrorCode } from './errors';
 
 const EXIT_CODES = `Exit codes: 0 ok, 1 bad input or a failed command, 2 usage, config or start-up error (docs/errors.md).`;
 
