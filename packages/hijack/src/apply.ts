@@ -2,7 +2,7 @@
 
 import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
-import { bpfAttach, bpfDetach, bpfLoad, bpfProbe, bpfUnload, nativeAddonStatus, type BpfFeature } from '@meshport/socket';
+import { NotSupportedError, bpfAttach, bpfDetach, bpfLoad, bpfProbe, bpfUnload, nativeAddonStatus, type BpfFeature } from '@meshport/socket';
 import { HijackError, HijackKernelError } from './errors';
 import { run, runChecked, type ExecOptions } from './netns';
 import {
@@ -116,7 +116,7 @@ export function classifyBpfError(err: unknown, action: string, probe?: () => Bpf
   if (err instanceof HijackError) return err;
   const e = err as { errno?: unknown; code?: unknown; syscall?: unknown; message?: unknown; reason?: unknown };
   const message = typeof e?.message === 'string' ? e.message : String(err);
-  if (e?.code === 'NotSupported') return new HijackKernelError('MESHPORT_HIJACK_NOT_SUPPORTED', `${action}: ${message}`, err);
+  if (err instanceof NotSupportedError) return new HijackKernelError('MESHPORT_HIJACK_NOT_SUPPORTED', `${action}: ${message}`, err);
   if (e?.code === 'MESHPORT_SOCKET_BAD_ARGUMENT') return new HijackKernelError('MESHPORT_HIJACK_BAD_OPTIONS', `${action}: ${message}`, err);
   const errno = typeof e?.errno === 'number' ? e.errno : undefined;
   const call = typeof e?.syscall === 'string' ? e.syscall : 'a BPF call';

@@ -1,5 +1,7 @@
 // The error table of the hijack package: stable codes that callers (and the CLI's exit codes) match on.
 
+import { MeshportError } from '@meshport/protocol';
+
 /**
  * Every code the hijack package can raise, with its one-line meaning.
  * Codes are never renamed or reused once released.
@@ -20,13 +22,11 @@ export const HIJACK_ERROR_CODES = {
 export type HijackErrorCode = keyof typeof HIJACK_ERROR_CODES;
 
 /** An error raised on purpose by the hijack package; `code` is stable. */
-export class HijackError extends Error {
-  readonly code: HijackErrorCode;
+export class HijackError extends MeshportError {
+  declare readonly code: HijackErrorCode;
 
   constructor(code: HijackErrorCode, message: string) {
-    super(message);
-    this.name = new.target.name;
-    this.code = code;
+    super(code, message);
   }
 }
 

@@ -5,7 +5,7 @@ import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { bpfUnload, createCgroup, findCgroup2Mount, nativeAddonStatus, removeCgroup } from '@meshport/socket';
+import { NotSupportedError, bpfUnload, createCgroup, findCgroup2Mount, nativeAddonStatus, removeCgroup } from '@meshport/socket';
 import { classifyBpfError } from '../src/apply';
 import { HijackKernelError, applyPlan, bpfPinDir, planRules, planToJson, type HijackPlan } from '../src/index';
 
@@ -55,8 +55,10 @@ describe('@meshport/hijack errors of the BPF steps', function () {
         assert.equal(err.code, 'MESHPORT_HIJACK_NOT_SUPPORTED', cause.code);
         assert.deepEqual([err.errno, err.systemCode, err.syscall], [cause.errno, cause.code, cause.syscall]);
       }
-      const noAddon = classifyBpfError({ code: 'NotSupported', reason: 'native addon not built', message: 'not supported: native addon not built' }, 'BPF attach');
+      const noAddon = classifyBpfError(new NotSupportedError('native addon not built'), 'BPF attach') as HijackKernelError;
       assert.equal(noAddon.code, 'MESHPORT_HIJACK_NOT_SUPPORTED');
+      assert.equal(noAddon.message, 'BPF attach: not supported: native addon not built');
+      assert.ok(noAddon.cause instanceof NotSupportedError);
       // A verifier or BTF refusal says EINVAL: it is a missing feature exactly when the feature probe fails too.
       const verifier = sys(22, 'EINVAL', 'bpf_object__load');
       const missing = classifyBpfError(verifier, 'BPF attach', () => ({ supported: false, reason: 'bpf_object__load: Invalid argument' }));

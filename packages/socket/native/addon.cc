@@ -12,54 +12,42 @@ namespace meshport {
 
 namespace {
 
-// Every errno Linux defines (asm-generic/errno-base.h, errno.h), for the names libuv does not know.
-// Aliases (EWOULDBLOCK, EDEADLOCK, ENOTSUP) are left out: they share a value with a listed name.
-#define MESHPORT_LINUX_ERRNOS(X) \
-  X(EPERM) X(ENOENT) X(ESRCH) X(EINTR) X(EIO) X(ENXIO) X(E2BIG) X(ENOEXEC) X(EBADF) X(ECHILD) X(EAGAIN) X(ENOMEM) \
-  X(EACCES) X(EFAULT) X(ENOTBLK) X(EBUSY) X(EEXIST) X(EXDEV) X(ENODEV) X(ENOTDIR) X(EISDIR) X(EINVAL) X(ENFILE) \
-  X(EMFILE) X(ENOTTY) X(ETXTBSY) X(EFBIG) X(ENOSPC) X(ESPIPE) X(EROFS) X(EMLINK) X(EPIPE) X(EDOM) X(ERANGE) \
-  X(EDEADLK) X(ENAMETOOLONG) X(ENOLCK) X(ENOSYS) X(ENOTEMPTY) X(ELOOP) X(ENOMSG) X(EIDRM) X(ECHRNG) X(EL2NSYNC) \
-  X(EL3HLT) X(EL3RST) X(ELNRNG) X(EUNATCH) X(ENOCSI) X(EL2HLT) X(EBADE) X(EBADR) X(EXFULL) X(ENOANO) X(EBADRQC) \
-  X(EBADSLT) X(EBFONT) X(ENOSTR) X(ENODATA) X(ETIME) X(ENOSR) X(ENONET) X(ENOPKG) X(EREMOTE) X(ENOLINK) X(EADV) \
-  X(ESRMNT) X(ECOMM) X(EPROTO) X(EMULTIHOP) X(EDOTDOT) X(EBADMSG) X(EOVERFLOW) X(ENOTUNIQ) X(EBADFD) X(EREMCHG) \
-  X(ELIBACC) X(ELIBBAD) X(ELIBSCN) X(ELIBMAX) X(ELIBEXEC) X(EILSEQ) X(ERESTART) X(ESTRPIPE) X(EUSERS) X(ENOTSOCK) \
-  X(EDESTADDRREQ) X(EMSGSIZE) X(EPROTOTYPE) X(ENOPROTOOPT) X(EPROTONOSUPPORT) X(ESOCKTNOSUPPORT) X(EOPNOTSUPP) \
-  X(EPFNOSUPPORT) X(EAFNOSUPPORT) X(EADDRINUSE) X(EADDRNOTAVAIL) X(ENETDOWN) X(ENETUNREACH) X(ENETRESET) \
-  X(ECONNABORTED) X(ECONNRESET) X(ENOBUFS) X(EISCONN) X(ENOTCONN) X(ESHUTDOWN) X(ETOOMANYREFS) X(ETIMEDOUT) \
-  X(ECONNREFUSED) X(EHOSTDOWN) X(EHOSTUNREACH) X(EALREADY) X(EINPROGRESS) X(ESTALE) X(EUCLEAN) X(ENOTNAM) \
-  X(ENAVAIL) X(EISNAM) X(EREMOTEIO) X(EDQUOT) X(ENOMEDIUM) X(EMEDIUMTYPE) X(ECANCELED) X(ENOKEY) X(EKEYEXPIRED) \
-  X(EKEYREVOKED) X(EKEYREJECTED) X(EOWNERDEAD) X(ENOTRECOVERABLE) X(ERFKILL) X(EHWPOISON)
+// Kernel-internal values (include/linux/errno.h): no user-space header names them, yet some reach user space,
+// notably ENOTSUPP from bpf() when the kernel lacks a program or attach type. Neither libuv nor glibc knows them.
+struct KernelErrno {
+  int value;
+  const char *name;
+};
+constexpr KernelErrno kKernelErrnos[] = {
+    {512, "ERESTARTSYS"}, {513, "ERESTARTNOINTR"}, {514, "ERESTARTNOHAND"}, {515, "ENOIOCTLCMD"},
+    {516, "ERESTART_RESTARTBLOCK"}, {517, "EPROBE_DEFER"}, {518, "EOPENSTALE"}, {519, "ENOPARAM"},
+    {521, "EBADHANDLE"}, {522, "ENOTSYNC"}, {523, "EBADCOOKIE"}, {524, "ENOTSUPP"}, {525, "ETOOSMALL"},
+    {526, "ESERVERFAULT"}, {527, "EBADTYPE"}, {528, "EJUKEBOX"}, {529, "EIOCBQUEUED"}, {530, "ERECALLCONFLICT"},
+    {531, "ENOGRACE"},
+};
 
-// Kernel-internal values (include/linux/errno.h) that are not in the UAPI but do reach user space, notably
-// ENOTSUPP from bpf() when the kernel lacks a program or attach type.
-#define MESHPORT_KERNEL_ERRNOS(X) \
-  X(ERESTARTSYS, 512) X(ERESTARTNOINTR, 513) X(ERESTARTNOHAND, 514) X(ENOIOCTLCMD, 515) \
-  X(ERESTART_RESTARTBLOCK, 516) X(EPROBE_DEFER, 517) X(EOPENSTALE, 518) X(ENOPARAM, 519) X(EBADHANDLE, 521) \
-  X(ENOTSYNC, 522) X(EBADCOOKIE, 523) X(ENOTSUPP, 524) X(ETOOSMALL, 525) X(ESERVERFAULT, 526) X(EBADTYPE, 527) \
-  X(EJUKEBOX, 528) X(EIOCBQUEUED, 529) X(ERECALLCONFLICT, 530) X(ENOGRACE, 531)
-
-const char *LinuxErrnoName(int err) {
-  switch (err) {
-#define MESHPORT_NAME_CASE(name) \
-  case name:                     \
-    return #name;
-    MESHPORT_LINUX_ERRNOS(MESHPORT_NAME_CASE)
-#undef MESHPORT_NAME_CASE
-#define MESHPORT_KERNEL_CASE(name, value) \
-  case value:                             \
-    return #name;
-    MESHPORT_KERNEL_ERRNOS(MESHPORT_KERNEL_CASE)
-#undef MESHPORT_KERNEL_CASE
-    default:
-      return nullptr;
-  }
-}
-
-// libuv's name for -err when it has one. uv_err_name() would leak a string for unknown values; the _r form
-// writes "Unknown system error N" instead, which is how an unknown value is told apart.
+// libuv's name for a positive errno (UV_E* is -E* on Unix). uv_err_name() would leak a string for an unknown
+// value; the _r form writes "Unknown system error N" instead, which is how an unknown value is told apart.
 const char *UvErrnoName(int err, char *buffer, size_t size) {
   uv_err_name_r(-err, buffer, size);
   return std::strncmp(buffer, "Unknown", 7) == 0 ? nullptr : buffer;
+}
+
+// The C library's name for the errnos libuv leaves out (ENOLINK, EDEADLK...): glibc 2.32's strerrorname_np.
+const char *LibcErrnoName(int err) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
+  return strerrorname_np(err);
+#else
+  (void)err;
+  return nullptr;
+#endif
+}
+
+const char *KernelErrnoName(int err) {
+  for (const KernelErrno &known : kKernelErrnos) {
+    if (known.value == err) return known.name;
+  }
+  return nullptr;
 }
 
 }  // namespace
@@ -68,7 +56,8 @@ std::string ErrnoName(int err) {
   char buffer[64];
   if (err <= 0) return "UNKNOWN";
   if (const char *name = UvErrnoName(err, buffer, sizeof(buffer))) return name;
-  if (const char *name = LinuxErrnoName(err)) return name;
+  if (const char *name = LibcErrnoName(err)) return name;
+  if (const char *name = KernelErrnoName(err)) return name;
   return "UNKNOWN";
 }
 
@@ -86,13 +75,6 @@ Napi::Error ErrnoError(Napi::Env env, int err, const char *syscall) {
 }
 
 void ThrowErrno(Napi::Env env, int err, const char *syscall) { throw ErrnoError(env, err, syscall); }
-
-void ThrowNotSupported(Napi::Env env, const std::string &reason) {
-  Napi::Error error = Napi::Error::New(env, "not supported: " + reason);
-  error.Set("code", Napi::String::New(env, "NotSupported"));
-  error.Set("reason", Napi::String::New(env, reason));
-  throw error;
-}
 
 namespace {
 

@@ -7,9 +7,9 @@
 
 namespace meshport {
 
-// The name of a positive errno value: libuv's (what Node's own errors carry, so 95 is "ENOTSUP"), else the Linux
-// name (ENOLINK, and kernel-internal values such as ENOTSUPP 524 that reach user space through bpf()), else
-// "UNKNOWN" for a number Linux does not define.
+// The name of a positive errno value: libuv's (what Node's own errors carry, so 95 is "ENOTSUP"), else the C
+// library's (ENOLINK), else the kernel's for internal values that reach user space through bpf() (ENOTSUPP 524),
+// else "UNKNOWN" for a number Linux does not define.
 std::string ErrnoName(int err);
 
 // A JS Error with `errno` (the positive value), `code` ("EPERM"...) and `syscall`.
@@ -17,9 +17,6 @@ Napi::Error ErrnoError(Napi::Env env, int err, const char *syscall);
 
 // ErrnoError, thrown as a C++ exception.
 [[noreturn]] void ThrowErrno(Napi::Env env, int err, const char *syscall);
-
-// A JS Error with code "NotSupported" and the reason, for features this kernel or build lacks.
-[[noreturn]] void ThrowNotSupported(Napi::Env env, const std::string &reason);
 
 // The stable code of an argument that has the wrong type or is out of range (docs/errors.md, @meshport/socket).
 constexpr const char *kBadArgumentCode = "MESHPORT_SOCKET_BAD_ARGUMENT";

@@ -1,5 +1,6 @@
 // The libbpf loader for meshport's BPF programs (bpf/meshport.bpf.c): load with config, attach/detach, pins, stats, probes.
 #include "addon.h"
+#include "fd.h"
 
 #include <linux/types.h>
 
@@ -98,26 +99,7 @@ int CaptureLibbpfLog(enum libbpf_print_level level, const char *format, va_list 
   }
 }
 
-// ---- small RAII pieces ----
-
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  ~Fd() { reset(); }
-  Fd(const Fd &) = delete;
-  Fd &operator=(const Fd &) = delete;
-  Fd(Fd &&other) noexcept : fd_(other.release()) {}
-  Fd &operator=(Fd &&other) noexcept {
-    if (this != &other) { reset(); fd_ = other.release(); }
-    return *this;
-  }
-  int get() const { return fd_; }
-  int release() { int fd = fd_; fd_ = -1; return fd; }
-  void reset() { if (fd_ >= 0) close(fd_); fd_ = -1; }
-
- private:
-  int fd_;
-};
+// ---- small RAII pieces (the fd owner is fd.h's Fd) ----
 
 struct ObjectCloser {
   void operator()(bpf_object *obj) const { bpf_object__close(obj); }

@@ -1,5 +1,6 @@
 // Socket options meshport needs on Linux: the original destination, transparent sockets, marks.
 #include "addon.h"
+#include "fd.h"
 
 #include <arpa/inet.h>
 #include <cerrno>
@@ -30,26 +31,6 @@
 namespace meshport {
 
 namespace {
-
-// Owns a socket fd until Release(): every early return or thrown JS error closes it.
-class UniqueFd {
- public:
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  ~UniqueFd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  UniqueFd(const UniqueFd &) = delete;
-  UniqueFd &operator=(const UniqueFd &) = delete;
-  int Get() const { return fd_; }
-  int Release() {
-    int fd = fd_;
-    fd_ = -1;
-    return fd;
-  }
-
- private:
-  int fd_;
-};
 
 // An IPv4 or IPv6 socket address built from text, as the kernel wants it.
 struct InetAddress {
@@ -171,20 +152,20 @@ Napi::Value CreateTransparentListener(const Napi::CallbackInfo &info) {
   int family = ArgFamily(info, 3);
   InetAddress address = ParseAddress(env, host, port, family);
 
-  UniqueFd fd(socket(address.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  if (fd.Get() < 0) ThrowErrno(env, errno, "socket");
-  SetIntOption(env, fd.Get(), SOL_SOCKET, SO_REUSEADDR, 1);
+  Fd fd(socket(address.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (fd.get() < 0) ThrowErrno(env, errno, "socket");
+  SetIntOption(env, fd.get(), SOL_SOCKET, SO_REUSEADDR, 1);
   if (address.family == AF_INET) {
-    SetIntOption(env, fd.Get(), SOL_IP, IP_TRANSPARENT, 1);
+    SetIntOption(env, fd.get(), SOL_IP, IP_TRANSPARENT, 1);
   } else {
-    SetIntOption(env, fd.Get(), SOL_IPV6, IPV6_TRANSPARENT, 1);
+    SetIntOption(env, fd.get(), SOL_IPV6, IPV6_TRANSPARENT, 1);
   }
-  if (bind(fd.Get(), reinterpret_cast<sockaddr *>(&address.storage), address.length) != 0) {
+  if (bind(fd.get(), reinterpret_cast<sockaddr *>(&address.storage), address.length) != 0) {
     ThrowErrno(env, errno, "bind");
   }
   int backlog_arg = backlog > 65535 ? 65535 : static_cast<int>(backlog);
-  if (listen(fd.Get(), backlog_arg) != 0) ThrowErrno(env, errno, "listen");
-  return Napi::Number::New(env, fd.Release());
+  if (listen(fd.get(), backlog_arg) != 0) ThrowErrno(env, errno, "listen");
+  return Napi::Number::New(env, fd.release());
 }
 
 // createMarkedSocket(family, mark) -> fd of an unconnected, non-blocking TCP socket with SO_MARK set, for
@@ -193,10 +174,10 @@ Napi::Value CreateMarkedSocket(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   int family = ArgFamily(info, 0);
   uint32_t mark = ArgUint32(info, 1, "mark");
-  UniqueFd fd(socket(family == 4 ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  if (fd.Get() < 0) ThrowErrno(env, errno, "socket");
-  SetIntOption(env, fd.Get(), SOL_SOCKET, SO_MARK, static_cast<int>(mark));
-  return Napi::Number::New(env, fd.Release());
+  Fd fd(socket(family == 4 ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (fd.get() < 0) ThrowErrno(env, errno, "socket");
+  SetIntOption(env, fd.get(), SOL_SOCKET, SO_MARK, static_cast<int>(mark));
+  return Napi::Number::New(env, fd.release());
 }
 
 // setMark(fd, mark): SO_MARK needs CAP_NET_ADMIN or CAP_NET_RAW (EPERM otherwise).
@@ -233,8 +214,8 @@ Napi::Value ProbeSocketFeatures(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   Napi::Object result = Napi::Object::New(env);
 
-  UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (fd.Get() < 0) {
+  Fd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (fd.get() < 0) {
     std::string reason = Describe("socket", errno);
     result.Set("originalDst", Feature(env, false, reason));
     result.Set("transparent", Feature(env, false, reason));
@@ -246,7 +227,7 @@ Napi::Value ProbeSocketFeatures(const Napi::CallbackInfo &info) {
   // ENOPROTOOPT means nf_conntrack (IPv4) is not loaded, so nothing could answer.
   sockaddr_in original{};
   socklen_t length = sizeof(original);
-  if (getsockopt(fd.Get(), SOL_IP, SO_ORIGINAL_DST, &original, &length) == 0 || errno == ENOENT) {
+  if (getsockopt(fd.get(), SOL_IP, SO_ORIGINAL_DST, &original, &length) == 0 || errno == ENOENT) {
     result.Set("originalDst", Feature(env, true, ""));
   } else if (errno == ENOPROTOOPT) {
     result.Set("originalDst", Feature(env, false, "SO_ORIGINAL_DST is unanswered: nf_conntrack (IPv4) is not loaded"));
@@ -255,7 +236,7 @@ Napi::Value ProbeSocketFeatures(const Napi::CallbackInfo &info) {
   }
 
   int one = 1;
-  if (setsockopt(fd.Get(), SOL_IP, IP_TRANSPARENT, &one, sizeof(one)) == 0) {
+  if (setsockopt(fd.get(), SOL_IP, IP_TRANSPARENT, &one, sizeof(one)) == 0) {
     result.Set("transparent", Feature(env, true, ""));
   } else if (errno == EPERM) {
     result.Set("transparent", Feature(env, false, "IP_TRANSPARENT needs CAP_NET_ADMIN or CAP_NET_RAW"));
@@ -264,7 +245,7 @@ Napi::Value ProbeSocketFeatures(const Napi::CallbackInfo &info) {
   }
 
   int mark = 0;
-  if (setsockopt(fd.Get(), SOL_SOCKET, SO_MARK, &mark, sizeof(mark)) == 0) {
+  if (setsockopt(fd.get(), SOL_SOCKET, SO_MARK, &mark, sizeof(mark)) == 0) {
     result.Set("mark", Feature(env, true, ""));
   } else if (errno == EPERM) {
     result.Set("mark", Feature(env, false, "SO_MARK needs CAP_NET_ADMIN or CAP_NET_RAW"));

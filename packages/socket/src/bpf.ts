@@ -2,6 +2,8 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { checkAttachOptions, checkDetachOptions, checkFd, checkLoadOptions, checkStatsOptions } from './bpf-args';
+import { NotSupportedError } from './errors';
+import { requireOps } from './native';
 
 /**
  * The programs of bpf/meshport.bpf.c, by the name the API uses. connect6 captures the IPv4-mapped connects
@@ -137,15 +139,6 @@ export const bpfDefaults = {
   maxPorts: 16,
 } as const;
 
-/** An error for something this build or kernel lacks, with the same shape the addon throws. */
-export class BpfNotSupportedError extends Error {
-  readonly code = 'NotSupported';
-  constructor(readonly reason: string) {
-    super(`not supported: ${reason}`);
-    this.name = 'BpfNotSupportedError';
-  }
-}
-
 interface BpfAddon {
   bpfLoad(options: { objectDir: string; config: Required<BpfCaptureConfig>; sockmapMaxEntries?: number; reuseMapsFrom?: string }): void;
   bpfUnload(options?: { keepPinned: boolean }): void;
@@ -158,25 +151,12 @@ interface BpfAddon {
   bpfEnsureBpffs(): boolean;
 }
 
-let addon: BpfAddon | undefined;
-let addonError: string | undefined;
-
-// Loaded on first use rather than at import, so importing @meshport/socket never fails on a machine without it.
+// The addon that native.ts loads (MESHPORT_SOCKET_ADDON included), seen through its BPF entry points; an addon
+// built without bpf_loader.cc has the socket options only.
 function native(): BpfAddon {
-  if (addon) return addon;
-  if (addonError === undefined) {
-    try {
-      addon = require(path.join(__dirname, '..', '..', 'build', 'Release', 'meshport_socket.node')) as BpfAddon;
-      if (typeof addon.bpfLoad !== 'function') {
-        addon = undefined;
-        addonError = 'the native addon was built without the BPF loader';
-      }
-    } catch (err) {
-      addonError = `the native addon could not be loaded: ${(err as Error).message}`;
-    }
-  }
-  if (!addon) throw new BpfNotSupportedError(addonError ?? 'the native addon is unavailable');
-  return addon;
+  const loaded = requireOps() as unknown as Partial<BpfAddon>;
+  if (typeof loaded.bpfLoad !== 'function') throw new NotSupportedError('the native addon was built without the BPF loader');
+  return loaded as BpfAddon;
 }
 
 /**
@@ -232,7 +212,8 @@ export function bpfProbe(options: { objectDir?: string } = {}): BpfProbeResult {
   try {
     addonNow = native();
   } catch (err) {
-    const reason = (err as BpfNotSupportedError).reason ?? String(err);
+    if (!(err instanceof NotSupportedError)) throw err;
+    const reason = err.reason;
     return { connectHook: { supported: false, reason }, sockmap: { supported: false, reason } };
   }
   return addonNow.bpfProbe({ objectDir: options.objectDir ?? bpfDefaults.objectDir });
@@ -305,7 +286,7 @@ export async function removeCgroup(cgroupPath: string, evacuateTo?: string): Pro
 /** Runs fn with a fresh cgroup under the cgroup v2 mount and removes the cgroup afterwards, also on failure. */
 export async function withCgroup<T>(fn: (cgroupPath: string) => Promise<T>, name?: string): Promise<T> {
   const root = findCgroup2Mount();
-  if (!root) throw new BpfNotSupportedError('no cgroup v2 hierarchy is mounted');
+  if (!root) throw new NotSupportedError('no cgroup v2 hierarchy is mounted');
   const cgroupPath = createCgroup(path.join(root, name ?? `meshport-${process.pid}-${Math.random().toString(36).slice(2, 8)}`));
   try {
     return await fn(cgroupPath);

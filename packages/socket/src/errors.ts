@@ -1,22 +1,39 @@
 // The error table of the socket package and the argument checks every entry point runs before the addon sees a value.
 
+import { MeshportError } from '@meshport/protocol';
+
 /**
  * Every code @meshport/socket raises on purpose, with its one-line meaning (docs/errors.md keeps the same table).
- * Kernel errors keep the errno name as `code` (EPERM, ENOTSUPP...) with `errno` and `syscall`; a missing kernel
- * feature or addon is `code: 'NotSupported'`. Codes are never renamed or reused once released.
+ * Kernel errors keep the errno name as `code` (EPERM, ENOTSUPP...) with `errno` and `syscall`, as Node's own system
+ * errors do. Codes are never renamed or reused once released.
  */
 export const SOCKET_ERROR_CODES = {
   MESHPORT_SOCKET_BAD_ARGUMENT:
     'an argument has the wrong type (TypeError) or is not a finite integer in range (RangeError); `argument` names it',
+  MESHPORT_SOCKET_NOT_SUPPORTED:
+    'this machine or build lacks what the call needs (no addon, an addon without the BPF loader, no cgroup v2); `reason` says what',
 } as const;
 
 export type SocketErrorCode = keyof typeof SOCKET_ERROR_CODES;
 
-/** A TypeError or RangeError with the stable code and the name of the argument; the addon throws the same shape. */
+/**
+ * A TypeError or RangeError with the stable code and the name of the argument; the addon throws the same shape.
+ * Not a MeshportError: a wrong argument is a TypeError or RangeError in Node's own APIs, and callers (and the addon,
+ * which cannot build a JavaScript subclass) keep that shape; `code` is what they match on.
+ */
 export interface SocketArgumentError extends Error {
   code: 'MESHPORT_SOCKET_BAD_ARGUMENT';
   /** The argument's name as the API spells it: `port`, `mark`, `fd`, `config.sidecarUid`, `programs`... */
   argument: string;
+}
+
+/** Something this machine or build lacks: the addon, its BPF loader, a cgroup v2 mount. `reason` says which. */
+export class NotSupportedError extends MeshportError {
+  declare readonly code: 'MESHPORT_SOCKET_NOT_SUPPORTED';
+
+  constructor(readonly reason: string) {
+    super('MESHPORT_SOCKET_NOT_SUPPORTED', `not supported: ${reason}`);
+  }
 }
 
 function argumentError(kind: typeof TypeError | typeof RangeError, what: string, argument: string, expected: string, got: unknown): SocketArgumentError {

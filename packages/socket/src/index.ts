@@ -5,8 +5,7 @@ import net from 'node:net';
 import { badValue, checkInteger, checkPort } from './errors';
 import { addon, requireOps } from './native';
 
-export { NotSupportedError } from './native';
-export { SOCKET_ERROR_CODES } from './errors';
+export { NotSupportedError, SOCKET_ERROR_CODES } from './errors';
 export type { SocketArgumentError, SocketErrorCode } from './errors';
 
 /** An address as `net.Socket#address()` gives it. */

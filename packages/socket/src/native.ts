@@ -1,9 +1,14 @@
-// Loads build/Release/meshport_socket.node once; when it is absent, every call reports NotSupported instead of the
-// import crashing, so code that only probes (meshport doctor, tests that skip) still runs.
+// Loads build/Release/meshport_socket.node once, for the socket options and the BPF loader alike; when it is absent,
+// every call throws NotSupportedError instead of the import crashing, so code that only probes (meshport doctor,
+// tests that skip) still runs.
 
 import path from 'node:path';
+import { NotSupportedError } from './errors';
 
-/** What the C++ side of socket_ops.cc exports. Arguments are validated again there; fds stay owned by the caller. */
+/**
+ * What the C++ side of socket_ops.cc exports. Arguments are validated again there; fds stay owned by the caller.
+ * The same module also carries bpf_loader.cc's entry points, typed where they are used (bpf.ts).
+ */
 export interface NativeSocketOps {
   getOriginalDst(fd: number): { address: string; port: number; family: 'IPv4' | 'IPv6' };
   createTransparentListener(host: string, port: number, backlog: number, family: 4 | 6): number;
@@ -19,7 +24,7 @@ export type NativeAddon =
   | { loaded: false; reason: string; path: string };
 
 /**
- * Overrides where the addon is loaded from. Tests point it at a missing file to exercise the NotSupported path;
+ * Overrides where the addon is loaded from. Tests point it at a missing file to exercise the NotSupportedError path;
  * it is read once, at the first call that needs the addon.
  */
 export const ADDON_PATH_ENV = 'MESHPORT_SOCKET_ADDON';
@@ -46,15 +51,6 @@ export function loadAddon(addonPath: string = process.env[ADDON_PATH_ENV] || def
 export function addon(): NativeAddon {
   cached ??= loadAddon();
   return cached;
-}
-
-/** An Error with code 'NotSupported' and `reason`, the same shape the addon throws for missing kernel features. */
-export class NotSupportedError extends Error {
-  readonly code = 'NotSupported';
-  constructor(readonly reason: string) {
-    super(`not supported: ${reason}`);
-    this.name = 'NotSupportedError';
-  }
 }
 
 /** The loaded addon, or a NotSupportedError saying why there is none. */

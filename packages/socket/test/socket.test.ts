@@ -570,17 +570,25 @@ catch (e) { console.log(JSON.stringify({ errno: e.errno, code: e.code, syscall: 
       assert.equal(!loaded.loaded && loaded.reason, NOT_BUILT_REASON);
     });
 
-    it('imports fine and every call throws NotSupported with the reason', async function () {
+    it('imports fine and every call, socket option or BPF, throws NotSupportedError with the reason', async function () {
       const env = { ...process.env, MESHPORT_SOCKET_ADDON: path.join(FIXTURES, 'missing', 'meshport_socket.node') };
       const result = await runFixture(null, 'not-supported.js', [], env);
       assert.deepEqual(result.status, { loaded: false, reason: NOT_BUILT_REASON });
       for (const feature of ['originalDst', 'transparent', 'mark']) {
         assert.deepEqual(result.probe[feature], { supported: false, reason: NOT_BUILT_REASON });
       }
-      for (const call of ['getOriginalDst', 'setMark', 'getMark', 'transparentListen', 'connectMarked']) {
-        assert.equal(result[call].error?.code, 'NotSupported', `${call}: ${JSON.stringify(result[call])}`);
-        assert.equal(result[call].error.reason, NOT_BUILT_REASON);
-        assert.equal(result[call].error.message, `not supported: ${NOT_BUILT_REASON}`);
+      // The BPF side reads the same MESHPORT_SOCKET_ADDON: with the file missing it has no addon either.
+      for (const feature of ['connectHook', 'sockmap']) {
+        assert.deepEqual(result.bpfProbe[feature], { supported: false, reason: NOT_BUILT_REASON });
+      }
+      const calls = ['getOriginalDst', 'setMark', 'getMark', 'transparentListen', 'connectMarked', 'bpfLoad', 'bpfStats', 'bpfAttachments'];
+      for (const call of calls) {
+        const error = result[call].error;
+        assert.deepEqual(
+          error && { name: error.name, code: error.code, reason: error.reason, message: error.message, meshport: error.meshport },
+          { name: 'NotSupportedError', code: 'MESHPORT_SOCKET_NOT_SUPPORTED', reason: NOT_BUILT_REASON, message: `not supported: ${NOT_BUILT_REASON}`, meshport: true },
+          `${call}: ${JSON.stringify(result[call])}`,
+        );
       }
     });
   });
