@@ -114,7 +114,9 @@ describe('fault-injection harness: the toxic TCP proxy', function () {
       rtts.push(performance.now() - t0);
     }
     const m = median(rtts);
-    assert.ok(m >= 40 && m <= 62, `median RTT ${m.toFixed(1)} ms, expected ~50`);
+    // Lower bounds are the toxic's (a timer never fires early); the upper one only tells "the delay once" from "the
+    // delay twice" (~100 ms), since a loaded machine adds its own delay to every round trip.
+    assert.ok(m >= 40 && m < 100, `median RTT ${m.toFixed(1)} ms, expected ~50`);
     assert.ok(Math.min(...rtts) >= 29, `no round trip under 50-20 ms (min ${Math.min(...rtts).toFixed(1)})`);
     assert.ok(Math.max(...rtts) - Math.min(...rtts) >= 15, `jitter spreads the delays (${Math.min(...rtts).toFixed(1)}..${Math.max(...rtts).toFixed(1)})`);
     // Order: 300 numbered writes 1 ms apart, each with its own random delay, still arrive in order.
@@ -126,12 +128,13 @@ describe('fault-injection harness: the toxic TCP proxy', function () {
       if (i % 10 === 0) await sleep(1);
     }
     assert.deepEqual(await received, seq);
-    // Removed: back to loopback speed.
+    // Removed: faster than any round trip the toxic delayed (each at least 50 - 20 ms, asserted above).
     proxy.removeToxic('lat');
     const t0 = performance.now();
     c.write(Buffer.from([1]));
     await readBytes(c, 1);
-    assert.ok(performance.now() - t0 < 20, 'no delay once the toxic is removed');
+    const after = performance.now() - t0;
+    assert.ok(after < Math.min(...rtts), `no delay once the toxic is removed (${after.toFixed(1)} ms)`);
   });
 
   it('reset per chunk: the client sees ECONNRESET, the server sees its connection reset, and it is counted', async () => {
@@ -205,7 +208,8 @@ describe('fault-injection harness: the toxic TCP proxy', function () {
     const data = await readBytes(c, payload.length);
     const ms = performance.now() - t0;
     assert.deepEqual(data, payload);
-    assert.ok(ms >= 450 && ms <= 1200, `${ms.toFixed(0)} ms for 200 KB at 400 KB/s, expected ~500`);
+    // Not less than the rate allows; the upper bound tells the rate from half of it (a second), not a guess at speed.
+    assert.ok(ms >= 450 && ms < 1000, `${ms.toFixed(0)} ms for 200 KB at 400 KB/s, expected ~500`);
   });
 
   it('slicer: one write arrives as many small pieces, whole and in order', async () => {
@@ -246,8 +250,9 @@ describe('fault-injection harness: the toxic TCP proxy', function () {
     await once(c, 'end');
     const endAt = performance.now() - t0;
     assert.equal(text, 'bye');
-    assert.ok(dataAt < 100, `data after ${dataAt.toFixed(0)} ms`);
-    assert.ok(endAt >= 390 && endAt < 1000, `FIN after ${endAt.toFixed(0)} ms, expected ~400`);
+    // The data came before the delay ran out (not held with the FIN); the FIN after it, but not after it twice.
+    assert.ok(dataAt < 390, `data after ${dataAt.toFixed(0)} ms`);
+    assert.ok(endAt >= 390 && endAt < 800, `FIN after ${endAt.toFixed(0)} ms, expected ~400`);
   });
 
   it('close() ends every proxied connection and stops listening', async () => {
@@ -393,12 +398,12 @@ describe('fault-injection harness: kernel link faults across two network namespa
       assert.equal(result.sendErrors, 0, 'loss is silent to the sender, as on a wire');
       process.stdout.write(`      loss (${applied.loss}): ${result.sent} probes, ${lost} lost (${((100 * lost) / result.sent).toFixed(1)}%)\n`);
       if (applied.delay === 'netem') {
-        assert.ok(m >= 40 && m <= 65, `median RTT ${m.toFixed(1)} ms, expected ~50`);
+        assert.ok(m >= 40 && m < 100, `median RTT ${m.toFixed(1)} ms, expected ~50 (the delay once, not twice)`);
         assert.ok(Math.min(...result.rtts) >= 29, `min RTT ${Math.min(...result.rtts).toFixed(1)} ms`);
         assert.ok(Math.max(...result.rtts) - Math.min(...result.rtts) >= 15, 'jitter spreads the RTTs');
         process.stdout.write(`      delay (netem): median RTT ${m.toFixed(1)} ms\n`);
       } else {
-        assert.ok(m < 20, `no delay was applied, none measured (median RTT ${m.toFixed(1)} ms)`);
+        assert.ok(m < 30, `no delay was applied, none measured (median RTT ${m.toFixed(1)} ms; a delayed one is at least 50 - 20 ms)`);
         process.stdout.write(`      delay: unavailable on this kernel (no sch_netem); the latency toxic is the delay injector (median RTT ${m.toFixed(2)} ms, undelayed)\n`);
       }
 
@@ -421,8 +426,10 @@ describe('fault-injection harness: kernel link faults across two network namespa
       await client.out;
       const kbit = (got.bytes * 8) / got.ms; // bits per ms = kbit/s
       assert.equal(got.bytes, bytes);
-      // Goodput under the shaped rate: 1448 payload bytes per 1514-byte frame is ~96%; allow 70..105%.
-      assert.ok(kbit >= 0.7 * 4000 && kbit <= 1.05 * 4000, `TCP goodput ${kbit.toFixed(0)} kbit/s, expected ~3800 at 4000 kbit/s`);
+      // Goodput under the shaped rate: 1448 payload bytes per 1514-byte frame is ~96%. Never above the rate (the shaper's
+      // bound, which load cannot raise); the floor only tells the rate from half of it, as a busy machine slows the
+      // probe's own processes too.
+      assert.ok(kbit > 0.5 * 4000 && kbit <= 1.05 * 4000, `TCP goodput ${kbit.toFixed(0)} kbit/s, expected ~3800 at 4000 kbit/s`);
       process.stdout.write(`      rate (${rated.rate}): 1 MB in ${got.ms.toFixed(0)} ms = ${kbit.toFixed(0)} kbit/s goodput at 4000 kbit/s\n`);
 
       await removeLinkFaults(pair.a, pair.devA, peer);
