@@ -3,7 +3,25 @@
 
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { RouterHandle } from './handle';
+import type { Registry } from 'prom-client';
+import type { ClusterState } from './handle';
+
+/**
+ * What the admin pages read of a router, whichever engine carries its requests; nothing here changes it (a drain is
+ * the router's, by signal). Each engine passes itself.
+ */
+export interface AdminView {
+  /** `/ready` is 503 once draining. */
+  readonly isDraining: boolean;
+  /** `/routes`: the clusters, calls in flight and callers holding an unfinished frame. */
+  describeRoutes(): ClusterState[] | Promise<ClusterState[]>;
+  readonly inflight: number;
+  readonly partialFrames: number;
+  /** `/stats`: the Prometheus registry, up to date when read. */
+  readonly stats: { readonly registry: Registry };
+  /** `/config`: the router's effective settings. */
+  describeConfig(): Record<string, unknown>;
+}
 
 /**
  * What the admin server serves beyond the router's own pages. The sidecar fills it with what only it knows (its
@@ -37,7 +55,7 @@ export class AdminServer {
   private readonly options: AdminOptions;
 
   constructor(
-    private readonly router: RouterHandle,
+    private readonly router: AdminView,
     options: AdminOptions | number,
   ) {
     this.options = typeof options === 'number' ? { port: options } : options;

@@ -1,7 +1,9 @@
 // @meshport/router: the data plane.
 
-export { Router, ROUTER_DEFAULTS, routeKey } from './router';
-export type { RouterOptions, ListenAddress } from './router';
+export { Router, ROUTER_DEFAULTS } from './router';
+export type { RouterOptions } from './router';
+export type { ListenAddress } from './listener-admission';
+export { routeKey } from './route-key';
 export { NativeRouter, nativeRouterUnavailable } from './native-router';
 export { createRouter, defaultEngine, ENGINE_ENV } from './create';
 export type { RouterHandle, EngineName, ClusterState } from './handle';

@@ -13,7 +13,7 @@ import {
   type EngineRoutes,
 } from '@meshport/engine';
 import type { Logger } from 'pino';
-import { AdminServer } from './admin';
+import { AdminServer, type AdminView } from './admin';
 import type { ListenerName } from './caller';
 import { CLUSTER_LIMIT_DEFAULTS, OUTLIER_DEFAULTS } from './cluster';
 import type { ClusterState, RouterHandle } from './handle';
@@ -39,7 +39,7 @@ export function nativeRouterUnavailable(options: RouterOptions): string | undefi
   return undefined;
 }
 
-export class NativeRouter implements RouterHandle {
+export class NativeRouter implements RouterHandle, AdminView {
   readonly engine = 'native' as const;
   readonly logger: Logger;
   private readonly settings: Settings;

@@ -1,4 +1,6 @@
-// The router: two protocol-sniffing listeners, route lookup, load balancing, upstream pools, failures, drain.
+// The TypeScript engine's router: callers' requests in, route lookup, load balancing, upstream pools, failures, drain.
+// Who is admitted on a listener (listener-admission), the start-up hold and stalled frames (partial-frames) are
+// their own modules; the settings and /config page both engines share are routerSetup, below.
 
 import net from 'node:net';
 import type { FrameHeader, FrameIdentity, ProtocolError } from '@meshport/protocol';
@@ -10,28 +12,16 @@ import { errorResponse, identityOf, type Failure } from './responses';
 import type { ClusterSpec, RouteTable } from './route-table';
 import { type ClusterMetrics, RouterStats } from './stats';
 import { UpstreamPool, type UpstreamConnection, type UpstreamEvents } from './upstream';
-import { AdminServer, type AdminOptions } from './admin';
+import { AdminServer, type AdminOptions, type AdminView } from './admin';
 import { DeadlineWheel } from './deadlines';
-import { SourceLimit } from './source-limit';
 import type { ClusterState, EngineName, RouterHandle } from './handle';
-import { ClientGate, type AllowRemote } from '@meshport/registry-core';
+import { admittingServer, type ListenAddress } from './listener-admission';
+import { PartialFrames, type StallCode } from './partial-frames';
+import { RouteKeys } from './route-key';
+import { StartupHold } from './startup-hold';
 
-export interface ListenAddress {
-  /** @default '127.0.0.1' */
-  host?: string;
-  /** 0 picks a free port. */
-  port: number;
-  /**
-   * Which peers may connect, decided at accept (the sidecar passes a ClientGate built from `allowRemote`); a refused
-   * socket is already destroyed when `admit` returns false. Absent: every peer.
-   */
-  clients?: { admit(socket: net.Socket): boolean };
-  /**
-   * The same gate as data both engines apply (`listeners.allowRemote`): loopback always, `true` any peer, a list of
-   * addresses/CIDRs those; `false` loopback only. Used when `clients` is absent.
-   */
-  allowRemote?: AllowRemote;
-}
+export type { ListenAddress } from './listener-admission';
+export { routeKey } from './route-key';
 
 export interface RouterOptions {
   routeTable: RouteTable;
@@ -162,7 +152,7 @@ export const routerSetup = {
   },
 };
 
-export class Router implements CallerHandler, UpstreamEvents, RouterHandle {
+export class Router implements CallerHandler, UpstreamEvents, RouterHandle, AdminView {
   readonly engine = 'js' as const;
   readonly stats = new RouterStats();
   readonly logger: Logger;
@@ -175,15 +165,13 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle {
   /** Clusters by listener, then service (no key string built per request); updated on route-table changes. */
   private readonly clusters: Record<ListenerName, Map<string, Cluster>> = { outbound: new Map(), inbound: new Map() };
   private admin: AdminServer | undefined;
-  /** Callers in the middle of a frame, in the order their frames began (oldest first): see partialFrame. */
-  private readonly partial = new Set<CallerConnection>();
-  private partialSweep: NodeJS.Timeout | undefined;
+  /** Callers in the middle of a frame: frameTimeoutMs and maxPartialFrames. */
+  private readonly partial: PartialFrames;
   private draining = false;
   private stopRouteWatch: (() => void) | undefined;
-  /** Until this time (startupHoldMs after start), unrouted requests wait in `held` for their route. */
-  private holdUntil = 0;
-  private held: { caller: CallerConnection; frame: Buffer; header: FrameHeader }[] = [];
-  private holdTimer: NodeJS.Timeout | undefined;
+  /** Requests that came in before their route, in the first startupHoldMs. */
+  private readonly hold = new StartupHold((held) => this.request(held.caller, held.frame, held.header));
+  private readonly routeKeys = new RouteKeys();
   private readonly debug: boolean;
 
   constructor(private readonly options: RouterOptions) {
@@ -201,50 +189,25 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle {
       this,
     );
     this.stats.trackUpstreams(() => this.pool.all().map((c) => ({ endpoint: c.host.key })));
+    this.partial = new PartialFrames(this.settings, (caller, code, message) => this.closeStalled(caller, code, message));
   }
 
   /** Starts the listeners (and admin); resolves once all are bound. */
   async start(): Promise<void> {
     this.stopRouteWatch = this.options.routeTable.onChange(() => {
       this.refreshClusters();
-      if (this.held.length > 0) this.releaseHeld(false);
+      this.hold.routesChanged((held) => this.hasRoute(held.caller.listener, this.routeKeys.of(held.header)!));
     });
-    if (this.settings.startupHoldMs > 0) {
-      this.holdUntil = Date.now() + this.settings.startupHoldMs;
-      this.holdTimer = setTimeout(() => this.releaseHeld(true), this.settings.startupHoldMs);
-      this.holdTimer.unref();
-    }
+    this.hold.begin(this.settings.startupHoldMs);
     for (const name of ['outbound', 'inbound'] as const) {
       const where = this.options[name] ?? { port: 0 };
       if (where === false) continue;
-      const clients =
-        where.clients ??
-        (where.allowRemote !== undefined ? new ClientGate(where.allowRemote, `${name} listener`, this.logger) : undefined);
-      const perSource = new SourceLimit(this.settings.maxConnectionsPerSource, (source, first) =>
-        this.refuseConnection(name, 'per-source-cap', source, first),
-      );
-      const server = net.createServer((socket) => {
-        if (clients && !clients.admit(socket)) return;
-        if (!perSource.admit(socket)) return;
-        this.accept(name, socket);
-      });
-      // Node closes connections past maxConnections itself, before our callback; 'drop' tells us about each.
-      server.maxConnections = this.settings.maxConnections;
-      // One warning per 10 s of drops, not one per connection.
-      let warnedAt = -Infinity;
-      server.on('drop', (info?: { remoteAddress?: string }) => {
-        const now = Date.now();
-        const first = now - warnedAt > 10_000;
-        if (first) warnedAt = now;
-        this.refuseConnection(name, 'max-connections', info?.remoteAddress ?? '', first);
-      });
+      const server = admittingServer(name, where, this.settings, this, (socket) => this.accept(name, socket));
       this.servers.set(name, server);
       await listen(server, where.port, where.host ?? '127.0.0.1');
       this.logger.info({ listener: name, address: server.address() }, 'listening');
     }
-    // Stalled frames are found by a sweep, not a timer per connection: a frame boundary costs no timer churn.
-    const every = Math.min(1000, Math.max(20, Math.floor(this.settings.frameTimeoutMs / 10)));
-    this.partialSweep = setInterval(() => this.closeStalledCallers(), every).unref();
+    this.partial.start();
     if (this.options.admin !== false) {
       this.admin = new AdminServer(this, this.options.admin ?? { port: 0 });
       await this.admin.start();
@@ -281,9 +244,9 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle {
     if (!this.draining) {
       this.draining = true;
       this.logger.info({ inflight: this.calls.size, deadlineMs }, 'draining');
-      this.releaseHeld(true); // refused as draining: a held request is not yet a call
+      this.hold.end(); // refused as draining: a held request is not yet a call
       for (const server of this.servers.values()) server.close();
-      clearInterval(this.partialSweep);
+      this.partial.stop();
     }
     const until = Date.now() + deadlineMs;
     while (this.calls.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
@@ -335,16 +298,6 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle {
     this.accept(listener, socket);
   }
 
-  /** A connection closed at accept by a connection cap: counted, and logged when `first` (once per episode of refusals). */
-  private refuseConnection(listener: ListenerName, reason: 'per-source-cap' | 'max-connections', source: string, first: boolean): void {
-    this.stats.connectionsRefused.inc({ listener, reason });
-    if (!first) return;
-    const limit = reason === 'per-source-cap'
-      ? `${source} holds maxConnectionsPerSource (${this.settings.maxConnectionsPerSource}) connections`
-      : `the listener holds maxConnections (${this.settings.maxConnections})`;
-    this.logger.warn({ listener, source, reason }, `closing new connections at accept: ${limit}; more are counted in meshport_connections_refused_total`);
-  }
-
   private accept(listener: ListenerName, socket: net.Socket): void {
     if (this.draining) {
       socket.destroy();
@@ -358,7 +311,7 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle {
     this.stats.connectionsTotal.inc({ listener });
     socket.on('close', () => {
       this.callers.delete(caller);
-      this.partial.delete(caller);
+      this.partial.forget(caller);
       this.stats.connections.dec({ listener });
     });
   }
@@ -373,12 +326,10 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle {
       const message = `meshport: the request's identity cannot be read from its attachments: ${header.attachmentsError}`;
       return this.refuse(caller, identityOf(header, frame), metrics, 'bad-request', message);
     }
-    const service = routeKey(header);
+    const service = this.routeKeys.of(header);
     const cluster = service === undefined ? undefined : this.clusterFor(listener, service);
-    if ((cluster === undefined || cluster.hosts.length === 0) && service !== undefined && !this.draining && Date.now() < this.holdUntil) {
-      // Counted as in flight so that the caller's drain and close wait for it.
-      caller.callStarted();
-      this.held.push({ caller, frame, header });
+    if ((cluster === undefined || cluster.hosts.length === 0) && service !== undefined && !this.draining && this.hold.open) {
+      this.hold.hold({ caller, frame, header });
       return;
     }
     const metrics = cluster?.metrics ?? this.stats.cluster(listener, 'none');
@@ -443,33 +394,12 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle {
     this.logger.warn({ listener: caller.listener, remote: caller.socket.remoteAddress, code: error.code, err: error.message }, 'bad frame; closing that connection once its calls are answered');
   }
 
-  /**
-   * A caller began a frame (`since` its first byte) or finished one (`since` 0). Keeps `partial` in begin order and
-   * enforces maxPartialFrames by closing the caller whose frame began earliest and that we are not ourselves keeping
-   * from reading.
-   */
+  /** A caller began a frame (`since` its first byte) or finished one (`since` 0): see PartialFrames.mark. */
   partialFrame(caller: CallerConnection, since: number): void {
-    this.partial.delete(caller);
-    if (since === 0) return;
-    this.partial.add(caller);
-    if (this.partial.size <= this.settings.maxPartialFrames) return;
-    for (const oldest of this.partial) {
-      if (oldest.blocked && oldest !== caller) continue;
-      this.closeStalled(oldest, 'partial-frames-cap', `more than ${this.settings.maxPartialFrames} connections hold an unfinished frame; closing the one whose frame began earliest`);
-      return;
-    }
+    this.partial.mark(caller, since);
   }
 
-  private closeStalledCallers(): void {
-    const before = Date.now() - this.settings.frameTimeoutMs;
-    for (const caller of this.partial) {
-      if (caller.partialSince > before) break; // begin order: every later one began later still
-      if (caller.blocked) continue;
-      this.closeStalled(caller, 'frame-timeout', `a frame was not finished within ${this.settings.frameTimeoutMs} ms of its first byte`);
-    }
-  }
-
-  private closeStalled(caller: CallerConnection, code: 'frame-timeout' | 'partial-frames-cap', message: string): void {
+  private closeStalled(caller: CallerConnection, code: StallCode, message: string): void {
     this.stats.badFrames.inc({ listener: caller.listener, code });
     this.logger.warn({ listener: caller.listener, remote: caller.socket.remoteAddress, code }, `${message}; closing that connection once its calls are answered`);
     caller.closeStalled();
@@ -592,27 +522,13 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle {
     return local ? { endpoints: [local] } : undefined;
   }
 
-  /** Route-table change: clusters update in place (keeping host state); vanished ones are dropped. */
-  /** Dispatches held requests again: those whose route has appeared, or all of them when the hold is over. */
-  private releaseHeld(all: boolean): void {
-    if (all) {
-      this.holdUntil = 0;
-      clearTimeout(this.holdTimer);
-    }
-    const waiting = this.held;
-    this.held = [];
-    for (const h of waiting) {
-      const service = routeKey(h.header)!;
-      const cluster = all ? undefined : this.clusterFor(h.caller.listener, service);
-      if (!all && (cluster === undefined || cluster.hosts.length === 0)) {
-        this.held.push(h);
-        continue;
-      }
-      h.caller.callDone();
-      if (!h.caller.socket.destroyed) this.request(h.caller, h.frame, h.header);
-    }
+  /** Whether the service has a route with an endpoint now (a held request for it can go). */
+  private hasRoute(listener: ListenerName, service: string): boolean {
+    const cluster = this.clusterFor(listener, service);
+    return cluster !== undefined && cluster.hosts.length > 0;
   }
 
+  /** Route-table change: clusters update in place (keeping host state); vanished ones are dropped. */
   private refreshClusters(): void {
     for (const listener of ['outbound', 'inbound'] as const) {
       for (const [service, cluster] of this.clusters[listener]) {
@@ -631,46 +547,6 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle {
 
 function cluster(call: Call): string {
   return call.cluster.name;
-}
-
-/**
- * Dubbo route keys by interface, then group, then version: a request reuses the key string (and its cached hash)
- * instead of building a new one to hash on every lookup (4% of a provider router's time under Dubbo load). Bounded:
- * an unknown service name costs one entry, and the cache starts over when full.
- */
-const dubboKeys = new Map<string, Map<string, Map<string, string>>>();
-let dubboKeyCount = 0;
-const DUBBO_KEYS_MAX = 4096;
-
-/**
- * The route key of a request, which is the identity its SDK selected providers by: Bolt's `service` header as is
- * (`interface:version[:uniqueId]`); Dubbo's `group/interface:version`, each part left out when empty, the group read
- * from the attachments (as `dubboServiceKey` in @meshport/registry-core builds it from a provider URL).
- */
-export function routeKey(header: FrameHeader): string | undefined {
-  const service = header.service;
-  if (service === undefined) return undefined;
-  if (header.protocol !== 'dubbo') return service;
-  const version = header.version || '';
-  const group = header.group || '';
-  if (!version && !group) return service;
-  let byGroup = dubboKeys.get(service);
-  let byVersion = byGroup?.get(group);
-  let key = byVersion?.get(version);
-  if (key === undefined) {
-    key = version ? `${service}:${version}` : service;
-    if (group) key = `${group}/${key}`;
-    if (dubboKeyCount >= DUBBO_KEYS_MAX) {
-      dubboKeys.clear();
-      dubboKeyCount = 0;
-      byGroup = byVersion = undefined;
-    }
-    if (byGroup === undefined) dubboKeys.set(service, (byGroup = new Map()));
-    if (byVersion === undefined) byGroup.set(group, (byVersion = new Map()));
-    byVersion.set(version, key);
-    dubboKeyCount++;
-  }
-  return key;
 }
 
 function hashKeyOf(header: FrameHeader, hashHeader: string | undefined): string | undefined {

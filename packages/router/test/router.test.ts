@@ -2,8 +2,9 @@
 
 import { strict as assert } from 'node:assert';
 import pino from 'pino';
-import { BoltStatus, DubboStatus, decodeFrame } from '@meshport/protocol';
+import { BoltStatus, DubboStatus, decodeFrame, type FrameHeader } from '@meshport/protocol';
 import { MemoryRouteTable, createRouter, routeKey, type RouterHandle } from '../src/index';
+import { RouteKeys } from '../src/route-key';
 import { FrameClient, boltRequest, dubboRequest, echoedText, startEchoServer, type EchoServer } from './helpers/peers';
 
 const quiet = pino({ level: 'silent' });
@@ -142,15 +143,30 @@ describe('router: Dubbo groups', () => {
 });
 
 describe('routeKey', () => {
-  it('is interface:version for Dubbo, the service for Bolt, and stays right past its cache bound', () => {
-    const dubboHeader = (iface: string, version: string) => decodeFrame(dubboRequest(1, iface, version, 'hello', 'x'));
-    assert.equal(routeKey(dubboHeader('org.example.A', '1.0')), 'org.example.A:1.0');
-    assert.equal(routeKey(dubboHeader('org.example.A', '2.0')), 'org.example.A:2.0');
-    assert.equal(routeKey(dubboHeader('org.example.A', '1.0')), 'org.example.A:1.0');
-    // More distinct services than the cache holds: it starts over, keys stay right.
-    for (let i = 0; i < 10_000; i++) assert.equal(routeKey(dubboHeader(`org.example.S${i}`, '1.0')), `org.example.S${i}:1.0`);
-    assert.equal(routeKey(dubboHeader('org.example.A', '2.0')), 'org.example.A:2.0');
-    assert.equal(routeKey(decodeFrame(boltRequest(1, 'com.example.B:1.0', 'x'))), 'com.example.B:1.0');
+  const dubboHeader = (iface: string, version: string) => decodeFrame(dubboRequest(1, iface, version, 'hello', 'x'));
+
+  it('is interface:version for Dubbo and the service for Bolt; a router\'s cached keys stay right past the cache bound', () => {
+    const keys = new RouteKeys(100);
+    for (const of of [routeKey, (h: FrameHeader) => keys.of(h)]) {
+      assert.equal(of(dubboHeader('org.example.A', '1.0')), 'org.example.A:1.0');
+      assert.equal(of(dubboHeader('org.example.A', '2.0')), 'org.example.A:2.0');
+      assert.equal(of(dubboHeader('org.example.A', '1.0')), 'org.example.A:1.0');
+      // More distinct services than the cache holds: it starts over, keys stay right.
+      for (let i = 0; i < 1000; i++) assert.equal(of(dubboHeader(`org.example.S${i}`, '1.0')), `org.example.S${i}:1.0`);
+      assert.equal(of(dubboHeader('org.example.A', '2.0')), 'org.example.A:2.0');
+      assert.equal(of(decodeFrame(boltRequest(1, 'com.example.B:1.0', 'x'))), 'com.example.B:1.0');
+    }
+    assert.ok(keys.size <= 100, `${keys.size} keys held`);
+  });
+
+  it("is cached per router: one router's keys do not fill or clear another's", () => {
+    const [one, other] = [new RouteKeys(10), new RouteKeys(10)];
+    one.of(dubboHeader('org.example.A', '1.0'));
+    for (let i = 0; i < 50; i++) other.of(dubboHeader(`org.example.S${i}`, '1.0'));
+    assert.equal(one.size, 1, 'the other router filled its cache past its bound five times over');
+    // A hit, not a new entry: the key survived the other cache starting over.
+    assert.equal(one.of(dubboHeader('org.example.A', '1.0')), 'org.example.A:1.0');
+    assert.equal(one.size, 1);
   });
 
   it('is group/interface:version for a Dubbo call with a group attachment, as dubboServiceKey builds it from a URL', () => {
