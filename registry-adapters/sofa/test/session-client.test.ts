@@ -14,8 +14,18 @@ import {
   type RegistryAdapter,
 } from '@meshport/registry-core';
 import { SOFA_REGISTRY_CLASSES, SOFA_REGISTRY_FIELDS, SofaRegistryClient, type SofaRegistryClientOptions } from '../src/index';
-import { HessianReader, decodeReceivedData, encodeReceivedData, encodeResult } from '../src/session-model';
-import { SessionStandIn, datumVersion, decodePlain, decodeTyped, type ReceivedRequest } from './session-stand-in';
+import { decodeReceivedData, decodeRegisterResponse } from '../src/session-model';
+import {
+  SessionStandIn,
+  datumVersion,
+  decodePlain,
+  decodeTyped,
+  hessianJsBody,
+  jLong,
+  receivedDataBody,
+  resultBody,
+  type ReceivedRequest,
+} from './session-stand-in';
 
 // hessian.js-1 ships no types; only its draft-grammar reader is used, to show it is the wrong one here.
 const hessianDraft = require('hessian.js-1') as { DecoderV2: new (buf: Buffer) => { read(): unknown } };
@@ -297,18 +307,18 @@ describe('SofaRegistryClient', () => {
 
     const [garbled] = await standIn.sendRequest(SOFA_REGISTRY_CLASSES.receivedData, Buffer.from('not hessian at all'));
     assert.equal(garbled.status, BoltStatus.SERVER_DESERIAL_EXCEPTION);
-    const [unknown] = await standIn.sendRequest('com.example.Unknown', encodeResult({ success: true, message: null }));
+    const [unknown] = await standIn.sendRequest('com.example.Unknown', resultBody(true, null));
     assert.equal(unknown.status, BoltStatus.NO_PROCESSOR);
-    const [wrongClass] = await standIn.sendRequest(SOFA_REGISTRY_CLASSES.receivedData, encodeResult({ success: true, message: null }));
+    const [wrongClass] = await standIn.sendRequest(SOFA_REGISTRY_CLASSES.receivedData, resultBody(true, null));
     assert.equal(wrongClass.status, BoltStatus.SERVER_DESERIAL_EXCEPTION);
-    const truncated = encodeReceivedData({
+    const truncated = receivedDataBody({
       dataId: DATA_ID,
       group: 'SOFA',
       instanceId: null,
       segment: null,
       scope: 'zone',
-      subscriberRegistIds: standIn.subscriberIds(DATA_ID),
-      data: new Map([['Z', [URL2]]]),
+      registIds: standIn.subscriberIds(DATA_ID),
+      data: { Z: [URL2] },
       version: standIn.nextVersion(),
       localZone: null,
     });
@@ -547,54 +557,60 @@ describe('SofaRegistryClient', () => {
 });
 
 describe('SOFA Registry Hessian model', () => {
-  it('reads a ReceivedData that hessian.js wrote and one it wrote itself, alike', () => {
-    const d = {
+  const push = {
+    dataId: DATA_ID,
+    group: 'SOFA',
+    instanceId: 'DEFAULT_INSTANCE_ID',
+    segment: 'DEFAULT_SEGMENT',
+    scope: 'zone',
+    registIds: ['r1', 'r2'],
+    data: { GZ00A: [URL1, 'ünïcødé:1?x=\u{1F600}'], GZ00B: ['x'.repeat(70_000)] },
+    version: datumVersion(Date.UTC(2028, 0, 1), 1),
+    localZone: 'GZ00A',
+  };
+
+  it('reads a ReceivedData hessian.js wrote: every zone, text past one chunk and outside the BMP, a version past 2^53', () => {
+    assert.deepEqual(decodeReceivedData(receivedDataBody(push)), {
       dataId: DATA_ID,
       group: 'SOFA',
       instanceId: 'DEFAULT_INSTANCE_ID',
       segment: 'DEFAULT_SEGMENT',
       scope: 'zone',
       subscriberRegistIds: ['r1', 'r2'],
-      data: new Map([
-        ['GZ00A', [URL1, 'ünïcødé:1?x=\u{1F600}']],
-        ['GZ00B', ['x'.repeat(70_000)]],
-      ]),
-      version: datumVersion(Date.UTC(2028, 0, 1), 1),
+      data: new Map(Object.entries(push.data)),
+      version: push.version,
       localZone: 'GZ00A',
-    };
-    const ours = encodeReceivedData(d);
-    assert.deepEqual(decodeReceivedData(ours), d);
-    // hessian.js reads the same values out of our bytes.
-    const theirs = decodePlain(ours);
-    assert.equal(theirs.version, d.version.toString(), 'hessian.js reads a long past 2^53 as its decimal text');
-    assert.deepEqual(theirs.subscriberRegistIds, ['r1', 'r2']);
-    const zones = theirs.data as Record<string, Array<{ data: string }>>;
-    assert.equal(zones.GZ00A[1].data, 'ünïcødé:1?x=\u{1F600}');
-    assert.equal(zones.GZ00B[0].data.length, 70_000);
+    });
   });
 
-  it('reads every Hessian 2.0 number form and back references', () => {
-    const read = (hex: string) => new HessianReader(Buffer.from(hex, 'hex')).read();
-    assert.equal(read('90'), 0);
-    assert.equal(read('c800'), 0);
-    assert.equal(read('c7ff'), -1);
-    assert.equal(read('d40000'), 0);
-    assert.equal(read('4900000100'), 256);
-    assert.equal(read('e0'), 0);
-    assert.equal(read('ef'), 15);
-    assert.equal(read('f7ff'), -1);
-    assert.equal(read('3c0100'), 256);
-    assert.equal(read('59ffffffff'), -1);
-    assert.equal(read('4c0000018bcfe56800'), 1_700_000_000_000);
-    assert.equal(read('5b'), 0);
-    assert.equal(read('5c'), 1);
-    assert.equal(read('5d80'), -128);
-    assert.equal(read('5f000003e8'), 1);
-    assert.deepEqual(read('7a01610162'), ['a', 'b']);
-    // A list holding a reference to itself (ref 0) decodes without looping.
-    const selfRef = new HessianReader(Buffer.from('79' + '5190', 'hex')).read() as unknown[];
-    assert.equal(selfRef[0], selfRef);
-    assert.throws(() => read('58d7ffff'), /claims/);
-    assert.throws(() => read('40'), /starts no value/);
+  it('refuses a body cut short at any byte, never reading part of it as a whole push', () => {
+    const whole = receivedDataBody({ ...push, data: { GZ00A: [URL1] } });
+    for (let end = 0; end < whole.length; end++) {
+      assert.throws(() => decodeReceivedData(whole.subarray(0, end)), { code: 'MESHPORT_REGISTRY_SOFA_BAD_BODY' }, `cut at ${end} of ${whole.length}`);
+    }
+  });
+
+  it('refuses a body cut inside its last value, which hessian.js alone reads as NaN', () => {
+    // Valid Hessian in another field order (Java matches fields by name): the version, a two-byte long, comes last.
+    const whole = hessianJsBody({
+      $class: SOFA_REGISTRY_CLASSES.registerResponse,
+      $: { success: true, registId: 'r', refused: false, message: null, version: jLong(2047n) },
+    });
+    assert.equal(decodeRegisterResponse(whole).version, 2047n);
+    assert.throws(() => decodeRegisterResponse(whole.subarray(0, whole.length - 1)), { code: 'MESHPORT_REGISTRY_SOFA_BAD_BODY' });
+  });
+
+  it('reads a zone named __proto__ as a zone, and refuses an instance of another class where a DataBox belongs', () => {
+    const data = decodeReceivedData(receivedDataBody({ ...push, data: { ['__proto__']: [URL1], GZ00A: [URL2] } })).data!;
+    assert.deepEqual([...data], [['__proto__', [URL1]], ['GZ00A', [URL2]]]);
+    const notBoxes = hessianJsBody({
+      $class: SOFA_REGISTRY_CLASSES.receivedData,
+      $: {
+        dataId: DATA_ID,
+        // A class named like an exception is one hessian.js turns into an Error of its own: still no DataBox.
+        data: { $class: 'java.util.HashMap', $: new Map([['Z', [{ $class: 'com.example.BoxException', $: { data: URL1 } }]]]) },
+      },
+    });
+    assert.throws(() => decodeReceivedData(notBoxes), { code: 'MESHPORT_REGISTRY_SOFA_BAD_BODY', message: /DataBox/ });
   });
 });

@@ -42,6 +42,11 @@ export function decodeTyped(body: Buffer): { $class: string; $: Record<string, u
   return new hessianJs.DecoderV2(body).read(true) as { $class: string; $: Record<string, unknown> };
 }
 
+/** Any value as hessian.js writes it (`{ $class, $ }` for a Java type), for tests that need a body of their own. */
+export function hessianJsBody(value: unknown): Buffer {
+  return encode(value);
+}
+
 function encode(value: unknown): Buffer {
   const encoder = new hessianJs.EncoderV2();
   encoder.write(value);
@@ -49,11 +54,54 @@ function encode(value: unknown): Buffer {
 }
 
 // hessian.js writes a long given as a decimal string exactly (through long.js); a number past 2^53 would be rounded.
-const jLong = (n: bigint) => ({ $class: 'long', $: n.toString() });
+export const jLong = (n: bigint) => ({ $class: 'long', $: n.toString() });
 const jInt = (n: number) => ({ $class: 'int', $: n });
 const jBool = (b: boolean) => ({ $class: 'boolean', $: b });
 const jList = (items: unknown[]) => ({ $class: 'java.util.ArrayList', $: items });
 const jHashMap = (entries: Iterable<readonly [string, unknown]>) => ({ $class: 'java.util.HashMap', $: new Map(entries) });
+
+/** What a ReceivedData push holds, as the stand-in fills it in. */
+export interface PushBody {
+  dataId: string;
+  group: string | null;
+  instanceId: string | null;
+  segment: string | null;
+  scope: string | null;
+  registIds: string[];
+  /** zone -> data strings; null sends `data: null`. */
+  data: Record<string, string[]> | null;
+  version: bigint | null;
+  localZone: string | null;
+}
+
+/** A ReceivedData body written by hessian.js, for the client to read (and for tests to send as they like). */
+export function receivedDataBody(p: PushBody): Buffer {
+  const zones = Object.entries(p.data ?? {});
+  const data =
+    p.data === null ? null : jHashMap(zones.map(([zone, list]) => [zone, jList(list.map((d) => ({ $class: STAND_IN_CLASSES.dataBox, $: { data: d } })))]));
+  // ReceivedData's fields in the order Java's serializer writes them: the java.lang ones (String, Long) first, then
+  // the collections, each group in declaration order. `dataCount` is Map<String, Integer>: data per zone.
+  return encode({
+    $class: STAND_IN_CLASSES.receivedData,
+    $: {
+      dataId: p.dataId,
+      group: p.group,
+      instanceId: p.instanceId,
+      segment: p.segment,
+      scope: p.scope,
+      version: p.version === null ? null : jLong(p.version),
+      localZone: p.localZone,
+      subscriberRegistIds: jList(p.registIds),
+      data,
+      dataCount: jHashMap(zones.map(([zone, list]) => [zone, jInt(list.length)])),
+    },
+  });
+}
+
+/** A Result body written by hessian.js. */
+export function resultBody(success: boolean, message: string | null): Buffer {
+  return encode({ $class: STAND_IN_CLASSES.result, $: { success: jBool(success), message } });
+}
 
 /** A Java long as hessian.js reads it (a number, or a decimal string past 2^53), exactly. */
 export function readLong(value: unknown): bigint {
@@ -397,40 +445,8 @@ export class SessionStandIn {
     });
   }
 
-  private sendPush(
-    peer: Peer,
-    p: {
-      dataId: string;
-      group: string;
-      instanceId: string;
-      segment: string;
-      scope: string;
-      registIds: string[];
-      data: Record<string, string[]> | null;
-      version: bigint | null;
-      localZone: string;
-    },
-  ): Promise<PushAnswer> {
-    const zones = Object.entries(p.data ?? {});
-    const data =
-      p.data === null ? null : jHashMap(zones.map(([zone, list]) => [zone, jList(list.map((d) => ({ $class: STAND_IN_CLASSES.dataBox, $: { data: d } })))]));
-    // ReceivedData's fields in the order Java's serializer writes them: the java.lang ones (String, Long) first, then
-    // the collections, each group in declaration order. `dataCount` is Map<String, Integer>: data per zone.
-    const content = encode({
-      $class: STAND_IN_CLASSES.receivedData,
-      $: {
-        dataId: p.dataId,
-        group: p.group,
-        instanceId: p.instanceId,
-        segment: p.segment,
-        scope: p.scope,
-        version: p.version === null ? null : jLong(p.version),
-        localZone: p.localZone,
-        subscriberRegistIds: jList(p.registIds),
-        data,
-        dataCount: jHashMap(zones.map(([zone, list]) => [zone, jInt(list.length)])),
-      },
-    });
+  private sendPush(peer: Peer, p: PushBody): Promise<PushAnswer> {
+    const content = receivedDataBody(p);
     this.sent.push({ className: STAND_IN_CLASSES.receivedData, content });
     return this.request(peer, STAND_IN_CLASSES.receivedData, content);
   }

@@ -1,5 +1,6 @@
 // Holds meshport's SOFA Registry bodies to Caucho's Java Hessian: reads hex bodies from stdin as Java would (into the
-// model classes beside this file) and prints each as one JSON line; `write` prints bodies Java writes, as hex.
+// model classes beside this file) and prints each as one JSON line; `write` prints bodies Java writes, as hex;
+// `rewrite` reads each body into the model classes and prints, as hex, what Java writes for what it read.
 package meshport;
 
 import com.caucho.hessian.io.Hessian2Input;
@@ -30,7 +31,8 @@ public final class HessianProbe {
     Logger.getLogger("com.caucho").setLevel(Level.OFF);
     if (args.length == 1 && args[0].equals("read")) read();
     else if (args.length == 1 && args[0].equals("write")) write();
-    else throw new IllegalArgumentException("usage: HessianProbe read|write");
+    else if (args.length == 1 && args[0].equals("rewrite")) rewrite();
+    else throw new IllegalArgumentException("usage: HessianProbe read|write|rewrite");
   }
 
   /**
@@ -108,6 +110,17 @@ public final class HessianProbe {
     set(result, "success", true);
 
     for (Object body : new Object[] {received, response, publisher, subscriber, result}) System.out.println(hex(serialize(body)));
+  }
+
+  /** Each line of stdin is one body in hex; each line of stdout what Java writes for the object it read, in hex. */
+  private static void rewrite() throws Exception {
+    BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
+    for (String line; (line = in.readLine()) != null; ) {
+      line = line.trim();
+      if (line.isEmpty()) continue;
+      Object value = new Hessian2Input(new ByteArrayInputStream(hex(line))).readObject();
+      System.out.println(hex(serialize(value)));
+    }
   }
 
   private static byte[] serialize(Object value) throws Exception {
