@@ -12,7 +12,7 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import os from 'node:os';
 import path from 'node:path';
 import { bpfProbe, bpfStats, createCgroup, findCgroup2Mount, nativeAddonStatus, removeCgroup, type BpfStats } from '@meshport/socket';
-import { JsonLinesChild, type Json } from './support/json-child';
+import { type Json, JsonLinesChild } from '@meshport/testkit';
 import {
   HIJACK_DEFAULTS,
   addTestAddress,

@@ -7,21 +7,20 @@ import { getParam, parseProviderUrl, sofaServiceKeyOf, type ProviderUrl } from '
 import { RedisRegistry } from '@meshport/registry-redis';
 import type { Sidecar } from '@meshport/sidecar';
 import { client as sofaClient, registry as sofaRegistry, server as sofaServer } from 'sofa-rpc-node';
-import { eventually } from './support/registry';
-import { startRedis, startZooKeeper, type RunningZooKeeper } from './support/servers';
 import {
-  CONSUMER_READY_MS,
   closeApps,
+  CONSUMER_READY_MS,
+  eventually,
   ownCluster,
-  podConfig,
+  type Protocol,
   protocolOption,
   quietLogger,
-  showSidecarLogIfFailed,
-  startSidecar,
-  stopSidecars,
+  type RunningZooKeeper,
+  startRedis,
+  startZooKeeper,
   withTimeout,
-  type Protocol,
-} from './support/sidecars';
+} from '@meshport/testkit';
+import { podConfig, showSidecarLogIfFailed, startSidecar, stopSidecars } from './support/sidecars';
 
 const facadeAddress = (sidecar: Sidecar) => {
   const { host, port } = sidecar.address({ facade: 'main' });

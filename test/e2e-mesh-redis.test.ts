@@ -8,9 +8,17 @@ import { getParam, parseProviderUrl, providerUrlText, type ProviderUrl } from '@
 import { RedisRegistry } from '@meshport/registry-redis';
 import type { Sidecar } from '@meshport/sidecar';
 import { client as sofaClient, server as sofaServer } from 'sofa-rpc-node';
-import { eventually } from './support/registry';
-import { startRedis, startZooKeeper, type RunningRedis, type RunningZooKeeper } from './support/servers';
-import { adminRoutes, protocolOption, quietLogger, startSidecar, showSidecarLogIfFailed, stopSidecars, type Protocol } from './support/sidecars';
+import {
+  eventually,
+  type Protocol,
+  protocolOption,
+  quietLogger,
+  type RunningRedis,
+  type RunningZooKeeper,
+  startRedis,
+  startZooKeeper,
+} from '@meshport/testkit';
+import { adminRoutes, startSidecar, showSidecarLogIfFailed, stopSidecars } from './support/sidecars';
 
 /** A sofa-rpc-node server with no registry of its own: the registry traffic is the test's (the app's SDK part). */
 async function startServer(protocol: Protocol, iface: string, name: string) {

@@ -7,9 +7,15 @@ import zookeeper from 'node-zookeeper-client';
 import { encodeNodeName } from '@meshport/registry-core';
 import type { Sidecar } from '@meshport/sidecar';
 import { client as sofaClient, server as sofaServer } from 'sofa-rpc-node';
-import { connectZooKeeper, eventually } from './support/registry';
-import { startZooKeeper, type RunningZooKeeper } from './support/servers';
-import { adminRoutes, podConfig, protocolOption, quietLogger, showSidecarLogIfFailed, startSidecar, stopSidecars } from './support/sidecars';
+import {
+  connectZooKeeper,
+  eventually,
+  protocolOption,
+  quietLogger,
+  type RunningZooKeeper,
+  startZooKeeper,
+} from '@meshport/testkit';
+import { adminRoutes, podConfig, showSidecarLogIfFailed, startSidecar, stopSidecars } from './support/sidecars';
 
 const IFACE = 'com.example.rules.Inventory';
 const ROUTE = `g1/${IFACE}:1.0`;

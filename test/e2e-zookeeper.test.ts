@@ -5,20 +5,18 @@ import { strict as assert } from 'node:assert';
 import zookeeper from 'node-zookeeper-client';
 import { decodeNodeName, parseProviderUrl, type ProviderUrl } from '@meshport/registry-core';
 import type { Sidecar } from '@meshport/sidecar';
-import { connectZooKeeper, eventually } from './support/registry';
-import { startZooKeeper, type RunningZooKeeper } from './support/servers';
 import {
-  adminRoutes,
   closeApps,
-  podConfig,
+  connectZooKeeper,
+  eventually,
   type Protocol,
-  showSidecarLogIfFailed,
+  type RunningZooKeeper,
   spawnProviderApp,
   startConsumerApp,
-  startSidecar,
+  startZooKeeper,
   stopProviderApps,
-  stopSidecars,
-} from './support/sidecars';
+} from '@meshport/testkit';
+import { adminRoutes, podConfig, showSidecarLogIfFailed, startSidecar, stopSidecars } from './support/sidecars';
 
 const connect = (connectString: string) => connectZooKeeper(connectString);
 

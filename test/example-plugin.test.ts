@@ -15,7 +15,7 @@ import {
   type RegistryAdapter,
   type RegistryPlugin,
 } from '@meshport/registry-core';
-import { connected, eventually } from './support/registry';
+import { connected, eventually } from '@meshport/testkit';
 import { startSidecar, stopSidecars } from './support/sidecars';
 
 // From test/dist at run time: the example is plain JavaScript that tsc does not copy.

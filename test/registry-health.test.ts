@@ -11,8 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { loadConfig, Sidecar } from '@meshport/sidecar';
-import { eventually } from './support/registry';
-import { freePorts, startZooKeeper, type RunningZooKeeper } from './support/servers';
+import { eventually, freePorts, type RunningZooKeeper, startZooKeeper } from '@meshport/testkit';
 
 type Log = { level: number; msg: string; [key: string]: unknown };
 

@@ -25,7 +25,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { FrameSplitter, decodeFrame, encodeBoltHeartbeatAck, encodeDubboHeartbeatAck } from '@meshport/protocol';
 import { recordSuite, scale } from './support/reliability';
-import { freePorts } from './support/servers';
+import { freePorts } from '@meshport/testkit';
 import { BIN, boltRequest, dubboCall, echoResponse } from './support/wire';
 import { startSidecar, stopSidecars } from './support/sidecars';
 import { startToxicProxy, type ToxicProxy } from './support/toxics';

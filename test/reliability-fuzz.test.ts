@@ -41,9 +41,15 @@ import {
   type Target,
 } from './support/fuzz';
 import { LONG, recordSuite, scale, type Figure } from './support/reliability';
-import { connectZooKeeper } from './support/registry';
-import { RespConnection } from './support/resp';
-import { pidAlive, startRedis, startZooKeeper, type RunningRedis, type RunningZooKeeper } from './support/servers';
+import {
+  connectZooKeeper,
+  pidAlive,
+  RespConnection,
+  type RunningRedis,
+  type RunningZooKeeper,
+  startRedis,
+  startZooKeeper,
+} from '@meshport/testkit';
 
 /** The router package's own test peers (compiled with it): request builders and the echo answer. */
 interface Peers {

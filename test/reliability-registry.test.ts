@@ -13,32 +13,28 @@ import { decodeNodeName, encodeNodeName, getParam, parseProviderUrl, type Provid
 import { RedisRegistry } from '@meshport/registry-redis';
 import type { Sidecar } from '@meshport/sidecar';
 import { client as sofaClient } from 'sofa-rpc-node';
-import { connectZooKeeper, eventually } from './support/registry';
-import { RespConnection } from './support/resp';
-import { LONG, recordSuite, scale, type Figure } from './support/reliability';
 import {
+  closeApps,
+  connectZooKeeper,
+  CONSUMER_READY_MS,
+  eventually,
   freePorts,
-  startRedis,
-  startZooKeeper,
-  startZooKeeperEnsemble,
+  protocolOption,
+  quietLogger,
+  RespConnection,
   type RunningRedis,
   type RunningZooKeeper,
   type RunningZooKeeperEnsemble,
-} from './support/servers';
-import {
-  closeApps,
-  CONSUMER_READY_MS,
-  podConfig,
-  protocolOption,
-  quietLogger,
-  showSidecarLogIfFailed,
   spawnProviderApp,
   startConsumerApp,
-  startSidecar,
+  startRedis,
+  startZooKeeper,
+  startZooKeeperEnsemble,
   stopProviderApps,
-  stopSidecars,
   withTimeout,
-} from './support/sidecars';
+} from '@meshport/testkit';
+import { LONG, recordSuite, scale, type Figure } from './support/reliability';
+import { podConfig, showSidecarLogIfFailed, startSidecar, stopSidecars } from './support/sidecars';
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 

@@ -21,7 +21,7 @@ import { BoltStatus, DubboStatus, decodeFrame } from '@meshport/protocol';
 import { MemoryRouteTable } from '@meshport/router';
 import { CaptureListener } from '@meshport/sidecar';
 import { createNetns, createVethPair, deleteNetns, execInNetns, installedState, spawnInNetns, uniqueNetnsName } from '@meshport/hijack';
-import { JsonLinesChild } from './support/json-child';
+import { JsonLinesChild } from '@meshport/testkit';
 import { recordSuite, scale, type Figure } from './support/reliability';
 import {
   BIN,

@@ -9,7 +9,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { FrameSplitter, decodeFrame, encodeBoltHeartbeatAck, encodeDubboHeartbeatAck, type FrameHeader } from '@meshport/protocol';
-import { freePorts } from './servers';
+import { PortTakenError, onFreePorts } from '@meshport/testkit';
 
 export const BIN = path.resolve(__dirname, '../../../packages/cli/bin/meshport.js');
 export const BOLT_SOFA_REQUEST = 'com.alipay.sofa.rpc.core.request.SofaRequest';
@@ -252,8 +252,17 @@ export async function startSidecarChild(
   extra = '',
   options: { nodeArgs?: string[]; env?: NodeJS.ProcessEnv } = {},
 ): Promise<SidecarChild> {
+  // A port taken between the pick and the sidecar's bind: the child exits with EADDRINUSE and starts again on new ones.
+  return onFreePorts(3, ([outbound, inbound, admin]) => startSidecarChildOn({ outbound: outbound!, inbound: inbound!, admin: admin! }, routes, extra, options));
+}
+
+async function startSidecarChildOn(
+  { outbound, inbound, admin }: SidecarChild['ports'],
+  routes: Record<string, string[]>,
+  extra: string,
+  options: { nodeArgs?: string[]; env?: NodeJS.ProcessEnv },
+): Promise<SidecarChild> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'meshport-child-'));
-  const [outbound, inbound, admin] = await freePorts(3);
   writeFileSync(path.join(dir, 'registry.json'), JSON.stringify({ services: routes }));
   const yaml = [
     'node: { ip: 127.0.0.1 }',
@@ -291,7 +300,11 @@ export async function startSidecarChild(
   };
   const until = Date.now() + 20_000;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`meshport sidecar exited (${child.exitCode}):\n${text}`);
+    if (child.exitCode !== null) {
+      rmSync(dir, { recursive: true, force: true });
+      const message = `meshport sidecar exited (${child.exitCode}):\n${text}`;
+      throw /EADDRINUSE/.test(text) ? new PortTakenError(message) : new Error(message);
+    }
     const ready = await fetch(`${base}/routes`)
       .then(async (r) => r.ok && ((await r.json()) as { clusters: unknown[] }).clusters.length >= Object.keys(routes).length)
       .catch(() => false);

@@ -8,7 +8,7 @@ import {
   RespParser,
   type RespInlineCommand,
   type RespValue,
-} from '@meshport/registry-redis';
+} from '../src/index';
 
 /** A value in a form assert.deepEqual can compare: bulks as strings, aggregates as { type: [items] }. */
 type Plain = string | null | { [type: string]: Plain | Plain[] | null };

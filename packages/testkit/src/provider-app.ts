@@ -4,7 +4,7 @@
 // registry of its own (the test registers it, e.g. in Dubbo's Redis layout).
 
 import { server as sofaServer } from 'sofa-rpc-node';
-import { protocolOption, quietLogger, startProviderApp, type Protocol } from './sidecars';
+import { protocolOption, quietLogger, startProviderApp, type Protocol } from './sdk-apps';
 
 const [protocol, iface, registry, name] = process.argv.slice(2) as [Protocol, string, string, string];
 

@@ -3,13 +3,21 @@
 
 import { strict as assert } from 'node:assert';
 import net from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import zookeeper from 'node-zookeeper-client';
-import { RespConnection } from './support/resp';
 import {
-  fourLetterWord, pidAlive, portRefuses, RunningRedis, RunningZooKeeper, RunningZooKeeperEnsemble, startRedis,
-  startZooKeeper, startZooKeeperEnsemble,
-} from './support/servers';
-import { connectZooKeeper } from './support/registry';
+  connectZooKeeper,
+  fourLetterWord,
+  pidAlive,
+  portRefuses,
+  RespConnection,
+  type RunningRedis,
+  type RunningZooKeeper,
+  type RunningZooKeeperEnsemble,
+  startRedis,
+  startZooKeeper,
+  startZooKeeperEnsemble,
+} from '../src/index';
 
 const connectZk = (connectString: string) => connectZooKeeper(connectString);
 
@@ -29,7 +37,7 @@ async function eventually<T>(fn: () => Promise<T>, timeoutMs = 15_000): Promise<
       return await fn();
     } catch (e) {
       if (Date.now() > deadline) throw e;
-      await new Promise((r) => setTimeout(r, 200));
+      await sleep(200);
     }
   }
 }
@@ -39,7 +47,7 @@ async function assertGone(port: number, pid: number) {
   assert.equal(pidAlive(pid), false, `pid ${pid} still alive`);
 }
 
-describe('test/support/servers: real ZooKeeper', function () {
+describe('testkit: real ZooKeeper', function () {
   this.timeout(60_000);
   let server: RunningZooKeeper;
   let client: zookeeper.Client | undefined;
@@ -89,7 +97,7 @@ describe('test/support/servers: real ZooKeeper', function () {
   });
 });
 
-describe('test/support/servers: real ZooKeeper ensemble', function () {
+describe('testkit: real ZooKeeper ensemble', function () {
   this.timeout(60_000);
   let ensemble: RunningZooKeeperEnsemble;
   let client: zookeeper.Client | undefined;
@@ -133,7 +141,7 @@ describe('test/support/servers: real ZooKeeper ensemble', function () {
   });
 });
 
-describe('test/support/servers: real Redis', function () {
+describe('testkit: real Redis', function () {
   this.timeout(30_000);
   let redis: RunningRedis;
   const conns: RespConnection[] = [];

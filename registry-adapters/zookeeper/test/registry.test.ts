@@ -5,9 +5,15 @@ import { strict as assert } from 'node:assert';
 import net from 'node:net';
 import zookeeper from 'node-zookeeper-client';
 import { describeRegistryConformance, formatProviderUrl, type ConnectionState } from '@meshport/registry-core';
-import { ZooKeeperRegistry } from '@meshport/registry-zookeeper';
-import { connected, connectZooKeeper, eventually, restartOutage } from './support/registry';
-import { startZooKeeper, type RunningZooKeeper } from './support/servers';
+import { ZooKeeperRegistry } from '../src/index';
+import {
+  connected,
+  connectZooKeeper,
+  eventually,
+  restartOutage,
+  type RunningZooKeeper,
+  startZooKeeper,
+} from '@meshport/testkit';
 
 const SERVICE = 'com.nodejs.test.TestService:1.0';
 const SOFA_NODE_URL =

@@ -12,9 +12,8 @@ import {
   parseProviderUrl,
   RecordingTakeover,
 } from '@meshport/registry-core';
-import { ZooKeeperFacade, ZOOKEEPER_FACADE_DEFAULTS } from '@meshport/registry-zookeeper';
-import { connectZooKeeper, eventually } from './support/registry';
-import { startZooKeeper, type RunningZooKeeper } from './support/servers';
+import { ZooKeeperFacade, ZOOKEEPER_FACADE_DEFAULTS } from '../src/index';
+import { connectZooKeeper, eventually, type RunningZooKeeper, startZooKeeper } from '@meshport/testkit';
 
 const IFACE = 'com.nodejs.test.TestService';
 const PROVIDERS = `/sofa-rpc/${IFACE}/providers`;

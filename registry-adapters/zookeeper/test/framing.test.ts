@@ -4,8 +4,8 @@
 
 import { strict as assert } from 'node:assert';
 import net from 'node:net';
-import { ZooKeeperRegistry } from '@meshport/registry-zookeeper';
-import { eventually } from './support/registry';
+import { ZooKeeperRegistry } from '../src/index';
+import { eventually } from '@meshport/testkit';
 
 const SERVICE = 'com.example.Framed:1.0';
 const PROVIDERS = '/sofa-rpc/com.example.Framed/providers';

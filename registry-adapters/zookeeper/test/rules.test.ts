@@ -5,9 +5,8 @@ import { strict as assert } from 'node:assert';
 import net from 'node:net';
 import zookeeper from 'node-zookeeper-client';
 import { compileRules, emptyRuleUrls, encodeNodeName, endpointsFor, type RuleUrls } from '@meshport/registry-core';
-import { ZooKeeperRegistry } from '@meshport/registry-zookeeper';
-import { connected, connectZooKeeper, eventually } from './support/registry';
-import { startZooKeeper, type RunningZooKeeper } from './support/servers';
+import { ZooKeeperRegistry } from '../src/index';
+import { connected, connectZooKeeper, eventually, type RunningZooKeeper, startZooKeeper } from '@meshport/testkit';
 
 const DUBBO_IFACE = 'org.apache.dubbo.demo.DemoService';
 const SOFA_IFACE = 'com.alipay.sofa.rpc.example.HelloService';

@@ -11,10 +11,17 @@ import {
   rewriteEndpoint,
   RecordingTakeover,
 } from '@meshport/registry-core';
-import { encodeCommand, RedisFacade, RedisRegistry, RespParser, type RespValue } from '@meshport/registry-redis';
-import { connected, eventually } from './support/registry';
-import { RespConnection, RespError } from './support/resp';
-import { freePort, startRedis, tcpExchange, type RunningRedis } from './support/servers';
+import { encodeCommand, RedisFacade, RedisRegistry, RespParser, type RespValue } from '../src/index';
+import {
+  connected,
+  eventually,
+  freePort,
+  RespConnection,
+  RespError,
+  type RunningRedis,
+  startRedis,
+  tcpExchange,
+} from '@meshport/testkit';
 
 const run = promisify(execFile);
 

@@ -1,11 +1,14 @@
-// What the registry adapter suites share: polling for a condition, waiting for an adapter to connect, and an outage
-// made of a real server restart.
+// What the registry suites share: polling for a condition, waiting for an adapter to connect, an outage made of a
+// real server restart, and a plain ZooKeeper client to look at a tree as an SDK or an operator would.
 
 import { strict as assert } from 'node:assert';
+import { setTimeout as sleep } from 'node:timers/promises';
 import zookeeper from 'node-zookeeper-client';
-import type { RegistryAdapter } from '@meshport/registry-core';
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+/** What the kit needs of a registry adapter: its connection state (the kit depends on no meshport package). */
+export interface HasConnectionState {
+  readonly state: string;
+}
 
 /** Polls `probe` until it gives a value (errors count as not yet), failing with `what` after the timeout. */
 export async function eventually<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
@@ -23,12 +26,12 @@ export async function eventually<T>(what: string, probe: () => Promise<T | undef
   }
 }
 
-export async function connected(adapter: RegistryAdapter): Promise<void> {
+export async function connected(adapter: HasConnectionState): Promise<void> {
   await eventually('the adapter to connect', async () => (adapter.state === 'connected' ? true : undefined));
 }
 
 /** The conformance suite's outage: the server restarts, and it is over once every adapter is connected again. */
-export function restartOutage(server: { restart(): Promise<void> }, adapters: RegistryAdapter[]) {
+export function restartOutage(server: { restart(): Promise<void> }, adapters: HasConnectionState[]) {
   return {
     begin: () => server.restart(),
     end: async () => {

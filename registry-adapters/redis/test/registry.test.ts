@@ -4,9 +4,8 @@
 import { strict as assert } from 'node:assert';
 import { Redis } from 'ioredis';
 import { describeRegistryConformance, formatProviderUrl } from '@meshport/registry-core';
-import { RedisRegistry } from '@meshport/registry-redis';
-import { connected, eventually, restartOutage } from './support/registry';
-import { startRedis, type RunningRedis } from './support/servers';
+import { RedisRegistry } from '../src/index';
+import { connected, eventually, restartOutage, type RunningRedis, startRedis } from '@meshport/testkit';
 
 const DUBBO_SERVICE = 'org.apache.dubbo.demo.DemoService:2.0';
 const DUBBO_URL =

@@ -1,0 +1,38 @@
+// @meshport/testkit: what meshport's test suites share (private, never published). Real ZooKeeper and redis-server
+// launchers, sofa-rpc-node apps, JSON-line children, free ports, registry polling, a RESP client, and the rule for
+// tests that need what a machine may lack (skip locally, fail under CI). `sleep` is node's own:
+// `import { setTimeout as sleep } from 'node:timers/promises'`.
+
+import './cleanup';
+
+export { JsonLinesChild, type Json } from './json-child';
+export { HOST, freePort, freePorts, isPortTaken, onFreePorts } from './ports';
+export { fourLetterWord, pidAlive, portRefuses, tcpExchange } from './probes';
+export { PortTakenError, killAllServersSync, stopAllServers, type RestartOptions, type Restartable } from './processes';
+export { startRedis, type RunningRedis } from './redis';
+export { connectZooKeeper, connected, eventually, restartOutage, type HasConnectionState } from './registry';
+export { RespConnection, RespError, encodeCommand, type RespValue } from './resp';
+export {
+  CONSUMER_READY_MS,
+  closeApps,
+  ownCluster,
+  protocolOption,
+  quietLogger,
+  spawnProviderApp,
+  startConsumerApp,
+  startProviderApp,
+  stopProviderApps,
+  withTimeout,
+  type Protocol,
+} from './sdk-apps';
+export { skipOrFail, underCi, type Skippable } from './skip';
+export {
+  JAVA,
+  ZOOKEEPER_CLASSPATH,
+  startZooKeeper,
+  startZooKeeperEnsemble,
+  type RunningZooKeeper,
+  type RunningZooKeeperEnsemble,
+  type RunningZooKeeperNode,
+  type ZooKeeperOptions,
+} from './zookeeper';
