@@ -12,6 +12,7 @@ export const SOCKET_ERROR_CODES = {
     'an argument has the wrong type (TypeError) or is not a finite integer in range (RangeError); `argument` names it',
   MESHPORT_SOCKET_NOT_SUPPORTED:
     'this machine or build lacks what the call needs (no addon, an addon without the BPF loader, no cgroup v2); `reason` says what',
+  MESHPORT_SOCKET_NO_DESCRIPTOR: 'the net.Socket given has no file descriptor: not connected yet, already destroyed, or not a TCP socket',
 } as const;
 
 export type SocketErrorCode = keyof typeof SOCKET_ERROR_CODES;
@@ -27,8 +28,17 @@ export interface SocketArgumentError extends Error {
   argument: string;
 }
 
+/** An error raised on purpose by the socket package (other than a wrong argument); `code` is stable. */
+export class SocketError extends MeshportError {
+  declare readonly code: SocketErrorCode;
+
+  constructor(code: Exclude<SocketErrorCode, 'MESHPORT_SOCKET_BAD_ARGUMENT'>, message: string) {
+    super(code, message);
+  }
+}
+
 /** Something this machine or build lacks: the addon, its BPF loader, a cgroup v2 mount. `reason` says which. */
-export class NotSupportedError extends MeshportError {
+export class NotSupportedError extends SocketError {
   declare readonly code: 'MESHPORT_SOCKET_NOT_SUPPORTED';
 
   constructor(readonly reason: string) {

@@ -2,10 +2,10 @@
 // transparent listeners, socket marks, feature probes.
 
 import net from 'node:net';
-import { badValue, checkInteger, checkPort } from './errors';
+import { SocketError, badValue, checkInteger, checkPort } from './errors';
 import { addon, requireOps } from './native';
 
-export { NotSupportedError, SOCKET_ERROR_CODES } from './errors';
+export { NotSupportedError, SOCKET_ERROR_CODES, SocketError } from './errors';
 export type { SocketArgumentError, SocketErrorCode } from './errors';
 
 /** An address as `net.Socket#address()` gives it. */
@@ -67,7 +67,10 @@ function socketFd(socket: net.Socket, what: string): number {
   const handle = (socket as unknown as { _handle?: HandleWithFd | null })._handle;
   const fd = handle?.fd;
   if (typeof fd !== 'number' || fd < 0) {
-    throw new Error(`${what}: the socket has no file descriptor (not connected yet, already destroyed, or not a TCP socket)`);
+    throw new SocketError(
+      'MESHPORT_SOCKET_NO_DESCRIPTOR',
+      `${what}: the socket has no file descriptor (not connected yet, already destroyed, or not a TCP socket)`,
+    );
   }
   return fd;
 }

@@ -405,8 +405,9 @@ describe('@meshport/socket', function () {
 
     it('says so when the socket has no file descriptor', function () {
       const unconnected = new net.Socket();
-      assert.throws(() => getOriginalDst(unconnected), { message: /getOriginalDst: the socket has no file descriptor/ });
-      assert.throws(() => setMark(unconnected, 1), { message: /setMark: the socket has no file descriptor/ });
+      const noDescriptor = { name: 'SocketError', code: 'MESHPORT_SOCKET_NO_DESCRIPTOR' };
+      assert.throws(() => getOriginalDst(unconnected), { ...noDescriptor, message: /^getOriginalDst: the socket has no file descriptor/ });
+      assert.throws(() => setMark(unconnected, 1), { ...noDescriptor, message: /^setMark: the socket has no file descriptor/ });
     });
 
     it('rejects bad transparentListen and connectMarked options, naming the argument', function () {
