@@ -3,7 +3,8 @@
 // and never less than a floor, since a figure made of one round has no spread of its own to go by.
 
 import { readFileSync } from 'node:fs';
-import { fixed, markdownTable, percent, textTable, type Align } from './format';
+import { fixed, percent } from './format';
+import type { ReportTable } from './render';
 import type { Metric } from './suite';
 
 /** Tolerance for metrics of several rounds whose spreads are tiny: below this, run-to-run drift is not a finding. */
@@ -85,9 +86,8 @@ function value(v: number | null, unit: string): string {
   return `${fixed(v, digits)}${unit === 'x' ? 'x' : ` ${unit}`}`;
 }
 
-export function comparisonTable(rows: Comparison[], markdown = false): string {
+export function comparisonTable(rows: Comparison[]): ReportTable {
   const headers = ['metric', 'saved', 'now', 'change', 'allowed', 'verdict'];
-  const align: Align[] = ['l', 'r', 'r', 'r', 'r', 'l'];
   const cells = rows.map((r) => [
     r.name,
     value(r.then, r.unit),
@@ -96,5 +96,5 @@ export function comparisonTable(rows: Comparison[], markdown = false): string {
     r.tolerance === null ? '-' : `±${percent(r.tolerance)}`,
     r.verdict === 'regression' ? 'REGRESSION' : r.verdict,
   ]);
-  return markdown ? markdownTable(headers, cells, align) : textTable(headers, cells, align);
+  return { headers, align: ['l', 'r', 'r', 'r', 'r', 'l'], rows: cells };
 }

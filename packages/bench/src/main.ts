@@ -8,6 +8,7 @@ import { DOCS_FILE, README_FILE, RESULTS_FILE, updateDocsSection, updateInline, 
 import { fixed } from './format';
 import { sinkValue } from './measure';
 import { Progress } from './progress';
+import { renderTable } from './render';
 import { environment, machineLine, metricsTable, processTable, type Environment } from './report';
 import type { ResultRow, SuiteReport } from './suite';
 import { SUITES } from './suites';
@@ -79,11 +80,11 @@ function docsSection(report: SuiteReport, env: Environment, s: RunSettings, char
     '',
     '**Ratios and watched figures** (what `--compare` checks; a ratio is the median of per-round ratios to a peer measured in the same round):',
     '',
-    metricsTable(report.metrics, true),
+    renderTable(metricsTable(report.metrics), 'markdown'),
     '',
     '**CPU and memory per process** (user + system seconds from /proc/PID/stat over the measured windows; peak RSS = VmHWM of /proc/PID/status):',
     '',
-    processTable(report.processes, true),
+    renderTable(processTable(report.processes), 'markdown'),
   ].join('\n');
 }
 
@@ -110,9 +111,9 @@ function textReport(report: SuiteReport, env: Environment, s: RunSettings): stri
     '',
     report.text,
     '',
-    metricsTable(report.metrics, false),
+    renderTable(metricsTable(report.metrics), 'text'),
     '',
-    processTable(report.processes, false),
+    renderTable(processTable(report.processes), 'text'),
     '',
   ].join('\n');
 }
@@ -216,7 +217,7 @@ export async function main(argv: string[]): Promise<number> {
         out.write(
           `\n-- ${name} compared with ${compareFile}${then.date ? ` (run ${then.date})` : ''}: ` +
             `${bad.length === 0 ? 'no regression beyond the spread' : `${bad.length} REGRESSION(S) beyond the spread`}\n\n` +
-            `${comparisonTable(rows)}\n`,
+            `${renderTable(comparisonTable(rows), 'text')}\n`,
         );
       }
     }

@@ -2,7 +2,8 @@
 // cost, and the line that describes the run (machine, date, mode).
 
 import * as os from 'node:os';
-import { fixed, markdownTable, percent, textTable, type Align } from './format';
+import { fixed, percent } from './format';
+import type { ReportTable } from './render';
 import type { Metric, ProcessUsage } from './suite';
 
 export interface Environment {
@@ -44,22 +45,22 @@ function metricValue(m: Metric): string {
 }
 
 /** The ratios to peers (metrics with unit `x`), then the other watched figures. */
-export function metricsTable(metrics: Metric[], markdown: boolean): string {
-  const headers = ['figure', 'value', 'peer (same rounds)', 'better', 'spread', 'rounds'];
-  const align: Align[] = ['l', 'r', 'l', 'l', 'r', 'r'];
+export function metricsTable(metrics: Metric[]): ReportTable {
   const ordered = [...metrics.filter((m) => m.unit === 'x'), ...metrics.filter((m) => m.unit !== 'x')];
-  const rows = ordered.map((m) => [m.name, metricValue(m), m.peer ?? '-', m.better, m.rounds > 1 ? percent(m.spread) : '-', String(m.rounds)]);
-  return markdown ? markdownTable(headers, rows, align) : textTable(headers, rows, align);
+  return {
+    headers: ['figure', 'value', 'peer (same rounds)', 'better', 'spread', 'rounds'],
+    align: ['l', 'r', 'l', 'l', 'r', 'r'],
+    rows: ordered.map((m) => [m.name, metricValue(m), m.peer ?? '-', m.better, m.rounds > 1 ? percent(m.spread) : '-', String(m.rounds)]),
+  };
 }
 
-export function processTable(processes: ProcessUsage[], markdown: boolean): string {
+export function processTable(processes: ProcessUsage[]): ReportTable {
   const headers = ['case', 'process', 'CPU s', 'peak RSS MB'];
-  const align: Align[] = ['l', 'l', 'r', 'r'];
   const rows = processes.map((p) => [
     p.scope,
     p.process,
     p.cpuSeconds === null ? 'n/a' : fixed(p.cpuSeconds, 2),
     p.peakRssMB === null ? 'n/a' : fixed(p.peakRssMB, 1),
   ]);
-  return markdown ? markdownTable(headers, rows, align) : textTable(headers, rows, align);
+  return { headers, align: ['l', 'l', 'r', 'r'], rows };
 }

@@ -4,7 +4,8 @@ import { FrameSplitter, decodeFrame, type BoltFrameHeader, type DubboFrameHeader
 import * as dubboPeer from 'dubbo-remoting/lib/protocol';
 import { DecoderV2 } from 'hessian.js';
 import * as boltPeer from 'sofa-bolt-node/lib/protocol';
-import { type Align, fixed, int, markdownTable, percent, textTable } from '../format';
+import { type Align, fixed, int, percent } from '../format';
+import { renderReport } from '../render';
 import { type Measurement, type Workload, heapMeasurementMethod, measureAll } from '../measure';
 import { roundRatio } from '../stats';
 import type { Figure, Metric, ProcessUsage, ResultRow, Suite, SuiteOptions, SuiteReport } from '../suite';
@@ -392,20 +393,11 @@ function run(options: SuiteOptions): SuiteReport {
     heapMethod ? `heap B/frame: ${heapMethod}.` : 'heap B/frame: unavailable (this Node has no v8.GCProfiler).',
   ];
 
-  const text = [
-    textTable(figureHeaders, figureRows, figureAlign),
-    '',
-    textTable(goalHeaders, goalRows, goalAlign),
-    '',
-    ...notes.map((n) => `- ${n}`),
-  ].join('\n');
-  const markdown = [
-    markdownTable(figureHeaders, figureRows, figureAlign),
-    '',
-    markdownTable(goalHeaders, goalRows, goalAlign),
-    '',
-    ...notes.map((n) => `- ${n}`),
-  ].join('\n');
+  const { text, markdown } = renderReport([
+    { headers: figureHeaders, align: figureAlign, rows: figureRows },
+    { headers: goalHeaders, align: goalAlign, rows: goalRows },
+    { notes },
+  ]);
 
   // Ratios to the peers round by round: each round samples every case once, back to back.
   const ratio = (name: string, a: string, b: string, peer: string): Metric => {

@@ -33,10 +33,11 @@ import { type CgroupJoin, SockmapCgroup, forwardCgroupLeftovers, sockmapUnavaila
 import { type CpuTimes, cpuDelta, cpuTimes, peakRssMB } from '../proc';
 import { type ProfileSummary, profilesMarkdown, readProfile, summarizeProfile } from '../forward/profile';
 import { type BenchProtocol, ROUTE_KEYS, requestTemplate } from '../forward/wire';
-import { type Align, fixed, int, markdownTable, percent, textTable } from '../format';
+import { type Align, fixed, int, percent } from '../format';
+import { renderReport, type ReportSection, type ReportTable } from '../render';
 import type { Job, Result } from '../runners/loadgen-process';
 import { median, quantile, roundRatio, spread } from '../stats';
-import type { Figure, Metric, ProcessUsage, ResultRow, Suite, SuiteOptions, SuiteReport } from '../suite';
+import type { Figure, Metric, ProcessUsage, ResultRow, Suite, SuiteCharts, SuiteOptions, SuiteReport } from '../suite';
 
 const PROTOCOLS: BenchProtocol[] = ['bolt', 'dubbo'];
 
@@ -662,14 +663,7 @@ function threadGroups(pid: number, threads: ThreadCounts[]): ThreadGroup[] {
   ];
 }
 
-interface PerfTable {
-  title: string;
-  headers: string[];
-  rows: string[][];
-  align: Align[];
-}
-
-function perfTables(protocol: BenchProtocol, all: PerfCase[]): PerfTable[] {
+function perfTables(protocol: BenchProtocol, all: PerfCase[]): ReportTable[] {
   const per = (x: number, c: PerfCase) => x / Math.max(1, c.answers);
   const threadRows = (cases: PerfCase[]) =>
     cases.flatMap((c) =>
@@ -691,7 +685,7 @@ function perfTables(protocol: BenchProtocol, all: PerfCase[]): PerfTable[] {
   if (cases.length === 0) return [];
   const headers = ['case', 'process', 'thread', 'CPU us/req', 'syscalls/req', 'switches/req'];
   const align: Align[] = ['l', 'l', 'l', 'r', 'r', 'r'];
-  const out: PerfTable[] = [
+  const out: ReportTable[] = [
     {
       title:
         `Where the time goes, ${P(protocol)} 8x16, per answer (MESHPORT_BENCH_PERF: \`perf stat --per-thread\` over one more ${fixed(cases[0].seconds, 1)} s window ` +
@@ -764,7 +758,20 @@ function perfLatencyFigures(c: PerfCase | undefined): Record<string, Figure> {
   };
 }
 
-async function run(given: SuiteOptions): Promise<SuiteReport> {
+/** What a run is set to do, decided before anything starts: the settings, the peers found here, the cases. */
+interface ForwardPlan {
+  options: SuiteOptions;
+  log: (line: string) => void;
+  profileDir: string | undefined;
+  perfDir: string | undefined;
+  haproxyVersion: string;
+  bodies: Record<BenchProtocol, { frame: Buffer; bodyBytes: number }>;
+  /** Why the sockmap case cannot run here; null when it can. */
+  noSockmap: string | null;
+  targets: Target[];
+}
+
+async function planRun(given: SuiteOptions): Promise<ForwardPlan> {
   const options = given.quick ? { ...given, durationSeconds: Math.min(given.durationSeconds, QUICK_DURATION) } : given;
   const log = (l: string) => options.log(`forward: ${l}`);
   const profileDir = process.env.MESHPORT_BENCH_PROFILE ? path.resolve(process.env.MESHPORT_BENCH_PROFILE) : undefined;
@@ -775,11 +782,16 @@ async function run(given: SuiteOptions): Promise<SuiteReport> {
     perfDir = undefined;
   }
   const version = await haproxyVersion();
-  const bodies = Object.fromEntries(PROTOCOLS.map((p) => [p, requestTemplate(p)])) as Record<BenchProtocol, { frame: Buffer; bodyBytes: number }>;
+  const bodies = Object.fromEntries(PROTOCOLS.map((p) => [p, requestTemplate(p)])) as ForwardPlan['bodies'];
   const noSockmap = sockmapUnavailable();
   if (noSockmap) log(`meshport-2hop+sockmap left out: ${noSockmap}`);
-  const targetList: Target[] = ALL_TARGETS.filter((t) => t !== 'meshport-2hop+sockmap' || noSockmap === null);
+  const targets: Target[] = ALL_TARGETS.filter((t) => t !== 'meshport-2hop+sockmap' || noSockmap === null);
+  return { options, log, profileDir, perfDir, haproxyVersion: version, bodies, noSockmap, targets };
+}
 
+/** Starts the rig (echo server, load generators, the sockmap cgroup), runs every protocol, and stops it all again. */
+async function measureProtocols(plan: ForwardPlan): Promise<Map<BenchProtocol, ProtocolRun>> {
+  const { options, log, targets } = plan;
   log('starting the echo server and the load generator');
   let rig: Rig | undefined;
   const runs = new Map<BenchProtocol, ProtocolRun>();
@@ -795,7 +807,7 @@ async function run(given: SuiteOptions): Promise<SuiteReport> {
     const echo = await startRunner<{ ready: string; pid: number; port: number }>('echo-process.js', { readyVia: 'stdout' });
     rig = { echo, loadgen: undefined as never };
     rig.loadgen = await startRunner<{ ready: string; pid: number }>('loadgen-process.js', { readyVia: 'ipc', serialization: 'advanced' });
-    if (noSockmap === null) {
+    if (plan.noSockmap === null) {
       log('making the sockmap case\'s cgroup (sockops + sk_msg attached) and its load generator');
       const cgroup = SockmapCgroup.create();
       rig.sockmap = { cgroup, loadgen: undefined as never };
@@ -806,9 +818,9 @@ async function run(given: SuiteOptions): Promise<SuiteReport> {
       });
     }
     let done = 0;
-    const total = PROTOCOLS.length * protocolSteps(targetList, options);
+    const total = PROTOCOLS.length * protocolSteps(targets, options);
     const step = () => options.progress(++done, total);
-    for (const protocol of PROTOCOLS) runs.set(protocol, await runProtocol(rig, protocol, targetList, options, profileDir, perfDir, step));
+    for (const protocol of PROTOCOLS) runs.set(protocol, await runProtocol(rig, protocol, targets, options, plan.profileDir, plan.perfDir, step));
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
@@ -819,22 +831,38 @@ async function run(given: SuiteOptions): Promise<SuiteReport> {
   }
   const left = forwardCgroupLeftovers();
   if (left.length > 0) throw new Error(`forward suite left behind: ${left.join(', ')}`);
+  return runs;
+}
 
-  const rows: Row[] = PROTOCOLS.flatMap((protocol) => targetList.map((t) => makeRow(protocol, t, runs.get(protocol)!)));
+/** The run's figures per case, each meshport case set against haproxy-2hop and direct of its protocol. */
+interface Outcome {
+  rows: Row[];
+  meshTargets: MeshTarget[];
+  find(p: BenchProtocol, t: Target): Row | undefined;
+  vsOf(p: BenchProtocol, t: MeshTarget): Versus;
+}
+
+/** Rows of every case; a single wrong answer anywhere fails the run, since its figures would mean nothing. */
+function judge(plan: ForwardPlan, runs: Map<BenchProtocol, ProtocolRun>): Outcome {
+  const rows: Row[] = PROTOCOLS.flatMap((protocol) => plan.targets.map((t) => makeRow(protocol, t, runs.get(protocol)!)));
   const bad = rows.filter((r) => r.errors > 0);
   if (bad.length > 0) {
     throw new Error(`forward: wrong answers: ${bad.map((r) => `${r.protocol}/${r.target}: ${r.errors} (${r.firstError})`).join('; ')}`);
   }
   const find = (p: BenchProtocol, t: Target) => rows.find((r) => r.protocol === p && r.target === t);
-  const meshTargets = targetList.filter(isMesh);
+  const meshTargets = plan.targets.filter(isMesh);
   const vs = new Map<string, Versus>(); // `${protocol}/${target}`
   for (const p of PROTOCOLS) for (const t of meshTargets) vs.set(`${p}/${t}`, versus(find(p, t)!, find(p, 'haproxy-2hop')!, find(p, 'direct')!));
-  const vsOf = (p: BenchProtocol, t: MeshTarget) => vs.get(`${p}/${t}`)!;
+  return { rows, meshTargets, find, vsOf: (p, t) => vs.get(`${p}/${t}`)! };
+}
 
-  const results: ResultRow[] = rows.map((r) => {
+/** The `--json` rows: every figure of a case, the goal flags on the native engine's. */
+function resultRows(plan: ForwardPlan, runs: Map<BenchProtocol, ProtocolRun>, outcome: Outcome): ResultRow[] {
+  const { bodies } = plan;
+  return outcome.rows.map((r) => {
     const extra: Record<string, Figure> = {};
     if (isMesh(r.target)) {
-      const v = vsOf(r.protocol, r.target);
+      const v = outcome.vsOf(r.protocol, r.target);
       Object.assign(extra, {
         engine: MESH[r.target].engine,
         sockmap: MESH[r.target].sockmap,
@@ -889,10 +917,14 @@ async function run(given: SuiteOptions): Promise<SuiteReport> {
       ...extra,
     };
   });
+}
 
+/** The main table: one line per protocol and case. */
+function figureTable(outcome: Outcome): ReportTable {
+  const { rows, find } = outcome;
   const mb = (x: number | null) => (x === null ? 'n/a' : fixed(x, 1));
   const perProc = (r: Row, f: (p: ProcFigures) => string) => (r.procs.length === 0 ? '-' : r.procs.map(f).join(' + '));
-  const figureHeaders = [
+  const headers = [
     'case',
     'req/s 8x16',
     'spread',
@@ -905,8 +937,8 @@ async function run(given: SuiteOptions): Promise<SuiteReport> {
     'per sidecar us/req',
     'peak RSS MB',
   ];
-  const figureAlign: Align[] = ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'];
-  const figureRows = rows.map((r) => {
+  const align: Align[] = ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'];
+  const cells = rows.map((r) => {
     const h = find(r.protocol, 'haproxy-2hop')!;
     const d = find(r.protocol, 'direct')!;
     return [
@@ -923,14 +955,17 @@ async function run(given: SuiteOptions): Promise<SuiteReport> {
       perProc(r, (p) => mb(p.peakRssMB)),
     ];
   });
+  return { headers, align, rows: cells };
+}
 
-  // The goals, judged on the native engine, with the other meshport cases of the run beside it for reference.
-  const others = meshTargets.filter((t) => t !== GOAL_TARGET);
-  const goalHeaders = ['goal', 'target', GOAL_TARGET, 'met', 'by', ...others];
-  const goalAlign: Align[] = ['l', 'r', 'r', 'l', 'r', ...others.map((): Align => 'r')];
-  const goalRows = PROTOCOLS.flatMap((p) =>
+/** The goals, judged on the native engine, with the other meshport cases of the run beside it for reference. */
+function goalTable(outcome: Outcome): ReportTable {
+  const others = outcome.meshTargets.filter((t) => t !== GOAL_TARGET);
+  const headers = ['goal', 'target', GOAL_TARGET, 'met', 'by', ...others];
+  const align: Align[] = ['l', 'r', 'r', 'l', 'r', ...others.map((): Align => 'r')];
+  const rows = PROTOCOLS.flatMap((p) =>
     GOALS.map((g) => {
-      const m = g.measure(vsOf(p, GOAL_TARGET));
+      const m = g.measure(outcome.vsOf(p, GOAL_TARGET));
       return [
         `${P(p)}: ${g.label}`,
         g.target,
@@ -938,22 +973,28 @@ async function run(given: SuiteOptions): Promise<SuiteReport> {
         yesNo(m.met),
         m.by,
         ...others.map((t) => {
-          const o = g.measure(vsOf(p, t));
+          const o = g.measure(outcome.vsOf(p, t));
           return `${o.text}${o.met === false ? ' (no)' : ''}`;
         }),
       ];
     }),
   );
-  const missed = PROTOCOLS.flatMap((p) => GOALS.map((g) => g.measure(vsOf(p, GOAL_TARGET)).met)).filter((m) => m === false).length;
+  return { headers, align, rows };
+}
 
+/** What the tables do not say: the verdict, what was measured and how, on which machine. */
+function reportNotes(plan: ForwardPlan, runs: Map<BenchProtocol, ProtocolRun>, outcome: Outcome): string[] {
+  const { options, bodies, noSockmap } = plan;
+  const { rows, meshTargets, vsOf } = outcome;
+  const missed = PROTOCOLS.flatMap((p) => GOALS.map((g) => g.measure(vsOf(p, GOAL_TARGET)).met)).filter((m) => m === false).length;
   const anyRun = runs.get('bolt')!;
   const cpuLine = PROTOCOLS.map((p) => `${P(p)} ${meshTargets.map((t) => `${t} ${fixed(vsOf(p, t).cpuRatio, 2)}x`).join(', ')}`).join('; ');
   const sockmapRows = rows.filter((r) => isMesh(r.target) && MESH[r.target].sockmap);
-  const notes = [
+  return [
     `Goals (issue 15) judged on ${GOAL_TARGET} against haproxy-2hop of the same run: ${missed === 0 ? 'all met' : `${missed} of ${PROTOCOLS.length * GOALS.length} missed`}; "by" is the margin (for a ratio, how far above or below the goal in percent of it).`,
     `Measured: meshport at ${provenance()}; the native engine from ${addonProvenance()}; default RouterOptions but the engine (as built by \`tsc --build\` just before).`,
     `Machine: ${os.cpus().length} logical CPUs shared by every process of the run: load generator, echo server, and the proxies ` +
-      `(haproxy ${version}: one process, ${anyRun.haproxyThreads ?? '?'} threads, its default on this machine; meshport: two Node processes per case, ` +
+      `(haproxy ${plan.haproxyVersion}: one process, ${anyRun.haproxyThreads ?? '?'} threads, its default on this machine; meshport: two Node processes per case, ` +
       `on the native engine one loop thread each beside Node's own threads (${anyRun.nativeThreads ?? '?'} threads in all per process), on the js engine the event loop). ` +
       'Every process competes for those CPUs, so req/s follows the CPU each spends per request (CPU us/req; usr = its user-space part) ' +
       'and how the kernel schedules them; the spread between samples is wide on a small VM, the CPU per request much less so.',
@@ -983,46 +1024,29 @@ async function run(given: SuiteOptions): Promise<SuiteReport> {
       `(${fixed(options.durationSeconds, 1)} s in all); CPU us/req = that / answers in those windows; per sidecar = consumer + provider. CPU per request / haproxy-2hop's: ${cpuLine}. ` +
       'peak RSS: VmHWM of /proc/<pid>/status of each proxy process at the end of the protocol\'s run (meshport: consumer + provider).',
   ];
+}
 
-  const profileLines: string[] = [];
-  for (const protocol of PROTOCOLS) {
+/** MESHPORT_BENCH_PROFILE: where the time of the js engine's routers went, per protocol. */
+function profileSections(runs: Map<BenchProtocol, ProtocolRun>): ReportSection[] {
+  return PROTOCOLS.flatMap((protocol) => {
     const r = runs.get(protocol)!;
-    if (r.profiles.length === 0) continue;
-    profileLines.push(
-      '',
-      ...profilesMarkdown(
-        `Profile of both routers of meshport-2hop-js, ${P(protocol)} 8x16 (MESHPORT_BENCH_PROFILE; node:inspector, 100 us sampling, after the measurements; ` +
-          `${int(r.profiledRps ?? 0)} req/s with the profilers on)`,
-        r.profiles,
-        10,
-      ),
-    );
-  }
+    if (r.profiles.length === 0) return [];
+    return [
+      {
+        lines: profilesMarkdown(
+          `Profile of both routers of meshport-2hop-js, ${P(protocol)} 8x16 (MESHPORT_BENCH_PROFILE; node:inspector, 100 us sampling, after the measurements; ` +
+            `${int(r.profiledRps ?? 0)} req/s with the profilers on)`,
+          r.profiles,
+          10,
+        ),
+      },
+    ];
+  });
+}
 
-  const perfParts = PROTOCOLS.flatMap((p) => perfTables(p, runs.get(p)!.perf));
-  const perfText = perfParts.flatMap((t) => ['', t.title, '', textTable(t.headers, t.rows, t.align)]);
-  const perfMarkdown = perfParts.flatMap((t) => ['', t.title, '', markdownTable(t.headers, t.rows, t.align)]);
-
-  const text = [
-    textTable(figureHeaders, figureRows, figureAlign),
-    '',
-    textTable(goalHeaders, goalRows, goalAlign),
-    '',
-    ...notes.map((n) => `- ${n}`),
-    ...profileLines,
-    ...perfText,
-  ].join('\n');
-  const markdown = [
-    markdownTable(figureHeaders, figureRows, figureAlign),
-    '',
-    markdownTable(goalHeaders, goalRows, goalAlign),
-    '',
-    ...notes.map((n) => `- ${n}`),
-    ...profileLines,
-    ...perfMarkdown,
-  ].join('\n');
-
-  // Headline ratios first (the table of last runs shows the first three): the native engine against haproxy.
+/** What `--compare` watches: headline ratios first (the table of last runs shows the first three), the native engine against haproxy. */
+function metricsOf(outcome: Outcome): Metric[] {
+  const { find, vsOf, meshTargets } = outcome;
   const ratioMetric = (p: BenchProtocol, name: string, a: number[], b: number[], peer: string, better: Metric['better']): Metric => {
     const r = roundRatio(a, b);
     return { name: `${P(p)}: ${name}`, value: round(r.ratio, 3), unit: 'x', better, spread: round(r.spread, 3), rounds: r.rounds, peer };
@@ -1039,7 +1063,7 @@ async function run(given: SuiteOptions): Promise<SuiteReport> {
     rounds: 1,
     peer: 'haproxy-2hop',
   });
-  const metrics: Metric[] = [
+  return [
     ...PROTOCOLS.map((p) => rpsVsHaproxy(p, GOAL_TARGET)),
     ...PROTOCOLS.map((p) => cpuVsHaproxy(p, GOAL_TARGET)),
     ...PROTOCOLS.flatMap((p) => {
@@ -1070,8 +1094,11 @@ async function run(given: SuiteOptions): Promise<SuiteReport> {
       }),
     ),
   ];
+}
+
+function processesOf(rows: Row[]): ProcessUsage[] {
   const roleName: Record<string, string> = { haproxy: 'haproxy (both hops)', consumer: 'meshport consumer router', provider: 'meshport provider router' };
-  const processes: ProcessUsage[] = rows.flatMap((r) =>
+  return rows.flatMap((r) =>
     r.procs.map((p) => ({
       scope: `${P(r.protocol)}: ${r.target} (8x16 windows)`,
       process: roleName[p.role] ?? p.role,
@@ -1079,12 +1106,36 @@ async function run(given: SuiteOptions): Promise<SuiteReport> {
       peakRssMB: p.peakRssMB === null ? null : round(p.peakRssMB, 1),
     })),
   );
+}
+
+function chartsOf(rows: Row[]): SuiteCharts {
   const label = (r: Row) => `${P(r.protocol)}: ${r.target}`;
-  const charts = {
+  return {
     bars: { title: 'Requests/s, 8 connections x 16 in flight (whisker: spread of the rounds)', unit: 'req/s', bars: rows.map((r) => ({ label: label(r), value: r.rps, spread: r.rpsSpread })) },
     lines: { title: 'Latency, 1 connection x 1 in flight', unit: 'us', x: ['p50', 'p90', 'p99'], series: rows.map((r) => ({ label: label(r), values: [r.p50, r.p90, r.p99] })) },
   };
-  return { suite: 'forward', results, metrics, processes, charts, text, markdown };
+}
+
+async function run(given: SuiteOptions): Promise<SuiteReport> {
+  const plan = await planRun(given);
+  const runs = await measureProtocols(plan);
+  const outcome = judge(plan, runs);
+  const { text, markdown } = renderReport([
+    figureTable(outcome),
+    goalTable(outcome),
+    { notes: reportNotes(plan, runs, outcome) },
+    ...profileSections(runs),
+    ...PROTOCOLS.flatMap((p) => perfTables(p, runs.get(p)!.perf)),
+  ]);
+  return {
+    suite: 'forward',
+    results: resultRows(plan, runs, outcome),
+    metrics: metricsOf(outcome),
+    processes: processesOf(outcome.rows),
+    charts: chartsOf(outcome.rows),
+    text,
+    markdown,
+  };
 }
 
 /** The README's forward row, from a saved results line: the native engine's goals against haproxy-2hop. */

@@ -20,7 +20,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { RUNNERS, stopChild, track, trackTempDir } from '../forward/children';
 import { cpuTimes } from '../proc';
-import { type Align, fixed, int, markdownTable, textTable } from '../format';
+import { type Align, fixed, int } from '../format';
+import { renderReport } from '../render';
 import { type BenchZooKeeper, startZooKeeper } from '../registry/zookeeper';
 import type { ProbeAnswer } from '../runners/memory-probe';
 import { median, roundRatio, spread } from '../stats';
@@ -318,28 +319,12 @@ function report(rounds: Record<Case, Sample>[], shape: typeof FULL): SuiteReport
     `; a bare node is ${mb(bare)} MB, so the sidecar's own share is ${mb(med('meshport-sidecar') - bare)} MB. ` +
     `With V8's heap defaults it is ${mb(med('meshport-sidecar-v8-defaults'))} MB.`;
 
-  const text = [
-    textTable(headers, rows, align),
-    '',
-    textTable(['goal', 'measured', 'target', 'met'], goalRows, ['l', 'r', 'r', 'l']),
-    '',
-    textTable(whereHeaders, whereRows, whereAlign),
-    '',
-    `- ${verdict}`,
-    `- ${moduleLine}`,
-    ...notes.map((n) => `- ${n}`),
-  ].join('\n');
-  const markdown = [
-    markdownTable(headers, rows, align),
-    '',
-    markdownTable(['goal', 'measured', 'target', 'met'], goalRows, ['l', 'r', 'r', 'l']),
-    '',
-    markdownTable(whereHeaders, whereRows, whereAlign),
-    '',
-    `- ${verdict}`,
-    `- ${moduleLine}`,
-    ...notes.map((n) => `- ${n}`),
-  ].join('\n');
+  const { text, markdown } = renderReport([
+    { headers, align, rows },
+    { headers: ['goal', 'measured', 'target', 'met'], align: ['l', 'r', 'r', 'l'], rows: goalRows },
+    { headers: whereHeaders, align: whereAlign, rows: whereRows },
+    { notes: [verdict, moduleLine, ...notes] },
+  ]);
 
   const ratio = (a: Case, b: Case): Metric => {
     const rr = roundRatio(idle(a), idle(b));

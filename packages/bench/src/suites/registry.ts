@@ -22,7 +22,8 @@ import { mkdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { type Started, startRunner, stopChild } from '../forward/children';
 import { type ProfileSummary, profilesMarkdown, readProfile, summarizeProfile } from '../forward/profile';
-import { type Align, fixed, int, markdownTable, textTable } from '../format';
+import { type Align, fixed, int } from '../format';
+import { renderReport, type ReportSection } from '../render';
 import {
   type MemoryFigures,
   type SeenMessage,
@@ -526,35 +527,24 @@ async function run(options: SuiteOptions): Promise<SuiteReport> {
     `The suite has a fixed shape (${int(shape.services)} services, ${ENDPOINTS_PER_SERVICE} endpoints each, ${int(shape.services)} measured registrations${options.quick ? '; quick mode: the full run has 1k services' : ''}); --duration and --rounds do not apply to it.`,
   ];
 
-  const profileLines = data.profile
+  const profile: ReportSection[] = data.profile
     ? [
-        '',
-        ...profilesMarkdown(
-          'Profile of the sidecar child, its whole life (MESHPORT_BENCH_PROFILE; node:inspector, 200 us sampling: the figures above are of a profiled run)',
-          [{ role: 'sidecar', summary: data.profile.summary }],
-          12,
-        ),
+        {
+          lines: profilesMarkdown(
+            'Profile of the sidecar child, its whole life (MESHPORT_BENCH_PROFILE; node:inspector, 200 us sampling: the figures above are of a profiled run)',
+            [{ role: 'sidecar', summary: data.profile.summary }],
+            12,
+          ),
+        },
       ]
     : [];
 
-  const text = [
-    textTable(headers, rows, align),
-    '',
-    textTable(goalHeaders, goalRows, goalAlign),
-    '',
-    ...verdict.map((v) => `- ${v}`),
-    ...notes.map((n) => `- ${n}`),
-    ...profileLines,
-  ].join('\n');
-  const markdown = [
-    markdownTable(headers, rows, align),
-    '',
-    markdownTable(goalHeaders, goalRows, goalAlign),
-    '',
-    ...verdict.map((v) => `- ${v}`),
-    ...notes.map((n) => `- ${n}`),
-    ...profileLines,
-  ].join('\n');
+  const { text, markdown } = renderReport([
+    { headers, align, rows },
+    { headers: goalHeaders, align: goalAlign, rows: goalRows },
+    { notes: [...verdict, ...notes] },
+    ...profile,
+  ]);
   const perRoundP50 = (w: Who) =>
     Array.from({ length: shape.rounds }, (_, r) => dist(registrations.filter((x) => x.round === r && children[w].seen.has(x.id)).map((x) => children[w].seen.get(x.id)! - x.sentAt)).p50);
   const rr = (name: string, a: number[], b: number[]): Metric => {
