@@ -188,18 +188,25 @@ function interfaceOf(url: ProviderUrl): string {
 /** Who wrote a node name: sofa-rpc-node (encodeURIComponent) or Java (java.net.URLEncoder, UTF-8). */
 export type NodeNameStyle = 'js' | 'java';
 
+/** A high surrogate with no low one after it, or a low one with no high one before it. */
+const UNPAIRED_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+/** The bytes URLEncoder writes as themselves (its dontNeedEncoding set, space aside). */
+const JAVA_KEPT_BYTE = Array.from({ length: 256 }, (_, b) => /^[A-Za-z0-9.\-*_]$/.test(String.fromCharCode(b)));
+const HEX_ESCAPE = Array.from({ length: 256 }, (_, b) => `%${b.toString(16).toUpperCase().padStart(2, '0')}`);
+
 /**
  * A URL as a ZooKeeper node name, exactly as that SDK writes it. Java's URLEncoder keeps only `A-Za-z0-9.-*_`, writes
- * space as '+', and escapes `!~'()` which encodeURIComponent keeps; both use upper-case hex over UTF-8 bytes.
+ * space as '+', and escapes `!~'()` which encodeURIComponent keeps; both use upper-case hex over UTF-8 bytes. An
+ * unpaired surrogate is '?' to Java (String.getBytes replaces it) and a URIError to encodeURIComponent, so to
+ * sofa-rpc-node too. Checked against java.net.URLEncoder and sofa-rpc-node themselves in the ZooKeeper package's tests.
  */
 export function encodeNodeName(url: string, style: NodeNameStyle): string {
   if (style === 'js') return encodeURIComponent(url);
   let out = '';
-  for (const byte of Buffer.from(url, 'utf8')) {
-    const ch = String.fromCharCode(byte);
-    if (/[A-Za-z0-9.\-*_]/.test(ch)) out += ch;
+  for (const byte of Buffer.from(url.replace(UNPAIRED_SURROGATE, '?'), 'utf8')) {
+    if (JAVA_KEPT_BYTE[byte]) out += String.fromCharCode(byte);
     else if (byte === 0x20) out += '+';
-    else out += '%' + byte.toString(16).toUpperCase().padStart(2, '0');
+    else out += HEX_ESCAPE[byte];
   }
   return out;
 }
