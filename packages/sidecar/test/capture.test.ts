@@ -19,6 +19,20 @@ async function provider(name: string, iface: string) {
   return server;
 }
 
+/** Resolves once `done()` holds, checked as `socket` receives each chunk; rejects if it closes first. */
+function receivedUntil(socket: net.Socket, done: () => boolean, what: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const check = () => {
+      if (!done()) return;
+      socket.off('data', check).off('close', closed);
+      resolve();
+    };
+    const closed = () => reject(new Error(`the connection closed before ${what}`));
+    socket.on('data', check).once('close', closed);
+    check();
+  });
+}
+
 function listen(server: net.Server): Promise<number> {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as net.AddressInfo).port)));
 }
@@ -92,16 +106,21 @@ describe('CaptureListener', function () {
     });
     dialed = { host: '127.0.0.1', port: await listen(echo) };
     closers.push(() => void echo.close());
+    const t0 = performance.now();
     const client = net.connect(capture.address().port, '127.0.0.1');
     closers.push(() => void client.destroy());
     let got = '';
     client.on('data', (d: Buffer) => (got += d.toString()));
-    // Nothing sent: the pass-through starts after the peek timeout and the greeting arrives.
-    await new Promise((r) => setTimeout(r, 300));
-    assert.equal(got, 'hello from the server\n');
-    client.write('GET / HTTP/1.1\r\n\r\n');
-    await new Promise((r) => setTimeout(r, 100));
-    assert.equal(got, 'hello from the server\nGET / HTTP/1.1\r\n\r\n');
+    // Nothing sent: the pass-through starts after the peek timeout (100 ms; a timer never fires early, so this lower
+    // bound does not depend on the machine's speed) and the greeting arrives.
+    const greeting = 'hello from the server\n';
+    await receivedUntil(client, () => got.length >= greeting.length, 'the greeting');
+    assert.ok(performance.now() - t0 >= 95, `the pass-through started ${(performance.now() - t0).toFixed(0)} ms after connect, before the peek timeout`);
+    assert.equal(got, greeting);
+    const request = 'GET / HTTP/1.1\r\n\r\n';
+    client.write(request);
+    await receivedUntil(client, () => got.length >= greeting.length + request.length, 'the echo');
+    assert.equal(got, greeting + request);
     assert.equal(capture.counters.passedThrough, 1);
   });
 
