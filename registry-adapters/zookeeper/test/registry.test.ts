@@ -87,15 +87,18 @@ describe('@meshport/registry-zookeeper against a real ZooKeeper', function () {
     const adapter = new ZooKeeperRegistry({ connectString: server.connectString, layout: 'dubbo', logger: quiet });
     const raw = await rawClient(server.connectString);
     try {
-      const url = 'dubbo://127.0.0.1:20880/org.apache.dubbo.demo.DemoService?application=demo&interface=org.apache.dubbo.demo.DemoService&methods=sayHello%2CsayHelloAsync';
+      const url = 'dubbo://127.0.0.1:20880/org.apache.dubbo.demo.DemoService?application=demo&interface=org.apache.dubbo.demo.DemoService&methods=sayHello%2CsayHelloAsync&owner=ops(team)';
       const path = '/dubbo/org.apache.dubbo.demo.DemoService/providers';
       const pushes: string[][] = [];
       await adapter.subscribe('org.apache.dubbo.demo.DemoService', (urls) => pushes.push(urls.map(formatProviderUrl)));
       assert.deepEqual(pushes, [[]], 'a missing providers path is an empty list when ZooKeeper says NO_NODE');
       await new Promise<void>((resolve, reject) =>
         raw.mkdirp(path, null, zookeeper.CreateMode.PERSISTENT, (e) => (e ? reject(e) : resolve())));
-      // What Dubbo's URL.encode (java.net.URLEncoder) writes.
-      const javaName = encodeURIComponent(url).replace(/%20/g, '+');
+      // What Dubbo's URL.encode (java.net.URLEncoder.encode(url, "UTF-8")) writes, as a JDK 17 printed it: the
+      // parentheses escaped, which encodeURIComponent would keep.
+      const javaName =
+        'dubbo%3A%2F%2F127.0.0.1%3A20880%2Forg.apache.dubbo.demo.DemoService%3Fapplication%3Ddemo%26interface%3D' +
+        'org.apache.dubbo.demo.DemoService%26methods%3DsayHello%252CsayHelloAsync%26owner%3Dops%28team%29';
       await new Promise<void>((resolve, reject) =>
         raw.create(`${path}/${javaName}`, null, zookeeper.CreateMode.EPHEMERAL, (e) => (e ? reject(e) : resolve())));
       await eventually('the Dubbo provider', async () => (pushes.at(-1)?.length === 1 ? true : undefined));
