@@ -38,7 +38,7 @@ const ALLOWED_ERRORS = new Set([
   `dubbo:${DubboStatus.CHANNEL_INACTIVE}`,
 ]);
 
-/** Small seeded PRNG (mulberry32), so a failing run can be replayed with MESHPORT_STRESS_SEED. */
+/** Small seeded PRNG (mulberry32), so a failing run can be replayed with MESHPORT_SEED (or MESHPORT_STRESS_SEED). */
 function prng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
@@ -288,7 +288,10 @@ describe('router: acceptance stress run', function () {
   });
 
   it(`${TOTAL} mixed Bolt and Dubbo calls from ${CONNECTIONS} connections, ${PROVIDERS} provider sides, random resets: none lost, duplicated or misrouted`, async () => {
-    const seed = Number(process.env.MESHPORT_STRESS_SEED ?? Date.now() % 0xffffffff);
+    const seed = Number(process.env.MESHPORT_SEED ?? process.env.MESHPORT_STRESS_SEED ?? Date.now() % 0xffffffff);
+    assert.ok(Number.isInteger(seed) && seed >= 0, `MESHPORT_SEED must be a non-negative integer, got ${seed}`);
+    // Printed before anything can fail or hang, so every run (a timeout too) can be replayed exactly.
+    console.log(`      stress seed ${seed} (replay: MESHPORT_SEED=${seed})`);
     const random = prng(seed);
     const p = plan(random);
 
