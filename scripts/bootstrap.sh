@@ -60,12 +60,14 @@ fi
 
 # The native addon and the BPF objects of packages/socket: rebuilt when a source is newer than what was built
 # (npm 11 does not run install scripts by default, so the build is ours to run). node-gyp builds against the
-# machine's own Node headers (npm's nodedir); nothing is downloaded.
+# machine's own Node headers (npm's nodedir, read here at the root: inside a workspace `npm config` refuses to run);
+# nothing is downloaded.
+nodedir="$(npm config get nodedir)"
 socket=packages/socket
 addon=$socket/build/Release/meshport_socket.node
 if [ ! -f "$addon" ] || [ -n "$(find "$socket/native" "$socket/binding.gyp" -newer "$addon" -print -quit)" ]; then
   log "building the native addon ($addon)"
-  (cd "$socket" && npx --no-install node-gyp rebuild --nodedir="$(npm config get nodedir)" >&2)
+  (cd "$socket" && npx --no-install node-gyp rebuild --nodedir="$nodedir" >&2)
 fi
 if [ -f "$socket/bpf/Makefile" ]; then make -s -C "$socket/bpf" >&2; fi
 
@@ -74,7 +76,7 @@ engine=packages/engine
 engine_addon=$engine/build/Release/meshport_engine.node
 if [ ! -f "$engine_addon" ] || [ -n "$(find "$engine/native" "$engine/binding.gyp" -newer "$engine_addon" -print -quit)" ]; then
   log "building the native engine ($engine_addon)"
-  (cd "$engine" && npx --no-install node-gyp rebuild --nodedir="$(npm config get nodedir)" >&2)
+  (cd "$engine" && npx --no-install node-gyp rebuild --nodedir="$nodedir" >&2)
 fi
 
 # tsc --build is incremental: it rebuilds only projects whose inputs changed.
