@@ -1,6 +1,7 @@
 // The native engine as TypeScript sees it: settings in, route snapshots in, counters and rare events out.
 
 import { loadEngineAddon } from './native';
+import { EngineError } from './errors';
 
 /** The router's data-path settings (packages/router ROUTER_DEFAULTS and the outlier/limit defaults). */
 export interface EngineSettings {
@@ -143,7 +144,7 @@ export class NativeEngine {
     private readonly onLog: (event: EngineLogEvent) => void,
   ) {
     const addon = loadEngineAddon();
-    if (!addon.loaded) throw new Error(addon.reason);
+    if (!addon.loaded) throw new EngineError('MESHPORT_ENGINE_UNAVAILABLE', addon.reason);
     const Engine = addon.native.Engine as NativeEngineClass;
     this.handle = new Engine(settings, (lines) => this.onEvents(lines));
   }
@@ -205,7 +206,7 @@ export class NativeEngine {
   }
 
   private ask(send: (token: number) => void): Promise<Record<string, unknown>> {
-    if (this.closed) return Promise.reject(new Error('the engine is closed'));
+    if (this.closed) return Promise.reject(new EngineError('MESHPORT_ENGINE_CLOSED', 'the engine is closed'));
     const token = this.nextToken++;
     return new Promise((resolve) => {
       this.replies.set(token, resolve);

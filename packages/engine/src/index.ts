@@ -12,3 +12,4 @@ export {
   type EngineRoutes,
   type EngineSettings,
 } from './engine';
+export { ENGINE_ERROR_CODES, EngineError, type EngineErrorCode } from './errors';
