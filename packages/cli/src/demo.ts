@@ -8,13 +8,14 @@
 // progress line, then the demo shows what happened and stops everything, Ctrl-C included.
 
 import path from 'node:path';
+// The one ZooKeeper launcher (the suites' and the bench's too); its entry point loads node built-ins only.
+import { startZooKeeper, type RunningZooKeeper } from '@meshport/testkit/zookeeper';
 import { DemoChild, killAllChildrenSync } from './demo/children';
 import { FLOWS, type ConsumerDone, type Flow } from './demo/consumer-app';
 import { podMode, setupNetns, CONSUMER_POD_IP, PROVIDER_POD_IP, type DemoNetns } from './demo/netns';
 import { hostPort, inPod, startPod, type Pod, type PodPlace } from './demo/pods';
 import { adminResponses, adminRoutes, formatMs, percentile, type RouteCluster } from './demo/report';
 import { readProviders } from './demo/registry-view';
-import { startZooKeeper, type DemoZooKeeper } from './demo/zookeeper';
 import { Style } from './format';
 import type { Io } from './io';
 
@@ -63,7 +64,7 @@ export async function runDemo(io: Io, colour: boolean): Promise<number> {
   process.on('SIGINT', onSignal).on('SIGTERM', onSignal);
   process.on('exit', lastResort);
 
-  let zk: DemoZooKeeper | undefined;
+  let zk: RunningZooKeeper | undefined;
   const pods: Pod[] = [];
   let provider: DemoChild | undefined;
   let consumer: DemoChild | undefined;
@@ -85,7 +86,7 @@ export async function runDemo(io: Io, colour: boolean): Promise<number> {
     }
 
     step(1, 'ZooKeeper');
-    zk = await startZooKeeper(abort.signal, undefined, netns?.hostIp);
+    zk = await startZooKeeper({ signal: abort.signal, host: netns?.hostIp, tickTime: 1000 });
     out(`  zookeeper ${zk.connectString} (pid ${zk.pid})`);
 
     step(2, `two pods, one meshport sidecar each (child processes: ${netns ? 'ip netns exec POD ' : ''}meshport sidecar --config pod.yaml)`);

@@ -7,18 +7,12 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+// The classpath the suites and the demo start ZooKeeper with (Debian's layout, MESHPORT_ZOOKEEPER_CLASSPATH overrides).
+import { ZOOKEEPER_CLASSPATH } from '@meshport/testkit/zookeeper';
 import { track, trackTempDir } from '../forward/children';
 
 const HOST = '127.0.0.1';
 const JAVA = process.env.MESHPORT_JAVA ?? '/usr/bin/java';
-
-/** Debian's layout: log4j.properties, the server jar (its manifest names the rest), the slf4j binding and log4j. */
-const CLASSPATH = [
-  '/etc/zookeeper/conf',
-  '/usr/share/java/zookeeper.jar',
-  '/usr/share/java/slf4j-log4j12.jar',
-  '/usr/share/java/log4j-1.2.jar',
-].join(':');
 
 export interface BenchZooKeeper {
   host: string;
@@ -114,7 +108,7 @@ export async function startZooKeeper(opts: { tickTime?: number; startTimeoutMs?:
     `-Dzookeeper.log.dir=${dir}`,
     '-Dzookeeper.jmx.log4j.disable=true',
     '-cp',
-    CLASSPATH,
+    ZOOKEEPER_CLASSPATH,
     'org.apache.zookeeper.server.ZooKeeperServerMain',
     cfg,
   ];
