@@ -97,13 +97,13 @@ interface Subscription {
   answered: boolean;
 }
 
-/** Thrown inside a handler for a request the API refuses; becomes a 4xx answer. */
-class BadRequest extends Error {
+/** Thrown inside a handler for a request the API refuses; becomes a 4xx answer, its message the errorMessage. */
+class BadRequest extends RegistryError {
   constructor(
     readonly status: number,
     message: string,
   ) {
-    super(message);
+    super('MESHPORT_REGISTRY_SOFA_MESH_API_REFUSED', message);
   }
 }
 

@@ -539,20 +539,93 @@ describe('SofaRegistryClient', () => {
       },
     );
 
-    // A Bolt error answer: an Error, whose message and fields must reach the line too.
+    // A Bolt error answer: an Error, whose code, message and fields must reach the line too.
     lines.length = 0;
     standIn.failRegisters = { boltStatus: BoltStatus.SERVER_EXCEPTION };
     await until(() => lines.some((l) => l.message === 'a register failed; retrying'), 'the Bolt error logged');
     const boltError = lines.find((l) => l.message === 'a register failed; retrying')!;
     assert.doesNotMatch(boltError.json, /"error":\{\}/);
     const error = (boltError.detail as { error: Record<string, unknown> }).error;
-    assert.equal(error.name, 'Error');
+    assert.equal(error.code, 'MESHPORT_REGISTRY_SOFA_BOLT_STATUS');
     assert.equal(error.message, `Bolt response status 0x${BoltStatus.SERVER_EXCEPTION.toString(16)}`);
     assert.equal(error.boltStatus, BoltStatus.SERVER_EXCEPTION);
 
     // And once the server takes it, the provider is there.
     standIn.failRegisters = undefined;
     await until(() => standIn.publishedData(DATA_ID).includes(URL1), 'the register retried until taken');
+  });
+
+  describe('error codes where an operator sees them', () => {
+    /** The code of the error in the first log line with `message`. */
+    const codeLogged = (lines: ReturnType<typeof logRecorder>['lines'], message: string) =>
+      (lines.find((l) => l.message === message)?.detail as { error?: { code?: string } } | undefined)?.error?.code;
+
+    it('a server list with no usable entry: each bad entry logged, and lastError says there is no server', async () => {
+      const { lines, logger } = logRecorder();
+      const c = client({ servers: 'sofa-session-1, 127.0.0.1:99999', logger });
+      await until(() => c.lastError !== undefined, 'a lastError');
+      assert.equal(c.lastError!.code, 'MESHPORT_REGISTRY_SOFA_NO_SERVER');
+      assert.equal(c.state, 'disconnected');
+      const skipped = lines.filter((l) => l.message === 'skipping a SOFA Registry session server entry');
+      assert.deepEqual(
+        skipped.map((l) => [(l.detail as { error: { code: string } }).error.code, (l.detail as { error: { message: string } }).error.message]),
+        [
+          ['MESHPORT_REGISTRY_SOFA_BAD_SERVER', 'session server "sofa-session-1" is not host:port[?weight=n]'],
+          ['MESHPORT_REGISTRY_SOFA_BAD_SERVER', 'session server "127.0.0.1:99999" is not host:port[?weight=n]'],
+        ],
+      );
+    });
+
+    it('discovery that answers no list: logged as such, and the configured servers are used', async () => {
+      const discovery = http.createServer((_req, res) => res.writeHead(503).end());
+      await new Promise<void>((resolve) => discovery.listen(0, '127.0.0.1', resolve));
+      try {
+        const { lines, logger } = logRecorder();
+        const c = client({ discovery: `127.0.0.1:${(discovery.address() as AddressInfo).port}`, logger });
+        await c.publish(SERVICE, URL1);
+        assert.deepEqual(standIn.publishedData(DATA_ID), [URL1]);
+        assert.equal(codeLogged(lines, 'session discovery failed'), 'MESHPORT_REGISTRY_SOFA_DISCOVERY_FAILED');
+      } finally {
+        discovery.closeAllConnections();
+        await new Promise<void>((resolve) => discovery.close(() => resolve()));
+      }
+    });
+
+    it('a register the server never answers: logged as a timeout', async () => {
+      const net = await import('node:net');
+      const sockets = new Set<import('node:net').Socket>();
+      const silent = net.createServer((socket) => {
+        sockets.add(socket);
+        socket.on('error', () => {});
+        socket.on('close', () => sockets.delete(socket));
+      });
+      await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+      const { lines, logger } = logRecorder();
+      const c = client({ servers: `127.0.0.1:${(silent.address() as AddressInfo).port}`, requestTimeoutMs: 100, retryStrategy: () => 60_000, logger });
+      try {
+        await c.publish(SERVICE, URL1);
+        assert.equal(codeLogged(lines, 'a register failed; retrying'), 'MESHPORT_REGISTRY_SOFA_TIMEOUT');
+      } finally {
+        await c.close();
+        for (const socket of sockets) socket.destroy();
+        await new Promise<void>((resolve) => silent.close(() => resolve()));
+      }
+    });
+
+    it('bad bytes from the server: a push that is not the Hessian its class names, a frame that is not Bolt', async () => {
+      const { lines, logger } = logRecorder();
+      const c = client({ logger });
+      await c.subscribe(SERVICE, () => {});
+      const [answer] = await standIn.sendRequest(SOFA_REGISTRY_CLASSES.receivedData, resultBody(true, null));
+      assert.equal(answer.status, BoltStatus.SERVER_DESERIAL_EXCEPTION);
+      assert.equal(
+        codeLogged(lines, 'a ReceivedData push does not decode; answering with a deserialization error'),
+        'MESHPORT_REGISTRY_SOFA_BAD_BODY',
+      );
+      standIn.sendRaw(Buffer.alloc(24, 0xff));
+      await until(() => lines.some((l) => l.message === 'SOFA Registry sent bytes that are not Bolt; reconnecting'), 'the bad bytes logged');
+      assert.equal(codeLogged(lines, 'SOFA Registry sent bytes that are not Bolt; reconnecting'), 'MESHPORT_BAD_MAGIC');
+    });
   });
 });
 
