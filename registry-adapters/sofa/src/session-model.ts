@@ -26,6 +26,8 @@
 // ending in Exception becomes its own JavaExceptionError, which no field here accepts. A decode handler registered
 // with hessian.js (process-wide) for one of these classes would change that shape, and its bodies would be refused.
 // It has no depth limit either: a body nested deep enough overflows the stack, a RangeError refused like any other.
+// Its decode(buf, '2.0', { classCache }) is not used: that cache, keyed by class name and field count, skips the field
+// names of every later body and trusts the first body's; a DecoderV2 per body reads each as it is.
 
 import { RegistryError } from '@meshport/registry-core';
 

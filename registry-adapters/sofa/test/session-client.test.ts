@@ -1,5 +1,6 @@
-// SofaRegistryClient against the session stand-in: the shared conformance suite, the bytes it sends as an
-// independent Hessian decoder reads them, and its behaviour on stale, garbled and unknown pushes and on outages.
+// SofaRegistryClient against the session stand-in: the shared conformance suite, the bytes it sends as hessian.js
+// reads them (as Java reads them: session-java.test.ts), its behaviour on stale, garbled and unknown pushes and on
+// outages, and the error codes an operator sees.
 
 import { strict as assert } from 'node:assert';
 import http from 'node:http';

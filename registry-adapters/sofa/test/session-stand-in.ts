@@ -5,8 +5,10 @@
 // SubscriberRegister, RegisterResponse, ReceivedData, Result, DataBox) and the session server's observable behaviour:
 // Bolt v1 with Hessian 2.0 bodies, one RegisterResponse per register, publishers held per connection and dropped with
 // it, a ReceivedData push to every subscriber of a dataId on each change with an increasing version, Result answers.
-// Bodies are read and written with hessian.js (2.x, the Hessian 2.0 grammar sofa-hessian writes), not with the
-// client's own codec, so every test that passes through it is also a check of the client's encoding and decoding.
+// Bodies are read and written with hessian.js (2.x, the Hessian 2.0 grammar sofa-hessian writes), as the client's are
+// (session-model), but the Java side of each class is written out here on its own: every test that passes through it
+// checks the client's class names, field names and Java types against a second account of them. The grammar itself,
+// the library's, is held to Caucho's Java Hessian in session-java.test.ts, byte for byte for what the client writes.
 // What it writes is held to Caucho's Java Hessian reading into the model classes (session-java.test.ts): the exact
 // class names, field names and Java types (Long where Java has Long or long, Integer in dataCount, List and Map).
 
