@@ -4,6 +4,11 @@ import { strict as assert } from 'node:assert';
 import type { ProvidersListener, RegistryAdapter } from './adapter';
 import { formatProviderUrl } from './url';
 
+// mocha's globals, present when a spec file calls describeRegistryConformance. Declared here with the little this file
+// uses, so that the package's sources (loaded by the sidecar too) neither see mocha's types nor load mocha.
+declare function describe(title: string, body: () => void): void;
+declare function it(title: string, body: (this: { skip(): never; timeout(ms: number): void }) => Promise<unknown> | void): void;
+
 /** Two adapters on the same registry, as two sidecars would be, and how to take that registry away for a while. */
 export interface RegistryAdapterPair {
   a: RegistryAdapter;
