@@ -5,6 +5,7 @@
 import { strict as assert } from 'node:assert';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { BoltStatus } from '@meshport/protocol';
 import {
   describeRegistryConformance,
@@ -89,10 +90,6 @@ function withoutAppendedIdentity(adapter: SofaRegistryClient, published: Set<str
     onStateChange: (listener) => adapter.onStateChange(listener),
     close: () => adapter.close(),
   };
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 async function until(ok: () => boolean, what: string, timeoutMs = 5_000): Promise<void> {
@@ -623,6 +620,10 @@ describe('SofaRegistryClient', () => {
         codeLogged(lines, 'a ReceivedData push does not decode; answering with a deserialization error'),
         'MESHPORT_REGISTRY_SOFA_BAD_BODY',
       );
+      // Lists nested 200 000 deep: hessian.js has no depth limit and overflows the stack, which must stay one bad push.
+      const [deep] = await standIn.sendRequest(SOFA_REGISTRY_CLASSES.receivedData, Buffer.alloc(200_000, 0x79));
+      assert.equal(deep.status, BoltStatus.SERVER_DESERIAL_EXCEPTION);
+      assert.equal(c.state, 'connected');
       standIn.sendRaw(Buffer.alloc(24, 0xff));
       await until(() => lines.some((l) => l.message === 'SOFA Registry sent bytes that are not Bolt; reconnecting'), 'the bad bytes logged');
       assert.equal(codeLogged(lines, 'SOFA Registry sent bytes that are not Bolt; reconnecting'), 'MESHPORT_BAD_MAGIC');
