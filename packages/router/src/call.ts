@@ -4,11 +4,14 @@ import { savedId, type FrameIdentity } from '@meshport/protocol';
 import type { Cluster, Host } from './cluster';
 import type { CallerConnection } from './caller';
 import type { Expiring } from './deadlines';
-import type { UpstreamConnection } from './upstream';
 
 export class Call implements Expiring {
   upstreamId = 0;
-  connection: UpstreamConnection | undefined;
+  /**
+   * The upstream connection carrying it; of it a call only needs to be forgotten (timeout, failure). Typed by that
+   * alone so that upstream.ts, which holds calls, is not imported back.
+   */
+  connection: { forget(call: Call): void } | undefined;
   host: Host | undefined;
   /** Endpoints whose connection failed for this call: a retry avoids them. */
   tried: Set<Host> | undefined;
