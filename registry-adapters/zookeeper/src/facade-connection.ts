@@ -53,9 +53,17 @@ export class FacadeConnection {
     private readonly facade: FacadeContext,
     private readonly app: net.Socket,
   ) {
-    this.fromApp = new JuteFrameSplitter(facade.maxPacketBytes, (f) => this.onRequest(f), (bad) => this.onOversize(bad));
+    this.fromApp = new JuteFrameSplitter(
+      facade.maxPacketBytes,
+      (f) => this.onRequest(f),
+      (bad) => this.onOversize(bad),
+    );
     // ZooKeeper is trusted not to send more than its own jute.maxbuffer; only a negative length stops this side.
-    this.fromUpstream = new JuteFrameSplitter(0x7fffffff, (f) => this.onReply(f), (bad) => this.onOversize(bad, 'upstream'));
+    this.fromUpstream = new JuteFrameSplitter(
+      0x7fffffff,
+      (f) => this.onReply(f),
+      (bad) => this.onOversize(bad, 'upstream'),
+    );
     app.on('error', () => this.destroy());
     app.on('close', () => this.destroy());
   }
@@ -86,8 +94,10 @@ export class FacadeConnection {
   }
 
   private onOversize(bad: BadFrameLength, side: 'app' | 'upstream' = 'app'): void {
-    this.facade.logger.warn({ ...bad, remote: this.app.remoteAddress, remotePort: this.app.remotePort, side },
-      `${side} sent a packet length out of range; closing the connection`);
+    this.facade.logger.warn(
+      { ...bad, remote: this.app.remoteAddress, remotePort: this.app.remotePort, side },
+      `${side} sent a packet length out of range; closing the connection`,
+    );
     this.destroy();
   }
 
@@ -113,7 +123,10 @@ export class FacadeConnection {
       return;
     }
     if (frame.length < REQUEST_BODY_OFFSET) {
-      this.facade.logger.warn({ length: frame.length, remote: this.app.remoteAddress }, 'app sent a packet shorter than a request header; closing');
+      this.facade.logger.warn(
+        { length: frame.length, remote: this.app.remoteAddress },
+        'app sent a packet shorter than a request header; closing',
+      );
       this.destroy();
       return;
     }
@@ -158,7 +171,10 @@ export class FacadeConnection {
     // len | protocolVersion int | lastZxidSeen long | timeOut int | sessionId long | passwd buffer [| readOnly]
     const passwdLength = frame.length >= 32 ? frame.readInt32BE(28) : -2;
     if (frame.length < 32 || passwdLength < -1 || 32 + Math.max(passwdLength, 0) > frame.length) {
-      this.facade.logger.warn({ length: frame.length, remote: this.app.remoteAddress }, 'app did not start with a ZooKeeper ConnectRequest; closing');
+      this.facade.logger.warn(
+        { length: frame.length, remote: this.app.remoteAddress },
+        'app did not start with a ZooKeeper ConnectRequest; closing',
+      );
       this.destroy();
       return;
     }
@@ -170,9 +186,15 @@ export class FacadeConnection {
     // waits for that answer forever. Like the Java client's connect timeout, give up after a share of the session
     // timeout the app asked for: closing makes its client try again (same session) while the session still lives.
     const askedTimeoutMs = frame.readInt32BE(16);
-    const handshakeMs = Math.min(Math.max(Math.floor(askedTimeoutMs / 3), HANDSHAKE_TIMEOUT_MIN_MS), HANDSHAKE_TIMEOUT_MAX_MS);
+    const handshakeMs = Math.min(
+      Math.max(Math.floor(askedTimeoutMs / 3), HANDSHAKE_TIMEOUT_MIN_MS),
+      HANDSHAKE_TIMEOUT_MAX_MS,
+    );
     this.handshakeTimer = setTimeout(() => {
-      this.facade.logger.warn({ upstream: this.upstream?.remotePort, handshakeMs }, 'ZooKeeper did not answer the ConnectRequest; closing so the app retries');
+      this.facade.logger.warn(
+        { upstream: this.upstream?.remotePort, handshakeMs },
+        'ZooKeeper did not answer the ConnectRequest; closing so the app retries',
+      );
       this.destroy();
     }, handshakeMs);
     this.toUpstream(frame);
@@ -182,8 +204,10 @@ export class FacadeConnection {
     const created = rewriteProviderCreate(frame, type, this.facade.takeover);
     if (!created) return undefined;
     if ('unreadable' in created) {
-      this.facade.logger.warn({ error: created.unreadable, path: created.path },
-        'a created provider node is not a provider URL; passing it through unrewritten');
+      this.facade.logger.warn(
+        { error: created.unreadable, path: created.path },
+        'a created provider node is not a provider URL; passing it through unrewritten',
+      );
       return undefined;
     }
     // Mapped before the reply: requests pipelined behind the create may already name the node.
@@ -262,7 +286,10 @@ export class FacadeConnection {
           try {
             this.facade.takeover.providerPublished(pending.node.appUrl);
           } catch (error) {
-            this.facade.logger.warn({ error, path: pending.node.appPath }, 'takeover.providerPublished failed after a failed delete');
+            this.facade.logger.warn(
+              { error, path: pending.node.appPath },
+              'takeover.providerPublished failed after a failed delete',
+            );
           }
         }
         return undefined;
@@ -289,15 +316,23 @@ export class FacadeConnection {
   private onProviderList(frame: Buffer, read: Extract<ListRead, { kind: 'providers' }>): Buffer | undefined {
     const session = this.session!;
     const list = rewriteProviderList(frame, read, this.facade.takeover, session, (names) =>
-      session.showChildren(read.path, names, this.facade.emptyHoldMs));
+      session.showChildren(read.path, names, this.facade.emptyHoldMs),
+    );
     const { unreadable } = list;
     if (unreadable.length > 0) {
       const leftOut = list.frame !== undefined || 'takeoverError' in list;
-      this.facade.logger.warn({ path: read.path, unreadable: unreadable.slice(0, 5), count: unreadable.length },
-        leftOut ? 'provider nodes that are not provider URLs left out' : 'no provider node is a provider URL; passing the list through');
+      this.facade.logger.warn(
+        { path: read.path, unreadable: unreadable.slice(0, 5), count: unreadable.length },
+        leftOut
+          ? 'provider nodes that are not provider URLs left out'
+          : 'no provider node is a provider URL; passing the list through',
+      );
     }
     if ('takeoverError' in list) {
-      this.facade.logger.warn({ error: list.takeoverError, path: read.path }, 'takeover.providersRead failed; passing the list through');
+      this.facade.logger.warn(
+        { error: list.takeoverError, path: read.path },
+        'takeover.providersRead failed; passing the list through',
+      );
     }
     return list.frame;
   }

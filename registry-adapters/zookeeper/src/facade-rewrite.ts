@@ -72,12 +72,20 @@ export type ProviderCreate = { frame: Buffer; node: OwnNode } | { unreadable: un
  * one (ZooKeeper appends a counter, which is no provider URL any SDK writes). `unreadable` when the name is no
  * provider URL or the takeover refused it.
  */
-export function rewriteProviderCreate(frame: Buffer, type: number, takeover: Pick<Takeover, 'providerPublished'>): ProviderCreate | undefined {
+export function rewriteProviderCreate(
+  frame: Buffer,
+  type: number,
+  takeover: Pick<Takeover, 'providerPublished'>,
+): ProviderCreate | undefined {
   const path = peekString(frame, REQUEST_BODY_OFFSET);
   const m = path !== undefined ? PROVIDER_NODE.exec(path) : null;
   if (!m) return undefined;
   const [, dir, , name] = m as unknown as [string, string, string, string];
-  const record = decodeRecord(type === OP.createTTL ? RECORDS.CreateTTLRequest : RECORDS.CreateRequest, frame, REQUEST_BODY_OFFSET);
+  const record = decodeRecord(
+    type === OP.createTTL ? RECORDS.CreateTTLRequest : RECORDS.CreateRequest,
+    frame,
+    REQUEST_BODY_OFFSET,
+  );
   if (!record) return undefined;
   const flags = record.flags as number;
   if (flags & CREATE_FLAG.sequential) return undefined;
@@ -146,7 +154,9 @@ export function rewriteSetWatches(frame: Buffer, own: OwnNodes): Buffer | undefi
 }
 
 /** A children read whose reply the facade rewrites: a providers dir (shown through the takeover) or a routers dir. */
-export type ListRead = { kind: 'providers'; type: number; iface: string; path: string } | { kind: 'routers'; type: number };
+export type ListRead =
+  | { kind: 'providers'; type: number; iface: string; path: string }
+  | { kind: 'routers'; type: number };
 
 /** What a getChildren or getChildren2 request reads, when its reply is one the facade rewrites. */
 export function listReadOf(frame: Buffer, type: number): ListRead | undefined {
@@ -157,9 +167,13 @@ export function listReadOf(frame: Buffer, type: number): ListRead | undefined {
   return ROUTERS_DIR.test(path) ? { kind: 'routers', type } : undefined;
 }
 
-/** ZooKeeper's OK to a provider create (create or create2), naming the app's path: the node it will delete and watch. */
+/** ZooKeeper's OK to a provider create (create or create2), naming the app's path: the node it deletes and watches. */
 export function rewriteCreateReply(frame: Buffer, type: number, node: OwnNode): Buffer | undefined {
-  const record = decodeRecord(type === OP.create ? RECORDS.CreateResponse : RECORDS.Create2Response, frame, REPLY_BODY_OFFSET);
+  const record = decodeRecord(
+    type === OP.create ? RECORDS.CreateResponse : RECORDS.Create2Response,
+    frame,
+    REPLY_BODY_OFFSET,
+  );
   if (!record) return undefined;
   record.path = node.appPath;
   return encodeFrame(frame, REPLY_BODY_OFFSET, record);
@@ -222,7 +236,7 @@ export function rewriteProviderList(
   return { frame: encodeFrame(frame, REPLY_BODY_OFFSET, record), unreadable };
 }
 
-/** A children reply with no children; the Stat (GetChildren2) stays ZooKeeper's, which no SDK compares with the list. */
+/** A children reply with no children; the Stat (GetChildren2) stays ZooKeeper's: no SDK compares it with the list. */
 export function hideChildren(frame: Buffer, type: number): Buffer | undefined {
   const record = decodeRecord(childrenResponseOf(type), frame, REPLY_BODY_OFFSET);
   if (!record) return undefined;

@@ -42,7 +42,8 @@ export class FacadeSession implements OwnNodes {
    */
   remove(node: OwnNode, keepUpstream = false): void {
     if (this.byAppPath.get(node.appPath) === node) this.byAppPath.delete(node.appPath);
-    if (!keepUpstream && this.byUpstreamPath.get(node.upstreamPath) === node) this.byUpstreamPath.delete(node.upstreamPath);
+    if (!keepUpstream && this.byUpstreamPath.get(node.upstreamPath) === node)
+      this.byUpstreamPath.delete(node.upstreamPath);
   }
 
   /**
@@ -75,9 +76,9 @@ export class FacadeContext {
   closed = false;
   /**
    * Set when the last dial (or orphan-timeout probe) found no server of the ensemble accepting, cleared by the next
-   * that connects. While it is set, ZooKeeper cannot have expired an orphaned session (it restores sessions with a fresh timeout when it comes
-   * back), so the session's providers are not withdrawn: that would drop the pod's inbound routes for the whole
-   * outage while the provider nodes are still there.
+   * that connects. While it is set, ZooKeeper cannot have expired an orphaned session (it restores sessions with a
+   * fresh timeout when it comes back), so the session's providers are not withdrawn: that would drop the pod's inbound
+   * routes for the whole outage while the provider nodes are still there.
    */
   upstreamDown = false;
 
@@ -108,7 +109,7 @@ export class FacadeContext {
     this.sessions.set(id, session);
   }
 
-  /** A connection carrying `session` ended; the session ends too if the app closed it, else once it must have expired. */
+  /** A connection carrying `session` ended; the session ends too if the app closed it, else once it must be expired. */
   releaseSession(session: FacadeSession): void {
     session.connections--;
     if (session.connections > 0 || this.closed) return;

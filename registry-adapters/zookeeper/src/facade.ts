@@ -97,7 +97,8 @@ export class ZooKeeperFacade implements RegistryFacade {
   constructor(options: ZooKeeperFacadeOptions) {
     const logger = options.logger ?? ZOOKEEPER_FACADE_DEFAULTS.logger;
     this.listen = options.listen ?? ZOOKEEPER_FACADE_DEFAULTS.listen;
-    this.upstreamConnectTimeoutMs = options.upstreamConnectTimeoutMs ?? ZOOKEEPER_FACADE_DEFAULTS.upstreamConnectTimeoutMs;
+    this.upstreamConnectTimeoutMs =
+      options.upstreamConnectTimeoutMs ?? ZOOKEEPER_FACADE_DEFAULTS.upstreamConnectTimeoutMs;
     this.upstreams = parseEnsemble(options.upstream, logger);
     this.clients = new ClientGate(options.allowRemote, 'zookeeper facade', logger);
     this.refusedWarning = new PacedWarning(logger);
@@ -181,7 +182,10 @@ export class ZooKeeperFacade implements RegistryFacade {
     if (connection.destroyed) return;
     if (attempt >= this.upstreams.length) {
       this.onUpstream?.(lastError ?? new Error('no ZooKeeper server of the ensemble accepted'));
-      this.refusedWarning.warn({ upstream: this.upstreams }, 'no ZooKeeper server of the ensemble accepted; closing the app connection');
+      this.refusedWarning.warn(
+        { upstream: this.upstreams },
+        'no ZooKeeper server of the ensemble accepted; closing the app connection',
+      );
       this.context.upstreamDown = true;
       connection.destroy();
       return;
@@ -212,11 +216,14 @@ export class ZooKeeperFacade implements RegistryFacade {
 function parseEnsemble(upstream: string, logger: RegistryLogger): Upstream[] {
   const slash = upstream.indexOf('/');
   if (slash >= 0) {
-    logger.warn({ upstream }, 'the upstream chroot suffix is ignored: the app\'s client applies its own chroot');
+    logger.warn({ upstream }, "the upstream chroot suffix is ignored: the app's client applies its own chroot");
     upstream = upstream.slice(0, slash);
   }
   const servers: Upstream[] = [];
-  for (const entry of upstream.split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const entry of upstream
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const m = /^(\[[^\]]+\]|[^:]+)(?::(\d{1,5}))?$/.exec(entry);
     if (!m) {
       logger.warn({ entry }, 'skipping an upstream entry that is not host[:port]');

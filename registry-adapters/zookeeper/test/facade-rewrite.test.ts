@@ -21,7 +21,8 @@ import {
 } from '../src/facade-rewrite';
 
 const OP = jute.OP_CODES;
-const { RequestHeader, ReplyHeader, CreateRequest, CreateResponse, DeleteRequest, ExistsRequest, GetDataRequest } = jute.protocol;
+const { RequestHeader, ReplyHeader, CreateRequest, CreateResponse, DeleteRequest, ExistsRequest, GetDataRequest } =
+  jute.protocol;
 const { GetChildren2Request, GetChildren2Response, SetWatches, WatcherEvent } = jute.protocol;
 /** create2 (ZooKeeper 3.5+) is newer than node-zookeeper-client's OP_CODES. */
 const CREATE2 = 15;
@@ -93,7 +94,11 @@ const NONE = ownNodes();
 /** The app's node for SOFA_URL as the facade maps it after a create. */
 function sofaOwnNode(): OwnNode {
   const created = rewriteProviderCreate(
-    request(1, OP.CREATE, new CreateRequest(`${PROVIDERS}/${encodeURIComponent(SOFA_URL)}`, Buffer.alloc(0), acl(), CREATE_MODE.ephemeral)),
+    request(
+      1,
+      OP.CREATE,
+      new CreateRequest(`${PROVIDERS}/${encodeURIComponent(SOFA_URL)}`, Buffer.alloc(0), acl(), CREATE_MODE.ephemeral),
+    ),
     OP.CREATE,
     takeover,
   );
@@ -127,7 +132,10 @@ describe('ZooKeeper facade rewrites (frames only)', () => {
       assert.deepEqual([published.scheme, published.host, published.port], ['bolt', INBOUND.host, INBOUND.port]);
       assert.deepEqual(paramsOf(published), paramsOf(SOFA_URL));
       assert.deepEqual(body.data, data);
-      assert.deepEqual((body.acl as JuteRecord[]).map((a) => [a.perms, (a.id as JuteRecord).scheme]), [[31, 'world']]);
+      assert.deepEqual(
+        (body.acl as JuteRecord[]).map((a) => [a.perms, (a.id as JuteRecord).scheme]),
+        [[31, 'world']],
+      );
       assert.equal(body.flags, CREATE_MODE.ephemeral);
       assert.deepEqual(
         { appPath: created.node.appPath, upstreamPath: created.node.upstreamPath, ephemeral: created.node.ephemeral },
@@ -142,11 +150,20 @@ describe('ZooKeeper facade rewrites (frames only)', () => {
       assert.ok(created && 'frame' in created);
       const name = (readRequest(created.frame, CreateRequest).body.path as string).slice(DUBBO_PROVIDERS.length + 1);
       assert.equal(name, dubboJavaName(INBOUND.host, INBOUND.port));
-      assert.equal(decodeURIComponent(name), dubboUrl(INBOUND.host, INBOUND.port), 'the URL\'s own %2C is kept');
+      assert.equal(decodeURIComponent(name), dubboUrl(INBOUND.host, INBOUND.port), "the URL's own %2C is kept");
     });
 
     it('a persistent node stays persistent and is not marked ephemeral', () => {
-      const frame = request(1, OP.CREATE, new CreateRequest(`${PROVIDERS}/${encodeURIComponent(SOFA_URL)}`, Buffer.alloc(0), acl(), CREATE_MODE.persistent));
+      const frame = request(
+        1,
+        OP.CREATE,
+        new CreateRequest(
+          `${PROVIDERS}/${encodeURIComponent(SOFA_URL)}`,
+          Buffer.alloc(0),
+          acl(),
+          CREATE_MODE.persistent,
+        ),
+      );
       const created = rewriteProviderCreate(frame, OP.CREATE, takeover);
       assert.ok(created && 'frame' in created);
       assert.equal(readRequest(created.frame, CreateRequest).body.flags, CREATE_MODE.persistent);
@@ -154,9 +171,17 @@ describe('ZooKeeper facade rewrites (frames only)', () => {
     });
 
     it('passes through creates that are no provider node: elsewhere, sequential, or named by no provider URL', () => {
-      const elsewhere = request(1, OP.CREATE, new CreateRequest(`/sofa-rpc/${IFACE}/consumers/${encodeURIComponent(SOFA_URL)}`, null, acl(), 1));
+      const elsewhere = request(
+        1,
+        OP.CREATE,
+        new CreateRequest(`/sofa-rpc/${IFACE}/consumers/${encodeURIComponent(SOFA_URL)}`, null, acl(), 1),
+      );
       assert.equal(rewriteProviderCreate(elsewhere, OP.CREATE, takeover), undefined);
-      const sequential = request(1, OP.CREATE, new CreateRequest(`${PROVIDERS}/${encodeURIComponent(SOFA_URL)}`, null, acl(), CREATE_MODE.ephemeralSequential));
+      const sequential = request(
+        1,
+        OP.CREATE,
+        new CreateRequest(`${PROVIDERS}/${encodeURIComponent(SOFA_URL)}`, null, acl(), CREATE_MODE.ephemeralSequential),
+      );
       assert.equal(rewriteProviderCreate(sequential, OP.CREATE, takeover), undefined);
       const notUrl = request(1, OP.CREATE, new CreateRequest(`${PROVIDERS}/lock-0001`, null, acl(), 1));
       const refused = rewriteProviderCreate(notUrl, OP.CREATE, takeover);
@@ -170,13 +195,17 @@ describe('ZooKeeper facade rewrites (frames only)', () => {
           throw new Error('no inbound listener');
         },
       };
-      const frame = request(1, OP.CREATE, new CreateRequest(`${PROVIDERS}/${encodeURIComponent(SOFA_URL)}`, null, acl(), 1));
+      const frame = request(
+        1,
+        OP.CREATE,
+        new CreateRequest(`${PROVIDERS}/${encodeURIComponent(SOFA_URL)}`, null, acl(), 1),
+      );
       const result = rewriteProviderCreate(frame, OP.CREATE, failing);
       assert.ok(result && 'unreadable' in result);
       assert.match(String(result.unreadable), /no inbound listener/);
     });
 
-    it('ZooKeeper\'s answer names the path the app asked for, with the Stat of create2 kept', () => {
+    it("ZooKeeper's answer names the path the app asked for, with the Stat of create2 kept", () => {
       const node = sofaOwnNode();
       const created = rewriteCreateReply(reply(1, 0, new CreateResponse(node.upstreamPath)), OP.CREATE, node);
       assert.ok(created);
@@ -202,7 +231,7 @@ describe('ZooKeeper facade rewrites (frames only)', () => {
     });
   });
 
-  describe('the app\'s own node afterwards', () => {
+  describe("the app's own node afterwards", () => {
     it('a delete, an exists and a getData on it go to the upstream node; the watch flag and version stay', () => {
       const node = sofaOwnNode();
       const own = ownNodes(node);
@@ -210,34 +239,60 @@ describe('ZooKeeper facade rewrites (frames only)', () => {
       assert.ok(deleted);
       assert.equal(deleted.node, node);
       const del = readRequest(deleted.frame, DeleteRequest);
-      assert.deepEqual([del.header.xid, del.header.type, del.body.path, del.body.version], [5, OP.DELETE, node.upstreamPath, 3]);
+      assert.deepEqual(
+        [del.header.xid, del.header.type, del.body.path, del.body.version],
+        [5, OP.DELETE, node.upstreamPath, 3],
+      );
 
       const exists = rewriteOwnNodePath(request(6, OP.EXISTS, new ExistsRequest(node.appPath, true)), OP.EXISTS, own);
       assert.ok(exists);
-      assert.deepEqual([readRequest(exists, ExistsRequest).body.path, readRequest(exists, ExistsRequest).body.watch], [node.upstreamPath, true]);
-      const data = rewriteOwnNodePath(request(8, OP.GET_DATA, new GetDataRequest(node.appPath, false)), OP.GET_DATA, own);
+      assert.deepEqual(
+        [readRequest(exists, ExistsRequest).body.path, readRequest(exists, ExistsRequest).body.watch],
+        [node.upstreamPath, true],
+      );
+      const data = rewriteOwnNodePath(
+        request(8, OP.GET_DATA, new GetDataRequest(node.appPath, false)),
+        OP.GET_DATA,
+        own,
+      );
       assert.ok(data);
       assert.equal(readRequest(data, GetDataRequest).body.path, node.upstreamPath);
     });
 
-    it('leaves other nodes alone: deleting someone else\'s provider is not the app withdrawing its own', () => {
+    it("leaves other nodes alone: deleting someone else's provider is not the app withdrawing its own", () => {
       const node = sofaOwnNode();
       const other = `${PROVIDERS}/${encodeURIComponent(SOFA_URL.replace('pid=4242', 'pid=1'))}`;
-      assert.equal(rewriteOwnNodeDelete(request(5, OP.DELETE, new DeleteRequest(other, -1)), ownNodes(node)), undefined);
+      assert.equal(
+        rewriteOwnNodeDelete(request(5, OP.DELETE, new DeleteRequest(other, -1)), ownNodes(node)),
+        undefined,
+      );
       assert.equal(rewriteOwnNodeDelete(request(5, OP.DELETE, new DeleteRequest(node.appPath, -1)), NONE), undefined);
-      assert.equal(rewriteOwnNodePath(request(6, OP.EXISTS, new ExistsRequest(other, true)), OP.EXISTS, ownNodes(node)), undefined);
+      assert.equal(
+        rewriteOwnNodePath(request(6, OP.EXISTS, new ExistsRequest(other, true)), OP.EXISTS, ownNodes(node)),
+        undefined,
+      );
     });
 
     it('SetWatches on reconnect re-arms its watches on the upstream node and every other watch as it was', () => {
       const node = sofaOwnNode();
-      const frame = request(-8, OP.SET_WATCHES, new SetWatches(ZXID, [node.appPath, '/a'], [node.appPath], [PROVIDERS]));
+      const frame = request(
+        -8,
+        OP.SET_WATCHES,
+        new SetWatches(ZXID, [node.appPath, '/a'], [node.appPath], [PROVIDERS]),
+      );
       const out = rewriteSetWatches(frame, ownNodes(node));
       assert.ok(out);
       const { header, body } = readRequest(out, SetWatches);
       assert.equal(header.xid, -8);
       assert.deepEqual(body.relativeZxid, ZXID);
-      assert.deepEqual([body.dataWatches, body.existWatches, body.childWatches], [[node.upstreamPath, '/a'], [node.upstreamPath], [PROVIDERS]]);
-      assert.equal(rewriteSetWatches(request(-8, OP.SET_WATCHES, new SetWatches(ZXID, ['/a'], [], [PROVIDERS])), ownNodes(node)), undefined);
+      assert.deepEqual(
+        [body.dataWatches, body.existWatches, body.childWatches],
+        [[node.upstreamPath, '/a'], [node.upstreamPath], [PROVIDERS]],
+      );
+      assert.equal(
+        rewriteSetWatches(request(-8, OP.SET_WATCHES, new SetWatches(ZXID, ['/a'], [], [PROVIDERS])), ownNodes(node)),
+        undefined,
+      );
     });
 
     it('a watch notification about the upstream node reaches the app under its own path', () => {
@@ -260,7 +315,7 @@ describe('ZooKeeper facade rewrites (frames only)', () => {
       return read as Extract<ListRead, { kind: 'providers' }>;
     };
 
-    it('becomes one local outbound endpoint per service identity, with a real provider\'s parameters', () => {
+    it("becomes one local outbound endpoint per service identity, with a real provider's parameters", () => {
       const v1 = [1, 2, 3].map((i) => SOFA_URL.replace('192.168.1.20', `192.168.1.${i}`));
       const v2 = SOFA_URL.replace('192.168.1.20', '192.168.1.9').replace('version=1.0', 'version=2.0');
       const stat = new jute.data.Stat();
@@ -272,9 +327,16 @@ describe('ZooKeeper facade rewrites (frames only)', () => {
       const { header, body } = readReply(list.frame, GetChildren2Response);
       assert.deepEqual([header.xid, header.zxid, header.err], [9, ZXID, 0]);
       const shown = (body.children as string[]).map((n) => parseProviderUrl(decodeURIComponent(n)));
-      assert.deepEqual(shown.map((u) => `${u.host}:${u.port}`), [`${OUTBOUND.host}:${OUTBOUND.port}`, `${OUTBOUND.host}:${OUTBOUND.port}`]);
-      assert.deepEqual(shown.map(paramsOf), [paramsOf(v1[0]!), paramsOf(v2)], 'one per version, each with a real provider\'s parameters');
-      assert.equal((body.stat as JuteRecord).numChildren, 4, 'the Stat stays ZooKeeper\'s');
+      assert.deepEqual(
+        shown.map((u) => `${u.host}:${u.port}`),
+        [`${OUTBOUND.host}:${OUTBOUND.port}`, `${OUTBOUND.host}:${OUTBOUND.port}`],
+      );
+      assert.deepEqual(
+        shown.map(paramsOf),
+        [paramsOf(v1[0]!), paramsOf(v2)],
+        "one per version, each with a real provider's parameters",
+      );
+      assert.equal((body.stat as JuteRecord).numChildren, 4, "the Stat stays ZooKeeper's");
     });
 
     it('shows the app its own provider under the name it created, after the outbound one', () => {
@@ -289,15 +351,17 @@ describe('ZooKeeper facade rewrites (frames only)', () => {
       assert.equal(children[1], node.appPath.slice(PROVIDERS.length + 1));
     });
 
-    it('names what it shows in the style the registry\'s names use (URLEncoder under /dubbo)', () => {
+    it("names what it shows in the style the registry's names use (URLEncoder under /dubbo)", () => {
       const frame = reply(9, 0, new GetChildren2Response([dubboJavaName('192.168.1.30', 20880)], new jute.data.Stat()));
       const list = rewriteProviderList(frame, readOf(DUBBO_PROVIDERS), takeover, NONE);
       assert.ok(list.frame);
-      assert.deepEqual(readReply(list.frame, GetChildren2Response).body.children, [dubboJavaName(OUTBOUND.host, OUTBOUND.port)]);
+      assert.deepEqual(readReply(list.frame, GetChildren2Response).body.children, [
+        dubboJavaName(OUTBOUND.host, OUTBOUND.port),
+      ]);
     });
 
     it('a getChildren (version 1) answer is rewritten too', () => {
-      // GetChildrenResponse is a bare vector<ustring>; node-zookeeper-client only sends getChildren2, so it is written here.
+      // GetChildrenResponse is a bare vector<ustring>; node-zookeeper-client only sends getChildren2, so it is built here.
       const name = Buffer.from(encodeURIComponent(SOFA_URL));
       const body = Buffer.alloc(8 + name.length);
       body.writeInt32BE(1, 0);
@@ -316,7 +380,11 @@ describe('ZooKeeper facade rewrites (frames only)', () => {
     });
 
     it('leaves out children that are no provider URL, and passes a list of nothing but those through untouched', () => {
-      const mixed = reply(9, 0, new GetChildren2Response(['%E0%A4%A', encodeURIComponent(SOFA_URL)], new jute.data.Stat()));
+      const mixed = reply(
+        9,
+        0,
+        new GetChildren2Response(['%E0%A4%A', encodeURIComponent(SOFA_URL)], new jute.data.Stat()),
+      );
       const list = rewriteProviderList(mixed, readOf(PROVIDERS), takeover, NONE);
       assert.ok(list.frame);
       assert.deepEqual(list.unreadable, ['%E0%A4%A']);
@@ -338,7 +406,7 @@ describe('ZooKeeper facade rewrites (frames only)', () => {
       assert.deepEqual(readReply(held.frame, GetChildren2Response).body.children, ['held']);
     });
 
-    it('a takeover that throws passes ZooKeeper\'s list through and says so', () => {
+    it("a takeover that throws passes ZooKeeper's list through and says so", () => {
       const failing: Pick<Takeover, 'providersRead'> = {
         providersRead: () => {
           throw new Error('route table closed');
@@ -352,21 +420,39 @@ describe('ZooKeeper facade rewrites (frames only)', () => {
 
     it('reads of providers dirs under any root are recognised; routers dirs are hidden; other reads are not touched', () => {
       assert.deepEqual(readOf('/chroot/dubbo/group-a/com.x.Y/providers'), {
-        kind: 'providers', type: OP.GET_CHILDREN2, iface: 'com.x.Y', path: '/chroot/dubbo/group-a/com.x.Y/providers',
+        kind: 'providers',
+        type: OP.GET_CHILDREN2,
+        iface: 'com.x.Y',
+        path: '/chroot/dubbo/group-a/com.x.Y/providers',
       });
-      const routers = listReadOf(request(9, OP.GET_CHILDREN2, new GetChildren2Request(`/dubbo/${DUBBO_IFACE}/routers`, true)), OP.GET_CHILDREN2);
+      const routers = listReadOf(
+        request(9, OP.GET_CHILDREN2, new GetChildren2Request(`/dubbo/${DUBBO_IFACE}/routers`, true)),
+        OP.GET_CHILDREN2,
+      );
       assert.deepEqual(routers, { kind: 'routers', type: OP.GET_CHILDREN2 });
-      assert.equal(listReadOf(request(9, OP.GET_CHILDREN2, new GetChildren2Request(`/dubbo/${DUBBO_IFACE}/consumers`, true)), OP.GET_CHILDREN2), undefined);
-      assert.equal(listReadOf(request(9, OP.GET_CHILDREN2, new GetChildren2Request('/providers', true)), OP.GET_CHILDREN2), undefined);
+      assert.equal(
+        listReadOf(
+          request(9, OP.GET_CHILDREN2, new GetChildren2Request(`/dubbo/${DUBBO_IFACE}/consumers`, true)),
+          OP.GET_CHILDREN2,
+        ),
+        undefined,
+      );
+      assert.equal(
+        listReadOf(request(9, OP.GET_CHILDREN2, new GetChildren2Request('/providers', true)), OP.GET_CHILDREN2),
+        undefined,
+      );
 
       const rule = encodeURIComponent('condition://0.0.0.0/x?rule=host%3D1.2.3.4');
-      const hidden = hideChildren(reply(9, 0, new GetChildren2Response([rule], new jute.data.Stat())), OP.GET_CHILDREN2);
+      const hidden = hideChildren(
+        reply(9, 0, new GetChildren2Response([rule], new jute.data.Stat())),
+        OP.GET_CHILDREN2,
+      );
       assert.ok(hidden);
       assert.deepEqual(readReply(hidden, GetChildren2Response).body.children, []);
     });
   });
 
-  it('the notification that ends an empty-list hold is a NodeChildrenChanged the app\'s client reads', () => {
+  it("the notification that ends an empty-list hold is a NodeChildrenChanged the app's client reads", () => {
     const frame = childrenChangedNotification(PROVIDERS);
     const { header, body } = readReply(frame, WatcherEvent);
     assert.deepEqual([header.xid, header.zxid, header.err], [-1, Buffer.alloc(8, 0xff), 0]);

@@ -82,7 +82,10 @@ function javaUrlEncode(strings: string[]): string[] {
   try {
     const file = path.join(dir, 'NodeNames.java');
     writeFileSync(file, JAVA_SOURCE);
-    const input = strings.map((s) => [...Array(s.length).keys()].map((i) => s.charCodeAt(i).toString(16).padStart(4, '0')).join('')).join('\n') + '\n';
+    const input =
+      strings
+        .map((s) => [...Array(s.length).keys()].map((i) => s.charCodeAt(i).toString(16).padStart(4, '0')).join(''))
+        .join('\n') + '\n';
     const run = spawnSync('java', [file], { input, encoding: 'utf8', timeout: 120_000 });
     if (run.error) throw run.error;
     assert.equal(run.status, 0, `java failed: ${run.stderr}`);
@@ -117,13 +120,18 @@ function sofaRpcNodeRegistry(children: string[] = []): { registry: SofaZkRegistr
     create: async (node: string) => {
       created.push(node);
     },
-    watchChildren: (_path: string, cb: (err: Error | null, names: string[]) => void) => setImmediate(() => cb(null, children)),
+    watchChildren: (_path: string, cb: (err: Error | null, names: string[]) => void) =>
+      setImmediate(() => cb(null, children)),
     unWatchChildren() {},
     close: async () => undefined,
   };
   const Registry = require('sofa-rpc-node/lib/registry/zk/data_client') as new (options: object) => SofaZkRegistry;
   const quiet = { info() {}, warn() {}, error() {}, debug() {} };
-  const registry = new Registry({ logger: quiet, address: '127.0.0.1:2181', zookeeper: { createClient: () => client } });
+  const registry = new Registry({
+    logger: quiet,
+    address: '127.0.0.1:2181',
+    zookeeper: { createClient: () => client },
+  });
   return { registry, created };
 }
 
@@ -139,7 +147,7 @@ describe('ZooKeeper node names against the SDKs themselves', () => {
       this.skip();
     });
 
-    it("names every string as URLEncoder.encode(url, \"UTF-8\") does: !'()~ escaped, * kept, space as +, UTF-8 bytes", () => {
+    it('names every string as URLEncoder.encode(url, "UTF-8") does: !\'()~ escaped, * kept, space as +, UTF-8 bytes', () => {
       const strings = [...TRICKY, ...everyKind()];
       const java = javaUrlEncode(strings);
       const wrong = strings.flatMap((s, i) => {
@@ -155,7 +163,9 @@ describe('ZooKeeper node names against the SDKs themselves', () => {
     it('reads back every name Java wrote as the string it encoded', () => {
       const strings = [...TRICKY, ...everyKind()].filter(wellFormed);
       const java = javaUrlEncode(strings);
-      const wrong = strings.flatMap((s, i) => (decodeNodeName(java[i]!) === s ? [] : [{ input: JSON.stringify(s), java: java[i] }]));
+      const wrong = strings.flatMap((s, i) =>
+        decodeNodeName(java[i]!) === s ? [] : [{ input: JSON.stringify(s), java: java[i] }],
+      );
       assert.deepEqual(wrong, []);
     });
   });
@@ -197,11 +207,18 @@ describe('ZooKeeper node names against the SDKs themselves', () => {
 
     it('reads the list the facade shows it as the sidecar outbound address, parameters intact', async () => {
       const real = `bolt://192.168.1.20:12200?interface=${IFACE}&version=1.0&appName=my app&note=(a)!~'*`;
-      const frame = packet(new jute.protocol.ReplyHeader(9, Buffer.alloc(8), 0), new jute.protocol.GetChildren2Response([encodeURIComponent(real)], new jute.data.Stat()));
+      const frame = packet(
+        new jute.protocol.ReplyHeader(9, Buffer.alloc(8), 0),
+        new jute.protocol.GetChildren2Response([encodeURIComponent(real)], new jute.data.Stat()),
+      );
       const path = `/sofa-rpc/${IFACE}/providers`;
       const outbound = { host: '127.0.0.1', port: 12201 };
-      const list = rewriteProviderList(frame, { kind: 'providers', type: jute.OP_CODES.GET_CHILDREN2!, iface: IFACE, path },
-        new RewriteOnlyTakeover({ host: '10.0.0.1', port: 12220 }, outbound), { byAppPath: new Map(), byUpstreamPath: new Map() });
+      const list = rewriteProviderList(
+        frame,
+        { kind: 'providers', type: jute.OP_CODES.GET_CHILDREN2!, iface: IFACE, path },
+        new RewriteOnlyTakeover({ host: '10.0.0.1', port: 12220 }, outbound),
+        { byAppPath: new Map(), byUpstreamPath: new Map() },
+      );
       assert.ok(list.frame);
       const header = new jute.protocol.ReplyHeader();
       const body = new jute.protocol.GetChildren2Response();
