@@ -12,7 +12,36 @@ import { loadConfig } from '../src/config';
 import { Sidecar } from '../src/sidecar';
 
 const quiet = { info() {}, warn() {}, error() {}, debug() {} };
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** What this suite uses of a node-zookeeper-client client (an app's registry client). */
+interface ZooKeeperClient {
+  connect(): void;
+  close(): void;
+  once(event: 'connected', listener: () => void): void;
+  on(event: 'state', listener: (state: { name: string }) => void): void;
+  getSessionId(): Buffer;
+  mkdirp(path: string, cb: (error: Error | null) => void): void;
+  create(path: string, data: Buffer | null, mode: number, cb: (error: Error | null) => void): void;
+  exists(path: string, cb: (error: Error | null, stat: { ephemeralOwner: Buffer } | null) => void): void;
+}
+
+/** An app's registry client connected to `connectString`; resolves once it has its session. */
+function zooKeeperClient(connectString: string): Promise<{ client: ZooKeeperClient; states: string[] }> {
+  // Loaded at run time, typed above: the sidecar's test project does not compile against node-zookeeper-client's
+  // declarations (they live in the ZooKeeper adapter) or the test kit, which only this suite's last test needs.
+  const zookeeper = require('node-zookeeper-client') as { createClient(connectString: string, options: object): ZooKeeperClient };
+  const client = zookeeper.createClient(connectString, { sessionTimeout: 10_000, spinDelay: 100, retries: 0 });
+  const states: string[] = [];
+  client.on('state', (state) => states.push(state.name));
+  return new Promise((resolve) => {
+    client.once('connected', () => resolve({ client, states }));
+    client.connect();
+  });
+}
+
+/** The session that owns the ephemeral node at `path`, as hex, or undefined when there is no such node. */
+function ephemeralOwner(client: ZooKeeperClient, path: string): Promise<string | undefined> {
+  return new Promise((resolve, reject) => client.exists(path, (e, stat) => (e ? reject(e) : resolve(stat?.ephemeralOwner.toString('hex')))));
+}
 
 async function provider(name: string, iface: string) {
   const server = new sofaServer.RpcServer({ logger: quiet, port: 0, protocol: boltProtocol });
