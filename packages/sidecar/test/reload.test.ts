@@ -5,6 +5,7 @@ import { strict as assert } from 'node:assert';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
 import { client as sofaClient, server as sofaServer } from 'sofa-rpc-node';
 import boltProtocol from 'sofa-bolt-node';
@@ -227,5 +228,43 @@ describe('Sidecar.reload', function () {
       l.msg === 'route changed' && l.direction === 'inbound' && l.service === 'com.example.Published:1.0' && l.removedCount === 1;
     for (let waited = 0; !logs.some(removal) && waited < 2000; waited += 50) await sleep(50);
     assert.ok(logs.some(removal), 'the removal is logged as a route change');
+  });
+
+  it("keeps an app's ZooKeeper session through an unchanged registry's facade with a live upstream: same session, same connection, its ephemeral node stays", async function () {
+    this.timeout(90_000);
+    const { startZooKeeper } = require('@meshport/testkit') as { startZooKeeper(): Promise<{ connectString: string; stop(): Promise<void> }> };
+    const zk = await startZooKeeper();
+    closers.push(() => zk.stop());
+    const liveEntry = `  - { name: live, type: zookeeper, upstream: "${zk.connectString}", facade: "127.0.0.1:0" }`;
+    writeConfig(['registries:', staticEntry, zkEntry, liveEntry]);
+    const added = await sidecar.reload(file);
+    assert.equal(added.ok, true, added.error?.message);
+    assert.deepEqual(added.added, ['live']);
+
+    // The app's registry client, through the facade, registers itself with an ephemeral node (as a provider app does).
+    const facade = sidecar.address({ facade: 'live' });
+    const app = await zooKeeperClient(`${facade.host}:${facade.port}`);
+    closers.push(() => app.client.close());
+    const session = app.client.getSessionId().toString('hex');
+    const node = `/meshport-reload-${process.pid}/app`;
+    await new Promise<void>((resolve, reject) => app.client.mkdirp(node.slice(0, node.lastIndexOf('/')), (e) => (e ? reject(e) : resolve())));
+    await new Promise<void>((resolve, reject) => app.client.create(node, null, 1 /* EPHEMERAL */, (e) => (e ? reject(e) : resolve())));
+    const direct = await zooKeeperClient(zk.connectString);
+    closers.push(() => direct.client.close());
+    assert.equal(await ephemeralOwner(direct.client, node), session, "the app's node is in ZooKeeper, owned by its session");
+
+    // A reload that changes the other entries around it: one restarted, one added.
+    writeConfig(['registries:', staticEntry, '  - { name: zk, type: zookeeper, upstream: "127.0.0.1:2", facade: "127.0.0.1:0" }', liveEntry, secondEntry]);
+    const result = await sidecar.reload(file);
+    assert.equal(result.ok, true, result.error?.message);
+    assert.deepEqual(result.unchanged, ['live']);
+    assert.ok(result.restarted.includes('zk') && result.added.includes('second'), JSON.stringify(result));
+    // Past the grace of the routes a closed registry reported: anything the reload ends would have ended by now.
+    await sleep(1300);
+
+    assert.deepEqual(app.states, ['SYNC_CONNECTED'], 'the app never lost its connection (no DISCONNECTED, no EXPIRED)');
+    assert.equal(app.client.getSessionId().toString('hex'), session, 'the same session');
+    assert.equal(await ephemeralOwner(app.client, node), session, 'the app still reads through the facade');
+    assert.equal(await ephemeralOwner(direct.client, node), session, 'the ephemeral node is still in ZooKeeper, owned by the same session');
   });
 });
