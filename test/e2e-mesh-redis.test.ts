@@ -3,6 +3,7 @@
 // servers and clients on the data path.
 
 import { strict as assert } from 'node:assert';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { getParam, parseProviderUrl, providerUrlText, type ProviderUrl } from '@meshport/registry-core';
 import { RedisRegistry } from '@meshport/registry-redis';
@@ -194,11 +195,11 @@ describe('registry takeover end to end: Dubbo Redis registry clients through two
       while (flowing) {
         calls++;
         await consumer.invoke('echo', [`n${calls}`], { responseTimeout: 3000 }).catch(() => failures++);
-        await new Promise((r) => setTimeout(r, 10));
+        await sleep(10);
       }
     })();
     await redis.restart();
-    await new Promise((r) => setTimeout(r, 1500));
+    await sleep(1500);
     flowing = false;
     await load;
     assert.equal(failures, 0, `${failures} of ${calls} calls failed while Redis restarted`);

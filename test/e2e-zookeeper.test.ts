@@ -2,6 +2,7 @@
 // pointed at its own sidecar's ZooKeeper facade, a real ZooKeeper upstream, Bolt and Dubbo.
 
 import { strict as assert } from 'node:assert';
+import { setTimeout as sleep } from 'node:timers/promises';
 import zookeeper from 'node-zookeeper-client';
 import { decodeNodeName, parseProviderUrl, type ProviderUrl } from '@meshport/registry-core';
 import type { Sidecar } from '@meshport/sidecar';
@@ -118,7 +119,7 @@ describe('registry takeover end to end: sofa-rpc-node through two sidecars and a
         // Kill the provider: its ephemeral node lives until ZooKeeper expires the session, and so does the route.
         provider.child.kill('SIGKILL');
         const killedAt = Date.now();
-        await new Promise((r) => setTimeout(r, 1000));
+        await sleep(1000);
         assert.equal((await providers(direct, iface)).length, 1, 'the node is there until the session expires');
         assert.ok(consumerPod.book.table.outbound(routeKey), 'the route stays while the node is there');
         // The session expires, the ephemeral node goes with it: now, and only now, the list empties.
@@ -155,11 +156,11 @@ describe('registry takeover end to end: sofa-rpc-node through two sidecars and a
               failures++;
               firstError ??= (err as Error).message;
             }
-            await new Promise((r) => setTimeout(r, 10));
+            await sleep(10);
           }
         })();
         await zk.restart();
-        await new Promise((r) => setTimeout(r, 1000));
+        await sleep(1000);
         flowing = false;
         await load;
         assert.ok(calls > 20, `calls went on during the restart (${calls})`);

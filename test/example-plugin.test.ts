@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   describeRegistryConformance,
   formatProviderUrl,
@@ -28,7 +29,6 @@ const P2 = 'bolt://198.18.0.2:12200?interface=com.example.Echo&uniqueId=&weight=
 const G1 = 'dubbo://198.18.0.3:20880/org.example.Greeter?interface=org.example.Greeter&version=2.0';
 const POLL_MS = 20;
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const sha1 = (text: string) => createHash('sha1').update(text).digest('hex');
 const quiet = { warn: () => {} };
 

@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
 import { loadConfig, Sidecar } from '@meshport/sidecar';
 import { eventually, freePorts, type RunningZooKeeper, startZooKeeper } from '@meshport/testkit';
@@ -21,8 +22,6 @@ interface Started {
   file: string;
   admin(page: string): Promise<{ status: number; text: string }>;
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('registry health: an unreachable upstream registry is seen, and /ready and the facades tell the truth', function () {
   this.timeout(90_000);

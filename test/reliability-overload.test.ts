@@ -6,6 +6,7 @@
 // call succeeds again at its baseline latency.
 
 import { strict as assert } from 'node:assert';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { BoltStatus, DubboStatus } from '@meshport/protocol';
 import { recordSuite, scale, type Figure } from './support/reliability';
 import {
@@ -102,7 +103,7 @@ class Load {
     while (performance.now() - start < ms) {
       const should = Math.floor(((performance.now() - start) / 1000) * rate);
       for (; due < should; due++) for (const p of ['bolt', 'dubbo'] as const) answers.push(this.send(p, out[p]));
-      await new Promise((r) => setTimeout(r, 5));
+      await sleep(5);
     }
     // Exactly one answer each, within a bound: a request the sidecar dropped would hang here.
     let timer: NodeJS.Timeout | undefined;
@@ -175,7 +176,7 @@ describe('reliability: overload at twice the capacity (suite 5)', function () {
         const routes = await sidecar!.routes();
         for (const c of routes.clusters) if (c.listener === 'outbound') adminMaxActive = Math.max(adminMaxActive, c.active);
         peakRssKb = Math.max(peakRssKb, memoryOf(sidecar!.pid).rssKb);
-        await new Promise((r) => setTimeout(r, 25));
+        await sleep(25);
       }
     })();
     const started = performance.now();

@@ -7,6 +7,7 @@
 // Long mode (MESHPORT_LONG=1) repeats each fault and drives more callers.
 
 import { strict as assert } from 'node:assert';
+import { setTimeout as sleep } from 'node:timers/promises';
 import zookeeper from 'node-zookeeper-client';
 import { Redis } from 'ioredis';
 import { decodeNodeName, encodeNodeName, getParam, parseProviderUrl, type ProviderUrl } from '@meshport/registry-core';
@@ -35,8 +36,6 @@ import {
 } from '@meshport/testkit';
 import { LONG, recordSuite, scale, type Figure } from './support/reliability';
 import { podConfig, showSidecarLogIfFailed, startSidecar, stopSidecars } from './support/sidecars';
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** The outage, in CI too. */
 const ZOOKEEPER_OUTAGE_MS = 60_000;

@@ -15,6 +15,7 @@ import { Duplex } from 'node:stream';
 import { getHeapStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Randomness.
@@ -831,7 +832,7 @@ async function workerMain(task: CampaignTask): Promise<CampaignResult> {
   const elapsedMs = Date.now() - started;
   await impl.close?.();
   // Let timers the cases armed (handshake, drain, hold) fire or be cleared before memory is measured.
-  await new Promise((r) => setTimeout(r, 50));
+  await sleep(50);
   gcNow();
   const heapGrowthBytes = process.memoryUsage().heapUsed - heapBefore;
   Atomics.store(progress, 1, 3);

@@ -8,6 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { FrameSplitter, decodeFrame, encodeBoltHeartbeatAck, encodeDubboHeartbeatAck, type FrameHeader } from '@meshport/protocol';
 import { PortTakenError, onFreePorts } from '@meshport/testkit';
 
@@ -313,7 +314,7 @@ async function startSidecarChildOn(
       await handle.stop();
       throw new Error(`meshport sidecar did not come up:\n${text}`);
     }
-    await new Promise((r) => setTimeout(r, 50));
+    await sleep(50);
   }
 }
 

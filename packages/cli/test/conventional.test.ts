@@ -7,6 +7,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { BoltCodec, encodeBoltHeartbeat } from '@meshport/protocol';
 import { buildProgram } from '../src/main';
 import { parseHostPort, startTap } from '../src/tap';
@@ -178,11 +179,11 @@ describe('meshport: a conventional command line', function () {
           const up = await fetch(`http://127.0.0.1:${admin}/healthz`).then((r) => r.ok, () => false);
           if (up) break;
           assert.ok(Date.now() < deadline, `the admin port never answered:\n${out}`);
-          await new Promise((r) => setTimeout(r, 50));
+          await sleep(50);
         }
         if (hangup) {
           child.kill('SIGHUP');
-          await new Promise((r) => setTimeout(r, 500));
+          await sleep(500);
         }
         child.kill('SIGTERM');
         assert.equal(await exited, 0, out);
@@ -236,7 +237,7 @@ describe('meshport: a conventional command line', function () {
         await new Promise((resolve) => sock.once('data', resolve));
         sock.destroy();
         const deadline = Date.now() + 5000;
-        while (!out.includes('"closed"') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+        while (!out.includes('"closed"') && Date.now() < deadline) await sleep(20);
       } finally {
         await tap.close();
         upstream.close();

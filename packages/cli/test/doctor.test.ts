@@ -5,6 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { HIJACK_DEFAULTS, listNetns } from '@meshport/hijack';
+import { skipOrFail } from '@meshport/testkit';
 
 const BIN = path.resolve(__dirname, '../../bin/meshport.js');
 
@@ -43,10 +44,7 @@ describe('meshport doctor', function () {
   const root = typeof process.getuid === 'function' && process.getuid() === 0;
 
   it('--json: all four features really supported here, exit 0, and nothing left behind', async function () {
-    if (!root) {
-      if (process.env.CI === 'true') throw new Error('kernel test cannot run under CI: not root');
-      this.skip();
-    }
+    if (!root) skipOrFail(this, 'kernel test: not root');
     const pinsBefore = pinNames();
     const r = meshport(['doctor', '--json']);
     const lines = r.stdout.trim().split('\n');
@@ -65,10 +63,7 @@ describe('meshport doctor', function () {
   });
 
   it('human output: one line per feature with ✓ and the reason', function () {
-    if (!root) {
-      if (process.env.CI === 'true') throw new Error('kernel test cannot run under CI: not root');
-      this.skip();
-    }
+    if (!root) skipOrFail(this, 'kernel test: not root');
     const r = meshport(['doctor']);
     const lines = r.stdout.trim().split('\n');
     assert.deepEqual(lines.map((l) => l.split(/\s+/).slice(0, 2).join(' ')), ['✓ redirect', '✓ tproxy', '✓ connect-hook', '✓ sockmap']);

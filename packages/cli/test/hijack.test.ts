@@ -7,6 +7,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { HIJACK_DEFAULTS, bpfPinDir, createNetns, deleteNetns, installedState, listNetns, run, spawnInNetns, uniqueNetnsName } from '@meshport/hijack';
+import { skipOrFail } from '@meshport/testkit';
 
 const BIN = path.resolve(__dirname, '../../bin/meshport.js');
 
@@ -79,9 +80,7 @@ describe('meshport hijack', () => {
   });
 
   function needKernel(ctx: Mocha.Context): void {
-    if (kernelProblem === undefined) return;
-    if (process.env.CI === 'true') throw new Error(`kernel test cannot run under CI: ${kernelProblem}`);
-    ctx.skip();
+    if (kernelProblem !== undefined) skipOrFail(ctx, `kernel test: ${kernelProblem}`);
   }
 
   async function withNetns(body: (ns: string) => Promise<void>): Promise<void> {
@@ -202,10 +201,7 @@ describe('meshport hijack', () => {
   it('apply/remove --mode connect-hook --cgroup: BPF pinned on the cgroup once, inbound TPROXY in the netns; remove takes all', async function () {
     needKernel(this);
     const root = cgroup2Root();
-    if (root === undefined) {
-      if (process.env.CI === 'true') throw new Error('kernel test cannot run under CI: no cgroup v2 mount');
-      this.skip();
-    }
+    if (root === undefined) skipOrFail(this, 'kernel test: no cgroup v2 mount');
     const cgroup = path.join(root, `meshport-cli-test-${process.pid}`);
     mkdirSync(cgroup);
     const pinDir = bpfPinDir(cgroup);
@@ -215,7 +211,7 @@ describe('meshport hijack', () => {
         const linksBefore: Record<string, number>[] = [];
         for (let i = 0; i < 2; i += 1) {
           const applied = meshport(['hijack', 'apply', ...flags]);
-          if (applied.code === 1 && /MESHPORT_HIJACK_NOT_SUPPORTED/.test(applied.stderr) && process.env.CI !== 'true') this.skip();
+          if (applied.code === 1 && /MESHPORT_HIJACK_NOT_SUPPORTED/.test(applied.stderr)) skipOrFail(this, `kernel test: ${applied.stderr.trim()}`);
           assert.equal(applied.code, 0, applied.stderr);
           // An identical re-apply changes nothing: no detach, no update, the same links and programs (issue 14).
           const bpfSteps = applied.stdout.split('\n').filter((l) => l.startsWith('bpf ')).map((l) => l.split(' ').slice(0, 2).join(' '));
@@ -255,10 +251,7 @@ describe('meshport hijack', () => {
   it('a dead sidecar: status, print and doctor show an attached hook with no listener and the remove command (issue 14)', async function () {
     needKernel(this);
     const root = cgroup2Root();
-    if (root === undefined) {
-      if (process.env.CI === 'true') throw new Error('kernel test cannot run under CI: no cgroup v2 mount');
-      this.skip();
-    }
+    if (root === undefined) skipOrFail(this, 'kernel test: no cgroup v2 mount');
     const cgroup = path.join(root, `meshport-cli-dead-${process.pid}`);
     mkdirSync(cgroup);
     const pinDir = bpfPinDir(cgroup);
@@ -270,7 +263,7 @@ describe('meshport hijack', () => {
         assert.match(notAttached.stdout, /not attached/);
 
         const applied = meshport(['hijack', 'apply', ...flags]);
-        if (applied.code === 1 && /MESHPORT_HIJACK_NOT_SUPPORTED/.test(applied.stderr) && process.env.CI !== 'true') this.skip();
+        if (applied.code === 1 && /MESHPORT_HIJACK_NOT_SUPPORTED/.test(applied.stderr)) skipOrFail(this, `kernel test: ${applied.stderr.trim()}`);
         assert.equal(applied.code, 0, applied.stderr);
 
         // Programs pinned, no sidecar: every connect of the pod would go to a closed 127.0.0.1:15001.

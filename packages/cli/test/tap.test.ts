@@ -5,6 +5,7 @@ import { spawn } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
 import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { FrameSplitter, decodeFrame, encodeBoltHeartbeat, encodeBoltHeartbeatAck } from '@meshport/protocol';
 import { client as sofaClient, server as sofaServer } from 'sofa-rpc-node';
 import dubboProtocol from 'dubbo-remoting';
@@ -35,7 +36,7 @@ async function until(check: () => boolean, what: string, ms = 5000): Promise<voi
   const end = Date.now() + ms;
   while (!check()) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
+    await sleep(10);
   }
 }
 

@@ -4,6 +4,7 @@
 import { strict as assert } from 'node:assert';
 import net from 'node:net';
 import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { NativeEngine, loadEngineAddon, nativeEngineUnavailable, type EngineLogEvent } from '../src/index';
 
 function engine(logs: EngineLogEvent[] = []): NativeEngine {
@@ -139,7 +140,7 @@ describe('native engine: its own surface', function () {
       server.destroy();
       await once(app, 'close');
       for (let i = 0; i < 100 && !logs.some((l) => /pass-through connection to the original destination failed/.test(l.msg)); i++) {
-        await new Promise((r) => setTimeout(r, 10));
+        await sleep(10);
       }
       assert.ok(logs.some((l) => l.level === 'warn' && /original destination failed/.test(l.msg)), JSON.stringify(logs));
     } finally {

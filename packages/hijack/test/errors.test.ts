@@ -6,6 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { NotSupportedError, bpfUnload, createCgroup, findCgroup2Mount, nativeAddonStatus, removeCgroup } from '@meshport/socket';
+import { skipOrFail } from '@meshport/testkit';
 import { classifyBpfError } from '../src/apply';
 import { HijackKernelError, applyPlan, bpfPinDir, planRules, planToJson, type HijackPlan } from '../src/index';
 
@@ -16,10 +17,7 @@ const unreachableProbe = () => assert.fail('the probe is not consulted for this 
 function kernelTestsOrSkip(ctx: Mocha.Context): string {
   const root = findCgroup2Mount();
   const why = process.getuid?.() !== 0 ? 'not root' : !nativeAddonStatus().loaded ? 'addon not built' : root === undefined ? 'no cgroup v2' : undefined;
-  if (why !== undefined) {
-    if (process.env.CI === 'true') throw new Error(`kernel test cannot run under CI: ${why}`);
-    ctx.skip();
-  }
+  if (why !== undefined) skipOrFail(ctx, `kernel test: ${why}`);
   return root!;
 }
 

@@ -6,7 +6,9 @@ import { strict as assert } from 'node:assert';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, rmdirSync } from 'node:fs';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { createCgroup, findCgroup2Mount, nativeAddonStatus, removeCgroup } from '@meshport/socket';
+import { skipOrFail } from '@meshport/testkit';
 import {
   HIJACK_DEFAULTS,
   HijackError,
@@ -66,11 +68,9 @@ async function withNetns(count: number, body: (...names: string[]) => Promise<vo
 
 let kernelProblem: string | undefined;
 
-/** Skips a kernel test where it cannot run; under CI=true a skip would hide a broken runner, so it fails instead. */
+/** Skips a kernel test where it cannot run (fails under CI: the kit's rule). */
 function needKernel(ctx: Mocha.Context): void {
-  if (kernelProblem === undefined) return;
-  if (process.env.CI === 'true') throw new Error(`kernel test cannot run under CI: ${kernelProblem}`);
-  ctx.skip();
+  if (kernelProblem !== undefined) skipOrFail(ctx, `kernel test: ${kernelProblem}`);
 }
 
 const printedLines = (plan: HijackPlan) => printPlan(plan).split('\n');
@@ -244,17 +244,13 @@ async function peerOfProtocol(netns: string, cgroup: string, protocol: number, h
 
 function needAddon(ctx: Mocha.Context): void {
   const status = nativeAddonStatus();
-  if (status.loaded) return;
-  if (process.env.CI === 'true') throw new Error(`kernel test cannot run under CI: @meshport/socket addon: ${status.reason}`);
-  ctx.skip();
+  if (!status.loaded) skipOrFail(ctx, `kernel test: @meshport/socket addon: ${status.reason}`);
 }
 
 /** Skips a test that reads the kernel's connection tracking where `conntrack` is missing; under CI=true, fails. */
 async function needConntrack(ctx: Mocha.Context): Promise<void> {
   const r = await run('conntrack', ['--version']);
-  if (r.code === 0) return;
-  if (process.env.CI === 'true') throw new Error(`kernel test cannot run under CI: 'conntrack' unavailable: ${r.stderr.trim()}`);
-  ctx.skip();
+  if (r.code !== 0) skipOrFail(ctx, `kernel test: 'conntrack' unavailable: ${r.stderr.trim()}`);
 }
 
 const bpffsMounted = () => readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === '/sys/fs/bpf' && l.split(' ')[2] === 'bpf');
@@ -648,10 +644,7 @@ describe('@meshport/hijack', () => {
       needKernel(this);
       needAddon(this);
       const root = findCgroup2Mount();
-      if (root === undefined) {
-        if (process.env.CI === 'true') throw new Error('kernel test cannot run under CI: no cgroup v2 mount');
-        this.skip();
-      }
+      if (root === undefined) skipOrFail(this, 'kernel test: no cgroup v2 mount');
       const cgroup = createCgroup(path.join(root, `meshport-hijack-test-${process.pid}`));
       const plan = planRules({ mode: 'connect-hook', cgroup, inboundPorts: [] });
       const pinDir = bpfPinDir(cgroup);
@@ -698,11 +691,11 @@ describe('@meshport/hijack', () => {
             const [loopCmd, ...loopArgs] = netnsArgv(ns, [process.execPath, '-e', CONNECT_LOOP, '198.18.0.9', '80', '2500'], { cgroup });
             const loop = run(loopCmd, loopArgs);
             const reapplies: string[][] = [];
-            await new Promise((r) => setTimeout(r, 500)); // node's start-up: the loop is connecting by then
+            await sleep(500); // node's start-up: the loop is connecting by then
             // Each re-apply changes the config (an extra excluded port, on and off), so each really replaces programs.
             const other = planRules({ mode: 'connect-hook', cgroup, inboundPorts: [], excludePorts: [2182] });
             for (let i = 0; i < 8; i += 1) {
-              await new Promise((r) => setTimeout(r, 100));
+              await sleep(100);
               reapplies.push((await applyPlan(i % 2 === 0 ? other : plan, { netns: ns })).changed.filter((c) => c.startsWith('bpf ')).map((c) => c.split(' ').slice(0, 2).join(' ')));
             }
             const looped = await loop;
@@ -736,10 +729,7 @@ describe('@meshport/hijack', () => {
       needKernel(this);
       needAddon(this);
       const root = findCgroup2Mount();
-      if (root === undefined) {
-        if (process.env.CI === 'true') throw new Error('kernel test cannot run under CI: no cgroup v2 mount');
-        this.skip();
-      }
+      if (root === undefined) skipOrFail(this, 'kernel test: no cgroup v2 mount');
       const cgroup = createCgroup(path.join(root, `meshport-hijack-userns-${process.pid}`));
       // The pod layout: the process sits in a child cgroup (a container) of the pod's.
       const container = createCgroup(path.join(cgroup, 'sidecar'));
@@ -747,9 +737,9 @@ describe('@meshport/hijack', () => {
       const pinDir = bpfPinDir(cgroup);
       const child = spawn('sh', ['-c', 'echo $$ > "$1/cgroup.procs" && exec unshare --user --map-root-user sleep 30', 'sh', container], { stdio: 'ignore' });
       try {
-        for (let i = 0; i < 50 && !readFileSync(path.join(container, 'cgroup.procs'), 'utf8').trim(); i++) await new Promise((r) => setTimeout(r, 20));
+        for (let i = 0; i < 50 && !readFileSync(path.join(container, 'cgroup.procs'), 'utf8').trim(); i++) await sleep(20);
         // Let unshare enter the namespace before exec'ing sleep.
-        await new Promise((r) => setTimeout(r, 200));
+        await sleep(200);
         await assert.rejects(applyPlan(plan), (e: unknown) => {
           assert.ok(e instanceof HijackError && e.code === 'MESHPORT_HIJACK_LOOP', String(e));
           assert.match((e as Error).message, /runs in a user namespace .* uid 1337 is another uid on the host/);
@@ -771,10 +761,7 @@ describe('@meshport/hijack', () => {
       needKernel(this);
       needAddon(this);
       const root = findCgroup2Mount();
-      if (root === undefined) {
-        if (process.env.CI === 'true') throw new Error('kernel test cannot run under CI: no cgroup v2 mount');
-        this.skip();
-      }
+      if (root === undefined) skipOrFail(this, 'kernel test: no cgroup v2 mount');
       // <root>/mphj-<pid>-p/q and <root>/mphj-<pid>-p-q: one pin directory for both under the old mapping.
       const parent = path.join(root, `mphj-${process.pid}-p`);
       const cgroupA = path.join(parent, 'q');

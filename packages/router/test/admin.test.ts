@@ -4,6 +4,7 @@
 import { strict as assert } from 'node:assert';
 import http from 'node:http';
 import net from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { BoltStatus, DubboStatus } from '@meshport/protocol';
@@ -266,7 +267,7 @@ describe('router: admin HTTP', function () {
     for (let tries = 0; tries < 100; tries++) {
       after = parseMetrics((await get(adminPort, '/stats')).body);
       if (value(after, 'meshport_connections_active', { listener: 'inbound' }) === 0) break;
-      await new Promise((r) => setTimeout(r, 10));
+      await sleep(10);
     }
     assert.equal(value(after, 'meshport_connections_active', { listener: 'inbound' }), 0);
     assert.equal(value(after, 'meshport_connections_total', { listener: 'inbound' }), 1);

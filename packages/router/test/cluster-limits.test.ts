@@ -4,6 +4,7 @@
 
 import { strict as assert } from 'node:assert';
 import { Writable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
 import { BoltStatus, DubboStatus } from '@meshport/protocol';
 import { MemoryRouteTable, type RouterHandle } from '../src/index';
@@ -105,7 +106,7 @@ describe('router: cluster limits', function () {
         const attempts = () => lines.filter((l) => l.msg === 'upstream connect failed');
         // The native engine's log events come in batches; wait a little past the first for any more.
         await until(() => attempts().length >= retries + 1, `${retries + 1} connect failures logged (have ${attempts().length})`);
-        await new Promise((r) => setTimeout(r, 200));
+        await sleep(200);
         const tried = attempts().map((l) => l.endpoint);
         assert.equal(tried.length, retries + 1, JSON.stringify(tried));
         assert.equal(new Set(tried).size, retries + 1, 'each attempt on another endpoint');
@@ -124,7 +125,7 @@ describe('router: cluster limits', function () {
       const answer = answerFor(client, 1);
       assert.equal(answer.header.status, BoltStatus.ERROR_COMM);
       assert.match(answer.frame.toString('utf8'), /no endpoint of com\.example\.EchoService:1\.0 accepted a connection/);
-      await new Promise((r) => setTimeout(r, 200));
+      await sleep(200);
       assert.equal(lines.filter((l) => l.msg === 'upstream connect failed').length, 2);
     });
   });

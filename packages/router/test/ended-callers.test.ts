@@ -6,6 +6,7 @@
 import { strict as assert } from 'node:assert';
 import { once } from 'node:events';
 import net from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { MemoryRouteTable, type RouterHandle } from '../src/index';
 import { useRouterKit } from './helpers/kit';
 import { boltRequestFrame } from './helpers/peers';
@@ -65,23 +66,23 @@ describe('router: a caller it has ended', function () {
       // Shortly before frameTimeoutMs the router still holds the connection.
       const before = endedAt + frameTimeoutMs * 0.8 - Date.now();
       assert.ok(before > 0, `the writes took ${Date.now() - endedAt} ms`);
-      await new Promise((r) => setTimeout(r, before));
+      await sleep(before);
       assert.equal(await openCallers(router), 1, `let go ${Date.now() - endedAt} ms after its FIN, before frameTimeoutMs (${frameTimeoutMs})`);
       socket.write(Buffer.from('still here'));
-      await new Promise((r) => setTimeout(r, 50));
+      await sleep(50);
       assert.equal(failed, undefined);
       assert.equal(received, answered, 'nothing sent after the FIN is answered');
       // Then it goes: the router's count drops, and the kernel answers our next bytes with a reset.
       const waitEnd = Date.now() + frameTimeoutMs + 2000;
       while ((await openCallers(router)) > 0) {
         assert.ok(Date.now() < waitEnd, `still open ${Date.now() - endedAt} ms after its FIN`);
-        await new Promise((r) => setTimeout(r, 10));
+        await sleep(10);
       }
       const heldFor = Date.now() - endedAt;
       assert.ok(heldFor >= frameTimeoutMs * 0.8, `held ${heldFor} ms`);
       for (let i = 0; i < 20 && failed === undefined; i++) {
         socket.write(Buffer.from('and now?'));
-        await new Promise((r) => setTimeout(r, 50));
+        await sleep(50);
       }
       assert.match(String((failed as NodeJS.ErrnoException | undefined)?.code), /ECONNRESET|EPIPE/);
     });

@@ -7,6 +7,7 @@ import { once } from 'node:events';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
 import { BoltStatus, DubboStatus, encodeBoltHeartbeat, encodeDubboHeartbeat, type FrameHeader } from '@meshport/protocol';
 import { MemoryRouteTable, Router, createRouter, type ClusterSpec, type RouterHandle, type RouterOptions } from '../src/index';
@@ -33,7 +34,6 @@ const DUBBO_SVC = `${DUBBO_IFACE}:2.0`;
 type Answer = FrameClient['answers'][number];
 
 const local = (port: number) => ({ host: '127.0.0.1', port });
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const dubbo = (id: number, body: string, method = 'hello') => dubboRequest(id, DUBBO_IFACE, '2.0', method, body);
 
 /** Every answer a client got for one request id (Bolt ids are numbers, Dubbo ids decimal strings). */

@@ -2,6 +2,7 @@
 
 import { strict as assert } from 'node:assert';
 import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
 import { client as sofaClient, server as sofaServer } from 'sofa-rpc-node';
 import sofaBolt from 'sofa-bolt-node';
@@ -146,7 +147,7 @@ for (const peer of [
       const conn = rpc!.connectionManager.connections.get(`127.0.0.1:${outboundPort}`);
       assert.ok(conn?.isConnected, 'the SDK holds a connection to the outbound port');
       for (let n = 0; n < 3; n++) {
-        await new Promise((r) => setTimeout(r, 5)); // heartbeat() sends only after more than maxIdleTime (0 ms) idle
+        await sleep(5); // heartbeat() sends only after more than maxIdleTime (0 ms) idle
         const ack = once(conn._decoder, 'heartbeat_ack');
         const sentAt = Date.now();
         conn.heartbeat(); // the SDK's own heartbeat frame (maxIdleTime 0: sent at once)

@@ -3,6 +3,7 @@
 import { strict as assert } from 'node:assert';
 import net from 'node:net';
 import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
 import { BoltStatus, DubboStatus, FrameSplitter, decodeFrame, type FrameHeader } from '@meshport/protocol';
 import { MemoryRouteTable, createRouter, type RouterHandle } from '../src/index';
@@ -372,7 +373,7 @@ describe('router: acceptance stress run', function () {
     clearTimeout(stallTimer);
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     // Late duplicates would arrive right after the last answer: give them a moment to show up.
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
 
     let lost = 0;
     const lostKeys: string[] = [];

@@ -5,6 +5,7 @@ import { strict as assert } from 'node:assert';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
 import { loadConfig } from '../src/config';
 import { Sidecar } from '../src/sidecar';
@@ -61,7 +62,7 @@ describe('file registry as documented', function () {
 
   it('warns when the file does not exist', async () => {
     await start(['  - { name: static, type: file, upstream: missing.json }']);
-    for (let waited = 0; waited < 2000 && !logs.some((l) => /does not exist/.test(l.msg)); waited += 20) await new Promise((r) => setTimeout(r, 20));
+    for (let waited = 0; waited < 2000 && !logs.some((l) => /does not exist/.test(l.msg)); waited += 20) await sleep(20);
     const warned = logs.find((l) => l.msg === 'registry file does not exist: no providers until it is created');
     assert.ok(warned, JSON.stringify(logs.map((l) => l.msg)));
     assert.equal(warned.level, 40);

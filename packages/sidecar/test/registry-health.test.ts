@@ -2,11 +2,10 @@
 // /registries state, readiness), driven by a stand-in adapter whose state the test sets.
 
 import { strict as assert } from 'node:assert';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ConnectionStateCell, type RegistryAdapter } from '@meshport/registry-core';
 import { redactUrl, RegistryHealth } from '../src/registries';
 import type { RegistryConfig } from '../src/config';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** An adapter that only has a connection: the test moves it. */
 function standIn() {

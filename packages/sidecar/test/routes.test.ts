@@ -1,6 +1,7 @@
 // The route book and the sidecar's Takeover: what the app publishes and reads against what the router routes.
 
 import { strict as assert } from 'node:assert';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { formatProviderUrl, parseProviderUrl } from '@meshport/registry-core';
 import { RouteBook, SidecarTakeover } from '../src/routes';
 
@@ -19,7 +20,7 @@ describe('sidecar routes', () => {
     const withdrawn = takeover.providerWithdrawn(bolt('192.168.1.9', 12200, '&appName=echo'));
     assert.equal(formatProviderUrl(withdrawn), formatProviderUrl(upstream));
     assert.ok(book.table.inbound('com.example.Echo:1.0'), 'kept through the grace');
-    await new Promise((r) => setTimeout(r, 30));
+    await sleep(30);
     assert.equal(book.table.inbound('com.example.Echo:1.0'), undefined);
   });
 
@@ -41,7 +42,7 @@ describe('sidecar routes', () => {
     const file = new SidecarTakeover(perService, 'file', INBOUND, OUTBOUND);
     file.providersRead('com.example.Echo:1.0', [bolt('10.0.0.7', 12201)]);
     file.providersRead('com.example.Echo:2.0', [v2]);
-    await new Promise((r) => setTimeout(r, 30));
+    await sleep(30);
     assert.deepEqual(Object.keys(perService.snapshot().outbound).sort(), ['com.example.Echo:1.0', 'com.example.Echo:2.0']);
   });
 
@@ -58,7 +59,7 @@ describe('sidecar routes', () => {
     // the grace for a delete-then-create re-registration has passed.
     assert.deepEqual(takeover.providersRead('com.example.Echo', []), []);
     assert.ok(book.table.outbound('com.example.Echo:1.0'));
-    await new Promise((r) => setTimeout(r, 30));
+    await sleep(30);
     assert.equal(book.table.outbound('com.example.Echo:1.0'), undefined);
   });
 
@@ -70,7 +71,7 @@ describe('sidecar routes', () => {
     book.table.onChange(() => (deleted ||= book.table.outbound('com.example.Echo:1.0') === undefined));
     takeover.providersRead('com.example.Echo', []);
     takeover.providersRead('com.example.Echo', [bolt('10.0.0.7', 12201)]);
-    await new Promise((r) => setTimeout(r, 40));
+    await sleep(40);
     assert.equal(deleted, false);
     assert.deepEqual(book.table.outbound('com.example.Echo:1.0')?.endpoints.map((e) => e.host), ['10.0.0.7']);
   });
@@ -118,7 +119,7 @@ describe('sidecar routes', () => {
     );
     book.forget('mesh');
     assert.ok(book.table.inbound('com.example.Echo:1.0'), 'kept through the grace');
-    await new Promise((r) => setTimeout(r, 30));
+    await sleep(30);
     assert.equal(book.table.inbound('com.example.Echo:1.0'), undefined, 'gone with its registry');
     assert.deepEqual(book.table.inbound('com.example.Other:1.0'), { host: '127.0.0.1', port: 12300 }, "another registry's route stays");
     const said = lines.find((l) => l.msg === 'registry closed: the inbound routes its apps published through it go');
@@ -132,10 +133,10 @@ describe('sidecar routes', () => {
     new SidecarTakeover(book, 'zk', INBOUND, OUTBOUND).providerPublished(bolt('127.0.0.1', 12200));
     new SidecarTakeover(book, 'mesh', INBOUND, OUTBOUND).providerPublished(bolt('127.0.0.1', 12200));
     book.forget('mesh');
-    await new Promise((r) => setTimeout(r, 30));
+    await sleep(30);
     assert.deepEqual(book.table.inbound('com.example.Echo:1.0'), { host: '127.0.0.1', port: 12200 });
     book.forget('zk');
-    await new Promise((r) => setTimeout(r, 30));
+    await sleep(30);
     assert.equal(book.table.inbound('com.example.Echo:1.0'), undefined);
   });
 
@@ -159,7 +160,7 @@ describe('sidecar routes', () => {
     takeover.providersReported('com.example.Echo', [bolt('198.18.0.8', 12201), bolt('198.18.0.9', 12201)]);
     takeover.providersReported('com.example.Echo', [bolt('198.18.0.8', 12201)]);
     assert.equal(lines.length, 1);
-    await new Promise((r) => setTimeout(r, 150));
+    await sleep(150);
     assert.deepEqual(lines.slice(1), [
       {
         msg: 'route changed',
@@ -167,7 +168,7 @@ describe('sidecar routes', () => {
       },
     ]);
     takeover.providerPublished(bolt('127.0.0.1', 12200));
-    await new Promise((r) => setTimeout(r, 150));
+    await sleep(150);
     assert.deepEqual(lines.at(-1)?.fields, {
       direction: 'inbound',
       service: 'com.example.Echo:1.0',
@@ -194,7 +195,7 @@ describe('sidecar routes', () => {
       for (let n = 1; n <= urls.length; n++) takeover.providersReported(`com.example.S${s}`, urls.slice(0, n));
     }
     const loadMs = Date.now() - started;
-    await new Promise((r) => setTimeout(r, 1100));
+    await sleep(1100);
     // The first change at once, then one summary per second the load lasted.
     assert.ok(lines.length <= 2 + Math.ceil(loadMs / 1000), `${lines.length} lines in ${loadMs} ms: ${JSON.stringify(lines.slice(0, 3))}`);
     const summary = lines.find((l) => l.msg === 'routes changed');

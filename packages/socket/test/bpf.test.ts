@@ -8,6 +8,8 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { skipOrFail } from '@meshport/testkit';
 import {
   bpfAttach,
   bpfAttachments,
@@ -27,7 +29,6 @@ import {
   type BpfStats,
 } from '../src/bpf';
 
-const IN_CI = process.env.CI === 'true';
 // dist/test/bpf.test.js -> dist/test/fixtures/*.js (compiled from test/fixtures/*.ts)
 const APP_FIXTURE = path.join(__dirname, 'fixtures', 'bpf-app.js');
 const PIN_FIXTURE = path.join(__dirname, 'fixtures', 'bpf-pin-attach.js');
@@ -35,8 +36,7 @@ const SIDECAR_UID = 1337;
 
 /** A missing kernel feature skips locally and fails in CI, where a silent skip would hide a regression. */
 function featureMissing(ctx: Mocha.Context, reason: string): never {
-  if (IN_CI) throw new Error(`kernel feature missing (CI=true turns this skip into a failure): ${reason}`);
-  ctx.skip();
+  return skipOrFail(ctx, `kernel feature missing: ${reason}`);
 }
 
 type Json = Record<string, any>;
@@ -435,7 +435,7 @@ describe('@meshport/socket BPF programs', function () {
         let reused: net.Socket | undefined;
         let lastError = '';
         for (let attempt = 0; attempt < 40 && !reused; attempt++) {
-          await new Promise((r) => setTimeout(r, 100));
+          await sleep(100);
           reused = await new Promise<net.Socket | undefined>((resolve) => {
             const socket = net.connect({ host: '127.0.0.1', port: capturePort, localAddress: '127.0.0.1', localPort });
             socket.once('connect', () => resolve(socket));
@@ -745,7 +745,7 @@ describe('@meshport/socket BPF programs', function () {
           const sidecarUidApp = await scene.app(SIDECAR_UID, ns);
           let second: Json | undefined;
           for (let attempt = 0; attempt < 40 && !second?.['ok']; attempt++) {
-            await new Promise((r) => setTimeout(r, 100));
+            await sleep(100);
             second = await sidecarUidApp.command({ op: 'request', host: '::1', port: capturePort, localPort, size: 16, count: 1 });
           }
           assert.equal(second?.['ok'], true, `could not reuse source port ${localPort}: ${JSON.stringify(second)}`);
@@ -898,7 +898,7 @@ describe('@meshport/socket BPF programs', function () {
         await new Promise((resolve) => worker.once('exit', resolve));
         assert.deepEqual(reply, { seen: [], attached: 3 });
         // The worker's links went with its environment.
-        for (let i = 0; bpftoolCgroupShow(cgroupPath).length > 0 && i < 50; i++) await new Promise((r) => setTimeout(r, 20));
+        for (let i = 0; bpftoolCgroupShow(cgroupPath).length > 0 && i < 50; i++) await sleep(20);
         assert.deepEqual(bpftoolCgroupShow(cgroupPath), []);
         // The main thread's object is still loaded and usable.
         bpfAttach({ cgroupPath, programs: ['connect4', 'sockops', 'getsockopt'] });

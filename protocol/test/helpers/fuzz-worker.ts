@@ -7,6 +7,7 @@ import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
 import { strict as assert } from 'node:assert';
 import { parentPort, workerData } from 'node:worker_threads';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   FrameSplitter,
   ProtocolError,
@@ -189,8 +190,6 @@ function getGc(): (() => void) | undefined {
     return undefined;
   }
 }
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** Full GCs with a task in between: V8 releases ArrayBuffer memory a task after the GC that frees it. */
 async function settle(): Promise<void> {

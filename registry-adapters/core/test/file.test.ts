@@ -4,6 +4,7 @@ import { strict as assert } from 'node:assert';
 import { mkdtemp, readFile, readdir, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { FileRegistry, formatProviderUrl, routeKeyOf, type ConnectionState, type ProviderUrl } from '../src/index';
 
 const ECHO = 'com.example.Echo:1.0';
@@ -25,7 +26,6 @@ class Recorder {
   }
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 /** Longer than the debounce plus fs.watch latency: "nothing happened" is asserted after this. */
 const SETTLE_MS = 250;
 

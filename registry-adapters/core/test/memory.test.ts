@@ -1,6 +1,7 @@
 // MemoryRegistry beyond the shared suite: changes during an outage, reconnect reconciliation, session expiry.
 
 import { strict as assert } from 'node:assert';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { MemoryRegistry, MemoryRegistryStore, formatProviderUrl, type ConnectionState, type ProviderUrl } from '../src/index';
 
 const SERVICE = 'com.example.Echo:1.0';
@@ -8,7 +9,7 @@ const P1 = 'bolt://198.18.0.1:12200?interface=com.example.Echo&uniqueId=&weight=
 const P2 = 'bolt://198.18.0.2:12200?interface=com.example.Echo&uniqueId=&weight=50';
 
 /** Lets queued store notifications run. */
-const settle = () => new Promise((resolve) => setTimeout(resolve, 5));
+const settle = () => sleep(5);
 
 function recorder(): { pushes: string[][]; listener: (urls: ProviderUrl[]) => void } {
   const pushes: string[][] = [];

@@ -2,6 +2,7 @@
 
 import { strict as assert } from 'node:assert';
 import { request, type IncomingHttpHeaders } from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   MemoryRegistry,
   MemoryRegistryStore,
@@ -63,7 +64,7 @@ function meshPost(to: HostPort, urlPath: string, bean: object): Promise<Reply> {
 
 /** Lets the memory registry's queued change notifications run. */
 function settle(): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, 20));
+  return sleep(20);
 }
 
 const HELLO = 'com.example.HelloService:1.0';

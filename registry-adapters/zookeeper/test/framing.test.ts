@@ -4,6 +4,7 @@
 
 import { strict as assert } from 'node:assert';
 import net from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ZooKeeperRegistry } from '../src/index';
 import { eventually } from '@meshport/testkit';
 
@@ -66,7 +67,7 @@ function fakeZooKeeper(chunking: Chunking, listing: () => string[], noise: numbe
       for (const piece of chunking(bytes)) {
         if (socket.destroyed) return;
         socket.write(piece);
-        await new Promise((r) => setTimeout(r, chunking === CHUNKINGS['one write'] ? 0 : 1));
+        await sleep(chunking === CHUNKINGS['one write'] ? 0 : 1);
       }
     });
   };

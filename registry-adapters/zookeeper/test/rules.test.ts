@@ -3,6 +3,7 @@
 
 import { strict as assert } from 'node:assert';
 import net from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import zookeeper from 'node-zookeeper-client';
 import { compileRules, emptyRuleUrls, encodeNodeName, endpointsFor, type RuleUrls } from '@meshport/registry-core';
 import { ZooKeeperRegistry } from '../src/index';
@@ -10,8 +11,6 @@ import { connected, connectZooKeeper, eventually, type RunningZooKeeper, startZo
 
 const DUBBO_IFACE = 'org.apache.dubbo.demo.DemoService';
 const SOFA_IFACE = 'com.alipay.sofa.rpc.example.HelloService';
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
 const override = (address: string, params: string) =>
   `override://${address}/${DUBBO_IFACE}?category=configurators&dynamic=false&enabled=true&${params}`;
 const condition = (rule: string) =>

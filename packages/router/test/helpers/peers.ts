@@ -3,6 +3,7 @@
 import net from 'node:net';
 import { once } from 'node:events';
 import { crc32 } from 'node:zlib';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { FrameSplitter, decodeFrame, encodeBoltHeartbeatAck, encodeDubboHeartbeatAck, type FrameHeader } from '@meshport/protocol';
 
 /** A Bolt or Dubbo request frame with a body that names it, so a misrouted answer is caught. */
@@ -175,7 +176,7 @@ export async function until(check: () => boolean | Promise<boolean>, what: strin
   const end = Date.now() + ms;
   while (!(await check())) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
+    await sleep(5);
   }
 }
 
