@@ -3,7 +3,8 @@
 import pino from 'pino';
 import type { EngineName, RouterHandle } from './handle';
 import { NativeRouter, nativeRouterUnavailable } from './native-router';
-import { Router, type RouterOptions } from './router';
+import { Router } from './router';
+import type { RouterOptions } from './router-setup';
 
 /** Selects the engine when the options do not: `MESHPORT_ENGINE=native|js`; unset, the native engine. */
 export const ENGINE_ENV = 'MESHPORT_ENGINE';

@@ -1,7 +1,8 @@
 // @meshport/router: the data plane.
 
-export { Router, ROUTER_DEFAULTS } from './router';
-export type { RouterOptions } from './router';
+export { Router } from './router';
+export { ROUTER_DEFAULTS } from './router-setup';
+export type { RouterOptions } from './router-setup';
 export type { ListenAddress } from './listener-admission';
 export { routeKey } from './route-key';
 export { NativeRouter, nativeRouterUnavailable } from './native-router';

@@ -17,11 +17,9 @@ import { AdminServer, type AdminView } from './admin';
 import type { ListenerName } from './caller';
 import { CLUSTER_LIMIT_DEFAULTS, OUTLIER_DEFAULTS } from './cluster';
 import type { ClusterState, RouterHandle } from './handle';
-import { ROUTER_DEFAULTS, routerSetup, type RouterOptions } from './router';
+import { routerSetup, type RouterOptions, type RouterSettings } from './router-setup';
 import { endpointKey, type ClusterSpec, type Endpoint, type RouteChange } from './route-table';
 import { RouterStats } from './stats';
-
-type Settings = typeof ROUTER_DEFAULTS;
 
 /** Why the native engine cannot serve these options, or undefined when it can. */
 export function nativeRouterUnavailable(options: RouterOptions): string | undefined {
@@ -42,7 +40,7 @@ export function nativeRouterUnavailable(options: RouterOptions): string | undefi
 export class NativeRouter implements RouterHandle, AdminView {
   readonly engine = 'native' as const;
   readonly logger: Logger;
-  private readonly settings: Settings;
+  private readonly settings: RouterSettings;
   private readonly native: NativeEngine;
   private readonly ownStats = new RouterStats();
   private readonly bound = new Map<ListenerName, net.AddressInfo>();
