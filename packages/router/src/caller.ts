@@ -14,7 +14,7 @@ export interface CallerHandler {
   request(caller: CallerConnection, frame: Buffer, header: FrameHeader): void;
   bytes(listener: ListenerName, direction: 'in' | 'out', n: number): void;
   badFrame(caller: CallerConnection, error: ProtocolError): void;
-  /** The caller started a frame it has not finished (or finished its partial one: `since` 0); see Router.partialFrame. */
+  /** The caller started a frame it has not finished (or finished its partial one: `since` 0); see PartialFrames.mark. */
   partialFrame(caller: CallerConnection, since: number): void;
 }
 
@@ -117,7 +117,7 @@ export class CallerConnection {
   }
 
   /**
-   * Closes a caller that holds a frame open too long (see Router.partialFrame): no more reading; answers of calls
+   * Closes a caller that holds a frame open too long (see PartialFrames): no more reading; answers of calls
    * already accepted still go out, then the socket is destroyed.
    */
   closeStalled(): void {
