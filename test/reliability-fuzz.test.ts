@@ -19,7 +19,7 @@ import net from 'node:net';
 import path from 'node:path';
 import zookeeper from 'node-zookeeper-client';
 import pino from 'pino';
-import { FrameSplitter, decodeFrame, type FrameHeader } from '@meshport/protocol';
+import { FrameSplitter, decodeFrame } from '@meshport/protocol';
 import { MemoryRegistry, MemoryRegistryStore, RewriteOnlyTakeover } from '@meshport/registry-core';
 import { RedisFacade } from '@meshport/registry-redis';
 import { SofaMeshApiFacade } from '@meshport/registry-sofa';
@@ -43,6 +43,7 @@ import {
 import { LONG, recordSuite, scale, type Figure } from './support/reliability';
 import {
   connectZooKeeper,
+  echoResponse,
   pidAlive,
   RespConnection,
   type RunningRedis,
@@ -51,11 +52,10 @@ import {
   startZooKeeper,
 } from '@meshport/testkit';
 
-/** The router package's own test peers (compiled with it): request builders and the echo answer. */
+/** The router package's own test peers (compiled with it): request builders. */
 interface Peers {
   boltRequest(id: number, service: string, body: string, timeoutMs?: number): Buffer;
   dubboRequest(id: bigint | number, service: string, version: string, method: string, body: string): Buffer;
-  echoResponse(frame: Buffer, header: FrameHeader): Buffer;
 }
 const peers = require(path.resolve(__dirname, '../../packages/router/dist/test/helpers/peers')) as Peers;
 
@@ -213,7 +213,7 @@ async function startEcho(): Promise<{ port: number; requests: number; close(): P
       const header = decodeFrame(frame);
       if (header.kind !== 'request') return;
       state.requests++;
-      socket.write(peers.echoResponse(Buffer.from(frame), header));
+      socket.write(echoResponse(Buffer.from(frame), header));
     });
     socket.on('data', (c: Buffer) => {
       try {

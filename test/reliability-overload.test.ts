@@ -9,15 +9,14 @@ import { strict as assert } from 'node:assert';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BoltStatus, DubboStatus } from '@meshport/protocol';
 import { recordSuite, scale, type Figure } from './support/reliability';
+import { type EchoProvider, startEchoProvider } from '@meshport/testkit';
 import {
   boltRequest,
   dubboCall,
   memoryOf,
   percentile,
   RpcClient,
-  startEchoProvider,
   startSidecarChild,
-  type EchoProvider,
   type SidecarChild,
 } from './support/wire';
 

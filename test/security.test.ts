@@ -22,21 +22,18 @@ import { BoltStatus, DubboStatus, decodeFrame } from '@meshport/protocol';
 import { MemoryRouteTable } from '@meshport/router';
 import { CaptureListener } from '@meshport/sidecar';
 import { createNetns, createVethPair, deleteNetns, execInNetns, installedState, spawnInNetns, uniqueNetnsName } from '@meshport/hijack';
-import { JsonLinesChild, skipOrFail } from '@meshport/testkit';
+import { type EchoProvider, echoResponse, JsonLinesChild, skipOrFail, startEchoProvider } from '@meshport/testkit';
 import { recordSuite, scale, type Figure } from './support/reliability';
 import {
   BIN,
   boltRequest,
   counterValue,
   dubboRequest,
-  echoResponse,
   hessianShort,
   memoryOf,
   percentile,
   RpcClient,
-  startEchoProvider,
   startSidecarChild,
-  type EchoProvider,
   type SidecarChild,
 } from './support/wire';
 

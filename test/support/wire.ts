@@ -1,6 +1,5 @@
-// What the overload and security suites share: hand-made Bolt and Dubbo frames, a raw echo provider with a fixed
-// service time (so its capacity is known), a multiplexing client, and a `meshport sidecar` child process whose memory
-// is its own (/proc/<pid>/status).
+// What the overload and security suites share: hand-made Bolt and Dubbo frames, a multiplexing client, and a
+// `meshport sidecar` child process whose memory is its own (/proc/<pid>/status). The echo provider is the kit's.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -9,7 +8,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { FrameSplitter, decodeFrame, encodeBoltHeartbeatAck, encodeDubboHeartbeatAck, type FrameHeader } from '@meshport/protocol';
+import { FrameSplitter, decodeFrame, type FrameHeader } from '@meshport/protocol';
 import { PortTakenError, onFreePorts } from '@meshport/testkit';
 
 export const BIN = path.resolve(__dirname, '../../../packages/cli/bin/meshport.js');
@@ -77,91 +76,6 @@ export function hessianShort(s: string): Buffer {
   const b = Buffer.from(s);
   if (b.length >= 32) return Buffer.concat([Buffer.from([0x30 + (b.length >> 8), b.length & 0xff]), b]);
   return Buffer.concat([Buffer.from([b.length]), b]);
-}
-
-/** The success response to a request: same id, its body echoed (or `body` when given). */
-export function echoResponse(frame: Buffer, header: FrameHeader, body?: Buffer): Buffer {
-  const content = body ?? frame.subarray(header.bodyOffset, header.bodyOffset + header.bodyLength);
-  if (header.protocol === 'dubbo') {
-    const head = Buffer.from(frame.subarray(0, 16));
-    head[2] = 0x02; // response, hessian2
-    head[3] = 20; // OK
-    head.writeInt32BE(content.length, 12);
-    return Buffer.concat([head, content]);
-  }
-  const fixed = Buffer.alloc(20);
-  fixed[0] = 1;
-  fixed[1] = 0; // response
-  fixed.writeUInt16BE(2, 2);
-  fixed[4] = 1;
-  fixed.writeInt32BE(header.requestId, 5);
-  fixed[9] = 1;
-  fixed.writeUInt16BE(0, 10); // SUCCESS
-  fixed.writeInt32BE(content.length, 16);
-  return Buffer.concat([fixed, content]);
-}
-
-export interface EchoProvider {
-  port: number;
-  /** Requests being served now, and the most ever at once: the provider's own view of what the sidecar let through. */
-  active: number;
-  maxActive: number;
-  served: number;
-  /** Every request frame as it arrived (when `keepFrames`). */
-  frames: Buffer[];
-  /** Answers each request after this long. */
-  serviceTimeMs: number;
-  /** Answers with these bytes instead of an echo (the security suite's recorded response). */
-  respond?: (frame: Buffer, header: FrameHeader) => Buffer;
-  keepFrames: boolean;
-  close(): Promise<void>;
-}
-
-/** A raw Bolt/Dubbo provider on loopback: every request answered after `serviceTimeMs`, any concurrency. */
-export async function startEchoProvider(serviceTimeMs: number): Promise<EchoProvider> {
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('error', () => {});
-    const splitter = new FrameSplitter((frame) => {
-      const header = decodeFrame(frame);
-      if (header.kind === 'heartbeat') {
-        socket.write(header.protocol === 'dubbo' ? encodeDubboHeartbeatAck(header.requestId) : encodeBoltHeartbeatAck(header.requestId));
-        return;
-      }
-      if (header.kind !== 'request') return;
-      const copy = Buffer.from(frame);
-      if (state.keepFrames) state.frames.push(copy);
-      state.active++;
-      state.maxActive = Math.max(state.maxActive, state.active);
-      const answer = () => {
-        state.active--;
-        state.served++;
-        if (!socket.destroyed) socket.write(state.respond ? state.respond(copy, header) : echoResponse(copy, header));
-      };
-      if (state.serviceTimeMs > 0) setTimeout(answer, state.serviceTimeMs);
-      else answer();
-    });
-    socket.on('data', (c) => splitter.write(c));
-  });
-  const state: EchoProvider = {
-    port: 0,
-    active: 0,
-    maxActive: 0,
-    served: 0,
-    frames: [],
-    serviceTimeMs,
-    keepFrames: false,
-    close: async () => {
-      for (const s of sockets) s.destroy();
-      await new Promise((r) => server.close(r));
-    },
-  };
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  state.port = (server.address() as net.AddressInfo).port;
-  return state;
 }
 
 export interface Answer {

@@ -9,7 +9,8 @@ import pino from 'pino';
 import { Registry } from 'prom-client';
 import { BoltStatus, DubboStatus } from '@meshport/protocol';
 import { MemoryRouteTable, createRouter, type RouterHandle } from '../src/index';
-import { FrameClient, boltRequest, closedPort, dubboRequest, startEchoServer, until, type EchoServer } from './helpers/peers';
+import { type EchoProvider, startEchoProvider } from '@meshport/testkit';
+import { FrameClient, boltRequest, closedPort, dubboRequest, until } from './helpers/peers';
 
 const quiet = pino({ level: 'silent' });
 
@@ -91,7 +92,7 @@ const sum = (frames: Buffer[]) => frames.reduce((n, f) => n + f.length, 0);
 describe('router: admin HTTP', function () {
   this.timeout(20_000);
 
-  let provider: EchoServer | undefined;
+  let provider: EchoProvider | undefined;
   let providerSide: RouterHandle | undefined;
   let router: RouterHandle | undefined;
   let clients: FrameClient[] = [];
@@ -99,7 +100,7 @@ describe('router: admin HTTP', function () {
   let adminPort = 0;
 
   beforeEach(async () => {
-    const echo = await startEchoServer();
+    const echo = await startEchoProvider();
     provider = echo;
     echo.behave = (h) => (h.service === RESET_SVC ? 'reset' : 'answer');
     const providerRoutes = new MemoryRouteTable();

@@ -11,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
 import { BoltStatus, DubboStatus, encodeBoltHeartbeat, encodeDubboHeartbeat, type FrameHeader } from '@meshport/protocol';
 import { MemoryRouteTable, Router, createRouter, type ClusterSpec, type RouterHandle, type RouterOptions } from '../src/index';
+import { type EchoProvider, startEchoProvider } from '@meshport/testkit';
 import {
   FrameClient,
   boltRequest,
@@ -18,10 +19,8 @@ import {
   closedPort,
   dubboRequest,
   echoedText,
-  startEchoServer,
   startHoldingServer,
   until,
-  type EchoServer,
   type HoldingServer,
 } from './helpers/peers';
 
@@ -132,8 +131,8 @@ describe('router: failure semantics and load balancing', function () {
     }
   });
 
-  async function echo(): Promise<EchoServer> {
-    const server = await startEchoServer();
+  async function echo(): Promise<EchoProvider> {
+    const server = await startEchoProvider();
     onCleanup(() => server.close());
     return server;
   }
@@ -497,7 +496,7 @@ describe('router: failure semantics and load balancing', function () {
   });
 
   describe('malformed and oversize frames', () => {
-    let app: EchoServer;
+    let app: EchoProvider;
     let router: RouterHandle;
     let bystander: FrameClient;
 

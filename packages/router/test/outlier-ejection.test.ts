@@ -6,7 +6,8 @@ import { strict as assert } from 'node:assert';
 import { BoltStatus } from '@meshport/protocol';
 import { MemoryRouteTable, type ClusterState, type RouterHandle } from '../src/index';
 import { useRouterKit } from './helpers/kit';
-import { boltRequest, until, type EchoServer, type FrameClient } from './helpers/peers';
+import { type EchoProvider } from '@meshport/testkit';
+import { boltRequest, until, type FrameClient } from './helpers/peers';
 
 const SVC = 'com.example.EchoService:1.0';
 const local = (port: number) => ({ host: '127.0.0.1', port });
@@ -69,8 +70,8 @@ describe('router: outlier ejection', function () {
      * A cluster of `size` endpoints of which `failing` reset every request, asked round-robin until each failing one
      * has failed far more than 5 times in a row; returns the endpoints as /routes shows them.
      */
-    async function failMany(size: number, failing: number): Promise<{ states: ClusterState['endpoints']; servers: EchoServer[] }> {
-      const servers: EchoServer[] = [];
+    async function failMany(size: number, failing: number): Promise<{ states: ClusterState['endpoints']; servers: EchoProvider[] }> {
+      const servers: EchoProvider[] = [];
       for (let i = 0; i < size; i++) servers.push(await kit.echo());
       for (const s of servers.slice(0, failing)) s.behave = () => 'reset';
       const routes = new MemoryRouteTable().setOutbound(SVC, { endpoints: servers.map((s) => local(s.port)) });

@@ -5,18 +5,19 @@ import pino from 'pino';
 import { BoltStatus, DubboStatus, decodeFrame, type FrameHeader } from '@meshport/protocol';
 import { MemoryRouteTable, createRouter, routeKey, type RouterHandle } from '../src/index';
 import { RouteKeys } from '../src/route-key';
-import { FrameClient, boltRequest, dubboRequest, echoedText, startEchoServer, type EchoServer } from './helpers/peers';
+import { type EchoProvider, startEchoProvider } from '@meshport/testkit';
+import { FrameClient, boltRequest, dubboRequest, echoedText } from './helpers/peers';
 
 const quiet = pino({ level: 'silent' });
 
 describe('router: two hops', () => {
-  let provider: EchoServer;
+  let provider: EchoProvider;
   let consumerSide: RouterHandle;
   let providerSide: RouterHandle;
   let client: FrameClient;
 
   beforeEach(async () => {
-    provider = await startEchoServer();
+    provider = await startEchoProvider();
     const providerRoutes = new MemoryRouteTable()
       .setInbound('com.example.EchoService:1.0', { host: '127.0.0.1', port: provider.port })
       .setInbound('org.example.Greeter:2.0', { host: '127.0.0.1', port: provider.port });
@@ -79,13 +80,13 @@ describe('router: two hops', () => {
 
 describe('router: Dubbo groups', () => {
   const iface = 'org.example.Grouped';
-  let g1: EchoServer;
-  let g2: EchoServer;
+  let g1: EchoProvider;
+  let g2: EchoProvider;
   let router: RouterHandle;
   let client: FrameClient;
 
   beforeEach(async () => {
-    [g1, g2] = await Promise.all([startEchoServer(), startEchoServer()]);
+    [g1, g2] = await Promise.all([startEchoProvider(), startEchoProvider()]);
     const routes = new MemoryRouteTable()
       .setOutbound(`g1/${iface}:1.0`, { endpoints: [{ host: '127.0.0.1', port: g1.port }] })
       .setOutbound(`g2/${iface}:1.0`, { endpoints: [{ host: '127.0.0.1', port: g2.port }] });

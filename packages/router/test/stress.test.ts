@@ -7,7 +7,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
 import { BoltStatus, DubboStatus, FrameSplitter, decodeFrame, type FrameHeader } from '@meshport/protocol';
 import { MemoryRouteTable, createRouter, type RouterHandle } from '../src/index';
-import { boltRequest, dubboRequest, startEchoServer, until, type EchoServer } from './helpers/peers';
+import { type EchoProvider, startEchoProvider } from '@meshport/testkit';
+import { boltRequest, dubboRequest, until } from './helpers/peers';
 
 const quiet = pino({ level: 'silent' });
 
@@ -266,7 +267,7 @@ async function hopRelay(target: number): Promise<HopRelay> {
 describe('router: acceptance stress run', function () {
   this.timeout(120_000);
 
-  let providers: EchoServer[] = [];
+  let providers: EchoProvider[] = [];
   let providerSides: RouterHandle[] = [];
   let consumerSide: RouterHandle | undefined;
   let callers: PipelinedCaller[] = [];
@@ -299,7 +300,7 @@ describe('router: acceptance stress run', function () {
     let providerResets = 0;
     let providerRequests = 0;
     for (let n = 0; n < PROVIDERS; n++) {
-      const provider = await startEchoServer();
+      const provider = await startEchoProvider();
       providers.push(provider);
       provider.behave = () => {
         providerRequests++;

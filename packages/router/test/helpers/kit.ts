@@ -3,14 +3,15 @@
 
 import pino from 'pino';
 import { createRouter, type MemoryRouteTable, type RouterHandle, type RouterOptions } from '../../src/index';
-import { FrameClient, startEchoServer, startHoldingServer, type EchoServer, type HoldingServer } from './peers';
+import { type EchoProvider, startEchoProvider } from '@meshport/testkit';
+import { FrameClient, startHoldingServer, type HoldingServer } from './peers';
 
 export interface RouterKit {
   /** Runs `fn` after the current test, in reverse order of registration. */
   onCleanup(fn: () => unknown): void;
   /** A started router with only the outbound listener and no admin, unless the options say otherwise. */
   router(routes: MemoryRouteTable, options?: Partial<RouterOptions>): Promise<RouterHandle>;
-  echo(): Promise<EchoServer>;
+  echo(): Promise<EchoProvider>;
   holding(): Promise<HoldingServer>;
   connect(port: number): Promise<FrameClient>;
 }
@@ -39,7 +40,7 @@ export function useRouterKit(): RouterKit {
       return router;
     },
     async echo() {
-      const server = await startEchoServer();
+      const server = await startEchoProvider();
       onCleanup(() => server.close());
       return server;
     },

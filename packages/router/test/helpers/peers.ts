@@ -1,10 +1,12 @@
-// Test peers on loopback built on the protocol package: an echo provider with knobs, and a pipelining client.
+// Test peers on loopback built on the protocol package: request builders, a pipelining client and a holding provider
+// (the echo provider with knobs is @meshport/testkit's).
 
 import net from 'node:net';
 import { once } from 'node:events';
 import { crc32 } from 'node:zlib';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FrameSplitter, decodeFrame, encodeBoltHeartbeatAck, encodeDubboHeartbeatAck, type FrameHeader } from '@meshport/protocol';
+import { echoResponse } from '@meshport/testkit';
 
 /** A Bolt or Dubbo request frame with a body that names it, so a misrouted answer is caught. */
 export function boltRequest(id: number, service: string, body: string, timeoutMs = 3000): Buffer {
@@ -59,83 +61,6 @@ export function dubboRequest(id: bigint | number, service: string, version: stri
   head.writeBigInt64BE(BigInt(id), 4);
   head.writeInt32BE(payload.length, 12);
   return Buffer.concat([head, payload]);
-}
-
-/** The success response to a request: same id, body = the request's body bytes (an echo). */
-export function echoResponse(frame: Buffer, header: FrameHeader): Buffer {
-  const body = frame.subarray(header.bodyOffset, header.bodyOffset + header.bodyLength);
-  if (header.protocol === 'dubbo') {
-    const head = Buffer.from(frame.subarray(0, 16));
-    head[2] = 0x02;
-    head[3] = 20;
-    return Buffer.concat([head, body]);
-  }
-  const fixed = Buffer.alloc(20);
-  fixed[0] = 1;
-  fixed[1] = 0;
-  fixed.writeUInt16BE(2, 2);
-  fixed[4] = 1;
-  fixed.writeInt32BE(header.requestId, 5);
-  fixed[9] = 1;
-  fixed.writeUInt16BE(0, 10);
-  fixed.writeInt32BE(body.length, 16);
-  return Buffer.concat([fixed, body]);
-}
-
-export interface EchoServer {
-  port: number;
-  /** Requests seen, by kind of frame. */
-  seen: FrameHeader[];
-  connections: Set<net.Socket>;
-  /** What to do with each request: answer (default), drop it, answer late, or reset the connection. */
-  behave: (header: FrameHeader) => 'answer' | 'drop' | 'reset' | { delayMs: number };
-  heartbeats: number;
-  answerHeartbeats: boolean;
-  close(): Promise<void>;
-}
-
-export async function startEchoServer(): Promise<EchoServer> {
-  const connections = new Set<net.Socket>();
-  const state: EchoServer = {
-    port: 0,
-    seen: [],
-    connections,
-    behave: () => 'answer',
-    heartbeats: 0,
-    answerHeartbeats: true,
-    close: async () => {
-      for (const s of connections) s.destroy();
-      await new Promise((r) => server.close(r));
-    },
-  };
-  const server = net.createServer((socket) => {
-    connections.add(socket);
-    socket.on('close', () => connections.delete(socket));
-    socket.on('error', () => {});
-    const splitter = new FrameSplitter((frame) => {
-      const header = decodeFrame(frame);
-      if (header.kind === 'heartbeat') {
-        state.heartbeats++;
-        if (state.answerHeartbeats) {
-          socket.write(header.protocol === 'dubbo' ? encodeDubboHeartbeatAck(header.requestId) : encodeBoltHeartbeatAck(header.requestId));
-        }
-        return;
-      }
-      if (header.kind !== 'request' && header.kind !== 'oneway') return;
-      state.seen.push(header);
-      if (header.kind === 'oneway') return;
-      const what = state.behave(header);
-      const reply = echoResponse(Buffer.from(frame), header);
-      if (what === 'answer') socket.write(reply);
-      else if (what === 'reset') socket.resetAndDestroy();
-      else if (typeof what === 'object') setTimeout(() => socket.destroyed || socket.write(reply), what.delayMs);
-    });
-    socket.on('data', (c) => splitter.write(c));
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  state.port = (server.address() as net.AddressInfo).port;
-  return state;
 }
 
 /** A client that sends frames on one connection and collects every answer, decoded, with its frame. */
