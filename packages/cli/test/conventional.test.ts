@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BoltCodec, encodeBoltHeartbeat } from '@meshport/protocol';
+import { freePort } from '@meshport/testkit';
 import { buildProgram } from '../src/main';
 import { parseHostPort, startTap } from '../src/tap';
 
@@ -20,14 +21,6 @@ const fixtureHex = (name: string) => readFileSync(path.join(FIXTURES, name), 'ut
 function meshport(args: string[], input?: string | Buffer) {
   const r = spawnSync(process.execPath, [BIN, ...args], { input, env: { ...process.env, NO_COLOR: '1' } });
   return { code: r.status, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 describe('meshport: a conventional command line', function () {

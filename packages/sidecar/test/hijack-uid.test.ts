@@ -2,23 +2,12 @@
 
 import { strict as assert } from 'node:assert';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { freePorts } from '@meshport/testkit';
 import pino from 'pino';
 import { loadConfig } from '../src/config';
 import { Sidecar } from '../src/sidecar';
-
-/** A port nothing listens on right now (the capture ports cannot be 0). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
-}
 
 describe('sidecar with hijack: the uid it runs as', function () {
   this.timeout(30_000);
@@ -31,12 +20,14 @@ describe('sidecar with hijack: the uid it runs as', function () {
 
   async function startWith(uid: number): Promise<{ msg: string; [key: string]: unknown }[]> {
     const file = path.join(dir, 'meshport.yaml');
+    // Ports nothing listens on (the capture ports cannot be 0).
+    const [outboundCapture, inboundCapture] = await freePorts(2);
     writeFileSync(
       file,
       [
         'listeners: { outbound: "127.0.0.1:0", inbound: "127.0.0.1:0" }',
         'admin: "127.0.0.1:0"',
-        `hijack: { mode: redirect, outboundCapturePort: ${await freePort()}, inboundCapturePort: ${await freePort()}, uid: ${uid} }`,
+        `hijack: { mode: redirect, outboundCapturePort: ${outboundCapture}, inboundCapturePort: ${inboundCapture}, uid: ${uid} }`,
         'registries:',
         '  - { name: static, type: file, upstream: registry.json }',
       ].join('\n') + '\n',
