@@ -356,6 +356,8 @@ class Loop {
   void fail(Call* call, Failure f, const std::string& message);
   Upstream* connectionFor(Host& host, Proto proto);
   inline Upstream* dial(Host& host, Proto proto);
+  /** Why the last dial failed at once (socket() or connect() refused before any event): for the caller's error. */
+  std::string dialError_;
   void upstreamEvent(Upstream* u, uint32_t ev);
   inline void connected(Upstream* u);
   inline void readUpstream(Upstream* u);

@@ -25,7 +25,11 @@ void Loop::send(Call* call, uint8_t* p, size_t len) {
     host->active--;
     call->host = nullptr;
     call->route.tried.push_back(host);
-    if (call->route.tried.size() > s_.connectRetries) return fail(call, Failure::Unavailable, "meshport: could not connect to " + cluster.name);
+    // A connect refused at once counts toward ejection like one refused later (docs/router.md: every failed connect).
+    recordFailure(cluster, *host);
+    if (call->route.tried.size() > s_.connectRetries) {
+      return fail(call, Failure::Unavailable, "meshport: could not connect to " + cluster.name + ": " + dialError_);
+    }
     return send(call, p, len);
   }
   const uint32_t id = u->calls.add(call);
@@ -112,7 +116,8 @@ Upstream* Loop::connectionFor(Host& host, Proto proto) {
 inline Upstream* Loop::dial(Host& host, Proto proto) {
   Fd fd(socket(host.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!fd.valid()) {
-    log("warn", "upstream socket failed: " + std::string(strerror(errno)), "\"endpoint\":" + jsonString(host.key));
+    dialError_ = strerror(errno);
+    log("warn", "upstream socket failed: " + dialError_, "\"endpoint\":" + jsonString(host.key));
     return nullptr;
   }
   int one = 1;
@@ -126,7 +131,8 @@ inline Upstream* Loop::dial(Host& host, Proto proto) {
   if (rc != 0 && errno != EINPROGRESS) {
     const int e = errno;
     delete u;
-    log("warn", "upstream connect failed", "\"endpoint\":" + jsonString(host.key) + ",\"err\":" + jsonString(strerror(e)));
+    dialError_ = strerror(e);
+    log("warn", "upstream connect failed", "\"endpoint\":" + jsonString(host.key) + ",\"err\":" + jsonString(dialError_));
     return nullptr;
   }
   u->fd = std::move(fd);

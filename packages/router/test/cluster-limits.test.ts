@@ -9,7 +9,8 @@ import pino from 'pino';
 import { BoltStatus, DubboStatus } from '@meshport/protocol';
 import { MemoryRouteTable, type RouterHandle } from '../src/index';
 import { useRouterKit } from './helpers/kit';
-import { boltRequest, closedPort, dubboRequest, echoedText, until, type FrameClient } from './helpers/peers';
+import { boltRequest, dubboCall } from '@meshport/testkit';
+import { closedPort, echoedText, until, type FrameClient } from './helpers/peers';
 
 const BOLT_SVC = 'com.example.EchoService:1.0';
 const DUBBO_IFACE = 'org.example.Greeter';
@@ -42,7 +43,7 @@ describe('router: cluster limits', function () {
       // them find it still connecting. Bolt and Dubbo have a pooled connection each, and each its own pending calls.
       const burst: Buffer[] = [];
       for (let i = 1; i <= 10; i++) burst.push(boltRequest(i, BOLT_SVC, `bolt-${i}`));
-      for (let i = 1; i <= 10; i++) burst.push(dubboRequest(100 + i, DUBBO_IFACE, '2.0', 'hello', `dubbo-${i}`));
+      for (let i = 1; i <= 10; i++) burst.push(dubboCall(100 + i, DUBBO_IFACE, '2.0', 'hello', `dubbo-${i}`));
       client.send(Buffer.concat(burst));
       await client.waitFor(14);
       for (let i = 4; i <= 10; i++) {
@@ -127,6 +128,21 @@ describe('router: cluster limits', function () {
       assert.match(answer.frame.toString('utf8'), /no endpoint of com\.example\.EchoService:1\.0 accepted a connection/);
       await sleep(200);
       assert.equal(lines.filter((l) => l.msg === 'upstream connect failed').length, 2);
+    });
+
+    it('a connect the kernel refuses at once (a broadcast address: nothing is sent) counts as a failure, and the caller hears why', async () => {
+      // connect() to 255.255.255.255 fails in the syscall itself (ENETUNREACH, or EACCES with a default route), where a
+      // refusing port fails a moment later.
+      const routes = new MemoryRouteTable().setOutbound(BOLT_SVC, { endpoints: [{ host: '255.255.255.255', port: 9 }] });
+      const router = await kit.router(routes, { connectRetries: 0, logger: pino({ level: 'silent' }) });
+      const client = await kit.connect(router.address('outbound').port);
+      client.send(boltRequest(1, BOLT_SVC, 'x'));
+      await client.waitFor(1);
+      const answer = answerFor(client, 1);
+      assert.equal(answer.header.status, BoltStatus.ERROR_COMM);
+      assert.match(answer.frame.toString('utf8'), /could not connect to com\.example\.EchoService:1\.0: .*(unreachable|ENETUNREACH|permission denied|EACCES)/i);
+      const [endpoint] = (await router.describeRoutes()).find((c) => c.name === BOLT_SVC)!.endpoints;
+      assert.equal(endpoint!.consecutiveFailures, 1);
     });
   });
 });
