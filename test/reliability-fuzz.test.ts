@@ -42,7 +42,9 @@ import {
 } from './support/fuzz';
 import { LONG, recordSuite, scale, type Figure } from './support/reliability';
 import {
+  boltRequest,
   connectZooKeeper,
+  dubboCall,
   echoResponse,
   pidAlive,
   RespConnection,
@@ -51,13 +53,6 @@ import {
   startRedis,
   startZooKeeper,
 } from '@meshport/testkit';
-
-/** The router package's own test peers (compiled with it): request builders. */
-interface Peers {
-  boltRequest(id: number, service: string, body: string, timeoutMs?: number): Buffer;
-  dubboRequest(id: bigint | number, service: string, version: string, method: string, body: string): Buffer;
-}
-const peers = require(path.resolve(__dirname, '../../packages/router/dist/test/helpers/peers')) as Peers;
 
 const SEED = fuzzSeedFromEnv();
 const CASES = process.env.FUZZ_CASES ? Number(process.env.FUZZ_CASES) : scale(100_000, 10_000_000);
@@ -408,15 +403,15 @@ describe('reliability: fuzzing every parser that faces the network', function ()
       const port = router.address('outbound').port;
       const good = await GoodFrameClient.connect(port);
       try {
-        const corpus = [...seedsOf('bolt'), ...seedsOf('dubbo'), peers.boltRequest(1, ECHO, 'x'), peers.dubboRequest(2, GREETER, '2.0', 'hi', 'y')];
+        const corpus = [...seedsOf('bolt'), ...seedsOf('dubbo'), boltRequest(1, ECHO, 'x'), dubboCall(2, GREETER, '2.0', 'hi', 'y')];
         let id = 1_000_000;
         const f = await wireCampaign('bolt', port, WIRE_CASES, judgeFrames, async () => {
           const bid = id++;
-          const bolt = await good.call(bid, peers.boltRequest(bid, ECHO, `good-bolt-${bid}`));
+          const bolt = await good.call(bid, boltRequest(bid, ECHO, `good-bolt-${bid}`));
           assert.ok(bolt.toString('latin1').endsWith(`good-bolt-${bid}`), 'the good Bolt call got someone else\'s answer');
           assert.equal(decodeFrame(bolt).status, 0);
           const did = id++;
-          const dubbo = await good.call(did, peers.dubboRequest(did, GREETER, '2.0', 'hi', `good-dubbo-${did}`));
+          const dubbo = await good.call(did, dubboCall(did, GREETER, '2.0', 'hi', `good-dubbo-${did}`));
           assert.ok(dubbo.toString('latin1').includes(`good-dubbo-${did}`), 'the good Dubbo call got someone else\'s answer');
           assert.equal(decodeFrame(dubbo).status, 20);
         }, corpus);

@@ -9,16 +9,8 @@ import { strict as assert } from 'node:assert';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BoltStatus, DubboStatus } from '@meshport/protocol';
 import { recordSuite, scale, type Figure } from './support/reliability';
-import { type EchoProvider, startEchoProvider } from '@meshport/testkit';
-import {
-  boltRequest,
-  dubboCall,
-  memoryOf,
-  percentile,
-  RpcClient,
-  startSidecarChild,
-  type SidecarChild,
-} from './support/wire';
+import { boltRequest, dubboCall, type EchoProvider, startEchoProvider } from '@meshport/testkit';
+import { memoryOf, percentile, RpcClient, startSidecarChild, type SidecarChild } from './support/wire';
 
 const BOLT_SERVICE = 'com.example.Echo:1.0';
 const DUBBO_SERVICE = 'com.example.Greet';

@@ -22,14 +22,20 @@ import { BoltStatus, DubboStatus, decodeFrame } from '@meshport/protocol';
 import { MemoryRouteTable } from '@meshport/router';
 import { CaptureListener } from '@meshport/sidecar';
 import { createNetns, createVethPair, deleteNetns, execInNetns, installedState, spawnInNetns, uniqueNetnsName } from '@meshport/hijack';
-import { type EchoProvider, echoResponse, JsonLinesChild, skipOrFail, startEchoProvider } from '@meshport/testkit';
+import {
+  boltRequest,
+  dubboRequest,
+  type EchoProvider,
+  echoResponse,
+  hessianShort,
+  JsonLinesChild,
+  skipOrFail,
+  startEchoProvider,
+} from '@meshport/testkit';
 import { recordSuite, scale, type Figure } from './support/reliability';
 import {
   BIN,
-  boltRequest,
   counterValue,
-  dubboRequest,
-  hessianShort,
   memoryOf,
   percentile,
   RpcClient,

@@ -1,5 +1,5 @@
-// What the overload and security suites share: hand-made Bolt and Dubbo frames, a multiplexing client, and a
-// `meshport sidecar` child process whose memory is its own (/proc/<pid>/status). The echo provider is the kit's.
+// What the overload and security suites share: a multiplexing client, and a `meshport sidecar` child process whose
+// memory is its own (/proc/<pid>/status). Request frames and the echo provider are the kit's.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -12,71 +12,6 @@ import { FrameSplitter, decodeFrame, type FrameHeader } from '@meshport/protocol
 import { PortTakenError, onFreePorts } from '@meshport/testkit';
 
 export const BIN = path.resolve(__dirname, '../../../packages/cli/bin/meshport.js');
-export const BOLT_SOFA_REQUEST = 'com.alipay.sofa.rpc.core.request.SofaRequest';
-
-/** A Bolt v1 request: class, a header map with `service`, and the content bytes as given. */
-export function boltRequest(id: number, service: string, content: Buffer, timeoutMs = 3000): Buffer {
-  const cls = Buffer.from(BOLT_SOFA_REQUEST);
-  const key = Buffer.from('service');
-  const val = Buffer.from(service);
-  const header = Buffer.alloc(8 + key.length + val.length);
-  header.writeInt32BE(key.length, 0);
-  key.copy(header, 4);
-  header.writeInt32BE(val.length, 4 + key.length);
-  val.copy(header, 8 + key.length);
-  const fixed = Buffer.alloc(22);
-  fixed[0] = 1; // Bolt v1
-  fixed[1] = 1; // request
-  fixed.writeUInt16BE(1, 2); // cmdcode: RPC request
-  fixed[4] = 1;
-  fixed.writeInt32BE(id, 5);
-  fixed[9] = 1; // hessian2
-  fixed.writeInt32BE(timeoutMs, 10);
-  fixed.writeInt16BE(cls.length, 14);
-  fixed.writeInt16BE(header.length, 16);
-  fixed.writeInt32BE(content.length, 18);
-  return Buffer.concat([fixed, cls, header, content]);
-}
-
-/** A Dubbo two-way hessian2 request with the payload as given (it must start with the version/service/version/method strings). */
-export function dubboRequest(id: bigint | number, payload: Buffer): Buffer {
-  const head = Buffer.alloc(16);
-  head.writeUInt16BE(0xdabb, 0);
-  head[2] = 0xc2; // request, two-way, hessian2
-  head.writeBigInt64BE(BigInt(id), 4);
-  head.writeInt32BE(payload.length, 12);
-  return Buffer.concat([head, payload]);
-}
-
-/**
- * A Dubbo call as Dubbo writes one: the leading strings, the descriptor, one String argument `arg`, then the
- * attachments map (path, version, and `group` when given), where the router reads the call's group.
- */
-export function dubboCall(id: bigint | number, iface: string, version: string, method: string, arg: string, group?: string): Buffer {
-  const attachments = [hessianShort('path'), hessianShort(iface), hessianShort('version'), hessianShort(version)];
-  if (group !== undefined) attachments.push(hessianShort('group'), hessianShort(group));
-  return dubboRequest(
-    id,
-    Buffer.concat([
-      hessianShort('2.0.2'),
-      hessianShort(iface),
-      hessianShort(version),
-      hessianShort(method),
-      hessianShort('Ljava/lang/String;'),
-      hessianShort(arg),
-      Buffer.from('H'),
-      ...attachments,
-      Buffer.from('Z'),
-    ]),
-  );
-}
-
-/** Hessian2 compact strings (short ones, ASCII): enough for the leading strings of a Dubbo body. */
-export function hessianShort(s: string): Buffer {
-  const b = Buffer.from(s);
-  if (b.length >= 32) return Buffer.concat([Buffer.from([0x30 + (b.length >> 8), b.length & 0xff]), b]);
-  return Buffer.concat([Buffer.from([b.length]), b]);
-}
 
 export interface Answer {
   header: FrameHeader;

@@ -9,8 +9,8 @@ import pino from 'pino';
 import { Registry } from 'prom-client';
 import { BoltStatus, DubboStatus } from '@meshport/protocol';
 import { MemoryRouteTable, createRouter, type RouterHandle } from '../src/index';
-import { type EchoProvider, startEchoProvider } from '@meshport/testkit';
-import { FrameClient, boltRequest, closedPort, dubboRequest, until } from './helpers/peers';
+import { boltRequest, dubboCall, type EchoProvider, startEchoProvider } from '@meshport/testkit';
+import { FrameClient, closedPort, until } from './helpers/peers';
 
 const quiet = pino({ level: 'silent' });
 
@@ -178,9 +178,9 @@ describe('router: admin HTTP', function () {
       c.send(frame);
     };
     for (let i = 1; i <= 5; i++) send(a, sentA, boltRequest(i, BOLT_SVC, `bolt-${i}`));
-    for (let i = 1; i <= 3; i++) send(a, sentA, dubboRequest(2n ** 40n + BigInt(i), DUBBO_IFACE, '2.0', 'hello', `dubbo-${i}`));
+    for (let i = 1; i <= 3; i++) send(a, sentA, dubboCall(2n ** 40n + BigInt(i), DUBBO_IFACE, '2.0', 'hello', `dubbo-${i}`));
     send(a, sentA, boltRequest(100, 'com.example.Nobody:1.0', 'x'));
-    send(a, sentA, dubboRequest(101, 'org.example.Nobody', '1.0', 'm', 'x'));
+    send(a, sentA, dubboCall(101, 'org.example.Nobody', '1.0', 'm', 'x'));
     await a.waitFor(10);
     // Alone, so the provider's reset fails nothing else: the provider side answers it CONNECTION_CLOSED, which this
     // router forwards as that upstream status.

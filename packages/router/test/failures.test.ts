@@ -11,13 +11,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
 import { BoltStatus, DubboStatus, encodeBoltHeartbeat, encodeDubboHeartbeat, type FrameHeader } from '@meshport/protocol';
 import { MemoryRouteTable, Router, createRouter, type ClusterSpec, type RouterHandle, type RouterOptions } from '../src/index';
-import { type EchoProvider, startEchoProvider } from '@meshport/testkit';
+import { boltRequest, dubboCall, type EchoProvider, startEchoProvider } from '@meshport/testkit';
 import {
   FrameClient,
-  boltRequest,
   boltRequestFrame,
   closedPort,
-  dubboRequest,
   echoedText,
   startHoldingServer,
   until,
@@ -33,7 +31,7 @@ const DUBBO_SVC = `${DUBBO_IFACE}:2.0`;
 type Answer = FrameClient['answers'][number];
 
 const local = (port: number) => ({ host: '127.0.0.1', port });
-const dubbo = (id: number, body: string, method = 'hello') => dubboRequest(id, DUBBO_IFACE, '2.0', method, body);
+const dubbo = (id: number, body: string, method = 'hello') => dubboCall(id, DUBBO_IFACE, '2.0', method, body);
 
 /** Every answer a client got for one request id (Bolt ids are numbers, Dubbo ids decimal strings). */
 function answersFor(client: FrameClient, id: number | string): Answer[] {
@@ -174,7 +172,7 @@ describe('router: failure semantics and load balancing', function () {
       const router = await startRouter(routes, { outbound: false, inbound: { port: 0 } });
       const client = await connect(router.address('inbound').port);
       client.send(boltRequest(21, 'com.example.Nobody:1.0', 'x'));
-      client.send(dubboRequest(22, 'org.example.Nobody', '1.0', 'm', 'x'));
+      client.send(dubboCall(22, 'org.example.Nobody', '1.0', 'm', 'x'));
       await client.waitFor(2);
       const bolt = onlyAnswer(client, 21);
       assert.equal(bolt.header.protocol, 'bolt');

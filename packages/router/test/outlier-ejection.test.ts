@@ -6,8 +6,8 @@ import { strict as assert } from 'node:assert';
 import { BoltStatus } from '@meshport/protocol';
 import { MemoryRouteTable, type ClusterState, type RouterHandle } from '../src/index';
 import { useRouterKit } from './helpers/kit';
-import { type EchoProvider } from '@meshport/testkit';
-import { boltRequest, until, type FrameClient } from './helpers/peers';
+import { boltRequest, type EchoProvider } from '@meshport/testkit';
+import { until, type FrameClient } from './helpers/peers';
 
 const SVC = 'com.example.EchoService:1.0';
 const local = (port: number) => ({ host: '127.0.0.1', port });

@@ -5,8 +5,8 @@ import pino from 'pino';
 import { BoltStatus, DubboStatus, decodeFrame, type FrameHeader } from '@meshport/protocol';
 import { MemoryRouteTable, createRouter, routeKey, type RouterHandle } from '../src/index';
 import { RouteKeys } from '../src/route-key';
-import { type EchoProvider, startEchoProvider } from '@meshport/testkit';
-import { FrameClient, boltRequest, dubboRequest, echoedText } from './helpers/peers';
+import { boltRequest, dubboCall, type EchoProvider, startEchoProvider } from '@meshport/testkit';
+import { FrameClient, echoedText } from './helpers/peers';
 
 const quiet = pino({ level: 'silent' });
 
@@ -41,7 +41,7 @@ describe('router: two hops', () => {
 
   it('forwards Bolt and Dubbo on one port, and every answer carries its caller id and its own body', async () => {
     client.send(boltRequest(7, 'com.example.EchoService:1.0', 'bolt-7'));
-    client.send(dubboRequest(2n ** 40n, 'org.example.Greeter', '2.0', 'hello', 'dubbo-big'));
+    client.send(dubboCall(2n ** 40n, 'org.example.Greeter', '2.0', 'hello', 'dubbo-big'));
     client.send(boltRequest(-5, 'com.example.EchoService:1.0', 'bolt-minus-5'));
     await client.waitFor(3);
     const byId = new Map(client.answers.map((a) => [String(a.header.requestId), a]));
@@ -55,7 +55,7 @@ describe('router: two hops', () => {
 
   it('answers a service with no route: Bolt NO_PROCESSOR, Dubbo 60 SERVICE_NOT_FOUND, with a message', async () => {
     client.send(boltRequest(1, 'com.example.Nobody:1.0', 'x'));
-    client.send(dubboRequest(2, 'org.example.Nobody', '1.0', 'm', 'x'));
+    client.send(dubboCall(2, 'org.example.Nobody', '1.0', 'm', 'x'));
     await client.waitFor(2);
     const [bolt, dubbo] = [client.answers.find((a) => a.header.protocol === 'bolt')!, client.answers.find((a) => a.header.protocol === 'dubbo')!];
     assert.equal(bolt.header.status, BoltStatus.NO_PROCESSOR);
@@ -102,9 +102,9 @@ describe('router: Dubbo groups', () => {
   });
 
   it("sends each call to its own group's endpoints; a group with no route and a call without a group get SERVICE_NOT_FOUND", async () => {
-    for (let i = 0; i < 10; i++) client.send(dubboRequest(i, iface, '1.0', 'hello', `call-${i}`, i % 2 === 0 ? 'g1' : 'g2'));
-    client.send(dubboRequest(100, iface, '1.0', 'hello', 'no-such-group', 'g3'));
-    client.send(dubboRequest(101, iface, '1.0', 'hello', 'no-group'));
+    for (let i = 0; i < 10; i++) client.send(dubboCall(i, iface, '1.0', 'hello', `call-${i}`, i % 2 === 0 ? 'g1' : 'g2'));
+    client.send(dubboCall(100, iface, '1.0', 'hello', 'no-such-group', 'g3'));
+    client.send(dubboCall(101, iface, '1.0', 'hello', 'no-group'));
     await client.waitFor(12);
     const byId = new Map(client.answers.map((a) => [String(a.header.requestId), a]));
     assert.deepEqual(g1.seen.map((h) => (h as { group?: string }).group), Array(5).fill('g1'));
@@ -116,13 +116,13 @@ describe('router: Dubbo groups', () => {
   });
 
   it('answers a call whose attachments cannot be read with BAD_REQUEST, sends it nowhere, and keeps the connection', async () => {
-    const good = dubboRequest(1, iface, '1.0', 'hello', 'fine', 'g1');
+    const good = dubboCall(1, iface, '1.0', 'hello', 'fine', 'g1');
     // The same call with the attachments map cut to a byte no Hessian value starts with.
     const bad = Buffer.from(good);
     const at = bad.lastIndexOf(Buffer.from('H'));
     bad[at] = 0xff;
     client.send(bad);
-    client.send(dubboRequest(2, iface, '1.0', 'hello', 'after', 'g1'));
+    client.send(dubboCall(2, iface, '1.0', 'hello', 'after', 'g1'));
     await client.waitFor(2);
     assert.equal(client.answers[0]!.header.status, DubboStatus.BAD_REQUEST);
     assert.match(client.answers[0]!.frame.toString('utf8'), /identity cannot be read from its attachments/);
@@ -132,7 +132,7 @@ describe('router: Dubbo groups', () => {
   });
 
   it("refuses a call whose path attachment names another service (a Java provider would serve that one)", async () => {
-    const frame = dubboRequest(7, iface, '1.0', 'hello', 'spoof', 'g1');
+    const frame = dubboCall(7, iface, '1.0', 'hello', 'spoof', 'g1');
     const at = frame.indexOf(Buffer.from(iface), frame.indexOf(Buffer.from('path')));
     Buffer.from(iface.replace('Grouped', 'Spoofed')).copy(frame, at);
     client.send(frame);
@@ -144,7 +144,7 @@ describe('router: Dubbo groups', () => {
 });
 
 describe('routeKey', () => {
-  const dubboHeader = (iface: string, version: string) => decodeFrame(dubboRequest(1, iface, version, 'hello', 'x'));
+  const dubboHeader = (iface: string, version: string) => decodeFrame(dubboCall(1, iface, version, 'hello', 'x'));
 
   it('is interface:version for Dubbo and the service for Bolt; a router\'s cached keys stay right past the cache bound', () => {
     const keys = new RouteKeys(100);
@@ -171,7 +171,7 @@ describe('routeKey', () => {
   });
 
   it('is group/interface:version for a Dubbo call with a group attachment, as dubboServiceKey builds it from a URL', () => {
-    const key = (version: string, group?: string) => routeKey(decodeFrame(dubboRequest(1, 'org.example.A', version, 'hello', 'x', group)));
+    const key = (version: string, group?: string) => routeKey(decodeFrame(dubboCall(1, 'org.example.A', version, 'hello', 'x', group)));
     assert.equal(key('1.0', 'g1'), 'g1/org.example.A:1.0');
     assert.equal(key('1.0', 'g2'), 'g2/org.example.A:1.0');
     assert.equal(key('', 'g1'), 'g1/org.example.A');

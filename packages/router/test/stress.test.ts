@@ -7,8 +7,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
 import { BoltStatus, DubboStatus, FrameSplitter, decodeFrame, type FrameHeader } from '@meshport/protocol';
 import { MemoryRouteTable, createRouter, type RouterHandle } from '../src/index';
-import { type EchoProvider, startEchoProvider } from '@meshport/testkit';
-import { boltRequest, dubboRequest, until } from './helpers/peers';
+import { boltRequest, dubboCall, type EchoProvider, startEchoProvider } from '@meshport/testkit';
+import { until } from './helpers/peers';
 
 const quiet = pino({ level: 'silent' });
 
@@ -109,7 +109,7 @@ function plan(random: () => number): Plan {
       key = `bolt:${id}`;
     } else {
       const id = dubboId(dubbos++);
-      frame = dubboRequest(id, DUBBO_INTERFACE, DUBBO_VERSION, 'echo', body);
+      frame = dubboCall(id, DUBBO_INTERFACE, DUBBO_VERSION, 'echo', body);
       key = `dubbo:${id}`;
     }
     const header = decodeFrame(frame);

@@ -13,7 +13,9 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 
 // A root-level hook when this module is loaded while mocha loads spec files (mocha's globals, not its types: the kit
 // declares no dependency on mocha).
-const after = (globalThis as { after?: (title: string, fn: (this: { timeout(ms: number): void }) => Promise<void>) => void }).after;
+const after = (
+  globalThis as { after?: (title: string, fn: (this: { timeout(ms: number): void }) => Promise<void>) => void }
+).after;
 if (typeof after === 'function') {
   after('stop servers the suites left running', async function () {
     this.timeout(STOP_GRACE_MS + 5_000);

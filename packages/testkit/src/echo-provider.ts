@@ -4,7 +4,13 @@
 
 import { once } from 'node:events';
 import net from 'node:net';
-import { FrameSplitter, decodeFrame, encodeBoltHeartbeatAck, encodeDubboHeartbeatAck, type FrameHeader } from '@meshport/protocol';
+import {
+  FrameSplitter,
+  decodeFrame,
+  encodeBoltHeartbeatAck,
+  encodeDubboHeartbeatAck,
+  type FrameHeader,
+} from '@meshport/protocol';
 import { HOST } from './ports';
 
 /** The success response to a request: same id, its body echoed (or `body` when given). */
@@ -68,7 +74,11 @@ export async function startEchoProvider(serviceTimeMs = 0): Promise<EchoProvider
       if (header.kind === 'heartbeat') {
         state.heartbeats++;
         if (state.answerHeartbeats) {
-          socket.write(header.protocol === 'dubbo' ? encodeDubboHeartbeatAck(header.requestId) : encodeBoltHeartbeatAck(header.requestId));
+          socket.write(
+            header.protocol === 'dubbo'
+              ? encodeDubboHeartbeatAck(header.requestId)
+              : encodeBoltHeartbeatAck(header.requestId),
+          );
         }
         return;
       }

@@ -3,6 +3,7 @@
 
 import type { ChildProcess } from 'node:child_process';
 
+// biome-ignore lint/suspicious/noExplicitAny: a JSON line's shape is what each test asserts; `any` lets it read nested fields without a cast at every step.
 export type Json = Record<string, any>;
 
 /** A child process whose stdout is JSON lines; everything it printed is kept. */
@@ -34,7 +35,12 @@ export class JsonLinesChild {
           continue;
         }
         this.lines.push(m);
-        this.waiters = this.waiters.filter((w) => (w.match(m) ? (w.resolve(m), false) : true));
+        const waiting = this.waiters;
+        this.waiters = [];
+        for (const w of waiting) {
+          if (w.match(m)) w.resolve(m);
+          else this.waiters.push(w);
+        }
       }
     });
     child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (this.stderr += chunk));
@@ -45,10 +51,18 @@ export class JsonLinesChild {
     if (seen) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(
-        () => reject(new Error(`${this.what}: timed out waiting for ${what}\nstdout: ${this.text}\nstderr: ${this.stderr}`)),
+        () =>
+          reject(
+            new Error(`${this.what}: timed out waiting for ${what}\nstdout: ${this.text}\nstderr: ${this.stderr}`),
+          ),
         timeoutMs,
       );
-      const onExit = () => reject(new Error(`${this.what} exited (${this.child.exitCode ?? this.child.signalCode}) before ${what}\nstdout: ${this.text}\nstderr: ${this.stderr}`));
+      const onExit = () =>
+        reject(
+          new Error(
+            `${this.what} exited (${this.child.exitCode ?? this.child.signalCode}) before ${what}\nstdout: ${this.text}\nstderr: ${this.stderr}`,
+          ),
+        );
       this.child.once('exit', onExit);
       this.waiters.push({
         match,

@@ -26,7 +26,8 @@ function ephemeralStart(): number {
 
 function listen(server: net.Server, port: number, host: string): Promise<boolean> {
   return new Promise((resolve, reject) => {
-    const onError = (e: NodeJS.ErrnoException) => (e.code === 'EADDRINUSE' || e.code === 'EACCES' ? resolve(false) : reject(e));
+    const onError = (e: NodeJS.ErrnoException) =>
+      e.code === 'EADDRINUSE' || e.code === 'EACCES' ? resolve(false) : reject(e);
     server.once('error', onError);
     server.listen({ port, host, exclusive: true }, () => {
       server.off('error', onError);
@@ -69,7 +70,11 @@ export function isPortTaken(err: unknown): boolean {
  * `start(ports)` with `n` free ports; when it fails because a port was taken in the gap between the pick and the
  * server's bind, again with new ports (at most `attempts` times). Any other failure is thrown at once.
  */
-export async function onFreePorts<T>(n: number, start: (ports: number[]) => Promise<T>, options: { host?: string; attempts?: number } = {}): Promise<T> {
+export async function onFreePorts<T>(
+  n: number,
+  start: (ports: number[]) => Promise<T>,
+  options: { host?: string; attempts?: number } = {},
+): Promise<T> {
   const attempts = options.attempts ?? 5;
   for (let attempt = 1; ; attempt++) {
     try {

@@ -136,7 +136,8 @@ export async function waitUntilReady(
   let lastError = '';
   while (Date.now() < deadline) {
     if (exited) {
-      const message = `${what}: process ${spawned.pid} exited before it was ready ` +
+      const message =
+        `${what}: process ${spawned.pid} exited before it was ready ` +
         `(code ${spawned.child.exitCode}, signal ${spawned.child.signalCode}). Last output:\n${spawned.tail()}`;
       throw ADDRESS_IN_USE.test(spawned.tail()) ? new PortTakenError(message) : new Error(message);
     }
@@ -152,8 +153,10 @@ export async function waitUntilReady(
     await sleep(100);
   }
   await terminate(spawned.child, 1000);
-  throw new Error(`${what}: not ready within ${timeoutMs} ms${lastError ? ` (last probe: ${lastError})` : ''}. ` +
-    `Last output:\n${spawned.tail()}`);
+  throw new Error(
+    `${what}: not ready within ${timeoutMs} ms${lastError ? ` (last probe: ${lastError})` : ''}. ` +
+      `Last output:\n${spawned.tail()}`,
+  );
 }
 
 export interface RestartOptions {

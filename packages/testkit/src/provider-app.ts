@@ -10,7 +10,14 @@ const [protocol, iface, registry, name] = process.argv.slice(2) as [Protocol, st
 
 async function serverOnly(): Promise<{ port: number }> {
   const server = new sofaServer.RpcServer({ logger: quietLogger, port: 0, appName: name, ...protocolOption(protocol) });
-  server.addService({ interfaceName: iface, version: '1.0' }, { async echo(text: string) { return `${name}: ${text}`; } });
+  server.addService(
+    { interfaceName: iface, version: '1.0' },
+    {
+      async echo(text: string) {
+        return `${name}: ${text}`;
+      },
+    },
+  );
   await server.start();
   return { port: server.publishPort };
 }

@@ -22,8 +22,22 @@ async function isPong(port: number): Promise<boolean> {
 export async function startRedis(options: { startTimeoutMs?: number } = {}): Promise<RunningRedis> {
   return onFreePorts(1, async ([port]) => {
     const dir = makeTempDir('meshport-redis-');
-    const args = ['--save', '', '--appendonly', 'no', '--bind', HOST, '--port', String(port), '--dir', dir,
-      '--daemonize', 'no', '--loglevel', 'notice'];
+    const args = [
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--bind',
+      HOST,
+      '--port',
+      String(port),
+      '--dir',
+      dir,
+      '--daemonize',
+      'no',
+      '--loglevel',
+      'notice',
+    ];
     const life = await startRestartable({
       what: `redis-server on ${HOST}:${port}`,
       dir,

@@ -41,8 +41,16 @@ export function restartOutage(server: { restart(): Promise<void> }, adapters: Ha
 }
 
 /** A plain node-zookeeper-client, connected: how the suites look at a tree as an SDK or an operator would. */
-export function connectZooKeeper(connectString: string, options: zookeeper.ClientOptions = {}): Promise<zookeeper.Client> {
-  const client = zookeeper.createClient(connectString, { sessionTimeout: 10_000, spinDelay: 100, retries: 0, ...options });
+export function connectZooKeeper(
+  connectString: string,
+  options: zookeeper.ClientOptions = {},
+): Promise<zookeeper.Client> {
+  const client = zookeeper.createClient(connectString, {
+    sessionTimeout: 10_000,
+    spinDelay: 100,
+    retries: 0,
+    ...options,
+  });
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`could not connect to ${connectString}`)), 10_000);
     client.once('connected', () => {

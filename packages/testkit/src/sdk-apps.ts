@@ -23,7 +23,11 @@ export function protocolOption(protocol: Protocol): { protocol: unknown } {
 
 /** A sofa-rpc-node provider app serving `iface` v1.0 (`echo`, `whoami`), publishing through `registryAddress`. */
 export async function startProviderApp(protocol: Protocol, iface: string, registryAddress: string, name = 'provider') {
-  const registry = new sofaRegistry.ZookeeperRegistry({ logger: quietLogger, address: registryAddress, cluster: ownCluster() });
+  const registry = new sofaRegistry.ZookeeperRegistry({
+    logger: quietLogger,
+    address: registryAddress,
+    cluster: ownCluster(),
+  });
   const server = new sofaServer.RpcServer({
     logger: quietLogger,
     port: 0,
@@ -72,17 +76,26 @@ export function ownCluster(): ClusterGenerator {
   const sdkRequire = createRequire(require.resolve('sofa-rpc-node'));
   const cluster = sdkRequire('cluster-client') as ClusterGenerator;
   const n = ++ownClusters;
-  return (clientClass, options = {}) => cluster(clientClass, { ...options, name: `${String(options.name ?? clientClass.name)}#${n}` });
+  return (clientClass, options = {}) =>
+    cluster(clientClass, { ...options, name: `${String(options.name ?? clientClass.name)}#${n}` });
 }
 
 /** A sofa-rpc-node consumer app of `iface` v1.0 that finds providers through `registryAddress`. */
 export async function startConsumerApp(protocol: Protocol, iface: string, registryAddress: string) {
-  const registry = new sofaRegistry.ZookeeperRegistry({ logger: quietLogger, address: registryAddress, cluster: ownCluster() });
+  const registry = new sofaRegistry.ZookeeperRegistry({
+    logger: quietLogger,
+    address: registryAddress,
+    cluster: ownCluster(),
+  });
   const client = new sofaClient.RpcClient({ logger: quietLogger, registry, ...protocolOption(protocol) });
   const consumer = client.createConsumer({ interfaceName: iface, version: '1.0', retryFaultInterval: 200 });
   // sofa-rpc-node's consumer is ready once its registry handed it a list, and never if its first subscribe failed
   // (it does not retry): fail then, instead of waiting for ever.
-  await withTimeout(consumer.ready(), CONSUMER_READY_MS, `the ${iface} consumer's first provider list through ${registryAddress}`);
+  await withTimeout(
+    consumer.ready(),
+    CONSUMER_READY_MS,
+    `the ${iface} consumer's first provider list through ${registryAddress}`,
+  );
   return { client, registry, consumer };
 }
 
@@ -96,7 +109,9 @@ const APP_CLOSE_MS = 10_000;
 export async function closeApps(apps: { close(): Promise<unknown> }[]): Promise<void> {
   for (const app of apps) {
     const name = (app as object).constructor.name;
-    await withTimeout(app.close(), APP_CLOSE_MS, `${name}.close()`).catch((e: Error) => console.log(`      (left behind: ${e.message})`));
+    await withTimeout(app.close(), APP_CLOSE_MS, `${name}.close()`).catch((e: Error) =>
+      console.log(`      (left behind: ${e.message})`),
+    );
   }
 }
 
@@ -107,9 +122,13 @@ const providerProcesses = new Set<ChildProcess>();
  * its ZooKeeper client shares nothing with the test process's. Stop it with stopProviderApps() in an `after` hook.
  */
 export async function spawnProviderApp(protocol: Protocol, iface: string, registryAddress: string, name = 'provider') {
-  const child = spawn(process.execPath, [path.join(__dirname, 'provider-app.js'), protocol, iface, registryAddress, name], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const child = spawn(
+    process.execPath,
+    [path.join(__dirname, 'provider-app.js'), protocol, iface, registryAddress, name],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   providerProcesses.add(child);
   child.on('exit', () => providerProcesses.delete(child));
   const line = await new Promise<string>((resolve, reject) => {

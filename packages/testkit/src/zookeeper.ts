@@ -24,12 +24,14 @@ export type { RestartOptions } from './processes';
  * How Debian's libzookeeper-java is put on the classpath (see /etc/zookeeper/conf/environment and zkEnv.sh);
  * MESHPORT_ZOOKEEPER_CLASSPATH replaces it. The one copy: the suites, the demo and the bench all start ZooKeeper so.
  */
-export const ZOOKEEPER_CLASSPATH = process.env.MESHPORT_ZOOKEEPER_CLASSPATH ?? [
-  '/etc/zookeeper/conf', // log4j.properties
-  '/usr/share/java/zookeeper.jar', // its manifest Class-Path names jute, netty, slf4j-api, jetty, jackson, ...
-  '/usr/share/java/slf4j-log4j12.jar', // the slf4j binding, not in the manifest
-  '/usr/share/java/log4j-1.2.jar', // log4j 1.2 the binding needs
-].join(':');
+export const ZOOKEEPER_CLASSPATH =
+  process.env.MESHPORT_ZOOKEEPER_CLASSPATH ??
+  [
+    '/etc/zookeeper/conf', // log4j.properties
+    '/usr/share/java/zookeeper.jar', // its manifest Class-Path names jute, netty, slf4j-api, jetty, jackson, ...
+    '/usr/share/java/slf4j-log4j12.jar', // the slf4j binding, not in the manifest
+    '/usr/share/java/log4j-1.2.jar', // log4j 1.2 the binding needs
+  ].join(':');
 
 /** The java that runs ZooKeeper; MESHPORT_JAVA replaces it. */
 export const JAVA = process.env.MESHPORT_JAVA ?? '/usr/bin/java';
@@ -69,7 +71,11 @@ function javaArgs(dir: string, main: string, cfg: string): string[] {
 }
 
 function zooCfg(lines: Record<string, string | number>): string {
-  return Object.entries(lines).map(([k, v]) => `${k}=${v}`).join('\n') + '\n';
+  return (
+    Object.entries(lines)
+      .map(([k, v]) => `${k}=${v}`)
+      .join('\n') + '\n'
+  );
 }
 
 function needJava(): void {
@@ -94,31 +100,38 @@ async function isServing(port: number, host: string): Promise<boolean> {
 export async function startZooKeeper(options: ZooKeeperOptions = {}): Promise<RunningZooKeeper> {
   needJava();
   const host = options.host ?? HOST;
-  return onFreePorts(1, async ([port]) => {
-    const dir = makeTempDir('meshport-zk-');
-    const dataDir = path.join(dir, 'data');
-    mkdirSync(dataDir);
-    const cfg = path.join(dir, 'zoo.cfg');
-    writeFileSync(cfg, zooCfg({
-      tickTime: options.tickTime ?? 500,
-      dataDir,
-      clientPort: port!,
-      clientPortAddress: host,
-      'admin.enableServer': 'false',
-      '4lw.commands.whitelist': 'ruok,stat,srvr,mntr',
-      maxClientCnxns: 0,
-    }));
-    const life = await startRestartable({
-      what: `ZooKeeper on ${host}:${port}`,
-      dir,
-      spawn: () => spawnServer(JAVA, javaArgs(dir, 'org.apache.zookeeper.server.ZooKeeperServerMain', cfg), dir),
-      ready: () => isServing(port!, host),
-      startTimeoutMs: options.startTimeoutMs ?? 30_000,
-      goneOnStop: 'ZooKeeper was stopped (its data is gone); start a new one',
-      signal: options.signal,
-    });
-    return Object.assign(life, { host, port: port!, connectString: `${host}:${port}`, dataDir });
-  }, { host });
+  return onFreePorts(
+    1,
+    async ([port]) => {
+      const dir = makeTempDir('meshport-zk-');
+      const dataDir = path.join(dir, 'data');
+      mkdirSync(dataDir);
+      const cfg = path.join(dir, 'zoo.cfg');
+      writeFileSync(
+        cfg,
+        zooCfg({
+          tickTime: options.tickTime ?? 500,
+          dataDir,
+          clientPort: port!,
+          clientPortAddress: host,
+          'admin.enableServer': 'false',
+          '4lw.commands.whitelist': 'ruok,stat,srvr,mntr',
+          maxClientCnxns: 0,
+        }),
+      );
+      const life = await startRestartable({
+        what: `ZooKeeper on ${host}:${port}`,
+        dir,
+        spawn: () => spawnServer(JAVA, javaArgs(dir, 'org.apache.zookeeper.server.ZooKeeperServerMain', cfg), dir),
+        ready: () => isServing(port!, host),
+        startTimeoutMs: options.startTimeoutMs ?? 30_000,
+        goneOnStop: 'ZooKeeper was stopped (its data is gone); start a new one',
+        signal: options.signal,
+      });
+      return Object.assign(life, { host, port: port!, connectString: `${host}:${port}`, dataDir });
+    },
+    { host },
+  );
 }
 
 export interface RunningZooKeeperNode {
@@ -156,7 +169,10 @@ export interface RunningZooKeeperEnsemble {
 }
 
 /** `n` ZooKeeper nodes in one quorum on loopback; resolves once a leader serves and every node follows it. */
-export async function startZooKeeperEnsemble(n = 3, options: Omit<ZooKeeperOptions, 'host' | 'signal'> = {}): Promise<RunningZooKeeperEnsemble> {
+export async function startZooKeeperEnsemble(
+  n = 3,
+  options: Omit<ZooKeeperOptions, 'host' | 'signal'> = {},
+): Promise<RunningZooKeeperEnsemble> {
   needJava();
   const tickTime = options.tickTime ?? 500;
   const startTimeoutMs = options.startTimeoutMs ?? 45_000;
@@ -179,19 +195,22 @@ export async function startZooKeeperEnsemble(n = 3, options: Omit<ZooKeeperOptio
     mkdirSync(dataDir, { recursive: true });
     writeFileSync(path.join(dataDir, 'myid'), `${s.id}\n`);
     const cfg = path.join(dir, 'zoo.cfg');
-    writeFileSync(cfg, zooCfg({
-      tickTime,
-      initLimit: 20,
-      syncLimit: 10,
-      dataDir,
-      clientPort: s.port,
-      clientPortAddress: HOST,
-      'admin.enableServer': 'false',
-      '4lw.commands.whitelist': 'ruok,stat,srvr,mntr',
-      maxClientCnxns: 0,
-      quorumListenOnAllIPs: 'false',
-      ...servers,
-    }));
+    writeFileSync(
+      cfg,
+      zooCfg({
+        tickTime,
+        initLimit: 20,
+        syncLimit: 10,
+        dataDir,
+        clientPort: s.port,
+        clientPortAddress: HOST,
+        'admin.enableServer': 'false',
+        '4lw.commands.whitelist': 'ruok,stat,srvr,mntr',
+        maxClientCnxns: 0,
+        quorumListenOnAllIPs: 'false',
+        ...servers,
+      }),
+    );
     const node: RunningZooKeeperNode = {
       id: s.id,
       host: HOST,
@@ -213,8 +232,12 @@ export async function startZooKeeperEnsemble(n = 3, options: Omit<ZooKeeperOptio
         if (spawnedById.has(s.id)) return;
         launchers.get(s.id)!();
         const sp = spawnedById.get(s.id)!;
-        await waitUntilReady(`ZooKeeper ensemble node ${s.id} on ${HOST}:${s.port}`, sp,
-          async () => (await serverMode(s.port)) !== undefined, startTimeoutMs);
+        await waitUntilReady(
+          `ZooKeeper ensemble node ${s.id} on ${HOST}:${s.port}`,
+          sp,
+          async () => (await serverMode(s.port)) !== undefined,
+          startTimeoutMs,
+        );
       },
       async restart() {
         await node.stop();
@@ -253,7 +276,9 @@ export async function startZooKeeperEnsemble(n = 3, options: Omit<ZooKeeperOptio
         if (modes.includes('leader') && modes.every((m) => m === 'leader' || m === 'follower')) return;
         await sleep(100);
       }
-      const tails = nodes.map((x) => `--- node ${x.id} (mode ${modes[x.id - 1]}):\n${spawnedById.get(x.id)?.tail() ?? '(stopped)'}`);
+      const tails = nodes.map(
+        (x) => `--- node ${x.id} (mode ${modes[x.id - 1]}):\n${spawnedById.get(x.id)?.tail() ?? '(stopped)'}`,
+      );
       throw new Error(`ZooKeeper ensemble: no quorum within ${timeoutMs} ms. Last output:\n${tails.join('\n')}`);
     },
     async stop() {

@@ -5,9 +5,12 @@ import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
 import { freePorts, isPortTaken, onFreePorts, PortTakenError, portRefuses } from '../src/index';
 
-const [ephemeralLow, ephemeralHigh] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+const [ephemeralLow, ephemeralHigh] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')
+  .trim()
+  .split(/\s+/)
+  .map(Number);
 
-describe('testkit: free ports', function () {
+describe('testkit: free ports', () => {
   it('are distinct, refuse connections, and lie below the ephemeral range a client socket takes its port from', async () => {
     const ports = await freePorts(20);
     assert.equal(new Set(ports).size, 20, `distinct: ${ports}`);
@@ -29,10 +32,13 @@ describe('testkit: free ports', function () {
     assert.notDeepEqual(tried[1], tried[0], 'the second start got new ports');
 
     let calls = 0;
-    await assert.rejects(onFreePorts(1, async () => {
-      calls++;
-      throw new Error('config error');
-    }), /config error/);
+    await assert.rejects(
+      onFreePorts(1, async () => {
+        calls++;
+        throw new Error('config error');
+      }),
+      /config error/,
+    );
     assert.equal(calls, 1, 'any other failure is not retried');
     assert.equal(isPortTaken(Object.assign(new Error('listen EADDRINUSE'), { code: 'EADDRINUSE' })), true);
   });

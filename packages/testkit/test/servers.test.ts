@@ -2,7 +2,7 @@
 // each started and stopped here, checked with real clients.
 
 import { strict as assert } from 'node:assert';
-import net from 'node:net';
+import type net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import zookeeper from 'node-zookeeper-client';
 import {
@@ -23,10 +23,13 @@ const connectZk = (connectString: string) => connectZooKeeper(connectString);
 
 const zk = {
   create: (c: zookeeper.Client, p: string, data: string, mode: number) =>
-    new Promise<string>((resolve, reject) => c.create(p, Buffer.from(data), mode, (e, r) => (e ? reject(e) : resolve(r)))),
+    new Promise<string>((resolve, reject) =>
+      c.create(p, Buffer.from(data), mode, (e, r) => (e ? reject(e) : resolve(r))),
+    ),
   get: (c: zookeeper.Client, p: string) =>
     new Promise<{ data: string; stat: zookeeper.Stat }>((resolve, reject) =>
-      c.getData(p, (e, d, stat) => (e ? reject(e) : resolve({ data: d.toString('utf8'), stat })))),
+      c.getData(p, (e, d, stat) => (e ? reject(e) : resolve({ data: d.toString('utf8'), stat }))),
+    ),
 };
 
 /** Retries `fn` until it succeeds (a client riding out a server outage). */
@@ -83,7 +86,10 @@ describe('testkit: real ZooKeeper', function () {
     // node-zookeeper-client has no timeout on the ConnectResponse: if it reconnected while the JVM was still starting
     // (port open, no answer yet) it would wait forever. A client that has not reconnected 5 s after the server serves
     // gets its socket closed, which makes it try again: that is the client's known gap, not the harness's.
-    const nudge = setTimeout(() => (client as unknown as { connectionManager: { socket?: net.Socket } }).connectionManager.socket?.destroy(), 5_000);
+    const nudge = setTimeout(
+      () => (client as unknown as { connectionManager: { socket?: net.Socket } }).connectionManager.socket?.destroy(),
+      5_000,
+    );
     await Promise.all([disconnected, reconnected]).finally(() => clearTimeout(nudge));
     assert.equal((await zk.get(client!, '/kept')).data, 'durable');
   });
@@ -127,11 +133,13 @@ describe('testkit: real ZooKeeper ensemble', function () {
     await leader.stop();
     await assertGone(leader.port, pid);
     await ensemble.waitForQuorum(20_000);
-    await eventually(() => zk.create(client!, '/after', 'y', zookeeper.CreateMode.PERSISTENT).catch(async (e) => {
-      // A retried create may have gone through before the connection dropped.
-      if ((e as zookeeper.Exception).getCode?.() === zookeeper.Exception.NODE_EXISTS) return '/after';
-      throw e;
-    }));
+    await eventually(() =>
+      zk.create(client!, '/after', 'y', zookeeper.CreateMode.PERSISTENT).catch(async (e) => {
+        // A retried create may have gone through before the connection dropped.
+        if ((e as zookeeper.Exception).getCode?.() === zookeeper.Exception.NODE_EXISTS) return '/after';
+        throw e;
+      }),
+    );
     assert.equal((await eventually(() => zk.get(client!, '/before'))).data, 'x');
     assert.equal((await zk.get(client!, '/after')).data, 'y');
 

@@ -1,5 +1,5 @@
-// Test peers on loopback built on the protocol package: request builders, a pipelining client and a holding provider
-// (the echo provider with knobs is @meshport/testkit's).
+// Test peers on loopback built on the protocol package: a pipelining client and a holding provider (request frames
+// and the echo provider with knobs are @meshport/testkit's).
 
 import net from 'node:net';
 import { once } from 'node:events';
@@ -7,61 +7,6 @@ import { crc32 } from 'node:zlib';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FrameSplitter, decodeFrame, encodeBoltHeartbeatAck, encodeDubboHeartbeatAck, type FrameHeader } from '@meshport/protocol';
 import { echoResponse } from '@meshport/testkit';
-
-/** A Bolt or Dubbo request frame with a body that names it, so a misrouted answer is caught. */
-export function boltRequest(id: number, service: string, body: string, timeoutMs = 3000): Buffer {
-  const cls = Buffer.from('com.alipay.sofa.rpc.core.request.SofaRequest');
-  const key = Buffer.from('service');
-  const val = Buffer.from(service);
-  const header = Buffer.alloc(8 + key.length + val.length);
-  header.writeInt32BE(key.length, 0);
-  key.copy(header, 4);
-  header.writeInt32BE(val.length, 4 + key.length);
-  val.copy(header, 8 + key.length);
-  const content = Buffer.from(body);
-  const fixed = Buffer.alloc(22);
-  fixed[0] = 1;
-  fixed[1] = 1;
-  fixed.writeUInt16BE(1, 2);
-  fixed[4] = 1;
-  fixed.writeInt32BE(id, 5);
-  fixed[9] = 1;
-  fixed.writeInt32BE(timeoutMs, 10);
-  fixed.writeInt16BE(cls.length, 14);
-  fixed.writeInt16BE(header.length, 16);
-  fixed.writeInt32BE(content.length, 18);
-  return Buffer.concat([fixed, cls, header, content]);
-}
-
-function hessianShort(s: string): Buffer {
-  const b = Buffer.from(s);
-  if (b.length >= 32) return Buffer.concat([Buffer.from([0x30 + (b.length >> 8), b.length & 0xff]), b]);
-  return Buffer.concat([Buffer.from([b.length]), b]);
-}
-
-export function dubboRequest(id: bigint | number, service: string, version: string, method: string, body: string, group?: string): Buffer {
-  // As Dubbo writes it: the leading strings, the descriptor, one String argument, then the attachments map (H ... Z),
-  // where the group travels.
-  const attachments = [hessianShort('path'), hessianShort(service), hessianShort('version'), hessianShort(version)];
-  if (group !== undefined) attachments.push(hessianShort('group'), hessianShort(group));
-  const payload = Buffer.concat([
-    hessianShort('2.0.2'),
-    hessianShort(service),
-    hessianShort(version),
-    hessianShort(method),
-    hessianShort('Ljava/lang/String;'),
-    hessianShort(body),
-    Buffer.from('H'),
-    ...attachments,
-    Buffer.from('Z'),
-  ]);
-  const head = Buffer.alloc(16);
-  head.writeUInt16BE(0xdabb, 0);
-  head[2] = 0xc2;
-  head.writeBigInt64BE(BigInt(id), 4);
-  head.writeInt32BE(payload.length, 12);
-  return Buffer.concat([head, payload]);
-}
 
 /** A client that sends frames on one connection and collects every answer, decoded, with its frame. */
 export class FrameClient {
