@@ -14,3 +14,5 @@ export { Cluster, OUTLIER_DEFAULTS, CLUSTER_LIMIT_DEFAULTS } from './cluster';
 export type { OutlierOptions, ClusterLimits } from './cluster';
 export { failureStatus } from './responses';
 export type { Failure } from './responses';
+export { ROUTER_ERROR_CODES, RouterError } from './errors';
+export type { RouterErrorCode } from './errors';

@@ -20,6 +20,7 @@ import type { ClusterState, RouterHandle } from './handle';
 import { routerSetup, type RouterOptions, type RouterSettings } from './router-setup';
 import { endpointKey, type ClusterSpec, type Endpoint, type RouteChange } from './route-table';
 import { RouterStats } from './stats';
+import { notListening } from './errors';
 
 /** Why the native engine cannot serve these options, or undefined when it can. */
 export function nativeRouterUnavailable(options: RouterOptions): string | undefined {
@@ -111,7 +112,7 @@ export class NativeRouter implements RouterHandle, AdminView {
 
   address(listener: ListenerName | 'admin'): net.AddressInfo {
     const address = listener === 'admin' ? this.admin?.address() : this.bound.get(listener);
-    if (!address) throw new Error(`${listener} is not listening`);
+    if (!address) throw notListening(listener);
     return address;
   }
 

@@ -20,6 +20,7 @@ import { PartialFrames, type StallCode } from './partial-frames';
 import { RouteKeys } from './route-key';
 import { routerSetup, type RouterOptions, type RouterSettings } from './router-setup';
 import { StartupHold } from './startup-hold';
+import { notListening } from './errors';
 
 // Still exported here, where it was before route-key.ts: @meshport/engine's codec test reads it from this module.
 export { routeKey } from './route-key';
@@ -90,7 +91,7 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle, Admi
   /** Where a listener is bound (after start). */
   address(listener: ListenerName | 'admin'): net.AddressInfo {
     const address = listener === 'admin' ? this.admin?.address() : this.servers.get(listener)?.address();
-    if (!address || typeof address === 'string') throw new Error(`${listener} is not listening`);
+    if (!address || typeof address === 'string') throw notListening(listener);
     return address;
   }
 
