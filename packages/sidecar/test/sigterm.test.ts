@@ -5,12 +5,13 @@
 // admin port, the answer of a call in flight, the exit code and the log lines.
 
 import { strict as assert } from 'node:assert';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { JsonLinesChild } from '@meshport/testkit';
 import { client as sofaClient, server as sofaServer } from 'sofa-rpc-node';
 import boltProtocol from 'sofa-bolt-node';
 
@@ -21,40 +22,12 @@ const IFACE = 'com.example.Slow';
 /** How long the provider takes with the call that is in flight at the signal: far longer than the facades' close. */
 const CALL_MS = 1500;
 
-interface LogLine {
-  msg: string;
-  time: number;
-  [key: string]: unknown;
-}
-
 /** `meshport sidecar --config FILE`, its JSON log lines collected; resolves once it logs that it is running. */
-async function startSidecar(config: string): Promise<{ child: ChildProcess; logs: LogLine[]; exited: Promise<number | null>; output: () => string }> {
+async function startSidecar(config: string): Promise<JsonLinesChild> {
   const child = spawn(process.execPath, [MESHPORT, 'sidecar', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const logs: LogLine[] = [];
-  let text = '';
-  let partial = '';
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  child.stderr!.setEncoding('utf8').on('data', (c: string) => (text += c));
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the sidecar did not start in 15 s:\n${text}`)), 15_000);
-    child.stdout!.setEncoding('utf8').on('data', (c: string) => {
-      text += c;
-      partial += c;
-      const lines = partial.split('\n');
-      partial = lines.pop()!;
-      for (const line of lines) {
-        if (!line.startsWith('{')) continue;
-        const parsed = JSON.parse(line) as LogLine;
-        logs.push(parsed);
-        if (parsed.msg === 'meshport sidecar running') {
-          clearTimeout(timer);
-          resolve();
-        }
-      }
-    });
-    void exited.then(() => reject(new Error(`the sidecar exited before it ran:\n${text}`)));
-  });
-  return { child, logs, exited, output: () => text };
+  const sidecar = new JsonLinesChild('meshport sidecar', child);
+  await sidecar.waitFor((m) => m.msg === 'meshport sidecar running', 'its start', 15_000);
+  return sidecar;
 }
 
 function listening(server: net.Server): Promise<number> {
@@ -136,10 +109,10 @@ describe('meshport sidecar on SIGTERM', function () {
     ].join('\n') + '\n');
     const sidecar = await startSidecar(config);
     closers.push(() => void sidecar.child.kill('SIGKILL'));
-    const running = sidecar.logs.find((l) => l.msg === 'meshport sidecar running') as unknown as { outbound: { port: number }; admin: { port: number } };
+    const running = sidecar.lines.find((l) => l.msg === 'meshport sidecar running') as unknown as { outbound: { port: number }; admin: { port: number } };
     const { port: outbound } = running.outbound;
     const { port: admin } = running.admin;
-    const zkReady = sidecar.logs.find((l) => l.msg === 'registry ready' && l.registry === 'zk') as unknown as { facade: { port: number } } | undefined;
+    const zkReady = sidecar.lines.find((l) => l.msg === 'registry ready' && l.registry === 'zk') as unknown as { facade: { port: number } } | undefined;
     assert.ok(zkReady, 'the facade is logged with its address');
     const facade = zkReady.facade.port;
 
@@ -189,17 +162,18 @@ describe('meshport sidecar on SIGTERM', function () {
 
     // 3. The call in flight finishes, then the process exits 0.
     assert.equal(await call, 'slow: in flight');
-    const code = await sidecar.exited;
+    await sidecar.exited;
+    const code = sidecar.child.exitCode;
     const exitedAt = Date.now();
     assert.equal(code, 0, sidecar.output());
     assert.ok(answeredAt - signalledAt >= CALL_MS / 2, 'the call was answered by the provider, after the facades had closed');
     assert.ok(exitedAt >= answeredAt, 'the process exited after the answer');
 
     // The log says the same, in that order: the signal, the router's drain with the call still in flight, drained.
-    const at = (msg: string) => sidecar.logs.findIndex((l) => l.msg === msg);
+    const at = (msg: string) => sidecar.lines.findIndex((l) => l.msg === msg);
     const order = ['signal received, draining', 'draining', 'drained'].map(at);
-    assert.ok(order.every((i) => i >= 0), `log lines missing:\n${sidecar.logs.map((l) => l.msg).join('\n')}`);
-    assert.deepEqual([...order].sort((a, b) => a - b), order, `log lines out of order:\n${sidecar.logs.map((l) => l.msg).join('\n')}`);
-    assert.equal(sidecar.logs[order[1]!]!.inflight, 1, 'the router began its drain with the call still in flight');
+    assert.ok(order.every((i) => i >= 0), `log lines missing:\n${sidecar.lines.map((l) => l.msg).join('\n')}`);
+    assert.deepEqual([...order].sort((a, b) => a - b), order, `log lines out of order:\n${sidecar.lines.map((l) => l.msg).join('\n')}`);
+    assert.equal(sidecar.lines[order[1]!]!.inflight, 1, 'the router began its drain with the call still in flight');
   });
 });
