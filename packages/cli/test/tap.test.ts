@@ -10,11 +10,11 @@ import { FrameSplitter, decodeFrame, encodeBoltHeartbeat, encodeBoltHeartbeatAck
 import { client as sofaClient, server as sofaServer } from 'sofa-rpc-node';
 import dubboProtocol from 'dubbo-remoting';
 import boltProtocol from 'sofa-bolt-node';
+import { quietLogger } from '@meshport/testkit';
 import { startTap, type RunningTap } from '../src/tap';
 import type { Io } from '../src/io';
 
 const BIN = path.resolve(__dirname, '../../bin/meshport.js');
-const quiet = { info() {}, warn() {}, error() {}, debug() {} };
 
 function capture(): Io & { text: () => string } {
   let out = '';
@@ -44,7 +44,7 @@ describe('meshport tap', () => {
   // Bolt named explicitly: sofa-rpc-node's RpcClient keeps the last protocol given in its module-wide defaults.
   for (const peer of [{ name: 'SOFA RPC over Bolt', impl: { protocol: boltProtocol } }, { name: 'Dubbo', impl: { protocol: dubboProtocol } }]) {
     it(`${peer.name}: sofa-rpc-node calls through it unchanged, and every frame is printed and paired`, async () => {
-      const provider = new sofaServer.RpcServer({ logger: quiet, port: 0, ...peer.impl });
+      const provider = new sofaServer.RpcServer({ logger: quietLogger, port: 0, ...peer.impl });
       provider.addService({ interfaceName: 'com.example.EchoService', version: '1.0' }, {
         async echo(text: string) {
           return `echo: ${text}`;
@@ -53,7 +53,7 @@ describe('meshport tap', () => {
       await provider.start();
       const io = capture();
       const tap = await startTap({ listen: { host: '127.0.0.1', port: 0 }, upstream: { host: '127.0.0.1', port: provider.publishPort }, json: true }, io);
-      const rpc = new sofaClient.RpcClient({ logger: quiet, ...peer.impl });
+      const rpc = new sofaClient.RpcClient({ logger: quietLogger, ...peer.impl });
       try {
         // retryFaultInterval: the SDK's address-retry loop outlives close() by this long; with its 30 s default it
         // reconnects to this tap's port number later, which by then another suite's listener may hold.

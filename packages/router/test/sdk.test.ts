@@ -7,10 +7,10 @@ import pino from 'pino';
 import { client as sofaClient, server as sofaServer } from 'sofa-rpc-node';
 import sofaBolt from 'sofa-bolt-node';
 import dubboProtocol from 'dubbo-remoting';
+import { quietLogger } from '@meshport/testkit';
 import { MemoryRouteTable, createRouter, type RouterHandle } from '../src/index';
 
 const quiet = pino({ level: 'silent' });
-const sdkLogger = { info() {}, warn() {}, error() {}, debug() {} };
 
 const INTERFACE = 'com.example.EchoService';
 const VERSION = '1.0';
@@ -43,7 +43,7 @@ for (const peer of [
     let outboundPort = 0;
 
     beforeEach(async () => {
-      const started = new sofaServer.RpcServer({ logger: sdkLogger, port: 0, protocol: peer.protocol, appName: 'provider' });
+      const started = new sofaServer.RpcServer({ logger: quietLogger, port: 0, protocol: peer.protocol, appName: 'provider' });
       provider = started;
       started.addService({ interfaceName: INTERFACE, version: VERSION }, {
         async echo(text: string) {
@@ -72,7 +72,7 @@ for (const peer of [
       // the process, so a Dubbo client made earlier would otherwise turn a later Bolt client into a Dubbo one.
       // maxIdleTime 0 lets the heartbeat test make the SDK send its heartbeat now instead of after 30 s idle.
       rpc = new sofaClient.RpcClient({
-        logger: sdkLogger,
+        logger: quietLogger,
         protocol: peer.protocol,
         connectionOpts: { protocol: peer.protocol, noDelay: true, connectTimeout: 3000, maxIdleTime: 0 },
       });

@@ -7,13 +7,13 @@ import { MemoryRouteTable, createRouter, type RouterHandle } from '@meshport/rou
 import pino from 'pino';
 import { client as sofaClient, server as sofaServer } from 'sofa-rpc-node';
 import boltProtocol from 'sofa-bolt-node';
+import { quietLogger } from '@meshport/testkit';
 import { CaptureListener } from '../src/capture';
 import type { HostPort } from '../src/config';
 
-const quiet = { info() {}, warn() {}, error() {}, debug() {} };
 
 async function provider(name: string, iface: string) {
-  const server = new sofaServer.RpcServer({ logger: quiet, port: 0, protocol: boltProtocol });
+  const server = new sofaServer.RpcServer({ logger: quietLogger, port: 0, protocol: boltProtocol });
   server.addService({ interfaceName: iface, version: '1.0' }, { async echo(text: string) { return `${name}: ${text}`; } });
   await server.start();
   return server;
@@ -81,7 +81,7 @@ describe('CaptureListener', function () {
     // One client per call: an app that dials two real addresses makes two connections, and the capture decides per
     // connection (a client pooling both services on one connection to the capture port would share the first decision).
     const consume = (iface: string) => {
-      const rpc = new sofaClient.RpcClient({ logger: quiet, protocol: boltProtocol });
+      const rpc = new sofaClient.RpcClient({ logger: quietLogger, protocol: boltProtocol });
       closers.push(() => rpc.close());
       return rpc.createConsumer({ interfaceName: iface, version: '1.0', serverHost: `127.0.0.1:${capture.address().port}`, retryFaultInterval: 200 });
     };

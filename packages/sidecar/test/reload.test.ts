@@ -9,10 +9,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
 import { client as sofaClient, server as sofaServer } from 'sofa-rpc-node';
 import boltProtocol from 'sofa-bolt-node';
+import { quietLogger } from '@meshport/testkit';
 import { loadConfig } from '../src/config';
 import { Sidecar } from '../src/sidecar';
 
-const quiet = { info() {}, warn() {}, error() {}, debug() {} };
 /** What this suite uses of a node-zookeeper-client client (an app's registry client). */
 interface ZooKeeperClient {
   connect(): void;
@@ -45,7 +45,7 @@ function ephemeralOwner(client: ZooKeeperClient, path: string): Promise<string |
 }
 
 async function provider(name: string, iface: string) {
-  const server = new sofaServer.RpcServer({ logger: quiet, port: 0, protocol: boltProtocol });
+  const server = new sofaServer.RpcServer({ logger: quietLogger, port: 0, protocol: boltProtocol });
   server.addService({ interfaceName: iface, version: '1.0' }, { async echo(text: string) { return `${name}: ${text}`; } });
   await server.start();
   return server;
@@ -100,7 +100,7 @@ describe('Sidecar.reload', function () {
   const outboundRoute = (key: string) => sidecar.book.table.outbound(key)?.endpoints.map((e) => `${e.host}:${e.port}`);
 
   it('adds a second registry while a client connection held open keeps getting answers on it', async () => {
-    const rpc = new sofaClient.RpcClient({ logger: quiet, protocol: boltProtocol });
+    const rpc = new sofaClient.RpcClient({ logger: quietLogger, protocol: boltProtocol });
     closers.push(() => rpc.close());
     const serverHost = `127.0.0.1:${sidecar.address('outbound').port}`;
     const echo = rpc.createConsumer({ interfaceName: 'com.example.Echo', version: '1.0', serverHost, retryFaultInterval: 200 });

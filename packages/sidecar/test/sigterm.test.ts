@@ -11,11 +11,10 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { JsonLinesChild } from '@meshport/testkit';
+import { JsonLinesChild, quietLogger } from '@meshport/testkit';
 import { client as sofaClient, server as sofaServer } from 'sofa-rpc-node';
 import boltProtocol from 'sofa-bolt-node';
 
-const quiet = { info() {}, warn() {}, error() {}, debug() {} };
 /** The command a pod runs (resolved at run time: a test of what users start, not a build dependency). */
 const MESHPORT = require.resolve('@meshport/cli/bin/meshport.js');
 const IFACE = 'com.example.Slow';
@@ -65,7 +64,7 @@ describe('meshport sidecar on SIGTERM', function () {
     // The provider: starts the slow call, and says when it has it.
     let callArrived: () => void = () => {};
     const arrived = new Promise<void>((resolve) => (callArrived = resolve));
-    const provider = new sofaServer.RpcServer({ logger: quiet, port: 0, protocol: boltProtocol });
+    const provider = new sofaServer.RpcServer({ logger: quietLogger, port: 0, protocol: boltProtocol });
     provider.addService({ interfaceName: IFACE, version: '1.0' }, {
       async echo(text: string) {
         callArrived();
@@ -127,7 +126,7 @@ describe('meshport sidecar on SIGTERM', function () {
     assert.equal(await readyStatus(admin), 200);
 
     // A call in flight when the signal comes.
-    const rpc = new sofaClient.RpcClient({ logger: quiet, protocol: boltProtocol });
+    const rpc = new sofaClient.RpcClient({ logger: quietLogger, protocol: boltProtocol });
     closers.push(() => rpc.close());
     const consumer = rpc.createConsumer({ interfaceName: IFACE, version: '1.0', serverHost: `127.0.0.1:${outbound}` });
     await consumer.ready();
