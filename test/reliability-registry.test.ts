@@ -2,8 +2,9 @@
 //   - ZooKeeper down for 60 s, then started again with its data;
 //   - a 3-node ensemble losing its leader;
 //   - redis-server restarted (its data gone).
-// Each time: calls keep succeeding on last-known endpoints (>= 99.9 %), the provider's registration and a watch are
-// back within 2 s of the registry being back, and no empty provider list ever reaches an app.
+// Each time: calls keep succeeding on last-known endpoints (>= 99.9 %), the provider's registration is back within 2 s
+// of the registry being back, a watch within 2 s of the moment meshport can act on it (for ZooKeeper the app's new
+// session: see Round.watchAfterSessionMs), and no empty provider list ever reaches an app.
 // Long mode (MESHPORT_LONG=1) repeats each fault and drives more callers.
 
 import { strict as assert } from 'node:assert';
@@ -114,11 +115,20 @@ interface Round {
   registrationBackMs: number | undefined;
   watchBackMs: number | undefined;
   /**
-   * ZooKeeper: the watch back after the consumer app's new session, which is what the goal is about ("within 2 s of
-   * the new session"); from the registry being back it also includes the SDK's reconnect pace (node-zookeeper-client
-   * retries up to its 1 s spin delay apart), which is not meshport's. Absent for Redis (no session).
+   * ZooKeeper: the watch back after the consumer app's new session. This is the moment the design can promise: a
+   * ZooKeeper facade has no session and no retry timer of its own; it dials ZooKeeper the instant an app's client
+   * connects, so after the registry is back nothing reaches ZooKeeper through the pod before the app's client retries,
+   * at a pace the app's SDK sets (node-zookeeper-client: up to its 1 s spin delay apart, then a new handshake; one CI
+   * run saw 3.2 s from "back" to the watch that way). From the new session on, the path is meshport's: the re-armed
+   * watch passes the facade, the SDK reads through it, the pod routes. Absent for Redis (no session).
    */
   watchAfterSessionMs?: number | undefined;
+  /**
+   * ZooKeeper: the session of a client that retries every 100 ms (the raw watcher) back through the consumer pod's
+   * facade after the registry is back: the facade's own share of the time from "back", which must not wait on anything
+   * of its own (0 when that session never broke). Absent for Redis.
+   */
+  clientBackMs?: number | undefined;
   outageMs: number;
 }
 
@@ -130,10 +140,12 @@ function suiteFigures(load: Load, rounds: Round[], emptyLists: number, listsSeen
   const watch = worst((r) => r.watchBackMs);
   const bySession = rounds.every((r) => 'watchAfterSessionMs' in r);
   const watchAfterSession = worst((r) => r.watchAfterSessionMs);
+  const clientBack = worst((r) => r.clientBackMs);
   const watchFigures: Figure[] = bySession
     ? [
         { name: 'watch back after the registry (max)', value: ms(watch) },
         { name: "watch back after the app's new session (max)", value: ms(watchAfterSession), goal: '<= 2 s', met: watchAfterSession !== undefined && watchAfterSession <= BACK_GOAL_MS },
+        { name: 'session of a 100 ms-retry client back through the facade (max)', value: ms(clientBack), goal: '<= 2 s', met: clientBack !== undefined && clientBack <= BACK_GOAL_MS },
       ]
     : [{ name: 'watch back after the registry (max)', value: ms(watch), goal: '<= 2 s', met: watch !== undefined && watch <= BACK_GOAL_MS }];
   return [
@@ -167,6 +179,8 @@ function zkChildren(client: zookeeper.Client, path: string): Promise<string[]> {
  */
 class FacadeListWatcher {
   readonly lists: { at: number; size: number }[] = [];
+  /** When its client (re)connected: every SYNC_CONNECTED. */
+  readonly sessions: number[] = [];
   private client: zookeeper.Client | undefined;
   private closed = false;
 
@@ -179,8 +193,10 @@ class FacadeListWatcher {
     const watcher = () => this.read(client, watcher);
     client.on('state', (state: zookeeper.State) => {
       if (this.closed || client !== this.client) return;
-      if (state === zookeeper.State.SYNC_CONNECTED) this.read(client, watcher);
-      else if (state === zookeeper.State.EXPIRED) {
+      if (state === zookeeper.State.SYNC_CONNECTED) {
+        this.sessions.push(Date.now());
+        this.read(client, watcher);
+      } else if (state === zookeeper.State.EXPIRED) {
         client.close();
         this.start();
       }
@@ -346,10 +362,13 @@ async function zooKeeperRig(upstream: string, tag: string, closers: (() => Promi
         const seenAt = await watchSeen;
         // The app's new session: its first connect since the fault (none if its session never broke: then "back").
         const sessionAt = appSessions.find((t) => t > downAt) ?? back;
+        // The 100 ms-retry client's: its first connect since the fault (none if its connection never broke).
+        const clientAt = watcher.sessions.find((t) => t > downAt);
         return {
           registrationBackMs,
           watchBackMs: seenAt === undefined ? undefined : seenAt - back,
           watchAfterSessionMs: seenAt === undefined ? undefined : Math.max(0, seenAt - sessionAt),
+          clientBackMs: clientAt === undefined ? 0 : Math.max(0, clientAt - back),
         };
       } finally {
         direct.close();
@@ -406,7 +425,8 @@ describe('reliability: registry outages under load', function () {
           `Two sidecars (consumer pod, provider pod) with ZooKeeper facades on one real ZooKeeper (tickTime 500 ms); a sofa-rpc-node Bolt provider app in its own process registers through its pod; a sofa-rpc-node consumer app calls \`echo\` from ${CALLERS} loops (${CALL_GAP_MS} ms apart, 3 s timeout) through its pod; ${ROUNDS} outage(s).`,
           'The outage: the ZooKeeper JVM is stopped (SIGTERM) and started again with the same data after 60 s; "back" is when it answers `srvr` again. ZooKeeper restores its sessions with a fresh timeout when it starts, so the apps\' clients, retrying through their facades all along, resume theirs; sofa-rpc-node re-registers (delete, then create) on the reconnect anyway.',
           'Registration back: from "back" until the provider node at the provider pod\'s inbound address is in ZooKeeper (read directly, every 25 ms) and the pod has its inbound route, for good.',
-          'Watch back: a new provider of a probe service is written straight into ZooKeeper right after "back"; only the consumer app\'s SDK watches that service (through its facade), so the consumer pod routes to it only once the SDK\'s watch fired and it read again; timed from "back", and from the consumer app\'s new session (its registry\'s first \'connected\' after the fault), which the 2 s goal is about: the time from "back" also holds the SDK\'s own reconnect pace (node-zookeeper-client retries up to its 1 s spin delay apart).',
+          'Watch back: a new provider of a probe service is written straight into ZooKeeper right after "back"; only the consumer app\'s SDK watches that service (through its facade), so the consumer pod routes to it only once the SDK\'s watch fired and it read again; timed from "back", and from the consumer app\'s new session (its registry\'s first \'connected\' after the fault), which the 2 s goal is about: the facade has no session or retry timer of its own and dials ZooKeeper the instant an app connects, so the time before the app\'s new session is the SDK\'s own reconnect pace (node-zookeeper-client retries up to its 1 s spin delay apart), which no sidecar can shorten.',
+          'Facade back: the raw watcher, a node-zookeeper-client retrying every 100 ms through the consumer pod\'s facade, has its session back within the 2 s goal of "back": what the facade itself adds after the registry returns.',
           'Empty lists: every list a raw node-zookeeper-client read through the consumer pod\'s facade (after each watch event and reconnect) and every list the consumer app\'s sofa-rpc-node registry handed its consumer.',
         ],
       });
