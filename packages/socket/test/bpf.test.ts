@@ -9,7 +9,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { skipOrFail } from '@meshport/testkit';
+import { JsonLinesChild, type Json, skipOrFail } from '@meshport/testkit';
 import {
   bpfAttach,
   bpfAttachments,
@@ -39,57 +39,25 @@ function featureMissing(ctx: Mocha.Context, reason: string): never {
   return skipOrFail(ctx, `kernel feature missing: ${reason}`);
 }
 
-type Json = Record<string, any>;
-
-/** A fixture app: JSON-line commands in, JSON-line replies and events out. */
-class App {
-  readonly child: ChildProcess;
-  readonly events: Json[] = [];
-  private readonly waiters: Array<{ match: (m: Json) => boolean; resolve: (m: Json) => void }> = [];
+/** A fixture app: JSON-line commands in, JSON-line replies and events out (read by the kit's JsonLinesChild). */
+class App extends JsonLinesChild {
   private nextId = 1;
-  private stderr = '';
-  readonly exited: Promise<void>;
 
   constructor(uid?: number, netns?: string) {
+    super('the BPF fixture app', App.spawn(uid, netns));
+  }
+
+  private static spawn(uid?: number, netns?: string): ChildProcess {
     // `ip netns exec` needs root: in a namespace, the uid is dropped after entering it (setpriv).
     const ids = uid === undefined || netns !== undefined ? {} : { uid, gid: uid };
     const asUid = uid === undefined ? [] : ['setpriv', `--reuid=${uid}`, `--regid=${uid}`, '--clear-groups'];
     // `ip netns exec` and setpriv exec in place: the pid the app reports is the one to move into the cgroup.
     const [cmd, ...args] = netns === undefined ? [process.execPath, APP_FIXTURE] : ['ip', 'netns', 'exec', netns, ...asUid, process.execPath, APP_FIXTURE];
-    this.child = spawn(cmd!, args, { stdio: ['pipe', 'pipe', 'pipe'], ...ids });
-    this.exited = new Promise((resolve) => this.child.once('exit', () => resolve()));
-    let pending = '';
-    this.child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-      pending += chunk;
-      let newline: number;
-      while ((newline = pending.indexOf('\n')) >= 0) {
-        const line = pending.slice(0, newline).trim();
-        pending = pending.slice(newline + 1);
-        if (line) this.push(JSON.parse(line) as Json);
-      }
-    });
-    this.child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (this.stderr += chunk));
+    return spawn(cmd!, args, { stdio: ['pipe', 'pipe', 'pipe'], ...ids });
   }
 
-  private push(message: Json): void {
-    this.events.push(message);
-    for (let i = 0; i < this.waiters.length; i++) {
-      const waiter = this.waiters[i]!;
-      if (waiter.match(message)) {
-        this.waiters.splice(i, 1);
-        waiter.resolve(message);
-        return;
-      }
-    }
-  }
-
-  waitFor(match: (m: Json) => boolean, what: string, timeoutMs = 10000): Promise<Json> {
-    const seen = this.events.find(match);
-    if (seen) return Promise.resolve(seen);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}; stderr: ${this.stderr}`)), timeoutMs);
-      this.waiters.push({ match, resolve: (m) => { clearTimeout(timer); resolve(m); } });
-    });
+  override waitFor(match: (m: Json) => boolean, what: string, timeoutMs = 10_000): Promise<Json> {
+    return super.waitFor(match, what, timeoutMs);
   }
 
   async command(command: Json): Promise<Json> {
@@ -99,12 +67,11 @@ class App {
   }
 
   accepted(): Json[] {
-    return this.events.filter((m) => m['event'] === 'accepted');
+    return this.lines.filter((m) => m['event'] === 'accepted');
   }
 
-  async stop(): Promise<void> {
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
-    await this.exited;
+  stop(): Promise<void> {
+    return this.kill();
   }
 }
 
