@@ -11,7 +11,7 @@ export { JsonLinesChild, type Json } from './json-child';
 export { HOST, freePort, freePorts, isPortTaken, onFreePorts } from './ports';
 export { fourLetterWord, pidAlive, portRefuses, tcpExchange } from './probes';
 export { PortTakenError, killAllServersSync, stopAllServers, type RestartOptions, type Restartable } from './processes';
-export { startRedis, type RunningRedis } from './redis';
+export { startRedis, type RedisOptions, type RunningRedis } from './redis';
 export { connectZooKeeper, connected, eventually, restartOutage, type HasConnectionState } from './registry';
 export { RespConnection, RespError, encodeCommand, type RespValue } from './resp';
 export {

@@ -18,9 +18,16 @@ async function isPong(port: number): Promise<boolean> {
   return reply === '+PONG\r\n';
 }
 
+export interface RedisOptions {
+  /** How long to wait until it answers PING. @default 15000 */
+  startTimeoutMs?: number;
+  /** A fixed port; a start that finds it taken fails with PortTakenError. @default a free port, new ones when taken */
+  port?: number;
+}
+
 /** Resolves once it answers PING. A restart loses every key (no persistence), as a real outage of such a server does. */
-export async function startRedis(options: { startTimeoutMs?: number } = {}): Promise<RunningRedis> {
-  return onFreePorts(1, async ([port]) => {
+export async function startRedis(options: RedisOptions = {}): Promise<RunningRedis> {
+  const start = async ([port]: number[]): Promise<RunningRedis> => {
     const dir = makeTempDir('meshport-redis-');
     const args = [
       '--save',
@@ -47,5 +54,6 @@ export async function startRedis(options: { startTimeoutMs?: number } = {}): Pro
       goneOnStop: 'redis-server was stopped; start a new one',
     });
     return Object.assign(life, { host: HOST, port: port!, url: `redis://${HOST}:${port}` });
-  });
+  };
+  return options.port === undefined ? onFreePorts(1, start) : start([options.port]);
 }

@@ -45,6 +45,8 @@ export interface ZooKeeperOptions {
   host?: string;
   /** Stops waiting for the start (and stops the server) when aborted: a Ctrl-C during the demo's start-up. */
   signal?: AbortSignal;
+  /** A fixed client port; a start that finds it taken fails with PortTakenError. @default a free port, new ones when taken */
+  port?: number;
 }
 
 export interface RunningZooKeeper extends Restartable {
@@ -100,38 +102,35 @@ async function isServing(port: number, host: string): Promise<boolean> {
 export async function startZooKeeper(options: ZooKeeperOptions = {}): Promise<RunningZooKeeper> {
   needJava();
   const host = options.host ?? HOST;
-  return onFreePorts(
-    1,
-    async ([port]) => {
-      const dir = makeTempDir('meshport-zk-');
-      const dataDir = path.join(dir, 'data');
-      mkdirSync(dataDir);
-      const cfg = path.join(dir, 'zoo.cfg');
-      writeFileSync(
-        cfg,
-        zooCfg({
-          tickTime: options.tickTime ?? 500,
-          dataDir,
-          clientPort: port!,
-          clientPortAddress: host,
-          'admin.enableServer': 'false',
-          '4lw.commands.whitelist': 'ruok,stat,srvr,mntr',
-          maxClientCnxns: 0,
-        }),
-      );
-      const life = await startRestartable({
-        what: `ZooKeeper on ${host}:${port}`,
-        dir,
-        spawn: () => spawnServer(JAVA, javaArgs(dir, 'org.apache.zookeeper.server.ZooKeeperServerMain', cfg), dir),
-        ready: () => isServing(port!, host),
-        startTimeoutMs: options.startTimeoutMs ?? 30_000,
-        goneOnStop: 'ZooKeeper was stopped (its data is gone); start a new one',
-        signal: options.signal,
-      });
-      return Object.assign(life, { host, port: port!, connectString: `${host}:${port}`, dataDir });
-    },
-    { host },
-  );
+  const start = async ([port]: number[]): Promise<RunningZooKeeper> => {
+    const dir = makeTempDir('meshport-zk-');
+    const dataDir = path.join(dir, 'data');
+    mkdirSync(dataDir);
+    const cfg = path.join(dir, 'zoo.cfg');
+    writeFileSync(
+      cfg,
+      zooCfg({
+        tickTime: options.tickTime ?? 500,
+        dataDir,
+        clientPort: port!,
+        clientPortAddress: host,
+        'admin.enableServer': 'false',
+        '4lw.commands.whitelist': 'ruok,stat,srvr,mntr',
+        maxClientCnxns: 0,
+      }),
+    );
+    const life = await startRestartable({
+      what: `ZooKeeper on ${host}:${port}`,
+      dir,
+      spawn: () => spawnServer(JAVA, javaArgs(dir, 'org.apache.zookeeper.server.ZooKeeperServerMain', cfg), dir),
+      ready: () => isServing(port!, host),
+      startTimeoutMs: options.startTimeoutMs ?? 30_000,
+      goneOnStop: 'ZooKeeper was stopped (its data is gone); start a new one',
+      signal: options.signal,
+    });
+    return Object.assign(life, { host, port: port!, connectString: `${host}:${port}`, dataDir });
+  };
+  return options.port === undefined ? onFreePorts(1, start, { host }) : start([options.port]);
 }
 
 export interface RunningZooKeeperNode {

@@ -3,7 +3,17 @@
 
 import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
-import { freePorts, isPortTaken, onFreePorts, PortTakenError, portRefuses } from '../src/index';
+import net from 'node:net';
+import {
+  freePorts,
+  HOST,
+  isPortTaken,
+  onFreePorts,
+  PortTakenError,
+  portRefuses,
+  startRedis,
+  startZooKeeper,
+} from '../src/index';
 
 const [ephemeralLow, ephemeralHigh] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')
   .trim()
@@ -41,5 +51,22 @@ describe('testkit: free ports', () => {
     );
     assert.equal(calls, 1, 'any other failure is not retried');
     assert.equal(isPortTaken(Object.assign(new Error('listen EADDRINUSE'), { code: 'EADDRINUSE' })), true);
+  });
+
+  it('a real redis-server or ZooKeeper whose port was taken fails as PortTakenError: what makes onFreePorts pick new ports', async function () {
+    this.timeout(60_000);
+    // Another process's listener: it hangs up on the start-up probes, which would otherwise keep it from closing.
+    const held = net.createServer((socket) => socket.destroy());
+    await new Promise<void>((resolve) => held.listen(0, HOST, resolve));
+    const { port } = held.address() as net.AddressInfo;
+    try {
+      await assert.rejects(startRedis({ port }), (e) => isPortTaken(e) && /Address already in use/.test(String(e)));
+      await assert.rejects(
+        startZooKeeper({ port }),
+        (e) => isPortTaken(e) && /BindException|Address already in use/.test(String(e)),
+      );
+    } finally {
+      await new Promise((resolve) => held.close(resolve));
+    }
   });
 });
