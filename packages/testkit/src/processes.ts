@@ -119,6 +119,11 @@ export class PortTakenError extends Error {
 /** What a server prints when its listening port is taken: redis-server, and ZooKeeper's java.net.BindException. */
 const ADDRESS_IN_USE = /Address already in use|EADDRINUSE|BindException/;
 
+/** True when a server's output says that one of its ports was taken. */
+export function saysPortTaken(output: string): boolean {
+  return ADDRESS_IN_USE.test(output);
+}
+
 /**
  * Polls `probe` until it returns true. Fails with the server's output tail when it exits (a PortTakenError when the
  * output says its port was taken), when `signal` aborts, or when the time runs out; the server is stopped then.

@@ -5,11 +5,13 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { HOST, freePorts, onFreePorts } from './ports';
+import { HOST, onFreePorts } from './ports';
 import { fourLetterWord } from './probes';
 import {
+  PortTakenError,
   makeTempDir,
   removeTempDir,
+  saysPortTaken,
   spawnServer,
   startRestartable,
   terminate,
@@ -170,13 +172,21 @@ export interface RunningZooKeeperEnsemble {
 /** `n` ZooKeeper nodes in one quorum on loopback; resolves once a leader serves and every node follows it. */
 export async function startZooKeeperEnsemble(
   n = 3,
-  options: Omit<ZooKeeperOptions, 'host' | 'signal'> = {},
+  options: Omit<ZooKeeperOptions, 'host' | 'signal' | 'port'> = {},
 ): Promise<RunningZooKeeperEnsemble> {
   needJava();
+  // A node whose client, peer or election port was taken meanwhile: the whole ensemble again, on new ports.
+  return onFreePorts(3 * n, (ports) => startEnsembleOn(ports, n, options));
+}
+
+async function startEnsembleOn(
+  ports: number[],
+  n: number,
+  options: Omit<ZooKeeperOptions, 'host' | 'signal' | 'port'>,
+): Promise<RunningZooKeeperEnsemble> {
   const tickTime = options.tickTime ?? 500;
   const startTimeoutMs = options.startTimeoutMs ?? 45_000;
   const root = makeTempDir('meshport-zk-ensemble-');
-  const ports = await freePorts(3 * n);
   const spec = Array.from({ length: n }, (_, i) => ({
     id: i + 1,
     port: ports[3 * i]!,
@@ -290,8 +300,9 @@ export async function startZooKeeperEnsemble(
   try {
     await ensemble.waitForQuorum();
   } catch (e) {
+    const taken = [...spawnedById.values()].some((sp) => saysPortTaken(sp.tail()));
     await ensemble.stop();
-    throw e;
+    throw taken ? new PortTakenError((e as Error).message) : e;
   }
   return ensemble;
 }
