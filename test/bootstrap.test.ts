@@ -52,7 +52,10 @@ describe('scripts/bootstrap.sh', function () {
       const r = run({ ...process.env, PATH: `${stubs}:${process.env.PATH}` });
       assert.equal(r.code, 1, r.out);
       assert.match(r.out, /missing Debian packages: zookeeper redis-server haproxy/);
-      assert.match(r.out, /sudo sh -c "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends zookeeper redis-server .*bpftool libclang-rt-14-dev openjdk-17-jdk-headless libhessian-java"/);
+      assert.match(
+        r.out,
+        /sudo sh -c "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends zookeeper redis-server .*bpftool libclang-rt-14-dev openjdk-17-jdk-headless libhessian-java"/,
+      );
       assert.doesNotMatch(r.out, /apt-get must not run/);
     } finally {
       rmSync(stubs, { recursive: true, force: true });

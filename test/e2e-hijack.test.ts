@@ -8,10 +8,27 @@
 
 import { strict as assert } from 'node:assert';
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  rmdirSync,
+  writeFileSync,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { bpfProbe, bpfStats, createCgroup, findCgroup2Mount, nativeAddonStatus, removeCgroup, type BpfStats } from '@meshport/socket';
+import {
+  bpfProbe,
+  bpfStats,
+  createCgroup,
+  findCgroup2Mount,
+  nativeAddonStatus,
+  removeCgroup,
+  type BpfStats,
+} from '@meshport/socket';
 import { type Json, JsonLinesChild, skipOrFail } from '@meshport/testkit';
 import {
   HIJACK_DEFAULTS,
@@ -52,7 +69,9 @@ const RELAYED = 'com.example.Plain';
  * other way round: `ip netns exec` mounts a fresh /sys, which hides the cgroup v2 mount.
  */
 function inCgroup(cgroup: string | undefined, argv: string[]): string[] {
-  return cgroup === undefined ? argv : ['sh', '-c', 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"', 'sh', cgroup, ...argv];
+  return cgroup === undefined
+    ? argv
+    : ['sh', '-c', 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"', 'sh', cgroup, ...argv];
 }
 
 function start(what: string, argv: string[]): JsonLinesChild {
@@ -68,14 +87,22 @@ function needKernel(ctx: Mocha.Context): void {
   if (kernelProblem !== undefined) skipOrFail(ctx, `kernel test: ${kernelProblem}`);
 }
 
-const bpffsMounted = () => readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === '/sys/fs/bpf' && l.split(' ')[2] === 'bpf');
+const bpffsMounted = () =>
+  readFileSync('/proc/mounts', 'utf8')
+    .split('\n')
+    .some((l) => l.split(' ')[1] === '/sys/fs/bpf' && l.split(' ')[2] === 'bpf');
 
 interface Scenario {
   mode: HijackMode;
   sockmap?: boolean;
 }
 
-const SCENARIOS: Scenario[] = [{ mode: 'redirect' }, { mode: 'tproxy' }, { mode: 'connect-hook' }, { mode: 'connect-hook', sockmap: true }];
+const SCENARIOS: Scenario[] = [
+  { mode: 'redirect' },
+  { mode: 'tproxy' },
+  { mode: 'connect-hook' },
+  { mode: 'connect-hook', sockmap: true },
+];
 
 describe('e2e: transparent capture through the real sidecar (sofa-rpc-node Bolt, uid 1337, netns/cgroup)', function () {
   this.timeout(60000);
@@ -87,7 +114,11 @@ describe('e2e: transparent capture through the real sidecar (sofa-rpc-node Bolt,
   before(async () => {
     if (typeof process.getuid === 'function' && process.getuid() !== 0) kernelProblem = 'not root';
     else {
-      for (const [cmd, args] of [['ip', ['netns', 'list']], ['iptables', ['--version']], ['setpriv', ['--version']]] as const) {
+      for (const [cmd, args] of [
+        ['ip', ['netns', 'list']],
+        ['iptables', ['--version']],
+        ['setpriv', ['--version']],
+      ] as const) {
         const r = await run(cmd, args);
         if (r.code !== 0) {
           kernelProblem = `'${cmd}' unavailable: ${r.stderr.trim()}`;
@@ -118,9 +149,18 @@ describe('e2e: transparent capture through the real sidecar (sofa-rpc-node Bolt,
       }
     }
     // bpffs only when this suite mounted it and nothing but the kernel's own *.debug iterators is left in it.
-    if (!bpffsWasMounted && bpffsMounted() && readdirSync('/sys/fs/bpf').every((n) => n.endsWith('.debug'))) await run('umount', ['/sys/fs/bpf']);
-    assert.deepEqual((await listNetns()).filter((n) => n.startsWith(netnsPrefix)), [], 'network namespaces left behind');
-    assert.deepEqual([...cgroups].filter((c) => existsSync(c)), [], 'cgroups left behind');
+    if (!bpffsWasMounted && bpffsMounted() && readdirSync('/sys/fs/bpf').every((n) => n.endsWith('.debug')))
+      await run('umount', ['/sys/fs/bpf']);
+    assert.deepEqual(
+      (await listNetns()).filter((n) => n.startsWith(netnsPrefix)),
+      [],
+      'network namespaces left behind',
+    );
+    assert.deepEqual(
+      [...cgroups].filter((c) => existsSync(c)),
+      [],
+      'cgroups left behind',
+    );
   });
 
   for (const scenario of SCENARIOS) {
@@ -174,13 +214,21 @@ describe('e2e: transparent capture through the real sidecar (sofa-rpc-node Bolt,
         await createVethPair({ netnsA: pod, netnsB: peer, addressA: `${POD.veth}/24`, addressB: `${POD.peerVeth}/24` });
       }
       if (bpfMode) {
-        cgroup = createCgroup(path.join(cgroupRoot, `meshport-e2e-hijack-${process.pid}-${mode}${scenario.sockmap ? '-sockmap' : ''}`));
+        cgroup = createCgroup(
+          path.join(cgroupRoot, `meshport-e2e-hijack-${process.pid}-${mode}${scenario.sockmap ? '-sockmap' : ''}`),
+        );
         cgroupSet.add(cgroup);
       }
 
       // The servers: outside the cgroup, as root, on all addresses of the pod (A on 12200, B on 12300).
-      for (const [name, port] of [['A', POD.serverA.port], ['B', POD.serverB.port]] as const) {
-        const server = start(`server ${name}`, commandArgv(process.execPath, [RPC_APP, 'server', name, String(port)], { netns: pod }));
+      for (const [name, port] of [
+        ['A', POD.serverA.port],
+        ['B', POD.serverB.port],
+      ] as const) {
+        const server = start(
+          `server ${name}`,
+          commandArgv(process.execPath, [RPC_APP, 'server', name, String(port)], { netns: pod }),
+        );
         procs.push(server);
         await server.waitFor((m) => m.ready === port, `server ${name} to listen`);
       }
@@ -195,7 +243,18 @@ describe('e2e: transparent capture through the real sidecar (sofa-rpc-node Bolt,
       const caps = mode !== 'redirect' ? ['--inh-caps=+net_admin,+net_raw', '--ambient-caps=+net_admin,+net_raw'] : [];
       const sidecarArgv = commandArgv(
         'setpriv',
-        [`--reuid=${SIDECAR_UID}`, `--regid=${SIDECAR_UID}`, '--clear-groups', ...caps, '--', process.execPath, BIN, 'sidecar', '--config', config],
+        [
+          `--reuid=${SIDECAR_UID}`,
+          `--regid=${SIDECAR_UID}`,
+          '--clear-groups',
+          ...caps,
+          '--',
+          process.execPath,
+          BIN,
+          'sidecar',
+          '--config',
+          config,
+        ],
         { netns: pod },
       );
       const sidecar = start('sidecar', inCgroup(cgroup, sidecarArgv));
@@ -203,14 +262,21 @@ describe('e2e: transparent capture through the real sidecar (sofa-rpc-node Bolt,
       await sidecar.waitFor((m) => m.msg === 'meshport sidecar running', 'the sidecar to run');
       const ready = await sidecar.waitFor((m) => m.msg === 'capture listeners ready', 'the capture listeners');
       assert.equal(ready.mode, mode);
-      assert.equal(Number(readFileSync(`/proc/${sidecar.child.pid}/status`, 'utf8').match(/^Uid:\s+(\d+)/m)?.[1]), SIDECAR_UID, 'the sidecar runs as uid 1337');
+      assert.equal(
+        Number(readFileSync(`/proc/${sidecar.child.pid}/status`, 'utf8').match(/^Uid:\s+(\d+)/m)?.[1]),
+        SIDECAR_UID,
+        'the sidecar runs as uid 1337',
+      );
 
       const pinDir = cgroup === undefined ? undefined : bpfPinDir(cgroup);
       const statsBefore: BpfStats | undefined = scenario.sockmap ? bpfStats({ pinDir }) : undefined;
 
       // The app: calls server A by its real address; one process (one connection) per call.
       const call = async (netns: string, target: string, iface: string, inGroup: string | undefined): Promise<Json> => {
-        const app = start(`app ${iface}`, inCgroup(inGroup, commandArgv(process.execPath, [RPC_APP, 'call', target, iface, 'hi'], { netns })));
+        const app = start(
+          `app ${iface}`,
+          inCgroup(inGroup, commandArgv(process.execPath, [RPC_APP, 'call', target, iface, 'hi'], { netns })),
+        );
         procs.push(app);
         const out = await app.waitFor((m) => m.ok !== undefined, `the ${iface} call to answer`);
         await app.exited;
@@ -218,9 +284,17 @@ describe('e2e: transparent capture through the real sidecar (sofa-rpc-node Bolt,
       };
       const target = `${POD.serverA.host}:${POD.serverA.port}`;
       const relayed = await call(pod, target, RELAYED, cgroup);
-      assert.deepEqual(relayed, { ok: true, result: 'A: hi' }, `a service not in the route table goes where the app dialled\n${sidecar.output()}`);
+      assert.deepEqual(
+        relayed,
+        { ok: true, result: 'A: hi' },
+        `a service not in the route table goes where the app dialled\n${sidecar.output()}`,
+      );
       const routed = await call(pod, target, ROUTED, cgroup);
-      assert.deepEqual(routed, { ok: true, result: 'B: hi' }, `a service in the route table goes to the file registry's endpoint\n${sidecar.output()}`);
+      assert.deepEqual(
+        routed,
+        { ok: true, result: 'B: hi' },
+        `a service in the route table goes to the file registry's endpoint\n${sidecar.output()}`,
+      );
 
       let inbound: Json | undefined;
       if (peer !== undefined) {
@@ -237,7 +311,9 @@ describe('e2e: transparent capture through the real sidecar (sofa-rpc-node Bolt,
       const expected = [
         { direction: 'outbound', original: { host: POD.serverA.host, port: POD.serverA.port }, route: false },
         { direction: 'outbound', original: { host: POD.serverA.host, port: POD.serverA.port }, route: true },
-        ...(peer !== undefined ? [{ direction: 'inbound', original: { host: POD.veth, port: POD.serverA.port }, route: false }] : []),
+        ...(peer !== undefined
+          ? [{ direction: 'inbound', original: { host: POD.veth, port: POD.serverA.port }, route: false }]
+          : []),
       ];
       assert.deepEqual(
         captured.map((m) => ({ direction: m.direction, original: m.original, route: m.route })),
@@ -255,15 +331,30 @@ describe('e2e: transparent capture through the real sidecar (sofa-rpc-node Bolt,
         false,
         "the sidecar's routed upstream connection to B was captured again",
       );
-      assert.deepEqual(sidecar.lines.filter((m) => /refusing the loop|no original destination/.test(String(m.msg))), []);
+      assert.deepEqual(
+        sidecar.lines.filter((m) => /refusing the loop|no original destination/.test(String(m.msg))),
+        [],
+      );
 
       if (scenario.sockmap && statsBefore !== undefined) {
         // App <-> sidecar bytes took the sk_msg shortcut: the counters of the maps hijack pinned for this cgroup.
         const after = bpfStats({ pinDir });
-        assert.ok(after.hookedConnects - statsBefore.hookedConnects >= 2, `connect4 hooked the app's connects: ${JSON.stringify(after)}`);
-        assert.ok(after.sockmapAdded > statsBefore.sockmapAdded, `sockets went into the SOCKHASH: ${JSON.stringify(after)}`);
-        assert.ok(after.redirectedMessages > statsBefore.redirectedMessages, `sk_msg redirected messages: ${JSON.stringify(after)}`);
-        assert.ok(after.redirectedBytes > statsBefore.redirectedBytes, `sk_msg redirected bytes: ${JSON.stringify(after)}`);
+        assert.ok(
+          after.hookedConnects - statsBefore.hookedConnects >= 2,
+          `connect4 hooked the app's connects: ${JSON.stringify(after)}`,
+        );
+        assert.ok(
+          after.sockmapAdded > statsBefore.sockmapAdded,
+          `sockets went into the SOCKHASH: ${JSON.stringify(after)}`,
+        );
+        assert.ok(
+          after.redirectedMessages > statsBefore.redirectedMessages,
+          `sk_msg redirected messages: ${JSON.stringify(after)}`,
+        );
+        assert.ok(
+          after.redirectedBytes > statsBefore.redirectedBytes,
+          `sk_msg redirected bytes: ${JSON.stringify(after)}`,
+        );
       }
       bodyFailed = false;
     } finally {
@@ -282,7 +373,11 @@ describe('e2e: transparent capture through the real sidecar (sofa-rpc-node Bolt,
         await step(() => removePlan(applied, { netns: pod }));
         await step(async () => {
           const state = await installedState({ netns: pod, routeTables: [HIJACK_DEFAULTS.routeTable] });
-          assert.deepEqual(state, { iptables: { nat: [], mangle: [] }, ipRules: [], routes: { [HIJACK_DEFAULTS.routeTable]: [] } }, 'removePlan left rules');
+          assert.deepEqual(
+            state,
+            { iptables: { nat: [], mangle: [] }, ipRules: [], routes: { [HIJACK_DEFAULTS.routeTable]: [] } },
+            'removePlan left rules',
+          );
         });
       }
       for (const n of namespaces) await step(() => deleteNetns(n));
@@ -296,6 +391,7 @@ describe('e2e: transparent capture through the real sidecar (sofa-rpc-node Bolt,
       }
       rmSync(tmp, { recursive: true, force: true });
       // A failing body keeps its own error; teardown problems then only go to stderr.
+      // biome-ignore lint/correctness/noUnsafeFinally: only when the body did not fail, so no error is replaced
       if (problems.length > 0 && !bodyFailed) throw problems[0];
       for (const p of problems) if (bodyFailed) console.error('teardown:', p);
     }

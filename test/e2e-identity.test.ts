@@ -47,23 +47,61 @@ type App = { close(): Promise<unknown> };
  * After publishing it also serves the other identities' service names (sofa-rpc-node dispatches by
  * `interface:version[:uniqueId]`), unpublished: a call routed here by mistake gets this label, not an error.
  */
-async function startIdentityProvider(protocol: Protocol, iface: string, id: Identity, others: Identity[], pod: Sidecar) {
+async function startIdentityProvider(
+  protocol: Protocol,
+  iface: string,
+  id: Identity,
+  others: Identity[],
+  pod: Sidecar,
+) {
   const registryAddress = facadeAddress(pod);
-  const registry = new sofaRegistry.ZookeeperRegistry({ logger: quietLogger, address: registryAddress, cluster: ownCluster() });
-  const server = new sofaServer.RpcServer({ logger: quietLogger, port: 0, appName: 'identity', registry, publishAddress: '127.0.0.1', ...protocolOption(protocol) });
+  const registry = new sofaRegistry.ZookeeperRegistry({
+    logger: quietLogger,
+    address: registryAddress,
+    cluster: ownCluster(),
+  });
+  const server = new sofaServer.RpcServer({
+    logger: quietLogger,
+    port: 0,
+    appName: 'identity',
+    registry,
+    publishAddress: '127.0.0.1',
+    ...protocolOption(protocol),
+  });
   const me = label(protocol, id);
-  const impl = { async whoami() { return me; } };
+  const impl = {
+    async whoami() {
+      return me;
+    },
+  };
   // sofa-rpc-node leaves uniqueId out of the URL it publishes; customMeta puts it there, as Java sofa-rpc writes it.
-  const info = (i: Identity) => ({ interfaceName: iface, version: i.version, uniqueId: i.uniqueId, group: sdkGroup(i), customMeta: (i.uniqueId ? { uniqueId: i.uniqueId } : {}) as Record<string, string> });
+  const info = (i: Identity) => ({
+    interfaceName: iface,
+    version: i.version,
+    uniqueId: i.uniqueId,
+    group: sdkGroup(i),
+    customMeta: (i.uniqueId ? { uniqueId: i.uniqueId } : {}) as Record<string, string>,
+  });
   server.addService(info(id), impl);
   await server.start();
   // publish() registers, then waits through a subscription to read its own URL back, which with a uniqueId in
   // customMeta never happens (the base URL holds `uniqueId=`), and the subscription it leaves armed retries for ever
   // once the facade is gone. So the service is registered directly, and the provider pod's inbound route awaited.
-  const services = (server as unknown as { _services: Map<string, { normalizeReg(url: string): { interfaceName: string; url: string } }> })._services;
+  const services = (
+    server as unknown as {
+      _services: Map<string, { normalizeReg(url: string): { interfaceName: string; url: string } }>;
+    }
+  )._services;
   for (const service of services.values()) await registry.register(service.normalizeReg(server.url));
-  const key = protocol === 'bolt' ? `${iface}:${id.version}${id.uniqueId ? `:${id.uniqueId}` : ''}` : `${sdkGroup(id)}/${iface}:${id.version}`;
-  await eventually(`${me}'s inbound route on its pod`, async () => (pod.book.table.inbound(key) ? true : undefined), CONSUMER_READY_MS);
+  const key =
+    protocol === 'bolt'
+      ? `${iface}:${id.version}${id.uniqueId ? `:${id.uniqueId}` : ''}`
+      : `${sdkGroup(id)}/${iface}:${id.version}`;
+  await eventually(
+    `${me}'s inbound route on its pod`,
+    async () => (pod.book.table.inbound(key) ? true : undefined),
+    CONSUMER_READY_MS,
+  );
   for (const other of others) server.addService(info(other), impl);
   return { server, registry, label: me };
 }
@@ -71,9 +109,18 @@ async function startIdentityProvider(protocol: Protocol, iface: string, id: Iden
 /** A consumer app that finds its providers through `registryAddress` (one registry each: sofa-rpc-node keys its
  * subscriptions by interface alone, so a second consumer of another version would get the first one's filter). */
 async function startIdentityConsumer(protocol: Protocol, iface: string, id: Identity, registryAddress: string) {
-  const registry = new sofaRegistry.ZookeeperRegistry({ logger: quietLogger, address: registryAddress, cluster: ownCluster() });
+  const registry = new sofaRegistry.ZookeeperRegistry({
+    logger: quietLogger,
+    address: registryAddress,
+    cluster: ownCluster(),
+  });
   const client = new sofaClient.RpcClient({ logger: quietLogger, registry, ...protocolOption(protocol) });
-  const consumer = client.createConsumer({ interfaceName: iface, version: id.version, group: sdkGroup(id), retryFaultInterval: 200 });
+  const consumer = client.createConsumer({
+    interfaceName: iface,
+    version: id.version,
+    group: sdkGroup(id),
+    retryFaultInterval: 200,
+  });
   await withTimeout(consumer.ready(), CONSUMER_READY_MS, `the ${label(protocol, id)} consumer's first provider list`);
   return { client, registry, consumer };
 }
@@ -84,12 +131,21 @@ async function startIdentityConsumer(protocol: Protocol, iface: string, id: Iden
  */
 function directConsumer(protocol: Protocol, iface: string, serviceVersion: string, group: string, address: string) {
   const client = new sofaClient.RpcClient({ logger: quietLogger, ...protocolOption(protocol) });
-  const consumer = client.createConsumer({ interfaceName: iface, version: serviceVersion, group, serverHost: address, retryFaultInterval: 200 });
+  const consumer = client.createConsumer({
+    interfaceName: iface,
+    version: serviceVersion,
+    group,
+    serverHost: address,
+    retryFaultInterval: 200,
+  });
   return { client, consumer };
 }
 
 /** Calls `whoami` n times; counts answers by what they were. */
-async function tally(consumer: { invoke(method: string, args: unknown[], options?: object): Promise<unknown> }, n: number) {
+async function tally(
+  consumer: { invoke(method: string, args: unknown[], options?: object): Promise<unknown> },
+  n: number,
+) {
   const answers = new Map<string, number>();
   for (let i = 0; i < n; i++) {
     let answer: string;
@@ -139,7 +195,11 @@ describe('service identity end to end over ZooKeeper: every call reaches the ide
     {
       protocol: 'dubbo',
       iface: 'com.example.identity.DubboIdentity',
-      identities: [{ version: '1.0', group: 'g1' }, { version: '1.0', group: 'g2' }, { version: '2.0', group: 'g1' }],
+      identities: [
+        { version: '1.0', group: 'g1' },
+        { version: '1.0', group: 'g2' },
+        { version: '2.0', group: 'g1' },
+      ],
       absent: { version: '2.0', group: 'g2' },
     },
   ];
@@ -147,7 +207,13 @@ describe('service identity end to end over ZooKeeper: every call reaches the ide
   for (const { protocol, iface, identities, absent } of matrix) {
     it(`${protocol}: ${identities.map((i) => label(protocol, i)).join(', ')}: 0 misrouted, 0 "no provider"`, async () => {
       for (const id of identities) {
-        const provider = await startIdentityProvider(protocol, iface, id, identities.filter((o) => o !== id), providerPod);
+        const provider = await startIdentityProvider(
+          protocol,
+          iface,
+          id,
+          identities.filter((o) => o !== id),
+          providerPod,
+        );
         apps.push(provider.registry, provider.server);
       }
       // The facade shows the consumer one URL per identity, each at its own pod's outbound port.
@@ -156,7 +222,13 @@ describe('service identity end to end over ZooKeeper: every call reaches the ide
       for (const id of identities) {
         let consumer;
         if (id.uniqueId) {
-          const direct = directConsumer(protocol, iface, `${id.version}:${id.uniqueId}`, sdkGroup(id), `127.0.0.1:${outbound.port}`);
+          const direct = directConsumer(
+            protocol,
+            iface,
+            `${id.version}:${id.uniqueId}`,
+            sdkGroup(id),
+            `127.0.0.1:${outbound.port}`,
+          );
           apps.push(direct.client);
           consumer = direct.consumer;
         } else {
@@ -166,7 +238,9 @@ describe('service identity end to end over ZooKeeper: every call reaches the ide
         }
         results[label(protocol, id)] = await tally(consumer, CALLS);
       }
-      const expected = Object.fromEntries(identities.map((id) => [label(protocol, id), { [label(protocol, id)]: CALLS }]));
+      const expected = Object.fromEntries(
+        identities.map((id) => [label(protocol, id), { [label(protocol, id)]: CALLS }]),
+      );
       assert.deepEqual(results, expected, 'every consumer answered only by its own identity');
 
       // An identity nobody provides: the sidecar answers "no provider" at once, never another identity's provider.
@@ -181,9 +255,10 @@ describe('service identity end to end over ZooKeeper: every call reaches the ide
       // /routes lists each identity as a route of its own on both pods.
       const routes = consumerPod.book.snapshot();
       for (const id of identities) {
-        const key = protocol === 'bolt'
-          ? `${iface}:${id.version}${id.uniqueId ? `:${id.uniqueId}` : ''}`
-          : `${sdkGroup(id)}/${iface}:${id.version}`;
+        const key =
+          protocol === 'bolt'
+            ? `${iface}:${id.version}${id.uniqueId ? `:${id.uniqueId}` : ''}`
+            : `${sdkGroup(id)}/${iface}:${id.version}`;
         assert.equal(routes.outbound[key]?.endpoints.length, 1, `consumer pod routes ${key}`);
         assert.ok(providerPod.book.snapshot().inbound[key], `provider pod routes ${key} inbound`);
       }
@@ -205,7 +280,9 @@ describe('service identity end to end over ZooKeeper: every call reaches the ide
     let calls = 0;
     const loop = (async () => {
       while (running) {
-        const answer = await consumer.consumer.invoke('whoami', [], { responseTimeout: 3000 }).catch((e: Error) => `error: ${e.message}`);
+        const answer = await consumer.consumer
+          .invoke('whoami', [], { responseTimeout: 3000 })
+          .catch((e: Error) => `error: ${e.message}`);
         calls++;
         if (answer !== base.label) wrong.push(String(answer));
       }
@@ -213,10 +290,16 @@ describe('service identity end to end over ZooKeeper: every call reaches the ide
     for (let round = 0; round < 3; round++) {
       const extra = await startIdentityProvider(protocol, iface, churn, [stable], providerPod);
       const churnKey = `g2/${iface}:1.0`;
-      await eventually('the g2 route on the consumer pod', async () => (consumerPod.book.table.outbound(churnKey) ? true : undefined));
+      await eventually('the g2 route on the consumer pod', async () =>
+        consumerPod.book.table.outbound(churnKey) ? true : undefined,
+      );
       await extra.server.close();
       await extra.registry.close();
-      await eventually('the g2 route to go', async () => (consumerPod.book.table.outbound(churnKey) ? undefined : true), 30_000);
+      await eventually(
+        'the g2 route to go',
+        async () => (consumerPod.book.table.outbound(churnKey) ? undefined : true),
+        30_000,
+      );
     }
     running = false;
     await loop;
@@ -227,9 +310,21 @@ describe('service identity end to end over ZooKeeper: every call reaches the ide
 
 /** A sofa-rpc-node server with no registry (the test does the registry traffic), answering `label` for every name. */
 async function startLabelServer(protocol: Protocol, iface: string, names: Identity[], me: string) {
-  const server = new sofaServer.RpcServer({ logger: quietLogger, port: 0, appName: 'identity', ...protocolOption(protocol) });
+  const server = new sofaServer.RpcServer({
+    logger: quietLogger,
+    port: 0,
+    appName: 'identity',
+    ...protocolOption(protocol),
+  });
   for (const i of names) {
-    server.addService({ interfaceName: iface, version: i.version, uniqueId: i.uniqueId, group: sdkGroup(i) }, { async whoami() { return me; } });
+    server.addService(
+      { interfaceName: iface, version: i.version, uniqueId: i.uniqueId, group: sdkGroup(i) },
+      {
+        async whoami() {
+          return me;
+        },
+      },
+    );
   }
   await server.start();
   return server;
@@ -272,7 +367,11 @@ describe('service identity end to end over Redis (Dubbo layout) and the SOFA mes
       return registry;
     };
     const iface = 'com.example.identity.RedisIdentity';
-    const identities: Identity[] = [{ version: '1.0', group: 'g1' }, { version: '1.0', group: 'g2' }, { version: '2.0', group: 'g1' }];
+    const identities: Identity[] = [
+      { version: '1.0', group: 'g1' },
+      { version: '1.0', group: 'g2' },
+      { version: '2.0', group: 'g1' },
+    ];
     const providerApp = appRegistry(providerPod);
     for (const id of identities) {
       const server = await startLabelServer('dubbo', iface, identities, label('dubbo', id));
@@ -282,9 +381,14 @@ describe('service identity end to end over Redis (Dubbo layout) and the SOFA mes
     }
     const lists: ProviderUrl[][] = [];
     await appRegistry(consumerPod).subscribe(iface, (urls) => lists.push(urls));
-    const handed = await eventually('one URL per identity', async () => (lists.at(-1)?.length === identities.length ? lists.at(-1) : undefined));
+    const handed = await eventually('one URL per identity', async () =>
+      lists.at(-1)?.length === identities.length ? lists.at(-1) : undefined,
+    );
     const outbound = consumerPod.address('outbound').port;
-    assert.ok(handed.every((u) => u.host === '127.0.0.1' && u.port === outbound), 'every URL at the consumer pod outbound port');
+    assert.ok(
+      handed.every((u) => u.host === '127.0.0.1' && u.port === outbound),
+      'every URL at the consumer pod outbound port',
+    );
 
     const results: Record<string, Record<string, number>> = {};
     for (const id of identities) {
@@ -294,7 +398,10 @@ describe('service identity end to end over Redis (Dubbo layout) and the SOFA mes
       closers.push(() => direct.client.close());
       results[label('dubbo', id)] = await tally(direct.consumer, CALLS);
     }
-    assert.deepEqual(results, Object.fromEntries(identities.map((id) => [label('dubbo', id), { [label('dubbo', id)]: CALLS }])));
+    assert.deepEqual(
+      results,
+      Object.fromEntries(identities.map((id) => [label('dubbo', id), { [label('dubbo', id)]: CALLS }])),
+    );
   });
 
   it('mesh API: SOFA 1.0, 1.0:blue, 2.0 in three provider pods: each subscribe sees its identity, each call reaches it', async () => {
@@ -312,7 +419,11 @@ describe('service identity end to end over Redis (Dubbo layout) and the SOFA mes
       ].join('\n');
     const post = async (sidecar: Sidecar, path: string, bean: object) => {
       const { host, port } = sidecar.address({ facade: 'mesh' });
-      const res = await fetch(`http://${host}:${port}${path}`, { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body: JSON.stringify(bean) });
+      const res = await fetch(`http://${host}:${port}${path}`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'text/plain' },
+        body: JSON.stringify(bean),
+      });
       return (await res.json()) as { success: boolean; datas?: string[] };
     };
     const iface = 'com.example.identity.MeshIdentity';
@@ -325,24 +436,46 @@ describe('service identity end to end over Redis (Dubbo layout) and the SOFA mes
       const published = await post(providerPod, '/services/publish', {
         serviceName: serviceName(id),
         protocolType: 'bolt',
-        providerMetaInfo: { protocol: 'bolt', version: '4.0', serializeType: 'hessian2', appName: 'identity', properties: {} },
+        providerMetaInfo: {
+          protocol: 'bolt',
+          version: '4.0',
+          serializeType: 'hessian2',
+          appName: 'identity',
+          properties: {},
+        },
       });
       assert.equal(published.success, true);
     }
     const consumerPod = await startSidecar(meshPod(1));
     const results: Record<string, Record<string, number>> = {};
     for (const id of identities) {
-      const subscribe = { serviceName: serviceName(id), protocolType: 'bolt', vipEnforce: false, vipOnly: false, localCloudFirst: false, properties: {} };
+      const subscribe = {
+        serviceName: serviceName(id),
+        protocolType: 'bolt',
+        vipEnforce: false,
+        vipOnly: false,
+        localCloudFirst: false,
+        properties: {},
+      };
       const datas = await eventually(`a provider of ${serviceName(id)}`, async () => {
         const reply = await post(consumerPod, '/services/subscribe', subscribe);
         return reply.datas && reply.datas.length > 0 ? reply.datas : undefined;
       });
       const urls = datas.map(parseProviderUrl);
       assert.deepEqual(urls.map(sofaServiceKeyOf), [serviceName(id)], 'the subscribe answer holds that identity only');
-      const direct = directConsumer('bolt', iface, `${id.version}${id.uniqueId ? `:${id.uniqueId}` : ''}`, 'SOFA', `${urls[0]!.host}:${urls[0]!.port}`);
+      const direct = directConsumer(
+        'bolt',
+        iface,
+        `${id.version}${id.uniqueId ? `:${id.uniqueId}` : ''}`,
+        'SOFA',
+        `${urls[0]!.host}:${urls[0]!.port}`,
+      );
       closers.push(() => direct.client.close());
       results[label('bolt', id)] = await tally(direct.consumer, CALLS);
     }
-    assert.deepEqual(results, Object.fromEntries(identities.map((id) => [label('bolt', id), { [label('bolt', id)]: CALLS }])));
+    assert.deepEqual(
+      results,
+      Object.fromEntries(identities.map((id) => [label('bolt', id), { [label('bolt', id)]: CALLS }])),
+    );
   });
 });

@@ -24,7 +24,14 @@ import { adminRoutes, startSidecar, showSidecarLogIfFailed, stopSidecars } from 
 /** A sofa-rpc-node server with no registry of its own: the registry traffic is the test's (the app's SDK part). */
 async function startServer(protocol: Protocol, iface: string, name: string) {
   const server = new sofaServer.RpcServer({ logger: quietLogger, port: 0, appName: name, ...protocolOption(protocol) });
-  server.addService({ interfaceName: iface, version: '1.0' }, { async echo(text: string) { return `${name}: ${text}`; } });
+  server.addService(
+    { interfaceName: iface, version: '1.0' },
+    {
+      async echo(text: string) {
+        return `${name}: ${text}`;
+      },
+    },
+  );
   await server.start();
   return server;
 }
@@ -35,14 +42,28 @@ function consumerOf(protocol: Protocol, iface: string, url: ProviderUrl) {
   // The group of the provider it was handed, as a Dubbo consumer configured for it would send ('' for none; left
   // unset, sofa-rpc-node would send its default 'SOFA', another identity).
   const group = getParam(url, 'group') ?? '';
-  const consumer = client.createConsumer({ interfaceName: iface, version: '1.0', group, serverHost: `${url.host}:${url.port}`, retryFaultInterval: 200 });
+  const consumer = client.createConsumer({
+    interfaceName: iface,
+    version: '1.0',
+    group,
+    serverHost: `${url.host}:${url.port}`,
+    retryFaultInterval: 200,
+  });
   return { client, consumer };
 }
 
 /** What sofa-rpc's MeshApiClient does: POST, Content-Type text/plain, the request bean as JSON. */
-async function meshPost(sidecar: Sidecar, path: string, bean: object): Promise<{ status: number; body: { success: boolean; datas?: string[]; errorMessage?: string } }> {
+async function meshPost(
+  sidecar: Sidecar,
+  path: string,
+  bean: object,
+): Promise<{ status: number; body: { success: boolean; datas?: string[]; errorMessage?: string } }> {
   const { host, port } = sidecar.address({ facade: 'mesh' });
-  const res = await fetch(`http://${host}:${port}${path}`, { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body: JSON.stringify(bean) });
+  const res = await fetch(`http://${host}:${port}${path}`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'text/plain' },
+    body: JSON.stringify(bean),
+  });
   return { status: res.status, body: (await res.json()) as { success: boolean; datas?: string[] } };
 }
 
@@ -82,16 +103,32 @@ describe('registry takeover end to end: the SOFA mesh HTTP API through two sidec
     const providerPod = await startSidecar(meshPod(zk, server.publishPort));
     const consumerPod = await startSidecar(meshPod(zk, 1));
 
-    assert.deepEqual((await meshPost(providerPod, '/configs/application', { appName: 'mesh-provider' })).body.success, true);
+    assert.deepEqual(
+      (await meshPost(providerPod, '/configs/application', { appName: 'mesh-provider' })).body.success,
+      true,
+    );
     const published = await meshPost(providerPod, '/services/publish', {
       serviceName,
       protocolType: 'bolt',
-      providerMetaInfo: { protocol: 'bolt', version: '4.0', serializeType: 'hessian2', appName: 'mesh-provider', properties: { weight: '100' } },
+      providerMetaInfo: {
+        protocol: 'bolt',
+        version: '4.0',
+        serializeType: 'hessian2',
+        appName: 'mesh-provider',
+        properties: { weight: '100' },
+      },
       onlyPublishInCloud: false,
     });
     assert.deepEqual([published.status, published.body.success], [200, true]);
 
-    const subscribe = { serviceName, protocolType: 'bolt', vipEnforce: false, vipOnly: false, localCloudFirst: false, properties: {} };
+    const subscribe = {
+      serviceName,
+      protocolType: 'bolt',
+      vipEnforce: false,
+      vipOnly: false,
+      localCloudFirst: false,
+      properties: {},
+    };
     const answer = await eventually('a subscribe answer with a provider', async () => {
       const reply = await meshPost(consumerPod, '/services/subscribe', subscribe);
       assert.equal(reply.body.success, true);
@@ -101,7 +138,10 @@ describe('registry takeover end to end: the SOFA mesh HTTP API through two sidec
     const handed = parseProviderUrl(answer[0]!);
     assert.deepEqual(answer.length, 1);
     assert.deepEqual([handed.host, handed.port], ['127.0.0.1', consumerPod.address('outbound').port]);
-    assert.ok(handed.params.some((p) => p.name === 'app_name' && p.value === 'mesh-provider'), providerUrlText(handed));
+    assert.ok(
+      handed.params.some((p) => p.name === 'app_name' && p.value === 'mesh-provider'),
+      providerUrlText(handed),
+    );
 
     // The consumer's sidecar routes the service to the provider sidecar's inbound port.
     const routes = await adminRoutes(consumerPod);
@@ -116,8 +156,13 @@ describe('registry takeover end to end: the SOFA mesh HTTP API through two sidec
     assert.equal(await consumer.invoke('echo', ['over mesh'], { responseTimeout: 3000 }), 'mesh-provider: over mesh');
 
     // Unpublish is an explicit deletion: the consumer's route goes, and its next subscribe answer is empty.
-    assert.equal((await meshPost(providerPod, '/services/unpublish', { serviceName, protocolType: 'bolt' })).body.success, true);
-    await eventually('the consumer sidecar to drop the route', async () => (consumerPod.book.table.outbound(serviceName) ? undefined : true));
+    assert.equal(
+      (await meshPost(providerPod, '/services/unpublish', { serviceName, protocolType: 'bolt' })).body.success,
+      true,
+    );
+    await eventually('the consumer sidecar to drop the route', async () =>
+      consumerPod.book.table.outbound(serviceName) ? undefined : true,
+    );
     assert.deepEqual((await meshPost(consumerPod, '/services/subscribe', subscribe)).body.datas, []);
   });
 });
@@ -178,14 +223,19 @@ describe('registry takeover end to end: Dubbo Redis registry clients through two
     assert.deepEqual([handed.host, handed.port], ['127.0.0.1', consumerPod.address('outbound').port]);
     assert.equal(handed.path, `/${iface}`);
     assert.deepEqual(
-      (await adminRoutes(consumerPod)).find((c) => c.listener === 'outbound' && c.name.startsWith(iface))?.endpoints.map((e) => e.address),
+      (await adminRoutes(consumerPod))
+        .find((c) => c.listener === 'outbound' && c.name.startsWith(iface))
+        ?.endpoints.map((e) => e.address),
       [`127.0.0.1:${providerPod.address('inbound').port}`],
     );
 
     const { client, consumer } = consumerOf('dubbo', iface, handed);
     closers.push(() => client.close());
     await consumer.ready();
-    assert.equal(await consumer.invoke('echo', ['over redis'], { responseTimeout: 3000 }), 'redis-provider: over redis');
+    assert.equal(
+      await consumer.invoke('echo', ['over redis'], { responseTimeout: 3000 }),
+      'redis-provider: over redis',
+    );
 
     // Redis restarts under load: calls keep flowing on last-known endpoints; the app never sees an empty list.
     let calls = 0;
@@ -203,7 +253,10 @@ describe('registry takeover end to end: Dubbo Redis registry clients through two
     flowing = false;
     await load;
     assert.equal(failures, 0, `${failures} of ${calls} calls failed while Redis restarted`);
-    assert.ok(lists.every((l) => l.length > 0), 'no empty provider list reached the app');
+    assert.ok(
+      lists.every((l) => l.length > 0),
+      'no empty provider list reached the app',
+    );
     // The provider app's registration is back in the restarted Redis, at the provider sidecar's inbound address.
     await eventually('the registration after the restart', async () => {
       const fields = (await redisFields(redis, `/dubbo/${iface}/providers`)).map(parseProviderUrl);
@@ -212,8 +265,12 @@ describe('registry takeover end to end: Dubbo Redis registry clients through two
 
     // An explicit unpublish empties the list, and only then.
     await providerApp.unpublish(service, appUrl);
-    await eventually('the consumer app to see no provider', async () => (lists.at(-1)?.length === 0 ? true : undefined));
-    await eventually('the consumer sidecar to drop the route', async () => (consumerPod.book.table.outbound(service) ? undefined : true));
+    await eventually('the consumer app to see no provider', async () =>
+      lists.at(-1)?.length === 0 ? true : undefined,
+    );
+    await eventually('the consumer sidecar to drop the route', async () =>
+      consumerPod.book.table.outbound(service) ? undefined : true,
+    );
   });
 });
 

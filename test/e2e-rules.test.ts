@@ -23,23 +23,26 @@ const ROUTE = `g1/${IFACE}:1.0`;
 const HOSTS = ['127.0.0.1', '127.0.0.2', '127.0.0.3'] as const;
 
 function mkdirp(client: zookeeper.Client, path: string): Promise<void> {
-  return new Promise((resolve, reject) => client.mkdirp(path, null, zookeeper.CreateMode.PERSISTENT, (err) => (err ? reject(err) : resolve())));
+  return new Promise((resolve, reject) =>
+    client.mkdirp(path, null, zookeeper.CreateMode.PERSISTENT, (err) => (err ? reject(err) : resolve())),
+  );
 }
 function create(client: zookeeper.Client, path: string): Promise<void> {
-  return new Promise((resolve, reject) => client.create(path, null, zookeeper.CreateMode.PERSISTENT, (err) => (err ? reject(err) : resolve())));
+  return new Promise((resolve, reject) =>
+    client.create(path, null, zookeeper.CreateMode.PERSISTENT, (err) => (err ? reject(err) : resolve())),
+  );
 }
 function remove(client: zookeeper.Client, path: string): Promise<void> {
   return new Promise((resolve, reject) => client.remove(path, -1, (err) => (err ? reject(err) : resolve())));
 }
 function children(client: zookeeper.Client, path: string): Promise<string[]> {
-  return new Promise((resolve, reject) => client.getChildren(path, undefined, (err, names) => (err ? reject(err) : resolve(names))));
+  return new Promise((resolve, reject) =>
+    client.getChildren(path, undefined, (err, names) => (err ? reject(err) : resolve(names))),
+  );
 }
 
 describe("registry rules end to end: the consumer's sidecar applies what the Dubbo SDK used to (real ZooKeeper)", function () {
   this.timeout(120_000);
-  afterEach(function () {
-    showSidecarLogIfFailed(this.currentTest);
-  });
   let zk: RunningZooKeeper;
   let operator: zookeeper.Client;
   let pod: Sidecar;
@@ -53,13 +56,27 @@ describe("registry rules end to end: the consumer's sidecar applies what the Dub
   before(async () => {
     zk = await startZooKeeper();
     operator = await connectZooKeeper(zk.connectString);
-    pod = await startSidecar(`${podConfig({ type: 'zookeeper', upstream: zk.connectString })}\nrouter: { startupHoldMs: 0 }`);
+    pod = await startSidecar(
+      `${podConfig({ type: 'zookeeper', upstream: zk.connectString })}\nrouter: { startupHoldMs: 0 }`,
+    );
     for (const host of HOSTS) {
-      const server = new sofaServer.RpcServer({ logger: quietLogger, port: 0, appName: host, ...protocolOption('dubbo') });
-      server.addService({ interfaceName: IFACE, version: '1.0', group: 'g1' }, {
-        async whoami() { return host; },
-        async find() { return host; },
+      const server = new sofaServer.RpcServer({
+        logger: quietLogger,
+        port: 0,
+        appName: host,
+        ...protocolOption('dubbo'),
       });
+      server.addService(
+        { interfaceName: IFACE, version: '1.0', group: 'g1' },
+        {
+          async whoami() {
+            return host;
+          },
+          async find() {
+            return host;
+          },
+        },
+      );
       await server.start();
       servers.push(server);
       ports.push(server.publishPort);
@@ -69,21 +86,35 @@ describe("registry rules end to end: the consumer's sidecar applies what the Dub
       await create(operator, `/dubbo/${IFACE}/providers/${encodeNodeName(url, 'java')}`);
     }
     // The consumer app reads the providers through its pod's facade, as Dubbo's RegistryDirectory does, then calls.
-    const app = await connectZooKeeper(`${pod.address({ facade: 'main' }).host}:${pod.address({ facade: 'main' }).port}`);
+    const app = await connectZooKeeper(
+      `${pod.address({ facade: 'main' }).host}:${pod.address({ facade: 'main' }).port}`,
+    );
     try {
       assert.equal((await children(app, `/dubbo/${IFACE}/providers`)).length, 1, 'one URL for the one identity');
     } finally {
       app.close();
     }
-    await eventually('the route of the three providers', async () => (pod.book.table.outbound(ROUTE)?.endpoints.length === 3 ? true : undefined));
+    await eventually('the route of the three providers', async () =>
+      pod.book.table.outbound(ROUTE)?.endpoints.length === 3 ? true : undefined,
+    );
     const rpc = new sofaClient.RpcClient({ logger: quietLogger, ...protocolOption('dubbo') });
     client = rpc;
-    consumer = rpc.createConsumer({ interfaceName: IFACE, version: '1.0', group: 'g1', serverHost: `127.0.0.1:${pod.address('outbound').port}`, retryFaultInterval: 200 });
+    consumer = rpc.createConsumer({
+      interfaceName: IFACE,
+      version: '1.0',
+      group: 'g1',
+      serverHost: `127.0.0.1:${pod.address('outbound').port}`,
+      retryFaultInterval: 200,
+    });
   });
 
-  afterEach(async () => {
+  // The sidecar's log of a failed test first, then the rules it wrote come out again.
+  afterEach(async function () {
+    showSidecarLogIfFailed(this.currentTest);
     for (const path of written.splice(0)) await remove(operator, path).catch(() => {});
-    await eventually('the rules gone from the route', async () => (pod.book.table.outbound(ROUTE)?.rules ? undefined : true));
+    await eventually('the rules gone from the route', async () =>
+      pod.book.table.outbound(ROUTE)?.rules ? undefined : true,
+    );
   });
 
   after(async () => {
@@ -104,7 +135,9 @@ describe("registry rules end to end: the consumer's sidecar applies what the Dub
   async function split(method: string, n: number): Promise<Record<string, number>> {
     const counts: Record<string, number> = {};
     for (let i = 0; i < n; i++) {
-      const answer = String(await consumer.invoke(method, [], { responseTimeout: 3000 }).catch((e: Error) => `error: ${e.message}`));
+      const answer = String(
+        await consumer.invoke(method, [], { responseTimeout: 3000 }).catch((e: Error) => `error: ${e.message}`),
+      );
       counts[answer] = (counts[answer] ?? 0) + 1;
     }
     return counts;
@@ -118,7 +151,10 @@ describe("registry rules end to end: the consumer's sidecar applies what the Dub
   });
 
   it('a weight override on one provider shifts the split: 2,000 calls within 2 points of 300:100:100', async () => {
-    await writeRule('configurators', `override://127.0.0.2:${ports[1]}/${IFACE}?category=configurators&dynamic=false&enabled=true&group=g1&version=1.0&weight=300`);
+    await writeRule(
+      'configurators',
+      `override://127.0.0.2:${ports[1]}/${IFACE}?category=configurators&dynamic=false&enabled=true&group=g1&version=1.0&weight=300`,
+    );
     await eventually('the override in force', async () => (weights()['127.0.0.2'] === 300 ? true : undefined));
     const counts = await split('whoami', 2000);
     const share = (host: string) => ((counts[host] ?? 0) / 2000) * 100;
@@ -126,21 +162,33 @@ describe("registry rules end to end: the consumer's sidecar applies what the Dub
     assert.ok(Math.abs(share('127.0.0.1') - 20) <= 2, JSON.stringify(counts));
     assert.ok(Math.abs(share('127.0.0.3') - 20) <= 2, JSON.stringify(counts));
     // /routes shows the rule in force beside the endpoints of the identity.
-    const route = (await adminRoutes(pod)).find((c) => c.listener === 'outbound' && c.name === ROUTE) as unknown as { rules?: { inForce: string[] } };
+    const route = (await adminRoutes(pod)).find((c) => c.listener === 'outbound' && c.name === ROUTE) as unknown as {
+      rules?: { inForce: string[] };
+    };
     assert.equal(route.rules?.inForce.length, 1);
   });
 
   it('a provider disabled by an override gets no call', async () => {
-    await writeRule('configurators', `override://127.0.0.3:${ports[2]}/${IFACE}?category=configurators&dynamic=false&disabled=true&group=g1&version=1.0`);
-    await eventually('the provider disabled', async () => (pod.book.table.outbound(ROUTE)!.endpoints.length === 2 ? true : undefined));
+    await writeRule(
+      'configurators',
+      `override://127.0.0.3:${ports[2]}/${IFACE}?category=configurators&dynamic=false&disabled=true&group=g1&version=1.0`,
+    );
+    await eventually('the provider disabled', async () =>
+      pod.book.table.outbound(ROUTE)!.endpoints.length === 2 ? true : undefined,
+    );
     const counts = await split('whoami', 200);
     assert.deepEqual(counts, { '127.0.0.1': 100, '127.0.0.2': 100 });
   });
 
   it('a condition rule sends one method to one host; other methods still go everywhere', async () => {
     const rule = encodeURIComponent('method = find => host = 127.0.0.1');
-    await writeRule('routers', `condition://0.0.0.0/${IFACE}?category=routers&dynamic=false&enabled=true&force=true&group=g1&version=1.0&rule=${rule}`);
-    await eventually('the router in force', async () => (pod.book.table.outbound(ROUTE)!.routers?.length === 1 ? true : undefined));
+    await writeRule(
+      'routers',
+      `condition://0.0.0.0/${IFACE}?category=routers&dynamic=false&enabled=true&force=true&group=g1&version=1.0&rule=${rule}`,
+    );
+    await eventually('the router in force', async () =>
+      pod.book.table.outbound(ROUTE)!.routers?.length === 1 ? true : undefined,
+    );
     assert.deepEqual(await split('find', 90), { '127.0.0.1': 90 });
     assert.deepEqual(await split('whoami', 90), { '127.0.0.1': 30, '127.0.0.2': 30, '127.0.0.3': 30 });
     // The app reading the routers through its facade sees none: applied again to the one local URL it is handed,
@@ -157,8 +205,13 @@ describe("registry rules end to end: the consumer's sidecar applies what the Dub
 
   it('a rule that cannot be parsed is ignored, reported on /routes, and changes nothing', async () => {
     const rule = encodeURIComponent('host = => => host = 127.0.0.2');
-    await writeRule('routers', `condition://0.0.0.0/${IFACE}?category=routers&force=true&group=g1&version=1.0&rule=${rule}`);
-    await eventually('the problem reported', async () => (pod.book.table.outbound(ROUTE)!.rules?.problems.length === 1 ? true : undefined));
+    await writeRule(
+      'routers',
+      `condition://0.0.0.0/${IFACE}?category=routers&force=true&group=g1&version=1.0&rule=${rule}`,
+    );
+    await eventually('the problem reported', async () =>
+      pod.book.table.outbound(ROUTE)!.rules?.problems.length === 1 ? true : undefined,
+    );
     assert.equal(pod.book.table.outbound(ROUTE)!.endpoints.length, 3);
     assert.deepEqual(await split('find', 90), { '127.0.0.1': 30, '127.0.0.2': 30, '127.0.0.3': 30 });
   });

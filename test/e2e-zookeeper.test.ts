@@ -22,7 +22,9 @@ import { adminRoutes, podConfig, showSidecarLogIfFailed, startSidecar, stopSidec
 const connect = (connectString: string) => connectZooKeeper(connectString);
 
 function children(client: zookeeper.Client, path: string): Promise<string[]> {
-  return new Promise((resolve, reject) => client.getChildren(path, undefined, (err, names) => (err ? reject(err) : resolve(names))));
+  return new Promise((resolve, reject) =>
+    client.getChildren(path, undefined, (err, names) => (err ? reject(err) : resolve(names))),
+  );
 }
 
 /** The provider URLs under /sofa-rpc/<iface>/providers as a client of `client`'s server sees them. */
@@ -34,7 +36,6 @@ async function providers(client: zookeeper.Client, iface: string): Promise<Provi
     throw err;
   }
 }
-
 
 const facadeAddress = (sidecar: Sidecar) => {
   const { host, port } = sidecar.address({ facade: 'main' });
@@ -105,16 +106,25 @@ describe('registry takeover end to end: sofa-rpc-node through two sidecars and a
         const consumerApp = await startConsumerApp(protocol, iface, facadeAddress(consumerPod));
         apps.push(consumerApp.registry, consumerApp.client);
         for (const text of ['one', 'two', 'three']) {
-          assert.equal(await consumerApp.consumer.invoke('echo', [text], { responseTimeout: 3000 }), `provider: ${text}`);
+          assert.equal(
+            await consumerApp.consumer.invoke('echo', [text], { responseTimeout: 3000 }),
+            `provider: ${text}`,
+          );
         }
 
         // /routes: the consumer's sidecar routes to the provider sidecar's inbound port; the provider's to the app.
         const outRoutes = await adminRoutes(consumerPod);
         const out = outRoutes.find((c) => c.listener === 'outbound' && c.name === routeKey);
-        assert.deepEqual(out?.endpoints.map((e) => e.address), [`127.0.0.1:${inbound.port}`]);
+        assert.deepEqual(
+          out?.endpoints.map((e) => e.address),
+          [`127.0.0.1:${inbound.port}`],
+        );
         const inRoutes = await adminRoutes(providerPod);
         const into = inRoutes.find((c) => c.listener === 'inbound' && c.name === routeKey);
-        assert.deepEqual(into?.endpoints.map((e) => e.address), [`127.0.0.1:${provider.port}`]);
+        assert.deepEqual(
+          into?.endpoints.map((e) => e.address),
+          [`127.0.0.1:${provider.port}`],
+        );
 
         // Kill the provider: its ephemeral node lives until ZooKeeper expires the session, and so does the route.
         provider.child.kill('SIGKILL');
@@ -123,7 +133,11 @@ describe('registry takeover end to end: sofa-rpc-node through two sidecars and a
         assert.equal((await providers(direct, iface)).length, 1, 'the node is there until the session expires');
         assert.ok(consumerPod.book.table.outbound(routeKey), 'the route stays while the node is there');
         // The session expires, the ephemeral node goes with it: now, and only now, the list empties.
-        await eventually('the provider node to go', async () => ((await providers(direct, iface)).length === 0 ? true : undefined), 30_000);
+        await eventually(
+          'the provider node to go',
+          async () => ((await providers(direct, iface)).length === 0 ? true : undefined),
+          30_000,
+        );
         const goneAfterMs = Date.now() - killedAt;
         await eventually('the consumer sidecar to drop the route', async () =>
           consumerPod.book.table.outbound(routeKey) ? undefined : true,
@@ -138,7 +152,8 @@ describe('registry takeover end to end: sofa-rpc-node through two sidecars and a
         const consumerApp = await startConsumerApp(protocol, iface, facadeAddress(consumerPod));
         apps.push(consumerApp.registry, consumerApp.client);
         await eventually('the consumer to reach the provider', async () =>
-          (await consumerApp.consumer.invoke('echo', ['ping'], { responseTimeout: 3000 }).catch(() => undefined)) === 'survivor: ping'
+          (await consumerApp.consumer.invoke('echo', ['ping'], { responseTimeout: 3000 }).catch(() => undefined)) ===
+          'survivor: ping'
             ? true
             : undefined,
         );
@@ -151,7 +166,10 @@ describe('registry takeover end to end: sofa-rpc-node through two sidecars and a
           while (flowing) {
             calls++;
             try {
-              assert.equal(await consumerApp.consumer.invoke('echo', [`n${calls}`], { responseTimeout: 3000 }), `survivor: n${calls}`);
+              assert.equal(
+                await consumerApp.consumer.invoke('echo', [`n${calls}`], { responseTimeout: 3000 }),
+                `survivor: n${calls}`,
+              );
             } catch (err) {
               failures++;
               firstError ??= (err as Error).message;
@@ -164,7 +182,11 @@ describe('registry takeover end to end: sofa-rpc-node through two sidecars and a
         flowing = false;
         await load;
         assert.ok(calls > 20, `calls went on during the restart (${calls})`);
-        assert.equal(failures, 0, `${failures} of ${calls} calls failed while ZooKeeper restarted, first: ${firstError}`);
+        assert.equal(
+          failures,
+          0,
+          `${failures} of ${calls} calls failed while ZooKeeper restarted, first: ${firstError}`,
+        );
 
         // A new client: the old one's session may have expired with the server's restart.
         direct.close();
@@ -173,7 +195,10 @@ describe('registry takeover end to end: sofa-rpc-node through two sidecars and a
           const upstream = (await providers(direct, iface)).map((u) => `${u.host}:${u.port}`);
           return upstream.includes(`127.0.0.1:${providerPod.address('inbound').port}`) ? true : undefined;
         });
-        assert.equal(await consumerApp.consumer.invoke('echo', ['after'], { responseTimeout: 3000 }), 'survivor: after');
+        assert.equal(
+          await consumerApp.consumer.invoke('echo', ['after'], { responseTimeout: 3000 }),
+          'survivor: after',
+        );
         provider.child.kill('SIGKILL');
       });
     });

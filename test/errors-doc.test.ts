@@ -23,7 +23,9 @@ function section(pkg: string): Map<string, Row> | undefined {
   if (start < 0) return undefined;
   const end = doc.indexOf('\n## ', start + 1);
   const rows = new Map<string, Row>();
-  for (const m of doc.slice(start, end < 0 ? undefined : end).matchAll(/^\| `([A-Za-z][A-Za-z0-9_]*)` \| (.+?) \|$/gm)) {
+  for (const m of doc
+    .slice(start, end < 0 ? undefined : end)
+    .matchAll(/^\| `([A-Za-z][A-Za-z0-9_]*)` \| (.+?) \|$/gm)) {
     rows.set(m[1], { meaning: m[2], retired: m[2].startsWith(RETIRED) });
   }
   return rows;
@@ -47,14 +49,20 @@ const TEST_SUPPORT: ReadonlySet<string> = new Set(['@meshport/testkit']);
  * than listed, so a package that gains an error table is covered without anyone remembering to add it here.
  */
 function workspaces(): Workspace[] {
-  const { workspaces: dirs } = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { workspaces: string[] };
-  const names = dirs.map((dir) => (JSON.parse(readFileSync(path.join(root, dir, 'package.json'), 'utf8')) as { name: string }).name);
-  return names.filter((name) => !TEST_SUPPORT.has(name)).map((name) => {
-    const exports = require(name) as Record<string, unknown>;
-    const tables = Object.keys(exports).filter((key) => key.endsWith('_ERROR_CODES'));
-    assert.ok(tables.length <= 1, `${name} exports one error table, not ${tables.join(', ')}`);
-    return { name, exports, table: tables.length === 1 ? (exports[tables[0]] as Record<string, string>) : undefined };
-  });
+  const { workspaces: dirs } = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as {
+    workspaces: string[];
+  };
+  const names = dirs.map(
+    (dir) => (JSON.parse(readFileSync(path.join(root, dir, 'package.json'), 'utf8')) as { name: string }).name,
+  );
+  return names
+    .filter((name) => !TEST_SUPPORT.has(name))
+    .map((name) => {
+      const exports = require(name) as Record<string, unknown>;
+      const tables = Object.keys(exports).filter((key) => key.endsWith('_ERROR_CODES'));
+      assert.ok(tables.length <= 1, `${name} exports one error table, not ${tables.join(', ')}`);
+      return { name, exports, table: tables.length === 1 ? (exports[tables[0]] as Record<string, string>) : undefined };
+    });
 }
 
 const packages = workspaces();
@@ -69,7 +77,15 @@ describe('docs/errors.md', () => {
   it('finds the error table of every package known to have one', () => {
     // If discovery broke (a renamed export, a package no longer loadable), the checks below would pass vacuously.
     const found = withTables.map((p) => p.name);
-    for (const name of ['@meshport/protocol', '@meshport/registry-core', '@meshport/sidecar', '@meshport/socket', '@meshport/hijack', '@meshport/cli', '@meshport/bench']) {
+    for (const name of [
+      '@meshport/protocol',
+      '@meshport/registry-core',
+      '@meshport/sidecar',
+      '@meshport/socket',
+      '@meshport/hijack',
+      '@meshport/cli',
+      '@meshport/bench',
+    ]) {
       assert.ok(found.includes(name), `${name} exports no *_ERROR_CODES table (found: ${found.join(', ')})`);
     }
   });
@@ -82,23 +98,40 @@ describe('docs/errors.md', () => {
         assert.deepEqual(rows.get(code), { meaning, retired: false }, `row for ${code}`);
       }
       for (const [code, row] of rows) {
-        if (row.retired) assert.ok(!(code in table), `${name} still defines ${code}, which docs/errors.md says is retired`);
-        else assert.ok(code in table, `${name} section documents ${code}, which the code does not define (mark it ${RETIRED} if it was)`);
+        if (row.retired)
+          assert.ok(!(code in table), `${name} still defines ${code}, which docs/errors.md says is retired`);
+        else
+          assert.ok(
+            code in table,
+            `${name} section documents ${code}, which the code does not define (mark it ${RETIRED} if it was)`,
+          );
       }
     });
   }
 
   it('has one section per package, and only for packages that have an error table', () => {
     const names = withTables.map((p) => p.name);
-    assert.deepEqual(documentedPackages.filter((pkg, i) => documentedPackages.indexOf(pkg) !== i), []);
-    for (const pkg of documentedPackages) assert.ok(names.includes(pkg), `docs/errors.md has a section ## ${pkg}, which exports no error table`);
+    assert.deepEqual(
+      documentedPackages.filter((pkg, i) => documentedPackages.indexOf(pkg) !== i),
+      [],
+    );
+    for (const pkg of documentedPackages)
+      assert.ok(names.includes(pkg), `docs/errors.md has a section ## ${pkg}, which exports no error table`);
   });
 
   it('never uses one code in two packages, nor a retired code again', () => {
     const all = withTables.flatMap((p) => Object.keys(p.table));
-    assert.deepEqual(all.filter((code, i) => all.indexOf(code) !== i), []);
-    const retired = documentedPackages.flatMap((pkg) => [...(section(pkg) ?? new Map<string, Row>())].filter(([, row]) => row.retired).map(([code]) => code));
-    assert.deepEqual(all.filter((code) => retired.includes(code)), []);
+    assert.deepEqual(
+      all.filter((code, i) => all.indexOf(code) !== i),
+      [],
+    );
+    const retired = documentedPackages.flatMap((pkg) =>
+      [...(section(pkg) ?? new Map<string, Row>())].filter(([, row]) => row.retired).map(([code]) => code),
+    );
+    assert.deepEqual(
+      all.filter((code) => retired.includes(code)),
+      [],
+    );
   });
 });
 
@@ -108,7 +141,10 @@ describe('error classes', () => {
     for (const { name, exports } of packages) {
       for (const [key, value] of Object.entries(exports)) {
         if (!isErrorClass(value)) continue;
-        assert.ok(value === MeshportError || value.prototype instanceof MeshportError, `${name} exports ${key}, an Error that is not a MeshportError`);
+        assert.ok(
+          value === MeshportError || value.prototype instanceof MeshportError,
+          `${name} exports ${key}, an Error that is not a MeshportError`,
+        );
         checked++;
       }
     }

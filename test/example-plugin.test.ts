@@ -71,7 +71,10 @@ class Recorder {
   }
 
   assertNeverEmptyAfterFirst(): void {
-    assert.ok(!this.pushes.some((list, i) => i > 0 && list.length === 0), `an empty list was pushed: ${JSON.stringify(this.pushes)}`);
+    assert.ok(
+      !this.pushes.some((list, i) => i > 0 && list.length === 0),
+      `an empty list was pushed: ${JSON.stringify(this.pushes)}`,
+    );
   }
 }
 
@@ -119,7 +122,10 @@ describe('docs/examples/registry-plugin-dir', () => {
       await b.publish(ECHO, P2);
       await a.publish(GREETER, G1);
       assert.deepEqual((await readdir(root)).sort(), [serviceDir(ECHO), serviceDir(GREETER)].sort());
-      assert.deepEqual((await readdir(path.join(root, serviceDir(ECHO)))).sort(), [`${sha1(P1)}.url`, `${sha1(P2)}.url`].sort());
+      assert.deepEqual(
+        (await readdir(path.join(root, serviceDir(ECHO)))).sort(),
+        [`${sha1(P1)}.url`, `${sha1(P2)}.url`].sort(),
+      );
       assert.equal(await readFile(path.join(root, serviceDir(ECHO), `${sha1(P1)}.url`), 'utf8'), P1);
       assert.equal(await readFile(path.join(root, serviceDir(GREETER), `${sha1(G1)}.url`), 'utf8'), G1);
       await a.unpublish(ECHO, P1);
@@ -186,7 +192,10 @@ describe('docs/examples/registry-plugin-dir', () => {
       await log.until([P2]);
       log.assertNeverEmptyAfterFirst();
       assert.equal(await readFile(path.join(root, serviceDir(GREETER), `${sha1(G1)}.url`), 'utf8'), G1);
-      assert.ok(!existsSync(path.join(root, serviceDir(ECHO), `${sha1(P1)}.url`)), 'the unpublish during the outage was lost');
+      assert.ok(
+        !existsSync(path.join(root, serviceDir(ECHO), `${sha1(P1)}.url`)),
+        'the unpublish during the outage was lost',
+      );
     });
 
     it('a root that comes back empty gets every published file re-written, and no subscriber sees an empty list', async () => {
@@ -212,9 +221,15 @@ describe('docs/examples/registry-plugin-dir', () => {
     });
 
     it('rejects a config without a root directory or with a bad pollMs', () => {
-      assert.throws(() => plugin.createRegistryAdapter({ name: 'dir', upstream: undefined, options: {}, logger: quiet }), /upstream/);
+      assert.throws(
+        () => plugin.createRegistryAdapter({ name: 'dir', upstream: undefined, options: {}, logger: quiet }),
+        /upstream/,
+      );
       for (const pollMs of [0, -1, '200', Number.NaN]) {
-        assert.throws(() => plugin.createRegistryAdapter({ name: 'dir', upstream: root, options: { pollMs }, logger: quiet }), /pollMs/);
+        assert.throws(
+          () => plugin.createRegistryAdapter({ name: 'dir', upstream: root, options: { pollMs }, logger: quiet }),
+          /pollMs/,
+        );
       }
     });
   });
@@ -247,7 +262,9 @@ describe('the example plugin loaded by a sidecar from its config', function () {
     try {
       await publisher.publish(ECHO, P2);
       await eventually('the sidecar to route the plugin provider', async () =>
-        sidecar.book.table.outbound(ECHO)?.endpoints.some((e) => e.host === '198.18.0.2' && e.weight === 50) ? true : undefined,
+        sidecar.book.table.outbound(ECHO)?.endpoints.some((e) => e.host === '198.18.0.2' && e.weight === 50)
+          ? true
+          : undefined,
       );
     } finally {
       await publisher.close();

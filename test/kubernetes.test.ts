@@ -109,11 +109,12 @@ describe('docs/kubernetes/meshport-pod.yaml', function () {
 
   it('publishes the pod IP: node.ip comes from POD_IP, which the sidecar container gets from status.podIP', () => {
     assert.equal(config.node.ip, '10.0.0.5');
-    const env = (sidecar() as { env?: { name: string; valueFrom?: { fieldRef?: { fieldPath?: string } } }[] }).env ?? [];
+    const env =
+      (sidecar() as { env?: { name: string; valueFrom?: { fieldRef?: { fieldPath?: string } } }[] }).env ?? [];
     assert.equal(env.find((e) => e.name === 'POD_IP')?.valueFrom?.fieldRef?.fieldPath, 'status.podIP');
   });
 
-  it("holds a Pod and a ConfigMap whose meshport.yaml parseConfig accepts, with the capture listeners on", () => {
+  it('holds a Pod and a ConfigMap whose meshport.yaml parseConfig accepts, with the capture listeners on', () => {
     assert.ok(config.hijack, 'the config starts the capture listeners the rules send connections to');
     assert.notEqual(config.listeners.inbound.host, '127.0.0.1', 'other pods reach the inbound listener');
   });
@@ -131,7 +132,10 @@ describe('docs/kubernetes/meshport-pod.yaml', function () {
     assert.equal(Number(f.get('--admin-port') ?? 15000), config.admin.port);
     const sc = c.securityContext ?? {};
     const caps = sc.capabilities?.add ?? [];
-    assert.ok(sc.privileged === true || (caps.includes('NET_ADMIN') && caps.includes('NET_RAW')), 'privileged, or NET_ADMIN + NET_RAW');
+    assert.ok(
+      sc.privileged === true || (caps.includes('NET_ADMIN') && caps.includes('NET_RAW')),
+      'privileged, or NET_ADMIN + NET_RAW',
+    );
   });
 
   it('runs the sidecar on the config where the ConfigMap is mounted', () => {
@@ -144,7 +148,12 @@ describe('docs/kubernetes/meshport-pod.yaml', function () {
     const mount = (c.volumeMounts ?? []).find((m) => m.name === volume.name);
     assert.ok(mount, 'the sidecar mounts it');
     const file = volume.configMap!.items?.find((i) => i.key === 'meshport.yaml')?.path ?? 'meshport.yaml';
-    const mounted = mount.subPath === undefined ? path.posix.join(mount.mountPath, file) : mount.subPath === file ? mount.mountPath : undefined;
+    const mounted =
+      mount.subPath === undefined
+        ? path.posix.join(mount.mountPath, file)
+        : mount.subPath === file
+          ? mount.mountPath
+          : undefined;
     assert.equal(args[3], mounted);
   });
 

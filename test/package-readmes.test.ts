@@ -21,10 +21,17 @@ function exportedNames(dir: string): Set<string> {
       if (statSync(p).isDirectory()) walk(p);
       else if (p.endsWith('.d.ts')) {
         const text = readFileSync(p, 'utf8');
-        for (const m of text.matchAll(/export (?:declare )?(?:abstract )?(?:class|function|const|let|interface|type|enum) (\w+)/g)) names.add(m[1]!);
+        for (const m of text.matchAll(
+          /export (?:declare )?(?:abstract )?(?:class|function|const|let|interface|type|enum) (\w+)/g,
+        ))
+          names.add(m[1]!);
         for (const m of text.matchAll(/export (?:type )?\{([^}]*)\}/g)) {
           for (const part of m[1]!.split(',')) {
-            const name = part.trim().replace(/^type /, '').split(/\s+as\s+/).pop();
+            const name = part
+              .trim()
+              .replace(/^type /, '')
+              .split(/\s+as\s+/)
+              .pop();
             if (name) names.add(name);
           }
         }
@@ -67,7 +74,9 @@ describe('package READMEs', () => {
   }
 
   it('the API check notices a name the package does not export', () => {
-    const names = apiNames('# x\n\n## API\n\n| export | what |\n|---|---|\n| `planRules(options)`, `NoSuchThing` | x |\n');
+    const names = apiNames(
+      '# x\n\n## API\n\n| export | what |\n|---|---|\n| `planRules(options)`, `NoSuchThing` | x |\n',
+    );
     assert.deepEqual(names, ['planRules', 'NoSuchThing']);
     assert.ok(!exportedNames(path.join(ROOT, 'packages/hijack')).has('NoSuchThing'));
     assert.ok(exportedNames(path.join(ROOT, 'packages/hijack')).has('planRules'));

@@ -63,10 +63,17 @@ describe('README: the two commands on a fresh clone', function () {
         timeout: 15 * 60_000,
         maxBuffer: 256 * 1024 * 1024,
       });
-      assert.equal(demoRun.status, 0, `${demo} failed:\n${demoRun.stdout.slice(-4000)}\n${demoRun.stderr.slice(-4000)}`);
+      assert.equal(
+        demoRun.status,
+        0,
+        `${demo} failed:\n${demoRun.stdout.slice(-4000)}\n${demoRun.stderr.slice(-4000)}`,
+      );
       // The demo's summary: calls through both pods, none failed, everything stopped.
       // (pod addresses: network namespaces as root, loopback ports otherwise)
-      assert.match(demoRun.stdout, /consumer pod outbound route com\.example\.EchoService:1\.0 -> [\d.]+:\d+ {2}= provider pod inbound/);
+      assert.match(
+        demoRun.stdout,
+        /consumer pod outbound route com\.example\.EchoService:1\.0 -> [\d.]+:\d+ {2}= provider pod inbound/,
+      );
       assert.match(demoRun.stdout, /provider pod \/stats inbound ok com\.example\.EchoService:1\.0: [1-9]\d*/);
       assert.doesNotMatch(demoRun.stdout, /failed [1-9]/);
       assert.match(demoRun.stdout, /^stopped: zookeeper pid \d+/m);
@@ -78,7 +85,10 @@ describe('README: the two commands on a fresh clone', function () {
 
 /** The repository's files as a clone has them (tracked, or new and not ignored), relative to ROOT. */
 function repositoryFiles(): string[] {
-  const listed = spawnSync('git', ['ls-files', '--cached', '--others', '--exclude-standard', '-z'], { cwd: ROOT, encoding: 'utf8' });
+  const listed = spawnSync('git', ['ls-files', '--cached', '--others', '--exclude-standard', '-z'], {
+    cwd: ROOT,
+    encoding: 'utf8',
+  });
   assert.equal(listed.status, 0, listed.stderr);
   return [...new Set(listed.stdout.split('\0').filter(Boolean))].filter((f) => existsSync(path.join(ROOT, f)));
 }
@@ -91,7 +101,10 @@ function anchorsOf(markdown: string): Set<string> {
     const heading = /^#{1,6}\s+(.*?)\s*#*\s*$/.exec(line);
     if (!heading) continue;
     const text = heading[1]!.replace(/`/g, '').replace(/\[([^\]]*)\]\([^)]*\)/g, '$1');
-    const slug = text.toLowerCase().replace(/[^\p{L}\p{N}\s_-]/gu, '').replace(/\s/g, '-');
+    const slug = text
+      .toLowerCase()
+      .replace(/[^\p{L}\p{N}\s_-]/gu, '')
+      .replace(/\s/g, '-');
     const n = seen.get(slug) ?? 0;
     seen.set(slug, n + 1);
     anchors.add(n === 0 ? slug : `${slug}-${n}`);
@@ -102,7 +115,9 @@ function anchorsOf(markdown: string): Set<string> {
 
 /** The text with fenced code blocks and inline code blanked: links shown as code are examples, not links. */
 function withoutCode(markdown: string): string {
-  return markdown.replace(/^(```|~~~)[\s\S]*?^\1/gm, (block) => block.replace(/[^\n]/g, ' ')).replace(/`[^`\n]*`/g, (code) => ' '.repeat(code.length));
+  return markdown
+    .replace(/^(```|~~~)[\s\S]*?^\1/gm, (block) => block.replace(/[^\n]/g, ' '))
+    .replace(/`[^`\n]*`/g, (code) => ' '.repeat(code.length));
 }
 
 /** Why `target`, linked from repository file `from`, does not reach a file or heading of the repository; undefined when it does. */
@@ -110,12 +125,14 @@ function brokenLink(from: string, target: string): string | undefined {
   if (/^[a-z][a-z0-9+.-]*:/i.test(target)) return undefined; // https:, mailto: and the like: another site
   const [file, anchor] = target.split('#', 2) as [string, string | undefined];
   if (file.startsWith('/')) return 'an absolute path: not in a clone of the repository';
-  const resolved = file === '' ? path.join(ROOT, from) : path.resolve(ROOT, path.dirname(from), decodeURIComponent(file));
+  const resolved =
+    file === '' ? path.join(ROOT, from) : path.resolve(ROOT, path.dirname(from), decodeURIComponent(file));
   const inside = path.relative(ROOT, resolved);
   if (inside.startsWith('..') || path.isAbsolute(inside)) return 'outside the repository';
   if (!existsSync(resolved)) return 'no such file';
   if (anchor === undefined || anchor === '') return undefined;
-  if (statSync(resolved).isDirectory() || !resolved.endsWith('.md')) return `an anchor into ${inside}, which has no headings`;
+  if (statSync(resolved).isDirectory() || !resolved.endsWith('.md'))
+    return `an anchor into ${inside}, which has no headings`;
   if (!anchorsOf(readFileSync(resolved, 'utf8')).has(anchor)) return `${inside} has no heading #${anchor}`;
   return undefined;
 }
@@ -125,9 +142,12 @@ describe('docs: every link stays inside the repository and reaches what it names
   const text = (f: string) => readFileSync(path.join(ROOT, f), 'utf8');
 
   it('the docs pages a newcomer needs are in the repository, and LICENSE matches the packages', () => {
-    for (const page of ['docs/architecture.md', 'docs/protocols.md', 'LICENSE']) assert.ok(files.includes(page), `${page} is in the repository`);
+    for (const page of ['docs/architecture.md', 'docs/protocols.md', 'LICENSE'])
+      assert.ok(files.includes(page), `${page} is in the repository`);
     assert.match(text('LICENSE'), /Apache License\s+Version 2\.0, January 2004/);
-    const licenses = files.filter((f) => /(^|\/)package\.json$/.test(f)).map((f) => [f, (JSON.parse(text(f)) as { license?: string }).license]);
+    const licenses = files
+      .filter((f) => /(^|\/)package\.json$/.test(f))
+      .map((f) => [f, (JSON.parse(text(f)) as { license?: string }).license]);
     for (const [f, license] of licenses) assert.equal(license, 'Apache-2.0', `${f} license`);
   });
 
@@ -153,7 +173,8 @@ describe('docs: every link stays inside the repository and reaches what it names
         .split('\n')
         .forEach((line, i) => {
           // The design notes this repository was started from lived beside the work tree; users do not have them.
-          if (/(\/work\/shared|\.\.\/shared)\/[\w.-]+\.md|\bshared\/(DESIGN|PROTOCOLS|STYLE)\.md/.test(line)) outside.push(`${f}:${i + 1}: ${line.trim()}`);
+          if (/(\/work\/shared|\.\.\/shared)\/[\w.-]+\.md|\bshared\/(DESIGN|PROTOCOLS|STYLE)\.md/.test(line))
+            outside.push(`${f}:${i + 1}: ${line.trim()}`);
         });
     }
     assert.deepEqual(outside, []);
@@ -163,7 +184,9 @@ describe('docs: every link stays inside the repository and reaches what it names
       withoutCode(text(f))
         .split('\n')
         .forEach((line, i) => {
-          for (const ref of line.replace(/\]\([^)]*\)/g, '').matchAll(/(?<![\w/.-])([\w-]+(?:\/[\w.-]+)*\.md)(#[\w-]+)?/g)) {
+          for (const ref of line
+            .replace(/\]\([^)]*\)/g, '')
+            .matchAll(/(?<![\w/.-])([\w-]+(?:\/[\w.-]+)*\.md)(#[\w-]+)?/g)) {
             const why = brokenLink(f, ref[1]! + (ref[2] ?? ''));
             if (why && brokenLink('', ref[1]! + (ref[2] ?? ''))) named.push(`${f}:${i + 1}: ${ref[0]}: ${why}`);
           }
@@ -185,7 +208,10 @@ describe('docs: every link stays inside the repository and reaches what it names
   it('sees a link that leaves the repository, a missing file and a missing heading', () => {
     assert.equal(brokenLink('README.md', '../beside-the-clone/NOTES.md'), 'outside the repository');
     assert.equal(brokenLink('docs/router.md', 'no-such-page.md'), 'no such file');
-    assert.equal(brokenLink('docs/router.md', 'sidecar.md#no-such-heading'), 'docs/sidecar.md has no heading #no-such-heading');
+    assert.equal(
+      brokenLink('docs/router.md', 'sidecar.md#no-such-heading'),
+      'docs/sidecar.md has no heading #no-such-heading',
+    );
     assert.equal(brokenLink('docs/router.md', 'sidecar.md#signals'), undefined);
     assert.equal(brokenLink('docs/router.md', 'https://example.com/x'), undefined);
   });

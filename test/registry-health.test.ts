@@ -52,10 +52,23 @@ describe('registry health: an unreachable upstream registry is seen, and /ready 
     return { sidecar, logs, file, admin };
   }
 
-  const header = ['node: { ip: 127.0.0.1 }', 'listeners: { outbound: "127.0.0.1:0", inbound: "127.0.0.1:0" }', 'admin: "127.0.0.1:0"'];
+  const header = [
+    'node: { ip: 127.0.0.1 }',
+    'listeners: { outbound: "127.0.0.1:0", inbound: "127.0.0.1:0" }',
+    'admin: "127.0.0.1:0"',
+  ];
 
   interface RegistriesPage {
-    registries: { name: string; type: string; state: string; since: string; lastConnected?: string; ready: boolean; via?: string; lastError?: { message: string; code?: string } }[];
+    registries: {
+      name: string;
+      type: string;
+      state: string;
+      since: string;
+      lastConnected?: string;
+      ready: boolean;
+      via?: string;
+      lastError?: { message: string; code?: string };
+    }[];
   }
 
   it('ZooKeeper refusing: warned, /registries connecting with the error, /ready 503, mesh subscribe fails fast; up: ready; down again: still ready', async () => {
@@ -96,43 +109,75 @@ describe('registry health: an unreachable upstream registry is seen, and /ready 
 
     // The mesh API: an error at once, not 30 s and then {"success":true,"datas":[]}.
     const { host, port } = sidecar.address({ facade: 'mesh' });
-    const subscribe = JSON.stringify({ serviceName: 'com.example.health.Echo:1.0', protocolType: 'bolt', vipEnforce: false, vipOnly: false, localCloudFirst: false, properties: {} });
+    const subscribe = JSON.stringify({
+      serviceName: 'com.example.health.Echo:1.0',
+      protocolType: 'bolt',
+      vipEnforce: false,
+      vipOnly: false,
+      localCloudFirst: false,
+      properties: {},
+    });
     const t0 = Date.now();
-    const res = await fetch(`http://${host}:${port}/services/subscribe`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: subscribe });
+    const res = await fetch(`http://${host}:${port}/services/subscribe`, {
+      method: 'POST',
+      headers: { 'content-type': 'text/plain' },
+      body: subscribe,
+    });
     const answer = (await res.json()) as { success: boolean; errorMessage?: string; datas?: string[] };
     assert.ok(Date.now() - t0 < 2_000, `answered in ${Date.now() - t0} ms`);
     assert.equal(answer.success, false);
     assert.match(answer.errorMessage!, /not answered|disconnected/);
     // Asked again while still down: still an error, not the empty list of the subscription under way.
-    const again = (await (await fetch(`http://${host}:${port}/services/subscribe`, { method: 'POST', body: subscribe })).json()) as { success: boolean };
+    const again = (await (
+      await fetch(`http://${host}:${port}/services/subscribe`, { method: 'POST', body: subscribe })
+    ).json()) as { success: boolean };
     assert.equal(again.success, false);
     // Bounded pace: one warning so far for this outage, however many times the client retried.
     assert.equal(logs.filter((l) => l.registry === 'zk' && l.level === 40 && /registry/.test(l.msg)).length, 1);
 
     await back;
-    await eventually('/ready to turn 200 once ZooKeeper is up', async () => ((await admin('/ready')).status === 200 ? true : undefined), 30_000);
-    const up = (JSON.parse((await admin('/registries')).text) as RegistriesPage).registries.find((r) => r.name === 'zk')!;
+    await eventually(
+      '/ready to turn 200 once ZooKeeper is up',
+      async () => ((await admin('/ready')).status === 200 ? true : undefined),
+      30_000,
+    );
+    const up = (JSON.parse((await admin('/registries')).text) as RegistriesPage).registries.find(
+      (r) => r.name === 'zk',
+    )!;
     assert.equal(up.state, 'connected');
     assert.ok(up.lastConnected);
     assert.ok(logs.some((l) => l.msg === 'registry connected again' && l.registry === 'zk'));
     const stats = (await admin('/stats')).text;
     assert.match(stats, /^meshport_registry_up\{registry="zk",type="zookeeper"\} 1$/m);
-    assert.match(stats, /^meshport_registry_state_changes_total\{registry="zk",type="zookeeper",state="connected"\} 1$/m);
+    assert.match(
+      stats,
+      /^meshport_registry_state_changes_total\{registry="zk",type="zookeeper",state="connected"\} 1$/m,
+    );
     assert.match(stats, /^meshport_registry_last_connected_timestamp_seconds\{registry="zk",type="zookeeper"\} \d+/m);
     // Subscribing now gets the registry's answer (no provider: an empty list is the truth here).
-    const answered = (await (await fetch(`http://${host}:${port}/services/subscribe`, { method: 'POST', body: subscribe })).json()) as { success: boolean; datas: string[] };
+    const answered = (await (
+      await fetch(`http://${host}:${port}/services/subscribe`, { method: 'POST', body: subscribe })
+    ).json()) as { success: boolean; datas: string[] };
     assert.deepEqual([answered.success, answered.datas], [true, []]);
 
     await zk.stop();
     servers.splice(0);
-    const lost = await eventually('a warning that the connection is lost', async () => logs.find((l) => l.msg.startsWith('registry connection lost')), 30_000);
+    const lost = await eventually(
+      'a warning that the connection is lost',
+      async () => logs.find((l) => l.msg.startsWith('registry connection lost')),
+      30_000,
+    );
     assert.equal(lost.registry, 'zk');
-    const outageState = (JSON.parse((await admin('/registries')).text) as RegistriesPage).registries.find((r) => r.name === 'zk')!;
+    const outageState = (JSON.parse((await admin('/registries')).text) as RegistriesPage).registries.find(
+      (r) => r.name === 'zk',
+    )!;
     assert.equal(outageState.state, 'reconnecting');
     assert.ok(Date.parse(outageState.since) > Date.parse(up.lastConnected!));
     assert.equal((await admin('/ready')).status, 200, 'ready on the last known routes through the outage');
     // The subscribed service keeps its last answer through the outage.
-    const kept = (await (await fetch(`http://${host}:${port}/services/subscribe`, { method: 'POST', body: subscribe })).json()) as { success: boolean };
+    const kept = (await (
+      await fetch(`http://${host}:${port}/services/subscribe`, { method: 'POST', body: subscribe })
+    ).json()) as { success: boolean };
     assert.equal(kept.success, true);
 
     // Draining is 503 as before, whatever the registries say.
@@ -158,7 +203,8 @@ describe('registry health: an unreachable upstream registry is seen, and /ready 
       hijack: { mode: string };
       node: { ip: string };
     };
-    for (const key of ['node', 'listeners', 'admin', 'registries', 'hijack', 'router', 'log']) assert.ok(key in config, `/config has ${key}`);
+    for (const key of ['node', 'listeners', 'admin', 'registries', 'hijack', 'router', 'log'])
+      assert.ok(key in config, `/config has ${key}`);
     assert.equal(config.registries[0]!.upstream, `redis://:***@127.0.0.1:${refused}`);
     assert.equal(config.node.ip, '127.0.0.1');
     assert.equal(config.hijack.mode, 'redirect');
@@ -185,11 +231,19 @@ describe('registry health: an unreachable upstream registry is seen, and /ready 
 
     const stats = await eventually('a connection error counted', async () => {
       const text = (await admin('/stats')).text;
-      return /^meshport_registry_connection_errors_total\{registry="cache",type="redis"\} [1-9]/m.test(text) ? text : undefined;
+      return /^meshport_registry_connection_errors_total\{registry="cache",type="redis"\} [1-9]/m.test(text)
+        ? text
+        : undefined;
     });
     assert.match(stats, /^process_cpu_user_seconds_total \d/m);
     assert.match(stats, /^nodejs_eventloop_lag_seconds /m);
-    assert.match(stats, new RegExp(`^meshport_build_info\\{version="[^"]+",engine="${config.router.engine}",node="${process.version}"\\} 1$`, 'm'));
+    assert.match(
+      stats,
+      new RegExp(
+        `^meshport_build_info\\{version="[^"]+",engine="${config.router.engine}",node="${process.version}"\\} 1$`,
+        'm',
+      ),
+    );
     assert.match(stats, /^meshport_registry_up\{registry="cache",type="redis"\} 0$/m);
     assert.match(stats, /^meshport_registry_state\{registry="cache",type="redis",state="connecting"\} 1$/m);
     assert.match(stats, /^meshport_registry_connection_errors_total\{registry="cache",type="redis"\} [1-9]/m);
@@ -197,15 +251,24 @@ describe('registry health: an unreachable upstream registry is seen, and /ready 
     assert.match(stats, /^meshport_reloads_total\{result="failed"\} 1$/m);
     assert.match(stats, /^meshport_capture_connections_total\{listener="outboundCapture",outcome="refused"\} 1$/m);
     assert.match(stats, /^meshport_capture_connections_total\{listener="outboundCapture",outcome="routed"\} 0$/m);
-    assert.match(stats, /^meshport_capture_connections_total\{listener="inboundCapture",outcome="passed_through"\} 0$/m);
+    assert.match(
+      stats,
+      /^meshport_capture_connections_total\{listener="inboundCapture",outcome="passed_through"\} 0$/m,
+    );
     // The router's own metrics are still there.
     assert.match(stats, /^# TYPE meshport_connections_total counter$/m);
   });
 
   it('a ZooKeeper host name that does not resolve is warned about with the resolver error', async () => {
     // `.invalid` never resolves (RFC 6761); nothing but a name lookup leaves the host.
-    const { logs, admin } = await start([...header, 'registries:', '  - { name: zk, type: zookeeper, upstream: "zk-1.invalid:2181" }']);
-    const warning = await eventually('a warning naming the lookup failure', async () => logs.find((l) => l.msg === 'registry cannot connect'));
+    const { logs, admin } = await start([
+      ...header,
+      'registries:',
+      '  - { name: zk, type: zookeeper, upstream: "zk-1.invalid:2181" }',
+    ]);
+    const warning = await eventually('a warning naming the lookup failure', async () =>
+      logs.find((l) => l.msg === 'registry cannot connect'),
+    );
     assert.match(String(warning.error), /ENOTFOUND|EAI_AGAIN/);
     assert.equal((await admin('/ready')).status, 503);
   });
@@ -221,7 +284,11 @@ describe('registry health: an unreachable upstream registry is seen, and /ready 
     ]);
     const took = Date.now() - t0;
     assert.ok(took < 5_000, `start took ${took} ms (one 2 s wait, not four)`);
-    const zk = (JSON.parse((await admin('/registries')).text) as { registries: { state: string; services: { routed: string[]; waiting: string[] } }[] }).registries[0]!;
+    const zk = (
+      JSON.parse((await admin('/registries')).text) as {
+        registries: { state: string; services: { routed: string[]; waiting: string[] } }[];
+      }
+    ).registries[0]!;
     assert.equal(zk.state, 'connecting');
     assert.deepEqual(zk.services, { routed: services, waiting: services });
     const ready = await admin('/ready');
@@ -241,10 +308,13 @@ describe('registry health: an unreachable upstream registry is seen, and /ready 
       logs.filter((l) => l.msg === 'registry cannot connect').length === 2 ? true : undefined,
     );
     const page = JSON.parse((await admin('/registries')).text) as RegistriesPage;
-    assert.deepEqual(page.registries.map((r) => [r.name, r.state, r.lastError?.code]), [
-      ['zkf', 'connecting', 'ECONNREFUSED'],
-      ['redisf', 'connecting', 'ECONNREFUSED'],
-    ]);
+    assert.deepEqual(
+      page.registries.map((r) => [r.name, r.state, r.lastError?.code]),
+      [
+        ['zkf', 'connecting', 'ECONNREFUSED'],
+        ['redisf', 'connecting', 'ECONNREFUSED'],
+      ],
+    );
     assert.equal((await admin('/ready')).status, 503);
 
     // Something accepts where the upstreams are: the probes see it, and the sidecar is ready.
@@ -257,9 +327,17 @@ describe('registry health: an unreachable upstream registry is seen, and /ready 
       ),
     );
     try {
-      await eventually('/ready 200 once both upstreams accept', async () => ((await admin('/ready')).status === 200 ? true : undefined));
+      await eventually('/ready 200 once both upstreams accept', async () =>
+        (await admin('/ready')).status === 200 ? true : undefined,
+      );
       const up = JSON.parse((await admin('/registries')).text) as RegistriesPage;
-      assert.deepEqual(up.registries.map((r) => [r.name, r.state]), [['zkf', 'connected'], ['redisf', 'connected']]);
+      assert.deepEqual(
+        up.registries.map((r) => [r.name, r.state]),
+        [
+          ['zkf', 'connected'],
+          ['redisf', 'connected'],
+        ],
+      );
     } finally {
       await Promise.all(listeners.map((l) => new Promise((r) => l.close(r))));
     }
@@ -270,7 +348,9 @@ describe('registry health: an unreachable upstream registry is seen, and /ready 
       s.on('close', () => resolve());
       s.on('error', () => resolve());
     });
-    const down = (JSON.parse((await admin('/registries')).text) as RegistriesPage).registries.find((r) => r.name === 'redisf')!;
+    const down = (JSON.parse((await admin('/registries')).text) as RegistriesPage).registries.find(
+      (r) => r.name === 'redisf',
+    )!;
     assert.equal(down.state, 'reconnecting');
     assert.equal((await admin('/ready')).status, 200);
   });
@@ -279,13 +359,25 @@ describe('registry health: an unreachable upstream registry is seen, and /ready 
     const dir = mkdtempSync(path.join(os.tmpdir(), 'meshport-health-file-'));
     dirs.push(dir);
     const services = path.join(dir, 'services.json');
-    writeFileSync(services, JSON.stringify({ services: { 'com.example.A:1.0': ['bolt://127.0.0.1:12200?interface=com.example.A&version=1.0'] } }));
-    const { admin } = await start([...header, 'registries:', `  - { name: static, type: file, upstream: "${services}" }`]);
-    assert.equal((await admin('/ready')).status, 200);
-    const page = JSON.parse((await admin('/registries')).text) as { registries: { name: string; state: string; ready: boolean; services: unknown }[] };
-    assert.deepEqual(page.registries.map((r) => [r.name, r.state, r.ready, r.services]), [
-      ['static', 'connected', true, { routed: ['com.example.A:1.0'], waiting: [] }],
+    writeFileSync(
+      services,
+      JSON.stringify({
+        services: { 'com.example.A:1.0': ['bolt://127.0.0.1:12200?interface=com.example.A&version=1.0'] },
+      }),
+    );
+    const { admin } = await start([
+      ...header,
+      'registries:',
+      `  - { name: static, type: file, upstream: "${services}" }`,
     ]);
+    assert.equal((await admin('/ready')).status, 200);
+    const page = JSON.parse((await admin('/registries')).text) as {
+      registries: { name: string; state: string; ready: boolean; services: unknown }[];
+    };
+    assert.deepEqual(
+      page.registries.map((r) => [r.name, r.state, r.ready, r.services]),
+      [['static', 'connected', true, { routed: ['com.example.A:1.0'], waiting: [] }]],
+    );
     assert.equal((await admin('/nosuch')).status, 404);
     assert.match((await admin('/nosuch')).text, /\/registries/);
   });

@@ -72,7 +72,10 @@ function keepCrasher(target: Target, hex: string, why: string): string {
   const dir = path.join(CRASHERS_DIR, target);
   mkdirSync(dir, { recursive: true });
   const file = path.join(dir, `seed-${SEED.toString(16)}-${hex.slice(0, 16) || 'empty'}-${hex.length / 2}.hex`);
-  writeFileSync(file, `# ${why.split('\n')[0]}\n# found with FUZZ_SEED=0x${SEED.toString(16)}\n${hex.match(/.{1,64}/g)?.join('\n') ?? ''}\n`);
+  writeFileSync(
+    file,
+    `# ${why.split('\n')[0]}\n# found with FUZZ_SEED=0x${SEED.toString(16)}\n${hex.match(/.{1,64}/g)?.join('\n') ?? ''}\n`,
+  );
   return file;
 }
 
@@ -179,7 +182,11 @@ async function wireCampaign(
     await Promise.all(batch);
     await goodCheck(base);
     figures.goodChecks++;
-    assert.deepEqual(problems, [], `${target} on the wire (FUZZ_SEED=0x${SEED.toString(16)}):\n${problems.slice(0, 10).join('\n')}`);
+    assert.deepEqual(
+      problems,
+      [],
+      `${target} on the wire (FUZZ_SEED=0x${SEED.toString(16)}):\n${problems.slice(0, 10).join('\n')}`,
+    );
   }
   return figures;
 }
@@ -189,10 +196,15 @@ function judgeFrames(reply: Buffer): boolean {
   let error = false;
   const splitter = new FrameSplitter((f) => {
     const h = decodeFrame(f);
-    if (h.kind === 'response' && ((h.protocol === 'bolt' && h.status !== 0) || (h.protocol === 'dubbo' && h.status !== 20))) error = true;
+    if (
+      h.kind === 'response' &&
+      ((h.protocol === 'bolt' && h.status !== 0) || (h.protocol === 'dubbo' && h.status !== 20))
+    )
+      error = true;
   });
   splitter.write(reply);
-  if (splitter.buffered !== 0) throw new Error(`the router's answer ends in a partial frame: ${reply.toString('hex').slice(-80)}`);
+  if (splitter.buffered !== 0)
+    throw new Error(`the router's answer ends in a partial frame: ${reply.toString('hex').slice(-80)}`);
   return error;
 }
 
@@ -281,18 +293,23 @@ describe('reliability: fuzzing every parser that faces the network', function ()
   const crashers = new Map<Target, { name: string; hex: string }[]>();
   let started = 0;
 
-  before(function () {
+  before(() => {
     started = Date.now(); // here, not at load: mocha loads every file before the first test runs
-    console.log(`      FUZZ_SEED=0x${SEED.toString(16)}, ${CASES} cases per parser in process, ${WIRE_CASES} per server on the wire${LONG ? ' (long mode)' : ''}`);
+    console.log(
+      `      FUZZ_SEED=0x${SEED.toString(16)}, ${CASES} cases per parser in process, ${WIRE_CASES} per server on the wire${LONG ? ' (long mode)' : ''}`,
+    );
     for (const t of TARGETS) {
-      const replay = readHexDir(path.join(CRASHERS_DIR, t)).map((f) => ({ name: f.name, hex: f.bytes.toString('hex') }));
+      const replay = readHexDir(path.join(CRASHERS_DIR, t)).map((f) => ({
+        name: f.name,
+        hex: f.bytes.toString('hex'),
+      }));
       crashers.set(t, replay);
       // All five start at once; on two CPUs they share the cores (each is one thread).
       outcomes.set(t, runCampaign({ target: t, seed: SEED, cases: CASES, replay }));
     }
   });
 
-  after(async function () {
+  after(async () => {
     // Never leave a worker running, whichever tests were selected.
     await Promise.all(outcomes.values());
     figures.push({ name: 'suite wall time (s)', value: Math.round((Date.now() - started) / 100) / 10 });
@@ -305,25 +322,25 @@ describe('reliability: fuzzing every parser that faces the network', function ()
           'input with 1-4 stacked mutations: bit flips, interesting bytes, inserts, deletes, 1/2/4-byte length fields set to ' +
           '0, 1, -1, 2^31-1, -2^31, 2^16-1 or the input size +-1, decimal lengths in text (RESP, Content-Length) set to extremes, ' +
           'splices of two seeds, truncation, duplicated ranges; then fed in random chunks (whole, cut at random, or byte by byte).',
-        'Seeds: Bolt and Dubbo, the wire fixtures of protocol/test/fixtures and pipelines of them, through the router\'s caller ' +
+        "Seeds: Bolt and Dubbo, the wire fixtures of protocol/test/fixtures and pipelines of them, through the router's caller " +
           'connection (no route: every request is answered by the router itself); ZooKeeper, a ConnectRequest followed by the ' +
           'requests the facade rewrites (create/create2/createTTL of provider nodes, delete, getChildren(2), exists, getData, ' +
-          'setData, SetWatches, ping, closeSession) through the facade\'s real connection object with a stand-in ZooKeeper that ' +
+          "setData, SetWatches, ping, closeSession) through the facade's real connection object with a stand-in ZooKeeper that " +
           'answers each; RESP, Dubbo-registry and redis-cli commands (request mode) and RESP2/RESP3 replies (reply mode), each ' +
-          'parsed chunked and whole and compared; mesh API, raw HTTP/1.1 requests as sofa-rpc\'s MeshApiClient sends them, ' +
-          'through node:http and the facade\'s handler.',
+          "parsed chunked and whole and compared; mesh API, raw HTTP/1.1 requests as sofa-rpc's MeshApiClient sends them, " +
+          "through node:http and the facade's handler.",
         'A crash is an exception out of the parser other than its clean refusal (a ProtocolError answered and the connection ' +
           'closed, a RegistryError to onError, an HTTP 4xx), a broken property (answers that are not whole frames, RESP raw ' +
           'bytes that are not the input, chunking changing the result, a 500), an exception escaping asynchronously, no ' +
           'progress for 15 s (hang), or the worker passing its 384 MiB heap.',
         'On the wire: mutated inputs of the same corpora (1 in 10 random), 16 connections at a time, each on a fresh connection ' +
           `that the client half-closes once the server has been quiet for ${QUIET_MS} ms, and the server must then close within 10 s; every ${GOOD_EVERY} inputs a client connected from the start must get a correct answer.`,
-        'ZooKeeper has no error reply for a malformed packet: the facade\'s clean refusal is closing the connection, so its ' +
+        "ZooKeeper has no error reply for a malformed packet: the facade's clean refusal is closing the connection, so its " +
           '"protocol error replies" are 0 by design.',
         'In process the ZooKeeper facade runs with a 64 KiB packet cap (the splitter allocates a claimed packet up to the cap ' +
           'once the length is checked; at 1 MiB the campaign spends its time collecting those); on the wire it runs the default.',
         'The codecs themselves are fuzzed against a reference decoder by protocol/test/fuzz.test.ts; this suite fuzzes them ' +
-          'where the router reads a caller\'s bytes.',
+          "where the router reads a caller's bytes.",
         'Crashing inputs are kept in test/fixtures/fuzz-crashers/<parser>/ and replayed (8 chunkings each) before every campaign.',
       ],
     });
@@ -331,28 +348,37 @@ describe('reliability: fuzzing every parser that faces the network', function ()
 
   for (const target of TARGETS) {
     const label: Record<Target, string> = {
-      bolt: 'Bolt v1/v2 through the router\'s caller connection',
-      dubbo: 'Dubbo through the router\'s caller connection',
-      zookeeper: 'the ZooKeeper facade\'s jute framing and request rewriting',
+      bolt: "Bolt v1/v2 through the router's caller connection",
+      dubbo: "Dubbo through the router's caller connection",
+      zookeeper: "the ZooKeeper facade's jute framing and request rewriting",
       resp: 'the RESP codec of the Redis facade (request and reply mode)',
-      'mesh-api': 'the SOFA mesh HTTP API (node:http + the facade\'s handler)',
+      'mesh-api': "the SOFA mesh HTTP API (node:http + the facade's handler)",
     };
-    it(`${label[target]}: ${CASES.toLocaleString('en-US')} mutated and random inputs, 0 crashes, 0 hangs, bounded memory, the kept crashers replayed`, async function () {
+    it(`${label[target]}: ${CASES.toLocaleString('en-US')} mutated and random inputs, 0 crashes, 0 hangs, bounded memory, the kept crashers replayed`, async () => {
       const o = await outcomes.get(target)!;
       if (o.kind !== 'done') {
         const { input } = caseInput(SEED, target, o.caseIndex, seedsOf(target));
         const phase = ['setup', 'replaying kept crashers', 'campaign', 'done'][o.phase] ?? String(o.phase);
         const hex = o.phase === 2 ? input.toString('hex') : '';
         const kept = o.phase === 2 ? ` (kept as ${keepCrasher(target, hex, `${o.kind}: ${o.error}`)})` : '';
-        figures.push({ name: `${target}: ${o.kind === 'hang' ? 'hangs' : 'crashes'}`, value: 1, goal: '0', met: false });
-        assert.fail(`${target} campaign ${o.kind === 'hang' ? 'hung' : o.kind === 'crash' ? 'crashed its worker' : 'could not run'} ` +
-          `(${o.error}) in ${phase}, case ${o.caseIndex}${kept}\n    input: ${hex}\n    replay: ${REPLAY}`);
+        figures.push({
+          name: `${target}: ${o.kind === 'hang' ? 'hangs' : 'crashes'}`,
+          value: 1,
+          goal: '0',
+          met: false,
+        });
+        assert.fail(
+          `${target} campaign ${o.kind === 'hang' ? 'hung' : o.kind === 'crash' ? 'crashed its worker' : 'could not run'} ` +
+            `(${o.error}) in ${phase}, case ${o.caseIndex}${kept}\n    input: ${hex}\n    replay: ${REPLAY}`,
+        );
       }
       const r = o.result;
       const rate = r.cases / Math.max(r.elapsedMs / 1000, 0.001);
-      console.log(`      ${target}: ${r.cases} cases in ${(r.elapsedMs / 1000).toFixed(1)} s (${Math.round(rate)}/s), ${r.random} random, ` +
-        `${r.refused} refused cleanly, ${r.accepted} accepted frames/values/answers, ${r.replayed} kept crashers replayed, ` +
-        `slowest case ${r.slowestCaseMs} ms, heap ${(r.heapGrowthBytes / MIB).toFixed(1)} MiB`);
+      console.log(
+        `      ${target}: ${r.cases} cases in ${(r.elapsedMs / 1000).toFixed(1)} s (${Math.round(rate)}/s), ${r.random} random, ` +
+          `${r.refused} refused cleanly, ${r.accepted} accepted frames/values/answers, ${r.replayed} kept crashers replayed, ` +
+          `slowest case ${r.slowestCaseMs} ms, heap ${(r.heapGrowthBytes / MIB).toFixed(1)} MiB`,
+      );
       const crashes = r.findings.length;
       figures.push(
         { name: `${target}: cases run`, value: r.cases },
@@ -363,8 +389,13 @@ describe('reliability: fuzzing every parser that faces the network', function ()
       );
       if (crashes > 0) {
         const kept = r.findings.filter((f) => f.index >= 0).map((f) => keepCrasher(target, f.inputHex, f.error));
-        const list = r.findings.map((f) => `  ${f.fixture ? `fixture ${f.fixture}` : `case ${f.index}`}: ${f.error}\n    input: ${f.inputHex.slice(0, 400)}`);
-        assert.fail(`${crashes} crash${crashes === 1 ? '' : 'es'} in ${target} (replay: ${REPLAY}; kept: ${kept.join(', ') || 'fixtures already'}):\n${list.join('\n')}`);
+        const list = r.findings.map(
+          (f) =>
+            `  ${f.fixture ? `fixture ${f.fixture}` : `case ${f.index}`}: ${f.error}\n    input: ${f.inputHex.slice(0, 400)}`,
+        );
+        assert.fail(
+          `${crashes} crash${crashes === 1 ? '' : 'es'} in ${target} (replay: ${REPLAY}; kept: ${kept.join(', ') || 'fixtures already'}):\n${list.join('\n')}`,
+        );
       }
       assert.equal(r.cases, CASES);
       assert.equal(r.replayed, crashers.get(target)!.length, 'every kept crasher was replayed');
@@ -374,26 +405,34 @@ describe('reliability: fuzzing every parser that faces the network', function ()
         assert.ok(r.accepted > 0.05 * r.cases, `only ${r.accepted} frames/values/answers got through`);
       }
       assert.ok(r.slowestCaseMs < 2_000, `one case took ${r.slowestCaseMs} ms`);
-      assert.ok(r.heapGrowthBytes < 64 * MIB, `heap grew by ${(r.heapGrowthBytes / MIB).toFixed(1)} MiB over the campaign`);
+      assert.ok(
+        r.heapGrowthBytes < 64 * MIB,
+        `heap grew by ${(r.heapGrowthBytes / MIB).toFixed(1)} MiB over the campaign`,
+      );
     });
   }
 
-  describe('on the wire, against the running servers', function () {
+  describe('on the wire, against the running servers', () => {
     const quiet = pino({ level: 'silent' });
     const wireFigures = (name: string, f: WireFigures) =>
       figures.push(
         { name: `${name} on the wire: bad inputs`, value: f.inputs },
-        { name: `${name} on the wire: closed cleanly`, value: f.closed, goal: `${f.inputs}`, met: f.closed === f.inputs },
+        {
+          name: `${name} on the wire: closed cleanly`,
+          value: f.closed,
+          goal: `${f.inputs}`,
+          met: f.closed === f.inputs,
+        },
         { name: `${name} on the wire: protocol error replies`, value: f.errorReplies },
         { name: `${name} on the wire: good-client checks passed`, value: f.goodChecks },
       );
 
-    before(async function () {
+    before(async () => {
       // The in-process campaigns finish first: the wire campaigns measure nothing useful on CPUs they share.
       await Promise.all(outcomes.values());
     });
 
-    it(`router (Bolt and Dubbo, outbound listener, routed to an echo provider): ${WIRE_CASES} bad inputs each closed or answered with an error, a good client answered throughout`, async function () {
+    it(`router (Bolt and Dubbo, outbound listener, routed to an echo provider): ${WIRE_CASES} bad inputs each closed or answered with an error, a good client answered throughout`, async () => {
       const echo = await startEcho();
       const routes = new MemoryRouteTable()
         .setOutbound(ECHO, { endpoints: [{ host: '127.0.0.1', port: echo.port }] })
@@ -403,18 +442,36 @@ describe('reliability: fuzzing every parser that faces the network', function ()
       const port = router.address('outbound').port;
       const good = await GoodFrameClient.connect(port);
       try {
-        const corpus = [...seedsOf('bolt'), ...seedsOf('dubbo'), boltRequest(1, ECHO, 'x'), dubboCall(2, GREETER, '2.0', 'hi', 'y')];
+        const corpus = [
+          ...seedsOf('bolt'),
+          ...seedsOf('dubbo'),
+          boltRequest(1, ECHO, 'x'),
+          dubboCall(2, GREETER, '2.0', 'hi', 'y'),
+        ];
         let id = 1_000_000;
-        const f = await wireCampaign('bolt', port, WIRE_CASES, judgeFrames, async () => {
-          const bid = id++;
-          const bolt = await good.call(bid, boltRequest(bid, ECHO, `good-bolt-${bid}`));
-          assert.ok(bolt.toString('latin1').endsWith(`good-bolt-${bid}`), 'the good Bolt call got someone else\'s answer');
-          assert.equal(decodeFrame(bolt).status, 0);
-          const did = id++;
-          const dubbo = await good.call(did, dubboCall(did, GREETER, '2.0', 'hi', `good-dubbo-${did}`));
-          assert.ok(dubbo.toString('latin1').includes(`good-dubbo-${did}`), 'the good Dubbo call got someone else\'s answer');
-          assert.equal(decodeFrame(dubbo).status, 20);
-        }, corpus);
+        const f = await wireCampaign(
+          'bolt',
+          port,
+          WIRE_CASES,
+          judgeFrames,
+          async () => {
+            const bid = id++;
+            const bolt = await good.call(bid, boltRequest(bid, ECHO, `good-bolt-${bid}`));
+            assert.ok(
+              bolt.toString('latin1').endsWith(`good-bolt-${bid}`),
+              "the good Bolt call got someone else's answer",
+            );
+            assert.equal(decodeFrame(bolt).status, 0);
+            const did = id++;
+            const dubbo = await good.call(did, dubboCall(did, GREETER, '2.0', 'hi', `good-dubbo-${did}`));
+            assert.ok(
+              dubbo.toString('latin1').includes(`good-dubbo-${did}`),
+              "the good Dubbo call got someone else's answer",
+            );
+            assert.equal(decodeFrame(dubbo).status, 20);
+          },
+          corpus,
+        );
         wireFigures('router', f);
         assert.ok(f.errorReplies > 0, 'no bad input got a protocol error reply');
         assert.ok(echo.requests > 0, 'no fuzzed request was routed at all');
@@ -425,10 +482,10 @@ describe('reliability: fuzzing every parser that faces the network', function ()
       }
     });
 
-    describe('ZooKeeper facade in front of a real ZooKeeper', function () {
+    describe('ZooKeeper facade in front of a real ZooKeeper', () => {
       let zk: RunningZooKeeper;
       let facade: ZooKeeperFacade;
-      before(async function () {
+      before(async () => {
         zk = await startZooKeeper();
         facade = new ZooKeeperFacade({
           upstream: zk.connectString,
@@ -437,27 +494,35 @@ describe('reliability: fuzzing every parser that faces the network', function ()
         });
         await facade.start();
       });
-      after(async function () {
+      after(async () => {
         await facade?.close();
         await zk?.stop();
       });
 
-      it(`${WIRE_CASES} bad inputs each closed, ZooKeeper and the facade up, a node-zookeeper-client session answered throughout`, async function () {
+      it(`${WIRE_CASES} bad inputs each closed, ZooKeeper and the facade up, a node-zookeeper-client session answered throughout`, async () => {
         const client = await connectZooKeeper(`127.0.0.1:${facade.address().port}`, { sessionTimeout: 20_000 });
         const call = <T>(f: (cb: (e: Error | null, v?: T) => void) => void) =>
           new Promise<T>((resolve, reject) => f((e, v) => (e ? reject(e) : resolve(v as T))));
         let lost = false;
         client.on('disconnected', () => (lost = true));
         try {
-          await call<string>((cb) => client.create('/fuzz-good', Buffer.from('v0'), zookeeper.CreateMode.PERSISTENT, cb as never));
-          const f = await wireCampaign('zookeeper', facade.address().port, WIRE_CASES, () => false, async (i) => {
-            assert.ok(!lost, 'the good ZooKeeper session lost its connection');
-            const value = Buffer.from(`v${i}`);
-            await call((cb) => client.setData('/fuzz-good', value, -1, cb as never));
-            const data = await call<Buffer>((cb) => client.getData('/fuzz-good', cb as never));
-            assert.equal(data.toString(), value.toString(), 'the good session read back something else');
-            assert.ok(pidAlive(zk.pid), 'ZooKeeper died');
-          });
+          await call<string>((cb) =>
+            client.create('/fuzz-good', Buffer.from('v0'), zookeeper.CreateMode.PERSISTENT, cb as never),
+          );
+          const f = await wireCampaign(
+            'zookeeper',
+            facade.address().port,
+            WIRE_CASES,
+            () => false,
+            async (i) => {
+              assert.ok(!lost, 'the good ZooKeeper session lost its connection');
+              const value = Buffer.from(`v${i}`);
+              await call((cb) => client.setData('/fuzz-good', value, -1, cb as never));
+              const data = await call<Buffer>((cb) => client.getData('/fuzz-good', cb as never));
+              assert.equal(data.toString(), value.toString(), 'the good session read back something else');
+              assert.ok(pidAlive(zk.pid), 'ZooKeeper died');
+            },
+          );
           wireFigures('zookeeper facade', f);
         } finally {
           client.close();
@@ -465,10 +530,10 @@ describe('reliability: fuzzing every parser that faces the network', function ()
       });
     });
 
-    describe('Redis facade in front of a real redis-server', function () {
+    describe('Redis facade in front of a real redis-server', () => {
       let redis: RunningRedis;
       let facade: RedisFacade;
-      before(async function () {
+      before(async () => {
         redis = await startRedis();
         facade = new RedisFacade({
           upstream: { host: '127.0.0.1', port: redis.port },
@@ -477,19 +542,26 @@ describe('reliability: fuzzing every parser that faces the network', function ()
         });
         await facade.start();
       });
-      after(async function () {
+      after(async () => {
         await facade?.close();
         await redis?.stop();
       });
 
-      it(`${WIRE_CASES} bad inputs each closed or answered with an error, redis-server up, a RESP client answered throughout`, async function () {
+      it(`${WIRE_CASES} bad inputs each closed or answered with an error, redis-server up, a RESP client answered throughout`, async () => {
         const good = await RespConnection.connect(facade.address().port);
         try {
-          const f = await wireCampaign('resp', facade.address().port, WIRE_CASES, (reply) => reply.includes('-ERR') || reply.includes('Protocol error'), async (i) => {
-            assert.equal(await good.call('SET', 'fuzz-good', `v${i}`), 'OK');
-            assert.equal(await good.call('GET', 'fuzz-good'), `v${i}`);
-            assert.ok(pidAlive(redis.pid), 'redis-server died');
-          }, respSeedsRequests());
+          const f = await wireCampaign(
+            'resp',
+            facade.address().port,
+            WIRE_CASES,
+            (reply) => reply.includes('-ERR') || reply.includes('Protocol error'),
+            async (i) => {
+              assert.equal(await good.call('SET', 'fuzz-good', `v${i}`), 'OK');
+              assert.equal(await good.call('GET', 'fuzz-good'), `v${i}`);
+              assert.ok(pidAlive(redis.pid), 'redis-server died');
+            },
+            respSeedsRequests(),
+          );
           wireFigures('redis facade', f);
           assert.ok(f.errorReplies > 0, 'no bad input got an error reply');
         } finally {
@@ -498,7 +570,7 @@ describe('reliability: fuzzing every parser that faces the network', function ()
       });
     });
 
-    it(`SOFA mesh HTTP API: ${WIRE_CASES} bad requests each closed or answered 4xx (never 500), a keep-alive client answered throughout`, async function () {
+    it(`SOFA mesh HTTP API: ${WIRE_CASES} bad requests each closed or answered 4xx (never 500), a keep-alive client answered throughout`, async () => {
       const facade = new SofaMeshApiFacade({
         via: new MemoryRegistry(new MemoryRegistryStore()),
         takeover: new RewriteOnlyTakeover({ host: '10.0.0.7', port: 12201 }, { host: '127.0.0.1', port: 12220 }),
@@ -510,28 +582,49 @@ describe('reliability: fuzzing every parser that faces the network', function ()
       const sockets = new Set<net.Socket>();
       const post = (p: string, body: object) =>
         new Promise<{ status: number; body: Record<string, unknown> }>((resolve, reject) => {
-          const req = http.request({ host: '127.0.0.1', port: facade.address().port, method: 'POST', path: p, agent, headers: { 'Content-Type': 'text/plain' } }, (res) => {
-            sockets.add(res.socket);
-            const chunks: Buffer[] = [];
-            res.on('data', (c: Buffer) => chunks.push(c));
-            res.on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(Buffer.concat(chunks).toString()) as Record<string, unknown> }));
-          });
+          const req = http.request(
+            {
+              host: '127.0.0.1',
+              port: facade.address().port,
+              method: 'POST',
+              path: p,
+              agent,
+              headers: { 'Content-Type': 'text/plain' },
+            },
+            (res) => {
+              sockets.add(res.socket);
+              const chunks: Buffer[] = [];
+              res.on('data', (c: Buffer) => chunks.push(c));
+              res.on('end', () =>
+                resolve({
+                  status: res.statusCode!,
+                  body: JSON.parse(Buffer.concat(chunks).toString()) as Record<string, unknown>,
+                }),
+              );
+            },
+          );
           req.on('error', reject);
           req.end(JSON.stringify(body));
         });
       try {
         assert.equal((await post('/configs/application', { appName: 'good-app' })).status, 200);
-        const f = await wireCampaign('mesh-api', facade.address().port, WIRE_CASES, (reply) => {
-          const statuses = [...reply.toString('latin1').matchAll(/^HTTP\/1\.1 (\d{3}) /gm)].map((m) => Number(m[1]));
-          if (statuses.includes(500)) throw new Error(`answered 500: ${reply.toString('latin1').slice(0, 300)}`);
-          return statuses.some((s) => s >= 400);
-        }, async (i) => {
-          const r = await post('/services/subscribe', { serviceName: `com.example.Good${i % 3}:1.0` });
-          assert.equal(r.status, 200);
-          assert.equal(r.body.success, true);
-        });
+        const f = await wireCampaign(
+          'mesh-api',
+          facade.address().port,
+          WIRE_CASES,
+          (reply) => {
+            const statuses = [...reply.toString('latin1').matchAll(/^HTTP\/1\.1 (\d{3}) /gm)].map((m) => Number(m[1]));
+            if (statuses.includes(500)) throw new Error(`answered 500: ${reply.toString('latin1').slice(0, 300)}`);
+            return statuses.some((s) => s >= 400);
+          },
+          async (i) => {
+            const r = await post('/services/subscribe', { serviceName: `com.example.Good${i % 3}:1.0` });
+            assert.equal(r.status, 200);
+            assert.equal(r.body.success, true);
+          },
+        );
         wireFigures('mesh API', f);
-        assert.equal(sockets.size, 1, 'the good client\'s keep-alive connection was closed under it');
+        assert.equal(sockets.size, 1, "the good client's keep-alive connection was closed under it");
         assert.ok(f.errorReplies > 0, 'no bad request got a 4xx');
       } finally {
         agent.destroy();

@@ -27,7 +27,10 @@ const RSS_CEILING_MB = 150;
 const OVERLOAD_SECONDS = scale(6, 60);
 
 type Protocol = 'bolt' | 'dubbo';
-const BUSY: Record<Protocol, number> = { bolt: BoltStatus.SERVER_THREADPOOL_BUSY, dubbo: DubboStatus.SERVER_THREADPOOL_EXHAUSTED_ERROR };
+const BUSY: Record<Protocol, number> = {
+  bolt: BoltStatus.SERVER_THREADPOOL_BUSY,
+  dubbo: DubboStatus.SERVER_THREADPOOL_EXHAUSTED_ERROR,
+};
 const OK: Record<Protocol, number> = { bolt: BoltStatus.SUCCESS, dubbo: DubboStatus.OK };
 const TIMEOUT: Record<Protocol, number> = { bolt: BoltStatus.TIMEOUT, dubbo: DubboStatus.SERVER_TIMEOUT };
 
@@ -110,7 +113,7 @@ class Load {
   }
 }
 
-describe('reliability: overload at twice the capacity (suite 5)', function () {
+describe('reliability: overload at twice the capacity (suite 5)', () => {
   let provider: EchoProvider | undefined;
   let sidecar: SidecarChild | undefined;
   const clients: RpcClient[] = [];
@@ -127,7 +130,9 @@ describe('reliability: overload at twice the capacity (suite 5)', function () {
     sidecar = await startSidecarChild(
       {
         [BOLT_SERVICE]: [`bolt://127.0.0.1:${provider.port}?interface=com.example.Echo&version=1.0`],
-        [`${DUBBO_SERVICE}:1.0`]: [`dubbo://127.0.0.1:${provider.port}/${DUBBO_SERVICE}?interface=${DUBBO_SERVICE}&version=1.0`],
+        [`${DUBBO_SERVICE}:1.0`]: [
+          `dubbo://127.0.0.1:${provider.port}/${DUBBO_SERVICE}?interface=${DUBBO_SERVICE}&version=1.0`,
+        ],
       },
       `router: { maxActiveRequests: ${LIMIT}, connectionsPerEndpoint: 2 }`,
     );
@@ -145,7 +150,8 @@ describe('reliability: overload at twice the capacity (suite 5)', function () {
     // Baseline: a light load, well under capacity.
     await load.openLoop(20, 500); // warm the upstream connections
     const baseline = await load.openLoop(40, 2000);
-    for (const p of ['bolt', 'dubbo'] as const) assert.equal(baseline[p].ok, baseline[p].sent, `${p} baseline: every call ok`);
+    for (const p of ['bolt', 'dubbo'] as const)
+      assert.equal(baseline[p].ok, baseline[p].sent, `${p} baseline: every call ok`);
     const baselineP99 = percentile([...baseline.bolt.okLatencies, ...baseline.dubbo.okLatencies], 99);
 
     // Capacity, measured: exactly LIMIT callers per protocol keep each cluster full.
@@ -155,7 +161,10 @@ describe('reliability: overload at twice the capacity (suite 5)', function () {
     const nominal = (LIMIT * 1000) / SERVICE_TIME_MS;
     // Only the ceiling is behaviour: more than LIMIT calls at once would serve more than nominal. How close a loaded
     // machine gets to it is a figure (recorded below); the overload that follows is relative to what was measured.
-    assert.ok(capacity < nominal * 1.1, `measured capacity ${capacity.toFixed(0)}/s, nominal ${nominal}/s: the limit did not hold`);
+    assert.ok(
+      capacity < nominal * 1.1,
+      `measured capacity ${capacity.toFixed(0)}/s, nominal ${nominal}/s: the limit did not hold`,
+    );
 
     // Overload: twice the measured capacity, open loop; the admin page and the sidecar's memory sampled meanwhile.
     provider.maxActive = 0;
@@ -165,7 +174,8 @@ describe('reliability: overload at twice the capacity (suite 5)', function () {
     const sampler = (async () => {
       while (sampling) {
         const routes = await sidecar!.routes();
-        for (const c of routes.clusters) if (c.listener === 'outbound') adminMaxActive = Math.max(adminMaxActive, c.active);
+        for (const c of routes.clusters)
+          if (c.listener === 'outbound') adminMaxActive = Math.max(adminMaxActive, c.active);
         peakRssKb = Math.max(peakRssKb, memoryOf(sidecar!.pid).rssKb);
         await sleep(25);
       }
@@ -181,7 +191,10 @@ describe('reliability: overload at twice the capacity (suite 5)', function () {
     const sum = (k: keyof Omit<Tally, 'okLatencies'>) => over.bolt[k] + over.dubbo[k];
     const duplicates = clients.reduce((n, c) => n + c.duplicates + c.strays, 0);
     // Two clusters (Bolt and Dubbo), each limited to LIMIT: the provider sees at most 2 * LIMIT at once.
-    assert.ok(provider.maxActive <= 2 * LIMIT, `provider saw ${provider.maxActive} at once, limit ${LIMIT} per cluster`);
+    assert.ok(
+      provider.maxActive <= 2 * LIMIT,
+      `provider saw ${provider.maxActive} at once, limit ${LIMIT} per cluster`,
+    );
     assert.ok(adminMaxActive <= LIMIT, `admin showed ${adminMaxActive} active in one cluster, limit ${LIMIT}`);
     assert.equal(sum('ok') + sum('busy'), sum('sent'), 'every request answered ok or busy');
     assert.equal(sum('timeouts'), 0, 'no timeouts');
@@ -189,33 +202,83 @@ describe('reliability: overload at twice the capacity (suite 5)', function () {
     assert.equal(duplicates, 0, 'no duplicate or stray answers');
     assert.ok(sum('busy') > sum('sent') * 0.25, `the excess is shed: ${sum('busy')} busy of ${sum('sent')}`);
     const servedRate = sum('ok') / 2 / overloadWallS;
-    assert.ok(servedRate > capacity * 0.7, `still serving near capacity under overload: ${servedRate.toFixed(0)}/s of ${capacity.toFixed(0)}/s`);
-    assert.ok(peakRssKb < RSS_CEILING_MB * 1024, `peak RSS ${(peakRssKb / 1024).toFixed(1)} MB, ceiling ${RSS_CEILING_MB} MB`);
+    assert.ok(
+      servedRate > capacity * 0.7,
+      `still serving near capacity under overload: ${servedRate.toFixed(0)}/s of ${capacity.toFixed(0)}/s`,
+    );
+    assert.ok(
+      peakRssKb < RSS_CEILING_MB * 1024,
+      `peak RSS ${(peakRssKb / 1024).toFixed(1)} MB, ceiling ${RSS_CEILING_MB} MB`,
+    );
 
     // Recovery: back under capacity, every call succeeds again at baseline latency.
     const recovery = await load.openLoop(40, 2000);
-    for (const p of ['bolt', 'dubbo'] as const) assert.equal(recovery[p].ok, recovery[p].sent, `${p} after the overload: every call ok`);
+    for (const p of ['bolt', 'dubbo'] as const)
+      assert.equal(recovery[p].ok, recovery[p].sent, `${p} after the overload: every call ok`);
     const recoveryP99 = percentile([...recovery.bolt.okLatencies, ...recovery.dubbo.okLatencies], 99);
     const latencyBound = Math.max(baselineP99 * 1.5, baselineP99 + 25);
-    assert.ok(recoveryP99 <= latencyBound, `p99 after the overload ${recoveryP99.toFixed(1)} ms, baseline ${baselineP99.toFixed(1)} ms`);
+    assert.ok(
+      recoveryP99 <= latencyBound,
+      `p99 after the overload ${recoveryP99.toFixed(1)} ms, baseline ${baselineP99.toFixed(1)} ms`,
+    );
 
     const figures: Figure[] = [
       { name: 'provider service time', value: `${SERVICE_TIME_MS} ms` },
       { name: 'cluster limit (maxActiveRequests)', value: LIMIT },
-      { name: 'capacity per protocol, measured (calls/s)', value: Math.round(capacity), goal: `<= ${nominal} (the limit)`, met: true },
+      {
+        name: 'capacity per protocol, measured (calls/s)',
+        value: Math.round(capacity),
+        goal: `<= ${nominal} (the limit)`,
+        met: true,
+      },
       { name: 'offered load per protocol (calls/s)', value: Math.round(2 * capacity), goal: '2x capacity' },
       { name: 'requests sent under overload', value: sum('sent') },
       { name: 'answered ok', value: sum('ok') },
       { name: 'answered busy', value: sum('busy'), goal: '> 25%', met: sum('busy') > sum('sent') * 0.25 },
-      { name: 'timeouts, other statuses, unanswered, duplicates', value: sum('timeouts') + sum('other') + duplicates, goal: '0', met: true },
-      { name: 'max active in one cluster (/routes)', value: adminMaxActive, goal: `<= ${LIMIT}`, met: adminMaxActive <= LIMIT },
-      { name: 'max concurrent at the provider (2 clusters)', value: provider.maxActive, goal: `<= ${2 * LIMIT}`, met: true },
-      { name: 'served under overload per protocol (calls/s)', value: Math.round(servedRate), goal: '> 70% of capacity', met: true },
+      {
+        name: 'timeouts, other statuses, unanswered, duplicates',
+        value: sum('timeouts') + sum('other') + duplicates,
+        goal: '0',
+        met: true,
+      },
+      {
+        name: 'max active in one cluster (/routes)',
+        value: adminMaxActive,
+        goal: `<= ${LIMIT}`,
+        met: adminMaxActive <= LIMIT,
+      },
+      {
+        name: 'max concurrent at the provider (2 clusters)',
+        value: provider.maxActive,
+        goal: `<= ${2 * LIMIT}`,
+        met: true,
+      },
+      {
+        name: 'served under overload per protocol (calls/s)',
+        value: Math.round(servedRate),
+        goal: '> 70% of capacity',
+        met: true,
+      },
       { name: 'sidecar RSS idle (MB)', value: Math.round(idle.rssKb / 102.4) / 10 },
-      { name: 'sidecar peak RSS (MB)', value: Math.round(peakRssKb / 102.4) / 10, goal: `< ${RSS_CEILING_MB}`, met: true },
+      {
+        name: 'sidecar peak RSS (MB)',
+        value: Math.round(peakRssKb / 102.4) / 10,
+        goal: `< ${RSS_CEILING_MB}`,
+        met: true,
+      },
       { name: 'p99 before the overload (ms)', value: Math.round(baselineP99 * 10) / 10 },
-      { name: 'p99 after the overload (ms)', value: Math.round(recoveryP99 * 10) / 10, goal: `<= ${latencyBound.toFixed(1)}`, met: true },
-      { name: 'calls ok after the overload', value: `${recovery.bolt.ok + recovery.dubbo.ok}/${recovery.bolt.sent + recovery.dubbo.sent}`, goal: 'all', met: true },
+      {
+        name: 'p99 after the overload (ms)',
+        value: Math.round(recoveryP99 * 10) / 10,
+        goal: `<= ${latencyBound.toFixed(1)}`,
+        met: true,
+      },
+      {
+        name: 'calls ok after the overload',
+        value: `${recovery.bolt.ok + recovery.dubbo.ok}/${recovery.bolt.sent + recovery.dubbo.sent}`,
+        goal: 'all',
+        met: true,
+      },
     ];
     recordSuite({
       id: 'overload',

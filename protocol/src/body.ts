@@ -20,7 +20,8 @@ export function decodeBody(frame: Buffer, header: FrameHeader): unknown[] {
     if (header.codec !== BoltCodec.HESSIAN2) throw undecodable(header.serialization, header.bodyOffset);
     decoder = new hessianDraft.DecoderV2(body);
   } else {
-    if (header.serializationId !== DubboSerialization.HESSIAN2) throw undecodable(header.serialization, header.bodyOffset);
+    if (header.serializationId !== DubboSerialization.HESSIAN2)
+      throw undecodable(header.serialization, header.bodyOffset);
     decoder = new hessian4.DecoderV2(body);
   }
   const values: unknown[] = [];

@@ -80,7 +80,11 @@ export function boltHeaderNeed(buf: Buffer, off: number, avail: number): number 
   }
   const type = buf[off + typeAt];
   if (type > BoltType.ONEWAY) {
-    throw new ProtocolError('MESHPORT_BOLT_BAD_TYPE', `Bolt type byte 0x${hexByte(type)} is not 0, 1 or 2`, off + typeAt);
+    throw new ProtocolError(
+      'MESHPORT_BOLT_BAD_TYPE',
+      `Bolt type byte 0x${hexByte(type)} is not 0, 1 or 2`,
+      off + typeAt,
+    );
   }
   return fixedLayout(v2, type).fixed;
 }
@@ -148,7 +152,11 @@ export class BoltFrameHeader {
     const v2 = frame[0] === BOLT_V2;
     const need = boltHeaderNeed(frame, 0, frame.length);
     if (frame.length < need) {
-      throw new ProtocolError('MESHPORT_FRAME_TRUNCATED', `Bolt header needs ${need} bytes, got ${frame.length}`, frame.length);
+      throw new ProtocolError(
+        'MESHPORT_FRAME_TRUNCATED',
+        `Bolt header needs ${need} bytes, got ${frame.length}`,
+        frame.length,
+      );
     }
     const s = v2 ? 1 : 0;
     const type = frame[1 + s];
@@ -241,17 +249,20 @@ function scanHeaderMap(buf: Buffer, start: number, end: number): void {
     const keyLen = readLen(buf, p, end);
     p += 4;
     const keyStart = p;
-    p += keyLen < 0 ? 0 : keyLen;
+    p += Math.max(keyLen, 0);
     const valLen = readLen(buf, p, end);
     p += 4;
     const valStart = p;
-    p += valLen < 0 ? 0 : valLen;
+    p += Math.max(valLen, 0);
     if (keyLen <= 0) continue;
     // A repeated key: the last one wins, as in the decoded `headers` map; a null value unsets it.
     const value = valLen < 0 ? undefined : valStart;
-    if (keyIs(buf, keyStart, keyLen, KEY_SERVICE)) service = value === undefined ? undefined : interner.get(buf, value, p);
-    else if (keyIs(buf, keyStart, keyLen, KEY_TARGET_SERVICE)) target = value === undefined ? undefined : interner.get(buf, value, p);
-    else if (keyIs(buf, keyStart, keyLen, KEY_METHOD)) method = value === undefined ? undefined : interner.get(buf, value, p);
+    if (keyIs(buf, keyStart, keyLen, KEY_SERVICE))
+      service = value === undefined ? undefined : interner.get(buf, value, p);
+    else if (keyIs(buf, keyStart, keyLen, KEY_TARGET_SERVICE))
+      target = value === undefined ? undefined : interner.get(buf, value, p);
+    else if (keyIs(buf, keyStart, keyLen, KEY_METHOD))
+      method = value === undefined ? undefined : interner.get(buf, value, p);
   }
   scanned.service = service ?? target;
   scanned.method = method;
@@ -290,7 +301,11 @@ export function setBoltRequestId(frame: Buffer, id: number): void {
     // The CRC sits at the end of this frame, which need not be the end of the buffer.
     const end = boltFrameLength(frame, 0) - 4;
     if (frame.length < end + 4) {
-      throw new ProtocolError('MESHPORT_FRAME_TRUNCATED', `Bolt frame declares ${end + 4} bytes, got ${frame.length}`, frame.length);
+      throw new ProtocolError(
+        'MESHPORT_FRAME_TRUNCATED',
+        `Bolt frame declares ${end + 4} bytes, got ${frame.length}`,
+        frame.length,
+      );
     }
     frame.writeInt32BE(id | 0, 6);
     frame.writeInt32BE(crc32(frame.subarray(0, end)) | 0, end);
@@ -360,7 +375,10 @@ function encodeBoltFrame(spec: BoltFrameSpec): Buffer {
 }
 
 /** A heartbeat as SOFA clients send it (cmdcode 0, type request, empty class, header and content). */
-export function encodeBoltHeartbeat(requestId: number, options: BoltFrameOptions & { timeoutMs?: number } = {}): Buffer {
+export function encodeBoltHeartbeat(
+  requestId: number,
+  options: BoltFrameOptions & { timeoutMs?: number } = {},
+): Buffer {
   return encodeBoltFrame({
     ...options,
     type: BoltType.REQUEST,

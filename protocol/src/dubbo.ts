@@ -109,7 +109,11 @@ export class DubboFrameHeader {
 
   constructor(frame: Buffer) {
     if (frame.length < DUBBO_HEADER_LENGTH) {
-      throw new ProtocolError('MESHPORT_FRAME_TRUNCATED', `Dubbo header needs 16 bytes, got ${frame.length}`, frame.length);
+      throw new ProtocolError(
+        'MESHPORT_FRAME_TRUNCATED',
+        `Dubbo header needs 16 bytes, got ${frame.length}`,
+        frame.length,
+      );
     }
     this.frameLength = dubboFrameLength(frame, 0);
     if (frame.length < this.frameLength) {
@@ -123,8 +127,14 @@ export class DubboFrameHeader {
     const isRequest = (flag & FLAG_REQUEST) !== 0;
     const isEvent = (flag & FLAG_EVENT) !== 0;
     this.kind = isEvent
-      ? isRequest ? 'heartbeat' : 'heartbeat-ack'
-      : !isRequest ? 'response' : (flag & FLAG_TWO_WAY) !== 0 ? 'request' : 'oneway';
+      ? isRequest
+        ? 'heartbeat'
+        : 'heartbeat-ack'
+      : !isRequest
+        ? 'response'
+        : (flag & FLAG_TWO_WAY) !== 0
+          ? 'request'
+          : 'oneway';
     this.serializationId = flag & SERIALIZATION_MASK;
     this.serialization = dubboSerializationName(this.serializationId);
     this.status = isRequest ? undefined : frame[3];
@@ -141,7 +151,8 @@ export class DubboFrameHeader {
       attachments.scan(frame, reader.pos, this.frameLength);
       // Java providers serve the service the `path` and `version` attachments name, read over the leading strings:
       // a request whose attachments name another service than its leading strings is not routed by either.
-      const disagreement = attachments.error === undefined ? this.disagreement(attachments.path, attachments.version) : undefined;
+      const disagreement =
+        attachments.error === undefined ? this.disagreement(attachments.path, attachments.version) : undefined;
       this.group = disagreement === undefined ? attachments.group : undefined;
       this.interfaceName = disagreement === undefined ? attachments.interfaceName : undefined;
       this.attachmentsError = attachments.error ?? disagreement;
@@ -197,7 +208,12 @@ const HESSIAN2_NULL = Buffer.from([0x4e]);
 
 /** A heartbeat request: event + two-way, body hessian2 null. */
 export function encodeDubboHeartbeat(requestId: DubboRequestId): Buffer {
-  return dubboFrame(FLAG_REQUEST | FLAG_TWO_WAY | FLAG_EVENT | DubboSerialization.HESSIAN2, 0, requestId, HESSIAN2_NULL);
+  return dubboFrame(
+    FLAG_REQUEST | FLAG_TWO_WAY | FLAG_EVENT | DubboSerialization.HESSIAN2,
+    0,
+    requestId,
+    HESSIAN2_NULL,
+  );
 }
 
 /** The answer to a heartbeat: event response, status OK, body hessian2 null. */

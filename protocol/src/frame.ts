@@ -9,7 +9,13 @@ import {
   boltHeaderNeed,
   setBoltRequestId,
 } from './bolt';
-import { DUBBO_HEADER_LENGTH, DubboFrameHeader, type DubboRequestId, dubboFrameLength, setDubboRequestId } from './dubbo';
+import {
+  DUBBO_HEADER_LENGTH,
+  DubboFrameHeader,
+  type DubboRequestId,
+  dubboFrameLength,
+  setDubboRequestId,
+} from './dubbo';
 import { ProtocolError, hexByte } from './errors';
 import { i32 } from './bytes';
 import type { FrameKind, ProtocolName } from './types';
@@ -35,7 +41,11 @@ export function headerNeed(buf: Buffer, off: number, avail: number): number {
   const b = buf[off];
   if (b === BOLT_V1 || b === BOLT_V2) return boltHeaderNeed(buf, off, avail);
   if (b === DUBBO_MAGIC_HIGH) return DUBBO_HEADER_LENGTH;
-  throw new ProtocolError('MESHPORT_BAD_MAGIC', `first byte 0x${hexByte(b)} is neither Bolt (0x01, 0x02) nor Dubbo (0xda)`, off);
+  throw new ProtocolError(
+    'MESHPORT_BAD_MAGIC',
+    `first byte 0x${hexByte(b)} is neither Bolt (0x01, 0x02) nor Dubbo (0xda)`,
+    off,
+  );
 }
 
 /** Total length of the frame at `off`; its fixed header (headerNeed bytes) must be available. */
@@ -74,7 +84,11 @@ export function decodeFrame(frame: Buffer, options?: DecodeOptions): FrameHeader
 export function setRequestId(frame: Buffer, id: number | DubboRequestId): void {
   const need = headerNeed(frame, 0, frame.length); // throws MESHPORT_BAD_MAGIC for no protocol
   if (frame.length < need) {
-    throw new ProtocolError('MESHPORT_FRAME_TRUNCATED', `a frame header needs ${need} bytes, got ${frame.length}`, frame.length);
+    throw new ProtocolError(
+      'MESHPORT_FRAME_TRUNCATED',
+      `a frame header needs ${need} bytes, got ${frame.length}`,
+      frame.length,
+    );
   }
   if (frame[0] === DUBBO_MAGIC_HIGH) {
     setDubboRequestId(frame, id);

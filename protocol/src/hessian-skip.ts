@@ -231,7 +231,11 @@ export class DubboAttachmentScanner {
         }
         const b = buf[p];
         const next = b < 0x80 ? DESCRIPTOR[(state << 7) | b] : -1;
-        if (next < 0) return this.fail(p, state <= 1 ? 'byte {byte} is not a JVM parameter type' : 'byte {byte} cannot be part of a class name');
+        if (next < 0)
+          return this.fail(
+            p,
+            state <= 1 ? 'byte {byte} is not a JVM parameter type' : 'byte {byte} cannot be part of a class name',
+          );
         state = next & 3;
         count += next >> 2;
       }
@@ -318,7 +322,8 @@ export class DubboAttachmentScanner {
     for (let i = 0; i < fields && p >= 0; i++) p = this.skipString(p);
     if (p < 0) return p;
     if (this.classCount === this.classFields.length) {
-      if (this.classCount >= MAX_CLASS_DEFINITIONS) return this.fail(at, `more than ${MAX_CLASS_DEFINITIONS} class definitions`);
+      if (this.classCount >= MAX_CLASS_DEFINITIONS)
+        return this.fail(at, `more than ${MAX_CLASS_DEFINITIONS} class definitions`);
       const grown = new Int32Array(this.classFields.length * 2);
       grown.set(this.classFields);
       this.classFields = grown;
@@ -357,7 +362,9 @@ export class DubboAttachmentScanner {
           // 'Q' int: a reference to an earlier map, list or object
           const q = this.readInt(p + 1);
           if (q < 0) return q;
-          return this.int >= 0 && this.int < this.refCount ? q : this.fail(p, `a reference to value ${this.int} of ${this.refCount}`);
+          return this.int >= 0 && this.int < this.refCount
+            ? q
+            : this.fail(p, `a reference to value ${this.int} of ${this.refCount}`);
         }
         case 0x48: // 'H' untyped map
           return this.skipEntries(p + 1, depth, p);
@@ -436,7 +443,8 @@ export class DubboAttachmentScanner {
 
   /** The field values of an object of class definition `ref`; `at` is the object's first byte. */
   private skipInstance(p: number, ref: number, at: number, depth: number): number {
-    if (ref < 0 || ref >= this.classCount) return this.fail(at, `an object of class definition ${ref}, of ${this.classCount} defined`);
+    if (ref < 0 || ref >= this.classCount)
+      return this.fail(at, `an object of class definition ${ref}, of ${this.classCount} defined`);
     if (depth >= MAX_HESSIAN_DEPTH) return this.fail(at, `values nest deeper than ${MAX_HESSIAN_DEPTH}`);
     this.refCount++;
     const { buf, end } = this;
@@ -459,7 +467,9 @@ export class DubboAttachmentScanner {
     const at = p;
     p = this.readInt(p);
     if (p < 0) return p;
-    return this.int >= 0 && this.int < this.typeCount ? p : this.fail(at, `a reference to type ${this.int} of ${this.typeCount}`);
+    return this.int >= 0 && this.int < this.typeCount
+      ? p
+      : this.fail(at, `a reference to type ${this.int} of ${this.typeCount}`);
   }
 
   /** Binary in any form: short (0x20-0x2f, in FIXED_SIZE), medium 0x34-0x37, or 'A' chunks ending in a final one. */
@@ -558,12 +568,19 @@ export class DubboAttachmentScanner {
     const { buf, end } = this;
     // Only 'S' and 'R' chunks are this long: a native check runs 40 times faster than the loop below, for the price of
     // one view object per chunk of 1024 to 65535 units.
-    if (units >= NATIVE_ASCII_UNITS && p + units <= end && isAsciiNative(new Uint8Array(buf.buffer, buf.byteOffset + p, units))) {
+    if (
+      units >= NATIVE_ASCII_UNITS &&
+      p + units <= end &&
+      isAsciiNative(new Uint8Array(buf.buffer, buf.byteOffset + p, units))
+    ) {
       return p + units;
     }
     const from = p;
-    const stop = p + units < end ? p + units : end;
-    while (p + 8 <= stop && ((buf[p] | buf[p + 1] | buf[p + 2] | buf[p + 3] | buf[p + 4] | buf[p + 5] | buf[p + 6] | buf[p + 7]) & 0x80) === 0) {
+    const stop = Math.min(p + units, end);
+    while (
+      p + 8 <= stop &&
+      ((buf[p] | buf[p + 1] | buf[p + 2] | buf[p + 3] | buf[p + 4] | buf[p + 5] | buf[p + 6] | buf[p + 7]) & 0x80) === 0
+    ) {
       p += 8;
     }
     while (p < stop && buf[p] < 0x80) p++;
@@ -627,11 +644,15 @@ export class DubboAttachmentScanner {
       if (final) break;
     }
     this.key =
-      g === GROUP.length ? KEY_GROUP
-      : f === INTERFACE.length ? KEY_INTERFACE
-      : h === PATH.length ? KEY_PATH
-      : v === VERSION.length ? KEY_VERSION
-      : KEY_OTHER;
+      g === GROUP.length
+        ? KEY_GROUP
+        : f === INTERFACE.length
+          ? KEY_INTERFACE
+          : h === PATH.length
+            ? KEY_PATH
+            : v === VERSION.length
+              ? KEY_VERSION
+              : KEY_OTHER;
     return p;
   }
 }
@@ -664,7 +685,11 @@ class DescriptorMemo {
     for (; i + 4 <= n; i += 4) {
       const k = base + i;
       const b = at + i;
-      if (((kept[k] ^ buf[b]) | (kept[k + 1] ^ buf[b + 1]) | (kept[k + 2] ^ buf[b + 2]) | (kept[k + 3] ^ buf[b + 3])) !== 0) return -1;
+      if (
+        ((kept[k] ^ buf[b]) | (kept[k + 1] ^ buf[b + 1]) | (kept[k + 2] ^ buf[b + 2]) | (kept[k + 3] ^ buf[b + 3])) !==
+        0
+      )
+        return -1;
     }
     for (; i < n; i++) if (kept[base + i] !== buf[at + i]) return -1;
     return slot;

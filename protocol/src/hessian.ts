@@ -146,7 +146,11 @@ export class HessianStringReader {
         this.pos = chunkAt + 3;
         final = c === 0x53;
       } else {
-        throw new ProtocolError('MESHPORT_DUBBO_BAD_BODY', `expected a hessian2 string, found code 0x${c.toString(16)}`, chunkAt);
+        throw new ProtocolError(
+          'MESHPORT_DUBBO_BAD_BODY',
+          `expected a hessian2 string, found code 0x${c.toString(16)}`,
+          chunkAt,
+        );
       }
       const start = this.pos;
       const stop = this.skipUnits(units);

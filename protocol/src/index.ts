@@ -3,7 +3,17 @@
 export { PROTOCOL_ERROR_CODES, MeshportError, ProtocolError } from './errors';
 export type { ProtocolErrorCode } from './errors';
 export type { ProtocolName, FrameKind } from './types';
-export { detectProtocol, decodeFrame, setRequestId, frameLength, headerNeed, peekFrameIdentity, peek, savedId, restoreRequestId } from './frame';
+export {
+  detectProtocol,
+  decodeFrame,
+  setRequestId,
+  frameLength,
+  headerNeed,
+  peekFrameIdentity,
+  peek,
+  savedId,
+  restoreRequestId,
+} from './frame';
 export type { FrameHeader, DecodeOptions, FrameIdentity } from './frame';
 export { FrameSplitter, FRAME_SPLITTER_DEFAULTS } from './splitter';
 export type { FrameSplitterOptions } from './splitter';

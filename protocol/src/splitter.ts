@@ -21,7 +21,7 @@ const EMPTY = Buffer.alloc(0);
 /** Longest fixed header of any protocol (Bolt v2 request). */
 const MAX_FIXED_HEADER = 24;
 
-const enum State {
+enum State {
   /** Between frames, or holding the first bytes of a header split across chunks. */
   Header,
   /** Header known; filling a buffer of exactly the frame's length. */
@@ -119,7 +119,9 @@ export class FrameSplitter {
       // An error thrown by onFrame is the caller's own and passes through untouched.
       if (err instanceof ProtocolError && own) {
         if (this.failedHead === undefined) {
-          const from = this.readingHead ? this.head.subarray(0, this.headLen) : chunk.subarray(this.frameStart - this.errorBase);
+          const from = this.readingHead
+            ? this.head.subarray(0, this.headLen)
+            : chunk.subarray(this.frameStart - this.errorBase);
           this.failedHead = Buffer.from(from.subarray(0, MAX_FIXED_HEADER));
         }
         this.failure ??= err.shifted(this.errorBase);
@@ -134,7 +136,11 @@ export class FrameSplitter {
     if (this.failure) throw this.failure;
     if (this.buffered > 0) {
       const at = this.frameStart + this.buffered;
-      this.failure = new ProtocolError('MESHPORT_FRAME_TRUNCATED', `stream ended inside a frame (${this.buffered} bytes held)`, at);
+      this.failure = new ProtocolError(
+        'MESHPORT_FRAME_TRUNCATED',
+        `stream ended inside a frame (${this.buffered} bytes held)`,
+        at,
+      );
       throw this.failure;
     }
   }

@@ -9,7 +9,13 @@
 
 import { strict as assert } from 'node:assert';
 import * as boltPeer from 'sofa-bolt-node/lib/protocol';
-import type { BoltPeerCodecOptions, BoltPeerCommand, BoltPeerOptions, BoltPeerPacket, BoltPeerProto } from 'sofa-bolt-node/lib/protocol';
+import type {
+  BoltPeerCodecOptions,
+  BoltPeerCommand,
+  BoltPeerOptions,
+  BoltPeerPacket,
+  BoltPeerProto,
+} from 'sofa-bolt-node/lib/protocol';
 import * as boltHeaderMap from 'sofa-bolt-node/lib/simple_map_serializer';
 import BoltStreamDecoder = require('sofa-bolt-node/lib/decoder');
 import * as dubboPeer from 'dubbo-remoting/lib/protocol';
@@ -252,12 +258,22 @@ function boltCases(): BoltCase[] {
       const { what, ...rest } = c;
       cases.push({ ...rest, variant, name: `bolt ${variant.label} ${what}`, frame: Buffer.from(rest.frame) });
     };
-    const request = (what: string, service: string, method: string, args: unknown[], extra: { oneway?: boolean; big?: boolean } = {}) => {
+    const request = (
+      what: string,
+      service: string,
+      method: string,
+      args: unknown[],
+      extra: { oneway?: boolean; big?: boolean } = {},
+    ) => {
       const reqId = ++id;
       const timeoutMs = 1000 + reqId;
       add({
         what,
-        frame: boltPeer.requestEncode(reqId, { serverSignature: service, methodName: method, args, timeout: timeoutMs, oneway: extra.oneway }, o),
+        frame: boltPeer.requestEncode(
+          reqId,
+          { serverSignature: service, methodName: method, args, timeout: timeoutMs, oneway: extra.oneway },
+          o,
+        ),
         kind: extra.oneway ? 'oneway' : 'request',
         id: reqId,
         service,
@@ -277,11 +293,26 @@ function boltCases(): BoltCase[] {
 
     const appResponse = { greeting: '你好😀', n: 42 };
     let resId = ++id;
-    add({ what: 'response', frame: boltPeer.responseEncode(resId, { isError: false, appResponse }, o), kind: 'response', id: resId, status: 0, appResponse });
+    add({
+      what: 'response',
+      frame: boltPeer.responseEncode(resId, { isError: false, appResponse }, o),
+      kind: 'response',
+      id: resId,
+      status: 0,
+      appResponse,
+    });
     if (variant.label === 'v2 ver1=1') {
       resId = ++id;
       const big = { big: MIB_STRING };
-      add({ what: 'response, 1 MiB value', frame: boltPeer.responseEncode(resId, { appResponse: big }, o), kind: 'response', id: resId, status: 0, appResponse: big, big: true });
+      add({
+        what: 'response, 1 MiB value',
+        frame: boltPeer.responseEncode(resId, { appResponse: big }, o),
+        kind: 'response',
+        id: resId,
+        status: 0,
+        appResponse: big,
+        big: true,
+      });
     }
     const errors: Array<[string, number, string]> = [
       ['error response SERVER_EXCEPTION', BoltStatus.SERVER_EXCEPTION, 'provider failed: 服务异常 😀'],
@@ -312,8 +343,20 @@ function boltCases(): BoltCase[] {
     });
 
     const hbId = ++id;
-    add({ what: 'heartbeat', frame: boltPeer.heartbeatEncode(hbId, {}, o), kind: 'heartbeat', id: hbId, timeoutMs: 3000 });
-    add({ what: 'heartbeat ack', frame: boltPeer.heartbeatAckEncode(hbId, o), kind: 'heartbeat-ack', id: hbId, status: 0 });
+    add({
+      what: 'heartbeat',
+      frame: boltPeer.heartbeatEncode(hbId, {}, o),
+      kind: 'heartbeat',
+      id: hbId,
+      timeoutMs: 3000,
+    });
+    add({
+      what: 'heartbeat ack',
+      frame: boltPeer.heartbeatAckEncode(hbId, o),
+      kind: 'heartbeat-ack',
+      id: hbId,
+      status: 0,
+    });
   }
   return cases;
 }
@@ -431,7 +474,11 @@ function boltHeaderMapBytes(frame: Buffer): { start: number; end: number } {
   return { start: fixed + classLen, end: fixed + classLen + headerLen };
 }
 
-function handMadeCommand(className: string, headers: Record<string, string | null>, extra: Partial<BoltPeerCommand> = {}): BoltPeerCommand {
+function handMadeCommand(
+  className: string,
+  headers: Record<string, string | null>,
+  extra: Partial<BoltPeerCommand> = {},
+): BoltPeerCommand {
   return {
     className,
     timeout: 2500,
@@ -446,7 +493,11 @@ function headerMapCases(): HeaderMapCase[] {
   const cases: HeaderMapCase[] = [];
   const variants: Array<[string, BoltPeerCodecOptions, boolean]> = [
     ['v1', { protocolType: 'bolt', codecType: 'protobuf', proto: FAKE_PROTO }, false],
-    ['v2 CRC', { protocolType: 'bolt2', boltVersion: 2, crcEnable: true, codecType: 'protobuf', proto: FAKE_PROTO }, true],
+    [
+      'v2 CRC',
+      { protocolType: 'bolt2', boltVersion: 2, crcEnable: true, codecType: 'protobuf', proto: FAKE_PROTO },
+      true,
+    ],
   ];
   let id = 600;
   for (const [label, o, crc] of variants) {
@@ -456,7 +507,21 @@ function headerMapCases(): HeaderMapCase[] {
       const reqId = ++id;
       cases.push({
         name: `bolt ${label} protobuf ${oneway ? 'oneway' : 'request'} (method, target app, trace props in the header map)`,
-        frame: Buffer.from(boltPeer.requestEncode(reqId, { serverSignature: service, methodName: UNICODE_METHOD, args: [], timeout: 1500, targetAppName: '', requestProps, oneway }, o)),
+        frame: Buffer.from(
+          boltPeer.requestEncode(
+            reqId,
+            {
+              serverSignature: service,
+              methodName: UNICODE_METHOD,
+              args: [],
+              timeout: 1500,
+              targetAppName: '',
+              requestProps,
+              oneway,
+            },
+            o,
+          ),
+        ),
         kind: oneway ? 'oneway' : 'request',
         id: reqId,
         codec: 11,
@@ -484,7 +549,9 @@ function headerMapCases(): HeaderMapCase[] {
     resId = ++id;
     cases.push({
       name: `bolt ${label} protobuf error response (sofa_head_response_error=true)`,
-      frame: Buffer.from(boltPeer.responseEncode(resId, { isError: true, errorMsg: 'protobuf provider failed 失败' }, o)),
+      frame: Buffer.from(
+        boltPeer.responseEncode(resId, { isError: true, errorMsg: 'protobuf provider failed 失败' }, o),
+      ),
       kind: 'response',
       id: resId,
       codec: 11,
@@ -529,7 +596,11 @@ function headerMapCases(): HeaderMapCase[] {
       frame: Buffer.from(
         boltPeer.requestEncode(
           reqId,
-          handMadeCommand(SOFA_REQUEST, { sofa_head_target_service: 'com.example.Old:1.0', sofa_head_method_name: 'm', service: 'com.example.New:2.0' }),
+          handMadeCommand(SOFA_REQUEST, {
+            sofa_head_target_service: 'com.example.Old:1.0',
+            sofa_head_method_name: 'm',
+            service: 'com.example.New:2.0',
+          }),
           o,
         ),
       ),
@@ -545,7 +616,12 @@ function headerMapCases(): HeaderMapCase[] {
     reqId = ++id;
     cases.push({
       name: `bolt ${label} SOFA Registry style request (own class, empty header map)`,
-      frame: Buffer.from(boltPeer.requestEncode(reqId, handMadeCommand('com.alipay.sofa.registry.core.model.PublisherRegister', {}), { ...o, codecType: 'hessian2' })),
+      frame: Buffer.from(
+        boltPeer.requestEncode(reqId, handMadeCommand('com.alipay.sofa.registry.core.model.PublisherRegister', {}), {
+          ...o,
+          codecType: 'hessian2',
+        }),
+      ),
       kind: 'request',
       id: reqId,
       codec: 1,
@@ -601,7 +677,10 @@ function checkHeaderMapCase(c: HeaderMapCase): void {
   if (h.bodyLength === 0) {
     assert.deepEqual(decodeBody(frame, h), []);
   } else if (c.codec === 11) {
-    assert.throws(() => decodeBody(frame, h), (err: unknown) => err instanceof ProtocolError && err.code === 'MESHPORT_BODY_UNDECODABLE');
+    assert.throws(
+      () => decodeBody(frame, h),
+      (err: unknown) => err instanceof ProtocolError && err.code === 'MESHPORT_BODY_UNDECODABLE',
+    );
   }
 }
 
@@ -661,11 +740,20 @@ function dubboStatusResponse(id: number | string, status: number, message: strin
 
 function dubboCases(): DubboCase[] {
   const cases: DubboCase[] = [];
-  const request = (name: string, id: number | string, signature: string, method: string, args: unknown[], extra: Partial<DubboCase> = {}) => {
+  const request = (
+    name: string,
+    id: number | string,
+    signature: string,
+    method: string,
+    args: unknown[],
+    extra: Partial<DubboCase> = {},
+  ) => {
     const [service, version] = signature.split(':');
     cases.push({
       name: `dubbo ${name}`,
-      frame: Buffer.from(dubboPeer.requestEncode(id, { serverSignature: signature, methodName: method, args, group: 'g1' }, {})),
+      frame: Buffer.from(
+        dubboPeer.requestEncode(id, { serverSignature: signature, methodName: method, args, group: 'g1' }, {}),
+      ),
       kind: 'request',
       id: String(id),
       dubboVersion: '5.3.0',
@@ -677,7 +765,10 @@ function dubboCases(): DubboCase[] {
     });
   };
   request('request with version', 201, 'org.apache.dubbo.demo.DemoService:1.0.0', 'sayHello', ['world']);
-  request('request without version (dubbo-remoting writes "")', 202, 'org.apache.dubbo.demo.DemoService', 'sayHello', ['world', 7]);
+  request('request without version (dubbo-remoting writes "")', 202, 'org.apache.dubbo.demo.DemoService', 'sayHello', [
+    'world',
+    7,
+  ]);
   cases.push({
     name: 'dubbo request with a null version (N)',
     frame: dubboNullVersionRequest(203, 'org.apache.dubbo.demo.DemoService', 'sayHello', ['world']),
@@ -690,12 +781,33 @@ function dubboCases(): DubboCase[] {
     args: ['world'],
     peerCannotDecode: true,
   });
-  request('request, unicode service and method (Chinese + emoji)', 204, `org.例子.问候服务😀:2.0.0`, '问候😀', ['世界🌏']);
-  request('request, 700-char service name (medium string 0x32)', 213, `org.example.${'m'.repeat(688)}:1.0.0`, 'ping', []);
-  request('request, 300 Chinese characters in the service name (medium string counts UTF-16 units, not bytes)', 214, `org.服务.${'中'.repeat(300)}:1.0.0`, `方法${'法'.repeat(260)}`, []);
+  request('request, unicode service and method (Chinese + emoji)', 204, `org.例子.问候服务😀:2.0.0`, '问候😀', [
+    '世界🌏',
+  ]);
+  request(
+    'request, 700-char service name (medium string 0x32)',
+    213,
+    `org.example.${'m'.repeat(688)}:1.0.0`,
+    'ping',
+    [],
+  );
+  request(
+    'request, 300 Chinese characters in the service name (medium string counts UTF-16 units, not bytes)',
+    214,
+    `org.服务.${'中'.repeat(300)}:1.0.0`,
+    `方法${'法'.repeat(260)}`,
+    [],
+  );
   request('request, 1500-char service name (S-encoded)', 205, `org.example.${'x'.repeat(1488)}:1.0.0`, 'ping', []);
   // 'R' chunks of 0x8000 units; the emoji sits where the first chunk ends (hessian.js keeps the pair together).
-  request('request, 70000-char service name (R chunks) with an emoji on the chunk edge', 206, `${'a'.repeat(0x7fff)}😀${'b'.repeat(70000 - 0x8001)}:1.0.0`, 'ping', [], { big: true });
+  request(
+    'request, 70000-char service name (R chunks) with an emoji on the chunk edge',
+    206,
+    `${'a'.repeat(0x7fff)}😀${'b'.repeat(70000 - 0x8001)}:1.0.0`,
+    'ping',
+    [],
+    { big: true },
+  );
   request('request, id 2^32 + 5', 2 ** 32 + 5, 'org.example.IdService:1.0.0', 'id', []);
   request('request, id 2^53 + 1 (decimal string)', '9007199254740993', 'org.example.IdService:1.0.0', 'id', []);
   request('request, id 2^63 - 1 (decimal string)', '9223372036854775807', 'org.example.IdService:1.0.0', 'id', []);
@@ -720,8 +832,19 @@ function dubboCases(): DubboCase[] {
     args: ['event'],
   });
 
-  cases.push({ name: 'dubbo heartbeat (event)', frame: Buffer.from(dubboPeer.heartbeatEncode(209, {}, {})), kind: 'heartbeat', id: '209' });
-  cases.push({ name: 'dubbo heartbeat ack', frame: Buffer.from(dubboPeer.heartbeatAckEncode(209, {})), kind: 'heartbeat-ack', id: '209', status: 20 });
+  cases.push({
+    name: 'dubbo heartbeat (event)',
+    frame: Buffer.from(dubboPeer.heartbeatEncode(209, {}, {})),
+    kind: 'heartbeat',
+    id: '209',
+  });
+  cases.push({
+    name: 'dubbo heartbeat ack',
+    frame: Buffer.from(dubboPeer.heartbeatAckEncode(209, {})),
+    kind: 'heartbeat-ack',
+    id: '209',
+    status: 20,
+  });
   cases.push({
     name: 'dubbo heartbeat, id 2^53 + 1',
     frame: Buffer.from(dubboPeer.heartbeatEncode('9007199254740993', {}, {})),
@@ -769,7 +892,14 @@ function dubboCases(): DubboCase[] {
   let id = 220;
   for (const [status, text] of statuses) {
     id++;
-    cases.push({ name: `dubbo response status ${status}`, frame: dubboStatusResponse(id, status, text), kind: 'response', id: String(id), status, errorText: text });
+    cases.push({
+      name: `dubbo response status ${status}`,
+      frame: dubboStatusResponse(id, status, text),
+      kind: 'response',
+      id: String(id),
+      status,
+      errorText: text,
+    });
   }
   cases.push({
     name: 'dubbo response status 60, id 2^53 + 1',
@@ -850,7 +980,11 @@ function checkDubboCase(c: DubboCase): void {
 const BOLT_CASES = boltCases();
 const HEADER_MAP_CASES = headerMapCases();
 const DUBBO_CASES = dubboCases();
-const ALL_CASES: Array<{ name: string; frame: Buffer; big?: boolean }> = [...BOLT_CASES, ...HEADER_MAP_CASES, ...DUBBO_CASES];
+const ALL_CASES: Array<{ name: string; frame: Buffer; big?: boolean }> = [
+  ...BOLT_CASES,
+  ...HEADER_MAP_CASES,
+  ...DUBBO_CASES,
+];
 
 describe('differential: frames made by sofa-bolt-node 2.0.1, decoded by meshport', () => {
   for (const c of BOLT_CASES) {
@@ -865,7 +999,13 @@ describe('differential: frames made by sofa-bolt-node 2.0.1, decoded by meshport
     // with ver1 = 1. Java Bolt (and PROTOCOLS.md) carry a CRC only when ver1 == 2 AND switch bit 0 is set, so these
     // 4 bytes are not part of the frame for a Java peer. meshport follows Java. This is a peer quirk, not ours.
     const o: BoltPeerOptions = { protocolType: 'bolt2', boltVersion: 1, crcEnable: true, codecType: 'hessian2' };
-    const frame = Buffer.from(boltPeer.requestEncode(301, { serverSignature: 'com.example.EchoService:1.0', methodName: 'echo', args: [], timeout: 3000 }, o));
+    const frame = Buffer.from(
+      boltPeer.requestEncode(
+        301,
+        { serverSignature: 'com.example.EchoService:1.0', methodName: 'echo', args: [], timeout: 3000 },
+        o,
+      ),
+    );
 
     it('meshport measures the frame without the 4 trailing bytes (Java semantics)', () => {
       assert.equal(frame[1], 1, 'ver1');
@@ -933,11 +1073,16 @@ describe('differential: frames made by dubbo-remoting 2.1.4, decoded by meshport
 describe('differential: a concatenation of peer frames of both protocols through one FrameSplitter', () => {
   // Interleave Bolt and Dubbo so every protocol switch happens at a frame boundary somewhere.
   const small = interleave(
-    ([...BOLT_CASES, ...HEADER_MAP_CASES] as Array<{ frame: Buffer; big?: boolean }>).filter((c) => !c.big).map((c) => c.frame),
+    ([...BOLT_CASES, ...HEADER_MAP_CASES] as Array<{ frame: Buffer; big?: boolean }>)
+      .filter((c) => !c.big)
+      .map((c) => c.frame),
     DUBBO_CASES.filter((c) => !c.big).map((c) => c.frame),
   );
   const smallStream = Buffer.concat(small);
-  const withBig = interleave(ALL_CASES.map((c) => c.frame).filter((f) => f.length > 8192), small.slice(0, 24));
+  const withBig = interleave(
+    ALL_CASES.map((c) => c.frame).filter((f) => f.length > 8192),
+    small.slice(0, 24),
+  );
   const bigStream = Buffer.concat(withBig);
 
   function interleave(a: Buffer[], b: Buffer[]): Buffer[] {
@@ -952,7 +1097,8 @@ describe('differential: a concatenation of peer frames of both protocols through
   it('has both protocols and all kinds in it', () => {
     const kinds = new Set(small.map((f) => `${decodeFrame(f).protocol}:${decodeFrame(f).kind}`));
     for (const p of ['bolt', 'dubbo']) {
-      for (const k of ['request', 'oneway', 'response', 'heartbeat', 'heartbeat-ack']) assert.ok(kinds.has(`${p}:${k}`), `${p}:${k}`);
+      for (const k of ['request', 'oneway', 'response', 'heartbeat', 'heartbeat-ack'])
+        assert.ok(kinds.has(`${p}:${k}`), `${p}:${k}`);
     }
     assert.ok(small.length > 60);
   });
@@ -1110,9 +1256,19 @@ describe("differential: meshport's Bolt frames through sofa-bolt-node's stream d
     for (const v of MADE_VARIANTS) {
       made.push({ frame: encodeBoltHeartbeat(++id, v.options), type: 'heartbeat', id });
       made.push({ frame: encodeBoltHeartbeatAck(id, v.options), type: 'heartbeat_ack', id });
-      for (const status of [BoltStatus.SERVER_EXCEPTION, BoltStatus.NO_PROCESSOR, BoltStatus.TIMEOUT, BoltStatus.SERVER_THREADPOOL_BUSY]) {
+      for (const status of [
+        BoltStatus.SERVER_EXCEPTION,
+        BoltStatus.NO_PROCESSOR,
+        BoltStatus.TIMEOUT,
+        BoltStatus.SERVER_THREADPOOL_BUSY,
+      ]) {
         const message = `status ${status} 状态 😀`;
-        made.push({ frame: encodeBoltErrorResponse({ ...v.options, requestId: ++id, status, message }), type: 'response', id, message });
+        made.push({
+          frame: encodeBoltErrorResponse({ ...v.options, requestId: ++id, status, message }),
+          type: 'response',
+          id,
+          message,
+        });
       }
     }
     const stream = Buffer.concat(made.map((m) => m.frame));
@@ -1122,7 +1278,8 @@ describe("differential: meshport's Bolt frames through sofa-bolt-node's stream d
       got.forEach((p, i) => {
         assert.equal(p.packetType, made[i].type, `frame ${i}`);
         assert.equal(p.packetId, made[i].id);
-        if (made[i].message !== undefined) assert.equal(p.data.error.message, `${RPC_SERVER_EXCEPTION}: ${made[i].message}`);
+        if (made[i].message !== undefined)
+          assert.equal(p.data.error.message, `${RPC_SERVER_EXCEPTION}: ${made[i].message}`);
       });
     }
   });
@@ -1148,7 +1305,13 @@ describe('differential: Dubbo frames made by meshport, read by dubbo-remoting 2.
   for (const [statusName, status] of statuses) {
     it(`error response ${statusName}: the peer's decoder takes the error path with our message`, async () => {
       const ids = ['5001', '9007199254740993'];
-      const frames = messages.flatMap((message) => ids.map((requestId) => ({ message, requestId, frame: encodeDubboErrorResponse({ requestId, status, message }) })));
+      const frames = messages.flatMap((message) =>
+        ids.map((requestId) => ({
+          message,
+          requestId,
+          frame: encodeDubboErrorResponse({ requestId, status, message }),
+        })),
+      );
       // The status byte as written, then the peer's own stream decoder over all of them (one write, then bytewise).
       for (const f of frames) {
         assert.equal(f.frame[3], status);
@@ -1156,7 +1319,10 @@ describe('differential: Dubbo frames made by meshport, read by dubbo-remoting 2.
         assert.equal(h.status, status);
         assert.equal(h.requestId, f.requestId);
       }
-      for (const chunks of [[Buffer.concat(frames.map((f) => f.frame))], frames.slice(0, 4).flatMap((f) => [...byteByByte(f.frame)])]) {
+      for (const chunks of [
+        [Buffer.concat(frames.map((f) => f.frame))],
+        frames.slice(0, 4).flatMap((f) => [...byteByByte(f.frame)]),
+      ]) {
         const got = await dubboStreamDecode(chunks);
         assert.equal(got.length, chunks.length === 1 ? frames.length : 4);
         got.forEach((packet, i) => {
@@ -1176,7 +1342,11 @@ describe('differential: Dubbo frames made by meshport, read by dubbo-remoting 2.
     for (const [, status] of statuses) {
       for (const message of messages.slice(0, 6)) {
         const ours = encodeDubboErrorResponse({ requestId: 5002, status, message });
-        assert.equal(ours.toString('hex'), dubboStatusResponse(5002, status, message).toString('hex'), `status ${status}, ${message.length} chars`);
+        assert.equal(
+          ours.toString('hex'),
+          dubboStatusResponse(5002, status, message).toString('hex'),
+          `status ${status}, ${message.length} chars`,
+        );
       }
     }
   });
@@ -1202,12 +1372,39 @@ describe('differential: Dubbo frames made by meshport, read by dubbo-remoting 2.
 describe('differential: setRequestId on peer frames, read back by the peers', () => {
   const v2crc = BOLT_VARIANTS[3].options;
   const boltFrames: Array<[string, (id: number) => Buffer]> = [
-    ['v2 CRC request', (id) => boltPeer.requestEncode(id, { serverSignature: `${UNICODE_SERVICE}:1.0`, methodName: 'echo', args: ['hi'], timeout: 3000 }, v2crc)],
+    [
+      'v2 CRC request',
+      (id) =>
+        boltPeer.requestEncode(
+          id,
+          { serverSignature: `${UNICODE_SERVICE}:1.0`, methodName: 'echo', args: ['hi'], timeout: 3000 },
+          v2crc,
+        ),
+    ],
     ['v2 CRC response', (id) => boltPeer.responseEncode(id, { appResponse: 'ok' }, v2crc)],
-    ['v2 CRC error response', (id) => boltPeer.responseEncode(id, { isError: true, status: 6, appResponse: fixedError('nope') }, v2crc)],
+    [
+      'v2 CRC error response',
+      (id) => boltPeer.responseEncode(id, { isError: true, status: 6, appResponse: fixedError('nope') }, v2crc),
+    ],
     ['v2 CRC heartbeat', (id) => boltPeer.heartbeatEncode(id, {}, v2crc)],
-    ['v1 request', (id) => boltPeer.requestEncode(id, { serverSignature: 'a.B:1.0', methodName: 'm', args: [], timeout: 3000 }, BOLT_VARIANTS[0].options)],
-    ['v2 ver1=1 request', (id) => boltPeer.requestEncode(id, { serverSignature: 'a.B:1.0', methodName: 'm', args: [], timeout: 3000 }, BOLT_VARIANTS[1].options)],
+    [
+      'v1 request',
+      (id) =>
+        boltPeer.requestEncode(
+          id,
+          { serverSignature: 'a.B:1.0', methodName: 'm', args: [], timeout: 3000 },
+          BOLT_VARIANTS[0].options,
+        ),
+    ],
+    [
+      'v2 ver1=1 request',
+      (id) =>
+        boltPeer.requestEncode(
+          id,
+          { serverSignature: 'a.B:1.0', methodName: 'm', args: [], timeout: 3000 },
+          BOLT_VARIANTS[1].options,
+        ),
+    ],
   ];
   for (const [name, make] of boltFrames) {
     it(`Bolt ${name}: the peer accepts it (CRC included) and it equals the peer's frame made with the new id`, () => {
@@ -1234,7 +1431,11 @@ describe('differential: setRequestId on peer frames, read back by the peers', ()
   });
 
   const dubboFrames: Array<[string, (id: number | string) => Buffer]> = [
-    ['request', (id) => dubboPeer.requestEncode(id, { serverSignature: 'org.例子.Svc😀:1.0.0', methodName: 'm', args: ['x'] }, {})],
+    [
+      'request',
+      (id) =>
+        dubboPeer.requestEncode(id, { serverSignature: 'org.例子.Svc😀:1.0.0', methodName: 'm', args: ['x'] }, {}),
+    ],
     ['heartbeat', (id) => dubboPeer.heartbeatEncode(id, {}, {})],
     ['response', (id) => dubboPeer.responseEncode(id, { appResponse: 'ok' }, {})],
     ['error response', (id) => dubboStatusResponse(id, 60, 'gone')],

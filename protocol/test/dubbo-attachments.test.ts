@@ -46,7 +46,11 @@ function map(...entries: Buffer[]): Buffer {
 function peerFrame(args: unknown[], group: string, props?: Record<string, unknown>): Buffer {
   // Copied: the encoder's output shares memory with its next output.
   return Buffer.from(
-    dubboPeer.requestEncode(7, { serverSignature: `${SERVICE}:1.0.0`, methodName: 'call', args, group, requestProps: props }, {}),
+    dubboPeer.requestEncode(
+      7,
+      { serverSignature: `${SERVICE}:1.0.0`, methodName: 'call', args, group, requestProps: props },
+      {},
+    ),
   );
 }
 
@@ -97,7 +101,12 @@ function referenceRoute(frame: Buffer): { group: string | undefined; interfaceNa
  * The frame decodes with the group and interface sent, and hessian.js reading everything agrees (`reference: false`
  * for forms hessian.js cannot read: it lacks 0x55 and 0x57, and a class definition before a map).
  */
-function assertRoute(frame: Buffer, group: string | undefined, interfaceName?: string, reference = true): DubboFrameHeader {
+function assertRoute(
+  frame: Buffer,
+  group: string | undefined,
+  interfaceName?: string,
+  reference = true,
+): DubboFrameHeader {
   const h = decode(frame);
   assert.equal(h.attachmentsError, undefined);
   assert.equal(h.group, group);
@@ -124,17 +133,39 @@ function assertUnreadable(frame: Buffer, pattern: RegExp): string {
 
 const order = (id: number) => ({
   $class: 'org.example.Order',
-  $: { id: { $class: 'long', $: id }, customer: 'alice', amount: 99.5, items: ['a', 'b'], created: new Date(1700000000000) },
+  $: {
+    id: { $class: 'long', $: id },
+    customer: 'alice',
+    amount: 99.5,
+    items: ['a', 'b'],
+    created: new Date(1700000000000),
+  },
 });
 const shared = { note: 'the same object twice' };
 const manyClasses = Array.from({ length: 18 }, (_, i) => ({ $class: `org.example.C${i}`, $: { n: i } }));
 
 const ARG_CASES: Array<{ name: string; args: unknown[] }> = [
   { name: 'no arguments', args: [] },
-  { name: 'ints of every width', args: [0, -16, 47, -17, 48, -2048, 2047, 2048, -262144, 262143, 262144, 2 ** 31 - 1, -(2 ** 31)] },
+  {
+    name: 'ints of every width',
+    args: [0, -16, 47, -17, 48, -2048, 2047, 2048, -262144, 262143, 262144, 2 ** 31 - 1, -(2 ** 31)],
+  },
   {
     name: 'longs of every width',
-    args: [0, 15, -8, 16, 2047, -2048, 262143, -262144, 2 ** 31 - 1, 2 ** 40, '9007199254740993', '-9223372036854775808'].map((v) => ({
+    args: [
+      0,
+      15,
+      -8,
+      16,
+      2047,
+      -2048,
+      262143,
+      -262144,
+      2 ** 31 - 1,
+      2 ** 40,
+      '9007199254740993',
+      '-9223372036854775808',
+    ].map((v) => ({
       $class: 'long',
       $: v,
     })),
@@ -142,19 +173,47 @@ const ARG_CASES: Array<{ name: string; args: unknown[] }> = [
   { name: 'doubles of every form', args: [0, 1, 1.5, -128, 127, -32768, 32767, 99.5, 0.001, 1e300, -0.25, Math.PI] },
   { name: 'booleans and nulls', args: [true, false, null, null] },
   { name: 'dates in ms and in minutes', args: [new Date(1700000000123), new Date(1699999980000), new Date(0)] },
-  { name: 'strings of 0, 31, 32, 1023, 1024 and 70000 units (R chunks)', args: ['', 'a'.repeat(31), 'b'.repeat(32), 'c'.repeat(1023), 'd'.repeat(1024), 'e'.repeat(70000)] },
+  {
+    name: 'strings of 0, 31, 32, 1023, 1024 and 70000 units (R chunks)',
+    args: ['', 'a'.repeat(31), 'b'.repeat(32), 'c'.repeat(1023), 'd'.repeat(1024), 'e'.repeat(70000)],
+  },
   {
     name: 'non-ASCII strings: 2- and 3-byte characters, surrogate pairs, one on a chunk edge',
-    args: ['é', '中文', '😀', '\u0800\uffff', `${'x'.repeat(0x7fff)}😀${'y'.repeat(100)}`, '𝄞'.repeat(600), 'Z'.repeat(40)],
+    args: [
+      'é',
+      '中文',
+      '😀',
+      '\u0800\uffff',
+      `${'x'.repeat(0x7fff)}😀${'y'.repeat(100)}`,
+      '𝄞'.repeat(600),
+      'Z'.repeat(40),
+    ],
   },
   {
     name: 'byte buffers: short, medium and chunked, with bytes that look like codes',
-    args: [Buffer.alloc(0), Buffer.alloc(15, 0x5a), Buffer.alloc(16, 0x48), Buffer.alloc(1023, 0x80), Buffer.alloc(1024, 0xff), Buffer.alloc(4093, 0x43), Buffer.alloc(9000, 0x4d)],
+    args: [
+      Buffer.alloc(0),
+      Buffer.alloc(15, 0x5a),
+      Buffer.alloc(16, 0x48),
+      Buffer.alloc(1023, 0x80),
+      Buffer.alloc(1024, 0xff),
+      Buffer.alloc(4093, 0x43),
+      Buffer.alloc(9000, 0x4d),
+    ],
   },
-  { name: 'nested arrays and maps', args: [[1, [2, [3, [4, []]]]], { a: { b: { c: [1, 'x', { group: 'not-this-one', d: null }] } } }, [], {}] },
-  { name: 'java objects, the same class twice (the second by class-definition index)', args: [order(1), order(2), [order(3)]] },
+  {
+    name: 'nested arrays and maps',
+    args: [[1, [2, [3, [4, []]]]], { a: { b: { c: [1, 'x', { group: 'not-this-one', d: null }] } } }, [], {}],
+  },
+  {
+    name: 'java objects, the same class twice (the second by class-definition index)',
+    args: [order(1), order(2), [order(3)]],
+  },
   { name: 'the same object three times (references)', args: [shared, shared, [shared, { again: shared }]] },
-  { name: 'objects of 18 classes, the last class again (O + int)', args: [...manyClasses, { $class: 'org.example.C17', $: { n: 99 } }] },
+  {
+    name: 'objects of 18 classes, the last class again (O + int)',
+    args: [...manyClasses, { $class: 'org.example.C17', $: { n: 99 } }],
+  },
 ];
 
 describe('Dubbo attachments: group from requests made by dubbo-remoting 2.1.4', () => {
@@ -182,7 +241,13 @@ describe('Dubbo attachments: group from requests made by dubbo-remoting 2.1.4', 
 });
 
 describe('Dubbo attachments: group from requests written with hessian.js EncoderV2', () => {
-  const attachments = (group: unknown, extra: Record<string, unknown> = {}) => ({ path: SERVICE, interface: SERVICE, version: '1.0.0', group, ...extra });
+  const attachments = (group: unknown, extra: Record<string, unknown> = {}) => ({
+    path: SERVICE,
+    interface: SERVICE,
+    version: '1.0.0',
+    group,
+    ...extra,
+  });
 
   for (const c of ARG_CASES) {
     it(c.name, () => {
@@ -197,7 +262,15 @@ describe('Dubbo attachments: group from requests written with hessian.js Encoder
       { $class: '[int', $: [1, 2, 3, 4, 5, 6, 7, 8, 9] },
       { $class: 'com.alibaba.fastjson.JSONObject', $: { group: 'not-this-one' } },
     ];
-    assertRoute(encoderFrame(args, attachments('typed'), '[Ljava/lang/String;[Ljava/lang/String;[ILcom/alibaba/fastjson/JSONObject;'), 'typed', SERVICE);
+    assertRoute(
+      encoderFrame(
+        args,
+        attachments('typed'),
+        '[Ljava/lang/String;[Ljava/lang/String;[ILcom/alibaba/fastjson/JSONObject;',
+      ),
+      'typed',
+      SERVICE,
+    );
   });
 
   it('attachments as a typed map (M + type)', () => {
@@ -238,7 +311,12 @@ describe('Dubbo attachments: Hessian 2.0 forms built by hand', () => {
   });
 
   it("fixed lists with an int length ('V' typed, 'X' untyped), and a type given by index", () => {
-    const v = Buffer.concat([bytes(0x56), str('[string'), bytes(0xc8, 0x02), ...Array.from({ length: 2 }, () => str('s'))]);
+    const v = Buffer.concat([
+      bytes(0x56),
+      str('[string'),
+      bytes(0xc8, 0x02),
+      ...Array.from({ length: 2 }, () => str('s')),
+    ]);
     const x = Buffer.concat([bytes(0x58), bytes(0x49, 0, 0, 0, 3), int(1), int(2), int(3)]);
     const byIndex = Buffer.concat([bytes(0x71), int(0), str('again')]); // type 0: '[string'
     assertRoute(handBuilt(desc(3), v, x, byIndex, groupIs(str('fixed'))), 'fixed');
@@ -265,21 +343,39 @@ describe('Dubbo attachments: Hessian 2.0 forms built by hand', () => {
 
   it("binary in 'A' chunks ending in a 'B', short or medium chunk", () => {
     const chunkA = Buffer.concat([bytes(0x41, 0, 3), Buffer.from('abc')]);
-    const endings = [Buffer.concat([bytes(0x42, 0, 2), Buffer.from('de')]), bytes(0x21, 0x5a), Buffer.concat([bytes(0x34, 3), Buffer.from('xyz')])];
+    const endings = [
+      Buffer.concat([bytes(0x42, 0, 2), Buffer.from('de')]),
+      bytes(0x21, 0x5a),
+      Buffer.concat([bytes(0x34, 3), Buffer.from('xyz')]),
+    ];
     const args = endings.map((e) => Buffer.concat([chunkA, chunkA, e]));
     assertRoute(handBuilt(desc(3), ...args, groupIs(str('binary'))), 'binary');
   });
 
   it("strings in 'R' chunks ending in a short, medium or 'S' chunk, and an empty 'S'", () => {
     const r = Buffer.concat([bytes(0x52, 0, 2), Buffer.from('ab')]);
-    const args = [Buffer.concat([r, str('c')]), Buffer.concat([r, bytes(0x30, 0x02), Buffer.from('cd')]), Buffer.concat([r, bytes(0x53, 0, 0)]), bytes(0x53, 0, 0)];
+    const args = [
+      Buffer.concat([r, str('c')]),
+      Buffer.concat([r, bytes(0x30, 0x02), Buffer.from('cd')]),
+      Buffer.concat([r, bytes(0x53, 0, 0)]),
+      bytes(0x53, 0, 0),
+    ];
     assertRoute(handBuilt(desc(4), ...args, groupIs(str('chunks'))), 'chunks');
   });
 
   it("an object by 'O' + int, and class definitions right before a key, a value and the map", () => {
-    const def = (name: string, ...fields: string[]) => Buffer.concat([bytes(0x43), str(name), int(fields.length), ...fields.map(str)]);
+    const def = (name: string, ...fields: string[]) =>
+      Buffer.concat([bytes(0x43), str(name), int(fields.length), ...fields.map(str)]);
     const arg = Buffer.concat([def('a.B', 'x', 'y'), bytes(0x4f, 0x90), int(1), str('two')]);
-    const attachments = Buffer.concat([def('a.Map'), bytes(0x48), def('a.K'), str('group'), def('a.V', 'f'), str('after-defs'), bytes(0x5a)]);
+    const attachments = Buffer.concat([
+      def('a.Map'),
+      bytes(0x48),
+      def('a.K'),
+      str('group'),
+      def('a.V', 'f'),
+      str('after-defs'),
+      bytes(0x5a),
+    ]);
     assertRoute(handBuilt(desc(1), arg, attachments), 'after-defs', undefined, false);
   });
 
@@ -306,7 +402,12 @@ describe('Dubbo attachments: Hessian 2.0 forms built by hand', () => {
     const iface = Buffer.concat([bytes(0x09), Buffer.from('interfac'), bytes(0xc1, 0xa5)]);
     assertRoute(handBuilt(desc(0), map(iface, str('a.B'))), undefined, 'a.B');
     // A supplementary character is no ASCII letter, whatever its bits.
-    assertRoute(handBuilt(desc(0), map(Buffer.concat([bytes(0x05), Buffer.from('grou'), Buffer.from('😀')]), str('no'))), undefined, undefined, false);
+    assertRoute(
+      handBuilt(desc(0), map(Buffer.concat([bytes(0x05), Buffer.from('grou'), Buffer.from('😀')]), str('no'))),
+      undefined,
+      undefined,
+      false,
+    );
   });
 
   it('a repeated key: the last entry wins, as in the HashMap the provider fills', () => {
@@ -317,7 +418,16 @@ describe('Dubbo attachments: Hessian 2.0 forms built by hand', () => {
   });
 
   it('keys that are not strings, and values that are containers, are stepped over', () => {
-    const entries = [int(1), str('one'), bytes(0x4e), bytes(0x57, 0x5a), map(str('group'), str('inner')), str('v'), str('group'), str('outer')];
+    const entries = [
+      int(1),
+      str('one'),
+      bytes(0x4e),
+      bytes(0x57, 0x5a),
+      map(str('group'), str('inner')),
+      str('v'),
+      str('group'),
+      str('outer'),
+    ];
     assertRoute(handBuilt(desc(0), map(...entries)), 'outer', undefined, false);
   });
 
@@ -325,7 +435,13 @@ describe('Dubbo attachments: Hessian 2.0 forms built by hand', () => {
     const list = Buffer.concat([bytes(0x71), str('t.Map'), str('x')]); // type 0 = t.Map
     const typedByIndex = Buffer.concat([bytes(0x4d), int(0), str('group'), str('by-index'), bytes(0x5a)]);
     assertRoute(handBuilt(desc(1), list, typedByIndex), 'by-index');
-    const typedByName = Buffer.concat([bytes(0x4d), str('java.util.HashMap'), str('group'), str('by-name'), bytes(0x5a)]);
+    const typedByName = Buffer.concat([
+      bytes(0x4d),
+      str('java.util.HashMap'),
+      str('group'),
+      str('by-name'),
+      bytes(0x5a),
+    ]);
     assertRoute(handBuilt(desc(0), typedByName), 'by-name');
   });
 
@@ -336,7 +452,11 @@ describe('Dubbo attachments: Hessian 2.0 forms built by hand', () => {
 
   it(`nesting up to ${MAX_HESSIAN_DEPTH} lists and maps deep is read`, () => {
     const lists = Buffer.concat([Buffer.alloc(MAX_HESSIAN_DEPTH, 0x79), int(0)]);
-    const maps = Buffer.concat([...Array.from({ length: MAX_HESSIAN_DEPTH }, () => Buffer.concat([bytes(0x48), int(0)])), int(0), Buffer.alloc(MAX_HESSIAN_DEPTH, 0x5a)]);
+    const maps = Buffer.concat([
+      ...Array.from({ length: MAX_HESSIAN_DEPTH }, () => Buffer.concat([bytes(0x48), int(0)])),
+      int(0),
+      Buffer.alloc(MAX_HESSIAN_DEPTH, 0x5a),
+    ]);
     assertRoute(handBuilt(desc(2), lists, maps, groupIs(str('deep'))), 'deep');
   });
 
@@ -358,7 +478,14 @@ describe('Dubbo attachments: Hessian 2.0 forms built by hand', () => {
     const d = 'BCDFIJSZ[I[[Ljava/lang/String;Lcom/x$y/_Z9;';
     const args = Array.from({ length: 11 }, () => bytes(0x4e));
     assertRoute(handBuilt(str(d), ...args, groupIs(str('desc'))), 'desc');
-    assertRoute(handBuilt(Buffer.concat([bytes(0x52, 0, 3), Buffer.from('BCD'), bytes(0x02), Buffer.from('IJ')]), ...args.slice(0, 5), groupIs(str('desc-chunks'))), 'desc-chunks');
+    assertRoute(
+      handBuilt(
+        Buffer.concat([bytes(0x52, 0, 3), Buffer.from('BCD'), bytes(0x02), Buffer.from('IJ')]),
+        ...args.slice(0, 5),
+        groupIs(str('desc-chunks')),
+      ),
+      'desc-chunks',
+    );
   });
 });
 
@@ -381,7 +508,11 @@ describe('Dubbo attachments: where the body ends', () => {
   });
 
   it('ending right after a descriptor of no arguments, or right after the arguments, is clean', () => {
-    for (const frame of [handBuilt(str('')), handBuilt(str('I'), bytes(0x91)), handBuilt(str('IJ'), bytes(0x91, 0xe1))]) {
+    for (const frame of [
+      handBuilt(str('')),
+      handBuilt(str('I'), bytes(0x91)),
+      handBuilt(str('IJ'), bytes(0x91, 0xe1)),
+    ]) {
       const h = decode(frame);
       assert.equal(h.attachmentsError, undefined);
       assert.equal(h.group, undefined);
@@ -389,14 +520,21 @@ describe('Dubbo attachments: where the body ends', () => {
   });
 
   it('ending before the last argument is not', () => {
-    assertUnreadable(handBuilt(str('II'), bytes(0x91)), /^the body ends before it, in argument 2 of 2 \(at byte \d+\)$/);
+    assertUnreadable(
+      handBuilt(str('II'), bytes(0x91)),
+      /^the body ends before it, in argument 2 of 2 \(at byte \d+\)$/,
+    );
     assertUnreadable(handBuilt(str('I')), /^the body ends before it, in argument 1 of 1/);
   });
 
   it('a frame cut at every byte: framing errors from a short frame; inside the body, only the leading strings throw', () => {
     const frames = [
       peerFrame([order(1), 'é😀', Buffer.alloc(20, 1), [shared, shared]], 'cut', { interface: SERVICE }),
-      encoderFrame([order(2), { $class: '[java.lang.String', $: ['a'] }, 3.5, new Date(0)], { group: 'cut2', path: SERVICE }, 'Lorg/example/Order;[Ljava/lang/String;DLjava/util/Date;'),
+      encoderFrame(
+        [order(2), { $class: '[java.lang.String', $: ['a'] }, 3.5, new Date(0)],
+        { group: 'cut2', path: SERVICE },
+        'Lorg/example/Order;[Ljava/lang/String;DLjava/util/Date;',
+      ),
     ];
     for (const frame of frames) {
       const full = decode(frame);
@@ -442,41 +580,123 @@ describe('Dubbo attachments: where the body ends', () => {
 
 describe('Dubbo attachments: unreadable bodies are reported in attachmentsError, never thrown', () => {
   const cases: Array<{ name: string; rest: Buffer[]; error: RegExp }> = [
-    { name: 'a null descriptor', rest: [bytes(0x4e)], error: /^the descriptor is null, in the parameter-types descriptor/ },
-    { name: 'an int where the descriptor goes', rest: [bytes(0x91)], error: /expected a hessian2 string, found byte 0x91/ },
+    {
+      name: 'a null descriptor',
+      rest: [bytes(0x4e)],
+      error: /^the descriptor is null, in the parameter-types descriptor/,
+    },
+    {
+      name: 'an int where the descriptor goes',
+      rest: [bytes(0x91)],
+      error: /expected a hessian2 string, found byte 0x91/,
+    },
     { name: 'V (void) as a parameter type', rest: [str('V')], error: /byte 0x56 is not a JVM parameter type/ },
     { name: 'dots in a class name', rest: [str('Lcom.x.Y;')], error: /byte 0x2e cannot be part of a class name/ },
     { name: 'an empty class name', rest: [str('L;')], error: /class name/ },
     { name: 'a class name part starting with a digit', rest: [str('Lcom/9x;')], error: /class name/ },
     { name: 'a non-ASCII class name (Java would not match it)', rest: [str('Lcom/例/X;')], error: /class name/ },
-    { name: 'a descriptor ending inside a class name', rest: [str('Ljava/lang/String')], error: /the descriptor ends inside a type/ },
+    {
+      name: 'a descriptor ending inside a class name',
+      rest: [str('Ljava/lang/String')],
+      error: /the descriptor ends inside a type/,
+    },
     { name: 'a descriptor ending after [', rest: [str('I[')], error: /the descriptor ends inside a type/ },
-    { name: 'Z where a value goes', rest: [str('I'), bytes(0x5a)], error: /^byte 0x5a cannot start a hessian2 value, in argument 1 of 1/ },
-    ...[0x40, 0x45, 0x47, 0x50].map((b) => ({ name: `reserved byte 0x${b.toString(16)}`, rest: [str('I'), bytes(b)], error: /cannot start a hessian2 value/ })),
-    { name: 'an int where the attachments go', rest: [str(''), bytes(0x91)], error: /^expected the attachments map \(H, M or N\), found byte 0x91, in the attachments/ },
-    { name: 'a reference where the attachments go', rest: [str('Ljava/util/Map;'), bytes(0x48, 0x5a), bytes(0x51, 0x90)], error: /expected the attachments map/ },
-    { name: 'attachments without Z', rest: [str(''), bytes(0x48), str('group'), str('g')], error: /ends inside a value, in the attachments/ },
-    { name: 'a group value cut short', rest: [str(''), bytes(0x48), str('group'), bytes(0x05, 0x61)], error: /ends inside a value, in the attachments/ },
-    { name: 'a string longer than the body', rest: [str('I'), bytes(0x1e), Buffer.from('short')], error: /ends inside a value, in argument 1 of 1/ },
-    { name: 'a byte that starts no character', rest: [str('I'), bytes(0x02, 0x41, 0x80)], error: /byte 0x80 cannot start a character/ },
-    { name: 'a continuation that is no string chunk', rest: [str('I'), bytes(0x52, 0, 1, 0x41, 0x91)], error: /expected a hessian2 string, found byte 0x91/ },
-    { name: 'a continuation that is no binary chunk', rest: [str('I'), bytes(0x41, 0, 1, 0x41, 0x91)], error: /byte 0x91 cannot continue a chunked binary/ },
-    { name: 'an object before any class definition', rest: [str('I'), bytes(0x60)], error: /an object of class definition 0, of 0 defined/ },
-    { name: "an 'O' object of a class not defined", rest: [str('I'), bytes(0x43, 0x01, 0x61, 0x90, 0x4f, 0x95)], error: /class definition 5, of 1 defined/ },
+    {
+      name: 'Z where a value goes',
+      rest: [str('I'), bytes(0x5a)],
+      error: /^byte 0x5a cannot start a hessian2 value, in argument 1 of 1/,
+    },
+    ...[0x40, 0x45, 0x47, 0x50].map((b) => ({
+      name: `reserved byte 0x${b.toString(16)}`,
+      rest: [str('I'), bytes(b)],
+      error: /cannot start a hessian2 value/,
+    })),
+    {
+      name: 'an int where the attachments go',
+      rest: [str(''), bytes(0x91)],
+      error: /^expected the attachments map \(H, M or N\), found byte 0x91, in the attachments/,
+    },
+    {
+      name: 'a reference where the attachments go',
+      rest: [str('Ljava/util/Map;'), bytes(0x48, 0x5a), bytes(0x51, 0x90)],
+      error: /expected the attachments map/,
+    },
+    {
+      name: 'attachments without Z',
+      rest: [str(''), bytes(0x48), str('group'), str('g')],
+      error: /ends inside a value, in the attachments/,
+    },
+    {
+      name: 'a group value cut short',
+      rest: [str(''), bytes(0x48), str('group'), bytes(0x05, 0x61)],
+      error: /ends inside a value, in the attachments/,
+    },
+    {
+      name: 'a string longer than the body',
+      rest: [str('I'), bytes(0x1e), Buffer.from('short')],
+      error: /ends inside a value, in argument 1 of 1/,
+    },
+    {
+      name: 'a byte that starts no character',
+      rest: [str('I'), bytes(0x02, 0x41, 0x80)],
+      error: /byte 0x80 cannot start a character/,
+    },
+    {
+      name: 'a continuation that is no string chunk',
+      rest: [str('I'), bytes(0x52, 0, 1, 0x41, 0x91)],
+      error: /expected a hessian2 string, found byte 0x91/,
+    },
+    {
+      name: 'a continuation that is no binary chunk',
+      rest: [str('I'), bytes(0x41, 0, 1, 0x41, 0x91)],
+      error: /byte 0x91 cannot continue a chunked binary/,
+    },
+    {
+      name: 'an object before any class definition',
+      rest: [str('I'), bytes(0x60)],
+      error: /an object of class definition 0, of 0 defined/,
+    },
+    {
+      name: "an 'O' object of a class not defined",
+      rest: [str('I'), bytes(0x43, 0x01, 0x61, 0x90, 0x4f, 0x95)],
+      error: /class definition 5, of 1 defined/,
+    },
     { name: 'a reference to nothing', rest: [str('I'), bytes(0x51, 0x90)], error: /a reference to value 0 of 0/ },
     { name: 'a type index to nothing', rest: [str('I'), bytes(0x71, 0x90, 0x4e)], error: /a reference to type 0 of 0/ },
     { name: 'a negative list length', rest: [str('I'), bytes(0x58, 0x8f)], error: /a list has a negative length/ },
-    { name: 'a negative field count', rest: [str('I'), bytes(0x43, 0x01, 0x61, 0x8f)], error: /a negative field count/ },
-    { name: 'a length that is no int', rest: [str('I'), bytes(0x58, 0x4e)], error: /expected a hessian2 int, found byte 0x4e/ },
-    { name: 'a list claiming 2^31 - 1 items', rest: [str('I'), bytes(0x58, 0x49, 0x7f, 0xff, 0xff, 0xff, 0x90)], error: /ends inside a value/ },
-    { name: 'a class claiming 2^31 - 1 fields', rest: [str('I'), bytes(0x43, 0x01, 0x61, 0x49, 0x7f, 0xff, 0xff, 0xff, 0x01, 0x62)], error: /ends inside a value/ },
+    {
+      name: 'a negative field count',
+      rest: [str('I'), bytes(0x43, 0x01, 0x61, 0x8f)],
+      error: /a negative field count/,
+    },
+    {
+      name: 'a length that is no int',
+      rest: [str('I'), bytes(0x58, 0x4e)],
+      error: /expected a hessian2 int, found byte 0x4e/,
+    },
+    {
+      name: 'a list claiming 2^31 - 1 items',
+      rest: [str('I'), bytes(0x58, 0x49, 0x7f, 0xff, 0xff, 0xff, 0x90)],
+      error: /ends inside a value/,
+    },
+    {
+      name: 'a class claiming 2^31 - 1 fields',
+      rest: [str('I'), bytes(0x43, 0x01, 0x61, 0x49, 0x7f, 0xff, 0xff, 0xff, 0x01, 0x62)],
+      error: /ends inside a value/,
+    },
     {
       name: `lists ${MAX_HESSIAN_DEPTH + 1} deep`,
       rest: [str('I'), Buffer.alloc(MAX_HESSIAN_DEPTH + 1, 0x79), bytes(0x90)],
-      error: new RegExp(`values nest deeper than ${MAX_HESSIAN_DEPTH}, in argument 1 of 1 \\(at byte ${16 + LEADING.length + 2 + MAX_HESSIAN_DEPTH}\\)`),
+      error: new RegExp(
+        `values nest deeper than ${MAX_HESSIAN_DEPTH}, in argument 1 of 1 \\(at byte ${16 + LEADING.length + 2 + MAX_HESSIAN_DEPTH}\\)`,
+      ),
     },
     { name: 'maps 100000 deep', rest: [str('I'), Buffer.alloc(100_000, 0x48)], error: /values nest deeper than/ },
-    { name: 'attachments nesting too deep', rest: [str(''), bytes(0x48), str('k'), Buffer.alloc(MAX_HESSIAN_DEPTH, 0x57)], error: /nest deeper than \d+, in the attachments/ },
+    {
+      name: 'attachments nesting too deep',
+      rest: [str(''), bytes(0x48), str('k'), Buffer.alloc(MAX_HESSIAN_DEPTH, 0x57)],
+      error: /nest deeper than \d+, in the attachments/,
+    },
   ];
   for (const c of cases) {
     it(c.name, () => {
@@ -559,7 +779,9 @@ describe('Dubbo attachments: differential against hessian.js DecoderV2 reading e
       if (rng.bool(0.5)) extra.interface = rng.bool(0.8) ? SERVICE : randomArgText(rng);
       if (rng.bool(0.2)) extra.group = rng.pick([null, 7, randomArgText(rng)]);
       if (rng.bool(0.3)) extra.timeout = rng.int(5000);
-      const frame = rng.bool(0.5) ? peerFrame(args, group, extra) : encoderFrame(args, { path: SERVICE, group, ...extra });
+      const frame = rng.bool(0.5)
+        ? peerFrame(args, group, extra)
+        : encoderFrame(args, { path: SERVICE, group, ...extra });
       const h = decode(frame);
       assert.equal(h.attachmentsError, undefined, `request ${i}`);
       const ref = referenceRoute(frame);

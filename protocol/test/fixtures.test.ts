@@ -45,8 +45,12 @@ function assertMatches(actual: unknown, expected: unknown, where: string): void 
     assert.equal(actual.length, expected.length, `${where}: length`);
     expected.forEach((e, i) => assertMatches(actual[i], e, `${where}[${i}]`));
   } else if (expected !== null && typeof expected === 'object') {
-    assert.ok(actual !== null && typeof actual === 'object', `${where}: expected an object, got ${JSON.stringify(actual)}`);
-    for (const [k, v] of Object.entries(expected)) assertMatches((actual as Record<string, unknown>)[k], v, `${where}.${k}`);
+    assert.ok(
+      actual !== null && typeof actual === 'object',
+      `${where}: expected an object, got ${JSON.stringify(actual)}`,
+    );
+    for (const [k, v] of Object.entries(expected))
+      assertMatches((actual as Record<string, unknown>)[k], v, `${where}.${k}`);
   } else {
     assert.equal(actual, expected, where);
   }
@@ -56,7 +60,10 @@ const hexFiles = fs
   .readdirSync(FIXTURES)
   .filter((f) => f.endsWith('.hex'))
   .sort();
-const expected = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'expected.json'), 'utf8')) as Record<string, Expectation>;
+const expected = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'expected.json'), 'utf8')) as Record<
+  string,
+  Expectation
+>;
 
 describe('fixtures (protocol/test/fixtures)', () => {
   it('has fixtures at all', () => {
@@ -85,9 +92,15 @@ describe('fixtures (protocol/test/fixtures)', () => {
         const header: FrameHeader = decodeFrame(frame);
         assert.equal(detectProtocol(frame), header.protocol);
         assert.equal(header.frameLength, frame.length, 'one whole frame per file, nothing after it');
-        assert.equal(header.bodyOffset + header.bodyLength + (header.protocol === 'bolt' && header.crc ? 4 : 0), frame.length);
+        assert.equal(
+          header.bodyOffset + header.bodyLength + (header.protocol === 'bolt' && header.crc ? 4 : 0),
+          frame.length,
+        );
         const fields = Object.keys(want).filter((k) => k !== 'body');
-        assert.ok(fields.includes('protocol') && fields.includes('kind') && fields.includes('requestId'), 'protocol, kind and requestId are always documented');
+        assert.ok(
+          fields.includes('protocol') && fields.includes('kind') && fields.includes('requestId'),
+          'protocol, kind and requestId are always documented',
+        );
         for (const key of fields) {
           assert.ok(HEADER_FIELDS.has(key), `${name}: unknown field "${key}" in expected.json`);
           const actual = (header as unknown as Record<string, unknown>)[key];
@@ -118,8 +131,15 @@ describe('fixtures (protocol/test/fixtures)', () => {
     const made = makePeerFixtures();
     assert.ok(Object.keys(made).length >= 10);
     for (const [name, frame] of Object.entries(made)) {
-      assert.ok(hexFiles.includes(name), `${name} is made by the script but missing: run node scripts/make-peer-fixtures.js`);
-      assert.equal(readHexFile(name).toString('hex'), frame.toString('hex'), `${name} differs from what the peers make now`);
+      assert.ok(
+        hexFiles.includes(name),
+        `${name} is made by the script but missing: run node scripts/make-peer-fixtures.js`,
+      );
+      assert.equal(
+        readHexFile(name).toString('hex'),
+        frame.toString('hex'),
+        `${name} differs from what the peers make now`,
+      );
     }
   });
 });

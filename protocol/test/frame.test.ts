@@ -48,7 +48,11 @@ describe('detectProtocol', () => {
 
 describe('decodeFrame: Bolt', () => {
   it('reads a v1 request: id, service, timeout, class, headers, lengths', () => {
-    const frame = bolt({ id: 123456, timeout: 2500, headers: { service: 'com.acme.Pay:2.0:blue', sofa_head_method_name: 'charge', x: null } });
+    const frame = bolt({
+      id: 123456,
+      timeout: 2500,
+      headers: { service: 'com.acme.Pay:2.0:blue', sofa_head_method_name: 'charge', x: null },
+    });
     const h = decodeFrame(frame);
     assert.equal(h.protocol, 'bolt');
     if (h.protocol !== 'bolt') return;
@@ -89,7 +93,10 @@ describe('decodeFrame: Bolt', () => {
     const res = decodeFrame(bolt({ type: 0, status: BoltStatus.SERVER_THREADPOOL_BUSY }));
     assert.equal(res.kind, 'response');
     assert.equal(res.status, 4);
-    assert.equal(decodeFrame(bolt({ type: 1, cmd: 0, headers: {}, className: '', content: Buffer.alloc(0) })).kind, 'heartbeat');
+    assert.equal(
+      decodeFrame(bolt({ type: 1, cmd: 0, headers: {}, className: '', content: Buffer.alloc(0) })).kind,
+      'heartbeat',
+    );
     assert.equal(decodeFrame(bolt({ type: 0, cmd: 0, className: '', content: Buffer.alloc(0) })).kind, 'heartbeat-ack');
   });
 
@@ -265,7 +272,11 @@ describe('proxy-made frames', () => {
     }
   });
   it('Bolt error response carries the status and the id', () => {
-    const frame = encodeBoltErrorResponse({ requestId: 9, status: BoltStatus.NO_PROCESSOR, message: 'no route to com.x.Y:1.0' });
+    const frame = encodeBoltErrorResponse({
+      requestId: 9,
+      status: BoltStatus.NO_PROCESSOR,
+      message: 'no route to com.x.Y:1.0',
+    });
     const h = decodeFrame(frame);
     assert.equal(h.kind, 'response');
     assert.equal(h.status, BoltStatus.NO_PROCESSOR);
@@ -277,7 +288,11 @@ describe('proxy-made frames', () => {
     const ack = decodeFrame(encodeDubboHeartbeatAck(123n));
     assert.equal(ack.kind, 'heartbeat-ack');
     assert.equal(ack.status, DubboStatus.OK);
-    const err = encodeDubboErrorResponse({ requestId: '18446744073709551615', status: DubboStatus.SERVICE_NOT_FOUND, message: 'no provider' });
+    const err = encodeDubboErrorResponse({
+      requestId: '18446744073709551615',
+      status: DubboStatus.SERVICE_NOT_FOUND,
+      message: 'no provider',
+    });
     const h = decodeFrame(err);
     assert.equal(h.status, 60);
     assert.equal(h.requestId, '-1'); // int64 wraps as Java's long does

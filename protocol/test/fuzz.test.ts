@@ -70,7 +70,9 @@ function runInWorker(task: WorkerTask, progress?: SharedArrayBuffer, heapMb = 51
     }, 250);
     worker.on('message', (reply: WorkerReply) => settle({ kind: 'done', reply, wallMs: Date.now() - started }));
     worker.on('error', (e) => settle({ kind: 'crash', error: describeError(e), ...where() }));
-    worker.on('exit', (code) => settle({ kind: 'crash', error: `worker exited with code ${code} before answering`, ...where() }));
+    worker.on('exit', (code) =>
+      settle({ kind: 'crash', error: `worker exited with code ${code} before answering`, ...where() }),
+    );
   });
 }
 
@@ -98,7 +100,7 @@ describe('protocol fuzz', function () {
   const outcomes = new Map<Campaign, Promise<Outcome>>();
   const replay = `FUZZ_SEED=0x${seed.toString(16)} FUZZ_CASES=${cases}`;
 
-  before(function () {
+  before(() => {
     // The three campaigns start at once and share the cores while the one-shot tests below run.
     for (const c of ['bolt', 'dubbo', 'random'] as const) {
       const sab = new SharedArrayBuffer(8);
@@ -106,12 +108,12 @@ describe('protocol fuzz', function () {
     }
   });
 
-  after(async function () {
+  after(async () => {
     // Never leave a worker running, whichever tests were selected.
     await Promise.all(outcomes.values());
   });
 
-  it('seed frames (encoders and hand-built; Bolt v1, v2, v2 with CRC; Dubbo) decode as built, split, take a new id', async function () {
+  it('seed frames (encoders and hand-built; Bolt v1, v2, v2 with CRC; Dubbo) decode as built, split, take a new id', async () => {
     const { problems, data } = await probe({ task: 'seeds', seed });
     assert.ok(data.bolt >= 50 && data.dubbo >= 30, `seed corpus: ${data.bolt} Bolt, ${data.dubbo} Dubbo`);
     assert.deepEqual(problems, [], problems.join('\n'));
@@ -123,7 +125,7 @@ describe('protocol fuzz', function () {
         ? `random buffers (${casesOf(campaign)} cases): only ProtocolErrors, and agreement with the reference framer and decoder`
         : `${campaign === 'bolt' ? 'Bolt v1/v2' : 'Dubbo'} (${casesOf(campaign)} mutated frames): only ProtocolErrors, exact agreement ` +
           'with the reference, frameLength within the input, id rewrite, splitter under any chunking and cap';
-    it(title, async function () {
+    it(title, async () => {
       const outcome = await outcomes.get(campaign)!;
       if (outcome.kind !== 'done') {
         const { what, input } = caseInput(seed, campaign, outcome.caseIndex);
@@ -132,7 +134,8 @@ describe('protocol fuzz', function () {
             `stage ${STAGES[outcome.stage] ?? outcome.stage} (${replay})\n    input: ${input.toString('hex')}`,
         );
       }
-      if (outcome.reply.type === 'error') assert.fail(`${campaign} campaign failed to run: ${outcome.reply.message} (${replay})`);
+      if (outcome.reply.type === 'error')
+        assert.fail(`${campaign} campaign failed to run: ${outcome.reply.message} (${replay})`);
       assert.equal(outcome.reply.type, 'campaign');
       const r: CampaignResult = outcome.reply.result;
       console.log(
@@ -145,13 +148,18 @@ describe('protocol fuzz', function () {
       assert.equal(r.cases, casesOf(campaign));
       if (r.findings.length > 0) {
         const list = r.findings.map((f) => formatFinding(f, campaign, seed)).join('\n');
-        assert.fail(`${r.findings.length} broken propert${r.findings.length === 1 ? 'y' : 'ies'} (${replay}):\n${list}`);
+        assert.fail(
+          `${r.findings.length} broken propert${r.findings.length === 1 ? 'y' : 'ies'} (${replay}):\n${list}`,
+        );
       }
       assert.ok(r.slowestCaseMs < SLOW_CASE_MS, `case ${r.slowestCase} took ${r.slowestCaseMs} ms (${replay})`);
       // Bounded memory over the whole campaign, after full GCs (the interners may keep up to 4096 short names).
       const mib = (n: number) => `${(n / MIB).toFixed(1)} MiB`;
       assert.ok(r.heapGrowthBytes < 64 * MIB, `heap grew by ${mib(r.heapGrowthBytes)} over the campaign`);
-      assert.ok(r.arrayBufferGrowthBytes < 64 * MIB, `ArrayBuffers grew by ${mib(r.arrayBufferGrowthBytes)} over the campaign`);
+      assert.ok(
+        r.arrayBufferGrowthBytes < 64 * MIB,
+        `ArrayBuffers grew by ${mib(r.arrayBufferGrowthBytes)} over the campaign`,
+      );
       // The generator reaches every outcome it is meant to reach: a generator gone blind would otherwise pass.
       if (r.cases >= 20_000) {
         const want: Record<Campaign, { decode: string[]; split: string[]; minDecoded: number }> = {
@@ -188,7 +196,10 @@ describe('protocol fuzz', function () {
         }
         assert.ok(r.stats.decoded >= w.minDecoded * r.cases, `only ${r.stats.decoded} of ${r.cases} cases decoded`);
         if (campaign === 'bolt') {
-          assert.ok(r.stats.crc.ok > 0 && r.stats.crc.bad > 0, `CRC outcomes not both reached: ${fmtCounts(r.stats.crc)}`);
+          assert.ok(
+            r.stats.crc.ok > 0 && r.stats.crc.bad > 0,
+            `CRC outcomes not both reached: ${fmtCounts(r.stats.crc)}`,
+          );
         }
         if (campaign !== 'random') {
           assert.ok(r.stats.services > 0.05 * r.cases, `only ${r.stats.services} decoded frames carried a service`);
@@ -196,36 +207,39 @@ describe('protocol fuzz', function () {
         if (campaign === 'dubbo') {
           // Generated and mutated bodies reach the attachments scan, both to a group and to an unreadable body.
           assert.ok(r.stats.groups > 0.03 * r.cases, `only ${r.stats.groups} decoded frames carried a group`);
-          assert.ok(r.stats.attachmentsErrors > 0.03 * r.cases, `only ${r.stats.attachmentsErrors} bodies were unreadable past the leading strings`);
+          assert.ok(
+            r.stats.attachmentsErrors > 0.03 * r.cases,
+            `only ${r.stats.attachmentsErrors} bodies were unreadable past the leading strings`,
+          );
         }
       }
     });
   }
 
-  it('a header claiming 2 GiB fails with MESHPORT_FRAME_OVERSIZE after the header alone and allocates nothing', async function () {
+  it('a header claiming 2 GiB fails with MESHPORT_FRAME_OVERSIZE after the header alone and allocates nothing', async () => {
     assert.equal(FRAME_SPLITTER_DEFAULTS.maxFrameSize, 16 * MIB);
     const { problems } = await probe({ task: 'claim-over-cap' });
     assert.deepEqual(problems, [], problems.join('\n'));
   });
 
-  it('maxFrameSize is inclusive: a frame of exactly maxFrameSize passes, with one byte less of cap it is refused', async function () {
+  it('maxFrameSize is inclusive: a frame of exactly maxFrameSize passes, with one byte less of cap it is refused', async () => {
     const { problems } = await probe({ task: 'cap-boundary' });
     assert.deepEqual(problems, [], problems.join('\n'));
   });
 
-  it('a header alone, claiming less than the cap, does not make the splitter allocate the claimed frame', async function () {
+  it('a header alone, claiming less than the cap, does not make the splitter allocate the claimed frame', async () => {
     const { problems, data } = await probe({ task: 'claim-under-cap', splitters: 8 });
     assert.equal(data.held, 8 * 24, 'each splitter holds exactly the header it was sent');
     const rss = `RSS grew by ${(data.rssGrowthBytes / MIB).toFixed(1)} MiB: reserved, not yet touched`;
     assert.deepEqual(problems, [], `${problems.join('\n')} (${rss})`);
   });
 
-  it('decoding thousands of distinct long service names keeps retained memory bounded (route-string interning)', async function () {
+  it('decoding thousands of distinct long service names keeps retained memory bounded (route-string interning)', async () => {
     const { problems } = await probe({ task: 'interner', names: 8192, nameBytes: 8192 }, 1024);
     assert.deepEqual(problems, [], problems.join('\n'));
   });
 
-  it('setRequestId on bytes that are not a whole frame throws only ProtocolError', async function () {
+  it('setRequestId on bytes that are not a whole frame throws only ProtocolError', async () => {
     const { problems, data } = await probe({ task: 'set-request-id', seed });
     assert.ok(data.inputs > 1000, `only ${data.inputs} inputs`);
     assert.deepEqual(problems, [], `setRequestId threw something other than a ProtocolError:\n${problems.join('\n')}`);

@@ -90,7 +90,8 @@ describe('FrameSplitter', () => {
       const splitter = new FrameSplitter((f) => out.push(f));
       assert.throws(
         () => chunks.forEach((c) => splitter.write(c)),
-        (err: unknown) => err instanceof ProtocolError && err.code === 'MESHPORT_BAD_MAGIC' && err.offset === good.length,
+        (err: unknown) =>
+          err instanceof ProtocolError && err.code === 'MESHPORT_BAD_MAGIC' && err.offset === good.length,
         how,
       );
       assert.equal(out.length, 2, `${how}: the good frames before the error still come out`);
@@ -117,7 +118,10 @@ describe('FrameSplitter', () => {
   it('stays failed after an error: later writes throw the same error', () => {
     const splitter = new FrameSplitter(() => {});
     assert.throws(() => splitter.write(Buffer.from([0x00])), ProtocolError);
-    assert.throws(() => splitter.write(bolt()), (err: unknown) => err instanceof ProtocolError && err.offset === 0);
+    assert.throws(
+      () => splitter.write(bolt()),
+      (err: unknown) => err instanceof ProtocolError && err.offset === 0,
+    );
   });
 
   it('end() inside a frame is a truncation at the end of the stream', () => {
@@ -138,7 +142,10 @@ describe('FrameSplitter', () => {
       calls++;
       if (calls === 1) throw mine;
     });
-    assert.throws(() => splitter.write(bolt()), (err: unknown) => err === mine);
+    assert.throws(
+      () => splitter.write(bolt()),
+      (err: unknown) => err === mine,
+    );
     splitter.write(bolt());
     assert.equal(calls, 2);
   });

@@ -8,7 +8,12 @@ import dns from 'node:dns';
 const invalid = (host: unknown): boolean => typeof host === 'string' && /(^|\.)invalid\.?$/i.test(host);
 
 function notFound(host: string): NodeJS.ErrnoException {
-  return Object.assign(new Error(`getaddrinfo ENOTFOUND ${host}`), { code: 'ENOTFOUND', errno: -3008, syscall: 'getaddrinfo', hostname: host });
+  return Object.assign(new Error(`getaddrinfo ENOTFOUND ${host}`), {
+    code: 'ENOTFOUND',
+    errno: -3008,
+    syscall: 'getaddrinfo',
+    hostname: host,
+  });
 }
 
 const lookup = dns.lookup;

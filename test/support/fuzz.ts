@@ -73,10 +73,27 @@ export function fuzzSeedFromEnv(env: NodeJS.ProcessEnv = process.env): number {
 // ---------------------------------------------------------------------------------------------------------------
 // The mutator.
 
-const INTERESTING_BYTES = [0x00, 0x01, 0x02, 0x7f, 0x80, 0xff, 0xfe, 0xda, 0xbb, 0x0d, 0x0a, 0x2a, 0x24, 0x3a, 0x2d, 0x7b, 0x7d, 0x22, 0x2f, 0x20];
+const INTERESTING_BYTES = [
+  0x00, 0x01, 0x02, 0x7f, 0x80, 0xff, 0xfe, 0xda, 0xbb, 0x0d, 0x0a, 0x2a, 0x24, 0x3a, 0x2d, 0x7b, 0x7d, 0x22, 0x2f,
+  0x20,
+];
 /** Length-field values at the edges: 0, 1, -1, 2^31-1, -2^31, 2^15-1, 2^16-1, and off-by-one of the input size. */
 function interestingLengths(total: number): number[] {
-  return [0, 1, -1, 0x7fffffff, -0x80000000, 0x7fff, 0xffff, 0x8000, total, total - 1, total + 1, total * 2, 16 * 1024 * 1024 + 1];
+  return [
+    0,
+    1,
+    -1,
+    0x7fffffff,
+    -0x80000000,
+    0x7fff,
+    0xffff,
+    0x8000,
+    total,
+    total - 1,
+    total + 1,
+    total * 2,
+    16 * 1024 * 1024 + 1,
+  ];
 }
 
 /** One mutation of `b`. `corpus` is for splicing with another seed. */
@@ -101,7 +118,9 @@ function mutateOnce(b: Buffer, rng: Rng, corpus: readonly Buffer[]): Buffer {
     case 2: {
       // insert 1..16 bytes
       const i = at();
-      const ins = rng.chance(0.5) ? rng.bytes(1 + rng.int(16)) : Buffer.alloc(1 + rng.int(4), rng.pick(INTERESTING_BYTES));
+      const ins = rng.chance(0.5)
+        ? rng.bytes(1 + rng.int(16))
+        : Buffer.alloc(1 + rng.int(4), rng.pick(INTERESTING_BYTES));
       return Buffer.concat([b.subarray(0, i), ins, b.subarray(i)]);
     }
     case 3: {
@@ -130,7 +149,20 @@ function mutateOnce(b: Buffer, rng: Rng, corpus: readonly Buffer[]): Buffer {
       const m = [...text.matchAll(/-?\d+/g)];
       if (m.length === 0) return mutateOnce(b, rng, corpus);
       const hit = rng.pick(m);
-      const v = rng.pick(['0', '-1', '-2', '2147483647', '2147483648', '9223372036854775807', '99999999999999999999', '1e3', ' 5', '00', String(Number(hit[0]) + 1), String(Number(hit[0]) - 1)]);
+      const v = rng.pick([
+        '0',
+        '-1',
+        '-2',
+        '2147483647',
+        '2147483648',
+        '9223372036854775807',
+        '99999999999999999999',
+        '1e3',
+        ' 5',
+        '00',
+        String(Number(hit[0]) + 1),
+        String(Number(hit[0]) - 1),
+      ]);
       return Buffer.from(text.slice(0, hit.index) + v + text.slice(hit.index! + hit[0].length), 'latin1');
     }
     case 7: {
@@ -196,7 +228,9 @@ export const CRASHERS_DIR = path.join(ROOT, 'test', 'fixtures', 'fuzz-crashers')
 export function readHexDir(dir: string): { name: string; bytes: Buffer }[] {
   let names: string[];
   try {
-    names = readdirSync(dir).filter((n) => n.endsWith('.hex')).sort();
+    names = readdirSync(dir)
+      .filter((n) => n.endsWith('.hex'))
+      .sort();
   } catch {
     return [];
   }
@@ -233,14 +267,19 @@ function zkRequest(xid: number, type: number, body: Buffer): Buffer {
 }
 const OPEN_ACL = Buffer.concat([int32(1), int32(31), ustring('world'), ustring('anyone')]);
 
-const PROVIDER_NODE_NAME = encodeURIComponent('bolt://10.1.2.3:12200/com.example.EchoService?version=1.0&interface=com.example.EchoService&weight=100');
+const PROVIDER_NODE_NAME = encodeURIComponent(
+  'bolt://10.1.2.3:12200/com.example.EchoService?version=1.0&interface=com.example.EchoService&weight=100',
+);
 const PROVIDERS_DIR = '/sofa-rpc/com.example.EchoService/providers';
-const DUBBO_PROVIDER = 'dubbo://10.1.2.3:20880/org.example.Greeter?interface=org.example.Greeter&version=2.0&side=provider';
+const DUBBO_PROVIDER =
+  'dubbo://10.1.2.3:20880/org.example.Greeter?interface=org.example.Greeter&version=2.0&side=provider';
 
 /** A ZooKeeper app connection as sofa-rpc-node / Dubbo drive it: ConnectRequest, then the requests the facade rewrites. */
 export function zookeeperSeeds(): Buffer[] {
   const connect = (session: bigint) =>
-    lengthPrefixed(Buffer.concat([int32(0), int64(0n), int32(30_000), int64(session), lengthPrefixed(Buffer.alloc(16, 7))]));
+    lengthPrefixed(
+      Buffer.concat([int32(0), int64(0n), int32(30_000), int64(session), lengthPrefixed(Buffer.alloc(16, 7))]),
+    );
   const nodePath = `${PROVIDERS_DIR}/${PROVIDER_NODE_NAME}`;
   const dubboNode = `/dubbo/org.example.Greeter/providers/${encodeURIComponent(DUBBO_PROVIDER)}`;
   const create = (xid: number, p: string, flags: number, type = 1) =>
@@ -255,8 +294,16 @@ export function zookeeperSeeds(): Buffer[] {
     zkRequest(7, 4, Buffer.concat([ustring(nodePath), Buffer.from([0])])),
     zkRequest(8, 5, Buffer.concat([ustring(nodePath), lengthPrefixed(Buffer.from('y')), int32(-1)])),
     zkRequest(9, 2, Buffer.concat([ustring(nodePath), int32(-1)])),
-    zkRequest(-8, 101, Buffer.concat([int64(5n), int32(1), ustring(nodePath), int32(0), int32(1), ustring(PROVIDERS_DIR)])),
-    zkRequest(10, 21, Buffer.concat([ustring(nodePath), lengthPrefixed(Buffer.alloc(0)), OPEN_ACL, int32(1), int64(60_000n)])),
+    zkRequest(
+      -8,
+      101,
+      Buffer.concat([int64(5n), int32(1), ustring(nodePath), int32(0), int32(1), ustring(PROVIDERS_DIR)]),
+    ),
+    zkRequest(
+      10,
+      21,
+      Buffer.concat([ustring(nodePath), lengthPrefixed(Buffer.alloc(0)), OPEN_ACL, int32(1), int64(60_000n)]),
+    ),
     zkRequest(-2, 11, Buffer.alloc(0)),
     zkRequest(11, -11, Buffer.alloc(0)),
   ];
@@ -316,14 +363,22 @@ export function meshApiSeeds(): Buffer[] {
       serviceName: service,
       protocolType: 'bolt',
       port: '12200',
-      providerMetaInfo: { protocol: 'bolt', version: '4.0', serializeType: 'hessian2', appName: 'echo-app', properties: { weight: 100, startTime: '1' } },
+      providerMetaInfo: {
+        protocol: 'bolt',
+        version: '4.0',
+        serializeType: 'hessian2',
+        appName: 'echo-app',
+        properties: { weight: 100, startTime: '1' },
+      },
     }),
     post('/services/subscribe', { serviceName: service }),
     post('/services/unsubscribe', { serviceName: service }),
     post('/services/unpublish', { serviceName: `${service}:uid` }),
     post('/services/publish', '{"serviceName":"a:1","providerMetaInfo":[1,2]}', 'Connection: keep-alive\r\n'),
     Buffer.from('GET /services/subscribe?x=1 HTTP/1.1\r\nHost: x\r\n\r\n'),
-    Buffer.from(`POST /services/subscribe HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"ser\r\n12\r\nviceName":"a:1.0"}\r\n0\r\n\r\n`),
+    Buffer.from(
+      `POST /services/subscribe HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"ser\r\n12\r\nviceName":"a:1.0"}\r\n0\r\n\r\n`,
+    ),
   ];
 }
 
@@ -354,7 +409,12 @@ export function seedsOf(target: Target): Buffer[] {
 }
 
 /** The input of case `index`: about 1 in 10 pure random bytes, the rest mutated seeds. Its chunking follows from `rng`. */
-export function caseInput(seed: number, target: Target, index: number, corpus: readonly Buffer[]): { input: Buffer; rng: Rng; random: boolean } {
+export function caseInput(
+  seed: number,
+  target: Target,
+  index: number,
+  corpus: readonly Buffer[],
+): { input: Buffer; rng: Rng; random: boolean } {
   const rng = new Rng(mixSeed(seed, TARGETS.indexOf(target), index));
   const random = rng.int(10) === 0;
   const input = random ? rng.bytes(rng.int(rng.chance(0.9) ? 64 : 2048)) : mutate(rng, corpus);
@@ -437,7 +497,13 @@ async function makeRouterTarget(): Promise<TargetImpl> {
   ]);
   // No route at all: every request is answered by the router itself (no-route error response), synchronously, so
   // the whole caller path (splitter, header decode, route key, identity, error encoder) runs per case without I/O.
-  const router = new Router({ routeTable: new MemoryRouteTable(), outbound: false, inbound: false, admin: false, logger: pino({ level: 'silent' }) });
+  const router = new Router({
+    routeTable: new MemoryRouteTable(),
+    outbound: false,
+    inbound: false,
+    admin: false,
+    logger: pino({ level: 'silent' }),
+  });
   let badFrames = 0;
   const badFrame = router.badFrame.bind(router);
   router.badFrame = (caller, error) => {
@@ -471,7 +537,9 @@ async function makeRouterTarget(): Promise<TargetImpl> {
       try {
         splitter.write(out);
       } catch (e) {
-        throw new Error(`the router wrote a malformed answer (${e instanceof ProtocolError ? e.code : String(e)}): ${out.toString('hex').slice(0, 200)}`);
+        throw new Error(
+          `the router wrote a malformed answer (${e instanceof ProtocolError ? e.code : String(e)}): ${out.toString('hex').slice(0, 200)}`,
+        );
       }
       check(splitter.buffered === 0, `the router wrote a partial frame (${splitter.buffered} bytes left over)`);
       // A bad frame closes the connection (once nothing is in flight, which is always here).
@@ -496,7 +564,11 @@ async function makeZooKeeperTarget(): Promise<TargetImpl> {
   });
   // The facade's per-connection class is internal; one accepted (fake) connection hands over its constructor, and its
   // dial to port 1 fails and closes that first connection. Every case then builds a FacadeConnection with fake sockets.
-  const internals = facade as unknown as { accept(s: unknown): void; connections: Set<{ constructor: new (ctx: unknown, app: unknown) => unknown }>; context: { sessions: Map<string, unknown>; endSession(s: unknown): void } };
+  const internals = facade as unknown as {
+    accept(s: unknown): void;
+    connections: Set<{ constructor: new (ctx: unknown, app: unknown) => unknown }>;
+    context: { sessions: Map<string, unknown>; endSession(s: unknown): void };
+  };
   internals.accept(new FakeSocket());
   const Connection = [...internals.connections][0]!.constructor;
   const context = internals.context;
@@ -509,11 +581,16 @@ async function makeZooKeeperTarget(): Promise<TargetImpl> {
       // A stand-in ZooKeeper: answers the ConnectRequest, then every request with err 0 and the body its type needs,
       // so the reply-side rewriting runs on the replies of fuzzed requests too.
       const upstream = new FakeSocket((frame) => {
-        check(frame.length >= 4 && frame.readInt32BE(0) === frame.length - 4, 'a frame sent upstream is not one whole length-prefixed packet');
+        check(
+          frame.length >= 4 && frame.readInt32BE(0) === frame.length - 4,
+          'a frame sent upstream is not one whole length-prefixed packet',
+        );
         if (!sawConnect) {
           sawConnect = true;
           const session = ++sessionCounter;
-          replies.push(lengthPrefixed(Buffer.concat([int32(0), int32(4000), int64(session), lengthPrefixed(Buffer.alloc(16, 1))])));
+          replies.push(
+            lengthPrefixed(Buffer.concat([int32(0), int32(4000), int64(session), lengthPrefixed(Buffer.alloc(16, 1))])),
+          );
           return;
         }
         if (frame.length < 12) return;
@@ -530,9 +607,16 @@ async function makeZooKeeperTarget(): Promise<TargetImpl> {
           body = type === 1 ? ustring(reqPath) : Buffer.concat([ustring(reqPath), Buffer.alloc(68)]);
         }
         replies.push(lengthPrefixed(Buffer.concat([head, body])));
-        if (rng.chance(0.05)) replies.push(lengthPrefixed(Buffer.concat([int32(-1), int64(-1n), int32(0), int32(2), int32(3), ustring(reqPath)])));
+        if (rng.chance(0.05))
+          replies.push(
+            lengthPrefixed(Buffer.concat([int32(-1), int64(-1n), int32(0), int32(2), int32(3), ustring(reqPath)])),
+          );
       });
-      const connection = new Connection(context, app) as { attach(u: unknown): void; destroy(): void; destroyed: boolean };
+      const connection = new Connection(context, app) as {
+        attach(u: unknown): void;
+        destroy(): void;
+        destroyed: boolean;
+      };
       connection.attach(upstream);
       let refused = false;
       try {
@@ -578,7 +662,10 @@ async function makeRespTarget(): Promise<TargetImpl> {
     for (const c of chunks) parser.write(c);
     check(errors <= 1, `onError called ${errors} times`);
     check(afterError === 0, 'a value came out after the protocol error');
-    check(error === undefined || error instanceof RegistryError, `onError got something other than a RegistryError: ${String(error)}`);
+    check(
+      error === undefined || error instanceof RegistryError,
+      `onError got something other than a RegistryError: ${String(error)}`,
+    );
     return { raws, error: error as InstanceType<typeof RegistryError> | undefined, buffered: parser.bufferedBytes };
   };
   return {
@@ -590,11 +677,20 @@ async function makeRespTarget(): Promise<TargetImpl> {
       const joined = Buffer.concat(chunked.raws);
       check(input.subarray(0, joined.length).equals(joined), 'the raw bytes of the values are not the input');
       // Chunking changes nothing: same values, same error (a parser that depends on where TCP cut is a bug).
-      check(chunked.raws.length === whole.raws.length, `chunked ${chunked.raws.length} values, whole ${whole.raws.length}`);
-      check((chunked.error === undefined) === (whole.error === undefined), `error chunked ${chunked.error?.message}, whole ${whole.error?.message}`);
+      check(
+        chunked.raws.length === whole.raws.length,
+        `chunked ${chunked.raws.length} values, whole ${whole.raws.length}`,
+      );
+      check(
+        (chunked.error === undefined) === (whole.error === undefined),
+        `error chunked ${chunked.error?.message}, whole ${whole.error?.message}`,
+      );
       // What it holds is exactly the bytes received and not yet a value.
       const pending = input.length - joined.length;
-      check(chunked.error !== undefined || chunked.buffered === pending, `holds ${chunked.buffered} bytes for ${pending} not yet a value`);
+      check(
+        chunked.error !== undefined || chunked.buffered === pending,
+        `holds ${chunked.buffered} bytes for ${pending} not yet a value`,
+      );
       return { refused: whole.error !== undefined, accepted: whole.raws.length };
     },
   };
@@ -643,7 +739,10 @@ async function makeMeshApiTarget(): Promise<TargetImpl> {
       via: new MemoryRegistry(new MemoryRegistryStore()),
       takeover: new RewriteOnlyTakeover({ host: '10.0.0.7', port: 12201 }, { host: '127.0.0.1', port: 12220 }),
       listen: { host: '127.0.0.1', port: 0 },
-      logger: { warn: (detail, message) => void (message === 'request failed' && internalErrors.push(String((detail as { error?: unknown }).error))) },
+      logger: {
+        warn: (detail, message) =>
+          void (message === 'request failed' && internalErrors.push(String((detail as { error?: unknown }).error))),
+      },
     });
     // The facade's own request handler behind a real node:http server (llhttp parses the bytes), fed through a
     // stream instead of TCP: the same parsing and handling as on the wire, without a socket per case.
@@ -683,10 +782,17 @@ async function makeMeshApiTarget(): Promise<TargetImpl> {
       const internal = internalErrors.filter((e) => !/aborted|ECONNRESET|premature/i.test(e));
       check(internal.length === 0, `the handler failed: ${internal.join('; ')}`);
       for (const e of exchanges) {
-        if (e.req.complete) check(e.res.writableFinished || conn.destroyed, `${e.req.method} ${e.req.url}: a whole request left unanswered`);
+        if (e.req.complete)
+          check(
+            e.res.writableFinished || conn.destroyed,
+            `${e.req.method} ${e.req.url}: a whole request left unanswered`,
+          );
       }
       check(!statuses.includes(500), `answered 500: ${text.slice(0, 300)}`);
-      return { refused: statuses.some((s) => s >= 400) || statuses.length === 0, accepted: statuses.filter((s) => s < 300).length };
+      return {
+        refused: statuses.some((s) => s >= 400) || statuses.length === 0,
+        accepted: statuses.filter((s) => s < 300).length,
+      };
     },
     close: async () => {
       await facade.close();
@@ -744,7 +850,8 @@ export interface CampaignResult {
 }
 
 function describeError(e: unknown): string {
-  if (e instanceof Error) return `${e.name}${(e as { code?: string }).code ? ` ${(e as { code?: string }).code}` : ''}: ${e.message}\n${e.stack?.split('\n').slice(1, 6).join('\n') ?? ''}`;
+  if (e instanceof Error)
+    return `${e.name}${(e as { code?: string }).code ? ` ${(e as { code?: string }).code}` : ''}: ${e.message}\n${e.stack?.split('\n').slice(1, 6).join('\n') ?? ''}`;
   return String(e);
 }
 
@@ -771,7 +878,13 @@ async function workerMain(task: CampaignTask): Promise<CampaignResult> {
   const findings: Finding[] = [];
   let current: { index: number; input: Buffer; fixture?: string } = { index: -1, input: Buffer.alloc(0) };
   // An exception thrown from a timer or a promise nobody awaits is as much a crash as one out of the parser.
-  const stray = (e: unknown) => findings.push({ index: current.index, fixture: current.fixture, inputHex: current.input.toString('hex'), error: `escaped asynchronously: ${describeError(e)}` });
+  const stray = (e: unknown) =>
+    findings.push({
+      index: current.index,
+      fixture: current.fixture,
+      inputHex: current.input.toString('hex'),
+      error: `escaped asynchronously: ${describeError(e)}`,
+    });
   process.on('uncaughtException', stray);
   process.on('unhandledRejection', stray);
   const impl = await makeTarget(task.target);
@@ -793,7 +906,8 @@ async function workerMain(task: CampaignTask): Promise<CampaignResult> {
         const buffers0 = bufferBytes();
         await runOne(input, new Rng(mixSeed(k, i)));
         const grown = bufferBytes() - buffers0;
-        if (grown > MAX_CASE_BUFFER_GROWTH) throw new Error(`unbounded memory: ${(grown / 1048576).toFixed(0)} MiB of buffers`);
+        if (grown > MAX_CASE_BUFFER_GROWTH)
+          throw new Error(`unbounded memory: ${(grown / 1048576).toFixed(0)} MiB of buffers`);
       }
     } catch (e) {
       findings.push({ index: -1, fixture: fx.name, inputHex: fx.hex, error: describeError(e) });
@@ -822,7 +936,10 @@ async function workerMain(task: CampaignTask): Promise<CampaignResult> {
       // Memory out of proportion to the input: what a length field claims must not be allocated before it is checked
       // (a real allocation of that size may succeed, lazily, and still cost the process its memory budget).
       const grown = bufferBytes() - buffers0;
-      if (grown > MAX_CASE_BUFFER_GROWTH) throw new Error(`unbounded memory: a ${c.input.length}-byte input made ${(grown / 1048576).toFixed(0)} MiB of buffers`);
+      if (grown > MAX_CASE_BUFFER_GROWTH)
+        throw new Error(
+          `unbounded memory: a ${c.input.length}-byte input made ${(grown / 1048576).toFixed(0)} MiB of buffers`,
+        );
     } catch (e) {
       if (findings.length < 20) findings.push({ index: i, inputHex: c.input.toString('hex'), error: describeError(e) });
     }
@@ -869,7 +986,11 @@ export type CampaignOutcome =
  * Runs a campaign in a worker and resolves (never rejects) with what happened. No progress for `hangMs` is a hang:
  * terminate() interrupts even a tight synchronous loop. The heap cap turns unbounded memory into a crash.
  */
-export function runCampaign(task: Omit<CampaignTask, 'progress'>, hangMs = 15_000, heapMb = 384): Promise<CampaignOutcome> {
+export function runCampaign(
+  task: Omit<CampaignTask, 'progress'>,
+  hangMs = 15_000,
+  heapMb = 384,
+): Promise<CampaignOutcome> {
   const progress = new SharedArrayBuffer(8);
   const view = new Int32Array(progress);
   const started = Date.now();
@@ -882,7 +1003,11 @@ export function runCampaign(task: Omit<CampaignTask, 'progress'>, hangMs = 15_00
     let settled = false;
     let last = '';
     let lastMove = Date.now();
-    const where = () => ({ caseIndex: Atomics.load(view, 0), phase: Atomics.load(view, 1), wallMs: Date.now() - started });
+    const where = () => ({
+      caseIndex: Atomics.load(view, 0),
+      phase: Atomics.load(view, 1),
+      wallMs: Date.now() - started,
+    });
     const settle = (o: CampaignOutcome) => {
       if (settled) return;
       settled = true;
@@ -905,6 +1030,8 @@ export function runCampaign(task: Omit<CampaignTask, 'progress'>, hangMs = 15_00
       else settle({ kind: 'error', error: m.message, ...where() });
     });
     worker.on('error', (e) => settle({ kind: 'crash', error: describeError(e), ...where() }));
-    worker.on('exit', (code) => settle({ kind: 'crash', error: `worker exited with code ${code} before answering`, ...where() }));
+    worker.on('exit', (code) =>
+      settle({ kind: 'crash', error: `worker exited with code ${code} before answering`, ...where() }),
+    );
   });
 }

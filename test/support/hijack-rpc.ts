@@ -15,7 +15,13 @@ const HIJACK_RPC_SERVICES = ['com.example.Echo', 'com.example.Plain'] as const;
 
 async function serve(name: string, port: number): Promise<void> {
   // The protocol is always explicit: the SDK keeps the last one given in module-wide defaults.
-  const server = new sofaServer.RpcServer({ logger: quiet, port, appName: name, publishAddress: '127.0.0.1', protocol: boltProtocol });
+  const server = new sofaServer.RpcServer({
+    logger: quiet,
+    port,
+    appName: name,
+    publishAddress: '127.0.0.1',
+    protocol: boltProtocol,
+  });
   for (const interfaceName of HIJACK_RPC_SERVICES) {
     server.addService(
       { interfaceName, version: '1.0' },

@@ -11,7 +11,16 @@
 // reported unavailable (the in-process latency toxic is the delay injector then). It says what it applied and how,
 // so a test measures only what is really there. linkFaultProblem() is its precondition (root, ip, tc, iptables).
 
-import { assertTestAddress, createNetns, createVethPair, deleteNetns, listNetns, run, runChecked, uniqueNetnsName } from '@meshport/hijack';
+import {
+  assertTestAddress,
+  createNetns,
+  createVethPair,
+  deleteNetns,
+  listNetns,
+  run,
+  runChecked,
+  uniqueNetnsName,
+} from '@meshport/hijack';
 
 export interface NetnsPair {
   /** Namespace names. */
@@ -69,7 +78,10 @@ export async function createNetnsPair(prefix = 'mpnetem'): Promise<NetnsPair> {
 /** The `tc qdisc show` lines of DEV, e.g. `qdisc netem 8001: root refcnt 2 limit 1000 delay 50ms  20ms loss 1%`. */
 export async function qdiscs(netns: string, dev: string): Promise<string[]> {
   const r = await runChecked('tc', ['qdisc', 'show', 'dev', dev], { netns });
-  return r.stdout.split('\n').map((l) => l.trim()).filter(Boolean);
+  return r.stdout
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
 }
 
 /** Namespaces whose names start with `prefix` (for after hooks: delete them, then assert none is left). */
@@ -121,7 +133,11 @@ export function linkFaultChain(dev: string): string {
 /** Why applyLinkFaults cannot run here (root, iproute2, iptables), or undefined when it can. Needs no sch_netem. */
 export async function linkFaultProblem(): Promise<string | undefined> {
   if (typeof process.getuid === 'function' && process.getuid() !== 0) return 'not root';
-  for (const [cmd, args] of [['ip', ['netns', 'list']], ['tc', ['-V']], ['iptables', ['-V']]] as const) {
+  for (const [cmd, args] of [
+    ['ip', ['netns', 'list']],
+    ['tc', ['-V']],
+    ['iptables', ['-V']],
+  ] as const) {
     const r = await run(cmd, args);
     if (r.code !== 0) return `'${cmd}' unavailable: ${r.stderr.trim()}`;
   }
@@ -146,10 +162,16 @@ const appliedPeers = new Map<string, LinkPeer>();
  *
  * A failure half-way removes what was added before the error is thrown.
  */
-export async function applyLinkFaults(netns: string, dev: string, spec: LinkFaultSpec, peer?: LinkPeer): Promise<AppliedLinkFaults> {
+export async function applyLinkFaults(
+  netns: string,
+  dev: string,
+  spec: LinkFaultSpec,
+  peer?: LinkPeer,
+): Promise<AppliedLinkFaults> {
   const wantDelay = !!spec.delayMs || !!spec.jitterMs;
   if (spec.jitterMs && !spec.delayMs) throw new Error('jitterMs needs delayMs');
-  if (spec.lossPercent !== undefined && !(spec.lossPercent >= 0 && spec.lossPercent <= 100)) throw new Error(`lossPercent ${spec.lossPercent}`);
+  if (spec.lossPercent !== undefined && !(spec.lossPercent >= 0 && spec.lossPercent <= 100))
+    throw new Error(`lossPercent ${spec.lossPercent}`);
   const applied: AppliedLinkFaults = {};
 
   const netem: string[] = [];
@@ -170,20 +192,36 @@ export async function applyLinkFaults(netns: string, dev: string, spec: LinkFaul
     applied.qdisc = tried.slice(4);
     return applied;
   }
-  if (!/unknown|not found|No such file/i.test(r.stderr)) throw new Error(`tc ${tried.join(' ')} (netns ${netns}): ${r.stderr.trim()}`);
+  if (!/unknown|not found|No such file/i.test(r.stderr))
+    throw new Error(`tc ${tried.join(' ')} (netns ${netns}): ${r.stderr.trim()}`);
   const why = `no sch_netem in this kernel (${r.stderr.trim()})`;
 
   if (wantDelay) applied.delay = `unavailable: ${why}`;
   try {
     if (spec.rateKbit) {
-      const tbf = ['qdisc', 'add', 'dev', dev, 'root', 'tbf', 'rate', `${spec.rateKbit}kbit`, 'burst', '32kbit', 'latency', '400ms'];
+      const tbf = [
+        'qdisc',
+        'add',
+        'dev',
+        dev,
+        'root',
+        'tbf',
+        'rate',
+        `${spec.rateKbit}kbit`,
+        'burst',
+        '32kbit',
+        'latency',
+        '400ms',
+      ];
       await runChecked('tc', tbf, { netns });
       applied.rate = 'tbf';
       applied.qdisc = tbf.slice(4);
     }
     if (spec.lossPercent) {
       const probability = (spec.lossPercent / 100).toFixed(6);
-      const at = peer ? { netns: peer.netns, table: 'raw', hook: 'PREROUTING', match: ['-i', peer.dev], dev: peer.dev } : { netns, table: 'filter', hook: 'OUTPUT', match: ['-o', dev], dev };
+      const at = peer
+        ? { netns: peer.netns, table: 'raw', hook: 'PREROUTING', match: ['-i', peer.dev], dev: peer.dev }
+        : { netns, table: 'filter', hook: 'OUTPUT', match: ['-o', dev], dev };
       if (peer) appliedPeers.set(`${netns}/${dev}`, peer);
       const chain = linkFaultChain(at.dev);
       const ipt = (...args: string[]) => runChecked('iptables', ['-w', '-t', at.table, ...args], { netns: at.netns });
@@ -234,7 +272,12 @@ export async function linkFaultLeftovers(netns: string, dev: string, peer?: Link
     left.push(...(await qdiscs(ns, d)).filter((l) => /^qdisc (netem|tbf) /.test(l)).map((l) => `${ns} ${d}: ${l}`));
     for (const t of tables) {
       const r = await run('iptables', ['-w', '-t', t, '-S'], { netns: ns });
-      left.push(...r.stdout.split('\n').filter((l) => l.includes('MESHPORT_LF_')).map((l) => `${ns} ${t}: ${l}`));
+      left.push(
+        ...r.stdout
+          .split('\n')
+          .filter((l) => l.includes('MESHPORT_LF_'))
+          .map((l) => `${ns} ${t}: ${l}`),
+      );
     }
   };
   await check(netns, dev, ['filter', 'raw']);
@@ -245,10 +288,17 @@ export async function linkFaultLeftovers(netns: string, dev: string, peer?: Link
 /** Our chains or a netem/tbf qdisc in the host's own namespace (the suites put theirs only inside theirs). */
 export async function hostLinkFaultLeftovers(): Promise<string[]> {
   // netem anywhere; tbf only on our device names (a host may shape its own links with tbf).
-  const left = (await run('tc', ['qdisc', 'show'])).stdout.split('\n').filter((l) => /^qdisc netem /.test(l) || /^qdisc tbf .* dev mpn/.test(l));
+  const left = (await run('tc', ['qdisc', 'show'])).stdout
+    .split('\n')
+    .filter((l) => /^qdisc netem /.test(l) || /^qdisc tbf .* dev mpn/.test(l));
   for (const t of ['filter', 'raw']) {
     const r = await run('iptables', ['-w', '-t', t, '-S']);
-    left.push(...r.stdout.split('\n').filter((l) => l.includes('MESHPORT_LF_')).map((l) => `host ${t}: ${l}`));
+    left.push(
+      ...r.stdout
+        .split('\n')
+        .filter((l) => l.includes('MESHPORT_LF_'))
+        .map((l) => `host ${t}: ${l}`),
+    );
   }
   return left;
 }

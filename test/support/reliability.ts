@@ -51,7 +51,8 @@ function markdown(record: SuiteRecord): string {
     '| figure | value | goal | met |',
     '|---|---:|---|---|',
     ...record.figures.map(
-      (f) => `| ${f.name} | ${formatValue(f.value)} | ${f.goal ?? '-'} | ${f.met === undefined ? '-' : f.met ? 'yes' : 'NO'} |`,
+      (f) =>
+        `| ${f.name} | ${formatValue(f.value)} | ${f.goal ?? '-'} | ${f.met === undefined ? '-' : f.met ? 'yes' : 'NO'} |`,
     ),
   ];
   if (record.notes && record.notes.length > 0) lines.push('', ...record.notes.map((n) => `- ${n}`));

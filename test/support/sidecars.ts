@@ -27,7 +27,9 @@ const keptLog = {
 export function showSidecarLogIfFailed(test: Mocha.Test | undefined): void {
   const lines = sidecarLog.splice(0);
   if (test?.state !== 'failed' || lines.length === 0) return;
-  console.log(`      the sidecars' last ${lines.length} warnings and errors:\n${lines.map((l) => `        ${l}`).join('\n')}`);
+  console.log(
+    `      the sidecars' last ${lines.length} warnings and errors:\n${lines.map((l) => `        ${l}`).join('\n')}`,
+  );
 }
 
 function sidecarLogger(): pino.Logger {
@@ -65,7 +67,9 @@ export async function stopSidecars(): Promise<void> {
 }
 
 /** The admin /routes page: each service's real endpoints as the router holds them. */
-export async function adminRoutes(sidecar: Sidecar): Promise<{ listener: string; name: string; endpoints: { address: string }[] }[]> {
+export async function adminRoutes(
+  sidecar: Sidecar,
+): Promise<{ listener: string; name: string; endpoints: { address: string }[] }[]> {
   const { port } = sidecar.address('admin');
   const body = (await (await fetch(`http://127.0.0.1:${port}/routes`)).json()) as {
     clusters: { listener: string; name: string; endpoints: { address: string }[] }[];

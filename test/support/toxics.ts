@@ -112,7 +112,8 @@ class Pipe {
     for (const t of toxics) {
       if (t.type !== 'reset') continue;
       const firstChunkOfPicked = t.per === 'connection' && (t.afterMs ?? 0) === 0 && this.conn.pickedForReset.has(t);
-      const p = t.per === 'chunk' ? t.probability : t.per === 'kib' ? 1 - Math.pow(1 - t.probability, chunk.length / 1024) : 0;
+      const p =
+        t.per === 'chunk' ? t.probability : t.per === 'kib' ? 1 - (1 - t.probability) ** (chunk.length / 1024) : 0;
       if ((p > 0 && random() < p) || firstChunkOfPicked) {
         this.conn.reset();
         return;
@@ -185,7 +186,9 @@ class Pipe {
     if (this.sourceEnded && !this.finished) {
       // Everything before the FIN is written: pass the FIN on, late when a slowClose toxic says so.
       this.finished = true;
-      const slow = this.conn.proxy.toxicsFor(this.direction).find((t) => t.type === 'slowClose') as { delayMs: number } | undefined;
+      const slow = this.conn.proxy.toxicsFor(this.direction).find((t) => t.type === 'slowClose') as
+        | { delayMs: number }
+        | undefined;
       const end = () => this.conn.dead || this.dest.end();
       if (slow === undefined) end();
       else this.conn.timers.push(setTimeout(end, slow.delayMs));

@@ -88,7 +88,11 @@ export interface SidecarChild {
   child: ChildProcess;
   output(): string;
   /** The admin /routes page. */
-  routes(): Promise<{ clusters: { listener: string; name: string; active: number; pending: number }[]; inflight: number; partialFrames: number }>;
+  routes(): Promise<{
+    clusters: { listener: string; name: string; active: number; pending: number }[];
+    inflight: number;
+    partialFrames: number;
+  }>;
   stats(): Promise<string>;
   stop(): Promise<void>;
 }
@@ -103,7 +107,9 @@ export async function startSidecarChild(
   options: { nodeArgs?: string[]; env?: NodeJS.ProcessEnv } = {},
 ): Promise<SidecarChild> {
   // A port taken between the pick and the sidecar's bind: the child exits with EADDRINUSE and starts again on new ones.
-  return onFreePorts(3, ([outbound, inbound, admin]) => startSidecarChildOn({ outbound: outbound!, inbound: inbound!, admin: admin! }, routes, extra, options));
+  return onFreePorts(3, ([outbound, inbound, admin]) =>
+    startSidecarChildOn({ outbound: outbound!, inbound: inbound!, admin: admin! }, routes, extra, options),
+  );
 }
 
 async function startSidecarChildOn(
@@ -124,10 +130,14 @@ async function startSidecarChildOn(
     extra,
   ].join('\n');
   writeFileSync(path.join(dir, 'meshport.yaml'), yaml);
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), BIN, 'sidecar', '--config', path.join(dir, 'meshport.yaml')], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: options.env ?? process.env,
-  });
+  const child = spawn(
+    process.execPath,
+    [...(options.nodeArgs ?? []), BIN, 'sidecar', '--config', path.join(dir, 'meshport.yaml')],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: options.env ?? process.env,
+    },
+  );
   let text = '';
   child.stdout!.setEncoding('utf8').on('data', (c: string) => (text += c));
   child.stderr!.setEncoding('utf8').on('data', (c: string) => (text += c));
@@ -156,7 +166,10 @@ async function startSidecarChildOn(
       throw /EADDRINUSE/.test(text) ? new PortTakenError(message) : new Error(message);
     }
     const ready = await fetch(`${base}/routes`)
-      .then(async (r) => r.ok && ((await r.json()) as { clusters: unknown[] }).clusters.length >= Object.keys(routes).length)
+      .then(
+        async (r) =>
+          r.ok && ((await r.json()) as { clusters: unknown[] }).clusters.length >= Object.keys(routes).length,
+      )
       .catch(() => false);
     if (ready) return handle;
     if (Date.now() > until) {

@@ -33,10 +33,12 @@ export function readSaved(file: string): Map<string, SavedSuite> {
     }
     const o = parsed as Partial<SavedSuite> & { env?: { date?: string } };
     if (typeof o.suite !== 'string' || 'skipped' in o) return; // a suite that could not run here saved no figures
-    if (!Array.isArray(o.metrics)) throw new Error(`${file}:${i + 1}: suite ${o.suite} has no "metrics" (saved by an older bench?)`);
+    if (!Array.isArray(o.metrics))
+      throw new Error(`${file}:${i + 1}: suite ${o.suite} has no "metrics" (saved by an older bench?)`);
     out.set(o.suite, { suite: o.suite, date: o.env?.date, metrics: o.metrics });
   });
-  if (out.size === 0) throw new Error(`${file}: no suite results in it (expected the JSON lines of \`npm run bench -- --json\`)`);
+  if (out.size === 0)
+    throw new Error(`${file}: no suite results in it (expected the JSON lines of \`npm run bench -- --json\`)`);
   return out;
 }
 
@@ -65,7 +67,15 @@ export function compareMetrics(then: Metric[], now: Metric[]): Comparison[] {
     const t = before.get(m.name);
     before.delete(m.name);
     if (!t || !(t.value !== 0 && Number.isFinite(t.value))) {
-      out.push({ name: m.name, unit: m.unit, then: t?.value ?? null, now: m.value, change: null, tolerance: null, verdict: 'new' });
+      out.push({
+        name: m.name,
+        unit: m.unit,
+        then: t?.value ?? null,
+        now: m.value,
+        change: null,
+        tolerance: null,
+        verdict: 'new',
+      });
       continue;
     }
     const change = (m.value - t.value) / Math.abs(t.value);
@@ -75,7 +85,15 @@ export function compareMetrics(then: Metric[], now: Metric[]): Comparison[] {
     out.push({ name: m.name, unit: m.unit, then: t.value, now: m.value, change, tolerance: tol, verdict });
   }
   for (const t of before.values()) {
-    out.push({ name: t.name, unit: t.unit, then: t.value, now: null, change: null, tolerance: null, verdict: 'not in this run' });
+    out.push({
+      name: t.name,
+      unit: t.unit,
+      then: t.value,
+      now: null,
+      change: null,
+      tolerance: null,
+      verdict: 'not in this run',
+    });
   }
   return out;
 }

@@ -30,7 +30,12 @@ function writeAtomic(file: string, text: string): void {
 }
 
 /** Replaces a marked section (creating the file, or appending the section, when missing). */
-export function updateDocsSection(section: string, body: string, file: string = DOCS_FILE, heading = `## Suite \`${section}\``): void {
+export function updateDocsSection(
+  section: string,
+  body: string,
+  file: string = DOCS_FILE,
+  heading = `## Suite \`${section}\``,
+): void {
   const { start, end } = markers(section);
   const block = `${start}\n${body.trim()}\n${end}`;
   let text = existsSync(file) ? readFileSync(file, 'utf8') : INTRO;
@@ -56,7 +61,11 @@ export function writeChart(suite: string, svg: string, dir: string = CHART_DIR):
 /** Replaces the suite's line of results.jsonl (the saved results `--compare` reads by default); returns all lines. */
 export function updateResults(suite: string, line: string, file: string = RESULTS_FILE): string[] {
   mkdirSync(path.dirname(file), { recursive: true });
-  const lines = existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter((l) => l.trim().length > 0) : [];
+  const lines = existsSync(file)
+    ? readFileSync(file, 'utf8')
+        .split('\n')
+        .filter((l) => l.trim().length > 0)
+    : [];
   const kept = lines.filter((l) => {
     try {
       return (JSON.parse(l) as { suite?: string }).suite !== suite;

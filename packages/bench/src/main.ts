@@ -4,7 +4,15 @@ import { appendFileSync, existsSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { compareMetrics, comparisonTable, readSaved, type Comparison, type SavedSuite } from './compare';
 import { BenchUsageError } from './errors';
-import { DOCS_FILE, README_FILE, RESULTS_FILE, updateDocsSection, updateInline, updateResults, writeChart } from './docs';
+import {
+  DOCS_FILE,
+  README_FILE,
+  RESULTS_FILE,
+  updateDocsSection,
+  updateInline,
+  updateResults,
+  writeChart,
+} from './docs';
 import { fixed } from './format';
 import { sinkValue } from './measure';
 import { Progress } from './progress';
@@ -37,7 +45,7 @@ function usage(): string {
     '  --json             print one JSON line per suite, {"suite", "env", "results", "metrics", "processes"}, instead of tables',
     '  --save FILE        also write those JSON lines to FILE',
     `  --compare FILE     compare with saved JSON lines (e.g. ${'docs/bench/results.jsonl'}); exit ${EXIT_REGRESSION} on a regression beyond the spread`,
-    '  --update-docs      rewrite the suites\' sections, charts and saved results in docs/',
+    "  --update-docs      rewrite the suites' sections, charts and saved results in docs/",
     `  --duration SECONDS timed seconds per measurement (default ${DEFAULT_DURATION}, ${QUICK_DURATION} with --quick)`,
     `  --rounds N         interleaved rounds per measurement, the median is reported (default ${DEFAULT_ROUNDS}, ${QUICK_ROUNDS} with --quick)`,
     '  -h, --help         this text',
@@ -48,7 +56,9 @@ function positiveNumber(value: string | undefined, flag: string, fallback: numbe
   if (value === undefined) return fallback;
   const n = Number(value);
   if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) {
-    throw new BenchUsageError(`${flag} wants a positive ${integer ? 'integer' : 'number'}, got ${JSON.stringify(value)}`);
+    throw new BenchUsageError(
+      `${flag} wants a positive ${integer ? 'integer' : 'number'}, got ${JSON.stringify(value)}`,
+    );
   }
   return n;
 }
@@ -92,7 +102,12 @@ function docsSection(report: SuiteReport, env: Environment, s: RunSettings, char
 function runsSection(lines: string[]): string {
   const rows = lines.flatMap((l) => {
     try {
-      const o = JSON.parse(l) as { suite: string; quick?: boolean; env: Environment; metrics?: { name: string; value: number; unit: string }[] };
+      const o = JSON.parse(l) as {
+        suite: string;
+        quick?: boolean;
+        env: Environment;
+        metrics?: { name: string; value: number; unit: string }[];
+      };
       const ratios = (o.metrics ?? []).filter((m) => m.unit === 'x').slice(0, 3);
       return [
         `| \`${o.suite}\` | ${o.env.date} | ${o.quick ? 'quick' : 'full'} | ${o.env.cpus} CPUs, Node ${o.env.node}, load ${fixed(o.env.load, 2)} | ` +
@@ -156,7 +171,8 @@ export async function main(argv: string[]): Promise<number> {
     };
     names = positionals.length > 0 ? positionals : [...SUITES.keys()];
     const unknown = names.filter((n) => !SUITES.has(n));
-    if (unknown.length > 0) throw new BenchUsageError(`unknown suite ${unknown.join(', ')}; known: ${[...SUITES.keys()].join(', ')}`);
+    if (unknown.length > 0)
+      throw new BenchUsageError(`unknown suite ${unknown.join(', ')}; known: ${[...SUITES.keys()].join(', ')}`);
     save = values.save;
     compareFile = values.compare;
     if (compareFile !== undefined) {
@@ -172,7 +188,9 @@ export async function main(argv: string[]): Promise<number> {
   const progress = new Progress(names.length);
   const log = (line: string) => progress.log(line);
   if (save) writeFileSync(save, '');
-  log(`${machineLine(env)}, load ${env.load.toFixed(2)}; ${settings.quick ? 'quick, ' : ''}${settings.durationSeconds} s x ${settings.rounds} rounds per measurement`);
+  log(
+    `${machineLine(env)}, load ${env.load.toFixed(2)}; ${settings.quick ? 'quick, ' : ''}${settings.durationSeconds} s x ${settings.rounds} rounds per measurement`,
+  );
 
   let regressions = 0;
   for (const name of names) {

@@ -28,7 +28,10 @@ export interface ReportLines {
 export type ReportSection = ReportTable | ReportNotes | ReportLines;
 
 export function renderTable(table: ReportTable, format: ReportFormat): string {
-  const body = format === 'markdown' ? markdownTable(table.headers, table.rows, table.align) : textTable(table.headers, table.rows, table.align);
+  const body =
+    format === 'markdown'
+      ? markdownTable(table.headers, table.rows, table.align)
+      : textTable(table.headers, table.rows, table.align);
   return table.title === undefined ? body : `${table.title}\n\n${body}`;
 }
 

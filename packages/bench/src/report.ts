@@ -50,7 +50,14 @@ export function metricsTable(metrics: Metric[]): ReportTable {
   return {
     headers: ['figure', 'value', 'peer (same rounds)', 'better', 'spread', 'rounds'],
     align: ['l', 'r', 'l', 'l', 'r', 'r'],
-    rows: ordered.map((m) => [m.name, metricValue(m), m.peer ?? '-', m.better, m.rounds > 1 ? percent(m.spread) : '-', String(m.rounds)]),
+    rows: ordered.map((m) => [
+      m.name,
+      metricValue(m),
+      m.peer ?? '-',
+      m.better,
+      m.rounds > 1 ? percent(m.spread) : '-',
+      String(m.rounds),
+    ]),
   };
 }
 

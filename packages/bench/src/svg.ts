@@ -7,7 +7,18 @@ import type { BarChart, LineChart, SuiteCharts } from './suite';
 const WIDTH = 860;
 const PAD = 16;
 const FONT = 'font-family="Helvetica, Arial, sans-serif"';
-const PALETTE = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#76b7b2', '#edc948', '#b07aa1', '#9c755f', '#bab0ac', '#ff9da7'];
+const PALETTE = [
+  '#4e79a7',
+  '#f28e2b',
+  '#59a14f',
+  '#e15759',
+  '#76b7b2',
+  '#edc948',
+  '#b07aa1',
+  '#9c755f',
+  '#bab0ac',
+  '#ff9da7',
+];
 
 function esc(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
@@ -49,23 +60,33 @@ function barPanel(chart: BarChart, top: number): { svg: string; height: number }
   const x = (v: number) => barLeft + ((barRight - barLeft) * Math.max(0, v)) / max;
   const height = head + chart.bars.length * rowHeight + 24;
   const parts: string[] = [];
-  parts.push(`<text x="${PAD}" y="${top + 18}" font-size="14" font-weight="bold" ${FONT}>${esc(chart.title)} (${esc(chart.unit)})</text>`);
+  parts.push(
+    `<text x="${PAD}" y="${top + 18}" font-size="14" font-weight="bold" ${FONT}>${esc(chart.title)} (${esc(chart.unit)})</text>`,
+  );
   const axisBottom = top + head + chart.bars.length * rowHeight;
   for (const t of ticks) {
     parts.push(`<line x1="${x(t)}" y1="${top + head - 4}" x2="${x(t)}" y2="${axisBottom}" stroke="#e4e4e4"/>`);
-    parts.push(`<text x="${x(t)}" y="${axisBottom + 14}" font-size="11" text-anchor="middle" fill="#555" ${FONT}>${shortNumber(t)}</text>`);
+    parts.push(
+      `<text x="${x(t)}" y="${axisBottom + 14}" font-size="11" text-anchor="middle" fill="#555" ${FONT}>${shortNumber(t)}</text>`,
+    );
   }
   chart.bars.forEach((b, i) => {
     const y = top + head + i * rowHeight;
     const color = PALETTE[i % PALETTE.length];
-    parts.push(`<text x="${barLeft - 8}" y="${y + 15}" font-size="12" text-anchor="end" ${FONT}>${esc(b.label)}</text>`);
-    parts.push(`<rect x="${barLeft}" y="${y + 3}" width="${Math.max(1, x(b.value) - barLeft)}" height="${rowHeight - 8}" fill="${color}"><title>${esc(`${b.label}: ${b.value}`)}</title></rect>`);
+    parts.push(
+      `<text x="${barLeft - 8}" y="${y + 15}" font-size="12" text-anchor="end" ${FONT}>${esc(b.label)}</text>`,
+    );
+    parts.push(
+      `<rect x="${barLeft}" y="${y + 3}" width="${Math.max(1, x(b.value) - barLeft)}" height="${rowHeight - 8}" fill="${color}"><title>${esc(`${b.label}: ${b.value}`)}</title></rect>`,
+    );
     if (b.spread && b.spread > 0) {
       // The spread is (max - min) / median of the samples; drawn centred on the median as its extent.
       const lo = x(b.value * (1 - b.spread / 2));
       const hi = x(b.value * (1 + b.spread / 2));
       const cy = y + rowHeight / 2 - 1;
-      parts.push(`<path d="M${lo} ${cy}H${hi}M${lo} ${cy - 4}V${cy + 4}M${hi} ${cy - 4}V${cy + 4}" stroke="#222" stroke-width="1.2" fill="none"/>`);
+      parts.push(
+        `<path d="M${lo} ${cy}H${hi}M${lo} ${cy - 4}V${cy + 4}M${hi} ${cy - 4}V${cy + 4}" stroke="#222" stroke-width="1.2" fill="none"/>`,
+      );
     }
     const labelX = Math.max(x(b.value), b.spread ? x(b.value * (1 + b.spread / 2)) : 0) + 6;
     parts.push(`<text x="${labelX}" y="${y + 15}" font-size="11" fill="#333" ${FONT}>${shortNumber(b.value)}</text>`);
@@ -84,7 +105,9 @@ function linePanel(chart: LineChart, top: number): { svg: string; height: number
   const plotBottom = plotTop + plotHeight;
   const all = chart.series.flatMap((s) => s.values).filter((v) => Number.isFinite(v) && v > 0);
   const parts: string[] = [];
-  parts.push(`<text x="${PAD}" y="${top + 18}" font-size="14" font-weight="bold" ${FONT}>${esc(chart.title)} (${esc(chart.unit)}${chart.log ? ', log scale' : ''})</text>`);
+  parts.push(
+    `<text x="${PAD}" y="${top + 18}" font-size="14" font-weight="bold" ${FONT}>${esc(chart.title)} (${esc(chart.unit)}${chart.log ? ', log scale' : ''})</text>`,
+  );
   let y: (v: number) => number;
   let ticks: number[];
   if (chart.log && all.length > 0) {
@@ -103,21 +126,32 @@ function linePanel(chart: LineChart, top: number): { svg: string; height: number
   }
   for (const t of ticks) {
     parts.push(`<line x1="${plotLeft}" y1="${y(t)}" x2="${plotRight}" y2="${y(t)}" stroke="#e4e4e4"/>`);
-    parts.push(`<text x="${plotLeft - 6}" y="${y(t) + 4}" font-size="11" text-anchor="end" fill="#555" ${FONT}>${shortNumber(t)}</text>`);
+    parts.push(
+      `<text x="${plotLeft - 6}" y="${y(t) + 4}" font-size="11" text-anchor="end" fill="#555" ${FONT}>${shortNumber(t)}</text>`,
+    );
   }
   const xs = chart.x.map((_, i) => plotLeft + 20 + ((plotRight - plotLeft - 40) * i) / Math.max(1, chart.x.length - 1));
   chart.x.forEach((label, i) => {
-    parts.push(`<text x="${xs[i]}" y="${plotBottom + 16}" font-size="12" text-anchor="middle" ${FONT}>${esc(label)}</text>`);
+    parts.push(
+      `<text x="${xs[i]}" y="${plotBottom + 16}" font-size="12" text-anchor="middle" ${FONT}>${esc(label)}</text>`,
+    );
   });
   chart.series.forEach((s, i) => {
     const color = PALETTE[i % PALETTE.length];
-    const pts = s.values.map((v, j) => (Number.isFinite(v) ? `${xs[j].toFixed(1)},${y(v).toFixed(1)}` : null)).filter((p): p is string => p !== null);
+    const pts = s.values
+      .map((v, j) => (Number.isFinite(v) ? `${xs[j].toFixed(1)},${y(v).toFixed(1)}` : null))
+      .filter((p): p is string => p !== null);
     parts.push(`<polyline points="${pts.join(' ')}" fill="none" stroke="${color}" stroke-width="2"/>`);
     s.values.forEach((v, j) => {
-      if (Number.isFinite(v)) parts.push(`<circle cx="${xs[j].toFixed(1)}" cy="${y(v).toFixed(1)}" r="3" fill="${color}"><title>${esc(`${s.label} ${chart.x[j]}: ${v}`)}</title></circle>`);
+      if (Number.isFinite(v))
+        parts.push(
+          `<circle cx="${xs[j].toFixed(1)}" cy="${y(v).toFixed(1)}" r="3" fill="${color}"><title>${esc(`${s.label} ${chart.x[j]}: ${v}`)}</title></circle>`,
+        );
     });
     const ly = plotTop + 6 + i * 18;
-    parts.push(`<line x1="${plotRight + 20}" y1="${ly}" x2="${plotRight + 40}" y2="${ly}" stroke="${color}" stroke-width="3"/>`);
+    parts.push(
+      `<line x1="${plotRight + 20}" y1="${ly}" x2="${plotRight + 40}" y2="${ly}" stroke="${color}" stroke-width="3"/>`,
+    );
     parts.push(`<text x="${plotRight + 46}" y="${ly + 4}" font-size="12" ${FONT}>${esc(s.label)}</text>`);
   });
   return { svg: parts.join('\n'), height: head + plotHeight + 28 };

@@ -21,7 +21,10 @@ interface Ran {
 function bench(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Ran> {
   const t0 = Date.now();
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [MAIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [MAIN, ...args], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -37,7 +40,15 @@ interface Line {
   env?: { date: string; cpus: number; node: string };
   quick?: boolean;
   results?: { name: string }[];
-  metrics?: { name: string; value: number; unit: string; better: string; spread: number; rounds: number; peer?: string }[];
+  metrics?: {
+    name: string;
+    value: number;
+    unit: string;
+    better: string;
+    spread: number;
+    rounds: number;
+    peer?: string;
+  }[];
   processes?: { scope: string; process: string; cpuSeconds: number | null; peakRssMB: number | null }[];
 }
 
@@ -48,11 +59,14 @@ describe('npm run bench (quick mode, every suite)', function () {
   let lines: Line[];
   let run: Ran;
 
-  before(async function () {
-    if (!isRoot && process.env.CI === 'true') throw new Error('CI runs as root: the hijack suite must be part of this run');
+  before(async () => {
+    if (!isRoot && process.env.CI === 'true')
+      throw new Error('CI runs as root: the hijack suite must be part of this run');
     dir = mkdtempSync(path.join(os.tmpdir(), 'meshport-bench-cli-'));
     saved = path.join(dir, 'saved.jsonl');
-    run = await bench(['--quick', '--json', '--save', saved, '--update-docs'], { MESHPORT_BENCH_DOCS_DIR: path.join(dir, 'docs') });
+    run = await bench(['--quick', '--json', '--save', saved, '--update-docs'], {
+      MESHPORT_BENCH_DOCS_DIR: path.join(dir, 'docs'),
+    });
     process.stdout.write(`      (quick run of every suite: ${run.seconds.toFixed(1)} s)\n`);
     lines = run.stdout
       .split('\n')
@@ -68,7 +82,14 @@ describe('npm run bench (quick mode, every suite)', function () {
       ['decode', 'forward', 'registry', 'memory', 'hijack'],
     );
     const ran = lines.filter((l) => !l.skipped);
-    assert.equal(ran.length, isRoot ? 5 : 4, `skipped: ${lines.filter((l) => l.skipped).map((l) => `${l.suite} (${l.skipped})`).join(', ')}`);
+    assert.equal(
+      ran.length,
+      isRoot ? 5 : 4,
+      `skipped: ${lines
+        .filter((l) => l.skipped)
+        .map((l) => `${l.suite} (${l.skipped})`)
+        .join(', ')}`,
+    );
     for (const l of ran) {
       assert.equal(l.quick, true);
       assert.ok(l.env && l.env.cpus > 0 && /^v\d+/.test(l.env.node), `${l.suite}: the machine is described`);
@@ -93,12 +114,19 @@ describe('npm run bench (quick mode, every suite)', function () {
     for (const l of lines.filter((x) => !x.skipped)) {
       const procs = l.processes!;
       assert.ok(procs.length > 0, `${l.suite}: processes`);
-      assert.ok(procs.some((p) => typeof p.cpuSeconds === 'number' && p.cpuSeconds > 0), `${l.suite}: some CPU time`);
-      assert.ok(procs.some((p) => typeof p.peakRssMB === 'number' && p.peakRssMB > 10), `${l.suite}: some peak RSS`);
+      assert.ok(
+        procs.some((p) => typeof p.cpuSeconds === 'number' && p.cpuSeconds > 0),
+        `${l.suite}: some CPU time`,
+      );
+      assert.ok(
+        procs.some((p) => typeof p.peakRssMB === 'number' && p.peakRssMB > 10),
+        `${l.suite}: some peak RSS`,
+      );
     }
     const forward = lines.find((l) => l.suite === 'forward')!;
     const roles = new Set(forward.processes!.map((p) => p.process));
-    for (const role of ['haproxy (both hops)', 'meshport consumer router', 'meshport provider router']) assert.ok(roles.has(role), role);
+    for (const role of ['haproxy (both hops)', 'meshport consumer router', 'meshport provider router'])
+      assert.ok(roles.has(role), role);
   });
 
   it('regenerates the page: machine, date, a table and a chart per suite, the saved results', () => {
@@ -119,7 +147,9 @@ describe('npm run bench (quick mode, every suite)', function () {
       assert.doesNotMatch(svg, /NaN|undefined/);
     }
     assert.match(page, /<!-- bench:runs:start -->\n\| suite \| last run \| mode \| machine \| headline ratios \|/);
-    const results = readFileSync(path.join(docs, 'bench', 'results.jsonl'), 'utf8').trim().split('\n');
+    const results = readFileSync(path.join(docs, 'bench', 'results.jsonl'), 'utf8')
+      .trim()
+      .split('\n');
     assert.equal(results.length, ran.length);
   });
 
@@ -128,15 +158,21 @@ describe('npm run bench (quick mode, every suite)', function () {
     // one: a higher-is-better figure can look at most 100% worse, which a loaded machine's spread can swallow.
     const decode = lines.find((l) => l.suite === 'decode')!;
     const lower = decode.metrics!.findIndex((m) => m.better === 'lower' && m.value > 0);
-    const pick = lower >= 0 ? lower : 0;
+    const pick = Math.max(lower, 0);
     const better = (m: { value: number; better: string }) => (m.better === 'lower' ? m.value / 1000 : m.value * 1000);
-    const inflated = { ...decode, metrics: decode.metrics!.map((m, i) => (i === pick ? { ...m, value: better(m), spread: 0 } : m)) };
+    const inflated = {
+      ...decode,
+      metrics: decode.metrics!.map((m, i) => (i === pick ? { ...m, value: better(m), spread: 0 } : m)),
+    };
     const crafted = path.join(dir, 'crafted.jsonl');
     writeFileSync(crafted, `${JSON.stringify(inflated)}\n`);
     const r = await bench(['decode', '--quick', '--compare', crafted]);
     assert.equal(r.code, 3, r.stderr.slice(-2000));
     assert.match(r.stdout, /decode compared with .*crafted\.jsonl .*REGRESSION/);
-    const row = r.stdout.split('\n').filter((l) => l.startsWith(decode.metrics![pick].name)).at(-1); // the goal table above shares the name
+    const row = r.stdout
+      .split('\n')
+      .filter((l) => l.startsWith(decode.metrics![pick].name))
+      .at(-1); // the goal table above shares the name
     assert.ok(row && /REGRESSION$/.test(row.trim()), `row of the inflated metric: ${row}`);
   });
 

@@ -74,10 +74,16 @@ describe('bench harness', () => {
     });
 
     it('never trusts a zero spread: a floor for many rounds, a wider one for a single round', () => {
-      const many = compareMetrics([metric('m', 100, { spread: 0 })], [metric('m', 100 * (1 - MIN_TOLERANCE / 2), { spread: 0 })]);
+      const many = compareMetrics(
+        [metric('m', 100, { spread: 0 })],
+        [metric('m', 100 * (1 - MIN_TOLERANCE / 2), { spread: 0 })],
+      );
       assert.equal(many[0].verdict, 'within spread');
       assert.equal(many[0].tolerance, MIN_TOLERANCE);
-      const one = compareMetrics([metric('m', 100, { spread: 0, rounds: 1 })], [metric('m', 95, { spread: 0, rounds: 1 })]);
+      const one = compareMetrics(
+        [metric('m', 100, { spread: 0, rounds: 1 })],
+        [metric('m', 95, { spread: 0, rounds: 1 })],
+      );
       assert.equal(one[0].verdict, 'within spread');
       assert.equal(one[0].tolerance, SINGLE_ROUND_TOLERANCE);
     });
@@ -101,7 +107,12 @@ describe('bench harness', () => {
         file,
         [
           '[bench 0:01] starting',
-          JSON.stringify({ suite: 'decode', env: { date: '2026-11-27T00:00:00Z' }, results: [], metrics: [metric('a', 2)] }),
+          JSON.stringify({
+            suite: 'decode',
+            env: { date: '2026-11-27T00:00:00Z' },
+            results: [],
+            metrics: [metric('a', 2)],
+          }),
           JSON.stringify({ suite: 'hijack', skipped: 'needs root' }),
         ].join('\n'),
       );
@@ -131,7 +142,7 @@ describe('bench harness', () => {
       assert.equal(readSaved(file).get('decode')!.metrics[0].value, 2);
     });
 
-    it('rewrites only a suite\'s own section of the page', () => {
+    it("rewrites only a suite's own section of the page", () => {
       const file = path.join(dir, 'benchmarks.md');
       writeFileSync(file, '# Benchmarks\n\nhand-written intro\n');
       updateDocsSection('decode', 'first', file);
@@ -148,8 +159,23 @@ describe('bench harness', () => {
   describe('charts', () => {
     it('draws one bar per case and one line per series, with labels escaped', () => {
       const svg = renderChart('forward <Bolt & Dubbo>', {
-        bars: { title: 'req/s', unit: 'req/s', bars: [{ label: 'a & b', value: 1000, spread: 0.2 }, { label: 'c', value: 2500 }] },
-        lines: { title: 'latency', unit: 'us', x: ['p50', 'p99'], series: [{ label: 's1', values: [40, 90] }, { label: 's2', values: [100, 300] }] },
+        bars: {
+          title: 'req/s',
+          unit: 'req/s',
+          bars: [
+            { label: 'a & b', value: 1000, spread: 0.2 },
+            { label: 'c', value: 2500 },
+          ],
+        },
+        lines: {
+          title: 'latency',
+          unit: 'us',
+          x: ['p50', 'p99'],
+          series: [
+            { label: 's1', values: [40, 90] },
+            { label: 's2', values: [100, 300] },
+          ],
+        },
       })!;
       assert.match(svg, /^<svg xmlns="http:\/\/www.w3.org\/2000\/svg" width="\d+" height="\d+"/);
       assert.match(svg, /<\/svg>\n$/);
@@ -162,7 +188,9 @@ describe('bench harness', () => {
 
     it('has nothing to draw for a suite without figures, and draws a log scale without NaN', () => {
       assert.equal(renderChart('empty', {}), null);
-      const svg = renderChart('log', { lines: { title: 't', unit: 'ms', x: ['p50', 'max'], log: true, series: [{ label: 'x', values: [0.8, 1200] }] } })!;
+      const svg = renderChart('log', {
+        lines: { title: 't', unit: 'ms', x: ['p50', 'max'], log: true, series: [{ label: 'x', values: [0.8, 1200] }] },
+      })!;
       assert.doesNotMatch(svg, /NaN|Infinity/);
       assert.match(svg, />1\.2k<|>1000</);
     });
@@ -178,10 +206,17 @@ describe('bench harness', () => {
   describe('forward suite', () => {
     it('reads the metrics saved as meshport-2hop (the TypeScript engine, before the split) as meshport-2hop-js', () => {
       const rename = forwardSuite.renamedMetric!;
-      assert.equal(rename('Bolt: meshport-2hop / haproxy-2hop req/s (8x16)'), 'Bolt: meshport-2hop-js / haproxy-2hop req/s (8x16)');
+      assert.equal(
+        rename('Bolt: meshport-2hop / haproxy-2hop req/s (8x16)'),
+        'Bolt: meshport-2hop-js / haproxy-2hop req/s (8x16)',
+      );
       assert.equal(rename('Dubbo: meshport-2hop p50 (1x1)'), 'Dubbo: meshport-2hop-js p50 (1x1)');
       assert.equal(rename('Bolt: haproxy-2hop / direct req/s (8x16)'), 'Bolt: haproxy-2hop / direct req/s (8x16)');
-      for (const now of ['Bolt: meshport-2hop-native / haproxy-2hop req/s (8x16)', 'Dubbo: meshport-2hop+sockmap req/s (8x16)', 'Bolt: meshport-2hop-js p50 (1x1)']) {
+      for (const now of [
+        'Bolt: meshport-2hop-native / haproxy-2hop req/s (8x16)',
+        'Dubbo: meshport-2hop+sockmap req/s (8x16)',
+        'Bolt: meshport-2hop-js p50 (1x1)',
+      ]) {
         assert.equal(rename(now), now);
       }
     });
@@ -202,12 +237,23 @@ describe('bench harness', () => {
         rssGoalMet: true,
       });
       const g = forwardSuite.glance!([native('bolt', 1.2, true), native('dubbo', 0.8, false)])!;
-      assert.match(g.figures, /^native engine: 1\.20x \(Bolt\), 0\.80x \(Dubbo\) haproxy's req\/s; .*peak RSS 57-58 MB per sidecar$/);
-      assert.equal(g.goal, 'req/s >= 1.0x, CPU <= 1.0x, p50 <= haproxy, RSS <= 60 MB: 5 of 8 met (missed: Bolt p50, Dubbo req/s, Dubbo p50)');
-      assert.equal(forwardSuite.glance!([{ name: 'bolt/meshport-2hop', protocol: 'bolt', target: 'meshport-2hop' }]), null, 'results saved before the split');
+      assert.match(
+        g.figures,
+        /^native engine: 1\.20x \(Bolt\), 0\.80x \(Dubbo\) haproxy's req\/s; .*peak RSS 57-58 MB per sidecar$/,
+      );
+      assert.equal(
+        g.goal,
+        'req/s >= 1.0x, CPU <= 1.0x, p50 <= haproxy, RSS <= 60 MB: 5 of 8 met (missed: Bolt p50, Dubbo req/s, Dubbo p50)',
+      );
+      assert.equal(
+        forwardSuite.glance!([{ name: 'bolt/meshport-2hop', protocol: 'bolt', target: 'meshport-2hop' }]),
+        null,
+        'results saved before the split',
+      );
 
       const readme = path.join(dir, 'README.md');
-      const row = '| forward | <!-- bench:glance:forward:figures:start -->old<!-- bench:glance:forward:figures:end --> | goal |';
+      const row =
+        '| forward | <!-- bench:glance:forward:figures:start -->old<!-- bench:glance:forward:figures:end --> | goal |';
       writeFileSync(readme, `# x\n\n${row}\n`);
       assert.equal(updateInline('forward:figures', 'new figures', readme), true);
       assert.equal(readFileSync(readme, 'utf8'), `# x\n\n${row.replace('old', 'new figures')}\n`);
@@ -226,7 +272,14 @@ describe('bench harness', () => {
         '',
         'some other line',
       ].join('\n');
-      const threads = parsePerfStat(stat, new Map([[100, 100], [101, 100], [102, 100]]));
+      const threads = parsePerfStat(
+        stat,
+        new Map([
+          [100, 100],
+          [101, 100],
+          [102, 100],
+        ]),
+      );
       assert.deepEqual(
         threads.sort((a, b) => a.tid - b.tid),
         [
@@ -234,12 +287,25 @@ describe('bench harness', () => {
           { pid: 100, tid: 102, cpuMs: 3.25, syscalls: 7, contextSwitches: 0 },
         ],
       );
-      const report = parsePerfReport(['# Samples: 3K of event', '#', '    67.40%  [kernel.kallsyms]     ', '     1.90%  meshport_engine.node  [.] meshport::Loop::request', ''].join('\n'));
+      const report = parsePerfReport(
+        [
+          '# Samples: 3K of event',
+          '#',
+          '    67.40%  [kernel.kallsyms]     ',
+          '     1.90%  meshport_engine.node  [.] meshport::Loop::request',
+          '',
+        ].join('\n'),
+      );
       assert.equal(
-        shortSymbol('std::__detail::_Map_base<std::__cxx11::basic_string<char, std::char_traits<char> >, std::pair<int, std::vector<int> > >::operator[]'),
+        shortSymbol(
+          'std::__detail::_Map_base<std::__cxx11::basic_string<char, std::char_traits<char> >, std::pair<int, std::vector<int> > >::operator[]',
+        ),
         'std::__detail::_Map_base<...>::operator[]',
       );
-      assert.equal(shortSymbol('std::_Sp_counted_base<(__gnu_cxx::_Lock_policy)2>::_M_release'), 'std::_Sp_counted_base<...>::_M_release');
+      assert.equal(
+        shortSymbol('std::_Sp_counted_base<(__gnu_cxx::_Lock_policy)2>::_M_release'),
+        'std::_Sp_counted_base<...>::_M_release',
+      );
       assert.equal(shortSymbol('operator<'), 'operator<', 'unbalanced: as printed');
       assert.deepEqual(report, [
         { name: '[kernel.kallsyms]', share: 0.674 },

@@ -18,7 +18,9 @@ function inline(page: string, key: string): string | undefined {
 describe('README: benchmarks at a glance', () => {
   it('shows, for every suite that has a glance, exactly what its saved results make', () => {
     const readme = readFileSync(README_FILE, 'utf8');
-    const lines = readFileSync(RESULTS_FILE, 'utf8').split('\n').filter((l) => l.trim().startsWith('{'));
+    const lines = readFileSync(RESULTS_FILE, 'utf8')
+      .split('\n')
+      .filter((l) => l.trim().startsWith('{'));
     let checked = 0;
     for (const line of lines) {
       const o = JSON.parse(line) as { suite?: string; results?: ResultRow[] };
@@ -28,7 +30,11 @@ describe('README: benchmarks at a glance', () => {
       for (const part of ['figures', 'goal'] as const) {
         const shown = inline(readme, `${o.suite}:${part}`);
         assert.notEqual(shown, undefined, `README has no glance markers for ${o.suite}:${part}`);
-        assert.equal(shown, made[part], `README's ${o.suite} ${part} differ from docs/bench/results.jsonl: run the suite with --update-docs`);
+        assert.equal(
+          shown,
+          made[part],
+          `README's ${o.suite} ${part} differ from docs/bench/results.jsonl: run the suite with --update-docs`,
+        );
         checked++;
       }
     }

@@ -17,9 +17,17 @@ describe('bench report renderer', () => {
     const { text, markdown } = renderReport([figures]);
     assert.equal(
       text,
-      ['case                 req/s', '-----------------  -------', 'direct             120,000', 'meshport | native   95,000'].join('\n'),
+      [
+        'case                 req/s',
+        '-----------------  -------',
+        'direct             120,000',
+        'meshport | native   95,000',
+      ].join('\n'),
     );
-    assert.equal(markdown, ['| case | req/s |', '|---|---:|', '| direct | 120,000 |', '| meshport \\| native | 95,000 |'].join('\n'));
+    assert.equal(
+      markdown,
+      ['| case | req/s |', '|---|---:|', '| direct | 120,000 |', '| meshport \\| native | 95,000 |'].join('\n'),
+    );
   });
 
   it('puts a blank line between sections, a title above its table, notes as bullets, and method notes in the docs only', () => {

@@ -1,7 +1,14 @@
 // `meshport decode`: frames from hex, base64, a file or stdin, printed for people or as JSON lines.
 
 import { createReadStream } from 'node:fs';
-import { FrameSplitter, ProtocolError, decodeFrame, frameLength, headerNeed, type FrameHeader } from '@meshport/protocol';
+import {
+  FrameSplitter,
+  ProtocolError,
+  decodeFrame,
+  frameLength,
+  headerNeed,
+  type FrameHeader,
+} from '@meshport/protocol';
 import { decodeBody } from '@meshport/protocol/body';
 import { InputError } from './errors';
 import { Style, bodyPretty, frameJson, framePretty } from './format';
@@ -17,7 +24,6 @@ export interface DecodeCommandOptions {
   colour: boolean;
   maxFrameSize?: number;
 }
-
 
 /** Hex as people paste it: whitespace, `0x` prefixes and `:`/`-` separators are ignored. */
 export function parseHex(text: string): Buffer {
@@ -85,7 +91,10 @@ export async function runDecode(opts: DecodeCommandOptions, io: Io): Promise<num
       count++;
       // A body in a serialization no decoder reads is not bad input: its header is shown with a note, and on it goes.
       const readable = header.serialization === 'hessian2';
-      const note = opts.body && !readable ? `body not decoded: no body decoder for serialization ${header.serialization}` : undefined;
+      const note =
+        opts.body && !readable
+          ? `body not decoded: no body decoder for serialization ${header.serialization}`
+          : undefined;
       // A body that a decoder reads but finds broken is bad input: the header is still shown before the error.
       let broken: ProtocolError | undefined;
       let body: unknown[] | undefined;
@@ -158,7 +167,8 @@ class FrameTail {
   wrote(chunk: Buffer, at: number): void {
     this.total = at + chunk.length;
     if (this.end >= at) this.head = Buffer.from(chunk.subarray(this.end - at, this.end - at + FrameTail.KEEP));
-    else if (this.head.length < FrameTail.KEEP) this.head = Buffer.concat([this.head, chunk.subarray(0, FrameTail.KEEP - this.head.length)]);
+    else if (this.head.length < FrameTail.KEEP)
+      this.head = Buffer.concat([this.head, chunk.subarray(0, FrameTail.KEEP - this.head.length)]);
   }
 
   truncation(err: ProtocolError): ProtocolError {

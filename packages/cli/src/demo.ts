@@ -47,7 +47,9 @@ export async function runDemo(io: Io, colour: boolean): Promise<number> {
   const onSignal = (signal: NodeJS.Signals) => {
     interrupts++;
     if (interrupts === 1) {
-      io.stderr.write(`\n${s.yellow(`${signal}: stopping the demo and everything it started (again to kill at once)`)}\n`);
+      io.stderr.write(
+        `\n${s.yellow(`${signal}: stopping the demo and everything it started (again to kill at once)`)}\n`,
+      );
       abort.abort();
     } else {
       lastResort();
@@ -79,43 +81,77 @@ export async function runDemo(io: Io, colour: boolean): Promise<number> {
       netns = setupNetns();
       providerPlace = { netns: netns.provider, ip: PROVIDER_POD_IP };
       consumerPlace = { netns: netns.consumer, ip: CONSUMER_POD_IP };
-      out(s.dim(`  registry takeover over a real ZooKeeper; two pods in network namespaces: ${netns.provider} (${PROVIDER_POD_IP}), ` +
-        `${netns.consumer} (${CONSUMER_POD_IP}), routed through ${netns.net}`));
+      out(
+        s.dim(
+          `  registry takeover over a real ZooKeeper; two pods in network namespaces: ${netns.provider} (${PROVIDER_POD_IP}), ` +
+            `${netns.consumer} (${CONSUMER_POD_IP}), routed through ${netns.net}`,
+        ),
+      );
     } else {
-      out(s.dim('  registry takeover over a real ZooKeeper; two loopback-port pods, every port picked free on 127.0.0.1'));
+      out(
+        s.dim('  registry takeover over a real ZooKeeper; two loopback-port pods, every port picked free on 127.0.0.1'),
+      );
     }
 
     step(1, 'ZooKeeper');
     zk = await startZooKeeper({ signal: abort.signal, host: netns?.hostIp, tickTime: 1000 });
     out(`  zookeeper ${zk.connectString} (pid ${zk.pid})`);
 
-    step(2, `two pods, one meshport sidecar each (child processes: ${netns ? 'ip netns exec POD ' : ''}meshport sidecar --config pod.yaml)`);
+    step(
+      2,
+      `two pods, one meshport sidecar each (child processes: ${netns ? 'ip netns exec POD ' : ''}meshport sidecar --config pod.yaml)`,
+    );
     const [providerPod, consumerPod] = await Promise.all([
       startPod('provider-pod', zk.connectString, abort.signal, providerPlace),
       startPod('consumer-pod', zk.connectString, abort.signal, consumerPlace),
     ]);
     pods.push(providerPod, consumerPod);
     for (const pod of pods) {
-      out(`  ${pod.name}: sidecar pid ${pod.pid}, inbound ${hostPort(pod.inbound)}, outbound ${hostPort(pod.outbound)}, ` +
-        `admin ${hostPort(pod.admin)}, zookeeper facade ${hostPort(pod.facade)}`);
+      out(
+        `  ${pod.name}: sidecar pid ${pod.pid}, inbound ${hostPort(pod.inbound)}, outbound ${hostPort(pod.outbound)}, ` +
+          `admin ${hostPort(pod.admin)}, zookeeper facade ${hostPort(pod.facade)}`,
+      );
     }
 
-    step(3, `provider app (its own process${netns ? ', in the provider pod' : ''}) registering through the provider pod's facade`);
-    provider = new DemoChild('the provider app', ...inPod(providerPlace, process.execPath, [PROVIDER_APP, hostPort(providerPod.facade)]));
-    const appPorts = await provider.waitForLine('its published ports', (line) => {
-      try {
-        const o = JSON.parse(line) as { bolt?: number; dubbo?: number };
-        return o.bolt && o.dubbo ? { bolt: o.bolt, dubbo: o.dubbo } : undefined;
-      } catch {
-        return undefined;
-      }
-    }, 30_000, abort.signal);
-    out(`  provider app pid ${provider.pid}: ${FLOWS[0]!.iface} (bolt) on 127.0.0.1:${appPorts.bolt}, ` +
-      `${FLOWS[1]!.iface} (dubbo) on 127.0.0.1:${appPorts.dubbo}, registry ${hostPort(providerPod.facade)}`);
+    step(
+      3,
+      `provider app (its own process${netns ? ', in the provider pod' : ''}) registering through the provider pod's facade`,
+    );
+    provider = new DemoChild(
+      'the provider app',
+      ...inPod(providerPlace, process.execPath, [PROVIDER_APP, hostPort(providerPod.facade)]),
+    );
+    const appPorts = await provider.waitForLine(
+      'its published ports',
+      (line) => {
+        try {
+          const o = JSON.parse(line) as { bolt?: number; dubbo?: number };
+          return o.bolt && o.dubbo ? { bolt: o.bolt, dubbo: o.dubbo } : undefined;
+        } catch {
+          return undefined;
+        }
+      },
+      30_000,
+      abort.signal,
+    );
+    out(
+      `  provider app pid ${provider.pid}: ${FLOWS[0]!.iface} (bolt) on 127.0.0.1:${appPorts.bolt}, ` +
+        `${FLOWS[1]!.iface} (dubbo) on 127.0.0.1:${appPorts.dubbo}, registry ${hostPort(providerPod.facade)}`,
+    );
 
-    step(4, `consumer app (its own process${netns ? ', in the consumer pod' : ''}) finding providers through the consumer pod's facade`);
-    consumer = new DemoChild('the consumer app', ...inPod(consumerPlace, process.execPath,
-      [CONSUMER_APP, hostPort(consumerPod.facade), String(seconds), String(CALLERS_PER_PROTOCOL)]));
+    step(
+      4,
+      `consumer app (its own process${netns ? ', in the consumer pod' : ''}) finding providers through the consumer pod's facade`,
+    );
+    consumer = new DemoChild(
+      'the consumer app',
+      ...inPod(consumerPlace, process.execPath, [
+        CONSUMER_APP,
+        hostPort(consumerPod.facade),
+        String(seconds),
+        String(CALLERS_PER_PROTOCOL),
+      ]),
+    );
     const consumerApp = consumer;
     const parse = (line: string): Record<string, unknown> | undefined => {
       try {
@@ -126,19 +162,28 @@ export async function runDemo(io: Io, colour: boolean): Promise<number> {
       }
     };
     const fromConsumer = <T>(what: string, match: (o: Record<string, unknown>) => T | undefined, timeoutMs: number) =>
-      consumerApp.waitForLine(what, (line) => {
-        const o = parse(line);
-        if (o && typeof o.error === 'string') return { error: o.error };
-        const value = o && match(o);
-        return value === undefined ? undefined : { value };
-      }, timeoutMs, abort.signal).then((r) => {
-        if ('error' in r) throw new Error(`the consumer app: ${r.error}`);
-        return r.value as T;
-      });
+      consumerApp
+        .waitForLine(
+          what,
+          (line) => {
+            const o = parse(line);
+            if (o && typeof o.error === 'string') return { error: o.error };
+            const value = o && match(o);
+            return value === undefined ? undefined : { value };
+          },
+          timeoutMs,
+          abort.signal,
+        )
+        .then((r) => {
+          if ('error' in r) throw new Error(`the consumer app: ${r.error}`);
+          return r.value as T;
+        });
     // The provider's registration travels provider pod -> ZooKeeper -> consumer pod -> consumer app: it waits for it.
     for (const flow of FLOWS) {
       await fromConsumer(`a ${flow.protocol} answer`, (o) => (o.warm === flow.protocol ? true : undefined), 45_000);
-      out(`  ${flow.protocol.padEnd(5)} ${flow.iface}#${flow.method}(${JSON.stringify(flow.arg)}) -> ${JSON.stringify(flow.expect)}`);
+      out(
+        `  ${flow.protocol.padEnd(5)} ${flow.iface}#${flow.method}(${JSON.stringify(flow.arg)}) -> ${JSON.stringify(flow.expect)}`,
+      );
     }
 
     step(5, `calls for ${seconds} s, ${CALLERS_PER_PROTOCOL} callers per protocol (Ctrl-C ends them early)`);
@@ -152,10 +197,13 @@ export async function runDemo(io: Io, colour: boolean): Promise<number> {
       });
       return `  ${((Date.now() - started) / 1000).toFixed(1).padStart(4)} s / ${seconds} s   ${parts.join('   ')}`;
     };
-    const ticker = setInterval(() => {
-      if (tty) io.stdout.write(`\r${progress()}\x1b[K`);
-      else out(progress());
-    }, tty ? 100 : 1000);
+    const ticker = setInterval(
+      () => {
+        if (tty) io.stdout.write(`\r${progress()}\x1b[K`);
+        else out(progress());
+      },
+      tty ? 100 : 1000,
+    );
     // Ctrl-C: the consumer app ends its calls early on SIGTERM and still reports them.
     const endEarly = () => {
       if (consumerApp.running) process.kill(consumerApp.pid, 'SIGTERM');
@@ -163,16 +211,22 @@ export async function runDemo(io: Io, colour: boolean): Promise<number> {
     abort.signal.addEventListener('abort', endEarly);
     let done: ConsumerDone;
     try {
-      done = await consumerApp.waitForLine('its calls\' results', (line) => {
-        const o = parse(line);
-        if (!o) return undefined;
-        if (typeof o.error === 'string') return { error: o.error };
-        if (o.progress) counts = o.progress as Counts;
-        return o.done ? { done: o.done as ConsumerDone } : undefined;
-      }, seconds * 1000 + 30_000).then((r) => {
-        if ('error' in r) throw new Error(`the consumer app: ${r.error}`);
-        return r.done;
-      });
+      done = await consumerApp
+        .waitForLine(
+          "its calls' results",
+          (line) => {
+            const o = parse(line);
+            if (!o) return undefined;
+            if (typeof o.error === 'string') return { error: o.error };
+            if (o.progress) counts = o.progress as Counts;
+            return o.done ? { done: o.done as ConsumerDone } : undefined;
+          },
+          seconds * 1000 + 30_000,
+        )
+        .then((r) => {
+          if ('error' in r) throw new Error(`the consumer app: ${r.error}`);
+          return r.done;
+        });
     } finally {
       abort.signal.removeEventListener('abort', endEarly);
       clearInterval(ticker);
@@ -192,8 +246,10 @@ export async function runDemo(io: Io, colour: boolean): Promise<number> {
       const t = done.tallies[flow.protocol] ?? { ok: 0, failed: 0, latencies: [] };
       const sorted = [...t.latencies].sort((a, b) => a - b);
       const failedText = t.failed > 0 ? s.red(`failed ${t.failed}`) : `failed ${t.failed}`;
-      out(`  calls ${flow.protocol.padEnd(5)} ${`${flow.iface}#${flow.method}`.padEnd(32)} ok ${s.green(String(t.ok))}  ${failedText}  ` +
-        `(${(t.ok / elapsed).toFixed(0)}/s)  p50 ${formatMs(percentile(sorted, 50))}  p90 ${formatMs(percentile(sorted, 90))}  p99 ${formatMs(percentile(sorted, 99))}`);
+      out(
+        `  calls ${flow.protocol.padEnd(5)} ${`${flow.iface}#${flow.method}`.padEnd(32)} ok ${s.green(String(t.ok))}  ${failedText}  ` +
+          `(${(t.ok / elapsed).toFixed(0)}/s)  p50 ${formatMs(percentile(sorted, 50))}  p90 ${formatMs(percentile(sorted, 90))}  p99 ${formatMs(percentile(sorted, 99))}`,
+      );
       if (t.firstError) out(`    ${s.red('first error:')} ${t.firstError}`);
       if (t.failed > 0) failed = true;
     }
@@ -205,8 +261,13 @@ export async function runDemo(io: Io, colour: boolean): Promise<number> {
     for (const flow of FLOWS) {
       const appPort = flow.protocol === 'bolt' ? appPorts.bolt : appPorts.dubbo;
       for (const entry of upstream.get(flow.iface) ?? []) {
-        const mark = entry.port === providerPod.inbound.port ? s.green('= provider pod inbound') : s.red('!= provider pod inbound');
-        out(`  zookeeper entry ${flow.iface}: ${entry.host}:${entry.port}  ${mark} ${s.dim(`(the app itself listens on 127.0.0.1:${appPort})`)}`);
+        const mark =
+          entry.port === providerPod.inbound.port
+            ? s.green('= provider pod inbound')
+            : s.red('!= provider pod inbound');
+        out(
+          `  zookeeper entry ${flow.iface}: ${entry.host}:${entry.port}  ${mark} ${s.dim(`(the app itself listens on 127.0.0.1:${appPort})`)}`,
+        );
         out(`    ${s.dim(`/sofa-rpc/${flow.iface}/providers/${shorten(entry.url, 150)}`)}`);
       }
       if ((upstream.get(flow.iface) ?? []).length === 0) out(`  zookeeper entry ${flow.iface}: ${s.red('none')}`);
@@ -215,10 +276,17 @@ export async function runDemo(io: Io, colour: boolean): Promise<number> {
     // What the consumer app was handed through its own pod's facade, and where it actually connected.
     const handed = await readProviders(hostPort(consumerPod.facade), ifaces);
     const appHost = '127.0.0.1'; // the apps listen on their own pod's loopback
-    out(s.bold(`\n  what the consumer app was handed (through the consumer pod's facade ${hostPort(consumerPod.facade)})`));
+    out(
+      s.bold(
+        `\n  what the consumer app was handed (through the consumer pod's facade ${hostPort(consumerPod.facade)})`,
+      ),
+    );
     for (const flow of FLOWS) {
       const addrs = (handed.get(flow.iface) ?? []).map((e) => `${e.host}:${e.port}`);
-      const mark = addrs.length === 1 && addrs[0] === hostPort(consumerPod.outbound) ? s.green('= consumer pod outbound') : s.red('unexpected');
+      const mark =
+        addrs.length === 1 && addrs[0] === hostPort(consumerPod.outbound)
+          ? s.green('= consumer pod outbound')
+          : s.red('unexpected');
       out(`  consumer app handed ${flow.iface}: ${addrs.join(', ') || 'nothing'}  ${mark}`);
     }
     const dialled = done.connected;
@@ -231,16 +299,20 @@ export async function runDemo(io: Io, colour: boolean): Promise<number> {
       adminResponses(consumerPod.admin, consumerPod.netns),
       adminResponses(providerPod.admin, providerPod.netns),
     ]);
-    out(s.bold('\n  which endpoint served (the pods\' admin /routes and /stats; the counts include the warm-up calls)'));
+    out(s.bold("\n  which endpoint served (the pods' admin /routes and /stats; the counts include the warm-up calls)"));
     for (const flow of FLOWS) {
       const cluster = clusterOf(flow);
       const appPort = flow.protocol === 'bolt' ? appPorts.bolt : appPorts.dubbo;
       const outEndpoints = endpoints(outRoutes, 'outbound', cluster);
       const inEndpoints = endpoints(inRoutes, 'inbound', cluster);
-      out(`  consumer pod outbound route ${cluster} -> ${outEndpoints || 'none'}  ` +
-        `${outEndpoints === hostPort(providerPod.inbound) ? s.green('= provider pod inbound') : s.red('unexpected')}`);
-      out(`  provider pod inbound route ${cluster} -> ${inEndpoints || 'none'}  ` +
-        `${inEndpoints === `${appHost}:${appPort}` ? s.green('= provider app') : s.red('unexpected')}`);
+      out(
+        `  consumer pod outbound route ${cluster} -> ${outEndpoints || 'none'}  ` +
+          `${outEndpoints === hostPort(providerPod.inbound) ? s.green('= provider pod inbound') : s.red('unexpected')}`,
+      );
+      out(
+        `  provider pod inbound route ${cluster} -> ${inEndpoints || 'none'}  ` +
+          `${inEndpoints === `${appHost}:${appPort}` ? s.green('= provider app') : s.red('unexpected')}`,
+      );
       out(`  consumer pod /stats outbound ok ${cluster}: ${outStats.get(`outbound ${cluster} ok`) ?? 0}`);
       out(`  provider pod /stats inbound ok ${cluster}: ${inStats.get(`inbound ${cluster} ok`) ?? 0}`);
       const notOk = [...outStats, ...inStats].filter(([k]) => k.includes(` ${cluster} `) && !k.endsWith(' ok'));
@@ -272,8 +344,10 @@ export async function runDemo(io: Io, colour: boolean): Promise<number> {
       out(`  network namespaces ${names.join(', ')} deleted`);
     }
     process.off('exit', lastResort);
-    out(`stopped: zookeeper pid ${zk?.pid ?? '-'}, sidecars pids ${pods.map((p) => p.pid).join(' ') || '-'}, provider pid ${provider?.pid ?? '-'}, ` +
-      `consumer pid ${consumer?.pid ?? '-'}`);
+    out(
+      `stopped: zookeeper pid ${zk?.pid ?? '-'}, sidecars pids ${pods.map((p) => p.pid).join(' ') || '-'}, provider pid ${provider?.pid ?? '-'}, ` +
+        `consumer pid ${consumer?.pid ?? '-'}`,
+    );
     process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
   }
   if (abort.signal.aborted && !drove) return 130;

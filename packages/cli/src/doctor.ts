@@ -1,7 +1,15 @@
 // `meshport doctor [--json]`: which capture modes work on this machine, each really tried (see @meshport/hijack).
 
 import { parseArgs } from 'node:util';
-import { assertNetnsName, captureHealth, doctorAllSupported, formatCaptureHealth, formatDoctor, planRules, runDoctor } from '@meshport/hijack';
+import {
+  assertNetnsName,
+  captureHealth,
+  doctorAllSupported,
+  formatCaptureHealth,
+  formatDoctor,
+  planRules,
+  runDoctor,
+} from '@meshport/hijack';
 import type { Io } from './io';
 
 export const DOCTOR_USAGE = `Usage:
@@ -50,9 +58,16 @@ export async function runDoctorCommand(argv: string[], io: Io): Promise<number> 
   try {
     if (values.netns !== undefined) assertNetnsName(values.netns);
     const port = values['outbound-port'];
-    if (port !== undefined && !/^\d+$/.test(port)) throw new Error(`--outbound-port must be a port number, not '${port}'`);
-    if (values.cgroup === undefined && (port !== undefined || values.netns !== undefined)) throw new Error('--outbound-port and --netns go with --cgroup');
-    if (values.cgroup !== undefined) plan = planRules({ mode: 'connect-hook', cgroup: values.cgroup, outboundPort: port === undefined ? undefined : Number(port) });
+    if (port !== undefined && !/^\d+$/.test(port))
+      throw new Error(`--outbound-port must be a port number, not '${port}'`);
+    if (values.cgroup === undefined && (port !== undefined || values.netns !== undefined))
+      throw new Error('--outbound-port and --netns go with --cgroup');
+    if (values.cgroup !== undefined)
+      plan = planRules({
+        mode: 'connect-hook',
+        cgroup: values.cgroup,
+        outboundPort: port === undefined ? undefined : Number(port),
+      });
   } catch (err) {
     io.stderr.write(`meshport doctor: ${(err as Error).message}\nRun 'meshport doctor --help' for usage.\n`);
     return 2;

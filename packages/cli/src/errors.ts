@@ -10,7 +10,8 @@ import { MeshportError } from '@meshport/protocol';
 export const CLI_ERROR_CODES = {
   MESHPORT_CLI_USAGE:
     "a command line the command does not take: a missing or unknown action, an argument or option it does not take, a malformed value; exit 2, with the pointer to 'meshport COMMAND --help'",
-  MESHPORT_CLI_BAD_INPUT: 'meshport decode cannot read its input: bad hex or base64, a file that cannot be read, or no input at all; exit 1',
+  MESHPORT_CLI_BAD_INPUT:
+    'meshport decode cannot read its input: bad hex or base64, a file that cannot be read, or no input at all; exit 1',
 } as const;
 
 export type CliErrorCode = keyof typeof CLI_ERROR_CODES;

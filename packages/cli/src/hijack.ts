@@ -86,7 +86,6 @@ const OPTIONS = {
   help: { type: 'boolean', short: 'h', default: false },
 } as const;
 
-
 /** Runs `meshport hijack …` (argv after `hijack`) and returns the exit code. */
 export async function runHijack(argv: string[], io: Io): Promise<number> {
   try {
@@ -112,17 +111,22 @@ async function hijack(argv: string[], io: Io): Promise<number> {
     return 0;
   }
   if (action === undefined) throw new UsageError('hijack needs an action: apply, remove, print or status');
-  if (!['apply', 'remove', 'print', 'status'].includes(action)) throw new UsageError(`unknown hijack action '${action}' (apply, remove, print, status)`);
+  if (!['apply', 'remove', 'print', 'status'].includes(action))
+    throw new UsageError(`unknown hijack action '${action}' (apply, remove, print, status)`);
   if (rest.length > 0) throw new UsageError(`unexpected argument '${rest[0]}'`);
-  if (values.json && action !== 'print' && action !== 'status') throw new UsageError('--json goes with print or status');
+  if (values.json && action !== 'print' && action !== 'status')
+    throw new UsageError('--json goes with print or status');
 
-  const fromConfig = values.plan === undefined && values.config !== undefined ? await optionsOfConfig(values.config) : undefined;
+  const fromConfig =
+    values.plan === undefined && values.config !== undefined ? await optionsOfConfig(values.config) : undefined;
   const plan = values.plan !== undefined ? readPlan(values.plan, values) : planRules(toOptions(values, fromConfig));
   const netns = values.netns;
   if (netns !== undefined) assertNetnsName(netns);
 
   if (action === 'print') {
-    io.stdout.write(values.json ? `${JSON.stringify(planToJson(plan, { netns }), null, 2)}\n` : printPlan(plan, { netns }));
+    io.stdout.write(
+      values.json ? `${JSON.stringify(planToJson(plan, { netns }), null, 2)}\n` : printPlan(plan, { netns }),
+    );
     // A hook left attached by a dead sidecar refuses every connect of the pod: say so wherever the plan is shown.
     if (plan.bpf.length > 0) {
       const health = await captureHealth(plan, { netns });
@@ -131,7 +135,8 @@ async function hijack(argv: string[], io: Io): Promise<number> {
     return 0;
   }
   if (action === 'status') {
-    if (plan.bpf.length === 0) throw new UsageError('status checks the connect hook: use --mode connect-hook --cgroup PATH');
+    if (plan.bpf.length === 0)
+      throw new UsageError('status checks the connect hook: use --mode connect-hook --cgroup PATH');
     const health = await captureHealth(plan, { netns });
     io.stdout.write(values.json ? `${JSON.stringify(health)}\n` : formatCaptureHealth(health));
     return health.blackhole ? 1 : 0;
@@ -145,7 +150,8 @@ async function hijack(argv: string[], io: Io): Promise<number> {
     } catch (err) {
       if (err instanceof HijackError && err.code === 'MESHPORT_HIJACK_NOT_SUPPORTED') {
         // Say exactly what would have been attached, so the missing part is visible.
-        for (const argv of planCommands(plan, netns).filter((a) => a[0] === 'bpf')) io.stdout.write(`would: ${argv.join(' ')}\n`);
+        for (const argv of planCommands(plan, netns).filter((a) => a[0] === 'bpf'))
+          io.stdout.write(`would: ${argv.join(' ')}\n`);
       }
       throw err;
     }
@@ -156,7 +162,9 @@ async function hijack(argv: string[], io: Io): Promise<number> {
   return 0;
 }
 
-type Values = ReturnType<typeof parseArgs<{ args: string[]; options: typeof OPTIONS; allowPositionals: true; strict: true }>>['values'];
+type Values = ReturnType<
+  typeof parseArgs<{ args: string[]; options: typeof OPTIONS; allowPositionals: true; strict: true }>
+>['values'];
 
 function where(netns: string | undefined): string {
   return netns === undefined ? '' : ` in netns ${netns}`;
@@ -164,10 +172,14 @@ function where(netns: string | undefined): string {
 
 function readPlan(file: string, values: Values): HijackPlan {
   const conflicting = Object.keys(OPTIONS).filter(
-    (k) => !['plan', 'netns', 'json', 'help', 'include-loopback', 'sockmap'].includes(k) && values[k as keyof Values] !== undefined,
+    (k) =>
+      !['plan', 'netns', 'json', 'help', 'include-loopback', 'sockmap'].includes(k) &&
+      values[k as keyof Values] !== undefined,
   );
   if (conflicting.length || values['include-loopback'] || values.sockmap) {
-    throw new UsageError(`--plan carries its own options; drop ${[...conflicting, ...(values['include-loopback'] ? ['include-loopback'] : []), ...(values.sockmap ? ['sockmap'] : [])].map((k) => `--${k}`).join(', ')}`);
+    throw new UsageError(
+      `--plan carries its own options; drop ${[...conflicting, ...(values['include-loopback'] ? ['include-loopback'] : []), ...(values.sockmap ? ['sockmap'] : [])].map((k) => `--${k}`).join(', ')}`,
+    );
   }
   let text: string;
   try {
@@ -193,7 +205,8 @@ async function optionsOfConfig(file: string): Promise<Partial<HijackOptions>> {
     throw new UsageError(`--config ${file}: ${code ? `${code}: ` : ''}${message}`);
   }
   const { hijack } = config;
-  if (hijack === undefined) throw new UsageError(`--config ${file} has no hijack key: it names no mode, uid or capture ports to take`);
+  if (hijack === undefined)
+    throw new UsageError(`--config ${file} has no hijack key: it names no mode, uid or capture ports to take`);
   const facades = config.registries.flatMap((r) => (r.facade ? [r.facade.port] : []));
   return {
     mode: hijack.mode,
@@ -201,7 +214,9 @@ async function optionsOfConfig(file: string): Promise<Partial<HijackOptions>> {
     outboundPort: hijack.outboundCapturePort,
     inboundPort: hijack.inboundCapturePort,
     adminPort: config.admin.port,
-    facadePorts: [...new Set([config.listeners.inbound.port, config.listeners.outbound.port, ...facades])].filter((p) => p !== 0),
+    facadePorts: [...new Set([config.listeners.inbound.port, config.listeners.outbound.port, ...facades])].filter(
+      (p) => p !== 0,
+    ),
     sockmap: hijack.sockmap,
   };
 }
@@ -209,7 +224,8 @@ async function optionsOfConfig(file: string): Promise<Partial<HijackOptions>> {
 function toOptions(values: Values, base: Partial<HijackOptions> = {}): HijackOptions {
   const mode = values.mode ?? base.mode;
   if (mode === undefined) throw new UsageError(`--mode is required: ${HIJACK_MODES.join(', ')}`);
-  if (!HIJACK_MODES.includes(mode as HijackMode)) throw new UsageError(`--mode must be one of ${HIJACK_MODES.join(', ')}, got '${mode}'`);
+  if (!HIJACK_MODES.includes(mode as HijackMode))
+    throw new UsageError(`--mode must be one of ${HIJACK_MODES.join(', ')}, got '${mode}'`);
   return {
     mode: mode as HijackMode,
     uid: int(values.uid, '--uid') ?? base.uid,
@@ -238,7 +254,10 @@ function int(text: string | undefined, flag: string): number | undefined {
 
 function portList(text: string | undefined, flag: string): number[] | undefined {
   if (text === undefined) return undefined;
-  const items = text.split(',').map((s) => s.trim()).filter(Boolean);
+  const items = text
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   return items.map((s) => {
     if (!/^\d+$/.test(s)) throw new UsageError(`${flag} takes comma-separated ports, got '${s}'`);
     return Number(s);

@@ -65,7 +65,11 @@ export function buildProgram(io: Io, done: (code: number) => void): Command {
   wireOutput(program, 'meshport', io);
 
   const command = (name: string, description: string) => {
-    const cmd = program.command(name).description(description).helpOption('-h, --help', 'print this help').allowExcessArguments(false);
+    const cmd = program
+      .command(name)
+      .description(description)
+      .helpOption('-h, --help', 'print this help')
+      .allowExcessArguments(false);
     wireOutput(cmd, `meshport ${name}`, io);
     cmd.addHelpText('after', `\n${EXIT_CODES}\n`);
     return cmd;
@@ -77,7 +81,10 @@ export function buildProgram(io: Io, done: (code: number) => void): Command {
       done(2);
     });
 
-  command('decode', 'Decode Bolt v1/v2 and Dubbo frames (one or many, concatenated); without an input option, reads stdin')
+  command(
+    'decode',
+    'Decode Bolt v1/v2 and Dubbo frames (one or many, concatenated); without an input option, reads stdin',
+  )
     .addOption(new Option('--hex <HEX>', 'the frames as hex text').conflicts(['base64', 'file']))
     .addOption(new Option('--base64 <B64>', 'the frames as base64').conflicts(['file']))
     .option('--file <PATH>', "a file of raw bytes or hex text ('-': stdin)")
@@ -91,7 +98,15 @@ export function buildProgram(io: Io, done: (code: number) => void): Command {
         // decode and tap load hessian.js (for --body): imported only by them, so `meshport sidecar` never loads a
         // deserializer into the data path's process.
         const { runDecode } = await import('./decode.js');
-        return runDecode({ ...opts, json: opts.json ?? false, body: opts.body ?? false, colour: colourWanted(process.stdout, opts.color) }, io);
+        return runDecode(
+          {
+            ...opts,
+            json: opts.json ?? false,
+            body: opts.body ?? false,
+            colour: colourWanted(process.stdout, opts.color),
+          },
+          io,
+        );
       }),
     );
 
@@ -109,21 +124,45 @@ export function buildProgram(io: Io, done: (code: number) => void): Command {
   command('sidecar', 'Run the sidecar: router, registry adapters and facades, capture listeners, as the config says')
     .option('--config <FILE>', 'the config (default: loopback listeners and the file registry meshport-registry.json)')
     .option('--check', 'check the config, its addresses and plugins, then exit 0 (good) or 2 without starting anything')
-    .addOption(new Option('--log-level <LEVEL>', "overrides the config's log.level").choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
     .addOption(
-      new Option('--log-format <FORMAT>', 'json (one object a line) or pretty (for people); auto: pretty on a terminal').choices(['auto', 'json', 'pretty']).default('auto'),
+      new Option('--log-level <LEVEL>', "overrides the config's log.level").choices([
+        'fatal',
+        'error',
+        'warn',
+        'info',
+        'debug',
+        'trace',
+        'silent',
+      ]),
     )
-    .addHelpText('after', '\nDrains on SIGTERM/SIGINT; SIGHUP re-reads the config (registries and routes) without a restart.')
+    .addOption(
+      new Option('--log-format <FORMAT>', 'json (one object a line) or pretty (for people); auto: pretty on a terminal')
+        .choices(['auto', 'json', 'pretty'])
+        .default('auto'),
+    )
+    .addHelpText(
+      'after',
+      '\nDrains on SIGTERM/SIGINT; SIGHUP re-reads the config (registries and routes) without a restart.',
+    )
     .action((opts: SidecarFlags) => run('sidecar', () => runSidecar(opts, io)));
 
   // Listed for the help; main() hands their arguments to their own parsers before commander sees them.
-  command('hijack', 'Install, remove or show the kernel rules that send the app\'s connections to the sidecar (meshport hijack --help)');
-  command('doctor', 'Try each capture mode for real in a scratch netns or cgroup and say which work here (meshport doctor --help)');
+  command(
+    'hijack',
+    "Install, remove or show the kernel rules that send the app's connections to the sidecar (meshport hijack --help)",
+  );
+  command(
+    'doctor',
+    'Try each capture mode for real in a scratch netns or cgroup and say which work here (meshport doctor --help)',
+  );
 
   command('demo', 'The whole flow on one machine: ZooKeeper, two sidecars, a sofa-rpc-node provider and consumer')
     .option('--color', 'colours on (default: on for a terminal, off with NO_COLOR)')
     .option('--no-color', 'colours off')
-    .addHelpText('after', '\nCalls for MESHPORT_DEMO_SECONDS (default 5), then says what happened and stops everything.')
+    .addHelpText(
+      'after',
+      '\nCalls for MESHPORT_DEMO_SECONDS (default 5), then says what happened and stops everything.',
+    )
     .action((opts: { color?: boolean }) =>
       run('demo', async () => {
         // Loaded on demand: the demo pulls in the SDKs, which decode and tap never need.
@@ -166,12 +205,16 @@ function wireOutput(cmd: Command, prefix: string, io: Io): void {
   cmd.exitOverride().configureOutput({
     writeOut: (text) => io.stdout.write(text),
     writeErr: (text) => io.stderr.write(text),
-    outputError: (text, write) => write(`${prefix}: ${text.replace(/^error: /, '').trimEnd()}\nRun '${prefix} --help' for usage.\n`),
+    outputError: (text, write) =>
+      write(`${prefix}: ${text.replace(/^error: /, '').trimEnd()}\nRun '${prefix} --help' for usage.\n`),
   });
 }
 
 function maxFrameSizeOption(): Option {
-  return new Option('--max-frame-size <N>', 'largest frame accepted: bytes, or with KiB/MiB (default 16 MiB)').argParser(parseSize);
+  return new Option(
+    '--max-frame-size <N>',
+    'largest frame accepted: bytes, or with KiB/MiB (default 16 MiB)',
+  ).argParser(parseSize);
 }
 
 function parseSize(text: string): number {
@@ -215,7 +258,9 @@ async function runTapCommand(opts: TapFlags, io: Io): Promise<number> {
     io.stderr.write(`meshport tap: --listen ${message}\n`);
     return 2;
   }
-  io.stderr.write(`meshport tap: listening on ${tap.address.address}:${tap.address.port}, forwarding to ${opts.upstream}\n`);
+  io.stderr.write(
+    `meshport tap: listening on ${tap.address.address}:${tap.address.port}, forwarding to ${opts.upstream}\n`,
+  );
   await new Promise<void>((resolve) => {
     const stop = () => {
       process.off('SIGINT', stop).off('SIGTERM', stop);

@@ -47,7 +47,8 @@ export function describeListenError(err: unknown, listen: HostPort): string | un
   if (code === 'EADDRINUSE') return `${at} is in use (another process listens there)`;
   if (code === 'EADDRNOTAVAIL') return `${at} cannot be bound: the address is not one of this host (EADDRNOTAVAIL)`;
   if (code === 'EACCES') return `${at} cannot be bound: a port below 1024 needs CAP_NET_BIND_SERVICE (EACCES)`;
-  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return `${at}: the host name ${listen.host} does not resolve (${code})`;
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN')
+    return `${at}: the host name ${listen.host} does not resolve (${code})`;
   if (syscall === 'listen' || syscall === 'bind') return `${at} cannot be bound: ${(err as Error).message}`;
   return undefined;
 }
@@ -81,10 +82,9 @@ export async function startTap(options: TapOptions, io: Io): Promise<RunningTap>
     const pending = new Map<string, { at: bigint; header: FrameHeader }>();
     const observe = (from: Direction) => {
       let broken = false;
-      const splitter = new FrameSplitter(
-        (frame) => show(from, frame, splitter.offset - frame.length),
-        { maxFrameSize: options.maxFrameSize },
-      );
+      const splitter = new FrameSplitter((frame) => show(from, frame, splitter.offset - frame.length), {
+        maxFrameSize: options.maxFrameSize,
+      });
       return (chunk: Buffer) => {
         if (broken) return;
         try {
@@ -106,7 +106,8 @@ export async function startTap(options: TapOptions, io: Io): Promise<RunningTap>
       const header = decodeFrameAt(frame, offset);
       const key = String(header.requestId);
       let latencyMs: number | undefined;
-      if (header.kind === 'request' || header.kind === 'heartbeat') pending.set(key, { at: process.hrtime.bigint(), header });
+      if (header.kind === 'request' || header.kind === 'heartbeat')
+        pending.set(key, { at: process.hrtime.bigint(), header });
       else if (header.kind === 'response' || header.kind === 'heartbeat-ack') {
         const req = pending.get(key);
         if (req) {
@@ -116,7 +117,14 @@ export async function startTap(options: TapOptions, io: Io): Promise<RunningTap>
       }
       const body = options.body ? safeBody(frame, header) : undefined;
       if (options.json) {
-        const extra = { ts: now(), conn, from, latencyMs, body, hex: options.withBytes ? frame.toString('hex') : undefined };
+        const extra = {
+          ts: now(),
+          conn,
+          from,
+          latencyMs,
+          body,
+          hex: options.withBytes ? frame.toString('hex') : undefined,
+        };
         print(JSON.stringify(frameJson(header, extra)));
         return;
       }
@@ -139,7 +147,12 @@ export async function startTap(options: TapOptions, io: Io): Promise<RunningTap>
     const finish = (why?: Error) => {
       if (closed) return;
       closed = true;
-      if (why) note(style.red(`error: ${why.message}`), { event: 'error', message: why.message, code: (why as NodeJS.ErrnoException).code });
+      if (why)
+        note(style.red(`error: ${why.message}`), {
+          event: 'error',
+          message: why.message,
+          code: (why as NodeJS.ErrnoException).code,
+        });
       client.destroy();
       upstream.destroy();
       const waiting = pending.size > 0 ? `, ${pending.size} request(s) never answered` : '';

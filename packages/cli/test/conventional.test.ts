@@ -57,13 +57,18 @@ describe('meshport: a conventional command line', function () {
     ] as const) {
       const r = meshport([...args]);
       assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
-      assert.equal(r.stderr, `meshport ${args[0]}: unknown option '${option}'\nRun 'meshport ${args[0]} --help' for usage.\n`);
+      assert.equal(
+        r.stderr,
+        `meshport ${args[0]}: unknown option '${option}'\nRun 'meshport ${args[0]} --help' for usage.\n`,
+      );
       assert.equal(r.stdout, '');
     }
   });
 
   it('--version and -V print the version of the package, exit 0', () => {
-    const { version } = JSON.parse(readFileSync(path.resolve(__dirname, '../../package.json'), 'utf8')) as { version: string };
+    const { version } = JSON.parse(readFileSync(path.resolve(__dirname, '../../package.json'), 'utf8')) as {
+      version: string;
+    };
     for (const flag of ['--version', '-V']) {
       const r = meshport([flag]);
       assert.equal(r.code, 0);
@@ -84,15 +89,24 @@ describe('meshport: a conventional command line', function () {
     const input = Buffer.concat([protobuf, request, encodeBoltHeartbeat(3)]).toString('hex');
     const json = meshport(['decode', '--json', '--body', '--hex', input]);
     assert.equal(json.code, 0, json.stderr);
-    const lines = json.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
-    assert.deepEqual(lines.map((l) => [l.kind, l.serialization, l.bodyNote, Array.isArray(l.body)]), [
-      ['request', 'protobuf', 'body not decoded: no body decoder for serialization protobuf', false],
-      ['request', 'hessian2', undefined, true],
-      ['heartbeat', 'hessian2', undefined, true],
-    ]);
+    const lines = json.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.deepEqual(
+      lines.map((l) => [l.kind, l.serialization, l.bodyNote, Array.isArray(l.body)]),
+      [
+        ['request', 'protobuf', 'body not decoded: no body decoder for serialization protobuf', false],
+        ['request', 'hessian2', undefined, true],
+        ['heartbeat', 'hessian2', undefined, true],
+      ],
+    );
     const text = meshport(['decode', '--body', '--hex', input]);
     assert.equal(text.code, 0, text.stderr);
-    assert.match(text.stdout, /#1 @0 bolt v1 request id=7[\s\S]*body not decoded: no body decoder for serialization protobuf\n#2 /);
+    assert.match(
+      text.stdout,
+      /#1 @0 bolt v1 request id=7[\s\S]*body not decoded: no body decoder for serialization protobuf\n#2 /,
+    );
   });
 
   it('decode --body: a body its decoder finds broken is bad input, after the frame’s header is shown', () => {
@@ -109,9 +123,15 @@ describe('meshport: a conventional command line', function () {
     const hex = fixtureHex('bolt-v1-request.hex');
     const r = meshport(['decode', '--hex', hex.slice(0, 100)]);
     assert.equal(r.code, 1);
-    assert.equal(r.stderr, `meshport decode: MESHPORT_FRAME_TRUNCATED: the input ends inside a frame: its header declares ${hex.length / 2} bytes, the input holds 50 (${hex.length / 2 - 50} missing) (at byte 50)\n`);
+    assert.equal(
+      r.stderr,
+      `meshport decode: MESHPORT_FRAME_TRUNCATED: the input ends inside a frame: its header declares ${hex.length / 2} bytes, the input holds 50 (${hex.length / 2 - 50} missing) (at byte 50)\n`,
+    );
     const header = meshport(['decode', '--hex', hex.slice(0, 20)]);
-    assert.match(header.stderr, /MESHPORT_FRAME_TRUNCATED: the input ends inside a frame header: 10 of its 22 bytes \(at byte 10\)/);
+    assert.match(
+      header.stderr,
+      /MESHPORT_FRAME_TRUNCATED: the input ends inside a frame header: 10 of its 22 bytes \(at byte 10\)/,
+    );
   });
 
   describe('sidecar --check, --log-level, --log-format', () => {
@@ -124,7 +144,10 @@ describe('meshport: a conventional command line', function () {
     it('--check: a good config exits 0 and starts nothing; a bad one exits 2 with every problem', async () => {
       const admin = await freePort();
       const good = path.join(dir, 'good.yaml');
-      writeFileSync(good, `admin: 127.0.0.1:${admin}\nlisteners: { outbound: "127.0.0.1:0", inbound: "127.0.0.1:0" }\n`);
+      writeFileSync(
+        good,
+        `admin: 127.0.0.1:${admin}\nlisteners: { outbound: "127.0.0.1:0", inbound: "127.0.0.1:0" }\n`,
+      );
       const ok = meshport(['sidecar', '--check', '--config', good]);
       assert.equal(ok.code, 0, ok.stderr);
       assert.match(ok.stdout, /good\.yaml is good: .*admin 127\.0\.0\.1:\d+, 1 registry \(file\)/);
@@ -139,13 +162,27 @@ describe('meshport: a conventional command line', function () {
       const port = (held.address() as net.AddressInfo).port;
       try {
         const bad = path.join(dir, 'bad.yaml');
-        writeFileSync(bad, [`admin: 127.0.0.1:${port}`, 'listeners: { outbound: "127.0.0.1:0", inbound: "127.0.0.1:0" }', 'registries:', '  - { name: zk, type: zookeepr, upstream: "127.0.0.1:1" }'].join('\n'));
+        writeFileSync(
+          bad,
+          [
+            `admin: 127.0.0.1:${port}`,
+            'listeners: { outbound: "127.0.0.1:0", inbound: "127.0.0.1:0" }',
+            'registries:',
+            '  - { name: zk, type: zookeepr, upstream: "127.0.0.1:1" }',
+          ].join('\n'),
+        );
         const r = meshport(['sidecar', '--check', '--config', bad]);
         assert.equal(r.code, 2);
         const lines = r.stderr.trim().split('\n');
         assert.equal(lines.length, 2, r.stderr);
-        assert.equal(lines[0], `meshport sidecar: MESHPORT_ADDRESS_UNAVAILABLE: ${bad}:1: admin: 127.0.0.1:${port} is in use (another process listens there)`);
-        assert.match(lines[1]!, /^meshport sidecar: MESHPORT_PLUGIN_INVALID: .*bad\.yaml:4: registries\[0\]\.type: registry plugin 'zookeepr' cannot be found: .*\(did you mean type: zookeeper\?\)$/);
+        assert.equal(
+          lines[0],
+          `meshport sidecar: MESHPORT_ADDRESS_UNAVAILABLE: ${bad}:1: admin: 127.0.0.1:${port} is in use (another process listens there)`,
+        );
+        assert.match(
+          lines[1]!,
+          /^meshport sidecar: MESHPORT_PLUGIN_INVALID: .*bad\.yaml:4: registries\[0\]\.type: registry plugin 'zookeepr' cannot be found: .*\(did you mean type: zookeeper\?\)$/,
+        );
         assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
       } finally {
         held.close();
@@ -161,15 +198,23 @@ describe('meshport: a conventional command line', function () {
     it('--log-level overrides the config, --log-format pretty writes one readable line per entry', async () => {
       const admin = await freePort();
       const config = path.join(dir, 'meshport.yaml');
-      writeFileSync(config, `admin: 127.0.0.1:${admin}\nlisteners: { outbound: "127.0.0.1:0", inbound: "127.0.0.1:0" }\nlog: { level: info }\n`);
+      writeFileSync(
+        config,
+        `admin: 127.0.0.1:${admin}\nlisteners: { outbound: "127.0.0.1:0", inbound: "127.0.0.1:0" }\nlog: { level: info }\n`,
+      );
       const run = async (args: string[], hangup = false) => {
-        const child = spawn(process.execPath, [BIN, 'sidecar', '--config', config, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+        const child = spawn(process.execPath, [BIN, 'sidecar', '--config', config, ...args], {
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
         let out = '';
         child.stdout.on('data', (d: Buffer) => (out += d.toString()));
         const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
         const deadline = Date.now() + 15_000;
         for (;;) {
-          const up = await fetch(`http://127.0.0.1:${admin}/healthz`).then((r) => r.ok, () => false);
+          const up = await fetch(`http://127.0.0.1:${admin}/healthz`).then(
+            (r) => r.ok,
+            () => false,
+          );
           if (up) break;
           assert.ok(Date.now() < deadline, `the admin port never answered:\n${out}`);
           await sleep(50);
@@ -185,7 +230,10 @@ describe('meshport: a conventional command line', function () {
       // Nothing at info, a reload (SIGHUP) included: the flag still wins over the file's log.level.
       assert.equal(await run(['--log-level', 'error'], true), '', 'nothing at info');
       const pretty = await run(['--log-format', 'pretty']);
-      assert.match(pretty, /^\d\d:\d\d:\d\d\.\d{3} INFO  meshport sidecar running inbound=\{"host":"127\.0\.0\.1","port":\d+\}/m);
+      assert.match(
+        pretty,
+        /^\d\d:\d\d:\d\d\.\d{3} INFO {2}meshport sidecar running inbound=\{"host":"127\.0\.0\.1","port":\d+\}/m,
+      );
       assert.doesNotMatch(pretty, /^\{/m, 'no JSON line');
     });
   });
@@ -200,7 +248,8 @@ describe('meshport: a conventional command line', function () {
       const commands = [...readme.matchAll(/^npx meshport tap .*$/gm)].map((m) => m[0]);
       assert.ok(commands.length >= 2);
       for (const command of commands) {
-        for (const [, flag, value] of command.matchAll(/(--listen|--upstream) (\S+)/g)) assert.doesNotThrow(() => parseHostPort(value!, flag!), command);
+        for (const [, flag, value] of command.matchAll(/(--listen|--upstream) (\S+)/g))
+          assert.doesNotThrow(() => parseHostPort(value!, flag!), command);
       }
     });
 
@@ -223,7 +272,10 @@ describe('meshport: a conventional command line', function () {
       const upstreamPort = (upstream.address() as net.AddressInfo).port;
       let out = '';
       const io = { stdin: process.stdin, stdout: { write: (t: string) => (out += t) }, stderr: { write: () => true } };
-      const tap = await startTap({ listen: { host: '127.0.0.1', port: 0 }, upstream: { host: '127.0.0.1', port: upstreamPort }, json: true }, io);
+      const tap = await startTap(
+        { listen: { host: '127.0.0.1', port: 0 }, upstream: { host: '127.0.0.1', port: upstreamPort }, json: true },
+        io,
+      );
       try {
         const sock = net.connect(tap.address.port, '127.0.0.1');
         sock.write(Buffer.concat([encodeBoltHeartbeat(1), Buffer.from('no frame')]));
@@ -235,7 +287,11 @@ describe('meshport: a conventional command line', function () {
         await tap.close();
         upstream.close();
       }
-      const events = out.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.event);
+      const events = out
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .filter((l) => l.event);
       const open = events.find((e) => e.event === 'open')!;
       assert.deepEqual(open.upstream, { host: '127.0.0.1', port: upstreamPort });
       assert.equal((open.client as { host: string }).host, '127.0.0.1');
@@ -252,17 +308,28 @@ describe('meshport: a conventional command line', function () {
 
   it("the README's CLI table has a row for every command", () => {
     const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
-    const table = readme.slice(readme.indexOf('## CLI reference'), readme.indexOf('\n## ', readme.indexOf('## CLI reference') + 1));
-    const names = buildProgram({ stdin: process.stdin, stdout: { write: () => true }, stderr: { write: () => true } }, () => {}).commands.map((c) => c.name());
+    const table = readme.slice(
+      readme.indexOf('## CLI reference'),
+      readme.indexOf('\n## ', readme.indexOf('## CLI reference') + 1),
+    );
+    const names = buildProgram(
+      { stdin: process.stdin, stdout: { write: () => true }, stderr: { write: () => true } },
+      () => {},
+    ).commands.map((c) => c.name());
     assert.deepEqual([...names].sort(), ['decode', 'demo', 'doctor', 'hijack', 'sidecar', 'tap']);
-    for (const name of names) assert.match(table, new RegExp(`^\\| \`meshport ${name}[ \`]`, 'm'), `a row for meshport ${name}`);
+    for (const name of names)
+      assert.match(table, new RegExp(`^\\| \`meshport ${name}[ \`]`, 'm'), `a row for meshport ${name}`);
     assert.match(table, /meshport --version/);
   });
 
   it('docs/errors.md lists every exit code the command gives', () => {
     const doc = readFileSync(path.join(ROOT, 'docs/errors.md'), 'utf8');
     const section = doc.slice(doc.indexOf('## Exit codes of `meshport`'), doc.indexOf('\n## @meshport/'));
-    const rows = [...section.matchAll(/^\| (\d+) \| (.+?) \| (.+) \|$/gm)].map((m) => ({ exit: Number(m[1]), commands: m[2]!, when: m[3]! }));
+    const rows = [...section.matchAll(/^\| (\d+) \| (.+?) \| (.+) \|$/gm)].map((m) => ({
+      exit: Number(m[1]),
+      commands: m[2]!,
+      when: m[3]!,
+    }));
     const documented = (exit: number, command: string) =>
       rows.some((r) => r.exit === exit && (r.commands === 'every command' || r.commands.includes(`\`${command}\``)));
     // One real case of each exit the command gives (demo, hijack and doctor need a kernel and are covered by their suites).
@@ -282,6 +349,10 @@ describe('meshport: a conventional command line', function () {
       assert.ok(documented(r.code!, command), `exit ${r.code} of meshport ${args.join(' ')} is in docs/errors.md`);
     }
     assert.deepEqual([...seen].sort(), [0, 1, 2]);
-    for (const exit of [0, 1, 2, 130]) assert.ok(rows.some((r) => r.exit === exit), `exit ${exit} has a row`);
+    for (const exit of [0, 1, 2, 130])
+      assert.ok(
+        rows.some((r) => r.exit === exit),
+        `exit ${exit} has a row`,
+      );
   });
 });

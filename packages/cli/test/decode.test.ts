@@ -20,7 +20,11 @@ function meshport(args: string[], input?: Buffer | string, env: Record<string, s
 }
 
 function jsonLines(stdout: string): Record<string, unknown>[] {
-  return stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  return stdout
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
 }
 
 const boltRequest = fixture('bolt-v1-request.hex');
@@ -49,15 +53,39 @@ describe('meshport decode', () => {
   });
 
   it('--json prints every frame kind of both protocols, one line each, with their offsets', () => {
-    const names = ['bolt-v1-request.hex', 'bolt-v1-response.hex', 'bolt-v1-heartbeat.hex', 'bolt-v1-heartbeat-ack.hex',
-      'bolt-oneway.hex', 'bolt-v2-crc-request.hex', 'dubbo-request.hex', 'dubbo-response.hex', 'dubbo-heartbeat.hex',
-      'dubbo-heartbeat-ack.hex', 'dubbo-null-version-request.hex'];
+    const names = [
+      'bolt-v1-request.hex',
+      'bolt-v1-response.hex',
+      'bolt-v1-heartbeat.hex',
+      'bolt-v1-heartbeat-ack.hex',
+      'bolt-oneway.hex',
+      'bolt-v2-crc-request.hex',
+      'dubbo-request.hex',
+      'dubbo-response.hex',
+      'dubbo-heartbeat.hex',
+      'dubbo-heartbeat-ack.hex',
+      'dubbo-null-version-request.hex',
+    ];
     const frames = names.map(fixture);
     const r = meshport(['decode', '--json', '--hex', Buffer.concat(frames).toString('hex')]);
     assert.equal(r.code, 0, r.stderr);
     const lines = jsonLines(r.stdout);
-    assert.deepEqual(lines.map((l) => l.kind), ['request', 'response', 'heartbeat', 'heartbeat-ack', 'oneway', 'request',
-      'request', 'response', 'heartbeat', 'heartbeat-ack', 'request']);
+    assert.deepEqual(
+      lines.map((l) => l.kind),
+      [
+        'request',
+        'response',
+        'heartbeat',
+        'heartbeat-ack',
+        'oneway',
+        'request',
+        'request',
+        'response',
+        'heartbeat',
+        'heartbeat-ack',
+        'request',
+      ],
+    );
     let offset = 0;
     lines.forEach((l, i) => {
       assert.equal(l.offset, offset, names[i]);
@@ -89,7 +117,10 @@ describe('meshport decode', () => {
       ];
       for (const r of runs) {
         assert.equal(r.code, 0, r.stderr);
-        assert.deepEqual(jsonLines(r.stdout).map((l) => l.service), ['com.example.EchoService:1.0', 'org.apache.dubbo.demo.DemoService']);
+        assert.deepEqual(
+          jsonLines(r.stdout).map((l) => l.service),
+          ['com.example.EchoService:1.0', 'org.apache.dubbo.demo.DemoService'],
+        );
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -97,7 +128,13 @@ describe('meshport decode', () => {
   });
 
   it('--body decodes SOFA and Dubbo bodies into plain values', () => {
-    const r = meshport(['decode', '--json', '--body', '--hex', Buffer.concat([boltRequest, dubboRequest]).toString('hex')]);
+    const r = meshport([
+      'decode',
+      '--json',
+      '--body',
+      '--hex',
+      Buffer.concat([boltRequest, dubboRequest]).toString('hex'),
+    ]);
     assert.equal(r.code, 0, r.stderr);
     const [bolt, dubbo] = jsonLines(r.stdout);
     const [sofaRequest, arg] = bolt.body as [Record<string, unknown>, unknown];
@@ -105,7 +142,14 @@ describe('meshport decode', () => {
     assert.equal(sofaRequest.targetServiceUniqueName, 'com.example.EchoService:1.0');
     assert.equal(arg, 'hello');
     const values = dubbo.body as unknown[];
-    assert.deepEqual(values.slice(0, 6), ['5.3.0', 'org.apache.dubbo.demo.DemoService', '1.0.0', 'sayHello', 'Ljava/lang/String;', 'world']);
+    assert.deepEqual(values.slice(0, 6), [
+      '5.3.0',
+      'org.apache.dubbo.demo.DemoService',
+      '1.0.0',
+      'sayHello',
+      'Ljava/lang/String;',
+      'world',
+    ]);
     assert.equal((values[6] as Record<string, unknown>).group, 'g1');
   });
 
@@ -116,7 +160,10 @@ describe('meshport decode', () => {
     assert.equal(jsonLines(r.stdout).length, 2);
     const errLines = r.stderr.trim().split('\n');
     assert.equal(errLines.length, 1);
-    assert.match(errLines[0], new RegExp(`MESHPORT_BAD_MAGIC: .*\\(at byte ${boltRequest.length + dubboRequest.length}\\)$`));
+    assert.match(
+      errLines[0],
+      new RegExp(`MESHPORT_BAD_MAGIC: .*\\(at byte ${boltRequest.length + dubboRequest.length}\\)$`),
+    );
   });
 
   it('a truncated frame: the good ones print, then MESHPORT_FRAME_TRUNCATED at the end of the input', () => {
@@ -160,15 +207,21 @@ describe('meshport decode', () => {
   });
 
   it('the readable view names protocol, kind, id, service and status, coloured only when asked', () => {
-    const err = encodeDubboErrorResponse({ requestId: 5, status: DubboStatus.SERVICE_NOT_FOUND, message: 'no provider' });
+    const err = encodeDubboErrorResponse({
+      requestId: 5,
+      status: DubboStatus.SERVICE_NOT_FOUND,
+      message: 'no provider',
+    });
     const input = Buffer.concat([boltRequest, encodeBoltHeartbeat(9), err]).toString('hex');
     const plain = meshport(['decode', '--hex', input]);
     assert.equal(plain.code, 0, plain.stderr);
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: an ANSI colour sequence starts with ESC
     assert.doesNotMatch(plain.stdout, /\x1b\[/);
     assert.match(plain.stdout, /bolt v1 request id=7 com\.example\.EchoService:1\.0/);
     assert.match(plain.stdout, /bolt v1 heartbeat id=9/);
     assert.match(plain.stdout, /dubbo response id=5 SERVICE_NOT_FOUND\(60\)/);
     const coloured = meshport(['decode', '--color', '--hex', input]);
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: an ANSI colour sequence starts with ESC
     assert.match(coloured.stdout, /\x1b\[/);
   });
 });

@@ -41,7 +41,8 @@ describe('meshport demo', function () {
   this.timeout(120_000);
 
   const netns = netnsAvailable() && process.env.MESHPORT_DEMO_PODS !== 'loopback';
-  const title = 'runs Bolt and Dubbo calls through two sidecar pods over a real ZooKeeper, shows what happened, and stops everything';
+  const title =
+    'runs Bolt and Dubbo calls through two sidecar pods over a real ZooKeeper, shows what happened, and stops everything';
 
   it(`${title}${netns ? ' (network-namespace pods, as root)' : ' (loopback-port pods)'}`, () => {
     checkDemo({}, netns);
@@ -66,25 +67,51 @@ function checkDemo(extraEnv: NodeJS.ProcessEnv, netns: boolean): void {
 
     // The pods' addresses: their own in their namespaces (the outbound listener stays on the pod's loopback).
     const [providerIp, consumerIp] = netns ? ['198.18.10.2', '198.18.11.2'] : ['127.0.0.1', '127.0.0.1'];
-    const provider = one(out, new RegExp(`provider-pod: sidecar pid (\\d+), inbound ${esc(providerIp)}:(\\d+), outbound 127\\.0\\.0\\.1:(\\d+)`), 'provider pod');
-    const consumer = one(out, new RegExp(`consumer-pod: sidecar pid (\\d+), inbound ${esc(consumerIp)}:(\\d+), outbound 127\\.0\\.0\\.1:(\\d+)`), 'consumer pod');
+    const provider = one(
+      out,
+      new RegExp(
+        `provider-pod: sidecar pid (\\d+), inbound ${esc(providerIp)}:(\\d+), outbound 127\\.0\\.0\\.1:(\\d+)`,
+      ),
+      'provider pod',
+    );
+    const consumer = one(
+      out,
+      new RegExp(
+        `consumer-pod: sidecar pid (\\d+), inbound ${esc(consumerIp)}:(\\d+), outbound 127\\.0\\.0\\.1:(\\d+)`,
+      ),
+      'consumer pod',
+    );
     const providerInbound = `${providerIp}:${provider[2]}`;
     const consumerOutbound = `127.0.0.1:${consumer[3]}`;
     if (netns) {
-      assert.match(out, /two pods in network namespaces: meshport-demo-\d+-provider \(198\.18\.10\.2\), meshport-demo-\d+-consumer \(198\.18\.11\.2\)/);
+      assert.match(
+        out,
+        /two pods in network namespaces: meshport-demo-\d+-provider \(198\.18\.10\.2\), meshport-demo-\d+-consumer \(198\.18\.11\.2\)/,
+      );
       assert.match(out, /zookeeper 198\.18\.12\.1:\d+ /);
     } else {
       assert.match(out, /two loopback-port pods/);
     }
-    const app = one(out, /provider app pid (\d+): com\.example\.EchoService \(bolt\) on 127\.0\.0\.1:(\d+), com\.example\.GreetService \(dubbo\) on 127\.0\.0\.1:(\d+)/, 'provider app');
+    const app = one(
+      out,
+      /provider app pid (\d+): com\.example\.EchoService \(bolt\) on 127\.0\.0\.1:(\d+), com\.example\.GreetService \(dubbo\) on 127\.0\.0\.1:(\d+)/,
+      'provider app',
+    );
     const appPorts = { 'com.example.EchoService': app[2], 'com.example.GreetService': app[3] };
 
-    for (const [protocol, iface] of [['bolt', 'com.example.EchoService'], ['dubbo', 'com.example.GreetService']] as const) {
+    for (const [protocol, iface] of [
+      ['bolt', 'com.example.EchoService'],
+      ['dubbo', 'com.example.GreetService'],
+    ] as const) {
       const cluster = protocol === 'dubbo' ? `SOFA/${iface}:1.0` : `${iface}:1.0`;
       const q = iface.replace(/\./g, '\\.');
       const qc = esc(cluster);
       // Calls went through, none failed.
-      const calls = one(out, new RegExp(`calls ${protocol} +${q}#\\w+ +ok (\\d+) +failed (\\d+) .* p50 \\S+ ms +p90 \\S+ ms +p99 \\S+ ms`), `${protocol} calls`);
+      const calls = one(
+        out,
+        new RegExp(`calls ${protocol} +${q}#\\w+ +ok (\\d+) +failed (\\d+) .* p50 \\S+ ms +p90 \\S+ ms +p99 \\S+ ms`),
+        `${protocol} calls`,
+      );
       assert.ok(Number(calls[1]) > 0, `${protocol}: no call succeeded`);
       assert.equal(Number(calls[2]), 0, `${protocol}: failed calls\n${out}`);
 
@@ -102,15 +129,23 @@ function checkDemo(extraEnv: NodeJS.ProcessEnv, netns: boolean): void {
       assert.equal(outRoute[1], providerInbound);
       const inRoute = one(out, new RegExp(`provider pod inbound route ${qc} -> (\\S+)`), `${cluster} inbound route`);
       assert.equal(inRoute[1], `127.0.0.1:${appPorts[iface]}`);
-      const outOk = Number(one(out, new RegExp(`consumer pod /stats outbound ok ${qc}: (\\d+)`), 'consumer pod stats')[1]);
-      const inOk = Number(one(out, new RegExp(`provider pod /stats inbound ok ${qc}: (\\d+)`), 'provider pod stats')[1]);
+      const outOk = Number(
+        one(out, new RegExp(`consumer pod /stats outbound ok ${qc}: (\\d+)`), 'consumer pod stats')[1],
+      );
+      const inOk = Number(
+        one(out, new RegExp(`provider pod /stats inbound ok ${qc}: (\\d+)`), 'provider pod stats')[1],
+      );
       assert.ok(outOk >= Number(calls[1]), `consumer pod outbound ok ${outOk} < ${calls[1]} calls`);
       assert.ok(inOk >= Number(calls[1]), `provider pod inbound ok ${inOk} < ${calls[1]} calls`);
     }
     assert.match(out, new RegExp(`consumer app connected to: ${consumerOutbound.replace(/\./g, '\\.')}\\n`));
 
     // Everything it started is stopped: the pids it printed are gone, the sidecars drained and exited 0.
-    const stopped = one(out, /stopped: zookeeper pid (\d+), sidecars pids (\d+) (\d+), provider pid (\d+), consumer pid (\d+)/, 'the stop line');
+    const stopped = one(
+      out,
+      /stopped: zookeeper pid (\d+), sidecars pids (\d+) (\d+), provider pid (\d+), consumer pid (\d+)/,
+      'the stop line',
+    );
     const pids = stopped.slice(1).map(Number);
     assert.deepEqual(pids.slice(1, 3).sort(), [Number(provider[1]), Number(consumer[1])].sort());
     assert.equal(pids[3], Number(app[1]));
@@ -122,7 +157,10 @@ function checkDemo(extraEnv: NodeJS.ProcessEnv, netns: boolean): void {
 
     // No namespace of the demo's is left behind.
     if (netns) {
-      assert.match(out, /network namespaces meshport-demo-\d+-provider, meshport-demo-\d+-consumer, meshport-demo-\d+-net deleted/);
+      assert.match(
+        out,
+        /network namespaces meshport-demo-\d+-provider, meshport-demo-\d+-consumer, meshport-demo-\d+-net deleted/,
+      );
       assert.deepEqual(demoNamespaces(), [], '`ip netns list` still names a meshport-demo- namespace');
     }
   }

@@ -11,7 +11,11 @@ const BIN = path.resolve(__dirname, '../../bin/meshport.js');
 
 function meshport(args: string[], uid?: number) {
   const ids = uid === undefined ? {} : { uid, gid: uid };
-  const r = spawnSync(process.execPath, [BIN, ...args], { env: { ...process.env, NO_COLOR: '' }, timeout: 60000, ...ids });
+  const r = spawnSync(process.execPath, [BIN, ...args], {
+    env: { ...process.env, NO_COLOR: '' },
+    timeout: 60000,
+    ...ids,
+  });
   return { code: r.status, pid: r.pid, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
 }
 
@@ -59,14 +63,21 @@ describe('meshport doctor', function () {
     assert.match(report.tproxy.reason, /198\.18\.253\.1:80/, 'the tproxy check saw the original destination');
     assert.equal(r.code, 0, r.stderr);
     assert.ok(typeof r.pid === 'number');
-    assert.deepEqual(await leftovers(r.pid, pinsBefore), { netns: [], cgroups: [], pins: [] }, 'doctor left a namespace, cgroup or pin behind');
+    assert.deepEqual(
+      await leftovers(r.pid, pinsBefore),
+      { netns: [], cgroups: [], pins: [] },
+      'doctor left a namespace, cgroup or pin behind',
+    );
   });
 
   it('human output: one line per feature with ✓ and the reason', function () {
     if (!root) skipOrFail(this, 'kernel test: not root');
     const r = meshport(['doctor']);
     const lines = r.stdout.trim().split('\n');
-    assert.deepEqual(lines.map((l) => l.split(/\s+/).slice(0, 2).join(' ')), ['✓ redirect', '✓ tproxy', '✓ connect-hook', '✓ sockmap']);
+    assert.deepEqual(
+      lines.map((l) => l.split(/\s+/).slice(0, 2).join(' ')),
+      ['✓ redirect', '✓ tproxy', '✓ connect-hook', '✓ sockmap'],
+    );
     assert.equal(r.code, 0, r.stderr);
   });
 
@@ -78,7 +89,7 @@ describe('meshport doctor', function () {
     for (const f of FEATURES) assert.deepEqual(report[f], { supported: false, reason: 'needs root (CAP_NET_ADMIN)' });
   });
 
-  it('usage errors exit 2', function () {
+  it('usage errors exit 2', () => {
     const r = meshport(['doctor', '--nope']);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /meshport doctor:/);

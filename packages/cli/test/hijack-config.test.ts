@@ -46,7 +46,10 @@ describe('meshport hijack --config', () => {
     assert.equal(options.inboundPort, 25006);
     assert.equal(options.adminPort, 25000);
     // The sidecar's listeners, the ZooKeeper facade, and the mesh API facade at its default port.
-    assert.deepEqual([...(options.facadePorts as number[])].sort((a, b) => a - b), [2281, 13330, 22201, 22220]);
+    assert.deepEqual(
+      [...(options.facadePorts as number[])].sort((a, b) => a - b),
+      [2281, 13330, 22201, 22220],
+    );
   });
 
   it('a flag given as well wins; --plan with --config, a missing config and one without hijack are usage errors', () => {
@@ -79,13 +82,23 @@ describe('meshport hijack --config', () => {
       const applied = meshport(['hijack', 'apply', '--config', config, '--netns', ns]);
       assert.equal(applied.code, 0, applied.stderr);
       const state = await installedState({ netns: ns, routeTables: [133] });
-      assert.ok(state.iptables.nat.some((l) => l.includes('--uid-owner 1500 -j RETURN')), state.iptables.nat.join('\n'));
+      assert.ok(
+        state.iptables.nat.some((l) => l.includes('--uid-owner 1500 -j RETURN')),
+        state.iptables.nat.join('\n'),
+      );
       assert.ok(state.iptables.nat.some((l) => l.includes('-j REDIRECT --to-ports 25001')));
       assert.ok(state.iptables.mangle.some((l) => l.includes('-j TPROXY --on-port 25006')));
-      assert.ok(state.iptables.mangle.some((l) => l.includes('--dport 2281 -j RETURN')), 'the facade port is never captured');
+      assert.ok(
+        state.iptables.mangle.some((l) => l.includes('--dport 2281 -j RETURN')),
+        'the facade port is never captured',
+      );
       const removed = meshport(['hijack', 'remove', '--config', config, '--netns', ns]);
       assert.equal(removed.code, 0, removed.stderr);
-      assert.deepEqual(await installedState({ netns: ns, routeTables: [133] }), { iptables: { nat: [], mangle: [] }, ipRules: [], routes: { 133: [] } });
+      assert.deepEqual(await installedState({ netns: ns, routeTables: [133] }), {
+        iptables: { nat: [], mangle: [] },
+        ipRules: [],
+        routes: { 133: [] },
+      });
     } finally {
       await deleteNetns(ns);
     }

@@ -3,10 +3,29 @@
 
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  rmdirSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { HIJACK_DEFAULTS, bpfPinDir, createNetns, deleteNetns, installedState, listNetns, run, spawnInNetns, uniqueNetnsName } from '@meshport/hijack';
+import {
+  HIJACK_DEFAULTS,
+  bpfPinDir,
+  createNetns,
+  deleteNetns,
+  installedState,
+  listNetns,
+  run,
+  spawnInNetns,
+  uniqueNetnsName,
+} from '@meshport/hijack';
 import { skipOrFail } from '@meshport/testkit';
 
 const BIN = path.resolve(__dirname, '../../bin/meshport.js');
@@ -28,7 +47,10 @@ function iptablesLines(printed: string): Record<'nat' | 'mangle', string[]> {
 
 const sorted = (xs: string[]) => [...xs].sort();
 
-const mounts = () => readFileSync('/proc/mounts', 'utf8').split('\n').map((l) => l.split(' '));
+const mounts = () =>
+  readFileSync('/proc/mounts', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' '));
 const bpffsMounted = () => mounts().some((m) => m[1] === '/sys/fs/bpf' && m[2] === 'bpf');
 const cgroup2Root = () => mounts().find((m) => m[2] === 'cgroup2')?.[1];
 
@@ -41,8 +63,16 @@ async function cgroupPrograms(cgroup: string): Promise<string[]> {
 
 /** The links on a cgroup as `id -> attach type`, by bpftool (link ids stay the same across bpf_link_update). */
 async function cgroupLinks(cgroup: string): Promise<Record<string, number>> {
-  const progs = new Set(((JSON.parse((await run('bpftool', ['-j', 'cgroup', 'show', cgroup])).stdout || '[]') as { id: number }[]).map((p) => p.id)));
-  const links = JSON.parse((await run('bpftool', ['-j', 'link', 'show'])).stdout || '[]') as { id: number; prog_id: number; attach_type?: string }[];
+  const progs = new Set(
+    (JSON.parse((await run('bpftool', ['-j', 'cgroup', 'show', cgroup])).stdout || '[]') as { id: number }[]).map(
+      (p) => p.id,
+    ),
+  );
+  const links = JSON.parse((await run('bpftool', ['-j', 'link', 'show'])).stdout || '[]') as {
+    id: number;
+    prog_id: number;
+    attach_type?: string;
+  }[];
   const out: Record<string, number> = {};
   for (const l of links) if (progs.has(l.prog_id)) out[`${l.id}:${l.attach_type}`] = l.prog_id;
   return out;
@@ -74,7 +104,8 @@ describe('meshport hijack', () => {
         // absent, or someone else's pins are in it
       }
     }
-    if (!bpffsWasMounted && bpffsMounted() && readdirSync('/sys/fs/bpf').every((n) => n.endsWith('.debug'))) await run('umount', ['/sys/fs/bpf']);
+    if (!bpffsWasMounted && bpffsMounted() && readdirSync('/sys/fs/bpf').every((n) => n.endsWith('.debug')))
+      await run('umount', ['/sys/fs/bpf']);
     const left = (await listNetns()).filter((n) => n.startsWith(`mpcli-${process.pid}-`));
     assert.deepEqual(left, [], 'the suite left network namespaces behind');
   });
@@ -105,8 +136,29 @@ describe('meshport hijack', () => {
   });
 
   it('print --json gives the plan with its commands; flags reach the plan', () => {
-    const r = meshport(['hijack', 'print', '--json', '--mode', 'tproxy', '--netns', 'pod1', '--uid', '2000', '--inbound-ports', '80,8080',
-      '--mark', '0x77', '--route-table', '150', '--outbound-port', '16001', '--inbound-port', '16006', '--admin-port', '16000']);
+    const r = meshport([
+      'hijack',
+      'print',
+      '--json',
+      '--mode',
+      'tproxy',
+      '--netns',
+      'pod1',
+      '--uid',
+      '2000',
+      '--inbound-ports',
+      '80,8080',
+      '--mark',
+      '0x77',
+      '--route-table',
+      '150',
+      '--outbound-port',
+      '16001',
+      '--inbound-port',
+      '16006',
+      '--admin-port',
+      '16000',
+    ]);
     assert.equal(r.code, 0, r.stderr);
     const plan = JSON.parse(r.stdout);
     assert.equal(plan.mode, 'tproxy');
@@ -114,18 +166,31 @@ describe('meshport hijack', () => {
     assert.deepEqual(plan.options.inboundPorts, [80, 8080]);
     assert.deepEqual(plan.ipRules, [{ fwmark: 0x77, table: 150 }]);
     assert.ok(plan.commands.includes('ip netns exec pod1 ip rule add fwmark 0x77 lookup 150'));
-    assert.ok(plan.commands.includes(
-      'ip netns exec pod1 iptables -t mangle -A MESHPORT_INBOUND -p tcp -m tcp --dport 8080 -j TPROXY --on-port 16006 --on-ip 0.0.0.0 --tproxy-mark 0x77/0xffffffff'));
-    assert.ok(plan.commands.includes('ip netns exec pod1 iptables -t nat -A MESHPORT_OUTPUT -m owner --uid-owner 2000 -j RETURN'));
+    assert.ok(
+      plan.commands.includes(
+        'ip netns exec pod1 iptables -t mangle -A MESHPORT_INBOUND -p tcp -m tcp --dport 8080 -j TPROXY --on-port 16006 --on-ip 0.0.0.0 --tproxy-mark 0x77/0xffffffff',
+      ),
+    );
+    assert.ok(
+      plan.commands.includes(
+        'ip netns exec pod1 iptables -t nat -A MESHPORT_OUTPUT -m owner --uid-owner 2000 -j RETURN',
+      ),
+    );
   });
 
   it('print --mode connect-hook shows the BPF attachments', () => {
     const r = meshport(['hijack', 'print', '--mode', 'connect-hook', '--cgroup', '/sys/fs/cgroup/pod', '--sockmap']);
     assert.equal(r.code, 0, r.stderr);
     for (const p of ['connect4', 'connect6', 'sockops', 'getsockopt', 'sk_msg']) {
-      assert.match(r.stdout, new RegExp(`^bpf attach ${p} /sys/fs/cgroup/pod pin=/sys/fs/bpf/meshport/hijack-sys-fs-cgroup-pod`, 'm'));
+      assert.match(
+        r.stdout,
+        new RegExp(`^bpf attach ${p} /sys/fs/cgroup/pod pin=/sys/fs/bpf/meshport/hijack-sys-fs-cgroup-pod`, 'm'),
+      );
     }
-    assert.match(r.stdout, /^bpf attach connect4 .* capture=127\.0\.0\.1:15001 sidecar-uid=1337 exclude-ports=12201,12220,13330,15000,15001,15006$/m);
+    assert.match(
+      r.stdout,
+      /^bpf attach connect4 .* capture=127\.0\.0\.1:15001 sidecar-uid=1337 exclude-ports=12201,12220,13330,15000,15001,15006$/m,
+    );
   });
 
   it('usage mistakes and loop-check refusals exit 2', () => {
@@ -190,7 +255,11 @@ describe('meshport hijack', () => {
 
         const removed = meshport(['hijack', 'remove', ...flags]);
         assert.equal(removed.code, 0, removed.stderr);
-        assert.deepEqual(await installedState({ netns: ns, routeTables: [133] }), { iptables: { nat: [], mangle: [] }, ipRules: [], routes: { 133: [] } });
+        assert.deepEqual(await installedState({ netns: ns, routeTables: [133] }), {
+          iptables: { nat: [], mangle: [] },
+          ipRules: [],
+          routes: { 133: [] },
+        });
         const again = meshport(['hijack', 'remove', ...flags]);
         assert.equal(again.code, 0, again.stderr);
         assert.equal(again.stdout, '');
@@ -211,10 +280,14 @@ describe('meshport hijack', () => {
         const linksBefore: Record<string, number>[] = [];
         for (let i = 0; i < 2; i += 1) {
           const applied = meshport(['hijack', 'apply', ...flags]);
-          if (applied.code === 1 && /MESHPORT_HIJACK_NOT_SUPPORTED/.test(applied.stderr)) skipOrFail(this, `kernel test: ${applied.stderr.trim()}`);
+          if (applied.code === 1 && /MESHPORT_HIJACK_NOT_SUPPORTED/.test(applied.stderr))
+            skipOrFail(this, `kernel test: ${applied.stderr.trim()}`);
           assert.equal(applied.code, 0, applied.stderr);
           // An identical re-apply changes nothing: no detach, no update, the same links and programs (issue 14).
-          const bpfSteps = applied.stdout.split('\n').filter((l) => l.startsWith('bpf ')).map((l) => l.split(' ').slice(0, 2).join(' '));
+          const bpfSteps = applied.stdout
+            .split('\n')
+            .filter((l) => l.startsWith('bpf '))
+            .map((l) => l.split(' ').slice(0, 2).join(' '));
           assert.deepEqual(bpfSteps, i === 0 ? ['bpf load', 'bpf attach'] : [], applied.stdout);
           linksBefore.push(await cgroupLinks(cgroup));
         }
@@ -223,12 +296,26 @@ describe('meshport hijack', () => {
         // A changed config (another capture port) replaces the programs of the same links in place.
         const changedPort = meshport(['hijack', 'apply', ...flags, '--outbound-port', '15011']);
         assert.equal(changedPort.code, 0, changedPort.stderr);
-        assert.deepEqual(changedPort.stdout.split('\n').filter((l) => l.startsWith('bpf ')).map((l) => l.split(' ').slice(0, 2).join(' ')), ['bpf load', 'bpf update']);
+        assert.deepEqual(
+          changedPort.stdout
+            .split('\n')
+            .filter((l) => l.startsWith('bpf '))
+            .map((l) => l.split(' ').slice(0, 2).join(' ')),
+          ['bpf load', 'bpf update'],
+        );
         const linksAfter = await cgroupLinks(cgroup);
         assert.deepEqual(Object.keys(linksAfter).sort(), Object.keys(linksBefore[0]).sort(), 'the same links');
-        assert.notDeepEqual(Object.values(linksAfter).sort(), Object.values(linksBefore[0]).sort(), 'running new programs');
+        assert.notDeepEqual(
+          Object.values(linksAfter).sort(),
+          Object.values(linksBefore[0]).sort(),
+          'running new programs',
+        );
         assert.ok(existsSync(pinDir));
-        assert.deepEqual(await cgroupPrograms(cgroup), ['cgroup_getsockopt', 'cgroup_inet4_connect', 'cgroup_inet6_connect', 'cgroup_sock_ops'], 'one copy after apply twice');
+        assert.deepEqual(
+          await cgroupPrograms(cgroup),
+          ['cgroup_getsockopt', 'cgroup_inet4_connect', 'cgroup_inet6_connect', 'cgroup_sock_ops'],
+          'one copy after apply twice',
+        );
         const state = await installedState({ netns: ns, routeTables: [133] });
         assert.equal(state.iptables.nat.length, 0, 'outbound is the BPF hook: no nat rules');
         assert.ok(state.iptables.mangle.some((l) => l.includes('-j TPROXY --on-port 15006')));
@@ -238,12 +325,28 @@ describe('meshport hijack', () => {
         assert.equal(removed.code, 0, removed.stderr);
         assert.equal(existsSync(pinDir), false);
         assert.deepEqual(await cgroupPrograms(cgroup), []);
-        assert.deepEqual(await installedState({ netns: ns, routeTables: [133] }), { iptables: { nat: [], mangle: [] }, ipRules: [], routes: { 133: [] } });
+        assert.deepEqual(await installedState({ netns: ns, routeTables: [133] }), {
+          iptables: { nat: [], mangle: [] },
+          ipRules: [],
+          routes: { 133: [] },
+        });
         assert.equal(meshport(['hijack', 'remove', ...flags]).code, 0);
       });
     } finally {
       // Belt and braces: the BPF part only, through the CLI, with a plan that has no rules for any namespace.
-      if (existsSync(pinDir)) meshport(['hijack', 'remove', '--mode', 'connect-hook', '--cgroup', cgroup, '--inbound-ports', '', '--netns', 'unused']);
+      if (existsSync(pinDir))
+        meshport([
+          'hijack',
+          'remove',
+          '--mode',
+          'connect-hook',
+          '--cgroup',
+          cgroup,
+          '--inbound-ports',
+          '',
+          '--netns',
+          'unused',
+        ]);
       rmdirSync(cgroup);
     }
   });
@@ -263,7 +366,8 @@ describe('meshport hijack', () => {
         assert.match(notAttached.stdout, /not attached/);
 
         const applied = meshport(['hijack', 'apply', ...flags]);
-        if (applied.code === 1 && /MESHPORT_HIJACK_NOT_SUPPORTED/.test(applied.stderr)) skipOrFail(this, `kernel test: ${applied.stderr.trim()}`);
+        if (applied.code === 1 && /MESHPORT_HIJACK_NOT_SUPPORTED/.test(applied.stderr))
+          skipOrFail(this, `kernel test: ${applied.stderr.trim()}`);
         assert.equal(applied.code, 0, applied.stderr);
 
         // Programs pinned, no sidecar: every connect of the pod would go to a closed 127.0.0.1:15001.
@@ -271,8 +375,14 @@ describe('meshport hijack', () => {
         const dead = meshport(['hijack', 'status', ...flags]);
         assert.equal(dead.code, 1, dead.stdout + dead.stderr);
         assert.match(dead.stdout, /connect4, connect6 attached .* 127\.0\.0\.1:15001 has NO LISTENER/);
-        assert.ok(dead.stdout.includes(`Recover: restart the sidecar, or take the hook away: ${removeCommand}`), dead.stdout);
-        const json = JSON.parse(meshport(['hijack', 'status', '--json', ...flags]).stdout) as { blackhole: boolean; rewrites: string[] };
+        assert.ok(
+          dead.stdout.includes(`Recover: restart the sidecar, or take the hook away: ${removeCommand}`),
+          dead.stdout,
+        );
+        const json = JSON.parse(meshport(['hijack', 'status', '--json', ...flags]).stdout) as {
+          blackhole: boolean;
+          rewrites: string[];
+        };
         assert.equal(json.blackhole, true);
         assert.deepEqual(json.rewrites, ['connect4', 'connect6']);
         const printed = meshport(['hijack', 'print', ...flags]);
@@ -307,7 +417,19 @@ describe('meshport hijack', () => {
         assert.deepEqual(await cgroupPrograms(cgroup), []);
       });
     } finally {
-      if (existsSync(pinDir)) meshport(['hijack', 'remove', '--mode', 'connect-hook', '--cgroup', cgroup, '--inbound-ports', '', '--netns', 'unused']);
+      if (existsSync(pinDir))
+        meshport([
+          'hijack',
+          'remove',
+          '--mode',
+          'connect-hook',
+          '--cgroup',
+          cgroup,
+          '--inbound-ports',
+          '',
+          '--netns',
+          'unused',
+        ]);
       rmdirSync(cgroup);
     }
   });

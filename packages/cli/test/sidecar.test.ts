@@ -20,7 +20,9 @@ describe('meshport sidecar', function () {
   it('runs on a file registry, serves its routes on the admin port, and drains on SIGTERM with exit 0', async () => {
     writeFileSync(
       path.join(dir, 'routes.json'),
-      JSON.stringify({ services: { 'com.example.Echo:1.0': ['bolt://10.0.0.7:12201?interface=com.example.Echo&version=1.0'] } }),
+      JSON.stringify({
+        services: { 'com.example.Echo:1.0': ['bolt://10.0.0.7:12201?interface=com.example.Echo&version=1.0'] },
+      }),
     );
     writeFileSync(
       path.join(dir, 'meshport.yaml'),
@@ -32,7 +34,9 @@ describe('meshport sidecar', function () {
         '  - { name: static, type: file, upstream: routes.json }',
       ].join('\n'),
     );
-    const child = spawn(process.execPath, [BIN, 'sidecar', '--config', path.join(dir, 'meshport.yaml')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BIN, 'sidecar', '--config', path.join(dir, 'meshport.yaml')], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
@@ -66,7 +70,11 @@ describe('meshport sidecar', function () {
     writeFileSync(path.join(dir, 'echo.json'), routes('com.example.Echo', '10.0.0.7'));
     writeFileSync(path.join(dir, 'other.json'), routes('com.example.Other', '10.0.0.8'));
     const config = path.join(dir, 'meshport.yaml');
-    const header = ['listeners: { outbound: "127.0.0.1:0", inbound: "127.0.0.1:0" }', 'admin: "127.0.0.1:0"', 'registries:'];
+    const header = [
+      'listeners: { outbound: "127.0.0.1:0", inbound: "127.0.0.1:0" }',
+      'admin: "127.0.0.1:0"',
+      'registries:',
+    ];
     writeFileSync(config, [...header, '  - { name: static, type: file, upstream: echo.json }'].join('\n'));
     const child = spawn(process.execPath, [BIN, 'sidecar', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -89,14 +97,26 @@ describe('meshport sidecar', function () {
         if (!look()) child.stdout.on('data', look);
       });
     const clusters = async (port: number) => {
-      const body = (await (await fetch(`http://127.0.0.1:${port}/routes`)).json()) as { clusters: { listener: string; name: string }[] };
-      return body.clusters.filter((c) => c.listener === 'outbound').map((c) => c.name).sort();
+      const body = (await (await fetch(`http://127.0.0.1:${port}/routes`)).json()) as {
+        clusters: { listener: string; name: string }[];
+      };
+      return body.clusters
+        .filter((c) => c.listener === 'outbound')
+        .map((c) => c.name)
+        .sort();
     };
     try {
       const admin = ((await logged('meshport sidecar running')).admin as { port: number }).port;
       assert.deepEqual(await clusters(admin), ['com.example.Echo:1.0']);
 
-      writeFileSync(config, [...header, '  - { name: static, type: file, upstream: echo.json }', '  - { name: more, type: file, upstream: other.json }'].join('\n'));
+      writeFileSync(
+        config,
+        [
+          ...header,
+          '  - { name: static, type: file, upstream: echo.json }',
+          '  - { name: more, type: file, upstream: other.json }',
+        ].join('\n'),
+      );
       const lines = out.split('\n').length - 1;
       child.kill('SIGHUP');
       const reloaded = await logged('reloaded', lines);
@@ -104,7 +124,10 @@ describe('meshport sidecar', function () {
       assert.deepEqual(await clusters(admin), ['com.example.Echo:1.0', 'com.example.Other:1.0']);
 
       // A broken edit: logged with its line and key, nothing changes, the process keeps running.
-      writeFileSync(config, [...header, '  - { name: static, type: file, upstream: echo.json, colour: blue }'].join('\n'));
+      writeFileSync(
+        config,
+        [...header, '  - { name: static, type: file, upstream: echo.json, colour: blue }'].join('\n'),
+      );
       const before = out.split('\n').length - 1;
       child.kill('SIGHUP');
       const refused = await logged('reload refused: the new config is invalid; still running on the old one', before);
@@ -123,7 +146,10 @@ describe('meshport sidecar', function () {
     writeFileSync(file, 'registries:\n  - name: mesh\n    type: sofa-mesh\n    via: nowhere\n');
     const r = spawnSync(process.execPath, [BIN, 'sidecar', '--config', file], { encoding: 'utf8' });
     assert.equal(r.status, 2);
-    assert.match(r.stderr, /MESHPORT_CONFIG_INVALID: .*meshport\.yaml:4: registries\[0\]\.via: names no registry in this list/);
+    assert.match(
+      r.stderr,
+      /MESHPORT_CONFIG_INVALID: .*meshport\.yaml:4: registries\[0\]\.via: names no registry in this list/,
+    );
   });
 
   it('refuses a capture port that is taken with MESHPORT_CAPTURE_FAILED, exit 2', async () => {
@@ -139,7 +165,10 @@ describe('meshport sidecar', function () {
       const r = spawnSync(process.execPath, [BIN, 'sidecar', '--config', file], { encoding: 'utf8' });
       assert.equal(r.status, 2, r.stderr);
       // Found by the start-up check, before anything bound: the key, its line and the cause.
-      assert.equal(r.stderr, `meshport sidecar: MESHPORT_CAPTURE_FAILED: ${file}:3: hijack.outboundCapturePort: 127.0.0.1:${port} is in use (another process listens there)\n`);
+      assert.equal(
+        r.stderr,
+        `meshport sidecar: MESHPORT_CAPTURE_FAILED: ${file}:3: hijack.outboundCapturePort: 127.0.0.1:${port} is in use (another process listens there)\n`,
+      );
     } finally {
       taken.close();
     }
@@ -147,9 +176,15 @@ describe('meshport sidecar', function () {
 
   it('names a plugin that cannot be found', () => {
     const file = path.join(dir, 'meshport.yaml');
-    writeFileSync(file, 'admin: "127.0.0.1:0"\nlisteners: { outbound: "127.0.0.1:0", inbound: "127.0.0.1:0" }\nregistries:\n  - { name: mine, type: ./no-such-plugin }\n');
+    writeFileSync(
+      file,
+      'admin: "127.0.0.1:0"\nlisteners: { outbound: "127.0.0.1:0", inbound: "127.0.0.1:0" }\nregistries:\n  - { name: mine, type: ./no-such-plugin }\n',
+    );
     const r = spawnSync(process.execPath, [BIN, 'sidecar', '--config', file], { encoding: 'utf8' });
     assert.equal(r.status, 2);
-    assert.match(r.stderr, /MESHPORT_PLUGIN_INVALID: .*meshport\.yaml:4: registries\[0\]\.type: registry plugin '.*no-such-plugin' cannot be found/);
+    assert.match(
+      r.stderr,
+      /MESHPORT_PLUGIN_INVALID: .*meshport\.yaml:4: registries\[0\]\.type: registry plugin '.*no-such-plugin' cannot be found/,
+    );
   });
 });

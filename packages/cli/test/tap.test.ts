@@ -42,17 +42,30 @@ async function until(check: () => boolean, what: string, ms = 5000): Promise<voi
 
 describe('meshport tap', () => {
   // Bolt named explicitly: sofa-rpc-node's RpcClient keeps the last protocol given in its module-wide defaults.
-  for (const peer of [{ name: 'SOFA RPC over Bolt', impl: { protocol: boltProtocol } }, { name: 'Dubbo', impl: { protocol: dubboProtocol } }]) {
+  for (const peer of [
+    { name: 'SOFA RPC over Bolt', impl: { protocol: boltProtocol } },
+    { name: 'Dubbo', impl: { protocol: dubboProtocol } },
+  ]) {
     it(`${peer.name}: sofa-rpc-node calls through it unchanged, and every frame is printed and paired`, async () => {
       const provider = new sofaServer.RpcServer({ logger: quietLogger, port: 0, ...peer.impl });
-      provider.addService({ interfaceName: 'com.example.EchoService', version: '1.0' }, {
-        async echo(text: string) {
-          return `echo: ${text}`;
+      provider.addService(
+        { interfaceName: 'com.example.EchoService', version: '1.0' },
+        {
+          async echo(text: string) {
+            return `echo: ${text}`;
+          },
         },
-      });
+      );
       await provider.start();
       const io = capture();
-      const tap = await startTap({ listen: { host: '127.0.0.1', port: 0 }, upstream: { host: '127.0.0.1', port: provider.publishPort }, json: true }, io);
+      const tap = await startTap(
+        {
+          listen: { host: '127.0.0.1', port: 0 },
+          upstream: { host: '127.0.0.1', port: provider.publishPort },
+          json: true,
+        },
+        io,
+      );
       const rpc = new sofaClient.RpcClient({ logger: quietLogger, ...peer.impl });
       try {
         // retryFaultInterval: the SDK's address-retry loop outlives close() by this long; with its 30 s default it
@@ -67,13 +80,25 @@ describe('meshport tap', () => {
         for (let i = 0; i < 3; i++) {
           assert.equal(await consumer.invoke('echo', [`n${i}`], { responseTimeout: 3000 }), `echo: n${i}`);
         }
-        await until(() => io.text().split('\n').filter((l) => l.includes('"kind":"response"')).length === 3, 'three responses');
+        await until(
+          () =>
+            io
+              .text()
+              .split('\n')
+              .filter((l) => l.includes('"kind":"response"')).length === 3,
+          'three responses',
+        );
       } finally {
         await rpc.close();
         await tap.close();
         await provider.close();
       }
-      const frames = io.text().trim().split('\n').map((l) => JSON.parse(l)).filter((l) => l.kind);
+      const frames = io
+        .text()
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l))
+        .filter((l) => l.kind);
       const requests = frames.filter((f) => f.kind === 'request');
       const responses = frames.filter((f) => f.kind === 'response');
       assert.equal(requests.length, 3);
@@ -110,7 +135,10 @@ describe('meshport tap', () => {
       echo.close();
     }
     assert.match(io.text(), /bolt v1 heartbeat id=1/);
-    assert.match(io.text(), /client stream: MESHPORT_BAD_MAGIC: .*\(at byte 22\); still forwarding, no longer decoding it/);
+    assert.match(
+      io.text(),
+      /client stream: MESHPORT_BAD_MAGIC: .*\(at byte 22\); still forwarding, no longer decoding it/,
+    );
   });
 
   it('closes the client when the upstream refuses, and says why', async () => {
@@ -120,7 +148,10 @@ describe('meshport tap', () => {
     const io = capture();
     let tap: RunningTap | undefined;
     try {
-      tap = await startTap({ listen: { host: '127.0.0.1', port: 0 }, upstream: { host: '127.0.0.1', port: deadPort } }, io);
+      tap = await startTap(
+        { listen: { host: '127.0.0.1', port: 0 }, upstream: { host: '127.0.0.1', port: deadPort } },
+        io,
+      );
       const sock = net.connect(tap.address.port, '127.0.0.1');
       sock.on('error', () => {});
       await once(sock, 'close');
@@ -137,7 +168,15 @@ describe('meshport tap', () => {
       s.on('data', (c) => splitter.write(c));
     });
     const upstreamPort = await listen(upstream);
-    const child = spawn(process.execPath, [BIN, 'tap', '--json', '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${upstreamPort}`]);
+    const child = spawn(process.execPath, [
+      BIN,
+      'tap',
+      '--json',
+      '--listen',
+      '127.0.0.1:0',
+      '--upstream',
+      `127.0.0.1:${upstreamPort}`,
+    ]);
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c) => (stdout += c));
@@ -158,8 +197,18 @@ describe('meshport tap', () => {
       child.kill('SIGKILL');
       upstream.close();
     }
-    const lines = stdout.trim().split('\n').map((l) => JSON.parse(l)).filter((l) => l.kind);
-    assert.deepEqual(lines.map((l) => [l.kind, l.requestId, l.from]), [['heartbeat', 77, 'client'], ['heartbeat-ack', 77, 'upstream']]);
+    const lines = stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
+      .filter((l) => l.kind);
+    assert.deepEqual(
+      lines.map((l) => [l.kind, l.requestId, l.from]),
+      [
+        ['heartbeat', 77, 'client'],
+        ['heartbeat-ack', 77, 'upstream'],
+      ],
+    );
     assert.equal(typeof lines[1].latencyMs, 'number');
   });
 });

@@ -35,7 +35,12 @@ export interface EngineCluster {
   policy?: 'round-robin' | 'weighted-random' | 'least-request' | 'consistent-hash';
   hashHeader?: string;
   timeoutMs?: number;
-  routers?: { methods: { matches: string[]; mismatches: string[] }[]; allowed: string[]; force: boolean; blacklist: boolean }[];
+  routers?: {
+    methods: { matches: string[]; mismatches: string[] }[];
+    allowed: string[];
+    force: boolean;
+    blacklist: boolean;
+  }[];
   /** In an update (updateRoutes): the route is gone. */
   remove?: boolean;
 }
@@ -63,8 +68,18 @@ export interface EngineClusterCounters {
 }
 
 export interface EngineCounters {
-  outbound: { connectionsActive: number; connectionsTotal: number; refusedPerSource: number; refusedMaxConnections: number };
-  inbound: { connectionsActive: number; connectionsTotal: number; refusedPerSource: number; refusedMaxConnections: number };
+  outbound: {
+    connectionsActive: number;
+    connectionsTotal: number;
+    refusedPerSource: number;
+    refusedMaxConnections: number;
+  };
+  inbound: {
+    connectionsActive: number;
+    connectionsTotal: number;
+    refusedPerSource: number;
+    refusedMaxConnections: number;
+  };
   bytes: Record<'outbound' | 'inbound' | 'upstream', { in: number; out: number }>;
   inflight: number;
   partialFrames: number;

@@ -15,7 +15,9 @@ export type EngineAddon =
 
 let cached: EngineAddon | undefined;
 
-export function loadEngineAddon(addonPath: string = process.env[ENGINE_ADDON_PATH_ENV] || defaultAddonPath): EngineAddon {
+export function loadEngineAddon(
+  addonPath: string = process.env[ENGINE_ADDON_PATH_ENV] || defaultAddonPath,
+): EngineAddon {
   if (cached !== undefined && cached.path === addonPath) return cached;
   try {
     cached = { loaded: true, native: require(addonPath) as Record<string, unknown>, path: addonPath };

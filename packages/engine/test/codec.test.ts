@@ -86,7 +86,9 @@ interface RouterResponses {
 }
 const routerDir = path.dirname(require.resolve('@meshport/router/package.json'));
 const responses = require(path.join(routerDir, 'dist', 'src', 'responses.js')) as RouterResponses;
-const { routeKey } = require(path.join(routerDir, 'dist', 'src', 'router.js')) as { routeKey(h: FrameHeader): string | undefined };
+const { routeKey } = require(path.join(routerDir, 'dist', 'src', 'router.js')) as {
+  routeKey(h: FrameHeader): string | undefined;
+};
 
 // The protocol package's fuzz suite (its seeds, structured builders and mutators), from its test build.
 interface FuzzRng {
@@ -108,10 +110,18 @@ interface HessianEncoder {
 }
 const hessian = require('hessian.js') as { EncoderV2: new (options?: { size: number }) => HessianEncoder };
 
-const SEED = (Number(process.env.MESHPORT_CODEC_SEED ?? 0x6d657368) >>> 0) || 1;
+const SEED = Number(process.env.MESHPORT_CODEC_SEED ?? 0x6d657368) >>> 0 || 1;
 const MUTATIONS = Number(process.env.MESHPORT_CODEC_CASES ?? 30_000);
 const MAX_FRAME = 16 * 1024 * 1024;
-const FAILURES: Failure[] = ['no-route', 'timeout', 'busy', 'unavailable', 'upstream-closed', 'bad-request', 'draining'];
+const FAILURES: Failure[] = [
+  'no-route',
+  'timeout',
+  'busy',
+  'unavailable',
+  'upstream-closed',
+  'bad-request',
+  'draining',
+];
 
 // ---------------------------------------------------------------------------------------------------------------
 // Randomness: mulberry32, reproducible from MESHPORT_CODEC_SEED
@@ -169,7 +179,10 @@ function fixtureFiles(): string[] {
     ...hexFilesUnder(path.join(protocolDir, 'test', 'fixtures')),
     ...hexFilesUnder(path.join(repoRoot, 'test', 'fixtures')), // fuzz-crashers of the in-process campaigns
     // shared/ lies beside the work tree on developers' machines and in CI, not inside it.
-    ...new Set([...hexFilesUnder('/work/shared/fixtures'), ...hexFilesUnder(path.resolve(repoRoot, '..', 'shared', 'fixtures'))]),
+    ...new Set([
+      ...hexFilesUnder('/work/shared/fixtures'),
+      ...hexFilesUnder(path.resolve(repoRoot, '..', 'shared', 'fixtures')),
+    ]),
   ];
 }
 
@@ -179,14 +192,20 @@ function fixtureFiles(): string[] {
  */
 function corpusFiles(): string[] {
   const dirs = (process.env.MESHPORT_CODEC_CORPUS ?? '').split(':').filter(Boolean);
-  return dirs.flatMap((dir) => fs.readdirSync(dir).map((f) => path.join(dir, f))).filter((f) => fs.statSync(f).isFile());
+  return dirs
+    .flatMap((dir) => fs.readdirSync(dir).map((f) => path.join(dir, f)))
+    .filter((f) => fs.statSync(f).isFile());
 }
 
 /** Binary regression inputs of the libFuzzer targets (fuzz/regressions), one input per file. */
 function regressionFiles(): string[] {
   const dir = path.resolve(__dirname, '..', '..', 'fuzz', 'regressions');
   if (!fs.existsSync(dir)) return [];
-  return fs.readdirSync(dir).filter((f) => !f.endsWith('.md')).map((f) => path.join(dir, f)).sort();
+  return fs
+    .readdirSync(dir)
+    .filter((f) => !f.endsWith('.md'))
+    .map((f) => path.join(dir, f))
+    .sort();
 }
 
 const SERVICE = 'org.apache.dubbo.demo.DemoService';
@@ -202,7 +221,8 @@ function dubboFrame(body: Buffer, flag = 0xc2, id = 7n): Buffer {
 
 const h2 = (s: string) => hessianString(s);
 const raw = (...b: number[]) => Buffer.from(b);
-const leading = (version: Buffer = h2('1.0.0'), service: Buffer = h2(SERVICE)) => Buffer.concat([h2('2.0.2'), service, version, h2('call')]);
+const leading = (version: Buffer = h2('1.0.0'), service: Buffer = h2(SERVICE)) =>
+  Buffer.concat([h2('2.0.2'), service, version, h2('call')]);
 const hmap = (...entries: Buffer[]) => Buffer.concat([raw(0x48), ...entries, raw(0x5a)]);
 /** A string written as 'R' chunks of `size` units, then a final 'S' chunk (hessian.js never chunks short strings). */
 function chunked(s: string, size: number): Buffer {
@@ -238,13 +258,28 @@ function handBuiltDubbo(): Buffer[] {
     [['hello'], 'Ljava/lang/String;'],
     [[1, 2.5, true, null], 'IDZLjava/lang/Object;'],
     [[[1, 'two', [3]], { k: 'v', n: { deep: [1, 2] } }], 'Ljava/util/List;Ljava/util/Map;'],
-    [[{ $class: 'org.example.Pojo', $: { a: 1, b: 'x', c: { $class: 'org.example.Pojo', $: { a: 2, b: 'y', c: null } } } }], 'Lorg/example/Pojo;'],
+    [
+      [
+        {
+          $class: 'org.example.Pojo',
+          $: { a: 1, b: 'x', c: { $class: 'org.example.Pojo', $: { a: 2, b: 'y', c: null } } },
+        },
+      ],
+      'Lorg/example/Pojo;',
+    ],
     [[Buffer.alloc(3000, 7), new Date(1700000000000), { $class: 'long', $: 2 ** 40 }], '[BLjava/util/Date;J'],
     [['é'.repeat(70000)], 'Ljava/lang/String;'],
   ];
   for (const g of groups) {
     for (const [a, desc] of args) {
-      frames.push(dubboFrame(Buffer.concat([leading(), tail(a, desc, { group: g, interface: SERVICE, path: SERVICE, version: '1.0.0', timeout: 3000 })])));
+      frames.push(
+        dubboFrame(
+          Buffer.concat([
+            leading(),
+            tail(a, desc, { group: g, interface: SERVICE, path: SERVICE, version: '1.0.0', timeout: 3000 }),
+          ]),
+        ),
+      );
     }
   }
   // Attachments that disagree with the leading strings, or are not strings, or end the body early.
@@ -265,11 +300,25 @@ function handBuiltDubbo(): Buffer[] {
   frames.push(body(h2('Lbad name;')));
   frames.push(body(h2('[[')));
   frames.push(body(h2(''), hmap(chunked('group', 2), chunked('chunked-group', 3))));
-  frames.push(body(h2(''), hmap(raw(0x02, 0xc1, 0xa7, 0x72, 0x6f, 0x75, 0x70).subarray(0, 1), raw(0xc1, 0xa7), h2('roup'))));
+  frames.push(
+    body(h2(''), hmap(raw(0x02, 0xc1, 0xa7, 0x72, 0x6f, 0x75, 0x70).subarray(0, 1), raw(0xc1, 0xa7), h2('roup'))),
+  );
   frames.push(body(h2(''), hmap(raw(0x05, 0xc1, 0xa7, 0x72, 0x6f, 0x75, 0x70), h2('overlong-key'))));
   frames.push(body(h2(''), raw(0x4d), h2('java.util.HashMap'), h2('group'), h2('typed'), raw(0x5a)));
-  frames.push(body(h2(''), raw(0x43), h2('org.example.C'), raw(0x92), h2('a'), h2('b'), hmap(h2('group'), h2('after-class-def'))));
-  frames.push(body(h2('Ljava/lang/Object;'), raw(0x43), h2('C'), raw(0x91), h2('f'), raw(0x60, 0x91), hmap(h2('group'), h2('obj'))));
+  frames.push(
+    body(h2(''), raw(0x43), h2('org.example.C'), raw(0x92), h2('a'), h2('b'), hmap(h2('group'), h2('after-class-def'))),
+  );
+  frames.push(
+    body(
+      h2('Ljava/lang/Object;'),
+      raw(0x43),
+      h2('C'),
+      raw(0x91),
+      h2('f'),
+      raw(0x60, 0x91),
+      hmap(h2('group'), h2('obj')),
+    ),
+  );
   frames.push(body(h2('Ljava/lang/Object;'), raw(0x60), hmap()));
   frames.push(body(h2('Ljava/util/List;'), raw(0x7a, 0x91, 0x92), hmap(h2('group'), raw(0x51, 0x90))));
   frames.push(body(h2('Ljava/util/List;'), raw(0x57, 0x91, 0x5a), hmap(h2('group'), raw(0x51, 0x95))));
@@ -282,7 +331,14 @@ function handBuiltDubbo(): Buffer[] {
   const nest = (n: number) => Buffer.concat([Buffer.alloc(n, 0x57), Buffer.alloc(n, 0x5a)]);
   frames.push(body(h2('Ljava/util/List;'), nest(64), hmap(h2('group'), h2('deep'))));
   frames.push(body(h2('Ljava/util/List;'), nest(65), hmap(h2('group'), h2('deeper'))));
-  frames.push(body(h2('Ljava/lang/String;'), raw(0xf0, 0x9f, 0x98, 0x80).subarray(0, 0), raw(0x02, 0xf0, 0x9f, 0x98, 0x80), hmap(h2('group'), raw(0x02, 0xf0, 0x9f, 0x98, 0x80))));
+  frames.push(
+    body(
+      h2('Ljava/lang/String;'),
+      raw(0xf0, 0x9f, 0x98, 0x80).subarray(0, 0),
+      raw(0x02, 0xf0, 0x9f, 0x98, 0x80),
+      hmap(h2('group'), raw(0x02, 0xf0, 0x9f, 0x98, 0x80)),
+    ),
+  );
   frames.push(body(h2(''), hmap(h2('group'), raw(0x01, 0xed, 0xa0, 0x80))));
   frames.push(body(h2(''), hmap(h2('group'), raw(0x02, 0xed, 0xa0, 0x80, 0xed, 0xb0, 0x80))));
   frames.push(body(h2(''), hmap(h2('group'), raw(0x01, 0xc0, 0x80))));
@@ -291,8 +347,16 @@ function handBuiltDubbo(): Buffer[] {
   // Leading strings in every form: medium, chunked, null version, CESU-8 surrogates, broken ones.
   frames.push(dubboFrame(Buffer.concat([h2('2.0.2'), chunked(SERVICE, 5), chunked('1.0.0', 2), h2('m')])));
   frames.push(dubboFrame(Buffer.concat([h2('2.0.2'), raw(0x30, 0x03), Buffer.from('abc'), raw(0x4e), h2('m')])));
-  frames.push(dubboFrame(Buffer.concat([h2('2.0.2'), raw(0x02, 0xed, 0xa0, 0xbd, 0xed, 0xb8, 0x80), raw(0x01, 0xed, 0xa0, 0xbd), h2('m')])));
-  frames.push(dubboFrame(Buffer.concat([h2('2.0.2'), raw(0x52, 0, 1, 0xed, 0xa0, 0xbd, 0x53, 0, 1, 0xed, 0xb8, 0x80), h2('1'), h2('m')])));
+  frames.push(
+    dubboFrame(
+      Buffer.concat([h2('2.0.2'), raw(0x02, 0xed, 0xa0, 0xbd, 0xed, 0xb8, 0x80), raw(0x01, 0xed, 0xa0, 0xbd), h2('m')]),
+    ),
+  );
+  frames.push(
+    dubboFrame(
+      Buffer.concat([h2('2.0.2'), raw(0x52, 0, 1, 0xed, 0xa0, 0xbd, 0x53, 0, 1, 0xed, 0xb8, 0x80), h2('1'), h2('m')]),
+    ),
+  );
   frames.push(dubboFrame(Buffer.concat([h2('2.0.2'), raw(0x01, 0xf7, 0xbf, 0xbf, 0xbf), h2('1'), h2('m')])));
   frames.push(dubboFrame(Buffer.concat([h2('2.0.2'), raw(0x01, 0xf0, 0x80, 0x80, 0x80), h2('1'), h2('m')])));
   frames.push(dubboFrame(Buffer.concat([h2('2.0.2'), raw(0x01, 0xc3)])));
@@ -327,24 +391,67 @@ function builtBolt(rng: Rng): Buffer[] {
     }
     // Requests with header maps: the routing keys in every arrangement the scan handles.
     const maps: [string, string | null][][] = [
-      [['service', 'com.example.EchoService:1.0'], ['sofa_head_method_name', 'echo']],
+      [
+        ['service', 'com.example.EchoService:1.0'],
+        ['sofa_head_method_name', 'echo'],
+      ],
       [['sofa_head_target_service', 'com.example.Target:1.0']],
-      [['sofa_head_target_service', 'com.example.Target:1.0'], ['service', 'com.example.Wins:1.0']],
-      [['service', 'first'], ['service', 'second'], ['service', null]],
-      [['service', ''], ['sofa_head_method_name', '']],
-      [['service', 'com.例子.回声😀:1.0'], ['sofa_head_method_name', '回显']],
-      [['', 'empty key'], ['service', 'x:1.0']],
+      [
+        ['sofa_head_target_service', 'com.example.Target:1.0'],
+        ['service', 'com.example.Wins:1.0'],
+      ],
+      [
+        ['service', 'first'],
+        ['service', 'second'],
+        ['service', null],
+      ],
+      [
+        ['service', ''],
+        ['sofa_head_method_name', ''],
+      ],
+      [
+        ['service', 'com.例子.回声😀:1.0'],
+        ['sofa_head_method_name', '回显'],
+      ],
+      [
+        ['', 'empty key'],
+        ['service', 'x:1.0'],
+      ],
     ];
-    for (const entries of maps) frames.push(boltRequest(v.protocolVersion, ('ver1' in v ? v.ver1 : undefined) ?? 1, ('switchFlags' in v ? v.switchFlags : undefined) ?? 0, entries, rng));
+    for (const entries of maps)
+      frames.push(
+        boltRequest(
+          v.protocolVersion,
+          ('ver1' in v ? v.ver1 : undefined) ?? 1,
+          ('switchFlags' in v ? v.switchFlags : undefined) ?? 0,
+          entries,
+          rng,
+        ),
+      );
   }
   // Header values that are not UTF-8: the reference decodes them with U+FFFD replacements.
-  for (const bad of [[0xff], [0xc3], [0xe2, 0x82], [0xed, 0xa0, 0x80], [0xf0, 0x9f, 0x98], [0xf4, 0x90, 0x80, 0x80], [0xc0, 0xaf], [0x61, 0x80, 0x62]]) {
+  for (const bad of [
+    [0xff],
+    [0xc3],
+    [0xe2, 0x82],
+    [0xed, 0xa0, 0x80],
+    [0xf0, 0x9f, 0x98],
+    [0xf4, 0x90, 0x80, 0x80],
+    [0xc0, 0xaf],
+    [0x61, 0x80, 0x62],
+  ]) {
     frames.push(boltRequest(1, 1, 0, [['service', Buffer.from(bad)]], rng));
   }
   return frames;
 }
 
-function boltRequest(version: 1 | 2, ver1: number, switchFlags: number, entries: [string, string | Buffer | null][], rng: Rng): Buffer {
+function boltRequest(
+  version: 1 | 2,
+  ver1: number,
+  switchFlags: number,
+  entries: [string, string | Buffer | null][],
+  rng: Rng,
+): Buffer {
   const parts: Buffer[] = [];
   for (const [k, val] of entries) {
     const key = Buffer.from(k);
@@ -402,13 +509,19 @@ function mutate(input: Buffer, rng: Rng): Buffer {
         if (n > 0) b[rng.int(n)] ^= 1 << rng.int(8);
         break;
       case 2:
-        if (n > 0) b[rng.int(Math.min(n, 32))] = rng.pick([0, 1, 2, 0x7f, 0x80, 0xff, 0xda, 0xbb, 0x4e, 0x48, 0x5a, 0x43, 0x52, 0x53]);
+        if (n > 0)
+          b[rng.int(Math.min(n, 32))] = rng.pick([
+            0, 1, 2, 0x7f, 0x80, 0xff, 0xda, 0xbb, 0x4e, 0x48, 0x5a, 0x43, 0x52, 0x53,
+          ]);
         break;
       case 3: {
         // A length field: Bolt class/header/content, Dubbo body, or anywhere.
         const v2 = b[0] === 2;
         const resp = b[v2 ? 2 : 1] === 0;
-        const at = b[0] === 0xda ? 12 : rng.pick(resp ? [12, 14, 16].map((x) => x + (v2 ? 2 : 0)) : [14, 16, 18].map((x) => x + (v2 ? 2 : 0)));
+        const at =
+          b[0] === 0xda
+            ? 12
+            : rng.pick(resp ? [12, 14, 16].map((x) => x + (v2 ? 2 : 0)) : [14, 16, 18].map((x) => x + (v2 ? 2 : 0)));
         const size = b[0] === 0xda || at === (resp ? 16 : 18) + (v2 ? 2 : 0) ? 4 : 2;
         if (at + size <= n) {
           const v = rng.pick([0, 1, -1, 0x7fff, 0x8000, 0x7fffffff, -0x80000000, n, n - 1, n + 1, rng.int(64)]);
@@ -507,7 +620,9 @@ function reasonMatches(native: string, reference: string): boolean {
     .split('…')
     .map((p) => p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))
     .join('[\\s\\S]*?');
-  return new RegExp(`^${pattern}(, in (the parameter-types descriptor|argument \\d+ of \\d+|the attachments) \\(at byte \\d+\\))?$`).test(reference);
+  return new RegExp(
+    `^${pattern}(, in (the parameter-types descriptor|argument \\d+ of \\d+|the attachments) \\(at byte \\d+\\))?$`,
+  ).test(reference);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -528,7 +643,8 @@ interface Tally {
 }
 const tally: Tally = { cases: 0, accepted: 0, refused: {}, routed: 0, attachmentsErrors: 0 };
 
-const hexOf = (b: Buffer) => (b.length > 512 ? `${b.subarray(0, 512).toString('hex')}… (${b.length} bytes)` : b.toString('hex'));
+const hexOf = (b: Buffer) =>
+  b.length > 512 ? `${b.subarray(0, 512).toString('hex')}… (${b.length} bytes)` : b.toString('hex');
 
 function checkInput(input: Buffer, rng: Rng, what: string): void {
   tally.cases++;
@@ -539,11 +655,19 @@ function checkInput(input: Buffer, rng: Rng, what: string): void {
     const got = attempt(() => native.decode(input));
     if (!ref.ok) {
       assert.equal(got.ok, false, `native accepted what the reference refuses (${ref.ok ? '' : ref.code})`);
-      if (!got.ok) assert.deepEqual({ code: got.code, offset: got.offset, message: got.message }, { code: ref.code, offset: ref.offset, message: ref.message });
+      if (!got.ok)
+        assert.deepEqual(
+          { code: got.code, offset: got.offset, message: got.message },
+          { code: ref.code, offset: ref.offset, message: ref.message },
+        );
       tally.refused[ref.code] = (tally.refused[ref.code] ?? 0) + 1;
-      assert.throws(() => native.routeKey(input), (e: { code?: string }) => e.code === ref.code);
+      assert.throws(
+        () => native.routeKey(input),
+        (e: { code?: string }) => e.code === ref.code,
+      );
     } else {
-      if (!got.ok) assert.fail(`native refused (${got.code} at ${got.offset}: ${got.message}) what the reference accepts`);
+      if (!got.ok)
+        assert.fail(`native refused (${got.code} at ${got.offset}: ${got.message}) what the reference accepts`);
       tally.accepted++;
       const want = expectedHeader(ref.value, input);
       const { attachmentsReason, ...rest } = got.value;
@@ -558,7 +682,11 @@ function checkInput(input: Buffer, rng: Rng, what: string): void {
       }
       const key = routeKey(ref.value);
       // The engine compares keys as UTF-8 bytes: what Buffer.from(key) makes of the reference's string.
-      assert.equal(native.routeKey(input), key === undefined ? null : Buffer.from(key, 'utf8').toString('utf8'), 'routeKey');
+      assert.equal(
+        native.routeKey(input),
+        key === undefined ? null : Buffer.from(key, 'utf8').toString('utf8'),
+        'routeKey',
+      );
       if (key !== undefined) tally.routed++;
     }
     checkAnswers(input, ref.ok ? ref.value : undefined, rng);
@@ -577,7 +705,11 @@ function checkMeasure(input: Buffer, maxFrame: number): void {
     if (input.length < need) return { ok: false as const, need };
     const length = frameLength(input, 0);
     if (length > maxFrame) {
-      throw new ProtocolError('MESHPORT_FRAME_OVERSIZE', `frame declares ${length} bytes, more than the ${maxFrame}-byte maximum`, 0);
+      throw new ProtocolError(
+        'MESHPORT_FRAME_OVERSIZE',
+        `frame declares ${length} bytes, more than the ${maxFrame}-byte maximum`,
+        0,
+      );
     }
     return { ok: true as const, length };
   });
@@ -586,7 +718,10 @@ function checkMeasure(input: Buffer, maxFrame: number): void {
   const frames: Buffer[] = [];
   const split = attempt(() => new FrameSplitter((f) => frames.push(f), { maxFrameSize: maxFrame }).write(input));
   if (!got.ok) {
-    assert.ok(!split.ok && split.code === got.code && split.offset === got.offset, 'splitter refuses the first frame alike');
+    assert.ok(
+      !split.ok && split.code === got.code && split.offset === got.offset,
+      'splitter refuses the first frame alike',
+    );
   } else if (got.value.ok && got.value.length <= input.length) {
     assert.equal(frames[0]?.length, got.value.length, 'splitter frame length');
   } else {
@@ -597,12 +732,26 @@ function checkMeasure(input: Buffer, maxFrame: number): void {
 function checkAnswers(input: Buffer, header: FrameHeader | undefined, rng: Rng): void {
   const who = header !== undefined ? responses.identityOf(header, input) : peekFrameIdentity(input);
   const failure = rng.pick(FAILURES);
-  const message = rng.pick(['meshport: no route for service x', '', '服务异常 😀', 'lone \ud800 surrogate', 'é'.repeat(1100), 'x'.repeat(70000)]);
+  const message = rng.pick([
+    'meshport: no route for service x',
+    '',
+    '服务异常 😀',
+    'lone \ud800 surrogate',
+    'é'.repeat(1100),
+    'x'.repeat(70000),
+  ]);
   if (who === undefined) {
-    assert.throws(() => native.errorResponse(input, failure, message), (e: { code?: string }) => typeof e.code === 'string');
+    assert.throws(
+      () => native.errorResponse(input, failure, message),
+      (e: { code?: string }) => typeof e.code === 'string',
+    );
     return;
   }
-  assert.deepEqual(native.errorResponse(input, failure, message), responses.errorResponse(who, failure, message), `errorResponse ${failure}`);
+  assert.deepEqual(
+    native.errorResponse(input, failure, message),
+    responses.errorResponse(who, failure, message),
+    `errorResponse ${failure}`,
+  );
   assert.deepEqual(native.heartbeatAck(input), responses.heartbeatAck(who), 'heartbeatAck');
 }
 
@@ -632,13 +781,21 @@ function checkPeeks(input: Buffer): void {
   }
   const m = attempt(() => native.measure(input, MAX_FRAME));
   if (!m.ok || !m.value.ok || m.value.length > input.length) {
-    assert.throws(() => native.peek(input), (e: { code?: string }) => typeof e.code === 'string');
+    assert.throws(
+      () => native.peek(input),
+      (e: { code?: string }) => typeof e.code === 'string',
+    );
     return;
   }
   const frame = input.subarray(0, m.value.length);
   assert.deepEqual(
     native.peek(frame),
-    { kind: peek.kind(frame) ?? null, idHigh: savedId.high(frame) >>> 0, idLow: savedId.low(frame) >>> 0, status: peek.status(frame) },
+    {
+      kind: peek.kind(frame) ?? null,
+      idHigh: savedId.high(frame) >>> 0,
+      idLow: savedId.low(frame) >>> 0,
+      status: peek.status(frame),
+    },
     'peek',
   );
   // setRequestId: the same bytes as the reference's two-word rewrite (a v2 CRC recomputed).
@@ -659,8 +816,12 @@ describe('native codec (packages/engine/native/codec.cc) against @meshport/proto
   this.timeout(600_000);
 
   after(() => {
-    const refused = Object.entries(tally.refused).map(([c, n]) => `${c} ${n}`).join(', ');
-    console.log(`      ${tally.cases} inputs: ${tally.accepted} decoded (${tally.routed} routed, ${tally.attachmentsErrors} attachmentsError), refused: ${refused}`);
+    const refused = Object.entries(tally.refused)
+      .map(([c, n]) => `${c} ${n}`)
+      .join(', ');
+    console.log(
+      `      ${tally.cases} inputs: ${tally.accepted} decoded (${tally.routed} routed, ${tally.attachmentsErrors} attachmentsError), refused: ${refused}`,
+    );
   });
 
   it('agrees on every fixture, fuzz crasher and regression input, whole, truncated at every byte and extended', () => {
@@ -671,7 +832,8 @@ describe('native codec (packages/engine/native/codec.cc) against @meshport/proto
       const bytes = file.endsWith('.hex') ? readHexFile(file) : fs.readFileSync(file);
       const name = path.relative(repoRoot, file);
       checkInput(bytes, rng, name);
-      for (let cut = 0; cut < bytes.length; cut += bytes.length > 400 ? 7 : 1) checkInput(bytes.subarray(0, cut), rng, `${name} cut at ${cut}`);
+      for (let cut = 0; cut < bytes.length; cut += bytes.length > 400 ? 7 : 1)
+        checkInput(bytes.subarray(0, cut), rng, `${name} cut at ${cut}`);
       checkInput(Buffer.concat([bytes, bytes]), rng, `${name} twice`);
     }
   });
@@ -698,7 +860,7 @@ describe('native codec (packages/engine/native/codec.cc) against @meshport/proto
     assert.ok(tally.attachmentsErrors > 10, 'the hand-built bodies include unreadable attachments');
   });
 
-  it('agrees on the protocol fuzz suite\'s seeds and on seeded random cases built and mutated from them', () => {
+  it("agrees on the protocol fuzz suite's seeds and on seeded random cases built and mutated from them", () => {
     const corpus = fuzzEngine.buildCorpus(SEED);
     const rng = new Rng(SEED ^ 0xc0dec);
     for (const s of [...corpus.bolt, ...corpus.dubbo]) checkInput(s.bytes, rng, 'protocol fuzz seed');
@@ -715,7 +877,9 @@ describe('native codec (packages/engine/native/codec.cc) against @meshport/proto
     const rng = new Rng(SEED ^ 0x5);
     const all = [...corpus.bolt, ...corpus.dubbo].map((s) => s.bytes).filter((b) => b.length < 100_000);
     for (let round = 0; round < 300; round++) {
-      const parts = Array.from({ length: 1 + rng.int(6) }, () => (rng.bool(0.15) ? mutate(rng.pick(all), rng) : rng.pick(all)));
+      const parts = Array.from({ length: 1 + rng.int(6) }, () =>
+        rng.bool(0.15) ? mutate(rng.pick(all), rng) : rng.pick(all),
+      );
       const stream = Buffer.concat(parts);
       const max = rng.bool(0.2) ? rng.int(2000) : MAX_FRAME;
       const want: Buffer[] = [];
@@ -756,7 +920,7 @@ describe('native codec (packages/engine/native/codec.cc) against @meshport/proto
     }
   });
 
-  it('makes the router\'s heartbeats and failure statuses, and zlib\'s CRC32', () => {
+  it("makes the router's heartbeats and failure statuses, and zlib's CRC32", () => {
     const rng = new Rng(SEED ^ 0x77);
     for (const id of [0, 1, 7, 0x7fffffff, 0x80000000, 0xffffffff, rng.next(), rng.next()]) {
       assert.deepEqual(native.heartbeatRequest('bolt', id), encodeBoltHeartbeat(id | 0));
@@ -769,26 +933,57 @@ describe('native codec (packages/engine/native/codec.cc) against @meshport/proto
         encodeDubboErrorResponse({ requestId: id, status: 31, message: 'late' }),
       );
     }
-    for (const p of ['bolt', 'dubbo'] as const) for (const f of FAILURES) assert.equal(native.failureStatus(p, f), responses.failureStatus(p, f), `${p} ${f}`);
+    for (const p of ['bolt', 'dubbo'] as const)
+      for (const f of FAILURES) assert.equal(native.failureStatus(p, f), responses.failureStatus(p, f), `${p} ${f}`);
     for (let i = 0; i < 200; i++) {
       const b = Buffer.from(Array.from({ length: rng.int(300) }, () => rng.int(256)));
       assert.equal(native.crc32(b), zlib.crc32(b));
     }
   });
 
-  it('validates its arguments and throws the reference\'s errors with code and offset', () => {
-    assert.throws(() => native.decode('not bytes' as unknown as Buffer), (e: Error) => e instanceof TypeError && /buf/.test(e.message));
-    assert.throws(() => native.measure(Buffer.alloc(1), -1), (e: Error) => e instanceof TypeError && /maxFrame/.test(e.message));
-    assert.throws(() => native.setRequestId(Buffer.alloc(22), 1.5, 0), (e: Error) => e instanceof TypeError && /high/.test(e.message));
-    assert.throws(() => native.errorResponse(Buffer.alloc(22), 'nope' as Failure, ''), (e: Error) => e instanceof TypeError && /failure/.test(e.message));
-    assert.throws(() => native.heartbeatRequest('http' as 'bolt', 1), (e: Error) => e instanceof TypeError && /protocol/.test(e.message));
-    assert.throws(() => native.decode(Buffer.from([0x07])), (e: ProtocolError) => e.code === 'MESHPORT_BAD_MAGIC' && e.offset === 0);
+  it("validates its arguments and throws the reference's errors with code and offset", () => {
+    assert.throws(
+      () => native.decode('not bytes' as unknown as Buffer),
+      (e: Error) => e instanceof TypeError && /buf/.test(e.message),
+    );
+    assert.throws(
+      () => native.measure(Buffer.alloc(1), -1),
+      (e: Error) => e instanceof TypeError && /maxFrame/.test(e.message),
+    );
+    assert.throws(
+      () => native.setRequestId(Buffer.alloc(22), 1.5, 0),
+      (e: Error) => e instanceof TypeError && /high/.test(e.message),
+    );
+    assert.throws(
+      () => native.errorResponse(Buffer.alloc(22), 'nope' as Failure, ''),
+      (e: Error) => e instanceof TypeError && /failure/.test(e.message),
+    );
+    assert.throws(
+      () => native.heartbeatRequest('http' as 'bolt', 1),
+      (e: Error) => e instanceof TypeError && /protocol/.test(e.message),
+    );
+    assert.throws(
+      () => native.decode(Buffer.from([0x07])),
+      (e: ProtocolError) => e.code === 'MESHPORT_BAD_MAGIC' && e.offset === 0,
+    );
     assert.throws(
       () => native.measure(encodeBoltHeartbeat(1), 10),
-      (e: ProtocolError) => e.code === 'MESHPORT_FRAME_OVERSIZE' && e.message === 'frame declares 22 bytes, more than the 10-byte maximum (at byte 0)',
+      (e: ProtocolError) =>
+        e.code === 'MESHPORT_FRAME_OVERSIZE' &&
+        e.message === 'frame declares 22 bytes, more than the 10-byte maximum (at byte 0)',
     );
     // A frame cut short cannot have its id rewritten: the binding says so instead of writing half a frame.
-    const cut = encodeBoltErrorResponse({ protocolVersion: 2, ver1: 2, switchFlags: 1, requestId: 5, status: 6, message: 'x' }).subarray(0, 30);
-    assert.throws(() => native.setRequestId(cut, 0, 9), (e: ProtocolError) => e.code === 'MESHPORT_FRAME_TRUNCATED');
+    const cut = encodeBoltErrorResponse({
+      protocolVersion: 2,
+      ver1: 2,
+      switchFlags: 1,
+      requestId: 5,
+      status: 6,
+      message: 'x',
+    }).subarray(0, 30);
+    assert.throws(
+      () => native.setRequestId(cut, 0, 9),
+      (e: ProtocolError) => e.code === 'MESHPORT_FRAME_TRUNCATED',
+    );
   });
 });

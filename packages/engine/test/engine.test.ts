@@ -32,8 +32,8 @@ async function echoServer(): Promise<{ port: number; close(): Promise<void> }> {
   };
 }
 
-describe('native engine: its own surface', function () {
-  before(function () {
+describe('native engine: its own surface', () => {
+  before(() => {
     const missing = nativeEngineUnavailable();
     if (missing !== undefined) {
       // The bootstrap builds the addon: a missing one is a broken set-up, not a reason to pass.
@@ -47,21 +47,48 @@ describe('native engine: its own surface', function () {
     const Engine = addon.native.Engine as new (settings: unknown, onEvents: unknown) => unknown;
     assert.throws(() => new Engine(null, () => {}), { name: 'TypeError', message: /settings must be an object/ });
     assert.throws(() => new Engine({}, 1), { name: 'TypeError', message: /onEvents must be a function/ });
-    assert.throws(() => new Engine({ maxFrameSize: Number.NaN }, () => {}), { name: 'RangeError', message: /settings\.maxFrameSize/ });
-    assert.throws(() => new Engine({ maxEjectionPercent: 101 }, () => {}), { name: 'RangeError', message: /settings\.maxEjectionPercent/ });
-    assert.throws(() => new Engine({ dubboTimeoutMs: '3' }, () => {}), { name: 'TypeError', message: /settings\.dubboTimeoutMs must be a number/ });
+    assert.throws(() => new Engine({ maxFrameSize: Number.NaN }, () => {}), {
+      name: 'RangeError',
+      message: /settings\.maxFrameSize/,
+    });
+    assert.throws(() => new Engine({ maxEjectionPercent: 101 }, () => {}), {
+      name: 'RangeError',
+      message: /settings\.maxEjectionPercent/,
+    });
+    assert.throws(() => new Engine({ dubboTimeoutMs: '3' }, () => {}), {
+      name: 'TypeError',
+      message: /settings\.dubboTimeoutMs must be a number/,
+    });
     const e = engine();
     try {
-      assert.throws(() => e.listen('sideways' as never, '127.0.0.1', 0, false), { name: 'TypeError', message: /listener must be 'outbound' or 'inbound'/ });
-      assert.throws(() => e.listen('outbound', '127.0.0.1', 70000, false), { name: 'RangeError', message: /port/ });
-      assert.throws(() => e.listen('outbound', 'localhost', 0, false), { name: 'TypeError', message: /must be an IP address/ });
-      assert.throws(() => e.listen('outbound', '127.0.0.1', 0, ['10.0.0.0/33']), { name: 'TypeError', message: /allow\[0\]/ });
-      assert.throws(() => e.setRoutes({ outbound: [{ name: 'a', endpoints: [{ host: 'db.example', port: 1 }] }], inbound: [] }), {
+      assert.throws(() => e.listen('sideways' as never, '127.0.0.1', 0, false), {
         name: 'TypeError',
-        message: /endpoint host db\.example of a is not an IP address/,
+        message: /listener must be 'outbound' or 'inbound'/,
       });
-      assert.throws(() => e.setRoutes({ outbound: [{ name: 'a', endpoints: [], policy: 'random' as never }], inbound: [] }), { message: /unknown policy random/ });
-      assert.throws(() => e.adopt('outbound', -1), { name: 'RangeError', message: /fd must be a non-negative integer/ });
+      assert.throws(() => e.listen('outbound', '127.0.0.1', 70000, false), { name: 'RangeError', message: /port/ });
+      assert.throws(() => e.listen('outbound', 'localhost', 0, false), {
+        name: 'TypeError',
+        message: /must be an IP address/,
+      });
+      assert.throws(() => e.listen('outbound', '127.0.0.1', 0, ['10.0.0.0/33']), {
+        name: 'TypeError',
+        message: /allow\[0\]/,
+      });
+      assert.throws(
+        () => e.setRoutes({ outbound: [{ name: 'a', endpoints: [{ host: 'db.example', port: 1 }] }], inbound: [] }),
+        {
+          name: 'TypeError',
+          message: /endpoint host db\.example of a is not an IP address/,
+        },
+      );
+      assert.throws(
+        () => e.setRoutes({ outbound: [{ name: 'a', endpoints: [], policy: 'random' as never }], inbound: [] }),
+        { message: /unknown policy random/ },
+      );
+      assert.throws(() => e.adopt('outbound', -1), {
+        name: 'RangeError',
+        message: /fd must be a non-negative integer/,
+      });
     } finally {
       e.close();
     }
@@ -73,12 +100,15 @@ describe('native engine: its own surface', function () {
     const port = (taken.address() as net.AddressInfo).port;
     const e = engine();
     try {
-      assert.throws(() => e.listen('outbound', '127.0.0.1', port, false), (err: NodeJS.ErrnoException) => {
-        assert.equal(err.code, 'EADDRINUSE');
-        assert.equal(err.syscall, 'bind');
-        assert.equal(err.errno, -98);
-        return true;
-      });
+      assert.throws(
+        () => e.listen('outbound', '127.0.0.1', port, false),
+        (err: NodeJS.ErrnoException) => {
+          assert.equal(err.code, 'EADDRINUSE');
+          assert.equal(err.syscall, 'bind');
+          assert.equal(err.errno, -98);
+          return true;
+        },
+      );
     } finally {
       e.close();
       taken.close();
@@ -139,10 +169,17 @@ describe('native engine: its own surface', function () {
       e.relay((server as unknown as { _handle: { fd: number } })._handle.fd, '127.0.0.1', deadPort);
       server.destroy();
       await once(app, 'close');
-      for (let i = 0; i < 100 && !logs.some((l) => /pass-through connection to the original destination failed/.test(l.msg)); i++) {
+      for (
+        let i = 0;
+        i < 100 && !logs.some((l) => /pass-through connection to the original destination failed/.test(l.msg));
+        i++
+      ) {
         await sleep(10);
       }
-      assert.ok(logs.some((l) => l.level === 'warn' && /original destination failed/.test(l.msg)), JSON.stringify(logs));
+      assert.ok(
+        logs.some((l) => l.level === 'warn' && /original destination failed/.test(l.msg)),
+        JSON.stringify(logs),
+      );
     } finally {
       e.close();
       front.close();

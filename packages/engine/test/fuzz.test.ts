@@ -20,7 +20,9 @@ describe('native codec fuzzing (libFuzzer, ASan + UBSan)', function () {
   it('runs every target without a crash, sanitizer report or broken invariant', function () {
     if (!hasClang()) {
       // The one reason to skip: no compiler to build the targets with (scripts/bootstrap.sh installs clang).
-      console.log('      skipped: clang++ is not installed, so the libFuzzer targets cannot be built (run scripts/bootstrap.sh)');
+      console.log(
+        '      skipped: clang++ is not installed, so the libFuzzer targets cannot be built (run scripts/bootstrap.sh)',
+      );
       this.skip();
     }
     const run = spawnSync('bash', [path.join(fuzzDir, 'run.sh'), '--runs', '100000', '--max-time', '30'], {
@@ -29,7 +31,10 @@ describe('native codec fuzzing (libFuzzer, ASan + UBSan)', function () {
     });
     const output = `${run.stdout}\n${run.stderr}`;
     assert.equal(run.status, 0, `fuzz/run.sh failed (exit ${run.status}):\n${output.slice(-6000)}`);
-    assert.doesNotMatch(output, /ERROR: (AddressSanitizer|UndefinedBehaviorSanitizer|LeakSanitizer|libFuzzer)|runtime error:|invariant broken/);
+    assert.doesNotMatch(
+      output,
+      /ERROR: (AddressSanitizer|UndefinedBehaviorSanitizer|LeakSanitizer|libFuzzer)|runtime error:|invariant broken/,
+    );
     for (const target of TARGETS) {
       const line = run.stdout.split('\n').find((l) => l.startsWith(`${target}:`));
       assert.ok(line, `no summary line for ${target} in:\n${output.slice(-3000)}`);

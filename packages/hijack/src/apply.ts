@@ -2,7 +2,16 @@
 
 import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
-import { NotSupportedError, bpfAttach, bpfDetach, bpfLoad, bpfProbe, bpfUnload, nativeAddonStatus, type BpfFeature } from '@meshport/socket';
+import {
+  NotSupportedError,
+  bpfAttach,
+  bpfDetach,
+  bpfLoad,
+  bpfProbe,
+  bpfUnload,
+  nativeAddonStatus,
+  type BpfFeature,
+} from '@meshport/socket';
 import { HijackError, HijackKernelError } from './errors';
 import { run, runChecked, type ExecOptions } from './netns';
 import {
@@ -42,8 +51,16 @@ const BPF_PROGRAMS: readonly string[] = ['connect4', 'connect6', 'sockops', 'get
 function checkBpfEntries(plan: HijackPlan): void {
   const programs = BPF_PROGRAMS;
   for (const b of plan.bpf) {
-    if (!programs.includes(b.program) || typeof b.cgroup !== 'string' || b.cgroup !== plan.options.cgroup || b.pinDir !== bpfPinDir(b.cgroup)) {
-      throw new HijackError('MESHPORT_HIJACK_BAD_OPTIONS', `plan BPF entry ${JSON.stringify(b)} does not match the plan's cgroup and pin directory`);
+    if (
+      !programs.includes(b.program) ||
+      typeof b.cgroup !== 'string' ||
+      b.cgroup !== plan.options.cgroup ||
+      b.pinDir !== bpfPinDir(b.cgroup)
+    ) {
+      throw new HijackError(
+        'MESHPORT_HIJACK_BAD_OPTIONS',
+        `plan BPF entry ${JSON.stringify(b)} does not match the plan's cgroup and pin directory`,
+      );
     }
   }
 }
@@ -53,8 +70,10 @@ function cgroupPids(cgroup: string): number[] {
   const pids: number[] = [];
   const walk = (dir: string): void => {
     try {
-      for (const line of readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n')) if (/^[1-9]\d*$/.test(line)) pids.push(Number(line));
-      for (const entry of readdirSync(dir, { withFileTypes: true })) if (entry.isDirectory()) walk(path.join(dir, entry.name));
+      for (const line of readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n'))
+        if (/^[1-9]\d*$/.test(line)) pids.push(Number(line));
+      for (const entry of readdirSync(dir, { withFileTypes: true }))
+        if (entry.isDirectory()) walk(path.join(dir, entry.name));
     } catch {
       // gone meanwhile, or not a cgroup directory: the attach itself reports a bad cgroup
     }
@@ -116,8 +135,10 @@ export function classifyBpfError(err: unknown, action: string, probe?: () => Bpf
   if (err instanceof HijackError) return err;
   const e = err as { errno?: unknown; code?: unknown; syscall?: unknown; message?: unknown; reason?: unknown };
   const message = typeof e?.message === 'string' ? e.message : String(err);
-  if (err instanceof NotSupportedError) return new HijackKernelError('MESHPORT_HIJACK_NOT_SUPPORTED', `${action}: ${message}`, err);
-  if (e?.code === 'MESHPORT_SOCKET_BAD_ARGUMENT') return new HijackKernelError('MESHPORT_HIJACK_BAD_OPTIONS', `${action}: ${message}`, err);
+  if (err instanceof NotSupportedError)
+    return new HijackKernelError('MESHPORT_HIJACK_NOT_SUPPORTED', `${action}: ${message}`, err);
+  if (e?.code === 'MESHPORT_SOCKET_BAD_ARGUMENT')
+    return new HijackKernelError('MESHPORT_HIJACK_BAD_OPTIONS', `${action}: ${message}`, err);
   const errno = typeof e?.errno === 'number' ? e.errno : undefined;
   const call = typeof e?.syscall === 'string' ? e.syscall : 'a BPF call';
   const name = typeof e?.code === 'string' ? e.code : `errno ${errno}`;
@@ -130,7 +151,11 @@ export function classifyBpfError(err: unknown, action: string, probe?: () => Bpf
     );
   }
   if (errno !== undefined && MISSING_FEATURE_ERRNOS.has(errno)) {
-    return new HijackKernelError('MESHPORT_HIJACK_NOT_SUPPORTED', `${action}: this kernel lacks a BPF feature the plan needs: ${message}`, err);
+    return new HijackKernelError(
+      'MESHPORT_HIJACK_NOT_SUPPORTED',
+      `${action}: this kernel lacks a BPF feature the plan needs: ${message}`,
+      err,
+    );
   }
   if (probe && call.startsWith('bpf')) {
     let feature: BpfFeature | undefined;
@@ -140,7 +165,11 @@ export function classifyBpfError(err: unknown, action: string, probe?: () => Bpf
       feature = undefined; // the probe could not run: no verdict on the feature, so not "not supported"
     }
     if (feature && !feature.supported) {
-      return new HijackKernelError('MESHPORT_HIJACK_NOT_SUPPORTED', `${action}: this kernel cannot run the plan's programs (${feature.reason}): ${message}`, err);
+      return new HijackKernelError(
+        'MESHPORT_HIJACK_NOT_SUPPORTED',
+        `${action}: this kernel cannot run the plan's programs (${feature.reason}): ${message}`,
+        err,
+      );
     }
   }
   return new HijackKernelError('MESHPORT_HIJACK_BPF_FAILED', `${action}: ${message}`, err);
@@ -155,7 +184,11 @@ export function classifyBpfError(err: unknown, action: string, probe?: () => Bpf
 function attachBpf(plan: HijackPlan, changed: string[]): void {
   if (plan.bpf.length === 0) return;
   const support = bpfAttachSupported();
-  if (!support.supported) throw new HijackError('MESHPORT_HIJACK_NOT_SUPPORTED', `BPF attach needs @meshport/socket's native addon: ${support.reason}`);
+  if (!support.supported)
+    throw new HijackError(
+      'MESHPORT_HIJACK_NOT_SUPPORTED',
+      `BPF attach needs @meshport/socket's native addon: ${support.reason}`,
+    );
   const { cgroup, pinDir } = plan.bpf[0];
   const connect4 = plan.bpf.find((b) => b.program === 'connect4')?.config;
   const o = plan.options;
@@ -189,7 +222,9 @@ function attachBpf(plan: HijackPlan, changed: string[]): void {
     const { updated, unchanged } = bpfAttach({ cgroupPath: cgroup, programs, pinDir });
     if (unchanged === programs.length) return; // an identical re-apply: every pinned link already runs these programs
     if (!detachFirst) changed.push(load);
-    changed.push(`${updated > 0 ? 'bpf update' : 'bpf attach'} ${programs.join(',')} ${cgroup} pin=${pinDir}${updated > 0 ? ` (${updated} link(s) in place)` : ''}`);
+    changed.push(
+      `${updated > 0 ? 'bpf update' : 'bpf attach'} ${programs.join(',')} ${cgroup} pin=${pinDir}${updated > 0 ? ` (${updated} link(s) in place)` : ''}`,
+    );
   } catch (err) {
     const needsSockmap = plan.bpf.some((b) => b.program === 'sk_msg');
     throw classifyBpfError(err, `BPF attach to ${cgroup}`, () => {
@@ -249,14 +284,18 @@ class Runner {
   async ipRuleCount(r: IpRule): Promise<number> {
     const out = await runChecked('ip', ['-j', 'rule', 'show'], this.exec);
     const rows = JSON.parse(out.stdout || '[]') as { fwmark?: string; table?: string; src?: string }[];
-    return rows.filter((row) => row.fwmark !== undefined && Number(row.fwmark) === r.fwmark && row.table === String(r.table)).length;
+    return rows.filter(
+      (row) => row.fwmark !== undefined && Number(row.fwmark) === r.fwmark && row.table === String(r.table),
+    ).length;
   }
 
   async routeExists(r: IpRoute): Promise<boolean> {
     const out = await this.try('ip', ['-j', 'route', 'show', 'table', String(r.table)]);
     if (out.code !== 0) return false; // a table that was never used does not exist yet
     const rows = JSON.parse(out.stdout || '[]') as { type?: string; dst?: string; dev?: string }[];
-    return rows.some((row) => row.type === r.type && (row.dst === 'default' || row.dst === r.destination) && row.dev === r.device);
+    return rows.some(
+      (row) => row.type === r.type && (row.dst === 'default' || row.dst === r.destination) && row.dev === r.device,
+    );
   }
 }
 
@@ -286,7 +325,8 @@ async function checkOtherMode(plan: HijackPlan, r: Runner, netns: string | undef
   const tproxyRule = { fwmark: o.mark, table: o.routeTable } as IpRule;
   const strayIpRule = plan.mode === 'redirect' && (await r.ipRuleCount(tproxyRule)) > 0;
   const cgroup = o.cgroup ?? undefined;
-  const hookPinned = plan.mode !== 'connect-hook' && cgroup !== undefined && existsSync(path.join(bpfPinDir(cgroup), 'connect4'));
+  const hookPinned =
+    plan.mode !== 'connect-hook' && cgroup !== undefined && existsSync(path.join(bpfPinDir(cgroup), 'connect4'));
   const has = (id: string) => present.includes(id);
   const mangle = has('mangle MESHPORT_INBOUND') || has('mangle MESHPORT_DIVERT');
   // tproxy always makes nat MESHPORT_OUTPUT (first): TPROXY's chains without it are connect-hook's inbound half.
@@ -303,7 +343,13 @@ async function checkOtherMode(plan: HijackPlan, r: Runner, netns: string | undef
   const what = [...foreign.map((id) => `iptables -t ${id.replace(' ', ' chain ')}`)];
   if (strayIpRule) what.push(`ip rule fwmark 0x${o.mark.toString(16)} lookup ${o.routeTable}`);
   if (hookPinned) what.push(`BPF connect hook pinned for ${cgroup}`);
-  if (hookInbound) what.push(`${present.filter((id) => id.startsWith('mangle ')).map((id) => `iptables -t ${id.replace(' ', ' chain ')}`).join('; ')}, and no nat chain MESHPORT_OUTPUT`);
+  if (hookInbound)
+    what.push(
+      `${present
+        .filter((id) => id.startsWith('mangle '))
+        .map((id) => `iptables -t ${id.replace(' ', ' chain ')}`)
+        .join('; ')}, and no nat chain MESHPORT_OUTPUT`,
+    );
   const remove = ['meshport', 'hijack', 'remove', '--mode', installed];
   if (installed === 'connect-hook') remove.push('--cgroup', cgroup ?? 'POD_CGROUP');
   if (o.mark !== HIJACK_DEFAULTS.mark) remove.push('--mark', String(o.mark));
@@ -314,7 +360,9 @@ async function checkOtherMode(plan: HijackPlan, r: Runner, netns: string | undef
     'MESHPORT_HIJACK_OTHER_MODE_INSTALLED',
     `${plan.mode} refused${netns === undefined ? '' : ` in netns ${netns}`}: the rules of ${installed} mode are installed (${what.join('; ')}). ` +
       `Two modes at once capture the same traffic twice, and removing one leaves the other behind. Remove them first: ${quoted}` +
-      (cgroup === undefined && installed === 'connect-hook' ? " (POD_CGROUP: the pod's cgroup v2 directory the hook was applied to)" : ''),
+      (cgroup === undefined && installed === 'connect-hook'
+        ? " (POD_CGROUP: the pod's cgroup v2 directory the hook was applied to)"
+        : ''),
   );
 }
 
@@ -334,7 +382,10 @@ export async function applyPlan(plan: HijackPlan, options: ApplyOptions = {}): P
   // A chain that already holds exactly the planned rules is left alone, so a second apply changes nothing.
   const refill: HijackPlan['chains'] = [];
   for (const c of plan.chains) {
-    const want = [`-N ${c.chain}`, ...rulesOf(plan, c.table, c.chain).map((rule) => ['-A', c.chain, ...ruleArgs(rule)].join(' '))];
+    const want = [
+      `-N ${c.chain}`,
+      ...rulesOf(plan, c.table, c.chain).map((rule) => ['-A', c.chain, ...ruleArgs(rule)].join(' ')),
+    ];
     const have = await r.try('iptables', ['-t', c.table, '-S', c.chain]);
     if (have.code !== 0) await r.must('iptables', ['-t', c.table, '-N', c.chain]);
     else if (have.stdout.split('\n').filter(Boolean).join('\n') === want.join('\n')) continue;
@@ -342,7 +393,8 @@ export async function applyPlan(plan: HijackPlan, options: ApplyOptions = {}): P
     refill.push(c);
   }
   for (const c of refill) {
-    for (const rule of rulesOf(plan, c.table, c.chain)) await r.must('iptables', ['-t', rule.table, '-A', rule.chain, ...ruleArgs(rule)]);
+    for (const rule of rulesOf(plan, c.table, c.chain))
+      await r.must('iptables', ['-t', rule.table, '-A', rule.chain, ...ruleArgs(rule)]);
   }
   for (const hook of plan.hooks) {
     if (!(await r.ruleExists(hook))) await r.must('iptables', ['-t', hook.table, '-A', hook.chain, ...ruleArgs(hook)]);

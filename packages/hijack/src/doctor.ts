@@ -100,7 +100,10 @@ async function nodeInNetns(netns: string, script: string, args: string[]): Promi
 /** What is missing before anything can be tried: root, the tools, the addon. */
 async function prerequisites(): Promise<string | undefined> {
   if (typeof process.getuid === 'function' && process.getuid() !== 0) return DOCTOR_NEEDS_ROOT;
-  for (const [cmd, args] of [['ip', ['netns', 'list']], ['iptables', ['--version']]] as const) {
+  for (const [cmd, args] of [
+    ['ip', ['netns', 'list']],
+    ['iptables', ['--version']],
+  ] as const) {
     const r = await run(cmd, args);
     if (r.code !== 0) return `'${cmd}' unavailable: ${r.stderr.trim() || `exit ${r.code}`}`;
   }
@@ -117,9 +120,18 @@ async function checkRedirect(): Promise<DoctorFeature> {
     await addTestAddress(ns, 'lo', `${SCRATCH.redirectTarget}/32`);
     const plan = planRules({ mode: 'redirect', outboundPort: SCRATCH.capturePort, inboundPorts: [] });
     await applyPlan(plan, { netns: ns });
-    const got = await nodeInNetns(ns, REDIRECT_SCRIPT, [socketModulePath(), String(SCRATCH.capturePort), SCRATCH.redirectTarget, String(SCRATCH.targetPort)]);
+    const got = await nodeInNetns(ns, REDIRECT_SCRIPT, [
+      socketModulePath(),
+      String(SCRATCH.capturePort),
+      SCRATCH.redirectTarget,
+      String(SCRATCH.targetPort),
+    ]);
     const want = `${SCRATCH.redirectTarget}:${SCRATCH.targetPort}`;
-    if (got === want) return { supported: true, reason: `nat OUTPUT REDIRECT to 127.0.0.1:${SCRATCH.capturePort}; SO_ORIGINAL_DST answered ${want}` };
+    if (got === want)
+      return {
+        supported: true,
+        reason: `nat OUTPUT REDIRECT to 127.0.0.1:${SCRATCH.capturePort}; SO_ORIGINAL_DST answered ${want}`,
+      };
     return no(`REDIRECT of a connection to ${want} in a scratch netns: ${got}`);
   } catch (err) {
     return no(`REDIRECT check failed: ${(err as Error).message.trim()}`);
@@ -138,16 +150,28 @@ async function checkTproxy(): Promise<DoctorFeature> {
   try {
     await createNetns(pod);
     await createNetns(peer);
-    await createVethPair({ netnsA: pod, netnsB: peer, addressA: `${SCRATCH.podAddress}/24`, addressB: `${SCRATCH.peerAddress}/24` });
+    await createVethPair({
+      netnsA: pod,
+      netnsB: peer,
+      addressA: `${SCRATCH.podAddress}/24`,
+      addressB: `${SCRATCH.peerAddress}/24`,
+    });
     const plan = planRules({ mode: 'tproxy', inboundPort: SCRATCH.inboundPort, outboundPort: SCRATCH.capturePort });
     await applyPlan(plan, { netns: pod });
-    const [cmd, ...args] = commandArgv(process.execPath, ['-e', TPROXY_SERVER_SCRIPT, socketModulePath(), String(SCRATCH.inboundPort)], { netns: pod });
+    const [cmd, ...args] = commandArgv(
+      process.execPath,
+      ['-e', TPROXY_SERVER_SCRIPT, socketModulePath(), String(SCRATCH.inboundPort)],
+      { netns: pod },
+    );
     const server = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     child = server;
     const ready = await new Promise<string>((resolve) => {
       let out = '';
       let err = '';
-      const timer = setTimeout(() => resolve(`timeout starting the transparent listener ${err.trim()}`), SCRATCH.timeoutMs);
+      const timer = setTimeout(
+        () => resolve(`timeout starting the transparent listener ${err.trim()}`),
+        SCRATCH.timeoutMs,
+      );
       server.stdout!.on('data', (d: Buffer) => {
         out += d.toString();
         const line = out.split('\n')[0];
@@ -165,7 +189,11 @@ async function checkTproxy(): Promise<DoctorFeature> {
     if (ready !== 'ready') return no(`transparent listener: ${ready}`);
     const got = await nodeInNetns(peer, CLIENT_SCRIPT, [SCRATCH.podAddress, String(SCRATCH.targetPort)]);
     const want = `${SCRATCH.podAddress}:${SCRATCH.targetPort}`;
-    if (got === want) return { supported: true, reason: `mangle PREROUTING TPROXY to :${SCRATCH.inboundPort} from a second netns; the transparent listener saw ${want}` };
+    if (got === want)
+      return {
+        supported: true,
+        reason: `mangle PREROUTING TPROXY to :${SCRATCH.inboundPort} from a second netns; the transparent listener saw ${want}`,
+      };
     return no(`TPROXY of a connection to ${want} from a second netns: ${got}`);
   } catch (err) {
     return no(`TPROXY check failed: ${(err as Error).message.trim()}`);
@@ -185,7 +213,9 @@ function checkBpf(): Pick<DoctorReport, 'connectHook' | 'sockmap'> {
   try {
     const probe = bpfProbe();
     const feature = (f: { supported: boolean; reason?: string }, what: string): DoctorFeature =>
-      f.supported ? { supported: true, reason: `${what} loaded and attached to a scratch cgroup` } : no(f.reason ?? `${what} could not be attached`);
+      f.supported
+        ? { supported: true, reason: `${what} loaded and attached to a scratch cgroup` }
+        : no(f.reason ?? `${what} could not be attached`);
     return {
       connectHook: feature(probe.connectHook, 'cgroup/connect4 + sockops + cgroup/getsockopt'),
       sockmap: feature(probe.sockmap, 'sockops + sk_msg on a SOCKHASH'),
@@ -211,8 +241,17 @@ export async function runDoctor(): Promise<DoctorReport> {
 
 /** One line per feature: ✓ or ✗, its name, the reason. */
 export function formatDoctor(report: DoctorReport): string {
-  const names: Record<keyof DoctorReport, string> = { redirect: 'redirect', tproxy: 'tproxy', connectHook: 'connect-hook', sockmap: 'sockmap' };
-  return DOCTOR_FEATURES.map((k) => `${report[k].supported ? '✓' : '✗'} ${names[k].padEnd(12)} ${report[k].reason}`).join('\n') + '\n';
+  const names: Record<keyof DoctorReport, string> = {
+    redirect: 'redirect',
+    tproxy: 'tproxy',
+    connectHook: 'connect-hook',
+    sockmap: 'sockmap',
+  };
+  return (
+    DOCTOR_FEATURES.map((k) => `${report[k].supported ? '✓' : '✗'} ${names[k].padEnd(12)} ${report[k].reason}`).join(
+      '\n',
+    ) + '\n'
+  );
 }
 
 /** True when every feature is supported. */

@@ -8,7 +8,8 @@ import { MeshportError } from '@meshport/protocol';
  */
 export const HIJACK_ERROR_CODES = {
   MESHPORT_HIJACK_BAD_OPTIONS: 'a hijack option is out of range, malformed, or contradicts another one',
-  MESHPORT_HIJACK_LOOP: "the rule set would capture the sidecar's own traffic (its uid, or its capture, admin or facade ports)",
+  MESHPORT_HIJACK_LOOP:
+    "the rule set would capture the sidecar's own traffic (its uid, or its capture, admin or facade ports)",
   MESHPORT_HIJACK_COMMAND_FAILED: 'an iptables or ip command failed while applying or removing a plan',
   MESHPORT_HIJACK_NOT_SUPPORTED: 'the plan needs something this machine or build cannot do yet (BPF attach)',
   MESHPORT_HIJACK_PERMISSION_DENIED:
@@ -37,7 +38,10 @@ export class HijackCommandError extends HijackError {
   readonly stderr: string;
 
   constructor(argv: readonly string[], exitCode: number, stderr: string) {
-    super('MESHPORT_HIJACK_COMMAND_FAILED', `'${argv.join(' ')}' exited ${exitCode}: ${stderr.trim() || '(no output)'}`);
+    super(
+      'MESHPORT_HIJACK_COMMAND_FAILED',
+      `'${argv.join(' ')}' exited ${exitCode}: ${stderr.trim() || '(no output)'}`,
+    );
     this.argv = argv;
     this.exitCode = exitCode;
     this.stderr = stderr;

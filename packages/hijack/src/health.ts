@@ -42,7 +42,8 @@ function ipv6Bytes(address: string): number[] | undefined {
   const words = (part: string | undefined) => (part ? part.split(':').map((w) => parseInt(w, 16)) : []);
   const left = words(head);
   const right = words(tail);
-  const all = tail === undefined ? left : [...left, ...new Array<number>(8 - left.length - right.length).fill(0), ...right];
+  const all =
+    tail === undefined ? left : [...left, ...new Array<number>(8 - left.length - right.length).fill(0), ...right];
   return all.flatMap((w) => [w >> 8, w & 255]);
 }
 
@@ -50,7 +51,12 @@ function ipv6Bytes(address: string): number[] | undefined {
 export function procNetListens(text: string, address: string, port: number): boolean {
   // /proc prints an address as host-order u32s of its network bytes: each 4-byte group reversed (little-endian here).
   const hex = (bytes: number[]) => bytes.map((b) => b.toString(16).padStart(2, '0').toUpperCase());
-  const groups = (bytes: number[]) => Array.from({ length: bytes.length / 4 }, (_, i) => hex(bytes.slice(4 * i, 4 * i + 4)).reverse().join('')).join('');
+  const groups = (bytes: number[]) =>
+    Array.from({ length: bytes.length / 4 }, (_, i) =>
+      hex(bytes.slice(4 * i, 4 * i + 4))
+        .reverse()
+        .join(''),
+    ).join('');
   // "::" takes IPv4 (dual-stack) and IPv6; 0.0.0.0 takes IPv4 only.
   const want = new Set(['00000000000000000000000000000000']);
   const octets = address.split('.').map(Number);
@@ -116,7 +122,12 @@ export async function captureHealth(plan: HijackPlan, options: { netns?: string 
   const captureAddress = connect4?.config?.captureAddress ?? '127.0.0.1';
   const captureAddress6 = connect4?.config?.captureAddress6 ?? '::1';
   const capturePort = connect4?.config?.capturePort ?? plan.options.outboundPort;
-  const rewrites = pinDir !== '' && existsSync(pinDir) ? readdirSync(pinDir).filter((n) => REWRITES.includes(n)).sort() : [];
+  const rewrites =
+    pinDir !== '' && existsSync(pinDir)
+      ? readdirSync(pinDir)
+          .filter((n) => REWRITES.includes(n))
+          .sort()
+      : [];
   const { text, checkedIn } = await listenerTables(plan.options.cgroup ?? '', options.netns);
   const listening = procNetListens(text, captureAddress, capturePort);
   return {

@@ -24,12 +24,19 @@ const NETNS_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/;
 /** Rejects names `ip netns` would misread as an option or a path. */
 export function assertNetnsName(name: string): void {
   if (!NETNS_NAME.test(name)) {
-    throw new HijackError('MESHPORT_HIJACK_BAD_OPTIONS', `'${name}' is not a valid network namespace name (letters, digits, _ . -)`);
+    throw new HijackError(
+      'MESHPORT_HIJACK_BAD_OPTIONS',
+      `'${name}' is not a valid network namespace name (letters, digits, _ . -)`,
+    );
   }
 }
 
 /** The argv that runs `cmd args` as `options` say: inside a netns, as another uid, or both. */
-export function commandArgv(cmd: string, args: readonly string[], options: Pick<ExecOptions, 'netns' | 'uid'> = {}): string[] {
+export function commandArgv(
+  cmd: string,
+  args: readonly string[],
+  options: Pick<ExecOptions, 'netns' | 'uid'> = {},
+): string[] {
   let argv = [cmd, ...args];
   if (options.uid !== undefined) {
     const id = String(options.uid);
@@ -46,10 +53,19 @@ export function commandArgv(cmd: string, args: readonly string[], options: Pick<
 export function run(cmd: string, args: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
   const [file, ...rest] = commandArgv(cmd, args, options);
   return new Promise((resolve) => {
-    execFile(file, rest, { timeout: options.timeoutMs ?? 30000, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
-      const code = err ? (typeof err.code === 'number' ? err.code : 127) : 0;
-      resolve({ code, stdout: String(stdout), stderr: String(stderr) || (err && typeof err.code !== 'number' ? err.message : '') });
-    });
+    execFile(
+      file,
+      rest,
+      { timeout: options.timeoutMs ?? 30000, maxBuffer: 16 * 1024 * 1024 },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === 'number' ? err.code : 127) : 0;
+        resolve({
+          code,
+          stdout: String(stdout),
+          stderr: String(stderr) || (err && typeof err.code !== 'number' ? err.message : ''),
+        });
+      },
+    );
   });
 }
 
@@ -61,7 +77,12 @@ export async function runChecked(cmd: string, args: readonly string[], options: 
 }
 
 /** Runs `cmd args` inside `netns` (and optionally as `uid`), throwing when it fails. */
-export function execInNetns(netns: string, cmd: string, args: readonly string[], options: Omit<ExecOptions, 'netns'> = {}): Promise<ExecResult> {
+export function execInNetns(
+  netns: string,
+  cmd: string,
+  args: readonly string[],
+  options: Omit<ExecOptions, 'netns'> = {},
+): Promise<ExecResult> {
   return runChecked(cmd, args, { ...options, netns });
 }
 
@@ -79,7 +100,10 @@ export function spawnInNetns(
 /** The names `ip netns list` shows. */
 export async function listNetns(): Promise<string[]> {
   const r = await runChecked('ip', ['netns', 'list']);
-  return r.stdout.split('\n').map((l) => l.trim().split(/\s+/)[0]).filter(Boolean);
+  return r.stdout
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/)[0])
+    .filter(Boolean);
 }
 
 /** Creates a namespace (an existing one is an error: tests must own what they create) and brings its `lo` up. */
@@ -109,16 +133,23 @@ export function assertTestAddress(cidr: string): void {
     const lower = addr.toLowerCase();
     const inRange = /^fd[0-9a-f]{2}:/.test(lower) ? prefix >= 8 : /^2001:0*db8:/.test(lower) ? prefix >= 32 : false;
     if (!isIPv6(addr) || !Number.isInteger(prefix) || prefix > 128 || !inRange) {
-      throw new HijackError('MESHPORT_HIJACK_BAD_OPTIONS', `${cidr} is outside fd00::/8 and 2001:db8::/32, the IPv6 ranges reserved for test hosts`);
+      throw new HijackError(
+        'MESHPORT_HIJACK_BAD_OPTIONS',
+        `${cidr} is outside fd00::/8 and 2001:db8::/32, the IPv6 ranges reserved for test hosts`,
+      );
     }
     return;
   }
   const parts = addr.split('.').map(Number);
   const prefix = len === undefined ? 32 : Number(len);
-  const valid = parts.length === 4 && parts.every((p) => Number.isInteger(p) && p >= 0 && p <= 255) && prefix >= 15 && prefix <= 32;
+  const valid =
+    parts.length === 4 && parts.every((p) => Number.isInteger(p) && p >= 0 && p <= 255) && prefix >= 15 && prefix <= 32;
   const n = ((parts[0] << 24) | (parts[1] << 16) | (parts[2] << 8) | parts[3]) >>> 0;
-  if (!valid || ((n & TEST_NET.mask) >>> 0) !== TEST_NET.base >>> 0) {
-    throw new HijackError('MESHPORT_HIJACK_BAD_OPTIONS', `${cidr} is outside 198.18.0.0/15, the range reserved for test hosts`);
+  if (!valid || (n & TEST_NET.mask) >>> 0 !== TEST_NET.base >>> 0) {
+    throw new HijackError(
+      'MESHPORT_HIJACK_BAD_OPTIONS',
+      `${cidr} is outside 198.18.0.0/15, the range reserved for test hosts`,
+    );
   }
 }
 
@@ -156,7 +187,9 @@ export async function createVethPair(options: VethPairOptions): Promise<void> {
   assertTestAddress(options.addressA);
   assertTestAddress(options.addressB);
   assertNetnsName(options.netnsB);
-  await runChecked('ip', ['link', 'add', a, 'type', 'veth', 'peer', 'name', b, 'netns', options.netnsB], { netns: options.netnsA });
+  await runChecked('ip', ['link', 'add', a, 'type', 'veth', 'peer', 'name', b, 'netns', options.netnsB], {
+    netns: options.netnsA,
+  });
   await addTestAddress(options.netnsA, a, options.addressA);
   await addTestAddress(options.netnsB, b, options.addressB);
 }

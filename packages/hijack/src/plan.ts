@@ -185,7 +185,10 @@ export function bpfPinDir(cgroup: string): string {
   }
   const name = `hijack${escaped}`;
   if (Buffer.byteLength(name) <= 255) return path.join(HIJACK_DEFAULTS.bpfPinRoot, name);
-  return path.join(HIJACK_DEFAULTS.bpfPinRoot, `hijack=sha256=${createHash('sha256').update(normalized).digest('hex')}`);
+  return path.join(
+    HIJACK_DEFAULTS.bpfPinRoot,
+    `hijack=sha256=${createHash('sha256').update(normalized).digest('hex')}`,
+  );
 }
 
 /** Everything `apply` installs, as data. `print` renders it; `remove` deletes exactly it. */
@@ -218,16 +221,19 @@ function badOption(message: string): HijackError {
 }
 
 function checkPort(port: number, what: string): void {
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw badOption(`${what} must be a port 1-65535, got ${port}`);
+  if (!Number.isInteger(port) || port < 1 || port > 65535)
+    throw badOption(`${what} must be a port 1-65535, got ${port}`);
 }
 
 function checkU32(n: number, what: string, min = 0): void {
-  if (!Number.isInteger(n) || n < min || n > 0xffffffff) throw badOption(`${what} must be an integer ${min}-4294967295, got ${n}`);
+  if (!Number.isInteger(n) || n < min || n > 0xffffffff)
+    throw badOption(`${what} must be an integer ${min}-4294967295, got ${n}`);
 }
 
 /** Fills defaults and validates ranges; throws MESHPORT_HIJACK_BAD_OPTIONS. */
 export function resolveHijackOptions(options: HijackOptions): ResolvedHijackOptions {
-  if (!HIJACK_MODES.includes(options.mode)) throw badOption(`mode must be one of ${HIJACK_MODES.join(', ')}, got '${options.mode}'`);
+  if (!HIJACK_MODES.includes(options.mode))
+    throw badOption(`mode must be one of ${HIJACK_MODES.join(', ')}, got '${options.mode}'`);
   const o: ResolvedHijackOptions = {
     mode: options.mode,
     uid: options.uid ?? HIJACK_DEFAULTS.uid,
@@ -237,7 +243,8 @@ export function resolveHijackOptions(options: HijackOptions): ResolvedHijackOpti
     facadePorts: [...(options.facadePorts ?? HIJACK_DEFAULTS.facadePorts)],
     excludePorts: [...(options.excludePorts ?? HIJACK_DEFAULTS.excludePorts)],
     inboundPorts: options.inboundPorts === undefined || options.inboundPorts === '*' ? '*' : [...options.inboundPorts],
-    outboundPorts: options.outboundPorts === undefined || options.outboundPorts === '*' ? '*' : [...options.outboundPorts],
+    outboundPorts:
+      options.outboundPorts === undefined || options.outboundPorts === '*' ? '*' : [...options.outboundPorts],
     includeLoopback: options.includeLoopback ?? HIJACK_DEFAULTS.includeLoopback,
     mark: options.mark ?? HIJACK_DEFAULTS.mark,
     routeTable: options.routeTable ?? HIJACK_DEFAULTS.routeTable,
@@ -255,24 +262,33 @@ export function resolveHijackOptions(options: HijackOptions): ResolvedHijackOpti
   checkU32(o.mark, 'mark', 1);
   // 253-255 are the kernel's default/main/local tables; 0 is unspecified.
   checkU32(o.routeTable, 'routing table', 1);
-  if ([253, 254, 255].includes(o.routeTable)) throw badOption(`routing table ${o.routeTable} is one of the kernel's own (default, main, local)`);
+  if ([253, 254, 255].includes(o.routeTable))
+    throw badOption(`routing table ${o.routeTable} is one of the kernel's own (default, main, local)`);
   if (o.cgroup !== null && (!o.cgroup.startsWith('/') || o.cgroup.split('/').includes('..'))) {
     throw badOption(`cgroup must be an absolute path without '..', got '${o.cgroup}'`);
   }
   if ((o.mode === 'connect-hook' || o.sockmap) && o.cgroup === null) {
-    throw badOption(`${o.mode === 'connect-hook' ? 'connect-hook' : '--sockmap'} needs the pod's cgroup v2 directory (--cgroup PATH); at the root it would capture the whole host`);
+    throw badOption(
+      `${o.mode === 'connect-hook' ? 'connect-hook' : '--sockmap'} needs the pod's cgroup v2 directory (--cgroup PATH); at the root it would capture the whole host`,
+    );
   }
-  if (o.outboundPort === o.inboundPort) throw loopError(`outbound and inbound capture ports are both ${o.outboundPort}`);
+  if (o.outboundPort === o.inboundPort)
+    throw loopError(`outbound and inbound capture ports are both ${o.outboundPort}`);
   return o;
 }
 
 function loopError(message: string): HijackError {
-  return new HijackError('MESHPORT_HIJACK_LOOP', `refusing a rule set that would capture the sidecar's own traffic: ${message}`);
+  return new HijackError(
+    'MESHPORT_HIJACK_LOOP',
+    `refusing a rule set that would capture the sidecar's own traffic: ${message}`,
+  );
 }
 
 /** The sidecar's own ports: never captured in either direction. Sorted, no duplicates. */
 export function sidecarPorts(o: ResolvedHijackOptions): number[] {
-  return [...new Set([o.outboundPort, o.inboundPort, o.adminPort, ...o.facadePorts, ...o.excludePorts])].sort((a, b) => a - b);
+  return [...new Set([o.outboundPort, o.inboundPort, o.adminPort, ...o.facadePorts, ...o.excludePorts])].sort(
+    (a, b) => a - b,
+  );
 }
 
 /** Builds the plan for `options`, refusing (MESHPORT_HIJACK_LOOP) one that would capture the sidecar itself. */
@@ -282,17 +298,34 @@ export function planRules(options: HijackOptions): HijackPlan {
   const ownPorts = (list: '*' | number[], what: string) => {
     if (list === '*') return;
     const clash = list.filter((p) => own.includes(p));
-    if (clash.length) throw loopError(`${what} ${clash.join(',')} ${clash.length > 1 ? 'are' : 'is'} the sidecar's own (capture, admin, facade or excluded ports)`);
+    if (clash.length)
+      throw loopError(
+        `${what} ${clash.join(',')} ${clash.length > 1 ? 'are' : 'is'} the sidecar's own (capture, admin, facade or excluded ports)`,
+      );
   };
   ownPorts(o.inboundPorts, 'inbound capture port');
   ownPorts(o.outboundPorts, 'outbound capture port');
   if (o.mode === 'connect-hook') {
     const max = HIJACK_DEFAULTS.bpfMaxPorts;
-    if (own.length > max) throw badOption(`connect-hook excludes at most ${max} ports (the BPF program's bound); this plan has ${own.length}: ${own.join(',')}`);
-    if (o.outboundPorts !== '*' && o.outboundPorts.length > max) throw badOption(`connect-hook captures at most ${max} listed outbound ports`);
+    if (own.length > max)
+      throw badOption(
+        `connect-hook excludes at most ${max} ports (the BPF program's bound); this plan has ${own.length}: ${own.join(',')}`,
+      );
+    if (o.outboundPorts !== '*' && o.outboundPorts.length > max)
+      throw badOption(`connect-hook captures at most ${max} listed outbound ports`);
   }
 
-  const plan: HijackPlan = { mode: o.mode, options: o, chains: [], rules: [], hooks: [], ipRules: [], routes: [], bpf: [], notes: [] };
+  const plan: HijackPlan = {
+    mode: o.mode,
+    options: o,
+    chains: [],
+    rules: [],
+    hooks: [],
+    ipRules: [],
+    routes: [],
+    bpf: [],
+    notes: [],
+  };
 
   const cgroup = o.cgroup ?? '';
   const pinDir = bpfPinDir(cgroup);
@@ -303,7 +336,14 @@ export function planRules(options: HijackOptions): HijackPlan {
         program: 'connect4',
         cgroup,
         pinDir,
-        config: { captureAddress: '127.0.0.1', captureAddress6: '::1', capturePort: o.outboundPort, excludeUid: o.uid, excludePorts: own, includePorts },
+        config: {
+          captureAddress: '127.0.0.1',
+          captureAddress6: '::1',
+          capturePort: o.outboundPort,
+          excludeUid: o.uid,
+          excludePorts: own,
+          includePorts,
+        },
       },
       // Java apps connect from AF_INET6 sockets to ::ffff:a.b.c.d, and IPv6 apps to native IPv6 addresses; without
       // connect6 both would go uncaptured. It runs with connect4's config (one loaded object).
@@ -311,13 +351,21 @@ export function planRules(options: HijackOptions): HijackPlan {
       { program: 'sockops', cgroup, pinDir },
       { program: 'getsockopt', cgroup, pinDir },
     );
-    plan.notes.push('outbound: cgroup/connect4 (and connect6 for IPv4-mapped dual-stack sockets) rewrites connect() to the capture port (no conntrack); inbound: TPROXY');
-    plan.notes.push(`native IPv6: connect6 rewrites to [::1]:${o.outboundPort} while the sidecar listens there; without that listener IPv6 goes uncaptured`);
+    plan.notes.push(
+      'outbound: cgroup/connect4 (and connect6 for IPv4-mapped dual-stack sockets) rewrites connect() to the capture port (no conntrack); inbound: TPROXY',
+    );
+    plan.notes.push(
+      `native IPv6: connect6 rewrites to [::1]:${o.outboundPort} while the sidecar listens there; without that listener IPv6 goes uncaptured`,
+    );
     plan.notes.push('BPF programs act on every socket of the cgroup, whichever netns it is in');
-    if (!o.includeLoopback) plan.notes.push('connect4 has no loopback exclusion: loopback destinations are captured too, except the excluded ports');
+    if (!o.includeLoopback)
+      plan.notes.push(
+        'connect4 has no loopback exclusion: loopback destinations are captured too, except the excluded ports',
+      );
   } else {
     planOutboundRedirect(plan, o, own);
-    if (o.mode === 'tproxy') plan.notes.push('outbound stays REDIRECT in tproxy mode (TPROXY works only in PREROUTING)');
+    if (o.mode === 'tproxy')
+      plan.notes.push('outbound stays REDIRECT in tproxy mode (TPROXY works only in PREROUTING)');
   }
 
   if (o.inboundPorts === '*' || o.inboundPorts.length > 0) {
@@ -337,26 +385,31 @@ export function planRules(options: HijackOptions): HijackPlan {
 
 function planOutboundRedirect(plan: HijackPlan, o: ResolvedHijackOptions, own: number[]): void {
   const chain = CHAINS.output;
-  const add = (match: RuleMatch, target: RuleTarget, why?: string) => plan.rules.push({ table: 'nat', chain, match, target, why });
+  const add = (match: RuleMatch, target: RuleTarget, why?: string) =>
+    plan.rules.push({ table: 'nat', chain, match, target, why });
   plan.chains.push({ table: 'nat', chain });
   add({ uidOwner: o.uid }, { kind: 'return' }, "the sidecar's own connections");
   if (!o.includeLoopback) add({ destination: LOOPBACK }, { kind: 'return' }, 'loopback destinations');
   for (const p of own) add({ protocol: 'tcp', dport: p }, { kind: 'return' }, "the sidecar's own and excluded ports");
   if (o.outboundPorts === '*') add({ protocol: 'tcp' }, { kind: 'redirect', toPort: o.outboundPort }, 'capture');
-  else for (const p of o.outboundPorts) add({ protocol: 'tcp', dport: p }, { kind: 'redirect', toPort: o.outboundPort }, 'capture');
+  else
+    for (const p of o.outboundPorts)
+      add({ protocol: 'tcp', dport: p }, { kind: 'redirect', toPort: o.outboundPort }, 'capture');
   plan.hooks.push({ table: 'nat', chain: 'OUTPUT', match: { protocol: 'tcp' }, target: { kind: 'jump', chain } });
 }
 
 function planInboundRedirect(plan: HijackPlan, o: ResolvedHijackOptions, own: number[]): void {
   const chain = CHAINS.inbound;
-  const add = (match: RuleMatch, target: RuleTarget, why?: string) => plan.rules.push({ table: 'nat', chain, match, target, why });
+  const add = (match: RuleMatch, target: RuleTarget, why?: string) =>
+    plan.rules.push({ table: 'nat', chain, match, target, why });
   plan.chains.push({ table: 'nat', chain });
   add({ inInterface: 'lo' }, { kind: 'return' }, 'traffic from this host itself');
   if (o.inboundPorts === '*') {
     for (const p of own) add({ protocol: 'tcp', dport: p }, { kind: 'return' }, "the sidecar's own and excluded ports");
     add({ protocol: 'tcp' }, { kind: 'redirect', toPort: o.inboundPort }, 'capture');
   } else {
-    for (const p of o.inboundPorts) add({ protocol: 'tcp', dport: p }, { kind: 'redirect', toPort: o.inboundPort }, 'capture');
+    for (const p of o.inboundPorts)
+      add({ protocol: 'tcp', dport: p }, { kind: 'redirect', toPort: o.inboundPort }, 'capture');
   }
   plan.hooks.push({ table: 'nat', chain: 'PREROUTING', match: { protocol: 'tcp' }, target: { kind: 'jump', chain } });
 }
@@ -368,16 +421,27 @@ function planInboundTproxy(plan: HijackPlan, o: ResolvedHijackOptions, own: numb
   // Packets of connections the transparent listener already owns: mark them so the local route delivers them,
   // and stop there (no conntrack needed, unlike Istio's ctstate variant).
   plan.rules.push(
-    { table: 'mangle', chain: divert, match: {}, target: { kind: 'mark', mark: o.mark }, why: 'route to the local socket' },
+    {
+      table: 'mangle',
+      chain: divert,
+      match: {},
+      target: { kind: 'mark', mark: o.mark },
+      why: 'route to the local socket',
+    },
     { table: 'mangle', chain: divert, match: {}, target: { kind: 'accept' } },
   );
-  const add = (match: RuleMatch, target: RuleTarget, why?: string) => plan.rules.push({ table: 'mangle', chain, match, target, why });
+  const add = (match: RuleMatch, target: RuleTarget, why?: string) =>
+    plan.rules.push({ table: 'mangle', chain, match, target, why });
   add({ inInterface: 'lo' }, { kind: 'return' }, 'traffic from this host itself');
-  add({ protocol: 'tcp', transparentSocket: true }, { kind: 'jump', chain: divert }, 'established transparent connections');
+  add(
+    { protocol: 'tcp', transparentSocket: true },
+    { kind: 'jump', chain: divert },
+    'established transparent connections',
+  );
   // TPROXY drops a packet whose socket is not transparent, so every later packet of the pod's other connections
   // (replies to its outbound calls, excluded ports) must leave first. Matching by socket, not conntrack state,
   // keeps this mode conntrack-free; SYNs stay out of it because a listener bound to one address is a socket too.
-  add({ protocol: 'tcp', notSyn: true, socket: true }, { kind: 'return' }, 'packets of the pod\'s other connections');
+  add({ protocol: 'tcp', notSyn: true, socket: true }, { kind: 'return' }, "packets of the pod's other connections");
   const tproxy: RuleTarget = { kind: 'tproxy', onPort: o.inboundPort, mark: o.mark };
   if (o.inboundPorts === '*') {
     for (const p of own) add({ protocol: 'tcp', dport: p }, { kind: 'return' }, "the sidecar's own and excluded ports");
@@ -385,7 +449,12 @@ function planInboundTproxy(plan: HijackPlan, o: ResolvedHijackOptions, own: numb
   } else {
     for (const p of o.inboundPorts) add({ protocol: 'tcp', dport: p }, tproxy, 'capture');
   }
-  plan.hooks.push({ table: 'mangle', chain: 'PREROUTING', match: { protocol: 'tcp' }, target: { kind: 'jump', chain } });
+  plan.hooks.push({
+    table: 'mangle',
+    chain: 'PREROUTING',
+    match: { protocol: 'tcp' },
+    target: { kind: 'jump', chain },
+  });
   plan.ipRules.push({ fwmark: o.mark, table: o.routeTable });
   plan.routes.push({ type: 'local', destination: '0.0.0.0/0', device: 'lo', table: o.routeTable });
 }
@@ -407,12 +476,33 @@ export function ruleArgs(rule: IptablesRule): string[] {
   if (m.transparentSocket) a.push('-m', 'socket', '--transparent');
   const t = rule.target;
   switch (t.kind) {
-    case 'return': a.push('-j', 'RETURN'); break;
-    case 'accept': a.push('-j', 'ACCEPT'); break;
-    case 'jump': a.push('-j', t.chain); break;
-    case 'redirect': a.push('-j', 'REDIRECT', '--to-ports', String(t.toPort)); break;
-    case 'tproxy': a.push('-j', 'TPROXY', '--on-port', String(t.onPort), '--on-ip', '0.0.0.0', '--tproxy-mark', `${hex(t.mark)}/0xffffffff`); break;
-    case 'mark': a.push('-j', 'MARK', '--set-xmark', `${hex(t.mark)}/0xffffffff`); break;
+    case 'return':
+      a.push('-j', 'RETURN');
+      break;
+    case 'accept':
+      a.push('-j', 'ACCEPT');
+      break;
+    case 'jump':
+      a.push('-j', t.chain);
+      break;
+    case 'redirect':
+      a.push('-j', 'REDIRECT', '--to-ports', String(t.toPort));
+      break;
+    case 'tproxy':
+      a.push(
+        '-j',
+        'TPROXY',
+        '--on-port',
+        String(t.onPort),
+        '--on-ip',
+        '0.0.0.0',
+        '--tproxy-mark',
+        `${hex(t.mark)}/0xffffffff`,
+      );
+      break;
+    case 'mark':
+      a.push('-j', 'MARK', '--set-xmark', `${hex(t.mark)}/0xffffffff`);
+      break;
   }
   return a;
 }
@@ -436,7 +526,8 @@ export function expectedSaveLines(plan: HijackPlan): Record<IptablesTable, strin
 }
 
 // A lone `!` needs no quotes: bash does no history expansion on `!` followed by a blank.
-const shellQuote = (s: string) => (s === '!' || /^[A-Za-z0-9_./:=,@%+-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
+const shellQuote = (s: string) =>
+  s === '!' || /^[A-Za-z0-9_./:=,@%+-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
 
 /** Every command `apply` runs to install the plan, in order, each as an argv (BPF attachments as `bpf attach …`). */
 export function planCommands(plan: HijackPlan, netns?: string): string[][] {
@@ -451,8 +542,12 @@ export function planCommands(plan: HijackPlan, netns?: string): string[][] {
   for (const b of plan.bpf) {
     const c = b.config;
     const cfg = c
-      ? [`capture=${c.captureAddress}:${c.capturePort}`, `sidecar-uid=${c.excludeUid}`, `exclude-ports=${c.excludePorts.join(',')}`,
-        ...(c.includePorts.length ? [`include-ports=${c.includePorts.join(',')}`] : [])]
+      ? [
+          `capture=${c.captureAddress}:${c.capturePort}`,
+          `sidecar-uid=${c.excludeUid}`,
+          `exclude-ports=${c.excludePorts.join(',')}`,
+          ...(c.includePorts.length ? [`include-ports=${c.includePorts.join(',')}`] : []),
+        ]
       : [];
     cmds.push(['bpf', 'attach', b.program, b.cgroup, `pin=${b.pinDir}`, ...cfg]);
   }
@@ -496,7 +591,7 @@ function inCidr(addr: string, cidr: string): boolean {
   const toN = (s: string) => s.split('.').reduce((n, p) => (n << 8) | Number(p), 0) >>> 0;
   const bits = len === undefined ? 32 : Number(len);
   const mask = bits === 0 ? 0 : (~0 << (32 - bits)) >>> 0;
-  return ((toN(addr) & mask) >>> 0) === ((toN(net) & mask) >>> 0);
+  return (toN(addr) & mask) >>> 0 === (toN(net) & mask) >>> 0;
 }
 
 function matches(m: RuleMatch, p: Probe): boolean {
@@ -546,19 +641,24 @@ export function checkLoops(plan: HijackPlan): void {
   for (const dport of [80, ...own]) {
     for (const destination of [remote, '127.0.0.1']) {
       const v = traverse(plan, 'nat', 'OUTPUT', { uid: o.uid, destination, dport });
-      if (v.captured) throw loopError(`uid ${o.uid} connecting to ${destination}:${dport} would be captured by ${describe(v.rule)}`);
+      if (v.captured)
+        throw loopError(`uid ${o.uid} connecting to ${destination}:${dport} would be captured by ${describe(v.rule)}`);
     }
   }
   const appUid = o.uid === 0 ? 1 : 0;
   for (const dport of own) {
     for (const destination of [remote, '127.0.0.1']) {
       const v = traverse(plan, 'nat', 'OUTPUT', { uid: appUid, destination, dport });
-      if (v.captured) throw loopError(`a connection to the sidecar's port ${destination}:${dport} would be captured by ${describe(v.rule)}`);
+      if (v.captured)
+        throw loopError(
+          `a connection to the sidecar's port ${destination}:${dport} would be captured by ${describe(v.rule)}`,
+        );
     }
     for (const table of ['nat', 'mangle'] as const) {
       for (const inInterface of ['eth0', 'lo']) {
         const v = traverse(plan, table, 'PREROUTING', { destination: remote, dport, inInterface });
-        if (v.captured) throw loopError(`inbound traffic to the sidecar's port ${dport} would be captured by ${describe(v.rule)}`);
+        if (v.captured)
+          throw loopError(`inbound traffic to the sidecar's port ${dport} would be captured by ${describe(v.rule)}`);
       }
     }
   }
@@ -582,7 +682,8 @@ export function parsePlanJson(text: string): HijackPlan {
     throw badOption(`the plan is not JSON: ${(err as Error).message}`);
   }
   const p = raw as Partial<HijackPlan> | null;
-  if (!p || typeof p !== 'object' || !p.options || typeof p.options !== 'object') throw badOption('the plan has no options object');
+  if (!p || typeof p !== 'object' || !p.options || typeof p.options !== 'object')
+    throw badOption('the plan has no options object');
   const options = resolveHijackOptions({ ...p.options, cgroup: p.options.cgroup ?? undefined });
   for (const key of ['chains', 'rules', 'hooks', 'ipRules', 'routes', 'bpf'] as const) {
     if (!Array.isArray(p[key])) throw badOption(`the plan has no ${key} list`);
@@ -590,13 +691,19 @@ export function parsePlanJson(text: string): HijackPlan {
   const tables = ['nat', 'mangle'];
   const chainName = /^MESHPORT_[A-Z0-9_]+$/;
   for (const c of p.chains!) {
-    if (!tables.includes(c.table) || !chainName.test(c.chain)) throw badOption(`plan chain ${JSON.stringify(c)} is not a MESHPORT_* chain in nat or mangle`);
+    if (!tables.includes(c.table) || !chainName.test(c.chain))
+      throw badOption(`plan chain ${JSON.stringify(c)} is not a MESHPORT_* chain in nat or mangle`);
   }
   for (const r of [...p.rules!, ...p.hooks!]) {
-    if (!r || !tables.includes(r.table) || typeof r.chain !== 'string' || !r.match || !r.target) throw badOption(`plan rule ${JSON.stringify(r)} is malformed`);
+    if (!r || !tables.includes(r.table) || typeof r.chain !== 'string' || !r.match || !r.target)
+      throw badOption(`plan rule ${JSON.stringify(r)} is malformed`);
   }
-  for (const r of p.rules!) if (!chainName.test(r.chain)) throw badOption(`plan rule in ${r.chain}: rules go in MESHPORT_* chains; only hooks touch built-in chains`);
-  for (const h of p.hooks!) if (h.target.kind !== 'jump' || !chainName.test(h.target.chain)) throw badOption('a plan hook must jump to a MESHPORT_* chain');
+  for (const r of p.rules!)
+    if (!chainName.test(r.chain))
+      throw badOption(`plan rule in ${r.chain}: rules go in MESHPORT_* chains; only hooks touch built-in chains`);
+  for (const h of p.hooks!)
+    if (h.target.kind !== 'jump' || !chainName.test(h.target.chain))
+      throw badOption('a plan hook must jump to a MESHPORT_* chain');
   return {
     mode: options.mode,
     options,

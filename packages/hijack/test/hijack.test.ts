@@ -104,7 +104,10 @@ function childLines(child: ChildProcess): { next: (timeoutMs?: number) => Promis
     all: () => buf,
     next: (timeoutMs = 10000) =>
       new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no line within ${timeoutMs} ms; output so far: ${buf}`)), timeoutMs);
+        const timer = setTimeout(
+          () => reject(new Error(`no line within ${timeoutMs} ms; output so far: ${buf}`)),
+          timeoutMs,
+        );
         const check = () => {
           const nl = buf.indexOf('\n', consumed);
           if (nl >= 0) {
@@ -153,7 +156,9 @@ const SOCKET_MODULE = require.resolve('@meshport/socket');
  * `ip netns exec`, not run inside it: `ip netns exec` mounts a fresh /sys, which hides the cgroup v2 mount.
  */
 function inCgroup(cgroup: string | undefined, argv: string[]): string[] {
-  return cgroup === undefined ? argv : ['sh', '-c', 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"', 'sh', cgroup, ...argv];
+  return cgroup === undefined
+    ? argv
+    : ['sh', '-c', 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"', 'sh', cgroup, ...argv];
 }
 
 /** `argv` run inside `netns` (as `uid` when given), inside `cgroup` when given. */
@@ -202,7 +207,14 @@ async function startServer(
   children: ChildProcess[],
   options: { originalDst?: boolean; cgroup?: string; script?: string[] } = {},
 ): Promise<void> {
-  const script = options.script ?? ['-e', SERVER, host, String(port), tag, ...(options.originalDst ? [SOCKET_MODULE] : [])];
+  const script = options.script ?? [
+    '-e',
+    SERVER,
+    host,
+    String(port),
+    tag,
+    ...(options.originalDst ? [SOCKET_MODULE] : []),
+  ];
   const [cmd, ...args] = netnsArgv(netns, [process.execPath, ...script], { cgroup: options.cgroup });
   const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   children.push(child);
@@ -210,7 +222,12 @@ async function startServer(
   assert.equal(await lines.next(), 'ready', `server ${tag} on ${host}:${port} in ${netns}: ${lines.all()}`);
 }
 
-async function connect(netns: string, host: string, port: number, as: number | { uid?: number; cgroup?: string } = {}): Promise<string> {
+async function connect(
+  netns: string,
+  host: string,
+  port: number,
+  as: number | { uid?: number; cgroup?: string } = {},
+): Promise<string> {
   const { uid, cgroup } = typeof as === 'number' ? { uid: as, cgroup: undefined } : as;
   const [cmd, ...args] = netnsArgv(netns, [process.execPath, '-e', CLIENT, host, String(port)], { uid, cgroup });
   const r = await run(cmd, args);
@@ -222,7 +239,13 @@ async function connect(netns: string, host: string, port: number, as: number | {
  * Where a connect of the given IPPROTO (262 MPTCP) from inside `cgroup` really went: the peer address the socket
  * reports, or `unsupported` when this kernel has no such protocol. Python, because Node opens only plain TCP.
  */
-async function peerOfProtocol(netns: string, cgroup: string, protocol: number, host: string, port: number): Promise<string> {
+async function peerOfProtocol(
+  netns: string,
+  cgroup: string,
+  protocol: number,
+  host: string,
+  port: number,
+): Promise<string> {
   const script = [
     'import socket, sys',
     'try:',
@@ -253,7 +276,10 @@ async function needConntrack(ctx: Mocha.Context): Promise<void> {
   if (r.code !== 0) skipOrFail(ctx, `kernel test: 'conntrack' unavailable: ${r.stderr.trim()}`);
 }
 
-const bpffsMounted = () => readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === '/sys/fs/bpf' && l.split(' ')[2] === 'bpf');
+const bpffsMounted = () =>
+  readFileSync('/proc/mounts', 'utf8')
+    .split('\n')
+    .some((l) => l.split(' ')[1] === '/sys/fs/bpf' && l.split(' ')[2] === 'bpf');
 
 /** Programs attached to a cgroup, as bpftool sees them (attach types). */
 async function cgroupPrograms(cgroup: string): Promise<string[]> {
@@ -275,10 +301,15 @@ describe('@meshport/hijack', () => {
   const bpffsWasMounted = bpffsMounted();
   const pinRootExisted = existsSync(HIJACK_DEFAULTS.bpfPinRoot);
 
-  before(async function () {
+  before(async () => {
     if (typeof process.getuid === 'function' && process.getuid() !== 0) kernelProblem = 'not root';
     else {
-      for (const [cmd, args] of [['ip', ['netns', 'list']], ['iptables', ['--version']], ['iptables-save', ['--version']], ['setpriv', ['--version']]] as const) {
+      for (const [cmd, args] of [
+        ['ip', ['netns', 'list']],
+        ['iptables', ['--version']],
+        ['iptables-save', ['--version']],
+        ['setpriv', ['--version']],
+      ] as const) {
         const r = await run(cmd, args);
         if (r.code !== 0) {
           kernelProblem = `'${cmd}' unavailable: ${r.stderr.trim()}`;
@@ -310,7 +341,10 @@ describe('@meshport/hijack', () => {
   describe('planRules (no kernel)', () => {
     it('redirect: nat OUTPUT and PREROUTING only, own ports and uid excluded before the REDIRECT', () => {
       const plan = planRules({ mode: 'redirect' });
-      assert.deepEqual(plan.chains, [{ table: 'nat', chain: 'MESHPORT_OUTPUT' }, { table: 'nat', chain: 'MESHPORT_INBOUND' }]);
+      assert.deepEqual(plan.chains, [
+        { table: 'nat', chain: 'MESHPORT_OUTPUT' },
+        { table: 'nat', chain: 'MESHPORT_INBOUND' },
+      ]);
       assert.deepEqual(plan.ipRules, []);
       assert.deepEqual(plan.bpf, []);
       const lines = expectedSaveLines(plan).nat;
@@ -329,7 +363,11 @@ describe('@meshport/hijack', () => {
     it('tproxy: mangle TPROXY with the mark, ip rule + local route, outbound still REDIRECT', () => {
       const plan = planRules({ mode: 'tproxy', mark: 0x540, routeTable: 140, inboundPorts: [80, 8080] });
       const lines = expectedSaveLines(plan);
-      assert.ok(lines.mangle.includes('-A MESHPORT_INBOUND -p tcp -m tcp --dport 80 -j TPROXY --on-port 15006 --on-ip 0.0.0.0 --tproxy-mark 0x540/0xffffffff'));
+      assert.ok(
+        lines.mangle.includes(
+          '-A MESHPORT_INBOUND -p tcp -m tcp --dport 80 -j TPROXY --on-port 15006 --on-ip 0.0.0.0 --tproxy-mark 0x540/0xffffffff',
+        ),
+      );
       assert.ok(lines.mangle.includes('-A MESHPORT_INBOUND -p tcp -m socket --transparent -j MESHPORT_DIVERT'));
       assert.ok(lines.nat.includes('-A MESHPORT_OUTPUT -p tcp -j REDIRECT --to-ports 15001'));
       assert.deepEqual(plan.ipRules, [{ fwmark: 0x540, table: 140 }]);
@@ -338,23 +376,64 @@ describe('@meshport/hijack', () => {
     });
 
     it('connect-hook: BPF attachments with the exclusions, inbound TPROXY, --sockmap adds sk_msg', () => {
-      const plan = planRules({ mode: 'connect-hook', cgroup: '/sys/fs/cgroup/pod', sockmap: true, excludePorts: [2181] });
-      assert.deepEqual(plan.bpf.map((b) => b.program), ['connect4', 'connect6', 'sockops', 'getsockopt', 'sk_msg']);
-      assert.deepEqual(plan.bpf[0].config, {
-        captureAddress: '127.0.0.1', captureAddress6: '::1', capturePort: 15001, excludeUid: 1337, excludePorts: [2181, 12201, 12220, 13330, 15000, 15001, 15006], includePorts: [],
+      const plan = planRules({
+        mode: 'connect-hook',
+        cgroup: '/sys/fs/cgroup/pod',
+        sockmap: true,
+        excludePorts: [2181],
       });
-      assert.ok(plan.bpf.every((b) => b.cgroup === '/sys/fs/cgroup/pod' && b.pinDir === '/sys/fs/bpf/meshport/hijack-sys-fs-cgroup-pod'));
-      assert.equal(plan.chains.some((c) => c.chain === 'MESHPORT_OUTPUT'), false);
+      assert.deepEqual(
+        plan.bpf.map((b) => b.program),
+        ['connect4', 'connect6', 'sockops', 'getsockopt', 'sk_msg'],
+      );
+      assert.deepEqual(plan.bpf[0].config, {
+        captureAddress: '127.0.0.1',
+        captureAddress6: '::1',
+        capturePort: 15001,
+        excludeUid: 1337,
+        excludePorts: [2181, 12201, 12220, 13330, 15000, 15001, 15006],
+        includePorts: [],
+      });
+      assert.ok(
+        plan.bpf.every(
+          (b) => b.cgroup === '/sys/fs/cgroup/pod' && b.pinDir === '/sys/fs/bpf/meshport/hijack-sys-fs-cgroup-pod',
+        ),
+      );
+      assert.equal(
+        plan.chains.some((c) => c.chain === 'MESHPORT_OUTPUT'),
+        false,
+      );
       const printed = printPlan(plan);
-      assert.match(printed, /^bpf attach connect4 \/sys\/fs\/cgroup\/pod pin=\/sys\/fs\/bpf\/meshport\/hijack-sys-fs-cgroup-pod capture=127\.0\.0\.1:15001 sidecar-uid=1337 exclude-ports=2181,/m);
+      assert.match(
+        printed,
+        /^bpf attach connect4 \/sys\/fs\/cgroup\/pod pin=\/sys\/fs\/bpf\/meshport\/hijack-sys-fs-cgroup-pod capture=127\.0\.0\.1:15001 sidecar-uid=1337 exclude-ports=2181,/m,
+      );
       assert.match(printed, /^bpf attach sk_msg \/sys\/fs\/cgroup\/pod pin=/m);
       // Without a cgroup it would attach at the root and capture the whole host: refused.
-      assert.throws(() => planRules({ mode: 'connect-hook' }), (e: unknown) => e instanceof HijackError && e.code === 'MESHPORT_HIJACK_BAD_OPTIONS');
-      assert.throws(() => planRules({ mode: 'connect-hook', cgroup: '/x', excludePorts: Array.from({ length: 11 }, (_, i) => 3000 + i) }), /at most 16/);
+      assert.throws(
+        () => planRules({ mode: 'connect-hook' }),
+        (e: unknown) => e instanceof HijackError && e.code === 'MESHPORT_HIJACK_BAD_OPTIONS',
+      );
+      assert.throws(
+        () =>
+          planRules({
+            mode: 'connect-hook',
+            cgroup: '/x',
+            excludePorts: Array.from({ length: 11 }, (_, i) => 3000 + i),
+          }),
+        /at most 16/,
+      );
     });
 
     it('one pin directory per cgroup: paths that differ only in where - and / are get different directories', () => {
-      const colliding = ['/sys/fs/cgroup/a/b-c', '/sys/fs/cgroup/a-b/c', '/sys/fs/cgroup/a-b-c', '/sys/fs/cgroup/a/b/c', '/sys/fs/cgroup/a/b_c', '/sys/fs/cgroup/a/b c'];
+      const colliding = [
+        '/sys/fs/cgroup/a/b-c',
+        '/sys/fs/cgroup/a-b/c',
+        '/sys/fs/cgroup/a-b-c',
+        '/sys/fs/cgroup/a/b/c',
+        '/sys/fs/cgroup/a/b_c',
+        '/sys/fs/cgroup/a/b c',
+      ];
       const dirs = colliding.map(bpfPinDir);
       assert.equal(new Set(dirs).size, colliding.length, dirs.join('\n'));
       assert.ok(dirs.every((d) => path.dirname(d) === HIJACK_DEFAULTS.bpfPinRoot && path.basename(d).length <= 255));
@@ -368,7 +447,8 @@ describe('@meshport/hijack', () => {
     });
 
     it('loop check: refuses capturing the capture, admin or facade ports', () => {
-      const loop = (f: () => unknown) => assert.throws(f, (e: unknown) => e instanceof HijackError && e.code === 'MESHPORT_HIJACK_LOOP');
+      const loop = (f: () => unknown) =>
+        assert.throws(f, (e: unknown) => e instanceof HijackError && e.code === 'MESHPORT_HIJACK_LOOP');
       loop(() => planRules({ mode: 'redirect', inboundPorts: [80, 15006] }));
       loop(() => planRules({ mode: 'tproxy', inboundPorts: [15000] }));
       loop(() => planRules({ mode: 'redirect', outboundPorts: [15001] }));
@@ -379,7 +459,10 @@ describe('@meshport/hijack', () => {
 
     it('loop check: refuses a plan (edited, or read back from JSON) that captures uid 1337 or a capture port', () => {
       const loop = (f: () => unknown, re: RegExp) =>
-        assert.throws(f, (e: unknown) => e instanceof HijackError && e.code === 'MESHPORT_HIJACK_LOOP' && re.test(e.message));
+        assert.throws(
+          f,
+          (e: unknown) => e instanceof HijackError && e.code === 'MESHPORT_HIJACK_LOOP' && re.test(e.message),
+        );
       const noUid = planRules({ mode: 'redirect' });
       noUid.rules = noUid.rules.filter((r) => r.match.uidOwner === undefined);
       loop(() => checkLoops(noUid), /uid 1337 connecting to 198\.18\.0\.1:80/);
@@ -394,11 +477,15 @@ describe('@meshport/hijack', () => {
       loop(() => checkLoops(bpf), /connect4 does not exclude uid 1337/);
       // The JSON round trip keeps the plan, and the check still runs on what comes back.
       loop(() => checkLoops(parsePlanJson(JSON.stringify(planToJson(noUid)))), /uid 1337/);
-      assert.deepEqual(parsePlanJson(JSON.stringify(planToJson(planRules({ mode: 'tproxy' })))), planRules({ mode: 'tproxy' }));
+      assert.deepEqual(
+        parsePlanJson(JSON.stringify(planToJson(planRules({ mode: 'tproxy' })))),
+        planRules({ mode: 'tproxy' }),
+      );
     });
 
     it('rejects bad options with MESHPORT_HIJACK_BAD_OPTIONS', () => {
-      const bad = (f: () => unknown) => assert.throws(f, (e: unknown) => e instanceof HijackError && e.code === 'MESHPORT_HIJACK_BAD_OPTIONS');
+      const bad = (f: () => unknown) =>
+        assert.throws(f, (e: unknown) => e instanceof HijackError && e.code === 'MESHPORT_HIJACK_BAD_OPTIONS');
       bad(() => planRules({ mode: 'nope' as HijackMode }));
       bad(() => planRules({ mode: 'redirect', outboundPort: 70000 }));
       bad(() => planRules({ mode: 'tproxy', routeTable: 254 }));
@@ -410,29 +497,54 @@ describe('@meshport/hijack', () => {
       // IPv6 test hosts: unique local (fd00::/8) or documentation (2001:db8::/32) addresses only.
       assertTestAddress('fd00:6d70::9/128');
       assertTestAddress('2001:db8::1');
-      for (const outside of ['fe80::1/64', '2001:db9::1', '2001:db8::1/16', 'fd:1::1', '::1', 'fd00::/7']) bad(() => assertTestAddress(outside));
+      for (const outside of ['fe80::1/64', '2001:db9::1', '2001:db8::1/16', 'fd:1::1', '::1', 'fd00::/7'])
+        bad(() => assertTestAddress(outside));
     });
 
     it('capture health: a LISTEN on the capture port (its address, a wildcard, v4-mapped) counts; other states and ports do not', () => {
-      const header = '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n';
-      const row = (local: string, st: string) => `   0: ${local} 00000000:0000 ${st} 00000000:00000000 00:00000000 00000000  1337        0 1\n`;
+      const header =
+        '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n';
+      const row = (local: string, st: string) =>
+        `   0: ${local} 00000000:0000 ${st} 00000000:00000000 00:00000000 00000000  1337        0 1\n`;
       assert.equal(procNetListens(header + row('0100007F:3A99', '0A'), '127.0.0.1', 15001), true);
       assert.equal(procNetListens(header + row('00000000:3A99', '0A'), '127.0.0.1', 15001), true);
-      assert.equal(procNetListens(header + row('0000000000000000FFFF00000100007F:3A99', '0A'), '127.0.0.1', 15001), true);
-      assert.equal(procNetListens(header + row('0100007F:3A99', '01'), '127.0.0.1', 15001), false, 'ESTABLISHED is no listener');
+      assert.equal(
+        procNetListens(header + row('0000000000000000FFFF00000100007F:3A99', '0A'), '127.0.0.1', 15001),
+        true,
+      );
+      assert.equal(
+        procNetListens(header + row('0100007F:3A99', '01'), '127.0.0.1', 15001),
+        false,
+        'ESTABLISHED is no listener',
+      );
       assert.equal(procNetListens(header + row('0100007F:3A98', '0A'), '127.0.0.1', 15001), false);
-      assert.equal(procNetListens(header + row('0200007F:3A99', '0A'), '127.0.0.1', 15001), false, '127.0.0.2 does not take 127.0.0.1');
+      assert.equal(
+        procNetListens(header + row('0200007F:3A99', '0A'), '127.0.0.1', 15001),
+        false,
+        '127.0.0.2 does not take 127.0.0.1',
+      );
       // The native IPv6 capture listener: ::1 or a dual-stack ::, never an IPv4 one.
       assert.equal(procNetListens(header + row('00000000000000000000000001000000:3A99', '0A'), '::1', 15001), true);
       assert.equal(procNetListens(header + row('00000000000000000000000000000000:3A99', '0A'), '::1', 15001), true);
       assert.equal(procNetListens(header + row('00000000:3A99', '0A'), '::1', 15001), false, '0.0.0.0 takes no IPv6');
       assert.equal(procNetListens(header + row('0100007F:3A99', '0A'), '::1', 15001), false);
-      assert.equal(procNetListens(header + row('00000000000000000000000001000000:3A99', '0A'), '127.0.0.1', 15001), false, '::1 takes no IPv4');
+      assert.equal(
+        procNetListens(header + row('00000000000000000000000001000000:3A99', '0A'), '127.0.0.1', 15001),
+        false,
+        '::1 takes no IPv4',
+      );
       // Each 4-byte group of the address as a host-order (little-endian) word, as /proc prints it.
       assert.equal(procNetListens(header + row('0000D0FD00000000000000000A000000:3A99', '0A'), 'fdd0::a', 15001), true);
-      assert.equal(procNetListens(header + row('FDD0000000000000000000000000000A:3A99', '0A'), 'fdd0::a', 15001), false, 'network order is not what /proc prints');
+      assert.equal(
+        procNetListens(header + row('FDD0000000000000000000000000000A:3A99', '0A'), 'fdd0::a', 15001),
+        false,
+        'network order is not what /proc prints',
+      );
       const plan = planRules({ mode: 'connect-hook', cgroup: '/sys/fs/cgroup/my pod', sockmap: true });
-      assert.equal(removeCommand(plan, 'pod-ns'), "meshport hijack remove --mode connect-hook --cgroup '/sys/fs/cgroup/my pod' --sockmap --netns pod-ns");
+      assert.equal(
+        removeCommand(plan, 'pod-ns'),
+        "meshport hijack remove --mode connect-hook --cgroup '/sys/fs/cgroup/my pod' --sockmap --netns pod-ns",
+      );
     });
 
     it('empty inbound list: no inbound chain', () => {
@@ -443,7 +555,7 @@ describe('@meshport/hijack', () => {
     });
   });
 
-  describe('in a network namespace', function () {
+  describe('in a network namespace', () => {
     for (const mode of ['redirect', 'tproxy'] as const) {
       it(`${mode}: print shows exactly what apply installs; apply twice = once; remove leaves nothing`, async function () {
         needKernel(this);
@@ -454,14 +566,24 @@ describe('@meshport/hijack', () => {
           const state = await installedState({ netns: ns, routeTables: [133] });
           const fromPrint = printedIptablesLines(printed);
           for (const table of ['nat', 'mangle'] as const) {
-            assert.deepEqual(sorted(state.iptables[table]), sorted(fromPrint[table]), `${table}: iptables-save vs print`);
+            assert.deepEqual(
+              sorted(state.iptables[table]),
+              sorted(fromPrint[table]),
+              `${table}: iptables-save vs print`,
+            );
           }
           if (mode === 'tproxy') {
             assert.match(printed, new RegExp(`^ip netns exec ${ns} ip rule add fwmark 0x539 lookup 133$`, 'm'));
-            assert.match(printed, new RegExp(`^ip netns exec ${ns} ip route add local 0.0.0.0/0 dev lo table 133$`, 'm'));
+            assert.match(
+              printed,
+              new RegExp(`^ip netns exec ${ns} ip route add local 0.0.0.0/0 dev lo table 133$`, 'm'),
+            );
             assert.equal(state.ipRules.length, 1);
             assert.match(state.ipRules[0], /from all fwmark 0x539 lookup 133/);
-            assert.deepEqual(state.routes[133].map((l) => l.trim()), ['local default dev lo scope host']);
+            assert.deepEqual(
+              state.routes[133].map((l) => l.trim()),
+              ['local default dev lo scope host'],
+            );
           } else {
             assert.deepEqual(state.ipRules, []);
             assert.doesNotMatch(printed, / ip (rule|route) /);
@@ -469,7 +591,11 @@ describe('@meshport/hijack', () => {
 
           const again = await applyPlan(plan, { netns: ns });
           assert.deepEqual(again.changed, [], 'a second apply changes nothing');
-          assert.deepEqual(await installedState({ netns: ns, routeTables: [133] }), state, 'a second apply leaves one copy');
+          assert.deepEqual(
+            await installedState({ netns: ns, routeTables: [133] }),
+            state,
+            'a second apply leaves one copy',
+          );
 
           await removePlan(plan, { netns: ns });
           const empty = { iptables: { nat: [], mangle: [] }, ipRules: [], routes: { 133: [] } };
@@ -496,14 +622,28 @@ describe('@meshport/hijack', () => {
         await applyPlan(redirect, { netns: ns });
         const state = await installedState({ netns: ns, routeTables: [133] });
         await assert.rejects(applyPlan(planRules({ mode: 'tproxy' }), { netns: ns }), (e) =>
-          otherMode(e, 'redirect', new RegExp(`Remove them first: meshport hijack remove --mode redirect --netns ${ns}$`)),
+          otherMode(
+            e,
+            'redirect',
+            new RegExp(`Remove them first: meshport hijack remove --mode redirect --netns ${ns}$`),
+          ),
         );
         const hook = planRules({ mode: 'connect-hook', cgroup: '/sys/fs/cgroup/unified/meshport-no-such-pod' });
-        await assert.rejects(applyPlan(hook, { netns: ns }), (e) => otherMode(e, 'redirect', /meshport hijack remove --mode redirect/));
-        assert.deepEqual(await installedState({ netns: ns, routeTables: [133] }), state, 'nothing installed by the refused applies');
+        await assert.rejects(applyPlan(hook, { netns: ns }), (e) =>
+          otherMode(e, 'redirect', /meshport hijack remove --mode redirect/),
+        );
+        assert.deepEqual(
+          await installedState({ netns: ns, routeTables: [133] }),
+          state,
+          'nothing installed by the refused applies',
+        );
         assert.deepEqual((await applyPlan(redirect, { netns: ns })).changed, [], 'the same mode again is no refusal');
         await removePlan(redirect, { netns: ns });
-        assert.deepEqual(await installedState({ netns: ns, routeTables: [133] }), empty, 'the named remove leaves nothing');
+        assert.deepEqual(
+          await installedState({ netns: ns, routeTables: [133] }),
+          empty,
+          'the named remove leaves nothing',
+        );
 
         // redirect over tproxy: the TPROXY chains and ip rule are another mode's.
         const tproxy = planRules({ mode: 'tproxy', mark: 0x540 });
@@ -518,9 +658,15 @@ describe('@meshport/hijack', () => {
         const hookInbound: HijackPlan = { ...hook, bpf: [] };
         await applyPlan(hookInbound, { netns: ns });
         await assert.rejects(applyPlan(planRules({ mode: 'tproxy' }), { netns: ns }), (e) =>
-          otherMode(e, 'connect-hook', /meshport hijack remove --mode connect-hook --cgroup POD_CGROUP --netns \S+ \(POD_CGROUP: the pod's cgroup v2 directory/),
+          otherMode(
+            e,
+            'connect-hook',
+            /meshport hijack remove --mode connect-hook --cgroup POD_CGROUP --netns \S+ \(POD_CGROUP: the pod's cgroup v2 directory/,
+          ),
         );
-        await assert.rejects(applyPlan(planRules({ mode: 'redirect' }), { netns: ns }), (e) => otherMode(e, 'connect-hook', /--mode connect-hook/));
+        await assert.rejects(applyPlan(planRules({ mode: 'redirect' }), { netns: ns }), (e) =>
+          otherMode(e, 'connect-hook', /--mode connect-hook/),
+        );
         await removePlan(hookInbound, { netns: ns });
         assert.deepEqual(await installedState({ netns: ns, routeTables: [133] }), empty);
       });
@@ -532,7 +678,10 @@ describe('@meshport/hijack', () => {
         await applyPlan(planRules({ mode: 'redirect', excludePorts: [2181] }), { netns: ns });
         const plan = planRules({ mode: 'redirect', excludePorts: [6379] });
         await applyPlan(plan, { netns: ns });
-        assert.deepEqual(sorted((await installedState({ netns: ns })).iptables.nat), sorted(expectedSaveLines(plan).nat));
+        assert.deepEqual(
+          sorted((await installedState({ netns: ns })).iptables.nat),
+          sorted(expectedSaveLines(plan).nat),
+        );
         await execInNetns(ns, 'iptables', ['-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', '-j', 'MESHPORT_OUTPUT']);
         await removePlan(plan, { netns: ns });
         assert.deepEqual((await installedState({ netns: ns })).iptables, { nat: [], mangle: [] });
@@ -544,12 +693,25 @@ describe('@meshport/hijack', () => {
       await withNetns(1, async (ns) => {
         const looping = planRules({ mode: 'redirect' });
         looping.rules = looping.rules.filter((r) => r.match.uidOwner === undefined);
-        await assert.rejects(applyPlan(looping, { netns: ns }), (e: unknown) => e instanceof HijackError && e.code === 'MESHPORT_HIJACK_LOOP');
+        await assert.rejects(
+          applyPlan(looping, { netns: ns }),
+          (e: unknown) => e instanceof HijackError && e.code === 'MESHPORT_HIJACK_LOOP',
+        );
         const stray = planRules({ mode: 'connect-hook', cgroup: '/sys/fs/cgroup/unified/nothing-here' });
         stray.bpf[1].pinDir = '/sys/fs/bpf';
-        await assert.rejects(applyPlan(stray, { netns: ns }), (e: unknown) => e instanceof HijackError && e.code === 'MESHPORT_HIJACK_BAD_OPTIONS');
-        await assert.rejects(removePlan(stray, { netns: ns }), (e: unknown) => e instanceof HijackError && e.code === 'MESHPORT_HIJACK_BAD_OPTIONS');
-        assert.deepEqual(await installedState({ netns: ns, routeTables: [133] }), { iptables: { nat: [], mangle: [] }, ipRules: [], routes: { 133: [] } });
+        await assert.rejects(
+          applyPlan(stray, { netns: ns }),
+          (e: unknown) => e instanceof HijackError && e.code === 'MESHPORT_HIJACK_BAD_OPTIONS',
+        );
+        await assert.rejects(
+          removePlan(stray, { netns: ns }),
+          (e: unknown) => e instanceof HijackError && e.code === 'MESHPORT_HIJACK_BAD_OPTIONS',
+        );
+        assert.deepEqual(await installedState({ netns: ns, routeTables: [133] }), {
+          iptables: { nat: [], mangle: [] },
+          ipRules: [],
+          routes: { 133: [] },
+        });
       });
     });
 
@@ -572,11 +734,21 @@ describe('@meshport/hijack', () => {
           const plan = planRules({ mode: 'redirect', excludePorts: [2181] });
           await applyPlan(plan, { netns: ns });
           assert.equal(await connect(ns, '198.18.0.9', 80), `capture ping 127.0.0.1:15001${orig}`);
-          assert.equal(await connect(ns, '198.18.0.9', 80, 1337), 'direct ping 198.18.0.9:80', 'uid 1337 is not captured');
-          assert.equal(await connect(ns, '198.18.0.9', 80, 1000), `capture ping 127.0.0.1:15001${orig}`, 'another uid is');
+          assert.equal(
+            await connect(ns, '198.18.0.9', 80, 1337),
+            'direct ping 198.18.0.9:80',
+            'uid 1337 is not captured',
+          );
+          assert.equal(
+            await connect(ns, '198.18.0.9', 80, 1000),
+            `capture ping 127.0.0.1:15001${orig}`,
+            'another uid is',
+          );
           assert.equal(await connect(ns, '198.18.0.9', 2181), 'excluded ping 198.18.0.9:2181');
           // The connection the capture listener got still knows where it was going: conntrack has the original.
-          const ct = await run('conntrack', ['-L', '-p', 'tcp', '--orig-dst', '198.18.0.9', '--orig-port-dst', '80'], { netns: ns });
+          const ct = await run('conntrack', ['-L', '-p', 'tcp', '--orig-dst', '198.18.0.9', '--orig-port-dst', '80'], {
+            netns: ns,
+          });
           assert.equal(ct.code, 0, `conntrack -L: ${ct.stderr}`);
           assert.match(ct.stdout, /dport=80 .*src=127\.0\.0\.1 dst=198\.18\.0\.9 sport=15001/);
 
@@ -608,9 +780,20 @@ describe('@meshport/hijack', () => {
           assert.equal(await connect(peer, '198.18.1.1', 80), 'timeout', 'port 80 no longer reaches the app directly');
           // Replies to the pod's own outbound connection (uid 1337: not redirected) are not diverted.
           assert.equal(await connect(pod, '198.18.1.2', 8080, 1337), 'peer ping 198.18.1.2:8080');
-          const counters = await execInNetns(pod, 'iptables', ['-t', 'mangle', '-L', 'MESHPORT_INBOUND', '-v', '-x', '-n']);
+          const counters = await execInNetns(pod, 'iptables', [
+            '-t',
+            'mangle',
+            '-L',
+            'MESHPORT_INBOUND',
+            '-v',
+            '-x',
+            '-n',
+          ]);
           const tproxyLine = counters.stdout.split('\n').find((l) => l.includes('TPROXY'));
-          assert.ok(tproxyLine && Number(tproxyLine.trim().split(/\s+/)[0]) > 0, `TPROXY rule counted the SYNs:\n${counters.stdout}`);
+          assert.ok(
+            tproxyLine && Number(tproxyLine.trim().split(/\s+/)[0]) > 0,
+            `TPROXY rule counted the SYNs:\n${counters.stdout}`,
+          );
 
           await removePlan(plan, { netns: pod });
           assert.equal(await connect(peer, '198.18.1.1', 80), 'app ping 198.18.1.1:80', 'after remove');
@@ -627,7 +810,9 @@ describe('@meshport/hijack', () => {
       await withNetns(2, async (pod, peer) => {
         try {
           await createVethPair({ netnsA: pod, netnsB: peer, addressA: '198.18.2.1/24', addressB: '198.18.2.2/24' });
-          await startServer(pod, '0.0.0.0', 15006, 'tproxy', children, { script: ['-e', TRANSPARENT_SERVER, SOCKET_MODULE, '15006'] });
+          await startServer(pod, '0.0.0.0', 15006, 'tproxy', children, {
+            script: ['-e', TRANSPARENT_SERVER, SOCKET_MODULE, '15006'],
+          });
           await startServer(pod, '0.0.0.0', 2181, 'excluded', children);
           await applyPlan(planRules({ mode: 'tproxy', excludePorts: [2181] }), { netns: pod });
           assert.equal(await connect(peer, '198.18.2.1', 80), 'tproxy ping 198.18.2.1:80 from 198.18.2.2');
@@ -662,10 +847,26 @@ describe('@meshport/hijack', () => {
 
             await applyPlan(plan, { netns: ns });
             assert.ok(existsSync(pinDir), `${pinDir} pinned`);
-            assert.deepEqual(await cgroupPrograms(cgroup), ['cgroup_getsockopt', 'cgroup_inet4_connect', 'cgroup_inet6_connect', 'cgroup_sock_ops']);
-            assert.equal(await connect(ns, '198.18.0.9', 80, { cgroup }), 'capture ping 127.0.0.1:15001 orig=198.18.0.9:80');
-            assert.equal(await connect(ns, '198.18.0.9', 80, { cgroup, uid: 1337 }), 'direct ping 198.18.0.9:80', 'uid 1337 is not captured');
-            assert.equal(await connect(ns, '198.18.0.9', 80), 'direct ping 198.18.0.9:80', 'a process outside the cgroup is not captured');
+            assert.deepEqual(await cgroupPrograms(cgroup), [
+              'cgroup_getsockopt',
+              'cgroup_inet4_connect',
+              'cgroup_inet6_connect',
+              'cgroup_sock_ops',
+            ]);
+            assert.equal(
+              await connect(ns, '198.18.0.9', 80, { cgroup }),
+              'capture ping 127.0.0.1:15001 orig=198.18.0.9:80',
+            );
+            assert.equal(
+              await connect(ns, '198.18.0.9', 80, { cgroup, uid: 1337 }),
+              'direct ping 198.18.0.9:80',
+              'uid 1337 is not captured',
+            );
+            assert.equal(
+              await connect(ns, '198.18.0.9', 80),
+              'direct ping 198.18.0.9:80',
+              'a process outside the cgroup is not captured',
+            );
             // Only plain TCP is captured: an MPTCP stream (SOCK_STREAM too) is another protocol, and the capture
             // listener is TCP, so it goes where it says (issue 14).
             const mptcp = await peerOfProtocol(ns, cgroup, 262, '198.18.0.9', 80);
@@ -673,22 +874,45 @@ describe('@meshport/hijack', () => {
 
             // Native IPv6 (issue 14): uncaptured while only the IPv4 capture listener is there (never refused), then
             // captured to [::1]:15001 once a listener is on ::1, with the IPv6 destination from SO_ORIGINAL_DST.
-            assert.equal(await connect(ns, 'fd00:6d70::9', 80, { cgroup }), 'direct6 ping fd00:6d70::9:80', 'no [::1] listener: not captured');
+            assert.equal(
+              await connect(ns, 'fd00:6d70::9', 80, { cgroup }),
+              'direct6 ping fd00:6d70::9:80',
+              'no [::1] listener: not captured',
+            );
             let health = await captureHealth(plan, { netns: ns });
             assert.deepEqual([health.listening, health.ipv6Captured, health.blackhole], [true, false, false]);
             assert.match(formatCaptureHealth(health), /native IPv6: NOT captured \(nothing listens on \[::1\]:15001\)/);
             await startServer(ns, '::1', 15001, 'capture6', children, { cgroup, originalDst: true });
-            assert.equal(await connect(ns, 'fd00:6d70::9', 80, { cgroup }), 'capture6 ping ::1:15001 orig=fd00:6d70::9:80');
-            assert.equal(await connect(ns, 'fd00:6d70::9', 80, { cgroup, uid: 1337 }), 'direct6 ping fd00:6d70::9:80', 'uid 1337 is not captured');
-            assert.equal(await connect(ns, 'fd00:6d70::9', 80), 'direct6 ping fd00:6d70::9:80', 'a process outside the cgroup is not captured');
-            assert.equal(await connect(ns, '::ffff:198.18.0.9', 80, { cgroup }), 'capture ping 127.0.0.1:15001 orig=198.18.0.9:80', 'IPv4-mapped');
+            assert.equal(
+              await connect(ns, 'fd00:6d70::9', 80, { cgroup }),
+              'capture6 ping ::1:15001 orig=fd00:6d70::9:80',
+            );
+            assert.equal(
+              await connect(ns, 'fd00:6d70::9', 80, { cgroup, uid: 1337 }),
+              'direct6 ping fd00:6d70::9:80',
+              'uid 1337 is not captured',
+            );
+            assert.equal(
+              await connect(ns, 'fd00:6d70::9', 80),
+              'direct6 ping fd00:6d70::9:80',
+              'a process outside the cgroup is not captured',
+            );
+            assert.equal(
+              await connect(ns, '::ffff:198.18.0.9', 80, { cgroup }),
+              'capture ping 127.0.0.1:15001 orig=198.18.0.9:80',
+              'IPv4-mapped',
+            );
             health = await captureHealth(plan, { netns: ns });
             assert.equal(health.ipv6Captured, true);
             assert.match(formatCaptureHealth(health), /native IPv6: captured to \[::1\]:15001/);
 
             // Re-applies while an app in the cgroup connects in a loop: every connection is captured and answered
             // with its original destination (links updated in place, maps taken over; issue 14).
-            const [loopCmd, ...loopArgs] = netnsArgv(ns, [process.execPath, '-e', CONNECT_LOOP, '198.18.0.9', '80', '2500'], { cgroup });
+            const [loopCmd, ...loopArgs] = netnsArgv(
+              ns,
+              [process.execPath, '-e', CONNECT_LOOP, '198.18.0.9', '80', '2500'],
+              { cgroup },
+            );
             const loop = run(loopCmd, loopArgs);
             const reapplies: string[][] = [];
             await sleep(500); // node's start-up: the loop is connecting by then
@@ -696,23 +920,43 @@ describe('@meshport/hijack', () => {
             const other = planRules({ mode: 'connect-hook', cgroup, inboundPorts: [], excludePorts: [2182] });
             for (let i = 0; i < 8; i += 1) {
               await sleep(100);
-              reapplies.push((await applyPlan(i % 2 === 0 ? other : plan, { netns: ns })).changed.filter((c) => c.startsWith('bpf ')).map((c) => c.split(' ').slice(0, 2).join(' ')));
+              reapplies.push(
+                (await applyPlan(i % 2 === 0 ? other : plan, { netns: ns })).changed
+                  .filter((c) => c.startsWith('bpf '))
+                  .map((c) => c.split(' ').slice(0, 2).join(' ')),
+              );
             }
             const looped = await loop;
             assert.equal(looped.code, 0, looped.stderr);
             const result = JSON.parse(looped.stdout) as { n: number; bad: string[] };
             assert.ok(result.n > 20, `only ${result.n} connects during the re-applies`);
-            assert.deepEqual(result.bad, [], `${result.bad.length} of ${result.n} connects were not captured and answered`);
+            assert.deepEqual(
+              result.bad,
+              [],
+              `${result.bad.length} of ${result.n} connects were not captured and answered`,
+            );
             for (const steps of reapplies) assert.deepEqual(steps, ['bpf load', 'bpf update']);
             // The same plan again: every link already runs these programs with this config; nothing changes.
-            assert.deepEqual((await applyPlan(plan, { netns: ns })).changed, [], 'an identical re-apply changes nothing');
-            assert.deepEqual(await cgroupPrograms(cgroup), ['cgroup_getsockopt', 'cgroup_inet4_connect', 'cgroup_inet6_connect', 'cgroup_sock_ops'], 'one copy after apply twice');
+            assert.deepEqual(
+              (await applyPlan(plan, { netns: ns })).changed,
+              [],
+              'an identical re-apply changes nothing',
+            );
+            assert.deepEqual(
+              await cgroupPrograms(cgroup),
+              ['cgroup_getsockopt', 'cgroup_inet4_connect', 'cgroup_inet6_connect', 'cgroup_sock_ops'],
+              'one copy after apply twice',
+            );
 
             await removePlan(plan, { netns: ns });
             assert.equal(existsSync(pinDir), false);
             assert.deepEqual(await cgroupPrograms(cgroup), []);
             assert.equal(await connect(ns, '198.18.0.9', 80, { cgroup }), 'direct ping 198.18.0.9:80', 'after remove');
-            assert.equal(await connect(ns, 'fd00:6d70::9', 80, { cgroup }), 'direct6 ping fd00:6d70::9:80', 'after remove');
+            assert.equal(
+              await connect(ns, 'fd00:6d70::9', 80, { cgroup }),
+              'direct6 ping fd00:6d70::9:80',
+              'after remove',
+            );
             assert.deepEqual((await removePlan(plan, { netns: ns })).changed, []);
           } finally {
             await stopAll(children);
@@ -735,9 +979,14 @@ describe('@meshport/hijack', () => {
       const container = createCgroup(path.join(cgroup, 'sidecar'));
       const plan = planRules({ mode: 'connect-hook', cgroup, inboundPorts: [] });
       const pinDir = bpfPinDir(cgroup);
-      const child = spawn('sh', ['-c', 'echo $$ > "$1/cgroup.procs" && exec unshare --user --map-root-user sleep 30', 'sh', container], { stdio: 'ignore' });
+      const child = spawn(
+        'sh',
+        ['-c', 'echo $$ > "$1/cgroup.procs" && exec unshare --user --map-root-user sleep 30', 'sh', container],
+        { stdio: 'ignore' },
+      );
       try {
-        for (let i = 0; i < 50 && !readFileSync(path.join(container, 'cgroup.procs'), 'utf8').trim(); i++) await sleep(20);
+        for (let i = 0; i < 50 && !readFileSync(path.join(container, 'cgroup.procs'), 'utf8').trim(); i++)
+          await sleep(20);
         // Let unshare enter the namespace before exec'ing sleep.
         await sleep(200);
         await assert.rejects(applyPlan(plan), (e: unknown) => {
@@ -749,9 +998,14 @@ describe('@meshport/hijack', () => {
         assert.deepEqual(await cgroupPrograms(cgroup), []);
       } finally {
         child.kill('SIGKILL');
-        await new Promise((r) => (child.exitCode !== null || child.signalCode !== null ? r(undefined) : child.once('exit', r)));
+        await new Promise((r) =>
+          child.exitCode !== null || child.signalCode !== null ? r(undefined) : child.once('exit', r),
+        );
         // Only when the refusal failed: the BPF part, never a rule in the host's namespace (the plan has none).
-        if (existsSync(pinDir)) await removePlan({ ...plan, chains: [], rules: [], hooks: [], ipRules: [], routes: [] }).catch(() => undefined);
+        if (existsSync(pinDir))
+          await removePlan({ ...plan, chains: [], rules: [], hooks: [], ipRules: [], routes: [] }).catch(
+            () => undefined,
+          );
         await removeCgroup(container, root);
         await removeCgroup(cgroup, root);
       }
@@ -767,7 +1021,14 @@ describe('@meshport/hijack', () => {
       const cgroupA = path.join(parent, 'q');
       const cgroupB = `${parent}-q`;
       const made: string[] = [];
-      const bpfOnly = (plan: HijackPlan): HijackPlan => ({ ...plan, chains: [], rules: [], hooks: [], ipRules: [], routes: [] });
+      const bpfOnly = (plan: HijackPlan): HijackPlan => ({
+        ...plan,
+        chains: [],
+        rules: [],
+        hooks: [],
+        ipRules: [],
+        routes: [],
+      });
       const planA = bpfOnly(planRules({ mode: 'connect-hook', cgroup: cgroupA, inboundPorts: [] }));
       const planB = bpfOnly(planRules({ mode: 'connect-hook', cgroup: cgroupB, inboundPorts: [] }));
       try {
@@ -776,18 +1037,38 @@ describe('@meshport/hijack', () => {
         // A is applied by another process (as `meshport hijack apply` would be), B by this one.
         const index = path.join(__dirname, '..', 'src', 'index.js');
         const script = `require(${JSON.stringify(index)}).applyPlan(require(${JSON.stringify(index)}).parsePlanJson(process.argv[1])).then(() => process.exit(0), (e) => { console.error(e); process.exit(1); })`;
-        const child = spawn(process.execPath, ['-e', script, JSON.stringify(planToJson(planA))], { stdio: ['ignore', 'ignore', 'pipe'] });
+        const child = spawn(process.execPath, ['-e', script, JSON.stringify(planToJson(planA))], {
+          stdio: ['ignore', 'ignore', 'pipe'],
+        });
         let stderr = '';
         child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
         const code = await new Promise((resolve) => child.once('exit', resolve));
         assert.equal(code, 0, stderr);
-        assert.deepEqual(await cgroupPrograms(cgroupA), ['cgroup_getsockopt', 'cgroup_inet4_connect', 'cgroup_inet6_connect', 'cgroup_sock_ops']);
+        assert.deepEqual(await cgroupPrograms(cgroupA), [
+          'cgroup_getsockopt',
+          'cgroup_inet4_connect',
+          'cgroup_inet6_connect',
+          'cgroup_sock_ops',
+        ]);
 
         await applyPlan(planB);
-        assert.deepEqual(await cgroupPrograms(cgroupB), ['cgroup_getsockopt', 'cgroup_inet4_connect', 'cgroup_inet6_connect', 'cgroup_sock_ops']);
-        assert.deepEqual(await cgroupPrograms(cgroupA), ['cgroup_getsockopt', 'cgroup_inet4_connect', 'cgroup_inet6_connect', 'cgroup_sock_ops'], "B's apply detached A");
+        assert.deepEqual(await cgroupPrograms(cgroupB), [
+          'cgroup_getsockopt',
+          'cgroup_inet4_connect',
+          'cgroup_inet6_connect',
+          'cgroup_sock_ops',
+        ]);
+        assert.deepEqual(
+          await cgroupPrograms(cgroupA),
+          ['cgroup_getsockopt', 'cgroup_inet4_connect', 'cgroup_inet6_connect', 'cgroup_sock_ops'],
+          "B's apply detached A",
+        );
         await removePlan(planB);
-        assert.deepEqual(await cgroupPrograms(cgroupA), ['cgroup_getsockopt', 'cgroup_inet4_connect', 'cgroup_inet6_connect', 'cgroup_sock_ops'], "B's remove detached A");
+        assert.deepEqual(
+          await cgroupPrograms(cgroupA),
+          ['cgroup_getsockopt', 'cgroup_inet4_connect', 'cgroup_inet6_connect', 'cgroup_sock_ops'],
+          "B's remove detached A",
+        );
         await removePlan(planA);
         assert.deepEqual(await cgroupPrograms(cgroupA), []);
         assert.equal(existsSync(bpfPinDir(cgroupA)) || existsSync(bpfPinDir(cgroupB)), false);

@@ -101,7 +101,11 @@ export class AdminServer {
         return notReady === undefined ? text(200, 'ready') : text(503, notReady);
       }
       case '/routes':
-        return json(200, { clusters: await this.router.describeRoutes(), inflight: this.router.inflight, partialFrames: this.router.partialFrames });
+        return json(200, {
+          clusters: await this.router.describeRoutes(),
+          inflight: this.router.inflight,
+          partialFrames: this.router.partialFrames,
+        });
       case '/stats':
         res.writeHead(200, { 'content-type': this.router.stats.registry.contentType });
         res.end(await this.router.stats.registry.metrics());

@@ -191,7 +191,8 @@ export class CallerConnection {
     if (this.closing) return;
     this.handler.badFrame(this, error);
     const who = head && peekFrameIdentity(head);
-    if (who?.expectsResponse) this.reply(errorResponse(who, 'bad-request', `meshport: ${error.code}: ${error.message}`));
+    if (who?.expectsResponse)
+      this.reply(errorResponse(who, 'bad-request', `meshport: ${error.code}: ${error.message}`));
     this.closeWhenIdle();
   }
 }

@@ -142,7 +142,8 @@ export class Cluster {
    */
   pick(hashKey: string | undefined, exclude?: ReadonlySet<Host>, now = Date.now(), method = ''): Host | undefined {
     const allowed = this.routers === undefined ? undefined : this.hostsFor(method);
-    const usable = (h: Host) => !h.isEjected(now) && !exclude?.has(h) && h.weight > 0 && (allowed === undefined || allowed.includes(h));
+    const usable = (h: Host) =>
+      !h.isEjected(now) && !exclude?.has(h) && h.weight > 0 && (allowed === undefined || allowed.includes(h));
     // The common case, nothing ejected or excluded and no routing rule, needs no filtered copy of the host list.
     const everyHost = exclude === undefined && this.allWeighted && now >= this.ejectionsEndAt && allowed === undefined;
     const candidates = everyHost ? this.hosts : this.hosts.filter(usable);

@@ -54,10 +54,16 @@ export function admittingServer(
   report: RefusalReport,
   admitted: (socket: net.Socket) => void,
 ): net.Server {
-  const refuse = (reason: RefusalReason, source: string, first: boolean) => reportRefusal(name, reason, source, first, caps, report);
+  const refuse = (reason: RefusalReason, source: string, first: boolean) =>
+    reportRefusal(name, reason, source, first, caps, report);
   const clients =
-    where.clients ?? (where.allowRemote !== undefined ? new ClientGate(where.allowRemote, `${name} listener`, report.logger) : undefined);
-  const perSource = new SourceLimit(caps.maxConnectionsPerSource, (source, first) => refuse('per-source-cap', source, first));
+    where.clients ??
+    (where.allowRemote !== undefined
+      ? new ClientGate(where.allowRemote, `${name} listener`, report.logger)
+      : undefined);
+  const perSource = new SourceLimit(caps.maxConnectionsPerSource, (source, first) =>
+    refuse('per-source-cap', source, first),
+  );
   const server = net.createServer((socket) => {
     if (clients && !clients.admit(socket)) return;
     if (!perSource.admit(socket)) return;
@@ -76,12 +82,22 @@ export function admittingServer(
 }
 
 /** A connection closed at accept by a connection cap: counted, and logged when `first` (once per episode of refusals). */
-function reportRefusal(listener: ListenerName, reason: RefusalReason, source: string, first: boolean, caps: ConnectionCaps, report: RefusalReport): void {
+function reportRefusal(
+  listener: ListenerName,
+  reason: RefusalReason,
+  source: string,
+  first: boolean,
+  caps: ConnectionCaps,
+  report: RefusalReport,
+): void {
   report.stats.connectionsRefused.inc({ listener, reason });
   if (!first) return;
   const limit =
     reason === 'per-source-cap'
       ? `${source} holds maxConnectionsPerSource (${caps.maxConnectionsPerSource}) connections`
       : `the listener holds maxConnections (${caps.maxConnections})`;
-  report.logger.warn({ listener, source, reason }, `closing new connections at accept: ${limit}; more are counted in meshport_connections_refused_total`);
+  report.logger.warn(
+    { listener, source, reason },
+    `closing new connections at accept: ${limit}; more are counted in meshport_connections_refused_total`,
+  );
 }

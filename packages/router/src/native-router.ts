@@ -98,7 +98,7 @@ export class NativeRouter implements RouterHandle, AdminView {
       const where = this.options[name] ?? { port: 0 };
       if (where === false) continue;
       const host = where.host ?? '127.0.0.1';
-      const port = this.native.listen(name, host, where.port, where.allowRemote ?? (where.clients === undefined));
+      const port = this.native.listen(name, host, where.port, where.allowRemote ?? where.clients === undefined);
       const address: net.AddressInfo = { address: host, port, family: net.isIPv6(host) ? 'IPv6' : 'IPv4' };
       this.bound.set(name, address);
       this.logger.info({ listener: name, address, engine: 'native' }, 'listening');
@@ -207,7 +207,9 @@ export class NativeRouter implements RouterHandle, AdminView {
         this.install(await this.snapshot());
       } while (this.rebuildAgain);
     })()
-      .catch((err: Error) => this.logger.error({ err: err.message }, 'route snapshot failed; the engine keeps the last one'))
+      .catch((err: Error) =>
+        this.logger.error({ err: err.message }, 'route snapshot failed; the engine keeps the last one'),
+      )
       .finally(() => {
         this.building = undefined;
       });
@@ -241,10 +243,18 @@ export class NativeRouter implements RouterHandle, AdminView {
   }
 
   private addressOf(e: Endpoint): { host: string; port: number; weight?: number } {
-    return { host: net.isIP(e.host) ? e.host : (this.resolved.get(e.host) ?? '0.0.0.0'), port: e.port, weight: e.weight };
+    return {
+      host: net.isIP(e.host) ? e.host : (this.resolved.get(e.host) ?? '0.0.0.0'),
+      port: e.port,
+      weight: e.weight,
+    };
   }
 
-  private cluster(name: string, spec: ClusterSpec, address: (e: Endpoint) => { host: string; port: number; weight?: number }): EngineCluster {
+  private cluster(
+    name: string,
+    spec: ClusterSpec,
+    address: (e: Endpoint) => { host: string; port: number; weight?: number },
+  ): EngineCluster {
     return {
       name,
       endpoints: spec.endpoints.map(address),
@@ -315,7 +325,10 @@ export class NativeRouter implements RouterHandle, AdminView {
       this.resolved.set(name, address);
       return address;
     } catch (err) {
-      this.logger.warn({ host: name, err: (err as Error).message, endpoint: endpointKey({ host: name, port: 0 }) }, 'endpoint host does not resolve');
+      this.logger.warn(
+        { host: name, err: (err as Error).message, endpoint: endpointKey({ host: name, port: 0 }) },
+        'endpoint host does not resolve',
+      );
       return '0.0.0.0';
     }
   }
@@ -341,8 +354,10 @@ export class NativeRouter implements RouterHandle, AdminView {
       const l = counters[listener];
       stats.connections.set({ listener }, l.connectionsActive);
       stats.connectionsTotal.inc({ listener }, l.connectionsTotal);
-      if (l.refusedPerSource > 0) stats.connectionsRefused.inc({ listener, reason: 'per-source-cap' }, l.refusedPerSource);
-      if (l.refusedMaxConnections > 0) stats.connectionsRefused.inc({ listener, reason: 'max-connections' }, l.refusedMaxConnections);
+      if (l.refusedPerSource > 0)
+        stats.connectionsRefused.inc({ listener, reason: 'per-source-cap' }, l.refusedPerSource);
+      if (l.refusedMaxConnections > 0)
+        stats.connectionsRefused.inc({ listener, reason: 'max-connections' }, l.refusedMaxConnections);
     }
     for (const [listener, dirs] of Object.entries(counters.bytes)) {
       stats.setBytes(listener, dirs.in, dirs.out);

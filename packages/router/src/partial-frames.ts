@@ -54,7 +54,11 @@ export class PartialFrames {
     if (this.callers.size <= max) return;
     for (const oldest of this.callers) {
       if (oldest.blocked && oldest !== caller) continue;
-      this.closeStalled(oldest, 'partial-frames-cap', `more than ${max} connections hold an unfinished frame; closing the one whose frame began earliest`);
+      this.closeStalled(
+        oldest,
+        'partial-frames-cap',
+        `more than ${max} connections hold an unfinished frame; closing the one whose frame began earliest`,
+      );
       return;
     }
   }
@@ -70,7 +74,11 @@ export class PartialFrames {
     for (const caller of this.callers) {
       if (caller.partialSince > before) break; // begin order: every later one began later still
       if (caller.blocked) continue; // time the router is not reading is not the caller's
-      this.closeStalled(caller, 'frame-timeout', `a frame was not finished within ${frameTimeoutMs} ms of its first byte`);
+      this.closeStalled(
+        caller,
+        'frame-timeout',
+        `a frame was not finished within ${frameTimeoutMs} ms of its first byte`,
+      );
     }
   }
 }

@@ -114,7 +114,12 @@ export const routerSetup = {
    * The `/config` page: the effective settings with every default filled in and where the listeners are bound. Not
    * the settings spread as they are: those also carry the route table and the logger from the options.
    */
-  config(engine: EngineName, settings: RouterSettings, options: RouterOptions, bound: (name: ListenerName | 'admin') => net.AddressInfo | undefined) {
+  config(
+    engine: EngineName,
+    settings: RouterSettings,
+    options: RouterOptions,
+    bound: (name: ListenerName | 'admin') => net.AddressInfo | undefined,
+  ) {
     const listeners: Record<string, { host: string; port: number }> = {};
     for (const name of ['outbound', 'inbound', 'admin'] as const) {
       const where = bound(name);

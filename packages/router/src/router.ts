@@ -2,7 +2,7 @@
 // Who is admitted on a listener (listener-admission), the start-up hold, stalled frames (partial-frames) and what
 // both engines share of their set-up (router-setup) are their own modules.
 
-import net from 'node:net';
+import type net from 'node:net';
 import type { FrameHeader, FrameIdentity, ProtocolError } from '@meshport/protocol';
 import type { Logger } from 'pino';
 import { Call } from './call';
@@ -62,7 +62,9 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle, Admi
       this,
     );
     this.stats.trackUpstreams(() => this.pool.all().map((c) => ({ endpoint: c.host.key })));
-    this.partial = new PartialFrames(this.settings, (caller, code, message) => this.closeStalled(caller, code, message));
+    this.partial = new PartialFrames(this.settings, (caller, code, message) =>
+      this.closeStalled(caller, code, message),
+    );
   }
 
   /** Starts the listeners (and admin); resolves once all are bound. */
@@ -148,7 +150,9 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle, Admi
       // Services no call has used yet have no cluster; describe a fresh one so the page lists every route.
       const idle = listed[listener].flatMap((service) => {
         const spec = this.clusters[listener].has(service) ? undefined : this.specFor(listener, service);
-        return spec ? [{ listener, ...new Cluster(service, spec, this.options.outlier, this.options.limits).describe() }] : [];
+        return spec
+          ? [{ listener, ...new Cluster(service, spec, this.options.outlier, this.options.limits).describe() }]
+          : [];
       });
       return [...live, ...idle];
     });
@@ -201,7 +205,12 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle, Admi
     }
     const service = this.routeKeys.of(header);
     const cluster = service === undefined ? undefined : this.clusterFor(listener, service);
-    if ((cluster === undefined || cluster.hosts.length === 0) && service !== undefined && !this.draining && this.hold.open) {
+    if (
+      (cluster === undefined || cluster.hosts.length === 0) &&
+      service !== undefined &&
+      !this.draining &&
+      this.hold.open
+    ) {
       this.hold.hold({ caller, frame, header });
       return;
     }
@@ -219,14 +228,21 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle, Admi
     }
     // The registry's condition rules may send a method to some endpoints only, or to none: then the SDK would have
     // found no provider, and the caller hears exactly that.
-    const method = cluster.routers === undefined ? '' : header.method ?? '';
+    const method = cluster.routers === undefined ? '' : (header.method ?? '');
     if (cluster.routers !== undefined && cluster.hostsFor(method).length === 0) {
-      return this.refuse(caller, who, metrics, 'no-route', `meshport: the registry's routing rules leave no endpoint of ${service} for method ${method || '(unnamed)'}`);
+      return this.refuse(
+        caller,
+        who,
+        metrics,
+        'no-route',
+        `meshport: the registry's routing rules leave no endpoint of ${service} for method ${method || '(unnamed)'}`,
+      );
     }
     const hashKey = cluster.policy === 'consistent-hash' ? hashKeyOf(header, cluster.hashHeader) : undefined;
     if (!expectsResponse) {
       // Oneway: forwarded without tracking; nothing will answer it.
-      const host = cluster.pick(hashKey, undefined, undefined, method) ?? cluster.pick(hashKey, undefined, Infinity, method);
+      const host =
+        cluster.pick(hashKey, undefined, undefined, method) ?? cluster.pick(hashKey, undefined, Infinity, method);
       if (host) this.pool.connectionFor(host, header.protocol).sendOneway(frame);
       return;
     }
@@ -238,17 +254,23 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle, Admi
       cluster.timeoutMs !== undefined
         ? cluster.timeoutMs
         : header.protocol === 'bolt' && header.timeoutMs !== undefined && header.timeoutMs > 0
-        ? header.timeoutMs
-        : header.protocol === 'bolt'
-          ? this.settings.boltDefaultTimeoutMs
-          : this.settings.dubboTimeoutMs;
+          ? header.timeoutMs
+          : header.protocol === 'bolt'
+            ? this.settings.boltDefaultTimeoutMs
+            : this.settings.dubboTimeoutMs;
     call.deadline = call.startedAt + timeoutMs;
     this.deadlines.add(call);
     this.send(call);
   }
 
   /** Answers a request the router turns away before it goes anywhere (oneways are only counted). */
-  private refuse(caller: CallerConnection, who: FrameIdentity, metrics: ClusterMetrics, failure: Failure, message: string): void {
+  private refuse(
+    caller: CallerConnection,
+    who: FrameIdentity,
+    metrics: ClusterMetrics,
+    failure: Failure,
+    message: string,
+  ): void {
     metrics.count(failure);
     if (this.debug) this.logger.debug({ listener: caller.listener, requestId: who.requestId, failure }, message);
     if (who.expectsResponse) caller.reply(errorResponse(who, failure, message));
@@ -264,7 +286,10 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle, Admi
 
   badFrame(caller: CallerConnection, error: ProtocolError): void {
     this.stats.badFrames.inc({ listener: caller.listener, code: error.code });
-    this.logger.warn({ listener: caller.listener, remote: caller.socket.remoteAddress, code: error.code, err: error.message }, 'bad frame; closing that connection once its calls are answered');
+    this.logger.warn(
+      { listener: caller.listener, remote: caller.socket.remoteAddress, code: error.code, err: error.message },
+      'bad frame; closing that connection once its calls are answered',
+    );
   }
 
   /** A caller began a frame (`since` its first byte) or finished one (`since` 0): see PartialFrames.mark. */
@@ -274,7 +299,10 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle, Admi
 
   private closeStalled(caller: CallerConnection, code: StallCode, message: string): void {
     this.stats.badFrames.inc({ listener: caller.listener, code });
-    this.logger.warn({ listener: caller.listener, remote: caller.socket.remoteAddress, code }, `${message}; closing that connection once its calls are answered`);
+    this.logger.warn(
+      { listener: caller.listener, remote: caller.socket.remoteAddress, code },
+      `${message}; closing that connection once its calls are answered`,
+    );
     caller.closeStalled();
   }
 
@@ -285,7 +313,9 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle, Admi
     const cluster = call.cluster;
     // Panic mode (as Envoy): when every usable endpoint is ejected, route to them anyway rather than refuse.
     // `now` = Infinity is a time after every ejection: no host counts as ejected (0 would count every host ever ejected).
-    const host = cluster.pick(call.hashKey, call.tried, undefined, call.method) ?? cluster.pick(call.hashKey, call.tried, Infinity, call.method);
+    const host =
+      cluster.pick(call.hashKey, call.tried, undefined, call.method) ??
+      cluster.pick(call.hashKey, call.tried, Infinity, call.method);
     if (host === undefined) {
       this.fail(call, 'unavailable', `meshport: no endpoint of ${cluster.name} accepted a connection`);
       return;
@@ -310,7 +340,11 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle, Admi
     call.cluster.recordSuccess(call.host!);
     const outcome = status === 0 || status === 20 ? 'ok' : `status-${status}`;
     call.cluster.metrics!.count(outcome);
-    if (this.debug) this.logger.debug({ service: call.service, requestId: call.who.requestId, endpoint: call.host!.key, status }, 'response');
+    if (this.debug)
+      this.logger.debug(
+        { service: call.service, requestId: call.who.requestId, endpoint: call.host!.key, status },
+        'response',
+      );
     call.caller.reply(frame);
     call.caller.callDone();
   }
@@ -334,7 +368,11 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle, Admi
   lost(call: Call, reason: string, counted: Set<Host>): void {
     if (call.done) return;
     this.chargeFailure(call, counted);
-    this.fail(call, 'upstream-closed', `meshport: upstream ${call.host!.key} closed with the request in flight: ${reason}`);
+    this.fail(
+      call,
+      'upstream-closed',
+      `meshport: upstream ${call.host!.key} closed with the request in flight: ${reason}`,
+    );
   }
 
   /** One failure per endpoint per connection event, however many calls it caught (see UpstreamEvents). */
@@ -437,4 +475,3 @@ function listen(server: net.Server, port: number, host: string): Promise<void> {
     });
   });
 }
-

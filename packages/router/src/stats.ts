@@ -7,7 +7,9 @@
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 
 /** Latency bucket upper bounds, in seconds. */
-export const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+export const LATENCY_BUCKETS = [
+  0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+];
 
 /** What one cluster of one listener has seen. */
 export class ClusterMetrics {
@@ -83,7 +85,8 @@ export class RouterStats {
         this.reset();
         for (const m of stats.clusters.values()) {
           for (const protocol of ['bolt', 'dubbo'] as const) {
-            if (m.requests[protocol] > 0) this.inc({ listener: m.listener, cluster: m.cluster, protocol }, m.requests[protocol]);
+            if (m.requests[protocol] > 0)
+              this.inc({ listener: m.listener, cluster: m.cluster, protocol }, m.requests[protocol]);
           }
         }
       },

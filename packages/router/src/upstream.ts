@@ -64,14 +64,19 @@ export class UpstreamConnection {
   ) {
     const socket = net.connect({ host: host.endpoint.host, port: host.endpoint.port });
     socket.setNoDelay(true);
-    socket.setTimeout(options.connectTimeoutMs, () => socket.destroy(new Error(`connect timeout after ${options.connectTimeoutMs} ms`)));
+    socket.setTimeout(options.connectTimeoutMs, () =>
+      socket.destroy(new Error(`connect timeout after ${options.connectTimeoutMs} ms`)),
+    );
     this.socket = socket;
     const splitter = new FrameSplitter((frame) => this.onFrame(frame), { maxFrameSize: options.maxFrameSize });
     socket.on('connect', () => {
       this.connected = true;
       socket.setTimeout(0);
       for (const call of this.calls.values()) call.onConnected();
-      this.heartbeatTimer = setInterval(() => this.checkIdle(), Math.max(10, Math.min(options.heartbeatIntervalMs, options.heartbeatTimeoutMs) / 2));
+      this.heartbeatTimer = setInterval(
+        () => this.checkIdle(),
+        Math.max(10, Math.min(options.heartbeatIntervalMs, options.heartbeatTimeoutMs) / 2),
+      );
       this.heartbeatTimer.unref();
     });
     socket.on('data', (chunk: Buffer) => {

@@ -31,7 +31,9 @@ describe('admin extensions', function () {
         config: (own) => ({ daemon: { answer: 42 }, router: own }),
       },
     });
-    router.stats.addCollected('test_widgets_total', 'Widgets made', 'counter', () => [{ labels: { kind: 'blue' }, value: widgets }]);
+    router.stats.addCollected('test_widgets_total', 'Widgets made', 'counter', () => [
+      { labels: { kind: 'blue' }, value: widgets },
+    ]);
     router.stats.collectProcessMetrics();
     router.stats.collectProcessMetrics(); // twice is once
     await router.start();
@@ -55,7 +57,10 @@ describe('admin extensions', function () {
   });
 
   it('/config is the daemon page with the router description inside', async () => {
-    const config = JSON.parse((await get(port, '/config')).body) as { daemon: unknown; router: { engine: string; listeners: { admin: { port: number } } } };
+    const config = JSON.parse((await get(port, '/config')).body) as {
+      daemon: unknown;
+      router: { engine: string; listeners: { admin: { port: number } } };
+    };
     assert.deepEqual(config.daemon, { answer: 42 });
     assert.equal(config.router.engine, router.engine);
     assert.equal(config.router.listeners.admin.port, port);

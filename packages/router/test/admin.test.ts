@@ -104,7 +104,8 @@ describe('router: admin HTTP', function () {
     provider = echo;
     echo.behave = (h) => (h.service === RESET_SVC ? 'reset' : 'answer');
     const providerRoutes = new MemoryRouteTable();
-    for (const svc of [BOLT_SVC, DUBBO_SVC, RESET_SVC, FLAKY_SVC]) providerRoutes.setInbound(svc, { host: '127.0.0.1', port: echo.port });
+    for (const svc of [BOLT_SVC, DUBBO_SVC, RESET_SVC, FLAKY_SVC])
+      providerRoutes.setInbound(svc, { host: '127.0.0.1', port: echo.port });
     providerSide = createRouter({ routeTable: providerRoutes, outbound: false, admin: false, logger: quiet });
     await providerSide.start();
     const remote = { host: '127.0.0.1', port: providerSide.address('inbound').port };
@@ -178,7 +179,8 @@ describe('router: admin HTTP', function () {
       c.send(frame);
     };
     for (let i = 1; i <= 5; i++) send(a, sentA, boltRequest(i, BOLT_SVC, `bolt-${i}`));
-    for (let i = 1; i <= 3; i++) send(a, sentA, dubboCall(2n ** 40n + BigInt(i), DUBBO_IFACE, '2.0', 'hello', `dubbo-${i}`));
+    for (let i = 1; i <= 3; i++)
+      send(a, sentA, dubboCall(2n ** 40n + BigInt(i), DUBBO_IFACE, '2.0', 'hello', `dubbo-${i}`));
     send(a, sentA, boltRequest(100, 'com.example.Nobody:1.0', 'x'));
     send(a, sentA, dubboCall(101, 'org.example.Nobody', '1.0', 'm', 'x'));
     await a.waitFor(10);
@@ -189,7 +191,8 @@ describe('router: admin HTTP', function () {
     for (let i = 1; i <= 2; i++) send(b, sentB, boltRequest(300 + i, BOLT_SVC, `inbound-${i}`));
     await b.waitFor(2);
 
-    const status = (id: number | string) => a.answers.find((x) => String(x.header.requestId) === String(id))?.header.status;
+    const status = (id: number | string) =>
+      a.answers.find((x) => String(x.header.requestId) === String(id))?.header.status;
     assert.equal(status(1), BoltStatus.SUCCESS);
     assert.equal(status(String(2n ** 40n + 1n)), DubboStatus.OK);
     assert.equal(status(100), BoltStatus.NO_PROCESSOR);
@@ -200,12 +203,18 @@ describe('router: admin HTTP', function () {
     const page = await get(adminPort, '/stats');
     assert.equal(page.status, 200);
     assert.equal(page.headers['content-type'], Registry.PROMETHEUS_CONTENT_TYPE);
-    for (const name of ['meshport_requests_total', 'meshport_responses_total', 'meshport_request_duration_seconds', 'meshport_bytes_total']) {
+    for (const name of [
+      'meshport_requests_total',
+      'meshport_responses_total',
+      'meshport_request_duration_seconds',
+      'meshport_bytes_total',
+    ]) {
       assert.match(page.body, new RegExp(`^# TYPE ${name} (counter|histogram)$`, 'm'));
     }
     const s = parseMetrics(page.body);
 
-    const requests = (listener: string, cluster: string, protocol: string) => value(s, 'meshport_requests_total', { listener, cluster, protocol });
+    const requests = (listener: string, cluster: string, protocol: string) =>
+      value(s, 'meshport_requests_total', { listener, cluster, protocol });
     assert.equal(requests('outbound', BOLT_SVC, 'bolt'), 5);
     assert.equal(requests('outbound', DUBBO_SVC, 'dubbo'), 3);
     assert.equal(requests('outbound', 'none', 'bolt'), 1);
@@ -214,7 +223,8 @@ describe('router: admin HTTP', function () {
     assert.equal(requests('inbound', BOLT_SVC, 'bolt'), 2);
     assert.equal(value(s, 'meshport_requests_total'), 13);
 
-    const responses = (listener: string, cluster: string, outcome: string) => value(s, 'meshport_responses_total', { listener, cluster, outcome });
+    const responses = (listener: string, cluster: string, outcome: string) =>
+      value(s, 'meshport_responses_total', { listener, cluster, outcome });
     assert.equal(responses('outbound', BOLT_SVC, 'ok'), 5);
     assert.equal(responses('outbound', DUBBO_SVC, 'ok'), 3);
     assert.equal(responses('outbound', 'none', 'no-route'), 2);
@@ -225,13 +235,35 @@ describe('router: admin HTTP', function () {
     // The latency histogram: every bucket, cumulative, +Inf = _count = calls answered after being forwarded.
     const histogram = (listener: string, cluster: string, count: number) => {
       const buckets = s.filter(
-        (x) => x.name === 'meshport_request_duration_seconds_bucket' && x.labels.listener === listener && x.labels.cluster === cluster,
+        (x) =>
+          x.name === 'meshport_request_duration_seconds_bucket' &&
+          x.labels.listener === listener &&
+          x.labels.cluster === cluster,
       );
       assert.deepEqual(
         buckets.map((x) => x.labels.le),
-        ['0.0001', '0.00025', '0.0005', '0.001', '0.0025', '0.005', '0.01', '0.025', '0.05', '0.1', '0.25', '0.5', '1', '2.5', '5', '10', '+Inf'],
+        [
+          '0.0001',
+          '0.00025',
+          '0.0005',
+          '0.001',
+          '0.0025',
+          '0.005',
+          '0.01',
+          '0.025',
+          '0.05',
+          '0.1',
+          '0.25',
+          '0.5',
+          '1',
+          '2.5',
+          '5',
+          '10',
+          '+Inf',
+        ],
       );
-      for (let i = 1; i < buckets.length; i++) assert.ok(buckets[i].value >= buckets[i - 1].value, 'buckets are cumulative');
+      for (let i = 1; i < buckets.length; i++)
+        assert.ok(buckets[i].value >= buckets[i - 1].value, 'buckets are cumulative');
       assert.equal(buckets[buckets.length - 1].value, count);
       assert.equal(value(s, 'meshport_request_duration_seconds_count', { listener, cluster }), count);
       const total = value(s, 'meshport_request_duration_seconds_sum', { listener, cluster });
@@ -284,9 +316,12 @@ describe('router: admin HTTP', function () {
     a.send(boltRequest(2, FLAKY_SVC, 'flaky-2'));
     a.send(boltRequest(3, BOLT_SVC, 'plain'));
     await a.waitFor(3);
-    assert.deepEqual(a.answers.map((x) => x.header.status), [0, 0, 0]);
+    assert.deepEqual(
+      a.answers.map((x) => x.header.status),
+      [0, 0, 0],
+    );
 
-    let page = await get(adminPort, '/routes');
+    const page = await get(adminPort, '/routes');
     assert.equal(page.status, 200);
     assert.match(String(page.headers['content-type']), /application\/json/);
     let routes = JSON.parse(page.body) as { clusters: RouteCluster[]; inflight: number };
@@ -305,7 +340,10 @@ describe('router: admin HTTP', function () {
     assert.equal(live.weight, 100);
     const plain = routes.clusters.find((c) => c.name === BOLT_SVC && c.listener === 'outbound');
     assert.ok(plain);
-    assert.deepEqual(plain.endpoints.map((e) => [e.healthy, e.ejections, e.active]), [[true, 0, 0]]);
+    assert.deepEqual(
+      plain.endpoints.map((e) => [e.healthy, e.ejections, e.active]),
+      [[true, 0, 0]],
+    );
 
     // The only endpoint of a cluster times out once and is ejected; the next call still goes there (Envoy's panic
     // routing) instead of being refused, and succeeds with its own body.
@@ -316,7 +354,10 @@ describe('router: admin HTTP', function () {
     assert.equal(a.answers[3].header.status, BoltStatus.TIMEOUT);
     routes = JSON.parse((await get(adminPort, '/routes')).body);
     const lonely = routes.clusters.find((c) => c.name === LONELY_SVC)!;
-    assert.deepEqual(lonely.endpoints.map((e) => [e.healthy, e.ejections]), [[false, 1]]);
+    assert.deepEqual(
+      lonely.endpoints.map((e) => [e.healthy, e.ejections]),
+      [[false, 1]],
+    );
     a.send(boltRequest(11, LONELY_SVC, 'still routed'));
     await a.waitFor(5);
     assert.equal(a.answers[4].header.requestId, 11);

@@ -36,7 +36,9 @@ describe('router: cluster limits', function () {
   describe('maxPendingRequests', () => {
     it('a burst on a connection still connecting: the first maxPendingRequests wait for it, the rest are shed as busy at once and counted', async () => {
       const app = await kit.holding();
-      const routes = new MemoryRouteTable().setOutbound(BOLT_SVC, { endpoints: [local(app.port)] }).setOutbound(DUBBO_SVC, { endpoints: [local(app.port)] });
+      const routes = new MemoryRouteTable()
+        .setOutbound(BOLT_SVC, { endpoints: [local(app.port)] })
+        .setOutbound(DUBBO_SVC, { endpoints: [local(app.port)] });
       const router = await kit.router(routes, { limits: { maxPendingRequests: 3 } });
       const client = await kit.connect(router.address('outbound').port);
       // One write: every request is read before the router's first upstream connection can have connected, so all of
@@ -50,7 +52,11 @@ describe('router: cluster limits', function () {
         const shed = answerFor(client, i);
         assert.equal(shed.header.status, BoltStatus.SERVER_THREADPOOL_BUSY, `bolt ${i}`);
         assert.match(shed.frame.toString('utf8'), /request limit/);
-        assert.equal(answerFor(client, String(100 + i)).header.status, DubboStatus.SERVER_THREADPOOL_EXHAUSTED_ERROR, `dubbo ${100 + i}`);
+        assert.equal(
+          answerFor(client, String(100 + i)).header.status,
+          DubboStatus.SERVER_THREADPOOL_EXHAUSTED_ERROR,
+          `dubbo ${100 + i}`,
+        );
       }
       await until(() => app.held === 6, 'the three pending calls of each protocol at the provider');
       assert.equal(app.seen.length, 6, 'the shed requests never reached the provider');
@@ -106,7 +112,10 @@ describe('router: cluster limits', function () {
         assert.match(answer.frame.toString('utf8'), /could not connect to com\.example\.EchoService:1\.0/);
         const attempts = () => lines.filter((l) => l.msg === 'upstream connect failed');
         // The native engine's log events come in batches; wait a little past the first for any more.
-        await until(() => attempts().length >= retries + 1, `${retries + 1} connect failures logged (have ${attempts().length})`);
+        await until(
+          () => attempts().length >= retries + 1,
+          `${retries + 1} connect failures logged (have ${attempts().length})`,
+        );
         await sleep(200);
         const tried = attempts().map((l) => l.endpoint);
         assert.equal(tried.length, retries + 1, JSON.stringify(tried));
@@ -115,7 +124,10 @@ describe('router: cluster limits', function () {
         const endpoints = (await router.describeRoutes()).find((c) => c.name === BOLT_SVC)!.endpoints;
         const failed = endpoints.filter((e) => e.consecutiveFailures > 0);
         assert.deepEqual(failed.map((e) => e.address).sort(), [...tried].sort());
-        assert.ok(failed.every((e) => e.consecutiveFailures === 1), JSON.stringify(failed));
+        assert.ok(
+          failed.every((e) => e.consecutiveFailures === 1),
+          JSON.stringify(failed),
+        );
       });
     }
 
@@ -125,7 +137,10 @@ describe('router: cluster limits', function () {
       await client.waitFor(1);
       const answer = answerFor(client, 1);
       assert.equal(answer.header.status, BoltStatus.ERROR_COMM);
-      assert.match(answer.frame.toString('utf8'), /no endpoint of com\.example\.EchoService:1\.0 accepted a connection/);
+      assert.match(
+        answer.frame.toString('utf8'),
+        /no endpoint of com\.example\.EchoService:1\.0 accepted a connection/,
+      );
       await sleep(200);
       assert.equal(lines.filter((l) => l.msg === 'upstream connect failed').length, 2);
     });
@@ -133,14 +148,19 @@ describe('router: cluster limits', function () {
     it('a connect the kernel refuses at once (a broadcast address: nothing is sent) counts as a failure, and the caller hears why', async () => {
       // connect() to 255.255.255.255 fails in the syscall itself (ENETUNREACH, or EACCES with a default route), where a
       // refusing port fails a moment later.
-      const routes = new MemoryRouteTable().setOutbound(BOLT_SVC, { endpoints: [{ host: '255.255.255.255', port: 9 }] });
+      const routes = new MemoryRouteTable().setOutbound(BOLT_SVC, {
+        endpoints: [{ host: '255.255.255.255', port: 9 }],
+      });
       const router = await kit.router(routes, { connectRetries: 0, logger: pino({ level: 'silent' }) });
       const client = await kit.connect(router.address('outbound').port);
       client.send(boltRequest(1, BOLT_SVC, 'x'));
       await client.waitFor(1);
       const answer = answerFor(client, 1);
       assert.equal(answer.header.status, BoltStatus.ERROR_COMM);
-      assert.match(answer.frame.toString('utf8'), /could not connect to com\.example\.EchoService:1\.0: .*(unreachable|ENETUNREACH|permission denied|EACCES)/i);
+      assert.match(
+        answer.frame.toString('utf8'),
+        /could not connect to com\.example\.EchoService:1\.0: .*(unreachable|ENETUNREACH|permission denied|EACCES)/i,
+      );
       const [endpoint] = (await router.describeRoutes()).find((c) => c.name === BOLT_SVC)!.endpoints;
       assert.equal(endpoint!.consecutiveFailures, 1);
     });

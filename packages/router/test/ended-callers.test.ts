@@ -36,7 +36,11 @@ describe('router: a caller it has ended', function () {
   const badFrames = [
     { what: 'garbage with no readable id', frame: Buffer.from('GET / HTTP/1.1\r\n\r\n'), answered: false },
     // An id is readable: the caller gets CODEC_EXCEPTION first, then the FIN.
-    { what: 'a Bolt frame with a broken header map', frame: boltRequestFrame({ id: 9, rawHeader: Buffer.from([0, 0, 0, 99, 1]) }), answered: true },
+    {
+      what: 'a Bolt frame with a broken header map',
+      frame: boltRequestFrame({ id: 9, rawHeader: Buffer.from([0, 0, 0, 99, 1]) }),
+      answered: true,
+    },
   ];
 
   for (const { what, frame, answered: answersBadFrame } of badFrames) {
@@ -61,13 +65,19 @@ describe('router: a caller it has ended', function () {
       assert.equal(answered > 0, answersBadFrame, `${answered} bytes answered before the FIN`);
       await Promise.race([
         writeAll(socket, 64 << 20),
-        new Promise((_, reject) => setTimeout(() => reject(new Error('64 MiB written after the FIN were not read')), frameTimeoutMs / 2)),
+        new Promise((_, reject) =>
+          setTimeout(() => reject(new Error('64 MiB written after the FIN were not read')), frameTimeoutMs / 2),
+        ),
       ]);
       // Shortly before frameTimeoutMs the router still holds the connection.
       const before = endedAt + frameTimeoutMs * 0.8 - Date.now();
       assert.ok(before > 0, `the writes took ${Date.now() - endedAt} ms`);
       await sleep(before);
-      assert.equal(await openCallers(router), 1, `let go ${Date.now() - endedAt} ms after its FIN, before frameTimeoutMs (${frameTimeoutMs})`);
+      assert.equal(
+        await openCallers(router),
+        1,
+        `let go ${Date.now() - endedAt} ms after its FIN, before frameTimeoutMs (${frameTimeoutMs})`,
+      );
       socket.write(Buffer.from('still here'));
       await sleep(50);
       assert.equal(failed, undefined);

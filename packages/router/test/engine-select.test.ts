@@ -21,7 +21,10 @@ function capturing(): { logger: pino.Logger; lines: { level: number; msg: string
 describe('router: engine selection', () => {
   const saved = { engine: process.env[ENGINE_ENV], addon: process.env[ENGINE_ADDON_PATH_ENV] };
   afterEach(() => {
-    for (const [key, value] of [[ENGINE_ENV, saved.engine], [ENGINE_ADDON_PATH_ENV, saved.addon]] as const) {
+    for (const [key, value] of [
+      [ENGINE_ENV, saved.engine],
+      [ENGINE_ADDON_PATH_ENV, saved.addon],
+    ] as const) {
       if (value === undefined) delete process.env[key];
       else process.env[key] = value;
     }
@@ -37,7 +40,14 @@ describe('router: engine selection', () => {
   it('runs the TypeScript engine, and says why, when the native addon cannot load', async () => {
     process.env[ENGINE_ADDON_PATH_ENV] = '/nonexistent/meshport_engine.node';
     const { logger, lines } = capturing();
-    const router = createRouter({ routeTable: new MemoryRouteTable(), engine: 'native', outbound: { port: 0 }, inbound: false, admin: false, logger });
+    const router = createRouter({
+      routeTable: new MemoryRouteTable(),
+      engine: 'native',
+      outbound: { port: 0 },
+      inbound: false,
+      admin: false,
+      logger,
+    });
     try {
       assert.equal(router.engine, 'js');
       await router.start();
@@ -52,7 +62,11 @@ describe('router: engine selection', () => {
 
   it('refuses the native engine for a route table that cannot list its services, naming why', () => {
     const table = new MemoryRouteTable();
-    const unlisted = { outbound: table.outbound.bind(table), inbound: table.inbound.bind(table), onChange: table.onChange.bind(table) };
+    const unlisted = {
+      outbound: table.outbound.bind(table),
+      inbound: table.inbound.bind(table),
+      onChange: table.onChange.bind(table),
+    };
     const reason = nativeRouterUnavailable({ routeTable: unlisted });
     // Where the addon is not built the first reason is that; otherwise it is the table.
     assert.ok(reason !== undefined && /cannot list its services|not built/.test(reason), reason);

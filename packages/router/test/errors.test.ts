@@ -18,7 +18,10 @@ describe('router: errors', () => {
     assert.throws(() => unstarted.address('outbound'), notListening);
     const started = await kit.router(new MemoryRouteTable()); // outbound only: inbound and admin are off
     assert.ok(started.address('outbound').port > 0);
-    assert.throws(() => started.address('inbound'), (err: unknown) => notListening(err) && /inbound is not listening/.test(String(err)));
+    assert.throws(
+      () => started.address('inbound'),
+      (err: unknown) => notListening(err) && /inbound is not listening/.test(String(err)),
+    );
     assert.throws(() => started.address('admin'), notListening);
   });
 });

@@ -9,8 +9,21 @@ import net from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
-import { BoltStatus, DubboStatus, encodeBoltHeartbeat, encodeDubboHeartbeat, type FrameHeader } from '@meshport/protocol';
-import { MemoryRouteTable, Router, createRouter, type ClusterSpec, type RouterHandle, type RouterOptions } from '../src/index';
+import {
+  BoltStatus,
+  DubboStatus,
+  encodeBoltHeartbeat,
+  encodeDubboHeartbeat,
+  type FrameHeader,
+} from '@meshport/protocol';
+import {
+  MemoryRouteTable,
+  Router,
+  createRouter,
+  type ClusterSpec,
+  type RouterHandle,
+  type RouterOptions,
+} from '../src/index';
 import { boltRequest, dubboCall, type EchoProvider, startEchoProvider } from '@meshport/testkit';
 import {
   FrameClient,
@@ -60,7 +73,13 @@ interface RoutesPage {
   clusters: {
     listener: string;
     name: string;
-    endpoints: { address: string; healthy: boolean; ejections: number; ejectedForMs: number; consecutiveFailures: number }[];
+    endpoints: {
+      address: string;
+      healthy: boolean;
+      ejections: number;
+      ejectedForMs: number;
+      consecutiveFailures: number;
+    }[];
   }[];
   inflight: number;
 }
@@ -177,11 +196,17 @@ describe('router: failure semantics and load balancing', function () {
       const bolt = onlyAnswer(client, 21);
       assert.equal(bolt.header.protocol, 'bolt');
       assert.equal(bolt.header.status, BoltStatus.NO_PROCESSOR);
-      assert.match(bolt.frame.toString('utf8'), /no route for service com\.example\.Nobody:1\.0 on the inbound listener/);
+      assert.match(
+        bolt.frame.toString('utf8'),
+        /no route for service com\.example\.Nobody:1\.0 on the inbound listener/,
+      );
       const dub = onlyAnswer(client, '22');
       assert.equal(dub.header.protocol, 'dubbo');
       assert.equal(dub.header.status, DubboStatus.SERVICE_NOT_FOUND);
-      assert.match(dub.frame.toString('utf8'), /no route for service org\.example\.Nobody:1\.0 on the inbound listener/);
+      assert.match(
+        dub.frame.toString('utf8'),
+        /no route for service org\.example\.Nobody:1\.0 on the inbound listener/,
+      );
       assert.equal(app.seen.length, 0);
       // The connection stays usable: a service that has a local app is forwarded to it.
       const ok = await ask(client, boltRequest(23, BOLT_SVC, 'routed'), 23);
@@ -206,7 +231,9 @@ describe('router: failure semantics and load balancing', function () {
       client.send(dubbo(32, 'early too'));
       await sleep(200);
       assert.equal(client.answers.length, 0, 'no no-route answer while the route may still come');
-      routes.setOutbound(BOLT_SVC, { endpoints: [local(app.port)] }).setOutbound(DUBBO_SVC, { endpoints: [local(app.port)] });
+      routes
+        .setOutbound(BOLT_SVC, { endpoints: [local(app.port)] })
+        .setOutbound(DUBBO_SVC, { endpoints: [local(app.port)] });
       await client.waitFor(2);
       assert.equal(onlyAnswer(client, 31).header.status, BoltStatus.SUCCESS);
       assert.equal(bodyOf(onlyAnswer(client, 31)), 'early');
@@ -225,7 +252,10 @@ describe('router: failure semantics and load balancing', function () {
       assert.ok(Date.now() - t0 >= HOLD_MS - 50, `refused after ${Date.now() - t0} ms, before the hold was over`);
       // After the hold nothing waits any more: a second hold would take HOLD_MS again.
       const t1 = Date.now();
-      assert.equal((await ask(client, boltRequest(42, 'com.example.Nobody:1.0', 'x'), 42)).header.status, BoltStatus.NO_PROCESSOR);
+      assert.equal(
+        (await ask(client, boltRequest(42, 'com.example.Nobody:1.0', 'x'), 42)).header.status,
+        BoltStatus.NO_PROCESSOR,
+      );
       assert.ok(Date.now() - t1 < HOLD_MS, `refused ${Date.now() - t1} ms after it was sent: held again`);
 
       const holding = await startRouter(new MemoryRouteTable(), { startupHoldMs: 10_000 });
@@ -303,16 +333,24 @@ describe('router: failure semantics and load balancing', function () {
     it('with only refusing endpoints the caller gets Bolt ERROR_COMM / Dubbo 35 promptly', async () => {
       // Promptly: on the refusal itself, not after a connect timeout; a long one keeps the two seconds apart.
       const CONNECT_TIMEOUT_MS = 5000;
-      const router = await startRouter(routesTo(await closedPort(), await closedPort()), { connectTimeoutMs: CONNECT_TIMEOUT_MS });
+      const router = await startRouter(routesTo(await closedPort(), await closedPort()), {
+        connectTimeoutMs: CONNECT_TIMEOUT_MS,
+      });
       const client = await connect(router.address('outbound').port);
       const t0 = Date.now();
       client.send(boltRequest(31, BOLT_SVC, 'x'));
       client.send(dubbo(32, 'x'));
       await client.waitFor(2, CONNECT_TIMEOUT_MS + 1000);
-      assert.ok(Date.now() - t0 < CONNECT_TIMEOUT_MS, `answered after ${Date.now() - t0} ms, not before the connect timeout`);
+      assert.ok(
+        Date.now() - t0 < CONNECT_TIMEOUT_MS,
+        `answered after ${Date.now() - t0} ms, not before the connect timeout`,
+      );
       const bolt = onlyAnswer(client, 31);
       assert.equal(bolt.header.status, BoltStatus.ERROR_COMM);
-      assert.match(bolt.frame.toString('utf8'), /meshport: (no endpoint of|could not connect to) com\.example\.EchoService:1\.0/);
+      assert.match(
+        bolt.frame.toString('utf8'),
+        /meshport: (no endpoint of|could not connect to) com\.example\.EchoService:1\.0/,
+      );
       const dub = onlyAnswer(client, '32');
       assert.equal(dub.header.status, DubboStatus.CHANNEL_INACTIVE);
       assert.equal(router.inflight, 0);
@@ -399,23 +437,28 @@ describe('router: failure semantics and load balancing', function () {
       const bad = await echo();
       const good = await echo();
       bad.behave = () => 'reset';
-      const router = await startRouter(new MemoryRouteTable().setOutbound(BOLT_SVC, { endpoints: [local(bad.port), local(good.port)] }), {
-        admin: { port: 0 },
-        outlier: { baseEjectionMs: 600 },
-      });
+      const router = await startRouter(
+        new MemoryRouteTable().setOutbound(BOLT_SVC, { endpoints: [local(bad.port), local(good.port)] }),
+        {
+          admin: { port: 0 },
+          outlier: { baseEjectionMs: 600 },
+        },
+      );
       const client = await connect(router.address('outbound').port);
       let id = 0;
       const statuses: number[] = [];
       // Round-robin alternates: requests 1, 3, 5, 7, 9 fail on `bad`; the fifth failure ejects it.
-      for (let i = 0; i < 10; i++) statuses.push((await ask(client, boltRequest(++id, BOLT_SVC, `r${id}`), id)).header.status!);
+      for (let i = 0; i < 10; i++)
+        statuses.push((await ask(client, boltRequest(++id, BOLT_SVC, `r${id}`), id)).header.status!);
       assert.equal(statuses.filter((s) => s === BoltStatus.CONNECTION_CLOSED).length, 5);
       assert.equal(statuses.filter((s) => s === BoltStatus.SUCCESS).length, 5);
       const badKey = `127.0.0.1:${bad.port}`;
       const goodKey = `127.0.0.1:${good.port}`;
-      const endpoint = (routes: RoutesPage['clusters'], key: string) => routes.find((c) => c.name === BOLT_SVC)!.endpoints.find((e) => e.address === key)!;
-      assert.equal(endpoint((await router.describeRoutes()), badKey).healthy, false);
-      assert.equal(endpoint((await router.describeRoutes()), badKey).ejections, 1);
-      assert.equal(endpoint((await router.describeRoutes()), goodKey).healthy, true);
+      const endpoint = (routes: RoutesPage['clusters'], key: string) =>
+        routes.find((c) => c.name === BOLT_SVC)!.endpoints.find((e) => e.address === key)!;
+      assert.equal(endpoint(await router.describeRoutes(), badKey).healthy, false);
+      assert.equal(endpoint(await router.describeRoutes(), badKey).ejections, 1);
+      assert.equal(endpoint(await router.describeRoutes(), goodKey).healthy, true);
       const page = await getJson<RoutesPage>(router.address('admin').port, '/routes');
       assert.equal(page.status, 200);
       const ejected = endpoint(page.body.clusters, badKey);
@@ -425,13 +468,15 @@ describe('router: failure semantics and load balancing', function () {
       assert.equal(endpoint(page.body.clusters, goodKey).healthy, true);
       // While ejected, every request goes to the good endpoint and succeeds.
       const [badSeen, goodSeen] = [bad.seen.length, good.seen.length];
-      for (let i = 0; i < 8; i++) assert.equal((await ask(client, boltRequest(++id, BOLT_SVC, `r${id}`), id)).header.status, BoltStatus.SUCCESS);
+      for (let i = 0; i < 8; i++)
+        assert.equal((await ask(client, boltRequest(++id, BOLT_SVC, `r${id}`), id)).header.status, BoltStatus.SUCCESS);
       assert.equal(bad.seen.length, badSeen);
       assert.equal(good.seen.length, goodSeen + 8);
       // The endpoint recovers; once the ejection runs out it gets traffic again.
       bad.behave = () => 'answer';
       await until(async () => endpoint(await router.describeRoutes(), badKey).healthy, 'the ejection to end', 2000);
-      for (let i = 0; i < 6; i++) assert.equal((await ask(client, boltRequest(++id, BOLT_SVC, `r${id}`), id)).header.status, BoltStatus.SUCCESS);
+      for (let i = 0; i < 6; i++)
+        assert.equal((await ask(client, boltRequest(++id, BOLT_SVC, `r${id}`), id)).header.status, BoltStatus.SUCCESS);
       assert.equal(bad.seen.length, badSeen + 3);
       const after = await getJson<RoutesPage>(router.address('admin').port, '/routes');
       assert.equal(endpoint(after.body.clusters, badKey).healthy, true);
@@ -443,17 +488,26 @@ describe('router: failure semantics and load balancing', function () {
       const b = await echo();
       a.behave = () => 'reset';
       b.behave = () => 'reset';
-      const router = await startRouter(new MemoryRouteTable().setOutbound(BOLT_SVC, { endpoints: [local(a.port), local(b.port)] }), {
-        outlier: { baseEjectionMs: 10_000 },
-      });
+      const router = await startRouter(
+        new MemoryRouteTable().setOutbound(BOLT_SVC, { endpoints: [local(a.port), local(b.port)] }),
+        {
+          outlier: { baseEjectionMs: 10_000 },
+        },
+      );
       const client = await connect(router.address('outbound').port);
       for (let id = 1; id <= 20; id++) {
-        assert.equal((await ask(client, boltRequest(id, BOLT_SVC, 'x'), id)).header.status, BoltStatus.CONNECTION_CLOSED);
+        assert.equal(
+          (await ask(client, boltRequest(id, BOLT_SVC, 'x'), id)).header.status,
+          BoltStatus.CONNECTION_CLOSED,
+        );
       }
       const endpoints = (await router.describeRoutes()).find((c) => c.name === BOLT_SVC)!.endpoints;
       assert.equal(endpoints.filter((e) => !e.healthy).length, 1, JSON.stringify(endpoints));
       const healthy = endpoints.find((e) => e.healthy)!;
-      assert.ok(healthy.consecutiveFailures >= 5, `the other endpoint failed ${healthy.consecutiveFailures} times in a row`);
+      assert.ok(
+        healthy.consecutiveFailures >= 5,
+        `the other endpoint failed ${healthy.consecutiveFailures} times in a row`,
+      );
       assert.equal(a.seen.length + b.seen.length, 20);
     });
   });
@@ -510,7 +564,12 @@ describe('router: failure semantics and load balancing', function () {
      * Sends a good request and a bad frame in one write. Expects the error answer for the bad frame first, then the
      * good request's answer, then the connection closed; and the bystander's connection unaffected.
      */
-    async function rejectedAfterGood(bad: Buffer, badId: number | string, protocol: 'bolt' | 'dubbo', status: number): Promise<Answer> {
+    async function rejectedAfterGood(
+      bad: Buffer,
+      badId: number | string,
+      protocol: 'bolt' | 'dubbo',
+      status: number,
+    ): Promise<Answer> {
       const client = await connect(router.address('outbound').port);
       bystander.send(boltRequest(900, BOLT_SVC, 'bystander'));
       const good = protocol === 'bolt' ? boltRequest(1, BOLT_SVC, 'accepted-before') : dubbo(1, 'accepted-before');
@@ -530,27 +589,49 @@ describe('router: failure semantics and load balancing', function () {
       bystander.answers.length = 0;
       assert.equal(bystander.closed, false);
       // The router lets go of the closed connection too: only the bystander's stays open there.
-      await eventually(async () => (await activeCallerConnections(router, 'outbound')) === 1, 'the router to release the closed connection').catch(async (err: Error) => {
-        throw new Error(`${err.message}: ${await activeCallerConnections(router, 'outbound')} caller connections open on the router`);
+      await eventually(
+        async () => (await activeCallerConnections(router, 'outbound')) === 1,
+        'the router to release the closed connection',
+      ).catch(async (err: Error) => {
+        throw new Error(
+          `${err.message}: ${await activeCallerConnections(router, 'outbound')} caller connections open on the router`,
+        );
       });
       return first;
     }
 
     it('Bolt with a broken header map: CODEC_EXCEPTION with its id, earlier request answered, then closed', async () => {
       const broken = Buffer.concat([Buffer.from([0, 0, 0, 100]), Buffer.from('abc')]); // key length 100 runs past the map
-      const answer = await rejectedAfterGood(boltRequestFrame({ id: 2, rawHeader: broken, body: 'x' }), 2, 'bolt', BoltStatus.CODEC_EXCEPTION);
+      const answer = await rejectedAfterGood(
+        boltRequestFrame({ id: 2, rawHeader: broken, body: 'x' }),
+        2,
+        'bolt',
+        BoltStatus.CODEC_EXCEPTION,
+      );
       assert.match(answer.frame.toString('utf8'), /MESHPORT_BOLT_BAD_HEADER_MAP/);
       assert.equal(app.seen.length, 2, 'only the good request and the bystander reached the provider');
     });
 
     it('Bolt v2 with a bad CRC: CODEC_EXCEPTION in v2 framing with a valid CRC of its own', async () => {
-      const bad = boltRequestFrame({ id: 3, service: BOLT_SVC, body: 'x', version: 2, ver1: 2, switchFlags: 1, crc: 'bad' });
+      const bad = boltRequestFrame({
+        id: 3,
+        service: BOLT_SVC,
+        body: 'x',
+        version: 2,
+        ver1: 2,
+        switchFlags: 1,
+        crc: 'bad',
+      });
       const answer = await rejectedAfterGood(bad, 3, 'bolt', BoltStatus.CODEC_EXCEPTION);
       assert.match(answer.frame.toString('utf8'), /MESHPORT_BOLT_BAD_CRC/);
       assert.equal(answer.header.protocol === 'bolt' && answer.header.protocolVersion, 2);
       assert.equal(answer.header.protocol === 'bolt' && answer.header.crc, 'ok');
       // The same frame with a right CRC goes through.
-      const ok = await ask(bystander, boltRequestFrame({ id: 4, service: BOLT_SVC, body: 'crc-ok', version: 2, ver1: 2, switchFlags: 1 }), 4);
+      const ok = await ask(
+        bystander,
+        boltRequestFrame({ id: 4, service: BOLT_SVC, body: 'crc-ok', version: 2, ver1: 2, switchFlags: 1 }),
+        4,
+      );
       assert.equal(ok.header.status, BoltStatus.SUCCESS);
       assert.equal(bodyOf(ok), 'crc-ok');
       // Forwarded with its id rewritten, and its CRC recomputed to match.
@@ -596,7 +677,9 @@ describe('router: failure semantics and load balancing', function () {
     it('garbage with no readable id just closes that connection, after answering what came before', async () => {
       const client = await connect(router.address('outbound').port);
       bystander.send(boltRequest(901, BOLT_SVC, 'bystander'));
-      client.send(Buffer.concat([boltRequest(1, BOLT_SVC, 'accepted-before'), Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n')]));
+      client.send(
+        Buffer.concat([boltRequest(1, BOLT_SVC, 'accepted-before'), Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n')]),
+      );
       await until(() => client.closed, 'the connection to close', 3000);
       assert.equal(client.answers.length, 1);
       assert.equal(onlyAnswer(client, 1).header.status, BoltStatus.SUCCESS);
@@ -609,7 +692,10 @@ describe('router: failure semantics and load balancing', function () {
       junk.send(Buffer.from('GET / HTTP/1.1\r\n\r\n'));
       await until(() => junk.closed, 'the garbage connection to close', 2000);
       assert.equal(junk.answers.length, 0);
-      await eventually(async () => (await activeCallerConnections(router, 'outbound')) === 1, 'only the bystander connection left open on the router');
+      await eventually(
+        async () => (await activeCallerConnections(router, 'outbound')) === 1,
+        'only the bystander connection left open on the router',
+      );
       const bad = await router.stats.badFrames.get();
       assert.equal(bad.values.find((v) => v.labels.code === 'MESHPORT_BAD_MAGIC')?.value, 2);
     });
@@ -643,7 +729,10 @@ describe('router: failure semantics and load balancing', function () {
 
   describe('connection caps', () => {
     /** A socket that connects from `from` and sends nothing; `closed` resolves when the router lets it go. */
-    async function idle(port: number, from = '127.0.0.1'): Promise<{ socket: net.Socket; bytes: number; closed: Promise<void> }> {
+    async function idle(
+      port: number,
+      from = '127.0.0.1',
+    ): Promise<{ socket: net.Socket; bytes: number; closed: Promise<void> }> {
       const socket = net.connect({ port, host: '127.0.0.1', localAddress: from });
       onCleanup(() => socket.destroy());
       socket.on('error', () => {});
@@ -666,12 +755,18 @@ describe('router: failure semantics and load balancing', function () {
       const port = router.address('outbound').port;
       const caller = await connect(port);
       const idlers = [await idle(port), await idle(port), await idle(port)];
-      await eventually(async () => (await activeCallerConnections(router, 'outbound')) === 4, 'four connections from 127.0.0.1');
+      await eventually(
+        async () => (await activeCallerConnections(router, 'outbound')) === 4,
+        'four connections from 127.0.0.1',
+      );
 
       // Three more from the same address: each accepted by the kernel, then closed by the router without a byte.
       const extra = await Promise.all([idle(port), idle(port), idle(port)]);
       await Promise.all(extra.map((e) => e.closed));
-      assert.deepEqual(extra.map((e) => e.bytes), [0, 0, 0]);
+      assert.deepEqual(
+        extra.map((e) => e.bytes),
+        [0, 0, 0],
+      );
       assert.equal(await refusedCount(router, 'per-source-cap'), 3);
       assert.equal(warnings.length, 1, 'one warning for the episode, not one per connection');
       assert.match(warnings[0]!, /127\.0\.0\.1 holds maxConnectionsPerSource \(4\)/);
@@ -701,7 +796,10 @@ describe('router: failure semantics and load balancing', function () {
       await extra.closed;
       assert.equal(extra.bytes, 0);
       assert.equal(await refusedCount(router, 'max-connections'), 1);
-      assert.equal(bodyOf(await ask(held[0] as FrameClient, boltRequest(1, BOLT_SVC, 'still served'), 1)), 'still served');
+      assert.equal(
+        bodyOf(await ask(held[0] as FrameClient, boltRequest(1, BOLT_SVC, 'still served'), 1)),
+        'still served',
+      );
     });
   });
 
@@ -781,7 +879,10 @@ describe('router: failure semantics and load balancing', function () {
       const unsent = client.socket.writableLength;
       // Without backpressure the router would read all of it and queue ~52 MB of answers for a caller that reads none.
       assert.ok(seen < COUNT / 2, `the provider saw ${seen} of ${COUNT} requests while the caller was not reading`);
-      assert.ok(unsent > bytes / 2, `only ${bytes - unsent} of ${bytes} bytes left the caller: the router kept reading`);
+      assert.ok(
+        unsent > bytes / 2,
+        `only ${bytes - unsent} of ${bytes} bytes left the caller: the router kept reading`,
+      );
       assert.equal(client.answers.length, 0);
       // The TypeScript engine's own sockets can be looked at too (the native engine's are not JavaScript objects;
       // for it the bounds above and below are what shows it stopped reading).
@@ -815,10 +916,16 @@ describe('router: failure semantics and load balancing', function () {
       if (router instanceof Router) {
         const upstream = router.upstreamConnections();
         assert.equal(upstream.length, 1);
-        assert.ok(upstream[0].socket.writableLength < 2 * 1024 * 1024, `router holds ${upstream[0].socket.writableLength} bytes for the upstream`);
+        assert.ok(
+          upstream[0].socket.writableLength < 2 * 1024 * 1024,
+          `router holds ${upstream[0].socket.writableLength} bytes for the upstream`,
+        );
         assert.equal(routerSideOf(router)[0].isPaused(), true, 'the router stopped reading the caller');
       }
-      assert.ok(unsent > bytes / 2, `only ${bytes - unsent} of ${bytes} bytes left the caller: the router kept reading`);
+      assert.ok(
+        unsent > bytes / 2,
+        `only ${bytes - unsent} of ${bytes} bytes left the caller: the router kept reading`,
+      );
       for (const s of app.connections) s.resume();
       await client.waitFor(COUNT + 1, 20_000);
       assertEveryAnswer(client);
@@ -839,7 +946,9 @@ describe('router: failure semantics and load balancing', function () {
 
     /** A router in its own process (test/fixtures/drain-child.ts) draining on SIGTERM with the given deadline. */
     async function startChild(providerPort: number, drainTimeoutMs: number): Promise<Child> {
-      const child = spawn(process.execPath, [fixture, String(providerPort), String(drainTimeoutMs)], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const child = spawn(process.execPath, [fixture, String(providerPort), String(drainTimeoutMs)], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
       onCleanup(() => {
         if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       });
@@ -864,7 +973,9 @@ describe('router: failure semantics and load balancing', function () {
 
     async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
       let timer: NodeJS.Timeout | undefined;
-      const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} took over ${ms} ms`)), ms)));
+      const timeout = new Promise<never>(
+        (_, reject) => (timer = setTimeout(() => reject(new Error(`${what} took over ${ms} ms`)), ms)),
+      );
       try {
         return await Promise.race([promise, timeout]);
       } finally {
@@ -881,7 +992,11 @@ describe('router: failure semantics and load balancing', function () {
       await until(() => app.seen.length === 3, 'three requests at the provider');
       const t0 = Date.now();
       child.kill('SIGTERM');
-      await eventually(async () => (await tryConnect(outbound)) === 'ECONNREFUSED', 'new connections to be refused', 1000);
+      await eventually(
+        async () => (await tryConnect(outbound)) === 'ECONNREFUSED',
+        'new connections to be refused',
+        1000,
+      );
       assert.equal(client.answers.length, 0, 'the listener closed while the calls were still in flight');
       assert.equal((await getText(admin, '/ready')).status, 503);
       // A new request on an open connection during the drain is turned away, and never reaches the provider.
@@ -922,7 +1037,10 @@ describe('router: failure semantics and load balancing', function () {
       socket.end();
       await drained;
       const took = Date.now() - t0;
-      assert.ok(took < DEADLINE_MS, `the drain waited ${took} ms, its whole deadline, for a connection that had nothing in flight`);
+      assert.ok(
+        took < DEADLINE_MS,
+        `the drain waited ${took} ms, its whole deadline, for a connection that had nothing in flight`,
+      );
     });
 
     it('answers that complete during the drain still reach a caller that reads them slowly', async () => {
@@ -1026,7 +1144,10 @@ describe('router: failure semantics and load balancing', function () {
   describe('load-balancing policies', () => {
     it('round-robin spreads evenly over 3 endpoints', async () => {
       const apps = [await echo(), await echo(), await echo()];
-      const routes = new MemoryRouteTable().setOutbound(BOLT_SVC, { endpoints: apps.map((a) => local(a.port)), policy: 'round-robin' });
+      const routes = new MemoryRouteTable().setOutbound(BOLT_SVC, {
+        endpoints: apps.map((a) => local(a.port)),
+        policy: 'round-robin',
+      });
       const router = await startRouter(routes);
       const client = await connect(router.address('outbound').port);
       for (let i = 1; i <= 300; i++) client.send(boltRequest(i, BOLT_SVC, `rr-${i}`));
@@ -1063,7 +1184,10 @@ describe('router: failure semantics and load balancing', function () {
     it('least-request avoids the endpoint with a request in flight', async () => {
       const stuck = await holding();
       const free = await echo();
-      const routes = new MemoryRouteTable().setOutbound(BOLT_SVC, { endpoints: [local(stuck.port), local(free.port)], policy: 'least-request' });
+      const routes = new MemoryRouteTable().setOutbound(BOLT_SVC, {
+        endpoints: [local(stuck.port), local(free.port)],
+        policy: 'least-request',
+      });
       const router = await startRouter(routes);
       const client = await connect(router.address('outbound').port);
       for (let id = 1; id <= 30; id++) {
@@ -1096,7 +1220,9 @@ describe('router: failure semantics and load balancing', function () {
         }
       }
       await client.waitFor(id);
-      assert.ok(client.answers.every((a) => a.header.status === BoltStatus.SUCCESS || a.header.status === DubboStatus.OK));
+      assert.ok(
+        client.answers.every((a) => a.header.status === BoltStatus.SUCCESS || a.header.status === DubboStatus.OK),
+      );
       const keyOf = (h: FrameHeader) => (h.protocol === 'bolt' ? `uid=${h.headers.uid}` : `method=${h.method}`);
       const where = new Map<string, Set<number>>();
       const counts = new Map<string, number>();
@@ -1112,7 +1238,8 @@ describe('router: failure semantics and load balancing', function () {
         assert.equal(places.size, 1, `${key} went to endpoints ${[...places]}`);
         assert.equal(counts.get(key), 5);
       }
-      const used = (prefix: string) => new Set([...where].filter(([k]) => k.startsWith(prefix)).map(([, p]) => [...p][0])).size;
+      const used = (prefix: string) =>
+        new Set([...where].filter(([k]) => k.startsWith(prefix)).map(([, p]) => [...p][0])).size;
       assert.ok(used('uid=') >= 2, 'header values spread over more than one endpoint');
       assert.ok(used('method=') >= 2, 'methods spread over more than one endpoint');
     });

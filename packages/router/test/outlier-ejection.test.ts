@@ -31,9 +31,12 @@ describe('router: outlier ejection', function () {
     const bad = await kit.echo();
     const good = await kit.echo();
     bad.behave = () => 'reset';
-    const router = await kit.router(new MemoryRouteTable().setOutbound(SVC, { endpoints: [local(bad.port), local(good.port)] }), {
-      outlier: { baseEjectionMs: base },
-    });
+    const router = await kit.router(
+      new MemoryRouteTable().setOutbound(SVC, { endpoints: [local(bad.port), local(good.port)] }),
+      {
+        outlier: { baseEjectionMs: base },
+      },
+    );
     const client = await kit.connect(router.address('outbound').port);
     const badKey = `127.0.0.1:${bad.port}`;
     const badEndpoint = async () => (await endpoints(router)).find((e) => e.address === badKey)!;
@@ -61,7 +64,10 @@ describe('router: outlier ejection', function () {
     await until(async () => (await badEndpoint()).healthy, 'the second ejection to end', 4 * base);
     const lasted = Date.now() - start;
     // It also outlasts the first in time: at least base (its first ms went by before `start`, not a whole base).
-    assert.ok(lasted >= second - 50 && lasted > base, `the second ejection ended ${lasted} ms after it was read as ${second} ms left`);
+    assert.ok(
+      lasted >= second - 50 && lasted > base,
+      `the second ejection ended ${lasted} ms after it was read as ${second} ms left`,
+    );
     assert.equal(bad.seen.length, secondSeen, 'no traffic to it while ejected');
   });
 
@@ -70,7 +76,10 @@ describe('router: outlier ejection', function () {
      * A cluster of `size` endpoints of which `failing` reset every request, asked round-robin until each failing one
      * has failed far more than 5 times in a row; returns the endpoints as /routes shows them.
      */
-    async function failMany(size: number, failing: number): Promise<{ states: ClusterState['endpoints']; servers: EchoProvider[] }> {
+    async function failMany(
+      size: number,
+      failing: number,
+    ): Promise<{ states: ClusterState['endpoints']; servers: EchoProvider[] }> {
       const servers: EchoProvider[] = [];
       for (let i = 0; i < size; i++) servers.push(await kit.echo());
       for (const s of servers.slice(0, failing)) s.behave = () => 'reset';
@@ -95,11 +104,17 @@ describe('router: outlier ejection', function () {
         const out = states.filter((e) => !e.healthy);
         assert.equal(out.length, ejected, JSON.stringify(out));
         const failingKeys = new Set(servers.slice(0, failing).map((s) => `127.0.0.1:${s.port}`));
-        assert.ok(out.every((e) => failingKeys.has(e.address)), 'only failing endpoints are ejected');
+        assert.ok(
+          out.every((e) => failingKeys.has(e.address)),
+          'only failing endpoints are ejected',
+        );
         // The failing endpoints left in: past the threshold, kept in by the cap alone.
         const kept = states.filter((e) => e.healthy && failingKeys.has(e.address));
         assert.equal(kept.length, failing - ejected);
-        assert.ok(kept.every((e) => e.consecutiveFailures >= 5), JSON.stringify(kept));
+        assert.ok(
+          kept.every((e) => e.consecutiveFailures >= 5),
+          JSON.stringify(kept),
+        );
       });
     }
   });

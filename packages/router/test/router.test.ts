@@ -57,7 +57,10 @@ describe('router: two hops', () => {
     client.send(boltRequest(1, 'com.example.Nobody:1.0', 'x'));
     client.send(dubboCall(2, 'org.example.Nobody', '1.0', 'm', 'x'));
     await client.waitFor(2);
-    const [bolt, dubbo] = [client.answers.find((a) => a.header.protocol === 'bolt')!, client.answers.find((a) => a.header.protocol === 'dubbo')!];
+    const [bolt, dubbo] = [
+      client.answers.find((a) => a.header.protocol === 'bolt')!,
+      client.answers.find((a) => a.header.protocol === 'dubbo')!,
+    ];
     assert.equal(bolt.header.status, BoltStatus.NO_PROCESSOR);
     assert.equal(bolt.header.requestId, 1);
     assert.match(bolt.frame.toString('utf8'), /no route for service com\.example\.Nobody:1\.0/);
@@ -102,13 +105,20 @@ describe('router: Dubbo groups', () => {
   });
 
   it("sends each call to its own group's endpoints; a group with no route and a call without a group get SERVICE_NOT_FOUND", async () => {
-    for (let i = 0; i < 10; i++) client.send(dubboCall(i, iface, '1.0', 'hello', `call-${i}`, i % 2 === 0 ? 'g1' : 'g2'));
+    for (let i = 0; i < 10; i++)
+      client.send(dubboCall(i, iface, '1.0', 'hello', `call-${i}`, i % 2 === 0 ? 'g1' : 'g2'));
     client.send(dubboCall(100, iface, '1.0', 'hello', 'no-such-group', 'g3'));
     client.send(dubboCall(101, iface, '1.0', 'hello', 'no-group'));
     await client.waitFor(12);
     const byId = new Map(client.answers.map((a) => [String(a.header.requestId), a]));
-    assert.deepEqual(g1.seen.map((h) => (h as { group?: string }).group), Array(5).fill('g1'));
-    assert.deepEqual(g2.seen.map((h) => (h as { group?: string }).group), Array(5).fill('g2'));
+    assert.deepEqual(
+      g1.seen.map((h) => (h as { group?: string }).group),
+      Array(5).fill('g1'),
+    );
+    assert.deepEqual(
+      g2.seen.map((h) => (h as { group?: string }).group),
+      Array(5).fill('g2'),
+    );
     for (let i = 0; i < 10; i++) assert.equal(echoedText(byId.get(String(i))!.frame), `call-${i}`);
     assert.equal(byId.get('100')?.header.status, DubboStatus.SERVICE_NOT_FOUND);
     assert.match(byId.get('100')!.frame.toString('utf8'), /no route for service g3\/org\.example\.Grouped:1\.0/);
@@ -131,7 +141,7 @@ describe('router: Dubbo groups', () => {
     assert.equal(client.closed, false);
   });
 
-  it("refuses a call whose path attachment names another service (a Java provider would serve that one)", async () => {
+  it('refuses a call whose path attachment names another service (a Java provider would serve that one)', async () => {
     const frame = dubboCall(7, iface, '1.0', 'hello', 'spoof', 'g1');
     const at = frame.indexOf(Buffer.from(iface), frame.indexOf(Buffer.from('path')));
     Buffer.from(iface.replace('Grouped', 'Spoofed')).copy(frame, at);
@@ -146,7 +156,7 @@ describe('router: Dubbo groups', () => {
 describe('routeKey', () => {
   const dubboHeader = (iface: string, version: string) => decodeFrame(dubboCall(1, iface, version, 'hello', 'x'));
 
-  it('is interface:version for Dubbo and the service for Bolt; a router\'s cached keys stay right past the cache bound', () => {
+  it("is interface:version for Dubbo and the service for Bolt; a router's cached keys stay right past the cache bound", () => {
     const keys = new RouteKeys(100);
     for (const of of [routeKey, (h: FrameHeader) => keys.of(h)]) {
       assert.equal(of(dubboHeader('org.example.A', '1.0')), 'org.example.A:1.0');
@@ -171,7 +181,8 @@ describe('routeKey', () => {
   });
 
   it('is group/interface:version for a Dubbo call with a group attachment, as dubboServiceKey builds it from a URL', () => {
-    const key = (version: string, group?: string) => routeKey(decodeFrame(dubboCall(1, 'org.example.A', version, 'hello', 'x', group)));
+    const key = (version: string, group?: string) =>
+      routeKey(decodeFrame(dubboCall(1, 'org.example.A', version, 'hello', 'x', group)));
     assert.equal(key('1.0', 'g1'), 'g1/org.example.A:1.0');
     assert.equal(key('1.0', 'g2'), 'g2/org.example.A:1.0');
     assert.equal(key('', 'g1'), 'g1/org.example.A');

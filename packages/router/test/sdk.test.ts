@@ -43,22 +43,33 @@ for (const peer of [
     let outboundPort = 0;
 
     beforeEach(async () => {
-      const started = new sofaServer.RpcServer({ logger: quietLogger, port: 0, protocol: peer.protocol, appName: 'provider' });
-      provider = started;
-      started.addService({ interfaceName: INTERFACE, version: VERSION }, {
-        async echo(text: string) {
-          return `echo: ${text}`;
-        },
-        async add(a: number, b: number) {
-          return a + b;
-        },
-        async fail(why: string) {
-          throw new Error(`provider says no: ${why}`);
-        },
+      const started = new sofaServer.RpcServer({
+        logger: quietLogger,
+        port: 0,
+        protocol: peer.protocol,
+        appName: 'provider',
       });
+      provider = started;
+      started.addService(
+        { interfaceName: INTERFACE, version: VERSION },
+        {
+          async echo(text: string) {
+            return `echo: ${text}`;
+          },
+          async add(a: number, b: number) {
+            return a + b;
+          },
+          async fail(why: string) {
+            throw new Error(`provider says no: ${why}`);
+          },
+        },
+      );
       await started.start();
 
-      const providerRoutes = new MemoryRouteTable().setInbound(SERVICE, { host: '127.0.0.1', port: started.publishPort });
+      const providerRoutes = new MemoryRouteTable().setInbound(SERVICE, {
+        host: '127.0.0.1',
+        port: started.publishPort,
+      });
       providerSide = createRouter({ routeTable: providerRoutes, outbound: false, admin: false, logger: quiet });
       await providerSide.start();
       const consumerRoutes = new MemoryRouteTable().setOutbound(SERVICE, {
@@ -110,7 +121,10 @@ for (const peer of [
       assert.equal(await consumer.invoke('add', [40, 2], { responseTimeout: 3000 }), 42);
       const texts = Array.from({ length: 50 }, (_, i) => `call-${i}-${'ü'.repeat(i % 7)}`);
       const results = await Promise.all(texts.map((t) => consumer.invoke('echo', [t], { responseTimeout: 3000 })));
-      assert.deepEqual(results, texts.map((t) => `echo: ${t}`));
+      assert.deepEqual(
+        results,
+        texts.map((t) => `echo: ${t}`),
+      );
       // Both hops forwarded them: one caller connection on each router's listener, no call left in flight.
       assert.equal(consumerSide!.inflight, 0);
       assert.equal(providerSide!.inflight, 0);
@@ -131,7 +145,12 @@ for (const peer of [
       const consumer = consumerOf('com.example.Nobody');
       await consumer.ready();
       await assert.rejects(consumer.invoke('echo', ['x'], { responseTimeout: 3000 }), (err: Error) => {
-        assert.match(err.message, new RegExp(`meshport: no route for service ${peer.group}com\\.example\\.Nobody:1\\.0 on the outbound listener`));
+        assert.match(
+          err.message,
+          new RegExp(
+            `meshport: no route for service ${peer.group}com\\.example\\.Nobody:1\\.0 on the outbound listener`,
+          ),
+        );
         return true;
       });
       // The router answered it itself, quickly (not a timeout), and the routed service still works on the same port.
@@ -156,7 +175,10 @@ for (const peer of [
         assert.ok(packet.packetId !== undefined);
       }
       // The connection is still good after them.
-      assert.equal(await consumer.invoke('echo', ['after heartbeats'], { responseTimeout: 3000 }), 'echo: after heartbeats');
+      assert.equal(
+        await consumer.invoke('echo', ['after heartbeats'], { responseTimeout: 3000 }),
+        'echo: after heartbeats',
+      );
     });
   });
 }

@@ -163,7 +163,13 @@ class PipelinedCaller {
     socket.on('error', () => {});
   }
 
-  static async connect(port: number, index: number, p: Plan, tally: Tally, onAnswer: () => void): Promise<PipelinedCaller> {
+  static async connect(
+    port: number,
+    index: number,
+    p: Plan,
+    tally: Tally,
+    onAnswer: () => void,
+  ): Promise<PipelinedCaller> {
     const socket = net.connect(port, '127.0.0.1');
     socket.setNoDelay(true);
     await once(socket, 'connect');
@@ -313,7 +319,13 @@ describe('router: acceptance stress run', function () {
       const routes = new MemoryRouteTable()
         .setInbound(BOLT_SERVICE, { host: '127.0.0.1', port: provider.port })
         .setInbound(DUBBO_SERVICE, { host: '127.0.0.1', port: provider.port });
-      const side = createRouter({ routeTable: routes, outbound: false, admin: false, dubboTimeoutMs: CALL_TIMEOUT_MS, logger: quiet });
+      const side = createRouter({
+        routeTable: routes,
+        outbound: false,
+        admin: false,
+        dubboTimeoutMs: CALL_TIMEOUT_MS,
+        logger: quiet,
+      });
       providerSides.push(side);
       await side.start();
     }
@@ -323,7 +335,13 @@ describe('router: acceptance stress run', function () {
     const consumerRoutes = new MemoryRouteTable()
       .setOutbound(BOLT_SERVICE, { endpoints })
       .setOutbound(DUBBO_SERVICE, { endpoints, policy: 'least-request' });
-    consumerSide = createRouter({ routeTable: consumerRoutes, inbound: false, admin: false, dubboTimeoutMs: CALL_TIMEOUT_MS, logger: quiet });
+    consumerSide = createRouter({
+      routeTable: consumerRoutes,
+      inbound: false,
+      admin: false,
+      dubboTimeoutMs: CALL_TIMEOUT_MS,
+      logger: quiet,
+    });
     await consumerSide.start();
     const outboundPort = consumerSide.address('outbound').port;
 
@@ -358,7 +376,8 @@ describe('router: acceptance stress run', function () {
       if (tally.answered === TOTAL) finished();
     };
 
-    for (let c = 0; c < CONNECTIONS; c++) callers.push(await PipelinedCaller.connect(outboundPort, c, p, tally, onAnswer));
+    for (let c = 0; c < CONNECTIONS; c++)
+      callers.push(await PipelinedCaller.connect(outboundPort, c, p, tally, onAnswer));
     const started = process.hrtime.bigint();
     tally.lastAnswerAt = Date.now();
     for (const c of callers) c.fill();
@@ -404,19 +423,28 @@ describe('router: acceptance stress run', function () {
       requestsPerSecond: Math.round(TOTAL / seconds),
     };
     console.log(`      stress: ${JSON.stringify(report)}`);
-    for (const [what, text] of tally.samples) console.log(`      e.g. ${what}: ${text.slice(text.indexOf('meshport:'))}`);
+    for (const [what, text] of tally.samples)
+      console.log(`      e.g. ${what}: ${text.slice(text.indexOf('meshport:'))}`);
 
     assert.equal(lost, 0, `lost: ${lostKeys.join(', ')}`);
     assert.deepEqual(tally.duplicated.slice(0, 10), [], 'duplicated answers');
     assert.deepEqual(tally.misrouted.slice(0, 10), [], 'misrouted answers');
     assert.deepEqual(tally.unknown.slice(0, 10), [], 'answers for no request of that connection');
-    assert.deepEqual(tally.unexpectedErrors.slice(0, 10), [], `${tally.unexpectedErrors.length} error answers other than the router's reset/connect statuses`);
+    assert.deepEqual(
+      tally.unexpectedErrors.slice(0, 10),
+      [],
+      `${tally.unexpectedErrors.length} error answers other than the router's reset/connect statuses`,
+    );
     assert.equal(tally.ok + errorCount, TOTAL);
     assert.ok(providerResets > 0 && hopResets > 0, 'resets happened during the run');
     assert.ok(tally.ok > TOTAL * 0.8, `most calls succeed (${tally.ok})`);
     // Nothing left behind in either hop: every call the routers took is finished (answered or failed, timers cleared).
     const routers = [router, ...providerSides];
-    await until(() => routers.every((r) => r.inflight === 0), `no calls in flight (have ${routers.map((r) => r.inflight).join('/')})`, 5000);
+    await until(
+      () => routers.every((r) => r.inflight === 0),
+      `no calls in flight (have ${routers.map((r) => r.inflight).join('/')})`,
+      5000,
+    );
     // The consumer side's own counters agree: one request and one answer per call, as many failures as the callers saw.
     const metrics = await router.stats.registry.getMetricsAsJSON();
     const total = (name: string, outcome?: (o: string) => boolean) =>
@@ -425,6 +453,9 @@ describe('router: acceptance stress run', function () {
         .reduce((n, v) => n + v.value, 0);
     assert.equal(total('meshport_requests_total'), TOTAL);
     assert.equal(total('meshport_responses_total'), TOTAL);
-    assert.equal(total('meshport_responses_total', (o) => o === 'ok'), tally.ok);
+    assert.equal(
+      total('meshport_responses_total', (o) => o === 'ok'),
+      tally.ok,
+    );
   });
 });

@@ -115,7 +115,10 @@ export class CaptureListener {
       socket.off('data', onData);
       socket.off('end', onEnd);
       const client = { host: socket.remoteAddress, port: socket.remotePort };
-      this.options.logger?.debug?.({ direction: this.options.direction, client, original, route, why }, 'captured connection');
+      this.options.logger?.debug?.(
+        { direction: this.options.direction, client, original, route, why },
+        'captured connection',
+      );
       if (route) this.route(socket, chunks);
       else this.passThrough(socket, original, chunks);
     };
@@ -126,8 +129,13 @@ export class CaptureListener {
       const service = routeKey(header);
       const known =
         service !== undefined &&
-        (this.options.direction === 'outbound' ? this.options.routeTable.outbound(service) : this.options.routeTable.inbound(service)) !== undefined;
-      decide(known, known ? `service ${service} has a route` : `no route for ${service ?? 'a frame without a service'}`);
+        (this.options.direction === 'outbound'
+          ? this.options.routeTable.outbound(service)
+          : this.options.routeTable.inbound(service)) !== undefined;
+      decide(
+        known,
+        known ? `service ${service} has a route` : `no route for ${service ?? 'a frame without a service'}`,
+      );
     });
     const onData = (chunk: Buffer) => {
       chunks.push(chunk);
@@ -141,7 +149,10 @@ export class CaptureListener {
       if (!decided && seen > this.maxPeekBytes) decide(false, `no request in the first ${this.maxPeekBytes} bytes`);
     };
     const onEnd = () => decide(false, 'the app closed before a request');
-    const timer = setTimeout(() => decide(false, `nothing to route within ${this.peekTimeoutMs} ms`), this.peekTimeoutMs);
+    const timer = setTimeout(
+      () => decide(false, `nothing to route within ${this.peekTimeoutMs} ms`),
+      this.peekTimeoutMs,
+    );
     socket.on('data', onData);
     socket.on('end', onEnd);
   }

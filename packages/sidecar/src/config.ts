@@ -121,7 +121,9 @@ export async function loadConfig(file: string): Promise<SidecarConfig> {
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
-    throw new SidecarError('MESHPORT_CONFIG_INVALID', `${file}: cannot read: ${(err as Error).message}`, { cause: err });
+    throw new SidecarError('MESHPORT_CONFIG_INVALID', `${file}: cannot read: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
   return parseConfig(text, file);
 }
@@ -187,7 +189,10 @@ function yamlProblems(doc: Document, file: string, lineAt: (offset: number) => n
     const next = errors[i + 1];
     if (e.code === 'BLOCK_AS_IMPLICIT_KEY' && next?.code === 'MULTILINE_IMPLICIT_KEY' && next.pos[0] === e.pos[0]) {
       const line = lineAt(next.pos[1]);
-      out.push({ line, text: `${file}:${line}: not valid YAML: this line is indented deeper than the key above it (keys of one mapping line up)` });
+      out.push({
+        line,
+        text: `${file}:${line}: not valid YAML: this line is indented deeper than the key above it (keys of one mapping line up)`,
+      });
       i++;
       continue;
     }
@@ -197,7 +202,10 @@ function yamlProblems(doc: Document, file: string, lineAt: (offset: number) => n
       if (flow) {
         const line = lineAt(flow.start);
         const close = flow.open === '[' ? ']' : '}';
-        out.push({ line, text: `${file}:${line}: not valid YAML: the ${flow.open} opened on this line is not closed with ${close}` });
+        out.push({
+          line,
+          text: `${file}:${line}: not valid YAML: the ${flow.open} opened on this line is not closed with ${close}`,
+        });
         continue;
       }
     }
@@ -232,16 +240,19 @@ export function keyName(at: (string | number)[]): string {
  * placeholder stands in, so the rest of the file is still checked; what it makes of its own line is not reported); `$${` writes a literal `${`.
  */
 function substituteEnv(text: string, file: string, env: NodeJS.ProcessEnv, problems: Problem[]): string {
-  return text.replace(/\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (match, escaped: string, name: string, offset: number) => {
-    if (escaped) return match.slice(1);
-    const value = env[name];
-    if (value === undefined) {
-      const line = text.slice(0, offset).split('\n').length;
-      problems.push({ line, text: `${file}:${line}: \${${name}}: the environment variable ${name} is not set` });
-      return `unset-${name}`;
-    }
-    return value;
-  });
+  return text.replace(
+    /\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)\}/g,
+    (match, escaped: string, name: string, offset: number) => {
+      if (escaped) return match.slice(1);
+      const value = env[name];
+      if (value === undefined) {
+        const line = text.slice(0, offset).split('\n').length;
+        problems.push({ line, text: `${file}:${line}: \${${name}}: the environment variable ${name} is not set` });
+        return `unset-${name}`;
+      }
+      return value;
+    },
+  );
 }
 
 /**
@@ -301,13 +312,17 @@ class ConfigReader {
     this.onlyKeys(['listeners', 'allowRemote'], allowRemote, ['outbound', 'inbound']);
     const admin = this.guard({ ...SIDECAR_DEFAULTS.admin }, () => {
       const value = this.hostPort(['admin'], this.root.admin, SIDECAR_DEFAULTS.admin);
-      if (!isLoopback(value.host)) this.fail(['admin'], `the admin port serves loopback only; ${value.host} is not a loopback address`);
+      if (!isLoopback(value.host))
+        this.fail(['admin'], `the admin port serves loopback only; ${value.host} is not a loopback address`);
       return value;
     });
     const listener = (key: 'outbound' | 'inbound') =>
-      this.guard({ ...SIDECAR_DEFAULTS[key] }, () => this.hostPort(['listeners', key], listeners[key], SIDECAR_DEFAULTS[key]));
+      this.guard({ ...SIDECAR_DEFAULTS[key] }, () =>
+        this.hostPort(['listeners', key], listeners[key], SIDECAR_DEFAULTS[key]),
+      );
     const allow = (key: 'outbound' | 'inbound') =>
-      this.guard(undefined, () => this.allowRemote(['listeners', 'allowRemote', key], allowRemote[key])) ?? SIDECAR_DEFAULTS.allowRemote[key];
+      this.guard(undefined, () => this.allowRemote(['listeners', 'allowRemote', key], allowRemote[key])) ??
+      SIDECAR_DEFAULTS.allowRemote[key];
     return {
       baseDir,
       node: { ip: this.guard(undefined, () => this.string(['node', 'ip'], node.ip)) ?? SIDECAR_DEFAULTS.nodeIp },
@@ -328,11 +343,15 @@ class ConfigReader {
   private registries(baseDir: string): RegistryConfig[] {
     const raw = this.root.registries;
     if (raw === undefined || raw === null) {
-      return [{ name: 'file', type: 'file', upstream: path.join(baseDir, SIDECAR_DEFAULTS.fileRegistryPath), options: {} }];
+      return [
+        { name: 'file', type: 'file', upstream: path.join(baseDir, SIDECAR_DEFAULTS.fileRegistryPath), options: {} },
+      ];
     }
     if (!Array.isArray(raw) || !isSeq(this.doc.get('registries', true))) this.fail(['registries'], 'must be a list');
     // An entry with a mistake is left out of the checks across entries (names, via), which would only add noise.
-    const entries = (raw as unknown[]).map((entry, i) => this.guard(undefined, () => this.registry(['registries', i], entry)));
+    const entries = (raw as unknown[]).map((entry, i) =>
+      this.guard(undefined, () => this.registry(['registries', i], entry)),
+    );
     const names = new Set<string>();
     entries.forEach((entry, i) => {
       if (!entry) return;
@@ -345,7 +364,8 @@ class ConfigReader {
       const via = valid.find((e) => e.name === entry.via);
       if (!via && !(raw as { name?: unknown }[]).some((e, j) => entries[j] === undefined && e?.name === entry.via)) {
         this.note(['registries', i, 'via'], `names no registry in this list (have: ${[...names].join(', ')})`);
-      } else if (via?.type === 'sofa-mesh') this.note(['registries', i, 'via'], 'must name a registry, not another sofa-mesh facade');
+      } else if (via?.type === 'sofa-mesh')
+        this.note(['registries', i, 'via'], 'must name a registry, not another sofa-mesh facade');
     });
     for (const entry of valid) {
       if (entry.type === 'file' && entry.upstream !== undefined) entry.upstream = path.resolve(baseDir, entry.upstream);
@@ -356,7 +376,8 @@ class ConfigReader {
 
   /** One entry; every independent mistake in it is noted before the entry is given up. */
   private registry(at: KeyPath, raw: unknown): RegistryConfig {
-    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) this.fail(at, 'each registry is a mapping with name and type');
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+      this.fail(at, 'each registry is a mapping with name and type');
     const entry = raw as Record<string, unknown>;
     const before = this.problems.length;
     this.onlyKeys(at, entry, REGISTRY_KEYS);
@@ -364,28 +385,37 @@ class ConfigReader {
     if (entry.name === undefined || entry.name === null || entry.name === '') this.note([...at, 'name'], 'is required');
     const type = this.guard(undefined, () => this.string([...at, 'type'], entry.type));
     if (!type) {
-      if (entry.type === undefined || entry.type === null || entry.type === '') this.note([...at, 'type'], `is required: one of ${BUILTIN_REGISTRY_TYPES.join(', ')}, or a plugin path or package`);
+      if (entry.type === undefined || entry.type === null || entry.type === '')
+        this.note(
+          [...at, 'type'],
+          `is required: one of ${BUILTIN_REGISTRY_TYPES.join(', ')}, or a plugin path or package`,
+        );
       throw new Abandoned();
     }
     const builtin = (BUILTIN_REGISTRY_TYPES as readonly string[]).includes(type);
-    if (!builtin && !/^(\.{0,2}\/|@?[a-z0-9])/i.test(type)) this.note([...at, 'type'], `'${type}' is neither a built-in type nor a plugin`);
+    if (!builtin && !/^(\.{0,2}\/|@?[a-z0-9])/i.test(type))
+      this.note([...at, 'type'], `'${type}' is neither a built-in type nor a plugin`);
     const upstream = entry.upstream === undefined ? undefined : String(entry.upstream);
     const needsUpstream = ['zookeeper', 'redis', 'sofa-registry'].includes(type);
     if (needsUpstream && !upstream) this.note([...at, 'upstream'], `is required for a ${type} registry`);
-    if (type === 'sofa-mesh' && upstream) this.note([...at, 'upstream'], 'a sofa-mesh facade has no upstream of its own; name one with via');
-    if (type === 'sofa-mesh' && entry.via === undefined) this.note([...at, 'via'], 'is required for sofa-mesh: the registry it publishes through');
+    if (type === 'sofa-mesh' && upstream)
+      this.note([...at, 'upstream'], 'a sofa-mesh facade has no upstream of its own; name one with via');
+    if (type === 'sofa-mesh' && entry.via === undefined)
+      this.note([...at, 'via'], 'is required for sofa-mesh: the registry it publishes through');
     if (type !== 'sofa-mesh' && entry.via !== undefined) this.note([...at, 'via'], 'is only for sofa-mesh');
     if (type !== 'sofa-mesh' && entry.app !== undefined) this.note([...at, 'app'], 'is only for sofa-mesh');
     const hasFacade = ['zookeeper', 'redis', 'sofa-mesh'].includes(type);
     if (!hasFacade && entry.facade !== undefined) this.note([...at, 'facade'], `a ${type} registry has no facade`);
-    if (!hasFacade && entry.allowRemote !== undefined) this.note([...at, 'allowRemote'], `a ${type} registry has no facade to allow clients on`);
+    if (!hasFacade && entry.allowRemote !== undefined)
+      this.note([...at, 'allowRemote'], `a ${type} registry has no facade to allow clients on`);
     const allowRemote = this.guard(undefined, () => this.allowRemote([...at, 'allowRemote'], entry.allowRemote));
     const services = entry.services;
     if (services !== undefined && (!Array.isArray(services) || services.some((s) => typeof s !== 'string' || !s))) {
       this.note([...at, 'services'], 'must be a list of service keys like com.example.Echo:1.0');
     }
     const options = entry.options ?? {};
-    if (typeof options !== 'object' || options === null || Array.isArray(options)) this.note([...at, 'options'], 'must be a mapping');
+    if (typeof options !== 'object' || options === null || Array.isArray(options))
+      this.note([...at, 'options'], 'must be a mapping');
     const facade = this.guard(undefined, () =>
       type === 'sofa-mesh'
         ? this.hostPort([...at, 'facade'], entry.facade, SIDECAR_DEFAULTS.meshApiFacade)
@@ -393,8 +423,12 @@ class ConfigReader {
           ? undefined
           : this.hostPort([...at, 'facade'], entry.facade, undefined),
     );
-    const via = this.guard(undefined, () => (entry.via === undefined ? undefined : this.string([...at, 'via'], entry.via)));
-    const app = this.guard(undefined, () => (type === 'sofa-mesh' ? this.hostPort([...at, 'app'], entry.app, SIDECAR_DEFAULTS.meshApp) : undefined));
+    const via = this.guard(undefined, () =>
+      entry.via === undefined ? undefined : this.string([...at, 'via'], entry.via),
+    );
+    const app = this.guard(undefined, () =>
+      type === 'sofa-mesh' ? this.hostPort([...at, 'app'], entry.app, SIDECAR_DEFAULTS.meshApp) : undefined,
+    );
     if (this.problems.length > before || !name) throw new Abandoned();
     return {
       name,
@@ -416,7 +450,8 @@ class ConfigReader {
     const out: SidecarConfig['router'] = {};
     for (const [key, value] of Object.entries(raw)) {
       if (key === 'engine' || !known.includes(key)) continue;
-      if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) this.note(['router', key], 'must be a non-negative integer');
+      if (typeof value !== 'number' || !Number.isInteger(value) || value < 0)
+        this.note(['router', key], 'must be a non-negative integer');
       else out[key as RouterKey] = value;
     }
     return out;
@@ -435,22 +470,32 @@ class ConfigReader {
     const before = this.problems.length;
     this.onlyKeys(['hijack'], raw, ['mode', 'outboundCapturePort', 'inboundCapturePort', 'uid', 'sockmap']);
     const mode = this.guard(undefined, () => this.string(['hijack', 'mode'], raw.mode));
-    if (!mode || !(HIJACK_MODES as string[]).includes(mode)) this.note(['hijack', 'mode'], `must be one of ${HIJACK_MODES.join(', ')}`);
+    if (!mode || !(HIJACK_MODES as string[]).includes(mode))
+      this.note(['hijack', 'mode'], `must be one of ${HIJACK_MODES.join(', ')}`);
     const d = SIDECAR_DEFAULTS.hijack;
     const port = (key: 'outboundCapturePort' | 'inboundCapturePort') => {
       const value = raw[key] ?? d[key];
-      if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 65535) this.note(['hijack', key], 'must be a port, 1-65535');
+      if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 65535)
+        this.note(['hijack', key], 'must be a port, 1-65535');
       return value as number;
     };
     const outboundCapturePort = port('outboundCapturePort');
     const inboundCapturePort = port('inboundCapturePort');
     const uid = raw.uid ?? d.uid;
-    if (typeof uid !== 'number' || !Number.isInteger(uid) || uid < 0) this.note(['hijack', 'uid'], 'must be a uid, a non-negative integer');
+    if (typeof uid !== 'number' || !Number.isInteger(uid) || uid < 0)
+      this.note(['hijack', 'uid'], 'must be a uid, a non-negative integer');
     const sockmap = raw.sockmap ?? d.sockmap;
     if (typeof sockmap !== 'boolean') this.note(['hijack', 'sockmap'], 'must be true or false');
-    else if (sockmap && mode !== 'connect-hook') this.note(['hijack', 'sockmap'], 'needs mode connect-hook (sockops puts the sockets in the map)');
+    else if (sockmap && mode !== 'connect-hook')
+      this.note(['hijack', 'sockmap'], 'needs mode connect-hook (sockops puts the sockets in the map)');
     if (this.problems.length > before) throw new Abandoned();
-    return { mode: mode as HijackMode, outboundCapturePort, inboundCapturePort, uid: uid as number, sockmap: sockmap as boolean };
+    return {
+      mode: mode as HijackMode,
+      outboundCapturePort,
+      inboundCapturePort,
+      uid: uid as number,
+      sockmap: sockmap as boolean,
+    };
   }
 
   private log(): SidecarConfig['log'] {
@@ -521,7 +566,10 @@ class ConfigReader {
   /** Notes a mistake and goes on. */
   private note(at: KeyPath, message: string): void {
     const line = this.lineOf(at);
-    this.problems.push({ line: line ?? 0, text: `${this.file}${line === undefined ? '' : `:${line}`}: ${keyName(at)}: ${message}` });
+    this.problems.push({
+      line: line ?? 0,
+      text: `${this.file}${line === undefined ? '' : `:${line}`}: ${keyName(at)}: ${message}`,
+    });
   }
 
   /** Notes a mistake and abandons the value being read (see guard). */

@@ -4,9 +4,12 @@ import { MeshportError } from '@meshport/protocol';
 
 /** Every code @meshport/sidecar raises, documented in docs/errors.md (kept in step by test/errors-doc.test.ts). */
 export const SIDECAR_ERROR_CODES = {
-  MESHPORT_CONFIG_INVALID: 'the sidecar config is not valid YAML or a key has a wrong value; the message names the key and the line',
-  MESHPORT_PLUGIN_INVALID: 'a registry plugin named in the config cannot be loaded or does not export createRegistryAdapter',
-  MESHPORT_CAPTURE_FAILED: 'a capture listener of the hijack config could not be opened (a transparent one needs CAP_NET_ADMIN)',
+  MESHPORT_CONFIG_INVALID:
+    'the sidecar config is not valid YAML or a key has a wrong value; the message names the key and the line',
+  MESHPORT_PLUGIN_INVALID:
+    'a registry plugin named in the config cannot be loaded or does not export createRegistryAdapter',
+  MESHPORT_CAPTURE_FAILED:
+    'a capture listener of the hijack config could not be opened (a transparent one needs CAP_NET_ADMIN)',
   MESHPORT_ADDRESS_UNAVAILABLE:
     'an address of the config cannot be listened on: in use, given to two listeners, not an address of this host, or a host name that does not resolve; the message names the key and the line',
 } as const;
@@ -28,7 +31,11 @@ export class SidecarError extends MeshportError {
    */
   readonly problems: readonly SidecarProblem[];
 
-  constructor(code: SidecarErrorCode, message: string, options?: { cause?: unknown; problems?: readonly SidecarProblem[] }) {
+  constructor(
+    code: SidecarErrorCode,
+    message: string,
+    options?: { cause?: unknown; problems?: readonly SidecarProblem[] },
+  ) {
     super(code, message);
     if (options?.cause !== undefined) (this as { cause?: unknown }).cause = options.cause;
     this.problems = options?.problems ?? [{ code, message }];

@@ -48,7 +48,11 @@ export async function preflight(config: SidecarConfig): Promise<void> {
         const address = net.isIP(listen.host) ? listen.host : (await lookup(listen.host)).address;
         resolved.push({ listen, address });
       } catch (err) {
-        report('MESHPORT_ADDRESS_UNAVAILABLE', listen.key, `${show(listen)}: the host name ${listen.host} does not resolve (${(err as NodeJS.ErrnoException).code})`);
+        report(
+          'MESHPORT_ADDRESS_UNAVAILABLE',
+          listen.key,
+          `${show(listen)}: the host name ${listen.host} does not resolve (${(err as NodeJS.ErrnoException).code})`,
+        );
       }
     }),
   );
@@ -59,7 +63,11 @@ export async function preflight(config: SidecarConfig): Promise<void> {
     for (let j = 0; j < i; j++) {
       const [a, b] = [resolved[j]!, resolved[i]!];
       if (a.listen.port === 0 || a.listen.port !== b.listen.port || !overlap(a.address, b.address)) continue;
-      report('MESHPORT_ADDRESS_UNAVAILABLE', b.listen.key, `${show(b.listen)} is also ${where(a.listen.key)} (${show(a.listen)}); each listener needs its own port`);
+      report(
+        'MESHPORT_ADDRESS_UNAVAILABLE',
+        b.listen.key,
+        `${show(b.listen)} is also ${where(a.listen.key)} (${show(a.listen)}); each listener needs its own port`,
+      );
       clashing.add(b.listen);
       break;
     }
@@ -81,7 +89,11 @@ export async function preflight(config: SidecarConfig): Promise<void> {
     } catch (err) {
       const meant = closestBuiltin(entry.type);
       const hint = meant ? ` (did you mean type: ${meant}?)` : '';
-      report(err instanceof SidecarError ? err.code : 'MESHPORT_PLUGIN_INVALID', ['registries', i, 'type'], `${(err as Error).message}${hint}`);
+      report(
+        err instanceof SidecarError ? err.code : 'MESHPORT_PLUGIN_INVALID',
+        ['registries', i, 'type'],
+        `${(err as Error).message}${hint}`,
+      );
     }
   }
 
@@ -100,12 +112,23 @@ function listensOf(config: SidecarConfig): Listen[] {
     { key: ['listeners', 'inbound'], ...config.listeners.inbound, code: 'MESHPORT_ADDRESS_UNAVAILABLE' },
   ];
   config.registries.forEach((entry, i) => {
-    if (entry.facade) out.push({ key: ['registries', i, 'facade'], ...entry.facade, code: 'MESHPORT_ADDRESS_UNAVAILABLE' });
+    if (entry.facade)
+      out.push({ key: ['registries', i, 'facade'], ...entry.facade, code: 'MESHPORT_ADDRESS_UNAVAILABLE' });
   });
   if (config.hijack) {
     // As Sidecar.startCapture binds them: outbound on loopback, inbound on every address.
-    out.push({ key: ['hijack', 'outboundCapturePort'], host: '127.0.0.1', port: config.hijack.outboundCapturePort, code: 'MESHPORT_CAPTURE_FAILED' });
-    out.push({ key: ['hijack', 'inboundCapturePort'], host: '0.0.0.0', port: config.hijack.inboundCapturePort, code: 'MESHPORT_CAPTURE_FAILED' });
+    out.push({
+      key: ['hijack', 'outboundCapturePort'],
+      host: '127.0.0.1',
+      port: config.hijack.outboundCapturePort,
+      code: 'MESHPORT_CAPTURE_FAILED',
+    });
+    out.push({
+      key: ['hijack', 'inboundCapturePort'],
+      host: '0.0.0.0',
+      port: config.hijack.inboundCapturePort,
+      code: 'MESHPORT_CAPTURE_FAILED',
+    });
   }
   return out;
 }

@@ -79,13 +79,34 @@ export class RegistrySet {
     return this.entries.map((r) => {
       if (r.health) return r.health.status(r.facade);
       const via = r.config.type === 'sofa-mesh' ? this.get(r.config.via!)?.health : undefined;
-      const base = { name: r.config.name, type: r.config.type, ...(r.config.upstream ? { upstream: redactUrl(r.config.upstream) } : {}) };
+      const base = {
+        name: r.config.name,
+        type: r.config.type,
+        ...(r.config.upstream ? { upstream: redactUrl(r.config.upstream) } : {}),
+      };
       const facade = facadeAddress(r.facade);
       if (via) {
         const { state, since, lastConnected, lastError, ready } = via.status(undefined);
-        return { ...base, via: r.config.via, facade, state, since, lastConnected, lastError, ready, services: { routed: [], waiting: [] } };
+        return {
+          ...base,
+          via: r.config.via,
+          facade,
+          state,
+          since,
+          lastConnected,
+          lastError,
+          ready,
+          services: { routed: [], waiting: [] },
+        };
       }
-      return { ...base, facade, state: 'passthrough', since: this.started, ready: true, services: { routed: [], waiting: [] } };
+      return {
+        ...base,
+        facade,
+        state: 'passthrough',
+        since: this.started,
+        ready: true,
+        services: { routed: [], waiting: [] },
+      };
     });
   }
 
@@ -125,11 +146,13 @@ export async function startRegistries(entries: RegistryConfig[], wiring: Registr
     for (const entry of entries) {
       const adapter = adapters.get(entry.name);
       const health = healths.get(entry.name);
-      const rules = entry.type === 'zookeeper' ? ruleSource(entry, adapter, wiring.logger, opened, unsubscribes) : undefined;
+      const rules =
+        entry.type === 'zookeeper' ? ruleSource(entry, adapter, wiring.logger, opened, unsubscribes) : undefined;
       const takeover = wiring.takeoverFor(entry.name, rules);
       // A facade with no session of its own upstream: its state is what the app connections' dials see, and a probe
       // until the first one succeeds, so a registry nobody can reach is seen before an app tries.
-      const passthrough = !adapter && entry.facade && entry.type !== 'sofa-mesh' ? new PassthroughUpstream(entry) : undefined;
+      const passthrough =
+        !adapter && entry.facade && entry.type !== 'sofa-mesh' ? new PassthroughUpstream(entry) : undefined;
       if (passthrough) {
         healths.set(entry.name, new RegistryHealth(entry, passthrough, wiring.health));
         healths.get(entry.name)!.expect([]);
@@ -143,14 +166,20 @@ export async function startRegistries(entries: RegistryConfig[], wiring: Registr
         health?.expect(services);
         // Reported per service: two identities of one interface subscribed here are two answers, not one. A URL
         // filed under the service without naming it is that service's provider.
-        const report = 'providersReported' in takeover ? takeover.providersReported.bind(takeover) : takeover.providersRead.bind(takeover);
+        const report =
+          'providersReported' in takeover
+            ? takeover.providersReported.bind(takeover)
+            : takeover.providersRead.bind(takeover);
         // All at once: each subscribe waits for the adapter's first connection (up to its session timeout), so one
         // after the other, a registry that is down held the start for that wait times the number of services.
         const subscribed = await Promise.allSettled(
           services.map((service) =>
             adapter.subscribe(service, (urls) => {
               health?.reported(service);
-              report(service, urls.map((u) => withServiceKey(u, service)));
+              report(
+                service,
+                urls.map((u) => withServiceKey(u, service)),
+              );
             }),
           ),
         );
@@ -205,7 +234,10 @@ function ruleSource(
         })
         .catch((error: Error) => {
           watched.delete(id);
-          logger.warn({ registry: entry.name, iface, dialect, err: error.message }, 'cannot watch the registry rules of this interface; routing without them');
+          logger.warn(
+            { registry: entry.name, iface, dialect, err: error.message },
+            'cannot watch the registry rules of this interface; routing without them',
+          );
         });
     },
   };
@@ -231,7 +263,11 @@ async function createAdapter(entry: RegistryConfig, logger: RegistryLogger): Pro
         logger,
       });
     case 'redis':
-      return new (redisPackage().RedisRegistry)({ url: redisUrl(entry.upstream!), root: o.root as string | undefined, logger });
+      return new (redisPackage().RedisRegistry)({
+        url: redisUrl(entry.upstream!),
+        root: o.root as string | undefined,
+        logger,
+      });
     case 'sofa-registry':
       return new (sofaPackage().SofaRegistryClient)({ ...(o as object), servers: entry.upstream!, logger });
     default:
@@ -258,11 +294,32 @@ function createFacade(
   switch (entry.type) {
     case 'zookeeper':
       // The app's own client applies any chroot to the paths it sends; the facade only needs the servers.
-      return new (zookeeperPackage().ZooKeeperFacade)({ listen, upstream: entry.upstream!.replace(/\/.*$/, ''), takeover, logger, allowRemote, onUpstream });
+      return new (zookeeperPackage().ZooKeeperFacade)({
+        listen,
+        upstream: entry.upstream!.replace(/\/.*$/, ''),
+        takeover,
+        logger,
+        allowRemote,
+        onUpstream,
+      });
     case 'redis':
-      return new (redisPackage().RedisFacade)({ listen, upstream: entry.upstream!.replace(/^redis:\/\//, ''), takeover, logger, allowRemote, onUpstream });
+      return new (redisPackage().RedisFacade)({
+        listen,
+        upstream: entry.upstream!.replace(/^redis:\/\//, ''),
+        takeover,
+        logger,
+        allowRemote,
+        onUpstream,
+      });
     case 'sofa-mesh':
-      return new (sofaPackage().SofaMeshApiFacade)({ listen, via: adapters.get(entry.via!)!, takeover, app: entry.app, logger, allowRemote });
+      return new (sofaPackage().SofaMeshApiFacade)({
+        listen,
+        via: adapters.get(entry.via!)!,
+        takeover,
+        app: entry.app,
+        logger,
+        allowRemote,
+      });
     default:
       throw new SidecarError('MESHPORT_CONFIG_INVALID', `registry '${entry.name}': type ${entry.type} has no facade`);
   }
@@ -392,7 +449,16 @@ export class RegistryHealth {
       state: this.current,
       since: iso(this.since),
       ...(this.lastConnectedAt !== undefined ? { lastConnected: iso(this.lastConnectedAt) } : {}),
-      ...(error ? { lastError: { message: error.message, ...(error.code ? { code: error.code } : {}), at: iso(error.at), count: error.count } } : {}),
+      ...(error
+        ? {
+            lastError: {
+              message: error.message,
+              ...(error.code ? { code: error.code } : {}),
+              at: iso(error.at),
+              count: error.count,
+            },
+          }
+        : {}),
       ready: this.ready,
       services: { routed: [...this.routed], waiting: [...this.waiting] },
       stateChanges: { ...this.changes },
@@ -401,7 +467,14 @@ export class RegistryHealth {
   }
 
   /** For `/stats`: the figures behind the registry metrics. */
-  metrics(): { up: boolean; state: RegistryHealthState; lastConnectedAt?: number; changes: Record<string, number>; errors: number; reports: number } {
+  metrics(): {
+    up: boolean;
+    state: RegistryHealthState;
+    lastConnectedAt?: number;
+    changes: Record<string, number>;
+    errors: number;
+    reports: number;
+  } {
     return {
       up: this.current === 'connected',
       state: this.current,
@@ -427,7 +500,11 @@ export class RegistryHealth {
       this.current = 'connected';
       this.since = this.lastConnectedAt = now;
       this.lastWarnAt = undefined;
-      if (wasDown) this.options.logger?.info({ registry: this.entry.name, type: this.entry.type, downForMs }, 'registry connected again');
+      if (wasDown)
+        this.options.logger?.info(
+          { registry: this.entry.name, type: this.entry.type, downForMs },
+          'registry connected again',
+        );
       return;
     }
     if (this.current !== 'connected') return; // still down: an expiry while disconnected changes nothing here
@@ -442,11 +519,18 @@ export class RegistryHealth {
     if (this.lastWarnAt === undefined) {
       const error = this.adapter.lastError;
       if ((error && error.at >= this.since) || now - this.since >= this.warnAfterMs) {
-        this.warn(this.current === 'connecting' ? 'registry cannot connect' : 'registry still down; routing on the last known providers', now);
+        this.warn(
+          this.current === 'connecting'
+            ? 'registry cannot connect'
+            : 'registry still down; routing on the last known providers',
+          now,
+        );
       }
     } else if (now - this.lastWarnAt >= this.warnEveryMs) {
       this.warn(
-        this.current === 'connecting' ? 'registry still cannot connect' : 'registry still down; routing on the last known providers',
+        this.current === 'connecting'
+          ? 'registry still cannot connect'
+          : 'registry still down; routing on the last known providers',
         now,
       );
     }
@@ -530,7 +614,9 @@ export class PassthroughUpstream implements WatchedConnection {
     if (this.closed || this.cell.value === 'connected' || this.targets.length === 0) return;
     const target = this.targets[index]!;
     const socket = (this.probing = net.connect({ host: target.host, port: target.port }));
-    socket.setTimeout(PASSTHROUGH_PROBE_DEFAULTS.connectTimeoutMs, () => socket.destroy(Object.assign(new Error('connect timed out'), { code: 'ETIMEDOUT' })));
+    socket.setTimeout(PASSTHROUGH_PROBE_DEFAULTS.connectTimeoutMs, () =>
+      socket.destroy(Object.assign(new Error('connect timed out'), { code: 'ETIMEDOUT' })),
+    );
     socket.once('connect', () => {
       socket.destroy();
       this.dialed(undefined);
@@ -539,7 +625,10 @@ export class PassthroughUpstream implements WatchedConnection {
       if (this.closed || this.cell.value === 'connected') return;
       if (index + 1 < this.targets.length) return this.probe(index + 1);
       this.dialed(error);
-      const delay = Math.min(PASSTHROUGH_PROBE_DEFAULTS.minDelayMs * 2 ** this.attempt++, PASSTHROUGH_PROBE_DEFAULTS.maxDelayMs);
+      const delay = Math.min(
+        PASSTHROUGH_PROBE_DEFAULTS.minDelayMs * 2 ** this.attempt++,
+        PASSTHROUGH_PROBE_DEFAULTS.maxDelayMs,
+      );
       this.timer = setTimeout(() => this.probe(0), delay);
       this.timer.unref();
     });
@@ -548,7 +637,10 @@ export class PassthroughUpstream implements WatchedConnection {
 
 /** The host:port pairs of an entry's upstream: a ZooKeeper ensemble (chroot dropped) or a Redis address or URL. */
 function upstreamAddresses(entry: RegistryConfig): { host: string; port: number }[] {
-  const text = (entry.upstream ?? '').replace(/^[a-z]+:\/\//, '').replace(/^[^@/]*@/, '').replace(/\/.*$/, '');
+  const text = (entry.upstream ?? '')
+    .replace(/^[a-z]+:\/\//, '')
+    .replace(/^[^@/]*@/, '')
+    .replace(/\/.*$/, '');
   const fallback = entry.type === 'redis' ? 6379 : 2181;
   return text
     .split(',')
@@ -582,19 +674,32 @@ export async function loadPlugin(type: string): Promise<RegistryPlugin> {
   try {
     resolved = require.resolve(type, { paths: [process.cwd(), __dirname] });
   } catch (err) {
-    throw new SidecarError('MESHPORT_PLUGIN_INVALID', `registry plugin '${type}' cannot be found: ${(err as Error).message.split('\n')[0]}`, {
-      cause: err,
-    });
+    throw new SidecarError(
+      'MESHPORT_PLUGIN_INVALID',
+      `registry plugin '${type}' cannot be found: ${(err as Error).message.split('\n')[0]}`,
+      {
+        cause: err,
+      },
+    );
   }
   let mod: Record<string, unknown>;
   try {
     mod = (await import(pathToFileURL(resolved).href)) as Record<string, unknown>;
   } catch (err) {
-    throw new SidecarError('MESHPORT_PLUGIN_INVALID', `registry plugin '${type}' failed to load: ${(err as Error).message}`, { cause: err });
+    throw new SidecarError(
+      'MESHPORT_PLUGIN_INVALID',
+      `registry plugin '${type}' failed to load: ${(err as Error).message}`,
+      { cause: err },
+    );
   }
-  const plugin = (typeof mod.createRegistryAdapter === 'function' ? mod : mod.default) as Partial<RegistryPlugin> | undefined;
+  const plugin = (typeof mod.createRegistryAdapter === 'function' ? mod : mod.default) as
+    | Partial<RegistryPlugin>
+    | undefined;
   if (typeof plugin?.createRegistryAdapter !== 'function') {
-    throw new SidecarError('MESHPORT_PLUGIN_INVALID', `registry plugin '${type}' (${resolved}) does not export createRegistryAdapter(config)`);
+    throw new SidecarError(
+      'MESHPORT_PLUGIN_INVALID',
+      `registry plugin '${type}' (${resolved}) does not export createRegistryAdapter(config)`,
+    );
   }
   return plugin as RegistryPlugin;
 }

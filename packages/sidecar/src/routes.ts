@@ -71,7 +71,10 @@ export class RouteBook {
       try {
         key = routeKeyOf(url);
       } catch (error) {
-        this.warn({ source, scope, url: formatProviderUrl(url), err: (error as Error).message }, 'provider URL names no service identity; not routed');
+        this.warn(
+          { source, scope, url: formatProviderUrl(url), err: (error as Error).message },
+          'provider URL names no service identity; not routed',
+        );
         continue;
       }
       const list = now.get(key) ?? [];
@@ -126,7 +129,10 @@ export class RouteBook {
     for (const key of touched) this.merge(key, source);
     const inbound = [...this.inboundBy].filter(([, claims]) => claims.has(source)).map(([key]) => key);
     if (inbound.length > 0) {
-      this.info({ registry: source, services: inbound, graceMs: this.emptyGraceMs }, 'registry closed: the inbound routes its apps published through it go');
+      this.info(
+        { registry: source, services: inbound, graceMs: this.emptyGraceMs },
+        'registry closed: the inbound routes its apps published through it go',
+      );
       for (const key of inbound) this.deleteInbound(key, source);
     }
     return [...touched];
@@ -208,7 +214,12 @@ export class RouteBook {
     this.changes.note('inbound', key, [address(app)], current ? [address(current)] : [], source);
   }
 
-  private noteEndpoints(key: string, before: readonly Endpoint[], after: readonly Endpoint[], registries: string | string[]): void {
+  private noteEndpoints(
+    key: string,
+    before: readonly Endpoint[],
+    after: readonly Endpoint[],
+    registries: string | string[],
+  ): void {
     const was = new Set(before.map(address));
     const is = new Set(after.map(address));
     const added = [...is].filter((a) => !was.has(a));
@@ -218,7 +229,11 @@ export class RouteBook {
 
   /** The registries whose reports list `key` now. */
   private reportersOf(key: string): string[] {
-    return [...new Set([...(this.byKey.get(key)?.keys() ?? [])].map((reporter) => reporter.slice(0, reporter.indexOf('\u0000'))))];
+    return [
+      ...new Set(
+        [...(this.byKey.get(key)?.keys() ?? [])].map((reporter) => reporter.slice(0, reporter.indexOf('\u0000'))),
+      ),
+    ];
   }
 
   private compile(key: string, urls: Reported[]): ClusterSpec {
@@ -231,17 +246,32 @@ export class RouteBook {
       rules.routers.push(...reported.routers);
       rules.overrides.push(...reported.overrides);
       Object.assign(rules.configs, reported.configs);
-      anyRule ||= reported.configurators.length + reported.routers.length + reported.overrides.length + Object.keys(reported.configs).length > 0;
+      anyRule ||=
+        reported.configurators.length +
+          reported.routers.length +
+          reported.overrides.length +
+          Object.keys(reported.configs).length >
+        0;
     }
     // The common case, a SOFA service with no rules and no warm-up, needs only each provider's own weight: no URL is
     // parsed again (a sidecar with 10,000 endpoints re-merges a route per registration).
     if (!anyRule && dialect === 'sofa' && !urls.some((u) => u.warmup)) {
       this.compiled.delete(key);
-      return { endpoints: urls.filter((u) => !u.disabled && u.weight > 0).map(({ host, port, weight }) => ({ host, port, weight })) };
+      return {
+        endpoints: urls
+          .filter((u) => !u.disabled && u.weight > 0)
+          .map(({ host, port, weight }) => ({ host, port, weight })),
+      };
     }
     const nowMs = Date.now();
     const providers = urls.map((u) => u.text);
-    const route = compileRules({ dialect, providers, rules, consumer: { host: this.consumerHost, ...identity }, nowMs });
+    const route = compileRules({
+      dialect,
+      providers,
+      rules,
+      consumer: { host: this.consumerHost, ...identity },
+      nowMs,
+    });
     const live = route.providers.filter((p) => !p.disabled && p.weight > 0);
     const spec: ClusterSpec = { endpoints: live.map((p) => ({ host: p.host, port: p.port, weight: p.weight })) };
     if (route.routers.length > 0) {
@@ -254,13 +284,18 @@ export class RouteBook {
     }
     const timeouts = new Set(live.map((p) => p.timeoutMs));
     if (timeouts.size === 1 && [...timeouts][0] !== undefined) spec.timeoutMs = [...timeouts][0];
-    if (route.inForce.length > 0 || route.problems.length > 0) spec.rules = { inForce: route.inForce, problems: route.problems };
+    if (route.inForce.length > 0 || route.problems.length > 0)
+      spec.rules = { inForce: route.inForce, problems: route.problems };
     // A rule that cannot be read is ignored (it never empties a route), and said once while it stands.
     const logged = new Set<string>();
     const before = this.compiled.get(key)?.problems;
     for (const problem of route.problems) {
       logged.add(problem.rule);
-      if (!before?.has(problem.rule)) this.warn({ service: key, rule: problem.rule, reason: problem.reason }, 'registry rule ignored: it cannot be applied');
+      if (!before?.has(problem.rule))
+        this.warn(
+          { service: key, rule: problem.rule, reason: problem.reason },
+          'registry rule ignored: it cannot be applied',
+        );
     }
     const entry: { problems: Set<string>; recompile?: NodeJS.Timeout } = { problems: logged };
     if (route.recompileAtMs !== undefined) {
@@ -335,7 +370,16 @@ const LISTED_ADDRESSES = 10;
  * it ends, one line per route, or one summary line when more routes changed than `maxLines`.
  */
 class RouteChangeLog {
-  private readonly pending = new Map<string, { direction: 'outbound' | 'inbound'; service: string; added: Set<string>; removed: Set<string>; registries: Set<string> }>();
+  private readonly pending = new Map<
+    string,
+    {
+      direction: 'outbound' | 'inbound';
+      service: string;
+      added: Set<string>;
+      removed: Set<string>;
+      registries: Set<string>;
+    }
+  >();
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -344,14 +388,25 @@ class RouteChangeLog {
     private readonly maxLines: number,
   ) {}
 
-  note(direction: 'outbound' | 'inbound', service: string, added: string[], removed: string[], registries: string | string[] | undefined): void {
+  note(
+    direction: 'outbound' | 'inbound',
+    service: string,
+    added: string[],
+    removed: string[],
+    registries: string | string[] | undefined,
+  ): void {
     if (added.length === 0 && removed.length === 0) return;
     const id = `${direction} ${service}`;
     let change = this.pending.get(id);
-    if (!change) this.pending.set(id, (change = { direction, service, added: new Set(), removed: new Set(), registries: new Set() }));
+    if (!change)
+      this.pending.set(
+        id,
+        (change = { direction, service, added: new Set(), removed: new Set(), registries: new Set() }),
+      );
     for (const a of added) if (!change.removed.delete(a)) change.added.add(a);
     for (const r of removed) if (!change.added.delete(r)) change.removed.add(r);
-    for (const registry of typeof registries === 'string' ? [registries] : (registries ?? [])) if (registry !== '') change.registries.add(registry);
+    for (const registry of typeof registries === 'string' ? [registries] : (registries ?? []))
+      if (registry !== '') change.registries.add(registry);
     if (this.timer === undefined) this.flush();
   }
 
@@ -452,7 +507,8 @@ function sameSpec(a: ClusterSpec, b: ClusterSpec): boolean {
     const y = b.endpoints[i]!;
     if (x.host !== y.host || x.port !== y.port || x.weight !== y.weight) return false;
   }
-  if (a.routers === undefined && b.routers === undefined && a.rules === undefined && b.rules === undefined) return a.timeoutMs === b.timeoutMs;
+  if (a.routers === undefined && b.routers === undefined && a.rules === undefined && b.rules === undefined)
+    return a.timeoutMs === b.timeoutMs;
   return JSON.stringify([a.routers, a.rules, a.timeoutMs]) === JSON.stringify([b.routers, b.rules, b.timeoutMs]);
 }
 

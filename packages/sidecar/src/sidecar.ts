@@ -3,7 +3,14 @@
 import pino, { type Logger } from 'pino';
 import { createRouter, type RouterHandle } from '@meshport/router';
 import { CaptureListener } from './capture';
-import { loadConfig, SIDECAR_DEFAULTS, type HijackConfig, type HostPort, type RegistryConfig, type SidecarConfig } from './config';
+import {
+  loadConfig,
+  SIDECAR_DEFAULTS,
+  type HijackConfig,
+  type HostPort,
+  type RegistryConfig,
+  type SidecarConfig,
+} from './config';
 import { preflight } from './preflight';
 import { redactUrl, startRegistries, type RegistrySet, type RegistryStatus } from './registries';
 import { RouteBook, SidecarTakeover } from './routes';
@@ -91,7 +98,9 @@ export class Sidecar {
       ...(config.engine ? { engine: config.engine } : {}),
       startupHoldMs: settings.startupHoldMs ?? SIDECAR_DEFAULTS.startupHoldMs,
       // Only the limits the config names: an undefined one would override the router's default.
-      limits: Object.fromEntries(Object.entries({ maxActiveRequests, maxPendingRequests }).filter(([, v]) => v !== undefined)),
+      limits: Object.fromEntries(
+        Object.entries({ maxActiveRequests, maxPendingRequests }).filter(([, v]) => v !== undefined),
+      ),
       routeTable: this.book.table,
       // The allowRemote gate as data: both engines apply it at accept.
       outbound: { ...config.listeners.outbound, allowRemote: config.listeners.allowRemote.outbound },
@@ -180,29 +189,58 @@ export class Sidecar {
       { labels: { version: SIDECAR_VERSION, engine: router.engine, node: process.version }, value: 1 },
     ]);
     const healths = () =>
-      this.groups.flatMap((g) => g.set.entries).flatMap((r) => (r.health ? [{ labels: { registry: r.config.name, type: r.config.type }, m: r.health.metrics() }] : []));
-    stats.addCollected('meshport_registry_up', 'Whether the registry session is connected (1) or not (0)', 'gauge', () =>
-      healths().map(({ labels, m }) => ({ labels, value: m.up ? 1 : 0 })),
+      this.groups
+        .flatMap((g) => g.set.entries)
+        .flatMap((r) =>
+          r.health ? [{ labels: { registry: r.config.name, type: r.config.type }, m: r.health.metrics() }] : [],
+        );
+    stats.addCollected(
+      'meshport_registry_up',
+      'Whether the registry session is connected (1) or not (0)',
+      'gauge',
+      () => healths().map(({ labels, m }) => ({ labels, value: m.up ? 1 : 0 })),
     );
-    stats.addCollected('meshport_registry_state', 'The registry session state: 1 on the current one (connecting, connected, reconnecting)', 'gauge', () =>
-      healths().flatMap(({ labels, m }) =>
-        (['connecting', 'connected', 'reconnecting'] as const).map((state) => ({ labels: { ...labels, state }, value: m.state === state ? 1 : 0 })),
-      ),
+    stats.addCollected(
+      'meshport_registry_state',
+      'The registry session state: 1 on the current one (connecting, connected, reconnecting)',
+      'gauge',
+      () =>
+        healths().flatMap(({ labels, m }) =>
+          (['connecting', 'connected', 'reconnecting'] as const).map((state) => ({
+            labels: { ...labels, state },
+            value: m.state === state ? 1 : 0,
+          })),
+        ),
     );
     stats.addCollected(
       'meshport_registry_state_changes_total',
       'Connection state changes of the registry adapter, by the state entered (connected, disconnected, expired)',
       'counter',
-      () => healths().flatMap(({ labels, m }) => Object.entries(m.changes).map(([state, n]) => ({ labels: { ...labels, state }, value: n }))),
+      () =>
+        healths().flatMap(({ labels, m }) =>
+          Object.entries(m.changes).map(([state, n]) => ({ labels: { ...labels, state }, value: n })),
+        ),
     );
-    stats.addCollected('meshport_registry_last_connected_timestamp_seconds', 'When the registry session last became connected (Unix time)', 'gauge', () =>
-      healths().flatMap(({ labels, m }) => (m.lastConnectedAt === undefined ? [] : [{ labels, value: m.lastConnectedAt / 1000 }])),
+    stats.addCollected(
+      'meshport_registry_last_connected_timestamp_seconds',
+      'When the registry session last became connected (Unix time)',
+      'gauge',
+      () =>
+        healths().flatMap(({ labels, m }) =>
+          m.lastConnectedAt === undefined ? [] : [{ labels, value: m.lastConnectedAt / 1000 }],
+        ),
     );
-    stats.addCollected('meshport_registry_connection_errors_total', 'Failures to connect or stay connected to the registry', 'counter', () =>
-      healths().map(({ labels, m }) => ({ labels, value: m.errors })),
+    stats.addCollected(
+      'meshport_registry_connection_errors_total',
+      'Failures to connect or stay connected to the registry',
+      'counter',
+      () => healths().map(({ labels, m }) => ({ labels, value: m.errors })),
     );
-    stats.addCollected('meshport_registry_provider_reports_total', 'Provider lists the registry reported for the services the sidecar routes itself', 'counter', () =>
-      healths().map(({ labels, m }) => ({ labels, value: m.reports })),
+    stats.addCollected(
+      'meshport_registry_provider_reports_total',
+      'Provider lists the registry reported for the services the sidecar routes itself',
+      'counter',
+      () => healths().map(({ labels, m }) => ({ labels, value: m.reports })),
     );
     stats.addCollected('meshport_reloads_total', 'Config reloads (SIGHUP), by result (ok, failed)', 'counter', () => [
       { labels: { result: 'ok' }, value: this.reloads.ok },
@@ -222,7 +260,9 @@ export class Sidecar {
   }
 
   /** Where a listener is bound: `outbound`, `inbound`, `admin`, a capture listener, or a registry's facade by name. */
-  address(what: 'outbound' | 'inbound' | 'admin' | 'outboundCapture' | 'inboundCapture' | { facade: string }): HostPort {
+  address(
+    what: 'outbound' | 'inbound' | 'admin' | 'outboundCapture' | 'inboundCapture' | { facade: string },
+  ): HostPort {
     if (what === 'outboundCapture' || what === 'inboundCapture') {
       const capture = this.captures.get(what);
       if (!capture) throw new Error(`no ${what} listener: the config has no hijack key`);
@@ -274,10 +314,12 @@ export class Sidecar {
    *   as a warning and the old values stay in effect. The log level applies at once.
    */
   reload(next: SidecarConfig | string): Promise<ReloadResult> {
-    const run = this.reloading.then(() => this.reloadNow(next)).then((result) => {
-      this.reloads[result.ok ? 'ok' : 'failed']++;
-      return result;
-    });
+    const run = this.reloading
+      .then(() => this.reloadNow(next))
+      .then((result) => {
+        this.reloads[result.ok ? 'ok' : 'failed']++;
+        return result;
+      });
     this.reloading = run.catch(() => undefined);
     return run;
   }
@@ -294,7 +336,10 @@ export class Sidecar {
     } catch (err) {
       result.error = err as Error;
       const { code, message } = err as { code?: string; message: string };
-      this.logger.error({ code, error: message }, 'reload refused: the new config is invalid; still running on the old one');
+      this.logger.error(
+        { code, error: message },
+        'reload refused: the new config is invalid; still running on the old one',
+      );
       return result;
     }
     const old = this.current;
@@ -342,7 +387,10 @@ export class Sidecar {
           restored.push(await this.startGroup(group.entries));
         } catch (again) {
           const names = group.entries.map((r) => r.name);
-          this.logger.error({ registries: names, error: (again as Error).message }, 'an old registry did not start again; running without it');
+          this.logger.error(
+            { registries: names, error: (again as Error).message },
+            'an old registry did not start again; running without it',
+          );
         }
       }
       this.groups = [...keep, ...restored];
@@ -408,9 +456,13 @@ export class Sidecar {
     } catch (error) {
       const { code } = error as NodeJS.ErrnoException;
       const hint = code === 'EPERM' ? ': run meshport with CAP_NET_ADMIN (IP_TRANSPARENT)' : '';
-      throw new SidecarError('MESHPORT_CAPTURE_FAILED', `inbound capture on :${hijack.inboundCapturePort}: ${(error as Error).message}${hint}`, {
-        cause: error,
-      });
+      throw new SidecarError(
+        'MESHPORT_CAPTURE_FAILED',
+        `inbound capture on :${hijack.inboundCapturePort}: ${(error as Error).message}${hint}`,
+        {
+          cause: error,
+        },
+      );
     }
     const inbound = new CaptureListener({
       direction: 'inbound',
@@ -424,7 +476,10 @@ export class Sidecar {
     });
     this.captures.set('inboundCapture', inbound);
     await inbound.start();
-    logger.info({ mode: hijack.mode, outbound: outbound.address(), inbound: inbound.address() }, 'capture listeners ready');
+    logger.info(
+      { mode: hijack.mode, outbound: outbound.address(), inbound: inbound.address() },
+      'capture listeners ready',
+    );
   }
 
   /**
@@ -489,7 +544,10 @@ export class Sidecar {
       // `state`: started is not connected; a registry that cannot connect is warned about on its own (RegistryHealth).
       const state = r.health?.state;
       const upstream = r.config.upstream && redactUrl(r.config.upstream);
-      this.logger.info({ registry: r.config.name, type: r.config.type, facade, upstream, ...(state ? { state } : {}) }, 'registry ready');
+      this.logger.info(
+        { registry: r.config.name, type: r.config.type, facade, upstream, ...(state ? { state } : {}) },
+        'registry ready',
+      );
     }
   }
 

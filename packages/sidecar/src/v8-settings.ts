@@ -17,7 +17,10 @@ import { setFlagsFromString } from 'node:v8';
  *   V8 still grows it by at least 8 MB a step, so a small heap is not collected on every promotion.
  */
 export const SIDECAR_V8_SETTINGS = [
-  { flag: '--semi-space-growth-factor=1', overriddenBy: ['--max-semi-space-size', '--min-semi-space-size', '--semi-space-growth-factor'] },
+  {
+    flag: '--semi-space-growth-factor=1',
+    overriddenBy: ['--max-semi-space-size', '--min-semi-space-size', '--semi-space-growth-factor'],
+  },
   { flag: '--heap-growing-percent=20', overriddenBy: ['--heap-growing-percent'] },
 ] as const;
 

@@ -11,10 +11,16 @@ import { quietLogger } from '@meshport/testkit';
 import { CaptureListener } from '../src/capture';
 import type { HostPort } from '../src/config';
 
-
 async function provider(name: string, iface: string) {
   const server = new sofaServer.RpcServer({ logger: quietLogger, port: 0, protocol: boltProtocol });
-  server.addService({ interfaceName: iface, version: '1.0' }, { async echo(text: string) { return `${name}: ${text}`; } });
+  server.addService(
+    { interfaceName: iface, version: '1.0' },
+    {
+      async echo(text: string) {
+        return `${name}: ${text}`;
+      },
+    },
+  );
   await server.start();
   return server;
 }
@@ -34,12 +40,14 @@ function receivedUntil(socket: net.Socket, done: () => boolean, what: string): P
 }
 
 function listen(server: net.Server): Promise<number> {
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as net.AddressInfo).port)));
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () => resolve((server.address() as net.AddressInfo).port)),
+  );
 }
 
 describe('CaptureListener', function () {
   this.timeout(20_000);
-  const closers: (() => Promise<unknown> | void)[] = [];
+  const closers: (() => unknown)[] = [];
   let routeTable: MemoryRouteTable;
   let router: RouterHandle;
   let dialed: HostPort;
@@ -48,7 +56,13 @@ describe('CaptureListener', function () {
 
   beforeEach(async () => {
     routeTable = new MemoryRouteTable();
-    router = createRouter({ routeTable, outbound: false, inbound: false, admin: false, logger: pino({ level: 'silent' }) });
+    router = createRouter({
+      routeTable,
+      outbound: false,
+      inbound: false,
+      admin: false,
+      logger: pino({ level: 'silent' }),
+    });
     await router.start();
     capture = new CaptureListener({
       direction: 'outbound',
@@ -64,7 +78,10 @@ describe('CaptureListener', function () {
       peekTimeoutMs: 100,
     });
     await capture.start();
-    closers.push(() => capture.close(), () => router.drain(0));
+    closers.push(
+      () => capture.close(),
+      () => router.drain(0),
+    );
   });
 
   afterEach(async () => {
@@ -75,7 +92,11 @@ describe('CaptureListener', function () {
     const routed = await provider('routed', 'com.example.Echo');
     const direct = await provider('direct', 'com.example.Echo');
     const other = await provider('other-direct', 'com.example.Other');
-    closers.push(() => routed.close(), () => direct.close(), () => other.close());
+    closers.push(
+      () => routed.close(),
+      () => direct.close(),
+      () => other.close(),
+    );
     routeTable.setOutbound('com.example.Echo:1.0', { endpoints: [{ host: '127.0.0.1', port: routed.publishPort }] });
 
     // One client per call: an app that dials two real addresses makes two connections, and the capture decides per
@@ -83,19 +104,32 @@ describe('CaptureListener', function () {
     const consume = (iface: string) => {
       const rpc = new sofaClient.RpcClient({ logger: quietLogger, protocol: boltProtocol });
       closers.push(() => rpc.close());
-      return rpc.createConsumer({ interfaceName: iface, version: '1.0', serverHost: `127.0.0.1:${capture.address().port}`, retryFaultInterval: 200 });
+      return rpc.createConsumer({
+        interfaceName: iface,
+        version: '1.0',
+        serverHost: `127.0.0.1:${capture.address().port}`,
+        retryFaultInterval: 200,
+      });
     };
 
     dialed = { host: '127.0.0.1', port: direct.publishPort };
     const echo = consume('com.example.Echo');
     await echo.ready();
-    assert.equal(await echo.invoke('echo', ['x'], { responseTimeout: 3000 }), 'routed: x', 'the router chose the endpoint');
+    assert.equal(
+      await echo.invoke('echo', ['x'], { responseTimeout: 3000 }),
+      'routed: x',
+      'the router chose the endpoint',
+    );
     assert.equal(capture.counters.routed, 1);
 
     dialed = { host: '127.0.0.1', port: other.publishPort };
     const otherConsumer = consume('com.example.Other');
     await otherConsumer.ready();
-    assert.equal(await otherConsumer.invoke('echo', ['y'], { responseTimeout: 3000 }), 'other-direct: y', 'relayed unchanged');
+    assert.equal(
+      await otherConsumer.invoke('echo', ['y'], { responseTimeout: 3000 }),
+      'other-direct: y',
+      'relayed unchanged',
+    );
     assert.equal(capture.counters.passedThrough, 1);
   });
 
@@ -115,7 +149,10 @@ describe('CaptureListener', function () {
     // bound does not depend on the machine's speed) and the greeting arrives.
     const greeting = 'hello from the server\n';
     await receivedUntil(client, () => got.length >= greeting.length, 'the greeting');
-    assert.ok(performance.now() - t0 >= 95, `the pass-through started ${(performance.now() - t0).toFixed(0)} ms after connect, before the peek timeout`);
+    assert.ok(
+      performance.now() - t0 >= 95,
+      `the pass-through started ${(performance.now() - t0).toFixed(0)} ms after connect, before the peek timeout`,
+    );
     assert.equal(got, greeting);
     const request = 'GET / HTTP/1.1\r\n\r\n';
     client.write(request);

@@ -55,13 +55,19 @@ describe('sidecar config errors', () => {
   });
 
   it('names the line of the key, not of its block value', () => {
-    assert.deepEqual(problems('node:\n  ip: 10.0.0.1\nregistries:\n  name: a\n  type: file\n'), ['meshport.yaml:3: registries: must be a list']);
-    assert.deepEqual(problems('log:\n  level:\n    - debug\n'), ['meshport.yaml:2: log.level: must be a string, not ["debug"]']);
+    assert.deepEqual(problems('node:\n  ip: 10.0.0.1\nregistries:\n  name: a\n  type: file\n'), [
+      'meshport.yaml:3: registries: must be a list',
+    ]);
+    assert.deepEqual(problems('log:\n  level:\n    - debug\n'), [
+      'meshport.yaml:2: log.level: must be a string, not ["debug"]',
+    ]);
     assert.deepEqual(problems('listeners:\n  inbound:\n    host: 0.0.0.0\n'), [
       'meshport.yaml:2: listeners.inbound: must be HOST:PORT (or a port), not {"host":"0.0.0.0"}',
     ]);
     // A list is not a port, whatever its text reads as.
-    assert.deepEqual(problems('admin:\n  - 15000\n'), ['meshport.yaml:1: admin: must be HOST:PORT (or a port), not [15000]']);
+    assert.deepEqual(problems('admin:\n  - 15000\n'), [
+      'meshport.yaml:1: admin: must be HOST:PORT (or a port), not [15000]',
+    ]);
   });
 
   it('puts a mis-indented line on its own line, with what is wrong with it', () => {
@@ -75,9 +81,12 @@ describe('sidecar config errors', () => {
   });
 
   it('puts an unclosed [ or { on the line where it opened', () => {
-    assert.deepEqual(problems('node:\n  ip: 10.0.0.1\nregistries: [ { name: a, type: file }\nadmin: 127.0.0.1:15000\n').slice(0, 1), [
-      'meshport.yaml:3: not valid YAML: the [ opened on this line is not closed with ]',
+    assert.deepEqual(
+      problems('node:\n  ip: 10.0.0.1\nregistries: [ { name: a, type: file }\nadmin: 127.0.0.1:15000\n').slice(0, 1),
+      ['meshport.yaml:3: not valid YAML: the [ opened on this line is not closed with ]'],
+    );
+    assert.deepEqual(problems('log: { level: info\nadmin: 1\n').slice(0, 1), [
+      'meshport.yaml:1: not valid YAML: the { opened on this line is not closed with }',
     ]);
-    assert.deepEqual(problems('log: { level: info\nadmin: 1\n').slice(0, 1), ['meshport.yaml:1: not valid YAML: the { opened on this line is not closed with }']);
   });
 });

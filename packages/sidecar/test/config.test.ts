@@ -101,11 +101,17 @@ describe('sidecar config', () => {
     );
     assert.equal(config.node.ip, '10.0.0.9');
     assert.equal(config.registries[0]!.options.note, '${literal}');
-    assert.throws(() => parseConfig('log: { level: info }\nnode:\n  ip: ${POD_IP}\n', 'meshport.yaml', {}), /meshport\.yaml:3: \$\{POD_IP\}: the environment variable POD_IP is not set/);
+    assert.throws(
+      () => parseConfig('log: { level: info }\nnode:\n  ip: ${POD_IP}\n', 'meshport.yaml', {}),
+      /meshport\.yaml:3: \$\{POD_IP\}: the environment variable POD_IP is not set/,
+    );
   });
 
   it('names the key and the line of each mistake', () => {
-    assert.match(configError('node:\n  ip: 10.0.0.5\nlisteners:\n  outbund: 127.0.0.1:1\n'), /meshport\.yaml:4: listeners\.outbund: unknown key/);
+    assert.match(
+      configError('node:\n  ip: 10.0.0.5\nlisteners:\n  outbund: 127.0.0.1:1\n'),
+      /meshport\.yaml:4: listeners\.outbund: unknown key/,
+    );
     assert.match(configError('admin: 10.0.0.5:15000\n'), /:1: admin: .*loopback/);
     assert.match(configError('listeners:\n  inbound: nowhere\n'), /:2: listeners\.inbound: must be HOST:PORT/);
     assert.match(configError('listeners:\n  inbound: 1.2.3.4:70000\n'), /:2: listeners\.inbound: must be HOST:PORT/);
@@ -117,13 +123,31 @@ describe('sidecar config', () => {
       configError('registries:\n  - name: a\n    type: file\n  - name: mesh\n    type: sofa-mesh\n    via: zk\n'),
       /:6: registries\[1\]\.via: names no registry in this list \(have: a, mesh\)/,
     );
-    assert.match(configError('registries:\n  - name: a\n    type: file\n  - name: a\n    type: file\n'), /:4: registries\[1\]\.name: 'a' is used twice/);
-    assert.match(configError('registries:\n  - name: a\n    type: file\n    facade: 127.0.0.1:1\n'), /:4: registries\[0\]\.facade: a file registry has no facade/);
-    assert.match(configError('router:\n  connectTimeoutMs: soon\n'), /:2: router\.connectTimeoutMs: must be a non-negative integer/);
+    assert.match(
+      configError('registries:\n  - name: a\n    type: file\n  - name: a\n    type: file\n'),
+      /:4: registries\[1\]\.name: 'a' is used twice/,
+    );
+    assert.match(
+      configError('registries:\n  - name: a\n    type: file\n    facade: 127.0.0.1:1\n'),
+      /:4: registries\[0\]\.facade: a file registry has no facade/,
+    );
+    assert.match(
+      configError('router:\n  connectTimeoutMs: soon\n'),
+      /:2: router\.connectTimeoutMs: must be a non-negative integer/,
+    );
     assert.match(configError('log:\n  level: loud\n'), /:2: log\.level: must be one of/);
-    assert.match(configError('hijack:\n  mode: magic\n'), /:2: hijack\.mode: must be one of redirect, tproxy, connect-hook/);
-    assert.match(configError('hijack:\n  mode: redirect\n  sockmap: true\n'), /:3: hijack\.sockmap: needs mode connect-hook/);
-    assert.match(configError('hijack:\n  mode: tproxy\n  inboundCapturePort: 0\n'), /:3: hijack\.inboundCapturePort: must be a port/);
+    assert.match(
+      configError('hijack:\n  mode: magic\n'),
+      /:2: hijack\.mode: must be one of redirect, tproxy, connect-hook/,
+    );
+    assert.match(
+      configError('hijack:\n  mode: redirect\n  sockmap: true\n'),
+      /:3: hijack\.sockmap: needs mode connect-hook/,
+    );
+    assert.match(
+      configError('hijack:\n  mode: tproxy\n  inboundCapturePort: 0\n'),
+      /:3: hijack\.inboundCapturePort: must be a port/,
+    );
     assert.match(configError('registries: zookeeper\n'), /:1: registries: must be a list/);
     assert.match(configError('- just\n- a list\n'), /meshport\.yaml:1: \(top level\): the config must be a mapping/);
     assert.match(configError('node:\n  ip: [unclosed\n'), /meshport\.yaml:\d+: not valid YAML/);
@@ -160,7 +184,10 @@ describe('sidecar config: remote clients and limits', () => {
       () => parseConfig('listeners:\n  allowRemote:\n    outbound: [10.0.0.0/33]\n'),
       /meshport\.yaml:3: listeners\.allowRemote\.outbound: "10\.0\.0\.0\/33" is not an IP address or CIDR/,
     );
-    assert.throws(() => parseConfig('registries:\n  - { name: f, type: file, allowRemote: true }\n'), /registries\[0\]\.allowRemote: a file registry has no facade/);
+    assert.throws(
+      () => parseConfig('registries:\n  - { name: f, type: file, allowRemote: true }\n'),
+      /registries\[0\]\.allowRemote: a file registry has no facade/,
+    );
     assert.throws(() => parseConfig('admin: 0.0.0.0:15000\n'), /admin: the admin port serves loopback only/);
   });
 });

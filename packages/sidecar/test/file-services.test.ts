@@ -44,6 +44,9 @@ describe('file registry services', () => {
     const routes = sidecar.book.snapshot().outbound;
     assert.deepEqual(routes['com.example.Named:1.0:blue']?.endpoints, [{ host: '10.0.0.7', port: 12200, weight: 30 }]);
     assert.deepEqual(routes['com.example.Named:2.0']?.endpoints, [{ host: '10.0.0.8', port: 12200, weight: 100 }]);
-    assert.deepEqual(routes['g1/org.example.Greeter:1.0']?.endpoints.map((e) => `${e.host}:${e.port}`), ['10.0.0.9:20880']);
+    assert.deepEqual(
+      routes['g1/org.example.Greeter:1.0']?.endpoints.map((e) => `${e.host}:${e.port}`),
+      ['10.0.0.9:20880'],
+    );
   });
 });

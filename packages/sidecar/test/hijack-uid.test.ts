@@ -33,7 +33,10 @@ describe('sidecar with hijack: the uid it runs as', function () {
       ].join('\n') + '\n',
     );
     const logs: { msg: string; [key: string]: unknown }[] = [];
-    const logger = pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line) as (typeof logs)[number]) });
+    const logger = pino(
+      { level: 'info' },
+      { write: (line: string) => void logs.push(JSON.parse(line) as (typeof logs)[number]) },
+    );
     const sidecar = new Sidecar(await loadConfig(file), { logger });
     await sidecar.start();
     await sidecar.stop(0);
@@ -54,6 +57,9 @@ describe('sidecar with hijack: the uid it runs as', function () {
   it('says nothing when it runs as hijack.uid', async function () {
     const uid = process.getuid?.();
     if (uid === undefined) this.skip();
-    assert.deepEqual((await startWith(uid)).filter((l) => /hijack\.uid/.test(l.msg)), []);
+    assert.deepEqual(
+      (await startWith(uid)).filter((l) => /hijack\.uid/.test(l.msg)),
+      [],
+    );
   });
 });

@@ -12,7 +12,10 @@ import { Sidecar } from '../src/sidecar';
 async function holdPort(): Promise<{ port: number; close: () => Promise<void> }> {
   const server = net.createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  return { port: (server.address() as net.AddressInfo).port, close: () => new Promise((resolve) => server.close(() => resolve())) };
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
 }
 
 async function problems(text: string): Promise<{ code: string; messages: string[] }> {
@@ -29,9 +32,13 @@ describe('sidecar start-up check', () => {
   it('refuses an admin port another process holds, naming the key, the line and the cause', async () => {
     const held = await holdPort();
     try {
-      const r = await problems(`listeners: { outbound: "127.0.0.1:0", inbound: "127.0.0.1:0" }\nadmin: 127.0.0.1:${held.port}\n`);
+      const r = await problems(
+        `listeners: { outbound: "127.0.0.1:0", inbound: "127.0.0.1:0" }\nadmin: 127.0.0.1:${held.port}\n`,
+      );
       assert.equal(r.code, 'MESHPORT_ADDRESS_UNAVAILABLE');
-      assert.deepEqual(r.messages, [`MESHPORT_ADDRESS_UNAVAILABLE: meshport.yaml:2: admin: 127.0.0.1:${held.port} is in use (another process listens there)`]);
+      assert.deepEqual(r.messages, [
+        `MESHPORT_ADDRESS_UNAVAILABLE: meshport.yaml:2: admin: 127.0.0.1:${held.port} is in use (another process listens there)`,
+      ]);
     } finally {
       await held.close();
     }
@@ -58,7 +65,12 @@ describe('sidecar start-up check', () => {
 
   it('refuses inbound = outbound and admin = a facade', async () => {
     const r = await problems(
-      ['admin: 127.0.0.1:17000', 'listeners: { outbound: "127.0.0.1:17001", inbound: "17001" }', 'registries:', '  - { name: zk, type: zookeeper, upstream: "127.0.0.1:1", facade: "17000" }'].join('\n'),
+      [
+        'admin: 127.0.0.1:17000',
+        'listeners: { outbound: "127.0.0.1:17001", inbound: "17001" }',
+        'registries:',
+        '  - { name: zk, type: zookeeper, upstream: "127.0.0.1:1", facade: "17000" }',
+      ].join('\n'),
     );
     assert.deepEqual(r.messages, [
       'MESHPORT_ADDRESS_UNAVAILABLE: meshport.yaml:2: listeners.inbound: 127.0.0.1:17001 is also meshport.yaml:2: listeners.outbound (127.0.0.1:17001); each listener needs its own port',
@@ -70,7 +82,10 @@ describe('sidecar start-up check', () => {
     const r = await problems('registries:\n  - name: zk\n    type: zookeper\n    upstream: "127.0.0.1:1"\n');
     assert.equal(r.code, 'MESHPORT_PLUGIN_INVALID');
     assert.equal(r.messages.length, 1);
-    assert.match(r.messages[0]!, /^MESHPORT_PLUGIN_INVALID: meshport\.yaml:3: registries\[0\]\.type: registry plugin 'zookeper' cannot be found: .* \(did you mean type: zookeeper\?\)$/);
+    assert.match(
+      r.messages[0]!,
+      /^MESHPORT_PLUGIN_INVALID: meshport\.yaml:3: registries\[0\]\.type: registry plugin 'zookeper' cannot be found: .* \(did you mean type: zookeeper\?\)$/,
+    );
   });
 
   it('Sidecar.start() runs the check first: nothing is bound, nothing logged as started', async () => {
@@ -78,10 +93,15 @@ describe('sidecar start-up check', () => {
     const lines: string[] = [];
     const logger = pino({ level: 'info' }, { write: (line: string) => lines.push(line) });
     try {
-      const config = parseConfig(`admin: 127.0.0.1:${held.port}\nlisteners: { outbound: "127.0.0.1:0", inbound: "127.0.0.1:0" }\nregistries:\n  - { name: f, type: fiel }\n`);
+      const config = parseConfig(
+        `admin: 127.0.0.1:${held.port}\nlisteners: { outbound: "127.0.0.1:0", inbound: "127.0.0.1:0" }\nregistries:\n  - { name: f, type: fiel }\n`,
+      );
       const sidecar = new Sidecar(config, { logger });
       await assert.rejects(sidecar.start(), (err: SidecarError) => {
-        assert.deepEqual(err.problems.map((p) => p.code), ['MESHPORT_ADDRESS_UNAVAILABLE', 'MESHPORT_PLUGIN_INVALID']);
+        assert.deepEqual(
+          err.problems.map((p) => p.code),
+          ['MESHPORT_ADDRESS_UNAVAILABLE', 'MESHPORT_PLUGIN_INVALID'],
+        );
         assert.match(err.message, /meshport\.yaml:1: admin: .* is in use/);
         assert.match(err.message, /meshport\.yaml:4: registries\[0\]\.type: .*did you mean type: file\?/);
         return true;

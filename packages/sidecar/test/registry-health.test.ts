@@ -32,8 +32,10 @@ describe('RegistryHealth', function () {
   function watch(options: { warnAfterMs?: number; warnEveryMs?: number } = {}) {
     const logs: { level: string; msg: string; fields: Record<string, unknown> }[] = [];
     const logger = {
-      warn: (fields: object, msg: string) => logs.push({ level: 'warn', msg, fields: fields as Record<string, unknown> }),
-      info: (fields: object, msg: string) => logs.push({ level: 'info', msg, fields: fields as Record<string, unknown> }),
+      warn: (fields: object, msg: string) =>
+        logs.push({ level: 'warn', msg, fields: fields as Record<string, unknown> }),
+      info: (fields: object, msg: string) =>
+        logs.push({ level: 'info', msg, fields: fields as Record<string, unknown> }),
     };
     const { cell, adapter } = standIn();
     const health = new RegistryHealth(entry, adapter, { logger, ...options });
@@ -46,7 +48,10 @@ describe('RegistryHealth', function () {
     assert.equal(health.status(undefined).state, 'connecting');
     cell.fail(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:2999'), { code: 'ECONNREFUSED' }));
     await sleep(800);
-    assert.deepEqual(logs.map((l) => l.msg), ['registry cannot connect']);
+    assert.deepEqual(
+      logs.map((l) => l.msg),
+      ['registry cannot connect'],
+    );
     assert.equal(logs[0]!.fields.error, 'connect ECONNREFUSED 127.0.0.1:2999');
     // Errors every few ms (a client retrying) are not lines every few ms.
     for (let i = 0; i < 20; i++) {
@@ -55,7 +60,10 @@ describe('RegistryHealth', function () {
     }
     assert.equal(logs.length, 1);
     await sleep(1_000);
-    assert.deepEqual(logs.map((l) => l.msg), ['registry cannot connect', 'registry still cannot connect']);
+    assert.deepEqual(
+      logs.map((l) => l.msg),
+      ['registry cannot connect', 'registry still cannot connect'],
+    );
     const status = health.status(undefined);
     assert.equal(status.state, 'connecting');
     assert.equal(status.lastError?.code, 'ECONNREFUSED');
@@ -72,7 +80,10 @@ describe('RegistryHealth', function () {
   it('warns after warnAfterMs when no error says why (a connection that hangs)', async () => {
     const { logs } = watch({ warnAfterMs: 300 });
     await sleep(1_200);
-    assert.deepEqual(logs.map((l) => l.msg), ['registry cannot connect']);
+    assert.deepEqual(
+      logs.map((l) => l.msg),
+      ['registry cannot connect'],
+    );
   });
 
   it('is ready once connected and every service it routes is reported, and stays ready through an outage', async () => {
@@ -81,7 +92,10 @@ describe('RegistryHealth', function () {
     cell.set('connected');
     assert.equal(health.ready, false, 'no list reported yet');
     health.reported('com.example.A:1.0');
-    assert.deepEqual(health.status(undefined).services, { routed: ['com.example.A:1.0', 'com.example.B:1.0'], waiting: ['com.example.B:1.0'] });
+    assert.deepEqual(health.status(undefined).services, {
+      routed: ['com.example.A:1.0', 'com.example.B:1.0'],
+      waiting: ['com.example.B:1.0'],
+    });
     assert.equal(health.ready, false);
     health.reported('com.example.B:1.0');
     assert.equal(health.ready, true);

@@ -29,7 +29,9 @@ interface ZooKeeperClient {
 function zooKeeperClient(connectString: string): Promise<{ client: ZooKeeperClient; states: string[] }> {
   // Loaded at run time, typed above: the sidecar's test project does not compile against node-zookeeper-client's
   // declarations (they live in the ZooKeeper adapter) or the test kit, which only this suite's last test needs.
-  const zookeeper = require('node-zookeeper-client') as { createClient(connectString: string, options: object): ZooKeeperClient };
+  const zookeeper = require('node-zookeeper-client') as {
+    createClient(connectString: string, options: object): ZooKeeperClient;
+  };
   const client = zookeeper.createClient(connectString, { sessionTimeout: 10_000, spinDelay: 100, retries: 0 });
   const states: string[] = [];
   client.on('state', (state) => states.push(state.name));
@@ -41,12 +43,21 @@ function zooKeeperClient(connectString: string): Promise<{ client: ZooKeeperClie
 
 /** The session that owns the ephemeral node at `path`, as hex, or undefined when there is no such node. */
 function ephemeralOwner(client: ZooKeeperClient, path: string): Promise<string | undefined> {
-  return new Promise((resolve, reject) => client.exists(path, (e, stat) => (e ? reject(e) : resolve(stat?.ephemeralOwner.toString('hex')))));
+  return new Promise((resolve, reject) =>
+    client.exists(path, (e, stat) => (e ? reject(e) : resolve(stat?.ephemeralOwner.toString('hex')))),
+  );
 }
 
 async function provider(name: string, iface: string) {
   const server = new sofaServer.RpcServer({ logger: quietLogger, port: 0, protocol: boltProtocol });
-  server.addService({ interfaceName: iface, version: '1.0' }, { async echo(text: string) { return `${name}: ${text}`; } });
+  server.addService(
+    { interfaceName: iface, version: '1.0' },
+    {
+      async echo(text: string) {
+        return `${name}: ${text}`;
+      },
+    },
+  );
   await server.start();
   return server;
 }
@@ -57,7 +68,7 @@ describe('Sidecar.reload', function () {
   let file: string;
   let sidecar: Sidecar;
   let logs: { msg: string; [key: string]: unknown }[];
-  const closers: (() => Promise<unknown> | void)[] = [];
+  const closers: (() => unknown)[] = [];
   let echoPort: number;
   let otherPort: number;
 
@@ -71,7 +82,10 @@ describe('Sidecar.reload', function () {
   before(async () => {
     const echo = await provider('echo', 'com.example.Echo');
     const other = await provider('other', 'com.example.Other');
-    closers.push(() => echo.close(), () => other.close());
+    closers.push(
+      () => echo.close(),
+      () => other.close(),
+    );
     echoPort = echo.publishPort;
     otherPort = other.publishPort;
   });
@@ -88,7 +102,10 @@ describe('Sidecar.reload', function () {
     writeFileSync(path.join(dir, 'other.json'), route('com.example.Other', otherPort));
     writeConfig(['registries:', staticEntry, zkEntry]);
     logs = [];
-    const logger = pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line) as (typeof logs)[number]) });
+    const logger = pino(
+      { level: 'info' },
+      { write: (line: string) => void logs.push(JSON.parse(line) as (typeof logs)[number]) },
+    );
     sidecar = new Sidecar(await loadConfig(file), { logger });
     await sidecar.start();
   });
@@ -103,7 +120,12 @@ describe('Sidecar.reload', function () {
     const rpc = new sofaClient.RpcClient({ logger: quietLogger, protocol: boltProtocol });
     closers.push(() => rpc.close());
     const serverHost = `127.0.0.1:${sidecar.address('outbound').port}`;
-    const echo = rpc.createConsumer({ interfaceName: 'com.example.Echo', version: '1.0', serverHost, retryFaultInterval: 200 });
+    const echo = rpc.createConsumer({
+      interfaceName: 'com.example.Echo',
+      version: '1.0',
+      serverHost,
+      retryFaultInterval: 200,
+    });
     await echo.ready();
     assert.equal(await echo.invoke('echo', ['before'], { responseTimeout: 3000 }), 'echo: before');
     const connection = rpc.connectionManager.connections.get(serverHost);
@@ -124,15 +146,31 @@ describe('Sidecar.reload', function () {
     assert.ok(logs.some((l) => l.msg === 'reloaded'));
 
     assert.deepEqual(outboundRoute('com.example.Other:1.0'), [`127.0.0.1:${otherPort}`], 'the new registry is routed');
-    assert.deepEqual(outboundRoute('com.example.Echo:1.0'), [`127.0.0.1:${echoPort}`], 'the restarted one kept its route');
+    assert.deepEqual(
+      outboundRoute('com.example.Echo:1.0'),
+      [`127.0.0.1:${echoPort}`],
+      'the restarted one kept its route',
+    );
     assert.deepEqual(sidecar.address({ facade: 'zk' }), zkFacade, 'an unchanged facade keeps running on its port');
-    assert.deepEqual(sidecar.config.registries.map((r) => r.name), ['static', 'zk', 'second']);
+    assert.deepEqual(
+      sidecar.config.registries.map((r) => r.name),
+      ['static', 'zk', 'second'],
+    );
 
     assert.equal(await echo.invoke('echo', ['after'], { responseTimeout: 3000 }), 'echo: after');
-    const other = rpc.createConsumer({ interfaceName: 'com.example.Other', version: '1.0', serverHost, retryFaultInterval: 200 });
+    const other = rpc.createConsumer({
+      interfaceName: 'com.example.Other',
+      version: '1.0',
+      serverHost,
+      retryFaultInterval: 200,
+    });
     await other.ready();
     assert.equal(await other.invoke('echo', ['new route'], { responseTimeout: 3000 }), 'other: new route');
-    assert.equal(rpc.connectionManager.connections.get(serverHost), connection, 'the same connection carried every call');
+    assert.equal(
+      rpc.connectionManager.connections.get(serverHost),
+      connection,
+      'the same connection carried every call',
+    );
     assert.equal(closed, false, 'the router did not drop the connection');
     assert.equal(connection.isConnected, true);
   });
@@ -143,21 +181,36 @@ describe('Sidecar.reload', function () {
     const zkFacade = sidecar.address({ facade: 'zk' });
     assert.ok(outboundRoute('com.example.Echo:1.0'));
 
-    writeConfig(['registries:', secondEntry, '  - { name: zk, type: zookeeper, upstream: "127.0.0.1:2", facade: "127.0.0.1:0" }']);
+    writeConfig([
+      'registries:',
+      secondEntry,
+      '  - { name: zk, type: zookeeper, upstream: "127.0.0.1:2", facade: "127.0.0.1:0" }',
+    ]);
     const result = await sidecar.reload(file);
     assert.equal(result.ok, true, result.error?.message);
     assert.deepEqual(result.removed, ['static']);
     assert.deepEqual(result.restarted.sort(), ['second', 'zk']);
     assert.notDeepEqual(sidecar.address({ facade: 'zk' }), zkFacade, 'a changed entry runs a new facade');
-    assert.deepEqual(outboundRoute('com.example.Echo:1.0'), [`127.0.0.1:${echoPort}`], 'still served through the grace');
+    assert.deepEqual(
+      outboundRoute('com.example.Echo:1.0'),
+      [`127.0.0.1:${echoPort}`],
+      'still served through the grace',
+    );
     await sleep(1300);
     assert.equal(outboundRoute('com.example.Echo:1.0'), undefined, 'gone after the grace');
-    assert.deepEqual(outboundRoute('com.example.Other:1.0'), [`127.0.0.1:${otherPort}`], 'a restarted registry kept its route');
+    assert.deepEqual(
+      outboundRoute('com.example.Other:1.0'),
+      [`127.0.0.1:${otherPort}`],
+      'a restarted registry kept its route',
+    );
     assert.throws(() => sidecar.address({ facade: 'static' }));
   });
 
   it('keeps the old config and routes on an invalid file, and says where the mistake is', async () => {
-    writeFileSync(file, [...header, 'registries:', staticEntry, '  - { name: mesh, type: sofa-mesh, via: nowhere }'].join('\n') + '\n');
+    writeFileSync(
+      file,
+      [...header, 'registries:', staticEntry, '  - { name: mesh, type: sofa-mesh, via: nowhere }'].join('\n') + '\n',
+    );
     const result = await sidecar.reload(file);
     assert.equal(result.ok, false);
     assert.equal((result.error as { code?: string }).code, 'MESHPORT_CONFIG_INVALID');
@@ -165,7 +218,10 @@ describe('Sidecar.reload', function () {
     const logged = logs.find((l) => /reload refused/.test(l.msg));
     assert.ok(logged, 'the refusal is logged');
     assert.match(String(logged.error), /meshport\.yaml:5: registries\[1\]\.via/);
-    assert.deepEqual(sidecar.config.registries.map((r) => r.name), ['static', 'zk']);
+    assert.deepEqual(
+      sidecar.config.registries.map((r) => r.name),
+      ['static', 'zk'],
+    );
     await sleep(1300);
     assert.deepEqual(outboundRoute('com.example.Echo:1.0'), [`127.0.0.1:${echoPort}`], 'the old routes stay');
   });
@@ -176,7 +232,10 @@ describe('Sidecar.reload', function () {
     assert.equal(result.ok, false);
     assert.equal((result.error as { code?: string }).code, 'MESHPORT_PLUGIN_INVALID');
     assert.ok(logs.some((l) => /reload failed/.test(l.msg)));
-    assert.deepEqual(sidecar.config.registries.map((r) => r.name), ['static', 'zk']);
+    assert.deepEqual(
+      sidecar.config.registries.map((r) => r.name),
+      ['static', 'zk'],
+    );
     assert.ok(sidecar.address({ facade: 'zk' }));
     await sleep(1300);
     assert.deepEqual(outboundRoute('com.example.Echo:1.0'), [`127.0.0.1:${echoPort}`]);
@@ -184,7 +243,17 @@ describe('Sidecar.reload', function () {
 
   it('keeps bound listeners as they are and says a restart is needed', async () => {
     const admin = sidecar.address('admin');
-    writeFileSync(file, ['listeners: { outbound: "127.0.0.1:0", inbound: "127.0.0.1:0" }', 'admin: "127.0.0.1:1"', 'log: { level: warn }', 'registries:', staticEntry, zkEntry].join('\n'));
+    writeFileSync(
+      file,
+      [
+        'listeners: { outbound: "127.0.0.1:0", inbound: "127.0.0.1:0" }',
+        'admin: "127.0.0.1:1"',
+        'log: { level: warn }',
+        'registries:',
+        staticEntry,
+        zkEntry,
+      ].join('\n'),
+    );
     const result = await sidecar.reload(file);
     assert.equal(result.ok, true);
     assert.deepEqual(result.needRestart, ['admin']);
@@ -207,7 +276,13 @@ describe('Sidecar.reload', function () {
       body: JSON.stringify({
         serviceName: 'com.example.Published:1.0',
         protocolType: 'bolt',
-        providerMetaInfo: { protocol: 'bolt', version: '4.0', serializeType: 'hessian2', appName: 'demo', properties: {} },
+        providerMetaInfo: {
+          protocol: 'bolt',
+          version: '4.0',
+          serializeType: 'hessian2',
+          appName: 'demo',
+          properties: {},
+        },
       }),
     });
     assert.equal(((await reply.json()) as { success: boolean }).success, true);
@@ -225,14 +300,19 @@ describe('Sidecar.reload', function () {
     assert.deepEqual(said.services, ['com.example.Published:1.0']);
     // Route changes are logged at most once a second per route: the removal's line may come up to a second later.
     const removal = (l: (typeof logs)[number]) =>
-      l.msg === 'route changed' && l.direction === 'inbound' && l.service === 'com.example.Published:1.0' && l.removedCount === 1;
+      l.msg === 'route changed' &&
+      l.direction === 'inbound' &&
+      l.service === 'com.example.Published:1.0' &&
+      l.removedCount === 1;
     for (let waited = 0; !logs.some(removal) && waited < 2000; waited += 50) await sleep(50);
     assert.ok(logs.some(removal), 'the removal is logged as a route change');
   });
 
   it("keeps an app's ZooKeeper session through an unchanged registry's facade with a live upstream: same session, same connection, its ephemeral node stays", async function () {
     this.timeout(90_000);
-    const { startZooKeeper } = require('@meshport/testkit') as { startZooKeeper(): Promise<{ connectString: string; stop(): Promise<void> }> };
+    const { startZooKeeper } = require('@meshport/testkit') as {
+      startZooKeeper(): Promise<{ connectString: string; stop(): Promise<void> }>;
+    };
     const zk = await startZooKeeper();
     closers.push(() => zk.stop());
     const liveEntry = `  - { name: live, type: zookeeper, upstream: "${zk.connectString}", facade: "127.0.0.1:0" }`;
@@ -247,14 +327,28 @@ describe('Sidecar.reload', function () {
     closers.push(() => app.client.close());
     const session = app.client.getSessionId().toString('hex');
     const node = `/meshport-reload-${process.pid}/app`;
-    await new Promise<void>((resolve, reject) => app.client.mkdirp(node.slice(0, node.lastIndexOf('/')), (e) => (e ? reject(e) : resolve())));
-    await new Promise<void>((resolve, reject) => app.client.create(node, null, 1 /* EPHEMERAL */, (e) => (e ? reject(e) : resolve())));
+    await new Promise<void>((resolve, reject) =>
+      app.client.mkdirp(node.slice(0, node.lastIndexOf('/')), (e) => (e ? reject(e) : resolve())),
+    );
+    await new Promise<void>((resolve, reject) =>
+      app.client.create(node, null, 1 /* EPHEMERAL */, (e) => (e ? reject(e) : resolve())),
+    );
     const direct = await zooKeeperClient(zk.connectString);
     closers.push(() => direct.client.close());
-    assert.equal(await ephemeralOwner(direct.client, node), session, "the app's node is in ZooKeeper, owned by its session");
+    assert.equal(
+      await ephemeralOwner(direct.client, node),
+      session,
+      "the app's node is in ZooKeeper, owned by its session",
+    );
 
     // A reload that changes the other entries around it: one restarted, one added.
-    writeConfig(['registries:', staticEntry, '  - { name: zk, type: zookeeper, upstream: "127.0.0.1:2", facade: "127.0.0.1:0" }', liveEntry, secondEntry]);
+    writeConfig([
+      'registries:',
+      staticEntry,
+      '  - { name: zk, type: zookeeper, upstream: "127.0.0.1:2", facade: "127.0.0.1:0" }',
+      liveEntry,
+      secondEntry,
+    ]);
     const result = await sidecar.reload(file);
     assert.equal(result.ok, true, result.error?.message);
     assert.deepEqual(result.unchanged, ['live']);
@@ -265,6 +359,10 @@ describe('Sidecar.reload', function () {
     assert.deepEqual(app.states, ['SYNC_CONNECTED'], 'the app never lost its connection (no DISCONNECTED, no EXPIRED)');
     assert.equal(app.client.getSessionId().toString('hex'), session, 'the same session');
     assert.equal(await ephemeralOwner(app.client, node), session, 'the app still reads through the facade');
-    assert.equal(await ephemeralOwner(direct.client, node), session, 'the ephemeral node is still in ZooKeeper, owned by the same session');
+    assert.equal(
+      await ephemeralOwner(direct.client, node),
+      session,
+      'the ephemeral node is still in ZooKeeper, owned by the same session',
+    );
   });
 });

@@ -23,14 +23,18 @@ const CALL_MS = 1500;
 
 /** `meshport sidecar --config FILE`, its JSON log lines collected; resolves once it logs that it is running. */
 async function startSidecar(config: string): Promise<JsonLinesChild> {
-  const child = spawn(process.execPath, [MESHPORT, 'sidecar', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [MESHPORT, 'sidecar', '--config', config], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const sidecar = new JsonLinesChild('meshport sidecar', child);
   await sidecar.waitFor((m) => m.msg === 'meshport sidecar running', 'its start', 15_000);
   return sidecar;
 }
 
 function listening(server: net.Server): Promise<number> {
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as net.AddressInfo).port)));
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () => resolve((server.address() as net.AddressInfo).port)),
+  );
 }
 
 /** Whether a TCP connect to `port` is accepted. */
@@ -55,7 +59,7 @@ async function readyStatus(admin: number): Promise<number | 'closed'> {
 
 describe('meshport sidecar on SIGTERM', function () {
   this.timeout(60_000);
-  const closers: (() => Promise<unknown> | void)[] = [];
+  const closers: (() => unknown)[] = [];
   afterEach(async () => {
     for (const close of closers.splice(0).reverse()) await close();
   });
@@ -65,13 +69,16 @@ describe('meshport sidecar on SIGTERM', function () {
     let callArrived: () => void = () => {};
     const arrived = new Promise<void>((resolve) => (callArrived = resolve));
     const provider = new sofaServer.RpcServer({ logger: quietLogger, port: 0, protocol: boltProtocol });
-    provider.addService({ interfaceName: IFACE, version: '1.0' }, {
-      async echo(text: string) {
-        callArrived();
-        await sleep(CALL_MS);
-        return `slow: ${text}`;
+    provider.addService(
+      { interfaceName: IFACE, version: '1.0' },
+      {
+        async echo(text: string) {
+          callArrived();
+          await sleep(CALL_MS);
+          return `slow: ${text}`;
+        },
       },
-    });
+    );
     await provider.start();
     closers.push(() => provider.close());
 
@@ -93,25 +100,38 @@ describe('meshport sidecar on SIGTERM', function () {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'meshport-sigterm-'));
     closers.push(() => rmSync(dir, { recursive: true, force: true }));
     const routes = path.join(dir, 'routes.json');
-    writeFileSync(routes, JSON.stringify({ services: { [`${IFACE}:1.0`]: [`bolt://127.0.0.1:${provider.publishPort}?interface=${IFACE}&version=1.0`] } }));
+    writeFileSync(
+      routes,
+      JSON.stringify({
+        services: { [`${IFACE}:1.0`]: [`bolt://127.0.0.1:${provider.publishPort}?interface=${IFACE}&version=1.0`] },
+      }),
+    );
     const config = path.join(dir, 'meshport.yaml');
-    writeFileSync(config, [
-      // Port 0 everywhere (no port picked here and taken again later): the log says which ones it bound.
-      'listeners: { outbound: "127.0.0.1:0", inbound: "127.0.0.1:0" }',
-      'admin: "127.0.0.1:0"',
-      'log: { level: info }',
-      // A deadline far past the call: the drain must end because the call was answered, not because time ran out.
-      'router: { drainTimeoutMs: 20000 }',
-      'registries:',
-      `  - { name: static, type: file, upstream: "${routes}" }`,
-      `  - { name: zk, type: zookeeper, upstream: "127.0.0.1:${registryPort}", facade: "127.0.0.1:0" }`,
-    ].join('\n') + '\n');
+    writeFileSync(
+      config,
+      [
+        // Port 0 everywhere (no port picked here and taken again later): the log says which ones it bound.
+        'listeners: { outbound: "127.0.0.1:0", inbound: "127.0.0.1:0" }',
+        'admin: "127.0.0.1:0"',
+        'log: { level: info }',
+        // A deadline far past the call: the drain must end because the call was answered, not because time ran out.
+        'router: { drainTimeoutMs: 20000 }',
+        'registries:',
+        `  - { name: static, type: file, upstream: "${routes}" }`,
+        `  - { name: zk, type: zookeeper, upstream: "127.0.0.1:${registryPort}", facade: "127.0.0.1:0" }`,
+      ].join('\n') + '\n',
+    );
     const sidecar = await startSidecar(config);
     closers.push(() => void sidecar.child.kill('SIGKILL'));
-    const running = sidecar.lines.find((l) => l.msg === 'meshport sidecar running') as unknown as { outbound: { port: number }; admin: { port: number } };
+    const running = sidecar.lines.find((l) => l.msg === 'meshport sidecar running') as unknown as {
+      outbound: { port: number };
+      admin: { port: number };
+    };
     const { port: outbound } = running.outbound;
     const { port: admin } = running.admin;
-    const zkReady = sidecar.lines.find((l) => l.msg === 'registry ready' && l.registry === 'zk') as unknown as { facade: { port: number } } | undefined;
+    const zkReady = sidecar.lines.find((l) => l.msg === 'registry ready' && l.registry === 'zk') as unknown as
+      | { facade: { port: number } }
+      | undefined;
     assert.ok(zkReady, 'the facade is logged with its address');
     const facade = zkReady.facade.port;
 
@@ -142,7 +162,10 @@ describe('meshport sidecar on SIGTERM', function () {
     // 1. The facades go: the app's registry connection and the facade's connection to the registry end, and the
     // facade takes no new app. (Waited for on the events themselves, bounded by the call, which is still in flight.)
     while ((appClosedAt === 0 || upstreamOpen.size > 0) && answeredAt === 0) await sleep(5);
-    assert.ok(appClosedAt > 0 && upstreamEnded.length > 0, "the app's registry connection ended before the call in flight was answered");
+    assert.ok(
+      appClosedAt > 0 && upstreamEnded.length > 0,
+      "the app's registry connection ended before the call in flight was answered",
+    );
     assert.equal(answeredAt, 0, 'the call in flight is not answered yet');
     assert.equal(await accepts(facade), false, 'the facade takes no new app connection');
 
@@ -165,14 +188,24 @@ describe('meshport sidecar on SIGTERM', function () {
     const code = sidecar.child.exitCode;
     const exitedAt = Date.now();
     assert.equal(code, 0, sidecar.output());
-    assert.ok(answeredAt - signalledAt >= CALL_MS / 2, 'the call was answered by the provider, after the facades had closed');
+    assert.ok(
+      answeredAt - signalledAt >= CALL_MS / 2,
+      'the call was answered by the provider, after the facades had closed',
+    );
     assert.ok(exitedAt >= answeredAt, 'the process exited after the answer');
 
     // The log says the same, in that order: the signal, the router's drain with the call still in flight, drained.
     const at = (msg: string) => sidecar.lines.findIndex((l) => l.msg === msg);
     const order = ['signal received, draining', 'draining', 'drained'].map(at);
-    assert.ok(order.every((i) => i >= 0), `log lines missing:\n${sidecar.lines.map((l) => l.msg).join('\n')}`);
-    assert.deepEqual([...order].sort((a, b) => a - b), order, `log lines out of order:\n${sidecar.lines.map((l) => l.msg).join('\n')}`);
+    assert.ok(
+      order.every((i) => i >= 0),
+      `log lines missing:\n${sidecar.lines.map((l) => l.msg).join('\n')}`,
+    );
+    assert.deepEqual(
+      [...order].sort((a, b) => a - b),
+      order,
+      `log lines out of order:\n${sidecar.lines.map((l) => l.msg).join('\n')}`,
+    );
     assert.equal(sidecar.lines[order[1]!]!.inflight, 1, 'the router began its drain with the call still in flight');
   });
 });

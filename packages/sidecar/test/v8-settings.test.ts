@@ -12,7 +12,10 @@ function applied(execArgv: string[], nodeOptions: string): string[] {
 
 describe('sidecar V8 settings', () => {
   it('applies every setting when the operator chose none', () => {
-    assert.deepEqual(applied(['--expose-gc'], '--enable-source-maps'), SIDECAR_V8_SETTINGS.map((s) => s.flag));
+    assert.deepEqual(
+      applied(['--expose-gc'], '--enable-source-maps'),
+      SIDECAR_V8_SETTINGS.map((s) => s.flag),
+    );
   });
 
   it("leaves a setting to the operator's node flags or NODE_OPTIONS, in either spelling", () => {
@@ -23,6 +26,9 @@ describe('sidecar V8 settings', () => {
   });
 
   it('does not take a longer flag for one of its own', () => {
-    assert.deepEqual(applied(['--max-semi-space-size-x=1'], ''), SIDECAR_V8_SETTINGS.map((s) => s.flag));
+    assert.deepEqual(
+      applied(['--max-semi-space-size-x=1'], ''),
+      SIDECAR_V8_SETTINGS.map((s) => s.flag),
+    );
   });
 });

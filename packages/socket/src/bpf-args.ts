@@ -1,5 +1,5 @@
 // Argument checks of the BPF entry points: every value is checked by name here, before the addon checks it again.
-import * as net from 'net';
+import * as net from 'node:net';
 import type { BpfAttachOptions, BpfCaptureConfig, BpfDetachOptions, BpfLoadOptions, BpfProgramName } from './bpf';
 import { badValue, checkFd, checkInteger, checkPort, checkString, checkUint32 } from './errors';
 
@@ -17,7 +17,8 @@ export interface BpfLoadDefaults {
 
 function optionsObject<T>(value: T | undefined, what: string, argument = 'options'): Partial<T> {
   if (value === undefined) return {};
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw badValue(what, argument, 'an object', value);
+  if (value === null || typeof value !== 'object' || Array.isArray(value))
+    throw badValue(what, argument, 'an object', value);
   return value;
 }
 
@@ -31,7 +32,8 @@ function checkPrograms(value: unknown, what: string): BpfProgramName[] {
   const expected = `a non-empty array of program names (${PROGRAM_NAMES.join(', ')})`;
   if (!Array.isArray(value) || value.length === 0) throw badValue(what, 'programs', expected, value);
   for (const [i, name] of value.entries()) {
-    if (typeof name !== 'string' || !PROGRAM_NAMES.includes(name)) throw badValue(what, `programs[${i}]`, `one of ${PROGRAM_NAMES.join(', ')}`, name);
+    if (typeof name !== 'string' || !PROGRAM_NAMES.includes(name))
+      throw badValue(what, `programs[${i}]`, `one of ${PROGRAM_NAMES.join(', ')}`, name);
   }
   return [...value] as BpfProgramName[];
 }
@@ -47,12 +49,26 @@ export function checkLoadOptions(
   const o = optionsObject(options, 'bpfLoad');
   const reuseMapsFrom = optionalString(o.reuseMapsFrom, 'bpfLoad', 'reuseMapsFrom');
   const config = optionsObject(o.config, 'bpfLoad', 'config');
-  const captureAddress = checkString(config.captureAddress ?? defaults.captureAddress, 'bpfLoad', 'config.captureAddress');
-  if (net.isIPv4(captureAddress) === false) throw badValue('bpfLoad', 'config.captureAddress', 'a numeric IPv4 address', captureAddress);
-  const captureAddress6 = checkString(config.captureAddress6 ?? defaults.captureAddress6, 'bpfLoad', 'config.captureAddress6');
+  const captureAddress = checkString(
+    config.captureAddress ?? defaults.captureAddress,
+    'bpfLoad',
+    'config.captureAddress',
+  );
+  if (net.isIPv4(captureAddress) === false)
+    throw badValue('bpfLoad', 'config.captureAddress', 'a numeric IPv4 address', captureAddress);
+  const captureAddress6 = checkString(
+    config.captureAddress6 ?? defaults.captureAddress6,
+    'bpfLoad',
+    'config.captureAddress6',
+  );
   // '::' names no listener; an IPv4-mapped address would be connected over IPv4 and answered as IPv4.
   if (!net.isIPv6(captureAddress6) || /^[0:]*$/.test(captureAddress6) || /^[0:]*:ffff:/i.test(captureAddress6)) {
-    throw badValue('bpfLoad', 'config.captureAddress6', 'a numeric IPv6 address, not :: or IPv4-mapped', captureAddress6);
+    throw badValue(
+      'bpfLoad',
+      'config.captureAddress6',
+      'a numeric IPv6 address, not :: or IPv4-mapped',
+      captureAddress6,
+    );
   }
   return {
     objectDir: checkString(o.objectDir ?? defaults.objectDir, 'bpfLoad', 'objectDir'),

@@ -1,6 +1,6 @@
 // Typed access to meshport's eBPF side: load bpf/meshport.bpf.o with a config, attach it to a cgroup, read counters.
-import * as fs from 'fs';
-import * as path from 'path';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { checkAttachOptions, checkDetachOptions, checkFd, checkLoadOptions, checkStatsOptions } from './bpf-args';
 import { NotSupportedError } from './errors';
 import { requireOps } from './native';
@@ -140,9 +140,17 @@ export const bpfDefaults = {
 } as const;
 
 interface BpfAddon {
-  bpfLoad(options: { objectDir: string; config: Required<BpfCaptureConfig>; sockmapMaxEntries?: number; reuseMapsFrom?: string }): void;
+  bpfLoad(options: {
+    objectDir: string;
+    config: Required<BpfCaptureConfig>;
+    sockmapMaxEntries?: number;
+    reuseMapsFrom?: string;
+  }): void;
   bpfUnload(options?: { keepPinned: boolean }): void;
-  bpfAttach(options: { cgroupPath: string; programs: BpfProgramName[]; pinDir?: string }): { updated: number; unchanged: number };
+  bpfAttach(options: { cgroupPath: string; programs: BpfProgramName[]; pinDir?: string }): {
+    updated: number;
+    unchanged: number;
+  };
   bpfDetach(options: BpfDetachOptions): { detached: number };
   bpfAttachments(): BpfAttachment[];
   bpfStats(options: { pinDir?: string }): BpfStats;
@@ -155,7 +163,8 @@ interface BpfAddon {
 // built without bpf_loader.cc has the socket options only.
 function native(): BpfAddon {
   const loaded = requireOps() as unknown as Partial<BpfAddon>;
-  if (typeof loaded.bpfLoad !== 'function') throw new NotSupportedError('the native addon was built without the BPF loader');
+  if (typeof loaded.bpfLoad !== 'function')
+    throw new NotSupportedError('the native addon was built without the BPF loader');
   return loaded as BpfAddon;
 }
 
@@ -287,7 +296,9 @@ export async function removeCgroup(cgroupPath: string, evacuateTo?: string): Pro
 export async function withCgroup<T>(fn: (cgroupPath: string) => Promise<T>, name?: string): Promise<T> {
   const root = findCgroup2Mount();
   if (!root) throw new NotSupportedError('no cgroup v2 hierarchy is mounted');
-  const cgroupPath = createCgroup(path.join(root, name ?? `meshport-${process.pid}-${Math.random().toString(36).slice(2, 8)}`));
+  const cgroupPath = createCgroup(
+    path.join(root, name ?? `meshport-${process.pid}-${Math.random().toString(36).slice(2, 8)}`),
+  );
   try {
     return await fn(cgroupPath);
   } finally {

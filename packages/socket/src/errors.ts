@@ -12,7 +12,8 @@ export const SOCKET_ERROR_CODES = {
     'an argument has the wrong type (TypeError) or is not a finite integer in range (RangeError); `argument` names it',
   MESHPORT_SOCKET_NOT_SUPPORTED:
     'this machine or build lacks what the call needs (no addon, an addon without the BPF loader, no cgroup v2); `reason` says what',
-  MESHPORT_SOCKET_NO_DESCRIPTOR: 'the net.Socket given has no file descriptor: not connected yet, already destroyed, or not a TCP socket',
+  MESHPORT_SOCKET_NO_DESCRIPTOR:
+    'the net.Socket given has no file descriptor: not connected yet, already destroyed, or not a TCP socket',
 } as const;
 
 export type SocketErrorCode = keyof typeof SOCKET_ERROR_CODES;
@@ -46,7 +47,13 @@ export class NotSupportedError extends SocketError {
   }
 }
 
-function argumentError(kind: typeof TypeError | typeof RangeError, what: string, argument: string, expected: string, got: unknown): SocketArgumentError {
+function argumentError(
+  kind: typeof TypeError | typeof RangeError,
+  what: string,
+  argument: string,
+  expected: string,
+  got: unknown,
+): SocketArgumentError {
   const shown = typeof got === 'string' ? JSON.stringify(got) : String(got);
   const error = new kind(`${what}: ${argument} must be ${expected}, got ${shown}`) as SocketArgumentError;
   error.code = 'MESHPORT_SOCKET_BAD_ARGUMENT';
@@ -55,10 +62,18 @@ function argumentError(kind: typeof TypeError | typeof RangeError, what: string,
 }
 
 /** `value` when it is a number that is a finite integer in [min, max]; NaN, ±Infinity and fractions are refused. */
-export function checkInteger(value: unknown, what: string, argument: string, min: number, max: number, expected?: string): number {
+export function checkInteger(
+  value: unknown,
+  what: string,
+  argument: string,
+  min: number,
+  max: number,
+  expected?: string,
+): number {
   const range = expected ?? `an integer from ${min} to ${max}`;
   if (typeof value !== 'number') throw argumentError(TypeError, what, argument, range, value);
-  if (!Number.isInteger(value) || value < min || value > max) throw argumentError(RangeError, what, argument, range, value);
+  if (!Number.isInteger(value) || value < min || value > max)
+    throw argumentError(RangeError, what, argument, range, value);
   return value;
 }
 
@@ -72,6 +87,9 @@ export function badValue(what: string, argument: string, expected: string, got: 
   return argumentError(TypeError, what, argument, expected, got);
 }
 
-export const checkPort = (value: unknown, what: string, argument = 'port'): number => checkInteger(value, what, argument, 0, 65535);
-export const checkUint32 = (value: unknown, what: string, argument: string): number => checkInteger(value, what, argument, 0, 0xffffffff);
-export const checkFd = (value: unknown, what: string, argument = 'fd'): number => checkInteger(value, what, argument, 0, 0x7fffffff);
+export const checkPort = (value: unknown, what: string, argument = 'port'): number =>
+  checkInteger(value, what, argument, 0, 65535);
+export const checkUint32 = (value: unknown, what: string, argument: string): number =>
+  checkInteger(value, what, argument, 0, 0xffffffff);
+export const checkFd = (value: unknown, what: string, argument = 'fd'): number =>
+  checkInteger(value, what, argument, 0, 0x7fffffff);

@@ -63,7 +63,8 @@ interface HandleWithFd {
  * never close or keep it, so using the private field cannot desynchronize libuv.
  */
 function socketFd(socket: net.Socket, what: string): number {
-  if (!(socket instanceof net.Socket)) throw badValue(what, 'socket', 'a net.Socket', socket === null ? null : typeof socket);
+  if (!(socket instanceof net.Socket))
+    throw badValue(what, 'socket', 'a net.Socket', socket === null ? null : typeof socket);
   const handle = (socket as unknown as { _handle?: HandleWithFd | null })._handle;
   const fd = handle?.fd;
   if (typeof fd !== 'number' || fd < 0) {
@@ -100,7 +101,8 @@ export function getOriginalDst(socket: net.Socket): SocketAddress {
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     if (e.code === 'ENOENT') {
-      e.message = 'getsockopt(SO_ORIGINAL_DST) failed: no NAT or hook record for this connection (ENOENT): it was not redirected';
+      e.message =
+        'getsockopt(SO_ORIGINAL_DST) failed: no NAT or hook record for this connection (ENOENT): it was not redirected';
     }
     throw e;
   }
@@ -115,15 +117,24 @@ export function transparentListen(
   options: TransparentListenOptions,
   connectionListener?: (socket: net.Socket) => void,
 ): net.Server {
-  if (options === null || typeof options !== 'object') throw badValue('transparentListen', 'options', 'an object', options);
+  if (options === null || typeof options !== 'object')
+    throw badValue('transparentListen', 'options', 'an object', options);
   const { host } = options;
-  if (typeof host !== 'string' || net.isIP(host) === 0) throw badValue('transparentListen', 'host', 'a numeric IPv4 or IPv6 address', host);
+  if (typeof host !== 'string' || net.isIP(host) === 0)
+    throw badValue('transparentListen', 'host', 'a numeric IPv4 or IPv6 address', host);
   const port = checkPort(options.port, 'transparentListen');
   // The kernel caps the backlog at somaxconn; the bound here only keeps the value a valid C int.
-  const backlog = checkInteger(options.backlog ?? transparentListenDefaults.backlog, 'transparentListen', 'backlog', 0, 0x7fffffff);
+  const backlog = checkInteger(
+    options.backlog ?? transparentListenDefaults.backlog,
+    'transparentListen',
+    'backlog',
+    0,
+    0x7fffffff,
+  );
   const hostFamily = net.isIP(host) as 4 | 6;
   const family = checkFamily(options.family, 'transparentListen') ?? hostFamily;
-  if (family !== hostFamily) throw badValue('transparentListen', 'host', `an IPv${family} address (family is ${family})`, host);
+  if (family !== hostFamily)
+    throw badValue('transparentListen', 'host', `an IPv${family} address (family is ${family})`, host);
 
   const fd = requireOps().createTransparentListener(host, port, backlog, family);
   // From here the fd belongs to the server: net takes it over in listen({fd}) and closes it with the server.
@@ -140,7 +151,8 @@ export function transparentListen(
 export function connectMarked(options: ConnectMarkedOptions, connectListener?: () => void): net.Socket {
   if (options === null || typeof options !== 'object') throw badValue('connectMarked', 'options', 'an object', options);
   const { host } = options;
-  if (typeof host !== 'string' || host.length === 0) throw badValue('connectMarked', 'host', 'a non-empty string', host);
+  if (typeof host !== 'string' || host.length === 0)
+    throw badValue('connectMarked', 'host', 'a non-empty string', host);
   const port = checkInteger(options.port, 'connectMarked', 'port', 1, 65535);
   const mark = checkMark(options.mark, 'connectMarked');
   const family = checkFamily(options.family, 'connectMarked') ?? (net.isIP(host) === 6 ? 6 : 4);

@@ -43,8 +43,13 @@ export function loadAddon(addonPath: string = process.env[ADDON_PATH_ENV] || def
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     // A missing file is "not built"; anything else (a missing libbpf.so, an ABI mismatch) says what dlopen said.
-    if (code === 'MODULE_NOT_FOUND' || code === 'ENOENT') return { loaded: false, reason: NOT_BUILT_REASON, path: addonPath };
-    return { loaded: false, reason: `native addon failed to load from ${addonPath}: ${(err as Error).message}`, path: addonPath };
+    if (code === 'MODULE_NOT_FOUND' || code === 'ENOENT')
+      return { loaded: false, reason: NOT_BUILT_REASON, path: addonPath };
+    return {
+      loaded: false,
+      reason: `native addon failed to load from ${addonPath}: ${(err as Error).message}`,
+      path: addonPath,
+    };
   }
 }
 

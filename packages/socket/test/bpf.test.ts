@@ -52,7 +52,10 @@ class App extends JsonLinesChild {
     const ids = uid === undefined || netns !== undefined ? {} : { uid, gid: uid };
     const asUid = uid === undefined ? [] : ['setpriv', `--reuid=${uid}`, `--regid=${uid}`, '--clear-groups'];
     // `ip netns exec` and setpriv exec in place: the pid the app reports is the one to move into the cgroup.
-    const [cmd, ...args] = netns === undefined ? [process.execPath, APP_FIXTURE] : ['ip', 'netns', 'exec', netns, ...asUid, process.execPath, APP_FIXTURE];
+    const [cmd, ...args] =
+      netns === undefined
+        ? [process.execPath, APP_FIXTURE]
+        : ['ip', 'netns', 'exec', netns, ...asUid, process.execPath, APP_FIXTURE];
     return spawn(cmd!, args, { stdio: ['pipe', 'pipe', 'pipe'], ...ids });
   }
 
@@ -63,11 +66,11 @@ class App extends JsonLinesChild {
   async command(command: Json): Promise<Json> {
     const id = this.nextId++;
     this.child.stdin!.write(`${JSON.stringify({ ...command, id })}\n`);
-    return this.waitFor((m) => m['id'] === id, `reply to ${JSON.stringify(command)}`, 30000);
+    return this.waitFor((m) => m.id === id, `reply to ${JSON.stringify(command)}`, 30000);
   }
 
   accepted(): Json[] {
-    return this.lines.filter((m) => m['event'] === 'accepted');
+    return this.lines.filter((m) => m.event === 'accepted');
   }
 
   stop(): Promise<void> {
@@ -137,8 +140,8 @@ async function withScene(
       app: async (uid?: number, netns?: string) => {
         const app = new App(uid, netns);
         apps.push(app);
-        const ready = await app.waitFor((m) => m['event'] === 'ready', 'the app to start');
-        moveToCgroup(cgroupPath, ready['pid'] as number);
+        const ready = await app.waitFor((m) => m.event === 'ready', 'the app to start');
+        moveToCgroup(cgroupPath, ready.pid as number);
         return app;
       },
       target: async () => {
@@ -177,7 +180,7 @@ describe('@meshport/socket BPF programs', function () {
     mountedBpffs = ensureBpffs();
   });
 
-  after(function () {
+  after(() => {
     // Both best effort; the per-test teardown already removed everything this suite pinned.
     if (!pinRootExisted) {
       try {
@@ -189,20 +192,23 @@ describe('@meshport/socket BPF programs', function () {
     if (mountedBpffs) execFileSync('umount', ['/sys/fs/bpf']);
   });
 
-  it('probes report the connect hook and the sockmap as supported, leaving no scratch cgroup', function () {
+  it('probes report the connect hook and the sockmap as supported, leaving no scratch cgroup', () => {
     const probe = bpfProbe();
     assert.deepEqual(probe, { connectHook: { supported: true }, sockmap: { supported: true } });
     const leftovers = fs.readdirSync(cgroupRoot).filter((name) => name.startsWith('meshport-probe-'));
     assert.deepEqual(leftovers, []);
   });
 
-  it('captures connects to the capture port and answers SO_ORIGINAL_DST; sidecar uid and excluded ports pass', async function () {
+  it('captures connects to the capture port and answers SO_ORIGINAL_DST; sidecar uid and excluded ports pass', async () => {
     const capturePort = await unusedPort();
     const nowhere = await unusedPort();
     const excluded = await startTarget();
     try {
       await withScene(
-        { config: { capturePort, sidecarUid: SIDECAR_UID, excludePorts: [excluded.port] }, programs: ['connect4', 'sockops', 'getsockopt'] },
+        {
+          config: { capturePort, sidecarUid: SIDECAR_UID, excludePorts: [excluded.port] },
+          programs: ['connect4', 'sockops', 'getsockopt'],
+        },
         async (scene) => {
           const sidecar = await scene.app();
           assert.equal((await sidecar.command({ op: 'listen', host: '127.0.0.1', port: capturePort })).ok, true);
@@ -212,24 +218,42 @@ describe('@meshport/socket BPF programs', function () {
           const app = await scene.app();
           const result = await app.command({ op: 'request', host: '127.0.0.1', port: nowhere, size: 64, count: 3 });
           assert.equal(result.ok, true, `request failed: ${JSON.stringify(result)}`);
-          const accepted = await sidecar.waitFor((m) => m['event'] === 'accepted', 'the capture listener to accept');
+          const accepted = await sidecar.waitFor((m) => m.event === 'accepted', 'the capture listener to accept');
           // ...which reads the original destination with the same getsockopt as under REDIRECT.
-          assert.equal(accepted['originalDstError'], undefined, `getOriginalDst failed: ${accepted['originalDstError']}`);
-          assert.equal(accepted['originalDst'].address, '127.0.0.1');
-          assert.equal(accepted['originalDst'].port, nowhere);
-          assert.equal(accepted['remote'].port, result['local'].port);
+          assert.equal(accepted.originalDstError, undefined, `getOriginalDst failed: ${accepted.originalDstError}`);
+          assert.equal(accepted.originalDst.address, '127.0.0.1');
+          assert.equal(accepted.originalDst.port, nowhere);
+          assert.equal(accepted.remote.port, result.local.port);
 
           // The sidecar's own uid goes where it says: to a real listener outside the cgroup.
           const plain = await scene.target();
           const sidecarUidApp = await scene.app(SIDECAR_UID);
-          const direct = await sidecarUidApp.command({ op: 'request', host: '127.0.0.1', port: plain.port, size: 64, count: 1 });
+          const direct = await sidecarUidApp.command({
+            op: 'request',
+            host: '127.0.0.1',
+            port: plain.port,
+            size: 64,
+            count: 1,
+          });
           assert.equal(direct.ok, true, `sidecar-uid request failed: ${JSON.stringify(direct)}`);
           assert.equal(plain.accepted(), 1);
-          const refused = await sidecarUidApp.command({ op: 'request', host: '127.0.0.1', port: nowhere, size: 64, count: 1 });
+          const refused = await sidecarUidApp.command({
+            op: 'request',
+            host: '127.0.0.1',
+            port: nowhere,
+            size: 64,
+            count: 1,
+          });
           assert.equal(refused.code, 'ECONNREFUSED');
 
           // An excluded port is not rewritten either.
-          const toExcluded = await app.command({ op: 'request', host: '127.0.0.1', port: excluded.port, size: 64, count: 1 });
+          const toExcluded = await app.command({
+            op: 'request',
+            host: '127.0.0.1',
+            port: excluded.port,
+            size: 64,
+            count: 1,
+          });
           assert.equal(toExcluded.ok, true, `excluded-port request failed: ${JSON.stringify(toExcluded)}`);
           assert.equal(excluded.accepted(), 1);
 
@@ -246,66 +270,88 @@ describe('@meshport/socket BPF programs', function () {
     }
   });
 
-  it('moves bytes socket-to-socket with sk_msg and the request/response still succeeds', async function () {
+  it('moves bytes socket-to-socket with sk_msg and the request/response still succeeds', async () => {
     const capturePort = await unusedPort();
     const nowhere = await unusedPort();
     const localServerPort = await unusedPort();
-    await withScene(
-      { config: { capturePort, excludePorts: [localServerPort] } },
-      async (scene) => {
-        const sidecar = await scene.app();
-        assert.equal((await sidecar.command({ op: 'listen', host: '127.0.0.1', port: capturePort })).ok, true);
-        assert.equal((await sidecar.command({ op: 'listen', host: '127.0.0.1', port: localServerPort })).ok, true);
-        const app = await scene.app();
-        const rounds = 2000;
+    await withScene({ config: { capturePort, excludePorts: [localServerPort] } }, async (scene) => {
+      const sidecar = await scene.app();
+      assert.equal((await sidecar.command({ op: 'listen', host: '127.0.0.1', port: capturePort })).ok, true);
+      assert.equal((await sidecar.command({ op: 'listen', host: '127.0.0.1', port: localServerPort })).ok, true);
+      const app = await scene.app();
+      const rounds = 2000;
 
-        // app -> capture listener (the sidecar path): captured and short-cut at once.
-        // First, so it also warms up both processes before the timed runs below.
-        let before = bpfStats();
-        const captured = await app.command({ op: 'request', host: '127.0.0.1', port: nowhere, size: 64, count: rounds });
-        assert.equal(captured.ok, true, `captured request failed: ${JSON.stringify(captured)}`);
-        let after = bpfStats();
-        assert.equal(delta(after, before, 'hookedConnects'), 1);
-        assert.ok(delta(after, before, 'redirectedBytes') >= 64 * (2 * rounds - 2));
-        const accepted = await sidecar.waitFor((m) => m['event'] === 'accepted' && m['listenPort'] === capturePort, 'capture accept');
-        assert.equal(accepted['originalDst']?.port, nowhere);
+      // app -> capture listener (the sidecar path): captured and short-cut at once.
+      // First, so it also warms up both processes before the timed runs below.
+      let before = bpfStats();
+      const captured = await app.command({ op: 'request', host: '127.0.0.1', port: nowhere, size: 64, count: rounds });
+      assert.equal(captured.ok, true, `captured request failed: ${JSON.stringify(captured)}`);
+      let after = bpfStats();
+      assert.equal(delta(after, before, 'hookedConnects'), 1);
+      assert.ok(delta(after, before, 'redirectedBytes') >= 64 * (2 * rounds - 2));
+      const accepted = await sidecar.waitFor(
+        (m) => m.event === 'accepted' && m.listenPort === capturePort,
+        'capture accept',
+      );
+      assert.equal(accepted.originalDst?.port, nowhere);
 
-        // app <-> local server directly (excluded from capture): both ends are in the SOCKHASH.
-        before = bpfStats();
-        const direct = await app.command({ op: 'request', host: '127.0.0.1', port: localServerPort, size: 64, count: rounds });
-        assert.equal(direct.ok, true, `direct request failed: ${JSON.stringify(direct)}`);
-        after = bpfStats();
-        assert.equal(delta(after, before, 'sockmapAdded'), 2);
-        assert.ok(delta(after, before, 'redirectedBytes') >= 64 * (2 * rounds - 2), `redirected ${delta(after, before, 'redirectedBytes')} bytes`);
-        assert.ok(delta(after, before, 'redirectedMessages') >= 2 * rounds - 2);
+      // app <-> local server directly (excluded from capture): both ends are in the SOCKHASH.
+      before = bpfStats();
+      const direct = await app.command({
+        op: 'request',
+        host: '127.0.0.1',
+        port: localServerPort,
+        size: 64,
+        count: rounds,
+      });
+      assert.equal(direct.ok, true, `direct request failed: ${JSON.stringify(direct)}`);
+      after = bpfStats();
+      assert.equal(delta(after, before, 'sockmapAdded'), 2);
+      assert.ok(
+        delta(after, before, 'redirectedBytes') >= 64 * (2 * rounds - 2),
+        `redirected ${delta(after, before, 'redirectedBytes')} bytes`,
+      );
+      assert.ok(delta(after, before, 'redirectedMessages') >= 2 * rounds - 2);
 
-        // The same round trips once sk_msg is gone: new connections take the normal TCP path.
-        bpfDetach({ cgroupPath: scene.cgroupPath, programs: ['sk_msg'] });
-        before = bpfStats();
-        const plain = await app.command({ op: 'request', host: '127.0.0.1', port: localServerPort, size: 64, count: rounds });
-        assert.equal(plain.ok, true);
-        after = bpfStats();
-        assert.equal(delta(after, before, 'redirectedBytes'), 0);
-        assert.equal(delta(after, before, 'sockmapAdded'), 0);
-        console.log(
-          `      64-byte round trip over loopback, median of ${rounds}: ` +
-            `${(direct.rttMedianMicros as number).toFixed(1)} µs with sk_msg, ` +
-            `${(plain.rttMedianMicros as number).toFixed(1)} µs without ` +
-            `(captured via connect4 + sk_msg: ${(captured.rttMedianMicros as number).toFixed(1)} µs)`,
-        );
-      },
-    );
+      // The same round trips once sk_msg is gone: new connections take the normal TCP path.
+      bpfDetach({ cgroupPath: scene.cgroupPath, programs: ['sk_msg'] });
+      before = bpfStats();
+      const plain = await app.command({
+        op: 'request',
+        host: '127.0.0.1',
+        port: localServerPort,
+        size: 64,
+        count: rounds,
+      });
+      assert.equal(plain.ok, true);
+      after = bpfStats();
+      assert.equal(delta(after, before, 'redirectedBytes'), 0);
+      assert.equal(delta(after, before, 'sockmapAdded'), 0);
+      console.log(
+        `      64-byte round trip over loopback, median of ${rounds}: ` +
+          `${(direct.rttMedianMicros as number).toFixed(1)} µs with sk_msg, ` +
+          `${(plain.rttMedianMicros as number).toFixed(1)} µs without ` +
+          `(captured via connect4 + sk_msg: ${(captured.rttMedianMicros as number).toFixed(1)} µs)`,
+      );
+    });
   });
 
-  it('detach leaves no attachment, no pin and no cgroup', async function () {
+  it('detach leaves no attachment, no pin and no cgroup', async () => {
     const capturePort = await unusedPort();
     let cgroupPath = '';
     let pinDir = '';
     await withScene({ config: { capturePort } }, async (scene) => {
       cgroupPath = scene.cgroupPath;
       pinDir = scene.pinDir;
-      const attached = bpftoolCgroupShow(cgroupPath).map((p) => (p as Json)['attach_type']).sort();
-      assert.deepEqual(attached, ['cgroup_getsockopt', 'cgroup_inet4_connect', 'cgroup_inet6_connect', 'cgroup_sock_ops']);
+      const attached = bpftoolCgroupShow(cgroupPath)
+        .map((p) => (p as Json).attach_type)
+        .sort();
+      assert.deepEqual(attached, [
+        'cgroup_getsockopt',
+        'cgroup_inet4_connect',
+        'cgroup_inet6_connect',
+        'cgroup_sock_ops',
+      ]);
       assert.ok(fs.readdirSync(pinDir).includes('connect4'));
       assert.ok(fs.readdirSync(pinDir).includes('connect6'));
 
@@ -320,18 +366,21 @@ describe('@meshport/socket BPF programs', function () {
     }
   });
 
-  it('the rewrite (connect4) is attached last, whatever order programs lists (issue 14: windows during apply)', async function () {
+  it('the rewrite (connect4) is attached last, whatever order programs lists (issue 14: windows during apply)', async () => {
     const capturePort = await unusedPort();
     await withScene({ config: { capturePort }, programs: ['connect4', 'sockops', 'getsockopt'] }, async (scene) => {
       // Link ids grow with each bpf_link_create: the kernel's own record of the attach order.
-      const progs = new Set(bpftoolCgroupShow(scene.cgroupPath).map((p) => (p as Json)['id']));
+      const progs = new Set(bpftoolCgroupShow(scene.cgroupPath).map((p) => (p as Json).id));
       const links = (JSON.parse(execFileSync('bpftool', ['-j', 'link', 'show'], { encoding: 'utf8' })) as Json[])
-        .filter((l) => progs.has(l['prog_id']))
-        .sort((a, b) => (a['id'] as number) - (b['id'] as number))
-        .map((l) => l['attach_type']);
+        .filter((l) => progs.has(l.prog_id))
+        .sort((a, b) => (a.id as number) - (b.id as number))
+        .map((l) => l.attach_type);
       assert.equal(links.length, 3);
       assert.equal(links[2], 'cgroup_inet4_connect', `attach order: ${links.join(', ')}`);
-      assert.deepEqual(bpfAttachments().map((a) => a.program), ['sockops', 'getsockopt', 'connect4']);
+      assert.deepEqual(
+        bpfAttachments().map((a) => a.program),
+        ['sockops', 'getsockopt', 'connect4'],
+      );
     });
   });
 
@@ -339,8 +388,14 @@ describe('@meshport/socket BPF programs', function () {
     const localServerPort = await unusedPort();
     const config = { capturePort: await unusedPort(), excludePorts: [localServerPort] };
     await withScene({ config }, async (scene) => {
-      const linkOf = (program: string): Json => JSON.parse(execFileSync('bpftool', ['-j', 'link', 'show', 'pinned', path.join(scene.pinDir, program)], { encoding: 'utf8' })) as Json;
-      if (!bpfAttachments().find((a) => a.program === 'sk_msg')?.link) featureMissing(this, 'sk_msg is a prog attach here (sockmap links need Linux 6.10)');
+      const linkOf = (program: string): Json =>
+        JSON.parse(
+          execFileSync('bpftool', ['-j', 'link', 'show', 'pinned', path.join(scene.pinDir, program)], {
+            encoding: 'utf8',
+          }),
+        ) as Json;
+      if (!bpfAttachments().find((a) => a.program === 'sk_msg')?.link)
+        featureMissing(this, 'sk_msg is a prog attach here (sockmap links need Linux 6.10)');
       const before = linkOf('sk_msg');
       // As hijack's re-apply does: the pins stay, a new object (another config) takes over the pinned maps.
       bpfUnload({ keepPinned: true });
@@ -348,20 +403,26 @@ describe('@meshport/socket BPF programs', function () {
       const { updated } = bpfAttach({ cgroupPath: scene.cgroupPath, pinDir: scene.pinDir });
       const after = linkOf('sk_msg');
       assert.equal(updated, 5, 'every pinned link, sk_msg included, was updated in place');
-      assert.equal(after['id'], before['id'], 'sk_msg was detached and attached again');
-      assert.notEqual(after['prog_id'], before['prog_id']);
+      assert.equal(after.id, before.id, 'sk_msg was detached and attached again');
+      assert.notEqual(after.prog_id, before.prog_id);
 
       const server = await scene.app();
       assert.equal((await server.command({ op: 'listen', host: '127.0.0.1', port: localServerPort })).ok, true);
       const app = await scene.app();
       const stats = bpfStats();
-      const result = await app.command({ op: 'request', host: '127.0.0.1', port: localServerPort, size: 64, count: 100 });
+      const result = await app.command({
+        op: 'request',
+        host: '127.0.0.1',
+        port: localServerPort,
+        size: 64,
+        count: 100,
+      });
       assert.equal(result.ok, true, JSON.stringify(result));
       assert.ok(delta(bpfStats(), stats, 'redirectedMessages') >= 2 * 100 - 2, 'the updated sk_msg redirects');
     });
   });
 
-  it('detach by pin directory removes what a process that exited left pinned', async function () {
+  it('detach by pin directory removes what a process that exited left pinned', async () => {
     const tag = randomBytes(4).toString('hex');
     const cgroupPath = createCgroup(path.join(cgroupRoot, `meshport-test-${tag}`));
     const pinDir = path.join(bpfDefaults.pinRoot, `test-${tag}`);
@@ -383,19 +444,26 @@ describe('@meshport/socket BPF programs', function () {
     assert.equal(fs.existsSync(cgroupPath), false);
   });
 
-  describe('wrong destination (issue 14)', function () {
-    it('a closed connection\'s original destination is not given to a new connection on the same 4-tuple', async function () {
+  describe('wrong destination (issue 14)', () => {
+    it("a closed connection's original destination is not given to a new connection on the same 4-tuple", async () => {
       const capturePort = await unusedPort();
       const nowhere = await unusedPort();
       await withScene({ config: { capturePort }, programs: ['connect4', 'sockops', 'getsockopt'] }, async (scene) => {
         const sidecar = await scene.app();
         assert.equal((await sidecar.command({ op: 'listen', host: '127.0.0.1', port: capturePort })).ok, true);
         const app = await scene.app();
-        const first = await app.command({ op: 'request', host: '127.0.0.1', port: nowhere, size: 16, count: 1, reset: true });
+        const first = await app.command({
+          op: 'request',
+          host: '127.0.0.1',
+          port: nowhere,
+          size: 16,
+          count: 1,
+          reset: true,
+        });
         assert.equal(first.ok, true, `captured request failed: ${JSON.stringify(first)}`);
-        const captured = await sidecar.waitFor((m) => m['event'] === 'accepted', 'the captured accept');
-        assert.equal(captured['originalDst']?.port, nowhere);
-        const localPort = first['local'].port as number;
+        const captured = await sidecar.waitFor((m) => m.event === 'accepted', 'the captured accept');
+        assert.equal(captured.originalDst?.port, nowhere);
+        const localPort = first.local.port as number;
 
         // The same 4-tuple again, uncaptured: straight to the capture port from the same source port (outside the
         // cgroup). The first connection ended with a RST, so no TIME_WAIT holds the port.
@@ -415,17 +483,21 @@ describe('@meshport/socket BPF programs', function () {
         assert.ok(reused, `could not reuse source port ${localPort}: ${lastError}`);
         try {
           const second = await sidecar.waitFor(
-            (m) => m['event'] === 'accepted' && m !== captured && m['remote'].port === localPort,
+            (m) => m.event === 'accepted' && m !== captured && m.remote.port === localPort,
             'the uncaptured accept',
           );
-          assert.equal(second['originalDst'], undefined, `an old destination was given: ${JSON.stringify(second['originalDst'])}`);
-          assert.equal(second['originalDstError'], 'ENOENT');
+          assert.equal(
+            second.originalDst,
+            undefined,
+            `an old destination was given: ${JSON.stringify(second.originalDst)}`,
+          );
+          assert.equal(second.originalDstError, 'ENOENT');
         } finally {
           reused.destroy();
         }
       });
     });
-    it('identical loopback 4-tuples in two network namespaces under one cgroup keep their own destinations and bytes', async function () {
+    it('identical loopback 4-tuples in two network namespaces under one cgroup keep their own destinations and bytes', async () => {
       const tag = randomBytes(3).toString('hex');
       const namespaces = [`mp-bpf-a-${tag}`, `mp-bpf-b-${tag}`];
       const capturePort = await unusedPort();
@@ -442,23 +514,46 @@ describe('@meshport/socket BPF programs', function () {
           for (const ns of namespaces) {
             const sidecar = await scene.app(undefined, ns);
             // The original destination is read after both connections exist, so a shared key would be overwritten.
-            assert.equal((await sidecar.command({ op: 'listen', host: '127.0.0.1', port: capturePort, delayMs: 1000 })).ok, true);
+            assert.equal(
+              (await sidecar.command({ op: 'listen', host: '127.0.0.1', port: capturePort, delayMs: 1000 })).ok,
+              true,
+            );
             sidecars.push(sidecar);
             apps.push(await scene.app(undefined, ns));
           }
           const before = bpfStats();
           const results = await Promise.all(
-            apps.map((app, i) => app.command({ op: 'request', host: '127.0.0.1', port: destinations[i], localPort, size: 100, count: 200, holdMs: 2000 })),
+            apps.map((app, i) =>
+              app.command({
+                op: 'request',
+                host: '127.0.0.1',
+                port: destinations[i],
+                localPort,
+                size: 100,
+                count: 200,
+                holdMs: 2000,
+              }),
+            ),
           );
           for (const result of results) {
             assert.equal(result.ok, true, `request failed: ${JSON.stringify(result)}`);
-            assert.equal(result['local'].port, localPort);
+            assert.equal(result.local.port, localPort);
           }
-          assert.ok(delta(bpfStats(), before, 'redirectedMessages') > 0, 'sk_msg did not redirect: the test would not see a sockhash collision');
+          assert.ok(
+            delta(bpfStats(), before, 'redirectedMessages') > 0,
+            'sk_msg did not redirect: the test would not see a sockhash collision',
+          );
           for (let i = 0; i < sidecars.length; i++) {
-            const accepted = await sidecars[i]!.waitFor((m) => m['event'] === 'accepted', `the accept in ${namespaces[i]}`);
-            assert.equal(accepted['originalDstError'], undefined, `${namespaces[i]}: ${accepted['originalDstError']}`);
-            assert.equal(accepted['originalDst']?.port, destinations[i], `${namespaces[i]} got another namespace's destination`);
+            const accepted = await sidecars[i]!.waitFor(
+              (m) => m.event === 'accepted',
+              `the accept in ${namespaces[i]}`,
+            );
+            assert.equal(accepted.originalDstError, undefined, `${namespaces[i]}: ${accepted.originalDstError}`);
+            assert.equal(
+              accepted.originalDst?.port,
+              destinations[i],
+              `${namespaces[i]} got another namespace's destination`,
+            );
           }
         });
       } finally {
@@ -471,19 +566,27 @@ describe('@meshport/socket BPF programs', function () {
         }
       }
     });
-    it('other getsockopt calls with a buffer over a page work in a captured cgroup (iptables-legacy-save reading its tables)', async function () {
+    it('other getsockopt calls with a buffer over a page work in a captured cgroup (iptables-legacy-save reading its tables)', async () => {
       const ns = `mp-bpf-ipt-${randomBytes(3).toString('hex')}`;
       try {
         execFileSync('ip', ['netns', 'add', ns]);
         // 200 rules: IPT_SO_GET_ENTRIES then asks for well over a page. Before the pass-through reset this fails with
         // EFAULT on kernels before 6.5; 6.5+ ignore a program's oversized optlen themselves, so there it passes either way.
         const rules = Array.from({ length: 200 }, (_, i) => `-A INPUT -s 198.18.${i >> 8}.${i & 255}/32 -j ACCEPT`);
-        execFileSync('ip', ['netns', 'exec', ns, 'iptables-legacy-restore'], { input: `*filter\n${rules.join('\n')}\nCOMMIT\n` });
+        execFileSync('ip', ['netns', 'exec', ns, 'iptables-legacy-restore'], {
+          input: `*filter\n${rules.join('\n')}\nCOMMIT\n`,
+        });
         await withScene({ config: { capturePort: await unusedPort() } }, async (scene) => {
           // Moves itself into the cgroup, then enters the netns (`ip netns exec` mounts its own /sys, hiding cgroupfs).
           const saved = execFileSync(
             'sh',
-            ['-c', 'echo $$ > "$1/cgroup.procs" && exec ip netns exec "$2" iptables-legacy-save -t filter', 'sh', scene.cgroupPath, ns],
+            [
+              '-c',
+              'echo $$ > "$1/cgroup.procs" && exec ip netns exec "$2" iptables-legacy-save -t filter',
+              'sh',
+              scene.cgroupPath,
+              ns,
+            ],
             { encoding: 'utf8' },
           );
           assert.equal(saved.split('\n').filter((line) => line.startsWith('-A INPUT -s 198.18.')).length, 200, saved);
@@ -496,7 +599,7 @@ describe('@meshport/socket BPF programs', function () {
         }
       }
     });
-    it('a dual-stack IPv6 socket connecting to an IPv4-mapped address (a JVM\'s default) is captured with its original destination', async function () {
+    it("a dual-stack IPv6 socket connecting to an IPv4-mapped address (a JVM's default) is captured with its original destination", async () => {
       const capturePort = await unusedPort();
       const nowhere = await unusedPort();
       await withScene({ config: { capturePort } }, async (scene) => {
@@ -505,12 +608,18 @@ describe('@meshport/socket BPF programs', function () {
         const app = await scene.app();
         const before = bpfStats();
         // Node opens an AF_INET6 socket for an IPv6 literal: the connect reaches cgroup/connect6, not connect4.
-        const result = await app.command({ op: 'request', host: '::ffff:127.0.0.1', port: nowhere, size: 64, count: 20 });
+        const result = await app.command({
+          op: 'request',
+          host: '::ffff:127.0.0.1',
+          port: nowhere,
+          size: 64,
+          count: 20,
+        });
         assert.equal(result.ok, true, `dual-stack request was not captured: ${JSON.stringify(result)}`);
-        const accepted = await sidecar.waitFor((m) => m['event'] === 'accepted', 'the capture listener to accept');
-        assert.equal(accepted['originalDstError'], undefined, `getOriginalDst failed: ${accepted['originalDstError']}`);
-        assert.deepEqual([accepted['originalDst'].address, accepted['originalDst'].port], ['127.0.0.1', nowhere]);
-        assert.equal(accepted['remote'].port, result['local'].port);
+        const accepted = await sidecar.waitFor((m) => m.event === 'accepted', 'the capture listener to accept');
+        assert.equal(accepted.originalDstError, undefined, `getOriginalDst failed: ${accepted.originalDstError}`);
+        assert.deepEqual([accepted.originalDst.address, accepted.originalDst.port], ['127.0.0.1', nowhere]);
+        assert.equal(accepted.remote.port, result.local.port);
         const after = bpfStats();
         assert.equal(delta(after, before, 'hookedConnects'), 1);
         assert.equal(delta(after, before, 'originalDstRecorded'), 1);
@@ -531,7 +640,16 @@ describe('@meshport/socket BPF programs', function () {
         assert.equal((await sidecar.command({ op: 'listen', host: '127.0.0.1', port: capturePort })).ok, true);
         const before = bpfStats();
         const out = await new Promise<string>((resolve, reject) => {
-          const child = spawn('sh', ['-c', 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"', 'sh', scene.cgroupPath, 'java', javaClient, '127.0.0.1', String(nowhere)]);
+          const child = spawn('sh', [
+            '-c',
+            'echo $$ > "$1/cgroup.procs" && shift && exec "$@"',
+            'sh',
+            scene.cgroupPath,
+            'java',
+            javaClient,
+            '127.0.0.1',
+            String(nowhere),
+          ]);
           let text = '';
           child.stdout.setEncoding('utf8').on('data', (d: string) => (text += d));
           child.stderr.setEncoding('utf8').on('data', (d: string) => (text += d));
@@ -539,40 +657,59 @@ describe('@meshport/socket BPF programs', function () {
           child.once('exit', () => resolve(text.trim()));
         });
         assert.match(out, /^ok \d+$/, `the JVM's connect was not captured: ${out}`);
-        const accepted = await sidecar.waitFor((m) => m['event'] === 'accepted', 'the capture listener to accept');
-        assert.deepEqual([accepted['originalDst']?.address, accepted['originalDst']?.port], ['127.0.0.1', nowhere]);
-        assert.equal(accepted['remote'].port, Number(out.split(' ')[1]));
+        const accepted = await sidecar.waitFor((m) => m.event === 'accepted', 'the capture listener to accept');
+        assert.deepEqual([accepted.originalDst?.address, accepted.originalDst?.port], ['127.0.0.1', nowhere]);
+        assert.equal(accepted.remote.port, Number(out.split(' ')[1]));
         assert.equal(delta(bpfStats(), before, 'hookedConnects'), 1);
       });
     });
-    it('a socket whose first message missed the sk_msg redirect is never redirected again: every byte arrives in order', async function () {
+    it('a socket whose first message missed the sk_msg redirect is never redirected again: every byte arrives in order', async () => {
       const localServerPort = await unusedPort();
-      await withScene({ config: { capturePort: await unusedPort(), excludePorts: [localServerPort] } }, async (scene) => {
-        const server = await scene.app();
-        assert.equal((await server.command({ op: 'listen', host: '127.0.0.1', port: localServerPort })).ok, true);
-        const app = await scene.app();
-        // test_force_miss[0] = the server's port: the first message each socket sends to the server misses.
-        const le32 = (n: number): string[] => [n & 255, (n >> 8) & 255, (n >> 16) & 255, (n >>> 24) & 255].map(String);
-        const setCtl = (forceMissPort: number): void => {
-          execFileSync('bpftool', ['map', 'update', 'pinned', path.join(scene.pinDir, 'test_force_miss'), 'key', ...le32(0), 'value', ...le32(forceMissPort)]);
-        };
-        setCtl(localServerPort);
-        try {
-          for (let round = 0; round < 3; round++) {
-            const before = bpfStats();
-            const result = await app.command({ op: 'stream', host: '127.0.0.1', port: localServerPort, messages: 2000, maxSize: 3000 });
-            const after = bpfStats();
-            assert.equal(result.ok, true, `round ${round}: bytes out of order or lost: ${JSON.stringify(result)}`);
-            assert.equal(delta(after, before, 'redirectMisses'), 1, 'the forced miss, and only it, is counted');
-            // The echo (server to app) is still redirected: only the socket that missed left the shortcut.
-            assert.ok(delta(after, before, 'redirectedMessages') > 0);
+      await withScene(
+        { config: { capturePort: await unusedPort(), excludePorts: [localServerPort] } },
+        async (scene) => {
+          const server = await scene.app();
+          assert.equal((await server.command({ op: 'listen', host: '127.0.0.1', port: localServerPort })).ok, true);
+          const app = await scene.app();
+          // test_force_miss[0] = the server's port: the first message each socket sends to the server misses.
+          const le32 = (n: number): string[] =>
+            [n & 255, (n >> 8) & 255, (n >> 16) & 255, (n >>> 24) & 255].map(String);
+          const setCtl = (forceMissPort: number): void => {
+            execFileSync('bpftool', [
+              'map',
+              'update',
+              'pinned',
+              path.join(scene.pinDir, 'test_force_miss'),
+              'key',
+              ...le32(0),
+              'value',
+              ...le32(forceMissPort),
+            ]);
+          };
+          setCtl(localServerPort);
+          try {
+            for (let round = 0; round < 3; round++) {
+              const before = bpfStats();
+              const result = await app.command({
+                op: 'stream',
+                host: '127.0.0.1',
+                port: localServerPort,
+                messages: 2000,
+                maxSize: 3000,
+              });
+              const after = bpfStats();
+              assert.equal(result.ok, true, `round ${round}: bytes out of order or lost: ${JSON.stringify(result)}`);
+              assert.equal(delta(after, before, 'redirectMisses'), 1, 'the forced miss, and only it, is counted');
+              // The echo (server to app) is still redirected: only the socket that missed left the shortcut.
+              assert.ok(delta(after, before, 'redirectedMessages') > 0);
+            }
+          } finally {
+            setCtl(0);
           }
-        } finally {
-          setCtl(0);
-        }
-      });
+        },
+      );
     });
-    it('a capture listener on a dual-stack socket ("::") gets the original destination of IPv4 and IPv4-mapped connects', async function () {
+    it('a capture listener on a dual-stack socket ("::") gets the original destination of IPv4 and IPv4-mapped connects', async () => {
       const capturePort = await unusedPort();
       const nowhere = await unusedPort();
       await withScene({ config: { capturePort } }, async (scene) => {
@@ -583,19 +720,23 @@ describe('@meshport/socket BPF programs', function () {
           const result = await app.command({ op: 'request', host, port: nowhere, size: 64, count: 3 });
           assert.equal(result.ok, true, `${host}: request failed: ${JSON.stringify(result)}`);
           const accepted = await sidecar.waitFor(
-            (m) => m['event'] === 'accepted' && m['remote'].port === result['local'].port,
+            (m) => m.event === 'accepted' && m.remote.port === result.local.port,
             `the accept of ${host}`,
           );
           // Accepted as an IPv6 socket with an IPv4-mapped address: getOriginalDst asks SOL_IP SO_ORIGINAL_DST.
-          assert.equal(accepted['remote'].address, '::ffff:127.0.0.1');
-          assert.equal(accepted['originalDstError'], undefined, `${host}: getOriginalDst failed: ${accepted['originalDstError']}`);
-          assert.deepEqual([accepted['originalDst'].address, accepted['originalDst'].port], ['127.0.0.1', nowhere]);
+          assert.equal(accepted.remote.address, '::ffff:127.0.0.1');
+          assert.equal(
+            accepted.originalDstError,
+            undefined,
+            `${host}: getOriginalDst failed: ${accepted.originalDstError}`,
+          );
+          assert.deepEqual([accepted.originalDst.address, accepted.originalDst.port], ['127.0.0.1', nowhere]);
         }
       });
     });
   });
 
-  describe('native IPv6 in connect6 (issue 14)', function () {
+  describe('native IPv6 in connect6 (issue 14)', () => {
     // A ULA test host on lo of a namespace the test makes: without the hook a connect reaches a listener there.
     const TEST_HOST6 = 'fd00:6d70::9';
     // A link-local address on a device of that namespace (link-local needs an interface; lo has none).
@@ -638,7 +779,7 @@ describe('@meshport/socket BPF programs', function () {
       return execFileSync('ip', ['netns', 'exec', ns, process.execPath, '-e', script], { encoding: 'utf8' }).trim();
     }
 
-    it('a native IPv6 connect lands on the [::1] capture listener, whose getOriginalDst is the IPv6 address and port dialled; the sidecar uid goes direct; IPv4 and IPv4-mapped still captured', async function () {
+    it('a native IPv6 connect lands on the [::1] capture listener, whose getOriginalDst is the IPv6 address and port dialled; the sidecar uid goes direct; IPv4 and IPv4-mapped still captured', async () => {
       const capturePort = await unusedPort();
       const targetPort = await unusedPort();
       const nowhere = await unusedPort();
@@ -655,10 +796,10 @@ describe('@meshport/socket BPF programs', function () {
 
           const result = await app.command({ op: 'request', host: TEST_HOST6, port: targetPort, size: 100, count: 50 });
           assert.equal(result.ok, true, `IPv6 request failed: ${JSON.stringify(result)}`);
-          const accepted = await sidecar.waitFor((m) => m['event'] === 'accepted', 'the [::1] capture listener to accept');
-          assert.equal(accepted['originalDstError'], undefined, `getOriginalDst failed: ${accepted['originalDstError']}`);
-          assert.deepEqual(accepted['originalDst'], { address: TEST_HOST6, port: targetPort, family: 'IPv6' });
-          assert.deepEqual(accepted['remote'], { address: '::1', port: result['local'].port });
+          const accepted = await sidecar.waitFor((m) => m.event === 'accepted', 'the [::1] capture listener to accept');
+          assert.equal(accepted.originalDstError, undefined, `getOriginalDst failed: ${accepted.originalDstError}`);
+          assert.deepEqual(accepted.originalDst, { address: TEST_HOST6, port: targetPort, family: 'IPv6' });
+          assert.deepEqual(accepted.remote, { address: '::1', port: result.local.port });
           assert.equal(real.accepted().length, 0, 'the captured connect reached its real destination');
           const after = bpfStats();
           assert.equal(delta(after, before, 'hookedConnects'), 1);
@@ -667,23 +808,38 @@ describe('@meshport/socket BPF programs', function () {
 
           // The sidecar's own IPv6 connects go where they say: no loop.
           const sidecarUidApp = await scene.app(SIDECAR_UID, ns);
-          const direct = await sidecarUidApp.command({ op: 'request', host: TEST_HOST6, port: targetPort, size: 64, count: 3 });
+          const direct = await sidecarUidApp.command({
+            op: 'request',
+            host: TEST_HOST6,
+            port: targetPort,
+            size: 64,
+            count: 3,
+          });
           assert.equal(direct.ok, true, `sidecar-uid IPv6 request failed: ${JSON.stringify(direct)}`);
-          await real.waitFor((m) => m['event'] === 'accepted', 'the real destination to accept the sidecar uid');
+          await real.waitFor((m) => m.event === 'accepted', 'the real destination to accept the sidecar uid');
 
           // IPv4 and IPv4-mapped connects still land on the IPv4 listener with IPv4 original destinations.
           for (const host of ['127.0.0.1', '::ffff:127.0.0.1']) {
             const r = await app.command({ op: 'request', host, port: nowhere, size: 64, count: 3 });
             assert.equal(r.ok, true, `${host}: ${JSON.stringify(r)}`);
-            const a = await sidecar.waitFor((m) => m['event'] === 'accepted' && m['remote'].port === r['local'].port, `the accept of ${host}`);
-            assert.deepEqual(a['originalDst'], { address: '127.0.0.1', port: nowhere, family: 'IPv4' });
+            const a = await sidecar.waitFor(
+              (m) => m.event === 'accepted' && m.remote.port === r.local.port,
+              `the accept of ${host}`,
+            );
+            assert.deepEqual(a.originalDst, { address: '127.0.0.1', port: nowhere, family: 'IPv4' });
           }
           assert.equal(sidecar.accepted().length, 3);
           assert.equal(real.accepted().length, 1);
 
           // A link-local destination is not captured: the record could not carry its interface. It goes where it says.
           assert.equal((await real.command({ op: 'listen', host: LINK_LOCAL, port: targetPort })).ok, true);
-          const linkLocal = await app.command({ op: 'request', host: LINK_LOCAL, port: targetPort, size: 64, count: 3 });
+          const linkLocal = await app.command({
+            op: 'request',
+            host: LINK_LOCAL,
+            port: targetPort,
+            size: 64,
+            count: 3,
+          });
           assert.equal(linkLocal.ok, true, `link-local request failed: ${JSON.stringify(linkLocal)}`);
           assert.equal(real.accepted().length, 2);
           assert.equal(sidecar.accepted().length, 3, 'a link-local connect was captured');
@@ -691,40 +847,67 @@ describe('@meshport/socket BPF programs', function () {
       });
     });
 
-    it('an uncaptured IPv6 connection on a closed captured one\'s 4-tuple gets the kernel\'s own answer, not the old destination', async function () {
+    it("an uncaptured IPv6 connection on a closed captured one's 4-tuple gets the kernel's own answer, not the old destination", async () => {
       const capturePort = await unusedPort();
       const targetPort = await unusedPort();
       await withNetns6(async (ns) => {
         const kernelAnswer = kernelAnswerIpv6(ns);
         assert.ok(['ENOENT', 'ENOPROTOOPT'].includes(kernelAnswer), `the kernel answered ${kernelAnswer}`);
-        await withScene({ config: { capturePort, sidecarUid: SIDECAR_UID }, programs: ['connect4', 'connect6', 'sockops', 'getsockopt'] }, async (scene) => {
-          const sidecar = await scene.app(undefined, ns);
-          assert.equal((await sidecar.command({ op: 'listen', host: '::1', port: capturePort })).ok, true);
-          const app = await scene.app(undefined, ns);
-          const first = await app.command({ op: 'request', host: TEST_HOST6, port: targetPort, size: 16, count: 1, reset: true });
-          assert.equal(first.ok, true, `captured request failed: ${JSON.stringify(first)}`);
-          const captured = await sidecar.waitFor((m) => m['event'] === 'accepted', 'the captured accept');
-          assert.deepEqual(captured['originalDst'], { address: TEST_HOST6, port: targetPort, family: 'IPv6' });
-          const localPort = first['local'].port as number;
+        await withScene(
+          {
+            config: { capturePort, sidecarUid: SIDECAR_UID },
+            programs: ['connect4', 'connect6', 'sockops', 'getsockopt'],
+          },
+          async (scene) => {
+            const sidecar = await scene.app(undefined, ns);
+            assert.equal((await sidecar.command({ op: 'listen', host: '::1', port: capturePort })).ok, true);
+            const app = await scene.app(undefined, ns);
+            const first = await app.command({
+              op: 'request',
+              host: TEST_HOST6,
+              port: targetPort,
+              size: 16,
+              count: 1,
+              reset: true,
+            });
+            assert.equal(first.ok, true, `captured request failed: ${JSON.stringify(first)}`);
+            const captured = await sidecar.waitFor((m) => m.event === 'accepted', 'the captured accept');
+            assert.deepEqual(captured.originalDst, { address: TEST_HOST6, port: targetPort, family: 'IPv6' });
+            const localPort = first.local.port as number;
 
-          // The same 4-tuple ([::1]:localPort -> [::1]:capturePort), uncaptured: the sidecar uid dials the capture
-          // listener itself from the same source port. The RST left no TIME_WAIT on it.
-          const sidecarUidApp = await scene.app(SIDECAR_UID, ns);
-          let second: Json | undefined;
-          for (let attempt = 0; attempt < 40 && !second?.['ok']; attempt++) {
-            await sleep(100);
-            second = await sidecarUidApp.command({ op: 'request', host: '::1', port: capturePort, localPort, size: 16, count: 1 });
-          }
-          assert.equal(second?.['ok'], true, `could not reuse source port ${localPort}: ${JSON.stringify(second)}`);
-          const uncaptured = await sidecar.waitFor((m) => m['event'] === 'accepted' && m !== captured, 'the uncaptured accept');
-          assert.equal(uncaptured['remote'].port, localPort);
-          assert.equal(uncaptured['originalDst'], undefined, `an old destination was given: ${JSON.stringify(uncaptured['originalDst'])}`);
-          assert.equal(uncaptured['originalDstError'], kernelAnswer);
-        });
+            // The same 4-tuple ([::1]:localPort -> [::1]:capturePort), uncaptured: the sidecar uid dials the capture
+            // listener itself from the same source port. The RST left no TIME_WAIT on it.
+            const sidecarUidApp = await scene.app(SIDECAR_UID, ns);
+            let second: Json | undefined;
+            for (let attempt = 0; attempt < 40 && !second?.ok; attempt++) {
+              await sleep(100);
+              second = await sidecarUidApp.command({
+                op: 'request',
+                host: '::1',
+                port: capturePort,
+                localPort,
+                size: 16,
+                count: 1,
+              });
+            }
+            assert.equal(second?.ok, true, `could not reuse source port ${localPort}: ${JSON.stringify(second)}`);
+            const uncaptured = await sidecar.waitFor(
+              (m) => m.event === 'accepted' && m !== captured,
+              'the uncaptured accept',
+            );
+            assert.equal(uncaptured.remote.port, localPort);
+            assert.equal(
+              uncaptured.originalDst,
+              undefined,
+              `an old destination was given: ${JSON.stringify(uncaptured.originalDst)}`,
+            );
+            assert.equal(uncaptured.originalDstError, kernelAnswer);
+          },
+        );
       });
     });
 
-    it('identical IPv6 4-tuples in two network namespaces under one cgroup keep their own original destinations', async function () {
+    it('identical IPv6 4-tuples in two network namespaces under one cgroup keep their own original destinations', async () => {
       const capturePort = await unusedPort();
       const localPort = await unusedPort();
       const destinations = [await unusedPort(), await unusedPort()];
@@ -737,28 +920,48 @@ describe('@meshport/socket BPF programs', function () {
             for (const ns of namespaces) {
               const sidecar = await scene.app(undefined, ns);
               // Read after both connections exist, so a key without the namespace would have been overwritten.
-              assert.equal((await sidecar.command({ op: 'listen', host: '::1', port: capturePort, delayMs: 1000 })).ok, true);
+              assert.equal(
+                (await sidecar.command({ op: 'listen', host: '::1', port: capturePort, delayMs: 1000 })).ok,
+                true,
+              );
               sidecars.push(sidecar);
               apps.push(await scene.app(undefined, ns));
             }
             const results = await Promise.all(
-              apps.map((app, i) => app.command({ op: 'request', host: TEST_HOST6, port: destinations[i], localPort, size: 64, count: 5, holdMs: 2000 })),
+              apps.map((app, i) =>
+                app.command({
+                  op: 'request',
+                  host: TEST_HOST6,
+                  port: destinations[i],
+                  localPort,
+                  size: 64,
+                  count: 5,
+                  holdMs: 2000,
+                }),
+              ),
             );
             for (const result of results) {
               assert.equal(result.ok, true, `request failed: ${JSON.stringify(result)}`);
-              assert.equal(result['local'].port, localPort);
+              assert.equal(result.local.port, localPort);
             }
             for (let i = 0; i < sidecars.length; i++) {
-              const accepted = await sidecars[i]!.waitFor((m) => m['event'] === 'accepted', `the accept in ${namespaces[i]}`);
-              assert.equal(accepted['originalDstError'], undefined, `${namespaces[i]}: ${accepted['originalDstError']}`);
-              assert.deepEqual(accepted['originalDst'], { address: TEST_HOST6, port: destinations[i], family: 'IPv6' }, `${namespaces[i]} got another namespace's destination`);
+              const accepted = await sidecars[i]!.waitFor(
+                (m) => m.event === 'accepted',
+                `the accept in ${namespaces[i]}`,
+              );
+              assert.equal(accepted.originalDstError, undefined, `${namespaces[i]}: ${accepted.originalDstError}`);
+              assert.deepEqual(
+                accepted.originalDst,
+                { address: TEST_HOST6, port: destinations[i], family: 'IPv6' },
+                `${namespaces[i]} got another namespace's destination`,
+              );
             }
           });
         });
       });
     });
 
-    it('with no listener on [::1]:<capture port>, a native IPv6 connect goes where it says (counted as skipped) instead of being refused', async function () {
+    it('with no listener on [::1]:<capture port>, a native IPv6 connect goes where it says (counted as skipped) instead of being refused', async () => {
       const capturePort = await unusedPort();
       const targetPort = await unusedPort();
       await withNetns6(async (ns) => {
@@ -772,7 +975,7 @@ describe('@meshport/socket BPF programs', function () {
           const before = bpfStats();
           const result = await app.command({ op: 'request', host: TEST_HOST6, port: targetPort, size: 64, count: 3 });
           assert.equal(result.ok, true, `IPv6 request failed: ${JSON.stringify(result)}`);
-          await real.waitFor((m) => m['event'] === 'accepted', 'the real destination to accept');
+          await real.waitFor((m) => m.event === 'accepted', 'the real destination to accept');
           const after = bpfStats();
           assert.equal(delta(after, before, 'hookedConnects'), 0);
           assert.equal(delta(after, before, 'skippedConnects'), 1);
@@ -782,7 +985,7 @@ describe('@meshport/socket BPF programs', function () {
     });
   });
 
-  describe('crashes and leaks (issue 14)', function () {
+  describe('crashes and leaks (issue 14)', () => {
     /** A pin directory of its own under the pin root, removed with everything in it however the test ends. */
     async function withPinDir(body: (pinDir: string) => Promise<void>): Promise<void> {
       const pinDir = path.join(bpfDefaults.pinRoot, `test-${randomBytes(4).toString('hex')}`);
@@ -790,7 +993,8 @@ describe('@meshport/socket BPF programs', function () {
       try {
         await body(pinDir);
       } finally {
-        for (const name of fs.existsSync(pinDir) ? fs.readdirSync(pinDir) : []) fs.rmSync(path.join(pinDir, name), { force: true });
+        for (const name of fs.existsSync(pinDir) ? fs.readdirSync(pinDir) : [])
+          fs.rmSync(path.join(pinDir, name), { force: true });
         fs.rmSync(pinDir, { recursive: true, force: true });
       }
     }
@@ -809,42 +1013,80 @@ describe('@meshport/socket BPF programs', function () {
       }
     }
 
-    const bpftoolJson = (...args: string[]): Json => JSON.parse(execFileSync('bpftool', ['-j', ...args], { encoding: 'utf8' })) as Json;
+    const bpftoolJson = (...args: string[]): Json =>
+      JSON.parse(execFileSync('bpftool', ['-j', ...args], { encoding: 'utf8' })) as Json;
 
-    it('stats from a pinned map of another shape: a clear error naming the pin, nothing read', async function () {
+    it('stats from a pinned map of another shape: a clear error naming the pin, nothing read', async () => {
       await withPinDir(async (pinDir) => {
         const pin = path.join(pinDir, 'stats');
         // Another layout of the stats map: 64-byte values would overflow a reader that trusts 8.
-        execFileSync('bpftool', ['map', 'create', pin, 'type', 'percpu_array', 'key', '4', 'value', '64', 'entries', '8', 'name', 'stats']);
-        assert.throws(() => bpfStats({ pinDir }), (err: Json) => {
-          assert.equal(err['code'], 'EINVAL');
-          assert.equal(err['path'], pin);
-          assert.match(err['message'], /is not this build's stats map: expected a percpu_array with 4-byte keys, 8-byte values/);
-          assert.match(err['message'], /value 64/);
-          return true;
-        });
+        execFileSync('bpftool', [
+          'map',
+          'create',
+          pin,
+          'type',
+          'percpu_array',
+          'key',
+          '4',
+          'value',
+          '64',
+          'entries',
+          '8',
+          'name',
+          'stats',
+        ]);
+        assert.throws(
+          () => bpfStats({ pinDir }),
+          (err: Json) => {
+            assert.equal(err.code, 'EINVAL');
+            assert.equal(err.path, pin);
+            assert.match(
+              err.message,
+              /is not this build's stats map: expected a percpu_array with 4-byte keys, 8-byte values/,
+            );
+            assert.match(err.message, /value 64/);
+            return true;
+          },
+        );
         fs.rmSync(pin);
-        execFileSync('bpftool', ['map', 'create', pin, 'type', 'hash', 'key', '4', 'value', '8', 'entries', '8', 'name', 'stats']);
+        execFileSync('bpftool', [
+          'map',
+          'create',
+          pin,
+          'type',
+          'hash',
+          'key',
+          '4',
+          'value',
+          '8',
+          'entries',
+          '8',
+          'name',
+          'stats',
+        ]);
         assert.throws(() => bpfStats({ pinDir }), /is not this build's stats map/);
       });
     });
 
-    it('loading a missing object file: an error with the path and errno, no crash', function () {
+    it('loading a missing object file: an error with the path and errno, no crash', () => {
       const objectDir = path.join('/nonexistent', `meshport-${randomBytes(4).toString('hex')}`);
-      assert.throws(() => bpfLoad({ objectDir }), (err: Json) => {
-        assert.equal(err['errno'], 2);
-        assert.equal(err['code'], 'ENOENT');
-        assert.equal(err['syscall'], 'bpf_object__open_file');
-        assert.equal(err['path'], path.join(objectDir, 'meshport.bpf.o'));
-        assert.ok((err['message'] as string).includes(path.join(objectDir, 'meshport.bpf.o')), err['message']);
-        return true;
-      });
+      assert.throws(
+        () => bpfLoad({ objectDir }),
+        (err: Json) => {
+          assert.equal(err.errno, 2);
+          assert.equal(err.code, 'ENOENT');
+          assert.equal(err.syscall, 'bpf_object__open_file');
+          assert.equal(err.path, path.join(objectDir, 'meshport.bpf.o'));
+          assert.ok((err.message as string).includes(path.join(objectDir, 'meshport.bpf.o')), err.message);
+          return true;
+        },
+      );
       // Nothing was left loaded: a real load still works.
       bpfLoad();
       bpfUnload();
     });
 
-    it('a worker_thread has its own loaded object: it neither sees nor unloads the main one, and its own goes when it exits', async function () {
+    it('a worker_thread has its own loaded object: it neither sees nor unloads the main one, and its own goes when it exits', async () => {
       await withCgroupOnly(async (cgroupPath) => {
         bpfLoad();
         const bpfModule = path.join(__dirname, '..', 'src', 'bpf.js');
@@ -874,24 +1116,41 @@ describe('@meshport/socket BPF programs', function () {
       });
     });
 
-    it('a stale map pin (a crashed run, another object) is replaced by this object\'s map', async function () {
+    it("a stale map pin (a crashed run, another object) is replaced by this object's map", async () => {
       await withCgroupOnly(async (cgroupPath) => {
         await withPinDir(async (pinDir) => {
           // Same shape as this build's stats map, so only its identity tells it apart.
-          execFileSync('bpftool', ['map', 'create', path.join(pinDir, 'stats'), 'type', 'percpu_array', 'key', '4', 'value', '8', 'entries', '9', 'name', 'stats']);
-          const staleId = bpftoolJson('map', 'show', 'pinned', path.join(pinDir, 'stats'))['id'] as number;
+          execFileSync('bpftool', [
+            'map',
+            'create',
+            path.join(pinDir, 'stats'),
+            'type',
+            'percpu_array',
+            'key',
+            '4',
+            'value',
+            '8',
+            'entries',
+            '9',
+            'name',
+            'stats',
+          ]);
+          const staleId = bpftoolJson('map', 'show', 'pinned', path.join(pinDir, 'stats')).id as number;
           try {
             bpfLoad();
             bpfAttach({ cgroupPath, programs: ['connect4', 'sockops', 'getsockopt'], pinDir });
-            const progId = bpftoolJson('link', 'show', 'pinned', path.join(pinDir, 'connect4'))['prog_id'] as number;
-            const mapIds = bpftoolJson('prog', 'show', 'id', String(progId))['map_ids'] as number[];
-            const pinnedId = bpftoolJson('map', 'show', 'pinned', path.join(pinDir, 'stats'))['id'] as number;
+            const progId = bpftoolJson('link', 'show', 'pinned', path.join(pinDir, 'connect4')).prog_id as number;
+            const mapIds = bpftoolJson('prog', 'show', 'id', String(progId)).map_ids as number[];
+            const pinnedId = bpftoolJson('map', 'show', 'pinned', path.join(pinDir, 'stats')).id as number;
             assert.notEqual(pinnedId, staleId, 'the stale stats pin is still there');
-            assert.ok(mapIds.includes(pinnedId), `pinned stats map ${pinnedId} is not one connect4 uses (${mapIds.join(',')})`);
+            assert.ok(
+              mapIds.includes(pinnedId),
+              `pinned stats map ${pinnedId} is not one connect4 uses (${mapIds.join(',')})`,
+            );
             // A second attach into the same directory keeps the (now right) pins.
             bpfDetach({ cgroupPath });
             bpfAttach({ cgroupPath, programs: ['connect4', 'sockops', 'getsockopt'], pinDir });
-            assert.equal(bpftoolJson('map', 'show', 'pinned', path.join(pinDir, 'stats'))['id'], pinnedId);
+            assert.equal(bpftoolJson('map', 'show', 'pinned', path.join(pinDir, 'stats')).id, pinnedId);
           } finally {
             bpfUnload();
             bpfDetach({ pinDir });
@@ -900,7 +1159,7 @@ describe('@meshport/socket BPF programs', function () {
       });
     });
 
-    it('detach refuses a programs value that is not a non-empty array instead of detaching everything', async function () {
+    it('detach refuses a programs value that is not a non-empty array instead of detaching everything', async () => {
       await withCgroupOnly(async (cgroupPath) => {
         bpfLoad();
         bpfAttach({ cgroupPath, programs: ['connect4', 'sockops', 'getsockopt'] });
@@ -908,14 +1167,19 @@ describe('@meshport/socket BPF programs', function () {
           assert.throws(
             () => bpfDetach({ cgroupPath, programs: programs as BpfProgramName[] }),
             // Refused by the wrapper's argument check or, for direct addon callers, by the addon: either names it.
-            (err: Json) => /programs/.test(err['message']) && /non-empty array/.test(err['message']),
+            (err: Json) => /programs/.test(err.message) && /non-empty array/.test(err.message),
             `programs=${JSON.stringify(programs)}`,
           );
         }
         // The addon itself refuses too, for callers that bypass the wrapper.
-        const raw = require(path.join(__dirname, '..', '..', 'build', 'Release', 'meshport_socket.node')) as { bpfDetach(o: unknown): unknown };
+        const raw = require(path.join(__dirname, '..', '..', 'build', 'Release', 'meshport_socket.node')) as {
+          bpfDetach(o: unknown): unknown;
+        };
         for (const programs of ['sk_msg', {}, 1, []] as unknown[]) {
-          assert.throws(() => raw.bpfDetach({ cgroupPath, programs }), (err: Json) => /programs/.test(err['message']) && /non-empty array/.test(err['message']));
+          assert.throws(
+            () => raw.bpfDetach({ cgroupPath, programs }),
+            (err: Json) => /programs/.test(err.message) && /non-empty array/.test(err.message),
+          );
         }
         assert.equal(bpftoolCgroupShow(cgroupPath).length, 3);
         assert.equal(bpfDetach({ cgroupPath, programs: ['getsockopt'] }), 1);
@@ -923,7 +1187,7 @@ describe('@meshport/socket BPF programs', function () {
       });
     });
 
-    it('relative pin directories are refused, and nothing is created for them', async function () {
+    it('relative pin directories are refused, and nothing is created for them', async () => {
       await withCgroupOnly(async (cgroupPath) => {
         const relative = `meshport-rel-${randomBytes(4).toString('hex')}`;
         try {
@@ -933,7 +1197,7 @@ describe('@meshport/socket BPF programs', function () {
             () => bpfDetach({ pinDir: relative }),
             () => bpfStats({ pinDir: relative }),
           ]) {
-            assert.throws(call, (err: Json) => /pinDir/.test(err['message']) && /absolute/.test(err['message']));
+            assert.throws(call, (err: Json) => /pinDir/.test(err.message) && /absolute/.test(err.message));
           }
           assert.deepEqual(bpftoolCgroupShow(cgroupPath), []);
           assert.equal(fs.existsSync(path.join('/', relative)), false, `/${relative} was created`);
@@ -945,7 +1209,7 @@ describe('@meshport/socket BPF programs', function () {
       });
     });
 
-    it('a full SOCKHASH is counted (sockmapFailed) and the connection still works over TCP', async function () {
+    it('a full SOCKHASH is counted (sockmapFailed) and the connection still works over TCP', async () => {
       const localServerPort = await unusedPort();
       await withScene(
         { config: { capturePort: await unusedPort(), excludePorts: [localServerPort] }, sockmapMaxEntries: 1 },
@@ -954,7 +1218,13 @@ describe('@meshport/socket BPF programs', function () {
           assert.equal((await server.command({ op: 'listen', host: '127.0.0.1', port: localServerPort })).ok, true);
           const app = await scene.app();
           const before = bpfStats();
-          const direct = await app.command({ op: 'request', host: '127.0.0.1', port: localServerPort, size: 64, count: 50 });
+          const direct = await app.command({
+            op: 'request',
+            host: '127.0.0.1',
+            port: localServerPort,
+            size: 64,
+            count: 50,
+          });
           assert.equal(direct.ok, true, `request failed: ${JSON.stringify(direct)}`);
           const after = bpfStats();
           assert.equal(delta(after, before, 'sockmapAdded'), 1);

@@ -8,14 +8,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { skipOrFail } from '@meshport/testkit';
-import {
-  connectMarked,
-  getMark,
-  getOriginalDst,
-  probeSocketFeatures,
-  setMark,
-  transparentListen,
-} from '../src/index';
+import { connectMarked, getMark, getOriginalDst, probeSocketFeatures, setMark, transparentListen } from '../src/index';
 import { bpfLoad, bpfOriginalDst, bpfAttach, bpfDetach, bpfStats, type BpfProgramName } from '../src/bpf';
 import { NOT_BUILT_REASON, loadAddon, requireOps } from '../src/native';
 
@@ -78,7 +71,13 @@ function createNamespace(ctx: Mocha.Context, cleanup: Array<() => void>): string
  * Adds an iptables rule inside `ns` and registers its deletion (the namespace's removal would drop it too; deleting
  * it explicitly keeps the cleanup honest if the namespace removal is ever changed).
  */
-function addIptablesRule(ctx: Mocha.Context, cleanup: Array<() => void>, ns: string, table: string, rule: string[]): void {
+function addIptablesRule(
+  ctx: Mocha.Context,
+  cleanup: Array<() => void>,
+  ns: string,
+  table: string,
+  rule: string[],
+): void {
   try {
     run('ip', ['netns', 'exec', ns, 'iptables', '-t', table, '-A', ...rule]);
   } catch (err) {
@@ -111,7 +110,8 @@ class Fixture {
 
   constructor(ns: string | null, script: string, args: string[], env: NodeJS.ProcessEnv = process.env) {
     const node = [process.execPath, path.join(FIXTURES, script), ...args];
-    this.child = ns === null ? spawn(node[0]!, node.slice(1), { env }) : spawn('ip', ['netns', 'exec', ns, ...node], { env });
+    this.child =
+      ns === null ? spawn(node[0]!, node.slice(1), { env }) : spawn('ip', ['netns', 'exec', ns, ...node], { env });
     runningFixtures.add(this.child);
     let pending = '';
     this.child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
@@ -154,7 +154,12 @@ class Fixture {
 }
 
 /** Runs a fixture to completion and returns its one result line. */
-async function runFixture(ns: string | null, script: string, args: string[] = [], env?: NodeJS.ProcessEnv): Promise<Json> {
+async function runFixture(
+  ns: string | null,
+  script: string,
+  args: string[] = [],
+  env?: NodeJS.ProcessEnv,
+): Promise<Json> {
   const fixture = new Fixture(ns, script, args, env);
   const result = await fixture.next();
   await fixture.exited;
@@ -182,15 +187,15 @@ async function loopbackPair(cleanup: Array<() => void>): Promise<[net.Socket, ne
   return [client, conn];
 }
 
-describe('@meshport/socket', function () {
-  after(function () {
+describe('@meshport/socket', () => {
+  after(() => {
     for (const child of runningFixtures) child.kill('SIGKILL');
     const left = run('ip', ['netns', 'list']);
     const leaked = [...createdNamespaces].filter((name) => left.includes(name));
     assert.deepEqual(leaked, [], `namespaces left behind: ${leaked.join(', ')}`);
   });
 
-  describe('probeSocketFeatures', function () {
+  describe('probeSocketFeatures', () => {
     it('finds SO_ORIGINAL_DST, IP_TRANSPARENT and SO_MARK usable by really setting them', function () {
       const features = probeSocketFeatures();
       for (const [name, feature] of Object.entries(features)) {
@@ -201,7 +206,7 @@ describe('@meshport/socket', function () {
     });
   });
 
-  describe('getOriginalDst behind iptables REDIRECT', function () {
+  describe('getOriginalDst behind iptables REDIRECT', () => {
     const cleanup: Array<() => void> = [];
     let ns = '';
     const capturePort = '15001';
@@ -210,25 +215,54 @@ describe('@meshport/socket', function () {
       ns = createNamespace(this, cleanup);
       // 198.18.0.9 must be routable for the connect() to reach nat OUTPUT; owning it on lo is the simplest route.
       run('ip', ['-n', ns, 'addr', 'add', '198.18.0.9/32', 'dev', 'lo']);
-      addIptablesRule(this, cleanup, ns, 'nat', ['OUTPUT', '-p', 'tcp', '-d', '198.18.0.9', '--dport', '80', '-j', 'REDIRECT', '--to-ports', capturePort]);
+      addIptablesRule(this, cleanup, ns, 'nat', [
+        'OUTPUT',
+        '-p',
+        'tcp',
+        '-d',
+        '198.18.0.9',
+        '--dport',
+        '80',
+        '-j',
+        'REDIRECT',
+        '--to-ports',
+        capturePort,
+      ]);
       // Only SYNs that already carry mark 7 are redirected from port 81: proves connectMarked marks before connect().
       addIptablesRule(this, cleanup, ns, 'nat', [
-        'OUTPUT', '-p', 'tcp', '-d', '198.18.0.9', '--dport', '81', '-m', 'mark', '--mark', '0x7', '-j', 'REDIRECT', '--to-ports', capturePort,
+        'OUTPUT',
+        '-p',
+        'tcp',
+        '-d',
+        '198.18.0.9',
+        '--dport',
+        '81',
+        '-m',
+        'mark',
+        '--mark',
+        '0x7',
+        '-j',
+        'REDIRECT',
+        '--to-ports',
+        capturePort,
       ]);
     });
-    after(function () {
+    after(() => {
       unwind(cleanup);
     });
 
-    it('returns the destination the client dialled, and the redirected connection carries data', async function () {
+    it('returns the destination the client dialled, and the redirected connection carries data', async () => {
       const result = await runFixture(ns, 'redirect-capture.js', ['127.0.0.1', capturePort, '198.18.0.9', '80']);
       assert.equal(result.clientError, undefined, JSON.stringify(result.clientError));
-      assert.deepEqual(result.accepted, { originalDst: { address: '198.18.0.9', port: 80, family: 'IPv4' }, localPort: 15001 });
+      assert.deepEqual(result.accepted, {
+        originalDst: { address: '198.18.0.9', port: 80, family: 'IPv4' },
+        localPort: 15001,
+      });
       assert.equal(result.echoed, 'ping');
       assert.equal(result.clientMark, 0);
     });
 
-    it('connectMarked sends the SYN already marked, so a mark-matching rule redirects it', async function () {
+    it('connectMarked sends the SYN already marked, so a mark-matching rule redirects it', async () => {
       const marked = await runFixture(ns, 'redirect-capture.js', ['127.0.0.1', capturePort, '198.18.0.9', '81', '7']);
       assert.equal(marked.clientError, undefined, JSON.stringify(marked.clientError));
       assert.deepEqual(marked.accepted.originalDst, { address: '198.18.0.9', port: 81, family: 'IPv4' });
@@ -240,7 +274,7 @@ describe('@meshport/socket', function () {
       assert.equal(unmarked.clientError.code, 'ECONNREFUSED');
     });
 
-    it('answers for IPv4 connections accepted by a dual-stack listener on "::" (IPv4-mapped local address)', async function () {
+    it('answers for IPv4 connections accepted by a dual-stack listener on "::" (IPv4-mapped local address)', async () => {
       const result = await runFixture(ns, 'redirect-capture.js', ['::', capturePort, '198.18.0.9', '80']);
       assert.equal(result.clientError, undefined, JSON.stringify(result.clientError));
       assert.deepEqual(result.accepted.originalDst, { address: '198.18.0.9', port: 80, family: 'IPv4' });
@@ -249,15 +283,30 @@ describe('@meshport/socket', function () {
 
     it('uses IP6T_SO_ORIGINAL_DST for IPv6 connections behind ip6tables REDIRECT', async function () {
       // Loopback only: ::1 port 80 redirected to the capture port on ::1.
-      addIptables6Rule(this, cleanup, ns, ['OUTPUT', '-p', 'tcp', '-d', '::1', '--dport', '80', '-j', 'REDIRECT', '--to-ports', capturePort]);
+      addIptables6Rule(this, cleanup, ns, [
+        'OUTPUT',
+        '-p',
+        'tcp',
+        '-d',
+        '::1',
+        '--dport',
+        '80',
+        '-j',
+        'REDIRECT',
+        '--to-ports',
+        capturePort,
+      ]);
       const result = await runFixture(ns, 'redirect-capture.js', ['::1', capturePort, '::1', '80']);
       assert.equal(result.clientError, undefined, JSON.stringify(result.clientError));
-      assert.deepEqual(result.accepted, { originalDst: { address: '::1', port: 80, family: 'IPv6' }, localPort: 15001 });
+      assert.deepEqual(result.accepted, {
+        originalDst: { address: '::1', port: 80, family: 'IPv6' },
+        localPort: 15001,
+      });
       assert.equal(result.echoed, 'ping');
     });
   });
 
-  describe('getOriginalDst without NAT', function () {
+  describe('getOriginalDst without NAT', () => {
     const cleanup: Array<() => void> = [];
     let ns = '';
 
@@ -265,11 +314,11 @@ describe('@meshport/socket', function () {
     before(function () {
       ns = createNamespace(this, cleanup);
     });
-    after(function () {
+    after(() => {
       unwind(cleanup);
     });
 
-    it('throws ENOENT from getsockopt for a plain loopback connection', async function () {
+    it('throws ENOENT from getsockopt for a plain loopback connection', async () => {
       const result = await runFixture(ns, 'plain-loopback.js');
       assert.equal(result.originalDst, undefined, JSON.stringify(result.originalDst));
       assert.equal(result.error.code, 'ENOENT');
@@ -279,13 +328,13 @@ describe('@meshport/socket', function () {
     });
   });
 
-  describe('transparentListen', function () {
+  describe('transparentListen', () => {
     const cleanup: Array<() => void> = [];
-    afterEach(function () {
+    afterEach(() => {
       unwind(cleanup);
     });
 
-    it('binds an address this host does not own, which only IP_TRANSPARENT allows', async function () {
+    it('binds an address this host does not own, which only IP_TRANSPARENT allows', async () => {
       // No traffic: the socket only binds and listens.
       const server = transparentListen({ host: '198.18.0.77', port: 0 });
       cleanup.push(() => server.close());
@@ -301,15 +350,19 @@ describe('@meshport/socket', function () {
       }
     });
 
-    it('throws bind errors synchronously with errno, code and syscall', async function () {
+    it('throws bind errors synchronously with errno, code and syscall', async () => {
       const taken = net.createServer();
       cleanup.push(() => taken.close());
       const port = await listen(taken, '127.0.0.1');
-      assert.throws(() => transparentListen({ host: '127.0.0.1', port }), { code: 'EADDRINUSE', errno: 98, syscall: 'bind' });
+      assert.throws(() => transparentListen({ host: '127.0.0.1', port }), {
+        code: 'EADDRINUSE',
+        errno: 98,
+        syscall: 'bind',
+      });
     });
   });
 
-  describe('transparentListen behind TPROXY, from another namespace over a veth pair', function () {
+  describe('transparentListen behind TPROXY, from another namespace over a veth pair', () => {
     const cleanup: Array<() => void> = [];
     let sidecar = '';
     let client = '';
@@ -320,7 +373,20 @@ describe('@meshport/socket', function () {
       client = createNamespace(this, cleanup);
       // Created inside the namespaces, so the pair never appears in the host's namespace.
       try {
-        run('ip', ['-n', sidecar, 'link', 'add', 'mp-side', 'type', 'veth', 'peer', 'name', 'mp-client', 'netns', client]);
+        run('ip', [
+          '-n',
+          sidecar,
+          'link',
+          'add',
+          'mp-side',
+          'type',
+          'veth',
+          'peer',
+          'name',
+          'mp-client',
+          'netns',
+          client,
+        ]);
       } catch (err) {
         featureMissing(this, `veth: ${describeError(err)}`);
       }
@@ -332,19 +398,31 @@ describe('@meshport/socket', function () {
       run('ip', ['-n', client, 'route', 'add', '198.18.0.20/32', 'via', '198.18.1.1']);
 
       addIptablesRule(this, cleanup, sidecar, 'mangle', [
-        'PREROUTING', '-p', 'tcp', '-d', '198.18.0.20', '--dport', '9000', '-j', 'TPROXY', '--on-port', listenPort, '--tproxy-mark', '1',
+        'PREROUTING',
+        '-p',
+        'tcp',
+        '-d',
+        '198.18.0.20',
+        '--dport',
+        '9000',
+        '-j',
+        'TPROXY',
+        '--on-port',
+        listenPort,
+        '--tproxy-mark',
+        '1',
       ]);
       run('ip', ['-n', sidecar, 'rule', 'add', 'fwmark', '1', 'lookup', '100']);
       cleanup.push(() => run('ip', ['-n', sidecar, 'rule', 'del', 'fwmark', '1', 'lookup', '100']));
       run('ip', ['-n', sidecar, 'route', 'add', 'local', '0.0.0.0/0', 'dev', 'lo', 'table', '100']);
       cleanup.push(() => run('ip', ['-n', sidecar, 'route', 'del', 'local', '0.0.0.0/0', 'dev', 'lo', 'table', '100']));
     });
-    after(function () {
+    after(() => {
       for (const child of runningFixtures) child.kill('SIGKILL');
       unwind(cleanup);
     });
 
-    it('accepts with the original destination as local address and the client as remote address', async function () {
+    it('accepts with the original destination as local address and the client as remote address', async () => {
       const listener = new Fixture(sidecar, 'tproxy-listener.js', [listenPort]);
       try {
         const ready = await listener.next();
@@ -370,13 +448,13 @@ describe('@meshport/socket', function () {
     });
   });
 
-  describe('setMark / getMark', function () {
+  describe('setMark / getMark', () => {
     const cleanup: Array<() => void> = [];
-    afterEach(function () {
+    afterEach(() => {
       unwind(cleanup);
     });
 
-    it('reads back the mark that was set, the full 32 bits', async function () {
+    it('reads back the mark that was set, the full 32 bits', async () => {
       const [client, conn] = await loopbackPair(cleanup);
       assert.equal(getMark(conn), 0);
       setMark(conn, 0x1234abcd);
@@ -386,50 +464,131 @@ describe('@meshport/socket', function () {
     });
   });
 
-  describe('argument checks', function () {
+  describe('argument checks', () => {
     const cleanup: Array<() => void> = [];
-    afterEach(function () {
+    afterEach(() => {
       unwind(cleanup);
     });
 
-    it('rejects bad marks (RangeError) and non-sockets (TypeError), naming the argument with a stable code', async function () {
+    it('rejects bad marks (RangeError) and non-sockets (TypeError), naming the argument with a stable code', async () => {
       const [, conn] = await loopbackPair(cleanup);
       for (const mark of [-1, 1.5, 2 ** 32, Number.NaN, Infinity]) {
-        assert.throws(() => setMark(conn, mark), { ...BAD_ARGUMENT, name: 'RangeError', argument: 'mark', message: /setMark: mark must be an integer from 0 to 0xffffffff/ });
+        assert.throws(() => setMark(conn, mark), {
+          ...BAD_ARGUMENT,
+          name: 'RangeError',
+          argument: 'mark',
+          message: /setMark: mark must be an integer from 0 to 0xffffffff/,
+        });
       }
-      assert.throws(() => setMark(conn, '1' as unknown as number), { ...BAD_ARGUMENT, name: 'TypeError', argument: 'mark' });
-      assert.throws(() => getOriginalDst({} as net.Socket), { ...BAD_ARGUMENT, name: 'TypeError', argument: 'socket', message: /must be a net\.Socket/ });
-      assert.throws(() => getMark(null as unknown as net.Socket), { ...BAD_ARGUMENT, name: 'TypeError', argument: 'socket', message: /must be a net\.Socket/ });
+      assert.throws(() => setMark(conn, '1' as unknown as number), {
+        ...BAD_ARGUMENT,
+        name: 'TypeError',
+        argument: 'mark',
+      });
+      assert.throws(() => getOriginalDst({} as net.Socket), {
+        ...BAD_ARGUMENT,
+        name: 'TypeError',
+        argument: 'socket',
+        message: /must be a net\.Socket/,
+      });
+      assert.throws(() => getMark(null as unknown as net.Socket), {
+        ...BAD_ARGUMENT,
+        name: 'TypeError',
+        argument: 'socket',
+        message: /must be a net\.Socket/,
+      });
     });
 
-    it('says so when the socket has no file descriptor', function () {
+    it('says so when the socket has no file descriptor', () => {
       const unconnected = new net.Socket();
       const noDescriptor = { name: 'SocketError', code: 'MESHPORT_SOCKET_NO_DESCRIPTOR' };
-      assert.throws(() => getOriginalDst(unconnected), { ...noDescriptor, message: /^getOriginalDst: the socket has no file descriptor/ });
-      assert.throws(() => setMark(unconnected, 1), { ...noDescriptor, message: /^setMark: the socket has no file descriptor/ });
+      assert.throws(() => getOriginalDst(unconnected), {
+        ...noDescriptor,
+        message: /^getOriginalDst: the socket has no file descriptor/,
+      });
+      assert.throws(() => setMark(unconnected, 1), {
+        ...noDescriptor,
+        message: /^setMark: the socket has no file descriptor/,
+      });
     });
 
-    it('rejects bad transparentListen and connectMarked options, naming the argument', function () {
+    it('rejects bad transparentListen and connectMarked options, naming the argument', () => {
       const bad: Array<[() => unknown, string, string, RegExp]> = [
         [() => transparentListen(undefined as never), 'TypeError', 'options', /options must be an object/],
-        [() => transparentListen({ host: 'localhost', port: 0 }), 'TypeError', 'host', /host must be a numeric IPv4 or IPv6 address/],
-        [() => transparentListen({ host: '127.0.0.1', port: 70000 }), 'RangeError', 'port', /port must be an integer from 0 to 65535/],
-        [() => transparentListen({ host: '127.0.0.1', port: 0, backlog: -1 }), 'RangeError', 'backlog', /backlog must be an integer from 0/],
-        [() => transparentListen({ host: '127.0.0.1', port: 0, family: 5 as 4 }), 'TypeError', 'family', /family must be 4 or 6/],
-        [() => transparentListen({ host: '127.0.0.1', port: 0, family: 6 }), 'TypeError', 'host', /host must be an IPv6 address/],
+        [
+          () => transparentListen({ host: 'localhost', port: 0 }),
+          'TypeError',
+          'host',
+          /host must be a numeric IPv4 or IPv6 address/,
+        ],
+        [
+          () => transparentListen({ host: '127.0.0.1', port: 70000 }),
+          'RangeError',
+          'port',
+          /port must be an integer from 0 to 65535/,
+        ],
+        [
+          () => transparentListen({ host: '127.0.0.1', port: 0, backlog: -1 }),
+          'RangeError',
+          'backlog',
+          /backlog must be an integer from 0/,
+        ],
+        [
+          () => transparentListen({ host: '127.0.0.1', port: 0, family: 5 as 4 }),
+          'TypeError',
+          'family',
+          /family must be 4 or 6/,
+        ],
+        [
+          () => transparentListen({ host: '127.0.0.1', port: 0, family: 6 }),
+          'TypeError',
+          'host',
+          /host must be an IPv6 address/,
+        ],
         [() => connectMarked({ host: '', port: 80, mark: 1 }), 'TypeError', 'host', /host must be a non-empty string/],
-        [() => connectMarked({ host: '127.0.0.1', port: 0, mark: 1 }), 'RangeError', 'port', /port must be an integer from 1 to 65535/],
-        [() => connectMarked({ host: '127.0.0.1', port: 80, mark: -5 }), 'RangeError', 'mark', /mark must be an integer/],
+        [
+          () => connectMarked({ host: '127.0.0.1', port: 0, mark: 1 }),
+          'RangeError',
+          'port',
+          /port must be an integer from 1 to 65535/,
+        ],
+        [
+          () => connectMarked({ host: '127.0.0.1', port: 80, mark: -5 }),
+          'RangeError',
+          'mark',
+          /mark must be an integer/,
+        ],
       ];
-      for (const [call, name, argument, message] of bad) assert.throws(call, { ...BAD_ARGUMENT, name, argument, message });
+      for (const [call, name, argument, message] of bad)
+        assert.throws(call, { ...BAD_ARGUMENT, name, argument, message });
     });
 
-    it('the addon itself checks its arguments and reports errno, code and syscall', function () {
+    it('the addon itself checks its arguments and reports errno, code and syscall', () => {
       const ops = requireOps();
-      assert.throws(() => ops.getOriginalDst('3' as unknown as number), { ...BAD_ARGUMENT, name: 'TypeError', argument: 'fd', message: /^fd must be an integer/ });
-      assert.throws(() => ops.setMark(0, 2 ** 33), { ...BAD_ARGUMENT, name: 'RangeError', argument: 'mark', message: /^mark must be an integer/ });
-      assert.throws(() => ops.createTransparentListener('not-an-ip', 0, 1, 4), { ...BAD_ARGUMENT, name: 'TypeError', argument: 'host', message: /numeric IPv4/ });
-      assert.throws(() => ops.createTransparentListener('127.0.0.1', 0, 1, 5 as 4), { ...BAD_ARGUMENT, name: 'RangeError', argument: 'family', message: /family must be 4 or 6/ });
+      assert.throws(() => ops.getOriginalDst('3' as unknown as number), {
+        ...BAD_ARGUMENT,
+        name: 'TypeError',
+        argument: 'fd',
+        message: /^fd must be an integer/,
+      });
+      assert.throws(() => ops.setMark(0, 2 ** 33), {
+        ...BAD_ARGUMENT,
+        name: 'RangeError',
+        argument: 'mark',
+        message: /^mark must be an integer/,
+      });
+      assert.throws(() => ops.createTransparentListener('not-an-ip', 0, 1, 4), {
+        ...BAD_ARGUMENT,
+        name: 'TypeError',
+        argument: 'host',
+        message: /numeric IPv4/,
+      });
+      assert.throws(() => ops.createTransparentListener('127.0.0.1', 0, 1, 5 as 4), {
+        ...BAD_ARGUMENT,
+        name: 'RangeError',
+        argument: 'family',
+        message: /family must be 4 or 6/,
+      });
       const notASocket = fs.openSync('/dev/null', 'r');
       try {
         assert.throws(() => ops.getMark(notASocket), { code: 'ENOTSOCK', errno: 88, syscall: 'getsockopt' });
@@ -440,7 +599,7 @@ describe('@meshport/socket', function () {
     });
   });
 
-  describe('errors (issue 14)', function () {
+  describe('errors (issue 14)', () => {
     type Addon = Record<string, (...args: unknown[]) => any>;
     const native = (): Addon => {
       const loaded = loadAddon();
@@ -448,12 +607,23 @@ describe('@meshport/socket', function () {
       return loaded.ops as unknown as Addon;
     };
 
-    it("names errnos as libuv does, and Linux-only ones (ENOTSUPP 524, ENOLINK) by their Linux name, never UNKNOWN", function () {
-      const cases: Array<[number, string]> = [[524, 'ENOTSUPP'], [67, 'ENOLINK'], [28, 'ENOSPC'], [1, 'EPERM'], [13, 'EACCES'], [95, 'ENOTSUP'], [38, 'ENOSYS']];
+    it('names errnos as libuv does, and Linux-only ones (ENOTSUPP 524, ENOLINK) by their Linux name, never UNKNOWN', () => {
+      const cases: Array<[number, string]> = [
+        [524, 'ENOTSUPP'],
+        [67, 'ENOLINK'],
+        [28, 'ENOSPC'],
+        [1, 'EPERM'],
+        [13, 'EACCES'],
+        [95, 'ENOTSUP'],
+        [38, 'ENOSYS'],
+      ];
       for (const [errno, code] of cases) {
         const err = native()._errnoError(errno, 'bpf_link_create') as NodeJS.ErrnoException;
         assert.ok(err instanceof Error);
-        assert.deepEqual({ errno: err.errno, code: err.code, syscall: err.syscall }, { errno, code, syscall: 'bpf_link_create' });
+        assert.deepEqual(
+          { errno: err.errno, code: err.code, syscall: err.syscall },
+          { errno, code, syscall: 'bpf_link_create' },
+        );
         assert.match(err.message, new RegExp(`^bpf_link_create failed: .*\\(${code}\\)$`));
       }
       assert.equal(native()._errnoError(4000, 'x').code, 'UNKNOWN');
@@ -467,11 +637,14 @@ try { a.createMarkedSocket(4, 1); console.log('{}'); }
 catch (e) { console.log(JSON.stringify({ errno: e.errno, code: e.code, syscall: e.syscall, message: e.message })); }`;
       const out = execFileSync(process.execPath, ['-e', script], { uid: 65534, gid: 65534, encoding: 'utf8' });
       const err = JSON.parse(out) as Json;
-      assert.deepEqual({ errno: err.errno, code: err.code, syscall: err.syscall }, { errno: 1, code: 'EPERM', syscall: 'setsockopt' });
+      assert.deepEqual(
+        { errno: err.errno, code: err.code, syscall: err.syscall },
+        { errno: 1, code: 'EPERM', syscall: 'setsockopt' },
+      );
       assert.match(err.message, /Operation not permitted \(EPERM\)/);
     });
 
-    it('the TypeScript side refuses NaN, Infinity, -1, 2^32 and 1.5 for every numeric option, naming it', async function () {
+    it('the TypeScript side refuses NaN, Infinity, -1, 2^32 and 1.5 for every numeric option, naming it', async () => {
       const cleanup: Array<() => void> = [];
       try {
         const [, conn] = await loopbackPair(cleanup);
@@ -498,7 +671,7 @@ catch (e) { console.log(JSON.stringify({ errno: e.errno, code: e.code, syscall: 
       }
     });
 
-    it('the addon refuses them too, before any cast or syscall', function () {
+    it('the addon refuses them too, before any cast or syscall', () => {
       const ops = native();
       const objectDir = '/nonexistent-meshport-objects';
       const calls: Array<[string, (n: number) => unknown]> = [
@@ -525,7 +698,7 @@ catch (e) { console.log(JSON.stringify({ errno: e.errno, code: e.code, syscall: 
       }
     });
 
-    it('argument errors name the argument, not a syscall: bad fd, port, path, programs', function () {
+    it('argument errors name the argument, not a syscall: bad fd, port, path, programs', () => {
       const ops = native();
       const typeErrors: Array<[string, () => unknown]> = [
         ['fd', () => bpfOriginalDst('3' as unknown as number)],
@@ -536,9 +709,15 @@ catch (e) { console.log(JSON.stringify({ errno: e.errno, code: e.code, syscall: 
         ['pinDir', () => bpfDetach({ pinDir: {} as unknown as string })],
         ['pinDir', () => bpfStats({ pinDir: 7 as unknown as string })],
         ['objectDir', () => bpfLoad({ objectDir: 1 as unknown as string })],
-        ['programs', () => bpfAttach({ cgroupPath: '/sys/fs/cgroup', programs: 'connect4' as unknown as BpfProgramName[] })],
+        [
+          'programs',
+          () => bpfAttach({ cgroupPath: '/sys/fs/cgroup', programs: 'connect4' as unknown as BpfProgramName[] }),
+        ],
         ['programs', () => bpfDetach({ programs: {} as unknown as BpfProgramName[] })],
-        ['programs[1]', () => bpfAttach({ cgroupPath: '/sys/fs/cgroup', programs: ['connect4', 'connect5' as BpfProgramName] })],
+        [
+          'programs[1]',
+          () => bpfAttach({ cgroupPath: '/sys/fs/cgroup', programs: ['connect4', 'connect5' as BpfProgramName] }),
+        ],
         ['programs', () => ops.bpfAttach({ cgroupPath: '/sys/fs/cgroup', programs: 'connect4' })],
         ['programs', () => ops.bpfDetach({ programs: 'connect4' })],
         ['programs[0]', () => ops.bpfDetach({ programs: [7] })],
@@ -546,8 +725,18 @@ catch (e) { console.log(JSON.stringify({ errno: e.errno, code: e.code, syscall: 
         ['config.captureAddress6', () => bpfLoad({ config: { captureAddress6: '::' } })],
         ['config.captureAddress6', () => bpfLoad({ config: { captureAddress6: '::ffff:127.0.0.1' } })],
         ['config.captureAddress6', () => bpfLoad({ config: { captureAddress6: '127.0.0.1' } })],
-        ['captureAddress6', () => ops.bpfLoad({ objectDir: '/nonexistent-meshport-objects', config: { captureAddress6: '::' } })],
-        ['captureAddress6', () => ops.bpfLoad({ objectDir: '/nonexistent-meshport-objects', config: { captureAddress6: '::ffff:127.0.0.1' } })],
+        [
+          'captureAddress6',
+          () => ops.bpfLoad({ objectDir: '/nonexistent-meshport-objects', config: { captureAddress6: '::' } }),
+        ],
+        [
+          'captureAddress6',
+          () =>
+            ops.bpfLoad({
+              objectDir: '/nonexistent-meshport-objects',
+              config: { captureAddress6: '::ffff:127.0.0.1' },
+            }),
+        ],
       ];
       for (const [argument, call] of typeErrors) {
         assert.throws(call, (err: NodeJS.ErrnoException & { argument?: string }) => {
@@ -563,14 +752,14 @@ catch (e) { console.log(JSON.stringify({ errno: e.errno, code: e.code, syscall: 
     });
   });
 
-  describe('without the built addon', function () {
-    it('loadAddon reports "not built" for a missing file instead of throwing', function () {
+  describe('without the built addon', () => {
+    it('loadAddon reports "not built" for a missing file instead of throwing', () => {
       const loaded = loadAddon(path.join(FIXTURES, 'missing', 'meshport_socket.node'));
       assert.equal(loaded.loaded, false);
       assert.equal(!loaded.loaded && loaded.reason, NOT_BUILT_REASON);
     });
 
-    it('imports fine and every call, socket option or BPF, throws NotSupportedError with the reason', async function () {
+    it('imports fine and every call, socket option or BPF, throws NotSupportedError with the reason', async () => {
       const env = { ...process.env, MESHPORT_SOCKET_ADDON: path.join(FIXTURES, 'missing', 'meshport_socket.node') };
       const result = await runFixture(null, 'not-supported.js', [], env);
       assert.deepEqual(result.status, { loaded: false, reason: NOT_BUILT_REASON });
@@ -581,12 +770,33 @@ catch (e) { console.log(JSON.stringify({ errno: e.errno, code: e.code, syscall: 
       for (const feature of ['connectHook', 'sockmap']) {
         assert.deepEqual(result.bpfProbe[feature], { supported: false, reason: NOT_BUILT_REASON });
       }
-      const calls = ['getOriginalDst', 'setMark', 'getMark', 'transparentListen', 'connectMarked', 'bpfLoad', 'bpfStats', 'bpfAttachments'];
+      const calls = [
+        'getOriginalDst',
+        'setMark',
+        'getMark',
+        'transparentListen',
+        'connectMarked',
+        'bpfLoad',
+        'bpfStats',
+        'bpfAttachments',
+      ];
       for (const call of calls) {
         const error = result[call].error;
         assert.deepEqual(
-          error && { name: error.name, code: error.code, reason: error.reason, message: error.message, meshport: error.meshport },
-          { name: 'NotSupportedError', code: 'MESHPORT_SOCKET_NOT_SUPPORTED', reason: NOT_BUILT_REASON, message: `not supported: ${NOT_BUILT_REASON}`, meshport: true },
+          error && {
+            name: error.name,
+            code: error.code,
+            reason: error.reason,
+            message: error.message,
+            meshport: error.meshport,
+          },
+          {
+            name: 'NotSupportedError',
+            code: 'MESHPORT_SOCKET_NOT_SUPPORTED',
+            reason: NOT_BUILT_REASON,
+            message: `not supported: ${NOT_BUILT_REASON}`,
+            meshport: true,
+          },
           `${call}: ${JSON.stringify(result[call])}`,
         );
       }

@@ -44,7 +44,10 @@ export function bolt(b: BoltBuild = {}): Buffer {
   const type = b.type ?? 1;
   const isResponse = type === 0;
   const cmd = b.cmd ?? (isResponse ? 2 : 1);
-  const className = Buffer.from(b.className ?? (isResponse ? 'com.alipay.sofa.rpc.core.response.SofaResponse' : 'com.alipay.sofa.rpc.core.request.SofaRequest'));
+  const className = Buffer.from(
+    b.className ??
+      (isResponse ? 'com.alipay.sofa.rpc.core.response.SofaResponse' : 'com.alipay.sofa.rpc.core.request.SofaRequest'),
+  );
   const header = b.rawHeader ?? headerMap(b.headers ?? (isResponse ? {} : { service: 'com.example.EchoService:1.0' }));
   const content = b.content ?? Buffer.from('content-bytes');
   const head: number[] = [v2 ? 2 : 1];

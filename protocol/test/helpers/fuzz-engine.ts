@@ -108,7 +108,8 @@ export function casesFromEnv(env: NodeJS.ProcessEnv = process.env, fallback = 10
   const raw = env.FUZZ_CASES?.trim();
   if (!raw) return fallback;
   const n = Number(raw);
-  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`FUZZ_CASES must be a positive integer, got ${JSON.stringify(raw)}`);
+  if (!Number.isSafeInteger(n) || n < 1)
+    throw new Error(`FUZZ_CASES must be a positive integer, got ${JSON.stringify(raw)}`);
   return n;
 }
 
@@ -321,7 +322,11 @@ export interface DubboRequestSpec {
 }
 
 /** A hessian2 request body; returns where each leading string starts (for targeted mutations). */
-export function dubboRequestBody(spec: DubboRequestSpec, rng?: Rng, form?: H2Form): { body: Buffer; stringAt: number[] } {
+export function dubboRequestBody(
+  spec: DubboRequestSpec,
+  rng?: Rng,
+  form?: H2Form,
+): { body: Buffer; stringAt: number[] } {
   const parts: Buffer[] = [];
   const stringAt: number[] = [];
   let at = 0;
@@ -369,14 +374,20 @@ export function dubboSpec(
 export function randomHessianValue(rng: Rng, depth: number, pool: object[]): unknown {
   switch (rng.int(depth >= 4 ? 8 : 12)) {
     case 0:
-      return rng.pick([0, -16, 47, 48, -2048, 2047, 2048, 262143, -262144, 262144, 2 ** 31 - 1, -(2 ** 31)]) + (rng.bool(0.3) ? rng.int(5) : 0);
+      return (
+        rng.pick([0, -16, 47, 48, -2048, 2047, 2048, 262143, -262144, 262144, 2 ** 31 - 1, -(2 ** 31)]) +
+        (rng.bool(0.3) ? rng.int(5) : 0)
+      );
     case 1:
       // Whole numbers go out as ints unless typed as doubles: that is how the short double forms get written.
       return rng.bool(0.5)
         ? rng.pick([1.5, 99.5, 0.001, 1e300, -0.25, Math.E])
         : { $class: 'double', $: rng.pick([0, 1, -128, 127, 128, 32767, -32768, 40000, 2 ** 40]) };
     case 2:
-      return { $class: 'long', $: rng.pick([0, 15, -8, 2047, 262143, 2 ** 31 - 1, 2 ** 40, '9007199254740993', '-9223372036854775808']) };
+      return {
+        $class: 'long',
+        $: rng.pick([0, 15, -8, 2047, 262143, 2 ** 31 - 1, 2 ** 40, '9007199254740993', '-9223372036854775808']),
+      };
     case 3:
       return randomArgText(rng);
     case 4:
@@ -394,14 +405,18 @@ export function randomHessianValue(rng: Rng, depth: number, pool: object[]): unk
     }
     case 9: {
       const m: Record<string, unknown> = {};
-      for (let i = rng.size(5); i > 0; i--) m[rng.pick(['group', 'interface', 'k', 'path', randomArgText(rng)])] = randomHessianValue(rng, depth + 1, pool);
+      for (let i = rng.size(5); i > 0; i--)
+        m[rng.pick(['group', 'interface', 'k', 'path', randomArgText(rng)])] = randomHessianValue(rng, depth + 1, pool);
       pool.push(m);
       return m;
     }
     default: {
       const cls = rng.int(4);
       const fields = ['a', 'b', 'c'].slice(0, cls);
-      const o = { $class: `org.example.Gen${cls}`, $: Object.fromEntries(fields.map((f) => [f, randomHessianValue(rng, depth + 1, pool)])) };
+      const o = {
+        $class: `org.example.Gen${cls}`,
+        $: Object.fromEntries(fields.map((f) => [f, randomHessianValue(rng, depth + 1, pool)])),
+      };
       pool.push(o);
       return o;
     }
@@ -422,7 +437,11 @@ export function randomArgText(rng: Rng): string {
  * so class definitions, types and references span all of it): descriptor, arguments, then `attachments` unless it
  * is undefined (a body that ends after the arguments).
  */
-export function hessianRequestTail(args: unknown[], attachments: unknown, desc = dubboUtils.getJavaArgsDesc(args)): Buffer {
+export function hessianRequestTail(
+  args: unknown[],
+  attachments: unknown,
+  desc = dubboUtils.getJavaArgsDesc(args),
+): Buffer {
   const e = new hessian.EncoderV2({ size: 256 });
   e.writeString(desc);
   for (const a of args) e.write(a);
@@ -446,7 +465,8 @@ export function refMeasure(buf: Buffer, off: number, avail: number): Measure {
     const v2 = b === 0x02;
     const typeAt = v2 ? 2 : 1;
     if (avail <= typeAt) return { need: true };
-    if (v2 && buf[off + 1] !== 1 && buf[off + 1] !== 2) return { error: { code: 'MESHPORT_BOLT_BAD_VERSION', offset: off + 1 } };
+    if (v2 && buf[off + 1] !== 1 && buf[off + 1] !== 2)
+      return { error: { code: 'MESHPORT_BOLT_BAD_VERSION', offset: off + 1 } };
     const type = buf[off + typeAt];
     if (type > 2) return { error: { code: 'MESHPORT_BOLT_BAD_TYPE', offset: off + typeAt } };
     const l = boltLayoutRef(v2, type === 0);
@@ -589,7 +609,8 @@ function refDecodeBolt(f: Buffer, crcPolicy: CrcPolicy): RefDecode {
     else if (key.equals(KEY_METHOD)) method = val();
   }
   const hasCrc = v2 && f[1] === 2 && (f[11] & 1) === 1;
-  const crc = hasCrc && crcPolicy !== 'skip' ? (crc32(f, 0, len - 4) === f.readUInt32BE(len - 4) ? 'ok' : 'bad') : undefined;
+  const crc =
+    hasCrc && crcPolicy !== 'skip' ? (crc32(f, 0, len - 4) === f.readUInt32BE(len - 4) ? 'ok' : 'bad') : undefined;
   if (crc === 'bad' && crcPolicy === 'reject') return err('MESHPORT_BOLT_BAD_CRC', len - 4);
   const isResponse = type === 0;
   return {
@@ -834,14 +855,26 @@ export function refAttachments(b: Buffer, start: number, end: number): RefAttach
       }
     }
     take(1);
-    if (c === 0x55) return type(), untilZ(1, depth);
+    if (c === 0x55) {
+      type();
+      return untilZ(1, depth);
+    }
     if (c === 0x57) return untilZ(1, depth);
-    if (c === 0x56) return type(), items(int(), depth);
+    if (c === 0x56) {
+      type();
+      return items(int(), depth);
+    }
     if (c === 0x58) return items(int(), depth);
-    if (c >= 0x70 && c <= 0x77) return type(), items(c - 0x70, depth);
+    if (c >= 0x70 && c <= 0x77) {
+      type();
+      return items(c - 0x70, depth);
+    }
     if (c >= 0x78 && c <= 0x7f) return items(c - 0x78, depth);
     if (c === 0x48) return untilZ(2, depth);
-    if (c === 0x4d) return type(), untilZ(2, depth);
+    if (c === 0x4d) {
+      type();
+      return untilZ(2, depth);
+    }
     if (c === 0x4f || (c >= 0x60 && c <= 0x6f)) {
       const ref = c === 0x4f ? int() : c - 0x60;
       if (ref < 0 || ref >= classes.length) bad();
@@ -899,7 +932,15 @@ function refDecodeDubbo(f: Buffer): RefDecode {
   const flag = f[2];
   const isRequest = (flag & 0x80) !== 0;
   const isEvent = (flag & 0x20) !== 0;
-  const kind = isEvent ? (isRequest ? 'heartbeat' : 'heartbeat-ack') : !isRequest ? 'response' : flag & 0x40 ? 'request' : 'oneway';
+  const kind = isEvent
+    ? isRequest
+      ? 'heartbeat'
+      : 'heartbeat-ack'
+    : !isRequest
+      ? 'response'
+      : flag & 0x40
+        ? 'request'
+        : 'oneway';
   const h: RefHeader = {
     protocol: 'dubbo',
     kind,
@@ -930,7 +971,10 @@ function refDecodeDubbo(f: Buffer): RefDecode {
     const a = refAttachments(f, p, len);
     // Attachments that name another service than the leading strings (the one a Java provider would serve) make the
     // request unroutable, without a group.
-    h.attachmentsDisagree = !a.unreadable && ((a.path !== undefined && a.path !== h.service) || (a.version !== undefined && a.version !== (h.version || undefined)));
+    h.attachmentsDisagree =
+      !a.unreadable &&
+      ((a.path !== undefined && a.path !== h.service) ||
+        (a.version !== undefined && a.version !== (h.version || undefined)));
     h.group = h.attachmentsDisagree ? undefined : a.group;
     h.interfaceName = h.attachmentsDisagree ? undefined : a.interfaceName;
     h.attachmentsUnreadable = a.unreadable;
@@ -945,7 +989,8 @@ export function refDecode(input: Buffer, crcPolicy: CrcPolicy = 'check'): RefDec
   if (input.length === 0) return { ok: false, error: { code: 'MESHPORT_FRAME_TRUNCATED', offset: 0 } };
   if (b === 0xda) return refDecodeDubbo(input);
   if (b === 0x01 || b === 0x02) {
-    if (input.length <= (b === 2 ? 2 : 1)) return { ok: false, error: { code: 'MESHPORT_FRAME_TRUNCATED', offset: input.length } };
+    if (input.length <= (b === 2 ? 2 : 1))
+      return { ok: false, error: { code: 'MESHPORT_FRAME_TRUNCATED', offset: input.length } };
     return refDecodeBolt(input, crcPolicy);
   }
   return { ok: false, error: { code: 'MESHPORT_BAD_MAGIC', offset: 0 } };
@@ -1000,11 +1045,14 @@ export const OFFSET_SLACK = 0;
 /** A thrown value must be a ProtocolError with a documented code and an offset inside the input. */
 export function checkProtocolError(err: unknown, inputLength: number, where: string): ProtocolError {
   if (!(err instanceof ProtocolError)) fail(`${where} threw something other than a ProtocolError`, describeError(err));
-  if (!Object.prototype.hasOwnProperty.call(PROTOCOL_ERROR_CODES, err.code)) {
+  if (!Object.hasOwn(PROTOCOL_ERROR_CODES, err.code)) {
     fail(`${where} threw an undocumented code`, String(err.code));
   }
   if (!Number.isSafeInteger(err.offset) || err.offset < 0 || err.offset > inputLength + OFFSET_SLACK) {
-    fail(`${where} reported an offset outside the input`, `offset ${err.offset}, input ${inputLength} bytes, ${err.message}`);
+    fail(
+      `${where} reported an offset outside the input`,
+      `offset ${err.offset}, input ${inputLength} bytes, ${err.message}`,
+    );
   }
   if (!err.message.endsWith(`(at byte ${err.offset})`)) fail(`${where} message does not name its offset`, err.message);
   if (err.name !== 'ProtocolError') fail(`${where} error name is not ProtocolError`, err.name);
@@ -1032,7 +1080,17 @@ export interface CaseStats {
 }
 
 export function newStats(): CaseStats {
-  return { decoded: 0, decodeErrors: {}, splitterErrors: {}, framesSplit: 0, crc: {}, services: 0, idRewrites: 0, groups: 0, attachmentsErrors: 0 };
+  return {
+    decoded: 0,
+    decodeErrors: {},
+    splitterErrors: {},
+    framesSplit: 0,
+    crc: {},
+    services: 0,
+    idRewrites: 0,
+    groups: 0,
+    attachmentsErrors: 0,
+  };
 }
 
 const BOLT_FIELDS = [
@@ -1073,7 +1131,8 @@ function compareHeader(h: FrameHeader, ref: RefHeader, where: string): void {
   for (const k of fields) {
     const got = (h as unknown as Record<string, unknown>)[k];
     const want = (ref as unknown as Record<string, unknown>)[k];
-    if (!Object.is(got, want)) fail(`${where}: ${k} differs from the reference`, `got ${JSON.stringify(got)}, want ${JSON.stringify(want)}`);
+    if (!Object.is(got, want))
+      fail(`${where}: ${k} differs from the reference`, `got ${JSON.stringify(got)}, want ${JSON.stringify(want)}`);
   }
 }
 
@@ -1185,7 +1244,8 @@ export function checkCase(input: Buffer, rng: Rng, opts: CheckOptions = {}): voi
   } catch (err) {
     fail('detectProtocol threw', describeError(err));
   }
-  if (det !== refDetect(input)) fail('detectProtocol differs from the first-byte rule', `got ${det}, want ${refDetect(input)}`);
+  if (det !== refDetect(input))
+    fail('detectProtocol differs from the first-byte rule', `got ${det}, want ${refDetect(input)}`);
 
   // decodeFrame: exact agreement with the reference, in outcome and in every field.
   stage(3);
@@ -1200,7 +1260,10 @@ export function checkCase(input: Buffer, rng: Rng, opts: CheckOptions = {}): voi
     err = checkProtocolError(e, n, 'decodeFrame');
   }
   if (!input.equals(pristine)) fail('decodeFrame modified its input');
-  if (ref.ok !== (h !== undefined) || (!ref.ok && err && (err.code !== ref.error.code || err.offset !== ref.error.offset))) {
+  if (
+    ref.ok !== (h !== undefined) ||
+    (!ref.ok && err && (err.code !== ref.error.code || err.offset !== ref.error.offset))
+  ) {
     fail(
       'decodeFrame outcome differs from the reference',
       `got ${err ? `${err.code}@${err.offset}` : 'a header'}, want ${ref.ok ? 'a header' : fmtRef(ref.error)}`,
@@ -1209,9 +1272,13 @@ export function checkCase(input: Buffer, rng: Rng, opts: CheckOptions = {}): voi
   if (err && stats) stats.decodeErrors[err.code] = (stats.decodeErrors[err.code] ?? 0) + 1;
   if (h && ref.ok) {
     if (!Number.isSafeInteger(h.frameLength) || h.frameLength > n) {
-      fail('decodeFrame reported a frameLength beyond the input it accepted', `frameLength ${h.frameLength}, input ${n}`);
+      fail(
+        'decodeFrame reported a frameLength beyond the input it accepted',
+        `frameLength ${h.frameLength}, input ${n}`,
+      );
     }
-    if (h.frameLength < 16) fail('decodeFrame reported a frameLength shorter than any header', `frameLength ${h.frameLength}`);
+    if (h.frameLength < 16)
+      fail('decodeFrame reported a frameLength shorter than any header', `frameLength ${h.frameLength}`);
     compareHeader(h, ref.h, 'decodeFrame');
     if (h.protocol === 'dubbo') checkAttachments(h, ref.h, stats);
     try {
@@ -1284,17 +1351,22 @@ function checkAttachments(h: FrameHeader & { protocol: 'dubbo' }, ref: RefHeader
   if (error !== undefined && typeof error !== 'string') fail('attachmentsError is not a string', typeof error);
   const want = (ref.attachmentsUnreadable ?? false) || (ref.attachmentsDisagree ?? false);
   if ((error !== undefined) !== want) {
-    fail('attachmentsError differs from the reference', `got ${JSON.stringify(error)}, want ${want ? 'an error' : 'none'}`);
+    fail(
+      'attachmentsError differs from the reference',
+      `got ${JSON.stringify(error)}, want ${want ? 'an error' : 'none'}`,
+    );
   }
   if (error !== undefined && ref.attachmentsDisagree) {
     if (!/ attachment names /.test(error)) fail('a disagreeing attachment reported as something else', error);
-    if (h.group !== undefined || h.interfaceName !== undefined) fail('a group or interface reported with an attachmentsError', error);
+    if (h.group !== undefined || h.interfaceName !== undefined)
+      fail('a group or interface reported with an attachmentsError', error);
   } else if (error !== undefined) {
     const at = Number(/ \(at byte (\d+)\)$/.exec(error)?.[1]);
     if (!(at >= (ref.attachmentsStart ?? 16) && at <= h.frameLength)) {
       fail('attachmentsError names no offset between the leading strings and the end of the frame', error);
     }
-    if (h.group !== undefined || h.interfaceName !== undefined) fail('a group or interface reported with an attachmentsError', error);
+    if (h.group !== undefined || h.interfaceName !== undefined)
+      fail('a group or interface reported with an attachmentsError', error);
   }
   if (stats) {
     if (h.group !== undefined) stats.groups++;
@@ -1318,7 +1390,8 @@ function checkSetRequestId(frameView: Buffer, h: FrameHeader, rng: Rng): void {
   } catch (e) {
     fail('decodeFrame failed after setRequestId', describeError(e));
   }
-  if (h2.requestId !== wantId) fail('setRequestId: the new id does not read back', `id ${String(id)}, got ${h2.requestId}, want ${wantId}`);
+  if (h2.requestId !== wantId)
+    fail('setRequestId: the new id does not read back', `id ${String(id)}, got ${h2.requestId}, want ${wantId}`);
   for (const k of ['protocol', 'kind', 'service', 'method', 'frameLength', 'bodyLength', 'status'] as const) {
     if (!Object.is(h2[k], h[k])) fail(`setRequestId changed ${k}`, `${String(h[k])} -> ${String(h2[k])}`);
   }
@@ -1328,7 +1401,8 @@ function checkSetRequestId(frameView: Buffer, h: FrameHeader, rng: Rng): void {
   // Outside the id (and the CRC), every byte is as it was.
   let from = 0;
   for (const [a, b] of [...idAndCrcRanges(frame), [frame.length, frame.length]]) {
-    if (frame.compare(frameView, from, a, from, a) !== 0) fail('setRequestId changed a byte outside the id (and CRC)', `bytes ${from}..${a}`);
+    if (frame.compare(frameView, from, a, from, a) !== 0)
+      fail('setRequestId changed a byte outside the id (and CRC)', `bytes ${from}..${a}`);
     from = b;
   }
 }
@@ -1345,7 +1419,10 @@ function runSplitter(input: Buffer, chunks: Buffer[], cap: number | undefined): 
     (frame) => {
       // Every frame is the next stretch of the stream, byte for byte.
       if (frame.length === 0 || !frame.equals(input.subarray(emitted, emitted + frame.length))) {
-        fail('FrameSplitter emitted bytes that are not the next stretch of the input', `at ${emitted}, ${frame.length} bytes`);
+        fail(
+          'FrameSplitter emitted bytes that are not the next stretch of the input',
+          `at ${emitted}, ${frame.length} bytes`,
+        );
       }
       emitted += frame.length;
       frames.push(frame.length);
@@ -1453,20 +1530,56 @@ export function boltSeeds(rng: Rng): Seed[] {
     const switchFlags = 'switchFlags' in v ? v.switchFlags : undefined;
     const crc = boltHasCrc(v.protocolVersion, ver1, switchFlags) ? ('ok' as const) : undefined;
     const tag = `v${v.protocolVersion}${ver1 ? ` ver1=${ver1} switch=0x${(switchFlags ?? 0).toString(16)}` : ''}`;
-    const common = { protocol: 'bolt' as const, protocolVersion: v.protocolVersion, crc, service: undefined, method: undefined };
+    const common = {
+      protocol: 'bolt' as const,
+      protocolVersion: v.protocolVersion,
+      crc,
+      service: undefined,
+      method: undefined,
+    };
     const made = (note: string, bytes: Buffer, expect: Partial<RefHeader>) =>
-      seeds.push({ proto: 'bolt', note: `${tag} ${note}`, bytes, lengthAt: boltLengthAt(bytes), expect: { ...common, ...expect } });
+      seeds.push({
+        proto: 'bolt',
+        note: `${tag} ${note}`,
+        bytes,
+        lengthAt: boltLengthAt(bytes),
+        expect: { ...common, ...expect },
+      });
     const hbId = rng.next() | 0;
     const hb = encodeBoltHeartbeat(hbId, v);
-    made('heartbeat', hb, { kind: 'heartbeat', requestId: hbId, timeoutMs: 1000, className: '', frameLength: hb.length });
-    made('heartbeat ack', encodeBoltHeartbeatAck(hbId, v), { kind: 'heartbeat-ack', requestId: hbId, status: 0, className: '' });
+    made('heartbeat', hb, {
+      kind: 'heartbeat',
+      requestId: hbId,
+      timeoutMs: 1000,
+      className: '',
+      frameLength: hb.length,
+    });
+    made('heartbeat ack', encodeBoltHeartbeatAck(hbId, v), {
+      kind: 'heartbeat-ack',
+      requestId: hbId,
+      status: 0,
+      className: '',
+    });
     for (const codec of [1, 11]) {
       const status = rng.pick(statuses.filter((s) => s !== 0));
       const errId = rng.next() | 0;
       const er = encodeBoltErrorResponse({ ...v, codec, requestId: errId, status, message: randomText(rng, 300) });
-      made(`error response codec ${codec}`, er, { kind: 'response', requestId: errId, status, codec, className: SOFA_RESPONSE_CLASS });
+      made(`error response codec ${codec}`, er, {
+        kind: 'response',
+        requestId: errId,
+        status,
+        codec,
+        className: SOFA_RESPONSE_CLASS,
+      });
     }
-    type BoltRequestSeed = { note: string; type: number; className: string; entries: HeaderEntry[]; service?: string; method?: string };
+    type BoltRequestSeed = {
+      note: string;
+      type: number;
+      className: string;
+      entries: HeaderEntry[];
+      service?: string;
+      method?: string;
+    };
     const requests: BoltRequestSeed[] = [
       {
         note: 'SOFA request',
@@ -1507,7 +1620,11 @@ export function boltSeeds(rng: Rng): Seed[] {
         note: 'unicode service, service beats target',
         type: 1,
         className: SOFA_REQUEST_CLASS,
-        entries: [['service', `com.example.服务:1.0`], ['sofa_head_target_service', 'ignored:1.0'], ['sofa_head_method_name', 'ping😀']],
+        entries: [
+          ['service', `com.example.服务:1.0`],
+          ['sofa_head_target_service', 'ignored:1.0'],
+          ['sofa_head_method_name', 'ping😀'],
+        ],
         service: 'com.example.服务:1.0',
         method: 'ping😀',
       },
@@ -1588,7 +1705,14 @@ export function boltSeeds(rng: Rng): Seed[] {
     large: true,
     bytes: big.bytes,
     lengthAt: big.lengthAt,
-    expect: { protocol: 'bolt', kind: 'request', requestId: 99, service: bigService, crc: 'ok', frameLength: big.bytes.length },
+    expect: {
+      protocol: 'bolt',
+      kind: 'request',
+      requestId: 99,
+      service: bigService,
+      crc: 'ok',
+      frameLength: big.bytes.length,
+    },
   });
   return seeds;
 }
@@ -1618,7 +1742,13 @@ function hessianishContent(rng: Rng): Buffer {
 
 export function dubboSeeds(rng: Rng): Seed[] {
   const seeds: Seed[] = [];
-  const push = (note: string, bytes: Buffer, expect: Partial<RefHeader>, stringAt: number[] = [], expectError?: ProtocolErrorCode) => {
+  const push = (
+    note: string,
+    bytes: Buffer,
+    expect: Partial<RefHeader>,
+    stringAt: number[] = [],
+    expectError?: ProtocolErrorCode,
+  ) => {
     const lengthAt = [{ at: 12, size: 4 as const }, ...stringAt.map((at) => ({ at: 16 + at, size: 2 as const }))];
     seeds.push({ proto: 'dubbo', note, bytes, expect: { protocol: 'dubbo', ...expect }, expectError, lengthAt });
   };
@@ -1626,7 +1756,12 @@ export function dubboSeeds(rng: Rng): Seed[] {
     const want = BigInt.asIntN(64, BigInt(id)).toString();
     const hb = { kind: 'heartbeat', requestId: want, frameLength: 17, serializationId: 2, service: undefined };
     push(`heartbeat id ${id}`, encodeDubboHeartbeat(id), hb);
-    push(`heartbeat ack id ${id}`, encodeDubboHeartbeatAck(id), { kind: 'heartbeat-ack', requestId: want, status: 20, frameLength: 17 });
+    push(`heartbeat ack id ${id}`, encodeDubboHeartbeatAck(id), {
+      kind: 'heartbeat-ack',
+      requestId: want,
+      status: 20,
+      frameLength: 17,
+    });
   }
   for (const status of Object.values(DubboStatus).filter((s) => s !== 20)) {
     const id = BigInt.asIntN(64, rng.u64());
@@ -1639,10 +1774,18 @@ export function dubboSeeds(rng: Rng): Seed[] {
   const requests: Array<{ note: string; spec: DubboRequestSpec; form?: H2Form }> = [
     {
       note: 'request',
-      spec: dubboSpec('2.0.2', 'org.apache.dubbo.demo.DemoService', '1.0.0', 'sayHello', 'Ljava/lang/String;', ['world'], [
-        ['group', 'g1'],
-        ['interface', 'org.apache.dubbo.demo.DemoService'],
-      ]),
+      spec: dubboSpec(
+        '2.0.2',
+        'org.apache.dubbo.demo.DemoService',
+        '1.0.0',
+        'sayHello',
+        'Ljava/lang/String;',
+        ['world'],
+        [
+          ['group', 'g1'],
+          ['interface', 'org.apache.dubbo.demo.DemoService'],
+        ],
+      ),
     },
     {
       note: 'null version',
@@ -1663,7 +1806,15 @@ export function dubboSeeds(rng: Rng): Seed[] {
     },
     {
       note: 'S-form strings',
-      spec: { dubboVersion: '2.0.2', service: 'com.example.LongForm', version: '1.0.0', method: 'call', paramTypes: 'I', args: [], attachments: [] },
+      spec: {
+        dubboVersion: '2.0.2',
+        service: 'com.example.LongForm',
+        version: '1.0.0',
+        method: 'call',
+        paramTypes: 'I',
+        args: [],
+        attachments: [],
+      },
       form: 'long',
     },
     {
@@ -1673,7 +1824,15 @@ export function dubboSeeds(rng: Rng): Seed[] {
     },
     {
       note: '4-byte UTF-8 in method',
-      spec: { dubboVersion: '2.0.2', service: 'com.example.Emoji', version: '1', method: 'say😀', paramTypes: '', args: [], attachments: [] },
+      spec: {
+        dubboVersion: '2.0.2',
+        service: 'com.example.Emoji',
+        version: '1',
+        method: 'say😀',
+        paramTypes: '',
+        args: [],
+        attachments: [],
+      },
       form: 'utf8',
     },
   ];
@@ -1682,50 +1841,110 @@ export function dubboSeeds(rng: Rng): Seed[] {
       const id = BigInt.asIntN(64, rng.u64());
       const { body, stringAt } = dubboRequestBody(r.spec, rng, r.form);
       const flag = 0x80 | (twoWay ? 0x40 : 0) | 2;
-      push(`${twoWay ? '' : 'oneway '}${r.note}`, buildDubbo(flag, 0, id, body), {
-        kind: twoWay ? 'request' : 'oneway',
-        requestId: id.toString(),
-        serializationId: 2,
-        status: undefined,
-        dubboVersion: r.spec.dubboVersion,
-        service: r.spec.service ?? undefined,
-        version: r.spec.version,
-        method: r.spec.method ?? undefined,
-        frameLength: 16 + body.length,
-      }, stringAt);
+      push(
+        `${twoWay ? '' : 'oneway '}${r.note}`,
+        buildDubbo(flag, 0, id, body),
+        {
+          kind: twoWay ? 'request' : 'oneway',
+          requestId: id.toString(),
+          serializationId: 2,
+          status: undefined,
+          dubboVersion: r.spec.dubboVersion,
+          service: r.spec.service ?? undefined,
+          version: r.spec.version,
+          method: r.spec.method ?? undefined,
+          frameLength: 16 + body.length,
+        },
+        stringAt,
+      );
     }
   }
   // Bodies with real arguments and attachments, for mutations to reach the attachments scan.
   const SERVICE = 'org.apache.dubbo.demo.DemoService';
-  const order = (id: number) => ({ $class: 'org.example.Order', $: { id: { $class: 'long', $: id }, who: 'alice', amount: 99.5, tags: ['a', 'b'], at: new Date(1700000000000) } });
+  const order = (id: number) => ({
+    $class: 'org.example.Order',
+    $: { id: { $class: 'long', $: id }, who: 'alice', amount: 99.5, tags: ['a', 'b'], at: new Date(1700000000000) },
+  });
   const shared = { k: 'shared' };
   const realArgs: Array<{ note: string; args: unknown[]; group: string; props?: Record<string, unknown> }> = [
     { note: 'one string', args: ['world'], group: 'g1', props: { interface: SERVICE } },
     { note: 'an object, its class again, a reference', args: [order(1), order(2), shared, [shared]], group: 'orders' },
-    { note: 'numbers, dates, bytes, nulls', args: [7, -300000, 2 ** 40, 1.5, 99.5, new Date(0), Buffer.alloc(40, 0x5a), null, true], group: '组😀' },
-    { note: 'nested lists and maps, a long string', args: [[1, [2, { group: 'inner' }]], { a: [null] }, 'x'.repeat(1500)], group: 'nested', props: { interface: 'a.B' } },
+    {
+      note: 'numbers, dates, bytes, nulls',
+      args: [7, -300000, 2 ** 40, 1.5, 99.5, new Date(0), Buffer.alloc(40, 0x5a), null, true],
+      group: '组😀',
+    },
+    {
+      note: 'nested lists and maps, a long string',
+      args: [[1, [2, { group: 'inner' }]], { a: [null] }, 'x'.repeat(1500)],
+      group: 'nested',
+      props: { interface: 'a.B' },
+    },
     { note: 'no group', args: ['x'], group: '' },
   ];
   for (const r of realArgs) {
-    const frame = Buffer.from(dubboPeer.requestEncode(rng.next(), { serverSignature: `${SERVICE}:1.0.0`, methodName: 'call', args: r.args, group: r.group, requestProps: r.props }, {}));
+    const frame = Buffer.from(
+      dubboPeer.requestEncode(
+        rng.next(),
+        {
+          serverSignature: `${SERVICE}:1.0.0`,
+          methodName: 'call',
+          args: r.args,
+          group: r.group,
+          requestProps: r.props,
+        },
+        {},
+      ),
+    );
     const iface = r.props?.interface as string | undefined;
-    push(`dubbo-remoting request: ${r.note}`, frame, { kind: 'request', service: SERVICE, method: 'call', group: r.group || undefined, interfaceName: iface });
+    push(`dubbo-remoting request: ${r.note}`, frame, {
+      kind: 'request',
+      service: SERVICE,
+      method: 'call',
+      group: r.group || undefined,
+      interfaceName: iface,
+    });
   }
   const lead = Buffer.concat(['2.0.2', SERVICE, '1.0.0', 'call'].map((x) => h2String(x)));
   const attachments = { path: SERVICE, interface: SERVICE, group: 'enc' };
   const handTails: Array<{ note: string; tail: Buffer; group: string | undefined; interfaceName?: string }> = [
-    { note: 'typed lists, a type by index, a typed map', tail: hessianRequestTail([{ $class: '[java.lang.String', $: ['a'] }, { $class: '[java.lang.String', $: ['b'] }, { $class: 'com.alibaba.fastjson.JSONObject', $: { k: 1 } }], attachments), group: 'enc', interfaceName: SERVICE },
+    {
+      note: 'typed lists, a type by index, a typed map',
+      tail: hessianRequestTail(
+        [
+          { $class: '[java.lang.String', $: ['a'] },
+          { $class: '[java.lang.String', $: ['b'] },
+          { $class: 'com.alibaba.fastjson.JSONObject', $: { k: 1 } },
+        ],
+        attachments,
+      ),
+      group: 'enc',
+      interfaceName: SERVICE,
+    },
     { note: 'attachments null', tail: hessianRequestTail(['x'], null), group: undefined },
     { note: 'no attachments', tail: hessianRequestTail(['x', 1], undefined), group: undefined },
     {
       note: 'every fixed-size value form, a key in overlong UTF-8',
       tail: Buffer.concat([
         h2String('I'.repeat(27)),
-        Buffer.from('80 bf c0 00 cf ff d0 00 00 d7 ff ff 49 80 00 00 00 d8 ef f0 00 ff ff 38 00 00 3f ff ff'.replace(/ /g, ''), 'hex'),
-        Buffer.from('59 7f ff ff ff 4c 00 00 00 00 00 00 00 01 5b 5c 5d 80 5e 7f ff 5f 00 00 03 e8'.replace(/ /g, ''), 'hex'),
-        Buffer.from('44 40 09 21 fb 54 44 2d 18 4a 00 00 01 8b cf e5 68 00 4b 00 1b 07 0c 4e 54 46 2f'.replace(/ /g, ''), 'hex'),
+        Buffer.from(
+          '80 bf c0 00 cf ff d0 00 00 d7 ff ff 49 80 00 00 00 d8 ef f0 00 ff ff 38 00 00 3f ff ff'.replace(/ /g, ''),
+          'hex',
+        ),
+        Buffer.from(
+          '59 7f ff ff ff 4c 00 00 00 00 00 00 00 01 5b 5c 5d 80 5e 7f ff 5f 00 00 03 e8'.replace(/ /g, ''),
+          'hex',
+        ),
+        Buffer.from(
+          '44 40 09 21 fb 54 44 2d 18 4a 00 00 01 8b cf e5 68 00 4b 00 1b 07 0c 4e 54 46 2f'.replace(/ /g, ''),
+          'hex',
+        ),
         Buffer.alloc(15, 0x5a),
-        Buffer.from([0x48, 0x05, 0xc1, 0xa7]), Buffer.from('rou'), Buffer.from([0xe0, 0x81, 0xb0]), h2String('overlong'), Buffer.from([0x5a]),
+        Buffer.from([0x48, 0x05, 0xc1, 0xa7]),
+        Buffer.from('rou'),
+        Buffer.from([0xe0, 0x81, 0xb0]),
+        h2String('overlong'),
+        Buffer.from([0x5a]),
       ]),
       group: 'overlong',
     },
@@ -1733,29 +1952,59 @@ export function dubboSeeds(rng: Rng): Seed[] {
       note: 'variable lists, a chunked key, a class definition before the map',
       tail: Buffer.concat([
         h2String('Ljava/util/List;Ljava/util/List;'),
-        Buffer.from([0x55]), h2String('java.util.ArrayList'), Buffer.from([0x91, 0x5a]),
+        Buffer.from([0x55]),
+        h2String('java.util.ArrayList'),
+        Buffer.from([0x91, 0x5a]),
         Buffer.from([0x57, 0x4e, 0x5a]),
-        Buffer.from([0x43]), h2String('a.Map'), Buffer.from([0x90]),
-        Buffer.from([0x48, 0x52, 0, 2]), Buffer.from('gr'), h2String('oup'), h2String('chunked'), Buffer.from([0x5a]),
+        Buffer.from([0x43]),
+        h2String('a.Map'),
+        Buffer.from([0x90]),
+        Buffer.from([0x48, 0x52, 0, 2]),
+        Buffer.from('gr'),
+        h2String('oup'),
+        h2String('chunked'),
+        Buffer.from([0x5a]),
       ]),
       group: 'chunked',
     },
   ];
   for (const t of handTails) {
     const body = Buffer.concat([lead, t.tail]);
-    push(`hessian2 body: ${t.note}`, buildDubbo(0xc2, 0, 77n, body), { kind: 'request', service: SERVICE, method: 'call', group: t.group, interfaceName: t.interfaceName });
+    push(`hessian2 body: ${t.note}`, buildDubbo(0xc2, 0, 77n, body), {
+      kind: 'request',
+      service: SERVICE,
+      method: 'call',
+      group: t.group,
+      interfaceName: t.interfaceName,
+    });
   }
   // A very long service: R chunks past 65535 units.
   const longService = 'com.example.'.padEnd(70_000, 'Z');
   const big = dubboRequestBody(dubboSpec('2.0.2', longService, '1.0.0', 'm'), undefined, 'compact');
-  push('70000-unit service', buildDubbo(0xc2, 0, 5n, big.body), { kind: 'request', service: longService, method: 'm', version: '1.0.0' });
+  push('70000-unit service', buildDubbo(0xc2, 0, 5n, big.body), {
+    kind: 'request',
+    service: longService,
+    method: 'm',
+    version: '1.0.0',
+  });
   seeds[seeds.length - 1].large = true;
   // Other serializations: header-only view, no body read.
   const json = Buffer.from('"2.0.2"\n"com.example.EchoService"\n"1.0.0"\n"echo"\n');
-  push('fastjson request', buildDubbo(0xc6, 0, 11n, json), { kind: 'request', serializationId: 6, service: undefined, method: undefined });
+  push('fastjson request', buildDubbo(0xc6, 0, 11n, json), {
+    kind: 'request',
+    serializationId: 6,
+    service: undefined,
+    method: undefined,
+  });
   const ok = buildDubbo(0x02, 20, 42n, Buffer.concat([Buffer.from([0x91]), h2String('hello')])); // RESPONSE_VALUE "hello"
   push('OK response', ok, { kind: 'response', requestId: '42', status: 20 });
-  push('empty-body request (rejected: a start for mutations)', buildDubbo(0xc2, 0, 1n, Buffer.alloc(0)), {}, [], 'MESHPORT_DUBBO_BAD_BODY');
+  push(
+    'empty-body request (rejected: a start for mutations)',
+    buildDubbo(0xc2, 0, 1n, Buffer.alloc(0)),
+    {},
+    [],
+    'MESHPORT_DUBBO_BAD_BODY',
+  );
   return seeds;
 }
 
@@ -1802,7 +2051,9 @@ function structuredBolt(rng: Rng): Built {
     header = Buffer.concat([header, rng.bytes(rng.range(1, 7))]);
   }
   const className = Buffer.from(
-    rng.bool(0.6) ? rng.pick([SOFA_REQUEST_CLASS, SOFA_RESPONSE_CLASS, REGISTRY_CLASS, '']) : utf8Round(randomText(rng, 60)),
+    rng.bool(0.6)
+      ? rng.pick([SOFA_REQUEST_CLASS, SOFA_RESPONSE_CLASS, REGISTRY_CLASS, ''])
+      : utf8Round(randomText(rng, 60)),
   );
   return buildBolt(
     {
@@ -1826,7 +2077,9 @@ function structuredBolt(rng: Rng): Built {
 
 /** A fresh Dubbo frame: hessian2 requests whose leading strings may be malformed, or other kinds. */
 function structuredDubbo(rng: Rng): Built {
-  const flag = rng.bool(0.75) ? rng.pick([0xc2, 0xc2, 0x82, 0xe2, 0xa2, 0x22, 0x02, 0x42, 0xc6, 0xc3, 0xd6]) : rng.int(256);
+  const flag = rng.bool(0.75)
+    ? rng.pick([0xc2, 0xc2, 0x82, 0xe2, 0xa2, 0x22, 0x02, 0x42, 0xc6, 0xc3, 0xd6])
+    : rng.int(256);
   const status = rng.bool(0.7) ? rng.pick([0, 20, 25, 30, 31, 35, 40, 50, 60, 70, 80, 90, 100]) : rng.int(256);
   const id = BigInt.asIntN(64, rng.bool(0.5) ? BigInt(rng.next()) : rng.u64());
   let body: Buffer;
@@ -1835,7 +2088,9 @@ function structuredDubbo(rng: Rng): Built {
     // A realistic body: arguments of every kind and attachments, then damaged past the leading strings, where only
     // the attachments scan reads.
     const names = ['2.0.2', rng.pick(ASCII_SERVICES), rng.bool(0.2) ? null : '1.0.0', 'call'];
-    const lead = Buffer.concat(names.map((n) => (n === null ? Buffer.from([0x4e]) : h2String(n, rng.pick(H2_FORMS), rng))));
+    const lead = Buffer.concat(
+      names.map((n) => (n === null ? Buffer.from([0x4e]) : h2String(n, rng.pick(H2_FORMS), rng))),
+    );
     const pool: object[] = [];
     const args = Array.from({ length: rng.size(5) }, () => randomHessianValue(rng, 0, pool));
     const attachments: Record<string, unknown> = { path: names[1], dubbo: '2.0.2' };
@@ -1849,7 +2104,13 @@ function structuredDubbo(rng: Rng): Built {
       case 1: {
         tail = Buffer.from(tail);
         for (let k = rng.range(1, 3); k > 0 && tail.length > 0; k--) {
-          tail[rng.int(tail.length)] = rng.bool(0.5) ? rng.pick(INTERESTING_BYTES.concat([0x43, 0x48, 0x4d, 0x4f, 0x51, 0x55, 0x56, 0x57, 0x58, 0x5a, 0x60, 0x70, 0x78, 0x79, 0x41, 0x42, 0x49])) : rng.int(256);
+          tail[rng.int(tail.length)] = rng.bool(0.5)
+            ? rng.pick(
+                INTERESTING_BYTES.concat([
+                  0x43, 0x48, 0x4d, 0x4f, 0x51, 0x55, 0x56, 0x57, 0x58, 0x5a, 0x60, 0x70, 0x78, 0x79, 0x41, 0x42, 0x49,
+                ]),
+              )
+            : rng.int(256);
         }
         break;
       }
@@ -1863,7 +2124,8 @@ function structuredDubbo(rng: Rng): Built {
     }
     body = Buffer.concat([lead, tail]);
   } else if ((flag & 0xa0) === 0x80 || rng.bool(0.2)) {
-    const pickName = (nullable: boolean) => (nullable && rng.bool(0.1) ? null : randomText(rng, rng.bool(0.05) ? 2000 : 80));
+    const pickName = (nullable: boolean) =>
+      nullable && rng.bool(0.1) ? null : randomText(rng, rng.bool(0.05) ? 2000 : 80);
     const r = dubboRequestBody(
       {
         dubboVersion: rng.bool(0.7) ? rng.pick(['2.0.2', '2.7.8', '3.0.0']) : pickName(true),
@@ -1886,28 +2148,52 @@ function structuredDubbo(rng: Rng): Built {
       // Cut inside the four leading strings mostly, often just before one ends: that is where the last, multi-byte
       // character of a string can straddle the end of the frame.
       const lead = stringAt.length > 4 && rng.bool(0.7) ? stringAt[4] : body.length;
-      const cut = stringAt.length > 4 && rng.bool(0.5) ? stringAt[rng.range(1, 4)] - rng.range(1, 3) : rng.int(lead + 1);
+      const cut =
+        stringAt.length > 4 && rng.bool(0.5) ? stringAt[rng.range(1, 4)] - rng.range(1, 3) : rng.int(lead + 1);
       body = body.subarray(0, Math.max(0, cut));
-    }
-    else if (roll === 1 && stringAt.length) {
+    } else if (roll === 1 && stringAt.length) {
       // Break one string's framing byte or one of its characters.
       body = Buffer.from(body);
       const at = rng.pick(stringAt.slice(0, 4)) + rng.int(4);
-      const codes = [0x1f, 0x20, 0x2f, 0x34, 0x33, 0x52, 0x53, 0x4e, 0x80, 0xbf, 0xc0, 0xe0, 0xf0, 0xf7, 0xf8, 0xff, rng.int(256)];
+      const codes = [
+        0x1f,
+        0x20,
+        0x2f,
+        0x34,
+        0x33,
+        0x52,
+        0x53,
+        0x4e,
+        0x80,
+        0xbf,
+        0xc0,
+        0xe0,
+        0xf0,
+        0xf7,
+        0xf8,
+        0xff,
+        rng.int(256),
+      ];
       if (at < body.length) body[at] = rng.pick(codes);
     }
   } else {
     body = rng.bool(0.5) ? Buffer.from([0x4e]) : rng.bytes(rng.size(48));
   }
-  const bodyLength = rng.bool(0.92) ? body.length : rng.pick([body.length + 1, body.length - 1, 0, -1, 0x7fffffff, 16 * MIB - 16, 16 * MIB - 15]);
+  const bodyLength = rng.bool(0.92)
+    ? body.length
+    : rng.pick([body.length + 1, body.length - 1, 0, -1, 0x7fffffff, 16 * MIB - 16, 16 * MIB - 15]);
   const lengthAt = [{ at: 12, size: 4 as const }, ...stringAt.map((at) => ({ at: 16 + at, size: 2 as const }))];
   return { bytes: buildDubbo(flag, status, id, body, bodyLength), lengthAt };
 }
 
-const INTERESTING_BYTES = [0x00, 0xff, 0x7f, 0x80, 0x01, 0x02, 0x03, 0xda, 0xbb, 0x4e, 0x52, 0x53, 0x30, 0x33, 0x1f, 0x20, 0xc0, 0xe0, 0xf0, 0xf8];
+const INTERESTING_BYTES = [
+  0x00, 0xff, 0x7f, 0x80, 0x01, 0x02, 0x03, 0xda, 0xbb, 0x4e, 0x52, 0x53, 0x30, 0x33, 0x1f, 0x20, 0xc0, 0xe0, 0xf0,
+  0xf8,
+];
 
 function interestingLength(rng: Rng, size: 2 | 4, current: number, total: number): number {
-  if (size === 2) return rng.pick([0, 1, -1, -2, -0x8000, 0x7fff, 0x7ffe, 0xff, 0x100, current + 1, current - 1, total]);
+  if (size === 2)
+    return rng.pick([0, 1, -1, -2, -0x8000, 0x7fff, 0x7ffe, 0xff, 0x100, current + 1, current - 1, total]);
   return rng.pick([
     0,
     1,
@@ -1958,7 +2244,10 @@ function mutateOnce(b: Buffer, rng: Rng, corpus: readonly Seed[], lengthAt: Buil
     case 3:
     case 4: {
       // A length field set to something huge, negative or off by one.
-      const target = lengthAt.length && rng.bool(0.8) ? rng.pick(lengthAt) : { at: rng.int(Math.max(n, 1)), size: rng.pick([2, 4] as const) };
+      const target =
+        lengthAt.length && rng.bool(0.8)
+          ? rng.pick(lengthAt)
+          : { at: rng.int(Math.max(n, 1)), size: rng.pick([2, 4] as const) };
       if (target.at + target.size > n) return b;
       const out = Buffer.from(b);
       const cur = target.size === 2 ? out.readInt16BE(target.at) : out.readInt32BE(target.at);
@@ -1970,7 +2259,10 @@ function mutateOnce(b: Buffer, rng: Rng, corpus: readonly Seed[], lengthAt: Buil
     case 5:
       return b.subarray(0, rng.int(n + 1)); // truncation
     case 6:
-      return Buffer.concat([b, rng.bool(0.7) ? rng.bytes(rng.range(1, 64)) : Buffer.from([rng.pick(INTERESTING_BYTES)])]); // extension
+      return Buffer.concat([
+        b,
+        rng.bool(0.7) ? rng.bytes(rng.range(1, 64)) : Buffer.from([rng.pick(INTERESTING_BYTES)]),
+      ]); // extension
     case 7: {
       // Splice: a prefix of this one with a suffix of another frame.
       const other = rng.pick(corpus).bytes;

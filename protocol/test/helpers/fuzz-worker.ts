@@ -59,12 +59,16 @@ type Probe = { problems: string[]; data: Record<string, number> };
 function checkSeed(s: Seed, seed: number): void {
   assert.equal(detectProtocol(s.bytes), s.proto);
   if (s.expectError) {
-    assert.throws(() => decodeFrame(s.bytes), (e: unknown) => e instanceof ProtocolError && e.code === s.expectError);
+    assert.throws(
+      () => decodeFrame(s.bytes),
+      (e: unknown) => e instanceof ProtocolError && e.code === s.expectError,
+    );
     return;
   }
   const h = decodeFrame(s.bytes);
   assert.equal(h.frameLength, s.bytes.length, 'frameLength');
-  for (const [k, want] of Object.entries(s.expect)) assert.deepEqual((h as unknown as Record<string, unknown>)[k], want, k);
+  for (const [k, want] of Object.entries(s.expect))
+    assert.deepEqual((h as unknown as Record<string, unknown>)[k], want, k);
   // The reference decoder agrees with the builder too: the fuzz oracle is anchored to intent, not to the codec.
   const ref = refDecode(s.bytes);
   assert.ok(ref.ok, `reference decoder rejects it: ${JSON.stringify(!ref.ok && ref.error)}`);
@@ -99,7 +103,9 @@ function checkSeeds(seed: number): Probe {
     problems.push(`seed corpus too small: ${corpus.bolt.length} Bolt, ${corpus.dubbo.length} Dubbo`);
   }
   const v2 = (b: Buffer) => b[0] === 2;
-  const versions = new Set(corpus.bolt.map((s) => `${s.bytes[0]}/${v2(s.bytes) ? s.bytes[1] : 0}/${v2(s.bytes) ? s.bytes[11] & 1 : 0}`));
+  const versions = new Set(
+    corpus.bolt.map((s) => `${s.bytes[0]}/${v2(s.bytes) ? s.bytes[1] : 0}/${v2(s.bytes) ? s.bytes[11] & 1 : 0}`),
+  );
   for (const v of ['1/0/0', '2/1/0', '2/1/1', '2/2/0', '2/2/1']) {
     if (!versions.has(v)) problems.push(`no Bolt seed of proto/ver1/switch ${v}`);
   }
@@ -159,7 +165,11 @@ function setRequestIdOnNonFrames(seed: number): Probe {
 /** maxFrameSize is inclusive: a frame of exactly maxFrameSize passes, with one byte less of cap it is refused. */
 function capBoundary(): Probe {
   const problems: string[] = [];
-  const frames = [encodeBoltHeartbeat(3), encodeBoltHeartbeat(3, { protocolVersion: 2, ver1: 2, switchFlags: 1 }), encodeDubboHeartbeat(3)];
+  const frames = [
+    encodeBoltHeartbeat(3),
+    encodeBoltHeartbeat(3, { protocolVersion: 2, ver1: 2, switchFlags: 1 }),
+    encodeDubboHeartbeat(3),
+  ];
   for (const frame of frames) {
     const label = frame.toString('hex');
     try {
@@ -169,7 +179,8 @@ function capBoundary(): Probe {
       ok.end();
       assert.deepEqual(got, [frame.length, frame.length], 'frames at exactly the cap');
       const tight = new FrameSplitter(() => assert.fail('no frame fits'), { maxFrameSize: frame.length - 1 });
-      const oversize = (e: unknown) => e instanceof ProtocolError && e.code === 'MESHPORT_FRAME_OVERSIZE' && e.offset === 0;
+      const oversize = (e: unknown) =>
+        e instanceof ProtocolError && e.code === 'MESHPORT_FRAME_OVERSIZE' && e.offset === 0;
       assert.throws(() => tight.write(frame), oversize, 'one byte over the cap');
       assert.throws(() => tight.write(frame), oversize, 'the same error again');
     } catch (e) {
@@ -297,7 +308,15 @@ function claimOverCap(): { problems: string[]; data: Record<string, number> } {
  */
 async function claimUnderCap(splitters: number): Promise<{ problems: string[]; data: Record<string, number> }> {
   const claim = 16 * MIB - 1024;
-  const header = buildBolt({ version: 2, ver1: 1, switchFlags: 0, type: 1, cmd: 1, requestId: 1, timeoutOrStatus: 0 }).bytes;
+  const header = buildBolt({
+    version: 2,
+    ver1: 1,
+    switchFlags: 0,
+    type: 1,
+    cmd: 1,
+    requestId: 1,
+    timeoutOrStatus: 0,
+  }).bytes;
   header.writeInt32BE(claim - 24, 20);
   const base = await retained();
   const keep: FrameSplitter[] = [];
@@ -318,14 +337,20 @@ async function claimUnderCap(splitters: number): Promise<{ problems: string[]; d
     );
   }
   const held = keep.reduce((n, sp) => n + sp.buffered, 0);
-  return { problems, data: { growthBytes: growth, rssGrowthBytes: after.rss - base.rss, bytesSent: splitters * header.length, held } };
+  return {
+    problems,
+    data: { growthBytes: growth, rssGrowthBytes: after.rss - base.rss, bytesSent: splitters * header.length, held },
+  };
 }
 
 /**
  * Thousands of requests, each naming a different long service: the decoders intern route strings in a cache bounded
  * by entry count. What it retains must stay bounded by something small, not by count x longest name.
  */
-async function internerRetention(names: number, nameBytes: number): Promise<{ problems: string[]; data: Record<string, number> }> {
+async function internerRetention(
+  names: number,
+  nameBytes: number,
+): Promise<{ problems: string[]; data: Record<string, number> }> {
   const problems: string[] = [];
   const data: Record<string, number> = {};
   // Random letters all along each name, so that whatever hash the cache uses, the names spread over its slots.
@@ -343,7 +368,10 @@ async function internerRetention(names: number, nameBytes: number): Promise<{ pr
   const bolt = (i: number) => {
     const service = letters(i);
     const map = encodeHeaderMap([['service', service]]);
-    return { frame: buildBolt({ version: 1, type: 1, cmd: 1, requestId: i, timeoutOrStatus: 1000, header: map.bytes }).bytes, service };
+    return {
+      frame: buildBolt({ version: 1, type: 1, cmd: 1, requestId: i, timeoutOrStatus: 1000, header: map.bytes }).bytes,
+      service,
+    };
   };
   for (const [proto, make] of [
     ['dubbo', dubbo],
@@ -353,7 +381,8 @@ async function internerRetention(names: number, nameBytes: number): Promise<{ pr
     for (let i = 0; i < names; i++) {
       const { frame, service } = make(i);
       const h = decodeFrame(frame);
-      if (h.service !== service) problems.push(`${proto}: frame ${i} decoded service ${String(h.service).slice(0, 40)}...`);
+      if (h.service !== service)
+        problems.push(`${proto}: frame ${i} decoded service ${String(h.service).slice(0, 40)}...`);
     }
     const after = await retained();
     const growth = after.heap - base.heap + (after.ab - base.ab);
@@ -379,7 +408,10 @@ Error.stackTraceLimit = 6;
 async function run(task: WorkerTask): Promise<WorkerReply> {
   switch (task.task) {
     case 'campaign':
-      return { type: 'campaign', result: await runCampaign(task.campaign, task.seed, task.cases, new Int32Array(task.progress), settle) };
+      return {
+        type: 'campaign',
+        result: await runCampaign(task.campaign, task.seed, task.cases, new Int32Array(task.progress), settle),
+      };
     case 'seeds':
       return { type: 'probe', ...checkSeeds(task.seed) };
     case 'set-request-id':

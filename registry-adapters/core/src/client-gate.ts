@@ -77,7 +77,14 @@ export function allowList(entries: readonly string[]): net.BlockList {
     const family = net.isIPv4(address) ? 'ipv4' : net.isIPv6(address) ? 'ipv6' : undefined;
     const bits = prefix === undefined ? (family === 'ipv4' ? 32 : 128) : Number(prefix);
     const max = family === 'ipv4' ? 32 : 128;
-    if (!family || extra !== undefined || !Number.isInteger(bits) || bits < 0 || bits > max || (prefix !== undefined && prefix.trim() === '')) {
+    if (
+      !family ||
+      extra !== undefined ||
+      !Number.isInteger(bits) ||
+      bits < 0 ||
+      bits > max ||
+      (prefix !== undefined && prefix.trim() === '')
+    ) {
       throw new Error(`${JSON.stringify(entry)} is not an IP address or CIDR (like 10.0.0.0/8)`);
     }
     list.addSubnet(address, bits, family);

@@ -7,7 +7,10 @@ import { formatProviderUrl } from './url';
 // mocha's globals, present when a spec file calls describeRegistryConformance. Declared here with the little this file
 // uses, so that the package's sources (loaded by the sidecar too) neither see mocha's types nor load mocha.
 declare function describe(title: string, body: () => void): void;
-declare function it(title: string, body: (this: { skip(): never; timeout(ms: number): void }) => Promise<unknown> | void): void;
+declare function it(
+  title: string,
+  body: (this: { skip(): never; timeout(ms: number): void }) => Promise<unknown> | undefined,
+): void;
 
 /** Two adapters on the same registry, as two sidecars would be, and how to take that registry away for a while. */
 export interface RegistryAdapterPair {
@@ -66,7 +69,10 @@ class PushLog {
   }
 }
 
-const exactly = (...urls: string[]) => (list: string[]) => sameSet(list, urls);
+const exactly =
+  (...urls: string[]) =>
+  (list: string[]) =>
+    sameSet(list, urls);
 
 function sameSet(list: string[], urls: string[]): boolean {
   return list.length === urls.length && [...list].sort().every((u, i) => u === [...urls].sort()[i]);
@@ -175,11 +181,17 @@ export function describeRegistryConformance(name: string, makeAdapterPair: () =>
         await outage.begin();
         await sleep(settleMs);
         log.assertNeverEmptyAfterFirst();
-        assert.ok(sameSet(log.last!, [SOFA_NODE_URL, SOFA_REGISTRY_DATA]), `during the outage: ${JSON.stringify(log.last)}`);
+        assert.ok(
+          sameSet(log.last!, [SOFA_NODE_URL, SOFA_REGISTRY_DATA]),
+          `during the outage: ${JSON.stringify(log.last)}`,
+        );
         await outage.end();
         await sleep(settleMs);
         log.assertNeverEmptyAfterFirst();
-        assert.ok(sameSet(log.last!, [SOFA_NODE_URL, SOFA_REGISTRY_DATA]), `after the outage: ${JSON.stringify(log.last)}`);
+        assert.ok(
+          sameSet(log.last!, [SOFA_NODE_URL, SOFA_REGISTRY_DATA]),
+          `after the outage: ${JSON.stringify(log.last)}`,
+        );
         // And the subscription is live again, not merely frozen.
         await a.unpublish(SERVICE, SOFA_NODE_URL);
         await log.until(exactly(SOFA_REGISTRY_DATA), 'the remaining provider after the outage');

@@ -73,7 +73,9 @@ export class FileRegistry implements RegistryAdapter {
     this.file = path.resolve(options.path);
     this.debounceMs = options.debounceMs ?? FILE_REGISTRY_DEFAULTS.debounceMs;
     this.logger = options.logger ?? FILE_REGISTRY_DEFAULTS.logger;
-    this.lists = new ProviderLists((error, service) => this.logger.warn({ service, error }, 'a providers listener threw'));
+    this.lists = new ProviderLists((error, service) =>
+      this.logger.warn({ service, error }, 'a providers listener threw'),
+    );
     // Watched from the first subscription or write, but a missing file is said at once: a sidecar that finds nothing
     // in it subscribes nothing, and would otherwise run silent on a wrong path.
     access(this.file).catch((error: unknown) => {
@@ -169,7 +171,10 @@ export class FileRegistry implements RegistryAdapter {
       } else {
         // The message, not the error object: its fields would log as `{}` (an Error's message is not enumerable).
         const { code, message } = error as { code?: string; message: string };
-        this.logger.warn({ file: this.file, code, error: message }, 'registry file unreadable or invalid; keeping the last known providers');
+        this.logger.warn(
+          { file: this.file, code, error: message },
+          'registry file unreadable or invalid; keeping the last known providers',
+        );
         this.connection.set('disconnected');
         return;
       }
@@ -187,24 +192,26 @@ export class FileRegistry implements RegistryAdapter {
     await this.start();
     this.assertOpen();
     const previous = editQueues.get(this.file) ?? Promise.resolve();
-    const run = previous.catch(() => {}).then(async () => {
-      let doc: RegistryDocument;
-      try {
-        doc = parseDocument(await readFile(this.file, 'utf8'), this.file);
-      } catch (error) {
-        if (!isMissing(error)) throw error;
-        doc = { services: {} };
-      }
-      if (!change(doc.services)) return;
-      const temp = `${this.file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
-      try {
-        await writeFile(temp, JSON.stringify(doc, null, 2) + '\n');
-        await rename(temp, this.file);
-      } catch (error) {
-        await unlink(temp).catch(() => {});
-        throw error;
-      }
-    });
+    const run = previous
+      .catch(() => {})
+      .then(async () => {
+        let doc: RegistryDocument;
+        try {
+          doc = parseDocument(await readFile(this.file, 'utf8'), this.file);
+        } catch (error) {
+          if (!isMissing(error)) throw error;
+          doc = { services: {} };
+        }
+        if (!change(doc.services)) return;
+        const temp = `${this.file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+        try {
+          await writeFile(temp, JSON.stringify(doc, null, 2) + '\n');
+          await rename(temp, this.file);
+        } catch (error) {
+          await unlink(temp).catch(() => {});
+          throw error;
+        }
+      });
     editQueues.set(this.file, run);
     try {
       await run;
@@ -214,7 +221,6 @@ export class FileRegistry implements RegistryAdapter {
     // Our own subscribers learn of our own write now rather than after the watcher's debounce.
     if (!this.closed) await this.reload();
   }
-
 
   /**
    * Each service's providers, spelled one way, without duplicates, and named: a URL without an interface is given
@@ -277,21 +283,39 @@ function parseDocument(text: string, file: string): RegistryDocument {
   } catch (cause) {
     const at = jsonErrorOffset(text);
     const where = at === undefined ? '' : `:${lineColumn(text, at)}`;
-    throw new RegistryError('MESHPORT_REGISTRY_FILE_INVALID', `${file}${where}: not valid JSON: ${(cause as Error).message}`, { cause });
+    throw new RegistryError(
+      'MESHPORT_REGISTRY_FILE_INVALID',
+      `${file}${where}: not valid JSON: ${(cause as Error).message}`,
+      { cause },
+    );
   }
   const services = (doc as { services?: unknown } | null)?.services;
-  if (typeof doc !== 'object' || doc === null || Array.isArray(doc) || typeof services !== 'object' || services === null || Array.isArray(services)) {
+  if (
+    typeof doc !== 'object' ||
+    doc === null ||
+    Array.isArray(doc) ||
+    typeof services !== 'object' ||
+    services === null ||
+    Array.isArray(services)
+  ) {
     throw new RegistryError('MESHPORT_REGISTRY_FILE_INVALID', `${file} has no "services" object`);
   }
   for (const [service, urls] of Object.entries(services)) {
     if (!Array.isArray(urls) || !urls.every((u) => typeof u === 'string')) {
-      throw new RegistryError('MESHPORT_REGISTRY_FILE_INVALID', `${file}: services["${service}"] is not an array of URL strings`);
+      throw new RegistryError(
+        'MESHPORT_REGISTRY_FILE_INVALID',
+        `${file}: services["${service}"] is not an array of URL strings`,
+      );
     }
     for (const url of urls as string[]) {
       try {
         providerUrlText(url);
       } catch (cause) {
-        throw new RegistryError('MESHPORT_REGISTRY_FILE_INVALID', `${file}: services["${service}"] holds a bad URL ${JSON.stringify(url)}`, { cause });
+        throw new RegistryError(
+          'MESHPORT_REGISTRY_FILE_INVALID',
+          `${file}: services["${service}"] holds a bad URL ${JSON.stringify(url)}`,
+          { cause },
+        );
       }
     }
   }
@@ -336,7 +360,10 @@ function jsonErrorOffset(text: string): number | undefined {
     throw i;
   };
   const literal = (word: string) => {
-    for (const ch of word) if (text[i++] !== ch) (i--, fail());
+    for (const ch of word) {
+      if (text[i] !== ch) fail();
+      i++;
+    }
   };
   const string = () => {
     i++; // the opening quote

@@ -1,7 +1,14 @@
 // @meshport/registry-core: the registry contracts, provider URL handling, the memory and file registries, and the
 // conformance suite every adapter package runs.
 
-export type { ConnectionError, ConnectionState, ProvidersListener, Unsubscribe, RegistryAdapter, RegistryFacade } from './adapter';
+export type {
+  ConnectionError,
+  ConnectionState,
+  ProvidersListener,
+  Unsubscribe,
+  RegistryAdapter,
+  RegistryFacade,
+} from './adapter';
 export { routeKeyOf, providerDisabled, providersPerIdentity, RewriteOnlyTakeover, RecordingTakeover } from './takeover';
 export type { Takeover, HostPort } from './takeover';
 export type { RegistryPlugin, RegistryPluginConfig } from './plugin';
@@ -28,7 +35,14 @@ export {
   decodeNodeName,
 } from './url';
 export type { ProviderUrl, UrlParam, ProviderEndpoint, NodeNameStyle } from './url';
-export { COMPILE_RULES_DEFAULTS, compileRules, emptyRuleUrls, endpointsFor, methodConditionHolds, weightAt } from './rules';
+export {
+  COMPILE_RULES_DEFAULTS,
+  compileRules,
+  emptyRuleUrls,
+  endpointsFor,
+  methodConditionHolds,
+  weightAt,
+} from './rules';
 export type {
   CompiledProvider,
   CompiledRoute,

@@ -57,7 +57,10 @@ export class IntendedPublications {
   replay<T>(remove: (group: string, entry: string) => T, write: (group: string, entry: string) => T): T[] {
     const removals = [...this.pending()];
     const writes = [...this.published()];
-    return [...removals.map(([group, entry]) => remove(group, entry)), ...writes.map(([group, entry]) => write(group, entry))];
+    return [
+      ...removals.map(([group, entry]) => remove(group, entry)),
+      ...writes.map(([group, entry]) => write(group, entry)),
+    ];
   }
 
   /** Forgets everything: the adapter is closing. */

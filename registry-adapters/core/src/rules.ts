@@ -235,7 +235,11 @@ export function endpointsFor(compiled: CompiledRoute, method: string, nowMs: num
     // Dubbo's random balancer would still pick among weight-0 providers when all weigh 0; the router never does.
     if (weight <= 0) continue;
     const timeoutMs = methodOf(p, method)?.timeoutMs ?? p.timeoutMs;
-    out.push(timeoutMs === undefined ? { index, host: p.host, port: p.port, weight } : { index, host: p.host, port: p.port, weight, timeoutMs });
+    out.push(
+      timeoutMs === undefined
+        ? { index, host: p.host, port: p.port, weight }
+        : { index, host: p.host, port: p.port, weight, timeoutMs },
+    );
   }
   return out;
 }
@@ -258,9 +262,7 @@ export function compileRules(input: CompileRulesInput): CompiledRoute {
   const providers = input.providers.map((p) => (typeof p === 'string' ? parseProviderUrl(p) : p));
   const notes = new Notes();
   const route =
-    input.dialect === 'dubbo'
-      ? compileDubbo(providers, input, notes)
-      : compileSofa(providers, input, notes);
+    input.dialect === 'dubbo' ? compileDubbo(providers, input, notes) : compileSofa(providers, input, notes);
   for (const p of route.providers) {
     p.weight = weightAt(p, input.nowMs);
     if (!p.warmup) continue;
@@ -298,15 +300,25 @@ function newRoute(dialect: RulesDialect, nowMs: number, providers: CompiledProvi
 const SOFA_OVERRIDE_KEYS = ['timeout', 'serialization', 'loadBalancer'];
 
 function compileSofa(providers: ProviderUrl[], input: CompileRulesInput, notes: Notes): CompiledRoute {
-  const route = newRoute('sofa', input.nowMs, providers.map((url) => sofaProvider(url)));
+  const route = newRoute(
+    'sofa',
+    input.nowMs,
+    providers.map((url) => sofaProvider(url)),
+  );
   const { rules, consumer } = input;
-  for (const rule of [...rules.configurators, ...rules.routers]) notes.skip(rule, 'a Dubbo rule; the sofa dialect reads configs and overrides');
+  for (const rule of [...rules.configurators, ...rules.routers])
+    notes.skip(rule, 'a Dubbo rule; the sofa dialect reads configs and overrides');
   for (const [name, value] of Object.entries(rules.configs)) {
     // ZookeeperConfigObserver hands these to ConfigListener.configChanged, which both of sofa-rpc's bootstraps leave empty.
-    notes.skip(`${name}=${value}`, 'interface-level config: Java sofa-rpc passes it to configChanged, which its consumer ignores');
+    notes.skip(
+      `${name}=${value}`,
+      'interface-level config: Java sofa-rpc passes it to configChanged, which its consumer ignores',
+    );
   }
   // PathChildrenCache lists children sorted by path, and each later override's attributes replace earlier ones.
-  const overrides = [...rules.overrides].sort((a, b) => compareStrings(encodeNodeName(a, 'java'), encodeNodeName(b, 'java')));
+  const overrides = [...rules.overrides].sort((a, b) =>
+    compareStrings(encodeNodeName(a, 'java'), encodeNodeName(b, 'java')),
+  );
   for (const text of overrides) {
     if (!text.includes(`://${consumer.host}?`)) {
       notes.skip(text, `for another consumer (sofa-rpc applies an override whose URL holds "://${consumer.host}?")`);
@@ -318,7 +330,8 @@ function compileSofa(providers: ProviderUrl[], input: CompileRulesInput, notes: 
       const parts = javaSplit(pair, '=');
       if (!SOFA_OVERRIDE_KEYS.includes(parts[0])) continue;
       if (parts.length < 2) bad = `${parts[0]} has no value`;
-      else if (parts[0] === 'timeout' && parseJavaInt(parts[1]) === undefined) bad = `timeout=${parts[1]} is not an integer`;
+      else if (parts[0] === 'timeout' && parseJavaInt(parts[1]) === undefined)
+        bad = `timeout=${parts[1]} is not an integer`;
       else attrs[parts[0]] = parts[1];
     }
     // The SDK fails (and rolls back) the whole update when one attribute cannot be read.
@@ -379,10 +392,25 @@ function baseProvider(url: ProviderUrl, weight: number): CompiledProvider {
 
 /** Keys an override matches on rather than sets (AbstractConfigurator.configureIfMatch). */
 const CONDITION_KEYS = new Set([
-  'category', 'check', 'dynamic', 'enabled', 'group', 'version', 'application', 'side', 'configVersion',
-  'compatible_config', 'interfaces',
+  'category',
+  'check',
+  'dynamic',
+  'enabled',
+  'group',
+  'version',
+  'application',
+  'side',
+  'configVersion',
+  'compatible_config',
+  'interfaces',
 ]);
-const VALID_CATEGORIES = new Set(['routers', 'providers', 'configurators', 'dynamicconfigurators', 'appdynamicconfigurators']);
+const VALID_CATEGORIES = new Set([
+  'routers',
+  'providers',
+  'configurators',
+  'dynamicconfigurators',
+  'appdynamicconfigurators',
+]);
 const ANY_HOST = '0.0.0.0';
 
 /** A Dubbo URL as org.apache.dubbo.common.URL holds it: path without its leading '/', parameters raw. */
@@ -403,8 +431,10 @@ interface Configurator {
 
 function compileDubbo(providerUrls: ProviderUrl[], input: CompileRulesInput, notes: Notes): CompiledRoute {
   const { consumer, rules } = input;
-  for (const rule of rules.overrides) notes.skip(rule, 'a sofa-rpc override; the dubbo dialect reads configurators and routers');
-  for (const [name, value] of Object.entries(rules.configs)) notes.skip(`${name}=${value}`, 'a sofa-rpc config; the dubbo dialect reads configurators and routers');
+  for (const rule of rules.overrides)
+    notes.skip(rule, 'a sofa-rpc override; the dubbo dialect reads configurators and routers');
+  for (const [name, value] of Object.entries(rules.configs))
+    notes.skip(`${name}=${value}`, 'a sofa-rpc config; the dubbo dialect reads configurators and routers');
 
   const consumerUrl = dubboConsumerUrl(consumer);
   // RegistryDirectory.notify sorts every URL by what it is, not by the directory it came from.
@@ -424,11 +454,17 @@ function compileDubbo(providerUrls: ProviderUrl[], input: CompileRulesInput, not
       continue;
     }
     const category = url.params.get('category') || 'providers';
-    if (url.params.get('compatible_config')) notes.skip(text, 'compatible_config is set: Dubbo 2.7 leaves such URLs to 2.6 consumers');
-    else if (!VALID_CATEGORIES.has(category) && url.protocol !== 'route') notes.skip(text, `category ${category} is not one a consumer reads`);
+    if (url.params.get('compatible_config'))
+      notes.skip(text, 'compatible_config is set: Dubbo 2.7 leaves such URLs to 2.6 consumers');
+    else if (!VALID_CATEGORIES.has(category) && url.protocol !== 'route')
+      notes.skip(text, `category ${category} is not one a consumer reads`);
     else if (url.protocol === 'override' || category === 'configurators') configuratorRules.push({ text, url });
     else if (url.protocol === 'route' || category === 'routers') routerRules.push({ text, url });
-    else notes.skip(text, `neither a configurator nor a router (category ${category}): Dubbo would read it as a provider URL`);
+    else
+      notes.skip(
+        text,
+        `neither a configurator nor a router (category ${category}): Dubbo would read it as a provider URL`,
+      );
   }
 
   const configurators = toConfigurators(configuratorRules, notes);
@@ -483,7 +519,13 @@ function ruleConsumerMismatch(rule: DubboUrl, consumer: DubboUrl): string | unde
   if (!javaBoolean(rule.params.get('enabled'), true) && consumer.params.get('enabled') !== '*') return 'enabled=false';
   const cg = consumer.params.get('group');
   const rg = rule.params.get('group');
-  if (!(cg === '*' || cg === rg || (cg !== undefined && rg !== undefined && rg !== '' && cg.split(/\s*,+\s*/).includes(rg)))) {
+  if (
+    !(
+      cg === '*' ||
+      cg === rg ||
+      (cg !== undefined && rg !== undefined && rg !== '' && cg.split(/\s*,+\s*/).includes(rg))
+    )
+  ) {
     return `for group ${rg ?? '(none)'}, the consumer's is ${cg ?? '(none)'}`;
   }
   const cv = consumer.params.get('version');
@@ -514,7 +556,9 @@ function toConfigurators(rules: { text: string; url: DubboUrl }[], notes: Notes)
     out.push({ text, url, priority, absent: url.protocol === 'absent' });
   }
   // Configurator.compareTo: by host as a string (so 0.0.0.0 runs before specific hosts and they win), then priority.
-  return out.sort((a, b) => compareStrings(a.url.host, b.url.host) || a.priority - b.priority || compareStrings(a.text, b.text));
+  return out.sort(
+    (a, b) => compareStrings(a.url.host, b.url.host) || a.priority - b.priority || compareStrings(a.text, b.text),
+  );
 }
 
 /** ProviderURLMergeProcessor's default: the consumer's parameters win, except those that describe the provider. */
@@ -567,7 +611,9 @@ function dubboProvider(
     provider.disabledBy = 'enabled=false on the provider URL';
   } else if (!enabled) {
     provider.disabled = true;
-    provider.disabledBy = setBy.has('disabled') ? `disabled=${disabled} set by ${setBy.get('disabled')}` : 'disabled on the provider URL';
+    provider.disabledBy = setBy.has('disabled')
+      ? `disabled=${disabled} set by ${setBy.get('disabled')}`
+      : 'disabled on the provider URL';
   }
 
   const weight = params.get('weight');
@@ -581,14 +627,22 @@ function dubboProvider(
   const timestamp = parseJavaInt(params.get('timestamp') ?? '', 64);
   if (timestamp !== undefined && timestamp > 0) {
     const warmup = parseJavaInt(params.get('warmup') ?? '') ?? COMPILE_RULES_DEFAULTS.dubboWarmupMs;
-    const curve = (options?.dubboWarmupCurve ?? COMPILE_RULES_DEFAULTS.dubboWarmupCurve) === 'quadratic' ? 'dubbo-quadratic' : 'dubbo-linear';
+    const curve =
+      (options?.dubboWarmupCurve ?? COMPILE_RULES_DEFAULTS.dubboWarmupCurve) === 'quadratic'
+        ? 'dubbo-quadratic'
+        : 'dubbo-linear';
     provider.warmup = { curve, startMs: timestamp, endMs: timestamp + warmup };
   }
   return provider;
 }
 
 /** AbstractConfigurator.configure + configureIfMatch, at a consumer (the merged URL's side is always consumer). */
-function configuratorApplies(c: Configurator, provider: ProviderUrl, merged: Map<string, string>, consumer: RuleConsumer): boolean {
+function configuratorApplies(
+  c: Configurator,
+  provider: ProviderUrl,
+  merged: Map<string, string>,
+  consumer: RuleConsumer,
+): boolean {
   const rule = c.url;
   if (!javaBoolean(rule.params.get('enabled'), true)) return false;
   let host: string;
@@ -607,7 +661,8 @@ function configuratorApplies(c: Configurator, provider: ProviderUrl, merged: Map
   if (rule.host !== ANY_HOST && rule.host !== host) return false;
   const addresses = rule.params.get('providerAddresses');
   // A substring test, as in Dubbo ("TODO, to support wildcards").
-  if (addresses && !addresses.includes(`${provider.host}:${provider.port}`) && !addresses.includes(ANY_HOST)) return false;
+  if (addresses && !addresses.includes(`${provider.host}:${provider.port}`) && !addresses.includes(ANY_HOST))
+    return false;
   const app = rule.params.get('application');
   if (app !== undefined && app !== '*' && app !== merged.get('application')) return false;
   for (const [k, v] of rule.params) {
@@ -623,19 +678,28 @@ function configuratorMissReason(c: Configurator, consumer: RuleConsumer, consume
   if (!javaBoolean(rule.params.get('enabled'), true)) return 'enabled=false';
   const side = rule.params.get('side');
   if (side && side !== '*' && side !== 'consumer') return `side=${side}: the provider applies it and re-registers`;
-  if (rule.params.get('configVersion') && (side !== 'consumer' || rule.port !== 0)) return 'a 2.7 config-center rule for the provider side';
+  if (rule.params.get('configVersion') && (side !== 'consumer' || rule.port !== 0))
+    return 'a 2.7 config-center rule for the provider side';
   if (rule.port === 0 && rule.host !== ANY_HOST && rule.host !== consumer.host) {
     return `no port, so ${rule.host} names a consumer, and this consumer is ${consumer.host}`;
   }
   const app = rule.params.get('application');
-  if (app !== undefined && app !== '*' && consumerUrl.params.has('application') && app !== consumerUrl.params.get('application')) {
+  if (
+    app !== undefined &&
+    app !== '*' &&
+    consumerUrl.params.has('application') &&
+    app !== consumerUrl.params.get('application')
+  ) {
     return `for application ${app}, the consumer's is ${consumerUrl.params.get('application')}`;
   }
   return 'matches none of the current providers';
 }
 
 /** Dubbo method-level weights (any source) and timeouts (rules only), by URL.toMethodParameters' reading of keys. */
-function methodValues(params: Map<string, string>, byRule: Map<string, string>): Record<string, MethodValues> | undefined {
+function methodValues(
+  params: Map<string, string>,
+  byRule: Map<string, string>,
+): Record<string, MethodValues> | undefined {
   const out = new Map<string, MethodValues>();
   const entry = (method: string) => out.get(method) ?? out.set(method, {}).get(method)!;
   const add = (method: string, realKey: string, key: string) => {
@@ -651,7 +715,8 @@ function methodValues(params: Map<string, string>, byRule: Map<string, string>):
   };
   const methods = params.get('methods');
   if (methods) {
-    for (const method of methods.split(',')) for (const realKey of ['weight', 'timeout']) add(method, realKey, `${method}.${realKey}`);
+    for (const method of methods.split(','))
+      for (const realKey of ['weight', 'timeout']) add(method, realKey, `${method}.${realKey}`);
   } else {
     for (const key of params.keys()) {
       const dot = key.indexOf('.');
@@ -662,11 +727,16 @@ function methodValues(params: Map<string, string>, byRule: Map<string, string>):
 }
 
 /** Dubbo's two warm-up curves, with Java's float and int arithmetic. */
-function dubboWarmupWeight(uptime: number, warmup: number, weight: number, curve: 'dubbo-linear' | 'dubbo-quadratic'): number {
+function dubboWarmupWeight(
+  uptime: number,
+  warmup: number,
+  weight: number,
+  curve: 'dubbo-linear' | 'dubbo-quadratic',
+): number {
   const ww =
     curve === 'dubbo-linear'
       ? Math.trunc(Math.fround(Math.fround(uptime) / Math.fround(Math.fround(warmup) / Math.fround(weight))))
-      : Math.trunc(Math.round(Math.pow(uptime / warmup, 2) * weight));
+      : Math.trunc(Math.round((uptime / warmup) ** 2 * weight));
   return ww < 1 ? 1 : Math.min(ww, weight);
 }
 
@@ -679,6 +749,7 @@ interface MatchPair {
 }
 
 /** Java's `\s`, not JavaScript's (which also takes Unicode spaces). */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: Java's \s class, spelled out (\x0B is vertical tab)
 const ROUTE_PATTERN = /([&!=,]*)[ \t\n\x0B\f\r]*([^&!=, \t\n\x0B\f\r]+)/g;
 
 function toRouters(
@@ -716,7 +787,8 @@ function toRouters(
     let needsArguments = false;
     for (const [key, pair] of when) {
       if (key.startsWith('arguments')) needsArguments = true;
-      else if (key === 'method' || key === 'methods') methods.push({ matches: [...pair.matches], mismatches: [...pair.mismatches] });
+      else if (key === 'method' || key === 'methods')
+        methods.push({ matches: [...pair.matches], mismatches: [...pair.mismatches] });
       else consumerSide.set(key, pair);
     }
     if (needsArguments) {
@@ -734,7 +806,14 @@ function toRouters(
         if (!compiled[i].disabled && provided.size > 0 && matchCondition(provided, p, consumer)) allowed.push(i);
       });
     }
-    out.push({ rule: text, priority, force: javaBoolean(url.params.get('force'), false), methods, allowed, blacklist: then === null });
+    out.push({
+      rule: text,
+      priority,
+      force: javaBoolean(url.params.get('force'), false),
+      methods,
+      allowed,
+      blacklist: then === null,
+    });
   }
   // RouterChain sorts by Router.compareTo: ascending priority (Dubbo's docs say the opposite; the code decides).
   return out.sort((a, b) => a.priority - b.priority || compareStrings(a.rule, b.rule));
@@ -802,7 +881,8 @@ function pairMatches(pair: MatchPair, value: string, param: DubboUrl | undefined
   const hit = (pattern: string) => isMatchGlobPattern(pattern, value, param);
   if (pair.matches.length > 0 && pair.mismatches.length === 0) return pair.matches.some(hit);
   if (pair.mismatches.length > 0 && pair.matches.length === 0) return !pair.mismatches.some(hit);
-  if (pair.matches.length > 0 && pair.mismatches.length > 0) return !pair.mismatches.some(hit) && pair.matches.some(hit);
+  if (pair.matches.length > 0 && pair.mismatches.length > 0)
+    return !pair.mismatches.some(hit) && pair.matches.some(hit);
   return false;
 }
 
@@ -840,7 +920,8 @@ function urlToMap(url: DubboUrl): Map<string, string> {
 // ---------------------------------------------------------------------------------------------------------------
 // Java's readings of URLs, numbers and booleans.
 
-const RULE_URL_SHAPE = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/(?:[^@/?#]*@)?(\[[0-9A-Fa-f:.]+\]|[^/?#:[\]@]*)(?::(\d{1,5}))?(\/[^?#]*)?(?:\?([^#]*))?$/;
+const RULE_URL_SHAPE =
+  /^([A-Za-z][A-Za-z0-9+.-]*):\/\/(?:[^@/?#]*@)?(\[[0-9A-Fa-f:.]+\]|[^/?#:[\]@]*)(?::(\d{1,5}))?(\/[^?#]*)?(?:\?([^#]*))?$/;
 
 /** A rule URL (`override://0.0.0.0/iface?...`): unlike a provider URL its port is optional. */
 function parseDubboUrl(text: string): DubboUrl {
@@ -909,6 +990,7 @@ function javaUrlDecode(text: string): string {
 
 /** String.trim: strips every char up to U+0020. */
 function javaTrim(text: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: Java's String.trim() drops every char <= U+0020
   return text.replace(/^[\x00-\x20]+|[\x00-\x20]+$/g, '');
 }
 

@@ -1,7 +1,14 @@
 // The contract between a registry facade and the sidecar: what the facade reports of the app's registry traffic, and
 // what the sidecar answers so the app publishes and sees meshport's addresses instead of real ones.
 
-import { dubboServiceKeyOf, formatProviderUrl, getParam, rewriteEndpoint, sofaServiceKeyOf, type ProviderUrl } from './url';
+import {
+  dubboServiceKeyOf,
+  formatProviderUrl,
+  getParam,
+  rewriteEndpoint,
+  sofaServiceKeyOf,
+  type ProviderUrl,
+} from './url';
 
 /** host:port as a facade or the sidecar writes it into a provider URL. */
 export interface HostPort {

@@ -42,7 +42,8 @@ export const DEFAULT_PROVIDER_WEIGHT = 100;
 /** SOFA's version when a service names none. */
 export const DEFAULT_SOFA_VERSION = '1.0';
 
-const URL_SHAPE = /^(?:([A-Za-z][A-Za-z0-9+.-]*):\/\/)?(\[[0-9A-Za-z:.%_-]+\]|[^/?#:[\]@\s]+):(\d{1,5})(\/[^?#]*)?(?:\?([^#]*))?$/;
+const URL_SHAPE =
+  /^(?:([A-Za-z][A-Za-z0-9+.-]*):\/\/)?(\[[0-9A-Za-z:.%_-]+\]|[^/?#:[\]@\s]+):(\d{1,5})(\/[^?#]*)?(?:\?([^#]*))?$/;
 
 /** Parses a provider URL; throws RegistryError MESHPORT_REGISTRY_BAD_URL when it is none of the known shapes. */
 export function parseProviderUrl(text: string): ProviderUrl {
@@ -50,14 +51,17 @@ export function parseProviderUrl(text: string): ProviderUrl {
   if (!m) throw new RegistryError('MESHPORT_REGISTRY_BAD_URL', `not a provider URL: ${JSON.stringify(text)}`);
   const [, scheme, rawHost, rawPort, path, query] = m;
   const port = Number(rawPort);
-  if (port > 65535) throw new RegistryError('MESHPORT_REGISTRY_BAD_URL', `port out of range in ${JSON.stringify(text)}`);
+  if (port > 65535)
+    throw new RegistryError('MESHPORT_REGISTRY_BAD_URL', `port out of range in ${JSON.stringify(text)}`);
   const host = rawHost.startsWith('[') ? rawHost.slice(1, -1) : rawHost;
   const params: UrlParam[] = [];
   // Empty segments (`a=1&&b=2`) carry no parameter; dropping them changes bytes but not meaning.
   for (const segment of query ? query.split('&') : []) {
     if (segment === '') continue;
     const eq = segment.indexOf('=');
-    params.push(eq < 0 ? { name: segment, value: undefined } : { name: segment.slice(0, eq), value: segment.slice(eq + 1) });
+    params.push(
+      eq < 0 ? { name: segment, value: undefined } : { name: segment.slice(0, eq), value: segment.slice(eq + 1) },
+    );
   }
   return { scheme, host, port, path: path ?? '', params };
 }
@@ -219,7 +223,11 @@ export function decodeNodeName(name: string): string {
   try {
     return decodeURIComponent(name.replace(/\+/g, ' '));
   } catch (cause) {
-    throw new RegistryError('MESHPORT_REGISTRY_BAD_NODE_NAME', `bad percent-encoding in node name ${JSON.stringify(name)}`, { cause });
+    throw new RegistryError(
+      'MESHPORT_REGISTRY_BAD_NODE_NAME',
+      `bad percent-encoding in node name ${JSON.stringify(name)}`,
+      { cause },
+    );
   }
 }
 

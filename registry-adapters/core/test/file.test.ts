@@ -20,7 +20,8 @@ class Recorder {
   async until(expected: string[], timeoutMs = 3000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (JSON.stringify(this.pushes.at(-1)) !== JSON.stringify(expected)) {
-      if (Date.now() > deadline) assert.fail(`expected ${JSON.stringify(expected)}; pushes ${JSON.stringify(this.pushes)}`);
+      if (Date.now() > deadline)
+        assert.fail(`expected ${JSON.stringify(expected)}; pushes ${JSON.stringify(this.pushes)}`);
       await sleep(10);
     }
   }
@@ -92,7 +93,13 @@ describe('FileRegistry', () => {
     const states: ConnectionState[] = [];
     registry.onStateChange((s) => states.push(s));
     await registry.subscribe(ECHO, rec.listener);
-    for (const broken of ['', '{ "services": { "com.example', '{ "services": [] }', '{ "services": { "x": "bolt://h:1" } }', `{ "services": { "${ECHO}": ["not a url"] } }`]) {
+    for (const broken of [
+      '',
+      '{ "services": { "com.example',
+      '{ "services": [] }',
+      '{ "services": { "x": "bolt://h:1" } }',
+      `{ "services": { "${ECHO}": ["not a url"] } }`,
+    ]) {
       await writeFile(file, broken);
       await sleep(SETTLE_MS);
       assert.equal(registry.state, 'disconnected', `state for ${JSON.stringify(broken)}`);
@@ -124,7 +131,10 @@ describe('FileRegistry', () => {
   });
 
   it('publishes atomically, keeps what else the file holds, and leaves no temp file behind', async () => {
-    await writeRegistry({ [GREETER]: ['dubbo://198.18.0.3:20880/org.example.Greeter?a=1&&b=2'] }, { comment: 'owned by ops' });
+    await writeRegistry(
+      { [GREETER]: ['dubbo://198.18.0.3:20880/org.example.Greeter?a=1&&b=2'] },
+      { comment: 'owned by ops' },
+    );
     await registry.publish(ECHO, P1);
     await registry.publish(ECHO, P2);
     await registry.unpublish(ECHO, P1);
@@ -134,7 +144,11 @@ describe('FileRegistry', () => {
       services: { [GREETER]: ['dubbo://198.18.0.3:20880/org.example.Greeter?a=1&&b=2'], [ECHO]: [P2] },
     });
     await registry.unpublish(ECHO, P2);
-    assert.equal(JSON.parse(await readFile(file, 'utf8')).services[ECHO], undefined, 'the last unpublish removes the entry');
+    assert.equal(
+      JSON.parse(await readFile(file, 'utf8')).services[ECHO],
+      undefined,
+      'the last unpublish removes the entry',
+    );
     assert.deepEqual(await readdir(dir), ['registry.json']);
   });
 
@@ -178,12 +192,17 @@ describe('FileRegistry', () => {
 
   it('serves the documented entry that names no interface as a provider of the key it is filed under', async () => {
     // docs/sidecar.md: `10.0.0.7:12200?weight=50` under `com.example.Echo:1.0`.
-    await writeRegistry({ [ECHO]: ['10.0.0.7:12200?weight=50'], 'g1/org.example.Greeter:2.0': ['dubbo://198.18.0.3:20880?side=provider'] });
+    await writeRegistry({
+      [ECHO]: ['10.0.0.7:12200?weight=50'],
+      'g1/org.example.Greeter:2.0': ['dubbo://198.18.0.3:20880?side=provider'],
+    });
     const echo: ProviderUrl[][] = [];
     const greeter: ProviderUrl[][] = [];
     await registry.subscribe(ECHO, (urls) => void echo.push(urls));
     await registry.subscribe('g1/org.example.Greeter:2.0', (urls) => void greeter.push(urls));
-    assert.deepEqual(echo.at(-1)!.map(formatProviderUrl), ['10.0.0.7:12200?weight=50&interface=com.example.Echo&version=1.0']);
+    assert.deepEqual(echo.at(-1)!.map(formatProviderUrl), [
+      '10.0.0.7:12200?weight=50&interface=com.example.Echo&version=1.0',
+    ]);
     assert.deepEqual(echo.at(-1)!.map(routeKeyOf), [ECHO]);
     assert.deepEqual(greeter.at(-1)!.map(routeKeyOf), ['g1/org.example.Greeter:2.0']);
     assert.ok(!warnings.includes('registry file entry ignored'), `nothing ignored: ${JSON.stringify(warnings)}`);
@@ -197,7 +216,11 @@ describe('FileRegistry', () => {
     assert.deepEqual(rec.pushes, [[P1]]);
     await writeRegistry(services, { touched: 1 });
     await sleep(SETTLE_MS);
-    const ignored = details.filter((_d, i) => warnings[i] === 'registry file entry ignored') as { service: string; entry: string; reason: string }[];
+    const ignored = details.filter((_d, i) => warnings[i] === 'registry file entry ignored') as {
+      service: string;
+      entry: string;
+      reason: string;
+    }[];
     assert.deepEqual(
       ignored.map((d) => [d.service, d.entry]),
       [

@@ -24,7 +24,14 @@ describe('IntendedPublications', () => {
     publications.publish(OTHER, P1);
     publications.publish(KEY, P1); // twice is once
     assert.deepEqual(replayed(publications), [`write ${KEY} ${P1}`, `write ${KEY} ${P2}`, `write ${OTHER} ${P1}`]);
-    assert.deepEqual([...publications.published()], [[KEY, P1], [KEY, P2], [OTHER, P1]]);
+    assert.deepEqual(
+      [...publications.published()],
+      [
+        [KEY, P1],
+        [KEY, P2],
+        [OTHER, P1],
+      ],
+    );
   });
 
   it('an unpublish is a pending removal, replayed before the writes until the registry confirms it', () => {

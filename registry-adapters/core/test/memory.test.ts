@@ -2,7 +2,13 @@
 
 import { strict as assert } from 'node:assert';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { MemoryRegistry, MemoryRegistryStore, formatProviderUrl, type ConnectionState, type ProviderUrl } from '../src/index';
+import {
+  MemoryRegistry,
+  MemoryRegistryStore,
+  formatProviderUrl,
+  type ConnectionState,
+  type ProviderUrl,
+} from '../src/index';
 
 const SERVICE = 'com.example.Echo:1.0';
 const P1 = 'bolt://198.18.0.1:12200?interface=com.example.Echo&uniqueId=&weight=100';

@@ -16,15 +16,20 @@ const IFACE = 'org.apache.dubbo.demo.DemoService';
 const NOW = 1_700_000_000_000;
 
 function dubboProvider(host: string, extra = ''): string {
-  return `dubbo://${host}:20880/${IFACE}?anyhost=true&application=demo-provider&dubbo=2.0.2&interface=${IFACE}` +
-    `&methods=findUser,findOrder,save&side=provider${extra}`;
+  return (
+    `dubbo://${host}:20880/${IFACE}?anyhost=true&application=demo-provider&dubbo=2.0.2&interface=${IFACE}` +
+    `&methods=findUser,findOrder,save&side=provider${extra}`
+  );
 }
 const P1 = dubboProvider('10.0.0.1');
 const P2 = dubboProvider('10.0.0.2');
 const P3 = dubboProvider('10.0.0.3');
 const CONSUMER: RuleConsumer = { host: '10.1.1.1', application: 'demo-consumer', interface: IFACE };
 
-function dubbo(rules: Partial<RuleUrls>, options: { providers?: string[]; consumer?: RuleConsumer; nowMs?: number } = {}): CompiledRoute {
+function dubbo(
+  rules: Partial<RuleUrls>,
+  options: { providers?: string[]; consumer?: RuleConsumer; nowMs?: number } = {},
+): CompiledRoute {
   return compileRules({
     dialect: 'dubbo',
     providers: options.providers ?? [P1, P2, P3],
@@ -34,7 +39,8 @@ function dubbo(rules: Partial<RuleUrls>, options: { providers?: string[]; consum
   });
 }
 
-const override = (address: string, params: string) => `override://${address}/${IFACE}?category=configurators&dynamic=false&${params}`;
+const override = (address: string, params: string) =>
+  `override://${address}/${IFACE}?category=configurators&dynamic=false&${params}`;
 const condition = (rule: string, params = '') =>
   `condition://0.0.0.0/${IFACE}?category=routers&dynamic=false&rule=${encodeURIComponent(rule)}${params}`;
 const hostsFor = (route: CompiledRoute, method: string) => endpointsFor(route, method).map((e) => e.host);
@@ -49,7 +55,14 @@ describe('governance rules: Dubbo configurators', () => {
     assert.deepEqual(route.providers[1].appliedRules, [rule]);
     assert.deepEqual(route.providers[1].ruleParams, { weight: '200' });
     assert.deepEqual(route.inForce, [rule]);
-    assert.deepEqual(endpointsFor(route, 'findUser').map((e) => [e.host, e.weight]), [['10.0.0.1', 100], ['10.0.0.2', 200], ['10.0.0.3', 100]]);
+    assert.deepEqual(
+      endpointsFor(route, 'findUser').map((e) => [e.host, e.weight]),
+      [
+        ['10.0.0.1', 100],
+        ['10.0.0.2', 200],
+        ['10.0.0.3', 100],
+      ],
+    );
   });
 
   it('an override without a port names a consumer, not a provider (Dubbo reads it as the consumer host)', () => {
@@ -61,7 +74,10 @@ describe('governance rules: Dubbo configurators', () => {
     const mine = override('10.1.1.1', 'weight=20&timeout=5000');
     const route2 = dubbo({ configurators: [mine] });
     assert.deepEqual(weights(route2), [20, 20, 20]);
-    assert.deepEqual(endpointsFor(route2, 'save').map((e) => e.timeoutMs), [5000, 5000, 5000]);
+    assert.deepEqual(
+      endpointsFor(route2, 'save').map((e) => e.timeoutMs),
+      [5000, 5000, 5000],
+    );
   });
 
   it('0.0.0.0 applies to every provider, and a specific host wins over it whatever the order', () => {
@@ -87,8 +103,14 @@ describe('governance rules: Dubbo configurators', () => {
     assert.equal(route.providers[2].weight, 0);
     assert.deepEqual(hostsFor(route, 'findUser'), ['10.0.0.1', '10.0.0.2']);
 
-    const own = dubbo({}, { providers: [P1, dubboProvider('10.0.0.2', '&disabled=true'), dubboProvider('10.0.0.3', '&enabled=false')] });
-    assert.deepEqual(own.providers.map((p) => p.disabled), [false, true, true]);
+    const own = dubbo(
+      {},
+      { providers: [P1, dubboProvider('10.0.0.2', '&disabled=true'), dubboProvider('10.0.0.3', '&enabled=false')] },
+    );
+    assert.deepEqual(
+      own.providers.map((p) => p.disabled),
+      [false, true, true],
+    );
     assert.deepEqual(hostsFor(own, 'findUser'), ['10.0.0.1']);
   });
 
@@ -143,7 +165,10 @@ describe('governance rules: Dubbo configurators', () => {
 
   it('a provider URL of another category is not a provider', () => {
     const route = dubbo({}, { providers: [P1, dubboProvider('10.0.0.9', '&category=configurators')] });
-    assert.deepEqual(route.providers.map((p) => p.disabled), [false, true]);
+    assert.deepEqual(
+      route.providers.map((p) => p.disabled),
+      [false, true],
+    );
   });
 });
 
@@ -152,7 +177,14 @@ describe('governance rules: Dubbo condition routers', () => {
     const rule = condition('method = find* => host = 10.0.0.1');
     const route = dubbo({ routers: [rule] });
     assert.deepEqual(route.routers, [
-      { rule, priority: 0, force: false, methods: [{ matches: ['find*'], mismatches: [] }], allowed: [0], blacklist: false },
+      {
+        rule,
+        priority: 0,
+        force: false,
+        methods: [{ matches: ['find*'], mismatches: [] }],
+        allowed: [0],
+        blacklist: false,
+      },
     ]);
     assert.deepEqual(hostsFor(route, 'findUser'), ['10.0.0.1']);
     assert.deepEqual(hostsFor(route, 'findOrder'), ['10.0.0.1']);
@@ -170,7 +202,9 @@ describe('governance rules: Dubbo condition routers', () => {
   });
 
   it('consumer. and provider. prefixes, several values, != and application work as in Dubbo', () => {
-    const rule = condition('consumer.application = demo-consumer,other & method != save => provider.host = 10.0.0.2,10.0.0.3');
+    const rule = condition(
+      'consumer.application = demo-consumer,other & method != save => provider.host = 10.0.0.2,10.0.0.3',
+    );
     const route = dubbo({ routers: [rule] });
     assert.deepEqual(hostsFor(route, 'findUser'), ['10.0.0.2', '10.0.0.3']);
     assert.deepEqual(hostsFor(route, 'save'), ALL);
@@ -190,9 +224,15 @@ describe('governance rules: Dubbo condition routers', () => {
     assert.deepEqual(hostsFor(dubbo({ routers: [toThree(2), toOne(1)] }), 'save'), ['10.0.0.1']);
     assert.deepEqual(hostsFor(dubbo({ routers: [toThree(1), toOne(2)] }), 'save'), ['10.0.0.3']);
     const narrowing = dubbo({
-      routers: [condition('=> host = 10.0.0.2,10.0.0.3', '&priority=5'), condition('=> host = 10.0.0.1,10.0.0.2', '&priority=-1')],
+      routers: [
+        condition('=> host = 10.0.0.2,10.0.0.3', '&priority=5'),
+        condition('=> host = 10.0.0.1,10.0.0.2', '&priority=-1'),
+      ],
     });
-    assert.deepEqual(narrowing.routers.map((r) => r.priority), [-1, 5]);
+    assert.deepEqual(
+      narrowing.routers.map((r) => r.priority),
+      [-1, 5],
+    );
     assert.deepEqual(hostsFor(narrowing, 'save'), ['10.0.0.2']);
   });
 
@@ -208,14 +248,19 @@ describe('governance rules: Dubbo condition routers', () => {
   it('a router with enabled=false is off; a disabled provider is never allowed', () => {
     const off = condition('=> host = 10.0.0.1', '&force=true&enabled=false');
     assert.deepEqual(hostsFor(dubbo({ routers: [off] }), 'save'), ALL);
-    const route = dubbo({ routers: [condition('=> host = 10.0.0.2,10.0.0.3')], configurators: [override('10.0.0.3:20880', 'disabled=true')] });
+    const route = dubbo({
+      routers: [condition('=> host = 10.0.0.2,10.0.0.3')],
+      configurators: [override('10.0.0.3:20880', 'disabled=true')],
+    });
     assert.deepEqual(route.routers[0].allowed, [1]);
     assert.deepEqual(hostsFor(route, 'save'), ['10.0.0.2']);
   });
 
   it('provider conditions see the provider URL merged with the consumer parameters, as Dubbo does', () => {
     // application is the consumer's after the merge; the provider's own is remote.application.
-    const route = dubbo({ routers: [condition('=> application = demo-consumer & remote.application = demo-provider', '&force=true')] });
+    const route = dubbo({
+      routers: [condition('=> application = demo-consumer & remote.application = demo-provider', '&force=true')],
+    });
     assert.deepEqual(hostsFor(route, 'save'), ALL);
   });
 });
@@ -224,7 +269,10 @@ describe('governance rules: what cannot be parsed is reported and changes nothin
   const bad: [string, string][] = [
     ['a value before any key', condition('= 10.0.0.1 => host = 10.0.0.1', '&force=true')],
     ["a ',' with no value before it", condition('method = a => host = , 10.0.0.1', '&force=true')],
-    ['a rule that is not valid URL encoding', `condition://0.0.0.0/${IFACE}?category=routers&force=true&rule=host%3D%ZZ`],
+    [
+      'a rule that is not valid URL encoding',
+      `condition://0.0.0.0/${IFACE}?category=routers&force=true&rule=host%3D%ZZ`,
+    ],
     ['a router without a rule', `condition://0.0.0.0/${IFACE}?category=routers&force=true`],
     ['consumer conditions on call arguments', condition('arguments[0] = 1 => host = 10.0.0.1', '&force=true')],
     ['a script router', `script://0.0.0.0/${IFACE}?category=routers&type=javascript&rule=x`],
@@ -241,7 +289,8 @@ describe('governance rules: what cannot be parsed is reported and changes nothin
       assert.deepEqual(route.providers, clean.providers);
       assert.deepEqual(route.routers, []);
       assert.deepEqual(route.inForce, []);
-      for (const method of ['save', 'findUser', '']) assert.deepEqual(endpointsFor(route, method), endpointsFor(clean, method));
+      for (const method of ['save', 'findUser', ''])
+        assert.deepEqual(endpointsFor(route, method), endpointsFor(clean, method));
     });
   }
 
@@ -258,7 +307,13 @@ describe('governance rules: warm-up', () => {
   const sofa = `bolt://10.0.0.1:12200?startTime=${T}&weight=100&warmupTime=60000&warmupWeight=10&interface=com.x.Svc&version=1.0`;
   const plain = 'bolt://10.0.0.2:12200?weight=100&interface=com.x.Svc&version=1.0';
   const compileSofa = (nowMs: number, rules: Partial<RuleUrls> = {}, consumer: RuleConsumer = { host: '10.1.1.1' }) =>
-    compileRules({ dialect: 'sofa', providers: [sofa, plain], rules: { ...emptyRuleUrls(), ...rules }, consumer, nowMs });
+    compileRules({
+      dialect: 'sofa',
+      providers: [sofa, plain],
+      rules: { ...emptyRuleUrls(), ...rules },
+      consumer,
+      nowMs,
+    });
 
   it('sofa-rpc: warmupWeight until startTime + warmupTime has passed, then the weight', () => {
     const during = compileSofa(NOW);
@@ -270,7 +325,10 @@ describe('governance rules: warm-up', () => {
     assert.deepEqual(weights(after), [100, 100]);
     assert.equal(after.providers[0].warmup, undefined);
     assert.equal(after.recompileAtMs, undefined);
-    assert.deepEqual(endpointsFor(during, 'x', T + 60_001).map((e) => e.weight), [100, 100]);
+    assert.deepEqual(
+      endpointsFor(during, 'x', T + 60_001).map((e) => e.weight),
+      [100, 100],
+    );
   });
 
   it('sofa-rpc: no warm-up unless warmupTime, warmupWeight and startTime are all there', () => {
@@ -290,19 +348,42 @@ describe('governance rules: warm-up', () => {
     assert.deepEqual(weights(linear), [10, 100]);
     assert.equal(linear.recompileAtMs, NOW - 60_000 + 600_000);
     const quadratic = compileRules({
-      dialect: 'dubbo', providers: [fresh], rules: emptyRuleUrls(), consumer: CONSUMER, nowMs: NOW, options: { dubboWarmupCurve: 'quadratic' },
+      dialect: 'dubbo',
+      providers: [fresh],
+      rules: emptyRuleUrls(),
+      consumer: CONSUMER,
+      nowMs: NOW,
+      options: { dubboWarmupCurve: 'quadratic' },
     });
     assert.deepEqual(weights(quadratic), [1]);
     assert.deepEqual(weights(dubbo({}, { providers: [fresh], nowMs: NOW + 540_000 })), [100]);
-    assert.deepEqual(weights(dubbo({}, { providers: [dubboProvider('10.0.0.1', `&timestamp=${NOW + 5_000}`)] })), [1], 'a clock ahead of ours');
-    assert.deepEqual(weights(dubbo({}, { providers: [dubboProvider('10.0.0.1', `&timestamp=${NOW - 30_000}&warmup=60000&weight=200`)] })), [100]);
+    assert.deepEqual(
+      weights(dubbo({}, { providers: [dubboProvider('10.0.0.1', `&timestamp=${NOW + 5_000}`)] })),
+      [1],
+      'a clock ahead of ours',
+    );
+    assert.deepEqual(
+      weights(
+        dubbo({}, { providers: [dubboProvider('10.0.0.1', `&timestamp=${NOW - 30_000}&warmup=60000&weight=200`)] }),
+      ),
+      [100],
+    );
   });
 });
 
 describe('governance rules: Java sofa-rpc configs and overrides', () => {
-  const providers = ['bolt://10.0.0.1:12200?weight=100&interface=com.x.Svc', 'bolt://10.0.0.2:12200?weight=50&interface=com.x.Svc'];
+  const providers = [
+    'bolt://10.0.0.1:12200?weight=100&interface=com.x.Svc',
+    'bolt://10.0.0.2:12200?weight=50&interface=com.x.Svc',
+  ];
   const compile = (rules: Partial<RuleUrls>) =>
-    compileRules({ dialect: 'sofa', providers, rules: { ...emptyRuleUrls(), ...rules }, consumer: { host: '10.1.1.1' }, nowMs: NOW });
+    compileRules({
+      dialect: 'sofa',
+      providers,
+      rules: { ...emptyRuleUrls(), ...rules },
+      consumer: { host: '10.1.1.1' },
+      nowMs: NOW,
+    });
 
   it('an override for this consumer IP sets its timeout and load balancer; weight is not an override key', () => {
     const mine = 'bolt://10.1.1.1?timeout=5000&loadBalancer=roundRobin&weight=1';
@@ -310,7 +391,13 @@ describe('governance rules: Java sofa-rpc configs and overrides', () => {
     const route = compile({ overrides: [mine, theirs] });
     assert.deepEqual(route.consumerOverrides, { timeout: '5000', loadBalancer: 'roundRobin' });
     assert.equal(route.loadBalancer, 'roundRobin');
-    assert.deepEqual(endpointsFor(route, 'x').map((e) => [e.host, e.weight, e.timeoutMs]), [['10.0.0.1', 100, 5000], ['10.0.0.2', 50, 5000]]);
+    assert.deepEqual(
+      endpointsFor(route, 'x').map((e) => [e.host, e.weight, e.timeoutMs]),
+      [
+        ['10.0.0.1', 100, 5000],
+        ['10.0.0.2', 50, 5000],
+      ],
+    );
     assert.deepEqual(route.inForce, [mine]);
     assert.match(route.notApplied.find((n) => n.rule === theirs)!.reason, /another consumer/);
   });
@@ -330,27 +417,45 @@ describe('governance rules: Java sofa-rpc configs and overrides', () => {
       consumer: { host: '10.1.1.1' },
       nowMs: NOW,
     });
-    assert.deepEqual(route.providers.map((p) => p.disabled), [false, false, true]);
-    assert.deepEqual(endpointsFor(route, 'x').map((e) => e.host), ['10.0.0.1', '10.0.0.2']);
+    assert.deepEqual(
+      route.providers.map((p) => p.disabled),
+      [false, false, true],
+    );
+    assert.deepEqual(
+      endpointsFor(route, 'x').map((e) => e.host),
+      ['10.0.0.1', '10.0.0.2'],
+    );
   });
 
   it('interface-level configs are parsed and reported, and change nothing, as in Java sofa-rpc', () => {
     const route = compile({ configs: { timeout: '200', 'invoke.blacklist': '["x"]' } });
     assert.deepEqual(weights(route), [100, 50]);
-    assert.deepEqual(route.notApplied.map((n) => n.rule), ['timeout=200', 'invoke.blacklist=["x"]']);
+    assert.deepEqual(
+      route.notApplied.map((n) => n.rule),
+      ['timeout=200', 'invoke.blacklist=["x"]'],
+    );
     assert.equal(route.providers[0].timeoutMs, undefined);
   });
 });
 
 describe('governance rules: the compiled route', () => {
   it('is plain JSON', () => {
-    const route = dubbo({
-      configurators: [override('10.0.0.2:20880', 'weight=200&findUser.timeout=900')],
-      routers: [condition('method = find* => host = 10.0.0.1,10.0.0.2'), condition('bad = ')],
-    }, { providers: [P1, P2, dubboProvider('10.0.0.3', `&timestamp=${NOW - 1000}`)] });
+    const route = dubbo(
+      {
+        configurators: [override('10.0.0.2:20880', 'weight=200&findUser.timeout=900')],
+        routers: [condition('method = find* => host = 10.0.0.1,10.0.0.2'), condition('bad = ')],
+      },
+      { providers: [P1, P2, dubboProvider('10.0.0.3', `&timestamp=${NOW - 1000}`)] },
+    );
     assert.deepEqual(JSON.parse(JSON.stringify(route)), route);
     assert.deepEqual(route.providers[1].methods, { findUser: { timeoutMs: 900 } });
-    assert.deepEqual(endpointsFor(route, 'findUser').map((e) => [e.host, e.timeoutMs]), [['10.0.0.1', undefined], ['10.0.0.2', 900]]);
+    assert.deepEqual(
+      endpointsFor(route, 'findUser').map((e) => [e.host, e.timeoutMs]),
+      [
+        ['10.0.0.1', undefined],
+        ['10.0.0.2', 900],
+      ],
+    );
   });
 
   it('method names that are Object.prototype members are just method names', () => {

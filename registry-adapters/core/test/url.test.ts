@@ -30,8 +30,21 @@ const SOFA_NODE_URL =
   '&serialization=hessian2&weight=100&accepts=100000&language=nodejs&rpcVer=50400&protocol=' +
   '&interface=com.nodejs.test.TestService&version=1.0&group=SOFA';
 const SOFA_NODE_PARAM_NAMES = [
-  'startTime', 'pid', 'uniqueId', 'dynamic', 'appName', 'timeout', 'serialization', 'weight', 'accepts',
-  'language', 'rpcVer', 'protocol', 'interface', 'version', 'group',
+  'startTime',
+  'pid',
+  'uniqueId',
+  'dynamic',
+  'appName',
+  'timeout',
+  'serialization',
+  'weight',
+  'accepts',
+  'language',
+  'rpcVer',
+  'protocol',
+  'interface',
+  'version',
+  'group',
 ];
 /** SOFA Registry publishes data without a scheme. */
 const SOFA_REGISTRY_DATA =
@@ -52,8 +65,14 @@ describe('provider URLs', () => {
     assert.equal(url.host, '127.0.0.1');
     assert.equal(url.port, 12200);
     assert.equal(url.path, '');
-    assert.deepEqual(url.params.map((p) => p.name), SOFA_NODE_PARAM_NAMES);
-    assert.deepEqual(url.params.find((p) => p.name === 'uniqueId'), { name: 'uniqueId', value: '' });
+    assert.deepEqual(
+      url.params.map((p) => p.name),
+      SOFA_NODE_PARAM_NAMES,
+    );
+    assert.deepEqual(
+      url.params.find((p) => p.name === 'uniqueId'),
+      { name: 'uniqueId', value: '' },
+    );
     assert.equal(getParam(url, 'uniqueId'), '');
     assert.equal(getParam(url, 'protocol'), '');
     assert.equal(getParam(url, 'serialization'), 'hessian2');
@@ -72,7 +91,10 @@ describe('provider URLs', () => {
     assert.equal(dubboServiceKeyOf(url), 'org.apache.dubbo.demo.DemoService:2.0');
     assert.equal(providerWeight(url), 100, 'no weight parameter means the default');
     // No interface parameter and no version: the path names the service, and the key has no version.
-    assert.equal(dubboServiceKeyOf(parseProviderUrl('dubbo://10.0.0.9:20880/org.example.Greeter?side=provider')), 'org.example.Greeter');
+    assert.equal(
+      dubboServiceKeyOf(parseProviderUrl('dubbo://10.0.0.9:20880/org.example.Greeter?side=provider')),
+      'org.example.Greeter',
+    );
   });
 
   it('parses SOFA Registry data without a scheme and reads its weight', () => {
@@ -98,9 +120,18 @@ describe('provider URLs', () => {
     assert.equal(url.port, 12200);
     assert.equal(formatProviderUrl(url), text);
     assert.equal(parseProviderUrl('[::1]:12200?v=4.0').host, '::1');
-    assert.equal(rewriteEndpoint(text, { host: '10.0.0.1', port: 12220 }), 'bolt://10.0.0.1:12220?weight=30&interface=com.example.Echo');
-    assert.equal(rewriteEndpoint(SOFA_REGISTRY_DATA, { host: '::1', port: 12220 }), SOFA_REGISTRY_DATA.replace('10.0.0.8:12200', '[::1]:12220'));
-    assert.equal(rewriteEndpoint(SOFA_REGISTRY_DATA, { host: '[::1]', port: 12220 }), SOFA_REGISTRY_DATA.replace('10.0.0.8:12200', '[::1]:12220'));
+    assert.equal(
+      rewriteEndpoint(text, { host: '10.0.0.1', port: 12220 }),
+      'bolt://10.0.0.1:12220?weight=30&interface=com.example.Echo',
+    );
+    assert.equal(
+      rewriteEndpoint(SOFA_REGISTRY_DATA, { host: '::1', port: 12220 }),
+      SOFA_REGISTRY_DATA.replace('10.0.0.8:12200', '[::1]:12220'),
+    );
+    assert.equal(
+      rewriteEndpoint(SOFA_REGISTRY_DATA, { host: '[::1]', port: 12220 }),
+      SOFA_REGISTRY_DATA.replace('10.0.0.8:12200', '[::1]:12220'),
+    );
   });
 
   it('rewriteEndpoint changes host:port and nothing else, for all three shapes', () => {
@@ -108,7 +139,10 @@ describe('provider URLs', () => {
       rewriteEndpoint(SOFA_NODE_URL, { host: '10.1.2.3', port: 15001 }),
       SOFA_NODE_URL.replace('127.0.0.1:12200', '10.1.2.3:15001'),
     );
-    assert.equal(rewriteEndpoint(DUBBO_URL, { host: '127.0.0.1', port: 15000 }), DUBBO_URL.replace('10.0.0.9:20880', '127.0.0.1:15000'));
+    assert.equal(
+      rewriteEndpoint(DUBBO_URL, { host: '127.0.0.1', port: 15000 }),
+      DUBBO_URL.replace('10.0.0.9:20880', '127.0.0.1:15000'),
+    );
     const parsed = parseProviderUrl(DUBBO_URL);
     const moved = rewriteEndpoint(parsed, { host: '127.0.0.1', port: 15000 });
     assert.deepEqual({ ...moved, host: parsed.host, port: parsed.port }, parsed);
@@ -157,7 +191,15 @@ describe('provider URLs', () => {
   });
 
   it('rejects what is not a provider URL with MESHPORT_REGISTRY_BAD_URL', () => {
-    for (const bad of ['', 'bolt://', 'bolt://10.0.0.1', '10.0.0.1', 'bolt://10.0.0.1:99999', 'bolt://10.0.0.1:x', 'bolt://[::1:12200']) {
+    for (const bad of [
+      '',
+      'bolt://',
+      'bolt://10.0.0.1',
+      '10.0.0.1',
+      'bolt://10.0.0.1:99999',
+      'bolt://10.0.0.1:x',
+      'bolt://[::1:12200',
+    ]) {
       assertCode(() => parseProviderUrl(bad), 'MESHPORT_REGISTRY_BAD_URL');
     }
   });
@@ -168,7 +210,10 @@ describe('service keys', () => {
     assert.equal(sofaServiceKey('com.example.Echo'), 'com.example.Echo:1.0');
     assert.equal(sofaServiceKey('com.example.Echo', '', ''), 'com.example.Echo:1.0');
     assert.equal(sofaServiceKey('com.example.Echo', '2.0', 'blue'), 'com.example.Echo:2.0:blue');
-    assert.equal(sofaServiceKeyOf(parseProviderUrl('bolt://h:1?interface=com.example.Echo&uniqueId=blue')), 'com.example.Echo:1.0:blue');
+    assert.equal(
+      sofaServiceKeyOf(parseProviderUrl('bolt://h:1?interface=com.example.Echo&uniqueId=blue')),
+      'com.example.Echo:1.0:blue',
+    );
   });
 
   it('builds Dubbo keys group/interface:version, each part left out when empty', () => {
@@ -176,19 +221,41 @@ describe('service keys', () => {
     assert.equal(dubboServiceKey('org.example.Greeter'), 'org.example.Greeter');
     assert.equal(dubboServiceKey('org.example.Greeter', '2.0', 'g1'), 'g1/org.example.Greeter:2.0');
     assert.equal(dubboServiceKey('org.example.Greeter', null, 'g1'), 'g1/org.example.Greeter');
-    assert.equal(dubboServiceKeyOf(parseProviderUrl('dubbo://h:1/org.example.Greeter?group=g2&version=1.0')), 'g2/org.example.Greeter:1.0');
+    assert.equal(
+      dubboServiceKeyOf(parseProviderUrl('dubbo://h:1/org.example.Greeter?group=g2&version=1.0')),
+      'g2/org.example.Greeter:1.0',
+    );
     // Older providers write their defaults as default.group / default.version.
-    assert.equal(dubboServiceKeyOf(parseProviderUrl('dubbo://h:1/org.example.Greeter?default.group=g3&default.version=3.0')), 'g3/org.example.Greeter:3.0');
+    assert.equal(
+      dubboServiceKeyOf(parseProviderUrl('dubbo://h:1/org.example.Greeter?default.group=g3&default.version=3.0')),
+      'g3/org.example.Greeter:3.0',
+    );
     assertCode(() => dubboServiceKeyOf(parseProviderUrl('dubbo://h:1?side=provider')), 'MESHPORT_REGISTRY_BAD_URL');
-    for (const key of ['org.example.Greeter', 'org.example.Greeter:1.0', 'g1/org.example.Greeter:1.0', 'org.example.Greeter:1.0:blue']) {
+    for (const key of [
+      'org.example.Greeter',
+      'org.example.Greeter:1.0',
+      'g1/org.example.Greeter:1.0',
+      'org.example.Greeter:1.0:blue',
+    ]) {
       assert.equal(interfaceOfServiceKey(key), 'org.example.Greeter');
     }
   });
 
   it('gives a URL filed under a service key that service when it names none, and leaves one that does alone', () => {
-    assert.equal(routeKeyOf(withServiceKey(parseProviderUrl('10.0.0.7:12200?p=1'), 'com.example.Echo:1.0:blue')), 'com.example.Echo:1.0:blue');
-    assert.equal(routeKeyOf(withServiceKey(parseProviderUrl('bolt://10.0.0.7:12200?weight=5'), 'com.example.Echo:2.0')), 'com.example.Echo:2.0');
-    assert.equal(routeKeyOf(withServiceKey(parseProviderUrl('dubbo://10.0.0.7:20880?side=provider'), 'g1/org.example.Greeter:1.0')), 'g1/org.example.Greeter:1.0');
+    assert.equal(
+      routeKeyOf(withServiceKey(parseProviderUrl('10.0.0.7:12200?p=1'), 'com.example.Echo:1.0:blue')),
+      'com.example.Echo:1.0:blue',
+    );
+    assert.equal(
+      routeKeyOf(withServiceKey(parseProviderUrl('bolt://10.0.0.7:12200?weight=5'), 'com.example.Echo:2.0')),
+      'com.example.Echo:2.0',
+    );
+    assert.equal(
+      routeKeyOf(
+        withServiceKey(parseProviderUrl('dubbo://10.0.0.7:20880?side=provider'), 'g1/org.example.Greeter:1.0'),
+      ),
+      'g1/org.example.Greeter:1.0',
+    );
     const named = parseProviderUrl('bolt://10.0.0.7:12200?interface=com.example.Other&version=3.0');
     assert.equal(withServiceKey(named, 'com.example.Echo:1.0'), named);
   });
@@ -201,7 +268,10 @@ describe('service keys', () => {
       'dubbo://d:1/com.example.Echo?version=1.0&group=g1',
       'bolt://e:1?weight=1',
     ].map(parseProviderUrl);
-    assert.deepEqual(providersPerIdentity(urls).map((u) => u.host), ['b', 'c', 'd']);
+    assert.deepEqual(
+      providersPerIdentity(urls).map((u) => u.host),
+      ['b', 'c', 'd'],
+    );
   });
 });
 
@@ -209,11 +279,13 @@ describe('ZooKeeper node names', () => {
   it('encodes the sofa-rpc-node URL as sofa-rpc-node does (encodeURIComponent) and decodes it back', () => {
     const name = encodeNodeName(SOFA_NODE_URL, 'js');
     assert.equal(name, encodeURIComponent(SOFA_NODE_URL));
-    assert.ok(name.startsWith('bolt%3A%2F%2F127.0.0.1%3A12200%3FstartTime%3D1700000000000%26pid%3D4242%26uniqueId%3D%26'));
+    assert.ok(
+      name.startsWith('bolt%3A%2F%2F127.0.0.1%3A12200%3FstartTime%3D1700000000000%26pid%3D4242%26uniqueId%3D%26'),
+    );
     assert.equal(decodeNodeName(name), SOFA_NODE_URL);
   });
 
-  it('encodes as Java URLEncoder does: space as +, !~\'() escaped, .-*_ kept, upper-case hex over UTF-8', () => {
+  it("encodes as Java URLEncoder does: space as +, !~'() escaped, .-*_ kept, upper-case hex over UTF-8", () => {
     const url = "bolt://10.0.0.1:12200?appName=my app&note=(a)!~'*._-&city=Zürich";
     const java = 'bolt%3A%2F%2F10.0.0.1%3A12200%3FappName%3Dmy+app%26note%3D%28a%29%21%7E%27*._-%26city%3DZ%C3%BCrich';
     const js = "bolt%3A%2F%2F10.0.0.1%3A12200%3FappName%3Dmy%20app%26note%3D(a)!~'*._-%26city%3DZ%C3%BCrich";
@@ -223,7 +295,7 @@ describe('ZooKeeper node names', () => {
     assert.equal(decodeNodeName(js), url);
   });
 
-  it('decodes a node name Java wrote for a Dubbo URL, keeping the URL\'s own %2C (written as %252C)', () => {
+  it("decodes a node name Java wrote for a Dubbo URL, keeping the URL's own %2C (written as %252C)", () => {
     const java =
       'dubbo%3A%2F%2F10.0.0.9%3A20880%2Forg.apache.dubbo.demo.DemoService%3Fanyhost%3Dtrue%26application%3Ddemo-provider' +
       '%26deprecated%3Dfalse%26dubbo%3D2.0.2%26dynamic%3Dtrue%26generic%3Dfalse%26interface%3Dorg.apache.dubbo.demo.DemoService' +

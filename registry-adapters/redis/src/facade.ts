@@ -160,7 +160,8 @@ export class RedisFacade implements RegistryFacade {
 
 function parseHostPort(text: string): { host: string; port: number } {
   const m = /^\[?([^\]]*?)\]?:(\d{1,5})$/.exec(text.trim());
-  if (!m || Number(m[2]) > 65535) throw new RegistryError('MESHPORT_REGISTRY_BAD_URL', `not host:port: ${JSON.stringify(text)}`);
+  if (!m || Number(m[2]) > 65535)
+    throw new RegistryError('MESHPORT_REGISTRY_BAD_URL', `not host:port: ${JSON.stringify(text)}`);
   return { host: m[1]!, port: Number(m[2]) };
 }
 
@@ -180,7 +181,14 @@ type Pending =
   | { kind: 'exec'; queued: Pending[] };
 
 type SubscriptionCommand = 'subscribe' | 'psubscribe' | 'ssubscribe' | 'unsubscribe' | 'punsubscribe' | 'sunsubscribe';
-const SUBSCRIPTION_COMMANDS = new Set<string>(['subscribe', 'psubscribe', 'ssubscribe', 'unsubscribe', 'punsubscribe', 'sunsubscribe']);
+const SUBSCRIPTION_COMMANDS = new Set<string>([
+  'subscribe',
+  'psubscribe',
+  'ssubscribe',
+  'unsubscribe',
+  'punsubscribe',
+  'sunsubscribe',
+]);
 const PUSHED_MESSAGES = new Set<string>(['message', 'pmessage', 'smessage']);
 
 interface SessionContext {
@@ -201,7 +209,10 @@ interface SessionContext {
  * would drop a service's route for the seconds between a Redis restart and the providers' next renewal.
  */
 class ProvidersMemory {
-  private readonly byKey = new Map<string, { known: Map<string, { url: ProviderUrl; expiry: number }>; replace: boolean }>();
+  private readonly byKey = new Map<
+    string,
+    { known: Map<string, { url: ProviderUrl; expiry: number }>; replace: boolean }
+  >();
 
   /** An `unregister` message or an HDEL on `key`: its next read is the whole answer. */
   withdrawn(key: string): void {
@@ -428,7 +439,12 @@ class FacadeSession {
         // field names alone cannot tell an expired provider from a live one.
         return {
           args: name === 'hgetall' ? args : [Buffer.from('HGETALL'), args[1]!],
-          pending: { kind: 'providers', iface, key, shape: name === 'hgetall' ? 'all' : name === 'hkeys' ? 'keys' : 'vals' },
+          pending: {
+            kind: 'providers',
+            iface,
+            key,
+            shape: name === 'hgetall' ? 'all' : name === 'hkeys' ? 'keys' : 'vals',
+          },
         };
       default:
         // HGET, HEXISTS, HLEN, HSCAN and the rest pass through: Dubbo's registry does not use them, and an operator
@@ -454,14 +470,18 @@ class FacadeSession {
       try {
         parsed.push([i, parseProviderUrl(field)]);
       } catch (error) {
-        this.ctx.logger.warn({ error, key, field }, 'a provider hash field is not a provider URL; passing the command through');
+        this.ctx.logger.warn(
+          { error, key, field },
+          'a provider hash field is not a provider URL; passing the command through',
+        );
         return undefined;
       }
     }
     const out = [...args];
     try {
       for (const [i, url] of parsed) {
-        const mapped = what === 'published' ? this.ctx.takeover.providerPublished(url) : this.ctx.takeover.providerWithdrawn(url);
+        const mapped =
+          what === 'published' ? this.ctx.takeover.providerPublished(url) : this.ctx.takeover.providerWithdrawn(url);
         out[i] = Buffer.from(formatProviderUrl(mapped), 'utf8');
       }
     } catch (error) {
@@ -568,7 +588,8 @@ class FacadeSession {
   }
 
   private onSubscriptionReply(head: Pending & { kind: 'subscription' }, value: RespValue): void {
-    const set = this.subscriptions[head.command.startsWith('p') ? 'pattern' : head.command.startsWith('s') ? 'shard' : 'channel'];
+    const set =
+      this.subscriptions[head.command.startsWith('p') ? 'pattern' : head.command.startsWith('s') ? 'shard' : 'channel'];
     head.remaining ??= Math.max(1, set.size);
     if (value.type === '*' && value.items && value.items.length === 3) {
       const channel = value.items[1]!;
@@ -592,30 +613,40 @@ class FacadeSession {
    * Returns undefined to pass the reply as it came (an error, or a shape that is not a hash).
    */
   private rewriteProvidersReply(entry: Pending & { kind: 'providers' }, value: RespValue): RespValue | undefined {
-    if ((value.type !== '*' && value.type !== '%') || value.items === null || value.items.length % 2 !== 0) return undefined;
+    if ((value.type !== '*' && value.type !== '%') || value.items === null || value.items.length % 2 !== 0)
+      return undefined;
     const now = Date.now();
     const read: { url: ProviderUrl; expiry: number }[] = [];
     for (let i = 0; i < value.items.length; i += 2) {
       const field = value.items[i]!;
       const expiryItem = value.items[i + 1]!;
-      if (field.type !== '$' || field.data === null || expiryItem.type !== '$' || expiryItem.data === null) return undefined;
+      if (field.type !== '$' || field.data === null || expiryItem.type !== '$' || expiryItem.data === null)
+        return undefined;
       const expiry = Number(expiryItem.data.toString('latin1'));
       if (!(expiry > now)) continue;
       const text = field.data.toString('utf8');
       try {
         read.push({ url: parseProviderUrl(text), expiry });
       } catch (error) {
-        this.ctx.logger.warn({ error, key: entry.key, field: text }, 'leaving out a provider hash field that is not a provider URL');
-        continue;
+        this.ctx.logger.warn(
+          { error, key: entry.key, field: text },
+          'leaving out a provider hash field that is not a provider URL',
+        );
       }
     }
     const live = this.ctx.memory.read(entry.key, read, now);
     const latest = live.reduce((max, p) => Math.max(max, p.expiry), 0);
     let shown: ProviderUrl[];
     try {
-      shown = this.ctx.takeover.providersRead(entry.iface, live.map((p) => p.url));
+      shown = this.ctx.takeover.providersRead(
+        entry.iface,
+        live.map((p) => p.url),
+      );
     } catch (error) {
-      this.ctx.logger.warn({ error, key: entry.key }, 'the takeover failed on a providers read; passing the reply through');
+      this.ctx.logger.warn(
+        { error, key: entry.key },
+        'the takeover failed on a providers read; passing the reply through',
+      );
       return undefined;
     }
     // A hash has each field once.

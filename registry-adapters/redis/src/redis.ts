@@ -104,7 +104,9 @@ export class RedisRegistry implements RegistryAdapter {
     this.renewMs = options.renewMs ?? REDIS_REGISTRY_DEFAULTS.renewMs;
     this.connectTimeoutMs = options.connectTimeoutMs ?? REDIS_REGISTRY_DEFAULTS.connectTimeoutMs;
     this.logger = options.logger ?? { warn: () => {} };
-    this.lists = new ProviderLists((error, service) => this.logger.warn({ error, service }, 'a providers listener threw'));
+    this.lists = new ProviderLists((error, service) =>
+      this.logger.warn({ error, service }, 'a providers listener threw'),
+    );
     this.firstConnection = new Promise((resolve) => (this.resolveFirstConnection = resolve));
     this.cmd = createClient(options);
     this.sub = createClient(options);
@@ -203,7 +205,13 @@ export class RedisRegistry implements RegistryAdapter {
       this.connection.fail(error);
       // ioredis retries every second or so: the same error again while still down is counted, not logged again (the
       // sidecar warns about a registry that stays down at its own bounded pace).
-      if (before && this.connection.value !== 'connected' && before.at >= this.connectedAt && before.message === this.connection.lastError!.message) return;
+      if (
+        before &&
+        this.connection.value !== 'connected' &&
+        before.at >= this.connectedAt &&
+        before.message === this.connection.lastError!.message
+      )
+        return;
       this.logger.warn({ error, connection: which }, 'Redis connection error');
     };
     this.cmd.on('error', warn('command'));
@@ -258,10 +266,12 @@ export class RedisRegistry implements RegistryAdapter {
    * every list (a message sent during the outage was not heard). The reads only add; see the class comment.
    */
   private async reconcile(): Promise<void> {
-    await Promise.allSettled(this.publications.replay(
-      (key, field) => this.removeField(key, field),
-      (key, field) => this.writeField(key, field, true),
-    ));
+    await Promise.allSettled(
+      this.publications.replay(
+        (key, field) => this.removeField(key, field),
+        (key, field) => this.writeField(key, field, true),
+      ),
+    );
     if (this.closed || this.connection.value !== 'connected') return;
     for (const [service, sub] of this.subscriptions) void this.refresh(service, sub, false);
   }
@@ -270,7 +280,6 @@ export class RedisRegistry implements RegistryAdapter {
     await waitAtMost(this.firstConnection, this.connectTimeoutMs);
     this.assertOpen();
   }
-
 
   // -------------------------------------------------------------------------------------------------------------
   // Publications.
@@ -375,7 +384,8 @@ export class RedisRegistry implements RegistryAdapter {
       }
       next.set(text, Math.max(expiry, next.get(text) ?? 0));
     }
-    if (!sub.replace) for (const [text, expiry] of sub.known) if (expiry > now && !next.has(text)) next.set(text, expiry);
+    if (!sub.replace)
+      for (const [text, expiry] of sub.known) if (expiry > now && !next.has(text)) next.set(text, expiry);
     sub.replace = false;
     sub.known = next;
     this.scheduleExpiry(service, sub);
@@ -388,12 +398,15 @@ export class RedisRegistry implements RegistryAdapter {
     sub.expiryTimer = undefined;
     if (sub.known.size === 0) return;
     const earliest = Math.min(...sub.known.values());
-    sub.expiryTimer = setTimeout(() => {
-      sub.expiryTimer = undefined;
-      // Through an outage nothing is read and the list stands; the reconnect re-reads.
-      if (this.closed || this.subscriptions.get(service) !== sub || this.connection.value !== 'connected') return;
-      void this.refresh(service, sub, false);
-    }, Math.max(0, earliest - Date.now()) + 10);
+    sub.expiryTimer = setTimeout(
+      () => {
+        sub.expiryTimer = undefined;
+        // Through an outage nothing is read and the list stands; the reconnect re-reads.
+        if (this.closed || this.subscriptions.get(service) !== sub || this.connection.value !== 'connected') return;
+        void this.refresh(service, sub, false);
+      },
+      Math.max(0, earliest - Date.now()) + 10,
+    );
   }
 
   private interfacePath(service: string): string {

@@ -236,7 +236,9 @@ export class RespParser {
       return;
     }
     if (!(length >= 0) || length > this.maxBulkBytes) {
-      this.fail(this.mode === 'request' ? 'Protocol error: invalid bulk length' : `Protocol error: invalid bulk length ${text}`);
+      this.fail(
+        this.mode === 'request' ? 'Protocol error: invalid bulk length' : `Protocol error: invalid bulk length ${text}`,
+      );
       return;
     }
     const node: MutableBulk = { type, data: null };

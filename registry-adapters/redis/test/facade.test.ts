@@ -6,11 +6,7 @@ import { execFile } from 'node:child_process';
 import net from 'node:net';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
-import {
-  formatProviderUrl,
-  rewriteEndpoint,
-  RecordingTakeover,
-} from '@meshport/registry-core';
+import { formatProviderUrl, rewriteEndpoint, RecordingTakeover } from '@meshport/registry-core';
 import { encodeCommand, RedisFacade, RedisRegistry, RespParser, type RespValue } from '../src/index';
 import {
   connected,
@@ -36,7 +32,6 @@ const INBOUND = { host: '10.0.0.9', port: 12220 };
 const OUTBOUND = { host: '127.0.0.1', port: 12221 };
 
 const at = (url: string, where: { host: string; port: number }) => rewriteEndpoint(url, where);
-
 
 async function rawClient(port: number): Promise<Redis> {
   const client = new Redis({ host: '127.0.0.1', port, lazyConnect: true, retryStrategy: () => null });
@@ -156,7 +151,10 @@ describe('@meshport/registry-redis RedisFacade against a real redis-server', fun
     const inline = await tcpExchange(facade.address().port, `PING\r\nHGETALL ${key}\r\n`, {
       until: (t) => t.split('\r\n').length >= 7,
     });
-    assert.equal(inline, `+PONG\r\n*2\r\n$${Buffer.byteLength(at(url, OUTBOUND))}\r\n${at(url, OUTBOUND)}\r\n$13\r\n${expiry}\r\n`);
+    assert.equal(
+      inline,
+      `+PONG\r\n*2\r\n$${Buffer.byteLength(at(url, OUTBOUND))}\r\n${at(url, OUTBOUND)}\r\n$13\r\n${expiry}\r\n`,
+    );
   });
 
   it('answers 1000 pipelined commands in order, rewriting those that need it', async () => {
@@ -172,7 +170,10 @@ describe('@meshport/registry-redis RedisFacade against a real redis-server', fun
       }
       const results = await pipeline.exec();
       assert.equal(results!.length, 1000);
-      const url = at('dubbo://172.16.0.5:20880/com.example.CliService?interface=com.example.CliService&version=1.0', OUTBOUND);
+      const url = at(
+        'dubbo://172.16.0.5:20880/com.example.CliService?interface=com.example.CliService&version=1.0',
+        OUTBOUND,
+      );
       results!.forEach(([error, value], i) => {
         assert.equal(error, null, `command ${i}`);
         if (i % 4 === 0) assert.equal(value, i / 4 + 1, `command ${i}`);
@@ -181,7 +182,9 @@ describe('@meshport/registry-redis RedisFacade against a real redis-server', fun
         else assert.equal(value, i === 3 ? 1 : 0, 'every HSET landed on the one inbound field');
       });
       // The first pipelined HSET created the field; the rest only renewed it.
-      assert.deepEqual(await redis.hkeys('/dubbo/com.example.PipeService/providers'), [at('dubbo://1.2.3.4:3/p?interface=p', INBOUND)]);
+      assert.deepEqual(await redis.hkeys('/dubbo/com.example.PipeService/providers'), [
+        at('dubbo://1.2.3.4:3/p?interface=p', INBOUND),
+      ]);
     } finally {
       client.disconnect();
     }
@@ -206,7 +209,10 @@ describe('@meshport/registry-redis RedisFacade against a real redis-server', fun
       assert.deepEqual([first[1], second[1]].sort(), ['/dubbo/com.example.CliService/*', '/other/*']);
       assert.deepEqual([first[2], second[2]], [1, 0]);
       const hash = (await conn.call('HGETALL', key)) as string[];
-      assert.equal(hash[0], at('dubbo://172.16.0.5:20880/com.example.CliService?interface=com.example.CliService&version=1.0', OUTBOUND));
+      assert.equal(
+        hash[0],
+        at('dubbo://172.16.0.5:20880/com.example.CliService?interface=com.example.CliService&version=1.0', OUTBOUND),
+      );
     } finally {
       conn.close();
     }
@@ -216,7 +222,10 @@ describe('@meshport/registry-redis RedisFacade against a real redis-server', fun
     const client = await rawClient(facade.address().port);
     try {
       const results = await client.multi().ping().hgetall('/dubbo/com.example.CliService/providers').exec();
-      const url = at('dubbo://172.16.0.5:20880/com.example.CliService?interface=com.example.CliService&version=1.0', OUTBOUND);
+      const url = at(
+        'dubbo://172.16.0.5:20880/com.example.CliService?interface=com.example.CliService&version=1.0',
+        OUTBOUND,
+      );
       assert.equal(results![0]![1], 'PONG');
       assert.deepEqual(Object.keys(results![1]![1] as object), [url]);
     } finally {
@@ -228,22 +237,31 @@ describe('@meshport/registry-redis RedisFacade against a real redis-server', fun
     const key = '/dubbo/com.example.CliService/providers';
     const replies: RespValue[] = [];
     const socket = net.connect({ host: '127.0.0.1', port: facade.address().port });
-    const parser = new RespParser({ mode: 'reply', onValue: (v) => replies.push(v as RespValue), onError: (e) => assert.fail(e) });
+    const parser = new RespParser({
+      mode: 'reply',
+      onValue: (v) => replies.push(v as RespValue),
+      onError: (e) => assert.fail(e),
+    });
     socket.on('data', (d: Buffer) => parser.write(d));
     try {
-      socket.write(Buffer.concat([
-        encodeCommand(['HELLO', '3']),
-        encodeCommand(['SUBSCRIBE', 'resp3-channel']),
-        encodeCommand(['HGETALL', key]),
-        encodeCommand(['PING']),
-      ]));
+      socket.write(
+        Buffer.concat([
+          encodeCommand(['HELLO', '3']),
+          encodeCommand(['SUBSCRIBE', 'resp3-channel']),
+          encodeCommand(['HGETALL', key]),
+          encodeCommand(['PING']),
+        ]),
+      );
       await eventually('four replies', async () => (replies.length >= 4 ? true : undefined), 5_000);
       assert.equal(replies[0]!.type, '%');
       assert.equal(replies[1]!.type, '>');
       const map = replies[2]!;
       assert.equal(map.type, '%');
       const items = (map as { items: { data: Buffer }[] }).items.map((i) => i.data.toString());
-      assert.equal(items[0], at('dubbo://172.16.0.5:20880/com.example.CliService?interface=com.example.CliService&version=1.0', OUTBOUND));
+      assert.equal(
+        items[0],
+        at('dubbo://172.16.0.5:20880/com.example.CliService?interface=com.example.CliService&version=1.0', OUTBOUND),
+      );
       assert.equal(items.length, 2);
       assert.deepEqual(replies[3], { type: '+', text: 'PONG' });
     } finally {
@@ -275,8 +293,10 @@ describe('@meshport/registry-redis RedisFacade against a real redis-server', fun
     const conn = await RespConnection.connect(facade.address().port);
     try {
       await redis.set('/dubbo/com.example.Str/providers', 'x');
-      await assert.rejects(conn.call('HGETALL', '/dubbo/com.example.Str/providers'), (e: unknown) =>
-        e instanceof RespError && /^WRONGTYPE/.test(e.message));
+      await assert.rejects(
+        conn.call('HGETALL', '/dubbo/com.example.Str/providers'),
+        (e: unknown) => e instanceof RespError && /^WRONGTYPE/.test(e.message),
+      );
       assert.equal(await conn.call('PING'), 'PONG');
     } finally {
       conn.close();
@@ -294,7 +314,8 @@ describe('@meshport/registry-redis RedisFacade against a real redis-server', fun
     const fresh = await eventually('the restarted server', async () => rawClient(server.port));
     try {
       await eventually('the provider written again', async () =>
-        ((await fresh.hgetall(KEY))[at(APP_URL, INBOUND)] ? true : undefined));
+        (await fresh.hgetall(KEY))[at(APP_URL, INBOUND)] ? true : undefined,
+      );
       await connected(provider);
     } finally {
       fresh.disconnect();
@@ -305,8 +326,18 @@ describe('@meshport/registry-redis RedisFacade against a real redis-server', fun
 
   it('refuses to listen twice on a taken port, and close() is idempotent', async () => {
     const port = await freePort();
-    const a = new RedisFacade({ listen: { port }, upstream: { host: '127.0.0.1', port: server.port }, takeover, logger });
-    const b = new RedisFacade({ listen: { port }, upstream: { host: '127.0.0.1', port: server.port }, takeover, logger });
+    const a = new RedisFacade({
+      listen: { port },
+      upstream: { host: '127.0.0.1', port: server.port },
+      takeover,
+      logger,
+    });
+    const b = new RedisFacade({
+      listen: { port },
+      upstream: { host: '127.0.0.1', port: server.port },
+      takeover,
+      logger,
+    });
     await a.start();
     try {
       await assert.rejects(b.start(), /EADDRINUSE/);

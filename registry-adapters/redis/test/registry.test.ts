@@ -12,11 +12,9 @@ const DUBBO_URL =
   'dubbo://127.0.0.1:20880/org.apache.dubbo.demo.DemoService?anyhost=true&application=demo-provider&deprecated=false' +
   '&dubbo=2.0.2&dynamic=true&generic=false&interface=org.apache.dubbo.demo.DemoService&methods=sayHello%2CsayHelloAsync' +
   '&pid=4243&release=2.7.23&revision=2.0&side=provider&timestamp=1700000000001&version=2.0';
-const OTHER_URL = 'dubbo://127.0.0.2:20880/org.apache.dubbo.demo.DemoService?interface=org.apache.dubbo.demo.DemoService&version=2.0';
+const OTHER_URL =
+  'dubbo://127.0.0.2:20880/org.apache.dubbo.demo.DemoService?interface=org.apache.dubbo.demo.DemoService&version=2.0';
 const KEY = '/dubbo/org.apache.dubbo.demo.DemoService/providers';
-
-
-
 
 /** A raw client, as a Dubbo SDK or an operator would look at the registry. */
 async function rawClient(url: string): Promise<Redis> {
@@ -64,7 +62,9 @@ describe('@meshport/registry-redis against a real redis-server', function () {
       const raw = await eventually('the restarted server', async () => rawClient(server.url));
       try {
         const key = '/restart/org.apache.dubbo.demo.DemoService/providers';
-        await eventually('the re-published field', async () => ((await raw.hgetall(key))[DUBBO_URL] ? true : undefined));
+        await eventually('the re-published field', async () =>
+          (await raw.hgetall(key))[DUBBO_URL] ? true : undefined,
+        );
       } finally {
         raw.disconnect();
       }
@@ -79,21 +79,29 @@ describe('@meshport/registry-redis against a real redis-server', function () {
     const listener = await rawClient(server.url);
     const messages: [string, string, string][] = [];
     try {
-      listener.on('pmessage', (pattern: string, channel: string, message: string) => messages.push([pattern, channel, message]));
+      listener.on('pmessage', (pattern: string, channel: string, message: string) =>
+        messages.push([pattern, channel, message]),
+      );
       await listener.psubscribe('/dubbo/org.apache.dubbo.demo.DemoService/*');
       const before = Date.now();
       await adapter.publish(DUBBO_SERVICE, DUBBO_URL);
       const hash = await raw.hgetall(KEY);
       assert.deepEqual(Object.keys(hash), [DUBBO_URL], 'the field is the full URL');
       const expiry = Number(hash[DUBBO_URL]);
-      assert.ok(expiry >= before + 60_000 && expiry <= Date.now() + 60_000, `the value is now + 60000 ms: ${hash[DUBBO_URL]}`);
+      assert.ok(
+        expiry >= before + 60_000 && expiry <= Date.now() + 60_000,
+        `the value is now + 60000 ms: ${hash[DUBBO_URL]}`,
+      );
       await eventually('the register message', async () => (messages.length > 0 ? true : undefined), 5_000);
       assert.deepEqual(messages[0], ['/dubbo/org.apache.dubbo.demo.DemoService/*', KEY, 'register']);
 
       await adapter.unpublish(DUBBO_SERVICE, DUBBO_URL);
       assert.deepEqual(await raw.hgetall(KEY), {});
-      await eventually('the unregister message', async () =>
-        (messages.some((m) => m[2] === 'unregister') ? true : undefined), 5_000);
+      await eventually(
+        'the unregister message',
+        async () => (messages.some((m) => m[2] === 'unregister') ? true : undefined),
+        5_000,
+      );
       assert.deepEqual(messages.at(-1), ['/dubbo/org.apache.dubbo.demo.DemoService/*', KEY, 'unregister']);
     } finally {
       await adapter.close();
@@ -123,7 +131,11 @@ describe('@meshport/registry-redis against a real redis-server', function () {
       await raw.hset(key, OTHER_URL, String(Date.now() + 800));
       await raw.publish(key, 'register');
       await eventually('both providers', async () => (pushes.at(-1)?.length === 2 ? true : undefined));
-      await eventually('the expired provider to leave', async () => (pushes.at(-1)?.length === 1 ? true : undefined), 5_000);
+      await eventually(
+        'the expired provider to leave',
+        async () => (pushes.at(-1)?.length === 1 ? true : undefined),
+        5_000,
+      );
       assert.deepEqual(pushes.at(-1), [DUBBO_URL]);
     } finally {
       await adapter.close();

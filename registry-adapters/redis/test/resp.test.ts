@@ -2,13 +2,7 @@
 // as Redis words them; big bulks in chunks; and a claimed size that costs nothing before its bytes arrive.
 
 import { strict as assert } from 'node:assert';
-import {
-  encodeCommand,
-  encodeValue,
-  RespParser,
-  type RespInlineCommand,
-  type RespValue,
-} from '../src/index';
+import { encodeCommand, encodeValue, RespParser, type RespInlineCommand, type RespValue } from '../src/index';
 
 /** A value in a form assert.deepEqual can compare: bulks as strings, aggregates as { type: [items] }. */
 type Plain = string | null | { [type: string]: Plain | Plain[] | null };
@@ -20,7 +14,11 @@ function plain(value: RespValue | RespInlineCommand): Plain {
     case '$':
     case '!':
     case '=':
-      return value.type === '$' ? (value.data === null ? null : value.data.toString('utf8')) : { [value.type]: value.data?.toString('utf8') ?? null };
+      return value.type === '$'
+        ? value.data === null
+          ? null
+          : value.data.toString('utf8')
+        : { [value.type]: value.data?.toString('utf8') ?? null };
     case '*':
     case '%':
     case '~':
@@ -68,7 +66,7 @@ function splits(bytes: Buffer): [string, Buffer[]][] {
 
 const REPLY_FIXTURES: [string, string, Plain[]][] = [
   ['simple string', '+OK\r\n', [{ '+': 'OK' }]],
-  ['error', '-ERR unknown command \'FOO\'\r\n', [{ '-': "ERR unknown command 'FOO'" }]],
+  ['error', "-ERR unknown command 'FOO'\r\n", [{ '-': "ERR unknown command 'FOO'" }]],
   ['integer', ':1000\r\n', [{ ':': '1000' }]],
   ['negative integer', ':-42\r\n', [{ ':': '-42' }]],
   ['bulk', '$5\r\nhello\r\n', ['hello']],
@@ -136,7 +134,10 @@ const ERROR_FIXTURES: [string, 'request' | 'reply', string, string][] = [
 ];
 
 describe('Redis facade RESP parser', () => {
-  for (const [mode, fixtures] of [['reply', REPLY_FIXTURES], ['request', REQUEST_FIXTURES]] as const) {
+  for (const [mode, fixtures] of [
+    ['reply', REPLY_FIXTURES],
+    ['request', REQUEST_FIXTURES],
+  ] as const) {
     for (const [name, text, expected] of fixtures) {
       it(`${mode}: ${name}, whole, byte by byte and split at every boundary`, () => {
         const bytes = Buffer.from(text, 'utf8');
@@ -210,7 +211,12 @@ describe('Redis facade RESP parser', () => {
 
   it('a claimed 2 GiB bulk costs only the bytes that actually arrive', () => {
     // Allowed by the limit, so only the streaming matters here.
-    const parser = new RespParser({ mode: 'request', maxBulkBytes: 4 * 1024 ** 3, onValue: () => assert.fail('no value'), onError: (e) => assert.fail(e) });
+    const parser = new RespParser({
+      mode: 'request',
+      maxBulkBytes: 4 * 1024 ** 3,
+      onValue: () => assert.fail('no value'),
+      onError: (e) => assert.fail(e),
+    });
     const before = process.memoryUsage().arrayBuffers;
     parser.write(Buffer.from(`*2\r\n$3\r\nSET\r\n$${2 * 1024 ** 3}\r\n`));
     const afterClaim = process.memoryUsage().arrayBuffers;
@@ -243,7 +249,13 @@ describe('Redis facade RESP encoder', () => {
     assert.equal(encodeValue({ type: '$', data: null }).toString(), '$-1\r\n');
     assert.equal(encodeValue({ type: '*', items: null }).toString(), '*-1\r\n');
     assert.equal(
-      encodeValue({ type: '%', items: [{ type: '$', data: Buffer.from('k') }, { type: ':', text: '1' }] }).toString(),
+      encodeValue({
+        type: '%',
+        items: [
+          { type: '$', data: Buffer.from('k') },
+          { type: ':', text: '1' },
+        ],
+      }).toString(),
       '%1\r\n$1\r\nk\r\n:1\r\n',
     );
   });

@@ -133,7 +133,13 @@ const REMOTING_PROTOCOL_CODES: Record<string, string> = { bolt: '1', tr: '13' };
 export function buildMeshProviderUrl(
   serviceName: string,
   at: HostPort,
-  meta: { protocol?: string; version?: string; serializeType?: string; appName?: string; properties?: Record<string, string> },
+  meta: {
+    protocol?: string;
+    version?: string;
+    serializeType?: string;
+    appName?: string;
+    properties?: Record<string, string>;
+  },
 ): ProviderUrl {
   const { iface, version, uniqueId } = splitServiceName(serviceName);
   const params: UrlParam[] = [];
@@ -169,7 +175,8 @@ function optionalString(body: Body, field: string): string | undefined {
 
 function requiredServiceName(body: Body): string {
   const serviceName = optionalString(body, 'serviceName');
-  if (!serviceName || serviceName.startsWith(':')) throw new BadRequest(400, 'serviceName (interface:version[:uniqueId]) is required');
+  if (!serviceName || serviceName.startsWith(':'))
+    throw new BadRequest(400, 'serviceName (interface:version[:uniqueId]) is required');
   return serviceName;
 }
 
@@ -188,7 +195,7 @@ function stringMap(value: unknown, field: string): Record<string, string> | unde
 
 /** The app's server port from a publish request: newer SDKs send it as a string, undefined when absent or invalid. */
 function requestPort(body: Body): number | undefined {
-  const raw = body['port'];
+  const raw = body.port;
   const text = typeof raw === 'number' ? String(raw) : typeof raw === 'string' ? raw.trim() : '';
   if (!/^\d{1,5}$/.test(text)) return undefined;
   const port = Number(text);
@@ -248,7 +255,9 @@ export class SofaMeshApiFacade implements RegistryFacade {
 
   start(): Promise<void> {
     if (this.closing) {
-      return Promise.reject(new RegistryError('MESHPORT_REGISTRY_FACADE_NOT_SERVING', 'sofa mesh API facade was closed'));
+      return Promise.reject(
+        new RegistryError('MESHPORT_REGISTRY_FACADE_NOT_SERVING', 'sofa mesh API facade was closed'),
+      );
     }
     this.starting ??= new Promise<void>((resolve, reject) => {
       const server = createServer((req, res) => this.onRequest(req, res));
@@ -269,7 +278,10 @@ export class SofaMeshApiFacade implements RegistryFacade {
 
   address(): { host: string; port: number } {
     if (!this.bound || this.closing) {
-      throw new RegistryError('MESHPORT_REGISTRY_FACADE_NOT_SERVING', 'sofa mesh API facade is not serving (start() has not resolved, or close() was called)');
+      throw new RegistryError(
+        'MESHPORT_REGISTRY_FACADE_NOT_SERVING',
+        'sofa mesh API facade is not serving (start() has not resolved, or close() was called)',
+      );
     }
     return { ...this.bound };
   }
@@ -293,7 +305,8 @@ export class SofaMeshApiFacade implements RegistryFacade {
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
     this.answer(req)
       .catch((error: unknown): Answer => {
-        if (error instanceof BadRequest) return { status: error.status, body: { success: false, errorMessage: error.message } };
+        if (error instanceof BadRequest)
+          return { status: error.status, body: { success: false, errorMessage: error.message } };
         this.logger.warn({ error, url: req.url }, 'request failed');
         return { status: 500, body: { success: false, errorMessage: `internal error: ${describe(error)}` } };
       })
@@ -307,7 +320,11 @@ export class SofaMeshApiFacade implements RegistryFacade {
   private async answer(req: IncomingMessage): Promise<Answer> {
     const path = (req.url ?? '/').split('?')[0]!;
     const route = Object.values(SOFA_MESH_API_PATHS).find((p) => p === path);
-    if (!route) throw new BadRequest(404, `unknown path ${path}; the API serves ${Object.values(SOFA_MESH_API_PATHS).join(', ')}`);
+    if (!route)
+      throw new BadRequest(
+        404,
+        `unknown path ${path}; the API serves ${Object.values(SOFA_MESH_API_PATHS).join(', ')}`,
+      );
     if (req.method !== 'POST') throw new BadRequest(405, `${path} takes POST, not ${req.method}`);
     const declared = req.headers['content-length'];
     if (declared !== undefined && Number(declared) > this.maxBodyBytes) {
@@ -321,7 +338,8 @@ export class SofaMeshApiFacade implements RegistryFacade {
     } catch (error) {
       throw new BadRequest(400, `body is not JSON: ${describe(error)}`);
     }
-    if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new BadRequest(400, 'body must be a JSON object');
+    if (typeof body !== 'object' || body === null || Array.isArray(body))
+      throw new BadRequest(400, 'body must be a JSON object');
     if (this.closing) return { status: 503, body: { success: false, errorMessage: 'meshport is shutting down' } };
     switch (route) {
       case SOFA_MESH_API_PATHS.application:
@@ -338,7 +356,11 @@ export class SofaMeshApiFacade implements RegistryFacade {
   }
 
   private tooLarge(): Answer {
-    return { status: 413, body: { success: false, errorMessage: `body larger than ${this.maxBodyBytes} bytes` }, close: true };
+    return {
+      status: 413,
+      body: { success: false, errorMessage: `body larger than ${this.maxBodyBytes} bytes` },
+      close: true,
+    };
   }
 
   /** The whole body, or undefined as soon as it passes the cap (the rest is left unread). */
@@ -381,8 +403,8 @@ export class SofaMeshApiFacade implements RegistryFacade {
       'Content-Type': 'application/json; charset=utf-8',
       'Content-Length': Buffer.byteLength(text),
     };
-    if (answer.status === 405) headers['Allow'] = 'POST';
-    if (answer.close) headers['Connection'] = 'close';
+    if (answer.status === 405) headers.Allow = 'POST';
+    if (answer.close) headers.Connection = 'close';
     res.writeHead(answer.status, headers);
     res.end(text, () => {
       // Reading the rest of an oversized body would defeat the cap; the connection goes instead.
@@ -398,7 +420,7 @@ export class SofaMeshApiFacade implements RegistryFacade {
 
   private onPublish(body: Body): Promise<Answer> {
     const serviceName = requiredServiceName(body);
-    const metaRaw = body['providerMetaInfo'];
+    const metaRaw = body.providerMetaInfo;
     if (metaRaw !== undefined && metaRaw !== null && (typeof metaRaw !== 'object' || Array.isArray(metaRaw))) {
       throw new BadRequest(400, 'providerMetaInfo must be an object');
     }
@@ -411,7 +433,7 @@ export class SofaMeshApiFacade implements RegistryFacade {
         version: optionalString(meta, 'version'),
         serializeType: optionalString(meta, 'serializeType'),
         appName: optionalString(meta, 'appName') ?? this.appName,
-        properties: stringMap(meta['properties'], 'providerMetaInfo.properties'),
+        properties: stringMap(meta.properties, 'providerMetaInfo.properties'),
       },
     );
     return this.inOrder(serviceName, async () => {
@@ -428,7 +450,10 @@ export class SofaMeshApiFacade implements RegistryFacade {
         // Back to what stands upstream: nothing new, and the earlier publication (if any) as it was.
         if (!previous || replaced) this.takeover.providerWithdrawn(appUrl);
         if (replaced) this.takeover.providerPublished(replaced);
-        return { status: 200, body: { success: false, errorMessage: `publish of ${serviceName} failed: ${describe(error)}` } };
+        return {
+          status: 200,
+          body: { success: false, errorMessage: `publish of ${serviceName} failed: ${describe(error)}` },
+        };
       }
       this.publications.set(serviceName, appUrl);
       if (replacedUpstream && providerUrlText(replacedUpstream) !== providerUrlText(upstreamUrl)) {
@@ -451,7 +476,10 @@ export class SofaMeshApiFacade implements RegistryFacade {
         await this.via.unpublish(serviceName, upstreamUrl);
       } catch (error) {
         this.logger.warn({ error, serviceName }, 'registry refused an unpublish');
-        return { status: 200, body: { success: false, errorMessage: `unpublish of ${serviceName} failed: ${describe(error)}` } };
+        return {
+          status: 200,
+          body: { success: false, errorMessage: `unpublish of ${serviceName} failed: ${describe(error)}` },
+        };
       }
       return { status: 200, body: { success: true } };
     });
@@ -467,7 +495,10 @@ export class SofaMeshApiFacade implements RegistryFacade {
     const serviceName = requiredServiceName(body);
     return this.inOrder(serviceName, async () => {
       const existing = this.subscriptions.get(serviceName);
-      if (existing) return existing.answered ? { status: 200, body: { success: true, serviceName, datas: existing.datas } } : this.unanswered(serviceName);
+      if (existing)
+        return existing.answered
+          ? { status: 200, body: { success: true, serviceName, datas: existing.datas } }
+          : this.unanswered(serviceName);
       const subscription: Subscription = { active: true, unsubscribe: undefined, datas: [], answered: false };
       this.subscriptions.set(serviceName, subscription);
       const subscribing = this.via
@@ -493,9 +524,19 @@ export class SofaMeshApiFacade implements RegistryFacade {
       try {
         await subscribing;
       } catch (error) {
-        return { status: 200, body: { success: false, errorMessage: `subscribe to ${serviceName} failed: ${describe(error)}`, serviceName, datas: [] } };
+        return {
+          status: 200,
+          body: {
+            success: false,
+            errorMessage: `subscribe to ${serviceName} failed: ${describe(error)}`,
+            serviceName,
+            datas: [],
+          },
+        };
       }
-      return subscription.answered ? { status: 200, body: { success: true, serviceName, datas: subscription.datas } } : this.unanswered(serviceName);
+      return subscription.answered
+        ? { status: 200, body: { success: true, serviceName, datas: subscription.datas } }
+        : this.unanswered(serviceName);
     });
   }
 
@@ -503,7 +544,10 @@ export class SofaMeshApiFacade implements RegistryFacade {
   private unanswered(serviceName: string): Answer {
     const error = this.via.lastError;
     const why = `the registry is ${this.via.state}${error ? ` (${error.message})` : ''} and has not answered for ${serviceName} yet; try again`;
-    return { status: 200, body: { success: false, errorMessage: `subscribe to ${serviceName} failed: ${why}`, serviceName, datas: [] } };
+    return {
+      status: 200,
+      body: { success: false, errorMessage: `subscribe to ${serviceName} failed: ${why}`, serviceName, datas: [] },
+    };
   }
 
   private onProviders(serviceName: string, subscription: Subscription, urls: ProviderUrl[]): void {
@@ -514,7 +558,9 @@ export class SofaMeshApiFacade implements RegistryFacade {
       // identity in the dataId): it is given that identity, so it can be routed. The registry may also list every
       // identity of the interface (ZooKeeper does): the route book takes them all; the app asked for one.
       const identity = identityOfDataId(serviceName);
-      const named = urls.map((url) => (identity && !getParam(url, 'interface') && !url.path ? withIdentity(url, identity).url : url));
+      const named = urls.map((url) =>
+        identity && !getParam(url, 'interface') && !url.path ? withIdentity(url, identity).url : url,
+      );
       const wanted = sofaServiceKeyOfName(serviceName);
       subscription.datas = this.takeover
         .providersRead(serviceName, named)

@@ -36,7 +36,10 @@ export function identityOfDataId(dataId: string): ServiceIdentity | undefined {
  * is appended; one that disagrees is overwritten, since the dataId is what the registry filed the provider under,
  * and reported so the caller can log it.
  */
-export function withIdentity(url: ProviderUrl, identity: ServiceIdentity): { url: ProviderUrl; disagreements: IdentityDisagreement[] } {
+export function withIdentity(
+  url: ProviderUrl,
+  identity: ServiceIdentity,
+): { url: ProviderUrl; disagreements: IdentityDisagreement[] } {
   const disagreements: IdentityDisagreement[] = [];
   const wanted: Array<[IdentityDisagreement['param'], string, (have: string) => boolean]> = [
     ['interface', identity.interface, (have) => have === identity.interface],
@@ -48,7 +51,8 @@ export function withIdentity(url: ProviderUrl, identity: ServiceIdentity): { url
     const have = getParam(url, param);
     if (have !== undefined && agrees(have)) continue;
     // An empty `interface=` names nothing, so filling it in contradicts nothing.
-    if (have !== undefined && !(param === 'interface' && have === '')) disagreements.push({ param, url: have, dataId: want });
+    if (have !== undefined && !(param === 'interface' && have === ''))
+      disagreements.push({ param, url: have, dataId: want });
     url = withParam(url, param, want);
   }
   return { url, disagreements };

@@ -20,7 +20,13 @@ import {
 import { loggable } from './loggable';
 import { SessionConnection, type BoltAnswer, type SessionConnectionOptions } from './session-connection';
 import { SessionDiscovery, chooseServer, endpointText, type ServerAddress } from './session-discovery';
-import { SOFA_REGISTRY_CLASSES, decodeReceivedData, encodeResult, type ReceivedData, type SofaScope } from './session-model';
+import {
+  SOFA_REGISTRY_CLASSES,
+  decodeReceivedData,
+  encodeResult,
+  type ReceivedData,
+  type SofaScope,
+} from './session-model';
 import { SOFA_DATA_ID_SUFFIX, SessionRegistrations, dataIdOf } from './session-registrations';
 
 export interface SofaRegistryClientOptions {
@@ -162,7 +168,10 @@ export class SofaRegistryClient implements RegistryAdapter {
     });
     this.firstConnection = new Promise((resolve) => (this.resolveFirstConnection = resolve));
     if (!this.discovery.configured) {
-      this.logger.warn({ servers: options.servers }, 'no SOFA Registry session server is configured; staying disconnected');
+      this.logger.warn(
+        { servers: options.servers },
+        'no SOFA Registry session server is configured; staying disconnected',
+      );
     }
     this.dial();
   }
@@ -281,7 +290,13 @@ export class SofaRegistryClient implements RegistryAdapter {
     this.connection.fail(error);
     // Retried every few seconds while down: the same error again before a connection is counted, not logged again
     // (the sidecar warns about a registry that stays down at its own bounded pace).
-    if (before && !conn.connected && before.at >= this.connectedAt && before.message === this.connection.lastError!.message) return;
+    if (
+      before &&
+      !conn.connected &&
+      before.at >= this.connectedAt &&
+      before.message === this.connection.lastError!.message
+    )
+      return;
     this.logger.warn({ error: loggable(error), server: endpointText(conn.server) }, 'SOFA Registry connection error');
   }
 
@@ -323,7 +338,10 @@ export class SofaRegistryClient implements RegistryAdapter {
       if (codec !== 1) throw new RegistryError('MESHPORT_REGISTRY_SOFA_BAD_BODY', `codec ${codec} is not hessian2`);
       data = decodeReceivedData(body);
     } catch (error) {
-      this.logger.warn({ error: loggable(error) }, 'a ReceivedData push does not decode; answering with a deserialization error');
+      this.logger.warn(
+        { error: loggable(error) },
+        'a ReceivedData push does not decode; answering with a deserialization error',
+      );
       return { className: '', content: Buffer.alloc(0), status: BoltStatus.SERVER_DESERIAL_EXCEPTION };
     }
     let result = { success: true, message: null as string | null };
@@ -331,7 +349,10 @@ export class SofaRegistryClient implements RegistryAdapter {
       this.registrations.onPush(conn, data);
     } catch (error) {
       // As the Java ReceivedDataProcessor: a failure to take the push in is reported, not thrown.
-      this.logger.warn({ error: loggable(error), dataId: data.dataId, version: loggable(data.version) }, 'could not take a ReceivedData push in');
+      this.logger.warn(
+        { error: loggable(error), dataId: data.dataId, version: loggable(data.version) },
+        'could not take a ReceivedData push in',
+      );
       result = { success: false, message: String(error) };
     }
     return { className: SOFA_REGISTRY_CLASSES.result, content: encodeResult(result) };

@@ -84,7 +84,13 @@ export class SessionConnection {
     this.socket = socket;
     socket.setNoDelay(true);
     const connectTimer = setTimeout(
-      () => socket.destroy(new RegistryError('MESHPORT_REGISTRY_SOFA_CONNECT_TIMEOUT', `connect timed out after ${options.connectTimeoutMs} ms`)),
+      () =>
+        socket.destroy(
+          new RegistryError(
+            'MESHPORT_REGISTRY_SOFA_CONNECT_TIMEOUT',
+            `connect timed out after ${options.connectTimeoutMs} ms`,
+          ),
+        ),
       options.connectTimeoutMs,
     );
     const splitter = new FrameSplitter((frame) => this.onFrame(frame));
@@ -93,7 +99,10 @@ export class SessionConnection {
       if (this.dropped) return;
       this.up = true;
       this.lastActivity = Date.now();
-      this.heartbeatTimer = setInterval(() => this.heartbeatTick(), Math.max(50, Math.floor(options.heartbeatIntervalMs / 3)));
+      this.heartbeatTimer = setInterval(
+        () => this.heartbeatTick(),
+        Math.max(50, Math.floor(options.heartbeatIntervalMs / 3)),
+      );
       events.connected(this);
     });
     socket.on('data', (chunk: Buffer) => {
@@ -102,7 +111,10 @@ export class SessionConnection {
         splitter.write(chunk);
       } catch (error) {
         // The stream has lost its framing: nothing later on it can be trusted. A new connection starts clean.
-        options.logger.warn({ error: loggable(error), server: endpointText(server) }, 'SOFA Registry sent bytes that are not Bolt; reconnecting');
+        options.logger.warn(
+          { error: loggable(error), server: endpointText(server) },
+          'SOFA Registry sent bytes that are not Bolt; reconnecting',
+        );
         socket.destroy();
       }
     });

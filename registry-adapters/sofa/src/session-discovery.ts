@@ -38,8 +38,14 @@ export class SessionDiscovery {
     const configured = parseServerList(options.servers, /[,;\s]+/);
     this.servers = configured.servers;
     for (const entry of configured.skipped) {
-      const error = new RegistryError('MESHPORT_REGISTRY_SOFA_BAD_SERVER', `session server ${JSON.stringify(entry)} is not host:port[?weight=n]`);
-      options.logger.warn({ error: loggable(error), servers: options.servers }, 'skipping a SOFA Registry session server entry');
+      const error = new RegistryError(
+        'MESHPORT_REGISTRY_SOFA_BAD_SERVER',
+        `session server ${JSON.stringify(entry)} is not host:port[?weight=n]`,
+      );
+      options.logger.warn(
+        { error: loggable(error), servers: options.servers },
+        'skipping a SOFA Registry session server entry',
+      );
     }
     this.discovery = options.discovery ? parseEndpoint(options.discovery, options.defaultPort) : undefined;
   }
@@ -63,7 +69,10 @@ export class SessionDiscovery {
       } catch (error) {
         // A registry without queryWithWeight answers 404 there: the Java client then asks /query.
         if (!this.closed) {
-          this.options.logger.warn({ error: loggable(error), discovery: endpointText(this.discovery), path }, 'session discovery failed');
+          this.options.logger.warn(
+            { error: loggable(error), discovery: endpointText(this.discovery), path },
+            'session discovery failed',
+          );
         }
       }
     }
@@ -84,7 +93,13 @@ export class SessionDiscovery {
     const failed = (message: string) => new RegistryError('MESHPORT_REGISTRY_SOFA_DISCOVERY_FAILED', message);
     return new Promise<string>((resolve, reject) => {
       const req = http.get(
-        { host: discovery.host, port: discovery.port, path: `${path}?${query}`, signal: abort.signal, timeout: this.options.timeoutMs },
+        {
+          host: discovery.host,
+          port: discovery.port,
+          path: `${path}?${query}`,
+          signal: abort.signal,
+          timeout: this.options.timeoutMs,
+        },
         (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));

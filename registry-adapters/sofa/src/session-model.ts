@@ -245,15 +245,25 @@ function readValue(content: Buffer): unknown {
   try {
     value = decoder.read(true);
   } catch (error) {
-    throw badBody(`not Hessian 2.0: ${(error as Error)?.message ?? String(error)} (near byte ${decoder.byteBuffer.position()})`, error);
+    throw badBody(
+      `not Hessian 2.0: ${(error as Error)?.message ?? String(error)} (near byte ${decoder.byteBuffer.position()})`,
+      error,
+    );
   }
-  if (decoder.byteBuffer.position() > content.length) throw badBody(`the body ends inside a value (${content.length} bytes)`);
+  if (decoder.byteBuffer.position() > content.length)
+    throw badBody(`the body ends inside a value (${content.length} bytes)`);
   return value;
 }
 
 /** The fields of an instance of `className`, as a function that reads only the instance's own ones. */
 function instanceOf(value: unknown, className: string, what: string): (field: string) => unknown {
-  if (!isTyped(value) || typeof value.$ !== 'object' || value.$ === null || Array.isArray(value.$) || value.$ instanceof Error) {
+  if (
+    !isTyped(value) ||
+    typeof value.$ !== 'object' ||
+    value.$ === null ||
+    Array.isArray(value.$) ||
+    value.$ instanceof Error
+  ) {
     throw badBody(`${what} is not an instance of ${className}`);
   }
   if (value.$class !== className) throw badBody(`${what} is a ${value.$class}, not a ${className}`);
@@ -270,9 +280,14 @@ const str = (v: unknown): string | null => (typeof v === 'string' ? v : null);
 const bool = (v: unknown): boolean => v === true || (isTyped(v) && v.$class === 'boolean' && v.$ === true);
 /** A Java long as hessian.js reads it: a number within 2^53, its decimal text beyond; always a bigint out. */
 const long = (v: unknown): bigint | null =>
-  typeof v === 'number' && Number.isInteger(v) ? BigInt(v) : typeof v === 'string' && /^-?\d{1,19}$/.test(v) ? BigInt(v) : null;
+  typeof v === 'number' && Number.isInteger(v)
+    ? BigInt(v)
+    : typeof v === 'string' && /^-?\d{1,19}$/.test(v)
+      ? BigInt(v)
+      : null;
 /** A list, untyped (an ArrayList) or typed (what Java writes for other List classes). */
-const list = (v: unknown): unknown[] | undefined => (Array.isArray(v) ? v : isTyped(v) && Array.isArray(v.$) ? v.$ : undefined);
+const list = (v: unknown): unknown[] | undefined =>
+  Array.isArray(v) ? v : isTyped(v) && Array.isArray(v.$) ? v.$ : undefined;
 
 /** A map's entries: hessian.js keeps them in a Map beside the plain object (a back reference gives that object). */
 function mapEntries(v: unknown): Map<unknown, unknown> | undefined {
@@ -318,7 +333,9 @@ export function decodeReceivedData(content: Buffer): ReceivedData {
       const texts: string[] = [];
       for (const box of items) {
         if (box === null) continue;
-        const text = str(instanceOf(box, SOFA_REGISTRY_CLASSES.dataBox, `an item of ReceivedData.data[${zone}]`)('data'));
+        const text = str(
+          instanceOf(box, SOFA_REGISTRY_CLASSES.dataBox, `an item of ReceivedData.data[${zone}]`)('data'),
+        );
         if (text !== null) texts.push(text);
       }
       data.set(zone, texts);

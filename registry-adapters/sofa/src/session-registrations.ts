@@ -100,7 +100,9 @@ export class SessionRegistrations {
   private readonly byRegistId = new Map<string, Publication | Subscription>();
 
   constructor(private readonly settings: RegistrationSettings) {
-    this.lists = new ProviderLists((error, service) => settings.logger.warn({ error: loggable(error), service }, 'a providers listener threw'));
+    this.lists = new ProviderLists((error, service) =>
+      settings.logger.warn({ error: loggable(error), service }, 'a providers listener threw'),
+    );
   }
 
   /** Whether registers can go now. */
@@ -161,7 +163,11 @@ export class SessionRegistrations {
     if (!identity || sofaServiceKey(identity.interface, identity.version, identity.uniqueId) !== service) {
       // The URLs handed on will name the service as SOFA spells it, which is not how this subscriber asked for it.
       this.settings.logger.warn(
-        { service, dataId, servedAs: identity && sofaServiceKey(identity.interface, identity.version, identity.uniqueId) },
+        {
+          service,
+          dataId,
+          servedAs: identity && sofaServiceKey(identity.interface, identity.version, identity.uniqueId),
+        },
         'a SOFA Registry subscription for a service key that is not interface:version[:uniqueId]',
       );
     }
@@ -190,7 +196,10 @@ export class SessionRegistrations {
   }
 
   /** A listener of `service` and the function that hands it a list it has not seen. */
-  listen(service: string, onChange: ProvidersListener): { remove: Unsubscribe; push: (urls: readonly string[]) => void } {
+  listen(
+    service: string,
+    onChange: ProvidersListener,
+  ): { remove: Unsubscribe; push: (urls: readonly string[]) => void } {
     return this.lists.add(service, onChange);
   }
 
@@ -274,7 +283,10 @@ export class SessionRegistrations {
     };
     const [className, body]: [string, Buffer] =
       reg.kind === 'publisher'
-        ? [SOFA_REGISTRY_CLASSES.publisherRegister, encodePublisherRegister({ ...base, dataList: reg.enabled ? [reg.text] : null })]
+        ? [
+            SOFA_REGISTRY_CLASSES.publisherRegister,
+            encodePublisherRegister({ ...base, dataList: reg.enabled ? [reg.text] : null }),
+          ]
         : [SOFA_REGISTRY_CLASSES.subscriberRegister, encodeSubscriberRegister({ ...base, scope })];
     // Why it failed, as fields an operator can read in the log line (an Error itself serializes as `{}`).
     let failure: Record<string, unknown>;
@@ -284,13 +296,22 @@ export class SessionRegistrations {
       if (response.success) {
         if (response.refused) {
           // As the Java client: a refused register is not sent again; the server's configuration forbids it.
-          logger.warn({ dataId: reg.dataId, registId: reg.registId, message: response.message }, 'SOFA Registry refused a register');
+          logger.warn(
+            { dataId: reg.dataId, registId: reg.registId, message: response.message },
+            'SOFA Registry refused a register',
+          );
         }
         if (!reg.enabled && reg.version === version) this.forget(reg);
         return;
       }
       failure = {
-        response: { success: false, refused: response.refused, message: response.message, registId: response.registId, version: response.version.toString() },
+        response: {
+          success: false,
+          refused: response.refused,
+          message: response.message,
+          registId: response.registId,
+          version: response.version.toString(),
+        },
       };
     } catch (error) {
       failure = { error: loggable(error) };
@@ -344,14 +365,23 @@ export class SessionRegistrations {
     if (data.data === null) return; // what the Java client does too: no data is no news
     for (const sub of targets) {
       if (data.dataId !== null && data.dataId !== sub.dataId) {
-        this.settings.logger.warn({ dataId: data.dataId, expected: sub.dataId }, 'a push names a subscriber of another dataId; ignored');
+        this.settings.logger.warn(
+          { dataId: data.dataId, expected: sub.dataId },
+          'a push names a subscriber of another dataId; ignored',
+        );
         continue;
       }
       const key = data.segment ?? '';
       const known = sub.segments.get(key);
       // Versions are compared within one connection only: a registry restarted from nothing may count again from
       // low, and a version-keeper that never forgets would then ignore it for good.
-      if (known && known.generation === conn.generation && known.version !== null && data.version !== null && data.version <= known.version) {
+      if (
+        known &&
+        known.generation === conn.generation &&
+        known.version !== null &&
+        data.version !== null &&
+        data.version <= known.version
+      ) {
         continue;
       }
       // The first push of a new connection replaces what older connections left, segment for segment.
@@ -393,7 +423,10 @@ export class SessionRegistrations {
       url = parseProviderUrl(data);
     } catch (error) {
       if (!sub.warned.has(data)) {
-        this.settings.logger.warn({ dataId: sub.dataId, zone, data, error: loggable(error) }, 'skipping a pushed datum that is not a provider URL');
+        this.settings.logger.warn(
+          { dataId: sub.dataId, zone, data, error: loggable(error) },
+          'skipping a pushed datum that is not a provider URL',
+        );
       }
       warned.add(data);
       return undefined;
@@ -423,7 +456,8 @@ export class SessionRegistrations {
       sub.grace = undefined;
       // The server's latest word on this connection now stands alone; without one, the held list stays.
       const conn = this.conn;
-      if (!this.closed && conn && [...sub.segments.values()].some((s) => s.generation === conn.generation)) this.applyList(sub);
+      if (!this.closed && conn && [...sub.segments.values()].some((s) => s.generation === conn.generation))
+        this.applyList(sub);
     }, this.settings.resyncGraceMs);
     this.timers.add(timer);
     sub.grace = { before, timer };

@@ -24,7 +24,6 @@ import {
 const INBOUND: HostPort = { host: '10.0.0.7', port: 12201 };
 const OUTBOUND: HostPort = { host: '127.0.0.1', port: SOFA_MESH_TCP_PORT };
 
-
 interface Reply {
   status: number;
   headers: IncomingHttpHeaders;
@@ -38,7 +37,13 @@ const JAVA_HEADERS = {
   Accept: 'text/html, image/gif, image/jpeg, *; q=.2, */*; q=.2',
 };
 
-function send(to: HostPort, method: string, urlPath: string, payload: string | undefined, headers: Record<string, string> = JAVA_HEADERS): Promise<Reply> {
+function send(
+  to: HostPort,
+  method: string,
+  urlPath: string,
+  payload: string | undefined,
+  headers: Record<string, string> = JAVA_HEADERS,
+): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const req = request({ host: to.host, port: to.port, method, path: urlPath, headers, agent: false }, (res) => {
       const chunks: Buffer[] = [];
@@ -89,7 +94,14 @@ function publishRequest(serviceName: string, extra: object = {}): object {
 
 /** SubscribeServiceRequest as MeshRegistry.buildSubscribeServiceRequest fills it. */
 function subscribeRequest(serviceName: string): object {
-  return { serviceName, protocolType: 'bolt', vipEnforce: false, vipOnly: false, localCloudFirst: false, properties: { 'sofa.group': 'SOFA' } };
+  return {
+    serviceName,
+    protocolType: 'bolt',
+    vipEnforce: false,
+    vipOnly: false,
+    localCloudFirst: false,
+    properties: { 'sofa.group': 'SOFA' },
+  };
 }
 
 describe('SofaMeshApiFacade', () => {
@@ -101,7 +113,13 @@ describe('SofaMeshApiFacade', () => {
   let api: HostPort;
 
   async function startFacade(options: Partial<SofaMeshApiOptions> = {}): Promise<void> {
-    facade = new SofaMeshApiFacade({ via, takeover, listen: { host: '127.0.0.1', port: 0 }, logger: { warn: () => {} }, ...options });
+    facade = new SofaMeshApiFacade({
+      via,
+      takeover,
+      listen: { host: '127.0.0.1', port: 0 },
+      logger: { warn: () => {} },
+      ...options,
+    });
     await facade.start();
     api = facade.address();
   }
@@ -131,19 +149,28 @@ describe('SofaMeshApiFacade', () => {
 
   it('address() throws before start() and after close()', async () => {
     const idle = new SofaMeshApiFacade({ via, takeover });
-    assert.throws(() => idle.address(), (e: unknown) => e instanceof RegistryError && e.code === 'MESHPORT_REGISTRY_FACADE_NOT_SERVING');
+    assert.throws(
+      () => idle.address(),
+      (e: unknown) => e instanceof RegistryError && e.code === 'MESHPORT_REGISTRY_FACADE_NOT_SERVING',
+    );
     await idle.close();
     await idle.close();
     await facade.close();
-    assert.throws(() => facade.address(), (e: unknown) => e instanceof RegistryError && e.code === 'MESHPORT_REGISTRY_FACADE_NOT_SERVING');
-    await assert.rejects(facade.start(), (e: unknown) => e instanceof RegistryError && e.code === 'MESHPORT_REGISTRY_FACADE_NOT_SERVING');
+    assert.throws(
+      () => facade.address(),
+      (e: unknown) => e instanceof RegistryError && e.code === 'MESHPORT_REGISTRY_FACADE_NOT_SERVING',
+    );
+    await assert.rejects(
+      facade.start(),
+      (e: unknown) => e instanceof RegistryError && e.code === 'MESHPORT_REGISTRY_FACADE_NOT_SERVING',
+    );
   });
 
   it('/configs/application records the appName and answers success', async () => {
     // ApplicationInfoRequest.toJson(): a flat map holding appName and any extra parameters.
     const reply = await meshPost(api, SOFA_MESH_API_PATHS.application, { appName: 'demo-app', zone: 'GZ00A' });
     assert.equal(reply.status, 200);
-    assert.equal(reply.body['success'], true);
+    assert.equal(reply.body.success, true);
     assert.match(String(reply.headers['content-type']), /^application\/json/);
     assert.equal(facade.applicationName, 'demo-app');
   });
@@ -160,9 +187,12 @@ describe('SofaMeshApiFacade', () => {
 
   it('/services/publish takes the app port from the request when a newer SDK sends one, and keeps a uniqueId', async () => {
     const reply = await meshPost(api, SOFA_MESH_API_PATHS.publish, publishRequest(`${HELLO}:blue`, { port: '12345' }));
-    assert.equal(reply.body['success'], true);
+    assert.equal(reply.body.success, true);
     assert.equal(takeover.published.length, 1);
-    assert.match(takeover.published[0]!, /^127\.0\.0\.1:12345\?interface=com\.example\.HelloService&version=1\.0&uniqueId=blue&/);
+    assert.match(
+      takeover.published[0]!,
+      /^127\.0\.0\.1:12345\?interface=com\.example\.HelloService&version=1\.0&uniqueId=blue&/,
+    );
     assert.equal(store.list(`${HELLO}:blue`).length, 1);
     assert.match(store.list(`${HELLO}:blue`)[0]!, /^10\.0\.0\.7:12201\?/);
   });
@@ -171,8 +201,14 @@ describe('SofaMeshApiFacade', () => {
     await facade.close();
     await startFacade({ app: { host: '10.0.0.7', port: 12300 } });
     await meshPost(api, SOFA_MESH_API_PATHS.application, { appName: 'from-config' });
-    await meshPost(api, SOFA_MESH_API_PATHS.publish, { serviceName: HELLO, protocolType: 'bolt', providerMetaInfo: { protocol: 'bolt', properties: { a: 'x&y' } } });
-    assert.deepEqual(takeover.published, ['10.0.0.7:12300?interface=com.example.HelloService&version=1.0&protocol=bolt&p=1&appName=from-config&app_name=from-config&a=x%26y']);
+    await meshPost(api, SOFA_MESH_API_PATHS.publish, {
+      serviceName: HELLO,
+      protocolType: 'bolt',
+      providerMetaInfo: { protocol: 'bolt', properties: { a: 'x&y' } },
+    });
+    assert.deepEqual(takeover.published, [
+      '10.0.0.7:12300?interface=com.example.HelloService&version=1.0&protocol=bolt&p=1&appName=from-config&app_name=from-config&a=x%26y',
+    ]);
   });
 
   it('/services/unpublish withdraws what was published', async () => {
@@ -181,11 +217,11 @@ describe('SofaMeshApiFacade', () => {
     // UnPublishServiceRequest: serviceName, protocolType (+ properties or group, depending on the SDK version).
     const reply = await meshPost(api, SOFA_MESH_API_PATHS.unpublish, { serviceName: HELLO, protocolType: 'bolt' });
     assert.equal(reply.status, 200);
-    assert.equal(reply.body['success'], true);
+    assert.equal(reply.body.success, true);
     assert.deepEqual(store.list(HELLO), []);
     assert.deepEqual(takeover.withdrawn, takeover.published);
     // Unpublishing again is harmless.
-    assert.equal((await meshPost(api, SOFA_MESH_API_PATHS.unpublish, { serviceName: HELLO })).body['success'], true);
+    assert.equal((await meshPost(api, SOFA_MESH_API_PATHS.unpublish, { serviceName: HELLO })).body.success, true);
   });
 
   it('a republish with other parameters replaces the provider upstream', async () => {
@@ -198,14 +234,17 @@ describe('SofaMeshApiFacade', () => {
     const stop = await peer.subscribe(HELLO, (urls) => seen.push(urls.map(formatProviderUrl)));
     const before = store.list(HELLO)[0]!;
     const bean = publishRequest(HELLO) as { providerMetaInfo: { properties: Record<string, string> } };
-    bean.providerMetaInfo.properties['weight'] = '50';
+    bean.providerMetaInfo.properties.weight = '50';
     await meshPost(api, SOFA_MESH_API_PATHS.publish, bean);
     await settle();
     stop();
     assert.equal(store.list(HELLO).length, 1);
     assert.notEqual(store.list(HELLO)[0], before);
     assert.match(store.list(HELLO)[0]!, /&weight=50&/);
-    assert.ok(seen.every((list) => list.length > 0), 'the provider list never empties during a republish');
+    assert.ok(
+      seen.every((list) => list.length > 0),
+      'the provider list never empties during a republish',
+    );
     await meshPost(api, SOFA_MESH_API_PATHS.unpublish, { serviceName: HELLO });
     assert.deepEqual(store.list(HELLO), []);
   });
@@ -214,14 +253,19 @@ describe('SofaMeshApiFacade', () => {
     await via.close();
     const reply = await meshPost(api, SOFA_MESH_API_PATHS.publish, publishRequest(HELLO));
     assert.equal(reply.status, 200);
-    assert.equal(reply.body['success'], false);
-    assert.match(String(reply.body['errorMessage']), /publish of com\.example\.HelloService:1\.0 failed: memory registry adapter is closed/);
+    assert.equal(reply.body.success, false);
+    assert.match(
+      String(reply.body.errorMessage),
+      /publish of com\.example\.HelloService:1\.0 failed: memory registry adapter is closed/,
+    );
     assert.deepEqual(takeover.withdrawn, takeover.published);
   });
 
   it('/services/subscribe answers the outbound address while the takeover sees the real list, and follows changes', async () => {
-    const real1 = '10.0.0.9:12200?_SERIALIZETYPE=hessian2&v=4.0&p=1&app_name=echo&interface=com.example.EchoService&version=1.0';
-    const real2 = '10.0.0.10:12200?_SERIALIZETYPE=hessian2&v=4.0&p=1&app_name=echo&interface=com.example.EchoService&version=1.0';
+    const real1 =
+      '10.0.0.9:12200?_SERIALIZETYPE=hessian2&v=4.0&p=1&app_name=echo&interface=com.example.EchoService&version=1.0';
+    const real2 =
+      '10.0.0.10:12200?_SERIALIZETYPE=hessian2&v=4.0&p=1&app_name=echo&interface=com.example.EchoService&version=1.0';
     await peer.publish(ECHO, real1);
 
     const reply = await meshPost(api, SOFA_MESH_API_PATHS.subscribe, subscribeRequest(ECHO));
@@ -229,7 +273,9 @@ describe('SofaMeshApiFacade', () => {
     assert.deepEqual(reply.body, {
       success: true,
       serviceName: ECHO,
-      datas: ['127.0.0.1:12220?_SERIALIZETYPE=hessian2&v=4.0&p=1&app_name=echo&interface=com.example.EchoService&version=1.0'],
+      datas: [
+        '127.0.0.1:12220?_SERIALIZETYPE=hessian2&v=4.0&p=1&app_name=echo&interface=com.example.EchoService&version=1.0',
+      ],
     });
     assert.deepEqual(takeover.reads, [{ iface: 'com.example.EchoService:1.0', real: [real1] }]);
 
@@ -246,9 +292,13 @@ describe('SofaMeshApiFacade', () => {
     ]);
 
     // UnSubscribeServiceRequest: serviceName, targetAppAddress, protocolType, group.
-    const un = await meshPost(api, SOFA_MESH_API_PATHS.unsubscribe, { serviceName: ECHO, protocolType: 'bolt', group: 'SOFA' });
+    const un = await meshPost(api, SOFA_MESH_API_PATHS.unsubscribe, {
+      serviceName: ECHO,
+      protocolType: 'bolt',
+      group: 'SOFA',
+    });
     assert.equal(un.status, 200);
-    assert.equal(un.body['success'], true);
+    assert.equal(un.body.success, true);
     await peer.unpublish(ECHO, real1);
     await settle();
     assert.equal(takeover.reads.length, 2);
@@ -260,23 +310,28 @@ describe('SofaMeshApiFacade', () => {
     await peer.publish(ECHO, '10.0.0.9:12200?p=1');
     await settle();
     // A URL that names no service is the registry's answer for the one subscribed: it is given that identity.
-    assert.deepEqual(takeover.reads.at(-1), { iface: 'com.example.EchoService:1.0', real: ['10.0.0.9:12200?p=1&interface=com.example.EchoService&version=1.0&uniqueId='] });
+    assert.deepEqual(takeover.reads.at(-1), {
+      iface: 'com.example.EchoService:1.0',
+      real: ['10.0.0.9:12200?p=1&interface=com.example.EchoService&version=1.0&uniqueId='],
+    });
     const again = await meshPost(api, SOFA_MESH_API_PATHS.subscribe, subscribeRequest(ECHO));
-    assert.deepEqual(again.body['datas'], ['127.0.0.1:12220?p=1&interface=com.example.EchoService&version=1.0&uniqueId=']);
+    assert.deepEqual(again.body.datas, ['127.0.0.1:12220?p=1&interface=com.example.EchoService&version=1.0&uniqueId=']);
   });
 
   it('/services/subscribe writes the outbound URL scheme-less even when the registry holds bolt:// URLs', async () => {
     await peer.publish(ECHO, 'bolt://10.0.0.9:12200?serialization=hessian2&weight=100');
     const reply = await meshPost(api, SOFA_MESH_API_PATHS.subscribe, subscribeRequest(ECHO));
-    assert.deepEqual(reply.body['datas'], ['127.0.0.1:12220?serialization=hessian2&weight=100&interface=com.example.EchoService&version=1.0&uniqueId=']);
+    assert.deepEqual(reply.body.datas, [
+      '127.0.0.1:12220?serialization=hessian2&weight=100&interface=com.example.EchoService&version=1.0&uniqueId=',
+    ]);
   });
 
   it('/services/subscribe answers failure when the registry refuses', async () => {
     await via.close();
     const reply = await meshPost(api, SOFA_MESH_API_PATHS.subscribe, subscribeRequest(ECHO));
     assert.equal(reply.status, 200);
-    assert.equal(reply.body['success'], false);
-    assert.match(String(reply.body['errorMessage']), /subscribe to com\.example\.EchoService:1\.0 failed/);
+    assert.equal(reply.body.success, false);
+    assert.match(String(reply.body.errorMessage), /subscribe to com\.example\.EchoService:1\.0 failed/);
   });
 
   it('close() ends every subscription', async () => {
@@ -290,27 +345,32 @@ describe('SofaMeshApiFacade', () => {
   describe('refuses malformed requests with a 4xx and a JSON reason, and keeps serving', () => {
     afterEach(async () => {
       const ok = await meshPost(api, SOFA_MESH_API_PATHS.application, { appName: 'still-up' });
-      assert.equal(ok.body['success'], true);
+      assert.equal(ok.body.success, true);
     });
 
     it('bad JSON', async () => {
       const reply = await send(api, 'POST', SOFA_MESH_API_PATHS.publish, '{"serviceName":');
       assert.equal(reply.status, 400);
-      assert.equal(reply.body['success'], false);
-      assert.match(String(reply.body['errorMessage']), /not JSON/);
+      assert.equal(reply.body.success, false);
+      assert.match(String(reply.body.errorMessage), /not JSON/);
     });
 
     it('a body that is not an object', async () => {
       const reply = await send(api, 'POST', SOFA_MESH_API_PATHS.subscribe, '["x"]');
       assert.equal(reply.status, 400);
-      assert.equal(reply.body['success'], false);
+      assert.equal(reply.body.success, false);
     });
 
     it('a missing or mistyped serviceName', async () => {
-      for (const p of [SOFA_MESH_API_PATHS.publish, SOFA_MESH_API_PATHS.unpublish, SOFA_MESH_API_PATHS.subscribe, SOFA_MESH_API_PATHS.unsubscribe]) {
+      for (const p of [
+        SOFA_MESH_API_PATHS.publish,
+        SOFA_MESH_API_PATHS.unpublish,
+        SOFA_MESH_API_PATHS.subscribe,
+        SOFA_MESH_API_PATHS.unsubscribe,
+      ]) {
         const missing = await meshPost(api, p, { protocolType: 'bolt' });
         assert.equal(missing.status, 400, p);
-        assert.match(String(missing.body['errorMessage']), /serviceName/);
+        assert.match(String(missing.body.errorMessage), /serviceName/);
         const mistyped = await meshPost(api, p, { serviceName: 42 });
         assert.equal(mistyped.status, 400, p);
       }
@@ -320,21 +380,21 @@ describe('SofaMeshApiFacade', () => {
     it('a mistyped providerMetaInfo', async () => {
       const reply = await meshPost(api, SOFA_MESH_API_PATHS.publish, { serviceName: HELLO, providerMetaInfo: 'bolt' });
       assert.equal(reply.status, 400);
-      assert.equal(reply.body['success'], false);
+      assert.equal(reply.body.success, false);
     });
 
     it('a method other than POST', async () => {
       const reply = await send(api, 'GET', SOFA_MESH_API_PATHS.subscribe, undefined);
       assert.equal(reply.status, 405);
-      assert.equal(reply.headers['allow'], 'POST');
-      assert.equal(reply.body['success'], false);
+      assert.equal(reply.headers.allow, 'POST');
+      assert.equal(reply.body.success, false);
     });
 
     it('an unknown path', async () => {
       const reply = await meshPost(api, '/services/nothing', { serviceName: HELLO });
       assert.equal(reply.status, 404);
-      assert.equal(reply.body['success'], false);
-      assert.match(String(reply.body['errorMessage']), /unknown path/);
+      assert.equal(reply.body.success, false);
+      assert.match(String(reply.body.errorMessage), /unknown path/);
     });
 
     it('a declared body over the cap, answered before it is sent', async () => {
@@ -342,18 +402,31 @@ describe('SofaMeshApiFacade', () => {
       await startFacade({ maxBodyBytes: 1024 });
       const reply = await new Promise<Reply>((resolve, reject) => {
         const req = request(
-          { host: api.host, port: api.port, method: 'POST', path: SOFA_MESH_API_PATHS.publish, headers: { ...JAVA_HEADERS, 'Content-Length': String(10 * 1024 * 1024) }, agent: false },
+          {
+            host: api.host,
+            port: api.port,
+            method: 'POST',
+            path: SOFA_MESH_API_PATHS.publish,
+            headers: { ...JAVA_HEADERS, 'Content-Length': String(10 * 1024 * 1024) },
+            agent: false,
+          },
           (res) => {
             const chunks: Buffer[] = [];
             res.on('data', (c: Buffer) => chunks.push(c));
-            res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: JSON.parse(Buffer.concat(chunks).toString()) as Record<string, unknown> }));
+            res.on('end', () =>
+              resolve({
+                status: res.statusCode!,
+                headers: res.headers,
+                body: JSON.parse(Buffer.concat(chunks).toString()) as Record<string, unknown>,
+              }),
+            );
           },
         );
         req.on('error', reject);
         req.flushHeaders();
       });
       assert.equal(reply.status, 413);
-      assert.equal(reply.body['success'], false);
+      assert.equal(reply.body.success, false);
     });
 
     it('a streamed body over the cap, answered without waiting for its end', async () => {
@@ -361,11 +434,24 @@ describe('SofaMeshApiFacade', () => {
       await startFacade({ maxBodyBytes: 1024 });
       const reply = await new Promise<Reply>((resolve, reject) => {
         const req = request(
-          { host: api.host, port: api.port, method: 'POST', path: SOFA_MESH_API_PATHS.subscribe, headers: { ...JAVA_HEADERS, 'Transfer-Encoding': 'chunked' }, agent: false },
+          {
+            host: api.host,
+            port: api.port,
+            method: 'POST',
+            path: SOFA_MESH_API_PATHS.subscribe,
+            headers: { ...JAVA_HEADERS, 'Transfer-Encoding': 'chunked' },
+            agent: false,
+          },
           (res) => {
             const chunks: Buffer[] = [];
             res.on('data', (c: Buffer) => chunks.push(c));
-            res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: JSON.parse(Buffer.concat(chunks).toString()) as Record<string, unknown> }));
+            res.on('end', () =>
+              resolve({
+                status: res.statusCode!,
+                headers: res.headers,
+                body: JSON.parse(Buffer.concat(chunks).toString()) as Record<string, unknown>,
+              }),
+            );
           },
         );
         req.on('error', (error: NodeJS.ErrnoException) => {
@@ -376,8 +462,8 @@ describe('SofaMeshApiFacade', () => {
         req.write(`{"serviceName":"${'x'.repeat(4096)}`);
       });
       assert.equal(reply.status, 413);
-      assert.equal(reply.body['success'], false);
-      assert.match(String(reply.body['errorMessage']), /larger than 1024 bytes/);
+      assert.equal(reply.body.success, false);
+      assert.match(String(reply.body.errorMessage), /larger than 1024 bytes/);
     });
   });
 
@@ -391,23 +477,33 @@ describe('SofaMeshApiFacade', () => {
     } catch {
       registries = undefined;
     }
-    if (registries) assert.deepEqual(Object.keys(registries), ['ZookeeperRegistry'], 'sofa-rpc-node grew a registry: drive this facade with it');
+    if (registries)
+      assert.deepEqual(
+        Object.keys(registries),
+        ['ZookeeperRegistry'],
+        'sofa-rpc-node grew a registry: drive this facade with it',
+      );
     await peer.publish(ECHO, '10.0.0.9:12200?_SERIALIZETYPE=hessian2&v=4.0&p=1&app_name=echo');
 
     // Provider side: registerAppInfoOnce, then publishService.
-    assert.equal((await meshPost(api, SOFA_MESH_API_PATHS.application, { appName: 'demo-app' })).body['success'], true);
-    assert.equal((await meshPost(api, SOFA_MESH_API_PATHS.publish, publishRequest(HELLO))).body['success'], true);
+    assert.equal((await meshPost(api, SOFA_MESH_API_PATHS.application, { appName: 'demo-app' })).body.success, true);
+    assert.equal((await meshPost(api, SOFA_MESH_API_PATHS.publish, publishRequest(HELLO))).body.success, true);
     // Consumer side: subscribeService; a failure here throws in the SDK.
     const subscribed = await meshPost(api, SOFA_MESH_API_PATHS.subscribe, subscribeRequest(ECHO));
-    assert.equal(subscribed.body['success'], true);
-    const datas = subscribed.body['datas'] as string[];
+    assert.equal(subscribed.body.success, true);
+    const datas = subscribed.body.datas as string[];
     const meshHost = '127.0.0.1';
     const first = datas[0];
-    const target = first && first.includes('?') ? `${meshHost}:${SOFA_MESH_TCP_PORT}?${first.slice(first.indexOf('?') + 1)}` : `${meshHost}:${SOFA_MESH_TCP_PORT}`;
-    assert.equal(target, '127.0.0.1:12220?_SERIALIZETYPE=hessian2&v=4.0&p=1&app_name=echo&interface=com.example.EchoService&version=1.0&uniqueId=');
+    const target = first?.includes('?')
+      ? `${meshHost}:${SOFA_MESH_TCP_PORT}?${first.slice(first.indexOf('?') + 1)}`
+      : `${meshHost}:${SOFA_MESH_TCP_PORT}`;
+    assert.equal(
+      target,
+      '127.0.0.1:12220?_SERIALIZETYPE=hessian2&v=4.0&p=1&app_name=echo&interface=com.example.EchoService&version=1.0&uniqueId=',
+    );
     // Shutdown: unSubscribe and unRegister.
-    assert.equal((await meshPost(api, SOFA_MESH_API_PATHS.unsubscribe, { serviceName: ECHO })).body['success'], true);
-    assert.equal((await meshPost(api, SOFA_MESH_API_PATHS.unpublish, { serviceName: HELLO })).body['success'], true);
+    assert.equal((await meshPost(api, SOFA_MESH_API_PATHS.unsubscribe, { serviceName: ECHO })).body.success, true);
+    assert.equal((await meshPost(api, SOFA_MESH_API_PATHS.unpublish, { serviceName: HELLO })).body.success, true);
     assert.deepEqual(store.list(HELLO), []);
   });
 });

@@ -15,7 +15,12 @@ import {
   type ProviderUrl,
   type RegistryAdapter,
 } from '@meshport/registry-core';
-import { SOFA_REGISTRY_CLASSES, SOFA_REGISTRY_FIELDS, SofaRegistryClient, type SofaRegistryClientOptions } from '../src/index';
+import {
+  SOFA_REGISTRY_CLASSES,
+  SOFA_REGISTRY_FIELDS,
+  SofaRegistryClient,
+  type SofaRegistryClientOptions,
+} from '../src/index';
 import { decodeReceivedData, decodeRegisterResponse } from '../src/session-model';
 import {
   SessionStandIn,
@@ -42,8 +47,10 @@ const FAST: Partial<SofaRegistryClientOptions> = {
 
 const SERVICE = 'com.nodejs.test.TestService:1.0';
 const DATA_ID = `${SERVICE}@DEFAULT`;
-const URL1 = '198.18.0.8:12200?rpcVer=50400&serialization=hessian2&weight=50&p=1&v=4.0&_SERIALIZETYPE=hessian2&_WEIGHT=50&app_name=demo';
-const URL2 = '198.18.0.9:12200?rpcVer=50400&serialization=hessian2&weight=100&p=1&v=4.0&_SERIALIZETYPE=hessian2&_WEIGHT=100&app_name=demo';
+const URL1 =
+  '198.18.0.8:12200?rpcVer=50400&serialization=hessian2&weight=50&p=1&v=4.0&_SERIALIZETYPE=hessian2&_WEIGHT=50&app_name=demo';
+const URL2 =
+  '198.18.0.9:12200?rpcVer=50400&serialization=hessian2&weight=100&p=1&v=4.0&_SERIALIZETYPE=hessian2&_WEIGHT=100&app_name=demo';
 const URL3 = 'bolt://198.18.0.10:12200?weight=100';
 /** What the adapter appends to a URL of SERVICE that names no service (URL1, URL2, URL3: Java sofa-rpc's data). */
 const IDENTITY = '&interface=com.nodejs.test.TestService&version=1.0&uniqueId=';
@@ -53,10 +60,16 @@ const OUT2 = URL2 + IDENTITY;
 const OUT3 = URL3 + IDENTITY;
 
 /** Every line a logger was given, for tests that read them. */
-function logRecorder(): { lines: Array<{ message: string; detail: object; json: string }>; logger: { warn(detail: object, message: string): void } } {
+function logRecorder(): {
+  lines: Array<{ message: string; detail: object; json: string }>;
+  logger: { warn(detail: object, message: string): void };
+} {
   const lines: Array<{ message: string; detail: object; json: string }> = [];
   // JSON.stringify as a JSON logger would: a detail that does not serialize (a bigint) fails the test right here.
-  return { lines, logger: { warn: (detail, message) => lines.push({ message, detail, json: JSON.stringify(detail) }) } };
+  return {
+    lines,
+    logger: { warn: (detail, message) => lines.push({ message, detail, json: JSON.stringify(detail) }) },
+  };
 }
 
 /**
@@ -160,7 +173,10 @@ describe('SofaRegistryClient', () => {
     assert.throws(() => new hessianDraft.DecoderV2(pub.content).read(), /0x43/);
     const typed = decodeTyped(pub.content);
     assert.equal(typed.$class, 'com.alipay.sofa.registry.core.model.PublisherRegister');
-    assert.deepEqual(Object.keys(typed.$).sort(), [...SOFA_REGISTRY_FIELDS.publisherRegister, ...SOFA_REGISTRY_FIELDS.baseRegister].sort());
+    assert.deepEqual(
+      Object.keys(typed.$).sort(),
+      [...SOFA_REGISTRY_FIELDS.publisherRegister, ...SOFA_REGISTRY_FIELDS.baseRegister].sort(),
+    );
     const dataList = typed.$.dataList as Array<{ $class: string; $: Record<string, unknown> }>;
     assert.equal(dataList.length, 1);
     assert.equal(dataList[0].$class, 'com.alipay.sofa.registry.core.model.DataBox');
@@ -187,7 +203,10 @@ describe('SofaRegistryClient', () => {
     const [sub] = registers(SOFA_REGISTRY_CLASSES.subscriberRegister);
     const subTyped = decodeTyped(sub.content);
     assert.equal(subTyped.$class, 'com.alipay.sofa.registry.core.model.SubscriberRegister');
-    assert.deepEqual(Object.keys(subTyped.$).sort(), [...SOFA_REGISTRY_FIELDS.subscriberRegister, ...SOFA_REGISTRY_FIELDS.baseRegister].sort());
+    assert.deepEqual(
+      Object.keys(subTyped.$).sort(),
+      [...SOFA_REGISTRY_FIELDS.subscriberRegister, ...SOFA_REGISTRY_FIELDS.baseRegister].sort(),
+    );
     assert.deepEqual(subTyped.$.acceptMulti, { $class: 'boolean', $: false });
     const subFields = decodePlain(sub.content);
     assert.equal(subFields.scope, 'global', "sofa-rpc's SofaRegistry subscribes with ScopeEnum.global");
@@ -220,10 +239,15 @@ describe('SofaRegistryClient', () => {
     const log = pushLog();
     await c.subscribe(SERVICE, log.listener);
     assert.deepEqual(log.pushes, [[]]);
-    const answers = await standIn.injectPush({ dataId: DATA_ID, version: standIn.nextVersion(), data: { GZ00A: [URL1], GZ00B: [URL2, URL1] } });
-    assert.deepEqual(answers.map((a) => [a.status, a.className, a.result]), [
-      [BoltStatus.SUCCESS, 'com.alipay.sofa.registry.core.model.Result', { success: true, message: null }],
-    ]);
+    const answers = await standIn.injectPush({
+      dataId: DATA_ID,
+      version: standIn.nextVersion(),
+      data: { GZ00A: [URL1], GZ00B: [URL2, URL1] },
+    });
+    assert.deepEqual(
+      answers.map((a) => [a.status, a.className, a.result]),
+      [[BoltStatus.SUCCESS, 'com.alipay.sofa.registry.core.model.Result', { success: true, message: null }]],
+    );
     assert.deepEqual(log.last(), [OUT1, OUT2].sort());
   });
 
@@ -320,7 +344,10 @@ describe('SofaRegistryClient', () => {
       version: standIn.nextVersion(),
       localZone: null,
     });
-    const [cut] = await standIn.sendRequest(SOFA_REGISTRY_CLASSES.receivedData, truncated.subarray(0, truncated.length - 5));
+    const [cut] = await standIn.sendRequest(
+      SOFA_REGISTRY_CLASSES.receivedData,
+      truncated.subarray(0, truncated.length - 5),
+    );
     assert.equal(cut.status, BoltStatus.SERVER_DESERIAL_EXCEPTION);
     // A push without data changes nothing (as in the Java client); a datum that is no URL is skipped.
     const [noData] = await standIn.injectPush({ dataId: DATA_ID, version: standIn.nextVersion(), data: null });
@@ -331,7 +358,12 @@ describe('SofaRegistryClient', () => {
     assert.equal(b.state, 'connected');
 
     // Bytes that are no Bolt at all: the connection is dropped and made again; the list stands meanwhile.
-    standIn.sendRaw(Buffer.from([0xff, 0xfe, 0xfd, 0xfc, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00]));
+    standIn.sendRaw(
+      Buffer.from([
+        0xff, 0xfe, 0xfd, 0xfc, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+      ]),
+    );
     await until(() => standIn.subscriberIds(DATA_ID).length === 1 && b.state === 'connected', 'b back');
     assert.deepEqual(log.last(), [OUT1]);
     await a.publish(SERVICE, URL2);
@@ -360,7 +392,12 @@ describe('SofaRegistryClient', () => {
     const port = (silent.address() as AddressInfo).port;
     let accepted = 0;
     silent.on('connection', () => accepted++);
-    const c = client({ servers: `127.0.0.1:${port}`, heartbeatIntervalMs: 60, heartbeatTimeoutMs: 50, maxMissedHeartbeats: 2 });
+    const c = client({
+      servers: `127.0.0.1:${port}`,
+      heartbeatIntervalMs: 60,
+      heartbeatTimeoutMs: 50,
+      maxMissedHeartbeats: 2,
+    });
     try {
       await until(() => accepted >= 2, 'a second connection after the missed heartbeats', 3_000);
     } finally {
@@ -400,8 +437,10 @@ describe('SofaRegistryClient', () => {
     // sofa-rpc's SofaRegistryHelper: dataId `interface:version[:uniqueId]@DEFAULT` for Bolt, data without any of it.
     const ECHO = 'com.example.Echo:2.0:blue';
     const ECHO_DATA_ID = 'com.example.Echo:2.0:blue@DEFAULT';
-    const JAVA1 = '198.18.1.1:12200?rpcVer=50813&serialization=hessian2&weight=100&timeout=3000&p=1&v=4.0&_SERIALIZETYPE=hessian2&_WEIGHT=100&_TIMEOUT=3000&app_name=echo-provider';
-    const JAVA2 = '198.18.1.2:12200?rpcVer=50813&serialization=protobuf&weight=50&p=1&v=4.0&_SERIALIZETYPE=protobuf&_WEIGHT=50&app_name=echo-provider';
+    const JAVA1 =
+      '198.18.1.1:12200?rpcVer=50813&serialization=hessian2&weight=100&timeout=3000&p=1&v=4.0&_SERIALIZETYPE=hessian2&_WEIGHT=100&_TIMEOUT=3000&app_name=echo-provider';
+    const JAVA2 =
+      '198.18.1.2:12200?rpcVer=50813&serialization=protobuf&weight=50&p=1&v=4.0&_SERIALIZETYPE=protobuf&_WEIGHT=50&app_name=echo-provider';
 
     it('lists them naming the service of the dataId, the rest of each URL as written', async () => {
       const c = client();
@@ -413,14 +452,25 @@ describe('SofaRegistryClient', () => {
         seen.push(urls);
         unique.listener(urls);
       });
-      await standIn.injectPush({ dataId: DATA_ID, version: standIn.nextVersion(), data: { GZ00A: [URL1], GZ00B: [URL2] } });
-      await standIn.injectPush({ dataId: ECHO_DATA_ID, version: standIn.nextVersion(), data: { GZ00A: [JAVA1, JAVA2] } });
+      await standIn.injectPush({
+        dataId: DATA_ID,
+        version: standIn.nextVersion(),
+        data: { GZ00A: [URL1], GZ00B: [URL2] },
+      });
+      await standIn.injectPush({
+        dataId: ECHO_DATA_ID,
+        version: standIn.nextVersion(),
+        data: { GZ00A: [JAVA1, JAVA2] },
+      });
 
       assert.deepEqual(plain.last(), [
         `${URL1}&interface=com.nodejs.test.TestService&version=1.0&uniqueId=`,
         `${URL2}&interface=com.nodejs.test.TestService&version=1.0&uniqueId=`,
       ]);
-      assert.deepEqual(unique.last(), [`${JAVA1}&interface=com.example.Echo&version=2.0&uniqueId=blue`, `${JAVA2}&interface=com.example.Echo&version=2.0&uniqueId=blue`]);
+      assert.deepEqual(unique.last(), [
+        `${JAVA1}&interface=com.example.Echo&version=2.0&uniqueId=blue`,
+        `${JAVA2}&interface=com.example.Echo&version=2.0&uniqueId=blue`,
+      ]);
       // What a route table keys them by is the service subscribed to.
       for (const url of seen.at(-1)!) {
         assert.equal(sofaServiceKeyOf(url), ECHO);
@@ -442,7 +492,11 @@ describe('SofaRegistryClient', () => {
       const partly = 'bolt://198.18.1.4:12200?interface=com.example.Echo&weight=100';
       const disagrees = 'bolt://198.18.1.5:12200?interface=com.example.Other&version=1.0&uniqueId=blue&weight=100';
       for (let i = 0; i < 3; i++) {
-        await standIn.injectPush({ dataId: ECHO_DATA_ID, version: standIn.nextVersion(), data: { Z: [agrees, partly, disagrees] } });
+        await standIn.injectPush({
+          dataId: ECHO_DATA_ID,
+          version: standIn.nextVersion(),
+          data: { Z: [agrees, partly, disagrees] },
+        });
       }
       assert.deepEqual(log.last(), [
         agrees,
@@ -469,7 +523,11 @@ describe('SofaRegistryClient', () => {
       const log = pushLog();
       await c.subscribe(SERVICE, log.listener);
       for (let i = 0; i < 3; i++) {
-        await standIn.injectPush({ dataId: DATA_ID, version: standIn.nextVersion(), data: { GZ00A: [URL1, 'not a url at all'] } });
+        await standIn.injectPush({
+          dataId: DATA_ID,
+          version: standIn.nextVersion(),
+          data: { GZ00A: [URL1, 'not a url at all'] },
+        });
       }
       assert.deepEqual(log.last(), [OUT1]);
       const skipped = lines.filter((l) => l.message.includes('not a provider URL'));
@@ -479,7 +537,11 @@ describe('SofaRegistryClient', () => {
       assert.match(skipped[0].json, /MESHPORT_REGISTRY_BAD_URL/);
       // Gone and back: news again.
       await standIn.injectPush({ dataId: DATA_ID, version: standIn.nextVersion(), data: { GZ00A: [URL1] } });
-      await standIn.injectPush({ dataId: DATA_ID, version: standIn.nextVersion(), data: { GZ00A: [URL1, 'not a url at all'] } });
+      await standIn.injectPush({
+        dataId: DATA_ID,
+        version: standIn.nextVersion(),
+        data: { GZ00A: [URL1, 'not a url at all'] },
+      });
       assert.equal(lines.filter((l) => l.message.includes('not a provider URL')).length, 2);
     });
   });
@@ -506,7 +568,7 @@ describe('SofaRegistryClient', () => {
     assert.deepEqual(log.last(), [OUT3]);
   });
 
-  it("subscribes with the scope sofa-rpc uses (global) unless told another", async () => {
+  it('subscribes with the scope sofa-rpc uses (global) unless told another', async () => {
     const byDefault = client();
     const zoned = client({ scope: 'zone' });
     await byDefault.subscribe(SERVICE, () => {});
@@ -526,7 +588,13 @@ describe('SofaRegistryClient', () => {
     assert.deepEqual(
       { ...refused.detail, registId: undefined },
       {
-        response: { success: false, refused: false, message: 'dataId com.nodejs.test.TestService:1.0@DEFAULT is not allowed', registId: (refused.detail as { registId: string }).registId, version: '1' },
+        response: {
+          success: false,
+          refused: false,
+          message: 'dataId com.nodejs.test.TestService:1.0@DEFAULT is not allowed',
+          registId: (refused.detail as { registId: string }).registId,
+          version: '1',
+        },
         kind: 'publisher',
         eventType: 'REGISTER',
         dataId: DATA_ID,
@@ -566,7 +634,10 @@ describe('SofaRegistryClient', () => {
       assert.equal(c.state, 'disconnected');
       const skipped = lines.filter((l) => l.message === 'skipping a SOFA Registry session server entry');
       assert.deepEqual(
-        skipped.map((l) => [(l.detail as { error: { code: string } }).error.code, (l.detail as { error: { message: string } }).error.message]),
+        skipped.map((l) => [
+          (l.detail as { error: { code: string } }).error.code,
+          (l.detail as { error: { message: string } }).error.message,
+        ]),
         [
           ['MESHPORT_REGISTRY_SOFA_BAD_SERVER', 'session server "sofa-session-1" is not host:port[?weight=n]'],
           ['MESHPORT_REGISTRY_SOFA_BAD_SERVER', 'session server "127.0.0.1:99999" is not host:port[?weight=n]'],
@@ -599,7 +670,12 @@ describe('SofaRegistryClient', () => {
       });
       await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
       const { lines, logger } = logRecorder();
-      const c = client({ servers: `127.0.0.1:${(silent.address() as AddressInfo).port}`, requestTimeoutMs: 100, retryStrategy: () => 60_000, logger });
+      const c = client({
+        servers: `127.0.0.1:${(silent.address() as AddressInfo).port}`,
+        requestTimeoutMs: 100,
+        retryStrategy: () => 60_000,
+        logger,
+      });
       try {
         await c.publish(SERVICE, URL1);
         assert.equal(codeLogged(lines, 'a register failed; retrying'), 'MESHPORT_REGISTRY_SOFA_TIMEOUT');
@@ -625,7 +701,10 @@ describe('SofaRegistryClient', () => {
       assert.equal(deep.status, BoltStatus.SERVER_DESERIAL_EXCEPTION);
       assert.equal(c.state, 'connected');
       standIn.sendRaw(Buffer.alloc(24, 0xff));
-      await until(() => lines.some((l) => l.message === 'SOFA Registry sent bytes that are not Bolt; reconnecting'), 'the bad bytes logged');
+      await until(
+        () => lines.some((l) => l.message === 'SOFA Registry sent bytes that are not Bolt; reconnecting'),
+        'the bad bytes logged',
+      );
       assert.equal(codeLogged(lines, 'SOFA Registry sent bytes that are not Bolt; reconnecting'), 'MESHPORT_BAD_MAGIC');
     });
   });
@@ -661,7 +740,11 @@ describe('SOFA Registry Hessian model', () => {
   it('refuses a body cut short at any byte, never reading part of it as a whole push', () => {
     const whole = receivedDataBody({ ...push, data: { GZ00A: [URL1] } });
     for (let end = 0; end < whole.length; end++) {
-      assert.throws(() => decodeReceivedData(whole.subarray(0, end)), { code: 'MESHPORT_REGISTRY_SOFA_BAD_BODY' }, `cut at ${end} of ${whole.length}`);
+      assert.throws(
+        () => decodeReceivedData(whole.subarray(0, end)),
+        { code: 'MESHPORT_REGISTRY_SOFA_BAD_BODY' },
+        `cut at ${end} of ${whole.length}`,
+      );
     }
   });
 
@@ -672,18 +755,30 @@ describe('SOFA Registry Hessian model', () => {
       $: { success: true, registId: 'r', refused: false, message: null, version: jLong(2047n) },
     });
     assert.equal(decodeRegisterResponse(whole).version, 2047n);
-    assert.throws(() => decodeRegisterResponse(whole.subarray(0, whole.length - 1)), { code: 'MESHPORT_REGISTRY_SOFA_BAD_BODY' });
+    assert.throws(() => decodeRegisterResponse(whole.subarray(0, whole.length - 1)), {
+      code: 'MESHPORT_REGISTRY_SOFA_BAD_BODY',
+    });
   });
 
   it('reads a zone named __proto__ as a zone, and refuses an instance of another class where a DataBox belongs', () => {
-    const data = decodeReceivedData(receivedDataBody({ ...push, data: { ['__proto__']: [URL1], GZ00A: [URL2] } })).data!;
-    assert.deepEqual([...data], [['__proto__', [URL1]], ['GZ00A', [URL2]]]);
+    const data = decodeReceivedData(receivedDataBody({ ...push, data: { ['__proto__']: [URL1], GZ00A: [URL2] } }))
+      .data!;
+    assert.deepEqual(
+      [...data],
+      [
+        ['__proto__', [URL1]],
+        ['GZ00A', [URL2]],
+      ],
+    );
     const notBoxes = hessianJsBody({
       $class: SOFA_REGISTRY_CLASSES.receivedData,
       $: {
         dataId: DATA_ID,
         // A class named like an exception is one hessian.js turns into an Error of its own: still no DataBox.
-        data: { $class: 'java.util.HashMap', $: new Map([['Z', [{ $class: 'com.example.BoxException', $: { data: URL1 } }]]]) },
+        data: {
+          $class: 'java.util.HashMap',
+          $: new Map([['Z', [{ $class: 'com.example.BoxException', $: { data: URL1 } }]]]),
+        },
       },
     });
     assert.throws(() => decodeReceivedData(notBoxes), { code: 'MESHPORT_REGISTRY_SOFA_BAD_BODY', message: /DataBox/ });

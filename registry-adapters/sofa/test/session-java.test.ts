@@ -9,7 +9,13 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { skipOrFail } from '@meshport/testkit';
 import { SOFA_REGISTRY_CLASSES, SofaRegistryClient } from '../src/index';
-import { decodeReceivedData, decodeRegisterResponse, encodePublisherRegister, encodeResult, encodeSubscriberRegister } from '../src/session-model';
+import {
+  decodeReceivedData,
+  decodeRegisterResponse,
+  encodePublisherRegister,
+  encodeResult,
+  encodeSubscriberRegister,
+} from '../src/session-model';
 import { SessionStandIn, datumVersion, decodePlain, decodeTyped, readLong } from './session-stand-in';
 
 /** Debian's libhessian-java (scripts/bootstrap.sh installs it); another jar of Caucho's Hessian 4 can be named here. */
@@ -22,7 +28,8 @@ const JVM_OPENS = ['--add-opens', 'java.base/java.lang=ALL-UNNAMED', '--add-open
 
 const SERVICE = 'com.nodejs.test.TestService:1.0';
 const DATA_ID = `${SERVICE}@DEFAULT`;
-const URL1 = '198.18.0.8:12200?rpcVer=50400&serialization=hessian2&weight=50&p=1&v=4.0&_SERIALIZETYPE=hessian2&_WEIGHT=50&app_name=demo';
+const URL1 =
+  '198.18.0.8:12200?rpcVer=50400&serialization=hessian2&weight=50&p=1&v=4.0&_SERIALIZETYPE=hessian2&_WEIGHT=50&app_name=demo';
 const DATA_BOX = 'com.alipay.sofa.registry.core.model.DataBox';
 
 /** What the probe prints for one body. */
@@ -39,9 +46,11 @@ interface JavaReading {
 function javaProblem(): string | undefined {
   for (const tool of ['java', 'javac']) {
     const run = spawnSync(tool, ['-version'], { encoding: 'utf8' });
-    if (run.error || run.status !== 0) return `${tool} is not installed (a JDK 17 is: apt-get install openjdk-17-jdk-headless)`;
+    if (run.error || run.status !== 0)
+      return `${tool} is not installed (a JDK 17 is: apt-get install openjdk-17-jdk-headless)`;
   }
-  if (!existsSync(HESSIAN_JAR)) return `no Caucho Hessian jar at ${HESSIAN_JAR} (apt-get install libhessian-java, or set MESHPORT_HESSIAN_JAR)`;
+  if (!existsSync(HESSIAN_JAR))
+    return `no Caucho Hessian jar at ${HESSIAN_JAR} (apt-get install libhessian-java, or set MESHPORT_HESSIAN_JAR)`;
   return undefined;
 }
 
@@ -54,13 +63,21 @@ function javaFiles(dir: string): string[] {
 
 function runProbe(classes: string, mode: 'read' | 'write' | 'rewrite', input = ''): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn('java', [...JVM_OPENS, '-cp', `${classes}${path.delimiter}${HESSIAN_JAR}`, 'meshport.HessianProbe', mode]);
+    const child = spawn('java', [
+      ...JVM_OPENS,
+      '-cp',
+      `${classes}${path.delimiter}${HESSIAN_JAR}`,
+      'meshport.HessianProbe',
+      mode,
+    ]);
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
     child.on('error', reject);
-    child.on('close', (code) => (code === 0 ? resolve(stdout) : reject(new Error(`HessianProbe ${mode} exited ${code}: ${stderr}`))));
+    child.on('close', (code) =>
+      code === 0 ? resolve(stdout) : reject(new Error(`HessianProbe ${mode} exited ${code}: ${stderr}`)),
+    );
     child.stdin.end(input);
   });
 }
@@ -70,14 +87,16 @@ function fieldOrder(body: Buffer): string[] {
   return Object.keys(decodeTyped(body).$);
 }
 
-describe('SOFA Registry bodies as Java Hessian reads and writes them', function () {
+describe('SOFA Registry bodies as Java Hessian reads and writes them', () => {
   let classes: string;
 
   before(function () {
     const problem = javaProblem();
     if (problem) skipOrFail(this, `the Java Hessian test: ${problem}`);
     classes = mkdtempSync(path.join(tmpdir(), 'meshport-hessian-'));
-    const javac = spawnSync('javac', ['-d', classes, '-cp', HESSIAN_JAR, ...javaFiles(JAVA_SOURCES)], { encoding: 'utf8' });
+    const javac = spawnSync('javac', ['-d', classes, '-cp', HESSIAN_JAR, ...javaFiles(JAVA_SOURCES)], {
+      encoding: 'utf8',
+    });
     assert.equal(javac.status, 0, `javac failed: ${javac.stderr}`);
   });
 
@@ -87,12 +106,19 @@ describe('SOFA Registry bodies as Java Hessian reads and writes them', function 
 
   async function javaReads(bodies: Buffer[]): Promise<JavaReading[]> {
     const out = await runProbe(classes, 'read', bodies.map((b) => b.toString('hex')).join('\n') + '\n');
-    const readings = out.trim().split('\n').map((line) => JSON.parse(line) as JavaReading);
+    const readings = out
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as JavaReading);
     assert.equal(readings.length, bodies.length);
     for (const reading of readings) {
       assert.equal(reading.error, undefined, `Java could not read a body: ${reading.error}`);
       // A class name Java cannot load reads as a plain map, without complaint: only the missing `$class` shows it.
-      assert.match(String(reading.value?.$class), /^com\.alipay\.sofa\.registry\.core\.model\.\w+$/, JSON.stringify(reading.value));
+      assert.match(
+        String(reading.value?.$class),
+        /^com\.alipay\.sofa\.registry\.core\.model\.\w+$/,
+        JSON.stringify(reading.value),
+      );
       assert.deepEqual(reading.unknownFields, [], 'fields Java does not have');
       assert.deepEqual(reading.missingFields, [], 'fields left out that Java has');
     }
@@ -106,7 +132,13 @@ describe('SOFA Registry bodies as Java Hessian reads and writes them', function 
     beforeEach(async () => {
       standIn = new SessionStandIn();
       await standIn.start();
-      client = new SofaRegistryClient({ servers: standIn.address, appName: 'demo', zone: 'GZ00A', instanceId: 'tenant-1', logger: { warn: () => {} } });
+      client = new SofaRegistryClient({
+        servers: standIn.address,
+        appName: 'demo',
+        zone: 'GZ00A',
+        instanceId: 'tenant-1',
+        logger: { warn: () => {} },
+      });
     });
 
     afterEach(async () => {
@@ -121,7 +153,12 @@ describe('SOFA Registry bodies as Java Hessian reads and writes them', function 
       const [pub, unpub] = standIn.received.filter((r) => r.className === SOFA_REGISTRY_CLASSES.publisherRegister);
       const [sub] = standIn.received.filter((r) => r.className === SOFA_REGISTRY_CLASSES.subscriberRegister);
       const result = standIn.pushAnswers[0];
-      const [pubJava, unpubJava, subJava, resultJava] = await javaReads([pub.content, unpub.content, sub.content, result.content]);
+      const [pubJava, unpubJava, subJava, resultJava] = await javaReads([
+        pub.content,
+        unpub.content,
+        sub.content,
+        result.content,
+      ]);
 
       const base = {
         instanceId: 'tenant-1',
@@ -172,12 +209,21 @@ describe('SOFA Registry bodies as Java Hessian reads and writes them', function 
     it("reads the stand-in's RegisterResponse and ReceivedData into the model classes, versions past 2^53 exact", async () => {
       await client.subscribe(SERVICE, () => {});
       const version = datumVersion(Date.UTC(2028, 5, 1), 1);
-      await standIn.injectPush({ dataId: DATA_ID, version, data: { GZ00A: [URL1, 'ünïcødé:1?x=\u{1F600}'], GZ00B: [] } });
+      await standIn.injectPush({
+        dataId: DATA_ID,
+        version,
+        data: { GZ00A: [URL1, 'ünïcødé:1?x=\u{1F600}'], GZ00B: [] },
+      });
       standIn.failRegisters = { message: 'not allowed' };
       await client.publish(SERVICE, URL1);
       const responses = standIn.sent.filter((s) => s.className === SOFA_REGISTRY_CLASSES.registerResponse);
       const pushes = standIn.sent.filter((s) => s.className === SOFA_REGISTRY_CLASSES.receivedData);
-      const [taken, refused, , injected] = await javaReads([responses[0].content, responses[1].content, pushes[0].content, pushes[1].content]);
+      const [taken, refused, , injected] = await javaReads([
+        responses[0].content,
+        responses[1].content,
+        pushes[0].content,
+        pushes[1].content,
+      ]);
 
       const registId = standIn.subscriberIds(DATA_ID)[0];
       assert.deepEqual(taken.value, {
@@ -235,7 +281,9 @@ describe('SOFA Registry bodies as Java Hessian reads and writes them', function 
       encodeResult({ success: false, message: 'could not take it in' }),
       encodeResult({ success: true, message: null }),
     ];
-    const java = (await runProbe(classes, 'rewrite', ours.map((b) => b.toString('hex')).join('\n') + '\n')).trim().split('\n');
+    const java = (await runProbe(classes, 'rewrite', ours.map((b) => b.toString('hex')).join('\n') + '\n'))
+      .trim()
+      .split('\n');
     assert.deepEqual(
       java,
       ours.map((b) => b.toString('hex')),
@@ -243,7 +291,10 @@ describe('SOFA Registry bodies as Java Hessian reads and writes them', function 
   });
 
   it('decodes what Java writes, a ReceivedData past 2^53 and a RegisterResponse at the largest long, exactly', async () => {
-    const [received, response] = (await runProbe(classes, 'write')).trim().split('\n').map((hex) => Buffer.from(hex, 'hex'));
+    const [received, response] = (await runProbe(classes, 'write'))
+      .trim()
+      .split('\n')
+      .map((hex) => Buffer.from(hex, 'hex'));
     assert.deepEqual(decodeReceivedData(received), {
       dataId: 'com.example.Echo:2.0:blue@DEFAULT',
       group: 'SOFA',
@@ -268,7 +319,10 @@ describe('SOFA Registry bodies as Java Hessian reads and writes them', function 
   });
 
   it('writes every class with its fields in the order Java does', async () => {
-    const java = (await runProbe(classes, 'write')).trim().split('\n').map((hex) => fieldOrder(Buffer.from(hex, 'hex')));
+    const java = (await runProbe(classes, 'write'))
+      .trim()
+      .split('\n')
+      .map((hex) => fieldOrder(Buffer.from(hex, 'hex')));
     const base = {
       instanceId: 'i',
       zone: 'z',

@@ -13,7 +13,13 @@
 // class names, field names and Java types (Long where Java has Long or long, Integer in dataCount, List and Map).
 
 import net from 'node:net';
-import { BoltStatus, FrameSplitter, decodeFrame, encodeBoltHeartbeat, encodeBoltHeartbeatAck } from '@meshport/protocol';
+import {
+  BoltStatus,
+  FrameSplitter,
+  decodeFrame,
+  encodeBoltHeartbeat,
+  encodeBoltHeartbeatAck,
+} from '@meshport/protocol';
 import { encodeBoltRequest, encodeBoltResponse } from '../src/session-bolt';
 
 const MODEL = 'com.alipay.sofa.registry.core.model.';
@@ -60,7 +66,10 @@ export const jLong = (n: bigint) => ({ $class: 'long', $: n.toString() });
 const jInt = (n: number) => ({ $class: 'int', $: n });
 const jBool = (b: boolean) => ({ $class: 'boolean', $: b });
 const jList = (items: unknown[]) => ({ $class: 'java.util.ArrayList', $: items });
-const jHashMap = (entries: Iterable<readonly [string, unknown]>) => ({ $class: 'java.util.HashMap', $: new Map(entries) });
+const jHashMap = (entries: Iterable<readonly [string, unknown]>) => ({
+  $class: 'java.util.HashMap',
+  $: new Map(entries),
+});
 
 /** What a ReceivedData push holds, as the stand-in fills it in. */
 export interface PushBody {
@@ -80,7 +89,14 @@ export interface PushBody {
 export function receivedDataBody(p: PushBody): Buffer {
   const zones = Object.entries(p.data ?? {});
   const data =
-    p.data === null ? null : jHashMap(zones.map(([zone, list]) => [zone, jList(list.map((d) => ({ $class: STAND_IN_CLASSES.dataBox, $: { data: d } })))]));
+    p.data === null
+      ? null
+      : jHashMap(
+          zones.map(([zone, list]) => [
+            zone,
+            jList(list.map((d) => ({ $class: STAND_IN_CLASSES.dataBox, $: { data: d } }))),
+          ]),
+        );
   // ReceivedData's fields in the order Java's serializer writes them: the java.lang ones (String, Long) first, then
   // the collections, each group in declaration order. `dataCount` is Map<String, Integer>: data per zone.
   return encode({
@@ -231,7 +247,8 @@ export class SessionStandIn {
     const server = this.server;
     this.server = undefined;
     const closed = [...this.peers].map(
-      (peer) => new Promise<void>((resolve) => (peer.socket.closed ? resolve() : peer.socket.once('close', () => resolve()))),
+      (peer) =>
+        new Promise<void>((resolve) => (peer.socket.closed ? resolve() : peer.socket.once('close', () => resolve()))),
     );
     for (const peer of this.peers) peer.socket.destroy();
     await Promise.all(closed);
@@ -317,7 +334,8 @@ export class SessionStandIn {
 
   private onPeerClosed(peer: Peer): void {
     if (!this.peers.delete(peer)) return;
-    for (const resolve of peer.pending.values()) resolve({ status: -1, className: '', content: Buffer.alloc(0), result: undefined });
+    for (const resolve of peer.pending.values())
+      resolve({ status: -1, className: '', content: Buffer.alloc(0), result: undefined });
     peer.pending.clear();
     // The session server drops a closed connection's registers and tells the remaining subscribers.
     const changed = new Set<string>();
@@ -355,7 +373,12 @@ export class SessionStandIn {
     const className = header.className;
     if (className !== STAND_IN_CLASSES.publisherRegister && className !== STAND_IN_CLASSES.subscriberRegister) {
       peer.socket.write(
-        encodeBoltResponse({ requestId: header.requestId, className: '', content: Buffer.alloc(0), status: BoltStatus.NO_PROCESSOR }),
+        encodeBoltResponse({
+          requestId: header.requestId,
+          className: '',
+          content: Buffer.alloc(0),
+          status: BoltStatus.NO_PROCESSOR,
+        }),
       );
       return;
     }
@@ -372,11 +395,20 @@ export class SessionStandIn {
         $: { success: jBool(success), registId, version: jLong(version), refused: jBool(false), message },
       });
       this.sent.push({ className: STAND_IN_CLASSES.registerResponse, content });
-      peer.socket.write(encodeBoltResponse({ requestId: header.requestId, className: STAND_IN_CLASSES.registerResponse, content }));
+      peer.socket.write(
+        encodeBoltResponse({ requestId: header.requestId, className: STAND_IN_CLASSES.registerResponse, content }),
+      );
     };
     const failure = this.failRegisters;
     if (failure && 'boltStatus' in failure) {
-      peer.socket.write(encodeBoltResponse({ requestId: header.requestId, className: '', content: Buffer.alloc(0), status: failure.boltStatus }));
+      peer.socket.write(
+        encodeBoltResponse({
+          requestId: header.requestId,
+          className: '',
+          content: Buffer.alloc(0),
+          status: failure.boltStatus,
+        }),
+      );
       return;
     }
     if (failure) {

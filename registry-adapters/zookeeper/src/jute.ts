@@ -44,7 +44,9 @@ export const CREATE_FLAG = { ephemeral: 1, sequential: 2 } as const;
  * specification; it is reached through a generated class's prototype chain (util.inherits), which lets the facade
  * declare the ZooKeeper 3.5+ records the library's specification predates with the library's own (de)serializer.
  */
-const RecordBase = Object.getPrototypeOf(jute.protocol.CreateResponse.prototype).constructor as new (spec: FieldSpec[]) => JuteRecord;
+const RecordBase = Object.getPrototypeOf(jute.protocol.CreateResponse.prototype).constructor as new (
+  spec: FieldSpec[],
+) => JuteRecord;
 
 function defineRecord(spec: FieldSpec[]): RecordClass {
   return class extends (RecordBase as unknown as new (spec: FieldSpec[]) => JuteRecord) {
@@ -61,7 +63,10 @@ export const RECORDS = {
   CreateRequest: jute.protocol.CreateRequest,
   CreateTTLRequest: defineRecord([...createRequestSpec, { name: 'ttl', type: 'long' }]),
   CreateResponse: jute.protocol.CreateResponse,
-  Create2Response: defineRecord([{ name: 'path', type: 'ustring' }, { name: 'stat', type: 'data.Stat' }]),
+  Create2Response: defineRecord([
+    { name: 'path', type: 'ustring' },
+    { name: 'stat', type: 'data.Stat' },
+  ]),
   DeleteRequest: jute.protocol.DeleteRequest,
   ExistsRequest: jute.protocol.ExistsRequest,
   GetDataRequest: jute.protocol.GetDataRequest,
@@ -126,7 +131,8 @@ function fieldEnd(type: string, frame: Buffer, at: number): number | undefined {
   if (vector) {
     // Every element takes at least one byte, so a huge count ends at the frame's end, not after 2^31 turns.
     let next: number | undefined = at;
-    for (let i = 0; i < length && next !== undefined; i++) next = next >= frame.length ? undefined : fieldEnd(vector[1]!, frame, next);
+    for (let i = 0; i < length && next !== undefined; i++)
+      next = next >= frame.length ? undefined : fieldEnd(vector[1]!, frame, next);
     return next;
   }
   return undefined;

@@ -127,13 +127,17 @@ export class ZooKeeperRegistry implements RegistryAdapter {
 
   constructor(private readonly options: ZooKeeperRegistryOptions) {
     const layout = (this.layout = options.layout ?? 'sofa');
-    const root = options.root ?? (layout === 'dubbo' ? ZOOKEEPER_REGISTRY_DEFAULTS.dubboRoot : ZOOKEEPER_REGISTRY_DEFAULTS.sofaRoot);
+    const root =
+      options.root ??
+      (layout === 'dubbo' ? ZOOKEEPER_REGISTRY_DEFAULTS.dubboRoot : ZOOKEEPER_REGISTRY_DEFAULTS.sofaRoot);
     this.root = '/' + root.replace(/^\/+|\/+$/g, '');
     this.nodeNameEncoding = options.nodeNameEncoding ?? (layout === 'dubbo' ? 'java' : 'js');
     this.sessionTimeoutMs = options.sessionTimeoutMs ?? ZOOKEEPER_REGISTRY_DEFAULTS.sessionTimeoutMs;
     this.logger = options.logger ?? { warn: () => {} };
     this.retryStrategy = options.retryStrategy ?? defaultRetryStrategy;
-    this.lists = new ProviderLists((error, service) => this.logger.warn({ error, service }, 'a providers listener threw'));
+    this.lists = new ProviderLists((error, service) =>
+      this.logger.warn({ error, service }, 'a providers listener threw'),
+    );
     this.firstConnection = new Promise((resolve) => (this.resolveFirstConnection = resolve));
     this.openSession();
   }
@@ -179,7 +183,8 @@ export class ZooKeeperRegistry implements RegistryAdapter {
     this.assertOpen();
     const { remove, push } = this.lists.add(service, onChange);
     let sub = this.subscriptions.get(service);
-    if (!sub) this.subscriptions.set(service, (sub = { path: this.providersPath(service), armedWatch: undefined, readSeq: 0 }));
+    if (!sub)
+      this.subscriptions.set(service, (sub = { path: this.providersPath(service), armedWatch: undefined, readSeq: 0 }));
     await this.awaitFirstConnection();
     if (this.connection.value === 'connected') {
       // A later subscriber of a service already watched gets the current list too, but only it is pushed to.
@@ -200,9 +205,17 @@ export class ZooKeeperRegistry implements RegistryAdapter {
    * Where the SDKs of this layout keep `iface`'s rules: Dubbo `/{root}/{iface}/configurators` and `/routers`,
    * Java sofa-rpc `/{root}/{iface}/configs` and `/overrides`.
    */
-  rulePaths(iface: string, dialect: RulesDialect = this.layout): { configurators: string; routers: string } | { configs: string; overrides: string } {
+  rulePaths(
+    iface: string,
+    dialect: RulesDialect = this.layout,
+  ): { configurators: string; routers: string } | { configs: string; overrides: string } {
     // The other SDK's rules live in that SDK's own tree, at its default root.
-    const root = dialect === this.layout ? this.root : dialect === 'dubbo' ? ZOOKEEPER_REGISTRY_DEFAULTS.dubboRoot : ZOOKEEPER_REGISTRY_DEFAULTS.sofaRoot;
+    const root =
+      dialect === this.layout
+        ? this.root
+        : dialect === 'dubbo'
+          ? ZOOKEEPER_REGISTRY_DEFAULTS.dubboRoot
+          : ZOOKEEPER_REGISTRY_DEFAULTS.sofaRoot;
     const base = `${root}/${interfaceOfServiceKey(iface)}`;
     return dialect === 'dubbo'
       ? { configurators: `${base}/configurators`, routers: `${base}/routers` }
@@ -216,7 +229,11 @@ export class ZooKeeperRegistry implements RegistryAdapter {
    * `dialect` picks whose rules (default: this adapter's layout): an app may publish Dubbo URLs into the sofa tree
    * (sofa-rpc-node's Dubbo protocol) while its operators write Dubbo's rules under /dubbo.
    */
-  async watchRules(iface: string, onChange: (rules: RuleUrls) => void, dialect: RulesDialect = this.layout): Promise<Unsubscribe> {
+  async watchRules(
+    iface: string,
+    onChange: (rules: RuleUrls) => void,
+    dialect: RulesDialect = this.layout,
+  ): Promise<Unsubscribe> {
     this.assertOpen();
     const watch: RuleWatch = {
       dialect,
@@ -280,8 +297,7 @@ export class ZooKeeperRegistry implements RegistryAdapter {
       else if (state === zookeeper.State.DISCONNECTED) {
         this.connection.set('disconnected');
         this.watchHandshake(client);
-      }
-      else if (state === zookeeper.State.EXPIRED) this.onExpired(client);
+      } else if (state === zookeeper.State.EXPIRED) this.onExpired(client);
     });
     client.connect();
     // The first connection too: a server still starting accepts and does not answer, and the client would wait for
@@ -302,10 +318,16 @@ export class ZooKeeperRegistry implements RegistryAdapter {
     const tick = () => {
       this.handshakeWatchdog = undefined;
       if (this.closed || client !== this.client || this.connection.value === 'connected') return;
-      const socket = (client as unknown as { connectionManager?: { socket?: { connecting?: boolean; destroyed?: boolean; destroy(): void } } })
-        .connectionManager?.socket;
+      const socket = (
+        client as unknown as {
+          connectionManager?: { socket?: { connecting?: boolean; destroyed?: boolean; destroy(): void } };
+        }
+      ).connectionManager?.socket;
       if (socket && socket === seen && !socket.connecting && !socket.destroyed) {
-        this.logger.warn({ connectString: this.options.connectString }, 'ZooKeeper accepted the connection but did not answer; retrying');
+        this.logger.warn(
+          { connectString: this.options.connectString },
+          'ZooKeeper accepted the connection but did not answer; retrying',
+        );
         this.connection.fail(new Error('ZooKeeper accepted the connection but did not answer'));
         socket.destroy();
       }
@@ -333,10 +355,12 @@ export class ZooKeeperRegistry implements RegistryAdapter {
    * providers never reads the moment between ZooKeeper deleting them and us writing them again.
    */
   private async reconcile(client: zookeeper.Client): Promise<void> {
-    await Promise.allSettled(this.publications.replay(
-      (_dir, node) => this.removeProviderNode(node),
-      (_dir, node) => this.createProviderNode(node, 1),
-    ));
+    await Promise.allSettled(
+      this.publications.replay(
+        (_dir, node) => this.removeProviderNode(node),
+        (_dir, node) => this.createProviderNode(node, 1),
+      ),
+    );
     if (this.closed || client !== this.client) return;
     for (const [service, sub] of this.subscriptions) void this.refresh(service, sub, sub.armedWatch === undefined);
     for (const watch of this.ruleWatches) void this.refreshRules(watch);
@@ -371,7 +395,6 @@ export class ZooKeeperRegistry implements RegistryAdapter {
     await waitAtMost(this.firstConnection, this.sessionTimeoutMs);
     this.assertOpen();
   }
-
 
   // -------------------------------------------------------------------------------------------------------------
   // Publications.
@@ -430,7 +453,12 @@ export class ZooKeeperRegistry implements RegistryAdapter {
    * The provider list as ZooKeeper has it now, arming a watch when asked. Undefined when ZooKeeper could not say
    * (lost connection, expiry, closed): the caller then pushes nothing and the last list stands.
    */
-  private async readProviders(service: string, sub: Subscription, arm: boolean, attempt = 1): Promise<string[] | undefined> {
+  private async readProviders(
+    service: string,
+    sub: Subscription,
+    arm: boolean,
+    attempt = 1,
+  ): Promise<string[] | undefined> {
     const client = this.client;
     const seq = ++sub.readSeq;
     const token = arm ? ++watchTokens : undefined;
@@ -449,7 +477,8 @@ export class ZooKeeperRegistry implements RegistryAdapter {
       if (token !== undefined && sub.armedWatch === token) sub.armedWatch = undefined;
       if (!isConnectionError(error)) {
         this.retryLater(error, attempt, `reading ${sub.path}`, () => {
-          if (this.subscriptions.get(service) === sub) void this.refresh(service, sub, sub.armedWatch === undefined, attempt + 1);
+          if (this.subscriptions.get(service) === sub)
+            void this.refresh(service, sub, sub.armedWatch === undefined, attempt + 1);
         });
       }
       return undefined;
@@ -467,9 +496,16 @@ export class ZooKeeperRegistry implements RegistryAdapter {
     return [...new Set(urls)].sort();
   }
 
-  private async watchCreation(client: zookeeper.Client, service: string, sub: Subscription, token: number): Promise<void> {
+  private async watchCreation(
+    client: zookeeper.Client,
+    service: string,
+    sub: Subscription,
+    token: number,
+  ): Promise<void> {
     try {
-      const stat = await call<zookeeper.Stat | null>((cb) => client.exists(sub.path, () => this.onWatch(client, service, sub, token), cb));
+      const stat = await call<zookeeper.Stat | null>((cb) =>
+        client.exists(sub.path, () => this.onWatch(client, service, sub, token), cb),
+      );
       // Created between the two calls: read now rather than wait for a change that may never come.
       if (stat) setImmediate(() => this.onWatch(client, service, sub, token));
     } catch {
@@ -536,28 +572,38 @@ export class ZooKeeperRegistry implements RegistryAdapter {
 
   private async readRuleUrls(client: zookeeper.Client, path: string, watcher: () => void): Promise<string[]> {
     const names = await this.ruleChildren(client, path, watcher);
-    return [...new Set(names.map((name) => {
-      try {
-        return decodeNodeName(name);
-      } catch {
-        return name;
-      }
-    }))].sort();
+    return [
+      ...new Set(
+        names.map((name) => {
+          try {
+            return decodeNodeName(name);
+          } catch {
+            return name;
+          }
+        }),
+      ),
+    ].sort();
   }
 
-  private async readConfigs(client: zookeeper.Client, path: string, watcher: () => void): Promise<Record<string, string>> {
+  private async readConfigs(
+    client: zookeeper.Client,
+    path: string,
+    watcher: () => void,
+  ): Promise<Record<string, string>> {
     const names = (await this.ruleChildren(client, path, watcher)).sort();
-    const values = await Promise.all(names.map(async (name) => {
-      try {
-        // sofa-rpc's PathChildrenCache watches each config's data too: a changed value is a changed rule.
-        const data = await call<Buffer | null>((cb) => getDataWatched(client, `${path}/${name}`, watcher, cb));
-        return [name, data ? data.toString('utf8') : ''] as const;
-      } catch (error) {
-        // Deleted since the listing: the children watch reports it.
-        if (codeOf(error) === zookeeper.Exception.NO_NODE) return undefined;
-        throw error;
-      }
-    }));
+    const values = await Promise.all(
+      names.map(async (name) => {
+        try {
+          // sofa-rpc's PathChildrenCache watches each config's data too: a changed value is a changed rule.
+          const data = await call<Buffer | null>((cb) => getDataWatched(client, `${path}/${name}`, watcher, cb));
+          return [name, data ? data.toString('utf8') : ''] as const;
+        } catch (error) {
+          // Deleted since the listing: the children watch reports it.
+          if (codeOf(error) === zookeeper.Exception.NO_NODE) return undefined;
+          throw error;
+        }
+      }),
+    );
     return Object.fromEntries(values.filter((v) => v !== undefined));
   }
 
@@ -657,9 +703,11 @@ function frameSocketReads(client: zookeeper.Client): void {
  * connect would say nothing about why: this hands each one (ECONNREFUSED, ENOTFOUND, a connect timeout) to `record`.
  */
 function recordSocketErrors(client: zookeeper.Client, record: (error: Error) => void): void {
-  const manager = (client as unknown as { connectionManager?: { onSocketError?(e: Error): void; onSocketConnectTimeout?(): void } })
-    .connectionManager;
-  if (!manager || typeof manager.onSocketError !== 'function' || typeof manager.onSocketConnectTimeout !== 'function') return;
+  const manager = (
+    client as unknown as { connectionManager?: { onSocketError?(e: Error): void; onSocketConnectTimeout?(): void } }
+  ).connectionManager;
+  if (!manager || typeof manager.onSocketError !== 'function' || typeof manager.onSocketConnectTimeout !== 'function')
+    return;
   const onError = manager.onSocketError;
   const onTimeout = manager.onSocketConnectTimeout;
   // Bound at each connect, like onSocketData: own properties set before connect() are the ones used.
@@ -683,9 +731,19 @@ function call<T>(start: (cb: (err: Error | null, value: T) => void) => void): Pr
 }
 
 /** getData(path, watcher, cb): node-zookeeper-client has it, the package's type declarations only the unwatched form. */
-function getDataWatched(client: zookeeper.Client, path: string, watcher: () => void, cb: (err: Error | null, data: Buffer | null) => void): void {
-  (client.getData as unknown as (path: string, watcher: () => void, cb: (err: Error | null, data: Buffer | null) => void) => void)
-    .call(client, path, watcher, cb);
+function getDataWatched(
+  client: zookeeper.Client,
+  path: string,
+  watcher: () => void,
+  cb: (err: Error | null, data: Buffer | null) => void,
+): void {
+  (
+    client.getData as unknown as (
+      path: string,
+      watcher: () => void,
+      cb: (err: Error | null, data: Buffer | null) => void,
+    ) => void
+  ).call(client, path, watcher, cb);
 }
 
 function codeOf(error: unknown): number | undefined {

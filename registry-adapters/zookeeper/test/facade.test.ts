@@ -25,7 +25,6 @@ const INBOUND = { host: '10.0.0.1', port: 12220 };
 const OUTBOUND = { host: '127.0.0.1', port: 12201 };
 const ZK_CLI = process.env.MESHPORT_ZKCLI ?? '/usr/share/zookeeper/bin/zkCli.sh';
 
-
 /** The sofa-rpc-node URL of another app process: every app's provider lands at the one inbound address upstream. */
 function appUrlOfPid(pid: number): string {
   return SOFA_NODE_URL.replace('pid=4242', `pid=${pid}`);
@@ -42,7 +41,8 @@ function call<T>(start: (cb: (err: Error | null, value: T) => void) => void): Pr
   return new Promise((resolve, reject) => start((err, value) => (err ? reject(err) : resolve(value))));
 }
 
-const mkdirp = (c: zookeeper.Client, path: string) => call<string>((cb) => c.mkdirp(path, null, zookeeper.CreateMode.PERSISTENT, cb));
+const mkdirp = (c: zookeeper.Client, path: string) =>
+  call<string>((cb) => c.mkdirp(path, null, zookeeper.CreateMode.PERSISTENT, cb));
 const create = (c: zookeeper.Client, path: string, mode = zookeeper.CreateMode.EPHEMERAL, data: Buffer | null = null) =>
   call<string>((cb) => c.create(path, data, mode, cb));
 const children = (c: zookeeper.Client, path: string, watcher?: (e: zookeeper.WatcherEvent) => void) =>
@@ -91,7 +91,7 @@ function sendAndExpectClose(port: number, payload: Buffer, timeoutMs = 5_000): P
 function zkCli(port: number, ...command: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
     execFile(ZK_CLI, ['-server', `127.0.0.1:${port}`, ...command], { timeout: 40_000 }, (error, stdout, stderr) => {
-      if (error && error.killed) reject(new Error(`zkCli ${command.join(' ')} timed out:\n${stdout}\n${stderr}`));
+      if (error?.killed) reject(new Error(`zkCli ${command.join(' ')} timed out:\n${stdout}\n${stderr}`));
       else resolve(`${stdout}\n${stderr}`);
     });
   });
@@ -119,7 +119,9 @@ function ustring(text: string): Buffer {
 
 /** protocolVersion 0, lastZxidSeen 0, timeOut, sessionId 0 (new), a 16-byte empty password; no readOnly byte. */
 function connectRequest(timeoutMs: number): Buffer {
-  return frame(Buffer.concat([int32(0), Buffer.alloc(8), int32(timeoutMs), Buffer.alloc(8), int32(16), Buffer.alloc(16)]));
+  return frame(
+    Buffer.concat([int32(0), Buffer.alloc(8), int32(timeoutMs), Buffer.alloc(8), int32(16), Buffer.alloc(16)]),
+  );
 }
 
 function pathRequest(xid: number, type: number, path: string, watch: boolean): Buffer {
@@ -212,11 +214,11 @@ describe('@meshport/registry-zookeeper ZooKeeperFacade against a real ZooKeeper'
     await server?.stop();
   });
 
-  it('publishes the app\'s provider at the inbound address and shows it the outbound address, and its own node', async () => {
+  it("publishes the app's provider at the inbound address and shows it the outbound address, and its own node", async () => {
     const app = await appClient();
     const appPath = `${PROVIDERS}/${encodeURIComponent(SOFA_NODE_URL)}`;
     await mkdirp(app, PROVIDERS);
-    assert.equal(await create(app, appPath), appPath, 'the app\'s create returns its own path');
+    assert.equal(await create(app, appPath), appPath, "the app's create returns its own path");
     assert.deepEqual(takeover.published, [SOFA_NODE_URL]);
 
     const upstreamName = encodeURIComponent(withEndpoint(SOFA_NODE_URL, INBOUND));
@@ -225,10 +227,17 @@ describe('@meshport/registry-zookeeper ZooKeeperFacade against a real ZooKeeper'
     assert.deepEqual(upstreamUrl.params, parseProviderUrl(SOFA_NODE_URL).params, 'every parameter kept, in order');
 
     // The app sees the outbound address, and its own node under its own name: sofa-rpc-node's publish() waits for it.
-    assert.deepEqual(await children(app, PROVIDERS), [encodeURIComponent(withEndpoint(SOFA_NODE_URL, OUTBOUND)), appPath.slice(PROVIDERS.length + 1)]);
+    assert.deepEqual(await children(app, PROVIDERS), [
+      encodeURIComponent(withEndpoint(SOFA_NODE_URL, OUTBOUND)),
+      appPath.slice(PROVIDERS.length + 1),
+    ]);
     assert.deepEqual(takeover.reads.at(-1), { iface: IFACE, real: [withEndpoint(SOFA_NODE_URL, INBOUND)] });
     const other = await appClient();
-    assert.deepEqual(await children(other, PROVIDERS), [encodeURIComponent(withEndpoint(SOFA_NODE_URL, OUTBOUND))], 'another app sees only the outbound address');
+    assert.deepEqual(
+      await children(other, PROVIDERS),
+      [encodeURIComponent(withEndpoint(SOFA_NODE_URL, OUTBOUND))],
+      'another app sees only the outbound address',
+    );
 
     // Its own node, by its own path: read and watched through the mapping.
     assert.ok(await exists(app, appPath));
@@ -249,12 +258,15 @@ describe('@meshport/registry-zookeeper ZooKeeperFacade against a real ZooKeeper'
     await mkdirp(app, dir);
     assert.equal(await create(app, appPath), appPath);
     assert.deepEqual(await children(direct, dir), [encodeNodeName(withEndpoint(url, INBOUND), 'java')]);
-    assert.deepEqual(await children(app, dir), [encodeNodeName(withEndpoint(url, OUTBOUND), 'java'), appPath.slice(dir.length + 1)]);
+    assert.deepEqual(await children(app, dir), [
+      encodeNodeName(withEndpoint(url, OUTBOUND), 'java'),
+      appPath.slice(dir.length + 1),
+    ]);
     await remove(app, appPath);
     assert.deepEqual(await children(direct, dir), []);
   });
 
-  it('delivers watches: a provider added elsewhere fires the app\'s child watch, and the re-read is rewritten', async () => {
+  it("delivers watches: a provider added elsewhere fires the app's child watch, and the re-read is rewritten", async () => {
     const app = await appClient();
     const iface = 'com.nodejs.test.WatchedService';
     const dir = `/sofa-rpc/${iface}/providers`;
@@ -293,7 +305,7 @@ describe('@meshport/registry-zookeeper ZooKeeperFacade against a real ZooKeeper'
     assert.deepEqual(await children(app, dir), [], 'empty once the hold is over');
   });
 
-  it('maps a notification about the app\'s own node back to the app\'s path', async () => {
+  it("maps a notification about the app's own node back to the app's path", async () => {
     const app = await appClient();
     const url = appUrlOfPid(22);
     const appPath = `${PROVIDERS}/${encodeURIComponent(url)}`;
@@ -307,7 +319,7 @@ describe('@meshport/registry-zookeeper ZooKeeperFacade against a real ZooKeeper'
     assert.equal(event.getPath(), appPath);
   });
 
-  it('leaves the session the app\'s own: closing the app client removes its ephemeral provider upstream', async () => {
+  it("leaves the session the app's own: closing the app client removes its ephemeral provider upstream", async () => {
     const app = await connect(facadeAddress);
     const url = appUrlOfPid(23);
     await mkdirp(app, PROVIDERS);
@@ -315,10 +327,11 @@ describe('@meshport/registry-zookeeper ZooKeeperFacade against a real ZooKeeper'
     const upstreamName = encodeURIComponent(withEndpoint(url, INBOUND));
     assert.ok((await children(direct, PROVIDERS)).includes(upstreamName));
     const stat = await exists(direct, `${PROVIDERS}/${upstreamName}`);
-    assert.deepEqual(stat!.ephemeralOwner, app.getSessionId(), 'the node belongs to the app\'s session');
+    assert.deepEqual(stat!.ephemeralOwner, app.getSessionId(), "the node belongs to the app's session");
     await closeClient(app);
     await eventually('the ephemeral node to go', async () =>
-      ((await children(direct, PROVIDERS)).includes(upstreamName) ? undefined : true));
+      (await children(direct, PROVIDERS)).includes(upstreamName) ? undefined : true,
+    );
     await eventually('the sidecar to be told', async () => (takeover.withdrawn.includes(url) ? true : undefined));
   });
 
@@ -332,11 +345,20 @@ describe('@meshport/registry-zookeeper ZooKeeperFacade against a real ZooKeeper'
     const requests: Promise<unknown>[] = [];
     for (let i = 0; i < 500; i++) {
       switch (i % 5) {
-        case 0: requests.push(create(app, `/pipeline/n${i}`, zookeeper.CreateMode.PERSISTENT, Buffer.from(String(i)))); break;
-        case 1: requests.push(exists(app, `/pipeline/n${i - 1}`)); break;
-        case 2: requests.push(getData(app, `/pipeline/n${i - 2}`)); break;
-        case 3: requests.push(children(app, remote)); break;
-        default: requests.push(create(app, `${PROVIDERS}/${encodeURIComponent(appUrlOfPid(10_000 + i))}`));
+        case 0:
+          requests.push(create(app, `/pipeline/n${i}`, zookeeper.CreateMode.PERSISTENT, Buffer.from(String(i))));
+          break;
+        case 1:
+          requests.push(exists(app, `/pipeline/n${i - 1}`));
+          break;
+        case 2:
+          requests.push(getData(app, `/pipeline/n${i - 2}`));
+          break;
+        case 3:
+          requests.push(children(app, remote));
+          break;
+        default:
+          requests.push(create(app, `${PROVIDERS}/${encodeURIComponent(appUrlOfPid(10_000 + i))}`));
       }
     }
     const results = await Promise.all(requests);
@@ -371,11 +393,12 @@ describe('@meshport/registry-zookeeper ZooKeeperFacade against a real ZooKeeper'
       assert.ok(connectResponse!.readInt32BE(4) > 0, 'a session with a timeout');
 
       let xid = 1;
-      const batchOf = (first: number) => Buffer.concat([
-        pathRequest(first, 12, dir, false),
-        pathRequest(first + 1, 3, '/', false),
-        pathRequest(first + 2, 8, dir, false),
-      ]);
+      const batchOf = (first: number) =>
+        Buffer.concat([
+          pathRequest(first, 12, dir, false),
+          pathRequest(first + 1, 3, '/', false),
+          pathRequest(first + 2, 8, dir, false),
+        ]);
       const size = batchOf(1).length;
       for (let cut = 1; cut < size; cut++) {
         const batch = batchOf(xid);
@@ -383,8 +406,15 @@ describe('@meshport/registry-zookeeper ZooKeeperFacade against a real ZooKeeper'
         await new Promise((resolve) => setImmediate(resolve));
         socket.write(batch.subarray(cut));
         const [children2, stat, children1] = await replies.next(3);
-        assert.deepEqual([children2!, stat!, children1!].map((r) => r.readInt32BE(0)), [xid, xid + 1, xid + 2], `cut at ${cut}`);
-        assert.deepEqual([children2!, stat!, children1!].map((r) => r.readInt32BE(12)), [0, 0, 0]);
+        assert.deepEqual(
+          [children2!, stat!, children1!].map((r) => r.readInt32BE(0)),
+          [xid, xid + 1, xid + 2],
+          `cut at ${cut}`,
+        );
+        assert.deepEqual(
+          [children2!, stat!, children1!].map((r) => r.readInt32BE(12)),
+          [0, 0, 0],
+        );
         assert.deepEqual(childrenOf(children2!), shown);
         assert.deepEqual(childrenOf(children1!), shown);
         xid += 3;
@@ -456,7 +486,9 @@ describe('@meshport/registry-zookeeper ZooKeeperFacade against a real ZooKeeper'
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
       reconnected,
-      new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('the app did not reconnect within 30 s')), 30_000))),
+      new Promise(
+        (_, reject) => (timer = setTimeout(() => reject(new Error('the app did not reconnect within 30 s')), 30_000)),
+      ),
     ]);
     clearTimeout(timer);
     assert.equal(app.getSessionId().toString('hex'), sessionId, 'the same session');

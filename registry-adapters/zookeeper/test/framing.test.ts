@@ -40,7 +40,14 @@ function reply(xid: number, body: Buffer = Buffer.alloc(0)): Buffer {
 }
 
 function childrenChanged(path: string): Buffer {
-  return frame(int(XID_NOTIFICATION), Buffer.alloc(8, 0xff), int(0), int(EVENT_NODE_CHILDREN_CHANGED), int(STATE_SYNC_CONNECTED), ustring(path));
+  return frame(
+    int(XID_NOTIFICATION),
+    Buffer.alloc(8, 0xff),
+    int(0),
+    int(EVENT_NODE_CHILDREN_CHANGED),
+    int(STATE_SYNC_CONNECTED),
+    ustring(path),
+  );
 }
 
 function getChildren2Reply(xid: number, names: string[]): Buffer {
@@ -52,7 +59,8 @@ type Chunking = (bytes: Buffer) => Buffer[];
 const CHUNKINGS: Record<string, Chunking> = {
   'one write': (bytes) => [bytes],
   'byte by byte': (bytes) => [...bytes].map((b) => Buffer.from([b])),
-  '7-byte pieces': (bytes) => Array.from({ length: Math.ceil(bytes.length / 7) }, (_, i) => bytes.subarray(i * 7, i * 7 + 7)),
+  '7-byte pieces': (bytes) =>
+    Array.from({ length: Math.ceil(bytes.length / 7) }, (_, i) => bytes.subarray(i * 7, i * 7 + 7)),
 };
 
 /**
@@ -93,7 +101,8 @@ function fakeZooKeeper(chunking: Chunking, listing: () => string[], noise: numbe
         const xid = body.readInt32BE(0);
         const type = body.readInt32BE(4);
         if (xid === XID_PING) send(socket, reply(XID_PING));
-        else if (type === OP_GET_CHILDREN2) send(socket, Buffer.concat([unwatched(), getChildren2Reply(xid, listing())]));
+        else if (type === OP_GET_CHILDREN2)
+          send(socket, Buffer.concat([unwatched(), getChildren2Reply(xid, listing())]));
         else socket.destroy(); // nothing else is asked in this test
       }
     });

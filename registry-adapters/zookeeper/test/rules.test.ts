@@ -17,14 +17,19 @@ const condition = (rule: string) =>
   `condition://0.0.0.0/${DUBBO_IFACE}?category=routers&dynamic=false&enabled=true&force=true&priority=1&rule=${encodeURIComponent(rule)}`;
 
 function mkdirp(client: zookeeper.Client, path: string): Promise<void> {
-  return new Promise((resolve, reject) => client.mkdirp(path, null, zookeeper.CreateMode.PERSISTENT, (e) => (e ? reject(e) : resolve())));
+  return new Promise((resolve, reject) =>
+    client.mkdirp(path, null, zookeeper.CreateMode.PERSISTENT, (e) => (e ? reject(e) : resolve())),
+  );
 }
 
 /** A persistent node, as dubbo-admin writes a rule with dynamic=false and as sofa-rpc's console writes configs. */
 async function create(client: zookeeper.Client, path: string, data?: string): Promise<void> {
   await mkdirp(client, path.slice(0, path.lastIndexOf('/')));
   await new Promise<void>((resolve, reject) =>
-    client.create(path, data === undefined ? null : Buffer.from(data), zookeeper.CreateMode.PERSISTENT, (e) => (e ? reject(e) : resolve())));
+    client.create(path, data === undefined ? null : Buffer.from(data), zookeeper.CreateMode.PERSISTENT, (e) =>
+      e ? reject(e) : resolve(),
+    ),
+  );
 }
 
 function remove(client: zookeeper.Client, path: string): Promise<void> {
@@ -32,7 +37,9 @@ function remove(client: zookeeper.Client, path: string): Promise<void> {
 }
 
 function setData(client: zookeeper.Client, path: string, data: string): Promise<void> {
-  return new Promise((resolve, reject) => client.setData(path, Buffer.from(data), -1, (e) => (e ? reject(e) : resolve())));
+  return new Promise((resolve, reject) =>
+    client.setData(path, Buffer.from(data), -1, (e) => (e ? reject(e) : resolve())),
+  );
 }
 
 /** What a watchRules listener has seen. */
@@ -89,10 +96,27 @@ describe('@meshport/registry-zookeeper watchRules against a real ZooKeeper', fun
       assert.deepEqual(seen.last(), { ...emptyRuleUrls(), configurators: [weight], routers: [router] });
 
       // What the sidecar does with them: the whole point of watching.
-      const providers = ['10.0.0.1', '10.0.0.2'].map((h) => `dubbo://${h}:20880/${DUBBO_IFACE}?interface=${DUBBO_IFACE}&methods=findUser,save`);
-      const route = compileRules({ dialect: 'dubbo', providers, rules: seen.last()!, consumer: { host: '10.1.1.1', interface: DUBBO_IFACE }, nowMs: Date.now() });
-      assert.deepEqual(endpointsFor(route, 'findUser').map((e) => e.host), ['10.0.0.1']);
-      assert.deepEqual(endpointsFor(route, 'save').map((e) => [e.host, e.weight]), [['10.0.0.1', 100], ['10.0.0.2', 200]]);
+      const providers = ['10.0.0.1', '10.0.0.2'].map(
+        (h) => `dubbo://${h}:20880/${DUBBO_IFACE}?interface=${DUBBO_IFACE}&methods=findUser,save`,
+      );
+      const route = compileRules({
+        dialect: 'dubbo',
+        providers,
+        rules: seen.last()!,
+        consumer: { host: '10.1.1.1', interface: DUBBO_IFACE },
+        nowMs: Date.now(),
+      });
+      assert.deepEqual(
+        endpointsFor(route, 'findUser').map((e) => e.host),
+        ['10.0.0.1'],
+      );
+      assert.deepEqual(
+        endpointsFor(route, 'save').map((e) => [e.host, e.weight]),
+        [
+          ['10.0.0.1', 100],
+          ['10.0.0.2', 200],
+        ],
+      );
 
       await remove(raw, weightNode);
       await seen.until('the configurator removed', (r) => r.configurators.length === 0);
@@ -140,7 +164,13 @@ describe('@meshport/registry-zookeeper watchRules against a real ZooKeeper', fun
 
   it('keeps the last set through a cut link and a session expiry, then sees what changed and keeps watching', async () => {
     const link = await tcpLink(server.port);
-    const adapter = new ZooKeeperRegistry({ connectString: `127.0.0.1:${link.port}`, layout: 'dubbo', root: '/expiry-rules', sessionTimeoutMs: 2_000, logger: quiet });
+    const adapter = new ZooKeeperRegistry({
+      connectString: `127.0.0.1:${link.port}`,
+      layout: 'dubbo',
+      root: '/expiry-rules',
+      sessionTimeoutMs: 2_000,
+      logger: quiet,
+    });
     const seen = recorder();
     const dir = `/expiry-rules/${DUBBO_IFACE}/configurators`;
     const a = override('0.0.0.0', 'weight=10');
@@ -150,7 +180,10 @@ describe('@meshport/registry-zookeeper watchRules against a real ZooKeeper', fun
     try {
       await create(raw, node(a));
       await adapter.watchRules(DUBBO_IFACE, seen.listener);
-      assert.deepEqual(seen.pushes.map((r) => r.configurators), [[a]]);
+      assert.deepEqual(
+        seen.pushes.map((r) => r.configurators),
+        [[a]],
+      );
       const session = adapter.session.id;
 
       link.cut();
@@ -158,16 +191,28 @@ describe('@meshport/registry-zookeeper watchRules against a real ZooKeeper', fun
       await remove(raw, node(a));
       // Longer than the session timeout: ZooKeeper forgets the session and its watches.
       await sleep(4_000);
-      assert.deepEqual(seen.pushes.map((r) => r.configurators), [[a]], 'nothing is pushed while ZooKeeper cannot be reached');
+      assert.deepEqual(
+        seen.pushes.map((r) => r.configurators),
+        [[a]],
+        'nothing is pushed while ZooKeeper cannot be reached',
+      );
 
       link.restore();
-      await eventually('a new session', async () => (adapter.state === 'connected' && !adapter.session.id.equals(session) ? true : undefined));
-      await seen.until('the change made during the outage', (r) => r.configurators.length === 1 && r.configurators[0] === b);
+      await eventually('a new session', async () =>
+        adapter.state === 'connected' && !adapter.session.id.equals(session) ? true : undefined,
+      );
+      await seen.until(
+        'the change made during the outage',
+        (r) => r.configurators.length === 1 && r.configurators[0] === b,
+      );
 
       await create(raw, node(c));
       await seen.until('a change after the expiry', (r) => r.configurators.length === 2);
       assert.deepEqual(seen.last()!.configurators, [b, c].sort());
-      assert.ok(seen.pushes.every((r) => r.configurators.length > 0), `an empty set was pushed: ${JSON.stringify(seen.pushes)}`);
+      assert.ok(
+        seen.pushes.every((r) => r.configurators.length > 0),
+        `an empty set was pushed: ${JSON.stringify(seen.pushes)}`,
+      );
     } finally {
       await adapter.close();
       await link.close();
@@ -175,7 +220,13 @@ describe('@meshport/registry-zookeeper watchRules against a real ZooKeeper', fun
   });
 
   it('a plain restart of ZooKeeper pushes nothing new, and the watch survives it', async () => {
-    const adapter = new ZooKeeperRegistry({ connectString: server.connectString, layout: 'dubbo', root: '/restart-rules', sessionTimeoutMs: 10_000, logger: quiet });
+    const adapter = new ZooKeeperRegistry({
+      connectString: server.connectString,
+      layout: 'dubbo',
+      root: '/restart-rules',
+      sessionTimeoutMs: 10_000,
+      logger: quiet,
+    });
     const seen = recorder();
     const dir = `/restart-rules/${DUBBO_IFACE}/routers`;
     const r1 = condition('=> host = 10.0.0.1');
@@ -188,7 +239,11 @@ describe('@meshport/registry-zookeeper watchRules against a real ZooKeeper', fun
       raw.close();
       raw = await connectZooKeeper(server.connectString);
       await sleep(500);
-      assert.deepEqual(seen.pushes.map((r) => r.routers), [[r1]], 'the same set is not pushed again');
+      assert.deepEqual(
+        seen.pushes.map((r) => r.routers),
+        [[r1]],
+        'the same set is not pushed again',
+      );
       await create(raw, `${dir}/${encodeNodeName(r2, 'java')}`);
       await seen.until('a router added after the restart', (r) => r.routers.length === 2);
     } finally {
@@ -198,7 +253,9 @@ describe('@meshport/registry-zookeeper watchRules against a real ZooKeeper', fun
 });
 
 /** A loopback TCP relay to ZooKeeper that the test can cut (resetting and refusing connections) and restore. */
-async function tcpLink(targetPort: number): Promise<{ port: number; cut(): void; restore(): void; close(): Promise<void> }> {
+async function tcpLink(
+  targetPort: number,
+): Promise<{ port: number; cut(): void; restore(): void; close(): Promise<void> }> {
   const sockets = new Set<net.Socket>();
   let open = true;
   const server = net.createServer((inbound) => {

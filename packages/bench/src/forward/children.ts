@@ -63,7 +63,10 @@ export interface StartOptions {
 }
 
 /** Forks `runners/<script>` with an IPC channel and resolves with its ready announcement. */
-export function startRunner<T extends { ready: string; pid: number }>(script: string, opts: StartOptions): Promise<Started<T>> {
+export function startRunner<T extends { ready: string; pid: number }>(
+  script: string,
+  opts: StartOptions,
+): Promise<Started<T>> {
   hookExit();
   const child = fork(path.join(RUNNERS, script), opts.args ?? [], {
     stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
@@ -126,7 +129,12 @@ export function stopChild(child: ChildProcess, graceMs = 3000): Promise<void> {
 }
 
 /** Sends `msg` and resolves with the first message `pick` accepts. */
-export function request<T>(child: ChildProcess, msg: object, pick: (reply: any) => T | undefined, timeoutMs = 60_000): Promise<T> {
+export function request<T>(
+  child: ChildProcess,
+  msg: object,
+  pick: (reply: any) => T | undefined,
+  timeoutMs = 60_000,
+): Promise<T> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       child.off('message', onMessage);

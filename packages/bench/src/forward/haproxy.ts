@@ -118,7 +118,8 @@ export async function startHaproxy(targetPort: number): Promise<Haproxy> {
     proc.once('error', (err) => (spawnError = err));
     const until = Date.now() + 5000;
     for (;;) {
-      if (spawnError) throw new Error(`could not run ${HAPROXY}: ${spawnError.message} (npm run bootstrap installs it)`);
+      if (spawnError)
+        throw new Error(`could not run ${HAPROXY}: ${spawnError.message} (npm run bootstrap installs it)`);
       if (proc.exitCode !== null) throw new Error(`haproxy exited with code ${proc.exitCode}: ${output.trim()}`);
       if ((await canConnect(hop1)) && (await canConnect(hop2))) break;
       if (Date.now() > until) throw new Error(`haproxy did not listen on ${hop1} within 5 s: ${output.trim()}`);

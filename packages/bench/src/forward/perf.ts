@@ -112,11 +112,15 @@ export function parsePerfReport(text: string): Share[] {
 
 function report(file: string, sort: string): Share[] {
   try {
-    const text = execFileSync(PERF, ['report', '-i', file, '--stdio', '--no-children', '--sort', sort, '--percent-limit', '0.5'], {
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'ignore'],
-      maxBuffer: 64 << 20,
-    });
+    const text = execFileSync(
+      PERF,
+      ['report', '-i', file, '--stdio', '--no-children', '--sort', sort, '--percent-limit', '0.5'],
+      {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'ignore'],
+        maxBuffer: 64 << 20,
+      },
+    );
     return parsePerfReport(text);
   } catch {
     return [];
@@ -126,7 +130,11 @@ function report(file: string, sort: string): Share[] {
 /** The "# Samples: 12K of event 'cpu-clock'" line of a recording, for the report. */
 function samplesLine(file: string): string {
   try {
-    const text = execFileSync(PERF, ['report', '-i', file, '--stdio', '--sort', 'dso'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 64 << 20 });
+    const text = execFileSync(PERF, ['report', '-i', file, '--stdio', '--sort', 'dso'], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+      maxBuffer: 64 << 20,
+    });
     return /^# Samples: (.*)$/m.exec(text)?.[1] ?? '';
   } catch {
     return '';
@@ -141,9 +149,13 @@ export async function startPerf(pids: number[], recordFile?: string): Promise<{ 
   const owner = new Map<number, number>();
   for (const pid of pids) for (const tid of tidsOf(pid)) owner.set(tid, pid);
   const list = pids.join(',');
-  const stat = spawn(PERF, ['stat', '--per-thread', '-x,', '-e', 'task-clock,raw_syscalls:sys_enter,context-switches', '-p', list], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  const stat = spawn(
+    PERF,
+    ['stat', '--per-thread', '-x,', '-e', 'task-clock,raw_syscalls:sys_enter,context-switches', '-p', list],
+    {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
   track(stat);
   let statText = '';
   stat.stderr!.on('data', (c: Buffer) => (statText += c.toString()));
@@ -158,7 +170,12 @@ export async function startPerf(pids: number[], recordFile?: string): Promise<{ 
       await Promise.all([stopPerf(stat), ...(record ? [stopPerf(record)] : [])]);
       const threads = parsePerfStat(statText, owner);
       if (!recordFile) return { threads, byDso: [], bySymbol: [], samples: '' };
-      return { threads, byDso: report(recordFile, 'dso'), bySymbol: report(recordFile, 'dso,sym'), samples: samplesLine(recordFile) };
+      return {
+        threads,
+        byDso: report(recordFile, 'dso'),
+        bySymbol: report(recordFile, 'dso,sym'),
+        samples: samplesLine(recordFile),
+      };
     },
   };
 }

@@ -127,7 +127,8 @@ export function summarizeProfile(profile: CpuProfile, top = 15): ProfileSummary 
     const depth = onStack.get(key)! - 1;
     if (depth === 0) onStack.delete(key);
     else onStack.set(key, depth);
-    if (depth === 0 && f.functionName !== '(idle)' && f.functionName !== '(root)') fnTotal.set(key, (fnTotal.get(key) ?? 0) + sum);
+    if (depth === 0 && f.functionName !== '(idle)' && f.functionName !== '(root)')
+      fnTotal.set(key, (fnTotal.get(key) ?? 0) + sum);
     return sum;
   };
   const root = profile.nodes.find((n) => n.callFrame.functionName === '(root)') ?? profile.nodes[0];
@@ -152,7 +153,9 @@ export function summarizeProfile(profile: CpuProfile, top = 15): ProfileSummary 
     samples: profile.samples.length,
     bySelf: list(fnSelf, fnTotal),
     byTotal: list(fnTotal, fnSelf),
-    byOrigin: [...originSelf.entries()].sort((a, b) => b[1] - a[1]).map(([origin, t]) => ({ origin, self: t / busyTime })),
+    byOrigin: [...originSelf.entries()]
+      .sort((a, b) => b[1] - a[1])
+      .map(([origin, t]) => ({ origin, self: t / busyTime })),
   };
 }
 
@@ -184,7 +187,11 @@ export function profileMarkdown(title: string, s: ProfileSummary, top = 12): str
  * Markdown for several profiles side by side (e.g. the two routers of one protocol): self time per origin, then the
  * functions in any profile's top `top` by self time, one column per profile.
  */
-export function profilesMarkdown(title: string, profiles: { role: string; summary: ProfileSummary }[], top = 10): string[] {
+export function profilesMarkdown(
+  title: string,
+  profiles: { role: string; summary: ProfileSummary }[],
+  top = 10,
+): string[] {
   const roles = profiles.map((p) => p.role);
   const head = (first: string) => [`| ${first} | ${roles.join(' | ')} |`, `|---|${roles.map(() => '---:').join('|')}|`];
   const originShare = new Map<string, number[]>();
@@ -195,7 +202,9 @@ export function profilesMarkdown(title: string, profiles: { role: string; summar
       originShare.set(o.origin, row);
     }
   });
-  const origins = [...originShare.entries()].filter(([, v]) => Math.max(...v) >= 0.01).sort((a, b) => Math.max(...b[1]) - Math.max(...a[1]));
+  const origins = [...originShare.entries()]
+    .filter(([, v]) => Math.max(...v) >= 0.01)
+    .sort((a, b) => Math.max(...b[1]) - Math.max(...a[1]));
   const fnShare = new Map<string, number[]>();
   profiles.forEach((p, i) => {
     for (const f of p.summary.bySelf) {
@@ -206,7 +215,9 @@ export function profilesMarkdown(title: string, profiles: { role: string; summar
   });
   const chosen = new Set<string>();
   profiles.forEach((p) => p.summary.bySelf.slice(0, top).forEach((f) => chosen.add(f.label)));
-  const fns = [...chosen].map((l) => [l, fnShare.get(l)!] as const).sort((a, b) => Math.max(...b[1]) - Math.max(...a[1]));
+  const fns = [...chosen]
+    .map((l) => [l, fnShare.get(l)!] as const)
+    .sort((a, b) => Math.max(...b[1]) - Math.max(...a[1]));
   const cell = (x: number) => (x > 0 ? pct(x) : '<');
   return [
     `${title}: ${profiles.map((p) => `${p.role} ${p.summary.seconds.toFixed(1)} s profiled, busy ${pct(p.summary.busy)}, ${p.summary.samples} samples`).join('; ')}. ` +
@@ -228,6 +239,8 @@ if (require.main === module) {
   }
   const top = Number(process.argv[3] ?? 25);
   const s = summarizeProfile(readProfile(file), top);
-  process.stdout.write(`${profileMarkdown(file, s, top).join('\n')}\n\n| function (total time) | self | total |\n|---|---:|---:|\n`);
+  process.stdout.write(
+    `${profileMarkdown(file, s, top).join('\n')}\n\n| function (total time) | self | total |\n|---|---:|---:|\n`,
+  );
   process.stdout.write(`${s.byTotal.map((f) => `| ${f.label} | ${pct(f.self)} | ${pct(f.total)} |`).join('\n')}\n`);
 }

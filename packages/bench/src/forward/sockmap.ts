@@ -38,7 +38,9 @@ export function sockmapUnavailable(): string | null {
   if (typeof process.getuid === 'function' && process.getuid() !== 0) return 'needs root (a cgroup and BPF programs)';
   if (!findCgroup2Mount()) return 'no cgroup v2 mount';
   const probe = bpfProbe();
-  return probe.sockmap.supported ? null : `sockops + sk_msg do not load here: ${probe.sockmap.reason ?? 'unknown reason'}`;
+  return probe.sockmap.supported
+    ? null
+    : `sockops + sk_msg do not load here: ${probe.sockmap.reason ?? 'unknown reason'}`;
 }
 
 export class SockmapCgroup {
@@ -117,5 +119,7 @@ export class SockmapCgroup {
 export function forwardCgroupLeftovers(): string[] {
   const root = findCgroup2Mount();
   if (!root) return [];
-  return readdirSync(root).filter((d) => d === PREFIX).map((d) => `cgroup ${path.join(root, d)}`);
+  return readdirSync(root)
+    .filter((d) => d === PREFIX)
+    .map((d) => `cgroup ${path.join(root, d)}`);
 }

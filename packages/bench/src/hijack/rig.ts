@@ -38,7 +38,10 @@ export class Child {
   private stderr = '';
   readonly exited: Promise<void>;
 
-  constructor(readonly name: string, readonly proc: ChildProcess) {
+  constructor(
+    readonly name: string,
+    readonly proc: ChildProcess,
+  ) {
     this.lines = createInterface({ input: proc.stdout! });
     this.lines.on('line', (line) => {
       let obj: Record<string, unknown>;
@@ -58,8 +61,14 @@ export class Child {
   /** The next JSON line (the ready line first), or a rejection when the child dies or takes too long. */
   next<T = Record<string, unknown>>(timeoutMs: number): Promise<T> {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`${this.name}: no answer within ${timeoutMs} ms; stderr: ${this.stderr}`)), timeoutMs);
-      const onExit = () => reject(new Error(`${this.name} exited (${this.proc.exitCode ?? this.proc.signalCode}); stderr: ${this.stderr}`));
+      const timer = setTimeout(
+        () => reject(new Error(`${this.name}: no answer within ${timeoutMs} ms; stderr: ${this.stderr}`)),
+        timeoutMs,
+      );
+      const onExit = () =>
+        reject(
+          new Error(`${this.name} exited (${this.proc.exitCode ?? this.proc.signalCode}); stderr: ${this.stderr}`),
+        );
       this.proc.once('exit', onExit);
       this.waiting.push((obj) => {
         clearTimeout(timer);
@@ -101,7 +110,14 @@ function kill(pid: number | undefined): void {
 function runnerArgv(netns: string, script: string, args: string[], opts: { uid?: number; cgroup?: string }): string[] {
   const inner = commandArgv(process.execPath, [path.join(RUNNERS, script), ...args], { netns, uid: opts.uid });
   const join = opts.cgroup ? 'echo $$ > "$1/cgroup.procs" || exit 1; ' : '';
-  return ['sh', '-c', `${join}ulimit -n "$(ulimit -H -n)" || exit 1; shift; exec "$@"`, 'sh', opts.cgroup ?? '-', ...inner];
+  return [
+    'sh',
+    '-c',
+    `${join}ulimit -n "$(ulimit -H -n)" || exit 1; shift; exec "$@"`,
+    'sh',
+    opts.cgroup ?? '-',
+    ...inner,
+  ];
 }
 
 /** RLIMIT_NOFILE's hard limit here: the soft limit can be raised to it without CAP_SYS_RESOURCE, not beyond. */
@@ -134,7 +150,8 @@ function cleanupSync(): void {
   const deadline = Date.now() + 2000;
   for (const inst of live) {
     for (const c of inst.children) {
-      while (c.proc.pid !== undefined && Date.now() < deadline && alive(c.proc.pid)) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+      while (c.proc.pid !== undefined && Date.now() < deadline && alive(c.proc.pid))
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
     }
     if (inst.cgroup) {
       try {
@@ -248,11 +265,19 @@ export async function measureOnce(
     await start('echo', 'hijack-echo-process.js', [SERVER.host, String(SERVER.port)], {});
     let relay: Child | undefined;
     if (name !== 'direct') {
-      relay = await start('relay', 'hijack-relay-process.js', [CAPTURE.host, String(CAPTURE.port)], { uid: SIDECAR_UID, cgroup: inst.cgroup });
+      relay = await start('relay', 'hijack-relay-process.js', [CAPTURE.host, String(CAPTURE.port)], {
+        uid: SIDECAR_UID,
+        cgroup: inst.cgroup,
+      });
       inst.plan =
         name === 'redirect'
           ? planRules({ mode: 'redirect', inboundPorts: [] })
-          : planRules({ mode: 'connect-hook', inboundPorts: [], cgroup: inst.cgroup, sockmap: name === 'connect-hook+sockmap' });
+          : planRules({
+              mode: 'connect-hook',
+              inboundPorts: [],
+              cgroup: inst.cgroup,
+              sockmap: name === 'connect-hook+sockmap',
+            });
       await applyPlan(inst.plan, { netns });
     }
     const loadgen = await start(
@@ -265,9 +290,15 @@ export async function measureOnce(
     const ct = await run('conntrack', ['-C'], { netns });
     const conntrack = ct.code === 0 ? Number(ct.stdout.trim()) : Number.NaN;
     await loadgen.ask('run 0.5', 30000); // warm-up, untimed
-    const before = inst.cgroup && name === 'connect-hook+sockmap' ? bpfStats({ pinDir: bpfPinDir(inst.cgroup) }) : undefined;
+    const before =
+      inst.cgroup && name === 'connect-hook+sockmap' ? bpfStats({ pinDir: bpfPinDir(inst.cgroup) }) : undefined;
     const cpu0 = inst.children.map((c) => cpuSeconds(c.proc.pid));
-    const r = (await loadgen.ask<{ run: { requests: number; seconds: number; p50: number; p99: number; errors: number } }>(`run ${seconds}`, seconds * 1000 + 30000)).run;
+    const r = (
+      await loadgen.ask<{ run: { requests: number; seconds: number; p50: number; p99: number; errors: number } }>(
+        `run ${seconds}`,
+        seconds * 1000 + 30000,
+      )
+    ).run;
     const cpu1 = inst.children.map((c) => cpuSeconds(c.proc.pid));
     const perReq = (label: string) => {
       const i = inst.children.findIndex((c) => c.name === label);
@@ -276,9 +307,16 @@ export async function measureOnce(
     const cpuUsPerReq = { loadgen: perReq('loadgen'), relay: perReq('relay'), echo: perReq('echo') };
     let bpf: BpfStats | undefined;
     if (inst.cgroup) bpf = bpfStats({ pinDir: bpfPinDir(inst.cgroup) });
-    if (bpf && before) bpf = { ...bpf, redirectedMessages: bpf.redirectedMessages - before.redirectedMessages, redirectedBytes: bpf.redirectedBytes - before.redirectedBytes, redirectMisses: bpf.redirectMisses - before.redirectMisses };
+    if (bpf && before)
+      bpf = {
+        ...bpf,
+        redirectedMessages: bpf.redirectedMessages - before.redirectedMessages,
+        redirectedBytes: bpf.redirectedBytes - before.redirectedBytes,
+        redirectMisses: bpf.redirectMisses - before.redirectMisses,
+      };
     const relayStats = relay ? (await relay.ask<{ stats: Measurement['relay'] }>('stats', 10000)).stats : undefined;
-    const lat = (await loadgen.ask<{ lat: { n: number; p50: number; p99: number } }>(`lat ${latencySeconds}`, 30000)).lat;
+    const lat = (await loadgen.ask<{ lat: { n: number; p50: number; p99: number } }>(`lat ${latencySeconds}`, 30000))
+      .lat;
     const usageOf = (label: 'loadgen' | 'relay' | 'echo') => {
       const i = inst.children.findIndex((c) => c.name === label);
       const pid = inst.children[i]?.proc.pid;
@@ -334,7 +372,9 @@ async function teardown(inst: Installed, root: string | undefined): Promise<void
 
 /** The bpffs mount and pin root, as found before the suite: restored afterwards when the suite made them. */
 export function bpffsState(): { mounted: boolean; pinRoot: boolean } {
-  const mounted = readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === '/sys/fs/bpf' && l.split(' ')[2] === 'bpf');
+  const mounted = readFileSync('/proc/mounts', 'utf8')
+    .split('\n')
+    .some((l) => l.split(' ')[1] === '/sys/fs/bpf' && l.split(' ')[2] === 'bpf');
   return { mounted, pinRoot: existsSync(HIJACK_DEFAULTS.bpfPinRoot) };
 }
 
@@ -357,7 +397,8 @@ export async function leftovers(): Promise<string[]> {
   const ns = await run('ip', ['netns', 'list']);
   for (const l of ns.stdout.split('\n')) if (l.startsWith(`mpbh-${process.pid}-`)) out.push(`netns ${l.split(' ')[0]}`);
   const root = findCgroup2Mount();
-  if (root) for (const d of readdirSync(root)) if (d.startsWith(`meshport-bench-hijack-${process.pid}-`)) out.push(`cgroup ${d}`);
+  if (root)
+    for (const d of readdirSync(root))
+      if (d.startsWith(`meshport-bench-hijack-${process.pid}-`)) out.push(`cgroup ${d}`);
   return out;
 }
-

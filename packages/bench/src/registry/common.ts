@@ -60,7 +60,14 @@ export interface MemoryFigures {
 
 export function memoryFigures(): MemoryFigures {
   const m = process.memoryUsage();
-  return { rss: m.rss, maxRss: process.resourceUsage().maxRSS * 1024, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers };
+  return {
+    rss: m.rss,
+    maxRss: process.resourceUsage().maxRSS * 1024,
+    heapUsed: m.heapUsed,
+    heapTotal: m.heapTotal,
+    external: m.external,
+    arrayBuffers: m.arrayBuffers,
+  };
 }
 
 export interface WatcherReady {
@@ -124,7 +131,7 @@ export function serveParent(cleanup: () => Promise<void>): void {
   process.on('SIGINT', stop);
   process.on('disconnect', stop);
   process.on('message', (msg: Partial<MemoryRequest>) => {
-    if (!msg || !msg.memory) return;
+    if (!msg?.memory) return;
     const gc = (globalThis as { gc?: () => void }).gc;
     if (msg.gc && gc) {
       gc();
@@ -156,7 +163,10 @@ export interface ZkClient {
 }
 
 export interface ZkModule {
-  createClient(connectString: string, options?: { sessionTimeout?: number; spinDelay?: number; retries?: number }): ZkClient;
+  createClient(
+    connectString: string,
+    options?: { sessionTimeout?: number; spinDelay?: number; retries?: number },
+  ): ZkClient;
   CreateMode: { PERSISTENT: number; EPHEMERAL: number };
   Exception: { NODE_EXISTS: number; NO_NODE: number };
 }

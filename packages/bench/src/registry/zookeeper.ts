@@ -84,7 +84,9 @@ function stopProcess(child: ChildProcess, graceMs: number): Promise<void> {
 }
 
 /** Starts ZooKeeper and resolves once it serves requests (`srvr` reports a mode). */
-export async function startZooKeeper(opts: { tickTime?: number; startTimeoutMs?: number } = {}): Promise<BenchZooKeeper> {
+export async function startZooKeeper(
+  opts: { tickTime?: number; startTimeoutMs?: number } = {},
+): Promise<BenchZooKeeper> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'meshport-bench-zk-'));
   const tempDir = trackTempDir(dir);
   const dataDir = path.join(dir, 'data');
@@ -100,7 +102,12 @@ export async function startZooKeeper(opts: { tickTime?: number; startTimeoutMs?:
     '4lw.commands.whitelist': 'ruok,srvr,mntr',
     maxClientCnxns: 0,
   };
-  writeFileSync(cfg, Object.entries(settings).map(([k, v]) => `${k}=${v}\n`).join(''));
+  writeFileSync(
+    cfg,
+    Object.entries(settings)
+      .map(([k, v]) => `${k}=${v}\n`)
+      .join(''),
+  );
   const args = [
     '-Xmx512m',
     '-Djava.net.preferIPv4Stack=true',
@@ -141,7 +148,9 @@ export async function startZooKeeper(opts: { tickTime?: number; startTimeoutMs?:
     }
     if (Date.now() > deadline) {
       await stop();
-      throw new Error(`ZooKeeper on ${HOST}:${port} did not serve within ${opts.startTimeoutMs ?? 30_000} ms; last output:\n${tail.join('\n')}`);
+      throw new Error(
+        `ZooKeeper on ${HOST}:${port} did not serve within ${opts.startTimeoutMs ?? 30_000} ms; last output:\n${tail.join('\n')}`,
+      );
     }
     await new Promise((r) => setTimeout(r, 100));
   }

@@ -96,7 +96,15 @@ function run(seconds: number): Promise<void> {
       const elapsed = Number(process.hrtime.bigint() - t0) / 1e9;
       lat.sort((a, b) => a - b);
       const q = (p: number) => (lat.length ? lat[Math.min(lat.length - 1, Math.floor(p * lat.length))] : 0);
-      say({ run: { requests, seconds: Math.min(elapsed, seconds), p50: q(0.5), p99: q(0.99), errors: errors - errorsBefore } });
+      say({
+        run: {
+          requests,
+          seconds: Math.min(elapsed, seconds),
+          p50: q(0.5),
+          p99: q(0.99),
+          errors: errors - errorsBefore,
+        },
+      });
       resolve();
     };
     for (const c of conns) {
@@ -119,12 +127,15 @@ function run(seconds: number): Promise<void> {
       ping();
     }
     // A connection that broke never answers: do not wait on it past the window.
-    setTimeout(() => {
-      if (inFlight > 0) {
-        inFlight = 0;
-        finish();
-      }
-    }, seconds * 1000 + 5000).unref();
+    setTimeout(
+      () => {
+        if (inFlight > 0) {
+          inFlight = 0;
+          finish();
+        }
+      },
+      seconds * 1000 + 5000,
+    ).unref();
   });
 }
 

@@ -57,7 +57,9 @@ const listener = new capture.CaptureListener({
     const s = net.connect({ host: to.host, port: to.port, noDelay: true });
     return s;
   },
-  logger: { warn: (detail: object, message: string) => process.stderr.write(`relay: ${message} ${JSON.stringify(detail)}\n`) },
+  logger: {
+    warn: (detail: object, message: string) => process.stderr.write(`relay: ${message} ${JSON.stringify(detail)}\n`),
+  },
 });
 
 listener.start().then(

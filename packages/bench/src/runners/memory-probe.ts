@@ -48,10 +48,13 @@ function residentByKind(): ResidentByKind {
     if (m) {
       const name = m[1]!.trim();
       kind =
-        name === process.execPath || name === '/usr/bin/node' || name.endsWith('/bin/node') ? 'nodeBinary'
-        : name === '[heap]' ? 'mallocMain'
-        : name.startsWith('/') ? 'otherFiles'
-        : 'anonymous';
+        name === process.execPath || name === '/usr/bin/node' || name.endsWith('/bin/node')
+          ? 'nodeBinary'
+          : name === '[heap]'
+            ? 'mallocMain'
+            : name.startsWith('/')
+              ? 'otherFiles'
+              : 'anonymous';
       continue;
     }
     const rss = /^Rss:\s+(\d+) kB$/.exec(line);
@@ -97,7 +100,7 @@ function answer(): ProbeAnswer {
 
 if (process.send) {
   process.on('message', (msg: { memory?: boolean }) => {
-    if (msg && msg.memory) process.send!(answer());
+    if (msg?.memory) process.send!(answer());
   });
   // The IPC channel must not keep a process alive that would otherwise exit, nor stop one from draining.
   process.channel?.unref();

@@ -33,7 +33,9 @@ interface Args {
 type ClusterSpec = { endpoints: { host: string; port: number; weight?: number }[] };
 
 function post(session: Session, method: string, params?: object): Promise<any> {
-  return new Promise((resolve, reject) => session.post(method, params ?? {}, (err, result) => (err ? reject(err) : resolve(result))));
+  return new Promise((resolve, reject) =>
+    session.post(method, params ?? {}, (err, result) => (err ? reject(err) : resolve(result))),
+  );
 }
 
 async function main(): Promise<void> {
@@ -123,7 +125,13 @@ async function main(): Promise<void> {
       writeFileSync(profileFile, JSON.stringify(profile));
     }
   });
-  const ready: WatcherReady = { ready: 'sidecar', pid: process.pid, services: services.length, startupMs: wallNow() - t0, memory: memoryFigures() };
+  const ready: WatcherReady = {
+    ready: 'sidecar',
+    pid: process.pid,
+    services: services.length,
+    startupMs: wallNow() - t0,
+    memory: memoryFigures(),
+  };
   process.send!(ready);
 }
 

@@ -81,7 +81,13 @@ async function main(): Promise<void> {
 
   const paths = Array.from({ length: args.services }, (_, i) => providersPath(interfaceName(i)));
   await Promise.all(paths.map((p) => read(p)));
-  const ready: WatcherReady = { ready: 'watcher', pid: process.pid, services: paths.length, startupMs: wallNow() - t0, memory: memoryFigures() };
+  const ready: WatcherReady = {
+    ready: 'watcher',
+    pid: process.pid,
+    services: paths.length,
+    startupMs: wallNow() - t0,
+    memory: memoryFigures(),
+  };
   process.send!(ready);
 }
 

@@ -25,7 +25,9 @@ import type { ClusterSpec, Endpoint } from '@meshport/router';
 function loadRouter(): typeof RouterModule {
   const alt = process.env.MESHPORT_BENCH_ROUTER;
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return alt ? (require(path.resolve(alt)) as typeof RouterModule) : (require('@meshport/router') as typeof RouterModule);
+  return alt
+    ? (require(path.resolve(alt)) as typeof RouterModule)
+    : (require('@meshport/router') as typeof RouterModule);
 }
 
 interface Routes {
@@ -101,7 +103,8 @@ async function main(): Promise<void> {
     });
   }
 
-  const port = (listener: 'outbound' | 'inbound' | 'admin', has: boolean) => (has ? router.address(listener).port : null);
+  const port = (listener: 'outbound' | 'inbound' | 'admin', has: boolean) =>
+    has ? router.address(listener).port : null;
   process.stdout.write(
     `${JSON.stringify({
       ready: 'router',

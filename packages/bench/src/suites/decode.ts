@@ -37,7 +37,12 @@ export function argText(n: number): string {
 export function boltRequest(id: number, arg: string): Buffer {
   return boltPeer.requestEncode(
     id,
-    { serverSignature: BOLT_SERVICE, methodName: METHOD, args: [{ $class: 'java.lang.String', $: arg }], timeout: 3000 },
+    {
+      serverSignature: BOLT_SERVICE,
+      methodName: METHOD,
+      args: [{ $class: 'java.lang.String', $: arg }],
+      timeout: 3000,
+    },
     { protocolType: 'bolt', codecType: 'hessian2', boltVersion: 1 },
   );
 }
@@ -92,7 +97,8 @@ function makeFixtures(): Fixtures {
   }
   const stream = Buffer.concat(bolt);
   const chunks: Buffer[] = [];
-  for (let off = 0; off < stream.length; off += CHUNK) chunks.push(stream.subarray(off, Math.min(off + CHUNK, stream.length)));
+  for (let off = 0; off < stream.length; off += CHUNK)
+    chunks.push(stream.subarray(off, Math.min(off + CHUNK, stream.length)));
   return { bolt, dubbo, boltArg, dubboArg, chunks, streamBytes: stream.length };
 }
 
@@ -254,7 +260,7 @@ function round(n: number, digits: number): number {
 }
 
 function run(options: SuiteOptions): SuiteReport {
-  options.log('decode: building fixtures with the peers\' encoders');
+  options.log("decode: building fixtures with the peers' encoders");
   const fx = makeFixtures();
   const classCache = Object.assign(new Map<string, unknown>(), { enableCompile: true });
   // What sofa-rpc-node's server hands sofa-bolt-node's decoder (its fastest configuration: compiled class decoders).
@@ -264,10 +270,34 @@ function run(options: SuiteOptions): SuiteReport {
   const boltBytes = fx.bolt[0].length;
   const dubboBytes = fx.dubbo[0].length;
   const workloads: Workload[] = [
-    { name: NAMES.boltMeshport, label: '(a) Bolt: meshport decodeFrame', framesPerCall: 1, bytesPerCall: boltBytes, run: meshportBolt(fx.bolt) },
-    { name: NAMES.boltPeer, label: '(b) Bolt: sofa-bolt-node protocol.decode', framesPerCall: 1, bytesPerCall: boltBytes, run: sofaBoltNode(fx.bolt, boltOptions) },
-    { name: NAMES.dubboMeshport, label: '(c) Dubbo: meshport decodeFrame', framesPerCall: 1, bytesPerCall: dubboBytes, run: meshportDubbo(fx.dubbo) },
-    { name: NAMES.dubboPeer, label: '(d) Dubbo: hessian.js DecoderV2 full read', framesPerCall: 1, bytesPerCall: dubboBytes, run: hessianFull(fx.dubbo) },
+    {
+      name: NAMES.boltMeshport,
+      label: '(a) Bolt: meshport decodeFrame',
+      framesPerCall: 1,
+      bytesPerCall: boltBytes,
+      run: meshportBolt(fx.bolt),
+    },
+    {
+      name: NAMES.boltPeer,
+      label: '(b) Bolt: sofa-bolt-node protocol.decode',
+      framesPerCall: 1,
+      bytesPerCall: boltBytes,
+      run: sofaBoltNode(fx.bolt, boltOptions),
+    },
+    {
+      name: NAMES.dubboMeshport,
+      label: '(c) Dubbo: meshport decodeFrame',
+      framesPerCall: 1,
+      bytesPerCall: dubboBytes,
+      run: meshportDubbo(fx.dubbo),
+    },
+    {
+      name: NAMES.dubboPeer,
+      label: '(d) Dubbo: hessian.js DecoderV2 full read',
+      framesPerCall: 1,
+      bytesPerCall: dubboBytes,
+      run: hessianFull(fx.dubbo),
+    },
     {
       name: NAMES.stream,
       label: '(e) Bolt stream: FrameSplitter + decodeFrame, 64 KiB chunks',
@@ -402,7 +432,15 @@ function run(options: SuiteOptions): SuiteReport {
   // Ratios to the peers round by round: each round samples every case once, back to back.
   const ratio = (name: string, a: string, b: string, peer: string): Metric => {
     const r = roundRatio(get(a).samples, get(b).samples);
-    return { name, value: round(r.ratio, 3), unit: 'x', better: 'higher', spread: round(r.spread, 3), rounds: r.rounds, peer };
+    return {
+      name,
+      value: round(r.ratio, 3),
+      unit: 'x',
+      better: 'higher',
+      spread: round(r.spread, 3),
+      rounds: r.rounds,
+      peer,
+    };
   };
   const rate = (name: string, w: string): Metric => ({
     name,
@@ -422,14 +460,28 @@ function run(options: SuiteOptions): SuiteReport {
   ];
   // One process runs every case: its CPU per case is what the case's timed samples used, its peak RSS the whole run's.
   const processes: ProcessUsage[] = [
-    ...workloads.map((w) => ({ scope: w.label, process: 'bench process (in-process case)', cpuSeconds: round(get(w.name).cpuSeconds, 2), peakRssMB: null })),
-    { scope: 'all cases', process: 'bench process', cpuSeconds: round(process.cpuUsage().user / 1e6 + process.cpuUsage().system / 1e6, 2), peakRssMB: round(process.resourceUsage().maxRSS / 1024, 1) },
+    ...workloads.map((w) => ({
+      scope: w.label,
+      process: 'bench process (in-process case)',
+      cpuSeconds: round(get(w.name).cpuSeconds, 2),
+      peakRssMB: null,
+    })),
+    {
+      scope: 'all cases',
+      process: 'bench process',
+      cpuSeconds: round(process.cpuUsage().user / 1e6 + process.cpuUsage().system / 1e6, 2),
+      peakRssMB: round(process.resourceUsage().maxRSS / 1024, 1),
+    },
   ];
   const charts = {
     bars: {
       title: 'Header decode throughput, one core (whisker: spread of the rounds)',
       unit: 'frames/s',
-      bars: workloads.map((w) => ({ label: w.label.replace(/, 64 KiB chunks$/, ''), value: get(w.name).framesPerSec, spread: get(w.name).spread })),
+      bars: workloads.map((w) => ({
+        label: w.label.replace(/, 64 KiB chunks$/, ''),
+        value: get(w.name).framesPerSec,
+        spread: get(w.name).spread,
+      })),
     },
   };
 
@@ -452,7 +504,8 @@ function glance(results: ResultRow[]): { figures: string; goal: string } | null 
 
 export const decodeSuite: Suite = {
   name: 'decode',
-  summary: 'header-decode frames/s: meshport decodeFrame vs sofa-bolt-node (Bolt) and hessian.js (Dubbo), and a 64 KiB-chunk stream',
+  summary:
+    'header-decode frames/s: meshport decodeFrame vs sofa-bolt-node (Bolt) and hessian.js (Dubbo), and a 64 KiB-chunk stream',
   glance,
   run,
 };

@@ -49,7 +49,13 @@ const MESH = {
   'meshport-2hop+sockmap': { engine: 'native', sockmap: true },
 } as const satisfies Record<string, { engine: Engine; sockmap: boolean }>;
 type MeshTarget = keyof typeof MESH;
-const ALL_TARGETS = ['direct', 'haproxy-2hop', 'meshport-2hop-native', 'meshport-2hop-js', 'meshport-2hop+sockmap'] as const;
+const ALL_TARGETS = [
+  'direct',
+  'haproxy-2hop',
+  'meshport-2hop-native',
+  'meshport-2hop-js',
+  'meshport-2hop+sockmap',
+] as const;
 type Target = (typeof ALL_TARGETS)[number];
 const isMesh = (t: Target): t is MeshTarget => t in MESH;
 /** The case the issue's goals are judged on. */
@@ -181,7 +187,10 @@ async function startRouter(routes: object, engine: Engine, join?: CgroupJoin): P
 /** A provider-side router in front of the echo server and a consumer-side one in front of it (in `join`'s cgroup). */
 async function startPair(echoPort: number, engine: Engine, join?: CgroupJoin): Promise<Pair> {
   const endpoint = { host: '127.0.0.1', port: echoPort };
-  const provider = await startRouter({ inbound: Object.fromEntries(Object.values(ROUTE_KEYS).map((k) => [k, endpoint])) }, engine);
+  const provider = await startRouter(
+    { inbound: Object.fromEntries(Object.values(ROUTE_KEYS).map((k) => [k, endpoint])) },
+    engine,
+  );
   try {
     const inbound = { host: '127.0.0.1', port: provider.ready.inbound! };
     const consumer = await startRouter(
@@ -226,7 +235,9 @@ async function runJob(rig: Rig, target: TargetInfo, job: Job, sockmap?: SockmapC
   };
   loadgen.child.on('message', onMark);
   try {
-    const result = await request<Result>(loadgen.child, job, (m) => (m && 'result' in m ? (m.result as Result) : undefined));
+    const result = await request<Result>(loadgen.child, job, (m) =>
+      m && 'result' in m ? (m.result as Result) : undefined,
+    );
     const cpuOf = (role: string) => cpuDelta(before?.cpu.get(role) ?? null, after?.cpu.get(role) ?? null);
     const cpu = new Map<string, CpuTimes>(target.procs.map((p) => [p.role, cpuOf(p.role)]));
     const benchCpu = { user: 0, system: 0 };
@@ -282,12 +293,25 @@ interface PerfCase {
 /** The commit measured, and whether the engine, router or protocol sources differed from it (read-only git calls). */
 function provenance(): string {
   const root = path.resolve(__dirname, '../../../../..');
-  const git = (args: string[]) => execFileSync('git', ['--no-optional-locks', '-C', root, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  const git = (args: string[]) =>
+    execFileSync('git', ['--no-optional-locks', '-C', root, ...args], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).trim();
   try {
     const head = git(['rev-parse', '--short', 'HEAD']);
     let dirty = false;
     try {
-      git(['diff', '--quiet', 'HEAD', '--', 'packages/engine/native', 'packages/engine/src', 'packages/router/src', 'protocol/src']);
+      git([
+        'diff',
+        '--quiet',
+        'HEAD',
+        '--',
+        'packages/engine/native',
+        'packages/engine/src',
+        'packages/router/src',
+        'protocol/src',
+      ]);
     } catch {
       dirty = true;
     }
@@ -304,11 +328,15 @@ function addonProvenance(): string {
   const file = given || path.resolve(__dirname, '../../../../engine/build/Release/meshport_engine.node');
   let built = 'build time unknown';
   try {
-    built = `built ${statSync(file).mtime.toISOString().replace(/\.\d+Z$/, 'Z')}`;
+    built = `built ${statSync(file)
+      .mtime.toISOString()
+      .replace(/\.\d+Z$/, 'Z')}`;
   } catch {
     // not there: the routers would have said so, and the run stopped
   }
-  return given ? `the addon at MESHPORT_ENGINE_ADDON=${given} (${built})` : `packages/engine/build/Release/meshport_engine.node (${built})`;
+  return given
+    ? `the addon at MESHPORT_ENGINE_ADDON=${given} (${built})`
+    : `packages/engine/build/Release/meshport_engine.node (${built})`;
 }
 
 function threadsOf(pid: number): number | null {
@@ -342,7 +370,11 @@ async function runProtocol(
   const pairs = new Map<MeshTarget, Pair>();
   try {
     haproxy = await startHaproxy(rig.echo.ready.port);
-    for (const t of meshTargets) pairs.set(t, await startPair(rig.echo.ready.port, MESH[t].engine, MESH[t].sockmap ? rig.sockmap!.cgroup.join() : undefined));
+    for (const t of meshTargets)
+      pairs.set(
+        t,
+        await startPair(rig.echo.ready.port, MESH[t].engine, MESH[t].sockmap ? rig.sockmap!.cgroup.join() : undefined),
+      );
     const targets = targetsOf(rig, haproxy, pairs);
     const job = (target: Target, shape: Shape, seconds: number, warmupMs = sampleWarmupMs): Job => ({
       port: targets.get(target)!.port,
@@ -358,8 +390,13 @@ async function runProtocol(
     for (const target of targetList) {
       for (const shape of ['throughput', 'latency'] as Shape[]) {
         log(`warming up ${target} (${shape})`);
-        const { result } = await runJob(rig, targets.get(target)!, job(target, shape, shape === 'throughput' ? warmSeconds : warmSeconds / 3));
-        if (result.errors > 0) throw new Error(`${protocol} ${target}: ${result.errors} wrong answers, first: ${result.firstError}`);
+        const { result } = await runJob(
+          rig,
+          targets.get(target)!,
+          job(target, shape, shape === 'throughput' ? warmSeconds : warmSeconds / 3),
+        );
+        if (result.errors > 0)
+          throw new Error(`${protocol} ${target}: ${result.errors} wrong answers, first: ${result.firstError}`);
         step();
       }
     }
@@ -415,17 +452,24 @@ async function runProtocol(
         { role: 'consumer', child: jsPair.consumer.child },
         { role: 'provider', child: jsPair.provider.child },
       ];
-      await Promise.all(both.map((b) => request(b.child, { profile: 'start' }, (m) => (m && m.profiling ? true : undefined))));
-      const { result } = await runJob(rig, { ...targets.get('meshport-2hop-js')!, procs: [] }, job('meshport-2hop-js', 'throughput', seconds));
+      await Promise.all(
+        both.map((b) => request(b.child, { profile: 'start' }, (m) => (m?.profiling ? true : undefined))),
+      );
+      const { result } = await runJob(
+        rig,
+        { ...targets.get('meshport-2hop-js')!, procs: [] },
+        job('meshport-2hop-js', 'throughput', seconds),
+      );
       const files = await Promise.all(
         both.map((b) => {
           const file = path.join(profileDir, `forward-${protocol}-${b.role}.cpuprofile`);
-          return request(b.child, { profile: 'stop', file }, (m) => (m && m.profiled ? (m.profiled as string) : undefined));
+          return request(b.child, { profile: 'stop', file }, (m) => (m?.profiled ? (m.profiled as string) : undefined));
         }),
       );
       profiledRps = (result.completed * 1e9) / result.elapsedNs;
       log(`profiled run: ${int(profiledRps)} requests/s (profiler on); ${files.join(', ')}`);
-      for (let i = 0; i < both.length; i++) profiles.push({ role: both[i].role, file: files[i], summary: summarizeProfile(readProfile(files[i]), 20) });
+      for (let i = 0; i < both.length; i++)
+        profiles.push({ role: both[i].role, file: files[i], summary: summarizeProfile(readProfile(files[i]), 20) });
     }
     const perf: PerfCase[] = [];
     if (perfDir) {
@@ -434,12 +478,25 @@ async function runProtocol(
       for (const t of targetList.filter((x) => x === 'haproxy-2hop' || (isMesh(x) && MESH[x].engine === 'native'))) {
         for (const shape of ['throughput', 'latency'] as Shape[]) {
           const info = targets.get(t)!;
-          const file = t === GOAL_TARGET && shape === 'throughput' ? path.join(perfDir, `forward-${protocol}.perf.data`) : undefined;
+          const file =
+            t === GOAL_TARGET && shape === 'throughput'
+              ? path.join(perfDir, `forward-${protocol}.perf.data`)
+              : undefined;
           log(`perf on ${t} (${shape}) for ${seconds} s`);
-          const window = await startPerf(info.procs.map((p) => p.pid), file);
+          const window = await startPerf(
+            info.procs.map((p) => p.pid),
+            file,
+          );
           // No untimed warm-up: the answers counted are those of the whole window perf saw (but the last in flight).
           const { result } = await runJob(rig, { ...info, procs: [] }, job(t, shape, seconds, 0));
-          perf.push({ target: t, shape, answers: result.completed, seconds: result.elapsedNs / 1e9, procs: info.procs, result: await window.stop() });
+          perf.push({
+            target: t,
+            shape,
+            answers: result.completed,
+            seconds: result.elapsedNs / 1e9,
+            procs: info.procs,
+            result: await window.stop(),
+          });
         }
       }
     }
@@ -594,7 +651,10 @@ const GOALS: GoalCheck[] = [
     measure: (v) => ({
       text: `${fixed(v.cpuRatio, 2)}x`,
       met: v.cpuRatio <= GOAL.cpuRatio,
-      by: v.cpuRatio <= GOAL.cpuRatio ? `${percent(1 - v.cpuRatio / GOAL.cpuRatio)} under` : `${percent(v.cpuRatio / GOAL.cpuRatio - 1)} over`,
+      by:
+        v.cpuRatio <= GOAL.cpuRatio
+          ? `${percent(1 - v.cpuRatio / GOAL.cpuRatio)} under`
+          : `${percent(v.cpuRatio / GOAL.cpuRatio - 1)} over`,
     }),
   },
   {
@@ -603,11 +663,14 @@ const GOALS: GoalCheck[] = [
     measure: (v) => ({
       text: `${fixed(v.rpsRatio, 2)}x`,
       met: v.rpsRatio >= GOAL.rpsRatio,
-      by: v.rpsRatio >= GOAL.rpsRatio ? `${percent(v.rpsRatio / GOAL.rpsRatio - 1)} over` : `${percent(1 - v.rpsRatio / GOAL.rpsRatio)} under`,
+      by:
+        v.rpsRatio >= GOAL.rpsRatio
+          ? `${percent(v.rpsRatio / GOAL.rpsRatio - 1)} over`
+          : `${percent(1 - v.rpsRatio / GOAL.rpsRatio)} under`,
     }),
   },
   {
-    label: 'p50 added to direct (1x1) vs haproxy-2hop\'s',
+    label: "p50 added to direct (1x1) vs haproxy-2hop's",
     target: '<= haproxy',
     measure: (v) => ({
       text: `${fixed(v.addedP50, 1)} vs ${fixed(v.haproxyAddedP50, 1)} us`,
@@ -622,7 +685,11 @@ const GOALS: GoalCheck[] = [
       measure: (v) => {
         const r = v.rss[role];
         if (r === null) return { text: 'n/a', met: null, by: '-' };
-        return { text: `${fixed(r, 1)} MB`, met: r <= GOAL.rssMB, by: `${fixed(Math.abs(r - GOAL.rssMB), 1)} MB ${r <= GOAL.rssMB ? 'under' : 'over'}` };
+        return {
+          text: `${fixed(r, 1)} MB`,
+          met: r <= GOAL.rssMB,
+          by: `${fixed(Math.abs(r - GOAL.rssMB), 1)} MB ${r <= GOAL.rssMB ? 'under' : 'over'}`,
+        };
       },
     }),
   ),
@@ -670,7 +737,10 @@ function perfTables(protocol: BenchProtocol, all: PerfCase[]): ReportTable[] {
       c.procs.flatMap((proc) => {
         const own = c.result.threads.filter((t) => t.pid === proc.pid);
         // haproxy's threads are alike (each runs the same loop): one line for all of them.
-        const groups = c.target === 'haproxy-2hop' ? [sumThreads(`all ${own.length} threads`, proc.pid, own)] : threadGroups(proc.pid, c.result.threads);
+        const groups =
+          c.target === 'haproxy-2hop'
+            ? [sumThreads(`all ${own.length} threads`, proc.pid, own)]
+            : threadGroups(proc.pid, c.result.threads);
         return groups.map((g) => [
           c.target,
           proc.role,
@@ -742,7 +812,8 @@ function perfFigures(c: PerfCase | undefined): Record<string, Figure> {
       out[`${proc.role}SyscallsPerRequest`] = per(g.reduce((a, x) => a + x.t.syscalls, 0));
     }
   }
-  if (c.result.byDso.length > 0) out.perfSelfByDso = c.result.byDso.map((d) => `${d.name} ${percent(d.share)}`).join('; ');
+  if (c.result.byDso.length > 0)
+    out.perfSelfByDso = c.result.byDso.map((d) => `${d.name} ${percent(d.share)}`).join('; ');
   return out;
 }
 
@@ -804,11 +875,16 @@ async function measureProtocols(plan: ForwardPlan): Promise<Map<BenchProtocol, P
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
-    const echo = await startRunner<{ ready: string; pid: number; port: number }>('echo-process.js', { readyVia: 'stdout' });
+    const echo = await startRunner<{ ready: string; pid: number; port: number }>('echo-process.js', {
+      readyVia: 'stdout',
+    });
     rig = { echo, loadgen: undefined as never };
-    rig.loadgen = await startRunner<{ ready: string; pid: number }>('loadgen-process.js', { readyVia: 'ipc', serialization: 'advanced' });
+    rig.loadgen = await startRunner<{ ready: string; pid: number }>('loadgen-process.js', {
+      readyVia: 'ipc',
+      serialization: 'advanced',
+    });
     if (plan.noSockmap === null) {
-      log('making the sockmap case\'s cgroup (sockops + sk_msg attached) and its load generator');
+      log("making the sockmap case's cgroup (sockops + sk_msg attached) and its load generator");
       const cgroup = SockmapCgroup.create();
       rig.sockmap = { cgroup, loadgen: undefined as never };
       rig.sockmap.loadgen = await startRunner<{ ready: string; pid: number }>('loadgen-process.js', {
@@ -820,7 +896,8 @@ async function measureProtocols(plan: ForwardPlan): Promise<Map<BenchProtocol, P
     let done = 0;
     const total = PROTOCOLS.length * protocolSteps(targets, options);
     const step = () => options.progress(++done, total);
-    for (const protocol of PROTOCOLS) runs.set(protocol, await runProtocol(rig, protocol, targets, options, plan.profileDir, plan.perfDir, step));
+    for (const protocol of PROTOCOLS)
+      runs.set(protocol, await runProtocol(rig, protocol, targets, options, plan.profileDir, plan.perfDir, step));
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
@@ -844,15 +921,20 @@ interface Outcome {
 
 /** Rows of every case; a single wrong answer anywhere fails the run, since its figures would mean nothing. */
 function judge(plan: ForwardPlan, runs: Map<BenchProtocol, ProtocolRun>): Outcome {
-  const rows: Row[] = PROTOCOLS.flatMap((protocol) => plan.targets.map((t) => makeRow(protocol, t, runs.get(protocol)!)));
+  const rows: Row[] = PROTOCOLS.flatMap((protocol) =>
+    plan.targets.map((t) => makeRow(protocol, t, runs.get(protocol)!)),
+  );
   const bad = rows.filter((r) => r.errors > 0);
   if (bad.length > 0) {
-    throw new Error(`forward: wrong answers: ${bad.map((r) => `${r.protocol}/${r.target}: ${r.errors} (${r.firstError})`).join('; ')}`);
+    throw new Error(
+      `forward: wrong answers: ${bad.map((r) => `${r.protocol}/${r.target}: ${r.errors} (${r.firstError})`).join('; ')}`,
+    );
   }
   const find = (p: BenchProtocol, t: Target) => rows.find((r) => r.protocol === p && r.target === t);
   const meshTargets = plan.targets.filter(isMesh);
   const vs = new Map<string, Versus>(); // `${protocol}/${target}`
-  for (const p of PROTOCOLS) for (const t of meshTargets) vs.set(`${p}/${t}`, versus(find(p, t)!, find(p, 'haproxy-2hop')!, find(p, 'direct')!));
+  for (const p of PROTOCOLS)
+    for (const t of meshTargets) vs.set(`${p}/${t}`, versus(find(p, t)!, find(p, 'haproxy-2hop')!, find(p, 'direct')!));
   return { rows, meshTargets, find, vsOf: (p, t) => vs.get(`${p}/${t}`)! };
 }
 
@@ -880,7 +962,11 @@ function resultRows(plan: ForwardPlan, runs: Map<BenchProtocol, ProtocolRun>, ou
           rssGoalMet: SIDECARS.every((s) => v.rss[s] !== null && v.rss[s]! <= GOAL.rssMB),
         });
       }
-      if (MESH[r.target].sockmap) Object.assign(extra, { skMsgRedirectedPerRequest: round(r.redirectedPerReq, 2), skMsgRedirectMisses: r.redirectMisses });
+      if (MESH[r.target].sockmap)
+        Object.assign(extra, {
+          skMsgRedirectedPerRequest: round(r.redirectedPerReq, 2),
+          skMsgRedirectMisses: r.redirectMisses,
+        });
     }
     return {
       name: `${r.protocol}/${r.target}`,
@@ -950,7 +1036,9 @@ function figureTable(outcome: Outcome): ReportTable {
       r.target === 'direct' ? '-' : fixed(r.p50 - d.p50, 1),
       fixed(r.p99, 1),
       fixed(r.loadP50, 0),
-      r.cpuPerReqUs === null || r.cpu === null ? '-' : `${fixed(r.cpuPerReqUs, 2)} (usr ${fixed((r.cpuPerReqUs * r.cpu.user) / Math.max(1e-9, r.cpu.user + r.cpu.system), 2)})`,
+      r.cpuPerReqUs === null || r.cpu === null
+        ? '-'
+        : `${fixed(r.cpuPerReqUs, 2)} (usr ${fixed((r.cpuPerReqUs * r.cpu.user) / Math.max(1e-9, r.cpu.user + r.cpu.system), 2)})`,
       isMesh(r.target) ? perProc(r, (p) => fixed(p.cpuPerReqUs, 2)) : '-',
       perProc(r, (p) => mb(p.peakRssMB)),
     ];
@@ -986,9 +1074,13 @@ function goalTable(outcome: Outcome): ReportTable {
 function reportNotes(plan: ForwardPlan, runs: Map<BenchProtocol, ProtocolRun>, outcome: Outcome): string[] {
   const { options, bodies, noSockmap } = plan;
   const { rows, meshTargets, vsOf } = outcome;
-  const missed = PROTOCOLS.flatMap((p) => GOALS.map((g) => g.measure(vsOf(p, GOAL_TARGET)).met)).filter((m) => m === false).length;
+  const missed = PROTOCOLS.flatMap((p) => GOALS.map((g) => g.measure(vsOf(p, GOAL_TARGET)).met)).filter(
+    (m) => m === false,
+  ).length;
   const anyRun = runs.get('bolt')!;
-  const cpuLine = PROTOCOLS.map((p) => `${P(p)} ${meshTargets.map((t) => `${t} ${fixed(vsOf(p, t).cpuRatio, 2)}x`).join(', ')}`).join('; ');
+  const cpuLine = PROTOCOLS.map(
+    (p) => `${P(p)} ${meshTargets.map((t) => `${t} ${fixed(vsOf(p, t).cpuRatio, 2)}x`).join(', ')}`,
+  ).join('; ');
   const sockmapRows = rows.filter((r) => isMesh(r.target) && MESH[r.target].sockmap);
   return [
     `Goals (issue 15) judged on ${GOAL_TARGET} against haproxy-2hop of the same run: ${missed === 0 ? 'all met' : `${missed} of ${PROTOCOLS.length * GOALS.length} missed`}; "by" is the margin (for a ratio, how far above or below the goal in percent of it).`,
@@ -1000,10 +1092,10 @@ function reportNotes(plan: ForwardPlan, runs: Map<BenchProtocol, ProtocolRun>, o
       'and how the kernel schedules them; the spread between samples is wide on a small VM, the CPU per request much less so.',
     `Requests: Bolt v1 SofaRequest by sofa-bolt-node (${bodies.bolt.bodyBytes}-byte content, ${bodies.bolt.frame.length}-byte frame), ` +
       `Dubbo hessian2 request by dubbo-remoting (${bodies.dubbo.bodyBytes}-byte body, ${bodies.dubbo.frame.length}-byte frame); the echo server ` +
-      '(runners/echo-process, FrameSplitter + decodeFrame) answers each with a success response of the same id carrying the request\'s body, ' +
-      'one write per read; the load generator (runners/loadgen-process, a process of its own) checks every answer\'s id, status and length.',
+      "(runners/echo-process, FrameSplitter + decodeFrame) answers each with a success response of the same id carrying the request's body, " +
+      "one write per read; the load generator (runners/loadgen-process, a process of its own) checks every answer's id, status and length.",
     'Shapes: 8x16 = 8 connections with 16 requests in flight on each (a new one leaves when an answer comes back), req/s; 1x1 = one ' +
-      'connection, one request at a time, p50/p99 over every request of the timed windows (hrtime from write to answer); added p50 = p50 1x1 minus direct\'s.',
+      "connection, one request at a time, p50/p99 over every request of the timed windows (hrtime from write to answer); added p50 = p50 1x1 minus direct's.",
     'haproxy-2hop: one haproxy, two `mode tcp` frontend/backend pairs chained on 127.0.0.1 (a connection per client connection on each hop). ' +
       'meshport-2hop-*: consumer-side router (outbound listener) -> provider-side router (inbound listener), each `runners/router-process` ' +
       'made by createRouter with `engine` native or js and otherwise default settings (pino at warn, stats, admin on); each multiplexes all callers ' +
@@ -1011,9 +1103,9 @@ function reportNotes(plan: ForwardPlan, runs: Map<BenchProtocol, ProtocolRun>, o
       '(`--compare` reads those names as meshport-2hop-js).',
     noSockmap === null
       ? 'meshport-2hop+sockmap: the native pair, with a load generator and a consumer router of its own started in a cgroup this suite makes ' +
-        '(runners/join-cgroup preloaded, so their sockets are made in it) with the socket package\'s sockops + sk_msg programs attached, not pinned ' +
-        '(no connect hook: the app dials the sidecar\'s port itself); sockops puts the loopback sockets of the cgroup in the SOCKHASH and sk_msg moves ' +
-        'the app\'s writes to the sidecar\'s socket and back without the TCP stack. The consumer -> provider and provider -> echo legs are outside the ' +
+        "(runners/join-cgroup preloaded, so their sockets are made in it) with the socket package's sockops + sk_msg programs attached, not pinned " +
+        "(no connect hook: the app dials the sidecar's port itself); sockops puts the loopback sockets of the cgroup in the SOCKHASH and sk_msg moves " +
+        "the app's writes to the sidecar's socket and back without the TCP stack. The consumer -> provider and provider -> echo legs are outside the " +
         `cgroup and take TCP as in the other cases. sk_msg redirects per request: ${sockmapRows.map((r) => `${P(r.protocol)} ${fixed(r.redirectedPerReq, 2)} (${int(r.redirectMisses)} misses)`).join(', ')}. ` +
         'The cgroup and the programs are removed at the end, also on an error or a signal.'
       : `meshport-2hop+sockmap: not measured in this run (${noSockmap}).`,
@@ -1022,7 +1114,7 @@ function reportNotes(plan: ForwardPlan, runs: Map<BenchProtocol, ProtocolRun>, o
       `${options.quick ? QUICK_SAMPLE_WARMUP_MS : SAMPLE_WARMUP_MS} ms untimed; spread = (max - min) / median. Latency percentiles pool the samples of all rounds.`,
     'CPU: user + system seconds of the proxy processes (/proc/<pid>/stat, all threads) over the timed 8x16 windows ' +
       `(${fixed(options.durationSeconds, 1)} s in all); CPU us/req = that / answers in those windows; per sidecar = consumer + provider. CPU per request / haproxy-2hop's: ${cpuLine}. ` +
-      'peak RSS: VmHWM of /proc/<pid>/status of each proxy process at the end of the protocol\'s run (meshport: consumer + provider).',
+      "peak RSS: VmHWM of /proc/<pid>/status of each proxy process at the end of the protocol's run (meshport: consumer + provider).",
   ];
 }
 
@@ -1047,12 +1139,34 @@ function profileSections(runs: Map<BenchProtocol, ProtocolRun>): ReportSection[]
 /** What `--compare` watches: headline ratios first (the table of last runs shows the first three), the native engine against haproxy. */
 function metricsOf(outcome: Outcome): Metric[] {
   const { find, vsOf, meshTargets } = outcome;
-  const ratioMetric = (p: BenchProtocol, name: string, a: number[], b: number[], peer: string, better: Metric['better']): Metric => {
+  const ratioMetric = (
+    p: BenchProtocol,
+    name: string,
+    a: number[],
+    b: number[],
+    peer: string,
+    better: Metric['better'],
+  ): Metric => {
     const r = roundRatio(a, b);
-    return { name: `${P(p)}: ${name}`, value: round(r.ratio, 3), unit: 'x', better, spread: round(r.spread, 3), rounds: r.rounds, peer };
+    return {
+      name: `${P(p)}: ${name}`,
+      value: round(r.ratio, 3),
+      unit: 'x',
+      better,
+      spread: round(r.spread, 3),
+      rounds: r.rounds,
+      peer,
+    };
   };
   const rpsVsHaproxy = (p: BenchProtocol, t: MeshTarget) =>
-    ratioMetric(p, `${t} / haproxy-2hop req/s (8x16)`, find(p, t)!.rpsSamples, find(p, 'haproxy-2hop')!.rpsSamples, 'haproxy-2hop', 'higher');
+    ratioMetric(
+      p,
+      `${t} / haproxy-2hop req/s (8x16)`,
+      find(p, t)!.rpsSamples,
+      find(p, 'haproxy-2hop')!.rpsSamples,
+      'haproxy-2hop',
+      'higher',
+    );
   const cpuVsHaproxy = (p: BenchProtocol, t: MeshTarget): Metric => ({
     // Over all timed windows together: one figure, so it is compared with the single-round tolerance.
     name: `${P(p)}: ${t} / haproxy-2hop CPU per request`,
@@ -1085,11 +1199,34 @@ function metricsOf(outcome: Outcome): Metric[] {
       meshTargets.flatMap((t): Metric[] => {
         const m = find(p, t)!;
         return [
-          { name: `${P(p)}: ${t} req/s (8x16)`, value: Math.round(m.rps), unit: 'req/s', better: 'higher', spread: round(spread(m.rpsSamples), 3), rounds: m.rpsSamples.length },
-          { name: `${P(p)}: ${t} p50 (1x1)`, value: round(m.p50, 1), unit: 'us', better: 'lower', spread: round(spread(m.p50ByRound), 3), rounds: m.p50ByRound.length },
+          {
+            name: `${P(p)}: ${t} req/s (8x16)`,
+            value: Math.round(m.rps),
+            unit: 'req/s',
+            better: 'higher',
+            spread: round(spread(m.rpsSamples), 3),
+            rounds: m.rpsSamples.length,
+          },
+          {
+            name: `${P(p)}: ${t} p50 (1x1)`,
+            value: round(m.p50, 1),
+            unit: 'us',
+            better: 'lower',
+            spread: round(spread(m.p50ByRound), 3),
+            rounds: m.p50ByRound.length,
+          },
           ...m.procs
             .filter((x) => x.peakRssMB !== null && t === GOAL_TARGET)
-            .map((x): Metric => ({ name: `${P(p)}: ${t} ${x.role} peak RSS`, value: round(x.peakRssMB!, 1), unit: 'MB', better: 'lower', spread: 0, rounds: 1 })),
+            .map(
+              (x): Metric => ({
+                name: `${P(p)}: ${t} ${x.role} peak RSS`,
+                value: round(x.peakRssMB!, 1),
+                unit: 'MB',
+                better: 'lower',
+                spread: 0,
+                rounds: 1,
+              }),
+            ),
         ];
       }),
     ),
@@ -1097,7 +1234,11 @@ function metricsOf(outcome: Outcome): Metric[] {
 }
 
 function processesOf(rows: Row[]): ProcessUsage[] {
-  const roleName: Record<string, string> = { haproxy: 'haproxy (both hops)', consumer: 'meshport consumer router', provider: 'meshport provider router' };
+  const roleName: Record<string, string> = {
+    haproxy: 'haproxy (both hops)',
+    consumer: 'meshport consumer router',
+    provider: 'meshport provider router',
+  };
   return rows.flatMap((r) =>
     r.procs.map((p) => ({
       scope: `${P(r.protocol)}: ${r.target} (8x16 windows)`,
@@ -1111,8 +1252,17 @@ function processesOf(rows: Row[]): ProcessUsage[] {
 function chartsOf(rows: Row[]): SuiteCharts {
   const label = (r: Row) => `${P(r.protocol)}: ${r.target}`;
   return {
-    bars: { title: 'Requests/s, 8 connections x 16 in flight (whisker: spread of the rounds)', unit: 'req/s', bars: rows.map((r) => ({ label: label(r), value: r.rps, spread: r.rpsSpread })) },
-    lines: { title: 'Latency, 1 connection x 1 in flight', unit: 'us', x: ['p50', 'p90', 'p99'], series: rows.map((r) => ({ label: label(r), values: [r.p50, r.p90, r.p99] })) },
+    bars: {
+      title: 'Requests/s, 8 connections x 16 in flight (whisker: spread of the rounds)',
+      unit: 'req/s',
+      bars: rows.map((r) => ({ label: label(r), value: r.rps, spread: r.rpsSpread })),
+    },
+    lines: {
+      title: 'Latency, 1 connection x 1 in flight',
+      unit: 'us',
+      x: ['p50', 'p90', 'p99'],
+      series: rows.map((r) => ({ label: label(r), values: [r.p50, r.p90, r.p99] })),
+    },
   };
 }
 
@@ -1144,23 +1294,30 @@ function glance(results: ResultRow[]): { figures: string; goal: string } | null 
   const natives = PROTOCOLS.map((p) => row(p, GOAL_TARGET));
   if (natives.some((r) => r === undefined)) return null; // saved before the engines were split
   const n = (r: ResultRow | undefined, k: string) => (typeof r?.[k] === 'number' ? (r[k] as number) : Number.NaN);
-  const list = (k: string, f: (x: number) => string) => natives.map((r, i) => `${f(n(r, k))} (${P(PROTOCOLS[i])})`).join(', ');
+  const list = (k: string, f: (x: number) => string) =>
+    natives.map((r, i) => `${f(n(r, k))} (${P(PROTOCOLS[i])})`).join(', ');
   const rss = natives.flatMap((r) => [n(r, 'consumerPeakRssMB'), n(r, 'providerPeakRssMB')]);
   const js = PROTOCOLS.map((p) => row(p, 'meshport-2hop-js')).filter((r) => r !== undefined);
   const figures =
     `native engine: ${list('rpsRatioVsHaproxy', (x) => `${fixed(x, 2)}x`)} haproxy's req/s; CPU per request ${list('cpuPerReqRatioVsHaproxy', (x) => `${fixed(x, 2)}x`)} haproxy's; ` +
     `p50 ${list('p50DiffVsHaproxyUs', (x) => `${x >= 0 ? '+' : ''}${fixed(x, 1)} us`)} against haproxy's; peak RSS ${fixed(Math.min(...rss), 0)}-${fixed(Math.max(...rss), 0)} MB per sidecar` +
-    (js.length > 0 ? ` (TypeScript engine: ${js.map((r) => `${fixed(n(r, 'rpsRatioVsHaproxy'), 2)}x`).join(', ')} req/s)` : '');
+    (js.length > 0
+      ? ` (TypeScript engine: ${js.map((r) => `${fixed(n(r, 'rpsRatioVsHaproxy'), 2)}x`).join(', ')} req/s)`
+      : '');
   const flags: [string, string][] = [
     ['rpsGoalMet', 'req/s'],
     ['cpuGoalMet', 'CPU'],
     ['p50GoalMet', 'p50'],
     ['rssGoalMet', 'RSS'],
   ];
-  const missed = natives.flatMap((r, i) => flags.filter(([k]) => r![k] !== true).map(([, name]) => `${P(PROTOCOLS[i])} ${name}`));
+  const missed = natives.flatMap((r, i) =>
+    flags.filter(([k]) => r![k] !== true).map(([, name]) => `${P(PROTOCOLS[i])} ${name}`),
+  );
   const goal =
     `req/s >= ${fixed(GOAL.rpsRatio, 1)}x, CPU <= ${fixed(GOAL.cpuRatio, 1)}x, p50 <= haproxy, RSS <= ${GOAL.rssMB} MB: ` +
-    (missed.length === 0 ? 'all met' : `${flags.length * natives.length - missed.length} of ${flags.length * natives.length} met (missed: ${missed.join(', ')})`);
+    (missed.length === 0
+      ? 'all met'
+      : `${flags.length * natives.length - missed.length} of ${flags.length * natives.length} met (missed: ${missed.join(', ')})`);
   return { figures, goal };
 }
 

@@ -6,7 +6,18 @@
 
 import { fixed, int, percent, type Align } from '../format';
 import { renderReport } from '../render';
-import { CASES, SERVER, bpffsState, leftovers, maxConnections, measureOnce, nofileHardLimit, restoreBpffs, type CaseName, type Measurement } from '../hijack/rig';
+import {
+  CASES,
+  SERVER,
+  bpffsState,
+  leftovers,
+  maxConnections,
+  measureOnce,
+  nofileHardLimit,
+  restoreBpffs,
+  type CaseName,
+  type Measurement,
+} from '../hijack/rig';
 import { median, roundRatio, spread } from '../stats';
 import type { LineChart, Metric, ProcessUsage, ResultRow, Suite, SuiteOptions, SuiteReport } from '../suite';
 
@@ -28,7 +39,10 @@ const QUICK_CONNECTIONS = 200;
 /** `--quick`: 200 connections, one round. MESHPORT_BENCH_HIJACK_SIZES=1000,10000 picks the sizes. */
 function shape(options: SuiteOptions): Plan[] {
   const quick = options.quick;
-  const sizes = (process.env.MESHPORT_BENCH_HIJACK_SIZES ?? (quick ? String(QUICK_CONNECTIONS) : '1000,10000')).split(',').map(Number).filter((n) => n > 0);
+  const sizes = (process.env.MESHPORT_BENCH_HIJACK_SIZES ?? (quick ? String(QUICK_CONNECTIONS) : '1000,10000'))
+    .split(',')
+    .map(Number)
+    .filter((n) => n > 0);
   const cap = maxConnections();
   return sizes.map((wanted) => ({
     connections: Math.min(wanted, cap),
@@ -43,7 +57,8 @@ interface Row {
 }
 
 async function runSuite(options: SuiteOptions): Promise<SuiteReport> {
-  if (typeof process.getuid === 'function' && process.getuid() !== 0) throw new Error('the hijack suite needs root (netns, iptables, BPF)');
+  if (typeof process.getuid === 'function' && process.getuid() !== 0)
+    throw new Error('the hijack suite needs root (netns, iptables, BPF)');
   const seconds = Math.min(options.durationSeconds, 3);
   const plans = shape(options);
   const total = plans.reduce((a, p) => a + p.rounds * CASES.length, 0);
@@ -53,12 +68,16 @@ async function runSuite(options: SuiteOptions): Promise<SuiteReport> {
   const t0 = Date.now();
   try {
     for (const p of plans) {
-      const byCase = new Map<CaseName, Row>(CASES.map((c) => [c, { name: c, connections: p.connections, samples: [] }]));
+      const byCase = new Map<CaseName, Row>(
+        CASES.map((c) => [c, { name: c, connections: p.connections, samples: [] }]),
+      );
       for (let round = 0; round < p.rounds; round++) {
         // A B C D, then B C D A, ...: every case sees the start and the end of the size's window.
         const order = CASES.map((_, i) => CASES[(i + round) % CASES.length]);
         for (const c of order) {
-          byCase.get(c)!.samples.push(await measureOnce(c, p.connections, seconds, options.log, options.quick ? 0.5 : 1));
+          byCase
+            .get(c)!
+            .samples.push(await measureOnce(c, p.connections, seconds, options.log, options.quick ? 0.5 : 1));
           options.progress(++done, total);
         }
       }
@@ -96,7 +115,24 @@ function figures(r: Row) {
 }
 
 function report(rows: Row[], plans: Plan[], seconds: number, elapsed: number): SuiteReport {
-  const headers = ['case', 'conns', 'rounds', 'conn/s', 'spread', 'conntrack', 'req/s', 'spread', 'x direct', 'x REDIRECT', 'p50 us', 'p99 us', '1x1 p50 us', '1x1 p99 us', 'CPU us/req app+relay+server', 'errors'];
+  const headers = [
+    'case',
+    'conns',
+    'rounds',
+    'conn/s',
+    'spread',
+    'conntrack',
+    'req/s',
+    'spread',
+    'x direct',
+    'x REDIRECT',
+    'p50 us',
+    'p99 us',
+    '1x1 p50 us',
+    '1x1 p99 us',
+    'CPU us/req app+relay+server',
+    'errors',
+  ];
   const align: Align[] = ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'];
   const table: string[][] = [];
   const results: ResultRow[] = [];
@@ -153,8 +189,18 @@ function report(rows: Row[], plans: Plan[], seconds: number, elapsed: number): S
     }
     const best = of('connect-hook+sockmap');
     const ratio = best.rps / redirect.rps;
-    goals.push([`${int(p.connections)} conns: connect hook + sockmap / REDIRECT req/s`, `${fixed(ratio, 2)}x`, `>= ${GOAL_RATIO}x`, ratio >= GOAL_RATIO ? 'yes' : 'NO']);
-    goals.push([`${int(p.connections)} conns: conntrack entries, connect hook + sockmap`, int(best.conntrack), '0', best.conntrack === 0 ? 'yes' : 'NO']);
+    goals.push([
+      `${int(p.connections)} conns: connect hook + sockmap / REDIRECT req/s`,
+      `${fixed(ratio, 2)}x`,
+      `>= ${GOAL_RATIO}x`,
+      ratio >= GOAL_RATIO ? 'yes' : 'NO',
+    ]);
+    goals.push([
+      `${int(p.connections)} conns: conntrack entries, connect hook + sockmap`,
+      int(best.conntrack),
+      '0',
+      best.conntrack === 0 ? 'yes' : 'NO',
+    ]);
   }
   const goalHeaders = ['goal', 'measured', 'target', 'met'];
   const goalAlign: Align[] = ['l', 'r', 'r', 'l'];
@@ -179,12 +225,12 @@ function report(rows: Row[], plans: Plan[], seconds: number, elapsed: number): S
   }
   const method = [
     `Rig: one fresh network namespace per measurement (and, for the connect hook, a fresh cgroup v2 directory under the cgroup2 mount); the server (runners/hijack-echo-process, echoes every byte) listens on ${SERVER.host}:${SERVER.port} on the namespace's lo; the capture listener (runners/hijack-relay-process: the real CaptureListener of @meshport/sidecar, empty route table, so every connection is passed through to SO_ORIGINAL_DST, relayed on the native engine's thread as the sidecar does; MESHPORT_ENGINE=js relays in Node as before) listens on 127.0.0.1:15001 as uid 1337; the app (runners/hijack-loadgen-process, RLIMIT_NOFILE raised by \`ulimit -n\` in its spawn shell) connects to ${SERVER.host}:${SERVER.port}. Plans from @meshport/hijack planRules/applyPlan (\`inboundPorts: []\`: outbound capture only), removed with removePlan; the namespace, cgroup and BPF pins go after each measurement. net.ipv4.ip_local_port_range 10000-65000 in the namespace, net.core.somaxconn ${figures(rows[0]).somaxconn}, listen backlogs 4096.`,
-    'direct: the same app and server, no relay and no rules (the floor). REDIRECT: iptables nat OUTPUT REDIRECT to 15001 (uid 1337 excluded). connect hook: cgroup/connect4 rewrites the connect to 127.0.0.1:15001, sockops + cgroup/getsockopt answer SO_ORIGINAL_DST; app and relay in the cgroup. + sockmap: sockops puts both loopback ends of the app <-> relay hop in a SOCKHASH and sk_msg hands the app\'s writes straight to the relay\'s socket (and back); the relay -> server hop is not loopback and takes the normal path.',
+    "direct: the same app and server, no relay and no rules (the floor). REDIRECT: iptables nat OUTPUT REDIRECT to 15001 (uid 1337 excluded). connect hook: cgroup/connect4 rewrites the connect to 127.0.0.1:15001, sockops + cgroup/getsockopt answer SO_ORIGINAL_DST; app and relay in the cgroup. + sockmap: sockops puts both loopback ends of the app <-> relay hop in a SOCKHASH and sk_msg hands the app's writes straight to the relay's socket (and back); the relay -> server hop is not loopback and takes the normal path.",
     `conn/s: the app opens all N connections, 128 at a time; each counts when connected and its first 64-byte round trip came back (so the relay's upstream connect is included), N / wall time. conntrack: \`conntrack -C\` in the namespace with all N open.`,
     `req/s: every connection ping-pongs one 64-byte message at a time (one in flight per connection, N in flight in all) for ${seconds} s after a 0.5 s warm-up; p50/p99 from hrtime write -> full answer over every request of the window (with N in flight these are queueing delays of the saturated processes). 1x1: afterwards, one connection alone for 1 s, one message at a time: the unloaded round trip through the path. CPU us/req: utime + stime of each process (/proc/PID/stat) over the timed window / requests in it. Rounds interleave the cases (order rotated each round); figures are medians over rounds, spread = (max - min) / median. the large tier: ${plans.at(-1)?.rounds ?? 0} round(s) per case (each 10k measurement is several seconds of setup). errors: failed connects plus broken connections.`,
     `All processes (app, relay, server, and the bench) share the machine's CPUs; ratios between cases of one run are the figure to read. Suite wall time ${fixed(elapsed, 0)} s.`,
     `Connection counts: the large tier asks for 10,000; the relay (one process, like the sidecar) needs two descriptors a connection and RLIMIT_NOFILE's hard limit on this machine is ${int(nofileHardLimit())} (the soft limit is raised to it with \`ulimit -n\`; raising the hard limit needs CAP_SYS_RESOURCE, which this container lacks), so it runs at ${int(maxConnections())} where that is lower.`,
-    'Not measured: TPROXY. It is an inbound mode (outbound stays REDIRECT in the tproxy plan, so its outbound figures are REDIRECT\'s); an inbound rig (client in a second namespace over veth, transparent listener relay) is not part of this suite yet.',
+    "Not measured: TPROXY. It is an inbound mode (outbound stays REDIRECT in the tproxy plan, so its outbound figures are REDIRECT's); an inbound rig (client in a second namespace over veth, transparent listener relay) is not part of this suite yet.",
   ];
   // The method is for the docs page; a terminal gets the figures and the notes on them.
   const { text, markdown } = renderReport([
@@ -207,9 +253,22 @@ function extras(rows: Row[], plans: Plan[]): Pick<SuiteReport, 'metrics' | 'proc
     const tier = `${int(p.connections)} conns`;
     const ratio = (a: CaseName, b: CaseName): Metric => {
       const r = roundRatio(rps(a), rps(b));
-      return { name: `${tier}: ${LABEL[a]} / ${LABEL[b]} req/s`, value: Math.round(r.ratio * 1000) / 1000, unit: 'x', better: 'higher', spread: Math.round(r.spread * 1000) / 1000, rounds: r.rounds, peer: LABEL[b] };
+      return {
+        name: `${tier}: ${LABEL[a]} / ${LABEL[b]} req/s`,
+        value: Math.round(r.ratio * 1000) / 1000,
+        unit: 'x',
+        better: 'higher',
+        spread: Math.round(r.spread * 1000) / 1000,
+        rounds: r.rounds,
+        peer: LABEL[b],
+      };
     };
-    metrics.push(ratio('connect-hook+sockmap', 'redirect'), ratio('connect-hook', 'redirect'), ratio('redirect', 'direct'), ratio('connect-hook+sockmap', 'direct'));
+    metrics.push(
+      ratio('connect-hook+sockmap', 'redirect'),
+      ratio('connect-hook', 'redirect'),
+      ratio('redirect', 'direct'),
+      ratio('connect-hook+sockmap', 'direct'),
+    );
     const rd = row('redirect').samples;
     metrics.push({
       name: `${tier}: REDIRECT conntrack entries per connection`,
@@ -221,8 +280,15 @@ function extras(rows: Row[], plans: Plan[]): Pick<SuiteReport, 'metrics' | 'proc
     });
     for (const c of CASES) {
       const s = row(c).samples;
-      bars.push({ label: `${tier}: ${LABEL[c]}`, value: median(s.map((m) => m.reqPerSec)), spread: spread(s.map((m) => m.reqPerSec)) });
-      series.push({ label: `${tier}: ${LABEL[c]}`, values: [median(s.map((m) => m.p50us1x1)), median(s.map((m) => m.p99us1x1))] });
+      bars.push({
+        label: `${tier}: ${LABEL[c]}`,
+        value: median(s.map((m) => m.reqPerSec)),
+        spread: spread(s.map((m) => m.reqPerSec)),
+      });
+      series.push({
+        label: `${tier}: ${LABEL[c]}`,
+        values: [median(s.map((m) => m.p50us1x1)), median(s.map((m) => m.p99us1x1))],
+      });
       for (const proc of ['loadgen', 'relay', 'echo'] as const) {
         const used = s.map((m) => m.usage[proc]).filter((u): u is NonNullable<typeof u> => u !== undefined);
         if (used.length === 0) continue;
@@ -240,7 +306,11 @@ function extras(rows: Row[], plans: Plan[]): Pick<SuiteReport, 'metrics' | 'proc
     metrics,
     processes,
     charts: {
-      bars: { title: 'Ping-pong requests/s, all connections at once (whisker: spread of the rounds)', unit: 'req/s', bars },
+      bars: {
+        title: 'Ping-pong requests/s, all connections at once (whisker: spread of the rounds)',
+        unit: 'req/s',
+        bars,
+      },
       lines: { title: 'Round trip of one connection alone (1x1)', unit: 'us', x: ['p50', 'p99'], series },
     },
   };
@@ -253,7 +323,8 @@ const GOAL_RATIO = 1.2;
 function glance(results: ResultRow[]): { figures: string; goal: string } | null {
   const hooks = results.filter((r) => r.case === 'connect-hook+sockmap' && typeof r.vsRedirect === 'number');
   if (hooks.length === 0) return null;
-  const at = (r: ResultRow) => `${fixed(Number(r.vsRedirect), 2)}x REDIRECT, ${fixed(Number(r.vsDirect), 2)}x direct at ${int(Number(r.connections))} connections`;
+  const at = (r: ResultRow) =>
+    `${fixed(Number(r.vsRedirect), 2)}x REDIRECT, ${fixed(Number(r.vsDirect), 2)}x direct at ${int(Number(r.connections))} connections`;
   const relay = hooks.map((r) => fixed(Number(r.cpuUsPerReqRelay), 1)).join(' / ');
   const met = hooks.every((r) => Number(r.vsRedirect) >= GOAL_RATIO);
   return {
@@ -266,8 +337,12 @@ function glance(results: ResultRow[]): { figures: string; goal: string } | null 
 
 export const hijackSuite: Suite = {
   name: 'hijack',
-  summary: 'capture modes (REDIRECT, connect hook, + sockmap) at 1k/10k conns: conntrack, conn/s, req/s, p50/p99 (root)',
-  unavailable: () => (typeof process.getuid === 'function' && process.getuid() !== 0 ? 'needs root (network namespaces, iptables, BPF)' : null),
+  summary:
+    'capture modes (REDIRECT, connect hook, + sockmap) at 1k/10k conns: conntrack, conn/s, req/s, p50/p99 (root)',
+  unavailable: () =>
+    typeof process.getuid === 'function' && process.getuid() !== 0
+      ? 'needs root (network namespaces, iptables, BPF)'
+      : null,
   glance,
   run: runSuite,
 };

@@ -7,4 +7,6 @@ import { hijackSuite } from './hijack';
 import { memorySuite } from './memory';
 import { registrySuite } from './registry';
 
-export const SUITES: ReadonlyMap<string, Suite> = new Map([decodeSuite, forwardSuite, registrySuite, memorySuite, hijackSuite].map((s) => [s.name, s]));
+export const SUITES: ReadonlyMap<string, Suite> = new Map(
+  [decodeSuite, forwardSuite, registrySuite, memorySuite, hijackSuite].map((s) => [s.name, s]),
+);

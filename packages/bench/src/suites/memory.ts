@@ -98,7 +98,7 @@ function askProbe(child: ChildProcess): Promise<ProbeAnswer['memory']> {
       reject(new Error('memory probe: no answer within 10 s'));
     }, 10_000);
     const on = (msg: Partial<ProbeAnswer>) => {
-      if (!msg || !msg.memory) return;
+      if (!msg?.memory) return;
       clearTimeout(timer);
       child.off('message', on);
       resolve(msg.memory);
@@ -137,7 +137,9 @@ async function sidecarConfig(dir: string, zk: BenchZooKeeper, name: string): Pro
 async function start(c: Case, dir: string, zk: BenchZooKeeper): Promise<{ child: ChildProcess; startMs: number }> {
   const t0 = performance.now();
   if (c === 'bare-node') {
-    const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1e9)'], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1e9)'], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
     track(child);
     await new Promise<void>((resolve, reject) => {
       child.once('spawn', () => resolve());
@@ -150,11 +152,15 @@ async function start(c: Case, dir: string, zk: BenchZooKeeper): Promise<{ child:
   const [file, adminText] = (await sidecarConfig(dir, zk, c)).split('\n');
   const admin = Number(adminText);
   const execArgv = ['-r', PROBE, ...(c === 'meshport-sidecar-v8-defaults' ? V8_DEFAULT_FLAGS : [])];
-  const child = fork(MESHPORT_BIN, ['sidecar', '--config', file!], { execArgv, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  const child = fork(MESHPORT_BIN, ['sidecar', '--config', file!], {
+    execArgv,
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  });
   track(child);
   const deadline = Date.now() + 30_000;
   for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${c}: meshport sidecar exited (${child.exitCode ?? child.signalCode}) before it was ready`);
+    if (child.exitCode !== null || child.signalCode !== null)
+      throw new Error(`${c}: meshport sidecar exited (${child.exitCode ?? child.signalCode}) before it was ready`);
     if ((await getStatus(admin, '/ready')) === 200) break;
     if (Date.now() > deadline) {
       await stopChild(child);
@@ -170,7 +176,9 @@ async function measureRound(dir: string, zk: BenchZooKeeper, settleSeconds: numb
   try {
     for (const c of CASES) started.set(c, await start(c, dir, zk));
     const rss: Record<Case, number[]> = { 'meshport-sidecar': [], 'meshport-sidecar-v8-defaults': [], 'bare-node': [] };
-    const ready = Object.fromEntries(CASES.map((c) => [c, (statusKB(started.get(c)!.child.pid!, 'VmRSS') ?? 0) / 1024])) as Record<Case, number>;
+    const ready = Object.fromEntries(
+      CASES.map((c) => [c, (statusKB(started.get(c)!.child.pid!, 'VmRSS') ?? 0) / 1024]),
+    ) as Record<Case, number>;
     const cpu = (c: Case) => {
       const t = cpuTimes(started.get(c)!.child.pid!);
       return t ? t.user + t.system : NaN;
@@ -263,7 +271,17 @@ function report(rounds: Record<Case, Sample>[], shape: typeof FULL): SuiteReport
     };
   });
 
-  const headers = ['case', 'idle RSS MB', 'spread', 'at ready MB', 'peak MB', 'V8 heap used / committed MB', 'modules', 'start ms', 'CPU s idle'];
+  const headers = [
+    'case',
+    'idle RSS MB',
+    'spread',
+    'at ready MB',
+    'peak MB',
+    'V8 heap used / committed MB',
+    'modules',
+    'start ms',
+    'CPU s idle',
+  ];
   const align: Align[] = ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'];
   const rows = CASES.map((c) => {
     const p = last[c].probe;
@@ -279,7 +297,14 @@ function report(rounds: Record<Case, Sample>[], shape: typeof FULL): SuiteReport
       fixed(median(rounds.map((r) => r[c].idleCpuSeconds)), 2),
     ];
   });
-  const goalRows = [['idle sidecar, one ZooKeeper registry', `${mb(med('meshport-sidecar'))} MB`, `<= ${GOAL_IDLE_MB} MB`, met ? 'yes' : 'NO']];
+  const goalRows = [
+    [
+      'idle sidecar, one ZooKeeper registry',
+      `${mb(med('meshport-sidecar'))} MB`,
+      `<= ${GOAL_IDLE_MB} MB`,
+      met ? 'yes' : 'NO',
+    ],
+  ];
 
   // Where the shipped sidecar's RSS is, by kind of mapping, next to the bare node's total.
   const r = shipped.resident;
@@ -289,28 +314,48 @@ function report(rounds: Record<Case, Sample>[], shape: typeof FULL): SuiteReport
   const whereHeaders = ['part of the idle sidecar RSS', 'MB', 'what it is'];
   const whereAlign: Align[] = ['l', 'r', 'l'];
   const whereRows = [
-    ['node executable pages', mb(r.nodeBinary / 1024), `code and read-only data of /usr/bin/node that ran (a bare node: ${mb(bare)} MB in all)`],
+    [
+      'node executable pages',
+      mb(r.nodeBinary / 1024),
+      `code and read-only data of /usr/bin/node that ran (a bare node: ${mb(bare)} MB in all)`,
+    ],
     ['other mapped files', mb(r.otherFiles / 1024), 'libc, libstdc++, libm'],
-    ['V8 heap, resident', mb(heapResident), `committed ${mb(shipped.heapTotal / MB)} MB, live ${mb(shipped.heapUsed / MB)} MB: ` + Object.entries(shipped.spaces).map(([n, s]) => `${n.replace('_space', '')} ${mb(s[2] / MB)}`).join(', ')],
-    ['malloc, main arena', mb(r.mallocMain / 1024), `Node's and V8's C++ allocations, ArrayBuffer memory (external ${mb(shipped.external / MB)} MB)`],
-    ['other anonymous memory', mb(anonOther), `thread stacks and the malloc arenas of ${shipped.threads - 1} other threads (V8 platform workers, libuv pool)`],
+    [
+      'V8 heap, resident',
+      mb(heapResident),
+      `committed ${mb(shipped.heapTotal / MB)} MB, live ${mb(shipped.heapUsed / MB)} MB: ` +
+        Object.entries(shipped.spaces)
+          .map(([n, s]) => `${n.replace('_space', '')} ${mb(s[2] / MB)}`)
+          .join(', '),
+    ],
+    [
+      'malloc, main arena',
+      mb(r.mallocMain / 1024),
+      `Node's and V8's C++ allocations, ArrayBuffer memory (external ${mb(shipped.external / MB)} MB)`,
+    ],
+    [
+      'other anonymous memory',
+      mb(anonOther),
+      `thread stacks and the malloc arenas of ${shipped.threads - 1} other threads (V8 platform workers, libuv pool)`,
+    ],
   ];
   const packages = Object.entries(shipped.modulesByPackage).sort((a, b) => b[1] - a[1]);
   const moduleLine =
     `Modules loaded by the idle sidecar: ${shipped.modules} files (${shipped.builtins} of Node's own modules and bindings), by package: ` +
-    packages.map(([n, k]) => `${n} ${k}`).join(', ') + '.';
+    packages.map(([n, k]) => `${n} ${k}`).join(', ') +
+    '.';
 
   const notes = [
     `Idle RSS: the last of the samples of /proc/PID/status VmRSS taken every ${SAMPLE_MS} ms over ${shape.settleSeconds} s of idle after the sidecar answered /ready ` +
-      '(V8\'s memory reducer shrinks the heap of a process gone idle a few seconds after start-up); median over ' +
+      "(V8's memory reducer shrinks the heap of a process gone idle a few seconds after start-up); median over " +
       `${shape.rounds} round${shape.rounds === 1 ? '' : 's'}; the three processes run side by side in each round. Peak: VmHWM. MB = 2^20 bytes.`,
     'meshport-sidecar: `node -r runners/memory-probe.js packages/cli/bin/meshport.js sidecar --config FILE`, the command a pod runs, with the ' +
-      'router\'s outbound and inbound listeners, admin, pino at warn, and one `zookeeper` registry (a facade, and `services` naming one ' +
+      "router's outbound and inbound listeners, admin, pino at warn, and one `zookeeper` registry (a facade, and `services` naming one " +
       'service, so its upstream session is open) against a ZooKeeper 3.8 the suite starts. The probe answers the suite over IPC with ' +
-      'process.memoryUsage(), V8\'s spaces, /proc/self/smaps by kind of mapping and the module cache; it loads no module of its own.',
+      "process.memoryUsage(), V8's spaces, /proc/self/smaps by kind of mapping and the module cache; it loads no module of its own.",
     `meshport-sidecar-v8-defaults: the same with \`${V8_DEFAULT_FLAGS.join(' ')}\`, V8's own values, which the daemon's settings then leave alone.`,
-    'bare-node: `node -e \'setInterval(() => {}, 1e9)\'`, the floor any Node process starts from here.',
-    'What 10,000 endpoints add is the `registry` suite\'s figure (a `Sidecar` in a process of its own, with the daemon\'s V8 settings).',
+    "bare-node: `node -e 'setInterval(() => {}, 1e9)'`, the floor any Node process starts from here.",
+    "What 10,000 endpoints add is the `registry` suite's figure (a `Sidecar` in a process of its own, with the daemon's V8 settings).",
     `The suite has a fixed shape (${shape.rounds} round${shape.rounds === 1 ? '' : 's'} of ${shape.settleSeconds} s idle); --duration and --rounds do not apply to it. 'start ms': from the fork to /ready (the sidecar) or to the spawn (the bare node); 'CPU s idle': user + system seconds of all its threads over the idle time (/proc/PID/stat).`,
   ];
   const verdict =
@@ -328,12 +373,27 @@ function report(rounds: Record<Case, Sample>[], shape: typeof FULL): SuiteReport
 
   const ratio = (a: Case, b: Case): Metric => {
     const rr = roundRatio(idle(a), idle(b));
-    return { name: `idle RSS: ${a} / ${b}`, value: Number(fixed(rr.ratio, 3)), unit: 'x', better: 'lower', spread: Number(fixed(rr.spread, 3)), rounds: rr.rounds, peer: b };
+    return {
+      name: `idle RSS: ${a} / ${b}`,
+      value: Number(fixed(rr.ratio, 3)),
+      unit: 'x',
+      better: 'lower',
+      spread: Number(fixed(rr.spread, 3)),
+      rounds: rr.rounds,
+      peer: b,
+    };
   };
   const metrics: Metric[] = [
     ratio('meshport-sidecar', 'bare-node'),
     ratio('meshport-sidecar', 'meshport-sidecar-v8-defaults'),
-    { name: 'meshport-sidecar idle RSS', value: Number(mb(med('meshport-sidecar'))), unit: 'MB', better: 'lower', spread: Number(fixed(spread(idle('meshport-sidecar')), 3)), rounds: rounds.length },
+    {
+      name: 'meshport-sidecar idle RSS',
+      value: Number(mb(med('meshport-sidecar'))),
+      unit: 'MB',
+      better: 'lower',
+      spread: Number(fixed(spread(idle('meshport-sidecar')), 3)),
+      rounds: rounds.length,
+    },
   ];
   const processes: ProcessUsage[] = CASES.map((c) => ({
     scope: 'start-up + idle',
@@ -342,7 +402,11 @@ function report(rounds: Record<Case, Sample>[], shape: typeof FULL): SuiteReport
     peakRssMB: Number(mb(median(rounds.map((x) => x[c].peakMB)))),
   }));
   const charts = {
-    bars: { title: 'Idle RSS (MB)', unit: 'MB', bars: CASES.map((c) => ({ label: c, value: med(c), spread: spread(idle(c)) })) },
+    bars: {
+      title: 'Idle RSS (MB)',
+      unit: 'MB',
+      bars: CASES.map((c) => ({ label: c, value: med(c), spread: spread(idle(c)) })),
+    },
     lines: {
       title: 'RSS while idle, last round (MB)',
       unit: 'MB',

@@ -151,7 +151,9 @@ async function waitSeen(children: Record<Who, Child>, ids: string[], timeoutMs: 
     const missing = WHO.map((w) => ({ w, n: ids.reduce((a, id) => a + (children[w].seen.has(id) ? 0 : 1), 0) }));
     if (missing.every((m) => m.n === 0)) return;
     if (Date.now() > deadline) {
-      throw new Error(`registry: not seen within ${timeoutMs} ms: ${missing.map((m) => `${LABEL[m.w]} misses ${m.n} of ${ids.length}`).join(', ')}`);
+      throw new Error(
+        `registry: not seen within ${timeoutMs} ms: ${missing.map((m) => `${LABEL[m.w]} misses ${m.n} of ${ids.length}`).join(', ')}`,
+      );
     }
     await sleep(20);
   }
@@ -164,7 +166,7 @@ function askMemory(child: Started<WatcherReady>, gc = false): Promise<MemoryFigu
       reject(new Error('no answer to a memory request within 10 s'));
     }, 10_000);
     const on = (msg: { memory?: MemoryFigures }) => {
-      if (!msg || !msg.memory) return;
+      if (!msg?.memory) return;
       clearTimeout(timer);
       child.child.off('message', on);
       resolve(msg.memory);
@@ -191,13 +193,21 @@ function cpuOf(all: Record<Who, Child>, zk: BenchZooKeeper): Record<Who | 'zooke
     const c = pid === undefined ? null : cpuTimes(pid);
     return c ? c.user + c.system : null;
   };
-  return { sidecar: secs(all.sidecar.started.child.pid), watcher: secs(all.watcher.started.child.pid), zookeeper: secs(zk.pid) };
+  return {
+    sidecar: secs(all.sidecar.started.child.pid),
+    watcher: secs(all.watcher.started.child.pid),
+    zookeeper: secs(zk.pid),
+  };
 }
 
 /** Peak RSS (VmHWM) of the same three. */
 function usageOf(all: Record<Who, Child>, zk: BenchZooKeeper): Record<Who | 'zookeeper', number | null> {
   const peak = (pid: number | undefined) => (pid === undefined ? null : peakRssMB(pid));
-  return { sidecar: peak(all.sidecar.started.child.pid), watcher: peak(all.watcher.started.child.pid), zookeeper: peak(zk.pid) };
+  return {
+    sidecar: peak(all.sidecar.started.child.pid),
+    watcher: peak(all.watcher.started.child.pid),
+    zookeeper: peak(zk.pid),
+  };
 }
 
 async function measure(options: SuiteOptions): Promise<RunData> {
@@ -226,17 +236,30 @@ async function measure(options: SuiteOptions): Promise<RunData> {
 
     log(`creating the providers nodes of ${shape.services} services`);
     const ifaces = Array.from({ length: shape.services }, (_, i) => interfaceName(i));
-    await Promise.all(ifaces.map((iface) => zkCall<string>((cb) => c.mkdirp(providersPath(iface), null, zkm.CreateMode.PERSISTENT, cb))));
+    await Promise.all(
+      ifaces.map((iface) =>
+        zkCall<string>((cb) => c.mkdirp(providersPath(iface), null, zkm.CreateMode.PERSISTENT, cb)),
+      ),
+    );
 
     log('starting the meshport sidecar and the bare watcher');
     const args = [JSON.stringify({ connectString: zk.connectString, services: shape.services })];
     const starts = WHO.map(async (w) => {
       const script = w === 'sidecar' ? 'registry-sidecar-process.js' : 'registry-watcher-process.js';
-      const env = w === 'sidecar' && profileDir ? { ...process.env, MESHPORT_BENCH_PROFILE: path.join(profileDir, 'registry-sidecar.cpuprofile') } : process.env;
+      const env =
+        w === 'sidecar' && profileDir
+          ? { ...process.env, MESHPORT_BENCH_PROFILE: path.join(profileDir, 'registry-sidecar.cpuprofile') }
+          : process.env;
       if (w === 'sidecar' && profileDir) mkdirSync(profileDir, { recursive: true });
       // --expose-gc only lets the driver ask for a collection before the last memory reading; nothing else calls gc().
       const execArgv = ['--expose-gc', ...(w === 'sidecar' ? sidecarNodeFlags() : [])];
-      const started = await startRunner<WatcherReady>(script, { args, env, execArgv, readyVia: 'ipc', timeoutMs: 60_000 });
+      const started = await startRunner<WatcherReady>(script, {
+        args,
+        env,
+        execArgv,
+        readyVia: 'ipc',
+        timeoutMs: 60_000,
+      });
       const child: Child = { started, seen: new Map() };
       started.child.on('message', (msg: Partial<SeenMessage>) => {
         if (!msg || !Array.isArray(msg.seen)) return;
@@ -260,7 +283,10 @@ async function measure(options: SuiteOptions): Promise<RunData> {
     for (let e = 0; e < BULK_PER_SERVICE; e++) {
       for (let i = 0; i < shape.services; i++) {
         const url = providerUrl(ifaces[i], e, startTime);
-        bulkNodes.push({ node: `${providersPath(ifaces[i])}/${encodeURIComponent(url)}`, id: endpointId(serviceKey(i), endpointHost(e), PROVIDER_PORT) });
+        bulkNodes.push({
+          node: `${providersPath(ifaces[i])}/${encodeURIComponent(url)}`,
+          id: endpointId(serviceKey(i), endpointHost(e), PROVIDER_PORT),
+        });
       }
     }
     log(`bulk load: ${int(bulkNodes.length)} provider nodes`);
@@ -276,12 +302,18 @@ async function measure(options: SuiteOptions): Promise<RunData> {
       }
     };
     await Promise.all(Array.from({ length: BULK_WINDOW }, worker));
-    await waitSeen(all, bulkNodes.map((b) => b.id), 60_000);
+    await waitSeen(
+      all,
+      bulkNodes.map((b) => b.id),
+      60_000,
+    );
     const allSeenAt = Object.fromEntries(
       WHO.map((w) => [w, Math.max(...bulkNodes.map((b) => all[w].seen.get(b.id)!))]),
     ) as Record<Who, number>;
     step();
-    log(`bulk load seen: sidecar after ${int(allSeenAt.sidecar - bulkSentAt)} ms, watcher after ${int(allSeenAt.watcher - bulkSentAt)} ms`);
+    log(
+      `bulk load seen: sidecar after ${int(allSeenAt.sidecar - bulkSentAt)} ms, watcher after ${int(allSeenAt.watcher - bulkSentAt)} ms`,
+    );
     await sleep(ROUND_PAUSE_MS);
     for (const w of WHO) all[w].memoryAfterBulk = await askMemory(all[w].started);
 
@@ -317,7 +349,11 @@ async function measure(options: SuiteOptions): Promise<RunData> {
         await sleep(GAP_MIN_MS + random() * (GAP_MAX_MS - GAP_MIN_MS));
       }
       await Promise.all(acks);
-      await waitSeen(all, slice.map((i) => endpointId(serviceKey(i), endpointHost(e), PROVIDER_PORT)), 30_000);
+      await waitSeen(
+        all,
+        slice.map((i) => endpointId(serviceKey(i), endpointHost(e), PROVIDER_PORT)),
+        30_000,
+      );
       await sleep(ROUND_PAUSE_MS);
       step();
     }
@@ -383,7 +419,14 @@ async function run(options: SuiteOptions): Promise<SuiteReport> {
   const added = dist(extra);
   const perRoundP99 = (w: Who) =>
     Array.from({ length: shape.rounds }, (_, r) =>
-      round(dist(registrations.filter((x) => x.round === r && children[w].seen.has(x.id)).map((x) => children[w].seen.get(x.id)! - x.sentAt)).p99, 2),
+      round(
+        dist(
+          registrations
+            .filter((x) => x.round === r && children[w].seen.has(x.id))
+            .map((x) => children[w].seen.get(x.id)! - x.sentAt),
+        ).p99,
+        2,
+      ),
     );
   const bulkMs = (w: Who) => data.bulk.allSeenAt[w] - data.bulk.sentAt;
   const mem = (w: Who) => ({
@@ -459,24 +502,83 @@ async function run(options: SuiteOptions): Promise<SuiteReport> {
   const endpoints = shape.services * ENDPOINTS_PER_SERVICE;
   const ms = (x: number) => fixed(x, 1);
   const mb = (x: number) => fixed(x / MB, 1);
-  const headers = ['case', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'missed', `bulk ${int(data.bulk.creates / 1000)}k ms`, 'RSS idle MB', `RSS ${int(endpoints / 1000)}k MB`, 'peak RSS MB', 'heap used MB', 'after GC: RSS / heap MB'];
+  const headers = [
+    'case',
+    'p50 ms',
+    'p90 ms',
+    'p99 ms',
+    'max ms',
+    'missed',
+    `bulk ${int(data.bulk.creates / 1000)}k ms`,
+    'RSS idle MB',
+    `RSS ${int(endpoints / 1000)}k MB`,
+    'peak RSS MB',
+    'heap used MB',
+    'after GC: RSS / heap MB',
+  ];
   const align: Align[] = ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'];
   const rows = [
     ...WHO.map((w) => {
       const m = mem(w);
       return [
-        LABEL[w], ms(d[w].p50), ms(d[w].p90), ms(d[w].p99), ms(d[w].max), String(missing[w]), int(bulkMs(w)),
-        mb(m.idle.rss), mb(m.all.rss), mb(m.all.maxRss), mb(m.all.heapUsed), `${mb(m.gc.rss)} / ${mb(m.gc.heapUsed)}`,
+        LABEL[w],
+        ms(d[w].p50),
+        ms(d[w].p90),
+        ms(d[w].p99),
+        ms(d[w].max),
+        String(missing[w]),
+        int(bulkMs(w)),
+        mb(m.idle.rss),
+        mb(m.all.rss),
+        mb(m.all.maxRss),
+        mb(m.all.heapUsed),
+        `${mb(m.gc.rss)} / ${mb(m.gc.heapUsed)}`,
       ];
     }),
-    ['ZooKeeper create() ack', ms(ack.p50), ms(ack.p90), ms(ack.p99), ms(ack.max), '-', `${int(data.bulk.lastAckAt - data.bulk.sentAt)} (last ack)`, '-', '-', '-', '-', '-'],
-    ['sidecar minus watcher, per registration', ms(added.p50), ms(added.p90), ms(added.p99), ms(added.max), '-', int(bulkMs('sidecar') - bulkMs('watcher')), '-', '-', '-', '-', '-'],
+    [
+      'ZooKeeper create() ack',
+      ms(ack.p50),
+      ms(ack.p90),
+      ms(ack.p99),
+      ms(ack.max),
+      '-',
+      `${int(data.bulk.lastAckAt - data.bulk.sentAt)} (last ack)`,
+      '-',
+      '-',
+      '-',
+      '-',
+      '-',
+    ],
+    [
+      'sidecar minus watcher, per registration',
+      ms(added.p50),
+      ms(added.p90),
+      ms(added.p99),
+      ms(added.max),
+      '-',
+      int(bulkMs('sidecar') - bulkMs('watcher')),
+      '-',
+      '-',
+      '-',
+      '-',
+      '-',
+    ],
   ];
   const goalHeaders = ['goal', 'measured', 'target', 'met'];
   const goalAlign: Align[] = ['l', 'r', 'r', 'l'];
   const goalRows = [
-    ['p99 registration -> routed by the sidecar', `${ms(d.sidecar.p99)} ms`, `<= ${GOAL_P99_MS} ms`, p99Met ? 'yes' : 'NO'],
-    [`sidecar RSS with ${int(endpoints)} endpoints / ${int(shape.services)} services`, `${fixed(rssMB, 1)} MB`, `<= ${GOAL_RSS_MB} MB`, rssMet ? 'yes' : 'NO'],
+    [
+      'p99 registration -> routed by the sidecar',
+      `${ms(d.sidecar.p99)} ms`,
+      `<= ${GOAL_P99_MS} ms`,
+      p99Met ? 'yes' : 'NO',
+    ],
+    [
+      `sidecar RSS with ${int(endpoints)} endpoints / ${int(shape.services)} services`,
+      `${fixed(rssMB, 1)} MB`,
+      `<= ${GOAL_RSS_MB} MB`,
+      rssMet ? 'yes' : 'NO',
+    ],
     ['sidecar peak RSS over the run', `${fixed(peakMB, 1)} MB`, `<= ${GOAL_RSS_MB} MB`, peakMet ? 'yes' : 'NO'],
     ['p99: meshport-sidecar / bare-watcher', `${fixed(ratio, 2)}x`, '(reported)', '-'],
   ];
@@ -486,7 +588,9 @@ async function run(options: SuiteOptions): Promise<SuiteReport> {
   const verdict: string[] = [];
   verdict.push(
     `p99 goal ${p99Met ? 'met' : 'missed'}: ${ms(d.sidecar.p99)} ms against ${GOAL_P99_MS} ms` +
-      (p99Met ? ` (${fixed(GOAL_P99_MS / d.sidecar.p99, 1)}x headroom)` : ` (${ms(d.sidecar.p99 - GOAL_P99_MS)} ms over)`) +
+      (p99Met
+        ? ` (${fixed(GOAL_P99_MS / d.sidecar.p99, 1)}x headroom)`
+        : ` (${ms(d.sidecar.p99 - GOAL_P99_MS)} ms over)`) +
       `; the bare watcher's p99 is ${ms(d.watcher.p99)} ms, so meshport's p99 is ${fixed(ratio, 2)}x the floor. ` +
       `Per registration the sidecar saw the endpoint ${ms(added.p50)} ms (p50) / ${ms(added.p99)} ms (p99) after the bare watcher; ` +
       `ZooKeeper itself acknowledged the create() after ${ms(ack.p50)} ms (p50) / ${ms(ack.p99)} ms (p99).` +
@@ -505,25 +609,30 @@ async function run(options: SuiteOptions): Promise<SuiteReport> {
   );
 
   const notes = [
-    ...(sidecarNodeFlags().length > 0 ? [`The sidecar child ran with extra node flags (MESHPORT_BENCH_SIDECAR_FLAGS): \`${sidecarNodeFlags().join(' ')}\`.`] : []),
+    ...(sidecarNodeFlags().length > 0
+      ? [
+          `The sidecar child ran with extra node flags (MESHPORT_BENCH_SIDECAR_FLAGS): \`${sidecarNodeFlags().join(' ')}\`.`,
+        ]
+      : []),
     `ZooKeeper ${data.zkVersion}, standalone, started by the suite (tickTime 500, data dir in the OS temp dir, fsync on); ` +
-      'the driver, ZooKeeper and the two watchers share the machine\'s CPUs.',
+      "the driver, ZooKeeper and the two watchers share the machine's CPUs.",
     `Services ${serviceKey(0)} .. ${serviceKey(shape.services - 1)}, ${ENDPOINTS_PER_SERVICE} endpoints each (127.0.0.1-10:${PROVIDER_PORT}), as ` +
       'sofa-rpc-node writes them: EPHEMERAL nodes `/sofa-rpc/<interface>/providers/<encodeURIComponent(bolt URL)>` (the providers nodes made ' +
       'beforehand, as for services already known to the registry). The driver (this process) plays the provider sidecars with one node-zookeeper-client session.',
     'meshport-sidecar: `runners/registry-sidecar-process`, the real `Sidecar` from @meshport/sidecar (router listeners, admin, pino at warn) with one ' +
-      `\`zookeeper\` registry (no facade) whose \`services\` lists the ${int(shape.services)} keys; ` + 'an endpoint counts as seen when the route table\'s change listener ' +
-      'finds it in `outbound(service)` (that listener runs after the router\'s own). bare-watcher: `runners/registry-watcher-process`, ' +
+      `\`zookeeper\` registry (no facade) whose \`services\` lists the ${int(shape.services)} keys; ` +
+      "an endpoint counts as seen when the route table's change listener " +
+      "finds it in `outbound(service)` (that listener runs after the router's own). bare-watcher: `runners/registry-watcher-process`, " +
       'node-zookeeper-client getChildren with a watch on each providers node, re-armed on every event, new children decoded to host:port.',
     `Both watch at the same time: every registration is timed by both. Bulk load: endpoints 1-${BULK_PER_SERVICE} of every service ` +
       `(${int(data.bulk.creates)} creates, ${BULK_WINDOW} in flight), timed from the first create() to the last endpoint each child saw. ` +
       `Measured: the ${ENDPOINTS_PER_SERVICE}th endpoint of every service (${registrations.length} registrations), in ${shape.rounds} rounds of ` +
       `${Math.ceil(shape.services / shape.rounds)} in a fixed shuffled order, one create() every ${GAP_MIN_MS}-${GAP_MAX_MS} ms; latency = the child's ` +
-      'wall clock (performance.timeOrigin + performance.now()) when it saw the endpoint minus the driver\'s just before create(). ' +
+      "wall clock (performance.timeOrigin + performance.now()) when it saw the endpoint minus the driver's just before create(). " +
       `Percentiles pool all rounds (p99 by round: sidecar ${perRoundP99('sidecar').join(' / ')} ms, watcher ${perRoundP99('watcher').join(' / ')} ms).`,
     'RSS: process.memoryUsage().rss of the child, asked over IPC after the measured rounds (all endpoints), and at start ' +
       '(subscribed, no endpoints); peak: process.resourceUsage().maxRSS. MB = 2^20 bytes. The goal is judged on the reading without a ' +
-      'forced GC (what the process holds in normal running); \'after GC\' is a last reading after two gc() calls (children run with --expose-gc, nothing else calls it).',
+      "forced GC (what the process holds in normal running); 'after GC' is a last reading after two gc() calls (children run with --expose-gc, nothing else calls it).",
     `The suite has a fixed shape (${int(shape.services)} services, ${ENDPOINTS_PER_SERVICE} endpoints each, ${int(shape.services)} measured registrations${options.quick ? '; quick mode: the full run has 1k services' : ''}); --duration and --rounds do not apply to it.`,
   ];
 
@@ -546,21 +655,66 @@ async function run(options: SuiteOptions): Promise<SuiteReport> {
     ...profile,
   ]);
   const perRoundP50 = (w: Who) =>
-    Array.from({ length: shape.rounds }, (_, r) => dist(registrations.filter((x) => x.round === r && children[w].seen.has(x.id)).map((x) => children[w].seen.get(x.id)! - x.sentAt)).p50);
+    Array.from(
+      { length: shape.rounds },
+      (_, r) =>
+        dist(
+          registrations
+            .filter((x) => x.round === r && children[w].seen.has(x.id))
+            .map((x) => children[w].seen.get(x.id)! - x.sentAt),
+        ).p50,
+    );
   const rr = (name: string, a: number[], b: number[]): Metric => {
     const r = roundRatio(a, b);
-    return { name, value: round(r.ratio, 3), unit: 'x', better: 'lower', spread: round(r.spread, 3), rounds: r.rounds, peer: 'bare-watcher' };
+    return {
+      name,
+      value: round(r.ratio, 3),
+      unit: 'x',
+      better: 'lower',
+      spread: round(r.spread, 3),
+      rounds: r.rounds,
+      peer: 'bare-watcher',
+    };
   };
-  const single = (name: string, value: number, unit: string, peer?: string): Metric => ({ name, value: round(value, 3), unit, better: 'lower', spread: 0, rounds: 1, peer });
+  const single = (name: string, value: number, unit: string, peer?: string): Metric => ({
+    name,
+    value: round(value, 3),
+    unit,
+    better: 'lower',
+    spread: 0,
+    rounds: 1,
+    peer,
+  });
   const metrics: Metric[] = [
     rr('p99 registration -> seen: meshport-sidecar / bare-watcher', perRoundP99('sidecar'), perRoundP99('watcher')),
     rr('p50 registration -> seen: meshport-sidecar / bare-watcher', perRoundP50('sidecar'), perRoundP50('watcher')),
-    single('bulk load all seen: meshport-sidecar / bare-watcher', bulkMs('sidecar') / bulkMs('watcher'), 'x', 'bare-watcher'),
-    single('RSS with all endpoints: meshport-sidecar / bare-watcher', sidecarMem.all.rss / mem('watcher').all.rss, 'x', 'bare-watcher'),
-    { name: 'meshport-sidecar p99 registration -> routed', value: round(d.sidecar.p99, 2), unit: 'ms', better: 'lower', spread: round(spread(perRoundP99('sidecar')), 3), rounds: shape.rounds },
+    single(
+      'bulk load all seen: meshport-sidecar / bare-watcher',
+      bulkMs('sidecar') / bulkMs('watcher'),
+      'x',
+      'bare-watcher',
+    ),
+    single(
+      'RSS with all endpoints: meshport-sidecar / bare-watcher',
+      sidecarMem.all.rss / mem('watcher').all.rss,
+      'x',
+      'bare-watcher',
+    ),
+    {
+      name: 'meshport-sidecar p99 registration -> routed',
+      value: round(d.sidecar.p99, 2),
+      unit: 'ms',
+      better: 'lower',
+      spread: round(spread(perRoundP99('sidecar')), 3),
+      rounds: shape.rounds,
+    },
     single('meshport-sidecar RSS with all endpoints', rssMB, 'MB'),
   ];
-  const whoName = { sidecar: 'meshport sidecar', watcher: 'bare node-zookeeper-client watcher', zookeeper: 'ZooKeeper (JVM)' };
+  const whoName = {
+    sidecar: 'meshport sidecar',
+    watcher: 'bare node-zookeeper-client watcher',
+    zookeeper: 'ZooKeeper (JVM)',
+  };
   const processes: ProcessUsage[] = data.processes.map((p) => ({
     scope: 'bulk load + measured rounds',
     process: whoName[p.who],
@@ -607,7 +761,8 @@ function glance(results: ResultRow[]): { figures: string; goal: string } | null 
 
 export const registrySuite: Suite = {
   name: 'registry',
-  summary: 'ZooKeeper registration -> route in a sidecar, 10k endpoints / 1k services: p50-p99 vs a bare watcher, sidecar RSS',
+  summary:
+    'ZooKeeper registration -> route in a sidecar, 10k endpoints / 1k services: p50-p99 vs a bare watcher, sidecar RSS',
   glance,
   run,
 };

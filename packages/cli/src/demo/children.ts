@@ -21,7 +21,12 @@ export class DemoChild {
     args: string[],
     options: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
   ) {
-    this.child = spawn(command, args, { cwd: options.cwd, env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    this.child = spawn(command, args, {
+      cwd: options.cwd,
+      env: options.env ?? process.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
     this.pid = this.child.pid ?? -1;
     live.add(this);
     for (const stream of ['stdout', 'stderr'] as const) {
@@ -59,7 +64,12 @@ export class DemoChild {
   }
 
   /** Resolves with the value `match` returns for the first line it accepts; rejects if the child exits first. */
-  waitForLine<T>(what: string, match: (line: string) => T | undefined, timeoutMs: number, signal?: AbortSignal): Promise<T> {
+  waitForLine<T>(
+    what: string,
+    match: (line: string) => T | undefined,
+    timeoutMs: number,
+    signal?: AbortSignal,
+  ): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const done = (err: Error | undefined, value?: T) => {
         clearTimeout(timer);
@@ -73,11 +83,18 @@ export class DemoChild {
         if (value !== undefined) done(undefined, value);
       };
       const onAbort = () => done(new Error('interrupted'));
-      const timer = setTimeout(() => done(new Error(`${this.name}: no ${what} within ${timeoutMs} ms. Last output:\n${this.tail()}`)), timeoutMs);
+      const timer = setTimeout(
+        () => done(new Error(`${this.name}: no ${what} within ${timeoutMs} ms. Last output:\n${this.tail()}`)),
+        timeoutMs,
+      );
       this.lineListeners.add(onLine);
       signal?.addEventListener('abort', onAbort);
       void this.exited.then(({ code, signal: sig }) =>
-        done(new Error(`${this.name} (pid ${this.pid}) exited (code ${code}, signal ${sig}) before ${what}. Last output:\n${this.tail()}`)),
+        done(
+          new Error(
+            `${this.name} (pid ${this.pid}) exited (code ${code}, signal ${sig}) before ${what}. Last output:\n${this.tail()}`,
+          ),
+        ),
       );
     });
   }
@@ -111,4 +128,3 @@ export function killAllChildrenSync(): void {
   for (const c of live) if (c.running) signalPid(c.pid, 'SIGKILL');
   live.clear();
 }
-

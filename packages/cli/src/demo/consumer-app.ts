@@ -25,8 +25,22 @@ export interface Flow {
 }
 
 export const FLOWS: Flow[] = [
-  { protocol: 'bolt', impl: boltProtocol, iface: 'com.example.EchoService', method: 'echo', arg: 'hello meshport', expect: 'echo: hello meshport' },
-  { protocol: 'dubbo', impl: dubboProtocol, iface: 'com.example.GreetService', method: 'greet', arg: 'meshport', expect: 'hello, meshport' },
+  {
+    protocol: 'bolt',
+    impl: boltProtocol,
+    iface: 'com.example.EchoService',
+    method: 'echo',
+    arg: 'hello meshport',
+    expect: 'echo: hello meshport',
+  },
+  {
+    protocol: 'dubbo',
+    impl: dubboProtocol,
+    iface: 'com.example.GreetService',
+    method: 'greet',
+    arg: 'meshport',
+    expect: 'hello, meshport',
+  },
 ];
 
 export interface Tally {
@@ -69,7 +83,11 @@ async function main(registryAddress: string, seconds: number, callersPerProtocol
 
   const consumers = new Map<Flow, ReturnType<ConsumerClient['createConsumer']>>();
   for (const flow of FLOWS) {
-    const registry = new sofaRegistry.ZookeeperRegistry({ logger: quietLogger, address: registryAddress, cluster: quietCluster() });
+    const registry = new sofaRegistry.ZookeeperRegistry({
+      logger: quietLogger,
+      address: registryAddress,
+      cluster: quietCluster(),
+    });
     registries.push(registry);
     // The protocol is always explicit, Bolt too: sofa-rpc-node keeps the last one given in module-wide defaults.
     const client = new sofaClient.RpcClient({ logger: quietLogger, registry, protocol: flow.impl });
@@ -83,14 +101,19 @@ async function main(registryAddress: string, seconds: number, callersPerProtocol
   for (const flow of FLOWS) {
     const deadline = Date.now() + 30_000;
     for (;;) {
-      const reply = await consumers.get(flow)!.invoke(flow.method, [flow.arg], { responseTimeout: 3000 }).catch((e: Error) => e);
+      const reply = await consumers
+        .get(flow)!
+        .invoke(flow.method, [flow.arg], { responseTimeout: 3000 })
+        .catch((e: Error) => e);
       if (reply === flow.expect) break;
       if (stopRequested) {
         finished = true;
         return void close(0);
       }
       if (Date.now() > deadline) {
-        report({ error: `${flow.protocol}: no answer within 30 s, last: ${reply instanceof Error ? reply.message : JSON.stringify(reply)}` });
+        report({
+          error: `${flow.protocol}: no answer within 30 s, last: ${reply instanceof Error ? reply.message : JSON.stringify(reply)}`,
+        });
         return void close(1);
       }
       await sleep(200);
@@ -98,12 +121,18 @@ async function main(registryAddress: string, seconds: number, callersPerProtocol
     report({ warm: flow.protocol });
   }
 
-  const tallies: Record<string, Tally> = Object.fromEntries(FLOWS.map((f) => [f.protocol, { ok: 0, failed: 0, latencies: [] }]));
+  const tallies: Record<string, Tally> = Object.fromEntries(
+    FLOWS.map((f) => [f.protocol, { ok: 0, failed: 0, latencies: [] }]),
+  );
   report({ started: true });
   const started = Date.now();
   const endAt = started + seconds * 1000;
   const progress = () =>
-    report({ progress: Object.fromEntries(FLOWS.map((f) => [f.protocol, { ok: tallies[f.protocol]!.ok, failed: tallies[f.protocol]!.failed }])) });
+    report({
+      progress: Object.fromEntries(
+        FLOWS.map((f) => [f.protocol, { ok: tallies[f.protocol]!.ok, failed: tallies[f.protocol]!.failed }]),
+      ),
+    });
   const ticker = setInterval(progress, 100);
   const caller = async (flow: Flow) => {
     const t = tallies[flow.protocol]!;

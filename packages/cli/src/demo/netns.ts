@@ -27,7 +27,8 @@ export interface DemoNetns {
 
 function ip(args: string[]): void {
   const r = spawnSync('ip', args, { encoding: 'utf8', timeout: 10_000 });
-  if (r.status !== 0) throw new Error(`ip ${args.join(' ')}: ${(r.stderr || r.error?.message || `exit ${r.status}`).trim()}`);
+  if (r.status !== 0)
+    throw new Error(`ip ${args.join(' ')}: ${(r.stderr || r.error?.message || `exit ${r.status}`).trim()}`);
 }
 
 function quietIp(args: string[]): void {
@@ -75,7 +76,10 @@ export function setupNetns(pid = process.pid): DemoNetns {
     ip(['-n', ns.net, 'link', 'set', link('n'), 'up']);
     ip(['route', 'add', '198.18.10.0/23', 'via', NET_HOST_SIDE_IP, 'dev', hostVeth]);
     // net <-> each pod
-    for (const [pod, subnet, nsName] of [['p', '10', ns.provider], ['c', '11', ns.consumer]] as const) {
+    for (const [pod, subnet, nsName] of [
+      ['p', '10', ns.provider],
+      ['c', '11', ns.consumer],
+    ] as const) {
       const routerSide = link(`${pod}r`);
       const podSide = link(pod);
       ip(['-n', ns.net, 'link', 'add', routerSide, 'type', 'veth', 'peer', 'name', podSide, 'netns', nsName]);
@@ -85,7 +89,9 @@ export function setupNetns(pid = process.pid): DemoNetns {
       ip(['-n', nsName, 'link', 'set', podSide, 'up']);
       ip(['-n', nsName, 'route', 'add', 'default', 'via', `198.18.${subnet}.1`]);
     }
-    const forwarding = spawnSync('ip', ['netns', 'exec', ns.net, 'cat', '/proc/sys/net/ipv4/ip_forward'], { encoding: 'utf8' });
+    const forwarding = spawnSync('ip', ['netns', 'exec', ns.net, 'cat', '/proc/sys/net/ipv4/ip_forward'], {
+      encoding: 'utf8',
+    });
     if (forwarding.stdout.trim() !== '1') throw new Error(`could not enable forwarding in ${ns.net}`);
   } catch (err) {
     cleanup();

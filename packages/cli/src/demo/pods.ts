@@ -98,17 +98,29 @@ export async function startPod(name: string, zookeeper: string, signal?: AbortSi
   const reach = (a: HostPort): HostPort => (place && a.host === '0.0.0.0' ? { host: place.ip, port: a.port } : a);
   try {
     const [facade, running] = await Promise.all([
-      child.waitForLine('"registry ready" log line', (line) => {
-        const o = logLine(line);
-        const facade = o?.msg === 'registry ready' && o.registry === 'main' ? toHostPort(o.facade) : undefined;
-        return facade && reach(facade);
-      }, 30_000, signal),
-      child.waitForLine('"meshport sidecar running" log line', (line) => {
-        const o = logLine(line);
-        if (o?.msg !== 'meshport sidecar running') return undefined;
-        const [inbound, outbound, admin] = [toHostPort(o.inbound), toHostPort(o.outbound), toHostPort(o.admin)];
-        return inbound && outbound && admin ? { inbound: reach(inbound), outbound: reach(outbound), admin: reach(admin) } : undefined;
-      }, 30_000, signal),
+      child.waitForLine(
+        '"registry ready" log line',
+        (line) => {
+          const o = logLine(line);
+          const facade = o?.msg === 'registry ready' && o.registry === 'main' ? toHostPort(o.facade) : undefined;
+          return facade && reach(facade);
+        },
+        30_000,
+        signal,
+      ),
+      child.waitForLine(
+        '"meshport sidecar running" log line',
+        (line) => {
+          const o = logLine(line);
+          if (o?.msg !== 'meshport sidecar running') return undefined;
+          const [inbound, outbound, admin] = [toHostPort(o.inbound), toHostPort(o.outbound), toHostPort(o.admin)];
+          return inbound && outbound && admin
+            ? { inbound: reach(inbound), outbound: reach(outbound), admin: reach(admin) }
+            : undefined;
+        },
+        30_000,
+        signal,
+      ),
     ]);
     return {
       name,

@@ -9,27 +9,43 @@ import dubboProtocol from 'dubbo-remoting';
 import boltProtocol from 'sofa-bolt-node';
 import { quietCluster, quietLogger } from './quiet';
 
-
 export const ECHO_SERVICE = 'com.example.EchoService';
 export const GREET_SERVICE = 'com.example.GreetService';
 
 async function main(registryAddress: string): Promise<void> {
-  const registry = new sofaRegistry.ZookeeperRegistry({ logger: quietLogger, address: registryAddress, cluster: quietCluster() });
+  const registry = new sofaRegistry.ZookeeperRegistry({
+    logger: quietLogger,
+    address: registryAddress,
+    cluster: quietCluster(),
+  });
   const server = (protocol: unknown) =>
     // The protocol is always explicit, Bolt too: sofa-rpc-node keeps the last one given in module-wide defaults.
-    new sofaServer.RpcServer({ logger: quietLogger, port: 0, appName: 'demo-provider', registry, publishAddress: '127.0.0.1', protocol });
+    new sofaServer.RpcServer({
+      logger: quietLogger,
+      port: 0,
+      appName: 'demo-provider',
+      registry,
+      publishAddress: '127.0.0.1',
+      protocol,
+    });
   const bolt = server(boltProtocol);
-  bolt.addService({ interfaceName: ECHO_SERVICE, version: '1.0' }, {
-    async echo(text: string) {
-      return `echo: ${text}`;
+  bolt.addService(
+    { interfaceName: ECHO_SERVICE, version: '1.0' },
+    {
+      async echo(text: string) {
+        return `echo: ${text}`;
+      },
     },
-  });
+  );
   const dubbo = server(dubboProtocol);
-  dubbo.addService({ interfaceName: GREET_SERVICE, version: '1.0' }, {
-    async greet(name: string) {
-      return `hello, ${name}`;
+  dubbo.addService(
+    { interfaceName: GREET_SERVICE, version: '1.0' },
+    {
+      async greet(name: string) {
+        return `hello, ${name}`;
+      },
     },
-  });
+  );
   let stopping = false;
   const stop = async () => {
     if (stopping) return;

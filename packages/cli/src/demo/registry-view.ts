@@ -6,10 +6,17 @@ interface ZkClient {
   once(event: 'connected', listener: () => void): void;
   connect(): void;
   close(): void;
-  getChildren(path: string, watcher: undefined, callback: (err: (Error & { code?: number }) | null, children: string[]) => void): void;
+  getChildren(
+    path: string,
+    watcher: undefined,
+    callback: (err: (Error & { code?: number }) | null, children: string[]) => void,
+  ): void;
 }
 interface ZkModule {
-  createClient(connectString: string, options: { sessionTimeout: number; spinDelay: number; retries: number }): ZkClient;
+  createClient(
+    connectString: string,
+    options: { sessionTimeout: number; spinDelay: number; retries: number },
+  ): ZkClient;
   Exception: { NO_NODE: number };
 }
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -23,11 +30,18 @@ export interface ProviderEntry {
 }
 
 /** Reads the providers of each interface through one short session at `connectString`. */
-export async function readProviders(connectString: string, interfaces: string[], timeoutMs = 10_000): Promise<Map<string, ProviderEntry[]>> {
+export async function readProviders(
+  connectString: string,
+  interfaces: string[],
+  timeoutMs = 10_000,
+): Promise<Map<string, ProviderEntry[]>> {
   const client = zookeeper.createClient(connectString, { sessionTimeout: 10_000, spinDelay: 100, retries: 0 });
   try {
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`could not connect to ZooKeeper at ${connectString}`)), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error(`could not connect to ZooKeeper at ${connectString}`)),
+        timeoutMs,
+      );
       client.once('connected', () => {
         clearTimeout(timer);
         resolve();

@@ -7,9 +7,12 @@ import type { HostPort } from './pods';
 async function adminGet(admin: HostPort, urlPath: string, netns?: string): Promise<string> {
   const url = `http://${admin.host}:${admin.port}${urlPath}`;
   if (!netns) return (await fetch(url)).text();
-  const script = 'fetch(process.argv[1]).then((r) => r.text()).then((t) => process.stdout.write(t), (e) => { console.error(e.message); process.exit(1); })';
+  const script =
+    'fetch(process.argv[1]).then((r) => r.text()).then((t) => process.stdout.write(t), (e) => { console.error(e.message); process.exit(1); })';
   return new Promise((resolve, reject) => {
-    const child = spawn('ip', ['netns', 'exec', netns, process.execPath, '-e', script, url], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('ip', ['netns', 'exec', netns, process.execPath, '-e', script, url], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     let err = '';
     const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);

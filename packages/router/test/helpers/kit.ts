@@ -34,7 +34,13 @@ export function useRouterKit(): RouterKit {
   return {
     onCleanup,
     async router(routes, options = {}) {
-      const router = createRouter({ routeTable: routes, inbound: false, admin: false, logger: pino({ level: 'silent' }), ...options });
+      const router = createRouter({
+        routeTable: routes,
+        inbound: false,
+        admin: false,
+        logger: pino({ level: 'silent' }),
+        ...options,
+      });
       onCleanup(() => router.drain(0));
       await router.start();
       return router;

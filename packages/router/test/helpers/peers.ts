@@ -5,7 +5,13 @@ import net from 'node:net';
 import { once } from 'node:events';
 import { crc32 } from 'node:zlib';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { FrameSplitter, decodeFrame, encodeBoltHeartbeatAck, encodeDubboHeartbeatAck, type FrameHeader } from '@meshport/protocol';
+import {
+  FrameSplitter,
+  decodeFrame,
+  encodeBoltHeartbeatAck,
+  encodeDubboHeartbeatAck,
+  type FrameHeader,
+} from '@meshport/protocol';
 import { echoResponse } from '@meshport/testkit';
 
 /** A client that sends frames on one connection and collects every answer, decoded, with its frame. */
@@ -16,7 +22,9 @@ export class FrameClient {
 
   private constructor(socket: net.Socket) {
     this.socket = socket;
-    const splitter = new FrameSplitter((frame) => this.answers.push({ header: decodeFrame(frame), frame: Buffer.from(frame) }));
+    const splitter = new FrameSplitter((frame) =>
+      this.answers.push({ header: decodeFrame(frame), frame: Buffer.from(frame) }),
+    );
     socket.on('data', (c) => splitter.write(c));
     socket.on('close', () => (this.closed = true));
     socket.on('error', () => {});
@@ -156,7 +164,11 @@ export async function startHoldingServer(): Promise<HoldingServer> {
     const splitter = new FrameSplitter((frame) => {
       const header = decodeFrame(frame);
       if (header.kind === 'heartbeat') {
-        socket.write(header.protocol === 'dubbo' ? encodeDubboHeartbeatAck(header.requestId) : encodeBoltHeartbeatAck(header.requestId));
+        socket.write(
+          header.protocol === 'dubbo'
+            ? encodeDubboHeartbeatAck(header.requestId)
+            : encodeBoltHeartbeatAck(header.requestId),
+        );
         return;
       }
       if (header.kind !== 'request') return;
@@ -187,7 +199,8 @@ export async function closedPort(): Promise<number> {
  */
 export function echoedText(frame: Buffer): string {
   const header = decodeFrame(frame);
-  if (header.protocol === 'bolt') return frame.toString('utf8', header.bodyOffset, header.bodyOffset + header.bodyLength);
+  if (header.protocol === 'bolt')
+    return frame.toString('utf8', header.bodyOffset, header.bodyOffset + header.bodyLength);
   let p = header.bodyOffset;
   const next = () => {
     const code = frame[p];
