@@ -16,3 +16,5 @@ export { failureStatus } from './responses';
 export type { Failure } from './responses';
 export { ROUTER_ERROR_CODES, RouterError } from './errors';
 export type { RouterErrorCode } from './errors';
+export { authorize, identityMatches, trustDomainOf } from './security';
+export type { AuthzPolicy, HandshakeFailure, RouterSecurity, TlsMaterial, TlsMode } from './security';

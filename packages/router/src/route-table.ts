@@ -8,6 +8,11 @@ export interface Endpoint {
   port: number;
   /** Relative weight for weighted random, from the provider URL's `weight` parameter. @default 100 */
   weight?: number;
+  /**
+   * The identity the provider's sidecar published (`meshport.id` in its URL): when set, calls to this endpoint go over
+   * mutual TLS and the provider's certificate must carry exactly this identity. Unset: plaintext, as before.
+   */
+  identity?: string;
 }
 
 export type LbPolicy = 'round-robin' | 'weighted-random' | 'least-request' | 'consistent-hash';

@@ -9,6 +9,7 @@ import { CLUSTER_LIMIT_DEFAULTS, OUTLIER_DEFAULTS, type ClusterLimits, type Outl
 import type { EngineName, RouterHandle } from './handle';
 import type { ListenAddress } from './listener-admission';
 import type { RouteTable } from './route-table';
+import type { RouterSecurity } from './security';
 
 export interface RouterOptions {
   routeTable: RouteTable;
@@ -21,6 +22,11 @@ export interface RouterOptions {
   outbound?: ListenAddress | false;
   /** Where remote sidecars' calls come in. @default { host: '127.0.0.1', port: 0 } */
   inbound?: ListenAddress | false;
+  /**
+   * Mutual TLS between sidecars and the inbound authorization policy (security.ts). Absent: plaintext, every call
+   * allowed. Replaced at run time with `setSecurity` (certificate rotation, a policy reload).
+   */
+  security?: RouterSecurity;
   /**
    * Admin HTTP; always bound to 127.0.0.1. `false` to run without. Pages, a readiness check and a `/config` page of
    * the embedding daemon's go here too (AdminExtensions). @default { port: 0 }
