@@ -4,7 +4,13 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type YAMLError } from 'yaml';
 import { allowList, type AllowRemote } from '@meshport/registry-core';
-import { CLUSTER_LIMIT_DEFAULTS, ROUTER_DEFAULTS, type EngineName } from '@meshport/router';
+import {
+  CLUSTER_LIMIT_DEFAULTS,
+  ROUTER_DEFAULTS,
+  type AuthzPolicy,
+  type EngineName,
+  type TlsMode,
+} from '@meshport/router';
 import { SidecarError } from './errors';
 
 export interface HostPort {
@@ -63,6 +69,33 @@ export interface SidecarConfig {
   log: { level: string };
   /** Transparent capture: the listeners the kernel rules (`meshport hijack apply`) send connections to. */
   hijack: HijackConfig | undefined;
+  /** Mutual TLS between sidecars: mode `off` (no `tls` block) is plaintext everywhere, as before. */
+  tls: TlsConfig;
+  /** Who may call the services this pod serves (applied on the inbound side when `tls.mode` is not `off`). */
+  authz: AuthzConfig;
+}
+
+/** `tls`: this sidecar's identity files and what its inbound listener accepts. */
+export interface TlsConfig {
+  /**
+   * `off`: plaintext only (the default without a `tls` block); `permissive`: TLS and plaintext on the inbound port
+   * (the default with one); `strict`: TLS only.
+   */
+  mode: TlsMode;
+  /** PEM: the leaf certificate (its URI SAN is this sidecar's identity), then any intermediates. Absolute. */
+  certFile?: string;
+  /** PEM: the leaf's private key. Absolute. */
+  keyFile?: string;
+  /** PEM: the CA certificates peers' certificates must chain to. Absolute. */
+  trustBundleFile?: string;
+  /** The trust domain of `authz.default: allow-trust-domain`; absent: the one of this sidecar's own identity. */
+  trustDomain?: string;
+}
+
+/** `authz`: the inbound authorization policy, as AuthzPolicy without its trust domain (that comes from `tls`). */
+export interface AuthzConfig {
+  default: AuthzPolicy['default'];
+  services: AuthzPolicy['services'];
 }
 
 /** `router.*` keys: the router's settings, plus the per-cluster request limits (applied to every cluster). */
@@ -108,9 +141,21 @@ export const SIDECAR_DEFAULTS = {
    * calls wait up to this long for a route instead of failing with no-route.
    */
   startupHoldMs: 3000,
+  /** tls.mode with no `tls` block, and with one that names no mode. */
+  tlsMode: { absent: 'off', present: 'permissive' },
+  /** authz.default: every caller of this sidecar's trust domain (and, in permissive mode, plaintext callers). */
+  authzDefault: 'allow-trust-domain',
 } as const;
 
-const TOP_KEYS = ['node', 'listeners', 'admin', 'registries', 'router', 'log', 'hijack'];
+const TOP_KEYS = ['node', 'listeners', 'admin', 'registries', 'router', 'log', 'hijack', 'tls', 'authz'];
+const TLS_MODES: TlsMode[] = ['off', 'permissive', 'strict'];
+const AUTHZ_DEFAULTS: AuthzPolicy['default'][] = ['allow-trust-domain', 'allow-all', 'deny'];
+/**
+ * A caller identity in a policy: `spiffe://<trust domain>/<path>`, or a prefix of such ending in `/*`
+ * (`spiffe://cluster.local/ns/shop/*`).
+ */
+const SPIFFE_ID = /^spiffe:\/\/[a-z0-9][a-z0-9._-]*(\/[A-Za-z0-9._~!$&'()+,;=:@%-]+)*(\/\*)?$/;
+const TRUST_DOMAIN = /^[a-z0-9][a-z0-9._-]*$/;
 const HIJACK_MODES: HijackMode[] = ['redirect', 'tproxy', 'connect-hook'];
 const REGISTRY_KEYS = ['name', 'type', 'upstream', 'facade', 'via', 'app', 'services', 'options', 'allowRemote'];
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -337,7 +382,93 @@ class ConfigReader {
       engine: this.guard(undefined, () => this.engine()),
       log: this.guard({ level: SIDECAR_DEFAULTS.logLevel }, () => this.log()),
       hijack: this.guard(undefined, () => this.hijack()),
+      tls: this.guard({ mode: 'off' as TlsMode }, () => this.tls(baseDir)),
+      authz: this.guard({ default: SIDECAR_DEFAULTS.authzDefault, services: {} }, () => this.authz()),
     };
+  }
+
+  private tls(baseDir: string): TlsConfig {
+    if (this.root.tls === undefined || this.root.tls === null) return { mode: SIDECAR_DEFAULTS.tlsMode.absent };
+    const raw = this.mapping(['tls']);
+    const before = this.problems.length;
+    this.onlyKeys(['tls'], raw, ['mode', 'certFile', 'keyFile', 'trustBundleFile', 'trustDomain']);
+    const mode =
+      this.guard(undefined, () => this.string(['tls', 'mode'], raw.mode)) ?? SIDECAR_DEFAULTS.tlsMode.present;
+    if (!(TLS_MODES as string[]).includes(mode)) this.note(['tls', 'mode'], `must be one of ${TLS_MODES.join(', ')}`);
+    const file = (key: 'certFile' | 'keyFile' | 'trustBundleFile') => {
+      const value = this.guard(undefined, () => this.string(['tls', key], raw[key]));
+      if (value === '') this.note(['tls', key], 'must be a path');
+      else if (
+        value === undefined &&
+        raw[key] === undefined &&
+        mode !== 'off' &&
+        (TLS_MODES as string[]).includes(mode)
+      )
+        this.note(['tls', key], `is required with mode ${mode}`);
+      return value ? path.resolve(baseDir, value) : undefined;
+    };
+    const certFile = file('certFile');
+    const keyFile = file('keyFile');
+    const trustBundleFile = file('trustBundleFile');
+    const trustDomain = this.guard(undefined, () => this.string(['tls', 'trustDomain'], raw.trustDomain));
+    if (trustDomain !== undefined && !TRUST_DOMAIN.test(trustDomain))
+      this.note(['tls', 'trustDomain'], `must be a trust domain like cluster.local (lowercase), not '${trustDomain}'`);
+    if (this.problems.length > before) throw new Abandoned();
+    return {
+      mode: mode as TlsMode,
+      ...(certFile ? { certFile } : {}),
+      ...(keyFile ? { keyFile } : {}),
+      ...(trustBundleFile ? { trustBundleFile } : {}),
+      ...(trustDomain ? { trustDomain } : {}),
+    };
+  }
+
+  private authz(): AuthzConfig {
+    const raw = this.mapping(['authz']);
+    const before = this.problems.length;
+    this.onlyKeys(['authz'], raw, ['default', 'services']);
+    const fallback =
+      this.guard(undefined, () => this.string(['authz', 'default'], raw.default)) ?? SIDECAR_DEFAULTS.authzDefault;
+    if (!(AUTHZ_DEFAULTS as string[]).includes(fallback))
+      this.note(['authz', 'default'], `must be one of ${AUTHZ_DEFAULTS.join(', ')}`);
+    const services: AuthzConfig['services'] = {};
+    const rawServices = this.guard({}, () => this.mapping(['authz', 'services'], raw.services));
+    for (const [service, value] of Object.entries(rawServices)) {
+      const at = ['authz', 'services', service];
+      if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+        this.note(at, 'must be a mapping with allow (a list of identities) and optionally methods');
+        continue;
+      }
+      const rule = value as Record<string, unknown>;
+      this.onlyKeys(at, rule, ['allow', 'methods']);
+      const allow = this.identities([...at, 'allow'], rule.allow ?? []);
+      const methods: Record<string, string[]> = {};
+      const rawMethods = this.guard({}, () => this.mapping([...at, 'methods'], rule.methods));
+      for (const [method, list] of Object.entries(rawMethods))
+        methods[method] = this.identities([...at, 'methods', method], list);
+      services[service] = { allow, ...(Object.keys(rawMethods).length > 0 ? { methods } : {}) };
+    }
+    if (this.problems.length > before) throw new Abandoned();
+    return { default: fallback as AuthzPolicy['default'], services };
+  }
+
+  /** A list of caller identities: each a spiffe:// URI, or a prefix of one ending in `/*`. */
+  private identities(at: KeyPath, value: unknown): string[] {
+    if (!Array.isArray(value) || value.some((v) => typeof v !== 'string')) {
+      this.note(
+        at,
+        'must be a list of identities like spiffe://cluster.local/ns/default/sa/app (or a prefix ending in /*)',
+      );
+      return [];
+    }
+    value.forEach((id: string, i) => {
+      if (!SPIFFE_ID.test(id))
+        this.note(
+          [...at, i],
+          `'${id}' is not an identity: spiffe://<trust domain>/<path>, or a prefix of one ending in /*`,
+        );
+    });
+    return value as string[];
   }
 
   private registries(baseDir: string): RegistryConfig[] {

@@ -11,6 +11,7 @@ import {
   providerWeight,
   rewriteEndpoint,
   routeKeyOf,
+  withParam,
   type HostPort,
   type ProviderUrl,
   type RuleUrls,
@@ -35,12 +36,15 @@ export class RouteBook {
   private readonly info: (fields: object, message: string) => void;
   private readonly consumerHost: string;
   private readonly changes: RouteChangeLog;
+  /** Whether endpoints carry the identity their provider published (this sidecar dials mTLS), see RouteBookOptions. */
+  private readonly identities: boolean;
 
   constructor(options: RouteBookOptions = {}) {
     this.emptyGraceMs = options.emptyGraceMs ?? 1000;
     this.warn = options.warn ?? (() => {});
     this.info = options.info ?? (() => {});
     this.consumerHost = options.consumerHost ?? '127.0.0.1';
+    this.identities = options.identities ?? true;
     this.changes = new RouteChangeLog(this.info, options.changeLogIntervalMs ?? 1000, options.changeLogLines ?? 10);
   }
   /** Inbound route key -> registry -> the app address that registry's facade saw published (one route, several claims). */
@@ -78,7 +82,7 @@ export class RouteBook {
         continue;
       }
       const list = now.get(key) ?? [];
-      if (!list.some((u) => u.host === url.host && u.port === url.port)) list.push(toReported(url));
+      if (!list.some((u) => u.host === url.host && u.port === url.port)) list.push(toReported(url, this.identities));
       now.set(key, list);
     }
     const before = this.keysOf.get(reporter) ?? new Set<string>();
@@ -260,7 +264,9 @@ export class RouteBook {
       return {
         endpoints: urls
           .filter((u) => !u.disabled && u.weight > 0)
-          .map(({ host, port, weight }) => ({ host, port, weight })),
+          .map(({ host, port, weight, identity }) =>
+            identity ? { host, port, weight, identity } : { host, port, weight },
+          ),
       };
     }
     const nowMs = Date.now();
@@ -273,7 +279,15 @@ export class RouteBook {
       nowMs,
     });
     const live = route.providers.filter((p) => !p.disabled && p.weight > 0);
-    const spec: ClusterSpec = { endpoints: live.map((p) => ({ host: p.host, port: p.port, weight: p.weight })) };
+    const identityAt = new Map(urls.flatMap((u) => (u.identity ? [[`${u.host}\u0000${u.port}`, u.identity]] : [])));
+    const spec: ClusterSpec = {
+      endpoints: live.map((p) => {
+        const identity = identityAt.get(`${p.host}\u0000${p.port}`);
+        return identity
+          ? { host: p.host, port: p.port, weight: p.weight, identity }
+          : { host: p.host, port: p.port, weight: p.weight };
+      }),
+    };
     if (route.routers.length > 0) {
       spec.routers = route.routers.map((r) => ({
         methods: r.methods,
@@ -355,6 +369,12 @@ export interface RouteBookOptions {
   changeLogLines?: number;
   /** The consumer app's address as the registry's rules name consumers: the pod's node.ip. @default '127.0.0.1' */
   consumerHost?: string;
+  /**
+   * Whether an endpoint takes the identity its provider's URL publishes (`meshport.id`), which makes the router dial
+   * it with mutual TLS and check that identity. A sidecar with `tls.mode: off` has no certificate to dial with, so it
+   * leaves them out and dials plaintext (a permissive provider accepts it). @default true
+   */
+  identities?: boolean;
 }
 
 function address(e: { host: string; port: number }): string {
@@ -479,10 +499,14 @@ interface Reported {
   warmup: boolean;
   dubbo: boolean;
   text: string;
+  /** `meshport.id`: the provider sidecar's identity, when it speaks mTLS. */
+  identity?: string;
 }
 
-function toReported(url: ProviderUrl): Reported {
+function toReported(url: ProviderUrl, identities: boolean): Reported {
+  const identity = identities ? getParam(url, MESHPORT_ID) : undefined;
   return {
+    ...(identity ? { identity } : {}),
     host: url.host,
     port: url.port,
     weight: providerWeight(url),
@@ -505,7 +529,7 @@ function sameSpec(a: ClusterSpec, b: ClusterSpec): boolean {
   for (let i = 0; i < a.endpoints.length; i++) {
     const x = a.endpoints[i]!;
     const y = b.endpoints[i]!;
-    if (x.host !== y.host || x.port !== y.port || x.weight !== y.weight) return false;
+    if (x.host !== y.host || x.port !== y.port || x.weight !== y.weight || x.identity !== y.identity) return false;
   }
   if (a.routers === undefined && b.routers === undefined && a.rules === undefined && b.rules === undefined)
     return a.timeoutMs === b.timeoutMs;
@@ -523,8 +547,22 @@ function identityOfKey(key: string, dialect: RulesDialect): { interface: string;
 }
 
 /**
+ * The provider URL parameter that carries the identity of the provider's sidecar (`spiffe://...`, URL-encoded): a
+ * consumer's sidecar that finds it dials that endpoint with mutual TLS and requires exactly that identity.
+ */
+export const MESHPORT_ID = 'meshport.id';
+
+/** The URL without `meshport.id`: what an app is shown (its own sidecar is the one that speaks TLS). */
+export function withoutMeshportId(url: ProviderUrl): ProviderUrl {
+  return url.params.some((p) => p.name === MESHPORT_ID)
+    ? { ...url, params: url.params.filter((p) => p.name !== MESHPORT_ID) }
+    : url;
+}
+
+/**
  * The Takeover of one registry entry: the app publishes at the sidecar's inbound address and reads the sidecar's
- * outbound address; the real addresses go into the route book.
+ * outbound address; the real addresses go into the route book. With mutual TLS on, what the app publishes also
+ * carries this sidecar's identity (`meshport.id`), and what the app reads never does.
  */
 export class SidecarTakeover implements ReportingTakeover {
   constructor(
@@ -536,22 +574,33 @@ export class SidecarTakeover implements ReportingTakeover {
     private readonly outbound: HostPort,
     /** The registry's governance rules, for the registries that keep them. */
     private readonly rules?: RuleSource,
+    /**
+     * This sidecar's identity, published with the app's services when mutual TLS is on (tls.mode permissive or
+     * strict); undefined: published without one, so consumers dial plaintext.
+     */
+    private readonly identity?: string,
   ) {}
 
   providerPublished(url: ProviderUrl): ProviderUrl {
     // An app that publishes meshport's own address back (a URL it was handed) must not become a route to itself.
     if (!this.isSidecar(url)) this.book.setInbound(routeKeyOf(url), { host: url.host, port: url.port }, this.source);
-    return rewriteEndpoint(url, this.inbound);
+    return this.published(url);
   }
 
   providerWithdrawn(url: ProviderUrl): ProviderUrl {
     if (!this.isSidecar(url)) this.book.deleteInbound(routeKeyOf(url), this.source);
-    return rewriteEndpoint(url, this.inbound);
+    return this.published(url);
   }
 
   providersRead(iface: string, real: ProviderUrl[]): ProviderUrl[] {
     this.providersReported(iface, real);
-    return providersPerIdentity(real).map((url) => rewriteEndpoint(url, this.outbound));
+    return providersPerIdentity(real).map((url) => withoutMeshportId(rewriteEndpoint(url, this.outbound)));
+  }
+
+  /** The app's URL as published upstream: at the inbound address, with this sidecar's identity or none. */
+  private published(url: ProviderUrl): ProviderUrl {
+    const upstream = withoutMeshportId(rewriteEndpoint(url, this.inbound));
+    return this.identity ? withParam(upstream, MESHPORT_ID, this.identity) : upstream;
   }
 
   /** The route book's half of providersRead: the real providers and their rules, no list for an app. */

@@ -1,7 +1,7 @@
 // The daemon: one router, the registries of the config with their facades, one route book between them.
 
 import pino, { type Logger } from 'pino';
-import { createRouter, type RouterHandle } from '@meshport/router';
+import { createRouter, type RouterHandle, type RouterSecurity, type TlsMaterial } from '@meshport/router';
 import { CaptureListener } from './capture';
 import {
   loadConfig,
@@ -15,6 +15,15 @@ import { preflight } from './preflight';
 import { redactUrl, startRegistries, type RegistrySet, type RegistryStatus } from './registries';
 import { RouteBook, SidecarTakeover } from './routes';
 import { SidecarError } from './errors';
+import {
+  certificateExpiry,
+  describeSecurity,
+  loadTlsMaterial,
+  securityOf,
+  tlsFilesOf,
+  watchTlsMaterial,
+  type TlsFiles,
+} from './tls';
 
 export interface SidecarOptions {
   /** @default pino at the config's log level */
@@ -31,11 +40,16 @@ export interface ReloadResult {
   added: string[];
   /** Registries gone from the config: closed, their routes dropped after the grace. */
   removed: string[];
+  /** Whether the `tls` or `authz` keys changed and the router now runs with the new certificate files or policy. */
+  security?: boolean;
   /** Registries whose entry changed (or a file registry re-read): closed and started again. */
   restarted: string[];
   /** Registries left running untouched: their facades keep their ports and their apps' sessions. */
   unchanged: string[];
-  /** Keys that differ but only take effect on a restart (listeners, admin, hijack, node, router); the old values stay. */
+  /**
+   * Keys that differ but only take effect on a restart (listeners, admin, hijack, node, router, and tls when it turns
+   * mutual TLS on or off); the old values stay.
+   */
   needRestart: string[];
   /** The log level, when it changed. */
   logLevel?: string;
@@ -72,6 +86,14 @@ export class Sidecar {
    */
   private readonly readyOnce = new Set<string>();
   private readonly reloads = { ok: 0, failed: 0 };
+  /** The certificate and key in use (tls.mode not off), replaced on rotation. */
+  private material: TlsMaterial | undefined;
+  /**
+   * The identity published upstream with the app's services (`meshport.id`): the one of the certificate at start. A
+   * rotated certificate with another identity is used, but the registrations keep this one until a restart.
+   */
+  private publishedIdentity: string | undefined;
+  private watcher: { files: TlsFiles; close(): void } | undefined;
 
   constructor(config: SidecarConfig, options: SidecarOptions = {}) {
     this.current = config;
@@ -81,6 +103,8 @@ export class Sidecar {
       warn: (fields, message) => routesLog.warn(fields, message),
       info: (fields, message) => routesLog.info(fields, message),
       consumerHost: config.node.ip,
+      // Without a certificate of its own this sidecar cannot dial mTLS: it dials every provider in plaintext.
+      identities: config.tls.mode !== 'off',
     });
   }
 
@@ -92,6 +116,13 @@ export class Sidecar {
   async start(): Promise<void> {
     const { config } = this;
     await preflight(config); // every address and plugin, before anything binds (see preflight.ts)
+    // The certificate files, before anything binds: a missing, unreadable or expired one stops the start.
+    const files = tlsFilesOf(config.tls);
+    if (files) {
+      this.material = await loadTlsMaterial(files);
+      this.publishedIdentity = this.material.identity;
+    }
+    const security = this.material && securityOf(config.tls, config.authz, this.material);
     const { maxActiveRequests, maxPendingRequests, ...settings } = config.router;
     const router = createRouter({
       ...settings,
@@ -102,6 +133,7 @@ export class Sidecar {
         Object.entries({ maxActiveRequests, maxPendingRequests }).filter(([, v]) => v !== undefined),
       ),
       routeTable: this.book.table,
+      ...(security ? { security } : {}),
       // The allowRemote gate as data: both engines apply it at accept.
       outbound: { ...config.listeners.outbound, allowRemote: config.listeners.allowRemote.outbound },
       inbound: { ...config.listeners.inbound, allowRemote: config.listeners.allowRemote.inbound },
@@ -116,6 +148,7 @@ export class Sidecar {
     this.router = router;
     this.addMetrics(router);
     await router.start();
+    if (files) this.watch(files);
     const inbound = { host: config.node.ip, port: router.address('inbound').port };
     const outbound = this.dialable(config.listeners.outbound, router.address('outbound').port);
     this.advertised = { inbound, outbound };
@@ -132,12 +165,82 @@ export class Sidecar {
     } catch (err) {
       await Promise.allSettled(this.groups.splice(0).map((g) => g.set.close()));
       await Promise.all([...this.captures.values()].map((c) => c.close()));
+      this.watcher?.close();
       await router.drain(0);
       throw err;
     }
     this.started = true;
     this.logReady(this.groups);
-    this.logger.info({ inbound, outbound, admin: router.address('admin') }, 'meshport sidecar running');
+    this.logger.info(
+      {
+        inbound,
+        outbound,
+        admin: router.address('admin'),
+        tls: config.tls.mode,
+        ...(this.material
+          ? { identity: this.material.identity, certificateExpires: certificateExpiry(this.material) }
+          : {}),
+      },
+      'meshport sidecar running',
+    );
+  }
+
+  /** The identity this sidecar presents and publishes; undefined with tls.mode off. */
+  get identity(): string | undefined {
+    return this.material?.identity;
+  }
+
+  /**
+   * Watches the certificate files: a rotation (cert-manager or SPIRE rewriting them) goes to the router, whose new
+   * connections present the new certificate while the open ones carry on; files that do not read well (half written,
+   * a key that does not match) are logged and the certificate in use stays.
+   */
+  private watch(files: TlsFiles): void {
+    this.watcher?.close();
+    const log = this.logger.child({ part: 'tls' });
+    const handle = watchTlsMaterial(
+      files,
+      (material) => {
+        if (this.watcher !== watching || this.stopping) return;
+        this.material = material;
+        this.applySecurity();
+        log.info(
+          { identity: material.identity, certificateExpires: certificateExpiry(material), certFile: files.certFile },
+          'certificate rotated',
+        );
+        if (material.identity !== this.publishedIdentity)
+          log.warn(
+            { identity: material.identity, published: this.publishedIdentity },
+            'the rotated certificate has another identity than the one published with the services: consumers ' +
+              'expect the published one (wrong-identity) until this sidecar restarts',
+          );
+      },
+      (error) => {
+        if (this.watcher !== watching || this.stopping) return;
+        log.warn(
+          { code: (error as { code?: string }).code, error: error.message, certFile: files.certFile },
+          'the certificate files changed but cannot be used; keeping the current certificate',
+        );
+      },
+    );
+    const watching = { files, close: () => handle.close() };
+    this.watcher = watching;
+  }
+
+  /** The router's security as the config and the current material make it. */
+  private security(): RouterSecurity | undefined {
+    return this.material && securityOf(this.current.tls, this.current.authz, this.material);
+  }
+
+  private applySecurity(): void {
+    const router = this.router as (RouterHandle & { setSecurity?(s: RouterSecurity | undefined): void }) | undefined;
+    const security = this.security();
+    if (!router || !security) return;
+    if (typeof router.setSecurity !== 'function') {
+      this.logger.warn({ engine: router.engine }, 'this router cannot change its security at run time');
+      return;
+    }
+    router.setSecurity(security);
   }
 
   /** Every registry entry's state, as the admin `/registries` page shows it. */
@@ -164,8 +267,9 @@ export class Sidecar {
 
   /** The whole effective config for `/config`, the router part as the router runs it, secrets redacted. */
   private describeConfig(router: Record<string, unknown>): Record<string, unknown> {
-    const { baseDir, node, listeners, admin, log, hijack, registries } = this.current;
+    const { baseDir, node, listeners, admin, log, hijack, registries, tls, authz } = this.current;
     return {
+      ...describeSecurity(tls, authz, this.material),
       baseDir,
       node,
       listeners,
@@ -285,6 +389,8 @@ export class Sidecar {
   stop(drainMs?: number): Promise<void> {
     this.stopping ??= (async () => {
       await this.reloading;
+      this.watcher?.close();
+      this.watcher = undefined;
       await Promise.all([...this.captures.values()].map((c) => c.close()));
       await Promise.allSettled(this.groups.splice(0).map((g) => g.set.close()));
       this.book.close();
@@ -352,8 +458,38 @@ export class Sidecar {
         'reload: these keys changed but need a restart (bound listeners, router and capture settings); keeping the old values',
       );
     }
+    // Turning mutual TLS on or off changes what the registrations publish (meshport.id): a restart. Anything else of
+    // tls and authz (files, strict or permissive, trust domain, policy) applies now, to new connections and calls.
+    const tlsOn = (c: SidecarConfig) => c.tls.mode !== 'off';
+    const keepTls = tlsOn(old) !== tlsOn(config);
+    if (keepTls) {
+      result.needRestart.push('tls');
+      this.logger.warn(
+        { from: old.tls.mode, to: config.tls.mode },
+        'reload: tls.mode turns mutual TLS on or off, which changes what is published upstream: it needs a restart; keeping the old tls',
+      );
+    }
     const effective: SidecarConfig = { ...config };
     for (const key of RESTART_KEYS) (effective as unknown as Record<string, unknown>)[key] = old[key];
+    if (keepTls) effective.tls = old.tls;
+    const securityChanged =
+      JSON.stringify([old.tls, old.authz]) !== JSON.stringify([effective.tls, effective.authz]) && tlsOn(effective);
+    // New files are read before anything changes: a reload naming a bad certificate changes nothing.
+    const newFiles = tlsFilesOf(effective.tls);
+    const oldFiles = tlsFilesOf(old.tls);
+    let material = this.material;
+    if (newFiles && JSON.stringify(newFiles) !== JSON.stringify(oldFiles)) {
+      try {
+        material = await loadTlsMaterial(newFiles);
+      } catch (err) {
+        result.error = err as Error;
+        this.logger.error(
+          { code: (err as { code?: string }).code, error: (err as Error).message },
+          'reload refused: the new certificate files cannot be used; still running on the old config',
+        );
+        return result;
+      }
+    }
 
     // Which groups keep running: the same entries, in a group that a reload does not refresh.
     const wanted = registryGroups(config.registries);
@@ -405,6 +541,12 @@ export class Sidecar {
       result.logLevel = config.log.level;
     }
     this.current = effective;
+    if (securityChanged) {
+      this.material = material;
+      if (newFiles && JSON.stringify(newFiles) !== JSON.stringify(oldFiles)) this.watch(newFiles);
+      this.applySecurity();
+      result.security = true;
+    }
     this.logReady(started);
     result.ok = true;
     const { ok: _ok, error: _error, ...changes } = result;
@@ -527,7 +669,8 @@ export class Sidecar {
     const set = await startRegistries(entries, {
       logger,
       health: { logger },
-      takeoverFor: (name, rules) => new SidecarTakeover(this.book, name, inbound, outbound, rules),
+      takeoverFor: (name, rules) =>
+        new SidecarTakeover(this.book, name, inbound, outbound, rules, this.publishedIdentity),
     });
     return { key: groupKey(entries), entries, set };
   }
