@@ -119,7 +119,7 @@ export class Sidecar {
     // The certificate files, before anything binds: a missing, unreadable or expired one stops the start.
     const files = tlsFilesOf(config.tls);
     if (files) {
-      this.material = await loadTlsMaterial(files);
+      this.material = loadTlsMaterial(files);
       this.publishedIdentity = this.material.identity;
     }
     const security = this.material && securityOf(config.tls, config.authz, this.material);
@@ -200,6 +200,7 @@ export class Sidecar {
     const log = this.logger.child({ part: 'tls' });
     const handle = watchTlsMaterial(
       files,
+      this.material,
       (material) => {
         if (this.watcher !== watching || this.stopping) return;
         this.material = material;
@@ -233,14 +234,8 @@ export class Sidecar {
   }
 
   private applySecurity(): void {
-    const router = this.router as (RouterHandle & { setSecurity?(s: RouterSecurity | undefined): void }) | undefined;
     const security = this.security();
-    if (!router || !security) return;
-    if (typeof router.setSecurity !== 'function') {
-      this.logger.warn({ engine: router.engine }, 'this router cannot change its security at run time');
-      return;
-    }
-    router.setSecurity(security);
+    if (this.router && security) this.router.setSecurity(security);
   }
 
   /** Every registry entry's state, as the admin `/registries` page shows it. */
@@ -480,7 +475,7 @@ export class Sidecar {
     let material = this.material;
     if (newFiles && JSON.stringify(newFiles) !== JSON.stringify(oldFiles)) {
       try {
-        material = await loadTlsMaterial(newFiles);
+        material = loadTlsMaterial(newFiles);
       } catch (err) {
         result.error = err as Error;
         this.logger.error(
