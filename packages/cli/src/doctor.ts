@@ -14,6 +14,7 @@ import type { Io } from './io';
 
 export const DOCTOR_USAGE = `Usage:
   meshport doctor [--json] [--cgroup PATH [--outbound-port N] [--netns NAME]]
+  meshport doctor tls (--config FILE | --cert FILE --key FILE --trust-bundle FILE) [--json]
 
   Tries each capture mechanism for real, in a scratch network namespace or cgroup that is removed afterwards:
   redirect (nat REDIRECT + SO_ORIGINAL_DST), tproxy (TPROXY from a second namespace to a transparent listener),
@@ -26,11 +27,18 @@ export const DOCTOR_USAGE = `Usage:
   --outbound-port N     that pod's capture port (default 15001)
   --netns NAME          read the pod's listeners in this namespace (default: a process of the cgroup)
 
+  tls      check the sidecar's certificate files instead (meshport doctor tls --help)
+
 Exit codes: 0 every feature supported (and the hook checked has a listener), 1 otherwise, 2 usage error.
 `;
 
 /** Runs `meshport doctor …` (argv after `doctor`) and returns the exit code. */
 export async function runDoctorCommand(argv: string[], io: Io): Promise<number> {
+  if (argv[0] === 'tls') {
+    // The certificate files, not the kernel: its own options and help.
+    const { runDoctorTls } = await import('./doctor-tls.js');
+    return runDoctorTls(argv.slice(1), io);
+  }
   let values: { json?: boolean; help?: boolean; cgroup?: string; 'outbound-port'?: string; netns?: string };
   try {
     const parsed = parseArgs({

@@ -8,6 +8,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { registerCaCommands } from './ca';
 import { UsageError } from './errors';
 import { colourWanted } from './format';
 import { processIo, type Io } from './io';
@@ -154,6 +155,12 @@ export function buildProgram(io: Io, done: (code: number) => void): Command {
   command(
     'doctor',
     'Try each capture mode for real in a scratch netns or cgroup and say which work here (meshport doctor --help)',
+  );
+
+  registerCaCommands(
+    command('ca', 'A development CA on this machine: create one, issue SPIFFE identity certificates from it'),
+    io,
+    run,
   );
 
   command('demo', 'The whole flow on one machine: ZooKeeper, two sidecars, a sofa-rpc-node provider and consumer')

@@ -1,4 +1,4 @@
-// The error table of the sidecar daemon: configuration and plugin loading.
+// The error table of the sidecar daemon: configuration, plugin loading, TLS identity files and the development CA.
 
 import { MeshportError } from '@meshport/protocol';
 
@@ -12,6 +12,25 @@ export const SIDECAR_ERROR_CODES = {
     'a capture listener of the hijack config could not be opened (a transparent one needs CAP_NET_ADMIN)',
   MESHPORT_ADDRESS_UNAVAILABLE:
     'an address of the config cannot be listened on: in use, given to two listeners, not an address of this host, or a host name that does not resolve; the message names the key and the line',
+  MESHPORT_TLS_FILE_UNREADABLE:
+    'a TLS file (tls.certFile, tls.keyFile, tls.trustBundleFile) is missing or cannot be read; the message names the file',
+  MESHPORT_TLS_BAD_PEM:
+    'a TLS file holds no PEM certificate (certFile, trustBundleFile) or private key (keyFile) that can be parsed; the message names the file',
+  MESHPORT_TLS_CERT_EXPIRED: "this sidecar's certificate has expired; the message names the file and the date it ended",
+  MESHPORT_TLS_CERT_NOT_YET_VALID:
+    "this sidecar's certificate starts in the future (a clock behind, or a certificate issued ahead); the message names the file and the date",
+  MESHPORT_TLS_UNTRUSTED:
+    "this sidecar's certificate does not chain to a CA of the trust bundle (another CA, a missing intermediate, an expired CA); the message names both files",
+  MESHPORT_TLS_NO_IDENTITY:
+    "this sidecar's certificate has no spiffe:// URI in its subjectAltName, or more than one; the message names the file",
+  MESHPORT_TLS_KEY_MISMATCH:
+    "the key file's private key is not the one of the certificate; the message names both files",
+  MESHPORT_CA_EXISTS:
+    'meshport ca init found a CA (ca.pem or ca-key.pem) in the directory and left it as it was; remove it first to start over',
+  MESHPORT_CA_INVALID:
+    'the development CA directory lacks a readable ca.pem or ca-key.pem, they do not belong together, or the CA has expired',
+  MESHPORT_CA_BAD_IDENTITY:
+    "an identity to issue is not a spiffe:// URI with a workload path (spiffe://TD/ns/NS/sa/APP) in the CA's trust domain, or a trust domain is malformed",
 } as const;
 
 export type SidecarErrorCode = keyof typeof SIDECAR_ERROR_CODES;

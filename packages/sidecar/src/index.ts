@@ -13,3 +13,28 @@ export { SIDECAR_ERROR_CODES, SidecarError } from './errors';
 export { preflight } from './preflight';
 export { SIDECAR_V8_SETTINGS, applySidecarV8Settings } from './v8-settings';
 export type { SidecarErrorCode, SidecarProblem } from './errors';
+export {
+  checkTlsFiles,
+  DEV_CA_DEFAULTS,
+  initCa,
+  issueCertificate,
+  loadTlsMaterial,
+  parseSpiffeId,
+  readCa,
+  spiffeIdsOf,
+  TLS_CHECK_DEFAULTS,
+  TLS_WATCH_DEFAULTS,
+  watchTlsMaterial,
+} from './identity';
+export type {
+  DevCa,
+  InitCaOptions,
+  IssueCertificateOptions,
+  IssuedCertificate,
+  TlsCheck,
+  TlsCheckName,
+  TlsFiles,
+  TlsFilesReport,
+  TlsWatch,
+  TlsWatchOptions,
+} from './identity';
