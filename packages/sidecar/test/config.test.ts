@@ -162,6 +162,8 @@ describe('docs/meshport.example.yaml', () => {
       ['zookeeper', 'redis', 'sofa-mesh', 'file', 'docs/examples/registry-plugin-dir'],
     );
     assert.equal(config.registries[2]!.via, 'zk');
+    assert.equal(config.tls.mode, 'permissive');
+    assert.deepEqual(Object.keys(config.authz.services), ['com.example.EchoService:1.0']);
   });
 });
 
