@@ -369,12 +369,17 @@ describe('mutual TLS between two pods: network namespaces, real sidecars, ZooKee
     let appData = 0;
     const versions = new Set<number>();
     for (const s of streams) {
-      const walk = walkTlsRecords(s.bytes);
-      assert.ok(walk.wellFormed, `${s.key}: every byte in a TLS record (stopped at ${walk.badAt})`);
-      assert.equal(s.bytes[0], 0x16, `${s.key}: starts with a TLS handshake record`);
-      assert.ok(![0x01, 0x02].includes(s.bytes[0]!), `${s.key}: no Bolt magic`);
-      assert.ok(s.bytes.readUInt16BE(0) !== 0xdabb, `${s.key}: no Dubbo magic`);
       assert.equal(s.bytes.indexOf(IFACE), -1, `${s.key}: the interface name never in clear`);
+      // A connection opened before the capture is seen from some segment on, which may start inside a record: its
+      // first bytes are checked only when its SYN is in the capture.
+      const walk = walkTlsRecords(s.bytes);
+      if (s.synSeen) {
+        assert.ok(walk.wellFormed, `${s.key}: every byte in a TLS record (stopped at ${walk.badAt})`);
+        assert.equal(s.bytes[0], 0x16, `${s.key}: starts with a TLS handshake record`);
+        assert.ok(![0x01, 0x02].includes(s.bytes[0]!), `${s.key}: no Bolt magic`);
+        assert.ok(s.bytes.readUInt16BE(0) !== 0xdabb, `${s.key}: no Dubbo magic`);
+      }
+      if (!walk.wellFormed) continue;
       appData += walk.byType[23] ?? 0;
       for (const v of walk.versions) versions.add(v);
     }
@@ -567,6 +572,8 @@ describe('mutual TLS between two pods: network namespaces, real sidecars, ZooKee
     };
     installLeaf('provider', fresh.provider);
     installLeaf('consumer', fresh.consumer);
+    for (const name of ['provider', 'consumer'] as const)
+      await sidecars[name].json.waitFor((m) => m.msg === 'certificate rotated', `the ${name}'s certificate rotated`);
     const want = new X509Certificate(fresh.provider.certPem).fingerprint256;
     const old = new X509Certificate(leaves.provider.certPem).fingerprint256;
     let seen: string | undefined;

@@ -151,11 +151,16 @@ export interface Capture {
   stop(): Promise<void>;
 }
 
-/** `tcpdump -i DEV -w FILE -U -s 0 tcp` inside `netns`; resolves once it is listening. */
+/** `tcpdump -i DEV -w FILE -U --immediate-mode -s 0 tcp` (every packet written as it comes) inside `netns`; resolves once it is listening. */
 export async function startCapture(netns: string, dev: string, file: string): Promise<Capture> {
-  const child = spawnInNetns(netns, 'tcpdump', ['-i', dev, '-w', file, '-U', '-s', '0', '-n', 'tcp'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawnInNetns(
+    netns,
+    'tcpdump',
+    ['-i', dev, '-w', file, '-U', '--immediate-mode', '-s', '0', '-n', 'tcp'],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   let text = '';
   await new Promise<void>((resolve, reject) => {
@@ -187,6 +192,8 @@ export interface TcpStream {
   key: string;
   srcPort: number;
   dstPort: number;
+  /** The connection's SYN is in the capture: `bytes` are the stream from its first byte. */
+  synSeen: boolean;
   bytes: Buffer;
 }
 
@@ -245,7 +252,13 @@ export function readPcapStreams(file: string): TcpStream[] {
       parts.push(b.subarray(next - s));
       next = s + b.length;
     }
-    out.push({ key, srcPort: flow.srcPort, dstPort: flow.dstPort, bytes: Buffer.concat(parts) });
+    out.push({
+      key,
+      srcPort: flow.srcPort,
+      dstPort: flow.dstPort,
+      synSeen: flow.isn !== undefined,
+      bytes: Buffer.concat(parts),
+    });
   }
   return out;
 }
