@@ -26,8 +26,16 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FrameSplitter, decodeFrame, encodeBoltHeartbeatAck, encodeDubboHeartbeatAck } from '@meshport/protocol';
 import { recordSuite, scale } from './support/reliability';
-import { boltRequest, dubboCall, echoResponse, freePorts, skipOrFail } from '@meshport/testkit';
-import { BIN } from './support/wire';
+import {
+  boltRequest,
+  dubboCall,
+  echoResponse,
+  freePorts,
+  makeTestPki,
+  skipOrFail,
+  type TestPki,
+} from '@meshport/testkit';
+import { BIN, counterValue } from './support/wire';
 import { startSidecar, stopSidecars } from './support/sidecars';
 import { startToxicProxy, type ToxicProxy } from './support/toxics';
 import { run, spawnInNetns } from '@meshport/hijack';
@@ -434,6 +442,7 @@ async function startProviderSidecar(
   dir: string,
   providerPort: number,
   identities?: { protocol: 'bolt' | 'dubbo'; ports: [number, number] },
+  mtls?: SidecarMtls,
 ) {
   writeFileSync(path.join(dir, 'provider.json'), JSON.stringify({ services: {} }));
   const sidecar = await startSidecar(
@@ -443,6 +452,7 @@ async function startProviderSidecar(
       'log: { level: silent }',
       'registries:',
       `  - { name: static, type: file, upstream: "${path.join(dir, 'provider.json')}" }`,
+      ...(mtls ? tlsLines(mtls.provider, mtls.pki) : []),
     ].join('\n'),
   );
   if (identities) {
@@ -453,16 +463,52 @@ async function startProviderSidecar(
   return sidecar;
 }
 
+/**
+ * Mutual TLS between the two sidecars (issue 18): each its own certificate from one test CA, the provider strict;
+ * the consumer's file registry publishes the provider's identity (`meshport.id`), so the consumer dials it with TLS.
+ */
+interface SidecarMtls {
+  pki: TestPki;
+  provider: { identity: string; certFile: string; keyFile: string };
+  consumer: { identity: string; certFile: string; keyFile: string };
+}
+
+function makeSidecarMtls(): SidecarMtls {
+  const pki = makeTestPki({ trustDomain: 'cluster.local' });
+  return {
+    pki,
+    provider: pki.issue('spiffe://cluster.local/ns/default/sa/fault-provider'),
+    consumer: pki.issue('spiffe://cluster.local/ns/default/sa/fault-consumer'),
+  };
+}
+
+function tlsLines(leaf: { certFile: string; keyFile: string }, pki: TestPki): string[] {
+  return [
+    'tls:',
+    '  mode: strict',
+    `  certFile: ${leaf.certFile}`,
+    `  keyFile: ${leaf.keyFile}`,
+    `  trustBundleFile: ${pki.trustBundleFile}`,
+  ];
+}
+
 /** The consumer pod's sidecar: a file registry routing the service to `port` (the faulty hop), 4 upstream connections. */
-async function startConsumerSidecar(dir: string, protocol: 'bolt' | 'dubbo', port: number, twoIdentities = false) {
+async function startConsumerSidecar(
+  dir: string,
+  protocol: 'bolt' | 'dubbo',
+  port: number,
+  twoIdentities = false,
+  mtls?: SidecarMtls,
+) {
+  const id = mtls ? `&meshport.id=${encodeURIComponent(mtls.provider.identity)}` : '';
   const services = twoIdentities
     ? Object.fromEntries(
         IDENTITY_KEYS[protocol].map((key, i) => [
           key,
-          [`${protocol}://127.0.0.1:${port}?interface=${IFACE}&${IDENTITY_URL_PARAMS[protocol][i]}`],
+          [`${protocol}://127.0.0.1:${port}?interface=${IFACE}&${IDENTITY_URL_PARAMS[protocol][i]}${id}`],
         ]),
       )
-    : { [SERVICE]: [`${protocol}://127.0.0.1:${port}?interface=${IFACE}&version=1.0`] };
+    : { [SERVICE]: [`${protocol}://127.0.0.1:${port}?interface=${IFACE}&version=1.0${id}`] };
   writeFileSync(path.join(dir, 'routes.json'), JSON.stringify({ services }));
   const sidecar = await startSidecar(
     [
@@ -472,6 +518,7 @@ async function startConsumerSidecar(dir: string, protocol: 'bolt' | 'dubbo', por
       'router: { connectionsPerEndpoint: 4 }',
       'registries:',
       `  - { name: static, type: file, upstream: "${path.join(dir, 'routes.json')}" }`,
+      ...(mtls ? tlsLines(mtls.consumer, mtls.pki) : []),
     ].join('\n'),
   );
   for (const key of twoIdentities ? IDENTITY_KEYS[protocol] : [SERVICE])
@@ -479,8 +526,9 @@ async function startConsumerSidecar(dir: string, protocol: 'bolt' | 'dubbo', por
   return sidecar;
 }
 
-function suite1(protocol: 'bolt' | 'dubbo', TOTAL: number, id: string): void {
-  describe(`reliability: 1% upstream resets and 50 +/- 20 ms latency through two sidecars (suite 1, ${protocol})`, function () {
+function suite1(protocol: 'bolt' | 'dubbo', TOTAL: number, id: string, mtls = false): void {
+  const withTls = mtls ? ', mutual TLS between the sidecars' : '';
+  describe(`reliability: 1% upstream resets and 50 +/- 20 ms latency through two sidecars (suite 1, ${protocol}${withTls})`, function () {
     this.timeout(scale(5 * 60_000, 40 * 60_000));
     let provider: EchoProvider | undefined;
     /** The second identity's provider. */
@@ -488,8 +536,10 @@ function suite1(protocol: 'bolt' | 'dubbo', TOTAL: number, id: string): void {
     let proxy: ToxicProxy | undefined;
     let load: LoadGen | undefined;
     let dir = '';
+    let security: SidecarMtls | undefined;
     before(() => {
       dir = mkdtempSync(path.join(os.tmpdir(), 'meshport-faults-'));
+      if (mtls) security = makeSidecarMtls();
     });
 
     after(async () => {
@@ -498,16 +548,19 @@ function suite1(protocol: 'bolt' | 'dubbo', TOTAL: number, id: string): void {
       await proxy?.close();
       await provider?.close();
       await other?.close();
+      security?.pki.cleanup();
       if (dir) rmSync(dir, { recursive: true, force: true });
     });
 
     it(`${TOTAL.toLocaleString('en-US')} ${protocol} requests to two identities: 0 lost, 0 misrouted, exactly one answer each`, async () => {
       provider = await startEchoProvider(TOTAL, 0, undefined, 0);
       other = await startEchoProvider(TOTAL, 0, undefined, 1);
-      const providerSidecar = await startProviderSidecar(dir, provider.port, {
-        protocol,
-        ports: [provider.port, other.port],
-      });
+      const providerSidecar = await startProviderSidecar(
+        dir,
+        provider.port,
+        { protocol, ports: [provider.port, other.port] },
+        security,
+      );
       // Seeded (MESHPORT_FAULTS_SEED to vary it): the proxy draws two numbers per request chunk (reset?, delay), so the
       // same traffic in the same chunks meets the same faults.
       const SEED = Number(process.env.MESHPORT_FAULTS_SEED ?? 31);
@@ -522,7 +575,7 @@ function suite1(protocol: 'bolt' | 'dubbo', TOTAL: number, id: string): void {
       // writes sooner and smaller), and the fault rate must not. About one reset per 10,000 Bolt requests.
       const RESET_PER_KIB = Number(process.env.MESHPORT_FAULTS_RESET_P ?? 0.00085);
       proxy.addToxic('resets', { type: 'reset', probability: RESET_PER_KIB, per: 'kib', direction: 'upstream' });
-      const consumerSidecar = await startConsumerSidecar(dir, protocol, proxy.port, true);
+      const consumerSidecar = await startConsumerSidecar(dir, protocol, proxy.port, true, security);
 
       load = new LoadGen({
         protocol,
@@ -564,9 +617,32 @@ function suite1(protocol: 'bolt' | 'dubbo', TOTAL: number, id: string): void {
       // What a reset with requests in flight answers: Bolt CONNECTION_CLOSED, Dubbo 35 CHANNEL_INACTIVE.
       const RESET_STATUS = protocol === 'dubbo' ? 35 : 0x10;
       const resetShare = (load.statuses.get(RESET_STATUS) ?? 0) / TOTAL;
+      // With mutual TLS: the handshakes each side counted (every reset connection is a new handshake).
+      const tlsFigures: { name: string; value: number }[] = [];
+      if (security) {
+        const statsOf = async (port: number) => (await fetch(`http://127.0.0.1:${port}/stats`)).text();
+        const consumerStats = await statsOf(consumerSidecar.address('admin').port);
+        const providerStats = await statsOf(providerSidecar.address('admin').port);
+        tlsFigures.push(
+          {
+            name: 'TLS handshakes (consumer, outbound)',
+            value: counterValue(consumerStats, 'meshport_tls_handshakes_total', { direction: 'outbound' }),
+          },
+          {
+            name: 'TLS handshakes (provider, inbound)',
+            value: counterValue(providerStats, 'meshport_tls_handshakes_total', { direction: 'inbound' }),
+          },
+          {
+            name: 'TLS handshake failures (both sidecars)',
+            value:
+              counterValue(consumerStats, 'meshport_tls_handshake_failures_total') +
+              counterValue(providerStats, 'meshport_tls_handshake_failures_total'),
+          },
+        );
+      }
       recordSuite({
         id,
-        title: `Suite 1: upstream resets and 50 +/- 20 ms latency through two sidecars (${protocol === 'dubbo' ? 'Dubbo' : 'Bolt'})`,
+        title: `Suite 1: upstream resets and 50 +/- 20 ms latency through two sidecars (${protocol === 'dubbo' ? 'Dubbo' : 'Bolt'}${withTls})`,
         figures: [
           { name: 'requests', value: TOTAL },
           { name: 'successes', value: ok },
@@ -591,8 +667,14 @@ function suite1(protocol: 'bolt' | 'dubbo', TOTAL: number, id: string): void {
           { name: 'latency p99 (ms, successes)', value: ms(load.percentile(99)) },
           { name: 'wall time (s)', value: ms(wallS) },
           { name: 'throughput (req/s)', value: Math.round(TOTAL / wallS) },
+          ...tlsFigures,
         ],
         notes: [
+          ...(security
+            ? [
+                'Mutual TLS 1.3 on the sidecar-to-sidecar hop (the toxic proxy relays the TLS bytes): each sidecar its own test-CA certificate, the provider strict, the consumer told the provider identity by its file registry (`meshport.id`).',
+              ]
+            : []),
           `Load: 8 app connections x 64 pipelined ${protocol === 'dubbo' ? 'Dubbo hessian2' : 'Bolt v1'} requests (${protocol === 'dubbo' ? "the router's dubboTimeoutMs" : '5 s timeout'}), each body unique (\`req:<n>\`); an echo provider answers with the body, so a success is checked against the request it answers.`,
           'Path: app -> consumer sidecar outbound (4 pooled connections) -> in-process toxic proxy -> provider sidecar inbound -> echo provider; both sidecars in the test process, loopback only.',
           `Faults on the request direction of the proxy: latency 50 ms +/- 20 ms uniform per chunk (order kept), and a reset (RST both ways) with probability ${RESET_PER_KIB} per KiB of requests (per traffic, not per write, so that the engines' different write batching does not change the fault rate), tuned so about 1% of requests are in flight on a connection when it is reset; random source seeded (${SEED}).`,
@@ -612,12 +694,18 @@ function suite1(protocol: 'bolt' | 'dubbo', TOTAL: number, id: string): void {
       // Only what the faults explain: the reset status; nothing else is expected at this load.
       for (const status of load.statuses.keys())
         assert.equal(status, RESET_STATUS, `unexpected error status ${statusText(load.statuses, protocol)}`);
+      if (security) {
+        assert.ok(tlsFigures[0]!.value >= 1, 'the consumer sidecar dialled the provider with TLS');
+        assert.ok(tlsFigures[1]!.value >= 1, 'the provider sidecar accepted TLS');
+      }
     });
   });
 }
 
 suite1('bolt', Number(process.env.MESHPORT_FAULTS_REQUESTS ?? scale(100_000, 1_000_000)), 'faults-resets');
 suite1('dubbo', Number(process.env.MESHPORT_FAULTS_DUBBO_REQUESTS ?? scale(20_000, 200_000)), 'faults-resets-dubbo');
+// The fault runs with mutual TLS on between the sidecars (issue 18): the same checks, every reset a new handshake.
+suite1('bolt', Number(process.env.MESHPORT_FAULTS_MTLS_REQUESTS ?? scale(20_000, 200_000)), 'faults-resets-mtls', true);
 
 // --- suite 1, kernel loss variant ------------------------------------------------------------------------------
 
