@@ -1,4 +1,5 @@
-// `npm run bench -- [suite ...] [--quick] [--json] [--save FILE] [--compare FILE] [--update-docs] [--duration S] [--rounds N]`
+// `npm run bench -- [suite ...] [--quick] [--json] [--save FILE] [--compare FILE] [--update-docs [--docs-section NAME]]
+//  [--duration S] [--rounds N]`
 
 import { appendFileSync, existsSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -18,7 +19,7 @@ import { sinkValue } from './measure';
 import { Progress } from './progress';
 import { renderTable } from './render';
 import { environment, machineLine, metricsTable, processTable, type Environment } from './report';
-import type { ResultRow, SuiteReport } from './suite';
+import type { DocsPart, ResultRow, SuiteReport } from './suite';
 import { SUITES } from './suites';
 import { renderChart } from './svg';
 
@@ -46,6 +47,8 @@ function usage(): string {
     '  --save FILE        also write those JSON lines to FILE',
     `  --compare FILE     compare with saved JSON lines (e.g. ${'docs/bench/results.jsonl'}); exit ${EXIT_REGRESSION} on a regression beyond the spread`,
     "  --update-docs      rewrite the suites' sections, charts and saved results in docs/",
+    '  --docs-section NAME  with --update-docs: rewrite only the marked section NAME of docs/benchmarks.md (a suite, or',
+    '                     a part of one such as forward-mtls), nothing else; may be given more than once',
     `  --duration SECONDS timed seconds per measurement (default ${DEFAULT_DURATION}, ${QUICK_DURATION} with --quick)`,
     `  --rounds N         interleaved rounds per measurement, the median is reported (default ${DEFAULT_ROUNDS}, ${QUICK_ROUNDS} with --quick)`,
     '  -h, --help         this text',
@@ -98,6 +101,11 @@ function docsSection(report: SuiteReport, env: Environment, s: RunSettings, char
   ].join('\n');
 }
 
+/** A part of a suite's page (DocsPart): how it ran, then its own tables. */
+function docsPartSection(report: SuiteReport, part: DocsPart, env: Environment, s: RunSettings): string {
+  return [runLine(report, env, s), '', part.markdown].join('\n');
+}
+
 /** The table of last runs at the top of the page, from every suite's saved line. */
 function runsSection(lines: string[]): string {
   const rows = lines.flatMap((l) => {
@@ -136,6 +144,7 @@ function textReport(report: SuiteReport, env: Environment, s: RunSettings): stri
 export async function main(argv: string[]): Promise<number> {
   let json: boolean;
   let updateDocs: boolean;
+  let docsSections: string[];
   let settings: RunSettings;
   let names: string[];
   let save: string | undefined;
@@ -154,6 +163,7 @@ export async function main(argv: string[]): Promise<number> {
         save: { type: 'string' },
         compare: { type: 'string' },
         'update-docs': { type: 'boolean', default: false },
+        'docs-section': { type: 'string', multiple: true },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -163,6 +173,8 @@ export async function main(argv: string[]): Promise<number> {
     }
     json = values.json === true;
     updateDocs = values['update-docs'] === true;
+    docsSections = values['docs-section'] ?? [];
+    if (docsSections.length > 0 && !updateDocs) throw new BenchUsageError('--docs-section goes with --update-docs');
     const quick = values.quick === true;
     settings = {
       quick,
@@ -193,6 +205,7 @@ export async function main(argv: string[]): Promise<number> {
   );
 
   let regressions = 0;
+  const written = new Set<string>();
   for (const name of names) {
     const suite = SUITES.get(name)!;
     const why = suite.unavailable?.() ?? null;
@@ -240,16 +253,32 @@ export async function main(argv: string[]): Promise<number> {
       }
     }
 
-    if (updateDocs) {
+    if (updateDocs && docsSections.length > 0) {
+      // Only the sections named: no saved results, no table of last runs, no README glance.
+      if (docsSections.includes(report.suite)) {
+        const svg = renderChart(`meshport bench: ${report.suite}`, report.charts);
+        updateDocsSection(report.suite, docsSection(report, env, settings, svg ? writeChart(report.suite, svg) : null));
+        written.add(report.suite);
+      }
+      for (const part of (report.parts ?? []).filter((p) => docsSections.includes(p.section))) {
+        updateDocsSection(part.section, docsPartSection(report, part, env, settings), DOCS_FILE, part.heading);
+        written.add(part.section);
+      }
+    } else if (updateDocs) {
       const svg = renderChart(`meshport bench: ${report.suite}`, report.charts);
       const chart = svg ? writeChart(report.suite, svg) : null;
       updateDocsSection(report.suite, docsSection(report, env, settings, chart));
+      for (const part of report.parts ?? [])
+        updateDocsSection(part.section, docsPartSection(report, part, env, settings), DOCS_FILE, part.heading);
       const lines = updateResults(report.suite, line);
       updateDocsSection('runs', runsSection(lines), DOCS_FILE, '## Last runs');
       log(`updated ${DOCS_FILE} (section ${report.suite}), ${chart ? `docs/${chart}, ` : ''}${RESULTS_FILE}`);
       if (updateGlances(lines)) log(`updated ${README_FILE} (benchmarks at a glance)`);
     }
   }
+  for (const section of docsSections.filter((x) => !written.has(x)))
+    log(`--docs-section ${section}: no suite of this run writes that section; nothing written for it`);
+  if (written.size > 0) log(`updated ${DOCS_FILE}: section ${[...written].join(', ')} only`);
   // The sink every workload folded its results into: printing it keeps the measured work observable.
   log(`sink ${sinkValue()}`);
   progress.clear();

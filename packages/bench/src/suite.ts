@@ -69,6 +69,19 @@ export interface SuiteCharts {
   lines?: LineChart;
 }
 
+/**
+ * A part of docs/benchmarks.md a suite writes besides its own section (the forward suite's mutual TLS figures): a
+ * marked section of its own, so that `--update-docs --docs-section NAME` can rewrite it alone.
+ */
+export interface DocsPart {
+  /** The markers' name: `<!-- bench:SECTION:start -->`; unique across suites. */
+  section: string;
+  /** The heading written above the markers when the page does not have them yet (appended at the end). */
+  heading: string;
+  /** Its tables and notes in markdown (main adds the line that describes the run). */
+  markdown: string;
+}
+
 export interface SuiteReport {
   suite: string;
   /** The rows of the `--json` line: `{"suite": ..., "results": [...], "metrics": [...]}`. */
@@ -80,6 +93,8 @@ export interface SuiteReport {
   text: string;
   /** Tables in markdown, for docs/benchmarks.md (main adds the date, the machine, ratios, processes and the chart). */
   markdown: string;
+  /** Parts of the page with markers of their own; their tables are in `text` too, not in `markdown`. */
+  parts?: DocsPart[];
 }
 
 export interface Suite {

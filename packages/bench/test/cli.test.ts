@@ -146,6 +146,18 @@ describe('npm run bench (quick mode, every suite)', function () {
       assert.match(svg, /^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/);
       assert.doesNotMatch(svg, /NaN|undefined/);
     }
+    // The forward suite's mutual TLS figures (issue 18) have a section of their own, under its heading.
+    const mtls = page.slice(
+      page.indexOf('<!-- bench:forward-mtls:start -->'),
+      page.indexOf('<!-- bench:forward-mtls:end -->'),
+    );
+    assert.ok(
+      page.includes(
+        '### Mutual TLS between sidecars against haproxy with TLS (issue 18)\n\n<!-- bench:forward-mtls:start -->',
+      ),
+    );
+    assert.match(mtls, /^Run \d{4}-\d\d-\d\dT[\d:]+Z on .+logical CPUs/m, 'forward-mtls: date and machine');
+    assert.match(mtls, /haproxy-2hop-tls/);
     assert.match(page, /<!-- bench:runs:start -->\n\| suite \| last run \| mode \| machine \| headline ratios \|/);
     const results = readFileSync(path.join(docs, 'bench', 'results.jsonl'), 'utf8')
       .trim()
@@ -183,6 +195,9 @@ describe('npm run bench (quick mode, every suite)', function () {
     const zero = await bench(['decode', '--rounds', '0']);
     assert.equal(zero.code, 2);
     assert.match(zero.stderr, /--rounds wants a positive integer/);
+    const lone = await bench(['forward', '--docs-section', 'forward-mtls']);
+    assert.equal(lone.code, 2);
+    assert.match(lone.stderr, /--docs-section goes with --update-docs/);
     const unknown = await bench(['nosuch']);
     assert.equal(unknown.code, 2);
     assert.match(unknown.stderr, /unknown suite nosuch; known: decode, forward, registry, memory, hijack/);

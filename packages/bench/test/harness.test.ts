@@ -9,6 +9,8 @@ import path from 'node:path';
 import { compareMetrics, MIN_TOLERANCE, readSaved, SINGLE_ROUND_TOLERANCE } from '../src/compare';
 import { updateDocsSection, updateInline, updateResults } from '../src/docs';
 import { parsePerfReport, parsePerfStat, shortSymbol } from '../src/forward/perf';
+import { haproxyConfig } from '../src/forward/haproxy';
+import { parseTlsCounters } from '../src/forward/tls';
 import { median, quantile, roundRatio, spread } from '../src/stats';
 import type { Metric } from '../src/suite';
 import { forwardSuite } from '../src/suites/forward';
@@ -259,6 +261,54 @@ describe('bench harness', () => {
       assert.equal(readFileSync(readme, 'utf8'), `# x\n\n${row.replace('old', 'new figures')}\n`);
       assert.equal(updateInline('forward:goal', 'x', readme), false, 'no markers: nothing written');
       assert.equal(updateInline('forward:figures', 'x', path.join(dir, 'none.md')), false);
+    });
+
+    it("reads the TLS counters of a router's /stats, summed over their other labels", () => {
+      const c = parseTlsCounters(
+        [
+          '# HELP meshport_tls_handshakes_total TLS handshakes completed',
+          '# TYPE meshport_tls_handshakes_total counter',
+          'meshport_tls_handshakes_total{direction="inbound"} 120',
+          'meshport_tls_handshakes_total{direction="outbound",peer="x"} 2',
+          'meshport_tls_handshakes_total{direction="outbound",peer="y"} 1',
+          'meshport_tls_handshake_failures_total{direction="inbound",reason="no-client-cert"} 3',
+          'meshport_tls_handshake_failures_total{reason="untrusted",direction="inbound"} 1',
+          'meshport_connections_total{listener="inbound"} 99',
+        ].join('\n'),
+      );
+      assert.deepEqual(c, {
+        inbound: 120,
+        outbound: 3,
+        failures: 4,
+        failureReasons: { 'inbound/no-client-cert': 3, 'inbound/untrusted': 1 },
+      });
+      assert.deepEqual(parseTlsCounters('meshport_requests_total 5\n'), {
+        inbound: 0,
+        outbound: 0,
+        failures: 0,
+        failureReasons: {},
+      });
+    });
+
+    it('makes haproxy-2hop-tls: TLS 1.3 with certificates verified both ways between the hops, plaintext at the ends', () => {
+      const plain = haproxyConfig(1001, 1002, 1003);
+      assert.doesNotMatch(plain, /ssl/);
+      const cfg = haproxyConfig(1001, 1002, 1003, {
+        clientPem: '/d/c.pem',
+        serverPem: '/d/s.pem',
+        caFile: '/d/ca.pem',
+      });
+      const lines = cfg.split('\n').map((l) => l.trim());
+      assert.ok(lines.includes('bind 127.0.0.1:1001'), 'first hop: plaintext in');
+      assert.ok(
+        lines.includes(
+          'server hop2 127.0.0.1:1002 ssl crt /d/c.pem ca-file /d/ca.pem verify required ssl-min-ver TLSv1.3 no-ssl-reuse',
+        ),
+      );
+      assert.ok(
+        lines.includes('bind 127.0.0.1:1002 ssl crt /d/s.pem ca-file /d/ca.pem verify required ssl-min-ver TLSv1.3'),
+      );
+      assert.ok(lines.includes('server echo 127.0.0.1:1003'), 'second hop: plaintext out');
     });
 
     it('reads perf stat --per-thread CSV, skipping threads that did not run, and perf report lines', () => {

@@ -1,4 +1,8 @@
 // haproxy as the L4 peer: two `mode tcp` hops in one haproxy process, started in the foreground, stopped by pid.
+// With `tls` (issue 18's peer, haproxy-2hop-tls) the hop between the two speaks mutual TLS 1.3: the first hop
+// originates it (`server ... ssl crt <client.pem> ca-file <ca.pem> verify required`), the second terminates it
+// (`bind ... ssl crt <server.pem> ca-file <ca.pem> verify required`); the load generator and the echo server still
+// speak plaintext to it, as an app and its provider do to their sidecars.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -14,6 +18,8 @@ export interface Haproxy {
   pid: number;
   /** Where the first hop listens. */
   port: number;
+  /** Where the second hop listens (with `tls`: a TLS listener that wants a client certificate). */
+  hop2Port: number;
   version: string;
   stop(): Promise<void>;
 }
@@ -36,10 +42,25 @@ export function nbthreadOverride(): number | undefined {
   return Number.isInteger(n) && n > 0 ? n : undefined;
 }
 
-export function haproxyConfig(hop1: number, hop2: number, target: number): string {
+/** PEM files for the TLS hop: each `crt` file holds a certificate and then its key, as haproxy reads them. */
+export interface HaproxyTls {
+  /** The first hop's client certificate + key. */
+  clientPem: string;
+  /** The second hop's server certificate + key. */
+  serverPem: string;
+  /** The CA both verify the other side against. */
+  caFile: string;
+}
+
+export function haproxyConfig(hop1: number, hop2: number, target: number, tls?: HaproxyTls): string {
   const nbthread = nbthreadOverride();
+  // TLS 1.3 only, no session reuse by the first hop (meshport's consumer router keeps no session cache either).
+  const out = tls
+    ? ` ssl crt ${tls.clientPem} ca-file ${tls.caFile} verify required ssl-min-ver TLSv1.3 no-ssl-reuse`
+    : '';
+  const inn = tls ? ` ssl crt ${tls.serverPem} ca-file ${tls.caFile} verify required ssl-min-ver TLSv1.3` : '';
   return [
-    '# meshport bench (forward suite): two L4 hops, hop1 -> hop2 -> the echo server. Made and removed by the bench.',
+    `# meshport bench (forward suite): two L4 hops, hop1 -> hop2 -> the echo server${tls ? ', mutual TLS 1.3 between the hops' : ''}. Made and removed by the bench.`,
     'global',
     '  maxconn 4096',
     ...(nbthread ? [`  nbthread ${nbthread}`] : []),
@@ -55,10 +76,10 @@ export function haproxyConfig(hop1: number, hop2: number, target: number): strin
     '  default_backend to_hop2',
     '',
     'backend to_hop2',
-    `  server hop2 127.0.0.1:${hop2}`,
+    `  server hop2 127.0.0.1:${hop2}${out}`,
     '',
     'frontend hop2',
-    `  bind 127.0.0.1:${hop2}`,
+    `  bind 127.0.0.1:${hop2}${inn}`,
     '  default_backend to_echo',
     '',
     'backend to_echo',
@@ -88,8 +109,17 @@ export function haproxyVersion(): Promise<string> {
   });
 }
 
-/** Writes the config to a fresh temp dir, runs `haproxy -f cfg -db`, waits until hop1 accepts. */
-export async function startHaproxy(targetPort: number): Promise<Haproxy> {
+/** PEM text of the TLS hop's credentials, written next to the config by startHaproxy. */
+export interface HaproxyTlsMaterial {
+  clientCert: string;
+  clientKey: string;
+  serverCert: string;
+  serverKey: string;
+  ca: string;
+}
+
+/** Writes the config to a fresh temp dir, runs `haproxy -f cfg -db`, waits until both hops accept. */
+export async function startHaproxy(targetPort: number, material?: HaproxyTlsMaterial): Promise<Haproxy> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'meshport-bench-haproxy-'));
   const tracked = trackTempDir(dir);
   let child: ChildProcess | undefined;
@@ -102,8 +132,20 @@ export async function startHaproxy(targetPort: number): Promise<Haproxy> {
     const hop1 = await freePort();
     let hop2 = await freePort();
     while (hop2 === hop1) hop2 = await freePort();
+    let tls: HaproxyTls | undefined;
+    if (material) {
+      tls = {
+        clientPem: path.join(dir, 'client.pem'),
+        serverPem: path.join(dir, 'server.pem'),
+        caFile: path.join(dir, 'ca.pem'),
+      };
+      const pem = (...parts: string[]) => parts.map((p) => `${p.trim()}\n`).join('');
+      writeFileSync(tls.clientPem, pem(material.clientCert, material.clientKey), { mode: 0o600 });
+      writeFileSync(tls.serverPem, pem(material.serverCert, material.serverKey), { mode: 0o600 });
+      writeFileSync(tls.caFile, pem(material.ca));
+    }
     const cfg = path.join(dir, 'haproxy.cfg');
-    writeFileSync(cfg, haproxyConfig(hop1, hop2, targetPort));
+    writeFileSync(cfg, haproxyConfig(hop1, hop2, targetPort, tls));
     const version = await haproxyVersion();
     const proc = spawn(HAPROXY, ['-f', cfg, '-db'], { stdio: ['ignore', 'pipe', 'pipe'] });
     child = proc;
@@ -122,10 +164,11 @@ export async function startHaproxy(targetPort: number): Promise<Haproxy> {
         throw new Error(`could not run ${HAPROXY}: ${spawnError.message} (npm run bootstrap installs it)`);
       if (proc.exitCode !== null) throw new Error(`haproxy exited with code ${proc.exitCode}: ${output.trim()}`);
       if ((await canConnect(hop1)) && (await canConnect(hop2))) break;
-      if (Date.now() > until) throw new Error(`haproxy did not listen on ${hop1} within 5 s: ${output.trim()}`);
+      if (Date.now() > until)
+        throw new Error(`haproxy did not listen on ${hop1} and ${hop2} within 5 s: ${output.trim()}`);
       await new Promise((r) => setTimeout(r, 50));
     }
-    return { child: proc, pid: proc.pid!, port: hop1, version, stop: cleanup };
+    return { child: proc, pid: proc.pid!, port: hop1, hop2Port: hop2, version, stop: cleanup };
   } catch (err) {
     await cleanup();
     throw err;

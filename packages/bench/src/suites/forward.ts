@@ -7,13 +7,26 @@
 //   meshport-2hop-js       the same on the TypeScript engine (what `meshport-2hop` measured before the native engine)
 //   meshport-2hop+sockmap  the native pair with the app <-> consumer-sidecar leg shortcut by sockops + sk_msg: a load
 //                          generator and the consumer router of its own, both in a cgroup the suite makes (root only)
+//   haproxy-2hop-tls       issue 18's peer: a second haproxy whose hops talk mutual TLS 1.3 to each other (the first
+//                          originates it with the consumer's certificate, the second terminates it with the provider's)
+//   meshport-2hop-mtls     the native pair talking mutual TLS 1.3 (RouterOptions.security on both routers, strict; the
+//                          consumer's endpoint carries the provider's identity), certificates from one dev CA
+//   meshport-2hop-mtls-js  the same on the TypeScript engine
+//
+// The TLS cases also get a third load: new connections per second with a full handshake, from a load generator of
+// its own (runners/handshake-process) that connects with TLS and a client certificate straight to the second hop's
+// TLS listener (the provider router's inbound one, haproxy's second frontend), makes one call and closes, over and
+// over. An mTLS case whose engine does not speak TLS yet (no handshake counted on its /stats after a probe call) is
+// left out of the run, with the reason in the report.
 //
 // Every piece is a process of its own: the load generator, the echo server, haproxy, and each router
 // (runners/*.js). Each protocol (Bolt, Dubbo) gets fresh proxies, so peak RSS is per protocol. Two load shapes:
 // throughput (8 connections x 16 in flight) and latency (1 connection x 1 in flight). Samples are taken round-robin
 // across targets and shapes, so a drift of the machine touches every target alike.
 //
-// The native engine's goals (issue 15) are judged on meshport-2hop-native against haproxy-2hop of the same run.
+// The native engine's goals (issue 15) are judged on meshport-2hop-native against haproxy-2hop of the same run; the
+// mutual TLS goals (issue 18) on meshport-2hop-mtls against haproxy-2hop-tls. The mTLS figures also go to a section
+// of docs/benchmarks.md of their own (`forward-mtls`), which `--update-docs --docs-section forward-mtls` rewrites alone.
 //
 // MESHPORT_BENCH_PROFILE=DIR also profiles both routers of meshport-2hop-js under the throughput load
 // (node:inspector CPU profile, after the measurements, so the figures are not affected), writes
@@ -26,28 +39,53 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { type Started, request, startRunner, stopChild } from '../forward/children';
+import { type Started, request, startRunner, stopChild, trackTempDir } from '../forward/children';
 import { type Haproxy, haproxyVersion, startHaproxy } from '../forward/haproxy';
 import { type PerfResult, type ThreadCounts, perfUnavailable, startPerf } from '../forward/perf';
 import { type CgroupJoin, SockmapCgroup, forwardCgroupLeftovers, sockmapUnavailable } from '../forward/sockmap';
 import { type CpuTimes, cpuDelta, cpuTimes, peakRssMB } from '../proc';
 import { type ProfileSummary, profilesMarkdown, readProfile, summarizeProfile } from '../forward/profile';
+import {
+  type BenchPki,
+  PROVIDER_ID,
+  type TlsCounters,
+  haproxyMaterial,
+  makeBenchPki,
+  routerSecurity,
+  tlsCounters,
+} from '../forward/tls';
 import { type BenchProtocol, ROUTE_KEYS, requestTemplate } from '../forward/wire';
 import { type Align, fixed, int, percent } from '../format';
 import { renderReport, type ReportSection, type ReportTable } from '../render';
+import type { HandshakeJob, HandshakeResult } from '../runners/handshake-process';
 import type { Job, Result } from '../runners/loadgen-process';
 import { median, quantile, roundRatio, spread } from '../stats';
-import type { Figure, Metric, ProcessUsage, ResultRow, Suite, SuiteCharts, SuiteOptions, SuiteReport } from '../suite';
+import type {
+  DocsPart,
+  Figure,
+  Metric,
+  ProcessUsage,
+  ResultRow,
+  Suite,
+  SuiteCharts,
+  SuiteOptions,
+  SuiteReport,
+} from '../suite';
 
 const PROTOCOLS: BenchProtocol[] = ['bolt', 'dubbo'];
 
 type Engine = 'native' | 'js';
-/** The meshport cases: which engine both routers run, and whether the app <-> consumer-sidecar leg is shortcut. */
+/**
+ * The meshport cases: which engine both routers run, whether the app <-> consumer-sidecar leg is shortcut, and
+ * whether the two routers talk mutual TLS.
+ */
 const MESH = {
-  'meshport-2hop-native': { engine: 'native', sockmap: false },
-  'meshport-2hop-js': { engine: 'js', sockmap: false },
-  'meshport-2hop+sockmap': { engine: 'native', sockmap: true },
-} as const satisfies Record<string, { engine: Engine; sockmap: boolean }>;
+  'meshport-2hop-native': { engine: 'native', sockmap: false, mtls: false },
+  'meshport-2hop-js': { engine: 'js', sockmap: false, mtls: false },
+  'meshport-2hop+sockmap': { engine: 'native', sockmap: true, mtls: false },
+  'meshport-2hop-mtls': { engine: 'native', sockmap: false, mtls: true },
+  'meshport-2hop-mtls-js': { engine: 'js', sockmap: false, mtls: true },
+} as const satisfies Record<string, { engine: Engine; sockmap: boolean; mtls: boolean }>;
 type MeshTarget = keyof typeof MESH;
 const ALL_TARGETS = [
   'direct',
@@ -55,11 +93,33 @@ const ALL_TARGETS = [
   'meshport-2hop-native',
   'meshport-2hop-js',
   'meshport-2hop+sockmap',
+  'haproxy-2hop-tls',
+  'meshport-2hop-mtls',
+  'meshport-2hop-mtls-js',
 ] as const;
 type Target = (typeof ALL_TARGETS)[number];
 const isMesh = (t: Target): t is MeshTarget => t in MESH;
+/** The haproxy cases: plain TCP hops, and the peer of the mTLS cases. */
+type Peer = 'haproxy-2hop' | 'haproxy-2hop-tls';
+const isHaproxy = (t: Target): t is Peer => t === 'haproxy-2hop' || t === 'haproxy-2hop-tls';
+const TLS_PEER: Peer = 'haproxy-2hop-tls';
+/** Whether a case speaks TLS between its hops (and so gets the handshake load). */
+const isTls = (t: Target): boolean => t === TLS_PEER || (isMesh(t) && MESH[t].mtls);
+/** The haproxy case a meshport case is set against: the TLS one for the mTLS cases. */
+const peerOf = (t: MeshTarget): Peer => (MESH[t].mtls ? TLS_PEER : 'haproxy-2hop');
+/** A meshport mTLS case's plaintext twin (same engine), for the cost of TLS. */
+const PLAIN_TWIN: Partial<Record<MeshTarget, MeshTarget>> = {
+  'meshport-2hop-mtls': 'meshport-2hop-native',
+  'meshport-2hop-mtls-js': 'meshport-2hop-js',
+};
+const twinOf = (t: Target): Target | undefined =>
+  t === TLS_PEER ? 'haproxy-2hop' : isMesh(t) ? PLAIN_TWIN[t] : undefined;
 /** The case the issue's goals are judged on. */
 const GOAL_TARGET: MeshTarget = 'meshport-2hop-native';
+/** The case the mutual TLS goals (issue 18) are judged on, against haproxy-2hop-tls. */
+const MTLS_GOAL_TARGET: MeshTarget = 'meshport-2hop-mtls';
+/** docs/benchmarks.md's section of the mTLS figures. */
+const MTLS_SECTION = 'forward-mtls';
 /** The case named `meshport-2hop` in results saved before the native engine (docs/bench/results.jsonl's history). */
 const LEGACY_TARGET: MeshTarget = 'meshport-2hop-js';
 
@@ -78,6 +138,17 @@ const GOAL = {
   /** Peak RSS of each sidecar under the load, at most (MiB). */
   rssMB: 60,
 } as const;
+
+/** Goals of mutual TLS (issue 18), meshport-2hop-mtls against haproxy-2hop-tls of the same run. */
+const MTLS_GOAL = {
+  /** CPU per request of both sidecars with mTLS / haproxy's with TLS (both hops), at most. */
+  cpuRatio: 1.0,
+  /** New connections with a full handshake per second / haproxy's, at least. */
+  handshakeRatio: 1.0,
+} as const;
+
+/** The handshake load: connections in the making at once (each: TLS handshake, one call, close). */
+const HANDSHAKE_CONCURRENCY = 8;
 
 /** Untimed load per sample, after the connections are up and before the window (less in quick mode). */
 const SAMPLE_WARMUP_MS = 150;
@@ -152,6 +223,8 @@ interface Rig {
   loadgen: Loadgen;
   /** The sockmap case: its cgroup, and the load generator in it. */
   sockmap?: { cgroup: SockmapCgroup; loadgen: Loadgen };
+  /** The TLS cases: their certificates, and the handshake load generator. */
+  tls?: { pki: BenchPki; handshaker: Loadgen };
 }
 
 interface RouterReady {
@@ -168,9 +241,14 @@ interface Pair {
   provider: Started<RouterReady>;
 }
 
-async function startRouter(routes: object, engine: Engine, join?: CgroupJoin): Promise<Started<RouterReady>> {
+async function startRouter(
+  routes: object,
+  engine: Engine,
+  join?: CgroupJoin,
+  options: object = {},
+): Promise<Started<RouterReady>> {
   const r = await startRunner<RouterReady>('router-process.js', {
-    args: [JSON.stringify({ ...routes, options: { engine } })],
+    args: [JSON.stringify({ ...routes, options: { ...options, engine } })],
     readyVia: 'stdout',
     ...(join ? { execArgv: join.execArgv, env: join.env } : {}),
   });
@@ -184,19 +262,27 @@ async function startRouter(routes: object, engine: Engine, join?: CgroupJoin): P
   return r;
 }
 
-/** A provider-side router in front of the echo server and a consumer-side one in front of it (in `join`'s cgroup). */
-async function startPair(echoPort: number, engine: Engine, join?: CgroupJoin): Promise<Pair> {
+/**
+ * A provider-side router in front of the echo server and a consumer-side one in front of it (in `join`'s cgroup).
+ * With `pki`, the two talk mutual TLS: each has its RouterSecurity (strict, a policy that lets the consumer in), and
+ * the consumer's endpoint carries the provider's identity, as the provider's published URL would.
+ */
+async function startPair(echoPort: number, engine: Engine, join?: CgroupJoin, pki?: BenchPki): Promise<Pair> {
   const endpoint = { host: '127.0.0.1', port: echoPort };
+  const services = Object.values(ROUTE_KEYS);
   const provider = await startRouter(
-    { inbound: Object.fromEntries(Object.values(ROUTE_KEYS).map((k) => [k, endpoint])) },
+    { inbound: Object.fromEntries(services.map((k) => [k, endpoint])) },
     engine,
+    undefined,
+    pki ? { security: routerSecurity(pki, pki.provider, services) } : {},
   );
   try {
-    const inbound = { host: '127.0.0.1', port: provider.ready.inbound! };
+    const inbound = { host: '127.0.0.1', port: provider.ready.inbound!, ...(pki ? { identity: PROVIDER_ID } : {}) };
     const consumer = await startRouter(
-      { outbound: Object.fromEntries(Object.values(ROUTE_KEYS).map((k) => [k, { endpoints: [inbound] }])) },
+      { outbound: Object.fromEntries(services.map((k) => [k, { endpoints: [inbound] }])) },
       engine,
       join,
+      pki ? { security: routerSecurity(pki, pki.consumer, services) } : {},
     );
     return { consumer, provider };
   } catch (err) {
@@ -209,10 +295,12 @@ interface TargetInfo {
   port: number;
   procs: Proc[];
   loadgen: Loadgen;
+  /** A TLS case: its second hop's TLS listener and the process behind it, for the handshake load. */
+  handshake?: { port: number; procs: Proc[] };
 }
 
-interface JobOutcome {
-  result: Result;
+interface JobOutcome<R extends Result = Result> {
+  result: R;
   cpu: Map<string, CpuTimes>;
   benchCpu: CpuTimes;
   redirected: number;
@@ -220,7 +308,12 @@ interface JobOutcome {
 }
 
 /** One load-generator job; CPU of the target's proxies and of the rig (and sk_msg counters) read at the window's edges. */
-async function runJob(rig: Rig, target: TargetInfo, job: Job, sockmap?: SockmapCgroup): Promise<JobOutcome> {
+async function runJob<R extends Result = Result>(
+  rig: Rig,
+  target: TargetInfo,
+  job: Job | HandshakeJob,
+  sockmap?: SockmapCgroup,
+): Promise<JobOutcome<R>> {
   const loadgen = target.loadgen;
   const all = [...target.procs, { role: 'loadgen', pid: loadgen.pid }, { role: 'echo', pid: rig.echo.pid }];
   const read = () => ({
@@ -235,9 +328,7 @@ async function runJob(rig: Rig, target: TargetInfo, job: Job, sockmap?: SockmapC
   };
   loadgen.child.on('message', onMark);
   try {
-    const result = await request<Result>(loadgen.child, job, (m) =>
-      m && 'result' in m ? (m.result as Result) : undefined,
-    );
+    const result = await request<R>(loadgen.child, job, (m) => (m && 'result' in m ? (m.result as R) : undefined));
     const cpuOf = (role: string) => cpuDelta(before?.cpu.get(role) ?? null, after?.cpu.get(role) ?? null);
     const cpu = new Map<string, CpuTimes>(target.procs.map((p) => [p.role, cpuOf(p.role)]));
     const benchCpu = { user: 0, system: 0 };
@@ -251,19 +342,32 @@ async function runJob(rig: Rig, target: TargetInfo, job: Job, sockmap?: SockmapC
   }
 }
 
-function targetsOf(rig: Rig, haproxy: Haproxy, pairs: Map<MeshTarget, Pair>): Map<Target, TargetInfo> {
+function targetsOf(
+  rig: Rig,
+  haproxy: Haproxy,
+  tlsHaproxy: Haproxy | undefined,
+  pairs: Map<MeshTarget, Pair>,
+): Map<Target, TargetInfo> {
   const out = new Map<Target, TargetInfo>([
     ['direct', { port: rig.echo.ready.port, procs: [], loadgen: rig.loadgen }],
     ['haproxy-2hop', { port: haproxy.port, procs: [{ role: 'haproxy', pid: haproxy.pid }], loadgen: rig.loadgen }],
   ]);
+  if (tlsHaproxy) {
+    const procs = [{ role: 'haproxy', pid: tlsHaproxy.pid }];
+    out.set(TLS_PEER, {
+      port: tlsHaproxy.port,
+      procs,
+      loadgen: rig.loadgen,
+      handshake: { port: tlsHaproxy.hop2Port, procs },
+    });
+  }
   for (const [t, pair] of pairs) {
+    const provider = { role: 'provider', pid: pair.provider.pid };
     out.set(t, {
       port: pair.consumer.ready.outbound!,
-      procs: [
-        { role: 'consumer', pid: pair.consumer.pid },
-        { role: 'provider', pid: pair.provider.pid },
-      ],
+      procs: [{ role: 'consumer', pid: pair.consumer.pid }, provider],
       loadgen: MESH[t].sockmap ? rig.sockmap!.loadgen : rig.loadgen,
+      ...(MESH[t].mtls ? { handshake: { port: pair.provider.ready.inbound!, procs: [provider] } } : {}),
     });
   }
   return out;
@@ -279,11 +383,16 @@ interface ProtocolRun {
   profiledRps?: number;
   /** MESHPORT_BENCH_PERF: one 8x16 window per case under perf. */
   perf: PerfCase[];
+  /** The TLS cases' handshake load: what it negotiated (from its last connection), and any session resumed. */
+  handshakes: Map<Target, { protocolVersion: string | null; cipher: string | null; resumed: number }>;
+  /** Each mTLS case's routers' TLS counters on /stats at the end of the run (or why they could not be read). */
+  tlsStats: Map<MeshTarget, { consumer: TlsCounters; provider: TlsCounters } | string>;
 }
 
 interface PerfCase {
   target: Target;
-  shape: Shape;
+  /** `handshake`: the TLS cases' handshake load against their second hop (procs: the process behind it). */
+  shape: Shape | 'handshake';
   answers: number;
   seconds: number;
   procs: Proc[];
@@ -348,9 +457,27 @@ function threadsOf(pid: number): number | null {
   }
 }
 
-/** Steps of one protocol's run, for the progress bar: warm-ups, then rounds x targets x shapes. */
+/** Steps of one protocol's run, for the progress bar: warm-ups, then rounds x targets x shapes (+ handshakes). */
 function protocolSteps(targets: readonly Target[], options: SuiteOptions): number {
-  return targets.length * 2 * (1 + options.rounds);
+  return (targets.length * 2 + targets.filter(isTls).length) * (1 + options.rounds);
+}
+
+/** Adds one sample's outcome to a case's accumulated figures. */
+function accumulate(a: Accumulated, o: JobOutcome<Result>): void {
+  a.rps.push((o.result.completed * 1e9) / o.result.elapsedNs);
+  a.completed += o.result.completed;
+  a.elapsedNs += o.result.elapsedNs;
+  a.errors += o.result.errors;
+  a.firstError ??= o.result.firstError;
+  a.latencies.push(o.result.latenciesUs);
+  for (const [role, d] of o.cpu) {
+    const c = a.cpu.get(role) ?? { user: 0, system: 0 };
+    addCpu(c, d);
+    a.cpu.set(role, c);
+  }
+  addCpu(a.benchCpu, o.benchCpu);
+  a.redirected += o.redirected;
+  a.misses += o.misses;
 }
 
 async function runProtocol(
@@ -365,17 +492,25 @@ async function runProtocol(
   const log = (l: string) => options.log(`forward: ${protocol}: ${l}`);
   const sampleWarmupMs = options.quick ? QUICK_SAMPLE_WARMUP_MS : SAMPLE_WARMUP_MS;
   const meshTargets = targetList.filter(isMesh);
-  log(`starting haproxy and ${meshTargets.length * 2} meshport routers`);
+  const withTls = targetList.includes(TLS_PEER);
+  log(`starting haproxy${withTls ? ' (twice: TCP, TLS)' : ''} and ${meshTargets.length * 2} meshport routers`);
   let haproxy: Haproxy | undefined;
+  let tlsHaproxy: Haproxy | undefined;
   const pairs = new Map<MeshTarget, Pair>();
   try {
     haproxy = await startHaproxy(rig.echo.ready.port);
+    if (withTls) tlsHaproxy = await startHaproxy(rig.echo.ready.port, haproxyMaterial(rig.tls!.pki));
     for (const t of meshTargets)
       pairs.set(
         t,
-        await startPair(rig.echo.ready.port, MESH[t].engine, MESH[t].sockmap ? rig.sockmap!.cgroup.join() : undefined),
+        await startPair(
+          rig.echo.ready.port,
+          MESH[t].engine,
+          MESH[t].sockmap ? rig.sockmap!.cgroup.join() : undefined,
+          MESH[t].mtls ? rig.tls!.pki : undefined,
+        ),
       );
-    const targets = targetsOf(rig, haproxy, pairs);
+    const targets = targetsOf(rig, haproxy, tlsHaproxy, pairs);
     const job = (target: Target, shape: Shape, seconds: number, warmupMs = sampleWarmupMs): Job => ({
       port: targets.get(target)!.port,
       protocol,
@@ -384,6 +519,35 @@ async function runProtocol(
       durationMs: Math.round(seconds * 1000),
     });
     const sockmapOf = (target: Target) => (isMesh(target) && MESH[target].sockmap ? rig.sockmap?.cgroup : undefined);
+    const handshakes: ProtocolRun['handshakes'] = new Map();
+    /** One window of the handshake load against a TLS case's second hop (CPU: the process behind that listener). */
+    const handshakeJob = async (target: Target, seconds: number, warmupMs = sampleWarmupMs) => {
+      const hs = targets.get(target)!.handshake!;
+      const { pki, handshaker } = rig.tls!;
+      const o = await runJob<HandshakeResult>(
+        rig,
+        { port: hs.port, procs: hs.procs, loadgen: handshaker },
+        {
+          handshake: true,
+          port: hs.port,
+          protocol,
+          concurrency: HANDSHAKE_CONCURRENCY,
+          warmupMs,
+          durationMs: Math.round(seconds * 1000),
+          cert: pki.consumer.certPem,
+          key: pki.consumer.keyPem,
+          ca: pki.pki.caPem,
+          identity: PROVIDER_ID,
+        },
+      );
+      const seen = handshakes.get(target);
+      handshakes.set(target, {
+        protocolVersion: o.result.protocolVersion ?? seen?.protocolVersion ?? null,
+        cipher: o.result.cipher ?? seen?.cipher ?? null,
+        resumed: (seen?.resumed ?? 0) + o.result.resumed,
+      });
+      return o;
+    };
 
     // Warm-up: JIT of routers, load generator and echo server; haproxy's pools.
     const warmSeconds = Math.min(1.5, Math.max(options.quick ? 0.15 : 0.3, options.durationSeconds / 3));
@@ -399,6 +563,15 @@ async function runProtocol(
           throw new Error(`${protocol} ${target}: ${result.errors} wrong answers, first: ${result.firstError}`);
         step();
       }
+      if (isTls(target)) {
+        log(`warming up ${target} (handshakes)`);
+        const { result } = await handshakeJob(target, warmSeconds / 3);
+        if (result.errors > 0)
+          throw new Error(
+            `${protocol} ${target}: ${result.errors} failed handshake connections, first: ${result.firstError}`,
+          );
+        step();
+      }
     }
 
     const acc = new Map<string, Accumulated>();
@@ -412,27 +585,33 @@ async function runProtocol(
           const key = `${target}/${shape}`;
           const a = acc.get(key) ?? emptyAcc();
           acc.set(key, a);
-          const o = await runJob(rig, targets.get(target)!, job(target, shape, per), sockmapOf(target));
-          a.rps.push((o.result.completed * 1e9) / o.result.elapsedNs);
-          a.completed += o.result.completed;
-          a.elapsedNs += o.result.elapsedNs;
-          a.errors += o.result.errors;
-          a.firstError ??= o.result.firstError;
-          a.latencies.push(o.result.latenciesUs);
-          for (const [role, d] of o.cpu) {
-            const c = a.cpu.get(role) ?? { user: 0, system: 0 };
-            addCpu(c, d);
-            a.cpu.set(role, c);
-          }
-          addCpu(a.benchCpu, o.benchCpu);
-          a.redirected += o.redirected;
-          a.misses += o.misses;
+          accumulate(a, await runJob(rig, targets.get(target)!, job(target, shape, per), sockmapOf(target)));
+          step();
+        }
+        if (isTls(target)) {
+          const key = `${target}/handshake`;
+          const a = acc.get(key) ?? emptyAcc();
+          acc.set(key, a);
+          accumulate(a, await handshakeJob(target, per));
           step();
         }
       }
     }
 
+    const tlsStats: ProtocolRun['tlsStats'] = new Map();
+    for (const [t, pair] of pairs) {
+      if (!MESH[t].mtls) continue;
+      try {
+        tlsStats.set(t, {
+          consumer: await tlsCounters(pair.consumer.ready.admin!),
+          provider: await tlsCounters(pair.provider.ready.admin!),
+        });
+      } catch (err) {
+        tlsStats.set(t, (err as Error).message);
+      }
+    }
     const peakRss = new Map<string, number | null>([['haproxy-2hop/haproxy', peakRssMB(haproxy.pid)]]);
+    if (tlsHaproxy) peakRss.set(`${TLS_PEER}/haproxy`, peakRssMB(tlsHaproxy.pid));
     for (const [t, pair] of pairs) {
       peakRss.set(`${t}/consumer`, peakRssMB(pair.consumer.pid));
       peakRss.set(`${t}/provider`, peakRssMB(pair.provider.pid));
@@ -475,12 +654,12 @@ async function runProtocol(
     if (perfDir) {
       mkdirSync(perfDir, { recursive: true });
       const seconds = Math.max(3, options.durationSeconds);
-      for (const t of targetList.filter((x) => x === 'haproxy-2hop' || (isMesh(x) && MESH[x].engine === 'native'))) {
+      for (const t of targetList.filter((x) => isHaproxy(x) || (isMesh(x) && MESH[x].engine === 'native'))) {
         for (const shape of ['throughput', 'latency'] as Shape[]) {
           const info = targets.get(t)!;
           const file =
-            t === GOAL_TARGET && shape === 'throughput'
-              ? path.join(perfDir, `forward-${protocol}.perf.data`)
+            (t === GOAL_TARGET || t === MTLS_GOAL_TARGET) && shape === 'throughput'
+              ? path.join(perfDir, `forward-${protocol}${t === GOAL_TARGET ? '' : '-mtls'}.perf.data`)
               : undefined;
           log(`perf on ${t} (${shape}) for ${seconds} s`);
           const window = await startPerf(
@@ -498,12 +677,32 @@ async function runProtocol(
             result: await window.stop(),
           });
         }
+        if (isTls(t)) {
+          const hs = targets.get(t)!.handshake!;
+          const file =
+            t === MTLS_GOAL_TARGET ? path.join(perfDir, `forward-${protocol}-mtls-handshake.perf.data`) : undefined;
+          log(`perf on ${t} (handshakes) for ${seconds} s`);
+          const window = await startPerf(
+            hs.procs.map((p) => p.pid),
+            file,
+          );
+          const { result } = await handshakeJob(t, seconds, 0);
+          perf.push({
+            target: t,
+            shape: 'handshake',
+            answers: result.completed,
+            seconds: result.elapsedNs / 1e9,
+            procs: hs.procs,
+            result: await window.stop(),
+          });
+        }
       }
     }
-    return { acc, peakRss, haproxyThreads, nativeThreads, profiles, profiledRps, perf };
+    return { acc, peakRss, haproxyThreads, nativeThreads, profiles, profiledRps, perf, handshakes, tlsStats };
   } finally {
     const stops: Promise<void>[] = [];
     if (haproxy) stops.push(haproxy.stop());
+    if (tlsHaproxy) stops.push(tlsHaproxy.stop());
     for (const pair of pairs.values()) stops.push(stopChild(pair.consumer.child), stopChild(pair.provider.child));
     await Promise.all(stops);
   }
@@ -543,10 +742,49 @@ interface Row {
   rpsSamples: number[];
   /** 1x1 p50 of each round, in round order. */
   p50ByRound: number[];
+  /** A TLS case's handshake load; null for the others. */
+  hs: HandshakeFigures | null;
+}
+
+/** New connections with a full TLS handshake (and one call each) against a TLS case's second hop. */
+interface HandshakeFigures {
+  /** Median of the samples, connections per second. */
+  rate: number;
+  samples: number[];
+  spread: number;
+  completed: number;
+  /** connect() to the call's answer, per connection. */
+  p50: number;
+  p99: number;
+  /** CPU of the process behind the second hop's listener (provider router; haproxy) per connection. */
+  serverCpuPerHsUs: number;
+  serverUserPerHsUs: number;
+  /** CPU of the handshake load generator and the echo server per connection. */
+  benchCpuPerHsUs: number;
 }
 
 function rolesOf(target: Target): string[] {
-  return target === 'direct' ? [] : target === 'haproxy-2hop' ? ['haproxy'] : [...SIDECARS];
+  return target === 'direct' ? [] : isHaproxy(target) ? ['haproxy'] : [...SIDECARS];
+}
+
+function handshakeFigures(a: Accumulated | undefined): HandshakeFigures | null {
+  if (!a || a.rps.length === 0) return null;
+  const lat = pooled(a.latencies);
+  let server = { user: 0, system: 0 };
+  for (const c of a.cpu.values()) server = { user: server.user + c.user, system: server.system + c.system };
+  const n = Math.max(1, a.completed);
+  const rate = median(a.rps);
+  return {
+    rate,
+    samples: a.rps,
+    spread: (Math.max(...a.rps) - Math.min(...a.rps)) / rate,
+    completed: a.completed,
+    p50: quantile(lat, 0.5),
+    p99: quantile(lat, 0.99),
+    serverCpuPerHsUs: ((server.user + server.system) / n) * 1e6,
+    serverUserPerHsUs: (server.user / n) * 1e6,
+    benchCpuPerHsUs: ((a.benchCpu.user + a.benchCpu.system) / n) * 1e6,
+  };
 }
 
 function makeRow(protocol: BenchProtocol, target: Target, run: ProtocolRun): Row {
@@ -599,17 +837,19 @@ function makeRow(protocol: BenchProtocol, target: Target, run: ProtocolRun): Row
     benchCpuPerReqUs: ((tp.benchCpu.user + tp.benchCpu.system) / tp.completed) * 1e6,
     redirectedPerReq: (tp.redirected + lat.redirected) / (tp.completed + lat.completed),
     redirectMisses: tp.misses + lat.misses,
-    errors: tp.errors + lat.errors,
-    firstError: tp.firstError ?? lat.firstError,
+    errors: tp.errors + lat.errors + (run.acc.get(`${target}/handshake`)?.errors ?? 0),
+    firstError: tp.firstError ?? lat.firstError ?? run.acc.get(`${target}/handshake`)?.firstError ?? null,
     rpsSamples: tp.rps,
     p50ByRound: lat.latencies.map((l) => quantile(Float64Array.from(l).sort(), 0.5)),
+    hs: handshakeFigures(run.acc.get(`${target}/handshake`)),
   };
 }
 
-/** A meshport case against haproxy-2hop and direct of the same protocol and run. */
+/** A meshport case against its haproxy peer (haproxy-2hop; haproxy-2hop-tls for mTLS) and direct of the same run. */
 interface Versus {
   protocol: BenchProtocol;
   target: MeshTarget;
+  peer: Peer;
   /** Median of the per-round ratios of req/s at 8x16. */
   rpsRatio: number;
   /** CPU per request over all 8x16 windows / haproxy-2hop's. */
@@ -618,13 +858,20 @@ interface Versus {
   haproxyAddedP50: number;
   p50Diff: number;
   rss: Record<Sidecar, number | null>;
+  /** The mTLS cases: handshakes per second / the peer's (median of per-round ratios), and CPU per handshake / its. */
+  hsRatio: number | null;
+  hsCpuRatio: number | null;
 }
 
 function versus(m: Row, h: Row, d: Row): Versus {
   const rssOf = (role: Sidecar) => m.procs.find((p) => p.role === role)?.peakRssMB ?? null;
+  const hs = m.hs && h.hs ? m.hs : null;
   return {
     protocol: m.protocol,
     target: m.target as MeshTarget,
+    peer: h.target as Peer,
+    hsRatio: hs && h.hs ? roundRatio(hs.samples, h.hs.samples).ratio : null,
+    hsCpuRatio: hs && h.hs ? hs.serverCpuPerHsUs / h.hs.serverCpuPerHsUs : null,
     // Round by round (the median of per-round ratios), as the ratio metrics: a slow spell touches both alike.
     rpsRatio: roundRatio(m.rpsSamples, h.rpsSamples).ratio,
     cpuRatio: m.cpuPerReqUs! / h.cpuPerReqUs!,
@@ -737,10 +984,9 @@ function perfTables(protocol: BenchProtocol, all: PerfCase[]): ReportTable[] {
       c.procs.flatMap((proc) => {
         const own = c.result.threads.filter((t) => t.pid === proc.pid);
         // haproxy's threads are alike (each runs the same loop): one line for all of them.
-        const groups =
-          c.target === 'haproxy-2hop'
-            ? [sumThreads(`all ${own.length} threads`, proc.pid, own)]
-            : threadGroups(proc.pid, c.result.threads);
+        const groups = isHaproxy(c.target)
+          ? [sumThreads(`all ${own.length} threads`, proc.pid, own)]
+          : threadGroups(proc.pid, c.result.threads);
         return groups.map((g) => [
           c.target,
           proc.role,
@@ -774,13 +1020,28 @@ function perfTables(protocol: BenchProtocol, all: PerfCase[]): ReportTable[] {
       align,
     });
   }
-  const rec = cases.find((c) => c.result.byDso.length > 0);
-  if (rec) {
-    const top = rec.result.bySymbol.slice(0, 20);
+  const handshakes = all.filter((c) => c.shape === 'handshake');
+  if (handshakes.length > 0) {
     out.push({
       title:
-        `Self time of both routers of ${rec.target}, ${P(protocol)} 8x16, by shared object and by symbol (\`perf record -F 1999\`, no call graphs; ` +
-        `${rec.result.samples || 'samples'}; shares of all samples of the two processes, idle not sampled; symbols over 0.5%. Without a PMU in ` +
+        `Under the handshake load, ${P(protocol)}, per connection (a full TLS 1.3 handshake with client certificate, one call, ` +
+        `close; ${fixed(handshakes[0].seconds, 1)} s under \`perf stat --per-thread\`; the process behind the second hop's TLS listener):`,
+      headers: ['case', 'process', 'thread', 'CPU us/conn', 'syscalls/conn', 'switches/conn'],
+      rows: threadRows(handshakes),
+      align,
+    });
+  }
+  // The recorded windows: the goal case at 8x16 (both routers), the mTLS one, its provider under the handshake load.
+  for (const rec of [...cases, ...handshakes].filter((c) => c.result.byDso.length > 0)) {
+    const top = rec.result.bySymbol.slice(0, 20);
+    const what =
+      rec.shape === 'handshake'
+        ? `the provider router of ${rec.target} under the handshake load, ${P(protocol)}`
+        : `both routers of ${rec.target}, ${P(protocol)} 8x16`;
+    out.push({
+      title:
+        `Self time of ${what}, by shared object and by symbol (\`perf record -F 1999\`, no call graphs; ` +
+        `${rec.result.samples || 'samples'}; shares of all samples of ${rec.procs.length === 1 ? 'the process' : 'the two processes'}, idle not sampled; symbols over 0.5%. Without a PMU in ` +
         'this VM perf samples on a timer, so kernel time spent with interrupts off is charged where they are enabled again: ' +
         'finish_task_switch and _raw_spin_unlock_irqrestore stand for the scheduler and wake-ups around them):',
       headers: ['shared object / symbol', 'self'],
@@ -804,7 +1065,7 @@ function perfFigures(c: PerfCase | undefined): Record<string, Figure> {
     perfSyscallsPerRequest: per(total('syscalls')),
     perfContextSwitchesPerRequest: per(total('contextSwitches')),
   };
-  if (c.target !== 'haproxy-2hop') {
+  if (!isHaproxy(c.target)) {
     for (const proc of c.procs) {
       const g = threadGroups(proc.pid, c.result.threads);
       out[`${proc.role}MainThreadCpuUsPerRequest`] = per(g[0].t.cpuMs * 1000);
@@ -829,6 +1090,20 @@ function perfLatencyFigures(c: PerfCase | undefined): Record<string, Figure> {
   };
 }
 
+/** A TLS case's perf counts under the handshake load for its results row: per connection. */
+function perfHandshakeFigures(c: PerfCase | undefined): Record<string, Figure> {
+  if (!c) return {};
+  const per = (x: number) => round(x / Math.max(1, c.answers), 3);
+  const total = (k: 'cpuMs' | 'syscalls' | 'contextSwitches') => c.result.threads.reduce((a, t) => a + t[k], 0);
+  const out: Record<string, Figure> = {
+    perfCpuUsPerHandshake: per(total('cpuMs') * 1000),
+    perfSyscallsPerHandshake: per(total('syscalls')),
+  };
+  if (c.result.byDso.length > 0)
+    out.perfHandshakeSelfByDso = c.result.byDso.map((d) => `${d.name} ${percent(d.share)}`).join('; ');
+  return out;
+}
+
 /** What a run is set to do, decided before anything starts: the settings, the peers found here, the cases. */
 interface ForwardPlan {
   options: SuiteOptions;
@@ -839,6 +1114,8 @@ interface ForwardPlan {
   bodies: Record<BenchProtocol, { frame: Buffer; bodyBytes: number }>;
   /** Why the sockmap case cannot run here; null when it can. */
   noSockmap: string | null;
+  /** The TLS cases left out of this run, and why (no openssl; an engine that does not speak mTLS yet). */
+  leftOut: Map<Target, string>;
   targets: Target[];
 }
 
@@ -857,12 +1134,105 @@ async function planRun(given: SuiteOptions): Promise<ForwardPlan> {
   const noSockmap = sockmapUnavailable();
   if (noSockmap) log(`meshport-2hop+sockmap left out: ${noSockmap}`);
   const targets: Target[] = ALL_TARGETS.filter((t) => t !== 'meshport-2hop+sockmap' || noSockmap === null);
-  return { options, log, profileDir, perfDir, haproxyVersion: version, bodies, noSockmap, targets };
+  return { options, log, profileDir, perfDir, haproxyVersion: version, bodies, noSockmap, leftOut: new Map(), targets };
+}
+
+/**
+ * Whether an mTLS case can be measured: its pair carries a few calls, both routers' /stats count a TLS handshake
+ * (an engine that ignores RouterOptions.security would carry them in plaintext), and a TLS client with the consumer's
+ * certificate gets an answer from the provider router. Null when it can, else why not.
+ */
+async function probeMtls(rig: Rig, t: MeshTarget): Promise<string | null> {
+  let pair: Pair | undefined;
+  try {
+    pair = await startPair(rig.echo.ready.port, MESH[t].engine, undefined, rig.tls!.pki);
+    const port = pair.consumer.ready.outbound!;
+    const calls = await runJob(
+      rig,
+      { port, procs: [], loadgen: rig.loadgen },
+      { port, protocol: 'bolt', connections: 1, depth: 1, warmupMs: 0, durationMs: 100 },
+    );
+    if (calls.result.errors > 0 || calls.result.completed === 0)
+      return `calls through its routers failed: ${calls.result.firstError ?? 'no answer within 100 ms'}`;
+    const c = await tlsCounters(pair.consumer.ready.admin!);
+    const p = await tlsCounters(pair.provider.ready.admin!);
+    if (c.outbound === 0 || p.inbound === 0)
+      return (
+        `the ${MESH[t].engine} engine carried the calls without a TLS handshake (its /stats: consumer outbound ${c.outbound}, ` +
+        `provider inbound ${p.inbound}${p.failures + c.failures > 0 ? `, failures ${JSON.stringify({ ...c.failureReasons, ...p.failureReasons })}` : ''}): ` +
+        'RouterOptions.security not implemented there yet?'
+      );
+    const hsPort = pair.provider.ready.inbound!;
+    const { pki, handshaker } = rig.tls!;
+    const hs = await runJob<HandshakeResult>(
+      rig,
+      { port: hsPort, procs: [], loadgen: handshaker },
+      {
+        handshake: true,
+        port: hsPort,
+        protocol: 'bolt',
+        concurrency: 1,
+        warmupMs: 0,
+        durationMs: 100,
+        cert: pki.consumer.certPem,
+        key: pki.consumer.keyPem,
+        ca: pki.pki.caPem,
+        identity: PROVIDER_ID,
+      },
+    );
+    if (hs.result.errors > 0 || hs.result.completed === 0)
+      return `a TLS client with the consumer's certificate got no answer from its provider router: ${hs.result.firstError ?? 'none within 100 ms'}`;
+    return null;
+  } catch (err) {
+    return (err as Error).message.split('\n')[0];
+  } finally {
+    if (pair) await Promise.all([stopChild(pair.consumer.child), stopChild(pair.provider.child)]);
+  }
+}
+
+/** The TLS cases' certificates and handshake load generator, and which mTLS cases work here; drops the others. */
+async function prepareTls(plan: ForwardPlan, rig: Rig): Promise<void> {
+  const tlsTargets = plan.targets.filter(isTls);
+  if (tlsTargets.length === 0) return;
+  const drop = (t: Target, why: string) => {
+    plan.leftOut.set(t, why);
+    plan.targets = plan.targets.filter((x) => x !== t);
+    plan.log(`${t} left out: ${why}`);
+  };
+  let pki: BenchPki;
+  try {
+    pki = makeBenchPki();
+  } catch (err) {
+    const why = `no test certificates (makeTestPki: ${(err as Error).message.split('\n')[0]})`;
+    for (const t of tlsTargets) drop(t, why);
+    return;
+  }
+  // Removed at the end of the run, or by forward/children's exit hook on an error or a signal.
+  const tracked = trackTempDir(pki.pki.dir);
+  rig.tls = {
+    pki: {
+      ...pki,
+      cleanup: () => {
+        pki.cleanup();
+        tracked.release();
+      },
+    },
+    handshaker: undefined as never,
+  };
+  rig.tls.handshaker = await startRunner<{ ready: string; pid: number }>('handshake-process.js', {
+    readyVia: 'ipc',
+    serialization: 'advanced',
+  });
+  for (const t of tlsTargets.filter(isMesh)) {
+    plan.log(`checking that ${t} speaks mutual TLS`);
+    const why = await probeMtls(rig, t);
+    if (why) drop(t, why);
+  }
 }
 
 /** Starts the rig (echo server, load generators, the sockmap cgroup), runs every protocol, and stops it all again. */
 async function measureProtocols(plan: ForwardPlan): Promise<Map<BenchProtocol, ProtocolRun>> {
-  const { options, log, targets } = plan;
+  const { options, log } = plan;
   log('starting the echo server and the load generator');
   let rig: Rig | undefined;
   const runs = new Map<BenchProtocol, ProtocolRun>();
@@ -883,6 +1253,7 @@ async function measureProtocols(plan: ForwardPlan): Promise<Map<BenchProtocol, P
       readyVia: 'ipc',
       serialization: 'advanced',
     });
+    await prepareTls(plan, rig);
     if (plan.noSockmap === null) {
       log("making the sockmap case's cgroup (sockops + sk_msg attached) and its load generator");
       const cgroup = SockmapCgroup.create();
@@ -894,15 +1265,17 @@ async function measureProtocols(plan: ForwardPlan): Promise<Map<BenchProtocol, P
       });
     }
     let done = 0;
-    const total = PROTOCOLS.length * protocolSteps(targets, options);
+    const total = PROTOCOLS.length * protocolSteps(plan.targets, options);
     const step = () => options.progress(++done, total);
     for (const protocol of PROTOCOLS)
-      runs.set(protocol, await runProtocol(rig, protocol, targets, options, plan.profileDir, plan.perfDir, step));
+      runs.set(protocol, await runProtocol(rig, protocol, plan.targets, options, plan.profileDir, plan.perfDir, step));
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     if (rig?.sockmap?.loadgen) await stopChild(rig.sockmap.loadgen.child);
     if (rig?.sockmap) await rig.sockmap.cgroup.remove();
+    if (rig?.tls?.handshaker) await stopChild(rig.tls.handshaker.child);
+    rig?.tls?.pki.cleanup();
     if (rig?.loadgen) await stopChild(rig.loadgen.child);
     if (rig?.echo) await stopChild(rig.echo.child);
   }
@@ -934,7 +1307,7 @@ function judge(plan: ForwardPlan, runs: Map<BenchProtocol, ProtocolRun>): Outcom
   const meshTargets = plan.targets.filter(isMesh);
   const vs = new Map<string, Versus>(); // `${protocol}/${target}`
   for (const p of PROTOCOLS)
-    for (const t of meshTargets) vs.set(`${p}/${t}`, versus(find(p, t)!, find(p, 'haproxy-2hop')!, find(p, 'direct')!));
+    for (const t of meshTargets) vs.set(`${p}/${t}`, versus(find(p, t)!, find(p, peerOf(t))!, find(p, 'direct')!));
   return { rows, meshTargets, find, vsOf: (p, t) => vs.get(`${p}/${t}`)! };
 }
 
@@ -948,6 +1321,8 @@ function resultRows(plan: ForwardPlan, runs: Map<BenchProtocol, ProtocolRun>, ou
       Object.assign(extra, {
         engine: MESH[r.target].engine,
         sockmap: MESH[r.target].sockmap,
+        mtls: MESH[r.target].mtls,
+        peer: v.peer,
         rpsRatioVsHaproxy: round(v.rpsRatio, 3),
         addedP50us: round(v.addedP50, 1),
         haproxyAddedP50us: round(v.haproxyAddedP50, 1),
@@ -962,12 +1337,35 @@ function resultRows(plan: ForwardPlan, runs: Map<BenchProtocol, ProtocolRun>, ou
           rssGoalMet: SIDECARS.every((s) => v.rss[s] !== null && v.rss[s]! <= GOAL.rssMB),
         });
       }
+      if (r.target === MTLS_GOAL_TARGET) {
+        Object.assign(extra, {
+          mtlsCpuGoalMet: v.cpuRatio <= MTLS_GOAL.cpuRatio,
+          handshakeGoalMet: v.hsRatio !== null && v.hsRatio >= MTLS_GOAL.handshakeRatio,
+        });
+      }
+      if (v.hsRatio !== null)
+        Object.assign(extra, {
+          handshakeRatioVsPeer: round(v.hsRatio, 3),
+          handshakeCpuRatioVsPeer: round(v.hsCpuRatio!, 3),
+        });
       if (MESH[r.target].sockmap)
         Object.assign(extra, {
           skMsgRedirectedPerRequest: round(r.redirectedPerReq, 2),
           skMsgRedirectMisses: r.redirectMisses,
         });
     }
+    if (r.hs)
+      Object.assign(extra, {
+        handshakesPerSecond: Math.round(r.hs.rate),
+        handshakeSpread: round(r.hs.spread, 3),
+        handshakeSamples: r.hs.samples.map((x) => Math.round(x)),
+        handshakes: r.hs.completed,
+        handshakeP50us: round(r.hs.p50, 1),
+        handshakeP99us: round(r.hs.p99, 1),
+        serverCpuUsPerHandshake: round(r.hs.serverCpuPerHsUs, 1),
+        serverUserUsPerHandshake: round(r.hs.serverUserPerHsUs, 1),
+        benchCpuUsPerHandshake: round(r.hs.benchCpuPerHsUs, 1),
+      });
     return {
       name: `${r.protocol}/${r.target}`,
       target: r.target,
@@ -1000,6 +1398,7 @@ function resultRows(plan: ForwardPlan, runs: Map<BenchProtocol, ProtocolRun>, ou
       benchCpuUsPerRequest: round(r.benchCpuPerReqUs, 2),
       ...perfFigures(runs.get(r.protocol)!.perf.find((c) => c.target === r.target && c.shape === 'throughput')),
       ...perfLatencyFigures(runs.get(r.protocol)!.perf.find((c) => c.target === r.target && c.shape === 'latency')),
+      ...perfHandshakeFigures(runs.get(r.protocol)!.perf.find((c) => c.target === r.target && c.shape === 'handshake')),
       ...extra,
     };
   });
@@ -1025,7 +1424,8 @@ function figureTable(outcome: Outcome): ReportTable {
   ];
   const align: Align[] = ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'];
   const cells = rows.map((r) => {
-    const h = find(r.protocol, 'haproxy-2hop')!;
+    // The mTLS cases against haproxy-2hop-tls; haproxy-2hop-tls itself against haproxy-2hop.
+    const h = find(r.protocol, isMesh(r.target) ? peerOf(r.target) : 'haproxy-2hop')!;
     const d = find(r.protocol, 'direct')!;
     return [
       `${P(r.protocol)}: ${r.target}`,
@@ -1048,7 +1448,7 @@ function figureTable(outcome: Outcome): ReportTable {
 
 /** The goals, judged on the native engine, with the other meshport cases of the run beside it for reference. */
 function goalTable(outcome: Outcome): ReportTable {
-  const others = outcome.meshTargets.filter((t) => t !== GOAL_TARGET);
+  const others = outcome.meshTargets.filter((t) => t !== GOAL_TARGET && !MESH[t].mtls);
   const headers = ['goal', 'target', GOAL_TARGET, 'met', 'by', ...others];
   const align: Align[] = ['l', 'r', 'r', 'l', 'r', ...others.map((): Align => 'r')];
   const rows = PROTOCOLS.flatMap((p) =>
@@ -1070,6 +1470,185 @@ function goalTable(outcome: Outcome): ReportTable {
   return { headers, align, rows };
 }
 
+/** One goal of mutual TLS (issue 18): how an mTLS case measures on it against haproxy-2hop-tls. */
+interface MtlsGoalCheck {
+  label: string;
+  target: string;
+  measure(v: Versus): { text: string; met: boolean | null; by: string };
+}
+
+const ratioCheck = (value: number | null, goal: number, atMost: boolean) => {
+  if (value === null || !Number.isFinite(value)) return { text: 'n/a', met: null, by: '-' };
+  const met = atMost ? value <= goal : value >= goal;
+  const margin = Math.abs(value / goal - 1);
+  return {
+    text: `${fixed(value, 2)}x`,
+    met,
+    by: `${percent(margin)} ${(value <= goal) === atMost ? (atMost ? 'under' : 'over') : atMost ? 'over' : 'under'}`,
+  };
+};
+
+const MTLS_GOALS: MtlsGoalCheck[] = [
+  {
+    label: `CPU per request with mTLS, both sidecars / ${TLS_PEER} (8x16)`,
+    target: `<= ${fixed(MTLS_GOAL.cpuRatio, 1)}x`,
+    measure: (v) => ratioCheck(v.cpuRatio, MTLS_GOAL.cpuRatio, true),
+  },
+  {
+    label: `new connections with a full handshake per second / ${TLS_PEER}`,
+    target: `>= ${fixed(MTLS_GOAL.handshakeRatio, 1)}x`,
+    measure: (v) => ratioCheck(v.hsRatio, MTLS_GOAL.handshakeRatio, false),
+  },
+];
+
+/** The mTLS goals, judged on meshport-2hop-mtls, with the TypeScript engine's mTLS case beside it. */
+function mtlsGoalTable(plan: ForwardPlan, outcome: Outcome): ReportTable {
+  const others = outcome.meshTargets.filter((t) => MESH[t].mtls && t !== MTLS_GOAL_TARGET);
+  const measured = outcome.meshTargets.includes(MTLS_GOAL_TARGET);
+  const headers = ['goal', 'target', MTLS_GOAL_TARGET, 'met', 'by', ...others];
+  const align: Align[] = ['l', 'r', 'r', 'l', 'r', ...others.map((): Align => 'r')];
+  const rows = PROTOCOLS.flatMap((p) =>
+    MTLS_GOALS.map((g) => {
+      const m = measured ? g.measure(outcome.vsOf(p, MTLS_GOAL_TARGET)) : { text: 'not measured', met: null, by: '-' };
+      return [
+        `${P(p)}: ${g.label}`,
+        g.target,
+        m.text,
+        yesNo(m.met),
+        m.by,
+        ...others.map((t) => {
+          const o = g.measure(outcome.vsOf(p, t));
+          return `${o.text}${o.met === false ? ' (no)' : ''}`;
+        }),
+      ];
+    }),
+  );
+  return {
+    title: `Goals of mutual TLS (issue 18), judged on ${MTLS_GOAL_TARGET}${measured ? '' : ` (not measured in this run: ${plan.leftOut.get(MTLS_GOAL_TARGET)})`} against ${TLS_PEER} of the same run:`,
+    headers,
+    align,
+    rows,
+  };
+}
+
+/** The TLS cases side by side: requests, what TLS adds to each case's plaintext twin, and handshakes. */
+function mtlsTable(outcome: Outcome): ReportTable {
+  const { rows, find } = outcome;
+  const x = (a: number | null | undefined, b: number | null | undefined) =>
+    a === null || a === undefined || b === null || b === undefined || !(b > 0) ? '-' : `${fixed(a / b, 2)}x`;
+  const headers = [
+    'case',
+    'req/s 8x16',
+    'x peer',
+    'CPU us/req',
+    'x peer',
+    'TLS adds us/req',
+    'added p50 us 1x1',
+    'x peer',
+    'handshakes/s',
+    'spread',
+    'x peer',
+    'server CPU us/handshake',
+    'x peer',
+    'connect to answer p50 us',
+  ];
+  const align: Align[] = ['l', ...headers.slice(1).map((): Align => 'r')];
+  const cells = rows
+    .filter((r) => isTls(r.target))
+    .map((r) => {
+      const peer = r.target === TLS_PEER ? undefined : find(r.protocol, TLS_PEER);
+      const twin = twinOf(r.target);
+      const t = twin ? find(r.protocol, twin) : undefined;
+      const d = find(r.protocol, 'direct')!;
+      const added = (row: Row | undefined) => (row ? row.p50 - d.p50 : null);
+      const v = isMesh(r.target) ? outcome.vsOf(r.protocol, r.target) : undefined;
+      return [
+        `${P(r.protocol)}: ${r.target}`,
+        int(r.rps),
+        v ? `${fixed(v.rpsRatio, 2)}x` : '-',
+        r.cpuPerReqUs === null ? '-' : fixed(r.cpuPerReqUs, 2),
+        peer ? x(r.cpuPerReqUs, peer.cpuPerReqUs) : '-',
+        t && r.cpuPerReqUs !== null && t.cpuPerReqUs !== null
+          ? `${r.cpuPerReqUs >= t.cpuPerReqUs ? '+' : ''}${fixed(r.cpuPerReqUs - t.cpuPerReqUs, 2)}`
+          : '-',
+        fixed(added(r)!, 1),
+        peer ? x(added(r), added(peer)) : '-',
+        r.hs ? int(r.hs.rate) : '-',
+        r.hs ? percent(r.hs.spread) : '-',
+        v?.hsRatio != null ? `${fixed(v.hsRatio, 2)}x` : '-',
+        r.hs ? fixed(r.hs.serverCpuPerHsUs, 1) : '-',
+        v?.hsCpuRatio != null ? `${fixed(v.hsCpuRatio, 2)}x` : '-',
+        r.hs ? fixed(r.hs.p50, 0) : '-',
+      ];
+    });
+  return {
+    title:
+      `Mutual TLS between the two hops (issue 18): each case against ${TLS_PEER} ("x peer", same rounds), and what TLS ` +
+      'adds to the CPU per request of its plaintext twin (haproxy-2hop, meshport-2hop-native, meshport-2hop-js):',
+    headers,
+    align,
+    rows: cells,
+  };
+}
+
+/** What the mTLS tables do not say: how the TLS cases and the handshake load are made, what was negotiated. */
+function mtlsNotes(plan: ForwardPlan, runs: Map<BenchProtocol, ProtocolRun>, outcome: Outcome): string[] {
+  const { vsOf, meshTargets } = outcome;
+  const mtlsTargets = meshTargets.filter((t) => MESH[t].mtls);
+  const missed = mtlsTargets.includes(MTLS_GOAL_TARGET)
+    ? PROTOCOLS.flatMap((p) => MTLS_GOALS.map((g) => g.measure(vsOf(p, MTLS_GOAL_TARGET)).met)).filter(
+        (m) => m === false,
+      ).length
+    : null;
+  const negotiated = [
+    ...new Set(
+      PROTOCOLS.flatMap((p) =>
+        [...runs.get(p)!.handshakes].map(([t, h]) => `${t}: ${h.protocolVersion ?? '?'} ${h.cipher ?? '?'}`),
+      ),
+    ),
+  ].join('; ');
+  const resumed = PROTOCOLS.reduce(
+    (a, p) => a + [...runs.get(p)!.handshakes.values()].reduce((b, h) => b + h.resumed, 0),
+    0,
+  );
+  const counted = PROTOCOLS.flatMap((p) =>
+    [...runs.get(p)!.tlsStats].map(([t, c]) =>
+      typeof c === 'string'
+        ? `${P(p)} ${t}: could not read /stats (${c})`
+        : `${P(p)} ${t}: consumer ${int(c.consumer.outbound)} outbound, provider ${int(c.provider.inbound)} inbound` +
+          (c.consumer.failures + c.provider.failures > 0
+            ? `, failures ${Object.entries({ ...c.consumer.failureReasons, ...c.provider.failureReasons })
+                .map(([k, n]) => `${k} ${int(n)}`)
+                .join(', ')}`
+            : ', no failure'),
+    ),
+  );
+  return [
+    missed === null
+      ? `Goals (issue 18): not judged, ${MTLS_GOAL_TARGET} was not measured (${plan.leftOut.get(MTLS_GOAL_TARGET)}).`
+      : `Goals (issue 18) judged on ${MTLS_GOAL_TARGET} against ${TLS_PEER} of the same run: ${missed === 0 ? 'all met' : `${missed} of ${PROTOCOLS.length * MTLS_GOALS.length} missed`}.`,
+    ...[...plan.leftOut].map(([t, why]) => `${t}: not measured in this run: ${why}.`),
+    `${TLS_PEER}: a second haproxy (one process, the same threads as haproxy-2hop), its first hop originating TLS to its second ` +
+      '(`server ... ssl crt client.pem ca-file ca.pem verify required ssl-min-ver TLSv1.3 no-ssl-reuse`), the second terminating it ' +
+      '(`bind ... ssl crt server.pem ca-file ca.pem verify required ssl-min-ver TLSv1.3`); load generator and echo server in plaintext. ' +
+      "haproxy verifies the peer's chain only: it has no check of a URI SAN, where meshport also checks the identity against the endpoint's.",
+    'meshport-2hop-mtls(-js): the pair of meshport-2hop-native (-js) with RouterOptions.security on both routers: strict mode, the dev CA ' +
+      "as trust bundle, a policy with a rule per service allowing the consumer's identity (default deny), and the provider's identity " +
+      "on the consumer's endpoint. Certificates: one CA and two ECDSA P-256 leaves (`spiffe://cluster.local/ns/bench/sa/loadgen` and " +
+      "`.../sa/echo`) made by the test kit's makeTestPki with the openssl command; haproxy presents the same two.",
+    `Handshakes: runs/handshake-process, ${HANDSHAKE_CONCURRENCY} connections in the making at once, each a TLS 1.3 connect straight to ` +
+      "the second hop's TLS listener (the provider router's inbound listener; haproxy's second frontend) with the consumer's certificate, " +
+      "the server's chain and URI SAN verified, one call, closed; no session offered back, so every one is a full handshake " +
+      `(sessions resumed: ${resumed}). handshakes/s: median of the samples (taken in the same rounds as the requests); server CPU = the ` +
+      'process behind that listener (provider router; haproxy) over the timed windows / connections answered. haproxy also opens a TCP ' +
+      'connection to the echo server per connection, the provider router sends the call over its pooled one. Negotiated: ' +
+      `${negotiated || 'nothing'}.`,
+    `Counted by the routers' /stats (meshport_tls_handshakes_total) at the end of each protocol's run: ${counted.join('; ') || 'no mTLS case'}.`,
+    'x peer: the median of per-round ratios for req/s and handshakes/s, the ratio of the totals over all windows for CPU; ' +
+      "added p50 = p50 at 1x1 minus direct's. TLS adds = CPU per request minus the plaintext twin's of the same run.",
+  ];
+}
+
 /** What the tables do not say: the verdict, what was measured and how, on which machine. */
 function reportNotes(plan: ForwardPlan, runs: Map<BenchProtocol, ProtocolRun>, outcome: Outcome): string[] {
   const { options, bodies, noSockmap } = plan;
@@ -1079,7 +1658,8 @@ function reportNotes(plan: ForwardPlan, runs: Map<BenchProtocol, ProtocolRun>, o
   ).length;
   const anyRun = runs.get('bolt')!;
   const cpuLine = PROTOCOLS.map(
-    (p) => `${P(p)} ${meshTargets.map((t) => `${t} ${fixed(vsOf(p, t).cpuRatio, 2)}x`).join(', ')}`,
+    (p) =>
+      `${P(p)} ${meshTargets.map((t) => `${t} ${fixed(vsOf(p, t).cpuRatio, 2)}x${MESH[t].mtls ? ` (of ${TLS_PEER}'s)` : ''}`).join(', ')}`,
   ).join('; ');
   const sockmapRows = rows.filter((r) => isMesh(r.target) && MESH[r.target].sockmap);
   return [
@@ -1115,6 +1695,8 @@ function reportNotes(plan: ForwardPlan, runs: Map<BenchProtocol, ProtocolRun>, o
     'CPU: user + system seconds of the proxy processes (/proc/<pid>/stat, all threads) over the timed 8x16 windows ' +
       `(${fixed(options.durationSeconds, 1)} s in all); CPU us/req = that / answers in those windows; per sidecar = consumer + provider. CPU per request / haproxy-2hop's: ${cpuLine}. ` +
       "peak RSS: VmHWM of /proc/<pid>/status of each proxy process at the end of the protocol's run (meshport: consumer + provider).",
+    `${TLS_PEER}, meshport-2hop-mtls(-js): mutual TLS 1.3 between the two hops (issue 18); their "x haproxy" is against ${TLS_PEER}, ` +
+      `and ${TLS_PEER}'s own against haproxy-2hop. Their handshakes and goals: the section on mutual TLS (${MTLS_SECTION}).`,
   ];
 }
 
@@ -1138,7 +1720,10 @@ function profileSections(runs: Map<BenchProtocol, ProtocolRun>): ReportSection[]
 
 /** What `--compare` watches: headline ratios first (the table of last runs shows the first three), the native engine against haproxy. */
 function metricsOf(outcome: Outcome): Metric[] {
-  const { find, vsOf, meshTargets } = outcome;
+  const { find, vsOf } = outcome;
+  const meshTargets = outcome.meshTargets.filter((t) => !MESH[t].mtls);
+  const mtlsTargets = outcome.meshTargets.filter((t) => MESH[t].mtls);
+  const tlsPeerMeasured = PROTOCOLS.every((p) => find(p, TLS_PEER) !== undefined);
   const ratioMetric = (
     p: BenchProtocol,
     name: string,
@@ -1177,9 +1762,83 @@ function metricsOf(outcome: Outcome): Metric[] {
     rounds: 1,
     peer: 'haproxy-2hop',
   });
+  const mtlsMetrics = (p: BenchProtocol, t: MeshTarget): Metric[] => {
+    const m = find(p, t)!;
+    const h = find(p, TLS_PEER)!;
+    const v = vsOf(p, t);
+    return [
+      {
+        name: `${P(p)}: ${t} / ${TLS_PEER} CPU per request`,
+        value: round(v.cpuRatio, 3),
+        unit: 'x',
+        better: 'lower',
+        spread: 0,
+        rounds: 1,
+        peer: TLS_PEER,
+      },
+      ...(m.hs && h.hs
+        ? [
+            ratioMetric(p, `${t} / ${TLS_PEER} handshakes/s`, m.hs.samples, h.hs.samples, TLS_PEER, 'higher'),
+            {
+              name: `${P(p)}: ${t} / ${TLS_PEER} CPU per handshake`,
+              value: round(m.hs.serverCpuPerHsUs / h.hs.serverCpuPerHsUs, 3),
+              unit: 'x',
+              better: 'lower' as const,
+              spread: 0,
+              rounds: 1,
+              peer: TLS_PEER,
+            },
+          ]
+        : []),
+      ratioMetric(p, `${t} / ${TLS_PEER} req/s (8x16)`, m.rpsSamples, h.rpsSamples, TLS_PEER, 'higher'),
+      ratioMetric(p, `${t} / ${TLS_PEER} p50 (1x1)`, m.p50ByRound, h.p50ByRound, TLS_PEER, 'lower'),
+      ...(m.hs
+        ? [
+            {
+              name: `${P(p)}: ${t} handshakes/s`,
+              value: Math.round(m.hs.rate),
+              unit: 'conn/s',
+              better: 'higher' as const,
+              spread: round(m.hs.spread, 3),
+              rounds: m.hs.samples.length,
+            },
+          ]
+        : []),
+    ];
+  };
   return [
     ...PROTOCOLS.map((p) => rpsVsHaproxy(p, GOAL_TARGET)),
     ...PROTOCOLS.map((p) => cpuVsHaproxy(p, GOAL_TARGET)),
+    ...(tlsPeerMeasured
+      ? [
+          ...PROTOCOLS.flatMap((p) => mtlsTargets.flatMap((t) => mtlsMetrics(p, t))),
+          ...PROTOCOLS.map((p) =>
+            ratioMetric(
+              p,
+              `${TLS_PEER} / haproxy-2hop req/s (8x16)`,
+              find(p, TLS_PEER)!.rpsSamples,
+              find(p, 'haproxy-2hop')!.rpsSamples,
+              'haproxy-2hop',
+              'higher',
+            ),
+          ),
+          ...PROTOCOLS.flatMap((p): Metric[] => {
+            const hs = find(p, TLS_PEER)!.hs;
+            return hs
+              ? [
+                  {
+                    name: `${P(p)}: ${TLS_PEER} handshakes/s`,
+                    value: Math.round(hs.rate),
+                    unit: 'conn/s',
+                    better: 'higher',
+                    spread: round(hs.spread, 3),
+                    rounds: hs.samples.length,
+                  },
+                ]
+              : [];
+          }),
+        ]
+      : []),
     ...PROTOCOLS.flatMap((p) => {
       const d = find(p, 'direct')!;
       const h = find(p, 'haproxy-2hop')!;
@@ -1270,14 +1929,48 @@ async function run(given: SuiteOptions): Promise<SuiteReport> {
   const plan = await planRun(given);
   const runs = await measureProtocols(plan);
   const outcome = judge(plan, runs);
-  const { text, markdown } = renderReport([
+  const main: ReportSection[] = [
     figureTable(outcome),
     goalTable(outcome),
     { notes: reportNotes(plan, runs, outcome) },
     ...profileSections(runs),
-    ...PROTOCOLS.flatMap((p) => perfTables(p, runs.get(p)!.perf)),
-  ]);
+    ...PROTOCOLS.flatMap((p) =>
+      perfTables(
+        p,
+        runs.get(p)!.perf.filter((c) => c.target !== MTLS_GOAL_TARGET && c.target !== TLS_PEER),
+      ),
+    ),
+  ];
+  const mtls: ReportSection[] = plan.targets.includes(TLS_PEER)
+    ? [
+        mtlsTable(outcome),
+        mtlsGoalTable(plan, outcome),
+        { notes: mtlsNotes(plan, runs, outcome) },
+        ...PROTOCOLS.flatMap((p) =>
+          perfTables(
+            p,
+            runs.get(p)!.perf.filter((c) => isTls(c.target)),
+          ),
+        ),
+      ]
+    : [
+        {
+          notes: [
+            `The mutual TLS cases were not measured in this run: ${[...plan.leftOut.values()][0] ?? 'left out'}.`,
+          ],
+        },
+      ];
+  const text = renderReport([...main, ...mtls]).text;
+  const { markdown } = renderReport(main);
+  const parts: DocsPart[] = [
+    {
+      section: MTLS_SECTION,
+      heading: '### Mutual TLS between sidecars against haproxy with TLS (issue 18)',
+      markdown: renderReport(mtls).markdown,
+    },
+  ];
   return {
+    parts,
     suite: 'forward',
     results: resultRows(plan, runs, outcome),
     metrics: metricsOf(outcome),
