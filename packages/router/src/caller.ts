@@ -1,4 +1,5 @@
-// A connection from a caller (the app, or a remote sidecar): frames in, requests to the router, answers back.
+// A connection from a caller (the app, or a remote sidecar): frames in, requests to the router, answers back. On a
+// mutual-TLS connection the socket is the TLSSocket and everything here works on the decrypted stream.
 
 import type net from 'node:net';
 import { FrameSplitter, ProtocolError, decodeFrame, peekFrameIdentity, type FrameHeader } from '@meshport/protocol';
@@ -46,6 +47,11 @@ export class CallerConnection {
     readonly listener: ListenerName,
     private readonly handler: CallerHandler,
     maxFrameSize: number,
+    /**
+     * Who the caller is: the spiffe:// identity its client certificate proved on a mutual-TLS connection (the socket
+     * is then the TLSSocket, and frames are read from the decrypted stream); undefined for a plaintext caller.
+     */
+    readonly identity: string | undefined = undefined,
   ) {
     socket.setNoDelay(true);
     this.splitter = new FrameSplitter((frame) => this.onFrame(frame), { maxFrameSize });

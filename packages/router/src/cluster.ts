@@ -35,6 +35,11 @@ export const CLUSTER_LIMIT_DEFAULTS: Required<ClusterLimits> = {
 /** One endpoint with the state the router keeps about it. */
 export class Host {
   readonly key: string;
+  /**
+   * The upstream pool's key when calls go over mutual TLS: the address and the identity expected there, so an
+   * endpoint that changes identity gets new connections.
+   */
+  readonly tlsKey: string;
   /** Requests in flight to this endpoint, for least-request. */
   active = 0;
   consecutiveFailures = 0;
@@ -48,6 +53,7 @@ export class Host {
     readonly weight: number,
   ) {
     this.key = endpointKey(endpoint);
+    this.tlsKey = `${this.key} ${endpoint.identity ?? ''}`;
   }
 
   isEjected(now: number): boolean {
@@ -96,7 +102,7 @@ export class Cluster {
     this.hosts = spec.endpoints.map((e) => {
       const kept = old.get(endpointKey(e));
       const weight = Math.max(0, e.weight ?? 100);
-      return kept && kept.weight === weight ? kept : new Host(e, weight);
+      return kept && kept.weight === weight && kept.endpoint.identity === e.identity ? kept : new Host(e, weight);
     });
     this.allWeighted = this.hosts.every((h) => h.weight > 0);
     this.equalWeights = this.hosts.every((h) => h.weight === this.hosts[0]!.weight);
@@ -238,6 +244,7 @@ export class Cluster {
         consecutiveFailures: h.consecutiveFailures,
         ejections: h.ejections,
         ejectedForMs: h.isEjected(now) ? h.ejectedUntil - now : 0,
+        ...(h.endpoint.identity !== undefined ? { identity: h.endpoint.identity } : {}),
       })),
     };
   }

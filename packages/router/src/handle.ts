@@ -3,6 +3,7 @@
 import type net from 'node:net';
 import type { Logger } from 'pino';
 import type { ListenerName } from './caller';
+import type { RouterSecurity } from './security';
 import type { RouterStats } from './stats';
 
 export type EngineName = 'native' | 'js';
@@ -26,6 +27,8 @@ export interface ClusterState {
     consecutiveFailures: number;
     ejections: number;
     ejectedForMs: number;
+    /** The identity the provider published (Endpoint.identity): calls to it go over mutual TLS. */
+    identity?: string;
   }[];
 }
 
@@ -43,6 +46,12 @@ export interface RouterHandle {
   readonly inflight: number;
   drain(deadlineMs?: number): Promise<void>;
   drainOnSignals(signals?: NodeJS.Signals[]): void;
+  /**
+   * Replaces the mutual-TLS material, mode and authorization policy at run time (rotation, a policy reload): new
+   * connections, both directions, use the new certificate and mode; existing ones finish with what they began with.
+   * The policy applies to every request from then on. undefined: plaintext everywhere, every call allowed.
+   */
+  setSecurity(security: RouterSecurity | undefined): void;
   /** For the admin `/routes` page. */
   describeRoutes(): ClusterState[] | Promise<ClusterState[]>;
   /** For the admin `/config` page. */

@@ -19,7 +19,8 @@ export type Failure =
   | 'unavailable' // every endpoint tried refused the connection
   | 'upstream-closed' // the upstream connection closed with the request in flight
   | 'bad-request' // the frame could not be decoded
-  | 'draining'; // the router is shutting down
+  | 'draining' // the router is shutting down
+  | 'denied'; // the inbound authorization policy does not let this caller call this service (or method)
 
 const boltStatus: Record<Failure, number> = {
   'no-route': BoltStatus.NO_PROCESSOR,
@@ -29,6 +30,7 @@ const boltStatus: Record<Failure, number> = {
   'upstream-closed': BoltStatus.CONNECTION_CLOSED,
   'bad-request': BoltStatus.CODEC_EXCEPTION,
   draining: BoltStatus.SERVER_THREADPOOL_BUSY,
+  denied: BoltStatus.SERVER_EXCEPTION,
 };
 
 const dubboStatus: Record<Failure, number> = {
@@ -39,6 +41,7 @@ const dubboStatus: Record<Failure, number> = {
   'upstream-closed': DubboStatus.CHANNEL_INACTIVE,
   'bad-request': DubboStatus.BAD_REQUEST,
   draining: DubboStatus.SERVER_THREADPOOL_EXHAUSTED_ERROR,
+  denied: DubboStatus.BAD_REQUEST,
 };
 
 export function failureStatus(protocol: 'bolt' | 'dubbo', failure: Failure): number {

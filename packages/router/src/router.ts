@@ -21,6 +21,8 @@ import { RouteKeys } from './route-key';
 import { routerSetup, type RouterOptions, type RouterSettings } from './router-setup';
 import { StartupHold } from './startup-hold';
 import { notListening } from './errors';
+import { type HandshakeError, TlsContexts, type TlsDirection } from './mtls';
+import { authorize, type RouterSecurity } from './security';
 
 // Still exported here, where it was before route-key.ts: @meshport/engine's codec test reads it from this module.
 export { routeKey } from './route-key';
@@ -46,6 +48,15 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle, Admi
   private readonly hold = new StartupHold((held) => this.request(held.caller, held.frame, held.header));
   private readonly routeKeys = new RouteKeys();
   private readonly debug: boolean;
+  /** Mutual TLS and the authorization policy now (setSecurity replaces it); undefined: plaintext, all allowed. */
+  private tls: TlsContexts | undefined;
+  /**
+   * Inbound connections before their first byte (which tells TLS from plaintext): a drain closes them. One in its TLS
+   * handshake is closed when the handshake ends (serve refuses while draining), within connectTimeoutMs.
+   */
+  private readonly opening = new Set<net.Socket>();
+  /** When each (direction, reason) of handshake failure was last logged: one line per 10 s each, not a flood. */
+  private readonly failureLoggedAt = new Map<string, number>();
 
   constructor(private readonly options: RouterOptions) {
     this.settings = routerSetup.settings(options);
@@ -60,7 +71,9 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle, Admi
         heartbeatTimeoutMs: this.settings.heartbeatTimeoutMs,
       },
       this,
+      () => this.tls?.client,
     );
+    this.setSecurity(options.security);
     this.stats.trackUpstreams(() => this.pool.all().map((c) => ({ endpoint: c.host.key })));
     this.partial = new PartialFrames(this.settings, (caller, code, message) =>
       this.closeStalled(caller, code, message),
@@ -121,6 +134,7 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle, Admi
       this.logger.info({ inflight: this.calls.size, deadlineMs }, 'draining');
       this.hold.end(); // refused as draining: a held request is not yet a call
       for (const server of this.servers.values()) server.close();
+      for (const socket of this.opening) socket.destroy();
       this.partial.stop();
     }
     const until = Date.now() + deadlineMs;
@@ -136,6 +150,25 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle, Admi
     for (const caller of this.callers) caller.socket.destroy();
     this.logger.info('drained');
   }
+
+  /**
+   * Replaces the TLS material, mode and authorization policy: new connections (both directions) use the new
+   * certificate and mode, existing ones finish with what they began with; the policy applies to every request from
+   * now on. undefined: plaintext everywhere, every call allowed.
+   */
+  setSecurity(security: RouterSecurity | undefined): void {
+    this.tls =
+      security === undefined ? undefined : new TlsContexts(security, this.settings.connectTimeoutMs, this.inboundTls);
+  }
+
+  /** What the inbound side of mutual TLS tells the router (TlsContexts.admit). */
+  private readonly inboundTls = {
+    sniffed: (socket: net.Socket) => this.opening.delete(socket),
+    serve: (socket: net.Socket, identity: string | undefined) => this.serve('inbound', socket, identity),
+    handshake: () => this.stats.tlsHandshakes.inc({ direction: 'inbound' }),
+    refused: (socket: net.Socket, error: HandshakeError) =>
+      this.handshakeFailed('inbound', error, socket.remoteAddress ?? ''),
+  };
 
   /** Drains on the given signals (SIGTERM by default), once. */
   drainOnSignals(signals: NodeJS.Signals[] = ['SIGTERM']): void {
@@ -180,17 +213,49 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle, Admi
       socket.destroy();
       return;
     }
-    const caller = new CallerConnection(socket, listener, this, this.settings.maxFrameSize);
+    this.stats.connections.inc({ listener });
+    this.stats.connectionsTotal.inc({ listener });
+    socket.on('close', () => this.stats.connections.dec({ listener }));
+    // Mutual TLS is between sidecars: the inbound listener's alone. The app's loopback is always plaintext.
+    const tls = listener === 'inbound' ? this.tls : undefined;
+    if (tls === undefined || tls.mode === 'off') {
+      this.serve(listener, socket, undefined);
+      return;
+    }
+    this.opening.add(socket);
+    socket.once('close', () => this.opening.delete(socket));
+    tls.admit(socket);
+  }
+
+  /** A connection becomes a caller: `socket` is the TLSSocket of a mutual-TLS one, whose caller proved `identity`. */
+  private serve(listener: ListenerName, socket: net.Socket, identity: string | undefined): void {
+    if (this.draining) {
+      socket.destroy();
+      return;
+    }
+    const caller = new CallerConnection(socket, listener, this, this.settings.maxFrameSize, identity);
     caller.maxInflight = this.settings.maxCallerInflight;
     caller.closeTimeoutMs = this.settings.frameTimeoutMs;
     this.callers.add(caller);
-    this.stats.connections.inc({ listener });
-    this.stats.connectionsTotal.inc({ listener });
     socket.on('close', () => {
       this.callers.delete(caller);
       this.partial.forget(caller);
-      this.stats.connections.dec({ listener });
     });
+    // A socket whose first byte was read (to tell TLS from plaintext) was paused with that byte put back.
+    if (socket.isPaused()) socket.resume();
+  }
+
+  /** A handshake refused or failed: counted by direction and reason, and logged (once per 10 s per reason). */
+  private handshakeFailed(direction: TlsDirection, error: HandshakeError, peer: string): void {
+    this.stats.tlsHandshakeFailures.inc({ direction, reason: error.reason });
+    const key = `${direction} ${error.reason}`;
+    const now = Date.now();
+    if (now - (this.failureLoggedAt.get(key) ?? -Infinity) < FAILURE_LOG_EVERY_MS) return;
+    this.failureLoggedAt.set(key, now);
+    this.logger.warn(
+      { direction, reason: error.reason, peer },
+      `mutual TLS ${direction === 'inbound' ? 'from' : 'to'} ${peer} refused (${error.reason}): ${error.message}; more are counted in meshport_tls_handshake_failures_total`,
+    );
   }
 
   request(caller: CallerConnection, frame: Buffer, header: FrameHeader): void {
@@ -205,6 +270,15 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle, Admi
     }
     const service = this.routeKeys.of(header);
     const cluster = service === undefined ? undefined : this.clusterFor(listener, service);
+    const security = this.tls?.security;
+    if (
+      security !== undefined &&
+      listener === 'inbound' &&
+      service !== undefined &&
+      !authorize(security.policy, service, header.method, caller.identity)
+    ) {
+      return this.deny(caller, header, frame, service, cluster);
+    }
     if (
       (cluster === undefined || cluster.hosts.length === 0) &&
       service !== undefined &&
@@ -263,6 +337,25 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle, Admi
     this.send(call);
   }
 
+  /**
+   * A call the authorization policy does not allow: the protocol's error answer (the connection stays open), counted
+   * by service; a service with no route counts as `none`, so names from the wire make no new series.
+   */
+  private deny(
+    caller: CallerConnection,
+    header: FrameHeader,
+    frame: Buffer,
+    service: string,
+    cluster: Cluster | undefined,
+  ): void {
+    const metrics = cluster?.metrics ?? this.stats.cluster(caller.listener, 'none');
+    metrics.requests[header.protocol]++;
+    this.stats.callsDenied.inc({ service: cluster === undefined ? 'none' : service });
+    const who = caller.identity ?? 'a plaintext caller';
+    const what = header.method ? `${service}#${header.method}` : service;
+    this.refuse(caller, identityOf(header, frame), metrics, 'denied', `meshport: ${who} may not call ${what}`);
+  }
+
   /** Answers a request the router turns away before it goes anywhere (oneways are only counted). */
   private refuse(
     caller: CallerConnection,
@@ -282,6 +375,11 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle, Admi
 
   upstreamBytes(direction: 'in' | 'out', n: number): void {
     this.stats.addBytes('upstream', direction, n);
+  }
+
+  tlsHandshake(host: Host, error: HandshakeError | undefined): void {
+    if (error === undefined) this.stats.tlsHandshakes.inc({ direction: 'outbound' });
+    else this.handshakeFailed('outbound', error, host.key);
   }
 
   badFrame(caller: CallerConnection, error: ProtocolError): void {
@@ -455,6 +553,9 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle, Admi
     return this.pool.all();
   }
 }
+
+/** Handshake failures of one direction and reason are logged at most this often; every one is counted. */
+const FAILURE_LOG_EVERY_MS = 10_000;
 
 function cluster(call: Call): string {
   return call.cluster.name;

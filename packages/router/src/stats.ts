@@ -67,6 +67,24 @@ export class RouterStats {
     labelNames: ['listener', 'reason'] as const,
     registers: [this.registry],
   });
+  readonly tlsHandshakes = new Counter({
+    name: 'meshport_tls_handshakes_total',
+    help: 'Mutual TLS handshakes between sidecars that completed and verified, by direction (inbound, outbound)',
+    labelNames: ['direction'] as const,
+    registers: [this.registry],
+  });
+  readonly tlsHandshakeFailures = new Counter({
+    name: 'meshport_tls_handshake_failures_total',
+    help: 'Mutual TLS handshakes refused or failed, by direction and reason (no-client-cert, untrusted, expired, wrong-identity, no-identity, plaintext-refused, protocol, timeout)',
+    labelNames: ['direction', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly callsDenied = new Counter({
+    name: 'meshport_calls_denied_total',
+    help: 'Inbound calls the authorization policy did not allow, by service (none: a service with no route)',
+    labelNames: ['service'] as const,
+    registers: [this.registry],
+  });
   readonly badFrames = new Counter({
     name: 'meshport_bad_frames_total',
     help: 'Frames rejected as malformed or oversize, by listener and error code',

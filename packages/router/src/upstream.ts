@@ -1,6 +1,7 @@
 // Upstream connections: multiplexed, with request ids rewritten to be unique per connection, idle heartbeats, pooling.
 
 import net from 'node:net';
+import type tls from 'node:tls';
 import {
   FrameSplitter,
   ProtocolError,
@@ -15,6 +16,7 @@ import {
 import type { Host } from './cluster';
 import { heartbeatAck, identityOf } from './responses';
 import type { Call } from './call';
+import { HandshakeError, connectTls, handshakeErrorOf, verifyPeer } from './mtls';
 
 export interface UpstreamOptions {
   maxFrameSize: number;
@@ -38,6 +40,11 @@ export interface UpstreamEvents {
   lost(call: Call, reason: string, counted: Set<Host>): void;
   /** Bytes moved on upstream connections, for stats. */
   upstreamBytes(direction: 'in' | 'out', n: number): void;
+  /**
+   * A mutual-TLS connection's handshake with `host`: completed and verified (error undefined), or failed after the
+   * TCP connection was up (a refused connect is no handshake).
+   */
+  tlsHandshake(host: Host, error: HandshakeError | undefined): void;
 }
 
 // Bolt ids are int32; Dubbo's are int64 but we stay below 2^31 so one counter serves both.
@@ -45,6 +52,11 @@ const MAX_ID = 0x7fffffff;
 
 export class UpstreamConnection {
   readonly socket: net.Socket;
+  /**
+   * Over mutual TLS: what is written before the provider's certificate is verified waits here, so no request leaves
+   * for an endpoint that turns out not to be the one the registry named. Undefined once verified, and for plaintext.
+   */
+  private held: Buffer[] | undefined;
   readonly calls = new Map<number, Call>();
   connected = false;
   closed = false;
@@ -61,24 +73,22 @@ export class UpstreamConnection {
     private readonly options: UpstreamOptions,
     private readonly events: UpstreamEvents,
     private readonly onClosed: (conn: UpstreamConnection) => void,
+    /** Set: the endpoint has an identity and this is the context to dial it with mutual TLS. */
+    secure?: tls.SecureContext,
   ) {
-    const socket = net.connect({ host: host.endpoint.host, port: host.endpoint.port });
+    const { host: address, port, identity } = host.endpoint;
+    const overTls = secure !== undefined && identity !== undefined;
+    const socket = overTls ? connectTls(secure, address, port) : net.connect({ host: address, port });
     socket.setNoDelay(true);
     socket.setTimeout(options.connectTimeoutMs, () =>
-      socket.destroy(new Error(`connect timeout after ${options.connectTimeoutMs} ms`)),
+      socket.destroy(
+        Object.assign(new Error(`connect timeout after ${options.connectTimeoutMs} ms`), { code: 'ETIMEDOUT' }),
+      ),
     );
     this.socket = socket;
     const splitter = new FrameSplitter((frame) => this.onFrame(frame), { maxFrameSize: options.maxFrameSize });
-    socket.on('connect', () => {
-      this.connected = true;
-      socket.setTimeout(0);
-      for (const call of this.calls.values()) call.onConnected();
-      this.heartbeatTimer = setInterval(
-        () => this.checkIdle(),
-        Math.max(10, Math.min(options.heartbeatIntervalMs, options.heartbeatTimeoutMs) / 2),
-      );
-      this.heartbeatTimer.unref();
-    });
+    if (overTls) this.dialTls(socket as tls.TLSSocket, identity);
+    else socket.on('connect', () => this.up());
     socket.on('data', (chunk: Buffer) => {
       this.lastReadAt = Date.now();
       this.events.upstreamBytes('in', chunk.length);
@@ -97,6 +107,63 @@ export class UpstreamConnection {
     socket.on('close', () => this.teardown(socket.errored ?? undefined));
   }
 
+  /** The connection is up (and, over TLS, the provider verified): calls are no longer pending. */
+  private up(): void {
+    this.connected = true;
+    this.socket.setTimeout(0);
+    for (const call of this.calls.values()) call.onConnected();
+    this.heartbeatTimer = setInterval(
+      () => this.checkIdle(),
+      Math.max(10, Math.min(this.options.heartbeatIntervalMs, this.options.heartbeatTimeoutMs) / 2),
+    );
+    this.heartbeatTimer.unref();
+  }
+
+  /**
+   * The client side of mutual TLS: after the handshake the provider's chain must verify against the trust bundle and
+   * its certificate carry exactly `identity`; else the connection fails as a connect failure would (its calls never
+   * left) and the reason is counted. The connect timeout covers the handshake.
+   */
+  private dialTls(socket: tls.TLSSocket, identity: string): void {
+    this.held = [];
+    let tcpUp = false;
+    let settled = false;
+    socket.once('connect', () => {
+      tcpUp = true;
+    });
+    socket.once('secureConnect', () => {
+      settled = true;
+      const verified = verifyPeer(socket, identity);
+      if (verified instanceof HandshakeError) {
+        this.events.tlsHandshake(this.host, verified);
+        socket.destroy(verified);
+        return;
+      }
+      this.events.tlsHandshake(this.host, undefined);
+      const held = this.held ?? [];
+      this.held = undefined;
+      this.up();
+      if (held.length > 0) {
+        this.batchWrites();
+        for (const frame of held) this.socket.write(frame);
+      }
+    });
+    socket.once('error', (err: Error) => {
+      if (settled || !tcpUp) return; // a refused connect is no handshake; a verified one failed later
+      settled = true;
+      this.events.tlsHandshake(this.host, handshakeErrorOf(err));
+    });
+  }
+
+  /** Writes a frame, or holds it while the provider of a TLS connection is not verified yet. */
+  private write(frame: Buffer): boolean {
+    if (this.held !== undefined) {
+      this.held.push(frame);
+      return true;
+    }
+    return this.socket.write(frame);
+  }
+
   /** Requests in flight here, for choosing the least loaded connection of a pool. */
   get load(): number {
     return this.calls.size;
@@ -111,14 +178,14 @@ export class UpstreamConnection {
     this.calls.set(id, call);
     this.events.upstreamBytes('out', call.frame.length);
     this.batchWrites();
-    return this.socket.write(call.frame);
+    return this.write(call.frame);
   }
 
   /** Oneway frames go out as they came: nothing will answer them, so their ids need not be unique. */
   sendOneway(frame: Buffer): boolean {
     this.events.upstreamBytes('out', frame.length);
     this.batchWrites();
-    return this.socket.write(frame);
+    return this.write(frame);
   }
 
   /**
@@ -227,19 +294,34 @@ export class UpstreamPool {
     private readonly perEndpoint: number,
     private readonly options: UpstreamOptions,
     private readonly events: UpstreamEvents,
+    /** The client context of mutual TLS now (it changes with setSecurity); undefined: no TLS material, plaintext. */
+    private readonly clientTls: () => tls.SecureContext | undefined = () => undefined,
   ) {}
 
+  /**
+   * A connection to `host` for `protocol`. An endpoint with an identity is dialled with mutual TLS when the router has
+   * TLS material; its connections are pooled under the address and the identity, so a new identity gets new ones.
+   */
   connectionFor(host: Host, protocol: ProtocolName): UpstreamConnection {
-    let byProtocol = this.connections.get(host.key);
-    if (byProtocol === undefined) this.connections.set(host.key, (byProtocol = { bolt: [], dubbo: [] }));
+    const secure = host.endpoint.identity === undefined ? undefined : this.clientTls();
+    const key = secure === undefined ? host.key : host.tlsKey;
+    let byProtocol = this.connections.get(key);
+    if (byProtocol === undefined) this.connections.set(key, (byProtocol = { bolt: [], dubbo: [] }));
     const list = byProtocol[protocol];
     let best: UpstreamConnection | undefined;
     for (const c of list) if (best === undefined || c.load < best.load) best = c;
     if (best !== undefined && (best.load === 0 || list.length >= this.perEndpoint)) return best;
-    const conn = new UpstreamConnection(host, protocol, this.options, this.events, (closed) => {
-      const i = list.indexOf(closed);
-      if (i >= 0) list.splice(i, 1);
-    });
+    const conn = new UpstreamConnection(
+      host,
+      protocol,
+      this.options,
+      this.events,
+      (closed) => {
+        const i = list.indexOf(closed);
+        if (i >= 0) list.splice(i, 1);
+      },
+      secure,
+    );
     list.push(conn);
     return conn;
   }
