@@ -4,17 +4,20 @@
 // in a process of its own. The pods: when root (and `ip netns` works) each pod is a network namespace of its own
 // (198.18.10.2 and 198.18.11.2, routed through a third "net" namespace; ZooKeeper on the host side of that, at
 // 198.18.12.1), the sidecar and the pod's app run inside it; otherwise loopback-port pods (every listener on
-// 127.0.0.1, ports picked free). MESHPORT_DEMO_PODS=loopback|netns chooses. Calls are driven for a while with a
-// progress line, then the demo shows what happened and stops everything, Ctrl-C included.
+// 127.0.0.1, ports picked free). MESHPORT_DEMO_PODS=loopback|netns chooses. The pods talk mutual TLS (strict), each
+// with an identity from a development CA the demo makes in a temporary directory (MESHPORT_DEMO_TLS=off: plaintext).
+// Calls are driven for a while with a progress line, then the demo shows what happened (the peer identities
+// included) and stops everything, Ctrl-C included.
 
 import path from 'node:path';
 // The one ZooKeeper launcher (the suites' and the bench's too); its entry point loads node built-ins only.
 import { startZooKeeper, type RunningZooKeeper } from '@meshport/testkit/zookeeper';
 import { DemoChild, killAllChildrenSync } from './demo/children';
+import { demoTls, makeDemoPki, type DemoPki } from './demo/identities';
 import { FLOWS, type ConsumerDone, type Flow } from './demo/consumer-app';
 import { podMode, setupNetns, CONSUMER_POD_IP, PROVIDER_POD_IP, type DemoNetns } from './demo/netns';
 import { hostPort, inPod, startPod, type Pod, type PodPlace } from './demo/pods';
-import { adminResponses, adminRoutes, formatMs, percentile, type RouteCluster } from './demo/report';
+import { adminResponses, adminRoutes, adminTls, formatMs, percentile, type RouteCluster } from './demo/report';
 import { readProviders } from './demo/registry-view';
 import { Style } from './format';
 import type { Io } from './io';
@@ -67,6 +70,7 @@ export async function runDemo(io: Io, colour: boolean): Promise<number> {
   process.on('exit', lastResort);
 
   let zk: RunningZooKeeper | undefined;
+  let pki: DemoPki | undefined;
   const pods: Pod[] = [];
   let provider: DemoChild | undefined;
   let consumer: DemoChild | undefined;
@@ -101,9 +105,20 @@ export async function runDemo(io: Io, colour: boolean): Promise<number> {
       2,
       `two pods, one meshport sidecar each (child processes: ${netns ? 'ip netns exec POD ' : ''}meshport sidecar --config pod.yaml)`,
     );
+    if (demoTls()) {
+      pki = await makeDemoPki();
+      // The provider pod lets only the consumer pod's identity call its services.
+      pki.pods.provider.allow = Object.fromEntries(FLOWS.map((f) => [clusterOf(f), [pki!.pods.consumer.identity]]));
+      out(
+        `  identities: development CA ${pki.caFile} (trust domain ${pki.trustDomain}); ` +
+          `provider-pod ${pki.pods.provider.identity}, consumer-pod ${pki.pods.consumer.identity}; tls mode strict`,
+      );
+    } else {
+      out(s.dim('  MESHPORT_DEMO_TLS=off: the pods talk plaintext'));
+    }
     const [providerPod, consumerPod] = await Promise.all([
-      startPod('provider-pod', zk.connectString, abort.signal, providerPlace),
-      startPod('consumer-pod', zk.connectString, abort.signal, consumerPlace),
+      startPod('provider-pod', zk.connectString, abort.signal, providerPlace, pki?.pods.provider),
+      startPod('consumer-pod', zk.connectString, abort.signal, consumerPlace, pki?.pods.consumer),
     ]);
     pods.push(providerPod, consumerPod);
     for (const pod of pods) {
@@ -269,6 +284,11 @@ export async function runDemo(io: Io, colour: boolean): Promise<number> {
           `  zookeeper entry ${flow.iface}: ${entry.host}:${entry.port}  ${mark} ${s.dim(`(the app itself listens on 127.0.0.1:${appPort})`)}`,
         );
         out(`    ${s.dim(`/sofa-rpc/${flow.iface}/providers/${shorten(entry.url, 150)}`)}`);
+        if (pki) {
+          const id = meshportIdOf(entry.url);
+          const ok = id === pki.pods.provider.identity;
+          out(`    meshport.id ${id ?? 'none'}  ${ok ? s.green('= provider pod identity') : s.red('unexpected')}`);
+        }
       }
       if ((upstream.get(flow.iface) ?? []).length === 0) out(`  zookeeper entry ${flow.iface}: ${s.red('none')}`);
     }
@@ -288,6 +308,9 @@ export async function runDemo(io: Io, colour: boolean): Promise<number> {
           ? s.green('= consumer pod outbound')
           : s.red('unexpected');
       out(`  consumer app handed ${flow.iface}: ${addrs.join(', ') || 'nothing'}  ${mark}`);
+      // The app dials its own sidecar in plaintext: what it is handed never carries the provider's identity.
+      if ((handed.get(flow.iface) ?? []).some((e) => meshportIdOf(e.url) !== undefined))
+        out(`    ${s.red('the consumer app was handed a meshport.id')}`);
     }
     const dialled = done.connected;
     out(`  consumer app connected to: ${dialled.join(', ') || 'nothing'}`);
@@ -318,6 +341,39 @@ export async function runDemo(io: Io, colour: boolean): Promise<number> {
       const notOk = [...outStats, ...inStats].filter(([k]) => k.includes(` ${cluster} `) && !k.endsWith(' ok'));
       for (const [k, n] of notOk) out(`  ${s.yellow(`not ok: ${k}: ${n}`)}`);
     }
+
+    // Who talked to whom: the identity the consumer pod required of the endpoint (published by the provider pod as
+    // meshport.id), and the caller identity the provider pod admitted (its policy lets in only the consumer pod's).
+    if (pki) {
+      const [outTls, inTls] = await Promise.all([
+        adminTls(consumerPod.admin, consumerPod.netns),
+        adminTls(providerPod.admin, providerPod.netns),
+      ]);
+      const consumerId = pki.pods.consumer.identity;
+      const providerId = pki.pods.provider.identity;
+      out(s.bold("\n  mutual TLS between the pods (tls: strict; the pods' admin /routes and /stats)"));
+      for (const flow of FLOWS) {
+        const cluster = clusterOf(flow);
+        const ids = outRoutes
+          .filter((c) => c.listener === 'outbound' && c.name === cluster)
+          .flatMap((c) => c.endpoints.map((e) => e.identity ?? 'none (plaintext)'));
+        const mark =
+          ids.length > 0 && ids.every((id) => id === providerId)
+            ? s.green('= provider pod identity')
+            : s.red('unexpected');
+        out(`  consumer pod endpoint identity ${cluster}: ${ids.join(', ') || 'none'}  ${mark}`);
+      }
+      const admitted = inTls.handshakes.inbound > 0 && inTls.denied === 0;
+      out(
+        `  provider pod caller identity: ${consumerId}  ${admitted ? s.green('= consumer pod identity') : s.red('unexpected')} ` +
+          s.dim(`(its policy admits only ${consumerId}; denied ${inTls.denied})`),
+      );
+      out(`  provider pod tls handshakes inbound: ${inTls.handshakes.inbound}`);
+      out(`  consumer pod tls handshakes outbound: ${outTls.handshakes.outbound}`);
+      for (const [k, n] of [...inTls.failures, ...outTls.failures])
+        out(`  ${s.yellow(`tls handshake failures ${k}: ${n}`)}`);
+      if (!admitted || inTls.handshakes.inbound === 0 || outTls.handshakes.outbound === 0) failed = true;
+    }
   } catch (err) {
     failed = true;
     if (!abort.signal.aborted) io.stderr.write(`\n${s.red('meshport demo failed:')} ${(err as Error).message}\n`);
@@ -336,6 +392,10 @@ export async function runDemo(io: Io, colour: boolean): Promise<number> {
     if (zk) {
       await zk.stop();
       out(`  zookeeper pid ${zk.pid} stopped`);
+    }
+    if (pki) {
+      pki.cleanup();
+      out(`  development CA ${pki.dir} deleted`);
     }
     if (netns) {
       const names = [netns.provider, netns.consumer, netns.net];
@@ -359,6 +419,12 @@ function endpoints(clusters: RouteCluster[], listener: string, name: string): st
     .filter((c) => c.listener === listener && c.name === name)
     .flatMap((c) => c.endpoints.map((e) => e.address))
     .join(', ');
+}
+
+/** The `meshport.id` parameter of a provider URL, decoded. */
+function meshportIdOf(url: string): string | undefined {
+  const m = /[?&]meshport\.id=([^&]*)/.exec(url);
+  return m ? decodeURIComponent(m[1]!) : undefined;
 }
 
 function shorten(text: string, max: number): string {

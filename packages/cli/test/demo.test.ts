@@ -1,6 +1,6 @@
 // `meshport demo` (what `npm run demo` runs): the whole product flow — a real ZooKeeper, two sidecars as two pods,
 // a sofa-rpc-node provider and consumer each pointed at its own pod's facade — completes, the calls went through
-// both sidecars, and nothing it started is left running. As root (with a working `ip netns`) the pods are network
+// both sidecars over mutual TLS (the summary names the peer identities), and nothing it started is left running. As root (with a working `ip netns`) the pods are network
 // namespaces (198.18.10.2 / 198.18.11.2) and none is left behind; MESHPORT_DEMO_PODS=loopback forces loopback pods.
 
 import { strict as assert } from 'node:assert';
@@ -139,6 +139,36 @@ function checkDemo(extraEnv: NodeJS.ProcessEnv, netns: boolean): void {
       assert.ok(inOk >= Number(calls[1]), `provider pod inbound ok ${inOk} < ${calls[1]} calls`);
     }
     assert.match(out, new RegExp(`consumer app connected to: ${consumerOutbound.replace(/\./g, '\\.')}\\n`));
+
+    // Mutual TLS by default: one identity per pod from the demo's development CA; the consumer pod required the
+    // provider pod's identity of the endpoint, the provider pod admitted the consumer pod's, handshakes were counted.
+    const providerId = 'spiffe://meshport.demo/ns/demo/sa/provider';
+    const consumerId = 'spiffe://meshport.demo/ns/demo/sa/consumer';
+    assert.match(
+      out,
+      new RegExp(
+        `identities: development CA \\S+ \\(trust domain meshport\\.demo\\); provider-pod ${esc(providerId)}, consumer-pod ${esc(consumerId)}; tls mode strict`,
+      ),
+    );
+    for (const cluster of ['com.example.EchoService:1.0', 'SOFA/com.example.GreetService:1.0']) {
+      assert.match(
+        out,
+        new RegExp(`consumer pod endpoint identity ${esc(cluster)}: ${esc(providerId)}  = provider pod identity`),
+      );
+    }
+    assert.match(out, new RegExp(`provider pod caller identity: ${esc(consumerId)}  = consumer pod identity`));
+    const inbound = Number(one(out, /provider pod tls handshakes inbound: (\d+)/, 'inbound handshakes')[1]);
+    const outbound = Number(one(out, /consumer pod tls handshakes outbound: (\d+)/, 'outbound handshakes')[1]);
+    assert.ok(inbound >= 1 && outbound >= 1, `handshakes: inbound ${inbound}, outbound ${outbound}`);
+    assert.doesNotMatch(out, /tls handshake failures/);
+    // The provider nodes in ZooKeeper carry the provider pod's identity; what the consumer app was handed does not.
+    assert.equal(
+      out.match(new RegExp(`meshport\\.id ${esc(providerId)}  = provider pod identity`, 'g'))?.length,
+      2,
+      out,
+    );
+    assert.doesNotMatch(out, /handed a meshport\.id/);
+    assert.match(out, /development CA \S+ deleted/);
 
     // Everything it started is stopped: the pids it printed are gone, the sidecars drained and exited 0.
     const stopped = one(

@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { DemoChild } from './children';
+import { tlsConfigLines, type PodTls } from './identities';
 
 const BIN = path.resolve(__dirname, '../../../bin/meshport.js');
 
@@ -47,8 +48,12 @@ function logLine(line: string): Record<string, unknown> | undefined {
   }
 }
 
-/** `podIp`: the pod's own address in its network namespace (netns pods); loopback-port pods without it. */
-export function podConfig(zookeeper: string, podIp?: string): string {
+/**
+ * `podIp`: the pod's own address in its network namespace (netns pods); loopback-port pods without it. `tls`: the
+ * pod's certificate files (mutual TLS, strict) and whom it lets call its services.
+ */
+export function podConfig(zookeeper: string, podIp?: string, tls?: PodTls): string {
+  const security = tls ? [...tlsConfigLines(tls), ''] : [];
   if (podIp) {
     return [
       '# A demo pod in its own network namespace: registry takeover over ZooKeeper, inbound on every address.',
@@ -61,6 +66,7 @@ export function podConfig(zookeeper: string, podIp?: string): string {
       // a facade bound wider than loopback refuses other hosts unless allowRemote names them.
       `  - { name: main, type: zookeeper, upstream: "${zookeeper}", facade: "${podIp}:0", allowRemote: [198.18.12.1/32] }`,
       '',
+      ...security,
     ].join('\n');
   }
   return [
@@ -72,6 +78,7 @@ export function podConfig(zookeeper: string, podIp?: string): string {
     'registries:',
     `  - { name: main, type: zookeeper, upstream: "${zookeeper}", facade: "127.0.0.1:0" }`,
     '',
+    ...security,
   ].join('\n');
 }
 
@@ -86,10 +93,16 @@ export function inPod(place: PodPlace | undefined, command: string, args: string
   return place ? ['ip', ['netns', 'exec', place.netns, command, ...args]] : [command, args];
 }
 
-export async function startPod(name: string, zookeeper: string, signal?: AbortSignal, place?: PodPlace): Promise<Pod> {
+export async function startPod(
+  name: string,
+  zookeeper: string,
+  signal?: AbortSignal,
+  place?: PodPlace,
+  tls?: PodTls,
+): Promise<Pod> {
   const dir = mkdtempSync(path.join(os.tmpdir(), `meshport-demo-${name}-`));
   const file = path.join(dir, 'meshport.yaml');
-  writeFileSync(file, podConfig(zookeeper, place?.ip));
+  writeFileSync(file, podConfig(zookeeper, place?.ip, tls));
   const env = { ...process.env };
   delete env.MESHPORT_LOG_LEVEL;
   const [command, args] = inPod(place, process.execPath, [BIN, 'sidecar', '--config', file]);

@@ -42,7 +42,8 @@ export function formatMs(ms: number): string {
 export interface RouteCluster {
   listener: string;
   name: string;
-  endpoints: { address: string; healthy?: boolean }[];
+  /** `identity`: what the provider published (meshport.id); the endpoint is dialed with mutual TLS. */
+  endpoints: { address: string; healthy?: boolean; identity?: string }[];
 }
 
 export async function adminRoutes(admin: HostPort, netns?: string): Promise<RouteCluster[]> {
@@ -60,6 +61,34 @@ export async function adminResponses(admin: HostPort, netns?: string): Promise<M
     if (!m) continue;
     const labels = Object.fromEntries([...m[1]!.matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
     counts.set(`${labels.listener} ${labels.cluster} ${labels.outcome}`, Number(m[2]));
+  }
+  return counts;
+}
+
+/** The mutual-TLS counters of a pod's /stats: handshakes and failures by direction, calls denied by policy. */
+export interface TlsCounts {
+  handshakes: { inbound: number; outbound: number };
+  /** `direction reason` -> count. */
+  failures: Map<string, number>;
+  denied: number;
+}
+
+export async function adminTls(admin: HostPort, netns?: string): Promise<TlsCounts> {
+  const text = await adminGet(admin, '/stats', netns);
+  const counts: TlsCounts = { handshakes: { inbound: 0, outbound: 0 }, failures: new Map(), denied: 0 };
+  for (const line of text.split('\n')) {
+    const m =
+      /^(meshport_tls_handshakes_total|meshport_tls_handshake_failures_total|meshport_calls_denied_total)\{(.*)\}\s+(\S+)$/.exec(
+        line,
+      );
+    if (!m) continue;
+    const labels = Object.fromEntries([...m[2]!.matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
+    const value = Number(m[3]);
+    if (m[1] === 'meshport_calls_denied_total') counts.denied += value;
+    else if (m[1] === 'meshport_tls_handshakes_total') {
+      if (labels.direction === 'inbound' || labels.direction === 'outbound')
+        counts.handshakes[labels.direction] += value;
+    } else if (value > 0) counts.failures.set(`${labels.direction} ${labels.reason}`, value);
   }
   return counts;
 }
