@@ -33,7 +33,9 @@
 // DIR/forward-<protocol>-<consumer|provider>.cpuprofile and adds where the time goes to the report. The native
 // engine's time is not in V8: MESHPORT_BENCH_PERF=DIR runs `perf` instead, after the measurements, over one more
 // 8x16 window of haproxy-2hop and of each native case (CPU, system calls and context switches per request and per
-// thread), and records the native pair's self time per shared object and symbol (DIR/forward-<protocol>.perf.data).
+// thread), and records the native pair's self time per shared object and symbol (DIR/forward-<protocol>.perf.data);
+// for the TLS cases also one window of the handshake load, and the mTLS pair's recordings (forward-<protocol>-mtls*).
+// MESHPORT_BENCH_FORWARD_SKIP=case,case leaves cases out of the run (not direct, haproxy-2hop, meshport-2hop-native).
 
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, statSync } from 'node:fs';
@@ -1131,11 +1133,27 @@ async function planRun(given: SuiteOptions): Promise<ForwardPlan> {
   }
   const version = await haproxyVersion();
   const bodies = Object.fromEntries(PROTOCOLS.map((p) => [p, requestTemplate(p)])) as ForwardPlan['bodies'];
-  const noSockmap = sockmapUnavailable();
+  // Cases a run may skip (e.g. to record one part of the page in less time); the issue-15 goal case and its peers stay.
+  const skip = new Set((process.env.MESHPORT_BENCH_FORWARD_SKIP ?? '').split(',').filter((x) => x.length > 0));
+  const unknown = [...skip].filter(
+    (x) => !(ALL_TARGETS as readonly string[]).includes(x) || REQUIRED.includes(x as Target),
+  );
+  if (unknown.length > 0)
+    throw new Error(
+      `MESHPORT_BENCH_FORWARD_SKIP: cannot skip ${unknown.join(', ')}; cases that can be: ${ALL_TARGETS.filter((t) => !REQUIRED.includes(t)).join(', ')}`,
+    );
+  const leftOut = new Map<Target, string>();
+  for (const t of skip) leftOut.set(t as Target, 'skipped (MESHPORT_BENCH_FORWARD_SKIP)');
+  const noSockmap = skip.has('meshport-2hop+sockmap') ? 'skipped (MESHPORT_BENCH_FORWARD_SKIP)' : sockmapUnavailable();
   if (noSockmap) log(`meshport-2hop+sockmap left out: ${noSockmap}`);
-  const targets: Target[] = ALL_TARGETS.filter((t) => t !== 'meshport-2hop+sockmap' || noSockmap === null);
-  return { options, log, profileDir, perfDir, haproxyVersion: version, bodies, noSockmap, leftOut: new Map(), targets };
+  const targets: Target[] = ALL_TARGETS.filter(
+    (t) => !skip.has(t) && (t !== 'meshport-2hop+sockmap' || noSockmap === null),
+  );
+  return { options, log, profileDir, perfDir, haproxyVersion: version, bodies, noSockmap, leftOut, targets };
 }
+
+/** The cases every run measures: the issue-15 goals are judged on them. */
+const REQUIRED: Target[] = ['direct', 'haproxy-2hop', GOAL_TARGET];
 
 /**
  * Whether an mTLS case can be measured: its pair carries a few calls, both routers' /stats count a TLS handshake
@@ -1192,13 +1210,15 @@ async function probeMtls(rig: Rig, t: MeshTarget): Promise<string | null> {
 
 /** The TLS cases' certificates and handshake load generator, and which mTLS cases work here; drops the others. */
 async function prepareTls(plan: ForwardPlan, rig: Rig): Promise<void> {
-  const tlsTargets = plan.targets.filter(isTls);
-  if (tlsTargets.length === 0) return;
   const drop = (t: Target, why: string) => {
     plan.leftOut.set(t, why);
     plan.targets = plan.targets.filter((x) => x !== t);
     plan.log(`${t} left out: ${why}`);
   };
+  if (!plan.targets.includes(TLS_PEER))
+    for (const t of plan.targets.filter(isTls)) drop(t, `its peer ${TLS_PEER} is not measured in this run`);
+  const tlsTargets = plan.targets.filter(isTls);
+  if (tlsTargets.length === 0) return;
   let pki: BenchPki;
   try {
     pki = makeBenchPki();
@@ -2017,7 +2037,7 @@ function glance(results: ResultRow[]): { figures: string; goal: string } | null 
 export const forwardSuite: Suite = {
   name: 'forward',
   summary:
-    'two proxy hops on loopback: direct vs haproxy (tcp) vs meshport routers (native, js, native + sockmap), Bolt and Dubbo, req/s, p50/p99, CPU, RSS',
+    'two proxy hops on loopback: direct vs haproxy (tcp; tls) vs meshport routers (native, js, native + sockmap; mtls native, js), Bolt and Dubbo, req/s, p50/p99, CPU, RSS, handshakes/s',
   renamedMetric,
   glance,
   run,
