@@ -167,7 +167,8 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle, Admi
     serve: (socket: net.Socket, identity: string | undefined) => this.serve('inbound', socket, identity),
     handshake: () => this.stats.tlsHandshakes.inc({ direction: 'inbound' }),
     refused: (socket: net.Socket, error: HandshakeError) =>
-      this.handshakeFailed('inbound', error, socket.remoteAddress ?? ''),
+      // A caller that reset its connection mid-handshake has no address left to read.
+      this.handshakeFailed('inbound', error, socket.remoteAddress ?? 'a caller already gone'),
   };
 
   /** Drains on the given signals (SIGTERM by default), once. */
