@@ -1,6 +1,6 @@
-// The Redis facade with mutual TLS: a Dubbo app's HSET through its pod's facade lands in the real Redis with the
-// pod's identity (meshport.id), the other pod dials it over mTLS, and what a Dubbo app reads through its facade is its
-// own pod's outbound listener without the identity. Runs on the engine MESHPORT_ENGINE names.
+// The Redis facade and the SOFA mesh API with mutual TLS: what an app publishes through its pod's facade lands in the
+// real Redis with the pod's identity (meshport.id), the other pod dials it over mTLS, and what an app reads through
+// its facade is its own pod's outbound listener without the identity. Runs on the engine MESHPORT_ENGINE names.
 
 import { strict as assert } from 'node:assert';
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -11,6 +11,7 @@ import pino from 'pino';
 import { FrameSplitter, decodeFrame, type FrameHeader } from '@meshport/protocol';
 import {
   RespConnection,
+  boltRequest,
   dubboCall,
   eventually,
   makeTestPki,
@@ -30,7 +31,7 @@ const KEY = `/dubbo/${IFACE}/providers`;
 const PROVIDER_ID = 'spiffe://cluster.local/ns/default/sa/greet-provider';
 const CONSUMER_ID = 'spiffe://cluster.local/ns/default/sa/greet-consumer';
 
-function dubboExchange(port: number, frame: Buffer): Promise<FrameHeader> {
+function exchange(port: number, frame: Buffer): Promise<FrameHeader> {
   return new Promise((resolve, reject) => {
     const socket = net.connect(port, '127.0.0.1');
     const timer = setTimeout(() => {
@@ -65,7 +66,7 @@ describe(`the Redis facade with mutual TLS (engine ${process.env.MESHPORT_ENGINE
   const pods: { sidecar: Sidecar; dir: string }[] = [];
   const conns: RespConnection[] = [];
 
-  async function startPod(id: string, services: string): Promise<Sidecar> {
+  async function startPod(id: string, services: string, more: string[] = []): Promise<Sidecar> {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'meshport-tls-redis-'));
     const leaf = pki.issue(id);
     copyFileSync(leaf.certFile, path.join(dir, 'cert.pem'));
@@ -79,6 +80,7 @@ describe(`the Redis facade with mutual TLS (engine ${process.env.MESHPORT_ENGINE
         'admin: "127.0.0.1:0"',
         'registries:',
         `  - { name: r, type: redis, upstream: "127.0.0.1:${redis.port}", facade: "127.0.0.1:0"${services} }`,
+        ...more,
         'tls: { mode: strict, certFile: cert.pem, keyFile: key.pem, trustBundleFile: ca.pem }',
         '',
       ].join('\n'),
@@ -126,7 +128,7 @@ describe(`the Redis facade with mutual TLS (engine ${process.env.MESHPORT_ENGINE
     await eventually('the consumer pod to route the service over mTLS', async () =>
       consumer.book.snapshot().outbound[SERVICE]?.endpoints.some((e) => e.identity === PROVIDER_ID) ? true : undefined,
     );
-    const answer = await dubboExchange(consumer.address('outbound').port, dubboCall(7, IFACE, '1.0', 'greet', 'tls'));
+    const answer = await exchange(consumer.address('outbound').port, dubboCall(7, IFACE, '1.0', 'greet', 'tls'));
     assert.equal(answer.status, 20); // Dubbo OK
     assert.ok(echo.seen.length > 0);
 
@@ -142,5 +144,44 @@ describe(`the Redis facade with mutual TLS (engine ${process.env.MESHPORT_ENGINE
     await app.call('HDEL', KEY, url);
     await app.call('PUBLISH', KEY, 'unregister');
     assert.deepEqual(fields(await upstream.call('HGETALL', KEY)), []);
+  });
+
+  it('the mesh API: publishes meshport.id upstream, hands the subscribing app its outbound listener without it', async () => {
+    const service = 'com.example.MeshEcho:1.0';
+    const mesh = (appPort: number) => [
+      `  - { name: mesh, type: sofa-mesh, via: r, facade: "127.0.0.1:0", app: "127.0.0.1:${appPort}" }`,
+    ];
+    const provider = await startPod(PROVIDER_ID, '', mesh(echo.port));
+    const consumer = await startPod(CONSUMER_ID, '', mesh(1));
+    const post = async (pod: Sidecar, route: string, bean: object) => {
+      const { host, port } = pod.address({ facade: 'mesh' });
+      const res = await fetch(`http://${host}:${port}${route}`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'text/plain' },
+        body: JSON.stringify(bean),
+      });
+      return (await res.json()) as { success: boolean; datas?: string[] };
+    };
+    assert.ok((await post(provider, '/configs/application', { appName: 'mesh-provider' })).success);
+    const published = await post(provider, '/services/publish', {
+      serviceName: service,
+      protocolType: 'bolt',
+      providerMetaInfo: { protocol: 'bolt', version: '4.0', serializeType: 'hessian2', appName: 'mesh-provider' },
+      onlyPublishInCloud: false,
+    });
+    assert.ok(published.success);
+    const subscribe = { serviceName: service, protocolType: 'bolt', vipEnforce: false, vipOnly: false, properties: {} };
+    const datas = await eventually('a subscribe answer with a provider', async () => {
+      const reply = await post(consumer, '/services/subscribe', subscribe);
+      return reply.datas && reply.datas.length > 0 ? reply.datas : undefined;
+    });
+    assert.equal(datas.length, 1);
+    assert.match(datas[0]!, new RegExp(`127\\.0\\.0\\.1:${consumer.address('outbound').port}`));
+    assert.doesNotMatch(datas[0]!, /meshport/);
+    await eventually('the consumer pod to route the service over mTLS', async () =>
+      consumer.book.snapshot().outbound[service]?.endpoints.some((e) => e.identity === PROVIDER_ID) ? true : undefined,
+    );
+    const answer = await exchange(consumer.address('outbound').port, boltRequest(9, service, 'over mesh'));
+    assert.equal(answer.status, 0);
   });
 });
