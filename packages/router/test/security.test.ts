@@ -4,6 +4,7 @@
 // so MESHPORT_ENGINE picks the engine under test.
 
 import { strict as assert } from 'node:assert';
+import { once } from 'node:events';
 import net from 'node:net';
 import { X509Certificate } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -19,7 +20,7 @@ import {
   type RouterSecurity,
 } from '../src/index';
 import { useRouterKit } from './helpers/kit';
-import { type FrameClient, until } from './helpers/peers';
+import { type FrameClient, closedPort, until } from './helpers/peers';
 import { TlsCaller, metric, securityOf, startRelay, type Relay } from './helpers/security-peers';
 
 const SVC = 'com.example.EchoService:1.0';
@@ -243,6 +244,26 @@ describe(`mutual TLS and authorization between two sidecars (engine ${defaultEng
         assert.equal(await handshakes(consumer.router, 'outbound'), 0);
         assert.equal(provider.app.seen.length, 0, `${what}: nothing reached the app`);
       }
+    });
+
+    it('outbound: a provider that never finishes the handshake times out; a refused connect is no handshake', async () => {
+      const silent = net.createServer((socket) => socket.on('error', () => {}));
+      silent.listen(0, '127.0.0.1');
+      await once(silent, 'listening');
+      kit.onCleanup(() => silent.close());
+      const port = (silent.address() as net.AddressInfo).port;
+      const consumer = await consumerSidecar(securityOf(consumerLeaf, pki.caPem), port, PROVIDER, {
+        connectTimeoutMs: 300,
+      });
+      const a = await ask(consumer.client, boltRequest(1, SVC, 'x'), 1);
+      assert.equal(a.header.status, BoltStatus.ERROR_COMM);
+      assert.ok((await failures(consumer.router, 'outbound', 'timeout')) >= 1);
+
+      const refused = await closedPort();
+      const other = await consumerSidecar(securityOf(consumerLeaf, pki.caPem), refused, PROVIDER);
+      const b = await ask(other.client, boltRequest(2, SVC, 'x'), 2);
+      assert.equal(b.header.status, BoltStatus.ERROR_COMM);
+      assert.equal(await metric(other.router, 'meshport_tls_handshake_failures_total'), 0);
     });
 
     it('a consumer with an expired certificate, or from another CA, is refused by the provider', async () => {
