@@ -5,6 +5,7 @@ import net from 'node:net';
 import { BUILTIN_REGISTRY_TYPES, configSource, keyName, type HostPort, type SidecarConfig } from './config';
 import { SidecarError, type SidecarErrorCode, type SidecarProblem } from './errors';
 import { loadPlugin } from './registries';
+import { loadTlsMaterial, tlsFilesOf } from './tls';
 
 /** One address the sidecar will listen on, with the config key that gives it. */
 interface Listen {
@@ -24,7 +25,9 @@ interface Listen {
  *   nothing else is touched), which finds a port held by another process, an address not on this host, a privileged
  *   port;
  * - every registry plugin loads and exports createRegistryAdapter (a built-in type misspelt is a plugin that is not
- *   found, and the message says which type was meant).
+ *   found, and the message says which type was meant);
+ * - with mutual TLS on, the certificate files load and check (present, PEM, valid now, chain to the trust bundle, an
+ *   identity, the key pair), reported with the identity module's MESHPORT_TLS_* code on the line of the file's key.
  *
  * All problems are reported at once in one SidecarError (its `problems`, each `file:line: key: what`), whose code is
  * the first problem's. Port 0 addresses are skipped: the kernel picks a free port.
@@ -94,6 +97,21 @@ export async function preflight(config: SidecarConfig): Promise<void> {
         ['registries', i, 'type'],
         `${(err as Error).message}${hint}`,
       );
+    }
+  }
+
+  const files = tlsFilesOf(config.tls);
+  if (files) {
+    try {
+      loadTlsMaterial(files);
+    } catch (err) {
+      const { code, message } = err as { code?: string; message: string };
+      const key =
+        code === 'MESHPORT_TLS_KEY_MISMATCH'
+          ? 'keyFile'
+          : ((['certFile', 'keyFile', 'trustBundleFile'] as const).find((k) => message.includes(files[k])) ??
+            'certFile');
+      report(err instanceof SidecarError ? err.code : 'MESHPORT_TLS_FILE_UNREADABLE', ['tls', key], message);
     }
   }
 

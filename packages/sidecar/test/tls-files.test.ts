@@ -69,7 +69,8 @@ describe('sidecar certificate files', () => {
     await assert.rejects(start(`${BASE}\n${TLS}\n`), (err: unknown) => {
       assert.ok(err instanceof SidecarError, String(err));
       assert.equal(err.code, 'MESHPORT_TLS_CERT_EXPIRED');
-      assert.match(err.message, /cert\.pem/);
+      // The start-up check names the line of the key, as for every other key of the config.
+      assert.match(err.message, /meshport\.yaml:5: tls\.certFile: .*cert\.pem/);
       return true;
     });
     sidecar = undefined;
@@ -80,7 +81,7 @@ describe('sidecar certificate files', () => {
     await assert.rejects(start(`${BASE}\n${TLS}\n`), (err: unknown) => {
       assert.ok(err instanceof SidecarError, String(err));
       assert.equal(err.code, 'MESHPORT_TLS_FILE_UNREADABLE');
-      assert.match(err.message, /key\.pem/);
+      assert.match(err.message, /meshport\.yaml:5: tls\.keyFile: .*key\.pem/);
       return true;
     });
     sidecar = undefined;
