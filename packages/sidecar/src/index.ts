@@ -3,8 +3,8 @@
 export { Sidecar } from './sidecar';
 export type { SidecarOptions } from './sidecar';
 export { loadConfig, parseConfig, configSource, isLoopback, SIDECAR_DEFAULTS, BUILTIN_REGISTRY_TYPES } from './config';
-export type { SidecarConfig, RegistryConfig, HostPort, ConfigSource } from './config';
-export { RouteBook, SidecarTakeover } from './routes';
+export type { SidecarConfig, RegistryConfig, HostPort, ConfigSource, TlsConfig, AuthzConfig } from './config';
+export { MESHPORT_ID, RouteBook, SidecarTakeover } from './routes';
 export { CaptureListener, CAPTURE_DEFAULTS } from './capture';
 export type { CaptureListenerOptions, CaptureCounters } from './capture';
 export { startRegistries, loadPlugin, RegistrySet } from './registries';
