@@ -282,6 +282,38 @@ describe(`mutual TLS and authorization between two sidecars (engine ${defaultEng
     });
   });
 
+  describe('a TLS caller is a caller like any other', () => {
+    it('its frames are read from the decrypted stream: a stalled frame closes it, a bad one is answered', async () => {
+      const provider = await providerSidecar(securityOf(providerLeaf, pki.caPem, 'strict'), { frameTimeoutMs: 300 });
+      const stalled = await tlsCaller(provider.port, consumerLeaf);
+      stalled.send(boltRequest(1, SVC, 'half a frame').subarray(0, 30));
+      await until(() => stalled.closed, 'the stalled TLS caller to be closed');
+      const bad = await tlsCaller(provider.port, consumerLeaf);
+      const frame = boltRequest(2, SVC, 'x');
+      frame.writeUInt16BE(0x7777, 2); // no such command code
+      bad.send(frame);
+      await until(() => bad.closed, 'the TLS caller with a bad frame to be closed');
+      assert.equal(bad.answers.length, 1);
+      assert.equal(bad.answers[0].header.status, BoltStatus.CODEC_EXCEPTION);
+      assert.equal(await metric(provider.router, 'meshport_bad_frames_total', { code: 'frame-timeout' }), 1);
+      assert.equal(await metric(provider.router, 'meshport_bad_frames_total'), 2);
+      assert.equal(provider.app.seen.length, 0);
+    });
+
+    it('a drain answers the calls it has in flight, then closes it', async () => {
+      const provider = await providerSidecar(securityOf(providerLeaf, pki.caPem, 'strict'));
+      provider.app.behave = () => ({ delayMs: 300 });
+      const caller = await tlsCaller(provider.port, consumerLeaf);
+      caller.send(boltRequest(1, SVC, 'slow'));
+      await until(() => provider.app.seen.length === 1, 'the call to reach the app');
+      const drained = provider.router.drain(5000);
+      await until(() => answerFor(caller, 1) !== undefined, 'the answer during the drain');
+      assert.equal(answerFor(caller, 1)!.header.status, BoltStatus.SUCCESS);
+      await drained;
+      await until(() => caller.closed, 'the drained caller to be closed');
+    });
+  });
+
   describe('modes', () => {
     it('permissive accepts plaintext and TLS on the same port', async () => {
       const provider = await providerSidecar(securityOf(providerLeaf, pki.caPem, 'permissive'));
