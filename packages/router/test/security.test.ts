@@ -88,6 +88,7 @@ describe(`mutual TLS and authorization between two sidecars (engine ${defaultEng
     const app = await kit.echo();
     const routes = new MemoryRouteTable().setInbound(SVC, local(app.port)).setInbound(DSVC, local(app.port));
     const router = await kit.router(routes, { inbound: { port: 0 }, outbound: false, security, ...options });
+    assert.equal(router.engine, defaultEngine(), 'the engine under test, not a fallback');
     return { router, app, port: router.address('inbound').port };
   }
 
@@ -103,6 +104,7 @@ describe(`mutual TLS and authorization between two sidecars (engine ${defaultEng
       .setOutbound(SVC, { endpoints: [endpoint] })
       .setOutbound(DSVC, { endpoints: [{ ...endpoint }] });
     const router = await kit.router(routes, { security, ...options });
+    assert.equal(router.engine, defaultEngine(), 'the engine under test, not a fallback');
     const client = await kit.connect(router.address('outbound').port);
     return { router, client, routes, endpoint };
   }
