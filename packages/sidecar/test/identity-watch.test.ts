@@ -184,6 +184,26 @@ describe('identity: watchTlsMaterial', function () {
     assert.equal(watcher.material?.identity, B);
   });
 
+  it('in a busy shared directory, writes to other files do not hold rotation back', async () => {
+    const files = devPki(A);
+    const r = new Recorder();
+    watcher = watchTlsMaterial(files, r.onChange, r.onError, { initial: loadTlsMaterial(files) });
+    const noise = setInterval(
+      () => writeFileSync(path.join(path.dirname(files.certFile), 'app.log'), `${Date.now()}\n`),
+      20,
+    );
+    try {
+      await sleep(300);
+      issueCertificate({ caDir: path.join(dir, 'ca'), id: B, out: path.join(dir, 'certs', 'app') });
+      const started = Date.now();
+      await r.until(() => r.changes.length > 0);
+      assert.ok(Date.now() - started < 2000, `seen after ${Date.now() - started} ms`);
+      assert.equal(r.changes[0].identity, B);
+    } finally {
+      clearInterval(noise);
+    }
+  });
+
   it('the same bytes written again are no change; a new trust bundle is one; nothing after close()', async () => {
     const files = devPki(A);
     const initial = loadTlsMaterial(files);

@@ -87,10 +87,23 @@ export function watchTlsMaterial(
     onChange(next);
   };
 
+  /** When the pending check was first asked for: a directory that never goes quiet still gets checked. */
+  let pendingSince = 0;
   const schedule = (origin: 'event' | 'retry', delay: number) => {
-    if (timer) clearTimeout(timer);
+    const now = Date.now();
+    if (timer) {
+      if (origin === 'event' && now - pendingSince > 5 * debounceMs) return;
+      clearTimeout(timer);
+    } else pendingSince = now;
     timer = setTimeout(() => check(origin), delay);
   };
+
+  /**
+   * The names whose events matter: the files, what their links resolve to, and the kubelet's `..data` family (a
+   * swap renames `..data_tmp` over `..data`). Events for other files of a shared directory (/etc/ssl) are ignored.
+   */
+  let names = new Set<string>();
+  const relevant = (filename: string | null) => filename === null || filename.startsWith('..') || names.has(filename);
 
   /**
    * The directories to watch: each file's own, and the one its symlinks resolve to (a file linked from elsewhere).
@@ -98,10 +111,14 @@ export function watchTlsMaterial(
    */
   const syncWatchers = () => {
     const wanted = new Set<string>();
+    names = new Set<string>();
     for (const file of [files.certFile, files.keyFile, files.trustBundleFile]) {
       wanted.add(path.dirname(path.resolve(file)));
+      names.add(path.basename(file));
       try {
-        wanted.add(path.dirname(realpathSync(file)));
+        const real = realpathSync(file);
+        wanted.add(path.dirname(real));
+        names.add(path.basename(real));
       } catch {
         // Missing right now (mid-swap, or not written yet): its own directory is watched, which sees it arrive.
       }
@@ -114,8 +131,8 @@ export function watchTlsMaterial(
     for (const dir of wanted) {
       if (watchers.has(dir)) continue;
       try {
-        const watcher = watch(dir, { persistent: false }, () => {
-          if (!closed) schedule('event', debounceMs);
+        const watcher = watch(dir, { persistent: false }, (_event, filename) => {
+          if (!closed && relevant(filename === null ? null : String(filename))) schedule('event', debounceMs);
         });
         // A watched directory that is removed (an old ..data target) ends its watch; the next check drops it.
         watcher.on('error', () => {
