@@ -2,6 +2,7 @@
 // `meshport.id` the takeover publishes with the app's services, which the route book reads and the app never sees.
 
 import { strict as assert } from 'node:assert';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { formatProviderUrl, getParam, parseProviderUrl } from '@meshport/registry-core';
 import { parseConfig, SidecarError } from '../src/index';
@@ -118,6 +119,29 @@ describe('sidecar tls and authz config', () => {
       `${file}:1: tls.trustBundleFile: is required with mode strict`,
     ]);
     assert.equal(parseConfig('tls: { mode: off }', file, {}).tls.mode, 'off');
+  });
+});
+
+describe('docs/examples/mtls', () => {
+  it('has two valid pod configs, strict with a policy and permissive', () => {
+    const dir = path.resolve(__dirname, '../../../../docs/examples/mtls');
+    const env = { POD_IP: '10.0.0.7', ZOOKEEPER: 'zk:2181' };
+    const provider = parseConfig(
+      readFileSync(path.join(dir, 'provider.yaml'), 'utf8'),
+      path.join(dir, 'provider.yaml'),
+      env,
+    );
+    assert.equal(provider.tls.mode, 'strict');
+    assert.equal(provider.tls.certFile, path.join(dir, 'certs/provider.pem'));
+    assert.deepEqual(provider.authz.services['com.example.EchoService:1.0']?.allow, [
+      'spiffe://cluster.local/ns/shop/*',
+    ]);
+    const consumer = parseConfig(
+      readFileSync(path.join(dir, 'consumer.yaml'), 'utf8'),
+      path.join(dir, 'consumer.yaml'),
+      env,
+    );
+    assert.equal(consumer.tls.mode, 'permissive');
   });
 });
 
