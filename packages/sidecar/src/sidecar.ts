@@ -467,23 +467,40 @@ export class Sidecar {
     const effective: SidecarConfig = { ...config };
     for (const key of RESTART_KEYS) (effective as unknown as Record<string, unknown>)[key] = old[key];
     if (keepTls) effective.tls = old.tls;
-    const securityChanged =
+    let securityChanged =
       JSON.stringify([old.tls, old.authz]) !== JSON.stringify([effective.tls, effective.authz]) && tlsOn(effective);
-    // New files are read before anything changes: a reload naming a bad certificate changes nothing.
+    // The files are read again before anything changes (a SIGHUP is also how an operator says "the files changed"
+    // where no file event comes): other files that do not load refuse the reload; the same files that do not load now
+    // (half written?) keep the certificate in use, as the watcher does.
     const newFiles = tlsFilesOf(effective.tls);
     const oldFiles = tlsFilesOf(old.tls);
+    const otherFiles = JSON.stringify(newFiles) !== JSON.stringify(oldFiles);
     let material = this.material;
-    if (newFiles && JSON.stringify(newFiles) !== JSON.stringify(oldFiles)) {
+    if (newFiles) {
       try {
         material = loadTlsMaterial(newFiles);
       } catch (err) {
-        result.error = err as Error;
-        this.logger.error(
-          { code: (err as { code?: string }).code, error: (err as Error).message },
-          'reload refused: the new certificate files cannot be used; still running on the old config',
+        const { code, message } = err as { code?: string; message: string };
+        if (otherFiles) {
+          result.error = err as Error;
+          this.logger.error(
+            { code, error: message },
+            'reload refused: the new certificate files cannot be used; still running on the old config',
+          );
+          return result;
+        }
+        this.logger.warn(
+          { code, error: message },
+          'reload: the certificate files cannot be used; keeping the current certificate',
         );
-        return result;
       }
+      if (!sameMaterial(material, this.material)) securityChanged = true;
+      if (material && material.identity !== this.publishedIdentity)
+        this.logger.warn(
+          { identity: material.identity, published: this.publishedIdentity },
+          'reload: the certificate has another identity than the one published with the services: consumers expect ' +
+            'the published one (wrong-identity) until this sidecar restarts',
+        );
     }
 
     // Which groups keep running: the same entries, in a group that a reload does not refresh.
@@ -537,10 +554,20 @@ export class Sidecar {
     }
     this.current = effective;
     if (securityChanged) {
+      const rotated = !sameMaterial(material, this.material);
       this.material = material;
-      if (newFiles && JSON.stringify(newFiles) !== JSON.stringify(oldFiles)) this.watch(newFiles);
+      if (newFiles && otherFiles) this.watch(newFiles);
       this.applySecurity();
       result.security = true;
+      if (rotated && material)
+        this.logger.info(
+          {
+            identity: material.identity,
+            certificateExpires: certificateExpiry(material),
+            certFile: newFiles?.certFile,
+          },
+          'certificate rotated',
+        );
     }
     this.logReady(started);
     result.ok = true;
@@ -694,6 +721,10 @@ export class Sidecar {
     const host = listen.host === '0.0.0.0' || listen.host === '::' ? '127.0.0.1' : listen.host;
     return { host, port };
   }
+}
+
+function sameMaterial(a: TlsMaterial | undefined, b: TlsMaterial | undefined): boolean {
+  return a?.certChain === b?.certChain && a?.key === b?.key && a?.trustBundle === b?.trustBundle;
 }
 
 /** The version of this package, for meshport_build_info. */

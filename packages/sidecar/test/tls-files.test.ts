@@ -148,6 +148,19 @@ describe('sidecar certificate files', () => {
     assert.equal(shown.authz!.default, 'allow-all');
   });
 
+  it('SIGHUP reads the same files again: a certificate replaced in place is taken', async () => {
+    install(pki.issue(ID));
+    const s = await start(`${BASE}\n${TLS}\n`);
+    const before = (await config(s)).tls!.certificateExpires;
+    install(pki.issue(ID, { days: 3 }));
+    const result = await s.reload(path.join(dir, 'meshport.yaml'));
+    assert.ok(result.ok, String(result.error));
+    assert.equal(result.security, true);
+    const after = (await config(s)).tls!.certificateExpires;
+    assert.notEqual(after, before);
+    assert.ok(logs.some((l) => l.msg === 'certificate rotated' && l.certificateExpires === after));
+  });
+
   it('a reload naming certificate files that do not load changes nothing', async () => {
     install(pki.issue(ID));
     const s = await start(`${BASE}\n${TLS}\n`);
