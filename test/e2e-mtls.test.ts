@@ -383,6 +383,9 @@ describe('mutual TLS between two pods: network namespaces, real sidecars, ZooKee
       appData += walk.byType[23] ?? 0;
       for (const v of walk.versions) versions.add(v);
     }
+    console.log(
+      `      capture on ${pair!.devB}: ${streams.length} TCP streams of the inbound port (${streams.filter((s) => s.synSeen).length} from their SYN), ${appData} application data records, record versions ${[...versions].map((v) => `0x${v.toString(16).padStart(4, '0')}`).join(' ')}`,
+    );
     assert.ok(appData >= 20, `application data records (${appData}) carry the calls`);
     assert.ok(versions.has(0x0303), 'TLS records of version 0x0303');
     // All TCP on the veth in that window is the provider's inbound port: nothing went around TLS.
@@ -488,6 +491,7 @@ describe('mutual TLS between two pods: network namespaces, real sidecars, ZooKee
       `the provider sidecar logged the expired certificate; its warnings: ${JSON.stringify(sidecars.provider.json.lines.filter((l) => l.level >= 40).slice(-10))}`,
     );
     const text = JSON.stringify(lines[0]);
+    console.log(`      the provider logged: ${text}`);
     assert.ok(lines[0].level >= 30, 'at info level or above');
     assert.match(text, /handshake|certificate/i, `it is about the TLS handshake: ${text}`);
   });
@@ -524,6 +528,11 @@ describe('mutual TLS between two pods: network namespaces, real sidecars, ZooKee
       child.waitFor((m) => /expired/i.test(JSON.stringify(m)), 'an expiry line', 15_000).then(() => 'warned'),
     ]).catch((e: Error) => e.message);
     await child.kill();
+    const said = child
+      .output()
+      .split('\n')
+      .find((l) => /expired/i.test(l));
+    console.log(`      the sidecar ${exitedOrWarned}: ${said?.slice(0, 300)}`);
     assert.match(
       child.output(),
       /expired/i,
@@ -589,6 +598,9 @@ describe('mutual TLS between two pods: network namespaces, real sidecars, ZooKee
     assert.equal(seen, want, 'a new connection gets the new certificate');
     const newExpiry = (await admin('consumer', '/config')).tls?.certificateExpires;
     assert.notEqual(newExpiry, oldExpiry, `the consumer sidecar took its new certificate (/config ${newExpiry})`);
+    console.log(
+      `      rotation under load: ${stopped.ok} calls answered, ${stopped.failed} failed in ${stopped.elapsedMs} ms (4 callers)`,
+    );
     assert.equal(stopped.failed, 0, `no call lost or failed during the rotation: ${JSON.stringify(stopped)}`);
     assert.ok(stopped.ok > 100, `the stream went on (${stopped.ok} calls in ${stopped.elapsedMs} ms)`);
     // And a new call after the rotation, over connections made with the new certificates.
