@@ -6,6 +6,8 @@
 #include <fcntl.h>
 #include <netinet/tcp.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <cstring>
 
 #include "loop.h"
@@ -102,6 +104,12 @@ void Loop::adopt(Fd fd, int which, std::vector<uint8_t> head) {
   if (draining_) return;  // fd closes
   Caller* c = newCaller(std::move(fd), which, "");
   if (c == nullptr) return;
+  if (!head.empty() && c->sniff) {
+    // Mutual TLS on the inbound listener: the head's first byte tells a handshake from plaintext.
+    c->in.append(head.data(), head.size());
+    if (sniffCaller(c) && c->tls) driveCallerTls(c);
+    return;
+  }
   if (!head.empty()) {
     c->in.append(head.data(), head.size());
     stats_->bytesIn[which].fetch_add(head.size(), std::memory_order_relaxed);
@@ -180,6 +188,8 @@ inline Caller* Loop::newCaller(Fd fd, int which, std::string source) {
     return nullptr;
   }
   callers_.insert(c);
+  // Security on: an inbound connection's first byte decides between a TLS handshake and plaintext (sniffCaller).
+  c->sniff = which == 1 && security_ != nullptr && security_->mode != TlsMode::Off;
   perSource_[which][c->source]++;
   c->countedPerSource = true;
   connectionCount_[which]++;
@@ -189,6 +199,7 @@ inline Caller* Loop::newCaller(Fd fd, int which, std::string source) {
 }
 
 void Loop::readCaller(Caller* c) {
+  if (c->tls || c->sniff) return readCallerTls(c);
   size_t total = 0;
   while (!c->closed) {
     if (c->finSent || c->closing) {
@@ -351,10 +362,16 @@ void Loop::endIfIdle(Caller* c) {
   if (c->closed || !c->closing || c->inflight > 0) return;
   if (c->destroyWhenIdle || c->peerClosed) {
     // Answers already queued go first; then the socket goes.
-    if (c->out.empty()) closeCaller(c);
+    if (outEmpty(c)) closeCaller(c);
     return;
   }
-  if (!c->out.empty()) return;  // flushCaller calls back once the answers are out
+  if (!outEmpty(c)) return;  // flushCaller calls back once the answers are out
+  if (c->tls && c->tls->open() && c->finAt == 0 && !c->tls->closing()) {
+    // A TLS stream ends with close_notify before the FIN; flushCaller calls back once it is out.
+    c->tls->close();
+    if (!flushCallerTls(c)) return;
+    if (!c->tls->out.empty()) return updateCallerEvents(c);
+  }
   if (c->finAt == 0) {
     shutdown(c->fd.get(), SHUT_WR);
     c->finAt = now_;
@@ -410,6 +427,11 @@ void Loop::request(Caller* c, uint8_t* p, size_t len, const FrameHeader& h) {
       auto found = clusters_[which].find(std::string_view(key_));
       if (found != clusters_[which].end()) cluster = found->second.get();
     }
+  }
+  // Security on: the inbound side asks the policy first, as the TypeScript engine does (before the hold and the route).
+  if (security_ != nullptr && which == 1 && named &&
+      !authorized(c, h, cluster != nullptr ? std::string_view(cluster->name) : std::string_view(key_), cluster)) {
+    return;
   }
   const bool routable = cluster != nullptr && !cluster->hosts.empty();
   if (!routable && named && !draining_ && holdUntil_ != 0 && now_ < holdUntil_) {
@@ -488,6 +510,31 @@ inline void Loop::refuse(Caller* c, const FrameHeader& who, ClusterCounters& m, 
   if (who.expectsResponse()) reply(c, errorResponse(who, f, message));
 }
 
+// The policy's verdict on an inbound call (authorize() of security.ts); a denied one is answered here with the
+// protocol's error (the connection stays open) and counted by service ('none' when it has no route, so names from
+// the wire make no new series).
+bool Loop::authorized(Caller* c, const FrameHeader& h, std::string_view service, Cluster* cluster) {
+  const std::string_view method = h.method;
+  const std::string_view peer = c->peer;
+  if (authorize(security_->policy, service, method.empty() ? nullptr : &method, peer.empty() ? nullptr : &peer)) return true;
+  ClusterCounters& m = cluster != nullptr ? *cluster->counters : noneCounters(c->listener);
+  countRequest(m, h.proto);
+  {
+    std::lock_guard<std::mutex> lock(stats_->deniedMutex);
+    stats_->denied[cluster != nullptr ? std::string(service) : std::string("none")]++;
+  }
+  std::string message = "meshport: ";
+  message += peer.empty() ? std::string_view("a plaintext caller") : peer;
+  message += " may not call ";
+  message += service;
+  if (!method.empty()) {
+    message += '#';
+    message += method;
+  }
+  refuse(c, h, m, Failure::Denied, message);
+  return false;
+}
+
 inline void Loop::callStarted(Caller* c) {
   c->inflight++;
   if (c->inflight >= s_.maxCallerInflight) pauseCaller(c, kPauseInflight);
@@ -504,25 +551,36 @@ void Loop::resumeCaller(Caller* c, uint8_t why) {
   if (c->inPartial) markPartial(c, now_);
   updateCallerEvents(c);
   if (!c->in.empty()) processCaller(c);
+  // Records read before the pause wait in the TLS queue, and the socket may have nothing more to wake us with.
+  if (c->tls && !c->tls->in.empty() && !c->tlsAgain && !c->closed) {
+    c->tlsAgain = true;
+    c->refs++;
+    tlsAgain_.push_back(c);
+  }
 }
 
 // Writes what it can; false when the caller was closed.
 bool Loop::flushCaller(Caller* c) {
-  while (!c->out.empty()) {
-    ssize_t n = write(c->fd.get(), c->out.data(), c->out.size());
-    if (n > 0) {
-      c->out.consume(size_t(n));
-      continue;
+  if (c->tls) {
+    if (!flushCallerTls(c)) return false;
+  } else {
+    while (!c->out.empty()) {
+      ssize_t n = write(c->fd.get(), c->out.data(), c->out.size());
+      if (n > 0) {
+        c->out.consume(size_t(n));
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+      closeCaller(c);
+      return false;
     }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-    closeCaller(c);
-    return false;
   }
-  if (c->out.size() > kHighWater) pauseCaller(c, kPauseOwnBacklog);
-  else if (c->out.size() < kLowWater && (c->paused & kPauseOwnBacklog)) resumeCaller(c, kPauseOwnBacklog);
+  const size_t backlog = c->out.size() + (c->tls ? c->tls->out.size() : 0);
+  if (backlog > kHighWater) pauseCaller(c, kPauseOwnBacklog);
+  else if (backlog < kLowWater && (c->paused & kPauseOwnBacklog)) resumeCaller(c, kPauseOwnBacklog);
   if (c->closed) return false;
-  if (c->out.empty()) endIfIdle(c);
+  if (outEmpty(c)) endIfIdle(c);
   if (!c->closed) updateCallerEvents(c);
   return !c->closed;
 }
@@ -531,6 +589,7 @@ void Loop::closeCaller(Caller* c) {
   if (c->closed) return;
   c->closed = true;
   markPartial(c, 0);
+  if (c->tls) handshaking_.erase(c);
   epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, c->fd.get(), nullptr);
   c->fd.reset();
   c->in.clear();
@@ -549,5 +608,164 @@ void Loop::closeCaller(Caller* c) {
   maybeFree(c);
 }
 
+
+
+// ---- TLS callers: the inbound listener with security on. Ciphertext is read into tls->in, decrypted into the scratch
+// buffer and framed there by processChunk, exactly as a plaintext read is; answers are encrypted from `out`.
+
+// The first bytes of a connection under security: 0x16 (a TLS handshake record) begins mutual TLS; anything else is
+// a plaintext caller, served in permissive mode and closed (counted as plaintext-refused) in strict. False when the
+// caller was closed.
+bool Loop::sniffCaller(Caller* c) {
+  if (c->in.empty()) return true;
+  c->sniff = false;
+  const SecuritySnapshot* sec = security_.get();
+  if (sec == nullptr || sec->mode == TlsMode::Off) {
+    // Security went off since the accept: today's plaintext, where a handshake is a bad frame.
+  } else if (c->in.data()[0] == 0x16) {
+    c->tls = std::make_unique<TlsConn>(sec->server.get(), true, std::string());
+    if (!c->tls->valid()) {
+      handshakeFailed(0, HandshakeFailure::Protocol, "the TLS handshake failed: the connection could not be set up", c->source);
+      closeCaller(c);
+      return false;
+    }
+    c->tls->deadline = now_ + s_.connectTimeoutMs;
+    handshaking_.insert(c);
+    c->tls->in.append(c->in.data(), c->in.size());
+    c->in.clear();
+    return true;
+  } else if (sec->mode == TlsMode::Strict) {
+    char first[8];
+    std::snprintf(first, sizeof first, "%02x", c->in.data()[0]);
+    handshakeFailed(0, HandshakeFailure::PlaintextRefused,
+                    std::string("a plaintext connection (first byte 0x") + first + ") on the strict mutual-TLS inbound listener", c->source);
+    closeCaller(c);
+    return false;
+  }
+  stats_->bytesIn[c->listener].fetch_add(c->in.size(), std::memory_order_relaxed);
+  processCaller(c);
+  return !c->closed;
+}
+
+void Loop::readCallerTls(Caller* c) {
+  size_t total = 0;
+  while (!c->closed) {
+    if (c->finSent || c->closing) {
+      // Ended by us: read and drop, so the caller's FIN is seen.
+      uint8_t sink[4096];
+      ssize_t n = read(c->fd.get(), sink, sizeof sink);
+      if (n > 0) continue;
+      if (n == 0) return closeCaller(c);
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) closeCaller(c);
+      return;
+    }
+    if (c->paused != 0) return;
+    // Before the first byte, into `in` (plaintext if it is not TLS); after, into the TLS queue.
+    ByteQueue& q = c->tls ? c->tls->in : c->in;
+    ssize_t n = read(c->fd.get(), q.reserve(kReadChunk), kReadChunk);
+    if (n > 0) {
+      q.commit(size_t(n));
+      total += size_t(n);
+      if (c->sniff) {
+        if (!sniffCaller(c)) return;
+        if (!c->tls) return;  // plaintext from here on: readCaller's own path takes the next read
+      }
+      if (!driveCallerTls(c)) return;
+      if (size_t(n) < kReadChunk || total >= 4 * kReadChunk) return;
+      continue;
+    }
+    if (n == 0) {
+      if (c->tls) {
+        // What came before the FIN is still decrypted and served; a TLS stream that ends ends the caller as a FIN does.
+        c->tls->eof = true;
+        driveCallerTls(c);
+        return;
+      }
+      return callerEnded(c);
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) closeCaller(c);
+    return;
+  }
+}
+
+// The caller will send nothing more: what it sent is answered, then the connection closes.
+void Loop::callerEnded(Caller* c) {
+  c->peerClosed = true;
+  if (c->inflight == 0 && outEmpty(c)) return closeCaller(c);
+  c->closing = true;
+  markPartial(c, 0);
+  endIfIdle(c);
+  if (!c->closed) updateCallerEvents(c);
+}
+
+// Advances a TLS caller with what its queue holds: the handshake, then whole records decrypted and framed. False
+// when the caller was closed.
+bool Loop::driveCallerTls(Caller* c) {
+  TlsConn& t = *c->tls;
+  if (!t.open()) {
+    const TlsConn::Step step = t.handshake();
+    if (step == TlsConn::Step::Failed) {
+      handshaking_.erase(c);
+      handshakeFailed(0, t.failure(), t.failureText(), c->source);
+      int err = 0;
+      writeCipher(c->fd.get(), t, err);  // an alert, if the socket takes it
+      closeCaller(c);
+      return false;
+    }
+    if (step == TlsConn::Step::Again) {
+      if (!flushCallerTls(c)) return false;
+      updateCallerEvents(c);
+      return true;
+    }
+    handshaking_.erase(c);
+    handshakeDone(0);
+    c->peer = t.peer();
+  }
+  while (!c->closed && !c->closing && c->paused == 0) {
+    const int n = t.read(scratch_.data(), scratch_.size());
+    if (n > 0) {
+      stats_->bytesIn[c->listener].fetch_add(size_t(n), std::memory_order_relaxed);
+      processChunk(c, scratch_.data(), size_t(n));
+      continue;
+    }
+    if (n == 0) break;
+    if (n == -1) {
+      callerEnded(c);
+      return !c->closed;
+    }
+    log("warn", "TLS connection broke; closing it", "\"listener\":\"inbound\",\"remote\":" + jsonString(c->source) + ",\"err\":" + jsonString(t.error()));
+    closeCaller(c);
+    return false;
+  }
+  if (c->closed) return false;
+  // Reading can make records to send (a key update's answer); answers written meanwhile are flushed with the round.
+  if (!t.out.empty() && !flushCallerTls(c)) return false;
+  updateCallerEvents(c);
+  return true;
+}
+
+// Encrypts the answers and writes the ciphertext, as far as the socket takes it. False when the caller was closed.
+bool Loop::flushCallerTls(Caller* c) {
+  TlsConn& t = *c->tls;
+  int err = 0;
+  for (;;) {
+    if (!writeCipher(c->fd.get(), t, err)) {
+      closeCaller(c);
+      return false;
+    }
+    // Plaintext is encrypted only once the ciphertext before it is out: the backlog stays in `out`, where the
+    // high-water mark sees it.
+    if (!t.out.empty() || c->out.empty() || !t.open()) return true;
+    const int n = t.write(c->out.data(), std::min(c->out.size(), kTlsWriteChunk));
+    if (n < 0) {
+      log("warn", "TLS connection broke; closing it", "\"listener\":\"inbound\",\"remote\":" + jsonString(c->source) + ",\"err\":" + jsonString(t.error()));
+      closeCaller(c);
+      return false;
+    }
+    c->out.consume(size_t(n));
+  }
+}
 
 }  // namespace meshport

@@ -64,7 +64,7 @@ void updateCluster(Cluster& c, const ClusterSpec& spec, std::vector<HostPtr>& re
   hosts.reserve(spec.endpoints.size());
   for (const EndpointSpec& e : spec.endpoints) {
     auto kept = old.find(e.key);
-    if (kept != old.end() && kept->second->weight == e.weight) {
+    if (kept != old.end() && kept->second->weight == e.weight && kept->second->identity == e.identity) {
       hosts.push_back(kept->second);
       continue;
     }
@@ -73,6 +73,7 @@ void updateCluster(Cluster& c, const ClusterSpec& spec, std::vector<HostPtr>& re
     h->addr = e.addr;
     h->addrLen = e.addrLen;
     h->weight = e.weight;
+    h->identity = e.identity;
     hosts.push_back(std::move(h));
   }
   // Hosts that leave while calls still count on them live on until those calls finish.

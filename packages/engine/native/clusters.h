@@ -26,7 +26,10 @@ struct Host {
   uint32_t consecutiveFailures = 0;
   int64_t ejectedUntil = 0;
   uint32_t ejections = 0;
-  PoolEntry* pool[2] = {nullptr, nullptr};  // its connections by protocol, found once
+  // The provider sidecar's identity (EndpointSpec::identity): with security on, its connections are mutual TLS.
+  std::string identity;
+  // Its connections by protocol, plaintext [0, 1] and TLS [2, 3], found once.
+  PoolEntry* pool[4] = {nullptr, nullptr, nullptr, nullptr};
   bool isEjected(int64_t now) const { return ejectedUntil > now; }
 };
 using HostPtr = std::shared_ptr<Host>;

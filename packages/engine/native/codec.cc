@@ -1580,6 +1580,7 @@ uint16_t failureStatus(Proto proto, Failure f) {
       case Failure::UpstreamClosed: return 0x10;  // CONNECTION_CLOSED
       case Failure::BadRequest: return 0x09;      // CODEC_EXCEPTION
       case Failure::Draining: return 0x04;        // SERVER_THREADPOOL_BUSY
+      case Failure::Denied: return 0x02;          // SERVER_EXCEPTION
     }
     return 0x01;  // ERROR
   }
@@ -1591,6 +1592,7 @@ uint16_t failureStatus(Proto proto, Failure f) {
     case Failure::UpstreamClosed: return 35;  // CHANNEL_INACTIVE
     case Failure::BadRequest: return 40;      // BAD_REQUEST
     case Failure::Draining: return 100;       // SERVER_THREADPOOL_EXHAUSTED_ERROR
+    case Failure::Denied: return 40;          // BAD_REQUEST
   }
   return 80;  // SERVER_ERROR
 }

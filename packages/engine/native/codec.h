@@ -82,7 +82,9 @@ void setRequestId(uint8_t* p, size_t len, uint32_t high, uint32_t low);
 bool routeKey(const FrameHeader& h, std::string& out);
 
 // The answers the engine makes itself, copying what the caller's frame says (version, ver1, switch, codec, id).
-enum class Failure : uint8_t { NoRoute, Timeout, Busy, Unavailable, UpstreamClosed, BadRequest, Draining };
+// Denied: the inbound authorization policy does not let the caller call the service (authz.h).
+enum class Failure : uint8_t { NoRoute, Timeout, Busy, Unavailable, UpstreamClosed, BadRequest, Draining, Denied };
+inline constexpr size_t kFailures = 8;
 uint16_t failureStatus(Proto proto, Failure f);
 std::string errorResponse(const FrameHeader& who, Failure f, std::string_view message);
 std::string heartbeatAck(const FrameHeader& who);

@@ -233,7 +233,7 @@ bool failureOf(const std::string& name, Failure& f) {
   } names[] = {{"no-route", Failure::NoRoute},         {"timeout", Failure::Timeout},
                {"busy", Failure::Busy},                {"unavailable", Failure::Unavailable},
                {"upstream-closed", Failure::UpstreamClosed}, {"bad-request", Failure::BadRequest},
-               {"draining", Failure::Draining}};
+               {"draining", Failure::Draining},        {"denied", Failure::Denied}};
   for (const auto& n : names) {
     if (name == n.name) {
       f = n.failure;
@@ -248,7 +248,7 @@ Failure failureArg(const Napi::CallbackInfo& info, size_t i, const char* fn) {
   if (info.Length() > i && info[i].IsString() && failureOf(info[i].As<Napi::String>().Utf8Value(), f)) return f;
   throw typeError(info.Env(), fn,
                   "failure must be one of 'no-route', 'timeout', 'busy', 'unavailable', 'upstream-closed', 'bad-request', "
-                  "'draining'");
+                  "'draining', 'denied'");
 }
 
 Proto protocolArg(const Napi::CallbackInfo& info, size_t i, const char* fn) {

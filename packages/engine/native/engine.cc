@@ -140,6 +140,10 @@ void Engine::setRoutes(std::shared_ptr<const RouteSnapshot> routes) {
   loop_->post([loop = loop_.get(), routes] { loop->setRoutes(routes); });
 }
 
+void Engine::setSecurity(std::shared_ptr<const SecuritySnapshot> security) {
+  loop_->post([loop = loop_.get(), security] { loop->setSecurity(security); });
+}
+
 void Engine::drain(int64_t deadlineMs, uint64_t token) {
   loop_->post([loop = loop_.get(), deadlineMs, token] { loop->beginDrain(deadlineMs, token); });
 }

@@ -24,6 +24,9 @@
 
 namespace meshport {
 
+struct SecuritySnapshot;  // tls.h
+inline constexpr size_t kHandshakeFailureKinds = 8;  // HandshakeFailure (tls.h)
+
 // The router's settings (packages/router/src/router.ts ROUTER_DEFAULTS; same meaning, same defaults there).
 struct EngineSettings {
   uint32_t connectionsPerEndpoint = 1;
@@ -68,6 +71,9 @@ struct EndpointSpec {
   sockaddr_storage addr{};
   socklen_t addrLen = 0;
   uint32_t weight = 100;
+  // The provider sidecar's published identity: calls go over mutual TLS and its certificate must carry exactly this
+  // (when security is set). Empty: plaintext.
+  std::string identity;
 };
 
 struct ClusterSpec {
@@ -115,7 +121,7 @@ struct ClusterCounters {
   std::atomic<uint64_t> latencyCount{0};
   std::atomic<uint64_t> latencySumMicros{0};
   // Per-request outcome counts by index, folded into `outcomes` on read (no lock per request).
-  std::array<std::atomic<uint64_t>, 8> failures{};  // by Failure, plus [7] = ok
+  std::array<std::atomic<uint64_t>, kFailures + 1> failures{};  // by Failure, plus [kFailures] = ok
   std::mutex statusMutex;
   std::map<uint16_t, uint64_t> statuses;  // upstream non-OK statuses (rare)
 };
@@ -139,6 +145,12 @@ struct EngineStats {
   std::map<std::pair<int, std::string>, uint64_t> badFrames;  // (listener, code)
   std::mutex clustersMutex;
   std::map<std::string, std::shared_ptr<ClusterCounters>> clusters;  // "listener|cluster"
+  // Mutual TLS: handshakes done and failed by direction (0 inbound, 1 outbound), failures by HandshakeFailure (tls.h);
+  // calls the authorization policy denied, by service (rare: under a lock).
+  std::atomic<uint64_t> tlsHandshakes[2]{};
+  std::atomic<uint64_t> tlsFailures[2][kHandshakeFailureKinds]{};
+  std::mutex deniedMutex;
+  std::map<std::string, uint64_t> denied;
 };
 
 // What the loop tells JavaScript: log lines and answers to describe()/drain(), as JSON text, in batches.
@@ -163,6 +175,9 @@ class Engine {
   // directions (half-closes passed on, a reset on either side ends both): `head` was already read from it.
   void relay(int fd, const sockaddr_storage& to, socklen_t toLen, std::vector<uint8_t> head);
   void setRoutes(std::shared_ptr<const RouteSnapshot> routes);
+  // Mutual TLS and the authorization policy from here on (nullptr: plaintext everywhere, every call allowed): new
+  // connections use it, existing ones keep the SSL they started with.
+  void setSecurity(std::shared_ptr<const SecuritySnapshot> security);
   // Drain: no new connections, requests refused as draining, calls in flight get `deadlineMs`; then `token` is
   // answered through the sink ({"type":"reply","token":N}).
   void drain(int64_t deadlineMs, uint64_t token);

@@ -11,6 +11,7 @@
 #include <system_error>
 
 #include "engine.h"
+#include "tls.h"
 
 namespace meshport {
 
@@ -111,6 +112,9 @@ ClusterSpec parseCluster(const Napi::Object& o) {
       throw Napi::TypeError::New(env, "routes: endpoint host " + std::string(host.As<Napi::String>()) + " of " + c.name +
                                           " is not an IP address (names are resolved before routes reach the engine)");
     }
+    Napi::Value id = e.Get("identity");
+    if (id.IsString()) spec.identity = id.As<Napi::String>();
+    else if (!id.IsUndefined()) throw Napi::TypeError::New(env, "routes: an endpoint identity of " + c.name + " is not a string");
     Napi::Value w = e.Get("weight");
     if (w.IsNumber()) {
       const double d = w.As<Napi::Number>().DoubleValue();
@@ -163,6 +167,81 @@ ClusterSpec parseCluster(const Napi::Object& o) {
   return c;
 }
 
+std::string stringField(const Napi::Object& o, const char* key, const std::string& where) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsString()) throw Napi::TypeError::New(o.Env(), where + "." + key + " must be a string");
+  return v.As<Napi::String>();
+}
+
+std::vector<std::string> identities(const Napi::Value& v, const std::string& where) {
+  if (!v.IsArray()) throw Napi::TypeError::New(v.Env(), where + " must be an array of identities");
+  auto a = v.As<Napi::Array>();
+  std::vector<std::string> out;
+  out.reserve(a.Length());
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    Napi::Value x = a.Get(i);
+    if (!x.IsString()) throw Napi::TypeError::New(v.Env(), where + "[" + std::to_string(i) + "] must be a string");
+    out.push_back(x.As<Napi::String>());
+  }
+  return out;
+}
+
+// RouterSecurity of packages/router/src/security.ts: { mode, material: { certChain, key, trustBundle, identity },
+// policy: { default, trustDomain, services: { [routeKey]: { allow, methods? } } } }.
+SecurityInput parseSecurity(const Napi::Object& o) {
+  Napi::Env env = o.Env();
+  SecurityInput in;
+  const std::string mode = stringField(o, "mode", "security");
+  if (mode == "off") in.mode = TlsMode::Off;
+  else if (mode == "permissive") in.mode = TlsMode::Permissive;
+  else if (mode == "strict") in.mode = TlsMode::Strict;
+  else throw Napi::TypeError::New(env, "security.mode must be 'off', 'permissive' or 'strict'");
+  Napi::Value material = o.Get("material");
+  if (!material.IsObject()) throw Napi::TypeError::New(env, "security.material must be an object");
+  auto m = material.As<Napi::Object>();
+  in.certChain = stringField(m, "certChain", "security.material");
+  in.key = stringField(m, "key", "security.material");
+  in.trustBundle = stringField(m, "trustBundle", "security.material");
+  in.identity = stringField(m, "identity", "security.material");
+  Napi::Value policy = o.Get("policy");
+  if (!policy.IsObject()) throw Napi::TypeError::New(env, "security.policy must be an object");
+  auto p = policy.As<Napi::Object>();
+  Napi::Value fallback = p.Get("default");
+  const std::string byDefault = fallback.IsUndefined() ? "allow-trust-domain" : fallback.IsString() ? std::string(fallback.As<Napi::String>()) : "";
+  if (byDefault == "allow-trust-domain") in.policy.fallback = AuthzPolicy::Default::AllowTrustDomain;
+  else if (byDefault == "allow-all") in.policy.fallback = AuthzPolicy::Default::AllowAll;
+  else if (byDefault == "deny") in.policy.fallback = AuthzPolicy::Default::Deny;
+  else throw Napi::TypeError::New(env, "security.policy.default must be 'allow-trust-domain', 'allow-all' or 'deny'");
+  in.policy.trustDomain = stringField(p, "trustDomain", "security.policy");
+  Napi::Value services = p.Get("services");
+  if (!services.IsUndefined()) {
+    if (!services.IsObject()) throw Napi::TypeError::New(env, "security.policy.services must be an object");
+    auto byService = services.As<Napi::Object>();
+    Napi::Array names = byService.GetPropertyNames();
+    for (uint32_t i = 0; i < names.Length(); i++) {
+      const std::string name = names.Get(i).ToString();
+      const std::string where = "security.policy.services[" + name + "]";
+      Napi::Value rv = byService.Get(name);
+      if (!rv.IsObject()) throw Napi::TypeError::New(env, where + " must be an object");
+      auto r = rv.As<Napi::Object>();
+      AuthzPolicy::Rule rule;
+      rule.allow = identities(r.Get("allow"), where + ".allow");
+      Napi::Value methods = r.Get("methods");
+      if (!methods.IsUndefined()) {
+        if (!methods.IsObject()) throw Napi::TypeError::New(env, where + ".methods must be an object");
+        auto byMethod = methods.As<Napi::Object>();
+        Napi::Array ms = byMethod.GetPropertyNames();
+        for (uint32_t j = 0; j < ms.Length(); j++) {
+          const std::string method = ms.Get(j).ToString();
+          rule.methods[method] = identities(byMethod.Get(method), where + ".methods[" + method + "]");
+        }
+      }
+      in.policy.services[name] = std::move(rule);
+    }
+  }
+  return in;
+}
+
 }  // namespace
 
 class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
@@ -174,7 +253,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                         InstanceMethod("describe", &EngineWrap::Describe), InstanceMethod("stats", &EngineWrap::Stats),
                         InstanceMethod("ref", &EngineWrap::Ref), InstanceMethod("unref", &EngineWrap::Unref),
                         InstanceMethod("close", &EngineWrap::Close), InstanceMethod("dupFd", &EngineWrap::DupFd),
-                        InstanceMethod("relay", &EngineWrap::Relay)});
+                        InstanceMethod("relay", &EngineWrap::Relay), InstanceMethod("setSecurity", &EngineWrap::SetSecurity)});
   }
 
   explicit EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineWrap>(info) {
@@ -334,6 +413,27 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     return env.Undefined();
   }
 
+  // setSecurity(security | undefined): the contexts are built here, on the calling thread, so a PEM that does not
+  // parse or a key that does not match throws where it was asked for; the loop gets the finished snapshot.
+  Napi::Value SetSecurity(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = engine(env);
+    if (info[0].IsUndefined() || info[0].IsNull()) {
+      e.setSecurity(nullptr);
+      return env.Undefined();
+    }
+    if (!info[0].IsObject()) throw Napi::TypeError::New(env, "security must be an object or undefined");
+    SecurityInput in = parseSecurity(info[0].As<Napi::Object>());
+    std::shared_ptr<const SecuritySnapshot> snap;
+    try {
+      snap = buildSecurity(std::move(in));
+    } catch (const std::runtime_error& err) {
+      throw Napi::Error::New(env, std::string("security: ") + err.what());
+    }
+    e.setSecurity(std::move(snap));
+    return env.Undefined();
+  }
+
   Napi::Value Drain(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!info[0].IsNumber() || !info[1].IsNumber()) throw Napi::TypeError::New(env, "drain(deadlineMs, token) takes two numbers");
@@ -397,7 +497,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       }
       out.Set("badFrames", bad);
     }
-    static const char* failureNames[] = {"no-route", "timeout", "busy", "unavailable", "upstream-closed", "bad-request", "draining", "ok"};
+    static const char* failureNames[kFailures + 1] = {"no-route",    "timeout",  "busy",   "unavailable", "upstream-closed",
+                                                      "bad-request", "draining", "denied", "ok"};
     std::vector<std::shared_ptr<ClusterCounters>> clusters;
     {
       std::lock_guard<std::mutex> lock(st.clustersMutex);
@@ -412,7 +513,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       o.Set("requestsBolt", n(c.requestsBolt));
       o.Set("requestsDubbo", n(c.requestsDubbo));
       Napi::Object outcomes = Napi::Object::New(env);
-      for (size_t f = 0; f < 8; f++) {
+      for (size_t f = 0; f <= kFailures; f++) {
         const uint64_t v = c.failures[f].load(std::memory_order_relaxed);
         if (v > 0) outcomes.Set(failureNames[f], double(v));
       }
@@ -429,6 +530,39 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       list.Set(uint32_t(i), o);
     }
     out.Set("clusters", list);
+    // Mutual TLS and authorization: handshakes by direction, failures by direction and reason, denials by service.
+    Napi::Object tls = Napi::Object::New(env);
+    Napi::Object handshakes = Napi::Object::New(env);
+    Napi::Array failures = Napi::Array::New(env);
+    uint32_t nf = 0;
+    for (int d = 0; d < 2; d++) {
+      const char* direction = d == 0 ? "inbound" : "outbound";
+      handshakes.Set(direction, n(st.tlsHandshakes[d]));
+      for (size_t r = 0; r < kHandshakeFailures; r++) {
+        const uint64_t v = st.tlsFailures[d][r].load(std::memory_order_relaxed);
+        if (v == 0) continue;
+        Napi::Object f = Napi::Object::New(env);
+        f.Set("direction", direction);
+        f.Set("reason", kHandshakeFailureNames[r]);
+        f.Set("count", double(v));
+        failures.Set(nf++, f);
+      }
+    }
+    tls.Set("handshakes", handshakes);
+    tls.Set("failures", failures);
+    out.Set("tls", tls);
+    {
+      std::lock_guard<std::mutex> lock(st.deniedMutex);
+      Napi::Array denied = Napi::Array::New(env);
+      uint32_t i = 0;
+      for (auto& [service, count] : st.denied) {
+        Napi::Object d = Napi::Object::New(env);
+        d.Set("service", service);
+        d.Set("count", double(count));
+        denied.Set(i++, d);
+      }
+      out.Set("denied", denied);
+    }
     return out;
   }
 
@@ -452,6 +586,15 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   Napi::ThreadSafeFunction tsfn_;
 };
 
-void InitEngine(Napi::Env env, Napi::Object exports) { exports.Set("Engine", EngineWrap::Define(env)); }
+void InitEngine(Napi::Env env, Napi::Object exports) {
+  // Built against OpenSSL headers, linked against the OpenSSL in node: when they are not the same major.minor, the
+  // engine is not offered (nativeEngineUnavailable says why, and the router runs the TypeScript engine).
+  const std::string mismatch = opensslMismatch();
+  if (!mismatch.empty()) {
+    exports.Set("unavailable", Napi::String::New(env, mismatch));
+    return;
+  }
+  exports.Set("Engine", EngineWrap::Define(env));
+}
 
 }  // namespace meshport

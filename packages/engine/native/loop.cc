@@ -97,6 +97,10 @@ void Loop::run() {
       tick();
       flushDirty();
     }
+    if (!tlsAgain_.empty()) {
+      retryTls();
+      flushDirty();
+    }
     reap();
     sendEvents();
   }
@@ -159,6 +163,8 @@ inline void Loop::reap() {
 // How long epoll may sleep: a tick's length while anything is timed (calls, unfinished frames, held requests, a
 // drain, callers we sent a FIN); otherwise until the first upstream needs a heartbeat or a timeout checked.
 inline int Loop::waitMs() const {
+  if (!tlsAgain_.empty()) return 0;
+  if (!handshaking_.empty()) return 5;  // their deadlines
   if (live_.count > 0 || partialCount_ > 0 || !held_.empty() || draining_ || finPending_ > 0 || !dirtyCallers_.empty()) return 5;
   if (openUpstreams_ == 0 || upstreamDue_ == INT64_MAX) return 500;
   return int(std::clamp<int64_t>(upstreamDue_ - now_, 5, 500));
@@ -203,6 +209,7 @@ inline void Loop::tick() {
     releaseHeld(true);
   }
   upstreamTimers();
+  tlsTimers();
   retiredHosts_.erase(std::remove_if(retiredHosts_.begin(), retiredHosts_.end(), [](const HostPtr& h) { return h->active == 0; }),
                       retiredHosts_.end());
   retiredClusters_.erase(std::remove_if(retiredClusters_.begin(), retiredClusters_.end(),

@@ -22,6 +22,7 @@
 #include "clusters.h"
 #include "codec.h"
 #include "engine.h"
+#include "tls.h"
 
 namespace meshport {
 
@@ -29,11 +30,13 @@ inline constexpr size_t kReadChunk = 64 * 1024;
 // A peer's unsent bytes past which we stop reading what produces them (a caller's answers, an upstream's requests).
 inline constexpr size_t kHighWater = 256 * 1024;
 inline constexpr size_t kLowWater = 64 * 1024;
+// Plaintext encrypted per SSL_write (four full records): the ciphertext queue stays near this size.
+inline constexpr size_t kTlsWriteChunk = 64 * 1024;
 inline constexpr const char* kListenerNames[] = {"outbound", "inbound", "upstream"};
 // LATENCY_BUCKETS of packages/router/src/stats.ts, in microseconds.
 inline constexpr uint64_t kBucketMicros[kLatencyBuckets] = {100,    250,    500,     1000,    2500,    5000,    10000,   25000,
                                                             50000,  100000, 250000,  500000,  1000000, 2500000, 5000000, 10000000};
-inline constexpr size_t kOkSlot = 7;
+inline constexpr size_t kOkSlot = kFailures;
 
 inline int64_t monotonicMicros() {
   timespec ts;
@@ -139,6 +142,12 @@ struct Caller : Handler {
   Caller* partialPrev = nullptr;
   Caller* partialNext = nullptr;
   bool inPartial = false;
+  // Mutual TLS (inbound listener, security on): `sniff` until the first byte tells TLS (0x16) from plaintext; then
+  // `tls` carries it, and `peer` is the caller's verified identity (empty: a plaintext caller).
+  bool sniff = false;
+  bool tlsAgain = false;  // in Loop::tlsAgain_: ciphertext waits in tls->in while the socket may be empty
+  std::unique_ptr<TlsConn> tls;
+  std::string peer;
 };
 
 // The calls in flight on one upstream connection, by the id the engine gave each. Ids are handed out so that each
@@ -238,6 +247,9 @@ struct Upstream : Handler {
   uint32_t heartbeatId = 0;
   int64_t heartbeatSentAt = 0;
   std::vector<Caller*> blocked;
+  // TCP is up; `connected` waits for the TLS handshake too when `tls` is set (an endpoint with an identity).
+  bool tcpUp = false;
+  std::unique_ptr<TlsConn> tls;
 };
 
 // One end of a relayed connection: the app's socket or the one to its original destination. `out` holds what the
@@ -307,6 +319,9 @@ class Loop {
   void setRoutes(std::shared_ptr<const RouteSnapshot> snap);
   void describe(uint64_t token);
 
+  // ---- secure.cc
+  void setSecurity(std::shared_ptr<const SecuritySnapshot> security);
+
   // ---- relay.cc
   void relay(Fd app, const sockaddr_storage& to, socklen_t toLen, std::vector<uint8_t> head);
 
@@ -344,10 +359,17 @@ class Loop {
   inline void countRequest(ClusterCounters& m, Proto proto);
   void request(Caller* c, uint8_t* p, size_t len, const FrameHeader& h);
   inline void refuse(Caller* c, const FrameHeader& who, ClusterCounters& m, Failure f, const std::string& message);
+  bool authorized(Caller* c, const FrameHeader& h, std::string_view service, Cluster* cluster);
   inline void callStarted(Caller* c);
   void resumeCaller(Caller* c, uint8_t why);
   bool flushCaller(Caller* c);
   void closeCaller(Caller* c);
+  // TLS callers (mutual TLS on the inbound listener)
+  void readCallerTls(Caller* c);
+  bool sniffCaller(Caller* c);
+  bool driveCallerTls(Caller* c);
+  bool flushCallerTls(Caller* c);
+  void callerEnded(Caller* c);
 
   // ---- upstreams.cc: pooled upstream connections and the calls on them
   void send(Call* call, uint8_t* p, size_t len);
@@ -355,7 +377,7 @@ class Loop {
   inline void release(Call* call);
   void fail(Call* call, Failure f, const std::string& message);
   Upstream* connectionFor(Host& host, Proto proto);
-  inline Upstream* dial(Host& host, Proto proto);
+  inline Upstream* dial(Host& host, Proto proto, bool tls);
   /** Why the last dial failed at once (socket() or connect() refused before any event): for the caller's error. */
   std::string dialError_;
   void upstreamEvent(Upstream* u, uint32_t ev);
@@ -363,6 +385,9 @@ class Loop {
   inline void readUpstream(Upstream* u);
   inline void processUpstream(Upstream* u);
   inline size_t takeUpstreamFrames(Upstream* u, uint8_t* p, size_t len);
+  void unblock(Upstream* u);
+  void upstreamTlsEvent(Upstream* u, uint32_t ev);  // the TLS side of upstreamEvent
+  void flushUpstreamTls(Upstream* u);
   inline void upstreamFrame(Upstream* u, uint8_t* p, size_t len);
   void closeUpstream(Upstream* u, const std::string& reason, bool neverUp);
   void flushUpstream(Upstream* u);
@@ -375,6 +400,16 @@ class Loop {
   inline ClusterPtr makeCluster(int which, const std::string& name);
   std::shared_ptr<ClusterCounters> countersFor(int which, const std::string& name);
   inline std::string describeCluster(const Cluster& c);
+
+  // ---- secure.cc: what TLS callers and upstreams share (counting, deadlines, writing ciphertext) and the
+  // authorization of inbound calls. Reading and writing TLS connections is in callers.cc and upstreams.cc, beside
+  // the plaintext paths whose framing it feeds.
+  void retryTls();
+  void tlsTimers();
+  void handshakeDone(int direction);
+  void handshakeFailed(int direction, HandshakeFailure f, const std::string& text, const std::string& remote);
+  // Writes t.out to the socket until it is empty or the socket is full; false (errno in `err`) when it broke.
+  static bool writeCipher(int fd, TlsConn& t, int& err);
 
   // ---- relay.cc: captured connections passed through byte for byte
   void relayEvent(RelaySide* s, uint32_t ev);
@@ -400,9 +435,12 @@ class Loop {
     // in a loop.
     uint32_t want = 0;
     if (!c->peerClosed && (c->paused == 0 || c->finSent)) want |= EPOLLIN | EPOLLRDHUP;
-    if (!c->out.empty()) want |= EPOLLOUT;
+    if (c->tls ? !c->tls->out.empty() || (c->tls->open() && !c->out.empty()) : !c->out.empty()) want |= EPOLLOUT;
     setEvents(c, c->fd.get(), c->events, want);
   }
+
+  // Nothing left to write to the caller: no answer, and (TLS) no ciphertext.
+  static bool outEmpty(const Caller* c) { return c->out.empty() && (!c->tls || c->tls->out.empty()); }
 
   void callerEvent(Caller* c, uint32_t ev) {
     if (c->closed) return;
@@ -554,6 +592,11 @@ class Loop {
   std::string key_;
   std::string poolKey_;
   std::vector<std::string> events_;
+  // Mutual TLS and authorization in force (nullptr: plaintext everywhere, every call allowed).
+  std::shared_ptr<const SecuritySnapshot> security_;
+  std::vector<Caller*> tlsAgain_;  // TLS callers resumed with ciphertext already read (run() drives them)
+  std::unordered_set<Caller*> handshaking_;  // inbound handshakes under way, for their deadline
+  int64_t failureLoggedAt_[2][kHandshakeFailures] = {};  // ms a failure of each direction and reason was last logged
 };
 
 }  // namespace meshport

@@ -117,7 +117,8 @@ inline std::string Loop::describeCluster(const Cluster& c) {
     out += "{\"address\":" + jsonString(h.key) + ",\"weight\":" + std::to_string(h.weight) + ",\"active\":" +
            std::to_string(h.active) + ",\"healthy\":" + (ejected ? "false" : "true") + ",\"consecutiveFailures\":" +
            std::to_string(h.consecutiveFailures) + ",\"ejections\":" + std::to_string(h.ejections) +
-           ",\"ejectedForMs\":" + std::to_string(ejected ? h.ejectedUntil - now_ : 0) + "}";
+           ",\"ejectedForMs\":" + std::to_string(ejected ? h.ejectedUntil - now_ : 0) +
+           (h.identity.empty() ? std::string() : ",\"identity\":" + jsonString(h.identity)) + "}";
   }
   return out + "]}";
 }

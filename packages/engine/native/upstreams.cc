@@ -90,10 +90,18 @@ void Loop::fail(Call* call, Failure f, const std::string& message) {
 }
 
 Upstream* Loop::connectionFor(Host& host, Proto proto) {
-  PoolEntry*& entry = host.pool[proto == Proto::Bolt ? 0 : 1];
+  // An endpoint with an identity is dialled with mutual TLS while security is on; its TLS connections are a pool of
+  // their own, keyed by the identity too, so a connection never serves an identity it did not verify.
+  const bool tls = !host.identity.empty() && security_ != nullptr;
+  PoolEntry*& entry = host.pool[(proto == Proto::Bolt ? 0 : 1) + (tls ? 2 : 0)];
   if (entry == nullptr) {
-    // Entries are never erased (one per endpoint and protocol ever used), so the pointer stays good.
+    // Entries are never erased (one per endpoint, protocol and identity ever used), so the pointer stays good.
     poolKey_.assign(1, proto == Proto::Bolt ? 'b' : 'd');
+    if (tls) {
+      poolKey_ += "tls ";
+      poolKey_ += host.identity;
+      poolKey_ += ' ';
+    }
     poolKey_ += host.key;
     entry = &pool_[poolKey_];
   }
@@ -105,7 +113,7 @@ Upstream* Loop::connectionFor(Host& host, Proto proto) {
              }),
              list.end());
   if (list.size() < std::max<uint32_t>(1, s_.connectionsPerEndpoint)) {
-    Upstream* u = dial(host, proto);
+    Upstream* u = dial(host, proto, tls);
     if (u == nullptr) return nullptr;
     list.push_back(u);
     return u;
@@ -113,7 +121,7 @@ Upstream* Loop::connectionFor(Host& host, Proto proto) {
   return list[entry->next++ % list.size()];
 }
 
-inline Upstream* Loop::dial(Host& host, Proto proto) {
+inline Upstream* Loop::dial(Host& host, Proto proto, bool tls) {
   Fd fd(socket(host.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!fd.valid()) {
     dialError_ = strerror(errno);
@@ -125,6 +133,16 @@ inline Upstream* Loop::dial(Host& host, Proto proto) {
   auto* u = new Upstream();
   u->key = host.key;
   u->proto = proto;
+  if (tls) {
+    // The context of the security in force now: a later rotation leaves this connection as it is.
+    u->tls = std::make_unique<TlsConn>(security_->client.get(), false, host.identity);
+    if (!u->tls->valid()) {
+      delete u;
+      dialError_ = "TLS could not be set up for the connection";
+      log("warn", "upstream connect failed", "\"endpoint\":" + jsonString(host.key) + ",\"err\":" + jsonString(dialError_));
+      return nullptr;
+    }
+  }
   u->connectDeadline = now_ + s_.connectTimeoutMs;
   u->lastActive = now_;
   int rc = connect(fd.get(), reinterpret_cast<const sockaddr*>(&host.addr), host.addrLen);
@@ -154,7 +172,7 @@ inline Upstream* Loop::dial(Host& host, Proto proto) {
 
 void Loop::upstreamEvent(Upstream* u, uint32_t ev) {
   if (u->closed) return;
-  if (!u->connected) {
+  if (!u->tcpUp) {
     if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)) {
       int err = 0;
       socklen_t len = sizeof err;
@@ -162,11 +180,14 @@ void Loop::upstreamEvent(Upstream* u, uint32_t ev) {
       if (err != 0 || (ev & (EPOLLERR | EPOLLHUP))) {
         return closeUpstream(u, std::string("connect failed: ") + strerror(err != 0 ? err : ECONNREFUSED), true);
       }
-      connected(u);
+      u->tcpUp = true;
+      // A TLS connection is up once its handshake is done (secure.cc).
+      if (!u->tls) connected(u);
     } else {
       return;
     }
   }
+  if (u->tls) return upstreamTlsEvent(u, ev);
   if (ev & EPOLLOUT) flushUpstream(u);
   if (!u->closed && (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) readUpstream(u);
 }
@@ -320,6 +341,7 @@ void Loop::closeUpstream(Upstream* u, const std::string& reason, bool neverUp) {
 }
 
 void Loop::flushUpstream(Upstream* u) {
+  if (u->tls) return flushUpstreamTls(u);
   while (!u->out.empty()) {
     ssize_t n = write(u->fd.get(), u->out.data(), u->out.size());
     if (n > 0) {
@@ -333,14 +355,16 @@ void Loop::flushUpstream(Upstream* u) {
   }
   const uint32_t want = EPOLLIN | EPOLLRDHUP | (u->out.empty() ? 0u : uint32_t(EPOLLOUT));
   setEvents(u, u->fd.get(), u->events, want);
-  if (u->out.size() < kLowWater && !u->blocked.empty()) {
-    std::vector<Caller*> blocked;
-    blocked.swap(u->blocked);
-    for (Caller* c : blocked) {
-      c->refs--;
-      if (c->closed) maybeFree(c);
-      else resumeCaller(c, kPauseUpstream);
-    }
+  if (u->out.size() < kLowWater && !u->blocked.empty()) unblock(u);
+}
+
+void Loop::unblock(Upstream* u) {
+  std::vector<Caller*> blocked;
+  blocked.swap(u->blocked);
+  for (Caller* c : blocked) {
+    c->refs--;
+    if (c->closed) maybeFree(c);
+    else resumeCaller(c, kPauseUpstream);
   }
 }
 
@@ -384,7 +408,15 @@ void Loop::upstreamTimers() {
       }
     }
   }
-  for (Upstream* u : connectTimeouts) closeUpstream(u, "connect timed out after " + std::to_string(s_.connectTimeoutMs) + " ms", true);
+  for (Upstream* u : connectTimeouts) {
+    if (u->tls && u->tcpUp) {
+      const std::string text = "the TLS handshake did not finish within " + std::to_string(s_.connectTimeoutMs) + " ms";
+      handshakeFailed(1, HandshakeFailure::Timeout, text, u->key);
+      closeUpstream(u, text, true);
+      continue;
+    }
+    closeUpstream(u, "connect timed out after " + std::to_string(s_.connectTimeoutMs) + " ms", true);
+  }
   for (Upstream* u : heartbeatTimeouts) {
     log("warn", "upstream heartbeat unanswered; closing the connection", "\"endpoint\":" + jsonString(u->key));
     closeUpstream(u, "heartbeat unanswered", false);
@@ -395,6 +427,90 @@ void Loop::recordFailure(Cluster& c, Host& h) {
   if (!balancer_.recordFailure(c, h, now_)) return;
   log("warn", "endpoint ejected", "\"cluster\":" + jsonString(c.name) + ",\"endpoint\":" + jsonString(h.key) +
                                       ",\"forMs\":" + std::to_string(s_.baseEjectionMs * h.ejections));
+}
+
+
+// ---- TLS upstreams: an endpoint with an identity, while security is on. The handshake runs once TCP is up; the
+// connection counts as connected (its calls no longer pending) only when the provider's certificate verified and
+// carries the identity the registry published, so nothing is sent to an endpoint that is not the one named.
+
+void Loop::upstreamTlsEvent(Upstream* u, uint32_t ev) {
+  TlsConn& t = *u->tls;
+  int err = 0;
+  if ((ev & EPOLLOUT) && !writeCipher(u->fd.get(), t, err)) {
+    return closeUpstream(u, std::string("write failed: ") + strerror(err), !u->connected);
+  }
+  if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+    size_t total = 0;
+    while (!t.eof && total < 4 * kReadChunk) {
+      ssize_t n = read(u->fd.get(), t.in.reserve(kReadChunk), kReadChunk);
+      if (n > 0) {
+        t.in.commit(size_t(n));
+        total += size_t(n);
+        u->lastActive = now_;
+        if (size_t(n) < kReadChunk) break;
+        continue;
+      }
+      if (n == 0) {
+        t.eof = true;
+        break;
+      }
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      const std::string reason = strerror(errno);
+      if (!u->connected) handshakeFailed(1, HandshakeFailure::Protocol, "the TLS handshake failed: " + reason, u->key);
+      return closeUpstream(u, reason, !u->connected);
+    }
+  }
+  if (!u->connected) {
+    const TlsConn::Step step = t.handshake();
+    if (step == TlsConn::Step::Failed) {
+      handshakeFailed(1, t.failure(), t.failureText(), u->key);
+      writeCipher(u->fd.get(), t, err);  // an alert, if the socket takes it
+      // Never up: its calls never left, and go to another endpoint.
+      return closeUpstream(u, "mutual TLS refused (" + std::string(kHandshakeFailureNames[size_t(t.failure())]) + "): " + t.failureText(), true);
+    }
+    if (step == TlsConn::Step::Done) {
+      handshakeDone(1);
+      connected(u);  // marks it dirty: the calls that waited are encrypted and sent this round
+    }
+  }
+  // Every whole record is decrypted now: what stays in the queue is a record cut short, whose rest wakes us.
+  while (u->connected && !u->closed) {
+    const int n = t.read(scratch_.data(), scratch_.size());
+    if (n > 0) {
+      stats_->bytesIn[2].fetch_add(size_t(n), std::memory_order_relaxed);
+      if (u->in.empty()) {
+        const size_t used = takeUpstreamFrames(u, scratch_.data(), size_t(n));
+        if (!u->closed && used < size_t(n)) u->in.append(scratch_.data() + used, size_t(n) - used);
+      } else {
+        u->in.append(scratch_.data(), size_t(n));
+        processUpstream(u);
+      }
+      continue;
+    }
+    if (n == 0) break;
+    return closeUpstream(u, n == -1 ? std::string("closed by the endpoint") : "TLS: " + t.error(), false);
+  }
+  if (u->closed) return;
+  if (!writeCipher(u->fd.get(), t, err)) return closeUpstream(u, std::string("write failed: ") + strerror(err), !u->connected);
+  setEvents(u, u->fd.get(), u->events, EPOLLIN | EPOLLRDHUP | (t.out.empty() ? 0u : uint32_t(EPOLLOUT)));
+}
+
+void Loop::flushUpstreamTls(Upstream* u) {
+  TlsConn& t = *u->tls;
+  int err = 0;
+  for (;;) {
+    if (!writeCipher(u->fd.get(), t, err)) return closeUpstream(u, std::string("write failed: ") + strerror(err), false);
+    // Plaintext is encrypted once the ciphertext before it is out: the backlog stays in `out`, where send() sees it.
+    if (!t.out.empty() || u->out.empty() || !t.open()) break;
+    const int n = t.write(u->out.data(), std::min(u->out.size(), kTlsWriteChunk));
+    if (n < 0) return closeUpstream(u, "TLS: " + t.error(), false);
+    stats_->bytesOut[2].fetch_add(size_t(n), std::memory_order_relaxed);
+    u->out.consume(size_t(n));
+  }
+  setEvents(u, u->fd.get(), u->events, EPOLLIN | EPOLLRDHUP | (t.out.empty() ? 0u : uint32_t(EPOLLOUT)));
+  if (u->out.size() < kLowWater && !u->blocked.empty()) unblock(u);
 }
 
 }  // namespace meshport

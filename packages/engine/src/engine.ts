@@ -28,10 +28,22 @@ export interface EngineSettings {
 
 export type EngineListener = 'outbound' | 'inbound';
 
+/** One endpoint as the engine takes it: an IP address (names are resolved before). */
+export interface EngineEndpoint {
+  host: string;
+  port: number;
+  weight?: number;
+  /**
+   * The identity the provider's sidecar published: with security set, calls to it go over mutual TLS and its
+   * certificate must carry exactly this identity. Absent: plaintext.
+   */
+  identity?: string;
+}
+
 /** One route as the engine takes it: endpoints by IP address (names are resolved before). */
 export interface EngineCluster {
   name: string;
-  endpoints: { host: string; port: number; weight?: number }[];
+  endpoints: EngineEndpoint[];
   policy?: 'round-robin' | 'weighted-random' | 'least-request' | 'consistent-hash';
   hashHeader?: string;
   timeoutMs?: number;
@@ -50,6 +62,31 @@ export interface EngineRoutes {
   outbound: EngineCluster[];
   inbound: EngineCluster[];
 }
+
+/**
+ * Mutual TLS and the inbound authorization policy, as RouterSecurity of @meshport/router's security.ts (the same
+ * shape, declared here because the router depends on this package, not the other way round).
+ */
+export interface EngineSecurity {
+  mode: 'off' | 'permissive' | 'strict';
+  material: { certChain: string; key: string; trustBundle: string; identity: string };
+  policy: {
+    default: 'allow-trust-domain' | 'allow-all' | 'deny';
+    trustDomain: string;
+    services: Record<string, { allow: string[]; methods?: Record<string, string[]> }>;
+  };
+}
+
+/** Why a mutual-TLS handshake failed (HandshakeFailure of @meshport/router's security.ts). */
+export type EngineHandshakeFailure =
+  | 'no-client-cert'
+  | 'untrusted'
+  | 'expired'
+  | 'wrong-identity'
+  | 'no-identity'
+  | 'plaintext-refused'
+  | 'protocol'
+  | 'timeout';
 
 /** Which peers a listener serves, decided at accept: loopback always; `true` any; a list of addresses or CIDRs. */
 export type EngineAllow = boolean | readonly string[];
@@ -92,6 +129,13 @@ export interface EngineCounters {
   upstreamsByEndpoint: Record<string, number>;
   badFrames: { listener: EngineListener; code: string; count: number }[];
   clusters: EngineClusterCounters[];
+  /** Mutual TLS: handshakes completed and verified by direction; failures by direction and reason. */
+  tls: {
+    handshakes: { inbound: number; outbound: number };
+    failures: { direction: 'inbound' | 'outbound'; reason: EngineHandshakeFailure; count: number }[];
+  };
+  /** Inbound calls the authorization policy denied, by service (`none`: a service with no route). */
+  denied: { service: string; count: number }[];
 }
 
 /** What /routes shows of one cluster. */
@@ -111,6 +155,8 @@ export interface EngineClusterState {
     consecutiveFailures: number;
     ejections: number;
     ejectedForMs: number;
+    /** The identity the provider published: calls to it go over mutual TLS (with security set). */
+    identity?: string;
   }[];
 }
 
@@ -127,6 +173,7 @@ interface NativeEngineHandle {
   relay(fd: number, host: string, port: number, head?: Buffer): void;
   dupFd(fd: number): number;
   setRoutes(routes: EngineRoutes, partial?: boolean): void;
+  setSecurity(security: EngineSecurity | undefined): void;
   drain(deadlineMs: number, token: number): void;
   describe(token: number): void;
   stats(): EngineCounters;
@@ -141,6 +188,8 @@ type NativeEngineClass = new (settings: EngineSettings, onEvents: (lines: string
 export function nativeEngineUnavailable(): string | undefined {
   const addon = loadEngineAddon();
   if (!addon.loaded) return addon.reason;
+  // The addon declines when the OpenSSL node runs is not the one it was built for (another major.minor).
+  if (typeof addon.native.unavailable === 'string') return addon.native.unavailable;
   return typeof addon.native.Engine === 'function' ? undefined : `the addon at ${addon.path} has no Engine`;
 }
 
@@ -191,6 +240,16 @@ export class NativeEngine {
 
   setRoutes(routes: EngineRoutes): void {
     this.handle.setRoutes(routes, false);
+  }
+
+  /**
+   * Mutual TLS and the authorization policy from now on (undefined: plaintext everywhere, every call allowed). The
+   * PEM text is parsed here, synchronously: material that does not parse, or a key that does not match its
+   * certificate, throws (an Error saying which, with OpenSSL's reason) and the security in force stays. New
+   * connections use the new material; open ones keep what they began with; the policy applies to every call.
+   */
+  setSecurity(security: EngineSecurity | undefined): void {
+    this.handle.setSecurity(security);
   }
 
   /** Replaces the clusters named (or removes those marked `remove`); every other cluster stays as it is. */

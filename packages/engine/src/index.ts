@@ -7,9 +7,12 @@ export {
   type EngineClusterCounters,
   type EngineClusterState,
   type EngineCounters,
+  type EngineEndpoint,
+  type EngineHandshakeFailure,
   type EngineListener,
   type EngineLogEvent,
   type EngineRoutes,
+  type EngineSecurity,
   type EngineSettings,
 } from './engine';
 export { ENGINE_ERROR_CODES, EngineError, type EngineErrorCode } from './errors';

@@ -51,7 +51,15 @@ interface NativeHeader {
   codec: number;
   expectsResponse: boolean;
 }
-type Failure = 'no-route' | 'timeout' | 'busy' | 'unavailable' | 'upstream-closed' | 'bad-request' | 'draining';
+type Failure =
+  | 'no-route'
+  | 'timeout'
+  | 'busy'
+  | 'unavailable'
+  | 'upstream-closed'
+  | 'bad-request'
+  | 'draining'
+  | 'denied';
 interface NativeCodec {
   measure(buf: Uint8Array, maxFrame: number): { ok: true; length: number } | { ok: false; need: number };
   decode(buf: Uint8Array): NativeHeader;
@@ -121,6 +129,7 @@ const FAILURES: Failure[] = [
   'upstream-closed',
   'bad-request',
   'draining',
+  'denied',
 ];
 
 // ---------------------------------------------------------------------------------------------------------------

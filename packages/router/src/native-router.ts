@@ -9,6 +9,7 @@ import {
   nativeEngineUnavailable,
   type EngineCluster,
   type EngineCounters,
+  type EngineEndpoint,
   type EngineLogEvent,
   type EngineRoutes,
 } from '@meshport/engine';
@@ -55,8 +56,6 @@ export class NativeRouter implements RouterHandle, AdminView {
   private readonly resolved = new Map<string, string>();
   /** The engine's counters as last read (syncStats), for gauges read later in the same scrape. */
   private lastCounters: EngineCounters | undefined;
-  /** mTLS material, mode and policy now in force (undefined: plaintext everywhere, every call allowed). */
-  private security: RouterSecurity | undefined;
 
   constructor(private readonly options: RouterOptions) {
     this.settings = routerSetup.settings(options);
@@ -75,6 +74,7 @@ export class NativeRouter implements RouterHandle, AdminView {
       },
       ({ level, msg, ...fields }: EngineLogEvent) => engineLog[level](fields, msg),
     );
+    if (options.security !== undefined) this.setSecurity(options.security);
     // One entry per open connection, as the TypeScript engine's pool lists them.
     this.ownStats.trackUpstreams(() => {
       const by = this.lastCounters?.upstreamsByEndpoint ?? {};
@@ -149,8 +149,9 @@ export class NativeRouter implements RouterHandle, AdminView {
    * they started with.
    */
   setSecurity(security: RouterSecurity | undefined): void {
-    this.security = security;
-    void this.security;
+    // The engine parses the PEM text here, synchronously: material that does not parse throws, and what was in
+    // force stays (as the TypeScript engine's TLS contexts do).
+    this.native.setSecurity(security);
   }
 
   drainOnSignals(signals: NodeJS.Signals[] = ['SIGTERM']): void {
@@ -254,19 +255,16 @@ export class NativeRouter implements RouterHandle, AdminView {
     return true;
   }
 
-  private addressOf(e: Endpoint): { host: string; port: number; weight?: number } {
+  private addressOf(e: Endpoint): EngineEndpoint {
     return {
       host: net.isIP(e.host) ? e.host : (this.resolved.get(e.host) ?? '0.0.0.0'),
       port: e.port,
       weight: e.weight,
+      ...(e.identity !== undefined ? { identity: e.identity } : {}),
     };
   }
 
-  private cluster(
-    name: string,
-    spec: ClusterSpec,
-    address: (e: Endpoint) => { host: string; port: number; weight?: number },
-  ): EngineCluster {
+  private cluster(name: string, spec: ClusterSpec, address: (e: Endpoint) => EngineEndpoint): EngineCluster {
     return {
       name,
       endpoints: spec.endpoints.map(address),
@@ -306,7 +304,7 @@ export class NativeRouter implements RouterHandle, AdminView {
     return this.build((e) => this.addressOf(e));
   }
 
-  private build(address: (e: Endpoint) => { host: string; port: number; weight?: number }): EngineRoutes {
+  private build(address: (e: Endpoint) => EngineEndpoint): EngineRoutes {
     const table = this.options.routeTable;
     const services = table.services!();
     const outbound: EngineCluster[] = [];
@@ -362,6 +360,17 @@ export class NativeRouter implements RouterHandle, AdminView {
     stats.connectionsTotal.reset();
     stats.connectionsRefused.reset();
     stats.badFrames.reset();
+    stats.tlsHandshakes.reset();
+    stats.tlsHandshakeFailures.reset();
+    stats.callsDenied.reset();
+    for (const direction of ['inbound', 'outbound'] as const) {
+      const n = counters.tls.handshakes[direction];
+      if (n > 0) stats.tlsHandshakes.inc({ direction }, n);
+    }
+    for (const f of counters.tls.failures) {
+      stats.tlsHandshakeFailures.inc({ direction: f.direction, reason: f.reason }, f.count);
+    }
+    for (const d of counters.denied) stats.callsDenied.inc({ service: d.service }, d.count);
     for (const listener of ['outbound', 'inbound'] as const) {
       const l = counters[listener];
       stats.connections.set({ listener }, l.connectionsActive);
