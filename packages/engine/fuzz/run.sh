@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Runs the native codec's libFuzzer campaigns (fuzz_codec, fuzz_stream) and prints one summary line per target.
+# Runs the native engine's libFuzzer campaigns (fuzz_codec, fuzz_stream: the codec; fuzz_authz, fuzz_san, fuzz_tls:
+# authorization, the identity in a certificate, a TLS connection fed the peer's bytes) and prints one summary line
+# per target.
 #   fuzz/run.sh                 short: each target until 100000 runs or 30 s, whichever comes first (what CI runs)
 #   fuzz/run.sh --runs N        short, N runs per target
 #   fuzz/run.sh --long          10^7 runs per target, no time limit
@@ -15,7 +17,7 @@ runs=100000
 max_time=30
 keep=0
 max_len=16384
-targets=(fuzz_codec fuzz_stream)
+targets=(fuzz_codec fuzz_stream fuzz_authz fuzz_san fuzz_tls)
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) runs="$2"; shift 2 ;;
@@ -29,7 +31,7 @@ done
 command -v "${CLANGXX:-clang++}" >/dev/null || { echo "run.sh: clang++ is not installed" >&2; exit 3; }
 if ! make -s -C "$here" >&2; then
   # clang links -fsanitize=fuzzer,address,undefined against compiler-rt's runtimes, a package of their own on Debian.
-  echo "run.sh: building the fuzz targets failed; without libclang_rt.fuzzer/asan/ubsan, install libclang-rt-14-dev" >&2
+  echo "run.sh: building the fuzz targets failed; without libclang_rt.fuzzer/asan/ubsan, install libclang-rt-14-dev; fuzz_san and fuzz_tls need libssl-dev" >&2
   exit 4
 fi
 
@@ -43,6 +45,7 @@ trap finish EXIT
 mkdir -p "$work/seeds/fuzz_codec" "$work/seeds/fuzz_stream" "$work/artifacts"
 node "$here/seeds.js" "$work/seeds/fuzz_codec" > /dev/null
 node "$here/seeds.js" "$work/seeds/fuzz_stream" --stream > /dev/null
+node "$here/seeds-tls.js" "$work/seeds" > /dev/null
 # Regression inputs join the seeds of the target they were found by (their name starts with it).
 for f in "$here"/regressions/*; do
   [ -f "$f" ] && [ "${f##*.}" != md ] || continue

@@ -72,6 +72,7 @@ class ByteQueue {
   void commit(size_t n) { tail_ += n; }
 
   void append(const void* p, size_t n) {
+    if (n == 0) return;  // an empty queue has no buffer: memcpy to null is undefined even for 0 bytes
     std::memcpy(reserve(n), p, n);
     commit(n);
   }
