@@ -484,8 +484,14 @@ describe('mutual TLS between two pods: network namespaces, real sidecars, ZooKee
   }
 
   it('the expired certificate is refused with a clear log line', async () => {
-    // The previous case made the provider refuse an expired client certificate; its log says so and whose.
-    const lines = logLines(sidecars.provider, /expired/i);
+    const expired = pki!.issue(ID.consumer, { expired: true });
+    const attempt = await tlsAttempt(sock('a-to-provider'), pki!.caPem, expired, boltRequest(1, SERVICE, 'x'));
+    assert.equal(attempt.answer.length, 0, 'refused');
+    let lines: Json[] = [];
+    for (let i = 0; i < 50 && lines.length === 0; i++) {
+      lines = logLines(sidecars.provider, /expired/i);
+      if (lines.length === 0) await sleep(100);
+    }
     assert.ok(
       lines.length > 0,
       `the provider sidecar logged the expired certificate; its warnings: ${JSON.stringify(sidecars.provider.json.lines.filter((l) => l.level >= 40).slice(-10))}`,
@@ -493,7 +499,9 @@ describe('mutual TLS between two pods: network namespaces, real sidecars, ZooKee
     const text = JSON.stringify(lines[0]);
     console.log(`      the provider logged: ${text}`);
     assert.ok(lines[0].level >= 30, 'at info level or above');
-    assert.match(text, /handshake|certificate/i, `it is about the TLS handshake: ${text}`);
+    assert.match(text, /handshake|certificate|TLS/i, `it is about the TLS handshake: ${text}`);
+    assert.match(text, /refused|rejected|failed/i, `it says the caller was refused: ${text}`);
+    assert.ok(text.includes(pair!.addressA), `it names the caller's address (${pair!.addressA}): ${text}`);
   });
 
   it('a sidecar whose own certificate has expired says so in its log', async () => {
