@@ -28,12 +28,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import tls from 'node:tls';
+import zookeeper from 'node-zookeeper-client';
 import { run, spawnInNetns } from '@meshport/hijack';
 import {
   JAVA,
   type Json,
   JsonLinesChild,
   boltRequest,
+  connectZooKeeper,
   makeTestPki,
   skipOrFail,
   startZooKeeper,
@@ -64,6 +66,8 @@ const ID = {
 };
 const IFACE = 'com.example.mtls.Echo';
 const OPEN_IFACE = 'com.example.mtls.OpenEcho';
+/** Published in ZooKeeper by hand: the open pod's address with the provider pod's identity (a spoofed entry). */
+const SPOOFED_IFACE = 'com.example.mtls.Spoofed';
 const SERVICE = `${IFACE}:1.0`;
 const ZK_PORT = 2181;
 const POD_CONSUMER = path.join(__dirname, 'support', 'pod-consumer.js');
@@ -576,6 +580,61 @@ describe('mutual TLS between two pods: network namespaces, real sidecars, ZooKee
     // And permissive over raw bytes too: the open pod answers a plaintext Bolt frame.
     const plain = await plainAttempt(sock('a-to-open'), boltRequest(5, `${OPEN_IFACE}:1.0`, 'x'), 1500);
     assert.ok(boltResponseStatus(plain.answer) !== undefined, 'permissive: a Bolt answer to plaintext');
+  });
+
+  it('an endpoint that presents another identity than the registry published is refused, counted wrong-identity', async () => {
+    // The provider pod's own registration, copied to another interface at the open pod's address: the registry
+    // says the provider identity serves there, but the open sidecar's certificate carries its own.
+    const client = await connectZooKeeper(zk!.connectString);
+    try {
+      const ls = (p: string) =>
+        new Promise<string[]>((resolve, reject) =>
+          client.getChildren(p, undefined, (e, names) => (e ? reject(e) : resolve(names))),
+        );
+      const published = (await ls(`/sofa-rpc/${IFACE}/providers`)).map((n) => decodeURIComponent(n));
+      assert.equal(published.length, 1, `one provider of ${IFACE} upstream: ${published.join(' ')}`);
+      assert.ok(
+        published[0]!.includes(`meshport.id=${encodeURIComponent(ID.provider)}`),
+        `the provider sidecar published its identity: ${published[0]}`,
+      );
+      const spoofed = published[0]!
+        .split(IFACE)
+        .join(SPOOFED_IFACE)
+        .replace(`${addressB}:${PORTS.provider.inbound}`, `${addressB}:${PORTS.open.inbound}`);
+      assert.ok(spoofed.includes(`${addressB}:${PORTS.open.inbound}`), spoofed);
+      await new Promise<void>((resolve, reject) =>
+        client.mkdirp(
+          `/sofa-rpc/${SPOOFED_IFACE}/providers/${encodeURIComponent(spoofed)}`,
+          null,
+          zookeeper.CreateMode.PERSISTENT,
+          (e) => (e ? reject(e) : resolve()),
+        ),
+      );
+    } finally {
+      client.close();
+    }
+    const before = await stats('consumer');
+    const spoofedApp = await startConsumer(
+      'a consumer of the spoofed entry',
+      `127.0.0.1:${PORTS.consumer.facade}`,
+      SPOOFED_IFACE,
+    );
+    const called = await command(spoofedApp, { call: 2, text: 'who-are-you' }, 'called');
+    spoofedApp.child.stdin!.end();
+    await spoofedApp.kill();
+    assert.equal(called.ok, 0, `no call reached the impostor: ${JSON.stringify(called)}`);
+    const after = await stats('consumer');
+    const labels = { direction: 'outbound', reason: 'wrong-identity' };
+    assert.ok(
+      counterValue(after, 'meshport_tls_handshake_failures_total', labels) -
+        counterValue(before, 'meshport_tls_handshake_failures_total', labels) >=
+        1,
+      `meshport_tls_handshake_failures_total{direction="outbound",reason="wrong-identity"} counts it:\n${after
+        .split('\n')
+        .filter((l) => l.startsWith('meshport_tls'))
+        .join('\n')}`,
+    );
+    console.log(`      the consumer app was told: ${called.errors[0]}`);
   });
 
   it('certificates replaced under a steady call stream: no call lost, new connections present the new certificate', async () => {
