@@ -340,6 +340,15 @@ describe('mutual TLS between two pods: network namespaces, real sidecars, ZooKee
   });
 
   it('calls flow over mutual TLS: the veth carries TLS 1.3 records only, and each side saw the other', async () => {
+    // Each sidecar runs on the engine asked for (a fallback to the other engine must not pass for it).
+    const engine = process.env.MESHPORT_ENGINE;
+    if (engine)
+      for (const name of Object.keys(PORTS) as PodName[])
+        assert.equal(
+          counterValue(await stats(name), 'meshport_build_info', { engine }),
+          1,
+          `the ${name} sidecar runs the ${engine} engine`,
+        );
     const routes = await admin('consumer', '/routes');
     const endpoints = (routes.clusters as Json[])
       .filter((c) => c.name === SERVICE)
