@@ -115,6 +115,53 @@ describe('native engine: its own surface', () => {
     }
   });
 
+  it('runs on the OpenSSL node links: same major.minor as its headers, so the addon offers the engine', () => {
+    const addon = loadEngineAddon();
+    assert.ok(addon.loaded);
+    assert.equal(addon.native.unavailable, undefined, String(addon.native.unavailable));
+    assert.equal(typeof addon.native.Engine, 'function');
+    assert.match(process.versions.openssl, /^3\./);
+  });
+
+  it('takes security as RouterSecurity, and refuses material that does not parse where it is set', () => {
+    const e = engine();
+    const security = (material: Record<string, string>, extra: Record<string, unknown> = {}) =>
+      ({
+        mode: 'strict',
+        material: { certChain: '', key: '', trustBundle: '', identity: 'spiffe://td/ns/a/sa/b', ...material },
+        policy: { default: 'allow-trust-domain', trustDomain: 'td', services: {} },
+        ...extra,
+      }) as never;
+    try {
+      e.setSecurity(undefined);
+      assert.throws(() => e.setSecurity(security({})), {
+        message: /security: the certificate chain holds no PEM certificate/,
+      });
+      assert.throws(
+        () =>
+          e.setSecurity(
+            security({ certChain: '-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n' }),
+          ),
+        { message: /security: the certificate chain does not parse/ },
+      );
+      assert.throws(() => e.setSecurity(security({}, { mode: 'sometimes' })), {
+        name: 'TypeError',
+        message: /security\.mode must be 'off', 'permissive' or 'strict'/,
+      });
+      assert.throws(
+        () =>
+          e.setSecurity(security({}, { policy: { trustDomain: 'td', services: { svc: { allow: 'spiffe://td/x' } } } })),
+        { name: 'TypeError', message: /security\.policy\.services\[svc\]\.allow must be an array/ },
+      );
+      // Nothing was counted by refusals at the door, and the counters are there from the start.
+      const { tls, denied } = e.stats();
+      assert.deepEqual(tls, { handshakes: { inbound: 0, outbound: 0 }, failures: [] });
+      assert.deepEqual(denied, []);
+    } finally {
+      e.close();
+    }
+  });
+
   it('relays a connection byte for byte both ways, passes the half-close on, and counts it', async () => {
     const target = await echoServer();
     const e = engine();
