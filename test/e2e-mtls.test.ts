@@ -4,15 +4,16 @@
 // relays, so the only traffic on the veth is pod to pod); sofa-rpc-node apps in the pods: providers in pod B, consumers
 // in pod A.
 //
-//   pod A  consumer sidecar  spiffe://cluster.local/ns/default/sa/echo-consumer  + its consumer app
-//          intruder sidecar  spiffe://cluster.local/ns/default/sa/intruder       + its consumer app
+//   pod A  consumer sidecar  spiffe://cluster.local/ns/default/sa/echo-consumer  + its consumer apps (Bolt, Dubbo)
+//          intruder sidecar  spiffe://cluster.local/ns/default/sa/intruder       + its consumer apps (Bolt, Dubbo)
 //   pod B  provider sidecar  spiffe://cluster.local/ns/default/sa/echo-provider  strict, authz: only echo-consumer
-//                            may call com.example.mtls.Echo:1.0                  + its provider app
+//                            may call com.example.mtls.Echo:1.0 (Bolt) and       + its provider apps (Bolt, Dubbo)
+//                            SOFA/com.example.mtls.DubboEcho:1.0 (Dubbo)
 //          open sidecar      spiffe://cluster.local/ns/default/sa/open-provider  permissive, no rule
 //                                                                                 + its provider app (OpenEcho)
 //
 // What is checked: calls flow over mTLS (a capture on the veth shows only TLS records, never a Bolt request's first
-// byte nor the interface name in clear); callers without a certificate, with one of another CA, with an expired one
+// byte, Dubbo's 0xdabb nor an interface name in clear); callers without a certificate, with one of another CA, with an expired one
 // or with an identity the policy does not list are refused and counted; permissive takes a plaintext caller, strict
 // refuses it (counted plaintext-refused); certificates replaced under a steady call stream lose no call and new
 // connections present the new certificate; the expired certificate's refusal is logged clearly.
@@ -66,6 +67,9 @@ const ID = {
 };
 const IFACE = 'com.example.mtls.Echo';
 const OPEN_IFACE = 'com.example.mtls.OpenEcho';
+/** Served over Dubbo by the provider pod too; sofa-rpc-node's Dubbo calls carry the group SOFA, part of the key. */
+const DUBBO_IFACE = 'com.example.mtls.DubboEcho';
+const DUBBO_SERVICE = `SOFA/${DUBBO_IFACE}:1.0`;
 /** Published in ZooKeeper by hand: the open pod's address with the provider pod's identity (a spoofed entry). */
 const SPOOFED_IFACE = 'com.example.mtls.Spoofed';
 const SERVICE = `${IFACE}:1.0`;
@@ -177,6 +181,8 @@ describe('mutual TLS between two pods: network namespaces, real sidecars, ZooKee
   const leaves = {} as Record<PodName, TestLeaf>;
   let consumerApp: JsonLinesChild;
   let intruderApp: JsonLinesChild;
+  let dubboConsumerApp: JsonLinesChild;
+  let dubboIntruderApp: JsonLinesChild;
   let addressB = '';
 
   const sock = (name: string) => path.join(dir, `${name}.sock`);
@@ -232,8 +238,13 @@ describe('mutual TLS between two pods: network namespaces, real sidecars, ZooKee
     return c;
   }
 
-  async function startConsumer(what: string, registry: string, iface: string): Promise<JsonLinesChild> {
-    const app = podChild(what, pair!.a, [POD_CONSUMER, registry, iface], true);
+  async function startConsumer(
+    what: string,
+    registry: string,
+    iface: string,
+    protocol: 'bolt' | 'dubbo' = 'bolt',
+  ): Promise<JsonLinesChild> {
+    const app = podChild(what, pair!.a, [POD_CONSUMER, registry, iface, protocol], true);
     await app.waitFor((m) => m.ready === true || m.error !== undefined, `${what} ready`, 60_000);
     const error = app.lines.find((m) => m.error !== undefined);
     if (error) throw new Error(`${what}: ${error.error}`);
@@ -282,7 +293,12 @@ describe('mutual TLS between two pods: network namespaces, real sidecars, ZooKee
       ]),
     );
 
-    const onlyConsumer = ['authz:', '  services:', `    "${SERVICE}": { allow: ["${ID.consumer}"] }`];
+    const onlyConsumer = [
+      'authz:',
+      '  services:',
+      `    "${SERVICE}": { allow: ["${ID.consumer}"] }`,
+      `    "${DUBBO_SERVICE}": { allow: ["${ID.consumer}"] }`,
+    ];
     const started = await Promise.all([
       startPodSidecar('provider', pair.b, sidecarConfig('provider', 'strict', onlyConsumer)),
       startPodSidecar('open', pair.b, sidecarConfig('open', 'permissive', [])),
@@ -292,13 +308,14 @@ describe('mutual TLS between two pods: network namespaces, real sidecars, ZooKee
     for (const s of started) sidecars[s.name as PodName] = s;
 
     // The provider apps in pod B, publishing through their own sidecar's facade.
-    for (const [name, iface] of [
-      ['provider', IFACE],
-      ['open', OPEN_IFACE],
+    for (const [name, iface, protocol] of [
+      ['provider', IFACE, 'bolt'],
+      ['provider', DUBBO_IFACE, 'dubbo'],
+      ['open', OPEN_IFACE, 'bolt'],
     ] as const) {
-      const app = podChild(`the ${name} app`, pair.b, [
+      const app = podChild(`the ${name} app (${protocol})`, pair.b, [
         PROVIDER_APP,
-        'bolt',
+        protocol,
         iface,
         `127.0.0.1:${PORTS[name].facade}`,
         name,
@@ -307,6 +324,18 @@ describe('mutual TLS between two pods: network namespaces, real sidecars, ZooKee
     }
     consumerApp = await startConsumer('the consumer app', `127.0.0.1:${PORTS.consumer.facade}`, IFACE);
     intruderApp = await startConsumer('the intruder app', `127.0.0.1:${PORTS.intruder.facade}`, IFACE);
+    dubboConsumerApp = await startConsumer(
+      'the Dubbo consumer app',
+      `127.0.0.1:${PORTS.consumer.facade}`,
+      DUBBO_IFACE,
+      'dubbo',
+    );
+    dubboIntruderApp = await startConsumer(
+      'the Dubbo intruder app',
+      `127.0.0.1:${PORTS.intruder.facade}`,
+      DUBBO_IFACE,
+      'dubbo',
+    );
   });
 
   afterEach(function () {
@@ -362,8 +391,10 @@ describe('mutual TLS between two pods: network namespaces, real sidecars, ZooKee
     const before = { provider: await stats('provider'), consumer: await stats('consumer') };
     const capture = await startCapture(pair!.b, pair!.devB, path.join(dir, 'veth.pcap'));
     let called: Json;
+    let dubboCalled: Json;
     try {
       called = await command(consumerApp, { call: 20, text: 'over-mtls' }, 'called');
+      dubboCalled = await command(dubboConsumerApp, { call: 20, text: 'dubbo-over-mtls' }, 'called');
     } finally {
       await sleep(200);
       await capture.stop();
@@ -371,6 +402,8 @@ describe('mutual TLS between two pods: network namespaces, real sidecars, ZooKee
     assert.equal(called.failed, 0, `every call answered: ${JSON.stringify(called)}`);
     assert.equal(called.ok, 20);
     assert.equal(called.answers[0], 'provider: over-mtls#0', 'the provider app answered');
+    assert.equal(dubboCalled.failed, 0, `every Dubbo call answered: ${JSON.stringify(dubboCalled)}`);
+    assert.equal(dubboCalled.answers[0], 'provider: dubbo-over-mtls#0', 'the Dubbo provider app answered');
 
     const streams = readPcapStreams(capture.file).filter(
       (s) => s.srcPort === PORTS.provider.inbound || s.dstPort === PORTS.provider.inbound,
@@ -383,6 +416,7 @@ describe('mutual TLS between two pods: network namespaces, real sidecars, ZooKee
     const versions = new Set<number>();
     for (const s of streams) {
       assert.equal(s.bytes.indexOf(IFACE), -1, `${s.key}: the interface name never in clear`);
+      assert.equal(s.bytes.indexOf(DUBBO_IFACE), -1, `${s.key}: the Dubbo interface name never in clear`);
       // A connection opened before the capture is seen from some segment on, which may start inside a record: its
       // first bytes are checked only when its SYN is in the capture.
       const walk = walkTlsRecords(s.bytes);
@@ -399,7 +433,7 @@ describe('mutual TLS between two pods: network namespaces, real sidecars, ZooKee
     console.log(
       `      capture on ${pair!.devB}: ${streams.length} TCP streams of the inbound port (${streams.filter((s) => s.synSeen).length} from their SYN), ${appData} application data records, record versions ${[...versions].map((v) => `0x${v.toString(16).padStart(4, '0')}`).join(' ')}`,
     );
-    assert.ok(appData >= 20, `application data records (${appData}) carry the calls`);
+    assert.ok(appData >= 40, `application data records (${appData}) carry the calls`);
     assert.ok(versions.has(0x0303), 'TLS records of version 0x0303');
     // All TCP on the veth in that window is the provider's inbound port: nothing went around TLS.
     const others = readPcapStreams(capture.file).filter(
@@ -442,6 +476,18 @@ describe('mutual TLS between two pods: network namespaces, real sidecars, ZooKee
         counterValue(before, 'meshport_calls_denied_total', { service: SERVICE }),
       3,
       `meshport_calls_denied_total{service="${SERVICE}"} counts them`,
+    );
+
+    // Dubbo: the same policy on its own key, the denial as Dubbo's BAD_REQUEST answer.
+    const dubboCalled = await command(dubboIntruderApp, { call: 2, text: 'let-me-in' }, 'called');
+    assert.equal(dubboCalled.ok, 0, `no Dubbo call of the intruder got through: ${JSON.stringify(dubboCalled)}`);
+    assert.match(dubboCalled.errors[0], new RegExp(`${ID.intruder} may not call`));
+    const afterDubbo = await stats('provider');
+    assert.equal(
+      counterValue(afterDubbo, 'meshport_calls_denied_total', { service: DUBBO_SERVICE }) -
+        counterValue(before, 'meshport_calls_denied_total', { service: DUBBO_SERVICE }),
+      2,
+      `meshport_calls_denied_total{service="${DUBBO_SERVICE}"} counts them`,
     );
 
     // The same from a raw TLS client with the intruder's certificate: Bolt SERVER_EXCEPTION, and the connection open.

@@ -1,6 +1,6 @@
-// A pod's consumer app for the network-namespace suites: a sofa-rpc-node Bolt consumer of INTERFACE v1.0 finding its
-// providers through REGISTRY (its pod sidecar's ZooKeeper facade), run as a child inside the pod. Usage:
-//   node pod-consumer.js REGISTRY_HOST:PORT INTERFACE
+// A pod's consumer app for the network-namespace suites: a sofa-rpc-node consumer of INTERFACE v1.0 (Bolt, or Dubbo)
+// finding its providers through REGISTRY (its pod sidecar's ZooKeeper facade), run as a child inside the pod. Usage:
+//   node pod-consumer.js REGISTRY_HOST:PORT INTERFACE [bolt|dubbo]
 // REGISTRY `direct:HOST:PORT`: no registry, every call straight to HOST:PORT (a caller that skips its sidecar).
 // Commands, one JSON line each on stdin; answers as JSON lines on stdout:
 //   (start)                              -> {"ready": true} once the consumer has its first provider list
@@ -13,14 +13,15 @@
 
 import { createInterface } from 'node:readline';
 import { client as sofaClient } from 'sofa-rpc-node';
-import { closeApps, protocolOption, quietLogger, startConsumerApp } from '@meshport/testkit';
+import { closeApps, type Protocol, protocolOption, quietLogger, startConsumerApp } from '@meshport/testkit';
 
-const [registry, iface] = process.argv.slice(2) as [string, string];
+const [registry, iface, protocolArg] = process.argv.slice(2) as [string, string, string | undefined];
+const protocol: Protocol = protocolArg === 'dubbo' ? 'dubbo' : 'bolt';
 const say = (o: unknown) => process.stdout.write(`${JSON.stringify(o)}\n`);
 
 /** A consumer with no registry: every call to `serverHost`. */
 async function direct(serverHost: string) {
-  const client = new sofaClient.RpcClient({ logger: quietLogger, ...protocolOption('bolt') });
+  const client = new sofaClient.RpcClient({ logger: quietLogger, ...protocolOption(protocol) });
   const consumer = client.createConsumer({ interfaceName: iface, version: '1.0', serverHost });
   await consumer.ready();
   return { client, consumer, registry: undefined };
@@ -29,7 +30,7 @@ async function direct(serverHost: string) {
 async function main() {
   const app = registry.startsWith('direct:')
     ? await direct(registry.slice('direct:'.length))
-    : await startConsumerApp('bolt', iface, registry);
+    : await startConsumerApp(protocol, iface, registry);
   const call = (text: string) => app.consumer.invoke('echo', [text], { responseTimeout: 5000 }) as Promise<unknown>;
   say({ ready: true });
   let streaming = false;
