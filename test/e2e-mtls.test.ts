@@ -13,10 +13,11 @@
 //                                                                                 + its provider app (OpenEcho)
 //
 // What is checked: calls flow over mTLS (a capture on the veth shows only TLS records, never a Bolt request's first
-// byte, Dubbo's 0xdabb nor an interface name in clear); callers without a certificate, with one of another CA, with an expired one
-// or with an identity the policy does not list are refused and counted; permissive takes a plaintext caller, strict
-// refuses it (counted plaintext-refused); certificates replaced under a steady call stream lose no call and new
-// connections present the new certificate; the expired certificate's refusal is logged clearly.
+// byte, Dubbo's 0xdabb nor an interface name in clear); callers without a certificate, with one of another CA, with
+// an expired one or with an identity the policy does not list are refused and counted; a registry entry naming an
+// identity the endpoint does not present is refused by the consumer's sidecar (wrong-identity); permissive takes a
+// plaintext caller, strict refuses it (counted plaintext-refused); certificates replaced under a steady call stream
+// lose no call and new connections present the new certificate; the expired certificate's refusal is logged clearly.
 //
 // Needs root (ip netns), tcpdump and a JDK (ZooKeeper): skipped without them, failed under CI=true. Every namespace,
 // relay, child and file is removed in `after`, also on failure. Runs on the engine MESHPORT_ENGINE names.
