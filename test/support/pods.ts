@@ -151,7 +151,10 @@ export interface Capture {
   stop(): Promise<void>;
 }
 
-/** `tcpdump -i DEV -w FILE -U --immediate-mode -s 0 tcp` (every packet written as it comes) inside `netns`; resolves once it is listening. */
+/**
+ * `tcpdump -i DEV -w FILE -U --immediate-mode -s 0 tcp` (every packet written as it comes) inside `netns`; resolves
+ * once it is listening.
+ */
 export async function startCapture(netns: string, dev: string, file: string): Promise<Capture> {
   const child = spawnInNetns(
     netns,
