@@ -241,6 +241,38 @@ describe(`sidecars with mutual TLS (engine ${process.env.MESHPORT_ENGINE ?? 'nat
     assert.ok(closed, 'a plaintext call got an answer from a strict listener');
   });
 
+  it('a pod without TLS dials plaintext, which the provider pod takes once SIGHUP makes it permissive', async () => {
+    const plain = await startPod(() =>
+      podYaml({
+        registry: `{ name: zk, type: zookeeper, upstream: "${zk.connectString}", services: ["${SERVICE}"] }`,
+        tls: '',
+      }),
+    );
+    extra.push(plain);
+    await eventually('the plaintext pod to route the service', async () =>
+      plain.sidecar.book.snapshot().outbound[SERVICE] ? true : undefined,
+    );
+    // It has no certificate to present, so it leaves the published identity out and dials plaintext.
+    assert.deepEqual(
+      plain.sidecar.book.snapshot().outbound[SERVICE]?.endpoints.map((e) => e.identity),
+      [undefined],
+    );
+    const original = readFileSync(provider.file, 'utf8');
+    try {
+      writeFileSync(provider.file, original.replace('mode: strict', 'mode: permissive'));
+      const result = await provider.sidecar.reload(provider.file);
+      assert.ok(result.ok, String(result.error));
+      assert.deepEqual(result.needRestart, []);
+      const answer = await call(plain.sidecar.address('outbound').port);
+      assert.equal(answer.header.status, 0, answer.body);
+      // The mTLS consumer pod is not affected.
+      assert.equal((await call(consumer.sidecar.address('outbound').port)).header.status, 0);
+    } finally {
+      writeFileSync(provider.file, original);
+      assert.ok((await provider.sidecar.reload(provider.file)).ok);
+    }
+  });
+
   it('publishes meshport.id upstream, and the apps never see it', async () => {
     const upstream = await connectZooKeeper(zk.connectString);
     clients.push(upstream);
