@@ -188,6 +188,22 @@ describe('npm run bench (quick mode, every suite)', function () {
     assert.ok(row && /REGRESSION$/.test(row.trim()), `row of the inflated metric: ${row}`);
   });
 
+  it('rewrites only the sections named with --docs-section, and nothing else of docs/', async () => {
+    const docs = path.join(dir, 'docs-one');
+    const r = await bench(
+      ['decode', '--quick', '--update-docs', '--docs-section', 'decode', '--docs-section', 'nosuch'],
+      {
+        MESHPORT_BENCH_DOCS_DIR: docs,
+      },
+    );
+    assert.equal(r.code, 0, r.stderr.slice(-2000));
+    const page = readFileSync(path.join(docs, 'benchmarks.md'), 'utf8');
+    assert.match(page, /<!-- bench:decode:start -->\nRun /);
+    assert.doesNotMatch(page, /bench:runs:start/, 'no table of last runs');
+    assert.throws(() => readFileSync(path.join(docs, 'bench', 'results.jsonl')), /ENOENT/, 'no saved results');
+    assert.match(r.stderr, /--docs-section nosuch: no suite of this run writes that section/);
+  });
+
   it('refuses bad options before running anything', async () => {
     const missing = await bench(['--compare', path.join(dir, 'nope.jsonl')]);
     assert.equal(missing.code, 2);
