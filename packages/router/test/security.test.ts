@@ -302,6 +302,32 @@ describe(`mutual TLS and authorization between two sidecars (engine ${defaultEng
       assert.equal(provider.app.seen.length, 0);
     });
 
+    it('a connection adopted on the inbound listener (transparent capture) is told apart by its first byte too', async () => {
+      const provider = await providerSidecar(securityOf(providerLeaf, pki.caPem, 'strict'));
+      // A capture listener of its own: it reads the first bytes, puts them back and hands the socket over.
+      const capture = net.createServer((socket) => {
+        socket.once('data', (head: Buffer) => {
+          socket.pause();
+          socket.unshift(head);
+          provider.router.adopt('inbound', socket);
+          socket.resume();
+        });
+      });
+      capture.listen(0, '127.0.0.1');
+      await once(capture, 'listening');
+      kit.onCleanup(() => capture.close());
+      const port = (capture.address() as net.AddressInfo).port;
+      const caller = await tlsCaller(port, consumerLeaf);
+      const ok = await ask(caller, boltRequest(1, SVC, 'captured'), 1);
+      assert.equal(ok.header.status, BoltStatus.SUCCESS);
+      assert.equal(bodyText(ok), 'captured');
+      const plain = await kit.connect(port);
+      plain.send(boltRequest(2, SVC, 'plain'));
+      await until(() => plain.closed, 'the captured plaintext caller to be closed (strict)');
+      assert.equal(await failures(provider.router, 'inbound', 'plaintext-refused'), 1);
+      assert.equal(await handshakes(provider.router, 'inbound'), 1);
+    });
+
     it('a drain answers the calls it has in flight, then closes it', async () => {
       const provider = await providerSidecar(securityOf(providerLeaf, pki.caPem, 'strict'));
       provider.app.behave = () => ({ delayMs: 300 });
