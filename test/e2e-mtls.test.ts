@@ -17,13 +17,14 @@
 // an expired one or with an identity the policy does not list are refused and counted; a registry entry naming an
 // identity the endpoint does not present is refused by the consumer's sidecar (wrong-identity); permissive takes a
 // plaintext caller, strict refuses it (counted plaintext-refused); certificates replaced under a steady call stream
-// lose no call and new connections present the new certificate; the expired certificate's refusal is logged clearly.
+// lose no call and new connections present the new certificate; the expired certificate's refusal is logged clearly;
+// a policy edited in the config file applies on SIGHUP.
 //
 // Needs root (ip netns), tcpdump and a JDK (ZooKeeper): skipped without them, failed under CI=true. Every namespace,
 // relay, child and file is removed in `after`, also on failure. Runs on the engine MESHPORT_ENGINE names.
 
 import { strict as assert } from 'node:assert';
-import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import net from 'node:net';
 import os from 'node:os';
@@ -729,5 +730,27 @@ describe('mutual TLS between two pods: network namespaces, real sidecars, ZooKee
     // And a new call after the rotation, over connections made with the new certificates.
     const called = await command(consumerApp, { call: 5, text: 'after' }, 'called');
     assert.equal(called.failed, 0, JSON.stringify(called));
+  });
+  it('a policy changed in the config file applies on SIGHUP: the intruder let in, and out again', async () => {
+    const file = path.join(dir, 'provider.yaml');
+    const original = readFileSync(file, 'utf8');
+    const reloads = () => sidecars.provider.json.lines.filter((l) => l.msg === 'reloaded').length;
+    const reload = async (text: string) => {
+      const seen = reloads();
+      writeFileSync(file, text);
+      sidecars.provider.json.child.kill('SIGHUP');
+      for (let i = 0; i < 100 && reloads() === seen; i++) await sleep(100);
+      assert.ok(reloads() > seen, `the provider sidecar logged 'reloaded' after SIGHUP`);
+    };
+    const allowBoth = original.replace(`allow: ["${ID.consumer}"] }`, `allow: ["${ID.consumer}", "${ID.intruder}"] }`);
+    assert.notEqual(allowBoth, original);
+    await reload(allowBoth);
+    const letIn = await command(intruderApp, { call: 3, text: 'now-allowed' }, 'called');
+    assert.equal(letIn.failed, 0, `the intruder is allowed now: ${JSON.stringify(letIn)}`);
+    assert.equal(letIn.answers[0], 'provider: now-allowed#0');
+    await reload(original);
+    const shutOut = await command(intruderApp, { call: 2, text: 'again' }, 'called');
+    assert.equal(shutOut.ok, 0, `and denied again: ${JSON.stringify(shutOut)}`);
+    assert.match(shutOut.errors[0], /may not call/);
   });
 });
