@@ -140,7 +140,7 @@ export function checkTlsFiles(files: TlsFiles, options: { now?: Date } = {}): Tl
       fail(
         'validity',
         'MESHPORT_TLS_CERT_EXPIRED',
-        `${files.certFile} expired on ${notAfter.toISOString()} (${-report.daysLeft} day(s) ago); peers refuse it`,
+        `${files.certFile} expired on ${notAfter.toISOString()} (${Math.floor((now.getTime() - notAfter.getTime()) / DAY_MS)} whole day(s) ago); peers refuse it`,
       );
     else if (notBefore.getTime() > now.getTime())
       fail(
