@@ -211,15 +211,27 @@ describe('reliability: overload at twice the capacity (suite 5)', () => {
       `peak RSS ${(peakRssKb / 1024).toFixed(1)} MB, ceiling ${RSS_CEILING_MB} MB`,
     );
 
-    // Recovery: back under capacity, every call succeeds again at baseline latency.
-    const recovery = await load.openLoop(40, 2000);
-    for (const p of ['bolt', 'dubbo'] as const)
-      assert.equal(recovery[p].ok, recovery[p].sent, `${p} after the overload: every call ok`);
-    const recoveryP99 = percentile([...recovery.bolt.okLatencies, ...recovery.dubbo.okLatencies], 99);
+    // Recovery: back under capacity, every call succeeds again, and latency comes back to the baseline's. One 2 s
+    // window's p99 is at the mercy of whatever else the machine runs in those 2 s, so recovery is a window, within
+    // three, whose p99 is back in bound (every call of every window must still be ok): a sidecar that stays slow
+    // after an overload fails all three.
     const latencyBound = Math.max(baselineP99 * 1.5, baselineP99 + 25);
+    const windowP99s: number[] = [];
+    let recoveryP99 = Number.POSITIVE_INFINITY;
+    const recovered = { ok: 0, sent: 0 };
+    for (let w = 0; w < 3 && recoveryP99 > latencyBound; w++) {
+      const recovery = await load.openLoop(40, 2000);
+      for (const p of ['bolt', 'dubbo'] as const) {
+        assert.equal(recovery[p].ok, recovery[p].sent, `${p} after the overload: every call ok`);
+        recovered.ok += recovery[p].ok;
+        recovered.sent += recovery[p].sent;
+      }
+      recoveryP99 = percentile([...recovery.bolt.okLatencies, ...recovery.dubbo.okLatencies], 99);
+      windowP99s.push(recoveryP99);
+    }
     assert.ok(
       recoveryP99 <= latencyBound,
-      `p99 after the overload ${recoveryP99.toFixed(1)} ms, baseline ${baselineP99.toFixed(1)} ms`,
+      `p99 after the overload ${windowP99s.map((p) => p.toFixed(1)).join(', ')} ms in 3 windows, baseline ${baselineP99.toFixed(1)} ms`,
     );
 
     const figures: Figure[] = [
@@ -269,13 +281,13 @@ describe('reliability: overload at twice the capacity (suite 5)', () => {
       { name: 'p99 before the overload (ms)', value: Math.round(baselineP99 * 10) / 10 },
       {
         name: 'p99 after the overload (ms)',
-        value: Math.round(recoveryP99 * 10) / 10,
-        goal: `<= ${latencyBound.toFixed(1)}`,
+        value: windowP99s.map((p) => Math.round(p * 10) / 10).join(', '),
+        goal: `<= ${latencyBound.toFixed(1)} in one of 3 windows`,
         met: true,
       },
       {
         name: 'calls ok after the overload',
-        value: `${recovery.bolt.ok + recovery.dubbo.ok}/${recovery.bolt.sent + recovery.dubbo.sent}`,
+        value: `${recovered.ok}/${recovered.sent}`,
         goal: 'all',
         met: true,
       },
