@@ -198,20 +198,25 @@ inline Caller* Loop::newCaller(Fd fd, int which, std::string source) {
   return c;
 }
 
+// A caller we have ended (plaintext or TLS alike): read and drop what it still sends until the socket is empty, so
+// its FIN is seen and the connection can close.
+void Loop::drainEndedCaller(Caller* c) {
+  uint8_t sink[4096];
+  while (!c->closed) {
+    ssize_t n = read(c->fd.get(), sink, sizeof sink);
+    if (n > 0) continue;
+    if (n == 0) return closeCaller(c);
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) closeCaller(c);
+    return;
+  }
+}
+
 void Loop::readCaller(Caller* c) {
   if (c->tls || c->sniff) return readCallerTls(c);
   size_t total = 0;
   while (!c->closed) {
-    if (c->finSent || c->closing) {
-      // Ended by us: read and drop, so the caller's FIN is seen.
-      uint8_t sink[4096];
-      ssize_t n = read(c->fd.get(), sink, sizeof sink);
-      if (n > 0) continue;
-      if (n == 0) return closeCaller(c);
-      if (errno == EINTR) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) closeCaller(c);
-      return;
-    }
+    if (c->finSent || c->closing) return drainEndedCaller(c);
     if (c->paused != 0) return;
     // Into the loop's scratch buffer: whole frames are handled where they lie, and only a frame cut by the end
     // of the read is kept, so an idle connection holds no read buffer.
@@ -650,16 +655,7 @@ bool Loop::sniffCaller(Caller* c) {
 void Loop::readCallerTls(Caller* c) {
   size_t total = 0;
   while (!c->closed) {
-    if (c->finSent || c->closing) {
-      // Ended by us: read and drop, so the caller's FIN is seen.
-      uint8_t sink[4096];
-      ssize_t n = read(c->fd.get(), sink, sizeof sink);
-      if (n > 0) continue;
-      if (n == 0) return closeCaller(c);
-      if (errno == EINTR) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) closeCaller(c);
-      return;
-    }
+    if (c->finSent || c->closing) return drainEndedCaller(c);
     if (c->paused != 0) return;
     // Before the first byte, into `in` (plaintext if it is not TLS); after, into the TLS queue.
     ByteQueue& q = c->tls ? c->tls->in : c->in;

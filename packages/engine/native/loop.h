@@ -343,6 +343,7 @@ class Loop {
   void acceptAll(Listener* l);
   inline Caller* newCaller(Fd fd, int which, std::string source);
   void readCaller(Caller* c);
+  void drainEndedCaller(Caller* c);
   inline void processCaller(Caller* c);
   inline void processFrames(Caller* c);
   // Always inlined into readCaller, as it was when the loop was one file: the split must not add a call per read.
