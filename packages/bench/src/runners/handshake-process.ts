@@ -14,8 +14,10 @@
 
 import { X509Certificate } from 'node:crypto';
 import tls from 'node:tls';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { FrameSplitter } from '@meshport/protocol';
 import { type BenchProtocol, okResponseId, requestTemplate, responseBytes, writeId } from '../forward/wire';
+import { serveJobs } from './serve-jobs';
 
 export interface HandshakeJob {
   handshake: true;
@@ -175,15 +177,4 @@ function runJob(job: HandshakeJob): Promise<HandshakeResult> {
   })();
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-process.on('message', (job: HandshakeJob) => {
-  runJob(job).then(
-    (result) => process.send!({ result }),
-    (err: Error) => process.send!({ error: err.message }),
-  );
-});
-process.on('disconnect', () => process.exit(0));
-process.send!({ ready: 'handshake', pid: process.pid });
+serveJobs('handshake', runJob);

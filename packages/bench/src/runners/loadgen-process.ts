@@ -10,8 +10,10 @@
 // only once its previous request has been answered, i.e. written out: no copy per request.
 
 import net from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { FrameSplitter } from '@meshport/protocol';
 import { type BenchProtocol, okResponseId, requestTemplate, responseBytes, writeId } from '../forward/wire';
+import { serveJobs } from './serve-jobs';
 
 export interface Job {
   port: number;
@@ -166,15 +168,4 @@ function runJob(job: Job): Promise<Result> {
   })();
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-process.on('message', (job: Job) => {
-  runJob(job).then(
-    (result) => process.send!({ result }),
-    (err: Error) => process.send!({ error: err.message }),
-  );
-});
-process.on('disconnect', () => process.exit(0));
-process.send!({ ready: 'loadgen', pid: process.pid });
+serveJobs('loadgen', runJob);
