@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { ListenerName } from './caller';
 import type { RouterSecurity } from './security';
 import type { RouterStats } from './stats';
+import type { RouterTelemetry } from './telemetry';
 
 export type EngineName = 'native' | 'js';
 
@@ -52,6 +53,11 @@ export interface RouterHandle {
    * The policy applies to every request from then on. undefined: plaintext everywhere, every call allowed.
    */
   setSecurity(security: RouterSecurity | undefined): void;
+  /**
+   * Which calls get an access log line and a span from now on (a config reload); undefined parts are off. Lines
+   * already formatted still reach the sink.
+   */
+  setTelemetry(telemetry: RouterTelemetry | undefined): void;
   /** For the admin `/routes` page. */
   describeRoutes(): ClusterState[] | Promise<ClusterState[]>;
   /** For the admin `/config` page. */

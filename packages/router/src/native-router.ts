@@ -22,6 +22,7 @@ import { routerSetup, type RouterOptions, type RouterSettings } from './router-s
 import { endpointKey, type ClusterSpec, type Endpoint, type RouteChange } from './route-table';
 import { RouterStats } from './stats';
 import type { RouterSecurity } from './security';
+import type { RouterTelemetry } from './telemetry';
 import { notListening } from './errors';
 
 /** Why the native engine cannot serve these options, or undefined when it can. */
@@ -148,6 +149,13 @@ export class NativeRouter implements RouterHandle, AdminView {
    * Replaces the TLS material, mode and policy at run time: new connections use them, existing ones finish with what
    * they started with.
    */
+  setTelemetry(telemetry: RouterTelemetry | undefined): void {
+    this.telemetryInForce = telemetry;
+  }
+
+  /** Which calls get access log lines and spans (setTelemetry replaces it). */
+  telemetryInForce: RouterTelemetry | undefined;
+
   setSecurity(security: RouterSecurity | undefined): void {
     // The engine parses the PEM text here, synchronously: material that does not parse throws, and what was in
     // force stays (as the TypeScript engine's TLS contexts do).

@@ -10,6 +10,7 @@ import type { EngineName, RouterHandle } from './handle';
 import type { ListenAddress } from './listener-admission';
 import type { RouteTable } from './route-table';
 import type { RouterSecurity } from './security';
+import type { LabelCaps, RouterTelemetry, TelemetrySink } from './telemetry';
 
 export interface RouterOptions {
   routeTable: RouteTable;
@@ -27,6 +28,15 @@ export interface RouterOptions {
    * allowed. Replaced at run time with `setSecurity` (certificate rotation, a policy reload).
    */
   security?: RouterSecurity;
+  /**
+   * Access logs and trace spans (telemetry.ts): which calls each engine writes a line for. Absent: neither. Lines go
+   * to `onTelemetry` in batches; replaced at run time with `setTelemetry` (a config reload).
+   */
+  telemetry?: RouterTelemetry;
+  /** Where access log lines and spans go. Without it the router writes none, whatever `telemetry` says. */
+  onTelemetry?: TelemetrySink;
+  /** Caps on the per-service metrics' method and caller labels. @default LABEL_CAP_DEFAULTS */
+  labelCaps?: Partial<LabelCaps>;
   /**
    * Admin HTTP; always bound to 127.0.0.1. `false` to run without. Pages, a readiness check and a `/config` page of
    * the embedding daemon's go here too (AdminExtensions). @default { port: 0 }

@@ -23,6 +23,7 @@ import { StartupHold } from './startup-hold';
 import { notListening } from './errors';
 import { type HandshakeError, TlsContexts, type TlsDirection } from './mtls';
 import { authorize, type RouterSecurity } from './security';
+import type { RouterTelemetry } from './telemetry';
 
 // Still exported here, where it was before route-key.ts: @meshport/engine's codec test reads it from this module.
 export { routeKey } from './route-key';
@@ -156,6 +157,13 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle, Admi
    * certificate and mode, existing ones finish with what they began with; the policy applies to every request from
    * now on. undefined: plaintext everywhere, every call allowed.
    */
+  setTelemetry(telemetry: RouterTelemetry | undefined): void {
+    this.telemetryInForce = telemetry;
+  }
+
+  /** Which calls get access log lines and spans (setTelemetry replaces it). */
+  telemetryInForce: RouterTelemetry | undefined;
+
   setSecurity(security: RouterSecurity | undefined): void {
     this.tls =
       security === undefined ? undefined : new TlsContexts(security, this.settings.connectTimeoutMs, this.inboundTls);
