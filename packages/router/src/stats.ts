@@ -5,15 +5,49 @@
 // labels) measured as 14-19% of a router's CPU under load.
 
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import { FOLDED_LABEL } from './telemetry';
 
 /** Latency bucket upper bounds, in seconds. */
 export const LATENCY_BUCKETS = [
   0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 ];
 
+/** What the calls of one method of one cluster of one listener have seen (the per-service metrics). */
+export class MethodMetrics {
+  requests = 0;
+  /** Answers by outcome, as ClusterMetrics.outcomes. */
+  readonly outcomes = new Map<string, number>();
+  /** Non-cumulative counts per bucket; the last slot is beyond the largest bound. */
+  readonly latencyCounts = new Float64Array(LATENCY_BUCKETS.length + 1);
+  latencySum = 0;
+  latencyCount = 0;
+
+  count(outcome: string): void {
+    this.outcomes.set(outcome, (this.outcomes.get(outcome) ?? 0) + 1);
+  }
+
+  observe(seconds: number): void {
+    let i = 0;
+    while (i < LATENCY_BUCKETS.length && seconds > LATENCY_BUCKETS[i]) i++;
+    this.latencyCounts[i]++;
+    this.latencySum += seconds;
+    this.latencyCount++;
+  }
+}
+
 /** What one cluster of one listener has seen. */
 export class ClusterMetrics {
   readonly requests = { bolt: 0, dubbo: 0 };
+  /**
+   * By method (at most LabelCaps.methods names, later ones under FOLDED_LABEL) and requests by caller (at most
+   * LabelCaps.callers): the per-service metrics. The TypeScript engine fills them per call through method() and
+   * caller(); the native one's counters replace them when read.
+   */
+  readonly methods = new Map<string, MethodMetrics>();
+  readonly callers = new Map<string, number>();
+  /** Calls counted under FOLDED_LABEL because the method or caller cap was reached. */
+  foldedMethods = 0;
+  foldedCallers = 0;
   /** Answers by outcome: `ok`, `status-N` (an upstream's non-OK status), or a router failure name. */
   readonly outcomes = new Map<string, number>();
   /** Non-cumulative counts per bucket; the last slot is beyond the largest bound. */
@@ -36,6 +70,29 @@ export class ClusterMetrics {
     this.latencyCounts[i]++;
     this.latencySum += seconds;
     this.latencyCount++;
+  }
+
+  /** The metrics of `name`, or of FOLDED_LABEL once `cap` methods are known (counted as folded). */
+  method(name: string, cap: number): MethodMetrics {
+    let m = this.methods.get(name);
+    if (m !== undefined) return m;
+    if (this.methods.size >= cap && name !== FOLDED_LABEL) {
+      this.foldedMethods++;
+      return this.method(FOLDED_LABEL, Number.POSITIVE_INFINITY);
+    }
+    this.methods.set(name, (m = new MethodMetrics()));
+    return m;
+  }
+
+  /** Counts one request from `name`, or from FOLDED_LABEL once `cap` callers are known (counted as folded). */
+  caller(name: string, cap: number): void {
+    const n = this.callers.get(name);
+    if (n !== undefined) this.callers.set(name, n + 1);
+    else if (this.callers.size < cap) this.callers.set(name, 1);
+    else {
+      this.foldedCallers++;
+      this.callers.set(FOLDED_LABEL, (this.callers.get(FOLDED_LABEL) ?? 0) + 1);
+    }
   }
 }
 
