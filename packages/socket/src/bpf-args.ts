@@ -1,6 +1,6 @@
 // Argument checks of the BPF entry points: every value is checked by name here, before the addon checks it again.
 import * as net from 'node:net';
-import type { BpfAttachOptions, BpfCaptureConfig, BpfDetachOptions, BpfLoadOptions, BpfProgramName } from './bpf';
+import type { BpfAttachOptions, BpfCaptureConfig, BpfDetachOptions, BpfLoadOptions, BpfProgramName } from './bpf-types';
 import { badValue, checkFd, checkInteger, checkPort, checkString, checkUint32 } from './errors';
 
 const PROGRAM_NAMES: readonly string[] = ['connect4', 'connect6', 'sockops', 'getsockopt', 'sk_msg'];
