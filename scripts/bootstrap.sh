@@ -16,6 +16,7 @@ DEBIAN_PACKAGES=(
   libclang-rt-14-dev                        # libFuzzer + ASan/UBSan runtimes for the native codec's fuzz targets
   openjdk-17-jdk-headless libhessian-java   # Caucho's Java Hessian, which the SOFA Registry bodies are held to
   openssl libssl-dev tcpdump               # mTLS: test certificates, the native engine's OpenSSL headers, wire captures
+  tmux                                      # a real terminal for meshport top's test
 )
 
 log() { printf '[bootstrap] %s\n' "$*" >&2; }

@@ -54,7 +54,7 @@ describe('scripts/bootstrap.sh', function () {
       assert.match(r.out, /missing Debian packages: zookeeper redis-server haproxy/);
       assert.match(
         r.out,
-        /sudo sh -c "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends zookeeper redis-server .*bpftool libclang-rt-14-dev openjdk-17-jdk-headless libhessian-java openssl libssl-dev tcpdump"/,
+        /sudo sh -c "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends zookeeper redis-server .*bpftool libclang-rt-14-dev openjdk-17-jdk-headless libhessian-java openssl libssl-dev tcpdump tmux"/,
       );
       assert.doesNotMatch(r.out, /apt-get must not run/);
     } finally {
