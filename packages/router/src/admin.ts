@@ -5,6 +5,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import type { ClusterState } from './handle';
+import type { ServicesPage } from './stats';
 
 /**
  * What the admin pages read of a router, whichever engine carries its requests; nothing here changes it (a drain is
@@ -17,8 +18,11 @@ export interface AdminView {
   describeRoutes(): ClusterState[] | Promise<ClusterState[]>;
   readonly inflight: number;
   readonly partialFrames: number;
-  /** `/stats`: the Prometheus registry, up to date when read. */
-  readonly stats: { readonly registry: Registry };
+  /**
+   * `/stats`: the Prometheus registry; `/services`: the per-service figures as JSON. Both up to date when read (the
+   * native engine's router loads its engine's counters each time `stats` is read).
+   */
+  readonly stats: { readonly registry: Registry; services(): ServicesPage };
   /** `/config`: the router's effective settings. */
   describeConfig(): Record<string, unknown>;
 }
@@ -48,7 +52,7 @@ export interface AdminOptions extends AdminExtensions {
   port: number;
 }
 
-const ROUTER_PAGES = ['/healthz', '/ready', '/routes', '/stats', '/config'];
+const ROUTER_PAGES = ['/healthz', '/ready', '/routes', '/stats', '/services', '/config'];
 
 export class AdminServer {
   private readonly server: http.Server;
@@ -110,6 +114,8 @@ export class AdminServer {
         res.writeHead(200, { 'content-type': this.router.stats.registry.contentType });
         res.end(await this.router.stats.registry.metrics());
         return;
+      case '/services':
+        return json(200, this.router.stats.services());
       case '/config': {
         const own = this.router.describeConfig();
         return json(200, config ? config(own) : own);

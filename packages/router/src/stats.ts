@@ -98,6 +98,28 @@ export class ClusterMetrics {
 
 type Direction = 'in' | 'out';
 
+/** One service (cluster) and method of one direction on the `/services` page: monotonic totals since start. */
+export interface ServiceMethodTotals {
+  direction: string;
+  service: string;
+  method: string;
+  requests: number;
+  outcomes: Record<string, number>;
+  /** Non-cumulative counts per LATENCY_BUCKETS slot (the last one beyond the largest bound), in seconds. */
+  latency: { counts: number[]; sum: number; count: number };
+}
+
+/** The admin `/services` page: the per-service metrics as JSON, for tools (`meshport top` reads it twice for rates). */
+export interface ServicesPage {
+  /** When read, Date.now() ms. */
+  at: number;
+  services: ServiceMethodTotals[];
+  callers: { direction: string; service: string; caller: string; requests: number }[];
+  /** Calls counted under FOLDED_LABEL, by direction and label. */
+  folded: Record<string, { method: number; caller: number }>;
+  buckets: number[];
+}
+
 /** The values of one metric family a daemon adds to `/stats` (see RouterStats.addCollected), read at scrape time. */
 export type MetricFamilyValues = { labels: Record<string, string | number>; value: number }[];
 
@@ -190,7 +212,123 @@ export class RouterStats {
         }
       },
     });
-    this.registry.registerMetric(new LatencyHistogram(() => this.clusters.values()) as never);
+    this.registry.registerMetric(
+      new LatencyHistogram(
+        'meshport_request_duration_seconds',
+        'Time from request received to answer written, by listener and cluster',
+        function* () {
+          for (const m of stats.clusters.values())
+            yield { labels: { listener: m.listener, cluster: m.cluster }, of: m };
+        },
+      ) as never,
+    );
+    this.servicesFamilies();
+  }
+
+  /**
+   * The per-service families (by direction, service and method or caller), read from the ClusterMetrics' method and
+   * caller maps at scrape time like the families above: nothing per request goes through prom-client.
+   */
+  private servicesFamilies(): void {
+    const stats = this;
+    const methods = function* () {
+      for (const m of stats.clusters.values()) {
+        for (const [method, mm] of m.methods) yield { direction: m.listener, service: m.cluster, method, mm };
+      }
+    };
+    new Counter({
+      name: 'meshport_service_requests_total',
+      help: 'Requests by direction (outbound, inbound), service (none: no route) and method (other: past the cap)',
+      labelNames: ['direction', 'service', 'method'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const { direction, service, method, mm } of methods()) {
+          if (mm.requests > 0) this.inc({ direction, service, method }, mm.requests);
+        }
+      },
+    });
+    new Counter({
+      name: 'meshport_service_responses_total',
+      help: 'Answers by direction, service, method and outcome (as meshport_responses_total)',
+      labelNames: ['direction', 'service', 'method', 'outcome'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const { direction, service, method, mm } of methods()) {
+          for (const [outcome, n] of mm.outcomes) this.inc({ direction, service, method, outcome }, n);
+        }
+      },
+    });
+    this.registry.registerMetric(
+      new LatencyHistogram(
+        'meshport_service_request_duration_seconds',
+        'Time from request received to answer written, by direction, service and method',
+        function* () {
+          for (const { direction, service, method, mm } of methods())
+            yield { labels: { direction, service, method }, of: mm };
+        },
+      ) as never,
+    );
+    new Counter({
+      name: 'meshport_service_caller_requests_total',
+      help: 'Requests by direction, service and caller (the mTLS identity, else the IP address; other: past the cap)',
+      labelNames: ['direction', 'service', 'caller'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const m of stats.clusters.values()) {
+          for (const [caller, n] of m.callers) {
+            if (n > 0) this.inc({ direction: m.listener, service: m.cluster, caller }, n);
+          }
+        }
+      },
+    });
+    new Counter({
+      name: 'meshport_service_labels_folded_total',
+      help: 'Calls counted under the method or caller `other` because the label cap was reached, by direction and label',
+      labelNames: ['direction', 'label'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [direction, folded] of Object.entries(stats.folded())) {
+          if (folded.method > 0) this.inc({ direction, label: 'method' }, folded.method);
+          if (folded.caller > 0) this.inc({ direction, label: 'caller' }, folded.caller);
+        }
+      },
+    });
+  }
+
+  private folded(): ServicesPage['folded'] {
+    const folded: ServicesPage['folded'] = { outbound: { method: 0, caller: 0 }, inbound: { method: 0, caller: 0 } };
+    for (const m of this.clusters.values()) {
+      const f = (folded[m.listener] ??= { method: 0, caller: 0 });
+      f.method += m.foldedMethods;
+      f.caller += m.foldedCallers;
+    }
+    return folded;
+  }
+
+  /** The `/services` admin page: the same figures as the per-service families of `/stats`, as JSON. */
+  services(): ServicesPage {
+    const services: ServiceMethodTotals[] = [];
+    const callers: ServicesPage['callers'] = [];
+    for (const m of this.clusters.values()) {
+      for (const [method, mm] of m.methods) {
+        services.push({
+          direction: m.listener,
+          service: m.cluster,
+          method,
+          requests: mm.requests,
+          outcomes: Object.fromEntries(mm.outcomes),
+          latency: { counts: [...mm.latencyCounts], sum: mm.latencySum, count: mm.latencyCount },
+        });
+      }
+      for (const [caller, requests] of m.callers) {
+        callers.push({ direction: m.listener, service: m.cluster, caller, requests });
+      }
+    }
+    return { at: Date.now(), services, callers, folded: this.folded(), buckets: [...LATENCY_BUCKETS] };
   }
 
   /** The metrics of one cluster of one listener, made once and kept by the caller (see Cluster.metrics). */
@@ -249,21 +387,28 @@ export class RouterStats {
   }
 }
 
+/** What a latency histogram series reads: non-cumulative bucket counts, their sum and count. */
+interface LatencyCounts {
+  readonly latencyCounts: Float64Array;
+  readonly latencySum: number;
+  readonly latencyCount: number;
+}
+
 /**
- * `meshport_request_duration_seconds` as prom-client prints a histogram (cumulative `_bucket` lines with `le`, then
- * `+Inf`, `_sum`, `_count`), read from the plain counts at scrape time.
+ * A histogram family as prom-client prints one (cumulative `_bucket` lines with `le`, then `+Inf`, `_sum`,
+ * `_count`), read from the plain counts at scrape time.
  */
 class LatencyHistogram {
-  readonly name = 'meshport_request_duration_seconds';
-  readonly help = 'Time from request received to answer written, by listener and cluster';
-
-  constructor(private readonly source: () => Iterable<ClusterMetrics>) {}
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly source: () => Iterable<{ labels: Record<string, string>; of: LatencyCounts }>,
+  ) {}
 
   get() {
     const values: { labels: Record<string, string | number>; value: number; metricName: string }[] = [];
-    for (const m of this.source()) {
+    for (const { labels, of: m } of this.source()) {
       if (m.latencyCount === 0) continue;
-      const labels = { listener: m.listener, cluster: m.cluster };
       let cumulative = 0;
       LATENCY_BUCKETS.forEach((le, i) => {
         cumulative += m.latencyCounts[i];

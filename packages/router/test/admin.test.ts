@@ -166,7 +166,14 @@ describe('router: admin HTTP', function () {
     const missing = await get(adminPort, '/nope');
     assert.equal(missing.status, 404);
     assert.match(String(missing.headers['content-type']), /application\/json/);
-    assert.deepEqual(JSON.parse(missing.body).pages, ['/healthz', '/ready', '/routes', '/stats', '/config']);
+    assert.deepEqual(JSON.parse(missing.body).pages, [
+      '/healthz',
+      '/ready',
+      '/routes',
+      '/stats',
+      '/services',
+      '/config',
+    ]);
   });
 
   it('/stats: Prometheus text whose counters, histogram, connections and bytes match the traffic sent', async () => {
