@@ -5,10 +5,15 @@ import path from 'node:path';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type YAMLError } from 'yaml';
 import { allowList, type AllowRemote } from '@meshport/registry-core';
 import {
+  ACCESS_LOG_DEFAULTS,
   CLUSTER_LIMIT_DEFAULTS,
+  LABEL_CAP_DEFAULTS,
   ROUTER_DEFAULTS,
+  TRACE_DEFAULTS,
+  type AccessLogSampling,
   type AuthzPolicy,
   type EngineName,
+  type LabelCaps,
   type TlsMode,
 } from '@meshport/router';
 import { SidecarError } from './errors';
@@ -73,6 +78,36 @@ export interface SidecarConfig {
   tls: TlsConfig;
   /** Who may call the services this pod serves (applied on the inbound side when `tls.mode` is not `off`). */
   authz: AuthzConfig;
+  /** Access logs, traces and the per-service metrics' label caps; logs and traces are off without their keys. */
+  telemetry: TelemetryConfig;
+}
+
+/** `telemetry`: what the sidecar writes about the calls it carries beyond its counters (docs/observability.md). */
+export interface TelemetryConfig {
+  /** One JSON line per sampled call; absent: no access log. */
+  accessLog?: AccessLogConfig;
+  /** A span per call of a sampled trace, to an OTLP/HTTP collector, a file, or both; absent: no spans. */
+  tracing?: TracingConfig;
+  /** Caps on the method and caller labels of the per-service metrics (a restart applies a change). */
+  labelCaps: LabelCaps;
+}
+
+export interface AccessLogConfig extends AccessLogSampling {
+  /** `stdout`, or the absolute path of a file rotated by size. */
+  to: string;
+  /** A file's size past which it is renamed `.1` (and `.1` to `.2`...) and a new one started. @default 104857600 */
+  maxBytes: number;
+  /** Rotated files kept (`file.1` ... `file.<keep>`); 0 keeps none. @default 5 */
+  keep: number;
+}
+
+export interface TracingConfig {
+  /** An OTLP/HTTP collector's base URL; spans are POSTed to `<otlp>/v1/traces` as JSON. */
+  otlp?: string;
+  /** The absolute path of a file of ExportTraceServiceRequest JSON lines (the Collector file exporter's format). */
+  file?: string;
+  /** A trace is sampled when its id's low 64 bits are a multiple of everyN. @default 1 */
+  everyN: number;
 }
 
 /** `tls`: this sidecar's identity files and what its inbound listener accepts. */
@@ -145,9 +180,11 @@ export const SIDECAR_DEFAULTS = {
   tlsMode: { absent: 'off', present: 'permissive' },
   /** authz.default: every caller of this sidecar's trust domain (and, in permissive mode, plaintext callers). */
   authzDefault: 'allow-trust-domain',
+  /** telemetry.accessLog's rotation: 100 MiB files, five old ones kept (the trace file rotates alike). */
+  accessLogFiles: { maxBytes: 104_857_600, keep: 5 },
 } as const;
 
-const TOP_KEYS = ['node', 'listeners', 'admin', 'registries', 'router', 'log', 'hijack', 'tls', 'authz'];
+const TOP_KEYS = ['node', 'listeners', 'admin', 'registries', 'router', 'log', 'hijack', 'tls', 'authz', 'telemetry'];
 const TLS_MODES: TlsMode[] = ['off', 'permissive', 'strict'];
 const AUTHZ_DEFAULTS: AuthzPolicy['default'][] = ['allow-trust-domain', 'allow-all', 'deny'];
 /**
@@ -384,7 +421,80 @@ class ConfigReader {
       hijack: this.guard(undefined, () => this.hijack()),
       tls: this.guard({ mode: 'off' as TlsMode }, () => this.tls(baseDir)),
       authz: this.guard({ default: SIDECAR_DEFAULTS.authzDefault, services: {} }, () => this.authz()),
+      telemetry: this.guard({ labelCaps: { ...LABEL_CAP_DEFAULTS } }, () => this.telemetry(baseDir)),
     };
+  }
+
+  private telemetry(baseDir: string): TelemetryConfig {
+    const raw = this.mapping(['telemetry']);
+    const before = this.problems.length;
+    this.onlyKeys(['telemetry'], raw, ['accessLog', 'tracing', 'labelCaps']);
+    const accessLog = this.guard(undefined, () => this.accessLog(baseDir, raw.accessLog));
+    const tracing = this.guard(undefined, () => this.tracing(baseDir, raw.tracing));
+    const caps = this.guard({}, () => this.mapping(['telemetry', 'labelCaps'], raw.labelCaps));
+    this.onlyKeys(['telemetry', 'labelCaps'], caps, ['methods', 'callers']);
+    const labelCaps = {
+      methods: this.count(['telemetry', 'labelCaps', 'methods'], caps.methods, LABEL_CAP_DEFAULTS.methods, 1),
+      callers: this.count(['telemetry', 'labelCaps', 'callers'], caps.callers, LABEL_CAP_DEFAULTS.callers, 1),
+    };
+    if (this.problems.length > before) throw new Abandoned();
+    return { ...(accessLog ? { accessLog } : {}), ...(tracing ? { tracing } : {}), labelCaps };
+  }
+
+  private accessLog(baseDir: string, value: unknown): AccessLogConfig | undefined {
+    if (value === undefined || value === null) return undefined;
+    const at = ['telemetry', 'accessLog'];
+    const raw = this.mapping(at, value);
+    const before = this.problems.length;
+    this.onlyKeys(at, raw, ['to', 'everyN', 'errors', 'slowMs', 'maxBytes', 'keep']);
+    const to = this.guard(undefined, () => this.string([...at, 'to'], raw.to));
+    if (!to && (raw.to === undefined || raw.to === null || raw.to === ''))
+      this.note([...at, 'to'], 'is required: stdout, or the path of a file');
+    const errors = raw.errors ?? ACCESS_LOG_DEFAULTS.errors;
+    if (typeof errors !== 'boolean') this.note([...at, 'errors'], 'must be true or false');
+    const files = SIDECAR_DEFAULTS.accessLogFiles;
+    const config: AccessLogConfig = {
+      to: !to || to === 'stdout' ? 'stdout' : path.resolve(baseDir, to),
+      everyN: this.count([...at, 'everyN'], raw.everyN, ACCESS_LOG_DEFAULTS.everyN, 1),
+      errors: errors as boolean,
+      slowMs: this.count([...at, 'slowMs'], raw.slowMs, ACCESS_LOG_DEFAULTS.slowMs, 0),
+      maxBytes: this.count([...at, 'maxBytes'], raw.maxBytes, files.maxBytes, 1),
+      keep: this.count([...at, 'keep'], raw.keep, files.keep, 0),
+    };
+    if (this.problems.length > before) throw new Abandoned();
+    return config;
+  }
+
+  private tracing(baseDir: string, value: unknown): TracingConfig | undefined {
+    if (value === undefined || value === null) return undefined;
+    const at = ['telemetry', 'tracing'];
+    const raw = this.mapping(at, value);
+    const before = this.problems.length;
+    this.onlyKeys(at, raw, ['otlp', 'file', 'everyN']);
+    const otlp = this.guard(undefined, () => this.string([...at, 'otlp'], raw.otlp));
+    if (otlp !== undefined && !isHttpUrl(otlp))
+      this.note([...at, 'otlp'], `must be an http:// or https:// URL like http://127.0.0.1:4318, not '${otlp}'`);
+    const file = this.guard(undefined, () => this.string([...at, 'file'], raw.file));
+    if (file === '') this.note([...at, 'file'], 'must be a path');
+    if (otlp === undefined && file === undefined && raw.otlp === undefined && raw.file === undefined)
+      this.note(at, 'names no target: give otlp (a collector URL), file (a path), or both');
+    const everyN = this.count([...at, 'everyN'], raw.everyN, TRACE_DEFAULTS.everyN, 1);
+    if (this.problems.length > before) throw new Abandoned();
+    return {
+      ...(otlp ? { otlp } : {}),
+      ...(file ? { file: path.resolve(baseDir, file) } : {}),
+      everyN,
+    };
+  }
+
+  /** An integer of at least `min`, or `fallback` when absent; a mistake is noted and the fallback stands in. */
+  private count(at: KeyPath, value: unknown, fallback: number, min: number): number {
+    if (value === undefined || value === null) return fallback;
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
+      this.note(at, `must be an integer of at least ${min}, not ${JSON.stringify(value)}`);
+      return fallback;
+    }
+    return value;
   }
 
   private tls(baseDir: string): TlsConfig {
@@ -707,6 +817,15 @@ class ConfigReader {
   private fail(at: KeyPath, message: string): never {
     this.note(at, message);
     throw new Abandoned();
+  }
+}
+
+function isHttpUrl(text: string): boolean {
+  try {
+    const url = new URL(text);
+    return (url.protocol === 'http:' || url.protocol === 'https:') && url.hostname !== '';
+  } catch {
+    return false;
   }
 }
 

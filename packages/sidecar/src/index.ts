@@ -3,7 +3,21 @@
 export { Sidecar } from './sidecar';
 export type { SidecarOptions } from './sidecar';
 export { loadConfig, parseConfig, configSource, isLoopback, SIDECAR_DEFAULTS, BUILTIN_REGISTRY_TYPES } from './config';
-export type { SidecarConfig, RegistryConfig, HostPort, ConfigSource, TlsConfig, AuthzConfig } from './config';
+export type {
+  SidecarConfig,
+  RegistryConfig,
+  HostPort,
+  ConfigSource,
+  TlsConfig,
+  AuthzConfig,
+  TelemetryConfig,
+  AccessLogConfig,
+  TracingConfig,
+} from './config';
+export { TelemetryOutput, routerTelemetryOf, TELEMETRY_FLUSH_MS } from './telemetry/output';
+export type { TelemetryCounters, TelemetryKind } from './telemetry/output';
+export { OtlpExporter, OTLP_DEFAULTS, exportRequest, tracesUrl } from './telemetry/otlp';
+export { RotatingFile } from './telemetry/rotating-file';
 export { MESHPORT_ID, RouteBook, SidecarTakeover } from './routes';
 export { CaptureListener, CAPTURE_DEFAULTS } from './capture';
 export type { CaptureListenerOptions, CaptureCounters } from './capture';

@@ -1,6 +1,7 @@
 // The start-up check: every address and plugin of a config, tried before anything of the sidecar starts.
 
 import { lookup } from 'node:dns/promises';
+import { open } from 'node:fs/promises';
 import net from 'node:net';
 import { BUILTIN_REGISTRY_TYPES, configSource, keyName, type HostPort, type SidecarConfig } from './config';
 import { SidecarError, type SidecarErrorCode, type SidecarProblem } from './errors';
@@ -27,7 +28,8 @@ interface Listen {
  * - every registry plugin loads and exports createRegistryAdapter (a built-in type misspelt is a plugin that is not
  *   found, and the message says which type was meant);
  * - with mutual TLS on, the certificate files load and check (present, PEM, valid now, chain to the trust bundle, an
- *   identity, the key pair), reported with the identity module's MESHPORT_TLS_* code on the line of the file's key.
+ *   identity, the key pair), reported with the identity module's MESHPORT_TLS_* code on the line of the file's key;
+ * - the access log and trace files can be opened for appending (telemetryFileProblems).
  *
  * All problems are reported at once in one SidecarError (its `problems`, each `file:line: key: what`), whose code is
  * the first problem's. Port 0 addresses are skipped: the kernel picks a free port.
@@ -114,6 +116,8 @@ export async function preflight(config: SidecarConfig): Promise<void> {
       report(err instanceof SidecarError ? err.code : 'MESHPORT_TLS_FILE_UNREADABLE', ['tls', key], message);
     }
   }
+
+  problems.push(...(await telemetryFileProblems(config)));
 
   if (problems.length === 0) return;
   // In the order of the file where lines are known, else in the order found.
@@ -206,4 +210,31 @@ function editDistance(a: string, b: string): number {
     previous = row;
   }
   return previous[b.length]!;
+}
+
+/**
+ * The telemetry files of a config (telemetry.accessLog.to, telemetry.tracing.file) that cannot be opened for
+ * appending (a directory that does not exist, no permission), each on the line of its key: found at start and on a
+ * reload, not at the first call to log. Opening creates a missing file, as the first write would.
+ */
+export async function telemetryFileProblems(config: SidecarConfig): Promise<SidecarProblem[]> {
+  const source = configSource(config);
+  const files: { key: string[]; path: string }[] = [];
+  const { accessLog, tracing } = config.telemetry;
+  if (accessLog && accessLog.to !== 'stdout') files.push({ key: ['telemetry', 'accessLog', 'to'], path: accessLog.to });
+  if (tracing?.file) files.push({ key: ['telemetry', 'tracing', 'file'], path: tracing.file });
+  const problems: SidecarProblem[] = [];
+  for (const { key, path } of files) {
+    try {
+      await (await open(path, 'a')).close();
+    } catch (err) {
+      const line = source?.lineOf(key);
+      const where = source ? `${source.file}${line === undefined ? '' : `:${line}`}: ` : '';
+      problems.push({
+        code: 'MESHPORT_CONFIG_INVALID',
+        message: `${where}${keyName(key)}: cannot append to ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      });
+    }
+  }
+  return problems;
 }

@@ -11,10 +11,11 @@ import {
   type RegistryConfig,
   type SidecarConfig,
 } from './config';
-import { preflight } from './preflight';
+import { preflight, telemetryFileProblems } from './preflight';
 import { redactUrl, startRegistries, type RegistrySet, type RegistryStatus } from './registries';
 import { RouteBook, SidecarTakeover } from './routes';
 import { SidecarError } from './errors';
+import { routerTelemetryOf, TELEMETRY_FLUSH_MS, TelemetryOutput } from './telemetry/output';
 import {
   certificateExpiry,
   describeSecurity,
@@ -42,13 +43,15 @@ export interface ReloadResult {
   removed: string[];
   /** Whether the `tls` or `authz` keys changed and the router now runs with the new certificate files or policy. */
   security?: boolean;
+  /** Whether `telemetry` (access log, tracing: targets or sampling) changed and is now in effect. */
+  telemetry?: boolean;
   /** Registries whose entry changed (or a file registry re-read): closed and started again. */
   restarted: string[];
   /** Registries left running untouched: their facades keep their ports and their apps' sessions. */
   unchanged: string[];
   /**
-   * Keys that differ but only take effect on a restart (listeners, admin, hijack, node, router, and tls when it turns
-   * mutual TLS on or off); the old values stay.
+   * Keys that differ but only take effect on a restart (listeners, admin, hijack, node, router, telemetry.labelCaps,
+   * and tls when it turns mutual TLS on or off); the old values stay.
    */
   needRestart: string[];
   /** The log level, when it changed. */
@@ -94,6 +97,8 @@ export class Sidecar {
    */
   private publishedIdentity: string | undefined;
   private watcher: { files: TlsFiles; close(): void } | undefined;
+  /** Where the router's access log lines and spans go (the `telemetry` targets), from start() on. */
+  private telemetry: TelemetryOutput | undefined;
 
   constructor(config: SidecarConfig, options: SidecarOptions = {}) {
     this.current = config;
@@ -124,6 +129,9 @@ export class Sidecar {
     }
     const security = this.material && securityOf(config.tls, config.authz, this.material);
     const { maxActiveRequests, maxPendingRequests, ...settings } = config.router;
+    // The sink is the router's for good, even with both off: a reload turns them on with setTelemetry.
+    const telemetry = new TelemetryOutput(config.telemetry, config.node.ip, this.logger.child({ part: 'telemetry' }));
+    this.telemetry = telemetry;
     const router = createRouter({
       ...settings,
       ...(config.engine ? { engine: config.engine } : {}),
@@ -134,6 +142,9 @@ export class Sidecar {
       ),
       routeTable: this.book.table,
       ...(security ? { security } : {}),
+      telemetry: routerTelemetryOf(config.telemetry),
+      onTelemetry: telemetry.sink,
+      labelCaps: config.telemetry.labelCaps,
       // The allowRemote gate as data: both engines apply it at accept.
       outbound: { ...config.listeners.outbound, allowRemote: config.listeners.allowRemote.outbound },
       inbound: { ...config.listeners.inbound, allowRemote: config.listeners.allowRemote.inbound },
@@ -167,6 +178,7 @@ export class Sidecar {
       await Promise.all([...this.captures.values()].map((c) => c.close()));
       this.watcher?.close();
       await router.drain(0);
+      await telemetry.close(0);
       throw err;
     }
     this.started = true;
@@ -262,7 +274,7 @@ export class Sidecar {
 
   /** The whole effective config for `/config`, the router part as the router runs it, secrets redacted. */
   private describeConfig(router: Record<string, unknown>): Record<string, unknown> {
-    const { baseDir, node, listeners, admin, log, hijack, registries, tls, authz } = this.current;
+    const { baseDir, node, listeners, admin, log, hijack, registries, tls, authz, telemetry } = this.current;
     return {
       ...describeSecurity(tls, authz, this.material),
       baseDir,
@@ -277,6 +289,13 @@ export class Sidecar {
         options: redactOptions(r.options),
       })),
       router,
+      telemetry: {
+        accessLog: telemetry.accessLog ?? null,
+        tracing: telemetry.tracing
+          ? { ...telemetry.tracing, ...(telemetry.tracing.otlp ? { otlp: redactUrl(telemetry.tracing.otlp) } : {}) }
+          : null,
+        labelCaps: telemetry.labelCaps,
+      },
     };
   }
 
@@ -345,6 +364,19 @@ export class Sidecar {
       { labels: { result: 'ok' }, value: this.reloads.ok },
       { labels: { result: 'failed' }, value: this.reloads.failed },
     ]);
+    const kinds = ['access', 'span'] as const;
+    stats.addCollected(
+      'meshport_telemetry_exported_total',
+      'Access log lines (kind access) and spans (kind span) delivered to their targets',
+      'counter',
+      () => kinds.map((kind) => ({ labels: { kind }, value: this.telemetry?.counters.exported[kind] ?? 0 })),
+    );
+    stats.addCollected(
+      'meshport_telemetry_dropped_total',
+      'Access log lines and spans lost: a queue full, a failed write or export (logged once per failure spell)',
+      'counter',
+      () => kinds.map((kind) => ({ labels: { kind }, value: this.telemetry?.counters.dropped[kind] ?? 0 })),
+    );
     stats.addCollected(
       'meshport_capture_connections_total',
       'Connections the capture listeners took, by listener and outcome (routed, passed_through, refused)',
@@ -390,6 +422,8 @@ export class Sidecar {
       await Promise.allSettled(this.groups.splice(0).map((g) => g.set.close()));
       this.book.close();
       await this.router?.drain(drainMs);
+      // The lines of the last calls, once the router has handed them over: delivered within a bounded wait.
+      await this.telemetry?.close(TELEMETRY_FLUSH_MS);
     })();
     return this.stopping;
   }
@@ -464,9 +498,32 @@ export class Sidecar {
         'reload: tls.mode turns mutual TLS on or off, which changes what is published upstream: it needs a restart; keeping the old tls',
       );
     }
-    const effective: SidecarConfig = { ...config };
+    // The label caps size the router's metric maps, made at its start.
+    if (JSON.stringify(old.telemetry.labelCaps) !== JSON.stringify(config.telemetry.labelCaps)) {
+      result.needRestart.push('telemetry.labelCaps');
+      this.logger.warn(
+        { from: old.telemetry.labelCaps, to: config.telemetry.labelCaps },
+        'reload: telemetry.labelCaps needs a restart; keeping the old caps',
+      );
+    }
+    const effective: SidecarConfig = {
+      ...config,
+      telemetry: { ...config.telemetry, labelCaps: old.telemetry.labelCaps },
+    };
     for (const key of RESTART_KEYS) (effective as unknown as Record<string, unknown>)[key] = old[key];
     if (keepTls) effective.tls = old.tls;
+    const telemetryFiles = await telemetryFileProblems(effective);
+    if (telemetryFiles.length > 0) {
+      const error = new SidecarError('MESHPORT_CONFIG_INVALID', telemetryFiles.map((p) => p.message).join('\n'), {
+        problems: telemetryFiles,
+      });
+      result.error = error;
+      this.logger.error(
+        { code: error.code, error: error.message },
+        'reload refused: a telemetry file cannot be written; still running on the old config',
+      );
+      return result;
+    }
     let securityChanged =
       JSON.stringify([old.tls, old.authz]) !== JSON.stringify([effective.tls, effective.authz]) && tlsOn(effective);
     // The files are read again before anything changes (a SIGHUP is also how an operator says "the files changed"
@@ -553,6 +610,14 @@ export class Sidecar {
       result.logLevel = config.log.level;
     }
     this.current = effective;
+    if (JSON.stringify(old.telemetry) !== JSON.stringify(effective.telemetry)) {
+      // The targets swap at once (a new one is there before the router formats lines for it), then the old ones
+      // deliver what they hold; lines formatted for a kind just turned off are discarded.
+      const closing = this.telemetry?.apply(effective.telemetry);
+      this.router.setTelemetry(routerTelemetryOf(effective.telemetry));
+      await closing;
+      result.telemetry = true;
+    }
     if (securityChanged) {
       const rotated = !sameMaterial(material, this.material);
       this.material = material;

@@ -49,7 +49,7 @@ describe('sidecar config errors', () => {
       'meshport.yaml:14: log.level: must be one of fatal, error, warn, info, debug, trace, silent',
       'meshport.yaml:16: hijack.mode: must be one of redirect, tproxy, connect-hook',
       'meshport.yaml:17: hijack.uid: must be a uid, a non-negative integer',
-      'meshport.yaml:18: colour: unknown key (known here: node, listeners, admin, registries, router, log, hijack, tls, authz)',
+      'meshport.yaml:18: colour: unknown key (known here: node, listeners, admin, registries, router, log, hijack, tls, authz, telemetry)',
       'meshport.yaml:19: ${POD_IP}: the environment variable POD_IP is not set',
     ]);
   });

@@ -1,7 +1,8 @@
 // @meshport/testkit: what meshport's test suites share (private, never published). Real ZooKeeper and redis-server
-// launchers, hand-made Bolt/Dubbo request frames and a raw echo provider, sofa-rpc-node apps, JSON-line children,
-// free ports, registry polling, a RESP client, and the rule for tests that need what a machine may lack (skip
-// locally, fail under CI). `sleep` is node's own: `import { setTimeout as sleep } from 'node:timers/promises'`.
+// launchers, an OTLP collector stand-in, hand-made Bolt/Dubbo request frames and a raw echo provider, sofa-rpc-node
+// apps, JSON-line children, free ports, registry polling, a RESP client, and the rule for tests that need what a
+// machine may lack (skip locally, fail under CI). `sleep` is node's own: `import { setTimeout as sleep } from
+// 'node:timers/promises'`.
 
 import './cleanup';
 
@@ -9,6 +10,13 @@ export { makeTestPki, type TestLeaf, type TestLeafOptions, type TestPki } from '
 export { echoResponse, startEchoProvider, type EchoBehaviour, type EchoProvider } from './echo-provider';
 export { BOLT_SOFA_REQUEST, boltRequest, dubboCall, dubboRequest, hessianShort } from './frames';
 export { JsonLinesChild, type Json } from './json-child';
+export {
+  readExport,
+  startOtlpCollector,
+  type CollectedSpan,
+  type CollectorBehaviour,
+  type OtlpCollector,
+} from './otlp-collector';
 export { HOST, freePort, freePorts, isPortTaken, onFreePorts } from './ports';
 export { fourLetterWord, pidAlive, portRefuses, tcpExchange } from './probes';
 export { PortTakenError, killAllServersSync, stopAllServers, type RestartOptions, type Restartable } from './processes';

@@ -1,0 +1,24 @@
+// What every telemetry target does with the lines the router hands over.
+
+export interface LineWriter {
+  /**
+   * `lines`: whole lines, each ending in '\n', standing for `count` items (lines; spans for the trace file). Never throws:
+   * what cannot be written is counted as dropped.
+   */
+  write(lines: string, count: number): void;
+  /** Delivers what is waiting, for at most `waitMs`; what is left then is dropped. Later writes are dropped. */
+  close(waitMs: number): Promise<void>;
+}
+
+/** How a writer reports: lines delivered, and lines lost (with the error, when one caused it). */
+export interface WriterEvents {
+  written(count: number): void;
+  dropped(count: number, error?: Error): void;
+}
+
+/** The number of lines in `text` ('\n' characters): counted, never parsed. */
+export function lineCount(text: string): number {
+  let n = 0;
+  for (let at = text.indexOf('\n'); at !== -1; at = text.indexOf('\n', at + 1)) n++;
+  return n;
+}
