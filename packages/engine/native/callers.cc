@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "loop.h"
+#include "trace_context.h"
 
 namespace meshport {
 
@@ -406,17 +407,33 @@ inline ClusterCounters& Loop::noneCounters(int which) {
   return *none_[which];
 }
 
-inline void Loop::countRequest(ClusterCounters& m, Proto proto) {
-  (proto == Proto::Bolt ? m.requestsBolt : m.requestsDubbo).fetch_add(1, std::memory_order_relaxed);
+inline MethodCounters& Loop::countRequest(ClusterCounters& m, Caller* c, const uint8_t* p, size_t len, const FrameHeader& h) {
+  (h.proto == Proto::Bolt ? m.requestsBolt : m.requestsDubbo).fetch_add(1, std::memory_order_relaxed);
+  // The method: the header's; a SofaRequest without the header names it in its body (sofa-bolt-node's hessian2 mode).
+  std::string_view method = h.method;
+  if (method.empty() && h.proto == Proto::Bolt && boltBodyMethod(p, len, h, bodyMethod_)) method = bodyMethod_;
+  if (method.empty()) method = "unknown";
+  MethodCounters& mm = m.methods.find(method, s_.methodLabelCap, m.foldedMethods);
+  mm.requests.fetch_add(1, std::memory_order_relaxed);
+  // The caller: its verified identity (inbound mutual TLS), else its address.
+  if (c->lastCounters != &m) {
+    c->lastCounters = &m;
+    c->lastCaller = &m.callers.find(c->peer.empty() ? c->source : c->peer, s_.callerLabelCap, m.foldedCallers);
+  } else if (c->lastCaller->name == LabelTable<CallerCounters>::kOther) {
+    // Folded last time: each call past the cap is counted as folded, as a fresh lookup would.
+    c->lastCaller = &m.callers.find(c->peer.empty() ? c->source : c->peer, s_.callerLabelCap, m.foldedCallers);
+  }
+  c->lastCaller->requests.fetch_add(1, std::memory_order_relaxed);
+  return mm;
 }
 
 void Loop::request(Caller* c, uint8_t* p, size_t len, const FrameHeader& h) {
   const int which = c->listener;
   if (h.proto == Proto::Dubbo && h.attachmentsError != nullptr) {
     ClusterCounters& m = noneCounters(which);
-    countRequest(m, h.proto);
+    MethodCounters& mm = countRequest(m, c, p, len, h);
     // The full reason, with the names that disagree, is rebuilt only here, on the refusal path.
-    return refuse(c, h, m, Failure::BadRequest,
+    return refuse(c, h, m, mm, Failure::BadRequest,
                   "meshport: the request's identity cannot be read from its attachments: " + attachmentsErrorText(p, len));
   }
   // A Bolt service header is its route key as it lies in the frame when it is well-formed UTF-8, and every key of
@@ -435,7 +452,7 @@ void Loop::request(Caller* c, uint8_t* p, size_t len, const FrameHeader& h) {
   }
   // Security on: the inbound side asks the policy first, as the TypeScript engine does (before the hold and the route).
   if (security_ != nullptr && which == 1 && named &&
-      !authorized(c, h, cluster != nullptr ? std::string_view(cluster->name) : std::string_view(key_), cluster)) {
+      !authorized(c, p, len, h, cluster != nullptr ? std::string_view(cluster->name) : std::string_view(key_), cluster)) {
     return;
   }
   const bool routable = cluster != nullptr && !cluster->hosts.empty();
@@ -448,20 +465,21 @@ void Loop::request(Caller* c, uint8_t* p, size_t len, const FrameHeader& h) {
     return;
   }
   ClusterCounters& m = cluster != nullptr ? *cluster->counters : noneCounters(which);
-  countRequest(m, h.proto);
-  if (draining_) return refuse(c, h, m, Failure::Draining, "meshport is shutting down");
+  MethodCounters& mm = countRequest(m, c, p, len, h);
+  if (draining_) return refuse(c, h, m, mm, Failure::Draining, "meshport is shutting down");
   if (!routable) {
-    return refuse(c, h, m, Failure::NoRoute,
+    return refuse(c, h, m, mm, Failure::NoRoute,
                   "meshport: no route for service " + (cluster != nullptr ? cluster->name : named ? key_ : std::string("(none in the frame)")) + " on the " +
                       kListenerNames[which] + " listener");
   }
   if (cluster->active >= s_.maxActiveRequests || cluster->pending >= s_.maxPendingRequests) {
-    return refuse(c, h, m, Failure::Busy, "meshport: cluster " + cluster->name + " is at its request limit");
+    return refuse(c, h, m, mm, Failure::Busy, "meshport: cluster " + cluster->name + " is at its request limit");
   }
   Call* call = allocCall();
   call->who = h;
   call->who.service = call->who.version = call->who.group = call->who.method = std::string_view();
   call->cluster = cluster;
+  call->method = &mm;
   call->caller = c;
   if (!cluster->routers.empty()) call->route.method.assign(h.method.data(), h.method.size());
   if (cluster->policy == Policy::ConsistentHash) {
@@ -475,7 +493,7 @@ void Loop::request(Caller* c, uint8_t* p, size_t len, const FrameHeader& h) {
   if (!cluster->routers.empty() && hostsFor(*cluster, call->route.method)->empty()) {
     const std::string method = call->route.method;
     freeCall(call);
-    return refuse(c, h, m, Failure::NoRoute,
+    return refuse(c, h, m, mm, Failure::NoRoute,
                   "meshport: the registry's routing rules leave no endpoint of " + cluster->name + " for method " +
                       (method.empty() ? std::string("(unnamed)") : method));
   }
@@ -510,20 +528,21 @@ void Loop::request(Caller* c, uint8_t* p, size_t len, const FrameHeader& h) {
   send(call, p, len);
 }
 
-inline void Loop::refuse(Caller* c, const FrameHeader& who, ClusterCounters& m, Failure f, const std::string& message) {
-  countOutcome(m, f);
+inline void Loop::refuse(Caller* c, const FrameHeader& who, ClusterCounters& m, MethodCounters& mm, Failure f,
+                         const std::string& message) {
+  countOutcome(m, mm, f);
   if (who.expectsResponse()) reply(c, errorResponse(who, f, message));
 }
 
 // The policy's verdict on an inbound call (authorize() of security.ts); a denied one is answered here with the
 // protocol's error (the connection stays open) and counted by service ('none' when it has no route, so names from
 // the wire make no new series).
-bool Loop::authorized(Caller* c, const FrameHeader& h, std::string_view service, Cluster* cluster) {
+bool Loop::authorized(Caller* c, const uint8_t* p, size_t len, const FrameHeader& h, std::string_view service, Cluster* cluster) {
   const std::string_view method = h.method;
   const std::string_view peer = c->peer;
   if (authorize(security_->policy, service, method.empty() ? nullptr : &method, peer.empty() ? nullptr : &peer)) return true;
   ClusterCounters& m = cluster != nullptr ? *cluster->counters : noneCounters(c->listener);
-  countRequest(m, h.proto);
+  MethodCounters& mm = countRequest(m, c, p, len, h);
   {
     std::lock_guard<std::mutex> lock(stats_->deniedMutex);
     stats_->denied[cluster != nullptr ? std::string(service) : std::string("none")]++;
@@ -536,7 +555,7 @@ bool Loop::authorized(Caller* c, const FrameHeader& h, std::string_view service,
     message += '#';
     message += method;
   }
-  refuse(c, h, m, Failure::Denied, message);
+  refuse(c, h, m, mm, Failure::Denied, message);
   return false;
 }
 

@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -49,6 +50,9 @@ struct EngineSettings {
   uint32_t maxEjectionPercent = 10;
   uint32_t maxPendingRequests = 1024;
   uint32_t maxActiveRequests = 1024;
+  // Caps on the per-service metrics' labels, per cluster (LabelCaps of packages/router/src/telemetry.ts).
+  uint32_t methodLabelCap = 64;
+  uint32_t callerLabelCap = 32;
 };
 
 enum class Policy : uint8_t { RoundRobin, WeightedRandom, LeastRequest, ConsistentHash };
@@ -110,6 +114,71 @@ struct RouteSnapshot {
 // Counters of one cluster of one listener. Written by the loop thread, read by JavaScript when scraped: relaxed
 // atomics, which cost a plain add on x86.
 constexpr size_t kLatencyBuckets = 16;  // LATENCY_BUCKETS in packages/router/src/stats.ts
+
+// What the calls of one method of a cluster have seen (the per-service metrics), as the cluster's own counters.
+struct MethodCounters {
+  explicit MethodCounters(std::string_view n) : name(n) {}
+  const std::string name;
+  std::atomic<uint64_t> requests{0};
+  std::array<std::atomic<uint64_t>, kFailures + 1> failures{};  // by Failure, plus [kFailures] = ok
+  std::map<uint16_t, uint64_t> statuses;  // guarded by the cluster's statusMutex
+  std::array<std::atomic<uint64_t>, kLatencyBuckets + 1> latency{};
+  std::atomic<uint64_t> latencyCount{0};
+  std::atomic<uint64_t> latencySumMicros{0};
+  std::atomic<MethodCounters*> next{nullptr};
+};
+
+struct CallerCounters {
+  explicit CallerCounters(std::string_view n) : name(n) {}
+  const std::string name;
+  std::atomic<uint64_t> requests{0};
+  std::atomic<CallerCounters*> next{nullptr};
+};
+
+// The label values of one cluster, first come first kept up to a cap: the loop thread appends (and finds them
+// through its own index, without allocating on a hit), a scrape walks the list from `head` on any thread. An entry
+// is published whole (release) and lives as long as the table.
+template <typename T>
+class LabelTable {
+ public:
+  LabelTable() = default;
+  LabelTable(const LabelTable&) = delete;
+  LabelTable& operator=(const LabelTable&) = delete;
+  ~LabelTable() {
+    for (T* e = head_.load(std::memory_order_relaxed); e != nullptr;) {
+      T* next = e->next.load(std::memory_order_relaxed);
+      delete e;
+      e = next;
+    }
+  }
+
+  // Loop thread: the entry of `name`; past `cap` distinct names, the entry of "other" (and `folded` counts one).
+  T& find(std::string_view name, uint32_t cap, std::atomic<uint64_t>& folded) {
+    auto hit = index_.find(name);
+    if (hit != index_.end()) return *hit->second;
+    if (index_.size() >= cap && name != kOther) {
+      folded.fetch_add(1, std::memory_order_relaxed);
+      return find(kOther, UINT32_MAX, folded);
+    }
+    T* e = new T(name);
+    index_.emplace(std::string_view(e->name), e);
+    if (tail_ == nullptr) head_.store(e, std::memory_order_release);
+    else tail_->next.store(e, std::memory_order_release);
+    tail_ = e;
+    return *e;
+  }
+
+  // Any thread: the first entry (then each entry's `next`).
+  const T* head() const { return head_.load(std::memory_order_acquire); }
+
+  static constexpr std::string_view kOther = "other";  // FOLDED_LABEL
+
+ private:
+  std::atomic<T*> head_{nullptr};
+  T* tail_ = nullptr;
+  std::unordered_map<std::string_view, T*> index_;  // loop thread only; keys view the entries' names
+};
+
 struct ClusterCounters {
   std::string listener;
   std::string cluster;
@@ -124,6 +193,11 @@ struct ClusterCounters {
   std::array<std::atomic<uint64_t>, kFailures + 1> failures{};  // by Failure, plus [kFailures] = ok
   std::mutex statusMutex;
   std::map<uint16_t, uint64_t> statuses;  // upstream non-OK statuses (rare)
+  // The per-service metrics: by method, and requests by caller (capped; folded calls counted).
+  LabelTable<MethodCounters> methods;
+  LabelTable<CallerCounters> callers;
+  std::atomic<uint64_t> foldedMethods{0};
+  std::atomic<uint64_t> foldedCallers{0};
 };
 
 struct EngineStats {

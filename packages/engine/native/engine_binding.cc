@@ -282,6 +282,14 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     s.maxEjectionPercent = uint32_t(number(o, "maxEjectionPercent", s.maxEjectionPercent, 0, 100));
     s.maxPendingRequests = uint32_t(number(o, "maxPendingRequests", s.maxPendingRequests, 1, 1e9));
     s.maxActiveRequests = uint32_t(number(o, "maxActiveRequests", s.maxActiveRequests, 1, 1e9));
+    Napi::Value caps = o.Get("labelCaps");
+    if (caps.IsObject()) {
+      auto c = caps.As<Napi::Object>();
+      s.methodLabelCap = uint32_t(number(c, "methods", s.methodLabelCap, 0, 1e6));
+      s.callerLabelCap = uint32_t(number(c, "callers", s.callerLabelCap, 0, 1e6));
+    } else if (!caps.IsUndefined()) {
+      throw Napi::TypeError::New(env, "settings.labelCaps must be an object");
+    }
 
     tsfn_ = Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "meshport-engine-events", 0, 1);
     tsfn_.Unref(env);
@@ -527,6 +535,42 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       o.Set("latencyCounts", buckets);
       o.Set("latencyCount", n(c.latencyCount));
       o.Set("latencySumSeconds", Napi::Number::New(env, double(c.latencySumMicros.load(std::memory_order_relaxed)) / 1e6));
+      // The per-service metrics: every method and caller the loop has published so far.
+      Napi::Array methods = Napi::Array::New(env);
+      uint32_t nm = 0;
+      for (const MethodCounters* m = c.methods.head(); m != nullptr; m = m->next.load(std::memory_order_acquire)) {
+        Napi::Object mo = Napi::Object::New(env);
+        mo.Set("method", m->name);
+        mo.Set("requests", n(m->requests));
+        Napi::Object mout = Napi::Object::New(env);
+        for (size_t f = 0; f <= kFailures; f++) {
+          const uint64_t v = m->failures[f].load(std::memory_order_relaxed);
+          if (v > 0) mout.Set(failureNames[f], double(v));
+        }
+        {
+          std::lock_guard<std::mutex> lock(c.statusMutex);
+          for (auto& [status, count] : m->statuses) mout.Set("status-" + std::to_string(status), double(count));
+        }
+        mo.Set("outcomes", mout);
+        Napi::Array mb = Napi::Array::New(env, kLatencyBuckets + 1);
+        for (size_t b = 0; b <= kLatencyBuckets; b++) mb.Set(uint32_t(b), n(m->latency[b]));
+        mo.Set("latencyCounts", mb);
+        mo.Set("latencyCount", n(m->latencyCount));
+        mo.Set("latencySumSeconds", Napi::Number::New(env, double(m->latencySumMicros.load(std::memory_order_relaxed)) / 1e6));
+        methods.Set(nm++, mo);
+      }
+      o.Set("methods", methods);
+      Napi::Array callers = Napi::Array::New(env);
+      uint32_t nc = 0;
+      for (const CallerCounters* k = c.callers.head(); k != nullptr; k = k->next.load(std::memory_order_acquire)) {
+        Napi::Object ko = Napi::Object::New(env);
+        ko.Set("caller", k->name);
+        ko.Set("requests", n(k->requests));
+        callers.Set(nc++, ko);
+      }
+      o.Set("callers", callers);
+      o.Set("foldedMethods", n(c.foldedMethods));
+      o.Set("foldedCallers", n(c.foldedCallers));
       list.Set(uint32_t(i), o);
     }
     out.Set("clusters", list);

@@ -71,6 +71,7 @@ struct Call {
   Caller* caller = nullptr;
   FrameHeader who;  // identity fields only (its views are cleared)
   Cluster* cluster = nullptr;  // kept alive while it counts this call in `active` (see retiredClusters_)
+  MethodCounters* method = nullptr;  // its method's counters in cluster->counters (they live as long as the engine)
   Host* host = nullptr;  // kept alive while it counts this call in `active` (see retiredHosts_)
   Upstream* conn = nullptr;
   uint32_t upstreamId = 0;
@@ -148,6 +149,10 @@ struct Caller : Handler {
   bool tlsAgain = false;  // in Loop::tlsAgain_: ciphertext waits in tls->in while the socket may be empty
   std::unique_ptr<TlsConn> tls;
   std::string peer;
+  // The caller's entry in the per-service metrics of the cluster it called last: a connection mostly calls one
+  // service, so most requests find it here without a lookup. Counters live as long as the engine.
+  ClusterCounters* lastCounters = nullptr;
+  CallerCounters* lastCaller = nullptr;
 };
 
 // The calls in flight on one upstream connection, by the id the engine gave each. Ids are handed out so that each
@@ -357,10 +362,11 @@ class Loop {
   void endIfIdle(Caller* c);
   inline void handleCallerFrame(Caller* c, uint8_t* p, size_t len);
   inline ClusterCounters& noneCounters(int which);
-  inline void countRequest(ClusterCounters& m, Proto proto);
+  // Counts a request in its cluster's counters and the per-service metrics (method, caller); returns its method's.
+  inline MethodCounters& countRequest(ClusterCounters& m, Caller* c, const uint8_t* p, size_t len, const FrameHeader& h);
   void request(Caller* c, uint8_t* p, size_t len, const FrameHeader& h);
-  inline void refuse(Caller* c, const FrameHeader& who, ClusterCounters& m, Failure f, const std::string& message);
-  bool authorized(Caller* c, const FrameHeader& h, std::string_view service, Cluster* cluster);
+  inline void refuse(Caller* c, const FrameHeader& who, ClusterCounters& m, MethodCounters& mm, Failure f, const std::string& message);
+  bool authorized(Caller* c, const uint8_t* p, size_t len, const FrameHeader& h, std::string_view service, Cluster* cluster);
   inline void callStarted(Caller* c);
   void resumeCaller(Caller* c, uint8_t why);
   bool flushCaller(Caller* c);
@@ -475,7 +481,10 @@ class Loop {
     markDirty(c);
   }
 
-  void countOutcome(ClusterCounters& m, Failure f) { m.failures[size_t(f)].fetch_add(1, std::memory_order_relaxed); }
+  void countOutcome(ClusterCounters& m, MethodCounters& mm, Failure f) {
+    m.failures[size_t(f)].fetch_add(1, std::memory_order_relaxed);
+    mm.failures[size_t(f)].fetch_add(1, std::memory_order_relaxed);
+  }
 
   Call* allocCall() {
     if (freeCalls_.empty()) return new Call();
@@ -487,6 +496,7 @@ class Loop {
   void freeCall(Call* c) {
     c->caller = nullptr;
     c->cluster = nullptr;
+    c->method = nullptr;
     c->host = nullptr;
     c->conn = nullptr;
     c->upstreamId = 0;
@@ -592,6 +602,7 @@ class Loop {
   std::vector<ClusterPtr> retiredClusters_;
   std::string key_;
   std::string poolKey_;
+  std::string bodyMethod_;  // a SofaRequest body's method name (boltBodyMethod), reused
   std::vector<std::string> events_;
   // Mutual TLS and authorization in force (nullptr: plaintext everywhere, every call allowed).
   std::shared_ptr<const SecuritySnapshot> security_;

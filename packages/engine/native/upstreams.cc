@@ -64,12 +64,16 @@ inline void Loop::finish(Call* call) {
   call->cluster->active--;
   if (call->host) call->host->active--;
   ClusterCounters& m = *call->cluster->counters;
+  MethodCounters& mm = *call->method;
   const uint64_t micros = uint64_t(std::max<int64_t>(0, monotonicMicros() - call->startedMicros));
   size_t i = 0;
   while (i < kLatencyBuckets && micros > kBucketMicros[i]) i++;
   m.latency[i].fetch_add(1, std::memory_order_relaxed);
   m.latencyCount.fetch_add(1, std::memory_order_relaxed);
   m.latencySumMicros.fetch_add(micros, std::memory_order_relaxed);
+  mm.latency[i].fetch_add(1, std::memory_order_relaxed);
+  mm.latencyCount.fetch_add(1, std::memory_order_relaxed);
+  mm.latencySumMicros.fetch_add(micros, std::memory_order_relaxed);
 }
 
 inline void Loop::release(Call* call) {
@@ -84,7 +88,7 @@ void Loop::fail(Call* call, Failure f, const std::string& message) {
   if (call->done) return;
   finish(call);
   forget(call);
-  countOutcome(*call->cluster->counters, f);
+  countOutcome(*call->cluster->counters, *call->method, f);
   reply(call->caller, errorResponse(call->who, f, message));
   release(call);
 }
@@ -281,9 +285,11 @@ inline void Loop::upstreamFrame(Upstream* u, uint8_t* p, size_t len) {
   ClusterCounters& m = *call->cluster->counters;
   if (status == 0 || status == 20) {
     m.failures[kOkSlot].fetch_add(1, std::memory_order_relaxed);
+    call->method->failures[kOkSlot].fetch_add(1, std::memory_order_relaxed);
   } else {
     std::lock_guard<std::mutex> lock(m.statusMutex);
     m.statuses[status]++;
+    call->method->statuses[status]++;
   }
   setRequestId(p, len, call->who.idHigh, call->who.idLow);
   reply(call->caller, p, len);

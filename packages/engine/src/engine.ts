@@ -24,6 +24,8 @@ export interface EngineSettings {
   maxEjectionPercent?: number;
   maxPendingRequests?: number;
   maxActiveRequests?: number;
+  /** Distinct methods and callers each cluster's per-service metrics name; later ones count as `other`. */
+  labelCaps?: { methods?: number; callers?: number };
 }
 
 export type EngineListener = 'outbound' | 'inbound';
@@ -99,6 +101,23 @@ export interface EngineClusterCounters {
   /** Answers by outcome: `ok`, `status-N`, or the failure name. */
   outcomes: Record<string, number>;
   /** Non-cumulative counts per latency bucket (LATENCY_BUCKETS), the last beyond the largest bound. */
+  latencyCounts: number[];
+  latencyCount: number;
+  latencySumSeconds: number;
+  /** The per-service metrics: by method (at most labelCaps.methods names, then `other`), in first-seen order. */
+  methods: EngineMethodCounters[];
+  /** Requests by caller (its mTLS identity, else its IP address; at most labelCaps.callers, then `other`). */
+  callers: { caller: string; requests: number }[];
+  /** Calls counted under `other` because the method or caller cap was reached. */
+  foldedMethods: number;
+  foldedCallers: number;
+}
+
+/** What the calls of one method of a cluster have seen: as the cluster's own counters. */
+export interface EngineMethodCounters {
+  method: string;
+  requests: number;
+  outcomes: Record<string, number>;
   latencyCounts: number[];
   latencyCount: number;
   latencySumSeconds: number;

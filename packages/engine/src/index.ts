@@ -10,6 +10,7 @@ export {
   type EngineEndpoint,
   type EngineHandshakeFailure,
   type EngineListener,
+  type EngineMethodCounters,
   type EngineLogEvent,
   type EngineRoutes,
   type EngineSecurity,

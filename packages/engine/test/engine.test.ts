@@ -5,7 +5,16 @@ import { strict as assert } from 'node:assert';
 import net from 'node:net';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { NativeEngine, loadEngineAddon, nativeEngineUnavailable, type EngineLogEvent } from '../src/index';
+import { FrameSplitter, decodeFrame, type FrameHeader } from '@meshport/protocol';
+import { dubboCall, startEchoProvider, type EchoProvider } from '@meshport/testkit';
+import {
+  NativeEngine,
+  loadEngineAddon,
+  nativeEngineUnavailable,
+  type EngineClusterCounters,
+  type EngineLogEvent,
+  type EngineSettings,
+} from '../src/index';
 
 function engine(logs: EngineLogEvent[] = []): NativeEngine {
   return new NativeEngine({}, (e) => logs.push(e));
@@ -30,6 +39,87 @@ async function echoServer(): Promise<{ port: number; close(): Promise<void> }> {
       await new Promise<void>((r) => server.close(() => r()));
     },
   };
+}
+
+/** A Bolt v1 SofaRequest naming its service and (unless undefined) its method in the header map. */
+function boltCall(
+  id: number,
+  service: string,
+  method: string | undefined,
+  headers: Record<string, string> = {},
+): Buffer {
+  const cls = Buffer.from('com.alipay.sofa.rpc.core.request.SofaRequest');
+  const entries: Record<string, string> = { service, ...headers };
+  if (method !== undefined) entries.sofa_head_method_name = method;
+  const header = Buffer.concat(
+    Object.entries(entries).flatMap(([k, v]) => {
+      const key = Buffer.from(k);
+      const val = Buffer.from(v);
+      const kl = Buffer.alloc(4);
+      kl.writeInt32BE(key.length);
+      const vl = Buffer.alloc(4);
+      vl.writeInt32BE(val.length);
+      return [kl, key, vl, val];
+    }),
+  );
+  const body = Buffer.from('hello');
+  const fixed = Buffer.alloc(22);
+  fixed[0] = 1;
+  fixed[1] = 1;
+  fixed.writeUInt16BE(1, 2);
+  fixed[4] = 1;
+  fixed.writeInt32BE(id, 5);
+  fixed[9] = 1;
+  fixed.writeInt32BE(3000, 10);
+  fixed.writeInt16BE(cls.length, 14);
+  fixed.writeInt16BE(header.length, 16);
+  fixed.writeInt32BE(body.length, 18);
+  return Buffer.concat([fixed, cls, header, body]);
+}
+
+/** A caller connection to an engine listener (from `localAddress`, a loopback address) that collects the answers. */
+async function dial(port: number, localAddress = '127.0.0.1') {
+  const socket = net.connect({ host: '127.0.0.1', port, localAddress });
+  await once(socket, 'connect');
+  const answers: FrameHeader[] = [];
+  const splitter = new FrameSplitter((frame) => answers.push(decodeFrame(frame)));
+  socket.on('data', (d) => splitter.write(d));
+  return {
+    socket,
+    answers,
+    /** Sends the frames and waits for `expect` answers (one per frame by default). */
+    async call(frames: Buffer[], expect = frames.length): Promise<FrameHeader[]> {
+      const before = answers.length;
+      socket.write(Buffer.concat(frames));
+      for (let i = 0; answers.length < before + expect; i++) {
+        if (i > 500) throw new Error(`${answers.length - before} of ${expect} answers`);
+        await sleep(10);
+      }
+      return answers.slice(before);
+    },
+  };
+}
+
+const ECHO = 'com.example.EchoService:1.0';
+
+/** An engine whose outbound listener routes ECHO to an echo provider. */
+async function routedEngine(settings: EngineSettings = {}) {
+  const provider = await startEchoProvider();
+  const e = new NativeEngine(settings, () => {});
+  e.setRoutes({ outbound: [{ name: ECHO, endpoints: [{ host: '127.0.0.1', port: provider.port }] }], inbound: [] });
+  const port = e.listen('outbound', '127.0.0.1', 0, false);
+  return { e, port, provider };
+}
+
+function clusterOf(e: NativeEngine, listener: string, name: string): EngineClusterCounters {
+  const c = e.stats().clusters.find((x) => x.listener === listener && x.cluster === name);
+  assert.ok(c, `no counters for ${listener}|${name}`);
+  return c;
+}
+
+async function stop(e: NativeEngine, provider: EchoProvider): Promise<void> {
+  e.close();
+  await provider.close();
 }
 
 describe('native engine: its own surface', () => {
@@ -230,6 +320,103 @@ describe('native engine: its own surface', () => {
     } finally {
       e.close();
       front.close();
+    }
+  });
+  it('counts each cluster per method and per caller, past the caps under `other` with the folded calls counted', async () => {
+    const { e, port, provider } = await routedEngine({ labelCaps: { methods: 2, callers: 2 } });
+    try {
+      const one = await dial(port, '127.0.0.1');
+      const two = await dial(port, '127.0.0.2');
+      const three = await dial(port, '127.0.0.3');
+      let id = 1;
+      const answers = await one.call([
+        boltCall(id++, ECHO, 'echo'),
+        boltCall(id++, ECHO, 'echo'),
+        boltCall(id++, ECHO, 'ping'),
+        boltCall(id++, ECHO, 'third'),
+        boltCall(id++, ECHO, 'fourth'),
+        boltCall(id++, ECHO, undefined),
+      ]);
+      assert.deepEqual(
+        answers.map((a) => a.status),
+        [0, 0, 0, 0, 0, 0],
+      );
+      await two.call([boltCall(id++, ECHO, 'echo')]);
+      await three.call([boltCall(id++, ECHO, 'echo'), boltCall(id++, ECHO, 'ping')]);
+      // Unrouted: the `none` cluster, with the method the frame names.
+      await one.call([boltCall(id++, 'com.example.Nowhere:1.0', 'lost')]);
+      const c = clusterOf(e, 'outbound', ECHO);
+      const byMethod = Object.fromEntries(c.methods.map((m) => [m.method, m]));
+      assert.deepEqual(Object.keys(byMethod), ['echo', 'ping', 'other']);
+      assert.equal(byMethod.echo.requests, 4);
+      assert.deepEqual(byMethod.echo.outcomes, { ok: 4 });
+      assert.equal(byMethod.ping.requests, 2);
+      // third, fourth and the one without a method (`unknown`): folded.
+      assert.equal(byMethod.other.requests, 3);
+      assert.equal(c.foldedMethods, 3);
+      assert.equal(byMethod.echo.latencyCount, 4);
+      assert.equal(
+        byMethod.echo.latencyCounts.reduce((a, b) => a + b, 0),
+        4,
+      );
+      assert.ok(byMethod.echo.latencySumSeconds > 0);
+      // The methods add up to the cluster's own counters.
+      assert.equal(
+        c.methods.reduce((n, m) => n + m.latencyCount, 0),
+        c.latencyCount,
+      );
+      assert.equal(
+        c.methods.reduce((n, m) => n + m.requests, 0),
+        c.requestsBolt,
+      );
+      assert.deepEqual(c.callers, [
+        { caller: '127.0.0.1', requests: 6 },
+        { caller: '127.0.0.2', requests: 1 },
+        { caller: 'other', requests: 2 },
+      ]);
+      assert.equal(c.foldedCallers, 2);
+      const none = clusterOf(e, 'outbound', 'none');
+      assert.deepEqual(
+        none.methods.map((m) => [m.method, m.requests, m.outcomes]),
+        [['lost', 1, { 'no-route': 1 }]],
+      );
+      assert.deepEqual(none.callers, [{ caller: '127.0.0.1', requests: 1 }]);
+      for (const c of [one, two, three]) c.socket.destroy();
+    } finally {
+      await stop(e, provider);
+    }
+  });
+
+  it("counts a Dubbo call under its method, and an upstream's non-OK status under the method it answered", async () => {
+    const { e, port, provider } = await routedEngine();
+    provider.respond = (frame) => {
+      const out = Buffer.from(frame.subarray(0, 16));
+      out[2] = 0x02; // response, hessian2
+      out[3] = 70; // SERVICE_ERROR
+      out.writeInt32BE(0, 12);
+      return out;
+    };
+    const dubboService = 'com.example.DubboEcho:1.0';
+    e.setRoutes({
+      outbound: [
+        { name: ECHO, endpoints: [{ host: '127.0.0.1', port: provider.port }] },
+        { name: dubboService, endpoints: [{ host: '127.0.0.1', port: provider.port }] },
+      ],
+      inbound: [],
+    });
+    try {
+      const caller = await dial(port);
+      await sleep(20);
+      const [answer] = await caller.call([dubboCall(7, 'com.example.DubboEcho', '1.0', 'sayHello', 'x')]);
+      assert.equal(answer.status, 70);
+      const c = clusterOf(e, 'outbound', dubboService);
+      assert.deepEqual(
+        c.methods.map((m) => [m.method, m.requests, m.outcomes]),
+        [['sayHello', 1, { 'status-70': 1 }]],
+      );
+      caller.socket.destroy();
+    } finally {
+      await stop(e, provider);
     }
   });
 });

@@ -20,9 +20,9 @@ import { CLUSTER_LIMIT_DEFAULTS, OUTLIER_DEFAULTS } from './cluster';
 import type { ClusterState, RouterHandle } from './handle';
 import { routerSetup, type RouterOptions, type RouterSettings } from './router-setup';
 import { endpointKey, type ClusterSpec, type Endpoint, type RouteChange } from './route-table';
-import { RouterStats } from './stats';
+import { MethodMetrics, RouterStats } from './stats';
 import type { RouterSecurity } from './security';
-import type { RouterTelemetry } from './telemetry';
+import { LABEL_CAP_DEFAULTS, type RouterTelemetry } from './telemetry';
 import { notListening } from './errors';
 
 /** Why the native engine cannot serve these options, or undefined when it can. */
@@ -72,6 +72,7 @@ export class NativeRouter implements RouterHandle, AdminView {
         maxEjectionPercent: outlier.maxEjectionPercent,
         maxPendingRequests: limits.maxPendingRequests,
         maxActiveRequests: limits.maxActiveRequests,
+        labelCaps: { ...LABEL_CAP_DEFAULTS, ...options.labelCaps },
       },
       ({ level, msg, ...fields }: EngineLogEvent) => engineLog[level](fields, msg),
     );
@@ -401,6 +402,20 @@ export class NativeRouter implements RouterHandle, AdminView {
       c.latencyCounts.forEach((n, i) => (m.latencyCounts[i] = n));
       m.latencyCount = c.latencyCount;
       m.latencySum = c.latencySumSeconds;
+      m.methods.clear();
+      for (const e of c.methods) {
+        const mm = new MethodMetrics();
+        mm.requests = e.requests;
+        for (const [outcome, n] of Object.entries(e.outcomes)) mm.outcomes.set(outcome, n);
+        e.latencyCounts.forEach((n, i) => (mm.latencyCounts[i] = n));
+        mm.latencyCount = e.latencyCount;
+        mm.latencySum = e.latencySumSeconds;
+        m.methods.set(e.method, mm);
+      }
+      m.callers.clear();
+      for (const e of c.callers) m.callers.set(e.caller, e.requests);
+      m.foldedMethods = c.foldedMethods;
+      m.foldedCallers = c.foldedCallers;
     }
   }
 }
