@@ -87,10 +87,17 @@ const KEY_GROUP = 1;
 const KEY_INTERFACE = 2;
 const KEY_PATH = 3;
 const KEY_VERSION = 4;
+const KEY_TRACEPARENT = 5;
+const KEY_SOFA_TRACE_ID = 6;
+const KEY_SOFA_RPC_ID = 7;
 const GROUP = [0x67, 0x72, 0x6f, 0x75, 0x70]; // group
 const INTERFACE = [0x69, 0x6e, 0x74, 0x65, 0x72, 0x66, 0x61, 0x63, 0x65]; // interface
 const PATH = [0x70, 0x61, 0x74, 0x68]; // path
 const VERSION = [0x76, 0x65, 0x72, 0x73, 0x69, 0x6f, 0x6e]; // version
+// The trace keys (matched only as one short ASCII string, how every client writes them; see traceKeys).
+const TRACEPARENT = [...Buffer.from('traceparent')];
+const SOFA_TRACE_ID = [...Buffer.from('rpc_trace_context.sofaTraceId')];
+const SOFA_RPC_ID = [...Buffer.from('rpc_trace_context.sofaRpcId')];
 
 // Which part of the body a failure lies in, for the message.
 const IN_DESCRIPTOR = -1;
@@ -121,6 +128,19 @@ export class DubboAttachmentScanner {
   version: string | undefined;
   /** Why the body cannot be read where the arguments and attachments should be; undefined when it could. */
   error: string | undefined;
+  /**
+   * With `traceKeys`: the last `traceparent`, `rpc_trace_context.sofaTraceId` and `rpc_trace_context.sofaRpcId`
+   * entries as read (undefined when absent, not a string, or after a failure). Only for tracing and access logs.
+   */
+  traceparent: string | undefined;
+  sofaTraceId: string | undefined;
+  sofaRpcId: string | undefined;
+  /** Whether the trace keys are looked for: off on the routing path, which never needs them. */
+  private readonly traceKeys: boolean;
+
+  constructor(options?: { traceKeys?: boolean }) {
+    this.traceKeys = options?.traceKeys === true;
+  }
 
   private buf: Buffer = Buffer.alloc(0);
   private end = 0;
@@ -152,6 +172,7 @@ export class DubboAttachmentScanner {
     this.path = undefined;
     this.version = undefined;
     this.error = undefined;
+    this.traceparent = this.sofaTraceId = this.sofaRpcId = undefined;
     this.refCount = 0;
     this.typeCount = 0;
     this.classCount = 0;
@@ -176,6 +197,7 @@ export class DubboAttachmentScanner {
       this.interfaceName = undefined;
       this.path = undefined;
       this.version = undefined;
+      this.traceparent = this.sofaTraceId = this.sofaRpcId = undefined;
     }
   }
 
@@ -269,6 +291,7 @@ export class DubboAttachmentScanner {
         else if (c === 9 && equalsAt(buf, p + 1, INTERFACE)) key = KEY_INTERFACE;
         else if (c === 4 && equalsAt(buf, p + 1, PATH)) key = KEY_PATH;
         else if (c === 7 && equalsAt(buf, p + 1, VERSION)) key = KEY_VERSION;
+        else if (this.traceKeys) key = traceKey(buf, p + 1, c);
         p += 1 + c;
       } else if (isStringCode(c)) {
         p = this.skipKey(p);
@@ -293,7 +316,10 @@ export class DubboAttachmentScanner {
       if (key === KEY_GROUP) this.group = value;
       else if (key === KEY_INTERFACE) this.interfaceName = value;
       else if (key === KEY_PATH) this.path = value;
-      else this.version = value;
+      else if (key === KEY_VERSION) this.version = value;
+      else if (key === KEY_TRACEPARENT) this.traceparent = value;
+      else if (key === KEY_SOFA_TRACE_ID) this.sofaTraceId = value;
+      else this.sofaRpcId = value;
     }
   }
 
@@ -724,6 +750,13 @@ function isAscii(buf: Buffer, from: number, to: number, end: number): boolean {
   for (; i + 4 <= to; i += 4) if (((buf[i] | buf[i + 1] | buf[i + 2] | buf[i + 3]) & 0x80) !== 0) return false;
   for (; i < to; i++) if (buf[i] >= 0x80) return false;
   return true;
+}
+
+function traceKey(buf: Buffer, at: number, n: number): number {
+  if (n === TRACEPARENT.length && equalsAt(buf, at, TRACEPARENT)) return KEY_TRACEPARENT;
+  if (n === SOFA_TRACE_ID.length && equalsAt(buf, at, SOFA_TRACE_ID)) return KEY_SOFA_TRACE_ID;
+  if (n === SOFA_RPC_ID.length && equalsAt(buf, at, SOFA_RPC_ID)) return KEY_SOFA_RPC_ID;
+  return KEY_OTHER;
 }
 
 function equalsAt(buf: Buffer, at: number, name: readonly number[]): boolean {

@@ -40,3 +40,5 @@ export {
 } from './dubbo';
 export type { DubboErrorResponseOptions, DubboRequestId } from './dubbo';
 export { hessianString } from './hessian';
+export { boltBodyMethod, readTraceContext, traceValue, MAX_TRACE_VALUE, MAX_BODY_METHOD } from './trace-context';
+export type { TraceContext } from './trace-context';

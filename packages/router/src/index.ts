@@ -20,3 +20,4 @@ export { authorize, identityMatches, trustDomainOf } from './security';
 export type { AuthzPolicy, HandshakeFailure, RouterSecurity, TlsMaterial, TlsMode } from './security';
 export { ACCESS_LOG_DEFAULTS, TRACE_DEFAULTS, LABEL_CAP_DEFAULTS, FOLDED_LABEL, NO_SERVICE_LABEL } from './telemetry';
 export type { AccessLogSampling, TraceSampling, LabelCaps, RouterTelemetry, TelemetrySink } from './telemetry';
+export { fnv1a64, deriveSpanIds, sampled } from './trace-ids';
