@@ -12,8 +12,8 @@ export interface RotatingFileOptions {
 }
 
 /**
- * Batches that arrive while a write is under way are joined and written at once when it ends: one write per batch at
- * most, however fast lines come. A batch is never split across files (a file may pass maxBytes by one batch), and a
+ * Batches that arrive while a write is under way wait their turn; each is one write, so a batch is never split across
+ * files (a file may pass maxBytes by one batch), and a rotation falls between two batches. A
  * batch that cannot be written (a full disk, a removed directory) is dropped and counted: the next one tries again
  * with the file opened anew. Past this many bytes waiting, new batches are dropped rather than held in memory.
  */
@@ -23,6 +23,7 @@ export class RotatingFile implements LineWriter {
   private file: FileHandle | undefined;
   private size = 0;
   private waiting: string[] = [];
+  private counts: number[] = [];
   private waitingLines = 0;
   private waitingBytes = 0;
   private writing: Promise<void> | undefined;
@@ -39,6 +40,7 @@ export class RotatingFile implements LineWriter {
       return;
     }
     this.waiting.push(lines);
+    this.counts.push(count);
     this.waitingLines += count;
     this.waitingBytes += lines.length;
     this.writing ??= this.writeWaiting();
@@ -57,6 +59,7 @@ export class RotatingFile implements LineWriter {
     }
     if (this.waitingLines > 0) this.events.dropped(this.waitingLines);
     this.waiting = [];
+    this.counts = [];
     this.waitingLines = 0;
     const file = this.file;
     this.file = undefined;
@@ -65,13 +68,12 @@ export class RotatingFile implements LineWriter {
 
   private async writeWaiting(): Promise<void> {
     while (this.waiting.length > 0) {
-      const bytes = Buffer.from(this.waiting.length === 1 ? this.waiting[0]! : this.waiting.join(''));
-      const count = this.waitingLines;
-      this.waiting = [];
-      this.waitingLines = 0;
-      this.waitingBytes = 0;
+      const batch = this.waiting.shift()!;
+      const count = this.counts.shift()!;
+      this.waitingLines -= count;
+      this.waitingBytes -= batch.length;
       try {
-        await this.append(bytes);
+        await this.append(Buffer.from(batch));
         this.events.written(count);
       } catch (error) {
         this.events.dropped(count, error as Error);
