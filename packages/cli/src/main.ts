@@ -16,6 +16,9 @@ import { processIo, type Io } from './io';
 export { CLI_ERROR_CODES, CliError, UsageError, InputError } from './errors';
 export type { CliErrorCode } from './errors';
 
+/** `meshport top`'s --admin default: the sidecar's own default admin port (SIDECAR_DEFAULTS.admin; a test keeps them equal). */
+export const DEFAULT_ADMIN = '127.0.0.1:15000';
+
 const EXIT_CODES = `Exit codes: 0 ok, 1 bad input or a failed command, 2 usage, config or start-up error (docs/errors.md).`;
 
 /** Runs `meshport ARGV...` and resolves to the exit code. */
@@ -163,6 +166,47 @@ export function buildProgram(io: Io, done: (code: number) => void): Command {
     run,
   );
 
+  command('top', 'A live view of a running sidecar: per service and method req/s, success rate, p50/p99, top callers')
+    .option('--admin <ADDR>', "the sidecar's admin port: HOST:PORT, :PORT or PORT (loopback)", DEFAULT_ADMIN)
+    .option('--interval <SECONDS>', 'seconds between reads (the figures are over this interval)', parseInterval, 1)
+    .addOption(
+      new Option('--sort <KEY>', 'the order of the rows (keys r s 5 9 n in the live view)')
+        .choices(['rps', 'success', 'p50', 'p99', 'name'])
+        .default('rps'),
+    )
+    .addOption(
+      new Option('--direction <WHICH>', 'which rows (key d in the live view)')
+        .choices(['all', 'outbound', 'inbound'])
+        .default('all'),
+    )
+    .option('--json', 'one JSON object per interval on stdout instead of the screen (for scripts)')
+    .option('--once', 'one interval (two reads --interval apart), printed once, then exit')
+    .addHelpText(
+      'after',
+      '\nKeys: r req/s, s success, 5 p50, 9 p99, n name (sort); d all/outbound/inbound; q quit.\n' +
+        `Reads the admin page /services; the sidecar's admin port is ${DEFAULT_ADMIN} unless its config says otherwise.`,
+    )
+    .action((opts: TopFlags) =>
+      run('top', async () => {
+        const { runTop, topFailure } = await import('./top.js');
+        try {
+          return await runTop(
+            {
+              admin: opts.admin,
+              intervalSeconds: opts.interval,
+              sort: opts.sort,
+              direction: opts.direction,
+              json: opts.json ?? false,
+              once: opts.once ?? false,
+            },
+            io,
+          );
+        } catch (err) {
+          return topFailure(err, io);
+        }
+      }),
+    );
+
   command('demo', 'The whole flow on one machine: ZooKeeper, two sidecars, a sofa-rpc-node provider and consumer')
     .option('--color', 'colours on (default: on for a terminal, off with NO_COLOR)')
     .option('--no-color', 'colours off')
@@ -200,6 +244,15 @@ interface TapFlags {
   color?: boolean;
 }
 
+interface TopFlags {
+  admin: string;
+  interval: number;
+  sort: 'rps' | 'success' | 'p50' | 'p99' | 'name';
+  direction: 'all' | 'outbound' | 'inbound';
+  json?: boolean;
+  once?: boolean;
+}
+
 interface SidecarFlags {
   config?: string;
   check?: boolean;
@@ -222,6 +275,12 @@ function maxFrameSizeOption(): Option {
     '--max-frame-size <N>',
     'largest frame accepted: bytes, or with KiB/MiB (default 16 MiB)',
   ).argParser(parseSize);
+}
+
+function parseInterval(text: string): number {
+  const n = Number(text);
+  if (!Number.isFinite(n) || n < 0.1 || n > 3600) throw new InvalidArgumentError('give seconds from 0.1 to 3600.');
+  return n;
 }
 
 function parseSize(text: string): number {

@@ -316,7 +316,7 @@ describe('meshport: a conventional command line', function () {
       { stdin: process.stdin, stdout: { write: () => true }, stderr: { write: () => true } },
       () => {},
     ).commands.map((c) => c.name());
-    assert.deepEqual([...names].sort(), ['ca', 'decode', 'demo', 'doctor', 'hijack', 'sidecar', 'tap']);
+    assert.deepEqual([...names].sort(), ['ca', 'decode', 'demo', 'doctor', 'hijack', 'sidecar', 'tap', 'top']);
     for (const name of names)
       assert.match(table, new RegExp(`^\\| \`meshport ${name}[ \`]`, 'm'), `a row for meshport ${name}`);
     assert.match(table, /meshport --version/);
