@@ -7,14 +7,31 @@ export const BOLT_SOFA_REQUEST = 'com.alipay.sofa.rpc.core.request.SofaRequest';
 
 /** A Bolt v1 request: class, a header map with `service`, and the content (bytes, or a string's UTF-8) as given. */
 export function boltRequest(id: number, service: string, content: Buffer | string, timeoutMs = 3000): Buffer {
+  return boltRequestWith(id, { service }, content, timeoutMs);
+}
+
+/**
+ * A Bolt v1 request whose header map is `headers` in their order (a Java SOFA client's request: `service`,
+ * `sofa_head_method_name`, `rpc_trace_context.sofaTraceId`...), with the content as given.
+ */
+export function boltRequestWith(
+  id: number,
+  headers: Record<string, string>,
+  content: Buffer | string,
+  timeoutMs = 3000,
+): Buffer {
   const cls = Buffer.from(BOLT_SOFA_REQUEST);
-  const key = Buffer.from('service');
-  const val = Buffer.from(service);
-  const header = Buffer.alloc(8 + key.length + val.length);
-  header.writeInt32BE(key.length, 0);
-  key.copy(header, 4);
-  header.writeInt32BE(val.length, 4 + key.length);
-  val.copy(header, 8 + key.length);
+  const header = Buffer.concat(
+    Object.entries(headers).flatMap(([k, v]) => {
+      const key = Buffer.from(k);
+      const val = Buffer.from(v);
+      const lengths = Buffer.alloc(4);
+      lengths.writeInt32BE(key.length, 0);
+      const valLength = Buffer.alloc(4);
+      valLength.writeInt32BE(val.length, 0);
+      return [lengths, key, valLength, val];
+    }),
+  );
   const body = typeof content === 'string' ? Buffer.from(content) : content;
   const fixed = Buffer.alloc(22);
   fixed[0] = 1; // Bolt v1

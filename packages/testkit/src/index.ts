@@ -8,7 +8,7 @@ import './cleanup';
 
 export { makeTestPki, type TestLeaf, type TestLeafOptions, type TestPki } from './certs';
 export { echoResponse, startEchoProvider, type EchoBehaviour, type EchoProvider } from './echo-provider';
-export { BOLT_SOFA_REQUEST, boltRequest, dubboCall, dubboRequest, hessianShort } from './frames';
+export { BOLT_SOFA_REQUEST, boltRequest, boltRequestWith, dubboCall, dubboRequest, hessianShort } from './frames';
 export { JsonLinesChild, type Json } from './json-child';
 export {
   readExport,
