@@ -4,6 +4,7 @@ import { savedId, type FrameIdentity } from '@meshport/protocol';
 import type { Cluster, Host } from './cluster';
 import type { CallerConnection } from './caller';
 import type { Expiring } from './deadlines';
+import type { MethodMetrics } from './stats';
 
 export class Call implements Expiring {
   upstreamId = 0;
@@ -22,6 +23,9 @@ export class Call implements Expiring {
   readonly startedAt = performance.now();
   /** Set by the router with the timeout; see DeadlineWheel. */
   deadline = 0;
+  /** Its method's per-service metrics, and the method's name (set by the router as the call starts). */
+  counted!: MethodMetrics;
+  methodName = '';
   /** The caller's id (two 32-bit words, see savedId), written back into the answer. */
   readonly idHigh: number;
   readonly idLow: number;

@@ -38,6 +38,10 @@ export class CallerConnection {
    * caller that takes too long to finish a frame (a slow-loris trickling a header) is closed by the router.
    */
   partialSince = 0;
+  /** The caller's `ip:port` (`[ip]:port` for IPv6), as access logs and spans show it. */
+  readonly address: string;
+  /** The caller as the per-service metrics count it: its mTLS identity, else its IP address (no port). */
+  readonly label: string;
   /** Reasons reading is paused: a full socket of ours, or a full upstream socket this caller writes to. */
   private readonly blockers = new Set<unknown>();
   private readonly splitter: FrameSplitter;
@@ -53,6 +57,10 @@ export class CallerConnection {
      */
     readonly identity: string | undefined = undefined,
   ) {
+    // Read once: a socket that has closed no longer knows its peer, and calls may still be answered after that.
+    const ip = unmapped(socket.remoteAddress ?? 'unknown');
+    this.address = `${ip.includes(':') ? `[${ip}]` : ip}:${socket.remotePort ?? 0}`;
+    this.label = identity ?? ip;
     socket.setNoDelay(true);
     this.splitter = new FrameSplitter((frame) => this.onFrame(frame), { maxFrameSize });
     socket.on('data', (chunk: Buffer) => {
@@ -201,4 +209,9 @@ export class CallerConnection {
       this.reply(errorResponse(who, 'bad-request', `meshport: ${error.code}: ${error.message}`));
     this.closeWhenIdle();
   }
+}
+
+/** An IPv4 caller of a dual-stack listener as its IPv4 address (`::ffff:10.0.0.1` is 10.0.0.1). */
+function unmapped(ip: string): string {
+  return ip.startsWith('::ffff:') && ip.includes('.') ? ip.slice(7) : ip;
 }

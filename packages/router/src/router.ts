@@ -3,14 +3,20 @@
 // both engines share of their set-up (router-setup) are their own modules.
 
 import type net from 'node:net';
-import type { FrameHeader, FrameIdentity, ProtocolError } from '@meshport/protocol';
+import {
+  boltBodyMethod,
+  readTraceContext,
+  type FrameHeader,
+  type FrameIdentity,
+  type ProtocolError,
+} from '@meshport/protocol';
 import type { Logger } from 'pino';
 import { Call } from './call';
 import { CallerConnection, type CallerHandler, type ListenerName } from './caller';
 import { Cluster, type Host } from './cluster';
 import { errorResponse, identityOf, type Failure } from './responses';
 import type { ClusterSpec } from './route-table';
-import { type ClusterMetrics, RouterStats } from './stats';
+import { type ClusterMetrics, type MethodMetrics, RouterStats } from './stats';
 import { UpstreamPool, type UpstreamConnection, type UpstreamEvents } from './upstream';
 import { AdminServer, type AdminView } from './admin';
 import { DeadlineWheel } from './deadlines';
@@ -23,7 +29,8 @@ import { StartupHold } from './startup-hold';
 import { notListening } from './errors';
 import { type HandshakeError, TlsContexts, type TlsDirection } from './mtls';
 import { authorize, type RouterSecurity } from './security';
-import type { RouterTelemetry } from './telemetry';
+import { LABEL_CAP_DEFAULTS, NO_SERVICE_LABEL, type LabelCaps, type RouterTelemetry } from './telemetry';
+import { CallLog, type CallRecord } from './call-log';
 
 // Still exported here, where it was before route-key.ts: @meshport/engine's codec test reads it from this module.
 export { routeKey } from './route-key';
@@ -58,6 +65,12 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle, Admi
   private readonly opening = new Set<net.Socket>();
   /** When each (direction, reason) of handshake failure was last logged: one line per 10 s each, not a flood. */
   private readonly failureLoggedAt = new Map<string, number>();
+  /** Caps on the per-service metrics' method and caller labels. */
+  private readonly caps: LabelCaps;
+  /** Access log lines and spans: kept across setTelemetry (its sampling counter and batches). */
+  private readonly telemetryLog: CallLog | undefined;
+  /** The same while some telemetry is on, else undefined: the per-call path asks nothing more when it is off. */
+  private callLog: CallLog | undefined;
 
   constructor(private readonly options: RouterOptions) {
     this.settings = routerSetup.settings(options);
@@ -75,6 +88,10 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle, Admi
       () => this.tls?.client,
     );
     this.setSecurity(options.security);
+    this.caps = { ...LABEL_CAP_DEFAULTS, ...options.labelCaps };
+    this.telemetryLog =
+      options.onTelemetry === undefined ? undefined : new CallLog(options.onTelemetry, readTraceContext);
+    this.setTelemetry(options.telemetry);
     this.stats.trackUpstreams(() => this.pool.all().map((c) => ({ endpoint: c.host.key })));
     this.partial = new PartialFrames(this.settings, (caller, code, message) =>
       this.closeStalled(caller, code, message),
@@ -145,6 +162,7 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle, Admi
     this.pool.closeAll();
     this.stopRouteWatch?.();
     await this.admin?.close();
+    this.telemetryLog?.flush();
     // Answers already written may still sit in the socket buffer of a caller that reads slowly: destroying now would
     // drop them. Each caller got its FIN after its last answer; wait (up to the deadline) for it to read and close.
     while (this.callers.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
@@ -152,18 +170,20 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle, Admi
     this.logger.info('drained');
   }
 
-  /**
-   * Replaces the TLS material, mode and authorization policy: new connections (both directions) use the new
-   * certificate and mode, existing ones finish with what they began with; the policy applies to every request from
-   * now on. undefined: plaintext everywhere, every call allowed.
-   */
+  /** Which calls get access log lines and spans from now on; lines already waiting still go to the sink. */
   setTelemetry(telemetry: RouterTelemetry | undefined): void {
     this.telemetryInForce = telemetry;
+    this.callLog = this.telemetryLog?.configure(telemetry) ? this.telemetryLog : undefined;
   }
 
   /** Which calls get access log lines and spans (setTelemetry replaces it). */
   telemetryInForce: RouterTelemetry | undefined;
 
+  /**
+   * Replaces the TLS material, mode and authorization policy: new connections (both directions) use the new
+   * certificate and mode, existing ones finish with what they began with; the policy applies to every request from
+   * now on. undefined: plaintext everywhere, every call allowed.
+   */
   setSecurity(security: RouterSecurity | undefined): void {
     this.tls =
       security === undefined ? undefined : new TlsContexts(security, this.settings.connectTimeoutMs, this.inboundTls);
@@ -272,10 +292,10 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle, Admi
     if (header.protocol === 'dubbo' && header.attachmentsError !== undefined) {
       // Without the attachments the call's group is unknown, and guessing it could hand the call to another group;
       // attachments that name another service than the request would have the provider serve that one.
-      const metrics = this.stats.cluster(listener, 'none');
-      metrics.requests.dubbo++;
+      const metrics = this.stats.cluster(listener, NO_SERVICE_LABEL);
       const message = `meshport: the request's identity cannot be read from its attachments: ${header.attachmentsError}`;
-      return this.refuse(caller, identityOf(header, frame), metrics, 'bad-request', message);
+      const counted = this.countRequest(caller, metrics, header, frame);
+      return this.refuse(caller, identityOf(header, frame), counted, 'bad-request', message);
     }
     const service = this.routeKeys.of(header);
     const cluster = service === undefined ? undefined : this.clusterFor(listener, service);
@@ -297,17 +317,17 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle, Admi
       this.hold.hold({ caller, frame, header });
       return;
     }
-    const metrics = cluster?.metrics ?? this.stats.cluster(listener, 'none');
-    metrics.requests[header.protocol]++;
+    const metrics = cluster?.metrics ?? this.stats.cluster(listener, NO_SERVICE_LABEL);
+    const counted = this.countRequest(caller, metrics, header, frame);
     const who = identityOf(header, frame);
     const expectsResponse = who.expectsResponse;
-    if (this.draining) return this.refuse(caller, who, metrics, 'draining', 'meshport is shutting down');
+    if (this.draining) return this.refuse(caller, who, counted, 'draining', 'meshport is shutting down');
     if (cluster === undefined || cluster.hosts.length === 0) {
       const message = `meshport: no route for service ${service ?? '(none in the frame)'} on the ${listener} listener`;
-      return this.refuse(caller, who, metrics, 'no-route', message);
+      return this.refuse(caller, who, counted, 'no-route', message);
     }
     if (!cluster.hasCapacity()) {
-      return this.refuse(caller, who, metrics, 'busy', `meshport: cluster ${cluster.name} is at its request limit`);
+      return this.refuse(caller, who, counted, 'busy', `meshport: cluster ${cluster.name} is at its request limit`);
     }
     // The registry's condition rules may send a method to some endpoints only, or to none: then the SDK would have
     // found no provider, and the caller hears exactly that.
@@ -316,7 +336,7 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle, Admi
       return this.refuse(
         caller,
         who,
-        metrics,
+        counted,
         'no-route',
         `meshport: the registry's routing rules leave no endpoint of ${service} for method ${method || '(unnamed)'}`,
       );
@@ -327,9 +347,15 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle, Admi
       const host =
         cluster.pick(hashKey, undefined, undefined, method) ?? cluster.pick(hashKey, undefined, Infinity, method);
       if (host) this.pool.connectionFor(host, header.protocol).sendOneway(frame);
+      // Logged as sent: nothing will say more about it.
+      this.callLog?.record(
+        this.recordOf(caller, header.protocol, counted, host?.key, 'ok', counted.startedAt, frame, undefined),
+      );
       return;
     }
     const call = new Call(caller, who, frame, cluster, service!, hashKey, method);
+    call.counted = counted.method;
+    call.methodName = counted.name;
     caller.callStarted();
     this.calls.add(call);
     cluster.active++;
@@ -357,25 +383,75 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle, Admi
     service: string,
     cluster: Cluster | undefined,
   ): void {
-    const metrics = cluster?.metrics ?? this.stats.cluster(caller.listener, 'none');
-    metrics.requests[header.protocol]++;
-    this.stats.callsDenied.inc({ service: cluster === undefined ? 'none' : service });
+    const metrics = cluster?.metrics ?? this.stats.cluster(caller.listener, NO_SERVICE_LABEL);
+    const counted = this.countRequest(caller, metrics, header, frame);
+    this.stats.callsDenied.inc({ service: cluster === undefined ? NO_SERVICE_LABEL : service });
     const who = caller.identity ?? 'a plaintext caller';
     const what = header.method ? `${service}#${header.method}` : service;
-    this.refuse(caller, identityOf(header, frame), metrics, 'denied', `meshport: ${who} may not call ${what}`);
+    this.refuse(caller, identityOf(header, frame), counted, 'denied', `meshport: ${who} may not call ${what}`);
+  }
+
+  /**
+   * Counts a request on its cluster, and by method and caller (the per-service metrics, each capped: past the cap a
+   * new name counts as `other`).
+   */
+  private countRequest(
+    caller: CallerConnection,
+    metrics: ClusterMetrics,
+    header: FrameHeader,
+    frame: Buffer,
+  ): CountedRequest {
+    metrics.requests[header.protocol]++;
+    metrics.caller(caller.label, this.caps.callers);
+    const name = methodOf(header, frame);
+    const method = metrics.method(name, this.caps.methods);
+    method.requests++;
+    return { cluster: metrics, method, name, frame, startedAt: this.callLog === undefined ? 0 : performance.now() };
   }
 
   /** Answers a request the router turns away before it goes anywhere (oneways are only counted). */
   private refuse(
     caller: CallerConnection,
     who: FrameIdentity,
-    metrics: ClusterMetrics,
+    counted: CountedRequest,
     failure: Failure,
     message: string,
   ): void {
-    metrics.count(failure);
+    counted.cluster.count(failure);
+    counted.method.count(failure);
     if (this.debug) this.logger.debug({ listener: caller.listener, requestId: who.requestId, failure }, message);
-    if (who.expectsResponse) caller.reply(errorResponse(who, failure, message));
+    const answer = who.expectsResponse ? errorResponse(who, failure, message) : undefined;
+    if (answer !== undefined) caller.reply(answer);
+    this.callLog?.record(
+      this.recordOf(caller, who.protocol, counted, undefined, failure, counted.startedAt, counted.frame, answer),
+    );
+  }
+
+  /** What the access log and a span tell of a call that ends now. */
+  private recordOf(
+    caller: CallerConnection,
+    protocol: 'bolt' | 'dubbo',
+    counted: { cluster: ClusterMetrics; name: string },
+    endpoint: string | undefined,
+    status: string,
+    startedAt: number,
+    request: Buffer,
+    answer: Buffer | undefined,
+  ): CallRecord {
+    return {
+      direction: caller.listener,
+      protocol,
+      caller: caller.address,
+      identity: caller.identity,
+      service: counted.cluster.cluster,
+      method: counted.name,
+      endpoint,
+      status,
+      startedAt,
+      endedAt: performance.now(),
+      request,
+      bytesOut: answer?.length ?? 0,
+    };
   }
 
   bytes(listener: ListenerName, direction: 'in' | 'out', n: number): void {
@@ -447,13 +523,28 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle, Admi
     call.cluster.recordSuccess(call.host!);
     const outcome = status === 0 || status === 20 ? 'ok' : `status-${status}`;
     call.cluster.metrics!.count(outcome);
+    call.counted.count(outcome);
     if (this.debug)
       this.logger.debug(
         { service: call.service, requestId: call.who.requestId, endpoint: call.host!.key, status },
         'response',
       );
     call.caller.reply(frame);
+    this.callLog?.record(this.callRecord(call, outcome, frame));
     call.caller.callDone();
+  }
+
+  private callRecord(call: Call, status: string, answer: Buffer): CallRecord {
+    return this.recordOf(
+      call.caller,
+      call.who.protocol,
+      { cluster: call.cluster.metrics!, name: call.methodName },
+      call.host?.key,
+      status,
+      call.startedAt,
+      call.frame,
+      answer,
+    );
   }
 
   neverSent(call: Call, reason: Error, counted: Set<Host>): void {
@@ -503,8 +594,11 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle, Admi
     this.finish(call);
     call.connection?.forget(call);
     call.cluster.metrics!.count(failure);
+    call.counted.count(failure);
     if (this.debug) this.logger.debug({ service: call.service, requestId: call.who.requestId, failure }, message);
-    call.caller.reply(errorResponse(call.who, failure, message));
+    const answer = errorResponse(call.who, failure, message);
+    call.caller.reply(answer);
+    this.callLog?.record(this.callRecord(call, failure, answer));
     call.caller.callDone();
   }
 
@@ -516,7 +610,9 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle, Admi
     this.calls.delete(call);
     call.cluster.active--;
     if (call.host) call.host.active--;
-    call.cluster.metrics!.observe(call.elapsedSeconds());
+    const seconds = call.elapsedSeconds();
+    call.cluster.metrics!.observe(seconds);
+    call.counted.observe(seconds);
   }
 
   // ---- routes
@@ -565,6 +661,27 @@ export class Router implements CallerHandler, UpstreamEvents, RouterHandle, Admi
 
 /** Handshake failures of one direction and reason are logged at most this often; every one is counted. */
 const FAILURE_LOG_EVERY_MS = 10_000;
+
+/** A request counted on its cluster and method, with what a refusal's log line needs of it. */
+interface CountedRequest {
+  cluster: ClusterMetrics;
+  method: MethodMetrics;
+  /** The method's name as the call gave it (the metrics may count it as `other`). */
+  name: string;
+  frame: Buffer;
+  /** performance.now() at arrival when telemetry is on (else 0: not needed). */
+  startedAt: number;
+}
+
+/**
+ * The method of a request for metrics, logs and spans: Bolt's `sofa_head_method_name` header, else the SofaRequest
+ * body's methodName (sofa-bolt-node in hessian2 mode sends no header); Dubbo's method string; `unknown` when the
+ * frame names none.
+ */
+function methodOf(header: FrameHeader, frame: Buffer): string {
+  if (header.method) return header.method;
+  return (header.protocol === 'bolt' ? boltBodyMethod(frame, header) : undefined) || 'unknown';
+}
 
 function cluster(call: Call): string {
   return call.cluster.name;
