@@ -17,9 +17,10 @@ import { demoTls, makeDemoPki, type DemoPki } from './demo/identities';
 import { FLOWS, type ConsumerDone, type Flow } from './demo/consumer-app';
 import { podMode, setupNetns, CONSUMER_POD_IP, PROVIDER_POD_IP, type DemoNetns } from './demo/netns';
 import { hostPort, inPod, startPod, type Pod, type PodPlace } from './demo/pods';
-import { adminResponses, adminRoutes, adminTls, formatMs, percentile, type RouteCluster } from './demo/report';
+import { adminRoutes, adminServices, adminTls, formatMs, percentile, type RouteCluster } from './demo/report';
 import { readProviders } from './demo/registry-view';
 import { Style } from './format';
+import { formatSuccess } from './top/figures';
 import type { Io } from './io';
 
 const PROVIDER_APP = path.join(__dirname, 'demo', 'provider-app.js');
@@ -315,14 +316,14 @@ export async function runDemo(io: Io, colour: boolean): Promise<number> {
     const dialled = done.connected;
     out(`  consumer app connected to: ${dialled.join(', ') || 'nothing'}`);
 
-    // Which endpoint served: the pods' admin pages.
-    const [outRoutes, inRoutes, outStats, inStats] = await Promise.all([
+    // Which endpoint served: the pods' admin /routes; what each sidecar counted per service and method: /services.
+    const [outRoutes, inRoutes, outServices, inServices] = await Promise.all([
       adminRoutes(consumerPod.admin, consumerPod.netns),
       adminRoutes(providerPod.admin, providerPod.netns),
-      adminResponses(consumerPod.admin, consumerPod.netns),
-      adminResponses(providerPod.admin, providerPod.netns),
+      adminServices(consumerPod.admin, consumerPod.netns),
+      adminServices(providerPod.admin, providerPod.netns),
     ]);
-    out(s.bold("\n  which endpoint served (the pods' admin /routes and /stats; the counts include the warm-up calls)"));
+    out(s.bold("\n  which endpoint served (the pods' admin /routes)"));
     for (const flow of FLOWS) {
       const cluster = clusterOf(flow);
       const appPort = flow.protocol === 'bolt' ? appPorts.bolt : appPorts.dubbo;
@@ -336,10 +337,31 @@ export async function runDemo(io: Io, colour: boolean): Promise<number> {
         `  provider pod inbound route ${cluster} -> ${inEndpoints || 'none'}  ` +
           `${inEndpoints === `${appHost}:${appPort}` ? s.green('= provider app') : s.red('unexpected')}`,
       );
-      out(`  consumer pod /stats outbound ok ${cluster}: ${outStats.get(`outbound ${cluster} ok`) ?? 0}`);
-      out(`  provider pod /stats inbound ok ${cluster}: ${inStats.get(`inbound ${cluster} ok`) ?? 0}`);
-      const notOk = [...outStats, ...inStats].filter(([k]) => k.includes(` ${cluster} `) && !k.endsWith(' ok'));
-      for (const [k, n] of notOk) out(`  ${s.yellow(`not ok: ${k}: ${n}`)}`);
+    }
+    out(
+      s.bold(
+        "\n  per service and method, as each sidecar counted them (the pods' admin /services, what `meshport top` reads; warm-up calls included)",
+      ),
+    );
+    const sides = [
+      ['consumer pod', 'outbound', outServices],
+      ['provider pod', 'inbound', inServices],
+    ] as const;
+    for (const flow of FLOWS) {
+      const cluster = clusterOf(flow);
+      for (const [pod, direction, lines] of sides) {
+        const rows = lines.filter((l) => l.direction === direction && l.service === cluster);
+        if (rows.length === 0) out(`  ${pod} ${direction.padEnd(8)} ${cluster}: ${s.red('no calls counted')}`);
+        for (const r of rows) {
+          const rate = r.answered > 0 ? r.ok / r.answered : undefined;
+          const success = `success ${formatSuccess(rate)}`;
+          out(
+            `  ${pod} ${direction.padEnd(8)} ${cluster}#${r.method}  calls ${r.calls}  ${rate === 1 ? s.green(success) : s.red(success)}  ` +
+              `p50 ${r.p50}  p99 ${r.p99}  callers ${r.callers.slice(0, 3).join(', ') || 'none'}`,
+          );
+          for (const [outcome, n] of r.failures) out(`    ${s.yellow(`not ok: ${outcome}: ${n}`)}`);
+        }
+      }
     }
 
     // Who talked to whom: the identity the consumer pod required of the endpoint (published by the provider pod as

@@ -129,14 +129,26 @@ function checkDemo(extraEnv: NodeJS.ProcessEnv, netns: boolean): void {
       assert.equal(outRoute[1], providerInbound);
       const inRoute = one(out, new RegExp(`provider pod inbound route ${qc} -> (\\S+)`), `${cluster} inbound route`);
       assert.equal(inRoute[1], `127.0.0.1:${appPorts[iface]}`);
-      const outOk = Number(
-        one(out, new RegExp(`consumer pod /stats outbound ok ${qc}: (\\d+)`), 'consumer pod stats')[1],
-      );
-      const inOk = Number(
-        one(out, new RegExp(`provider pod /stats inbound ok ${qc}: (\\d+)`), 'provider pod stats')[1],
-      );
-      assert.ok(outOk >= Number(calls[1]), `consumer pod outbound ok ${outOk} < ${calls[1]} calls`);
-      assert.ok(inOk >= Number(calls[1]), `provider pod inbound ok ${inOk} < ${calls[1]} calls`);
+      // What each sidecar counted for the flow's method (/services): at least the app's calls (the warm-up calls
+      // too), all of them ok, latency percentiles, and who called: the app on the consumer pod's loopback, the
+      // consumer pod's identity at the provider pod.
+      const method = protocol === 'bolt' ? 'echo' : 'greet';
+      for (const [pod, direction, caller] of [
+        ['consumer pod', 'outbound', '127.0.0.1'],
+        ['provider pod', 'inbound', 'spiffe://meshport.demo/ns/demo/sa/consumer'],
+      ] as const) {
+        const counted = one(
+          out,
+          new RegExp(
+            `${pod} ${direction} +${qc}#(\\S+)  calls (\\d+)  success (\\S+)  p50 ([\\d.]+m?s|<0\\.1ms)  p99 ([\\d.]+m?s|<0\\.1ms)  callers (.*)`,
+          ),
+          `${pod} /services ${cluster}`,
+        );
+        assert.equal(counted[1], method, `${pod} ${cluster}: the method`);
+        assert.ok(Number(counted[2]) >= Number(calls[1]), `${pod} ${cluster}: ${counted[2]} calls < ${calls[1]}`);
+        assert.equal(counted[3], '100%', `${pod} ${cluster}: success`);
+        assert.equal(counted[6], caller, `${pod} ${cluster}: callers`);
+      }
     }
     assert.match(out, new RegExp(`consumer app connected to: ${consumerOutbound.replace(/\./g, '\\.')}\\n`));
 

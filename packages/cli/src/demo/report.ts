@@ -1,6 +1,8 @@
-// What the demo reads back to show what happened: latency percentiles, and the pods' admin pages (/routes, /stats).
+// What the demo reads back to show what happened: latency percentiles, and the pods' admin pages (/routes,
+// /services, /stats).
 
 import { spawn } from 'node:child_process';
+import { formatQuantile, quantile, type ServicesPage } from '../top/figures';
 import type { HostPort } from './pods';
 
 /** GET http://admin/path; for a netns pod from inside its namespace (the admin port is on the pod's loopback). */
@@ -51,18 +53,43 @@ export async function adminRoutes(admin: HostPort, netns?: string): Promise<Rout
   return body.clusters;
 }
 
-/** meshport_responses_total by `listener cluster outcome`. */
-export async function adminResponses(admin: HostPort, netns?: string): Promise<Map<string, number>> {
-  const text = await adminGet(admin, '/stats', netns);
-  const counts = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (!line.startsWith('meshport_responses_total{')) continue;
-    const m = /\{(.*)\}\s+(\S+)$/.exec(line);
-    if (!m) continue;
-    const labels = Object.fromEntries([...m[1]!.matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
-    counts.set(`${labels.listener} ${labels.cluster} ${labels.outcome}`, Number(m[2]));
-  }
-  return counts;
+/** One service and method of a pod's /services, since its sidecar started: calls, success, p50/p99, callers. */
+export interface ServiceLine {
+  direction: string;
+  service: string;
+  method: string;
+  calls: number;
+  answered: number;
+  ok: number;
+  /** The answers that were not ok, by outcome. */
+  failures: [string, number][];
+  p50: string;
+  p99: string;
+  /** The service's callers (its identity when the caller had one, else its address), busiest first. */
+  callers: string[];
+}
+
+/** A pod's /services (the same page `meshport top` reads), as totals since its sidecar started. */
+export async function adminServices(admin: HostPort, netns?: string): Promise<ServiceLine[]> {
+  const page = JSON.parse(await adminGet(admin, '/services', netns)) as ServicesPage;
+  return page.services.map((s) => {
+    const answered = Object.values(s.outcomes).reduce((a, b) => a + b, 0);
+    return {
+      direction: s.direction,
+      service: s.service,
+      method: s.method,
+      calls: s.requests,
+      answered,
+      ok: s.outcomes.ok ?? 0,
+      failures: Object.entries(s.outcomes).filter(([o, n]) => o !== 'ok' && n > 0),
+      p50: formatQuantile(quantile(s.latency.counts, page.buckets, 0.5)),
+      p99: formatQuantile(quantile(s.latency.counts, page.buckets, 0.99)),
+      callers: page.callers
+        .filter((c) => c.direction === s.direction && c.service === s.service && c.requests > 0)
+        .sort((a, b) => b.requests - a.requests)
+        .map((c) => c.caller),
+    };
+  });
 }
 
 /** The mutual-TLS counters of a pod's /stats: handshakes and failures by direction, calls denied by policy. */
