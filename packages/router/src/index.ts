@@ -21,3 +21,4 @@ export type { AuthzPolicy, HandshakeFailure, RouterSecurity, TlsMaterial, TlsMod
 export { ACCESS_LOG_DEFAULTS, TRACE_DEFAULTS, LABEL_CAP_DEFAULTS, FOLDED_LABEL, NO_SERVICE_LABEL } from './telemetry';
 export type { AccessLogSampling, TraceSampling, LabelCaps, RouterTelemetry, TelemetrySink } from './telemetry';
 export { fnv1a64, deriveSpanIds, sampled } from './trace-ids';
+export type { ServicesPage, ServiceMethodTotals } from './stats';

@@ -495,6 +495,7 @@ describe(`telemetry: per-service metrics, access logs and spans (engine ${defaul
       const consumer = await kit.router(new MemoryRouteTable().setOutbound(SVC, { endpoints: [endpoint] }), {
         security: securityOf(pki.issue(consumerId), pki.caPem),
       });
+      for (const r of [provider, consumer]) assert.equal(r.engine, defaultEngine(), 'the engine under test');
       const client = await kit.connect(consumer.address('outbound').port);
       await call(client, javaBolt(1, 'echo'), javaBolt(2, 'echo'));
       const m = await metrics(provider);
