@@ -2,6 +2,7 @@
 // rate, success rate and p50/p99 of the last interval, the busiest callers — on the full terminal, sortable by key;
 // or, with --json, one JSON object per interval for scripts.
 
+import http from 'node:http';
 import { CliError, UsageError } from './errors';
 import { interval, type Interval, type Quantile, type ServicesPage, type SortKey, sortRows } from './top/figures';
 import { DIRECTION_FILTERS, type DirectionFilter, renderScreen, totals, visible } from './top/screen';
@@ -45,41 +46,61 @@ export class AdminUnreachable extends CliError {
 /** Reads /services of the admin port at `admin`; the errors say what is wrong in the user's terms. */
 export async function readServices(admin: string, timeoutMs = 3000): Promise<ServicesPage> {
   const { host, port } = parseAdmin(admin);
-  const url = `http://${host}:${port}/services`;
-  let res: Response;
+  let answer: { status: number; text: string };
   try {
-    res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+    answer = await httpGet(host, port, '/services', timeoutMs);
   } catch (err) {
-    const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).name;
+    const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
     const why =
-      cause === 'ECONNREFUSED'
+      code === 'ECONNREFUSED'
         ? 'connection refused: is the sidecar running, with its admin port there?'
-        : cause === 'TimeoutError'
+        : code === 'ETIMEDOUT'
           ? `no answer in ${timeoutMs / 1000} s`
-          : cause;
+          : code;
     throw new AdminUnreachable(admin, why);
   }
-  if (res.status === 404) {
-    await res.body?.cancel();
+  const { status, text } = answer;
+  if (status === 404)
     throw new CliError(
       'MESHPORT_CLI_NO_SERVICES_PAGE',
       `the sidecar at ${admin} has no /services page: it is older than meshport top (per-service metrics came with it); upgrade the sidecar`,
     );
-  }
-  const text = await res.text();
-  let page: ServicesPage;
+  let page: ServicesPage | undefined;
   try {
     page = JSON.parse(text) as ServicesPage;
   } catch {
-    page = undefined as unknown as ServicesPage;
+    page = undefined;
   }
-  if (res.status !== 200 || !page || !Array.isArray(page.services) || !Array.isArray(page.buckets))
+  if (status !== 200 || !page || !Array.isArray(page.services) || !Array.isArray(page.buckets))
     throw new CliError(
       'MESHPORT_CLI_NO_SERVICES_PAGE',
-      `the sidecar at ${admin} answered /services with ${res.status} and not the page meshport top reads: ${text.slice(0, 120).trim()}`,
+      `the sidecar at ${admin} answered /services with ${status} and not the page meshport top reads: ${text.slice(0, 120).trim()}`,
     );
   page.callers ??= [];
   return page;
+}
+
+/**
+ * GET over node:http rather than fetch: fetch refuses ports browsers block (6000, 6667...), and an admin port may be
+ * any port.
+ */
+function httpGet(
+  host: string,
+  port: number,
+  path: string,
+  timeoutMs: number,
+): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: host.replace(/^\[|\]$/g, ''), port, path, timeout: timeoutMs }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (text += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })));
+    req.on('error', reject);
+  });
 }
 
 /** The JSON object of one interval (docs/observability.md, `meshport top --json`). */
@@ -142,8 +163,10 @@ const sleep = (ms: number, signal?: AbortSignal) =>
   });
 
 /** Runs `meshport top` and resolves to its exit code. */
-export async function runTop(options: TopOptions, io: Io): Promise<number> {
-  parseAdmin(options.admin);
+export async function runTop(given: TopOptions, io: Io): Promise<number> {
+  // Shown and named in errors as the address read: `15000` is 127.0.0.1:15000.
+  const { host, port } = parseAdmin(given.admin);
+  const options = { ...given, admin: `${host}:${port}` };
   if (options.json || options.once) return runPlain(options, io);
   const stdout = process.stdout;
   if (!stdout.isTTY) throw new UsageError('the live view needs a terminal; use --json (or --once) for a pipe or file');

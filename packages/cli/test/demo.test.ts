@@ -1,8 +1,9 @@
 // `meshport demo` (what `npm run demo` runs): the whole product flow — a real ZooKeeper, two sidecars as two pods,
 // a sofa-rpc-node provider and consumer each pointed at its own pod's facade — completes, the calls went through
-// both sidecars over mutual TLS (the summary names the peer identities), and nothing it started is left running. As root (with a working `ip netns`) the pods are network
-// namespaces (198.18.10.2 / 198.18.11.2) and none is left behind; MESHPORT_DEMO_PODS=loopback forces loopback pods.
-
+// both sidecars over mutual TLS (the summary names the peer identities), each sidecar counted them per service and
+// method (its /services: calls, success, p50/p99, callers), and nothing it started is left running. As root (with a
+// working `ip netns`) the pods are network namespaces (198.18.10.2 / 198.18.11.2) and none is left behind;
+// MESHPORT_DEMO_PODS=loopback forces loopback pods.
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';

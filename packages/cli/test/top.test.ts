@@ -80,7 +80,8 @@ describe('meshport top: the figures of an interval', () => {
     assert.equal(formatQuantile(undefined), '-');
     assert.equal(formatQuantile({ seconds: 0.00042 }), '0.42ms');
     assert.equal(formatQuantile({ seconds: 0.0125 }), '12.5ms');
-    assert.equal(formatQuantile({ seconds: 1.2 }), '1.2s');
+    assert.equal(formatQuantile({ seconds: 0.0008 }), '0.80ms');
+    assert.equal(formatQuantile({ seconds: 1.2 }), '1.20s');
   });
 
   it('rates, success and percentiles are of the growth between the reads, not of the totals', () => {
@@ -218,7 +219,9 @@ describe('meshport top: what it says when it cannot read a sidecar', function ()
     assert.equal(r.stdout, '');
     assert.match(
       r.stderr,
-      new RegExp(`^meshport top: MESHPORT_CLI_ADMIN_UNREACHABLE: cannot read the sidecar's admin port at ${port} `),
+      new RegExp(
+        `^meshport top: MESHPORT_CLI_ADMIN_UNREACHABLE: cannot read the sidecar's admin port at 127\\.0\\.0\\.1:${port} `,
+      ),
     );
     assert.match(r.stderr, /connection refused/);
   });
@@ -491,23 +494,7 @@ describe('meshport top against a real sidecar under load', function () {
   });
 
   it('the live view in a real terminal (tmux): rows and figures, `9` sorts by p99, `q` gives the terminal back', async function () {
-    if (spawnSync('tmux', ['-V'], { stdio: 'ignore' }).status !== 0) skipOrFail(this, 'tmux is not installed');
-    const socket = `meshport-top-test-${process.pid}`;
-    const tmux = (...args: string[]) => {
-      const r = spawnSync('tmux', ['-L', socket, '-f', '/dev/null', ...args], { encoding: 'utf8' });
-      if (r.status !== 0) throw new Error(`tmux ${args.join(' ')}: ${r.stderr}`);
-      return r.stdout;
-    };
-    const screen = () => tmux('capture-pane', '-p', '-t', 'top');
-    const until = async (what: string, check: (text: string) => boolean) => {
-      let text = '';
-      for (let i = 0; i < 100; i++) {
-        text = screen();
-        if (check(text)) return text;
-        await sleep(100);
-      }
-      throw new Error(`${what}: the screen was\n${text}`);
-    };
+    const { tmux, until, kill } = terminal(this);
     // A shell runs top and then says how it ended, so the pane outlives it and shows what top left behind.
     const command = `${process.execPath} ${BIN} top --admin ${sidecar.admin}; echo "top exited $?"; sleep 60`;
     tmux('new-session', '-d', '-s', 'top', '-x', '120', '-y', '30', command);
@@ -537,6 +524,17 @@ describe('meshport top against a real sidecar under load', function () {
       tmux('send-keys', '-t', 'top', 'n');
       await until('sorted by name', (t) => /sorted by name/.test(t) && /SERVICE\*/.test(t));
 
+      // `d`: outbound only (the rows stay), then inbound only (this sidecar had none), then all again.
+      tmux('send-keys', '-t', 'top', 'd');
+      const outbound = await until('outbound only', (t) => /direction outbound/.test(t));
+      assert.ok(rowOf(outbound, 'echo') && rowOf(outbound, 'flaky'), outbound);
+      tmux('send-keys', '-t', 'top', 'd');
+      const inbound = await until('inbound only', (t) => /direction inbound/.test(t));
+      assert.equal(rowOf(inbound, 'echo'), undefined, inbound);
+      assert.match(inbound, /\(no inbound calls\)/);
+      tmux('send-keys', '-t', 'top', 'd');
+      await until('all directions', (t) => /direction all/.test(t) && rowOf(t, 'echo') !== undefined);
+
       tmux('send-keys', '-t', 'top', 'q');
       const after = await until('top exited', (t) => /top exited \d+/.test(t));
       assert.match(after, /top exited 0/);
@@ -544,7 +542,66 @@ describe('meshport top against a real sidecar under load', function () {
       assert.doesNotMatch(after, /TOP CALLERS|REQ\/S/);
       assert.equal(tmux('display-message', '-p', '-t', 'top', '#{alternate_on} #{cursor_flag}').trim(), '0 1');
     } finally {
-      spawnSync('tmux', ['-L', socket, 'kill-server'], { stdio: 'ignore' });
+      kill();
+    }
+  });
+});
+
+/**
+ * A tmux server of our own (its own socket, so nothing else's sessions are seen or touched): `tmux ARGS` on it, the
+ * screen of the session `top` read until a check passes, and `kill` to end that server. Skips (fails under CI) without
+ * tmux.
+ */
+function terminal(ctx: Mocha.Context) {
+  if (spawnSync('tmux', ['-V'], { stdio: 'ignore' }).status !== 0) skipOrFail(ctx, 'tmux is not installed');
+  const socket = `meshport-top-test-${process.pid}-${Date.now()}`;
+  const tmux = (...args: string[]) => {
+    const r = spawnSync('tmux', ['-L', socket, '-f', '/dev/null', ...args], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`tmux ${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  };
+  const until = async (what: string, check: (text: string) => boolean) => {
+    let text = '';
+    for (let i = 0; i < 100; i++) {
+      text = tmux('capture-pane', '-p', '-t', 'top');
+      if (check(text)) return text;
+      await sleep(100);
+    }
+    throw new Error(`${what}: the screen was\n${text}`);
+  };
+  const kill = () => spawnSync('tmux', ['-L', socket, 'kill-server'], { stdio: 'ignore' });
+  return { tmux, until, kill };
+}
+
+describe('meshport top in a real terminal, no sidecar there', function () {
+  this.timeout(30_000);
+
+  it('waits for the admin port, saying so on screen; `q` still exits 0', async function () {
+    const { tmux, until, kill } = terminal(this);
+    const server = net.createServer();
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const port = (server.address() as net.AddressInfo).port;
+    server.close();
+    tmux(
+      'new-session',
+      '-d',
+      '-s',
+      'top',
+      '-x',
+      '100',
+      '-y',
+      '12',
+      `${process.execPath} ${BIN} top --admin ${port}; echo "top exited $?"; sleep 60`,
+    );
+    try {
+      const waiting = await until('the waiting line', (t) => /waiting for/.test(t));
+      assert.match(waiting, new RegExp(`waiting for 127\\.0\\.0\\.1:${port} \\(connection refused`));
+      assert.match(waiting, /^keys: /m);
+      tmux('send-keys', '-t', 'top', 'q');
+      assert.match(await until('top exited', (t) => /top exited \d+/.test(t)), /top exited 0/);
+    } finally {
+      kill();
     }
   });
 });

@@ -190,19 +190,21 @@ export function sortRows(rows: MethodFigures[], key: SortKey): MethodFigures[] {
 /** A quantile for people: `0.42ms`, `12.5ms`, `1.20s`, `<0.1ms`, `>10s`, `-` when there is none. */
 export function formatQuantile(q: Quantile | undefined): string {
   if (q === undefined) return '-';
-  const text = formatSeconds(q.seconds);
-  return q.bound === 'below' ? `<${text}` : q.bound === 'above' ? `>${text}` : text;
+  // A bound is shown as the bucket table writes it (0.1 ms, 10 s), a value with the digits it has.
+  if (q.bound === 'below') return `<${trim(formatSeconds(q.seconds))}`;
+  if (q.bound === 'above') return `>${trim(formatSeconds(q.seconds))}`;
+  return formatSeconds(q.seconds);
 }
 
 function formatSeconds(s: number): string {
-  if (s >= 1) return `${trim(s < 10 ? s.toFixed(2) : s.toFixed(1))}s`;
+  if (s >= 1) return `${s < 10 ? s.toFixed(2) : s.toFixed(1)}s`;
   const ms = s * 1000;
-  return `${trim(ms < 1 ? ms.toFixed(2) : ms < 10 ? ms.toFixed(2) : ms < 100 ? ms.toFixed(1) : ms.toFixed(0))}ms`;
+  return `${ms < 10 ? ms.toFixed(2) : ms < 100 ? ms.toFixed(1) : ms.toFixed(0)}ms`;
 }
 
-/** Trailing zeros off a fixed-point number (`10.0` -> `10`, `0.10` -> `0.1`), so the bounds read as written. */
-function trim(fixed: string): string {
-  return fixed.includes('.') ? fixed.replace(/\.?0+$/, '') : fixed;
+/** Trailing zeros off a number with its unit (`10.0s` -> `10s`, `0.10ms` -> `0.1ms`). */
+function trim(text: string): string {
+  return text.replace(/\.?0+(?=[a-z]+$)/, '');
 }
 
 /** A rate for people: `812/s`, `12.5/s`, `0.3/s`. */

@@ -65,7 +65,7 @@ export function renderScreen(state: ScreenState, width: number, height: number):
   const lines: string[] = [];
   const time = state.now.toISOString().slice(11, 19);
   lines.push(
-    `meshport top - sidecar ${state.admin} - ${time} UTC - every ${state.intervalSeconds}s - ${state.direction} directions - sorted by ${sortTitle(state.sort)}`,
+    `meshport top - sidecar ${state.admin} - ${time} UTC - every ${state.intervalSeconds}s - direction ${state.direction} - sorted by ${sortTitle(state.sort)}`,
   );
   const figures = state.figures;
   const rows = figures ? sortRows(visible(figures.rows, state.direction), state.sort) : [];
@@ -101,7 +101,8 @@ export function renderScreen(state: ScreenState, width: number, height: number):
   const shown = rows.slice(0, roomForRows);
   for (const r of shown) lines.push(columns.map((c) => fit(c.cell(r), c.width, c.right === true)).join(' '));
   if (rows.length > shown.length) lines[lines.length - 1] = `... ${rows.length - shown.length + 1} more rows`;
-  if (figures && rows.length === 0) lines.push('(no service has been called yet)');
+  if (figures && rows.length === 0)
+    lines.push(figures.rows.length === 0 ? '(no service has been called yet)' : `(no ${state.direction} calls)`);
   const roomForCallers = height - lines.length - 1;
   if (callers.length > 0 && roomForCallers >= 3) {
     lines.push('');
@@ -168,11 +169,12 @@ function callerLines(callers: CallerFigures[], rows: MethodFigures[], width: num
     if (!services.some((s) => s.direction === r.direction && s.service === r.service))
       services.push({ direction: r.direction, service: r.service });
   }
+  const width0 = Math.max(0, ...services.map((s) => s.service.length));
   const lines: string[] = [];
   for (const s of services) {
     const top = callers.filter((c) => c.direction === s.direction && c.service === s.service).slice(0, 3);
     if (top.length === 0) continue;
-    const head = `${s.direction === 'outbound' ? 'out' : 'in '} ${s.service}`;
+    const head = `${s.direction === 'outbound' ? 'out' : 'in '} ${s.service.padEnd(width0)}`;
     const list = top.map((c) => `${c.caller} ${formatRate(c.rps)}`).join('  ');
     lines.push(fit(`${head}  ${list}`, width, false));
   }
