@@ -634,7 +634,7 @@ const DescriptorTable kDescriptor;
 
 inline bool isStringCode(uint8_t c) { return c < 0x20 || (c >= 0x30 && c <= 0x33) || c == 0x52 || c == 0x53; }
 
-enum AttachmentKey : uint8_t { kOther, kGroup, kInterface, kPath, kVersion };
+enum AttachmentKey : uint8_t { kOther, kGroup, kInterface, kPath, kVersion, kTraceparent, kSofaTraceId, kSofaRpcId };
 
 class AttachmentScanner {
  public:
@@ -645,6 +645,9 @@ class AttachmentScanner {
     size_t start = 0, end = 0;
   };
   Value group, path, version;
+  // With traceKeys (off on the routing path, which never needs them): the trace attachments, by the same rules.
+  bool traceKeys = false;
+  Value traceparent, sofaTraceId, sofaRpcId;
   const char* error = nullptr;
 
   AttachmentScanner() { classFields_.reserve(64); }
@@ -653,6 +656,7 @@ class AttachmentScanner {
     buf_ = buf;
     end_ = static_cast<int64_t>(end);
     group = path = version = Value{};
+    traceparent = sofaTraceId = sofaRpcId = Value{};
     error = nullptr;
     refCount_ = typeCount_ = 0;
     classFields_.clear();
@@ -670,6 +674,7 @@ class AttachmentScanner {
     if (p < 0) {
       error = reason_;
       group = path = version = Value{};  // a body read halfway routes nowhere
+      traceparent = sofaTraceId = sofaRpcId = Value{};
     }
     // A body with thousands of class definitions grew the table: give it back rather than keep it per thread.
     if (classFields_.capacity() > 4096) std::vector<int32_t>().swap(classFields_);
@@ -742,6 +747,14 @@ class AttachmentScanner {
 
   bool equalsAt(int64_t at, const char* name, size_t n) const { return std::memcmp(buf_ + at, name, n) == 0; }
 
+  // The trace keys, matched only as one short ASCII string (hessian-skip.ts traceKey).
+  AttachmentKey traceKey(int64_t at, size_t n) const {
+    if (n == 11 && equalsAt(at, "traceparent", 11)) return kTraceparent;
+    if (n == 29 && equalsAt(at, "rpc_trace_context.sofaTraceId", 29)) return kSofaTraceId;
+    if (n == 27 && equalsAt(at, "rpc_trace_context.sofaRpcId", 27)) return kSofaRpcId;
+    return kOther;
+  }
+
   int64_t countArguments(int64_t p) {
     if (p < end_ && buf_[p] == 0x4e) return fail(p, "the descriptor is null");
     int state = 0;
@@ -793,6 +806,7 @@ class AttachmentScanner {
         else if (c == 9 && equalsAt(p + 1, "interface", 9)) key = kInterface;
         else if (c == 4 && equalsAt(p + 1, "path", 4)) key = kPath;
         else if (c == 7 && equalsAt(p + 1, "version", 7)) key = kVersion;
+        else if (traceKeys) key = traceKey(p + 1, c);
         p += 1 + c;
       } else if (isStringCode(c)) {
         p = skipKey(p);
@@ -822,7 +836,10 @@ class AttachmentScanner {
       }
       if (key == kGroup) group = value;
       else if (key == kPath) path = value;
-      else version = value;
+      else if (key == kVersion) version = value;
+      else if (key == kTraceparent) traceparent = value;
+      else if (key == kSofaTraceId) sofaTraceId = value;
+      else sofaRpcId = value;
     }
   }
 
@@ -1609,6 +1626,34 @@ std::string errorResponse(const FrameHeader& who, Failure f, std::string_view me
   // Other codecs get the status alone, which every Bolt client maps to an error too.
   const std::string content = a.codec == 1 ? rpcServerException(message) : std::string();
   return boltFrame(a, 0, 2, who.idLow, status, std::string_view(kSofaResponseClass, sizeof kSofaResponseClass - 1), content);
+}
+
+bool dubboTraceAttachments(const uint8_t* p, size_t len, TraceAttachments& out) {
+  out = TraceAttachments{};
+  if (len < kDubboHeader || p[0] != kDubboMagicHigh || p[1] != 0xbb) return false;
+  const uint8_t flag = p[2];
+  if ((flag & 0x80) == 0 || (flag & 0x20) != 0 || (flag & 0x1f) != 2) return false;
+  const int32_t body = s32(p + 12);
+  if (body < 0 || kDubboHeader + static_cast<uint64_t>(body) > len) return false;
+  const size_t end = kDubboHeader + static_cast<size_t>(body);
+  // The leading strings are walked, not viewed: nothing here touches the scratch a caller's FrameHeader views.
+  size_t pos = kDubboHeader;
+  CodecError err;
+  for (int i = 0; i < 4; i++) {
+    bool has;
+    if (!readH2String(p, pos, end, has, err)) return false;
+  }
+  thread_local AttachmentScanner traceScanner;
+  traceScanner.traceKeys = true;
+  traceScanner.scan(p, pos, end);
+  if (traceScanner.error != nullptr) return false;
+  const auto copy = [](const AttachmentScanner::Value& v, TraceAttachments::Range& r) {
+    r = TraceAttachments::Range{v.present, v.start, v.end};
+  };
+  copy(traceScanner.traceparent, out.traceparent);
+  copy(traceScanner.sofaTraceId, out.sofaTraceId);
+  copy(traceScanner.sofaRpcId, out.sofaRpcId);
+  return true;
 }
 
 std::string attachmentsErrorText(const uint8_t* p, size_t len) {

@@ -97,6 +97,20 @@ std::string heartbeatRequest(Proto proto, uint32_t id);
 // of an earlier decode on this thread end with it (views the codec had to convert live in a per-thread scratch).
 std::string attachmentsErrorText(const uint8_t* p, size_t len);
 
+// The trace attachments of a Dubbo hessian2 request (trace_context.cc reads them): where the last `traceparent`,
+// `rpc_trace_context.sofaTraceId` and `rpc_trace_context.sofaRpcId` entries' string values lie in the frame (hessian
+// string headers included; absent when the entry is missing or not a string). False when the frame is no hessian2
+// request or its body cannot be read to the end of the attachments. Keys match only as one short ASCII string.
+// Uses the codec's scanner with its own state: views of an earlier decodeHeader stay valid.
+struct TraceAttachments {
+  struct Range {
+    bool present = false;
+    size_t start = 0, end = 0;
+  };
+  Range traceparent, sofaTraceId, sofaRpcId;
+};
+bool dubboTraceAttachments(const uint8_t* p, size_t len, TraceAttachments& out);
+
 // Whether `s` is well-formed UTF-8 (no surrogates, no overlong forms, nothing past U+10FFFF): what every route key
 // routeKey makes is, whatever the frame held.
 bool validUtf8(std::string_view s);

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "codec.h"
+#include "trace_context.h"
 
 namespace meshport {
 namespace {
@@ -323,6 +324,73 @@ Napi::Value Peek(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// What trace_context.cc reads of a frame, for the differential test (trace-context.ts is the reference): null when
+// the frame does not decode, as the engine never asks then.
+Napi::Value BodyMethod(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Bytes b = bytesArg(info, 0, "bodyMethod", "buf");
+  FrameHeader h;
+  CodecError err;
+  if (!decodeHeader(b.data, b.length, h, err)) return env.Null();
+  std::string method;
+  if (!boltBodyMethod(b.data, b.length, h, method)) return env.Null();
+  return bufferOf(env, method);  // UTF-8 bytes, compared with Buffer.from of the reference's string
+}
+
+Napi::Value TraceContext_(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Bytes b = bytesArg(info, 0, "traceContext", "buf");
+  FrameHeader h;
+  CodecError err;
+  if (!decodeHeader(b.data, b.length, h, err)) return env.Null();
+  TraceContext ctx;
+  if (!readTraceContext(b.data, b.length, h, ctx)) return env.Null();
+  Napi::Object o = Napi::Object::New(env);
+  if (!ctx.traceparent.empty()) o.Set("traceparent", ctx.traceparent);
+  if (!ctx.sofaTraceId.empty()) o.Set("sofaTraceId", ctx.sofaTraceId);
+  if (!ctx.sofaRpcId.empty()) o.Set("sofaRpcId", ctx.sofaRpcId);
+  return o;
+}
+
+Napi::Value SpanIds_(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) throw typeError(env, "spanIds", "ctx must be an object");
+  const Napi::Object in = info[0].As<Napi::Object>();
+  TraceContext ctx;
+  const auto field = [&](const char* name, std::string& out) {
+    const Napi::Value v = in.Get(name);
+    if (v.IsString()) out = v.As<Napi::String>().Utf8Value();
+  };
+  field("traceparent", ctx.traceparent);
+  field("sofaTraceId", ctx.sofaTraceId);
+  field("sofaRpcId", ctx.sofaRpcId);
+  const std::string side = stringArg(info, 1, "spanIds", "side");
+  if (side != "outbound" && side != "inbound") throw typeError(env, "spanIds", "side must be 'outbound' or 'inbound'");
+  SpanIds ids;
+  if (!deriveSpanIds(ctx, side == "outbound" ? SpanSide::Outbound : SpanSide::Inbound, ids)) return env.Null();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("traceId", ids.traceId);
+  o.Set("spanId", ids.spanId);
+  if (!ids.parentSpanId.empty()) o.Set("parentSpanId", ids.parentSpanId);
+  o.Set("sampledFlag", Napi::Boolean::New(env, ids.sampledFlag));
+  return o;
+}
+
+Napi::Value Fnv1a64(const Napi::CallbackInfo& info) {
+  const std::string s = stringArg(info, 0, "fnv1a64", "s");
+  static const char hex[] = "0123456789abcdef";
+  const uint64_t h = fnv1a64(s);
+  std::string out;
+  for (int shift = 60; shift >= 0; shift -= 4) out.push_back(hex[(h >> shift) & 15]);
+  return Napi::String::New(info.Env(), out);
+}
+
+Napi::Value TraceSampled(const Napi::CallbackInfo& info) {
+  const std::string id = stringArg(info, 0, "traceSampled", "traceId");
+  const double everyN = integerArg(info, 1, "traceSampled", "everyN", 0, 9007199254740991.0);
+  return Napi::Boolean::New(info.Env(), traceSampled(id, static_cast<uint64_t>(everyN)));
+}
+
 }  // namespace
 
 void InitCodec(Napi::Env env, Napi::Object exports) {
@@ -338,6 +406,11 @@ void InitCodec(Napi::Env env, Napi::Object exports) {
   codec.Set("crc32", Napi::Function::New(env, Crc32, "crc32"));
   codec.Set("peekIdentity", Napi::Function::New(env, PeekIdentity, "peekIdentity"));
   codec.Set("peek", Napi::Function::New(env, Peek, "peek"));
+  codec.Set("bodyMethod", Napi::Function::New(env, BodyMethod, "bodyMethod"));
+  codec.Set("traceContext", Napi::Function::New(env, TraceContext_, "traceContext"));
+  codec.Set("spanIds", Napi::Function::New(env, SpanIds_, "spanIds"));
+  codec.Set("fnv1a64", Napi::Function::New(env, Fnv1a64, "fnv1a64"));
+  codec.Set("traceSampled", Napi::Function::New(env, TraceSampled, "traceSampled"));
   exports.Set("codec", codec);
 }
 

@@ -42,4 +42,15 @@ bool deriveSpanIds(const TraceContext& ctx, SpanSide side, SpanIds& out);
 // FNV-1a 64 over the bytes of `s`, 0 mapped to 1 (the derivation's hash).
 uint64_t fnv1a64(std::string_view s);
 
+// Whether a trace is sampled at one in `everyN` (trace-ids.ts sampled): the low 64 bits of the hex traceId,
+// unsigned, are a multiple of everyN. everyN 0 samples nothing; a traceId that is not 1..32 lowercase hex digits
+// is never sampled.
+bool traceSampled(std::string_view traceId, uint64_t everyN);
+
+// Limits of the reads (trace-context.ts): the longest trace value kept (printable ASCII only), the longest body
+// method read (UTF-16 units), the most class definitions a SofaRequest body may declare.
+inline constexpr size_t kMaxTraceValue = 256;
+inline constexpr size_t kMaxBodyMethod = 1024;
+inline constexpr size_t kMaxBodyClasses = 256;
+
 }  // namespace meshport
