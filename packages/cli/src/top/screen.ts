@@ -162,13 +162,16 @@ function errors(r: MethodFigures): string {
     .join(', ');
 }
 
-/** Per service (in the order of its busiest row), its three busiest callers. */
+/** Per service (the busiest service first), its three busiest callers. */
 function callerLines(callers: CallerFigures[], rows: MethodFigures[], width: number): string[] {
-  const services: { direction: Direction; service: string }[] = [];
-  for (const r of sortRows(rows, 'rps')) {
-    if (!services.some((s) => s.direction === r.direction && s.service === r.service))
-      services.push({ direction: r.direction, service: r.service });
+  const rates = new Map<string, { direction: Direction; service: string; rps: number }>();
+  for (const r of rows) {
+    const key = `${r.direction}\0${r.service}`;
+    const s = rates.get(key) ?? { direction: r.direction, service: r.service, rps: 0 };
+    s.rps += r.rps;
+    rates.set(key, s);
   }
+  const services = [...rates.values()].sort((a, b) => b.rps - a.rps || a.service.localeCompare(b.service));
   const width0 = Math.max(0, ...services.map((s) => s.service.length));
   const lines: string[] = [];
   for (const s of services) {
