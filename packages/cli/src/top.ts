@@ -209,7 +209,9 @@ async function runPlain(options: TopOptions, io: Io): Promise<number> {
           columns,
           rows,
         );
-        io.stdout.write(`${screen.filter((l, i, all) => l !== '' || all[i - 1] !== '').join('\n')}\n`);
+        // The screen without the keys line (no keys here) and without its filler lines.
+        const text = screen.slice(0, -1).filter((l, i, all) => l !== '' || (i > 0 && all[i - 1] !== ''));
+        io.stdout.write(`${text.join('\n').trimEnd()}\n`);
       }
       if (options.once) break;
     }

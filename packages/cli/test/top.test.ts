@@ -493,6 +493,32 @@ describe('meshport top against a real sidecar under load', function () {
     assert.ok(snapshot.totals.rps >= echo.rps + flaky.rps - 0.01);
   });
 
+  it('--json streams one object per interval until SIGINT; --once alone prints the table once, no escape codes', async () => {
+    const child = spawn(process.execPath, [BIN, 'top', '--json', '--interval', '0.5', '--admin', sidecar.admin]);
+    let stdout = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    const exited = once(child, 'exit');
+    while (stdout.split('\n').length < 4) await sleep(50);
+    child.kill('SIGINT');
+    const [code] = (await exited) as [number | null];
+    assert.equal(code, 0);
+    const objects = stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as TopJson);
+    assert.ok(objects.length >= 3);
+    for (const o of objects) {
+      assert.ok(o.intervalSeconds > 0.4 && o.intervalSeconds < 1.5, `${o.intervalSeconds}`);
+      assert.ok(o.services.some((s) => s.method === 'flaky' && s.rps > 0));
+    }
+
+    const r = await runCli(['top', '--once', '--admin', sidecar.admin]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(!r.stdout.includes('\x1b'), r.stdout);
+    assert.match(r.stdout, new RegExp(`^out +${SERVICE.replace(/\./g, '\\.')} +flaky +[\\d.]+/s +[\\d.]+% `, 'm'));
+    assert.doesNotMatch(r.stdout, /keys:/);
+  });
+
   it('the live view in a real terminal (tmux): rows and figures, `9` sorts by p99, `q` gives the terminal back', async function () {
     const { tmux, until, kill } = terminal(this);
     // A shell runs top and then says how it ended, so the pane outlives it and shows what top left behind.
