@@ -12,7 +12,7 @@
         "native/addon.cc", "native/codec.cc", "native/codec_binding.cc",
         "native/engine.cc", "native/engine_binding.cc",
         "native/loop.cc", "native/callers.cc", "native/upstreams.cc", "native/clusters.cc", "native/routes.cc", "native/relay.cc",
-        "native/authz.cc", "native/tls.cc", "native/secure.cc", "native/trace_context.cc", "native/telemetry.cc"
+        "native/authz.cc", "native/tls.cc", "native/secure.cc", "native/trace_context.cc", "native/telemetry.cc", "native/records.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],

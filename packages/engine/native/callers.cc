@@ -103,7 +103,7 @@ void Loop::addListener(Fd fd, int which, AllowList allow) {
 
 void Loop::adopt(Fd fd, int which, std::vector<uint8_t> head) {
   if (draining_) return;  // fd closes
-  Caller* c = newCaller(std::move(fd), which, "");
+  Caller* c = newCaller(std::move(fd), which, nullptr);
   if (c == nullptr) return;
   if (!head.empty() && c->sniff) {
     // Mutual TLS on the inbound listener: the head's first byte tells a handshake from plaintext.
@@ -162,24 +162,32 @@ void Loop::acceptAll(Listener* l) {
       }
       continue;
     }
-    newCaller(std::move(owned), l->which, source);
+    newCaller(std::move(owned), l->which, &peer);
   }
 }
 
-inline Caller* Loop::newCaller(Fd fd, int which, std::string source) {
+inline Caller* Loop::newCaller(Fd fd, int which, const sockaddr_storage* accepted) {
   int one = 1;
   setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  if (source.empty()) {
-    sockaddr_storage peer{};
+  sockaddr_storage peer{};
+  if (accepted != nullptr) {
+    peer = *accepted;
+  } else {
     socklen_t len = sizeof peer;
-    if (getpeername(fd.get(), reinterpret_cast<sockaddr*>(&peer), &len) == 0) source = addressText(peer);
+    if (getpeername(fd.get(), reinterpret_cast<sockaddr*>(&peer), &len) != 0) peer.ss_family = AF_UNSPEC;
   }
   int flags = fcntl(fd.get(), F_GETFL);
   if (flags >= 0) fcntl(fd.get(), F_SETFL, flags | O_NONBLOCK);
   auto* c = new Caller();
   c->fd = std::move(fd);
   c->listener = which;
-  c->source = std::move(source);
+  c->source = addressText(peer);
+  // The caller as metrics, logs and spans name it: an IPv4 peer of a dual-stack listener by its IPv4 address.
+  c->ip = c->source.compare(0, 7, "::ffff:") == 0 && c->source.find('.') != std::string::npos ? c->source.substr(7) : c->source;
+  const uint16_t port = peer.ss_family == AF_INET    ? ntohs(reinterpret_cast<const sockaddr_in&>(peer).sin_port)
+                        : peer.ss_family == AF_INET6 ? ntohs(reinterpret_cast<const sockaddr_in6&>(peer).sin6_port)
+                                                     : 0;
+  c->address = c->ip.find(':') != std::string::npos ? "[" + c->ip + "]:" + std::to_string(port) : c->ip + ":" + std::to_string(port);
   c->events = EPOLLIN | EPOLLRDHUP;
   epoll_event ev{};
   ev.events = c->events;
@@ -413,15 +421,16 @@ inline MethodCounters& Loop::countRequest(ClusterCounters& m, Caller* c, const u
   std::string_view method = h.method;
   if (method.empty() && h.proto == Proto::Bolt && boltBodyMethod(p, len, h, bodyMethod_)) method = bodyMethod_;
   if (method.empty()) method = "unknown";
+  method_ = method;
   MethodCounters& mm = m.methods.find(method, s_.methodLabelCap, m.foldedMethods);
   mm.requests.fetch_add(1, std::memory_order_relaxed);
   // The caller: its verified identity (inbound mutual TLS), else its address.
   if (c->lastCounters != &m) {
     c->lastCounters = &m;
-    c->lastCaller = &m.callers.find(c->peer.empty() ? c->source : c->peer, s_.callerLabelCap, m.foldedCallers);
+    c->lastCaller = &m.callers.find(c->peer.empty() ? c->ip : c->peer, s_.callerLabelCap, m.foldedCallers);
   } else if (c->lastCaller->name == LabelTable<CallerCounters>::kOther) {
     // Folded last time: each call past the cap is counted as folded, as a fresh lookup would.
-    c->lastCaller = &m.callers.find(c->peer.empty() ? c->source : c->peer, s_.callerLabelCap, m.foldedCallers);
+    c->lastCaller = &m.callers.find(c->peer.empty() ? c->ip : c->peer, s_.callerLabelCap, m.foldedCallers);
   }
   c->lastCaller->requests.fetch_add(1, std::memory_order_relaxed);
   return mm;
@@ -432,6 +441,7 @@ void Loop::request(Caller* c, uint8_t* p, size_t len, const FrameHeader& h) {
   if (h.proto == Proto::Dubbo && h.attachmentsError != nullptr) {
     ClusterCounters& m = noneCounters(which);
     MethodCounters& mm = countRequest(m, c, p, len, h);
+    if (telemetryOn_) startRecord(p, len, h, method_);
     // The full reason, with the names that disagree, is rebuilt only here, on the refusal path.
     return refuse(c, h, m, mm, Failure::BadRequest,
                   "meshport: the request's identity cannot be read from its attachments: " + attachmentsErrorText(p, len));
@@ -466,6 +476,7 @@ void Loop::request(Caller* c, uint8_t* p, size_t len, const FrameHeader& h) {
   }
   ClusterCounters& m = cluster != nullptr ? *cluster->counters : noneCounters(which);
   MethodCounters& mm = countRequest(m, c, p, len, h);
+  if (telemetryOn_) startRecord(p, len, h, method_);
   if (draining_) return refuse(c, h, m, mm, Failure::Draining, "meshport is shutting down");
   if (!routable) {
     return refuse(c, h, m, mm, Failure::NoRoute,
@@ -511,8 +522,14 @@ void Loop::request(Caller* c, uint8_t* p, size_t len, const FrameHeader& h) {
       }
     }
     freeCall(call);
+    if (pendingRecord_.on) {
+      // Logged as sent: nothing will say more about it.
+      if (host != nullptr) pendingRecord_.endpoint = host->key;
+      endRecord(pendingRecord_, c, h.proto, m.cluster, "ok", monotonicMicros() - nowMicros_, 0);
+    }
     return;
   }
+  if (pendingRecord_.on) std::swap(call->record, pendingRecord_);
   callStarted(c);
   c->refs++;
   live_.push(call);
@@ -531,7 +548,15 @@ void Loop::request(Caller* c, uint8_t* p, size_t len, const FrameHeader& h) {
 inline void Loop::refuse(Caller* c, const FrameHeader& who, ClusterCounters& m, MethodCounters& mm, Failure f,
                          const std::string& message) {
   countOutcome(m, mm, f);
-  if (who.expectsResponse()) reply(c, errorResponse(who, f, message));
+  uint64_t answered = 0;
+  if (who.expectsResponse()) {
+    const std::string answer = errorResponse(who, f, message);
+    answered = answer.size();
+    reply(c, answer);
+  }
+  if (pendingRecord_.on) {
+    endRecord(pendingRecord_, c, who.proto, m.cluster, kOutcomeNames[size_t(f)], monotonicMicros() - nowMicros_, answered);
+  }
 }
 
 // The policy's verdict on an inbound call (authorize() of security.ts); a denied one is answered here with the
@@ -543,6 +568,7 @@ bool Loop::authorized(Caller* c, const uint8_t* p, size_t len, const FrameHeader
   if (authorize(security_->policy, service, method.empty() ? nullptr : &method, peer.empty() ? nullptr : &peer)) return true;
   ClusterCounters& m = cluster != nullptr ? *cluster->counters : noneCounters(c->listener);
   MethodCounters& mm = countRequest(m, c, p, len, h);
+  if (telemetryOn_) startRecord(p, len, h, method_);
   {
     std::lock_guard<std::mutex> lock(stats_->deniedMutex);
     stats_->denied[cluster != nullptr ? std::string(service) : std::string("none")]++;

@@ -144,6 +144,10 @@ void Engine::setSecurity(std::shared_ptr<const SecuritySnapshot> security) {
   loop_->post([loop = loop_.get(), security] { loop->setSecurity(security); });
 }
 
+void Engine::setTelemetry(const TelemetrySettings& telemetry) {
+  loop_->post([loop = loop_.get(), telemetry] { loop->setTelemetry(telemetry); });
+}
+
 void Engine::drain(int64_t deadlineMs, uint64_t token) {
   loop_->post([loop = loop_.get(), deadlineMs, token] { loop->beginDrain(deadlineMs, token); });
 }

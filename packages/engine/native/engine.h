@@ -22,6 +22,7 @@
 
 #include "buffers.h"
 #include "codec.h"
+#include "telemetry.h"
 
 namespace meshport {
 
@@ -227,8 +228,15 @@ struct EngineStats {
   std::map<std::string, uint64_t> denied;
 };
 
-// What the loop tells JavaScript: log lines and answers to describe()/drain(), as JSON text, in batches.
-using EventSink = std::function<void(std::vector<std::string>&&)>;
+// What the loop tells JavaScript, in batches: log lines and answers to describe()/drain() as JSON text, and the
+// access log lines and spans that waited their turn (whole lines, handed over as they are). One channel, so a
+// drain's answer comes after the lines of the calls it waited for.
+struct EngineEvents {
+  std::vector<std::string> lines;
+  std::string access;
+  std::string spans;
+};
+using EventSink = std::function<void(EngineEvents&&)>;
 
 class Loop;
 
@@ -252,6 +260,8 @@ class Engine {
   // Mutual TLS and the authorization policy from here on (nullptr: plaintext everywhere, every call allowed): new
   // connections use it, existing ones keep the SSL they started with.
   void setSecurity(std::shared_ptr<const SecuritySnapshot> security);
+  // Which calls get access log lines and spans from here on (telemetry.h).
+  void setTelemetry(const TelemetrySettings& telemetry);
   // Drain: no new connections, requests refused as draining, calls in flight get `deadlineMs`; then `token` is
   // answered through the sink ({"type":"reply","token":N}).
   void drain(int64_t deadlineMs, uint64_t token);

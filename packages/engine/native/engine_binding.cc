@@ -6,7 +6,9 @@
 #include <napi.h>
 #include <uv.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <memory>
 #include <system_error>
 
@@ -253,7 +255,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                         InstanceMethod("describe", &EngineWrap::Describe), InstanceMethod("stats", &EngineWrap::Stats),
                         InstanceMethod("ref", &EngineWrap::Ref), InstanceMethod("unref", &EngineWrap::Unref),
                         InstanceMethod("close", &EngineWrap::Close), InstanceMethod("dupFd", &EngineWrap::DupFd),
-                        InstanceMethod("relay", &EngineWrap::Relay), InstanceMethod("setSecurity", &EngineWrap::SetSecurity)});
+                        InstanceMethod("relay", &EngineWrap::Relay), InstanceMethod("setSecurity", &EngineWrap::SetSecurity),
+                        InstanceMethod("setTelemetry", &EngineWrap::SetTelemetry)});
   }
 
   explicit EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineWrap>(info) {
@@ -294,14 +297,18 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     tsfn_ = Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "meshport-engine-events", 0, 1);
     tsfn_.Unref(env);
     auto tsfn = tsfn_;
-    engine_ = std::make_unique<Engine>(s, [tsfn](std::vector<std::string>&& batch) mutable {
-      auto* data = new std::vector<std::string>(std::move(batch));
-      napi_status st = tsfn.NonBlockingCall(data, [](Napi::Env env, Napi::Function fn, std::vector<std::string>* lines) {
-        std::unique_ptr<std::vector<std::string>> owned(lines);
+    engine_ = std::make_unique<Engine>(s, [tsfn](EngineEvents&& batch) mutable {
+      auto* data = new EngineEvents(std::move(batch));
+      napi_status st = tsfn.NonBlockingCall(data, [](Napi::Env env, Napi::Function fn, EngineEvents* events) {
+        std::unique_ptr<EngineEvents> owned(events);
         if (env == nullptr || fn.IsEmpty()) return;
-        Napi::Array arr = Napi::Array::New(env, owned->size());
-        for (size_t i = 0; i < owned->size(); i++) arr.Set(uint32_t(i), Napi::String::New(env, (*owned)[i]));
-        fn.Call({arr});
+        Napi::Array arr = Napi::Array::New(env, owned->lines.size());
+        for (size_t i = 0; i < owned->lines.size(); i++) arr.Set(uint32_t(i), Napi::String::New(env, owned->lines[i]));
+        // Access log lines and spans as one string each: JavaScript hands them on without looking inside.
+        auto text = [&](const std::string& s) -> Napi::Value {
+          return s.empty() ? env.Undefined() : Napi::String::New(env, s).As<Napi::Value>();
+        };
+        fn.Call({arr, text(owned->access), text(owned->spans)});
       });
       if (st != napi_ok) delete data;
     });
@@ -442,6 +449,47 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     return env.Undefined();
   }
 
+  // setTelemetry({ accessLog?: { everyN, errors, slowMs }, tracing?: { everyN } } | undefined): RouterTelemetry of
+  // packages/router/src/telemetry.ts, a missing field taking its default there.
+  Napi::Value SetTelemetry(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = engine(env);
+    TelemetrySettings t;
+    if (!info[0].IsUndefined() && !info[0].IsNull()) {
+      if (!info[0].IsObject()) throw Napi::TypeError::New(env, "telemetry must be an object or undefined");
+      auto o = info[0].As<Napi::Object>();
+      Napi::Value log = o.Get("accessLog");
+      if (log.IsObject()) {
+        auto l = log.As<Napi::Object>();
+        t.accessLog = true;
+        t.logEveryN = uint64_t(std::max(1.0, std::floor(telemetryNumber(l, "accessLog.everyN", 100))));
+        Napi::Value errors = l.Get("errors");
+        t.logErrors = errors.IsUndefined() ? true : errors.ToBoolean().Value();
+        t.slowMs = telemetryNumber(l, "accessLog.slowMs", 1000);
+      } else if (!log.IsUndefined()) {
+        throw Napi::TypeError::New(env, "telemetry.accessLog must be an object");
+      }
+      Napi::Value tracing = o.Get("tracing");
+      if (tracing.IsObject()) {
+        t.tracing = true;
+        t.traceEveryN = telemetryNumber(tracing.As<Napi::Object>(), "tracing.everyN", 1);
+      } else if (!tracing.IsUndefined()) {
+        throw Napi::TypeError::New(env, "telemetry.tracing must be an object");
+      }
+    }
+    e.setTelemetry(t);
+    return env.Undefined();
+  }
+
+  static double telemetryNumber(const Napi::Object& o, const char* name, double fallback) {
+    const char* key = std::strchr(name, '.') + 1;
+    Napi::Value v = o.Get(key);
+    if (v.IsUndefined()) return fallback;
+    const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+    if (!(d >= 0 && d < 1e18)) throw Napi::RangeError::New(o.Env(), std::string("telemetry.") + name + " must be a number from 0");
+    return d;
+  }
+
   Napi::Value Drain(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!info[0].IsNumber() || !info[1].IsNumber()) throw Napi::TypeError::New(env, "drain(deadlineMs, token) takes two numbers");
@@ -505,8 +553,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       }
       out.Set("badFrames", bad);
     }
-    static const char* failureNames[kFailures + 1] = {"no-route",    "timeout",  "busy",   "unavailable", "upstream-closed",
-                                                      "bad-request", "draining", "denied", "ok"};
+    const char* const* failureNames = kOutcomeNames;
     std::vector<std::shared_ptr<ClusterCounters>> clusters;
     {
       std::lock_guard<std::mutex> lock(st.clustersMutex);

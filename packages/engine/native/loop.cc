@@ -105,6 +105,7 @@ void Loop::run() {
     sendEvents();
   }
   shutdownAll();
+  flushTelemetry_ = true;
   sendEvents();
 }
 
@@ -164,6 +165,13 @@ inline void Loop::reap() {
 // drain, callers we sent a FIN); otherwise until the first upstream needs a heartbeat or a timeout checked.
 inline int Loop::waitMs() const {
   if (!tlsAgain_.empty()) return 0;
+  // A batch of access log lines or spans waiting: wake when it is due, whatever else sleeps longer.
+  const int64_t telemetry = telemetryWaitMs();
+  if (telemetry < 500) return int(std::min<int64_t>(telemetry, idleWaitMs()));
+  return idleWaitMs();
+}
+
+inline int Loop::idleWaitMs() const {
   if (!handshaking_.empty()) return 5;  // their deadlines
   if (live_.count > 0 || partialCount_ > 0 || !held_.empty() || draining_ || finPending_ > 0 || !dirtyCallers_.empty()) return 5;
   if (openUpstreams_ == 0 || upstreamDue_ == INT64_MAX) return 500;
@@ -285,6 +293,8 @@ inline void Loop::drainStep() {
   std::vector<Caller*> all(callers_.begin(), callers_.end());
   for (Caller* c : all) closeCaller(c);
   if (!drainTokens_.empty()) {
+    // The lines of every call the drain waited for go before its answer.
+    flushTelemetry_ = true;
     log("info", "drained");
     for (uint64_t token : drainTokens_) events_.push_back("{\"type\":\"reply\",\"token\":" + std::to_string(token) + "}");
     drainTokens_.clear();
@@ -309,15 +319,21 @@ void Loop::log(const char* level, const std::string& msg, const std::string& fie
 }
 
 inline void Loop::sendEvents() {
-  if (events_.empty()) return;
+  const bool telemetry = telemetryDue(flushTelemetry_);
+  flushTelemetry_ = false;
+  if (events_.empty() && !telemetry) return;
   // Bounded: a storm of bad frames must not grow this without end; what is cut is counted in the last line.
   if (events_.size() > 1000) {
     const size_t cut = events_.size() - 1000;
     events_.resize(1000);
     log("warn", std::to_string(cut) + " more engine events were dropped");
   }
-  std::vector<std::string> batch;
-  batch.swap(events_);
+  EngineEvents batch;
+  batch.lines.swap(events_);
+  if (telemetry) {
+    batch.access.swap(accessBatch_);
+    batch.spans.swap(spanBatch_);
+  }
   sink_(std::move(batch));
 }
 

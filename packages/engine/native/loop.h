@@ -22,6 +22,7 @@
 #include "clusters.h"
 #include "codec.h"
 #include "engine.h"
+#include "telemetry.h"
 #include "tls.h"
 
 namespace meshport {
@@ -77,9 +78,11 @@ struct Call {
   uint32_t upstreamId = 0;
   std::vector<uint8_t> frame;  // kept while the connection is still connecting: a never-sent call is retried
   int64_t startedMicros = 0;
+  int64_t durationMicros = 0;  // set by finish()
   int64_t deadline = 0;
   int64_t timeoutMs = 0;
   CallRoute route;  // what the balancer reads of it
+  CallRecord record;  // its access log line and span (telemetry on)
   bool pending = false;
   bool done = false;
   Call* livePrev = nullptr;
@@ -123,7 +126,9 @@ struct Caller : Handler {
   Caller() : Handler(Tag::Caller) {}
   Fd fd;
   int listener = 0;
-  std::string source;
+  std::string source;   // its address as the per-source cap counts it
+  std::string ip;       // its address, an IPv4 one of a dual-stack listener unmapped (the metrics' caller)
+  std::string address;  // ip:port ([ip]:port for IPv6), as access logs and spans show it
   ByteQueue in;
   ByteQueue out;
   uint32_t inflight = 0;
@@ -327,6 +332,9 @@ class Loop {
   // ---- secure.cc
   void setSecurity(std::shared_ptr<const SecuritySnapshot> security);
 
+  // ---- records.cc
+  void setTelemetry(const TelemetrySettings& telemetry);
+
   // ---- relay.cc
   void relay(Fd app, const sockaddr_storage& to, socklen_t toLen, std::vector<uint8_t> head);
 
@@ -337,6 +345,7 @@ class Loop {
   inline void flushDirty();
   inline void reap();
   inline int waitMs() const;
+  inline int idleWaitMs() const;
   inline void tick();
   void releaseHeld(bool all);
   inline void drainStep();
@@ -346,7 +355,7 @@ class Loop {
 
   // ---- callers.cc: accepted app connections, their frames and requests
   void acceptAll(Listener* l);
-  inline Caller* newCaller(Fd fd, int which, std::string source);
+  inline Caller* newCaller(Fd fd, int which, const sockaddr_storage* peer);
   void readCaller(Caller* c);
   void drainEndedCaller(Caller* c);
   inline void processCaller(Caller* c);
@@ -417,6 +426,20 @@ class Loop {
   void handshakeFailed(int direction, HandshakeFailure f, const std::string& text, const std::string& remote);
   // Writes t.out to the socket until it is empty or the socket is full; false (errno in `err`) when it broke.
   static bool writeCipher(int fd, TlsConn& t, int& err);
+
+  // ---- records.cc: access log lines and spans
+  // With telemetry on, what the call's line needs of its request (the frame is not kept), in pendingRecord_.
+  void startRecord(const uint8_t* p, size_t len, const FrameHeader& h, std::string_view method);
+  // The call ended: its line and span, if the sampling says so, into the batches.
+  void endRecord(CallRecord& r, Caller* c, Proto proto, std::string_view service, std::string_view status,
+                 int64_t durationMicros, uint64_t bytesOut);
+  // A call answered (or refused) with a router failure; an upstream's answer with its status.
+  void endRecord(Call* call, Failure f, uint64_t bytesOut);
+  void endRecordAnswered(Call* call, uint16_t status, uint64_t bytesOut);
+  // Whether a batch waits long enough (or has grown enough) to go; `force` on a drain and at the end.
+  bool telemetryDue(bool force) const;
+  // How long the loop may sleep before a batch is due (INT64_MAX: none waits).
+  int64_t telemetryWaitMs() const;
 
   // ---- relay.cc: captured connections passed through byte for byte
   void relayEvent(RelaySide* s, uint32_t ev);
@@ -506,6 +529,7 @@ class Loop {
     c->route.method.clear();
     c->route.hashKey.clear();
     c->route.hasHashKey = c->pending = c->done = false;
+    c->record.reset();
     c->prev = c->next = nullptr;
     c->list = nullptr;
     if (freeCalls_.size() < 4096) freeCalls_.push_back(c);
@@ -603,6 +627,19 @@ class Loop {
   std::string key_;
   std::string poolKey_;
   std::string bodyMethod_;  // a SofaRequest body's method name (boltBodyMethod), reused
+  std::string_view method_;  // the method of the request countRequest counted last (valid while its frame is)
+  // Telemetry (records.cc): the sampling in force, the access log's call count, the record of the request being
+  // handled (moved to its Call when it becomes one), the batches waiting and since when (ms; 0: empty).
+  TelemetrySettings telemetry_;
+  bool telemetryOn_ = false;
+  uint64_t accessCalls_ = 0;
+  CallRecord pendingRecord_;
+  std::string accessBatch_;
+  std::string spanBatch_;
+  int64_t accessSince_ = 0;
+  int64_t spanSince_ = 0;
+  bool flushTelemetry_ = false;
+  IdSource ids_;
   std::vector<std::string> events_;
   // Mutual TLS and authorization in force (nullptr: plaintext everywhere, every call allowed).
   std::shared_ptr<const SecuritySnapshot> security_;

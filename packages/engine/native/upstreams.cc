@@ -20,6 +20,7 @@ void Loop::send(Call* call, uint8_t* p, size_t len) {
   if (host == nullptr) return fail(call, Failure::Unavailable, "meshport: no endpoint of " + cluster.name + " accepted a connection");
   call->host = host;
   host->active++;
+  if (call->record.on) call->record.endpoint = host->key;
   Upstream* u = connectionFor(*host, call->who.proto);
   if (u == nullptr) {
     host->active--;
@@ -66,6 +67,7 @@ inline void Loop::finish(Call* call) {
   ClusterCounters& m = *call->cluster->counters;
   MethodCounters& mm = *call->method;
   const uint64_t micros = uint64_t(std::max<int64_t>(0, monotonicMicros() - call->startedMicros));
+  call->durationMicros = int64_t(micros);
   size_t i = 0;
   while (i < kLatencyBuckets && micros > kBucketMicros[i]) i++;
   m.latency[i].fetch_add(1, std::memory_order_relaxed);
@@ -89,7 +91,9 @@ void Loop::fail(Call* call, Failure f, const std::string& message) {
   finish(call);
   forget(call);
   countOutcome(*call->cluster->counters, *call->method, f);
-  reply(call->caller, errorResponse(call->who, f, message));
+  const std::string answer = errorResponse(call->who, f, message);
+  reply(call->caller, answer);
+  if (call->record.on) endRecord(call, f, answer.size());
   release(call);
 }
 
@@ -293,6 +297,7 @@ inline void Loop::upstreamFrame(Upstream* u, uint8_t* p, size_t len) {
   }
   setRequestId(p, len, call->who.idHigh, call->who.idLow);
   reply(call->caller, p, len);
+  if (call->record.on) endRecordAnswered(call, status, len);
   release(call);
 }
 

@@ -179,6 +179,21 @@ export interface EngineClusterState {
   }[];
 }
 
+/**
+ * Which calls get access log lines and spans, as RouterTelemetry of @meshport/router's telemetry.ts (a missing field
+ * takes its default there: accessLog everyN 100, errors true, slowMs 1000; tracing everyN 1). Absent parts are off.
+ */
+export interface EngineTelemetry {
+  accessLog?: { everyN?: number; errors?: boolean; slowMs?: number };
+  tracing?: { everyN?: number };
+}
+
+/**
+ * Receives access log lines (`access`) and OTLP/JSON spans (`span`): one or more whole lines, each ending in '\n', at
+ * most every 100 ms per kind or when 64 KiB wait, and whatever waits when the engine drains or closes.
+ */
+export type EngineTelemetrySink = (kind: 'access' | 'span', lines: string) => void;
+
 /** A log line from the engine thread: level, message and fields, as pino takes them. */
 export interface EngineLogEvent {
   level: 'debug' | 'info' | 'warn' | 'error';
@@ -193,6 +208,7 @@ interface NativeEngineHandle {
   dupFd(fd: number): number;
   setRoutes(routes: EngineRoutes, partial?: boolean): void;
   setSecurity(security: EngineSecurity | undefined): void;
+  setTelemetry(telemetry: EngineTelemetry | undefined): void;
   drain(deadlineMs: number, token: number): void;
   describe(token: number): void;
   stats(): EngineCounters;
@@ -201,7 +217,10 @@ interface NativeEngineHandle {
   close(): void;
 }
 
-type NativeEngineClass = new (settings: EngineSettings, onEvents: (lines: string[]) => void) => NativeEngineHandle;
+type NativeEngineClass = new (
+  settings: EngineSettings,
+  onEvents: (lines: string[], access: string | undefined, spans: string | undefined) => void,
+) => NativeEngineHandle;
 
 /** Why the native engine cannot run here, or undefined when it can. */
 export function nativeEngineUnavailable(): string | undefined {
@@ -225,11 +244,12 @@ export class NativeEngine {
   constructor(
     settings: EngineSettings,
     private readonly onLog: (event: EngineLogEvent) => void,
+    private readonly onTelemetry?: EngineTelemetrySink,
   ) {
     const addon = loadEngineAddon();
     if (!addon.loaded) throw new EngineError('MESHPORT_ENGINE_UNAVAILABLE', addon.reason);
     const Engine = addon.native.Engine as NativeEngineClass;
-    this.handle = new Engine(settings, (lines) => this.onEvents(lines));
+    this.handle = new Engine(settings, (lines, access, spans) => this.onEvents(lines, access, spans));
   }
 
   /** Binds (throws with errno/code/syscall when it cannot) and serves the listener; returns the bound port. */
@@ -271,6 +291,14 @@ export class NativeEngine {
     this.handle.setSecurity(security);
   }
 
+  /**
+   * Which calls get access log lines and spans from now on (undefined: none), swapped in on the loop thread; lines
+   * already waiting are still handed over. The lines go to the constructor's `onTelemetry`.
+   */
+  setTelemetry(telemetry: EngineTelemetry | undefined): void {
+    this.handle.setTelemetry(telemetry);
+  }
+
   /** Replaces the clusters named (or removes those marked `remove`); every other cluster stays as it is. */
   updateRoutes(changed: EngineRoutes): void {
     this.handle.setRoutes(changed, true);
@@ -307,7 +335,10 @@ export class NativeEngine {
     });
   }
 
-  private onEvents(lines: string[]): void {
+  private onEvents(lines: string[], access: string | undefined, spans: string | undefined): void {
+    // Lines first: a drain's answer below resolves after the lines of the calls it waited for.
+    if (access !== undefined) this.onTelemetry?.('access', access);
+    if (spans !== undefined) this.onTelemetry?.('span', spans);
     for (const line of lines) {
       const event = JSON.parse(line) as Record<string, unknown>;
       if (event.type === 'reply') {

@@ -15,5 +15,7 @@ export {
   type EngineRoutes,
   type EngineSecurity,
   type EngineSettings,
+  type EngineTelemetry,
+  type EngineTelemetrySink,
 } from './engine';
 export { ENGINE_ERROR_CODES, EngineError, type EngineErrorCode } from './errors';

@@ -102,10 +102,14 @@ async function dial(port: number, localAddress = '127.0.0.1') {
 
 const ECHO = 'com.example.EchoService:1.0';
 
-/** An engine whose outbound listener routes ECHO to an echo provider. */
-async function routedEngine(settings: EngineSettings = {}) {
+/** An engine whose outbound listener routes ECHO to an echo provider; its telemetry batches go to `batches`. */
+async function routedEngine(settings: EngineSettings = {}, batches: [string, string][] = []) {
   const provider = await startEchoProvider();
-  const e = new NativeEngine(settings, () => {});
+  const e = new NativeEngine(
+    settings,
+    () => {},
+    (kind, lines) => batches.push([kind, lines]),
+  );
   e.setRoutes({ outbound: [{ name: ECHO, endpoints: [{ host: '127.0.0.1', port: provider.port }] }], inbound: [] });
   const port = e.listen('outbound', '127.0.0.1', 0, false);
   return { e, port, provider };
@@ -418,5 +422,163 @@ describe('native engine: its own surface', () => {
     } finally {
       await stop(e, provider);
     }
+  });
+  describe('access log lines and spans', () => {
+    const ACCESS_KEYS = [
+      'time',
+      'direction',
+      'protocol',
+      'caller',
+      'callerIdentity',
+      'service',
+      'method',
+      'endpoint',
+      'status',
+      'durationMs',
+      'bytesIn',
+      'bytesOut',
+      'traceId',
+    ];
+
+    /** The lines of one kind handed over so far, parsed; every batch is whole lines. */
+    function lines(batches: [string, string][], kind: string): Record<string, unknown>[] {
+      return batches
+        .filter(([k]) => k === kind)
+        .flatMap(([, text]) => {
+          assert.ok(text.endsWith('\n'), 'a batch ends a line');
+          return text.slice(0, -1).split('\n');
+        })
+        .map((line) => JSON.parse(line) as Record<string, unknown>);
+    }
+
+    async function waitFor(check: () => boolean, what: string): Promise<void> {
+      for (let i = 0; !check(); i++) {
+        if (i > 200) throw new Error(`waited 2 s for ${what}`);
+        await sleep(10);
+      }
+    }
+
+    it('writes every n-th call and every error, in batches of whole lines in the order and form of the spec', async () => {
+      const batches: [string, string][] = [];
+      const { e, port, provider } = await routedEngine({}, batches);
+      try {
+        e.setTelemetry({ accessLog: { everyN: 3, errors: true, slowMs: 0 } });
+        const caller = await dial(port);
+        const frames = [1, 2, 3, 4, 5, 6].map((id) => boltCall(id, ECHO, 'echo'));
+        const answers = await caller.call(frames);
+        const lost = boltCall(7, 'com.example.Nowhere:1.0', 'lost');
+        await caller.call([lost]);
+        await waitFor(() => lines(batches, 'access').length === 3, 'three lines');
+        // One batch: the lines of calls made within 100 ms of each other wait for each other.
+        assert.ok(batches.length <= 2, `${batches.length} batches`);
+        const [third, sixth, error] = lines(batches, 'access');
+        for (const line of [third, sixth, error]) assert.deepEqual(Object.keys(line), ACCESS_KEYS);
+        const local = `127.0.0.1:${caller.socket.localPort}`;
+        assert.deepEqual(
+          { ...third, time: 'T', durationMs: 'D' },
+          {
+            time: 'T',
+            direction: 'outbound',
+            protocol: 'bolt',
+            caller: local,
+            callerIdentity: null,
+            service: ECHO,
+            method: 'echo',
+            endpoint: `127.0.0.1:${provider.port}`,
+            status: 'ok',
+            durationMs: 'D',
+            bytesIn: frames[2].length,
+            bytesOut: 20 + answers[2].bodyLength,
+            traceId: null,
+          },
+        );
+        assert.match(third.time as string, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+        assert.ok(Math.abs(Date.parse(third.time as string) - Date.now()) < 5000);
+        const ms = third.durationMs as number;
+        assert.ok(ms > 0 && ms < 1000 && Math.round(ms * 1000) / 1000 === ms, `durationMs ${ms}`);
+        assert.deepEqual(
+          [error.service, error.method, error.endpoint, error.status, error.bytesIn],
+          ['none', 'lost', null, 'no-route', lost.length],
+        );
+        assert.ok((error.bytesOut as number) > 0);
+        caller.socket.destroy();
+      } finally {
+        await stop(e, provider);
+      }
+    });
+
+    it('writes a span per call as OTLP/JSON, a root span for a call without trace context', async () => {
+      const batches: [string, string][] = [];
+      const { e, port, provider } = await routedEngine({}, batches);
+      try {
+        e.setTelemetry({ tracing: { everyN: 1 } });
+        const caller = await dial(port);
+        const before = Date.now();
+        await caller.call([boltCall(1, ECHO, 'echo'), boltCall(2, ECHO, 'echo')]);
+        await waitFor(() => lines(batches, 'span').length === 2, 'two spans');
+        assert.equal(lines(batches, 'access').length, 0);
+        const [span, other] = lines(batches, 'span');
+        assert.deepEqual(Object.keys(span), [
+          'traceId',
+          'spanId',
+          'name',
+          'kind',
+          'startTimeUnixNano',
+          'endTimeUnixNano',
+          'attributes',
+          'status',
+        ]);
+        assert.match(span.traceId as string, /^[0-9a-f]{32}$/);
+        assert.match(span.spanId as string, /^[0-9a-f]{16}$/);
+        assert.notEqual(span.traceId, other.traceId);
+        assert.equal(span.name, `${ECHO}/echo`);
+        assert.equal(span.kind, 3);
+        const start = BigInt(span.startTimeUnixNano as string);
+        const end = BigInt(span.endTimeUnixNano as string);
+        assert.ok(start <= end && start >= BigInt(before - 1000) * 1_000_000n, `${start}..${end}`);
+        const attributes = span.attributes as { key: string; value: Record<string, string> }[];
+        assert.deepEqual(
+          attributes.map((a) => [a.key, Object.values(a.value)[0]]),
+          [
+            ['rpc.system', 'sofarpc'],
+            ['rpc.service', ECHO],
+            ['rpc.method', 'echo'],
+            ['meshport.direction', 'outbound'],
+            ['meshport.outcome', 'ok'],
+            ['network.peer.address', `127.0.0.1:${caller.socket.localPort}`],
+            ['server.address', `127.0.0.1:${provider.port}`],
+            ['meshport.bytes_in', String(boltCall(1, ECHO, 'echo').length)],
+            ['meshport.bytes_out', attributes[attributes.length - 1].value.intValue],
+          ],
+        );
+        assert.deepEqual(span.status, { code: 1 });
+        caller.socket.destroy();
+      } finally {
+        await stop(e, provider);
+      }
+    });
+
+    it('changes what it writes on setTelemetry, and hands over what waits before a drain ends', async () => {
+      const batches: [string, string][] = [];
+      const { e, port, provider } = await routedEngine({}, batches);
+      try {
+        const caller = await dial(port);
+        await caller.call([boltCall(1, ECHO, 'echo')]);
+        e.setTelemetry({ accessLog: { everyN: 1, errors: true, slowMs: 0 } });
+        await caller.call([boltCall(2, ECHO, 'echo')]);
+        e.setTelemetry(undefined);
+        await caller.call([boltCall(3, ECHO, 'echo')]);
+        await sleep(250);
+        assert.equal(lines(batches, 'access').length, 1, 'the call made while the access log was on');
+        e.setTelemetry({ accessLog: { everyN: 1 } });
+        await caller.call([boltCall(4, ECHO, 'echo')]);
+        // Within 100 ms of the call, the line still waits: the drain hands it over before it resolves.
+        await e.drain(1000);
+        assert.equal(lines(batches, 'access').length, 2);
+        caller.socket.destroy();
+      } finally {
+        await stop(e, provider);
+      }
+    });
   });
 });

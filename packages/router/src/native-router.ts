@@ -75,8 +75,10 @@ export class NativeRouter implements RouterHandle, AdminView {
         labelCaps: { ...LABEL_CAP_DEFAULTS, ...options.labelCaps },
       },
       ({ level, msg, ...fields }: EngineLogEvent) => engineLog[level](fields, msg),
+      options.onTelemetry,
     );
     if (options.security !== undefined) this.setSecurity(options.security);
+    this.setTelemetry(options.telemetry);
     // One entry per open connection, as the TypeScript engine's pool lists them.
     this.ownStats.trackUpstreams(() => {
       const by = this.lastCounters?.upstreamsByEndpoint ?? {};
@@ -147,16 +149,21 @@ export class NativeRouter implements RouterHandle, AdminView {
   }
 
   /**
-   * Replaces the TLS material, mode and policy at run time: new connections use them, existing ones finish with what
-   * they started with.
+   * Which calls get access log lines and spans from now on, decided and written on the engine's thread; lines
+   * already waiting still go to the sink. Without an onTelemetry sink the engine writes none.
    */
   setTelemetry(telemetry: RouterTelemetry | undefined): void {
     this.telemetryInForce = telemetry;
+    if (this.options.onTelemetry !== undefined) this.native.setTelemetry(telemetry);
   }
 
   /** Which calls get access log lines and spans (setTelemetry replaces it). */
   telemetryInForce: RouterTelemetry | undefined;
 
+  /**
+   * Replaces the TLS material, mode and policy at run time: new connections use them, existing ones finish with what
+   * they started with.
+   */
   setSecurity(security: RouterSecurity | undefined): void {
     // The engine parses the PEM text here, synchronously: material that does not parse throws, and what was in
     // force stays (as the TypeScript engine's TLS contexts do).

@@ -1,0 +1,114 @@
+// Access log lines and spans on the loop thread: what a call's line needs is taken as its request arrives (only
+// while telemetry is on), the sampling decides as it ends, and the lines wait in one batch per kind until 100 ms have
+// passed or 64 KiB wait; sendEvents hands them to JavaScript with the other events (loop.cc).
+
+#include <time.h>
+
+#include <algorithm>
+
+#include "loop.h"
+
+namespace meshport {
+
+namespace {
+
+constexpr int64_t kBatchMs = 100;
+constexpr size_t kBatchBytes = 64 * 1024;
+
+int64_t wallMicros() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return int64_t(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
+}
+
+}  // namespace
+
+void Loop::setTelemetry(const TelemetrySettings& telemetry) {
+  telemetry_ = telemetry;
+  telemetryOn_ = telemetry.any();
+}
+
+void Loop::startRecord(const uint8_t* p, size_t len, const FrameHeader& h, std::string_view method) {
+  CallRecord& r = pendingRecord_;
+  r.reset();
+  r.on = true;
+  r.bytesIn = uint32_t(len);
+  r.method.assign(method.data(), method.size());
+  readTraceContext(p, len, h, r.context);
+}
+
+void Loop::endRecord(CallRecord& r, Caller* c, Proto proto, std::string_view service, std::string_view status,
+                     int64_t durationMicros, uint64_t bytesOut) {
+  if (!r.on) return;
+  r.on = false;
+  if (!telemetryOn_) return;
+  const TelemetrySettings& t = telemetry_;
+  bool line = false;
+  if (t.accessLog) {
+    // Every call counts toward the n-th, both directions alike (call-log.ts counts as a call ends, too).
+    accessCalls_++;
+    line = accessCalls_ % t.logEveryN == 0 || (t.logErrors && status != "ok") ||
+           (t.slowMs > 0 && double(durationMicros) / 1000.0 >= t.slowMs);
+  }
+  if (!line && !t.tracing) return;
+  const int which = c->listener;
+  r.traced = r.context.any() && deriveSpanIds(r.context, which == 0 ? SpanSide::Outbound : SpanSide::Inbound, r.ids);
+  CallEnd e;
+  e.listener = which;
+  e.proto = proto;
+  e.caller = c->address;
+  e.identity = c->peer;
+  e.service = service;
+  e.status = status;
+  e.durationMicros = durationMicros;
+  e.bytesOut = bytesOut;
+  e.endUnixMicros = wallMicros();
+  if (t.tracing) {
+    if (!r.traced) {
+      // No context: a root span of a trace started here (never propagated: the frame is not changed).
+      ids_.hex(r.ids.traceId, 32);
+      ids_.hex(r.ids.spanId, 16);
+      r.ids.parentSpanId.clear();
+      r.ids.sampledFlag = true;
+      r.traced = true;
+    }
+    if (r.ids.sampledFlag && traceSampled(r.ids.traceId, t.traceEveryN)) {
+      if (spanBatch_.empty()) spanSince_ = now_;
+      appendSpanLine(spanBatch_, r, e);
+    }
+  }
+  if (line) {
+    if (accessBatch_.empty()) accessSince_ = now_;
+    appendAccessLine(accessBatch_, r, e);
+  }
+}
+
+void Loop::endRecord(Call* call, Failure f, uint64_t bytesOut) {
+  endRecord(call->record, call->caller, call->who.proto, call->cluster->name, kOutcomeNames[size_t(f)], call->durationMicros, bytesOut);
+}
+
+void Loop::endRecordAnswered(Call* call, uint16_t status, uint64_t bytesOut) {
+  if (status == 0 || status == 20) {
+    endRecord(call->record, call->caller, call->who.proto, call->cluster->name, "ok", call->durationMicros, bytesOut);
+    return;
+  }
+  char text[16];
+  const int n = std::snprintf(text, sizeof text, "status-%u", unsigned(status));
+  endRecord(call->record, call->caller, call->who.proto, call->cluster->name, std::string_view(text, size_t(n)),
+            call->durationMicros, bytesOut);
+}
+
+bool Loop::telemetryDue(bool force) const {
+  if (accessBatch_.empty() && spanBatch_.empty()) return false;
+  if (force || accessBatch_.size() >= kBatchBytes || spanBatch_.size() >= kBatchBytes) return true;
+  return (!accessBatch_.empty() && now_ - accessSince_ >= kBatchMs) || (!spanBatch_.empty() && now_ - spanSince_ >= kBatchMs);
+}
+
+int64_t Loop::telemetryWaitMs() const {
+  int64_t due = INT64_MAX;
+  if (!accessBatch_.empty()) due = std::min(due, accessSince_ + kBatchMs);
+  if (!spanBatch_.empty()) due = std::min(due, spanSince_ + kBatchMs);
+  return due == INT64_MAX ? INT64_MAX : std::max<int64_t>(0, due - now_);
+}
+
+}  // namespace meshport
