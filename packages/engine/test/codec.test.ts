@@ -24,6 +24,9 @@ import {
   savedId,
   type FrameHeader,
   type FrameIdentity,
+  boltBodyMethod,
+  readTraceContext,
+  type TraceContext,
 } from '@meshport/protocol';
 import { loadEngineAddon } from '../src/index';
 
@@ -82,6 +85,18 @@ interface NativeCodec {
     codec: number;
   } | null;
   peek(buf: Uint8Array): { kind: string | null; idHigh: number; idLow: number; status: number };
+  // trace_context.cc (null where the reference says undefined; the method as UTF-8 bytes)
+  bodyMethod(buf: Uint8Array): Buffer | null;
+  traceContext(buf: Uint8Array): TraceContext | null;
+  spanIds(ctx: TraceContext, side: 'outbound' | 'inbound'): SpanIdsOut | null;
+  fnv1a64(s: string): string;
+  traceSampled(traceId: string, everyN: number): boolean;
+}
+interface SpanIdsOut {
+  traceId: string;
+  spanId: string;
+  parentSpanId?: string;
+  sampledFlag: boolean;
 }
 
 // The router's own functions, loaded from its build at run time: @meshport/router depends on this package, so a
@@ -110,6 +125,17 @@ interface FuzzEngine {
 // protocol/dist/src/index.js -> protocol/ (its package exports nothing else by name)
 const protocolDir = path.resolve(path.dirname(require.resolve('@meshport/protocol')), '..', '..');
 const fuzzEngine = require(path.join(protocolDir, 'dist', 'test', 'helpers', 'fuzz-engine.js')) as FuzzEngine;
+// Peer-made requests carrying a body method and trace context, with the reference's expected reads.
+const TRACEPARENT = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+const { traceFrames } = require(path.join(protocolDir, 'dist', 'test', 'helpers', 'trace-frames.js')) as {
+  traceFrames(): { name: string; frame: Buffer; method: string | undefined; trace: TraceContext | undefined }[];
+};
+// The router's span-id derivation (trace-ids.ts), the reference trace_context.cc's deriveSpanIds is held to.
+const traceIds = require(path.join(routerDir, 'dist', 'src', 'trace-ids.js')) as {
+  fnv1a64(s: string): string;
+  deriveSpanIds(ctx: TraceContext, side: 'outbound' | 'inbound'): SpanIdsOut | undefined;
+  sampled(traceId: string, everyN: number): boolean;
+};
 
 interface HessianEncoder {
   write(v: unknown): void;
@@ -994,5 +1020,193 @@ describe('native codec (packages/engine/native/codec.cc) against @meshport/proto
       () => native.setRequestId(cut, 0, 9),
       (e: ProtocolError) => e.code === 'MESHPORT_FRAME_TRUNCATED',
     );
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// trace_context.cc: the body method, the trace context and the span ids
+
+const traceTally = { inputs: 0, methods: 0, contexts: 0 };
+
+/** The native reads of one input equal the reference's: method (as UTF-8), trace context. */
+function checkTrace(input: Buffer, what: string): void {
+  traceTally.inputs++;
+  const method = boltBodyMethod(input);
+  const nativeMethod = native.bodyMethod(input);
+  assert.deepEqual(
+    nativeMethod === null ? null : nativeMethod.toString('hex'),
+    method === undefined ? null : Buffer.from(method).toString('hex'),
+    `${what}: body method (${hexOf(input)})`,
+  );
+  const trace = readTraceContext(input);
+  assert.deepEqual(native.traceContext(input), trace ?? null, `${what}: trace context (${hexOf(input)})`);
+  if (method !== undefined) traceTally.methods++;
+  if (trace !== undefined) {
+    traceTally.contexts++;
+    for (const side of ['outbound', 'inbound'] as const)
+      assert.deepEqual(
+        native.spanIds(trace, side),
+        traceIds.deriveSpanIds(trace, side) ?? null,
+        `${what}: ${side} ids`,
+      );
+  }
+}
+
+/** Mutations aimed at the body: bytes flipped or set to draft-grammar codes past the header, values cut out. */
+function mutateBody(input: Buffer, rng: Rng): Buffer {
+  const b = Buffer.from(input);
+  const from = Math.min(b.length, 40);
+  const times = 1 + rng.int(3);
+  for (let t = 0; t < times && b.length > from; t++) {
+    const at = from + rng.int(b.length - from);
+    b[at] = rng.bool()
+      ? rng.pick([
+          0x4f, 0x6f, 0x4d, 0x48, 0x56, 0x76, 0x7a, 0x53, 0x73, 0x4e, 0x90, 0xbc, 0x49, 0x74, 0x6e, 0x6c, 0x1f, 0xff,
+        ])
+      : b[at] ^ (1 << rng.int(8));
+  }
+  return b;
+}
+
+describe('native trace context (packages/engine/native/trace_context.cc) against @meshport/protocol and trace-ids.ts', function () {
+  this.timeout(600_000);
+
+  after(() => {
+    console.log(
+      `      ${traceTally.inputs} inputs: ${traceTally.methods} with a body method, ${traceTally.contexts} with trace context`,
+    );
+  });
+
+  it('reads the same method and context from the peer-made trace frames, whole, cut at every byte and mutated', () => {
+    const rng = new Rng(SEED ^ 0x7ace);
+    for (const f of traceFrames()) {
+      // The expected reads first: the comparison below must not pass by both sides finding nothing.
+      assert.deepEqual(native.traceContext(f.frame), f.trace ?? null, f.name);
+      assert.equal(native.bodyMethod(f.frame)?.toString() ?? undefined, f.method, f.name);
+      checkTrace(f.frame, f.name);
+      for (let cut = 0; cut < f.frame.length; cut++) checkTrace(f.frame.subarray(0, cut), `${f.name} cut at ${cut}`);
+      for (let k = 0; k < 3000; k++) {
+        const m = rng.bool(0.7) ? mutateBody(f.frame, rng) : mutate(f.frame, rng);
+        checkTrace(m, `${f.name}, mutation ${k}`);
+      }
+    }
+    assert.ok(traceTally.contexts > 5000 && traceTally.methods > 5000, JSON.stringify(traceTally));
+  });
+
+  it('reads the same from every fixture, regression input, kept corpus and protocol fuzz case', () => {
+    const files = [...fixtureFiles(), ...regressionFiles(), ...corpusFiles()];
+    for (const file of files) checkTrace(file.endsWith('.hex') ? readHexFile(file) : fs.readFileSync(file), file);
+    const corpus = fuzzEngine.buildCorpus(SEED);
+    for (const s of [...corpus.bolt, ...corpus.dubbo]) checkTrace(s.bytes, 'protocol fuzz seed');
+    const fuzzRng = new fuzzEngine.Rng(SEED ^ 0x7ace);
+    for (let i = 0; i < MUTATIONS / 3; i++) {
+      const campaign = (['bolt', 'dubbo', 'random'] as const)[i % 3];
+      checkTrace(fuzzEngine.generateCase(corpus, campaign, fuzzRng), `${campaign} case ${i}`);
+    }
+  });
+
+  it("derives the specification's span ids, the same in both (hex padded, others hashed, parents chained)", () => {
+    const both = (ctx: TraceContext, side: 'outbound' | 'inbound') => {
+      const ts = traceIds.deriveSpanIds(ctx, side) ?? null;
+      assert.deepEqual(native.spanIds(ctx, side), ts, JSON.stringify(ctx));
+      return ts;
+    };
+    const fnv = traceIds.fnv1a64;
+    // FNV-1a 64 of the published test vectors; 16 digits, lowercase.
+    assert.equal(fnv(''), 'cbf29ce484222325');
+    assert.equal(fnv('a'), 'af63dc4c8601ec8c');
+    assert.equal(fnv('foobar'), '85944171f73967e8');
+    for (const s of ['', 'a', 'foobar', '问候😀', 'x'.repeat(1000)]) assert.equal(native.fnv1a64(s), fnv(s));
+
+    // A hex sofaTraceId is the trace id, lowercased and padded; the parent is fnv(traceId/rpcId).
+    const hex = both({ sofaTraceId: 'ABC123', sofaRpcId: '0.1' }, 'outbound');
+    assert.equal(hex?.traceId, '00000000000000000000000000abc123');
+    assert.equal(hex?.parentSpanId, fnv('00000000000000000000000000abc123/0.1'));
+    assert.equal(hex?.spanId, fnv(`00000000000000000000000000abc123/${hex?.parentSpanId}/out`));
+    assert.equal(hex?.sampledFlag, true);
+    // No rpc id: "0".
+    assert.equal(both({ sofaTraceId: 'abc123' }, 'outbound')?.parentSpanId, fnv('00000000000000000000000000abc123/0'));
+    // A sofaTraceId that is not 1..32 hex digits: two hashes.
+    const java = 'ac1a2b3c1765045800123100112345x';
+    assert.equal(both({ sofaTraceId: java }, 'inbound')?.traceId, fnv(java) + fnv(`meshport/${java}`));
+    assert.equal(
+      both({ sofaTraceId: 'f'.repeat(33) }, 'inbound')?.traceId,
+      fnv('f'.repeat(33)) + fnv(`meshport/${'f'.repeat(33)}`),
+    );
+    // The provider's sidecar's span is a child of the consumer's: same trace, parent = the outbound span id.
+    for (const ctx of [
+      { sofaTraceId: 'abc123', sofaRpcId: '0.1.1' },
+      { sofaTraceId: java },
+      { traceparent: TRACEPARENT },
+    ]) {
+      const out = both(ctx, 'outbound');
+      const inb = both(ctx, 'inbound');
+      assert.equal(inb?.traceId, out?.traceId);
+      assert.equal(inb?.parentSpanId, out?.spanId);
+      assert.notEqual(inb?.spanId, out?.spanId);
+    }
+    // W3C: trace id and parent passed through; flags bit 0 clear: not sampled; a traceparent wins over SOFA ids.
+    const w3c = both({ traceparent: TRACEPARENT, sofaTraceId: 'abc123' }, 'outbound');
+    assert.equal(w3c?.traceId, '4bf92f3577b34da6a3ce929d0e0e4736');
+    assert.equal(w3c?.parentSpanId, '00f067aa0ba902b7');
+    assert.equal(w3c?.sampledFlag, true);
+    assert.equal(both({ traceparent: TRACEPARENT.replace(/-01$/, '-00') }, 'outbound')?.sampledFlag, false);
+    // An invalid traceparent is ignored: the SOFA ids, else nothing.
+    for (const bad of [
+      TRACEPARENT.toUpperCase(),
+      TRACEPARENT.replace(/^00/, 'ff'),
+      `${TRACEPARENT}-extra`,
+      `00-${'0'.repeat(32)}-00f067aa0ba902b7-01`,
+      `00-4bf92f3577b34da6a3ce929d0e0e4736-${'0'.repeat(16)}-01`,
+      TRACEPARENT.slice(0, -1),
+    ]) {
+      assert.equal(both({ traceparent: bad }, 'outbound'), null, bad);
+      assert.equal(both({ traceparent: bad, sofaTraceId: 'abc' }, 'outbound')?.traceId, `${'0'.repeat(29)}abc`);
+    }
+    // A future version may carry more fields.
+    assert.equal(
+      both({ traceparent: `01${TRACEPARENT.slice(2)}-more` }, 'inbound')?.traceId,
+      '4bf92f3577b34da6a3ce929d0e0e4736',
+    );
+    assert.equal(both({}, 'outbound'), null);
+    // An all-zero sofaTraceId would be an invalid W3C id: hashed.
+    assert.equal(both({ sofaTraceId: '000' }, 'outbound')?.traceId, fnv('000') + fnv('meshport/000'));
+
+    // Sampling: the low 64 bits, unsigned, a multiple of everyN.
+    for (const [id, n, yes] of [
+      ['00000000000000000000000000000003', 3, true],
+      ['00000000000000000000000000000004', 3, false],
+      ['ffffffffffffffff0000000000000000', 7, true],
+      ['0000000000000000ffffffffffffffff', 5, true], // 2^64 - 1 = 3 * 5 * 17 * 257 * 641 * 65537 * 6700417
+      ['0000000000000000ffffffffffffffff', 2, false],
+      ['00000000000000000000000000000001', 1, true],
+      ['00000000000000000000000000000000', 0, false],
+    ] as const) {
+      assert.equal(traceIds.sampled(id, n), yes, `${id} % ${n}`);
+      assert.equal(native.traceSampled(id, n), yes, `native ${id} % ${n}`);
+    }
+  });
+
+  it('derives the same ids from random contexts (printable ASCII, traceparents near valid)', () => {
+    const rng = new Rng(SEED ^ 0x1d5);
+    const printable = (n: number) => String.fromCharCode(...Array.from({ length: n }, () => 0x20 + rng.int(95)));
+    const hexs = (n: number) => Array.from({ length: n }, () => '0123456789abcdefABCDEF'[rng.int(22)]).join('');
+    for (let i = 0; i < 20_000; i++) {
+      const ctx: TraceContext = {};
+      if (rng.bool(0.5)) {
+        let tp = `${hexs(2)}-${hexs(32)}-${hexs(16)}-${hexs(2)}${rng.bool(0.2) ? `-${printable(rng.int(5))}` : ''}`;
+        if (rng.bool(0.5)) tp = tp.toLowerCase();
+        if (rng.bool(0.2)) tp = `00${tp.slice(2)}`;
+        if (rng.bool(0.1)) tp = tp.slice(0, rng.int(tp.length));
+        ctx.traceparent = tp;
+      }
+      if (rng.bool(0.7)) ctx.sofaTraceId = rng.bool(0.5) ? hexs(1 + rng.int(34)) : printable(1 + rng.int(40));
+      if (rng.bool(0.5)) ctx.sofaRpcId = printable(rng.int(8));
+      for (const side of ['outbound', 'inbound'] as const)
+        assert.deepEqual(native.spanIds(ctx, side), traceIds.deriveSpanIds(ctx, side) ?? null, JSON.stringify(ctx));
+      const id = hexs(32).toLowerCase();
+      const n = 1 + rng.int(1000);
+      assert.equal(native.traceSampled(id, n), traceIds.sampled(id, n), `${id} % ${n}`);
+    }
   });
 });
