@@ -1,7 +1,8 @@
 // `npm run bench -- [suite ...] [--quick] [--json] [--save FILE] [--compare FILE] [--update-docs [--docs-section NAME]]
-//  [--duration S] [--rounds N]`
+//  [--duration S] [--rounds N] [--baseline DIR]`
 
 import { appendFileSync, existsSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { compareMetrics, comparisonTable, readSaved, type Comparison, type SavedSuite } from './compare';
 import { BenchUsageError } from './errors';
@@ -15,6 +16,7 @@ import {
   writeChart,
 } from './docs';
 import { fixed } from './format';
+import { baselineRouter } from './forward/observability';
 import { sinkValue } from './measure';
 import { Progress } from './progress';
 import { renderTable } from './render';
@@ -51,6 +53,8 @@ function usage(): string {
     '                     a part of one such as forward-mtls), nothing else; may be given more than once',
     `  --duration SECONDS timed seconds per measurement (default ${DEFAULT_DURATION}, ${QUICK_DURATION} with --quick)`,
     `  --rounds N         interleaved rounds per measurement, the median is reported (default ${DEFAULT_ROUNDS}, ${QUICK_ROUNDS} with --quick)`,
+    '  --baseline DIR     forward: also measure the plain pairs on the build at DIR (made by packages/bench/scripts/',
+    '                     baseline.sh from the commit before issue 19): what the always-on per-service metrics cost',
     '  -h, --help         this text',
   ].join('\n');
 }
@@ -70,10 +74,11 @@ interface RunSettings {
   quick: boolean;
   durationSeconds: number;
   rounds: number;
+  baseline?: string;
 }
 
 function command(suite: string, s: RunSettings): string {
-  return `npm run bench -- ${suite}${s.quick ? ' --quick' : ''}`;
+  return `npm run bench -- ${suite}${s.quick ? ' --quick' : ''}${s.baseline ? ' --baseline DIR' : ''}`;
 }
 
 function runLine(report: SuiteReport, env: Environment, s: RunSettings): string {
@@ -164,6 +169,7 @@ export async function main(argv: string[]): Promise<number> {
         compare: { type: 'string' },
         'update-docs': { type: 'boolean', default: false },
         'docs-section': { type: 'string', multiple: true },
+        baseline: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -181,6 +187,14 @@ export async function main(argv: string[]): Promise<number> {
       durationSeconds: positiveNumber(values.duration, '--duration', quick ? QUICK_DURATION : DEFAULT_DURATION),
       rounds: positiveNumber(values.rounds, '--rounds', quick ? QUICK_ROUNDS : DEFAULT_ROUNDS, true),
     };
+    if (values.baseline !== undefined) {
+      const dir = path.resolve(values.baseline);
+      if (!existsSync(baselineRouter(dir)))
+        throw new BenchUsageError(
+          `--baseline: no ${baselineRouter(dir)}; make the build with packages/bench/scripts/baseline.sh ${values.baseline}`,
+        );
+      settings.baseline = dir;
+    }
     names = positionals.length > 0 ? positionals : [...SUITES.keys()];
     const unknown = names.filter((n) => !SUITES.has(n));
     if (unknown.length > 0)

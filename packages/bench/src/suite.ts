@@ -14,6 +14,11 @@ export interface SuiteOptions {
   rounds: number;
   /** `--quick`: the short version of the suite, for checking a change (every suite together under a minute). */
   quick: boolean;
+  /**
+   * `--baseline DIR`: a build of an older commit (packages/bench/scripts/baseline.sh) the forward suite also measures,
+   * for what a change costs in the same rounds (issue 19: the always-on per-service metrics).
+   */
+  baseline?: string;
   /** Progress lines (to stderr). */
   log: (line: string) => void;
   /** How far the suite is: `done` of `total` steps (drives the progress bar). */

@@ -14,13 +14,19 @@
 // but profiles the whole life of the process.
 //
 // MESHPORT_BENCH_ROUTER=PATH loads the Router from another build of @meshport/router (a scratch copy with a change to
-// try) instead of the workspace package, for A/B runs.
+// try, or the baseline worktree of scripts/baseline.sh) instead of the workspace package, for A/B runs.
+//
+// routes.telemetryFiles { "access"?: PATH, "span"?: PATH } gives the router an onTelemetry sink that appends what it
+// is handed to those files, one synchronous write per batch as a daemon's file sink would: access log lines as they
+// come, spans wrapped one OTLP ExportTraceServiceRequest per batch and line (the Collector's file exporter format).
+// options.telemetry says which calls get them (RouterOptions.telemetry, JSON as it is).
 
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector';
 import * as path from 'node:path';
 import type * as RouterModule from '@meshport/router';
 import type { ClusterSpec, Endpoint } from '@meshport/router';
+import { fileSink } from '../forward/telemetry-files';
 
 function loadRouter(): typeof RouterModule {
   const alt = process.env.MESHPORT_BENCH_ROUTER;
@@ -35,6 +41,8 @@ interface Routes {
   inbound?: Record<string, Endpoint>;
   /** Router options other than listeners and routes (e.g. connectionsPerEndpoint); defaults when absent. */
   options?: Record<string, unknown>;
+  /** Files the router's access log lines and spans are appended to (an onTelemetry sink); none when absent. */
+  telemetryFiles?: { access?: string; span?: string };
 }
 
 function parseRoutes(): Routes {
@@ -62,6 +70,7 @@ async function main(): Promise<void> {
   // The engine comes from options.engine, else MESHPORT_ENGINE (see createRouter).
   const router = createRouter({
     ...routes.options,
+    ...(routes.telemetryFiles ? { onTelemetry: fileSink(routes.telemetryFiles) } : {}),
     routeTable: table,
     outbound: hasOutbound ? { host: '127.0.0.1', port: 0 } : false,
     inbound: hasInbound ? { host: '127.0.0.1', port: 0 } : false,

@@ -36,9 +36,14 @@
 // thread), and records the native pair's self time per shared object and symbol (DIR/forward-<protocol>.perf.data);
 // for the TLS cases also one window of the handshake load, and the mTLS pair's recordings (forward-<protocol>-mtls*).
 // MESHPORT_BENCH_FORWARD_SKIP=case,case leaves cases out of the run (not direct, haproxy-2hop, meshport-2hop-native).
+//
+// Issue 19's cases (forward/observability.ts): meshport-2hop-accesslog(-js) and meshport-2hop-tracing(-js), the plain
+// pairs with access logs at 1% or tracing of every call written to files, and with `--baseline DIR` (a build of the
+// commit before issue 19, scripts/baseline.sh) meshport-2hop-baseline(-js), the plain pairs on that build: the cost of
+// the always-on per-service metrics. Their figures go to a section of their own (`observability`).
 
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { type Started, request, startRunner, stopChild, trackTempDir } from '../forward/children';
@@ -57,6 +62,23 @@ import {
   tlsCounters,
 } from '../forward/tls';
 import { type BenchProtocol, ROUTE_KEYS, requestTemplate } from '../forward/wire';
+import {
+  OBS_CASES,
+  OBS_SECTION,
+  type ObsRouter,
+  type ObsRouterSetup,
+  type WrittenCount,
+  comparisons,
+  countWritten,
+  isObs,
+  obsMetrics,
+  obsResultFigures,
+  obsRouterSetup,
+  obsTables,
+  obsVerdict,
+  readWritten,
+  routerCounts,
+} from '../forward/observability';
 import { type Align, fixed, int, percent } from '../format';
 import { renderReport, type ReportSection, type ReportTable } from '../render';
 import type { HandshakeJob, HandshakeResult } from '../runners/handshake-process';
@@ -87,6 +109,13 @@ const MESH = {
   'meshport-2hop+sockmap': { engine: 'native', sockmap: true, mtls: false },
   'meshport-2hop-mtls': { engine: 'native', sockmap: false, mtls: true },
   'meshport-2hop-mtls-js': { engine: 'js', sockmap: false, mtls: true },
+  // Issue 19's (forward/observability.ts's OBS_CASES): the plain pairs with one thing on, or of the older build.
+  'meshport-2hop-accesslog': { engine: 'native', sockmap: false, mtls: false },
+  'meshport-2hop-tracing': { engine: 'native', sockmap: false, mtls: false },
+  'meshport-2hop-accesslog-js': { engine: 'js', sockmap: false, mtls: false },
+  'meshport-2hop-tracing-js': { engine: 'js', sockmap: false, mtls: false },
+  'meshport-2hop-baseline': { engine: 'native', sockmap: false, mtls: false },
+  'meshport-2hop-baseline-js': { engine: 'js', sockmap: false, mtls: false },
 } as const satisfies Record<string, { engine: Engine; sockmap: boolean; mtls: boolean }>;
 type MeshTarget = keyof typeof MESH;
 const ALL_TARGETS = [
@@ -98,6 +127,12 @@ const ALL_TARGETS = [
   'haproxy-2hop-tls',
   'meshport-2hop-mtls',
   'meshport-2hop-mtls-js',
+  'meshport-2hop-accesslog',
+  'meshport-2hop-tracing',
+  'meshport-2hop-accesslog-js',
+  'meshport-2hop-tracing-js',
+  'meshport-2hop-baseline',
+  'meshport-2hop-baseline-js',
 ] as const;
 type Target = (typeof ALL_TARGETS)[number];
 const isMesh = (t: Target): t is MeshTarget => t in MESH;
@@ -227,6 +262,8 @@ interface Rig {
   sockmap?: { cgroup: SockmapCgroup; loadgen: Loadgen };
   /** The TLS cases: their certificates, and the handshake load generator. */
   tls?: { pki: BenchPki; handshaker: Loadgen };
+  /** Issue 19's cases: where their routers write, and the baseline build (`--baseline`). */
+  obs: { dir: string; baseline: string | undefined };
 }
 
 interface RouterReady {
@@ -248,11 +285,19 @@ async function startRouter(
   engine: Engine,
   join?: CgroupJoin,
   options: object = {},
+  obs?: ObsRouterSetup,
 ): Promise<Started<RouterReady>> {
   const r = await startRunner<RouterReady>('router-process.js', {
-    args: [JSON.stringify({ ...routes, options: { ...options, engine } })],
+    args: [
+      JSON.stringify({
+        ...routes,
+        ...(obs?.telemetryFiles ? { telemetryFiles: obs.telemetryFiles } : {}),
+        options: { ...options, ...obs?.options, engine },
+      }),
+    ],
     readyVia: 'stdout',
     ...(join ? { execArgv: join.execArgv, env: join.env } : {}),
+    ...(obs?.env ? { env: obs.env } : {}),
   });
   if (r.ready.engine !== engine) {
     await stopChild(r.child);
@@ -269,7 +314,13 @@ async function startRouter(
  * With `pki`, the two talk mutual TLS: each has its RouterSecurity (strict, a policy that lets the consumer in), and
  * the consumer's endpoint carries the provider's identity, as the provider's published URL would.
  */
-async function startPair(echoPort: number, engine: Engine, join?: CgroupJoin, pki?: BenchPki): Promise<Pair> {
+async function startPair(
+  echoPort: number,
+  engine: Engine,
+  join?: CgroupJoin,
+  pki?: BenchPki,
+  obs?: (role: Sidecar) => ObsRouterSetup,
+): Promise<Pair> {
   const endpoint = { host: '127.0.0.1', port: echoPort };
   const services = Object.values(ROUTE_KEYS);
   const provider = await startRouter(
@@ -277,6 +328,7 @@ async function startPair(echoPort: number, engine: Engine, join?: CgroupJoin, pk
     engine,
     undefined,
     pki ? { security: routerSecurity(pki, pki.provider, services) } : {},
+    obs?.('provider'),
   );
   try {
     const inbound = { host: '127.0.0.1', port: provider.ready.inbound!, ...(pki ? { identity: PROVIDER_ID } : {}) };
@@ -285,6 +337,7 @@ async function startPair(echoPort: number, engine: Engine, join?: CgroupJoin, pk
       engine,
       join,
       pki ? { security: routerSecurity(pki, pki.consumer, services) } : {},
+      obs?.('consumer'),
     );
     return { consumer, provider };
   } catch (err) {
@@ -389,6 +442,10 @@ interface ProtocolRun {
   handshakes: Map<Target, { protocolVersion: string | null; cipher: string | null; resumed: number }>;
   /** Each mTLS case's routers' TLS counters on /stats at the end of the run (or why they could not be read). */
   tlsStats: Map<MeshTarget, { consumer: TlsCounters; provider: TlsCounters } | string>;
+  /** Issue 19's access log and tracing cases: what each router wrote (`Bolt: <case>` -> per router). */
+  written: Map<string, WrittenCount[]>;
+  /** Whether a plain or baseline case's consumer router has the per-service families on /stats. */
+  perService: Map<MeshTarget, boolean>;
 }
 
 interface PerfCase {
@@ -499,6 +556,7 @@ async function runProtocol(
   let haproxy: Haproxy | undefined;
   let tlsHaproxy: Haproxy | undefined;
   const pairs = new Map<MeshTarget, Pair>();
+  let obsRouters: ObsRouter[] = [];
   try {
     haproxy = await startHaproxy(rig.echo.ready.port);
     if (withTls) tlsHaproxy = await startHaproxy(rig.echo.ready.port, haproxyMaterial(rig.tls!.pki));
@@ -510,9 +568,17 @@ async function runProtocol(
           MESH[t].engine,
           MESH[t].sockmap ? rig.sockmap!.cgroup.join() : undefined,
           MESH[t].mtls ? rig.tls!.pki : undefined,
+          isObs(t) ? (role) => obsRouterSetup(t, protocol, role, rig.obs.dir, rig.obs.baseline) : undefined,
         ),
       );
     const targets = targetsOf(rig, haproxy, tlsHaproxy, pairs);
+    obsRouters = [...pairs].flatMap(([t, pair]) => {
+      if (!isObs(t) || OBS_CASES[t].kind === 'baseline') return [];
+      return SIDECARS.map((role) => {
+        const files = obsRouterSetup(t, protocol, role, rig.obs.dir, rig.obs.baseline).telemetryFiles!;
+        return { target: t, role, admin: pair[role].ready.admin!, file: (files.access ?? files.span)! };
+      });
+    });
     const job = (target: Target, shape: Shape, seconds: number, warmupMs = sampleWarmupMs): Job => ({
       port: targets.get(target)!.port,
       protocol,
@@ -575,6 +641,8 @@ async function runProtocol(
         step();
       }
     }
+    // Issue 19's cases: something written already, else the run stops here rather than after measuring nothing.
+    await readWritten(protocol, obsRouters, true);
 
     const acc = new Map<string, Accumulated>();
     const per = options.durationSeconds / options.rounds;
@@ -659,9 +727,10 @@ async function runProtocol(
       for (const t of targetList.filter((x) => isHaproxy(x) || (isMesh(x) && MESH[x].engine === 'native'))) {
         for (const shape of ['throughput', 'latency'] as Shape[]) {
           const info = targets.get(t)!;
+          const name = t === GOAL_TARGET ? '' : t === MTLS_GOAL_TARGET ? '-mtls' : isObs(t) ? `-${t}` : undefined;
           const file =
-            (t === GOAL_TARGET || t === MTLS_GOAL_TARGET) && shape === 'throughput'
-              ? path.join(perfDir, `forward-${protocol}${t === GOAL_TARGET ? '' : '-mtls'}.perf.data`)
+            name !== undefined && shape === 'throughput'
+              ? path.join(perfDir, `forward-${protocol}${name}.perf.data`)
               : undefined;
           log(`perf on ${t} (${shape}) for ${seconds} s`);
           const window = await startPerf(
@@ -700,13 +769,32 @@ async function runProtocol(
         }
       }
     }
-    return { acc, peakRss, haproxyThreads, nativeThreads, profiles, profiledRps, perf, handshakes, tlsStats };
+    const written = await readWritten(protocol, obsRouters, false);
+    const perService: ProtocolRun['perService'] = new Map();
+    for (const [t, pair] of pairs)
+      if (t === GOAL_TARGET || t === 'meshport-2hop-js' || (isObs(t) && OBS_CASES[t].kind === 'baseline'))
+        perService.set(t, (await routerCounts(pair.consumer.ready.admin!)).perService);
+    return {
+      acc,
+      peakRss,
+      haproxyThreads,
+      nativeThreads,
+      profiles,
+      profiledRps,
+      perf,
+      handshakes,
+      tlsStats,
+      written,
+      perService,
+    };
   } finally {
     const stops: Promise<void>[] = [];
     if (haproxy) stops.push(haproxy.stop());
     if (tlsHaproxy) stops.push(tlsHaproxy.stop());
     for (const pair of pairs.values()) stops.push(stopChild(pair.consumer.child), stopChild(pair.provider.child));
     await Promise.all(stops);
+    // Tracing every call writes hundreds of MB per protocol: counted above, not kept.
+    for (const r of obsRouters) rmSync(r.file, { force: true });
   }
 }
 
@@ -1146,8 +1234,15 @@ async function planRun(given: SuiteOptions): Promise<ForwardPlan> {
   for (const t of skip) leftOut.set(t as Target, 'skipped (MESHPORT_BENCH_FORWARD_SKIP)');
   const noSockmap = skip.has('meshport-2hop+sockmap') ? 'skipped (MESHPORT_BENCH_FORWARD_SKIP)' : sockmapUnavailable();
   if (noSockmap) log(`meshport-2hop+sockmap left out: ${noSockmap}`);
+  // Issue 19's baseline cases run on the build `--baseline` names (scripts/baseline.sh makes one).
+  const noBaseline = (t: Target) => isObs(t) && OBS_CASES[t].kind === 'baseline' && !options.baseline;
+  for (const t of ALL_TARGETS.filter((x) => noBaseline(x) && !skip.has(x)))
+    leftOut.set(
+      t,
+      'needs `--baseline DIR`, a build of the commit before issue 19 (packages/bench/scripts/baseline.sh)',
+    );
   const targets: Target[] = ALL_TARGETS.filter(
-    (t) => !skip.has(t) && (t !== 'meshport-2hop+sockmap' || noSockmap === null),
+    (t) => !skip.has(t) && !noBaseline(t) && (t !== 'meshport-2hop+sockmap' || noSockmap === null),
   );
   return { options, log, profileDir, perfDir, haproxyVersion: version, bodies, noSockmap, leftOut, targets };
 }
@@ -1208,6 +1303,66 @@ async function probeMtls(rig: Rig, t: MeshTarget): Promise<string | null> {
   }
 }
 
+/**
+ * Whether an engine writes access log lines and spans at all: a pair with both on for every call carries a few calls,
+ * and both routers' files must have something. Null when it does, else why not. An engine that passes and then writes
+ * nothing, or far from its sampling, during the run fails the run (forward/observability's readWritten).
+ */
+async function probeTelemetry(rig: Rig, engine: Engine): Promise<string | null> {
+  let pair: Pair | undefined;
+  const files = (role: Sidecar) => ({
+    access: path.join(rig.obs.dir, `probe-${engine}-${role}.access.jsonl`),
+    span: path.join(rig.obs.dir, `probe-${engine}-${role}.span.jsonl`),
+  });
+  try {
+    pair = await startPair(rig.echo.ready.port, engine, undefined, undefined, (role) => ({
+      options: { telemetry: { accessLog: { everyN: 1, errors: true, slowMs: 0 }, tracing: { everyN: 1 } } },
+      telemetryFiles: files(role),
+    }));
+    const port = pair.consumer.ready.outbound!;
+    const calls = await runJob(
+      rig,
+      { port, procs: [], loadgen: rig.loadgen },
+      { port, protocol: 'bolt', connections: 1, depth: 1, warmupMs: 0, durationMs: 100 },
+    );
+    if (calls.result.errors > 0 || calls.result.completed === 0)
+      return `calls through its routers failed: ${calls.result.firstError ?? 'no answer within 100 ms'}`;
+    await new Promise((r) => setTimeout(r, 350));
+    const silent = SIDECARS.flatMap((role) =>
+      (['access', 'span'] as const).flatMap((kind) => {
+        try {
+          return countWritten(files(role)[kind], kind).items > 0 ? [] : [`${role} ${kind}`];
+        } catch {
+          return [`${role} ${kind}`];
+        }
+      }),
+    );
+    return silent.length === 0
+      ? null
+      : `the ${engine} engine wrote nothing with access logs and tracing on for every call (${silent.join(', ')} empty after ${int(calls.result.completed)} calls): RouterOptions.telemetry not implemented there yet?`;
+  } catch (err) {
+    return (err as Error).message.split('\n')[0];
+  } finally {
+    if (pair) await Promise.all([stopChild(pair.consumer.child), stopChild(pair.provider.child)]);
+    for (const role of SIDECARS) for (const f of Object.values(files(role))) rmSync(f, { force: true });
+  }
+}
+
+/** Which engines write telemetry here; drops the access log and tracing cases of one that does not (with why). */
+async function prepareTelemetry(plan: ForwardPlan, rig: Rig): Promise<void> {
+  const writing = plan.targets.filter((t) => isObs(t) && OBS_CASES[t].kind !== 'baseline');
+  for (const engine of new Set(writing.map((t) => MESH[t as MeshTarget].engine))) {
+    plan.log(`checking that the ${engine} engine writes access logs and spans`);
+    const why = await probeTelemetry(rig, engine);
+    if (!why) continue;
+    for (const t of writing.filter((x) => MESH[x as MeshTarget].engine === engine)) {
+      plan.leftOut.set(t, why);
+      plan.targets = plan.targets.filter((x) => x !== t);
+      plan.log(`${t} left out: ${why}`);
+    }
+  }
+}
+
 /** The TLS cases' certificates and handshake load generator, and which mTLS cases work here; drops the others. */
 async function prepareTls(plan: ForwardPlan, rig: Rig): Promise<void> {
   const drop = (t: Target, why: string) => {
@@ -1256,6 +1411,7 @@ async function measureProtocols(plan: ForwardPlan): Promise<Map<BenchProtocol, P
   log('starting the echo server and the load generator');
   let rig: Rig | undefined;
   const runs = new Map<BenchProtocol, ProtocolRun>();
+  let obsTracked: { release(): void } | undefined;
   // An interrupted run still stops its children (by pid, in the exit hook of forward/children), haproxy's dir, and
   // the sockmap cgroup (its own exit hook, which runs after the children's).
   const onSignal = (signal: NodeJS.Signals) => {
@@ -1268,12 +1424,16 @@ async function measureProtocols(plan: ForwardPlan): Promise<Map<BenchProtocol, P
     const echo = await startRunner<{ ready: string; pid: number; port: number }>('echo-process.js', {
       readyVia: 'stdout',
     });
-    rig = { echo, loadgen: undefined as never };
+    // Issue 19's cases write their files here (each protocol's removed at its end, the dir at the run's).
+    const obsDir = mkdtempSync(path.join(os.tmpdir(), 'meshport-bench-telemetry-'));
+    obsTracked = trackTempDir(obsDir);
+    rig = { echo, loadgen: undefined as never, obs: { dir: obsDir, baseline: options.baseline } };
     rig.loadgen = await startRunner<{ ready: string; pid: number }>('loadgen-process.js', {
       readyVia: 'ipc',
       serialization: 'advanced',
     });
     await prepareTls(plan, rig);
+    await prepareTelemetry(plan, rig);
     if (plan.noSockmap === null) {
       log("making the sockmap case's cgroup (sockops + sk_msg attached) and its load generator");
       const cgroup = SockmapCgroup.create();
@@ -1298,6 +1458,8 @@ async function measureProtocols(plan: ForwardPlan): Promise<Map<BenchProtocol, P
     rig?.tls?.pki.cleanup();
     if (rig?.loadgen) await stopChild(rig.loadgen.child);
     if (rig?.echo) await stopChild(rig.echo.child);
+    if (rig?.obs) rmSync(rig.obs.dir, { recursive: true, force: true });
+    obsTracked?.release();
   }
   const left = forwardCgroupLeftovers();
   if (left.length > 0) throw new Error(`forward suite left behind: ${left.join(', ')}`);
@@ -1368,6 +1530,7 @@ function resultRows(plan: ForwardPlan, runs: Map<BenchProtocol, ProtocolRun>, ou
           handshakeRatioVsPeer: round(v.hsRatio, 3),
           handshakeCpuRatioVsPeer: round(v.hsCpuRatio!, 3),
         });
+      Object.assign(extra, obsResultFigures(comparisons(PROTOCOLS, outcome.find), r.protocol, r.target));
       if (MESH[r.target].sockmap)
         Object.assign(extra, {
           skMsgRedirectedPerRequest: round(r.redirectedPerReq, 2),
@@ -1468,7 +1631,7 @@ function figureTable(outcome: Outcome): ReportTable {
 
 /** The goals, judged on the native engine, with the other meshport cases of the run beside it for reference. */
 function goalTable(outcome: Outcome): ReportTable {
-  const others = outcome.meshTargets.filter((t) => t !== GOAL_TARGET && !MESH[t].mtls);
+  const others = outcome.meshTargets.filter((t) => t !== GOAL_TARGET && !MESH[t].mtls && !isObs(t));
   const headers = ['goal', 'target', GOAL_TARGET, 'met', 'by', ...others];
   const align: Align[] = ['l', 'r', 'r', 'l', 'r', ...others.map((): Align => 'r')];
   const rows = PROTOCOLS.flatMap((p) =>
@@ -1741,7 +1904,8 @@ function profileSections(runs: Map<BenchProtocol, ProtocolRun>): ReportSection[]
 /** What `--compare` watches: headline ratios first (the table of last runs shows the first three), the native engine against haproxy. */
 function metricsOf(outcome: Outcome): Metric[] {
   const { find, vsOf } = outcome;
-  const meshTargets = outcome.meshTargets.filter((t) => !MESH[t].mtls);
+  // Issue 19's cases have their ratios to their twins (obsMetrics), not these.
+  const meshTargets = outcome.meshTargets.filter((t) => !MESH[t].mtls && !isObs(t));
   const mtlsTargets = outcome.meshTargets.filter((t) => MESH[t].mtls);
   const tlsPeerMeasured = PROTOCOLS.every((p) => find(p, TLS_PEER) !== undefined);
   const ratioMetric = (
@@ -1829,6 +1993,7 @@ function metricsOf(outcome: Outcome): Metric[] {
   return [
     ...PROTOCOLS.map((p) => rpsVsHaproxy(p, GOAL_TARGET)),
     ...PROTOCOLS.map((p) => cpuVsHaproxy(p, GOAL_TARGET)),
+    ...obsMetrics(comparisons(PROTOCOLS, find)),
     ...(tlsPeerMeasured
       ? [
           ...PROTOCOLS.flatMap((p) => mtlsTargets.flatMap((t) => mtlsMetrics(p, t))),
@@ -1945,6 +2110,61 @@ function chartsOf(rows: Row[]): SuiteCharts {
   };
 }
 
+/** Issue 19's section: the costs against their goals, what was written, how it was measured, perf's where-the-time-goes. */
+function obsSections(plan: ForwardPlan, runs: Map<BenchProtocol, ProtocolRun>, outcome: Outcome): ReportSection[] {
+  const measured = plan.targets.filter(isObs);
+  const leftOut = [...plan.leftOut]
+    .filter(([t]) => isObs(t))
+    .map(([t, why]) => `${t}: not measured in this run: ${why}.`);
+  if (measured.length === 0)
+    return [{ notes: ['The observability cases (issue 19) were not measured in this run.', ...leftOut] }];
+  const list = comparisons(PROTOCOLS, outcome.find);
+  const written = new Map(PROTOCOLS.flatMap((p) => [...runs.get(p)!.written]));
+  const perService = PROTOCOLS.flatMap((p) =>
+    [...runs.get(p)!.perService].map(([t, has]) => `${P(p)} ${t} ${has ? 'yes' : 'no'}`),
+  );
+  const baseline = plan.options.baseline;
+  return [
+    ...obsTables(list, written),
+    {
+      notes: [
+        obsVerdict(list),
+        ...leftOut,
+        `Cases: the plain pairs (meshport-2hop-native, -js) with, on both routers, access logs at 1% (RouterOptions.telemetry.accessLog ` +
+          `{everyN: 100, errors: true, slowMs: 1000}) or tracing of every call (telemetry.tracing {everyN: 1}); the requests carry no trace ` +
+          "context, so each sidecar starts a trace of its own per call. The lines go to runners/router-process's onTelemetry sink, which " +
+          'appends each batch to a file per router with one synchronous write (spans wrapped as one OTLP ExportTraceServiceRequest per ' +
+          'batch and line, the Collector file format), on a local disk; the files are counted at the end of each protocol and removed.',
+        baseline
+          ? `Metrics (always on, so measured against the build before them): meshport-2hop-baseline(-js) are the plain pairs on ${baselineProvenance(baseline)}, ` +
+            `loaded by runners/router-process through MESHPORT_BENCH_ROUTER in the same rounds as today's. Per-service families on the consumer's /stats: ${perService.join(', ')}.`
+          : "Metrics: not measured in this run (`--baseline DIR` runs the build before issue 19 beside today's).",
+        "x: CPU per request over all 8x16 windows of the two routers together / the other case's; req/s and p50 the median of per-round " +
+          "ratios; + us = p50 1x1 minus the other case's. Each ratio is of two cases of the same rounds, so a busy spell of the machine touches both.",
+      ],
+    },
+    ...PROTOCOLS.flatMap((p) =>
+      perfTables(
+        p,
+        runs.get(p)!.perf.filter((c) => isObs(c.target) || c.target === GOAL_TARGET),
+      ).filter((t) => !t.title?.startsWith('The same at 1x1')),
+    ),
+  ];
+}
+
+/** The commit a `--baseline` build is of (read-only git). */
+function baselineProvenance(dir: string): string {
+  try {
+    const head = execFileSync('git', ['--no-optional-locks', '-C', dir, 'log', '-1', '--format=%h (%cI)'], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).trim();
+    return `commit ${head}, built at ${dir}`;
+  } catch {
+    return `the build at ${dir}`;
+  }
+}
+
 async function run(given: SuiteOptions): Promise<SuiteReport> {
   const plan = await planRun(given);
   const runs = await measureProtocols(plan);
@@ -1961,6 +2181,7 @@ async function run(given: SuiteOptions): Promise<SuiteReport> {
       ),
     ),
   ];
+  const obs = obsSections(plan, runs, outcome);
   const mtls: ReportSection[] = plan.targets.includes(TLS_PEER)
     ? [
         mtlsTable(outcome),
@@ -1980,13 +2201,18 @@ async function run(given: SuiteOptions): Promise<SuiteReport> {
           ],
         },
       ];
-  const text = renderReport([...main, ...mtls]).text;
+  const text = renderReport([...main, ...mtls, ...obs]).text;
   const { markdown } = renderReport(main);
   const parts: DocsPart[] = [
     {
       section: MTLS_SECTION,
       heading: '### Mutual TLS between sidecars against haproxy with TLS (issue 18)',
       markdown: renderReport(mtls).markdown,
+    },
+    {
+      section: OBS_SECTION,
+      heading: '### Observability costs (issue 19)',
+      markdown: renderReport(obs).markdown,
     },
   ];
   return {

@@ -1,0 +1,104 @@
+// The forward suite's observability cases (issue 19) are only worth their figures if they wrote what their sampling
+// says: what the routers' file sink writes, how the suite counts it (files of hundreds of MB, not parsed), and when it
+// calls a case broken.
+
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { type Written, checkWritten, countWritten, expectedWritten } from '../src/forward/observability';
+import { fileSink } from '../src/forward/telemetry-files';
+
+const TRACE = '0000000000000000000000000000abc1';
+
+function span(id: string, parent?: string): string {
+  return JSON.stringify({
+    traceId: TRACE,
+    spanId: id,
+    ...(parent ? { parentSpanId: parent } : {}),
+    name: 'com.example.EchoService:1.0/echo',
+    kind: 3,
+    attributes: [{ key: 'rpc.method', value: { stringValue: 'say "spanId":' } }],
+    status: { code: 1 },
+  });
+}
+
+const accessLine = (n: number) =>
+  `${JSON.stringify({ time: '2026-12-06T18:30:00.123Z', direction: 'outbound', protocol: 'bolt', n })}\n`;
+
+describe('bench forward: observability cases', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'meshport-bench-obs-'));
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('the file sink writes access lines as given and each batch of spans as one OTLP request line', () => {
+    const access = path.join(dir, 'access.jsonl');
+    const spans = path.join(dir, 'spans.jsonl');
+    const sink = fileSink({ access, span: spans });
+    sink('access', accessLine(1) + accessLine(2));
+    sink('span', `${span('00000000000000a1')}\n${span('00000000000000a2', '00000000000000a1')}\n`);
+    sink('span', `${span('00000000000000a3')}\n`);
+    assert.equal(readFileSync(access, 'utf8'), accessLine(1) + accessLine(2));
+    const requests = readFileSync(spans, 'utf8')
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    assert.equal(requests.length, 2);
+    const first = requests[0].resourceSpans[0];
+    assert.deepEqual(first.resource.attributes[0], { key: 'service.name', value: { stringValue: 'meshport' } });
+    assert.equal(first.scopeSpans[0].scope.name, 'meshport');
+    assert.deepEqual(
+      first.scopeSpans[0].spans.map((s: { spanId: string }) => s.spanId),
+      ['00000000000000a1', '00000000000000a2'],
+    );
+    assert.equal(requests[1].resourceSpans[0].scopeSpans[0].spans.length, 1);
+  });
+
+  it('counts one span per spanId key, not parentSpanId nor a quoted string, also across two reads of 1 MiB', () => {
+    const file = path.join(dir, 'spans.jsonl');
+    const sink = fileSink({ span: file });
+    const line = `${span('00000000000000b1')}\n`;
+    // A filler line long enough that the first span's key starts 4 bytes before the end of the first 1 MiB read.
+    const head =
+      '{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"meshport"}},';
+    const keyAt =
+      head.length +
+      '{"key":"meshport.node","value":{"stringValue":"127.0.0.1"}}]},"scopeSpans":[{"scope":{"name":"meshport"},"spans":['
+        .length +
+      line.indexOf('"spanId":');
+    const filler = `{"pad":"${'x'.repeat((1 << 20) - 4 - keyAt - 11)}"}\n`;
+    writeFileSync(file, filler);
+    assert.equal(Buffer.byteLength(filler) + keyAt, (1 << 20) - 4);
+    sink('span', line + `${span('00000000000000b2', '00000000000000b1')}\n`);
+    sink('span', line);
+    const w = countWritten(file, 'span');
+    assert.equal(w.items, 3);
+    assert.equal(w.lines, 3);
+    assert.ok(w.first.startsWith('{"pad":'));
+  });
+
+  it('calls a case broken when it wrote nothing, too few or too many, or lines of another shape', () => {
+    const access = (items: number, first = accessLine(1).trimEnd()): Written => ({
+      lines: items,
+      items,
+      bytes: items * 100,
+      first,
+    });
+    assert.equal(expectedWritten('accesslog', 10_099), 100);
+    assert.equal(expectedWritten('tracing', 10_099), 10_099);
+    assert.equal(checkWritten('accesslog', 10_099, access(100)), null);
+    assert.equal(checkWritten('accesslog', 10_099, access(108)), null, 'errors and slow calls add a few');
+    assert.match(checkWritten('accesslog', 10_099, access(0)) ?? '', /no access log lines written after 10,099 calls/);
+    assert.match(checkWritten('accesslog', 10_099, access(50)) ?? '', /50 access log lines written .* 100 expected/);
+    assert.match(checkWritten('accesslog', 10_099, access(10_099)) ?? '', /10,099 access log lines/);
+    assert.match(checkWritten('accesslog', 10_099, access(100, '{"level":30}')) ?? '', /does not look like/);
+
+    const file = path.join(dir, 'spans.jsonl');
+    const sink = fileSink({ span: file });
+    for (let i = 0; i < 40; i++) sink('span', `${span(`00000000000000${(16 + i).toString(16)}`)}\n`);
+    assert.equal(checkWritten('tracing', 40, countWritten(file, 'span')), null);
+    assert.match(checkWritten('tracing', 80, countWritten(file, 'span')) ?? '', /40 spans written after 80 calls/);
+  });
+});
