@@ -153,14 +153,18 @@ function round(n: number, digits: number): number {
   return Math.round(n * f) / f;
 }
 
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => {
+/** Resolves after `ms`, or at once when `signal` aborts (never rejects: a stop is not an error here). */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = () => {
       clearTimeout(timer);
+      signal.removeEventListener('abort', done);
       resolve();
-    });
+    };
+    const timer = setTimeout(done, signal.aborted ? 0 : ms);
+    signal.addEventListener('abort', done);
   });
+}
 
 /** Runs `meshport top` and resolves to its exit code. */
 export async function runTop(given: TopOptions, io: Io): Promise<number> {
@@ -190,11 +194,16 @@ async function runPlain(options: TopOptions, io: Io): Promise<number> {
       } catch (err) {
         // One failed read of a running stream is a note on stderr, not the end: the sidecar may be restarting.
         if (options.once || !(err instanceof AdminUnreachable)) throw err;
-        if (!waiting) io.stderr.write(`meshport top: waiting for ${options.admin}: ${err.message}\n`);
+        if (!waiting) io.stderr.write(`meshport top: waiting for ${options.admin} (${err.reason})\n`);
         waiting = true;
         continue;
       }
-      waiting = false;
+      if (waiting) {
+        // The first read after an outage starts the rates afresh: an interval spanning the outage says nothing.
+        waiting = false;
+        before = now;
+        continue;
+      }
       const figures = interval(before, now);
       before = now;
       if (options.json) {
