@@ -4,6 +4,7 @@
 // method (its /services: calls, success, p50/p99, callers), and nothing it started is left running. As root (with a
 // working `ip netns`) the pods are network namespaces (198.18.10.2 / 198.18.11.2) and none is left behind;
 // MESHPORT_DEMO_PODS=loopback forces loopback pods.
+
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
