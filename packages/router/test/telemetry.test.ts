@@ -627,6 +627,16 @@ describe(`telemetry: per-service metrics, access logs and spans (engine ${defaul
       assert.ok(inbound.durationMs <= bolt.durationMs, 'the inner call is within the outer one');
     });
 
+    it('escapes what JSON must, alike on both engines: quotes, backslashes, control characters as \\u00xx', async () => {
+      const p = await pair(everyCall);
+      const method = 'say "hi"\\\t\u0001é';
+      await call(p.client, javaBolt(1, method));
+      await until(() => p.consumerSink.access.length === 1, 'the line');
+      assert.equal(p.consumerSink.access[0].method, method, 'the method as sent');
+      const raw = p.consumerSink.raw.map((b) => b.lines).join('');
+      assert.ok(raw.includes('"method":"say \\"hi\\"\\\\\\u0009\\u0001é",'), raw);
+    });
+
     it('writes a oneway call as ok when sent, with no answer bytes', async () => {
       const p = await pair(everyCall);
       const oneway = javaBolt(1, 'fire');
