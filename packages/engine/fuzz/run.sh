@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the native engine's libFuzzer campaigns (fuzz_codec, fuzz_stream: the codec; fuzz_authz, fuzz_san, fuzz_tls:
+# Runs the native engine's libFuzzer campaigns (fuzz_codec, fuzz_stream: the codec; fuzz_trace: the body method,
+# trace context and span ids; fuzz_authz, fuzz_san, fuzz_tls:
 # authorization, the identity in a certificate, a TLS connection fed the peer's bytes) and prints one summary line
 # per target.
 #   fuzz/run.sh                 short: each target until 100000 runs or 30 s, whichever comes first (what CI runs)
@@ -7,6 +8,7 @@
 #   fuzz/run.sh --long          10^7 runs per target, no time limit
 #   fuzz/run.sh --max-time S    time limit per target (0: none)
 #   fuzz/run.sh --keep          keep the work directory (corpora, logs) and print where it is
+#   fuzz/run.sh --only T[,T]    only these targets (e.g. --only fuzz_trace)
 # Seeds are copied into a temporary work directory: the committed fixtures and corpora are never written. First
 # every input in fuzz/regressions/ is replayed (each is a reproducer of a bug once found). Exits non-zero when a
 # replay or a campaign crashes; the crashing input is left in the work directory, which is then kept.
@@ -17,13 +19,14 @@ runs=100000
 max_time=30
 keep=0
 max_len=16384
-targets=(fuzz_codec fuzz_stream fuzz_authz fuzz_san fuzz_tls)
+targets=(fuzz_codec fuzz_stream fuzz_trace fuzz_authz fuzz_san fuzz_tls)
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) runs="$2"; shift 2 ;;
     --long) runs=10000000; max_time=0; shift ;;
     --max-time) max_time="$2"; shift 2 ;;
     --keep) keep=1; shift ;;
+    --only) IFS=, read -r -a targets <<< "$2"; shift 2 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -42,8 +45,9 @@ finish() {
 }
 trap finish EXIT
 
-mkdir -p "$work/seeds/fuzz_codec" "$work/seeds/fuzz_stream" "$work/artifacts"
+mkdir -p "$work/seeds/fuzz_codec" "$work/seeds/fuzz_stream" "$work/seeds/fuzz_trace" "$work/artifacts"
 node "$here/seeds.js" "$work/seeds/fuzz_codec" > /dev/null
+node "$here/seeds.js" "$work/seeds/fuzz_trace" > /dev/null
 node "$here/seeds.js" "$work/seeds/fuzz_stream" --stream > /dev/null
 node "$here/seeds-tls.js" "$work/seeds" > /dev/null
 # Regression inputs join the seeds of the target they were found by (their name starts with it).

@@ -56,6 +56,12 @@ if (fs.existsSync(engine)) {
   const corpus = buildCorpus(0x6d657368);
   for (const [i, s] of [...corpus.bolt, ...corpus.dubbo].entries()) if (s.bytes.length <= 65536) write(`protocol-seed-${i}`, s.bytes);
 }
+// Requests carrying a body method and trace context as the npm peers write them (trace_context.h's inputs).
+const traceFramesModule = path.join(repo, 'protocol', 'dist', 'test', 'helpers', 'trace-frames.js');
+if (fs.existsSync(traceFramesModule)) {
+  const { traceFrames } = require(traceFramesModule);
+  for (const [i, f] of traceFrames().entries()) write(`trace-frame-${i}`, f.frame);
+}
 if (stream) {
   // A few streams of several frames back to back, as a connection carries them.
   const n = frames.length;
