@@ -12,6 +12,9 @@ import { registerCaCommands } from './ca';
 import { UsageError } from './errors';
 import { colourWanted } from './format';
 import { processIo, type Io } from './io';
+// Two small modules of plain functions (no dependencies), so the flags' choices are the view's own keys.
+import { SORT_KEYS, type SortKey } from './top/figures';
+import { DIRECTION_FILTERS, type DirectionFilter } from './top/screen';
 
 export { CLI_ERROR_CODES, CliError, UsageError, InputError } from './errors';
 export type { CliErrorCode } from './errors';
@@ -171,12 +174,12 @@ export function buildProgram(io: Io, done: (code: number) => void): Command {
     .option('--interval <SECONDS>', 'seconds between reads (the figures are over this interval)', parseInterval, 1)
     .addOption(
       new Option('--sort <KEY>', 'the order of the rows (keys r s 5 9 n in the live view)')
-        .choices(['rps', 'success', 'p50', 'p99', 'name'])
+        .choices(SORT_KEYS)
         .default('rps'),
     )
     .addOption(
       new Option('--direction <WHICH>', 'which rows (key d in the live view)')
-        .choices(['all', 'outbound', 'inbound'])
+        .choices(DIRECTION_FILTERS)
         .default('all'),
     )
     .option('--json', 'one JSON object per interval on stdout instead of the screen (for scripts)')
@@ -247,8 +250,8 @@ interface TapFlags {
 interface TopFlags {
   admin: string;
   interval: number;
-  sort: 'rps' | 'success' | 'p50' | 'p99' | 'name';
-  direction: 'all' | 'outbound' | 'inbound';
+  sort: SortKey;
+  direction: DirectionFilter;
   json?: boolean;
   once?: boolean;
 }

@@ -8,9 +8,6 @@ import { interval, type Interval, type Quantile, type ServicesPage, type SortKey
 import { DIRECTION_FILTERS, type DirectionFilter, renderScreen, totals, visible } from './top/screen';
 import type { Io } from './io';
 
-export { SORT_KEYS, type SortKey } from './top/figures';
-export { DIRECTION_FILTERS, type DirectionFilter } from './top/screen';
-
 export interface TopOptions {
   /** `host:port`, `:port` or `port` (loopback). */
   admin: string;
