@@ -306,7 +306,14 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
         for (size_t i = 0; i < owned->lines.size(); i++) arr.Set(uint32_t(i), Napi::String::New(env, owned->lines[i]));
         // Access log lines and spans as one string each: JavaScript hands them on without looking inside.
         auto text = [&](const std::string& s) -> Napi::Value {
-          return s.empty() ? env.Undefined() : Napi::String::New(env, s).As<Napi::Value>();
+          if (s.empty()) return env.Undefined();
+          // Mostly ASCII: then the bytes are the string's as they are (a copy, no UTF-8 decoding).
+          const bool ascii = std::all_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+          napi_value v;
+          const napi_status st = ascii ? napi_create_string_latin1(env, s.data(), s.size(), &v)
+                                       : napi_create_string_utf8(env, s.data(), s.size(), &v);
+          if (st != napi_ok) return env.Undefined();
+          return Napi::Value(env, v);
         };
         fn.Call({arr, text(owned->access), text(owned->spans)});
       });

@@ -52,9 +52,13 @@ void appendStringOrNull(std::string& out, std::string_view s) {
 }
 
 void appendUint(std::string& out, uint64_t v) {
-  char buf[24];
-  const int n = std::snprintf(buf, sizeof buf, "%llu", static_cast<unsigned long long>(v));
-  out.append(buf, size_t(n));
+  char buf[20];
+  size_t at = sizeof buf;
+  do {
+    buf[--at] = char('0' + v % 10);
+    v /= 10;
+  } while (v != 0);
+  out.append(buf + at, sizeof buf - at);
 }
 
 // Microseconds as milliseconds with up to three decimals and no trailing zeros, as JavaScript prints

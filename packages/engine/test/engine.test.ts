@@ -466,7 +466,7 @@ describe('native engine: its own surface', () => {
         const caller = await dial(port);
         const frames = [1, 2, 3, 4, 5, 6].map((id) => boltCall(id, ECHO, 'echo'));
         const answers = await caller.call(frames);
-        const lost = boltCall(7, 'com.example.Nowhere:1.0', 'lost');
+        const lost = boltCall(7, 'com.example.Nowhere:1.0', 'verlorén "lost"');
         await caller.call([lost]);
         await waitFor(() => lines(batches, 'access').length === 3, 'three lines');
         // One batch: the lines of calls made within 100 ms of each other wait for each other.
@@ -498,7 +498,7 @@ describe('native engine: its own surface', () => {
         assert.ok(ms > 0 && ms < 1000 && Math.round(ms * 1000) / 1000 === ms, `durationMs ${ms}`);
         assert.deepEqual(
           [error.service, error.method, error.endpoint, error.status, error.bytesIn],
-          ['none', 'lost', null, 'no-route', lost.length],
+          ['none', 'verlorén "lost"', null, 'no-route', lost.length],
         );
         assert.ok((error.bytesOut as number) > 0);
         caller.socket.destroy();
