@@ -19,7 +19,7 @@ import {
   type RouterTelemetry,
 } from '../src/index';
 import { useRouterKit } from './helpers/kit';
-import { FrameClient, boltRequestFrame, until } from './helpers/peers';
+import { FrameClient, boltRequestFrame, closedPort, until } from './helpers/peers';
 import { securityOf } from './helpers/security-peers';
 
 const SVC = 'com.example.EchoService:1.0';
@@ -635,6 +635,31 @@ describe(`telemetry: per-service metrics, access logs and spans (engine ${defaul
       assert.equal(p.consumerSink.access[0].method, method, 'the method as sent');
       const raw = p.consumerSink.raw.map((b) => b.lines).join('');
       assert.ok(raw.includes('"method":"say \\"hi\\"\\\\\\u0009\\u0001é",'), raw);
+    });
+
+    it('names the endpoint a call last tried when none would take it (unavailable)', async () => {
+      const sink = new Sink();
+      const dead = await closedPort();
+      const router = await kit.router(
+        new MemoryRouteTable().setOutbound(SVC, { endpoints: [{ host: '127.0.0.1', port: dead }] }),
+        { telemetry: everyCall, onTelemetry: sink.write, connectRetries: 0 },
+      );
+      assert.equal(router.engine, defaultEngine(), 'the engine under test');
+      const client = await kit.connect(router.address('outbound').port);
+      await call(client, javaBolt(1, 'echo'));
+      await until(() => sink.access.length === 1, 'the line');
+      assert.equal(sink.access[0].status, 'unavailable');
+      assert.equal(sink.access[0].endpoint, `127.0.0.1:${dead}`);
+      const m = await metrics(router);
+      assert.equal(
+        value(m, 'meshport_service_responses_total', {
+          direction: 'outbound',
+          service: SVC,
+          method: 'echo',
+          outcome: 'unavailable',
+        }),
+        1,
+      );
     });
 
     it('writes a oneway call as ok when sent, with no answer bytes', async () => {
