@@ -30,7 +30,8 @@
 //
 // MESHPORT_BENCH_PROFILE=DIR also profiles both routers of meshport-2hop-js under the throughput load
 // (node:inspector CPU profile, after the measurements, so the figures are not affected), writes
-// DIR/forward-<protocol>-<consumer|provider>.cpuprofile and adds where the time goes to the report. The native
+// DIR/forward-<protocol>-<consumer|provider>.cpuprofile and adds where the time goes to the report; issue 19's js cases
+// likewise (DIR/forward-<protocol>-<case>-<role>.cpuprofile, in their section). The native
 // engine's time is not in V8: MESHPORT_BENCH_PERF=DIR runs `perf` instead, after the measurements, over one more
 // 8x16 window of haproxy-2hop and of each native case (CPU, system calls and context switches per request and per
 // thread), and records the native pair's self time per shared object and symbol (DIR/forward-<protocol>.perf.data);
@@ -159,6 +160,9 @@ const MTLS_GOAL_TARGET: MeshTarget = 'meshport-2hop-mtls';
 const MTLS_SECTION = 'forward-mtls';
 /** The case named `meshport-2hop` in results saved before the native engine (docs/bench/results.jsonl's history). */
 const LEGACY_TARGET: MeshTarget = 'meshport-2hop-js';
+
+/** The cases MESHPORT_BENCH_PROFILE profiles (the TypeScript engine's: its time is in V8). */
+const PROFILED: MeshTarget[] = ['meshport-2hop-js', 'meshport-2hop-accesslog-js', 'meshport-2hop-tracing-js'];
 
 const SHAPES = {
   throughput: { connections: 8, depth: 16 },
@@ -434,8 +438,9 @@ interface ProtocolRun {
   haproxyThreads: number | null;
   /** Threads of a native router (its loop thread among them). */
   nativeThreads: number | null;
-  profiles: { role: string; file: string; summary: ProfileSummary }[];
-  profiledRps?: number;
+  profiles: { target: MeshTarget; role: string; file: string; summary: ProfileSummary }[];
+  /** Req/s of each profiled case's window (profilers on). */
+  profiledRps: Map<MeshTarget, number>;
   /** MESHPORT_BENCH_PERF: one 8x16 window per case under perf. */
   perf: PerfCase[];
   /** The TLS cases' handshake load: what it negotiated (from its last connection), and any session resumed. */
@@ -691,12 +696,13 @@ async function runProtocol(
     const nativeThreads = nativePair ? threadsOf(nativePair.consumer.pid) : null;
 
     const profiles: ProtocolRun['profiles'] = [];
-    let profiledRps: number | undefined;
-    const jsPair = pairs.get('meshport-2hop-js');
-    if (profileDir && jsPair) {
+    const profiledRps: ProtocolRun['profiledRps'] = new Map();
+    // meshport-2hop-js, and issue 19's js cases: where their access log and span writing goes.
+    for (const [profiled, jsPair] of [...pairs].filter(([t]) => PROFILED.includes(t))) {
+      if (!profileDir) break;
       mkdirSync(profileDir, { recursive: true });
       const seconds = Math.max(3, options.durationSeconds);
-      log(`profiling both routers of meshport-2hop-js under the throughput load for ${seconds} s`);
+      log(`profiling both routers of ${profiled} under the throughput load for ${seconds} s`);
       const both = [
         { role: 'consumer', child: jsPair.consumer.child },
         { role: 'provider', child: jsPair.provider.child },
@@ -706,19 +712,26 @@ async function runProtocol(
       );
       const { result } = await runJob(
         rig,
-        { ...targets.get('meshport-2hop-js')!, procs: [] },
-        job('meshport-2hop-js', 'throughput', seconds),
+        { ...targets.get(profiled)!, procs: [] },
+        job(profiled, 'throughput', seconds),
       );
       const files = await Promise.all(
         both.map((b) => {
-          const file = path.join(profileDir, `forward-${protocol}-${b.role}.cpuprofile`);
+          const name = profiled === 'meshport-2hop-js' ? b.role : `${profiled}-${b.role}`;
+          const file = path.join(profileDir, `forward-${protocol}-${name}.cpuprofile`);
           return request(b.child, { profile: 'stop', file }, (m) => (m?.profiled ? (m.profiled as string) : undefined));
         }),
       );
-      profiledRps = (result.completed * 1e9) / result.elapsedNs;
-      log(`profiled run: ${int(profiledRps)} requests/s (profiler on); ${files.join(', ')}`);
+      const rps = (result.completed * 1e9) / result.elapsedNs;
+      profiledRps.set(profiled, rps);
+      log(`profiled run: ${int(rps)} requests/s (profiler on); ${files.join(', ')}`);
       for (let i = 0; i < both.length; i++)
-        profiles.push({ role: both[i].role, file: files[i], summary: summarizeProfile(readProfile(files[i]), 20) });
+        profiles.push({
+          target: profiled,
+          role: both[i].role,
+          file: files[i],
+          summary: summarizeProfile(readProfile(files[i]), 20),
+        });
     }
     const perf: PerfCase[] = [];
     if (perfDir) {
@@ -1883,21 +1896,18 @@ function reportNotes(plan: ForwardPlan, runs: Map<BenchProtocol, ProtocolRun>, o
   ];
 }
 
-/** MESHPORT_BENCH_PROFILE: where the time of the js engine's routers went, per protocol. */
-function profileSections(runs: Map<BenchProtocol, ProtocolRun>): ReportSection[] {
+/** MESHPORT_BENCH_PROFILE: where the time of the js engine's routers went, per protocol, for each case profiled. */
+function profileSections(runs: Map<BenchProtocol, ProtocolRun>, which: (t: MeshTarget) => boolean): ReportSection[] {
   return PROTOCOLS.flatMap((protocol) => {
     const r = runs.get(protocol)!;
-    if (r.profiles.length === 0) return [];
-    return [
-      {
-        lines: profilesMarkdown(
-          `Profile of both routers of meshport-2hop-js, ${P(protocol)} 8x16 (MESHPORT_BENCH_PROFILE; node:inspector, 100 us sampling, after the measurements; ` +
-            `${int(r.profiledRps ?? 0)} req/s with the profilers on)`,
-          r.profiles,
-          10,
-        ),
-      },
-    ];
+    return PROFILED.filter((t) => which(t) && r.profiles.some((x) => x.target === t)).map((t) => ({
+      lines: profilesMarkdown(
+        `Profile of both routers of ${t}, ${P(protocol)} 8x16 (MESHPORT_BENCH_PROFILE; node:inspector, 100 us sampling, after the measurements; ` +
+          `${int(r.profiledRps.get(t) ?? 0)} req/s with the profilers on)`,
+        r.profiles.filter((x) => x.target === t),
+        10,
+      ),
+    }));
   });
 }
 
@@ -2149,6 +2159,7 @@ function obsSections(plan: ForwardPlan, runs: Map<BenchProtocol, ProtocolRun>, o
         runs.get(p)!.perf.filter((c) => isObs(c.target) || c.target === GOAL_TARGET),
       ).filter((t) => !t.title?.startsWith('The same at 1x1')),
     ),
+    ...profileSections(runs, isObs),
   ];
 }
 
@@ -2173,7 +2184,7 @@ async function run(given: SuiteOptions): Promise<SuiteReport> {
     figureTable(outcome),
     goalTable(outcome),
     { notes: reportNotes(plan, runs, outcome) },
-    ...profileSections(runs),
+    ...profileSections(runs, (t) => !isObs(t)),
     ...PROTOCOLS.flatMap((p) =>
       perfTables(
         p,
