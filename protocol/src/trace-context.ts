@@ -9,6 +9,7 @@ import { i16, i32, u16 } from './bytes';
 import { type FrameHeader, decodeFrame } from './frame';
 import { decodeCesu8, HessianStringReader } from './hessian';
 import { DubboAttachmentScanner } from './hessian-skip';
+import { StringInterner } from './intern';
 
 /** The trace context a request carries, as sent; each value printable ASCII of at most MAX_TRACE_VALUE chars. */
 export interface TraceContext {
@@ -283,9 +284,13 @@ class SofaBodyReader {
     const nameLen = this.int;
     if (nameLen < 0) return -1;
     const nameStart = p;
-    p = this.skipUnits(p, nameLen);
-    if (p < 0) return p;
-    if (first && !bytesEqual(buf, nameStart, p - nameStart, SOFA_CLASS)) return -1;
+    if (first && nameLen === SOFA_CLASS.length && p + nameLen <= this.end && bytesEqual(buf, p, nameLen, SOFA_CLASS)) {
+      p += nameLen; // the expected name, ASCII: as many bytes as units
+    } else {
+      p = this.skipUnits(p, nameLen);
+      if (p < 0) return p;
+      if (first && !bytesEqual(buf, nameStart, p - nameStart, SOFA_CLASS)) return -1;
+    }
     p = this.readInt(p);
     if (p < 0) return p;
     const fields = this.int;
@@ -320,6 +325,13 @@ class SofaBodyReader {
   /** The whole string [p, after), already walked, as a JS string; undefined past `maxUnits` units or when empty. */
   private stringOf(p: number, after: number, maxUnits: number): string | undefined {
     const { buf } = this;
+    // One final chunk (the usual method name): interned, so a method seen before costs no new string.
+    if (buf[p] !== 0x73) {
+      const start = buf[p] < 0x20 ? p + 1 : p + 3;
+      const units = buf[p] < 0x20 ? buf[p] : u16(buf, p + 1);
+      if (units > maxUnits) return undefined;
+      return units === 0 ? undefined : bodyStrings.get(buf, start, after);
+    }
     let out = '';
     let units = 0;
     for (;;) {
@@ -603,3 +615,4 @@ class SofaBodyReader {
 }
 
 const body = new SofaBodyReader();
+const bodyStrings = new StringInterner(1024, decodeCesu8);

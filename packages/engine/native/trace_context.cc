@@ -5,6 +5,7 @@
 #include "trace_context.h"
 
 #include <cstring>
+#include <initializer_list>
 
 namespace meshport {
 
@@ -183,7 +184,7 @@ class SofaBodyReader {
   TraceContext* trace_;
   int64_t int_ = 0;
   size_t classCount_ = 0;
-  int32_t classFields_[kMaxBodyClasses] = {};
+  int32_t classFields_[kMaxBodyClasses];  // only [0, classCount_) is read: no need to clear 1 KiB per call
   int32_t methodField_ = -1, propsField_ = -1;
   bool hasNestedTraceId_ = false, hasNestedRpcId_ = false;
   std::string nestedTraceId_, nestedRpcId_;
@@ -194,9 +195,14 @@ class SofaBodyReader {
     const int64_t nameLen = int_;
     if (nameLen < 0) return -1;
     const int64_t nameStart = p;
-    p = skipUnits(p, nameLen);
-    if (p < 0) return p;
-    if (first && !bytesEqual(buf_ + nameStart, p - nameStart, kSofaClass)) return -1;
+    constexpr int64_t kSofaClassLen = sizeof kSofaClass - 1;
+    if (first && nameLen == kSofaClassLen && kSofaClassLen <= end_ - p && std::memcmp(buf_ + p, kSofaClass, kSofaClassLen) == 0) {
+      p += kSofaClassLen;  // the expected name, ASCII: as many bytes as units
+    } else {
+      p = skipUnits(p, nameLen);
+      if (p < 0) return p;
+      if (first && !bytesEqual(buf_ + nameStart, p - nameStart, kSofaClass)) return -1;
+    }
     p = readInt(p);
     if (p < 0) return p;
     const int64_t fields = int_;
@@ -258,6 +264,17 @@ class SofaBodyReader {
   bool methodString(int64_t p, int64_t after) {
     std::string& out = *method_;
     out.clear();
+    // One final chunk whose bytes are as many as its units: ASCII, the bytes are the string.
+    const uint8_t c = buf_[p];
+    if (c != 0x73) {
+      const int64_t start = c < 0x20 ? p + 1 : p + 3;
+      const int64_t units = c < 0x20 ? c : be16(buf_ + p + 1);
+      if (after - start == units) {
+        if (units == 0 || units > static_cast<int64_t>(kMaxBodyMethod)) return false;
+        out.assign(reinterpret_cast<const char*>(buf_ + start), static_cast<size_t>(units));
+        return true;
+      }
+    }
     Utf8Writer w{out};
     const bool ok = chunks(p, after, kMaxBodyMethod, [&](int64_t q, int64_t stop) {
       uint32_t units[2];
@@ -489,6 +506,19 @@ class SofaBodyReader {
   }
 
   int64_t skipUnits(int64_t p, int64_t units) const {
+    // The common case, ASCII (class and field names, methods, ids), eight bytes per test; else character by character.
+    if (units <= end_ - p) {
+      int64_t q = p;
+      const int64_t stop = p + units;
+      uint64_t high = 0;
+      for (; q + 8 <= stop; q += 8) {
+        uint64_t w;
+        std::memcpy(&w, buf_ + q, 8);
+        high |= w;
+      }
+      for (; q < stop; q++) high |= buf_[q];
+      if ((high & 0x8080808080808080ULL) == 0) return stop;
+    }
     for (int64_t n = 0; n < units; n++) {
       if (p >= end_) return -1;
       const uint8_t b = buf_[p];
@@ -676,14 +706,19 @@ uint64_t fnv1a64(std::string_view s) {
 
 namespace {
 
+// FNV-1a 64 of the concatenation of parts, without making it.
+uint64_t fnvOf(std::initializer_list<std::string_view> parts) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (std::string_view s : parts)
+    for (unsigned char c : s) {
+      h ^= c;
+      h *= 0x100000001b3ULL;
+    }
+  return h == 0 ? 1 : h;
+}
+
 void appendHex16(std::string& out, uint64_t v) {
   for (int shift = 60; shift >= 0; shift -= 4) out.push_back(kHexDigits[(v >> shift) & 15]);
-}
-std::string fnvHex(std::string_view s) {
-  std::string out;
-  out.reserve(16);
-  appendHex16(out, fnv1a64(s));
-  return out;
 }
 
 bool lowerHex(std::string_view s) {
@@ -743,31 +778,25 @@ bool deriveSpanIds(const TraceContext& ctx, SpanSide side, SpanIds& out) {
       for (char c : id) traceId.push_back(c >= 'A' && c <= 'F' ? static_cast<char>(c - 'A' + 'a') : c);
     }
     if (!shortHex || allZero(traceId)) {
-      traceId = fnvHex(id);
-      std::string salted = "meshport/";
-      salted.append(id);
-      appendHex16(traceId, fnv1a64(salted));
+      traceId.clear();
+      appendHex16(traceId, fnv1a64(id));
+      appendHex16(traceId, fnvOf({"meshport/", id}));
     }
-    std::string key = traceId;
-    key.push_back('/');
-    key.append(ctx.sofaRpcId.empty() ? std::string_view("0") : std::string_view(ctx.sofaRpcId));
-    parent = fnvHex(key);
+    const std::string_view rpcId = ctx.sofaRpcId.empty() ? std::string_view("0") : std::string_view(ctx.sofaRpcId);
+    appendHex16(parent, fnvOf({traceId, "/", rpcId}));
   } else {
     return false;
   }
-  std::string base = traceId;
-  base.push_back('/');
-  base.append(parent);
-  const std::string consumer = fnvHex(base + "/out");
-  out.traceId = std::move(traceId);
+  const uint64_t consumer = fnvOf({traceId, "/", parent, "/out"});
   out.sampledFlag = sampled;
   if (side == SpanSide::Outbound) {
-    out.spanId = consumer;
+    appendHex16(out.spanId, consumer);
     out.parentSpanId = std::move(parent);
   } else {
-    out.spanId = fnvHex(base + "/in");
-    out.parentSpanId = consumer;
+    appendHex16(out.spanId, fnvOf({traceId, "/", parent, "/in"}));
+    appendHex16(out.parentSpanId, consumer);
   }
+  out.traceId = std::move(traceId);
   return true;
 }
 

@@ -22,30 +22,53 @@ export interface SpanIds {
 /** Which sidecar writes the span: the consumer's (outbound, CLIENT) or the provider's (inbound, SERVER). */
 export type SpanSide = 'outbound' | 'inbound';
 
-const TWO_32 = 4294967296;
-
 /**
  * FNV-1a 64 over the UTF-8 bytes of `s`, as 16 lowercase hex digits; a hash of 0 becomes 1 (an all-zero id is
- * invalid in W3C and OTLP). Two 32-bit halves in doubles: the prime is 2^40 + 0x1b3, so h * prime is h * 0x1b3
- * plus the low word moved up by 40 bits, and no partial product exceeds 2^53.
+ * invalid in W3C and OTLP).
  */
 export function fnv1a64(s: string): string {
-  const bytes = Buffer.from(s, 'utf8');
-  let hi = 0xcbf29ce4;
-  let lo = 0x84222325;
-  for (let i = 0; i < bytes.length; i++) {
-    lo = (lo ^ bytes[i]) >>> 0;
-    const low = lo * 0x1b3;
-    const carry = Math.floor(low / TWO_32);
-    hi = (hi * 0x1b3 + carry + ((lo * 256) % TWO_32)) % TWO_32;
-    lo = low % TWO_32;
+  return fnvHex(s);
+}
+
+/**
+ * FNV-1a 64 of the concatenated UTF-8 bytes of `parts`, in four 16-bit limbs of int32 arithmetic (no BigInt, no
+ * Buffer for ASCII). The prime is 2^40 + 0x1b3: h * prime is each limb times 0x1b3 plus the two low limbs moved up
+ * 40 bits, carries propagated; no intermediate exceeds 2^26.
+ */
+function fnvHex(...parts: string[]): string {
+  let h0 = 0x2325;
+  let h1 = 0x8422;
+  let h2 = 0x9ce4;
+  let h3 = 0xcbf2;
+  const step = (b: number) => {
+    h0 ^= b;
+    const r0 = h0 * 0x1b3;
+    const r1 = h1 * 0x1b3 + (r0 >>> 16);
+    const r2 = h2 * 0x1b3 + (h0 << 8) + (r1 >>> 16);
+    const r3 = h3 * 0x1b3 + (h1 << 8) + (r2 >>> 16);
+    h0 = r0 & 0xffff;
+    h1 = r1 & 0xffff;
+    h2 = r2 & 0xffff;
+    h3 = r3 & 0xffff;
+  };
+  for (const s of parts) {
+    let ascii = true;
+    for (let i = 0; i < s.length; i++) {
+      const c = s.charCodeAt(i);
+      if (c >= 0x80) {
+        ascii = false;
+        break;
+      }
+    }
+    if (ascii) for (let i = 0; i < s.length; i++) step(s.charCodeAt(i));
+    else for (const b of Buffer.from(s, 'utf8')) step(b);
   }
-  if (hi === 0 && lo === 0) lo = 1;
-  return hex8(hi) + hex8(lo);
+  if ((h0 | h1 | h2 | h3) === 0) h0 = 1;
+  return hex8((h3 << 16) | h2) + hex8((h1 << 16) | h0);
 }
 
 function hex8(n: number): string {
-  return n.toString(16).padStart(8, '0');
+  return (n >>> 0).toString(16).padStart(8, '0');
 }
 
 // version-traceid-parentid-flags; a version other than 00 may carry more fields after a '-'.
@@ -73,7 +96,7 @@ function sofaTraceIdToW3c(sofaTraceId: string): string {
     const id = sofaTraceId.toLowerCase().padStart(32, '0');
     if (id !== ZERO_TRACE) return id;
   }
-  return fnv1a64(sofaTraceId) + fnv1a64(`meshport/${sofaTraceId}`);
+  return fnvHex(sofaTraceId) + fnvHex('meshport/', sofaTraceId);
 }
 
 /**
@@ -91,14 +114,14 @@ export function deriveSpanIds(ctx: CarriedTraceContext, side: SpanSide): SpanIds
     sampledFlag = w3c.sampled;
   } else if (ctx.sofaTraceId) {
     traceId = sofaTraceIdToW3c(ctx.sofaTraceId);
-    parent = fnv1a64(`${traceId}/${ctx.sofaRpcId || '0'}`);
+    parent = fnvHex(traceId, '/', ctx.sofaRpcId || '0');
   } else {
     return undefined;
   }
-  const consumerSpan = fnv1a64(`${traceId}/${parent}/out`);
+  const consumerSpan = fnvHex(traceId, '/', parent, '/out');
   return side === 'outbound'
     ? { traceId, spanId: consumerSpan, parentSpanId: parent, sampledFlag }
-    : { traceId, spanId: fnv1a64(`${traceId}/${parent}/in`), parentSpanId: consumerSpan, sampledFlag };
+    : { traceId, spanId: fnvHex(traceId, '/', parent, '/in'), parentSpanId: consumerSpan, sampledFlag };
 }
 
 /**
