@@ -612,7 +612,7 @@ export class Sidecar {
     this.current = effective;
     if (JSON.stringify(old.telemetry) !== JSON.stringify(effective.telemetry)) {
       // The targets swap at once (a new one is there before the router formats lines for it), then the old ones
-      // deliver what they hold; lines formatted for a kind just turned off are discarded.
+      // take the late lines of the calls made before and deliver what they hold.
       const closing = this.telemetry?.apply(effective.telemetry);
       this.router.setTelemetry(routerTelemetryOf(effective.telemetry));
       await closing;

@@ -371,7 +371,10 @@ describe(`telemetry of two sidecars (engine ${process.env.MESHPORT_ENGINE ?? 'na
       await calls(80, 100);
       await eventually('the lines of the calls made with the log on', async () =>
         logged(30, 50) === 20 ? true : undefined,
-      );
+      ).catch((error: Error) => {
+        const phases = [logged(0, 10), logged(10, 30), logged(30, 50), logged(50, 80), logged(80, 100)];
+        throw new Error(`${error.message}: lines by phase ${phases.join(', ')}; ${readFileSync(outFile, 'utf8')}`);
+      });
       assert.ok(beforeOff <= 10);
       assert.equal(logged(10, 30), 0, 'lines written while the access log was off');
       const third = logged(50, 80);

@@ -20,6 +20,12 @@ export interface TelemetryCounters {
 /** How long a stop or a reload waits for the lines already handed over to reach their target. */
 export const TELEMETRY_FLUSH_MS = 3000;
 
+/**
+ * How long a target a reload removed still takes lines: the engines hand lines over in batches up to 100 ms apart, so
+ * the lines of calls made just before the reload arrive after it, and go where they were meant to.
+ */
+export const LATE_LINES_MS = 300;
+
 /** The sampling the router applies: the config without the targets. */
 export function routerTelemetryOf(config: TelemetryConfig): RouterTelemetry {
   const { accessLog, tracing } = config;
@@ -39,13 +45,16 @@ interface Target {
 
 /**
  * The sink the router is given once, at its creation, for good: the targets behind it change with the config. A span
- * batch goes to every tracing target (collector and file), so with both it counts twice in `exported`. Lines that
- * arrive for a kind that is off (formatted just before a reload turned it off) are discarded.
+ * batch goes to every tracing target (collector and file), so with both it counts twice in `exported`. Lines of a
+ * kind that a reload turned off still reach its old targets for LATE_LINES_MS (the calls were made while it was on);
+ * later ones are discarded.
  */
 export class TelemetryOutput {
   readonly counters: TelemetryCounters = { exported: { access: 0, span: 0 }, dropped: { access: 0, span: 0 } };
   private access: Target | undefined;
   private spans: Target[] = [];
+  /** Targets a reload turned off, taking late lines of their kind for LATE_LINES_MS before they close. */
+  private retiring: { access: Target | undefined; spans: Target[] } = { access: undefined, spans: [] };
   /** Whether the last attempt of each target failed: its error is logged once, and its recovery once. */
   private readonly failing = new Set<string>();
 
@@ -59,10 +68,12 @@ export class TelemetryOutput {
   }
 
   readonly sink: TelemetrySink = (kind, lines) => {
-    if (kind === 'access') this.access?.writer.write(lines, lineCount(lines));
-    else if (this.spans.length > 0) {
+    if (kind === 'access') (this.access ?? this.retiring.access)?.writer.write(lines, lineCount(lines));
+    else {
+      const targets = this.spans.length > 0 ? this.spans : this.retiring.spans;
+      if (targets.length === 0) return;
       const count = lineCount(lines);
-      for (const target of this.spans) target.writer.write(lines, count);
+      for (const target of targets) target.writer.write(lines, count);
     }
   };
 
@@ -70,24 +81,33 @@ export class TelemetryOutput {
    * A reload: targets whose settings are unchanged keep running (their file stays open, their queue goes on); the
    * others are closed, after delivering what they hold, and new ones opened. Sampling is the router's (setTelemetry).
    */
-  apply(config: TelemetryConfig): Promise<void> {
-    // The swap is done when this returns (before the first await); the promise is the old targets' delivery.
+  async apply(config: TelemetryConfig): Promise<void> {
+    // The swap is done when this returns its promise (before the first await); the promise is the old targets'
+    // delivery. A kind turned off keeps its old targets for the late lines; a target replaced by another of its kind
+    // leaves those to the new one.
     const access = this.accessTarget(config, this.access);
     const spans = this.spanTargets(config, this.spans);
-    const gone = [
-      ...(this.access && this.access !== access ? [this.access] : []),
-      ...this.spans.filter((t) => !spans.includes(t)),
-    ];
+    const goneAccess = this.access && this.access !== access ? [this.access] : [];
+    const goneSpans = this.spans.filter((t) => !spans.includes(t));
+    const retiring = { access: access ? undefined : goneAccess[0], spans: spans.length > 0 ? [] : goneSpans };
     this.access = access;
     this.spans = spans;
-    return Promise.all(gone.map((t) => t.writer.close(TELEMETRY_FLUSH_MS))).then(() => undefined);
+    if (retiring.access || retiring.spans.length > 0) {
+      this.retiring = retiring;
+      await new Promise((resolve) => setTimeout(resolve, LATE_LINES_MS));
+      if (this.retiring === retiring) this.retiring = { access: undefined, spans: [] };
+    }
+    await Promise.all([...goneAccess, ...goneSpans].map((t) => t.writer.close(TELEMETRY_FLUSH_MS)));
   }
 
   /** Delivers what is waiting (within `waitMs`) and closes every target. */
   async close(waitMs = TELEMETRY_FLUSH_MS): Promise<void> {
     const all = [...(this.access ? [this.access] : []), ...this.spans];
+    const { access, spans } = this.retiring;
+    for (const target of [...(access ? [access] : []), ...spans]) if (!all.includes(target)) all.push(target);
     this.access = undefined;
     this.spans = [];
+    this.retiring = { access: undefined, spans: [] };
     await Promise.all(all.map((t) => t.writer.close(waitMs)));
   }
 
