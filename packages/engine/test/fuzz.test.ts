@@ -17,6 +17,7 @@ const TARGETS: Record<string, number> = {
   fuzz_authz: 100,
   fuzz_san: 30,
   fuzz_tls: 100,
+  fuzz_trace: 100,
 };
 
 function hasClang(): boolean {
