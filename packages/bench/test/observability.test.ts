@@ -33,13 +33,15 @@ describe('bench forward: observability cases', () => {
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('the file sink writes access lines as given and each batch of spans as one OTLP request line', () => {
+  it('the file sink writes access lines as given and each batch of spans as one OTLP request line', async () => {
     const access = path.join(dir, 'access.jsonl');
     const spans = path.join(dir, 'spans.jsonl');
-    const sink = fileSink({ access, span: spans });
-    sink('access', accessLine(1) + accessLine(2));
-    sink('span', `${span('00000000000000a1')}\n${span('00000000000000a2', '00000000000000a1')}\n`);
-    sink('span', `${span('00000000000000a3')}\n`);
+    const files = fileSink({ access, span: spans });
+    files.sink('access', accessLine(1) + accessLine(2));
+    files.sink('span', `${span('00000000000000a1')}\n${span('00000000000000a2', '00000000000000a1')}\n`);
+    files.sink('span', `${span('00000000000000a3')}\n`);
+    await files.close();
+    assert.equal(files.dropped(), 0);
     assert.equal(readFileSync(access, 'utf8'), accessLine(1) + accessLine(2));
     const requests = readFileSync(spans, 'utf8')
       .trimEnd()
@@ -56,30 +58,30 @@ describe('bench forward: observability cases', () => {
     assert.equal(requests[1].resourceSpans[0].scopeSpans[0].spans.length, 1);
   });
 
-  it('counts one span per spanId key, not parentSpanId nor a quoted string, also across two reads of 1 MiB', () => {
-    const file = path.join(dir, 'spans.jsonl');
-    const sink = fileSink({ span: file });
+  it('counts one span per spanId key, not parentSpanId nor a quoted string, also across two reads of 1 MiB', async () => {
     const line = `${span('00000000000000b1')}\n`;
+    // Where the key sits in a request line as the sink writes it.
+    const probe = path.join(dir, 'probe.jsonl');
+    const once = fileSink({ span: probe });
+    once.sink('span', line);
+    await once.close();
+    const keyAt = readFileSync(probe, 'utf8').indexOf('"spanId":');
     // A filler line long enough that the first span's key starts 4 bytes before the end of the first 1 MiB read.
-    const head =
-      '{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"meshport"}},';
-    const keyAt =
-      head.length +
-      '{"key":"meshport.node","value":{"stringValue":"127.0.0.1"}}]},"scopeSpans":[{"scope":{"name":"meshport"},"spans":['
-        .length +
-      line.indexOf('"spanId":');
+    const file = path.join(dir, 'spans.jsonl');
     const filler = `{"pad":"${'x'.repeat((1 << 20) - 4 - keyAt - 11)}"}\n`;
     writeFileSync(file, filler);
     assert.equal(Buffer.byteLength(filler) + keyAt, (1 << 20) - 4);
-    sink('span', line + `${span('00000000000000b2', '00000000000000b1')}\n`);
-    sink('span', line);
+    const files = fileSink({ span: file });
+    files.sink('span', `${line}${span('00000000000000b2', '00000000000000b1')}\n`);
+    files.sink('span', line);
+    await files.close();
     const w = countWritten(file, 'span');
     assert.equal(w.items, 3);
     assert.equal(w.lines, 3);
     assert.ok(w.first.startsWith('{"pad":'));
   });
 
-  it('calls a case broken when it wrote nothing, too few or too many, or lines of another shape', () => {
+  it('calls a case broken when it wrote nothing, too few or too many, or lines of another shape', async () => {
     const access = (items: number, first = accessLine(1).trimEnd()): Written => ({
       lines: items,
       items,
@@ -96,8 +98,9 @@ describe('bench forward: observability cases', () => {
     assert.match(checkWritten('accesslog', 10_099, access(100, '{"level":30}')) ?? '', /does not look like/);
 
     const file = path.join(dir, 'spans.jsonl');
-    const sink = fileSink({ span: file });
-    for (let i = 0; i < 40; i++) sink('span', `${span(`00000000000000${(16 + i).toString(16)}`)}\n`);
+    const files = fileSink({ span: file });
+    for (let i = 0; i < 40; i++) files.sink('span', `${span(`00000000000000${(16 + i).toString(16)}`)}\n`);
+    await files.close();
     assert.equal(checkWritten('tracing', 40, countWritten(file, 'span')), null);
     assert.match(checkWritten('tracing', 80, countWritten(file, 'span')) ?? '', /40 spans written after 80 calls/);
   });

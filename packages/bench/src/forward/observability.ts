@@ -15,7 +15,7 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import * as http from 'node:http';
 import * as path from 'node:path';
-import { type Align, fixed, int } from '../format';
+import { type Align, fixed, int, percent } from '../format';
 import type { ReportSection, ReportTable } from '../render';
 import { roundRatio } from '../stats';
 import type { Metric } from '../suite';
@@ -182,6 +182,8 @@ export interface ObsRow {
   target: string;
   rps: number;
   rpsSamples: number[];
+  /** CPU us per request of each 8x16 sample, in round order. */
+  cpuSamples: number[];
   p50: number;
   p50ByRound: number[];
   cpuPerReqUs: number | null;
@@ -198,6 +200,8 @@ interface Comparison {
   goalName: keyof typeof OBS_GOAL;
   engine: 'native' | 'js';
   cpuRatio: number;
+  /** The same round by round: the median and spread of the per-round ratios (how far to trust cpuRatio). */
+  cpuRounds: { ratio: number; spread: number; rounds: number };
   rpsRatio: number;
   p50Ratio: number;
   p50Diff: number;
@@ -236,6 +240,7 @@ export function comparisons(
         goalName,
         engine,
         cpuRatio: subject.cpuPerReqUs! / against.cpuPerReqUs!,
+        cpuRounds: roundRatio(subject.cpuSamples, against.cpuSamples),
         rpsRatio: roundRatio(subject.rpsSamples, against.rpsSamples).ratio,
         p50Ratio: roundRatio(subject.p50ByRound, against.p50ByRound).ratio,
         p50Diff: subject.p50 - against.p50,
@@ -252,6 +257,7 @@ export function obsTables(list: Comparison[], written: Map<string, WrittenCount[
     'case / against',
     'CPU us/req',
     'x',
+    'x by round (spread)',
     'goal',
     'met',
     'req/s 8x16',
@@ -260,7 +266,7 @@ export function obsTables(list: Comparison[], written: Map<string, WrittenCount[
     'x',
     '+ us',
   ];
-  const align: Align[] = ['l', 'l', 'r', 'r', 'r', 'l', 'r', 'r', 'r', 'r', 'r'];
+  const align: Align[] = ['l', 'l', 'r', 'r', 'r', 'r', 'l', 'r', 'r', 'r', 'r', 'r'];
   const costs: ReportTable = {
     title:
       'CPU per request of both sidecars (8x16), req/s (8x16) and p50 (1x1) of each case against the case it differs from by one thing, same rounds:',
@@ -271,6 +277,7 @@ export function obsTables(list: Comparison[], written: Map<string, WrittenCount[
       `${c.subject.target} / ${c.against.target}`,
       `${fixed(c.subject.cpuPerReqUs!, 2)} / ${fixed(c.against.cpuPerReqUs!, 2)}`,
       `${fixed(c.cpuRatio, 3)}x`,
+      `${fixed(c.cpuRounds.ratio, 3)}x (${percent(c.cpuRounds.spread)})`,
       `<= ${fixed(c.goal, 2)}x`,
       c.cpuRatio <= c.goal ? 'met' : 'MISSED',
       `${int(c.subject.rps)} / ${int(c.against.rps)}`,
@@ -310,8 +317,8 @@ export function obsMetrics(list: Comparison[]): Metric[] {
     value: Math.round(c.cpuRatio * 1000) / 1000,
     unit: 'x',
     better: 'lower',
-    spread: 0,
-    rounds: 1,
+    spread: Math.round(c.cpuRounds.spread * 1000) / 1000,
+    rounds: c.cpuRounds.rounds,
     peer: c.against.target,
   }));
 }

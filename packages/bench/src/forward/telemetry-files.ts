@@ -1,29 +1,57 @@
-// The sink of the forward suite's routers with access logs or tracing on (runners/router-process): what a daemon's
-// file sink does, in its simplest form, so the cost measured is the router's plus one write per batch.
+// The sink of the forward suite's routers with access logs or tracing on (runners/router-process): the sidecar's own
+// file targets (@meshport/sidecar's RotatingFile, and its OTLP request per batch of spans, as its trace file writes
+// them), so the cost measured is the router's plus what a sidecar does with the lines.
 
-import { openSync, writeSync } from 'node:fs';
 import type { TelemetrySink } from '@meshport/router';
+import type * as SidecarModule from '@meshport/sidecar';
 
-/** The OTLP/JSON envelope of a batch of spans (the spec's resource and scope), as the sidecar's exporters write it. */
-const OTLP_HEAD =
-  '{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"meshport"}},' +
-  '{"key":"meshport.node","value":{"stringValue":"127.0.0.1"}}]},"scopeSpans":[{"scope":{"name":"meshport"},"spans":[';
-const OTLP_TAIL = ']}]}]}\n';
+/** No rotation: the suite counts each file whole at the end of a protocol (tracing writes hundreds of MB). */
+const WHOLE = { maxBytes: Number.MAX_SAFE_INTEGER, keep: 1 };
+
+export interface FileSink {
+  sink: TelemetrySink;
+  /** Lines (access) or spans the sidecar's writer dropped: its queue full, a failed write. */
+  dropped(): number;
+  /** Writes what is waiting, then closes the files. */
+  close(): Promise<void>;
+}
+
+function lineCount(text: string): number {
+  let n = 0;
+  for (let at = text.indexOf('\n'); at !== -1; at = text.indexOf('\n', at + 1)) n++;
+  return n;
+}
 
 /**
- * Appends each batch to its file with one synchronous write: access log lines as given, a batch of spans as one
- * OTLP ExportTraceServiceRequest per line (the OpenTelemetry Collector file exporter's format). A kind without a file
- * is dropped.
+ * Appends each batch to its file as a sidecar would: access log lines as given, a batch of spans as one OTLP
+ * ExportTraceServiceRequest per line (the OpenTelemetry Collector file exporter's format). A kind without a file is
+ * dropped. `onDrop` hears of the first loss (the suite's count check then fails the case).
  */
-export function fileSink(files: { access?: string; span?: string }): TelemetrySink {
-  const access = files.access ? openSync(files.access, 'a') : undefined;
-  const span = files.span ? openSync(files.span, 'a') : undefined;
-  return (kind, lines) => {
-    if (kind === 'access') {
-      if (access !== undefined) writeSync(access, lines);
-    } else if (span !== undefined && lines.length > 1) {
-      // Whole lines, each ending in '\n' (a span object has none inside): joined by commas into the spans array.
-      writeSync(span, OTLP_HEAD + lines.slice(0, -1).replaceAll('\n', ',') + OTLP_TAIL);
-    }
+export function fileSink(
+  files: { access?: string; span?: string },
+  onDrop: (message: string) => void = () => undefined,
+): FileSink {
+  // Loaded here, not at the top: the plain cases' routers should not carry the sidecar's modules in their RSS.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { RotatingFile, exportRequest } = require('@meshport/sidecar') as typeof SidecarModule;
+  let dropped = 0;
+  const events = (kind: string) => ({
+    written: () => undefined,
+    dropped: (count: number, error?: Error) => {
+      if (dropped === 0) onDrop(`${kind}: ${count} dropped${error ? ` (${error.message})` : ' (its queue was full)'}`);
+      dropped += count;
+    },
+  });
+  const access = files.access ? new RotatingFile({ path: files.access, ...WHOLE }, events('access')) : undefined;
+  const span = files.span ? new RotatingFile({ path: files.span, ...WHOLE }, events('span')) : undefined;
+  return {
+    sink: (kind, lines) => {
+      if (kind === 'access') access?.write(lines, lineCount(lines));
+      else span?.write(`${exportRequest(lines, '127.0.0.1')}\n`, lineCount(lines));
+    },
+    dropped: () => dropped,
+    close: async () => {
+      await Promise.all([access?.close(3000), span?.close(3000)]);
+    },
   };
 }

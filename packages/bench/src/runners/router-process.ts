@@ -17,7 +17,7 @@
 // try, or the baseline worktree of scripts/baseline.sh) instead of the workspace package, for A/B runs.
 //
 // routes.telemetryFiles { "access"?: PATH, "span"?: PATH } gives the router an onTelemetry sink that appends what it
-// is handed to those files, one synchronous write per batch as a daemon's file sink would: access log lines as they
+// is handed to those files with the sidecar's own file writer (forward/telemetry-files): access log lines as they
 // come, spans wrapped one OTLP ExportTraceServiceRequest per batch and line (the Collector's file exporter format).
 // options.telemetry says which calls get them (RouterOptions.telemetry, JSON as it is).
 
@@ -68,9 +68,12 @@ async function main(): Promise<void> {
   const hasOutbound = Object.keys(routes.outbound ?? {}).length > 0;
   const hasInbound = Object.keys(routes.inbound ?? {}).length > 0;
   // The engine comes from options.engine, else MESHPORT_ENGINE (see createRouter).
+  const files = routes.telemetryFiles
+    ? fileSink(routes.telemetryFiles, (message) => process.stderr.write(`router-process: telemetry lost: ${message}\n`))
+    : undefined;
   const router = createRouter({
     ...routes.options,
-    ...(routes.telemetryFiles ? { onTelemetry: fileSink(routes.telemetryFiles) } : {}),
+    ...(files ? { onTelemetry: files.sink } : {}),
     routeTable: table,
     outbound: hasOutbound ? { host: '127.0.0.1', port: 0 } : false,
     inbound: hasInbound ? { host: '127.0.0.1', port: 0 } : false,
@@ -83,6 +86,7 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     await router.drain(500);
+    await files?.close();
     process.exit(0);
   };
   process.on('SIGTERM', () => void stop());

@@ -207,6 +207,8 @@ interface Proc {
 
 interface Accumulated {
   rps: number[];
+  /** CPU us per answer of each sample, all proxy processes together (0 for direct). */
+  cpuPerReq: number[];
   completed: number;
   elapsedNs: number;
   errors: number;
@@ -224,6 +226,7 @@ interface Accumulated {
 function emptyAcc(): Accumulated {
   return {
     rps: [],
+    cpuPerReq: [],
     completed: 0,
     elapsedNs: 0,
     errors: 0,
@@ -529,6 +532,9 @@ function protocolSteps(targets: readonly Target[], options: SuiteOptions): numbe
 /** Adds one sample's outcome to a case's accumulated figures. */
 function accumulate(a: Accumulated, o: JobOutcome<Result>): void {
   a.rps.push((o.result.completed * 1e9) / o.result.elapsedNs);
+  let cpu = 0;
+  for (const d of o.cpu.values()) cpu += d.user + d.system;
+  a.cpuPerReq.push((cpu / Math.max(1, o.result.completed)) * 1e6);
   a.completed += o.result.completed;
   a.elapsedNs += o.result.elapsedNs;
   a.errors += o.result.errors;
@@ -843,6 +849,8 @@ interface Row {
   errors: number;
   firstError: string | null;
   rpsSamples: number[];
+  /** CPU us per request of each 8x16 sample, in round order. */
+  cpuSamples: number[];
   /** 1x1 p50 of each round, in round order. */
   p50ByRound: number[];
   /** A TLS case's handshake load; null for the others. */
@@ -943,6 +951,7 @@ function makeRow(protocol: BenchProtocol, target: Target, run: ProtocolRun): Row
     errors: tp.errors + lat.errors + (run.acc.get(`${target}/handshake`)?.errors ?? 0),
     firstError: tp.firstError ?? lat.firstError ?? run.acc.get(`${target}/handshake`)?.firstError ?? null,
     rpsSamples: tp.rps,
+    cpuSamples: tp.cpuPerReq,
     p50ByRound: lat.latencies.map((l) => quantile(Float64Array.from(l).sort(), 0.5)),
     hs: handshakeFigures(run.acc.get(`${target}/handshake`)),
   };
@@ -2149,7 +2158,8 @@ function obsSections(plan: ForwardPlan, runs: Map<BenchProtocol, ProtocolRun>, o
           ? `Metrics (always on, so measured against the build before them): meshport-2hop-baseline(-js) are the plain pairs on ${baselineProvenance(baseline)}, ` +
             `loaded by runners/router-process through MESHPORT_BENCH_ROUTER in the same rounds as today's. Per-service families on the consumer's /stats: ${perService.join(', ')}.`
           : "Metrics: not measured in this run (`--baseline DIR` runs the build before issue 19 beside today's).",
-        "x: CPU per request over all 8x16 windows of the two routers together / the other case's; req/s and p50 the median of per-round " +
+        "x: CPU per request over all 8x16 windows of the two routers together / the other case's (what the goal is judged on); x by round: " +
+          'the median of the per-round ratios of CPU per request, and their spread ((max - min) / median), for how far a ratio moves between rounds; req/s and p50 the median of per-round ' +
           "ratios; + us = p50 1x1 minus the other case's. Each ratio is of two cases of the same rounds, so a busy spell of the machine touches both.",
       ],
     },
