@@ -2151,9 +2151,10 @@ function obsSections(plan: ForwardPlan, runs: Map<BenchProtocol, ProtocolRun>, o
         ...leftOut,
         `Cases: the plain pairs (meshport-2hop-native, -js) with, on both routers, access logs at 1% (RouterOptions.telemetry.accessLog ` +
           `{everyN: 100, errors: true, slowMs: 1000}) or tracing of every call (telemetry.tracing {everyN: 1}); the requests carry no trace ` +
-          "context, so each sidecar starts a trace of its own per call. The lines go to runners/router-process's onTelemetry sink, which " +
-          'appends each batch to a file per router with one synchronous write (spans wrapped as one OTLP ExportTraceServiceRequest per ' +
-          'batch and line, the Collector file format), on a local disk; the files are counted at the end of each protocol and removed.',
+          "context, so each sidecar starts a trace of its own per call. The lines go to runners/router-process's onTelemetry sink, the " +
+          "sidecar's own file writer (@meshport/sidecar's RotatingFile: one asynchronous write per batch; spans wrapped as one OTLP " +
+          'ExportTraceServiceRequest per batch and line, as its trace file does), a file per router on a local disk (ext4), not rotated; ' +
+          'the files are counted at the end of each protocol and removed.',
         baseline
           ? `Metrics (always on, so measured against the build before them): meshport-2hop-baseline(-js) are the plain pairs on ${baselineProvenance(baseline)}, ` +
             `loaded by runners/router-process through MESHPORT_BENCH_ROUTER in the same rounds as today's. Per-service families on the consumer's /stats: ${perService.join(', ')}.`
