@@ -215,10 +215,13 @@ function editDistance(a: string, b: string): number {
 /**
  * The telemetry files of a config (telemetry.accessLog.to, telemetry.tracing.file) that cannot be opened for
  * appending (a directory that does not exist, no permission), each on the line of its key: found at start and on a
- * reload, not at the first call to log. Opening creates a missing file, as the first write would.
+ * reload, not at the first call to log. Opening creates a missing file, as the first write would. `source`: where the
+ * keys are written (a reload checks a config made from the file's).
  */
-export async function telemetryFileProblems(config: SidecarConfig): Promise<SidecarProblem[]> {
-  const source = configSource(config);
+export async function telemetryFileProblems(
+  config: SidecarConfig,
+  source = configSource(config),
+): Promise<SidecarProblem[]> {
   const files: { key: string[]; path: string }[] = [];
   const { accessLog, tracing } = config.telemetry;
   if (accessLog && accessLog.to !== 'stdout') files.push({ key: ['telemetry', 'accessLog', 'to'], path: accessLog.to });

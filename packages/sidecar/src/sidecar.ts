@@ -4,6 +4,7 @@ import pino, { type Logger } from 'pino';
 import { createRouter, type RouterHandle, type RouterSecurity, type TlsMaterial } from '@meshport/router';
 import { CaptureListener } from './capture';
 import {
+  configSource,
   loadConfig,
   SIDECAR_DEFAULTS,
   type HijackConfig,
@@ -512,7 +513,7 @@ export class Sidecar {
     };
     for (const key of RESTART_KEYS) (effective as unknown as Record<string, unknown>)[key] = old[key];
     if (keepTls) effective.tls = old.tls;
-    const telemetryFiles = await telemetryFileProblems(effective);
+    const telemetryFiles = await telemetryFileProblems(effective, configSource(config));
     if (telemetryFiles.length > 0) {
       const error = new SidecarError('MESHPORT_CONFIG_INVALID', telemetryFiles.map((p) => p.message).join('\n'), {
         problems: telemetryFiles,
