@@ -164,6 +164,10 @@ describe('docs/meshport.example.yaml', () => {
     assert.equal(config.registries[2]!.via, 'zk');
     assert.equal(config.tls.mode, 'permissive');
     assert.deepEqual(Object.keys(config.authz.services), ['com.example.EchoService:1.0']);
+    assert.deepEqual(
+      [config.telemetry.accessLog?.everyN, config.telemetry.tracing?.otlp, config.telemetry.labelCaps],
+      [100, 'http://otel-collector.observability:4318', { methods: 64, callers: 32 }],
+    );
   });
 });
 
