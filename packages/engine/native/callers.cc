@@ -522,14 +522,14 @@ void Loop::request(Caller* c, uint8_t* p, size_t len, const FrameHeader& h) {
       }
     }
     freeCall(call);
-    if (pendingRecord_.on) {
+    if (recording()) {
       // Logged as sent: nothing will say more about it.
-      if (host != nullptr) pendingRecord_.endpoint = host->key;
-      endRecord(pendingRecord_, c, h.proto, m.cluster, "ok", monotonicMicros() - nowMicros_, 0);
+      if (host != nullptr) pendingRecord_->endpoint = host->key;
+      endRecord(*pendingRecord_, c, h.proto, m.cluster, "ok", monotonicMicros() - nowMicros_, 0);
     }
     return;
   }
-  if (pendingRecord_.on) std::swap(call->record, pendingRecord_);
+  if (recording()) call->record.swap(pendingRecord_);
   callStarted(c);
   c->refs++;
   live_.push(call);
@@ -554,8 +554,8 @@ inline void Loop::refuse(Caller* c, const FrameHeader& who, ClusterCounters& m, 
     answered = answer.size();
     reply(c, answer);
   }
-  if (pendingRecord_.on) {
-    endRecord(pendingRecord_, c, who.proto, m.cluster, kOutcomeNames[size_t(f)], monotonicMicros() - nowMicros_, answered);
+  if (recording()) {
+    endRecord(*pendingRecord_, c, who.proto, m.cluster, kOutcomeNames[size_t(f)], monotonicMicros() - nowMicros_, answered);
   }
 }
 

@@ -82,7 +82,7 @@ struct Call {
   int64_t deadline = 0;
   int64_t timeoutMs = 0;
   CallRoute route;  // what the balancer reads of it
-  CallRecord record;  // its access log line and span (telemetry on)
+  std::unique_ptr<CallRecord> record;  // its access log line and span (telemetry on); kept with the pooled call
   bool pending = false;
   bool done = false;
   Call* livePrev = nullptr;
@@ -436,6 +436,8 @@ class Loop {
   // A call answered (or refused) with a router failure; an upstream's answer with its status.
   void endRecord(Call* call, Failure f, uint64_t bytesOut);
   void endRecordAnswered(Call* call, uint16_t status, uint64_t bytesOut);
+  void startBatch(std::string& batch, int64_t& since);
+  void readKeptContext(CallRecord& r);
   // Whether a batch waits long enough (or has grown enough) to go; `force` on a drain and at the end.
   bool telemetryDue(bool force) const;
   // How long the loop may sleep before a batch is due (INT64_MAX: none waits).
@@ -529,7 +531,7 @@ class Loop {
     c->route.method.clear();
     c->route.hashKey.clear();
     c->route.hasHashKey = c->pending = c->done = false;
-    c->record.reset();
+    if (c->record) c->record->reset();
     c->prev = c->next = nullptr;
     c->list = nullptr;
     if (freeCalls_.size() < 4096) freeCalls_.push_back(c);
@@ -633,7 +635,8 @@ class Loop {
   TelemetrySettings telemetry_;
   bool telemetryOn_ = false;
   uint64_t accessCalls_ = 0;
-  CallRecord pendingRecord_;
+  std::unique_ptr<CallRecord> pendingRecord_;  // swapped with a started call's (no copy of its strings)
+  bool recording() const { return pendingRecord_ != nullptr && pendingRecord_->on; }
   std::string accessBatch_;
   std::string spanBatch_;
   int64_t accessSince_ = 0;

@@ -23,18 +23,41 @@ int64_t wallMicros() {
 
 }  // namespace
 
+// A batch's first line: its clock starts, and it gets room for a whole batch (the last one went to JavaScript with
+// its buffer), so it is not copied as it grows.
+void Loop::startBatch(std::string& batch, int64_t& since) {
+  since = now_;
+  batch.reserve(kBatchBytes + 4096);
+}
+
 void Loop::setTelemetry(const TelemetrySettings& telemetry) {
   telemetry_ = telemetry;
   telemetryOn_ = telemetry.any();
 }
 
 void Loop::startRecord(const uint8_t* p, size_t len, const FrameHeader& h, std::string_view method) {
-  CallRecord& r = pendingRecord_;
+  if (pendingRecord_ == nullptr) pendingRecord_ = std::make_unique<CallRecord>();
+  CallRecord& r = *pendingRecord_;
   r.reset();
   r.on = true;
   r.bytesIn = uint32_t(len);
   r.method.assign(method.data(), method.size());
-  readTraceContext(p, len, h, r.context);
+  if (telemetry_.tracing || len > kKeptFrameBytes) {
+    readTraceContext(p, len, h, r.context);
+    r.contextRead = true;
+  } else {
+    // Access log alone: most calls get no line, so the context is read only for those that do, from a copy.
+    r.frame.assign(p, p + len);
+  }
+}
+
+// The trace context of a call whose frame was kept instead of read (startRecord).
+void Loop::readKeptContext(CallRecord& r) {
+  if (r.contextRead) return;
+  r.contextRead = true;
+  FrameHeader h;
+  CodecError err;
+  if (decodeHeader(r.frame.data(), r.frame.size(), h, err)) readTraceContext(r.frame.data(), r.frame.size(), h, r.context);
 }
 
 void Loop::endRecord(CallRecord& r, Caller* c, Proto proto, std::string_view service, std::string_view status,
@@ -51,6 +74,7 @@ void Loop::endRecord(CallRecord& r, Caller* c, Proto proto, std::string_view ser
            (t.slowMs > 0 && double(durationMicros) / 1000.0 >= t.slowMs);
   }
   if (!line && !t.tracing) return;
+  readKeptContext(r);
   const int which = c->listener;
   r.traced = r.context.any() && deriveSpanIds(r.context, which == 0 ? SpanSide::Outbound : SpanSide::Inbound, r.ids);
   CallEnd e;
@@ -73,28 +97,29 @@ void Loop::endRecord(CallRecord& r, Caller* c, Proto proto, std::string_view ser
       r.traced = true;
     }
     if (r.ids.sampledFlag && traceSampled(r.ids.traceId, t.traceEveryN)) {
-      if (spanBatch_.empty()) spanSince_ = now_;
+      if (spanBatch_.empty()) startBatch(spanBatch_, spanSince_);
       appendSpanLine(spanBatch_, r, e);
     }
   }
   if (line) {
-    if (accessBatch_.empty()) accessSince_ = now_;
+    if (accessBatch_.empty()) startBatch(accessBatch_, accessSince_);
     appendAccessLine(accessBatch_, r, e);
   }
 }
 
 void Loop::endRecord(Call* call, Failure f, uint64_t bytesOut) {
-  endRecord(call->record, call->caller, call->who.proto, call->cluster->name, kOutcomeNames[size_t(f)], call->durationMicros, bytesOut);
+  endRecord(*call->record, call->caller, call->who.proto, call->cluster->name, kOutcomeNames[size_t(f)], call->durationMicros,
+            bytesOut);
 }
 
 void Loop::endRecordAnswered(Call* call, uint16_t status, uint64_t bytesOut) {
   if (status == 0 || status == 20) {
-    endRecord(call->record, call->caller, call->who.proto, call->cluster->name, "ok", call->durationMicros, bytesOut);
+    endRecord(*call->record, call->caller, call->who.proto, call->cluster->name, "ok", call->durationMicros, bytesOut);
     return;
   }
   char text[16];
   const int n = std::snprintf(text, sizeof text, "status-%u", unsigned(status));
-  endRecord(call->record, call->caller, call->who.proto, call->cluster->name, std::string_view(text, size_t(n)),
+  endRecord(*call->record, call->caller, call->who.proto, call->cluster->name, std::string_view(text, size_t(n)),
             call->durationMicros, bytesOut);
 }
 

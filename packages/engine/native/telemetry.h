@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "codec.h"
 #include "trace_context.h"
@@ -27,20 +28,27 @@ struct TelemetrySettings {
 // The outcome names of meshport_responses_total, by Failure, and [kFailures] = "ok".
 extern const char* const kOutcomeNames[kFailures + 1];
 
-// What a call's line and span need beyond what the loop keeps anyway, taken as the request arrives (the frame is
-// forwarded in place and not kept). Reused with the Call: its strings keep their capacity.
+// A request up to this long is copied as it arrives when only the access log is on: most calls then get no line, and
+// the trace context is read from the copy for those that do (Loop::startRecord).
+inline constexpr size_t kKeptFrameBytes = 2048;
+
+// What a call's line and span need beyond what the loop keeps anyway, taken as the request arrives (the frame itself
+// is forwarded in place). Reused with the Call: its strings keep their capacity.
 struct CallRecord {
   bool on = false;        // telemetry was on when the call arrived
-  bool everyNth = false;  // the access log's n-th call
   bool traced = false;    // ids are known: carried context, or a root trace started here (tracing on)
-  bool spanSampled = false;
+  bool contextRead = false;  // else `frame` holds the request, for its context should a line be written
   uint32_t bytesIn = 0;
   std::string method;    // as the call named it (the metrics may count it as `other`)
   std::string endpoint;  // host:port of the last attempt; empty: it never left
   TraceContext context;
   SpanIds ids;
+  std::vector<uint8_t> frame;
   void reset() {
-    on = everyNth = traced = spanSampled = false;
+    on = traced = contextRead = false;
+    // Records stay with pooled calls: a large request's copy is not kept with one.
+    if (frame.capacity() > kKeptFrameBytes) std::vector<uint8_t>().swap(frame);
+    else frame.clear();
     bytesIn = 0;
     endpoint.clear();
     context.traceparent.clear();

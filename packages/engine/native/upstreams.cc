@@ -20,7 +20,7 @@ void Loop::send(Call* call, uint8_t* p, size_t len) {
   if (host == nullptr) return fail(call, Failure::Unavailable, "meshport: no endpoint of " + cluster.name + " accepted a connection");
   call->host = host;
   host->active++;
-  if (call->record.on) call->record.endpoint = host->key;
+  if (call->record && call->record->on) call->record->endpoint = host->key;
   Upstream* u = connectionFor(*host, call->who.proto);
   if (u == nullptr) {
     host->active--;
@@ -93,7 +93,7 @@ void Loop::fail(Call* call, Failure f, const std::string& message) {
   countOutcome(*call->cluster->counters, *call->method, f);
   const std::string answer = errorResponse(call->who, f, message);
   reply(call->caller, answer);
-  if (call->record.on) endRecord(call, f, answer.size());
+  if (call->record && call->record->on) endRecord(call, f, answer.size());
   release(call);
 }
 
@@ -297,7 +297,7 @@ inline void Loop::upstreamFrame(Upstream* u, uint8_t* p, size_t len) {
   }
   setRequestId(p, len, call->who.idHigh, call->who.idLow);
   reply(call->caller, p, len);
-  if (call->record.on) endRecordAnswered(call, status, len);
+  if (call->record && call->record->on) endRecordAnswered(call, status, len);
   release(call);
 }
 

@@ -507,6 +507,32 @@ describe('native engine: its own surface', () => {
       }
     });
 
+    it('names the trace a call carries in its access line, with the access log alone', async () => {
+      const batches: [string, string][] = [];
+      const { e, port, provider } = await routedEngine({}, batches);
+      try {
+        e.setTelemetry({ accessLog: { everyN: 1 } });
+        const caller = await dial(port);
+        const w3c = '4bf92f3577b34da6a3ce929d0e0e4736';
+        await caller.call([
+          boltCall(1, ECHO, 'echo', {
+            'rpc_trace_context.sofaTraceId': '0A1b2c3d4e5f',
+            'rpc_trace_context.sofaRpcId': '0.1',
+          }),
+          boltCall(2, ECHO, 'echo', { traceparent: `00-${w3c}-00f067aa0ba902b7-01` }),
+          boltCall(3, ECHO, 'echo'),
+        ]);
+        await waitFor(() => lines(batches, 'access').length === 3, 'three lines');
+        assert.deepEqual(
+          lines(batches, 'access').map((l) => l.traceId),
+          ['00000000000000000000' + '0a1b2c3d4e5f', w3c, null],
+        );
+        caller.socket.destroy();
+      } finally {
+        await stop(e, provider);
+      }
+    });
+
     it('writes a span per call as OTLP/JSON, a root span for a call without trace context', async () => {
       const batches: [string, string][] = [];
       const { e, port, provider } = await routedEngine({}, batches);
