@@ -90,7 +90,11 @@ export class OtlpExporter implements LineWriter {
       else dropped++;
       start = end + 1;
     }
-    if (dropped > 0) this.events.dropped(dropped);
+    if (dropped > 0)
+      this.events.dropped(
+        dropped,
+        new Error(`${this.settings.maxQueue} spans are waiting for the collector (slow or down): new ones are dropped`),
+      );
     this.schedule();
   }
 

@@ -35,8 +35,15 @@ export class RotatingFile implements LineWriter {
   ) {}
 
   write(lines: string, count: number): void {
-    if (this.closed || this.waitingBytes + lines.length > MAX_WAITING_BYTES) {
+    if (this.closed) {
       this.events.dropped(count);
+      return;
+    }
+    if (this.waitingBytes + lines.length > MAX_WAITING_BYTES) {
+      this.events.dropped(
+        count,
+        new Error(`${MAX_WAITING_BYTES} bytes are waiting for the disk: new lines are dropped`),
+      );
       return;
     }
     this.waiting.push(lines);

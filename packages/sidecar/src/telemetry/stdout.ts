@@ -15,8 +15,12 @@ export class StdoutWriter implements LineWriter {
   ) {}
 
   write(lines: string, count: number): void {
-    if (this.closed || this.stream.writableLength > MAX_BUFFERED_BYTES) {
+    if (this.closed) {
       this.events.dropped(count);
+      return;
+    }
+    if (this.stream.writableLength > MAX_BUFFERED_BYTES) {
+      this.events.dropped(count, new Error('standard output is not being read: new lines are dropped'));
       return;
     }
     this.stream.write(lines);
