@@ -87,21 +87,16 @@ void appendIsoTime(std::string& out, int64_t unixMicros) {
   out.append(buf, size_t(n));
 }
 
-void appendTextAttribute(std::string& out, const char* key, std::string_view value) {
-  out += "{\"key\":\"";
-  out += key;
-  out += "\",\"value\":{\"stringValue\":";
+// A string attribute and the comma after it (the two int attributes close the list). `head`: ATTR_TEXT(key).
+void appendTextAttribute(std::string& out, std::string_view head, std::string_view value) {
+  out += head;
   appendString(out, value);
-  out += "}}";
+  out.append("}},", 3);
 }
 
-void appendIntAttribute(std::string& out, const char* key, uint64_t value) {
-  out += "{\"key\":\"";
-  out += key;
-  out += "\",\"value\":{\"intValue\":\"";
-  appendUint(out, value);
-  out += "\"}}";
-}
+// An attribute up to its value, the key spliced in at compile time.
+#define ATTR_TEXT(key) std::string_view("{\"key\":\"" key "\",\"value\":{\"stringValue\":")
+#define ATTR_INT(key) std::string_view("{\"key\":\"" key "\",\"value\":{\"intValue\":\"")
 
 }  // namespace
 
@@ -139,6 +134,10 @@ void appendAccessLine(std::string& out, const CallRecord& r, const CallEnd& e) {
 }
 
 void appendSpanLine(std::string& out, const CallRecord& r, const CallEnd& e) {
+  // Room for the line in one go (escaping may still grow it): the appends below then rarely reallocate.
+  const size_t need = out.size() + 900 + 2 * (e.service.size() + r.method.size()) + e.caller.size() + r.endpoint.size() +
+                      e.identity.size() + r.context.sofaTraceId.size() + r.context.sofaRpcId.size();
+  if (out.capacity() < need) out.reserve(std::max(need, 2 * out.capacity()));
   out += "{\"traceId\":\"";
   out += r.ids.traceId;
   out += "\",\"spanId\":\"";
@@ -159,35 +158,25 @@ void appendSpanLine(std::string& out, const CallRecord& r, const CallEnd& e) {
   out += "000\",\"endTimeUnixNano\":\"";
   appendUint(out, uint64_t(e.endUnixMicros));
   out += "000\",\"attributes\":[";
-  appendTextAttribute(out, "rpc.system", e.proto == Proto::Bolt ? "sofarpc" : "apache_dubbo");
-  out += ',';
-  appendTextAttribute(out, "rpc.service", e.service);
-  out += ',';
-  appendTextAttribute(out, "rpc.method", r.method);
-  out += ',';
-  appendTextAttribute(out, "meshport.direction", e.listener == 0 ? "outbound" : "inbound");
-  out += ',';
-  appendTextAttribute(out, "meshport.outcome", e.status);
-  out += ',';
-  appendTextAttribute(out, "network.peer.address", e.caller);
-  if (!r.endpoint.empty()) {
-    out += ',';
-    appendTextAttribute(out, "server.address", r.endpoint);
-  }
-  if (!e.identity.empty()) {
-    out += ',';
-    appendTextAttribute(out, "meshport.caller.identity", e.identity);
-  }
+  appendTextAttribute(out, ATTR_TEXT("rpc.system"), e.proto == Proto::Bolt ? "sofarpc" : "apache_dubbo");
+  appendTextAttribute(out, ATTR_TEXT("rpc.service"), e.service);
+  appendTextAttribute(out, ATTR_TEXT("rpc.method"), r.method);
+  appendTextAttribute(out, ATTR_TEXT("meshport.direction"), e.listener == 0 ? "outbound" : "inbound");
+  appendTextAttribute(out, ATTR_TEXT("meshport.outcome"), e.status);
+  appendTextAttribute(out, ATTR_TEXT("network.peer.address"), e.caller);
+  if (!r.endpoint.empty()) appendTextAttribute(out, ATTR_TEXT("server.address"), r.endpoint);
+  if (!e.identity.empty()) appendTextAttribute(out, ATTR_TEXT("meshport.caller.identity"), e.identity);
   if (!r.context.sofaTraceId.empty()) {
-    out += ',';
-    appendTextAttribute(out, "sofa.trace_id", r.context.sofaTraceId);
-    out += ',';
-    appendTextAttribute(out, "sofa.rpc_id", r.context.sofaRpcId.empty() ? std::string_view("0") : std::string_view(r.context.sofaRpcId));
+    appendTextAttribute(out, ATTR_TEXT("sofa.trace_id"), r.context.sofaTraceId);
+    const std::string& rpcId = r.context.sofaRpcId;
+    appendTextAttribute(out, ATTR_TEXT("sofa.rpc_id"), rpcId.empty() ? std::string_view("0") : std::string_view(rpcId));
   }
-  out += ',';
-  appendIntAttribute(out, "meshport.bytes_in", r.bytesIn);
-  out += ',';
-  appendIntAttribute(out, "meshport.bytes_out", e.bytesOut);
+  out += ATTR_INT("meshport.bytes_in");
+  appendUint(out, r.bytesIn);
+  out += "\"}},";
+  out += ATTR_INT("meshport.bytes_out");
+  appendUint(out, e.bytesOut);
+  out += "\"}}";
   if (e.status == "ok") {
     out += "],\"status\":{\"code\":1}}\n";
   } else {
@@ -196,6 +185,9 @@ void appendSpanLine(std::string& out, const CallRecord& r, const CallEnd& e) {
     out += "}}\n";
   }
 }
+
+#undef ATTR_TEXT
+#undef ATTR_INT
 
 bool traceSampled(std::string_view traceId, double everyN) {
   if (!(everyN >= 1)) return false;
