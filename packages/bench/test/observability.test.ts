@@ -6,7 +6,15 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { type Written, checkWritten, countWritten, expectedWritten } from '../src/forward/observability';
+import {
+  type ObsRow,
+  type Written,
+  checkWritten,
+  comparisons,
+  countWritten,
+  expectedWritten,
+  obsMetrics,
+} from '../src/forward/observability';
 import { fileSink } from '../src/forward/telemetry-files';
 
 const TRACE = '0000000000000000000000000000abc1';
@@ -103,5 +111,42 @@ describe('bench forward: observability cases', () => {
     await files.close();
     assert.equal(checkWritten('tracing', 40, countWritten(file, 'span')), null);
     assert.match(checkWritten('tracing', 80, countWritten(file, 'span')) ?? '', /40 spans written after 80 calls/);
+  });
+
+  it('sets each case against its twin, and today against the baseline (not the other way round), with the goal of its kind', () => {
+    const row = (target: string, cpu: number, rps = 100): ObsRow => ({
+      protocol: 'bolt',
+      target,
+      rps,
+      rpsSamples: [rps, rps],
+      cpuSamples: [cpu, cpu],
+      p50: 50,
+      p50ByRound: [50, 50],
+      cpuPerReqUs: cpu,
+    });
+    const rows = [
+      row('meshport-2hop-native', 1.1),
+      row('meshport-2hop-baseline', 1.0),
+      row('meshport-2hop-accesslog', 1.21),
+      row('meshport-2hop-tracing', 1.32),
+    ];
+    const list = comparisons(['bolt'], (_, t) => rows.find((r) => r.target === t));
+    const by = Object.fromEntries(list.map((c) => [c.goalName, c]));
+    assert.deepEqual(Object.keys(by).sort(), ['accesslog', 'metrics', 'tracing']);
+    assert.equal(by.metrics.subject.target, 'meshport-2hop-native');
+    assert.equal(by.metrics.against.target, 'meshport-2hop-baseline');
+    assert.equal(Math.round(by.metrics.cpuRatio * 100) / 100, 1.1);
+    assert.equal(by.metrics.goal, 1.05);
+    assert.equal(Math.round(by.accesslog.cpuRatio * 100) / 100, 1.1);
+    assert.equal(by.tracing.goal, 1.25);
+    assert.ok(by.tracing.cpuRatio <= by.tracing.goal);
+    assert.deepEqual(
+      obsMetrics(list).map((m) => m.name),
+      [
+        'Bolt: meshport-2hop-accesslog / meshport-2hop-native CPU per request',
+        'Bolt: meshport-2hop-tracing / meshport-2hop-native CPU per request',
+        'Bolt: meshport-2hop-native / meshport-2hop-baseline CPU per request',
+      ],
+    );
   });
 });

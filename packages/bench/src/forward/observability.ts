@@ -190,7 +190,7 @@ export interface ObsRow {
 }
 
 /** One comparison of the section: a case against the one it differs from by one thing. */
-interface Comparison {
+export interface Comparison {
   protocol: BenchProtocol;
   label: string;
   /** What is measured (the newer) and against what (the older or plainer). */
