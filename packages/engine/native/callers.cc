@@ -525,7 +525,7 @@ void Loop::request(Caller* c, uint8_t* p, size_t len, const FrameHeader& h) {
     if (recording()) {
       // Logged as sent: nothing will say more about it.
       if (host != nullptr) pendingRecord_->endpoint = host->key;
-      endRecord(*pendingRecord_, c, h.proto, m.cluster, "ok", monotonicMicros() - nowMicros_, 0);
+      endRecord(*pendingRecord_, c, h.proto, m.cluster, "ok", nowMicros_, monotonicMicros() - nowMicros_, 0);
     }
     return;
   }
@@ -555,7 +555,8 @@ inline void Loop::refuse(Caller* c, const FrameHeader& who, ClusterCounters& m, 
     reply(c, answer);
   }
   if (recording()) {
-    endRecord(*pendingRecord_, c, who.proto, m.cluster, kOutcomeNames[size_t(f)], monotonicMicros() - nowMicros_, answered);
+    endRecord(*pendingRecord_, c, who.proto, m.cluster, kOutcomeNames[size_t(f)], nowMicros_, monotonicMicros() - nowMicros_,
+              answered);
   }
 }
 

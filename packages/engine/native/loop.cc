@@ -179,6 +179,7 @@ inline int Loop::idleWaitMs() const {
 }
 
 inline void Loop::tick() {
+  if (telemetryOn_) syncWallClock();
   // Timeouts: each list holds calls of one timeout value in deadline order. A Bolt caller picks its own timeout,
   // so emptied lists go: a caller cycling through values must not grow this map.
   for (auto it = deadlines_.begin(); it != deadlines_.end();) {

@@ -431,8 +431,10 @@ class Loop {
   // With telemetry on, what the call's line needs of its request (the frame is not kept), in pendingRecord_.
   void startRecord(const uint8_t* p, size_t len, const FrameHeader& h, std::string_view method);
   // The call ended: its line and span, if the sampling says so, into the batches.
+  // `startedMicros` (monotonic) and the duration place it in time.
   void endRecord(CallRecord& r, Caller* c, Proto proto, std::string_view service, std::string_view status,
-                 int64_t durationMicros, uint64_t bytesOut);
+                 int64_t startedMicros, int64_t durationMicros, uint64_t bytesOut);
+  void syncWallClock();
   // A call answered (or refused) with a router failure; an upstream's answer with its status.
   void endRecord(Call* call, Failure f, uint64_t bytesOut);
   void endRecordAnswered(Call* call, uint16_t status, uint64_t bytesOut);
@@ -642,6 +644,7 @@ class Loop {
   int64_t accessSince_ = 0;
   int64_t spanSince_ = 0;
   bool flushTelemetry_ = false;
+  int64_t wallOffsetMicros_ = 0;  // CLOCK_REALTIME minus CLOCK_MONOTONIC, µs (syncWallClock)
   IdSource ids_;
   std::vector<std::string> events_;
   // Mutual TLS and authorization in force (nullptr: plaintext everywhere, every call allowed).

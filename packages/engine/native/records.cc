@@ -15,9 +15,9 @@ namespace {
 constexpr int64_t kBatchMs = 100;
 constexpr size_t kBatchBytes = 64 * 1024;
 
-int64_t wallMicros() {
+int64_t clockMicros(clockid_t clock) {
   timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
+  clock_gettime(clock, &ts);
   return int64_t(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
 }
 
@@ -33,7 +33,11 @@ void Loop::startBatch(std::string& batch, int64_t& since) {
 void Loop::setTelemetry(const TelemetrySettings& telemetry) {
   telemetry_ = telemetry;
   telemetryOn_ = telemetry.any();
+  syncWallClock();
 }
+
+// Wall-clock time of a monotonic reading, to the microsecond: one clock read per tick instead of one per line.
+void Loop::syncWallClock() { wallOffsetMicros_ = clockMicros(CLOCK_REALTIME) - clockMicros(CLOCK_MONOTONIC); }
 
 void Loop::startRecord(const uint8_t* p, size_t len, const FrameHeader& h, std::string_view method) {
   if (pendingRecord_ == nullptr) pendingRecord_ = std::make_unique<CallRecord>();
@@ -61,7 +65,7 @@ void Loop::readKeptContext(CallRecord& r) {
 }
 
 void Loop::endRecord(CallRecord& r, Caller* c, Proto proto, std::string_view service, std::string_view status,
-                     int64_t durationMicros, uint64_t bytesOut) {
+                     int64_t startedMicros, int64_t durationMicros, uint64_t bytesOut) {
   if (!r.on) return;
   r.on = false;
   if (!telemetryOn_) return;
@@ -86,7 +90,7 @@ void Loop::endRecord(CallRecord& r, Caller* c, Proto proto, std::string_view ser
   e.status = status;
   e.durationMicros = durationMicros;
   e.bytesOut = bytesOut;
-  e.endUnixMicros = wallMicros();
+  e.endUnixMicros = wallOffsetMicros_ + startedMicros + durationMicros;
   if (t.tracing) {
     if (!r.traced) {
       // No context: a root span of a trace started here (never propagated: the frame is not changed).
@@ -108,19 +112,20 @@ void Loop::endRecord(CallRecord& r, Caller* c, Proto proto, std::string_view ser
 }
 
 void Loop::endRecord(Call* call, Failure f, uint64_t bytesOut) {
-  endRecord(*call->record, call->caller, call->who.proto, call->cluster->name, kOutcomeNames[size_t(f)], call->durationMicros,
-            bytesOut);
+  endRecord(*call->record, call->caller, call->who.proto, call->cluster->name, kOutcomeNames[size_t(f)], call->startedMicros,
+            call->durationMicros, bytesOut);
 }
 
 void Loop::endRecordAnswered(Call* call, uint16_t status, uint64_t bytesOut) {
   if (status == 0 || status == 20) {
-    endRecord(*call->record, call->caller, call->who.proto, call->cluster->name, "ok", call->durationMicros, bytesOut);
+    endRecord(*call->record, call->caller, call->who.proto, call->cluster->name, "ok", call->startedMicros, call->durationMicros,
+              bytesOut);
     return;
   }
   char text[16];
   const int n = std::snprintf(text, sizeof text, "status-%u", unsigned(status));
   endRecord(*call->record, call->caller, call->who.proto, call->cluster->name, std::string_view(text, size_t(n)),
-            call->durationMicros, bytesOut);
+            call->startedMicros, call->durationMicros, bytesOut);
 }
 
 bool Loop::telemetryDue(bool force) const {
