@@ -296,7 +296,8 @@ export class NativeEngine {
    * already waiting are still handed over. The lines go to the constructor's `onTelemetry`.
    */
   setTelemetry(telemetry: EngineTelemetry | undefined): void {
-    this.handle.setTelemetry(telemetry);
+    // After close there is nothing left to sample (a reload racing a stop is not an error).
+    if (!this.closed) this.handle.setTelemetry(telemetry);
   }
 
   /** Replaces the clusters named (or removes those marked `remove`); every other cluster stays as it is. */
