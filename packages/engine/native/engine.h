@@ -18,6 +18,7 @@
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "buffers.h"
@@ -232,9 +233,27 @@ struct EngineStats {
 // access log lines and spans that waited their turn (whole lines, handed over as they are). One channel, so a
 // drain's answer comes after the lines of the calls it waited for.
 struct EngineEvents {
+  // Counts the batch's bytes as waiting for JavaScript until it is delivered (or dropped): past a bound the loop
+  // drops lines instead of queueing them without end behind a busy main thread.
+  struct Hold {
+    Hold() = default;
+    Hold(std::shared_ptr<std::atomic<size_t>> w, size_t n) : waiting(std::move(w)), bytes(n) { waiting->fetch_add(n); }
+    Hold(Hold&& o) noexcept : waiting(std::move(o.waiting)), bytes(o.bytes) {}
+    Hold& operator=(Hold&& o) noexcept {
+      std::swap(waiting, o.waiting);
+      std::swap(bytes, o.bytes);
+      return *this;
+    }
+    ~Hold() {
+      if (waiting) waiting->fetch_sub(bytes);
+    }
+    std::shared_ptr<std::atomic<size_t>> waiting;
+    size_t bytes = 0;
+  };
   std::vector<std::string> lines;
   std::string access;
   std::string spans;
+  Hold hold;
 };
 using EventSink = std::function<void(EngineEvents&&)>;
 

@@ -322,6 +322,21 @@ void Loop::log(const char* level, const std::string& msg, const std::string& fie
 inline void Loop::sendEvents() {
   const bool telemetry = telemetryDue(flushTelemetry_);
   flushTelemetry_ = false;
+  const bool behind = telemetryWaiting_->load(std::memory_order_relaxed) >= kMaxTelemetryBytesWaiting;
+  if (telemetry && behind) {
+    // JavaScript is that far behind: these lines go, counted, rather than queue without end.
+    droppedAccess_ += uint64_t(std::count(accessBatch_.begin(), accessBatch_.end(), '\n'));
+    droppedSpans_ += uint64_t(std::count(spanBatch_.begin(), spanBatch_.end(), '\n'));
+    accessBatch_.clear();
+    spanBatch_.clear();
+  }
+  // Said once JavaScript has caught up (then the count is the whole episode's), and every 10 s while it has not.
+  if ((droppedAccess_ > 0 || droppedSpans_ > 0) && (!behind || now_ - droppedLoggedAt_ >= 10000)) {
+    droppedLoggedAt_ = now_;
+    log("warn", "access log lines and spans dropped: JavaScript had not taken the engine's last batches",
+        "\"accessLines\":" + std::to_string(droppedAccess_) + ",\"spans\":" + std::to_string(droppedSpans_));
+    droppedAccess_ = droppedSpans_ = 0;
+  }
   if (events_.empty() && !telemetry) return;
   // Bounded: a storm of bad frames must not grow this without end; what is cut is counted in the last line.
   if (events_.size() > 1000) {
@@ -330,11 +345,13 @@ inline void Loop::sendEvents() {
     log("warn", std::to_string(cut) + " more engine events were dropped");
   }
   EngineEvents batch;
-  batch.lines.swap(events_);
-  if (telemetry) {
+  if (telemetry && !(accessBatch_.empty() && spanBatch_.empty())) {
     batch.access.swap(accessBatch_);
     batch.spans.swap(spanBatch_);
+    batch.hold = EngineEvents::Hold(telemetryWaiting_, batch.access.size() + batch.spans.size());
   }
+  if (events_.empty() && batch.access.empty() && batch.spans.empty()) return;
+  batch.lines.swap(events_);
   sink_(std::move(batch));
 }
 

@@ -645,6 +645,13 @@ class Loop {
   int64_t spanSince_ = 0;
   bool flushTelemetry_ = false;
   int64_t wallOffsetMicros_ = 0;  // CLOCK_REALTIME minus CLOCK_MONOTONIC, µs (syncWallClock)
+  // Bytes of lines handed over and not yet delivered to JavaScript (EngineEvents::Hold); past the bound lines are
+  // dropped, counted, and the count logged (sendEvents).
+  static constexpr size_t kMaxTelemetryBytesWaiting = 8 * 1024 * 1024;
+  std::shared_ptr<std::atomic<size_t>> telemetryWaiting_ = std::make_shared<std::atomic<size_t>>(0);
+  uint64_t droppedAccess_ = 0;
+  uint64_t droppedSpans_ = 0;
+  int64_t droppedLoggedAt_ = 0;  // ms
   IdSource ids_;
   std::vector<std::string> events_;
   // Mutual TLS and authorization in force (nullptr: plaintext everywhere, every call allowed).

@@ -2,6 +2,7 @@
 // (Its request path is held to the router's behavior by the router's suites, which run on both engines.)
 
 import { strict as assert } from 'node:assert';
+import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -581,6 +582,42 @@ describe('native engine: its own surface', () => {
         caller.socket.destroy();
       } finally {
         await stop(e, provider);
+      }
+    });
+
+    it('drops lines rather than queue them without end while JavaScript does not take them, and says how many', async () => {
+      const batches: [string, string][] = [];
+      const logs: EngineLogEvent[] = [];
+      const e = new NativeEngine(
+        {},
+        (event) => logs.push(event),
+        (kind, text) => batches.push([kind, text]),
+      );
+      try {
+        e.setTelemetry({ tracing: { everyN: 1 } });
+        const port = e.listen('outbound', '127.0.0.1', 0, false);
+        // Another process makes the calls (no route: the engine answers them itself) while this thread is stopped.
+        const calls = 30000;
+        const frame = boltCall(1, 'com.example.Nowhere:1.0', 'lost').toString('hex');
+        const script = `
+          const s = require('net').connect(${port}, '127.0.0.1');
+          const one = Buffer.from('${frame}', 'hex');
+          let left = ${calls}, answered = 0;
+          s.on('data', (d) => { answered += d.length; if (answered >= ${calls} * 20) s.end(); });
+          s.on('connect', () => { while (left > 0) { const n = Math.min(left, 500); left -= n; s.write(Buffer.concat(Array(n).fill(one))); } });
+        `;
+        const child = spawn(process.execPath, ['-e', script], { stdio: 'ignore' });
+        const exited = once(child, 'exit');
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 3000);
+        await exited;
+        const dropped = () =>
+          logs.filter((l) => /spans dropped/.test(l.msg)).reduce((n, l) => n + (l.spans as number), 0);
+        await waitFor(() => lines(batches, 'span').length + dropped() === calls, 'every span written or counted');
+        assert.ok(dropped() > 0, 'some were dropped');
+        // What was handed over is whole lines, about the bound of what may wait (8 MiB, and the batch that crossed it).
+        assert.ok(batches.reduce((n, [, text]) => n + text.length, 0) < 12 * 1024 * 1024);
+      } finally {
+        e.close();
       }
     });
 
