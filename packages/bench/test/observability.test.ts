@@ -104,6 +104,9 @@ describe('bench forward: observability cases', () => {
     assert.match(checkWritten('accesslog', 10_099, access(50)) ?? '', /50 access log lines written .* 100 expected/);
     assert.match(checkWritten('accesslog', 10_099, access(10_099)) ?? '', /10,099 access log lines/);
     assert.match(checkWritten('accesslog', 10_099, access(100, '{"level":30}')) ?? '', /does not look like/);
+    // What the sidecar's writer dropped (its queue full) is accounted for, not taken for a broken case.
+    assert.equal(checkWritten('accesslog', 10_099, access(80), 20), null);
+    assert.match(checkWritten('accesslog', 10_099, access(80), 5) ?? '', /80 access log lines written and 5 dropped/);
 
     const file = path.join(dir, 'spans.jsonl');
     const files = fileSink({ span: file });

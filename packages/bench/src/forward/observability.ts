@@ -134,15 +134,16 @@ export function expectedWritten(kind: 'accesslog' | 'tracing', requests: number)
 }
 
 /**
- * Why a router's file says its case is broken, or null: nothing written, or off by more than 10% (and 2) from what
- * the sampling makes of the calls its /stats counted. A line must also look like one (the spec's first keys).
+ * Why a router's file says its case is broken, or null: nothing written, or what it wrote and what the sidecar's
+ * writer dropped (a full queue: the disk behind) off by more than 10% (and 2) from what the sampling makes of the
+ * calls its /stats counted. A line must also look like one (the spec's first keys). Drops are reported, not failed.
  */
-export function checkWritten(kind: 'accesslog' | 'tracing', requests: number, w: Written): string | null {
+export function checkWritten(kind: 'accesslog' | 'tracing', requests: number, w: Written, dropped = 0): string | null {
   const expected = expectedWritten(kind, requests);
   const what = kind === 'accesslog' ? 'access log lines' : 'spans';
   if (w.items === 0) return `no ${what} written after ${int(requests)} calls`;
-  if (Math.abs(w.items - expected) > Math.max(2, expected * 0.1))
-    return `${int(w.items)} ${what} written after ${int(requests)} calls, ${int(expected)} expected`;
+  if (Math.abs(w.items + dropped - expected) > Math.max(2, expected * 0.1))
+    return `${int(w.items)} ${what} written${dropped > 0 ? ` and ${int(dropped)} dropped` : ''} after ${int(requests)} calls, ${int(expected)} expected`;
   const shape =
     kind === 'accesslog' ? /^\{"time":"[^"]+","direction":"/ : /^\{"resourceSpans":\[.*"traceId":"[0-9a-f]{32}"/;
   if (!shape.test(w.first)) return `its first line does not look like ${what}: ${w.first.slice(0, 160)}`;
@@ -174,6 +175,8 @@ export interface WrittenCount {
   requests: number;
   expected: number;
   written: Written;
+  /** What the sidecar's writer dropped (its queue full). */
+  dropped: number;
 }
 
 /** The figures of a case these tables read (forward.ts's Row has them). */
@@ -294,6 +297,7 @@ export function obsTables(list: Comparison[], written: Map<string, WrittenCount[
       int(w.requests),
       int(w.expected),
       int(w.written.items),
+      w.dropped > 0 ? `${int(w.dropped)} (${percent(w.dropped / Math.max(1, w.expected))})` : '0',
       int(w.written.lines),
       w.written.items > 0 ? int(w.written.bytes / w.written.items) : '-',
       `${fixed(w.written.bytes / 1048576, 1)} MB`,
@@ -302,9 +306,10 @@ export function obsTables(list: Comparison[], written: Map<string, WrittenCount[
   const files: ReportTable = {
     title:
       "What each router wrote over the protocol's whole run (warm-ups included), checked against the calls its /stats counted " +
-      '(access log: one line per 100 calls; tracing: one span per call; a case off by more than 10% fails the run):',
-    headers: ['case', 'router', 'calls', 'expected', 'written', 'lines', 'bytes each', 'file'],
-    align: ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r'],
+      "(access log: one line per 100 calls; tracing: one span per call; written + dropped off by more than 10% fails the run); dropped: by the sidecar's " +
+      'writer, its queue (16 MiB) full because the disk writes fell behind, as meshport_telemetry_dropped_total would count them:',
+    headers: ['case', 'router', 'calls', 'expected', 'written', 'dropped', 'lines', 'bytes each', 'file'],
+    align: ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
     rows,
   };
   return rows.length > 0 ? [costs, files] : [costs];
@@ -354,10 +359,24 @@ export interface ObsRouter {
   role: string;
   admin: number;
   file: string;
+  /** What its sink's writer dropped so far (runners/router-process, over IPC). */
+  dropped(): Promise<number>;
 }
 
 /** Longer than a sink waits before handing over a batch (telemetry.ts: at most every 100 ms). */
 const FLUSH_WAIT_MS = 350;
+
+/** A file counted again until it stops growing: the writer may still have MBs queued for the disk. */
+async function settled(file: string, kind: 'access' | 'span'): Promise<Written> {
+  let last = countWritten(file, kind);
+  for (let i = 0; i < 40; i++) {
+    await new Promise((r) => setTimeout(r, 250));
+    const now = countWritten(file, kind);
+    if (now.bytes === last.bytes) return now;
+    last = now;
+  }
+  return last;
+}
 
 /**
  * What each router wrote against what its /stats counted; throws when a case is broken. `soFar` (after the warm-up):
@@ -376,9 +395,12 @@ export async function readWritten(
     const kind = OBS_CASES[r.target].kind;
     if (kind === 'baseline') continue;
     const { requests } = await routerCounts(r.admin);
+    const dropped = await r.dropped();
     let written: Written;
     try {
-      written = countWritten(r.file, kind === 'accesslog' ? 'access' : 'span');
+      written = soFar
+        ? countWritten(r.file, kind === 'accesslog' ? 'access' : 'span')
+        : await settled(r.file, kind === 'accesslog' ? 'access' : 'span');
     } catch (err) {
       written = { lines: 0, items: 0, bytes: 0, first: `(${(err as Error).message})` };
     }
@@ -386,12 +408,12 @@ export async function readWritten(
       ? written.items === 0
         ? `nothing written after ${int(requests)} calls`
         : null
-      : checkWritten(kind, requests, written);
+      : checkWritten(kind, requests, written, dropped);
     if (why) broken.push(`${r.target} ${r.role}: ${why}`);
     const key = `${P(protocol)}: ${r.target}`;
     out.set(key, [
       ...(out.get(key) ?? []),
-      { role: r.role, requests, expected: expectedWritten(kind, requests), written },
+      { role: r.role, requests, expected: expectedWritten(kind, requests), written, dropped },
     ]);
   }
   if (broken.length > 0)

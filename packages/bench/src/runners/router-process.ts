@@ -19,7 +19,8 @@
 // routes.telemetryFiles { "access"?: PATH, "span"?: PATH } gives the router an onTelemetry sink that appends what it
 // is handed to those files with the sidecar's own file writer (forward/telemetry-files): access log lines as they
 // come, spans wrapped one OTLP ExportTraceServiceRequest per batch and line (the Collector's file exporter format).
-// options.telemetry says which calls get them (RouterOptions.telemetry, JSON as it is).
+// options.telemetry says which calls get them (RouterOptions.telemetry, JSON as it is). {"telemetry": "dropped"} over
+// IPC is answered {"dropped": N}: lines (spans) that writer dropped so far, its queue full.
 
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector';
@@ -95,7 +96,11 @@ async function main(): Promise<void> {
   if (process.send) {
     let session: Session | undefined;
     process.on('disconnect', () => void stop());
-    process.on('message', (msg: { profile?: 'start' | 'stop'; file?: string }) => {
+    process.on('message', (msg: { profile?: 'start' | 'stop'; file?: string; telemetry?: 'dropped' }) => {
+      if (msg.telemetry === 'dropped') {
+        process.send!({ dropped: files?.dropped() ?? 0 });
+        return;
+      }
       void (async () => {
         if (msg.profile === 'start' && session === undefined) {
           session = new Session();

@@ -587,7 +587,15 @@ async function runProtocol(
       if (!isObs(t) || OBS_CASES[t].kind === 'baseline') return [];
       return SIDECARS.map((role) => {
         const files = obsRouterSetup(t, protocol, role, rig.obs.dir, rig.obs.baseline).telemetryFiles!;
-        return { target: t, role, admin: pair[role].ready.admin!, file: (files.access ?? files.span)! };
+        const child = pair[role].child;
+        return {
+          target: t,
+          role,
+          admin: pair[role].ready.admin!,
+          file: (files.access ?? files.span)!,
+          dropped: () =>
+            request(child, { telemetry: 'dropped' }, (m) => (typeof m?.dropped === 'number' ? m.dropped : undefined)),
+        };
       });
     });
     const job = (target: Target, shape: Shape, seconds: number, warmupMs = sampleWarmupMs): Job => ({
