@@ -74,7 +74,10 @@ describe('README: the two commands on a fresh clone', function () {
         demoRun.stdout,
         /consumer pod outbound route com\.example\.EchoService:1\.0 -> [\d.]+:\d+ {2}= provider pod inbound/,
       );
-      assert.match(demoRun.stdout, /provider pod \/stats inbound ok com\.example\.EchoService:1\.0: [1-9]\d*/);
+      assert.match(
+        demoRun.stdout,
+        /provider pod inbound {2}com\.example\.EchoService:1\.0#echo {2}calls [1-9]\d* {2}success 100%/,
+      );
       assert.doesNotMatch(demoRun.stdout, /failed [1-9]/);
       assert.match(demoRun.stdout, /^stopped: zookeeper pid \d+/m);
     } finally {
