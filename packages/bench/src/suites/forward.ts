@@ -2293,7 +2293,7 @@ function glance(results: ResultRow[]): { figures: string; goal: string } | null 
 export const forwardSuite: Suite = {
   name: 'forward',
   summary:
-    'two proxy hops on loopback: direct vs haproxy (tcp; tls) vs meshport routers (native, js, native + sockmap; mtls native, js), Bolt and Dubbo, req/s, p50/p99, CPU, RSS, handshakes/s',
+    'two proxy hops on loopback: direct vs haproxy (tcp; tls) vs meshport routers (native, js, native + sockmap; mtls native, js), Bolt and Dubbo, req/s, p50/p99, CPU, RSS, handshakes/s; what access logs, tracing and (--baseline) metrics cost',
   renamedMetric,
   glance,
   run,
