@@ -15,7 +15,7 @@ import {
   expectedWritten,
   obsMetrics,
 } from '../src/forward/observability';
-import { fileSink } from '../src/forward/telemetry-files';
+import { countingLogger, fileSink } from '../src/forward/telemetry-files';
 
 const TRACE = '0000000000000000000000000000abc1';
 
@@ -151,5 +151,20 @@ describe('bench forward: observability cases', () => {
         'Bolt: meshport-2hop-native / meshport-2hop-baseline CPU per request',
       ],
     );
+  });
+
+  it("counts the native engine's own drops from its warnings, and passes every line on", () => {
+    const lines: string[] = [];
+    const { logger, dropped } = countingLogger({ write: (l) => lines.push(l) });
+    // As NativeRouter forwards the engine's log event: its fields beside the message.
+    logger.warn(
+      { accessLines: 3, spans: 120 },
+      "access log lines and spans dropped: JavaScript had not taken the engine's last batches",
+    );
+    logger.warn({ inflight: 4 }, 'draining');
+    logger.warn({ accessLines: 0, spans: 7 }, 'access log lines and spans dropped: again');
+    assert.equal(dropped(), 130);
+    assert.equal(lines.length, 3);
+    assert.match(lines[1], /"msg":"draining"/);
   });
 });

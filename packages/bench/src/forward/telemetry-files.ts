@@ -3,6 +3,7 @@
 // them), so the cost measured is the router's plus what a sidecar does with the lines.
 
 import type { TelemetrySink } from '@meshport/router';
+import pino, { type Logger } from 'pino';
 import type * as SidecarModule from '@meshport/sidecar';
 
 /** No rotation: the suite counts each file whole at the end of a protocol (tracing writes hundreds of MB). */
@@ -54,4 +55,26 @@ export function fileSink(
       await Promise.all([access?.close(3000), span?.close(3000)]);
     },
   };
+}
+
+/**
+ * The router's logger for a case with telemetry on: pino as the router makes its own (level MESHPORT_LOG_LEVEL, to
+ * stdout), with the native engine's "access log lines and spans dropped" warnings (JavaScript behind the loop, its
+ * 8 MiB of batches waiting) counted on the way.
+ */
+export function countingLogger(out: { write(line: string): unknown } = process.stdout): {
+  logger: Logger;
+  dropped(): number;
+} {
+  let dropped = 0;
+  const destination = {
+    write(line: string): void {
+      if (line.includes('spans dropped')) {
+        for (const m of line.matchAll(/"(?:accessLines|spans)":(\d+)/g)) dropped += Number(m[1]);
+      }
+      out.write(line);
+    },
+  };
+  const logger = pino({ name: 'meshport-router', level: process.env.MESHPORT_LOG_LEVEL ?? 'warn' }, destination);
+  return { logger, dropped: () => dropped };
 }

@@ -20,14 +20,15 @@
 // is handed to those files with the sidecar's own file writer (forward/telemetry-files): access log lines as they
 // come, spans wrapped one OTLP ExportTraceServiceRequest per batch and line (the Collector's file exporter format).
 // options.telemetry says which calls get them (RouterOptions.telemetry, JSON as it is). {"telemetry": "dropped"} over
-// IPC is answered {"dropped": N}: lines (spans) that writer dropped so far, its queue full.
+// IPC is answered {"dropped": N}: lines (spans) lost so far, by that writer (its queue full) or by the native engine
+// (its batches waiting on JavaScript; counted from its warnings).
 
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector';
 import * as path from 'node:path';
 import type * as RouterModule from '@meshport/router';
 import type { ClusterSpec, Endpoint } from '@meshport/router';
-import { fileSink } from '../forward/telemetry-files';
+import { countingLogger, fileSink } from '../forward/telemetry-files';
 
 function loadRouter(): typeof RouterModule {
   const alt = process.env.MESHPORT_BENCH_ROUTER;
@@ -72,9 +73,12 @@ async function main(): Promise<void> {
   const files = routes.telemetryFiles
     ? fileSink(routes.telemetryFiles, (message) => process.stderr.write(`router-process: telemetry lost: ${message}\n`))
     : undefined;
+  // With telemetry on, the engine's own drops (its batches waiting on JavaScript) are counted from its warnings.
+  const counting = files ? countingLogger() : undefined;
   const router = createRouter({
     ...routes.options,
     ...(files ? { onTelemetry: files.sink } : {}),
+    ...(counting ? { logger: counting.logger } : {}),
     routeTable: table,
     outbound: hasOutbound ? { host: '127.0.0.1', port: 0 } : false,
     inbound: hasInbound ? { host: '127.0.0.1', port: 0 } : false,
@@ -98,7 +102,7 @@ async function main(): Promise<void> {
     process.on('disconnect', () => void stop());
     process.on('message', (msg: { profile?: 'start' | 'stop'; file?: string; telemetry?: 'dropped' }) => {
       if (msg.telemetry === 'dropped') {
-        process.send!({ dropped: files?.dropped() ?? 0 });
+        process.send!({ dropped: (files?.dropped() ?? 0) + (counting?.dropped() ?? 0) });
         return;
       }
       void (async () => {
