@@ -21,17 +21,20 @@ namespace {
 
 constexpr const char* kListenerNames[] = {"outbound", "inbound", "upstream"};
 
-// Whether every byte is below 0x80, eight at a time.
-bool isAscii(const std::string& s) {
-  uint64_t high = 0;
-  size_t i = 0;
-  for (; i + 8 <= s.size(); i += 8) {
-    uint64_t word;
-    std::memcpy(&word, s.data() + i, 8);
-    high |= word;
-  }
-  for (; i < s.size(); i++) high |= static_cast<unsigned char>(s[i]);
-  return (high & 0x8080808080808080ULL) == 0;
+// A batch of lines as a Buffer over the engine's own bytes (moved out of the batch, freed when the Buffer is
+// collected): no copy, no UTF-8 decoding; the sink writes the bytes as they are. A runtime that refuses external
+// buffers (a V8 sandbox) gets a copy.
+napi_value linesBuffer(napi_env env, std::string& s) {
+  napi_value v = nullptr;
+  auto* owned = new std::string(std::move(s));
+  const napi_status st = napi_create_external_buffer(
+      env, owned->size(), owned->data(),
+      [](napi_env, void*, void* hint) { delete static_cast<std::string*>(hint); }, owned, &v);
+  if (st == napi_ok) return v;
+  void* copy = nullptr;
+  const napi_status copied = napi_create_buffer_copy(env, owned->size(), owned->data(), &copy, &v);
+  delete owned;
+  return copied == napi_ok ? v : nullptr;
 }
 
 int listenerIndex(const Napi::Value& v, const char* arg) {
@@ -317,18 +320,13 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
         if (env == nullptr || fn.IsEmpty()) return;
         Napi::Array arr = Napi::Array::New(env, owned->lines.size());
         for (size_t i = 0; i < owned->lines.size(); i++) arr.Set(uint32_t(i), Napi::String::New(env, owned->lines[i]));
-        // Access log lines and spans as one string each: JavaScript hands them on without looking inside.
-        auto text = [&](const std::string& s) -> Napi::Value {
+        // Access log lines and spans as one Buffer each: JavaScript hands them on without looking inside.
+        auto bytes = [&](std::string& s) -> Napi::Value {
           if (s.empty()) return env.Undefined();
-          // Mostly ASCII: then the bytes are the string's as they are (a copy, no UTF-8 decoding).
-          const bool ascii = isAscii(s);
-          napi_value v;
-          const napi_status st = ascii ? napi_create_string_latin1(env, s.data(), s.size(), &v)
-                                       : napi_create_string_utf8(env, s.data(), s.size(), &v);
-          if (st != napi_ok) return env.Undefined();
-          return Napi::Value(env, v);
+          napi_value v = linesBuffer(env, s);
+          return v == nullptr ? env.Undefined() : Napi::Value(env, v);
         };
-        fn.Call({arr, text(owned->access), text(owned->spans)});
+        fn.Call({arr, bytes(owned->access), bytes(owned->spans)});
       });
       if (st != napi_ok) delete data;
     });

@@ -190,9 +190,10 @@ export interface EngineTelemetry {
 
 /**
  * Receives access log lines (`access`) and OTLP/JSON spans (`span`): one or more whole lines, each ending in '\n', at
- * most every 100 ms per kind or when 64 KiB wait, and whatever waits when the engine drains or closes.
+ * most every 100 ms per kind or when 64 KiB wait, and whatever waits when the engine drains or closes. The bytes are
+ * the engine's own (UTF-8, no copy made for JavaScript): the sink may keep the Buffer, and must not change it.
  */
-export type EngineTelemetrySink = (kind: 'access' | 'span', lines: string) => void;
+export type EngineTelemetrySink = (kind: 'access' | 'span', lines: Buffer) => void;
 
 /** A log line from the engine thread: level, message and fields, as pino takes them. */
 export interface EngineLogEvent {
@@ -219,7 +220,7 @@ interface NativeEngineHandle {
 
 type NativeEngineClass = new (
   settings: EngineSettings,
-  onEvents: (lines: string[], access: string | undefined, spans: string | undefined) => void,
+  onEvents: (lines: string[], access: Buffer | undefined, spans: Buffer | undefined) => void,
 ) => NativeEngineHandle;
 
 /** Why the native engine cannot run here, or undefined when it can. */
@@ -336,7 +337,7 @@ export class NativeEngine {
     });
   }
 
-  private onEvents(lines: string[], access: string | undefined, spans: string | undefined): void {
+  private onEvents(lines: string[], access: Buffer | undefined, spans: Buffer | undefined): void {
     // Lines first: a drain's answer below resolves after the lines of the calls it waited for.
     if (access !== undefined) this.onTelemetry?.('access', access);
     if (spans !== undefined) this.onTelemetry?.('span', spans);

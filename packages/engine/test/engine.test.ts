@@ -109,7 +109,7 @@ async function routedEngine(settings: EngineSettings = {}, batches: [string, str
   const e = new NativeEngine(
     settings,
     () => {},
-    (kind, lines) => batches.push([kind, lines]),
+    (kind, lines) => batches.push([kind, lines.toString()]),
   );
   e.setRoutes({ outbound: [{ name: ECHO, endpoints: [{ host: '127.0.0.1', port: provider.port }] }], inbound: [] });
   const port = e.listen('outbound', '127.0.0.1', 0, false);
@@ -591,7 +591,7 @@ describe('native engine: its own surface', () => {
       const e = new NativeEngine(
         {},
         (event) => logs.push(event),
-        (kind, text) => batches.push([kind, text]),
+        (kind, text) => batches.push([kind, text.toString()]),
       );
       try {
         e.setTelemetry({ tracing: { everyN: 1 } });

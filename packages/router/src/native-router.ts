@@ -12,6 +12,7 @@ import {
   type EngineEndpoint,
   type EngineLogEvent,
   type EngineRoutes,
+  type EngineTelemetrySink,
 } from '@meshport/engine';
 import type { Logger } from 'pino';
 import { AdminServer, type AdminView } from './admin';
@@ -22,7 +23,7 @@ import { routerSetup, type RouterOptions, type RouterSettings } from './router-s
 import { endpointKey, type ClusterSpec, type Endpoint, type RouteChange } from './route-table';
 import { MethodMetrics, RouterStats } from './stats';
 import type { RouterSecurity } from './security';
-import { LABEL_CAP_DEFAULTS, type RouterTelemetry } from './telemetry';
+import { LABEL_CAP_DEFAULTS, type RouterTelemetry, type TelemetrySink } from './telemetry';
 import { notListening } from './errors';
 
 /** Why the native engine cannot serve these options, or undefined when it can. */
@@ -75,7 +76,7 @@ export class NativeRouter implements RouterHandle, AdminView {
         labelCaps: { ...LABEL_CAP_DEFAULTS, ...options.labelCaps },
       },
       ({ level, msg, ...fields }: EngineLogEvent) => engineLog[level](fields, msg),
-      options.onTelemetry,
+      telemetryBytes(options.onTelemetry),
     );
     if (options.security !== undefined) this.setSecurity(options.security);
     this.setTelemetry(options.telemetry);
@@ -431,4 +432,11 @@ export class NativeRouter implements RouterHandle, AdminView {
 function fdOf(socket: net.Socket): number | undefined {
   const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
   return typeof fd === 'number' && fd >= 0 ? fd : undefined;
+}
+
+/** The engine's batches as the sink takes them: the bytes as they are, or decoded for a sink of strings. */
+function telemetryBytes(sink: TelemetrySink | undefined): EngineTelemetrySink | undefined {
+  if (sink === undefined) return undefined;
+  const bytes = sink.bytes;
+  return bytes ? (kind, lines) => bytes(kind, lines) : (kind, lines) => sink(kind, lines.toString());
 }

@@ -52,5 +52,13 @@ export interface RouterTelemetry {
 /**
  * `access`: access log lines; `span`: OTLP/JSON Span objects. `lines` is one or more whole lines, each ending in
  * '\n'. Called on the main thread, in order, at most every 100 ms per kind or when 64 KiB are waiting.
+ *
+ * A sink that writes bytes also has `bytes`: the native engine then hands it each batch as the UTF-8 bytes it made
+ * them in (the same lines, in the same order; the sink may keep the Buffer and must not change it) instead of a
+ * string, sparing a decoding into a JavaScript string and an encoding back to bytes per batch. A sink without it gets
+ * strings from both engines; the TypeScript engine always calls the function itself.
  */
-export type TelemetrySink = (kind: 'access' | 'span', lines: string) => void;
+export interface TelemetrySink {
+  (kind: 'access' | 'span', lines: string): void;
+  bytes?: (kind: 'access' | 'span', lines: Buffer) => void;
+}

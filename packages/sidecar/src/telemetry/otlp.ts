@@ -2,7 +2,7 @@
 
 import http from 'node:http';
 import https from 'node:https';
-import type { LineWriter, WriterEvents } from './writer';
+import type { LineWriter, Lines, WriterEvents } from './writer';
 
 /**
  * The ExportTraceServiceRequest around span lines (OTLP/JSON Span objects, each ending in '\n'): the lines are joined
@@ -10,11 +10,45 @@ import type { LineWriter, WriterEvents } from './writer';
  */
 export function exportRequest(spanLines: string, node: string): string {
   const spans = spanLines.endsWith('\n') ? spanLines.slice(0, -1) : spanLines;
+  return `${requestPrefix(node)}${spans.replaceAll('\n', ',')}${REQUEST_SUFFIX}`;
+}
+
+/**
+ * exportRequest's text followed by '\n', as bytes, from span lines as bytes: one copy of the batch, its '\n's turned
+ * into ','s in the copy (the batch itself is left as it is: another target may hold it).
+ */
+export function exportRequestLine(spanLines: Buffer, node: string): Buffer {
+  const prefix = requestPrefixBytes(node);
+  const end =
+    spanLines.length > 0 && spanLines[spanLines.length - 1] === NEWLINE ? spanLines.length - 1 : spanLines.length;
+  const out = Buffer.allocUnsafe(prefix.length + end + SUFFIX_LINE.length);
+  prefix.copy(out, 0);
+  spanLines.copy(out, prefix.length, 0, end);
+  const from = prefix.length;
+  const to = from + end;
+  for (let at = out.indexOf(NEWLINE, from); at !== -1 && at < to; at = out.indexOf(NEWLINE, at + 1)) out[at] = COMMA;
+  SUFFIX_LINE.copy(out, to);
+  return out;
+}
+
+const NEWLINE = 0x0a;
+const COMMA = 0x2c;
+const REQUEST_SUFFIX = ']}]}]}';
+const SUFFIX_LINE = Buffer.from(`${REQUEST_SUFFIX}\n`);
+
+function requestPrefix(node: string): string {
   return (
     '{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"meshport"}},' +
     `{"key":"meshport.node","value":{"stringValue":${JSON.stringify(node)}}}]},` +
-    `"scopeSpans":[{"scope":{"name":"meshport"},"spans":[${spans.replaceAll('\n', ',')}]}]}]}`
+    '"scopeSpans":[{"scope":{"name":"meshport"},"spans":['
   );
+}
+
+/** The prefix as bytes, made once per node (a sidecar has one). */
+let prefixCache: { node: string; bytes: Buffer } | undefined;
+function requestPrefixBytes(node: string): Buffer {
+  if (prefixCache?.node !== node) prefixCache = { node, bytes: Buffer.from(requestPrefix(node)) };
+  return prefixCache.bytes;
 }
 
 /** `http://host:4318` -> `http://host:4318/v1/traces`; an endpoint that already ends in /v1/traces is kept. */
@@ -78,11 +112,13 @@ export class OtlpExporter implements LineWriter {
     this.agent = new Agent({ keepAlive: true, maxSockets: 1 });
   }
 
-  write(lines: string, count: number): void {
+  write(batch: Lines, count: number): void {
     if (this.closed) {
       this.events.dropped(count);
       return;
     }
+    // Spans are queued one by one (batches of 512 are cut from the queue): bytes are made text here.
+    const lines = typeof batch === 'string' ? batch : batch.toString();
     let dropped = 0;
     let start = 0;
     for (let end = lines.indexOf('\n'); end !== -1; end = lines.indexOf('\n', start)) {

@@ -7,7 +7,7 @@ import { OtlpExporter } from './otlp';
 import { RotatingFile } from './rotating-file';
 import { StdoutWriter } from './stdout';
 import { TraceFile } from './trace-file';
-import { lineCount, type LineWriter, type WriterEvents } from './writer';
+import { lineCount, type LineWriter, type Lines, type WriterEvents } from './writer';
 
 export type TelemetryKind = 'access' | 'span';
 
@@ -67,7 +67,12 @@ export class TelemetryOutput {
     this.spans = this.spanTargets(config);
   }
 
-  readonly sink: TelemetrySink = (kind, lines) => {
+  /** Takes strings (the TypeScript engine) and, through `bytes`, the native engine's batches as they are. */
+  readonly sink: TelemetrySink = Object.assign((kind: TelemetryKind, lines: string) => this.deliver(kind, lines), {
+    bytes: (kind: TelemetryKind, lines: Buffer) => this.deliver(kind, lines),
+  });
+
+  private deliver(kind: TelemetryKind, lines: Lines): void {
     if (kind === 'access') (this.access ?? this.retiring.access)?.writer.write(lines, lineCount(lines));
     else {
       const targets = this.spans.length > 0 ? this.spans : this.retiring.spans;
@@ -75,7 +80,7 @@ export class TelemetryOutput {
       const count = lineCount(lines);
       for (const target of targets) target.writer.write(lines, count);
     }
-  };
+  }
 
   /**
    * A reload: targets whose settings are unchanged keep running (their file stays open, their queue goes on); the

@@ -1,7 +1,7 @@
 // An append-only file of whole lines, renamed aside by size: `file` -> `file.1` -> ... -> `file.<keep>`.
 
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
-import type { LineWriter, WriterEvents } from './writer';
+import type { LineWriter, Lines, WriterEvents } from './writer';
 
 export interface RotatingFileOptions {
   path: string;
@@ -22,7 +22,7 @@ const MAX_WAITING_BYTES = 16 * 1024 * 1024;
 export class RotatingFile implements LineWriter {
   private file: FileHandle | undefined;
   private size = 0;
-  private waiting: string[] = [];
+  private waiting: Lines[] = [];
   private counts: number[] = [];
   private waitingLines = 0;
   private waitingBytes = 0;
@@ -34,7 +34,7 @@ export class RotatingFile implements LineWriter {
     private readonly events: WriterEvents,
   ) {}
 
-  write(lines: string, count: number): void {
+  write(lines: Lines, count: number): void {
     if (this.closed) {
       this.events.dropped(count);
       return;
@@ -80,7 +80,8 @@ export class RotatingFile implements LineWriter {
       this.waitingLines -= count;
       this.waitingBytes -= batch.length;
       try {
-        await this.append(Buffer.from(batch));
+        // The native engine's batches are bytes already: written as they are.
+        await this.append(typeof batch === 'string' ? Buffer.from(batch) : batch);
         this.events.written(count);
       } catch (error) {
         this.events.dropped(count, error as Error);

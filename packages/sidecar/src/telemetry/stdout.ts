@@ -1,7 +1,7 @@
 // Access log lines on the sidecar's standard output, beside its own log (a log collector tells them apart by fields).
 
 import type { Writable } from 'node:stream';
-import type { LineWriter, WriterEvents } from './writer';
+import type { LineWriter, Lines, WriterEvents } from './writer';
 
 /** Past this many bytes the stream has not taken yet (a reader that stalls), batches are dropped, not held. */
 const MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
@@ -14,7 +14,7 @@ export class StdoutWriter implements LineWriter {
     private readonly events: WriterEvents,
   ) {}
 
-  write(lines: string, count: number): void {
+  write(lines: Lines, count: number): void {
     if (this.closed) {
       this.events.dropped(count);
       return;

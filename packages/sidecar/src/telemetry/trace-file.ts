@@ -2,9 +2,9 @@
 // its otlpjsonfile receiver (or a script) reads the file back.
 
 import { SIDECAR_DEFAULTS } from '../config';
-import { exportRequest } from './otlp';
+import { exportRequest, exportRequestLine } from './otlp';
 import { RotatingFile } from './rotating-file';
-import type { LineWriter, WriterEvents } from './writer';
+import type { LineWriter, Lines, WriterEvents } from './writer';
 
 /**
  * Each batch of span lines the router hands over is one request line (its spans are what the events count); the
@@ -21,8 +21,11 @@ export class TraceFile implements LineWriter {
     this.file = new RotatingFile({ path, ...SIDECAR_DEFAULTS.accessLogFiles }, events);
   }
 
-  write(lines: string, count: number): void {
-    this.file.write(`${exportRequest(lines, this.node)}\n`, count);
+  write(lines: Lines, count: number): void {
+    this.file.write(
+      typeof lines === 'string' ? `${exportRequest(lines, this.node)}\n` : exportRequestLine(lines, this.node),
+      count,
+    );
   }
 
   close(waitMs: number): Promise<void> {

@@ -1,11 +1,14 @@
 // What every telemetry target does with the lines the router hands over.
 
+/** Whole lines as the router hands them over: a string, or the native engine's UTF-8 bytes (never changed here). */
+export type Lines = string | Buffer;
+
 export interface LineWriter {
   /**
    * `lines`: whole lines, each ending in '\n', standing for `count` items (lines; spans for the trace file). Never throws:
    * what cannot be written is counted as dropped.
    */
-  write(lines: string, count: number): void;
+  write(lines: Lines, count: number): void;
   /** Delivers what is waiting, for at most `waitMs`; what is left then is dropped. Later writes are dropped. */
   close(waitMs: number): Promise<void>;
 }
@@ -17,8 +20,11 @@ export interface WriterEvents {
 }
 
 /** The number of lines in `text` ('\n' characters): counted, never parsed. */
-export function lineCount(text: string): number {
+export function lineCount(text: Lines): number {
   let n = 0;
-  for (let at = text.indexOf('\n'); at !== -1; at = text.indexOf('\n', at + 1)) n++;
+  if (typeof text === 'string') for (let at = text.indexOf('\n'); at !== -1; at = text.indexOf('\n', at + 1)) n++;
+  else for (let at = text.indexOf(NEWLINE); at !== -1; at = text.indexOf(NEWLINE, at + 1)) n++;
   return n;
 }
+
+const NEWLINE = 0x0a;
