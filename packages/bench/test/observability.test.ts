@@ -66,6 +66,25 @@ describe('bench forward: observability cases', () => {
     assert.equal(requests[1].resourceSpans[0].scopeSpans[0].spans.length, 1);
   });
 
+  it("writes the native engine's batches of bytes as it writes strings (the sidecar's bytes path)", async () => {
+    const fromText = path.join(dir, 'text.jsonl');
+    const fromBytes = path.join(dir, 'bytes.jsonl');
+    const batch = `${span('00000000000000c1')}\n${span('00000000000000c2', '00000000000000c1')}\n`;
+    const text = fileSink({ span: fromText, access: path.join(dir, 'a-text.jsonl') });
+    const bytes = fileSink({ span: fromBytes, access: path.join(dir, 'a-bytes.jsonl') });
+    text.sink('span', batch);
+    text.sink('access', accessLine(7));
+    assert.ok(bytes.sink.bytes, 'the sink takes bytes');
+    const given = Buffer.from(batch);
+    bytes.sink.bytes('span', given);
+    bytes.sink.bytes('access', Buffer.from(accessLine(7)));
+    await Promise.all([text.close(), bytes.close()]);
+    assert.equal(given.toString(), batch, 'the batch handed over is not changed');
+    assert.equal(readFileSync(fromBytes, 'utf8'), readFileSync(fromText, 'utf8'));
+    assert.equal(readFileSync(path.join(dir, 'a-bytes.jsonl'), 'utf8'), accessLine(7));
+    assert.equal(countWritten(fromBytes, 'span').items, 2);
+  });
+
   it('counts one span per spanId key, not parentSpanId nor a quoted string, also across two reads of 1 MiB', async () => {
     const line = `${span('00000000000000b1')}\n`;
     // Where the key sits in a request line as the sink writes it.
