@@ -190,7 +190,7 @@ export interface EngineTelemetry {
 
 /**
  * Receives access log lines (`access`) and OTLP/JSON spans (`span`): one or more whole lines, each ending in '\n', at
- * most every 100 ms per kind or when 64 KiB wait, and whatever waits when the engine drains or closes. The bytes are
+ * most every 100 ms per kind or when 256 KiB wait, and whatever waits when the engine drains or closes. The bytes are
  * the engine's own (UTF-8, no copy made for JavaScript): the sink may keep the Buffer, and must not change it.
  */
 export type EngineTelemetrySink = (kind: 'access' | 'span', lines: Buffer) => void;

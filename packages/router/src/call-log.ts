@@ -40,7 +40,7 @@ export interface CallRecord {
 /** Where a call's trace context comes from: @meshport/protocol's readTraceContext, or what a test gives. */
 export type TraceContextReader = (frame: Buffer) => CarriedTraceContext | undefined;
 
-/** Hands lines to the sink in batches: every 100 ms per kind, or at once when 64 KiB are waiting. */
+/** Hands lines to the sink in batches: every 100 ms per kind, or at once when 256 KiB are waiting. */
 export class TelemetryBatches {
   private readonly waiting = { access: '', span: '' };
   private timer: NodeJS.Timeout | undefined;
@@ -72,7 +72,7 @@ export class TelemetryBatches {
 
 const BATCH_MS = 100;
 // Characters, not bytes: a line is mostly ASCII, and the bound is about how much waits, not an exact size.
-const BATCH_BYTES = 64 * 1024;
+const BATCH_BYTES = 256 * 1024;
 
 /** Decides which calls get a line and a span, and writes them. One per router, kept across setTelemetry. */
 export class CallLog {

@@ -51,7 +51,7 @@ export interface RouterTelemetry {
 
 /**
  * `access`: access log lines; `span`: OTLP/JSON Span objects. `lines` is one or more whole lines, each ending in
- * '\n'. Called on the main thread, in order, at most every 100 ms per kind or when 64 KiB are waiting.
+ * '\n'. Called on the main thread, in order, at most every 100 ms per kind or when 256 KiB are waiting.
  *
  * A sink that writes bytes also has `bytes`: the native engine then hands it each batch as the UTF-8 bytes it made
  * them in (the same lines, in the same order; the sink may keep the Buffer and must not change it) instead of a
