@@ -297,4 +297,30 @@ describe('telemetry targets', function () {
     assert.equal(read[1]![1]!.resource['meshport.node'], '10.9.8.7');
     assert.ok(!existsSync(`${file}.1`));
   });
+
+  it('batches as bytes (the native engine) are written byte for byte as the same batches as text', async () => {
+    // Non-ASCII and an escaped quote in a name: the bytes path must neither decode nor re-encode anything differently.
+    const odd = spans(5, 2).replace('echo#5', 'écho\\"#5');
+    const batches = [spans(0, 3), odd, spans(7, 1)];
+    const written = async (asBytes: boolean) => {
+      const base = path.join(dir, asBytes ? 'bytes' : 'text');
+      const trace = new TraceFile(`${base}.spans`, '10.9.8.7', tally().events);
+      const access = new RotatingFile({ path: `${base}.access`, maxBytes: 1 << 20, keep: 1 }, tally().events);
+      for (const batch of batches) {
+        trace.write(asBytes ? Buffer.from(batch) : batch, 1);
+        access.write(asBytes ? Buffer.from(batch) : batch, 1);
+      }
+      await Promise.all([trace.close(1000), access.close(1000)]);
+      return [readFileSync(`${base}.spans`), readFileSync(`${base}.access`)];
+    };
+    const [textSpans, textAccess] = await written(false);
+    const [byteSpans, byteAccess] = await written(true);
+    assert.equal(byteSpans!.toString(), textSpans!.toString());
+    assert.ok(byteSpans!.equals(textSpans!));
+    assert.ok(byteAccess!.equals(textAccess!));
+    assert.equal(
+      readExport(JSON.parse(byteSpans!.toString().split('\n')[1]!))[0]!.name,
+      'com.example.EchoService:1.0/écho"#5',
+    );
+  });
 });
