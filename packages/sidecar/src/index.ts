@@ -16,7 +16,8 @@ export type {
 } from './config';
 export { TelemetryOutput, routerTelemetryOf, TELEMETRY_FLUSH_MS } from './telemetry/output';
 export type { TelemetryCounters, TelemetryKind } from './telemetry/output';
-export { OtlpExporter, OTLP_DEFAULTS, exportRequest, tracesUrl } from './telemetry/otlp';
+export { OtlpExporter, OTLP_DEFAULTS, exportRequest, exportRequestLine, tracesUrl } from './telemetry/otlp';
+export { lineCount } from './telemetry/writer';
 export { RotatingFile } from './telemetry/rotating-file';
 export { MESHPORT_ID, RouteBook, SidecarTakeover } from './routes';
 export { CaptureListener, CAPTURE_DEFAULTS } from './capture';
