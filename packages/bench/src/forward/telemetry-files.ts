@@ -17,34 +17,7 @@ export interface FileSink {
   close(): Promise<void>;
 }
 
-function lineCount(text: string | Buffer): number {
-  let n = 0;
-  for (let at = text.indexOf('\n'); at !== -1; at = text.indexOf('\n', at + 1)) n++;
-  return n;
-}
-
 const NODE = '127.0.0.1';
-const NEWLINE = 0x0a;
-const COMMA = 0x2c;
-
-/**
- * The sidecar trace file's request line from a batch of span bytes (as its exportRequestLine, which the package does
- * not export): prefix, the spans with their '\n's made ','s in one copy, suffix and '\n'.
- */
-function requestLine(prefix: Buffer, spans: Buffer): Buffer {
-  const end = spans.length > 0 && spans[spans.length - 1] === NEWLINE ? spans.length - 1 : spans.length;
-  const out = Buffer.allocUnsafe(prefix.length + end + SUFFIX.length);
-  prefix.copy(out, 0);
-  spans.copy(out, prefix.length, 0, end);
-  const to = prefix.length + end;
-  for (let at = out.indexOf(NEWLINE, prefix.length); at !== -1 && at < to; at = out.indexOf(NEWLINE, at + 1))
-    out[at] = COMMA;
-  SUFFIX.copy(out, to);
-  return out;
-}
-/** What closes the request after its spans. */
-const TAIL = ']}]}]}';
-const SUFFIX = Buffer.from(`${TAIL}\n`);
 
 /**
  * Appends each batch to its file as a sidecar would: access log lines as given, a batch of spans as one OTLP
@@ -57,7 +30,8 @@ export function fileSink(
 ): FileSink {
   // Loaded here, not at the top: the plain cases' routers should not carry the sidecar's modules in their RSS.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { RotatingFile, exportRequest } = require('@meshport/sidecar') as typeof SidecarModule;
+  const { RotatingFile, exportRequest, exportRequestLine, lineCount } =
+    require('@meshport/sidecar') as typeof SidecarModule;
   let dropped = 0;
   const events = (kind: string) => ({
     written: () => undefined,
@@ -68,8 +42,6 @@ export function fileSink(
   });
   const access = files.access ? new RotatingFile({ path: files.access, ...WHOLE }, events('access')) : undefined;
   const span = files.span ? new RotatingFile({ path: files.span, ...WHOLE }, events('span')) : undefined;
-  // exportRequest of no spans: the envelope's head, to put before span bytes.
-  const prefix = Buffer.from(exportRequest('', NODE).slice(0, -TAIL.length));
   // Strings from the TypeScript engine; the native engine's batches as its bytes (TelemetrySink.bytes), as the
   // sidecar's TelemetryOutput takes them.
   const sink: TelemetrySink = Object.assign(
@@ -80,7 +52,7 @@ export function fileSink(
     {
       bytes: (kind: 'access' | 'span', lines: Buffer) => {
         if (kind === 'access') access?.write(lines, lineCount(lines));
-        else span?.write(requestLine(prefix, lines), lineCount(lines));
+        else span?.write(exportRequestLine(lines, NODE), lineCount(lines));
       },
     },
   );
