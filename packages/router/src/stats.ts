@@ -12,10 +12,9 @@ export const LATENCY_BUCKETS = [
   0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 ];
 
-/** What the calls of one method of one cluster of one listener have seen (the per-service metrics). */
-export class MethodMetrics {
-  requests = 0;
-  /** Answers by outcome, as ClusterMetrics.outcomes. */
+/** The answers of a set of calls: by outcome, and how long each took (what a cluster and each of its methods keep). */
+export class AnswerCounts {
+  /** Answers by outcome: `ok`, `status-N` (an upstream's non-OK status), or a router failure name. */
   readonly outcomes = new Map<string, number>();
   /** Non-cumulative counts per bucket; the last slot is beyond the largest bound. */
   readonly latencyCounts = new Float64Array(LATENCY_BUCKETS.length + 1);
@@ -35,8 +34,13 @@ export class MethodMetrics {
   }
 }
 
+/** What the calls of one method of one cluster of one listener have seen (the per-service metrics). */
+export class MethodMetrics extends AnswerCounts {
+  requests = 0;
+}
+
 /** What one cluster of one listener has seen. */
-export class ClusterMetrics {
+export class ClusterMetrics extends AnswerCounts {
   readonly requests = { bolt: 0, dubbo: 0 };
   /**
    * By method (at most LabelCaps.methods names, later ones under FOLDED_LABEL) and requests by caller (at most
@@ -48,28 +52,12 @@ export class ClusterMetrics {
   /** Calls counted under FOLDED_LABEL because the method or caller cap was reached. */
   foldedMethods = 0;
   foldedCallers = 0;
-  /** Answers by outcome: `ok`, `status-N` (an upstream's non-OK status), or a router failure name. */
-  readonly outcomes = new Map<string, number>();
-  /** Non-cumulative counts per bucket; the last slot is beyond the largest bound. */
-  readonly latencyCounts = new Float64Array(LATENCY_BUCKETS.length + 1);
-  latencySum = 0;
-  latencyCount = 0;
 
   constructor(
     readonly listener: string,
     readonly cluster: string,
-  ) {}
-
-  count(outcome: string): void {
-    this.outcomes.set(outcome, (this.outcomes.get(outcome) ?? 0) + 1);
-  }
-
-  observe(seconds: number): void {
-    let i = 0;
-    while (i < LATENCY_BUCKETS.length && seconds > LATENCY_BUCKETS[i]) i++;
-    this.latencyCounts[i]++;
-    this.latencySum += seconds;
-    this.latencyCount++;
+  ) {
+    super();
   }
 
   /** The metrics of `name`, or of FOLDED_LABEL once `cap` methods are known (counted as folded). */
@@ -387,13 +375,6 @@ export class RouterStats {
   }
 }
 
-/** What a latency histogram series reads: non-cumulative bucket counts, their sum and count. */
-interface LatencyCounts {
-  readonly latencyCounts: Float64Array;
-  readonly latencySum: number;
-  readonly latencyCount: number;
-}
-
 /**
  * A histogram family as prom-client prints one (cumulative `_bucket` lines with `le`, then `+Inf`, `_sum`,
  * `_count`), read from the plain counts at scrape time.
@@ -402,7 +383,7 @@ class LatencyHistogram {
   constructor(
     readonly name: string,
     readonly help: string,
-    private readonly source: () => Iterable<{ labels: Record<string, string>; of: LatencyCounts }>,
+    private readonly source: () => Iterable<{ labels: Record<string, string>; of: AnswerCounts }>,
   ) {}
 
   get() {
