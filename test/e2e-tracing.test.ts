@@ -10,6 +10,8 @@ import { strict as assert } from 'node:assert';
 import type { EventEmitter } from 'node:events';
 import type { Sidecar } from '@meshport/sidecar';
 import {
+  expectedSofaSpanIds,
+  expectedSpanIds,
   closeApps,
   startConsumerApp,
   startOtlpCollector,
@@ -21,30 +23,6 @@ import {
   type RunningZooKeeper,
 } from '@meshport/testkit';
 import { podConfig, showSidecarLogIfFailed, startSidecar, stopSidecars } from './support/sidecars';
-
-/** FNV-1a 64-bit over the UTF-8 bytes, 16 hex digits, 0 -> 1: the specification's span-id derivation. */
-function fnv(text: string): string {
-  let hash = 0xcbf29ce484222325n;
-  for (const byte of Buffer.from(text)) hash = ((hash ^ BigInt(byte)) * 0x100000001b3n) & 0xffffffffffffffffn;
-  return (hash === 0n ? 1n : hash).toString(16).padStart(16, '0');
-}
-
-/** The trace id and the caller's span (P) a context names, and the two spans the sidecars derive from them. */
-function expectedIds(traceId: string, callerSpan: string) {
-  return {
-    traceId,
-    callerSpan,
-    outbound: fnv(`${traceId}/${callerSpan}/out`),
-    inbound: fnv(`${traceId}/${callerSpan}/in`),
-  };
-}
-
-function sofaContext(sofaTraceId: string, sofaRpcId: string) {
-  const traceId = /^[0-9a-f]{1,32}$/i.test(sofaTraceId)
-    ? sofaTraceId.toLowerCase().padStart(32, '0')
-    : fnv(sofaTraceId) + fnv(`meshport/${sofaTraceId}`);
-  return expectedIds(traceId, fnv(`${traceId}/${sofaRpcId}`));
-}
 
 const facade = (sidecar: Sidecar) => {
   const { host, port } = sidecar.address({ facade: 'main' });
@@ -87,7 +65,7 @@ describe('tracing end to end: sofa-rpc-node apps through two sidecars, spans to 
   const cases: {
     protocol: Protocol;
     requestProps: (i: number) => Record<string, unknown>;
-    ids: (i: number) => ReturnType<typeof expectedIds>;
+    ids: (i: number) => ReturnType<typeof expectedSpanIds>;
     /** What the provider app must find in its request's requestProps. */
     received: (props: Record<string, unknown>, i: number) => void;
     system: string;
@@ -100,7 +78,7 @@ describe('tracing end to end: sofa-rpc-node apps through two sidecars, spans to 
         service: 'com.example.trace.BoltEchoService:1.0',
         rpc_trace_context: { sofaTraceId: `0a0fe8871765045800123100${i}beef`, sofaRpcId: `0.${i + 1}` },
       }),
-      ids: (i) => sofaContext(`0a0fe8871765045800123100${i}beef`, `0.${i + 1}`),
+      ids: (i) => expectedSofaSpanIds(`0a0fe8871765045800123100${i}beef`, `0.${i + 1}`),
       received: (props, i) =>
         assert.deepEqual(props.rpc_trace_context, {
           sofaTraceId: `0a0fe8871765045800123100${i}beef`,
@@ -112,7 +90,7 @@ describe('tracing end to end: sofa-rpc-node apps through two sidecars, spans to 
     {
       protocol: 'dubbo',
       requestProps: (i) => ({ traceparent: `00-4bf92f3577b34da6a3ce929d0e0e47${i}0-00f067aa0ba902b${i}-01` }),
-      ids: (i) => expectedIds(`4bf92f3577b34da6a3ce929d0e0e47${i}0`, `00f067aa0ba902b${i}`),
+      ids: (i) => expectedSpanIds(`4bf92f3577b34da6a3ce929d0e0e47${i}0`, `00f067aa0ba902b${i}`),
       received: (props, i) =>
         assert.equal(props.traceparent, `00-4bf92f3577b34da6a3ce929d0e0e47${i}0-00f067aa0ba902b${i}-01`),
       system: 'apache_dubbo',

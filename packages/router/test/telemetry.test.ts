@@ -8,7 +8,7 @@ import { strict as assert } from 'node:assert';
 import http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BoltStatus, decodeFrame, encodeBoltErrorResponse } from '@meshport/protocol';
-import { echoResponse, makeTestPki, type EchoProvider, type Json } from '@meshport/testkit';
+import { ACCESS_LOG_KEYS, echoResponse, makeTestPki, specFnv, type EchoProvider, type Json } from '@meshport/testkit';
 import * as boltPeer from 'sofa-bolt-node/lib/protocol';
 import * as dubboPeer from 'dubbo-remoting/lib/protocol';
 import {
@@ -26,29 +26,7 @@ const SVC = 'com.example.EchoService:1.0';
 const DSVC = 'org.example.Greeter:2.0';
 const NOBODY = 'com.example.Nobody:1.0';
 const LATENCY_BUCKETS = 17;
-const ACCESS_KEYS = [
-  'time',
-  'direction',
-  'protocol',
-  'caller',
-  'callerIdentity',
-  'service',
-  'method',
-  'endpoint',
-  'status',
-  'durationMs',
-  'bytesIn',
-  'bytesOut',
-  'traceId',
-];
 const SPAN_KEYS = ['traceId', 'spanId', 'parentSpanId', 'name', 'kind', 'startTimeUnixNano', 'endTimeUnixNano'];
-
-/** FNV-1a 64 over UTF-8 bytes as 16 hex digits, 0 as 1: the specification's hash, written here on its own. */
-function fnv(s: string): string {
-  let h = 0xcbf29ce484222325n;
-  for (const b of Buffer.from(s, 'utf8')) h = ((h ^ BigInt(b)) * 0x100000001b3n) & 0xffffffffffffffffn;
-  return (h === 0n ? 1n : h).toString(16).padStart(16, '0');
-}
 
 /** Whether a trace id is in the sample of one in `everyN` (its low 64 bits, unsigned, a multiple of everyN). */
 const inSample = (traceId: string, everyN: number) => BigInt(`0x${traceId.slice(16)}`) % BigInt(everyN) === 0n;
@@ -578,7 +556,7 @@ describe(`telemetry: per-service metrics, access logs and spans (engine ${defaul
       const clientAddress = `127.0.0.1:${p.client.socket.localPort}`;
       const lines = p.consumerSink.access;
       for (const l of [...lines, ...p.providerSink.access]) {
-        assert.deepEqual(Object.keys(l), ACCESS_KEYS);
+        assert.deepEqual(Object.keys(l), ACCESS_LOG_KEYS);
         assert.ok(Date.parse(l.time) >= since - 1 && Date.parse(l.time) <= Date.now(), l.time);
         assert.equal(new Date(Date.parse(l.time)).toISOString(), l.time, 'ISO 8601 UTC with milliseconds');
         assert.equal(typeof l.durationMs, 'number');
@@ -731,8 +709,8 @@ describe(`telemetry: per-service metrics, access logs and spans (engine ${defaul
       assert.equal(out.length, 1);
       assert.equal(inbound.length, 1);
       const traceId = `00000000${sofaTraceId.toLowerCase()}`;
-      const consumerParent = fnv(`${traceId}/0.1.2`);
-      const consumerSpan = fnv(`${traceId}/${consumerParent}/out`);
+      const consumerParent = specFnv(`${traceId}/0.1.2`);
+      const consumerSpan = specFnv(`${traceId}/${consumerParent}/out`);
       const [o, i] = [out[0], inbound[0]];
       assert.deepEqual(Object.keys(o).slice(0, 7), SPAN_KEYS);
       assert.deepEqual(Object.keys(o).slice(7), ['attributes', 'status']);
@@ -741,7 +719,7 @@ describe(`telemetry: per-service metrics, access logs and spans (engine ${defaul
       assert.equal(o.parentSpanId, consumerParent, 'the caller app’s span, as its SOFA ids name it');
       assert.equal(o.spanId, consumerSpan);
       assert.equal(i.parentSpanId, o.spanId, 'the provider side hangs under the consumer side');
-      assert.equal(i.spanId, fnv(`${traceId}/${consumerParent}/in`));
+      assert.equal(i.spanId, specFnv(`${traceId}/${consumerParent}/in`));
       assert.equal(o.kind, 3);
       assert.equal(i.kind, 2);
       assert.equal(o.name, `${SVC}/echo`);
@@ -787,9 +765,9 @@ describe(`telemetry: per-service metrics, access logs and spans (engine ${defaul
       const sofaTraceId = 'trace-from-somewhere-else';
       await call(p.client, javaBolt(1, 'echo', { 'rpc_trace_context.sofaTraceId': sofaTraceId }));
       const { out, in: inbound } = await spansOf(p);
-      const traceId = fnv(sofaTraceId) + fnv(`meshport/${sofaTraceId}`);
+      const traceId = specFnv(sofaTraceId) + specFnv(`meshport/${sofaTraceId}`);
       assert.equal(out[0].traceId, traceId);
-      assert.equal(out[0].parentSpanId, fnv(`${traceId}/0`));
+      assert.equal(out[0].parentSpanId, specFnv(`${traceId}/0`));
       assert.equal(inbound[0].parentSpanId, out[0].spanId);
       assert.equal(attrs(out[0])['sofa.rpc_id'], '0');
     });
@@ -805,7 +783,7 @@ describe(`telemetry: per-service metrics, access logs and spans (engine ${defaul
       const { out, in: inbound } = await spansOf(p);
       const traceId = sofaTraceId.padStart(32, '0');
       assert.equal(out[0].traceId, traceId);
-      assert.equal(out[0].parentSpanId, fnv(`${traceId}/0.3`));
+      assert.equal(out[0].parentSpanId, specFnv(`${traceId}/0.3`));
       assert.equal(inbound[0].parentSpanId, out[0].spanId);
       assert.equal(out[0].name, `${SVC}/echo`, 'the method from the body');
       assert.deepEqual(withoutId(p.app.frames[0]), withoutId(sent));
@@ -822,9 +800,9 @@ describe(`telemetry: per-service metrics, access logs and spans (engine ${defaul
       assert.equal(o.traceId, trace);
       assert.equal(i.traceId, trace);
       assert.equal(o.parentSpanId, parent);
-      assert.equal(o.spanId, fnv(`${trace}/${parent}/out`));
+      assert.equal(o.spanId, specFnv(`${trace}/${parent}/out`));
       assert.equal(i.parentSpanId, o.spanId);
-      assert.equal(i.spanId, fnv(`${trace}/${parent}/in`));
+      assert.equal(i.spanId, specFnv(`${trace}/${parent}/in`));
       assert.equal(o.name, `${DSVC}/hello`);
       assert.equal(attrs(o)['rpc.system'], 'apache_dubbo');
       assert.equal(attrs(o)['sofa.trace_id'], undefined, 'no SOFA context, no sofa.* attributes');

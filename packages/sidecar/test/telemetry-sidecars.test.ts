@@ -13,6 +13,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
 import { FrameSplitter, decodeFrame } from '@meshport/protocol';
 import {
+  ACCESS_LOG_KEYS,
+  expectedSofaSpanIds,
   boltRequestWith,
   connectZooKeeper,
   eventually,
@@ -33,43 +35,6 @@ type ZkClient = Awaited<ReturnType<typeof connectZooKeeper>>;
 const SERVICE = 'com.example.Echo:1.0';
 /** A SOFA trace id as sofa-tracer makes them (IP hex, milliseconds, sequence, pid): 30 hex digits. */
 const SOFA_TRACE_ID = '0a0fe88717650458001231001abcde';
-const ACCESS_KEYS = [
-  'time',
-  'direction',
-  'protocol',
-  'caller',
-  'callerIdentity',
-  'service',
-  'method',
-  'endpoint',
-  'status',
-  'durationMs',
-  'bytesIn',
-  'bytesOut',
-  'traceId',
-];
-
-/** FNV-1a 64-bit over the UTF-8 bytes, 16 hex digits, 0 -> 1: the span-id derivation of the specification. */
-function fnv(text: string): string {
-  let hash = 0xcbf29ce484222325n;
-  for (const byte of Buffer.from(text)) hash = ((hash ^ BigInt(byte)) * 0x100000001b3n) & 0xffffffffffffffffn;
-  return (hash === 0n ? 1n : hash).toString(16).padStart(16, '0');
-}
-
-/** The ids both sidecars derive from `rpc_trace_context.sofaTraceId` / `sofaRpcId`. */
-function sofaIds(sofaTraceId: string, rpcId: string) {
-  const traceId = /^[0-9a-f]{1,32}$/i.test(sofaTraceId)
-    ? sofaTraceId.toLowerCase().padStart(32, '0')
-    : fnv(sofaTraceId) + fnv(`meshport/${sofaTraceId}`);
-  const callerSpan = fnv(`${traceId}/${rpcId}`);
-  return {
-    traceId,
-    callerSpan,
-    outbound: fnv(`${traceId}/${callerSpan}/out`),
-    inbound: fnv(`${traceId}/${callerSpan}/in`),
-  };
-}
-
 interface Pod {
   sidecar: Sidecar;
   dir: string;
@@ -243,7 +208,7 @@ describe(`telemetry of two sidecars (engine ${process.env.MESHPORT_ENGINE ?? 'na
       assert.equal(await conn.call(headers), 0);
       // What the app got is byte for byte what the consumer app sent: trace headers and all.
       assert.deepEqual(echo.frames[before], frame);
-      const ids = sofaIds(traceId, '0.1');
+      const ids = expectedSofaSpanIds(traceId, '0.1');
       const outFile = path.join(consumer.dir, 'access.log');
       const inFile = path.join(provider.dir, 'access.log');
       const mine = (l: Record<string, unknown>) => l.traceId === ids.traceId;
@@ -254,7 +219,7 @@ describe(`telemetry of two sidecars (engine ${process.env.MESHPORT_ENGINE ?? 'na
       const [inb] = accessLines(inFile).filter(mine);
       assert.equal(accessLines(outFile).filter(mine).length, 1);
       assert.equal(accessLines(inFile).filter(mine).length, 1);
-      for (const line of [out!, inb!]) assert.deepEqual(Object.keys(line), ACCESS_KEYS);
+      for (const line of [out!, inb!]) assert.deepEqual(Object.keys(line), ACCESS_LOG_KEYS);
       const inbound = provider.sidecar.address('inbound');
       assert.deepEqual(
         { ...out, time: undefined, caller: undefined, durationMs: undefined },
@@ -293,7 +258,7 @@ describe(`telemetry of two sidecars (engine ${process.env.MESHPORT_ENGINE ?? 'na
     try {
       const traceId = `${SOFA_TRACE_ID.slice(0, -4)}b001`;
       assert.equal(await conn.call(sofaHeaders(traceId, '0.2')), 0);
-      const ids = sofaIds(traceId, '0.2');
+      const ids = expectedSofaSpanIds(traceId, '0.2');
       const mine = (s: CollectedSpan) => s.traceId === ids.traceId;
       await collector.waitForSpans(2, 10_000, mine);
       await sleep(300); // nothing more comes for this call
@@ -341,7 +306,7 @@ describe(`telemetry of two sidecars (engine ${process.env.MESHPORT_ENGINE ?? 'na
     const logged = (from: number, to: number) => {
       const wanted = new Set<string>();
       for (let i = from; i < to; i++)
-        wanted.add(sofaIds(`${SOFA_TRACE_ID.slice(0, -4)}${(0xc000 + i).toString(16)}`, '0.1').traceId);
+        wanted.add(expectedSofaSpanIds(`${SOFA_TRACE_ID.slice(0, -4)}${(0xc000 + i).toString(16)}`, '0.1').traceId);
       return accessLines(outFile).filter((l) => wanted.has(String(l.traceId))).length;
     };
     const reload = async (accessLog: string) => {

@@ -47,3 +47,4 @@ export {
   type RunningZooKeeperNode,
   type ZooKeeperOptions,
 } from './zookeeper';
+export { ACCESS_LOG_KEYS, expectedSofaSpanIds, expectedSpanIds, specFnv } from './trace-oracle';
