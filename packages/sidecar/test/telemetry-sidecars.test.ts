@@ -13,6 +13,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
 import { FrameSplitter, decodeFrame } from '@meshport/protocol';
 import {
+  zkCreateEphemeral,
+  zkMkdirp,
   ACCESS_LOG_KEYS,
   expectedSofaSpanIds,
   boltRequestWith,
@@ -134,20 +136,6 @@ function statValue(stats: string, metric: string, labels: string): number {
   return line ? Number(line.split(/\s+/).at(-1)) : 0;
 }
 
-function mkdirp(client: ZkClient, dir: string): Promise<void> {
-  return new Promise((resolve, reject) =>
-    client.mkdirp(dir, (error: Error | null) => (error ? reject(error) : resolve())),
-  );
-}
-
-function createEphemeral(client: ZkClient, node: string): Promise<void> {
-  return new Promise((resolve, reject) =>
-    client.create(node, Buffer.alloc(0), 1 /* EPHEMERAL */, (error: Error | null) =>
-      error ? reject(error) : resolve(),
-    ),
-  );
-}
-
 describe(`telemetry of two sidecars (engine ${process.env.MESHPORT_ENGINE ?? 'native'})`, function () {
   this.timeout(60_000);
   let zk: RunningZooKeeper;
@@ -180,8 +168,8 @@ describe(`telemetry of two sidecars (engine ${process.env.MESHPORT_ENGINE ?? 'na
     // The provider app publishes through its pod's facade, as sofa-rpc-node does.
     app = await connectZooKeeper(`127.0.0.1:${provider.sidecar.address({ facade: 'zk' }).port}`);
     const url = `bolt://127.0.0.1:${echo.port}/com.example.Echo?interface=com.example.Echo&version=1.0&weight=100`;
-    await mkdirp(app, '/sofa-rpc/com.example.Echo/providers');
-    await createEphemeral(app, `/sofa-rpc/com.example.Echo/providers/${encodeURIComponent(url)}`);
+    await zkMkdirp(app, '/sofa-rpc/com.example.Echo/providers');
+    await zkCreateEphemeral(app, `/sofa-rpc/com.example.Echo/providers/${encodeURIComponent(url)}`);
     await eventually('the consumer pod to route the service', async () =>
       consumer.sidecar.book.snapshot().outbound[SERVICE] ? true : undefined,
     );

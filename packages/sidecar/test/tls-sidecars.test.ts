@@ -13,6 +13,8 @@ import tls from 'node:tls';
 import pino from 'pino';
 import { FrameSplitter, decodeFrame, type FrameHeader } from '@meshport/protocol';
 import {
+  zkCreateEphemeral,
+  zkMkdirp,
   boltRequest,
   connectZooKeeper,
   eventually,
@@ -148,20 +150,6 @@ function children(client: ZkClient, dir: string): Promise<string[]> {
   );
 }
 
-function mkdirp(client: ZkClient, dir: string): Promise<void> {
-  return new Promise((resolve, reject) =>
-    client.mkdirp(dir, (error: Error | null) => (error ? reject(error) : resolve())),
-  );
-}
-
-function createEphemeral(client: ZkClient, node: string): Promise<void> {
-  return new Promise((resolve, reject) =>
-    client.create(node, Buffer.alloc(0), 1 /* EPHEMERAL */, (error: Error | null) =>
-      error ? reject(error) : resolve(),
-    ),
-  );
-}
-
 describe(`sidecars with mutual TLS (engine ${process.env.MESHPORT_ENGINE ?? 'native'})`, function () {
   this.timeout(60_000);
   let zk: RunningZooKeeper;
@@ -188,8 +176,8 @@ describe(`sidecars with mutual TLS (engine ${process.env.MESHPORT_ENGINE ?? 'nat
     const app = await connectZooKeeper(`127.0.0.1:${provider.sidecar.address({ facade: 'zk' }).port}`);
     clients.push(app);
     const url = `bolt://127.0.0.1:${echo.port}/com.example.Echo?interface=com.example.Echo&version=1.0&weight=100`;
-    await mkdirp(app, '/sofa-rpc/com.example.Echo/providers');
-    await createEphemeral(app, `/sofa-rpc/com.example.Echo/providers/${encodeURIComponent(url)}`);
+    await zkMkdirp(app, '/sofa-rpc/com.example.Echo/providers');
+    await zkCreateEphemeral(app, `/sofa-rpc/com.example.Echo/providers/${encodeURIComponent(url)}`);
     await eventually('the consumer pod to route the service over mTLS', async () =>
       consumer.sidecar.book.snapshot().outbound[SERVICE]?.endpoints.some((e) => e.identity === PROVIDER_ID)
         ? true

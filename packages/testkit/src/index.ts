@@ -21,7 +21,15 @@ export { HOST, freePort, freePorts, isPortTaken, onFreePorts } from './ports';
 export { fourLetterWord, pidAlive, portRefuses, tcpExchange } from './probes';
 export { PortTakenError, killAllServersSync, stopAllServers, type RestartOptions, type Restartable } from './processes';
 export { startRedis, type RedisOptions, type RunningRedis } from './redis';
-export { connectZooKeeper, connected, eventually, restartOutage, type HasConnectionState } from './registry';
+export {
+  connectZooKeeper,
+  connected,
+  eventually,
+  restartOutage,
+  zkCreateEphemeral,
+  zkMkdirp,
+  type HasConnectionState,
+} from './registry';
 export { RespConnection, RespError, encodeCommand, type RespValue } from './resp';
 export {
   CONSUMER_READY_MS,

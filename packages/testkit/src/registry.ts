@@ -60,3 +60,19 @@ export function connectZooKeeper(
     client.connect();
   });
 }
+
+/** Creates `path` and every missing parent as persistent nodes (a provider's category directory). */
+export function zkMkdirp(client: zookeeper.Client, path: string): Promise<void> {
+  return new Promise((resolve, reject) =>
+    client.mkdirp(path, null, zookeeper.CreateMode.PERSISTENT, (error) => (error ? reject(error) : resolve())),
+  );
+}
+
+/** An empty ephemeral node: how an SDK publishes a provider URL, gone with its session. */
+export function zkCreateEphemeral(client: zookeeper.Client, path: string): Promise<void> {
+  return new Promise((resolve, reject) =>
+    client.create(path, Buffer.alloc(0), zookeeper.CreateMode.EPHEMERAL, (error) =>
+      error ? reject(error) : resolve(),
+    ),
+  );
+}
