@@ -11,6 +11,7 @@ import { BoltStatus, DubboStatus } from '@meshport/protocol';
 import { MemoryRouteTable, createRouter, type RouterHandle } from '../src/index';
 import { boltRequest, dubboCall, type EchoProvider, startEchoProvider } from '@meshport/testkit';
 import { FrameClient, closedPort, until } from './helpers/peers';
+import { parseMetrics, type Sample } from './helpers/metrics';
 
 const quiet = pino({ level: 'silent' });
 
@@ -41,26 +42,6 @@ function get(port: number, path: string): Promise<Page> {
     });
     req.on('error', reject);
   });
-}
-
-interface Sample {
-  name: string;
-  labels: Record<string, string>;
-  value: number;
-}
-
-/** Prometheus text format, the lines that carry samples. */
-function parseMetrics(text: string): Sample[] {
-  const samples: Sample[] = [];
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    assert.ok(m, `a sample line: ${line}`);
-    const labels: Record<string, string> = {};
-    for (const [, k, v] of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[k] = v;
-    samples.push({ name: m[1], labels, value: Number(m[3]) });
-  }
-  return samples;
 }
 
 /** Sum of the samples of `name` whose labels include `labels` (0 when there is none). */

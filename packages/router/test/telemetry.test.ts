@@ -20,6 +20,7 @@ import {
 } from '../src/index';
 import { useRouterKit } from './helpers/kit';
 import { FrameClient, boltRequestFrame, closedPort, until } from './helpers/peers';
+import { parseMetrics, type Sample } from './helpers/metrics';
 import { securityOf } from './helpers/security-peers';
 
 const SVC = 'com.example.EchoService:1.0';
@@ -88,25 +89,6 @@ class Sink {
     for (const line of lines.split('\n').slice(0, -1))
       (kind === 'access' ? this.access : this.spans).push(JSON.parse(line));
   };
-}
-
-interface Sample {
-  name: string;
-  labels: Record<string, string>;
-  value: number;
-}
-
-function parseMetrics(text: string): Sample[] {
-  const samples: Sample[] = [];
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    assert.ok(m, `a sample line: ${line}`);
-    const labels: Record<string, string> = {};
-    for (const [, k, v] of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[k] = v;
-    samples.push({ name: m[1], labels, value: Number(m[3]) });
-  }
-  return samples;
 }
 
 async function metrics(router: RouterHandle): Promise<Sample[]> {
